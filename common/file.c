@@ -1,0 +1,296 @@
+#define _GNU_SOURCE /* copy_file_range */
+#include "common/file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- mappings ---------------------------------------------------------------------------- */
+
+ulc_status ulc_mapping_open(const char *path, const char *what, ulc_mapping **out, ulc_ctx *ctx) {
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return ulc_fail(ctx, ULC_ERR_IO, "%s: cannot open %s: %s", path, what, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return ulc_fail(ctx, ULC_ERR_IO, "%s: cannot stat %s: %s", path, what, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return ulc_fail(ctx, ULC_ERR_IO, "%s: %s is not a regular file", path, what);
+    }
+    ulc_mapping *m = calloc(1, sizeof *m);
+    char *p = strdup(path);
+    if (!m || !p) {
+        free(m);
+        free(p);
+        close(fd);
+        return ulc_fail(ctx, ULC_ERR_NOMEM, "%s: out of memory", path);
+    }
+    m->path = p;
+    m->fd = fd;
+    m->size = (size_t)st.st_size;
+    m->dev = st.st_dev;
+    m->ino = st.st_ino;
+    m->refs = 1;
+    if (m->size > 0) {
+        void *d = mmap(NULL, m->size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (d == MAP_FAILED) {
+            int e = errno;
+            ulc_mapping_unref(m);
+            return ulc_fail(ctx, ULC_ERR_IO, "%s: cannot map %s: %s", path, what, strerror(e));
+        }
+        m->data = d;
+    }
+    *out = m;
+    return ULC_OK;
+}
+
+ulc_mapping *ulc_mapping_ref(ulc_mapping *m) {
+    if (m) m->refs++;
+    return m;
+}
+
+void ulc_mapping_unref(ulc_mapping *m) {
+    if (!m || --m->refs > 0) return;
+    if (m->data) munmap((void *)m->data, m->size);
+    if (m->fd >= 0) close(m->fd);
+    free(m->path);
+    free(m);
+}
+
+/* ---- atomic output files ----------------------------------------------------------------- */
+
+#define OUTBUF_SIZE ((size_t)1 << 20)
+#define MAX_OPEN_TMP 64
+
+struct ulc_outfile {
+    char *path;    /* destination */
+    char *tmp;     /* temporary beside it */
+    int fd;
+    uint64_t pos;  /* bytes written, buffered included */
+    size_t nbuf;
+    int slot;      /* index in the cleanup registry */
+    unsigned char *buf;
+};
+
+/* Temporaries to remove if a signal ends the process. Plain array of pointers so that the
+ * signal handler only reads it. */
+static char *volatile g_tmp_paths[MAX_OPEN_TMP];
+
+static int register_tmp(char *tmp) {
+    for (int i = 0; i < MAX_OPEN_TMP; i++) {
+        if (!g_tmp_paths[i]) {
+            g_tmp_paths[i] = tmp;
+            return i;
+        }
+    }
+    return -1;
+}
+
+static void unregister_tmp(int slot) {
+    if (slot >= 0) g_tmp_paths[slot] = NULL;
+}
+
+void ulc_outfile_cleanup_all(void) {
+    for (int i = 0; i < MAX_OPEN_TMP; i++) {
+        char *p = g_tmp_paths[i];
+        if (p) unlink(p);
+    }
+}
+
+static void outfile_free(ulc_outfile *o) {
+    unregister_tmp(o->slot);
+    free(o->buf);
+    free(o->tmp);
+    free(o->path);
+    free(o);
+}
+
+ulc_status ulc_outfile_open(const char *path, ulc_outfile **out, ulc_ctx *ctx) {
+    *out = NULL;
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return ulc_fail(ctx, ULC_ERR_IO, "%s: output path is a directory", path);
+    ulc_outfile *o = calloc(1, sizeof *o);
+    if (!o) return ulc_fail(ctx, ULC_ERR_NOMEM, "%s: out of memory", path);
+    o->fd = -1;
+    o->slot = -1;
+    o->path = strdup(path);
+    char *dir = ulc_path_dirname(path);
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t n = (dir ? strlen(dir) : 0) + strlen(base) + 32;
+    o->tmp = malloc(n);
+    o->buf = malloc(OUTBUF_SIZE);
+    if (!o->path || !dir || !o->tmp || !o->buf) {
+        free(dir);
+        outfile_free(o);
+        return ulc_fail(ctx, ULC_ERR_NOMEM, "%s: out of memory", path);
+    }
+    snprintf(o->tmp, n, "%s/.%s.ulc-tmp-XXXXXX", dir, base);
+    free(dir);
+    o->fd = mkostemp(o->tmp, O_CLOEXEC);
+    if (o->fd < 0) {
+        int e = errno;
+        outfile_free(o);
+        return ulc_fail(ctx, ULC_ERR_IO, "%s: cannot create output file: %s", path, strerror(e));
+    }
+    o->slot = register_tmp(o->tmp);
+    /* mkstemp makes 0600; give the result the permissions a plain create would. */
+    mode_t um = umask(0);
+    umask(um);
+    if (fchmod(o->fd, 0666 & ~um) != 0) { /* not fatal: the file is still correct */
+    }
+    *out = o;
+    return ULC_OK;
+}
+
+static ulc_status write_all(ulc_outfile *o, const void *p, size_t n, ulc_ctx *ctx) {
+    const char *c = p;
+    while (n > 0) {
+        ssize_t w = write(o->fd, c, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return ulc_fail(ctx, ULC_ERR_IO, "%s: write failed: %s", o->path, strerror(errno));
+        }
+        c += w;
+        n -= (size_t)w;
+    }
+    return ULC_OK;
+}
+
+static ulc_status flush_buf(ulc_outfile *o, ulc_ctx *ctx) {
+    if (o->nbuf == 0) return ULC_OK;
+    ulc_status s = write_all(o, o->buf, o->nbuf, ctx);
+    o->nbuf = 0;
+    return s;
+}
+
+ulc_status ulc_outfile_write(ulc_outfile *o, const void *p, size_t n, ulc_ctx *ctx) {
+    o->pos += n;
+    if (n >= OUTBUF_SIZE) {
+        ULC_TRY(flush_buf(o, ctx));
+        return write_all(o, p, n, ctx);
+    }
+    if (o->nbuf + n > OUTBUF_SIZE) ULC_TRY(flush_buf(o, ctx));
+    memcpy(o->buf + o->nbuf, p, n);
+    o->nbuf += n;
+    return ULC_OK;
+}
+
+ulc_status ulc_outfile_copy_from(ulc_outfile *o, int src_fd, uint64_t off, uint64_t len,
+                                 ulc_ctx *ctx) {
+    ULC_TRY(flush_buf(o, ctx));
+    o->pos += len;
+    loff_t in_off = (loff_t)off;
+    while (len > 0) {
+        size_t chunk = len > ((uint64_t)1 << 30) ? ((size_t)1 << 30) : (size_t)len;
+        ssize_t c = copy_file_range(src_fd, &in_off, o->fd, NULL, chunk, 0);
+        if (c < 0 && errno == EINTR) continue;
+        if (c <= 0) break; /* not supported here, or short source: fall back to pread */
+        len -= (uint64_t)c;
+    }
+    while (len > 0) {
+        size_t chunk = len > OUTBUF_SIZE ? OUTBUF_SIZE : (size_t)len;
+        ssize_t r = pread(src_fd, o->buf, chunk, in_off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0)
+            return ulc_fail(ctx, ULC_ERR_IO, "%s: reading source data failed: %s", o->path,
+                            r < 0 ? strerror(errno) : "unexpected end of file");
+        ULC_TRY(write_all(o, o->buf, (size_t)r, ctx));
+        in_off += r;
+        len -= (uint64_t)r;
+    }
+    return ULC_OK;
+}
+
+ulc_status ulc_outfile_pad_to(ulc_outfile *o, uint64_t alignment, ulc_ctx *ctx) {
+    static const unsigned char zeros[4096];
+    while (alignment > 1 && o->pos % alignment) {
+        uint64_t need = alignment - o->pos % alignment;
+        size_t n = need > sizeof zeros ? sizeof zeros : (size_t)need;
+        ULC_TRY(ulc_outfile_write(o, zeros, n, ctx));
+    }
+    return ULC_OK;
+}
+
+uint64_t ulc_outfile_tell(const ulc_outfile *o) { return o->pos; }
+const char *ulc_outfile_path(const ulc_outfile *o) { return o->path; }
+
+ulc_status ulc_outfile_commit(ulc_outfile *o, ulc_ctx *ctx) {
+    ulc_status s = flush_buf(o, ctx);
+    if (close(o->fd) != 0 && s == ULC_OK)
+        s = ulc_fail(ctx, ULC_ERR_IO, "%s: close failed: %s", o->path, strerror(errno));
+    o->fd = -1;
+    if (s == ULC_OK && rename(o->tmp, o->path) != 0)
+        s = ulc_fail(ctx, ULC_ERR_IO, "%s: cannot rename temporary file into place: %s", o->path,
+                     strerror(errno));
+    if (s != ULC_OK) unlink(o->tmp);
+    outfile_free(o);
+    return s;
+}
+
+void ulc_outfile_abort(ulc_outfile *o) {
+    if (!o) return;
+    if (o->fd >= 0) close(o->fd);
+    unlink(o->tmp);
+    outfile_free(o);
+}
+
+/* ---- paths --------------------------------------------------------------------------------- */
+
+int ulc_path_same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    if (stat(a, &sa) != 0 || stat(b, &sb) != 0) return 0;
+    return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+int ulc_path_exists(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+char *ulc_path_dirname(const char *path) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) return strdup(".");
+    if (slash == path) return strdup("/");
+    size_t n = (size_t)(slash - path);
+    char *d = malloc(n + 1);
+    if (!d) return NULL;
+    memcpy(d, path, n);
+    d[n] = '\0';
+    return d;
+}
+
+char *ulc_path_join(const char *dir, const char *rel) {
+    if (strcmp(dir, ".") == 0) return strdup(rel);
+    size_t n = strlen(dir) + strlen(rel) + 2;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", rel);
+    return p;
+}
+
+const char *ulc_path_unsafe_reason(const char *rel) {
+    if (!rel || !*rel) return "the path is empty";
+    if (rel[0] == '/') return "absolute paths are refused";
+    if (strchr(rel, '\\')) return "backslashes are refused";
+    const char *p = rel;
+    while (*p) {
+        const char *e = strchr(p, '/');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (n == 2 && p[0] == '.' && p[1] == '.') return "'..' components are refused";
+        if (!e) break;
+        p = e + 1;
+    }
+    return NULL;
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs everything ulc needs to build and test, idempotently:
+#   - Debian packages for the C build (protobuf-c, onnx.proto, cJSON, zstd, oneDNN) and the
+#     Python test tools (Debian's CPU torch/torchvision, scikit-learn);
+#   - a venv in .venv made from Debian's /usr/bin/python3 with --system-site-packages, holding the
+#     PyPI test requirements (tests/requirements.txt).
+# Python is for tests and fixture generation only; the ulc binary never needs it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PKGS=(build-essential cmake pkg-config
+          libprotobuf-c-dev protobuf-c-compiler libonnx-dev
+          libcjson-dev libzstd-dev libdnnl-dev
+          python3 python3-venv python3-pip python3-torch python3-torchvision python3-sklearn)
+
+missing=()
+for p in "${APT_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -q
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# The venv is keyed by the requirements file: a change to it rebuilds the environment.
+VENV=.venv
+REQ=tests/requirements.txt
+stamp="$VENV/.ulc-req-$(sha256sum "$REQ" | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  echo "setup: creating $VENV from $REQ"
+  rm -rf "$VENV"
+  /usr/bin/python3 -m venv --system-site-packages "$VENV"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQ"
+  touch "$stamp"
+fi
+echo "setup: ok"

@@ -1,0 +1,27 @@
+/* cli.h — pieces shared by the ulc command-line tool's source files. */
+#ifndef ULC_TOOLS_CLI_H
+#define ULC_TOOLS_CLI_H
+
+#include "common/status.h"
+#include "ir/graph.h"
+
+/* Exit codes (docs/cli.md). */
+enum {
+    ULC_EXIT_OK = 0,
+    ULC_EXIT_USAGE = 1,       /* bad command line */
+    ULC_EXIT_INPUT = 2,       /* the input is malformed or invalid */
+    ULC_EXIT_IO = 3,          /* a file could not be read or written */
+    ULC_EXIT_UNSUPPORTED = 4, /* valid input that ulc does not handle */
+    ULC_EXIT_NOMEM = 5,
+    ULC_EXIT_INTERNAL = 70,
+    ULC_EXIT_INTERRUPTED = 130
+};
+
+int ulc_cli_exit_code(ulc_status s);
+/* Prints "ulc: error: <message>" to stderr and returns the exit code for ctx's status. */
+int ulc_cli_report(const ulc_ctx *ctx);
+
+/* `ulc inspect`: writes the report for m (loaded from path) to stdout. */
+int ulc_cli_inspect(const ulc_model *m, const char *path, int json);
+
+#endif

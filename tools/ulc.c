@@ -1,0 +1,166 @@
+/*
+ * ulc.c — the command-line tool, and the only place in ulc that exits.
+ *
+ *   ulc inspect MODEL [--json]
+ *   ulc convert IN -o OUT [--external-data] [--in-place]
+ *   ulc --help | --version
+ */
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/file.h"
+#include "export/onnx_export.h"
+#include "import/onnx_import.h"
+#include "tools/cli.h"
+
+static const char *k_usage =
+    "usage: ulc <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  inspect MODEL [--json]     producer, opsets, inputs/outputs, op histogram, parameters,\n"
+    "                             external data files\n"
+    "  convert IN -o OUT          read IN and write it to OUT in the format OUT's name asks for\n"
+    "      --external-data        write weights to OUT.data (4 KiB-aligned) instead of inline\n"
+    "      --in-place             allow OUT to be IN itself (or IN's external data)\n"
+    "      --print-ir             print the IR to stdout after import\n"
+    "\n"
+    "options:\n"
+    "  -h, --help                 this text\n"
+    "  --version                  ulc's version\n"
+    "\n"
+    "formats: ONNX (.onnx). Exit codes: 0 ok, 1 usage, 2 invalid input, 3 I/O error,\n"
+    "4 unsupported, 5 out of memory, 70 internal error, 130 interrupted (docs/cli.md).\n";
+
+int ulc_cli_exit_code(ulc_status s) {
+    switch (s) {
+    case ULC_OK: return ULC_EXIT_OK;
+    case ULC_ERR_INVALID_ARG: return ULC_EXIT_USAGE;
+    case ULC_ERR_PARSE:
+    case ULC_ERR_INVALID: return ULC_EXIT_INPUT;
+    case ULC_ERR_IO: return ULC_EXIT_IO;
+    case ULC_ERR_UNSUPPORTED: return ULC_EXIT_UNSUPPORTED;
+    case ULC_ERR_NOMEM: return ULC_EXIT_NOMEM;
+    case ULC_ERR_INTERRUPTED: return ULC_EXIT_INTERRUPTED;
+    case ULC_ERR_INTERNAL: return ULC_EXIT_INTERNAL;
+    }
+    return ULC_EXIT_INTERNAL;
+}
+
+int ulc_cli_report(const ulc_ctx *ctx) {
+    fprintf(stderr, "ulc: error: %s\n", ulc_ctx_message(ctx));
+    return ulc_cli_exit_code(ctx->status);
+}
+
+static int usage_error(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+static int usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("ulc: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\n(see 'ulc --help')\n", stderr);
+    return ULC_EXIT_USAGE;
+}
+
+static void on_signal(int sig) {
+    ulc_outfile_cleanup_all(); /* async-signal-safe: unlink only */
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* Imports a model of any supported format. */
+static ulc_status load_model(const char *path, ulc_model **m, ulc_ctx *ctx) {
+    return ulc_onnx_import(path, m, ctx);
+}
+
+static int cmd_inspect(int argc, char **argv) {
+    const char *path = NULL;
+    int json = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) json = 1;
+        else if (argv[i][0] == '-' && argv[i][1]) return usage_error("inspect: unknown option '%s'", argv[i]);
+        else if (path) return usage_error("inspect: more than one model given ('%s')", argv[i]);
+        else path = argv[i];
+    }
+    if (!path) return usage_error("inspect: no model given");
+    ulc_ctx ctx;
+    ulc_ctx_init(&ctx);
+    ulc_model *m = NULL;
+    if (load_model(path, &m, &ctx) != ULC_OK) return ulc_cli_report(&ctx);
+    int rc = ulc_cli_inspect(m, path, json);
+    ulc_model_free(m);
+    return rc;
+}
+
+static int cmd_convert(int argc, char **argv) {
+    const char *in = NULL, *out = NULL;
+    int print_ir = 0;
+    ulc_onnx_export_opts eo = ulc_onnx_export_defaults();
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "-o") == 0 || strcmp(argv[i], "--output") == 0) {
+            if (i + 1 >= argc) return usage_error("convert: %s needs a path", argv[i]);
+            out = argv[++i];
+        } else if (strcmp(argv[i], "--external-data") == 0) {
+            eo.external_data = 1;
+        } else if (strcmp(argv[i], "--in-place") == 0) {
+            eo.allow_overwrite_input = 1;
+        } else if (strcmp(argv[i], "--print-ir") == 0) {
+            print_ir = 1;
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            return usage_error("convert: unknown option '%s'", argv[i]);
+        } else if (in) {
+            return usage_error("convert: more than one input given ('%s')", argv[i]);
+        } else {
+            in = argv[i];
+        }
+    }
+    if (!in) return usage_error("convert: no input model given");
+    if (!out) return usage_error("convert: no output given (-o OUT)");
+    if (!ends_with(out, ".onnx"))
+        return usage_error("convert: cannot tell the output format of '%s' (expected a name "
+                           "ending in .onnx)", out);
+    ulc_ctx ctx;
+    ulc_ctx_init(&ctx);
+    ulc_model *m = NULL;
+    if (load_model(in, &m, &ctx) != ULC_OK) return ulc_cli_report(&ctx);
+    if (print_ir) ulc_model_print(m, stdout);
+    ulc_status s = ulc_onnx_export(m, out, &eo, &ctx);
+    ulc_model_free(m);
+    if (s != ULC_OK) return ulc_cli_report(&ctx);
+    return ULC_EXIT_OK;
+}
+
+int main(int argc, char **argv) {
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    signal(SIGHUP, on_signal);
+    if (argc < 2) {
+        fputs(k_usage, stderr);
+        return ULC_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(k_usage, stdout);
+        return ULC_EXIT_OK;
+    }
+    if (strcmp(cmd, "--version") == 0) {
+        printf("ulc %s\n", ULC_VERSION);
+        return ULC_EXIT_OK;
+    }
+    if (strcmp(cmd, "inspect") == 0) return cmd_inspect(argc - 2, argv + 2);
+    if (strcmp(cmd, "convert") == 0) return cmd_convert(argc - 2, argv + 2);
+    return usage_error("unknown command '%s'", cmd);
+}

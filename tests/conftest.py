@@ -1,0 +1,41 @@
+"""Shared pytest fixtures for ulc's Python test suites.
+
+ULC_BIN names the ulc binary under test (ctest sets it: the normal build and the ASan build
+both run these suites); ULC_FIXTURE_DIR is where generated fixtures are cached between runs.
+"""
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def ulc_bin() -> str:
+    return os.environ.get("ULC_BIN", str(ROOT / "build" / "ulc"))
+
+
+def run_ulc(*args, check=False, timeout=600, cwd=None):
+    """Runs ulc with args; returns the CompletedProcess (text mode)."""
+    proc = subprocess.run([ulc_bin(), *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"ulc {' '.join(map(str, args))} exited {proc.returncode}:\n"
+                             f"{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def ulc():
+    path = ulc_bin()
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"ulc binary not found at {path} (build first, or set ULC_BIN)")
+    return run_ulc
+
+
+@pytest.fixture(scope="session")
+def fixture_dir():
+    d = Path(os.environ.get("ULC_FIXTURE_DIR", ROOT / "build" / "fixtures"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d

@@ -1,0 +1,42 @@
+# Thin wrapper over CMake. `make demo` and `make test` work on a fresh Debian 12 machine:
+# both run scripts/setup.sh first, which installs what is missing (idempotent).
+JOBS ?= $(shell nproc)
+DEMO_MODEL := models/digits/digits_resnet.onnx
+
+.PHONY: all setup build asan demo test test-fast bench clean
+
+all: build
+
+setup:
+	@scripts/setup.sh
+
+build: setup
+	@cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo > build.cmake.log 2>&1 || { cat build.cmake.log; exit 1; }
+	@cmake --build build -j $(JOBS)
+
+# AddressSanitizer + UndefinedBehaviorSanitizer build, run by `make test` as well.
+asan: setup
+	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DULC_SANITIZE=ON > build-asan.cmake.log 2>&1 || { cat build-asan.cmake.log; exit 1; }
+	@cmake --build build-asan -j $(JOBS)
+
+# The main job on the embedded default: inspect the shipped digits model, convert it, and
+# inspect the result (this becomes the unlearning demo when unlearning lands).
+demo: build
+	@mkdir -p build/demo
+	build/ulc inspect $(DEMO_MODEL)
+	build/ulc convert $(DEMO_MODEL) -o build/demo/digits_resnet.onnx
+	build/ulc inspect build/demo/digits_resnet.onnx
+
+# The whole suite: every test in the normal build, then again under ASan+UBSan.
+test: build asan
+	ctest --test-dir build --output-on-failure
+	ctest --test-dir build-asan --output-on-failure
+
+test-fast: build
+	ctest --test-dir build --output-on-failure
+
+bench: build
+	.venv/bin/python bench/bench_io.py
+
+clean:
+	rm -rf build build-asan build.cmake.log build-asan.cmake.log

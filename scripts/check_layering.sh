@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Enforces the module rules of docs/ARCHITECTURE.md on the sources:
+#   - which layer may include which (common <- ir <- {import, export, runtime}; passes <- ir +
+#     runtime's public header; tools, tests and bench may include anything);
+#   - oneDNN headers only under runtime/cpu/, CUDA headers only under runtime/cuda/;
+#   - no exit()/abort() in library code (only tools/ exits; ULC_ASSERT's abort lives in common/status.c).
+set -u
+root=${1:-$(dirname "$0")/..}
+cd "$root" || exit 2
+fail=0
+
+allowed() { # layer -> allowed include prefixes
+  case "$1" in
+    common)  echo "common" ;;
+    ir)      echo "common ir" ;;
+    import)  echo "common ir import" ;;
+    export)  echo "common ir export" ;;
+    runtime) echo "common ir runtime" ;;
+    passes)  echo "common ir passes runtime/runtime.h" ;;
+    *)       echo "*" ;;
+  esac
+}
+
+src_dirs="common ir import export runtime passes tools tests bench"
+existing=$(for d in $src_dirs; do [ -d "$d" ] && echo "$d"; done)
+
+for layer in common ir import export runtime passes; do
+  [ -d "$layer" ] || continue
+  ok=$(allowed "$layer")
+  while IFS= read -r line; do
+    file=${line%%:*}
+    inc=$(printf '%s' "$line" | sed -n 's/.*#include "\([^"]*\)".*/\1/p')
+    [ -n "$inc" ] || continue
+    case "$inc" in */*) ;; *) continue ;; esac   # same-directory or generated headers
+    good=0
+    for p in $ok; do
+      case "$inc" in "$p"|"$p"/*) good=1 ;; esac
+    done
+    if [ $good -eq 0 ]; then
+      echo "layering: $file includes \"$inc\", but $layer/ may only include: $ok"
+      fail=1
+    fi
+  done < <(grep -rn --include='*.c' --include='*.h' '#include "' "$layer" | sed 's/:[0-9]*:/:/')
+done
+
+while IFS= read -r hit; do
+  case "$hit" in runtime/cpu/*) ;; *) echo "layering: oneDNN outside runtime/cpu/: $hit"; fail=1 ;; esac
+done < <(grep -rn --include='*.c' --include='*.h' -E '#include *[<"](dnnl|oneapi/dnnl)' $existing 2>/dev/null)
+while IFS= read -r hit; do
+  case "$hit" in runtime/cuda/*) ;; *) echo "layering: CUDA outside runtime/cuda/: $hit"; fail=1 ;; esac
+done < <(grep -rn --include='*.c' --include='*.h' --include='*.cu' -E '#include *[<"](cuda|cublas|cudnn)' $existing 2>/dev/null)
+
+for layer in common ir import export runtime passes; do
+  [ -d "$layer" ] || continue
+  while IFS= read -r hit; do
+    case "$hit" in common/status.c:*abort*) continue ;; esac
+    echo "layering: library code must not exit: $hit"; fail=1
+  done < <(grep -rn --include='*.c' -E '\b(exit|_exit|abort)\s*\(' "$layer")
+done
+
+if [ $fail -eq 0 ]; then echo "layering: ok"; fi
+exit $fail

@@ -530,17 +530,15 @@ static ulc_status write_model(exporter *ex, ulc_outfile *o) {
 
 static ulc_status check_targets(exporter *ex, const char *path) {
     if (ex->opts->allow_overwrite_input) return ULC_OK;
-    const ulc_graph *g = ex->g;
-    if (ex->m->source_path && ulc_path_same_file(path, ex->m->source_path))
+    const char *src = ulc_model_reads_file(ex->m, path);
+    if (src)
         return ulc_fail(ex->ctx, ULC_ERR_INVALID_ARG,
                         "%s: refusing to overwrite the input model (use --in-place)", path);
-    for (size_t i = 0; ex->data_path && i < g->maps.len; i++) {
-        const ulc_mapping *mp = g->maps.items[i];
-        if (ulc_path_same_file(ex->data_path, mp->path))
-            return ulc_fail(ex->ctx, ULC_ERR_INVALID_ARG,
-                            "%s: refusing to overwrite '%s', which the input model reads its "
-                            "weights from (use --in-place)", path, mp->path);
-    }
+    src = ex->data_path ? ulc_model_reads_file(ex->m, ex->data_path) : NULL;
+    if (src)
+        return ulc_fail(ex->ctx, ULC_ERR_INVALID_ARG,
+                        "%s: refusing to overwrite '%s', which the input model reads its "
+                        "weights from (use --in-place)", path, src);
     return ULC_OK;
 }
 

@@ -1,6 +1,7 @@
 #include "ir/dtype.h"
 
 #include <stdint.h>
+#include <string.h>
 
 static const struct {
     const char *name;
@@ -62,4 +63,27 @@ ulc_onnx_field ulc_dtype_onnx_field(int dt) {
     case ULC_DT_UNDEFINED: return ULC_ONNX_FIELD_NONE;
     default: return ulc_dtype_valid(dt) ? ULC_ONNX_FIELD_INT32 : ULC_ONNX_FIELD_NONE;
     }
+}
+
+static const struct {
+    int dt;
+    const char *name;
+} k_st_names[] = {
+    {ULC_DT_F64, "F64"},       {ULC_DT_F32, "F32"},         {ULC_DT_F16, "F16"},
+    {ULC_DT_BF16, "BF16"},     {ULC_DT_I64, "I64"},         {ULC_DT_I32, "I32"},
+    {ULC_DT_I16, "I16"},       {ULC_DT_I8, "I8"},           {ULC_DT_U8, "U8"},
+    {ULC_DT_BOOL, "BOOL"},     {ULC_DT_U16, "U16"},         {ULC_DT_U32, "U32"},
+    {ULC_DT_U64, "U64"},       {ULC_DT_F8E4M3FN, "F8_E4M3"}, {ULC_DT_F8E5M2, "F8_E5M2"},
+};
+
+const char *ulc_dtype_safetensors_name(int dt) {
+    for (size_t i = 0; i < sizeof k_st_names / sizeof *k_st_names; i++)
+        if (k_st_names[i].dt == dt) return k_st_names[i].name;
+    return NULL;
+}
+
+int ulc_dtype_from_safetensors_name(const char *name) {
+    for (size_t i = 0; name && i < sizeof k_st_names / sizeof *k_st_names; i++)
+        if (strcmp(k_st_names[i].name, name) == 0) return k_st_names[i].dt;
+    return ULC_DT_UNDEFINED;
 }

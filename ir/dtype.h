@@ -62,4 +62,9 @@ typedef enum ulc_onnx_field {
 } ulc_onnx_field;
 
 ulc_onnx_field ulc_dtype_onnx_field(int dt);
+
+/* safetensors dtype names ("F32", "BF16", "F8_E4M3", ...): NULL when safetensors has no name for
+ * dt; from_name returns ULC_DT_UNDEFINED for an unknown name. */
+const char *ulc_dtype_safetensors_name(int dt);
+int ulc_dtype_from_safetensors_name(const char *name);
 #endif

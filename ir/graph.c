@@ -53,6 +53,15 @@ int64_t ulc_model_opset(const ulc_model *m, const char *domain) {
     return -1;
 }
 
+const char *ulc_model_reads_file(const ulc_model *m, const char *path) {
+    if (m->source_path && ulc_path_same_file(path, m->source_path)) return m->source_path;
+    for (size_t i = 0; i < m->graph->maps.len; i++) {
+        const ulc_mapping *mp = m->graph->maps.items[i];
+        if (ulc_path_same_file(path, mp->path)) return mp->path;
+    }
+    return NULL;
+}
+
 uint64_t ulc_tensor_file_offset(const ulc_tensor *t) {
     ULC_ASSERT(t->storage == ULC_STORAGE_BORROWED && t->map);
     return (uint64_t)((const uint8_t *)t->data - t->map->data);

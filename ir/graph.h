@@ -246,6 +246,10 @@ void ulc_model_free(ulc_model *m);
 /* Opset version for a domain ("" or "ai.onnx" for the default), or -1 if not imported. */
 int64_t ulc_model_opset(const ulc_model *m, const char *domain);
 
+/* If path names the same file as the model's source or a file its weights are borrowed from,
+ * returns that file's path (so writers can refuse to clobber their own input); else NULL. */
+const char *ulc_model_reads_file(const ulc_model *m, const char *path);
+
 /* Values. add_value fails (ULC_ERR_INVALID) if the name exists; get_value returns NULL if absent.
  * ensure_value returns the existing value or creates it. */
 ulc_value *ulc_graph_add_value(ulc_graph *g, const char *name, ulc_ctx *ctx);

@@ -105,7 +105,8 @@ static int inspect_json(const ulc_model *m, const char *path, const summary *s) 
     const ulc_graph *g = m->graph;
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "path", path);
-    cJSON_AddStringToObject(root, "format", "onnx");
+    cJSON_AddStringToObject(root, "format",
+                            m->source_format == ULC_FORMAT_SAFETENSORS ? "safetensors" : "onnx");
     if (m->has_ir_version) cJSON_AddNumberToObject(root, "ir_version", (double)m->ir_version);
     cJSON_AddStringToObject(root, "producer_name", m->producer_name ? m->producer_name : "");
     cJSON_AddStringToObject(root, "producer_version", m->producer_version ? m->producer_version : "");
@@ -174,9 +175,39 @@ static void human_bytes(uint64_t n, char *buf, size_t size) {
     else snprintf(buf, size, "%" PRIu64 " B", n);
 }
 
+static void print_params(const ulc_model *m, const summary *s) {
+    char b[64];
+    human_bytes(s->total_bytes, b, sizeof b);
+    printf("parameters: %" PRIu64 " in %zu tensors (%s)\n", s->total_numel, m->graph->inits.len, b);
+    for (int dt = 0; dt <= ULC_DT_COUNT_; dt++) {
+        if (!s->tensors[dt]) continue;
+        human_bytes(s->bytes[dt], b, sizeof b);
+        printf("  %-6s %" PRIu64 " elements in %" PRIu64 " tensors, %s\n",
+               dt < ULC_DT_COUNT_ ? ulc_dtype_name(dt) : "other", s->numel[dt], s->tensors[dt], b);
+    }
+}
+
+/* A weights-only checkpoint (safetensors): no graph to describe. */
+static int inspect_text_weights(const ulc_model *m, const char *path, const summary *s) {
+    char b[64];
+    printf("model:     %s (safetensors)\n", path);
+    print_params(m, s);
+    for (int i = 0; i < m->n_metadata; i++)
+        printf("%s %s = %s\n", i ? "          " : "metadata: ", m->metadata[i].key,
+               m->metadata[i].value);
+    printf("files:\n");
+    for (size_t i = 0; i < m->graph->maps.len; i++) {
+        const ulc_mapping *mp = m->graph->maps.items[i];
+        human_bytes(mp->size, b, sizeof b);
+        printf("  %s (%s)\n", mp->path, b);
+    }
+    return ULC_EXIT_OK;
+}
+
 static int inspect_text(const ulc_model *m, const char *path, const summary *s) {
     const ulc_graph *g = m->graph;
     char b[512];
+    if (m->source_format == ULC_FORMAT_SAFETENSORS) return inspect_text_weights(m, path, s);
     printf("model:     %s (ONNX, ir_version %" PRId64 ")\n", path, m->ir_version);
     printf("producer:  %s%s%s\n", m->producer_name && *m->producer_name ? m->producer_name : "(none)",
            m->producer_version && *m->producer_version ? " " : "",
@@ -203,14 +234,7 @@ static int inspect_text(const ulc_model *m, const char *path, const summary *s) 
     printf("ops:\n");
     for (int i = 0; i < s->n_ops; i++)
         printf("  %-24s %d\n", s->ops[i].op_type, s->ops[i].count);
-    human_bytes(s->total_bytes, b, sizeof b);
-    printf("parameters: %" PRIu64 " in %zu initializers (%s)\n", s->total_numel, g->inits.len, b);
-    for (int dt = 0; dt <= ULC_DT_COUNT_; dt++) {
-        if (!s->tensors[dt]) continue;
-        human_bytes(s->bytes[dt], b, sizeof b);
-        printf("  %-6s %" PRIu64 " elements in %" PRIu64 " tensors, %s\n",
-               dt < ULC_DT_COUNT_ ? ulc_dtype_name(dt) : "other", s->numel[dt], s->tensors[dt], b);
-    }
+    print_params(m, s);
     int any = 0;
     for (size_t i = 0; i < g->maps.len; i++) {
         const ulc_mapping *mp = g->maps.items[i];

@@ -10,11 +10,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/file.h"
 #include "export/onnx_export.h"
+#include "export/safetensors_export.h"
 #include "import/onnx_import.h"
+#include "import/safetensors_import.h"
 #include "tools/cli.h"
 
 static const char *k_usage =
@@ -24,6 +27,7 @@ static const char *k_usage =
     "  inspect MODEL [--json]     producer, opsets, inputs/outputs, op histogram, parameters,\n"
     "                             external data files\n"
     "  convert IN -o OUT          read IN and write it to OUT in the format OUT's name asks for\n"
+    "                             (.onnx, .safetensors, or a directory for model.safetensors)\n"
     "      --external-data        write weights to OUT.data (4 KiB-aligned) instead of inline\n"
     "      --in-place             allow OUT to be IN itself (or IN's external data)\n"
     "      --print-ir             print the IR to stdout after import\n"
@@ -32,7 +36,8 @@ static const char *k_usage =
     "  -h, --help                 this text\n"
     "  --version                  ulc's version\n"
     "\n"
-    "formats: ONNX (.onnx). Exit codes: 0 ok, 1 usage, 2 invalid input, 3 I/O error,\n"
+    "formats: ONNX (.onnx); safetensors (.safetensors, a sharded checkpoint's index .json, or a\n"
+    "directory holding either). Exit codes: 0 ok, 1 usage, 2 invalid input, 3 I/O error,\n"
     "4 unsupported, 5 out of memory, 70 internal error, 130 interrupted (docs/cli.md).\n";
 
 int ulc_cli_exit_code(ulc_status s) {
@@ -81,8 +86,24 @@ static int ends_with(const char *s, const char *suffix) {
     return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
-/* Imports a model of any supported format. */
+static int is_dir(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Imports a model of any supported format, told apart by content (directories and .json
+ * index files are safetensors checkpoints). */
 static ulc_status load_model(const char *path, ulc_model **m, ulc_ctx *ctx) {
+    if (is_dir(path) || ends_with(path, ".json")) return ulc_safetensors_import(path, m, ctx);
+    unsigned char head[16];
+    size_t n = 0;
+    FILE *f = fopen(path, "rb");
+    if (f) {
+        n = fread(head, 1, sizeof head, f);
+        fclose(f);
+    }
+    if (ulc_safetensors_sniff(head, n) || (n == 0 && ends_with(path, ".safetensors")))
+        return ulc_safetensors_import(path, m, ctx);
     return ulc_onnx_import(path, m, ctx);
 }
 
@@ -129,15 +150,42 @@ static int cmd_convert(int argc, char **argv) {
     }
     if (!in) return usage_error("convert: no input model given");
     if (!out) return usage_error("convert: no output given (-o OUT)");
-    if (!ends_with(out, ".onnx"))
+    /* OUT's name picks the format: .onnx, .safetensors, or a directory (an existing one, or a
+     * name ending in '/') that receives model.safetensors. */
+    int to_dir = is_dir(out) || ends_with(out, "/");
+    if (!to_dir && !ends_with(out, ".onnx") && !ends_with(out, ".safetensors"))
         return usage_error("convert: cannot tell the output format of '%s' (expected a name "
-                           "ending in .onnx)", out);
+                           "ending in .onnx or .safetensors, or a directory)", out);
+    if (eo.external_data && !ends_with(out, ".onnx"))
+        return usage_error("convert: --external-data applies to ONNX output only");
     ulc_ctx ctx;
     ulc_ctx_init(&ctx);
     ulc_model *m = NULL;
     if (load_model(in, &m, &ctx) != ULC_OK) return ulc_cli_report(&ctx);
     if (print_ir) ulc_model_print(m, stdout);
-    ulc_status s = ulc_onnx_export(m, out, &eo, &ctx);
+    ulc_status s;
+    if (ends_with(out, ".onnx")) {
+        s = ulc_onnx_export(m, out, &eo, &ctx);
+    } else {
+        ulc_safetensors_export_opts so = {eo.allow_overwrite_input};
+        char *file = NULL;
+        int made_dir = 0;
+        if (to_dir) {
+            if (!is_dir(out)) {
+                if (mkdir(out, 0777) != 0) {
+                    ulc_model_free(m);
+                    ulc_fail(&ctx, ULC_ERR_IO, "%s: cannot create output directory", out);
+                    return ulc_cli_report(&ctx);
+                }
+                made_dir = 1;
+            }
+            file = ulc_path_join(out, "model.safetensors");
+        }
+        s = file || !to_dir ? ulc_safetensors_export(m, file ? file : out, &so, &ctx)
+                            : ulc_fail(&ctx, ULC_ERR_NOMEM, "out of memory");
+        if (s != ULC_OK && made_dir) rmdir(out);
+        free(file);
+    }
     ulc_model_free(m);
     if (s != ULC_OK) return ulc_cli_report(&ctx);
     return ULC_EXIT_OK;

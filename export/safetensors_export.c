@@ -1,0 +1,107 @@
+/* safetensors_export.c — see safetensors_export.h. */
+#include "export/safetensors_export.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/file.h"
+
+static int cmp_init(const void *a, const void *b) {
+    const ulc_tensor *x = (*(const ulc_value *const *)a)->init;
+    const ulc_tensor *y = (*(const ulc_value *const *)b)->init;
+    unsigned bx = ulc_dtype_bits(x->dtype), by = ulc_dtype_bits(y->dtype);
+    if (bx != by) return bx > by ? -1 : 1;
+    return strcmp((*(const ulc_value *const *)a)->name, (*(const ulc_value *const *)b)->name);
+}
+
+static ulc_status build_header(const ulc_model *m, const ulc_value **order, size_t n,
+                               char **out, ulc_ctx *ctx) {
+    cJSON *root = cJSON_CreateObject();
+    if (!root) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    if (m->n_metadata > 0) {
+        cJSON *meta = cJSON_AddObjectToObject(root, "__metadata__");
+        for (int i = 0; meta && i < m->n_metadata; i++)
+            if (m->metadata[i].key && !cJSON_GetObjectItemCaseSensitive(meta, m->metadata[i].key))
+                cJSON_AddStringToObject(meta, m->metadata[i].key,
+                                        m->metadata[i].value ? m->metadata[i].value : "");
+    }
+    uint64_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        const ulc_tensor *t = order[i]->init;
+        cJSON *e = cJSON_AddObjectToObject(root, order[i]->name);
+        if (!e) break;
+        cJSON_AddStringToObject(e, "dtype", ulc_dtype_safetensors_name(t->dtype));
+        cJSON *shape = cJSON_AddArrayToObject(e, "shape");
+        for (int d = 0; shape && d < t->rank; d++)
+            cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->dims[d]));
+        cJSON *offs = cJSON_AddArrayToObject(e, "data_offsets");
+        if (offs) {
+            cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off));
+            cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)(off + t->nbytes)));
+        }
+        off += t->nbytes;
+    }
+    *out = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (!*out) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (safetensors header)");
+    return ULC_OK;
+}
+
+static ulc_status write_all(const ulc_value **order, size_t n, const char *hdr,
+                            ulc_outfile *o, ulc_ctx *ctx) {
+    size_t hlen = strlen(hdr);
+    size_t padded = (hlen + 7) / 8 * 8;
+    uint8_t len8[8];
+    for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)padded >> (8 * i));
+    ULC_TRY(ulc_outfile_write(o, len8, 8, ctx));
+    ULC_TRY(ulc_outfile_write(o, hdr, hlen, ctx));
+    ULC_TRY(ulc_outfile_write(o, "        ", padded - hlen, ctx));
+    for (size_t i = 0; i < n; i++) {
+        const ulc_tensor *t = order[i]->init;
+        if (t->nbytes == 0) continue;
+        if (t->storage == ULC_STORAGE_BORROWED && t->map && t->map->fd >= 0)
+            ULC_TRY(ulc_outfile_copy_from(o, t->map->fd, ulc_tensor_file_offset(t), t->nbytes, ctx));
+        else
+            ULC_TRY(ulc_outfile_write(o, t->data, t->nbytes, ctx));
+    }
+    return ULC_OK;
+}
+
+ulc_status ulc_safetensors_export(const ulc_model *m, const char *path,
+                                  const ulc_safetensors_export_opts *opts, ulc_ctx *ctx) {
+    const ulc_graph *g = m->graph;
+    if (!(opts && opts->allow_overwrite_input) && ulc_model_reads_file(m, path))
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG,
+                        "%s: refusing to overwrite a file the input model reads from (use "
+                        "--in-place)", path);
+    size_t n = g->inits.len;
+    const ulc_value **order = malloc((n ? n : 1) * sizeof *order);
+    if (!order) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        order[i] = g->inits.items[i];
+        const ulc_tensor *t = order[i]->init;
+        if (!ulc_dtype_safetensors_name(t->dtype) || t->form == ULC_FORM_NONE ||
+            t->storage == ULC_STORAGE_DEVICE) {
+            ulc_fail(ctx, ULC_ERR_UNSUPPORTED,
+                     "%s: initializer '%s' is %s, which safetensors cannot hold", path,
+                     order[i]->name, ulc_dtype_name(t->dtype));
+            free(order);
+            return ctx->status;
+        }
+    }
+    qsort(order, n, sizeof *order, cmp_init);
+    char *hdr = NULL;
+    ulc_outfile *o = NULL;
+    ulc_status s = build_header(m, order, n, &hdr, ctx);
+    if (s == ULC_OK) s = ulc_outfile_open(path, &o, ctx);
+    if (s == ULC_OK) s = write_all(order, n, hdr, o, ctx);
+    if (s == ULC_OK) {
+        s = ulc_outfile_commit(o, ctx);
+        o = NULL;
+    }
+    ulc_outfile_abort(o);
+    free(hdr);
+    free(order);
+    return s;
+}

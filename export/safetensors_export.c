@@ -7,11 +7,22 @@
 
 #include "common/file.h"
 
+/* The reference writer's order: dtypes by descending rank below (which never increases the
+ * element size, so each tensor stays aligned to it), then names. */
+static int dtype_rank(int dt) {
+    static const int order[] = {ULC_DT_U64, ULC_DT_I64, ULC_DT_F64, ULC_DT_F32, ULC_DT_U32,
+                                ULC_DT_I32, ULC_DT_BF16, ULC_DT_F16, ULC_DT_U16, ULC_DT_I16,
+                                ULC_DT_F8E4M3FN, ULC_DT_F8E5M2, ULC_DT_I8, ULC_DT_U8, ULC_DT_BOOL};
+    for (int i = 0; i < (int)(sizeof order / sizeof *order); i++)
+        if (order[i] == dt) return i;
+    return (int)(sizeof order / sizeof *order);
+}
+
 static int cmp_init(const void *a, const void *b) {
     const ulc_tensor *x = (*(const ulc_value *const *)a)->init;
     const ulc_tensor *y = (*(const ulc_value *const *)b)->init;
-    unsigned bx = ulc_dtype_bits(x->dtype), by = ulc_dtype_bits(y->dtype);
-    if (bx != by) return bx > by ? -1 : 1;
+    int rx = dtype_rank(x->dtype), ry = dtype_rank(y->dtype);
+    if (rx != ry) return rx < ry ? -1 : 1;
     return strcmp((*(const ulc_value *const *)a)->name, (*(const ulc_value *const *)b)->name);
 }
 

@@ -2,9 +2,9 @@
  * safetensors_export.h — a model's initializers -> one .safetensors file.
  *
  * The header is compact JSON ("__metadata__" first, from the model's metadata), padded with
- * spaces to a multiple of 8 bytes; tensors follow contiguously, ordered by element size
- * (largest first) and then name, so every tensor starts at an offset aligned to its element
- * size. Weights still in a mapped input file are copied file-to-file by the kernel. The file
+ * spaces to a multiple of 8 bytes; tensors follow contiguously in the order safetensors' own
+ * writer uses (by dtype, largest elements first, then by name), so every tensor starts at an
+ * offset aligned to its element size and files round-trip byte for byte. Weights still in a mapped input file are copied file-to-file by the kernel. The file
  * appears atomically; a model's own input files are never overwritten unless allowed.
  *
  *     ulc_safetensors_export(m, "model.safetensors", NULL, &ctx);

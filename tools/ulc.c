@@ -94,7 +94,8 @@ static int is_dir(const char *p) {
 /* Imports a model of any supported format, told apart by content (directories and .json
  * index files are safetensors checkpoints). */
 static ulc_status load_model(const char *path, ulc_model **m, ulc_ctx *ctx) {
-    if (is_dir(path) || ends_with(path, ".json")) return ulc_safetensors_import(path, m, ctx);
+    if (is_dir(path) || ends_with(path, ".json") || ends_with(path, ".safetensors"))
+        return ulc_safetensors_import(path, m, ctx);
     unsigned char head[16];
     size_t n = 0;
     FILE *f = fopen(path, "rb");
@@ -102,7 +103,7 @@ static ulc_status load_model(const char *path, ulc_model **m, ulc_ctx *ctx) {
         n = fread(head, 1, sizeof head, f);
         fclose(f);
     }
-    if (ulc_safetensors_sniff(head, n) || (n == 0 && ends_with(path, ".safetensors")))
+    if (ulc_safetensors_sniff(head, n))
         return ulc_safetensors_import(path, m, ctx);
     return ulc_onnx_import(path, m, ctx);
 }

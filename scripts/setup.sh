@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PKGS=(build-essential cmake pkg-config
+APT_PKGS=(build-essential cmake pkg-config time
           libprotobuf-c-dev protobuf-c-compiler libonnx-dev
           libcjson-dev libzstd-dev libdnnl-dev
           python3 python3-venv python3-pip python3-torch python3-torchvision python3-sklearn)

@@ -263,8 +263,8 @@ static ulc_status read_small_file(const char *path, char **out, size_t *len, ulc
 
 /* model.safetensors.index.json: {"metadata": {...}, "weight_map": {"tensor": "shard"}} */
 static ulc_status load_index(ulc_model *m, const char *path, ulc_ctx *ctx) {
-    char *text;
-    size_t len;
+    char *text = NULL;
+    size_t len = 0;
     ULC_TRY(read_small_file(path, &text, &len, ctx));
     ulc_status s = ULC_OK;
     cJSON *root = NULL;

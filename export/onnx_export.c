@@ -386,7 +386,8 @@ static ulc_status plan_external(exporter *ex, const char *path) {
     uint64_t weights = 0;
     for (size_t i = 0; i < n; i++) weights += ((const ulc_value *)g->inits.items[i])->init->nbytes;
     /* Leave room for the graph itself under protobuf's 2 GiB message limit. */
-    int too_big = weights > PROTO_LIMIT - ((uint64_t)64 << 20);
+    uint64_t limit = ex->opts->inline_limit ? ex->opts->inline_limit : PROTO_LIMIT - ((uint64_t)64 << 20);
+    int too_big = weights > limit;
     ex->external = ex->opts->external_data || ex->m->had_external_data || too_big;
     if (!ex->external) return ULC_OK;
     const char *base = strrchr(path, '/');

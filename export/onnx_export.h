@@ -18,6 +18,7 @@
 #define ULC_EXPORT_ONNX_EXPORT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/status.h"
 #include "ir/graph.h"
@@ -26,6 +27,8 @@ typedef struct ulc_onnx_export_opts {
     int external_data;         /* 1: force external data for tensors >= external_min_bytes */
     size_t external_min_bytes; /* smaller tensors stay inline (default 1024) */
     int allow_overwrite_input; /* 1: the output may replace the model's own source files */
+    uint64_t inline_limit;     /* weights above this many bytes in total go external
+                                  (default, 0: protobuf's 2 GiB limit less 64 MiB for the graph) */
 } ulc_onnx_export_opts;
 
 ulc_onnx_export_opts ulc_onnx_export_defaults(void);

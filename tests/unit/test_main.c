@@ -440,6 +440,34 @@ static void test_onnx_roundtrip(void) {
     ulc_model_free(m);
 }
 
+/* Weights beyond the inline limit (2 GiB in real use, 8 bytes here) switch export to external
+ * data by itself, with aligned offsets, and the result imports back to the same weights. */
+static void test_onnx_auto_external(void) {
+    ulc_ctx ctx;
+    ulc_ctx_init(&ctx);
+    ulc_model *m = build_small(&ctx);
+    char path[300], data[320];
+    tmp_path(path, sizeof path, "auto_ext.onnx");
+    snprintf(data, sizeof data, "%s.data", path);
+    ulc_onnx_export_opts o = ulc_onnx_export_defaults();
+    o.external_min_bytes = 4;
+    CHECK(ulc_onnx_export(m, path, &o, &ctx) == ULC_OK);
+    CHECK(!ulc_path_exists(data)); /* 16 bytes of weights: inline */
+    o.inline_limit = 8;
+    CHECK(ulc_onnx_export(m, path, &o, &ctx) == ULC_OK);
+    CHECK(ulc_path_exists(data));
+    ulc_model *r = NULL;
+    CHECK(ulc_onnx_import(path, &r, &ctx) == ULC_OK);
+    if (r) {
+        const ulc_tensor *t = ulc_graph_get_value(r->graph, "w")->init;
+        CHECK(t->form == ULC_FORM_EXTERNAL && r->had_external_data);
+        CHECK(ulc_tensor_file_offset(t) % 4096 == 0);
+        CHECK(memcmp(t->data, ulc_graph_get_value(m->graph, "w")->init->data, 16) == 0);
+    }
+    ulc_model_free(r);
+    ulc_model_free(m);
+}
+
 static void write_file(const char *path, const void *p, size_t n) {
     FILE *f = fopen(path, "wb");
     if (!f) return;
@@ -547,6 +575,7 @@ static const test_case k_tests[] = {
     {"toposort", test_toposort},
     {"print", test_print},
     {"onnx_roundtrip", test_onnx_roundtrip},
+    {"onnx_auto_external", test_onnx_auto_external},
     {"onnx_bad_bytes", test_onnx_bad_bytes},
     {"onnx_mutations", test_onnx_mutations},
 };

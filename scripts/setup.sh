@@ -28,12 +28,17 @@ fi
 # The venv is keyed by the requirements file: a change to it rebuilds the environment.
 VENV=.venv
 REQ=tests/requirements.txt
-stamp="$VENV/.ulc-req-$(sha256sum "$REQ" | cut -c1-16)"
+REQ_NODEPS=tests/requirements-nodeps.txt
+stamp="$VENV/.ulc-req-$(cat "$REQ" "$REQ_NODEPS" | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "setup: creating $VENV from $REQ"
   rm -rf "$VENV"
   /usr/bin/python3 -m venv --system-site-packages "$VENV"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQ"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -r "$REQ_NODEPS"
+  # Debian's torch must be the one in use: a PyPI torch here means a requirement pulled it in.
+  "$VENV/bin/python" -c "import torch, sys; sys.exit(0 if torch.__file__.startswith('/usr/') else 1)" ||
+    { echo "setup: a PyPI torch was installed into $VENV; fix the requirements" >&2; exit 1; }
   touch "$stamp"
 fi
 echo "setup: ok"

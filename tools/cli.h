@@ -21,6 +21,9 @@ int ulc_cli_exit_code(ulc_status s);
 /* Prints "ulc: error: <message>" to stderr and returns the exit code for ctx's status. */
 int ulc_cli_report(const ulc_ctx *ctx);
 
+/* `ulc merge BASE --lora ADAPTER[:W] ... -o OUT` (arguments after "merge"). */
+int ulc_cli_merge(int argc, char **argv);
+
 /* `ulc inspect`: writes the report for m (loaded from path) to stdout. */
 int ulc_cli_inspect(const ulc_model *m, const char *path, int json);
 

@@ -31,6 +31,12 @@ static const char *k_usage =
     "      --external-data        write weights to OUT.data (4 KiB-aligned) instead of inline\n"
     "      --in-place             allow OUT to be IN itself (or IN's external data)\n"
     "      --print-ir             print the IR to stdout after import\n"
+    "  merge BASE --lora ADAPTER[:WEIGHT] [--lora ...] -o OUT\n"
+    "                             bake PEFT LoRA adapters into BASE (safetensors file, HF\n"
+    "                             checkpoint directory, or ONNX), written in BASE's format\n"
+    "      --unmerge              subtract the adapters instead\n"
+    "      --untie-embeddings     let an adapter change one side of tied embeddings\n"
+    "      --in-place, -q         as for convert; -q prints no per-tensor report\n"
     "\n"
     "options:\n"
     "  -h, --help                 this text\n"
@@ -211,5 +217,6 @@ int main(int argc, char **argv) {
     }
     if (strcmp(cmd, "inspect") == 0) return cmd_inspect(argc - 2, argv + 2);
     if (strcmp(cmd, "convert") == 0) return cmd_convert(argc - 2, argv + 2);
+    if (strcmp(cmd, "merge") == 0) return ulc_cli_merge(argc - 2, argv + 2);
     return usage_error("unknown command '%s'", cmd);
 }

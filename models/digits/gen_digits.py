@@ -83,13 +83,16 @@ def main():
         acc = (model(torch.from_numpy(xte)).argmax(1).numpy() == yte).mean()
         train_acc = (model(xt).argmax(1).numpy() == ytr).mean()
 
-    tmp = HERE / "digits_resnet.onnx.tmp"
+    # each file is written beside its final name and renamed into place
+    tmp = HERE / f".digits_resnet.onnx.{os.getpid()}.tmp"
     torch.onnx.export(model, torch.zeros(1, 1, 8, 8), str(tmp), opset_version=17,
                       input_names=["input"], output_names=["logits"],
                       dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})
     os.replace(tmp, HERE / "digits_resnet.onnx")
-    save_file({"input": np.ascontiguousarray(xtr), "label": ytr}, str(HERE / "train.safetensors"))
-    save_file({"input": np.ascontiguousarray(xte), "label": yte}, str(HERE / "test.safetensors"))
+    for name, xs, ys in (("train", xtr, ytr), ("test", xte, yte)):
+        tmp = HERE / f".{name}.safetensors.{os.getpid()}.tmp"
+        save_file({"input": np.ascontiguousarray(xs), "label": ys}, str(tmp))
+        os.replace(tmp, HERE / f"{name}.safetensors")
     print(f"digits: train {len(ytr)}, test {len(yte)}; train accuracy {train_acc:.4f}, "
           f"test accuracy {acc:.4f}")
     return 0 if acc > 0.95 else 1

@@ -1,0 +1,602 @@
+/* lora_merge.c — see lora_merge.h for the math. */
+#include "passes/lora_merge.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/half.h"
+#include "common/strmap.h"
+
+#define PREFIX "base_model.model."
+
+typedef enum kind { K_LINEAR, K_CONV, K_EMBED } kind;
+
+typedef struct module {
+    const char *name;
+    const ulc_tensor *a, *b;
+    int embedding;      /* lora_embedding_A/B */
+    /* resolved */
+    ulc_value *base;
+    kind kind;
+    int transposed;
+    double scale;
+    struct module *next;
+} module;
+
+typedef struct replacement {
+    const char *name;   /* base tensor name (PEFT's ".base_layer" removed) */
+    const char *key;    /* as stored in the adapter */
+    const ulc_tensor *t;
+    ulc_value *base;
+    int tied;           /* names the (unstored) tied output embedding */
+    int transposed;     /* the base stores it [in, out] (an ONNX MatMul copy) */
+    int noop;           /* identical to the base: nothing to do */
+    struct replacement *next;
+} replacement;
+
+void ulc_lora_merge_report_clear(ulc_lora_merge_report *r) {
+    free(r->entries);
+    memset(r, 0, sizeof *r);
+}
+
+static int ends_with(const char *s, const char *suf) {
+    size_t n = strlen(s), k = strlen(suf);
+    return n >= k && strcmp(s + n - k, suf) == 0;
+}
+
+static int is_float_dtype(int dt) { return dt == ULC_DT_F32 || dt == ULC_DT_F16 || dt == ULC_DT_BF16; }
+
+static float load(const ulc_tensor *t, uint64_t i) {
+    const uint8_t *p = t->data;
+    if (t->dtype == ULC_DT_F32) {
+        float f;
+        memcpy(&f, p + 4 * i, 4);
+        return f;
+    }
+    uint16_t h;
+    memcpy(&h, p + 2 * i, 2);
+    return t->dtype == ULC_DT_F16 ? ulc_f16_to_f32(h) : ulc_bf16_to_f32(h);
+}
+
+/* Stores f rounded to dt; returns the stored value read back as float. */
+static float store(uint8_t *p, int dt, uint64_t i, float f) {
+    if (dt == ULC_DT_F32) {
+        memcpy(p + 4 * i, &f, 4);
+        return f;
+    }
+    uint16_t h = dt == ULC_DT_F16 ? ulc_f32_to_f16(f) : ulc_f32_to_bf16(f);
+    memcpy(p + 2 * i, &h, 2);
+    return dt == ULC_DT_F16 ? ulc_f16_to_f32(h) : ulc_bf16_to_f32(h);
+}
+
+/* The base value module M adapts: "M.weight", a unique "*.M.weight", or an ONNX MatMul/Gemm
+ * weight input in M's torch scope. Sets *transposed for MatMul/Gemm(transB=0) weights. */
+static ulc_value *find_base(ulc_graph *g, const char *m, int *via_node, int *transposed,
+                            ulc_ctx *ctx) {
+    *via_node = 0;
+    *transposed = 0;
+    size_t n = strlen(m) + 16;
+    char *want = malloc(n), *suffix = malloc(n + 1);
+    if (!want || !suffix) {
+        free(want), free(suffix);
+        ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    snprintf(want, n, "%s.weight", m);
+    snprintf(suffix, n + 1, ".%s.weight", m);
+    ulc_value *v = ulc_graph_get_value(g, want);
+    if (v && !(v->flags & ULC_VALUE_INITIALIZER)) v = NULL;
+    int hits = 0;
+    if (!v) {
+        for (size_t i = 0; i < g->inits.len; i++) {
+            ulc_value *c = g->inits.items[i];
+            if (ends_with(c->name, suffix)) {
+                v = c;
+                hits++;
+            }
+        }
+        if (hits > 1) {
+            ulc_fail(ctx, ULC_ERR_INVALID, "module '%s': %d initializers end in '%s'; which one "
+                     "the adapter means is ambiguous", m, hits, suffix);
+            free(want), free(suffix);
+            return NULL;
+        }
+    }
+    if (!v) {
+        /* torch names nodes by module scope: "/m/transformer/h.0/attn/c_attn/Gemm". With '/'
+         * read as '.', the scope of M appears as ".M." inside the node name. */
+        snprintf(suffix, n + 1, ".%s.", m);
+        ulc_node *found = NULL;
+        for (ulc_node *x = g->first; x; x = x->next) {
+            if (!x->name || (x->op != ULC_OP_MatMul && x->op != ULC_OP_Gemm) || x->n_inputs < 2)
+                continue;
+            ulc_value *w = x->inputs[1].value;
+            if (!w || !(w->flags & ULC_VALUE_INITIALIZER)) continue;
+            size_t k = strlen(x->name);
+            char *dotted = malloc(k + 2);
+            if (!dotted) break;
+            dotted[0] = '.';
+            for (size_t j = 0; j <= k; j++) dotted[j + 1] = x->name[j] == '/' ? '.' : x->name[j];
+            if (strstr(dotted, suffix)) {
+                if (found && found->inputs[1].value != w) {
+                    ulc_fail(ctx, ULC_ERR_INVALID, "module '%s': several MatMul/Gemm nodes in its "
+                             "scope ('%s', '%s'); which weight the adapter means is ambiguous",
+                             m, found->name, x->name);
+                    free(dotted), free(want), free(suffix);
+                    return NULL;
+                }
+                found = x;
+            }
+            free(dotted);
+        }
+        if (found) {
+            v = found->inputs[1].value;
+            *via_node = 1;
+            const ulc_attr *tb = ulc_node_attr(found, "transB");
+            *transposed = found->op == ULC_OP_MatMul || !(tb && tb->i);
+        }
+    }
+    free(want), free(suffix);
+    return v;
+}
+
+static ulc_status shape_error(const module *md, const char *why, ulc_ctx *ctx) {
+    const ulc_tensor *w = md->base->init;
+    char shp[128];
+    size_t k = 0;
+    for (int i = 0; i < w->rank && k < sizeof shp; i++)
+        k += (size_t)snprintf(shp + k, sizeof shp - k, "%s%lld", i ? "," : "", (long long)w->dims[i]);
+    return ulc_fail(ctx, ULC_ERR_INVALID,
+                    "module '%s': lora_A [%lld,%lld%s] and lora_B [%lld,%lld%s] do not fit base "
+                    "tensor '%s' [%s]: %s", md->name, (long long)md->a->dims[0],
+                    (long long)md->a->dims[1], md->a->rank == 4 ? ",…" : "",
+                    (long long)md->b->dims[0], (long long)md->b->dims[1],
+                    md->b->rank == 4 ? ",…" : "", md->base->name, shp, why);
+}
+
+/* How the graph reads w: 1 as MatMul's B or Gemm's B without transB ([in, out]), 0 as Gemm's
+ * B with transB ([out, in]), -1 when no node says. */
+static int consumer_layout(const ulc_value *w) {
+    for (const ulc_use *u = w->first_use; u; u = u->next) {
+        if (u->slot != 1) continue;
+        if (u->node->op == ULC_OP_MatMul) return 1;
+        if (u->node->op == ULC_OP_Gemm) {
+            const ulc_attr *tb = ulc_node_attr(u->node, "transB");
+            return (tb && tb->i) ? 0 : 1;
+        }
+    }
+    return -1;
+}
+
+static int arch_layout(const char *mod, const char *const *conv1d) {
+    if (!conv1d) return -1;
+    for (; *conv1d; conv1d++) {
+        size_t n = strlen(mod), k = strlen(*conv1d);
+        if (n >= k && strcmp(mod + n - k, *conv1d) == 0 && (n == k || mod[n - k - 1] == '.'))
+            return 1;
+    }
+    return 0;
+}
+
+/* Decides the module's kind and layout from the shapes (see lora_merge.h); hint settles
+ * square weights (-1: unknown, then the config's fan_in_fan_out). */
+static ulc_status resolve_layout(module *md, const ulc_lora_config *cfg, int via_node,
+                                 int node_transposed, int hint, ulc_ctx *ctx) {
+    const ulc_tensor *a = md->a, *b = md->b, *w = md->base->init;
+    if (md->embedding) {
+        /* A [r, num], B [dim, r] -> W [num, dim] */
+        if (a->rank != 2 || b->rank != 2) return shape_error(md, "embedding factors must be 2-D", ctx);
+        if (a->dims[0] != b->dims[1]) return shape_error(md, "A/B rank mismatch", ctx);
+        if (w->rank != 2 || w->dims[0] != a->dims[1] || w->dims[1] != b->dims[0])
+            return shape_error(md, "expected the embedding [num, dim] = [A cols, B rows]", ctx);
+        md->kind = K_EMBED;
+        return ULC_OK;
+    }
+    if (a->rank == 4) {
+        /* A [r, in, kh, kw], B [out, r, 1, 1] -> W [out, in, kh, kw] */
+        if (b->rank != 4 || b->dims[2] != 1 || b->dims[3] != 1)
+            return shape_error(md, "conv lora_B must be [out, r, 1, 1]", ctx);
+        if (a->dims[0] != b->dims[1]) return shape_error(md, "A/B rank mismatch", ctx);
+        if (w->rank != 4 || w->dims[0] != b->dims[0] || w->dims[1] != a->dims[1] ||
+            w->dims[2] != a->dims[2] || w->dims[3] != a->dims[3])
+            return shape_error(md, "expected a conv weight [B rows, A cols, kh, kw] (grouped "
+                               "convolutions are not supported)", ctx);
+        md->kind = K_CONV;
+        return ULC_OK;
+    }
+    if (a->rank != 2 || b->rank != 2) return shape_error(md, "expected 2-D (or conv 4-D) factors", ctx);
+    if (a->dims[0] != b->dims[1]) return shape_error(md, "A/B rank mismatch", ctx);
+    int64_t out = b->dims[0], in = a->dims[1];
+    if (w->rank != 2) return shape_error(md, "the base tensor is not 2-D", ctx);
+    int fits_normal = w->dims[0] == out && w->dims[1] == in;
+    int fits_t = w->dims[0] == in && w->dims[1] == out;
+    md->kind = K_LINEAR;
+    if (via_node) {
+        md->transposed = node_transposed;
+        if (!(node_transposed ? fits_t : fits_normal))
+            return shape_error(md, "the node's weight layout does not match", ctx);
+    } else if (fits_normal && fits_t) {
+        md->transposed = hint >= 0 ? hint : cfg->fan_in_fan_out; /* square */
+    } else if (fits_normal || fits_t) {
+        md->transposed = fits_t;
+    } else {
+        return shape_error(md, "expected [out, in] or, for Conv1D, [in, out]", ctx);
+    }
+    return ULC_OK;
+}
+
+static ulc_status add_untied_copy(ulc_graph *g, const char *out_name, const ulc_value *src,
+                                  ulc_value **made, ulc_ctx *ctx) {
+    const ulc_tensor *t = src->init;
+    ulc_tensor *c = ulc_tensor_new(g, out_name, t->dtype, t->rank, t->dims, ctx);
+    if (!c) return ctx->status;
+    void *d = malloc(t->nbytes ? t->nbytes : 1);
+    if (!d) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    memcpy(d, t->data, t->nbytes);
+    ULC_TRY(ulc_tensor_set_owned(g, c, d, t->nbytes, ctx));
+    ulc_value *v = ulc_graph_add_value(g, out_name, ctx);
+    if (!v) return ctx->status;
+    ULC_TRY(ulc_value_set_init(g, v, c, ctx));
+    *made = v;
+    return ULC_OK;
+}
+
+static ulc_status apply_module(ulc_graph *g, const module *md, double w, ulc_lora_merge_entry *e,
+                               ulc_ctx *ctx) {
+    const ulc_tensor *a = md->a, *b = md->b;
+    ulc_tensor *t = md->base->init;
+    int dt = t->dtype;
+    uint8_t *out = malloc(t->nbytes ? t->nbytes : 1);
+    if (!out) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    int64_t r = a->dims[0];
+    uint64_t rows, cols, inner = 1; /* delta as rows x cols (x inner for conv kernels) */
+    if (md->kind == K_EMBED) {
+        rows = (uint64_t)a->dims[1]; /* num */
+        cols = (uint64_t)b->dims[0]; /* dim */
+    } else {
+        rows = (uint64_t)b->dims[0]; /* out */
+        cols = (uint64_t)a->dims[1]; /* in */
+        if (md->kind == K_CONV) inner = (uint64_t)(a->dims[2] * a->dims[3]);
+    }
+    /* PEFT: delta = (B @ A) * scale, in float32; the adapter weight multiplies it. */
+    float scale = (float)md->scale, wt = (float)w;
+    double maxd = 0;
+    for (uint64_t i = 0; i < rows; i++) {
+        for (uint64_t j = 0; j < cols; j++) {
+            for (uint64_t k = 0; k < inner; k++) {
+                float acc = 0;
+                if (md->kind == K_EMBED) {
+                    for (int64_t q = 0; q < r; q++) /* (B @ A)[j, i] = sum_q B[j,q] A[q,i] */
+                        acc += load(b, j * (uint64_t)r + (uint64_t)q) * load(a, (uint64_t)q * rows + i);
+                } else {
+                    for (int64_t q = 0; q < r; q++) /* sum_q B[i,q] A[q,j,k] */
+                        acc += load(b, i * (uint64_t)r + (uint64_t)q) *
+                               load(a, ((uint64_t)q * cols + j) * inner + k);
+                }
+                float delta = acc * scale;
+                if (wt != 1.0f) delta *= wt;
+                /* where the element sits in the base tensor */
+                uint64_t idx = md->kind == K_CONV ? (i * cols + j) * inner + k
+                               : md->transposed   ? j * rows + i
+                                                  : i * cols + j;
+                float old = load(t, idx);
+                float nv = old + delta;
+                if (!isfinite(nv)) {
+                    free(out);
+                    return ulc_fail(ctx, ULC_ERR_INVALID,
+                                    "module '%s': merging gives a non-finite value in '%s' "
+                                    "(element %llu); the adapter looks broken, nothing was written",
+                                    md->name, md->base->name, (unsigned long long)idx);
+                }
+                float stored = store(out, dt, idx, nv);
+                double d = fabs((double)stored - (double)old);
+                if (d > maxd) maxd = d;
+            }
+        }
+    }
+    ULC_TRY(ulc_tensor_set_owned(g, t, out, t->nbytes, ctx));
+    e->tensor = md->base->name;
+    e->module = md->name;
+    e->max_abs_delta = maxd;
+    e->transposed = md->transposed;
+    return ULC_OK;
+}
+
+static int same_shape(const ulc_tensor *a, const ulc_tensor *b) {
+    if (a->rank != b->rank) return 0;
+    for (int i = 0; i < a->rank; i++)
+        if (a->dims[i] != b->dims[i]) return 0;
+    return 1;
+}
+
+/* Element index in the base tensor of the replacement's element i. */
+static uint64_t rep_index(const replacement *rp, uint64_t i) {
+    if (!rp->transposed) return i;
+    uint64_t rows = (uint64_t)rp->t->dims[0], cols = (uint64_t)rp->t->dims[1];
+    return (i % cols) * rows + i / cols;
+}
+
+/* The replacement holds exactly the base's values (PEFT saves wrapped embeddings whole). */
+static int same_as_base(const replacement *rp) {
+    const ulc_tensor *b = rp->base->init, *t = rp->t;
+    if (b->numel != t->numel || b->dtype != t->dtype) return 0;
+    if (!rp->transposed) return same_shape(b, t) && memcmp(b->data, t->data, t->nbytes) == 0;
+    if (!is_float_dtype(t->dtype)) return 0;
+    for (uint64_t i = 0; i < t->numel; i++)
+        if (ulc_f32_bits(load(t, i)) != ulc_f32_bits(load(b, rep_index(rp, i)))) return 0;
+    return 1;
+}
+
+static ulc_status apply_replacement(ulc_graph *g, const replacement *rp, double w, int unmerge,
+                                    ulc_lora_merge_entry *e, ulc_ctx *ctx) {
+    ulc_tensor *t = rp->base->init;
+    const ulc_tensor *src = rp->t;
+    if (unmerge || w != 1.0)
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED,
+                        "adapter tensor '%s' replaces the base tensor outright; it cannot be "
+                        "weighted or unmerged", rp->name);
+    uint8_t *out = malloc(t->nbytes ? t->nbytes : 1);
+    if (!out) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    double maxd = 0;
+    if (rp->transposed) {
+        for (uint64_t i = 0; i < src->numel; i++) {
+            uint64_t j = rep_index(rp, i);
+            float v = store(out, t->dtype, j, load(src, i));
+            double d = fabs((double)v - (double)load(t, j));
+            if (d > maxd) maxd = d;
+        }
+    } else if (src->dtype == t->dtype) {
+        memcpy(out, src->data, t->nbytes);
+        if (is_float_dtype(t->dtype))
+            for (uint64_t i = 0; i < t->numel; i++) {
+                double d = fabs((double)load(src, i) - (double)load(t, i));
+                if (d > maxd) maxd = d;
+            }
+    } else {
+        for (uint64_t i = 0; i < t->numel; i++) {
+            float v = store(out, t->dtype, i, load(src, i));
+            double d = fabs((double)v - (double)load(t, i));
+            if (d > maxd) maxd = d;
+        }
+    }
+    ULC_TRY(ulc_tensor_set_owned(g, t, out, t->nbytes, ctx));
+    e->tensor = rp->base->name;
+    e->module = rp->name;
+    e->max_abs_delta = maxd;
+    e->replaced = 1;
+    return ULC_OK;
+}
+
+ulc_status ulc_lora_merge(ulc_model *base, const ulc_lora_adapter *ad,
+                          const ulc_lora_merge_opts *opts, ulc_lora_merge_report *report,
+                          ulc_ctx *ctx) {
+    ulc_graph *g = base->graph;
+    const ulc_graph *ag = ad->weights->graph;
+    ulc_arena *arena = g->arena; /* module records live as long as the base graph */
+    ulc_strmap *mods = ulc_strmap_create();
+    module *first = NULL;
+    replacement *reps = NULL;
+    int n_mods = 0, n_reps = 0;
+    ulc_status s = mods ? ULC_OK : ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    double w = opts ? opts->weight : 1.0;
+    int unmerge = opts && opts->unmerge;
+    static const struct {
+        const char *suffix;
+        int is_b, embedding;
+    } k_parts[] = {{".lora_A.weight", 0, 0}, {".lora_B.weight", 1, 0},
+                   {".lora_embedding_A", 0, 1}, {".lora_embedding_B", 1, 1}};
+
+    /* 1. group the adapter's tensors by module */
+    for (size_t i = 0; s == ULC_OK && i < ag->inits.len; i++) {
+        const ulc_value *v = ag->inits.items[i];
+        const char *key = strncmp(v->name, PREFIX, strlen(PREFIX)) == 0 ? v->name + strlen(PREFIX) : v->name;
+        int part = -1;
+        for (int k = 0; k < 4 && part < 0; k++)
+            if (ends_with(key, k_parts[k].suffix)) part = k;
+        if (part < 0) {
+            if (strstr(key, "lora_")) {
+                s = ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: adapter tensor '%s' is of a kind ulc "
+                             "does not merge", ad->path, v->name);
+                break;
+            }
+            replacement *rp = ulc_arena_alloc(arena, sizeof *rp);
+            if (!rp) {
+                s = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+                break;
+            }
+            /* PEFT saves the embedding layers it wraps as "M.base_layer.weight" */
+            const char *bl = strstr(key, ".base_layer.");
+            rp->key = key;
+            rp->name = key;
+            if (bl) {
+                size_t k = (size_t)(bl - key);
+                char *nm = ulc_arena_alloc(arena, strlen(key) + 1);
+                if (!nm) {
+                    s = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+                    break;
+                }
+                memcpy(nm, key, k);
+                strcpy(nm + k, bl + strlen(".base_layer"));
+                rp->name = nm;
+            }
+            rp->t = v->init;
+            rp->next = reps;
+            reps = rp;
+            n_reps++;
+            continue;
+        }
+        char *mname = ulc_arena_strndup(arena, key, strlen(key) - strlen(k_parts[part].suffix));
+        module *md = mname ? ulc_strmap_get(mods, mname) : NULL;
+        if (mname && !md) {
+            md = ulc_arena_alloc(arena, sizeof *md);
+            if (md) {
+                md->name = mname;
+                md->next = first;
+                first = md;
+                n_mods++;
+                if (ulc_strmap_put(mods, mname, md) != 0) md = NULL;
+            }
+        }
+        if (!md) {
+            s = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+            break;
+        }
+        if (k_parts[part].is_b) md->b = v->init;
+        else md->a = v->init;
+        md->embedding |= k_parts[part].embedding;
+    }
+
+    /* 2. resolve and check everything before changing anything */
+    int need_untie = 0;
+    for (module *md = first; s == ULC_OK && md; md = md->next) {
+        if (!md->a || !md->b) {
+            s = ulc_fail(ctx, ULC_ERR_INVALID, "%s: module '%s' has lora_%s but no lora_%s",
+                         ad->path, md->name, md->a ? "A" : "B", md->a ? "B" : "A");
+            break;
+        }
+        if (!is_float_dtype(md->a->dtype) || !is_float_dtype(md->b->dtype)) {
+            s = ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: module '%s' has %s factors; expected "
+                         "f32, f16 or bf16", ad->path, md->name, ulc_dtype_name(md->a->dtype));
+            break;
+        }
+        int via_node = 0, node_t = 0;
+        md->base = find_base(g, md->name, &via_node, &node_t, ctx);
+        if (!md->base && ctx->status != ULC_OK) {
+            s = ctx->status;
+            break;
+        }
+        int tied_out = opts && opts->tied_output && opts->tied_input && !md->base;
+        if (tied_out) {
+            /* the output embedding is not stored: it is the input embedding */
+            size_t k = strlen(md->name);
+            tied_out = strncmp(opts->tied_output, md->name, k) == 0 &&
+                       strcmp(opts->tied_output + k, ".weight") == 0;
+            if (tied_out) md->base = ulc_graph_get_value(g, opts->tied_input);
+        }
+        int tied_in = opts && opts->tied_output && opts->tied_input && md->base &&
+                      strcmp(md->base->name, opts->tied_input) == 0 &&
+                      !ulc_graph_get_value(g, opts->tied_output);
+        if (tied_out || tied_in) {
+            if (!opts->untie) {
+                s = ulc_fail(ctx, ULC_ERR_INVALID,
+                             "%s: module '%s' changes '%s', which is tied to '%s' "
+                             "(tie_word_embeddings); merging would change both. Pass "
+                             "--untie-embeddings to give '%s' its own copy", ad->path, md->name,
+                             tied_out ? opts->tied_output : opts->tied_input,
+                             tied_out ? opts->tied_input : opts->tied_output, opts->tied_output);
+                break;
+            }
+            need_untie = 1;
+        }
+        if (!md->base) {
+            s = ulc_fail(ctx, ULC_ERR_INVALID, "%s: adapter module '%s' names no tensor of the "
+                         "base model (looked for '%s.weight')", ad->path, md->name, md->name);
+            break;
+        }
+        if (!is_float_dtype(md->base->init->dtype)) {
+            s = ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "base tensor '%s' is %s; ulc merges into f32, "
+                         "f16 and bf16 weights", md->base->name, ulc_dtype_name(md->base->init->dtype));
+            break;
+        }
+        int hint = consumer_layout(md->base);
+        if (hint < 0) hint = arch_layout(md->name, opts ? opts->conv1d_modules : NULL);
+        s = resolve_layout(md, &ad->cfg, via_node, node_t, hint, ctx);
+        if (s != ULC_OK) break;
+        int r;
+        double alpha;
+        s = ulc_lora_module_params(&ad->cfg, md->name, &r, &alpha, &md->scale, ctx);
+        if (s == ULC_OK && r != md->a->dims[0])
+            s = ulc_fail(ctx, ULC_ERR_INVALID, "%s: module '%s': the config gives rank %d "
+                         "(r / rank_pattern), its lora_A has rank %lld", ad->path, md->name, r,
+                         (long long)md->a->dims[0]);
+        md->transposed = md->kind == K_LINEAR ? md->transposed : 0;
+        if (tied_out) md->transposed = 0;
+    }
+    for (replacement *rp = reps; s == ULC_OK && rp; rp = rp->next) {
+        rp->base = ulc_graph_get_value(g, rp->name);
+        if (!rp->base && opts && opts->tied_output && opts->tied_input &&
+            strcmp(rp->name, opts->tied_output) == 0) {
+            rp->base = ulc_graph_get_value(g, opts->tied_input);
+            rp->tied = 1;
+        }
+        if (!rp->base && ends_with(rp->name, ".weight")) {
+            /* as for modules: a prefixed name, or an ONNX MatMul/Gemm weight in M's scope */
+            char *mname = ulc_arena_strndup(arena, rp->name, strlen(rp->name) - strlen(".weight"));
+            int via_node = 0;
+            rp->base = mname ? find_base(g, mname, &via_node, &rp->transposed, ctx) : NULL;
+            if (!rp->base && ctx->status != ULC_OK) {
+                s = ctx->status;
+                break;
+            }
+            if (rp->base && rp->transposed && !(rp->t->rank == 2 && rp->base->init->rank == 2 &&
+                                                rp->t->dims[0] == rp->base->init->dims[1] &&
+                                                rp->t->dims[1] == rp->base->init->dims[0]))
+                rp->transposed = 0; /* shapes say it is stored as is */
+        }
+        if (rp->base && (rp->base->flags & ULC_VALUE_INITIALIZER) && same_as_base(rp)) {
+            rp->noop = 1; /* PEFT stores wrapped embeddings whole; unchanged ones change nothing */
+            n_reps--;
+            continue;
+        }
+        if (rp->tied && !(opts && opts->untie)) {
+            s = ulc_fail(ctx, ULC_ERR_INVALID,
+                         "%s: adapter tensor '%s' changes '%s', which is tied to '%s' "
+                         "(tie_word_embeddings); merging would change both. Pass "
+                         "--untie-embeddings to give '%s' its own copy", ad->path, rp->key,
+                         opts->tied_output, opts->tied_input, opts->tied_output);
+            break;
+        }
+        if (rp->tied) need_untie = 1;
+        if (!rp->base || !(rp->base->flags & ULC_VALUE_INITIALIZER))
+            s = ulc_fail(ctx, ULC_ERR_INVALID, "%s: adapter tensor '%s' replaces '%s', which the "
+                         "base model does not have", ad->path, rp->key, rp->name);
+        else if (!rp->transposed && !same_shape(rp->base->init, rp->t))
+            s = ulc_fail(ctx, ULC_ERR_INVALID, "%s: adapter tensor '%s' does not have the shape "
+                         "of the base tensor", ad->path, rp->name);
+        else if (rp->base->init->dtype != rp->t->dtype &&
+                 !(is_float_dtype(rp->base->init->dtype) && is_float_dtype(rp->t->dtype)))
+            s = ulc_fail(ctx, ULC_ERR_INVALID, "%s: adapter tensor '%s' is %s, the base's is %s",
+                         ad->path, rp->name, ulc_dtype_name(rp->t->dtype),
+                         ulc_dtype_name(rp->base->init->dtype));
+    }
+    if (s == ULC_OK && n_mods + n_reps == 0)
+        s = ulc_fail(ctx, ULC_ERR_INVALID, "%s: the adapter holds no LoRA tensors", ad->path);
+
+    /* 3. apply */
+    ulc_lora_merge_entry *ents = NULL;
+    if (s == ULC_OK) {
+        ents = realloc(report->entries, (size_t)(report->n + n_mods + n_reps) * sizeof *ents);
+        if (!ents) s = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+        else report->entries = ents;
+    }
+    if (s == ULC_OK && need_untie) {
+        ulc_value *copy = NULL;
+        s = add_untied_copy(g, opts->tied_output, ulc_graph_get_value(g, opts->tied_input), &copy, ctx);
+        /* modules and replacements of the output embedding now target the copy */
+        for (module *md = first; s == ULC_OK && md; md = md->next) {
+            size_t k = strlen(md->name);
+            if (strncmp(opts->tied_output, md->name, k) == 0 && strcmp(opts->tied_output + k, ".weight") == 0)
+                md->base = copy;
+        }
+        for (replacement *rp = reps; s == ULC_OK && rp; rp = rp->next)
+            if (rp->tied) rp->base = copy;
+        report->untied = 1;
+    }
+    double signed_w = unmerge ? -w : w;
+    for (module *md = first; s == ULC_OK && md; md = md->next) {
+        ulc_lora_merge_entry *e = &report->entries[report->n];
+        memset(e, 0, sizeof *e);
+        s = apply_module(g, md, signed_w, e, ctx);
+        if (s == ULC_OK) report->n++;
+    }
+    for (replacement *rp = reps; s == ULC_OK && rp; rp = rp->next) {
+        if (rp->noop) continue;
+        ulc_lora_merge_entry *e = &report->entries[report->n];
+        memset(e, 0, sizeof *e);
+        s = apply_replacement(g, rp, w, unmerge, e, ctx);
+        if (s == ULC_OK) report->n++;
+    }
+    ulc_strmap_free(mods);
+    return s;
+}

@@ -218,7 +218,8 @@ typedef struct ulc_kv {
 typedef enum ulc_source_format {
     ULC_FORMAT_NONE = 0,
     ULC_FORMAT_ONNX,
-    ULC_FORMAT_SAFETENSORS
+    ULC_FORMAT_SAFETENSORS,
+    ULC_FORMAT_HF /* a Hugging Face checkpoint directory, its graph built from config.json */
 } ulc_source_format;
 
 typedef struct ulc_model {

@@ -105,8 +105,9 @@ static int inspect_json(const ulc_model *m, const char *path, const summary *s) 
     const ulc_graph *g = m->graph;
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "path", path);
-    cJSON_AddStringToObject(root, "format",
-                            m->source_format == ULC_FORMAT_SAFETENSORS ? "safetensors" : "onnx");
+    cJSON_AddStringToObject(root, "format", m->source_format == ULC_FORMAT_SAFETENSORS ? "safetensors"
+                                            : m->source_format == ULC_FORMAT_HF        ? "huggingface"
+                                                                                       : "onnx");
     if (m->has_ir_version) cJSON_AddNumberToObject(root, "ir_version", (double)m->ir_version);
     cJSON_AddStringToObject(root, "producer_name", m->producer_name ? m->producer_name : "");
     cJSON_AddStringToObject(root, "producer_version", m->producer_version ? m->producer_version : "");
@@ -208,7 +209,10 @@ static int inspect_text(const ulc_model *m, const char *path, const summary *s) 
     const ulc_graph *g = m->graph;
     char b[512];
     if (m->source_format == ULC_FORMAT_SAFETENSORS) return inspect_text_weights(m, path, s);
-    printf("model:     %s (ONNX, ir_version %" PRId64 ")\n", path, m->ir_version);
+    if (m->source_format == ULC_FORMAT_HF)
+        printf("model:     %s (Hugging Face checkpoint; graph built from config.json)\n", path);
+    else
+        printf("model:     %s (ONNX, ir_version %" PRId64 ")\n", path, m->ir_version);
     printf("producer:  %s%s%s\n", m->producer_name && *m->producer_name ? m->producer_name : "(none)",
            m->producer_version && *m->producer_version ? " " : "",
            m->producer_version ? m->producer_version : "");

@@ -16,6 +16,7 @@
 #include "common/file.h"
 #include "export/onnx_export.h"
 #include "export/safetensors_export.h"
+#include "import/hf/hf_import.h"
 #include "import/onnx_import.h"
 #include "import/safetensors_import.h"
 #include "tools/cli.h"
@@ -100,6 +101,7 @@ static int is_dir(const char *p) {
 /* Imports a model of any supported format, told apart by content (directories and .json
  * index files are safetensors checkpoints). */
 static ulc_status load_model(const char *path, ulc_model **m, ulc_ctx *ctx) {
+    if (is_dir(path) && ulc_hf_is_supported(path)) return ulc_hf_import(path, m, ctx);
     if (is_dir(path) || ends_with(path, ".json") || ends_with(path, ".safetensors"))
         return ulc_safetensors_import(path, m, ctx);
     unsigned char head[16];

@@ -93,6 +93,83 @@ static ulc_status pack_extra(importer *im, const ProtobufCMessage *msg, ulc_byte
 
 static char *adup(importer *im, const char *s) { return ulc_arena_strdup(im->g->arena, s); }
 
+/* ---- structure check before protobuf-c ----------------------------------------------------
+ *
+ * protobuf-c unpacks nested messages recursively with no depth limit, so a hostile file with
+ * thousands of nested subgraphs would overflow the stack, and it reads strings as C strings, so
+ * a NUL byte inside an external-data location would silently cut the name. This walk follows
+ * the message-typed fields of onnx.proto (and only those), bounds the nesting depth, and
+ * refuses NUL bytes in external_data entries, before anything is unpacked. */
+
+#define MAX_NESTING 100 /* protobuf's own default recursion limit: what onnx can load, ulc can */
+
+typedef enum msg_kind {
+    MK_MODEL, MK_GRAPH, MK_NODE, MK_ATTR, MK_TENSOR, MK_SPARSE, MK_VALUE_INFO, MK_TYPE,
+    MK_TYPE_TENSOR, MK_TYPE_SEQ, MK_TYPE_MAP, MK_TYPE_OPT, MK_TRAINING, MK_FUNCTION, MK_KV,
+    MK_NONE
+} msg_kind;
+
+/* The message type of field `number` in a message of kind k (MK_NONE: not a message). */
+static msg_kind child_kind(msg_kind k, uint32_t number) {
+    switch (k) {
+    case MK_MODEL: return number == 7 ? MK_GRAPH : number == 20 ? MK_TRAINING : number == 25 ? MK_FUNCTION : MK_NONE;
+    case MK_GRAPH:
+        return number == 1 ? MK_NODE : number == 5 ? MK_TENSOR : number == 15 ? MK_SPARSE
+               : (number == 11 || number == 12 || number == 13) ? MK_VALUE_INFO : MK_NONE;
+    case MK_NODE: return number == 5 ? MK_ATTR : MK_NONE;
+    case MK_ATTR:
+        return (number == 5 || number == 10) ? MK_TENSOR : (number == 6 || number == 11) ? MK_GRAPH
+               : (number == 22 || number == 23) ? MK_SPARSE : (number == 14 || number == 15) ? MK_TYPE : MK_NONE;
+    case MK_TENSOR: return number == 13 ? MK_KV : MK_NONE;
+    case MK_SPARSE: return (number == 1 || number == 2) ? MK_TENSOR : MK_NONE;
+    case MK_VALUE_INFO: return number == 2 ? MK_TYPE : MK_NONE;
+    case MK_TYPE:
+        return (number == 1 || number == 8) ? MK_TYPE_TENSOR : number == 4 ? MK_TYPE_SEQ
+               : number == 5 ? MK_TYPE_MAP : number == 9 ? MK_TYPE_OPT : MK_NONE;
+    case MK_TYPE_SEQ:
+    case MK_TYPE_OPT: return number == 1 ? MK_TYPE : MK_NONE;
+    case MK_TYPE_MAP: return number == 2 ? MK_TYPE : MK_NONE;
+    case MK_TRAINING: return (number == 1 || number == 2) ? MK_GRAPH : MK_NONE;
+    case MK_FUNCTION: return number == 7 ? MK_NODE : number == 11 ? MK_ATTR : number == 12 ? MK_VALUE_INFO : MK_NONE;
+    default: return MK_NONE;
+    }
+}
+
+static ulc_status check_structure(importer *im, const uint8_t *p, size_t n, msg_kind k, int depth) {
+    if (depth > MAX_NESTING)
+        return ulc_fail(im->ctx, ULC_ERR_UNSUPPORTED,
+                        "subgraphs or types nest more than %d levels deep; refusing the model",
+                        MAX_NESTING);
+    ulc_pb_reader rd = {p, p + n};
+    ulc_pb_field f;
+    int rc;
+    while ((rc = ulc_pb_next(&rd, &f)) > 0) {
+        if (f.wire_type != ULC_PB_LEN) continue;
+        if (k == MK_KV && memchr(f.payload, '\0', f.len)) {
+            /* name the entry by its key (field 1), printed up to any NUL */
+            ulc_pb_reader kr = {p, p + n};
+            ulc_pb_field kf;
+            int klen = 0;
+            const char *key = "";
+            while (ulc_pb_next(&kr, &kf) > 0)
+                if (kf.number == 1 && kf.wire_type == ULC_PB_LEN) {
+                    key = (const char *)kf.payload;
+                    klen = (int)strnlen(key, kf.len > 64 ? 64 : kf.len);
+                }
+            return ulc_fail(im->ctx, ULC_ERR_INVALID,
+                            "external_data entry '%.*s' contains a NUL byte (the %s cut short "
+                            "there would name a different file)", klen, key,
+                            f.number == 1 ? "key" : "location");
+        }
+        msg_kind c = child_kind(k, f.number);
+        if (c != MK_NONE) ULC_TRY(check_structure(im, f.payload, f.len, c, depth + 1));
+    }
+    if (rc < 0)
+        return ulc_fail(im->ctx, ULC_ERR_PARSE, "not a valid ONNX model: malformed protobuf "
+                        "inside a nested message");
+    return ULC_OK;
+}
+
 /* ---- tensors ------------------------------------------------------------------------------ */
 
 static int parse_u64(const char *s, uint64_t *out) {
@@ -263,7 +340,11 @@ static ulc_status convert_tensor(importer *im, Onnx__TensorProto *tp, const uint
                             (unsigned long long)t->numel, ulc_dtype_name(dt), need);
         ulc_mapping *em = NULL;
         ULC_TRY(external_mapping(im, tname, loc, &em));
-        if (off > em->size || need > em->size - off)
+        if (off > em->size)
+            return ulc_fail(ctx, ULC_ERR_INVALID,
+                            "%s '%s': external data offset %llu is beyond the end of '%s' (%zu "
+                            "bytes)", role, tname, (unsigned long long)off, loc, em->size);
+        if (need > em->size - off)
             return ulc_fail(ctx, ULC_ERR_INVALID,
                             "%s '%s': external data file '%s' has %zu bytes, but offset %llu + "
                             "length %zu needs %llu", role, tname, loc, em->size,
@@ -502,6 +583,11 @@ static ulc_status convert_node(importer *im, Onnx__NodeProto *np, size_t index) 
         if (!nm || !*nm) continue;
         ulc_value *v = ulc_graph_ensure_value(g, nm, ctx);
         if (!v) return ctx->status;
+        if (v->producer == n) {
+            char lb[160];
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s lists output '%s' twice",
+                            ulc_node_label(n, lb, sizeof lb), nm);
+        }
         ULC_TRY(ulc_node_set_output(n, (int)i, v, ctx));
     }
     for (size_t i = 0; i < np->n_attribute; i++) ULC_TRY(convert_attr(im, n, np->attribute[i]));
@@ -577,6 +663,20 @@ static ulc_status convert_initializer(importer *im, range r, size_t index, buf *
         }
     }
     if (rc < 0) return malformed(im, rd.p, "an initializer (TensorProto)");
+    ulc_status cs = check_structure(im, scratch->p, scratch->len, MK_TENSOR, 2);
+    if (cs != ULC_OK) {
+        /* name the initializer (field 8) for the message */
+        ulc_pb_reader nr = {scratch->p, scratch->p + scratch->len};
+        ulc_pb_field nf;
+        int nlen = 0;
+        const char *nm = "";
+        while (ulc_pb_next(&nr, &nf) > 0)
+            if (nf.number == 8 && nf.wire_type == ULC_PB_LEN) {
+                nm = (const char *)nf.payload;
+                nlen = (int)strnlen(nm, nf.len > 200 ? 200 : nf.len);
+            }
+        return ulc_fail(im->ctx, cs, "initializer '%.*s'", nlen, nm);
+    }
     Onnx__TensorProto *tp = onnx__tensor_proto__unpack(NULL, scratch->len, scratch->p);
     if (!tp)
         return ulc_fail(im->ctx, ULC_ERR_PARSE,
@@ -626,6 +726,7 @@ static ulc_status convert_graph(importer *im, const range *gr, size_t n_gr) {
         if (s == ULC_OK && rc < 0) s = malformed(im, rd.p, "the graph (GraphProto)");
     }
     Onnx__GraphProto *gp = NULL;
+    if (s == ULC_OK) s = check_structure(im, rest.p, rest.len, MK_GRAPH, 1);
     if (s == ULC_OK) {
         gp = onnx__graph_proto__unpack(NULL, rest.len, rest.p);
         if (!gp)
@@ -711,6 +812,7 @@ static ulc_status import_mapped(importer *im) {
                      "not a valid ONNX model: malformed or truncated protobuf at byte offset %zu "
                      "of %zu", (size_t)(rd.p - map->data), map->size);
     Onnx__ModelProto *mp = NULL;
+    if (s == ULC_OK) s = check_structure(im, rest.p, rest.len, MK_MODEL, 0);
     if (s == ULC_OK) {
         mp = onnx__model_proto__unpack(NULL, rest.len, rest.p);
         if (!mp)

@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def ulc_bin() -> str:
-    return os.environ.get("ULC_BIN", str(ROOT / "build" / "ulc"))
+    # absolute, so that runs with another working directory find it too
+    return os.path.abspath(os.environ.get("ULC_BIN", str(ROOT / "build" / "ulc")))
 
 
 def run_ulc(*args, check=False, timeout=600, cwd=None):

@@ -236,8 +236,12 @@ static int inspect_text(const ulc_model *m, const char *path, const summary *s) 
         printf("  %-24s %s\n", v->name, b);
     }
     printf("ops:\n");
-    for (int i = 0; i < s->n_ops; i++)
-        printf("  %-24s %d\n", s->ops[i].op_type, s->ops[i].count);
+    for (int i = 0; i < s->n_ops; i++) {
+        char op[256];
+        snprintf(op, sizeof op, "%s%s%s", s->ops[i].domain, *s->ops[i].domain ? "." : "",
+                 s->ops[i].op_type);
+        printf("  %-24s %d\n", op, s->ops[i].count);
+    }
     print_params(m, s);
     int any = 0;
     for (size_t i = 0; i < g->maps.len; i++) {

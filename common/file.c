@@ -260,6 +260,11 @@ int ulc_path_exists(const char *p) {
     return stat(p, &st) == 0;
 }
 
+int ulc_path_is_dir(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 char *ulc_path_dirname(const char *path) {
     const char *slash = strrchr(path, '/');
     if (!slash) return strdup(".");

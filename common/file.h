@@ -59,6 +59,7 @@ void ulc_outfile_cleanup_all(void);
 /* 1 if both paths name the same existing file (same device and inode). */
 int ulc_path_same_file(const char *a, const char *b);
 int ulc_path_exists(const char *p);
+int ulc_path_is_dir(const char *p);
 /* Directory part of path ("." when none), malloc'd. */
 char *ulc_path_dirname(const char *path);
 /* dir + "/" + rel, malloc'd (rel returned alone when dir is "."). */

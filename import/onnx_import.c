@@ -135,6 +135,21 @@ static msg_kind child_kind(msg_kind k, uint32_t number) {
     }
 }
 
+/* The bytes of string field `number` of a message (the last one), up to any NUL and at most
+ * max bytes, for naming things in messages; "" when absent. */
+static const char *pb_string_field(const uint8_t *p, size_t n, uint32_t number, int max, int *len) {
+    ulc_pb_reader r = {p, p + n};
+    ulc_pb_field f;
+    const char *s = "";
+    *len = 0;
+    while (ulc_pb_next(&r, &f) > 0)
+        if (f.number == number && f.wire_type == ULC_PB_LEN) {
+            s = (const char *)f.payload;
+            *len = (int)strnlen(s, f.len > (size_t)max ? (size_t)max : f.len);
+        }
+    return s;
+}
+
 static ulc_status check_structure(importer *im, const uint8_t *p, size_t n, msg_kind k, int depth) {
     if (depth > MAX_NESTING)
         return ulc_fail(im->ctx, ULC_ERR_UNSUPPORTED,
@@ -146,16 +161,8 @@ static ulc_status check_structure(importer *im, const uint8_t *p, size_t n, msg_
     while ((rc = ulc_pb_next(&rd, &f)) > 0) {
         if (f.wire_type != ULC_PB_LEN) continue;
         if (k == MK_KV && memchr(f.payload, '\0', f.len)) {
-            /* name the entry by its key (field 1), printed up to any NUL */
-            ulc_pb_reader kr = {p, p + n};
-            ulc_pb_field kf;
-            int klen = 0;
-            const char *key = "";
-            while (ulc_pb_next(&kr, &kf) > 0)
-                if (kf.number == 1 && kf.wire_type == ULC_PB_LEN) {
-                    key = (const char *)kf.payload;
-                    klen = (int)strnlen(key, kf.len > 64 ? 64 : kf.len);
-                }
+            int klen;
+            const char *key = pb_string_field(p, n, 1, 64, &klen); /* the entry's key */
             return ulc_fail(im->ctx, ULC_ERR_INVALID,
                             "external_data entry '%.*s' contains a NUL byte (the %s cut short "
                             "there would name a different file)", klen, key,
@@ -665,16 +672,8 @@ static ulc_status convert_initializer(importer *im, range r, size_t index, buf *
     if (rc < 0) return malformed(im, rd.p, "an initializer (TensorProto)");
     ulc_status cs = check_structure(im, scratch->p, scratch->len, MK_TENSOR, 2);
     if (cs != ULC_OK) {
-        /* name the initializer (field 8) for the message */
-        ulc_pb_reader nr = {scratch->p, scratch->p + scratch->len};
-        ulc_pb_field nf;
-        int nlen = 0;
-        const char *nm = "";
-        while (ulc_pb_next(&nr, &nf) > 0)
-            if (nf.number == 8 && nf.wire_type == ULC_PB_LEN) {
-                nm = (const char *)nf.payload;
-                nlen = (int)strnlen(nm, nf.len > 200 ? 200 : nf.len);
-            }
+        int nlen;
+        const char *nm = pb_string_field(scratch->p, scratch->len, 8, 200, &nlen); /* its name */
         return ulc_fail(im->ctx, cs, "initializer '%.*s'", nlen, nm);
     }
     Onnx__TensorProto *tp = onnx__tensor_proto__unpack(NULL, scratch->len, scratch->p);

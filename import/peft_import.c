@@ -11,11 +11,6 @@
 #include "common/utf8.h"
 #include "import/safetensors_import.h"
 
-static int is_dir(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 static ulc_status read_json(const char *path, cJSON **out, ulc_ctx *ctx) {
     ulc_mapping *m;
     ULC_TRY(ulc_mapping_open(path, "adapter config", &m, ctx));
@@ -98,9 +93,9 @@ static ulc_status parse_config(ulc_lora_adapter *ad, const cJSON *j, const char 
 
 ulc_status ulc_peft_import(const char *path, ulc_lora_adapter **out, ulc_ctx *ctx) {
     *out = NULL;
-    char *dir = is_dir(path) ? strdup(path) : ulc_path_dirname(path);
+    char *dir = ulc_path_is_dir(path) ? strdup(path) : ulc_path_dirname(path);
     char *cfg = dir ? ulc_path_join(dir, "adapter_config.json") : NULL;
-    char *st = is_dir(path) ? ulc_path_join(dir, "adapter_model.safetensors") : strdup(path);
+    char *st = ulc_path_is_dir(path) ? ulc_path_join(dir, "adapter_model.safetensors") : strdup(path);
     char *bin = dir ? ulc_path_join(dir, "adapter_model.bin") : NULL;
     ulc_lora_adapter *ad = calloc(1, sizeof *ad);
     cJSON *j = NULL;

@@ -331,11 +331,6 @@ static ulc_status load_index(ulc_model *m, const char *path, ulc_ctx *ctx) {
     return s;
 }
 
-static int is_dir(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 static int ends_with(const char *s, const char *suf) {
     size_t n = strlen(s), k = strlen(suf);
     return n >= k && strcmp(s + n - k, suf) == 0;
@@ -348,7 +343,7 @@ ulc_status ulc_safetensors_import(const char *path, ulc_model **out, ulc_ctx *ct
     m->source_format = ULC_FORMAT_SAFETENSORS;
     m->source_path = ulc_arena_strdup(m->graph->arena, path);
     ulc_status s;
-    if (is_dir(path)) {
+    if (ulc_path_is_dir(path)) {
         char *idx = ulc_path_join(path, "model.safetensors.index.json");
         char *single = ulc_path_join(path, "model.safetensors");
         if (!idx || !single) s = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");

@@ -23,11 +23,6 @@
 
 #define MAX_ADAPTERS 64
 
-static int is_dir(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 static int usage(const char *msg, const char *arg) {
     fprintf(stderr, "ulc: error: merge: %s%s%s\n(see 'ulc --help')\n", msg, arg ? " " : "",
             arg ? arg : "");
@@ -80,7 +75,7 @@ static ulc_status copy_side_files(const char *src, const char *dst, const hf_con
             continue;
         char *from = ulc_path_join(src, n), *to = ulc_path_join(dst, n);
         if (!from || !to) s = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-        else if (!is_dir(from)) {
+        else if (!ulc_path_is_dir(from)) {
             ulc_outfile *o = NULL;
             if (untied && strcmp(n, "config.json") == 0 && hc->json) {
                 cJSON *c = cJSON_Duplicate(hc->json, 1);
@@ -158,7 +153,7 @@ int ulc_cli_merge(int argc, char **argv) {
 
     ulc_ctx ctx;
     ulc_ctx_init(&ctx);
-    int base_dir = is_dir(base_path);
+    int base_dir = ulc_path_is_dir(base_path);
     size_t bl = strlen(base_path);
     int base_onnx = !base_dir && !(bl > 12 && strcmp(base_path + bl - 12, ".safetensors") == 0);
     if (base_onnx) {
@@ -210,7 +205,7 @@ int ulc_cli_merge(int argc, char **argv) {
             s = ulc_onnx_export(m, out, &eo, &ctx);
         } else if (base_dir) {
             int made = 0;
-            if (!is_dir(out)) {
+            if (!ulc_path_is_dir(out)) {
                 if (mkdir(out, 0777) != 0)
                     s = ulc_fail(&ctx, ULC_ERR_IO, "%s: cannot create output directory: %s", out,
                                  strerror(errno));

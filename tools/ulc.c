@@ -93,16 +93,11 @@ static int ends_with(const char *s, const char *suffix) {
     return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
-static int is_dir(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 /* Imports a model of any supported format, told apart by content (directories and .json
  * index files are safetensors checkpoints). */
 static ulc_status load_model(const char *path, ulc_model **m, ulc_ctx *ctx) {
-    if (is_dir(path) && ulc_hf_is_supported(path)) return ulc_hf_import(path, m, ctx);
-    if (is_dir(path) || ends_with(path, ".json") || ends_with(path, ".safetensors"))
+    if (ulc_path_is_dir(path) && ulc_hf_is_supported(path)) return ulc_hf_import(path, m, ctx);
+    if (ulc_path_is_dir(path) || ends_with(path, ".json") || ends_with(path, ".safetensors"))
         return ulc_safetensors_import(path, m, ctx);
     unsigned char head[16];
     size_t n = 0;
@@ -161,7 +156,7 @@ static int cmd_convert(int argc, char **argv) {
     if (!out) return usage_error("convert: no output given (-o OUT)");
     /* OUT's name picks the format: .onnx, .safetensors, or a directory (an existing one, or a
      * name ending in '/') that receives model.safetensors. */
-    int to_dir = is_dir(out) || ends_with(out, "/");
+    int to_dir = ulc_path_is_dir(out) || ends_with(out, "/");
     if (!to_dir && !ends_with(out, ".onnx") && !ends_with(out, ".safetensors"))
         return usage_error("convert: cannot tell the output format of '%s' (expected a name "
                            "ending in .onnx or .safetensors, or a directory)", out);
@@ -180,7 +175,7 @@ static int cmd_convert(int argc, char **argv) {
         char *file = NULL;
         int made_dir = 0;
         if (to_dir) {
-            if (!is_dir(out)) {
+            if (!ulc_path_is_dir(out)) {
                 if (mkdir(out, 0777) != 0) {
                     ulc_model_free(m);
                     ulc_fail(&ctx, ULC_ERR_IO, "%s: cannot create output directory", out);

@@ -72,8 +72,17 @@ static char *cs(const char *s) { return (char *)(uintptr_t)s; } /* protobuf-c wa
 /* ---- tensors ------------------------------------------------------------------------------ */
 
 /* Encodes a tensor's data into the typed field its dtype uses (inverse of the importer). */
+/* A tensor's bytes in memory: its data, or (LAZY) produced into scratch memory. */
+static const uint8_t *tensor_bytes(exporter *ex, const ulc_tensor *t) {
+    if (t->storage != ULC_STORAGE_LAZY) return t->data;
+    uint8_t *p = salloc(ex, t->nbytes + 1);
+    if (!p) return NULL;
+    return t->source->read(t->source->state, 0, t->nbytes, p, ex->ctx) == ULC_OK ? p : NULL;
+}
+
 static ulc_status encode_typed(exporter *ex, Onnx__TensorProto *tp, const ulc_tensor *t) {
-    const uint8_t *src = t->data;
+    const uint8_t *src = tensor_bytes(ex, t);
+    if (!src && t->nbytes) return ex->ctx->status ? ex->ctx->status : oom(ex);
     int dt = t->dtype;
     switch (ulc_dtype_onnx_field(dt)) {
     case ULC_ONNX_FIELD_FLOAT:
@@ -156,7 +165,8 @@ static ulc_status tensor_proto(exporter *ex, const ulc_tensor *t, int inline_raw
         ULC_TRY(encode_typed(ex, tp, t));
     } else if (inline_raw && t->form != ULC_FORM_NONE) {
         tp->has_raw_data = 1;
-        tp->raw_data.data = (uint8_t *)(uintptr_t)t->data;
+        tp->raw_data.data = (uint8_t *)(uintptr_t)tensor_bytes(ex, t);
+        if (!tp->raw_data.data && t->nbytes) return ex->ctx->status ? ex->ctx->status : oom(ex);
         tp->raw_data.len = t->nbytes;
     }
     *out = tp;
@@ -302,11 +312,15 @@ static ulc_status pack(exporter *ex, const ProtobufCMessage *msg, uint8_t **p, s
     return ULC_OK;
 }
 
+static ulc_status out_sink(void *o, const void *p, size_t n, ulc_ctx *ctx) {
+    return ulc_outfile_write(o, p, n, ctx);
+}
+
 static ulc_status write_tensor_bytes(exporter *ex, ulc_outfile *o, const ulc_tensor *t) {
     if (t->nbytes == 0) return ULC_OK;
     if (t->storage == ULC_STORAGE_BORROWED && t->map && t->map->fd >= 0)
         return ulc_outfile_copy_from(o, t->map->fd, ulc_tensor_file_offset(t), t->nbytes, ex->ctx);
-    return ulc_outfile_write(o, t->data, t->nbytes, ex->ctx);
+    return ulc_tensor_stream(t, out_sink, o, ex->ctx); /* in memory, or produced as it goes */
 }
 
 /* One initializer, split around raw_data: head = fields 1..8, tail = 12.. + unknown. */

@@ -26,16 +26,25 @@ static int cmp_init(const void *a, const void *b) {
     return strcmp((*(const ulc_value *const *)a)->name, (*(const ulc_value *const *)b)->name);
 }
 
+static int own_key(const char *k) {
+    return strncmp(k, ULC_META_PREFIX, strlen(ULC_META_PREFIX)) == 0;
+}
+
 static ulc_status build_header(const ulc_model *m, const ulc_value **order, size_t n,
-                               char **out, ulc_ctx *ctx) {
+                               int format_pt, char **out, ulc_ctx *ctx) {
     cJSON *root = cJSON_CreateObject();
     if (!root) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-    if (m->n_metadata > 0) {
+    int n_meta = format_pt;
+    for (int i = 0; i < m->n_metadata; i++) n_meta += m->metadata[i].key && !own_key(m->metadata[i].key);
+    if (n_meta > 0) {
         cJSON *meta = cJSON_AddObjectToObject(root, "__metadata__");
         for (int i = 0; meta && i < m->n_metadata; i++)
-            if (m->metadata[i].key && !cJSON_GetObjectItemCaseSensitive(meta, m->metadata[i].key))
+            if (m->metadata[i].key && !own_key(m->metadata[i].key) &&
+                !cJSON_GetObjectItemCaseSensitive(meta, m->metadata[i].key))
                 cJSON_AddStringToObject(meta, m->metadata[i].key,
                                         m->metadata[i].value ? m->metadata[i].value : "");
+        if (meta && format_pt && !cJSON_GetObjectItemCaseSensitive(meta, "format"))
+            cJSON_AddStringToObject(meta, "format", "pt");
     }
     uint64_t off = 0;
     for (size_t i = 0; i < n; i++) {
@@ -59,6 +68,10 @@ static ulc_status build_header(const ulc_model *m, const ulc_value **order, size
     return ULC_OK;
 }
 
+static ulc_status out_sink(void *o, const void *p, size_t n, ulc_ctx *ctx) {
+    return ulc_outfile_write(o, p, n, ctx);
+}
+
 static ulc_status write_all(const ulc_value **order, size_t n, const char *hdr,
                             ulc_outfile *o, ulc_ctx *ctx) {
     size_t hlen = strlen(hdr);
@@ -74,7 +87,7 @@ static ulc_status write_all(const ulc_value **order, size_t n, const char *hdr,
         if (t->storage == ULC_STORAGE_BORROWED && t->map && t->map->fd >= 0)
             ULC_TRY(ulc_outfile_copy_from(o, t->map->fd, ulc_tensor_file_offset(t), t->nbytes, ctx));
         else
-            ULC_TRY(ulc_outfile_write(o, t->data, t->nbytes, ctx));
+            ULC_TRY(ulc_tensor_stream(t, out_sink, o, ctx));
     }
     return ULC_OK;
 }
@@ -86,17 +99,19 @@ ulc_status ulc_safetensors_export(const ulc_model *m, const char *path,
         return ulc_fail(ctx, ULC_ERR_INVALID_ARG,
                         "%s: refusing to overwrite a file the input model reads from (use "
                         "--in-place)", path);
-    size_t n = g->inits.len;
-    const ulc_value **order = malloc((n ? n : 1) * sizeof *order);
+    size_t n = 0;
+    const ulc_value **order = malloc((g->inits.len ? g->inits.len : 1) * sizeof *order);
     if (!order) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++) {
-        order[i] = g->inits.items[i];
-        const ulc_tensor *t = order[i]->init;
+    for (size_t i = 0; i < g->inits.len; i++) {
+        const ulc_value *v = g->inits.items[i];
+        if (v->flags & ULC_VALUE_CONSTANT) continue;
+        order[n++] = v;
+        const ulc_tensor *t = v->init;
         if (!ulc_dtype_safetensors_name(t->dtype) || t->form == ULC_FORM_NONE ||
             t->storage == ULC_STORAGE_DEVICE) {
             ulc_fail(ctx, ULC_ERR_UNSUPPORTED,
                      "%s: initializer '%s' is %s, which safetensors cannot hold", path,
-                     order[i]->name, ulc_dtype_name(t->dtype));
+                     v->name, ulc_dtype_name(t->dtype));
             free(order);
             return ctx->status;
         }
@@ -104,7 +119,7 @@ ulc_status ulc_safetensors_export(const ulc_model *m, const char *path,
     qsort(order, n, sizeof *order, cmp_init);
     char *hdr = NULL;
     ulc_outfile *o = NULL;
-    ulc_status s = build_header(m, order, n, &hdr, ctx);
+    ulc_status s = build_header(m, order, n, opts && opts->format_pt, &hdr, ctx);
     if (s == ULC_OK) s = ulc_outfile_open(path, &o, ctx);
     if (s == ULC_OK) s = write_all(order, n, hdr, o, ctx);
     if (s == ULC_OK) {

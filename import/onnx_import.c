@@ -648,6 +648,21 @@ static ulc_status convert_model_fields(importer *im, Onnx__ModelProto *mp) {
     return pack_extra(im, &rest.base, &m->extra);
 }
 
+/* A graph ulc's own architecture builders made (its metadata says so) names the constants it
+ * added "/scope/Constant_N"; checkpoint tensors never start with '/'. Flag those so weights-only
+ * exports leave them out, as they would have right after the import from the checkpoint. */
+static void mark_builder_constants(ulc_model *m) {
+    int built = 0;
+    for (int i = 0; i < m->n_metadata; i++)
+        if (m->metadata[i].key && (strcmp(m->metadata[i].key, ULC_META_HF_CONFIG) == 0 ||
+                                   strcmp(m->metadata[i].key, ULC_META_ARCH) == 0))
+            built = 1;
+    for (size_t i = 0; built && i < m->graph->inits.len; i++) {
+        ulc_value *v = m->graph->inits.items[i];
+        if (v->name[0] == '/') v->flags |= ULC_VALUE_CONSTANT;
+    }
+}
+
 typedef struct range {
     const uint8_t *p;
     size_t len;
@@ -859,6 +874,7 @@ ulc_status ulc_onnx_import(const char *path, ulc_model **out, ulc_ctx *ctx) {
         im.m->source_path = ulc_arena_strdup(im.g->arena, path);
         s = import_mapped(&im);
         if (s == ULC_OK) s = ulc_graph_verify(im.g, ctx);
+        if (s == ULC_OK) mark_builder_constants(im.m);
     }
     if (s != ULC_OK) {
         ulc_fail(ctx, s, "%s", path);

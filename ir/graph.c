@@ -28,7 +28,13 @@ void ulc_model_free(ulc_model *m) {
     ulc_graph *g = m->graph;
     if (g) {
         for (size_t i = 0; i < g->maps.len; i++) ulc_mapping_unref(g->maps.items[i]);
+        for (size_t i = 0; i < g->sources.len; i++) {
+            ulc_tensor_source *src = g->sources.items[i];
+            if (src->release) src->release(src->state);
+            free(src);
+        }
         for (size_t i = 0; i < g->owned.len; i++) free(g->owned.items[i]);
+        ulc_ptrvec_clear(&g->sources);
         ulc_ptrvec_clear(&g->maps);
         ulc_ptrvec_clear(&g->owned);
         ulc_ptrvec_clear(&g->values);
@@ -172,6 +178,7 @@ ulc_status ulc_tensor_set_owned(ulc_graph *g, ulc_tensor *t, void *data, size_t 
     t->data = data;
     t->nbytes = nbytes;
     t->map = NULL;
+    t->source = NULL;
     return ULC_OK;
 }
 
@@ -185,7 +192,58 @@ ulc_status ulc_tensor_set_borrowed(ulc_graph *g, ulc_tensor *t, ulc_mapping *map
     t->data = data;
     t->nbytes = nbytes;
     t->map = map;
+    t->source = NULL;
     return ULC_OK;
+}
+
+ulc_status ulc_tensor_set_lazy(ulc_graph *g, ulc_tensor *t, ulc_tensor_source *source,
+                               size_t nbytes, ulc_ctx *ctx) {
+    if (ulc_ptrvec_push(&g->sources, source) != 0) {
+        if (source->release) source->release(source->state);
+        free(source);
+        return nomem(ctx, "tensor source list");
+    }
+    t->storage = ULC_STORAGE_LAZY;
+    t->data = NULL;
+    t->nbytes = nbytes;
+    t->map = NULL;
+    t->source = source;
+    return ULC_OK;
+}
+
+ulc_status ulc_tensor_materialize(ulc_graph *g, ulc_tensor *t, ulc_ctx *ctx) {
+    if (t->storage != ULC_STORAGE_LAZY) return ULC_OK;
+    void *d = malloc(t->nbytes ? t->nbytes : 1);
+    if (!d) return nomem(ctx, t->name ? t->name : "tensor");
+    ulc_status s = t->source->read(t->source->state, 0, t->nbytes, d, ctx);
+    if (s != ULC_OK) {
+        free(d);
+        return s;
+    }
+    t->source = NULL;
+    return ulc_tensor_set_owned(g, t, d, t->nbytes, ctx);
+}
+
+#define STREAM_CHUNK ((size_t)4 << 20)
+
+ulc_status ulc_tensor_stream(const ulc_tensor *t,
+                             ulc_status (*sink)(void *arg, const void *p, size_t n, ulc_ctx *ctx),
+                             void *arg, ulc_ctx *ctx) {
+    if (t->nbytes == 0) return ULC_OK;
+    if (t->storage != ULC_STORAGE_LAZY) return sink(arg, t->data, t->nbytes, ctx);
+    size_t g = t->source->granule ? t->source->granule : 1;
+    size_t chunk = STREAM_CHUNK > g ? STREAM_CHUNK / g * g : g;
+    if (chunk > t->nbytes) chunk = t->nbytes;
+    void *buf = malloc(chunk);
+    if (!buf) return nomem(ctx, "stream buffer");
+    ulc_status s = ULC_OK;
+    for (uint64_t off = 0; s == ULC_OK && off < t->nbytes; off += chunk) {
+        size_t n = t->nbytes - off < chunk ? (size_t)(t->nbytes - off) : chunk;
+        s = t->source->read(t->source->state, off, n, buf, ctx);
+        if (s == ULC_OK) s = sink(arg, buf, n, ctx);
+    }
+    free(buf);
+    return s;
 }
 
 ulc_status ulc_value_set_init(ulc_graph *g, ulc_value *v, ulc_tensor *t, ulc_ctx *ctx) {

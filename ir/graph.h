@@ -53,8 +53,21 @@ typedef enum ulc_storage {
     ULC_STORAGE_NONE = 0, /* no data (string tensors, opaque values) */
     ULC_STORAGE_OWNED,    /* malloc'd, freed with the graph */
     ULC_STORAGE_BORROWED, /* points into `map`, which the tensor holds a reference on */
-    ULC_STORAGE_DEVICE    /* backend memory; not produced by importers */
+    ULC_STORAGE_DEVICE,   /* backend memory; not produced by importers */
+    ULC_STORAGE_LAZY      /* produced on demand by `source` (a pass's pending result), so
+                             writers can stream it without ever holding all of it */
 } ulc_storage;
+
+/* The producer behind a LAZY tensor. read() writes bytes [off, off + len) of the tensor to
+ * dst; writers ask for consecutive chunks whose offsets are multiples of `granule` (one row's
+ * bytes; 0 = any). A failing read (say, a merge that would produce a NaN) fails the write that
+ * asked. release() frees state when the graph goes. */
+typedef struct ulc_tensor_source {
+    ulc_status (*read)(void *state, uint64_t off, size_t len, void *dst, ulc_ctx *ctx);
+    void (*release)(void *state);
+    void *state;
+    size_t granule;
+} ulc_tensor_source;
 
 /* Where the bytes sat in the source file, so exporters can decide how to write them. */
 typedef enum ulc_tensor_form {
@@ -76,6 +89,7 @@ typedef struct ulc_tensor {
     const void *data;   /* nbytes bytes, possibly unaligned when BORROWED */
     size_t nbytes;
     ulc_mapping *map;   /* BORROWED: the mapping data points into (referenced) */
+    ulc_tensor_source *source; /* LAZY: the producer (data is NULL) */
     ulc_tensor_form form;
     const char *ext_location; /* EXTERNAL: location as written in the source */
     ulc_bytes extra;          /* format extras (ONNX: doc_string, segment, unknown fields) */
@@ -96,6 +110,9 @@ enum {
     ULC_VALUE_HAS_TYPE = 1u << 6,    /* dtype is known (from a value_info, a tensor or inference) */
     ULC_VALUE_VALUE_INFO = 1u << 7,  /* listed in the graph's value_info */
     ULC_VALUE_OPAQUE_INIT = 1u << 8, /* defined by a format extra (ONNX sparse_initializer) */
+    ULC_VALUE_CONSTANT = 1u << 9,    /* an initializer that is part of the graph's structure (a
+                                        builder's shape vector or scalar), not a model weight:
+                                        weights-only formats (safetensors) leave it out */
 };
 
 typedef struct ulc_dim {
@@ -201,6 +218,7 @@ typedef struct ulc_graph {
     ulc_ptrvec value_info; /* values listed as value_info, in source order */
     ulc_ptrvec maps;     /* ulc_mapping* referenced by borrowed weights (one ref each) */
     ulc_ptrvec owned;    /* malloc'd weight buffers to free */
+    ulc_ptrvec sources;  /* ulc_tensor_source* of LAZY tensors, released with the graph */
     ulc_bytes extra;
     int next_node_id;
 } ulc_graph;
@@ -221,6 +239,11 @@ typedef enum ulc_source_format {
     ULC_FORMAT_SAFETENSORS,
     ULC_FORMAT_HF /* a Hugging Face checkpoint directory, its graph built from config.json */
 } ulc_source_format;
+
+/* Metadata keys ulc writes itself ("ulc." + name); weights-only formats leave them out. */
+#define ULC_META_PREFIX "ulc."
+#define ULC_META_HF_CONFIG "ulc.hf_config"  /* config.json text of a Hugging Face architecture */
+#define ULC_META_ARCH "ulc.architecture"     /* a known weights-only naming ("torchvision.resnet") */
 
 typedef struct ulc_model {
     ulc_graph *graph;
@@ -270,6 +293,16 @@ ulc_status ulc_tensor_set_owned(ulc_graph *g, ulc_tensor *t, void *data, size_t 
 /* Borrows bytes inside a mapping (the graph takes its own reference). */
 ulc_status ulc_tensor_set_borrowed(ulc_graph *g, ulc_tensor *t, ulc_mapping *map,
                                    const void *data, size_t nbytes, ulc_ctx *ctx);
+/* Attaches a producer (the graph owns source, a malloc'd struct, and releases it). */
+ulc_status ulc_tensor_set_lazy(ulc_graph *g, ulc_tensor *t, ulc_tensor_source *source,
+                               size_t nbytes, ulc_ctx *ctx);
+/* A LAZY tensor's bytes produced into an owned buffer (any other tensor: nothing to do). */
+ulc_status ulc_tensor_materialize(ulc_graph *g, ulc_tensor *t, ulc_ctx *ctx);
+/* Calls sink with t's bytes in order: one call for data in memory, a few MiB at a time for a
+ * LAZY tensor (never the whole of it at once). Not for DEVICE/NONE tensors. */
+ulc_status ulc_tensor_stream(const ulc_tensor *t,
+                             ulc_status (*sink)(void *arg, const void *p, size_t n, ulc_ctx *ctx),
+                             void *arg, ulc_ctx *ctx);
 /* Makes value v an initializer holding t (sets flags, dtype and shape from t). */
 ulc_status ulc_value_set_init(ulc_graph *g, ulc_value *v, ulc_tensor *t, ulc_ctx *ctx);
 

@@ -1,9 +1,12 @@
 /* lora_merge.c — see lora_merge.h for the math. */
 #include "passes/lora_merge.h"
 
+#include <float.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/half.h"
 #include "common/strmap.h"
@@ -242,65 +245,326 @@ static ulc_status add_untied_copy(ulc_graph *g, const char *out_name, const ulc_
     return ULC_OK;
 }
 
-static ulc_status apply_module(ulc_graph *g, const module *md, double w, ulc_lora_merge_entry *e,
-                               ulc_ctx *ctx) {
-    const ulc_tensor *a = md->a, *b = md->b;
-    ulc_tensor *t = md->base->init;
-    int dt = t->dtype;
-    uint8_t *out = malloc(t->nbytes ? t->nbytes : 1);
-    if (!out) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-    int64_t r = a->dims[0];
-    uint64_t rows, cols, inner = 1; /* delta as rows x cols (x inner for conv kernels) */
-    if (md->kind == K_EMBED) {
-        rows = (uint64_t)a->dims[1]; /* num */
-        cols = (uint64_t)b->dims[0]; /* dim */
-    } else {
-        rows = (uint64_t)b->dims[0]; /* out */
-        cols = (uint64_t)a->dims[1]; /* in */
-        if (md->kind == K_CONV) inner = (uint64_t)(a->dims[2] * a->dims[3]);
+/* Loads n elements of float data (f32, f16 or bf16), starting at element `at`, as f32. */
+static void load_elems(const uint8_t *p, int dtype, uint64_t at, uint64_t n, float *dst) {
+    if (dtype == ULC_DT_F32) {
+        memcpy(dst, p + 4 * at, (size_t)n * 4);
+        return;
     }
-    /* PEFT: delta = (B @ A) * scale, in float32; the adapter weight multiplies it. */
-    float scale = (float)md->scale, wt = (float)w;
-    double maxd = 0;
-    for (uint64_t i = 0; i < rows; i++) {
-        for (uint64_t j = 0; j < cols; j++) {
-            for (uint64_t k = 0; k < inner; k++) {
-                float acc = 0;
-                if (md->kind == K_EMBED) {
-                    for (int64_t q = 0; q < r; q++) /* (B @ A)[j, i] = sum_q B[j,q] A[q,i] */
-                        acc += load(b, j * (uint64_t)r + (uint64_t)q) * load(a, (uint64_t)q * rows + i);
-                } else {
-                    for (int64_t q = 0; q < r; q++) /* sum_q B[i,q] A[q,j,k] */
-                        acc += load(b, i * (uint64_t)r + (uint64_t)q) *
-                               load(a, ((uint64_t)q * cols + j) * inner + k);
-                }
-                float delta = acc * scale;
-                if (wt != 1.0f) delta *= wt;
-                /* where the element sits in the base tensor */
-                uint64_t idx = md->kind == K_CONV ? (i * cols + j) * inner + k
-                               : md->transposed   ? j * rows + i
-                                                  : i * cols + j;
-                float old = load(t, idx);
-                float nv = old + delta;
-                if (!isfinite(nv)) {
-                    free(out);
-                    return ulc_fail(ctx, ULC_ERR_INVALID,
-                                    "module '%s': merging gives a non-finite value in '%s' "
-                                    "(element %llu); the adapter looks broken, nothing was written",
-                                    md->name, md->base->name, (unsigned long long)idx);
-                }
-                float stored = store(out, dt, idx, nv);
-                double d = fabs((double)stored - (double)old);
-                if (d > maxd) maxd = d;
+    for (uint64_t i = 0; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, p + 2 * (at + i), 2);
+        dst[i] = dtype == ULC_DT_F16 ? ulc_f16_to_f32(h) : ulc_bf16_to_f32(h);
+    }
+}
+
+static void load_row(const ulc_tensor *t, uint64_t at, uint64_t n, float *dst) {
+    load_elems(t->data, t->dtype, at, n, dst);
+}
+
+/* out[k][j] = sum_q U[k][q] V[q][j] for k < nrows (<= DELTA_ROWS) rows of U ([.., r]) and V
+ * [r, n]. Every element is summed over q in ascending order with a separate multiply and add,
+ * so the vector and scalar versions give the same bits. */
+#define DELTA_ROWS 4
+
+static void delta_rows_scalar(const float *U, const float *V, uint64_t r, uint64_t n,
+                              uint64_t nrows, float *out) {
+    for (uint64_t k = 0; k < nrows; k++) {
+        float *o = out + k * n;
+        memset(o, 0, (size_t)n * sizeof *o);
+        for (uint64_t q = 0; q < r; q++) {
+            const float u = U[k * r + q], *v = V + q * n;
+            for (uint64_t j = 0; j < n; j++) o[j] += u * v[j];
+        }
+    }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_AVX2_PATH 1
+__attribute__((target("avx2"))) static void delta_rows_avx2(const float *U, const float *V,
+                                                            uint64_t r, uint64_t n,
+                                                            uint64_t nrows, float *out) {
+    if (nrows != DELTA_ROWS) {
+        delta_rows_scalar(U, V, r, n, nrows, out);
+        return;
+    }
+    uint64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (uint64_t q = 0; q < r; q++) {
+            __m256 v = _mm256_loadu_ps(V + q * n + j);
+            a0 = _mm256_add_ps(a0, _mm256_mul_ps(_mm256_set1_ps(U[q]), v));
+            a1 = _mm256_add_ps(a1, _mm256_mul_ps(_mm256_set1_ps(U[r + q]), v));
+            a2 = _mm256_add_ps(a2, _mm256_mul_ps(_mm256_set1_ps(U[2 * r + q]), v));
+            a3 = _mm256_add_ps(a3, _mm256_mul_ps(_mm256_set1_ps(U[3 * r + q]), v));
+        }
+        _mm256_storeu_ps(out + j, a0);
+        _mm256_storeu_ps(out + n + j, a1);
+        _mm256_storeu_ps(out + 2 * n + j, a2);
+        _mm256_storeu_ps(out + 3 * n + j, a3);
+    }
+    for (; j < n; j++)
+        for (uint64_t k = 0; k < DELTA_ROWS; k++) {
+            float acc = 0;
+            for (uint64_t q = 0; q < r; q++) acc += U[k * r + q] * V[q * n + j];
+            out[k * n + j] = acc;
+        }
+}
+#endif
+
+static int use_avx2(void) {
+#ifdef HAVE_AVX2_PATH
+    static int avx2 = -1; /* benign race: every thread computes the same value */
+    if (avx2 < 0) avx2 = __builtin_cpu_supports("avx2") != 0;
+    return avx2;
+#else
+    return 0;
+#endif
+}
+
+/* o = base + delta * scale over whole vectors of 8; returns how many elements it did, and
+ * folds max |o - base| and finiteness into *rowmax / *finite (the same bits as the scalar
+ * loop in merge_row). */
+#ifdef HAVE_AVX2_PATH
+__attribute__((target("avx2"))) static uint64_t merge_f32_avx2(float *o, const float *base,
+                                                               const float *delta, float scale,
+                                                               uint64_t n, float *rowmax,
+                                                               int *finite) {
+    const __m256 vs = _mm256_set1_ps(scale), sign = _mm256_set1_ps(-0.0f);
+    const __m256 big = _mm256_set1_ps(FLT_MAX);
+    __m256 mx = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
+    uint64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 b = _mm256_loadu_ps(base + j);
+        __m256 nv = _mm256_add_ps(b, _mm256_mul_ps(_mm256_loadu_ps(delta + j), vs));
+        __m256 ad = _mm256_andnot_ps(sign, _mm256_sub_ps(nv, b));
+        bad = _mm256_or_ps(bad, _mm256_cmp_ps(ad, big, _CMP_NLE_UQ)); /* NaN or > FLT_MAX */
+        mx = _mm256_max_ps(mx, ad);
+        _mm256_storeu_ps(o + j, nv);
+    }
+    float m[8];
+    _mm256_storeu_ps(m, mx);
+    for (int k = 0; k < 8; k++) *rowmax = m[k] > *rowmax ? m[k] : *rowmax;
+    if (_mm256_movemask_ps(bad)) *finite = 0;
+    return j;
+}
+#endif
+
+static void delta_rows(const float *U, const float *V, uint64_t r, uint64_t n, uint64_t nrows,
+                       float *out) {
+#ifdef HAVE_AVX2_PATH
+    if (use_avx2()) {
+        delta_rows_avx2(U, V, r, n, nrows, out);
+        return;
+    }
+#endif
+    delta_rows_scalar(U, V, r, n, nrows, out);
+}
+
+/* A merged tensor, produced on demand: row i is base[i] + scale * sum_q U[i][q] V[q][:],
+ * rounded once to the base dtype. The base bytes stay alive with the graph (its mappings and
+ * owned buffers outlive every source). */
+typedef struct merge_source {
+    const uint8_t *base;
+    int dtype;
+    size_t esize;
+    float *U, *V;
+    uint64_t r, n, rows;
+    float scale;
+    int threads;
+    const char *module, *tensor;
+    ulc_lora_merge_report *report; /* entry `index` gets max |delta| when rows are produced */
+    int index;
+} merge_source;
+
+/* One thread's share of a read: rows [lo, hi) into out (which holds rows from `first`). */
+typedef struct merge_job {
+    const merge_source *ms;
+    uint8_t *out;
+    uint64_t first, lo, hi;
+    float maxd;
+    uint64_t bad; /* element index of a non-finite result, or UINT64_MAX */
+    int nomem;
+} merge_job;
+
+/* new = base + delta * scale, rounded once to the base dtype; tracks max |new - base| and the
+ * first non-finite result. */
+static void merge_row(merge_job *jb, const float *delta, const float *base, uint64_t i) {
+    const merge_source *ms = jb->ms;
+    const uint64_t n = ms->n;
+    const int dt = ms->dtype;
+    const float scale = ms->scale;
+    float rowmax = 0;
+    int finite = 1;
+    uint8_t *orow = jb->out + (i - jb->first) * n * ms->esize;
+    if (dt == ULC_DT_F32) {
+        float *o = (float *)(void *)orow;
+        uint64_t j = 0;
+#ifdef HAVE_AVX2_PATH
+        if (use_avx2()) j = merge_f32_avx2(o, base, delta, scale, n, &rowmax, &finite);
+#endif
+        for (; j < n; j++) {
+            float nv = base[j] + delta[j] * scale;
+            float ad = fabsf(nv - base[j]);
+            finite &= !(ad != ad || ad > FLT_MAX);
+            rowmax = ad > rowmax ? ad : rowmax;
+            memcpy(o + j, &nv, 4);
+        }
+    } else {
+        for (uint64_t j = 0; j < n; j++) {
+            float nv = base[j] + delta[j] * scale;
+            uint16_t h = dt == ULC_DT_F16 ? ulc_f32_to_f16(nv) : ulc_f32_to_bf16(nv);
+            memcpy(orow + 2 * j, &h, 2);
+            float back = dt == ULC_DT_F16 ? ulc_f16_to_f32(h) : ulc_bf16_to_f32(h);
+            float ad = fabsf(back - base[j]);
+            finite &= !(ad != ad || ad > FLT_MAX);
+            rowmax = ad > rowmax ? ad : rowmax;
+        }
+    }
+    if (!finite && jb->bad == UINT64_MAX) {
+        uint64_t j = 0;
+        while (j + 1 < n && isfinite(base[j] + delta[j] * scale)) j++;
+        jb->bad = i * n + j;
+    }
+    if (rowmax > jb->maxd) jb->maxd = rowmax;
+}
+
+static void *merge_rows(void *arg) {
+    merge_job *jb = arg;
+    const merge_source *ms = jb->ms;
+    const uint64_t n = ms->n, r = ms->r;
+    float *delta = malloc((size_t)n * DELTA_ROWS * sizeof *delta);
+    float *base = malloc((size_t)n * sizeof *base);
+    if (!delta || !base) {
+        jb->nomem = 1;
+    } else {
+        for (uint64_t i = jb->lo; i < jb->hi && jb->bad == UINT64_MAX; i += DELTA_ROWS) {
+            uint64_t k = jb->hi - i < DELTA_ROWS ? jb->hi - i : DELTA_ROWS;
+            delta_rows(ms->U + i * r, ms->V, r, n, k, delta);
+            for (uint64_t x = 0; x < k; x++) {
+                load_elems(ms->base, ms->dtype, (i + x) * n, n, base);
+                merge_row(jb, delta + x * n, base, i + x);
             }
         }
     }
-    ULC_TRY(ulc_tensor_set_owned(g, t, out, t->nbytes, ctx));
+    free(delta);
+    free(base);
+    return NULL;
+}
+
+static int merge_threads(int requested) {
+    if (requested > 0) return requested;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 64 ? 64 : (int)n;
+}
+
+/* Rows [lo, hi) into out, split across threads in whole DELTA_ROWS blocks. */
+static ulc_status merge_produce(merge_source *ms, uint64_t lo, uint64_t hi, uint8_t *out,
+                                ulc_ctx *ctx) {
+    int nt = merge_threads(ms->threads);
+    uint64_t blocks = (hi - lo + DELTA_ROWS - 1) / DELTA_ROWS;
+    if ((uint64_t)nt > blocks) nt = (int)blocks;
+    if ((hi - lo) * ms->n < (1u << 16)) nt = 1; /* not worth a thread */
+    merge_job jobs[64];
+    pthread_t tid[64];
+    int started[64] = {0};
+    for (int k = 0; k < nt; k++) {
+        uint64_t a = lo + blocks * (uint64_t)k / (uint64_t)nt * DELTA_ROWS;
+        uint64_t b = lo + blocks * (uint64_t)(k + 1) / (uint64_t)nt * DELTA_ROWS;
+        jobs[k] = (merge_job){ms, out, lo, a, b < hi ? b : hi, 0, UINT64_MAX, 0};
+        if (k > 0) started[k] = pthread_create(&tid[k], NULL, merge_rows, &jobs[k]) == 0;
+    }
+    if (nt > 0) merge_rows(&jobs[0]);
+    for (int k = 1; k < nt; k++) {
+        if (started[k]) pthread_join(tid[k], NULL);
+        else merge_rows(&jobs[k]); /* no thread: do its share here */
+    }
+    float maxd = 0;
+    uint64_t bad = UINT64_MAX;
+    int nomem = 0;
+    for (int k = 0; k < nt; k++) {
+        maxd = jobs[k].maxd > maxd ? jobs[k].maxd : maxd;
+        if (jobs[k].bad < bad) bad = jobs[k].bad;
+        nomem |= jobs[k].nomem;
+    }
+    if (nomem) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    if (bad != UINT64_MAX)
+        return ulc_fail(ctx, ULC_ERR_INVALID,
+                        "module '%s': merging gives a non-finite value in '%s' (element %llu); "
+                        "the adapter looks broken, nothing was written",
+                        ms->module, ms->tensor, (unsigned long long)bad);
+    ulc_lora_merge_entry *e = &ms->report->entries[ms->index];
+    if (maxd > e->max_abs_delta) e->max_abs_delta = maxd;
+    return ULC_OK;
+}
+
+static ulc_status merge_read(void *state, uint64_t off, size_t len, void *dst, ulc_ctx *ctx) {
+    merge_source *ms = state;
+    const uint64_t row = ms->n * ms->esize;
+    uint64_t lo = off / row, hi = (off + len + row - 1) / row;
+    if (off % row == 0 && (len % row == 0 || off + len == ms->rows * row))
+        return merge_produce(ms, lo, hi, dst, ctx);
+    /* a range that cuts rows: produce the rows it touches, copy out the part asked for */
+    uint8_t *tmp = malloc((size_t)((hi - lo) * row));
+    if (!tmp) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    ulc_status s = merge_produce(ms, lo, hi, tmp, ctx);
+    if (s == ULC_OK) memcpy(dst, tmp + (off - lo * row), len);
+    free(tmp);
+    return s;
+}
+
+static void merge_release(void *state) {
+    merge_source *ms = state;
+    free(ms->U);
+    free(ms->V);
+    free(ms);
+}
+
+static ulc_status apply_module(ulc_graph *g, const module *md, double w, const ulc_lora_merge_opts *opts,
+                               ulc_lora_merge_report *report, int index, ulc_ctx *ctx) {
+    const ulc_tensor *a = md->a, *b = md->b;
+    ulc_tensor *t = md->base->init;
+    const uint64_t r = (uint64_t)a->dims[0];
+    /* The delta in the base tensor's own layout, as rows x n: row i is sum_q U[i][q] V[q][:].
+     *   Linear / Conv (base [out, in(, kh, kw)]): U = B [out, r], V = A [r, in*kh*kw]
+     *   Linear stored [in, out] (GPT2 Conv1D, an ONNX MatMul copy) and Embedding (base
+     *   [num, dim], PEFT's delta (B A)^T): U = A^T [rows, r], V = B^T [r, n] */
+    int swap = md->kind == K_EMBED || (md->kind == K_LINEAR && md->transposed);
+    uint64_t na = (uint64_t)a->numel / r; /* A's columns: in(*kh*kw), or num */
+    uint64_t nb = (uint64_t)b->numel / r; /* B's rows: out, or dim */
+    merge_source *ms = calloc(1, sizeof *ms);
+    ulc_tensor_source *src = calloc(1, sizeof *src);
+    float *U = malloc((size_t)((swap ? na : nb) * r) * sizeof *U);
+    float *V = malloc((size_t)(r * (swap ? nb : na)) * sizeof *V);
+    float *A = malloc((size_t)(r * na) * sizeof *A), *B = malloc((size_t)(nb * r) * sizeof *B);
+    if (!ms || !src || !U || !V || !A || !B) {
+        free(ms), free(src), free(U), free(V), free(A), free(B);
+        return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    }
+    load_row(a, 0, r * na, A);
+    load_row(b, 0, nb * r, B);
+    if (swap) {
+        for (uint64_t i = 0; i < na; i++)
+            for (uint64_t q = 0; q < r; q++) U[i * r + q] = A[q * na + i];
+        for (uint64_t q = 0; q < r; q++)
+            for (uint64_t j = 0; j < nb; j++) V[q * nb + j] = B[j * r + q];
+    } else {
+        memcpy(U, B, (size_t)(nb * r) * sizeof *U);
+        memcpy(V, A, (size_t)(r * na) * sizeof *V);
+    }
+    free(A), free(B);
+    /* PEFT: delta = (B @ A) * scale, in float32; the adapter weight multiplies the scale. */
+    *ms = (merge_source){t->data, t->dtype, t->dtype == ULC_DT_F32 ? 4 : 2, U, V, r,
+                         swap ? nb : na, swap ? na : nb, (float)(md->scale * w),
+                         opts ? opts->threads : 0, md->name, md->base->name, report, index};
+    *src = (ulc_tensor_source){merge_read, merge_release, ms, (size_t)(ms->n * ms->esize)};
+    ulc_lora_merge_entry *e = &report->entries[index];
     e->tensor = md->base->name;
     e->module = md->name;
-    e->max_abs_delta = maxd;
     e->transposed = md->transposed;
-    return ULC_OK;
+    ULC_TRY(ulc_tensor_set_lazy(g, t, src, t->nbytes, ctx));
+    return opts && opts->deferred ? ULC_OK : ulc_tensor_materialize(g, t, ctx);
 }
 
 static int same_shape(const ulc_tensor *a, const ulc_tensor *b) {
@@ -381,6 +645,9 @@ ulc_status ulc_lora_merge(ulc_model *base, const ulc_lora_adapter *ad,
     ulc_status s = mods ? ULC_OK : ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
     double w = opts ? opts->weight : 1.0;
     int unmerge = opts && opts->unmerge;
+    /* tensors an earlier (deferred) merge left pending are produced now: this one reads them */
+    for (size_t i = 0; s == ULC_OK && i < g->inits.len; i++)
+        s = ulc_tensor_materialize(g, ((ulc_value *)g->inits.items[i])->init, ctx);
     static const struct {
         const char *suffix;
         int is_b, embedding;
@@ -587,7 +854,7 @@ ulc_status ulc_lora_merge(ulc_model *base, const ulc_lora_adapter *ad,
     for (module *md = first; s == ULC_OK && md; md = md->next) {
         ulc_lora_merge_entry *e = &report->entries[report->n];
         memset(e, 0, sizeof *e);
-        s = apply_module(g, md, signed_w, e, ctx);
+        s = apply_module(g, md, signed_w, opts, report, report->n, ctx);
         if (s == ULC_OK) report->n++;
     }
     for (replacement *rp = reps; s == ULC_OK && rp; rp = rp->next) {

@@ -38,6 +38,12 @@ typedef struct ulc_lora_merge_opts {
      * is reset when an nn.Linear is targeted too). Graph consumers (MatMul, Gemm's transB)
      * settle it first where the model has nodes. */
     const char *const *conv1d_modules;
+    int threads;                /* worker threads for the low-rank products; 0: every core */
+    /* 1: leave merged tensors LAZY (ULC_STORAGE_LAZY): they are produced, a few MiB at a time,
+     * as the model is written, so no merged tensor is ever held whole. The report's
+     * max_abs_delta values, and the refusal of non-finite results, then come with that write:
+     * keep the report alive until it is done. 0: produce them now. */
+    int deferred;
 } ulc_lora_merge_opts;
 
 typedef struct ulc_lora_merge_entry {

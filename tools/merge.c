@@ -111,7 +111,8 @@ int ulc_cli_merge(int argc, char **argv) {
     const char *base_path = NULL, *out = NULL;
     const char *adapters[MAX_ADAPTERS];
     double weights[MAX_ADAPTERS];
-    int n_ad = 0, unmerge = 0, untie = 0, in_place = 0, quiet = 0;
+    int n_ad = 0, unmerge = 0, untie = 0, in_place = 0, quiet = 0, threads = 0;
+    int starts[MAX_ADAPTERS + 1] = {0}; /* report entries of adapter i: [starts[i], starts[i+1]) */
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) {
@@ -137,6 +138,12 @@ int ulc_cli_merge(int argc, char **argv) {
             untie = 1;
         } else if (strcmp(a, "--in-place") == 0) {
             in_place = 1;
+        } else if (strcmp(a, "--threads") == 0) {
+            char *end = NULL;
+            long t = ++i < argc ? strtol(argv[i], &end, 10) : 0;
+            if (i >= argc || !end || *end || t < 1 || t > 64)
+                return usage("--threads needs a number from 1 to 64", i < argc ? argv[i] : NULL);
+            threads = (int)t;
         } else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
             quiet = 1;
         } else if (a[0] == '-' && a[1]) {
@@ -175,29 +182,20 @@ int ulc_cli_merge(int argc, char **argv) {
         ulc_lora_adapter *ad = NULL;
         s = ulc_peft_import(adapters[i], &ad, &ctx);
         if (s != ULC_OK) break;
-        ulc_lora_merge_opts mo = {weights[i], unmerge, NULL, NULL, untie, hc.conv1d};
+        /* deferred: merged tensors are produced while the output is written */
+        ulc_lora_merge_opts mo = {weights[i], unmerge, NULL, NULL, untie, hc.conv1d, threads, 1};
         if (hc.tied && hc.input && ulc_graph_get_value(m->graph, hc.input) &&
             !ulc_graph_get_value(m->graph, hc.output)) {
             mo.tied_input = hc.input;
             mo.tied_output = hc.output;
         }
-        int before = rep.n;
+        starts[i] = rep.n;
         s = ulc_lora_merge(m, ad, &mo, &rep, &ctx);
-        if (s == ULC_OK && !quiet) {
-            printf("%s %s (weight %g): %d tensors\n", unmerge ? "unmerged" : "merged", adapters[i],
-                   weights[i], rep.n - before);
-            for (int k = before; k < rep.n; k++)
-                printf("  %-48s max |delta| %.6g%s%s\n", rep.entries[k].tensor,
-                       rep.entries[k].max_abs_delta, rep.entries[k].transposed ? "  (stored [in,out])" : "",
-                       rep.entries[k].replaced ? "  (replaced)" : "");
-        }
+        starts[i + 1] = rep.n;
         ulc_lora_adapter_free(ad);
     }
-    if (s == ULC_OK && rep.untied && !quiet)
-        printf("untied: '%s' now has its own copy of '%s' (tie_word_embeddings set to false)\n",
-               hc.output, hc.input);
 
-    /* write in the base's format */
+    /* write in the base's format (merged tensors are produced as they are written) */
     if (s == ULC_OK) {
         if (base_onnx) {
             ulc_onnx_export_opts eo = ulc_onnx_export_defaults();
@@ -212,18 +210,30 @@ int ulc_cli_merge(int argc, char **argv) {
                 else made = 1;
             }
             char *file = s == ULC_OK ? ulc_path_join(out, "model.safetensors") : NULL;
-            ulc_safetensors_export_opts so = {in_place};
-            if (s == ULC_OK) s = ulc_safetensors_export(m, file, &so, &ctx);
+            ulc_safetensors_export_opts so = {.allow_overwrite_input = in_place};
+            int wrote = 0;
+            if (s == ULC_OK) wrote = (s = ulc_safetensors_export(m, file, &so, &ctx)) == ULC_OK;
             if (s == ULC_OK && !ulc_path_same_file(base_path, out))
                 s = copy_side_files(base_path, out, &hc, rep.untied, &ctx);
-            if (s != ULC_OK && file) unlink(file);
+            if (s != ULC_OK && wrote) unlink(file); /* ours, and incomplete without its config */
             if (s != ULC_OK && made) rmdir(out);
             free(file);
         } else {
-            ulc_safetensors_export_opts so = {in_place};
+            ulc_safetensors_export_opts so = {.allow_overwrite_input = in_place};
             s = ulc_safetensors_export(m, out, &so, &ctx);
         }
     }
+    for (int i = 0; s == ULC_OK && !quiet && i < n_ad; i++) {
+        printf("%s %s (weight %g): %d tensors\n", unmerge ? "unmerged" : "merged", adapters[i],
+               weights[i], starts[i + 1] - starts[i]);
+        for (int k = starts[i]; k < starts[i + 1]; k++)
+            printf("  %-48s max |delta| %.6g%s%s\n", rep.entries[k].tensor,
+                   rep.entries[k].max_abs_delta, rep.entries[k].transposed ? "  (stored [in,out])" : "",
+                   rep.entries[k].replaced ? "  (replaced)" : "");
+    }
+    if (s == ULC_OK && rep.untied && !quiet)
+        printf("untied: '%s' now has its own copy of '%s' (tie_word_embeddings set to false)\n",
+               hc.output, hc.input);
     cJSON_Delete(hc.json);
     ulc_lora_merge_report_clear(&rep);
     ulc_model_free(m);

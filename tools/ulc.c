@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/file.h"
+#include "export/hf_export.h"
 #include "export/onnx_export.h"
 #include "export/safetensors_export.h"
 #include "import/hf/hf_import.h"
@@ -28,7 +29,8 @@ static const char *k_usage =
     "  inspect MODEL [--json]     producer, opsets, inputs/outputs, op histogram, parameters,\n"
     "                             external data files\n"
     "  convert IN -o OUT          read IN and write it to OUT in the format OUT's name asks for\n"
-    "                             (.onnx, .safetensors, or a directory for model.safetensors)\n"
+    "                             (.onnx, .safetensors, or a directory: model.safetensors, and\n"
+    "                             config.json when IN is a Hugging Face architecture)\n"
     "      --external-data        write weights to OUT.data (4 KiB-aligned) instead of inline\n"
     "      --in-place             allow OUT to be IN itself (or IN's external data)\n"
     "      --print-ir             print the IR to stdout after import\n"
@@ -37,6 +39,7 @@ static const char *k_usage =
     "                             checkpoint directory, or ONNX), written in BASE's format\n"
     "      --unmerge              subtract the adapters instead\n"
     "      --untie-embeddings     let an adapter change one side of tied embeddings\n"
+    "      --threads N            threads for the low-rank products (default: every core)\n"
     "      --in-place, -q         as for convert; -q prints no per-tensor report\n"
     "\n"
     "options:\n"
@@ -97,18 +100,27 @@ static int ends_with(const char *s, const char *suffix) {
  * index files are safetensors checkpoints). */
 static ulc_status load_model(const char *path, ulc_model **m, ulc_ctx *ctx) {
     if (ulc_path_is_dir(path) && ulc_hf_is_supported(path)) return ulc_hf_import(path, m, ctx);
-    if (ulc_path_is_dir(path) || ends_with(path, ".json") || ends_with(path, ".safetensors"))
-        return ulc_safetensors_import(path, m, ctx);
-    unsigned char head[16];
-    size_t n = 0;
-    FILE *f = fopen(path, "rb");
-    if (f) {
-        n = fread(head, 1, sizeof head, f);
-        fclose(f);
+    int st = ulc_path_is_dir(path) || ends_with(path, ".json") || ends_with(path, ".safetensors");
+    if (!st) {
+        unsigned char head[16];
+        size_t n = 0;
+        FILE *f = fopen(path, "rb");
+        if (f) {
+            n = fread(head, 1, sizeof head, f);
+            fclose(f);
+        }
+        st = ulc_safetensors_sniff(head, n);
     }
-    if (ulc_safetensors_sniff(head, n))
-        return ulc_safetensors_import(path, m, ctx);
-    return ulc_onnx_import(path, m, ctx);
+    if (!st) return ulc_onnx_import(path, m, ctx);
+    /* Weights alone; a known naming (torchvision ResNet) gets its graph. */
+    ULC_TRY(ulc_safetensors_import(path, m, ctx));
+    int built = 0;
+    ulc_status s = ulc_hf_build_from_names(*m, &built, ctx);
+    if (s != ULC_OK) {
+        ulc_model_free(*m);
+        *m = NULL;
+    }
+    return s;
 }
 
 static int cmd_inspect(int argc, char **argv) {
@@ -171,24 +183,8 @@ static int cmd_convert(int argc, char **argv) {
     if (ends_with(out, ".onnx")) {
         s = ulc_onnx_export(m, out, &eo, &ctx);
     } else {
-        ulc_safetensors_export_opts so = {eo.allow_overwrite_input};
-        char *file = NULL;
-        int made_dir = 0;
-        if (to_dir) {
-            if (!ulc_path_is_dir(out)) {
-                if (mkdir(out, 0777) != 0) {
-                    ulc_model_free(m);
-                    ulc_fail(&ctx, ULC_ERR_IO, "%s: cannot create output directory", out);
-                    return ulc_cli_report(&ctx);
-                }
-                made_dir = 1;
-            }
-            file = ulc_path_join(out, "model.safetensors");
-        }
-        s = file || !to_dir ? ulc_safetensors_export(m, file ? file : out, &so, &ctx)
-                            : ulc_fail(&ctx, ULC_ERR_NOMEM, "out of memory");
-        if (s != ULC_OK && made_dir) rmdir(out);
-        free(file);
+        ulc_safetensors_export_opts so = {.allow_overwrite_input = eo.allow_overwrite_input};
+        s = to_dir ? ulc_hf_export(m, out, &so, &ctx) : ulc_safetensors_export(m, out, &so, &ctx);
     }
     ulc_model_free(m);
     if (s != ULC_OK) return ulc_cli_report(&ctx);

@@ -146,6 +146,7 @@ static ulc_value *add_const(hb *b, int dtype, int rank, const int64_t *dims, con
         fail(b, b->ctx->status);
         return NULL;
     }
+    v->flags |= ULC_VALUE_CONSTANT;
     return v;
 }
 
@@ -290,6 +291,79 @@ ulc_value *hb_gelu_tanh(hb *b, ulc_value *x) {
 ulc_value *hb_quick_gelu(hb *b, ulc_value *x) {
     ulc_value *s = hb_op1(b, "Sigmoid", hb_op2(b, "Mul", x, hb_scalar_f32(b, 1.702f)));
     return hb_op2(b, "Mul", x, s);
+}
+
+static const char *const k_acts[] = {"gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast",
+                                     "quick_gelu", "relu", "silu", "swish", "tanh", "sigmoid"};
+
+int hb_act_known(const char *name) {
+    for (size_t i = 0; name && i < sizeof k_acts / sizeof *k_acts; i++)
+        if (strcmp(name, k_acts[i]) == 0) return 1;
+    return 0;
+}
+
+ulc_value *hb_act(hb *b, ulc_value *x, const char *name) {
+    if (!ok(b)) return NULL;
+    if (!hb_act_known(name)) {
+        fail(b, ulc_fail(b->ctx, ULC_ERR_UNSUPPORTED, "activation '%s' is not supported",
+                         name ? name : "(none)"));
+        return NULL;
+    }
+    if (strcmp(name, "gelu") == 0) return hb_gelu_erf(b, x);
+    if (strncmp(name, "gelu_", 5) == 0) return hb_gelu_tanh(b, x); /* same function */
+    if (strcmp(name, "quick_gelu") == 0) return hb_quick_gelu(b, x);
+    if (strcmp(name, "relu") == 0) return hb_op1(b, "Relu", x);
+    if (strcmp(name, "tanh") == 0) return hb_op1(b, "Tanh", x);
+    if (strcmp(name, "sigmoid") == 0) return hb_op1(b, "Sigmoid", x);
+    return hb_op2(b, "Mul", x, hb_op1(b, "Sigmoid", x)); /* silu, swish */
+}
+
+ulc_value *hb_conv2d(hb *b, ulc_value *x, ulc_value *w, ulc_value *bias, int64_t k, int64_t s,
+                     int64_t p) {
+    ulc_value *in[3] = {x, w, bias};
+    ulc_value *y = hb_op(b, "Conv", bias ? 3 : 2, in);
+    hb_attr_ints(b, y, "kernel_shape", 2, (const int64_t[]){k, k});
+    hb_attr_ints(b, y, "strides", 2, (const int64_t[]){s, s});
+    hb_attr_ints(b, y, "pads", 4, (const int64_t[]){p, p, p, p});
+    return y;
+}
+
+ulc_value *hb_batchnorm(hb *b, ulc_value *x, const char *prefix, int64_t c, float eps) {
+    ulc_value *in[5] = {x, hb_weightf(b, 1, &c, "%s.weight", prefix),
+                        hb_weightf(b, 1, &c, "%s.bias", prefix),
+                        hb_weightf(b, 1, &c, "%s.running_mean", prefix),
+                        hb_weightf(b, 1, &c, "%s.running_var", prefix)};
+    ulc_value *y = hb_op(b, "BatchNormalization", 5, in);
+    hb_attr_float(b, y, "epsilon", eps);
+    return y;
+}
+
+ulc_value *hb_dim(hb *b, ulc_value *x, int64_t axis) {
+    ulc_value *d = hb_op2(b, "Gather", hb_op1(b, "Shape", x), hb_const_i64(b, 0, NULL, &axis));
+    hb_attr_int(b, d, "axis", 0);
+    return d;
+}
+
+ulc_value *hb_attention(hb *b, ulc_value *q, ulc_value *k, ulc_value *v, int64_t heads,
+                        int64_t head_dim, int scale_q, ulc_value *bias1, ulc_value *bias2) {
+    float scale = 1.0f / sqrtf((float)head_dim);
+    if (scale_q) q = hb_op2(b, "Mul", q, hb_scalar_f32(b, scale));
+    ulc_value *split = hb_vec_i64(b, 4, (const int64_t[]){0, 0, heads, head_dim});
+    ulc_value *qh = hb_op1(b, "Transpose", hb_op2(b, "Reshape", q, split));
+    hb_attr_ints(b, qh, "perm", 4, (const int64_t[]){0, 2, 1, 3});
+    ulc_value *kh = hb_op1(b, "Transpose", hb_op2(b, "Reshape", k, split));
+    hb_attr_ints(b, kh, "perm", 4, (const int64_t[]){0, 2, 3, 1});
+    ulc_value *vh = hb_op1(b, "Transpose", hb_op2(b, "Reshape", v, split));
+    hb_attr_ints(b, vh, "perm", 4, (const int64_t[]){0, 2, 1, 3});
+    ulc_value *s = hb_op2(b, "MatMul", qh, kh);
+    if (!scale_q) s = hb_op2(b, "Div", s, hb_scalar_f32(b, sqrtf((float)head_dim)));
+    if (bias1) s = hb_op2(b, "Add", s, bias1);
+    if (bias2) s = hb_op2(b, "Add", s, bias2);
+    ulc_value *p = hb_op1(b, "Softmax", s);
+    hb_attr_int(b, p, "axis", -1);
+    ulc_value *c = hb_op1(b, "Transpose", hb_op2(b, "MatMul", p, vh));
+    hb_attr_ints(b, c, "perm", 4, (const int64_t[]){0, 2, 1, 3});
+    return hb_op2(b, "Reshape", c, hb_vec_i64(b, 3, (const int64_t[]){0, 0, heads * head_dim}));
 }
 
 ulc_status hb_finish(hb *b) {

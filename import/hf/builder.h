@@ -74,6 +74,24 @@ ulc_value *hb_layernorm(hb *b, ulc_value *x, ulc_value *gamma, ulc_value *beta, 
 ulc_value *hb_gelu_erf(hb *b, ulc_value *x);
 ulc_value *hb_gelu_tanh(hb *b, ulc_value *x);
 ulc_value *hb_quick_gelu(hb *b, ulc_value *x);
+/* An activation by its transformers name (ACT2FN): gelu, gelu_new, gelu_pytorch_tanh, gelu_fast,
+ * quick_gelu, relu, silu, swish, tanh, sigmoid. hb_act_known says whether one is supported. */
+int hb_act_known(const char *name);
+ulc_value *hb_act(hb *b, ulc_value *x, const char *name);
+/* NCHW convolution with a square k x k kernel, stride s, padding p on every side; bias may be NULL. */
+ulc_value *hb_conv2d(hb *b, ulc_value *x, ulc_value *w, ulc_value *bias, int64_t k, int64_t s,
+                     int64_t p);
+/* Inference BatchNormalization over channel axis 1 with PREFIX.{weight,bias,running_mean,
+ * running_var}, each [c]. */
+ulc_value *hb_batchnorm(hb *b, ulc_value *x, const char *prefix, int64_t c, float eps);
+/* Dimension `axis` of x at run time, as an int64 scalar. */
+ulc_value *hb_dim(hb *b, ulc_value *x, int64_t axis);
+/* Multi-head attention over projected q, k, v (B, T, H*D) -> (B, T, H*D):
+ * softmax(q k^T / sqrt(D) + bias1 + bias2) v, per head. scale_q: scale q by D^-1/2 before the
+ * product (CLIP) instead of dividing the scores (ViT). bias1/bias2: NULL or additive masks that
+ * broadcast to (B, H, T, T), added in that order. */
+ulc_value *hb_attention(hb *b, ulc_value *q, ulc_value *k, ulc_value *v, int64_t heads,
+                        int64_t head_dim, int scale_q, ulc_value *bias1, ulc_value *bias2);
 
 /* Finishes: verifies the graph; returns b->status. */
 ulc_status hb_finish(hb *b);

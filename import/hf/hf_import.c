@@ -29,13 +29,51 @@ const char *hf_str(const cJSON *cfg, const char *key, const char *def) {
     return cJSON_IsString(v) ? v->valuestring : def;
 }
 
+void hf_size2(const cJSON *cfg, const char *key, int64_t def, int64_t out[2], int *bad) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    out[0] = out[1] = def;
+    if (!v || cJSON_IsNull(v)) return;
+    if (cJSON_IsNumber(v)) {
+        out[0] = out[1] = (int64_t)v->valuedouble;
+    } else if (cJSON_IsArray(v) && cJSON_GetArraySize(v) == 2 &&
+               cJSON_IsNumber(cJSON_GetArrayItem(v, 0)) && cJSON_IsNumber(cJSON_GetArrayItem(v, 1))) {
+        out[0] = (int64_t)cJSON_GetArrayItem(v, 0)->valuedouble;
+        out[1] = (int64_t)cJSON_GetArrayItem(v, 1)->valuedouble;
+    } else {
+        *bad = 1;
+    }
+}
+
+int hf_ints(const cJSON *cfg, const char *key, const int64_t *def, int n_def, int64_t *out,
+            int max, int *bad) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    if (!v || cJSON_IsNull(v)) {
+        memcpy(out, def, (size_t)n_def * sizeof *out);
+        return n_def;
+    }
+    int n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : -1;
+    if (n < 0 || n > max) {
+        *bad = 1;
+        return 0;
+    }
+    for (int i = 0; i < n; i++) {
+        const cJSON *e = cJSON_GetArrayItem(v, i);
+        if (!cJSON_IsNumber(e)) *bad = 1;
+        out[i] = cJSON_IsNumber(e) ? (int64_t)e->valuedouble : 0;
+    }
+    return n;
+}
+
 typedef ulc_status (*builder_fn)(hb *, const cJSON *);
 
 static const struct {
     const char *model_type;
     builder_fn build;
 } k_builders[] = {
+    {"clip", hf_build_clip},
     {"gpt2", hf_build_gpt2},
+    {"resnet", hf_build_resnet},
+    {"vit", hf_build_vit},
 };
 
 static builder_fn find_builder(const char *model_type) {
@@ -44,7 +82,8 @@ static builder_fn find_builder(const char *model_type) {
     return NULL;
 }
 
-static cJSON *read_config(const char *dir, ulc_ctx *ctx) {
+/* config.json's parsed object; *text (when asked) gets a NUL-terminated copy of the file. */
+static cJSON *read_config_text(const char *dir, char **text, ulc_ctx *ctx) {
     char *p = ulc_path_join(dir, "config.json");
     if (!p) {
         ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
@@ -60,11 +99,31 @@ static cJSON *read_config(const char *dir, ulc_ctx *ctx) {
             cJSON_Delete(j);
             j = NULL;
             ulc_fail(ctx, ULC_ERR_PARSE, "%s: not a valid JSON object", p);
+        } else if (text && !(*text = strndup((const char *)m->data, m->size))) {
+            cJSON_Delete(j);
+            j = NULL;
+            ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
         }
         ulc_mapping_unref(m);
     }
     free(p);
     return j;
+}
+
+static cJSON *read_config(const char *dir, ulc_ctx *ctx) { return read_config_text(dir, NULL, ctx); }
+
+/* Appends key = value to the model's metadata (arena copies). */
+static ulc_status add_meta(ulc_model *m, const char *key, const char *value, ulc_ctx *ctx) {
+    ulc_arena *a = m->graph->arena;
+    ulc_kv *kv = ulc_arena_calloc(a, (size_t)m->n_metadata + 1, sizeof *kv);
+    const char *k = ulc_arena_strdup(a, key), *v = ulc_arena_strdup(a, value);
+    if (!kv || !k || !v) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    if (m->n_metadata) memcpy(kv, m->metadata, (size_t)m->n_metadata * sizeof *kv);
+    kv[m->n_metadata].key = k;
+    kv[m->n_metadata].value = v;
+    m->metadata = kv;
+    m->n_metadata++;
+    return ULC_OK;
 }
 
 int ulc_hf_is_supported(const char *dir) {
@@ -78,14 +137,17 @@ int ulc_hf_is_supported(const char *dir) {
 
 ulc_status ulc_hf_import(const char *dir, ulc_model **out, ulc_ctx *ctx) {
     *out = NULL;
-    cJSON *cfg = read_config(dir, ctx);
+    char *text = NULL;
+    cJSON *cfg = read_config_text(dir, &text, ctx);
     if (!cfg) return ctx->status;
     const char *mt = hf_str(cfg, "model_type", NULL);
     builder_fn build = find_builder(mt);
     if (!build) {
+        ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: config.json model_type '%s' has no graph "
+                 "builder (supported: clip, gpt2, resnet, vit)", dir, mt ? mt : "(none)");
         cJSON_Delete(cfg);
-        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: config.json model_type '%s' has no graph "
-                        "builder (supported: gpt2)", dir, mt ? mt : "(none)");
+        free(text);
+        return ctx->status;
     }
     ulc_model *m = NULL;
     ulc_status s = ulc_safetensors_import(dir, &m, ctx);
@@ -95,12 +157,26 @@ ulc_status ulc_hf_import(const char *dir, ulc_model **out, ulc_ctx *ctx) {
         s = b.status == ULC_OK ? build(&b, cfg) : b.status;
         if (s != ULC_OK) ulc_fail(ctx, s, "%s (model_type %s)", dir, mt);
     }
+    if (s == ULC_OK) s = add_meta(m, ULC_META_HF_CONFIG, text, ctx);
     cJSON_Delete(cfg);
+    free(text);
     if (s != ULC_OK) {
         ulc_model_free(m);
         return s;
     }
     m->source_format = ULC_FORMAT_HF;
     *out = m;
+    return ULC_OK;
+}
+
+ulc_status ulc_hf_build_from_names(ulc_model *m, int *built, ulc_ctx *ctx) {
+    *built = 0;
+    if (!hf_is_torchvision_resnet(m->graph)) return ULC_OK;
+    hb b;
+    hb_init(&b, m, 17, "ulc", ctx);
+    ulc_status s = b.status == ULC_OK ? hf_build_torchvision_resnet(&b) : b.status;
+    if (s == ULC_OK) s = add_meta(m, ULC_META_ARCH, "torchvision.resnet", ctx);
+    if (s != ULC_OK) return ulc_fail(ctx, s, "%s (torchvision ResNet)", m->source_path ? m->source_path : "model");
+    *built = 1;
     return ULC_OK;
 }

@@ -8,6 +8,20 @@
  *   model_type "gpt2" (GPT2LMHeadModel, GPT2Model; DistilGPT2 is this architecture):
  *     inputs input_ids, attention_mask (int64 [batch, sequence]); output logits
  *     [batch, sequence, vocab] (last_hidden_state for a GPT2Model checkpoint)
+ *   model_type "vit" (ViTForImageClassification, ViTModel): input pixel_values f32
+ *     [batch, channels, image_size, image_size]; output logits [batch, labels]
+ *     (last_hidden_state, and pooler_output when the checkpoint has a pooler, for ViTModel)
+ *   model_type "clip" (CLIPModel): inputs input_ids, pixel_values, attention_mask; outputs
+ *     logits_per_image, logits_per_text, text_embeds, image_embeds
+ *   model_type "resnet" (ResNetForImageClassification, ResNetModel): input pixel_values;
+ *     output logits (last_hidden_state, pooler_output for ResNetModel)
+ *
+ * The model keeps config.json's text in its metadata under "ulc.hf_config", so an ONNX file
+ * made from it can be turned back into a Hugging Face directory (see export/hf_export.h).
+ *
+ * torchvision ResNet state_dicts (resnet18..152, resnext, wide_resnet saved as safetensors)
+ * carry no config; ulc_hf_build_from_names recognises them by their tensor names and builds
+ * the graph (input "input" [batch, 3, height, width], output "logits").
  *
  *     ulc_model *m;
  *     ulc_hf_import("distilgpt2/", &m, &ctx);   // caller frees with ulc_model_free
@@ -22,5 +36,10 @@
 int ulc_hf_is_supported(const char *dir);
 
 ulc_status ulc_hf_import(const char *dir, ulc_model **out, ulc_ctx *ctx);
+
+/* For a weights-only model (no nodes): when its tensor names are a known architecture's
+ * (torchvision ResNet), builds the graph over them and sets *built; otherwise leaves the model
+ * alone. Errors only when the names match but the tensors do not fit together. */
+ulc_status ulc_hf_build_from_names(ulc_model *m, int *built, ulc_ctx *ctx);
 
 #endif

@@ -547,10 +547,15 @@ def test_onnx_to_safetensors_and_back(model, tmp_path):
     assert weights.keys() == {t.name for t in m.graph.initializer}
     for t in m.graph.initializer:
         assert np.array_equal(weights[t.name], numpy_helper.to_array(t))
-    # directory output gets model.safetensors
+    # directory output gets model.safetensors, marked {"format": "pt"} as transformers wants
     r = run_ulc("convert", model, "-o", str(tmp_path / "hf") + "/")
     assert r.returncode == 0, r.stderr
-    assert (tmp_path / "hf" / "model.safetensors").read_bytes() == st.read_bytes()
+    from safetensors import safe_open
+    with safe_open(str(tmp_path / "hf" / "model.safetensors"), "np") as f:
+        assert f.metadata() == {"format": "pt"}
+    in_dir = load_file(str(tmp_path / "hf" / "model.safetensors"))
+    assert in_dir.keys() == weights.keys()
+    assert all(np.array_equal(in_dir[k], weights[k]) for k in weights)
     # safetensors -> safetensors is byte-stable, and inspect describes it
     st2 = tmp_path / "w2.safetensors"
     assert run_ulc("convert", st, "-o", st2).returncode == 0

@@ -246,12 +246,14 @@ static ulc_status add_untied_copy(ulc_graph *g, const char *out_name, const ulc_
 }
 
 /* Loads n elements of float data (f32, f16 or bf16), starting at element `at`, as f32. */
+static uint64_t load_half_fast(const uint8_t *p, int f16, uint64_t n, float *dst);
+
 static void load_elems(const uint8_t *p, int dtype, uint64_t at, uint64_t n, float *dst) {
     if (dtype == ULC_DT_F32) {
         memcpy(dst, p + 4 * at, (size_t)n * 4);
         return;
     }
-    for (uint64_t i = 0; i < n; i++) {
+    for (uint64_t i = load_half_fast(p + 2 * at, dtype == ULC_DT_F16, n, dst); i < n; i++) {
         uint16_t h;
         memcpy(&h, p + 2 * (at + i), 2);
         dst[i] = dtype == ULC_DT_F16 ? ulc_f16_to_f32(h) : ulc_bf16_to_f32(h);
@@ -290,6 +292,31 @@ __attribute__((target("avx2"))) static void delta_rows_avx2(const float *U, cons
         return;
     }
     uint64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        __m256 b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        for (uint64_t q = 0; q < r; q++) {
+            __m256 v = _mm256_loadu_ps(V + q * n + j), w = _mm256_loadu_ps(V + q * n + j + 8);
+            __m256 u0 = _mm256_set1_ps(U[q]), u1 = _mm256_set1_ps(U[r + q]);
+            __m256 u2 = _mm256_set1_ps(U[2 * r + q]), u3 = _mm256_set1_ps(U[3 * r + q]);
+            a0 = _mm256_add_ps(a0, _mm256_mul_ps(u0, v));
+            b0 = _mm256_add_ps(b0, _mm256_mul_ps(u0, w));
+            a1 = _mm256_add_ps(a1, _mm256_mul_ps(u1, v));
+            b1 = _mm256_add_ps(b1, _mm256_mul_ps(u1, w));
+            a2 = _mm256_add_ps(a2, _mm256_mul_ps(u2, v));
+            b2 = _mm256_add_ps(b2, _mm256_mul_ps(u2, w));
+            a3 = _mm256_add_ps(a3, _mm256_mul_ps(u3, v));
+            b3 = _mm256_add_ps(b3, _mm256_mul_ps(u3, w));
+        }
+        _mm256_storeu_ps(out + j, a0);
+        _mm256_storeu_ps(out + j + 8, b0);
+        _mm256_storeu_ps(out + n + j, a1);
+        _mm256_storeu_ps(out + n + j + 8, b1);
+        _mm256_storeu_ps(out + 2 * n + j, a2);
+        _mm256_storeu_ps(out + 2 * n + j + 8, b2);
+        _mm256_storeu_ps(out + 3 * n + j, a3);
+        _mm256_storeu_ps(out + 3 * n + j + 8, b3);
+    }
     for (; j + 8 <= n; j += 8) {
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         for (uint64_t q = 0; q < r; q++) {
@@ -313,10 +340,16 @@ __attribute__((target("avx2"))) static void delta_rows_avx2(const float *U, cons
 }
 #endif
 
+/* ULC_NO_SIMD=1 forces the scalar loops (tests compare both: they must give the same bits). */
+static int simd_disabled(void) {
+    const char *e = getenv("ULC_NO_SIMD");
+    return e && *e && strcmp(e, "0") != 0;
+}
+
 static int use_avx2(void) {
 #ifdef HAVE_AVX2_PATH
     static int avx2 = -1; /* benign race: every thread computes the same value */
-    if (avx2 < 0) avx2 = __builtin_cpu_supports("avx2") != 0;
+    if (avx2 < 0) avx2 = __builtin_cpu_supports("avx2") && !simd_disabled();
     return avx2;
 #else
     return 0;
@@ -350,6 +383,79 @@ __attribute__((target("avx2"))) static uint64_t merge_f32_avx2(float *o, const f
     return j;
 }
 #endif
+
+/* The same for f16 / bf16 bases: the sum rounded once to nearest-even (F16C for f16; bf16 by
+ * the bit trick ulc_f32_to_bf16 uses), max |rounded - base| and finiteness folded in. Lanes
+ * holding NaN are flagged (and fail the merge), so their bits do not matter. */
+#ifdef HAVE_AVX2_PATH
+__attribute__((target("avx2,f16c"))) static uint64_t merge_half_avx2(uint8_t *o, const float *base,
+                                                                    const float *delta, float scale,
+                                                                    uint64_t n, int f16,
+                                                                    float *rowmax, int *finite) {
+    const __m256 vs = _mm256_set1_ps(scale), sign = _mm256_set1_ps(-0.0f);
+    const __m256 big = _mm256_set1_ps(FLT_MAX);
+    const __m256i bias = _mm256_set1_epi32(0x7fff), one = _mm256_set1_epi32(1);
+    __m256 mx = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
+    uint64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 b = _mm256_loadu_ps(base + j);
+        __m256 nv = _mm256_add_ps(b, _mm256_mul_ps(_mm256_loadu_ps(delta + j), vs));
+        __m128i h;
+        __m256 back;
+        if (f16) {
+            h = _mm256_cvtps_ph(nv, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            back = _mm256_cvtph_ps(h);
+        } else {
+            __m256i u = _mm256_castps_si256(nv);
+            __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), one);
+            __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(bias, lsb)), 16);
+            back = _mm256_castsi256_ps(_mm256_slli_epi32(r, 16));
+            __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);
+            h = _mm256_castsi256_si128(packed);
+        }
+        _mm_storeu_si128((__m128i *)(void *)(o + 2 * j), h);
+        __m256 ad = _mm256_andnot_ps(sign, _mm256_sub_ps(back, b));
+        bad = _mm256_or_ps(bad, _mm256_cmp_ps(ad, big, _CMP_NLE_UQ));
+        mx = _mm256_max_ps(mx, ad);
+    }
+    float m[8];
+    _mm256_storeu_ps(m, mx);
+    for (int k = 0; k < 8; k++) *rowmax = m[k] > *rowmax ? m[k] : *rowmax;
+    if (_mm256_movemask_ps(bad)) *finite = 0;
+    return j;
+}
+
+/* f16 / bf16 -> f32 for whole vectors of 8; returns how many it did. */
+__attribute__((target("avx2,f16c"))) static uint64_t load_half_avx2(const uint8_t *p, int f16,
+                                                                   uint64_t n, float *dst) {
+    uint64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m128i h = _mm_loadu_si128((const __m128i *)(const void *)(p + 2 * j));
+        __m256 f = f16 ? _mm256_cvtph_ps(h)
+                       : _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+        _mm256_storeu_ps(dst + j, f);
+    }
+    return j;
+}
+#endif
+
+static int use_f16c(void) {
+#ifdef HAVE_AVX2_PATH
+    static int yes = -1;
+    if (yes < 0) yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") && !simd_disabled();
+    return yes;
+#else
+    return 0;
+#endif
+}
+
+static uint64_t load_half_fast(const uint8_t *p, int f16, uint64_t n, float *dst) {
+#ifdef HAVE_AVX2_PATH
+    if (use_f16c()) return load_half_avx2(p, f16, n, dst);
+#endif
+    (void)p, (void)f16, (void)n, (void)dst;
+    return 0;
+}
 
 static void delta_rows(const float *U, const float *V, uint64_t r, uint64_t n, uint64_t nrows,
                        float *out) {
@@ -412,7 +518,11 @@ static void merge_row(merge_job *jb, const float *delta, const float *base, uint
             memcpy(o + j, &nv, 4);
         }
     } else {
-        for (uint64_t j = 0; j < n; j++) {
+        uint64_t j = 0;
+#ifdef HAVE_AVX2_PATH
+        if (use_f16c()) j = merge_half_avx2(orow, base, delta, scale, n, dt == ULC_DT_F16, &rowmax, &finite);
+#endif
+        for (; j < n; j++) {
             float nv = base[j] + delta[j] * scale;
             uint16_t h = dt == ULC_DT_F16 ? ulc_f32_to_f16(nv) : ulc_f32_to_bf16(nv);
             memcpy(orow + 2 * j, &h, 2);

@@ -262,3 +262,62 @@ def test_bad_adapters(ulc, tmp_path):
     assert r.returncode == 2 and "non-finite" in r.stderr
     assert not (tmp_path / "inf.safetensors").exists()
     assert sorted(p for p in os.listdir(tmp_path) if p.startswith("out_") or p.endswith(".safetensors")) == ["base.safetensors"]
+
+
+class Wide(torch.nn.Module):
+    """Rows long enough for the vector paths, with tails (517, 300 are not multiples of 8)."""
+    def __init__(self):
+        super().__init__()
+        from transformers.pytorch_utils import Conv1D
+        self.lin = torch.nn.Linear(300, 517)
+        self.c1d = Conv1D(517, 300)  # weight stored [in=300, out=517]
+        self.conv = torch.nn.Conv2d(24, 40, 3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=["f32", "f16", "bf16"])
+def test_simd_threads_and_scalar_agree(ulc, tmp_path, dtype):
+    """The vector and scalar loops, and any thread count, give the same bytes; half-precision
+    results are the f32 sum rounded once (within one step of torch's own rounding of it)."""
+    import os
+    import subprocess
+    from conftest import ulc_bin
+    torch.manual_seed(3)
+    base = Wide().to(dtype)
+    base_path = tmp_path / "base.safetensors"
+    save_file({k: v.contiguous() for k, v in base.state_dict().items()}, str(base_path))
+    pm = get_peft_model(copy.deepcopy(base), LoraConfig(r=8, lora_alpha=16, target_modules=["lin", "c1d", "conv"]))
+    randomize_lora(pm, 4)
+    ad = tmp_path / "adapter"
+    pm.save_pretrained(str(ad))
+    outs = []
+    for i, (threads, env) in enumerate([("2", {}), ("1", {}), ("2", {"ULC_NO_SIMD": "1"}), ("3", {"ULC_NO_SIMD": "1"})]):
+        out = tmp_path / f"m{i}.safetensors"
+        r = subprocess.run([ulc_bin(), "merge", str(base_path), "--lora", str(ad), "-o", str(out),
+                            "--threads", threads], capture_output=True, text=True,
+                           env={**os.environ, **env})
+        assert r.returncode == 0, r.stderr
+        outs.append(out.read_bytes())
+    assert all(o == outs[0] for o in outs[1:])
+    from safetensors.torch import load_file as load_t
+    ours = load_t(str(tmp_path / "m0.safetensors"))
+    adt = load_t(str(ad / "adapter_model.safetensors"))
+    for m, transposed in [("lin", False), ("c1d", True)]:
+        A = adt[f"base_model.model.{m}.lora_A.weight"].float()
+        B = adt[f"base_model.model.{m}.lora_B.weight"].float()
+        delta = (B @ A) * 2.0
+        exact = base.state_dict()[f"{m}.weight"].float() + (delta.T if transposed else delta)
+        o = ours[f"{m}.weight"]
+        assert o.dtype == dtype
+        if dtype == torch.float32:
+            assert float((o - exact).abs().max()) <= 1e-6 * float(exact.abs().max())
+        else:
+            r = exact.to(dtype).float()
+            assert bool(((o.float() - r).abs() <= spacing(r, dtype)).all()), m
+
+
+def test_threads_option_is_checked(ulc, tmp_path):
+    base, ad, _ = make_case(tmp_path, LoraConfig(r=4, lora_alpha=8, target_modules=["proj"]))
+    for bad in ["0", "x", "65"]:
+        r = ulc("merge", base, "--lora", ad, "-o", tmp_path / "o.safetensors", "--threads", bad)
+        assert r.returncode == 1 and "--threads" in r.stderr
+        assert not (tmp_path / "o.safetensors").exists()

@@ -562,6 +562,73 @@ typedef struct test_case {
     void (*fn)(void);
 } test_case;
 
+/* A LAZY source producing byte i = (i * 7) & 255, failing at fail_at (if set). */
+typedef struct counting_source {
+    uint64_t fail_at;
+    int calls, released;
+    size_t largest;
+} counting_source;
+
+static ulc_status counting_read(void *state, uint64_t off, size_t len, void *dst, ulc_ctx *ctx) {
+    counting_source *cs = state;
+    cs->calls++;
+    if (len > cs->largest) cs->largest = len;
+    if (cs->fail_at && off + len > cs->fail_at)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "source fails at %llu", (unsigned long long)cs->fail_at);
+    for (size_t i = 0; i < len; i++) ((uint8_t *)dst)[i] = (uint8_t)(((off + i) * 7) & 255);
+    return ULC_OK;
+}
+
+static void counting_release(void *state) { ((counting_source *)state)->released++; }
+
+typedef struct sink_state {
+    uint8_t *buf;
+    size_t at;
+} sink_state;
+
+static ulc_status collect(void *arg, const void *p, size_t n, ulc_ctx *ctx) {
+    (void)ctx;
+    sink_state *ss = arg;
+    memcpy(ss->buf + ss->at, p, n);
+    ss->at += n;
+    return ULC_OK;
+}
+
+static void test_lazy_tensors(void) {
+    ulc_ctx ctx;
+    ulc_ctx_init(&ctx);
+    ulc_model *m = ulc_model_create();
+    const size_t n = (size_t)10 << 20; /* 10 MiB: several stream chunks, a short last one */
+    int64_t dims[1] = {(int64_t)n / 4};
+    counting_source cs = {0, 0, 0, 0};
+    ulc_tensor *t = ulc_tensor_new(m->graph, "lazy", ULC_DT_F32, 1, dims, &ctx);
+    ulc_tensor_source *src = calloc(1, sizeof *src);
+    CHECK(t && src);
+    *src = (ulc_tensor_source){counting_read, counting_release, &cs, 12};
+    CHECK(ulc_tensor_set_lazy(m->graph, t, src, n, &ctx) == ULC_OK);
+    CHECK(t->storage == ULC_STORAGE_LAZY && t->data == NULL);
+    sink_state ss = {malloc(n), 0};
+    CHECK(ulc_tensor_stream(t, collect, &ss, &ctx) == ULC_OK);
+    CHECK(ss.at == n && cs.calls >= 3 && cs.largest < n && cs.largest % 12 == 0);
+    int good = 1;
+    for (size_t i = 0; i < n; i++) good &= ss.buf[i] == (uint8_t)((i * 7) & 255);
+    CHECK(good);
+    /* a failing source fails the stream and says why */
+    cs.fail_at = n / 2;
+    ss.at = 0;
+    CHECK(ulc_tensor_stream(t, collect, &ss, &ctx) == ULC_ERR_INVALID);
+    CHECK_CONTAINS(ulc_ctx_message(&ctx), "source fails at");
+    CHECK(ulc_tensor_materialize(m->graph, t, &ctx) == ULC_ERR_INVALID);
+    CHECK(t->storage == ULC_STORAGE_LAZY);
+    ulc_ctx_clear(&ctx);
+    cs.fail_at = 0;
+    CHECK(ulc_tensor_materialize(m->graph, t, &ctx) == ULC_OK);
+    CHECK(t->storage == ULC_STORAGE_OWNED && t->data && memcmp(t->data, ss.buf, n) == 0);
+    free(ss.buf);
+    ulc_model_free(m);
+    CHECK(cs.released == 1); /* the graph released the source */
+}
+
 static const test_case k_tests[] = {
     {"status_chain", test_status_chain},
     {"arena", test_arena},
@@ -578,6 +645,7 @@ static const test_case k_tests[] = {
     {"onnx_auto_external", test_onnx_auto_external},
     {"onnx_bad_bytes", test_onnx_bad_bytes},
     {"onnx_mutations", test_onnx_mutations},
+    {"lazy_tensors", test_lazy_tensors},
 };
 
 int main(int argc, char **argv) {

@@ -338,7 +338,6 @@ def main():
         summary.append(f"- {name}, sampled peaks (one untimed run, /proc/PID/status): "
                        f"RssAnon {fmt_mb(m['RssAnon'])}, RssFile {fmt_mb(m['RssFile'])}")
     if strace:
-        tot = sum(r[0] for r in strace) or 1
         top = sorted(strace, reverse=True)[:3]
         summary.append("- ulc convert syscalls (one untimed `strace -f -c` run): " + ", ".join(
             f"{n} {calls} calls {pct:.0f}% of syscall time" for pct, calls, n in top))
@@ -359,8 +358,6 @@ INTRO = ("# Benchmarks\n\n"
 
 
 def write_doc(text, args):
-    doc = ROOT / "docs" / "benchmarks.md"
-    body = doc.read_text() if doc.exists() else INTRO
     cmd = " ".join([".venv/bin/python", "bench/bench_io.py", *sys.argv[1:]])
     import onnx
     ulc_version = subprocess.run([ULC, "--version"], capture_output=True, text=True).stdout.strip()
@@ -377,7 +374,15 @@ def write_doc(text, args):
         "pages a fault maps depends on how the cache was filled (its folio sizes), which is why the\n"
         "model is re-read the same way before every run.\n\n"
         f"{text}\n")
-    pattern = re.compile("^" + re.escape(SECTION) + r"\n.*?(?=^## |\Z)", re.S | re.M)
+    replace_doc_section(SECTION, section)
+
+
+def replace_doc_section(title, section):
+    """Puts section (starting with its '## title' line) into docs/benchmarks.md in place of the
+    one with that title, or at the end."""
+    doc = ROOT / "docs" / "benchmarks.md"
+    body = doc.read_text() if doc.exists() else INTRO
+    pattern = re.compile("^" + re.escape(title) + r"\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(body):
         body = pattern.sub(lambda _: section.rstrip("\n") + "\n\n", body, count=1)
     else:

@@ -27,7 +27,6 @@ import argparse
 import datetime
 import os
 import platform
-import re
 import shutil
 import statistics
 import subprocess
@@ -37,7 +36,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_io import INTRO, cpu_model, settle_input  # noqa: E402
+from bench_io import cpu_model, replace_doc_section, settle_input  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out" / "merge"
@@ -228,8 +227,6 @@ def report(res, runs, threads):
 
 
 def write_doc(text):
-    doc = ROOT / "docs" / "benchmarks.md"
-    body = doc.read_text() if doc.exists() else INTRO
     import peft
     import torch
     import transformers
@@ -249,13 +246,7 @@ def write_doc(text):
         "merge + save timed inside its process (its interpreter start-up and imports left out);\n"
         "ulc's time includes its process start-up.\n\n"
         f"{text}\n")
-    pattern = re.compile("^" + re.escape(SECTION) + r"\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(body):
-        body = pattern.sub(lambda _: section.rstrip("\n") + "\n\n", body, count=1)
-    else:
-        body = body.rstrip("\n") + "\n\n" + section
-    doc.write_text(body.rstrip("\n") + "\n")
-    print(f"wrote {doc.relative_to(ROOT)}")
+    replace_doc_section(SECTION, section)
 
 
 def main():

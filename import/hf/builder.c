@@ -344,6 +344,21 @@ ulc_value *hb_dim(hb *b, ulc_value *x, int64_t axis) {
     return d;
 }
 
+ulc_value *hb_patch_tokens(hb *b, ulc_value *px, ulc_value *w, ulc_value *bias, int64_t patch,
+                           int64_t c, ulc_value *token) {
+    ulc_value *x = hb_conv2d(b, px, w, bias, patch, patch, 0);
+    x = hb_op2(b, "Reshape", x, hb_vec_i64(b, 3, (const int64_t[]){0, c, -1}));
+    x = hb_op1(b, "Transpose", x);
+    hb_attr_ints(b, x, "perm", 3, (const int64_t[]){0, 2, 1});
+    ulc_value *batch = hb_op2(b, "Unsqueeze", hb_dim(b, px, 0), hb_vec_i64(b, 1, (const int64_t[]){0}));
+    ulc_value *shape = hb_op3(b, "Concat", batch, hb_vec_i64(b, 1, (const int64_t[]){1}),
+                              hb_vec_i64(b, 1, &c));
+    hb_attr_int(b, shape, "axis", 0);
+    ulc_value *h = hb_op2(b, "Concat", hb_op2(b, "Expand", token, shape), x);
+    hb_attr_int(b, h, "axis", 1);
+    return h;
+}
+
 ulc_value *hb_attention(hb *b, ulc_value *q, ulc_value *k, ulc_value *v, int64_t heads,
                         int64_t head_dim, int scale_q, ulc_value *bias1, ulc_value *bias2) {
     float scale = 1.0f / sqrtf((float)head_dim);

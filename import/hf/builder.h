@@ -84,6 +84,11 @@ ulc_value *hb_conv2d(hb *b, ulc_value *x, ulc_value *w, ulc_value *bias, int64_t
 /* Inference BatchNormalization over channel axis 1 with PREFIX.{weight,bias,running_mean,
  * running_var}, each [c]. */
 ulc_value *hb_batchnorm(hb *b, ulc_value *x, const char *prefix, int64_t c, float eps);
+/* ViT-style patch tokens: conv (kernel = stride = patch) of px [B, ch, H, W] into [B, N, C],
+ * with `token` (any shape broadcasting to [B, 1, C]: a [1, 1, C] or [C] weight) prepended:
+ * [B, N + 1, C]. bias may be NULL. */
+ulc_value *hb_patch_tokens(hb *b, ulc_value *px, ulc_value *w, ulc_value *bias, int64_t patch,
+                           int64_t c, ulc_value *token);
 /* Dimension `axis` of x at run time, as an int64 scalar. */
 ulc_value *hb_dim(hb *b, ulc_value *x, int64_t axis);
 /* Multi-head attention over projected q, k, v (B, T, H*D) -> (B, T, H*D):

@@ -167,20 +167,10 @@ static ulc_value *vision_tower(hb *b, const cJSON *cfg, ulc_value **px_out, int6
                                          {img[0], NULL, NULL}, {img[1], NULL, NULL}});
     *px_out = px;
     hb_scope(b, "/vision_model/embeddings");
-    ulc_value *x = hb_conv2d(b, px, hb_weight(b, "vision_model.embeddings.patch_embedding.weight", 4,
-                                              (const int64_t[]){C, ch, patch[0], patch[1]}),
-                             NULL, patch[0], patch[0], 0);
-    x = hb_op2(b, "Reshape", x, hb_vec_i64(b, 3, (const int64_t[]){0, C, -1}));
-    x = hb_op1(b, "Transpose", x);
-    hb_attr_ints(b, x, "perm", 3, (const int64_t[]){0, 2, 1});
-    ulc_value *batch = hb_op2(b, "Unsqueeze", hb_dim(b, px, 0), hb_vec_i64(b, 1, (const int64_t[]){0}));
-    ulc_value *shape = hb_op3(b, "Concat", batch, hb_vec_i64(b, 1, (const int64_t[]){1}),
-                              hb_vec_i64(b, 1, &C));
-    hb_attr_int(b, shape, "axis", 0);
-    ulc_value *cls = hb_op2(b, "Expand", hb_weight(b, "vision_model.embeddings.class_embedding", 1, &C),
-                            shape);
-    ulc_value *h = hb_op2(b, "Concat", cls, x);
-    hb_attr_int(b, h, "axis", 1);
+    ulc_value *h = hb_patch_tokens(
+        b, px, hb_weight(b, "vision_model.embeddings.patch_embedding.weight", 4,
+                         (const int64_t[]){C, ch, patch[0], patch[1]}),
+        NULL, patch[0], C, hb_weight(b, "vision_model.embeddings.class_embedding", 1, &C));
     h = hb_op2(b, "Add", h, hb_weight(b, "vision_model.embeddings.position_embedding.weight", 2,
                                       (const int64_t[]){N + 1, C}));
     hb_scope(b, "/vision_model/pre_layrnorm");

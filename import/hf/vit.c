@@ -45,24 +45,12 @@ ulc_status hf_build_vit(hb *b, const cJSON *cfg) {
                              (ulc_dim[]){{-1, "batch", NULL}, {ch, NULL, NULL},
                                          {img[0], NULL, NULL}, {img[1], NULL, NULL}});
     hb_scope(b, "/%sembeddings", pre);
-    ulc_value *x = hb_conv2d(
+    ulc_value *h = hb_patch_tokens(
         b, px,
         hb_weightf(b, 4, (const int64_t[]){C, ch, patch[0], patch[1]},
                    "%sembeddings.patch_embeddings.projection.weight", pre),
-        hb_weightf(b, 1, &C, "%sembeddings.patch_embeddings.projection.bias", pre), patch[0],
-        patch[0], 0);
-    x = hb_op2(b, "Reshape", x, hb_vec_i64(b, 3, (const int64_t[]){0, C, -1}));
-    x = hb_op1(b, "Transpose", x);
-    hb_attr_ints(b, x, "perm", 3, (const int64_t[]){0, 2, 1});
-    ulc_value *batch = hb_op2(b, "Unsqueeze", hb_dim(b, px, 0), hb_vec_i64(b, 1, (const int64_t[]){0}));
-    ulc_value *shape = hb_op3(b, "Concat", batch, hb_vec_i64(b, 1, (const int64_t[]){1}),
-                              hb_vec_i64(b, 1, &C));
-    hb_attr_int(b, shape, "axis", 0);
-    ulc_value *tok = hb_op2(b, "Expand",
-                            hb_weightf(b, 3, (const int64_t[]){1, 1, C}, "%sembeddings.cls_token", pre),
-                            shape);
-    ulc_value *h = hb_op2(b, "Concat", tok, x);
-    hb_attr_int(b, h, "axis", 1);
+        hb_weightf(b, 1, &C, "%sembeddings.patch_embeddings.projection.bias", pre), patch[0], C,
+        hb_weightf(b, 3, (const int64_t[]){1, 1, C}, "%sembeddings.cls_token", pre));
     h = hb_op2(b, "Add", h, hb_weightf(b, 3, (const int64_t[]){1, N + 1, C},
                                        "%sembeddings.position_embeddings", pre));
 

@@ -223,6 +223,12 @@ def report(res, runs, threads):
     lines.append(f"- {runs} interleaved timed runs per case after a warm-up; {threads} threads for "
                  "both ulc (--threads) and torch (set_num_threads)")
     lines.append("- targets: >= 10x faster than PEFT end to end; ulc's output throughput >= 60% of cp's")
+    for r in res:
+        m = r["med"]
+        cp_share = (r["bytes"] / m["ulc"]) / (r["cp_bytes"] / m["cp"])
+        lines.append(f"  - {r['dt']}: speed-up {'met' if r['peft_inner'] / m['ulc'] >= 10 else 'NOT met'} "
+                     f"inside PEFT's process, {'met' if m['peft'] / m['ulc'] >= 10 else 'NOT met'} "
+                     f"for the whole process; cp share {'met' if cp_share >= 0.6 else 'NOT met'}")
     return "\n".join(lines)
 
 

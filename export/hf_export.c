@@ -9,10 +9,7 @@
 #include "common/file.h"
 
 const char *ulc_hf_config_text(const ulc_model *m) {
-    for (int i = 0; i < m->n_metadata; i++)
-        if (m->metadata[i].key && strcmp(m->metadata[i].key, ULC_META_HF_CONFIG) == 0)
-            return m->metadata[i].value;
-    return NULL;
+    return ulc_model_metadata(m, ULC_META_HF_CONFIG);
 }
 
 ulc_status ulc_hf_export(const ulc_model *m, const char *dir,

@@ -652,11 +652,7 @@ static ulc_status convert_model_fields(importer *im, Onnx__ModelProto *mp) {
  * added "/scope/Constant_N"; checkpoint tensors never start with '/'. Flag those so weights-only
  * exports leave them out, as they would have right after the import from the checkpoint. */
 static void mark_builder_constants(ulc_model *m) {
-    int built = 0;
-    for (int i = 0; i < m->n_metadata; i++)
-        if (m->metadata[i].key && (strcmp(m->metadata[i].key, ULC_META_HF_CONFIG) == 0 ||
-                                   strcmp(m->metadata[i].key, ULC_META_ARCH) == 0))
-            built = 1;
+    int built = ulc_model_metadata(m, ULC_META_HF_CONFIG) || ulc_model_metadata(m, ULC_META_ARCH);
     for (size_t i = 0; built && i < m->graph->inits.len; i++) {
         ulc_value *v = m->graph->inits.items[i];
         if (v->name[0] == '/') v->flags |= ULC_VALUE_CONSTANT;

@@ -47,26 +47,13 @@ static int cmp_entry(const void *a, const void *b) {
 static ulc_status add_metadata(ulc_model *m, const cJSON *meta, ulc_ctx *ctx) {
     if (!cJSON_IsObject(meta))
         return ulc_fail(ctx, ULC_ERR_INVALID, "__metadata__ must be an object of strings");
-    int n = cJSON_GetArraySize(meta);
-    ulc_arena *a = m->graph->arena;
-    ulc_kv *kv = ulc_arena_calloc(a, (size_t)(m->n_metadata + n) + 1, sizeof *kv);
-    if (!kv) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-    if (m->n_metadata) memcpy(kv, m->metadata, (size_t)m->n_metadata * sizeof *kv);
-    int k = m->n_metadata;
     for (const cJSON *e = meta->child; e; e = e->next) {
         if (!cJSON_IsString(e))
             return ulc_fail(ctx, ULC_ERR_INVALID, "__metadata__ entry '%s' is not a string",
                             e->string);
-        int dup = 0;
-        for (int i = 0; i < k; i++) dup |= strcmp(kv[i].key, e->string) == 0;
-        if (dup) continue; /* shards repeat their metadata; the first wins */
-        kv[k].key = ulc_arena_strdup(a, e->string);
-        kv[k].value = ulc_arena_strdup(a, e->valuestring);
-        if (!kv[k].key || !kv[k].value) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-        k++;
+        /* shards repeat their metadata; the first wins */
+        ULC_TRY(ulc_model_add_metadata(m, e->string, e->valuestring, ctx));
     }
-    m->metadata = kv;
-    m->n_metadata = k;
     return ULC_OK;
 }
 

@@ -59,6 +59,26 @@ int64_t ulc_model_opset(const ulc_model *m, const char *domain) {
     return -1;
 }
 
+const char *ulc_model_metadata(const ulc_model *m, const char *key) {
+    for (int i = 0; i < m->n_metadata; i++)
+        if (m->metadata[i].key && strcmp(m->metadata[i].key, key) == 0) return m->metadata[i].value;
+    return NULL;
+}
+
+ulc_status ulc_model_add_metadata(ulc_model *m, const char *key, const char *value, ulc_ctx *ctx) {
+    if (ulc_model_metadata(m, key)) return ULC_OK;
+    ulc_arena *a = m->graph->arena;
+    ulc_kv *kv = ulc_arena_calloc(a, (size_t)m->n_metadata + 1, sizeof *kv);
+    const char *k = ulc_arena_strdup(a, key), *v = ulc_arena_strdup(a, value);
+    if (!kv || !k || !v) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (metadata)");
+    if (m->n_metadata) memcpy(kv, m->metadata, (size_t)m->n_metadata * sizeof *kv);
+    kv[m->n_metadata].key = k;
+    kv[m->n_metadata].value = v;
+    m->metadata = kv;
+    m->n_metadata++;
+    return ULC_OK;
+}
+
 const char *ulc_model_reads_file(const ulc_model *m, const char *path) {
     if (m->source_path && ulc_path_same_file(path, m->source_path)) return m->source_path;
     for (size_t i = 0; i < m->graph->maps.len; i++) {

@@ -269,6 +269,10 @@ ulc_model *ulc_model_create(void);
 void ulc_model_free(ulc_model *m);
 /* Opset version for a domain ("" or "ai.onnx" for the default), or -1 if not imported. */
 int64_t ulc_model_opset(const ulc_model *m, const char *domain);
+/* The metadata value under key, or NULL. */
+const char *ulc_model_metadata(const ulc_model *m, const char *key);
+/* Adds key = value (arena copies) unless the key is already there: the first value stays. */
+ulc_status ulc_model_add_metadata(ulc_model *m, const char *key, const char *value, ulc_ctx *ctx);
 
 /* If path names the same file as the model's source or a file its weights are borrowed from,
  * returns that file's path (so writers can refuse to clobber their own input); else NULL. */

@@ -647,9 +647,12 @@ static ulc_status apply_module(ulc_graph *g, const module *md, double w, const u
     ulc_tensor_source *src = calloc(1, sizeof *src);
     float *U = malloc((size_t)((swap ? na : nb) * r) * sizeof *U);
     float *V = malloc((size_t)(r * (swap ? nb : na)) * sizeof *V);
-    float *A = malloc((size_t)(r * na) * sizeof *A), *B = malloc((size_t)(nb * r) * sizeof *B);
+    /* B [nb, r] and A [r, na] as f32: U and V themselves, or (swap) staging for their transposes */
+    float *A = swap ? malloc((size_t)(r * na) * sizeof *A) : V;
+    float *B = swap ? malloc((size_t)(nb * r) * sizeof *B) : U;
     if (!ms || !src || !U || !V || !A || !B) {
-        free(ms), free(src), free(U), free(V), free(A), free(B);
+        free(ms), free(src), free(U), free(V);
+        if (swap) free(A), free(B);
         return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
     }
     load_row(a, 0, r * na, A);
@@ -659,11 +662,8 @@ static ulc_status apply_module(ulc_graph *g, const module *md, double w, const u
             for (uint64_t q = 0; q < r; q++) U[i * r + q] = A[q * na + i];
         for (uint64_t q = 0; q < r; q++)
             for (uint64_t j = 0; j < nb; j++) V[q * nb + j] = B[j * r + q];
-    } else {
-        memcpy(U, B, (size_t)(nb * r) * sizeof *U);
-        memcpy(V, A, (size_t)(r * na) * sizeof *V);
+        free(A), free(B);
     }
-    free(A), free(B);
     /* PEFT: delta = (B @ A) * scale, in float32; the adapter weight multiplies the scale. */
     *ms = (merge_source){t->data, t->dtype, t->dtype == ULC_DT_F32 ? 4 : 2, U, V, r,
                          swap ? nb : na, swap ? na : nb, (float)(md->scale * w),

@@ -22,12 +22,14 @@ typedef struct tower {
     int64_t C, L, H, F;
     float eps;
     const char *act;
+    const cJSON *cfg; /* the tower's section of config.json (NULL: all defaults) */
 } tower;
 
-static ulc_status read_tower(hb *b, const cJSON *cfg, const char *key, tower *t, int text) {
+/* The tower's sizes from config.json's KEY section; 0 (with b->status set) when they are bad. */
+static int read_tower(hb *b, const cJSON *cfg, const char *key, tower *t, int text) {
+    ulc_status s = ULC_OK;
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(cfg, key);
-    if (c && !cJSON_IsObject(c))
-        return ulc_fail(b->ctx, ULC_ERR_INVALID, "config.json: %s is not an object", key);
+    t->cfg = c;
     int bad = 0;
     t->C = (int64_t)hf_num(c, "hidden_size", text ? 512 : 768, &bad);
     t->L = (int64_t)hf_num(c, "num_hidden_layers", 12, &bad);
@@ -35,14 +37,17 @@ static ulc_status read_tower(hb *b, const cJSON *cfg, const char *key, tower *t,
     t->F = (int64_t)hf_num(c, "intermediate_size", text ? 2048 : 3072, &bad);
     t->eps = (float)hf_num(c, "layer_norm_eps", 1e-5, &bad);
     t->act = hf_str(c, "hidden_act", "quick_gelu");
-    if (bad || t->C <= 0 || t->L <= 0 || t->H <= 0 || t->C % t->H || t->F <= 0)
-        return ulc_fail(b->ctx, ULC_ERR_INVALID, "config.json: %s sizes are missing or "
-                        "inconsistent (hidden_size, num_hidden_layers, num_attention_heads, "
-                        "intermediate_size)", key);
-    if (!hb_act_known(t->act))
-        return ulc_fail(b->ctx, ULC_ERR_UNSUPPORTED, "config.json: %s.hidden_act '%s' is not "
-                        "supported", key, t->act);
-    return ULC_OK;
+    if (c && !cJSON_IsObject(c))
+        s = ulc_fail(b->ctx, ULC_ERR_INVALID, "config.json: %s is not an object", key);
+    else if (bad || t->C <= 0 || t->L <= 0 || t->H <= 0 || t->C % t->H || t->F <= 0)
+        s = ulc_fail(b->ctx, ULC_ERR_INVALID, "config.json: %s sizes are missing or "
+                     "inconsistent (hidden_size, num_hidden_layers, num_attention_heads, "
+                     "intermediate_size)", key);
+    else if (!hb_act_known(t->act))
+        s = ulc_fail(b->ctx, ULC_ERR_UNSUPPORTED, "config.json: %s.hidden_act '%s' is not "
+                     "supported", key, t->act);
+    if (s != ULC_OK && b->status == ULC_OK) b->status = s;
+    return s == ULC_OK;
 }
 
 static ulc_value *encoder(hb *b, const tower *t, ulc_value *h, ulc_value *bias1, ulc_value *bias2) {
@@ -79,12 +84,9 @@ static ulc_value *encoder(hb *b, const tower *t, ulc_value *h, ulc_value *bias1,
 /* The pooled (B, C) text features. */
 static ulc_value *text_tower(hb *b, const cJSON *cfg, ulc_value *ids, ulc_value *mask,
                              int64_t *width) {
-    tower t = {"text_model", 0, 0, 0, 0, 0, NULL};
-    if (read_tower(b, cfg, "text_config", &t, 1) != ULC_OK) {
-        b->status = b->ctx->status;
-        return NULL;
-    }
-    const cJSON *tc = cJSON_GetObjectItemCaseSensitive(cfg, "text_config");
+    tower t = {"text_model", 0, 0, 0, 0, 0, NULL, NULL};
+    if (!read_tower(b, cfg, "text_config", &t, 1)) return NULL;
+    const cJSON *tc = t.cfg;
     int bad = 0;
     int64_t V = (int64_t)hf_num(tc, "vocab_size", 49408, &bad);
     int64_t P = (int64_t)hf_num(tc, "max_position_embeddings", 77, &bad);
@@ -144,12 +146,9 @@ static ulc_value *text_tower(hb *b, const cJSON *cfg, ulc_value *ids, ulc_value 
 }
 
 static ulc_value *vision_tower(hb *b, const cJSON *cfg, ulc_value **px_out, int64_t *width) {
-    tower t = {"vision_model", 0, 0, 0, 0, 0, NULL};
-    if (read_tower(b, cfg, "vision_config", &t, 0) != ULC_OK) {
-        b->status = b->ctx->status;
-        return NULL;
-    }
-    const cJSON *vc = cJSON_GetObjectItemCaseSensitive(cfg, "vision_config");
+    tower t = {"vision_model", 0, 0, 0, 0, 0, NULL, NULL};
+    if (!read_tower(b, cfg, "vision_config", &t, 0)) return NULL;
+    const cJSON *vc = t.cfg;
     int bad = 0;
     int64_t ch = (int64_t)hf_num(vc, "num_channels", 3, &bad);
     int64_t img[2], patch[2];

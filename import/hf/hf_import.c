@@ -112,20 +112,6 @@ static cJSON *read_config_text(const char *dir, char **text, ulc_ctx *ctx) {
 
 static cJSON *read_config(const char *dir, ulc_ctx *ctx) { return read_config_text(dir, NULL, ctx); }
 
-/* Appends key = value to the model's metadata (arena copies). */
-static ulc_status add_meta(ulc_model *m, const char *key, const char *value, ulc_ctx *ctx) {
-    ulc_arena *a = m->graph->arena;
-    ulc_kv *kv = ulc_arena_calloc(a, (size_t)m->n_metadata + 1, sizeof *kv);
-    const char *k = ulc_arena_strdup(a, key), *v = ulc_arena_strdup(a, value);
-    if (!kv || !k || !v) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-    if (m->n_metadata) memcpy(kv, m->metadata, (size_t)m->n_metadata * sizeof *kv);
-    kv[m->n_metadata].key = k;
-    kv[m->n_metadata].value = v;
-    m->metadata = kv;
-    m->n_metadata++;
-    return ULC_OK;
-}
-
 int ulc_hf_is_supported(const char *dir) {
     ulc_ctx ctx;
     ulc_ctx_init(&ctx);
@@ -157,7 +143,7 @@ ulc_status ulc_hf_import(const char *dir, ulc_model **out, ulc_ctx *ctx) {
         s = b.status == ULC_OK ? build(&b, cfg) : b.status;
         if (s != ULC_OK) ulc_fail(ctx, s, "%s (model_type %s)", dir, mt);
     }
-    if (s == ULC_OK) s = add_meta(m, ULC_META_HF_CONFIG, text, ctx);
+    if (s == ULC_OK) s = ulc_model_add_metadata(m, ULC_META_HF_CONFIG, text, ctx);
     cJSON_Delete(cfg);
     free(text);
     if (s != ULC_OK) {
@@ -175,7 +161,7 @@ ulc_status ulc_hf_build_from_names(ulc_model *m, int *built, ulc_ctx *ctx) {
     hb b;
     hb_init(&b, m, 17, "ulc", ctx);
     ulc_status s = b.status == ULC_OK ? hf_build_torchvision_resnet(&b) : b.status;
-    if (s == ULC_OK) s = add_meta(m, ULC_META_ARCH, "torchvision.resnet", ctx);
+    if (s == ULC_OK) s = ulc_model_add_metadata(m, ULC_META_ARCH, "torchvision.resnet", ctx);
     if (s != ULC_OK) return ulc_fail(ctx, s, "%s (torchvision ResNet)", m->source_path ? m->source_path : "model");
     *built = 1;
     return ULC_OK;

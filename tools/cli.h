@@ -21,6 +21,21 @@ int ulc_cli_exit_code(ulc_status s);
 /* Prints "ulc: error: <message>" to stderr and returns the exit code for ctx's status. */
 int ulc_cli_report(const ulc_ctx *ctx);
 
+/* Imports a model of any supported format (ONNX, safetensors, HF directory), told apart by
+ * content. */
+ulc_status ulc_cli_load_model(const char *path, ulc_model **m, ulc_ctx *ctx);
+/* Prints "ulc: error: <message>\n(see 'ulc --help')" and returns ULC_EXIT_USAGE. */
+int ulc_cli_usage_error(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
+/* `ulc run`, `ulc eval`, `ulc ops` (tools/run.c; arguments after the command). */
+int ulc_cli_run(int argc, char **argv);
+int ulc_cli_eval(int argc, char **argv);
+int ulc_cli_ops(int argc, char **argv);
+
 /* `ulc merge BASE --lora ADAPTER[:W] ... -o OUT` (arguments after "merge"). */
 int ulc_cli_merge(int argc, char **argv);
 

@@ -3,6 +3,7 @@
  *
  *   ulc inspect MODEL [--json]
  *   ulc convert IN -o OUT [--external-data] [--in-place]
+ *   ulc run MODEL --input IN.safetensors -o OUT.safetensors | ulc eval MODEL --data D | ulc ops
  *   ulc --help | --version
  */
 #include <signal.h>
@@ -19,6 +20,7 @@
 #include "import/hf/hf_import.h"
 #include "import/onnx_import.h"
 #include "import/safetensors_import.h"
+#include "passes/pass.h"
 #include "tools/cli.h"
 
 static const char *k_usage =
@@ -33,6 +35,11 @@ static const char *k_usage =
     "      --external-data        write weights to OUT.data (4 KiB-aligned) instead of inline\n"
     "      --in-place             allow OUT to be IN itself (or IN's external data)\n"
     "      --print-ir             print the IR to stdout after import\n"
+    "      --passes PIPELINE      run passes before writing, e.g. \"specialize{batch=1},cleanup\"\n"
+    "                             (specialize{batch=,dims=NAME:N|..,shapes=IN:AxB|..,limit=},\n"
+    "                             cleanup{limit=BYTES})\n"
+    "      --verify-each          verify the graph after every pass\n"
+    "      --print-ir-after=PASS  print the IR after PASS (or 'all')\n"
     "  merge BASE --lora ADAPTER[:WEIGHT] [--lora ...] -o OUT\n"
     "                             bake PEFT LoRA adapters into BASE (safetensors file, HF\n"
     "                             checkpoint directory, or ONNX), written in BASE's format\n"
@@ -40,6 +47,18 @@ static const char *k_usage =
     "      --untie-embeddings     let an adapter change one side of tied embeddings\n"
     "      --threads N            threads for the low-rank products (default: every core)\n"
     "      --in-place, -q         as for convert; -q prints no per-tensor report\n"
+    "  run MODEL --input IN.safetensors -o OUT.safetensors\n"
+    "                             run MODEL on the CPU runtime: IN holds a tensor per graph\n"
+    "                             input (by name), OUT receives the graph outputs by name\n"
+    "      --threads N            threads (default: every core)\n"
+    "      --repeat N             run N times; print the first and median run times\n"
+    "  eval MODEL --data DATA.safetensors [--json]\n"
+    "                             accuracy, per-class accuracy and confusion matrix of a\n"
+    "                             classifier on DATA ('input' [N,...] and 'label' int64 [N])\n"
+    "      --batch N              rows per run (default 64); --threads N as for run\n"
+    "      --input NAME, --output NAME   which model input/output (default: the only input,\n"
+    "                             the first output)\n"
+    "  ops [--backend cpu]        the ops the runtime runs, one per line\n"
     "\n"
     "options:\n"
     "  -h, --help                 this text\n"
@@ -69,12 +88,7 @@ int ulc_cli_report(const ulc_ctx *ctx) {
     return ulc_cli_exit_code(ctx->status);
 }
 
-static int usage_error(const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 1, 2)))
-#endif
-    ;
-static int usage_error(const char *fmt, ...) {
+int ulc_cli_usage_error(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     fputs("ulc: error: ", stderr);
@@ -97,7 +111,7 @@ static int ends_with(const char *s, const char *suffix) {
 
 /* Imports a model of any supported format, told apart by content (directories and .json
  * index files are safetensors checkpoints). */
-static ulc_status load_model(const char *path, ulc_model **m, ulc_ctx *ctx) {
+ulc_status ulc_cli_load_model(const char *path, ulc_model **m, ulc_ctx *ctx) {
     if (ulc_path_is_dir(path) && ulc_hf_is_supported(path)) return ulc_hf_import(path, m, ctx);
     int st = ulc_path_is_dir(path) || ends_with(path, ".json") || ends_with(path, ".safetensors");
     if (!st) {
@@ -127,27 +141,38 @@ static int cmd_inspect(int argc, char **argv) {
     int json = 0;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0) json = 1;
-        else if (argv[i][0] == '-' && argv[i][1]) return usage_error("inspect: unknown option '%s'", argv[i]);
-        else if (path) return usage_error("inspect: more than one model given ('%s')", argv[i]);
+        else if (argv[i][0] == '-' && argv[i][1]) return ulc_cli_usage_error("inspect: unknown option '%s'", argv[i]);
+        else if (path) return ulc_cli_usage_error("inspect: more than one model given ('%s')", argv[i]);
         else path = argv[i];
     }
-    if (!path) return usage_error("inspect: no model given");
+    if (!path) return ulc_cli_usage_error("inspect: no model given");
     ulc_ctx ctx;
     ulc_ctx_init(&ctx);
     ulc_model *m = NULL;
-    if (load_model(path, &m, &ctx) != ULC_OK) return ulc_cli_report(&ctx);
+    if (ulc_cli_load_model(path, &m, &ctx) != ULC_OK) return ulc_cli_report(&ctx);
     int rc = ulc_cli_inspect(m, path, json);
     ulc_model_free(m);
     return rc;
 }
 
 static int cmd_convert(int argc, char **argv) {
-    const char *in = NULL, *out = NULL;
+    const char *in = NULL, *out = NULL, *pipeline_text = NULL;
     int print_ir = 0;
+    ulc_pipeline_opts po = {0};
     ulc_onnx_export_opts eo = ulc_onnx_export_defaults();
     for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "-o") == 0 || strcmp(argv[i], "--output") == 0) {
-            if (i + 1 >= argc) return usage_error("convert: %s needs a path", argv[i]);
+        if (strcmp(argv[i], "--passes") == 0) {
+            if (i + 1 >= argc) return ulc_cli_usage_error("convert: --passes needs a pipeline");
+            pipeline_text = argv[++i];
+        } else if (strcmp(argv[i], "--verify-each") == 0) {
+            po.verify_each = 1;
+        } else if (strncmp(argv[i], "--print-ir-after=", 17) == 0) {
+            po.print_ir_after = argv[i] + 17;
+        } else if (strcmp(argv[i], "--print-ir-after") == 0) {
+            if (i + 1 >= argc) return ulc_cli_usage_error("convert: --print-ir-after needs a pass name");
+            po.print_ir_after = argv[++i];
+        } else if (strcmp(argv[i], "-o") == 0 || strcmp(argv[i], "--output") == 0) {
+            if (i + 1 >= argc) return ulc_cli_usage_error("convert: %s needs a path", argv[i]);
             out = argv[++i];
         } else if (strcmp(argv[i], "--external-data") == 0) {
             eo.external_data = 1;
@@ -156,29 +181,48 @@ static int cmd_convert(int argc, char **argv) {
         } else if (strcmp(argv[i], "--print-ir") == 0) {
             print_ir = 1;
         } else if (argv[i][0] == '-' && argv[i][1]) {
-            return usage_error("convert: unknown option '%s'", argv[i]);
+            return ulc_cli_usage_error("convert: unknown option '%s'", argv[i]);
         } else if (in) {
-            return usage_error("convert: more than one input given ('%s')", argv[i]);
+            return ulc_cli_usage_error("convert: more than one input given ('%s')", argv[i]);
         } else {
             in = argv[i];
         }
     }
-    if (!in) return usage_error("convert: no input model given");
-    if (!out) return usage_error("convert: no output given (-o OUT)");
+    if (!in) return ulc_cli_usage_error("convert: no input model given");
+    if (!out) return ulc_cli_usage_error("convert: no output given (-o OUT)");
     /* OUT's name picks the format: .onnx, .safetensors, or a directory (an existing one, or a
      * name ending in '/') that receives model.safetensors. */
     int to_dir = ulc_path_is_dir(out) || ends_with(out, "/");
     if (!to_dir && !ends_with(out, ".onnx") && !ends_with(out, ".safetensors"))
-        return usage_error("convert: cannot tell the output format of '%s' (expected a name "
+        return ulc_cli_usage_error("convert: cannot tell the output format of '%s' (expected a name "
                            "ending in .onnx or .safetensors, or a directory)", out);
     if (eo.external_data && !ends_with(out, ".onnx"))
-        return usage_error("convert: --external-data applies to ONNX output only");
+        return ulc_cli_usage_error("convert: --external-data applies to ONNX output only");
+    if ((po.verify_each || po.print_ir_after) && !pipeline_text)
+        return ulc_cli_usage_error("convert: --verify-each and --print-ir-after need --passes");
     ulc_ctx ctx;
     ulc_ctx_init(&ctx);
+    ulc_pipeline *pipe = NULL;
+    if (pipeline_text && ulc_pipeline_parse(pipeline_text, &pipe, &ctx) != ULC_OK) {
+        ulc_cli_report(&ctx);
+        return ULC_EXIT_USAGE;
+    }
+    if (po.print_ir_after && strcmp(po.print_ir_after, "all") != 0 && !ulc_pass_find(po.print_ir_after)) {
+        ulc_pipeline_free(pipe);
+        return ulc_cli_usage_error("convert: --print-ir-after: unknown pass '%s'", po.print_ir_after);
+    }
     ulc_model *m = NULL;
-    if (load_model(in, &m, &ctx) != ULC_OK) return ulc_cli_report(&ctx);
+    if (ulc_cli_load_model(in, &m, &ctx) != ULC_OK) {
+        ulc_pipeline_free(pipe);
+        return ulc_cli_report(&ctx);
+    }
     if (print_ir) ulc_model_print(m, stdout);
-    ulc_status s;
+    ulc_status s = pipe ? ulc_pipeline_run(pipe, m, &po, &ctx) : ULC_OK;
+    ulc_pipeline_free(pipe);
+    if (s != ULC_OK) {
+        ulc_model_free(m);
+        return ulc_cli_report(&ctx);
+    }
     if (ends_with(out, ".onnx")) {
         s = ulc_onnx_export(m, out, &eo, &ctx);
     } else {
@@ -210,5 +254,8 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "inspect") == 0) return cmd_inspect(argc - 2, argv + 2);
     if (strcmp(cmd, "convert") == 0) return cmd_convert(argc - 2, argv + 2);
     if (strcmp(cmd, "merge") == 0) return ulc_cli_merge(argc - 2, argv + 2);
-    return usage_error("unknown command '%s'", cmd);
+    if (strcmp(cmd, "run") == 0) return ulc_cli_run(argc - 2, argv + 2);
+    if (strcmp(cmd, "eval") == 0) return ulc_cli_eval(argc - 2, argv + 2);
+    if (strcmp(cmd, "ops") == 0) return ulc_cli_ops(argc - 2, argv + 2);
+    return ulc_cli_usage_error("unknown command '%s'", cmd);
 }

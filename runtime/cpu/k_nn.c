@@ -1,0 +1,425 @@
+/*
+ * k_nn.c — the CPU backend's neural-network family: convolutions, pooling, normalisation and
+ * matrix products, on oneDNN where it is fastest and on own loops elsewhere. This file holds what
+ * the family shares (the oneDNN engine, a scratch buffer, window geometry) and
+ * BatchNormalization; the ops live in
+ *   k_nn_conv.c  Conv, ConvTranspose
+ *   k_nn_pool.c  MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool
+ *   k_nn_gemm.c  Gemm, MatMul
+ *
+ * Tensors are [N, C, D1..Dn] (n spatial dims), row-major; o = output position, k = window tap.
+ *
+ *   Conv           Y[n,m,o] = B[m] + sum_{c in group(m), k} X[n,c, o*s - pb + k*d] · W[m,c',k]
+ *                  (taps in the padding read 0; group g splits C and M into g equal blocks)
+ *   ConvTranspose  Y[n,m,o] = B[m] + sum_{c in group(m), k : o + pb - k*d = i*s} X[n,c,i] · W[c,m',k]
+ *                  (the adjoint of Conv: each input scatters a window into the output)
+ *   MaxPool        Y[n,c,o] = max_k X[n,c, o*s - pb + k*d] over taps inside the input;
+ *                  Indices = flat index of the max in X (row-major; storage_order 1: column-major
+ *                  within each image)
+ *   AveragePool    Y[n,c,o] = sum_k X[...] / count, count = taps inside the input, or with
+ *                  count_include_pad the taps inside the padded input
+ *   GlobalAveragePool / GlobalMaxPool   Y[n,c,1..1] = mean / max of X[n,c,:]
+ *   BatchNormalization (inference)  Y[n,c,i] = (X[n,c,i] - mean[c]) / sqrt(var[c] + eps) · scale[c]
+ *                  + B[c] = X · a[c] + b[c]; training_mode uses the batch's own mean and
+ *                  (population) variance and also outputs running = input · momentum +
+ *                  batch · (1 - momentum)
+ *   Gemm           Y = alpha · op(A) · op(B) + beta · C, op = transpose when transA/transB,
+ *                  C broadcast to [M, N]
+ *   MatMul         numpy matmul: [..., M, K] x [..., K, N] → [..., M, N], batch dims broadcast,
+ *                  a 1-D operand gets a dim prepended (A) or appended (B) that the result drops
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/cpu/k_nn.h"
+
+/* ---- oneDNN engine and stream ---------------------------------------------------------------- */
+
+static pthread_once_t g_dnnl_once = PTHREAD_ONCE_INIT;
+static dnnl_engine_t g_engine;
+static dnnl_stream_t g_stream;
+static dnnl_status_t g_dnnl_status = dnnl_runtime_error;
+
+static void dnnl_init_once(void) {
+    g_dnnl_status = dnnl_engine_create(&g_engine, dnnl_cpu, 0);
+    if (g_dnnl_status != dnnl_success) return;
+    g_dnnl_status = dnnl_stream_create(&g_stream, g_engine, dnnl_stream_default_flags);
+}
+
+ulc_status ulc_nn_dnnl(ulc_kctx *k, dnnl_engine_t *engine, dnnl_stream_t *stream) {
+    pthread_once(&g_dnnl_once, dnnl_init_once);
+    if (g_dnnl_status != dnnl_success)
+        return ulc_k_fail(k, ULC_ERR_INTERNAL, "oneDNN could not create its CPU engine (status %d)",
+                          (int)g_dnnl_status);
+    if (engine) *engine = g_engine;
+    if (stream) *stream = g_stream;
+    return ULC_OK;
+}
+
+ulc_status ulc_nn_dnnl_check(ulc_kctx *k, dnnl_status_t s, const char *what) {
+    if (s == dnnl_success) return ULC_OK;
+    return ulc_k_fail(k, s == dnnl_out_of_memory ? ULC_ERR_NOMEM : ULC_ERR_INTERNAL,
+                      "oneDNN: %s failed (status %d)", what, (int)s);
+}
+
+dnnl_format_tag_t ulc_nn_plain_tag(int rank) {
+    static const dnnl_format_tag_t tags[] = {dnnl_a,      dnnl_ab,      dnnl_abc,
+                                             dnnl_abcd,   dnnl_abcde,   dnnl_abcdef};
+    return rank >= 1 && rank <= 6 ? tags[rank - 1] : dnnl_format_tag_undef;
+}
+
+dnnl_status_t ulc_nn_reorder_create(const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
+                                    dnnl_primitive_t *out) {
+    dnnl_primitive_desc_t pd = NULL;
+    *out = NULL;
+    dnnl_status_t s = dnnl_reorder_primitive_desc_create(&pd, from, g_engine, to, g_engine, NULL);
+    if (s != dnnl_success) return s;
+    s = dnnl_primitive_create(out, pd);
+    dnnl_primitive_desc_destroy(pd);
+    return s;
+}
+
+dnnl_status_t ulc_nn_reorder_run(dnnl_primitive_t r, dnnl_memory_t from, dnnl_memory_t to) {
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+    return dnnl_primitive_execute(r, g_stream, 2, args);
+}
+
+/* ---- scratch --------------------------------------------------------------------------------- */
+
+static pthread_mutex_t g_scratch_mu = PTHREAD_MUTEX_INITIALIZER; /* guards the fields below */
+static pthread_mutex_t g_scratch_use = PTHREAD_MUTEX_INITIALIZER; /* held while a run uses it */
+static void *g_scratch;
+static size_t g_scratch_size;
+static int g_scratch_users; /* live reservations */
+
+void *ulc_nn_alloc(size_t bytes) {
+    void *p = NULL;
+    if (bytes == 0 || bytes > SIZE_MAX - 64) return NULL;
+    if (posix_memalign(&p, 64, (bytes + 63) & ~(size_t)63) != 0) return NULL;
+    return p;
+}
+
+void ulc_nn_scratch_reserve(size_t bytes) {
+    (void)bytes; /* the buffer grows on first use: a plan that never runs costs nothing */
+    pthread_mutex_lock(&g_scratch_mu);
+    g_scratch_users++;
+    pthread_mutex_unlock(&g_scratch_mu);
+}
+
+void ulc_nn_scratch_unreserve(void) {
+    pthread_mutex_lock(&g_scratch_mu);
+    ULC_ASSERT(g_scratch_users > 0);
+    if (--g_scratch_users == 0) {
+        free(g_scratch);
+        g_scratch = NULL;
+        g_scratch_size = 0;
+    }
+    pthread_mutex_unlock(&g_scratch_mu);
+}
+
+ulc_nn_scratch ulc_nn_scratch_acquire(size_t bytes) {
+    ulc_nn_scratch s = {NULL, 0};
+    if (bytes == 0) bytes = 64;
+    if (pthread_mutex_trylock(&g_scratch_use) == 0) {
+        pthread_mutex_lock(&g_scratch_mu);
+        if (g_scratch_size < bytes) {
+            free(g_scratch);
+            g_scratch = ulc_nn_alloc(bytes);
+            g_scratch_size = g_scratch ? bytes : 0;
+        }
+        s.p = g_scratch;
+        pthread_mutex_unlock(&g_scratch_mu);
+        if (!s.p) pthread_mutex_unlock(&g_scratch_use);
+        return s;
+    }
+    s.p = ulc_nn_alloc(bytes);
+    s.owned = 1;
+    return s;
+}
+
+void ulc_nn_scratch_done(ulc_nn_scratch *s) {
+    if (!s->p) return;
+    if (s->owned)
+        free(s->p);
+    else
+        pthread_mutex_unlock(&g_scratch_use);
+    s->p = NULL;
+}
+
+/* ---- window geometry ------------------------------------------------------------------------- */
+
+ulc_status ulc_nn_attr_spatial(ulc_kctx *k, const char *name, int n, int64_t def, int64_t min,
+                               int64_t *out) {
+    const int64_t *v;
+    int cnt = ulc_k_attr_ints(k, name, &v);
+    if (cnt < 0) {
+        for (int i = 0; i < n; i++) out[i] = def;
+        return ULC_OK;
+    }
+    if (cnt != n)
+        return ulc_k_fail(k, ULC_ERR_INVALID, "attribute %s has %d values; the input has %d spatial dims, so %d are needed",
+                          name, cnt, n / (strcmp(name, "pads") == 0 ? 2 : 1), n);
+    for (int i = 0; i < n; i++) {
+        if (v[i] < min)
+            return ulc_k_fail(k, ULC_ERR_INVALID, "attribute %s[%d] = %lld; values must be >= %lld",
+                              name, i, (long long)v[i], (long long)min);
+        out[i] = v[i];
+    }
+    return ULC_OK;
+}
+
+ulc_status ulc_nn_window_init(ulc_kctx *k, int nsp, const int64_t *in, const int64_t *kernel,
+                              int ceil_mode, ulc_nn_window *w) {
+    memset(w, 0, sizeof *w);
+    if (nsp < 1 || nsp > ULC_NN_MAX_SP)
+        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "%d spatial dims (1 to %d are supported)", nsp,
+                          ULC_NN_MAX_SP);
+    w->nsp = nsp;
+    int64_t pads[2 * ULC_NN_MAX_SP];
+    ULC_TRY(ulc_nn_attr_spatial(k, "strides", nsp, 1, 1, w->s));
+    ULC_TRY(ulc_nn_attr_spatial(k, "dilations", nsp, 1, 1, w->d));
+    const char *ap = ulc_k_attr_str(k, "auto_pad", "NOTSET");
+    int mode; /* 0 NOTSET, 1 SAME_UPPER, 2 SAME_LOWER, 3 VALID */
+    if (strcmp(ap, "NOTSET") == 0 || ap[0] == '\0')
+        mode = 0;
+    else if (strcmp(ap, "SAME_UPPER") == 0)
+        mode = 1;
+    else if (strcmp(ap, "SAME_LOWER") == 0)
+        mode = 2;
+    else if (strcmp(ap, "VALID") == 0)
+        mode = 3;
+    else
+        return ulc_k_fail(k, ULC_ERR_INVALID,
+                          "auto_pad '%s' is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID", ap);
+    if (mode == 0) ULC_TRY(ulc_nn_attr_spatial(k, "pads", 2 * nsp, 0, 0, pads));
+    for (int i = 0; i < nsp; i++) {
+        w->in[i] = in[i];
+        w->k[i] = kernel[i];
+        if (kernel[i] < 1)
+            return ulc_k_fail(k, ULC_ERR_INVALID, "kernel dim %d is %lld; it must be >= 1", i,
+                              (long long)kernel[i]);
+        int64_t ext = (kernel[i] - 1) * w->d[i] + 1, s = w->s[i], o;
+        if (mode == 1 || mode == 2) {
+            o = (in[i] + s - 1) / s;
+            int64_t total = (o - 1) * s + ext - in[i];
+            if (total < 0) total = 0;
+            w->pb[i] = mode == 1 ? total / 2 : total - total / 2;
+            w->pe[i] = total - w->pb[i];
+        } else {
+            if (mode == 0) {
+                w->pb[i] = pads[i];
+                w->pe[i] = pads[nsp + i];
+            }
+            int64_t span = in[i] + w->pb[i] + w->pe[i] - ext;
+            if (span < 0)
+                return ulc_k_fail(k, ULC_ERR_INVALID,
+                                  "spatial dim %d: the window (%lld taps, dilated) is larger than the padded input (%lld)",
+                                  i, (long long)ext, (long long)(in[i] + w->pb[i] + w->pe[i]));
+            o = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
+            /* The last window must start inside the input or its leading padding. */
+            if (ceil_mode && (o - 1) * s >= in[i] + w->pb[i]) o--;
+        }
+        if (o < 1)
+            return ulc_k_fail(k, ULC_ERR_INVALID, "spatial dim %d: the output would be empty", i);
+        w->out[i] = o;
+    }
+    return ULC_OK;
+}
+
+/* ---- BatchNormalization ---------------------------------------------------------------------- */
+
+/* X [N, C, D1..Dn] viewed as [N, P, inner]: P = C with per-channel parameters (inner = the
+ * spatial size), or P = C·D1·…·Dn in the spatial=0 form of opsets < 9 (inner = 1). */
+typedef struct bn_state {
+    int64_t n, p, inner;
+    int training;
+    int consts;     /* a and b were computed in prepare */
+    double eps, momentum;
+    float *af, *bf; /* P each (F32 input) */
+    double *ad, *bd; /* P each (F64 input) */
+} bn_state;
+
+static void bn_release(void *p) {
+    bn_state *s = p;
+    if (!s) return;
+    free(s->af);
+    free(s->bf);
+    free(s->ad);
+    free(s->bd);
+    free(s);
+}
+
+static ulc_status bn_infer(ulc_kctx *k) {
+    const ulc_rt_tensor *x = k->in[0];
+    if (k->n_in < 5)
+        return ulc_k_fail(k, ULC_ERR_INVALID, "needs 5 inputs (X, scale, B, mean, var), got %d",
+                          k->n_in);
+    for (int i = 0; i < 5; i++)
+        if (!k->in[i])
+            return ulc_k_fail(k, ULC_ERR_INVALID, "input %d is missing (all 5 are required)", i);
+    if (!ulc_k_is_float(x->dtype))
+        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "X has dtype %s; float32/float64 are supported",
+                          ulc_dtype_name(x->dtype));
+    if (x->rank < 2)
+        return ulc_k_fail(k, ULC_ERR_INVALID, "X has rank %d; BatchNormalization needs [N, C, ...]",
+                          x->rank);
+    int training = k->opset >= 14 ? ulc_k_attr_int(k, "training_mode", 0) != 0 : 0;
+    for (int i = 1; i < k->n_out; i++) {
+        if (!k->out[i]) continue;
+        if (k->opset < 14 && i <= 2) {
+            training = 1; /* running mean/var requested: the training form */
+            continue;
+        }
+        if (k->opset >= 14 && i <= 2 && training) continue;
+        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED,
+                          "output %d (%s) is requested; only Y%s can be computed", i,
+                          i >= 3 ? "saved mean/variance of training" : "running statistics",
+                          training ? ", running_mean and running_var" : "");
+    }
+    int64_t c = x->dims[1], sp = 1;
+    for (int d = 2; d < x->rank; d++) sp *= x->dims[d];
+    uint64_t pn = ulc_rt_numel(k->in[1]);
+    int spatial = (int)ulc_k_attr_int(k, "spatial", 1);
+    int64_t p = c;
+    if (k->opset < 9 && !spatial && pn == (uint64_t)(c * sp)) p = c * sp;
+    if (training && p != c)
+        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "training mode with spatial=0 is not supported");
+    static const char *names[] = {"X", "scale", "B", "mean", "var"};
+    for (int i = 1; i < 5; i++) {
+        char buf[96];
+        if (!ulc_k_is_float(k->in[i]->dtype) || ulc_rt_numel(k->in[i]) != (uint64_t)p)
+            return ulc_k_fail(k, ULC_ERR_INVALID,
+                              "input %s is %s; expected %lld float values (one per %s of X)",
+                              names[i], ulc_rt_shape_str(k->in[i], buf, sizeof buf), (long long)p,
+                              p == c ? "channel" : "channel and position");
+    }
+    ulc_k_set(k->out[0], x->dtype, x->rank, x->dims);
+    for (int i = 1; i <= 2 && i < k->n_out; i++)
+        if (k->out[i]) ulc_k_set(k->out[i], k->in[2 + i]->dtype, k->in[2 + i]->rank, k->in[2 + i]->dims);
+    return ULC_OK;
+}
+
+/* a = scale / sqrt(var + eps), b = B - mean · a (in double, stored in X's precision). */
+static void bn_fold(ulc_kctx *k, bn_state *s) {
+    for (int64_t i = 0; i < s->p; i++) {
+        double a = ulc_k_f64_at(k->in[1], (uint64_t)i) / sqrt(ulc_k_f64_at(k->in[4], (uint64_t)i) + s->eps);
+        double b = ulc_k_f64_at(k->in[2], (uint64_t)i) - ulc_k_f64_at(k->in[3], (uint64_t)i) * a;
+        if (s->af) {
+            s->af[i] = (float)a;
+            s->bf[i] = (float)b;
+        } else {
+            s->ad[i] = a;
+            s->bd[i] = b;
+        }
+    }
+}
+
+static ulc_status bn_prepare(ulc_kctx *k) {
+    const ulc_rt_tensor *x = k->in[0];
+    bn_state *s = calloc(1, sizeof *s);
+    if (!s) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory");
+    k->state = s;
+    s->n = x->dims[0];
+    int64_t c = x->dims[1], sp = 1;
+    for (int d = 2; d < x->rank; d++) sp *= x->dims[d];
+    s->p = (int64_t)ulc_rt_numel(k->in[1]);
+    s->inner = s->p == c ? sp : 1;
+    s->eps = ulc_k_attr_float(k, "epsilon", 1e-5f);
+    s->momentum = ulc_k_attr_float(k, "momentum", 0.9f);
+    s->training = k->opset >= 14 ? ulc_k_attr_int(k, "training_mode", 0) != 0 : 0;
+    for (int i = 1; i <= 2 && i < k->n_out; i++)
+        if (k->out[i]) s->training = 1;
+    size_t np = (size_t)(s->p > 0 ? s->p : 1);
+    if (x->dtype == ULC_DT_F32) {
+        s->af = malloc(np * sizeof(float));
+        s->bf = malloc(np * sizeof(float));
+    } else {
+        s->ad = malloc(np * sizeof(double));
+        s->bd = malloc(np * sizeof(double));
+    }
+    if (!(s->af || s->ad) || !(s->bf || s->bd)) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory");
+    s->consts = (k->const_inputs & 0x1eu) == 0x1eu && !s->training;
+    if (s->consts) bn_fold(k, s);
+    return ULC_OK;
+}
+
+typedef struct bn_job {
+    const bn_state *s;
+    const void *x;
+    void *y;
+} bn_job;
+
+static void bn_body(int64_t r0, int64_t r1, void *arg) {
+    const bn_job *j = arg;
+    const bn_state *s = j->s;
+    int64_t inner = s->inner;
+    for (int64_t r = r0; r < r1; r++) {
+        int64_t ch = r % s->p;
+        if (s->af) {
+            const float *x = (const float *)j->x + r * inner;
+            float *y = (float *)j->y + r * inner, a = s->af[ch], b = s->bf[ch];
+            for (int64_t i = 0; i < inner; i++) y[i] = x[i] * a + b;
+        } else {
+            const double *x = (const double *)j->x + r * inner;
+            double *y = (double *)j->y + r * inner, a = s->ad[ch], b = s->bd[ch];
+            for (int64_t i = 0; i < inner; i++) y[i] = x[i] * a + b;
+        }
+    }
+}
+
+/* Training form: batch statistics per channel (two passes in double), then the same affine. */
+static void bn_train(ulc_kctx *k, bn_state *s) {
+    const ulc_rt_tensor *x = k->in[0];
+    int64_t cnt = s->n * s->inner;
+    for (int64_t c = 0; c < s->p; c++) {
+        double sum = 0, sq = 0;
+        for (int64_t n = 0; n < s->n; n++)
+            for (int64_t i = 0; i < s->inner; i++)
+                sum += ulc_k_f64_at(x, (uint64_t)((n * s->p + c) * s->inner + i));
+        double mean = cnt ? sum / (double)cnt : 0;
+        for (int64_t n = 0; n < s->n; n++)
+            for (int64_t i = 0; i < s->inner; i++) {
+                double v = ulc_k_f64_at(x, (uint64_t)((n * s->p + c) * s->inner + i)) - mean;
+                sq += v * v;
+            }
+        double var = cnt ? sq / (double)cnt : 0;
+        double a = ulc_k_f64_at(k->in[1], (uint64_t)c) / sqrt(var + s->eps);
+        double b = ulc_k_f64_at(k->in[2], (uint64_t)c) - mean * a;
+        if (s->af) {
+            s->af[c] = (float)a;
+            s->bf[c] = (float)b;
+        } else {
+            s->ad[c] = a;
+            s->bd[c] = b;
+        }
+        if (k->n_out > 1 && k->out[1])
+            ulc_k_store_f64(k->out[1], (uint64_t)c,
+                            ulc_k_f64_at(k->in[3], (uint64_t)c) * s->momentum + mean * (1 - s->momentum));
+        if (k->n_out > 2 && k->out[2])
+            ulc_k_store_f64(k->out[2], (uint64_t)c,
+                            ulc_k_f64_at(k->in[4], (uint64_t)c) * s->momentum + var * (1 - s->momentum));
+    }
+}
+
+static ulc_status bn_run(ulc_kctx *k) {
+    bn_state *s = k->state;
+    if (s->training)
+        bn_train(k, s);
+    else if (!s->consts)
+        bn_fold(k, s);
+    bn_job j = {s, k->in[0]->data, k->out[0]->data};
+    int64_t rows = s->n * s->p;
+    ulc_k_parallel(rows, (16384 + s->inner - 1) / (s->inner ? s->inner : 1), bn_body, &j);
+    return ULC_OK;
+}
+
+static const ulc_kernel k_batchnorm = {0, 0, bn_infer, bn_prepare, bn_run, bn_release};
+
+void ulc_cpu_register_nn(const ulc_kernel **table) {
+    table[ULC_OP_BatchNormalization] = &k_batchnorm;
+    ulc_nn_register_conv(table);
+    ulc_nn_register_pool(table);
+    ulc_nn_register_gemm(table);
+}

@@ -1,0 +1,380 @@
+/*
+ * k_nn_pool.c — MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool (math in k_nn.c's header
+ * comment).
+ *
+ * Windowed pooling on float32 with 1 to 3 spatial dims runs as a oneDNN pooling primitive built
+ * in prepare (ceil_mode becomes extra padding after the input, which max pooling ignores and
+ * average pooling either ignores or — with count_include_pad — counts, exactly as ONNX's
+ * reference and onnxruntime divide by the full kernel size). MaxPool's Indices output, float64,
+ * int8/uint8 and 4+ spatial dims run an own loop over the same geometry.
+ *
+ * Global pooling reduces each [n, c] plane with a contiguous loop, threads over planes.
+ */
+#include <float.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/cpu/k_nn.h"
+
+enum { POOL_MAX, POOL_AVG };
+
+typedef struct pool_state {
+    int kind;
+    int dtype;
+    int nsp;
+    int64_t planes;   /* N·C */
+    int64_t isz, osz; /* spatial sizes of one plane */
+    ulc_nn_window w;
+    int include_pad;   /* AveragePool count_include_pad */
+    int col_major;     /* MaxPool storage_order = 1 */
+    int indices;       /* MaxPool's second output requested */
+    dnnl_primitive_t prim; /* oneDNN pooling, or NULL for the own loop */
+    dnnl_memory_t m_src, m_dst;
+} pool_state;
+
+static void pool_release(void *p) {
+    pool_state *s = p;
+    if (!s) return;
+    if (s->prim) dnnl_primitive_destroy(s->prim);
+    if (s->m_src) dnnl_memory_destroy(s->m_src);
+    if (s->m_dst) dnnl_memory_destroy(s->m_dst);
+    free(s);
+}
+
+static ulc_status pool_geom(ulc_kctx *k, int kind, pool_state *s) {
+    const ulc_rt_tensor *x = k->in[0];
+    char buf[96];
+    if (kind == POOL_AVG ? !ulc_k_is_float(x->dtype)
+                         : !(ulc_k_is_float(x->dtype) || x->dtype == ULC_DT_I8 || x->dtype == ULC_DT_U8))
+        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "X has dtype %s; supported: float32, float64%s",
+                          ulc_dtype_name(x->dtype), kind == POOL_MAX ? ", int8, uint8" : "");
+    if (x->rank < 3)
+        return ulc_k_fail(k, ULC_ERR_INVALID, "X is %s; pooling needs [N, C, D1, ...]",
+                          ulc_rt_shape_str(x, buf, sizeof buf));
+    s->kind = kind;
+    s->dtype = x->dtype;
+    s->nsp = x->rank - 2;
+    s->planes = x->dims[0] * x->dims[1];
+    const int64_t *ks;
+    int nk = ulc_k_attr_ints(k, "kernel_shape", &ks);
+    if (nk < 0) return ulc_k_fail(k, ULC_ERR_INVALID, "attribute kernel_shape is required");
+    if (nk != s->nsp)
+        return ulc_k_fail(k, ULC_ERR_INVALID, "kernel_shape has %d values; X has %d spatial dims", nk,
+                          s->nsp);
+    if (kind == POOL_AVG && k->opset < 19 && ulc_k_attr(k, "dilations"))
+        return ulc_k_fail(k, ULC_ERR_INVALID, "AveragePool has no dilations before opset 19");
+    int ceil_mode = (int)ulc_k_attr_int(k, "ceil_mode", 0);
+    ULC_TRY(ulc_nn_window_init(k, s->nsp, x->dims + 2, ks, ceil_mode, &s->w));
+    s->isz = s->osz = 1;
+    for (int i = 0; i < s->nsp; i++) {
+        s->isz *= s->w.in[i];
+        s->osz *= s->w.out[i];
+    }
+    s->include_pad = kind == POOL_AVG && ulc_k_attr_int(k, "count_include_pad", 0) != 0;
+    int64_t so = kind == POOL_MAX ? ulc_k_attr_int(k, "storage_order", 0) : 0;
+    if (so != 0 && so != 1)
+        return ulc_k_fail(k, ULC_ERR_INVALID, "storage_order = %lld; it must be 0 or 1", (long long)so);
+    s->col_major = (int)so;
+    s->indices = kind == POOL_MAX && k->n_out > 1 && k->out[1];
+    return ULC_OK;
+}
+
+static ulc_status pool_infer_common(ulc_kctx *k, int kind) {
+    pool_state s;
+    memset(&s, 0, sizeof s);
+    ULC_TRY(pool_geom(k, kind, &s));
+    const ulc_rt_tensor *x = k->in[0];
+    int64_t dims[ULC_RT_MAX_RANK];
+    dims[0] = x->dims[0];
+    dims[1] = x->dims[1];
+    for (int i = 0; i < s.nsp; i++) dims[2 + i] = s.w.out[i];
+    ulc_k_set(k->out[0], x->dtype, x->rank, dims);
+    if (s.indices) ulc_k_set(k->out[1], ULC_DT_I64, x->rank, dims);
+    return ULC_OK;
+}
+
+static ulc_status maxpool_infer(ulc_kctx *k) { return pool_infer_common(k, POOL_MAX); }
+static ulc_status avgpool_infer(ulc_kctx *k) { return pool_infer_common(k, POOL_AVG); }
+
+/* ---- own loop -------------------------------------------------------------------------------- */
+
+typedef struct pool_job {
+    const pool_state *s;
+    const void *x;
+    void *y;
+    int64_t *ind;
+} pool_job;
+
+/* One past the last tap t < k with b + t·dl <= in - 1. */
+static inline int64_t in_range_hi(int64_t b, int64_t dl, int64_t in, int64_t k) {
+    if (b > in - 1) return 0;
+    int64_t h = (in - 1 - b) / dl + 1;
+    return h < k ? h : k;
+}
+
+/* For output position oc: per dim the first input index base[d] = oc·s - pb and the valid taps
+ * [lo, hi) (those with base + t·d inside [0, in)). Returns 0 when some dim has none. */
+static int pool_taps(const ulc_nn_window *w, const int64_t *oc, int64_t *base, int64_t *lo,
+                     int64_t *hi) {
+    int any = 1;
+    for (int d = 0; d < w->nsp; d++) {
+        int64_t b = oc[d] * w->s[d] - w->pb[d], dl = w->d[d];
+        base[d] = b;
+        lo[d] = b < 0 ? (-b + dl - 1) / dl : 0;
+        hi[d] = in_range_hi(b, dl, w->in[d], w->k[d]);
+        if (lo[d] >= hi[d]) any = 0;
+    }
+    return any;
+}
+
+/* Flat offset of the input coordinate (row-major, or column-major for MaxPool indices). */
+static inline int64_t pool_off(const ulc_nn_window *w, const int64_t *ic, int col_major) {
+    int64_t off = 0;
+    if (!col_major) {
+        for (int d = 0; d < w->nsp; d++) off = off * w->in[d] + ic[d];
+    } else {
+        for (int d = w->nsp - 1; d >= 0; d--) off = off * w->in[d] + ic[d];
+    }
+    return off;
+}
+
+#define DEFINE_POOL_LOOP(NAME, T, ACC, IS_MAX, LOWEST)                                          \
+    static void NAME(int64_t r0, int64_t r1, void *arg) {                                      \
+        const pool_job *j = arg;                                                                \
+        const pool_state *s = j->s;                                                             \
+        const ulc_nn_window *w = &s->w;                                                         \
+        int nsp = w->nsp;                                                                       \
+        int64_t kprod = 1;                                                                      \
+        for (int d = 0; d < nsp; d++) kprod *= w->k[d];                                         \
+        for (int64_t r = r0; r < r1; r++) {                                                     \
+            const T *x = (const T *)j->x + r * s->isz;                                          \
+            T *y = (T *)j->y + r * s->osz;                                                      \
+            int64_t *ind = j->ind ? j->ind + r * s->osz : NULL;                                 \
+            int64_t oc[ULC_NN_MAX_SP] = {0};                                                    \
+            for (int64_t o = 0; o < s->osz; o++) {                                              \
+                int64_t base[ULC_NN_MAX_SP], lo[ULC_NN_MAX_SP], hi[ULC_NN_MAX_SP];              \
+                int64_t t[ULC_NN_MAX_SP], ic[ULC_NN_MAX_SP];                                    \
+                ACC acc = IS_MAX ? (ACC)(LOWEST) : (ACC)0;                                      \
+                int64_t cnt = 0, best = -1;                                                     \
+                if (pool_taps(w, oc, base, lo, hi)) {                                           \
+                    for (int d = 0; d < nsp; d++) t[d] = lo[d];                                 \
+                    for (;;) {                                                                  \
+                        int64_t off = 0;                                                        \
+                        for (int d = 0; d < nsp; d++) {                                         \
+                            ic[d] = base[d] + t[d] * w->d[d];                                   \
+                            off = off * w->in[d] + ic[d];                                       \
+                        }                                                                       \
+                        ACC v = (ACC)x[off];                                                    \
+                        if (IS_MAX) {                                                           \
+                            if (v > acc || best < 0) {                                          \
+                                acc = v;                                                        \
+                                best = s->col_major ? pool_off(w, ic, 1) : off;                 \
+                            }                                                                   \
+                        } else {                                                                \
+                            acc += v;                                                           \
+                        }                                                                       \
+                        cnt++;                                                                  \
+                        int d = nsp - 1;                                                        \
+                        while (d >= 0 && ++t[d] == hi[d]) {                                     \
+                            t[d] = lo[d];                                                       \
+                            d--;                                                                \
+                        }                                                                       \
+                        if (d < 0) break;                                                       \
+                    }                                                                           \
+                }                                                                               \
+                if (IS_MAX) {                                                                   \
+                    y[o] = (T)acc;                                                              \
+                    if (ind) ind[o] = best < 0 ? -1 : r * s->isz + best;                        \
+                } else {                                                                        \
+                    int64_t div = s->include_pad ? kprod : cnt;                                 \
+                    y[o] = div ? (T)(acc / (ACC)div) : (T)0;                                    \
+                }                                                                               \
+                for (int d = nsp - 1; d >= 0 && ++oc[d] == w->out[d]; d--) oc[d] = 0;           \
+            }                                                                                   \
+        }                                                                                       \
+    }
+
+DEFINE_POOL_LOOP(maxpool_f32, float, float, 1, -FLT_MAX)
+DEFINE_POOL_LOOP(maxpool_f64, double, double, 1, -DBL_MAX)
+DEFINE_POOL_LOOP(maxpool_i8, int8_t, int, 1, -128)
+DEFINE_POOL_LOOP(maxpool_u8, uint8_t, int, 1, 0)
+DEFINE_POOL_LOOP(avgpool_f32, float, float, 0, 0)
+DEFINE_POOL_LOOP(avgpool_f64, double, double, 0, 0)
+
+/* ---- oneDNN pooling -------------------------------------------------------------------------- */
+
+/* Builds the primitive when oneDNN can express the case; leaves s->prim NULL otherwise. */
+static ulc_status pool_dnnl_prepare(ulc_kctx *k, pool_state *s) {
+    if (s->dtype != ULC_DT_F32 || s->nsp > 3 || s->indices || s->planes == 0) return ULC_OK;
+    dnnl_engine_t eng;
+    ULC_TRY(ulc_nn_dnnl(k, &eng, NULL));
+    const ulc_nn_window *w = &s->w;
+    int rank = s->nsp + 2;
+    const ulc_rt_tensor *x = k->in[0];
+    dnnl_dims_t sd, dd, str, ker, dil, pl, pr;
+    sd[0] = dd[0] = x->dims[0];
+    sd[1] = dd[1] = x->dims[1];
+    for (int i = 0; i < s->nsp; i++) {
+        int64_t ext = (w->k[i] - 1) * w->d[i] + 1;
+        sd[2 + i] = w->in[i];
+        dd[2 + i] = w->out[i];
+        str[i] = w->s[i];
+        ker[i] = w->k[i];
+        dil[i] = w->d[i] - 1;
+        pl[i] = w->pb[i];
+        /* oneDNN wants out = (in + pl + pr - ext) / s + 1 exactly: ceil_mode's last window
+         * becomes padding after the input. */
+        pr[i] = w->pe[i];
+        if ((w->in[i] + pl[i] + pr[i] - ext) / w->s[i] + 1 != w->out[i])
+            pr[i] = (w->out[i] - 1) * w->s[i] + ext - w->in[i] - pl[i];
+        if (pr[i] < 0 || (w->in[i] + pl[i] + pr[i] - ext) / w->s[i] + 1 != w->out[i]) return ULC_OK;
+        /* A window lying wholly in the padding has no defined value in oneDNN. */
+        if (pl[i] >= ext || pr[i] >= ext) return ULC_OK;
+    }
+    dnnl_memory_desc_t smd, dmd;
+    dnnl_status_t st = dnnl_memory_desc_init_by_tag(&smd, rank, sd, dnnl_f32, ulc_nn_plain_tag(rank));
+    if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&dmd, rank, dd, dnnl_f32, ulc_nn_plain_tag(rank));
+    ULC_TRY(ulc_nn_dnnl_check(k, st, "memory descriptors for pooling"));
+    dnnl_alg_kind_t alg = s->kind == POOL_MAX ? dnnl_pooling_max
+                          : s->include_pad    ? dnnl_pooling_avg_include_padding
+                                              : dnnl_pooling_avg_exclude_padding;
+    dnnl_pooling_v2_desc_t pdsc;
+    st = dnnl_pooling_v2_forward_desc_init(&pdsc, dnnl_forward_inference, alg, &smd, &dmd, str, ker,
+                                           dil, pl, pr);
+    if (st != dnnl_success) return ULC_OK;
+    dnnl_primitive_desc_t pd = NULL;
+    st = dnnl_primitive_desc_create(&pd, &pdsc, NULL, eng, NULL);
+    if (st == dnnl_unimplemented) return ULC_OK;
+    ULC_TRY(ulc_nn_dnnl_check(k, st, "pooling primitive descriptor"));
+    st = dnnl_primitive_create(&s->prim, pd);
+    dnnl_primitive_desc_destroy(pd);
+    if (st == dnnl_success) st = dnnl_memory_create(&s->m_src, &smd, eng, DNNL_MEMORY_NONE);
+    if (st == dnnl_success) st = dnnl_memory_create(&s->m_dst, &dmd, eng, DNNL_MEMORY_NONE);
+    return ulc_nn_dnnl_check(k, st, "pooling primitive");
+}
+
+static ulc_status pool_prepare_common(ulc_kctx *k, int kind) {
+    pool_state *s = calloc(1, sizeof *s);
+    if (!s) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory");
+    k->state = s;
+    ULC_TRY(pool_geom(k, kind, s));
+    return pool_dnnl_prepare(k, s);
+}
+
+static ulc_status maxpool_prepare(ulc_kctx *k) { return pool_prepare_common(k, POOL_MAX); }
+static ulc_status avgpool_prepare(ulc_kctx *k) { return pool_prepare_common(k, POOL_AVG); }
+
+static ulc_status pool_run(ulc_kctx *k) {
+    pool_state *s = k->state;
+    if (s->prim) {
+        dnnl_stream_t stream;
+        ULC_TRY(ulc_nn_dnnl(k, NULL, &stream));
+        dnnl_status_t st = dnnl_memory_set_data_handle(s->m_src, k->in[0]->data);
+        if (st == dnnl_success) st = dnnl_memory_set_data_handle(s->m_dst, k->out[0]->data);
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_SRC, s->m_src}, {DNNL_ARG_DST, s->m_dst}};
+        if (st == dnnl_success) st = dnnl_primitive_execute(s->prim, stream, 2, args);
+        return ulc_nn_dnnl_check(k, st, "executing pooling");
+    }
+    pool_job j = {s, k->in[0]->data, k->out[0]->data, s->indices ? k->out[1]->data : NULL};
+    void (*body)(int64_t, int64_t, void *) = NULL;
+    switch (s->dtype) {
+    case ULC_DT_F32: body = s->kind == POOL_MAX ? maxpool_f32 : avgpool_f32; break;
+    case ULC_DT_F64: body = s->kind == POOL_MAX ? maxpool_f64 : avgpool_f64; break;
+    case ULC_DT_I8: body = maxpool_i8; break;
+    case ULC_DT_U8: body = maxpool_u8; break;
+    default: return ulc_k_fail(k, ULC_ERR_INTERNAL, "no pooling loop for dtype %s", ulc_dtype_name(s->dtype));
+    }
+    int64_t kprod = 1;
+    for (int d = 0; d < s->nsp; d++) kprod *= s->w.k[d];
+    ulc_k_parallel(s->planes, (1 << 15) / (s->osz * kprod + 1) + 1, body, &j);
+    return ULC_OK;
+}
+
+static const ulc_kernel k_maxpool = {0, 0, maxpool_infer, maxpool_prepare, pool_run, pool_release};
+static const ulc_kernel k_avgpool = {0, 0, avgpool_infer, avgpool_prepare, pool_run, pool_release};
+
+/* ---- global pooling -------------------------------------------------------------------------- */
+
+static ulc_status gpool_infer(ulc_kctx *k) {
+    const ulc_rt_tensor *x = k->in[0];
+    char buf[96];
+    if (!ulc_k_is_float(x->dtype))
+        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "X has dtype %s; float32/float64 are supported",
+                          ulc_dtype_name(x->dtype));
+    if (x->rank < 2)
+        return ulc_k_fail(k, ULC_ERR_INVALID, "X is %s; global pooling needs [N, C, ...]",
+                          ulc_rt_shape_str(x, buf, sizeof buf));
+    int64_t dims[ULC_RT_MAX_RANK];
+    for (int i = 0; i < x->rank; i++) dims[i] = i < 2 ? x->dims[i] : 1;
+    ulc_k_set(k->out[0], x->dtype, x->rank, dims);
+    return ULC_OK;
+}
+
+typedef struct gpool_job {
+    const void *x;
+    void *y;
+    int64_t inner;
+    int is_max;
+} gpool_job;
+
+static void gpool_f32(int64_t r0, int64_t r1, void *arg) {
+    const gpool_job *j = arg;
+    int64_t n = j->inner;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *x = (const float *)j->x + r * n;
+        if (j->is_max) {
+            float m = n ? x[0] : -FLT_MAX;
+            for (int64_t i = 1; i < n; i++) m = x[i] > m ? x[i] : m;
+            ((float *)j->y)[r] = m;
+        } else {
+            /* 8 partial sums: vectorisable without -ffast-math, and more accurate. */
+            float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            int64_t i = 0;
+            for (; i + 8 <= n; i += 8)
+                for (int l = 0; l < 8; l++) acc[l] += x[i + l];
+            float sum = 0;
+            for (; i < n; i++) sum += x[i];
+            for (int l = 0; l < 8; l++) sum += acc[l];
+            ((float *)j->y)[r] = n ? sum / (float)n : 0.0f;
+        }
+    }
+}
+
+static void gpool_f64(int64_t r0, int64_t r1, void *arg) {
+    const gpool_job *j = arg;
+    int64_t n = j->inner;
+    for (int64_t r = r0; r < r1; r++) {
+        const double *x = (const double *)j->x + r * n;
+        double a = j->is_max ? (n ? x[0] : -DBL_MAX) : 0;
+        for (int64_t i = j->is_max ? 1 : 0; i < n; i++) {
+            if (j->is_max)
+                a = x[i] > a ? x[i] : a;
+            else
+                a += x[i];
+        }
+        ((double *)j->y)[r] = j->is_max ? a : (n ? a / (double)n : 0.0);
+    }
+}
+
+static ulc_status gpool_run_common(ulc_kctx *k, int is_max) {
+    const ulc_rt_tensor *x = k->in[0];
+    int64_t inner = 1;
+    for (int i = 2; i < x->rank; i++) inner *= x->dims[i];
+    gpool_job j = {x->data, k->out[0]->data, inner, is_max};
+    ulc_k_parallel(x->dims[0] * x->dims[1], 16384 / (inner + 1) + 1,
+                   x->dtype == ULC_DT_F32 ? gpool_f32 : gpool_f64, &j);
+    return ULC_OK;
+}
+
+static ulc_status gavgpool_run(ulc_kctx *k) { return gpool_run_common(k, 0); }
+static ulc_status gmaxpool_run(ulc_kctx *k) { return gpool_run_common(k, 1); }
+
+static const ulc_kernel k_gavgpool = {0, 0, gpool_infer, NULL, gavgpool_run, NULL};
+static const ulc_kernel k_gmaxpool = {0, 0, gpool_infer, NULL, gmaxpool_run, NULL};
+
+void ulc_nn_register_pool(const ulc_kernel **table) {
+    table[ULC_OP_MaxPool] = &k_maxpool;
+    table[ULC_OP_AveragePool] = &k_avgpool;
+    table[ULC_OP_GlobalAveragePool] = &k_gavgpool;
+    table[ULC_OP_GlobalMaxPool] = &k_gmaxpool;
+}

@@ -1,0 +1,119 @@
+/*
+ * kernel.h — the contract between the planner/executor (runtime/plan.c) and a backend's kernels.
+ *
+ * One ulc_kernel per op. The planner calls, for every node it schedules:
+ *
+ *   infer(k)    once per plan: from the inputs' dtypes and shapes (and, for the input slots in
+ *               `value_inputs`, their data, which the planner guarantees is known at plan time:
+ *               Reshape's shape, Slice's starts/ends, …) set every present output's dtype, rank
+ *               and dims. Attribute and shape errors are reported here, naming the node.
+ *   prepare(k)  optional, once per plan, shapes fixed: build primitives, cache constants in state.
+ *   run(k)      every execution: inputs and outputs have data (outputs are uninitialised).
+ *   release(s)  optional: frees what prepare put in k->state.
+ *
+ * Dtypes: float16 and bfloat16 never reach a kernel: the planner computes them as float32
+ * (weights converted once), so kernels see F32, F64, the integer types and BOOL. An op whose
+ * result must be *rounded* to half precision (Cast to=FLOAT16) rounds and keeps float32; the
+ * planner converts graph outputs back to their declared dtype.
+ *
+ * Kernels never allocate output memory and never keep pointers to tensors between calls.
+ */
+#ifndef ULC_RUNTIME_KERNEL_H
+#define ULC_RUNTIME_KERNEL_H
+
+#include <stdint.h>
+
+#include "common/status.h"
+#include "ir/graph.h"
+#include "runtime/runtime.h"
+
+typedef struct ulc_kctx {
+    const ulc_node *node;
+    int64_t opset;              /* the model's default-domain opset */
+    int n_in, n_out;            /* = node->n_inputs, node->n_outputs */
+    ulc_rt_tensor *const *in;   /* n_in; NULL = missing optional input */
+    ulc_rt_tensor *const *out;  /* n_out; NULL = optional output not produced */
+    uint32_t const_inputs;      /* bit i: input i is a constant of the plan (same bytes on every
+                                   run: weights, folded values), so prepare may pack it once */
+    void *state;                /* the kernel's own, from prepare until release */
+    int threads;                /* threads the kernel may use */
+    ulc_ctx *err;
+} ulc_kctx;
+
+enum {
+    ULC_K_SHAPE_ONLY = 1u << 0, /* run reads input shapes only, never their data (Shape, Size):
+                                   the planner evaluates it at plan time */
+    ULC_K_ALIAS = 1u << 1       /* output 0 is input 0's bytes under another shape (Reshape,
+                                   Flatten, Squeeze, Unsqueeze, Identity, Dropout): the planner
+                                   points the output at the input's bytes; run is called only
+                                   when the node has other outputs (Dropout's mask), and then
+                                   out[0]->data == in[0]->data: run must not copy output 0 */
+};
+
+typedef struct ulc_kernel {
+    uint32_t value_inputs; /* bit i set: input i's data decides the output shapes */
+    unsigned flags;        /* ULC_K_* */
+    ulc_status (*infer)(ulc_kctx *k);
+    ulc_status (*prepare)(ulc_kctx *k); /* may be NULL */
+    ulc_status (*run)(ulc_kctx *k);
+    void (*release)(void *state);       /* may be NULL */
+} ulc_kernel;
+
+/* The CPU backend's kernel for op, or NULL (runtime/cpu/kernels.c). */
+const ulc_kernel *ulc_cpu_kernel(ulc_op op);
+/* Sets the thread count of the CPU backend's thread pool (OpenMP, shared with oneDNN). */
+void ulc_cpu_set_threads(int threads);
+
+/* ---- helpers for kernels (runtime/kutil.c) -------------------------------------------------- */
+
+/* Records "node 'name' (Op): <message>" and returns s. */
+ulc_status ulc_k_fail(ulc_kctx *k, ulc_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Attributes (absent → def; a present attribute of the wrong type is an error reported by
+ * ulc_k_check_attrs, which the planner runs before infer). */
+int64_t ulc_k_attr_int(const ulc_kctx *k, const char *name, int64_t def);
+float ulc_k_attr_float(const ulc_kctx *k, const char *name, float def);
+const char *ulc_k_attr_str(const ulc_kctx *k, const char *name, const char *def);
+/* Number of ints (and *v), or -1 when the attribute is absent. */
+int ulc_k_attr_ints(const ulc_kctx *k, const char *name, const int64_t **v);
+const ulc_attr *ulc_k_attr(const ulc_kctx *k, const char *name);
+
+/* Normalises axis into [0, rank) (negative counts from the end); error when out of range. */
+ulc_status ulc_k_axis(ulc_kctx *k, int64_t axis, int rank, int *out);
+
+/* Element i of an integer tensor (any int dtype, or bool) as int64. */
+int64_t ulc_k_int_at(const ulc_rt_tensor *t, uint64_t i);
+/* Element i of any numeric tensor as double. */
+double ulc_k_f64_at(const ulc_rt_tensor *t, uint64_t i);
+/* Stores v into element i of t, converting to t's dtype (ints wrap as C casts do). */
+void ulc_k_store_f64(ulc_rt_tensor *t, uint64_t i, double v);
+
+/* Bytes per element of a runtime dtype (F16/BF16 count 4: they are computed as float32). */
+size_t ulc_k_dtype_size(int dt);
+int ulc_k_is_int(int dt);   /* i8..u64 (not bool) */
+int ulc_k_is_float(int dt); /* f32, f64 */
+
+/* out = shape of the multidirectional broadcast of the given tensors (numpy rules). */
+ulc_status ulc_k_broadcast(ulc_kctx *k, const ulc_rt_tensor *const *ts, int n, ulc_rt_tensor *out);
+/* Element strides of t read as if broadcast to `rank` dims `dims` (0 for broadcast dims). */
+void ulc_k_bcast_strides(const ulc_rt_tensor *t, int rank, const int64_t *dims, int64_t *strides);
+/* Dense row-major element strides. */
+void ulc_k_strides(int rank, const int64_t *dims, int64_t *strides);
+
+void ulc_k_set(ulc_rt_tensor *t, int dtype, int rank, const int64_t *dims);
+
+/* dtype code the runtime computes a declared dtype in (F16/BF16 → F32; others unchanged). */
+static inline int ulc_k_compute_dtype(int dt) {
+    return (dt == ULC_DT_F16 || dt == ULC_DT_BF16) ? ULC_DT_F32 : dt;
+}
+
+/* Runs body(i0, i1, arg) over [0, n) split across the pool's threads in contiguous ranges
+ * (ranges of at least `grain` items; one thread when n is small). */
+void ulc_k_parallel(int64_t n, int64_t grain, void (*body)(int64_t i0, int64_t i1, void *arg),
+                    void *arg);
+
+#endif

@@ -1,0 +1,203 @@
+/* kutil.c — helpers shared by every backend's kernels: attributes, axes, broadcasting, typed
+ * element access, a parallel-for over the OpenMP pool. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "runtime/kernel.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+ulc_status ulc_k_fail(ulc_kctx *k, ulc_status s, const char *fmt, ...) {
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    char label[160];
+    return ulc_fail(k->err, s, "%s: %s", ulc_node_label(k->node, label, sizeof label), msg);
+}
+
+const ulc_attr *ulc_k_attr(const ulc_kctx *k, const char *name) {
+    return ulc_node_attr(k->node, name);
+}
+
+int64_t ulc_k_attr_int(const ulc_kctx *k, const char *name, int64_t def) {
+    const ulc_attr *a = ulc_node_attr(k->node, name);
+    return a && a->type == ULC_ATTR_INT ? a->i : def;
+}
+
+float ulc_k_attr_float(const ulc_kctx *k, const char *name, float def) {
+    const ulc_attr *a = ulc_node_attr(k->node, name);
+    return a && a->type == ULC_ATTR_FLOAT ? a->f : def;
+}
+
+const char *ulc_k_attr_str(const ulc_kctx *k, const char *name, const char *def) {
+    const ulc_attr *a = ulc_node_attr(k->node, name);
+    return a && a->type == ULC_ATTR_STRING && a->s.data ? (const char *)a->s.data : def;
+}
+
+int ulc_k_attr_ints(const ulc_kctx *k, const char *name, const int64_t **v) {
+    const ulc_attr *a = ulc_node_attr(k->node, name);
+    if (!a || a->type != ULC_ATTR_INTS) {
+        *v = NULL;
+        return -1;
+    }
+    *v = a->ints;
+    return (int)a->n;
+}
+
+ulc_status ulc_k_axis(ulc_kctx *k, int64_t axis, int rank, int *out) {
+    int64_t a = axis < 0 ? axis + rank : axis;
+    if (a < 0 || a >= (rank > 0 ? rank : 1))
+        return ulc_k_fail(k, ULC_ERR_INVALID, "axis %lld is out of range for rank %d",
+                          (long long)axis, rank);
+    *out = (int)a;
+    return ULC_OK;
+}
+
+int64_t ulc_k_int_at(const ulc_rt_tensor *t, uint64_t i) {
+    switch (t->dtype) {
+    case ULC_DT_I64: return ((const int64_t *)t->data)[i];
+    case ULC_DT_I32: return ((const int32_t *)t->data)[i];
+    case ULC_DT_I16: return ((const int16_t *)t->data)[i];
+    case ULC_DT_I8: return ((const int8_t *)t->data)[i];
+    case ULC_DT_U64: return (int64_t)((const uint64_t *)t->data)[i];
+    case ULC_DT_U32: return ((const uint32_t *)t->data)[i];
+    case ULC_DT_U16: return ((const uint16_t *)t->data)[i];
+    case ULC_DT_U8:
+    case ULC_DT_BOOL: return ((const uint8_t *)t->data)[i];
+    case ULC_DT_F32: return (int64_t)((const float *)t->data)[i];
+    case ULC_DT_F64: return (int64_t)((const double *)t->data)[i];
+    default: return 0;
+    }
+}
+
+double ulc_k_f64_at(const ulc_rt_tensor *t, uint64_t i) {
+    switch (t->dtype) {
+    case ULC_DT_F32: return ((const float *)t->data)[i];
+    case ULC_DT_F64: return ((const double *)t->data)[i];
+    case ULC_DT_U64: return (double)((const uint64_t *)t->data)[i];
+    default: return (double)ulc_k_int_at(t, i);
+    }
+}
+
+void ulc_k_store_f64(ulc_rt_tensor *t, uint64_t i, double v) {
+    switch (t->dtype) {
+    case ULC_DT_F32: ((float *)t->data)[i] = (float)v; break;
+    case ULC_DT_F64: ((double *)t->data)[i] = v; break;
+    case ULC_DT_I64: ((int64_t *)t->data)[i] = (int64_t)v; break;
+    case ULC_DT_I32: ((int32_t *)t->data)[i] = (int32_t)(int64_t)v; break;
+    case ULC_DT_I16: ((int16_t *)t->data)[i] = (int16_t)(int64_t)v; break;
+    case ULC_DT_I8: ((int8_t *)t->data)[i] = (int8_t)(int64_t)v; break;
+    case ULC_DT_U64: ((uint64_t *)t->data)[i] = (uint64_t)v; break;
+    case ULC_DT_U32: ((uint32_t *)t->data)[i] = (uint32_t)(int64_t)v; break;
+    case ULC_DT_U16: ((uint16_t *)t->data)[i] = (uint16_t)(int64_t)v; break;
+    case ULC_DT_U8: ((uint8_t *)t->data)[i] = (uint8_t)(int64_t)v; break;
+    case ULC_DT_BOOL: ((uint8_t *)t->data)[i] = v != 0; break;
+    default: break;
+    }
+}
+
+size_t ulc_k_dtype_size(int dt) {
+    switch (dt) {
+    case ULC_DT_F64:
+    case ULC_DT_I64:
+    case ULC_DT_U64: return 8;
+    case ULC_DT_F32:
+    case ULC_DT_F16:
+    case ULC_DT_BF16:
+    case ULC_DT_I32:
+    case ULC_DT_U32: return 4;
+    case ULC_DT_I16:
+    case ULC_DT_U16: return 2;
+    case ULC_DT_I8:
+    case ULC_DT_U8:
+    case ULC_DT_BOOL: return 1;
+    default: return 0;
+    }
+}
+
+int ulc_k_is_int(int dt) {
+    switch (dt) {
+    case ULC_DT_I8: case ULC_DT_I16: case ULC_DT_I32: case ULC_DT_I64:
+    case ULC_DT_U8: case ULC_DT_U16: case ULC_DT_U32: case ULC_DT_U64: return 1;
+    default: return 0;
+    }
+}
+
+int ulc_k_is_float(int dt) { return dt == ULC_DT_F32 || dt == ULC_DT_F64; }
+
+void ulc_k_set(ulc_rt_tensor *t, int dtype, int rank, const int64_t *dims) {
+    t->dtype = dtype;
+    t->rank = rank;
+    for (int i = 0; i < rank; i++) t->dims[i] = dims[i];
+}
+
+ulc_status ulc_k_broadcast(ulc_kctx *k, const ulc_rt_tensor *const *ts, int n, ulc_rt_tensor *out) {
+    int rank = 0;
+    for (int i = 0; i < n; i++)
+        if (ts[i] && ts[i]->rank > rank) rank = ts[i]->rank;
+    int64_t dims[ULC_RT_MAX_RANK];
+    for (int d = 0; d < rank; d++) dims[d] = 1;
+    for (int i = 0; i < n; i++) {
+        const ulc_rt_tensor *t = ts[i];
+        if (!t) continue;
+        for (int d = 0; d < t->rank; d++) {
+            int od = rank - t->rank + d;
+            int64_t a = dims[od], b = t->dims[d];
+            if (a == b || b == 1) continue;
+            if (a == 1) {
+                dims[od] = b;
+                continue;
+            }
+            char s1[96], s2[96];
+            return ulc_k_fail(k, ULC_ERR_INVALID,
+                              "input %d %s does not broadcast with the other inputs (dim %d: %lld vs %lld; first input %s)",
+                              i, ulc_rt_shape_str(t, s1, sizeof s1), od, (long long)b, (long long)a,
+                              ulc_rt_shape_str(ts[0], s2, sizeof s2));
+        }
+    }
+    out->rank = rank;
+    for (int d = 0; d < rank; d++) out->dims[d] = dims[d];
+    return ULC_OK;
+}
+
+void ulc_k_strides(int rank, const int64_t *dims, int64_t *strides) {
+    int64_t s = 1;
+    for (int d = rank - 1; d >= 0; d--) {
+        strides[d] = s;
+        s *= dims[d];
+    }
+}
+
+void ulc_k_bcast_strides(const ulc_rt_tensor *t, int rank, const int64_t *dims, int64_t *strides) {
+    int64_t own[ULC_RT_MAX_RANK];
+    ulc_k_strides(t->rank, t->dims, own);
+    for (int d = 0; d < rank; d++) {
+        int td = d - (rank - t->rank);
+        strides[d] = (td < 0 || t->dims[td] == 1 || dims[d] == 1) ? 0 : own[td];
+    }
+}
+
+void ulc_k_parallel(int64_t n, int64_t grain, void (*body)(int64_t, int64_t, void *), void *arg) {
+    if (n <= 0) return;
+    if (grain < 1) grain = 1;
+#ifdef _OPENMP
+    int nt = omp_get_max_threads();
+    int64_t chunks = n / grain;
+    if (chunks > nt) chunks = nt;
+    if (chunks > 1) {
+#pragma omp parallel num_threads((int)chunks)
+        {
+            int t = omp_get_thread_num();
+            int64_t i0 = n * t / chunks, i1 = n * (t + 1) / chunks;
+            body(i0, i1, arg);
+        }
+        return;
+    }
+#endif
+    body(0, n, arg);
+}

@@ -1,0 +1,947 @@
+/*
+ * plan.c — sessions: planning a graph for fixed input shapes, and running the plan.
+ *
+ * A plan is made by one walk over the nodes in topological order (the graph is verified, so
+ * producers come first):
+ *
+ *   1. every value gets a runtime tensor: initializers point at the model's bytes (copied only
+ *      when misaligned for their dtype, or converted when float16/bfloat16), bound inputs take
+ *      their shapes (and, for the few inputs whose *values* decide shapes downstream, their
+ *      bytes, which then key the plan);
+ *   2. each node's kernel infers its outputs' dtypes and shapes; a node whose inputs are all
+ *      known at plan time (constants, Shape of a known shape, …) is run right there and its
+ *      outputs become constants of the plan — this is how the Shape→Gather→Concat→Reshape
+ *      chains of exported graphs disappear; the rest become steps of the schedule, except
+ *      nodes nothing needs (their outputs reach no graph output);
+ *   3. liveness: every scheduled value's lifetime is [step that makes it, last step that reads
+ *      it, or any step that reads a view of it]; graph outputs live to the end. Views (Reshape,
+ *      Squeeze, … flagged ULC_K_ALIAS) share their source's bytes and extend its lifetime;
+ *   4. placement: values are laid out in one 64-byte-aligned buffer, largest first, each at the
+ *      lowest offset not used by a value whose lifetime overlaps (greedy by size, as TFLite's
+ *      and onnxruntime's planners do), so memory is reused as soon as a value dies;
+ *   5. kernels prepare (oneDNN primitives, packed constant weights).
+ *
+ * The analysis API (ulc_analyze) is the same walk with partial knowledge and no schedule.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/half.h"
+#include "runtime/kernel.h"
+
+#define PLAN_ALIGN 64
+#define MAX_PLANS 4 /* plans kept per session (least recently used goes first) */
+
+/* ---- small helpers ------------------------------------------------------------------------- */
+
+uint64_t ulc_rt_numel(const ulc_rt_tensor *t) {
+    uint64_t n = 1;
+    for (int i = 0; i < t->rank; i++) n *= (uint64_t)t->dims[i];
+    return n;
+}
+
+const char *ulc_rt_shape_str(const ulc_rt_tensor *t, char *buf, size_t size) {
+    if (!t) {
+        snprintf(buf, size, "(none)");
+        return buf;
+    }
+    size_t o = (size_t)snprintf(buf, size, "%s[", ulc_dtype_name(t->dtype));
+    for (int i = 0; i < t->rank && o < size; i++)
+        o += (size_t)snprintf(buf + o, size - o, "%s%lld", i ? "," : "", (long long)t->dims[i]);
+    if (o < size) snprintf(buf + o, size - o, "]");
+    return buf;
+}
+
+static void *xaligned(size_t n) {
+    size_t sz = (n + PLAN_ALIGN - 1) / PLAN_ALIGN * PLAN_ALIGN;
+    return aligned_alloc(PLAN_ALIGN, sz ? sz : PLAN_ALIGN);
+}
+
+static int rt_dtype_supported(int dt) { return ulc_k_dtype_size(dt) != 0; }
+
+/* numel × compute-dtype size, with overflow → SIZE_MAX. */
+static size_t rt_nbytes(const ulc_rt_tensor *t) {
+    uint64_t n = 1;
+    for (int i = 0; i < t->rank; i++) {
+        if (t->dims[i] < 0) return SIZE_MAX;
+        if (t->dims[i] && n > UINT64_MAX / (uint64_t)t->dims[i]) return SIZE_MAX;
+        n *= (uint64_t)t->dims[i];
+    }
+    size_t es = ulc_k_dtype_size(t->dtype);
+    if (n > SIZE_MAX / (es ? es : 1)) return SIZE_MAX;
+    return (size_t)n * es;
+}
+
+/* Converts n halves (f16 or bf16) to float32. */
+static void halves_to_f32(int dt, const void *src, float *dst, uint64_t n) {
+    const uint8_t *p = src;
+    for (uint64_t i = 0; i < n; i++) {
+        uint16_t h = (uint16_t)(p[2 * i] | (p[2 * i + 1] << 8));
+        dst[i] = dt == ULC_DT_F16 ? ulc_f16_to_f32(h) : ulc_bf16_to_f32(h);
+    }
+}
+
+static void f32_to_halves(int dt, const float *src, void *dst, uint64_t n) {
+    uint8_t *p = dst;
+    for (uint64_t i = 0; i < n; i++) {
+        uint16_t h = dt == ULC_DT_F16 ? ulc_f32_to_f16(src[i]) : ulc_f32_to_bf16(src[i]);
+        p[2 * i] = (uint8_t)h;
+        p[2 * i + 1] = (uint8_t)(h >> 8);
+    }
+}
+
+/* ---- plan data ------------------------------------------------------------------------------ */
+
+enum { V_UNKNOWN = 0, V_SHAPE, V_CONST }; /* what the plan knows about a value */
+
+typedef struct rt_val {
+    ulc_rt_tensor t;  /* compute dtype, shape, data (constants, or placed in the arena) */
+    int known;        /* V_* */
+    int decl_dtype;   /* the graph's dtype (F16/BF16 before the float32 mapping) */
+    void *owned;      /* malloc'd bytes this plan frees (constants, converted inputs) */
+    int step;         /* scheduled step that produces it, -1 otherwise */
+    int root;         /* value id whose bytes these are (itself, or a view's source) */
+    int last;         /* last step reading it (roots: of any of their views); INT32_MAX: kept */
+    size_t offset;    /* roots placed in the arena */
+    int placed;
+} rt_val;
+
+typedef struct rt_step {
+    const ulc_node *node;
+    const ulc_kernel *k;
+    ulc_kctx kc;
+    ulc_rt_tensor **in, **out;
+    int prepared;
+} rt_step;
+
+typedef struct rt_key_input {
+    int rank;
+    int64_t dims[ULC_RT_MAX_RANK];
+    void *bytes; /* plan-keyed inputs: a copy of their data */
+    size_t nbytes;
+} rt_key_input;
+
+typedef struct rt_plan {
+    rt_val *vals;        /* graph->values.len */
+    rt_step *steps;
+    int n_steps;
+    void *arena;
+    size_t arena_size, unshared;
+    rt_key_input *key;   /* per graph input */
+    ulc_rt_tensor *outs; /* per graph output, in its declared dtype */
+    void **out_owned;    /* per graph output: converted bytes (declared half dtypes) */
+    uint64_t used;       /* LRU stamp */
+} rt_plan;
+
+struct ulc_session {
+    const ulc_model *m;
+    const ulc_graph *g;
+    int64_t opset;
+    int threads;
+    uint8_t *need_value; /* per value: its bytes decide a shape somewhere (plan-keyed if input) */
+    uint8_t *needed;     /* per node id slot: its outputs reach a graph output */
+    ulc_rt_tensor *bound; /* per graph input */
+    uint8_t *is_bound;
+    rt_plan *plans[MAX_PLANS];
+    int n_plans;
+    rt_plan *cur;
+    int plan_count;
+    uint64_t clock;
+};
+
+static ulc_status nomem(ulc_ctx *ctx, const char *what) {
+    return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (%s)", what);
+}
+
+static void plan_free(rt_plan *p, const ulc_graph *g) {
+    if (!p) return;
+    for (int i = 0; i < p->n_steps; i++) {
+        rt_step *s = &p->steps[i];
+        if (s->prepared && s->k->release) s->k->release(s->kc.state);
+        free(s->in);
+        free(s->out);
+    }
+    free(p->steps);
+    if (p->vals)
+        for (size_t i = 0; i < g->values.len; i++) free(p->vals[i].owned);
+    free(p->vals);
+    if (p->key)
+        for (size_t i = 0; i < g->inputs.len; i++) free(p->key[i].bytes);
+    free(p->key);
+    if (p->out_owned)
+        for (size_t i = 0; i < g->outputs.len; i++) free(p->out_owned[i]);
+    free(p->out_owned);
+    free(p->outs);
+    free(p->arena);
+    free(p);
+}
+
+/* ---- the walk (shared by plans and analyses) ------------------------------------------------ */
+
+typedef struct walk {
+    const ulc_graph *g;
+    int64_t opset;
+    rt_val *vals;
+    int analysis;        /* 1: partial knowledge, no schedule, size-limited folding */
+    size_t limit_bytes;  /* analysis folding limit */
+    const uint8_t *needed; /* plans: nodes to schedule (NULL = all) */
+    uint8_t *folded;     /* analysis: per node id */
+    rt_step *steps;
+    int n_steps, cap_steps;
+    ulc_ctx *ctx;
+} walk;
+
+/* Initializer bytes as a constant of the plan: borrowed when aligned and already in the
+ * compute dtype, otherwise an owned (aligned, converted) copy. */
+typedef struct copy_sink {
+    uint8_t *dst;
+    size_t off;
+} copy_sink;
+
+static ulc_status copy_sink_fn(void *arg, const void *p, size_t n, ulc_ctx *ctx) {
+    (void)ctx;
+    copy_sink *cs = arg;
+    memcpy(cs->dst + cs->off, p, n);
+    cs->off += n;
+    return ULC_OK;
+}
+
+static ulc_status load_tensor(const ulc_tensor *t, rt_val *rv, const char *what, ulc_ctx *ctx) {
+    int cdt = ulc_k_compute_dtype(t->dtype);
+    if (!rt_dtype_supported(cdt)) return ULC_OK; /* stays unknown: an error only if a kernel reads it */
+    if (t->rank > ULC_RT_MAX_RANK)
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s '%s': rank %d exceeds the runtime's %d",
+                        what, t->name ? t->name : "", t->rank, ULC_RT_MAX_RANK);
+    if (t->storage == ULC_STORAGE_DEVICE || t->storage == ULC_STORAGE_NONE) return ULC_OK;
+    ulc_k_set(&rv->t, cdt, t->rank, t->dims);
+    rv->t.nbytes = rt_nbytes(&rv->t);
+    size_t es = ulc_k_dtype_size(cdt);
+    int half = cdt != t->dtype;
+    if (!half && t->storage != ULC_STORAGE_LAZY && t->data &&
+        ((uintptr_t)t->data % es) == 0) {
+        rv->t.data = (void *)(uintptr_t)t->data; /* the model's own bytes, read in place */
+        rv->known = V_CONST;
+        return ULC_OK;
+    }
+    uint8_t *raw = NULL;
+    const void *src = t->data;
+    if (t->storage == ULC_STORAGE_LAZY) {
+        raw = malloc(t->nbytes ? t->nbytes : 1);
+        if (!raw) return nomem(ctx, t->name ? t->name : what);
+        copy_sink cs = {raw, 0};
+        ulc_status s = ulc_tensor_stream(t, copy_sink_fn, &cs, ctx);
+        if (s != ULC_OK) {
+            free(raw);
+            return s;
+        }
+        src = raw;
+    }
+    void *d = xaligned(rv->t.nbytes);
+    if (!d) {
+        free(raw);
+        return nomem(ctx, t->name ? t->name : what);
+    }
+    if (half) halves_to_f32(t->dtype, src, d, t->numel);
+    else if (rv->t.nbytes) memcpy(d, src, rv->t.nbytes);
+    free(raw);
+    rv->owned = d;
+    rv->t.data = d;
+    rv->known = V_CONST;
+    return ULC_OK;
+}
+
+static ulc_status push_step(walk *w, rt_step **out) {
+    if (w->n_steps == w->cap_steps) {
+        int nc = w->cap_steps ? 2 * w->cap_steps : 64;
+        rt_step *ns = realloc(w->steps, (size_t)nc * sizeof *ns);
+        if (!ns) return nomem(w->ctx, "plan steps");
+        w->steps = ns;
+        w->cap_steps = nc;
+    }
+    *out = &w->steps[w->n_steps++];
+    memset(*out, 0, sizeof **out);
+    return ULC_OK;
+}
+
+/* A view node whose only product is the view itself: nothing to run. */
+static int alias_only(const ulc_kernel *k, const ulc_node *n) {
+    if (!(k->flags & ULC_K_ALIAS)) return 0;
+    for (int i = 1; i < n->n_outputs; i++)
+        if (n->outputs[i]) return 0;
+    return 1;
+}
+
+/* Runs kernel k on a node whose inputs are all known, at plan time; outputs become constants. */
+static ulc_status fold_node(walk *w, const ulc_kernel *k, ulc_kctx *kc) {
+    const ulc_node *n = kc->node;
+    for (int i = 0; i < n->n_outputs; i++) {
+        if (!kc->out[i]) continue;
+        rt_val *rv = &w->vals[n->outputs[i]->id];
+        if (k->flags & ULC_K_ALIAS) {
+            if (i == 0) {
+                rv->t.data = kc->in[0]->data;
+                rv->known = V_CONST;
+                continue;
+            }
+        }
+        rv->owned = xaligned(rv->t.nbytes);
+        if (!rv->owned) return nomem(w->ctx, n->outputs[i]->name);
+        rv->t.data = rv->owned;
+        rv->known = V_CONST;
+    }
+    if (alias_only(k, n)) return ULC_OK;
+    ulc_status s = ULC_OK;
+    kc->state = NULL;
+    if (k->prepare) s = k->prepare(kc);
+    if (s == ULC_OK) s = k->run(kc);
+    if (k->prepare && k->release) k->release(kc->state);
+    kc->state = NULL;
+    return s;
+}
+
+static ulc_status walk_node(walk *w, const ulc_node *n) {
+    ulc_ctx *ctx = w->ctx;
+    char label[160];
+    if (w->needed && !w->needed[n->id]) return ULC_OK; /* reaches no output */
+    const ulc_kernel *k = ulc_cpu_kernel(ulc_domain_is_default(n->domain) ? n->op : ULC_OP_UNKNOWN);
+    if (!k) {
+        if (w->analysis) return ULC_OK;
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s%s%s: not supported by backend cpu",
+                        ulc_node_label(n, label, sizeof label),
+                        n->domain && *n->domain ? ", domain " : "", n->domain ? n->domain : "");
+    }
+    ulc_rt_tensor *ins[64], *outs[64];
+    if (n->n_inputs > 64 || n->n_outputs > 64)
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: more than 64 inputs or outputs",
+                        ulc_node_label(n, label, sizeof label));
+    int all_const = 1;
+    uint32_t const_mask = 0;
+    for (int i = 0; i < n->n_inputs; i++) {
+        ulc_value *v = n->inputs[i].value;
+        ins[i] = NULL;
+        if (!v) continue;
+        rt_val *rv = &w->vals[v->id];
+        if (rv->known == V_UNKNOWN) {
+            if (w->analysis) return ULC_OK;
+            return ulc_fail(ctx, ULC_ERR_UNSUPPORTED,
+                            "%s: input '%s' has a type the cpu backend cannot compute with (%s)",
+                            ulc_node_label(n, label, sizeof label), v->name,
+                            ulc_dtype_name(v->dtype));
+        }
+        ins[i] = &rv->t;
+        if (rv->known == V_CONST) {
+            if (i < 32) const_mask |= 1u << i;
+        } else {
+            all_const = 0;
+            if (i < 32 && (k->value_inputs & (1u << i))) {
+                if (w->analysis) return ULC_OK;
+                return ulc_fail(ctx, ULC_ERR_UNSUPPORTED,
+                                "%s: input %d ('%s') decides the output's shape but is computed "
+                                "from run-time data; ulc plans shapes ahead of the run",
+                                ulc_node_label(n, label, sizeof label), i, v->name);
+            }
+        }
+    }
+    if (k->flags & ULC_K_SHAPE_ONLY) all_const = 1;
+    for (int i = 0; i < n->n_outputs; i++) {
+        ulc_value *v = n->outputs[i];
+        outs[i] = v ? &w->vals[v->id].t : NULL;
+        if (v) memset(&w->vals[v->id].t, 0, sizeof(ulc_rt_tensor));
+    }
+    ulc_kctx kc = {.node = n, .opset = w->opset, .n_in = n->n_inputs, .n_out = n->n_outputs,
+                   .in = ins, .out = outs, .const_inputs = const_mask, .threads = 0, .err = ctx};
+    ULC_TRY(k->infer(&kc));
+    for (int i = 0; i < n->n_outputs; i++) {
+        if (!outs[i]) continue;
+        rt_val *rv = &w->vals[n->outputs[i]->id];
+        if (!rt_dtype_supported(outs[i]->dtype) || outs[i]->rank < 0 ||
+            outs[i]->rank > ULC_RT_MAX_RANK)
+            return ulc_fail(ctx, ULC_ERR_INTERNAL, "%s: kernel inferred an invalid output %d",
+                            ulc_node_label(n, label, sizeof label), i);
+        outs[i]->nbytes = rt_nbytes(outs[i]);
+        if (outs[i]->nbytes == SIZE_MAX)
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: output '%s' is too large",
+                            ulc_node_label(n, label, sizeof label), n->outputs[i]->name);
+        rv->known = V_SHAPE;
+    }
+    if (all_const) {
+        size_t out_bytes = 0;
+        for (int i = 0; i < n->n_outputs; i++)
+            if (outs[i]) out_bytes += outs[i]->nbytes;
+        /* plans fold everything; an analysis only what is small (a pass must not duplicate
+         * weights as folded copies) */
+        int fold = !w->analysis || out_bytes <= w->limit_bytes;
+        if (fold) {
+            ULC_TRY(fold_node(w, k, &kc));
+            if (w->folded) w->folded[n->id] = 1;
+            return ULC_OK;
+        }
+    }
+    if (w->analysis || (w->needed && !w->needed[n->id])) return ULC_OK;
+    rt_step *s = NULL;
+    ULC_TRY(push_step(w, &s));
+    s->node = n;
+    s->k = k;
+    s->kc = kc;
+    s->in = malloc(sizeof(ulc_rt_tensor *) * (size_t)(n->n_inputs ? n->n_inputs : 1));
+    s->out = malloc(sizeof(ulc_rt_tensor *) * (size_t)(n->n_outputs ? n->n_outputs : 1));
+    if (!s->in || !s->out) return nomem(ctx, "plan steps");
+    memcpy(s->in, ins, sizeof(ulc_rt_tensor *) * (size_t)n->n_inputs);
+    memcpy(s->out, outs, sizeof(ulc_rt_tensor *) * (size_t)n->n_outputs);
+    s->kc.in = s->in;
+    s->kc.out = s->out;
+    for (int i = 0; i < n->n_outputs; i++)
+        if (n->outputs[i]) w->vals[n->outputs[i]->id].step = w->n_steps - 1;
+    return ULC_OK;
+}
+
+/* Initializers and bound inputs, then every node. */
+static ulc_status walk_graph(walk *w, const ulc_rt_binding *bind, int n_bind,
+                             const uint8_t *keyed) {
+    const ulc_graph *g = w->g;
+    size_t nv = g->values.len;
+    for (size_t i = 0; i < nv; i++) {
+        ulc_value *v = g->values.items[i];
+        rt_val *rv = &w->vals[v->id];
+        rv->step = -1;
+        rv->root = v->id;
+        rv->decl_dtype = v->dtype;
+        if ((v->flags & ULC_VALUE_INITIALIZER) && v->init && !(v->flags & ULC_VALUE_PARAM))
+            ULC_TRY(load_tensor(v->init, rv, "initializer", w->ctx));
+    }
+    for (size_t i = 0; i < g->inputs.len; i++) {
+        ulc_value *v = g->inputs.items[i];
+        rt_val *rv = &w->vals[v->id];
+        const ulc_rt_binding *b = NULL;
+        for (int j = 0; j < n_bind; j++)
+            if (strcmp(bind[j].name, v->name) == 0) b = &bind[j];
+        if (!b) {
+            if (rv->known) continue; /* an input with a default initializer */
+            /* declared fully concrete shape: known to the analysis */
+            if (w->analysis && v->rank >= 0 && v->rank <= ULC_RT_MAX_RANK &&
+                (v->flags & ULC_VALUE_HAS_TYPE) && rt_dtype_supported(ulc_k_compute_dtype(v->dtype))) {
+                int ok = 1;
+                for (int d = 0; d < v->rank; d++)
+                    if (v->dims[d].value < 0) ok = 0;
+                if (ok) {
+                    rv->t.dtype = ulc_k_compute_dtype(v->dtype);
+                    rv->t.rank = v->rank;
+                    for (int d = 0; d < v->rank; d++) rv->t.dims[d] = v->dims[d].value;
+                    rv->t.nbytes = rt_nbytes(&rv->t);
+                    rv->known = V_SHAPE;
+                }
+            }
+            continue;
+        }
+        free(rv->owned);
+        rv->owned = NULL;
+        rv->t = b->t;
+        rv->t.dtype = ulc_k_compute_dtype(b->t.dtype);
+        rv->t.nbytes = rt_nbytes(&rv->t);
+        rv->t.data = NULL;
+        rv->known = V_SHAPE;
+        if (b->t.data && (w->analysis || (keyed && keyed[v->id]))) {
+            /* its bytes decide shapes: a constant of this plan */
+            void *d = xaligned(rv->t.nbytes);
+            if (!d) return nomem(w->ctx, v->name);
+            if (ulc_k_compute_dtype(b->t.dtype) != b->t.dtype)
+                halves_to_f32(b->t.dtype, b->t.data, d, ulc_rt_numel(&rv->t));
+            else if (rv->t.nbytes)
+                memcpy(d, b->t.data, rv->t.nbytes);
+            rv->owned = d;
+            rv->t.data = d;
+            rv->known = V_CONST;
+        }
+    }
+    for (const ulc_node *n = g->first; n; n = n->next) ULC_TRY(walk_node(w, n));
+    return ULC_OK;
+}
+
+/* ---- liveness and placement ---------------------------------------------------------------- */
+
+typedef struct place_item {
+    int id;
+    size_t size;
+    int def, last;
+} place_item;
+
+static int by_size_desc(const void *a, const void *b) {
+    const place_item *x = a, *y = b;
+    if (x->size != y->size) return x->size < y->size ? 1 : -1;
+    return x->id - y->id;
+}
+
+static ulc_status place_values(rt_plan *p, const ulc_graph *g, ulc_ctx *ctx) {
+    size_t nv = g->values.len;
+    rt_val *vals = p->vals;
+    /* roots: views share their source's root */
+    for (int s = 0; s < p->n_steps; s++) {
+        rt_step *st = &p->steps[s];
+        const ulc_node *n = st->node;
+        for (int i = 0; i < n->n_outputs; i++) {
+            if (!n->outputs[i]) continue;
+            rt_val *rv = &vals[n->outputs[i]->id];
+            rv->last = s;
+            if ((st->k->flags & ULC_K_ALIAS) && i == 0 && n->inputs[0].value) {
+                /* a view: of a scheduled value (its root), or of bytes outside the arena
+                 * (a constant, a graph input: -1) */
+                rt_val *src = &vals[n->inputs[0].value->id];
+                rv->root = src->step >= 0 ? src->root : -1;
+            }
+        }
+        for (int i = 0; i < n->n_inputs; i++) {
+            ulc_value *v = n->inputs[i].value;
+            if (!v) continue;
+            rt_val *rv = &vals[v->id];
+            if (rv->step < 0 || rv->root < 0) continue;
+            if (vals[rv->root].last < s) vals[rv->root].last = s;
+        }
+    }
+    for (size_t i = 0; i < g->outputs.len; i++) {
+        ulc_value *v = g->outputs.items[i];
+        rt_val *rv = &vals[v->id];
+        if (rv->step >= 0 && rv->root >= 0) vals[rv->root].last = INT32_MAX;
+    }
+    /* items to place: scheduled roots that are not views */
+    place_item *items = malloc(sizeof *items * (nv ? nv : 1));
+    place_item **active = malloc(sizeof *active * (nv ? nv : 1));
+    if (!items || !active) {
+        free(items);
+        free(active);
+        return nomem(ctx, "memory plan");
+    }
+    int ni = 0;
+    size_t unshared = 0;
+    for (size_t i = 0; i < nv; i++) {
+        ulc_value *v = g->values.items[i];
+        rt_val *rv = &vals[v->id];
+        if (rv->step < 0 || rv->root != v->id) continue;
+        size_t sz = (rv->t.nbytes + PLAN_ALIGN - 1) / PLAN_ALIGN * PLAN_ALIGN;
+        if (!sz) sz = PLAN_ALIGN;
+        items[ni++] = (place_item){v->id, sz, rv->step, rv->last};
+        unshared += sz;
+    }
+    qsort(items, (size_t)ni, sizeof *items, by_size_desc);
+    size_t total = 0;
+    for (int i = 0; i < ni; i++) {
+        /* the placed items alive at the same time, by offset; take the lowest gap that fits */
+        int na = 0;
+        for (int j = 0; j < i; j++)
+            if (items[j].def <= items[i].last && items[i].def <= items[j].last) active[na++] = &items[j];
+        for (int a = 1; a < na; a++) { /* insertion sort by offset (na is small) */
+            place_item *x = active[a];
+            int b = a - 1;
+            while (b >= 0 && vals[active[b]->id].offset > vals[x->id].offset) {
+                active[b + 1] = active[b];
+                b--;
+            }
+            active[b + 1] = x;
+        }
+        size_t off = 0;
+        for (int a = 0; a < na; a++) {
+            size_t o = vals[active[a]->id].offset;
+            if (o >= off + items[i].size) break;
+            size_t end = o + active[a]->size;
+            if (end > off) off = end;
+        }
+        vals[items[i].id].offset = off;
+        vals[items[i].id].placed = 1;
+        if (off + items[i].size > total) total = off + items[i].size;
+    }
+    free(items);
+    free(active);
+    p->arena_size = total;
+    p->unshared = unshared;
+    p->arena = xaligned(total);
+    if (!p->arena) return nomem(ctx, "activation buffer");
+    for (size_t i = 0; i < nv; i++) {
+        ulc_value *v = g->values.items[i];
+        rt_val *rv = &vals[v->id];
+        if (rv->step >= 0 && rv->root == v->id) rv->t.data = (uint8_t *)p->arena + rv->offset;
+    }
+    return ULC_OK;
+}
+
+/* ---- sessions ------------------------------------------------------------------------------ */
+
+ulc_session_opts ulc_session_defaults(void) {
+    return (ulc_session_opts){.backend = "cpu", .threads = 0};
+}
+
+static int backend_ok(const char *b) { return !b || strcmp(b, "cpu") == 0; }
+
+int ulc_backend_supports(const char *backend, const ulc_node *n, char *why, size_t why_size) {
+    if (!backend_ok(backend)) {
+        snprintf(why, why_size, "unknown backend '%s'", backend);
+        return 0;
+    }
+    if (!ulc_domain_is_default(n->domain) || !ulc_cpu_kernel(n->op)) {
+        snprintf(why, why_size, "op %s%s%s is not supported by backend cpu", n->op_type,
+                 n->domain && *n->domain ? " (domain " : "",
+                 n->domain && *n->domain ? n->domain : "");
+        if (n->domain && *n->domain && why_size > strlen(why) + 1) strcat(why, ")");
+        return 0;
+    }
+    for (int i = 0; i < n->n_attrs; i++) {
+        int t = n->attrs[i].type;
+        if (t == ULC_ATTR_GRAPH || t == ULC_ATTR_GRAPHS) {
+            snprintf(why, why_size, "attribute '%s' holds a subgraph, which backend cpu does not run",
+                     n->attrs[i].name);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+const char *const *ulc_backend_ops(const char *backend) {
+    static const char *list[ULC_OP_COUNT_ + 1];
+    static int n = -1;
+    if (!backend_ok(backend)) return NULL;
+    if (n < 0) { /* benign: every caller computes the same list */
+        int c = 0;
+        for (int op = 1; op < ULC_OP_COUNT_; op++)
+            if (ulc_cpu_kernel((ulc_op)op)) list[c++] = ulc_op_name((ulc_op)op);
+        list[c] = NULL;
+        n = c;
+    }
+    return list;
+}
+
+ulc_status ulc_session_create(const ulc_model *m, const ulc_session_opts *opts, ulc_session **out,
+                              ulc_ctx *ctx) {
+    *out = NULL;
+    ulc_session_opts o = opts ? *opts : ulc_session_defaults();
+    if (!backend_ok(o.backend))
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "unknown backend '%s' (available: cpu)", o.backend);
+    const ulc_graph *g = m->graph;
+    char why[256], label[160];
+    for (const ulc_node *n = g->first; n; n = n->next)
+        if (!ulc_backend_supports(o.backend, n, why, sizeof why))
+            return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: %s", ulc_node_label(n, label, sizeof label), why);
+    ulc_session *s = calloc(1, sizeof *s);
+    if (!s) return nomem(ctx, "session");
+    s->m = m;
+    s->g = g;
+    s->opset = ulc_model_opset(m, "");
+    if (s->opset < 0) s->opset = 21;
+    s->threads = o.threads;
+    size_t nv = g->values.len ? g->values.len : 1;
+    s->need_value = calloc(nv, 1);
+    s->needed = calloc((size_t)(g->next_node_id > 0 ? g->next_node_id : 1), 1);
+    s->bound = calloc(g->inputs.len ? g->inputs.len : 1, sizeof *s->bound);
+    s->is_bound = calloc(g->inputs.len ? g->inputs.len : 1, 1);
+    if (!s->need_value || !s->needed || !s->bound || !s->is_bound) {
+        ulc_session_free(s);
+        return nomem(ctx, "session");
+    }
+    /* Backwards: which values' bytes decide shapes, and which nodes reach an output. */
+    uint8_t *live = calloc(nv, 1);
+    if (!live) {
+        ulc_session_free(s);
+        return nomem(ctx, "session");
+    }
+    for (size_t i = 0; i < g->outputs.len; i++) live[((ulc_value *)g->outputs.items[i])->id] = 1;
+    for (const ulc_node *n = g->last; n; n = n->prev) {
+        const ulc_kernel *k = ulc_cpu_kernel(n->op);
+        int need = 0, reach = 0;
+        for (int i = 0; i < n->n_outputs; i++) {
+            if (!n->outputs[i]) continue;
+            need |= s->need_value[n->outputs[i]->id];
+            reach |= live[n->outputs[i]->id];
+        }
+        if (reach) s->needed[n->id] = 1;
+        for (int i = 0; i < n->n_inputs; i++) {
+            ulc_value *v = n->inputs[i].value;
+            if (!v) continue;
+            if (reach) live[v->id] = 1;
+            if ((need && !(k->flags & ULC_K_SHAPE_ONLY)) || (i < 32 && (k->value_inputs & (1u << i))))
+                s->need_value[v->id] = 1;
+        }
+    }
+    free(live);
+    ulc_cpu_set_threads(o.threads);
+    *out = s;
+    return ULC_OK;
+}
+
+void ulc_session_free(ulc_session *s) {
+    if (!s) return;
+    for (int i = 0; i < s->n_plans; i++) plan_free(s->plans[i], s->g);
+    free(s->need_value);
+    free(s->needed);
+    free(s->bound);
+    free(s->is_bound);
+    free(s);
+}
+
+ulc_status ulc_session_set_input(ulc_session *s, const char *name, const ulc_rt_tensor *t,
+                                 ulc_ctx *ctx) {
+    const ulc_graph *g = s->g;
+    char sh[160];
+    for (size_t i = 0; i < g->inputs.len; i++) {
+        ulc_value *v = g->inputs.items[i];
+        if (strcmp(v->name, name) != 0) continue;
+        if ((v->flags & ULC_VALUE_HAS_TYPE) && t->dtype != v->dtype)
+            return ulc_fail(ctx, ULC_ERR_INVALID, "input '%s': got %s, the model expects %s",
+                            name, ulc_rt_shape_str(t, sh, sizeof sh), ulc_dtype_name(v->dtype));
+        if (!rt_dtype_supported(ulc_k_compute_dtype(t->dtype)))
+            return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "input '%s': dtype %s is not supported by the runtime",
+                            name, ulc_dtype_name(t->dtype));
+        if (t->rank < 0 || t->rank > ULC_RT_MAX_RANK)
+            return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "input '%s': rank %d (at most %d)", name,
+                            t->rank, ULC_RT_MAX_RANK);
+        if (v->rank >= 0 && v->rank != t->rank)
+            return ulc_fail(ctx, ULC_ERR_INVALID, "input '%s': got %s, the model expects rank %d",
+                            name, ulc_rt_shape_str(t, sh, sizeof sh), v->rank);
+        for (int d = 0; v->rank >= 0 && d < v->rank; d++)
+            if (v->dims[d].value >= 0 && v->dims[d].value != t->dims[d])
+                return ulc_fail(ctx, ULC_ERR_INVALID,
+                                "input '%s': got %s, the model fixes dim %d to %lld", name,
+                                ulc_rt_shape_str(t, sh, sizeof sh), d, (long long)v->dims[d].value);
+        for (int d = 0; d < t->rank; d++)
+            if (t->dims[d] < 0)
+                return ulc_fail(ctx, ULC_ERR_INVALID, "input '%s': negative dim", name);
+        s->bound[i] = *t;
+        s->bound[i].nbytes = ulc_rt_numel(t) * ulc_dtype_bits(t->dtype) / 8;
+        s->is_bound[i] = 1;
+        return ULC_OK;
+    }
+    return ulc_fail(ctx, ULC_ERR_INVALID, "the model has no input named '%s'", name);
+}
+
+/* Does plan p fit the bound inputs (shapes, and bytes of plan-keyed inputs)? */
+static int plan_matches(const ulc_session *s, const rt_plan *p) {
+    const ulc_graph *g = s->g;
+    for (size_t i = 0; i < g->inputs.len; i++) {
+        const rt_key_input *k = &p->key[i];
+        const ulc_rt_tensor *t = &s->bound[i];
+        if (!s->is_bound[i]) {
+            if (k->rank != -1) return 0;
+            continue;
+        }
+        if (k->rank != t->rank) return 0;
+        for (int d = 0; d < t->rank; d++)
+            if (k->dims[d] != t->dims[d]) return 0;
+        if (k->bytes && (k->nbytes != t->nbytes || memcmp(k->bytes, t->data, t->nbytes) != 0))
+            return 0;
+    }
+    return 1;
+}
+
+static ulc_status make_plan(ulc_session *s, rt_plan **out, ulc_ctx *ctx) {
+    const ulc_graph *g = s->g;
+    size_t nv = g->values.len;
+    rt_plan *p = calloc(1, sizeof *p);
+    if (!p) return nomem(ctx, "plan");
+    p->vals = calloc(nv ? nv : 1, sizeof *p->vals);
+    p->key = calloc(g->inputs.len ? g->inputs.len : 1, sizeof *p->key);
+    p->outs = calloc(g->outputs.len ? g->outputs.len : 1, sizeof *p->outs);
+    p->out_owned = calloc(g->outputs.len ? g->outputs.len : 1, sizeof *p->out_owned);
+    ulc_rt_binding *bind = calloc(g->inputs.len ? g->inputs.len : 1, sizeof *bind);
+    ulc_status st = ULC_OK;
+    if (!p->vals || !p->key || !p->outs || !p->out_owned || !bind) {
+        st = nomem(ctx, "plan");
+        goto done;
+    }
+    int nb = 0;
+    for (size_t i = 0; i < g->inputs.len; i++) {
+        ulc_value *v = g->inputs.items[i];
+        rt_key_input *k = &p->key[i];
+        k->rank = -1;
+        if (!s->is_bound[i]) {
+            if ((v->flags & ULC_VALUE_INITIALIZER) && v->init) continue;
+            st = ulc_fail(ctx, ULC_ERR_INVALID, "input '%s' was not given", v->name);
+            goto done;
+        }
+        const ulc_rt_tensor *t = &s->bound[i];
+        k->rank = t->rank;
+        memcpy(k->dims, t->dims, sizeof k->dims);
+        if (s->need_value[v->id]) {
+            k->nbytes = t->nbytes;
+            k->bytes = malloc(t->nbytes ? t->nbytes : 1);
+            if (!k->bytes) {
+                st = nomem(ctx, v->name);
+                goto done;
+            }
+            if (t->nbytes) memcpy(k->bytes, t->data, t->nbytes);
+        }
+        bind[nb].name = v->name;
+        bind[nb].t = *t;
+        nb++;
+    }
+    walk w = {.g = g, .opset = s->opset, .vals = p->vals, .needed = s->needed, .ctx = ctx};
+    st = walk_graph(&w, bind, nb, s->need_value);
+    p->steps = w.steps;
+    p->n_steps = w.n_steps;
+    if (st != ULC_OK) goto done;
+    st = place_values(p, g, ctx);
+    if (st != ULC_OK) goto done;
+    for (int i = 0; i < p->n_steps; i++) {
+        rt_step *sp = &p->steps[i];
+        sp->kc.threads = s->threads;
+        if (sp->k->prepare && !alias_only(sp->k, sp->node)) {
+            st = sp->k->prepare(&sp->kc);
+            if (st != ULC_OK) goto done;
+        }
+        sp->prepared = 1;
+    }
+    for (size_t i = 0; i < g->outputs.len; i++) {
+        ulc_value *v = g->outputs.items[i];
+        rt_val *rv = &p->vals[v->id];
+        if (rv->known == V_UNKNOWN) {
+            st = ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "output '%s' cannot be computed", v->name);
+            goto done;
+        }
+        p->outs[i] = rv->t;
+        if ((v->flags & ULC_VALUE_HAS_TYPE) && ulc_k_compute_dtype(v->dtype) != v->dtype &&
+            rv->t.dtype == ULC_DT_F32) {
+            p->outs[i].dtype = v->dtype;
+            p->outs[i].nbytes = ulc_rt_numel(&rv->t) * 2;
+            p->out_owned[i] = malloc(p->outs[i].nbytes ? p->outs[i].nbytes : 1);
+            if (!p->out_owned[i]) {
+                st = nomem(ctx, v->name);
+                goto done;
+            }
+            p->outs[i].data = p->out_owned[i];
+        }
+    }
+done:
+    free(bind);
+    if (st != ULC_OK) {
+        plan_free(p, g);
+        return st;
+    }
+    *out = p;
+    return ULC_OK;
+}
+
+ulc_status ulc_session_run(ulc_session *s, ulc_ctx *ctx) {
+    const ulc_graph *g = s->g;
+    rt_plan *p = NULL;
+    for (int i = 0; i < s->n_plans; i++)
+        if (plan_matches(s, s->plans[i])) p = s->plans[i];
+    if (!p) {
+        ULC_TRY(make_plan(s, &p, ctx));
+        if (s->n_plans == MAX_PLANS) { /* evict the least recently used */
+            int lru = 0;
+            for (int i = 1; i < s->n_plans; i++)
+                if (s->plans[i]->used < s->plans[lru]->used) lru = i;
+            plan_free(s->plans[lru], g);
+            s->plans[lru] = s->plans[--s->n_plans];
+        }
+        s->plans[s->n_plans++] = p;
+        s->plan_count++;
+    }
+    p->used = ++s->clock;
+    s->cur = p;
+    /* bind inputs: user bytes in place, halves converted to float32 into the input's slot */
+    for (size_t i = 0; i < g->inputs.len; i++) {
+        if (!s->is_bound[i]) continue;
+        ulc_value *v = g->inputs.items[i];
+        rt_val *rv = &p->vals[v->id];
+        if (rv->known == V_CONST && p->key[i].bytes) continue; /* plan-keyed: already there */
+        const ulc_rt_tensor *t = &s->bound[i];
+        if (ulc_k_compute_dtype(t->dtype) != t->dtype) {
+            if (!rv->owned) {
+                rv->owned = xaligned(rv->t.nbytes);
+                if (!rv->owned) return nomem(ctx, v->name);
+            }
+            halves_to_f32(t->dtype, t->data, rv->owned, ulc_rt_numel(t));
+            rv->t.data = rv->owned;
+        } else if (t->data && ((uintptr_t)t->data % ulc_k_dtype_size(t->dtype)) != 0) {
+            if (!rv->owned) {
+                rv->owned = xaligned(rv->t.nbytes);
+                if (!rv->owned) return nomem(ctx, v->name);
+            }
+            memcpy(rv->owned, t->data, t->nbytes);
+            rv->t.data = rv->owned;
+        } else {
+            rv->t.data = t->data;
+        }
+    }
+    for (int i = 0; i < p->n_steps; i++) {
+        rt_step *st = &p->steps[i];
+        if (st->k->flags & ULC_K_ALIAS) {
+            st->out[0]->data = st->in[0]->data;
+            if (alias_only(st->k, st->node)) continue;
+        }
+        st->kc.err = ctx;
+        ULC_TRY(st->k->run(&st->kc));
+    }
+    for (size_t i = 0; i < g->outputs.len; i++) {
+        ulc_value *v = g->outputs.items[i];
+        rt_val *rv = &p->vals[v->id];
+        if (p->out_owned[i]) f32_to_halves(p->outs[i].dtype, rv->t.data, p->out_owned[i], ulc_rt_numel(&rv->t));
+        else p->outs[i].data = rv->t.data;
+    }
+    return ULC_OK;
+}
+
+const ulc_rt_tensor *ulc_session_output(const ulc_session *s, const char *name) {
+    if (!s->cur) return NULL;
+    for (size_t i = 0; i < s->g->outputs.len; i++) {
+        ulc_value *v = s->g->outputs.items[i];
+        if (strcmp(v->name, name) == 0) return &s->cur->outs[i];
+    }
+    return NULL;
+}
+
+int ulc_session_plan_count(const ulc_session *s) { return s->plan_count; }
+
+void ulc_session_memory(const ulc_session *s, size_t *planned, size_t *unshared) {
+    *planned = s->cur ? s->cur->arena_size : 0;
+    *unshared = s->cur ? s->cur->unshared : 0;
+}
+
+/* ---- analysis ------------------------------------------------------------------------------ */
+
+struct ulc_analysis {
+    const ulc_graph *g;
+    rt_val *vals;
+    uint8_t *folded;
+};
+
+ulc_status ulc_analyze(const ulc_graph *g, int64_t opset, const ulc_rt_binding *inputs,
+                       int n_inputs, size_t limit_bytes, ulc_analysis **out, ulc_ctx *ctx) {
+    *out = NULL;
+    ulc_analysis *a = calloc(1, sizeof *a);
+    if (!a) return nomem(ctx, "analysis");
+    a->g = g;
+    a->vals = calloc(g->values.len ? g->values.len : 1, sizeof *a->vals);
+    a->folded = calloc((size_t)(g->next_node_id > 0 ? g->next_node_id : 1), 1);
+    if (!a->vals || !a->folded) {
+        ulc_analysis_free(a);
+        return nomem(ctx, "analysis");
+    }
+    walk w = {.g = g, .opset = opset < 0 ? 21 : opset, .vals = a->vals, .analysis = 1,
+              .limit_bytes = limit_bytes, .folded = a->folded, .ctx = ctx};
+    ulc_status s = walk_graph(&w, inputs, n_inputs, NULL);
+    free(w.steps);
+    if (s != ULC_OK) {
+        ulc_analysis_free(a);
+        return s;
+    }
+    *out = a;
+    return ULC_OK;
+}
+
+void ulc_analysis_free(ulc_analysis *a) {
+    if (!a) return;
+    if (a->vals)
+        for (size_t i = 0; i < a->g->values.len; i++) free(a->vals[i].owned);
+    free(a->vals);
+    free(a->folded);
+    free(a);
+}
+
+int ulc_analysis_get(const ulc_analysis *a, const ulc_value *v, ulc_rt_tensor *t) {
+    const rt_val *rv = &a->vals[v->id];
+    if (rv->known == V_UNKNOWN) return 0;
+    *t = rv->t;
+    if (rv->known != V_CONST) t->data = NULL;
+    return 1;
+}
+
+int ulc_analysis_folded(const ulc_analysis *a, const ulc_node *n) { return a->folded[n->id] != 0; }

@@ -1,0 +1,111 @@
+/*
+ * runtime.h — executing a graph: sessions over a backend, and the graph analysis (shape
+ * inference + constant evaluation) that the specialize and cleanup passes are built on.
+ *
+ * A session binds a model to a backend ("cpu": oneDNN + own kernels). The first run with a
+ * given set of input shapes makes a *plan*: every value's dtype and shape are inferred, every
+ * node whose inputs are all constants (initializers, Constant nodes, Shape of a known shape,
+ * and the chains that follow) is evaluated once and dropped from the schedule, float16/bfloat16
+ * values are computed as float32 (weights converted once), kernels are prepared for the fixed
+ * shapes (oneDNN primitives are created here), and the activations are laid out in one buffer
+ * by liveness so that values that are never alive together share bytes. Later runs with the
+ * same shapes reuse the plan; other shapes make a new one.
+ *
+ *     ulc_session *s = NULL;
+ *     ulc_session_opts o = ulc_session_defaults();      // backend "cpu", every core
+ *     if (ulc_session_create(model, &o, &s, ctx) != ULC_OK) ...
+ *     ulc_rt_tensor x = {.dtype = ULC_DT_F32, .rank = 4, .dims = {8, 3, 224, 224}, .data = buf};
+ *     ulc_session_set_input(s, "input", &x, ctx);       // borrowed until the run returns
+ *     ulc_session_run(s, ctx);
+ *     const ulc_rt_tensor *y = ulc_session_output(s, "logits");   // owned by the session
+ *     ulc_session_free(s);
+ *
+ * The model must outlive the session (its weights are read in place where possible).
+ */
+#ifndef ULC_RUNTIME_RUNTIME_H
+#define ULC_RUNTIME_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/status.h"
+#include "ir/graph.h"
+
+#define ULC_RT_MAX_RANK 8
+
+/* A dense row-major tensor in host memory. `data` may be NULL for a tensor with no elements. */
+typedef struct ulc_rt_tensor {
+    int dtype;                      /* ulc_dtype */
+    int rank;
+    int64_t dims[ULC_RT_MAX_RANK];
+    void *data;
+    size_t nbytes;                  /* numel × dtype size */
+} ulc_rt_tensor;
+
+uint64_t ulc_rt_numel(const ulc_rt_tensor *t);
+/* "f32[8,3,224,224]" into buf. */
+const char *ulc_rt_shape_str(const ulc_rt_tensor *t, char *buf, size_t size);
+
+/* ---- sessions ------------------------------------------------------------------------------ */
+
+typedef struct ulc_session ulc_session;
+
+typedef struct ulc_session_opts {
+    const char *backend; /* "cpu" (default) */
+    int threads;         /* 0 = every core */
+} ulc_session_opts;
+
+ulc_session_opts ulc_session_defaults(void);
+
+/* Checks that every node the model needs is supported by the backend (the message names the
+ * first that is not: "node 'n0' (MyOp, domain com.x): not supported by backend cpu"). */
+ulc_status ulc_session_create(const ulc_model *m, const ulc_session_opts *opts,
+                              ulc_session **out, ulc_ctx *ctx);
+void ulc_session_free(ulc_session *s); /* accepts NULL */
+
+/* Binds graph input `name` to t (not copied: t's data must stay valid through the next run).
+ * dtype and rank must match the graph's declaration; fixed dims must match. */
+ulc_status ulc_session_set_input(ulc_session *s, const char *name, const ulc_rt_tensor *t,
+                                 ulc_ctx *ctx);
+ulc_status ulc_session_run(ulc_session *s, ulc_ctx *ctx);
+/* The graph output `name` after a run, in the graph's declared dtype; valid until the next run
+ * or ulc_session_free. NULL if no such output or no run yet. */
+const ulc_rt_tensor *ulc_session_output(const ulc_session *s, const char *name);
+/* Number of plans made so far (a new input shape makes a new plan). */
+int ulc_session_plan_count(const ulc_session *s);
+/* Bytes of the activation buffer the current plan uses, and what it would need without
+ * sharing (every intermediate in its own buffer). */
+void ulc_session_memory(const ulc_session *s, size_t *planned, size_t *unshared);
+
+/* ---- analysis: shapes and constants -------------------------------------------------------- */
+
+/* Shape inference and constant evaluation over g. `inputs` pins graph inputs by name: a pinned
+ * input has a known shape (dims from the tensor); with data it is also a known value. Inputs
+ * not pinned keep the shapes the graph declares when those are fully concrete, and are
+ * otherwise unknown (so is everything computed from them). A node is evaluated when every
+ * input is a known value and its results take at most limit_bytes. */
+typedef struct ulc_analysis ulc_analysis;
+
+typedef struct ulc_rt_binding {
+    const char *name;
+    ulc_rt_tensor t; /* data NULL: shape only */
+} ulc_rt_binding;
+
+ulc_status ulc_analyze(const ulc_graph *g, int64_t opset, const ulc_rt_binding *inputs,
+                       int n_inputs, size_t limit_bytes, ulc_analysis **out, ulc_ctx *ctx);
+void ulc_analysis_free(ulc_analysis *a); /* accepts NULL */
+/* v's inferred type and shape: 1 if known (t->data is the value when it is a known constant,
+ * else NULL), 0 if not. */
+int ulc_analysis_get(const ulc_analysis *a, const ulc_value *v, ulc_rt_tensor *t);
+/* 1 if node n's outputs were all evaluated to constants. */
+int ulc_analysis_folded(const ulc_analysis *a, const ulc_node *n);
+
+/* ---- backends ------------------------------------------------------------------------------ */
+
+/* 1 if the named backend can run node n (domain, op, and the op's attributes/dtypes as far as
+ * they can be checked without shapes); otherwise 0 with the reason in why. */
+int ulc_backend_supports(const char *backend, const ulc_node *n, char *why, size_t why_size);
+/* The ops a backend claims, as a NULL-terminated list of op names. */
+const char *const *ulc_backend_ops(const char *backend);
+
+#endif

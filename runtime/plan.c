@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/half.h"
 #include "runtime/kernel.h"
@@ -149,6 +150,9 @@ struct ulc_session {
     rt_plan *cur;
     int plan_count;
     uint64_t clock;
+    int profile;
+    double *node_ms;  /* profile: per node id, summed over runs */
+    int64_t *node_calls;
 };
 
 static ulc_status nomem(ulc_ctx *ctx, const char *what) {
@@ -627,12 +631,18 @@ ulc_status ulc_session_create(const ulc_model *m, const ulc_session_opts *opts, 
     s->opset = ulc_model_opset(m, "");
     if (s->opset < 0) s->opset = 21;
     s->threads = o.threads;
+    s->profile = o.profile;
     size_t nv = g->values.len ? g->values.len : 1;
     s->need_value = calloc(nv, 1);
     s->needed = calloc((size_t)(g->next_node_id > 0 ? g->next_node_id : 1), 1);
     s->bound = calloc(g->inputs.len ? g->inputs.len : 1, sizeof *s->bound);
     s->is_bound = calloc(g->inputs.len ? g->inputs.len : 1, 1);
-    if (!s->need_value || !s->needed || !s->bound || !s->is_bound) {
+    if (s->profile) {
+        s->node_ms = calloc((size_t)(g->next_node_id > 0 ? g->next_node_id : 1), sizeof *s->node_ms);
+        s->node_calls = calloc((size_t)(g->next_node_id > 0 ? g->next_node_id : 1), sizeof *s->node_calls);
+    }
+    if (!s->need_value || !s->needed || !s->bound || !s->is_bound ||
+        (s->profile && (!s->node_ms || !s->node_calls))) {
         ulc_session_free(s);
         return nomem(ctx, "session");
     }
@@ -673,7 +683,15 @@ void ulc_session_free(ulc_session *s) {
     free(s->needed);
     free(s->bound);
     free(s->is_bound);
+    free(s->node_ms);
+    free(s->node_calls);
     free(s);
+}
+
+static double mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 ulc_status ulc_session_set_input(ulc_session *s, const char *name, const ulc_rt_tensor *t,
@@ -868,7 +886,14 @@ ulc_status ulc_session_run(ulc_session *s, ulc_ctx *ctx) {
             if (alias_only(st->k, st->node)) continue;
         }
         st->kc.err = ctx;
+        if (!s->profile) {
+            ULC_TRY(st->k->run(&st->kc));
+            continue;
+        }
+        double t0 = mono_ms();
         ULC_TRY(st->k->run(&st->kc));
+        s->node_ms[st->node->id] += mono_ms() - t0;
+        s->node_calls[st->node->id]++;
     }
     for (size_t i = 0; i < g->outputs.len; i++) {
         ulc_value *v = g->outputs.items[i];
@@ -886,6 +911,60 @@ const ulc_rt_tensor *ulc_session_output(const ulc_session *s, const char *name) 
         if (strcmp(v->name, name) == 0) return &s->cur->outs[i];
     }
     return NULL;
+}
+
+typedef struct prof_row {
+    const char *name;
+    double ms;
+    int64_t calls;
+    const ulc_node *node;
+} prof_row;
+
+static int by_ms_desc(const void *a, const void *b) {
+    const prof_row *x = a, *y = b;
+    return (x->ms < y->ms) - (x->ms > y->ms);
+}
+
+void ulc_session_profile(const ulc_session *s, FILE *out) {
+    if (!s->profile) return;
+    const ulc_graph *g = s->g;
+    int nn = g->next_node_id;
+    prof_row *ops = calloc((size_t)(nn > 0 ? nn : 1), sizeof *ops);
+    prof_row *nodes = calloc((size_t)(nn > 0 ? nn : 1), sizeof *nodes);
+    if (!ops || !nodes) {
+        free(ops);
+        free(nodes);
+        return;
+    }
+    int nops = 0, nnodes = 0;
+    double total = 0;
+    for (const ulc_node *n = g->first; n; n = n->next) {
+        if (!s->node_calls[n->id]) continue;
+        double ms = s->node_ms[n->id];
+        total += ms;
+        nodes[nnodes++] = (prof_row){n->op_type, ms, s->node_calls[n->id], n};
+        int j = 0;
+        while (j < nops && strcmp(ops[j].name, n->op_type) != 0) j++;
+        if (j == nops) ops[nops++] = (prof_row){n->op_type, 0, 0, NULL};
+        ops[j].ms += ms;
+        ops[j].calls += s->node_calls[n->id];
+    }
+    qsort(ops, (size_t)nops, sizeof *ops, by_ms_desc);
+    qsort(nodes, (size_t)nnodes, sizeof *nodes, by_ms_desc);
+    fprintf(out, "profile (every run so far, %.3f ms in kernels)\n%-24s %12s %7s %8s %10s\n", total,
+            "op", "total ms", "share", "calls", "mean ms");
+    for (int i = 0; i < nops; i++)
+        fprintf(out, "%-24s %12.3f %6.1f%% %8lld %10.4f\n", ops[i].name, ops[i].ms,
+                total > 0 ? 100.0 * ops[i].ms / total : 0.0, (long long)ops[i].calls,
+                ops[i].ms / (double)ops[i].calls);
+    fprintf(out, "slowest nodes\n");
+    for (int i = 0; i < nnodes && i < 10; i++) {
+        char label[160];
+        fprintf(out, "  %-60s %10.4f ms/call\n", ulc_node_label(nodes[i].node, label, sizeof label),
+                nodes[i].ms / (double)nodes[i].calls);
+    }
+    free(ops);
+    free(nodes);
 }
 
 int ulc_session_plan_count(const ulc_session *s) { return s->plan_count; }

@@ -27,6 +27,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "common/status.h"
 #include "ir/graph.h"
@@ -53,6 +54,7 @@ typedef struct ulc_session ulc_session;
 typedef struct ulc_session_opts {
     const char *backend; /* "cpu" (default) */
     int threads;         /* 0 = every core */
+    int profile;         /* 1: time every step (see ulc_session_profile) */
 } ulc_session_opts;
 
 ulc_session_opts ulc_session_defaults(void);
@@ -71,6 +73,9 @@ ulc_status ulc_session_run(ulc_session *s, ulc_ctx *ctx);
 /* The graph output `name` after a run, in the graph's declared dtype; valid until the next run
  * or ulc_session_free. NULL if no such output or no run yet. */
 const ulc_rt_tensor *ulc_session_output(const ulc_session *s, const char *name);
+/* With opts.profile: writes time per op type (total, share, calls, mean) over every run so far,
+ * slowest first, then the ten slowest nodes. */
+void ulc_session_profile(const ulc_session *s, FILE *out);
 /* Number of plans made so far (a new input shape makes a new plan). */
 int ulc_session_plan_count(const ulc_session *s);
 /* Bytes of the activation buffer the current plan uses, and what it would need without

@@ -1,7 +1,7 @@
 /*
  * run.c — `ulc run`, `ulc eval` and `ulc ops`: executing a model on the CPU runtime.
  *
- *   ulc run MODEL --input IN.safetensors -o OUT.safetensors [--threads N] [--repeat N]
+ *   ulc run MODEL --input IN.safetensors -o OUT.safetensors [--threads N] [--repeat N] [--profile]
  *   ulc eval MODEL --data DATA.safetensors [--json] [--batch N] [--threads N]
  *   ulc ops [--backend cpu]
  */
@@ -79,6 +79,8 @@ int ulc_cli_run(int argc, char **argv) {
                 return ulc_cli_usage_error("run: --repeat needs a count >= 1");
             repeat = (int)v;
             i++;
+        } else if (strcmp(a, "--profile") == 0) {
+            so.profile = 1;
         } else if (strcmp(a, "--backend") == 0) {
             if (!has_val) return ulc_cli_usage_error("run: --backend needs a name");
             so.backend = argv[++i];
@@ -154,6 +156,7 @@ int ulc_cli_run(int argc, char **argv) {
                 first, repeat - 1, times[1 + (repeat - 1) / 2], times[1], planned / 1048576.0,
                 unshared / 1048576.0);
     }
+    if (so.profile) ulc_session_profile(s, stderr);
     /* outputs, copied into a weights-only model and written atomically */
     out = ulc_model_create();
     if (!out) {
@@ -175,8 +178,7 @@ int ulc_cli_run(int argc, char **argv) {
         if (t->nbytes) memcpy(copy, t->data, t->nbytes);
         ulc_value *ov = ulc_graph_add_value(out->graph, v->name, &ctx);
         if (!ov || ulc_tensor_set_owned(out->graph, ot, copy, t->nbytes, &ctx) != ULC_OK ||
-            ulc_value_set_init(out->graph, ov, ot, &ctx) != ULC_OK ||
-            ulc_ptrvec_push(&out->graph->inits, ov) != 0)
+            ulc_value_set_init(out->graph, ov, ot, &ctx) != ULC_OK)
             goto fail;
     }
     if (ulc_safetensors_export(out, out_path, NULL, &ctx) != ULC_OK) goto fail;

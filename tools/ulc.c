@@ -52,6 +52,7 @@ static const char *k_usage =
     "                             input (by name), OUT receives the graph outputs by name\n"
     "      --threads N            threads (default: every core)\n"
     "      --repeat N             run N times; print the first and median run times\n"
+    "      --profile              print the time per op type and the slowest nodes\n"
     "  eval MODEL --data DATA.safetensors [--json]\n"
     "                             accuracy, per-class accuracy and confusion matrix of a\n"
     "                             classifier on DATA ('input' [N,...] and 'label' int64 [N])\n"

@@ -718,14 +718,30 @@ typedef struct where_job {
     int64_t sc, sx, sy; /* inner strides, 0 or 1 */
 } where_job;
 
+/* The run's common shapes get their own loops (vectorisable): everything dense; one of X, Y a
+ * scalar (a mask fill, GPT-2's Where(mask, scores, -inf)); the condition a scalar (a copy). */
 #define EW_WHERE_LOOP(T)                                                                          \
     {                                                                                             \
         const T *X = (const T *)x, *Y = (const T *)y;                                             \
         T *O = (T *)o;                                                                            \
-        if (j->sc && j->sx && j->sy)                                                              \
+        if (j->sc && j->sx && j->sy) {                                                            \
             for (int64_t i = 0; i < n; i++) O[i] = C[i] ? X[i] : Y[i];                            \
-        else                                                                                      \
+        } else if (j->sc && j->sx) {                                                              \
+            const T yv = Y[0];                                                                    \
+            for (int64_t i = 0; i < n; i++) O[i] = C[i] ? X[i] : yv;                              \
+        } else if (j->sc && j->sy) {                                                              \
+            const T xv = X[0];                                                                    \
+            for (int64_t i = 0; i < n; i++) O[i] = C[i] ? xv : Y[i];                              \
+        } else if (!j->sc) {                                                                      \
+            const T *S = C[0] ? X : Y;                                                            \
+            int64_t ss = C[0] ? j->sx : j->sy;                                                    \
+            if (ss)                                                                               \
+                memcpy(O, S, (size_t)n * sizeof(T));                                              \
+            else                                                                                  \
+                for (int64_t i = 0; i < n; i++) O[i] = S[0];                                      \
+        } else {                                                                                  \
             for (int64_t i = 0; i < n; i++) O[i] = C[i * j->sc] ? X[i * j->sx] : Y[i * j->sy];    \
+        }                                                                                         \
         break;                                                                                    \
     }
 
@@ -805,7 +821,7 @@ EW_UNF2(hswish, x * EW_FMAX(0.0f, EW_FMIN(1.0f, x * (1.0f / 6.0f) + 0.5f)),
 EW_UNF2(softsign, x / (1.0f + fabsf(x)), x / (1.0 + fabs(x)))
 EW_UNF2(threlu, x > al ? x : 0.0f, x > al ? x : 0.0)
 EW_UNF2(shrink, x < -ga ? x + be : x > ga ? x - be : 0.0f, x < -ga ? x + be : x > ga ? x - be : 0.0)
-EW_UNF2(sqrt, sqrtf(x), sqrt(x))
+EW_UN(sqrt_F64, double, double, sqrt(x))
 EW_UNF2(floor, floorf(x), floor(x))
 EW_UNF2(ceil, ceilf(x), ceil(x))
 EW_UNF2(round, nearbyintf(x), nearbyint(x))
@@ -844,6 +860,7 @@ EW_UN(isnan_F64, double, uint8_t, x != x)
         (void)p;                                                                                  \
         fn((const float *)px, (float *)py, n);                                                    \
     }
+EW_UN_ARRAY(sqrt_F32, ulc_cpu_vsqrt_f32)
 EW_UN_ARRAY(exp_F32, ulc_cpu_vexp_f32)
 EW_UN_ARRAY(erf_F32, ulc_cpu_verf_f32)
 EW_UN_ARRAY(tanh_F32, ulc_cpu_vtanh_f32)
@@ -913,7 +930,7 @@ static void ew_fill_unary(void) {
 #define SETF2(u, name)                                                                            \
     g_un[u][ULC_DT_F32] = v ? name##_F32_avx2 : name##_F32, g_un[u][ULC_DT_F64] = name##_F64;
     SETF2(U_ABS, abs) SETF2(U_NEG, neg) SETF2(U_SIGN, sign) SETF2(U_RELU, relu)
-    SETF2(U_FLOOR, floor) SETF2(U_CEIL, ceil) SETF2(U_ROUND, round) SETF2(U_SQRT, sqrt)
+    SETF2(U_FLOOR, floor) SETF2(U_CEIL, ceil) SETF2(U_ROUND, round) SETF(U_SQRT, sqrt)
     SETF2(U_RECIP, recip) SETF2(U_SOFTSIGN, softsign) SETF2(U_LEAKY, leaky) SETF2(U_HSIG, hsig)
     SETF2(U_HSWISH, hswish) SETF2(U_THRELU, threlu) SETF2(U_SHRINK, shrink)
     SETF(U_EXP, exp) SETF(U_LOG, log) SETF(U_ERF, erf) SETF(U_TANH, tanh)

@@ -17,6 +17,7 @@
 #include "runtime/kernel.h"
 
 void ulc_cpu_vexp_f32(const float *x, float *y, int64_t n);     /* e^x */
+void ulc_cpu_vsqrt_f32(const float *x, float *y, int64_t n);    /* √x (IEEE, correctly rounded) */
 void ulc_cpu_vsigmoid_f32(const float *x, float *y, int64_t n); /* 1 / (1 + e^-x) */
 void ulc_cpu_vtanh_f32(const float *x, float *y, int64_t n);
 void ulc_cpu_verf_f32(const float *x, float *y, int64_t n);

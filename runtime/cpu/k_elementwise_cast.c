@@ -80,27 +80,30 @@ static inline double cv_i64_odd(int64_t v) {
 static inline float cv_h16(float f) { return ulc_f16_to_f32(ulc_f32_to_f16(f)); }
 static inline float cv_b16(float f) { return ulc_bf16_to_f32(ulc_f32_to_bf16(f)); }
 
-/* cvf_D: from a float value; cvi_D: from a signed integer; cvu_D: from an unsigned one. */
-#define CV_PLAIN(D, DT)                                                                           \
-    static inline DT cvi_##D(int64_t v) { return (DT)v; }                                         \
-    static inline DT cvu_##D(uint64_t v) { return (DT)v; }
-CV_PLAIN(F32, float)
-CV_PLAIN(F64, double)
-CV_PLAIN(I8, int8_t)
-CV_PLAIN(I16, int16_t)
-CV_PLAIN(I32, int32_t)
-CV_PLAIN(I64, int64_t)
-CV_PLAIN(U8, uint8_t)
-CV_PLAIN(U16, uint16_t)
-CV_PLAIN(U32, uint32_t)
-CV_PLAIN(U64, uint64_t)
-static inline uint8_t cvi_BOOL(int64_t v) { return v != 0; }
-static inline uint8_t cvu_BOOL(uint64_t v) { return v != 0; }
-static inline float cvi_H16(int64_t v) { return cv_h16(cv_f32_odd(cv_i64_odd(v))); }
-static inline float cvu_H16(uint64_t v) { return cv_h16(cv_f32_odd(cv_u64_odd(v))); }
-static inline float cvi_B16(int64_t v) { return cv_b16(cv_f32_odd(cv_i64_odd(v))); }
-static inline float cvu_B16(uint64_t v) { return cv_b16(cv_f32_odd(cv_u64_odd(v))); }
+/* Integer sources. Plain C conversions are macros on the source's own type, so the loops
+ * vectorise (u8/bool → f32 without a detour through int64); the half roundings and bool are
+ * functions. cvi: signed sources, cvu: unsigned ones. */
+#define CVI_F32(v) ((float)(v))
+#define CVI_F64(v) ((double)(v))
+#define CVI_I8(v) ((int8_t)(v))
+#define CVI_I16(v) ((int16_t)(v))
+#define CVI_I32(v) ((int32_t)(v))
+#define CVI_I64(v) ((int64_t)(v))
+#define CVI_U8(v) ((uint8_t)(v))
+#define CVI_U16(v) ((uint16_t)(v))
+#define CVI_U32(v) ((uint32_t)(v))
+#define CVI_U64(v) ((uint64_t)(v))
+#define CVI_BOOL(v) ((uint8_t)((v) != 0))
+#define CVI_H16(v) cvi_h16((int64_t)(v))
+#define CVI_B16(v) cvi_b16((int64_t)(v))
+#define CVU_H16(v) cvu_h16((uint64_t)(v))
+#define CVU_B16(v) cvu_b16((uint64_t)(v))
+static inline float cvi_h16(int64_t v) { return cv_h16(cv_f32_odd(cv_i64_odd(v))); }
+static inline float cvu_h16(uint64_t v) { return cv_h16(cv_f32_odd(cv_u64_odd(v))); }
+static inline float cvi_b16(int64_t v) { return cv_b16(cv_f32_odd(cv_i64_odd(v))); }
+static inline float cvu_b16(uint64_t v) { return cv_b16(cv_f32_odd(cv_u64_odd(v))); }
 
+/* float sources (as double): see the header comment for out-of-range values */
 static inline float cvf_F32(double v) { return (float)v; }
 static inline double cvf_F64(double v) { return v; }
 static inline int8_t cvf_I8(double v) { return (int8_t)cv_sat_i64(v); }
@@ -132,12 +135,24 @@ typedef void (*cast_fn)(const void *x, void *y, int64_t n);
     X(S, ST, K, U64, uint64_t) X(S, ST, K, BOOL, uint8_t) X(S, ST, K, H16, float)                 \
     X(S, ST, K, B16, float)
 
-/* bool sources: 0 or 1, whatever the byte holds */
-#define cvb_CONV(D, v) cvi_##D((v) != 0)
 #define CAST_CONV_cvf(D, v) cvf_##D((double)(v))
-#define CAST_CONV_cvi(D, v) cvi_##D((int64_t)(v))
-#define CAST_CONV_cvu(D, v) cvu_##D((uint64_t)(v))
-#define CAST_CONV_cvb(D, v) cvb_CONV(D, v)
+#define CAST_CONV_cvi(D, v) CVI_##D(v)
+#define CAST_CONV_cvu(D, v) CAST_CVU_##D(v)
+#define CAST_CONV_cvb(D, v) CVI_##D((uint8_t)((v) != 0)) /* bool: 0 or 1, whatever the byte */
+/* unsigned sources: the plain conversions are the signed ones; the half roundings differ */
+#define CAST_CVU_F32 CVI_F32
+#define CAST_CVU_F64 CVI_F64
+#define CAST_CVU_I8 CVI_I8
+#define CAST_CVU_I16 CVI_I16
+#define CAST_CVU_I32 CVI_I32
+#define CAST_CVU_I64 CVI_I64
+#define CAST_CVU_U8 CVI_U8
+#define CAST_CVU_U16 CVI_U16
+#define CAST_CVU_U32 CVI_U32
+#define CAST_CVU_U64 CVI_U64
+#define CAST_CVU_BOOL CVI_BOOL
+#define CAST_CVU_H16 CVU_H16
+#define CAST_CVU_B16 CVU_B16
 
 #define CAST_DEF_PAIR(S, ST, K, D, DT)                                                            \
     static void cast_##S##_##D(const void *px, void *py, int64_t n) {                             \

@@ -24,6 +24,7 @@
  * Accuracy (every float in [-100, 100] against double libm, /tmp harness of the runtime work):
  * exp ≤ 1 ulp, sigmoid ≤ 2 ulp, tanh ≤ 2 ulp, erf ≤ 2 ulp (AVX2 and portable paths alike).
  */
+#include <math.h>
 #include <string.h>
 
 #include "runtime/cpu/k_elementwise.h"
@@ -176,6 +177,15 @@ static inline float gelu_tanh_s(float x) {
     static void name(const float *x, float *y, int64_t n) {                                       \
         for (int64_t i = 0; i < n; i++) y[i] = f(x[i]);                                           \
     }
+/* sqrt: SSE2 is baseline on x86-64 (a sqrtf loop does not vectorise: errno) */
+static void vsqrt_c(const float *x, float *y, int64_t n) {
+    int64_t i = 0;
+#if defined(__SSE2__)
+    for (; i + 4 <= n; i += 4) _mm_storeu_ps(y + i, _mm_sqrt_ps(_mm_loadu_ps(x + i)));
+#endif
+    for (; i < n; i++) y[i] = sqrtf(x[i]);
+}
+
 EW_PORTABLE_LOOP(vexp_c, exp_s)
 EW_PORTABLE_LOOP(vsigmoid_c, sigmoid_s)
 EW_PORTABLE_LOOP(vtanh_c, tanh_s)
@@ -189,7 +199,32 @@ EW_PORTABLE_LOOP(vgelu_tanh_c, gelu_tanh_s)
 
 #define V1(c) _mm256_set1_ps(c)
 
-AVX2 static inline __m256 exp8(__m256 x) {
+/* e^x for x in [EXP_CORE_LO, EXP_CORE_HI] (no NaN): n + 127 lies in [1, 254], so 2^n is one
+ * normal float. Adding 1.5·2^23 + 127 rounds x·log2e to an integer (one rounding, with FMA)
+ * and leaves n + 127 in the low mantissa bits, shifted into the exponent field directly. */
+#define EXP_CORE_LO -87.3f
+#define EXP_CORE_HI 88.3f
+AVX2 static inline __m256 exp8_core(__m256 x) {
+    const __m256 magic = V1(12582912.0f + 127.0f);
+    __m256 t = _mm256_fmadd_ps(x, V1(EXP_LOG2E), magic);
+    __m256 fn = _mm256_sub_ps(t, magic);
+    __m256 r = _mm256_fnmadd_ps(fn, V1(EXP_C1), x);
+    r = _mm256_fnmadd_ps(fn, V1(EXP_C2), r);
+    __m256 z = _mm256_mul_ps(r, r);
+    __m256 p = _mm256_fmadd_ps(V1(EXP_P0), r, V1(EXP_P1));
+    p = _mm256_fmadd_ps(p, r, V1(EXP_P2));
+    p = _mm256_fmadd_ps(p, r, V1(EXP_P3));
+    p = _mm256_fmadd_ps(p, r, V1(EXP_P4));
+    p = _mm256_fmadd_ps(p, r, V1(EXP_P5));
+    p = _mm256_fmadd_ps(p, z, r);
+    p = _mm256_add_ps(p, V1(1.0f));
+    __m256 scale = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t), 23));
+    return _mm256_mul_ps(p, scale);
+}
+
+/* e^x anywhere: x clamped to [-104, 88.8] (beyond, 0 or +inf anyway) and 2^n applied as two
+ * factors 2^(n/2)·2^(n-n/2), so results that overflow or are subnormal round once. */
+AVX2 static inline __m256 exp8_wide(__m256 x) {
     /* min/max return their second operand when either is NaN: NaN flows through */
     x = _mm256_max_ps(V1(EXP_LO), _mm256_min_ps(V1(EXP_HI), x));
     __m256 fn = _mm256_round_ps(_mm256_mul_ps(x, V1(EXP_LOG2E)),
@@ -212,6 +247,12 @@ AVX2 static inline __m256 exp8(__m256 x) {
     return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
 }
 
+AVX2 static inline __m256 exp8(__m256 x) {
+    __m256 in = _mm256_and_ps(_mm256_cmp_ps(x, V1(EXP_CORE_LO), _CMP_GE_OQ),
+                              _mm256_cmp_ps(x, V1(EXP_CORE_HI), _CMP_LE_OQ));
+    return _mm256_movemask_ps(in) == 0xff ? exp8_core(x) : exp8_wide(x);
+}
+
 AVX2 static inline __m256 abs8(__m256 x) { return _mm256_andnot_ps(V1(-0.0f), x); }
 
 /* sign of s on |a| (a non-negative) */
@@ -232,7 +273,7 @@ AVX2 static inline __m256 tanh8(__m256 x) {
     p = _mm256_fmadd_ps(p, z, V1(TANH_P3));
     p = _mm256_fmadd_ps(p, z, V1(TANH_P4));
     __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(x, z), p, x);
-    __m256 e = exp8(_mm256_mul_ps(V1(2.0f), _mm256_min_ps(V1(TANH_BIG), ax)));
+    __m256 e = exp8(_mm256_mul_ps(V1(2.0f), _mm256_min_ps(V1(TANH_BIG), ax))); /* NaN: wide path */
     __m256 big = _mm256_sub_ps(V1(1.0f), _mm256_div_ps(V1(2.0f), _mm256_add_ps(e, V1(1.0f))));
     big = copysign8(big, x);
     return _mm256_blendv_ps(big, small, _mm256_cmp_ps(ax, V1(TANH_SMALL), _CMP_LT_OQ));
@@ -257,7 +298,7 @@ AVX2 static inline __m256 erfc_big8(__m256 ax) {
     p = _mm256_fmadd_ps(p, u, V1(ERF_B2));
     p = _mm256_fmadd_ps(p, u, V1(ERF_B1));
     p = _mm256_fmadd_ps(p, u, V1(ERF_B0));
-    __m256 q = exp8(_mm256_fnmadd_ps(ax, ax, p)); /* one rounding for -x² + B */
+    __m256 q = exp8(_mm256_fnmadd_ps(ax, ax, p)); /* one rounding for -x² + B; in [-17, -0.7] */
     return _mm256_andnot_ps(_mm256_cmp_ps(ax, V1(ERF_T2), _CMP_GE_OQ), q);
 }
 
@@ -289,6 +330,11 @@ AVX2 static inline __m256 gelu_tanh8(__m256 x) {
 #define EW_AVX2_LOOP(name, f)                                                                     \
     AVX2 static void name(const float *x, float *y, int64_t n) {                                  \
         int64_t i = 0;                                                                            \
+        for (; i + 16 <= n; i += 16) { /* two independent vectors: more in flight */              \
+            __m256 a = f(_mm256_loadu_ps(x + i)), b = f(_mm256_loadu_ps(x + i + 8));              \
+            _mm256_storeu_ps(y + i, a);                                                           \
+            _mm256_storeu_ps(y + i + 8, b);                                                       \
+        }                                                                                         \
         for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, f(_mm256_loadu_ps(x + i)));            \
         if (i < n) {                                                                              \
             float buf[8] = {0};                                                                   \
@@ -297,6 +343,9 @@ AVX2 static inline __m256 gelu_tanh8(__m256 x) {
             memcpy(y + i, buf, (size_t)(n - i) * sizeof(float));                                  \
         }                                                                                         \
     }
+AVX2 static inline __m256 sqrt8(__m256 x) { return _mm256_sqrt_ps(x); }
+
+EW_AVX2_LOOP(vsqrt_avx2, sqrt8)
 EW_AVX2_LOOP(vexp_avx2, exp8)
 EW_AVX2_LOOP(vsigmoid_avx2, sigmoid8)
 EW_AVX2_LOOP(vtanh_avx2, tanh8)
@@ -319,6 +368,7 @@ static int has_avx2(void) {
     void pub(const float *x, float *y, int64_t n) { c(x, y, n); }
 #endif
 
+EW_DISPATCH(ulc_cpu_vsqrt_f32, vsqrt_avx2, vsqrt_c)
 EW_DISPATCH(ulc_cpu_vexp_f32, vexp_avx2, vexp_c)
 EW_DISPATCH(ulc_cpu_vsigmoid_f32, vsigmoid_avx2, vsigmoid_c)
 EW_DISPATCH(ulc_cpu_vtanh_f32, vtanh_avx2, vtanh_c)

@@ -38,15 +38,14 @@
  *   I > 1   a middle axis (spatial means, axis-0 sums), reduced in blocks of columns so the
  *           inner loop runs over contiguous memory;
  *   other   patterns (R K R, K R K R, ...) walk the reduced axes with an odometer.
- * f32, the hot dtype, has dedicated loops for the first two; every dtype goes through the
- * odometer walker, which loads strided runs into a double (or int64) block and reduces those.
+ * f32, the hot dtype, has dedicated loops for the first two (AVX2 twins of the sum family when
+ * the CPU has AVX2, unless ULC_NO_SIMD=1); every dtype goes through the odometer walker, which
+ * loads strided runs into a double (or int64) block and reduces those.
  */
-#include <float.h>
 #include <math.h>
 #include <stdint.h>
-#include <string.h>
-
 #include <stdlib.h>
+#include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -114,6 +113,11 @@ static ulc_status red_axes(ulc_kctx *k, int rank, unsigned *mask, int *noop) {
     *mask = 0;
     *noop = 0;
     if (input_form) {
+        if (ulc_k_attr(k, "axes"))
+            return ulc_k_fail(k, ULC_ERR_INVALID,
+                              "attribute axes is not part of this op at opset %lld (axes is input 1 "
+                              "from opset %d)",
+                              (long long)k->opset, k->node->op == ULC_OP_ReduceSum ? 13 : 18);
         const ulc_rt_tensor *a = k->n_in > 1 ? k->in[1] : NULL;
         if (a) {
             if (!ulc_k_is_int(a->dtype) || a->rank > 1)

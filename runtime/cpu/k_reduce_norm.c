@@ -13,12 +13,19 @@
  *       μ = mean(x[r, D]),  σ² = mean((x - μ)²),  s = 1 / sqrt(σ² + epsilon)
  *       Y[r, D] = (x - μ) · s · Scale + B          Scale, B broadcast (unidirectionally) to D
  *       Mean = μ, InvStdDev = s (optional outputs): X's dims with D set to 1, dtype stash_type.
- *       μ and σ² accumulate in double (two passes: the row is in cache for the second).
+ *       μ and σ² take two passes over the row (in cache for the second): the portable loop sums
+ *       x and (x - μ)² in double; the AVX2 one sums deviations from a first-pass mean in float
+ *       lanes (ln_row_avx2 says why that stays accurate). The output subtracts μ as two floats
+ *       (hi + lo), so rows with |μ| >> σ keep their precision (plain float μ loses ~1e-3 at 1e4).
  *
  * Layouts: Softmax's I == 1 (attention scores over keys: ViT, GPT2) and LayerNorm rows are the
- * hot paths; on AVX2 machines both run 8 floats at a time with a vectorised exp (Cephes'
- * polynomial, ≤ 2 ulp for the arguments ≤ 0 that softmax passes), with portable scalar twins.
- * Softmax with I > 1 works on blocks of columns so its inner loops stay contiguous.
+ * hot paths; on AVX2 machines both run 8 floats at a time (softmax with a vectorised exp: Cephes'
+ * polynomial, max relative error 7e-8 for the arguments ≤ 0 that softmax passes), with portable
+ * scalar twins (forced by ULC_NO_SIMD=1). Softmax with I > 1 works on blocks of columns so its
+ * inner loops stay contiguous. Rows are split across threads (ulc_k_parallel) once a call has
+ * more than ~8k elements. Measured on a 2-core AVX2 EPYC against oneDNN 2.6's softmax (jit:avx2)
+ * and layer_normalization primitives on the ViT-S / DistilGPT2 shapes: this softmax is faster,
+ * this LayerNorm is on par, so oneDNN is not used here.
  */
 #include <math.h>
 #include <stdint.h>

@@ -27,6 +27,25 @@
 #include "ir/graph.h"
 #include "runtime/runtime.h"
 
+/* Elementwise work the planner fused into a step: y = act(op(...) + addend). The addend has the
+ * output's dtype and a shape that broadcasts to the output's (unidirectionally). */
+typedef enum ulc_kact {
+    ULC_ACT_NONE = 0,
+    ULC_ACT_RELU,
+    ULC_ACT_LEAKY_RELU, /* a: alpha */
+    ULC_ACT_CLIP,       /* a: min, b: max */
+    ULC_ACT_SIGMOID,
+    ULC_ACT_TANH,
+    ULC_ACT_GELU_ERF,   /* 0.5·x·(1 + erf(x/√2)) */
+    ULC_ACT_GELU_TANH   /* 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) */
+} ulc_kact;
+
+typedef struct ulc_kfuse {
+    const ulc_rt_tensor *addend; /* NULL: none */
+    ulc_kact act;
+    float a, b;
+} ulc_kfuse;
+
 typedef struct ulc_kctx {
     const ulc_node *node;
     int64_t opset;              /* the model's default-domain opset */
@@ -35,6 +54,7 @@ typedef struct ulc_kctx {
     ulc_rt_tensor *const *out;  /* n_out; NULL = optional output not produced */
     uint32_t const_inputs;      /* bit i: input i is a constant of the plan (same bytes on every
                                    run: weights, folded values), so prepare may pack it once */
+    const ulc_kfuse *fuse;      /* NULL, or work fused after the op (see can_fuse) */
     void *state;                /* the kernel's own, from prepare until release */
     int threads;                /* threads the kernel may use */
     ulc_ctx *err;
@@ -57,6 +77,9 @@ typedef struct ulc_kernel {
     ulc_status (*prepare)(ulc_kctx *k); /* may be NULL */
     ulc_status (*run)(ulc_kctx *k);
     void (*release)(void *state);       /* may be NULL */
+    /* May be NULL. At plan time, after infer: 1 if this node's run can also apply f to its
+     * output 0 (then k->fuse is set before prepare and the planner drops the fused nodes). */
+    int (*can_fuse)(const ulc_kctx *k, const ulc_kfuse *f);
 } ulc_kernel;
 
 /* The CPU backend's kernel for op, or NULL (runtime/cpu/kernels.c). */

@@ -23,6 +23,7 @@
  *
  * The analysis API (ulc_analyze) is the same walk with partial knowledge and no schedule.
  */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,6 +116,10 @@ typedef struct rt_step {
     ulc_kctx kc;
     ulc_rt_tensor **in, **out;
     int prepared;
+    ulc_value *out0;     /* the value output 0 writes (node->outputs[0], or the last fused node's) */
+    ulc_value *addend;   /* fused addend read by this step, or NULL */
+    ulc_kfuse fuse;      /* kc.fuse points here when something was fused */
+    int removed;         /* fused into an earlier step */
 } rt_step;
 
 typedef struct rt_key_input {
@@ -151,6 +156,7 @@ struct ulc_session {
     int plan_count;
     uint64_t clock;
     int profile;
+    int no_fusion;    /* ULC_NO_FUSION=1 in the environment: every node runs on its own */
     double *node_ms;  /* profile: per node id, summed over runs */
     int64_t *node_calls;
 };
@@ -396,6 +402,7 @@ static ulc_status walk_node(walk *w, const ulc_node *n) {
     memcpy(s->out, outs, sizeof(ulc_rt_tensor *) * (size_t)n->n_outputs);
     s->kc.in = s->in;
     s->kc.out = s->out;
+    s->out0 = n->n_outputs ? n->outputs[0] : NULL;
     for (int i = 0; i < n->n_outputs; i++)
         if (n->outputs[i]) w->vals[n->outputs[i]->id].step = w->n_steps - 1;
     return ULC_OK;
@@ -477,6 +484,144 @@ static int by_size_desc(const void *a, const void *b) {
     return x->id - y->id;
 }
 
+/* ---- fusion -------------------------------------------------------------------------------- */
+
+/* The one step reading v (v not a graph output), or -1. */
+static int sole_reader(const rt_plan *p, const int *step_of, const ulc_graph *g, const ulc_value *v) {
+    if (!v || (v->flags & ULC_VALUE_OUTPUT) || ulc_ptrvec_find(&g->outputs, v) >= 0) return -1;
+    const ulc_use *u = v->first_use;
+    if (!u || u->next) return -1;
+    int j = step_of[u->node->id];
+    if (j < 0 || p->steps[j].removed) return -1;
+    for (int i = 0; i < u->node->n_inputs; i++) /* read once (Mul(x, x) is not fusable) */
+        if (i != u->slot && u->node->inputs[i].value == v) return -1;
+    return j;
+}
+
+/* An activation node as a fused act, or ULC_ACT_NONE. */
+static ulc_kact fusable_act(const rt_plan *p, const ulc_node *n, float *a, float *b, int64_t opset) {
+    if (n->n_outputs != 1 || !n->outputs[0]) return ULC_ACT_NONE;
+    switch (n->op) {
+    case ULC_OP_Relu: return ULC_ACT_RELU;
+    case ULC_OP_Sigmoid: return ULC_ACT_SIGMOID;
+    case ULC_OP_Tanh: return ULC_ACT_TANH;
+    case ULC_OP_LeakyRelu: {
+        const ulc_attr *at = ulc_node_attr(n, "alpha");
+        *a = at && at->type == ULC_ATTR_FLOAT ? at->f : 0.01f;
+        return ULC_ACT_LEAKY_RELU;
+    }
+    case ULC_OP_Clip: {
+        *a = -INFINITY;
+        *b = INFINITY;
+        if (opset < 11) {
+            const ulc_attr *lo = ulc_node_attr(n, "min"), *hi = ulc_node_attr(n, "max");
+            if (lo && lo->type == ULC_ATTR_FLOAT) *a = lo->f;
+            if (hi && hi->type == ULC_ATTR_FLOAT) *b = hi->f;
+            return ULC_ACT_CLIP;
+        }
+        for (int i = 1; i < 3 && i < n->n_inputs; i++) {
+            const ulc_value *v = n->inputs[i].value;
+            if (!v) continue;
+            const rt_val *rv = &p->vals[v->id];
+            if (rv->known != V_CONST || rv->t.dtype != ULC_DT_F32 || ulc_rt_numel(&rv->t) != 1)
+                return ULC_ACT_NONE;
+            *(i == 1 ? a : b) = *(const float *)rv->t.data;
+        }
+        return ULC_ACT_CLIP;
+    }
+    case ULC_OP_Gelu: {
+        const ulc_attr *ap = ulc_node_attr(n, "approximate");
+        if (ap && ap->type == ULC_ATTR_STRING && ap->s.data && strcmp((const char *)ap->s.data, "tanh") == 0)
+            return ULC_ACT_GELU_TANH;
+        return ULC_ACT_GELU_ERF;
+    }
+    default: return ULC_ACT_NONE;
+    }
+}
+
+/* Folds Add (of an operand ready before the producer) and an activation after a step whose
+ * kernel can apply them: Conv → Add → Relu of a residual block, MatMul → Add of a bias. */
+static ulc_status fuse_steps(rt_plan *p, const ulc_graph *g, int64_t opset, ulc_ctx *ctx) {
+    int *step_of = malloc(sizeof(int) * (size_t)(g->next_node_id > 0 ? g->next_node_id : 1));
+    if (!step_of) return nomem(ctx, "fusion");
+    for (int i = 0; i < g->next_node_id; i++) step_of[i] = -1;
+    for (int i = 0; i < p->n_steps; i++) step_of[p->steps[i].node->id] = i;
+    for (int i = 0; i < p->n_steps; i++) {
+        rt_step *st = &p->steps[i];
+        if (st->removed || !st->k->can_fuse || !st->out0 || (st->k->flags & ULC_K_ALIAS)) continue;
+        const rt_val *v0 = &p->vals[st->out0->id];
+        ulc_kfuse f = {0};
+        int drop[2] = {-1, -1};
+        ulc_value *cur = st->out0, *addend = NULL, *after_add = NULL;
+        int j = sole_reader(p, step_of, g, cur);
+        if (j >= 0 && p->steps[j].node->op == ULC_OP_Add && p->steps[j].node->n_inputs == 2) {
+            const ulc_node *an = p->steps[j].node;
+            ulc_value *other = an->inputs[0].value == cur ? an->inputs[1].value : an->inputs[0].value;
+            const rt_val *ov = other ? &p->vals[other->id] : NULL;
+            const rt_val *out = an->outputs[0] ? &p->vals[an->outputs[0]->id] : NULL;
+            int ready = ov && (ov->known == V_CONST || ov->step < i) && ov->t.dtype == v0->t.dtype;
+            int same = out && out->t.rank == v0->t.rank &&
+                       memcmp(out->t.dims, v0->t.dims, sizeof(int64_t) * (size_t)v0->t.rank) == 0;
+            if (ready && same) {
+                f.addend = &ov->t;
+                addend = other;
+                drop[0] = j;
+                cur = an->outputs[0];
+                after_add = cur;
+                j = sole_reader(p, step_of, g, cur);
+            } else {
+                j = -1;
+            }
+        }
+        if (j >= 0) {
+            ulc_kact act = fusable_act(p, p->steps[j].node, &f.a, &f.b, opset);
+            if (act != ULC_ACT_NONE) {
+                f.act = act;
+                drop[1] = j;
+                cur = p->steps[j].node->outputs[0];
+            }
+        }
+        if (drop[0] < 0 && drop[1] < 0) continue;
+        if (!st->k->can_fuse(&st->kc, &f)) {
+            if (!addend || f.act == ULC_ACT_NONE) continue;
+            f.act = ULC_ACT_NONE; /* the Add alone, perhaps */
+            drop[1] = -1;
+            cur = after_add;
+            if (!st->k->can_fuse(&st->kc, &f)) continue;
+        }
+        st->fuse = f;
+        st->kc.fuse = &st->fuse;
+        st->addend = addend;
+        p->vals[st->out0->id].step = -1; /* never materialised */
+        if (drop[0] >= 0 && drop[1] >= 0) p->vals[after_add->id].step = -1;
+        st->out0 = cur;
+        st->out[0] = &p->vals[cur->id].t;
+        for (int d = 0; d < 2; d++)
+            if (drop[d] >= 0) p->steps[drop[d]].removed = 1;
+    }
+    free(step_of);
+    /* compact; renumber the steps that produce each value */
+    int w = 0;
+    for (int i = 0; i < p->n_steps; i++) {
+        rt_step *st = &p->steps[i];
+        if (st->removed) {
+            free(st->in);
+            free(st->out);
+            continue;
+        }
+        if (w != i) p->steps[w] = *st;
+        st = &p->steps[w];
+        if (st->kc.fuse) st->kc.fuse = &st->fuse; /* the struct moved */
+        for (int o = 0; o < st->node->n_outputs; o++) {
+            ulc_value *ov = o == 0 ? st->out0 : st->node->outputs[o];
+            if (ov) p->vals[ov->id].step = w;
+        }
+        w++;
+    }
+    p->n_steps = w;
+    return ULC_OK;
+}
+
 static ulc_status place_values(rt_plan *p, const ulc_graph *g, ulc_ctx *ctx) {
     size_t nv = g->values.len;
     rt_val *vals = p->vals;
@@ -485,8 +630,9 @@ static ulc_status place_values(rt_plan *p, const ulc_graph *g, ulc_ctx *ctx) {
         rt_step *st = &p->steps[s];
         const ulc_node *n = st->node;
         for (int i = 0; i < n->n_outputs; i++) {
-            if (!n->outputs[i]) continue;
-            rt_val *rv = &vals[n->outputs[i]->id];
+            ulc_value *ov = i == 0 ? st->out0 : n->outputs[i];
+            if (!ov) continue;
+            rt_val *rv = &vals[ov->id];
             rv->last = s;
             if ((st->k->flags & ULC_K_ALIAS) && i == 0 && n->inputs[0].value) {
                 /* a view: of a scheduled value (its root), or of bytes outside the arena
@@ -495,8 +641,8 @@ static ulc_status place_values(rt_plan *p, const ulc_graph *g, ulc_ctx *ctx) {
                 rv->root = src->step >= 0 ? src->root : -1;
             }
         }
-        for (int i = 0; i < n->n_inputs; i++) {
-            ulc_value *v = n->inputs[i].value;
+        for (int i = 0; i <= n->n_inputs; i++) {
+            ulc_value *v = i < n->n_inputs ? n->inputs[i].value : st->addend;
             if (!v) continue;
             rt_val *rv = &vals[v->id];
             if (rv->step < 0 || rv->root < 0) continue;
@@ -632,6 +778,8 @@ ulc_status ulc_session_create(const ulc_model *m, const ulc_session_opts *opts, 
     if (s->opset < 0) s->opset = 21;
     s->threads = o.threads;
     s->profile = o.profile;
+    const char *nf = getenv("ULC_NO_FUSION");
+    s->no_fusion = nf && *nf && strcmp(nf, "0") != 0;
     size_t nv = g->values.len ? g->values.len : 1;
     s->need_value = calloc(nv, 1);
     s->needed = calloc((size_t)(g->next_node_id > 0 ? g->next_node_id : 1), 1);
@@ -794,6 +942,7 @@ static ulc_status make_plan(ulc_session *s, rt_plan **out, ulc_ctx *ctx) {
     p->steps = w.steps;
     p->n_steps = w.n_steps;
     if (st != ULC_OK) goto done;
+    if (!s->no_fusion && (st = fuse_steps(p, g, s->opset, ctx)) != ULC_OK) goto done;
     st = place_values(p, g, ctx);
     if (st != ULC_OK) goto done;
     for (int i = 0; i < p->n_steps; i++) {

@@ -20,7 +20,8 @@
  *   Abs Neg Sign (numeric) Relu (float, signed ints) Floor Ceil Round (half to even)
  *   Sqrt Reciprocal Exp Log Erf Tanh Sigmoid Sin Cos Tan Asin Acos Atan Sinh Cosh Asinh Acosh
  *   Atanh Softsign x/(1+|x|) Softplus log(1+e^x) Elu x<0 ? α(e^x-1) : x (α=1)
- *   Selu γ·(x≤0 ? α(e^x-1) : x) LeakyRelu x<0 ? αx : x (α=0.01) HardSigmoid max(0,min(1,αx+β))
+ *   Selu γ·(x≤0 ? α(e^x-1) : x) LeakyRelu x<0 ? αx : x (α=0.01)
+ *   HardSigmoid max(0,min(1,αx+β))
  *   (α=0.2, β=0.5) HardSwish x·max(0,min(1,x/6+1/2)) Celu max(0,x)+min(0,α(e^(x/α)-1))
  *   ThresholdedRelu x>α ? x : 0 (α=1) Mish x·tanh(softplus(x)) Shrink
  *   x<-λ ? x+bias : x>λ ? x-bias : 0 (λ=0.5, bias=0) Gelu (opset 20; approximate "none":
@@ -289,7 +290,7 @@ EW_BIN(and_BOOL, uint8_t, uint8_t, uint8_t, (a != 0) & (b != 0))
 EW_BIN(or_BOOL, uint8_t, uint8_t, uint8_t, (a != 0) | (b != 0))
 EW_BIN(xor_BOOL, uint8_t, uint8_t, uint8_t, (a != 0) ^ (b != 0))
 
-/* ---- Pow -------------------------------------------------------------------------------------- */
+/* ---- Pow ------------------------------------------------------------------------------------- */
 
 /* x^y for integers, exact with wrapping; y < 0 gives 1/x^|y| truncated (0 unless |x| = 1) */
 static inline int64_t ew_ipow(int64_t x, int64_t y) {
@@ -375,7 +376,7 @@ EW_BIN(cube_F64, double, double, double, a *a *a)
 EW_BIN(copy_F32, float, float, float, a)
 EW_BIN(copy_F64, double, double, double, a)
 
-/* ---- binary op table -------------------------------------------------------------------------- */
+/* ---- binary op table ------------------------------------------------------------------------- */
 
 enum {
     B_ADD, B_SUB, B_MUL, B_DIV, B_MOD, B_FMOD, B_SHL, B_SHR, B_BAND, B_BOR, B_BXOR, B_AND, B_OR,
@@ -435,12 +436,16 @@ static void ew_fill_binary(void) {
 }
 
 /* Table lookups that tolerate any dtype code. */
-static ew_bin_fn bin_fn(int op, int dt) { return dt > 0 && dt < ULC_DT_COUNT_ ? g_bin[op][dt] : NULL; }
+static ew_bin_fn bin_fn(int op, int dt) {
+    return dt > 0 && dt < ULC_DT_COUNT_ ? g_bin[op][dt] : NULL;
+}
 static ew_bin_fn pow_mixed_fn(int a, int b) {
     return a > 0 && a < ULC_DT_COUNT_ && b > 0 && b < ULC_DT_COUNT_ ? g_pow_mixed[a][b] : NULL;
 }
 
-static int ew_is_cmp(int b) { return b == B_EQ || b == B_LT || b == B_GT || b == B_LE || b == B_GE; }
+static int ew_is_cmp(int b) {
+    return b == B_EQ || b == B_LT || b == B_GT || b == B_LE || b == B_GE;
+}
 
 /* ---- binary and variadic kernels ---------------------------------------------------------- */
 
@@ -510,7 +515,8 @@ static ulc_status ew_legacy_view(ulc_kctx *k, const ulc_rt_tensor *a, const ulc_
         if (!same)
             return ulc_k_fail(k, ULC_ERR_INVALID,
                               "inputs %s and %s differ in shape and broadcast is 0 (opset %lld)",
-                              ulc_rt_shape_str(a, s1, sizeof s1), ulc_rt_shape_str(b, s2, sizeof s2),
+                              ulc_rt_shape_str(a, s1, sizeof s1),
+                              ulc_rt_shape_str(b, s2, sizeof s2),
                               (long long)k->opset);
         return ULC_OK;
     }
@@ -560,7 +566,8 @@ static ulc_status binary_infer(ulc_kctx *k) {
         char s1[96], s2[96];
         if (!same)
             return ulc_k_fail(k, ULC_ERR_INVALID, "slope %s does not broadcast to X %s",
-                              ulc_rt_shape_str(b, s2, sizeof s2), ulc_rt_shape_str(a, s1, sizeof s1));
+                              ulc_rt_shape_str(b, s2, sizeof s2),
+                              ulc_rt_shape_str(a, s1, sizeof s1));
     }
     o->dtype = ew_is_cmp(op) ? ULC_DT_BOOL : a->dtype;
     return ULC_OK;
@@ -623,7 +630,7 @@ static ulc_status binary_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_binary = {0, 0, binary_infer, NULL, binary_run, NULL};
+static const ulc_kernel k_binary = {0, 0, binary_infer, NULL, binary_run, NULL, NULL};
 
 /* Max Min Sum Mean: out = in0 ⊕ in1, then out ⊕= in_i for the rest; Mean divides by N. */
 static ulc_status variadic_infer(ulc_kctx *k) {
@@ -688,9 +695,9 @@ static ulc_status variadic_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_variadic = {0, 0, variadic_infer, NULL, variadic_run, NULL};
+static const ulc_kernel k_variadic = {0, 0, variadic_infer, NULL, variadic_run, NULL, NULL};
 
-/* ---- Where ------------------------------------------------------------------------------------ */
+/* ---- Where ----------------------------------------------------------------------------------- */
 
 static ulc_status where_infer(ulc_kctx *k) {
     if (k->n_in != 3 || !k->in[0] || !k->in[1] || !k->in[2])
@@ -770,9 +777,9 @@ static ulc_status where_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_where = {0, 0, where_infer, NULL, where_run, NULL};
+static const ulc_kernel k_where = {0, 0, where_infer, NULL, where_run, NULL, NULL};
 
-/* ---- typed unary loops ------------------------------------------------------------------------ */
+/* ---- typed unary loops ----------------------------------------------------------------------- */
 
 typedef struct ew_upar {
     double alpha, beta, gamma;
@@ -805,7 +812,8 @@ typedef void (*ew_un_fn)(const void *x, void *y, int64_t n, const ew_upar *p);
     }
 
 /* float ops: F32 with the float libm, F64 with the double one */
-#define EW_UNF(name, E32, E64) EW_UN(name##_F32, float, float, E32) EW_UN(name##_F64, double, double, E64)
+#define EW_UNF(name, E32, E64)                                                                    \
+    EW_UN(name##_F32, float, float, E32) EW_UN(name##_F64, double, double, E64)
 #define EW_UNF2(name, E32, E64)                                                                   \
     EW_UN2(name##_F32, float, float, E32) EW_UN(name##_F64, double, double, E64)
 
@@ -824,7 +832,7 @@ EW_UNF2(shrink, x < -ga ? x + be : x > ga ? x - be : 0.0f, x < -ga ? x + be : x 
 EW_UN(sqrt_F64, double, double, sqrt(x))
 EW_UNF2(floor, floorf(x), floor(x))
 EW_UNF2(ceil, ceilf(x), ceil(x))
-EW_UNF2(round, nearbyintf(x), nearbyint(x))
+EW_UNF2(round, rintf(x), rint(x)) /* default rounding mode: half to even */
 EW_UNF(log, logf(x), log(x))
 EW_UNF(sin, sinf(x), sin(x))
 EW_UNF(cos, cosf(x), cos(x))
@@ -841,7 +849,8 @@ EW_UNF(atanh, atanhf(x), atanh(x))
 EW_UNF(softplus, fmaxf(x, 0.0f) + log1pf(expf(-fabsf(x))), fmax(x, 0.0) + log1p(exp(-fabs(x))))
 EW_UNF(elu, x < 0 ? al * expm1f(x) : x, x < 0 ? al * expm1(x) : x)
 EW_UNF(selu, x <= 0 ? ga * (al * expm1f(x)) : ga * x, x <= 0 ? ga * (al * expm1(x)) : ga * x)
-EW_UNF(celu, x > 0 ? x : x != x ? x : al * expm1f(x / al), x > 0 ? x : x != x ? x : al * expm1(x / al))
+EW_UNF(celu, x > 0 ? x : x != x ? x : al * expm1f(x / al),
+       x > 0 ? x : x != x ? x : al * expm1(x / al))
 EW_UNF(mish, x * tanhf(fmaxf(x, 0.0f) + log1pf(expf(-fabsf(x)))),
        x * tanh(fmax(x, 0.0) + log1p(exp(-fabs(x)))))
 EW_UN(exp_F64, double, double, exp(x))
@@ -872,13 +881,15 @@ static void isinf_F32(const void *px, void *py, int64_t n, const ew_upar *p) {
     const float *x = px;
     uint8_t *y = py;
     int neg = p->flags & 1, pos = p->flags & 2;
-    for (int64_t i = 0; i < n; i++) y[i] = (uint8_t)((pos && x[i] == INFINITY) || (neg && x[i] == -INFINITY));
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (uint8_t)((pos && x[i] == INFINITY) || (neg && x[i] == -INFINITY));
 }
 static void isinf_F64(const void *px, void *py, int64_t n, const ew_upar *p) {
     const double *x = px;
     uint8_t *y = py;
     int neg = p->flags & 1, pos = p->flags & 2;
-    for (int64_t i = 0; i < n; i++) y[i] = (uint8_t)((pos && x[i] == INFINITY) || (neg && x[i] == -INFINITY));
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (uint8_t)((pos && x[i] == INFINITY) || (neg && x[i] == -INFINITY));
 }
 
 /* integers */
@@ -1033,7 +1044,9 @@ static ulc_status ew_unop(ulc_kctx *k, int *u, ew_upar *p) {
         else if (strcmp(a, "tanh") == 0) *u = U_GELU_TANH;
         else
             return ulc_k_fail(k, ULC_ERR_UNSUPPORTED,
-                              "attribute approximate=\"%s\" is not supported (\"none\" or \"tanh\")", a);
+                              "attribute approximate=\"%s\" is not supported "
+                              "(\"none\" or \"tanh\")",
+                              a);
         break;
     }
     case ULC_OP_IsInf:
@@ -1096,7 +1109,7 @@ static ulc_status unary_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_unary = {0, 0, unary_infer, NULL, unary_run, NULL};
+static const ulc_kernel k_unary = {0, 0, unary_infer, NULL, unary_run, NULL, NULL};
 
 /* ---- Clip ----------------------------------------------------------------------------------- */
 
@@ -1134,7 +1147,8 @@ static ulc_status clip_bounds(ulc_kctx *k, int data, ew_upar *p) {
     if (k->opset < 11) {
         if (!ulc_k_is_float(x->dtype))
             return ulc_k_fail(k, ULC_ERR_UNSUPPORTED,
-                              "input dtype %s: Clip before opset 11 takes float inputs", dtn(x->dtype));
+                              "input dtype %s: Clip before opset 11 takes float inputs",
+                              dtn(x->dtype));
         double lo = ulc_k_attr_float(k, "min", -FLT_MAX), hi = ulc_k_attr_float(k, "max", FLT_MAX);
         if (x->dtype == ULC_DT_F32) {
             float l = (float)lo, h = (float)hi;
@@ -1151,8 +1165,10 @@ static ulc_status clip_bounds(ulc_kctx *k, int data, ew_upar *p) {
         if (!b) continue;
         char s[96];
         if (b->dtype != x->dtype || ulc_rt_numel(b) != 1)
-            return ulc_k_fail(k, ULC_ERR_INVALID, "%s must be a scalar of the input's dtype %s, got %s",
-                              i == 1 ? "min" : "max", dtn(x->dtype), ulc_rt_shape_str(b, s, sizeof s));
+            return ulc_k_fail(k, ULC_ERR_INVALID,
+                              "%s must be a scalar of the input's dtype %s, got %s",
+                              i == 1 ? "min" : "max", dtn(x->dtype),
+                              ulc_rt_shape_str(b, s, sizeof s));
         if (data) memcpy(i == 1 ? p->lo : p->hi, b->data, es);
     }
     return ULC_OK;
@@ -1174,9 +1190,9 @@ static ulc_status clip_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_clip = {0, 0, clip_infer, NULL, clip_run, NULL};
+static const ulc_kernel k_clip = {0, 0, clip_infer, NULL, clip_run, NULL, NULL};
 
-/* ---- registration ----------------------------------------------------------------------------- */
+/* ---- registration ---------------------------------------------------------------------------- */
 
 void ulc_cpu_register_elementwise(const ulc_kernel **table) {
 #if EW_X86
@@ -1200,7 +1216,8 @@ void ulc_cpu_register_elementwise(const ulc_kernel **table) {
         ULC_OP_Mish, ULC_OP_Shrink, ULC_OP_Gelu, ULC_OP_Not, ULC_OP_BitwiseNot, ULC_OP_IsNaN,
         ULC_OP_IsInf};
     for (size_t i = 0; i < sizeof binary / sizeof *binary; i++) table[binary[i]] = &k_binary;
-    for (size_t i = 0; i < sizeof variadic / sizeof *variadic; i++) table[variadic[i]] = &k_variadic;
+    for (size_t i = 0; i < sizeof variadic / sizeof *variadic; i++)
+        table[variadic[i]] = &k_variadic;
     for (size_t i = 0; i < sizeof unary / sizeof *unary; i++) table[unary[i]] = &k_unary;
     table[ULC_OP_Where] = &k_where;
     table[ULC_OP_Clip] = &k_clip;

@@ -63,7 +63,8 @@ static inline float cv_f32_odd(double d) {
     return f;
 }
 
-/* uint64 → double rounded to odd: exact below 2^53, else 53 leading bits with a sticky last bit */
+/* uint64 → double rounded to odd: exact below 2^53, else the 53 leading bits with a sticky
+ * last bit */
 static inline double cv_u64_odd(uint64_t u) {
     if (u < (UINT64_C(1) << 53)) return (double)u;
     int sh = 11 - __builtin_clzll(u); /* bit length - 53 */
@@ -180,7 +181,7 @@ static void cast_fill(void) {
 #undef CAST_SET_SOURCE
 }
 
-/* ---- kernels ---------------------------------------------------------------------------------- */
+/* ---- kernels --------------------------------------------------------------------------------- */
 
 /* Cast-1..5 name `to` by its TensorProto name. */
 static int cast_dtype_from_name(const char *s) {
@@ -204,7 +205,8 @@ static ulc_status cast_target(ulc_kctx *k, int *dt) {
         if (k->n_in < 2 || !k->in[1])
             return ulc_k_fail(k, ULC_ERR_INVALID, "expects 2 inputs (input, target_type)");
         *dt = k->in[1]->dtype;
-        /* the planner computes a half `like` as float32: its declared dtype says what to round to */
+        /* the planner computes a half `like` as float32: its declared dtype says what to
+         * round to */
         const ulc_value *v = k->node->inputs[1].value;
         if (v && (v->flags & ULC_VALUE_HAS_TYPE) && ulc_k_compute_dtype(v->dtype) == *dt)
             *dt = v->dtype;
@@ -283,7 +285,7 @@ static ulc_status cast_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_cast = {0, 0, cast_infer, NULL, cast_run, NULL};
+static const ulc_kernel k_cast = {0, 0, cast_infer, NULL, cast_run, NULL, NULL};
 
 void ulc_cpu_register_cast(const ulc_kernel **table) {
     cast_fill();

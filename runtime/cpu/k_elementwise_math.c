@@ -6,9 +6,11 @@
  * portable scalar twin; the AVX2 one is used when __builtin_cpu_supports says so.
  *
  *   exp(x)   x = n·ln2 + r, |r| ≤ ln2/2 (Cody–Waite: ln2 split in two so n·C1 is exact);
- *            e^r = 1 + r + r²·P(r), P of degree 5 (Cephes expf); 2^n applied as two factors
- *            2^(n/2)·2^(n-n/2) so results that overflow or are subnormal round once, like libm.
- *            x is clamped to [-104, 88.8] first: beyond, the result is 0 or +inf anyway.
+ *            e^r = 1 + r + r²·P(r), P of degree 5 (Cephes expf). When every lane of a vector
+ *            lies in [-87.3, 88.3], 2^n is one normal float built from n's bits; otherwise x
+ *            is clamped to [-104, 88.8] (beyond, the result is 0 or +inf anyway) and 2^n is
+ *            applied as two factors 2^(n/2)·2^(n-n/2), so results that overflow or are
+ *            subnormal round once, like libm.
  *   sigmoid  1 / (1 + e^-x).
  *   tanh(x)  |x| < 0.625: x + x·x²·P(x²) (Cephes tanhf); else sign(x)·(1 - 2 / (e^(2|x|) + 1)),
  *            |x| clamped to 10 (tanh is 1.0f beyond 9.1).
@@ -21,8 +23,13 @@
  *            x < 0, so the negative tail keeps its relative accuracy; the tanh form is
  *            x·sigmoid(2u), u = √(2/π)(x + 0.044715x³), since 1 + tanh(u) = 2·sigmoid(2u).
  *
- * Accuracy (every float in [-100, 100] against double libm, /tmp harness of the runtime work):
- * exp ≤ 1 ulp, sigmoid ≤ 2 ulp, tanh ≤ 2 ulp, erf ≤ 2 ulp (AVX2 and portable paths alike).
+ * Accuracy (every 13th float in [-100, 100] against double libm, both paths): exp ≤ 1.0 ulp,
+ * tanh ≤ 1.3, erf ≤ 1.9, GELU (erf) ≤ 1.9, sigmoid ≤ 2.5 ulp; GELU (tanh) ≤ 2.6 ulp for
+ * x ≥ -1, and below that e^(-2u) amplifies the float rounding of u itself (the formula's
+ * conditioning): 7 ulp at x = -1.9, 14 at -3 (relative 8e-7), 45 at -5 — still far closer than
+ * the 1 + tanh form, which cancels. GELU (erf) gives -0 below x = -5.55 (|value| < 8e-8), as
+ * the peers' 1 + erf form does.
+ * Speed (one core, AVX2, in cache): exp 0.3 ns/element, sigmoid 0.4, tanh 0.7, erf 1.1.
  */
 #include <math.h>
 #include <string.h>
@@ -315,7 +322,8 @@ AVX2 static inline __m256 gelu_erf8(__m256 x) {
     __m256 erf_u = _mm256_fmadd_ps(u, erf_small8(_mm256_mul_ps(u, u)), u);
     __m256 small = _mm256_mul_ps(hx, _mm256_add_ps(V1(1.0f), erf_u));
     __m256 hq = _mm256_mul_ps(hx, erfc_big8(au)); /* x/2·erfc(|u|); -0 (NaN at -inf) far out */
-    __m256 pos = _mm256_blendv_ps(_mm256_sub_ps(x, hq), x, _mm256_cmp_ps(au, V1(ERF_T2), _CMP_GE_OQ));
+    __m256 far = _mm256_cmp_ps(au, V1(ERF_T2), _CMP_GE_OQ);
+    __m256 pos = _mm256_blendv_ps(_mm256_sub_ps(x, hq), x, far);
     __m256 big = _mm256_blendv_ps(pos, hq, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ));
     return _mm256_blendv_ps(big, small, _mm256_cmp_ps(au, V1(ERF_T1), _CMP_LT_OQ));
 }

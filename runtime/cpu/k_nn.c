@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/cpu/k_elementwise.h"
 #include "runtime/cpu/k_nn.h"
 
 /* ---- oneDNN engine and stream ---------------------------------------------------------------- */
@@ -92,7 +93,7 @@ static pthread_mutex_t g_scratch_mu = PTHREAD_MUTEX_INITIALIZER; /* guards the f
 static pthread_mutex_t g_scratch_use = PTHREAD_MUTEX_INITIALIZER; /* held while a run uses it */
 static void *g_scratch;
 static size_t g_scratch_size;
-static int g_scratch_users; /* live reservations */
+static int g_scratch_users; /* holds */
 
 void *ulc_nn_alloc(size_t bytes) {
     void *p = NULL;
@@ -101,14 +102,13 @@ void *ulc_nn_alloc(size_t bytes) {
     return p;
 }
 
-void ulc_nn_scratch_reserve(size_t bytes) {
-    (void)bytes; /* the buffer grows on first use: a plan that never runs costs nothing */
+void ulc_nn_scratch_hold(void) {
     pthread_mutex_lock(&g_scratch_mu);
     g_scratch_users++;
     pthread_mutex_unlock(&g_scratch_mu);
 }
 
-void ulc_nn_scratch_unreserve(void) {
+void ulc_nn_scratch_drop(void) {
     pthread_mutex_lock(&g_scratch_mu);
     ULC_ASSERT(g_scratch_users > 0);
     if (--g_scratch_users == 0) {
@@ -146,6 +146,123 @@ void ulc_nn_scratch_done(ulc_nn_scratch *s) {
     else
         pthread_mutex_unlock(&g_scratch_use);
     s->p = NULL;
+}
+
+/* ---- fused epilogue -------------------------------------------------------------------------- */
+
+int ulc_nn_can_fuse(const ulc_kctx *k, const ulc_kfuse *f) {
+    const ulc_rt_tensor *y = k->out[0];
+    if (!y || !ulc_k_is_float(y->dtype)) return 0;
+    if (f->act < ULC_ACT_NONE || f->act > ULC_ACT_GELU_TANH) return 0;
+    const ulc_rt_tensor *a = f->addend;
+    if (!a) return 1;
+    if (a->dtype != y->dtype || a->rank > y->rank) return 0;
+    for (int d = 0; d < a->rank; d++) {
+        int64_t ad = a->dims[d], yd = y->dims[y->rank - a->rank + d];
+        if (ad != yd && ad != 1) return 0;
+    }
+    return 1;
+}
+
+ulc_nn_addend ulc_nn_addend_kind(const ulc_kfuse *f, const ulc_rt_tensor *y) {
+    const ulc_rt_tensor *a = f ? f->addend : NULL;
+    if (!a) return ULC_NN_ADD_NONE;
+    if (ulc_rt_numel(a) == ulc_rt_numel(y)) return ULC_NN_ADD_FULL; /* broadcast-compatible */
+    int channel = y->rank >= 2 && ulc_rt_numel(a) == (uint64_t)y->dims[1];
+    for (int d = 0; channel && d < a->rank; d++) {
+        int yd = y->rank - a->rank + d;
+        if (yd != 1 && a->dims[d] != 1) channel = 0;
+    }
+    return channel ? ULC_NN_ADD_CHANNEL : ULC_NN_ADD_OTHER;
+}
+
+typedef struct fuse_job {
+    const ulc_kfuse *f;
+    ulc_rt_tensor *y;
+    int skip_add;
+    int64_t n, inner;                 /* elements; y's last dim */
+    int64_t ast[ULC_RT_MAX_RANK];     /* addend strides read as y's shape (0 = broadcast) */
+} fuse_job;
+
+#define FUSE_BLOCK 4096
+
+/* Addend of elements [i0, i1): contiguous when full, else row by row through the strides. */
+#define FUSE_ADD(T)                                                                             \
+    do {                                                                                        \
+        const T *A = j->f->addend->data;                                                        \
+        T *Y = j->y->data;                                                                      \
+        if (ulc_rt_numel(j->f->addend) == (uint64_t)j->n) {                                     \
+            for (int64_t i = i0; i < i1; i++) Y[i] += A[i];                                     \
+            break;                                                                              \
+        }                                                                                       \
+        const ulc_rt_tensor *y = j->y;                                                          \
+        int64_t inner = j->inner, last = j->ast[y->rank - 1];                                   \
+        for (int64_t i = i0; i < i1;) {                                                         \
+            int64_t row = i / inner, col = i % inner, off = 0, rem = row;                       \
+            for (int d = y->rank - 2; d >= 0; d--) {                                            \
+                off += (rem % y->dims[d]) * j->ast[d];                                          \
+                rem /= y->dims[d];                                                              \
+            }                                                                                   \
+            int64_t end = i + (inner - col) < i1 ? i + (inner - col) : i1;                      \
+            const T *a = A + off;                                                               \
+            if (last)                                                                           \
+                for (int64_t c = col; i < end; i++, c++) Y[i] += a[c];                          \
+            else                                                                                \
+                for (; i < end; i++) Y[i] += a[0];                                              \
+        }                                                                                       \
+    } while (0)
+
+static void fuse_body(int64_t b0, int64_t b1, void *arg) {
+    const fuse_job *j = arg;
+    const ulc_kfuse *f = j->f;
+    int64_t i0 = b0 * FUSE_BLOCK, i1 = b1 * FUSE_BLOCK < j->n ? b1 * FUSE_BLOCK : j->n, n = i1 - i0;
+    if (j->y->dtype == ULC_DT_F32) {
+        if (f->addend && !j->skip_add) FUSE_ADD(float);
+        float *y = (float *)j->y->data + i0, a = f->a, b = f->b;
+        switch (f->act) {
+        case ULC_ACT_RELU:
+            for (int64_t i = 0; i < n; i++) y[i] = y[i] > 0 ? y[i] : 0.0f;
+            break;
+        case ULC_ACT_LEAKY_RELU:
+            for (int64_t i = 0; i < n; i++) y[i] = y[i] >= 0 ? y[i] : y[i] * a;
+            break;
+        case ULC_ACT_CLIP:
+            for (int64_t i = 0; i < n; i++) y[i] = y[i] < a ? a : (y[i] > b ? b : y[i]);
+            break;
+        case ULC_ACT_SIGMOID: ulc_cpu_vsigmoid_f32(y, y, n); break;
+        case ULC_ACT_TANH: ulc_cpu_vtanh_f32(y, y, n); break;
+        case ULC_ACT_GELU_ERF: ulc_cpu_vgelu_erf_f32(y, y, n); break;
+        case ULC_ACT_GELU_TANH: ulc_cpu_vgelu_tanh_f32(y, y, n); break;
+        default: break;
+        }
+        return;
+    }
+    if (f->addend && !j->skip_add) FUSE_ADD(double);
+    double *y = (double *)j->y->data + i0, a = f->a, b = f->b;
+    for (int64_t i = 0; i < n; i++) {
+        double v = y[i];
+        switch (f->act) {
+        case ULC_ACT_RELU: v = v > 0 ? v : 0.0; break;
+        case ULC_ACT_LEAKY_RELU: v = v >= 0 ? v : v * a; break;
+        case ULC_ACT_CLIP: v = v < a ? a : (v > b ? b : v); break;
+        case ULC_ACT_SIGMOID: v = 1.0 / (1.0 + exp(-v)); break;
+        case ULC_ACT_TANH: v = tanh(v); break;
+        case ULC_ACT_GELU_ERF: v = 0.5 * v * (1.0 + erf(v / sqrt(2.0))); break;
+        case ULC_ACT_GELU_TANH:
+            v = 0.5 * v * (1.0 + tanh(sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v)));
+            break;
+        default: break;
+        }
+        y[i] = v;
+    }
+}
+
+void ulc_nn_fuse_apply(const ulc_kfuse *f, ulc_rt_tensor *y, int skip_add) {
+    if (!f || (f->act == ULC_ACT_NONE && (!f->addend || skip_add))) return;
+    fuse_job j = {f, y, skip_add, (int64_t)ulc_rt_numel(y), y->rank ? y->dims[y->rank - 1] : 1, {0}};
+    if (j.inner < 1) j.inner = 1;
+    if (f->addend) ulc_k_bcast_strides(f->addend, y->rank, y->dims, j.ast);
+    ulc_k_parallel((j.n + FUSE_BLOCK - 1) / FUSE_BLOCK, 4, fuse_body, &j);
 }
 
 /* ---- window geometry ------------------------------------------------------------------------- */
@@ -415,7 +532,7 @@ static ulc_status bn_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_batchnorm = {0, 0, bn_infer, bn_prepare, bn_run, bn_release};
+static const ulc_kernel k_batchnorm = {0, 0, bn_infer, bn_prepare, bn_run, bn_release, NULL};
 
 void ulc_cpu_register_nn(const ulc_kernel **table) {
     table[ULC_OP_BatchNormalization] = &k_batchnorm;

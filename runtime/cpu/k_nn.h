@@ -34,23 +34,40 @@ dnnl_status_t ulc_nn_reorder_run(dnnl_primitive_t r, dnnl_memory_t from, dnnl_me
 /* ---- scratch --------------------------------------------------------------------------------- */
 
 /* One process-wide buffer for what kernels need only during a run (blocked copies of
- * activations). Kernels reserve their size in prepare (ulc_nn_scratch_reserve) and give the
- * reservation back in release; run borrows the buffer with acquire/release. When another thread
- * holds it (two sessions running at once) acquire hands out a fresh allocation instead, so runs
- * never wait. Buffers are 64-byte aligned. */
+ * activations). A kernel that will use it takes a hold in prepare (ulc_nn_scratch_hold) and
+ * drops it in release; the buffer is freed when the last hold goes. run borrows it with
+ * acquire/done; it grows on first use to the largest size asked. When another thread has it
+ * (two sessions running at once) acquire hands out a private allocation instead, so runs never
+ * wait on each other. Buffers are 64-byte aligned. */
 typedef struct ulc_nn_scratch {
-    void *p;
-    int owned; /* 1: a private allocation freed by ulc_nn_scratch_done */
+    void *p;   /* NULL: allocation failed */
+    int owned; /* 1: a private allocation, freed by ulc_nn_scratch_done */
 } ulc_nn_scratch;
 
-void ulc_nn_scratch_reserve(size_t bytes);
-void ulc_nn_scratch_unreserve(void);
-/* p NULL on allocation failure. */
+void ulc_nn_scratch_hold(void);
+void ulc_nn_scratch_drop(void);
 ulc_nn_scratch ulc_nn_scratch_acquire(size_t bytes);
 void ulc_nn_scratch_done(ulc_nn_scratch *s);
 
-/* 64-byte aligned allocation (free with free()); NULL on failure or zero size overflow. */
+/* 64-byte aligned allocation (free with free()); NULL on failure or for 0 bytes. */
 void *ulc_nn_alloc(size_t bytes);
+
+/* ---- fused elementwise work (kernel.h's ulc_kfuse) ---------------------------------------------- */
+
+/* can_fuse for the family: y = act(op + addend) on float32/float64 output 0, any act of
+ * ulc_kact, an addend of y's dtype that broadcasts to y. */
+int ulc_nn_can_fuse(const ulc_kctx *k, const ulc_kfuse *f);
+/* Applies f to all of y in place: y = act(y + addend), or y = act(y) with skip_add. Threads
+ * over blocks of elements. */
+void ulc_nn_fuse_apply(const ulc_kfuse *f, ulc_rt_tensor *y, int skip_add);
+/* How the addend broadcasts to y ([N, C, ...] for the channel case). */
+typedef enum ulc_nn_addend {
+    ULC_NN_ADD_NONE,
+    ULC_NN_ADD_FULL,    /* y's shape */
+    ULC_NN_ADD_CHANNEL, /* one value per dim-1 index ([C, 1.., 1], [1, C, 1.., 1]) */
+    ULC_NN_ADD_OTHER
+} ulc_nn_addend;
+ulc_nn_addend ulc_nn_addend_kind(const ulc_kfuse *f, const ulc_rt_tensor *y);
 
 /* ---- sliding windows ------------------------------------------------------------------------- */
 

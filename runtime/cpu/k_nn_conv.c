@@ -345,7 +345,7 @@ typedef struct conv_state {
     dnnl_memory_t m_src_user, m_src, m_wei_user, m_wei, m_bias, m_dst, m_dst_user;
     void *wei_packed;                     /* constant W in the primitive's layout */
     size_t src_bytes, dst_bytes, wei_bytes; /* scratch needed per run (0 = none) */
-    int scratch_reserved;
+    int scratch_held;
 } conv_state;
 
 static void conv_release(void *p) {
@@ -359,7 +359,7 @@ static void conv_release(void *p) {
     for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
         if (mems[i]) dnnl_memory_destroy(mems[i]);
     free(s->wei_packed);
-    if (s->scratch_reserved) ulc_nn_scratch_unreserve();
+    if (s->scratch_held) ulc_nn_scratch_drop();
     free(s);
 }
 
@@ -490,8 +490,8 @@ static ulc_status conv_dnnl_prepare(ulc_kctx *k, conv_state *s) {
     }
     s->use_dnnl = 1;
     if (s->src_bytes + s->dst_bytes + s->wei_bytes) {
-        ulc_nn_scratch_reserve(s->src_bytes + s->dst_bytes + s->wei_bytes);
-        s->scratch_reserved = 1;
+        ulc_nn_scratch_hold();
+        s->scratch_held = 1;
     }
     return ULC_OK;
 }
@@ -501,7 +501,8 @@ static ulc_status conv_prepare(ulc_kctx *k) {
     if (!s) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory");
     k->state = s;
     ULC_TRY(conv_geom_init(k, 0, &s->g));
-    if (s->g.dtype == ULC_DT_F32 && s->g.nsp <= 3) ULC_TRY(conv_dnnl_prepare(k, s));
+    int empty = ulc_rt_numel(k->in[0]) == 0 || ulc_rt_numel(k->in[1]) == 0;
+    if (s->g.dtype == ULC_DT_F32 && s->g.nsp <= 3 && !empty) ULC_TRY(conv_dnnl_prepare(k, s));
     return ULC_OK;
 }
 
@@ -571,7 +572,7 @@ static ulc_status conv_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_conv = {0, 0, conv_infer, conv_prepare, conv_run, conv_release};
+static const ulc_kernel k_conv = {0, 0, conv_infer, conv_prepare, conv_run, conv_release, NULL};
 
 /* ---- ConvTranspose --------------------------------------------------------------------------- */
 
@@ -587,7 +588,7 @@ static ulc_status convt_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_convt = {0, 0, convt_infer, convt_prepare, convt_run, conv_release};
+static const ulc_kernel k_convt = {0, 0, convt_infer, convt_prepare, convt_run, conv_release, NULL};
 
 void ulc_nn_register_conv(const ulc_kernel **table) {
     table[ULC_OP_Conv] = &k_conv;

@@ -103,6 +103,7 @@ typedef struct pool_job {
     const void *x;
     void *y;
     int64_t *ind;
+    int failed; /* a row buffer could not be allocated */
 } pool_job;
 
 /* One past the last tap t < k with b + t·dl <= in - 1. */
@@ -201,11 +202,105 @@ DEFINE_POOL_LOOP(maxpool_u8, uint8_t, int, 1, 0)
 DEFINE_POOL_LOOP(avgpool_f32, float, float, 0, 0)
 DEFINE_POOL_LOOP(avgpool_f64, double, double, 0, 0)
 
+/* 1-D and 2-D windows (no Indices): for each output row, reduce the window's valid input rows
+ * into a row buffer that also holds the padding (contiguous: vectorises), then slide the
+ * window along the buffer. Buffer index b is input column b - pb. */
+#define POOL_ROW_STACK 2048
+#define POOL_HPASS(T, IS_MAX, yr, buf, OW, SW, kw, dw)                                          \
+    do {                                                                                        \
+        for (int64_t ow = 0; ow < (OW); ow++) (yr)[ow] = (buf)[ow * (SW)];                      \
+        for (int64_t t = 1; t < (kw); t++) {                                                    \
+            const T *bt = (buf) + t * (dw);                                                     \
+            if (IS_MAX)                                                                         \
+                for (int64_t ow = 0; ow < (OW); ow++) {                                         \
+                    T v = bt[ow * (SW)];                                                        \
+                    (yr)[ow] = v > (yr)[ow] ? v : (yr)[ow];                                     \
+                }                                                                               \
+            else                                                                                \
+                for (int64_t ow = 0; ow < (OW); ow++) (yr)[ow] += bt[ow * (SW)];                \
+        }                                                                                       \
+    } while (0)
+#define DEFINE_POOL_ROWS(NAME, T, IS_MAX, PADV)                                                \
+    static void NAME(int64_t r0, int64_t r1, void *arg) {                                      \
+        const pool_job *j = arg;                                                                \
+        const pool_state *s = j->s;                                                             \
+        const ulc_nn_window *w = &s->w;                                                         \
+        int two = w->nsp == 2;                                                                  \
+        int64_t H = two ? w->in[0] : 1, W = w->in[two], OH = two ? w->out[0] : 1;               \
+        int64_t OW = w->out[two], kh = two ? w->k[0] : 1, kw = w->k[two];                       \
+        int64_t sh = two ? w->s[0] : 1, sw = w->s[two], dh = two ? w->d[0] : 1, dw = w->d[two]; \
+        int64_t ph = two ? w->pb[0] : 0, pw = w->pb[two];                                       \
+        int64_t L = (OW - 1) * sw + (kw - 1) * dw + 1;                                          \
+        int64_t vb0 = pw < L ? pw : L, vb1 = pw + W < L ? pw + W : L; /* valid [vb0, vb1) */     \
+        T stack[POOL_ROW_STACK];                                                                \
+        T *buf = L <= POOL_ROW_STACK ? stack : malloc((size_t)L * sizeof(T));                   \
+        if (!buf) {                                                                             \
+            ((pool_job *)arg)->failed = 1;                                                      \
+            return;                                                                             \
+        }                                                                                       \
+        for (int64_t b = 0; b < vb0; b++) buf[b] = (T)(PADV);                                   \
+        for (int64_t b = vb1; b < L; b++) buf[b] = (T)(PADV);                                   \
+        for (int64_t r = r0; r < r1; r++) {                                                     \
+            const T *x = (const T *)j->x + r * s->isz;                                          \
+            T *y = (T *)j->y + r * s->osz;                                                      \
+            for (int64_t oh = 0; oh < OH; oh++) {                                               \
+                int64_t h0 = oh * sh - ph;                                                      \
+                int64_t tlo = h0 < 0 ? (-h0 + dh - 1) / dh : 0;                                 \
+                int64_t thi = in_range_hi(h0, dh, H, kh), rows = thi > tlo ? thi - tlo : 0;     \
+                T *bv = buf + vb0;                                                              \
+                const T *xc = x + (vb0 - pw);                                                   \
+                int64_t nv = vb1 - vb0;                                                         \
+                if (rows == 0) {                                                                \
+                    for (int64_t b = 0; b < nv; b++) bv[b] = (T)(PADV);                         \
+                } else {                                                                        \
+                    const T *x0 = xc + (h0 + tlo * dh) * W;                                     \
+                    for (int64_t b = 0; b < nv; b++) bv[b] = x0[b];                             \
+                    for (int64_t t = tlo + 1; t < thi; t++) {                                   \
+                        const T *xr = xc + (h0 + t * dh) * W;                                   \
+                        if (IS_MAX)                                                             \
+                            for (int64_t b = 0; b < nv; b++) bv[b] = xr[b] > bv[b] ? xr[b] : bv[b]; \
+                        else                                                                    \
+                            for (int64_t b = 0; b < nv; b++) bv[b] += xr[b];                    \
+                    }                                                                           \
+                }                                                                               \
+                T *yr = y + oh * OW;                                                            \
+                /* Taps outer, outputs inner: with the stride a constant (1, 2) the inner loop \
+                 * vectorises. */                                                               \
+                if (sw == 1)                                                                    \
+                    POOL_HPASS(T, IS_MAX, yr, buf, OW, 1, kw, dw);                              \
+                else if (sw == 2)                                                               \
+                    POOL_HPASS(T, IS_MAX, yr, buf, OW, 2, kw, dw);                              \
+                else                                                                            \
+                    POOL_HPASS(T, IS_MAX, yr, buf, OW, sw, kw, dw);                             \
+                if (!IS_MAX) {                                                                  \
+                    for (int64_t ow = 0; ow < OW; ow++) {                                       \
+                        int64_t div = kh * kw;                                                  \
+                        if (!s->include_pad) {                                                  \
+                            int64_t c0 = ow * sw - pw;                                          \
+                            int64_t clo = c0 < 0 ? (-c0 + dw - 1) / dw : 0;                     \
+                            int64_t chi = in_range_hi(c0, dw, W, kw);                           \
+                            div = rows * (chi > clo ? chi - clo : 0);                           \
+                        }                                                                       \
+                        yr[ow] = div ? yr[ow] / (T)div : (T)0;                                  \
+                    }                                                                           \
+                }                                                                               \
+            }                                                                                   \
+        }                                                                                       \
+        if (buf != stack) free(buf);                                                            \
+    }
+
+DEFINE_POOL_ROWS(maxrows_f32, float, 1, -FLT_MAX)
+DEFINE_POOL_ROWS(maxrows_f64, double, 1, -DBL_MAX)
+DEFINE_POOL_ROWS(maxrows_i8, int8_t, 1, -128)
+DEFINE_POOL_ROWS(maxrows_u8, uint8_t, 1, 0)
+DEFINE_POOL_ROWS(avgrows_f32, float, 0, 0)
+DEFINE_POOL_ROWS(avgrows_f64, double, 0, 0)
+
 /* ---- oneDNN pooling -------------------------------------------------------------------------- */
 
 /* Builds the primitive when oneDNN can express the case; leaves s->prim NULL otherwise. */
 static ulc_status pool_dnnl_prepare(ulc_kctx *k, pool_state *s) {
-    if (s->dtype != ULC_DT_F32 || s->nsp > 3 || s->indices || s->planes == 0) return ULC_OK;
+    if (s->dtype != ULC_DT_F32 || s->nsp != 3 || s->indices || s->planes == 0) return ULC_OK;
     dnnl_engine_t eng;
     ULC_TRY(ulc_nn_dnnl(k, &eng, NULL));
     const ulc_nn_window *w = &s->w;
@@ -275,23 +370,29 @@ static ulc_status pool_run(ulc_kctx *k) {
         if (st == dnnl_success) st = dnnl_primitive_execute(s->prim, stream, 2, args);
         return ulc_nn_dnnl_check(k, st, "executing pooling");
     }
-    pool_job j = {s, k->in[0]->data, k->out[0]->data, s->indices ? k->out[1]->data : NULL};
+    pool_job j = {s, k->in[0]->data, k->out[0]->data, s->indices ? k->out[1]->data : NULL, 0};
+    int rows = s->nsp <= 2 && !s->indices, is_max = s->kind == POOL_MAX;
     void (*body)(int64_t, int64_t, void *) = NULL;
     switch (s->dtype) {
-    case ULC_DT_F32: body = s->kind == POOL_MAX ? maxpool_f32 : avgpool_f32; break;
-    case ULC_DT_F64: body = s->kind == POOL_MAX ? maxpool_f64 : avgpool_f64; break;
-    case ULC_DT_I8: body = maxpool_i8; break;
-    case ULC_DT_U8: body = maxpool_u8; break;
+    case ULC_DT_F32:
+        body = rows ? (is_max ? maxrows_f32 : avgrows_f32) : (is_max ? maxpool_f32 : avgpool_f32);
+        break;
+    case ULC_DT_F64:
+        body = rows ? (is_max ? maxrows_f64 : avgrows_f64) : (is_max ? maxpool_f64 : avgpool_f64);
+        break;
+    case ULC_DT_I8: body = rows ? maxrows_i8 : maxpool_i8; break;
+    case ULC_DT_U8: body = rows ? maxrows_u8 : maxpool_u8; break;
     default: return ulc_k_fail(k, ULC_ERR_INTERNAL, "no pooling loop for dtype %s", ulc_dtype_name(s->dtype));
     }
     int64_t kprod = 1;
     for (int d = 0; d < s->nsp; d++) kprod *= s->w.k[d];
     ulc_k_parallel(s->planes, (1 << 15) / (s->osz * kprod + 1) + 1, body, &j);
+    if (j.failed) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory (pooling row buffer)");
     return ULC_OK;
 }
 
-static const ulc_kernel k_maxpool = {0, 0, maxpool_infer, maxpool_prepare, pool_run, pool_release};
-static const ulc_kernel k_avgpool = {0, 0, avgpool_infer, avgpool_prepare, pool_run, pool_release};
+static const ulc_kernel k_maxpool = {0, 0, maxpool_infer, maxpool_prepare, pool_run, pool_release, NULL};
+static const ulc_kernel k_avgpool = {0, 0, avgpool_infer, avgpool_prepare, pool_run, pool_release, NULL};
 
 /* ---- global pooling -------------------------------------------------------------------------- */
 
@@ -369,8 +470,8 @@ static ulc_status gpool_run_common(ulc_kctx *k, int is_max) {
 static ulc_status gavgpool_run(ulc_kctx *k) { return gpool_run_common(k, 0); }
 static ulc_status gmaxpool_run(ulc_kctx *k) { return gpool_run_common(k, 1); }
 
-static const ulc_kernel k_gavgpool = {0, 0, gpool_infer, NULL, gavgpool_run, NULL};
-static const ulc_kernel k_gmaxpool = {0, 0, gpool_infer, NULL, gmaxpool_run, NULL};
+static const ulc_kernel k_gavgpool = {0, 0, gpool_infer, NULL, gavgpool_run, NULL, NULL};
+static const ulc_kernel k_gmaxpool = {0, 0, gpool_infer, NULL, gmaxpool_run, NULL, NULL};
 
 void ulc_nn_register_pool(const ulc_kernel **table) {
     table[ULC_OP_MaxPool] = &k_maxpool;

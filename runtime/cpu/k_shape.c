@@ -1612,28 +1612,28 @@ static ulc_status dropout_run(ulc_kctx *k) {
 
 #define BIT(i) (1u << (i))
 
-static const ulc_kernel k_identity = {0, ULC_K_ALIAS, identity_infer, NULL, run_copy, NULL};
-static const ulc_kernel k_reshape = {BIT(1), ULC_K_ALIAS, reshape_infer, NULL, run_copy, NULL};
-static const ulc_kernel k_flatten = {0, ULC_K_ALIAS, flatten_infer, NULL, run_copy, NULL};
-static const ulc_kernel k_squeeze = {BIT(1), ULC_K_ALIAS, squeeze_infer, NULL, run_copy, NULL};
-static const ulc_kernel k_unsqueeze = {BIT(1), ULC_K_ALIAS, unsqueeze_infer, NULL, run_copy, NULL};
-static const ulc_kernel k_shape = {0, ULC_K_SHAPE_ONLY, shape_infer, NULL, shape_run, NULL};
-static const ulc_kernel k_size = {0, ULC_K_SHAPE_ONLY, size_infer, NULL, size_run, NULL};
-static const ulc_kernel k_constant = {0, 0, constant_infer, NULL, constant_run, NULL};
-static const ulc_kernel k_cos = {BIT(0), 0, cos_infer, NULL, cos_run, NULL};
-static const ulc_kernel k_range = {BIT(0) | BIT(1) | BIT(2), 0, range_infer, NULL, range_run, NULL};
-static const ulc_kernel k_transpose = {0, 0, transpose_infer, NULL, transpose_run, NULL};
-static const ulc_kernel k_concat = {0, 0, concat_infer, NULL, concat_run, NULL};
-static const ulc_kernel k_split = {BIT(1), 0, split_infer, NULL, split_run, NULL};
+static const ulc_kernel k_identity = {0, ULC_K_ALIAS, identity_infer, NULL, run_copy, NULL, NULL};
+static const ulc_kernel k_reshape = {BIT(1), ULC_K_ALIAS, reshape_infer, NULL, run_copy, NULL, NULL};
+static const ulc_kernel k_flatten = {0, ULC_K_ALIAS, flatten_infer, NULL, run_copy, NULL, NULL};
+static const ulc_kernel k_squeeze = {BIT(1), ULC_K_ALIAS, squeeze_infer, NULL, run_copy, NULL, NULL};
+static const ulc_kernel k_unsqueeze = {BIT(1), ULC_K_ALIAS, unsqueeze_infer, NULL, run_copy, NULL, NULL};
+static const ulc_kernel k_shape = {0, ULC_K_SHAPE_ONLY, shape_infer, NULL, shape_run, NULL, NULL};
+static const ulc_kernel k_size = {0, ULC_K_SHAPE_ONLY, size_infer, NULL, size_run, NULL, NULL};
+static const ulc_kernel k_constant = {0, 0, constant_infer, NULL, constant_run, NULL, NULL};
+static const ulc_kernel k_cos = {BIT(0), 0, cos_infer, NULL, cos_run, NULL, NULL};
+static const ulc_kernel k_range = {BIT(0) | BIT(1) | BIT(2), 0, range_infer, NULL, range_run, NULL, NULL};
+static const ulc_kernel k_transpose = {0, 0, transpose_infer, NULL, transpose_run, NULL, NULL};
+static const ulc_kernel k_concat = {0, 0, concat_infer, NULL, concat_run, NULL, NULL};
+static const ulc_kernel k_split = {BIT(1), 0, split_infer, NULL, split_run, NULL, NULL};
 static const ulc_kernel k_slice = {
-    BIT(1) | BIT(2) | BIT(3) | BIT(4), 0, slice_infer, NULL, slice_run, NULL};
-static const ulc_kernel k_gather = {0, 0, gather_infer, NULL, gather_run, NULL};
-static const ulc_kernel k_gather_el = {0, 0, gather_el_infer, NULL, gather_el_run, NULL};
-static const ulc_kernel k_expand = {BIT(1), 0, expand_infer, NULL, expand_run, NULL};
-static const ulc_kernel k_tile = {BIT(1), 0, tile_infer, NULL, tile_run, NULL};
-static const ulc_kernel k_trilu = {0, 0, trilu_infer, NULL, trilu_run, NULL};
-static const ulc_kernel k_pad = {BIT(1) | BIT(3), 0, pad_infer, NULL, pad_run, NULL};
-static const ulc_kernel k_dropout = {0, 0, dropout_infer, NULL, dropout_run, NULL};
+    BIT(1) | BIT(2) | BIT(3) | BIT(4), 0, slice_infer, NULL, slice_run, NULL, NULL};
+static const ulc_kernel k_gather = {0, 0, gather_infer, NULL, gather_run, NULL, NULL};
+static const ulc_kernel k_gather_el = {0, 0, gather_el_infer, NULL, gather_el_run, NULL, NULL};
+static const ulc_kernel k_expand = {BIT(1), 0, expand_infer, NULL, expand_run, NULL, NULL};
+static const ulc_kernel k_tile = {BIT(1), 0, tile_infer, NULL, tile_run, NULL, NULL};
+static const ulc_kernel k_trilu = {0, 0, trilu_infer, NULL, trilu_run, NULL, NULL};
+static const ulc_kernel k_pad = {BIT(1) | BIT(3), 0, pad_infer, NULL, pad_run, NULL, NULL};
+static const ulc_kernel k_dropout = {0, 0, dropout_infer, NULL, dropout_run, NULL, NULL};
 
 void ulc_cpu_register_shape(const ulc_kernel **table) {
     table[ULC_OP_Identity] = &k_identity;

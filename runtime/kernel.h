@@ -82,6 +82,36 @@ typedef struct ulc_kernel {
     int (*can_fuse)(const ulc_kctx *k, const ulc_kfuse *f);
 } ulc_kernel;
 
+/* A chain of float32 elementwise ops the planner fused into one step (runtime/cpu/k_chain.c):
+ * every operand is either a tensor shaped like the output (k->in[input]) or a scalar, so the
+ * chain runs block by block in registers and reads and writes memory once. The ops are those
+ * of the nodes, in their order, so results are the same bits as unfused. */
+typedef enum ulc_chain_op {
+    ULC_CH_LOAD, /* dst = in[input] */
+    ULC_CH_ADD, ULC_CH_SUB, ULC_CH_MUL, ULC_CH_DIV, ULC_CH_POW, /* dst = a op b (imm for a scalar) */
+    ULC_CH_NEG, ULC_CH_RELU, ULC_CH_EXP, ULC_CH_LOG, ULC_CH_SQRT, ULC_CH_RECIP, ULC_CH_ABS,
+    ULC_CH_TANH, ULC_CH_ERF, ULC_CH_SIGMOID, ULC_CH_GELU_ERF, ULC_CH_GELU_TANH /* dst = f(a) */
+} ulc_chain_op;
+
+#define ULC_CHAIN_REGS 12
+#define ULC_CHAIN_MAX 48
+
+typedef struct ulc_chain_ins {
+    uint8_t op, dst, a, b; /* registers */
+    uint8_t imm_side;      /* binary ops: 1 = a is `imm`, 2 = b is `imm`, 0 = both registers */
+    int16_t input;         /* LOAD: index into k->in */
+    float imm;
+} ulc_chain_ins;
+
+typedef struct ulc_chain {
+    int n_ins;
+    ulc_chain_ins ins[ULC_CHAIN_MAX];
+    int out; /* register holding the result */
+} ulc_chain;
+
+/* The chain kernel: k->state is a malloc'd ulc_chain (freed by its release); no infer. */
+const ulc_kernel *ulc_cpu_chain_kernel(void);
+
 /* The CPU backend's kernel for op, or NULL (runtime/cpu/kernels.c). */
 const ulc_kernel *ulc_cpu_kernel(ulc_op op);
 /* Sets the thread count of the CPU backend's thread pool (OpenMP, shared with oneDNN). */

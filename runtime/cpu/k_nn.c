@@ -249,7 +249,7 @@ static void fuse_body(int64_t b0, int64_t b1, void *arg) {
         case ULC_ACT_TANH: v = tanh(v); break;
         case ULC_ACT_GELU_ERF: v = 0.5 * v * (1.0 + erf(v / sqrt(2.0))); break;
         case ULC_ACT_GELU_TANH:
-            v = 0.5 * v * (1.0 + tanh(sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v)));
+            v = 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
             break;
         default: break;
         }
@@ -529,10 +529,11 @@ static ulc_status bn_run(ulc_kctx *k) {
     bn_job j = {s, k->in[0]->data, k->out[0]->data};
     int64_t rows = s->n * s->p;
     ulc_k_parallel(rows, (16384 + s->inner - 1) / (s->inner ? s->inner : 1), bn_body, &j);
+    ulc_nn_fuse_apply(k->fuse, k->out[0], 0);
     return ULC_OK;
 }
 
-static const ulc_kernel k_batchnorm = {0, 0, bn_infer, bn_prepare, bn_run, bn_release, NULL};
+static const ulc_kernel k_batchnorm = {0, 0, bn_infer, bn_prepare, bn_run, bn_release, ulc_nn_can_fuse};
 
 void ulc_cpu_register_nn(const ulc_kernel **table) {
     table[ULC_OP_BatchNormalization] = &k_batchnorm;

@@ -1,21 +1,19 @@
 /*
  * k_nn_conv.c — Conv and ConvTranspose (math in k_nn.c's header comment).
  *
- * Conv on float32 with 1 to 3 spatial dims runs as a oneDNN convolution built in prepare for the
- * plan's shapes. oneDNN picks the layouts its fastest implementation wants ("any"): weights that
- * are plan constants are reordered into that layout once, in prepare; activations stay NCHW at
- * the graph level, so X is reordered into the blocked layout (nChw8c on AVX2) in a scratch
- * buffer and the blocked result back into Y on every run. That costs two copies but measured on
- * ResNet-18 it beats oneDNN's NCHW (im2col + gemm) path by ~25%. Everything else — float64,
- * 4+ spatial dims, what oneDNN declines — runs a direct loop over the same geometry.
+ * float32 with 1 to 3 spatial dims runs as a oneDNN convolution (ConvTranspose: deconvolution)
+ * built in prepare for the plan's shapes. oneDNN picks the layouts its fastest implementation
+ * wants ("any"): weights that are plan constants are reordered into that layout once, in
+ * prepare; activations stay NCHW at the graph level, so X is reordered into the blocked layout
+ * (nChw8c on AVX2) in a scratch buffer and the blocked result back into Y on every run. That
+ * costs two copies, but measured on ResNet-18's convolutions it beats oneDNN's NCHW path
+ * (im2col + gemm) by ~25%. Everything else — float64, 4+ spatial dims, geometries oneDNN
+ * declines (negative padding) — runs a direct loop over the same geometry.
  *
- * Fusion (optional, for the planner): a Conv node may carry the attribute `activation` (string:
- * Relu, LeakyRelu, Clip, Sigmoid, Tanh, HardSigmoid; `activation_params` floats: alpha / min,max /
- * alpha,beta) and a fourth input Z shaped like Y: Y = activation(Conv(X, W, B) + Z) — the same
- * convention as onnxruntime's FusedConv. Both become oneDNN post-ops (sum, eltwise).
- *
- * ConvTranspose runs a direct gather loop: each output position sums the input positions whose
- * windows cover it, so threads own disjoint outputs.
+ * Fusion (kernel.h's can_fuse): y = act(conv + addend). On the oneDNN path an addend of Y's
+ * shape becomes a sum post-op (the addend is put in the destination first), a per-channel one a
+ * binary post-op, and the activation an eltwise post-op; anything else, and the direct loops,
+ * apply the fused work in one pass over Y afterwards.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -25,17 +23,13 @@
 
 /* ---- geometry -------------------------------------------------------------------------------- */
 
-typedef enum conv_act { ACT_NONE, ACT_RELU, ACT_LEAKY, ACT_CLIP, ACT_SIGMOID, ACT_TANH, ACT_HSIG } conv_act;
-
 typedef struct conv_geom {
     int transpose;    /* ConvTranspose */
     int dtype;
     int nsp;
     int64_t n, c, m, g; /* batch, input channels, output channels, groups */
     ulc_nn_window w;  /* in, k, s, d, pb, pe, out */
-    int has_bias, has_z;
-    conv_act act;
-    float act_a, act_b;
+    int has_bias;
 } conv_geom;
 
 static ulc_status conv_kernel_dims(ulc_kctx *k, const ulc_rt_tensor *w, int nsp, int64_t *kernel) {
@@ -50,38 +44,6 @@ static ulc_status conv_kernel_dims(ulc_kctx *k, const ulc_rt_tensor *w, int nsp,
             return ulc_k_fail(k, ULC_ERR_INVALID,
                               "kernel_shape[%d] = %lld but W's spatial dim %d is %lld", i,
                               (long long)ks[i], i, (long long)kernel[i]);
-    }
-    return ULC_OK;
-}
-
-static ulc_status conv_activation(ulc_kctx *k, conv_geom *g) {
-    const char *a = ulc_k_attr_str(k, "activation", NULL);
-    g->act = ACT_NONE;
-    if (!a) return ULC_OK;
-    const ulc_attr *pa = ulc_k_attr(k, "activation_params");
-    int np = pa && pa->type == ULC_ATTR_FLOATS ? (int)pa->n : 0;
-    const float *p = np ? pa->floats : NULL;
-    if (strcmp(a, "Relu") == 0) {
-        g->act = ACT_RELU;
-    } else if (strcmp(a, "LeakyRelu") == 0) {
-        g->act = ACT_LEAKY;
-        g->act_a = np >= 1 ? p[0] : 0.01f;
-    } else if (strcmp(a, "Clip") == 0) {
-        g->act = ACT_CLIP;
-        g->act_a = np >= 1 ? p[0] : -INFINITY;
-        g->act_b = np >= 2 ? p[1] : INFINITY;
-    } else if (strcmp(a, "Sigmoid") == 0) {
-        g->act = ACT_SIGMOID;
-    } else if (strcmp(a, "Tanh") == 0) {
-        g->act = ACT_TANH;
-    } else if (strcmp(a, "HardSigmoid") == 0) {
-        g->act = ACT_HSIG;
-        g->act_a = np >= 1 ? p[0] : 0.2f;
-        g->act_b = np >= 2 ? p[1] : 0.5f;
-    } else {
-        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED,
-                          "fused activation '%s' is not supported (Relu, LeakyRelu, Clip, Sigmoid, Tanh, HardSigmoid are)",
-                          a);
     }
     return ULC_OK;
 }
@@ -136,10 +98,7 @@ static ulc_status conv_geom_init(ulc_kctx *k, int transpose, conv_geom *g) {
     int64_t kernel[ULC_NN_MAX_SP];
     ULC_TRY(conv_kernel_dims(k, w, g->nsp, kernel));
     if (!transpose) {
-        ULC_TRY(ulc_nn_window_init(k, g->nsp, x->dims + 2, kernel, 0, &g->w));
-        if (k->n_in > 3 && k->in[3]) g->has_z = 1;
-        ULC_TRY(conv_activation(k, g));
-        return ULC_OK;
+        return ulc_nn_window_init(k, g->nsp, x->dims + 2, kernel, 0, &g->w);
     }
     /* ConvTranspose: out = s·(in - 1) + output_padding + ext - pb - pe, pads from output_shape
      * or auto_pad when given. */
@@ -201,16 +160,6 @@ static ulc_status conv_infer_common(ulc_kctx *k, int transpose) {
     dims[0] = g.n;
     dims[1] = g.m;
     for (int i = 0; i < g.nsp; i++) dims[2 + i] = g.w.out[i];
-    if (g.has_z) {
-        const ulc_rt_tensor *z = k->in[3];
-        int same = z->rank == g.nsp + 2 && z->dtype == g.dtype;
-        for (int i = 0; same && i < z->rank; i++) same = z->dims[i] == dims[i];
-        if (!same) {
-            char s1[96];
-            return ulc_k_fail(k, ULC_ERR_INVALID, "fused input Z is %s; it must have Y's shape and dtype",
-                              ulc_rt_shape_str(z, s1, sizeof s1));
-        }
-    }
     ulc_k_set(k->out[0], g.dtype, g.nsp + 2, dims);
     return ULC_OK;
 }
@@ -220,45 +169,15 @@ static ulc_status convt_infer(ulc_kctx *k) { return conv_infer_common(k, 1); }
 
 /* ---- direct loops (float64, and float32 where oneDNN does not apply) ---------------------- */
 
-static inline float act_f32(const conv_geom *g, float v) {
-    switch (g->act) {
-    case ACT_RELU: return v > 0 ? v : 0;
-    case ACT_LEAKY: return v >= 0 ? v : v * g->act_a;
-    case ACT_CLIP: return v < g->act_a ? g->act_a : (v > g->act_b ? g->act_b : v);
-    case ACT_SIGMOID: return 1.0f / (1.0f + expf(-v));
-    case ACT_TANH: return tanhf(v);
-    case ACT_HSIG: {
-        float t = g->act_a * v + g->act_b;
-        return t < 0 ? 0 : (t > 1 ? 1 : t);
-    }
-    default: return v;
-    }
-}
-
-static inline double act_f64(const conv_geom *g, double v) {
-    switch (g->act) {
-    case ACT_RELU: return v > 0 ? v : 0;
-    case ACT_LEAKY: return v >= 0 ? v : v * g->act_a;
-    case ACT_CLIP: return v < g->act_a ? g->act_a : (v > g->act_b ? g->act_b : v);
-    case ACT_SIGMOID: return 1.0 / (1.0 + exp(-v));
-    case ACT_TANH: return tanh(v);
-    case ACT_HSIG: {
-        double t = g->act_a * v + g->act_b;
-        return t < 0 ? 0 : (t > 1 ? 1 : t);
-    }
-    default: return v;
-    }
-}
-
 typedef struct conv_ref_job {
     const conv_geom *g;
-    const void *x, *w, *b, *z;
+    const void *x, *w, *b;
     void *y;
 } conv_ref_job;
 
 /* One (n, m) output plane per item. Taps are enumerated as a flat index decomposed per output
  * position: slow, but this path only serves float64 and rare shapes. */
-#define DEFINE_CONV_REF(NAME, T, ACT)                                                           \
+#define DEFINE_CONV_REF(NAME, T)                                                                \
     static void NAME(int64_t r0, int64_t r1, void *arg) {                                      \
         const conv_ref_job *j = arg;                                                            \
         const conv_geom *g = j->g;                                                              \
@@ -271,7 +190,7 @@ typedef struct conv_ref_job {
             ksz *= w->k[d];                                                                     \
         }                                                                                       \
         int64_t cg = g->c / g->g, mg = g->m / g->g;                                             \
-        const T *X = j->x, *W = j->w, *B = j->b, *Z = j->z;                                     \
+        const T *X = j->x, *W = j->w, *B = j->b;                                                \
         T *Y = j->y;                                                                            \
         for (int64_t r = r0; r < r1; r++) {                                                     \
             int64_t n = r / g->m, m = r % g->m, grp = m / mg, mm = m % mg;                      \
@@ -314,118 +233,145 @@ typedef struct conv_ref_job {
                         acc += (double)xv * (double)wv;                                         \
                     }                                                                           \
                 }                                                                               \
-                if (Z) acc += (double)Z[r * osz + o];                                           \
-                y[o] = (T)ACT(g, acc);                                                          \
+                y[o] = (T)acc;                                                                  \
             }                                                                                   \
         }                                                                                       \
     }
 
-DEFINE_CONV_REF(conv_ref_f32, float, act_f32)
-DEFINE_CONV_REF(conv_ref_f64, double, act_f64)
+DEFINE_CONV_REF(conv_ref_f32, float)
+DEFINE_CONV_REF(conv_ref_f64, double)
 
 static void conv_ref_run(ulc_kctx *k, const conv_geom *g) {
     conv_ref_job j = {g, k->in[0]->data, k->in[1]->data, g->has_bias ? k->in[2]->data : NULL,
-                      g->has_z ? k->in[3]->data : NULL, k->out[0]->data};
+                      k->out[0]->data};
     int64_t osz = 1;
     for (int d = 0; d < g->nsp; d++) osz *= g->w.out[d];
     int64_t work = osz * (g->c / g->g);
     for (int d = 0; d < g->nsp; d++) work *= g->w.k[d];
     int64_t grain = work > 0 ? (1 << 16) / work + 1 : 1;
     ulc_k_parallel(g->n * g->m, grain, g->dtype == ULC_DT_F32 ? conv_ref_f32 : conv_ref_f64, &j);
+    ulc_nn_fuse_apply(k->fuse, k->out[0], 0);
 }
 
-/* ---- oneDNN convolution ---------------------------------------------------------------------- */
+/* ---- oneDNN convolution / deconvolution ----------------------------------------------------- */
 
 typedef struct conv_state {
     conv_geom g;
     int use_dnnl;
+    int post_ops;                         /* k->fuse is applied by oneDNN (else afterwards) */
+    ulc_nn_addend add_kind;
     dnnl_primitive_t conv;
     dnnl_primitive_t r_src, r_dst, r_wei; /* NULL when that layout is already plain */
-    dnnl_primitive_t r_z;                 /* Z into the blocked destination (sum post-op) */
-    dnnl_memory_t m_src_user, m_src, m_wei_user, m_wei, m_bias, m_dst, m_dst_user;
+    dnnl_primitive_t r_z;                 /* the addend into the blocked destination (sum) */
+    dnnl_memory_t m_src_user, m_src, m_wei_user, m_wei, m_bias, m_dst, m_dst_user, m_add;
     void *wei_packed;                     /* constant W in the primitive's layout */
     size_t src_bytes, dst_bytes, wei_bytes; /* scratch needed per run (0 = none) */
     int scratch_held;
 } conv_state;
 
-static void conv_release(void *p) {
-    conv_state *s = p;
-    if (!s) return;
+static void conv_dnnl_free(conv_state *s) {
     dnnl_primitive_t prims[] = {s->conv, s->r_src, s->r_dst, s->r_wei, s->r_z};
     for (size_t i = 0; i < sizeof prims / sizeof prims[0]; i++)
         if (prims[i]) dnnl_primitive_destroy(prims[i]);
     dnnl_memory_t mems[] = {s->m_src_user, s->m_src, s->m_wei_user, s->m_wei,
-                            s->m_bias,     s->m_dst, s->m_dst_user};
+                            s->m_bias,     s->m_dst, s->m_dst_user, s->m_add};
     for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
         if (mems[i]) dnnl_memory_destroy(mems[i]);
     free(s->wei_packed);
     if (s->scratch_held) ulc_nn_scratch_drop();
+    conv_geom g = s->g;
+    memset(s, 0, sizeof *s);
+    s->g = g;
+}
+
+static void conv_release(void *p) {
+    conv_state *s = p;
+    if (!s) return;
+    conv_dnnl_free(s);
     free(s);
 }
 
 static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
-static dnnl_status_t conv_post_ops(const conv_geom *g, dnnl_primitive_attr_t attr) {
-    if (!g->has_z && g->act == ACT_NONE) return dnnl_success;
+/* oneDNN's form of k->fuse: sum or binary add, then eltwise. */
+static dnnl_status_t conv_post_ops(const ulc_kfuse *f, ulc_nn_addend add,
+                                   const dnnl_memory_desc_t *add_md, dnnl_primitive_attr_t attr) {
     dnnl_post_ops_t po;
     dnnl_status_t st = dnnl_post_ops_create(&po);
     if (st != dnnl_success) return st;
-    if (g->has_z) st = dnnl_post_ops_append_sum(po, 1.0f);
-    if (st == dnnl_success && g->act != ACT_NONE) {
+    if (add == ULC_NN_ADD_FULL) st = dnnl_post_ops_append_sum(po, 1.0f);
+    if (add == ULC_NN_ADD_CHANNEL) st = dnnl_post_ops_append_binary(po, dnnl_binary_add, add_md);
+    if (st == dnnl_success && f->act != ULC_ACT_NONE) {
         dnnl_alg_kind_t alg = dnnl_eltwise_relu;
         float a = 0, b = 0;
-        switch (g->act) {
-        case ACT_RELU: alg = dnnl_eltwise_relu; break;
-        case ACT_LEAKY: alg = dnnl_eltwise_relu; a = g->act_a; break;
-        case ACT_CLIP: alg = dnnl_eltwise_clip_v2; a = g->act_a; b = g->act_b; break;
-        case ACT_SIGMOID: alg = dnnl_eltwise_logistic; break;
-        case ACT_TANH: alg = dnnl_eltwise_tanh; break;
-        case ACT_HSIG: /* clip(alpha·x + beta, 0, 1): linear, then clip below */
-            alg = dnnl_eltwise_linear;
-            a = g->act_a;
-            b = g->act_b;
-            break;
+        switch (f->act) {
+        case ULC_ACT_RELU: break;
+        case ULC_ACT_LEAKY_RELU: a = f->a; break;
+        case ULC_ACT_CLIP: alg = dnnl_eltwise_clip_v2; a = f->a; b = f->b; break;
+        case ULC_ACT_SIGMOID: alg = dnnl_eltwise_logistic; break;
+        case ULC_ACT_TANH: alg = dnnl_eltwise_tanh; break;
+        case ULC_ACT_GELU_ERF: alg = dnnl_eltwise_gelu_erf; break;
+        case ULC_ACT_GELU_TANH: alg = dnnl_eltwise_gelu_tanh; break;
         default: break;
         }
         st = dnnl_post_ops_append_eltwise(po, 1.0f, alg, a, b);
-        if (st == dnnl_success && g->act == ACT_HSIG)
-            st = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_clip_v2, 0.0f, 1.0f);
     }
     if (st == dnnl_success) st = dnnl_primitive_attr_set_post_ops(attr, po);
     dnnl_post_ops_destroy(po);
     return st;
 }
 
-/* Builds the oneDNN primitive. Returns ULC_OK with s->use_dnnl = 0 when oneDNN has no
- * implementation for this case (the direct loop runs instead). */
-static ulc_status conv_dnnl_prepare(ulc_kctx *k, conv_state *s) {
+/* Plain tag of ONNX's weight layout: Conv W [M, C/g, k..] is (g)oi..., ConvTranspose W
+ * [C, M/g, k..] is (g)io... in oneDNN's (g, o, i, k..) dims order. */
+static dnnl_format_tag_t conv_wei_tag(int transpose, int grouped, int nsp) {
+    if (!transpose) return ulc_nn_plain_tag(nsp + 2 + grouped);
+    static const dnnl_format_tag_t io[3] = {dnnl_bac, dnnl_bacd, dnnl_bacde};
+    static const dnnl_format_tag_t gio[3] = {dnnl_acbd, dnnl_acbde, dnnl_acbdef};
+    return grouped ? gio[nsp - 1] : io[nsp - 1];
+}
+
+/* Builds the primitive (with post-ops when with_post). Returns ULC_OK with s->use_dnnl = 0 when
+ * oneDNN has no implementation for the case. */
+static ulc_status conv_dnnl_build(ulc_kctx *k, conv_state *s, int with_post) {
     const conv_geom *g = &s->g;
     dnnl_engine_t eng;
     ULC_TRY(ulc_nn_dnnl(k, &eng, NULL));
-    int nsp = g->nsp, rank = nsp + 2, wrank = g->g > 1 ? rank + 1 : rank;
-    dnnl_dims_t sd, wd, bd, dd, str, dil, pl, pr;
-    sd[0] = g->n;
+    int nsp = g->nsp, rank = nsp + 2, grouped = g->g > 1, wrank = rank + grouped;
+    dnnl_dims_t sd, wd, bd, dd, str, dil, pl, pr, ad;
+    sd[0] = dd[0] = g->n;
     sd[1] = g->c;
-    dd[0] = g->n;
     dd[1] = g->m;
+    ad[0] = 1;
+    ad[1] = g->m;
     int wo = 0;
-    if (g->g > 1) wd[wo++] = g->g;
+    if (grouped) wd[wo++] = g->g;
     wd[wo++] = g->m / g->g;
     wd[wo++] = g->c / g->g;
     for (int i = 0; i < nsp; i++) {
         sd[2 + i] = g->w.in[i];
         dd[2 + i] = g->w.out[i];
+        ad[2 + i] = 1;
         wd[wo + i] = g->w.k[i];
         str[i] = g->w.s[i];
         dil[i] = g->w.d[i] - 1;
         pl[i] = g->w.pb[i];
-        pr[i] = g->w.pe[i];
+        if (!g->transpose) {
+            pr[i] = g->w.pe[i];
+        } else {
+            /* oneDNN: out = (in - 1)·s + ext - pl - pr; output_padding / output_shape are
+             * folded into pr. */
+            int64_t ext = (g->w.k[i] - 1) * g->w.d[i] + 1;
+            pr[i] = (g->w.in[i] - 1) * g->w.s[i] + ext - pl[i] - g->w.out[i];
+        }
+        if (pl[i] < 0 || pr[i] < 0) return ULC_OK; /* the direct loop handles negative pads */
     }
     bd[0] = g->m;
-    dnnl_memory_desc_t src_plain, wei_plain, bias_md, dst_plain, src_any, wei_any, dst_any;
+    dnnl_memory_desc_t src_plain, wei_plain, bias_md, dst_plain, src_any, wei_any, dst_any, add_md;
     dnnl_status_t st = dnnl_memory_desc_init_by_tag(&src_plain, rank, sd, dnnl_f32, ulc_nn_plain_tag(rank));
     if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&dst_plain, rank, dd, dnnl_f32, ulc_nn_plain_tag(rank));
-    if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&wei_plain, wrank, wd, dnnl_f32, ulc_nn_plain_tag(wrank));
+    if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&add_md, rank, ad, dnnl_f32, ulc_nn_plain_tag(rank));
+    if (st == dnnl_success)
+        st = dnnl_memory_desc_init_by_tag(&wei_plain, wrank, wd, dnnl_f32, conv_wei_tag(g->transpose, grouped, nsp));
     if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&bias_md, 1, bd, dnnl_f32, dnnl_a);
     if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&src_any, rank, sd, dnnl_f32, dnnl_format_tag_any);
     if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&dst_any, rank, dd, dnnl_f32, dnnl_format_tag_any);
@@ -433,15 +379,25 @@ static ulc_status conv_dnnl_prepare(ulc_kctx *k, conv_state *s) {
     ULC_TRY(ulc_nn_dnnl_check(k, st, "memory descriptors for the convolution"));
 
     dnnl_convolution_desc_t cd;
-    st = dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct,
-                                                    &src_any, &wei_any, g->has_bias ? &bias_md : NULL,
-                                                    &dst_any, str, dil, pl, pr);
+    dnnl_deconvolution_desc_t dcd;
+    const void *op_desc;
+    const dnnl_memory_desc_t *bias = g->has_bias ? &bias_md : NULL;
+    if (!g->transpose) {
+        st = dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct,
+                                                        &src_any, &wei_any, bias, &dst_any, str, dil, pl, pr);
+        op_desc = &cd;
+    } else {
+        st = dnnl_dilated_deconvolution_forward_desc_init(&dcd, dnnl_forward_inference,
+                                                          dnnl_deconvolution_direct, &src_any, &wei_any,
+                                                          bias, &dst_any, str, dil, pl, pr);
+        op_desc = &dcd;
+    }
     if (st != dnnl_success) return ULC_OK; /* a geometry oneDNN does not take */
     dnnl_primitive_attr_t attr = NULL;
     st = dnnl_primitive_attr_create(&attr);
-    if (st == dnnl_success) st = conv_post_ops(g, attr);
+    if (st == dnnl_success && with_post) st = conv_post_ops(k->fuse, s->add_kind, &add_md, attr);
     dnnl_primitive_desc_t pd = NULL;
-    if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &cd, attr, eng, NULL);
+    if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, op_desc, attr, eng, NULL);
     if (attr) dnnl_primitive_attr_destroy(attr);
     if (st == dnnl_unimplemented) return ULC_OK;
     ULC_TRY(ulc_nn_dnnl_check(k, st, "convolution primitive descriptor"));
@@ -449,11 +405,14 @@ static ulc_status conv_dnnl_prepare(ulc_kctx *k, conv_state *s) {
     const dnnl_memory_desc_t *src_md = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
     const dnnl_memory_desc_t *wei_md = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     const dnnl_memory_desc_t *dst_md = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+    int want_z = with_post && s->add_kind == ULC_NN_ADD_FULL;
     st = dnnl_primitive_create(&s->conv, pd);
     if (st == dnnl_success) st = dnnl_memory_create(&s->m_src, src_md, eng, DNNL_MEMORY_NONE);
     if (st == dnnl_success) st = dnnl_memory_create(&s->m_wei, wei_md, eng, DNNL_MEMORY_NONE);
     if (st == dnnl_success) st = dnnl_memory_create(&s->m_dst, dst_md, eng, DNNL_MEMORY_NONE);
     if (st == dnnl_success && g->has_bias) st = dnnl_memory_create(&s->m_bias, &bias_md, eng, DNNL_MEMORY_NONE);
+    if (st == dnnl_success && with_post && s->add_kind == ULC_NN_ADD_CHANNEL)
+        st = dnnl_memory_create(&s->m_add, &add_md, eng, DNNL_MEMORY_NONE);
     if (st == dnnl_success && !dnnl_memory_desc_equal(src_md, &src_plain)) {
         st = ulc_nn_reorder_create(&src_plain, src_md, &s->r_src);
         if (st == dnnl_success) st = dnnl_memory_create(&s->m_src_user, &src_plain, eng, DNNL_MEMORY_NONE);
@@ -462,7 +421,7 @@ static ulc_status conv_dnnl_prepare(ulc_kctx *k, conv_state *s) {
     if (st == dnnl_success && !dnnl_memory_desc_equal(dst_md, &dst_plain)) {
         st = ulc_nn_reorder_create(dst_md, &dst_plain, &s->r_dst);
         if (st == dnnl_success) st = dnnl_memory_create(&s->m_dst_user, &dst_plain, eng, DNNL_MEMORY_NONE);
-        if (st == dnnl_success && g->has_z) st = ulc_nn_reorder_create(&dst_plain, dst_md, &s->r_z);
+        if (st == dnnl_success && want_z) st = ulc_nn_reorder_create(&dst_plain, dst_md, &s->r_z);
         s->dst_bytes = align64(dnnl_memory_desc_get_size(dst_md));
     }
     int wei_reorder = !dnnl_memory_desc_equal(wei_md, &wei_plain);
@@ -489,6 +448,7 @@ static ulc_status conv_dnnl_prepare(ulc_kctx *k, conv_state *s) {
         }
     }
     s->use_dnnl = 1;
+    s->post_ops = with_post;
     if (s->src_bytes + s->dst_bytes + s->wei_bytes) {
         ulc_nn_scratch_hold();
         s->scratch_held = 1;
@@ -496,15 +456,26 @@ static ulc_status conv_dnnl_prepare(ulc_kctx *k, conv_state *s) {
     return ULC_OK;
 }
 
-static ulc_status conv_prepare(ulc_kctx *k) {
+static ulc_status conv_prepare_common(ulc_kctx *k, int transpose) {
     conv_state *s = calloc(1, sizeof *s);
     if (!s) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory");
     k->state = s;
-    ULC_TRY(conv_geom_init(k, 0, &s->g));
+    ULC_TRY(conv_geom_init(k, transpose, &s->g));
     int empty = ulc_rt_numel(k->in[0]) == 0 || ulc_rt_numel(k->in[1]) == 0;
-    if (s->g.dtype == ULC_DT_F32 && s->g.nsp <= 3 && !empty) ULC_TRY(conv_dnnl_prepare(k, s));
+    if (s->g.dtype != ULC_DT_F32 || s->g.nsp > 3 || empty) return ULC_OK;
+    s->add_kind = ulc_nn_addend_kind(k->fuse, k->out[0]);
+    int post = k->fuse && s->add_kind != ULC_NN_ADD_OTHER;
+    ULC_TRY(conv_dnnl_build(k, s, post));
+    if (!s->use_dnnl && post) {
+        /* oneDNN declined the post-ops: without them, the fused work runs afterwards */
+        conv_dnnl_free(s);
+        ULC_TRY(conv_dnnl_build(k, s, 0));
+    }
     return ULC_OK;
 }
+
+static ulc_status conv_prepare(ulc_kctx *k) { return conv_prepare_common(k, 0); }
+static ulc_status convt_prepare(ulc_kctx *k) { return conv_prepare_common(k, 1); }
 
 static ulc_status conv_dnnl_run(ulc_kctx *k, conv_state *s) {
     dnnl_stream_t stream;
@@ -538,23 +509,26 @@ static ulc_status conv_dnnl_run(ulc_kctx *k, conv_state *s) {
     }
     if (st == dnnl_success && s->m_bias) st = dnnl_memory_set_data_handle(s->m_bias, k->in[2]->data);
     if (st == dnnl_success) st = dnnl_memory_set_data_handle(s->m_dst, s->r_dst ? (void *)dst_buf : y);
-    if (st == dnnl_success && s->g.has_z) {
-        /* The sum post-op adds what the destination holds: put Z there first. */
-        const void *z = k->in[3]->data;
+    if (st == dnnl_success && s->post_ops && s->add_kind == ULC_NN_ADD_FULL) {
+        /* The sum post-op adds what the destination holds: put the addend there first. */
+        void *z = k->fuse->addend->data;
         if (s->r_z) {
-            st = dnnl_memory_set_data_handle(s->m_dst_user, (void *)z);
+            st = dnnl_memory_set_data_handle(s->m_dst_user, z);
             if (st == dnnl_success) st = ulc_nn_reorder_run(s->r_z, s->m_dst_user, s->m_dst);
         } else if (z != y) {
             memcpy(y, z, k->out[0]->nbytes);
         }
     }
+    if (st == dnnl_success && s->m_add) st = dnnl_memory_set_data_handle(s->m_add, k->fuse->addend->data);
     if (st == dnnl_success) {
-        dnnl_exec_arg_t args[4];
+        dnnl_exec_arg_t args[5];
         int na = 0;
         args[na++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, s->m_src};
         args[na++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, s->m_wei};
         if (s->m_bias) args[na++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, s->m_bias};
         args[na++] = (dnnl_exec_arg_t){DNNL_ARG_DST, s->m_dst};
+        if (s->m_add)
+            args[na++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, s->m_add};
         st = dnnl_primitive_execute(s->conv, stream, na, args);
     }
     if (st == dnnl_success && s->r_dst) {
@@ -562,7 +536,9 @@ static ulc_status conv_dnnl_run(ulc_kctx *k, conv_state *s) {
         if (st == dnnl_success) st = ulc_nn_reorder_run(s->r_dst, s->m_dst, s->m_dst_user);
     }
     ulc_nn_scratch_done(&sc);
-    return ulc_nn_dnnl_check(k, st, "executing the convolution");
+    ULC_TRY(ulc_nn_dnnl_check(k, st, "executing the convolution"));
+    if (!s->post_ops) ulc_nn_fuse_apply(k->fuse, k->out[0], 0);
+    return ULC_OK;
 }
 
 static ulc_status conv_run(ulc_kctx *k) {
@@ -572,23 +548,8 @@ static ulc_status conv_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_conv = {0, 0, conv_infer, conv_prepare, conv_run, conv_release, NULL};
-
-/* ---- ConvTranspose --------------------------------------------------------------------------- */
-
-static ulc_status convt_prepare(ulc_kctx *k) {
-    conv_state *s = calloc(1, sizeof *s);
-    if (!s) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory");
-    k->state = s;
-    return conv_geom_init(k, 1, &s->g);
-}
-
-static ulc_status convt_run(ulc_kctx *k) {
-    conv_ref_run(k, &((conv_state *)k->state)->g);
-    return ULC_OK;
-}
-
-static const ulc_kernel k_convt = {0, 0, convt_infer, convt_prepare, convt_run, conv_release, NULL};
+static const ulc_kernel k_conv = {0, 0, conv_infer, conv_prepare, conv_run, conv_release, ulc_nn_can_fuse};
+static const ulc_kernel k_convt = {0, 0, convt_infer, convt_prepare, conv_run, conv_release, ulc_nn_can_fuse};
 
 void ulc_nn_register_conv(const ulc_kernel **table) {
     table[ULC_OP_Conv] = &k_conv;

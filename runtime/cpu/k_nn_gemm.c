@@ -255,7 +255,7 @@ static int mm_threads(void) {
 #endif
 }
 
-static ulc_status mm_run(ulc_kctx *k) {
+static ulc_status mm_product(ulc_kctx *k) {
     const mm_state *s = k->state;
     size_t esz = ulc_k_dtype_size(s->dtype);
     void *c = k->out[0]->data;
@@ -292,7 +292,15 @@ static ulc_status mm_run(ulc_kctx *k) {
     return ulc_nn_dnnl_check(k, j.st, "sgemm");
 }
 
-static const ulc_kernel k_matmul = {0, 0, mm_infer, mm_prepare, mm_run, mm_release, NULL};
+/* The product, then whatever the planner fused after it (a bias Add, GELU) in one pass over Y
+ * while it is still in cache. */
+static ulc_status mm_run(ulc_kctx *k) {
+    ULC_TRY(mm_product(k));
+    ulc_nn_fuse_apply(k->fuse, k->out[0], 0);
+    return ULC_OK;
+}
+
+static const ulc_kernel k_matmul = {0, 0, mm_infer, mm_prepare, mm_run, mm_release, ulc_nn_can_fuse};
 
 /* ---- Gemm ------------------------------------------------------------------------------------ */
 
@@ -391,7 +399,7 @@ static void gemm_ref_body(int64_t r0, int64_t r1, void *arg) {
         }
 }
 
-static ulc_status gemm_run(ulc_kctx *k) {
+static ulc_status gemm_product(ulc_kctx *k) {
     const gemm_state *s = k->state;
     if (s->m == 0 || s->n == 0) return ULC_OK;
     if (s->dtype != ULC_DT_F32 || s->k == 0) {
@@ -415,7 +423,13 @@ static ulc_status gemm_run(ulc_kctx *k) {
     return ulc_nn_dnnl_check(k, st, "sgemm");
 }
 
-static const ulc_kernel k_gemm = {0, 0, gemm_infer, gemm_prepare, gemm_run, free, NULL};
+static ulc_status gemm_run(ulc_kctx *k) {
+    ULC_TRY(gemm_product(k));
+    ulc_nn_fuse_apply(k->fuse, k->out[0], 0);
+    return ULC_OK;
+}
+
+static const ulc_kernel k_gemm = {0, 0, gemm_infer, gemm_prepare, gemm_run, free, ulc_nn_can_fuse};
 
 void ulc_nn_register_gemm(const ulc_kernel **table) {
     table[ULC_OP_Gemm] = &k_gemm;

@@ -1211,6 +1211,11 @@ static ulc_status make_plan(ulc_session *s, rt_plan **out, ulc_ctx *ctx) {
             st = ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "output '%s' cannot be computed", v->name);
             goto done;
         }
+        if ((v->flags & ULC_VALUE_HAS_TYPE) && ulc_k_compute_dtype(v->dtype) != rv->t.dtype) {
+            st = ulc_fail(ctx, ULC_ERR_INVALID, "output '%s' is declared %s but computes %s", v->name,
+                          ulc_dtype_name(v->dtype), ulc_dtype_name(rv->t.dtype));
+            goto done;
+        }
         p->outs[i] = rv->t;
         if ((v->flags & ULC_VALUE_HAS_TYPE) && ulc_k_compute_dtype(v->dtype) != v->dtype &&
             rv->t.dtype == ULC_DT_F32) {

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <cjson/cJSON.h>
+
 #include "common/file.h"
 #include "export/safetensors_export.h"
 #include "import/safetensors_import.h"
@@ -342,26 +344,39 @@ int ulc_cli_eval(int argc, char **argv) {
         }
     }
     if (json) {
-        printf("{\"model\": \"%s\", \"data\": \"%s\", \"n\": %lld, \"correct\": %lld, \"accuracy\": %.6f,\n",
-               model_path, data_path, (long long)n, (long long)correct, n ? (double)correct / (double)n : 0.0);
-        printf(" \"per_class\": [");
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "model", model_path);
+        cJSON_AddStringToObject(o, "data", data_path);
+        cJSON_AddNumberToObject(o, "n", (double)n);
+        cJSON_AddNumberToObject(o, "correct", (double)correct);
+        cJSON_AddNumberToObject(o, "accuracy", n ? (double)correct / (double)n : 0.0);
+        cJSON *pc = cJSON_AddArrayToObject(o, "per_class");
+        cJSON *cm = cJSON_AddArrayToObject(o, "confusion");
         for (int64_t c = 0; c < n_classes; c++) {
             int64_t cn = 0;
-            for (int64_t p = 0; p < n_classes; p++) cn += confusion[c * n_classes + p];
+            cJSON *row = cJSON_CreateArray();
+            for (int64_t p = 0; p < n_classes; p++) {
+                cn += confusion[c * n_classes + p];
+                cJSON_AddItemToArray(row, cJSON_CreateNumber((double)confusion[c * n_classes + p]));
+            }
+            cJSON_AddItemToArray(cm, row);
             int64_t cc = confusion[c * n_classes + c];
-            char acc[32] = "null"; /* a class with no samples has no accuracy */
-            if (cn) snprintf(acc, sizeof acc, "%.6f", (double)cc / (double)cn);
-            printf("%s\n  {\"class\": %lld, \"n\": %lld, \"correct\": %lld, \"accuracy\": %s}",
-                   c ? "," : "", (long long)c, (long long)cn, (long long)cc, acc);
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddNumberToObject(e, "class", (double)c);
+            cJSON_AddNumberToObject(e, "n", (double)cn);
+            cJSON_AddNumberToObject(e, "correct", (double)cc);
+            if (cn) cJSON_AddNumberToObject(e, "accuracy", (double)cc / (double)cn);
+            else cJSON_AddNullToObject(e, "accuracy"); /* a class with no samples has none */
+            cJSON_AddItemToArray(pc, e);
         }
-        printf("],\n \"confusion\": [");
-        for (int64_t c = 0; c < n_classes; c++) {
-            printf("%s[", c ? ", " : "");
-            for (int64_t p = 0; p < n_classes; p++)
-                printf("%s%lld", p ? ", " : "", (long long)confusion[c * n_classes + p]);
-            printf("]");
+        char *text = cJSON_Print(o);
+        cJSON_Delete(o);
+        if (!text) {
+            ulc_fail(&ctx, ULC_ERR_NOMEM, "out of memory");
+            goto fail;
         }
-        printf("]}\n");
+        printf("%s\n", text);
+        free(text);
     } else {
         printf("%s on %s: accuracy %.4f (%lld/%lld)\n\n", model_path, data_path,
                n ? (double)correct / (double)n : 0.0, (long long)correct, (long long)n);

@@ -1,0 +1,167 @@
+"""The CPU runtime's planner as a user meets it through `ulc run`: the ops the issue requires are
+claimed, fusion (elementwise chains such as exported GELUs) changes no bit of the results and
+Conv + Add + Relu post-ops change a few ulp at most, activations share memory by liveness, --profile and --repeat
+report, and the outputs match onnxruntime."""
+import re
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from safetensors.numpy import load_file, save_file
+
+from conftest import ROOT, run_ulc
+
+DIGITS = ROOT / "models" / "digits" / "digits_resnet.onnx"
+
+# Issue 4's list: every op the exports of ResNet, ViT, CLIP and GPT2 use.
+REQUIRED_OPS = """Conv BatchNormalization Relu MaxPool AveragePool GlobalAveragePool Flatten Gemm MatMul
+Add Sub Mul Div Pow Sqrt Erf Tanh Sigmoid Neg Exp Log Reciprocal LayerNormalization Softmax
+LogSoftmax Gelu Transpose Reshape Concat Split Slice Gather Squeeze Unsqueeze Shape
+ConstantOfShape Constant Expand Where Equal Less Greater Not Cast Range ReduceMean ReduceSum
+ReduceMax Trilu Identity Clip ArgMax""".split()
+
+
+def test_required_ops_are_claimed():
+    r = run_ulc("ops", check=True)
+    claimed = set(r.stdout.split())
+    assert not set(REQUIRED_OPS) - claimed, sorted(set(REQUIRED_OPS) - claimed)
+    assert run_ulc("ops", "--backend", "gpu9").returncode == 1
+
+
+def gelu_model(path):
+    """Two exported GELU spellings over [B, 64, 96] after a MatMul + bias: erf
+    (Div → Erf → Add → Mul → Mul) and tanh (Pow → Mul → Add → Mul → Tanh → Add → Mul → Mul)."""
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((32, 96)).astype(np.float32) * 0.3, "w")
+    b = numpy_helper.from_array(rng.standard_normal(96).astype(np.float32), "b")
+    c = lambda name, v: numpy_helper.from_array(np.array(v, np.float32), name)
+    inits = [w, b, c("sqrt2", 1.4142135), c("one", 1.0), c("half", 0.5), c("three", 3.0),
+             c("k", 0.044715), c("s", 0.7978846)]
+    n = helper.make_node
+    nodes = [
+        n("MatMul", ["x", "w"], ["h0"]), n("Add", ["h0", "b"], ["h"]),
+        # erf GELU
+        n("Div", ["h", "sqrt2"], ["e1"]), n("Erf", ["e1"], ["e2"]), n("Add", ["e2", "one"], ["e3"]),
+        n("Mul", ["h", "e3"], ["e4"]), n("Mul", ["e4", "half"], ["gelu_erf"]),
+        # tanh GELU
+        n("Pow", ["h", "three"], ["t1"]), n("Mul", ["k", "t1"], ["t2"]), n("Add", ["h", "t2"], ["t3"]),
+        n("Mul", ["s", "t3"], ["t4"]), n("Tanh", ["t4"], ["t5"]), n("Add", ["one", "t5"], ["t6"]),
+        n("Mul", ["half", "h"], ["t7"]), n("Mul", ["t7", "t6"], ["gelu_tanh"]),
+        # a residual-style Relu(MatMul + other)
+        n("Relu", ["gelu_tanh"], ["r"]),
+    ]
+    g = helper.make_graph(nodes, "gelu", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 64, 32])],
+                          [helper.make_tensor_value_info("gelu_erf", TensorProto.FLOAT, ["B", 64, 96]),
+                           helper.make_tensor_value_info("r", TensorProto.FLOAT, ["B", 64, 96])], inits)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def run_both(tmp_path, model, feeds, env_extra=None):
+    inp = tmp_path / "in.safetensors"
+    save_file(feeds, str(inp))
+    outs = {}
+    import os
+    import subprocess
+    from conftest import ulc_bin
+    for tag, env in (("fused", {}), ("unfused", {"ULC_NO_FUSION": "1"})):
+        o = tmp_path / f"{tag}.safetensors"
+        e = dict(os.environ, **env)
+        p = subprocess.run([ulc_bin(), "run", str(model), "--input", str(inp), "-o", str(o)],
+                           capture_output=True, text=True, env=e)
+        assert p.returncode == 0, p.stderr
+        outs[tag] = o.read_bytes()
+    return outs
+
+
+def test_fusion_changes_no_bit_and_matches_onnxruntime(tmp_path):
+    model = tmp_path / "gelu.onnx"
+    gelu_model(model)
+    x = np.random.default_rng(1).standard_normal((3, 64, 32)).astype(np.float32)
+    outs = run_both(tmp_path, model, {"x": x})
+    assert outs["fused"] == outs["unfused"]
+    got = load_file(str(tmp_path / "fused.safetensors"))
+    ref = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    for name, r in zip(["gelu_erf", "r"], ref):
+        err = np.abs(got[name].astype(np.float64) - r).max() / np.abs(r).max()
+        assert err <= 1e-5, (name, err)
+
+
+def test_fused_resnet_matches_unfused(tmp_path):
+    """Conv + Add + Relu run as oneDNN post-ops, which round in another order: a few ulp."""
+    x = load_file(str(ROOT / "models" / "digits" / "test.safetensors"))["input"][:50]
+    run_both(tmp_path, DIGITS, {"input": x})
+    a = load_file(str(tmp_path / "fused.safetensors"))["logits"].astype(np.float64)
+    b = load_file(str(tmp_path / "unfused.safetensors"))["logits"].astype(np.float64)
+    assert np.abs(a - b).max() <= 1e-6 * np.abs(b).max()
+    assert (a.argmax(1) == b.argmax(1)).all()
+
+
+def chain_model(path, depth=24):
+    """A deep chain of Relu(Add(h, c)) steps: without sharing, every step needs its own buffer."""
+    nodes, prev = [], "x"
+    inits = []
+    for i in range(depth):
+        inits.append(numpy_helper.from_array(np.full((256,), 0.01 * i, np.float32), f"c{i}"))
+        nodes.append(helper.make_node("Add", [prev, f"c{i}"], [f"a{i}"]))
+        nodes.append(helper.make_node("Sigmoid", [f"a{i}"], [f"s{i}"]))
+        nodes.append(helper.make_node("Transpose", [f"s{i}"], [f"h{i}"], perm=[1, 0]) if i % 2 == 0 else
+                     helper.make_node("Neg", [f"s{i}"], [f"h{i}"]))
+        prev = f"h{i}"
+    g = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [256, 256])],
+                          [helper.make_tensor_value_info(prev, TensorProto.FLOAT, [256, 256])], inits)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return prev
+
+
+def test_activations_share_memory_and_repeat_reports(tmp_path):
+    model = tmp_path / "chain.onnx"
+    out_name = chain_model(model)
+    x = np.random.default_rng(2).standard_normal((256, 256)).astype(np.float32)
+    inp = tmp_path / "in.safetensors"
+    save_file({"x": x}, str(inp))
+    r = run_ulc("run", model, "--input", inp, "-o", tmp_path / "o.safetensors", "--repeat", "3",
+                "--profile", check=True)
+    m = re.search(r"first run \(with planning\) [\d.]+ ms; median of 2 more [\d.]+ ms, min [\d.]+ ms; "
+                  r"activations ([\d.]+) MiB \(([\d.]+) MiB unshared\)", r.stderr)
+    assert m, r.stderr
+    planned, unshared = float(m.group(1)), float(m.group(2))
+    assert planned <= 0.8 and unshared >= 5 * planned, (planned, unshared)  # ~3 live 256 KiB buffers
+    assert "profile (every run so far" in r.stderr and "Transpose" in r.stderr and "slowest nodes" in r.stderr
+    got = load_file(str(tmp_path / "o.safetensors"))[out_name]
+    (ref,) = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_new_shapes_make_new_plans_and_threads_agree(tmp_path):
+    """eval runs full batches and a last partial one (two plans); thread counts agree bit for bit."""
+    data = ROOT / "models" / "digits" / "test.safetensors"
+    outs = []
+    for t in ("1", "2", "3"):
+        r = run_ulc("eval", DIGITS, "--data", data, "--batch", "7", "--threads", t, "--json", check=True)
+        outs.append(r.stdout)
+    assert outs[0] == outs[1] == outs[2]
+    assert '"correct":\t359' in outs[0]
+
+
+def test_usage_errors(tmp_path):
+    inp = tmp_path / "in.safetensors"
+    save_file({"input": np.zeros((1, 1, 8, 8), np.float32)}, str(inp))
+    cases = [
+        (["run", DIGITS, "--input", inp], "no output given"),
+        (["run", DIGITS, "-o", tmp_path / "o.safetensors"], "no input given"),
+        (["run", DIGITS, "--input", inp, "-o", inp], "would overwrite an input"),
+        (["run", DIGITS, "--input", inp, "-o", tmp_path / "o.safetensors", "--threads", "x"], "--threads needs"),
+        (["run", DIGITS, "--input", inp, "-o", tmp_path / "o.safetensors", "--repeat", "0"], "--repeat needs"),
+        (["run", DIGITS, "--input", inp, "-o", tmp_path / "o.safetensors", "--bogus"], "unknown option"),
+        (["eval", DIGITS], "no data given"),
+        (["eval", DIGITS, "--data", inp, "--batch", "0"], "--batch needs"),
+    ]
+    for args, msg in cases:
+        r = run_ulc(*args)
+        assert r.returncode == 1, (args, r.stderr)
+        assert msg in r.stderr, (args, r.stderr)
+    assert not (tmp_path / "o.safetensors").exists()
+    r = run_ulc("eval", DIGITS, "--data", inp)
+    assert r.returncode == 2 and "expected tensors 'input'" in r.stderr and "'label'" in r.stderr

@@ -38,5 +38,8 @@ test-fast: build
 bench: build
 	.venv/bin/python bench/bench_io.py
 
+bench-runtime: build
+	.venv/bin/python bench/bench_runtime.py
+
 clean:
 	rm -rf build build-asan build.cmake.log build-asan.cmake.log

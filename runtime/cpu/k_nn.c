@@ -11,16 +11,18 @@
  *
  *   Conv           Y[n,m,o] = B[m] + sum_{c in group(m), k} X[n,c, o*s - pb + k*d] · W[m,c',k]
  *                  (taps in the padding read 0; group g splits C and M into g equal blocks)
- *   ConvTranspose  Y[n,m,o] = B[m] + sum_{c in group(m), k : o + pb - k*d = i*s} X[n,c,i] · W[c,m',k]
+ *   ConvTranspose  Y[n,m,o] = B[m] + sum_{c in group(m), k: o + pb - k*d = i*s} X[n,c,i]·W[c,m',k]
  *                  (the adjoint of Conv: each input scatters a window into the output)
  *   MaxPool        Y[n,c,o] = max_k X[n,c, o*s - pb + k*d] over taps inside the input;
  *                  Indices = flat index of the max in X (row-major; storage_order 1: column-major
  *                  within each image)
  *   AveragePool    Y[n,c,o] = sum_k X[...] / count, count = taps inside the input, or with
- *                  count_include_pad the taps inside the padded input
+ *                  count_include_pad the kernel size (ceil_mode's overhang counts as padding, as
+ *                  in ONNX's reference and onnxruntime; PyTorch would not count it)
  *   GlobalAveragePool / GlobalMaxPool   Y[n,c,1..1] = mean / max of X[n,c,:]
- *   BatchNormalization (inference)  Y[n,c,i] = (X[n,c,i] - mean[c]) / sqrt(var[c] + eps) · scale[c]
- *                  + B[c] = X · a[c] + b[c]; training_mode uses the batch's own mean and
+ *   BatchNormalization (inference)
+ *                  Y[n,c,i] = (X[n,c,i] - mean[c]) / sqrt(var[c] + eps) · scale[c] + B[c]
+ *                           = X · a[c] + b[c]; training_mode uses the batch's own mean and
  *                  (population) variance and also outputs running = input · momentum +
  *                  batch · (1 - momentum)
  *   Gemm           Y = alpha · op(A) · op(B) + beta · C, op = transpose when transA/transB,
@@ -66,8 +68,8 @@ ulc_status ulc_nn_dnnl_check(ulc_kctx *k, dnnl_status_t s, const char *what) {
 }
 
 dnnl_format_tag_t ulc_nn_plain_tag(int rank) {
-    static const dnnl_format_tag_t tags[] = {dnnl_a,      dnnl_ab,      dnnl_abc,
-                                             dnnl_abcd,   dnnl_abcde,   dnnl_abcdef};
+    static const dnnl_format_tag_t tags[] = {dnnl_a,    dnnl_ab,    dnnl_abc,
+                                             dnnl_abcd, dnnl_abcde, dnnl_abcdef};
     return rank >= 1 && rank <= 6 ? tags[rank - 1] : dnnl_format_tag_undef;
 }
 
@@ -180,36 +182,36 @@ typedef struct fuse_job {
     const ulc_kfuse *f;
     ulc_rt_tensor *y;
     int skip_add;
-    int64_t n, inner;                 /* elements; y's last dim */
-    int64_t ast[ULC_RT_MAX_RANK];     /* addend strides read as y's shape (0 = broadcast) */
+    int64_t n, inner; /* elements; y's last dim */
+    int64_t ast[ULC_RT_MAX_RANK]; /* addend strides read as y's shape (0 = broadcast) */
 } fuse_job;
 
 #define FUSE_BLOCK 4096
 
 /* Addend of elements [i0, i1): contiguous when full, else row by row through the strides. */
-#define FUSE_ADD(T)                                                                             \
-    do {                                                                                        \
-        const T *A = j->f->addend->data;                                                        \
-        T *Y = j->y->data;                                                                      \
-        if (ulc_rt_numel(j->f->addend) == (uint64_t)j->n) {                                     \
-            for (int64_t i = i0; i < i1; i++) Y[i] += A[i];                                     \
-            break;                                                                              \
-        }                                                                                       \
-        const ulc_rt_tensor *y = j->y;                                                          \
-        int64_t inner = j->inner, last = j->ast[y->rank - 1];                                   \
-        for (int64_t i = i0; i < i1;) {                                                         \
-            int64_t row = i / inner, col = i % inner, off = 0, rem = row;                       \
-            for (int d = y->rank - 2; d >= 0; d--) {                                            \
-                off += (rem % y->dims[d]) * j->ast[d];                                          \
-                rem /= y->dims[d];                                                              \
-            }                                                                                   \
-            int64_t end = i + (inner - col) < i1 ? i + (inner - col) : i1;                      \
-            const T *a = A + off;                                                               \
-            if (last)                                                                           \
-                for (int64_t c = col; i < end; i++, c++) Y[i] += a[c];                          \
-            else                                                                                \
-                for (; i < end; i++) Y[i] += a[0];                                              \
-        }                                                                                       \
+#define FUSE_ADD(T)                                                                                \
+    do {                                                                                           \
+        const T *A = j->f->addend->data;                                                           \
+        T *Y = j->y->data;                                                                         \
+        if (ulc_rt_numel(j->f->addend) == (uint64_t)j->n) {                                        \
+            for (int64_t i = i0; i < i1; i++) Y[i] += A[i];                                        \
+            break;                                                                                 \
+        }                                                                                          \
+        const ulc_rt_tensor *y = j->y;                                                             \
+        int64_t inner = j->inner, last = j->ast[y->rank - 1];                                      \
+        for (int64_t i = i0; i < i1;) {                                                            \
+            int64_t row = i / inner, col = i % inner, off = 0, rem = row;                          \
+            for (int d = y->rank - 2; d >= 0; d--) {                                               \
+                off += (rem % y->dims[d]) * j->ast[d];                                             \
+                rem /= y->dims[d];                                                                 \
+            }                                                                                      \
+            int64_t end = i + (inner - col) < i1 ? i + (inner - col) : i1;                         \
+            const T *a = A + off;                                                                  \
+            if (last)                                                                              \
+                for (int64_t c = col; i < end; i++, c++) Y[i] += a[c];                             \
+            else                                                                                   \
+                for (; i < end; i++) Y[i] += a[0];                                                 \
+        }                                                                                          \
     } while (0)
 
 static void fuse_body(int64_t b0, int64_t b1, void *arg) {
@@ -259,7 +261,8 @@ static void fuse_body(int64_t b0, int64_t b1, void *arg) {
 
 void ulc_nn_fuse_apply(const ulc_kfuse *f, ulc_rt_tensor *y, int skip_add) {
     if (!f || (f->act == ULC_ACT_NONE && (!f->addend || skip_add))) return;
-    fuse_job j = {f, y, skip_add, (int64_t)ulc_rt_numel(y), y->rank ? y->dims[y->rank - 1] : 1, {0}};
+    fuse_job j = {f,  y, skip_add, (int64_t)ulc_rt_numel(y), y->rank ? y->dims[y->rank - 1] : 1,
+                  {0}};
     if (j.inner < 1) j.inner = 1;
     if (f->addend) ulc_k_bcast_strides(f->addend, y->rank, y->dims, j.ast);
     ulc_k_parallel((j.n + FUSE_BLOCK - 1) / FUSE_BLOCK, 4, fuse_body, &j);
@@ -276,8 +279,10 @@ ulc_status ulc_nn_attr_spatial(ulc_kctx *k, const char *name, int n, int64_t def
         return ULC_OK;
     }
     if (cnt != n)
-        return ulc_k_fail(k, ULC_ERR_INVALID, "attribute %s has %d values; the input has %d spatial dims, so %d are needed",
-                          name, cnt, n / (strcmp(name, "pads") == 0 ? 2 : 1), n);
+        return ulc_k_fail(
+            k, ULC_ERR_INVALID,
+            "attribute %s has %d values; the input has %d spatial dims, so %d are needed", name,
+            cnt, n / (strcmp(name, "pads") == 0 ? 2 : 1), n);
     for (int i = 0; i < n; i++) {
         if (v[i] < min)
             return ulc_k_fail(k, ULC_ERR_INVALID, "attribute %s[%d] = %lld; values must be >= %lld",
@@ -332,7 +337,8 @@ ulc_status ulc_nn_window_init(ulc_kctx *k, int nsp, const int64_t *in, const int
             int64_t span = in[i] + w->pb[i] + w->pe[i] - ext;
             if (span < 0)
                 return ulc_k_fail(k, ULC_ERR_INVALID,
-                                  "spatial dim %d: the window (%lld taps, dilated) is larger than the padded input (%lld)",
+                                  "spatial dim %d: the window (%lld taps, dilated) is larger than "
+                                  "the padded input (%lld)",
                                   i, (long long)ext, (long long)(in[i] + w->pb[i] + w->pe[i]));
             o = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
             /* The last window must start inside the input or its leading padding. */
@@ -352,7 +358,7 @@ ulc_status ulc_nn_window_init(ulc_kctx *k, int nsp, const int64_t *in, const int
 typedef struct bn_state {
     int64_t n, p, inner;
     int training;
-    int consts;     /* a and b were computed in prepare */
+    int consts; /* a and b were computed in prepare */
     double eps, momentum;
     float *af, *bf; /* P each (F32 input) */
     double *ad, *bd; /* P each (F64 input) */
@@ -414,14 +420,16 @@ static ulc_status bn_infer(ulc_kctx *k) {
     }
     ulc_k_set(k->out[0], x->dtype, x->rank, x->dims);
     for (int i = 1; i <= 2 && i < k->n_out; i++)
-        if (k->out[i]) ulc_k_set(k->out[i], k->in[2 + i]->dtype, k->in[2 + i]->rank, k->in[2 + i]->dims);
+        if (k->out[i])
+            ulc_k_set(k->out[i], k->in[2 + i]->dtype, k->in[2 + i]->rank, k->in[2 + i]->dims);
     return ULC_OK;
 }
 
 /* a = scale / sqrt(var + eps), b = B - mean · a (in double, stored in X's precision). */
 static void bn_fold(ulc_kctx *k, bn_state *s) {
     for (int64_t i = 0; i < s->p; i++) {
-        double a = ulc_k_f64_at(k->in[1], (uint64_t)i) / sqrt(ulc_k_f64_at(k->in[4], (uint64_t)i) + s->eps);
+        double a = ulc_k_f64_at(k->in[1], (uint64_t)i) /
+                   sqrt(ulc_k_f64_at(k->in[4], (uint64_t)i) + s->eps);
         double b = ulc_k_f64_at(k->in[2], (uint64_t)i) - ulc_k_f64_at(k->in[3], (uint64_t)i) * a;
         if (s->af) {
             s->af[i] = (float)a;
@@ -456,7 +464,8 @@ static ulc_status bn_prepare(ulc_kctx *k) {
         s->ad = malloc(np * sizeof(double));
         s->bd = malloc(np * sizeof(double));
     }
-    if (!(s->af || s->ad) || !(s->bf || s->bd)) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory");
+    if (!(s->af || s->ad) || !(s->bf || s->bd))
+        return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory");
     s->consts = (k->const_inputs & 0x1eu) == 0x1eu && !s->training;
     if (s->consts) bn_fold(k, s);
     return ULC_OK;
@@ -513,10 +522,12 @@ static void bn_train(ulc_kctx *k, bn_state *s) {
         }
         if (k->n_out > 1 && k->out[1])
             ulc_k_store_f64(k->out[1], (uint64_t)c,
-                            ulc_k_f64_at(k->in[3], (uint64_t)c) * s->momentum + mean * (1 - s->momentum));
+                            ulc_k_f64_at(k->in[3], (uint64_t)c) * s->momentum +
+                                mean * (1 - s->momentum));
         if (k->n_out > 2 && k->out[2])
             ulc_k_store_f64(k->out[2], (uint64_t)c,
-                            ulc_k_f64_at(k->in[4], (uint64_t)c) * s->momentum + var * (1 - s->momentum));
+                            ulc_k_f64_at(k->in[4], (uint64_t)c) * s->momentum +
+                                var * (1 - s->momentum));
     }
 }
 
@@ -533,7 +544,8 @@ static ulc_status bn_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_batchnorm = {0, 0, bn_infer, bn_prepare, bn_run, bn_release, ulc_nn_can_fuse};
+static const ulc_kernel k_batchnorm = {0,      0,          bn_infer,       bn_prepare,
+                                       bn_run, bn_release, ulc_nn_can_fuse};
 
 void ulc_cpu_register_nn(const ulc_kernel **table) {
     table[ULC_OP_BatchNormalization] = &k_batchnorm;

@@ -40,7 +40,7 @@ dnnl_status_t ulc_nn_reorder_run(dnnl_primitive_t r, dnnl_memory_t from, dnnl_me
  * (two sessions running at once) acquire hands out a private allocation instead, so runs never
  * wait on each other. Buffers are 64-byte aligned. */
 typedef struct ulc_nn_scratch {
-    void *p;   /* NULL: allocation failed */
+    void *p; /* NULL: allocation failed */
     int owned; /* 1: a private allocation, freed by ulc_nn_scratch_done */
 } ulc_nn_scratch;
 
@@ -52,7 +52,7 @@ void ulc_nn_scratch_done(ulc_nn_scratch *s);
 /* 64-byte aligned allocation (free with free()); NULL on failure or for 0 bytes. */
 void *ulc_nn_alloc(size_t bytes);
 
-/* ---- fused elementwise work (kernel.h's ulc_kfuse) ---------------------------------------------- */
+/* ---- fused elementwise work (kernel.h's ulc_kfuse) ------------------------------------------ */
 
 /* can_fuse for the family: y = act(op + addend) on float32/float64 output 0, any act of
  * ulc_kact, an addend of y's dtype that broadcasts to y. */
@@ -63,7 +63,7 @@ void ulc_nn_fuse_apply(const ulc_kfuse *f, ulc_rt_tensor *y, int skip_add);
 /* How the addend broadcasts to y ([N, C, ...] for the channel case). */
 typedef enum ulc_nn_addend {
     ULC_NN_ADD_NONE,
-    ULC_NN_ADD_FULL,    /* y's shape */
+    ULC_NN_ADD_FULL, /* y's shape */
     ULC_NN_ADD_CHANNEL, /* one value per dim-1 index ([C, 1.., 1], [1, C, 1.., 1]) */
     ULC_NN_ADD_OTHER
 } ulc_nn_addend;
@@ -77,11 +77,11 @@ ulc_nn_addend ulc_nn_addend_kind(const ulc_kfuse *f, const ulc_rt_tensor *y);
  * resolved (auto_pad applied), so out[i] = (in[i] + pb[i] + pe[i] - ext[i]) / s[i] + 1 with the
  * rounding the op asked for, where ext[i] = (k[i] - 1) * d[i] + 1 is the dilated window. */
 typedef struct ulc_nn_window {
-    int nsp;                   /* number of spatial dims */
+    int nsp; /* number of spatial dims */
     int64_t in[ULC_NN_MAX_SP]; /* input spatial dims */
-    int64_t k[ULC_NN_MAX_SP];  /* kernel */
-    int64_t s[ULC_NN_MAX_SP];  /* strides */
-    int64_t d[ULC_NN_MAX_SP];  /* dilations */
+    int64_t k[ULC_NN_MAX_SP]; /* kernel */
+    int64_t s[ULC_NN_MAX_SP]; /* strides */
+    int64_t d[ULC_NN_MAX_SP]; /* dilations */
     int64_t pb[ULC_NN_MAX_SP]; /* padding before (top/left) */
     int64_t pe[ULC_NN_MAX_SP]; /* padding after */
     int64_t out[ULC_NN_MAX_SP];

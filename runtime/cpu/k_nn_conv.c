@@ -15,7 +15,6 @@
  * binary post-op, and the activation an eltwise post-op; anything else, and the direct loops,
  * apply the fused work in one pass over Y afterwards.
  */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,11 +23,11 @@
 /* ---- geometry -------------------------------------------------------------------------------- */
 
 typedef struct conv_geom {
-    int transpose;    /* ConvTranspose */
+    int transpose; /* ConvTranspose */
     int dtype;
     int nsp;
     int64_t n, c, m, g; /* batch, input channels, output channels, groups */
-    ulc_nn_window w;  /* in, k, s, d, pb, pe, out */
+    ulc_nn_window w; /* in, k, s, d, pb, pe, out */
     int has_bias;
 } conv_geom;
 
@@ -36,8 +35,8 @@ static ulc_status conv_kernel_dims(ulc_kctx *k, const ulc_rt_tensor *w, int nsp,
     const int64_t *ks;
     int nk = ulc_k_attr_ints(k, "kernel_shape", &ks);
     if (nk >= 0 && nk != nsp)
-        return ulc_k_fail(k, ULC_ERR_INVALID, "kernel_shape has %d values; X has %d spatial dims", nk,
-                          nsp);
+        return ulc_k_fail(k, ULC_ERR_INVALID, "kernel_shape has %d values; X has %d spatial dims",
+                          nk, nsp);
     for (int i = 0; i < nsp; i++) {
         kernel[i] = w->dims[2 + i];
         if (nk >= 0 && ks[i] != kernel[i])
@@ -48,7 +47,7 @@ static ulc_status conv_kernel_dims(ulc_kctx *k, const ulc_rt_tensor *w, int nsp,
     return ULC_OK;
 }
 
-/* Validates X, W, B (and Z) and computes the geometry; shared by infer and prepare. */
+/* Validates X, W and B and computes the geometry; shared by infer and prepare. */
 static ulc_status conv_geom_init(ulc_kctx *k, int transpose, conv_geom *g) {
     memset(g, 0, sizeof *g);
     g->transpose = transpose;
@@ -64,9 +63,10 @@ static ulc_status conv_geom_init(ulc_kctx *k, int transpose, conv_geom *g) {
                           ulc_dtype_name(x->dtype), ulc_dtype_name(w->dtype), b ? ", B " : "",
                           b ? ulc_dtype_name(b->dtype) : "");
     if (x->rank < 3 || w->rank != x->rank)
-        return ulc_k_fail(k, ULC_ERR_INVALID,
-                          "X %s and W %s must have the same rank >= 3 ([N, C, D1..] and [M, C/group, k1..])",
-                          ulc_rt_shape_str(x, s1, sizeof s1), ulc_rt_shape_str(w, s2, sizeof s2));
+        return ulc_k_fail(
+            k, ULC_ERR_INVALID,
+            "X %s and W %s must have the same rank >= 3 ([N, C, D1..] and [M, C/group, k1..])",
+            ulc_rt_shape_str(x, s1, sizeof s1), ulc_rt_shape_str(w, s2, sizeof s2));
     g->dtype = x->dtype;
     g->nsp = x->rank - 2;
     g->n = x->dims[0];
@@ -78,34 +78,33 @@ static ulc_status conv_geom_init(ulc_kctx *k, int transpose, conv_geom *g) {
     if (!transpose) {
         g->m = w->dims[0];
         if (w->dims[1] * g->g != g->c || g->m % g->g != 0)
-            return ulc_k_fail(k, ULC_ERR_INVALID,
-                              "W %s does not fit X %s with group %lld (need W[1]·group = C and group | M)",
-                              ulc_rt_shape_str(w, s1, sizeof s1), ulc_rt_shape_str(x, s2, sizeof s2),
-                              (long long)g->g);
+            return ulc_k_fail(
+                k, ULC_ERR_INVALID,
+                "W %s does not fit X %s with group %lld (need W[1]·group = C and group | M)",
+                ulc_rt_shape_str(w, s1, sizeof s1), ulc_rt_shape_str(x, s2, sizeof s2),
+                (long long)g->g);
     } else {
         g->m = w->dims[1] * g->g;
         if (w->dims[0] != g->c)
-            return ulc_k_fail(k, ULC_ERR_INVALID,
-                              "W %s does not fit X %s (ConvTranspose needs W[0] = C, W = [C, M/group, k...])",
-                              ulc_rt_shape_str(w, s1, sizeof s1), ulc_rt_shape_str(x, s2, sizeof s2));
+            return ulc_k_fail(
+                k, ULC_ERR_INVALID,
+                "W %s does not fit X %s (ConvTranspose needs W[0] = C, W = [C, M/group, k...])",
+                ulc_rt_shape_str(w, s1, sizeof s1), ulc_rt_shape_str(x, s2, sizeof s2));
     }
     if (b) {
         if (ulc_rt_numel(b) != (uint64_t)g->m || b->rank != 1)
-            return ulc_k_fail(k, ULC_ERR_INVALID, "B is %s; expected [%lld] (one per output channel)",
+            return ulc_k_fail(k, ULC_ERR_INVALID,
+                              "B is %s; expected [%lld] (one per output channel)",
                               ulc_rt_shape_str(b, s1, sizeof s1), (long long)g->m);
         g->has_bias = 1;
     }
     int64_t kernel[ULC_NN_MAX_SP];
     ULC_TRY(conv_kernel_dims(k, w, g->nsp, kernel));
-    if (!transpose) {
-        return ulc_nn_window_init(k, g->nsp, x->dims + 2, kernel, 0, &g->w);
-    }
+    if (!transpose) return ulc_nn_window_init(k, g->nsp, x->dims + 2, kernel, 0, &g->w);
     /* ConvTranspose: out = s·(in - 1) + output_padding + ext - pb - pe, pads from output_shape
      * or auto_pad when given. */
     ulc_nn_window *wd = &g->w;
     int nsp = g->nsp;
-    if (nsp > ULC_NN_MAX_SP)
-        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "%d spatial dims (at most %d)", nsp, ULC_NN_MAX_SP);
     wd->nsp = nsp;
     int64_t opad[ULC_NN_MAX_SP], pads[2 * ULC_NN_MAX_SP], oshape[ULC_NN_MAX_SP];
     ULC_TRY(ulc_nn_attr_spatial(k, "strides", nsp, 1, 1, wd->s));
@@ -120,8 +119,8 @@ static ulc_status conv_geom_init(ulc_kctx *k, int transpose, conv_geom *g) {
     const int64_t *os;
     int nos = ulc_k_attr_ints(k, "output_shape", &os);
     if (nos >= 0 && nos != nsp && nos != nsp + 2)
-        return ulc_k_fail(k, ULC_ERR_INVALID, "output_shape has %d values; expected %d (spatial dims)",
-                          nos, nsp);
+        return ulc_k_fail(k, ULC_ERR_INVALID,
+                          "output_shape has %d values; expected %d (spatial dims)", nos, nsp);
     if (nos < 0 && !same_upper && !same_lower) {
         if (valid)
             memset(pads, 0, sizeof pads);
@@ -147,7 +146,8 @@ static ulc_status conv_geom_init(ulc_kctx *k, int transpose, conv_geom *g) {
             wd->out[i] = wd->s[i] * (in - 1) + opad[i] + ext - wd->pb[i] - wd->pe[i];
         }
         if (wd->out[i] < 1)
-            return ulc_k_fail(k, ULC_ERR_INVALID, "spatial dim %d: the output would be empty (%lld)", i,
+            return ulc_k_fail(k, ULC_ERR_INVALID,
+                              "spatial dim %d: the output would be empty (%lld)", i,
                               (long long)wd->out[i]);
     }
     return ULC_OK;
@@ -177,65 +177,65 @@ typedef struct conv_ref_job {
 
 /* One (n, m) output plane per item. Taps are enumerated as a flat index decomposed per output
  * position: slow, but this path only serves float64 and rare shapes. */
-#define DEFINE_CONV_REF(NAME, T)                                                                \
-    static void NAME(int64_t r0, int64_t r1, void *arg) {                                      \
-        const conv_ref_job *j = arg;                                                            \
-        const conv_geom *g = j->g;                                                              \
-        const ulc_nn_window *w = &g->w;                                                         \
-        int nsp = g->nsp;                                                                       \
-        int64_t osz = 1, isz = 1, ksz = 1;                                                      \
-        for (int d = 0; d < nsp; d++) {                                                         \
-            osz *= w->out[d];                                                                   \
-            isz *= w->in[d];                                                                    \
-            ksz *= w->k[d];                                                                     \
-        }                                                                                       \
-        int64_t cg = g->c / g->g, mg = g->m / g->g;                                             \
-        const T *X = j->x, *W = j->w, *B = j->b;                                                \
-        T *Y = j->y;                                                                            \
-        for (int64_t r = r0; r < r1; r++) {                                                     \
-            int64_t n = r / g->m, m = r % g->m, grp = m / mg, mm = m % mg;                      \
-            T *y = Y + r * osz;                                                                 \
-            for (int64_t o = 0; o < osz; o++) {                                                 \
-                int64_t oc[ULC_NN_MAX_SP], rem = o;                                             \
-                for (int d = nsp - 1; d >= 0; d--) {                                            \
-                    oc[d] = rem % w->out[d];                                                    \
-                    rem /= w->out[d];                                                           \
-                }                                                                               \
-                double acc = B ? (double)B[m] : 0.0;                                            \
-                for (int64_t kk = 0; kk < ksz; kk++) {                                          \
-                    int64_t kc[ULC_NN_MAX_SP], krem = kk, off = 0;                              \
-                    int inside = 1;                                                             \
-                    for (int d = nsp - 1; d >= 0; d--) {                                        \
-                        kc[d] = krem % w->k[d];                                                 \
-                        krem /= w->k[d];                                                        \
-                    }                                                                           \
-                    for (int d = 0; d < nsp && inside; d++) {                                   \
-                        int64_t i;                                                              \
-                        if (!g->transpose) {                                                    \
-                            i = oc[d] * w->s[d] - w->pb[d] + kc[d] * w->d[d];                   \
-                        } else {                                                                \
-                            int64_t t = oc[d] + w->pb[d] - kc[d] * w->d[d];                     \
-                            if (t < 0 || t % w->s[d] != 0) {                                    \
-                                inside = 0;                                                     \
-                                break;                                                          \
-                            }                                                                   \
-                            i = t / w->s[d];                                                    \
-                        }                                                                       \
-                        if (i < 0 || i >= w->in[d]) inside = 0;                                 \
-                        off = off * w->in[d] + i;                                               \
-                    }                                                                           \
-                    if (!inside) continue;                                                      \
-                    for (int64_t ci = 0; ci < cg; ci++) {                                       \
-                        int64_t c = grp * cg + ci;                                              \
-                        T xv = X[(n * g->c + c) * isz + off];                                   \
-                        T wv = g->transpose ? W[(c * mg + mm) * ksz + kk]                       \
-                                            : W[(m * cg + ci) * ksz + kk];                      \
-                        acc += (double)xv * (double)wv;                                         \
-                    }                                                                           \
-                }                                                                               \
-                y[o] = (T)acc;                                                                  \
-            }                                                                                   \
-        }                                                                                       \
+#define DEFINE_CONV_REF(NAME, T)                                                                   \
+    static void NAME(int64_t r0, int64_t r1, void *arg) {                                          \
+        const conv_ref_job *j = arg;                                                               \
+        const conv_geom *g = j->g;                                                                 \
+        const ulc_nn_window *w = &g->w;                                                            \
+        int nsp = g->nsp;                                                                          \
+        int64_t osz = 1, isz = 1, ksz = 1;                                                         \
+        for (int d = 0; d < nsp; d++) {                                                            \
+            osz *= w->out[d];                                                                      \
+            isz *= w->in[d];                                                                       \
+            ksz *= w->k[d];                                                                        \
+        }                                                                                          \
+        int64_t cg = g->c / g->g, mg = g->m / g->g;                                                \
+        const T *X = j->x, *W = j->w, *B = j->b;                                                   \
+        T *Y = j->y;                                                                               \
+        for (int64_t r = r0; r < r1; r++) {                                                        \
+            int64_t n = r / g->m, m = r % g->m, grp = m / mg, mm = m % mg;                         \
+            T *y = Y + r * osz;                                                                    \
+            for (int64_t o = 0; o < osz; o++) {                                                    \
+                int64_t oc[ULC_NN_MAX_SP], rem = o;                                                \
+                for (int d = nsp - 1; d >= 0; d--) {                                               \
+                    oc[d] = rem % w->out[d];                                                       \
+                    rem /= w->out[d];                                                              \
+                }                                                                                  \
+                double acc = B ? (double)B[m] : 0.0;                                               \
+                for (int64_t kk = 0; kk < ksz; kk++) {                                             \
+                    int64_t kc[ULC_NN_MAX_SP], krem = kk, off = 0;                                 \
+                    int inside = 1;                                                                \
+                    for (int d = nsp - 1; d >= 0; d--) {                                           \
+                        kc[d] = krem % w->k[d];                                                    \
+                        krem /= w->k[d];                                                           \
+                    }                                                                              \
+                    for (int d = 0; d < nsp && inside; d++) {                                      \
+                        int64_t i;                                                                 \
+                        if (!g->transpose) {                                                       \
+                            i = oc[d] * w->s[d] - w->pb[d] + kc[d] * w->d[d];                      \
+                        } else {                                                                   \
+                            int64_t t = oc[d] + w->pb[d] - kc[d] * w->d[d];                        \
+                            if (t < 0 || t % w->s[d] != 0) {                                       \
+                                inside = 0;                                                        \
+                                break;                                                             \
+                            }                                                                      \
+                            i = t / w->s[d];                                                       \
+                        }                                                                          \
+                        if (i < 0 || i >= w->in[d]) inside = 0;                                    \
+                        off = off * w->in[d] + i;                                                  \
+                    }                                                                              \
+                    if (!inside) continue;                                                         \
+                    for (int64_t ci = 0; ci < cg; ci++) {                                          \
+                        int64_t c = grp * cg + ci;                                                 \
+                        T xv = X[(n * g->c + c) * isz + off];                                      \
+                        T wv = g->transpose ? W[(c * mg + mm) * ksz + kk]                          \
+                                            : W[(m * cg + ci) * ksz + kk];                         \
+                        acc += (double)xv * (double)wv;                                            \
+                    }                                                                              \
+                }                                                                                  \
+                y[o] = (T)acc;                                                                     \
+            }                                                                                      \
+        }                                                                                          \
     }
 
 DEFINE_CONV_REF(conv_ref_f32, float)
@@ -258,13 +258,13 @@ static void conv_ref_run(ulc_kctx *k, const conv_geom *g) {
 typedef struct conv_state {
     conv_geom g;
     int use_dnnl;
-    int post_ops;                         /* k->fuse is applied by oneDNN (else afterwards) */
+    int post_ops; /* k->fuse is applied by oneDNN (else afterwards) */
     ulc_nn_addend add_kind;
     dnnl_primitive_t conv;
     dnnl_primitive_t r_src, r_dst, r_wei; /* NULL when that layout is already plain */
-    dnnl_primitive_t r_z;                 /* the addend into the blocked destination (sum) */
+    dnnl_primitive_t r_z; /* the addend into the blocked destination (sum) */
     dnnl_memory_t m_src_user, m_src, m_wei_user, m_wei, m_bias, m_dst, m_dst_user, m_add;
-    void *wei_packed;                     /* constant W in the primitive's layout */
+    void *wei_packed; /* constant W in the primitive's layout */
     size_t src_bytes, dst_bytes, wei_bytes; /* scratch needed per run (0 = none) */
     int scratch_held;
 } conv_state;
@@ -307,7 +307,11 @@ static dnnl_status_t conv_post_ops(const ulc_kfuse *f, ulc_nn_addend add,
         switch (f->act) {
         case ULC_ACT_RELU: break;
         case ULC_ACT_LEAKY_RELU: a = f->a; break;
-        case ULC_ACT_CLIP: alg = dnnl_eltwise_clip_v2; a = f->a; b = f->b; break;
+        case ULC_ACT_CLIP:
+            alg = dnnl_eltwise_clip_v2;
+            a = f->a;
+            b = f->b;
+            break;
         case ULC_ACT_SIGMOID: alg = dnnl_eltwise_logistic; break;
         case ULC_ACT_TANH: alg = dnnl_eltwise_tanh; break;
         case ULC_ACT_GELU_ERF: alg = dnnl_eltwise_gelu_erf; break;
@@ -367,15 +371,22 @@ static ulc_status conv_dnnl_build(ulc_kctx *k, conv_state *s, int with_post) {
     }
     bd[0] = g->m;
     dnnl_memory_desc_t src_plain, wei_plain, bias_md, dst_plain, src_any, wei_any, dst_any, add_md;
-    dnnl_status_t st = dnnl_memory_desc_init_by_tag(&src_plain, rank, sd, dnnl_f32, ulc_nn_plain_tag(rank));
-    if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&dst_plain, rank, dd, dnnl_f32, ulc_nn_plain_tag(rank));
-    if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&add_md, rank, ad, dnnl_f32, ulc_nn_plain_tag(rank));
+    dnnl_status_t st =
+        dnnl_memory_desc_init_by_tag(&src_plain, rank, sd, dnnl_f32, ulc_nn_plain_tag(rank));
     if (st == dnnl_success)
-        st = dnnl_memory_desc_init_by_tag(&wei_plain, wrank, wd, dnnl_f32, conv_wei_tag(g->transpose, grouped, nsp));
+        st = dnnl_memory_desc_init_by_tag(&dst_plain, rank, dd, dnnl_f32, ulc_nn_plain_tag(rank));
+    if (st == dnnl_success)
+        st = dnnl_memory_desc_init_by_tag(&add_md, rank, ad, dnnl_f32, ulc_nn_plain_tag(rank));
+    if (st == dnnl_success)
+        st = dnnl_memory_desc_init_by_tag(&wei_plain, wrank, wd, dnnl_f32,
+                                          conv_wei_tag(g->transpose, grouped, nsp));
     if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&bias_md, 1, bd, dnnl_f32, dnnl_a);
-    if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&src_any, rank, sd, dnnl_f32, dnnl_format_tag_any);
-    if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&dst_any, rank, dd, dnnl_f32, dnnl_format_tag_any);
-    if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&wei_any, wrank, wd, dnnl_f32, dnnl_format_tag_any);
+    if (st == dnnl_success)
+        st = dnnl_memory_desc_init_by_tag(&src_any, rank, sd, dnnl_f32, dnnl_format_tag_any);
+    if (st == dnnl_success)
+        st = dnnl_memory_desc_init_by_tag(&dst_any, rank, dd, dnnl_f32, dnnl_format_tag_any);
+    if (st == dnnl_success)
+        st = dnnl_memory_desc_init_by_tag(&wei_any, wrank, wd, dnnl_f32, dnnl_format_tag_any);
     ULC_TRY(ulc_nn_dnnl_check(k, st, "memory descriptors for the convolution"));
 
     dnnl_convolution_desc_t cd;
@@ -383,13 +394,14 @@ static ulc_status conv_dnnl_build(ulc_kctx *k, conv_state *s, int with_post) {
     const void *op_desc;
     const dnnl_memory_desc_t *bias = g->has_bias ? &bias_md : NULL;
     if (!g->transpose) {
-        st = dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct,
-                                                        &src_any, &wei_any, bias, &dst_any, str, dil, pl, pr);
+        st = dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference,
+                                                        dnnl_convolution_direct, &src_any, &wei_any,
+                                                        bias, &dst_any, str, dil, pl, pr);
         op_desc = &cd;
     } else {
-        st = dnnl_dilated_deconvolution_forward_desc_init(&dcd, dnnl_forward_inference,
-                                                          dnnl_deconvolution_direct, &src_any, &wei_any,
-                                                          bias, &dst_any, str, dil, pl, pr);
+        st = dnnl_dilated_deconvolution_forward_desc_init(
+            &dcd, dnnl_forward_inference, dnnl_deconvolution_direct, &src_any, &wei_any, bias,
+            &dst_any, str, dil, pl, pr);
         op_desc = &dcd;
     }
     if (st != dnnl_success) return ULC_OK; /* a geometry oneDNN does not take */
@@ -410,24 +422,28 @@ static ulc_status conv_dnnl_build(ulc_kctx *k, conv_state *s, int with_post) {
     if (st == dnnl_success) st = dnnl_memory_create(&s->m_src, src_md, eng, DNNL_MEMORY_NONE);
     if (st == dnnl_success) st = dnnl_memory_create(&s->m_wei, wei_md, eng, DNNL_MEMORY_NONE);
     if (st == dnnl_success) st = dnnl_memory_create(&s->m_dst, dst_md, eng, DNNL_MEMORY_NONE);
-    if (st == dnnl_success && g->has_bias) st = dnnl_memory_create(&s->m_bias, &bias_md, eng, DNNL_MEMORY_NONE);
+    if (st == dnnl_success && g->has_bias)
+        st = dnnl_memory_create(&s->m_bias, &bias_md, eng, DNNL_MEMORY_NONE);
     if (st == dnnl_success && with_post && s->add_kind == ULC_NN_ADD_CHANNEL)
         st = dnnl_memory_create(&s->m_add, &add_md, eng, DNNL_MEMORY_NONE);
     if (st == dnnl_success && !dnnl_memory_desc_equal(src_md, &src_plain)) {
         st = ulc_nn_reorder_create(&src_plain, src_md, &s->r_src);
-        if (st == dnnl_success) st = dnnl_memory_create(&s->m_src_user, &src_plain, eng, DNNL_MEMORY_NONE);
+        if (st == dnnl_success)
+            st = dnnl_memory_create(&s->m_src_user, &src_plain, eng, DNNL_MEMORY_NONE);
         s->src_bytes = align64(dnnl_memory_desc_get_size(src_md));
     }
     if (st == dnnl_success && !dnnl_memory_desc_equal(dst_md, &dst_plain)) {
         st = ulc_nn_reorder_create(dst_md, &dst_plain, &s->r_dst);
-        if (st == dnnl_success) st = dnnl_memory_create(&s->m_dst_user, &dst_plain, eng, DNNL_MEMORY_NONE);
+        if (st == dnnl_success)
+            st = dnnl_memory_create(&s->m_dst_user, &dst_plain, eng, DNNL_MEMORY_NONE);
         if (st == dnnl_success && want_z) st = ulc_nn_reorder_create(&dst_plain, dst_md, &s->r_z);
         s->dst_bytes = align64(dnnl_memory_desc_get_size(dst_md));
     }
     int wei_reorder = !dnnl_memory_desc_equal(wei_md, &wei_plain);
     if (st == dnnl_success && wei_reorder) {
         st = ulc_nn_reorder_create(&wei_plain, wei_md, &s->r_wei);
-        if (st == dnnl_success) st = dnnl_memory_create(&s->m_wei_user, &wei_plain, eng, DNNL_MEMORY_NONE);
+        if (st == dnnl_success)
+            st = dnnl_memory_create(&s->m_wei_user, &wei_plain, eng, DNNL_MEMORY_NONE);
     }
     dnnl_primitive_desc_destroy(pd);
     ULC_TRY(ulc_nn_dnnl_check(k, st, "convolution primitive and its reorders"));
@@ -484,7 +500,8 @@ static ulc_status conv_dnnl_run(ulc_kctx *k, conv_state *s) {
     ulc_nn_scratch sc = {NULL, 0};
     if (need) {
         sc = ulc_nn_scratch_acquire(need);
-        if (!sc.p) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory (%zu bytes of scratch)", need);
+        if (!sc.p)
+            return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory (%zu bytes of scratch)", need);
     }
     char *src_buf = sc.p, *dst_buf = src_buf + s->src_bytes, *wei_buf = dst_buf + s->dst_bytes;
     void *x = k->in[0]->data, *y = k->out[0]->data;
@@ -507,8 +524,10 @@ static ulc_status conv_dnnl_run(ulc_kctx *k, conv_state *s) {
             st = dnnl_memory_set_data_handle(s->m_wei, k->in[1]->data);
         }
     }
-    if (st == dnnl_success && s->m_bias) st = dnnl_memory_set_data_handle(s->m_bias, k->in[2]->data);
-    if (st == dnnl_success) st = dnnl_memory_set_data_handle(s->m_dst, s->r_dst ? (void *)dst_buf : y);
+    if (st == dnnl_success && s->m_bias)
+        st = dnnl_memory_set_data_handle(s->m_bias, k->in[2]->data);
+    if (st == dnnl_success)
+        st = dnnl_memory_set_data_handle(s->m_dst, s->r_dst ? (void *)dst_buf : y);
     if (st == dnnl_success && s->post_ops && s->add_kind == ULC_NN_ADD_FULL) {
         /* The sum post-op adds what the destination holds: put the addend there first. */
         void *z = k->fuse->addend->data;
@@ -519,7 +538,8 @@ static ulc_status conv_dnnl_run(ulc_kctx *k, conv_state *s) {
             memcpy(y, z, k->out[0]->nbytes);
         }
     }
-    if (st == dnnl_success && s->m_add) st = dnnl_memory_set_data_handle(s->m_add, k->fuse->addend->data);
+    if (st == dnnl_success && s->m_add)
+        st = dnnl_memory_set_data_handle(s->m_add, k->fuse->addend->data);
     if (st == dnnl_success) {
         dnnl_exec_arg_t args[5];
         int na = 0;
@@ -528,7 +548,8 @@ static ulc_status conv_dnnl_run(ulc_kctx *k, conv_state *s) {
         if (s->m_bias) args[na++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, s->m_bias};
         args[na++] = (dnnl_exec_arg_t){DNNL_ARG_DST, s->m_dst};
         if (s->m_add)
-            args[na++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, s->m_add};
+            args[na++] =
+                (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, s->m_add};
         st = dnnl_primitive_execute(s->conv, stream, na, args);
     }
     if (st == dnnl_success && s->r_dst) {
@@ -548,8 +569,10 @@ static ulc_status conv_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_conv = {0, 0, conv_infer, conv_prepare, conv_run, conv_release, ulc_nn_can_fuse};
-static const ulc_kernel k_convt = {0, 0, convt_infer, convt_prepare, conv_run, conv_release, ulc_nn_can_fuse};
+static const ulc_kernel k_conv = {
+    0, 0, conv_infer, conv_prepare, conv_run, conv_release, ulc_nn_can_fuse};
+static const ulc_kernel k_convt = {
+    0, 0, convt_infer, convt_prepare, conv_run, conv_release, ulc_nn_can_fuse};
 
 void ulc_nn_register_conv(const ulc_kernel **table) {
     table[ULC_OP_Conv] = &k_conv;

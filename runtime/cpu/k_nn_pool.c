@@ -2,11 +2,14 @@
  * k_nn_pool.c — MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool (math in k_nn.c's header
  * comment).
  *
- * Windowed pooling on float32 with 1 to 3 spatial dims runs as a oneDNN pooling primitive built
- * in prepare (ceil_mode becomes extra padding after the input, which max pooling ignores and
- * average pooling either ignores or — with count_include_pad — counts, exactly as ONNX's
- * reference and onnxruntime divide by the full kernel size). MaxPool's Indices output, float64,
- * int8/uint8 and 4+ spatial dims run an own loop over the same geometry.
+ * 1-D and 2-D windows without Indices run an own row loop (pool_rows): per output row the
+ * window's input rows are reduced into a padded row buffer with contiguous, vectorised loops, then
+ * the window slides along that buffer. oneDNN's pooling on NCHW tensors is a simple reference
+ * loop (ResNet-18's 3x3/2 max pool: 24 ms there, 0.25 ms here on one core; onnxruntime 0.25 ms).
+ * 3-D float32 windows run as a oneDNN pooling primitive built in prepare (ceil_mode becomes extra
+ * padding after the input, which max pooling ignores and average pooling either ignores or —
+ * with count_include_pad — counts, exactly as ONNX's reference and onnxruntime divide by the
+ * full kernel size). MaxPool's Indices output and the rest run a general N-D loop.
  *
  * Global pooling reduces each [n, c] plane with a contiguous loop, threads over planes.
  */
@@ -22,12 +25,12 @@ typedef struct pool_state {
     int kind;
     int dtype;
     int nsp;
-    int64_t planes;   /* N·C */
+    int64_t planes; /* N·C */
     int64_t isz, osz; /* spatial sizes of one plane */
     ulc_nn_window w;
-    int include_pad;   /* AveragePool count_include_pad */
-    int col_major;     /* MaxPool storage_order = 1 */
-    int indices;       /* MaxPool's second output requested */
+    int include_pad; /* AveragePool count_include_pad */
+    int col_major; /* MaxPool storage_order = 1 */
+    int indices; /* MaxPool's second output requested */
     dnnl_primitive_t prim; /* oneDNN pooling, or NULL for the own loop */
     dnnl_memory_t m_src, m_dst;
 } pool_state;
@@ -44,8 +47,9 @@ static void pool_release(void *p) {
 static ulc_status pool_geom(ulc_kctx *k, int kind, pool_state *s) {
     const ulc_rt_tensor *x = k->in[0];
     char buf[96];
-    if (kind == POOL_AVG ? !ulc_k_is_float(x->dtype)
-                         : !(ulc_k_is_float(x->dtype) || x->dtype == ULC_DT_I8 || x->dtype == ULC_DT_U8))
+    if (kind == POOL_AVG
+            ? !ulc_k_is_float(x->dtype)
+            : !(ulc_k_is_float(x->dtype) || x->dtype == ULC_DT_I8 || x->dtype == ULC_DT_U8))
         return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "X has dtype %s; supported: float32, float64%s",
                           ulc_dtype_name(x->dtype), kind == POOL_MAX ? ", int8, uint8" : "");
     if (x->rank < 3)
@@ -59,8 +63,8 @@ static ulc_status pool_geom(ulc_kctx *k, int kind, pool_state *s) {
     int nk = ulc_k_attr_ints(k, "kernel_shape", &ks);
     if (nk < 0) return ulc_k_fail(k, ULC_ERR_INVALID, "attribute kernel_shape is required");
     if (nk != s->nsp)
-        return ulc_k_fail(k, ULC_ERR_INVALID, "kernel_shape has %d values; X has %d spatial dims", nk,
-                          s->nsp);
+        return ulc_k_fail(k, ULC_ERR_INVALID, "kernel_shape has %d values; X has %d spatial dims",
+                          nk, s->nsp);
     if (kind == POOL_AVG && k->opset < 19 && ulc_k_attr(k, "dilations"))
         return ulc_k_fail(k, ULC_ERR_INVALID, "AveragePool has no dilations before opset 19");
     int ceil_mode = (int)ulc_k_attr_int(k, "ceil_mode", 0);
@@ -73,7 +77,8 @@ static ulc_status pool_geom(ulc_kctx *k, int kind, pool_state *s) {
     s->include_pad = kind == POOL_AVG && ulc_k_attr_int(k, "count_include_pad", 0) != 0;
     int64_t so = kind == POOL_MAX ? ulc_k_attr_int(k, "storage_order", 0) : 0;
     if (so != 0 && so != 1)
-        return ulc_k_fail(k, ULC_ERR_INVALID, "storage_order = %lld; it must be 0 or 1", (long long)so);
+        return ulc_k_fail(k, ULC_ERR_INVALID, "storage_order = %lld; it must be 0 or 1",
+                          (long long)so);
     s->col_major = (int)so;
     s->indices = kind == POOL_MAX && k->n_out > 1 && k->out[1];
     return ULC_OK;
@@ -139,60 +144,60 @@ static inline int64_t pool_off(const ulc_nn_window *w, const int64_t *ic, int co
     return off;
 }
 
-#define DEFINE_POOL_LOOP(NAME, T, ACC, IS_MAX, LOWEST)                                          \
-    static void NAME(int64_t r0, int64_t r1, void *arg) {                                      \
-        const pool_job *j = arg;                                                                \
-        const pool_state *s = j->s;                                                             \
-        const ulc_nn_window *w = &s->w;                                                         \
-        int nsp = w->nsp;                                                                       \
-        int64_t kprod = 1;                                                                      \
-        for (int d = 0; d < nsp; d++) kprod *= w->k[d];                                         \
-        for (int64_t r = r0; r < r1; r++) {                                                     \
-            const T *x = (const T *)j->x + r * s->isz;                                          \
-            T *y = (T *)j->y + r * s->osz;                                                      \
-            int64_t *ind = j->ind ? j->ind + r * s->osz : NULL;                                 \
-            int64_t oc[ULC_NN_MAX_SP] = {0};                                                    \
-            for (int64_t o = 0; o < s->osz; o++) {                                              \
-                int64_t base[ULC_NN_MAX_SP], lo[ULC_NN_MAX_SP], hi[ULC_NN_MAX_SP];              \
-                int64_t t[ULC_NN_MAX_SP], ic[ULC_NN_MAX_SP];                                    \
-                ACC acc = IS_MAX ? (ACC)(LOWEST) : (ACC)0;                                      \
-                int64_t cnt = 0, best = -1;                                                     \
-                if (pool_taps(w, oc, base, lo, hi)) {                                           \
-                    for (int d = 0; d < nsp; d++) t[d] = lo[d];                                 \
-                    for (;;) {                                                                  \
-                        int64_t off = 0;                                                        \
-                        for (int d = 0; d < nsp; d++) {                                         \
-                            ic[d] = base[d] + t[d] * w->d[d];                                   \
-                            off = off * w->in[d] + ic[d];                                       \
-                        }                                                                       \
-                        ACC v = (ACC)x[off];                                                    \
-                        if (IS_MAX) {                                                           \
-                            if (v > acc || best < 0) {                                          \
-                                acc = v;                                                        \
-                                best = s->col_major ? pool_off(w, ic, 1) : off;                 \
-                            }                                                                   \
-                        } else {                                                                \
-                            acc += v;                                                           \
-                        }                                                                       \
-                        cnt++;                                                                  \
-                        int d = nsp - 1;                                                        \
-                        while (d >= 0 && ++t[d] == hi[d]) {                                     \
-                            t[d] = lo[d];                                                       \
-                            d--;                                                                \
-                        }                                                                       \
-                        if (d < 0) break;                                                       \
-                    }                                                                           \
-                }                                                                               \
-                if (IS_MAX) {                                                                   \
-                    y[o] = (T)acc;                                                              \
-                    if (ind) ind[o] = best < 0 ? -1 : r * s->isz + best;                        \
-                } else {                                                                        \
-                    int64_t div = s->include_pad ? kprod : cnt;                                 \
-                    y[o] = div ? (T)(acc / (ACC)div) : (T)0;                                    \
-                }                                                                               \
-                for (int d = nsp - 1; d >= 0 && ++oc[d] == w->out[d]; d--) oc[d] = 0;           \
-            }                                                                                   \
-        }                                                                                       \
+#define DEFINE_POOL_LOOP(NAME, T, ACC, IS_MAX, LOWEST)                                             \
+    static void NAME(int64_t r0, int64_t r1, void *arg) {                                          \
+        const pool_job *j = arg;                                                                   \
+        const pool_state *s = j->s;                                                                \
+        const ulc_nn_window *w = &s->w;                                                            \
+        int nsp = w->nsp;                                                                          \
+        int64_t kprod = 1;                                                                         \
+        for (int d = 0; d < nsp; d++) kprod *= w->k[d];                                            \
+        for (int64_t r = r0; r < r1; r++) {                                                        \
+            const T *x = (const T *)j->x + r * s->isz;                                             \
+            T *y = (T *)j->y + r * s->osz;                                                         \
+            int64_t *ind = j->ind ? j->ind + r * s->osz : NULL;                                    \
+            int64_t oc[ULC_NN_MAX_SP] = {0};                                                       \
+            for (int64_t o = 0; o < s->osz; o++) {                                                 \
+                int64_t base[ULC_NN_MAX_SP], lo[ULC_NN_MAX_SP], hi[ULC_NN_MAX_SP];                 \
+                int64_t t[ULC_NN_MAX_SP], ic[ULC_NN_MAX_SP];                                       \
+                ACC acc = IS_MAX ? (ACC)(LOWEST) : (ACC)0;                                         \
+                int64_t cnt = 0, best = -1;                                                        \
+                if (pool_taps(w, oc, base, lo, hi)) {                                              \
+                    for (int d = 0; d < nsp; d++) t[d] = lo[d];                                    \
+                    for (;;) {                                                                     \
+                        int64_t off = 0;                                                           \
+                        for (int d = 0; d < nsp; d++) {                                            \
+                            ic[d] = base[d] + t[d] * w->d[d];                                      \
+                            off = off * w->in[d] + ic[d];                                          \
+                        }                                                                          \
+                        ACC v = (ACC)x[off];                                                       \
+                        if (IS_MAX) {                                                              \
+                            if (v > acc || best < 0) {                                             \
+                                acc = v;                                                           \
+                                best = s->col_major ? pool_off(w, ic, 1) : off;                    \
+                            }                                                                      \
+                        } else {                                                                   \
+                            acc += v;                                                              \
+                        }                                                                          \
+                        cnt++;                                                                     \
+                        int d = nsp - 1;                                                           \
+                        while (d >= 0 && ++t[d] == hi[d]) {                                        \
+                            t[d] = lo[d];                                                          \
+                            d--;                                                                   \
+                        }                                                                          \
+                        if (d < 0) break;                                                          \
+                    }                                                                              \
+                }                                                                                  \
+                if (IS_MAX) {                                                                      \
+                    y[o] = (T)acc;                                                                 \
+                    if (ind) ind[o] = best < 0 ? -1 : r * s->isz + best;                           \
+                } else {                                                                           \
+                    int64_t div = s->include_pad ? kprod : cnt;                                    \
+                    y[o] = div ? (T)(acc / (ACC)div) : (T)0;                                       \
+                }                                                                                  \
+                for (int d = nsp - 1; d >= 0 && ++oc[d] == w->out[d]; d--) oc[d] = 0;              \
+            }                                                                                      \
+        }                                                                                          \
     }
 
 DEFINE_POOL_LOOP(maxpool_f32, float, float, 1, -FLT_MAX)
@@ -202,91 +207,92 @@ DEFINE_POOL_LOOP(maxpool_u8, uint8_t, int, 1, 0)
 DEFINE_POOL_LOOP(avgpool_f32, float, float, 0, 0)
 DEFINE_POOL_LOOP(avgpool_f64, double, double, 0, 0)
 
-/* 1-D and 2-D windows (no Indices): for each output row, reduce the window's valid input rows
- * into a row buffer that also holds the padding (contiguous: vectorises), then slide the
- * window along the buffer. Buffer index b is input column b - pb. */
+/* pool_rows: 1-D and 2-D windows (no Indices). For each output row, reduce the window's valid
+ * input rows into a row buffer that also holds the padding (contiguous: vectorises), then slide
+ * the window along the buffer. Buffer index b is input column b - pb. */
 #define POOL_ROW_STACK 2048
-#define POOL_HPASS(T, IS_MAX, yr, buf, OW, SW, kw, dw)                                          \
-    do {                                                                                        \
-        for (int64_t ow = 0; ow < (OW); ow++) (yr)[ow] = (buf)[ow * (SW)];                      \
-        for (int64_t t = 1; t < (kw); t++) {                                                    \
-            const T *bt = (buf) + t * (dw);                                                     \
-            if (IS_MAX)                                                                         \
-                for (int64_t ow = 0; ow < (OW); ow++) {                                         \
-                    T v = bt[ow * (SW)];                                                        \
-                    (yr)[ow] = v > (yr)[ow] ? v : (yr)[ow];                                     \
-                }                                                                               \
-            else                                                                                \
-                for (int64_t ow = 0; ow < (OW); ow++) (yr)[ow] += bt[ow * (SW)];                \
-        }                                                                                       \
+#define POOL_HPASS(T, IS_MAX, yr, buf, OW, SW, kw, dw)                                             \
+    do {                                                                                           \
+        for (int64_t ow = 0; ow < (OW); ow++) (yr)[ow] = (buf)[ow * (SW)];                         \
+        for (int64_t t = 1; t < (kw); t++) {                                                       \
+            const T *bt = (buf) + t * (dw);                                                        \
+            if (IS_MAX)                                                                            \
+                for (int64_t ow = 0; ow < (OW); ow++) {                                            \
+                    T v = bt[ow * (SW)];                                                           \
+                    (yr)[ow] = v > (yr)[ow] ? v : (yr)[ow];                                        \
+                }                                                                                  \
+            else                                                                                   \
+                for (int64_t ow = 0; ow < (OW); ow++) (yr)[ow] += bt[ow * (SW)];                   \
+        }                                                                                          \
     } while (0)
-#define DEFINE_POOL_ROWS(NAME, T, IS_MAX, PADV)                                                \
-    static void NAME(int64_t r0, int64_t r1, void *arg) {                                      \
-        const pool_job *j = arg;                                                                \
-        const pool_state *s = j->s;                                                             \
-        const ulc_nn_window *w = &s->w;                                                         \
-        int two = w->nsp == 2;                                                                  \
-        int64_t H = two ? w->in[0] : 1, W = w->in[two], OH = two ? w->out[0] : 1;               \
-        int64_t OW = w->out[two], kh = two ? w->k[0] : 1, kw = w->k[two];                       \
-        int64_t sh = two ? w->s[0] : 1, sw = w->s[two], dh = two ? w->d[0] : 1, dw = w->d[two]; \
-        int64_t ph = two ? w->pb[0] : 0, pw = w->pb[two];                                       \
-        int64_t L = (OW - 1) * sw + (kw - 1) * dw + 1;                                          \
-        int64_t vb0 = pw < L ? pw : L, vb1 = pw + W < L ? pw + W : L; /* valid [vb0, vb1) */     \
-        T stack[POOL_ROW_STACK];                                                                \
-        T *buf = L <= POOL_ROW_STACK ? stack : malloc((size_t)L * sizeof(T));                   \
-        if (!buf) {                                                                             \
-            ((pool_job *)arg)->failed = 1;                                                      \
-            return;                                                                             \
-        }                                                                                       \
-        for (int64_t b = 0; b < vb0; b++) buf[b] = (T)(PADV);                                   \
-        for (int64_t b = vb1; b < L; b++) buf[b] = (T)(PADV);                                   \
-        for (int64_t r = r0; r < r1; r++) {                                                     \
-            const T *x = (const T *)j->x + r * s->isz;                                          \
-            T *y = (T *)j->y + r * s->osz;                                                      \
-            for (int64_t oh = 0; oh < OH; oh++) {                                               \
-                int64_t h0 = oh * sh - ph;                                                      \
-                int64_t tlo = h0 < 0 ? (-h0 + dh - 1) / dh : 0;                                 \
-                int64_t thi = in_range_hi(h0, dh, H, kh), rows = thi > tlo ? thi - tlo : 0;     \
-                T *bv = buf + vb0;                                                              \
-                const T *xc = x + (vb0 - pw);                                                   \
-                int64_t nv = vb1 - vb0;                                                         \
-                if (rows == 0) {                                                                \
-                    for (int64_t b = 0; b < nv; b++) bv[b] = (T)(PADV);                         \
-                } else {                                                                        \
-                    const T *x0 = xc + (h0 + tlo * dh) * W;                                     \
-                    for (int64_t b = 0; b < nv; b++) bv[b] = x0[b];                             \
-                    for (int64_t t = tlo + 1; t < thi; t++) {                                   \
-                        const T *xr = xc + (h0 + t * dh) * W;                                   \
-                        if (IS_MAX)                                                             \
-                            for (int64_t b = 0; b < nv; b++) bv[b] = xr[b] > bv[b] ? xr[b] : bv[b]; \
-                        else                                                                    \
-                            for (int64_t b = 0; b < nv; b++) bv[b] += xr[b];                    \
-                    }                                                                           \
-                }                                                                               \
-                T *yr = y + oh * OW;                                                            \
+#define DEFINE_POOL_ROWS(NAME, T, IS_MAX, PADV)                                                    \
+    static void NAME(int64_t r0, int64_t r1, void *arg) {                                          \
+        const pool_job *j = arg;                                                                   \
+        const pool_state *s = j->s;                                                                \
+        const ulc_nn_window *w = &s->w;                                                            \
+        int two = w->nsp == 2;                                                                     \
+        int64_t H = two ? w->in[0] : 1, W = w->in[two], OH = two ? w->out[0] : 1;                  \
+        int64_t OW = w->out[two], kh = two ? w->k[0] : 1, kw = w->k[two];                          \
+        int64_t sh = two ? w->s[0] : 1, sw = w->s[two], dh = two ? w->d[0] : 1, dw = w->d[two];    \
+        int64_t ph = two ? w->pb[0] : 0, pw = w->pb[two];                                          \
+        int64_t L = (OW - 1) * sw + (kw - 1) * dw + 1;                                             \
+        int64_t vb0 = pw < L ? pw : L, vb1 = pw + W < L ? pw + W : L; /* valid [vb0, vb1) */       \
+        T stack[POOL_ROW_STACK];                                                                   \
+        T *buf = L <= POOL_ROW_STACK ? stack : malloc((size_t)L * sizeof(T));                      \
+        if (!buf) {                                                                                \
+            ((pool_job *)arg)->failed = 1;                                                         \
+            return;                                                                                \
+        }                                                                                          \
+        for (int64_t b = 0; b < vb0; b++) buf[b] = (T)(PADV);                                      \
+        for (int64_t b = vb1; b < L; b++) buf[b] = (T)(PADV);                                      \
+        for (int64_t r = r0; r < r1; r++) {                                                        \
+            const T *x = (const T *)j->x + r * s->isz;                                             \
+            T *y = (T *)j->y + r * s->osz;                                                         \
+            for (int64_t oh = 0; oh < OH; oh++) {                                                  \
+                int64_t h0 = oh * sh - ph;                                                         \
+                int64_t tlo = h0 < 0 ? (-h0 + dh - 1) / dh : 0;                                    \
+                int64_t thi = in_range_hi(h0, dh, H, kh), rows = thi > tlo ? thi - tlo : 0;        \
+                T *bv = buf + vb0;                                                                 \
+                const T *xc = x + (vb0 - pw);                                                      \
+                int64_t nv = vb1 - vb0;                                                            \
+                if (rows == 0) {                                                                   \
+                    for (int64_t b = 0; b < nv; b++) bv[b] = (T)(PADV);                            \
+                } else {                                                                           \
+                    const T *x0 = xc + (h0 + tlo * dh) * W;                                        \
+                    for (int64_t b = 0; b < nv; b++) bv[b] = x0[b];                                \
+                    for (int64_t t = tlo + 1; t < thi; t++) {                                      \
+                        const T *xr = xc + (h0 + t * dh) * W;                                      \
+                        if (IS_MAX)                                                                \
+                            for (int64_t b = 0; b < nv; b++)                                       \
+                                bv[b] = xr[b] > bv[b] ? xr[b] : bv[b];                             \
+                        else                                                                       \
+                            for (int64_t b = 0; b < nv; b++) bv[b] += xr[b];                       \
+                    }                                                                              \
+                }                                                                                  \
+                T *yr = y + oh * OW;                                                               \
                 /* Taps outer, outputs inner: with the stride a constant (1, 2) the inner loop \
-                 * vectorises. */                                                               \
-                if (sw == 1)                                                                    \
-                    POOL_HPASS(T, IS_MAX, yr, buf, OW, 1, kw, dw);                              \
-                else if (sw == 2)                                                               \
-                    POOL_HPASS(T, IS_MAX, yr, buf, OW, 2, kw, dw);                              \
-                else                                                                            \
-                    POOL_HPASS(T, IS_MAX, yr, buf, OW, sw, kw, dw);                             \
-                if (!IS_MAX) {                                                                  \
-                    for (int64_t ow = 0; ow < OW; ow++) {                                       \
-                        int64_t div = kh * kw;                                                  \
-                        if (!s->include_pad) {                                                  \
-                            int64_t c0 = ow * sw - pw;                                          \
-                            int64_t clo = c0 < 0 ? (-c0 + dw - 1) / dw : 0;                     \
-                            int64_t chi = in_range_hi(c0, dw, W, kw);                           \
-                            div = rows * (chi > clo ? chi - clo : 0);                           \
-                        }                                                                       \
-                        yr[ow] = div ? yr[ow] / (T)div : (T)0;                                  \
-                    }                                                                           \
-                }                                                                               \
-            }                                                                                   \
-        }                                                                                       \
-        if (buf != stack) free(buf);                                                            \
+                 * vectorises. */   \
+                if (sw == 1)                                                                       \
+                    POOL_HPASS(T, IS_MAX, yr, buf, OW, 1, kw, dw);                                 \
+                else if (sw == 2)                                                                  \
+                    POOL_HPASS(T, IS_MAX, yr, buf, OW, 2, kw, dw);                                 \
+                else                                                                               \
+                    POOL_HPASS(T, IS_MAX, yr, buf, OW, sw, kw, dw);                                \
+                if (!IS_MAX) {                                                                     \
+                    for (int64_t ow = 0; ow < OW; ow++) {                                          \
+                        int64_t div = kh * kw;                                                     \
+                        if (!s->include_pad) {                                                     \
+                            int64_t c0 = ow * sw - pw;                                             \
+                            int64_t clo = c0 < 0 ? (-c0 + dw - 1) / dw : 0;                        \
+                            int64_t chi = in_range_hi(c0, dw, W, kw);                              \
+                            div = rows * (chi > clo ? chi - clo : 0);                              \
+                        }                                                                          \
+                        yr[ow] = div ? yr[ow] / (T)div : (T)0;                                     \
+                    }                                                                              \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        if (buf != stack) free(buf);                                                               \
     }
 
 DEFINE_POOL_ROWS(maxrows_f32, float, 1, -FLT_MAX)
@@ -327,8 +333,10 @@ static ulc_status pool_dnnl_prepare(ulc_kctx *k, pool_state *s) {
         if (pl[i] >= ext || pr[i] >= ext) return ULC_OK;
     }
     dnnl_memory_desc_t smd, dmd;
-    dnnl_status_t st = dnnl_memory_desc_init_by_tag(&smd, rank, sd, dnnl_f32, ulc_nn_plain_tag(rank));
-    if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&dmd, rank, dd, dnnl_f32, ulc_nn_plain_tag(rank));
+    dnnl_status_t st =
+        dnnl_memory_desc_init_by_tag(&smd, rank, sd, dnnl_f32, ulc_nn_plain_tag(rank));
+    if (st == dnnl_success)
+        st = dnnl_memory_desc_init_by_tag(&dmd, rank, dd, dnnl_f32, ulc_nn_plain_tag(rank));
     ULC_TRY(ulc_nn_dnnl_check(k, st, "memory descriptors for pooling"));
     dnnl_alg_kind_t alg = s->kind == POOL_MAX ? dnnl_pooling_max
                           : s->include_pad    ? dnnl_pooling_avg_include_padding
@@ -382,7 +390,9 @@ static ulc_status pool_run(ulc_kctx *k) {
         break;
     case ULC_DT_I8: body = rows ? maxrows_i8 : maxpool_i8; break;
     case ULC_DT_U8: body = rows ? maxrows_u8 : maxpool_u8; break;
-    default: return ulc_k_fail(k, ULC_ERR_INTERNAL, "no pooling loop for dtype %s", ulc_dtype_name(s->dtype));
+    default:
+        return ulc_k_fail(k, ULC_ERR_INTERNAL, "no pooling loop for dtype %s",
+                          ulc_dtype_name(s->dtype));
     }
     int64_t kprod = 1;
     for (int d = 0; d < s->nsp; d++) kprod *= s->w.k[d];
@@ -391,8 +401,10 @@ static ulc_status pool_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_maxpool = {0, 0, maxpool_infer, maxpool_prepare, pool_run, pool_release, NULL};
-static const ulc_kernel k_avgpool = {0, 0, avgpool_infer, avgpool_prepare, pool_run, pool_release, NULL};
+static const ulc_kernel k_maxpool = {0,   0, maxpool_infer, maxpool_prepare, pool_run, pool_release,
+                                     NULL};
+static const ulc_kernel k_avgpool = {0,   0, avgpool_infer, avgpool_prepare, pool_run, pool_release,
+                                     NULL};
 
 /* ---- global pooling -------------------------------------------------------------------------- */
 

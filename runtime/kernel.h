@@ -63,6 +63,9 @@ typedef struct ulc_kctx {
 enum {
     ULC_K_SHAPE_ONLY = 1u << 0, /* run reads input shapes only, never their data (Shape, Size):
                                    the planner evaluates it at plan time */
+    ULC_K_BLOCKED_OUT = 1u << 2, /* can write output 0 as NCHW8C (when the planner sets
+                                   out[0]->layout before prepare) */
+    ULC_K_BLOCKED_ADDEND = 1u << 3, /* a fused addend (k->fuse->addend) may be NCHW8C */
     ULC_K_ALIAS = 1u << 1       /* output 0 is input 0's bytes under another shape (Reshape,
                                    Flatten, Squeeze, Unsqueeze, Identity, Dropout): the planner
                                    points the output at the input's bytes; run is called only
@@ -72,6 +75,8 @@ enum {
 
 typedef struct ulc_kernel {
     uint32_t value_inputs; /* bit i set: input i's data decides the output shapes */
+    uint32_t blocked_inputs; /* bit i set: input i may be NCHW8C (see runtime.h's layouts): the
+                                kernel reads in[i]->layout in prepare and run */
     unsigned flags;        /* ULC_K_* */
     ulc_status (*infer)(ulc_kctx *k);
     ulc_status (*prepare)(ulc_kctx *k); /* may be NULL */

@@ -40,8 +40,15 @@ typedef struct ulc_rt_tensor {
     int rank;
     int64_t dims[ULC_RT_MAX_RANK];
     void *data;
-    size_t nbytes;                  /* numel × dtype size */
+    size_t nbytes;                  /* numel × dtype size (blocked: with the padded channels) */
+    int layout;                     /* ULC_LAYOUT_*: always PLAIN outside the runtime */
 } ulc_rt_tensor;
+
+/* How a runtime tensor's bytes are laid out. Tensors handed in and out of sessions are PLAIN;
+ * inside a plan, float32 [N, C, H, W] activations passed between kernels that both accept it
+ * may be NCHW8C: dims stay the logical [N, C, H, W], bytes are [N, ceil(C/8), H, W, 8] with the
+ * padding channels zero (oneDNN's nChw8c, what its AVX2 convolutions compute in). */
+enum { ULC_LAYOUT_PLAIN = 0, ULC_LAYOUT_NCHW8C = 1 };
 
 uint64_t ulc_rt_numel(const ulc_rt_tensor *t);
 /* "f32[8,3,224,224]" into buf. */

@@ -630,7 +630,7 @@ static ulc_status binary_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_binary = {0, 0, binary_infer, NULL, binary_run, NULL, NULL};
+static const ulc_kernel k_binary = {.infer = binary_infer, .run = binary_run};
 
 /* Max Min Sum Mean: out = in0 ⊕ in1, then out ⊕= in_i for the rest; Mean divides by N. */
 static ulc_status variadic_infer(ulc_kctx *k) {
@@ -695,7 +695,7 @@ static ulc_status variadic_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_variadic = {0, 0, variadic_infer, NULL, variadic_run, NULL, NULL};
+static const ulc_kernel k_variadic = {.infer = variadic_infer, .run = variadic_run};
 
 /* ---- Where ----------------------------------------------------------------------------------- */
 
@@ -777,7 +777,7 @@ static ulc_status where_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_where = {0, 0, where_infer, NULL, where_run, NULL, NULL};
+static const ulc_kernel k_where = {.infer = where_infer, .run = where_run};
 
 /* ---- typed unary loops ----------------------------------------------------------------------- */
 
@@ -1109,7 +1109,7 @@ static ulc_status unary_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_unary = {0, 0, unary_infer, NULL, unary_run, NULL, NULL};
+static const ulc_kernel k_unary = {.infer = unary_infer, .run = unary_run};
 
 /* ---- Clip ----------------------------------------------------------------------------------- */
 
@@ -1190,7 +1190,7 @@ static ulc_status clip_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_clip = {0, 0, clip_infer, NULL, clip_run, NULL, NULL};
+static const ulc_kernel k_clip = {.infer = clip_infer, .run = clip_run};
 
 /* ---- registration ---------------------------------------------------------------------------- */
 

@@ -285,7 +285,7 @@ static ulc_status cast_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_cast = {0, 0, cast_infer, NULL, cast_run, NULL, NULL};
+static const ulc_kernel k_cast = {.infer = cast_infer, .run = cast_run};
 
 void ulc_cpu_register_cast(const ulc_kernel **table) {
     cast_fill();

@@ -544,8 +544,7 @@ static ulc_status bn_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_batchnorm = {0,      0,          bn_infer,       bn_prepare,
-                                       bn_run, bn_release, ulc_nn_can_fuse};
+static const ulc_kernel k_batchnorm = {.infer = bn_infer, .prepare = bn_prepare, .run = bn_run, .release = bn_release, .can_fuse = ulc_nn_can_fuse};
 
 void ulc_cpu_register_nn(const ulc_kernel **table) {
     table[ULC_OP_BatchNormalization] = &k_batchnorm;

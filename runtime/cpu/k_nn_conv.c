@@ -569,10 +569,8 @@ static ulc_status conv_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_conv = {
-    0, 0, conv_infer, conv_prepare, conv_run, conv_release, ulc_nn_can_fuse};
-static const ulc_kernel k_convt = {
-    0, 0, convt_infer, convt_prepare, conv_run, conv_release, ulc_nn_can_fuse};
+static const ulc_kernel k_conv = {.infer = conv_infer, .prepare = conv_prepare, .run = conv_run, .release = conv_release, .can_fuse = ulc_nn_can_fuse};
+static const ulc_kernel k_convt = {.infer = convt_infer, .prepare = convt_prepare, .run = conv_run, .release = conv_release, .can_fuse = ulc_nn_can_fuse};
 
 void ulc_nn_register_conv(const ulc_kernel **table) {
     table[ULC_OP_Conv] = &k_conv;

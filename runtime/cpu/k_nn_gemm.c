@@ -354,8 +354,7 @@ static ulc_status mm_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_matmul = {0,      0,          mm_infer,       mm_prepare,
-                                    mm_run, mm_release, ulc_nn_can_fuse};
+static const ulc_kernel k_matmul = {.infer = mm_infer, .prepare = mm_prepare, .run = mm_run, .release = mm_release, .can_fuse = ulc_nn_can_fuse};
 
 /* ---- Gemm ------------------------------------------------------------------------------------ */
 
@@ -496,7 +495,7 @@ static ulc_status gemm_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_gemm = {0, 0, gemm_infer, gemm_prepare, gemm_run, free, ulc_nn_can_fuse};
+static const ulc_kernel k_gemm = {.infer = gemm_infer, .prepare = gemm_prepare, .run = gemm_run, .release = free, .can_fuse = ulc_nn_can_fuse};
 
 void ulc_nn_register_gemm(const ulc_kernel **table) {
     table[ULC_OP_Gemm] = &k_gemm;

@@ -401,10 +401,8 @@ static ulc_status pool_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_maxpool = {0,   0, maxpool_infer, maxpool_prepare, pool_run, pool_release,
-                                     NULL};
-static const ulc_kernel k_avgpool = {0,   0, avgpool_infer, avgpool_prepare, pool_run, pool_release,
-                                     NULL};
+static const ulc_kernel k_maxpool = {.infer = maxpool_infer, .prepare = maxpool_prepare, .run = pool_run, .release = pool_release};
+static const ulc_kernel k_avgpool = {.infer = avgpool_infer, .prepare = avgpool_prepare, .run = pool_run, .release = pool_release};
 
 /* ---- global pooling -------------------------------------------------------------------------- */
 
@@ -482,8 +480,8 @@ static ulc_status gpool_run_common(ulc_kctx *k, int is_max) {
 static ulc_status gavgpool_run(ulc_kctx *k) { return gpool_run_common(k, 0); }
 static ulc_status gmaxpool_run(ulc_kctx *k) { return gpool_run_common(k, 1); }
 
-static const ulc_kernel k_gavgpool = {0, 0, gpool_infer, NULL, gavgpool_run, NULL, NULL};
-static const ulc_kernel k_gmaxpool = {0, 0, gpool_infer, NULL, gmaxpool_run, NULL, NULL};
+static const ulc_kernel k_gavgpool = {.infer = gpool_infer, .run = gavgpool_run};
+static const ulc_kernel k_gmaxpool = {.infer = gpool_infer, .run = gmaxpool_run};
 
 void ulc_nn_register_pool(const ulc_kernel **table) {
     table[ULC_OP_MaxPool] = &k_maxpool;

@@ -1612,28 +1612,27 @@ static ulc_status dropout_run(ulc_kctx *k) {
 
 #define BIT(i) (1u << (i))
 
-static const ulc_kernel k_identity = {0, ULC_K_ALIAS, identity_infer, NULL, run_copy, NULL, NULL};
-static const ulc_kernel k_reshape = {BIT(1), ULC_K_ALIAS, reshape_infer, NULL, run_copy, NULL, NULL};
-static const ulc_kernel k_flatten = {0, ULC_K_ALIAS, flatten_infer, NULL, run_copy, NULL, NULL};
-static const ulc_kernel k_squeeze = {BIT(1), ULC_K_ALIAS, squeeze_infer, NULL, run_copy, NULL, NULL};
-static const ulc_kernel k_unsqueeze = {BIT(1), ULC_K_ALIAS, unsqueeze_infer, NULL, run_copy, NULL, NULL};
-static const ulc_kernel k_shape = {0, ULC_K_SHAPE_ONLY, shape_infer, NULL, shape_run, NULL, NULL};
-static const ulc_kernel k_size = {0, ULC_K_SHAPE_ONLY, size_infer, NULL, size_run, NULL, NULL};
-static const ulc_kernel k_constant = {0, 0, constant_infer, NULL, constant_run, NULL, NULL};
-static const ulc_kernel k_cos = {BIT(0), 0, cos_infer, NULL, cos_run, NULL, NULL};
-static const ulc_kernel k_range = {BIT(0) | BIT(1) | BIT(2), 0, range_infer, NULL, range_run, NULL, NULL};
-static const ulc_kernel k_transpose = {0, 0, transpose_infer, NULL, transpose_run, NULL, NULL};
-static const ulc_kernel k_concat = {0, 0, concat_infer, NULL, concat_run, NULL, NULL};
-static const ulc_kernel k_split = {BIT(1), 0, split_infer, NULL, split_run, NULL, NULL};
-static const ulc_kernel k_slice = {
-    BIT(1) | BIT(2) | BIT(3) | BIT(4), 0, slice_infer, NULL, slice_run, NULL, NULL};
-static const ulc_kernel k_gather = {0, 0, gather_infer, NULL, gather_run, NULL, NULL};
-static const ulc_kernel k_gather_el = {0, 0, gather_el_infer, NULL, gather_el_run, NULL, NULL};
-static const ulc_kernel k_expand = {BIT(1), 0, expand_infer, NULL, expand_run, NULL, NULL};
-static const ulc_kernel k_tile = {BIT(1), 0, tile_infer, NULL, tile_run, NULL, NULL};
-static const ulc_kernel k_trilu = {0, 0, trilu_infer, NULL, trilu_run, NULL, NULL};
-static const ulc_kernel k_pad = {BIT(1) | BIT(3), 0, pad_infer, NULL, pad_run, NULL, NULL};
-static const ulc_kernel k_dropout = {0, 0, dropout_infer, NULL, dropout_run, NULL, NULL};
+static const ulc_kernel k_identity = {.flags = ULC_K_ALIAS, .infer = identity_infer, .run = run_copy};
+static const ulc_kernel k_reshape = {.value_inputs = BIT(1), .flags = ULC_K_ALIAS, .infer = reshape_infer, .run = run_copy};
+static const ulc_kernel k_flatten = {.flags = ULC_K_ALIAS, .infer = flatten_infer, .run = run_copy};
+static const ulc_kernel k_squeeze = {.value_inputs = BIT(1), .flags = ULC_K_ALIAS, .infer = squeeze_infer, .run = run_copy};
+static const ulc_kernel k_unsqueeze = {.value_inputs = BIT(1), .flags = ULC_K_ALIAS, .infer = unsqueeze_infer, .run = run_copy};
+static const ulc_kernel k_shape = {.flags = ULC_K_SHAPE_ONLY, .infer = shape_infer, .run = shape_run};
+static const ulc_kernel k_size = {.flags = ULC_K_SHAPE_ONLY, .infer = size_infer, .run = size_run};
+static const ulc_kernel k_constant = {.infer = constant_infer, .run = constant_run};
+static const ulc_kernel k_cos = {.value_inputs = BIT(0), .infer = cos_infer, .run = cos_run};
+static const ulc_kernel k_range = {.value_inputs = BIT(0) | BIT(1) | BIT(2), .infer = range_infer, .run = range_run};
+static const ulc_kernel k_transpose = {.infer = transpose_infer, .run = transpose_run};
+static const ulc_kernel k_concat = {.infer = concat_infer, .run = concat_run};
+static const ulc_kernel k_split = {.value_inputs = BIT(1), .infer = split_infer, .run = split_run};
+static const ulc_kernel k_slice = {.value_inputs = BIT(1) | BIT(2) | BIT(3) | BIT(4), .infer = slice_infer, .run = slice_run};
+static const ulc_kernel k_gather = {.infer = gather_infer, .run = gather_run};
+static const ulc_kernel k_gather_el = {.infer = gather_el_infer, .run = gather_el_run};
+static const ulc_kernel k_expand = {.value_inputs = BIT(1), .infer = expand_infer, .run = expand_run};
+static const ulc_kernel k_tile = {.value_inputs = BIT(1), .infer = tile_infer, .run = tile_run};
+static const ulc_kernel k_trilu = {.infer = trilu_infer, .run = trilu_run};
+static const ulc_kernel k_pad = {.value_inputs = BIT(1) | BIT(3), .infer = pad_infer, .run = pad_run};
+static const ulc_kernel k_dropout = {.infer = dropout_infer, .run = dropout_run};
 
 void ulc_cpu_register_shape(const ulc_kernel **table) {
     table[ULC_OP_Identity] = &k_identity;

@@ -20,12 +20,12 @@ asan: setup
 	@cmake --build build-asan -j $(JOBS)
 
 # The main job on the embedded default: inspect the shipped digits model, convert it, and
-# inspect the result (this becomes the unlearning demo when unlearning lands).
+# evaluate the result on the test digits (this becomes the unlearning demo when unlearning lands).
 demo: build
 	@mkdir -p build/demo
 	build/ulc inspect $(DEMO_MODEL)
 	build/ulc convert $(DEMO_MODEL) -o build/demo/digits_resnet.onnx
-	build/ulc inspect build/demo/digits_resnet.onnx
+	build/ulc eval build/demo/digits_resnet.onnx --data models/digits/test.safetensors
 
 # The whole suite: every test in the normal build, then again under ASan+UBSan.
 test: build asan

@@ -119,10 +119,16 @@ typedef struct rt_step {
     ulc_value *out0;     /* the value output 0 writes (node->outputs[0], or the last fused node's) */
     ulc_value *addend;   /* fused addend read by this step, or NULL */
     ulc_kfuse fuse;      /* kc.fuse points here when something was fused */
+    struct rt_fold *fold; /* a Conv with a BatchNormalization folded in: its new W and B */
     ulc_value **reads;   /* a fused chain: the values it reads (malloc'd), instead of the node's */
     int n_reads;
     int removed;         /* fused into an earlier step */
 } rt_step;
+
+/* Weights a plan computed for a step (BatchNormalization folded into a Conv). */
+typedef struct rt_fold {
+    ulc_rt_tensor w, b;
+} rt_fold;
 
 typedef struct rt_key_input {
     int rank;
@@ -174,6 +180,11 @@ static void plan_free(rt_plan *p, const ulc_graph *g) {
         if (s->prepared && s->k->release) s->k->release(s->kc.state);
         else if (s->k == ulc_cpu_chain_kernel()) free(s->kc.state); /* plan failed before prepare */
         free(s->reads);
+        if (s->fold) {
+            free(s->fold->w.data);
+            free(s->fold->b.data);
+            free(s->fold);
+        }
         free(s->in);
         free(s->out);
     }
@@ -541,6 +552,87 @@ static ulc_kact fusable_act(const rt_plan *p, const ulc_node *n, float *a, float
     }
     default: return ULC_ACT_NONE;
     }
+}
+
+
+/* Folds an inference BatchNormalization into the Conv before it when the weights and the
+ * statistics are constants: W'[m] = W[m]·a[m], B'[m] = (B[m] − mean[m])·a[m] + beta[m] with
+ * a[m] = scale[m] / √(var[m] + ε) — what torch's exporter does for eval models, done here for
+ * graphs that keep the BatchNormalization (Hugging Face ResNets built by ulc, for instance). */
+static ulc_status fold_batchnorms(rt_plan *p, const ulc_graph *g, ulc_ctx *ctx) {
+    int *step_of = malloc(sizeof(int) * (size_t)(g->next_node_id > 0 ? g->next_node_id : 1));
+    if (!step_of) return nomem(ctx, "fusion");
+    for (int i = 0; i < g->next_node_id; i++) step_of[i] = -1;
+    for (int i = 0; i < p->n_steps; i++) step_of[p->steps[i].node->id] = i;
+    ulc_status st = ULC_OK;
+    for (int i = 0; i < p->n_steps && st == ULC_OK; i++) {
+        rt_step *cs = &p->steps[i];
+        const ulc_node *cn = cs->node;
+        if (cs->removed || cn->op != ULC_OP_Conv || cs->kc.n_in < 2 || !cs->in[1] || !cs->out0) continue;
+        if (!(cs->kc.const_inputs & 2u) || (cs->kc.n_in > 2 && cs->in[2] && !(cs->kc.const_inputs & 4u)))
+            continue;
+        const ulc_rt_tensor *w = cs->in[1], *cb = cs->kc.n_in > 2 ? cs->in[2] : NULL;
+        if (w->dtype != ULC_DT_F32 || w->rank < 3) continue;
+        int j = sole_reader(p, step_of, g, cs->out0);
+        if (j < 0) continue;
+        rt_step *bs = &p->steps[j];
+        const ulc_node *bn = bs->node;
+        if (bn->op != ULC_OP_BatchNormalization || bn->n_inputs != 5 || bs->in[0] != cs->out[0]) continue;
+        const ulc_attr *tm = ulc_node_attr(bn, "training_mode");
+        if (tm && tm->type == ULC_ATTR_INT && tm->i) continue;
+        int extra_out = 0;
+        for (int o = 1; o < bn->n_outputs; o++) extra_out |= bn->outputs[o] != NULL;
+        if (extra_out || (bs->kc.const_inputs & 0x1eu) != 0x1eu) continue;
+        int64_t m = w->dims[0];
+        int ok = 1;
+        for (int q = 1; q < 5; q++)
+            ok = ok && bs->in[q]->dtype == ULC_DT_F32 && ulc_rt_numel(bs->in[q]) == (uint64_t)m;
+        if (!ok || (cb && (cb->dtype != ULC_DT_F32 || ulc_rt_numel(cb) != (uint64_t)m))) continue;
+        const ulc_attr *ea = ulc_node_attr(bn, "epsilon");
+        float eps = ea && ea->type == ULC_ATTR_FLOAT ? ea->f : 1e-5f;
+        rt_fold *f = calloc(1, sizeof *f);
+        ulc_rt_tensor **in3 = cs->kc.n_in < 3 ? realloc(cs->in, 3 * sizeof *in3) : cs->in;
+        if (!f || !in3) {
+            free(f);
+            st = nomem(ctx, "folding BatchNormalization");
+            break;
+        }
+        cs->in = in3;
+        f->w = *w;
+        f->w.data = xaligned(w->nbytes);
+        f->b.dtype = ULC_DT_F32;
+        f->b.rank = 1;
+        f->b.dims[0] = m;
+        f->b.nbytes = (size_t)m * sizeof(float);
+        f->b.data = xaligned(f->b.nbytes);
+        if (!f->w.data || !f->b.data) {
+            free(f->w.data), free(f->b.data), free(f);
+            st = nomem(ctx, "folding BatchNormalization");
+            break;
+        }
+        const float *scale = bs->in[1]->data, *beta = bs->in[2]->data, *mean = bs->in[3]->data,
+                    *var = bs->in[4]->data, *wsrc = w->data;
+        float *wd = f->w.data, *bd = f->b.data;
+        uint64_t per = ulc_rt_numel(w) / (uint64_t)m;
+        for (int64_t c = 0; c < m; c++) {
+            float a = scale[c] / sqrtf(var[c] + eps);
+            for (uint64_t e = 0; e < per; e++) wd[(uint64_t)c * per + e] = wsrc[(uint64_t)c * per + e] * a;
+            bd[c] = ((cb ? ((const float *)cb->data)[c] : 0.0f) - mean[c]) * a + beta[c];
+        }
+        cs->fold = f;
+        cs->in[1] = &f->w;
+        cs->in[2] = &f->b;
+        cs->kc.in = cs->in;
+        cs->kc.n_in = 3;
+        cs->kc.const_inputs |= 6u;
+        /* the BatchNormalization's output is now the Conv's */
+        p->vals[cs->out0->id].step = -1;
+        cs->out0 = bn->outputs[0];
+        cs->out[0] = &p->vals[cs->out0->id].t;
+        bs->removed = 1;
+    }
+    free(step_of);
+    return st;
 }
 
 /* Folds Add (of an operand ready before the producer) and an activation after a step whose
@@ -1228,6 +1320,7 @@ static ulc_status make_plan(ulc_session *s, rt_plan **out, ulc_ctx *ctx) {
     p->n_steps = w.n_steps;
     if (st != ULC_OK) goto done;
     if (!s->no_fusion) {
+        if ((st = fold_batchnorms(p, g, ctx)) != ULC_OK) goto done;
         if ((st = fuse_steps(p, g, s->opset, ctx)) != ULC_OK) goto done;
         if ((st = fuse_chains(p, g, ctx)) != ULC_OK) goto done;
         compact_steps(p);

@@ -150,6 +150,58 @@ void ulc_nn_scratch_done(ulc_nn_scratch *s) {
     s->p = NULL;
 }
 
+/* ---- NCHW8C ---------------------------------------------------------------------------------- */
+
+dnnl_status_t ulc_nn_md4(dnnl_memory_desc_t *md, const int64_t *dims, int blocked) {
+    dnnl_dims_t d = {dims[0], dims[1], dims[2], dims[3]};
+    return dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, blocked ? dnnl_nChw8c : dnnl_nchw);
+}
+
+typedef struct relayout_job {
+    const float *src;
+    float *dst;
+    int64_t cb, c, hw;
+    int to_blocked;
+} relayout_job;
+
+/* Items are (n, channel block) pairs: plane [hw, 8] of the blocked side against up to 8
+ * [hw] planes of the plain side. */
+static void relayout_body(int64_t i0, int64_t i1, void *arg) {
+    const relayout_job *j = arg;
+    int64_t hw = j->hw;
+    for (int64_t i = i0; i < i1; i++) {
+        int64_t n = i / j->cb, cb = i % j->cb, c0 = cb * 8;
+        int64_t nc = j->c - c0 < 8 ? j->c - c0 : 8;
+        size_t bo = (size_t)i * (size_t)hw * 8, po = (size_t)(n * j->c + c0) * (size_t)hw;
+        if (j->to_blocked) {
+            const float *x = j->src + po;
+            float *b = j->dst + bo;
+            for (int64_t p = 0; p < hw; p++) {
+                for (int64_t l = 0; l < nc; l++) b[p * 8 + l] = x[l * hw + p];
+                for (int64_t l = nc; l < 8; l++) b[p * 8 + l] = 0.0f;
+            }
+        } else {
+            const float *b = j->src + bo;
+            float *x = j->dst + po;
+            for (int64_t l = 0; l < nc; l++)
+                for (int64_t p = 0; p < hw; p++) x[l * hw + p] = b[p * 8 + l];
+        }
+    }
+}
+
+static void relayout(const float *src, float *dst, int64_t n, int64_t c, int64_t hw, int to_b) {
+    relayout_job j = {src, dst, (c + 7) / 8, c, hw, to_b};
+    ulc_k_parallel(n * j.cb, 16384 / (hw * 8 + 1) + 1, relayout_body, &j);
+}
+
+void ulc_nn_nchw8c_to_plain(const float *b, float *x, int64_t n, int64_t c, int64_t hw) {
+    relayout(b, x, n, c, hw, 0);
+}
+
+void ulc_nn_plain_to_nchw8c(const float *x, float *b, int64_t n, int64_t c, int64_t hw) {
+    relayout(x, b, n, c, hw, 1);
+}
+
 /* ---- fused epilogue -------------------------------------------------------------------------- */
 
 int ulc_nn_can_fuse(const ulc_kctx *k, const ulc_kfuse *f) {

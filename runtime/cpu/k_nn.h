@@ -52,6 +52,19 @@ void ulc_nn_scratch_done(ulc_nn_scratch *s);
 /* 64-byte aligned allocation (free with free()); NULL on failure or for 0 bytes. */
 void *ulc_nn_alloc(size_t bytes);
 
+/* ---- NCHW8C (runtime.h's ULC_LAYOUT_NCHW8C) ------------------------------------------------ */
+
+/* 1 if t is a blocked float32 [N, C, H, W] activation. */
+static inline int ulc_nn_blocked(const ulc_rt_tensor *t) {
+    return t && t->layout == ULC_LAYOUT_NCHW8C;
+}
+/* oneDNN descriptor of a float32 [N, C, H, W] tensor: nChw8c when blocked, else nchw. */
+dnnl_status_t ulc_nn_md4(dnnl_memory_desc_t *md, const int64_t *dims, int blocked);
+/* Layout copies between plain [N, C, H, W] (x) and NCHW8C ([N, ceil(C/8), H, W, 8], b) float32,
+ * hw = H·W. to_blocked writes the padding channels as zero. Threaded over (n, channel block). */
+void ulc_nn_nchw8c_to_plain(const float *b, float *x, int64_t n, int64_t c, int64_t hw);
+void ulc_nn_plain_to_nchw8c(const float *x, float *b, int64_t n, int64_t c, int64_t hw);
+
 /* ---- fused elementwise work (kernel.h's ulc_kfuse) ------------------------------------------ */
 
 /* can_fuse for the family: y = act(op + addend) on float32/float64 output 0, any act of

@@ -4,10 +4,14 @@
  * float32 with 1 to 3 spatial dims runs as a oneDNN convolution (ConvTranspose: deconvolution)
  * built in prepare for the plan's shapes. oneDNN picks the layouts its fastest implementation
  * wants ("any"): weights that are plan constants are reordered into that layout once, in
- * prepare; activations stay NCHW at the graph level, so X is reordered into the blocked layout
- * (nChw8c on AVX2) in a scratch buffer and the blocked result back into Y on every run. That
- * costs two copies, but measured on ResNet-18's convolutions it beats oneDNN's NCHW path
- * (im2col + gemm) by ~25%. Everything else — float64, 4+ spatial dims, geometries oneDNN
+ * prepare. Activations the planner laid out as NCHW8C (runtime.h; Conv accepts X, writes Y and
+ * reads a fused addend so) are oneDNN's nChw8c, what its AVX2 kernels pick, and are used in
+ * place: a chain conv → conv/pool → conv makes no layout copies. A plain X or Y (graph inputs
+ * and outputs, other readers) is reordered to and from the primitive's layout in a scratch
+ * buffer on every run, as is a blocked one the primitive happens not to want. A node that has
+ * blocked tensors but runs a path that reads plain ones (the direct loop, fused work applied
+ * after the primitive) converts them to plain copies around the run (conv_run_wrapped).
+ * Everything else — float64, 4+ spatial dims, geometries oneDNN
  * declines (negative padding) — runs a direct loop over the same geometry.
  *
  * Fusion (kernel.h's can_fuse): y = act(conv + addend). On the oneDNN path an addend of Y's
@@ -262,32 +266,50 @@ typedef struct conv_state {
     ulc_nn_addend add_kind;
     dnnl_primitive_t conv;
     dnnl_primitive_t r_src, r_dst, r_wei; /* NULL when that layout is already plain */
-    dnnl_primitive_t r_z; /* the addend into the blocked destination (sum) */
-    dnnl_memory_t m_src_user, m_src, m_wei_user, m_wei, m_bias, m_dst, m_dst_user, m_add;
+    dnnl_primitive_t r_z; /* the addend into the destination's layout (sum) */
+    dnnl_memory_t m_src_user, m_src, m_wei_user, m_wei, m_bias, m_dst, m_dst_user, m_add, m_z;
     void *wei_packed; /* constant W in the primitive's layout */
     size_t src_bytes, dst_bytes, wei_bytes; /* scratch needed per run (0 = none) */
+    size_t z_bytes; /* the sum addend's bytes when it is copied into the destination as is */
     int scratch_held;
+    /* Layouts the primitive reads and writes in place: X, Y and the fused addend as NCHW8C
+     * (runtime.h) when the planner made them so and the oneDNN path takes them directly. */
+    int xb, yb, zb;
+    /* 1: some of them are NCHW8C but this node runs a path that cannot read them (the direct
+     * loop, fused work applied after the primitive): run converts them to plain copies in
+     * wrap_buf (x, y, addend, each plain size) and Y back. */
+    int wrap;
+    float *wrap_buf;
+    size_t wrap_x, wrap_y; /* offsets (floats) of y's and the addend's plain copies */
 } conv_state;
 
 static void conv_dnnl_free(conv_state *s) {
     dnnl_primitive_t prims[] = {s->conv, s->r_src, s->r_dst, s->r_wei, s->r_z};
     for (size_t i = 0; i < sizeof prims / sizeof prims[0]; i++)
         if (prims[i]) dnnl_primitive_destroy(prims[i]);
-    dnnl_memory_t mems[] = {s->m_src_user, s->m_src, s->m_wei_user, s->m_wei,
-                            s->m_bias,     s->m_dst, s->m_dst_user, s->m_add};
+    dnnl_memory_t mems[] = {s->m_src_user, s->m_src, s->m_dst_user, s->m_wei_user, s->m_wei,
+                            s->m_bias,     s->m_dst, s->m_add,      s->m_z};
     for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
         if (mems[i]) dnnl_memory_destroy(mems[i]);
     free(s->wei_packed);
     if (s->scratch_held) ulc_nn_scratch_drop();
     conv_geom g = s->g;
+    ulc_nn_addend add_kind = s->add_kind;
     memset(s, 0, sizeof *s);
     s->g = g;
+    s->add_kind = add_kind;
+}
+
+static void conv_state_free(conv_state *s) {
+    float *wb = s->wrap_buf;
+    conv_dnnl_free(s);
+    free(wb);
 }
 
 static void conv_release(void *p) {
     conv_state *s = p;
     if (!s) return;
-    conv_dnnl_free(s);
+    conv_state_free(s);
     free(s);
 }
 
@@ -370,11 +392,21 @@ static ulc_status conv_dnnl_build(ulc_kctx *k, conv_state *s, int with_post) {
         if (pl[i] < 0 || pr[i] < 0) return ULC_OK; /* the direct loop handles negative pads */
     }
     bd[0] = g->m;
+    /* src_plain / dst_plain / z_user: how X, Y and a sum addend lie in memory (plain, or
+     * NCHW8C where s->xb / yb / zb say so). */
     dnnl_memory_desc_t src_plain, wei_plain, bias_md, dst_plain, src_any, wei_any, dst_any, add_md;
+    dnnl_memory_desc_t z_user;
     dnnl_status_t st =
-        dnnl_memory_desc_init_by_tag(&src_plain, rank, sd, dnnl_f32, ulc_nn_plain_tag(rank));
+        s->xb ? ulc_nn_md4(&src_plain, sd, 1)
+              : dnnl_memory_desc_init_by_tag(&src_plain, rank, sd, dnnl_f32, ulc_nn_plain_tag(rank));
     if (st == dnnl_success)
-        st = dnnl_memory_desc_init_by_tag(&dst_plain, rank, dd, dnnl_f32, ulc_nn_plain_tag(rank));
+        st = s->yb ? ulc_nn_md4(&dst_plain, dd, 1)
+                   : dnnl_memory_desc_init_by_tag(&dst_plain, rank, dd, dnnl_f32,
+                                                  ulc_nn_plain_tag(rank));
+    if (st == dnnl_success)
+        st = s->zb ? ulc_nn_md4(&z_user, dd, 1)
+                   : dnnl_memory_desc_init_by_tag(&z_user, rank, dd, dnnl_f32,
+                                                  ulc_nn_plain_tag(rank));
     if (st == dnnl_success)
         st = dnnl_memory_desc_init_by_tag(&add_md, rank, ad, dnnl_f32, ulc_nn_plain_tag(rank));
     if (st == dnnl_success)
@@ -436,8 +468,16 @@ static ulc_status conv_dnnl_build(ulc_kctx *k, conv_state *s, int with_post) {
         st = ulc_nn_reorder_create(dst_md, &dst_plain, &s->r_dst);
         if (st == dnnl_success)
             st = dnnl_memory_create(&s->m_dst_user, &dst_plain, eng, DNNL_MEMORY_NONE);
-        if (st == dnnl_success && want_z) st = ulc_nn_reorder_create(&dst_plain, dst_md, &s->r_z);
         s->dst_bytes = align64(dnnl_memory_desc_get_size(dst_md));
+    }
+    if (st == dnnl_success && want_z) {
+        /* The addend goes into the destination first: a copy when the layouts agree. */
+        if (!dnnl_memory_desc_equal(dst_md, &z_user)) {
+            st = ulc_nn_reorder_create(&z_user, dst_md, &s->r_z);
+            if (st == dnnl_success) st = dnnl_memory_create(&s->m_z, &z_user, eng, DNNL_MEMORY_NONE);
+        } else {
+            s->z_bytes = dnnl_memory_desc_get_size(dst_md);
+        }
     }
     int wei_reorder = !dnnl_memory_desc_equal(wei_md, &wei_plain);
     if (st == dnnl_success && wei_reorder) {
@@ -478,14 +518,44 @@ static ulc_status conv_prepare_common(ulc_kctx *k, int transpose) {
     k->state = s;
     ULC_TRY(conv_geom_init(k, transpose, &s->g));
     int empty = ulc_rt_numel(k->in[0]) == 0 || ulc_rt_numel(k->in[1]) == 0;
-    if (s->g.dtype != ULC_DT_F32 || s->g.nsp > 3 || empty) return ULC_OK;
+    int dnnl_ok = s->g.dtype == ULC_DT_F32 && s->g.nsp <= 3 && !empty;
     s->add_kind = ulc_nn_addend_kind(k->fuse, k->out[0]);
     int post = k->fuse && s->add_kind != ULC_NN_ADD_OTHER;
-    ULC_TRY(conv_dnnl_build(k, s, post));
-    if (!s->use_dnnl && post) {
+    int xb = ulc_nn_blocked(k->in[0]), yb = ulc_nn_blocked(k->out[0]);
+    int zb = k->fuse && ulc_nn_blocked(k->fuse->addend);
+    s->xb = xb;
+    s->yb = yb;
+    s->zb = zb;
+    if (dnnl_ok) ULC_TRY(conv_dnnl_build(k, s, post));
+    if (dnnl_ok && !s->use_dnnl && post) {
         /* oneDNN declined the post-ops: without them, the fused work runs afterwards */
         conv_dnnl_free(s);
+        s->xb = xb;
+        s->yb = yb;
+        s->zb = zb;
         ULC_TRY(conv_dnnl_build(k, s, 0));
+    }
+    int direct = s->use_dnnl && (!k->fuse || s->post_ops);
+    if ((xb || yb || zb) && !direct) {
+        /* A blocked tensor on a path that reads plain ones: plain copies around the run. */
+        conv_dnnl_free(s);
+        if (dnnl_ok) ULC_TRY(conv_dnnl_build(k, s, post));
+        if (dnnl_ok && !s->use_dnnl && post) {
+            conv_dnnl_free(s);
+            ULC_TRY(conv_dnnl_build(k, s, 0));
+        }
+        size_t nx = xb ? (size_t)ulc_rt_numel(k->in[0]) : 0;
+        size_t ny = yb ? (size_t)ulc_rt_numel(k->out[0]) : 0;
+        size_t nz = zb ? (size_t)ulc_rt_numel(k->fuse->addend) : 0;
+        s->wrap = 1;
+        s->wrap_x = nx;
+        s->wrap_y = nx + ny;
+        s->xb = xb;
+        s->yb = yb;
+        s->zb = zb;
+        s->wrap_buf = ulc_nn_alloc((nx + ny + nz) * sizeof(float));
+        if (!s->wrap_buf && nx + ny + nz)
+            return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory (plain copies of blocked tensors)");
     }
     return ULC_OK;
 }
@@ -530,12 +600,12 @@ static ulc_status conv_dnnl_run(ulc_kctx *k, conv_state *s) {
         st = dnnl_memory_set_data_handle(s->m_dst, s->r_dst ? (void *)dst_buf : y);
     if (st == dnnl_success && s->post_ops && s->add_kind == ULC_NN_ADD_FULL) {
         /* The sum post-op adds what the destination holds: put the addend there first. */
-        void *z = k->fuse->addend->data;
+        void *z = k->fuse->addend->data, *d = s->r_dst ? (void *)dst_buf : y;
         if (s->r_z) {
-            st = dnnl_memory_set_data_handle(s->m_dst_user, z);
-            if (st == dnnl_success) st = ulc_nn_reorder_run(s->r_z, s->m_dst_user, s->m_dst);
-        } else if (z != y) {
-            memcpy(y, z, k->out[0]->nbytes);
+            st = dnnl_memory_set_data_handle(s->m_z, z);
+            if (st == dnnl_success) st = ulc_nn_reorder_run(s->r_z, s->m_z, s->m_dst);
+        } else if (z != d) {
+            memcpy(d, z, s->z_bytes);
         }
     }
     if (st == dnnl_success && s->m_add)
@@ -562,14 +632,59 @@ static ulc_status conv_dnnl_run(ulc_kctx *k, conv_state *s) {
     return ULC_OK;
 }
 
-static ulc_status conv_run(ulc_kctx *k) {
-    conv_state *s = k->state;
+static ulc_status conv_run_plain(ulc_kctx *k, conv_state *s) {
     if (s->use_dnnl) return conv_dnnl_run(k, s);
     conv_ref_run(k, &s->g);
     return ULC_OK;
 }
 
-static const ulc_kernel k_conv = {.infer = conv_infer, .prepare = conv_prepare, .run = conv_run, .release = conv_release, .can_fuse = ulc_nn_can_fuse};
+/* s->wrap: the same run over plain copies of the blocked tensors (a plain view of k). */
+static ulc_status conv_run_wrapped(ulc_kctx *k, conv_state *s) {
+    ulc_rt_tensor tx = *k->in[0], ty = *k->out[0], tz;
+    ulc_rt_tensor *ins[3] = {&tx, k->n_in > 1 ? k->in[1] : NULL, k->n_in > 2 ? k->in[2] : NULL};
+    ulc_rt_tensor *outs[1] = {&ty};
+    ulc_kfuse f;
+    ulc_kctx kk = *k;
+    kk.in = ins;
+    kk.n_in = k->n_in < 3 ? k->n_in : 3;
+    kk.out = outs;
+    kk.n_out = 1;
+    if (s->xb) {
+        tx.data = s->wrap_buf;
+        tx.layout = ULC_LAYOUT_PLAIN;
+        tx.nbytes = ulc_rt_numel(&tx) * sizeof(float);
+        ulc_nn_nchw8c_to_plain(k->in[0]->data, tx.data, tx.dims[0], tx.dims[1],
+                               tx.dims[2] * tx.dims[3]);
+    }
+    if (s->yb) {
+        ty.data = s->wrap_buf + s->wrap_x;
+        ty.layout = ULC_LAYOUT_PLAIN;
+        ty.nbytes = ulc_rt_numel(&ty) * sizeof(float);
+    }
+    if (s->zb) {
+        f = *k->fuse;
+        tz = *f.addend;
+        tz.data = s->wrap_buf + s->wrap_y;
+        tz.layout = ULC_LAYOUT_PLAIN;
+        tz.nbytes = ulc_rt_numel(&tz) * sizeof(float);
+        ulc_nn_nchw8c_to_plain(f.addend->data, tz.data, tz.dims[0], tz.dims[1],
+                               tz.dims[2] * tz.dims[3]);
+        f.addend = &tz;
+        kk.fuse = &f;
+    }
+    ULC_TRY(conv_run_plain(&kk, s));
+    if (s->yb)
+        ulc_nn_plain_to_nchw8c(ty.data, k->out[0]->data, ty.dims[0], ty.dims[1],
+                               ty.dims[2] * ty.dims[3]);
+    return ULC_OK;
+}
+
+static ulc_status conv_run(ulc_kctx *k) {
+    conv_state *s = k->state;
+    return s->wrap ? conv_run_wrapped(k, s) : conv_run_plain(k, s);
+}
+
+static const ulc_kernel k_conv = {.blocked_inputs = 1u, .flags = ULC_K_BLOCKED_OUT | ULC_K_BLOCKED_ADDEND, .infer = conv_infer, .prepare = conv_prepare, .run = conv_run, .release = conv_release, .can_fuse = ulc_nn_can_fuse};
 static const ulc_kernel k_convt = {.infer = convt_infer, .prepare = convt_prepare, .run = conv_run, .release = conv_release, .can_fuse = ulc_nn_can_fuse};
 
 void ulc_nn_register_conv(const ulc_kernel **table) {

@@ -11,13 +11,23 @@
  * with count_include_pad — counts, exactly as ONNX's reference and onnxruntime divide by the
  * full kernel size). MaxPool's Indices output and the rest run a general N-D loop.
  *
- * Global pooling reduces each [n, c] plane with a contiguous loop, threads over planes.
+ * NCHW8C (runtime.h): MaxPool and AveragePool read X and write Y blocked when the planner says
+ * so. 2-D float32 windows then run pool_blocked (8 channels per vector; a plain side goes
+ * through a blocked copy); oneDNN's nChw8c pooling measured slower (0.55 ms vs 0.27 ms on
+ * ResNet-18's max pool). With Indices the general loop runs on plain copies (Indices are plain).
+ *
+ * Global pooling reduces each [n, c] plane with a contiguous loop, threads over planes; a
+ * blocked X is reduced 8 channels at a time into the plain [N, C, 1.., 1] result.
  */
 #include <float.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "runtime/cpu/k_nn.h"
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 enum { POOL_MAX, POOL_AVG };
 
@@ -33,11 +43,20 @@ typedef struct pool_state {
     int indices; /* MaxPool's second output requested */
     dnnl_primitive_t prim; /* oneDNN pooling, or NULL for the own loop */
     dnnl_memory_t m_src, m_dst;
+    /* NCHW8C (runtime.h): X and Y as the planner laid them out. A 2-D float32 node with either
+     * blocked runs oneDNN's pooling on nChw8c on both sides (the side that is plain goes through
+     * a blocked copy in buf); one oneDNN cannot take (Indices, a window wholly in the padding)
+     * runs the own loops on plain copies in buf. */
+    int xb, yb;
+    int blocked_loop; /* pool_blocked_f32 runs (X and Y as NCHW8C, copies for a plain side) */
+    float *buf; /* x's copy, then y's copy (floats: bx, then the rest) */
+    size_t bx;
 } pool_state;
 
 static void pool_release(void *p) {
     pool_state *s = p;
     if (!s) return;
+    free(s->buf);
     if (s->prim) dnnl_primitive_destroy(s->prim);
     if (s->m_src) dnnl_memory_destroy(s->m_src);
     if (s->m_dst) dnnl_memory_destroy(s->m_dst);
@@ -302,6 +321,78 @@ DEFINE_POOL_ROWS(maxrows_u8, uint8_t, 1, 0)
 DEFINE_POOL_ROWS(avgrows_f32, float, 0, 0)
 DEFINE_POOL_ROWS(avgrows_f64, double, 0, 0)
 
+/* pool_blocked: 2-D float32 windows over NCHW8C ([N, C/8, H, W, 8]): one item per (n, channel
+ * block, output row); each output pixel reduces its window's valid taps as 8-lane vectors (the
+ * lanes are channels, so the loop over them vectorises). Padding lanes stay zero: their inputs
+ * are zero, and a window with no valid tap writes them as zero explicitly. */
+typedef struct pool_blocked_job {
+    const pool_state *s;
+    const float *x;
+    float *y;
+    int64_t c, cb;
+} pool_blocked_job;
+
+static void pool_blocked_f32(int64_t i0, int64_t i1, void *arg) {
+    const pool_blocked_job *j = arg;
+    const pool_state *s = j->s;
+    const ulc_nn_window *w = &s->w;
+    int64_t H = w->in[0], W = w->in[1], OH = w->out[0], OW = w->out[1];
+    int64_t kh = w->k[0], kw = w->k[1], sh = w->s[0], sw = w->s[1], dh = w->d[0], dw = w->d[1];
+    int is_max = s->kind == POOL_MAX;
+    for (int64_t i = i0; i < i1; i++) {
+        int64_t oh = i % OH, plane = i / OH, cb = plane % j->cb;
+        int64_t nc = j->c - cb * 8 < 8 ? j->c - cb * 8 : 8;
+        const float *x = j->x + (size_t)plane * (size_t)(H * W) * 8;
+        float *y = j->y + ((size_t)plane * (size_t)OH + (size_t)oh) * (size_t)OW * 8;
+        int64_t h0 = oh * sh - w->pb[0];
+        int64_t tlo = h0 < 0 ? (-h0 + dh - 1) / dh : 0, thi = in_range_hi(h0, dh, H, kh);
+        for (int64_t ow = 0; ow < OW; ow++) {
+            int64_t c0 = ow * sw - w->pb[1];
+            int64_t ulo = c0 < 0 ? (-c0 + dw - 1) / dw : 0, uhi = in_range_hi(c0, dw, W, kw);
+            float acc[8];
+#if defined(__SSE2__)
+            /* Two 4-lane registers; max_ps(v, a) is v > a ? v : a, the scalar rule (NaN too). */
+            __m128 a0 = _mm_set1_ps(is_max ? -FLT_MAX : 0.0f), a1 = a0;
+            for (int64_t t = tlo; t < thi; t++) {
+                const float *xr = x + (h0 + t * dh) * W * 8;
+                for (int64_t u = ulo; u < uhi; u++) {
+                    const float *v = xr + (c0 + u * dw) * 8;
+                    __m128 v0 = _mm_loadu_ps(v), v1 = _mm_loadu_ps(v + 4);
+                    if (is_max) {
+                        a0 = _mm_max_ps(v0, a0);
+                        a1 = _mm_max_ps(v1, a1);
+                    } else {
+                        a0 = _mm_add_ps(a0, v0);
+                        a1 = _mm_add_ps(a1, v1);
+                    }
+                }
+            }
+            _mm_storeu_ps(acc, a0);
+            _mm_storeu_ps(acc + 4, a1);
+#else
+            for (int l = 0; l < 8; l++) acc[l] = is_max ? -FLT_MAX : 0.0f;
+            for (int64_t t = tlo; t < thi; t++) {
+                const float *xr = x + (h0 + t * dh) * W * 8;
+                for (int64_t u = ulo; u < uhi; u++) {
+                    const float *v = xr + (c0 + u * dw) * 8;
+                    if (is_max)
+                        for (int l = 0; l < 8; l++) acc[l] = v[l] > acc[l] ? v[l] : acc[l];
+                    else
+                        for (int l = 0; l < 8; l++) acc[l] += v[l];
+                }
+            }
+#endif
+            int64_t taps = (thi > tlo ? thi - tlo : 0) * (uhi > ulo ? uhi - ulo : 0);
+            float *yo = y + ow * 8;
+            if (!is_max) {
+                int64_t div = s->include_pad ? kh * kw : taps;
+                for (int l = 0; l < 8; l++) acc[l] = div ? acc[l] / (float)div : 0.0f;
+            }
+            for (int l = 0; l < 8; l++) yo[l] = l < nc ? acc[l] : 0.0f;
+        }
+    }
+}
+
 /* ---- oneDNN pooling -------------------------------------------------------------------------- */
 
 /* Builds the primitive when oneDNN can express the case; leaves s->prim NULL otherwise. */
@@ -361,24 +452,82 @@ static ulc_status pool_prepare_common(ulc_kctx *k, int kind) {
     if (!s) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory");
     k->state = s;
     ULC_TRY(pool_geom(k, kind, s));
-    return pool_dnnl_prepare(k, s);
+    s->xb = ulc_nn_blocked(k->in[0]);
+    s->yb = ulc_nn_blocked(k->out[0]);
+    ULC_TRY(pool_dnnl_prepare(k, s));
+    if (!s->xb && !s->yb) return ULC_OK;
+    /* Copies: with the blocked loop, of the plain side in NCHW8C; with Indices (the general
+     * loop), of the blocked sides in plain. */
+    const ulc_rt_tensor *x = k->in[0], *y = k->out[0];
+    size_t nx = 0, ny = 0;
+    s->blocked_loop = s->dtype == ULC_DT_F32 && s->nsp == 2 && !s->indices;
+    if (s->blocked_loop) {
+        nx = s->xb ? 0 : x->dims[0] * ((x->dims[1] + 7) / 8) * 8 * x->dims[2] * x->dims[3];
+        ny = s->yb ? 0 : y->dims[0] * ((y->dims[1] + 7) / 8) * 8 * y->dims[2] * y->dims[3];
+    } else {
+        nx = s->xb ? ulc_rt_numel(x) : 0;
+        ny = s->yb ? ulc_rt_numel(y) : 0;
+    }
+    s->bx = nx;
+    if (nx + ny) {
+        s->buf = ulc_nn_alloc((nx + ny) * sizeof(float));
+        if (!s->buf) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory (pooling layout copies)");
+    }
+    return ULC_OK;
 }
 
 static ulc_status maxpool_prepare(ulc_kctx *k) { return pool_prepare_common(k, POOL_MAX); }
 static ulc_status avgpool_prepare(ulc_kctx *k) { return pool_prepare_common(k, POOL_AVG); }
 
+static ulc_status pool_compute(ulc_kctx *k, pool_state *s, const void *x, void *y);
+
 static ulc_status pool_run(ulc_kctx *k) {
     pool_state *s = k->state;
+    const ulc_rt_tensor *xt = k->in[0], *yt = k->out[0];
+    int64_t n = xt->dims[0], c = xt->dims[1];
+    int64_t ihw = s->nsp == 2 ? s->isz : 0, ohw = s->nsp == 2 ? s->osz : 0;
+    void *x = xt->data, *y = yt->data;
+    /* Where the loop or primitive reads and writes: copies in buf where the layouts differ. */
+    void *xr = x, *yw = y;
+    if (s->buf) {
+        if (s->blocked_loop ? !s->xb : s->xb) xr = s->buf;
+        if (s->blocked_loop ? !s->yb : s->yb) yw = s->buf + s->bx;
+        if (xr != x) {
+            if (s->xb)
+                ulc_nn_nchw8c_to_plain(x, xr, n, c, ihw);
+            else
+                ulc_nn_plain_to_nchw8c(x, xr, n, c, ihw);
+        }
+    }
+    ULC_TRY(pool_compute(k, s, xr, yw));
+    if (yw != y) {
+        if (s->yb)
+            ulc_nn_plain_to_nchw8c(yw, y, n, c, ohw);
+        else
+            ulc_nn_nchw8c_to_plain(yw, y, n, c, ohw);
+    }
+    return ULC_OK;
+}
+
+static ulc_status pool_compute(ulc_kctx *k, pool_state *s, const void *x, void *y) {
     if (s->prim) {
         dnnl_stream_t stream;
         ULC_TRY(ulc_nn_dnnl(k, NULL, &stream));
-        dnnl_status_t st = dnnl_memory_set_data_handle(s->m_src, k->in[0]->data);
-        if (st == dnnl_success) st = dnnl_memory_set_data_handle(s->m_dst, k->out[0]->data);
+        dnnl_status_t st = dnnl_memory_set_data_handle(s->m_src, (void *)x);
+        if (st == dnnl_success) st = dnnl_memory_set_data_handle(s->m_dst, y);
         dnnl_exec_arg_t args[2] = {{DNNL_ARG_SRC, s->m_src}, {DNNL_ARG_DST, s->m_dst}};
         if (st == dnnl_success) st = dnnl_primitive_execute(s->prim, stream, 2, args);
         return ulc_nn_dnnl_check(k, st, "executing pooling");
     }
-    pool_job j = {s, k->in[0]->data, k->out[0]->data, s->indices ? k->out[1]->data : NULL, 0};
+    if (s->blocked_loop) {
+        const ulc_rt_tensor *xt = k->in[0];
+        pool_blocked_job b = {s, x, y, xt->dims[1], (xt->dims[1] + 7) / 8};
+        int64_t work = s->w.out[1] * s->w.k[0] * s->w.k[1] * 8;
+        ulc_k_parallel(xt->dims[0] * b.cb * s->w.out[0], 16384 / (work + 1) + 1, pool_blocked_f32,
+                       &b);
+        return ULC_OK;
+    }
+    pool_job j = {s, x, y, s->indices ? k->out[1]->data : NULL, 0};
     int rows = s->nsp <= 2 && !s->indices, is_max = s->kind == POOL_MAX;
     void (*body)(int64_t, int64_t, void *) = NULL;
     switch (s->dtype) {
@@ -401,8 +550,8 @@ static ulc_status pool_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_maxpool = {.infer = maxpool_infer, .prepare = maxpool_prepare, .run = pool_run, .release = pool_release};
-static const ulc_kernel k_avgpool = {.infer = avgpool_infer, .prepare = avgpool_prepare, .run = pool_run, .release = pool_release};
+static const ulc_kernel k_maxpool = {.blocked_inputs = 1u, .flags = ULC_K_BLOCKED_OUT, .infer = maxpool_infer, .prepare = maxpool_prepare, .run = pool_run, .release = pool_release};
+static const ulc_kernel k_avgpool = {.blocked_inputs = 1u, .flags = ULC_K_BLOCKED_OUT, .infer = avgpool_infer, .prepare = avgpool_prepare, .run = pool_run, .release = pool_release};
 
 /* ---- global pooling -------------------------------------------------------------------------- */
 
@@ -467,10 +616,45 @@ static void gpool_f64(int64_t r0, int64_t r1, void *arg) {
     }
 }
 
+/* X in NCHW8C ([N, C/8, H, W, 8]): one item per (n, channel block), the 8 channels reduced side
+ * by side (8 lanes of a vector), written to the plain [N, C] result. */
+typedef struct gpool_blocked_job {
+    const float *x;
+    float *y;
+    int64_t c, cb, hw;
+    int is_max;
+} gpool_blocked_job;
+
+static void gpool_blocked_f32(int64_t i0, int64_t i1, void *arg) {
+    const gpool_blocked_job *j = arg;
+    int64_t hw = j->hw;
+    for (int64_t i = i0; i < i1; i++) {
+        const float *x = j->x + (size_t)i * (size_t)hw * 8;
+        int64_t n = i / j->cb, c0 = (i % j->cb) * 8, nc = j->c - c0 < 8 ? j->c - c0 : 8;
+        float acc[8];
+        for (int l = 0; l < 8; l++) acc[l] = j->is_max ? (hw ? x[l] : -FLT_MAX) : 0.0f;
+        if (j->is_max) {
+            for (int64_t p = 1; p < hw; p++)
+                for (int l = 0; l < 8; l++) acc[l] = x[p * 8 + l] > acc[l] ? x[p * 8 + l] : acc[l];
+        } else {
+            for (int64_t p = 0; p < hw; p++)
+                for (int l = 0; l < 8; l++) acc[l] += x[p * 8 + l];
+            for (int l = 0; l < 8; l++) acc[l] = hw ? acc[l] / (float)hw : 0.0f;
+        }
+        for (int64_t l = 0; l < nc; l++) j->y[n * j->c + c0 + l] = acc[l];
+    }
+}
+
 static ulc_status gpool_run_common(ulc_kctx *k, int is_max) {
     const ulc_rt_tensor *x = k->in[0];
     int64_t inner = 1;
     for (int i = 2; i < x->rank; i++) inner *= x->dims[i];
+    if (ulc_nn_blocked(x)) {
+        gpool_blocked_job b = {x->data, k->out[0]->data, x->dims[1], (x->dims[1] + 7) / 8, inner,
+                               is_max};
+        ulc_k_parallel(x->dims[0] * b.cb, 2048 / (inner + 1) + 1, gpool_blocked_f32, &b);
+        return ULC_OK;
+    }
     gpool_job j = {x->data, k->out[0]->data, inner, is_max};
     ulc_k_parallel(x->dims[0] * x->dims[1], 16384 / (inner + 1) + 1,
                    x->dtype == ULC_DT_F32 ? gpool_f32 : gpool_f64, &j);
@@ -480,8 +664,8 @@ static ulc_status gpool_run_common(ulc_kctx *k, int is_max) {
 static ulc_status gavgpool_run(ulc_kctx *k) { return gpool_run_common(k, 0); }
 static ulc_status gmaxpool_run(ulc_kctx *k) { return gpool_run_common(k, 1); }
 
-static const ulc_kernel k_gavgpool = {.infer = gpool_infer, .run = gavgpool_run};
-static const ulc_kernel k_gmaxpool = {.infer = gpool_infer, .run = gmaxpool_run};
+static const ulc_kernel k_gavgpool = {.blocked_inputs = 1u, .infer = gpool_infer, .run = gavgpool_run};
+static const ulc_kernel k_gmaxpool = {.blocked_inputs = 1u, .infer = gpool_infer, .run = gmaxpool_run};
 
 void ulc_nn_register_pool(const ulc_kernel **table) {
     table[ULC_OP_MaxPool] = &k_maxpool;

@@ -614,22 +614,27 @@ def _ulc_profile_totals(model, inp, out, threads, runs):
     return totals
 
 
-def whole_profiles(case, model, inp, threads, reps):
+def whole_profiles(case, model, inp, threads, reps, pairs=3):
     """Per op type ms per run in the whole model, from each runtime's own profiler, the warm-up
-    left out: ulc's --profile (a run of 1 subtracted from a run of 1 + reps: the first run
-    plans) and onnxruntime's enable_profiling (node events after the first model_run). The op
-    types are each runtime's own: onnxruntime's after its fusions (FusedConv, BiasGelu, ...),
-    ulc's fused steps under their first node's op type."""
+    left out. ulc's --profile counts every run, the planning one too, so a run of 1 is
+    subtracted from a run of 1 + reps, per op type, and the median over `pairs` such pairs is
+    kept (a single first run is noisy). onnxruntime's enable_profiling: node events after the
+    first model_run. The op types are each runtime's own: onnxruntime's after its fusions
+    (FusedConv, BiasGelu, ...), ulc's fused steps under their first node's op type."""
     import onnxruntime as ort
     from safetensors.numpy import load_file
     out = OUT / f"{case}.profile.safetensors"
-    one = _ulc_profile_totals(model, inp, out, threads, 1)
-    many = _ulc_profile_totals(model, inp, out, threads, 1 + reps)
+    diffs, ulc = [], None
+    for _ in range(pairs):
+        one = _ulc_profile_totals(model, inp, out, threads, 1)
+        many = _ulc_profile_totals(model, inp, out, threads, 1 + reps)
+        if isinstance(one, str) or isinstance(many, str):
+            ulc = one if isinstance(one, str) else many
+            break
+        diffs.append({k: (v - one.get(k, 0.0)) / reps for k, v in many.items()})
     out.unlink(missing_ok=True)
-    if isinstance(one, str) or isinstance(many, str):
-        ulc = one if isinstance(one, str) else many
-    else:
-        ulc = {k: max(0.0, v - one.get(k, 0.0)) / reps for k, v in many.items()}
+    if ulc is None:
+        ulc = {k: max(0.0, statistics.median(d.get(k, 0.0) for d in diffs)) for k in diffs[0]}
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
@@ -716,7 +721,8 @@ def profiles_report(results, profiles, threads):
     """Per case: ms per run by op type in the whole model, from each runtime's profiler."""
     t = f"{threads} thread{'s' if threads > 1 else ''}"
     lines = [f"### Whole model by op type ({t}; each runtime's own profiler)", "",
-             "ulc's `run --profile` and onnxruntime's enable_profiling, per run with the warm-up left out.\n"
+             "ulc's `run --profile` and onnxruntime's enable_profiling after the timed rounds, per run with\n"
+             "the warm-up left out (ulc: a run of 1 subtracted from a run of 1 + R, median of 3 such pairs).\n"
              "The op types are each runtime's own: onnxruntime's after its graph fusions (FusedConv = Conv\n"
              "with its activation, FusedMatMul, BiasGelu, ...), ulc's fused steps under the op type of their\n"
              "first node (Conv with its Add and Relu, ...). Profiling adds a little time of its own.", ""]
@@ -957,7 +963,7 @@ def main():
     profiles = {}
     if not args.no_ops:  # after the timed rounds: profiling costs time of its own
         for c in cases:
-            profiles[c] = whole_profiles(c, paths[c], inputs[c][0], threads, max(10, res[c].get("reps", 10)))
+            profiles[c] = whole_profiles(c, paths[c], inputs[c][0], threads, max(5, res[c].get("reps", 5)))
 
     text = report(res, peak, peaks, threads, args.rounds, load)
     if ops:

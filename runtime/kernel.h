@@ -169,6 +169,10 @@ static inline int ulc_k_compute_dtype(int dt) {
     return (dt == ULC_DT_F16 || dt == ULC_DT_BF16) ? ULC_DT_F32 : dt;
 }
 
+/* 1 when kernels may take their AVX2+FMA paths: the CPU has both and ULC_NO_SIMD is not set
+ * (tests set it to check the portable twins on the same data). Cached; thread-safe. */
+int ulc_k_avx2(void);
+
 /* Runs body(i0, i1, arg) over [0, n) split across the pool's threads in contiguous ranges
  * (ranges of at least `grain` items; one thread when n is small). */
 void ulc_k_parallel(int64_t n, int64_t grain, void (*body)(int64_t i0, int64_t i1, void *arg),

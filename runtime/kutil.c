@@ -1,6 +1,7 @@
 /* kutil.c — helpers shared by every backend's kernels: attributes, axes, broadcasting, typed
  * element access, a parallel-for over the OpenMP pool. */
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -200,4 +201,18 @@ void ulc_k_parallel(int64_t n, int64_t grain, void (*body)(int64_t, int64_t, voi
     }
 #endif
     body(0, n, arg);
+}
+
+int ulc_k_avx2(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    static int cached = -1; /* benign race: every thread computes the same value */
+    if (cached < 0) {
+        const char *e = getenv("ULC_NO_SIMD");
+        int off = e && *e && strcmp(e, "0") != 0;
+        cached = !off && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    return cached;
+#else
+    return 0;
+#endif
 }

@@ -1196,7 +1196,7 @@ static const ulc_kernel k_clip = {.infer = clip_infer, .run = clip_run};
 
 void ulc_cpu_register_elementwise(const ulc_kernel **table) {
 #if EW_X86
-    ew_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    ew_avx2 = ulc_k_avx2();
 #endif
     ew_fill_binary();
     ew_fill_unary();

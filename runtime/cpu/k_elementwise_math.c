@@ -361,9 +361,7 @@ EW_AVX2_LOOP(verf_avx2, erf8)
 EW_AVX2_LOOP(vgelu_erf_avx2, gelu_erf8)
 EW_AVX2_LOOP(vgelu_tanh_avx2, gelu_tanh8)
 
-static int has_avx2(void) {
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
+static int has_avx2(void) { return ulc_k_avx2(); }
 #define EW_DISPATCH(pub, avx, c)                                                                  \
     void pub(const float *x, float *y, int64_t n) {                                               \
         if (has_avx2())                                                                           \

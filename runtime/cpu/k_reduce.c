@@ -402,19 +402,7 @@ static float f32_row_ext(const float *p, int64_t n, float e, int is_max) {
 
 /* 1 when the AVX2 row sums below may run: the CPU has AVX2+FMA and ULC_NO_SIMD is not set (tests
  * set it to check the portable loops on the same data). */
-static int red_avx2(void) {
-#if ULC_RED_X86
-    static int cached = -1; /* benign race: every thread computes the same value */
-    if (cached < 0) {
-        const char *e = getenv("ULC_NO_SIMD");
-        int off = e && *e && strcmp(e, "0") != 0;
-        cached = !off && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }
-    return cached;
-#else
-    return 0;
-#endif
-}
+static int red_avx2(void) { return ulc_k_avx2(); }
 
 #if ULC_RED_X86
 /* out[r] = Σ f(p[r·n + i]) over i < n for `rows` contiguous rows, f(x) = x, |x| or x² (kind RK_SUM,

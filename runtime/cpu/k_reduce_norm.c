@@ -47,19 +47,7 @@ enum { NORM_COLS = 64 };
 
 /* AVX2+FMA kernels are used when the CPU has them, unless ULC_NO_SIMD=1 (set by tests to check
  * the portable twins against the same data). */
-static int have_avx2(void) {
-#if ULC_NORM_X86
-    static int cached = -1; /* benign race: every thread computes the same value */
-    if (cached < 0) {
-        const char *e = getenv("ULC_NO_SIMD");
-        int off = e && *e && strcmp(e, "0") != 0;
-        cached = !off && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }
-    return cached;
-#else
-    return 0;
-#endif
-}
+static int have_avx2(void) { return ulc_k_avx2(); }
 
 /* ---- AVX2 row kernels ------------------------------------------------------------------------- */
 

@@ -165,3 +165,57 @@ def test_usage_errors(tmp_path):
     assert not (tmp_path / "o.safetensors").exists()
     r = run_ulc("eval", DIGITS, "--data", inp)
     assert r.returncode == 2 and "expected tensors 'input'" in r.stderr and "'label'" in r.stderr
+
+
+def norm_model(path):
+    """LayerNorm → Softmax → ReduceMean/ReduceSum/ReduceMax → Sigmoid/Exp/Tanh: the kernels with
+    AVX2 paths and portable twins."""
+    rng = np.random.default_rng(3)
+    inits = [numpy_helper.from_array(rng.standard_normal(77).astype(np.float32), "g"),
+             numpy_helper.from_array(rng.standard_normal(77).astype(np.float32), "bb"),
+             numpy_helper.from_array(np.array([1], np.int64), "ax"),
+             numpy_helper.from_array(np.array([2], np.int64), "ax2")]
+    n = helper.make_node
+    nodes = [n("LayerNormalization", ["x", "g", "bb"], ["ln"], axis=-1, epsilon=1e-5),
+             n("Softmax", ["ln"], ["sm"], axis=-1), n("Tanh", ["ln"], ["th"]), n("Exp", ["sm"], ["ex"]),
+             n("Sigmoid", ["th"], ["sg"]), n("Add", ["ex", "sg"], ["s2"]),
+             n("ReduceMean", ["s2", "ax"], ["rm"], keepdims=1), n("ReduceSum", ["s2", "ax"], ["rs"], keepdims=0),
+             n("ReduceMax", ["s2", "ax2"], ["rx"], keepdims=1)]
+    g = helper.make_graph(nodes, "norm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 41, 77])],
+                          [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in ("sm", "rm", "rs", "rx")],
+                          inits)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+
+
+@pytest.mark.parametrize("which", ["gelu", "norm", "digits"])
+def test_portable_twins_agree_with_simd(tmp_path, which):
+    """ULC_NO_SIMD=1 forces the portable loops; both agree with each other and onnxruntime."""
+    import os
+    import subprocess
+    from conftest import ulc_bin
+    if which == "gelu":
+        model = tmp_path / "m.onnx"
+        gelu_model(model)
+        feeds = {"x": np.random.default_rng(4).standard_normal((2, 64, 32)).astype(np.float32)}
+    elif which == "norm":
+        model = tmp_path / "m.onnx"
+        norm_model(model)
+        feeds = {"x": (np.random.default_rng(5).standard_normal((3, 41, 77)) * 3).astype(np.float32)}
+    else:
+        model = DIGITS
+        feeds = {"input": load_file(str(ROOT / "models" / "digits" / "test.safetensors"))["input"][:40]}
+    inp = tmp_path / "in.safetensors"
+    save_file(feeds, str(inp))
+    got = {}
+    for tag, env in (("simd", {}), ("portable", {"ULC_NO_SIMD": "1"})):
+        o = tmp_path / f"{tag}.safetensors"
+        p = subprocess.run([ulc_bin(), "run", str(model), "--input", str(inp), "-o", str(o)],
+                           capture_output=True, text=True, env=dict(os.environ, **env))
+        assert p.returncode == 0, p.stderr
+        got[tag] = load_file(str(o))
+    sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    for out, ref in zip(sess.get_outputs(), sess.run(None, feeds)):
+        scale = max(np.abs(ref).max(), 1e-6)
+        for tag in got:
+            err = np.abs(got[tag][out.name].astype(np.float64) - ref).max() / scale
+            assert err <= 2e-5, (which, tag, out.name, err)

@@ -1389,6 +1389,7 @@ ulc_status ulc_session_run(ulc_session *s, ulc_ctx *ctx) {
         s->plans[s->n_plans++] = p;
         s->plan_count++;
     }
+    int fresh = p->used == 0; /* planned by this call: its run is not profiled */
     p->used = ++s->clock;
     s->cur = p;
     /* bind inputs: user bytes in place, halves converted to float32 into the input's slot */
@@ -1423,7 +1424,7 @@ ulc_status ulc_session_run(ulc_session *s, ulc_ctx *ctx) {
             if (alias_only(st->k, st->node)) continue;
         }
         st->kc.err = ctx;
-        if (!s->profile) {
+        if (!s->profile || fresh) {
             ULC_TRY(st->k->run(&st->kc));
             continue;
         }

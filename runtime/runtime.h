@@ -80,8 +80,9 @@ ulc_status ulc_session_run(ulc_session *s, ulc_ctx *ctx);
 /* The graph output `name` after a run, in the graph's declared dtype; valid until the next run
  * or ulc_session_free. NULL if no such output or no run yet. */
 const ulc_rt_tensor *ulc_session_output(const ulc_session *s, const char *name);
-/* With opts.profile: writes time per op type (total, share, calls, mean) over every run so far,
- * slowest first, then the ten slowest nodes. */
+/* With opts.profile: writes time per op type (total, share, calls, mean) over every run so far
+ * except those that made a plan (first runs: primitives are created, pages touched), slowest
+ * first, then the ten slowest nodes. */
 void ulc_session_profile(const ulc_session *s, FILE *out);
 /* Number of plans made so far (a new input shape makes a new plan). */
 int ulc_session_plan_count(const ulc_session *s);

@@ -116,6 +116,9 @@ typedef struct ulc_chain {
 
 /* The chain kernel: k->state is a malloc'd ulc_chain (freed by its release); no infer. */
 const ulc_kernel *ulc_cpu_chain_kernel(void);
+/* Evaluates c over n elements (n ≤ 512) of the inputs ins[] into out (the planner probes chains
+ * with it to recognise the GELU spellings). */
+void ulc_cpu_chain_eval(const ulc_chain *c, const float *const *ins, float *out, int n);
 
 /* The CPU backend's kernel for op, or NULL (runtime/cpu/kernels.c). */
 const ulc_kernel *ulc_cpu_kernel(ulc_op op);

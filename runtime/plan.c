@@ -147,6 +147,7 @@ typedef struct rt_plan {
     ulc_rt_tensor *outs; /* per graph output, in its declared dtype */
     void **out_owned;    /* per graph output: converted bytes (declared half dtypes) */
     uint64_t used;       /* LRU stamp */
+    int no_gelu;         /* ULC_NO_GELU_FUSION=1: GELU chains stay as their ops */
 } rt_plan;
 
 struct ulc_session {
@@ -629,6 +630,7 @@ static ulc_status fold_batchnorms(rt_plan *p, const ulc_graph *g, ulc_ctx *ctx) 
         p->vals[cs->out0->id].step = -1;
         cs->out0 = bn->outputs[0];
         cs->out[0] = &p->vals[cs->out0->id].t;
+        p->vals[cs->out0->id].step = i;
         bs->removed = 1;
     }
     free(step_of);
@@ -692,6 +694,7 @@ static ulc_status fuse_steps(rt_plan *p, const ulc_graph *g, int64_t opset, ulc_
         if (drop[0] >= 0 && drop[1] >= 0) p->vals[after_add->id].step = -1;
         st->out0 = cur;
         st->out[0] = &p->vals[cur->id].t;
+        p->vals[cur->id].step = i;
         for (int d = 0; d < 2; d++)
             if (drop[d] >= 0) p->steps[drop[d]].removed = 1;
     }
@@ -924,6 +927,69 @@ static int build_chain(const rt_plan *p, const int *idx, int m, ulc_chain *c, ul
     return 1;
 }
 
+
+/* Which GELU a single-input chain computes, probed on values across its range: ULC_ACT_GELU_ERF,
+ * ULC_ACT_GELU_TANH, or ULC_ACT_NONE. Exporters spell GELU in many orders of the same five to
+ * eight ops; comparing values recognises them all without matching their shapes. */
+static ulc_kact chain_gelu(const ulc_chain *c) {
+    enum { NP = 64 };
+    float x[NP], y[NP];
+    for (int i = 0; i < NP; i++) x[i] = -7.0f + 14.0f * (float)i / (NP - 1) + 0.013f;
+    const float *ins[1] = {x};
+    ulc_cpu_chain_eval(c, ins, y, NP);
+    int erf_ok = 1, tanh_ok = 1;
+    for (int i = 0; i < NP; i++) {
+        double v = x[i];
+        double ge = 0.5 * v * (1.0 + erf(v / sqrt(2.0)));
+        double gt = 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); /* √(2/π) */
+        if (!(fabs(y[i] - ge) <= 1e-5 * fabs(ge) + 1e-6)) erf_ok = 0;
+        if (!(fabs(y[i] - gt) <= 1e-5 * fabs(gt) + 1e-6)) tanh_ok = 0;
+    }
+    return erf_ok ? ULC_ACT_GELU_ERF : tanh_ok ? ULC_ACT_GELU_TANH : ULC_ACT_NONE;
+}
+
+/* A chain that computes GELU(x): folded into x's producer as its activation when that kernel
+ * takes it and x feeds nothing else, else run as one GELU instruction. 1 if folded. */
+static int gelu_chain(rt_plan *p, const int *idx, int m, ulc_chain *c, ulc_value *x) {
+    ulc_kact act = chain_gelu(c);
+    if (act == ULC_ACT_NONE) return 0;
+    rt_step *root = &p->steps[idx[m - 1]];
+    int pi = p->vals[x->id].step;
+    if (pi >= 0) {
+        rt_step *ps = &p->steps[pi];
+        int only_chain = ps->out0 == x && !(x->flags & ULC_VALUE_OUTPUT);
+        for (const ulc_use *u = x->first_use; u && only_chain; u = u->next) {
+            int in_chain = 0;
+            for (int k = 0; k < m; k++) in_chain |= p->steps[idx[k]].node == u->node;
+            only_chain = in_chain;
+        }
+        ulc_kfuse f = ps->kc.fuse ? *ps->kc.fuse : (ulc_kfuse){0};
+        if (only_chain && !ps->removed && ps->k->can_fuse && f.act == ULC_ACT_NONE &&
+            !(ps->k->flags & ULC_K_ALIAS)) {
+            f.act = act;
+            if (ps->k->can_fuse(&ps->kc, &f)) {
+                ps->fuse = f;
+                ps->kc.fuse = &ps->fuse;
+                p->vals[x->id].step = -1;
+                ps->out0 = root->out0;
+                ps->out[0] = &p->vals[root->out0->id].t;
+                p->vals[root->out0->id].step = pi;
+                for (int k = 0; k < m; k++) {
+                    p->steps[idx[k]].removed = 1;
+                    if (k < m - 1) p->vals[p->steps[idx[k]].out0->id].step = -1;
+                }
+                return 1;
+            }
+        }
+    }
+    c->n_ins = 2;
+    c->ins[0] = (ulc_chain_ins){.op = ULC_CH_LOAD, .dst = 0, .input = 0};
+    c->ins[1] = (ulc_chain_ins){.op = (uint8_t)(act == ULC_ACT_GELU_ERF ? ULC_CH_GELU_ERF : ULC_CH_GELU_TANH),
+                                .dst = 1, .a = 0};
+    c->out = 1;
+    return 0;
+}
+
 /* Fuses connected chains of float32 elementwise steps (linked by values read once, by the next
  * member) into one step running ulc_cpu_chain_kernel at the last member's place. */
 static ulc_status fuse_chains(rt_plan *p, const ulc_graph *g, ulc_ctx *ctx) {
@@ -970,6 +1036,10 @@ static ulc_status fuse_chains(rt_plan *p, const ulc_graph *g, ulc_ctx *ctx) {
             break;
         }
         if (m > ULC_CHAIN_MAX / 2 || !build_chain(p, idx, m, c, ext, &n_ext)) {
+            free(c), free(ext);
+            continue;
+        }
+        if (n_ext == 1 && m >= 4 && !p->no_gelu && gelu_chain(p, idx, m, c, ext[0])) {
             free(c), free(ext);
             continue;
         }
@@ -1314,6 +1384,8 @@ static ulc_status make_plan(ulc_session *s, rt_plan **out, ulc_ctx *ctx) {
         bind[nb].t = *t;
         nb++;
     }
+    const char *ng = getenv("ULC_NO_GELU_FUSION");
+    p->no_gelu = ng && *ng && strcmp(ng, "0") != 0;
     walk w = {.g = g, .opset = s->opset, .vals = p->vals, .needed = s->needed, .ctx = ctx};
     st = walk_graph(&w, bind, nb, s->need_value);
     p->steps = w.steps;

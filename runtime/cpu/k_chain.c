@@ -10,6 +10,7 @@
  * unfused kernels (k_elementwise_math.c), so fused and unfused runs give the same bits.
  */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -96,6 +97,20 @@ static void chain_body(int64_t b0, int64_t b1, void *arg) {
         }
         memcpy(r->out + off, regs[c->out], sizeof(float) * (size_t)n);
     }
+}
+
+void ulc_cpu_chain_eval(const ulc_chain *c, const float *const *ins, float *out, int n) {
+    ulc_rt_tensor ts[2 * ULC_CHAIN_MAX];
+    ulc_rt_tensor *tp[2 * ULC_CHAIN_MAX];
+    for (int i = 0; i < c->n_ins; i++) {
+        const ulc_chain_ins *in = &c->ins[i];
+        if (in->op != ULC_CH_LOAD) continue;
+        memset(&ts[in->input], 0, sizeof ts[0]);
+        ts[in->input].data = (void *)(uintptr_t)ins[in->input];
+        tp[in->input] = &ts[in->input];
+    }
+    chain_run r = {c, tp, out, n};
+    chain_body(0, 1, &r);
 }
 
 static ulc_status chain_run_fn(ulc_kctx *k) {

@@ -10,15 +10,10 @@
  * (mm_copy_b). float64 and the integer types run an own i-k-j loop (integers wrap as numpy's).
  *
  * Fusion (can_fuse): y = act(product + addend) runs as one pass over Y right after the product.
- *
- * With AVX2+FMA, a constant float32 B of a folded MatMul or a Gemm (no transA; C absent, or a
- * row vector [N] / [1, N]) is instead packed once into k_gemm_avx2.c's panels and multiplied by
- * its own kernel (faster than sgemm on the transformer shapes; see gb_wanted).
  */
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/cpu/k_gemm_avx2.h"
 #include "runtime/cpu/k_nn.h"
 
 #ifdef _OPENMP
@@ -92,14 +87,12 @@ typedef struct mm_state {
     float *bpad; /* constant float32 B, copied (see mm_prepare) */
     int64_t ldb; /* B's row stride in elements (N unless bpad) */
     int64_t colblk; /* > 0: bpad holds B in column blocks this wide */
-    ulc_gemm_pb pb; /* pb.data: constant float32 B packed for k_gemm_avx2.c (then no bpad) */
 } mm_state;
 
 static void mm_release(void *p) {
     mm_state *s = p;
     if (!s) return;
     free(s->bpad);
-    ulc_gemm_pb_free(&s->pb);
     free(s);
 }
 
@@ -228,26 +221,13 @@ static ulc_status mm_copy_b(ulc_kctx *k, mm_state *s) {
     return ULC_OK;
 }
 
-/* 1 when the packed AVX2 kernel is to multiply [M, K] x [K, N] (B constant, float32). */
-static int gb_wanted(int64_t m, int64_t n, int64_t kk) {
-    if (!ulc_gemm_avx2_usable() || getenv("ULC_GB_OFF")) return 0; /* TEMP */
-    return m >= 1 && n >= 16 && kk >= 16;
-}
-
 static ulc_status mm_prepare(ulc_kctx *k) {
     mm_state *s = calloc(1, sizeof *s);
     if (!s) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory");
     k->state = s;
     ULC_TRY(mm_geom(k, s, NULL, NULL));
     s->ldb = s->n;
-    if (s->dtype == ULC_DT_F32 && (k->const_inputs & 2u)) {
-        if (s->fold && gb_wanted(s->batch * s->m, s->n, s->k)) {
-            if (ulc_gemm_pack_b(&s->pb, k->in[1]->data, s->k, s->n, s->n, 1) != 0)
-                return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory packing B");
-            return ULC_OK;
-        }
-        ULC_TRY(mm_copy_b(k, s));
-    }
+    if (s->dtype == ULC_DT_F32 && (k->const_inputs & 2u)) ULC_TRY(mm_copy_b(k, s));
     return ULC_OK;
 }
 
@@ -335,11 +315,6 @@ static ulc_status mm_product(ulc_kctx *k) {
         memset(c, 0, (size_t)(rows * s->n) * esz);
         return ULC_OK;
     }
-    if (s->pb.data) {
-        ulc_gemm_avx2_run(&s->pb, rows, k->in[0]->data, s->k, c, s->n, 1.0f, NULL, 0.0f,
-                          mm_threads());
-        return ULC_OK;
-    }
     const void *bdata = s->bpad ? (const void *)s->bpad : k->in[1]->data;
     mm_job j = {s, k->in[0]->data, bdata, c, esz, 0, dnnl_success};
     if (s->dtype != ULC_DT_F32) {
@@ -390,15 +365,7 @@ typedef struct gemm_state {
     float alpha, beta;
     int has_c;
     int64_t c_rs, c_cs; /* C's element strides when broadcast to [M, N] (0 = broadcast) */
-    ulc_gemm_pb pb; /* pb.data: constant B packed for k_gemm_avx2.c */
 } gemm_state;
-
-static void gemm_release(void *p) {
-    gemm_state *s = p;
-    if (!s) return;
-    ulc_gemm_pb_free(&s->pb);
-    free(s);
-}
 
 static ulc_status gemm_geom(ulc_kctx *k, gemm_state *s) {
     const ulc_rt_tensor *a = k->in[0], *b = k->n_in > 1 ? k->in[1] : NULL;
@@ -461,16 +428,7 @@ static ulc_status gemm_prepare(ulc_kctx *k) {
     gemm_state *s = calloc(1, sizeof *s);
     if (!s) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory");
     k->state = s;
-    ULC_TRY(gemm_geom(k, s));
-    /* The packed kernel adds C only as a row vector (the bias of a linear layer). */
-    int c_ok = !s->has_c || s->beta == 0.0f || (s->c_rs == 0 && s->c_cs == 1);
-    if (s->dtype == ULC_DT_F32 && (k->const_inputs & 2u) && !s->ta && c_ok &&
-        gb_wanted(s->m, s->n, s->k)) {
-        const float *b = k->in[1]->data;
-        if (ulc_gemm_pack_b(&s->pb, b, s->k, s->n, s->tb ? 1 : s->n, s->tb ? s->k : 1) != 0)
-            return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory packing B");
-    }
-    return ULC_OK;
+    return gemm_geom(k, s);
 }
 
 typedef struct gemm_job {
@@ -516,12 +474,6 @@ static ulc_status gemm_product(ulc_kctx *k) {
         return ULC_OK;
     }
     float *y = k->out[0]->data;
-    if (s->pb.data) {
-        int bias = s->has_c && s->beta != 0.0f;
-        ulc_gemm_avx2_run(&s->pb, s->m, k->in[0]->data, s->k, y, s->n, s->alpha,
-                          bias ? (const float *)k->in[2]->data : NULL, s->beta, mm_threads());
-        return ULC_OK;
-    }
     float beta = 0.0f;
     if (s->has_c && s->beta != 0.0f) {
         /* Y = beta · C broadcast, then sgemm accumulates alpha · op(A) op(B) into it. */
@@ -543,7 +495,7 @@ static ulc_status gemm_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_gemm = {.infer = gemm_infer, .prepare = gemm_prepare, .run = gemm_run, .release = gemm_release, .can_fuse = ulc_nn_can_fuse};
+static const ulc_kernel k_gemm = {.infer = gemm_infer, .prepare = gemm_prepare, .run = gemm_run, .release = free, .can_fuse = ulc_nn_can_fuse};
 
 void ulc_nn_register_gemm(const ulc_kernel **table) {
     table[ULC_OP_Gemm] = &k_gemm;

@@ -31,59 +31,76 @@ def test_required_ops_are_claimed():
 
 
 def gelu_model(path):
-    """Two exported GELU spellings over [B, 64, 96] after a MatMul + bias: erf
-    (Div → Erf → Add → Mul → Mul) and tanh (Pow → Mul → Add → Mul → Tanh → Add → Mul → Mul)."""
+    """Two exported GELU spellings after MatMul + bias, each feeding another MatMul (as in a
+    transformer's MLP): erf (Div → Erf → Add → Mul → Mul) and tanh (Pow → Mul → Add → Mul →
+    Tanh → Add → Mul → Mul, operands in torch's orders)."""
     rng = np.random.default_rng(0)
     w = numpy_helper.from_array(rng.standard_normal((32, 96)).astype(np.float32) * 0.3, "w")
+    w2 = numpy_helper.from_array(rng.standard_normal((96, 16)).astype(np.float32) * 0.3, "w2")
     b = numpy_helper.from_array(rng.standard_normal(96).astype(np.float32), "b")
+    b2 = numpy_helper.from_array(rng.standard_normal(96).astype(np.float32), "b2")
     c = lambda name, v: numpy_helper.from_array(np.array(v, np.float32), name)
-    inits = [w, b, c("sqrt2", 1.4142135), c("one", 1.0), c("half", 0.5), c("three", 3.0),
+    inits = [w, w2, b, b2, c("sqrt2", 1.4142135), c("one", 1.0), c("half", 0.5), c("three", 3.0),
              c("k", 0.044715), c("s", 0.7978846)]
     n = helper.make_node
     nodes = [
         n("MatMul", ["x", "w"], ["h0"]), n("Add", ["h0", "b"], ["h"]),
-        # erf GELU
+        n("MatMul", ["x", "w"], ["g0"]), n("Add", ["b2", "g0"], ["g"]),
+        # erf GELU of h
         n("Div", ["h", "sqrt2"], ["e1"]), n("Erf", ["e1"], ["e2"]), n("Add", ["e2", "one"], ["e3"]),
         n("Mul", ["h", "e3"], ["e4"]), n("Mul", ["e4", "half"], ["gelu_erf"]),
-        # tanh GELU
-        n("Pow", ["h", "three"], ["t1"]), n("Mul", ["k", "t1"], ["t2"]), n("Add", ["h", "t2"], ["t3"]),
+        n("MatMul", ["gelu_erf", "w2"], ["y1"]),
+        # tanh GELU of g
+        n("Pow", ["g", "three"], ["t1"]), n("Mul", ["k", "t1"], ["t2"]), n("Add", ["g", "t2"], ["t3"]),
         n("Mul", ["s", "t3"], ["t4"]), n("Tanh", ["t4"], ["t5"]), n("Add", ["one", "t5"], ["t6"]),
-        n("Mul", ["half", "h"], ["t7"]), n("Mul", ["t7", "t6"], ["gelu_tanh"]),
-        # a residual-style Relu(MatMul + other)
-        n("Relu", ["gelu_tanh"], ["r"]),
+        n("Mul", ["half", "g"], ["t7"]), n("Mul", ["t7", "t6"], ["gelu_tanh"]),
+        n("MatMul", ["gelu_tanh", "w2"], ["y2"]),
     ]
     g = helper.make_graph(nodes, "gelu", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 64, 32])],
-                          [helper.make_tensor_value_info("gelu_erf", TensorProto.FLOAT, ["B", 64, 96]),
-                           helper.make_tensor_value_info("r", TensorProto.FLOAT, ["B", 64, 96])], inits)
+                          [helper.make_tensor_value_info("y1", TensorProto.FLOAT, ["B", 64, 16]),
+                           helper.make_tensor_value_info("y2", TensorProto.FLOAT, ["B", 64, 16])], inits)
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
 
 
-def run_both(tmp_path, model, feeds, env_extra=None):
-    inp = tmp_path / "in.safetensors"
-    save_file(feeds, str(inp))
-    outs = {}
+def run_envs(tmp_path, model, feeds, envs, extra=()):
+    """Runs model once per {tag: env}; returns {tag: (output bytes, stderr)}."""
     import os
     import subprocess
     from conftest import ulc_bin
-    for tag, env in (("fused", {}), ("unfused", {"ULC_NO_FUSION": "1"})):
+    inp = tmp_path / "in.safetensors"
+    save_file(feeds, str(inp))
+    outs = {}
+    for tag, env in envs.items():
         o = tmp_path / f"{tag}.safetensors"
-        e = dict(os.environ, **env)
-        p = subprocess.run([ulc_bin(), "run", str(model), "--input", str(inp), "-o", str(o)],
-                           capture_output=True, text=True, env=e)
+        p = subprocess.run([ulc_bin(), "run", str(model), "--input", str(inp), "-o", str(o), *extra],
+                           capture_output=True, text=True, env=dict(os.environ, **env))
         assert p.returncode == 0, p.stderr
-        outs[tag] = o.read_bytes()
+        outs[tag] = (o.read_bytes(), p.stderr)
     return outs
 
 
-def test_fusion_changes_no_bit_and_matches_onnxruntime(tmp_path):
+def run_both(tmp_path, model, feeds):
+    outs = run_envs(tmp_path, model, feeds, {"fused": {}, "unfused": {"ULC_NO_FUSION": "1"}})
+    return {k: v[0] for k, v in outs.items()}
+
+
+def test_chains_change_no_bit_and_gelus_fold_into_matmuls(tmp_path):
     model = tmp_path / "gelu.onnx"
     gelu_model(model)
     x = np.random.default_rng(1).standard_normal((3, 64, 32)).astype(np.float32)
-    outs = run_both(tmp_path, model, {"x": x})
-    assert outs["fused"] == outs["unfused"]
+    outs = run_envs(tmp_path, model, {"x": x},
+                    {"chains": {"ULC_NO_GELU_FUSION": "1"}, "unfused": {"ULC_NO_FUSION": "1"}, "fused": {}},
+                    extra=("--repeat", "2", "--profile"))
+    # elementwise chains compute exactly what the nodes did
+    assert outs["chains"][0] == outs["unfused"][0]
+    # recognised GELUs become the MatMuls' activation: nothing else runs
+    prof = outs["fused"][1]
+    ops = set(re.findall(r"^(\w+)\s+[\d.]+\s+[\d.]+%", prof, re.M))
+    assert ops == {"MatMul"}, prof
+    assert "Erf" in outs["chains"][1] or "Mul" in outs["chains"][1]
     got = load_file(str(tmp_path / "fused.safetensors"))
     ref = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"x": x})
-    for name, r in zip(["gelu_erf", "r"], ref):
+    for name, r in zip(["y1", "y2"], ref):
         err = np.abs(got[name].astype(np.float64) - r).max() / np.abs(r).max()
         assert err <= 1e-5, (name, err)
 

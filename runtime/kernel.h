@@ -120,7 +120,19 @@ const ulc_kernel *ulc_cpu_chain_kernel(void);
  * with it to recognise the GELU spellings). */
 void ulc_cpu_chain_eval(const ulc_chain *c, const float *const *ins, float *out, int n);
 
-/* The CPU backend's kernel for op, or NULL (runtime/cpu/kernels.c). */
+/* A backend as the planner sees it: a kernel table and the few services fusion needs. The
+ * planner and sessions only ever go through this vtable (runtime/plan.c keeps the list). */
+typedef struct ulc_backend {
+    const char *name;
+    const ulc_kernel *(*kernel)(ulc_op op);  /* NULL: the backend does not run op */
+    const ulc_kernel *(*chain_kernel)(void); /* fused elementwise chains; NULL: none */
+    void (*chain_eval)(const ulc_chain *c, const float *const *ins, float *out, int n);
+    void (*set_threads)(int threads);        /* 0 = the default */
+} ulc_backend;
+
+/* The CPU backend (runtime/cpu/kernels.c). */
+const ulc_backend *ulc_backend_cpu(void);
+/* The CPU backend's kernel for op, or NULL. */
 const ulc_kernel *ulc_cpu_kernel(ulc_op op);
 /* Sets the thread count of the CPU backend's thread pool (OpenMP, shared with oneDNN). */
 void ulc_cpu_set_threads(int threads);

@@ -123,6 +123,7 @@ typedef struct rt_step {
     ulc_value **reads;   /* a fused chain: the values it reads (malloc'd), instead of the node's */
     int n_reads;
     int removed;         /* fused into an earlier step */
+    int chain;           /* runs the backend's chain kernel; kc.state is its program */
 } rt_step;
 
 /* Weights a plan computed for a step (BatchNormalization folded into a Conv). */
@@ -148,10 +149,12 @@ typedef struct rt_plan {
     void **out_owned;    /* per graph output: converted bytes (declared half dtypes) */
     uint64_t used;       /* LRU stamp */
     int no_gelu;         /* ULC_NO_GELU_FUSION=1: GELU chains stay as their ops */
+    const ulc_backend *be;
 } rt_plan;
 
 struct ulc_session {
     const ulc_model *m;
+    const ulc_backend *be;
     const ulc_graph *g;
     int64_t opset;
     int threads;
@@ -179,7 +182,7 @@ static void plan_free(rt_plan *p, const ulc_graph *g) {
     for (int i = 0; i < p->n_steps; i++) {
         rt_step *s = &p->steps[i];
         if (s->prepared && s->k->release) s->k->release(s->kc.state);
-        else if (s->k == ulc_cpu_chain_kernel()) free(s->kc.state); /* plan failed before prepare */
+        else if (s->chain) free(s->kc.state); /* the plan failed before prepare */
         free(s->reads);
         if (s->fold) {
             free(s->fold->w.data);
@@ -208,6 +211,7 @@ static void plan_free(rt_plan *p, const ulc_graph *g) {
 
 typedef struct walk {
     const ulc_graph *g;
+    const ulc_backend *be;
     int64_t opset;
     rt_val *vals;
     int analysis;        /* 1: partial knowledge, no schedule, size-limited folding */
@@ -331,12 +335,13 @@ static ulc_status walk_node(walk *w, const ulc_node *n) {
     ulc_ctx *ctx = w->ctx;
     char label[160];
     if (w->needed && !w->needed[n->id]) return ULC_OK; /* reaches no output */
-    const ulc_kernel *k = ulc_cpu_kernel(ulc_domain_is_default(n->domain) ? n->op : ULC_OP_UNKNOWN);
+    const ulc_kernel *k = w->be->kernel(ulc_domain_is_default(n->domain) ? n->op : ULC_OP_UNKNOWN);
     if (!k) {
         if (w->analysis) return ULC_OK;
-        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s%s%s: not supported by backend cpu",
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s%s%s: not supported by backend %s",
                         ulc_node_label(n, label, sizeof label),
-                        n->domain && *n->domain ? ", domain " : "", n->domain ? n->domain : "");
+                        n->domain && *n->domain ? ", domain " : "", n->domain ? n->domain : "",
+                        w->be->name);
     }
     ulc_rt_tensor *ins[64], *outs[64];
     if (n->n_inputs > 64 || n->n_outputs > 64)
@@ -931,12 +936,12 @@ static int build_chain(const rt_plan *p, const int *idx, int m, ulc_chain *c, ul
 /* Which GELU a single-input chain computes, probed on values across its range: ULC_ACT_GELU_ERF,
  * ULC_ACT_GELU_TANH, or ULC_ACT_NONE. Exporters spell GELU in many orders of the same five to
  * eight ops; comparing values recognises them all without matching their shapes. */
-static ulc_kact chain_gelu(const ulc_chain *c) {
+static ulc_kact chain_gelu(const rt_plan *p, const ulc_chain *c) {
     enum { NP = 64 };
     float x[NP], y[NP];
     for (int i = 0; i < NP; i++) x[i] = -7.0f + 14.0f * (float)i / (NP - 1) + 0.013f;
     const float *ins[1] = {x};
-    ulc_cpu_chain_eval(c, ins, y, NP);
+    p->be->chain_eval(c, ins, y, NP);
     int erf_ok = 1, tanh_ok = 1;
     for (int i = 0; i < NP; i++) {
         double v = x[i];
@@ -951,7 +956,7 @@ static ulc_kact chain_gelu(const ulc_chain *c) {
 /* A chain that computes GELU(x): folded into x's producer as its activation when that kernel
  * takes it and x feeds nothing else, else run as one GELU instruction. 1 if folded. */
 static int gelu_chain(rt_plan *p, const int *idx, int m, ulc_chain *c, ulc_value *x) {
-    ulc_kact act = chain_gelu(c);
+    ulc_kact act = chain_gelu(p, c);
     if (act == ULC_ACT_NONE) return 0;
     rt_step *root = &p->steps[idx[m - 1]];
     int pi = p->vals[x->id].step;
@@ -991,7 +996,7 @@ static int gelu_chain(rt_plan *p, const int *idx, int m, ulc_chain *c, ulc_value
 }
 
 /* Fuses connected chains of float32 elementwise steps (linked by values read once, by the next
- * member) into one step running ulc_cpu_chain_kernel at the last member's place. */
+ * member) into one step running the backend's chain kernel at the last member's place. */
 static ulc_status fuse_chains(rt_plan *p, const ulc_graph *g, ulc_ctx *ctx) {
     int ns = p->n_steps;
     int *parent = malloc(sizeof(int) * (size_t)(ns ? ns : 1));
@@ -1055,7 +1060,8 @@ static ulc_status fuse_chains(rt_plan *p, const ulc_graph *g, ulc_ctx *ctx) {
         rs->in = in;
         rs->kc.in = in;
         rs->kc.n_in = n_ext;
-        rs->k = ulc_cpu_chain_kernel();
+        rs->k = p->be->chain_kernel();
+        rs->chain = 1;
         rs->kc.state = c;
         rs->reads = ext;
         rs->n_reads = n_ext;
@@ -1167,25 +1173,32 @@ ulc_session_opts ulc_session_defaults(void) {
     return (ulc_session_opts){.backend = "cpu", .threads = 0};
 }
 
-static int backend_ok(const char *b) { return !b || strcmp(b, "cpu") == 0; }
+/* The backends, by name (the first is the default). */
+static const ulc_backend *find_backend(const char *name) {
+    const ulc_backend *all[] = {ulc_backend_cpu()};
+    if (!name) return all[0];
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (strcmp(all[i]->name, name) == 0) return all[i];
+    return NULL;
+}
 
 int ulc_backend_supports(const char *backend, const ulc_node *n, char *why, size_t why_size) {
-    if (!backend_ok(backend)) {
+    const ulc_backend *be = find_backend(backend);
+    if (!be) {
         snprintf(why, why_size, "unknown backend '%s'", backend);
         return 0;
     }
-    if (!ulc_domain_is_default(n->domain) || !ulc_cpu_kernel(n->op)) {
-        snprintf(why, why_size, "op %s%s%s is not supported by backend cpu", n->op_type,
-                 n->domain && *n->domain ? " (domain " : "",
-                 n->domain && *n->domain ? n->domain : "");
-        if (n->domain && *n->domain && why_size > strlen(why) + 1) strcat(why, ")");
+    if (!ulc_domain_is_default(n->domain) || !be->kernel(n->op)) {
+        snprintf(why, why_size, "op %s%s%s%s is not supported by backend %s", n->op_type,
+                 n->domain && *n->domain ? " (domain " : "", n->domain && *n->domain ? n->domain : "",
+                 n->domain && *n->domain ? ")" : "", be->name);
         return 0;
     }
     for (int i = 0; i < n->n_attrs; i++) {
         int t = n->attrs[i].type;
         if (t == ULC_ATTR_GRAPH || t == ULC_ATTR_GRAPHS) {
-            snprintf(why, why_size, "attribute '%s' holds a subgraph, which backend cpu does not run",
-                     n->attrs[i].name);
+            snprintf(why, why_size, "attribute '%s' holds a subgraph, which backend %s does not run",
+                     n->attrs[i].name, be->name);
             return 0;
         }
     }
@@ -1195,11 +1208,12 @@ int ulc_backend_supports(const char *backend, const ulc_node *n, char *why, size
 const char *const *ulc_backend_ops(const char *backend) {
     static const char *list[ULC_OP_COUNT_ + 1];
     static int n = -1;
-    if (!backend_ok(backend)) return NULL;
-    if (n < 0) { /* benign: every caller computes the same list */
+    const ulc_backend *be = find_backend(backend);
+    if (!be) return NULL;
+    if (n < 0) { /* benign: every caller computes the same list (one backend for now) */
         int c = 0;
         for (int op = 1; op < ULC_OP_COUNT_; op++)
-            if (ulc_cpu_kernel((ulc_op)op)) list[c++] = ulc_op_name((ulc_op)op);
+            if (be->kernel((ulc_op)op)) list[c++] = ulc_op_name((ulc_op)op);
         list[c] = NULL;
         n = c;
     }
@@ -1210,7 +1224,8 @@ ulc_status ulc_session_create(const ulc_model *m, const ulc_session_opts *opts, 
                               ulc_ctx *ctx) {
     *out = NULL;
     ulc_session_opts o = opts ? *opts : ulc_session_defaults();
-    if (!backend_ok(o.backend))
+    const ulc_backend *be = find_backend(o.backend);
+    if (!be)
         return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "unknown backend '%s' (available: cpu)", o.backend);
     const ulc_graph *g = m->graph;
     char why[256], label[160];
@@ -1221,6 +1236,7 @@ ulc_status ulc_session_create(const ulc_model *m, const ulc_session_opts *opts, 
     if (!s) return nomem(ctx, "session");
     s->m = m;
     s->g = g;
+    s->be = be;
     s->opset = ulc_model_opset(m, "");
     if (s->opset < 0) s->opset = 21;
     s->threads = o.threads;
@@ -1249,7 +1265,7 @@ ulc_status ulc_session_create(const ulc_model *m, const ulc_session_opts *opts, 
     }
     for (size_t i = 0; i < g->outputs.len; i++) live[((ulc_value *)g->outputs.items[i])->id] = 1;
     for (const ulc_node *n = g->last; n; n = n->prev) {
-        const ulc_kernel *k = ulc_cpu_kernel(n->op);
+        const ulc_kernel *k = be->kernel(n->op);
         int need = 0, reach = 0;
         for (int i = 0; i < n->n_outputs; i++) {
             if (!n->outputs[i]) continue;
@@ -1266,7 +1282,7 @@ ulc_status ulc_session_create(const ulc_model *m, const ulc_session_opts *opts, 
         }
     }
     free(live);
-    ulc_cpu_set_threads(o.threads);
+    be->set_threads(o.threads);
     *out = s;
     return ULC_OK;
 }
@@ -1386,7 +1402,8 @@ static ulc_status make_plan(ulc_session *s, rt_plan **out, ulc_ctx *ctx) {
     }
     const char *ng = getenv("ULC_NO_GELU_FUSION");
     p->no_gelu = ng && *ng && strcmp(ng, "0") != 0;
-    walk w = {.g = g, .opset = s->opset, .vals = p->vals, .needed = s->needed, .ctx = ctx};
+    p->be = s->be;
+    walk w = {.g = g, .be = s->be, .opset = s->opset, .vals = p->vals, .needed = s->needed, .ctx = ctx};
     st = walk_graph(&w, bind, nb, s->need_value);
     p->steps = w.steps;
     p->n_steps = w.n_steps;
@@ -1394,7 +1411,7 @@ static ulc_status make_plan(ulc_session *s, rt_plan **out, ulc_ctx *ctx) {
     if (!s->no_fusion) {
         if ((st = fold_batchnorms(p, g, ctx)) != ULC_OK) goto done;
         if ((st = fuse_steps(p, g, s->opset, ctx)) != ULC_OK) goto done;
-        if ((st = fuse_chains(p, g, ctx)) != ULC_OK) goto done;
+        if (p->be->chain_kernel && (st = fuse_chains(p, g, ctx)) != ULC_OK) goto done;
         compact_steps(p);
         choose_layouts(p, g);
     }
@@ -1604,7 +1621,8 @@ ulc_status ulc_analyze(const ulc_graph *g, int64_t opset, const ulc_rt_binding *
         ulc_analysis_free(a);
         return nomem(ctx, "analysis");
     }
-    walk w = {.g = g, .opset = opset < 0 ? 21 : opset, .vals = a->vals, .analysis = 1,
+    walk w = {.g = g, .be = ulc_backend_cpu(), .opset = opset < 0 ? 21 : opset, .vals = a->vals,
+              .analysis = 1,
               .limit_bytes = limit_bytes, .folded = a->folded, .ctx = ctx};
     ulc_status s = walk_graph(&w, inputs, n_inputs, NULL);
     free(w.steps);

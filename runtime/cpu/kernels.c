@@ -30,3 +30,14 @@ void ulc_cpu_set_threads(int threads) {
     (void)threads;
 #endif
 }
+
+const ulc_backend *ulc_backend_cpu(void) {
+    static const ulc_backend cpu = {
+        .name = "cpu",
+        .kernel = ulc_cpu_kernel,
+        .chain_kernel = ulc_cpu_chain_kernel,
+        .chain_eval = ulc_cpu_chain_eval,
+        .set_threads = ulc_cpu_set_threads,
+    };
+    return &cpu;
+}

@@ -2,6 +2,8 @@
 forward from config.json over the checkpoint's weights; onnxruntime then gives transformers'
 outputs (<= 1e-4 relative), at several batch sizes and sequence lengths, with padding."""
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -10,6 +12,9 @@ import pytest
 import torch
 
 from conftest import run_ulc
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
+from gen_hf import perturbed, randomize_bn  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -20,13 +25,6 @@ GPT2_CASES = {
     "relu_inverse_layer_scale": dict(activation_function="relu", scale_attn_by_inverse_layer_idx=True),
 }
 
-
-def perturbed(model, seed):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.02)
-    return model.eval()
 
 
 @pytest.mark.parametrize("case", list(GPT2_CASES))
@@ -107,16 +105,6 @@ def _convert(src, dst):
         return ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"])
     return None
 
-
-def _randomize_bn(model, seed):
-    """Non-trivial running statistics, so BatchNormalization is really exercised."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=g) - 0.5)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) * 1.5 + 0.5)
-    return model
 
 
 VIT_CASES = {
@@ -216,7 +204,7 @@ def test_resnet(tmp_path, case):
     torch.manual_seed(0)
     cfg = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16, 32], depths=[1, 2, 1], num_labels=4, **extra)
     model = (ResNetForImageClassification if kind == "cls" else ResNetModel)(cfg)
-    model = _randomize_bn(perturbed(model, 1), 2)
+    model = randomize_bn(perturbed(model, 1), 2)
     model.save_pretrained(str(tmp_path / "hf"), safe_serialization=True)
     sess = _convert(tmp_path / "hf", tmp_path / "m.onnx")
     outs = [o.name for o in sess.get_outputs()]
@@ -248,7 +236,7 @@ def test_torchvision_resnet_state_dict(tmp_path, arch):
     the same file byte for byte."""
     from safetensors.torch import save_file
     torch.manual_seed(0)
-    model = _randomize_bn(_tv_models()[arch]().eval(), 3)
+    model = randomize_bn(_tv_models()[arch]().eval(), 3)
     src = tmp_path / "weights.safetensors"
     save_file(model.state_dict(), str(src))
     sess = _convert(src, tmp_path / "m.onnx")

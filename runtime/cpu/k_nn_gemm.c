@@ -71,7 +71,13 @@ static ref_mm_fn ref_mm_for(int dt) {
     }
 }
 
-static int mm_dtype_ok(int dt) { return ref_mm_for(dt) != NULL; }
+/* ULC_OK when the products can run in dtype dt, else the error naming it. */
+static ulc_status mm_check_dtype(ulc_kctx *k, int dt) {
+    if (ref_mm_for(dt)) return ULC_OK;
+    return ulc_k_fail(k, ULC_ERR_UNSUPPORTED,
+                      "dtype %s is not supported (float32, float64, int32, int64, uint32, uint64 are)",
+                      ulc_dtype_name(dt));
+}
 
 /* ---- MatMul ---------------------------------------------------------------------------------- */
 
@@ -103,11 +109,7 @@ static ulc_status mm_geom(ulc_kctx *k, mm_state *s, int64_t *odims, int *orank) 
     if (a->dtype != b->dtype)
         return ulc_k_fail(k, ULC_ERR_INVALID, "A is %s but B is %s; MatMul needs one dtype",
                           ulc_dtype_name(a->dtype), ulc_dtype_name(b->dtype));
-    if (!mm_dtype_ok(a->dtype))
-        return ulc_k_fail(
-            k, ULC_ERR_UNSUPPORTED,
-            "dtype %s is not supported (float32, float64, int32, int64, uint32, uint64 are)",
-            ulc_dtype_name(a->dtype));
+    ULC_TRY(mm_check_dtype(k, a->dtype));
     if (a->rank < 1 || b->rank < 1)
         return ulc_k_fail(k, ULC_ERR_INVALID, "A %s and B %s must have rank >= 1",
                           ulc_rt_shape_str(a, s1, sizeof s1), ulc_rt_shape_str(b, s2, sizeof s2));
@@ -377,11 +379,7 @@ static ulc_status gemm_geom(ulc_kctx *k, gemm_state *s) {
     if (a->dtype != b->dtype || (c && c->dtype != a->dtype))
         return ulc_k_fail(k, ULC_ERR_INVALID, "A, B and C must have one dtype (A %s, B %s)",
                           ulc_dtype_name(a->dtype), ulc_dtype_name(b->dtype));
-    if (!mm_dtype_ok(a->dtype))
-        return ulc_k_fail(
-            k, ULC_ERR_UNSUPPORTED,
-            "dtype %s is not supported (float32, float64, int32, int64, uint32, uint64 are)",
-            ulc_dtype_name(a->dtype));
+    ULC_TRY(mm_check_dtype(k, a->dtype));
     if (a->rank != 2 || b->rank != 2)
         return ulc_k_fail(k, ULC_ERR_INVALID, "A %s and B %s must be matrices",
                           ulc_rt_shape_str(a, s1, sizeof s1), ulc_rt_shape_str(b, s2, sizeof s2));

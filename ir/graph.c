@@ -46,6 +46,7 @@ void ulc_model_free(ulc_model *m) {
         ulc_arena_free(g->arena);
         free(g);
     }
+    ulc_ptrvec_clear(&m->lora);
     free(m);
 }
 

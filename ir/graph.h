@@ -261,6 +261,7 @@ typedef struct ulc_model {
     ulc_kv *metadata;
     int had_external_data; /* some tensor came from an external file */
     ulc_bytes extra;       /* ONNX: functions, training_info, unknown fields */
+    ulc_ptrvec lora;       /* ulc_lora_record* (ir/lora.h, in the arena): injected adapters */
 } ulc_model;
 
 /* Creates an empty model with an empty graph; NULL on allocation failure. */

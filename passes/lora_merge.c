@@ -73,10 +73,37 @@ static float store(uint8_t *p, int dt, uint64_t i, float f) {
     return dt == ULC_DT_F16 ? ulc_f16_to_f32(h) : ulc_bf16_to_f32(h);
 }
 
-/* The base value module M adapts: "M.weight", a unique "*.M.weight", or an ONNX MatMul/Gemm
- * weight input in M's torch scope. Sets *transposed for MatMul/Gemm(transB=0) weights. */
-static ulc_value *find_base(ulc_graph *g, const char *m, int *via_node, int *transposed,
-                            ulc_ctx *ctx) {
+/* See lora_merge.h. */
+char *ulc_lora_scope_module(const char *node) {
+    if (!node || node[0] != '/') return NULL;
+    const char *last = strrchr(node, '/');
+    if (last == node) return NULL; /* "/Op": no module */
+    char *out = malloc((size_t)(last - node) + 1);
+    if (!out) return NULL;
+    size_t o = 0, prevlen = 0;
+    const char *prev = NULL;
+    for (const char *p = node + 1; p <= last;) {
+        const char *e = strchr(p, '/'); /* never past last */
+        size_t k = (size_t)(e - p), skip = 0;
+        if (k == 0) { /* "//": not a torch scope */
+            free(out);
+            return NULL;
+        }
+        if (prev && k > prevlen + 1 && strncmp(p, prev, prevlen) == 0 && p[prevlen] == '.')
+            skip = prevlen + 1; /* "layer1/layer1.0": child 0 of layer1 */
+        if (o) out[o++] = '.';
+        memcpy(out + o, p + skip, k - skip);
+        o += k - skip;
+        prev = p; /* a child repeats its parent's part as written */
+        prevlen = k;
+        p = e + 1;
+    }
+    out[o] = 0;
+    return out;
+}
+
+ulc_value *ulc_lora_find_base(ulc_graph *g, const char *m, int *via_node, int *transposed,
+                              ulc_ctx *ctx) {
     *via_node = 0;
     *transposed = 0;
     size_t n = strlen(m) + 16;
@@ -121,7 +148,17 @@ static ulc_value *find_base(ulc_graph *g, const char *m, int *via_node, int *tra
             if (!dotted) break;
             dotted[0] = '.';
             for (size_t j = 0; j <= k; j++) dotted[j + 1] = x->name[j] == '/' ? '.' : x->name[j];
-            if (strstr(dotted, suffix)) {
+            int hit = strstr(dotted, suffix) != NULL;
+            if (!hit) {
+                /* the scope as module names: "/mlp/mlp.0/MatMul" is module "mlp.0" */
+                char *sm = ulc_lora_scope_module(x->name);
+                if (sm) {
+                    snprintf(dotted, k + 2, ".%s.", sm);
+                    hit = strstr(dotted, suffix) != NULL;
+                }
+                free(sm);
+            }
+            if (hit) {
                 if (found && found->inputs[1].value != w) {
                     ulc_fail(ctx, ULC_ERR_INVALID, "module '%s': several MatMul/Gemm nodes in its "
                              "scope ('%s', '%s'); which weight the adapter means is ambiguous",
@@ -153,9 +190,9 @@ static ulc_status shape_error(const module *md, const char *why, ulc_ctx *ctx) {
     return ulc_fail(ctx, ULC_ERR_INVALID,
                     "module '%s': lora_A [%lld,%lld%s] and lora_B [%lld,%lld%s] do not fit base "
                     "tensor '%s' [%s]: %s", md->name, (long long)md->a->dims[0],
-                    (long long)md->a->dims[1], md->a->rank == 4 ? ",…" : "",
+                    (long long)md->a->dims[1], md->a->rank > 2 ? ",…" : "",
                     (long long)md->b->dims[0], (long long)md->b->dims[1],
-                    md->b->rank == 4 ? ",…" : "", md->base->name, shp, why);
+                    md->b->rank > 2 ? ",…" : "", md->base->name, shp, why);
 }
 
 /* How the graph reads w: 1 as MatMul's B or Gemm's B without transB ([in, out]), 0 as Gemm's
@@ -196,13 +233,15 @@ static ulc_status resolve_layout(module *md, const ulc_lora_config *cfg, int via
         md->kind = K_EMBED;
         return ULC_OK;
     }
-    if (a->rank == 4) {
-        /* A [r, in, kh, kw], B [out, r, 1, 1] -> W [out, in, kh, kw] */
-        if (b->rank != 4 || b->dims[2] != 1 || b->dims[3] != 1)
-            return shape_error(md, "conv lora_B must be [out, r, 1, 1]", ctx);
+    if (a->rank >= 3) {
+        /* A [r, in, k...], B [out, r, 1...] -> W [out, in, k...] (Conv2d: k = kh, kw) */
+        int ones = b->rank == a->rank;
+        for (int i = 2; ones && i < b->rank; i++) ones = b->dims[i] == 1;
+        if (!ones) return shape_error(md, "conv lora_B must be [out, r, 1, 1]", ctx);
         if (a->dims[0] != b->dims[1]) return shape_error(md, "A/B rank mismatch", ctx);
-        if (w->rank != 4 || w->dims[0] != b->dims[0] || w->dims[1] != a->dims[1] ||
-            w->dims[2] != a->dims[2] || w->dims[3] != a->dims[3])
+        int fits = w->rank == a->rank && w->dims[0] == b->dims[0];
+        for (int i = 1; fits && i < a->rank; i++) fits = w->dims[i] == a->dims[i];
+        if (!fits)
             return shape_error(md, "expected a conv weight [B rows, A cols, kh, kw] (grouped "
                                "convolutions are not supported)", ctx);
         md->kind = K_CONV;
@@ -838,7 +877,7 @@ ulc_status ulc_lora_merge(ulc_model *base, const ulc_lora_adapter *ad,
             break;
         }
         int via_node = 0, node_t = 0;
-        md->base = find_base(g, md->name, &via_node, &node_t, ctx);
+        md->base = ulc_lora_find_base(g, md->name, &via_node, &node_t, ctx);
         if (!md->base && ctx->status != ULC_OK) {
             s = ctx->status;
             break;
@@ -901,7 +940,7 @@ ulc_status ulc_lora_merge(ulc_model *base, const ulc_lora_adapter *ad,
             /* as for modules: a prefixed name, or an ONNX MatMul/Gemm weight in M's scope */
             char *mname = ulc_arena_strndup(arena, rp->name, strlen(rp->name) - strlen(".weight"));
             int via_node = 0;
-            rp->base = mname ? find_base(g, mname, &via_node, &rp->transposed, ctx) : NULL;
+            rp->base = mname ? ulc_lora_find_base(g, mname, &via_node, &rp->transposed, ctx) : NULL;
             if (!rp->base && ctx->status != ULC_OK) {
                 s = ctx->status;
                 break;
@@ -975,5 +1014,41 @@ ulc_status ulc_lora_merge(ulc_model *base, const ulc_lora_adapter *ad,
         if (s == ULC_OK) report->n++;
     }
     ulc_strmap_free(mods);
+    return s;
+}
+
+ulc_status ulc_lora_merge_module(ulc_model *base, const char *module_name, ulc_value *w,
+                                 const ulc_tensor *a, const ulc_tensor *b, int transposed,
+                                 double scale, const ulc_lora_merge_opts *opts,
+                                 ulc_lora_merge_report *report, ulc_ctx *ctx) {
+    ulc_graph *g = base->graph;
+    if (!(w->flags & ULC_VALUE_INITIALIZER) || !w->init)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "module '%s': '%s' is not an initializer",
+                        module_name, w->name);
+    if (!is_float_dtype(w->init->dtype))
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "base tensor '%s' is %s; ulc merges into f32, "
+                        "f16 and bf16 weights", w->name, ulc_dtype_name(w->init->dtype));
+    if (!is_float_dtype(a->dtype) || !is_float_dtype(b->dtype))
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "module '%s' has %s factors; expected f32, f16 "
+                        "or bf16", module_name, ulc_dtype_name(a->dtype));
+    ULC_TRY(ulc_tensor_materialize(g, w->init, ctx));
+    module md = {0};
+    md.name = module_name;
+    md.a = a;
+    md.b = b;
+    md.base = w;
+    md.scale = scale;
+    ulc_lora_config cfg = {0};
+    cfg.fan_in_fan_out = transposed;
+    ULC_TRY(resolve_layout(&md, &cfg, a->rank == 2, transposed, transposed, ctx));
+    md.transposed = md.kind == K_LINEAR ? md.transposed : 0;
+    ulc_lora_merge_entry *ents = realloc(report->entries, (size_t)(report->n + 1) * sizeof *ents);
+    if (!ents) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    report->entries = ents;
+    memset(&ents[report->n], 0, sizeof *ents);
+    double wt = opts ? opts->weight : 1.0;
+    ulc_status s = apply_module(g, &md, opts && opts->unmerge ? -wt : wt, opts, report,
+                                report->n, ctx);
+    if (s == ULC_OK) report->n++;
     return s;
 }

@@ -3,7 +3,8 @@
  *
  * For each adapted module M of the adapter (keys "base_model.model.M.lora_A.weight" ...):
  *   Linear / Conv1D:  W += w * scale(M) * B @ A        (W [out,in]; transposed for [in,out])
- *   Conv2d k x k:     W[o,i,:,:] += w * scale(M) * sum_r B[o,r] A[r,i,:,:]
+ *   Conv2d k x k:     W[o,i,:,:] += w * scale(M) * sum_r B[o,r] A[r,i,:,:]  (any number of
+ *                     spatial dims: A [r, in, k...], B [out, r, 1...])
  *   Embedding:        W += w * scale(M) * (B @ A)^T    (lora_embedding_A [r,num], _B [dim,r])
  * with scale(M) from ir/lora.h and w the adapter's weight (--lora DIR:W); --unmerge subtracts.
  * Other adapter tensors (trained biases, modules_to_save) replace the base tensor of that name.
@@ -12,7 +13,8 @@
  *
  * The base weight of M is found as "M.weight", or as the unique initializer named "*.M.weight",
  * or (ONNX) as the weight input of the MatMul/Gemm node torch named after M's scope — the
- * transposed copies torch's exporter makes of nn.Linear weights.
+ * transposed copies torch's exporter makes of nn.Linear weights (the scope read as written,
+ * "/mlp/mlp.0/MatMul" -> ".mlp.mlp.0.", or as a module path, -> ".mlp.0.").
  *
  * Names, shapes, ranks, dtypes and tied embeddings are all checked before anything changes; a
  * non-finite result then stops the merge part-way, and the model must be discarded (the CLI
@@ -65,5 +67,29 @@ void ulc_lora_merge_report_clear(ulc_lora_merge_report *r);
 ulc_status ulc_lora_merge(ulc_model *base, const ulc_lora_adapter *ad,
                           const ulc_lora_merge_opts *opts, ulc_lora_merge_report *report,
                           ulc_ctx *ctx);
+
+/* The module torch's exporter names a node after: its scope ('/'-separated parts, the last
+ * one the op) read as a module path, where a part "P.k" right after a part P is P's child k
+ * (torch repeats the parent in a numbered child's scope): "/layer1/layer1.0/conv1/Conv" ->
+ * "layer1.0.conv1", "/encoder/layer.0/attention/query/MatMul" ->
+ * "encoder.layer.0.attention.query". NULL (or out of memory) when the name is not a scope.
+ * The caller frees the result. */
+char *ulc_lora_scope_module(const char *node);
+
+/* The base weight PEFT module m adapts, by the rule at the top of this file: "m.weight", the
+ * unique "*.m.weight", or the weight input of the MatMul/Gemm nodes in m's torch scope (then
+ * *via_node = 1, and *transposed = 1 when the node reads it [in, out]). NULL when there is none;
+ * NULL with an error in ctx when the choice is ambiguous. */
+ulc_value *ulc_lora_find_base(ulc_graph *g, const char *m, int *via_node, int *transposed,
+                              ulc_ctx *ctx);
+
+/* One module whose base weight the caller already knows (lora-merge, from its records):
+ * w += weight * scale * B @ A with PEFT's factors a ([r, in] or [r, C, k...]) and b ([out, r]
+ * or [out, r, 1...]); transposed: w is stored [in, out]. The same checks and arithmetic as
+ * ulc_lora_merge (report entry appended; opts may be NULL: weight 1, every core, not deferred). */
+ulc_status ulc_lora_merge_module(ulc_model *base, const char *module_name, ulc_value *w,
+                                 const ulc_tensor *a, const ulc_tensor *b, int transposed,
+                                 double scale, const ulc_lora_merge_opts *opts,
+                                 ulc_lora_merge_report *report, ulc_ctx *ctx);
 
 #endif

@@ -6,7 +6,8 @@
 
 #include "passes/pass.h"
 
-static const ulc_pass *const k_passes[] = {&ulc_pass_specialize, &ulc_pass_cleanup, NULL};
+static const ulc_pass *const k_passes[] = {&ulc_pass_specialize, &ulc_pass_cleanup,
+                                            &ulc_pass_lora_inject, &ulc_pass_lora_merge, NULL};
 
 const ulc_pass *const *ulc_passes(void) { return k_passes; }
 

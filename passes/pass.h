@@ -68,6 +68,9 @@ ulc_status ulc_pipeline_run(const ulc_pipeline *p, ulc_model *m, const ulc_pipel
 /* The passes (specialize.c, cleanup.c). */
 extern const ulc_pass ulc_pass_specialize;
 extern const ulc_pass ulc_pass_cleanup;
+/* lora_inject.c: LoRA adapters into the graph (trainable) and folded back out. */
+extern const ulc_pass ulc_pass_lora_inject;
+extern const ulc_pass ulc_pass_lora_merge;
 
 /* Shared by specialize and cleanup: replaces every node the analysis folded by initializers
  * for the outputs something still reads (flagged ULC_VALUE_CONSTANT), then removes dead nodes.

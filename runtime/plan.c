@@ -335,7 +335,7 @@ static ulc_status walk_node(walk *w, const ulc_node *n) {
     ulc_ctx *ctx = w->ctx;
     char label[160];
     if (w->needed && !w->needed[n->id]) return ULC_OK; /* reaches no output */
-    const ulc_kernel *k = w->be->kernel(ulc_domain_is_default(n->domain) ? n->op : ULC_OP_UNKNOWN);
+    const ulc_kernel *k = w->be->kernel(n->op);
     if (!k) {
         if (w->analysis) return ULC_OK;
         return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s%s%s: not supported by backend %s",
@@ -440,8 +440,18 @@ static ulc_status walk_graph(walk *w, const ulc_rt_binding *bind, int n_bind,
         rv->step = -1;
         rv->root = v->id;
         rv->decl_dtype = v->dtype;
-        if ((v->flags & ULC_VALUE_INITIALIZER) && v->init && !(v->flags & ULC_VALUE_PARAM))
-            ULC_TRY(load_tensor(v->init, rv, "initializer", w->ctx));
+        if (!(v->flags & ULC_VALUE_INITIALIZER) || !v->init) continue;
+        if ((v->flags & ULC_VALUE_PARAM) && w->analysis) {
+            /* a trainable weight: its shape is known, its value is not a constant to fold */
+            const ulc_tensor *t = v->init;
+            int cdt = ulc_k_compute_dtype(t->dtype);
+            if (!rt_dtype_supported(cdt) || t->rank > ULC_RT_MAX_RANK) continue;
+            ulc_k_set(&rv->t, cdt, t->rank, t->dims);
+            rv->t.nbytes = rt_nbytes(&rv->t);
+            rv->known = V_SHAPE;
+            continue;
+        }
+        ULC_TRY(load_tensor(v->init, rv, "initializer", w->ctx));
     }
     for (size_t i = 0; i < g->inputs.len; i++) {
         ulc_value *v = g->inputs.items[i];
@@ -1188,7 +1198,7 @@ int ulc_backend_supports(const char *backend, const ulc_node *n, char *why, size
         snprintf(why, why_size, "unknown backend '%s'", backend);
         return 0;
     }
-    if (!ulc_domain_is_default(n->domain) || !be->kernel(n->op)) {
+    if (!be->kernel(n->op)) {
         snprintf(why, why_size, "op %s%s%s%s is not supported by backend %s", n->op_type,
                  n->domain && *n->domain ? " (domain " : "", n->domain && *n->domain ? n->domain : "",
                  n->domain && *n->domain ? ")" : "", be->name);
@@ -1212,7 +1222,7 @@ const char *const *ulc_backend_ops(const char *backend) {
     if (!be) return NULL;
     if (n < 0) { /* benign: every caller computes the same list (one backend for now) */
         int c = 0;
-        for (int op = 1; op < ULC_OP_COUNT_; op++)
+        for (int op = 1; op < ULC_OP_ULC_FIRST_; op++) /* ONNX ops (ulc's are internal) */
             if (be->kernel((ulc_op)op)) list[c++] = ulc_op_name((ulc_op)op);
         list[c] = NULL;
         n = c;
@@ -1605,6 +1615,8 @@ void ulc_session_memory(const ulc_session *s, size_t *planned, size_t *unshared)
 
 struct ulc_analysis {
     const ulc_graph *g;
+    size_t n_vals; /* values and node ids when analysed (the graph may grow afterwards) */
+    int n_node_ids;
     rt_val *vals;
     uint8_t *folded;
 };
@@ -1615,6 +1627,8 @@ ulc_status ulc_analyze(const ulc_graph *g, int64_t opset, const ulc_rt_binding *
     ulc_analysis *a = calloc(1, sizeof *a);
     if (!a) return nomem(ctx, "analysis");
     a->g = g;
+    a->n_vals = g->values.len;
+    a->n_node_ids = g->next_node_id;
     a->vals = calloc(g->values.len ? g->values.len : 1, sizeof *a->vals);
     a->folded = calloc((size_t)(g->next_node_id > 0 ? g->next_node_id : 1), 1);
     if (!a->vals || !a->folded) {
@@ -1637,13 +1651,14 @@ ulc_status ulc_analyze(const ulc_graph *g, int64_t opset, const ulc_rt_binding *
 void ulc_analysis_free(ulc_analysis *a) {
     if (!a) return;
     if (a->vals)
-        for (size_t i = 0; i < a->g->values.len; i++) free(a->vals[i].owned);
+        for (size_t i = 0; i < a->n_vals; i++) free(a->vals[i].owned);
     free(a->vals);
     free(a->folded);
     free(a);
 }
 
 int ulc_analysis_get(const ulc_analysis *a, const ulc_value *v, ulc_rt_tensor *t) {
+    if ((size_t)v->id >= a->n_vals) return 0; /* created after the analysis */
     const rt_val *rv = &a->vals[v->id];
     if (rv->known == V_UNKNOWN) return 0;
     *t = rv->t;
@@ -1651,4 +1666,6 @@ int ulc_analysis_get(const ulc_analysis *a, const ulc_value *v, ulc_rt_tensor *t
     return 1;
 }
 
-int ulc_analysis_folded(const ulc_analysis *a, const ulc_node *n) { return a->folded[n->id] != 0; }
+int ulc_analysis_folded(const ulc_analysis *a, const ulc_node *n) {
+    return n->id < a->n_node_ids && a->folded[n->id] != 0;
+}

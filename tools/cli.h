@@ -36,6 +36,11 @@ int ulc_cli_run(int argc, char **argv);
 int ulc_cli_eval(int argc, char **argv);
 int ulc_cli_ops(int argc, char **argv);
 
+/* `ulc train MODEL --data D -o OUT ...` (tools/train.c). */
+int ulc_cli_train(int argc, char **argv);
+/* `ulc grad MODEL --input FEEDS -o GRADS` (tools/grad.c). */
+int ulc_cli_grad(int argc, char **argv);
+
 /* `ulc merge BASE --lora ADAPTER[:W] ... -o OUT` (arguments after "merge"). */
 int ulc_cli_merge(int argc, char **argv);
 

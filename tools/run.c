@@ -17,6 +17,7 @@
 #include "export/safetensors_export.h"
 #include "import/safetensors_import.h"
 #include "runtime/runtime.h"
+#include "passes/autodiff.h"
 #include "tools/cli.h"
 
 static double now_ms(void) {
@@ -415,7 +416,11 @@ int ulc_cli_ops(int argc, char **argv) {
     const char *backend = "cpu";
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc) backend = argv[++i];
-        else return ulc_cli_usage_error("ops: unknown argument '%s'", argv[i]);
+        else if (strcmp(argv[i], "--grad") == 0) { /* the ops autodiff can differentiate */
+            for (int op = 1; op < ULC_OP_ULC_FIRST_; op++)
+                if (ulc_autodiff_has_rule((ulc_op)op)) printf("%s\n", ulc_op_name((ulc_op)op));
+            return ULC_EXIT_OK;
+        } else return ulc_cli_usage_error("ops: unknown argument '%s'", argv[i]);
     }
     const char *const *ops = ulc_backend_ops(backend);
     if (!ops) return ulc_cli_usage_error("ops: unknown backend '%s' (available: cpu)", backend);

@@ -16,6 +16,7 @@
 #include "common/file.h"
 #include "export/hf_export.h"
 #include "export/onnx_export.h"
+#include "export/peft_export.h"
 #include "export/safetensors_export.h"
 #include "import/hf/hf_import.h"
 #include "import/onnx_import.h"
@@ -37,9 +38,13 @@ static const char *k_usage =
     "      --print-ir             print the IR to stdout after import\n"
     "      --passes PIPELINE      run passes before writing, e.g. \"specialize{batch=1},cleanup\"\n"
     "                             (specialize{batch=,dims=NAME:N|..,shapes=IN:AxB|..,limit=},\n"
-    "                             cleanup{limit=BYTES})\n"
+    "                             cleanup{limit=BYTES}, lora-inject{targets=,include=,exclude=,\n"
+    "                             rank=,alpha=,rslora=,seed=,init=}, lora-merge)\n"
     "      --verify-each          verify the graph after every pass\n"
     "      --print-ir-after=PASS  print the IR after PASS (or 'all')\n"
+    "      --emit-adapter DIR     write the LoRA adapters lora-inject added (merged or not) to\n"
+    "                             DIR as a PEFT adapter (adapter_config.json and\n"
+    "                             adapter_model.safetensors; never overwrites)\n"
     "  merge BASE --lora ADAPTER[:WEIGHT] [--lora ...] -o OUT\n"
     "                             bake PEFT LoRA adapters into BASE (safetensors file, HF\n"
     "                             checkpoint directory, or ONNX), written in BASE's format\n"
@@ -157,7 +162,7 @@ static int cmd_inspect(int argc, char **argv) {
 }
 
 static int cmd_convert(int argc, char **argv) {
-    const char *in = NULL, *out = NULL, *pipeline_text = NULL;
+    const char *in = NULL, *out = NULL, *pipeline_text = NULL, *adapter_dir = NULL;
     int print_ir = 0;
     ulc_pipeline_opts po = {0};
     ulc_onnx_export_opts eo = ulc_onnx_export_defaults();
@@ -165,6 +170,9 @@ static int cmd_convert(int argc, char **argv) {
         if (strcmp(argv[i], "--passes") == 0) {
             if (i + 1 >= argc) return ulc_cli_usage_error("convert: --passes needs a pipeline");
             pipeline_text = argv[++i];
+        } else if (strcmp(argv[i], "--emit-adapter") == 0) {
+            if (i + 1 >= argc) return ulc_cli_usage_error("convert: --emit-adapter needs a directory");
+            adapter_dir = argv[++i];
         } else if (strcmp(argv[i], "--verify-each") == 0) {
             po.verify_each = 1;
         } else if (strncmp(argv[i], "--print-ir-after=", 17) == 0) {
@@ -203,6 +211,9 @@ static int cmd_convert(int argc, char **argv) {
         return ulc_cli_usage_error("convert: --verify-each and --print-ir-after need --passes");
     ulc_ctx ctx;
     ulc_ctx_init(&ctx);
+    /* an adapter directory that would be overwritten is refused before any work */
+    if (adapter_dir && ulc_peft_export_check_dir(adapter_dir, &ctx) != ULC_OK)
+        return ulc_cli_report(&ctx);
     ulc_pipeline *pipe = NULL;
     if (pipeline_text && ulc_pipeline_parse(pipeline_text, &pipe, &ctx) != ULC_OK) {
         ulc_cli_report(&ctx);
@@ -224,6 +235,12 @@ static int cmd_convert(int argc, char **argv) {
         ulc_model_free(m);
         return ulc_cli_report(&ctx);
     }
+    /* the adapter first (it is checked whole before anything is written); taken back if the
+     * model cannot be written */
+    if (adapter_dir && (s = ulc_peft_export(m, adapter_dir, NULL, &ctx)) != ULC_OK) {
+        ulc_model_free(m);
+        return ulc_cli_report(&ctx);
+    }
     if (ends_with(out, ".onnx")) {
         s = ulc_onnx_export(m, out, &eo, &ctx);
     } else {
@@ -231,6 +248,14 @@ static int cmd_convert(int argc, char **argv) {
         s = to_dir ? ulc_hf_export(m, out, &so, &ctx) : ulc_safetensors_export(m, out, &so, &ctx);
     }
     ulc_model_free(m);
+    if (s != ULC_OK && adapter_dir) {
+        char *p = ulc_path_join(adapter_dir, ULC_PEFT_CONFIG_FILE);
+        char *q = ulc_path_join(adapter_dir, ULC_PEFT_WEIGHTS_FILE);
+        if (p) unlink(p);
+        if (q) unlink(q);
+        free(p);
+        free(q);
+    }
     if (s != ULC_OK) return ulc_cli_report(&ctx);
     return ULC_EXIT_OK;
 }
@@ -258,5 +283,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "run") == 0) return ulc_cli_run(argc - 2, argv + 2);
     if (strcmp(cmd, "eval") == 0) return ulc_cli_eval(argc - 2, argv + 2);
     if (strcmp(cmd, "ops") == 0) return ulc_cli_ops(argc - 2, argv + 2);
+    if (strcmp(cmd, "train") == 0) return ulc_cli_train(argc - 2, argv + 2);
+    if (strcmp(cmd, "grad") == 0) return ulc_cli_grad(argc - 2, argv + 2);
     return ulc_cli_usage_error("unknown command '%s'", cmd);
 }

@@ -1,0 +1,503 @@
+/*
+ * train.c — the training loop of train.h: dataset checks, the seeded row order, batches
+ * gathered into contiguous buffers, one runtime session over the training graph, the optimizer
+ * step after each run, and the progress display.
+ *
+ * Per step: the rows of the batch are copied out of the dataset's (possibly unaligned, mapped)
+ * columns into one buffer per data input, bound with the batch's row count as first dim (a
+ * last partial batch gets its own plan; the session keeps the full batch's too); the parameter
+ * buffers are bound as they are (the optimizer updates them in place between runs); the loss
+ * and gradients are read from the session's outputs, checked finite, and handed to the
+ * optimizer.
+ */
+#include "passes/train.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "runtime/runtime.h"
+
+/* ---- datasets ------------------------------------------------------------------------------ */
+
+static const char *ds_path(const ulc_dataset *d) {
+    return d->path ? d->path : "dataset";
+}
+
+ulc_status ulc_dataset_check(ulc_dataset *d, ulc_ctx *ctx) {
+    if (d->n_cols < 1) return ulc_fail(ctx, ULC_ERR_INVALID, "%s: the dataset has no columns", ds_path(d));
+    d->n_rows = 0;
+    for (int i = 0; i < d->n_cols; i++) {
+        const ulc_tensor *t = d->cols[i];
+        const char *name = d->names[i] ? d->names[i] : "?";
+        if (!t) return ulc_fail(ctx, ULC_ERR_INVALID, "%s: column '%s' has no tensor", ds_path(d), name);
+        if (t->rank < 1)
+            return ulc_fail(ctx, ULC_ERR_INVALID,
+                            "%s: column '%s' is a scalar (expected rows: rank >= 1)", ds_path(d), name);
+        if (i > 0 && t->dims[0] != d->n_rows)
+            return ulc_fail(ctx, ULC_ERR_INVALID,
+                            "%s: column '%s' has %lld rows, column '%s' has %lld (expected the same)",
+                            ds_path(d), name, (long long)t->dims[0],
+                            d->names[0] ? d->names[0] : "?", (long long)d->n_rows);
+        d->n_rows = t->dims[0];
+        int overflow = 0;
+        size_t want = ulc_dtype_nbytes(t->dtype, t->numel, &overflow);
+        if (overflow || (want && !t->data) || t->nbytes != want ||
+            (t->storage != ULC_STORAGE_OWNED && t->storage != ULC_STORAGE_BORROWED && want))
+            return ulc_fail(ctx, ULC_ERR_INVALID,
+                            "%s: column '%s': %zu bytes in memory, its dims and dtype %s need %zu",
+                            ds_path(d), name, t->data ? t->nbytes : (size_t)0,
+                            ulc_dtype_name(t->dtype), want);
+    }
+    return ULC_OK;
+}
+
+int ulc_dataset_find(const ulc_dataset *d, const char *name) {
+    for (int i = 0; i < d->n_cols; i++)
+        if (d->names[i] && strcmp(d->names[i], name) == 0) return i;
+    return -1;
+}
+
+/* ---- row order ----------------------------------------------------------------------------- */
+
+static uint64_t splitmix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [0, bound) without modulo bias (rejects the low 2^64 mod bound draws). */
+static uint64_t uniform_below(uint64_t *s, uint64_t bound) {
+    uint64_t threshold = (0 - bound) % bound;
+    for (;;) {
+        uint64_t r = splitmix64(s);
+        if (r >= threshold) return r % bound;
+    }
+}
+
+void ulc_train_permutation(uint64_t seed, long epoch, int64_t n, int64_t *perm) {
+    for (int64_t i = 0; i < n; i++) perm[i] = i;
+    /* The stream for (seed, epoch): the seed's first draw, mixed with the epoch. */
+    uint64_t s = seed;
+    uint64_t state = splitmix64(&s) ^ ((uint64_t)epoch * 0xD1B54A32D192ED03ull);
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)uniform_below(&state, (uint64_t)i + 1);
+        int64_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+}
+
+/* ---- progress ------------------------------------------------------------------------------ */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+typedef struct progress {
+    FILE *f;           /* NULL: quiet */
+    int tty;           /* a redrawn bar; else one line per epoch */
+    const char *label;
+    int epochs;        /* epochs that will run */
+    long total;        /* steps that will run */
+    double t0, drawn;  /* start, last redraw */
+    double ema;        /* smoothed loss (bias-corrected when shown) */
+    double ema_w;      /* 1 - 0.9^k: the weight the EMA has gathered */
+    int bar_open;      /* a bar line is on screen, not yet ended by a newline */
+} progress;
+
+static void fmt_eta(double s, char *buf, size_t size) {
+    if (!(s >= 0.0) || s > 1e8) {
+        snprintf(buf, size, "?");
+        return;
+    }
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, size, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(buf, size, "%ld:%02ld", t / 60, t % 60);
+}
+
+static void progress_draw(progress *pg, int epoch, long done, double samples, int force) {
+    double t = now_s();
+    if (!force && t - pg->drawn < 0.1) return;
+    pg->drawn = t;
+    double el = t - pg->t0;
+    char eta[32];
+    fmt_eta(done > 0 ? el / (double)done * (double)(pg->total - done) : -1.0, eta, sizeof eta);
+    fprintf(pg->f, "\r%s epoch %d/%d step %ld/%ld loss %.4g %.1f samples/s ETA %s\033[K",
+            pg->label, epoch + 1, pg->epochs, done, pg->total,
+            pg->ema_w > 0 ? pg->ema / pg->ema_w : 0.0, el > 0 ? samples / el : 0.0, eta);
+    fflush(pg->f);
+    pg->bar_open = 1;
+}
+
+static void progress_end(progress *pg) {
+    if (pg->f && pg->bar_open) {
+        fputc('\n', pg->f);
+        fflush(pg->f);
+        pg->bar_open = 0;
+    }
+}
+
+/* ---- the loop ------------------------------------------------------------------------------ */
+
+ulc_train_opts ulc_train_defaults(void) {
+    return (ulc_train_opts){.optim = ulc_optim_defaults(ULC_OPTIM_ADAMW), .epochs = 1,
+                            .batch_size = 32, .shuffle = 1, .progress = stderr, .label = "train"};
+}
+
+/* A data input: the dataset column it reads and its batch buffer. */
+typedef struct data_bind {
+    const char *input;
+    const char *column;
+    const ulc_tensor *col;
+    size_t row_bytes;
+    uint8_t *buf;           /* batch_size rows */
+    ulc_rt_tensor t;        /* dims[0] set per batch */
+} data_bind;
+
+typedef struct loop {
+    const ulc_train_graph *tg;
+    const ulc_dataset *ds;
+    const ulc_train_opts *o;
+    float *const *params;
+    data_bind *data;
+    ulc_rt_tensor *pt;      /* n_params: the parameters as bound */
+    size_t *numel;          /* n_params */
+    const float **grads;    /* n_params: this step's gradients */
+    float **scratch;        /* n_params: copies of gradients that overlap a parameter */
+    int64_t *perm;          /* n_rows */
+    ulc_session *sess;
+    ulc_optimizer *opt;
+} loop;
+
+static ulc_value *find_input(const ulc_graph *g, const char *name) {
+    for (size_t i = 0; i < g->inputs.len; i++) {
+        ulc_value *v = g->inputs.items[i];
+        if (strcmp(v->name, name) == 0) return v;
+    }
+    return NULL;
+}
+
+static ulc_value *find_output(const ulc_graph *g, const char *name) {
+    for (size_t i = 0; i < g->outputs.len; i++) {
+        ulc_value *v = g->outputs.items[i];
+        if (strcmp(v->name, name) == 0) return v;
+    }
+    return NULL;
+}
+
+/* The parameter inputs: float32 with fully declared shapes; their gradients are outputs. */
+static ulc_status setup_params(loop *L, ulc_ctx *ctx) {
+    const ulc_train_graph *tg = L->tg;
+    const ulc_graph *g = tg->model->graph;
+    for (int i = 0; i < tg->n_params; i++) {
+        const char *name = tg->param_inputs[i];
+        ulc_value *v = find_input(g, name);
+        if (!v) return ulc_fail(ctx, ULC_ERR_INVALID, "training graph: parameter '%s' is not a graph input", name);
+        if (!(v->flags & ULC_VALUE_HAS_TYPE) || v->dtype != ULC_DT_F32)
+            return ulc_fail(ctx, ULC_ERR_UNSUPPORTED,
+                            "training graph: parameter '%s' is %s (expected float32)", name,
+                            (v->flags & ULC_VALUE_HAS_TYPE) ? ulc_dtype_name(v->dtype) : "untyped");
+        if (v->rank < 0 || v->rank > ULC_RT_MAX_RANK)
+            return ulc_fail(ctx, ULC_ERR_UNSUPPORTED,
+                            "training graph: parameter '%s' has no declared shape of rank <= %d",
+                            name, ULC_RT_MAX_RANK);
+        ulc_rt_tensor *t = &L->pt[i];
+        *t = (ulc_rt_tensor){.dtype = ULC_DT_F32, .rank = v->rank, .data = L->params[i]};
+        size_t n = 1;
+        for (int d = 0; d < v->rank; d++) {
+            if (v->dims[d].value < 0)
+                return ulc_fail(ctx, ULC_ERR_UNSUPPORTED,
+                                "training graph: parameter '%s' has a symbolic dim %d (expected a "
+                                "fixed shape)", name, d);
+            t->dims[d] = v->dims[d].value;
+            n *= (size_t)v->dims[d].value;
+        }
+        t->nbytes = n * sizeof(float);
+        L->numel[i] = n;
+        if (!find_output(g, tg->grad_outputs[i]))
+            return ulc_fail(ctx, ULC_ERR_INVALID,
+                            "training graph: gradient '%s' of parameter '%s' is not a graph output",
+                            tg->grad_outputs[i], name);
+        for (int j = 0; j < i; j++)
+            if (strcmp(tg->param_inputs[j], name) == 0)
+                return ulc_fail(ctx, ULC_ERR_INVALID, "training graph: parameter '%s' is listed twice", name);
+    }
+    if (!tg->loss || !find_output(g, tg->loss))
+        return ulc_fail(ctx, ULC_ERR_INVALID, "training graph: loss '%s' is not a graph output",
+                        tg->loss ? tg->loss : "(none)");
+    return ULC_OK;
+}
+
+/* The data inputs: a float32/int64 column each, whose trailing dims fit the input's. */
+static ulc_status setup_data(loop *L, ulc_ctx *ctx) {
+    const ulc_train_graph *tg = L->tg;
+    const ulc_graph *g = tg->model->graph;
+    const ulc_dataset *ds = L->ds;
+    for (int i = 0; i < tg->n_data; i++) {
+        data_bind *b = &L->data[i];
+        b->input = tg->data_inputs[i];
+        b->column = tg->data_cols[i];
+        ulc_value *v = find_input(g, b->input);
+        if (!v) return ulc_fail(ctx, ULC_ERR_INVALID, "training graph: data input '%s' is not a graph input", b->input);
+        for (int j = 0; j < tg->n_params; j++)
+            if (strcmp(tg->param_inputs[j], b->input) == 0)
+                return ulc_fail(ctx, ULC_ERR_INVALID,
+                                "training graph: input '%s' is both a parameter and a data input", b->input);
+        int c = ulc_dataset_find(ds, b->column);
+        if (c < 0)
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: no column '%s' (graph input '%s' reads it)",
+                            ds_path(ds), b->column, b->input);
+        const ulc_tensor *col = ds->cols[c];
+        b->col = col;
+        if (col->dtype != ULC_DT_F32 && col->dtype != ULC_DT_I64)
+            return ulc_fail(ctx, ULC_ERR_UNSUPPORTED,
+                            "%s: column '%s' is %s (expected f32 or i64)", ds_path(ds),
+                            b->column, ulc_dtype_name(col->dtype));
+        if ((v->flags & ULC_VALUE_HAS_TYPE) && v->dtype != col->dtype)
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: column '%s' is %s, graph input '%s' is %s",
+                            ds_path(ds), b->column, ulc_dtype_name(col->dtype), b->input,
+                            ulc_dtype_name(v->dtype));
+        if (col->rank > ULC_RT_MAX_RANK || (v->rank >= 0 && v->rank != col->rank))
+            return ulc_fail(ctx, ULC_ERR_INVALID,
+                            "%s: column '%s' has rank %d, graph input '%s' has rank %d",
+                            ds_path(ds), b->column, col->rank, b->input, v->rank);
+        b->t = (ulc_rt_tensor){.dtype = col->dtype, .rank = col->rank};
+        size_t row = col->dtype == ULC_DT_F32 ? sizeof(float) : sizeof(int64_t);
+        for (int d = 1; d < col->rank; d++) {
+            if (v->rank >= 0 && v->dims[d].value >= 0 && v->dims[d].value != col->dims[d])
+                return ulc_fail(ctx, ULC_ERR_INVALID,
+                                "%s: column '%s' has %lld in dim %d, graph input '%s' fixes it to %lld",
+                                ds_path(ds), b->column, (long long)col->dims[d], d, b->input,
+                                (long long)v->dims[d].value);
+            b->t.dims[d] = col->dims[d];
+            row *= (size_t)col->dims[d];
+        }
+        b->row_bytes = row;
+        b->buf = malloc(row * (size_t)L->o->batch_size + 1);
+        if (!b->buf)
+            return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory for a batch of column '%s' (%zu bytes)",
+                            b->column, row * (size_t)L->o->batch_size);
+        b->t.data = b->buf;
+    }
+    return ULC_OK;
+}
+
+/* Copies rows perm[at .. at+n) of every data column into the batch buffers (runs of
+ * consecutive rows in one memcpy) and binds them. */
+static ulc_status bind_batch(loop *L, int64_t at, int64_t n, ulc_ctx *ctx) {
+    for (int i = 0; i < L->tg->n_data; i++) {
+        data_bind *b = &L->data[i];
+        const uint8_t *src = b->col->data;
+        int64_t r = 0;
+        while (r < n) {
+            int64_t first = L->perm[at + r], len = 1;
+            while (r + len < n && L->perm[at + r + len] == first + len) len++;
+            memcpy(b->buf + (size_t)r * b->row_bytes, src + (size_t)first * b->row_bytes,
+                   (size_t)len * b->row_bytes);
+            r += len;
+        }
+        b->t.dims[0] = n;
+        b->t.nbytes = (size_t)n * b->row_bytes;
+        ULC_TRY(ulc_session_set_input(L->sess, b->input, &b->t, ctx));
+    }
+    return ULC_OK;
+}
+
+static int overlaps(const void *a, size_t na, const void *b, size_t nb) {
+    const uint8_t *x = a, *y = b;
+    return na && nb && x < y + nb && y < x + na;
+}
+
+/* Index of the first non-finite element, or -1. */
+static int64_t first_nonfinite(const float *x, size_t n) {
+    long bad = 0;
+    ptrdiff_t nn = (ptrdiff_t)n;
+#pragma omp parallel for schedule(static) reduction(+ : bad) if (n >= 65536)
+    for (ptrdiff_t i = 0; i < nn; i++) bad += !isfinite(x[i]);
+    if (!bad) return -1;
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return (int64_t)i;
+    return -1;
+}
+
+/* Runs the graph on the bound batch; fills L->grads and *loss. step is 1-based for messages. */
+static ulc_status run_step(loop *L, long step, float *loss, ulc_ctx *ctx) {
+    const ulc_train_graph *tg = L->tg;
+    char sh[160];
+    if (ulc_session_run(L->sess, ctx) != ULC_OK) return ulc_fail(ctx, ctx->status, "step %ld", step);
+    const ulc_rt_tensor *lt = ulc_session_output(L->sess, tg->loss);
+    if (!lt || lt->dtype != ULC_DT_F32 || ulc_rt_numel(lt) != 1)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "step %ld: loss '%s' is %s (expected one float32)",
+                        step, tg->loss, lt ? ulc_rt_shape_str(lt, sh, sizeof sh) : "missing");
+    memcpy(loss, lt->data, sizeof *loss);
+    if (!isfinite(*loss))
+        return ulc_fail(ctx, ULC_ERR_INVALID, "step %ld: loss '%s' is %g", step, tg->loss, (double)*loss);
+    for (int i = 0; i < tg->n_params; i++) {
+        const ulc_rt_tensor *gt = ulc_session_output(L->sess, tg->grad_outputs[i]);
+        const ulc_rt_tensor *pt = &L->pt[i];
+        int same = gt && gt->dtype == ULC_DT_F32 && gt->rank == pt->rank;
+        for (int d = 0; same && d < pt->rank; d++) same = gt->dims[d] == pt->dims[d];
+        if (!same) {
+            char ps[160];
+            return ulc_fail(ctx, ULC_ERR_INVALID,
+                            "step %ld: gradient '%s' is %s, parameter '%s' is %s", step,
+                            tg->grad_outputs[i], gt ? ulc_rt_shape_str(gt, sh, sizeof sh) : "missing",
+                            tg->param_inputs[i], ulc_rt_shape_str(pt, ps, sizeof ps));
+        }
+        const float *g = gt->data;
+        int64_t bad = first_nonfinite(g, L->numel[i]);
+        if (bad >= 0)
+            return ulc_fail(ctx, ULC_ERR_INVALID,
+                            "step %ld: gradient of parameter '%s' is not finite (element %lld is %g)",
+                            step, tg->param_inputs[i], (long long)bad, (double)g[bad]);
+        /* A gradient the runtime left in a parameter's own bytes (a view of the input) would
+         * change under the update: copy it first. */
+        for (int j = 0; j < tg->n_params; j++) {
+            if (!overlaps(g, L->numel[i] * sizeof(float), L->params[j], L->numel[j] * sizeof(float)))
+                continue;
+            if (!L->scratch[i] && !(L->scratch[i] = malloc(L->numel[i] * sizeof(float) + 1)))
+                return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory for gradient '%s'", tg->grad_outputs[i]);
+            memcpy(L->scratch[i], g, L->numel[i] * sizeof(float));
+            g = L->scratch[i];
+            break;
+        }
+        L->grads[i] = g;
+    }
+    return ULC_OK;
+}
+
+static void loop_free(loop *L) {
+    for (int i = 0; L->data && i < L->tg->n_data; i++) free(L->data[i].buf);
+    for (int i = 0; L->scratch && i < L->tg->n_params; i++) free(L->scratch[i]);
+    free(L->data);
+    free(L->pt);
+    free(L->numel);
+    free(L->grads);
+    free(L->scratch);
+    free(L->perm);
+    ulc_session_free(L->sess);
+    ulc_optimizer_free(L->opt);
+}
+
+void ulc_train_stats_clear(ulc_train_stats *s) {
+    free(s->loss_curve);
+    free(s->step_ms);
+    s->loss_curve = s->step_ms = NULL;
+}
+
+ulc_status ulc_train_run(const ulc_train_graph *tg, const ulc_dataset *data,
+                         const ulc_train_opts *o, float *const *params, ulc_train_stats *stats,
+                         ulc_ctx *ctx) {
+    memset(stats, 0, sizeof *stats);
+    if (!tg || !tg->model || tg->n_params < 0 || tg->n_data < 0)
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "training: no training graph");
+    if (o->epochs < 1) return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "training: %d epochs (expected >= 1)", o->epochs);
+    if (o->batch_size < 1)
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "training: batch size %d (expected >= 1)", o->batch_size);
+    if (o->max_steps < 0)
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "training: max_steps %ld (expected >= 0)", o->max_steps);
+    int64_t rows = data->n_rows;
+    if (rows < 1) return ulc_fail(ctx, ULC_ERR_INVALID, "%s: the dataset has no rows", ds_path(data));
+    int64_t per_epoch = o->drop_last ? rows / o->batch_size : (rows + o->batch_size - 1) / o->batch_size;
+    if (per_epoch < 1)
+        return ulc_fail(ctx, ULC_ERR_INVALID,
+                        "%s: %lld rows make no full batch of %d (drop_last is set)", ds_path(data),
+                        (long long)rows, o->batch_size);
+    int64_t total = per_epoch * o->epochs;
+    if (o->max_steps > 0 && o->max_steps < total) total = o->max_steps;
+    int epochs = (int)((total + per_epoch - 1) / per_epoch);
+
+    loop L = {.tg = tg, .ds = data, .o = o, .params = params};
+    size_t np = tg->n_params > 0 ? (size_t)tg->n_params : 1;
+    L.data = calloc(tg->n_data > 0 ? (size_t)tg->n_data : 1, sizeof *L.data);
+    L.pt = calloc(np, sizeof *L.pt);
+    L.numel = calloc(np, sizeof *L.numel);
+    L.grads = calloc(np, sizeof *L.grads);
+    L.scratch = calloc(np, sizeof *L.scratch);
+    L.perm = malloc((size_t)rows * sizeof *L.perm);
+    stats->loss_curve = malloc((size_t)total * sizeof *stats->loss_curve);
+    stats->step_ms = malloc((size_t)total * sizeof *stats->step_ms);
+    ulc_status st = ULC_OK;
+    if (!L.data || !L.pt || !L.numel || !L.grads || !L.scratch || !L.perm || !stats->loss_curve ||
+        !stats->step_ms) {
+        st = ulc_fail(ctx, ULC_ERR_NOMEM, "training: out of memory (%lld rows, %lld steps)",
+                      (long long)rows, (long long)total);
+        goto done;
+    }
+    if ((st = setup_params(&L, ctx)) != ULC_OK || (st = setup_data(&L, ctx)) != ULC_OK) goto done;
+    if ((st = ulc_optimizer_create(&o->optim, tg->n_params, L.numel, &L.opt, ctx)) != ULC_OK) goto done;
+    ulc_session_opts so = ulc_session_defaults();
+    so.threads = o->threads;
+    so.profile = o->profile;
+    if ((st = ulc_session_create(tg->model, &so, &L.sess, ctx)) != ULC_OK) goto done;
+    for (int i = 0; i < tg->n_params; i++)
+        if ((st = ulc_session_set_input(L.sess, tg->param_inputs[i], &L.pt[i], ctx)) != ULC_OK) goto done;
+
+    progress pg = {.f = o->quiet ? NULL : o->progress, .label = o->label ? o->label : "train",
+                   .epochs = epochs, .total = total};
+    if (pg.f) pg.tty = isatty(fileno(pg.f));
+    pg.t0 = now_s();
+    long done = 0;
+    double samples = 0.0;
+    for (int e = 0; e < epochs && st == ULC_OK; e++) {
+        if (o->shuffle) ulc_train_permutation(o->seed, e, rows, L.perm);
+        else
+            for (int64_t r = 0; r < rows; r++) L.perm[r] = r;
+        double e_t0 = now_s(), e_loss = 0.0;
+        long e_steps = 0;
+        for (int64_t b = 0; b < per_epoch && done < total; b++) {
+            int64_t at = b * o->batch_size;
+            int64_t n = rows - at < o->batch_size ? rows - at : o->batch_size;
+            float loss = 0.0f;
+            double s_t0 = now_s();
+            if ((st = bind_batch(&L, at, n, ctx)) != ULC_OK) break;
+            if (o->before_step) {
+                const ulc_rt_tensor *bt[64];
+                int nb = tg->n_data < 64 ? tg->n_data : 64;
+                for (int i = 0; i < nb; i++) bt[i] = &L.data[i].t;
+                if ((st = o->before_step(o->hook_arg, L.sess, bt, nb, ctx)) != ULC_OK) {
+                    st = ulc_fail(ctx, st, "step %ld", done + 1);
+                    break;
+                }
+            }
+            if ((st = run_step(&L, done + 1, &loss, ctx)) != ULC_OK) break;
+            double lr = ulc_lr_at(&o->optim, done, total);
+            ulc_optimizer_step(L.opt, params, L.grads, lr);
+            stats->step_ms[done] = (float)((now_s() - s_t0) * 1e3);
+            stats->loss_curve[done++] = loss;
+            stats->steps = done;
+            samples += (double)n;
+            e_loss += loss;
+            e_steps++;
+            pg.ema = 0.9 * pg.ema + 0.1 * loss;
+            pg.ema_w = 0.9 * pg.ema_w + 0.1;
+            if (pg.f && pg.tty) progress_draw(&pg, e, done, samples, done == total);
+            if (o->stop && *o->stop) {
+                stats->interrupted = 1;
+                st = ulc_fail(ctx, ULC_ERR_INTERRUPTED, "interrupted at step %ld", done);
+                break;
+            }
+        }
+        if (e_steps) stats->mean_last_epoch_loss = e_loss / (double)e_steps;
+        if (st == ULC_OK && pg.f && !pg.tty)
+            fprintf(pg.f, "%s: epoch %d/%d  loss %.6g  %.1fs\n", pg.label, e + 1, epochs,
+                    stats->mean_last_epoch_loss, now_s() - e_t0);
+    }
+    progress_end(&pg);
+    stats->seconds = now_s() - pg.t0;
+    stats->samples_per_s = stats->seconds > 0 ? samples / stats->seconds : 0.0;
+    if (done > 0) {
+        stats->first_loss = stats->loss_curve[0];
+        stats->last_loss = stats->loss_curve[done - 1];
+    }
+    if (o->profile) ulc_session_profile(L.sess, o->progress ? o->progress : stderr);
+done:
+    loop_free(&L);
+    return st;
+}

@@ -1,0 +1,342 @@
+/* train_graph.c — a model's training graph: parameters as inputs, data bindings, loss,
+ * gradients (see train_graph.h). */
+#include "passes/train_graph.h"
+
+#include <fnmatch.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ir/clone.h"
+#include "passes/autodiff.h"
+#include "passes/grad.h"
+#include "runtime/runtime.h"
+
+#define MAX_BIND 64
+
+static ulc_status nomem(ulc_ctx *ctx) {
+    return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (training graph)");
+}
+
+int ulc_mark_params(ulc_model *m, const char *globs) {
+    int count = 0;
+    ulc_graph *g = m->graph;
+    for (size_t i = 0; i < g->inits.len; i++) {
+        ulc_value *v = g->inits.items[i];
+        if ((v->flags & ULC_VALUE_CONSTANT) || !v->init || v->init->dtype != ULC_DT_F32) continue;
+        for (const char *p = globs; p && *p;) {
+            const char *e = strchr(p, '|');
+            size_t len = e ? (size_t)(e - p) : strlen(p);
+            char pat[512];
+            if (len < sizeof pat) {
+                memcpy(pat, p, len);
+                pat[len] = 0;
+                if (fnmatch(pat, v->name, 0) == 0) {
+                    if (!(v->flags & ULC_VALUE_PARAM)) count++;
+                    v->flags |= ULC_VALUE_PARAM;
+                    break;
+                }
+            }
+            p = e ? e + 1 : p + len;
+        }
+    }
+    return count;
+}
+
+void ulc_train_graph_clear(ulc_train_graph *tg) {
+    ulc_model_free(tg->model);
+    memset(tg, 0, sizeof *tg);
+}
+
+/* A new graph input of the training graph. */
+static ulc_value *add_input(ulc_graph *g, const char *name, int dtype, int rank,
+                            const int64_t *dims, ulc_ctx *ctx) {
+    ulc_value *v = ulc_graph_add_value(g, name, ctx);
+    if (!v) return NULL;
+    ulc_dim d[ULC_RT_MAX_RANK] = {{0}};
+    for (int i = 0; i < rank; i++) d[i].value = dims[i];
+    if (rank > 0) { /* the batch: the last partial batch is a second plan */
+        d[0].value = -1;
+        d[0].param = "N";
+    }
+    if (ulc_value_set_shape(g, v, rank, d, ctx) != ULC_OK) return NULL;
+    v->dtype = dtype;
+    v->flags |= ULC_VALUE_INPUT | ULC_VALUE_HAS_TYPE;
+    if (ulc_ptrvec_push(&g->inputs, v) != 0) {
+        nomem(ctx);
+        return NULL;
+    }
+    return v;
+}
+
+static const char *arena_str(ulc_graph *g, const char *s) { return ulc_arena_strdup(g->arena, s); }
+
+typedef struct binds {
+    int n;
+    ulc_rt_binding b[MAX_BIND];
+} binds;
+
+static ulc_status bind(binds *bs, const char *name, int dtype, int rank, const int64_t *dims,
+                       ulc_ctx *ctx) {
+    if (bs->n == MAX_BIND) return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "too many graph inputs");
+    ulc_rt_binding *b = &bs->b[bs->n++];
+    memset(b, 0, sizeof *b);
+    b->name = name;
+    b->t.dtype = dtype;
+    b->t.rank = rank;
+    for (int i = 0; i < rank; i++) b->t.dims[i] = dims[i];
+    return ULC_OK;
+}
+
+/* Batch-shaped dims of a dataset column: [batch, rest...]. */
+static int col_dims(const ulc_tensor *c, int batch, int64_t *dims) {
+    dims[0] = batch;
+    for (int i = 1; i < c->rank; i++) dims[i] = c->dims[i];
+    return c->rank;
+}
+
+static ulc_status build(const ulc_model *m, const ulc_dataset *d, const ulc_train_task *t,
+                        int batch, ulc_train_graph *tg, ulc_ctx *ctx) {
+    const ulc_graph *sg = m->graph;
+    int64_t opset = ulc_model_opset(m, "");
+    ULC_TRY(ulc_model_clone_shallow(m, &tg->model, ctx));
+    ulc_graph *g = tg->model->graph;
+    binds bs = {0};
+
+    /* parameters: initializers → inputs */
+    int np = 0;
+    for (size_t i = 0; i < sg->inits.len; i++)
+        np += (((const ulc_value *)sg->inits.items[i])->flags & ULC_VALUE_PARAM) != 0;
+    if (!np)
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG,
+                        "nothing to train: no parameter is marked trainable (inject LoRA "
+                        "adapters, or name the weights to train)");
+    ulc_value **params = ulc_arena_calloc(g->arena, (size_t)np, sizeof *params);
+    tg->param_inputs = ulc_arena_calloc(g->arena, (size_t)np, sizeof *tg->param_inputs);
+    tg->grad_outputs = ulc_arena_calloc(g->arena, (size_t)np, sizeof *tg->grad_outputs);
+    if (!params || !tg->param_inputs || !tg->grad_outputs) return nomem(ctx);
+    for (size_t i = 0; i < sg->inits.len; i++) {
+        const ulc_value *sv = sg->inits.items[i];
+        if (!(sv->flags & ULC_VALUE_PARAM)) continue;
+        if (!sv->init || sv->init->dtype != ULC_DT_F32)
+            return ulc_fail(ctx, ULC_ERR_UNSUPPORTED,
+                            "parameter '%s': only float32 weights can be trained (it is %s)",
+                            sv->name, sv->init ? ulc_dtype_name(sv->init->dtype) : "no tensor");
+        ulc_value *v = ulc_graph_get_value(g, sv->name);
+        ulc_ptrvec_remove(&g->inits, v);
+        v->flags &= ~(uint32_t)ULC_VALUE_INITIALIZER;
+        v->flags |= ULC_VALUE_INPUT;
+        v->init = NULL;
+        if (ulc_ptrvec_push(&g->inputs, v) != 0) return nomem(ctx);
+        ULC_TRY(bind(&bs, v->name, ULC_DT_F32, sv->init->rank, sv->init->dims, ctx));
+        tg->param_inputs[tg->n_params] = v->name;
+        params[tg->n_params++] = v;
+    }
+
+    /* data inputs: a same-named column, or the main input from "input"/"input_ids" */
+    int n_data_in = 0;
+    ulc_value *main_in = NULL;
+    for (size_t i = 0; i < sg->inputs.len; i++) {
+        const ulc_value *sv = sg->inputs.items[i];
+        if (sv->flags & (ULC_VALUE_INITIALIZER | ULC_VALUE_PARAM)) continue;
+        n_data_in++;
+    }
+    tg->data_inputs = ulc_arena_calloc(g->arena, (size_t)n_data_in + 1, sizeof *tg->data_inputs);
+    tg->data_cols = ulc_arena_calloc(g->arena, (size_t)n_data_in + 1, sizeof *tg->data_cols);
+    if (!tg->data_inputs || !tg->data_cols) return nomem(ctx);
+    for (size_t i = 0; i < sg->inputs.len; i++) {
+        const ulc_value *sv = sg->inputs.items[i];
+        if (sv->flags & (ULC_VALUE_INITIALIZER | ULC_VALUE_PARAM)) continue;
+        const char *col = NULL;
+        if (ulc_dataset_find(d, sv->name) >= 0) col = sv->name;
+        else if ((t->input && strcmp(t->input, sv->name) == 0) || (!t->input && !main_in)) {
+            if (ulc_dataset_find(d, "input") >= 0) col = "input";
+            else if (ulc_dataset_find(d, "input_ids") >= 0) col = "input_ids";
+        }
+        if (!col)
+            return ulc_fail(ctx, ULC_ERR_INVALID_ARG,
+                            "%s: no column feeds model input '%s' (expected a column of that "
+                            "name, or 'input'/'input_ids' for the model's main input)",
+                            d->path ? d->path : "data", sv->name);
+        const ulc_tensor *c = d->cols[ulc_dataset_find(d, col)];
+        ulc_value *v = ulc_graph_get_value(g, sv->name);
+        if ((v->flags & ULC_VALUE_HAS_TYPE) && v->dtype != c->dtype)
+            return ulc_fail(ctx, ULC_ERR_INVALID_ARG,
+                            "%s: column '%s' is %s but model input '%s' is %s",
+                            d->path ? d->path : "data", col, ulc_dtype_name(c->dtype), sv->name,
+                            ulc_dtype_name(v->dtype));
+        if (v->rank >= 0 && v->rank != c->rank)
+            return ulc_fail(ctx, ULC_ERR_INVALID_ARG,
+                            "%s: column '%s' has rank %d but model input '%s' has rank %d",
+                            d->path ? d->path : "data", col, c->rank, sv->name, v->rank);
+        for (int k = 1; v->rank > 0 && k < c->rank; k++)
+            if (v->dims[k].value >= 0 && v->dims[k].value != c->dims[k])
+                return ulc_fail(ctx, ULC_ERR_INVALID_ARG,
+                                "%s: column '%s' has dim %d = %lld but model input '%s' "
+                                "wants %lld", d->path ? d->path : "data", col, k,
+                                (long long)c->dims[k], sv->name, (long long)v->dims[k].value);
+        int64_t dims[ULC_RT_MAX_RANK];
+        ULC_TRY(bind(&bs, v->name, c->dtype, col_dims(c, batch, dims), dims, ctx));
+        tg->data_inputs[tg->n_data] = v->name;
+        tg->data_cols[tg->n_data++] = arena_str(g, col);
+        if (!main_in && (strcmp(col, "input") == 0 || strcmp(col, "input_ids") == 0)) main_in = v;
+    }
+
+    /* the output the loss reads */
+    ulc_value *out = NULL;
+    if (t->output) {
+        out = ulc_graph_get_value(g, t->output);
+        if (!out || !(out->flags & ULC_VALUE_OUTPUT))
+            return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "the model has no output '%s'", t->output);
+    } else if (g->outputs.len) {
+        out = g->outputs.items[0];
+    }
+    if (!out) return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "the model has no output");
+    ulc_analysis *an = NULL;
+    ULC_TRY(ulc_analyze(g, opset, bs.b, bs.n, (size_t)1 << 16, &an, ctx));
+    ulc_rt_tensor ot;
+    int known = ulc_analysis_get(an, out, &ot);
+    ulc_analysis_free(an);
+    if (!known || ot.rank < 1)
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED,
+                        "cannot infer the shape of output '%s' for batch %d", out->name, batch);
+    int64_t classes = ot.dims[ot.rank - 1];
+
+    /* targets and the loss */
+    ulc_gb gb = {.g = g, .opset = opset, .ctx = ctx}, *b = &gb;
+    ulc_value *z = out, *target = NULL;
+    int zrank = ot.rank;
+    if (t->next_token) {
+        if (!main_in || main_in->dtype != ULC_DT_I64 || ot.rank != 3)
+            return ulc_fail(ctx, ULC_ERR_INVALID_ARG,
+                            "next-token loss: needs int64 input_ids [B, T] and logits [B, T, V]");
+        int64_t s0 = 0, e1 = -1, s1 = 1, emax = INT64_MAX, ax = 1, ign = -100;
+        ulc_value *sl[4] = {out, gb_const_i64s(b, &s0, 1), gb_const_i64s(b, &e1, 1),
+                            gb_const_i64s(b, &ax, 1)};
+        z = sl[1] && sl[2] && sl[3] ? gb_node(b, NULL, "Slice", 4, sl, 1, NULL) : NULL;
+        ulc_value *tl[4] = {main_in, gb_const_i64s(b, &s1, 1), gb_const_i64s(b, &emax, 1), sl[3]};
+        target = z && tl[1] && tl[2] ? gb_node(b, NULL, "Slice", 4, tl, 1, NULL) : NULL;
+        ulc_value *mask = ulc_graph_get_value(g, "attention_mask");
+        if (target && mask && (mask->flags & ULC_VALUE_INPUT)) {
+            tl[0] = mask;
+            ulc_value *mn = gb_node(b, NULL, "Slice", 4, tl, 1, NULL);
+            ulc_value *zero = mask->dtype == ULC_DT_F32 ? gb_const_f32(b, 0.0f)
+                                                        : gb_const_i64s(b, &s0, 1);
+            ulc_value *w[3] = {mn && zero ? gb_binary(b, "Greater", mn, zero) : NULL, target,
+                               gb_const_i64s(b, &ign, 1)};
+            target = w[0] && w[2] ? gb_node(b, NULL, "Where", 3, w, 1, NULL) : NULL;
+        }
+        if (!target) return ctx->status ? ctx->status : nomem(ctx);
+    } else if (t->loss == ULC_LOSS_CROSS_ENTROPY || t->loss == ULC_LOSS_MSE) {
+        const char *col = t->loss == ULC_LOSS_CROSS_ENTROPY ? "label" : "target";
+        int ci = ulc_dataset_find(d, col);
+        if (ci < 0)
+            return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "%s: no '%s' column (%s) for the %s loss",
+                            d->path ? d->path : "data", col,
+                            t->loss == ULC_LOSS_CROSS_ENTROPY ? "int64 [N]" : "float32 like the output",
+                            t->loss == ULC_LOSS_CROSS_ENTROPY ? "cross-entropy" : "mse");
+        const ulc_tensor *c = d->cols[ci];
+        int want_dt = t->loss == ULC_LOSS_CROSS_ENTROPY ? ULC_DT_I64 : ULC_DT_F32;
+        int want_rank = t->loss == ULC_LOSS_CROSS_ENTROPY ? ot.rank - 1 : ot.rank;
+        if (c->dtype != want_dt || c->rank != want_rank)
+            return ulc_fail(ctx, ULC_ERR_INVALID_ARG,
+                            "%s: column '%s' is %s of rank %d; the %s loss on output '%s' needs "
+                            "%s of rank %d", d->path ? d->path : "data", col,
+                            ulc_dtype_name(c->dtype), c->rank, col, out->name,
+                            ulc_dtype_name(want_dt), want_rank);
+        int64_t dims[ULC_RT_MAX_RANK];
+        int r = col_dims(c, batch, dims);
+        if (!(target = add_input(g, ULC_TRAIN_TARGET, c->dtype, r, dims, ctx))) return ctx->status;
+        ULC_TRY(bind(&bs, target->name, c->dtype, r, dims, ctx));
+        tg->data_inputs[tg->n_data] = target->name;
+        tg->data_cols[tg->n_data++] = arena_str(g, col);
+    } else if (t->loss == ULC_LOSS_KL || t->loss == ULC_LOSS_SOFT_CROSS_ENTROPY) {
+        /* probabilities shaped like the output, bound per step by the caller's hook */
+        int64_t dims[ULC_RT_MAX_RANK];
+        for (int i = 0; i < ot.rank; i++) dims[i] = ot.dims[i];
+        if (!(target = add_input(g, ULC_TRAIN_TARGET, ULC_DT_F32, ot.rank, dims, ctx)))
+            return ctx->status;
+        ULC_TRY(bind(&bs, target->name, ULC_DT_F32, ot.rank, dims, ctx));
+    } else if (t->loss != ULC_LOSS_ENTROPY) {
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "loss %d has no training target", (int)t->loss);
+    }
+    ulc_value *loss = NULL;
+    ULC_TRY(ulc_loss_build(g, opset, t->loss, z, zrank, classes, target, NULL, "ulc.train.loss",
+                           &loss, ctx));
+    tg->loss = loss->name;
+
+    ulc_value **grads = ulc_arena_calloc(g->arena, (size_t)np, sizeof *grads);
+    if (!grads) return nomem(ctx);
+    ULC_TRY(ulc_autodiff(g, opset, loss, np, params, bs.b, bs.n, grads, ctx));
+    for (size_t i = 0; i < g->outputs.len; i++)
+        ((ulc_value *)g->outputs.items[i])->flags &= ~(uint32_t)ULC_VALUE_OUTPUT;
+    ulc_ptrvec_clear(&g->outputs);
+    loss->flags |= ULC_VALUE_OUTPUT;
+    if (ulc_ptrvec_push(&g->outputs, loss) != 0) return nomem(ctx);
+    for (int i = 0; i < np; i++) {
+        if (!grads[i])
+            return ulc_fail(ctx, ULC_ERR_INVALID_ARG,
+                            "parameter '%s' does not influence the loss", params[i]->name);
+        grads[i]->flags |= ULC_VALUE_OUTPUT;
+        if (ulc_ptrvec_push(&g->outputs, grads[i]) != 0) return nomem(ctx);
+        tg->grad_outputs[i] = grads[i]->name;
+    }
+    return ulc_graph_verify(g, ctx);
+}
+
+ulc_status ulc_train_graph_build(const ulc_model *m, const ulc_dataset *d,
+                                 const ulc_train_task *t, int batch, ulc_train_graph *tg,
+                                 ulc_ctx *ctx) {
+    memset(tg, 0, sizeof *tg);
+    ulc_status s = build(m, d, t, batch, tg, ctx);
+    if (s != ULC_OK) ulc_train_graph_clear(tg);
+    return s;
+}
+
+ulc_status ulc_train_graph_params(const ulc_model *m, const ulc_train_graph *tg, float ***vals,
+                                  ulc_ctx *ctx) {
+    float **v = calloc((size_t)tg->n_params + 1, sizeof *v);
+    if (!v) return nomem(ctx);
+    for (int i = 0; i < tg->n_params; i++) {
+        const ulc_value *p = ulc_graph_get_value(m->graph, tg->param_inputs[i]);
+        if (!p || !p->init || !p->init->data) {
+            ulc_train_graph_free_params(tg, v);
+            return ulc_fail(ctx, ULC_ERR_INTERNAL, "parameter '%s' has no data",
+                            tg->param_inputs[i]);
+        }
+        if (!(v[i] = malloc(p->init->nbytes ? p->init->nbytes : 1))) {
+            ulc_train_graph_free_params(tg, v);
+            return nomem(ctx);
+        }
+        memcpy(v[i], p->init->data, p->init->nbytes);
+    }
+    *vals = v;
+    return ULC_OK;
+}
+
+void ulc_train_graph_free_params(const ulc_train_graph *tg, float **vals) {
+    if (!vals) return;
+    for (int i = 0; i < tg->n_params; i++) free(vals[i]);
+    free(vals);
+}
+
+ulc_status ulc_train_graph_write_back(ulc_model *m, const ulc_train_graph *tg,
+                                      float *const *vals, ulc_ctx *ctx) {
+    ulc_graph *g = m->graph;
+    for (int i = 0; i < tg->n_params; i++) {
+        ulc_value *p = ulc_graph_get_value(g, tg->param_inputs[i]);
+        const ulc_tensor *old = p->init;
+        ulc_tensor *t = ulc_tensor_new(g, old->name, ULC_DT_F32, old->rank, old->dims, ctx);
+        void *buf = malloc(old->nbytes ? old->nbytes : 1);
+        if (!t || !buf) {
+            free(buf);
+            return t ? nomem(ctx) : ctx->status;
+        }
+        memcpy(buf, vals[i], old->nbytes);
+        ULC_TRY(ulc_tensor_set_owned(g, t, buf, old->nbytes, ctx));
+        t->form = old->form == ULC_FORM_EXTERNAL ? ULC_FORM_RAW : old->form;
+        t->extra = old->extra;
+        p->init = t;
+    }
+    return ULC_OK;
+}

@@ -1,0 +1,60 @@
+/*
+ * train_graph.h — from a model to its training graph (train.h describes the result):
+ * which values are trained, which dataset columns feed which inputs, the loss, and autodiff.
+ *
+ *     ulc_train_task t = {.loss = ULC_LOSS_CROSS_ENTROPY};       // input/output: the only ones
+ *     ulc_train_graph tg;
+ *     ulc_train_graph_build(model, &data, &t, 128, &tg, ctx);     // model: PARAMs flagged
+ *     float **p = ...; ulc_train_graph_params(model, &tg, p)      // their current values
+ *     ulc_train_run(&tg, &data, &opts, p, &stats, ctx);
+ *     ulc_train_graph_write_back(model, &tg, p, ctx);             // only after success
+ *     ulc_train_graph_clear(&tg);
+ *
+ * The trained values are the initializers flagged ULC_VALUE_PARAM (lora-inject flags its
+ * adapters; ulc_mark_params flags by name). They must be float32.
+ */
+#ifndef ULC_PASSES_TRAIN_GRAPH_H
+#define ULC_PASSES_TRAIN_GRAPH_H
+
+#include "common/status.h"
+#include "ir/graph.h"
+#include "passes/loss.h"
+#include "passes/train.h"
+
+/* The training graph's input holding the loss target: dataset labels ("label" column, for
+ * CROSS_ENTROPY) or values ("target", MSE) are batched into it by the loop; for KL and
+ * SOFT_CROSS_ENTROPY it holds probabilities shaped like the output, which a before_step hook
+ * binds (a teacher's). */
+#define ULC_TRAIN_TARGET "ulc.train.target"
+
+typedef struct ulc_train_task {
+    const char *input;   /* model input fed from the data column "input" (or "input_ids"); NULL:
+                            the model's only input that no same-named column feeds */
+    const char *output;  /* model output the loss reads; NULL: the only one (the first of
+                            several when it is float) */
+    ulc_loss_kind loss;  /* CROSS_ENTROPY reads the "label" column, MSE "target"; KL and
+                            SOFT_CROSS_ENTROPY read ULC_TRAIN_TARGET from a hook; next_token
+                            reads input_ids */
+    int next_token;      /* language modelling: logits[:, t] predict input_ids[:, t+1]; positions
+                            whose next token is masked out (attention_mask 0) count for nothing */
+} ulc_train_task;
+
+ulc_status ulc_train_graph_build(const ulc_model *m, const ulc_dataset *d,
+                                 const ulc_train_task *t, int batch, ulc_train_graph *tg,
+                                 ulc_ctx *ctx);
+void ulc_train_graph_clear(ulc_train_graph *tg);
+
+/* malloc'd float32 copies of the parameters' current values (vals[i] for tg->param_inputs[i]);
+ * free with ulc_train_graph_free_params. */
+ulc_status ulc_train_graph_params(const ulc_model *m, const ulc_train_graph *tg, float ***vals,
+                                  ulc_ctx *ctx);
+void ulc_train_graph_free_params(const ulc_train_graph *tg, float **vals);
+/* Replaces each parameter's initializer data in m by vals[i] (copied). */
+ulc_status ulc_train_graph_write_back(ulc_model *m, const ulc_train_graph *tg,
+                                      float *const *vals, ulc_ctx *ctx);
+
+/* Flags as ULC_VALUE_PARAM every float32 initializer of m that is a model weight (not a
+ * ULC_VALUE_CONSTANT) whose name matches one of the '|'-separated globs; returns the count. */
+int ulc_mark_params(ulc_model *m, const char *globs);
+
+#endif

@@ -1,0 +1,150 @@
+"""Training through the CLI (`ulc train`): a few steps lower the loss on the digits model and on
+the ResNet, ViT and GPT-2 fixtures (whole weights and LoRA adapters); same seed and threads give
+the same bytes; Ctrl-C and a failing step leave no output; bad data is refused up front."""
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from safetensors.numpy import save_file
+
+from conftest import ROOT, run_ulc, ulc_bin
+
+sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
+import gen_exporters  # noqa: E402
+
+DIGITS = ROOT / "models" / "digits"
+
+
+@pytest.fixture(scope="module")
+def exported(fixture_dir):
+    return gen_exporters.generate(fixture_dir)
+
+
+def losses(path):
+    return json.loads(path.read_text())["loss"]
+
+
+def decreased(curve, k=3):
+    return np.mean(curve[-k:]) < 0.9 * np.mean(curve[:k])
+
+
+def image_data(path, n, shape, classes, seed=0):
+    r = np.random.default_rng(seed)
+    save_file({"input": r.standard_normal((n, *shape)).astype(np.float32),
+               "label": r.integers(0, classes, n).astype(np.int64)}, str(path))
+
+
+def test_digits_whole_weights_loss_goes_down_and_model_improves(tmp_path, ulc):
+    out = tmp_path / "out.onnx"
+    ulc("train", DIGITS / "digits_resnet.onnx", "--data", DIGITS / "train.safetensors",
+        "-o", out, "--params", "*", "--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9",
+        "--batch-size", "64", "--max-steps", "12", "--seed", "1", "-q",
+        "--losses", tmp_path / "l.json", check=True)
+    curve = losses(tmp_path / "l.json")
+    assert len(curve) == 12 and all(np.isfinite(curve))
+    m = onnx.load(out)
+    base = onnx.load(DIGITS / "digits_resnet.onnx")
+    assert [n.op_type for n in m.graph.node] == [n.op_type for n in base.graph.node]
+    assert [i.name for i in m.graph.initializer] == [i.name for i in base.graph.initializer]
+    changed = sum(not np.array_equal(onnx.numpy_helper.to_array(a), onnx.numpy_helper.to_array(b))
+                  for a, b in zip(m.graph.initializer, base.graph.initializer))
+    assert changed == len(base.graph.initializer)
+
+
+@pytest.mark.parametrize("fixture,shape,classes,params", [
+    ("resnet18_op17.onnx", (3, 64, 64), 1000, "fc.*|onnx::Conv_2*"),
+    ("vit_op17.onnx", (3, 32, 32), 10, "*"),
+])
+def test_fixture_training_lowers_the_loss(tmp_path, ulc, exported, fixture, shape, classes, params):
+    data = tmp_path / "d.safetensors"
+    image_data(data, 8, shape, classes)
+    ulc("train", exported / fixture, "--data", data, "-o", tmp_path / "o.onnx", "--params", params,
+        "--lr", "3e-3", "--batch-size", "4", "--epochs", "6", "--seed", "0", "-q",
+        "--losses", tmp_path / "l.json", check=True)
+    curve = losses(tmp_path / "l.json")
+    assert len(curve) == 12
+    assert decreased(curve), curve
+
+
+def test_gpt2_next_token_training_lowers_the_loss(tmp_path, ulc, exported):
+    r = np.random.default_rng(0)
+    ids = r.integers(0, 1000, (8, 12)).astype(np.int64)
+    mask = np.ones_like(ids)
+    mask[1, 9:] = 0
+    save_file({"input_ids": ids, "attention_mask": mask}, str(tmp_path / "t.safetensors"))
+    ulc("train", exported / "gpt2_tiny.onnx", "--data", tmp_path / "t.safetensors", "--loss",
+        "next-token", "--params", "*attn*|*mlp*", "-o", tmp_path / "o.onnx", "--lr", "3e-3",
+        "--batch-size", "4", "--epochs", "5", "-q", "--losses", tmp_path / "l.json", check=True)
+    curve = losses(tmp_path / "l.json")
+    assert decreased(curve), curve
+
+
+def test_same_seed_same_bytes_partial_last_batch(tmp_path, ulc):
+    outs = []
+    for i in range(2):
+        out = tmp_path / f"o{i}.onnx"
+        # 1437 training digits at batch 500: the last batch has 437 rows (a second plan)
+        ulc("train", DIGITS / "digits_resnet.onnx", "--data", DIGITS / "train.safetensors",
+            "-o", out, "--params", "fc.*", "--batch-size", "500", "--epochs", "1", "--seed", "7",
+            "--threads", "2", "-q", "--losses", tmp_path / f"l{i}.json", check=True)
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
+    assert len(losses(tmp_path / "l0.json")) == 3
+
+
+def test_ctrl_c_leaves_no_output(tmp_path):
+    out = tmp_path / "o.onnx"
+    p = subprocess.Popen([ulc_bin(), "train", str(DIGITS / "digits_resnet.onnx"), "--data",
+                          str(DIGITS / "train.safetensors"), "-o", str(out), "--params", "*",
+                          "--epochs", "1000", "--batch-size", "32", "-q"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert "interrupted" in err
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_failing_step_leaves_no_output(tmp_path, ulc):
+    bad = tmp_path / "bad.safetensors"
+    x = np.ones((16, 1, 8, 8), np.float32)
+    x[5, 0, 0, 0] = np.inf
+    save_file({"input": x, "label": np.zeros(16, np.int64)}, str(bad))
+    out = tmp_path / "o.onnx"
+    r = ulc("train", DIGITS / "digits_resnet.onnx", "--data", bad, "-o", out, "--params", "*",
+            "--batch-size", "4", "--no-shuffle", "-q")
+    assert r.returncode != 0
+    assert "step 2" in r.stderr and "nan" in r.stderr.lower(), r.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("data,msg", [
+    ({"input": np.zeros((4, 1, 8, 8), np.float32)}, "no 'label' column"),
+    ({"input": np.zeros((4, 1, 8, 8), np.float32), "label": np.zeros(3, np.int64)}, "rows"),
+    ({"input": np.zeros((4, 1, 9, 8), np.float32), "label": np.zeros(4, np.int64)}, "dim 2"),
+    ({"x": np.zeros((4, 1, 8, 8), np.float32), "label": np.zeros(4, np.int64)}, "no column feeds"),
+])
+def test_bad_data_is_refused(tmp_path, ulc, data, msg):
+    p = tmp_path / "d.safetensors"
+    save_file(data, str(p))
+    r = ulc("train", DIGITS / "digits_resnet.onnx", "--data", p, "-o", tmp_path / "o.onnx",
+            "--params", "*", "-q")
+    assert r.returncode == 2 or r.returncode == 1, r.stderr
+    assert msg in r.stderr, r.stderr
+    assert not (tmp_path / "o.onnx").exists()
+
+
+def test_nothing_to_train_is_an_error(tmp_path, ulc):
+    r = ulc("train", DIGITS / "digits_resnet.onnx", "--data", DIGITS / "train.safetensors",
+            "-o", tmp_path / "o.onnx", "-q")
+    assert r.returncode != 0 and "nothing to train" in r.stderr
+    r = ulc("train", DIGITS / "digits_resnet.onnx", "--data", DIGITS / "train.safetensors",
+            "-o", tmp_path / "o.onnx", "--params", "nope*", "-q")
+    assert r.returncode != 0 and "matches no" in r.stderr

@@ -1,0 +1,192 @@
+"""Finite-difference checks of every backward rule autodiff has (`ulc ops --grad`).
+
+Each case is a one-op ONNX model (plus constants). `ulc grad` differentiates
+L = Σ y ⊙ S (S random) with respect to every float32 graph input; the reference is a central
+difference of the same L computed by onnxruntime, element by element. The op list comes from
+ulc itself, so a rule added without a case here fails `test_every_rule_has_a_case`."""
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from safetensors.numpy import load_file, save_file
+
+from conftest import run_ulc
+
+F = TensorProto.FLOAT
+EPS = 1e-2
+
+
+def rnd(shape, seed, lo=-1.0, hi=1.0, away=0.0):
+    """Uniform in [lo, hi]; with `away`, no value within `away` of 0 (kinks of Relu/Abs)."""
+    r = np.random.default_rng(seed).uniform(lo, hi, size=shape).astype(np.float32)
+    if away:
+        r = np.where(np.abs(r) < away, np.sign(r + 1e-9) * away + r, r).astype(np.float32)
+    return r
+
+
+def distinct(shape, seed):
+    """A permutation of evenly spaced values: no ties within 2·EPS (MaxPool's argmax)."""
+    n = int(np.prod(shape))
+    return (np.random.default_rng(seed).permutation(n).astype(np.float32) * 0.05 - n * 0.025).reshape(shape)
+
+
+class Case:
+    def __init__(self, name, op, nodes, inputs, consts=(), opset=17, out="y"):
+        self.name, self.op, self.nodes, self.inputs = name, op, nodes, inputs
+        self.consts, self.opset, self.out = consts, opset, out
+
+
+def single(op, inputs, attrs=None, consts=(), opset=17, name=None, in_names=None, n_out=1):
+    names = in_names or list(inputs)
+    outs = ["y"] if n_out == 1 else [f"y{i}" for i in range(n_out)]
+    node = helper.make_node(op, names, outs, **(attrs or {}))
+    nodes = [node]
+    if n_out > 1:  # combine the outputs the loss reads (not the middle one: a missing dy)
+        used = [o for i, o in enumerate(outs) if i != 1]
+        nodes.append(helper.make_node("Concat", used, ["y"], axis=-1))
+    return Case(name or op, op, nodes, inputs, consts, opset)
+
+
+def const(name, arr):
+    return numpy_helper.from_array(np.asarray(arr), name)
+
+
+def i64(name, vals):
+    return const(name, np.array(vals, dtype=np.int64))
+
+
+CASES = [
+    single("Add", {"a": rnd((2, 3, 4), 1), "b": rnd((3, 1), 2)}),
+    single("Sub", {"a": rnd((3, 1), 1), "b": rnd((2, 3, 4), 2)}),
+    single("Mul", {"a": rnd((2, 3, 4), 1), "b": rnd((4,), 2)}),
+    single("Div", {"a": rnd((2, 3, 4), 1), "b": rnd((3, 1), 2, 0.5, 1.5)}),
+    single("Pow", {"a": rnd((2, 3), 1, 0.5, 1.5), "b": rnd((3,), 2, 0.5, 2.5)}),
+    single("Pow", {"a": rnd((2, 3), 1, 0.5, 1.5)}, consts=[const("e", np.float32(2.0))],
+           in_names=["a", "e"], name="Pow_const_exponent"),
+    single("Sum", {"a": rnd((2, 3), 1), "b": rnd((3,), 2), "c": rnd((2, 1), 3)}),
+    single("Where", {"a": rnd((2, 3), 1), "b": rnd((3,), 2)},
+           consts=[const("c", np.array([[True, False, True], [False, True, True]]))],
+           in_names=["c", "a", "b"]),
+    single("Expand", {"x": rnd((3, 1), 1)}, consts=[i64("s", [2, 3, 4])], in_names=["x", "s"]),
+    single("Identity", {"x": rnd((2, 3), 1)}),
+    single("Dropout", {"x": rnd((2, 3), 1)}),
+    single("Neg", {"x": rnd((2, 3), 1)}),
+    single("Exp", {"x": rnd((2, 3), 1)}),
+    single("Log", {"x": rnd((2, 3), 1, 0.5, 2.0)}),
+    single("Sqrt", {"x": rnd((2, 3), 1, 0.5, 2.0)}),
+    single("Reciprocal", {"x": rnd((2, 3), 1, 0.5, 2.0)}),
+    single("Abs", {"x": rnd((2, 3), 1, away=0.1)}),
+    single("Tanh", {"x": rnd((2, 3), 1)}),
+    single("Sigmoid", {"x": rnd((2, 3), 1)}),
+    single("Erf", {"x": rnd((2, 3), 1)}),
+    single("Relu", {"x": rnd((3, 4), 1, away=0.1)}),
+    single("LeakyRelu", {"x": rnd((3, 4), 1, away=0.1)}, {"alpha": 0.2}),
+    single("Gelu", {"x": rnd((3, 4), 1, -3, 3)}, opset=20),
+    single("Gelu", {"x": rnd((3, 4), 1, -3, 3)}, {"approximate": "tanh"}, opset=20, name="Gelu_tanh"),
+    single("Cast", {"x": rnd((2, 3), 1)}, {"to": F}),
+    single("CastLike", {"x": rnd((2, 3), 1)}, consts=[const("t", np.float32(0))], in_names=["x", "t"]),
+    single("MatMul", {"a": rnd((2, 3, 4), 1), "b": rnd((4, 5), 2)}),
+    single("MatMul", {"a": rnd((2, 1, 3, 4), 1), "b": rnd((3, 4, 2), 2)}, name="MatMul_broadcast"),
+    single("Gemm", {"a": rnd((3, 4), 1), "b": rnd((4, 5), 2), "c": rnd((5,), 3)},
+           {"alpha": 0.7, "beta": 1.3}),
+    single("Gemm", {"a": rnd((4, 3), 1), "b": rnd((5, 4), 2), "c": rnd((3, 1), 3)},
+           {"transA": 1, "transB": 1, "alpha": 1.1}, name="Gemm_tAtB"),
+    single("Gemm", {"a": rnd((4, 3), 1), "b": rnd((4, 5), 2)}, {"transA": 1}, name="Gemm_tA"),
+    single("Gemm", {"a": rnd((3, 4), 1), "b": rnd((5, 4), 2)}, {"transB": 1}, name="Gemm_tB"),
+    single("Conv", {"x": rnd((2, 4, 7, 7), 1), "w": rnd((6, 2, 3, 3), 2), "b": rnd((6,), 3)},
+           {"group": 2, "strides": [2, 2], "pads": [1, 0, 1, 2]}),
+    single("Conv", {"x": rnd((1, 3, 8, 8), 1), "w": rnd((4, 3, 3, 3), 2)},
+           {"dilations": [2, 2], "pads": [2, 2, 2, 2]}, name="Conv_dilated"),
+    single("Conv", {"x": rnd((2, 3, 9), 1), "w": rnd((4, 3, 3), 2)}, {"strides": [2]},
+           name="Conv_1d"),
+    single("Conv", {"x": rnd((1, 4, 6, 6), 1), "w": rnd((4, 1, 3, 3), 2)},
+           {"group": 4, "pads": [1, 1, 1, 1]}, name="Conv_depthwise"),
+    single("MaxPool", {"x": distinct((1, 2, 6, 6), 1)},
+           {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    single("AveragePool", {"x": rnd((1, 2, 6, 6), 1)},
+           {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    single("AveragePool", {"x": rnd((1, 2, 7, 7), 1)},
+           {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1, "count_include_pad": 1},
+           name="AveragePool_ceil"),
+    single("GlobalAveragePool", {"x": rnd((2, 3, 4, 4), 1)}),
+    single("BatchNormalization", {"x": rnd((2, 3, 4, 4), 1), "s": rnd((3,), 2), "b": rnd((3,), 3)},
+           {"epsilon": 1e-3}, consts=[const("m", rnd((3,), 4)), const("v", rnd((3,), 5, 0.5, 1.5))],
+           in_names=["x", "s", "b", "m", "v"]),
+    single("LayerNormalization", {"x": rnd((2, 3, 8), 1), "s": rnd((8,), 2), "b": rnd((8,), 3)},
+           {"epsilon": 1e-5}, in_names=["x", "s", "b"]),
+    single("LayerNormalization", {"x": rnd((2, 3, 4), 1), "s": rnd((3, 4), 2)},
+           {"axis": 1}, in_names=["x", "s"], name="LayerNormalization_2axes"),
+    single("Softmax", {"x": rnd((2, 5, 3), 1, -2, 2)}, {"axis": 1}),
+    single("LogSoftmax", {"x": rnd((2, 5, 3), 1, -2, 2)}),
+    single("ReduceMean", {"x": rnd((2, 3, 4), 1)}, {"axes": [1], "keepdims": 0}),
+    single("ReduceSum", {"x": rnd((2, 3, 4), 1)}, consts=[i64("ax", [0, 2])], in_names=["x", "ax"]),
+    single("Reshape", {"x": rnd((2, 3, 4), 1)}, consts=[i64("s", [4, -1])], in_names=["x", "s"]),
+    single("Flatten", {"x": rnd((2, 3, 4), 1)}, {"axis": 2}),
+    single("Squeeze", {"x": rnd((2, 1, 4), 1)}, consts=[i64("ax", [1])], in_names=["x", "ax"]),
+    single("Unsqueeze", {"x": rnd((2, 4), 1)}, consts=[i64("ax", [0, 3])], in_names=["x", "ax"]),
+    single("Transpose", {"x": rnd((2, 3, 4), 1)}, {"perm": [2, 0, 1]}),
+    single("Slice", {"x": rnd((4, 6), 1)},
+           consts=[i64("st", [1, -5]), i64("en", [3, 100]), i64("ax", [0, 1])],
+           in_names=["x", "st", "en", "ax"]),
+    single("Gather", {"x": rnd((5, 3), 1)}, consts=[i64("i", [[0, 4], [-1, 2]])], in_names=["x", "i"]),
+    single("Gather", {"x": rnd((2, 5), 1)}, {"axis": 1}, consts=[i64("i", [3, 3, 0])],
+           in_names=["x", "i"], name="Gather_axis1"),
+    single("Concat", {"a": rnd((2, 3), 1), "b": rnd((2, 1), 2), "c": rnd((2, 2), 3)}, {"axis": 1}),
+    single("Split", {"x": rnd((2, 6), 1)}, {"axis": 1}, consts=[i64("sp", [1, 2, 3])],
+           in_names=["x", "sp"], n_out=3),
+]
+
+
+def build(case):
+    inputs = [helper.make_tensor_value_info(k, F, v.shape) for k, v in case.inputs.items()]
+    graph = helper.make_graph(case.nodes, case.name, inputs,
+                              [helper.make_tensor_value_info("y", F, None)], list(case.consts))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", case.opset)])
+
+
+def fd_grads(model, feeds, seed_arr):
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+    def loss(f):
+        return float(np.sum(sess.run(["y"], f)[0].astype(np.float64) * seed_arr))
+
+    out = {}
+    for k, v in feeds.items():
+        g = np.zeros(v.size)
+        for j in range(v.size):
+            f = {kk: vv.copy() for kk, vv in feeds.items()}
+            f[k].flat[j] += EPS
+            lp = loss(f)
+            f[k].flat[j] -= 2 * EPS
+            lm = loss(f)
+            g[j] = (lp - lm) / (2 * EPS)
+        out[k] = g.reshape(v.shape)
+    return out
+
+
+def test_every_rule_has_a_case(ulc):
+    ruled = set(ulc("ops", "--grad", check=True).stdout.split())
+    covered = {c.op for c in CASES}
+    assert ruled, "ulc ops --grad listed nothing"
+    assert not ruled - covered, f"backward rules without a gradient check: {sorted(ruled - covered)}"
+    assert not covered - ruled, f"cases for ops without a rule: {sorted(covered - ruled)}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_gradient_matches_finite_differences(ulc, tmp_path, case):
+    model = build(case)
+    y = ort.InferenceSession(model.SerializeToString(),
+                             providers=["CPUExecutionProvider"]).run(["y"], case.inputs)[0]
+    seed = rnd(y.shape, 99)
+    onnx.save(model, tmp_path / "m.onnx")
+    save_file({**case.inputs, "grad:y": seed}, str(tmp_path / "feeds.safetensors"))
+    ulc("grad", tmp_path / "m.onnx", "--input", tmp_path / "feeds.safetensors",
+        "-o", tmp_path / "g.safetensors", check=True)
+    got = load_file(str(tmp_path / "g.safetensors"))
+    assert np.isclose(got["loss"], np.sum(y.astype(np.float64) * seed), rtol=1e-4, atol=1e-4)
+    ref = fd_grads(model, case.inputs, seed.astype(np.float64))
+    for k in case.inputs:
+        g, r = got[f"grad:{k}"], ref[k]
+        assert g.shape == r.shape, (k, g.shape, r.shape)
+        np.testing.assert_allclose(g, r, rtol=1e-2, atol=2e-3, err_msg=f"d/d{k}")

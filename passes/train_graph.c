@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ir/clone.h"
+#include "ir/lora.h"
 #include "passes/autodiff.h"
 #include "passes/grad.h"
 #include "runtime/runtime.h"
@@ -95,6 +96,63 @@ static int col_dims(const ulc_tensor *c, int batch, int64_t *dims) {
     return c->rank;
 }
 
+/* A conv LoRA branch as lora-inject writes it costs three convolutions forward (base, A, B)
+ * and three backward; trained through the effective weight W + s·B·A it costs one each way
+ * plus a full weight gradient, and A/B get their gradients from that one by two small
+ * products. The training graph uses that form (the same function of x, A and B; the model
+ * keeps lora-inject's structure). Branches that do not have the recorded shape are left as
+ * they are. */
+static ulc_status fuse_conv_lora(ulc_graph *g, const ulc_model *src, int64_t opset, int *fused,
+                                 ulc_ctx *ctx) {
+    *fused = 0;
+    for (size_t i = 0; i < src->lora.len; i++) {
+        const ulc_lora_record *rec = src->lora.items[i];
+        if (rec->merged || rec->kind != ULC_LORA_CONV) continue;
+        ulc_value *out = ulc_graph_get_value(g, rec->out);
+        ulc_value *base_out = ulc_graph_get_value(g, rec->base_out);
+        ulc_value *A = ulc_graph_get_value(g, rec->a), *B = ulc_graph_get_value(g, rec->b);
+        ulc_node *add = out ? out->producer : NULL, *base = base_out ? base_out->producer : NULL;
+        if (!add || !base || add->op != ULC_OP_Add || base->op != ULC_OP_Conv || !A || !B ||
+            !A->init || !B->init || base->n_inputs < 2 || add->inputs[0].value != base_out)
+            continue;
+        ulc_value *s_out = add->inputs[1].value;
+        ulc_node *mul = s_out ? s_out->producer : NULL;
+        if (!mul || mul->op != ULC_OP_Mul) continue;
+        ulc_value *b_out = mul->inputs[0].value, *scale = mul->inputs[1].value;
+        ulc_node *nb = b_out ? b_out->producer : NULL;
+        if (!nb || nb->op != ULC_OP_Conv || nb->inputs[1].value != B || !scale || !scale->init)
+            continue;
+        ulc_value *a_out = nb->inputs[0].value;
+        ulc_node *na = a_out ? a_out->producer : NULL;
+        if (!na || na->op != ULC_OP_Conv || na->inputs[1].value != A ||
+            na->inputs[0].value != base->inputs[0].value)
+            continue;
+        if (ulc_value_num_uses(base_out) != 1 || ulc_value_num_uses(a_out) != 1 ||
+            ulc_value_num_uses(b_out) != 1 || ulc_value_num_uses(s_out) != 1)
+            continue;
+        ulc_value *W = base->inputs[1].value;
+        const ulc_tensor *wt = W ? W->init : NULL;
+        if (!wt || wt->rank < 3 || wt->dtype != ULC_DT_F32) continue;
+        int64_t o = wt->dims[0], r = A->init->dims[0];
+        ulc_gb gb = {.g = g, .opset = opset, .ctx = ctx, .cur = base}, *b = &gb;
+        int64_t bshape[2] = {o, r}, ashape[2] = {r, -1};
+        ulc_value *bm = gb_binary(b, "Reshape", B, gb_const_i64s(b, bshape, 2));
+        ulc_value *am = gb_binary(b, "Reshape", A, gb_const_i64s(b, ashape, 2));
+        ulc_value *delta = gb_binary(b, "Mul", gb_binary(b, "MatMul", bm, am), scale);
+        ulc_value *dw = gb_binary(b, "Reshape", delta, gb_const_i64s(b, wt->dims, wt->rank));
+        ulc_value *weff = gb_binary(b, "Add", W, dw);
+        if (!weff) return ctx->status ? ctx->status : nomem(ctx);
+        ulc_graph_remove_node(g, add);
+        ulc_graph_remove_node(g, mul);
+        ulc_graph_remove_node(g, nb);
+        ulc_graph_remove_node(g, na);
+        ulc_node_set_input(base, 1, weff);
+        ULC_TRY(ulc_node_set_output(base, 0, out, ctx));
+        (*fused)++;
+    }
+    return *fused ? ulc_graph_toposort(g, ctx) : ULC_OK;
+}
+
 static ulc_status build(const ulc_model *m, const ulc_dataset *d, const ulc_train_task *t,
                         int batch, ulc_train_graph *tg, ulc_ctx *ctx) {
     const ulc_graph *sg = m->graph;
@@ -102,6 +160,8 @@ static ulc_status build(const ulc_model *m, const ulc_dataset *d, const ulc_trai
     ULC_TRY(ulc_model_clone_shallow(m, &tg->model, ctx));
     ulc_graph *g = tg->model->graph;
     binds bs = {0};
+    int fused = 0;
+    if (!getenv("ULC_NO_LORA_FUSION")) ULC_TRY(fuse_conv_lora(g, m, opset, &fused, ctx));
 
     /* parameters: initializers → inputs */
     int np = 0;

@@ -148,3 +148,39 @@ def test_nothing_to_train_is_an_error(tmp_path, ulc):
     r = ulc("train", DIGITS / "digits_resnet.onnx", "--data", DIGITS / "train.safetensors",
             "-o", tmp_path / "o.onnx", "--params", "nope*", "-q")
     assert r.returncode != 0 and "matches no" in r.stderr
+
+
+def run_losses(tmp_path, tag, *args, env=None):
+    import os
+    lj = tmp_path / f"{tag}.json"
+    r = subprocess.run([ulc_bin(), *map(str, args), "-o", str(tmp_path / f"{tag}.onnx"), "-q",
+                        "--losses", str(lj)], capture_output=True, text=True,
+                       env={**os.environ, **(env or {})}, timeout=600)
+    assert r.returncode == 0, r.stderr
+    return losses(lj)
+
+
+def test_lora_training_conv_fused_form_matches_branch_form(tmp_path, exported):
+    """Conv adapters train through W + s·B·A (one conv each way); ULC_NO_LORA_FUSION=1 keeps
+    lora-inject's three-conv branch. Same function, so the same losses up to rounding; and the
+    loss goes down."""
+    data = tmp_path / "d.safetensors"
+    image_data(data, 8, (3, 64, 64), 1000)
+    args = ["train", exported / "resnet18_op17.onnx", "--data", data, "--before",
+            "lora-inject{rank=4,alpha=8,targets=Conv|Gemm,init=random,seed=3}", "--lr", "1e-4",
+            "--batch-size", "4", "--epochs", "4", "--seed", "1", "--threads", "1"]
+    fused = run_losses(tmp_path, "fused", *args)
+    branch = run_losses(tmp_path, "branch", *args, env={"ULC_NO_LORA_FUSION": "1"})
+    np.testing.assert_allclose(fused, branch, rtol=2e-3)
+    assert decreased(fused), fused
+
+
+def test_gpt2_lora_training_lowers_the_loss(tmp_path, exported):
+    r = np.random.default_rng(1)
+    ids = r.integers(0, 1000, (8, 10)).astype(np.int64)
+    save_file({"input_ids": ids, "attention_mask": np.ones_like(ids)}, str(tmp_path / "t.safetensors"))
+    curve = run_losses(tmp_path, "g", "train", exported / "gpt2_tiny.onnx", "--data",
+                       tmp_path / "t.safetensors", "--loss", "next-token", "--before",
+                       "lora-inject{rank=8,alpha=16,targets=Gemm|MatMul}", "--lr", "1e-2",
+                       "--batch-size", "4", "--epochs", "6")
+    assert decreased(curve), curve

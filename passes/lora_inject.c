@@ -51,6 +51,7 @@ typedef struct glob_list {
 typedef struct inject_opts {
     int targets;       /* T_* mask */
     glob_list include, exclude;
+    glob_list nodes;   /* base node names (nodes=), e.g. RFA's default placement */
     int rank;
     double alpha;
     int rslora;
@@ -134,6 +135,7 @@ static ulc_status parse_inject_opts(const ulc_pass_opts *o, inject_opts *io, ulc
                         "as PEFT) or random (B random too)", PASS, init);
     io->random_b = init && strcmp(init, "random") == 0;
     ULC_TRY(glob_parse(ulc_pass_opt_get(o, "include"), "include", &io->include, ctx));
+    ULC_TRY(glob_parse(ulc_pass_opt_get(o, "nodes"), "nodes", &io->nodes, ctx));
     return glob_parse(ulc_pass_opt_get(o, "exclude"), "exclude", &io->exclude, ctx);
 }
 
@@ -227,6 +229,7 @@ static int select_node(ulc_model *m, ulc_node *n, const inject_opts *io, target 
     if (!(bit & io->targets) || n->n_inputs < 2 || !n->inputs[0].value || !n->inputs[1].value ||
         n->n_outputs < 1 || !n->outputs[0])
         return 0;
+    if (io->nodes.n && (!n->name || !glob_any(&io->nodes, n->name))) return 0;
     ulc_value *w = n->inputs[1].value;
     ulc_lora_kind kind;
     ulc_value *via = NULL; /* the Transpose's output, for MatMul(x, Transpose(W)) */
@@ -695,6 +698,7 @@ static ulc_status run_inject(ulc_model *m, const ulc_pass_opts *o, ulc_ctx *ctx)
     ulc_strmap_free(modules);
     glob_free(&io.include);
     glob_free(&io.exclude);
+    glob_free(&io.nodes);
     return s;
 }
 
@@ -852,8 +856,8 @@ static ulc_status run_merge(ulc_model *m, const ulc_pass_opts *o, ulc_ctx *ctx) 
     return s;
 }
 
-static const char *const k_inject_keys[] = {"targets", "include", "exclude", "rank", "alpha",
-                                            "rslora", "seed", "init", NULL};
+static const char *const k_inject_keys[] = {"targets", "include", "exclude", "nodes", "rank",
+                                            "alpha", "rslora", "seed", "init", NULL};
 static const char *const k_merge_keys[] = {NULL};
 
 const ulc_pass ulc_pass_lora_inject = {

@@ -153,6 +153,34 @@ static ulc_status fuse_conv_lora(ulc_graph *g, const ulc_model *src, int64_t ops
     return *fused ? ulc_graph_toposort(g, ctx) : ULC_OK;
 }
 
+struct tg_priv {
+    binds *bs;
+    ulc_train_graph *tg;
+};
+
+ulc_value *ulc_tg_input(ulc_tg *b, const char *name, int dtype, int rank, const int64_t *dims,
+                        const char *column, ulc_ctx *ctx) {
+    int64_t d[ULC_RT_MAX_RANK] = {0};
+    if (rank < 0 || rank > ULC_RT_MAX_RANK) {
+        ulc_fail(ctx, ULC_ERR_INVALID_ARG, "training input '%s': rank %d", name, rank);
+        return NULL;
+    }
+    for (int i = 0; i < rank; i++) d[i] = i ? dims[i] : b->batch;
+    ulc_value *v = add_input(b->g, name, dtype, rank, d, ctx);
+    if (!v) return NULL;
+    if (bind(b->priv->bs, v->name, dtype, rank, d, ctx) != ULC_OK) return NULL;
+    if (column) {
+        ulc_train_graph *tg = b->priv->tg;
+        tg->data_inputs[tg->n_data] = v->name;
+        tg->data_cols[tg->n_data++] = arena_str(b->g, column);
+    }
+    return v;
+}
+
+ulc_value *ulc_tg_scalar_input(ulc_tg *b, const char *name, ulc_ctx *ctx) {
+    return ulc_tg_input(b, name, ULC_DT_F32, 0, NULL, NULL, ctx);
+}
+
 static ulc_status build(const ulc_model *m, const ulc_dataset *d, const ulc_train_task *t,
                         int batch, ulc_train_graph *tg, ulc_ctx *ctx) {
     const ulc_graph *sg = m->graph;
@@ -201,8 +229,8 @@ static ulc_status build(const ulc_model *m, const ulc_dataset *d, const ulc_trai
         if (sv->flags & (ULC_VALUE_INITIALIZER | ULC_VALUE_PARAM)) continue;
         n_data_in++;
     }
-    tg->data_inputs = ulc_arena_calloc(g->arena, (size_t)n_data_in + 1, sizeof *tg->data_inputs);
-    tg->data_cols = ulc_arena_calloc(g->arena, (size_t)n_data_in + 1, sizeof *tg->data_cols);
+    tg->data_inputs = ulc_arena_calloc(g->arena, (size_t)n_data_in + MAX_BIND, sizeof *tg->data_inputs);
+    tg->data_cols = ulc_arena_calloc(g->arena, (size_t)n_data_in + MAX_BIND, sizeof *tg->data_cols);
     if (!tg->data_inputs || !tg->data_cols) return nomem(ctx);
     for (size_t i = 0; i < sg->inputs.len; i++) {
         const ulc_value *sv = sg->inputs.items[i];
@@ -256,11 +284,24 @@ static ulc_status build(const ulc_model *m, const ulc_dataset *d, const ulc_trai
     ULC_TRY(ulc_analyze(g, opset, bs.b, bs.n, (size_t)1 << 16, &an, ctx));
     ulc_rt_tensor ot;
     int known = ulc_analysis_get(an, out, &ot);
-    ulc_analysis_free(an);
-    if (!known || ot.rank < 1)
+    if (!known || ot.rank < 1) {
+        ulc_analysis_free(an);
         return ulc_fail(ctx, ULC_ERR_UNSUPPORTED,
                         "cannot infer the shape of output '%s' for batch %d", out->name, batch);
+    }
     int64_t classes = ot.dims[ot.rank - 1];
+    ulc_value *loss = NULL;
+    if (t->custom_loss) {
+        struct tg_priv priv = {.bs = &bs, .tg = tg};
+        ulc_tg tb = {.g = g, .opset = opset, .batch = batch, .output = out, .shapes = an,
+                     .priv = &priv};
+        ulc_status st = t->custom_loss(t->custom_arg, &tb, &loss, ctx);
+        ulc_analysis_free(an);
+        ULC_TRY(st);
+        loss->flags |= ULC_VALUE_LOSS;
+        goto differentiate;
+    }
+    ulc_analysis_free(an);
 
     /* targets and the loss */
     ulc_gb gb = {.g = g, .opset = opset, .ctx = ctx}, *b = &gb;
@@ -320,9 +361,9 @@ static ulc_status build(const ulc_model *m, const ulc_dataset *d, const ulc_trai
     } else if (t->loss != ULC_LOSS_ENTROPY) {
         return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "loss %d has no training target", (int)t->loss);
     }
-    ulc_value *loss = NULL;
     ULC_TRY(ulc_loss_build(g, opset, t->loss, z, zrank, classes, target, NULL, "ulc.train.loss",
                            &loss, ctx));
+differentiate:
     tg->loss = loss->name;
 
     ulc_value **grads = ulc_arena_calloc(g->arena, (size_t)np, sizeof *grads);

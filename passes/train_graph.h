@@ -27,6 +27,25 @@
  * binds (a teacher's). */
 #define ULC_TRAIN_TARGET "ulc.train.target"
 
+/* What a custom loss (ulc_train_task.custom_loss) builds with: the training graph once the
+ * parameters and the model's own inputs are bound. */
+typedef struct ulc_tg {
+    ulc_graph *g;
+    int64_t opset;
+    int batch;                 /* the batch the shapes below were inferred at */
+    ulc_value *output;         /* the model output the task chose */
+    const struct ulc_analysis *shapes; /* forward values' shapes at `batch` (ulc_analysis_get) */
+    struct tg_priv *priv;
+} ulc_tg;
+
+/* A new batch-shaped graph input (dims[0] is replaced by the batch, which stays symbolic in the
+ * graph). With `column`, the loop batches that dataset column into it; without, a before_step
+ * hook must bind it every step. NULL on failure (ctx says why). */
+ulc_value *ulc_tg_input(ulc_tg *b, const char *name, int dtype, int rank, const int64_t *dims,
+                        const char *column, ulc_ctx *ctx);
+/* A new scalar float32 input bound by the hook. */
+ulc_value *ulc_tg_scalar_input(ulc_tg *b, const char *name, ulc_ctx *ctx);
+
 typedef struct ulc_train_task {
     const char *input;   /* model input fed from the data column "input" (or "input_ids"); NULL:
                             the model's only input that no same-named column feeds */
@@ -37,6 +56,10 @@ typedef struct ulc_train_task {
                             reads input_ids */
     int next_token;      /* language modelling: logits[:, t] predict input_ids[:, t+1]; positions
                             whose next token is masked out (attention_mask 0) count for nothing */
+    /* Instead of `loss`: builds the loss on the training graph (adding its inputs with
+     * ulc_tg_input) and returns it in *loss. */
+    ulc_status (*custom_loss)(void *arg, ulc_tg *b, ulc_value **loss, ulc_ctx *ctx);
+    void *custom_arg;
 } ulc_train_task;
 
 ulc_status ulc_train_graph_build(const ulc_model *m, const ulc_dataset *d,

@@ -1,0 +1,537 @@
+/*
+ * rfa.c — residual feature alignment unlearning (see rfa.h and shared/methods/rfa.md).
+ *
+ * The training graph is the model's (with its LoRA adapters) plus the RFA loss, built from
+ * inputs a before_step hook fills from the teacher every step:
+ *   ulc.rfa.t.<k>    [B, ...]  target of feature k: the teacher's feature on retain rows, the
+ *                              retain mean of it on forget rows
+ *   ulc.rfa.ybar     [B, C]    the retain mean of the teacher's softmax (every row; only forget
+ *                              rows weigh)
+ *   ulc.rfa.w_inter  [B]       α/|b_r| on retain rows, β/|b_f| on forget rows
+ *   ulc.rfa.w_ce     [B]       λ/|b_r| on retain rows, 0 on forget rows
+ *   ulc.rfa.w_soft   [B]       μ/|b_f| on forget rows, 0 on retain rows
+ * and the batched columns "label" and "ulc.rfa.forget" (the row flags, a column the dataset is
+ * given here). Row weights and means are data, so autodiff treats them as constants — the
+ * detaching the method asks for.
+ *
+ *   L = γ/m Σ_k Σ_i w_inter[i]·d(s_k[i], t_k[i]) + (1 − γ) Σ_i (w_ce[i]·CE_i + w_soft[i]·softCE_i)
+ */
+#include "passes/rfa.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ir/clone.h"
+#include "ir/lora.h"
+#include "passes/grad.h"
+#include "passes/train_graph.h"
+#include "runtime/runtime.h"
+
+#define FORGET_COL "ulc.rfa.forget"
+#define MAX_FEATURES 512
+
+ulc_rfa_opts ulc_rfa_defaults(void) {
+    return (ulc_rfa_opts){.gamma = 0.5, .alpha = 1, .beta = 1, .lambda = 1, .mu = 1,
+                          .norm = ULC_RFA_L2SQ};
+}
+
+int ulc_rfa_norm_parse(const char *s) {
+    static const char *const names[] = {"l2sq", "mse", "l1", "l2"};
+    for (int i = 0; i < 4; i++)
+        if (strcmp(s, names[i]) == 0) return i;
+    return -1;
+}
+
+/* ---- default placement ------------------------------------------------------------------- */
+
+static int weight_of_linear(const ulc_node *n) {
+    if (n->op != ULC_OP_MatMul && n->op != ULC_OP_Gemm) return 0;
+    if (n->n_inputs < 2 || !n->inputs[1].value) return 0;
+    const ulc_value *w = n->inputs[1].value;
+    if (w->flags & ULC_VALUE_INITIALIZER) return 1;
+    const ulc_node *p = w->producer; /* MatMul(x, Transpose(W)) */
+    return p && p->op == ULC_OP_Transpose && p->inputs[0].value &&
+           (p->inputs[0].value->flags & ULC_VALUE_INITIALIZER);
+}
+
+static int is_act(const ulc_node *n) {
+    return n->op == ULC_OP_Erf || n->op == ULC_OP_Tanh || n->op == ULC_OP_Gelu;
+}
+
+/* A GELU within `depth` consumer steps of v (through the elementwise ops its spellings use). */
+static int feeds_gelu(const ulc_value *v, int depth) {
+    if (!v || depth == 0) return 0;
+    for (const ulc_use *u = v->first_use; u; u = u->next) {
+        const ulc_node *c = u->node;
+        if (is_act(c)) return 1;
+        if (c->op == ULC_OP_Add || c->op == ULC_OP_Mul || c->op == ULC_OP_Div ||
+            c->op == ULC_OP_Pow)
+            for (int i = 0; i < c->n_outputs; i++)
+                if (feeds_gelu(c->outputs[i], depth - 1)) return 1;
+    }
+    return 0;
+}
+
+/* A GELU within `depth` producer steps before v. */
+static int from_gelu(const ulc_value *v, int depth) {
+    if (!v || !v->producer || depth == 0) return 0;
+    const ulc_node *p = v->producer;
+    if (is_act(p)) return 1;
+    if (p->op == ULC_OP_Add || p->op == ULC_OP_Mul || p->op == ULC_OP_Div)
+        for (int i = 0; i < p->n_inputs; i++)
+            if (from_gelu(p->inputs[i].value, depth - 1)) return 1;
+    return 0;
+}
+
+static ulc_status append(char **buf, size_t *len, size_t *cap, const char *s, ulc_ctx *ctx) {
+    size_t n = strlen(s) + 1;
+    if (*len + n + 1 > *cap) {
+        size_t c = (*cap + n + 1) * 2;
+        char *b = realloc(*buf, c);
+        if (!b) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+        *buf = b;
+        *cap = c;
+    }
+    if (*len) (*buf)[(*len)++] = '|';
+    memcpy(*buf + *len, s, n);
+    *len += n - 1;
+    return ULC_OK;
+}
+
+ulc_status ulc_rfa_default_nodes(const ulc_model *m, char **out, int *count, ulc_ctx *ctx) {
+    const ulc_graph *g = m->graph;
+    *out = NULL;
+    *count = 0;
+    int nn = g->next_node_id;
+    size_t words = ((size_t)nn + 63) / 64;
+    /* anc[id]: the nodes a node depends on, itself included (bitsets, topological order) */
+    uint64_t *anc = calloc((size_t)nn * words + 1, sizeof *anc);
+    unsigned char *pick = calloc((size_t)nn + 1, 1);
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    ulc_status st = ULC_OK;
+    if (!anc || !pick) {
+        st = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (placement)");
+        goto done;
+    }
+    for (const ulc_node *n = g->first; n; n = n->next) {
+        uint64_t *a = anc + (size_t)n->id * words;
+        a[n->id / 64] |= 1ull << (n->id % 64);
+        for (int i = 0; i < n->n_inputs; i++) {
+            const ulc_value *v = n->inputs[i].value;
+            if (!v || !v->producer) continue;
+            const uint64_t *p = anc + (size_t)v->producer->id * words;
+            for (size_t w = 0; w < words; w++) a[w] |= p[w];
+        }
+    }
+    int convs = 0;
+    for (const ulc_node *n = g->first; n; n = n->next) {
+        if (n->op != ULC_OP_Add || n->n_inputs != 2 || !n->inputs[0].value || !n->inputs[1].value)
+            continue;
+        const ulc_node *pa = n->inputs[0].value->producer, *pb = n->inputs[1].value->producer;
+        if (!pa || !pb) continue; /* a bias, not a residual */
+        const uint64_t *a = anc + (size_t)pa->id * words, *b = anc + (size_t)pb->id * words;
+        for (const ulc_node *c = g->first; c; c = c->next) {
+            if (c->op != ULC_OP_Conv || c->n_inputs < 2 || !c->inputs[1].value ||
+                !(c->inputs[1].value->flags & ULC_VALUE_INITIALIZER))
+                continue;
+            int ina = (a[c->id / 64] >> (c->id % 64)) & 1, inb = (b[c->id / 64] >> (c->id % 64)) & 1;
+            if (ina != inb && !pick[c->id]) { /* on one branch only: inside the block */
+                pick[c->id] = 1;
+                convs++;
+            }
+        }
+    }
+    if (!convs) { /* a transformer: the FFN linears and the head */
+        for (const ulc_node *n = g->first; n; n = n->next) {
+            if (!weight_of_linear(n)) continue;
+            if (feeds_gelu(n->outputs[0], 4) || from_gelu(n->inputs[0].value, 4)) pick[n->id] = 1;
+        }
+        for (size_t i = 0; i < g->outputs.len; i++) { /* the head: the last linear before it */
+            const ulc_value *v = g->outputs.items[i];
+            for (int hops = 0; v && v->producer && hops < 6; hops++) {
+                const ulc_node *p = v->producer;
+                if (weight_of_linear(p)) {
+                    pick[p->id] = 1;
+                    break;
+                }
+                if (p->op != ULC_OP_Add && p->op != ULC_OP_Reshape && p->op != ULC_OP_Flatten &&
+                    p->op != ULC_OP_Squeeze && p->op != ULC_OP_Identity && p->op != ULC_OP_Gather &&
+                    p->op != ULC_OP_Slice)
+                    break;
+                v = p->inputs[0].value;
+            }
+        }
+    }
+    for (const ulc_node *n = g->first; n; n = n->next) {
+        if (!pick[n->id]) continue;
+        if (!n->name || !*n->name || strchr(n->name, '|')) continue; /* not addressable by name */
+        if ((st = append(&buf, &len, &cap, n->name, ctx)) != ULC_OK) goto done;
+        (*count)++;
+    }
+    if (!*count) {
+        st = ulc_fail(ctx, ULC_ERR_UNSUPPORTED,
+                      "%s: no convolution inside a residual block and no transformer FFN linear "
+                      "found for RFA's default LoRA placement; name the layers in the spec's "
+                      "\"lora\" (targets/include)", m->source_path ? m->source_path : "model");
+        goto done;
+    }
+    *out = buf;
+    buf = NULL;
+done:
+    free(anc);
+    free(pick);
+    free(buf);
+    return st;
+}
+
+/* ---- the loss ------------------------------------------------------------------------------- */
+
+typedef struct rfa_state {
+    const ulc_rfa_opts *r;
+    int m;                       /* adapted layers (features) */
+    const char *feat[MAX_FEATURES]; /* the features' value names (records' `out`) */
+    char tname[MAX_FEATURES][48];  /* their target inputs */
+    int64_t classes;
+    /* the hook's */
+    ulc_session *teacher;
+    const ulc_model *tmodel;
+    const char *t_output;
+    int in_idx, mask_idx;        /* batch[] indices of the model input and the forget flags */
+    const char *in_name;
+    size_t cap_rows;
+    float *tgt[MAX_FEATURES];    /* per feature: cap_rows × row numel */
+    size_t row_numel[MAX_FEATURES];
+    float *mean[MAX_FEATURES];   /* last retain means */
+    int have_means;
+    float *ybar, *ybar_rows, *probs, *w_inter, *w_ce, *w_soft;
+} rfa_state;
+
+#define NN(e)                                                                                  \
+    do {                                                                                       \
+        if (!(e)) return ctx->status ? ctx->status : ULC_ERR_NOMEM;                            \
+    } while (0)
+
+static ulc_status build_loss(void *arg, ulc_tg *t, ulc_value **loss, ulc_ctx *ctx) {
+    rfa_state *st = arg;
+    const ulc_rfa_opts *r = st->r;
+    ulc_gb gb = {.g = t->g, .opset = t->opset, .ctx = ctx}, *b = &gb;
+    ulc_rt_tensor zt;
+    if (!ulc_analysis_get(t->shapes, t->output, &zt) || zt.rank != 2)
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED,
+                        "rfa: output '%s' is not [batch, classes] logits", t->output->name);
+    st->classes = zt.dims[1];
+    int64_t one = 1;
+    ulc_value *label = ulc_tg_input(t, "ulc.rfa.label", ULC_DT_I64, 1, &one, "label", ctx);
+    NN(label);
+    NN(ulc_tg_input(t, "ulc.rfa.forget_rows", ULC_DT_F32, 1, &one, FORGET_COL, ctx));
+    ulc_value *w_inter = ulc_tg_input(t, "ulc.rfa.w_inter", ULC_DT_F32, 1, &one, NULL, ctx);
+    ulc_value *w_ce = ulc_tg_input(t, "ulc.rfa.w_ce", ULC_DT_F32, 1, &one, NULL, ctx);
+    ulc_value *w_soft = ulc_tg_input(t, "ulc.rfa.w_soft", ULC_DT_F32, 1, &one, NULL, ctx);
+    int64_t yd[2] = {1, st->classes};
+    ulc_value *ybar = ulc_tg_input(t, "ulc.rfa.ybar", ULC_DT_F32, 2, yd, NULL, ctx);
+    NN(w_inter && w_ce && w_soft && ybar);
+
+    /* L_inter: Σ_k Σ_i w_inter[i] d_k[i] */
+    ulc_value *inter = NULL;
+    for (int k = 0; k < st->m; k++) {
+        ulc_value *s = ulc_graph_get_value(t->g, st->feat[k]);
+        ulc_rt_tensor ft;
+        if (!s || !ulc_analysis_get(t->shapes, s, &ft) || ft.rank < 2)
+            return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "rfa: feature '%s' has no known [batch, ...] "
+                            "shape", st->feat[k]);
+        snprintf(st->tname[k], sizeof st->tname[k], "ulc.rfa.t.%d", k);
+        ulc_value *tv = ulc_tg_input(t, st->tname[k], ULC_DT_F32, ft.rank, ft.dims, NULL, ctx);
+        NN(tv);
+        int64_t axes[ULC_RT_MAX_RANK];
+        size_t per_row = 1;
+        for (int i = 1; i < ft.rank; i++) {
+            axes[i - 1] = i;
+            per_row *= (size_t)ft.dims[i];
+        }
+        st->row_numel[k] = per_row;
+        ulc_value *diff = gb_binary(b, "Sub", s, tv), *e;
+        if (r->norm == ULC_RFA_L1) e = gb_unary(b, "Abs", diff);
+        else e = gb_binary(b, "Mul", diff, diff);
+        ulc_value *d = e ? gb_reduce_sum(b, e, axes, ft.rank - 1, 0) : NULL;
+        if (d && r->norm == ULC_RFA_MSE) d = gb_binary(b, "Mul", d, gb_const_f32(b, (float)(1.0 / (double)per_row)));
+        if (d && r->norm == ULC_RFA_L2) d = gb_unary(b, "Sqrt", gb_binary(b, "Add", d, gb_const_f32(b, 1e-12f)));
+        ulc_value *lk = d ? gb_unary(b, "ReduceSum", gb_binary(b, "Mul", d, w_inter)) : NULL;
+        NN(lk);
+        gb_attr_int(b, "keepdims", 0);
+        inter = inter ? gb_binary(b, "Add", inter, lk) : lk;
+        NN(inter);
+    }
+    /* L_task: CE on retain rows, soft CE to ybar on forget rows */
+    int64_t ax = 1;
+    ulc_value *lp = gb_unary(b, "LogSoftmax", t->output);
+    NN(lp);
+    gb_attr_int(b, "axis", 1);
+    int64_t *ar = malloc(sizeof *ar * (size_t)st->classes);
+    if (!ar) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    for (int64_t c = 0; c < st->classes; c++) ar[c] = c;
+    ulc_value *range = gb_const_i64s(b, ar, (int)st->classes);
+    free(ar);
+    ulc_value *oh = gb_unary(b, "Cast", gb_binary(b, "Equal", gb_unsqueeze(b, label, &ax, 1), range));
+    NN(oh);
+    gb_attr_int(b, "to", ULC_DT_F32);
+    ulc_value *ce = gb_unary(b, "Neg", gb_reduce_sum(b, gb_binary(b, "Mul", oh, lp), &ax, 1, 0));
+    ulc_value *sce = gb_unary(b, "Neg", gb_reduce_sum(b, gb_binary(b, "Mul", ybar, lp), &ax, 1, 0));
+    ulc_value *task = gb_binary(b, "Add", gb_binary(b, "Mul", ce, w_ce), gb_binary(b, "Mul", sce, w_soft));
+    ulc_value *task_s = gb_unary(b, "ReduceSum", task);
+    NN(task_s);
+    gb_attr_int(b, "keepdims", 0);
+    ulc_value *total = gb_binary(b, "Add",
+                                 gb_binary(b, "Mul", inter, gb_const_f32(b, (float)(r->gamma / st->m))),
+                                 gb_binary(b, "Mul", task_s, gb_const_f32(b, (float)(1.0 - r->gamma))));
+    NN(total);
+    ulc_value *out = ulc_graph_add_value(t->g, "ulc.rfa.loss", ctx);
+    NN(out);
+    ulc_node *id = ulc_graph_add_node(t->g, "", "Identity", "ulc.rfa.loss", 1, 1, 0, ctx);
+    NN(id);
+    ulc_node_set_input(id, 0, total);
+    ULC_TRY(ulc_node_set_output(id, 0, out, ctx));
+    *loss = out;
+    return ULC_OK;
+}
+
+/* ---- the teacher, every step ---------------------------------------------------------------- */
+
+static ulc_status grow(rfa_state *st, size_t rows, ulc_ctx *ctx) {
+    if (rows <= st->cap_rows) return ULC_OK;
+    for (int k = 0; k < st->m; k++) {
+        free(st->tgt[k]);
+        if (!(st->tgt[k] = malloc(rows * st->row_numel[k] * sizeof(float)))) goto oom;
+    }
+    size_t c = (size_t)st->classes;
+    free(st->ybar_rows), free(st->probs), free(st->w_inter), free(st->w_ce), free(st->w_soft);
+    st->ybar_rows = malloc(rows * c * sizeof(float));
+    st->probs = malloc(rows * c * sizeof(float));
+    st->w_inter = malloc(rows * sizeof(float));
+    st->w_ce = malloc(rows * sizeof(float));
+    st->w_soft = malloc(rows * sizeof(float));
+    if (!st->ybar_rows || !st->probs || !st->w_inter || !st->w_ce || !st->w_soft) goto oom;
+    st->cap_rows = rows;
+    return ULC_OK;
+oom:
+    return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (rfa targets for %zu rows)", rows);
+}
+
+static ulc_status set(ulc_session *s, const char *name, float *data, int rank, const int64_t *dims,
+                      ulc_ctx *ctx) {
+    ulc_rt_tensor t = {.dtype = ULC_DT_F32, .rank = rank, .data = data};
+    size_t n = 1;
+    for (int i = 0; i < rank; i++) n *= (size_t)(t.dims[i] = dims[i]);
+    t.nbytes = n * sizeof(float);
+    return ulc_session_set_input(s, name, &t, ctx);
+}
+
+static ulc_status before_step(void *arg, ulc_session *s, const ulc_rt_tensor *const *batch,
+                              int n, ulc_ctx *ctx) {
+    rfa_state *st = arg;
+    const ulc_rfa_opts *r = st->r;
+    if (st->in_idx >= n || st->mask_idx >= n)
+        return ulc_fail(ctx, ULC_ERR_INTERNAL, "rfa: batch inputs missing");
+    const ulc_rt_tensor *x = batch[st->in_idx], *mask = batch[st->mask_idx];
+    size_t rows = (size_t)x->dims[0];
+    ULC_TRY(grow(st, rows, ctx));
+    ULC_TRY(ulc_session_set_input(st->teacher, st->in_name, x, ctx));
+    ULC_TRY(ulc_session_run(st->teacher, ctx));
+    const float *f = mask->data;
+    size_t nr = 0, nf = 0;
+    for (size_t i = 0; i < rows; i++) {
+        if (f[i] != 0.0f) nf++;
+        else nr++;
+    }
+    /* features: retain means (double sums, row order: deterministic), then the targets */
+    for (int k = 0; k < st->m; k++) {
+        const ulc_rt_tensor *tf = ulc_session_output(st->teacher, st->feat[k]);
+        size_t P = st->row_numel[k];
+        if (!tf || ulc_rt_numel(tf) != rows * P)
+            return ulc_fail(ctx, ULC_ERR_INTERNAL, "rfa: teacher feature '%s' has the wrong size",
+                            st->feat[k]);
+        const float *T = tf->data;
+        if (nr) {
+            if (!st->mean[k] && !(st->mean[k] = malloc(P * sizeof(float))))
+                return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (rfa means)");
+            double *acc = calloc(P, sizeof *acc);
+            if (!acc) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (rfa means)");
+            for (size_t i = 0; i < rows; i++)
+                if (f[i] == 0.0f)
+                    for (size_t p = 0; p < P; p++) acc[p] += T[i * P + p];
+            for (size_t p = 0; p < P; p++) st->mean[k][p] = (float)(acc[p] / (double)nr);
+            free(acc);
+        }
+        for (size_t i = 0; i < rows; i++) {
+            const float *src = f[i] != 0.0f && (nr || st->have_means) ? st->mean[k] : T + i * P;
+            memcpy(st->tgt[k] + i * P, src, P * sizeof(float));
+        }
+        ULC_TRY(set(s, st->tname[k], st->tgt[k], tf->rank, tf->dims, ctx));
+    }
+    /* the retain mean of the teacher's softmax */
+    const ulc_rt_tensor *z = ulc_session_output(st->teacher, st->t_output);
+    size_t C = (size_t)st->classes;
+    if (!z || ulc_rt_numel(z) != rows * C)
+        return ulc_fail(ctx, ULC_ERR_INTERNAL, "rfa: teacher output has the wrong size");
+    if (!st->ybar && !(st->ybar = calloc(C, sizeof(float))))
+        return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    if (nr) {
+        double *acc = calloc(C, sizeof *acc);
+        if (!acc) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+        const float *zz = z->data;
+        for (size_t i = 0; i < rows; i++) {
+            if (f[i] != 0.0f) continue;
+            const float *zi = zz + i * C;
+            float mx = zi[0];
+            for (size_t c = 1; c < C; c++) mx = zi[c] > mx ? zi[c] : mx;
+            double sum = 0;
+            for (size_t c = 0; c < C; c++) sum += exp((double)zi[c] - mx);
+            for (size_t c = 0; c < C; c++) acc[c] += exp((double)zi[c] - mx) / sum;
+        }
+        for (size_t c = 0; c < C; c++) st->ybar[c] = (float)(acc[c] / (double)nr);
+        free(acc);
+        st->have_means = 1;
+    }
+    for (size_t i = 0; i < rows; i++) memcpy(st->ybar_rows + i * C, st->ybar, C * sizeof(float));
+    /* row weights */
+    for (size_t i = 0; i < rows; i++) {
+        int fg = f[i] != 0.0f;
+        st->w_inter[i] = fg ? (st->have_means ? (float)(r->beta / (double)nf) : 0.0f)
+                            : (float)(r->alpha / (double)nr);
+        st->w_ce[i] = fg ? 0.0f : (float)(r->lambda / (double)nr);
+        st->w_soft[i] = fg && st->have_means ? (float)(r->mu / (double)nf) : 0.0f;
+    }
+    int64_t bd[2] = {(int64_t)rows, (int64_t)C};
+    ULC_TRY(set(s, "ulc.rfa.ybar", st->ybar_rows, 2, bd, ctx));
+    ULC_TRY(set(s, "ulc.rfa.w_inter", st->w_inter, 1, bd, ctx));
+    ULC_TRY(set(s, "ulc.rfa.w_ce", st->w_ce, 1, bd, ctx));
+    return set(s, "ulc.rfa.w_soft", st->w_soft, 1, bd, ctx);
+}
+
+static void state_free(rfa_state *st) {
+    for (int k = 0; k < st->m; k++) {
+        free(st->tgt[k]);
+        free(st->mean[k]);
+    }
+    free(st->ybar), free(st->ybar_rows), free(st->probs);
+    free(st->w_inter), free(st->w_ce), free(st->w_soft);
+    ulc_session_free(st->teacher);
+}
+
+/* ---- the run ---------------------------------------------------------------------------------- */
+
+ulc_status ulc_rfa_run(ulc_model *model, const ulc_model *teacher, const ulc_dataset *data,
+                       const uint8_t *forget, const ulc_train_opts *o, const ulc_rfa_opts *r,
+                       ulc_train_stats *stats, ulc_ctx *ctx) {
+    memset(stats, 0, sizeof *stats);
+    if (r->next_token)
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "rfa: next-token (text) models are not supported yet");
+    ULC_TRY(ulc_lora_records_load(model, ctx));
+    rfa_state st = {.r = r};
+    for (size_t i = 0; i < model->lora.len; i++) {
+        const ulc_lora_record *rec = model->lora.items[i];
+        if (rec->merged) continue;
+        if (st.m == MAX_FEATURES)
+            return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "rfa: more than %d adapted layers", MAX_FEATURES);
+        const ulc_value *tv = ulc_graph_get_value(teacher->graph, rec->out);
+        if (!tv || !tv->producer)
+            return ulc_fail(ctx, ULC_ERR_INVALID_ARG,
+                            "rfa: the teacher has no value '%s' (the output of adapted module '%s')",
+                            rec->out, rec->module);
+        st.feat[st.m++] = rec->out;
+    }
+    if (!st.m)
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "rfa: the model has no LoRA adapters to train");
+    if (!(r->gamma >= 0 && r->gamma <= 1))
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "rfa: gamma %g is outside [0, 1]", r->gamma);
+
+    /* the dataset, plus the forget flags as a column */
+    ulc_dataset d = *data;
+    int64_t n_rows = data->n_rows;
+    float *flags = malloc((size_t)(n_rows ? n_rows : 1) * sizeof *flags);
+    const char **names = calloc((size_t)d.n_cols + 1, sizeof *names);
+    const ulc_tensor **cols = calloc((size_t)d.n_cols + 1, sizeof *cols);
+    ulc_tensor flag_t = {.name = FORGET_COL, .dtype = ULC_DT_F32, .rank = 1, .dims = &n_rows,
+                         .numel = (uint64_t)n_rows, .storage = ULC_STORAGE_OWNED, .data = flags,
+                         .nbytes = (size_t)n_rows * sizeof(float)};
+    ulc_model *tclone = NULL;
+    ulc_train_graph tg = {0};
+    float **vals = NULL;
+    ulc_status s = ULC_OK;
+    if (!flags || !names || !cols) {
+        s = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (rfa)");
+        goto done;
+    }
+    for (int64_t i = 0; i < n_rows; i++) flags[i] = forget[i] ? 1.0f : 0.0f;
+    memcpy(names, d.names, (size_t)d.n_cols * sizeof *names);
+    memcpy(cols, d.cols, (size_t)d.n_cols * sizeof *cols);
+    names[d.n_cols] = FORGET_COL;
+    cols[d.n_cols] = &flag_t;
+    d.n_cols++;
+    d.names = names;
+    d.cols = cols;
+
+    ulc_train_task task = {.input = r->input, .output = r->output, .custom_loss = build_loss,
+                           .custom_arg = &st};
+    if ((s = ulc_train_graph_build(model, &d, &task, o->batch_size, &tg, ctx)) != ULC_OK) goto done;
+
+    /* the teacher session: its output plus every feature */
+    if ((s = ulc_model_clone_shallow(teacher, &tclone, ctx)) != ULC_OK) goto done;
+    ulc_graph *tgph = tclone->graph;
+    const ulc_value *zo = NULL;
+    for (size_t i = 0; i < tgph->outputs.len; i++) {
+        const ulc_value *v = tgph->outputs.items[i];
+        if (r->output ? strcmp(v->name, r->output) == 0 : i == 0) zo = v;
+    }
+    if (!zo) {
+        s = ulc_fail(ctx, ULC_ERR_INVALID_ARG, "rfa: the teacher has no output '%s'",
+                     r->output ? r->output : "");
+        goto done;
+    }
+    st.t_output = zo->name;
+    for (int k = 0; k < st.m; k++) {
+        ulc_value *v = ulc_graph_get_value(tgph, st.feat[k]);
+        if (!(v->flags & ULC_VALUE_OUTPUT)) {
+            v->flags |= ULC_VALUE_OUTPUT;
+            if (ulc_ptrvec_push(&tgph->outputs, v) != 0) {
+                s = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+                goto done;
+            }
+        }
+    }
+    ulc_session_opts so = ulc_session_defaults();
+    so.threads = o->threads;
+    if ((s = ulc_session_create(tclone, &so, &st.teacher, ctx)) != ULC_OK) goto done;
+    st.tmodel = tclone;
+    st.in_idx = st.mask_idx = -1;
+    for (int i = 0; i < tg.n_data; i++) {
+        if (!strcmp(tg.data_cols[i], FORGET_COL)) st.mask_idx = i;
+        else if (!strcmp(tg.data_cols[i], "input") || !strcmp(tg.data_cols[i], "input_ids")) {
+            st.in_idx = i;
+            st.in_name = tg.data_inputs[i];
+        }
+    }
+    if (st.in_idx < 0 || st.mask_idx < 0) {
+        s = ulc_fail(ctx, ULC_ERR_INVALID_ARG, "rfa: the data has no 'input' column for the model");
+        goto done;
+    }
+
+    ulc_train_opts to = *o;
+    to.before_step = before_step;
+    to.hook_arg = &st;
+    if (!to.label) to.label = "rfa";
+    if ((s = ulc_train_graph_params(model, &tg, &vals, ctx)) != ULC_OK) goto done;
+    if ((s = ulc_train_run(&tg, &d, &to, vals, stats, ctx)) != ULC_OK) goto done;
+    s = ulc_train_graph_write_back(model, &tg, vals, ctx);
+done:
+    ulc_train_graph_free_params(&tg, vals);
+    state_free(&st);
+    ulc_train_graph_clear(&tg);
+    ulc_model_free(tclone);
+    free(flags);
+    free(names);
+    free(cols);
+    return s;
+}

@@ -67,7 +67,7 @@ static int feeds_gelu(const ulc_value *v, int depth) {
         const ulc_node *c = u->node;
         if (is_act(c)) return 1;
         if (c->op == ULC_OP_Add || c->op == ULC_OP_Mul || c->op == ULC_OP_Div ||
-            c->op == ULC_OP_Pow)
+            c->op == ULC_OP_Pow || c->op == ULC_OP_Reshape)
             for (int i = 0; i < c->n_outputs; i++)
                 if (feeds_gelu(c->outputs[i], depth - 1)) return 1;
     }
@@ -79,7 +79,8 @@ static int from_gelu(const ulc_value *v, int depth) {
     if (!v || !v->producer || depth == 0) return 0;
     const ulc_node *p = v->producer;
     if (is_act(p)) return 1;
-    if (p->op == ULC_OP_Add || p->op == ULC_OP_Mul || p->op == ULC_OP_Div)
+    if (p->op == ULC_OP_Add || p->op == ULC_OP_Mul || p->op == ULC_OP_Div ||
+        p->op == ULC_OP_Reshape)
         for (int i = 0; i < p->n_inputs; i++)
             if (from_gelu(p->inputs[i].value, depth - 1)) return 1;
     return 0;
@@ -109,16 +110,25 @@ ulc_status ulc_rfa_default_nodes(const ulc_model *m, char **out, int *count, ulc
     /* anc[id]: the nodes a node depends on, itself included (bitsets, topological order) */
     uint64_t *anc = calloc((size_t)nn * words + 1, sizeof *anc);
     unsigned char *pick = calloc((size_t)nn + 1, 1);
+    unsigned char *live = calloc(g->values.len + 1, 1); /* depends on a graph input */
     char *buf = NULL;
     size_t len = 0, cap = 0;
     ulc_status st = ULC_OK;
-    if (!anc || !pick) {
+    if (!anc || !pick || !live) {
         st = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (placement)");
         goto done;
+    }
+    for (size_t i = 0; i < g->inputs.len; i++) {
+        const ulc_value *v = g->inputs.items[i];
+        if (!(v->flags & ULC_VALUE_INITIALIZER)) live[v->id] = 1;
     }
     for (const ulc_node *n = g->first; n; n = n->next) {
         uint64_t *a = anc + (size_t)n->id * words;
         a[n->id / 64] |= 1ull << (n->id % 64);
+        int l = 0;
+        for (int i = 0; i < n->n_inputs; i++) l |= n->inputs[i].value && live[n->inputs[i].value->id];
+        for (int i = 0; i < n->n_outputs; i++)
+            if (n->outputs[i]) live[n->outputs[i]->id] = (unsigned char)l;
         for (int i = 0; i < n->n_inputs; i++) {
             const ulc_value *v = n->inputs[i].value;
             if (!v || !v->producer) continue;
@@ -131,7 +141,8 @@ ulc_status ulc_rfa_default_nodes(const ulc_model *m, char **out, int *count, ulc
         if (n->op != ULC_OP_Add || n->n_inputs != 2 || !n->inputs[0].value || !n->inputs[1].value)
             continue;
         const ulc_node *pa = n->inputs[0].value->producer, *pb = n->inputs[1].value->producer;
-        if (!pa || !pb) continue; /* a bias, not a residual */
+        if (!pa || !pb || !live[n->inputs[0].value->id] || !live[n->inputs[1].value->id])
+            continue; /* a bias or a constant, not a residual */
         const uint64_t *a = anc + (size_t)pa->id * words, *b = anc + (size_t)pb->id * words;
         for (const ulc_node *c = g->first; c; c = c->next) {
             if (c->op != ULC_OP_Conv || c->n_inputs < 2 || !c->inputs[1].value ||
@@ -147,7 +158,7 @@ ulc_status ulc_rfa_default_nodes(const ulc_model *m, char **out, int *count, ulc
     if (!convs) { /* a transformer: the FFN linears and the head */
         for (const ulc_node *n = g->first; n; n = n->next) {
             if (!weight_of_linear(n)) continue;
-            if (feeds_gelu(n->outputs[0], 4) || from_gelu(n->inputs[0].value, 4)) pick[n->id] = 1;
+            if (feeds_gelu(n->outputs[0], 7) || from_gelu(n->inputs[0].value, 7)) pick[n->id] = 1;
         }
         for (size_t i = 0; i < g->outputs.len; i++) { /* the head: the last linear before it */
             const ulc_value *v = g->outputs.items[i];
@@ -183,6 +194,7 @@ ulc_status ulc_rfa_default_nodes(const ulc_model *m, char **out, int *count, ulc
 done:
     free(anc);
     free(pick);
+    free(live);
     free(buf);
     return st;
 }
@@ -200,7 +212,12 @@ typedef struct rfa_state {
     const ulc_model *tmodel;
     const char *t_output;
     int in_idx, mask_idx;        /* batch[] indices of the model input and the forget flags */
-    const char *in_name;
+    int am_idx;                  /* attention_mask's, or -1 */
+    int n_tin;                   /* the teacher's inputs and their batch[] indices */
+    const char *tin[16];
+    int tin_idx[16];
+    int64_t seq;                 /* next_token: T */
+    float *posw;
     size_t cap_rows;
     float *tgt[MAX_FEATURES];    /* per feature: cap_rows × row numel */
     size_t row_numel[MAX_FEATURES];
@@ -219,20 +236,37 @@ static ulc_status build_loss(void *arg, ulc_tg *t, ulc_value **loss, ulc_ctx *ct
     const ulc_rfa_opts *r = st->r;
     ulc_gb gb = {.g = t->g, .opset = t->opset, .ctx = ctx}, *b = &gb;
     ulc_rt_tensor zt;
-    if (!ulc_analysis_get(t->shapes, t->output, &zt) || zt.rank != 2)
-        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED,
-                        "rfa: output '%s' is not [batch, classes] logits", t->output->name);
-    st->classes = zt.dims[1];
+    int text = r->next_token;
+    if (!ulc_analysis_get(t->shapes, t->output, &zt) || zt.rank != (text ? 3 : 2))
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "rfa: output '%s' is not %s logits",
+                        t->output->name, text ? "[batch, tokens, vocabulary]" : "[batch, classes]");
+    st->classes = zt.dims[zt.rank - 1];
     int64_t one = 1;
-    ulc_value *label = ulc_tg_input(t, "ulc.rfa.label", ULC_DT_I64, 1, &one, "label", ctx);
-    NN(label);
+    ulc_value *label = NULL, *ids = NULL;
+    if (text) {
+        for (size_t i = 0; i < t->g->inputs.len; i++) {
+            ulc_value *v = t->g->inputs.items[i];
+            if (v->dtype == ULC_DT_I64 && v->rank == 2 && !(v->flags & ULC_VALUE_PARAM) &&
+                strcmp(v->name, "attention_mask") != 0 && !ids)
+                ids = v;
+        }
+        if (!ids) return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "rfa: no int64 [batch, tokens] input_ids input");
+        st->seq = zt.dims[1];
+        if (st->seq < 2) return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "rfa: sequences of one token");
+    } else {
+        label = ulc_tg_input(t, "ulc.rfa.label", ULC_DT_I64, 1, &one, "label", ctx);
+        NN(label);
+    }
     NN(ulc_tg_input(t, "ulc.rfa.forget_rows", ULC_DT_F32, 1, &one, FORGET_COL, ctx));
     ulc_value *w_inter = ulc_tg_input(t, "ulc.rfa.w_inter", ULC_DT_F32, 1, &one, NULL, ctx);
     ulc_value *w_ce = ulc_tg_input(t, "ulc.rfa.w_ce", ULC_DT_F32, 1, &one, NULL, ctx);
     ulc_value *w_soft = ulc_tg_input(t, "ulc.rfa.w_soft", ULC_DT_F32, 1, &one, NULL, ctx);
-    int64_t yd[2] = {1, st->classes};
-    ulc_value *ybar = ulc_tg_input(t, "ulc.rfa.ybar", ULC_DT_F32, 2, yd, NULL, ctx);
-    NN(w_inter && w_ce && w_soft && ybar);
+    int64_t yd[3] = {1, 1, st->classes};
+    ulc_value *ybar = text ? ulc_tg_input(t, "ulc.rfa.ybar", ULC_DT_F32, 3, yd, NULL, ctx)
+                           : ulc_tg_input(t, "ulc.rfa.ybar", ULC_DT_F32, 2, (int64_t[]){1, st->classes}, NULL, ctx);
+    int64_t pd[2] = {1, st->seq - 1};
+    ulc_value *posw = text ? ulc_tg_input(t, "ulc.rfa.posw", ULC_DT_F32, 2, pd, NULL, ctx) : NULL;
+    NN(w_inter && w_ce && w_soft && ybar && (posw || !text));
 
     /* L_inter: Σ_k Σ_i w_inter[i] d_k[i] */
     ulc_value *inter = NULL;
@@ -242,20 +276,24 @@ static ulc_status build_loss(void *arg, ulc_tg *t, ulc_value **loss, ulc_ctx *ct
         if (!s || !ulc_analysis_get(t->shapes, s, &ft) || ft.rank < 2)
             return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "rfa: feature '%s' has no known [batch, ...] "
                             "shape", st->feat[k]);
-        snprintf(st->tname[k], sizeof st->tname[k], "ulc.rfa.t.%d", k);
-        ulc_value *tv = ulc_tg_input(t, st->tname[k], ULC_DT_F32, ft.rank, ft.dims, NULL, ctx);
-        NN(tv);
-        int64_t axes[ULC_RT_MAX_RANK];
-        size_t per_row = 1;
-        for (int i = 1; i < ft.rank; i++) {
-            axes[i - 1] = i;
-            per_row *= (size_t)ft.dims[i];
-        }
+        /* a sample's feature, whatever the layout ([B, ...], or [B·T, D] around a Gemm): the
+         * value's bytes hold the samples one after the other */
+        uint64_t numel = ulc_rt_numel(&ft);
+        if (numel % (uint64_t)t->batch)
+            return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "rfa: feature '%s' (%llu elements) is not "
+                            "split by sample at batch %d", st->feat[k], (unsigned long long)numel,
+                            t->batch);
+        size_t per_row = (size_t)(numel / (uint64_t)t->batch);
         st->row_numel[k] = per_row;
-        ulc_value *diff = gb_binary(b, "Sub", s, tv), *e;
+        snprintf(st->tname[k], sizeof st->tname[k], "ulc.rfa.t.%d", k);
+        int64_t rd[2] = {1, (int64_t)per_row}, flat[2] = {-1, (int64_t)per_row}, axes[1] = {1};
+        ulc_value *tv = ulc_tg_input(t, st->tname[k], ULC_DT_F32, 2, rd, NULL, ctx);
+        NN(tv);
+        ulc_value *s2 = gb_binary(b, "Reshape", s, gb_const_i64s(b, flat, 2));
+        ulc_value *diff = gb_binary(b, "Sub", s2, tv), *e;
         if (r->norm == ULC_RFA_L1) e = gb_unary(b, "Abs", diff);
         else e = gb_binary(b, "Mul", diff, diff);
-        ulc_value *d = e ? gb_reduce_sum(b, e, axes, ft.rank - 1, 0) : NULL;
+        ulc_value *d = e ? gb_reduce_sum(b, e, axes, 1, 0) : NULL;
         if (d && r->norm == ULC_RFA_MSE) d = gb_binary(b, "Mul", d, gb_const_f32(b, (float)(1.0 / (double)per_row)));
         if (d && r->norm == ULC_RFA_L2) d = gb_unary(b, "Sqrt", gb_binary(b, "Add", d, gb_const_f32(b, 1e-12f)));
         ulc_value *lk = d ? gb_unary(b, "ReduceSum", gb_binary(b, "Mul", d, w_inter)) : NULL;
@@ -264,21 +302,38 @@ static ulc_status build_loss(void *arg, ulc_tg *t, ulc_value **loss, ulc_ctx *ct
         inter = inter ? gb_binary(b, "Add", inter, lk) : lk;
         NN(inter);
     }
-    /* L_task: CE on retain rows, soft CE to ybar on forget rows */
-    int64_t ax = 1;
-    ulc_value *lp = gb_unary(b, "LogSoftmax", t->output);
+    /* L_task: CE on retain rows, soft CE to ybar on forget rows (text: per position, weighted
+     * by posw, the row's valid next-token positions) */
+    int64_t ax = text ? 2 : 1;
+    ulc_value *z = t->output, *target = label;
+    if (text) {
+        int64_t s0 = 0, e1 = -1, s1 = 1, emax = INT64_MAX, a1 = 1;
+        ulc_value *ca = gb_const_i64s(b, &a1, 1);
+        ulc_value *zi[4] = {t->output, gb_const_i64s(b, &s0, 1), gb_const_i64s(b, &e1, 1), ca};
+        NN(zi[1] && zi[2] && ca);
+        NN(z = gb_node(b, NULL, "Slice", 4, zi, 1, NULL));
+        ulc_value *ti[4] = {ids, gb_const_i64s(b, &s1, 1), gb_const_i64s(b, &emax, 1), ca};
+        NN(ti[1] && ti[2]);
+        NN(target = gb_node(b, NULL, "Slice", 4, ti, 1, NULL));
+    }
+    ulc_value *lp = gb_unary(b, "LogSoftmax", z);
     NN(lp);
-    gb_attr_int(b, "axis", 1);
+    gb_attr_int(b, "axis", ax);
     int64_t *ar = malloc(sizeof *ar * (size_t)st->classes);
     if (!ar) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
     for (int64_t c = 0; c < st->classes; c++) ar[c] = c;
     ulc_value *range = gb_const_i64s(b, ar, (int)st->classes);
     free(ar);
-    ulc_value *oh = gb_unary(b, "Cast", gb_binary(b, "Equal", gb_unsqueeze(b, label, &ax, 1), range));
+    ulc_value *oh = gb_unary(b, "Cast", gb_binary(b, "Equal", gb_unsqueeze(b, target, &ax, 1), range));
     NN(oh);
     gb_attr_int(b, "to", ULC_DT_F32);
     ulc_value *ce = gb_unary(b, "Neg", gb_reduce_sum(b, gb_binary(b, "Mul", oh, lp), &ax, 1, 0));
     ulc_value *sce = gb_unary(b, "Neg", gb_reduce_sum(b, gb_binary(b, "Mul", ybar, lp), &ax, 1, 0));
+    if (text) { /* [B, T-1] → [B]: the row's mean over its valid positions */
+        int64_t a1 = 1;
+        ce = gb_reduce_sum(b, gb_binary(b, "Mul", ce, posw), &a1, 1, 0);
+        sce = gb_reduce_sum(b, gb_binary(b, "Mul", sce, posw), &a1, 1, 0);
+    }
     ulc_value *task = gb_binary(b, "Add", gb_binary(b, "Mul", ce, w_ce), gb_binary(b, "Mul", sce, w_soft));
     ulc_value *task_s = gb_unary(b, "ReduceSum", task);
     NN(task_s);
@@ -312,7 +367,10 @@ static ulc_status grow(rfa_state *st, size_t rows, ulc_ctx *ctx) {
     st->w_inter = malloc(rows * sizeof(float));
     st->w_ce = malloc(rows * sizeof(float));
     st->w_soft = malloc(rows * sizeof(float));
-    if (!st->ybar_rows || !st->probs || !st->w_inter || !st->w_ce || !st->w_soft) goto oom;
+    free(st->posw);
+    st->posw = malloc(rows * (size_t)(st->seq > 1 ? st->seq - 1 : 1) * sizeof(float));
+    if (!st->ybar_rows || !st->probs || !st->w_inter || !st->w_ce || !st->w_soft || !st->posw)
+        goto oom;
     st->cap_rows = rows;
     return ULC_OK;
 oom:
@@ -337,7 +395,8 @@ static ulc_status before_step(void *arg, ulc_session *s, const ulc_rt_tensor *co
     const ulc_rt_tensor *x = batch[st->in_idx], *mask = batch[st->mask_idx];
     size_t rows = (size_t)x->dims[0];
     ULC_TRY(grow(st, rows, ctx));
-    ULC_TRY(ulc_session_set_input(st->teacher, st->in_name, x, ctx));
+    for (int i = 0; i < st->n_tin; i++)
+        ULC_TRY(ulc_session_set_input(st->teacher, st->tin[i], batch[st->tin_idx[i]], ctx));
     ULC_TRY(ulc_session_run(st->teacher, ctx));
     const float *f = mask->data;
     size_t nr = 0, nf = 0;
@@ -368,29 +427,46 @@ static ulc_status before_step(void *arg, ulc_session *s, const ulc_rt_tensor *co
             const float *src = f[i] != 0.0f && (nr || st->have_means) ? st->mean[k] : T + i * P;
             memcpy(st->tgt[k] + i * P, src, P * sizeof(float));
         }
-        ULC_TRY(set(s, st->tname[k], st->tgt[k], tf->rank, tf->dims, ctx));
+        int64_t td2[2] = {(int64_t)rows, (int64_t)P};
+        ULC_TRY(set(s, st->tname[k], st->tgt[k], 2, td2, ctx));
     }
     /* the retain mean of the teacher's softmax */
     const ulc_rt_tensor *z = ulc_session_output(st->teacher, st->t_output);
-    size_t C = (size_t)st->classes;
-    if (!z || ulc_rt_numel(z) != rows * C)
+    size_t C = (size_t)st->classes, T = r->next_token ? (size_t)st->seq : 1;
+    if (!z || ulc_rt_numel(z) != rows * T * C)
         return ulc_fail(ctx, ULC_ERR_INTERNAL, "rfa: teacher output has the wrong size");
+    /* text: the valid next-token positions of each row, weighted to sum to 1 */
+    const int64_t *am = st->am_idx >= 0 && batch[st->am_idx]->dtype == ULC_DT_I64
+                            ? batch[st->am_idx]->data : NULL;
+    size_t Tm = T > 1 ? T - 1 : 1;
+    for (size_t i = 0; r->next_token && i < rows; i++) {
+        size_t valid = 0;
+        for (size_t q = 0; q < Tm; q++) valid += !am || am[i * T + q + 1] != 0;
+        for (size_t q = 0; q < Tm; q++)
+            st->posw[i * Tm + q] = (!am || am[i * T + q + 1] != 0) && valid ? 1.0f / (float)valid : 0.0f;
+    }
     if (!st->ybar && !(st->ybar = calloc(C, sizeof(float))))
         return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
     if (nr) {
         double *acc = calloc(C, sizeof *acc);
         if (!acc) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
         const float *zz = z->data;
+        double wsum = 0;
         for (size_t i = 0; i < rows; i++) {
             if (f[i] != 0.0f) continue;
-            const float *zi = zz + i * C;
-            float mx = zi[0];
-            for (size_t c = 1; c < C; c++) mx = zi[c] > mx ? zi[c] : mx;
-            double sum = 0;
-            for (size_t c = 0; c < C; c++) sum += exp((double)zi[c] - mx);
-            for (size_t c = 0; c < C; c++) acc[c] += exp((double)zi[c] - mx) / sum;
+            for (size_t q = 0; q < Tm; q++) { /* images: one position of weight 1 */
+                double w = r->next_token ? st->posw[i * Tm + q] : 1.0;
+                if (w == 0) continue;
+                const float *zi = zz + (i * T + q) * C;
+                float mx = zi[0];
+                for (size_t c = 1; c < C; c++) mx = zi[c] > mx ? zi[c] : mx;
+                double sum = 0;
+                for (size_t c = 0; c < C; c++) sum += exp((double)zi[c] - mx);
+                for (size_t c = 0; c < C; c++) acc[c] += w * exp((double)zi[c] - mx) / sum;
+                wsum += w;
+            }
         }
-        for (size_t c = 0; c < C; c++) st->ybar[c] = (float)(acc[c] / (double)nr);
+        for (size_t c = 0; c < C; c++) st->ybar[c] = (float)(wsum > 0 ? acc[c] / wsum : 0.0);
         free(acc);
         st->have_means = 1;
     }
@@ -403,8 +479,14 @@ static ulc_status before_step(void *arg, ulc_session *s, const ulc_rt_tensor *co
         st->w_ce[i] = fg ? 0.0f : (float)(r->lambda / (double)nr);
         st->w_soft[i] = fg && st->have_means ? (float)(r->mu / (double)nf) : 0.0f;
     }
-    int64_t bd[2] = {(int64_t)rows, (int64_t)C};
-    ULC_TRY(set(s, "ulc.rfa.ybar", st->ybar_rows, 2, bd, ctx));
+    int64_t bd[2] = {(int64_t)rows, (int64_t)C}, td[3] = {(int64_t)rows, 1, (int64_t)C};
+    if (r->next_token) {
+        int64_t pd[2] = {(int64_t)rows, (int64_t)Tm};
+        ULC_TRY(set(s, "ulc.rfa.posw", st->posw, 2, pd, ctx));
+        ULC_TRY(set(s, "ulc.rfa.ybar", st->ybar_rows, 3, td, ctx));
+    } else {
+        ULC_TRY(set(s, "ulc.rfa.ybar", st->ybar_rows, 2, bd, ctx));
+    }
     ULC_TRY(set(s, "ulc.rfa.w_inter", st->w_inter, 1, bd, ctx));
     ULC_TRY(set(s, "ulc.rfa.w_ce", st->w_ce, 1, bd, ctx));
     return set(s, "ulc.rfa.w_soft", st->w_soft, 1, bd, ctx);
@@ -415,7 +497,7 @@ static void state_free(rfa_state *st) {
         free(st->tgt[k]);
         free(st->mean[k]);
     }
-    free(st->ybar), free(st->ybar_rows), free(st->probs);
+    free(st->ybar), free(st->ybar_rows), free(st->probs), free(st->posw);
     free(st->w_inter), free(st->w_ce), free(st->w_soft);
     ulc_session_free(st->teacher);
 }
@@ -426,8 +508,6 @@ ulc_status ulc_rfa_run(ulc_model *model, const ulc_model *teacher, const ulc_dat
                        const uint8_t *forget, const ulc_train_opts *o, const ulc_rfa_opts *r,
                        ulc_train_stats *stats, ulc_ctx *ctx) {
     memset(stats, 0, sizeof *stats);
-    if (r->next_token)
-        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "rfa: next-token (text) models are not supported yet");
     ULC_TRY(ulc_lora_records_load(model, ctx));
     rfa_state st = {.r = r};
     for (size_t i = 0; i < model->lora.len; i++) {
@@ -505,13 +585,25 @@ ulc_status ulc_rfa_run(ulc_model *model, const ulc_model *teacher, const ulc_dat
     so.threads = o->threads;
     if ((s = ulc_session_create(tclone, &so, &st.teacher, ctx)) != ULC_OK) goto done;
     st.tmodel = tclone;
-    st.in_idx = st.mask_idx = -1;
+    st.in_idx = st.mask_idx = st.am_idx = -1;
     for (int i = 0; i < tg.n_data; i++) {
         if (!strcmp(tg.data_cols[i], FORGET_COL)) st.mask_idx = i;
-        else if (!strcmp(tg.data_cols[i], "input") || !strcmp(tg.data_cols[i], "input_ids")) {
+        else if (!strcmp(tg.data_cols[i], "input") || !strcmp(tg.data_cols[i], "input_ids"))
             st.in_idx = i;
-            st.in_name = tg.data_inputs[i];
+        if (!strcmp(tg.data_inputs[i], "attention_mask")) st.am_idx = i;
+    }
+    for (size_t i = 0; i < tgph->inputs.len; i++) { /* the teacher reads what the student reads */
+        const ulc_value *v = tgph->inputs.items[i];
+        if (v->flags & ULC_VALUE_INITIALIZER) continue;
+        int k = 0;
+        while (k < tg.n_data && strcmp(tg.data_inputs[k], v->name) != 0) k++;
+        if (k == tg.n_data || st.n_tin == 16) {
+            s = ulc_fail(ctx, ULC_ERR_INVALID_ARG, "rfa: teacher input '%s' is not in the data",
+                         v->name);
+            goto done;
         }
+        st.tin[st.n_tin] = v->name;
+        st.tin_idx[st.n_tin++] = k;
     }
     if (st.in_idx < 0 || st.mask_idx < 0) {
         s = ulc_fail(ctx, ULC_ERR_INVALID_ARG, "rfa: the data has no 'input' column for the model");

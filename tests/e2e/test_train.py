@@ -161,16 +161,16 @@ def run_losses(tmp_path, tag, *args, env=None):
 
 
 def test_lora_training_conv_fused_form_matches_branch_form(tmp_path, exported):
-    """Conv adapters train through W + s·B·A (one conv each way); ULC_NO_LORA_FUSION=1 keeps
-    lora-inject's three-conv branch. Same function, so the same losses up to rounding; and the
-    loss goes down."""
+    """Conv adapters can train through W + s·B·A (ULC_LORA_FUSION=1) or lora-inject's
+    three-conv branch (=0). Same function, so the same losses up to rounding; and the loss goes
+    down."""
     data = tmp_path / "d.safetensors"
     image_data(data, 8, (3, 64, 64), 1000)
     args = ["train", exported / "resnet18_op17.onnx", "--data", data, "--before",
             "lora-inject{rank=4,alpha=8,targets=Conv|Gemm,init=random,seed=3}", "--lr", "1e-4",
             "--batch-size", "4", "--epochs", "4", "--seed", "1", "--threads", "1"]
-    fused = run_losses(tmp_path, "fused", *args)
-    branch = run_losses(tmp_path, "branch", *args, env={"ULC_NO_LORA_FUSION": "1"})
+    fused = run_losses(tmp_path, "fused", *args, env={"ULC_LORA_FUSION": "1"})
+    branch = run_losses(tmp_path, "branch", *args, env={"ULC_LORA_FUSION": "0"})
     np.testing.assert_allclose(fused, branch, rtol=2e-3)
     assert decreased(fused), fused
 

@@ -3,6 +3,7 @@
 #include "passes/train_graph.h"
 
 #include <fnmatch.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,6 +189,168 @@ ulc_value *ulc_tg_scalar_input(ulc_tg *b, const char *name, ulc_ctx *ctx) {
     return ulc_tg_input(b, name, ULC_DT_F32, 0, NULL, NULL, ctx);
 }
 
+/* Copies a float32 constant initializer of n elements into dst (its bytes may sit unaligned in
+ * a file mapping); 0 if v is not one. */
+static int f32_const(const ulc_value *v, int64_t n, float *dst) {
+    while (v && v->producer && v->producer->op == ULC_OP_Identity) /* exporters' aliases */
+        v = v->producer->inputs[0].value;
+    if (!v || !(v->flags & ULC_VALUE_INITIALIZER) || (v->flags & ULC_VALUE_PARAM) || !v->init ||
+        v->init->dtype != ULC_DT_F32 || v->init->nbytes != (size_t)n * sizeof(float) ||
+        !v->init->data)
+        return 0;
+    memcpy(dst, v->init->data, (size_t)n * sizeof(float));
+    return 1;
+}
+
+static ulc_value *new_const(ulc_graph *g, const char *hint, int rank, const int64_t *dims,
+                            const float *data, size_t n, ulc_ctx *ctx) {
+    ulc_gb gb = {.g = g, .ctx = ctx};
+    char name[256];
+    int i = 0;
+    do snprintf(name, sizeof name, "%s.%d", hint, i++);
+    while (ulc_graph_get_value(g, name));
+    ulc_value *v = ulc_graph_add_value(g, name, ctx);
+    ulc_tensor *t = v ? ulc_tensor_new(g, name, ULC_DT_F32, rank, dims, ctx) : NULL;
+    float *p = t ? malloc(n * sizeof *p + 1) : NULL;
+    (void)gb;
+    if (!p) {
+        if (t) ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    memcpy(p, data, n * sizeof *p);
+    if (ulc_tensor_set_owned(g, t, p, n * sizeof *p, ctx) != ULC_OK ||
+        ulc_value_set_init(g, v, t, ctx) != ULC_OK)
+        return NULL;
+    v->flags |= ULC_VALUE_CONSTANT;
+    return v;
+}
+
+/* The branch's scale, and an inference BatchNormalization right after the branch's Add, are
+ * per-output-channel affine maps: they move onto the weights (the scale times the BN factor
+ * onto B — a weight-sized product every step — and the BN onto the frozen base convolution,
+ * which the planner then folds once), so the step does not pass over the activations for
+ * them, and the base convolution, the Add and what follows fuse as in inference. */
+static ulc_status fold_lora_affine(ulc_graph *g, const ulc_model *src, int *folded, ulc_ctx *ctx) {
+    *folded = 0;
+    for (size_t i = 0; i < src->lora.len; i++) {
+        const ulc_lora_record *rec = src->lora.items[i];
+        if (rec->merged || rec->kind != ULC_LORA_CONV) continue;
+        ulc_value *out = ulc_graph_get_value(g, rec->out);
+        ulc_value *base_out = ulc_graph_get_value(g, rec->base_out);
+        ulc_value *B = ulc_graph_get_value(g, rec->b);
+        ulc_node *add = out ? out->producer : NULL, *base = base_out ? base_out->producer : NULL;
+        if (!add || !base || add->op != ULC_OP_Add || base->op != ULC_OP_Conv || !B || !B->init ||
+            add->inputs[0].value != base_out || ulc_value_num_uses(base_out) != 1)
+            continue;
+        ulc_value *s_out = add->inputs[1].value;
+        ulc_node *mul = s_out ? s_out->producer : NULL;
+        if (!mul || mul->op != ULC_OP_Mul || ulc_value_num_uses(s_out) != 1) continue;
+        ulc_value *b_out = mul->inputs[0].value;
+        ulc_node *nb = b_out ? b_out->producer : NULL;
+        float scale[1];
+        if (!nb || nb->op != ULC_OP_Conv || nb->inputs[1].value != B ||
+            !f32_const(mul->inputs[1].value, 1, scale) ||
+            ulc_value_num_uses(b_out) != 1)
+            continue;
+        int64_t M = B->init->dims[0];
+        float *k = malloc((size_t)M * sizeof *k), *shift = calloc((size_t)M, sizeof *shift);
+        float *bnp = malloc(5 * (size_t)M * sizeof *bnp);
+        if (!k || !shift || !bnp) {
+            free(k), free(shift), free(bnp);
+            return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+        }
+        for (int64_t o = 0; o < M; o++) k[o] = 1.0f;
+        /* an inference BN reading only the branch's output: y = k·out + shift */
+        ulc_node *bn = out->first_use && !out->first_use->next ? out->first_use->node : NULL;
+        int with_bn = 0;
+        int has_bw = 0;
+        if (bn && bn->op == ULC_OP_BatchNormalization && bn->n_outputs == 1 && bn->n_inputs == 5 &&
+            !(out->flags & ULC_VALUE_OUTPUT) && bn->inputs[0].value == out) {
+            const ulc_attr *tm = ulc_node_attr(bn, "training_mode");
+            const ulc_attr *ea = ulc_node_attr(bn, "epsilon");
+            float *sc = bnp, *bi = bnp + M, *mu = bnp + 2 * M, *va = bnp + 3 * M, *bw = bnp + 4 * M;
+            int got = f32_const(bn->inputs[1].value, M, sc) && f32_const(bn->inputs[2].value, M, bi) &&
+                      f32_const(bn->inputs[3].value, M, mu) && f32_const(bn->inputs[4].value, M, va);
+            int has_b = base->n_inputs > 2 && base->inputs[2].value;
+            has_bw = has_b && f32_const(base->inputs[2].value, M, bw);
+            if ((!tm || tm->i == 0) && got && (!has_b || has_bw)) {
+                float eps = ea ? ea->f : 1e-5f;
+                for (int64_t o = 0; o < M; o++) {
+                    k[o] = sc[o] / sqrtf(va[o] + eps);
+                    shift[o] = bi[o] - mu[o] * k[o] + (has_bw ? bw[o] * k[o] : 0.0f);
+                }
+                with_bn = 1;
+            }
+        }
+        /* B' = B · (scale · k) per output channel, computed every step (B trains) */
+        ulc_value *W = base->inputs[1].value;
+        const ulc_tensor *wt = W && W->init ? W->init : NULL;
+        if (!wt || wt->rank < 3 || wt->dims[0] != M) {
+            free(k), free(shift), free(bnp);
+            continue;
+        }
+        int64_t cdims[ULC_RT_MAX_RANK];
+        cdims[0] = M;
+        for (int d = 1; d < wt->rank; d++) cdims[d] = 1;
+        for (int64_t o = 0; o < M; o++) shift[o] = with_bn ? shift[o] : 0.0f;
+        float *ks = malloc((size_t)M * sizeof *ks);
+        if (!ks) {
+            free(k), free(shift), free(bnp);
+            return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+        }
+        for (int64_t o = 0; o < M; o++) ks[o] = k[o] * scale[0];
+        ulc_value *kb = new_const(g, "ulc.lora.bscale", wt->rank, cdims, ks, (size_t)M, ctx);
+        free(ks);
+        ulc_gb gb = {.g = g, .ctx = ctx, .cur = nb};
+        ulc_value *bprime = kb ? gb_binary(&gb, "Mul", B, kb) : NULL;
+        if (!bprime) {
+            free(k), free(shift), free(bnp);
+            return ctx->status ? ctx->status : ULC_ERR_NOMEM;
+        }
+        ulc_node_set_input(nb, 1, bprime);
+        /* the Add now reads B's output directly; the Mul goes */
+        ulc_node_set_input(add, 1, b_out);
+        ulc_graph_remove_node(g, mul);
+        if (with_bn) { /* the base conv: W·k and bias shift (constants the planner folds) */
+            ulc_value *kw = new_const(g, "ulc.lora.bnscale", wt->rank, cdims, k, (size_t)M, ctx);
+            ulc_value *bias = new_const(g, "ulc.lora.bnshift", 1, &M, shift, (size_t)M, ctx);
+            ulc_value *wk = kw ? gb_binary(&gb, "Mul", W, kw) : NULL;
+            ulc_node *nc = wk && bias ? ulc_graph_add_node(g, base->domain, base->op_type, base->name,
+                                                           3, 1, 0, ctx) : NULL;
+            if (!nc) {
+                free(k), free(shift), free(bnp);
+                return ctx->status ? ctx->status : ULC_ERR_NOMEM;
+            }
+            nc->attrs = base->attrs;
+            nc->n_attrs = base->n_attrs;
+            ulc_node_set_input(nc, 0, base->inputs[0].value);
+            ulc_node_set_input(nc, 1, wk);
+            ulc_node_set_input(nc, 2, bias);
+            ulc_graph_remove_node(g, base);
+            ulc_status st = ulc_node_set_output(nc, 0, base_out, ctx);
+            ulc_value *y = bn->outputs[0];
+            ulc_graph_remove_node(g, bn);
+            if (st == ULC_OK) {
+                ulc_graph_remove_node(g, add);
+                ulc_node *na = ulc_graph_add_node(g, "", "Add", add->name, 2, 1, 0, ctx);
+                if (!na) st = ctx->status;
+                else {
+                    ulc_node_set_input(na, 0, base_out);
+                    ulc_node_set_input(na, 1, b_out);
+                    st = ulc_node_set_output(na, 0, y, ctx);
+                }
+            }
+            if (st != ULC_OK) {
+                free(k), free(shift), free(bnp);
+                return st;
+            }
+        }
+        free(k), free(shift), free(bnp);
+        (*folded)++;
+    }
+    return *folded ? ulc_graph_toposort(g, ctx) : ULC_OK;
+}
+
 static ulc_status build(const ulc_model *m, const ulc_dataset *d, const ulc_train_task *t,
                         int batch, ulc_train_graph *tg, ulc_ctx *ctx) {
     const ulc_graph *sg = m->graph;
@@ -197,6 +360,8 @@ static ulc_status build(const ulc_model *m, const ulc_dataset *d, const ulc_trai
     binds bs = {0};
     int fused = 0;
     ULC_TRY(fuse_conv_lora(g, m, opset, &fused, ctx));
+    int folded = 0;
+    if (!getenv("ULC_NO_LORA_AFFINE")) ULC_TRY(fold_lora_affine(g, m, &folded, ctx));
 
     /* parameters: initializers → inputs */
     int np = 0;

@@ -41,6 +41,10 @@ int ulc_cli_train(int argc, char **argv);
 /* `ulc grad MODEL --input FEEDS -o GRADS` (tools/grad.c). */
 int ulc_cli_grad(int argc, char **argv);
 
+/* `ulc IN --forget SPEC.json -o OUT ...` and `ulc forget IN ...` (tools/forget.c; arguments
+ * after "forget", or all of them after the program name: IN among them). */
+int ulc_cli_forget(int argc, char **argv);
+
 /* `ulc merge BASE --lora ADAPTER[:W] ... -o OUT` (arguments after "merge"). */
 int ulc_cli_merge(int argc, char **argv);
 

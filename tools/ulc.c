@@ -4,6 +4,7 @@
  *   ulc inspect MODEL [--json]
  *   ulc convert IN -o OUT [--external-data] [--in-place]
  *   ulc run MODEL --input IN.safetensors -o OUT.safetensors | ulc eval MODEL --data D | ulc ops
+ *   ulc IN --forget SPEC.json -o OUT   (tools/forget.c)
  *   ulc --help | --version
  */
 #include <signal.h>
@@ -65,6 +66,17 @@ static const char *k_usage =
     "      --input NAME, --output NAME   which model input/output (default: the only input,\n"
     "                             the first output)\n"
     "  ops [--backend cpu]        the ops the runtime runs, one per line\n"
+    "\n"
+    "unlearning:\n"
+    "  IN --forget SPEC.json -o OUT   (also: forget IN --forget SPEC.json -o OUT)\n"
+    "                             make IN forget what SPEC names (classes or train rows) with\n"
+    "                             the method it names (rfa: LoRA adapters trained by residual\n"
+    "                             feature alignment, merged back); OUT has IN's format, inputs,\n"
+    "                             outputs and nodes. Prints accuracy before/after on the forget\n"
+    "                             and retain splits and writes the spec's JSON report (docs/spec.md)\n"
+    "      --report PATH          write the report here (default: the spec's \"report\")\n"
+    "      --threads N            threads (default: every core); same seed and N, same bytes\n"
+    "      -q                     no progress bar\n"
     "\n"
     "options:\n"
     "  -h, --help                 this text\n"
@@ -285,5 +297,9 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "ops") == 0) return ulc_cli_ops(argc - 2, argv + 2);
     if (strcmp(cmd, "train") == 0) return ulc_cli_train(argc - 2, argv + 2);
     if (strcmp(cmd, "grad") == 0) return ulc_cli_grad(argc - 2, argv + 2);
+    if (strcmp(cmd, "forget") == 0) return ulc_cli_forget(argc - 2, argv + 2);
+    /* the main job: `ulc IN --forget SPEC.json -o OUT` (IN is not a command) */
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--forget") == 0) return ulc_cli_forget(argc - 1, argv + 1);
     return ulc_cli_usage_error("unknown command '%s'", cmd);
 }

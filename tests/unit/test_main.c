@@ -13,6 +13,7 @@
 #include "common/arena.h"
 #include "common/file.h"
 #include "common/pbwire.h"
+#include "common/sha256.h"
 #include "common/ptrvec.h"
 #include "common/status.h"
 #include "common/strmap.h"
@@ -635,6 +636,63 @@ static void test_lazy_tensors(void) {
     CHECK(cs.released == 1); /* the graph released the source */
 }
 
+/* ---- sha256 (FIPS 180-4; vectors from NIST's SHA examples and the CAVP byte tests) -------- */
+
+static void test_sha256(void) {
+    char hex[ULC_SHA256_HEX];
+    ulc_sha256_buf_hex("", 0, hex);
+    CHECK(strcmp(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855") == 0);
+    ulc_sha256_buf_hex("abc", 3, hex);
+    CHECK(strcmp(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad") == 0);
+    static const char two_blocks[] = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    ulc_sha256_buf_hex(two_blocks, strlen(two_blocks), hex); /* the 448-bit message */
+    CHECK(strcmp(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1") == 0);
+    /* a million 'a', fed in uneven pieces so the partial-block path runs */
+    char *a = malloc(1000000);
+    CHECK(a != NULL);
+    if (!a) return;
+    memset(a, 'a', 1000000);
+    ulc_sha256 s;
+    uint8_t d[ULC_SHA256_BYTES];
+    ulc_sha256_init(&s);
+    for (size_t off = 0, step = 1; off < 1000000; off += step, step = step * 3 % 997 + 1)
+        ulc_sha256_update(&s, a + off, off + step > 1000000 ? 1000000 - off : step);
+    ulc_sha256_final(&s, d);
+    ulc_sha256_hex(d, hex);
+    CHECK(strcmp(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0") == 0);
+    ulc_sha256_buf_hex(a, 1000000, hex); /* and in one piece */
+    CHECK(strcmp(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0") == 0);
+    /* lengths around the padding boundary (55, 56, 64 bytes of 'a'), checked against Python's
+     * hashlib */
+    ulc_sha256_buf_hex(a, 55, hex);
+    CHECK(strcmp(hex, "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318") == 0);
+    ulc_sha256_buf_hex(a, 56, hex);
+    CHECK(strcmp(hex, "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a") == 0);
+    ulc_sha256_buf_hex(a, 64, hex);
+    CHECK(strcmp(hex, "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb") == 0);
+    /* a file, and an empty file, through the mapping */
+    char path[300];
+    tmp_path(path, sizeof path, "sha.bin");
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL);
+    if (f) {
+        fwrite(a, 1, 1000000, f);
+        fclose(f);
+    }
+    ulc_ctx ctx;
+    ulc_ctx_init(&ctx);
+    CHECK(ulc_sha256_file(path, hex, &ctx) == ULC_OK);
+    CHECK(strcmp(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0") == 0);
+    f = fopen(path, "wb");
+    if (f) fclose(f);
+    CHECK(ulc_sha256_file(path, hex, &ctx) == ULC_OK);
+    CHECK(strcmp(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855") == 0);
+    tmp_path(path, sizeof path, "no-such-file");
+    CHECK(ulc_sha256_file(path, hex, &ctx) == ULC_ERR_IO);
+    CHECK_CONTAINS(ulc_ctx_message(&ctx), "no-such-file");
+    free(a);
+}
+
 static const test_case k_tests[] = {
     {"status_chain", test_status_chain},
     {"arena", test_arena},
@@ -652,6 +710,7 @@ static const test_case k_tests[] = {
     {"onnx_bad_bytes", test_onnx_bad_bytes},
     {"onnx_mutations", test_onnx_mutations},
     {"lazy_tensors", test_lazy_tensors},
+    {"sha256", test_sha256},
 };
 
 int main(int argc, char **argv) {

@@ -1,0 +1,1564 @@
+/*
+ * forget.c — `ulc IN --forget SPEC.json -o OUT`: the unlearning command (docs/spec.md).
+ *
+ *   ulc IN --forget SPEC.json -o OUT [--threads N] [-q] [--report PATH]
+ *   ulc forget IN --forget SPEC.json -o OUT ...            (the same)
+ *
+ * The spec (JSON) names the method, the data, what to forget and the hyper-parameters. All of
+ * it is checked before any work — keys, types, files, tensors against the model's interface,
+ * classes against the model's output and the labels, indices against the rows — and a bad spec
+ * fails with a message naming the file and key, with nothing written. Then:
+ *
+ *   load IN (and IN again: the frozen teacher) → score IN on the splits (Df, Dr, Dft/Drt or Dt)
+ *   → lora-inject (RFA's default placement, or the spec's targets/include/exclude)
+ *   → ulc_rfa_run → lora-merge → score the merged model → export in IN's format
+ *   → print the before/after table, write the JSON report (sha256 of every file involved).
+ *
+ * No specialize or cleanup runs: OUT keeps IN's inputs and outputs (dynamic dims too), nodes and
+ * names; only the adapted weights change. Same seed and threads give the same bytes. Ctrl-C
+ * stops training after the current step and exits 130 with nothing written.
+ */
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "common/file.h"
+#include "common/sha256.h"
+#include "export/hf_export.h"
+#include "export/onnx_export.h"
+#include "export/safetensors_export.h"
+#include "import/safetensors_import.h"
+#include "ir/lora.h"
+#include "passes/pass.h"
+#include "passes/rfa.h"
+#include "passes/train.h"
+#include "runtime/runtime.h"
+#include "tools/cli.h"
+
+#define EVAL_BATCH 256     /* rows per run when scoring a model ... */
+#define EVAL_BYTES (64u << 20) /* ... unless their inputs would take more than this */
+#define MAX_FED_INPUTS 16  /* graph inputs a model may need fed (input_ids, attention_mask, ...) */
+
+static volatile sig_atomic_t g_stop;
+static void on_stop(int sig) {
+    (void)sig;
+    g_stop = 1;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* ---- the spec -------------------------------------------------------------------------------- */
+
+typedef enum forget_kind { FORGET_CLASSES, FORGET_INDICES } forget_kind;
+
+typedef struct spec {
+    const char *path;          /* as given on the command line */
+    char *dir;                 /* its directory: relative paths start there */
+    char *train, *test;        /* data files, resolved (test may be NULL) */
+    forget_kind kind;
+    int64_t *classes;          /* FORGET_CLASSES */
+    int n_classes;
+    int64_t *indices;          /* FORGET_INDICES (from the spec or indices_file) */
+    int64_t n_indices;
+    char *indices_file;        /* resolved, or NULL */
+    char *model_input, *model_output; /* NULL: the only one */
+    long rank;
+    double alpha;
+    int lora_custom;           /* targets/include/exclude given: else RFA's default placement */
+    char *targets, *include, *exclude; /* '|'-joined, or NULL */
+    long epochs, batch_size;
+    double lr, weight_decay;
+    ulc_optim_kind optimizer;
+    uint64_t seed;
+    double gamma;
+    ulc_rfa_norm norm;
+    const char *norm_name;
+    char *report;              /* resolved, or NULL */
+} spec;
+
+static void spec_clear(spec *s) {
+    free(s->dir);
+    free(s->train);
+    free(s->test);
+    free(s->classes);
+    free(s->indices);
+    free(s->indices_file);
+    free(s->model_input);
+    free(s->model_output);
+    free(s->targets);
+    free(s->include);
+    free(s->exclude);
+    free(s->report);
+}
+
+/* What a JSON item is, for messages. */
+static const char *json_what(const cJSON *it) {
+    if (cJSON_IsString(it)) return "a string";
+    if (cJSON_IsNumber(it)) return "a number";
+    if (cJSON_IsBool(it)) return "true/false";
+    if (cJSON_IsNull(it)) return "null";
+    if (cJSON_IsArray(it)) return "a list";
+    if (cJSON_IsObject(it)) return "an object";
+    return "an invalid value";
+}
+
+/* "lora" + "rank" → "lora.rank" into buf. */
+static const char *key_path(char *buf, size_t n, const char *prefix, const char *key) {
+    snprintf(buf, n, "%s%s%s", prefix ? prefix : "", prefix && *prefix ? "." : "", key);
+    return buf;
+}
+
+/* Every key of obj must be one of keys (NULL-terminated), once. */
+static ulc_status check_keys(const char *file, const cJSON *obj, const char *prefix,
+                             const char *const *keys, ulc_ctx *ctx) {
+    char kp[256];
+    for (const cJSON *it = obj->child; it; it = it->next) {
+        int known = 0;
+        for (int i = 0; keys[i]; i++) known |= strcmp(it->string, keys[i]) == 0;
+        if (!known) {
+            char list[256] = "";
+            size_t o = 0;
+            for (int i = 0; keys[i] && o < sizeof list; i++)
+                o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", i ? ", " : "", keys[i]);
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: unknown key '%s' (expected %s%s%s%s)", file,
+                            key_path(kp, sizeof kp, prefix, it->string),
+                            prefix && *prefix ? "in '" : "", prefix && *prefix ? prefix : "",
+                            prefix && *prefix ? "': " : "one of: ", list);
+        }
+        for (const cJSON *jt = it->next; jt; jt = jt->next)
+            if (strcmp(it->string, jt->string) == 0)
+                return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key '%s' appears twice", file,
+                                key_path(kp, sizeof kp, prefix, it->string));
+    }
+    return ULC_OK;
+}
+
+/* An object member that must be an object, or NULL when absent. */
+static ulc_status get_object(const char *file, const cJSON *obj, const char *key,
+                             const cJSON **out, ulc_ctx *ctx) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    *out = it;
+    if (it && !cJSON_IsObject(it))
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key '%s': expected an object, got %s", file,
+                        key, json_what(it));
+    return ULC_OK;
+}
+
+static int json_is_int(const cJSON *it, double lo, double hi) {
+    return cJSON_IsNumber(it) && it->valuedouble == floor(it->valuedouble) &&
+           it->valuedouble >= lo && it->valuedouble <= hi;
+}
+
+static ulc_status get_int(const char *file, const cJSON *obj, const char *prefix, const char *key,
+                          double lo, double hi, long long *out, ulc_ctx *ctx) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!it) return ULC_OK; /* the default stays */
+    char kp[256];
+    if (!json_is_int(it, lo, hi)) {
+        char got[64];
+        if (cJSON_IsNumber(it)) snprintf(got, sizeof got, "%.17g", it->valuedouble);
+        else snprintf(got, sizeof got, "%s", json_what(it));
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key '%s': expected an integer in [%.0f, %.0f], "
+                        "got %s", file, key_path(kp, sizeof kp, prefix, key), lo, hi, got);
+    }
+    *out = (long long)it->valuedouble;
+    return ULC_OK;
+}
+
+/* A number in [lo, hi] (lo excluded when open_lo). */
+static ulc_status get_num(const char *file, const cJSON *obj, const char *prefix, const char *key,
+                          double lo, int open_lo, double hi, double *out, ulc_ctx *ctx) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!it) return ULC_OK;
+    char kp[256];
+    double v = cJSON_IsNumber(it) ? it->valuedouble : NAN;
+    if (!(isfinite(v) && (open_lo ? v > lo : v >= lo) && v <= hi)) {
+        char got[64];
+        if (cJSON_IsNumber(it)) snprintf(got, sizeof got, "%.17g", it->valuedouble);
+        else snprintf(got, sizeof got, "%s", json_what(it));
+        return ulc_fail(ctx, ULC_ERR_INVALID,
+                        "%s: key '%s': expected a number in %c%g, %g], got %s", file,
+                        key_path(kp, sizeof kp, prefix, key), open_lo ? '(' : '[', lo, hi, got);
+    }
+    *out = v;
+    return ULC_OK;
+}
+
+/* A string member (non-empty), or *out untouched when absent. Returned pointer is the JSON's. */
+static ulc_status get_str(const char *file, const cJSON *obj, const char *prefix, const char *key,
+                          const char **out, ulc_ctx *ctx) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!it) return ULC_OK;
+    char kp[256];
+    if (!cJSON_IsString(it) || !it->valuestring[0])
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key '%s': expected a non-empty string, got %s",
+                        file, key_path(kp, sizeof kp, prefix, key),
+                        cJSON_IsString(it) ? "an empty string" : json_what(it));
+    *out = it->valuestring;
+    return ULC_OK;
+}
+
+/* A list of non-empty strings joined with '|' (lora-inject's list syntax) into *out (malloc'd).
+ * allowed (NULL-terminated) restricts the values when given; an empty list is allowed only
+ * when may_be_empty (then *out stays NULL). */
+static ulc_status get_str_list(const char *file, const cJSON *obj, const char *prefix,
+                               const char *key, const char *const *allowed, int may_be_empty,
+                               char **out, ulc_ctx *ctx) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!it) return ULC_OK;
+    char kp[256];
+    key_path(kp, sizeof kp, prefix, key);
+    if (!cJSON_IsArray(it))
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key '%s': expected a list of strings, got %s",
+                        file, kp, json_what(it));
+    size_t len = 1;
+    int n = 0;
+    for (const cJSON *e = it->child; e; e = e->next, n++) {
+        if (!cJSON_IsString(e) || !e->valuestring[0])
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key '%s': item %d: expected a non-empty "
+                            "string, got %s", file, kp, n,
+                            cJSON_IsString(e) ? "an empty string" : json_what(e));
+        if (strchr(e->valuestring, '|'))
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key '%s': item %d ('%s') may not contain "
+                            "'|'", file, kp, n, e->valuestring);
+        if (allowed) {
+            int ok = 0;
+            for (int i = 0; allowed[i]; i++) ok |= strcmp(e->valuestring, allowed[i]) == 0;
+            if (!ok)
+                return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key '%s': '%s' is not one of Conv, "
+                                "Gemm, MatMul", file, kp, e->valuestring);
+        }
+        len += strlen(e->valuestring) + 1;
+    }
+    if (n == 0) {
+        if (may_be_empty) return ULC_OK;
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key '%s': the list is empty (it would select "
+                        "nothing)", file, kp);
+    }
+    char *s = malloc(len);
+    if (!s) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (spec)");
+    size_t o = 0;
+    for (const cJSON *e = it->child; e; e = e->next)
+        o += (size_t)snprintf(s + o, len - o, "%s%s", o ? "|" : "", e->valuestring);
+    *out = s;
+    return ULC_OK;
+}
+
+/* A list of distinct integers >= 0 (classes or row indices) into a malloc'd array. what names
+ * the list in messages ("forget.classes" or "FILE"); item names an element ("class", "row"). */
+static ulc_status int_list(const char *file, const cJSON *arr, const char *what,
+                           const char *item, int64_t **out, int64_t *n_out, ulc_ctx *ctx) {
+    if (!cJSON_IsArray(arr))
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: %s: expected a list of integers, got %s", file,
+                        what, json_what(arr));
+    int64_t n = cJSON_GetArraySize(arr);
+    if (n == 0)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: %s: the list is empty (the forget set would be "
+                        "empty)", file, what);
+    int64_t *v = malloc((size_t)n * sizeof *v);
+    if (!v) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (%s)", what);
+    int64_t i = 0;
+    for (const cJSON *e = arr->child; e; e = e->next, i++) {
+        if (!json_is_int(e, 0, 9007199254740992.0)) {
+            char got[64];
+            if (cJSON_IsNumber(e)) snprintf(got, sizeof got, "%.17g", e->valuedouble);
+            else snprintf(got, sizeof got, "%s", json_what(e));
+            free(v);
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: %s: item %lld: expected a %s (an integer "
+                            ">= 0), got %s", file, what, (long long)i, item, got);
+        }
+        v[i] = (int64_t)e->valuedouble;
+    }
+    *out = v;
+    *n_out = n;
+    return ULC_OK;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Refuses a value listed twice (on a sorted copy, so the message names the smallest). */
+static ulc_status no_duplicates(const char *file, const char *what, const char *item,
+                                const int64_t *v, int64_t n, ulc_ctx *ctx) {
+    int64_t *c = malloc((size_t)n * sizeof *c);
+    if (!c) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (%s)", what);
+    memcpy(c, v, (size_t)n * sizeof *c);
+    qsort(c, (size_t)n, sizeof *c, cmp_i64);
+    for (int64_t i = 1; i < n; i++)
+        if (c[i] == c[i - 1]) {
+            long long d = (long long)c[i];
+            free(c);
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: %s: %s %lld is listed twice", file, what,
+                            item, d);
+        }
+    free(c);
+    return ULC_OK;
+}
+
+/* Reads a whole (small) file into a malloc'd buffer. */
+static ulc_status read_text(const char *path, const char *what, char **out, size_t *n,
+                            ulc_ctx *ctx) {
+    ulc_mapping *m = NULL;
+    ULC_TRY(ulc_mapping_open(path, what, &m, ctx));
+    char *b = malloc(m->size + 1);
+    if (!b) {
+        ulc_mapping_unref(m);
+        return ulc_fail(ctx, ULC_ERR_NOMEM, "%s: out of memory", path);
+    }
+    if (m->size) memcpy(b, m->data, m->size);
+    b[m->size] = '\0';
+    *n = m->size;
+    *out = b;
+    ulc_mapping_unref(m);
+    return ULC_OK;
+}
+
+static ulc_status parse_json(const char *path, const char *what, cJSON **out, ulc_ctx *ctx) {
+    char *text = NULL;
+    size_t n = 0;
+    ULC_TRY(read_text(path, what, &text, &n, ctx));
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(text, n + 1, &end, 1); /* the NUL ends it */
+    if (!j) {
+        size_t at = end && end >= text && end <= text + n ? (size_t)(end - text) : 0;
+        size_t line = 1;
+        for (size_t i = 0; i < at; i++) line += text[i] == '\n';
+        free(text);
+        return ulc_fail(ctx, ULC_ERR_PARSE, "%s: not valid JSON (near byte %zu, line %zu)", path,
+                        at, line);
+    }
+    free(text);
+    *out = j;
+    return ULC_OK;
+}
+
+/* A path from the spec: absolute as written, else relative to the spec's directory. The file
+ * must exist (a regular file). */
+static ulc_status spec_file(const spec *s, const char *key, const char *rel, char **out,
+                            ulc_ctx *ctx) {
+    char *p = rel[0] == '/' ? strdup(rel) : ulc_path_join(s->dir, rel);
+    if (!p) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (spec)");
+    if (!ulc_path_exists(p) || ulc_path_is_dir(p)) {
+        ulc_status st = ulc_fail(ctx, ULC_ERR_IO, "%s: key '%s': the file '%s' %s", s->path, key,
+                                 p, ulc_path_is_dir(p) ? "is a directory" : "does not exist");
+        free(p);
+        return st;
+    }
+    *out = p;
+    return ULC_OK;
+}
+
+static const char *const k_top_keys[] = {"method", "data", "forget", "model", "lora",
+                                         "train", "rfa", "report", NULL};
+static const char *const k_data_keys[] = {"train", "test", NULL};
+static const char *const k_forget_keys[] = {"classes", "indices", "indices_file", NULL};
+static const char *const k_model_keys[] = {"input", "output", NULL};
+static const char *const k_lora_keys[] = {"rank", "alpha", "targets", "include", "exclude", NULL};
+static const char *const k_train_keys[] = {"epochs", "batch_size", "lr", "optimizer",
+                                           "weight_decay", "seed", NULL};
+static const char *const k_rfa_keys[] = {"gamma", "norm", NULL};
+static const char *const k_targets[] = {"Conv", "Gemm", "MatMul", NULL};
+
+/* The defaults (docs/spec.md; the paper's: rank 8, alpha 32, AdamW lr 5e-5, batch 128, 1 epoch). */
+static void spec_defaults(spec *s) {
+    s->rank = 8;
+    s->alpha = 32;
+    s->epochs = 1;
+    s->batch_size = 128;
+    s->lr = 5e-5;
+    s->optimizer = ULC_OPTIM_ADAMW;
+    s->weight_decay = -1; /* 0.01 for AdamW, 0 for SGD: decided once the optimizer is known */
+    s->seed = 0;
+    s->gamma = 0.5;
+    s->norm = ULC_RFA_L2SQ;
+    s->norm_name = "l2sq";
+}
+
+static ulc_status parse_forget(spec *s, const cJSON *f, ulc_ctx *ctx) {
+    const char *file = s->path;
+    ULC_TRY(check_keys(file, f, "forget", k_forget_keys, ctx));
+    const cJSON *cl = cJSON_GetObjectItemCaseSensitive(f, "classes");
+    const cJSON *ix = cJSON_GetObjectItemCaseSensitive(f, "indices");
+    const cJSON *ixf = cJSON_GetObjectItemCaseSensitive(f, "indices_file");
+    if ((cl != NULL) + (ix != NULL) + (ixf != NULL) != 1)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'forget': expected exactly one of "
+                        "'classes', 'indices' or 'indices_file'", file);
+    if (cl) {
+        int64_t n = 0;
+        s->kind = FORGET_CLASSES;
+        ULC_TRY(int_list(file, cl, "key 'forget.classes'", "class", &s->classes, &n, ctx));
+        s->n_classes = (int)n;
+        return no_duplicates(file, "key 'forget.classes'", "class", s->classes, n, ctx);
+    }
+    s->kind = FORGET_INDICES;
+    if (ix) {
+        ULC_TRY(int_list(file, ix, "key 'forget.indices'", "row index", &s->indices,
+                         &s->n_indices, ctx));
+        return no_duplicates(file, "key 'forget.indices'", "row", s->indices, s->n_indices, ctx);
+    }
+    const char *rel = NULL;
+    ULC_TRY(get_str(file, f, "forget", "indices_file", &rel, ctx));
+    ULC_TRY(spec_file(s, "forget.indices_file", rel, &s->indices_file, ctx));
+    cJSON *j = NULL;
+    ULC_TRY(parse_json(s->indices_file, "indices file", &j, ctx));
+    ulc_status st = int_list(s->indices_file, j, "forget.indices_file", "row index",
+                             &s->indices, &s->n_indices, ctx);
+    cJSON_Delete(j);
+    ULC_TRY(st);
+    return no_duplicates(s->indices_file, "forget.indices_file", "row", s->indices, s->n_indices,
+                         ctx);
+}
+
+/* Parses and checks the whole spec (everything that does not need the model or the data). */
+static ulc_status spec_parse(const char *path, spec *s, ulc_ctx *ctx) {
+    memset(s, 0, sizeof *s);
+    spec_defaults(s);
+    s->path = path;
+    if (!(s->dir = ulc_path_dirname(path))) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    cJSON *j = NULL;
+    ULC_TRY(parse_json(path, "forget spec", &j, ctx));
+    ulc_status st = ULC_OK;
+    const cJSON *data, *forget, *model, *lora, *train, *rfa;
+    const char *method = NULL, *train_rel = NULL, *test_rel = NULL, *str = NULL;
+    long long iv;
+    if (!cJSON_IsObject(j)) {
+        st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: expected a JSON object, got %s", path,
+                      json_what(j));
+        goto done;
+    }
+#define TRY(e)                                                                                  \
+    do {                                                                                        \
+        if ((st = (e)) != ULC_OK) goto done;                                                    \
+    } while (0)
+    TRY(check_keys(path, j, "", k_top_keys, ctx));
+    TRY(get_object(path, j, "data", &data, ctx));
+    TRY(get_object(path, j, "forget", &forget, ctx));
+    TRY(get_object(path, j, "model", &model, ctx));
+    TRY(get_object(path, j, "lora", &lora, ctx));
+    TRY(get_object(path, j, "train", &train, ctx));
+    TRY(get_object(path, j, "rfa", &rfa, ctx));
+    /* method */
+    TRY(get_str(path, j, "", "method", &method, ctx));
+    if (!method) {
+        st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: missing key 'method' (\"rfa\")", path);
+        goto done;
+    }
+    if (strcmp(method, "rfa") != 0) {
+        st = ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: key 'method': unsupported method '%s' (this "
+                      "build knows: rfa)", path, method);
+        goto done;
+    }
+    /* data */
+    if (!data) {
+        st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: missing key 'data' ({\"train\": FILE, \"test\": "
+                      "FILE})", path);
+        goto done;
+    }
+    TRY(check_keys(path, data, "data", k_data_keys, ctx));
+    TRY(get_str(path, data, "data", "train", &train_rel, ctx));
+    TRY(get_str(path, data, "data", "test", &test_rel, ctx));
+    if (!train_rel) {
+        st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: missing key 'data.train' (the training data, "
+                      "safetensors)", path);
+        goto done;
+    }
+    /* forget */
+    if (!forget) {
+        st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: missing key 'forget' ({\"classes\": [...]} or "
+                      "{\"indices\": [...]} or {\"indices_file\": FILE})", path);
+        goto done;
+    }
+    /* model */
+    if (model) {
+        const char *in = NULL, *out = NULL;
+        TRY(check_keys(path, model, "model", k_model_keys, ctx));
+        TRY(get_str(path, model, "model", "input", &in, ctx));
+        TRY(get_str(path, model, "model", "output", &out, ctx));
+        if ((in && !(s->model_input = strdup(in))) || (out && !(s->model_output = strdup(out)))) {
+            st = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (spec)");
+            goto done;
+        }
+    }
+    /* lora */
+    if (lora) {
+        TRY(check_keys(path, lora, "lora", k_lora_keys, ctx));
+        iv = s->rank;
+        TRY(get_int(path, lora, "lora", "rank", 1, 65536, &iv, ctx));
+        s->rank = (long)iv;
+        TRY(get_num(path, lora, "lora", "alpha", 0, 1, 1e9, &s->alpha, ctx));
+        TRY(get_str_list(path, lora, "lora", "targets", k_targets, 0, &s->targets, ctx));
+        TRY(get_str_list(path, lora, "lora", "include", NULL, 0, &s->include, ctx));
+        TRY(get_str_list(path, lora, "lora", "exclude", NULL, 1, &s->exclude, ctx));
+        s->lora_custom = cJSON_HasObjectItem(lora, "targets") ||
+                         cJSON_HasObjectItem(lora, "include") ||
+                         cJSON_HasObjectItem(lora, "exclude");
+    }
+    /* train */
+    if (train) {
+        TRY(check_keys(path, train, "train", k_train_keys, ctx));
+        iv = s->epochs;
+        TRY(get_int(path, train, "train", "epochs", 1, 1e6, &iv, ctx));
+        s->epochs = (long)iv;
+        iv = s->batch_size;
+        TRY(get_int(path, train, "train", "batch_size", 1, 1 << 20, &iv, ctx));
+        s->batch_size = (long)iv;
+        TRY(get_num(path, train, "train", "lr", 0, 1, 1e3, &s->lr, ctx));
+        TRY(get_num(path, train, "train", "weight_decay", 0, 0, 1e3, &s->weight_decay, ctx));
+        iv = 0;
+        TRY(get_int(path, train, "train", "seed", 0, 9007199254740992.0, &iv, ctx));
+        s->seed = (uint64_t)iv;
+        str = NULL;
+        TRY(get_str(path, train, "train", "optimizer", &str, ctx));
+        if (str && strcmp(str, "adamw") == 0) s->optimizer = ULC_OPTIM_ADAMW;
+        else if (str && strcmp(str, "sgd") == 0) s->optimizer = ULC_OPTIM_SGD;
+        else if (str) {
+            st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'train.optimizer': '%s' (expected adamw "
+                          "or sgd)", path, str);
+            goto done;
+        }
+    }
+    if (s->weight_decay < 0) s->weight_decay = s->optimizer == ULC_OPTIM_ADAMW ? 0.01 : 0;
+    /* rfa */
+    if (rfa) {
+        TRY(check_keys(path, rfa, "rfa", k_rfa_keys, ctx));
+        TRY(get_num(path, rfa, "rfa", "gamma", 0, 0, 1, &s->gamma, ctx));
+        str = NULL;
+        TRY(get_str(path, rfa, "rfa", "norm", &str, ctx));
+        if (str) {
+            int nk = ulc_rfa_norm_parse(str);
+            if (nk < 0) {
+                st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'rfa.norm': '%s' (expected l2sq, mse, "
+                              "l1 or l2)", path, str);
+                goto done;
+            }
+            s->norm = (ulc_rfa_norm)nk;
+            static const char *const names[] = {"l2sq", "mse", "l1", "l2"};
+            s->norm_name = names[nk];
+        }
+    }
+    /* report: relative to the spec; the file need not exist */
+    str = NULL;
+    TRY(get_str(path, j, "", "report", &str, ctx));
+    if (str && !(s->report = str[0] == '/' ? strdup(str) : ulc_path_join(s->dir, str))) {
+        st = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (spec)");
+        goto done;
+    }
+    /* files last: a typo in a key is reported before a missing file */
+    TRY(spec_file(s, "data.train", train_rel, &s->train, ctx));
+    if (test_rel) TRY(spec_file(s, "data.test", test_rel, &s->test, ctx));
+    TRY(parse_forget(s, forget, ctx));
+#undef TRY
+done:
+    cJSON_Delete(j);
+    return st;
+}
+
+/* ---- data and the model's interface -------------------------------------------------------- */
+
+typedef struct data_file {
+    const char *key;          /* "data.train" / "data.test" */
+    const char *path;
+    ulc_model *m;             /* the safetensors file, weights-only */
+    ulc_dataset d;
+    const ulc_tensor *cols[MAX_FED_INPUTS]; /* the column each fed input reads (iface order) */
+    const ulc_tensor *label;  /* int64 [N], or NULL */
+    int64_t rows;
+    char sha[ULC_SHA256_HEX];
+} data_file;
+
+typedef struct iface {
+    const ulc_value *fed[MAX_FED_INPUTS]; /* the inputs to feed; fed[0] is the main one */
+    int n_fed;
+    const ulc_value *out;
+    int next_token;           /* a text model scored (and trained) on next-token prediction */
+    int mask;                 /* index in fed of attention_mask, or -1 */
+    int64_t classes;          /* the output's last dim */
+} iface;
+
+/* "f32[N,1,8,8]" for a value's declared type. */
+static const char *value_shape(const ulc_value *v, char *buf, size_t n) {
+    const char *dt = (v->flags & ULC_VALUE_HAS_TYPE) ? ulc_dtype_name(v->dtype) : "?";
+    size_t o = (size_t)snprintf(buf, n, "%s", dt);
+    if (v->rank < 0) {
+        if (o < n) snprintf(buf + o, n - o, "[?]");
+        return buf;
+    }
+    for (int d = 0; d < v->rank && o < n; d++) {
+        const ulc_dim *dm = &v->dims[d];
+        const char *sep = d ? "," : "[";
+        if (dm->value >= 0)
+            o += (size_t)snprintf(buf + o, n - o, "%s%lld", sep, (long long)dm->value);
+        else o += (size_t)snprintf(buf + o, n - o, "%s%s", sep, dm->param ? dm->param : "?");
+    }
+    if (o < n) snprintf(buf + o, n - o, v->rank ? "]" : "[]");
+    return buf;
+}
+
+static const char *tensor_shape(const ulc_tensor *t, char *buf, size_t n) {
+    size_t o = (size_t)snprintf(buf, n, "%s[", ulc_dtype_name(t->dtype));
+    for (int d = 0; d < t->rank && o < n; d++)
+        o += (size_t)snprintf(buf + o, n - o, "%s%lld", d ? "," : "", (long long)t->dims[d]);
+    if (o < n) snprintf(buf + o, n - o, "]");
+    return buf;
+}
+
+/* The inputs a caller feeds (not defaulted by an initializer), into names for messages. */
+static void input_list(const ulc_graph *g, int outputs, char *buf, size_t n) {
+    const ulc_ptrvec *list = outputs ? &g->outputs : &g->inputs;
+    size_t o = 0;
+    buf[0] = '\0';
+    for (size_t i = 0, k = 0; i < list->len && o < n; i++) {
+        const ulc_value *v = list->items[i];
+        if (!outputs && (v->flags & ULC_VALUE_INITIALIZER)) continue;
+        o += (size_t)snprintf(buf + o, n - o, "%s'%s'", k++ ? ", " : "", v->name);
+    }
+}
+
+/* Which inputs to feed and which output to score (spec's model.input/output, else the only
+ * ones; a text model's input_ids is the main input when there are several). */
+static ulc_status resolve_iface(const char *in_path, const ulc_model *m, const spec *s, iface *f,
+                                ulc_ctx *ctx) {
+    const ulc_graph *g = m->graph;
+    char names[512];
+    memset(f, 0, sizeof *f);
+    f->mask = -1;
+    const ulc_value *main_in = NULL;
+    int n_fed = 0;
+    for (size_t i = 0; i < g->inputs.len; i++) {
+        const ulc_value *v = g->inputs.items[i];
+        if (v->flags & ULC_VALUE_INITIALIZER) continue;
+        n_fed++;
+        if (s->model_input ? strcmp(v->name, s->model_input) == 0 : n_fed == 1) main_in = v;
+    }
+    input_list(g, 0, names, sizeof names);
+    if (s->model_input && !main_in)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'model.input': '%s' is not an input of %s "
+                        "(its inputs: %s)", s->path, s->model_input, in_path, names);
+    if (!s->model_input && n_fed > 1) {
+        main_in = ulc_graph_get_value(g, "input_ids");
+        if (!main_in || !(main_in->flags & ULC_VALUE_INPUT))
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s has %d inputs (%s): name the one the data's "
+                            "'input' feeds in the spec's model.input", in_path, n_fed, names);
+    }
+    if (!main_in) return ulc_fail(ctx, ULC_ERR_INVALID, "%s has no inputs to feed", in_path);
+    if (n_fed > MAX_FED_INPUTS)
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s has %d inputs (at most %d are supported)",
+                        in_path, n_fed, MAX_FED_INPUTS);
+    f->fed[f->n_fed++] = main_in;
+    for (size_t i = 0; i < g->inputs.len; i++) {
+        const ulc_value *v = g->inputs.items[i];
+        if ((v->flags & ULC_VALUE_INITIALIZER) || v == main_in) continue;
+        if (strcmp(v->name, "attention_mask") == 0) f->mask = f->n_fed;
+        f->fed[f->n_fed++] = v;
+    }
+    /* the output */
+    input_list(g, 1, names, sizeof names);
+    for (size_t i = 0; i < g->outputs.len; i++) {
+        const ulc_value *v = g->outputs.items[i];
+        if (s->model_output ? strcmp(v->name, s->model_output) == 0 : g->outputs.len == 1)
+            f->out = v;
+    }
+    if (!f->out && s->model_output)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'model.output': '%s' is not an output of "
+                        "%s (its outputs: %s)", s->path, s->model_output, in_path, names);
+    if (!f->out)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s has %zu outputs (%s): name the class scores in "
+                        "the spec's model.output", in_path, g->outputs.len, names);
+    /* every batch size must be possible: training and scoring use their own */
+    for (int k = 0; k < f->n_fed; k++) {
+        const ulc_value *v = f->fed[k];
+        if (v->rank >= 1 && v->dims[0].value >= 0) {
+            char sh[160];
+            return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: input '%s' is %s: its first (batch) "
+                            "dim is fixed; forget needs a dynamic batch dim (export the model "
+                            "with one)", in_path, v->name, value_shape(v, sh, sizeof sh));
+        }
+    }
+    return ULC_OK;
+}
+
+/* Loads a data file and binds its columns to the fed inputs: the main input reads `input`,
+ * `input_ids` or its own name; the others read their own names. dtype, rank and fixed dims must
+ * match the model's declaration; `label`, when present, must be int64 [rows]. */
+static ulc_status load_data(const char *key, const char *path, const char *in_path,
+                            const iface *f, data_file *df, ulc_ctx *ctx) {
+    df->key = key;
+    df->path = path;
+    ULC_TRY(ulc_safetensors_import(path, &df->m, ctx));
+    const ulc_graph *g = df->m->graph;
+    df->d.n_cols = (int)g->inits.len;
+    df->d.names = calloc((size_t)df->d.n_cols + 1, sizeof *df->d.names);
+    df->d.cols = calloc((size_t)df->d.n_cols + 1, sizeof *df->d.cols);
+    df->d.path = path;
+    if (!df->d.names || !df->d.cols) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (dataset)");
+    for (int i = 0; i < df->d.n_cols; i++) {
+        const ulc_value *v = g->inits.items[i];
+        df->d.names[i] = v->name;
+        df->d.cols[i] = v->init;
+    }
+    ulc_status st = ulc_dataset_check(&df->d, ctx);
+    if (st != ULC_OK) return ulc_fail(ctx, st, "%s", key);
+    df->rows = df->d.n_rows;
+    char sh[160], want[160];
+    for (int k = 0; k < f->n_fed; k++) {
+        const ulc_value *v = f->fed[k];
+        int c = -1;
+        if (k == 0) {
+            c = ulc_dataset_find(&df->d, "input");
+            if (c < 0) c = ulc_dataset_find(&df->d, "input_ids");
+        }
+        if (c < 0) c = ulc_dataset_find(&df->d, v->name);
+        if (c < 0)
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s (%s): no tensor for the model's input '%s' "
+                            "(expected %s%s'%s')", path, key, v->name,
+                            k == 0 ? "'input' or 'input_ids'" : "", k == 0 ? " or " : "",
+                            v->name);
+        const ulc_tensor *t = df->d.cols[c];
+        int bad = t->dtype != ULC_DT_F32 && t->dtype != ULC_DT_I64;
+        if ((v->flags & ULC_VALUE_HAS_TYPE) && t->dtype != v->dtype) bad = 1;
+        if (v->rank >= 0 && t->rank != v->rank) bad = 1;
+        for (int d = 1; !bad && v->rank >= 0 && d < v->rank; d++)
+            if (v->dims[d].value >= 0 && v->dims[d].value != t->dims[d]) bad = 1;
+        if (bad)
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s (%s): tensor '%s' is %s; %s's input '%s' "
+                            "needs %s", path, key, df->d.names[c], tensor_shape(t, sh, sizeof sh),
+                            in_path, v->name, value_shape(v, want, sizeof want));
+        df->cols[k] = t;
+    }
+    int lc = ulc_dataset_find(&df->d, "label");
+    if (lc >= 0) {
+        const ulc_tensor *t = df->d.cols[lc];
+        if (t->dtype != ULC_DT_I64 || t->rank != 1)
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s (%s): tensor 'label' is %s; expected int64 "
+                            "[%lld] (one class per row)", path, key,
+                            tensor_shape(t, sh, sizeof sh), (long long)df->rows);
+        df->label = t;
+    }
+    return ULC_OK;
+}
+
+static int64_t label_at(const data_file *df, int64_t i) {
+    int64_t y;
+    memcpy(&y, (const uint8_t *)df->label->data + 8 * (size_t)i, 8); /* may be unaligned */
+    return y;
+}
+
+/* ---- scoring --------------------------------------------------------------------------------- */
+
+/* Rows per scoring run: EVAL_BATCH, fewer when their inputs would pass EVAL_BYTES. */
+static int64_t eval_batch(const iface *f, const data_file *df) {
+    size_t row = 0;
+    for (int k = 0; k < f->n_fed && df->rows; k++) row += df->cols[k]->nbytes / (size_t)df->rows;
+    int64_t b = row ? (int64_t)(EVAL_BYTES / row) : EVAL_BATCH;
+    return b < 1 ? 1 : b > EVAL_BATCH ? EVAL_BATCH : b;
+}
+
+/* Rows [b0, b0 + bn) of every fed column copied into bufs (malloc'd on first use for cap rows:
+ * the mapped file's bytes may be unaligned) and bound to the session. */
+static ulc_status bind_rows(ulc_session *s, const iface *f, const data_file *df, int64_t b0,
+                            int64_t bn, int64_t cap, uint8_t **bufs, ulc_ctx *ctx) {
+    for (int k = 0; k < f->n_fed; k++) {
+        const ulc_tensor *t = df->cols[k];
+        size_t row = df->rows ? t->nbytes / (size_t)df->rows : 0;
+        if (!bufs[k] && !(bufs[k] = malloc(row * (size_t)cap + 1)))
+            return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (evaluation batch)");
+        memcpy(bufs[k], (const uint8_t *)t->data + row * (size_t)b0, row * (size_t)bn);
+        ulc_rt_tensor rt = {.dtype = t->dtype, .rank = t->rank, .data = bufs[k],
+                            .nbytes = row * (size_t)bn};
+        for (int d = 0; d < t->rank; d++) rt.dims[d] = t->dims[d];
+        rt.dims[0] = bn;
+        ULC_TRY(ulc_session_set_input(s, f->fed[k]->name, &rt, ctx));
+    }
+    return ULC_OK;
+}
+
+
+/* Per-row scores of a model over a data file: pred[i] is how many predictions row i makes (1 for
+ * a classifier; for a text model, its next-token positions whose next token is not masked out)
+ * and ok[i] how many of them are right (the first maximum is the prediction, as argmax). */
+typedef struct row_scores {
+    int32_t *pred, *ok;
+} row_scores;
+
+static void row_scores_clear(row_scores *r) {
+    free(r->pred);
+    free(r->ok);
+    r->pred = r->ok = NULL;
+}
+
+static int64_t argmax_f32(const float *x, int64_t n) {
+    int64_t best = 0;
+    float bv = -INFINITY;
+    for (int64_t c = 0; c < n; c++)
+        if (x[c] > bv) { /* NaN never wins */
+            bv = x[c];
+            best = c;
+        }
+    return best;
+}
+
+static int mask_at(const ulc_tensor *m, int64_t i) {
+    if (m->dtype == ULC_DT_I64) {
+        int64_t v;
+        memcpy(&v, (const uint8_t *)m->data + 8 * (size_t)i, 8);
+        return v != 0;
+    }
+    float v;
+    memcpy(&v, (const uint8_t *)m->data + 4 * (size_t)i, 4);
+    return v != 0;
+}
+
+/* The output's kind, from a run over one row (probe): class scores [1, C], or next-token logits
+ * [1, T, V] when the main input is int64 token ids. Sets f->classes and f->next_token. */
+static ulc_status probe_output(ulc_session *s, const char *in_path, iface *f, const data_file *df,
+                               ulc_ctx *ctx) {
+    uint8_t *bufs[MAX_FED_INPUTS] = {0};
+    ulc_status st = df->rows ? bind_rows(s, f, df, 0, 1, 1, bufs, ctx)
+                             : ulc_fail(ctx, ULC_ERR_INVALID, "%s (%s): the data has no rows",
+                                        df->path, df->key);
+    if (st == ULC_OK) st = ulc_session_run(s, ctx);
+    for (int k = 0; k < f->n_fed; k++) free(bufs[k]);
+    if (st != ULC_OK)
+        return ulc_fail(ctx, st, "%s: running the model on row 0 of %s", in_path, df->path);
+    const ulc_rt_tensor *o = ulc_session_output(s, f->out->name);
+    char sh[160];
+    if (o && o->dtype == ULC_DT_F32 && o->dims[0] == 1 && o->rank == 2 && o->dims[1] >= 1) {
+        f->classes = o->dims[1];
+        return ULC_OK;
+    }
+    const ulc_tensor *x = df->cols[0];
+    if (o && o->dtype == ULC_DT_F32 && o->dims[0] == 1 && o->rank == 3 && o->dims[2] >= 1 &&
+        x->dtype == ULC_DT_I64 && x->rank == 2 && o->dims[1] == x->dims[1]) {
+        f->classes = o->dims[2];
+        f->next_token = 1;
+        return ULC_OK;
+    }
+    return ulc_fail(ctx, ULC_ERR_INVALID, "%s: output '%s' is %s for one row; forget needs float32 "
+                    "class scores [N, classes] (or next-token logits [N, T, vocab] for a model "
+                    "fed token ids [N, T])", in_path, f->out->name,
+                    o ? ulc_rt_shape_str(o, sh, sizeof sh) : "missing");
+}
+
+/* Scores every row of df with the model in session s, eval_batch() rows per run. */
+static ulc_status score_rows(ulc_session *s, const char *model_name, const iface *f,
+                             const data_file *df, row_scores *rs, ulc_ctx *ctx) {
+    uint8_t *bufs[MAX_FED_INPUTS] = {0};
+    ulc_status st = ULC_OK;
+    size_t n = (size_t)df->rows;
+    rs->pred = calloc(n + 1, sizeof *rs->pred);
+    rs->ok = calloc(n + 1, sizeof *rs->ok);
+    if (!rs->pred || !rs->ok) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (scores)");
+    if (!f->next_token && !df->label)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s (%s): no tensor 'label' (int64 [N]): the "
+                        "accuracy of a classifier needs labels", df->path, df->key);
+    int64_t eb = eval_batch(f, df);
+    for (int64_t b0 = 0; b0 < df->rows && st == ULC_OK; b0 += eb) {
+        int64_t bn = df->rows - b0 < eb ? df->rows - b0 : eb;
+        if ((st = bind_rows(s, f, df, b0, bn, eb, bufs, ctx)) != ULC_OK ||
+            (st = ulc_session_run(s, ctx)) != ULC_OK) {
+            st = ulc_fail(ctx, st, "%s on %s: the batch at row %lld", model_name, df->path,
+                          (long long)b0);
+            break;
+        }
+        const ulc_rt_tensor *o = ulc_session_output(s, f->out->name);
+        int64_t c = f->classes;
+        int want_rank = f->next_token ? 3 : 2;
+        if (!o || o->dtype != ULC_DT_F32 || o->rank != want_rank || o->dims[0] != bn ||
+            o->dims[o->rank - 1] != c) {
+            char sh[160];
+            st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: output '%s' is %s for %lld rows of %s "
+                          "(expected [%lld, %s%lld])", model_name, f->out->name,
+                          o ? ulc_rt_shape_str(o, sh, sizeof sh) : "missing", (long long)bn,
+                          df->path, (long long)bn, f->next_token ? "T, " : "", (long long)c);
+            break;
+        }
+        const float *z = o->data;
+        for (int64_t r = 0; r < bn && st == ULC_OK; r++) {
+            int64_t i = b0 + r;
+            if (!f->next_token) {
+                int64_t y = label_at(df, i);
+                if (y < 0 || y >= c) {
+                    st = ulc_fail(ctx, ULC_ERR_INVALID, "%s (%s): label[%lld] = %lld is outside "
+                                  "the model's %lld classes (output '%s')", df->path, df->key,
+                                  (long long)i, (long long)y, (long long)c, f->out->name);
+                    break;
+                }
+                rs->pred[i] = 1;
+                rs->ok[i] = argmax_f32(z + r * c, c) == y;
+                continue;
+            }
+            /* next token: logits at t predict input_ids at t + 1 */
+            const ulc_tensor *ids = df->cols[0];
+            int64_t T = ids->dims[1];
+            for (int64_t t = 0; t + 1 < T; t++) {
+                int64_t y;
+                memcpy(&y, (const uint8_t *)ids->data + 8 * (size_t)(i * T + t + 1), 8);
+                if (f->mask >= 0 && !mask_at(df->cols[f->mask], i * T + t + 1)) continue;
+                if (y < 0 || y >= c) {
+                    st = ulc_fail(ctx, ULC_ERR_INVALID, "%s (%s): input_ids[%lld, %lld] = %lld is "
+                                  "outside the model's vocabulary of %lld", df->path, df->key,
+                                  (long long)i, (long long)(t + 1), (long long)y, (long long)c);
+                    break;
+                }
+                rs->pred[i]++;
+                rs->ok[i] += argmax_f32(z + (r * T + t) * c, c) == y;
+            }
+        }
+    }
+    for (int k = 0; k < f->n_fed; k++) free(bufs[k]);
+    return st;
+}
+
+/* ---- splits ---------------------------------------------------------------------------------- */
+
+enum { S_DF, S_DR, S_DFT, S_DRT, S_DT, S_COUNT };
+static const char *const k_split_name[S_COUNT] = {"Df", "Dr", "Dft", "Drt", "Dt"};
+static const char *const k_split_what[S_COUNT] = {"forget (train)", "retain (train)",
+                                                  "forget classes (test)",
+                                                  "retain classes (test)", "test"};
+
+typedef struct tally {
+    int64_t rows, pred, ok;
+} tally;
+
+static double tally_acc(const tally *t) { return t->pred ? (double)t->ok / (double)t->pred : 0; }
+
+/* Which split each row is in: train rows are Df (forget) or Dr; test rows are Dft or Drt for
+ * class forgetting (by label), Dt for sample forgetting. */
+typedef struct splits {
+    uint8_t *train;          /* S_DF / S_DR per train row */
+    uint8_t *forget;         /* 1 for forget rows (what ulc_rfa_run takes) */
+    uint8_t *test;           /* S_DFT / S_DRT / S_DT per test row, or NULL */
+    int present[S_COUNT];
+    int64_t rows[S_COUNT];
+} splits;
+
+static void splits_clear(splits *sp) {
+    free(sp->train);
+    free(sp->forget);
+    free(sp->test);
+}
+
+static int is_forget_class(const spec *s, int64_t y) {
+    for (int k = 0; k < s->n_classes; k++)
+        if (s->classes[k] == y) return 1;
+    return 0;
+}
+
+/* Marks the forget rows and checks the forget set against the data and the model: classes
+ * inside the model's classes and present in the train labels, indices inside the train rows,
+ * a forget set that is neither empty nor everything. */
+static ulc_status make_splits(const spec *s, const iface *f, const data_file *tr,
+                              const data_file *te, splits *sp, ulc_ctx *ctx) {
+    memset(sp, 0, sizeof *sp);
+    size_t n = (size_t)tr->rows;
+    sp->train = calloc(n + 1, 1);
+    sp->forget = calloc(n + 1, 1);
+    if (!sp->train || !sp->forget) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (splits)");
+    if (s->kind == FORGET_CLASSES) {
+        if (!tr->label)
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s (data.train): no tensor 'label' (int64 [N]): "
+                            "forgetting classes needs each row's class", tr->path);
+        for (int k = 0; k < s->n_classes; k++)
+            if (!f->next_token && s->classes[k] >= f->classes)
+                return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'forget.classes': class %lld is "
+                                "outside the model's %lld classes (output '%s')", s->path,
+                                (long long)s->classes[k], (long long)f->classes, f->out->name);
+        int64_t *seen = calloc((size_t)s->n_classes + 1, sizeof *seen);
+        if (!seen) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (splits)");
+        for (int64_t i = 0; i < tr->rows; i++) {
+            int64_t y = label_at(tr, i);
+            for (int k = 0; k < s->n_classes; k++)
+                if (s->classes[k] == y) {
+                    seen[k]++;
+                    sp->forget[i] = 1;
+                }
+        }
+        for (int k = 0; k < s->n_classes; k++)
+            if (!seen[k]) {
+                long long c = (long long)s->classes[k];
+                free(seen);
+                return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'forget.classes': class %lld has no "
+                                "rows in data.train (%s)", s->path, c, tr->path);
+            }
+        free(seen);
+    } else {
+        const char *src = s->indices_file ? s->indices_file : s->path;
+        const char *key = s->indices_file ? "row indices" : "key 'forget.indices'";
+        for (int64_t k = 0; k < s->n_indices; k++) {
+            if (s->indices[k] >= tr->rows)
+                return ulc_fail(ctx, ULC_ERR_INVALID, "%s: %s: index %lld is outside data.train's "
+                                "%lld rows (0..%lld)", src, key, (long long)s->indices[k],
+                                (long long)tr->rows, (long long)tr->rows - 1);
+            sp->forget[s->indices[k]] = 1;
+        }
+    }
+    for (int64_t i = 0; i < tr->rows; i++) {
+        sp->train[i] = sp->forget[i] ? S_DF : S_DR;
+        sp->rows[sp->train[i]]++;
+    }
+    if (!sp->rows[S_DF])
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: the forget set is empty", s->path);
+    if (!sp->rows[S_DR])
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: the forget set is all %lld rows of data.train: "
+                        "nothing is left to retain", s->path, (long long)tr->rows);
+    sp->present[S_DF] = sp->present[S_DR] = 1;
+    if (!te) return ULC_OK;
+    if (!(sp->test = calloc((size_t)te->rows + 1, 1)))
+        return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (splits)");
+    if (s->kind == FORGET_CLASSES && !te->label)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s (data.test): no tensor 'label' (int64 [N]): "
+                        "scoring forgotten classes needs each row's class", te->path);
+    for (int64_t i = 0; i < te->rows; i++) {
+        sp->test[i] = s->kind == FORGET_INDICES ? S_DT
+                      : is_forget_class(s, label_at(te, i)) ? S_DFT : S_DRT;
+        sp->rows[sp->test[i]]++;
+    }
+    if (s->kind == FORGET_INDICES) sp->present[S_DT] = 1;
+    else sp->present[S_DFT] = sp->present[S_DRT] = 1;
+    return ULC_OK;
+}
+
+/* Scores a model (a session over it) on every split. */
+static ulc_status score_splits(ulc_session *ses, const char *model_name, const iface *f,
+                               const data_file *tr, const data_file *te, const splits *sp,
+                               tally out[S_COUNT], ulc_ctx *ctx) {
+    memset(out, 0, S_COUNT * sizeof *out);
+    for (int which = 0; which < 2; which++) {
+        const data_file *df = which ? te : tr;
+        const uint8_t *split = which ? sp->test : sp->train;
+        if (!df) continue;
+        row_scores rs = {0};
+        ulc_status st = score_rows(ses, model_name, f, df, &rs, ctx);
+        for (int64_t i = 0; st == ULC_OK && i < df->rows; i++) {
+            tally *t = &out[split[i]];
+            t->rows++;
+            t->pred += rs.pred[i];
+            t->ok += rs.ok[i];
+        }
+        row_scores_clear(&rs);
+        ULC_TRY(st);
+    }
+    return ULC_OK;
+}
+
+/* ---- formats and files ----------------------------------------------------------------------- */
+
+typedef enum model_fmt { FMT_ONNX, FMT_SAFETENSORS, FMT_DIR } model_fmt;
+static const char *const k_fmt_name[] = {"an ONNX file (.onnx)", "a .safetensors file",
+                                          "a directory (a name ending in '/')"};
+
+/* IN's format as ulc_cli_load_model tells it: directories, .json indexes and .safetensors by
+ * name, other files by content. */
+static model_fmt in_format(const char *in) {
+    if (ulc_path_is_dir(in)) return FMT_DIR;
+    if (ends_with(in, ".json") || ends_with(in, ".safetensors")) return FMT_SAFETENSORS;
+    unsigned char head[16];
+    size_t n = 0;
+    FILE *f = fopen(in, "rb");
+    if (f) {
+        n = fread(head, 1, sizeof head, f);
+        fclose(f);
+    }
+    return ulc_safetensors_sniff(head, n) ? FMT_SAFETENSORS : FMT_ONNX;
+}
+
+/* OUT's format by its name (as `ulc convert`); 0 when it cannot be told. */
+static int out_format(const char *out, model_fmt *fmt) {
+    if (ulc_path_is_dir(out) || ends_with(out, "/")) *fmt = FMT_DIR;
+    else if (ends_with(out, ".onnx")) *fmt = FMT_ONNX;
+    else if (ends_with(out, ".safetensors")) *fmt = FMT_SAFETENSORS;
+    else return 0;
+    return 1;
+}
+
+/* The file whose hash stands for a model: the file itself, or a directory's model.safetensors
+ * (its index for a sharded checkpoint). malloc'd. */
+static char *model_main_file(const char *path, model_fmt fmt) {
+    if (fmt != FMT_DIR) return strdup(path);
+    char *p = ulc_path_join(path, "model.safetensors");
+    if (p && !ulc_path_exists(p)) {
+        free(p);
+        p = ulc_path_join(path, "model.safetensors.index.json");
+    }
+    return p;
+}
+
+/* The directory a file will be written in must exist (checked before any work). */
+static ulc_status check_out_dir(const char *what, const char *path, int is_dir, ulc_ctx *ctx) {
+    char *trim = strdup(path);
+    if (!trim) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    size_t n = strlen(trim);
+    while (is_dir && n > 1 && trim[n - 1] == '/') trim[--n] = '\0';
+    char *dir = ulc_path_dirname(trim);
+    ulc_status st = ULC_OK;
+    if (!dir) st = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    else if (!ulc_path_is_dir(dir))
+        st = ulc_fail(ctx, ULC_ERR_IO, "%s '%s': the directory '%s' does not exist", what, path,
+                      dir);
+    free(dir);
+    free(trim);
+    return st;
+}
+
+static ulc_status save_model(ulc_model *m, const char *out, model_fmt fmt, ulc_ctx *ctx) {
+    if (fmt == FMT_ONNX) {
+        ulc_onnx_export_opts eo = ulc_onnx_export_defaults();
+        return ulc_onnx_export(m, out, &eo, ctx);
+    }
+    ulc_safetensors_export_opts so = {0};
+    if (fmt == FMT_SAFETENSORS) return ulc_safetensors_export(m, out, &so, ctx);
+    return ulc_hf_export(m, out, &so, ctx);
+}
+
+/* OUT must keep IN's interface: the same inputs and outputs, names, dtypes and dims (symbolic
+ * ones by name). A difference is a ulc bug: nothing is written. */
+static ulc_status same_interface(const ulc_model *a, const ulc_model *b, ulc_ctx *ctx) {
+    for (int outputs = 0; outputs < 2; outputs++) {
+        const ulc_ptrvec *x = outputs ? &a->graph->outputs : &a->graph->inputs;
+        const ulc_ptrvec *y = outputs ? &b->graph->outputs : &b->graph->inputs;
+        int same = x->len == y->len;
+        for (size_t i = 0; same && i < x->len; i++) {
+            const ulc_value *u = x->items[i], *v = y->items[i];
+            same = strcmp(u->name, v->name) == 0 && u->dtype == v->dtype && u->rank == v->rank;
+            for (int d = 0; same && d < u->rank; d++)
+                same = u->dims[d].value == v->dims[d].value &&
+                       !u->dims[d].param == !v->dims[d].param &&
+                       (!u->dims[d].param || strcmp(u->dims[d].param, v->dims[d].param) == 0);
+        }
+        if (!same)
+            return ulc_fail(ctx, ULC_ERR_INTERNAL, "forget: the unlearned model's %s differ from "
+                            "the input model's", outputs ? "outputs" : "inputs");
+    }
+    return ULC_OK;
+}
+
+/* ---- the report ------------------------------------------------------------------------------ */
+
+static cJSON *file_entry(const char *path, const char *sha) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "path", path);
+    cJSON_AddStringToObject(o, "sha256", sha);
+    return o;
+}
+
+/* A '|'-joined list back into a JSON list of strings. */
+static cJSON *str_list(const char *joined) {
+    cJSON *a = cJSON_CreateArray();
+    const char *p = joined;
+    while (p && *p) {
+        const char *e = strchr(p, '|');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        char *item = strndup(p, n);
+        if (item) cJSON_AddItemToArray(a, cJSON_CreateString(item));
+        free(item);
+        p = e ? e + 1 : NULL;
+    }
+    return a;
+}
+
+static cJSON *accuracy_obj(const splits *sp, const tally t[S_COUNT]) {
+    cJSON *o = cJSON_CreateObject();
+    for (int k = 0; k < S_COUNT; k++)
+        if (sp->present[k]) cJSON_AddNumberToObject(o, k_split_name[k], tally_acc(&t[k]));
+    return o;
+}
+
+/* What went into and came out of a run, for the report and the table. */
+typedef struct run_facts {
+    const char *in, *out;
+    char in_sha[ULC_SHA256_HEX], out_sha[ULC_SHA256_HEX], spec_sha[ULC_SHA256_HEX];
+    char ext_sha[ULC_SHA256_HEX];
+    char idx_sha[ULC_SHA256_HEX];
+    char *in_file, *out_file;   /* the hashed files (a directory's model.safetensors) */
+    char *ext_file;             /* OUT's external data file, or NULL */
+    int threads;
+    char **modules;             /* adapted module names */
+    int n_modules;
+    tally before[S_COUNT], after[S_COUNT];
+    ulc_train_stats st;
+    double wall;
+} run_facts;
+
+static char *report_text(const spec *s, const data_file *tr, const data_file *te,
+                         const splits *sp, const iface *f, const run_facts *r) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "method", "rfa");
+    cJSON *in = file_entry(r->in, r->in_sha);
+    if (strcmp(r->in, r->in_file) != 0) cJSON_AddStringToObject(in, "file", r->in_file);
+    cJSON_AddItemToObject(o, "input", in);
+    cJSON *out = file_entry(r->out, r->out_sha);
+    if (strcmp(r->out, r->out_file) != 0) cJSON_AddStringToObject(out, "file", r->out_file);
+    if (r->ext_file)
+        cJSON_AddItemToObject(out, "external_data", file_entry(r->ext_file, r->ext_sha));
+    cJSON_AddItemToObject(o, "output", out);
+    cJSON_AddItemToObject(o, "spec", file_entry(s->path, r->spec_sha));
+    cJSON *data = cJSON_AddObjectToObject(o, "data");
+    for (int k = 0; k < 2; k++) {
+        const data_file *df = k ? te : tr;
+        if (!df) continue;
+        cJSON *e = file_entry(df->path, df->sha);
+        cJSON_AddNumberToObject(e, "rows", (double)df->rows);
+        cJSON_AddItemToObject(data, k ? "test" : "train", e);
+    }
+    cJSON *fg = cJSON_AddObjectToObject(o, "forget");
+    cJSON_AddStringToObject(fg, "kind", s->kind == FORGET_CLASSES ? "classes" : "indices");
+    if (s->kind == FORGET_CLASSES) {
+        cJSON *cl = cJSON_AddArrayToObject(fg, "classes");
+        for (int k = 0; k < s->n_classes; k++)
+            cJSON_AddItemToArray(cl, cJSON_CreateNumber((double)s->classes[k]));
+    } else {
+        cJSON_AddNumberToObject(fg, "indices", (double)s->n_indices);
+        if (s->indices_file)
+            cJSON_AddItemToObject(fg, "indices_file", file_entry(s->indices_file, r->idx_sha));
+    }
+    cJSON_AddNumberToObject(fg, "rows", (double)sp->rows[S_DF]);
+    cJSON *splits_o = cJSON_AddObjectToObject(o, "splits");
+    for (int k = 0; k < S_COUNT; k++)
+        if (sp->present[k]) {
+            cJSON *e = cJSON_AddObjectToObject(splits_o, k_split_name[k]);
+            cJSON_AddNumberToObject(e, "rows", (double)sp->rows[k]);
+            cJSON_AddNumberToObject(e, "predictions", (double)r->before[k].pred);
+        }
+    cJSON *hp = cJSON_AddObjectToObject(o, "hyperparameters");
+    cJSON *lo = cJSON_AddObjectToObject(hp, "lora");
+    cJSON_AddNumberToObject(lo, "rank", (double)s->rank);
+    cJSON_AddNumberToObject(lo, "alpha", s->alpha);
+    cJSON_AddStringToObject(lo, "placement", s->lora_custom ? "spec" : "rfa-default");
+    if (s->targets) cJSON_AddItemToObject(lo, "targets", str_list(s->targets));
+    if (s->include) cJSON_AddItemToObject(lo, "include", str_list(s->include));
+    if (s->lora_custom) cJSON_AddItemToObject(lo, "exclude", str_list(s->exclude));
+    cJSON *mods = cJSON_AddArrayToObject(lo, "modules");
+    for (int k = 0; k < r->n_modules; k++)
+        cJSON_AddItemToArray(mods, cJSON_CreateString(r->modules[k]));
+    cJSON *tr_o = cJSON_AddObjectToObject(hp, "train");
+    cJSON_AddNumberToObject(tr_o, "epochs", (double)s->epochs);
+    cJSON_AddNumberToObject(tr_o, "batch_size", (double)s->batch_size);
+    cJSON_AddNumberToObject(tr_o, "lr", s->lr);
+    cJSON_AddStringToObject(tr_o, "optimizer", s->optimizer == ULC_OPTIM_ADAMW ? "adamw" : "sgd");
+    cJSON_AddNumberToObject(tr_o, "weight_decay", s->weight_decay);
+    cJSON_AddNumberToObject(tr_o, "seed", (double)s->seed);
+    cJSON *rf = cJSON_AddObjectToObject(hp, "rfa");
+    ulc_rfa_opts d = ulc_rfa_defaults();
+    cJSON_AddNumberToObject(rf, "gamma", s->gamma);
+    cJSON_AddStringToObject(rf, "norm", s->norm_name);
+    cJSON_AddNumberToObject(rf, "alpha", d.alpha);
+    cJSON_AddNumberToObject(rf, "beta", d.beta);
+    cJSON_AddNumberToObject(rf, "lambda", d.lambda);
+    cJSON_AddNumberToObject(rf, "mu", d.mu);
+    cJSON_AddStringToObject(rf, "task", f->next_token ? "next-token" : "classification");
+    cJSON_AddNumberToObject(o, "seed", (double)s->seed);
+    cJSON_AddNumberToObject(o, "threads", r->threads);
+    cJSON *acc = cJSON_AddObjectToObject(o, "accuracy");
+    cJSON_AddItemToObject(acc, "before", accuracy_obj(sp, r->before));
+    cJSON_AddItemToObject(acc, "after", accuracy_obj(sp, r->after));
+    cJSON *tro = cJSON_AddObjectToObject(o, "train");
+    cJSON_AddNumberToObject(tro, "steps", (double)r->st.steps);
+    cJSON_AddNumberToObject(tro, "first_loss", r->st.first_loss);
+    cJSON_AddNumberToObject(tro, "last_loss", r->st.last_loss);
+    cJSON_AddNumberToObject(tro, "seconds", r->st.seconds);
+    cJSON_AddNumberToObject(o, "wall_seconds", r->wall);
+    char *text = cJSON_Print(o);
+    cJSON_Delete(o);
+    return text;
+}
+
+static void print_table(FILE *out, const spec *s, const data_file *tr, const splits *sp,
+                        const iface *f, const run_facts *r) {
+    fprintf(out, "ulc forget: %s -> %s (rfa; ", r->in, r->out);
+    if (s->kind == FORGET_CLASSES) {
+        fprintf(out, "class%s", s->n_classes > 1 ? "es" : "");
+        for (int k = 0; k < s->n_classes; k++)
+            fprintf(out, "%s%lld", k ? "," : " ", (long long)s->classes[k]);
+    } else {
+        fprintf(out, "%lld sample%s", (long long)s->n_indices, s->n_indices > 1 ? "s" : "");
+    }
+    fprintf(out, ": %lld of %lld train rows)\n\n", (long long)sp->rows[S_DF], (long long)tr->rows);
+    fprintf(out, "split                          rows    before     after\n");
+    for (int k = 0; k < S_COUNT; k++)
+        if (sp->present[k])
+            fprintf(out, "%-4s %-22s %9lld  %7.2f%%  %7.2f%%\n", k_split_name[k], k_split_what[k],
+                    (long long)sp->rows[k], 100 * tally_acc(&r->before[k]),
+                    100 * tally_acc(&r->after[k]));
+    if (f->next_token) fprintf(out, "(accuracy: next-token predictions)\n");
+    fprintf(out, "\nrfa: %ld steps, loss %.4f -> %.4f, %.1f s; wall time %.1f s\n", r->st.steps,
+            r->st.first_loss, r->st.last_loss, r->st.seconds, r->wall);
+}
+
+/* ---- the command ----------------------------------------------------------------------------- */
+
+/* Adds LoRA adapters where the spec (or RFA's default placement) says, through lora-inject. */
+static ulc_status inject(ulc_model *m, const spec *s, const char *in_path, run_facts *r,
+                         ulc_ctx *ctx) {
+    char rank[32], alpha[64], seed[32];
+    snprintf(rank, sizeof rank, "%ld", s->rank);
+    snprintf(alpha, sizeof alpha, "%.17g", s->alpha);
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)s->seed);
+    ulc_pass_opt kv[8];
+    int n = 0;
+    char *nodes = NULL;
+    kv[n++] = (ulc_pass_opt){"rank", rank};
+    kv[n++] = (ulc_pass_opt){"alpha", alpha};
+    kv[n++] = (ulc_pass_opt){"seed", seed};
+    if (s->lora_custom) {
+        if (s->targets) kv[n++] = (ulc_pass_opt){"targets", s->targets};
+        if (s->include) kv[n++] = (ulc_pass_opt){"include", s->include};
+        if (s->exclude) kv[n++] = (ulc_pass_opt){"exclude", s->exclude};
+    } else {
+        int count = 0;
+        ULC_TRY(ulc_rfa_default_nodes(m, &nodes, &count, ctx));
+        kv[n++] = (ulc_pass_opt){"nodes", nodes};
+    }
+    /* the pass directly, with its options as data: node names may hold the characters (',',
+     * '{', '=') a pipeline's text form uses as separators */
+    ulc_pass_opts po = {n, kv};
+    ulc_status st = ulc_pass_lora_inject.run(m, &po, ctx);
+    free(nodes);
+    ULC_TRY(st);
+    ULC_TRY(ulc_graph_verify(m->graph, ctx));
+    int adapted = 0;
+    for (size_t i = 0; i < m->lora.len; i++)
+        adapted += !((const ulc_lora_record *)m->lora.items[i])->merged;
+    if (!adapted)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: the spec's lora.targets/include/exclude "
+                        "adapt no layer of %s", s->path, in_path);
+    r->modules = calloc((size_t)adapted, sizeof *r->modules);
+    if (!r->modules) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < m->lora.len; i++) {
+        const ulc_lora_record *rec = m->lora.items[i];
+        if (!rec->merged && !(r->modules[r->n_modules++] = strdup(rec->module)))
+            return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    }
+    return ULC_OK;
+}
+
+int ulc_cli_forget(int argc, char **argv) {
+    const char *in = NULL, *out = NULL, *spec_path = NULL, *report_arg = NULL;
+    int threads = 0, quiet = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--forget") || !strcmp(a, "-o") || !strcmp(a, "--report") ||
+            !strcmp(a, "--threads")) {
+            if (!val) return ulc_cli_usage_error("forget: %s needs a value", a);
+            i++;
+            if (!strcmp(a, "--forget")) spec_path = val;
+            else if (!strcmp(a, "-o")) out = val;
+            else if (!strcmp(a, "--report")) report_arg = val;
+            else {
+                char *end;
+                long v = strtol(val, &end, 10);
+                if (!*val || *end || v < 0 || v > 4096)
+                    return ulc_cli_usage_error("forget: --threads needs a count (0 = every core)");
+                threads = (int)v;
+            }
+        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+            quiet = 1;
+        } else if (a[0] == '-' && a[1]) {
+            return ulc_cli_usage_error("forget: unknown option '%s'", a);
+        } else if (in) {
+            return ulc_cli_usage_error("forget: more than one model given ('%s' and '%s')", in, a);
+        } else {
+            in = a;
+        }
+    }
+    if (!in) return ulc_cli_usage_error("forget: no input model given");
+    if (!spec_path) return ulc_cli_usage_error("forget: no spec given (--forget SPEC.json)");
+    if (!out) return ulc_cli_usage_error("forget: no output given (-o OUT)");
+
+    double t0 = now_s();
+    ulc_ctx ctx;
+    ulc_ctx_init(&ctx);
+    spec s;
+    data_file tr = {0}, te = {0};
+    iface f;
+    splits sp = {0};
+    run_facts r = {.in = in, .out = out, .threads = threads};
+    ulc_model *m = NULL, *teacher = NULL;
+    ulc_session *ses = NULL;
+    ulc_outfile *rep = NULL;
+    char *report_text_s = NULL;
+    const char *report = NULL;
+    model_fmt ifmt, ofmt;
+    ulc_status st = spec_parse(spec_path, &s, &ctx);
+#define TRY(e)                                                                                  \
+    do {                                                                                        \
+        if ((st = (e)) != ULC_OK) goto done;                                                    \
+    } while (0)
+#define USAGE(...)                                                                              \
+    do {                                                                                        \
+        st = ulc_fail(&ctx, ULC_ERR_INVALID_ARG, __VA_ARGS__);                                  \
+        goto done;                                                                              \
+    } while (0)
+    if (st != ULC_OK) goto done;
+    /* the outputs: IN's format, never IN itself, in directories that exist */
+    if (!ulc_path_exists(in))
+        TRY(ulc_fail(&ctx, ULC_ERR_IO, "%s: no such file or directory", in));
+    ifmt = in_format(in);
+    if (!out_format(out, &ofmt) || ofmt != ifmt)
+        USAGE("forget: the output '%s' must be %s, like the input '%s'", out, k_fmt_name[ifmt], in);
+    if (ulc_path_same_file(out, in)) USAGE("forget: the output '%s' is the input model", out);
+    report = report_arg ? report_arg : s.report;
+    {
+        /* neither output may be one of the inputs, nor the report the model */
+        const char *read[] = {in, spec_path, s.train, s.test, s.indices_file, out};
+        for (size_t k = 0; k + 1 < sizeof read / sizeof *read; k++)
+            if (read[k] && ulc_path_same_file(out, read[k]))
+                USAGE("forget: the output '%s' would overwrite '%s'", out, read[k]);
+        for (size_t k = 0; report && k < sizeof read / sizeof *read; k++)
+            if (read[k] && (strcmp(report, read[k]) == 0 || ulc_path_same_file(report, read[k])))
+                USAGE("forget: the report '%s' would overwrite '%s'", report, read[k]);
+    }
+    if (report && ulc_path_is_dir(report)) USAGE("forget: the report '%s' is a directory", report);
+    if (report) TRY(check_out_dir("report", report, 0, &ctx));
+    TRY(check_out_dir("output", out, ofmt == FMT_DIR, &ctx));
+    /* the model and the data, checked against each other */
+    TRY(ulc_cli_load_model(in, &m, &ctx));
+    if (ulc_model_reads_file(m, out))
+        USAGE("forget: the output '%s' would overwrite '%s', which the input model reads", out,
+              ulc_model_reads_file(m, out));
+    TRY(resolve_iface(in, m, &s, &f, &ctx));
+    TRY(load_data("data.train", s.train, in, &f, &tr, &ctx));
+    if (s.test) TRY(load_data("data.test", s.test, in, &f, &te, &ctx));
+    TRY(ulc_cli_load_model(in, &teacher, &ctx)); /* the frozen original */
+    {
+        ulc_session_opts so = ulc_session_defaults();
+        so.threads = threads;
+        TRY(ulc_session_create(teacher, &so, &ses, &ctx));
+    }
+    TRY(probe_output(ses, in, &f, &tr, &ctx));
+    TRY(make_splits(&s, &f, &tr, s.test ? &te : NULL, &sp, &ctx));
+    if (report) TRY(ulc_outfile_open(report, &rep, &ctx)); /* written last, but writable now */
+#ifdef _OPENMP
+    if (!r.threads) r.threads = omp_get_max_threads();
+#endif
+
+    /* the adapters (a placement that adapts nothing is refused before any work) */
+    TRY(inject(m, &s, in, &r, &ctx));
+
+    /* before: the input model on every split (this also checks every label and token) */
+    TRY(score_splits(ses, in, &f, &tr, s.test ? &te : NULL, &sp, r.before, &ctx));
+    ulc_session_free(ses);
+    ses = NULL;
+
+    /* unlearning: RFA against the teacher, then the adapters merged back */
+    {
+        ulc_train_opts o = ulc_train_defaults();
+        o.optim = ulc_optim_defaults(s.optimizer);
+        o.optim.lr = s.lr;
+        o.optim.weight_decay = s.weight_decay;
+        o.epochs = (int)s.epochs;
+        o.batch_size = (int)s.batch_size;
+        o.seed = s.seed;
+        o.threads = threads;
+        o.quiet = quiet;
+        o.progress = stderr;
+        o.label = "rfa";
+        ulc_rfa_opts ro = ulc_rfa_defaults();
+        ro.gamma = s.gamma;
+        ro.norm = s.norm;
+        ro.input = f.fed[0]->name;
+        ro.output = f.out->name;
+        ro.next_token = f.next_token;
+        g_stop = 0;
+        o.stop = &g_stop;
+        void (*prev_int)(int) = signal(SIGINT, on_stop);
+        void (*prev_term)(int) = signal(SIGTERM, on_stop);
+        st = ulc_rfa_run(m, teacher, &tr.d, sp.forget, &o, &ro, &r.st, &ctx);
+        signal(SIGINT, prev_int);
+        signal(SIGTERM, prev_term);
+        if (st == ULC_OK && (g_stop || r.st.interrupted))
+            st = ulc_fail(&ctx, ULC_ERR_INTERRUPTED, "forget: interrupted");
+        if (st != ULC_OK) goto done;
+    }
+    TRY(ulc_pass_lora_merge.run(m, &(ulc_pass_opts){0, NULL}, &ctx));
+    TRY(ulc_graph_verify(m->graph, &ctx));
+    TRY(same_interface(teacher, m, &ctx));
+
+    /* after: the merged model, in memory */
+    {
+        ulc_session_opts so = ulc_session_defaults();
+        so.threads = threads;
+        TRY(ulc_session_create(m, &so, &ses, &ctx));
+        TRY(score_splits(ses, out, &f, &tr, s.test ? &te : NULL, &sp, r.after, &ctx));
+        ulc_session_free(ses);
+        ses = NULL;
+    }
+
+    /* the output, then the hashes and the report */
+    TRY(save_model(m, out, ofmt, &ctx));
+    if (!(r.in_file = model_main_file(in, ifmt)) || !(r.out_file = model_main_file(out, ofmt)))
+        TRY(ulc_fail(&ctx, ULC_ERR_NOMEM, "out of memory"));
+    TRY(ulc_sha256_file(r.out_file, r.out_sha, &ctx));
+    if (ofmt == FMT_ONNX && teacher->had_external_data) {
+        size_t n = strlen(out) + 6;
+        if ((r.ext_file = malloc(n))) snprintf(r.ext_file, n, "%s.data", out);
+        if (r.ext_file && ulc_path_exists(r.ext_file))
+            TRY(ulc_sha256_file(r.ext_file, r.ext_sha, &ctx));
+        else {
+            free(r.ext_file);
+            r.ext_file = NULL;
+        }
+    }
+    TRY(ulc_sha256_file(r.in_file, r.in_sha, &ctx));
+    TRY(ulc_sha256_file(spec_path, r.spec_sha, &ctx));
+    TRY(ulc_sha256_file(tr.path, tr.sha, &ctx));
+    if (s.test) TRY(ulc_sha256_file(te.path, te.sha, &ctx));
+    if (s.indices_file) TRY(ulc_sha256_file(s.indices_file, r.idx_sha, &ctx));
+    r.wall = now_s() - t0;
+    if (rep) {
+        if (!(report_text_s = report_text(&s, &tr, s.test ? &te : NULL, &sp, &f, &r)))
+            TRY(ulc_fail(&ctx, ULC_ERR_NOMEM, "out of memory (report)"));
+        TRY(ulc_outfile_write(rep, report_text_s, strlen(report_text_s), &ctx));
+        TRY(ulc_outfile_write(rep, "\n", 1, &ctx));
+        ulc_outfile *c = rep;
+        rep = NULL;
+        TRY(ulc_outfile_commit(c, &ctx));
+    }
+    print_table(stdout, &s, &tr, &sp, &f, &r);
+    if (report) printf("report: %s\n", report);
+#undef TRY
+#undef USAGE
+done:
+    ulc_outfile_abort(rep);
+    free(report_text_s);
+    ulc_session_free(ses);
+    ulc_train_stats_clear(&r.st);
+    for (int k = 0; k < r.n_modules; k++) free(r.modules[k]);
+    free(r.modules);
+    free(r.in_file);
+    free(r.out_file);
+    free(r.ext_file);
+    splits_clear(&sp);
+    for (int k = 0; k < 2; k++) {
+        data_file *df = k ? &te : &tr;
+        free(df->d.names);
+        free(df->d.cols);
+        ulc_model_free(df->m);
+    }
+    ulc_model_free(teacher);
+    ulc_model_free(m);
+    spec_clear(&s);
+    if (st != ULC_OK) return ulc_cli_report(&ctx);
+    return ULC_EXIT_OK;
+}

@@ -19,13 +19,13 @@ asan: setup
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DULC_SANITIZE=ON > build-asan.cmake.log 2>&1 || { cat build-asan.cmake.log; exit 1; }
 	@cmake --build build-asan -j $(JOBS)
 
-# The main job on the embedded default: inspect the shipped digits model, convert it, and
-# evaluate the result on the test digits (this becomes the unlearning demo when unlearning lands).
+# The main job on the embedded default: make the digits model forget digit 3 with RFA
+# (models/digits/forget_digit.json), print the before/after table and write the report, then
+# evaluate the result on the test digits.
 demo: build
 	@mkdir -p build/demo
-	build/ulc inspect $(DEMO_MODEL)
-	build/ulc convert $(DEMO_MODEL) -o build/demo/digits_resnet.onnx
-	build/ulc eval build/demo/digits_resnet.onnx --data models/digits/test.safetensors
+	build/ulc $(DEMO_MODEL) --forget models/digits/forget_digit.json -o build/demo/digits_forget3.onnx --report build/demo/report.json
+	build/ulc eval build/demo/digits_forget3.onnx --data models/digits/test.safetensors
 
 # The whole suite: every test in the normal build, then again under ASan+UBSan.
 test: build asan
@@ -40,6 +40,10 @@ bench: build
 
 bench-runtime: build
 	.venv/bin/python bench/bench_runtime.py
+
+# One LoRA training step (ResNet-18 64², batch 64) against PyTorch eager: docs/benchmarks.md.
+bench-train: build
+	.venv/bin/python bench/bench_train.py
 
 clean:
 	rm -rf build build-asan build.cmake.log build-asan.cmake.log

@@ -2,12 +2,12 @@
  * gradients (see train_graph.h). */
 #include "passes/train_graph.h"
 
-#include <fnmatch.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/glob.h"
 #include "ir/clone.h"
 #include "ir/lora.h"
 #include "passes/autodiff.h"
@@ -26,21 +26,9 @@ int ulc_mark_params(ulc_model *m, const char *globs) {
     for (size_t i = 0; i < g->inits.len; i++) {
         ulc_value *v = g->inits.items[i];
         if ((v->flags & ULC_VALUE_CONSTANT) || !v->init || v->init->dtype != ULC_DT_F32) continue;
-        for (const char *p = globs; p && *p;) {
-            const char *e = strchr(p, '|');
-            size_t len = e ? (size_t)(e - p) : strlen(p);
-            char pat[512];
-            if (len < sizeof pat) {
-                memcpy(pat, p, len);
-                pat[len] = 0;
-                if (fnmatch(pat, v->name, 0) == 0) {
-                    if (!(v->flags & ULC_VALUE_PARAM)) count++;
-                    v->flags |= ULC_VALUE_PARAM;
-                    break;
-                }
-            }
-            p = e ? e + 1 : p + len;
-        }
+        if (!ulc_glob_any(globs, v->name)) continue;
+        if (!(v->flags & ULC_VALUE_PARAM)) count++;
+        v->flags |= ULC_VALUE_PARAM;
     }
     return count;
 }

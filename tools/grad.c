@@ -11,12 +11,12 @@
  * initializers by name (default: every float32 graph input). GRADS holds "loss" and
  * "grad:<name>" for each picked value.
  */
-#include <fnmatch.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/glob.h"
 #include "export/safetensors_export.h"
 #include "import/safetensors_import.h"
 #include "ir/clone.h"
@@ -25,21 +25,6 @@
 #include "tools/cli.h"
 
 #define MAX_WRT 4096
-
-static int match(const char *globs, const char *name) {
-    for (const char *p = globs; p && *p;) {
-        const char *e = strchr(p, '|');
-        size_t len = e ? (size_t)(e - p) : strlen(p);
-        char pat[512];
-        if (len < sizeof pat) {
-            memcpy(pat, p, len);
-            pat[len] = 0;
-            if (fnmatch(pat, name, 0) == 0) return 1;
-        }
-        p = e ? e + 1 : p + len;
-    }
-    return 0;
-}
 
 static void view(const ulc_tensor *t, ulc_rt_tensor *rt) {
     memset(rt, 0, sizeof *rt);
@@ -92,12 +77,12 @@ static ulc_status grad_main(const char *model_path, const char *feeds_path, cons
         }
         bs[nb].name = v->name;
         view(f->init, &bs[nb++].t);
-        if (nw < MAX_WRT && f->init->dtype == ULC_DT_F32 && (globs ? match(globs, v->name) : 1))
+        if (nw < MAX_WRT && f->init->dtype == ULC_DT_F32 && (globs ? ulc_glob_any(globs, v->name) : 1))
             wrt[nw++] = v;
     }
     for (size_t i = 0; globs && i < g->inits.len; i++) {
         ulc_value *v = g->inits.items[i];
-        if (!v->init || v->init->dtype != ULC_DT_F32 || !match(globs, v->name) || nw == MAX_WRT)
+        if (!v->init || v->init->dtype != ULC_DT_F32 || !ulc_glob_any(globs, v->name) || nw == MAX_WRT)
             continue;
         const ulc_tensor *data = v->init;
         ulc_ptrvec_remove(&g->inits, v);

@@ -19,9 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "common/file.h"
 #include "export/hf_export.h"
 #include "export/onnx_export.h"
 #include "export/peft_export.h"
@@ -289,14 +287,7 @@ int ulc_cli_train(int argc, char **argv) {
     /* the adapter first (checked whole before anything is written), taken back if the model
      * cannot be written */
     if (adapter_dir && (s = ulc_peft_export(m, adapter_dir, NULL, &ctx)) != ULC_OK) goto done;
-    if ((s = save_model(m, out, &ctx)) != ULC_OK && adapter_dir) {
-        char *p = ulc_path_join(adapter_dir, ULC_PEFT_CONFIG_FILE);
-        char *q = ulc_path_join(adapter_dir, ULC_PEFT_WEIGHTS_FILE);
-        if (p) unlink(p);
-        if (q) unlink(q);
-        free(p);
-        free(q);
-    }
+    if ((s = save_model(m, out, &ctx)) != ULC_OK && adapter_dir) ulc_cli_remove_adapter(adapter_dir);
 done:
     ulc_train_graph_free_params(&tg, vals);
     ulc_train_graph_clear(&tg);

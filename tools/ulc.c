@@ -116,6 +116,15 @@ int ulc_cli_usage_error(const char *fmt, ...) {
     return ULC_EXIT_USAGE;
 }
 
+void ulc_cli_remove_adapter(const char *dir) {
+    char *p = ulc_path_join(dir, ULC_PEFT_CONFIG_FILE);
+    char *q = ulc_path_join(dir, ULC_PEFT_WEIGHTS_FILE);
+    if (p) unlink(p);
+    if (q) unlink(q);
+    free(p);
+    free(q);
+}
+
 static void on_signal(int sig) {
     ulc_outfile_cleanup_all(); /* async-signal-safe: unlink only */
     signal(sig, SIG_DFL);
@@ -260,14 +269,7 @@ static int cmd_convert(int argc, char **argv) {
         s = to_dir ? ulc_hf_export(m, out, &so, &ctx) : ulc_safetensors_export(m, out, &so, &ctx);
     }
     ulc_model_free(m);
-    if (s != ULC_OK && adapter_dir) {
-        char *p = ulc_path_join(adapter_dir, ULC_PEFT_CONFIG_FILE);
-        char *q = ulc_path_join(adapter_dir, ULC_PEFT_WEIGHTS_FILE);
-        if (p) unlink(p);
-        if (q) unlink(q);
-        free(p);
-        free(q);
-    }
+    if (s != ULC_OK && adapter_dir) ulc_cli_remove_adapter(adapter_dir);
     if (s != ULC_OK) return ulc_cli_report(&ctx);
     return ULC_EXIT_OK;
 }

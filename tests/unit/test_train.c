@@ -19,24 +19,7 @@
 #include "ir/graph.h"
 #include "passes/train.h"
 
-static int g_failed_checks;
-
-#define CHECK(cond)                                                                           \
-    do {                                                                                      \
-        if (!(cond)) {                                                                        \
-            fprintf(stderr, "  %s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);        \
-            g_failed_checks++;                                                                \
-        }                                                                                     \
-    } while (0)
-
-#define CHECK_CONTAINS(hay, needle)                                                           \
-    do {                                                                                      \
-        if (!strstr((hay), (needle))) {                                                       \
-            fprintf(stderr, "  %s:%d: '%s' does not contain '%s'\n", __FILE__, __LINE__,      \
-                    (hay), (needle));                                                         \
-            g_failed_checks++;                                                                \
-        }                                                                                     \
-    } while (0)
+#include "tests/unit/check.h"
 
 /* ---- optimizers against torch ------------------------------------------------------------- */
 

@@ -1,0 +1,46 @@
+/*
+ * forget.h — the forget spec (docs/spec.md) as the main command reads it: parsed and checked
+ * whole (keys, types, defaults, files relative to the spec) before any work.
+ */
+#ifndef ULC_TOOLS_FORGET_H
+#define ULC_TOOLS_FORGET_H
+
+#include <stdint.h>
+
+#include "common/status.h"
+#include "passes/rfa.h"
+#include "passes/train.h"
+
+typedef enum forget_kind { FORGET_CLASSES, FORGET_INDICES } forget_kind;
+
+typedef struct spec {
+    const char *path;          /* as given on the command line */
+    char *dir;                 /* its directory: relative paths start there */
+    char *train, *test;        /* data files, resolved (test may be NULL) */
+    forget_kind kind;
+    int64_t *classes;          /* FORGET_CLASSES */
+    int n_classes;
+    int64_t *indices;          /* FORGET_INDICES (from the spec or indices_file) */
+    int64_t n_indices;
+    char *indices_file;        /* resolved, or NULL */
+    char *model_input, *model_output; /* NULL: the only one */
+    long rank;
+    double alpha;
+    int lora_custom;           /* targets/include/exclude given: else RFA's default placement */
+    char *targets, *include, *exclude; /* '|'-joined, or NULL */
+    long epochs, batch_size;
+    double lr, weight_decay;
+    ulc_optim_kind optimizer;
+    uint64_t seed;
+    double gamma;
+    ulc_rfa_norm norm;
+    const char *norm_name;
+    char *report;              /* resolved, or NULL */
+} spec;
+
+/* Parses and checks the spec at path into s (strings malloc'd: spec_clear frees them, on
+ * failure too). The message names the file and the key at fault. */
+ulc_status spec_parse(const char *path, spec *s, ulc_ctx *ctx);
+void spec_clear(spec *s);
+
+#endif

@@ -1,0 +1,491 @@
+/* forget_spec.c — parsing and checking the forget spec (forget.h, docs/spec.md). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "common/file.h"
+#include "tools/cli.h"
+#include "tools/forget.h"
+
+void spec_clear(spec *s) {
+    free(s->dir);
+    free(s->train);
+    free(s->test);
+    free(s->classes);
+    free(s->indices);
+    free(s->indices_file);
+    free(s->model_input);
+    free(s->model_output);
+    free(s->targets);
+    free(s->include);
+    free(s->exclude);
+    free(s->report);
+}
+
+/* What a JSON item is, for messages. */
+static const char *json_what(const cJSON *it) {
+    if (cJSON_IsString(it)) return "a string";
+    if (cJSON_IsNumber(it)) return "a number";
+    if (cJSON_IsBool(it)) return "true/false";
+    if (cJSON_IsNull(it)) return "null";
+    if (cJSON_IsArray(it)) return "a list";
+    if (cJSON_IsObject(it)) return "an object";
+    return "an invalid value";
+}
+
+/* "lora" + "rank" → "lora.rank" into buf. */
+static const char *key_path(char *buf, size_t n, const char *prefix, const char *key) {
+    snprintf(buf, n, "%s%s%s", prefix ? prefix : "", prefix && *prefix ? "." : "", key);
+    return buf;
+}
+
+/* Every key of obj must be one of keys (NULL-terminated), once. */
+static ulc_status check_keys(const char *file, const cJSON *obj, const char *prefix,
+                             const char *const *keys, ulc_ctx *ctx) {
+    char kp[256];
+    for (const cJSON *it = obj->child; it; it = it->next) {
+        int known = 0;
+        for (int i = 0; keys[i]; i++) known |= strcmp(it->string, keys[i]) == 0;
+        if (!known) {
+            char list[256] = "";
+            size_t o = 0;
+            for (int i = 0; keys[i] && o < sizeof list; i++)
+                o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", i ? ", " : "", keys[i]);
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: unknown key '%s' (expected %s%s%s%s)", file,
+                            key_path(kp, sizeof kp, prefix, it->string),
+                            prefix && *prefix ? "in '" : "", prefix && *prefix ? prefix : "",
+                            prefix && *prefix ? "': " : "one of: ", list);
+        }
+        for (const cJSON *jt = it->next; jt; jt = jt->next)
+            if (strcmp(it->string, jt->string) == 0)
+                return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key '%s' appears twice", file,
+                                key_path(kp, sizeof kp, prefix, it->string));
+    }
+    return ULC_OK;
+}
+
+/* An object member that must be an object, or NULL when absent. */
+static ulc_status get_object(const char *file, const cJSON *obj, const char *key,
+                             const cJSON **out, ulc_ctx *ctx) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    *out = it;
+    if (it && !cJSON_IsObject(it))
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key '%s': expected an object, got %s", file,
+                        key, json_what(it));
+    return ULC_OK;
+}
+
+static int json_is_int(const cJSON *it, double lo, double hi) {
+    return cJSON_IsNumber(it) && it->valuedouble == floor(it->valuedouble) &&
+           it->valuedouble >= lo && it->valuedouble <= hi;
+}
+
+static ulc_status get_int(const char *file, const cJSON *obj, const char *prefix, const char *key,
+                          double lo, double hi, long long *out, ulc_ctx *ctx) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!it) return ULC_OK; /* the default stays */
+    char kp[256];
+    if (!json_is_int(it, lo, hi)) {
+        char got[64];
+        if (cJSON_IsNumber(it)) snprintf(got, sizeof got, "%.17g", it->valuedouble);
+        else snprintf(got, sizeof got, "%s", json_what(it));
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key '%s': expected an integer in [%.0f, %.0f], "
+                        "got %s", file, key_path(kp, sizeof kp, prefix, key), lo, hi, got);
+    }
+    *out = (long long)it->valuedouble;
+    return ULC_OK;
+}
+
+/* A number in [lo, hi] (lo excluded when open_lo). */
+static ulc_status get_num(const char *file, const cJSON *obj, const char *prefix, const char *key,
+                          double lo, int open_lo, double hi, double *out, ulc_ctx *ctx) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!it) return ULC_OK;
+    char kp[256];
+    double v = cJSON_IsNumber(it) ? it->valuedouble : NAN;
+    if (!(isfinite(v) && (open_lo ? v > lo : v >= lo) && v <= hi)) {
+        char got[64];
+        if (cJSON_IsNumber(it)) snprintf(got, sizeof got, "%.17g", it->valuedouble);
+        else snprintf(got, sizeof got, "%s", json_what(it));
+        return ulc_fail(ctx, ULC_ERR_INVALID,
+                        "%s: key '%s': expected a number in %c%g, %g], got %s", file,
+                        key_path(kp, sizeof kp, prefix, key), open_lo ? '(' : '[', lo, hi, got);
+    }
+    *out = v;
+    return ULC_OK;
+}
+
+/* A string member (non-empty), or *out untouched when absent. Returned pointer is the JSON's. */
+static ulc_status get_str(const char *file, const cJSON *obj, const char *prefix, const char *key,
+                          const char **out, ulc_ctx *ctx) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!it) return ULC_OK;
+    char kp[256];
+    if (!cJSON_IsString(it) || !it->valuestring[0])
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key '%s': expected a non-empty string, got %s",
+                        file, key_path(kp, sizeof kp, prefix, key),
+                        cJSON_IsString(it) ? "an empty string" : json_what(it));
+    *out = it->valuestring;
+    return ULC_OK;
+}
+
+/* A list of non-empty strings joined with '|' (lora-inject's list syntax) into *out (malloc'd).
+ * allowed (NULL-terminated) restricts the values when given; an empty list is allowed only
+ * when may_be_empty (then *out stays NULL). */
+static ulc_status get_str_list(const char *file, const cJSON *obj, const char *prefix,
+                               const char *key, const char *const *allowed, int may_be_empty,
+                               char **out, ulc_ctx *ctx) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!it) return ULC_OK;
+    char kp[256];
+    key_path(kp, sizeof kp, prefix, key);
+    if (!cJSON_IsArray(it))
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key '%s': expected a list of strings, got %s",
+                        file, kp, json_what(it));
+    size_t len = 1;
+    int n = 0;
+    for (const cJSON *e = it->child; e; e = e->next, n++) {
+        if (!cJSON_IsString(e) || !e->valuestring[0])
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key '%s': item %d: expected a non-empty "
+                            "string, got %s", file, kp, n,
+                            cJSON_IsString(e) ? "an empty string" : json_what(e));
+        if (strchr(e->valuestring, '|'))
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key '%s': item %d ('%s') may not contain "
+                            "'|'", file, kp, n, e->valuestring);
+        if (allowed) {
+            int ok = 0;
+            for (int i = 0; allowed[i]; i++) ok |= strcmp(e->valuestring, allowed[i]) == 0;
+            if (!ok)
+                return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key '%s': '%s' is not one of Conv, "
+                                "Gemm, MatMul", file, kp, e->valuestring);
+        }
+        len += strlen(e->valuestring) + 1;
+    }
+    if (n == 0) {
+        if (may_be_empty) return ULC_OK;
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key '%s': the list is empty (it would select "
+                        "nothing)", file, kp);
+    }
+    char *s = malloc(len);
+    if (!s) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (spec)");
+    size_t o = 0;
+    for (const cJSON *e = it->child; e; e = e->next)
+        o += (size_t)snprintf(s + o, len - o, "%s%s", o ? "|" : "", e->valuestring);
+    *out = s;
+    return ULC_OK;
+}
+
+/* A list of distinct integers >= 0 (classes or row indices) into a malloc'd array. what names
+ * the list in messages ("forget.classes" or "FILE"); item names an element ("class", "row"). */
+static ulc_status int_list(const char *file, const cJSON *arr, const char *what,
+                           const char *item, int64_t **out, int64_t *n_out, ulc_ctx *ctx) {
+    if (!cJSON_IsArray(arr))
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: %s: expected a list of integers, got %s", file,
+                        what, json_what(arr));
+    int64_t n = cJSON_GetArraySize(arr);
+    if (n == 0)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: %s: the list is empty (the forget set would be "
+                        "empty)", file, what);
+    int64_t *v = malloc((size_t)n * sizeof *v);
+    if (!v) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (%s)", what);
+    int64_t i = 0;
+    for (const cJSON *e = arr->child; e; e = e->next, i++) {
+        if (!json_is_int(e, 0, 9007199254740992.0)) {
+            char got[64];
+            if (cJSON_IsNumber(e)) snprintf(got, sizeof got, "%.17g", e->valuedouble);
+            else snprintf(got, sizeof got, "%s", json_what(e));
+            free(v);
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: %s: item %lld: expected a %s (an integer "
+                            ">= 0), got %s", file, what, (long long)i, item, got);
+        }
+        v[i] = (int64_t)e->valuedouble;
+    }
+    *out = v;
+    *n_out = n;
+    return ULC_OK;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Refuses a value listed twice (on a sorted copy, so the message names the smallest). */
+static ulc_status no_duplicates(const char *file, const char *what, const char *item,
+                                const int64_t *v, int64_t n, ulc_ctx *ctx) {
+    int64_t *c = malloc((size_t)n * sizeof *c);
+    if (!c) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (%s)", what);
+    memcpy(c, v, (size_t)n * sizeof *c);
+    qsort(c, (size_t)n, sizeof *c, cmp_i64);
+    for (int64_t i = 1; i < n; i++)
+        if (c[i] == c[i - 1]) {
+            long long d = (long long)c[i];
+            free(c);
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: %s: %s %lld is listed twice", file, what,
+                            item, d);
+        }
+    free(c);
+    return ULC_OK;
+}
+
+/* Reads a whole (small) file into a malloc'd buffer. */
+static ulc_status read_text(const char *path, const char *what, char **out, size_t *n,
+                            ulc_ctx *ctx) {
+    ulc_mapping *m = NULL;
+    ULC_TRY(ulc_mapping_open(path, what, &m, ctx));
+    char *b = malloc(m->size + 1);
+    if (!b) {
+        ulc_mapping_unref(m);
+        return ulc_fail(ctx, ULC_ERR_NOMEM, "%s: out of memory", path);
+    }
+    if (m->size) memcpy(b, m->data, m->size);
+    b[m->size] = '\0';
+    *n = m->size;
+    *out = b;
+    ulc_mapping_unref(m);
+    return ULC_OK;
+}
+
+static ulc_status parse_json(const char *path, const char *what, cJSON **out, ulc_ctx *ctx) {
+    char *text = NULL;
+    size_t n = 0;
+    ULC_TRY(read_text(path, what, &text, &n, ctx));
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(text, n + 1, &end, 1); /* the NUL ends it */
+    if (!j) {
+        size_t at = end && end >= text && end <= text + n ? (size_t)(end - text) : 0;
+        size_t line = 1;
+        for (size_t i = 0; i < at; i++) line += text[i] == '\n';
+        free(text);
+        return ulc_fail(ctx, ULC_ERR_PARSE, "%s: not valid JSON (near byte %zu, line %zu)", path,
+                        at, line);
+    }
+    free(text);
+    *out = j;
+    return ULC_OK;
+}
+
+/* A path from the spec: absolute as written, else relative to the spec's directory. The file
+ * must exist (a regular file). */
+static ulc_status spec_file(const spec *s, const char *key, const char *rel, char **out,
+                            ulc_ctx *ctx) {
+    char *p = rel[0] == '/' ? strdup(rel) : ulc_path_join(s->dir, rel);
+    if (!p) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (spec)");
+    if (!ulc_path_exists(p) || ulc_path_is_dir(p)) {
+        ulc_status st = ulc_fail(ctx, ULC_ERR_IO, "%s: key '%s': the file '%s' %s", s->path, key,
+                                 p, ulc_path_is_dir(p) ? "is a directory" : "does not exist");
+        free(p);
+        return st;
+    }
+    *out = p;
+    return ULC_OK;
+}
+
+static const char *const k_top_keys[] = {"method", "data", "forget", "model", "lora",
+                                         "train", "rfa", "report", NULL};
+static const char *const k_data_keys[] = {"train", "test", NULL};
+static const char *const k_forget_keys[] = {"classes", "indices", "indices_file", NULL};
+static const char *const k_model_keys[] = {"input", "output", NULL};
+static const char *const k_lora_keys[] = {"rank", "alpha", "targets", "include", "exclude", NULL};
+static const char *const k_train_keys[] = {"epochs", "batch_size", "lr", "optimizer",
+                                           "weight_decay", "seed", NULL};
+static const char *const k_rfa_keys[] = {"gamma", "norm", NULL};
+static const char *const k_targets[] = {"Conv", "Gemm", "MatMul", NULL};
+
+/* The defaults (docs/spec.md; the paper's: rank 8, alpha 32, AdamW lr 5e-5, batch 128, 1 epoch). */
+static void spec_defaults(spec *s) {
+    s->rank = 8;
+    s->alpha = 32;
+    s->epochs = 1;
+    s->batch_size = 128;
+    s->lr = 5e-5;
+    s->optimizer = ULC_OPTIM_ADAMW;
+    s->weight_decay = -1; /* 0.01 for AdamW, 0 for SGD: decided once the optimizer is known */
+    s->seed = 0;
+    s->gamma = 0.5;
+    s->norm = ULC_RFA_L2SQ;
+    s->norm_name = "l2sq";
+}
+
+static ulc_status parse_forget(spec *s, const cJSON *f, ulc_ctx *ctx) {
+    const char *file = s->path;
+    ULC_TRY(check_keys(file, f, "forget", k_forget_keys, ctx));
+    const cJSON *cl = cJSON_GetObjectItemCaseSensitive(f, "classes");
+    const cJSON *ix = cJSON_GetObjectItemCaseSensitive(f, "indices");
+    const cJSON *ixf = cJSON_GetObjectItemCaseSensitive(f, "indices_file");
+    if ((cl != NULL) + (ix != NULL) + (ixf != NULL) != 1)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'forget': expected exactly one of "
+                        "'classes', 'indices' or 'indices_file'", file);
+    if (cl) {
+        int64_t n = 0;
+        s->kind = FORGET_CLASSES;
+        ULC_TRY(int_list(file, cl, "key 'forget.classes'", "class", &s->classes, &n, ctx));
+        s->n_classes = (int)n;
+        return no_duplicates(file, "key 'forget.classes'", "class", s->classes, n, ctx);
+    }
+    s->kind = FORGET_INDICES;
+    if (ix) {
+        ULC_TRY(int_list(file, ix, "key 'forget.indices'", "row index", &s->indices,
+                         &s->n_indices, ctx));
+        return no_duplicates(file, "key 'forget.indices'", "row", s->indices, s->n_indices, ctx);
+    }
+    const char *rel = NULL;
+    ULC_TRY(get_str(file, f, "forget", "indices_file", &rel, ctx));
+    ULC_TRY(spec_file(s, "forget.indices_file", rel, &s->indices_file, ctx));
+    cJSON *j = NULL;
+    ULC_TRY(parse_json(s->indices_file, "indices file", &j, ctx));
+    ulc_status st = int_list(s->indices_file, j, "forget.indices_file", "row index",
+                             &s->indices, &s->n_indices, ctx);
+    cJSON_Delete(j);
+    ULC_TRY(st);
+    return no_duplicates(s->indices_file, "forget.indices_file", "row", s->indices, s->n_indices,
+                         ctx);
+}
+
+/* Parses and checks the whole spec (everything that does not need the model or the data). */
+ulc_status spec_parse(const char *path, spec *s, ulc_ctx *ctx) {
+    memset(s, 0, sizeof *s);
+    spec_defaults(s);
+    s->path = path;
+    if (!(s->dir = ulc_path_dirname(path))) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    cJSON *j = NULL;
+    ULC_TRY(parse_json(path, "forget spec", &j, ctx));
+    ulc_status st = ULC_OK;
+    const cJSON *data, *forget, *model, *lora, *train, *rfa;
+    const char *method = NULL, *train_rel = NULL, *test_rel = NULL, *str = NULL;
+    long long iv;
+    if (!cJSON_IsObject(j)) {
+        st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: expected a JSON object, got %s", path,
+                      json_what(j));
+        goto done;
+    }
+#define TRY(e)                                                                                  \
+    do {                                                                                        \
+        if ((st = (e)) != ULC_OK) goto done;                                                    \
+    } while (0)
+    TRY(check_keys(path, j, "", k_top_keys, ctx));
+    TRY(get_object(path, j, "data", &data, ctx));
+    TRY(get_object(path, j, "forget", &forget, ctx));
+    TRY(get_object(path, j, "model", &model, ctx));
+    TRY(get_object(path, j, "lora", &lora, ctx));
+    TRY(get_object(path, j, "train", &train, ctx));
+    TRY(get_object(path, j, "rfa", &rfa, ctx));
+    /* method */
+    TRY(get_str(path, j, "", "method", &method, ctx));
+    if (!method) {
+        st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: missing key 'method' (\"rfa\")", path);
+        goto done;
+    }
+    if (strcmp(method, "rfa") != 0) {
+        st = ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: key 'method': unsupported method '%s' (this "
+                      "build knows: rfa)", path, method);
+        goto done;
+    }
+    /* data */
+    if (!data) {
+        st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: missing key 'data' ({\"train\": FILE, \"test\": "
+                      "FILE})", path);
+        goto done;
+    }
+    TRY(check_keys(path, data, "data", k_data_keys, ctx));
+    TRY(get_str(path, data, "data", "train", &train_rel, ctx));
+    TRY(get_str(path, data, "data", "test", &test_rel, ctx));
+    if (!train_rel) {
+        st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: missing key 'data.train' (the training data, "
+                      "safetensors)", path);
+        goto done;
+    }
+    /* forget */
+    if (!forget) {
+        st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: missing key 'forget' ({\"classes\": [...]} or "
+                      "{\"indices\": [...]} or {\"indices_file\": FILE})", path);
+        goto done;
+    }
+    /* model */
+    if (model) {
+        const char *in = NULL, *out = NULL;
+        TRY(check_keys(path, model, "model", k_model_keys, ctx));
+        TRY(get_str(path, model, "model", "input", &in, ctx));
+        TRY(get_str(path, model, "model", "output", &out, ctx));
+        if ((in && !(s->model_input = strdup(in))) || (out && !(s->model_output = strdup(out)))) {
+            st = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (spec)");
+            goto done;
+        }
+    }
+    /* lora */
+    if (lora) {
+        TRY(check_keys(path, lora, "lora", k_lora_keys, ctx));
+        iv = s->rank;
+        TRY(get_int(path, lora, "lora", "rank", 1, 65536, &iv, ctx));
+        s->rank = (long)iv;
+        TRY(get_num(path, lora, "lora", "alpha", 0, 1, 1e9, &s->alpha, ctx));
+        TRY(get_str_list(path, lora, "lora", "targets", k_targets, 0, &s->targets, ctx));
+        TRY(get_str_list(path, lora, "lora", "include", NULL, 0, &s->include, ctx));
+        TRY(get_str_list(path, lora, "lora", "exclude", NULL, 1, &s->exclude, ctx));
+        s->lora_custom = cJSON_HasObjectItem(lora, "targets") ||
+                         cJSON_HasObjectItem(lora, "include") ||
+                         cJSON_HasObjectItem(lora, "exclude");
+    }
+    /* train */
+    if (train) {
+        TRY(check_keys(path, train, "train", k_train_keys, ctx));
+        iv = s->epochs;
+        TRY(get_int(path, train, "train", "epochs", 1, 1e6, &iv, ctx));
+        s->epochs = (long)iv;
+        iv = s->batch_size;
+        TRY(get_int(path, train, "train", "batch_size", 1, 1 << 20, &iv, ctx));
+        s->batch_size = (long)iv;
+        TRY(get_num(path, train, "train", "lr", 0, 1, 1e3, &s->lr, ctx));
+        TRY(get_num(path, train, "train", "weight_decay", 0, 0, 1e3, &s->weight_decay, ctx));
+        iv = 0;
+        TRY(get_int(path, train, "train", "seed", 0, 9007199254740992.0, &iv, ctx));
+        s->seed = (uint64_t)iv;
+        str = NULL;
+        TRY(get_str(path, train, "train", "optimizer", &str, ctx));
+        if (str && strcmp(str, "adamw") == 0) s->optimizer = ULC_OPTIM_ADAMW;
+        else if (str && strcmp(str, "sgd") == 0) s->optimizer = ULC_OPTIM_SGD;
+        else if (str) {
+            st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'train.optimizer': '%s' (expected adamw "
+                          "or sgd)", path, str);
+            goto done;
+        }
+    }
+    if (s->weight_decay < 0) s->weight_decay = s->optimizer == ULC_OPTIM_ADAMW ? 0.01 : 0;
+    /* rfa */
+    if (rfa) {
+        TRY(check_keys(path, rfa, "rfa", k_rfa_keys, ctx));
+        TRY(get_num(path, rfa, "rfa", "gamma", 0, 0, 1, &s->gamma, ctx));
+        str = NULL;
+        TRY(get_str(path, rfa, "rfa", "norm", &str, ctx));
+        if (str) {
+            int nk = ulc_rfa_norm_parse(str);
+            if (nk < 0) {
+                st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'rfa.norm': '%s' (expected l2sq, mse, "
+                              "l1 or l2)", path, str);
+                goto done;
+            }
+            s->norm = (ulc_rfa_norm)nk;
+            static const char *const names[] = {"l2sq", "mse", "l1", "l2"};
+            s->norm_name = names[nk];
+        }
+    }
+    /* report: relative to the spec; the file need not exist */
+    str = NULL;
+    TRY(get_str(path, j, "", "report", &str, ctx));
+    if (str && !(s->report = str[0] == '/' ? strdup(str) : ulc_path_join(s->dir, str))) {
+        st = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (spec)");
+        goto done;
+    }
+    /* files last: a typo in a key is reported before a missing file */
+    TRY(spec_file(s, "data.train", train_rel, &s->train, ctx));
+    if (test_rel) TRY(spec_file(s, "data.test", test_rel, &s->test, ctx));
+    TRY(parse_forget(s, forget, ctx));
+#undef TRY
+done:
+    cJSON_Delete(j);
+    return st;
+}
+

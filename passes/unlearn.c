@@ -1,0 +1,561 @@
+/*
+ * unlearn.c — DELETE and the baselines on the shared trainer (see unlearn.h).
+ *
+ * Every method trains on a row subset of the data (forget rows or retain rows), gathered into
+ * its own columns, plus, where the method needs the frozen teacher, a column "ulc.teacher" of
+ * the teacher's logits for those rows (computed once). Losses are graph (custom_loss of the
+ * training graph), so DELETE's target is built in the graph from the teacher column:
+ *     p = softmax(where(mask, −∞, z_t / T)),  mask = the row's own label (or any forget class)
+ * and the KL of loss.c (0·log 0 = 0) compares it with the student; the softmax kernel subtracts
+ * the row maximum, so the −∞ entries are exact zeros.
+ */
+#include "passes/unlearn.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "passes/grad.h"
+#include "passes/loss.h"
+#include "passes/rfa.h"
+#include "passes/train_graph.h"
+#include "runtime/runtime.h"
+
+#define TEACHER_COL "ulc.teacher"
+
+static const char *const k_methods[ULC_METHOD_COUNT_] = {
+    "rfa", "delete", "finetune", "neggrad", "random-label", "scrub", "retrain"};
+
+int ulc_method_parse(const char *s) {
+    for (int i = 0; i < ULC_METHOD_COUNT_; i++)
+        if (strcmp(s, k_methods[i]) == 0) return i;
+    return -1;
+}
+
+const char *ulc_method_name(ulc_method m) {
+    return m >= 0 && m < ULC_METHOD_COUNT_ ? k_methods[m] : "?";
+}
+
+int ulc_train_what_parse(const char *s) {
+    if (!strcmp(s, "all")) return ULC_TRAIN_ALL;
+    if (!strcmp(s, "all_but_classifier")) return ULC_TRAIN_ALL_BUT_CLASSIFIER;
+    if (!strcmp(s, "lora")) return ULC_TRAIN_LORA;
+    return -1;
+}
+
+void ulc_unlearn_defaults(ulc_method m, ulc_unlearn_opts *u, ulc_optim_opts *optim, int *epochs,
+                          int *batch_size) {
+    memset(u, 0, sizeof *u);
+    u->method = m;
+    u->what = ULC_TRAIN_ALL;
+    u->temperature = 1.0;
+    u->scrub_alpha = 1.0;
+    u->scrub_gamma = 1.0;
+    *optim = ulc_optim_defaults(ULC_OPTIM_ADAMW);
+    *batch_size = 64;
+    switch (m) {
+    case ULC_METHOD_DELETE: /* the paper's supplementary: SGD, momentum 0.9, wd 5e-4, 20 epochs */
+        *optim = ulc_optim_defaults(ULC_OPTIM_SGD);
+        optim->momentum = 0.9;
+        optim->weight_decay = 5e-4;
+        optim->lr = 1e-4; /* digits: Dft 0 %, Drt 99.4 % (1e-3 and up collapse the retain classes) */
+        *epochs = 20;
+        break;
+    case ULC_METHOD_FINETUNE: optim->lr = 1e-3, *epochs = 5; break;
+    case ULC_METHOD_NEGGRAD: /* unstable by nature: from 3e-3 on, digits diverges */
+        *optim = ulc_optim_defaults(ULC_OPTIM_SGD);
+        optim->lr = 2e-3;
+        *epochs = 5;
+        break;
+    case ULC_METHOD_RANDOM_LABEL: optim->lr = 1e-3, *epochs = 5; break;
+    case ULC_METHOD_SCRUB: optim->lr = 1e-3, *epochs = 5; break;
+    case ULC_METHOD_RETRAIN: /* the digits model's own recipe (models/digits/gen_digits.py) */
+        optim->lr = 3e-3;
+        optim->weight_decay = 1e-4;
+        optim->schedule = ULC_LR_LINEAR;
+        *epochs = 40;
+        break;
+    default: /* rfa: see rfa.h */
+        optim->lr = 5e-5;
+        *epochs = 1;
+        *batch_size = 128;
+        break;
+    }
+}
+
+/* ---- the teacher's logits --------------------------------------------------------------------- */
+
+static int main_col(const ulc_dataset *d) {
+    int c = ulc_dataset_find(d, "input");
+    return c >= 0 ? c : ulc_dataset_find(d, "input_ids");
+}
+
+ulc_status ulc_teacher_logits(const ulc_model *teacher, const ulc_dataset *data,
+                              const uint8_t *forget, const char *input, const char *output,
+                              int threads, float **logits, int64_t *n, int64_t *classes,
+                              ulc_ctx *ctx) {
+    *logits = NULL;
+    *n = *classes = 0;
+    const ulc_graph *g = teacher->graph;
+    const ulc_value *in = NULL, *out = NULL;
+    for (size_t i = 0; i < g->inputs.len; i++) {
+        const ulc_value *v = g->inputs.items[i];
+        if (v->flags & ULC_VALUE_INITIALIZER) continue;
+        if (input ? !strcmp(v->name, input) : !in) in = v;
+    }
+    for (size_t i = 0; i < g->outputs.len; i++) {
+        const ulc_value *v = g->outputs.items[i];
+        if (output ? !strcmp(v->name, output) : !out) out = v;
+    }
+    int col = main_col(data);
+    if (!in || !out || col < 0)
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "teacher: no input/output to read, or no "
+                        "'input' column in %s", data->path ? data->path : "the data");
+    const ulc_tensor *x = data->cols[col];
+    size_t row = x->nbytes / (size_t)data->n_rows;
+    int64_t nf = 0;
+    for (int64_t i = 0; i < data->n_rows; i++) nf += forget[i] != 0;
+    ulc_session_opts so = ulc_session_defaults();
+    so.threads = threads;
+    ulc_session *s = NULL;
+    ULC_TRY(ulc_session_create(teacher, &so, &s, ctx));
+    enum { B = 256 };
+    uint8_t *buf = malloc(row * B + 1);
+    float *res = NULL;
+    ulc_status st = buf ? ULC_OK : ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    int64_t done = 0, i = 0, C = 0;
+    while (st == ULC_OK && done < nf) {
+        int64_t k = 0;
+        for (; i < data->n_rows && k < B; i++)
+            if (forget[i]) memcpy(buf + (size_t)k++ * row, (const uint8_t *)x->data + (size_t)i * row, row);
+        ulc_rt_tensor t = {.dtype = x->dtype, .rank = x->rank, .data = buf, .nbytes = (size_t)k * row};
+        for (int d = 0; d < x->rank; d++) t.dims[d] = d ? x->dims[d] : k;
+        if ((st = ulc_session_set_input(s, in->name, &t, ctx)) != ULC_OK ||
+            (st = ulc_session_run(s, ctx)) != ULC_OK)
+            break;
+        const ulc_rt_tensor *z = ulc_session_output(s, out->name);
+        if (!z || z->dtype != ULC_DT_F32 || z->rank != 2 || z->dims[0] != k) {
+            st = ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "teacher: output '%s' is not [batch, classes] "
+                          "float32 logits", out->name);
+            break;
+        }
+        if (!res) {
+            C = z->dims[1];
+            if (!(res = malloc((size_t)(nf * C) * sizeof *res + 1))) {
+                st = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (teacher logits)");
+                break;
+            }
+        }
+        memcpy(res + done * C, z->data, (size_t)(k * C) * sizeof *res);
+        done += k;
+    }
+    free(buf);
+    ulc_session_free(s);
+    if (st != ULC_OK) {
+        free(res);
+        return st;
+    }
+    *logits = res;
+    *n = nf;
+    *classes = C;
+    return ULC_OK;
+}
+
+/* ---- row subsets ----------------------------------------------------------------------------- */
+
+typedef struct subset {
+    ulc_dataset d;
+    ulc_tensor *t;      /* n_cols tensors (gathered copies) */
+    int64_t *dims;      /* their dims */
+    void **bufs;
+} subset;
+
+static void subset_free(subset *s) {
+    for (int i = 0; s->bufs && i < s->d.n_cols; i++) free(s->bufs[i]);
+    free(s->bufs);
+    free(s->t);
+    free(s->dims);
+    free((void *)s->d.names);
+    free((void *)s->d.cols);
+    memset(s, 0, sizeof *s);
+}
+
+/* The rows with forget[i] == want (every row with want < 0), every column, plus `extra` (a
+ * float32 [rows, w] column already in subset order, copied) named extra_name. */
+static ulc_status make_subset(const ulc_dataset *d, const uint8_t *forget, int want,
+                              const char *extra_name, const float *extra, int64_t w, subset *s,
+                              ulc_ctx *ctx) {
+    memset(s, 0, sizeof *s);
+    int64_t n = 0;
+    for (int64_t i = 0; i < d->n_rows; i++) n += want < 0 || (forget[i] != 0) == want;
+    if (!n)
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "%s: no %s rows to train on",
+                        d->path ? d->path : "data", want ? "forget" : "retain");
+    int nc = d->n_cols + (extra ? 1 : 0);
+    s->d.names = calloc((size_t)nc, sizeof *s->d.names);
+    s->d.cols = calloc((size_t)nc, sizeof *s->d.cols);
+    s->t = calloc((size_t)nc, sizeof *s->t);
+    s->dims = calloc((size_t)nc * ULC_RT_MAX_RANK, sizeof *s->dims);
+    s->bufs = calloc((size_t)nc, sizeof *s->bufs);
+    if (!s->d.names || !s->d.cols || !s->t || !s->dims || !s->bufs)
+        return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (row subset)");
+    for (int c = 0; c < nc; c++) {
+        int is_extra = c == d->n_cols;
+        const ulc_tensor *src = is_extra ? NULL : d->cols[c];
+        int rank = is_extra ? 2 : src->rank;
+        if (rank > ULC_RT_MAX_RANK) return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "column of rank %d", rank);
+        int64_t *dims = s->dims + (size_t)c * ULC_RT_MAX_RANK;
+        size_t row = is_extra ? (size_t)w * sizeof(float) : src->nbytes / (size_t)d->n_rows;
+        dims[0] = n;
+        if (is_extra) dims[1] = w;
+        else
+            for (int k = 1; k < rank; k++) dims[k] = src->dims[k];
+        uint8_t *buf = malloc(row * (size_t)n + 1);
+        if (!buf) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (row subset)");
+        s->bufs[c] = buf;
+        s->d.n_cols = c + 1;
+        if (is_extra) memcpy(buf, extra, row * (size_t)n);
+        else
+            for (int64_t i = 0, k = 0; i < d->n_rows; i++)
+                if (want < 0 || (forget[i] != 0) == want)
+                    memcpy(buf + (size_t)k++ * row, (const uint8_t *)src->data + (size_t)i * row, row);
+        ulc_tensor *t = &s->t[c];
+        t->name = is_extra ? extra_name : d->names[c];
+        t->dtype = is_extra ? ULC_DT_F32 : src->dtype;
+        t->rank = rank;
+        t->dims = dims;
+        t->numel = (uint64_t)n * (uint64_t)(row / (t->dtype == ULC_DT_I64 ? 8 : 4));
+        t->storage = ULC_STORAGE_OWNED;
+        t->data = buf;
+        t->nbytes = row * (size_t)n;
+        s->d.names[c] = t->name;
+        s->d.cols[c] = t;
+    }
+    s->d.n_rows = n;
+    s->d.path = d->path;
+    return ULC_OK;
+}
+
+/* ---- losses ----------------------------------------------------------------------------------- */
+
+typedef struct loss_ctx {
+    const ulc_unlearn_opts *u;
+    int kind;     /* what the phase optimises (below) */
+} loss_ctx;
+
+enum { L_CE, L_NEG_CE, L_DELETE, L_NEG_KL, L_KL_CE };
+
+#define NN(e)                                                                                  \
+    do {                                                                                       \
+        if (!(e)) return ctx->status ? ctx->status : ULC_ERR_NOMEM;                            \
+    } while (0)
+
+static ulc_value *named(ulc_gb *b, ulc_value *v, const char *name) {
+    ulc_value *out = v ? ulc_graph_add_value(b->g, name, b->ctx) : NULL;
+    ulc_node *n = out ? ulc_graph_add_node(b->g, "", "Identity", name, 1, 1, 0, b->ctx) : NULL;
+    if (!n) return NULL;
+    ulc_node_set_input(n, 0, v);
+    return ulc_node_set_output(n, 0, out, b->ctx) == ULC_OK ? out : NULL;
+}
+
+static ulc_status build_loss(void *arg, ulc_tg *t, ulc_value **loss, ulc_ctx *ctx) {
+    const loss_ctx *lc = arg;
+    const ulc_unlearn_opts *u = lc->u;
+    ulc_gb gb = {.g = t->g, .opset = t->opset, .ctx = ctx}, *b = &gb;
+    ulc_rt_tensor zt;
+    if (!ulc_analysis_get(t->shapes, t->output, &zt) || zt.rank != 2)
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: output '%s' is not [batch, classes] logits",
+                        ulc_method_name(u->method), t->output->name);
+    int64_t C = zt.dims[1], one = 1;
+    ulc_value *label = ulc_tg_input(t, "ulc.unlearn.label", ULC_DT_I64, 1, &one, "label", ctx);
+    NN(label);
+    ulc_value *ce = NULL, *kl = NULL;
+    if (lc->kind == L_CE || lc->kind == L_NEG_CE || lc->kind == L_KL_CE)
+        ULC_TRY(ulc_loss_build(t->g, t->opset, ULC_LOSS_CROSS_ENTROPY, t->output, 2, C, label,
+                               NULL, "ulc.unlearn.ce", &ce, ctx));
+    if (lc->kind == L_DELETE || lc->kind == L_NEG_KL || lc->kind == L_KL_CE) {
+        int64_t td[2] = {1, C};
+        ulc_value *zt_in = ulc_tg_input(t, "ulc.unlearn.teacher", ULC_DT_F32, 2, td, TEACHER_COL, ctx);
+        NN(zt_in);
+        ulc_value *z = zt_in;
+        if (lc->kind == L_DELETE) {
+            if (u->temperature != 1.0)
+                NN(z = gb_binary(b, "Div", z, gb_const_f32(b, (float)u->temperature)));
+            /* the mask: the row's own label, or (all_forget) any forget class */
+            int64_t *ar = malloc(sizeof *ar * (size_t)C);
+            if (!ar) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+            for (int64_t c = 0; c < C; c++) ar[c] = c;
+            ulc_value *range = gb_const_i64s(b, ar, (int)C);
+            ulc_value *mask = gb_binary(b, "Equal", gb_unsqueeze(b, label, &one, 1), range);
+            if (u->mask_all_forget && u->n_forget_classes > 0) {
+                for (int64_t c = 0; c < C; c++) ar[c] = 0;
+                for (int k = 0; k < u->n_forget_classes; k++)
+                    if (u->forget_classes[k] >= 0 && u->forget_classes[k] < C) ar[u->forget_classes[k]] = 1;
+                ulc_value *fc = gb_binary(b, "Equal", gb_const_i64s(b, ar, (int)C),
+                                          gb_const_i64s(b, &one, 1));
+                mask = gb_binary(b, "Or", mask, fc);
+            }
+            free(ar);
+            ulc_value *w[3] = {mask, gb_const_f32(b, -INFINITY), z};
+            NN(w[0] && w[1]);
+            NN(z = gb_node(b, NULL, "Where", 3, w, 1, NULL));
+        }
+        ulc_value *p = gb_unary(b, "Softmax", z);
+        NN(p);
+        gb_attr_int(b, "axis", 1);
+        ULC_TRY(ulc_loss_build(t->g, t->opset, ULC_LOSS_KL, t->output, 2, C, p, NULL,
+                               "ulc.unlearn.kl", &kl, ctx));
+    }
+    ulc_value *total = NULL;
+    switch (lc->kind) {
+    case L_CE: total = ce; break;
+    case L_NEG_CE: total = gb_unary(b, "Neg", ce); break;
+    case L_DELETE: total = kl; break;
+    case L_NEG_KL: total = gb_unary(b, "Neg", kl); break;
+    case L_KL_CE:
+        total = gb_binary(b, "Add", gb_binary(b, "Mul", kl, gb_const_f32(b, (float)u->scrub_alpha)),
+                          gb_binary(b, "Mul", ce, gb_const_f32(b, (float)u->scrub_gamma)));
+        break;
+    default: break;
+    }
+    NN(*loss = named(b, total, "ulc.unlearn.loss"));
+    return ULC_OK;
+}
+
+/* ---- which weights train ---------------------------------------------------------------------- */
+
+/* The classifier: the last linear layer (MatMul/Gemm with a weight initializer) before the
+ * first output, through the ops that only move or add a bias. */
+static const ulc_node *classifier(const ulc_graph *g) {
+    const ulc_value *v = g->outputs.len ? g->outputs.items[0] : NULL;
+    for (int hops = 0; v && v->producer && hops < 6; hops++) {
+        const ulc_node *p = v->producer;
+        if ((p->op == ULC_OP_Gemm || p->op == ULC_OP_MatMul) && p->n_inputs > 1 &&
+            p->inputs[1].value && (p->inputs[1].value->flags & ULC_VALUE_INITIALIZER))
+            return p;
+        if (p->op != ULC_OP_Add && p->op != ULC_OP_Reshape && p->op != ULC_OP_Flatten &&
+            p->op != ULC_OP_Identity)
+            return NULL;
+        v = p->inputs[0].value;
+    }
+    return NULL;
+}
+
+static ulc_status mark_weights(ulc_model *m, ulc_train_what what, ulc_ctx *ctx) {
+    if (what == ULC_TRAIN_LORA) {
+        for (size_t i = 0; i < m->graph->inits.len; i++)
+            if (((const ulc_value *)m->graph->inits.items[i])->flags & ULC_VALUE_PARAM) return ULC_OK;
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "train \"lora\": the model has no LoRA adapters");
+    }
+    if (!ulc_mark_params(m, "*"))
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "the model has no float32 weights to train");
+    if (what == ULC_TRAIN_ALL_BUT_CLASSIFIER) {
+        const ulc_node *head = classifier(m->graph);
+        if (!head)
+            return ulc_fail(ctx, ULC_ERR_UNSUPPORTED,
+                            "train \"all_but_classifier\": no linear classifier found before the "
+                            "output");
+        for (int i = 1; i < head->n_inputs; i++)
+            if (head->inputs[i].value) head->inputs[i].value->flags &= ~(uint32_t)ULC_VALUE_PARAM;
+    }
+    return ULC_OK;
+}
+
+/* Seeded re-initialisation of every trained weight, as PyTorch initialises a fresh layer:
+ * kaiming_uniform(a=√5) for weights — U(±1/√fan_in) — and U(±1/√fan_in) for biases, fan_in from
+ * the weight the bias belongs to. */
+static uint64_t splitmix(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static ulc_status reinit(ulc_model *m, uint64_t seed, ulc_ctx *ctx) {
+    ulc_graph *g = m->graph;
+    uint64_t st = seed ^ 0x5EEDull;
+    for (const ulc_node *n = g->first; n; n = n->next) {
+        if ((n->op != ULC_OP_Conv && n->op != ULC_OP_Gemm && n->op != ULC_OP_MatMul) ||
+            n->n_inputs < 2 || !n->inputs[1].value || !n->inputs[1].value->init)
+            continue;
+        const ulc_tensor *w = n->inputs[1].value->init;
+        int64_t fan_in = 1;
+        if (n->op == ULC_OP_Conv)
+            for (int d = 1; d < w->rank; d++) fan_in *= w->dims[d];
+        else if (n->op == ULC_OP_Gemm && ulc_node_attr(n, "transB") && ulc_node_attr(n, "transB")->i)
+            fan_in = w->rank == 2 ? w->dims[1] : 1;
+        else
+            fan_in = w->rank >= 1 ? w->dims[0] : 1;
+        double bound = 1.0 / sqrt((double)(fan_in > 0 ? fan_in : 1));
+        for (int k = 1; k < n->n_inputs && k <= 2; k++) {
+            ulc_value *v = n->inputs[k].value;
+            if (!v || !v->init || !(v->flags & ULC_VALUE_PARAM) || v->init->dtype != ULC_DT_F32)
+                continue;
+            const ulc_tensor *old = v->init;
+            ulc_tensor *t = ulc_tensor_new(g, old->name, ULC_DT_F32, old->rank, old->dims, ctx);
+            float *p = t ? malloc(old->nbytes + 1) : NULL;
+            if (!p) return t ? ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory") : ctx->status;
+            for (uint64_t i = 0; i < old->numel; i++)
+                p[i] = (float)((((double)(splitmix(&st) >> 11) / 9007199254740992.0) * 2 - 1) * bound);
+            ULC_TRY(ulc_tensor_set_owned(g, t, p, old->nbytes, ctx));
+            v->init = t;
+        }
+    }
+    return ULC_OK;
+}
+
+/* ---- running ---------------------------------------------------------------------------------- */
+
+static ulc_status train_on(ulc_model *model, const ulc_dataset *d, int kind,
+                           const ulc_train_opts *o, const ulc_unlearn_opts *u,
+                           ulc_train_stats *stats, ulc_ctx *ctx) {
+    loss_ctx lc = {.u = u, .kind = kind};
+    ulc_train_task task = {.input = u->input, .output = u->output, .custom_loss = build_loss,
+                           .custom_arg = &lc};
+    ulc_train_graph tg = {0};
+    float **vals = NULL;
+    ulc_status s = ulc_train_graph_build(model, d, &task, o->batch_size, &tg, ctx);
+    if (s == ULC_OK) s = ulc_train_graph_params(model, &tg, &vals, ctx);
+    if (s == ULC_OK) s = ulc_train_run(&tg, d, o, vals, stats, ctx);
+    if (s == ULC_OK) s = ulc_train_graph_write_back(model, &tg, vals, ctx);
+    ulc_train_graph_free_params(&tg, vals);
+    ulc_train_graph_clear(&tg);
+    return s;
+}
+
+/* Appends a phase's curves to the run's. */
+static ulc_status add_stats(ulc_train_stats *all, ulc_train_stats *ph, ulc_ctx *ctx) {
+    long n = all->steps + ph->steps;
+    float *lc = realloc(all->loss_curve, (size_t)(n ? n : 1) * sizeof *lc);
+    if (lc) all->loss_curve = lc;
+    float *sm = lc ? realloc(all->step_ms, (size_t)(n ? n : 1) * sizeof *sm) : NULL;
+    if (sm) all->step_ms = sm;
+    if (!lc || !sm) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    if (ph->steps) {
+        memcpy(all->loss_curve + all->steps, ph->loss_curve, (size_t)ph->steps * sizeof *lc);
+        memcpy(all->step_ms + all->steps, ph->step_ms, (size_t)ph->steps * sizeof *sm);
+    }
+    if (!all->steps) all->first_loss = ph->first_loss;
+    all->steps = n;
+    all->last_loss = ph->last_loss;
+    all->mean_last_epoch_loss = ph->mean_last_epoch_loss;
+    all->seconds += ph->seconds;
+    all->interrupted = ph->interrupted;
+    return ULC_OK;
+}
+
+ulc_status ulc_unlearn_run(ulc_model *model, const ulc_model *teacher, const ulc_dataset *data,
+                           const uint8_t *forget, const ulc_train_opts *o,
+                           const ulc_unlearn_opts *u, ulc_train_stats *stats, ulc_ctx *ctx) {
+    memset(stats, 0, sizeof *stats);
+    if (u->method == ULC_METHOD_RFA || u->method >= ULC_METHOD_COUNT_)
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "unlearn: method %s runs through rfa.h",
+                        ulc_method_name(u->method));
+    ULC_TRY(mark_weights(model, u->method == ULC_METHOD_RETRAIN ? ULC_TRAIN_ALL : u->what, ctx));
+    subset sf = {0}, sr = {0};
+    float *zt = NULL, *zall = NULL;
+    uint8_t *all = NULL;
+    ulc_status s = ULC_OK;
+    int64_t nt = 0, C = 0;
+    switch (u->method) {
+    case ULC_METHOD_DELETE:
+        if (u->teacher_logits) {
+            int64_t nf = 0;
+            for (int64_t i = 0; i < data->n_rows; i++) nf += forget[i] != 0;
+            /* the classes come from the model output, checked when the graph is built */
+            const ulc_value *o0 = teacher->graph->outputs.len ? teacher->graph->outputs.items[0] : NULL;
+            C = o0 && o0->rank == 2 ? o0->dims[1].value : -1;
+            if (C <= 0) {
+                s = ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "delete: the model's output has no fixed "
+                             "class count; cached teacher logits cannot be checked");
+                break;
+            }
+            nt = nf;
+            if ((s = make_subset(data, forget, 1, TEACHER_COL, u->teacher_logits, C, &sf, ctx)) != ULC_OK) break;
+        } else {
+            if ((s = ulc_teacher_logits(teacher, data, forget, u->input, u->output, o->threads, &zt,
+                                        &nt, &C, ctx)) != ULC_OK ||
+                (s = make_subset(data, forget, 1, TEACHER_COL, zt, C, &sf, ctx)) != ULC_OK)
+                break;
+        }
+        s = train_on(model, &sf.d, L_DELETE, o, u, stats, ctx);
+        break;
+    case ULC_METHOD_FINETUNE:
+    case ULC_METHOD_RETRAIN:
+        if (u->method == ULC_METHOD_RETRAIN && (s = reinit(model, o->seed, ctx)) != ULC_OK) break;
+        if ((s = make_subset(data, forget, 0, NULL, NULL, 0, &sr, ctx)) != ULC_OK) break;
+        s = train_on(model, &sr.d, L_CE, o, u, stats, ctx);
+        break;
+    case ULC_METHOD_NEGGRAD:
+        if ((s = make_subset(data, forget, 1, NULL, NULL, 0, &sf, ctx)) != ULC_OK) break;
+        s = train_on(model, &sf.d, L_NEG_CE, o, u, stats, ctx);
+        break;
+    case ULC_METHOD_RANDOM_LABEL: {
+        if ((s = make_subset(data, forget, 1, NULL, NULL, 0, &sf, ctx)) != ULC_OK) break;
+        int lc = ulc_dataset_find(&sf.d, "label");
+        const ulc_value *o0 = teacher->graph->outputs.len ? teacher->graph->outputs.items[0] : NULL;
+        int64_t classes = o0 && o0->rank == 2 ? o0->dims[1].value : -1;
+        if (lc < 0 || sf.t[lc].dtype != ULC_DT_I64 || classes < 2) {
+            s = ulc_fail(ctx, ULC_ERR_INVALID_ARG, "random-label: needs int64 labels and a fixed "
+                         "class count of at least 2");
+            break;
+        }
+        int64_t *y = sf.bufs[lc];
+        uint64_t st = o->seed ^ 0x7A6E1ull;
+        for (int64_t i = 0; i < sf.d.n_rows; i++) { /* uniform over the other classes */
+            int64_t r = (int64_t)(splitmix(&st) % (uint64_t)(classes - 1));
+            y[i] = r >= y[i] ? r + 1 : r;
+        }
+        s = train_on(model, &sf.d, L_CE, o, u, stats, ctx);
+        break;
+    }
+    case ULC_METHOD_SCRUB: {
+        /* teacher logits for every row, then per epoch: max on forget, min on retain */
+        if (!(all = malloc((size_t)data->n_rows + 1))) {
+            s = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+            break;
+        }
+        memset(all, 1, (size_t)data->n_rows);
+        if ((s = ulc_teacher_logits(teacher, data, all, u->input, u->output, o->threads, &zall,
+                                    &nt, &C, ctx)) != ULC_OK)
+            break;
+        /* split the logits by forget flag, in row order */
+        int64_t nf = 0;
+        for (int64_t i = 0; i < data->n_rows; i++) nf += forget[i] != 0;
+        if (!(zt = malloc((size_t)(data->n_rows * C) * sizeof *zt + 1))) {
+            s = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+            break;
+        }
+        for (int64_t i = 0, a = 0, b = nf; i < data->n_rows; i++)
+            memcpy(zt + (forget[i] ? a++ : b++) * C, zall + i * C, (size_t)C * sizeof *zt);
+        if ((s = make_subset(data, forget, 1, TEACHER_COL, zt, C, &sf, ctx)) != ULC_OK ||
+            (s = make_subset(data, forget, 0, TEACHER_COL, zt + nf * C, C, &sr, ctx)) != ULC_OK)
+            break;
+        ulc_train_opts po = *o;
+        po.epochs = 1;
+        for (int e = 0; e < o->epochs && s == ULC_OK; e++) {
+            ulc_train_stats ph = {0};
+            po.seed = o->seed + (uint64_t)e;
+            po.label = "scrub max";
+            s = train_on(model, &sf.d, L_NEG_KL, &po, u, &ph, ctx);
+            if (s == ULC_OK || ph.steps) s = add_stats(stats, &ph, ctx) == ULC_OK ? s : ctx->status;
+            ulc_train_stats_clear(&ph);
+            if (s != ULC_OK) break;
+            po.label = "scrub min";
+            s = train_on(model, &sr.d, L_KL_CE, &po, u, &ph, ctx);
+            if (s == ULC_OK || ph.steps) s = add_stats(stats, &ph, ctx) == ULC_OK ? s : ctx->status;
+            ulc_train_stats_clear(&ph);
+        }
+        break;
+    }
+    default: s = ulc_fail(ctx, ULC_ERR_INTERNAL, "unlearn: method %d", (int)u->method);
+    }
+    (void)nt;
+    subset_free(&sf);
+    subset_free(&sr);
+    free(zt);
+    free(zall);
+    free(all);
+    return s;
+}

@@ -1,0 +1,87 @@
+/*
+ * unlearn.h — the unlearning methods besides RFA (rfa.h), on the shared trainer: DELETE and the
+ * baselines users compare against. Each is a loss on the training graph and a choice of rows
+ * (forget or retain) and of trained weights.
+ *
+ *   delete        forget rows only: KL(p ‖ student), batch mean, p = softmax of the frozen
+ *                 teacher's logits with the row's own label (mask all_forget: every forget
+ *                 class) set to −∞ (shared/methods/delete.md); teacher logits computed once
+ *   finetune      retain rows only: cross-entropy to the labels
+ *   neggrad       forget rows only: gradient ascent on cross-entropy (loss = −CE)
+ *   random-label  forget rows only: cross-entropy to a seeded random label ≠ the row's own
+ *   scrub         SCRUB (Kurmanji et al.): per epoch, a max pass over forget rows (loss = −KL(t‖s))
+ *                 then a min pass over retain rows (KL(t‖s) + CE to the labels)
+ *   retrain       the gold standard for small models: every weight re-initialised (seeded,
+ *                 PyTorch's default init: kaiming-uniform a=√5 for Conv/Gemm/MatMul weights,
+ *                 uniform ±1/√fan_in biases) and trained on retain rows with cross-entropy
+ *
+ * What trains (`train`): every float32 weight of the model ("all"), all but the classifier (the
+ * last linear layer before the output), or LoRA adapters (placed as RFA places them).
+ */
+#ifndef ULC_PASSES_UNLEARN_H
+#define ULC_PASSES_UNLEARN_H
+
+#include <stdint.h>
+
+#include "common/status.h"
+#include "ir/graph.h"
+#include "passes/train.h"
+
+typedef enum ulc_method {
+    ULC_METHOD_RFA = 0,
+    ULC_METHOD_DELETE,
+    ULC_METHOD_FINETUNE,
+    ULC_METHOD_NEGGRAD,
+    ULC_METHOD_RANDOM_LABEL,
+    ULC_METHOD_SCRUB,
+    ULC_METHOD_RETRAIN,
+    ULC_METHOD_COUNT_
+} ulc_method;
+
+/* "rfa", "delete", "finetune", "neggrad", "random-label", "scrub", "retrain" → method; -1. */
+int ulc_method_parse(const char *s);
+const char *ulc_method_name(ulc_method m);
+
+typedef enum ulc_train_what {
+    ULC_TRAIN_ALL = 0,
+    ULC_TRAIN_ALL_BUT_CLASSIFIER,
+    ULC_TRAIN_LORA
+} ulc_train_what;
+
+/* "all", "all_but_classifier", "lora" → what; -1. */
+int ulc_train_what_parse(const char *s);
+
+typedef struct ulc_unlearn_opts {
+    ulc_method method;
+    ulc_train_what what;
+    int mask_all_forget;        /* delete: mask every forget class, not only the row's own */
+    const int64_t *forget_classes; /* delete with mask_all_forget: the classes */
+    int n_forget_classes;
+    double temperature;         /* delete: softmax temperature of the teacher (1) */
+    double scrub_alpha;         /* scrub: weight of the KL on retain rows (1) */
+    double scrub_gamma;         /* scrub: weight of the CE on retain rows (1) */
+    const char *input, *output; /* model input/output; NULL: the only ones */
+    /* delete: teacher logits of the forget rows, in row order ([n_forget, C]); NULL: computed
+     * here. The caller caches them (tools/forget.c: zstd, keyed by model and data hashes). */
+    const float *teacher_logits;
+} ulc_unlearn_opts;
+
+/* The method's defaults: optimizer (delete: SGD momentum 0.9, weight decay 5e-4; the others
+ * AdamW), lr and epochs that work on the embedded digits default, what trains. */
+void ulc_unlearn_defaults(ulc_method m, ulc_unlearn_opts *u, ulc_optim_opts *optim, int *epochs,
+                          int *batch_size);
+
+/* Runs method u->method (not RFA: see rfa.h) on model (modified in place: its trained weights,
+ * or its LoRA adapters when u->what is LORA — the caller injects them and merges after). */
+ulc_status ulc_unlearn_run(ulc_model *model, const ulc_model *teacher, const ulc_dataset *data,
+                           const uint8_t *forget, const ulc_train_opts *o,
+                           const ulc_unlearn_opts *u, ulc_train_stats *stats, ulc_ctx *ctx);
+
+/* The frozen teacher's logits on the forget rows ([n_forget, classes] float32, malloc'd), for
+ * DELETE and its cache. */
+ulc_status ulc_teacher_logits(const ulc_model *teacher, const ulc_dataset *data,
+                              const uint8_t *forget, const char *input, const char *output,
+                              int threads, float **logits, int64_t *n, int64_t *classes,
+                              ulc_ctx *ctx);
+
+#endif

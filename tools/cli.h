@@ -13,6 +13,7 @@ enum {
     ULC_EXIT_IO = 3,          /* a file could not be read or written */
     ULC_EXIT_UNSUPPORTED = 4, /* valid input that ulc does not handle */
     ULC_EXIT_NOMEM = 5,
+    ULC_EXIT_GATE = 10,       /* forget: the result failed a gate of the spec (docs/spec.md) */
     ULC_EXIT_INTERNAL = 70,
     ULC_EXIT_INTERRUPTED = 130
 };

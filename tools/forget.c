@@ -20,6 +20,7 @@
  */
 #include <math.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,12 +43,16 @@
 #include "passes/rfa.h"
 #include "passes/train.h"
 #include "runtime/runtime.h"
+#include "tools/cache.h"
 #include "tools/cli.h"
 #include "tools/forget.h"
+#include "tools/metrics.h"
+#include "tools/report.h"
 
 #define EVAL_BATCH 256     /* rows per run when scoring a model ... */
 #define EVAL_BYTES (64u << 20) /* ... unless their inputs would take more than this */
 #define MAX_FED_INPUTS 16  /* graph inputs a model may need fed (input_ids, attention_mask, ...) */
+#define MAX_REPORTS 8      /* --report given this many times at most */
 
 static volatile sig_atomic_t g_stop;
 static void on_stop(int sig) {
@@ -291,12 +296,15 @@ static ulc_status bind_rows(ulc_session *s, const iface *f, const data_file *df,
  * and ok[i] how many of them are right (the first maximum is the prediction, as argmax). */
 typedef struct row_scores {
     int32_t *pred, *ok;
+    double *entropy;    /* classifiers: the softmax entropy of each row (MIA's feature) */
 } row_scores;
 
 static void row_scores_clear(row_scores *r) {
     free(r->pred);
     free(r->ok);
+    free(r->entropy);
     r->pred = r->ok = NULL;
+    r->entropy = NULL;
 }
 
 static int64_t argmax_f32(const float *x, int64_t n) {
@@ -360,7 +368,12 @@ static ulc_status score_rows(ulc_session *s, const char *model_name, const iface
     size_t n = (size_t)df->rows;
     rs->pred = calloc(n + 1, sizeof *rs->pred);
     rs->ok = calloc(n + 1, sizeof *rs->ok);
-    if (!rs->pred || !rs->ok) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (scores)");
+    rs->entropy = f->next_token ? NULL : calloc(n + 1, sizeof *rs->entropy);
+    double *p = f->next_token ? NULL : malloc((size_t)f->classes * sizeof *p);
+    if (!rs->pred || !rs->ok || (!f->next_token && (!rs->entropy || !p))) {
+        free(p);
+        return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (scores)");
+    }
     if (!f->next_token && !df->label)
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s (%s): no tensor 'label' (int64 [N]): the "
                         "accuracy of a classifier needs labels", df->path, df->key);
@@ -398,6 +411,8 @@ static ulc_status score_rows(ulc_session *s, const char *model_name, const iface
                 }
                 rs->pred[i] = 1;
                 rs->ok[i] = argmax_f32(z + r * c, c) == y;
+                ulc_softmax(z + r * c, c, p);
+                rs->entropy[i] = ulc_entropy(p, c);
                 continue;
             }
             /* next token: logits at t predict input_ids at t + 1 */
@@ -419,6 +434,7 @@ static ulc_status score_rows(ulc_session *s, const char *model_name, const iface
         }
     }
     for (int k = 0; k < f->n_fed; k++) free(bufs[k]);
+    free(p);
     return st;
 }
 
@@ -532,26 +548,78 @@ static ulc_status make_splits(const spec *s, const iface *f, const data_file *tr
     return ULC_OK;
 }
 
+/* A model's scores: per split, and for classifiers per class and per row's softmax entropy
+ * ([0] train, [1] test; NULL without test data). */
+typedef struct scores {
+    tally split[S_COUNT];
+    tally *cls[2];       /* [classes] */
+    double *entropy[2];  /* [rows] */
+} scores;
+
+static void scores_clear(scores *sc) {
+    for (int k = 0; k < 2; k++) {
+        free(sc->cls[k]);
+        free(sc->entropy[k]);
+    }
+    memset(sc, 0, sizeof *sc);
+}
+
 /* Scores a model (a session over it) on every split. */
 static ulc_status score_splits(ulc_session *ses, const char *model_name, const iface *f,
                                const data_file *tr, const data_file *te, const splits *sp,
-                               tally out[S_COUNT], ulc_ctx *ctx) {
-    memset(out, 0, S_COUNT * sizeof *out);
+                               scores *out, ulc_ctx *ctx) {
+    scores_clear(out);
     for (int which = 0; which < 2; which++) {
         const data_file *df = which ? te : tr;
         const uint8_t *split = which ? sp->test : sp->train;
         if (!df) continue;
         row_scores rs = {0};
         ulc_status st = score_rows(ses, model_name, f, df, &rs, ctx);
+        tally *cls = NULL;
+        if (st == ULC_OK && !f->next_token &&
+            !(cls = out->cls[which] = calloc((size_t)f->classes, sizeof *cls)))
+            st = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (scores)");
         for (int64_t i = 0; st == ULC_OK && i < df->rows; i++) {
-            tally *t = &out[split[i]];
+            tally *t = &out->split[split[i]];
             t->rows++;
             t->pred += rs.pred[i];
             t->ok += rs.ok[i];
+            if (cls) { /* score_rows checked the label */
+                t = &cls[label_at(df, i)];
+                t->rows++;
+                t->pred += rs.pred[i];
+                t->ok += rs.ok[i];
+            }
         }
+        out->entropy[which] = rs.entropy;
+        rs.entropy = NULL;
         row_scores_clear(&rs);
         ULC_TRY(st);
     }
+    return ULC_OK;
+}
+
+/* The entropy MIA (tools/metrics.h, ulc_mia_logreg): the attacker learns members (Dr rows)
+ * from non-members (every data.test row) by the softmax entropy, and *frac is the fraction of
+ * Df rows it calls members. */
+static ulc_status mia_entropy(const data_file *tr, const data_file *te, const splits *sp,
+                              const scores *sc, ulc_mia_result *res, ulc_ctx *ctx) {
+    int64_t nm = sp->rows[S_DR], nf = sp->rows[S_DF];
+    double *mem = malloc((size_t)(nm + 1) * sizeof *mem), *tgt = malloc((size_t)(nf + 1) * sizeof *tgt);
+    if (!mem || !tgt) {
+        free(mem);
+        free(tgt);
+        return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (MIA)");
+    }
+    int64_t a = 0, b = 0;
+    for (int64_t i = 0; i < tr->rows; i++) {
+        if (sp->train[i] == S_DR) mem[a++] = sc->entropy[0][i];
+        else tgt[b++] = sc->entropy[0][i];
+    }
+    ulc_status st = ulc_mia_logreg(mem, a, sc->entropy[1], te->rows, tgt, b, res, ctx);
+    free(mem);
+    free(tgt);
+    if (st != ULC_OK) return ulc_fail(ctx, st, "forget: the membership-inference attack (MIA)");
     return ULC_OK;
 }
 
@@ -688,15 +756,22 @@ typedef struct run_facts {
     int threads;
     char **modules;             /* adapted module names */
     int n_modules;
-    tally before[S_COUNT], after[S_COUNT];
+    scores before, after;
+    int has_mia;                /* a classifier with test data: the entropy MIA was run */
+    ulc_mia_result mia_before, mia_after;
     ulc_train_stats st;
     double wall;
+    const char *teacher_cache;  /* delete: "hit", "stored", "unwritable"; NULL otherwise */
 } run_facts;
 
-static char *report_text(const spec *s, const data_file *tr, const data_file *te,
-                         const splits *sp, const iface *f, const run_facts *r) {
+/* The report as JSON (tools/report.c renders it as Markdown and HTML and adds the gates);
+ * NULL when out of memory. */
+static cJSON *report_json(const spec *s, const data_file *tr, const data_file *te,
+                          const splits *sp, const iface *f, const run_facts *r) {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "method", "rfa");
+    if (!o) return NULL;
+    cJSON_AddStringToObject(o, "method", s->method_name);
+    if (r->teacher_cache) cJSON_AddStringToObject(o, "teacher_cache", r->teacher_cache);
     cJSON *in = file_entry(r->in, r->in_sha);
     if (strcmp(r->in, r->in_file) != 0) cJSON_AddStringToObject(in, "file", r->in_file);
     cJSON_AddItemToObject(o, "input", in);
@@ -731,10 +806,12 @@ static char *report_text(const spec *s, const data_file *tr, const data_file *te
         if (sp->present[k]) {
             cJSON *e = cJSON_AddObjectToObject(splits_o, k_split_name[k]);
             cJSON_AddNumberToObject(e, "rows", (double)sp->rows[k]);
-            cJSON_AddNumberToObject(e, "predictions", (double)r->before[k].pred);
+            cJSON_AddNumberToObject(e, "predictions", (double)r->before.split[k].pred);
         }
     cJSON *hp = cJSON_AddObjectToObject(o, "hyperparameters");
-    cJSON *lo = cJSON_AddObjectToObject(hp, "lora");
+    int rfa = s->method == ULC_METHOD_RFA;
+    cJSON *lo = rfa || s->unlearn.what == ULC_TRAIN_LORA ? cJSON_AddObjectToObject(hp, "lora")
+                                                          : cJSON_CreateObject(); /* dropped */
     cJSON_AddNumberToObject(lo, "rank", (double)s->rank);
     cJSON_AddNumberToObject(lo, "alpha", s->alpha);
     cJSON_AddStringToObject(lo, "placement", s->lora_custom ? "spec" : "rfa-default");
@@ -744,14 +821,29 @@ static char *report_text(const spec *s, const data_file *tr, const data_file *te
     cJSON *mods = cJSON_AddArrayToObject(lo, "modules");
     for (int k = 0; k < r->n_modules; k++)
         cJSON_AddItemToArray(mods, cJSON_CreateString(r->modules[k]));
+    if (!(rfa || s->unlearn.what == ULC_TRAIN_LORA)) cJSON_Delete(lo);
     cJSON *tr_o = cJSON_AddObjectToObject(hp, "train");
     cJSON_AddNumberToObject(tr_o, "epochs", (double)s->epochs);
     cJSON_AddNumberToObject(tr_o, "batch_size", (double)s->batch_size);
     cJSON_AddNumberToObject(tr_o, "lr", s->lr);
     cJSON_AddStringToObject(tr_o, "optimizer", s->optimizer == ULC_OPTIM_ADAMW ? "adamw" : "sgd");
     cJSON_AddNumberToObject(tr_o, "weight_decay", s->weight_decay);
+    if (s->optimizer == ULC_OPTIM_SGD) cJSON_AddNumberToObject(tr_o, "momentum", s->momentum);
     cJSON_AddNumberToObject(tr_o, "seed", (double)s->seed);
-    cJSON *rf = cJSON_AddObjectToObject(hp, "rfa");
+    if (!rfa) {
+        static const char *const what[] = {"all", "all_but_classifier", "lora"};
+        cJSON *mo = cJSON_AddObjectToObject(hp, s->method_name);
+        cJSON_AddStringToObject(mo, "train", what[s->unlearn.what]);
+        if (s->method == ULC_METHOD_DELETE) {
+            cJSON_AddStringToObject(mo, "mask", s->unlearn.mask_all_forget ? "all_forget" : "own");
+            cJSON_AddNumberToObject(mo, "temperature", s->unlearn.temperature);
+        }
+        if (s->method == ULC_METHOD_SCRUB) {
+            cJSON_AddNumberToObject(mo, "alpha", s->unlearn.scrub_alpha);
+            cJSON_AddNumberToObject(mo, "gamma", s->unlearn.scrub_gamma);
+        }
+    }
+    cJSON *rf = rfa ? cJSON_AddObjectToObject(hp, "rfa") : cJSON_CreateObject();
     ulc_rfa_opts d = ulc_rfa_defaults();
     cJSON_AddNumberToObject(rf, "gamma", s->gamma);
     cJSON_AddStringToObject(rf, "norm", s->norm_name);
@@ -760,25 +852,56 @@ static char *report_text(const spec *s, const data_file *tr, const data_file *te
     cJSON_AddNumberToObject(rf, "lambda", d.lambda);
     cJSON_AddNumberToObject(rf, "mu", d.mu);
     cJSON_AddStringToObject(rf, "task", f->next_token ? "next-token" : "classification");
+    if (!rfa) cJSON_Delete(rf);
     cJSON_AddNumberToObject(o, "seed", (double)s->seed);
     cJSON_AddNumberToObject(o, "threads", r->threads);
     cJSON *acc = cJSON_AddObjectToObject(o, "accuracy");
-    cJSON_AddItemToObject(acc, "before", accuracy_obj(sp, r->before));
-    cJSON_AddItemToObject(acc, "after", accuracy_obj(sp, r->after));
+    cJSON_AddItemToObject(acc, "before", accuracy_obj(sp, r->before.split));
+    cJSON_AddItemToObject(acc, "after", accuracy_obj(sp, r->after.split));
+    if (r->has_mia) {
+        cJSON *mia = cJSON_AddObjectToObject(o, "mia");
+        cJSON_AddNumberToObject(mia, "entropy", r->mia_after.member_frac);
+        cJSON *mb = cJSON_AddObjectToObject(mia, "before");
+        cJSON_AddNumberToObject(mb, "entropy", r->mia_before.member_frac);
+        cJSON *mr = cJSON_AddObjectToObject(mia, "rows");
+        cJSON_AddNumberToObject(mr, "members", (double)r->mia_after.n_members);
+        cJSON_AddNumberToObject(mr, "nonmembers", (double)r->mia_after.n_nonmembers);
+        cJSON_AddNumberToObject(mr, "target", (double)r->mia_after.n_target);
+    }
+    if (!f->next_token) {
+        cJSON *pc = cJSON_AddObjectToObject(o, "per_class");
+        for (int w = 0; w < 2; w++) {
+            if (!r->before.cls[w] || !r->after.cls[w]) continue;
+            cJSON *list = cJSON_AddArrayToObject(pc, w ? "test" : "train");
+            for (int64_t c = 0; c < f->classes; c++) {
+                const tally *b = &r->before.cls[w][c], *a = &r->after.cls[w][c];
+                if (!b->rows) continue; /* classes without rows in this file */
+                cJSON *e = cJSON_CreateObject();
+                cJSON_AddItemToArray(list, e);
+                cJSON_AddNumberToObject(e, "class", (double)c);
+                cJSON_AddNumberToObject(e, "rows", (double)b->rows);
+                cJSON_AddNumberToObject(e, "before", tally_acc(b));
+                cJSON_AddNumberToObject(e, "after", tally_acc(a));
+                cJSON_AddBoolToObject(e, "forget", s->kind == FORGET_CLASSES &&
+                                                       is_forget_class(s, c));
+            }
+        }
+    }
     cJSON *tro = cJSON_AddObjectToObject(o, "train");
     cJSON_AddNumberToObject(tro, "steps", (double)r->st.steps);
     cJSON_AddNumberToObject(tro, "first_loss", r->st.first_loss);
     cJSON_AddNumberToObject(tro, "last_loss", r->st.last_loss);
     cJSON_AddNumberToObject(tro, "seconds", r->st.seconds);
+    cJSON *lc = cJSON_AddArrayToObject(tro, "loss_curve");
+    for (long k = 0; r->st.loss_curve && k < r->st.steps; k++)
+        cJSON_AddItemToArray(lc, cJSON_CreateNumber(r->st.loss_curve[k]));
     cJSON_AddNumberToObject(o, "wall_seconds", r->wall);
-    char *text = cJSON_Print(o);
-    cJSON_Delete(o);
-    return text;
+    return o;
 }
 
 static void print_table(FILE *out, const spec *s, const data_file *tr, const splits *sp,
                         const iface *f, const run_facts *r) {
-    fprintf(out, "ulc forget: %s -> %s (rfa; ", r->in, r->out);
+    fprintf(out, "ulc forget: %s -> %s (%s; ", r->in, r->out, s->method_name);
     if (s->kind == FORGET_CLASSES) {
         fprintf(out, "class%s", s->n_classes > 1 ? "es" : "");
         for (int k = 0; k < s->n_classes; k++)
@@ -791,11 +914,57 @@ static void print_table(FILE *out, const spec *s, const data_file *tr, const spl
     for (int k = 0; k < S_COUNT; k++)
         if (sp->present[k])
             fprintf(out, "%-4s %-22s %9lld  %7.2f%%  %7.2f%%\n", k_split_name[k], k_split_what[k],
-                    (long long)sp->rows[k], 100 * tally_acc(&r->before[k]),
-                    100 * tally_acc(&r->after[k]));
+                    (long long)sp->rows[k], 100 * tally_acc(&r->before.split[k]),
+                    100 * tally_acc(&r->after.split[k]));
     if (f->next_token) fprintf(out, "(accuracy: next-token predictions)\n");
-    fprintf(out, "\nrfa: %ld steps, loss %.4f -> %.4f, %.1f s; wall time %.1f s\n", r->st.steps,
-            r->st.first_loss, r->st.last_loss, r->st.seconds, r->wall);
+    if (r->has_mia)
+        fprintf(out, "MIA  entropy attack: Df called member  %7.2f%%  %7.2f%%\n",
+                100 * r->mia_before.member_frac, 100 * r->mia_after.member_frac);
+    fprintf(out, "\n%s: %ld steps, loss %.4f -> %.4f, %.1f s; wall time %.1f s\n", s->method_name,
+            r->st.steps, r->st.first_loss, r->st.last_loss, r->st.seconds, r->wall);
+}
+
+/* ---- DELETE's teacher logits, cached --------------------------------------------------------- */
+
+/* The frozen teacher's logits on the forget rows, from the cache (tools/cache.h) when a run on
+ * the same model file, train data and rows made them, else computed and stored there. The key
+ * hashes the model's main file, the train data, the forget flags and the input/output names. */
+static ulc_status teacher_cache(const char *in, model_fmt ifmt, const spec *s,
+                                const data_file *tr, const uint8_t *forget,
+                                const ulc_model *teacher, ulc_unlearn_opts *u, int threads,
+                                float **out, run_facts *r, ulc_ctx *ctx) {
+    *out = NULL;
+    char *file = model_main_file(in, ifmt);
+    char msha[ULC_SHA256_HEX], dsha[ULC_SHA256_HEX], fsha[ULC_SHA256_HEX];
+    ulc_status st = file ? ulc_sha256_file(file, msha, ctx) : ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    free(file);
+    ULC_TRY(st);
+    ULC_TRY(ulc_sha256_file(s->train, dsha, ctx));
+    ulc_sha256 h;
+    ulc_sha256_init(&h);
+    ulc_sha256_update(&h, forget, (size_t)tr->d.n_rows);
+    ulc_sha256_update(&h, u->input, strlen(u->input) + 1);
+    ulc_sha256_update(&h, u->output, strlen(u->output) + 1);
+    uint8_t dg[ULC_SHA256_BYTES];
+    ulc_sha256_final(&h, dg);
+    ulc_sha256_hex(dg, fsha);
+    char key[96];
+    snprintf(key, sizeof key, "teacher-%.16s-%.16s-%.16s", msha, dsha, fsha);
+    int64_t nf = 0;
+    for (int64_t i = 0; i < tr->d.n_rows; i++) nf += forget[i] != 0;
+    const ulc_value *o0 = teacher->graph->outputs.len ? teacher->graph->outputs.items[0] : NULL;
+    int64_t C = o0 && o0->rank == 2 ? o0->dims[1].value : -1;
+    if (C > 0 && (*out = ulc_cache_load(key, (size_t)(nf * C) * sizeof(float)))) {
+        r->teacher_cache = "hit";
+    } else {
+        int64_t n = 0, c = 0;
+        ULC_TRY(ulc_teacher_logits(teacher, &tr->d, forget, u->input, u->output, threads, out, &n,
+                                   &c, ctx));
+        r->teacher_cache = ulc_cache_store(key, *out, (size_t)(n * c) * sizeof(float)) == 0
+                               ? "stored" : "unwritable";
+    }
+    u->teacher_logits = *out;
+    return ULC_OK;
 }
 
 /* ---- the command ----------------------------------------------------------------------------- */
@@ -846,8 +1015,9 @@ static ulc_status inject(ulc_model *m, const spec *s, const char *in_path, run_f
 }
 
 int ulc_cli_forget(int argc, char **argv) {
-    const char *in = NULL, *out = NULL, *spec_path = NULL, *report_arg = NULL;
-    int threads = 0, quiet = 0;
+    const char *in = NULL, *out = NULL, *spec_path = NULL;
+    const char *reports[MAX_REPORTS]; /* --report PATH ..., else the spec's one */
+    int n_reports = 0, threads = 0, quiet = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -857,7 +1027,12 @@ int ulc_cli_forget(int argc, char **argv) {
             i++;
             if (!strcmp(a, "--forget")) spec_path = val;
             else if (!strcmp(a, "-o")) out = val;
-            else if (!strcmp(a, "--report")) report_arg = val;
+            else if (!strcmp(a, "--report")) {
+                if (n_reports == MAX_REPORTS)
+                    return ulc_cli_usage_error("forget: --report given more than %d times",
+                                               MAX_REPORTS);
+                reports[n_reports++] = val;
+            }
             else {
                 char *end;
                 long v = strtol(val, &end, 10);
@@ -889,9 +1064,10 @@ int ulc_cli_forget(int argc, char **argv) {
     run_facts r = {.in = in, .out = out, .threads = threads};
     ulc_model *m = NULL, *teacher = NULL;
     ulc_session *ses = NULL;
-    ulc_outfile *rep = NULL;
-    char *report_text_s = NULL;
-    const char *report = NULL;
+    ulc_outfile *rep[MAX_REPORTS] = {0};
+    cJSON *report_obj = NULL;
+    char *report_text_s = NULL, *gate_msgs = NULL;
+    int gates_failed = 0;
     model_fmt ifmt, ofmt;
     ulc_status st = spec_parse(spec_path, &s, &ctx);
 #define TRY(e)                                                                                  \
@@ -911,19 +1087,26 @@ int ulc_cli_forget(int argc, char **argv) {
     if (!out_format(out, &ofmt) || ofmt != ifmt)
         USAGE("forget: the output '%s' must be %s, like the input '%s'", out, k_fmt_name[ifmt], in);
     if (ulc_path_same_file(out, in)) USAGE("forget: the output '%s' is the input model", out);
-    report = report_arg ? report_arg : s.report;
+    if (!n_reports && s.report) reports[n_reports++] = s.report;
     {
-        /* neither output may be one of the inputs, nor the report the model */
+        /* neither output may be one of the inputs, nor a report the model or another report */
         const char *read[] = {in, spec_path, s.train, s.test, s.indices_file, out};
         for (size_t k = 0; k + 1 < sizeof read / sizeof *read; k++)
             if (read[k] && ulc_path_same_file(out, read[k]))
                 USAGE("forget: the output '%s' would overwrite '%s'", out, read[k]);
-        for (size_t k = 0; report && k < sizeof read / sizeof *read; k++)
-            if (read[k] && (strcmp(report, read[k]) == 0 || ulc_path_same_file(report, read[k])))
-                USAGE("forget: the report '%s' would overwrite '%s'", report, read[k]);
+        for (int q = 0; q < n_reports; q++) {
+            const char *report = reports[q];
+            for (size_t k = 0; k < sizeof read / sizeof *read; k++)
+                if (read[k] &&
+                    (strcmp(report, read[k]) == 0 || ulc_path_same_file(report, read[k])))
+                    USAGE("forget: the report '%s' would overwrite '%s'", report, read[k]);
+            for (int p = 0; p < q; p++)
+                if (strcmp(report, reports[p]) == 0 || ulc_path_same_file(report, reports[p]))
+                    USAGE("forget: the report '%s' is given twice", report);
+            if (ulc_path_is_dir(report)) USAGE("forget: the report '%s' is a directory", report);
+            TRY(check_out_dir("report", report, 0, &ctx));
+        }
     }
-    if (report && ulc_path_is_dir(report)) USAGE("forget: the report '%s' is a directory", report);
-    if (report) TRY(check_out_dir("report", report, 0, &ctx));
     TRY(check_out_dir("output", out, ofmt == FMT_DIR, &ctx));
     /* the model and the data, checked against each other */
     TRY(ulc_cli_load_model(in, &m, &ctx));
@@ -941,21 +1124,57 @@ int ulc_cli_forget(int argc, char **argv) {
     }
     TRY(probe_output(ses, in, &f, &tr, &ctx));
     TRY(make_splits(&s, &f, &tr, s.test ? &te : NULL, &sp, &ctx));
-    if (report) TRY(ulc_outfile_open(report, &rep, &ctx)); /* written last, but writable now */
+    if (s.gate_set[GATE_MIA] && f.next_token)
+        TRY(ulc_fail(&ctx, ULC_ERR_UNSUPPORTED, "%s: key 'gates.mia_max': the membership attack "
+                     "scores classifiers; %s is scored on next-token predictions", s.path, in));
+    r.has_mia = s.test && !f.next_token;
+    for (int q = 0; q < n_reports; q++) /* written last, but writable now */
+        TRY(ulc_outfile_open(reports[q], &rep[q], &ctx));
 #ifdef _OPENMP
     if (!r.threads) r.threads = omp_get_max_threads();
 #endif
 
     /* the adapters (a placement that adapts nothing is refused before any work) */
-    TRY(inject(m, &s, in, &r, &ctx));
+    int lora = s.method == ULC_METHOD_RFA || s.unlearn.what == ULC_TRAIN_LORA;
+    if (lora) TRY(inject(m, &s, in, &r, &ctx));
 
     /* before: the input model on every split (this also checks every label and token) */
-    TRY(score_splits(ses, in, &f, &tr, s.test ? &te : NULL, &sp, r.before, &ctx));
+    TRY(score_splits(ses, in, &f, &tr, s.test ? &te : NULL, &sp, &r.before, &ctx));
     ulc_session_free(ses);
     ses = NULL;
 
-    /* unlearning: RFA against the teacher, then the adapters merged back */
-    {
+    /* unlearning: the method against the teacher, then the adapters (if any) merged back */
+    if (s.method != ULC_METHOD_RFA) {
+        ulc_train_opts o = ulc_train_defaults();
+        o.optim = ulc_optim_defaults(s.optimizer);
+        o.optim.lr = s.lr;
+        o.optim.weight_decay = s.weight_decay;
+        o.optim.momentum = s.momentum;
+        o.epochs = (int)s.epochs;
+        o.batch_size = (int)s.batch_size;
+        o.seed = s.seed;
+        o.threads = threads;
+        o.quiet = quiet;
+        o.progress = stderr;
+        o.label = s.method_name;
+        ulc_unlearn_opts u = s.unlearn;
+        u.input = f.fed[0]->name;
+        u.output = f.out->name;
+        float *cached = NULL;
+        if (s.method == ULC_METHOD_DELETE && !getenv("ULC_NO_CACHE"))
+            TRY(teacher_cache(in, ifmt, &s, &tr, sp.forget, teacher, &u, threads, &cached, &r, &ctx));
+        g_stop = 0;
+        o.stop = &g_stop;
+        void (*prev_int)(int) = signal(SIGINT, on_stop);
+        void (*prev_term)(int) = signal(SIGTERM, on_stop);
+        st = ulc_unlearn_run(m, teacher, &tr.d, sp.forget, &o, &u, &r.st, &ctx);
+        signal(SIGINT, prev_int);
+        signal(SIGTERM, prev_term);
+        free(cached);
+        if (st == ULC_OK && (g_stop || r.st.interrupted))
+            st = ulc_fail(&ctx, ULC_ERR_INTERRUPTED, "forget: interrupted");
+        if (st != ULC_OK) goto done;
+    } else {
         ulc_train_opts o = ulc_train_defaults();
         o.optim = ulc_optim_defaults(s.optimizer);
         o.optim.lr = s.lr;
@@ -984,7 +1203,7 @@ int ulc_cli_forget(int argc, char **argv) {
             st = ulc_fail(&ctx, ULC_ERR_INTERRUPTED, "forget: interrupted");
         if (st != ULC_OK) goto done;
     }
-    TRY(ulc_pass_lora_merge.run(m, &(ulc_pass_opts){0, NULL}, &ctx));
+    if (lora) TRY(ulc_pass_lora_merge.run(m, &(ulc_pass_opts){0, NULL}, &ctx));
     TRY(ulc_graph_verify(m->graph, &ctx));
     TRY(same_interface(teacher, m, &ctx));
 
@@ -993,12 +1212,18 @@ int ulc_cli_forget(int argc, char **argv) {
         ulc_session_opts so = ulc_session_defaults();
         so.threads = threads;
         TRY(ulc_session_create(m, &so, &ses, &ctx));
-        TRY(score_splits(ses, out, &f, &tr, s.test ? &te : NULL, &sp, r.after, &ctx));
+        TRY(score_splits(ses, out, &f, &tr, s.test ? &te : NULL, &sp, &r.after, &ctx));
         ulc_session_free(ses);
         ses = NULL;
     }
 
-    /* the output, then the hashes and the report */
+    if (r.has_mia) {
+        TRY(mia_entropy(&tr, &te, &sp, &r.before, &r.mia_before, &ctx));
+        TRY(mia_entropy(&tr, &te, &sp, &r.after, &r.mia_after, &ctx));
+    }
+
+    /* the output, then the hashes, the gates and the reports (written whatever the gates say:
+     * the verdict is about them) */
     TRY(save_model(m, out, ofmt, &ctx));
     if (!(r.in_file = model_main_file(in, ifmt)) || !(r.out_file = model_main_file(out, ofmt)))
         TRY(ulc_fail(&ctx, ULC_ERR_NOMEM, "out of memory"));
@@ -1019,22 +1244,42 @@ int ulc_cli_forget(int argc, char **argv) {
     if (s.test) TRY(ulc_sha256_file(te.path, te.sha, &ctx));
     if (s.indices_file) TRY(ulc_sha256_file(s.indices_file, r.idx_sha, &ctx));
     r.wall = now_s() - t0;
-    if (rep) {
-        if (!(report_text_s = report_text(&s, &tr, s.test ? &te : NULL, &sp, &f, &r)))
-            TRY(ulc_fail(&ctx, ULC_ERR_NOMEM, "out of memory (report)"));
-        TRY(ulc_outfile_write(rep, report_text_s, strlen(report_text_s), &ctx));
-        TRY(ulc_outfile_write(rep, "\n", 1, &ctx));
-        ulc_outfile *c = rep;
-        rep = NULL;
+    if (!(report_obj = report_json(&s, &tr, s.test ? &te : NULL, &sp, &f, &r)))
+        TRY(ulc_fail(&ctx, ULC_ERR_NOMEM, "out of memory (report)"));
+    TRY(ulc_report_gates(report_obj, &s, &gates_failed, &gate_msgs, &ctx));
+    for (int q = 0; q < n_reports; q++) {
+        free(report_text_s);
+        if (!(report_text_s = ulc_report_render(report_obj, ulc_report_format_of(reports[q]))))
+            TRY(ulc_fail(&ctx, ULC_ERR_NOMEM, "out of memory (report %s)", reports[q]));
+        TRY(ulc_outfile_write(rep[q], report_text_s, strlen(report_text_s), &ctx));
+        ulc_outfile *c = rep[q];
+        rep[q] = NULL;
         TRY(ulc_outfile_commit(c, &ctx));
     }
     print_table(stdout, &s, &tr, &sp, &f, &r);
-    if (report) printf("report: %s\n", report);
+    for (const cJSON *g = cJSON_GetObjectItemCaseSensitive(report_obj, "gates")->child; g;
+         g = g->next)
+        printf("gate %s: %s (%.4g <= %g)\n", cJSON_GetObjectItemCaseSensitive(g, "name")->valuestring,
+               cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(g, "passed")) ? "passed" : "FAILED",
+               cJSON_GetObjectItemCaseSensitive(g, "value")->valuedouble,
+               cJSON_GetObjectItemCaseSensitive(g, "threshold")->valuedouble);
+    for (int q = 0; q < n_reports; q++) printf("report: %s\n", reports[q]);
+    fflush(stdout);
+    /* one line per failed gate, after everything is written */
+    for (char *line = gate_msgs; line && *line;) {
+        char *nl = strchr(line, '\n');
+        fprintf(stderr, "ulc: error: %.*s\n", (int)(nl ? nl - line : (ptrdiff_t)strlen(line)),
+                line);
+        line = nl ? nl + 1 : NULL;
+    }
 #undef TRY
 #undef USAGE
 done:
-    ulc_outfile_abort(rep);
+    for (int q = 0; q < MAX_REPORTS; q++) ulc_outfile_abort(rep[q]);
     free(report_text_s);
+    cJSON_Delete(report_obj);
+    scores_clear(&r.before);
+    scores_clear(&r.after);
     ulc_session_free(ses);
     ulc_train_stats_clear(&r.st);
     for (int k = 0; k < r.n_modules; k++) free(r.modules[k]);
@@ -1052,6 +1297,10 @@ done:
     ulc_model_free(teacher);
     ulc_model_free(m);
     spec_clear(&s);
-    if (st != ULC_OK) return ulc_cli_report(&ctx);
-    return ULC_EXIT_OK;
+    if (st != ULC_OK) {
+        free(gate_msgs);
+        return ulc_cli_report(&ctx);
+    }
+    free(gate_msgs);
+    return gates_failed ? ULC_EXIT_GATE : ULC_EXIT_OK;
 }

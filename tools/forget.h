@@ -10,11 +10,20 @@
 #include "common/status.h"
 #include "passes/rfa.h"
 #include "passes/train.h"
+#include "passes/unlearn.h"
 
 typedef enum forget_kind { FORGET_CLASSES, FORGET_INDICES } forget_kind;
 
+/* The spec's gates (key "gates"): thresholds on the result, checked after evaluation. */
+enum { GATE_FORGET_ACC, GATE_RETAIN_DROP, GATE_MIA, GATE_COUNT };
+
 typedef struct spec {
     const char *path;          /* as given on the command line */
+    ulc_method method;
+    const char *method_name;   /* ulc_method_name(method) */
+    /* non-rfa methods: what trains, delete's mask/temperature, scrub's alpha/gamma (the
+     * forget_classes pointer is s->classes); input/output and teacher_logits are the caller's */
+    ulc_unlearn_opts unlearn;
     char *dir;                 /* its directory: relative paths start there */
     char *train, *test;        /* data files, resolved (test may be NULL) */
     forget_kind kind;
@@ -30,12 +39,15 @@ typedef struct spec {
     char *targets, *include, *exclude; /* '|'-joined, or NULL */
     long epochs, batch_size;
     double lr, weight_decay;
+    double momentum;           /* SGD only */
     ulc_optim_kind optimizer;
     uint64_t seed;
     double gamma;
     ulc_rfa_norm norm;
     const char *norm_name;
     char *report;              /* resolved, or NULL */
+    int gate_set[GATE_COUNT];  /* which gates the spec gives */
+    double gate_max[GATE_COUNT]; /* their thresholds, fractions in [0, 1] */
 } spec;
 
 /* Parses and checks the spec at path into s (strings malloc'd: spec_clear frees them, on

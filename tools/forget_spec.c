@@ -284,15 +284,22 @@ static ulc_status spec_file(const spec *s, const char *key, const char *rel, cha
     return ULC_OK;
 }
 
-static const char *const k_top_keys[] = {"method", "data", "forget", "model", "lora",
-                                         "train", "rfa", "report", NULL};
+/* Each method's own object is a top-level key named after it ("rfa", "delete", ...). */
+static const char *const k_top_keys[] = {"method", "data", "forget", "model", "lora", "train",
+                                         "rfa", "delete", "finetune", "neggrad", "random-label",
+                                         "scrub", "retrain", "gates", "report", NULL};
 static const char *const k_data_keys[] = {"train", "test", NULL};
 static const char *const k_forget_keys[] = {"classes", "indices", "indices_file", NULL};
 static const char *const k_model_keys[] = {"input", "output", NULL};
 static const char *const k_lora_keys[] = {"rank", "alpha", "targets", "include", "exclude", NULL};
 static const char *const k_train_keys[] = {"epochs", "batch_size", "lr", "optimizer",
-                                           "weight_decay", "seed", NULL};
+                                           "weight_decay", "momentum", "seed", NULL};
 static const char *const k_rfa_keys[] = {"gamma", "norm", NULL};
+static const char *const k_delete_keys[] = {"mask", "train", "temperature", NULL};
+static const char *const k_scrub_keys[] = {"alpha", "gamma", "train", NULL};
+static const char *const k_other_keys[] = {"train", NULL}; /* finetune, neggrad, ... */
+static const char *const k_gate_keys[] = {"forget_acc_max", "retain_acc_drop_max", "mia_max",
+                                          NULL};
 static const char *const k_targets[] = {"Conv", "Gemm", "MatMul", NULL};
 
 /* The defaults (docs/spec.md; the paper's: rank 8, alpha 32, AdamW lr 5e-5, batch 128, 1 epoch). */
@@ -304,6 +311,9 @@ static void spec_defaults(spec *s) {
     s->lr = 5e-5;
     s->optimizer = ULC_OPTIM_ADAMW;
     s->weight_decay = -1; /* 0.01 for AdamW, 0 for SGD: decided once the optimizer is known */
+    s->momentum = -1;     /* 0 unless the method's default optimizer has it */
+    s->method = ULC_METHOD_RFA;
+    s->method_name = "rfa";
     s->seed = 0;
     s->gamma = 0.5;
     s->norm = ULC_RFA_L2SQ;
@@ -345,6 +355,96 @@ static ulc_status parse_forget(spec *s, const cJSON *f, ulc_ctx *ctx) {
                          ctx);
 }
 
+/* The method (key 'method') and its own object (key named after it; rfa's is parsed with the
+ * rest). For a method other than rfa, its defaults (ulc_unlearn_defaults: optimizer, lr,
+ * epochs, batch size, what trains) replace RFA's before 'train' overrides them; *def gets the
+ * method's optimizer so unset weight decay and momentum can be the method's. */
+static ulc_status parse_method(spec *s, const cJSON *j, const char *method, ulc_optim_opts *def,
+                               ulc_ctx *ctx) {
+    const char *path = s->path;
+    int m = ulc_method_parse(method);
+    if (m < 0)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'method': unknown method '%s' (expected "
+                        "rfa, delete, finetune, neggrad, random-label, scrub or retrain)", path,
+                        method);
+    s->method = (ulc_method)m;
+    s->method_name = ulc_method_name(s->method);
+    /* another method's object is a mistake (a copied spec whose method was changed) */
+    for (int k = 0; k < ULC_METHOD_COUNT_; k++)
+        if (k != m && cJSON_HasObjectItem(j, ulc_method_name((ulc_method)k)))
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key '%s' configures method %s, but "
+                            "'method' is '%s'", path, ulc_method_name((ulc_method)k),
+                            ulc_method_name((ulc_method)k), s->method_name);
+    if (s->method == ULC_METHOD_RFA) return ULC_OK;
+    memset(&s->unlearn, 0, sizeof s->unlearn);
+    s->unlearn.method = s->method;
+    s->unlearn.temperature = 1;
+    s->unlearn.scrub_alpha = 1;
+    s->unlearn.scrub_gamma = 1;
+    ulc_optim_opts optim = ulc_optim_defaults(ULC_OPTIM_ADAMW);
+    int epochs = (int)s->epochs, batch = (int)s->batch_size;
+    ulc_unlearn_defaults(s->method, &s->unlearn, &optim, &epochs, &batch);
+    s->unlearn.method = s->method;
+    s->optimizer = optim.kind;
+    s->lr = optim.lr;
+    s->epochs = epochs;
+    s->batch_size = batch;
+    *def = optim;
+    const cJSON *mo = NULL;
+    ULC_TRY(get_object(path, j, s->method_name, &mo, ctx));
+    if (!mo) return ULC_OK;
+    const char *const *keys = s->method == ULC_METHOD_DELETE  ? k_delete_keys
+                              : s->method == ULC_METHOD_SCRUB ? k_scrub_keys
+                                                              : k_other_keys;
+    ULC_TRY(check_keys(path, mo, s->method_name, keys, ctx));
+    const char *str = NULL;
+    ULC_TRY(get_str(path, mo, s->method_name, "train", &str, ctx));
+    if (str) {
+        int w = ulc_train_what_parse(str);
+        if (w < 0)
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key '%s.train': '%s' (expected all, "
+                            "all_but_classifier or lora)", path, s->method_name, str);
+        if (s->method == ULC_METHOD_RETRAIN && w != ULC_TRAIN_ALL)
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'retrain.train': '%s': retrain "
+                            "re-initialises and trains every weight (only \"all\")", path, str);
+        s->unlearn.what = (ulc_train_what)w;
+    }
+    if (s->method == ULC_METHOD_DELETE) {
+        str = NULL;
+        ULC_TRY(get_str(path, mo, "delete", "mask", &str, ctx));
+        if (str && strcmp(str, "own") == 0) s->unlearn.mask_all_forget = 0;
+        else if (str && strcmp(str, "all_forget") == 0) s->unlearn.mask_all_forget = 1;
+        else if (str)
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'delete.mask': '%s' (expected own or "
+                            "all_forget)", path, str);
+        ULC_TRY(get_num(path, mo, "delete", "temperature", 0, 1, 1e3, &s->unlearn.temperature,
+                        ctx));
+    }
+    if (s->method == ULC_METHOD_SCRUB) {
+        ULC_TRY(get_num(path, mo, "scrub", "alpha", 0, 0, 1e6, &s->unlearn.scrub_alpha, ctx));
+        ULC_TRY(get_num(path, mo, "scrub", "gamma", 0, 0, 1e6, &s->unlearn.scrub_gamma, ctx));
+    }
+    return ULC_OK;
+}
+
+/* 'gates': thresholds in [0, 1] on the result (tools/report.h checks them). mia_max needs
+ * held-out rows (the attack's non-members). */
+static ulc_status parse_gates(spec *s, const cJSON *j, int has_test, ulc_ctx *ctx) {
+    const cJSON *g = NULL;
+    ULC_TRY(get_object(s->path, j, "gates", &g, ctx));
+    if (!g) return ULC_OK;
+    ULC_TRY(check_keys(s->path, g, "gates", k_gate_keys, ctx));
+    for (int k = 0; k < GATE_COUNT; k++) {
+        if (!cJSON_HasObjectItem(g, k_gate_keys[k])) continue;
+        ULC_TRY(get_num(s->path, g, "gates", k_gate_keys[k], 0, 0, 1, &s->gate_max[k], ctx));
+        s->gate_set[k] = 1;
+    }
+    if (s->gate_set[GATE_MIA] && !has_test)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'gates.mia_max': the membership attack "
+                        "needs held-out rows (data.test) as its non-members", s->path);
+    return ULC_OK;
+}
+
 /* Parses and checks the whole spec (everything that does not need the model or the data). */
 ulc_status spec_parse(const char *path, spec *s, ulc_ctx *ctx) {
     memset(s, 0, sizeof *s);
@@ -357,6 +457,9 @@ ulc_status spec_parse(const char *path, spec *s, ulc_ctx *ctx) {
     const cJSON *data, *forget, *model, *lora, *train, *rfa;
     const char *method = NULL, *train_rel = NULL, *test_rel = NULL, *str = NULL;
     long long iv;
+    ulc_optim_opts def = ulc_optim_defaults(ULC_OPTIM_ADAMW); /* the method's optimizer */
+    def.weight_decay = -1;
+    def.momentum = -1;
     if (!cJSON_IsObject(j)) {
         st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: expected a JSON object, got %s", path,
                       json_what(j));
@@ -379,11 +482,7 @@ ulc_status spec_parse(const char *path, spec *s, ulc_ctx *ctx) {
         st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: missing key 'method' (\"rfa\")", path);
         goto done;
     }
-    if (strcmp(method, "rfa") != 0) {
-        st = ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: key 'method': unsupported method '%s' (this "
-                      "build knows: rfa)", path, method);
-        goto done;
-    }
+    TRY(parse_method(s, j, method, &def, ctx));
     /* data */
     if (!data) {
         st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: missing key 'data' ({\"train\": FILE, \"test\": "
@@ -416,6 +515,13 @@ ulc_status spec_parse(const char *path, spec *s, ulc_ctx *ctx) {
         }
     }
     /* lora */
+    if (lora && s->method != ULC_METHOD_RFA && s->unlearn.what != ULC_TRAIN_LORA) {
+        st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'lora': method %s trains %s, not LoRA "
+                      "adapters (set \"%s\": {\"train\": \"lora\"} to use them)", path,
+                      s->method_name, s->unlearn.what == ULC_TRAIN_ALL ? "every weight"
+                      : "every weight but the classifier's", s->method_name);
+        goto done;
+    }
     if (lora) {
         TRY(check_keys(path, lora, "lora", k_lora_keys, ctx));
         iv = s->rank;
@@ -440,6 +546,7 @@ ulc_status spec_parse(const char *path, spec *s, ulc_ctx *ctx) {
         s->batch_size = (long)iv;
         TRY(get_num(path, train, "train", "lr", 0, 1, 1e3, &s->lr, ctx));
         TRY(get_num(path, train, "train", "weight_decay", 0, 0, 1e3, &s->weight_decay, ctx));
+        TRY(get_num(path, train, "train", "momentum", 0, 0, 1, &s->momentum, ctx));
         iv = 0;
         TRY(get_int(path, train, "train", "seed", 0, 9007199254740992.0, &iv, ctx));
         s->seed = (uint64_t)iv;
@@ -453,7 +560,17 @@ ulc_status spec_parse(const char *path, spec *s, ulc_ctx *ctx) {
             goto done;
         }
     }
-    if (s->weight_decay < 0) s->weight_decay = s->optimizer == ULC_OPTIM_ADAMW ? 0.01 : 0;
+    if (s->momentum >= 0 && s->optimizer != ULC_OPTIM_SGD) {
+        st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'train.momentum': only SGD has momentum (the "
+                      "optimizer is adamw)", path);
+        goto done;
+    }
+    /* unset weight decay and momentum: the method's own when its optimizer is kept */
+    if (s->weight_decay < 0)
+        s->weight_decay = s->optimizer == def.kind && def.weight_decay >= 0 ? def.weight_decay
+                          : s->optimizer == ULC_OPTIM_ADAMW              ? 0.01
+                                                                         : 0;
+    if (s->momentum < 0) s->momentum = s->optimizer == def.kind && def.momentum >= 0 ? def.momentum : 0;
     /* rfa */
     if (rfa) {
         TRY(check_keys(path, rfa, "rfa", k_rfa_keys, ctx));
@@ -472,6 +589,7 @@ ulc_status spec_parse(const char *path, spec *s, ulc_ctx *ctx) {
             s->norm_name = names[nk];
         }
     }
+    TRY(parse_gates(s, j, test_rel != NULL, ctx));
     /* report: relative to the spec; the file need not exist */
     str = NULL;
     TRY(get_str(path, j, "", "report", &str, ctx));
@@ -483,6 +601,13 @@ ulc_status spec_parse(const char *path, spec *s, ulc_ctx *ctx) {
     TRY(spec_file(s, "data.train", train_rel, &s->train, ctx));
     if (test_rel) TRY(spec_file(s, "data.test", test_rel, &s->test, ctx));
     TRY(parse_forget(s, forget, ctx));
+    if (s->unlearn.mask_all_forget && s->kind != FORGET_CLASSES) {
+        st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'delete.mask': \"all_forget\" masks every "
+                      "forget class, so it needs class forgetting (forget.classes)", path);
+        goto done;
+    }
+    s->unlearn.forget_classes = s->classes;
+    s->unlearn.n_forget_classes = s->n_classes;
 #undef TRY
 done:
     cJSON_Delete(j);

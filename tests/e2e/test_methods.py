@@ -1,0 +1,112 @@
+"""DELETE and the baselines through the main command on the digits default: DELETE forgets
+(forget-test <= 5 %) and keeps retain-test within 2 points; its teacher logits are cached
+(zstd, keyed by model, data and rows) and a cached run gives the same bytes; the variants
+(mask all_forget, all_but_classifier, LoRA) do what they say; every baseline runs and keeps the
+model's interface; retrain starts from new weights."""
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import numpy_helper
+from safetensors.numpy import load_file
+
+from conftest import ROOT, run_ulc
+
+DIGITS = ROOT / "models" / "digits"
+MODEL = DIGITS / "digits_resnet.onnx"
+
+
+def spec(tmp_path, method, name="spec.json", classes=(3,), **extra):
+    s = {"method": method,
+         "data": {"train": str(DIGITS / "train.safetensors"), "test": str(DIGITS / "test.safetensors")},
+         "forget": {"classes": list(classes)}, **extra}
+    p = tmp_path / name
+    p.write_text(json.dumps(s))
+    return p
+
+
+def forget(tmp_path, sp, out="out.onnx", cache=None, env_extra=None):
+    import os
+    import subprocess
+    from conftest import ulc_bin
+    env = {**os.environ, "ULC_CACHE_DIR": str(cache or tmp_path / "cache"), **(env_extra or {})}
+    rep = tmp_path / (out + ".json")
+    r = subprocess.run([ulc_bin(), str(MODEL), "--forget", str(sp), "-o", str(tmp_path / out),
+                        "--report", str(rep), "-q"], capture_output=True, text=True, env=env,
+                       timeout=900)
+    assert r.returncode == 0, r.stderr
+    return json.loads(rep.read_text()), tmp_path / out
+
+
+def acc(path, classes):
+    d = load_file(str(DIGITS / "test.safetensors"))
+    p = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": d["input"]})[0].argmax(1)
+    f = np.isin(d["label"], classes)
+    return (p[f] == d["label"][f]).mean(), (p[~f] == d["label"][~f]).mean()
+
+
+def inits(path):
+    return {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
+
+
+def test_delete_forgets_and_keeps_retain(tmp_path):
+    rep, out = forget(tmp_path, spec(tmp_path, "delete"))
+    f, r = acc(out, [3])
+    f0, r0 = acc(MODEL, [3])
+    assert f <= 0.05, f
+    assert r0 - r <= 0.02, (r0, r)
+    assert rep["method"] == "delete" and rep["teacher_cache"] == "stored"
+    assert rep["accuracy"]["after"]["Dft"] == pytest.approx(f, abs=1e-9)
+    # the second run reads the cached teacher logits, and gives the same bytes
+    rep2, out2 = forget(tmp_path, spec(tmp_path, "delete"), out="again.onnx")
+    assert rep2["teacher_cache"] == "hit"
+    assert out.read_bytes() == out2.read_bytes()
+
+
+def test_delete_variants(tmp_path):
+    base = inits(MODEL)
+    # all_but_classifier: the head stays as it was
+    rep, out = forget(tmp_path, spec(tmp_path, "delete", delete={"train": "all_but_classifier"},
+                                     train={"epochs": 3}), out="abc.onnx")
+    w = inits(out)
+    assert np.array_equal(w["fc.weight"], base["fc.weight"]) and np.array_equal(w["fc.bias"], base["fc.bias"])
+    assert any(not np.array_equal(w[k], base[k]) for k in base if k.startswith("onnx::Conv"))
+    # all_forget with two classes: both forgotten
+    rep, out = forget(tmp_path, spec(tmp_path, "delete", classes=(3, 8), name="two.json",
+                                     delete={"mask": "all_forget"}), out="two.onnx")
+    f, _ = acc(out, [3, 8])
+    assert f <= 0.1, f
+    # LoRA: adapters trained and merged; the structure is the input's
+    rep, out = forget(tmp_path, spec(tmp_path, "delete", name="lora.json", delete={"train": "lora"},
+                                     train={"epochs": 2}), out="lora.onnx")
+    assert [n.op_type for n in onnx.load(str(out)).graph.node] == [n.op_type for n in onnx.load(str(MODEL)).graph.node]
+    assert "lora" in rep["hyperparameters"]
+
+
+@pytest.mark.parametrize("method", ["finetune", "neggrad", "random-label", "scrub"])
+def test_baselines_run(tmp_path, method):
+    rep, out = forget(tmp_path, spec(tmp_path, method, train={"epochs": 2}))
+    assert rep["method"] == method and rep["train"]["steps"] > 0
+    m, b = onnx.load(str(out)), onnx.load(str(MODEL))
+    assert [i.name for i in m.graph.input] == [i.name for i in b.graph.input]
+    assert [(n.name, n.op_type) for n in m.graph.node] == [(n.name, n.op_type) for n in b.graph.node]
+    assert any(not np.array_equal(a, inits(MODEL)[k]) for k, a in inits(out).items())
+
+
+def test_retrain_starts_from_new_weights(tmp_path):
+    rep, out = forget(tmp_path, spec(tmp_path, "retrain", train={"epochs": 1}))
+    w, base = inits(out), inits(MODEL)
+    # every weight moved far from the original (re-initialised, then one epoch)
+    for k in base:
+        assert np.corrcoef(w[k].ravel(), base[k].ravel())[0, 1] < 0.9 if base[k].size > 1 else True
+
+
+def test_delete_rejects_retrain_lora_and_unknown_keys(tmp_path):
+    r = run_ulc(MODEL, "--forget", spec(tmp_path, "retrain", retrain={"train": "lora"}),
+                "-o", tmp_path / "x.onnx")
+    assert r.returncode == 2 and not (tmp_path / "x.onnx").exists()
+    r = run_ulc(MODEL, "--forget", spec(tmp_path, "delete", name="k.json", delete={"maks": "own"}),
+                "-o", tmp_path / "x.onnx")
+    assert r.returncode == 2 and "maks" in r.stderr

@@ -1,0 +1,57 @@
+/*
+ * report.h — the main command's reports and gates (docs/spec.md, "The report" and "Gates").
+ *
+ * forget.c builds one JSON object (cJSON) per run; everything here reads it, so the three
+ * formats say the same thing:
+ *
+ *   .json          the object itself (cJSON_Print)
+ *   .md            Markdown: the same content as tables
+ *   .html / .htm   one self-contained page (no external resources: no scripts, fonts, images
+ *                  or style sheets from elsewhere) with inline SVG charts written here —
+ *                  accuracy per split before/after (and MIA when the report has it), accuracy
+ *                  per class before/after (train and test), and the training loss curve
+ *
+ * Any other extension is JSON (the spec's "report" key has always meant JSON).
+ *
+ *     cJSON *rep = ...;                                  // forget.c's report
+ *     char *fails = NULL; int failed = 0;
+ *     if (ulc_report_gates(rep, &s, &failed, &fails, ctx)) ...  // adds rep["gates"]
+ *     char *html = ulc_report_render(rep, ULC_REPORT_HTML);      // caller frees
+ */
+#ifndef ULC_TOOLS_REPORT_H
+#define ULC_TOOLS_REPORT_H
+
+#include <cjson/cJSON.h>
+
+#include "common/status.h"
+#include "tools/forget.h"
+
+typedef enum ulc_report_format {
+    ULC_REPORT_JSON = 0,
+    ULC_REPORT_MARKDOWN,
+    ULC_REPORT_HTML
+} ulc_report_format;
+
+/* The format a report path asks for, by its extension (case-insensitive). */
+ulc_report_format ulc_report_format_of(const char *path);
+
+/* The report as text in fmt (malloc'd, NUL-terminated, ending in a newline; the caller frees);
+ * NULL when out of memory. */
+char *ulc_report_render(const cJSON *report, ulc_report_format fmt);
+
+/* Checks each gate the spec gives against the report's numbers:
+ *
+ *   forget_acc_max       accuracy.after of Dft (Df without class-forgetting test data) <= max
+ *   retain_acc_drop_max  accuracy.before − accuracy.after of Drt (Dt for sample forgetting
+ *                        with test data, Dr without test data) <= max
+ *   mia_max              mia.entropy (the fraction of Df the attack calls members) <= max
+ *
+ * and adds "gates": [{name, threshold, value, passed, split/what}] to report (in that order; an
+ * empty list when the spec has none). *failed counts the failed gates; *messages (malloc'd, or
+ * NULL when none failed) holds one line per failed gate, e.g.
+ * "gate forget_acc_max failed: Dft accuracy 0.243 > 0.05". A gate whose number the report lacks
+ * is ulc's bug (the spec checks made sure it would be there): ULC_ERR_INTERNAL. */
+ulc_status ulc_report_gates(cJSON *report, const spec *s, int *failed, char **messages,
+                            ulc_ctx *ctx);
+
+#endif

@@ -473,6 +473,12 @@ ulc_status ulc_train_run(const ulc_train_graph *tg, const ulc_dataset *data,
             stats->loss_curve[done++] = loss;
             stats->steps = done;
             samples += (double)n;
+            if (o->after_step &&
+                (st = o->after_step(o->hook_arg, done, (const float *const *)params,
+                                    tg->n_params, loss, ctx)) != ULC_OK) {
+                st = ulc_fail(ctx, st, "after step %ld", done);
+                break;
+            }
             e_loss += loss;
             e_steps++;
             pg.ema = 0.9 * pg.ema + 0.1 * loss;

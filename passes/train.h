@@ -130,6 +130,11 @@ typedef struct ulc_train_opts {
     ulc_status (*before_step)(void *arg, ulc_session *s, const ulc_rt_tensor *const *batch,
                               int n, ulc_ctx *ctx);
     void *hook_arg;
+    /* Optional, called after each optimizer step: step is 1-based, params[i] the parameters'
+     * values after the update (read-only; n = tg->n_params), loss the step's loss. An error
+     * stops the run with it (ulc_train_run returns it, naming the step). Uses hook_arg. */
+    ulc_status (*after_step)(void *arg, long step, const float *const *params, int n,
+                             float loss, ulc_ctx *ctx);
 } ulc_train_opts;
 
 /* AdamW defaults, 1 epoch, batch 32, shuffled with seed 0, every core, progress on stderr,

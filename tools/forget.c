@@ -599,26 +599,32 @@ static ulc_status score_splits(ulc_session *ses, const char *model_name, const i
     return ULC_OK;
 }
 
-/* The entropy MIA (tools/metrics.h, ulc_mia_logreg): the attacker learns members (Dr rows)
- * from non-members (every data.test row) by the softmax entropy, and *frac is the fraction of
- * Df rows it calls members. */
+/* The entropy MIA (tools/metrics.h, ulc_mia_logreg; docs/metrics.md): the attacker learns
+ * members (Dr rows) from non-members (the test rows of the retained classes, Drt, for class
+ * forgetting; every test row, Dt, for sample forgetting — as `ulc eval --forget`) by the softmax
+ * entropy, and the result is the fraction of Df rows it calls members. */
 static ulc_status mia_entropy(const data_file *tr, const data_file *te, const splits *sp,
                               const scores *sc, ulc_mia_result *res, ulc_ctx *ctx) {
     int64_t nm = sp->rows[S_DR], nf = sp->rows[S_DF];
     double *mem = malloc((size_t)(nm + 1) * sizeof *mem), *tgt = malloc((size_t)(nf + 1) * sizeof *tgt);
-    if (!mem || !tgt) {
+    double *non = malloc((size_t)(te->rows + 1) * sizeof *non);
+    if (!mem || !tgt || !non) {
         free(mem);
         free(tgt);
+        free(non);
         return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (MIA)");
     }
-    int64_t a = 0, b = 0;
+    int64_t a = 0, b = 0, c = 0;
     for (int64_t i = 0; i < tr->rows; i++) {
         if (sp->train[i] == S_DR) mem[a++] = sc->entropy[0][i];
         else tgt[b++] = sc->entropy[0][i];
     }
-    ulc_status st = ulc_mia_logreg(mem, a, sc->entropy[1], te->rows, tgt, b, res, ctx);
+    for (int64_t i = 0; i < te->rows; i++)
+        if (!sp->test || sp->test[i] != S_DFT) non[c++] = sc->entropy[1][i];
+    ulc_status st = ulc_mia_logreg(mem, a, non, c, tgt, b, res, ctx);
     free(mem);
     free(tgt);
+    free(non);
     if (st != ULC_OK) return ulc_fail(ctx, st, "forget: the membership-inference attack (MIA)");
     return ULC_OK;
 }

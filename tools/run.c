@@ -3,6 +3,8 @@
  *
  *   ulc run MODEL --input IN.safetensors -o OUT.safetensors [--threads N] [--repeat N] [--profile]
  *   ulc eval MODEL --data DATA.safetensors [--json] [--batch N] [--threads N]
+ *   ulc eval MODEL --forget SPEC.json [--data TRAIN] [--original O] [--reference R] [--relearn N]
+ *        [--relearn-lr LR] [--json]   (the unlearning metrics: docs/metrics.md)
  *   ulc ops [--backend cpu]
  */
 #include <math.h>
@@ -17,8 +19,12 @@
 #include "export/safetensors_export.h"
 #include "import/safetensors_import.h"
 #include "runtime/runtime.h"
+#include "ir/clone.h"
 #include "passes/autodiff.h"
+#include "passes/train_graph.h"
 #include "tools/cli.h"
+#include "tools/forget.h"
+#include "tools/metrics.h"
 
 static double now_ms(void) {
     struct timespec ts;
@@ -199,11 +205,714 @@ done:
 
 /* ---- ulc eval ------------------------------------------------------------------------------ */
 
+/* ---- ulc eval --forget ------------------------------------------------------------------------
+ * The unlearning metrics of docs/metrics.md over the spec's splits: the model (and the original
+ * and reference, when given) scored on every train and test row once; the attackers, distances
+ * and the relearning probe are computed from those scores. */
+
+#define EV_BATCH 64
+#define EV_FEAT_ROWS 256 /* per side (Df, Dr) for feature distance and CKA */
+#define EV_MAX_LAYERS 512
+
+enum { EV_DF, EV_DR, EV_DFT, EV_DRT, EV_DT, EV_NSPLIT };
+static const char *const k_ev_split[EV_NSPLIT] = {"Df", "Dr", "Dft", "Drt", "Dt"};
+
+typedef struct ev_data {
+    const char *path, *key;
+    ulc_model *m;        /* weights-only (safetensors), owned */
+    const ulc_tensor *x; /* the model input's column */
+    const ulc_tensor *y; /* int64 [rows] */
+    int64_t rows;
+    uint8_t *split;      /* EV_* per row */
+} ev_data;
+
+static int64_t ev_label(const ev_data *d, int64_t i) {
+    int64_t y;
+    memcpy(&y, (const uint8_t *)d->y->data + 8 * (size_t)i, 8);
+    return y;
+}
+
+static ulc_status ev_load(const char *path, const char *key, const char *in_name, ev_data *d,
+                          ulc_ctx *ctx) {
+    d->path = path;
+    d->key = key;
+    ULC_TRY(ulc_safetensors_import(path, &d->m, ctx));
+    ulc_value *xv = ulc_graph_get_value(d->m->graph, "input");
+    if (!xv) xv = ulc_graph_get_value(d->m->graph, "input_ids");
+    if (!xv) xv = ulc_graph_get_value(d->m->graph, in_name);
+    ulc_value *yv = ulc_graph_get_value(d->m->graph, "label");
+    if (!xv || !yv || !xv->init || !yv->init)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s (%s): expected tensors 'input' (or 'input_ids' "
+                        "or '%s': the model's input) and 'label' (int64 [N])", path, key, in_name);
+    d->x = xv->init;
+    d->y = yv->init;
+    if (d->y->dtype != ULC_DT_I64 || d->y->rank != 1 || d->x->rank < 1 ||
+        d->x->dims[0] != d->y->dims[0] || (d->x->dtype != ULC_DT_F32 && d->x->dtype != ULC_DT_I64))
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s (%s): 'label' must be int64 [N] and '%s' float32 or "
+                        "int64 with N = its first dim", path, key, xv->name);
+    d->rows = d->y->dims[0];
+    if (!(d->split = calloc((size_t)d->rows + 1, 1))) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    return ULC_OK;
+}
+
+static void ev_data_free(ev_data *d) {
+    ulc_model_free(d->m);
+    free(d->split);
+}
+
+/* Binds rows idx[0..n) (or b0.. when idx is NULL) of d's input column, copied into buf. */
+static ulc_status ev_bind(ulc_session *s, const char *in_name, const ev_data *d, const int64_t *idx,
+                          int64_t b0, int64_t n, uint8_t *buf, ulc_ctx *ctx) {
+    size_t row = d->rows ? d->x->nbytes / (size_t)d->rows : 0;
+    for (int64_t r = 0; r < n; r++)
+        memcpy(buf + (size_t)r * row, (const uint8_t *)d->x->data + row * (size_t)(idx ? idx[r] : b0 + r), row);
+    ulc_rt_tensor rt;
+    ULC_TRY(tensor_view(d->x, d->path, &rt, ctx));
+    rt.dims[0] = n;
+    rt.data = buf;
+    rt.nbytes = row * (size_t)n;
+    return ulc_session_set_input(s, in_name, &rt, ctx);
+}
+
+/* Logits [rows, classes] of model m over rows idx[0..n) of d (every row when idx is NULL). */
+static ulc_status ev_logits(ulc_model *m, const char *mpath, const ulc_session_opts *so,
+                            const char *in_name, const char *out_name, const ev_data *d,
+                            const int64_t *idx, int64_t n, int64_t *classes, float **z, ulc_ctx *ctx) {
+    ulc_session *s = NULL;
+    size_t row = d->rows ? d->x->nbytes / (size_t)d->rows : 0;
+    uint8_t *buf = malloc(row * EV_BATCH + 1);
+    *z = NULL;
+    ulc_status st = buf ? ulc_session_create(m, so, &s, ctx) : ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    for (int64_t b0 = 0; st == ULC_OK && b0 < n; b0 += EV_BATCH) {
+        int64_t bn = n - b0 < EV_BATCH ? n - b0 : EV_BATCH;
+        if ((st = ev_bind(s, in_name, d, idx ? idx + b0 : NULL, b0, bn, buf, ctx)) != ULC_OK ||
+            (st = ulc_session_run(s, ctx)) != ULC_OK) {
+            st = ulc_fail(ctx, st, "%s on %s: the batch at row %lld", mpath, d->path, (long long)b0);
+            break;
+        }
+        const ulc_rt_tensor *o = ulc_session_output(s, out_name);
+        if (!o || o->dtype != ULC_DT_F32 || o->rank != 2 || o->dims[0] != bn || o->dims[1] < 1 ||
+            (*z && o->dims[1] != *classes)) {
+            char sh[128];
+            st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: output '%s' is %s for %lld rows; eval --forget "
+                          "needs float32 class scores [N, classes]", mpath, out_name,
+                          o ? ulc_rt_shape_str(o, sh, sizeof sh) : "missing", (long long)bn);
+            break;
+        }
+        if (!*z) {
+            *classes = o->dims[1];
+            if (!(*z = malloc((size_t)(n * *classes) * sizeof **z + 1))) {
+                st = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (scores)");
+                break;
+            }
+        }
+        memcpy(*z + b0 * *classes, o->data, (size_t)(bn * *classes) * sizeof **z);
+    }
+    if (st == ULC_OK && !*z) st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: no rows", d->path);
+    ulc_session_free(s);
+    free(buf);
+    return st;
+}
+
+/* Accuracy per split and per class of one model's logits. */
+typedef struct ev_scores {
+    float *ztr, *zte;             /* logits over data.train / data.test rows */
+    int64_t ok[EV_NSPLIT], n[EV_NSPLIT];
+    int64_t *cls_ok, *cls_n;      /* per class, on the test data (train without test) */
+} ev_scores;
+
+static void ev_scores_free(ev_scores *s) {
+    free(s->ztr), free(s->zte), free(s->cls_ok), free(s->cls_n);
+}
+
+static ulc_status ev_tally(ev_scores *s, const ev_data *tr, const ev_data *te, int64_t C, ulc_ctx *ctx) {
+    s->cls_ok = calloc((size_t)C, sizeof *s->cls_ok);
+    s->cls_n = calloc((size_t)C, sizeof *s->cls_n);
+    if (!s->cls_ok || !s->cls_n) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    for (int w = 0; w < 2; w++) {
+        const ev_data *d = w ? te : tr;
+        const float *z = w ? s->zte : s->ztr;
+        if (!d) continue;
+        for (int64_t i = 0; i < d->rows; i++) {
+            int64_t y = ev_label(d, i), best = 0;
+            if (y < 0 || y >= C)
+                return ulc_fail(ctx, ULC_ERR_INVALID, "%s (%s): label[%lld] = %lld is outside the "
+                                "model's %lld classes", d->path, d->key, (long long)i, (long long)y,
+                                (long long)C);
+            for (int64_t c = 1; c < C; c++)
+                if (z[i * C + c] > z[i * C + best]) best = c;
+            s->n[d->split[i]]++;
+            s->ok[d->split[i]] += best == y;
+            if (w == (te != NULL)) {
+                s->cls_n[y]++;
+                s->cls_ok[y] += best == y;
+            }
+        }
+    }
+    return ULC_OK;
+}
+
+static double ev_acc(const ev_scores *s, int k) { return s->n[k] ? (double)s->ok[k] / (double)s->n[k] : 0.0; }
+
+/* The attack features of one model: entropy and true-label confidence per row of a split. */
+static ulc_status ev_features(const float *z, const ev_data *d, int split, int64_t C, int conf,
+                              double **out, int64_t *n, ulc_ctx *ctx) {
+    double *p = malloc((size_t)C * sizeof *p);
+    *out = malloc(((size_t)d->rows + 1) * sizeof **out);
+    *n = 0;
+    if (!p || !*out) {
+        free(p);
+        return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    }
+    for (int64_t i = 0; i < d->rows; i++) {
+        if (d->split[i] != split) continue;
+        ulc_softmax(z + i * C, C, p);
+        (*out)[(*n)++] = conf ? p[ev_label(d, i)] : ulc_entropy(p, C);
+    }
+    free(p);
+    return ULC_OK;
+}
+
+/* Both attacks on one model's scores (members Dr, non-members Drt or Dt, target Df). */
+static ulc_status ev_mia(const ev_scores *s, const ev_data *tr, const ev_data *te, int non_split,
+                         int64_t C, cJSON *into, ulc_ctx *ctx) {
+    ulc_status st = ULC_OK;
+    for (int conf = 0; conf < 2 && st == ULC_OK; conf++) {
+        double *mem = NULL, *non = NULL, *tgt = NULL;
+        int64_t nm, nn, nt;
+        ulc_mia_result r;
+        if ((st = ev_features(s->ztr, tr, EV_DR, C, conf, &mem, &nm, ctx)) == ULC_OK &&
+            (st = ev_features(s->zte, te, non_split, C, conf, &non, &nn, ctx)) == ULC_OK &&
+            (st = ev_features(s->ztr, tr, EV_DF, C, conf, &tgt, &nt, ctx)) == ULC_OK) {
+            st = conf ? ulc_mia_svm(mem, nm, non, nn, tgt, nt, &r, ctx)
+                      : ulc_mia_logreg(mem, nm, non, nn, tgt, nt, &r, ctx);
+            if (st == ULC_OK) {
+                cJSON *o = cJSON_AddObjectToObject(into, conf ? "confidence_svm" : "entropy_logreg");
+                cJSON_AddNumberToObject(o, "mia", r.member_frac);
+                cJSON_AddNumberToObject(o, "members", (double)r.n_members);
+                cJSON_AddNumberToObject(o, "nonmembers", (double)r.n_nonmembers);
+                cJSON_AddNumberToObject(o, "targets", (double)r.n_target);
+                cJSON_AddNumberToObject(o, "attacker_train_acc", r.train_acc);
+            }
+        }
+        free(mem), free(non), free(tgt);
+    }
+    if (st != ULC_OK) st = ulc_fail(ctx, st, "membership inference");
+    return st;
+}
+
+/* Layer outputs for feature distance / CKA: every Conv/Gemm/MatMul output whose weight (input 1)
+ * is an initializer, in node order. */
+static int ev_layers(const ulc_model *m, const char **names, int cap) {
+    int n = 0;
+    const ulc_graph *g = m->graph;
+    for (const ulc_node *nd = g->first; nd && n < cap; nd = nd->next) {
+        if (nd->op != ULC_OP_Conv && nd->op != ULC_OP_Gemm && nd->op != ULC_OP_MatMul) continue;
+        const ulc_value *w = nd->n_inputs > 1 ? nd->inputs[1].value : NULL;
+        if (!w || !(w->flags & ULC_VALUE_INITIALIZER) || nd->n_outputs < 1 || !nd->outputs[0]) continue;
+        names[n++] = nd->outputs[0]->name;
+    }
+    return n;
+}
+
+/* Runs m (a shallow clone with the layers as outputs) on rows idx[0..n) of d; feats[k] gets
+ * layer k's [n, dim[k]] values (malloc'd). */
+static ulc_status ev_run_layers(const ulc_model *m, const char *mpath, const ulc_session_opts *so,
+                                const char *in_name, const ev_data *d, const int64_t *idx, int64_t n,
+                                const char **names, int nl, float **feats, int64_t *dim, ulc_ctx *ctx) {
+    ulc_model *c = NULL;
+    ulc_session *s = NULL;
+    uint8_t *buf = NULL;
+    ulc_status st = ulc_model_clone_shallow(m, &c, ctx);
+    for (int k = 0; st == ULC_OK && k < nl; k++) {
+        ulc_value *v = ulc_graph_get_value(c->graph, names[k]);
+        if (!v || !v->producer) {
+            st = ulc_fail(ctx, ULC_ERR_INVALID, "%s has no value '%s' (a layer output of the "
+                          "original): feature distance needs the original's node names", mpath, names[k]);
+            break;
+        }
+        if (!(v->flags & ULC_VALUE_OUTPUT)) {
+            v->flags |= ULC_VALUE_OUTPUT;
+            if (ulc_ptrvec_push(&c->graph->outputs, v) != 0) st = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+        }
+    }
+    size_t row = d->rows ? d->x->nbytes / (size_t)d->rows : 0;
+    if (st == ULC_OK && !(buf = malloc(row * (size_t)n + 1))) st = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    if (st == ULC_OK) st = ulc_session_create(c, so, &s, ctx);
+    if (st == ULC_OK) st = ev_bind(s, in_name, d, idx, 0, n, buf, ctx);
+    if (st == ULC_OK) st = ulc_session_run(s, ctx);
+    for (int k = 0; st == ULC_OK && k < nl; k++) {
+        const ulc_rt_tensor *o = ulc_session_output(s, names[k]);
+        if (!o || o->dtype != ULC_DT_F32 || o->rank < 1 || o->dims[0] != n) {
+            st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: layer output '%s' is not float32 [%lld, ...]",
+                          mpath, names[k], (long long)n);
+            break;
+        }
+        int64_t per = (int64_t)(o->nbytes / sizeof(float)) / n;
+        if (dim[k] >= 0 && dim[k] != per) {
+            st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: layer output '%s' has %lld values per row; the "
+                          "original's has %lld", mpath, names[k], (long long)per, (long long)dim[k]);
+            break;
+        }
+        dim[k] = per;
+        if (!(feats[k] = malloc(o->nbytes + 1))) st = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (features)");
+        else memcpy(feats[k], o->data, o->nbytes);
+    }
+    if (st != ULC_OK) st = ulc_fail(ctx, st, "%s: layer features", mpath);
+    ulc_session_free(s);
+    ulc_model_free(c);
+    free(buf);
+    return st;
+}
+
+/* The relearning probe's state: a copy of the model the trained values are written into. */
+typedef struct ev_relearn {
+    ulc_model *em;
+    const ulc_train_graph *tg;
+    const char *mpath, *in_name, *out_name;
+    const ulc_session_opts *so;
+    const ev_data *fd;    /* the forget rows */
+    cJSON *acc;           /* forget accuracy per step */
+    cJSON *loss;
+} ev_relearn;
+
+static ulc_status ev_forget_acc(ev_relearn *r, double *acc, ulc_ctx *ctx) {
+    float *z = NULL;
+    int64_t C = 0, ok = 0;
+    ULC_TRY(ev_logits(r->em, r->mpath, r->so, r->in_name, r->out_name, r->fd, NULL, r->fd->rows, &C, &z, ctx));
+    for (int64_t i = 0; i < r->fd->rows; i++) {
+        int64_t best = 0;
+        for (int64_t c = 1; c < C; c++)
+            if (z[i * C + c] > z[i * C + best]) best = c;
+        ok += best == ev_label(r->fd, i);
+    }
+    free(z);
+    *acc = r->fd->rows ? (double)ok / (double)r->fd->rows : 0.0;
+    return ULC_OK;
+}
+
+static ulc_status ev_after_step(void *arg, long step, const float *const *params, int n, float loss,
+                                ulc_ctx *ctx) {
+    (void)step, (void)n;
+    ev_relearn *r = arg;
+    double acc;
+    ULC_TRY(ulc_train_graph_write_back(r->em, r->tg, (float *const *)params, ctx));
+    ULC_TRY(ev_forget_acc(r, &acc, ctx));
+    cJSON_AddItemToArray(r->acc, cJSON_CreateNumber(acc));
+    cJSON_AddItemToArray(r->loss, cJSON_CreateNumber(loss));
+    return ULC_OK;
+}
+
+/* Flags the trained weights of the probe: Conv/Gemm/MatMul weights and biases, normalizations'
+ * scale and shift (running statistics stay as they are). */
+static int ev_mark_params(ulc_model *m) {
+    int n = 0;
+    ulc_graph *g = m->graph;
+    for (ulc_node *nd = g->first; nd; nd = nd->next) {
+        int lo = 1, hi;
+        if (nd->op == ULC_OP_Conv || nd->op == ULC_OP_Gemm || nd->op == ULC_OP_MatMul) hi = nd->n_inputs;
+        else if (nd->op == ULC_OP_BatchNormalization || nd->op == ULC_OP_LayerNormalization) hi = 3;
+        else continue;
+        for (int k = lo; k < hi && k < nd->n_inputs; k++) {
+            ulc_value *v = nd->inputs[k].value;
+            if (v && (v->flags & ULC_VALUE_INITIALIZER) && v->init && v->init->dtype == ULC_DT_F32 &&
+                !(v->flags & ULC_VALUE_PARAM)) {
+                v->flags |= ULC_VALUE_PARAM;
+                n++;
+            }
+        }
+    }
+    return n;
+}
+
+static ulc_status ev_relearn_run(const char *mpath, const ulc_session_opts *so, const char *in_name,
+                                 const char *out_name, const ev_data *tr, long steps, double lr,
+                                 uint64_t seed, double acc0, cJSON *into, ulc_ctx *ctx) {
+    ulc_model *rm = NULL, *em = NULL, *fm = NULL;
+    ulc_train_graph tg = {0};
+    float **vals = NULL;
+    ulc_train_stats stats = {0};
+    ev_data fd = {.path = tr->path, .key = "forget rows"};
+    ulc_status st = ulc_cli_load_model(mpath, &rm, ctx);
+    if (st == ULC_OK) st = ulc_cli_load_model(mpath, &em, ctx);
+    if (st == ULC_OK && !ev_mark_params(rm))
+        st = ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: relearning probe: no float32 Conv/Gemm/MatMul "
+                      "weight to train", mpath);
+    /* the forget rows as a dataset of their own */
+    int64_t nf = 0;
+    for (int64_t i = 0; i < tr->rows; i++) nf += tr->split[i] == EV_DF;
+    if (st == ULC_OK && !(fm = ulc_model_create())) st = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    for (int c = 0; st == ULC_OK && c < 2; c++) {
+        const ulc_tensor *src = c ? tr->y : tr->x;
+        size_t row = src->nbytes / (size_t)tr->rows;
+        int64_t dims[8];
+        for (int k = 0; k < src->rank; k++) dims[k] = src->dims[k];
+        dims[0] = nf;
+        const char *name = c ? "label" : "input";
+        ulc_tensor *t = ulc_tensor_new(fm->graph, name, src->dtype, src->rank, dims, ctx);
+        uint8_t *buf = malloc(row * (size_t)nf + 1);
+        ulc_value *v = t && buf ? ulc_graph_add_value(fm->graph, name, ctx) : NULL;
+        if (!v) {
+            free(buf);
+            st = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (forget rows)");
+            break;
+        }
+        for (int64_t i = 0, k = 0; i < tr->rows; i++)
+            if (tr->split[i] == EV_DF) memcpy(buf + row * (size_t)k++, (const uint8_t *)src->data + row * (size_t)i, row);
+        if ((st = ulc_tensor_set_owned(fm->graph, t, buf, row * (size_t)nf, ctx)) == ULC_OK)
+            st = ulc_value_set_init(fm->graph, v, t, ctx);
+        if (c) fd.y = t;
+        else fd.x = t;
+    }
+    fd.m = NULL;
+    fd.rows = nf;
+    const char *cn[2] = {"input", "label"};
+    const ulc_tensor *cc[2] = {fd.x, fd.y};
+    ulc_dataset ds = {.n_cols = 2, .names = cn, .cols = cc, .n_rows = nf, .path = tr->path};
+    ulc_train_task task = {.input = in_name, .output = out_name, .loss = ULC_LOSS_CROSS_ENTROPY};
+    if (st == ULC_OK) st = ulc_dataset_check(&ds, ctx);
+    int batch = nf < 32 ? (int)nf : 32;
+    if (st == ULC_OK) st = ulc_train_graph_build(rm, &ds, &task, batch, &tg, ctx);
+    if (st == ULC_OK) st = ulc_train_graph_params(rm, &tg, &vals, ctx);
+    cJSON *o = cJSON_AddObjectToObject(into, "relearn");
+    cJSON_AddNumberToObject(o, "steps", (double)steps);
+    cJSON_AddNumberToObject(o, "batch_size", batch);
+    cJSON_AddNumberToObject(o, "lr", lr);
+    cJSON_AddNumberToObject(o, "forget_rows", (double)nf);
+    cJSON *acc = cJSON_AddArrayToObject(o, "forget_acc");
+    cJSON *loss = cJSON_AddArrayToObject(o, "loss");
+    cJSON_AddItemToArray(acc, cJSON_CreateNumber(acc0));
+    if (st == ULC_OK) {
+        ev_relearn r = {.em = em, .tg = &tg, .mpath = mpath, .in_name = in_name, .out_name = out_name,
+                        .so = so, .fd = &fd, .acc = acc, .loss = loss};
+        ulc_train_opts to = ulc_train_defaults();
+        to.optim = ulc_optim_defaults(ULC_OPTIM_SGD);
+        to.optim.lr = lr;
+        to.batch_size = batch;
+        to.max_steps = steps;
+        to.epochs = (int)((steps * batch + nf - 1) / nf + 1);
+        to.seed = seed;
+        to.threads = so->threads;
+        to.quiet = 1;
+        to.label = "relearn";
+        to.after_step = ev_after_step;
+        to.hook_arg = &r;
+        st = ulc_train_run(&tg, &ds, &to, vals, &stats, ctx);
+        if (st != ULC_OK) st = ulc_fail(ctx, st, "relearning probe");
+    }
+    ulc_train_stats_clear(&stats);
+    if (vals) ulc_train_graph_free_params(&tg, vals);
+    ulc_train_graph_clear(&tg);
+    ulc_model_free(fm);
+    ulc_model_free(em);
+    ulc_model_free(rm);
+    return st;
+}
+
+typedef struct ev_args {
+    const char *model, *data, *spec, *reference, *original;
+    int json;
+    long relearn;
+    double relearn_lr; /* 0: the spec's train.lr */
+    ulc_session_opts so;
+} ev_args;
+
+static int eval_forget(const ev_args *a) {
+    ulc_ctx ctx;
+    ulc_ctx_init(&ctx);
+    spec s;
+    memset(&s, 0, sizeof s);
+    ulc_model *mods[3] = {NULL, NULL, NULL}; /* model, original, reference */
+    const char *paths[3] = {a->model, a->original, a->reference};
+    static const char *const role[3] = {"model", "original", "reference"};
+    ev_data tr = {0}, te = {0};
+    ev_scores sc[3];
+    memset(sc, 0, sizeof sc);
+    float *fa[EV_MAX_LAYERS] = {0}, *fb[EV_MAX_LAYERS] = {0};
+    int64_t *sel = NULL;
+    cJSON *root = cJSON_CreateObject();
+    int rc = ULC_EXIT_OK, nl = 0;
+    ulc_status st;
+    if (!root) {
+        ulc_fail(&ctx, ULC_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    if (spec_parse(a->spec, &s, &ctx) != ULC_OK) goto fail;
+    for (int k = 0; k < 3; k++)
+        if (paths[k] && ulc_cli_load_model(paths[k], &mods[k], &ctx) != ULC_OK) goto fail;
+    /* the interface: the spec's model.input / model.output, else the only ones */
+    const ulc_graph *g = mods[0]->graph;
+    const char *in_name = s.model_input, *out_name = s.model_output;
+    int n_fed = 0;
+    for (size_t i = 0; i < g->inputs.len; i++) {
+        ulc_value *v = g->inputs.items[i];
+        if (!is_fed_input(v)) continue;
+        n_fed++;
+        if (!s.model_input) in_name = v->name;
+        else if (!strcmp(v->name, s.model_input)) n_fed += 1000;
+    }
+    if (s.model_input ? n_fed < 1000 : n_fed != 1) {
+        ulc_fail(&ctx, ULC_ERR_INVALID, "%s: %s", a->model, s.model_input
+                 ? "the spec's model.input is not one of its inputs"
+                 : "eval --forget needs a model with one fed input (or model.input in the spec)");
+        goto fail;
+    }
+    if (n_fed > 1001 || (s.model_input && n_fed != 1001)) {
+        ulc_fail(&ctx, ULC_ERR_UNSUPPORTED, "%s: eval --forget feeds one input; the model has %d",
+                 a->model, n_fed % 1000);
+        goto fail;
+    }
+    if (!out_name) {
+        if (g->outputs.len < 1) {
+            ulc_fail(&ctx, ULC_ERR_INVALID, "%s has no outputs", a->model);
+            goto fail;
+        }
+        out_name = ((ulc_value *)g->outputs.items[0])->name;
+    }
+    /* data and splits */
+    if (ev_load(a->data ? a->data : s.train, "data.train", in_name, &tr, &ctx) != ULC_OK) goto fail;
+    if (s.test && ev_load(s.test, "data.test", in_name, &te, &ctx) != ULC_OK) goto fail;
+    ev_data *tep = s.test ? &te : NULL;
+    int64_t nsplit[EV_NSPLIT] = {0};
+    for (int64_t i = 0; i < tr.rows; i++) {
+        int f = 0;
+        if (s.kind == FORGET_CLASSES) {
+            for (int k = 0; k < s.n_classes; k++) f |= ev_label(&tr, i) == s.classes[k];
+        }
+        tr.split[i] = f ? EV_DF : EV_DR;
+    }
+    if (s.kind == FORGET_INDICES)
+        for (int64_t k = 0; k < s.n_indices; k++) {
+            if (s.indices[k] >= tr.rows) {
+                ulc_fail(&ctx, ULC_ERR_INVALID, "%s: forget index %lld is outside %s's %lld rows",
+                         s.path, (long long)s.indices[k], tr.path, (long long)tr.rows);
+                goto fail;
+            }
+            tr.split[s.indices[k]] = EV_DF;
+        }
+    for (int64_t i = 0; i < tr.rows; i++) nsplit[tr.split[i]]++;
+    for (int64_t i = 0; tep && i < te.rows; i++) {
+        int f = 0;
+        for (int k = 0; k < s.n_classes; k++) f |= ev_label(&te, i) == s.classes[k];
+        te.split[i] = s.kind == FORGET_INDICES ? EV_DT : f ? EV_DFT : EV_DRT;
+        nsplit[te.split[i]]++;
+    }
+    if (!nsplit[EV_DF] || !nsplit[EV_DR]) {
+        ulc_fail(&ctx, ULC_ERR_INVALID, "%s: the forget set has %lld of %s's %lld rows: eval needs "
+                 "forget and retain rows", s.path, (long long)nsplit[EV_DF], tr.path, (long long)tr.rows);
+        goto fail;
+    }
+    /* scores */
+    int64_t C = 0;
+    for (int k = 0; k < 3; k++) {
+        if (!mods[k]) continue;
+        int64_t ck = 0;
+        if (ev_logits(mods[k], paths[k], &a->so, in_name, out_name, &tr, NULL, tr.rows, &ck, &sc[k].ztr, &ctx) != ULC_OK ||
+            (tep && ev_logits(mods[k], paths[k], &a->so, in_name, out_name, tep, NULL, te.rows, &ck, &sc[k].zte, &ctx) != ULC_OK))
+            goto fail;
+        if (k && ck != C) {
+            ulc_fail(&ctx, ULC_ERR_INVALID, "%s (%s) scores %lld classes; %s scores %lld", paths[k],
+                     role[k], (long long)ck, a->model, (long long)C);
+            goto fail;
+        }
+        C = ck;
+        if (ev_tally(&sc[k], &tr, tep, C, &ctx) != ULC_OK) goto fail;
+    }
+    cJSON_AddStringToObject(root, "model", a->model);
+    cJSON_AddStringToObject(root, "spec", a->spec);
+    cJSON_AddStringToObject(root, "train", tr.path);
+    if (tep) cJSON_AddStringToObject(root, "test", te.path);
+    else cJSON_AddNullToObject(root, "test");
+    if (a->original) cJSON_AddStringToObject(root, "original", a->original);
+    if (a->reference) cJSON_AddStringToObject(root, "reference", a->reference);
+    cJSON *jn = cJSON_AddObjectToObject(root, "rows");
+    for (int k = 0; k < EV_NSPLIT; k++)
+        if (nsplit[k] || k < 2) cJSON_AddNumberToObject(jn, k_ev_split[k], (double)nsplit[k]);
+    cJSON *jacc = cJSON_AddObjectToObject(root, "accuracy");
+    cJSON *jpc = cJSON_AddObjectToObject(root, "per_class");
+    cJSON_AddStringToObject(jpc, "data", tep ? "test" : "train");
+    for (int k = 0; k < 3; k++) {
+        if (!mods[k]) continue;
+        cJSON *o = cJSON_AddObjectToObject(jacc, role[k]);
+        for (int j = 0; j < EV_NSPLIT; j++)
+            if (nsplit[j]) cJSON_AddNumberToObject(o, k_ev_split[j], ev_acc(&sc[k], j));
+        cJSON *arr = cJSON_AddArrayToObject(jpc, role[k]);
+        for (int64_t c = 0; c < C; c++)
+            cJSON_AddItemToArray(arr, sc[k].cls_n[c] ? cJSON_CreateNumber((double)sc[k].cls_ok[c] / (double)sc[k].cls_n[c])
+                                                     : cJSON_CreateNull());
+    }
+    /* H-mean (points) */
+    if (mods[1] && nsplit[EV_DFT] && nsplit[EV_DRT]) {
+        double rt = 100.0 * ev_acc(&sc[0], EV_DRT);
+        double drop = 100.0 * (ev_acc(&sc[1], EV_DFT) - ev_acc(&sc[0], EV_DFT));
+        cJSON *o = cJSON_AddObjectToObject(root, "h_mean");
+        cJSON_AddNumberToObject(o, "acc_rt", rt);
+        cJSON_AddNumberToObject(o, "drop_ft", drop);
+        cJSON_AddNumberToObject(o, "h_mean", ulc_hmean(rt, drop));
+    }
+    /* MIA */
+    int non_split = s.kind == FORGET_INDICES ? EV_DT : EV_DRT;
+    if (tep && nsplit[non_split]) {
+        cJSON *o = cJSON_AddObjectToObject(root, "mia");
+        cJSON_AddStringToObject(o, "nonmembers", k_ev_split[non_split]);
+        for (int k = 0; k < 3; k++)
+            if (mods[k] && ev_mia(&sc[k], &tr, &te, non_split, C, cJSON_AddObjectToObject(o, role[k]), &ctx) != ULC_OK)
+                goto fail;
+    }
+    /* activation distance on Df */
+    if (mods[2]) {
+        float *ga = malloc((size_t)(nsplit[EV_DF] * C) * sizeof *ga * 3 + 1);
+        if (!ga) {
+            ulc_fail(&ctx, ULC_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+        float *gb = ga + nsplit[EV_DF] * C, *gc = gb + nsplit[EV_DF] * C;
+        for (int64_t i = 0, r = 0; i < tr.rows; i++)
+            if (tr.split[i] == EV_DF) {
+                memcpy(ga + r * C, sc[0].ztr + i * C, (size_t)C * sizeof *ga);
+                memcpy(gb + r * C, sc[2].ztr + i * C, (size_t)C * sizeof *ga);
+                if (mods[1]) memcpy(gc + r * C, sc[1].ztr + i * C, (size_t)C * sizeof *ga);
+                r++;
+            }
+        cJSON *o = cJSON_AddObjectToObject(root, "activation_distance");
+        cJSON_AddNumberToObject(o, "model", ulc_activation_distance(ga, gb, nsplit[EV_DF], C));
+        if (mods[1]) cJSON_AddNumberToObject(o, "original", ulc_activation_distance(gc, gb, nsplit[EV_DF], C));
+        free(ga);
+    }
+    /* per-layer feature distance and CKA against the original */
+    if (mods[1]) {
+        const char *names[EV_MAX_LAYERS];
+        int64_t dim[EV_MAX_LAYERS];
+        nl = ev_layers(mods[1], names, EV_MAX_LAYERS);
+        int64_t nf = 0, nr = 0;
+        if (!(sel = malloc(2 * EV_FEAT_ROWS * sizeof *sel))) {
+            ulc_fail(&ctx, ULC_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+        for (int64_t i = 0; i < tr.rows && nf < EV_FEAT_ROWS; i++)
+            if (tr.split[i] == EV_DF) sel[nf++] = i;
+        for (int64_t i = 0; i < tr.rows && nr < EV_FEAT_ROWS; i++)
+            if (tr.split[i] == EV_DR) sel[nf + nr++] = i;
+        for (int k = 0; k < nl; k++) dim[k] = -1;
+        if (nl && (ev_run_layers(mods[1], a->original, &a->so, in_name, &tr, sel, nf + nr, names, nl, fa, dim, &ctx) != ULC_OK ||
+                   ev_run_layers(mods[0], a->model, &a->so, in_name, &tr, sel, nf + nr, names, nl, fb, dim, &ctx) != ULC_OK))
+            goto fail;
+        cJSON *o = cJSON_AddObjectToObject(root, "features");
+        cJSON_AddNumberToObject(o, "rows_forget", (double)nf);
+        cJSON_AddNumberToObject(o, "rows_retain", (double)nr);
+        cJSON *arr = cJSON_AddArrayToObject(o, "layers");
+        for (int k = 0; k < nl; k++) {
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddItemToArray(arr, e);
+            cJSON_AddStringToObject(e, "name", names[k]);
+            cJSON_AddNumberToObject(e, "features", (double)dim[k]);
+            for (int side = 0; side < 2; side++) {
+                int64_t r0 = side ? nf : 0, rn = side ? nr : nf;
+                const float *xa = fa[k] + r0 * dim[k], *xb = fb[k] + r0 * dim[k];
+                cJSON_AddNumberToObject(e, side ? "l1_retain" : "l1_forget", ulc_feature_l1(xa, xb, rn, dim[k]));
+                double cka = NAN;
+                if (rn >= 2 && ulc_cka_linear(xa, rn, dim[k], dim[k], xb, dim[k], dim[k], &cka, &ctx) != ULC_OK) goto fail;
+                if (isfinite(cka)) cJSON_AddNumberToObject(e, side ? "cka_retain" : "cka_forget", cka);
+                else cJSON_AddNullToObject(e, side ? "cka_retain" : "cka_forget");
+            }
+        }
+    }
+    if (a->relearn > 0 &&
+        ev_relearn_run(a->model, &a->so, in_name, out_name, &tr, a->relearn,
+                       a->relearn_lr > 0 ? a->relearn_lr : s.lr, s.seed, ev_acc(&sc[0], EV_DF), root, &ctx) != ULC_OK)
+        goto fail;
+    if (a->json) {
+        char *text = cJSON_Print(root);
+        if (!text) {
+            ulc_fail(&ctx, ULC_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+        printf("%s\n", text);
+        free(text);
+    } else {
+        printf("%s: unlearning metrics (spec %s)\n\naccuracy", a->model, a->spec);
+        for (int j = 0; j < EV_NSPLIT; j++)
+            if (nsplit[j]) printf("  %8s", k_ev_split[j]);
+        printf("\n");
+        for (int k = 0; k < 3; k++) {
+            if (!mods[k]) continue;
+            printf("%-9s", role[k]);
+            for (int j = 0; j < EV_NSPLIT; j++)
+                if (nsplit[j]) printf("  %7.2f%%", 100.0 * ev_acc(&sc[k], j));
+            printf("\n");
+        }
+        cJSON *h = cJSON_GetObjectItem(root, "h_mean");
+        if (h) printf("\nH-mean %.2f (Acc_rt %.2f, Drop_ft %.2f points)\n", cJSON_GetObjectItem(h, "h_mean")->valuedouble,
+                      cJSON_GetObjectItem(h, "acc_rt")->valuedouble, cJSON_GetObjectItem(h, "drop_ft")->valuedouble);
+        cJSON *mia = cJSON_GetObjectItem(root, "mia");
+        for (int k = 0; mia && k < 3; k++) {
+            cJSON *m = cJSON_GetObjectItem(mia, role[k]);
+            if (!m) continue;
+            printf("%sMIA %-9s entropy/logreg %.4f   confidence/SVM %.4f\n", k ? "" : "\n", role[k],
+                   cJSON_GetObjectItem(cJSON_GetObjectItem(m, "entropy_logreg"), "mia")->valuedouble,
+                   cJSON_GetObjectItem(cJSON_GetObjectItem(m, "confidence_svm"), "mia")->valuedouble);
+        }
+        cJSON *ad = cJSON_GetObjectItem(root, "activation_distance");
+        if (ad) printf("\nactivation distance to the reference on Df: %.6f\n", cJSON_GetObjectItem(ad, "model")->valuedouble);
+        cJSON *fe = cJSON_GetObjectItem(root, "features");
+        if (fe) {
+            printf("\nfeatures vs the original (%d Df, %d Dr rows)\n%-32s %12s %12s %9s %9s\n",
+                   cJSON_GetObjectItem(fe, "rows_forget")->valueint, cJSON_GetObjectItem(fe, "rows_retain")->valueint,
+                   "layer", "L1 Df", "L1 Dr", "CKA Df", "CKA Dr");
+            cJSON *e;
+            cJSON_ArrayForEach(e, cJSON_GetObjectItem(fe, "layers")) {
+                cJSON *cf = cJSON_GetObjectItem(e, "cka_forget"), *cr = cJSON_GetObjectItem(e, "cka_retain");
+                printf("%-32s %12.4f %12.4f %9.4f %9.4f\n", cJSON_GetObjectItem(e, "name")->valuestring,
+                       cJSON_GetObjectItem(e, "l1_forget")->valuedouble, cJSON_GetObjectItem(e, "l1_retain")->valuedouble,
+                       cJSON_IsNumber(cf) ? cf->valuedouble : NAN, cJSON_IsNumber(cr) ? cr->valuedouble : NAN);
+            }
+        }
+        cJSON *rl = cJSON_GetObjectItem(root, "relearn");
+        if (rl) {
+            printf("\nrelearning probe (SGD lr %g, batch %d): Df accuracy per step\n",
+                   cJSON_GetObjectItem(rl, "lr")->valuedouble, cJSON_GetObjectItem(rl, "batch_size")->valueint);
+            int step = 0;
+            cJSON *e;
+            cJSON_ArrayForEach(e, cJSON_GetObjectItem(rl, "forget_acc")) printf("  step %2d  %7.2f%%\n", step++, 100.0 * e->valuedouble);
+        }
+        cJSON *pc = cJSON_GetObjectItem(root, "per_class");
+        printf("\nper-class accuracy (%s data)\nclass", tep ? "test" : "train");
+        for (int k = 0; k < 3; k++)
+            if (mods[k]) printf("  %9s", role[k]);
+        printf("\n");
+        for (int64_t c = 0; c < C; c++) {
+            printf("%5lld", (long long)c);
+            for (int k = 0; k < 3; k++) {
+                if (!mods[k]) continue;
+                cJSON *v = cJSON_GetArrayItem(cJSON_GetObjectItem(pc, role[k]), (int)c);
+                if (cJSON_IsNumber(v)) printf("  %8.2f%%", 100.0 * v->valuedouble);
+                else printf("  %9s", "-");
+            }
+            printf("\n");
+        }
+    }
+    goto done;
+fail:
+    rc = ulc_cli_report(&ctx);
+done:
+    (void)st;
+    for (int k = 0; k < nl; k++) free(fa[k]), free(fb[k]);
+    free(sel);
+    for (int k = 0; k < 3; k++) ev_scores_free(&sc[k]), ulc_model_free(mods[k]);
+    ev_data_free(&tr);
+    ev_data_free(&te);
+    spec_clear(&s);
+    cJSON_Delete(root);
+    return rc;
+}
+
+
 int ulc_cli_eval(int argc, char **argv) {
     const char *model_path = NULL, *data_path = NULL, *in_name = NULL, *out_name = NULL;
     ulc_session_opts so = ulc_session_defaults();
     int json = 0;
     long batch = 64;
+    ev_args ev = {0};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         int has_val = i + 1 < argc;
@@ -212,6 +921,23 @@ int ulc_cli_eval(int argc, char **argv) {
             data_path = argv[++i];
         } else if (strcmp(a, "--json") == 0) {
             json = 1;
+        } else if (strcmp(a, "--forget") == 0 || strcmp(a, "--original") == 0 ||
+                   strcmp(a, "--reference") == 0) {
+            if (!has_val) return ulc_cli_usage_error("eval: %s needs a path", a);
+            const char **dst = a[2] == 'f' ? &ev.spec : a[2] == 'o' ? &ev.original : &ev.reference;
+            *dst = argv[++i];
+        } else if (strcmp(a, "--relearn") == 0) {
+            char *end;
+            ev.relearn = has_val ? strtol(argv[i + 1], &end, 10) : -1;
+            if (!has_val || *end || ev.relearn < 0 || ev.relearn > 100000)
+                return ulc_cli_usage_error("eval: --relearn needs a step count >= 0");
+            i++;
+        } else if (strcmp(a, "--relearn-lr") == 0) {
+            char *end;
+            ev.relearn_lr = has_val ? strtod(argv[i + 1], &end) : -1;
+            if (!has_val || *end || !(ev.relearn_lr > 0) || !isfinite(ev.relearn_lr))
+                return ulc_cli_usage_error("eval: --relearn-lr needs a learning rate > 0");
+            i++;
         } else if (strcmp(a, "--threads") == 0) {
             if (!has_val || !parse_threads(argv[i + 1], &so.threads))
                 return ulc_cli_usage_error("eval: --threads needs a count (0 = every core)");
@@ -237,6 +963,18 @@ int ulc_cli_eval(int argc, char **argv) {
         }
     }
     if (!model_path) return ulc_cli_usage_error("eval: no model given");
+    if (ev.spec) {
+        if (in_name || out_name)
+            return ulc_cli_usage_error("eval: with --forget, the spec's model.input/model.output "
+                                       "name the input and output");
+        ev.model = model_path;
+        ev.data = data_path;
+        ev.json = json;
+        ev.so = so;
+        return eval_forget(&ev);
+    }
+    if (ev.original || ev.reference || ev.relearn || ev.relearn_lr)
+        return ulc_cli_usage_error("eval: --original, --reference and --relearn need --forget SPEC.json");
     if (!data_path) return ulc_cli_usage_error("eval: no data given (--data DATA.safetensors)");
 
     ulc_ctx ctx;

@@ -485,10 +485,11 @@ static ulc_status conv_dnnl_build(ulc_kctx *k, conv_state *s, int with_post) {
         if (st == dnnl_success)
             st = dnnl_memory_create(&s->m_wei_user, &wei_plain, eng, DNNL_MEMORY_NONE);
     }
+    /* wei_md lives in pd: its size is read before pd goes */
+    size_t wb = wei_reorder ? dnnl_memory_desc_get_size(wei_md) : 0;
     dnnl_primitive_desc_destroy(pd);
     ULC_TRY(ulc_nn_dnnl_check(k, st, "convolution primitive and its reorders"));
     if (wei_reorder) {
-        size_t wb = dnnl_memory_desc_get_size(wei_md);
         if (k->const_inputs & 2u) {
             /* W is a plan constant: reorder it once and keep it. */
             s->wei_packed = ulc_nn_alloc(wb);

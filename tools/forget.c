@@ -297,12 +297,14 @@ static ulc_status bind_rows(ulc_session *s, const iface *f, const data_file *df,
 typedef struct row_scores {
     int32_t *pred, *ok;
     double *entropy;    /* classifiers: the softmax entropy of each row (MIA's feature) */
+    double *conf;       /* classifiers: the softmax probability of the row's label (the SVM MIA's) */
 } row_scores;
 
 static void row_scores_clear(row_scores *r) {
     free(r->pred);
     free(r->ok);
     free(r->entropy);
+    free(r->conf);
     r->pred = r->ok = NULL;
     r->entropy = NULL;
 }
@@ -369,8 +371,9 @@ static ulc_status score_rows(ulc_session *s, const char *model_name, const iface
     rs->pred = calloc(n + 1, sizeof *rs->pred);
     rs->ok = calloc(n + 1, sizeof *rs->ok);
     rs->entropy = f->next_token ? NULL : calloc(n + 1, sizeof *rs->entropy);
+    rs->conf = f->next_token ? NULL : calloc(n + 1, sizeof *rs->conf);
     double *p = f->next_token ? NULL : malloc((size_t)f->classes * sizeof *p);
-    if (!rs->pred || !rs->ok || (!f->next_token && (!rs->entropy || !p))) {
+    if (!rs->pred || !rs->ok || (!f->next_token && (!rs->entropy || !rs->conf || !p))) {
         free(p);
         return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (scores)");
     }
@@ -413,6 +416,7 @@ static ulc_status score_rows(ulc_session *s, const char *model_name, const iface
                 rs->ok[i] = argmax_f32(z + r * c, c) == y;
                 ulc_softmax(z + r * c, c, p);
                 rs->entropy[i] = ulc_entropy(p, c);
+                rs->conf[i] = p[y];
                 continue;
             }
             /* next token: logits at t predict input_ids at t + 1 */
@@ -554,12 +558,14 @@ typedef struct scores {
     tally split[S_COUNT];
     tally *cls[2];       /* [classes] */
     double *entropy[2];  /* [rows] */
+    double *conf[2];     /* [rows] */
 } scores;
 
 static void scores_clear(scores *sc) {
     for (int k = 0; k < 2; k++) {
         free(sc->cls[k]);
         free(sc->entropy[k]);
+        free(sc->conf[k]);
     }
     memset(sc, 0, sizeof *sc);
 }
@@ -592,7 +598,9 @@ static ulc_status score_splits(ulc_session *ses, const char *model_name, const i
             }
         }
         out->entropy[which] = rs.entropy;
+        out->conf[which] = rs.conf;
         rs.entropy = NULL;
+        rs.conf = NULL;
         row_scores_clear(&rs);
         ULC_TRY(st);
     }
@@ -603,8 +611,9 @@ static ulc_status score_splits(ulc_session *ses, const char *model_name, const i
  * members (Dr rows) from non-members (the test rows of the retained classes, Drt, for class
  * forgetting; every test row, Dt, for sample forgetting — as `ulc eval --forget`) by the softmax
  * entropy, and the result is the fraction of Df rows it calls members. */
-static ulc_status mia_entropy(const data_file *tr, const data_file *te, const splits *sp,
-                              const scores *sc, ulc_mia_result *res, ulc_ctx *ctx) {
+static ulc_status mia_run(const data_file *tr, const data_file *te, const splits *sp,
+                          const scores *sc, int svm, ulc_mia_result *res, ulc_ctx *ctx) {
+    double *const *feat = svm ? sc->conf : sc->entropy;
     int64_t nm = sp->rows[S_DR], nf = sp->rows[S_DF];
     double *mem = malloc((size_t)(nm + 1) * sizeof *mem), *tgt = malloc((size_t)(nf + 1) * sizeof *tgt);
     double *non = malloc((size_t)(te->rows + 1) * sizeof *non);
@@ -616,12 +625,13 @@ static ulc_status mia_entropy(const data_file *tr, const data_file *te, const sp
     }
     int64_t a = 0, b = 0, c = 0;
     for (int64_t i = 0; i < tr->rows; i++) {
-        if (sp->train[i] == S_DR) mem[a++] = sc->entropy[0][i];
-        else tgt[b++] = sc->entropy[0][i];
+        if (sp->train[i] == S_DR) mem[a++] = feat[0][i];
+        else tgt[b++] = feat[0][i];
     }
     for (int64_t i = 0; i < te->rows; i++)
-        if (!sp->test || sp->test[i] != S_DFT) non[c++] = sc->entropy[1][i];
-    ulc_status st = ulc_mia_logreg(mem, a, non, c, tgt, b, res, ctx);
+        if (!sp->test || sp->test[i] != S_DFT) non[c++] = feat[1][i];
+    ulc_status st = svm ? ulc_mia_svm(mem, a, non, c, tgt, b, res, ctx)
+                        : ulc_mia_logreg(mem, a, non, c, tgt, b, res, ctx);
     free(mem);
     free(tgt);
     free(non);
@@ -764,7 +774,8 @@ typedef struct run_facts {
     int n_modules;
     scores before, after;
     int has_mia;                /* a classifier with test data: the entropy MIA was run */
-    ulc_mia_result mia_before, mia_after;
+    ulc_mia_result mia_before, mia_after;      /* entropy / logistic regression */
+    ulc_mia_result svm_before, svm_after;      /* confidence / RBF SVM */
     ulc_train_stats st;
     double wall;
     const char *teacher_cache;  /* delete: "hit", "stored", "unwritable"; NULL otherwise */
@@ -864,11 +875,21 @@ static cJSON *report_json(const spec *s, const data_file *tr, const data_file *t
     cJSON *acc = cJSON_AddObjectToObject(o, "accuracy");
     cJSON_AddItemToObject(acc, "before", accuracy_obj(sp, r->before.split));
     cJSON_AddItemToObject(acc, "after", accuracy_obj(sp, r->after.split));
+    if (sp->present[S_DFT]) { /* DELETE's H-mean (docs/metrics.md), in points */
+        double art = 100 * tally_acc(&r->after.split[S_DRT]);
+        double drop = 100 * (tally_acc(&r->before.split[S_DFT]) - tally_acc(&r->after.split[S_DFT]));
+        cJSON *hm = cJSON_AddObjectToObject(o, "h_mean");
+        cJSON_AddNumberToObject(hm, "acc_rt", art);
+        cJSON_AddNumberToObject(hm, "drop_ft", drop);
+        cJSON_AddNumberToObject(hm, "h_mean", ulc_hmean(art, drop));
+    }
     if (r->has_mia) {
         cJSON *mia = cJSON_AddObjectToObject(o, "mia");
         cJSON_AddNumberToObject(mia, "entropy", r->mia_after.member_frac);
+        cJSON_AddNumberToObject(mia, "confidence_svm", r->svm_after.member_frac);
         cJSON *mb = cJSON_AddObjectToObject(mia, "before");
         cJSON_AddNumberToObject(mb, "entropy", r->mia_before.member_frac);
+        cJSON_AddNumberToObject(mb, "confidence_svm", r->svm_before.member_frac);
         cJSON *mr = cJSON_AddObjectToObject(mia, "rows");
         cJSON_AddNumberToObject(mr, "members", (double)r->mia_after.n_members);
         cJSON_AddNumberToObject(mr, "nonmembers", (double)r->mia_after.n_nonmembers);
@@ -926,6 +947,13 @@ static void print_table(FILE *out, const spec *s, const data_file *tr, const spl
     if (r->has_mia)
         fprintf(out, "MIA  entropy attack: Df called member  %7.2f%%  %7.2f%%\n",
                 100 * r->mia_before.member_frac, 100 * r->mia_after.member_frac);
+    if (r->has_mia)
+        fprintf(out, "MIA  confidence SVM: Df called member  %7.2f%%  %7.2f%%\n",
+                100 * r->svm_before.member_frac, 100 * r->svm_after.member_frac);
+    if (sp->present[S_DFT])
+        fprintf(out, "H-mean of Drt and the drop of Dft            %7.2f\n",
+                ulc_hmean(100 * tally_acc(&r->after.split[S_DRT]),
+                          100 * (tally_acc(&r->before.split[S_DFT]) - tally_acc(&r->after.split[S_DFT]))));
     fprintf(out, "\n%s: %ld steps, loss %.4f -> %.4f, %.1f s; wall time %.1f s\n", s->method_name,
             r->st.steps, r->st.first_loss, r->st.last_loss, r->st.seconds, r->wall);
 }
@@ -1224,8 +1252,10 @@ int ulc_cli_forget(int argc, char **argv) {
     }
 
     if (r.has_mia) {
-        TRY(mia_entropy(&tr, &te, &sp, &r.before, &r.mia_before, &ctx));
-        TRY(mia_entropy(&tr, &te, &sp, &r.after, &r.mia_after, &ctx));
+        TRY(mia_run(&tr, &te, &sp, &r.before, 0, &r.mia_before, &ctx));
+        TRY(mia_run(&tr, &te, &sp, &r.after, 0, &r.mia_after, &ctx));
+        TRY(mia_run(&tr, &te, &sp, &r.before, 1, &r.svm_before, &ctx));
+        TRY(mia_run(&tr, &te, &sp, &r.after, 1, &r.svm_after, &ctx));
     }
 
     /* the output, then the hashes, the gates and the reports (written whatever the gates say:

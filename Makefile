@@ -45,5 +45,9 @@ bench-runtime: build
 bench-train: build
 	.venv/bin/python bench/bench_train.py
 
+# A whole RFA unlearning epoch (digits; ResNet-18 64², 2,048 rows) against PyTorch eager: docs/benchmarks.md.
+bench-rfa: build
+	.venv/bin/python bench/bench_rfa.py
+
 clean:
 	rm -rf build build-asan build.cmake.log build-asan.cmake.log

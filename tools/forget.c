@@ -1178,12 +1178,12 @@ int ulc_cli_forget(int argc, char **argv) {
     ses = NULL;
 
     /* unlearning: the method against the teacher, then the adapters (if any) merged back */
-    if (s.method != ULC_METHOD_RFA) {
+    {
         ulc_train_opts o = ulc_train_defaults();
         o.optim = ulc_optim_defaults(s.optimizer);
         o.optim.lr = s.lr;
         o.optim.weight_decay = s.weight_decay;
-        o.optim.momentum = s.momentum;
+        if (s.method != ULC_METHOD_RFA) o.optim.momentum = s.momentum;
         o.epochs = (int)s.epochs;
         o.batch_size = (int)s.batch_size;
         o.seed = s.seed;
@@ -1191,48 +1191,28 @@ int ulc_cli_forget(int argc, char **argv) {
         o.quiet = quiet;
         o.progress = stderr;
         o.label = s.method_name;
+        float *cached = NULL;
         ulc_unlearn_opts u = s.unlearn;
         u.input = f.fed[0]->name;
         u.output = f.out->name;
-        float *cached = NULL;
         if (s.method == ULC_METHOD_DELETE && !getenv("ULC_NO_CACHE"))
             TRY(teacher_cache(in, ifmt, &s, &tr, sp.forget, teacher, &u, threads, &cached, &r, &ctx));
-        g_stop = 0;
-        o.stop = &g_stop;
-        void (*prev_int)(int) = signal(SIGINT, on_stop);
-        void (*prev_term)(int) = signal(SIGTERM, on_stop);
-        st = ulc_unlearn_run(m, teacher, &tr.d, sp.forget, &o, &u, &r.st, &ctx);
-        signal(SIGINT, prev_int);
-        signal(SIGTERM, prev_term);
-        free(cached);
-        if (st == ULC_OK && (g_stop || r.st.interrupted))
-            st = ulc_fail(&ctx, ULC_ERR_INTERRUPTED, "forget: interrupted");
-        if (st != ULC_OK) goto done;
-    } else {
-        ulc_train_opts o = ulc_train_defaults();
-        o.optim = ulc_optim_defaults(s.optimizer);
-        o.optim.lr = s.lr;
-        o.optim.weight_decay = s.weight_decay;
-        o.epochs = (int)s.epochs;
-        o.batch_size = (int)s.batch_size;
-        o.seed = s.seed;
-        o.threads = threads;
-        o.quiet = quiet;
-        o.progress = stderr;
-        o.label = "rfa";
         ulc_rfa_opts ro = ulc_rfa_defaults();
         ro.gamma = s.gamma;
         ro.norm = s.norm;
-        ro.input = f.fed[0]->name;
-        ro.output = f.out->name;
+        ro.input = u.input;
+        ro.output = u.output;
         ro.next_token = f.next_token;
         g_stop = 0;
         o.stop = &g_stop;
         void (*prev_int)(int) = signal(SIGINT, on_stop);
         void (*prev_term)(int) = signal(SIGTERM, on_stop);
-        st = ulc_rfa_run(m, teacher, &tr.d, sp.forget, &o, &ro, &r.st, &ctx);
+        st = s.method == ULC_METHOD_RFA
+                 ? ulc_rfa_run(m, teacher, &tr.d, sp.forget, &o, &ro, &r.st, &ctx)
+                 : ulc_unlearn_run(m, teacher, &tr.d, sp.forget, &o, &u, &r.st, &ctx);
         signal(SIGINT, prev_int);
         signal(SIGTERM, prev_term);
+        free(cached);
         if (st == ULC_OK && (g_stop || r.st.interrupted))
             st = ulc_fail(&ctx, ULC_ERR_INTERRUPTED, "forget: interrupted");
         if (st != ULC_OK) goto done;

@@ -90,7 +90,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_io import cpu_model  # noqa: E402
-from bench_runtime import sgemm_peak  # noqa: E402  (bench/sgemm_peak.c's binary, next to ulc's)
+from bench_runtime import SGEMM, sgemm_peak  # noqa: E402  (bench/sgemm_peak.c's binary, next to ulc's)
 from bench_train import step_flops  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -381,8 +381,8 @@ def report(res, threads, repeats, load):
     lines += [
         f"- {threads} thread{plural} on both sides; {repeats} repeat{'s' if repeats > 1 else ''}, "
         "ulc and PyTorch alternating (who goes first alternates too)",
-        f"- load average (1 min) at the start and the end: {load[0]:.1f}, {load[1]:.1f} on {ALL_CORES} "
-        "cores, before each run " + ", ".join(f"{r['load']:.1f}" for r in sorted(runs, key=lambda r: r["order"]))
+        f"- load average (1 min; this benchmark's own runs count in it, {threads} at most) at the start and "
+        f"the end: {load[0]:.1f}, {load[1]:.1f} on {ALL_CORES} cores, before each run " + ", ".join(f"{r['load']:.1f}" for r in sorted(runs, key=lambda r: r["order"]))
         + " (other work on the "
         "machine slows both sides, ulc's many short OpenMP regions most when threads spin waiting for "
         "a descheduled peer; alternating shares it out)",
@@ -390,7 +390,7 @@ def report(res, threads, repeats, load):
     return "\n".join(lines), ok_all
 
 
-def write_doc(text, threads, argv):
+def write_doc(text, threads, argv, when=None):
     """Replaces this script's section for this thread count and --env (between its markers), or
     appends it. The heading comes before the begin marker, so another script's rewrite of the
     section above (which runs to the next '## ') never takes the marker with it."""
@@ -406,7 +406,7 @@ def write_doc(text, threads, argv):
     ulc_version = subprocess.run([ULC, "--version"], capture_output=True, text=True).stdout.strip()
     section = (
         f"{title}\n\n{begin}\n\n"
-        f"`{cmd}` — {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}; {os.cpu_count()} cores "
+        f"`{cmd}` — {when or datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}; {os.cpu_count()} cores "
         f"({cpu_model()}), Linux {platform.release()}; {ulc_version}, torch {torch.__version__}, "
         f"torchvision {torchvision.__version__}; {threads} thread{plural}"
         + (f"; both sides with {env_note}" if env_note else "") + ".\n\n"
@@ -474,6 +474,8 @@ def main():
     res = {"cases": cases, "peaks": []}
     if "resnet18" in cases:
         res["flops"] = step_flops(inputs["resnet18"][0])["step"]
+        if not Path(SGEMM).exists():
+            print(f"{SGEMM} not found (build the sgemm_peak target): no sgemm peak in the report", flush=True)
     with tempfile.TemporaryDirectory(prefix="ulc-bench-rfa-") as td:
         tmp = Path(td)
         specs = {case: write_spec(case, CASES[case], inputs[case], tmp) for case in cases}
@@ -482,7 +484,7 @@ def main():
         for case in cases:
             res[case] = {"ulc": [], "torch": []}
         for k in range(args.repeats):
-            if "resnet18" in cases:
+            if "resnet18" in cases and Path(SGEMM).exists():
                 res["peaks"].append(sgemm_peak(threads)[0])
             for case in cases:
                 c, (model, data, weights) = CASES[case], inputs[case]
@@ -499,7 +501,8 @@ def main():
                           f"Df after {_pct(r['accuracy']['after']['Df'])}", flush=True)
         load.append(os.getloadavg()[0])
     saved = {"res": res, "threads": threads, "repeats": args.repeats, "load": load, "env": ENV,
-             "digits_epochs": args.digits_epochs, "argv": sys.argv[1:]}
+             "digits_epochs": args.digits_epochs, "argv": sys.argv[1:],
+             "when": datetime.datetime.now().strftime("%Y-%m-%d %H:%M")}
     env_key = "".join(f"-{k}={v}" for k, v in ENV.items())
     (OUT / f"results-threads{threads}{env_key}.json").write_text(json.dumps(saved) + "\n")
     return finish(saved, args.write_doc)
@@ -539,7 +542,7 @@ def finish(saved, write):
     print()
     print(text)
     if write:
-        write_doc(text, threads, saved["argv"])
+        write_doc(text, threads, saved["argv"], saved.get("when"))
     return 0
 
 

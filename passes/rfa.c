@@ -554,7 +554,7 @@ ulc_status ulc_rfa_run(ulc_model *model, const ulc_model *teacher, const ulc_dat
     d.cols = cols;
 
     ulc_train_task task = {.input = r->input, .output = r->output, .custom_loss = build_loss,
-                           .custom_arg = &st};
+                           .custom_arg = &st, .keep = st.feat, .n_keep = st.m};
     if ((s = ulc_train_graph_build(model, &d, &task, o->batch_size, &tg, ctx)) != ULC_OK) goto done;
 
     /* the teacher session: its output plus every feature */

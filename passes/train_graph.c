@@ -218,7 +218,8 @@ static ulc_value *new_const(ulc_graph *g, const char *hint, int rank, const int6
  * onto B — a weight-sized product every step — and the BN onto the frozen base convolution,
  * which the planner then folds once), so the step does not pass over the activations for
  * them, and the base convolution, the Add and what follows fuse as in inference. */
-static ulc_status fold_lora_affine(ulc_graph *g, const ulc_model *src, int *folded, ulc_ctx *ctx) {
+static ulc_status fold_lora_affine(ulc_graph *g, const ulc_model *src, const ulc_train_task *t,
+                                   int *folded, ulc_ctx *ctx) {
     *folded = 0;
     for (size_t i = 0; i < src->lora.len; i++) {
         const ulc_lora_record *rec = src->lora.items[i];
@@ -250,6 +251,8 @@ static ulc_status fold_lora_affine(ulc_graph *g, const ulc_model *src, int *fold
         for (int64_t o = 0; o < M; o++) k[o] = 1.0f;
         /* an inference BN reading only the branch's output: y = k·out + shift */
         ulc_node *bn = out->first_use && !out->first_use->next ? out->first_use->node : NULL;
+        for (int j = 0; bn && j < t->n_keep; j++) /* the loss reads the pre-BN output */
+            if (t->keep[j] && strcmp(t->keep[j], rec->out) == 0) bn = NULL;
         int with_bn = 0;
         int has_bw = 0;
         if (bn && bn->op == ULC_OP_BatchNormalization && bn->n_outputs == 1 && bn->n_inputs == 5 &&
@@ -349,7 +352,7 @@ static ulc_status build(const ulc_model *m, const ulc_dataset *d, const ulc_trai
     int fused = 0;
     ULC_TRY(fuse_conv_lora(g, m, opset, &fused, ctx));
     int folded = 0;
-    if (!getenv("ULC_NO_LORA_AFFINE")) ULC_TRY(fold_lora_affine(g, m, &folded, ctx));
+    if (!getenv("ULC_NO_LORA_AFFINE")) ULC_TRY(fold_lora_affine(g, m, t, &folded, ctx));
 
     /* parameters: initializers → inputs */
     int np = 0;

@@ -60,6 +60,10 @@ typedef struct ulc_train_task {
      * ulc_tg_input) and returns it in *loss. */
     ulc_status (*custom_loss)(void *arg, ulc_tg *b, ulc_value **loss, ulc_ctx *ctx);
     void *custom_arg;
+    /* Values the custom loss reads by name (RFA's features: the adapted modules' outputs): the
+     * training graph's rewrites keep them (no BatchNormalization is folded across them). */
+    const char *const *keep;
+    int n_keep;
 } ulc_train_task;
 
 ulc_status ulc_train_graph_build(const ulc_model *m, const ulc_dataset *d,

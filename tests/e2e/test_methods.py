@@ -110,3 +110,41 @@ def test_delete_rejects_retrain_lora_and_unknown_keys(tmp_path):
     r = run_ulc(MODEL, "--forget", spec(tmp_path, "delete", name="k.json", delete={"maks": "own"}),
                 "-o", tmp_path / "x.onnx")
     assert r.returncode == 2 and "maks" in r.stderr
+
+
+def test_rfa_on_a_model_with_batchnorm_nodes(tmp_path):
+    """RFA aligns the adapted convs' own outputs: with BatchNormalization nodes after them (an
+    export that keeps BN), the training graph must not fold the BN across those features."""
+    import torch
+    from safetensors.numpy import save_file
+
+    class Block(torch.nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.conv1, self.bn1 = torch.nn.Conv2d(c, c, 3, padding=1, bias=False), torch.nn.BatchNorm2d(c)
+            self.conv2, self.bn2 = torch.nn.Conv2d(c, c, 3, padding=1, bias=False), torch.nn.BatchNorm2d(c)
+
+        def forward(self, x):
+            return torch.relu(x + self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x))))))
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), Block(8),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 4)).eval()
+    path = tmp_path / "bn.onnx"
+    torch.onnx.export(net, torch.randn(1, 1, 8, 8), str(path), input_names=["input"],
+                      output_names=["logits"], dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
+                      opset_version=17, training=torch.onnx.TrainingMode.PRESERVE,
+                      do_constant_folding=False)
+    assert any(n.op_type == "BatchNormalization" for n in onnx.load(str(path)).graph.node)
+    r = np.random.default_rng(0)
+    save_file({"input": r.standard_normal((64, 1, 8, 8)).astype(np.float32),
+               "label": r.integers(0, 4, 64).astype(np.int64)}, str(tmp_path / "d.safetensors"))
+    sp = tmp_path / "s.json"
+    sp.write_text(json.dumps({"method": "rfa", "data": {"train": "d.safetensors"},
+                              "forget": {"classes": [1]}, "train": {"epochs": 1, "batch_size": 16}}))
+    out = tmp_path / "out.onnx"
+    res = run_ulc(path, "--forget", sp, "-o", out, "-q")
+    assert res.returncode == 0, res.stderr
+    assert "2 modules adapted" in res.stderr  # conv1 and conv2 of the block
+    assert [n.op_type for n in onnx.load(str(out)).graph.node] == \
+        [n.op_type for n in onnx.load(str(path)).graph.node]

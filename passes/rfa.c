@@ -223,7 +223,8 @@ typedef struct rfa_state {
     size_t row_numel[MAX_FEATURES];
     float *mean[MAX_FEATURES];   /* last retain means */
     int have_means;
-    float *ybar, *ybar_rows, *probs, *w_inter, *w_ce, *w_soft;
+    float *ybar, *ybar_rows, *w_inter, *w_ce, *w_soft;
+    double *acc;                 /* the means' sums: max(feature row, classes) entries */
 } rfa_state;
 
 #define NN(e)                                                                                  \
@@ -361,15 +362,19 @@ static ulc_status grow(rfa_state *st, size_t rows, ulc_ctx *ctx) {
         if (!(st->tgt[k] = malloc(rows * st->row_numel[k] * sizeof(float)))) goto oom;
     }
     size_t c = (size_t)st->classes;
-    free(st->ybar_rows), free(st->probs), free(st->w_inter), free(st->w_ce), free(st->w_soft);
+    free(st->ybar_rows), free(st->w_inter), free(st->w_ce), free(st->w_soft);
     st->ybar_rows = malloc(rows * c * sizeof(float));
-    st->probs = malloc(rows * c * sizeof(float));
+    if (!st->acc) { /* sized once: the widest feature row or the class count */
+        size_t w = c;
+        for (int k = 0; k < st->m; k++) w = st->row_numel[k] > w ? st->row_numel[k] : w;
+        st->acc = malloc(w * sizeof *st->acc);
+    }
     st->w_inter = malloc(rows * sizeof(float));
     st->w_ce = malloc(rows * sizeof(float));
     st->w_soft = malloc(rows * sizeof(float));
     free(st->posw);
     st->posw = malloc(rows * (size_t)(st->seq > 1 ? st->seq - 1 : 1) * sizeof(float));
-    if (!st->ybar_rows || !st->probs || !st->w_inter || !st->w_ce || !st->w_soft || !st->posw)
+    if (!st->ybar_rows || !st->acc || !st->w_inter || !st->w_ce || !st->w_soft || !st->posw)
         goto oom;
     st->cap_rows = rows;
     return ULC_OK;
@@ -415,13 +420,12 @@ static ulc_status before_step(void *arg, ulc_session *s, const ulc_rt_tensor *co
         if (nr) {
             if (!st->mean[k] && !(st->mean[k] = malloc(P * sizeof(float))))
                 return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (rfa means)");
-            double *acc = calloc(P, sizeof *acc);
-            if (!acc) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (rfa means)");
+            double *acc = st->acc;
+            memset(acc, 0, P * sizeof *acc);
             for (size_t i = 0; i < rows; i++)
                 if (f[i] == 0.0f)
                     for (size_t p = 0; p < P; p++) acc[p] += T[i * P + p];
             for (size_t p = 0; p < P; p++) st->mean[k][p] = (float)(acc[p] / (double)nr);
-            free(acc);
         }
         for (size_t i = 0; i < rows; i++) {
             const float *src = f[i] != 0.0f && (nr || st->have_means) ? st->mean[k] : T + i * P;
@@ -448,8 +452,8 @@ static ulc_status before_step(void *arg, ulc_session *s, const ulc_rt_tensor *co
     if (!st->ybar && !(st->ybar = calloc(C, sizeof(float))))
         return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
     if (nr) {
-        double *acc = calloc(C, sizeof *acc);
-        if (!acc) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+        double *acc = st->acc;
+        memset(acc, 0, C * sizeof *acc);
         const float *zz = z->data;
         double wsum = 0;
         for (size_t i = 0; i < rows; i++) {
@@ -467,7 +471,6 @@ static ulc_status before_step(void *arg, ulc_session *s, const ulc_rt_tensor *co
             }
         }
         for (size_t c = 0; c < C; c++) st->ybar[c] = (float)(wsum > 0 ? acc[c] / wsum : 0.0);
-        free(acc);
         st->have_means = 1;
     }
     for (size_t i = 0; i < rows; i++) memcpy(st->ybar_rows + i * C, st->ybar, C * sizeof(float));
@@ -497,7 +500,7 @@ static void state_free(rfa_state *st) {
         free(st->tgt[k]);
         free(st->mean[k]);
     }
-    free(st->ybar), free(st->ybar_rows), free(st->probs), free(st->posw);
+    free(st->ybar), free(st->ybar_rows), free(st->acc), free(st->posw);
     free(st->w_inter), free(st->w_ce), free(st->w_soft);
     ulc_session_free(st->teacher);
 }

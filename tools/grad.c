@@ -26,15 +26,6 @@
 
 #define MAX_WRT 4096
 
-static void view(const ulc_tensor *t, ulc_rt_tensor *rt) {
-    memset(rt, 0, sizeof *rt);
-    rt->dtype = t->dtype;
-    rt->rank = t->rank;
-    for (int d = 0; d < t->rank; d++) rt->dims[d] = t->dims[d];
-    rt->data = (void *)(uintptr_t)t->data;
-    rt->nbytes = t->nbytes;
-}
-
 static ulc_value *node1(ulc_graph *g, const char *op, const char *name, ulc_value *a,
                         ulc_value *b, ulc_ctx *ctx) {
     ulc_node *n = ulc_graph_add_node(g, "", op, name, b ? 2 : 1, 1, 1, ctx);
@@ -76,7 +67,7 @@ static ulc_status grad_main(const char *model_path, const char *feeds_path, cons
             goto done;
         }
         bs[nb].name = v->name;
-        view(f->init, &bs[nb++].t);
+        if ((st = ulc_cli_tensor_view(f->init, feeds_path, &bs[nb++].t, ctx)) != ULC_OK) goto done;
         if (nw < MAX_WRT && f->init->dtype == ULC_DT_F32 && (globs ? ulc_glob_any(globs, v->name) : 1))
             wrt[nw++] = v;
     }
@@ -94,7 +85,7 @@ static ulc_status grad_main(const char *model_path, const char *feeds_path, cons
             goto done;
         }
         bs[nb].name = v->name;
-        view(data, &bs[nb++].t);
+        if ((st = ulc_cli_tensor_view(data, model_path, &bs[nb++].t, ctx)) != ULC_OK) goto done;
         wrt[nw++] = v;
     }
     if (!nw) {
@@ -121,7 +112,7 @@ static ulc_status grad_main(const char *model_path, const char *feeds_path, cons
         sv->flags |= ULC_VALUE_INPUT;
         if (ulc_ptrvec_push(&g->inputs, sv) != 0) { st = ULC_ERR_NOMEM; goto done; }
         bs[nb].name = sv->name;
-        view(seed_feed->init, &bs[nb++].t);
+        if ((st = ulc_cli_tensor_view(seed_feed->init, feeds_path, &bs[nb++].t, ctx)) != ULC_OK) goto done;
         if (!(prod = node1(g, "Mul", "ulc.grad.prod", y, sv, ctx))) { st = ctx->status; goto done; }
     }
     ulc_value *loss = node1(g, "ReduceSum", "ulc.grad.loss", prod, NULL, ctx);

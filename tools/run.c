@@ -38,7 +38,7 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 /* A runtime view of a safetensors tensor (its bytes stay in the mapped file). */
-static ulc_status tensor_view(const ulc_tensor *t, const char *file, ulc_rt_tensor *rt, ulc_ctx *ctx) {
+ulc_status ulc_cli_tensor_view(const ulc_tensor *t, const char *file, ulc_rt_tensor *rt, ulc_ctx *ctx) {
     if (t->rank > ULC_RT_MAX_RANK)
         return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: tensor '%s' has rank %d (at most %d)", file,
                         t->name, t->rank, ULC_RT_MAX_RANK);
@@ -132,7 +132,7 @@ int ulc_cli_run(int argc, char **argv) {
             goto fail;
         }
         ulc_rt_tensor rt;
-        if (tensor_view(tv->init, in_path, &rt, &ctx) != ULC_OK) goto fail;
+        if (ulc_cli_tensor_view(tv->init, in_path, &rt, &ctx) != ULC_OK) goto fail;
         if (ulc_session_set_input(s, tv->name, &rt, &ctx) != ULC_OK) {
             ulc_fail(&ctx, ctx.status, "%s", in_path);
             goto fail;
@@ -267,7 +267,7 @@ static ulc_status ev_bind(ulc_session *s, const char *in_name, const ev_data *d,
     for (int64_t r = 0; r < n; r++)
         memcpy(buf + (size_t)r * row, (const uint8_t *)d->x->data + row * (size_t)(idx ? idx[r] : b0 + r), row);
     ulc_rt_tensor rt;
-    ULC_TRY(tensor_view(d->x, d->path, &rt, ctx));
+    ULC_TRY(ulc_cli_tensor_view(d->x, d->path, &rt, ctx));
     rt.dims[0] = n;
     rt.data = buf;
     rt.nbytes = row * (size_t)n;
@@ -1035,7 +1035,7 @@ int ulc_cli_eval(int argc, char **argv) {
     for (int64_t b0 = 0; b0 < n; b0 += batch) {
         int64_t bn = n - b0 < batch ? n - b0 : batch;
         ulc_rt_tensor xt;
-        if (tensor_view(X, data_path, &xt, &ctx) != ULC_OK) goto fail;
+        if (ulc_cli_tensor_view(X, data_path, &xt, &ctx) != ULC_OK) goto fail;
         xt.dims[0] = bn;
         xt.data = (void *)(uintptr_t)(xb + (size_t)b0 * row_bytes);
         xt.nbytes = (size_t)bn * row_bytes;

@@ -244,7 +244,9 @@ def write_spec(case, c, model_data, tmp):
             "lora": {"rank": RANK, "alpha": ALPHA},
             "train": {"epochs": c["epochs"], "batch_size": c["batch"], "lr": c["lr"], "optimizer": "adamw",
                       "weight_decay": WD, "seed": SEED},
-            "rfa": {"gamma": GAMMA, "norm": "l2sq"}}
+            "rfa": {"gamma": GAMMA, "norm": "l2sq"},
+            # the PyTorch side computes no feature distances or relearning probe
+            "eval": {"features": False, "relearn_steps": 0}}
     path = tmp / f"{case}.spec.json"
     path.write_text(json.dumps(spec, indent=1) + "\n")
     return path

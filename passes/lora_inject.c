@@ -681,7 +681,7 @@ static ulc_status run_inject(ulc_model *m, const ulc_pass_opts *o, ulc_ctx *ctx)
         if (s == ULC_OK) done++;
     }
     if (s == ULC_OK && done) s = ulc_lora_records_save(m, ctx);
-    if (s == ULC_OK) {
+    if (s == ULC_OK && !o->quiet) {
         fprintf(stderr, "ulc: %s: %d module%s adapted (rank %d, alpha %g%s)", PASS, done,
                 done == 1 ? "" : "s", io.rank, io.alpha, io.rslora ? ", rsLoRA" : "");
         if (sk->n) fprintf(stderr, ", %d skipped:", sk->n);

@@ -32,6 +32,7 @@ typedef struct ulc_pass_opt {
 typedef struct ulc_pass_opts {
     int n;
     const ulc_pass_opt *kv;
+    int quiet; /* no summary lines on stderr (callers' -q) */
 } ulc_pass_opts;
 
 typedef struct ulc_pass {

@@ -708,9 +708,9 @@ static ulc_status save_model(ulc_model *m, const char *out, model_fmt fmt, ulc_c
     return ulc_hf_export(m, out, &so, ctx);
 }
 
-/* OUT must keep IN's interface: the same inputs and outputs, names, dtypes and dims (symbolic
- * ones by name). A difference is a ulc bug: nothing is written. */
-static ulc_status same_interface(const ulc_model *a, const ulc_model *b, ulc_ctx *ctx) {
+/* Whether two models have the same inputs and outputs: names, dtypes and dims (symbolic ones by
+ * name). *which gets "inputs" or "outputs" for the first difference. */
+static int iface_equal(const ulc_model *a, const ulc_model *b, const char **which) {
     for (int outputs = 0; outputs < 2; outputs++) {
         const ulc_ptrvec *x = outputs ? &a->graph->outputs : &a->graph->inputs;
         const ulc_ptrvec *y = outputs ? &b->graph->outputs : &b->graph->inputs;
@@ -723,10 +723,20 @@ static ulc_status same_interface(const ulc_model *a, const ulc_model *b, ulc_ctx
                        !u->dims[d].param == !v->dims[d].param &&
                        (!u->dims[d].param || strcmp(u->dims[d].param, v->dims[d].param) == 0);
         }
-        if (!same)
-            return ulc_fail(ctx, ULC_ERR_INTERNAL, "forget: the unlearned model's %s differ from "
-                            "the input model's", outputs ? "outputs" : "inputs");
+        if (!same) {
+            *which = outputs ? "outputs" : "inputs";
+            return 0;
+        }
     }
+    return 1;
+}
+
+/* OUT must keep IN's interface. A difference is a ulc bug: nothing is written. */
+static ulc_status same_interface(const ulc_model *a, const ulc_model *b, ulc_ctx *ctx) {
+    const char *which;
+    if (!iface_equal(a, b, &which))
+        return ulc_fail(ctx, ULC_ERR_INTERNAL, "forget: the unlearned model's %s differ from "
+                        "the input model's", which);
     return ULC_OK;
 }
 
@@ -779,7 +789,52 @@ typedef struct run_facts {
     ulc_train_stats st;
     double wall;
     const char *teacher_cache;  /* delete: "hit", "stored", "unwritable"; NULL otherwise */
+    cJSON *extra;               /* "features", "relearn", "activation_distance" (extra_metrics) */
+    char *ref_file;             /* the reference's hashed file */
+    char ref_sha[ULC_SHA256_HEX];
 } run_facts;
+
+/* The report's extra metrics (the spec's "eval"; docs/metrics.md), computed by the code `ulc
+ * eval --forget` uses: per-layer feature distance and CKA of OUT against IN; for classifiers,
+ * the relearning probe on OUT and the activation distance of OUT and IN to the reference on Df.
+ * Models with one fed input only (the others get none of these). */
+static ulc_status extra_metrics(const spec *s, const iface *f, const data_file *tr,
+                                const splits *sp, const ulc_model *in_m, const ulc_model *out_m,
+                                const ulc_model *ref, run_facts *r, ulc_ctx *ctx) {
+    if (!(r->extra = cJSON_CreateObject())) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    if (f->n_fed != 1) return ULC_OK;
+    ulc_session_opts so = ulc_session_defaults();
+    so.threads = r->threads;
+    const char *in_name = f->fed[0]->name, *out_name = f->out->name;
+    ulc_fe_rows rows = {.path = tr->path, .x = tr->cols[0], .y = tr->label, .forget = sp->forget,
+                        .rows = tr->rows};
+    if (s->eval_features)
+        ULC_TRY(ulc_fe_features(out_m, r->out, in_m, r->in, &so, in_name, &rows, r->extra, ctx));
+    if (f->next_token || !tr->label) return ULC_OK;
+    if (s->relearn_steps > 0)
+        ULC_TRY(ulc_fe_relearn(out_m, r->out, &so, in_name, out_name, &rows, s->relearn_steps,
+                               s->relearn_lr, s->seed, r->extra, ctx));
+    if (!ref) return ULC_OK;
+    int64_t nf = sp->rows[S_DF], C = 0;
+    int64_t *idx = malloc(((size_t)nf + 1) * sizeof *idx);
+    float *z[3] = {NULL, NULL, NULL}; /* OUT, IN, reference */
+    const ulc_model *ms[3] = {out_m, in_m, ref};
+    const char *paths[3] = {r->out, r->in, s->reference};
+    ulc_status st = idx ? ULC_OK : ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    for (int64_t i = 0, k = 0; st == ULC_OK && i < tr->rows; i++)
+        if (sp->forget[i]) idx[k++] = i;
+    for (int k = 0; st == ULC_OK && k < 3; k++)
+        st = ulc_fe_logits(ms[k], paths[k], &so, in_name, out_name, tr->cols[0], tr->path, idx, nf,
+                           &C, &z[k], ctx);
+    if (st == ULC_OK) {
+        cJSON *o = cJSON_AddObjectToObject(r->extra, "activation_distance");
+        cJSON_AddNumberToObject(o, "model", ulc_activation_distance(z[0], z[2], nf, C));
+        cJSON_AddNumberToObject(o, "original", ulc_activation_distance(z[1], z[2], nf, C));
+    }
+    for (int k = 0; k < 3; k++) free(z[k]);
+    free(idx);
+    return st;
+}
 
 /* The report as JSON (tools/report.c renders it as Markdown and HTML and adds the gates);
  * NULL when out of memory. */
@@ -798,6 +853,11 @@ static cJSON *report_json(const spec *s, const data_file *tr, const data_file *t
         cJSON_AddItemToObject(out, "external_data", file_entry(r->ext_file, r->ext_sha));
     cJSON_AddItemToObject(o, "output", out);
     cJSON_AddItemToObject(o, "spec", file_entry(s->path, r->spec_sha));
+    if (s->reference) {
+        cJSON *ref = file_entry(s->reference, r->ref_sha);
+        if (strcmp(s->reference, r->ref_file) != 0) cJSON_AddStringToObject(ref, "file", r->ref_file);
+        cJSON_AddItemToObject(o, "reference", ref);
+    }
     cJSON *data = cJSON_AddObjectToObject(o, "data");
     for (int k = 0; k < 2; k++) {
         const data_file *df = k ? te : tr;
@@ -914,6 +974,12 @@ static cJSON *report_json(const spec *s, const data_file *tr, const data_file *t
             }
         }
     }
+    for (const cJSON *e = r->extra ? r->extra->child : NULL; e; e = e->next)
+        cJSON_AddItemToObject(o, e->string, cJSON_Duplicate(e, 1));
+    cJSON *eo = cJSON_AddObjectToObject(hp, "eval");
+    cJSON_AddBoolToObject(eo, "features", s->eval_features);
+    cJSON_AddNumberToObject(eo, "relearn_steps", (double)s->relearn_steps);
+    cJSON_AddNumberToObject(eo, "relearn_lr", s->relearn_lr);
     cJSON *tro = cJSON_AddObjectToObject(o, "train");
     cJSON_AddNumberToObject(tro, "steps", (double)r->st.steps);
     cJSON_AddNumberToObject(tro, "first_loss", r->st.first_loss);
@@ -954,6 +1020,39 @@ static void print_table(FILE *out, const spec *s, const data_file *tr, const spl
         fprintf(out, "H-mean of Drt and the drop of Dft            %7.2f\n",
                 ulc_hmean(100 * tally_acc(&r->after.split[S_DRT]),
                           100 * (tally_acc(&r->before.split[S_DFT]) - tally_acc(&r->after.split[S_DFT]))));
+    const cJSON *ad = cJSON_GetObjectItemCaseSensitive(r->extra, "activation_distance");
+    if (ad)
+        fprintf(out, "activation distance to the reference on Df  %7.4f  %7.4f\n",
+                cJSON_GetObjectItemCaseSensitive(ad, "original")->valuedouble,
+                cJSON_GetObjectItemCaseSensitive(ad, "model")->valuedouble);
+    const cJSON *fe = cJSON_GetObjectItemCaseSensitive(r->extra, "features");
+    if (fe) { /* the mean CKA over the layers where it is defined */
+        double sum[2] = {0, 0};
+        int n[2] = {0, 0}, layers = 0;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(fe, "layers")) {
+            layers++;
+            for (int k = 0; k < 2; k++) {
+                const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, k ? "cka_retain" : "cka_forget");
+                if (cJSON_IsNumber(c)) sum[k] += c->valuedouble, n[k]++;
+            }
+        }
+        if (n[0] && n[1])
+            fprintf(out, "features vs IN: mean linear CKA %.4f on Df, %.4f on Dr (%d layers)\n",
+                    sum[0] / n[0], sum[1] / n[1], layers);
+    }
+    const cJSON *rl = cJSON_GetObjectItemCaseSensitive(r->extra, "relearn");
+    if (rl) {
+        const cJSON *acc = cJSON_GetObjectItemCaseSensitive(rl, "forget_acc");
+        int n = cJSON_GetArraySize(acc), every = n > 11 ? (n + 9) / 10 : 1;
+        fprintf(out, "relearning probe: Df accuracy after SGD steps on Df (lr %g):\n ",
+                cJSON_GetObjectItemCaseSensitive(rl, "lr")->valuedouble);
+        for (int k = 0; k < n; k += every)
+            fprintf(out, " %d: %.1f%%", k, 100 * cJSON_GetArrayItem(acc, k)->valuedouble);
+        if ((n - 1) % every)
+            fprintf(out, " %d: %.1f%%", n - 1, 100 * cJSON_GetArrayItem(acc, n - 1)->valuedouble);
+        fprintf(out, "\n");
+    }
     fprintf(out, "\n%s: %ld steps, loss %.4f -> %.4f, %.1f s; wall time %.1f s\n", s->method_name,
             r->st.steps, r->st.first_loss, r->st.last_loss, r->st.seconds, r->wall);
 }
@@ -1004,8 +1103,8 @@ static ulc_status teacher_cache(const char *in, model_fmt ifmt, const spec *s,
 /* ---- the command ----------------------------------------------------------------------------- */
 
 /* Adds LoRA adapters where the spec (or RFA's default placement) says, through lora-inject. */
-static ulc_status inject(ulc_model *m, const spec *s, const char *in_path, run_facts *r,
-                         ulc_ctx *ctx) {
+static ulc_status inject(ulc_model *m, const spec *s, const char *in_path, int quiet,
+                         run_facts *r, ulc_ctx *ctx) {
     char rank[32], alpha[64], seed[32];
     snprintf(rank, sizeof rank, "%ld", s->rank);
     snprintf(alpha, sizeof alpha, "%.17g", s->alpha);
@@ -1027,7 +1126,7 @@ static ulc_status inject(ulc_model *m, const spec *s, const char *in_path, run_f
     }
     /* the pass directly, with its options as data: node names may hold the characters (',',
      * '{', '=') a pipeline's text form uses as separators */
-    ulc_pass_opts po = {n, kv};
+    ulc_pass_opts po = {n, kv, quiet};
     ulc_status st = ulc_pass_lora_inject.run(m, &po, ctx);
     free(nodes);
     ULC_TRY(st);
@@ -1096,7 +1195,7 @@ int ulc_cli_forget(int argc, char **argv) {
     iface f;
     splits sp = {0};
     run_facts r = {.in = in, .out = out, .threads = threads};
-    ulc_model *m = NULL, *teacher = NULL;
+    ulc_model *m = NULL, *teacher = NULL, *ref = NULL;
     ulc_session *ses = NULL;
     ulc_outfile *rep[MAX_REPORTS] = {0};
     cJSON *report_obj = NULL;
@@ -1124,7 +1223,7 @@ int ulc_cli_forget(int argc, char **argv) {
     if (!n_reports && s.report) reports[n_reports++] = s.report;
     {
         /* neither output may be one of the inputs, nor a report the model or another report */
-        const char *read[] = {in, spec_path, s.train, s.test, s.indices_file, out};
+        const char *read[] = {in, spec_path, s.train, s.test, s.indices_file, s.reference, out};
         for (size_t k = 0; k + 1 < sizeof read / sizeof *read; k++)
             if (read[k] && ulc_path_same_file(out, read[k]))
                 USAGE("forget: the output '%s' would overwrite '%s'", out, read[k]);
@@ -1151,6 +1250,13 @@ int ulc_cli_forget(int argc, char **argv) {
     TRY(load_data("data.train", s.train, in, &f, &tr, &ctx));
     if (s.test) TRY(load_data("data.test", s.test, in, &f, &te, &ctx));
     TRY(ulc_cli_load_model(in, &teacher, &ctx)); /* the frozen original */
+    if (s.reference) { /* eval.reference: scored like OUT, so the same interface */
+        const char *which;
+        TRY(ulc_cli_load_model(s.reference, &ref, &ctx));
+        if (!iface_equal(teacher, ref, &which))
+            TRY(ulc_fail(&ctx, ULC_ERR_INVALID, "%s: key 'eval.reference': the model '%s' has other "
+                         "%s than '%s' (names, dtypes or dims)", s.path, s.reference, which, in));
+    }
     {
         ulc_session_opts so = ulc_session_defaults();
         so.threads = threads;
@@ -1170,7 +1276,7 @@ int ulc_cli_forget(int argc, char **argv) {
 
     /* the adapters (a placement that adapts nothing is refused before any work) */
     int lora = s.method == ULC_METHOD_RFA || s.unlearn.what == ULC_TRAIN_LORA;
-    if (lora) TRY(inject(m, &s, in, &r, &ctx));
+    if (lora) TRY(inject(m, &s, in, quiet, &r, &ctx));
 
     /* before: the input model on every split (this also checks every label and token) */
     TRY(score_splits(ses, in, &f, &tr, s.test ? &te : NULL, &sp, &r.before, &ctx));
@@ -1217,7 +1323,7 @@ int ulc_cli_forget(int argc, char **argv) {
             st = ulc_fail(&ctx, ULC_ERR_INTERRUPTED, "forget: interrupted");
         if (st != ULC_OK) goto done;
     }
-    if (lora) TRY(ulc_pass_lora_merge.run(m, &(ulc_pass_opts){0, NULL}, &ctx));
+    if (lora) TRY(ulc_pass_lora_merge.run(m, &(ulc_pass_opts){0, NULL, quiet}, &ctx));
     TRY(ulc_graph_verify(m->graph, &ctx));
     TRY(same_interface(teacher, m, &ctx));
 
@@ -1237,6 +1343,7 @@ int ulc_cli_forget(int argc, char **argv) {
         TRY(mia_run(&tr, &te, &sp, &r.before, 1, &r.svm_before, &ctx));
         TRY(mia_run(&tr, &te, &sp, &r.after, 1, &r.svm_after, &ctx));
     }
+    TRY(extra_metrics(&s, &f, &tr, &sp, teacher, m, ref, &r, &ctx));
 
     /* the output, then the hashes, the gates and the reports (written whatever the gates say:
      * the verdict is about them) */
@@ -1256,6 +1363,11 @@ int ulc_cli_forget(int argc, char **argv) {
     }
     TRY(ulc_sha256_file(r.in_file, r.in_sha, &ctx));
     TRY(ulc_sha256_file(spec_path, r.spec_sha, &ctx));
+    if (s.reference) {
+        if (!(r.ref_file = model_main_file(s.reference, in_format(s.reference))))
+            TRY(ulc_fail(&ctx, ULC_ERR_NOMEM, "out of memory"));
+        TRY(ulc_sha256_file(r.ref_file, r.ref_sha, &ctx));
+    }
     TRY(ulc_sha256_file(tr.path, tr.sha, &ctx));
     if (s.test) TRY(ulc_sha256_file(te.path, te.sha, &ctx));
     if (s.indices_file) TRY(ulc_sha256_file(s.indices_file, r.idx_sha, &ctx));
@@ -1303,6 +1415,8 @@ done:
     free(r.in_file);
     free(r.out_file);
     free(r.ext_file);
+    free(r.ref_file);
+    cJSON_Delete(r.extra);
     splits_clear(&sp);
     for (int k = 0; k < 2; k++) {
         data_file *df = k ? &te : &tr;
@@ -1311,6 +1425,7 @@ done:
         ulc_model_free(df->m);
     }
     ulc_model_free(teacher);
+    ulc_model_free(ref);
     ulc_model_free(m);
     spec_clear(&s);
     if (st != ULC_OK) {

@@ -11,6 +11,9 @@
 #include "passes/rfa.h"
 #include "passes/train.h"
 #include "passes/unlearn.h"
+#include "tools/forget_eval.h"
+
+#define ULC_SPEC_RELEARN_STEPS 10
 
 typedef enum forget_kind { FORGET_CLASSES, FORGET_INDICES } forget_kind;
 
@@ -46,6 +49,11 @@ typedef struct spec {
     ulc_rfa_norm norm;
     const char *norm_name;
     char *report;              /* resolved, or NULL */
+    /* "eval": what the report adds beyond accuracy and the attacks (docs/spec.md) */
+    int eval_features;         /* per-layer feature distance and CKA against IN (default 1) */
+    long relearn_steps;        /* relearning probe steps (default ULC_SPEC_RELEARN_STEPS; 0: none) */
+    double relearn_lr;         /* its SGD learning rate (default ULC_FE_RELEARN_LR) */
+    char *reference;           /* a reference model (retrain) for the activation distance, resolved */
     int gate_set[GATE_COUNT];  /* which gates the spec gives */
     double gate_max[GATE_COUNT]; /* their thresholds, fractions in [0, 1] */
 } spec;

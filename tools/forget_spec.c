@@ -23,6 +23,7 @@ void spec_clear(spec *s) {
     free(s->include);
     free(s->exclude);
     free(s->report);
+    free(s->reference);
 }
 
 /* What a JSON item is, for messages. */
@@ -269,12 +270,12 @@ static ulc_status parse_json(const char *path, const char *what, cJSON **out, ul
 }
 
 /* A path from the spec: absolute as written, else relative to the spec's directory. The file
- * must exist (a regular file). */
-static ulc_status spec_file(const spec *s, const char *key, const char *rel, char **out,
+ * must exist (a regular file, or a directory when dir_ok: a Hugging Face model). */
+static ulc_status spec_path(const spec *s, const char *key, const char *rel, int dir_ok, char **out,
                             ulc_ctx *ctx) {
     char *p = rel[0] == '/' ? strdup(rel) : ulc_path_join(s->dir, rel);
     if (!p) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (spec)");
-    if (!ulc_path_exists(p) || ulc_path_is_dir(p)) {
+    if (!ulc_path_exists(p) || (!dir_ok && ulc_path_is_dir(p))) {
         ulc_status st = ulc_fail(ctx, ULC_ERR_IO, "%s: key '%s': the file '%s' %s", s->path, key,
                                  p, ulc_path_is_dir(p) ? "is a directory" : "does not exist");
         free(p);
@@ -284,10 +285,15 @@ static ulc_status spec_file(const spec *s, const char *key, const char *rel, cha
     return ULC_OK;
 }
 
+static ulc_status spec_file(const spec *s, const char *key, const char *rel, char **out,
+                            ulc_ctx *ctx) {
+    return spec_path(s, key, rel, 0, out, ctx);
+}
+
 /* Each method's own object is a top-level key named after it ("rfa", "delete", ...). */
 static const char *const k_top_keys[] = {"method", "data", "forget", "model", "lora", "train",
                                          "rfa", "delete", "finetune", "neggrad", "random-label",
-                                         "scrub", "retrain", "gates", "report", NULL};
+                                         "scrub", "retrain", "gates", "report", "eval", NULL};
 static const char *const k_data_keys[] = {"train", "test", NULL};
 static const char *const k_forget_keys[] = {"classes", "indices", "indices_file", NULL};
 static const char *const k_model_keys[] = {"input", "output", NULL};
@@ -299,6 +305,8 @@ static const char *const k_delete_keys[] = {"mask", "train", "temperature", NULL
 static const char *const k_scrub_keys[] = {"alpha", "gamma", "train", NULL};
 static const char *const k_other_keys[] = {"train", NULL}; /* finetune, neggrad, ... */
 static const char *const k_gate_keys[] = {"forget_acc_max", "retain_acc_drop_max", "mia_max",
+                                          NULL};
+static const char *const k_eval_keys[] = {"features", "relearn_steps", "relearn_lr", "reference",
                                           NULL};
 static const char *const k_targets[] = {"Conv", "Gemm", "MatMul", NULL};
 
@@ -318,6 +326,9 @@ static void spec_defaults(spec *s) {
     s->gamma = 0.5;
     s->norm = ULC_RFA_L2SQ;
     s->norm_name = "l2sq";
+    s->eval_features = 1;
+    s->relearn_steps = ULC_SPEC_RELEARN_STEPS;
+    s->relearn_lr = ULC_FE_RELEARN_LR;
 }
 
 static ulc_status parse_forget(spec *s, const cJSON *f, ulc_ctx *ctx) {
@@ -445,6 +456,21 @@ static ulc_status parse_gates(spec *s, const cJSON *j, int has_test, ulc_ctx *ct
     return ULC_OK;
 }
 
+/* 'eval': the report's extra metrics (the reference file is checked with the other files). */
+static ulc_status parse_eval(spec *s, const cJSON *e, const char **reference, ulc_ctx *ctx) {
+    ULC_TRY(check_keys(s->path, e, "eval", k_eval_keys, ctx));
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(e, "features");
+    if (f && !cJSON_IsBool(f))
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'eval.features': expected true or false, got %s",
+                        s->path, json_what(f));
+    if (f) s->eval_features = cJSON_IsTrue(f);
+    long long iv = s->relearn_steps;
+    ULC_TRY(get_int(s->path, e, "eval", "relearn_steps", 0, 100000, &iv, ctx));
+    s->relearn_steps = (long)iv;
+    ULC_TRY(get_num(s->path, e, "eval", "relearn_lr", 0, 1, 1e3, &s->relearn_lr, ctx));
+    return get_str(s->path, e, "eval", "reference", reference, ctx);
+}
+
 /* Parses and checks the whole spec (everything that does not need the model or the data). */
 ulc_status spec_parse(const char *path, spec *s, ulc_ctx *ctx) {
     memset(s, 0, sizeof *s);
@@ -454,8 +480,8 @@ ulc_status spec_parse(const char *path, spec *s, ulc_ctx *ctx) {
     cJSON *j = NULL;
     ULC_TRY(parse_json(path, "forget spec", &j, ctx));
     ulc_status st = ULC_OK;
-    const cJSON *data, *forget, *model, *lora, *train, *rfa;
-    const char *method = NULL, *train_rel = NULL, *test_rel = NULL, *str = NULL;
+    const cJSON *data, *forget, *model, *lora, *train, *rfa, *ev;
+    const char *method = NULL, *train_rel = NULL, *test_rel = NULL, *str = NULL, *ref_rel = NULL;
     long long iv;
     ulc_optim_opts def = ulc_optim_defaults(ULC_OPTIM_ADAMW); /* the method's optimizer */
     def.weight_decay = -1;
@@ -476,6 +502,7 @@ ulc_status spec_parse(const char *path, spec *s, ulc_ctx *ctx) {
     TRY(get_object(path, j, "lora", &lora, ctx));
     TRY(get_object(path, j, "train", &train, ctx));
     TRY(get_object(path, j, "rfa", &rfa, ctx));
+    TRY(get_object(path, j, "eval", &ev, ctx));
     /* method */
     TRY(get_str(path, j, "", "method", &method, ctx));
     if (!method) {
@@ -590,6 +617,7 @@ ulc_status spec_parse(const char *path, spec *s, ulc_ctx *ctx) {
         }
     }
     TRY(parse_gates(s, j, test_rel != NULL, ctx));
+    if (ev) TRY(parse_eval(s, ev, &ref_rel, ctx));
     /* report: relative to the spec; the file need not exist */
     str = NULL;
     TRY(get_str(path, j, "", "report", &str, ctx));
@@ -600,6 +628,7 @@ ulc_status spec_parse(const char *path, spec *s, ulc_ctx *ctx) {
     /* files last: a typo in a key is reported before a missing file */
     TRY(spec_file(s, "data.train", train_rel, &s->train, ctx));
     if (test_rel) TRY(spec_file(s, "data.test", test_rel, &s->test, ctx));
+    if (ref_rel) TRY(spec_path(s, "eval.reference", ref_rel, 1, &s->reference, ctx));
     TRY(parse_forget(s, forget, ctx));
     if (s->unlearn.mask_all_forget && s->kind != FORGET_CLASSES) {
         st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'delete.mask': \"all_forget\" masks every "

@@ -138,6 +138,7 @@ static int file_rows(const cJSON *r, file_row *rows) {
     if (get2(r, "data", "test")) rows[n++] = (file_row){"data.test", get2(r, "data", "test")};
     if (get2(r, "forget", "indices_file"))
         rows[n++] = (file_row){"forget.indices_file", get2(r, "forget", "indices_file")};
+    if (get(r, "reference")) rows[n++] = (file_row){"eval.reference", get(r, "reference")};
     return n;
 }
 
@@ -211,6 +212,67 @@ static void md_per_class(sbuf *b, const cJSON *list, const char *which) {
     }
 }
 
+/* A number cell: 4 decimals, or — for null / absent. */
+static void cell4(char *buf, size_t n, const cJSON *it) {
+    double v;
+    if (num(it, &v)) snprintf(buf, n, "%.4f", v);
+    else snprintf(buf, n, "—");
+}
+
+/* The extra metrics (docs/metrics.md): activation distance, features, relearning probe. */
+static void md_extra(sbuf *b, const cJSON *r) {
+    char c[4][32];
+    const cJSON *ad = get(r, "activation_distance");
+    if (cJSON_IsObject(ad)) {
+        cell4(c[0], sizeof c[0], get(ad, "original"));
+        cell4(c[1], sizeof c[1], get(ad, "model"));
+        sb_printf(b, "\n## Activation distance to the reference\n\nMean L2 distance of the softmax "
+                  "outputs to the reference model's on the Df rows.\n\n| before | after |\n"
+                  "|---:|---:|\n| %s | %s |\n", c[0], c[1]);
+    }
+    const cJSON *fe = get(r, "features");
+    if (cJSON_IsObject(fe)) {
+        double nf = 0, nr = 0;
+        num(get(fe, "rows_forget"), &nf);
+        num(get(fe, "rows_retain"), &nr);
+        sb_printf(b, "\n## Features against the input model\n\nPer layer, on %.0f Df and %.0f Dr "
+                  "rows: mean L1 distance of the outputs and linear CKA (1 = the same "
+                  "representation).\n\n| # | layer | features | L1 Df | L1 Dr | CKA Df | CKA Dr |\n"
+                  "|---:|---|---:|---:|---:|---:|---:|\n", nf, nr);
+        int i = 0;
+        for (const cJSON *e = get(fe, "layers") ? get(fe, "layers")->child : NULL; e; e = e->next) {
+            double d = 0;
+            num(get(e, "features"), &d);
+            sb_printf(b, "| %d | ", ++i);
+            sb_md(b, str(get(e, "name")));
+            cell4(c[0], sizeof c[0], get(e, "l1_forget"));
+            cell4(c[1], sizeof c[1], get(e, "l1_retain"));
+            cell4(c[2], sizeof c[2], get(e, "cka_forget"));
+            cell4(c[3], sizeof c[3], get(e, "cka_retain"));
+            sb_printf(b, " | %.0f | %s | %s | %s | %s |\n", d, c[0], c[1], c[2], c[3]);
+        }
+    }
+    const cJSON *rl = get(r, "relearn");
+    if (cJSON_IsObject(rl)) {
+        double lr = 0, bs = 0, nf = 0;
+        num(get(rl, "lr"), &lr);
+        num(get(rl, "batch_size"), &bs);
+        num(get(rl, "forget_rows"), &nf);
+        sb_printf(b, "\n## Relearning probe\n\nThe output fine-tuned on the %.0f Df rows (plain SGD, "
+                  "lr %g, batches of %.0f); Df accuracy after each step (step 0: before).\n\n"
+                  "| step | Df accuracy | loss |\n|---:|---:|---:|\n", nf, lr, bs);
+        const cJSON *acc = get(rl, "forget_acc"), *loss = get(rl, "loss");
+        int k = 0;
+        for (const cJSON *e = acc ? acc->child : NULL; e; e = e->next, k++) {
+            double a = 0, l = 0;
+            num(e, &a);
+            if (k && num(cJSON_GetArrayItem(loss, k - 1), &l)) snprintf(c[0], sizeof c[0], "%.6g", l);
+            else snprintf(c[0], sizeof c[0], "—");
+            sb_printf(b, "| %d | %.2f%% | %s |\n", k, 100 * a, c[0]);
+        }
+    }
+}
+
 static void render_md(sbuf *b, const cJSON *r) {
     char buf[1024];
     sb_printf(b, "# ulc forget report: %s\n\n", str(get(r, "method")));
@@ -261,6 +323,7 @@ static void render_md(sbuf *b, const cJSON *r) {
     }
     md_per_class(b, get2(r, "per_class", "train"), "train");
     md_per_class(b, get2(r, "per_class", "test"), "test");
+    md_extra(b, r);
     const cJSON *tr = get(r, "train");
     if (cJSON_IsObject(tr)) {
         sb_puts(b, "\n## Training\n\n| | |\n|---|---|\n");
@@ -295,7 +358,7 @@ static void render_md(sbuf *b, const cJSON *r) {
         md_kv(b, "threads", buf);
     }
     sb_puts(b, "\n## Files\n\n| file | path | sha256 |\n|---|---|---|\n");
-    file_row rows[8];
+    file_row rows[10];
     int nf = file_rows(r, rows);
     for (int k = 0; k < nf; k++) {
         sb_printf(b, "| %s | ", rows[k].label);
@@ -326,8 +389,12 @@ typedef struct bar_group {
     int mark; /* drawn in bold red: a forgotten class, a failed gate's split */
 } bar_group;
 
-/* Grouped bars in [0, 1] shown as percentages, with a y axis, grid, labels and a legend. */
-static void svg_bars(sbuf *b, const char *title, const bar_group *g, int n) {
+static const char *const k_before_after[2] = {"before", "after"};
+
+/* Grouped bars in [0, 1] shown as percentages (or plain values when !pct), with a y axis named
+ * ylabel, grid, labels and a legend naming the two series. */
+static void svg_bars(sbuf *b, const char *title, const char *ylabel, const char *const series[2],
+                     int pct, const bar_group *g, int n) {
     const double W = 960, H = 360, L = 60, R = 20, T = 40, B = 70;
     double pw = W - L - R, ph = H - T - B;
     sb_printf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
@@ -340,11 +407,16 @@ static void svg_bars(sbuf *b, const char *title, const bar_group *g, int n) {
     for (int t = 0; t <= 4; t++) { /* grid and y ticks: 0, 25, 50, 75, 100 % */
         double y = T + ph - ph * t / 4.0;
         sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/>\n"
-                  "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"end\">%d%%</text>\n",
-                  L, y, L + pw, y, COLOR_GRID, L - 6, y + 4, 25 * t);
+                  "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"end\">%s%s</text>\n",
+                  L, y, L + pw, y, COLOR_GRID, L - 6, y + 4,
+                  pct ? (const char *[]){"0", "25", "50", "75", "100"}[t]
+                      : (const char *[]){"0", "0.25", "0.5", "0.75", "1"}[t], pct ? "%" : "");
     }
     sb_printf(b, "<text x=\"16\" y=\"%.1f\" font-size=\"12\" transform=\"rotate(-90 16 %.1f)\" "
-              "text-anchor=\"middle\">accuracy</text>\n", T + ph / 2, T + ph / 2);
+              "text-anchor=\"middle\">", T + ph / 2, T + ph / 2);
+    sb_html(b, ylabel);
+    sb_puts(b, "</text>\n");
+    double scale = pct ? 100 : 1;
     double gw = n ? pw / n : pw;
     double bw = gw * 0.8 / 2;
     if (bw > 40) bw = 40;
@@ -357,10 +429,14 @@ static void svg_bars(sbuf *b, const char *title, const bar_group *g, int n) {
             sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\">"
                       "<title>", x, T + ph - h, bw * 0.95, h, k ? COLOR_AFTER : COLOR_BEFORE);
             sb_html(b, g[i].label);
-            sb_printf(b, " %s: %.2f%%</title></rect>\n", k ? "after" : "before", 100 * g[i].v[k]);
+            sb_puts(b, " ");
+            sb_html(b, series[k]);
+            sb_printf(b, pct ? ": %.2f%%</title></rect>\n" : ": %.4f</title></rect>\n", scale * g[i].v[k]);
             if (n <= 16)
-                sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"middle\">"
-                          "%.1f</text>\n", x + bw * 0.475, T + ph - h - 3, 100 * g[i].v[k]);
+                sb_printf(b, pct ? "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"middle\">"
+                                   "%.1f</text>\n"
+                                 : "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"middle\">"
+                                   "%.2f</text>\n", x + bw * 0.475, T + ph - h - 3, scale * g[i].v[k]);
         }
         sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\"%s>",
                   cx, T + ph + 16, g[i].mark ? " font-weight=\"bold\" fill=\"#b00000\"" : "");
@@ -372,11 +448,15 @@ static void svg_bars(sbuf *b, const char *title, const bar_group *g, int n) {
     sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/>\n", L, T,
               L, T + ph, COLOR_AXIS);
     double ly = H - 18; /* legend */
-    sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"14\" height=\"14\" fill=\"%s\"/>"
-              "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\">before</text>\n"
-              "<rect x=\"%.1f\" y=\"%.1f\" width=\"14\" height=\"14\" fill=\"%s\"/>"
-              "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\">after</text>\n</svg>\n",
-              L, ly - 11, COLOR_BEFORE, L + 20, ly, L + 90, ly - 11, COLOR_AFTER, L + 110, ly);
+    for (int k = 0; k < 2; k++) {
+        double lx = L + 160 * k;
+        sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"14\" height=\"14\" fill=\"%s\"/>"
+                  "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\">", lx, ly - 11,
+                  k ? COLOR_AFTER : COLOR_BEFORE, lx + 20, ly);
+        sb_html(b, series[k]);
+        sb_puts(b, "</text>\n");
+    }
+    sb_puts(b, "</svg>\n");
 }
 
 /* A "nice" tick step for a range: 1, 2 or 5 times a power of ten, about 5 ticks. */
@@ -386,8 +466,11 @@ static double nice_step(double range) {
     return (f < 1.5 ? 1 : f < 3.5 ? 2 : f < 7.5 ? 5 : 10) * p;
 }
 
-/* The loss curve: one point per step (bucket means past 800 steps), axes with ticks, labels. */
-static void svg_loss(sbuf *b, const cJSON *lc) {
+/* A series per step: one point per entry (bucket means past 800), the first at step x_first,
+ * axes with ticks and labels. pct: values in [0, 1] on a fixed 0-100 % axis; else the axis
+ * fits the values. */
+static void svg_series(sbuf *b, const char *title, const char *ylabel, const cJSON *lc, int x_first,
+                       int pct, const char *color) {
     int n = cJSON_GetArraySize(lc);
     const double W = 960, H = 360, L = 80, R = 20, T = 40, B = 50;
     double pw = W - L - R, ph = H - T - B;
@@ -413,17 +496,19 @@ static void svg_loss(sbuf *b, const cJSON *lc) {
             }
         }
         if (!k) continue;
-        xs[m] = (a + e + 1) / 2.0; /* steps are numbered from 1 */
+        xs[m] = (a + e - 1) / 2.0 + x_first;
         ys[m] = s / k;
         lo = fmin(lo, ys[m]);
         hi = fmax(hi, ys[m]);
         m++;
     }
     sb_printf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
-              "viewBox=\"0 0 %.0f %.0f\" role=\"img\" aria-label=\"training loss\">\n"
-              "<rect width=\"100%%\" height=\"100%%\" fill=\"#ffffff\"/>\n"
-              "<text x=\"%.0f\" y=\"22\" font-size=\"16\" font-weight=\"bold\">Training loss per "
-              "step%s</text>\n", W, H, W, H, L, n > np ? " (bucket means)" : "");
+              "viewBox=\"0 0 %.0f %.0f\" role=\"img\" aria-label=\"", W, H, W, H);
+    sb_html(b, title);
+    sb_printf(b, "\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"#ffffff\"/>\n"
+              "<text x=\"%.0f\" y=\"22\" font-size=\"16\" font-weight=\"bold\">", L);
+    sb_html(b, title);
+    sb_printf(b, "%s</text>\n", n > np ? " (bucket means)" : "");
     if (!m) {
         sb_printf(b, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"14\">no training steps</text>\n"
                   "</svg>\n", L, T + ph / 2);
@@ -431,21 +516,24 @@ static void svg_loss(sbuf *b, const cJSON *lc) {
         free(ys);
         return;
     }
-    if (hi - lo < 1e-12 * fmax(1, fabs(hi))) { /* a flat curve: a band around it */
+    if (pct) {
+        lo = 0;
+        hi = 1;
+    } else if (hi - lo < 1e-12 * fmax(1, fabs(hi))) { /* a flat curve: a band around it */
         lo -= 0.5 * fmax(1e-6, fabs(lo));
         hi += 0.5 * fmax(1e-6, fabs(hi));
     }
-    double ys_step = nice_step(hi - lo);
+    double ys_step = pct ? 0.25 : nice_step(hi - lo);
     double y0 = floor(lo / ys_step) * ys_step, y1 = ceil(hi / ys_step) * ys_step;
-    double x0 = 1, x1 = n > 1 ? n : 2;
+    double x0 = x_first, x1 = n > 1 ? n - 1 + x_first : x_first + 1;
     double xs_step = nice_step(x1 - x0);
     if (xs_step < 1) xs_step = 1;
 #define PX(x) (L + pw * ((x) - x0) / (x1 - x0))
 #define PY(y) (T + ph - ph * ((y) - y0) / (y1 - y0))
     for (double y = y0; y <= y1 + ys_step * 1e-9; y += ys_step)
         sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/>\n"
-                  "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"end\">%.4g</text>\n",
-                  L, PY(y), L + pw, PY(y), COLOR_GRID, L - 6, PY(y) + 4, y);
+                  "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"end\">%.4g%s</text>\n",
+                  L, PY(y), L + pw, PY(y), COLOR_GRID, L - 6, PY(y) + 4, pct ? 100 * y : y, pct ? "%" : "");
     for (double x = ceil(x0 / xs_step) * xs_step; x <= x1 + 1e-9; x += xs_step)
         sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/>\n"
                   "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\">%.0f</text>\n",
@@ -455,13 +543,15 @@ static void svg_loss(sbuf *b, const cJSON *lc) {
               L, T + ph, L + pw, T + ph, COLOR_AXIS, L, T, L, T + ph, COLOR_AXIS);
     sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\">step</text>\n"
               "<text x=\"18\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\" "
-              "transform=\"rotate(-90 18 %.1f)\">loss</text>\n",
-              L + pw / 2, H - 8, T + ph / 2, T + ph / 2);
-    sb_printf(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", COLOR_LOSS);
+              "transform=\"rotate(-90 18 %.1f)\">", L + pw / 2, H - 8, T + ph / 2, T + ph / 2);
+    sb_html(b, ylabel);
+    sb_printf(b, "</text>\n<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", color);
     for (int i = 0; i < m; i++) sb_printf(b, "%s%.1f,%.1f", i ? " " : "", PX(xs[i]), PY(ys[i]));
     sb_puts(b, "\"/>\n");
-    if (m == 1) sb_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%s\"/>\n", PX(xs[0]),
-                          PY(ys[0]), COLOR_LOSS);
+    if (m <= 40) /* few points: each one marked */
+        for (int i = 0; i < m; i++)
+            sb_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", PX(xs[i]),
+                      PY(ys[i]), color);
     sb_puts(b, "</svg>\n");
 #undef PX
 #undef PY
@@ -526,7 +616,7 @@ static void html_per_class(sbuf *b, const cJSON *list, const char *which) {
     char title[160];
     snprintf(title, sizeof title, "Accuracy per class (%s)", which);
     sb_puts(b, "<figure>\n");
-    svg_bars(b, title, g, shown);
+    svg_bars(b, title, "accuracy", k_before_after, 1, g, shown);
     sb_printf(b, "<figcaption>Forgotten classes are in red.%s</figcaption>\n</figure>\n",
               n > shown ? " Only the forgotten classes and those whose accuracy changed most are "
                           "drawn; the table lists every class." : "");
@@ -563,6 +653,80 @@ static void html_class_table(sbuf *b, const cJSON *list, const char *which) {
         sb_puts(b, "</tr>\n");
     }
     sb_puts(b, "</table></details>\n");
+}
+
+#define MAX_LAYER_BARS 64
+
+/* The extra metrics (docs/metrics.md): activation distance, features, relearning probe. */
+static void html_extra(sbuf *b, const cJSON *r) {
+    char c[4][32];
+    const cJSON *ad = get(r, "activation_distance");
+    if (cJSON_IsObject(ad)) {
+        cell4(c[0], sizeof c[0], get(ad, "original"));
+        cell4(c[1], sizeof c[1], get(ad, "model"));
+        sb_printf(b, "<h2>Activation distance to the reference</h2>\n<p>Mean L2 distance of the "
+                  "softmax outputs to the reference model's on the Df rows.</p>\n<table>\n<tr><th>"
+                  "before</th><th>after</th></tr>\n<tr><td class=\"n\">%s</td><td class=\"n\">%s</td>"
+                  "</tr>\n</table>\n", c[0], c[1]);
+    }
+    const cJSON *fe = get(r, "features");
+    const cJSON *layers = get(fe, "layers");
+    int nl = cJSON_GetArraySize(layers);
+    if (cJSON_IsObject(fe) && nl > 0) {
+        double nf = 0, nr = 0;
+        num(get(fe, "rows_forget"), &nf);
+        num(get(fe, "rows_retain"), &nr);
+        int shown = nl < MAX_LAYER_BARS ? nl : MAX_LAYER_BARS;
+        bar_group *g = calloc((size_t)shown, sizeof *g);
+        if (!g) {
+            b->oom = 1;
+            return;
+        }
+        int i = 0;
+        for (const cJSON *e = layers->child; e && i < shown; e = e->next, i++) {
+            snprintf(g[i].label, sizeof g[i].label, "%d", i + 1);
+            g[i].has[0] = num(get(e, "cka_forget"), &g[i].v[0]);
+            g[i].has[1] = num(get(e, "cka_retain"), &g[i].v[1]);
+        }
+        static const char *const series[2] = {"CKA on Df", "CKA on Dr"};
+        sb_printf(b, "<h2>Features against the input model</h2>\n<figure>\n");
+        svg_bars(b, "Linear CKA per layer, output vs input model", "linear CKA", series, 0, g, shown);
+        sb_printf(b, "<figcaption>Per layer (numbered as in the table), on %.0f Df and %.0f Dr rows: "
+                  "1 is the same representation.%s</figcaption>\n</figure>\n", nf, nr,
+                  nl > shown ? " Only the first layers are drawn; the table lists all." : "");
+        free(g);
+        sb_puts(b, "<details><summary>Per-layer table</summary>\n<table>\n<tr><th>#</th><th>layer"
+                "</th><th>features</th><th>L1 Df</th><th>L1 Dr</th><th>CKA Df</th><th>CKA Dr</th>"
+                "</tr>\n");
+        i = 0;
+        for (const cJSON *e = layers->child; e; e = e->next) {
+            double d = 0;
+            num(get(e, "features"), &d);
+            sb_printf(b, "<tr><td class=\"n\">%d</td><td>", ++i);
+            sb_html(b, str(get(e, "name")));
+            cell4(c[0], sizeof c[0], get(e, "l1_forget"));
+            cell4(c[1], sizeof c[1], get(e, "l1_retain"));
+            cell4(c[2], sizeof c[2], get(e, "cka_forget"));
+            cell4(c[3], sizeof c[3], get(e, "cka_retain"));
+            sb_printf(b, "</td><td class=\"n\">%.0f</td><td class=\"n\">%s</td><td class=\"n\">%s"
+                      "</td><td class=\"n\">%s</td><td class=\"n\">%s</td></tr>\n", d, c[0], c[1],
+                      c[2], c[3]);
+        }
+        sb_puts(b, "</table></details>\n");
+    }
+    const cJSON *rl = get(r, "relearn");
+    if (cJSON_IsObject(rl)) {
+        double lr = 0, bs = 0, nf = 0;
+        num(get(rl, "lr"), &lr);
+        num(get(rl, "batch_size"), &bs);
+        num(get(rl, "forget_rows"), &nf);
+        sb_puts(b, "<h2>Relearning probe</h2>\n<figure>\n");
+        svg_series(b, "Df accuracy while fine-tuning on Df", "Df accuracy", get(rl, "forget_acc"), 0,
+                   1, COLOR_AFTER);
+        sb_printf(b, "<figcaption>The output fine-tuned on the %.0f Df rows (plain SGD, lr %g, "
+                  "batches of %.0f); step 0 is before the first step. Fast recovery means the "
+                  "knowledge is still in the weights.</figcaption>\n</figure>\n", nf, lr, bs);
+    }
 }
 
 static void render_html(sbuf *b, const cJSON *r) {
@@ -651,7 +815,8 @@ static void render_html(sbuf *b, const cJSON *r) {
         sb_puts(b, "</table>\n");
     }
     sb_puts(b, "<figure>\n");
-    svg_bars(b, cJSON_IsObject(mia) ? "Accuracy per split, and MIA" : "Accuracy per split", g, ng);
+    svg_bars(b, cJSON_IsObject(mia) ? "Accuracy per split, and MIA" : "Accuracy per split",
+             "accuracy", k_before_after, 1, g, ng);
     sb_puts(b, "<figcaption>Df/Dft: forget splits (lower is forgotten); Dr/Drt/Dt: retain and "
             "test splits (should stay).</figcaption>\n</figure>\n");
     sb_puts(b, "<h2>Per class</h2>\n");
@@ -662,9 +827,10 @@ static void render_html(sbuf *b, const cJSON *r) {
     html_class_table(b, pc_te, "test");
     if (!cJSON_GetArraySize(pc_tr) && !cJSON_GetArraySize(pc_te))
         sb_puts(b, "<p>No per-class accuracy (the model is scored on next-token predictions).</p>\n");
+    html_extra(b, r);
     const cJSON *tr = get(r, "train");
     sb_puts(b, "<h2>Training</h2>\n<figure>\n");
-    svg_loss(b, get(tr, "loss_curve"));
+    svg_series(b, "Training loss per step", "loss", get(tr, "loss_curve"), 1, 0, COLOR_LOSS);
     sb_puts(b, "</figure>\n<table>\n");
     for (const cJSON *it = tr ? tr->child : NULL; it; it = it->next) {
         if (strcmp(it->string, "loss_curve") == 0) continue;
@@ -684,7 +850,7 @@ static void render_html(sbuf *b, const cJSON *r) {
     }
     sb_puts(b, "</table>\n<h2>Files</h2>\n<table>\n<tr><th>file</th><th>path</th><th>sha256</th>"
             "</tr>\n");
-    file_row rows[8];
+    file_row rows[10];
     int nf = file_rows(r, rows);
     for (int k = 0; k < nf; k++) {
         sb_printf(b, "<tr><td>%s</td><td>", rows[k].label);

@@ -24,6 +24,7 @@
 #include "passes/train_graph.h"
 #include "tools/cli.h"
 #include "tools/forget.h"
+#include "tools/forget_eval.h"
 #include "tools/metrics.h"
 
 static double now_ms(void) {
@@ -210,9 +211,6 @@ done:
  * and reference, when given) scored on every train and test row once; the attackers, distances
  * and the relearning probe are computed from those scores. */
 
-#define EV_BATCH 64
-#define EV_FEAT_ROWS 256 /* per side (Df, Dr) for feature distance and CKA */
-#define EV_MAX_LAYERS 512
 
 enum { EV_DF, EV_DR, EV_DFT, EV_DRT, EV_DT, EV_NSPLIT };
 static const char *const k_ev_split[EV_NSPLIT] = {"Df", "Dr", "Dft", "Drt", "Dt"};
@@ -258,60 +256,6 @@ static ulc_status ev_load(const char *path, const char *key, const char *in_name
 static void ev_data_free(ev_data *d) {
     ulc_model_free(d->m);
     free(d->split);
-}
-
-/* Binds rows idx[0..n) (or b0.. when idx is NULL) of d's input column, copied into buf. */
-static ulc_status ev_bind(ulc_session *s, const char *in_name, const ev_data *d, const int64_t *idx,
-                          int64_t b0, int64_t n, uint8_t *buf, ulc_ctx *ctx) {
-    size_t row = d->rows ? d->x->nbytes / (size_t)d->rows : 0;
-    for (int64_t r = 0; r < n; r++)
-        memcpy(buf + (size_t)r * row, (const uint8_t *)d->x->data + row * (size_t)(idx ? idx[r] : b0 + r), row);
-    ulc_rt_tensor rt;
-    ULC_TRY(ulc_cli_tensor_view(d->x, d->path, &rt, ctx));
-    rt.dims[0] = n;
-    rt.data = buf;
-    rt.nbytes = row * (size_t)n;
-    return ulc_session_set_input(s, in_name, &rt, ctx);
-}
-
-/* Logits [rows, classes] of model m over rows idx[0..n) of d (every row when idx is NULL). */
-static ulc_status ev_logits(ulc_model *m, const char *mpath, const ulc_session_opts *so,
-                            const char *in_name, const char *out_name, const ev_data *d,
-                            const int64_t *idx, int64_t n, int64_t *classes, float **z, ulc_ctx *ctx) {
-    ulc_session *s = NULL;
-    size_t row = d->rows ? d->x->nbytes / (size_t)d->rows : 0;
-    uint8_t *buf = malloc(row * EV_BATCH + 1);
-    *z = NULL;
-    ulc_status st = buf ? ulc_session_create(m, so, &s, ctx) : ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-    for (int64_t b0 = 0; st == ULC_OK && b0 < n; b0 += EV_BATCH) {
-        int64_t bn = n - b0 < EV_BATCH ? n - b0 : EV_BATCH;
-        if ((st = ev_bind(s, in_name, d, idx ? idx + b0 : NULL, b0, bn, buf, ctx)) != ULC_OK ||
-            (st = ulc_session_run(s, ctx)) != ULC_OK) {
-            st = ulc_fail(ctx, st, "%s on %s: the batch at row %lld", mpath, d->path, (long long)b0);
-            break;
-        }
-        const ulc_rt_tensor *o = ulc_session_output(s, out_name);
-        if (!o || o->dtype != ULC_DT_F32 || o->rank != 2 || o->dims[0] != bn || o->dims[1] < 1 ||
-            (*z && o->dims[1] != *classes)) {
-            char sh[128];
-            st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: output '%s' is %s for %lld rows; eval --forget "
-                          "needs float32 class scores [N, classes]", mpath, out_name,
-                          o ? ulc_rt_shape_str(o, sh, sizeof sh) : "missing", (long long)bn);
-            break;
-        }
-        if (!*z) {
-            *classes = o->dims[1];
-            if (!(*z = malloc((size_t)(n * *classes) * sizeof **z + 1))) {
-                st = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (scores)");
-                break;
-            }
-        }
-        memcpy(*z + b0 * *classes, o->data, (size_t)(bn * *classes) * sizeof **z);
-    }
-    if (st == ULC_OK && !*z) st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: no rows", d->path);
-    ulc_session_free(s);
-    free(buf);
-    return st;
 }
 
 /* Accuracy per split and per class of one model's logits. */
@@ -401,219 +345,11 @@ static ulc_status ev_mia(const ev_scores *s, const ev_data *tr, const ev_data *t
     return st;
 }
 
-/* Layer outputs for feature distance / CKA: every Conv/Gemm/MatMul output whose weight (input 1)
- * is an initializer, in node order. */
-static int ev_layers(const ulc_model *m, const char **names, int cap) {
-    int n = 0;
-    const ulc_graph *g = m->graph;
-    for (const ulc_node *nd = g->first; nd && n < cap; nd = nd->next) {
-        if (nd->op != ULC_OP_Conv && nd->op != ULC_OP_Gemm && nd->op != ULC_OP_MatMul) continue;
-        const ulc_value *w = nd->n_inputs > 1 ? nd->inputs[1].value : NULL;
-        if (!w || !(w->flags & ULC_VALUE_INITIALIZER) || nd->n_outputs < 1 || !nd->outputs[0]) continue;
-        names[n++] = nd->outputs[0]->name;
-    }
-    return n;
-}
-
-/* Runs m (a shallow clone with the layers as outputs) on rows idx[0..n) of d; feats[k] gets
- * layer k's [n, dim[k]] values (malloc'd). */
-static ulc_status ev_run_layers(const ulc_model *m, const char *mpath, const ulc_session_opts *so,
-                                const char *in_name, const ev_data *d, const int64_t *idx, int64_t n,
-                                const char **names, int nl, float **feats, int64_t *dim, ulc_ctx *ctx) {
-    ulc_model *c = NULL;
-    ulc_session *s = NULL;
-    uint8_t *buf = NULL;
-    ulc_status st = ulc_model_clone_shallow(m, &c, ctx);
-    for (int k = 0; st == ULC_OK && k < nl; k++) {
-        ulc_value *v = ulc_graph_get_value(c->graph, names[k]);
-        if (!v || !v->producer) {
-            st = ulc_fail(ctx, ULC_ERR_INVALID, "%s has no value '%s' (a layer output of the "
-                          "original): feature distance needs the original's node names", mpath, names[k]);
-            break;
-        }
-        if (!(v->flags & ULC_VALUE_OUTPUT)) {
-            v->flags |= ULC_VALUE_OUTPUT;
-            if (ulc_ptrvec_push(&c->graph->outputs, v) != 0) st = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-        }
-    }
-    size_t row = d->rows ? d->x->nbytes / (size_t)d->rows : 0;
-    if (st == ULC_OK && !(buf = malloc(row * (size_t)n + 1))) st = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-    if (st == ULC_OK) st = ulc_session_create(c, so, &s, ctx);
-    if (st == ULC_OK) st = ev_bind(s, in_name, d, idx, 0, n, buf, ctx);
-    if (st == ULC_OK) st = ulc_session_run(s, ctx);
-    for (int k = 0; st == ULC_OK && k < nl; k++) {
-        const ulc_rt_tensor *o = ulc_session_output(s, names[k]);
-        if (!o || o->dtype != ULC_DT_F32 || o->rank < 1 || o->dims[0] != n) {
-            st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: layer output '%s' is not float32 [%lld, ...]",
-                          mpath, names[k], (long long)n);
-            break;
-        }
-        int64_t per = (int64_t)(o->nbytes / sizeof(float)) / n;
-        if (dim[k] >= 0 && dim[k] != per) {
-            st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: layer output '%s' has %lld values per row; the "
-                          "original's has %lld", mpath, names[k], (long long)per, (long long)dim[k]);
-            break;
-        }
-        dim[k] = per;
-        if (!(feats[k] = malloc(o->nbytes + 1))) st = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (features)");
-        else memcpy(feats[k], o->data, o->nbytes);
-    }
-    if (st != ULC_OK) st = ulc_fail(ctx, st, "%s: layer features", mpath);
-    ulc_session_free(s);
-    ulc_model_free(c);
-    free(buf);
-    return st;
-}
-
-/* The relearning probe's state: a copy of the model the trained values are written into. */
-typedef struct ev_relearn {
-    ulc_model *em;
-    const ulc_train_graph *tg;
-    const char *mpath, *in_name, *out_name;
-    const ulc_session_opts *so;
-    const ev_data *fd;    /* the forget rows */
-    cJSON *acc;           /* forget accuracy per step */
-    cJSON *loss;
-} ev_relearn;
-
-static ulc_status ev_forget_acc(ev_relearn *r, double *acc, ulc_ctx *ctx) {
-    float *z = NULL;
-    int64_t C = 0, ok = 0;
-    ULC_TRY(ev_logits(r->em, r->mpath, r->so, r->in_name, r->out_name, r->fd, NULL, r->fd->rows, &C, &z, ctx));
-    for (int64_t i = 0; i < r->fd->rows; i++) {
-        int64_t best = 0;
-        for (int64_t c = 1; c < C; c++)
-            if (z[i * C + c] > z[i * C + best]) best = c;
-        ok += best == ev_label(r->fd, i);
-    }
-    free(z);
-    *acc = r->fd->rows ? (double)ok / (double)r->fd->rows : 0.0;
-    return ULC_OK;
-}
-
-static ulc_status ev_after_step(void *arg, long step, const float *const *params, int n, float loss,
-                                ulc_ctx *ctx) {
-    (void)step, (void)n;
-    ev_relearn *r = arg;
-    double acc;
-    ULC_TRY(ulc_train_graph_write_back(r->em, r->tg, (float *const *)params, ctx));
-    ULC_TRY(ev_forget_acc(r, &acc, ctx));
-    cJSON_AddItemToArray(r->acc, cJSON_CreateNumber(acc));
-    cJSON_AddItemToArray(r->loss, cJSON_CreateNumber(loss));
-    return ULC_OK;
-}
-
-/* Flags the trained weights of the probe: Conv/Gemm/MatMul weights and biases, normalizations'
- * scale and shift (running statistics stay as they are). */
-static int ev_mark_params(ulc_model *m) {
-    int n = 0;
-    ulc_graph *g = m->graph;
-    for (ulc_node *nd = g->first; nd; nd = nd->next) {
-        int lo = 1, hi;
-        if (nd->op == ULC_OP_Conv || nd->op == ULC_OP_Gemm || nd->op == ULC_OP_MatMul) hi = nd->n_inputs;
-        else if (nd->op == ULC_OP_BatchNormalization || nd->op == ULC_OP_LayerNormalization) hi = 3;
-        else continue;
-        for (int k = lo; k < hi && k < nd->n_inputs; k++) {
-            ulc_value *v = nd->inputs[k].value;
-            if (v && (v->flags & ULC_VALUE_INITIALIZER) && v->init && v->init->dtype == ULC_DT_F32 &&
-                !(v->flags & ULC_VALUE_PARAM)) {
-                v->flags |= ULC_VALUE_PARAM;
-                n++;
-            }
-        }
-    }
-    return n;
-}
-
-static ulc_status ev_relearn_run(const char *mpath, const ulc_session_opts *so, const char *in_name,
-                                 const char *out_name, const ev_data *tr, long steps, double lr,
-                                 uint64_t seed, double acc0, cJSON *into, ulc_ctx *ctx) {
-    ulc_model *rm = NULL, *em = NULL, *fm = NULL;
-    ulc_train_graph tg = {0};
-    float **vals = NULL;
-    ulc_train_stats stats = {0};
-    ev_data fd = {.path = tr->path, .key = "forget rows"};
-    ulc_status st = ulc_cli_load_model(mpath, &rm, ctx);
-    if (st == ULC_OK) st = ulc_cli_load_model(mpath, &em, ctx);
-    if (st == ULC_OK && !ev_mark_params(rm))
-        st = ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: relearning probe: no float32 Conv/Gemm/MatMul "
-                      "weight to train", mpath);
-    /* the forget rows as a dataset of their own */
-    int64_t nf = 0;
-    for (int64_t i = 0; i < tr->rows; i++) nf += tr->split[i] == EV_DF;
-    if (st == ULC_OK && !(fm = ulc_model_create())) st = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-    for (int c = 0; st == ULC_OK && c < 2; c++) {
-        const ulc_tensor *src = c ? tr->y : tr->x;
-        size_t row = src->nbytes / (size_t)tr->rows;
-        int64_t dims[8];
-        for (int k = 0; k < src->rank; k++) dims[k] = src->dims[k];
-        dims[0] = nf;
-        const char *name = c ? "label" : "input";
-        ulc_tensor *t = ulc_tensor_new(fm->graph, name, src->dtype, src->rank, dims, ctx);
-        uint8_t *buf = malloc(row * (size_t)nf + 1);
-        ulc_value *v = t && buf ? ulc_graph_add_value(fm->graph, name, ctx) : NULL;
-        if (!v) {
-            free(buf);
-            st = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (forget rows)");
-            break;
-        }
-        for (int64_t i = 0, k = 0; i < tr->rows; i++)
-            if (tr->split[i] == EV_DF) memcpy(buf + row * (size_t)k++, (const uint8_t *)src->data + row * (size_t)i, row);
-        if ((st = ulc_tensor_set_owned(fm->graph, t, buf, row * (size_t)nf, ctx)) == ULC_OK)
-            st = ulc_value_set_init(fm->graph, v, t, ctx);
-        if (c) fd.y = t;
-        else fd.x = t;
-    }
-    fd.m = NULL;
-    fd.rows = nf;
-    const char *cn[2] = {"input", "label"};
-    const ulc_tensor *cc[2] = {fd.x, fd.y};
-    ulc_dataset ds = {.n_cols = 2, .names = cn, .cols = cc, .n_rows = nf, .path = tr->path};
-    ulc_train_task task = {.input = in_name, .output = out_name, .loss = ULC_LOSS_CROSS_ENTROPY};
-    if (st == ULC_OK) st = ulc_dataset_check(&ds, ctx);
-    int batch = nf < 32 ? (int)nf : 32;
-    if (st == ULC_OK) st = ulc_train_graph_build(rm, &ds, &task, batch, &tg, ctx);
-    if (st == ULC_OK) st = ulc_train_graph_params(rm, &tg, &vals, ctx);
-    cJSON *o = cJSON_AddObjectToObject(into, "relearn");
-    cJSON_AddNumberToObject(o, "steps", (double)steps);
-    cJSON_AddNumberToObject(o, "batch_size", batch);
-    cJSON_AddNumberToObject(o, "lr", lr);
-    cJSON_AddNumberToObject(o, "forget_rows", (double)nf);
-    cJSON *acc = cJSON_AddArrayToObject(o, "forget_acc");
-    cJSON *loss = cJSON_AddArrayToObject(o, "loss");
-    cJSON_AddItemToArray(acc, cJSON_CreateNumber(acc0));
-    if (st == ULC_OK) {
-        ev_relearn r = {.em = em, .tg = &tg, .mpath = mpath, .in_name = in_name, .out_name = out_name,
-                        .so = so, .fd = &fd, .acc = acc, .loss = loss};
-        ulc_train_opts to = ulc_train_defaults();
-        to.optim = ulc_optim_defaults(ULC_OPTIM_SGD);
-        to.optim.lr = lr;
-        to.batch_size = batch;
-        to.max_steps = steps;
-        to.epochs = (int)((steps * batch + nf - 1) / nf + 1);
-        to.seed = seed;
-        to.threads = so->threads;
-        to.quiet = 1;
-        to.label = "relearn";
-        to.after_step = ev_after_step;
-        to.hook_arg = &r;
-        st = ulc_train_run(&tg, &ds, &to, vals, &stats, ctx);
-        if (st != ULC_OK) st = ulc_fail(ctx, st, "relearning probe");
-    }
-    ulc_train_stats_clear(&stats);
-    if (vals) ulc_train_graph_free_params(&tg, vals);
-    ulc_train_graph_clear(&tg);
-    ulc_model_free(fm);
-    ulc_model_free(em);
-    ulc_model_free(rm);
-    return st;
-}
-
 typedef struct ev_args {
     const char *model, *data, *spec, *reference, *original;
     int json;
     long relearn;
-    double relearn_lr; /* 0: the spec's train.lr */
+    double relearn_lr; /* 0: ULC_FE_RELEARN_LR */
     ulc_session_opts so;
 } ev_args;
 
@@ -628,10 +364,9 @@ static int eval_forget(const ev_args *a) {
     ev_data tr = {0}, te = {0};
     ev_scores sc[3];
     memset(sc, 0, sizeof sc);
-    float *fa[EV_MAX_LAYERS] = {0}, *fb[EV_MAX_LAYERS] = {0};
-    int64_t *sel = NULL;
+    uint8_t *fflag = NULL;
     cJSON *root = cJSON_CreateObject();
-    int rc = ULC_EXIT_OK, nl = 0;
+    int rc = ULC_EXIT_OK;
     ulc_status st;
     if (!root) {
         ulc_fail(&ctx, ULC_ERR_NOMEM, "out of memory");
@@ -707,8 +442,8 @@ static int eval_forget(const ev_args *a) {
     for (int k = 0; k < 3; k++) {
         if (!mods[k]) continue;
         int64_t ck = 0;
-        if (ev_logits(mods[k], paths[k], &a->so, in_name, out_name, &tr, NULL, tr.rows, &ck, &sc[k].ztr, &ctx) != ULC_OK ||
-            (tep && ev_logits(mods[k], paths[k], &a->so, in_name, out_name, tep, NULL, te.rows, &ck, &sc[k].zte, &ctx) != ULC_OK))
+        if (ulc_fe_logits(mods[k], paths[k], &a->so, in_name, out_name, tr.x, tr.path, NULL, tr.rows, &ck, &sc[k].ztr, &ctx) != ULC_OK ||
+            (tep && ulc_fe_logits(mods[k], paths[k], &a->so, in_name, out_name, te.x, te.path, NULL, te.rows, &ck, &sc[k].zte, &ctx) != ULC_OK))
             goto fail;
         if (k && ck != C) {
             ulc_fail(&ctx, ULC_ERR_INVALID, "%s (%s) scores %lld classes; %s scores %lld", paths[k],
@@ -779,47 +514,21 @@ static int eval_forget(const ev_args *a) {
         if (mods[1]) cJSON_AddNumberToObject(o, "original", ulc_activation_distance(gc, gb, nsplit[EV_DF], C));
         free(ga);
     }
-    /* per-layer feature distance and CKA against the original */
-    if (mods[1]) {
-        const char *names[EV_MAX_LAYERS];
-        int64_t dim[EV_MAX_LAYERS];
-        nl = ev_layers(mods[1], names, EV_MAX_LAYERS);
-        int64_t nf = 0, nr = 0;
-        if (!(sel = malloc(2 * EV_FEAT_ROWS * sizeof *sel))) {
+    /* per-layer feature distance and CKA against the original; the relearning probe */
+    if (mods[1] || a->relearn > 0) {
+        if (!(fflag = malloc((size_t)tr.rows + 1))) {
             ulc_fail(&ctx, ULC_ERR_NOMEM, "out of memory");
             goto fail;
         }
-        for (int64_t i = 0; i < tr.rows && nf < EV_FEAT_ROWS; i++)
-            if (tr.split[i] == EV_DF) sel[nf++] = i;
-        for (int64_t i = 0; i < tr.rows && nr < EV_FEAT_ROWS; i++)
-            if (tr.split[i] == EV_DR) sel[nf + nr++] = i;
-        for (int k = 0; k < nl; k++) dim[k] = -1;
-        if (nl && (ev_run_layers(mods[1], a->original, &a->so, in_name, &tr, sel, nf + nr, names, nl, fa, dim, &ctx) != ULC_OK ||
-                   ev_run_layers(mods[0], a->model, &a->so, in_name, &tr, sel, nf + nr, names, nl, fb, dim, &ctx) != ULC_OK))
-            goto fail;
-        cJSON *o = cJSON_AddObjectToObject(root, "features");
-        cJSON_AddNumberToObject(o, "rows_forget", (double)nf);
-        cJSON_AddNumberToObject(o, "rows_retain", (double)nr);
-        cJSON *arr = cJSON_AddArrayToObject(o, "layers");
-        for (int k = 0; k < nl; k++) {
-            cJSON *e = cJSON_CreateObject();
-            cJSON_AddItemToArray(arr, e);
-            cJSON_AddStringToObject(e, "name", names[k]);
-            cJSON_AddNumberToObject(e, "features", (double)dim[k]);
-            for (int side = 0; side < 2; side++) {
-                int64_t r0 = side ? nf : 0, rn = side ? nr : nf;
-                const float *xa = fa[k] + r0 * dim[k], *xb = fb[k] + r0 * dim[k];
-                cJSON_AddNumberToObject(e, side ? "l1_retain" : "l1_forget", ulc_feature_l1(xa, xb, rn, dim[k]));
-                double cka = NAN;
-                if (rn >= 2 && ulc_cka_linear(xa, rn, dim[k], dim[k], xb, dim[k], dim[k], &cka, &ctx) != ULC_OK) goto fail;
-                if (isfinite(cka)) cJSON_AddNumberToObject(e, side ? "cka_retain" : "cka_forget", cka);
-                else cJSON_AddNullToObject(e, side ? "cka_retain" : "cka_forget");
-            }
-        }
+        for (int64_t i = 0; i < tr.rows; i++) fflag[i] = tr.split[i] == EV_DF;
     }
+    ulc_fe_rows rows = {.path = tr.path, .x = tr.x, .y = tr.y, .forget = fflag, .rows = tr.rows};
+    if (mods[1] && ulc_fe_features(mods[0], a->model, mods[1], a->original, &a->so, in_name, &rows,
+                                   root, &ctx) != ULC_OK)
+        goto fail;
     if (a->relearn > 0 &&
-        ev_relearn_run(a->model, &a->so, in_name, out_name, &tr, a->relearn,
-                       a->relearn_lr > 0 ? a->relearn_lr : s.lr, s.seed, ev_acc(&sc[0], EV_DF), root, &ctx) != ULC_OK)
+        ulc_fe_relearn(mods[0], a->model, &a->so, in_name, out_name, &rows, a->relearn,
+                       a->relearn_lr > 0 ? a->relearn_lr : ULC_FE_RELEARN_LR, s.seed, root, &ctx) != ULC_OK)
         goto fail;
     if (a->json) {
         char *text = cJSON_Print(root);
@@ -896,8 +605,7 @@ fail:
     rc = ulc_cli_report(&ctx);
 done:
     (void)st;
-    for (int k = 0; k < nl; k++) free(fa[k]), free(fb[k]);
-    free(sel);
+    free(fflag);
     for (int k = 0; k < 3; k++) ev_scores_free(&sc[k]), ulc_model_free(mods[k]);
     ev_data_free(&tr);
     ev_data_free(&te);

@@ -143,7 +143,7 @@ def test_rfa_on_a_model_with_batchnorm_nodes(tmp_path):
     sp.write_text(json.dumps({"method": "rfa", "data": {"train": "d.safetensors"},
                               "forget": {"classes": [1]}, "train": {"epochs": 1, "batch_size": 16}}))
     out = tmp_path / "out.onnx"
-    res = run_ulc(path, "--forget", sp, "-o", out, "-q")
+    res = run_ulc(path, "--forget", sp, "-o", out)  # not -q: the lora-inject summary
     assert res.returncode == 0, res.stderr
     assert "2 modules adapted" in res.stderr  # conv1 and conv2 of the block
     assert [n.op_type for n in onnx.load(str(out)).graph.node] == \

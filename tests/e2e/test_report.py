@@ -44,7 +44,9 @@ def forget(tmp_path, spec, reports=("report.json",), extra=()):
 def digits_reports(tmp_path_factory):
     d = tmp_path_factory.mktemp("reports")
     gates = {"forget_acc_max": 0.05, "retain_acc_drop_max": 0.02, "mia_max": 0.5}
-    proc = forget(d, base_spec(gates=gates), reports=("r.json", "r.md", "r.html"))
+    # the input as the reference: its activation distance to itself is 0 ("before")
+    spec = base_spec(gates=gates, eval={"reference": str(MODEL), "relearn_steps": 6})
+    proc = forget(d, spec, reports=("r.json", "r.md", "r.html"))
     assert proc.returncode == 0, proc.stderr
     return {"dir": d, "proc": proc, "rep": json.loads((d / "r.json").read_text()),
             "md": (d / "r.md").read_text(), "html": (d / "r.html").read_text()}
@@ -82,6 +84,7 @@ def test_json_has_per_class_loss_curve_mia_and_gates(digits_reports):
     assert gates["forget_acc_max"]["threshold"] == 0.05
     out = digits_reports["proc"].stdout
     assert "gate forget_acc_max: passed" in out and "report: " in out
+    assert digits_reports["proc"].stderr == ""  # -q: no progress, no pass summaries
 
 
 def test_markdown_matches_json(digits_reports):
@@ -106,12 +109,66 @@ def test_html_is_self_contained_with_charts(digits_reports):
     # nothing from elsewhere: no scripts, links, images or remote URLs (SVG's namespace aside)
     assert not re.search(r"<script|<link|<img|<iframe|src=|href=|url\(|@import", html, re.I)
     assert set(re.findall(r"https?://[^\"' ]+", html)) <= {"http://www.w3.org/2000/svg"}
-    assert html.count("<svg") == 4  # splits (+MIA), per class train and test, loss curve
+    # splits (+MIA), per class train and test, per-layer CKA, relearning probe, loss curve
+    assert html.count("<svg") == 6
     assert "MIA entropy" in html
-    pts = re.search(r'<polyline[^>]*points="([^"]+)"', html).group(1).split()
-    assert len(pts) == rep["train"]["steps"]
+    curves = re.findall(r'aria-label="([^"]+)">(?:(?!</svg>).)*?<polyline[^>]*points="([^"]+)"',
+                        html, re.S)
+    curves = {label: pts.split() for label, pts in curves}
+    assert len(curves["Training loss per step"]) == rep["train"]["steps"]
+    assert len(curves["Df accuracy while fine-tuning on Df"]) == 7  # steps 0..6
+    assert "Linear CKA per layer" in html and "Activation distance to the reference" in html
     assert html.count('fill="#4e79a7"') >= 10 and html.count('fill="#e15759"') >= 10
     assert rep["output"]["sha256"] in html
+
+
+def test_extra_metrics_are_ulc_evals(digits_reports):
+    """The report's features, relearning probe and activation distance are `ulc eval --forget`'s
+    numbers for the output (the same code, docs/metrics.md), and the text forms show them."""
+    d, rep = digits_reports["dir"], digits_reports["rep"]
+    ev = run_ulc("eval", d / "out.onnx", "--forget", d / "spec.json", "--original", MODEL,
+                 "--reference", MODEL, "--relearn", "6", "--json", "--threads", "2")
+    assert ev.returncode == 0, ev.stderr
+    ev = json.loads(ev.stdout)
+    assert rep["reference"]["path"] == str(MODEL)
+    assert rep["activation_distance"]["original"] == pytest.approx(0, abs=1e-9)
+    assert rep["activation_distance"]["model"] == pytest.approx(
+        ev["activation_distance"]["model"], rel=1e-6)
+    assert rep["activation_distance"]["model"] > 0.1  # the output moved away on Df
+    fe, fe_ev = rep["features"], ev["features"]
+    assert (fe["rows_forget"], fe["rows_retain"]) == (146, 256)
+    assert [e["name"] for e in fe["layers"]] == [e["name"] for e in fe_ev["layers"]]
+    assert len(fe["layers"]) == 6
+    for a, b in zip(fe["layers"], fe_ev["layers"]):
+        for k in ("l1_forget", "l1_retain", "cka_forget", "cka_retain"):
+            assert a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-6), (a["name"], k)
+    # RFA leaves the stem alone and moves the logits most on the forget rows
+    assert fe["layers"][0]["cka_forget"] == pytest.approx(1.0)
+    assert fe["layers"][-1]["cka_forget"] < fe["layers"][-1]["cka_retain"]
+    rl, rl_ev = rep["relearn"], ev["relearn"]
+    assert rl["steps"] == 6 and rl["lr"] == 1e-3 and rl["forget_rows"] == 146
+    assert rl["forget_acc"] == pytest.approx(rl_ev["forget_acc"], abs=1e-9)
+    assert rl["loss"] == pytest.approx(rl_ev["loss"], rel=1e-5)
+    assert rl["forget_acc"][0] == rep["accuracy"]["after"]["Df"]
+    assert rl["forget_acc"][-1] > rl["forget_acc"][0]  # the probe trains: Df comes back
+    assert rep["hyperparameters"]["eval"] == {"features": True, "relearn_steps": 6,
+                                              "relearn_lr": 1e-3}
+    md, out = digits_reports["md"], digits_reports["proc"].stdout
+    assert "## Relearning probe" in md and "## Features against the input model" in md
+    for k, a in enumerate(rl["forget_acc"]):
+        assert f"| {k} | {100 * a:.2f}% |" in md
+    assert f"| 6 | {fe['layers'][-1]['name']} | 10 |" in md
+    assert "eval.reference" in md and "relearning probe" in out and "mean linear CKA" in out
+
+
+def test_extra_metrics_can_be_turned_off(tmp_path):
+    spec = base_spec(train={"epochs": 1, "lr": 1e-7, "batch_size": 512},
+                     eval={"features": False, "relearn_steps": 0})
+    proc = forget(tmp_path, spec, reports=("r.json", "r.html"))
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert not {"features", "relearn", "activation_distance", "reference"} & set(rep)
+    assert (tmp_path / "r.html").read_text().count("<svg") == 4
 
 
 def chromium():
@@ -178,6 +235,21 @@ def test_no_gates_is_an_empty_list(tmp_path):
     assert json.loads((tmp_path / "report.json").read_text())["gates"] == []
 
 
+def other_interface_model(path):
+    """A classifier of 3-channel 8x8 inputs: digits' output, another input shape."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    w = numpy_helper.from_array(np.zeros((192, 10), np.float32), "w")
+    g = helper.make_graph(
+        [helper.make_node("Flatten", ["input"], ["flat"]),
+         helper.make_node("MatMul", ["flat", "w"], ["logits"])], "other",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], [w])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
 @pytest.mark.parametrize("name,over,code,needle", [
     ("gate out of range", {"gates": {"forget_acc_max": 1.5}}, 2, "'gates.forget_acc_max'"),
     ("unknown gate", {"gates": {"forget_acc_min": 0.1}}, 2, "unknown key 'gates.forget_acc_min'"),
@@ -196,8 +268,16 @@ def test_no_gates_is_an_empty_list(tmp_path):
      "'retrain.train'"),
     ("lora without lora training", {"method": "neggrad", "lora": {"rank": 4}}, 2, "key 'lora'"),
     ("momentum with adamw", {"train": {"momentum": 0.9}}, 2, "'train.momentum'"),
+    ("unknown eval key", {"eval": {"relearn": 5}}, 2, "unknown key 'eval.relearn'"),
+    ("eval features not a bool", {"eval": {"features": "yes"}}, 2, "'eval.features'"),
+    ("negative relearn steps", {"eval": {"relearn_steps": -1}}, 2, "'eval.relearn_steps'"),
+    ("zero relearn lr", {"eval": {"relearn_lr": 0}}, 2, "'eval.relearn_lr'"),
+    ("missing reference", {"eval": {"reference": "nowhere.onnx"}}, 3, "'eval.reference'"),
+    ("reference of another model", {"eval": {"reference": "OTHER"}}, 2, "other inputs"),
 ])
 def test_bad_gates_and_methods_refused_before_work(tmp_path, name, over, code, needle):
+    if over.get("eval", {}).get("reference") == "OTHER":
+        over = {"eval": {"reference": str(other_interface_model(tmp_path / "other.onnx"))}}
     proc = forget(tmp_path, base_spec(**over), reports=("r.json", "r.html"))
     assert proc.returncode == code, (name, proc.stderr)
     assert needle in proc.stderr, (name, proc.stderr)

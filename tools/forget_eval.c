@@ -1,0 +1,355 @@
+/* forget_eval.c — the unlearning metrics that run models (see forget_eval.h, docs/metrics.md). */
+#include "tools/forget_eval.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ir/clone.h"
+#include "passes/train.h"
+#include "passes/train_graph.h"
+#include "tools/cli.h"
+#include "tools/metrics.h"
+
+static ulc_status nomem(ulc_ctx *ctx, const char *what) {
+    return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (%s)", what);
+}
+
+static size_t row_bytes(const ulc_tensor *x) {
+    return x->dims[0] ? x->nbytes / (size_t)x->dims[0] : 0;
+}
+
+/* Binds rows idx[0..n) (or b0.. when idx is NULL) of x, copied into buf, as the input. */
+static ulc_status bind_rows(ulc_session *s, const char *in_name, const ulc_tensor *x,
+                            const char *xpath, const int64_t *idx, int64_t b0, int64_t n,
+                            uint8_t *buf, ulc_ctx *ctx) {
+    size_t row = row_bytes(x);
+    for (int64_t r = 0; r < n; r++)
+        memcpy(buf + (size_t)r * row, (const uint8_t *)x->data + row * (size_t)(idx ? idx[r] : b0 + r), row);
+    ulc_rt_tensor rt;
+    ULC_TRY(ulc_cli_tensor_view(x, xpath, &rt, ctx));
+    rt.dims[0] = n;
+    rt.data = buf;
+    rt.nbytes = row * (size_t)n;
+    return ulc_session_set_input(s, in_name, &rt, ctx);
+}
+
+ulc_status ulc_fe_logits(const ulc_model *m, const char *mpath, const ulc_session_opts *so,
+                         const char *in_name, const char *out_name, const ulc_tensor *x,
+                         const char *xpath, const int64_t *idx, int64_t n, int64_t *classes,
+                         float **z, ulc_ctx *ctx) {
+    ulc_session *s = NULL;
+    uint8_t *buf = malloc(row_bytes(x) * ULC_FE_BATCH + 1);
+    *z = NULL;
+    ulc_status st = buf ? ulc_session_create(m, so, &s, ctx) : nomem(ctx, "scores");
+    for (int64_t b0 = 0; st == ULC_OK && b0 < n; b0 += ULC_FE_BATCH) {
+        int64_t bn = n - b0 < ULC_FE_BATCH ? n - b0 : ULC_FE_BATCH;
+        if ((st = bind_rows(s, in_name, x, xpath, idx ? idx + b0 : NULL, b0, bn, buf, ctx)) != ULC_OK ||
+            (st = ulc_session_run(s, ctx)) != ULC_OK) {
+            st = ulc_fail(ctx, st, "%s on %s: the batch at row %lld", mpath, xpath, (long long)b0);
+            break;
+        }
+        const ulc_rt_tensor *o = ulc_session_output(s, out_name);
+        if (!o || o->dtype != ULC_DT_F32 || o->rank != 2 || o->dims[0] != bn || o->dims[1] < 1 ||
+            (*classes > 0 && o->dims[1] != *classes)) {
+            char sh[128], want[32] = "classes";
+            if (*classes > 0) snprintf(want, sizeof want, "%lld", (long long)*classes);
+            st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: output '%s' is %s for %lld rows; the unlearning "
+                          "metrics need float32 class scores [N, %s]", mpath, out_name,
+                          o ? ulc_rt_shape_str(o, sh, sizeof sh) : "missing", (long long)bn, want);
+            break;
+        }
+        if (!*z) {
+            *classes = o->dims[1];
+            if (!(*z = malloc((size_t)(n * *classes) * sizeof **z + 1))) {
+                st = nomem(ctx, "scores");
+                break;
+            }
+        }
+        memcpy(*z + b0 * *classes, o->data, (size_t)(bn * *classes) * sizeof **z);
+    }
+    if (st == ULC_OK && !*z) st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: no rows", xpath);
+    if (st != ULC_OK) {
+        free(*z);
+        *z = NULL;
+    }
+    ulc_session_free(s);
+    free(buf);
+    return st;
+}
+
+/* ---- per-layer feature distance and CKA ------------------------------------------------------ */
+
+/* Every Conv/Gemm/MatMul output whose weight (input 1) is an initializer, in node order. */
+static int layer_names(const ulc_model *m, const char **names, int cap) {
+    int n = 0;
+    for (const ulc_node *nd = m->graph->first; nd && n < cap; nd = nd->next) {
+        if (nd->op != ULC_OP_Conv && nd->op != ULC_OP_Gemm && nd->op != ULC_OP_MatMul) continue;
+        const ulc_value *w = nd->n_inputs > 1 ? nd->inputs[1].value : NULL;
+        if (!w || !(w->flags & ULC_VALUE_INITIALIZER) || nd->n_outputs < 1 || !nd->outputs[0]) continue;
+        names[n++] = nd->outputs[0]->name;
+    }
+    return n;
+}
+
+/* Runs a shallow clone of m with the layers as outputs on rows idx[0..n) of d; feats[k] gets
+ * layer k's [n, dim[k]] values (malloc'd). dim[k] >= 0 on entry must match. */
+static ulc_status run_layers(const ulc_model *m, const char *mpath, const ulc_session_opts *so,
+                             const char *in_name, const ulc_fe_rows *d, const int64_t *idx, int64_t n,
+                             const char **names, int nl, float **feats, int64_t *dim, ulc_ctx *ctx) {
+    ulc_model *c = NULL;
+    ulc_session *s = NULL;
+    uint8_t *buf = NULL;
+    ulc_status st = ulc_model_clone_shallow(m, &c, ctx);
+    for (int k = 0; st == ULC_OK && k < nl; k++) {
+        ulc_value *v = ulc_graph_get_value(c->graph, names[k]);
+        if (!v || !v->producer) {
+            st = ulc_fail(ctx, ULC_ERR_INVALID, "%s has no value '%s' (a layer output of the "
+                          "original): feature distance needs the original's node names", mpath, names[k]);
+            break;
+        }
+        if (!(v->flags & ULC_VALUE_OUTPUT)) {
+            v->flags |= ULC_VALUE_OUTPUT;
+            if (ulc_ptrvec_push(&c->graph->outputs, v) != 0) st = nomem(ctx, "features");
+        }
+    }
+    if (st == ULC_OK && !(buf = malloc(row_bytes(d->x) * (size_t)n + 1))) st = nomem(ctx, "features");
+    if (st == ULC_OK) st = ulc_session_create(c, so, &s, ctx);
+    if (st == ULC_OK) st = bind_rows(s, in_name, d->x, d->path, idx, 0, n, buf, ctx);
+    if (st == ULC_OK) st = ulc_session_run(s, ctx);
+    for (int k = 0; st == ULC_OK && k < nl; k++) {
+        const ulc_rt_tensor *o = ulc_session_output(s, names[k]);
+        if (!o || o->dtype != ULC_DT_F32 || o->rank < 1 || o->dims[0] != n) {
+            st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: layer output '%s' is not float32 [%lld, ...]",
+                          mpath, names[k], (long long)n);
+            break;
+        }
+        int64_t per = (int64_t)(o->nbytes / sizeof(float)) / n;
+        if (dim[k] >= 0 && dim[k] != per) {
+            st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: layer output '%s' has %lld values per row; the "
+                          "original's has %lld", mpath, names[k], (long long)per, (long long)dim[k]);
+            break;
+        }
+        dim[k] = per;
+        if (!(feats[k] = malloc(o->nbytes + 1))) st = nomem(ctx, "features");
+        else memcpy(feats[k], o->data, o->nbytes);
+    }
+    if (st != ULC_OK) st = ulc_fail(ctx, st, "%s: layer features", mpath);
+    ulc_session_free(s);
+    ulc_model_free(c);
+    free(buf);
+    return st;
+}
+
+ulc_status ulc_fe_features(const ulc_model *model, const char *mpath, const ulc_model *orig,
+                           const char *opath, const ulc_session_opts *so, const char *in_name,
+                           const ulc_fe_rows *d, cJSON *into, ulc_ctx *ctx) {
+    const char *names[ULC_FE_MAX_LAYERS];
+    int64_t dim[ULC_FE_MAX_LAYERS], nf = 0, nr = 0;
+    float *fa[ULC_FE_MAX_LAYERS] = {0}, *fb[ULC_FE_MAX_LAYERS] = {0};
+    int nl = layer_names(orig, names, ULC_FE_MAX_LAYERS);
+    int64_t *sel = malloc(2 * ULC_FE_FEAT_ROWS * sizeof *sel);
+    if (!sel) return nomem(ctx, "features");
+    for (int64_t i = 0; i < d->rows && nf < ULC_FE_FEAT_ROWS; i++)
+        if (d->forget[i]) sel[nf++] = i;
+    for (int64_t i = 0; i < d->rows && nr < ULC_FE_FEAT_ROWS; i++)
+        if (!d->forget[i]) sel[nf + nr++] = i;
+    for (int k = 0; k < nl; k++) dim[k] = -1;
+    ulc_status st = ULC_OK;
+    if (nl && nf + nr > 0 &&
+        ((st = run_layers(orig, opath, so, in_name, d, sel, nf + nr, names, nl, fa, dim, ctx)) != ULC_OK ||
+         (st = run_layers(model, mpath, so, in_name, d, sel, nf + nr, names, nl, fb, dim, ctx)) != ULC_OK))
+        goto done;
+    cJSON *o = cJSON_AddObjectToObject(into, "features");
+    cJSON_AddNumberToObject(o, "rows_forget", (double)nf);
+    cJSON_AddNumberToObject(o, "rows_retain", (double)nr);
+    cJSON *arr = cJSON_AddArrayToObject(o, "layers");
+    for (int k = 0; k < nl && nf + nr > 0; k++) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddItemToArray(arr, e);
+        cJSON_AddStringToObject(e, "name", names[k]);
+        cJSON_AddNumberToObject(e, "features", (double)dim[k]);
+        for (int side = 0; side < 2; side++) {
+            int64_t r0 = side ? nf : 0, rn = side ? nr : nf;
+            const float *xa = fa[k] + r0 * dim[k], *xb = fb[k] + r0 * dim[k];
+            cJSON_AddNumberToObject(e, side ? "l1_retain" : "l1_forget", ulc_feature_l1(xa, xb, rn, dim[k]));
+            double cka = NAN;
+            if (rn >= 2 && (st = ulc_cka_linear(xa, rn, dim[k], dim[k], xb, dim[k], dim[k], &cka, ctx)) != ULC_OK)
+                goto done;
+            if (isfinite(cka)) cJSON_AddNumberToObject(e, side ? "cka_retain" : "cka_forget", cka);
+            else cJSON_AddNullToObject(e, side ? "cka_retain" : "cka_forget");
+        }
+    }
+done:
+    for (int k = 0; k < nl; k++) free(fa[k]), free(fb[k]);
+    free(sel);
+    return st;
+}
+
+/* ---- the relearning probe -------------------------------------------------------------------- */
+
+typedef struct relearn {
+    ulc_model *em;              /* the clone the trained values are written into */
+    const ulc_train_graph *tg;
+    const char *mpath, *in_name, *out_name, *fpath;
+    const ulc_session_opts *so;
+    const ulc_tensor *fx, *fy;  /* the forget rows */
+    cJSON *acc, *loss;
+} relearn;
+
+static ulc_status forget_acc(relearn *r, double *acc, ulc_ctx *ctx) {
+    float *z = NULL;
+    int64_t C = 0, ok = 0, n = r->fy->dims[0];
+    ULC_TRY(ulc_fe_logits(r->em, r->mpath, r->so, r->in_name, r->out_name, r->fx, r->fpath, NULL, n,
+                          &C, &z, ctx));
+    const int64_t *y = r->fy->data;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t best = 0;
+        for (int64_t c = 1; c < C; c++)
+            if (z[i * C + c] > z[i * C + best]) best = c;
+        ok += best == y[i];
+    }
+    free(z);
+    *acc = n ? (double)ok / (double)n : 0.0;
+    return ULC_OK;
+}
+
+static ulc_status after_step(void *arg, long step, const float *const *params, int n, float loss,
+                             ulc_ctx *ctx) {
+    (void)step, (void)n;
+    relearn *r = arg;
+    double acc;
+    ULC_TRY(ulc_train_graph_write_back(r->em, r->tg, (float *const *)params, ctx));
+    ULC_TRY(forget_acc(r, &acc, ctx));
+    cJSON_AddItemToArray(r->acc, cJSON_CreateNumber(acc));
+    cJSON_AddItemToArray(r->loss, cJSON_CreateNumber(loss));
+    return ULC_OK;
+}
+
+/* Flags the probe's trained weights, and only those (a model an unlearning method trained in
+ * memory still has its own flags): Conv/Gemm/MatMul weights and biases, normalisations' scale
+ * and shift. Running statistics stay as they are, also where an exporter shares one initializer
+ * between a scale and a running variance (torch deduplicates identical values behind Identity
+ * nodes): such a value is not trained. Returns the count, or -1 when out of memory. */
+static int mark_params(ulc_model *m) {
+    ulc_graph *g = m->graph;
+    uint8_t *stat = calloc(g->values.len + 1, 1);
+    if (!stat) return -1;
+    for (size_t i = 0; i < g->values.len; i++)
+        ((ulc_value *)g->values.items[i])->flags &= ~(uint32_t)ULC_VALUE_PARAM;
+    for (ulc_node *nd = g->first; nd; nd = nd->next)
+        for (int k = 3; nd->op == ULC_OP_BatchNormalization && k < 5 && k < nd->n_inputs; k++) {
+            const ulc_value *v = nd->inputs[k].value; /* through Identity: torch's dedup */
+            for (int hops = 0; v && v->producer && v->producer->op == ULC_OP_Identity &&
+                               v->producer->n_inputs > 0 && hops < 64; hops++)
+                v = v->producer->inputs[0].value;
+            if (v) stat[v->id] = 1;
+        }
+    int n = 0;
+    for (ulc_node *nd = g->first; nd; nd = nd->next) {
+        int hi;
+        if (nd->op == ULC_OP_Conv || nd->op == ULC_OP_Gemm || nd->op == ULC_OP_MatMul) hi = nd->n_inputs;
+        else if (nd->op == ULC_OP_BatchNormalization || nd->op == ULC_OP_LayerNormalization) hi = 3;
+        else continue;
+        for (int k = 1; k < hi && k < nd->n_inputs; k++) {
+            ulc_value *v = nd->inputs[k].value;
+            if (v && (v->flags & ULC_VALUE_INITIALIZER) && v->init && v->init->dtype == ULC_DT_F32 &&
+                !(v->flags & ULC_VALUE_PARAM) && !stat[v->id]) {
+                v->flags |= ULC_VALUE_PARAM;
+                n++;
+            }
+        }
+    }
+    free(stat);
+    return n;
+}
+
+/* The Df rows of column src as a tensor of their own in g. */
+static ulc_status gather_forget(ulc_graph *g, const char *name, const ulc_tensor *src,
+                                const ulc_fe_rows *d, int64_t nf, const ulc_tensor **out, ulc_ctx *ctx) {
+    size_t row = row_bytes(src);
+    int64_t dims[ULC_RT_MAX_RANK];
+    if (src->rank < 1 || src->rank > ULC_RT_MAX_RANK)
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: tensor '%s' has rank %d (1 to %d)", d->path,
+                        src->name, src->rank, ULC_RT_MAX_RANK);
+    for (int k = 0; k < src->rank; k++) dims[k] = src->dims[k];
+    dims[0] = nf;
+    ulc_tensor *t = ulc_tensor_new(g, name, src->dtype, src->rank, dims, ctx);
+    uint8_t *buf = malloc(row * (size_t)nf + 1);
+    if (!t || !buf) {
+        free(buf);
+        return t ? nomem(ctx, "forget rows") : ctx->status;
+    }
+    for (int64_t i = 0, k = 0; i < d->rows; i++)
+        if (d->forget[i]) memcpy(buf + row * (size_t)k++, (const uint8_t *)src->data + row * (size_t)i, row);
+    ULC_TRY(ulc_tensor_set_owned(g, t, buf, row * (size_t)nf, ctx));
+    *out = t;
+    return ULC_OK;
+}
+
+ulc_status ulc_fe_relearn(const ulc_model *model, const char *mpath, const ulc_session_opts *so,
+                          const char *in_name, const char *out_name, const ulc_fe_rows *d,
+                          long steps, double lr, uint64_t seed, cJSON *into, ulc_ctx *ctx) {
+    ulc_model *rm = NULL, *em = NULL, *fm = NULL;
+    ulc_train_graph tg = {0};
+    float **vals = NULL;
+    ulc_train_stats stats = {0};
+    const ulc_tensor *fx = NULL, *fy = NULL;
+    int64_t nf = 0;
+    for (int64_t i = 0; i < d->rows; i++) nf += d->forget[i] != 0;
+    ulc_status st = ulc_model_clone_shallow(model, &rm, ctx);
+    if (st == ULC_OK) st = ulc_model_clone_shallow(model, &em, ctx);
+    int np = st == ULC_OK ? mark_params(rm) : 0;
+    if (np < 0) st = nomem(ctx, "relearning probe");
+    else if (st == ULC_OK && !np)
+        st = ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: relearning probe: no float32 Conv/Gemm/MatMul "
+                      "weight to train", mpath);
+    if (st == ULC_OK && !nf) st = ulc_fail(ctx, ULC_ERR_INVALID, "relearning probe: no forget rows in %s", d->path);
+    if (st == ULC_OK && !(fm = ulc_model_create())) st = nomem(ctx, "forget rows");
+    if (st == ULC_OK) st = gather_forget(fm->graph, "input", d->x, d, nf, &fx, ctx);
+    if (st == ULC_OK) st = gather_forget(fm->graph, "label", d->y, d, nf, &fy, ctx);
+    const char *cn[2] = {"input", "label"};
+    const ulc_tensor *cc[2] = {fx, fy};
+    ulc_dataset ds = {.n_cols = 2, .names = cn, .cols = cc, .n_rows = nf, .path = d->path};
+    ulc_train_task task = {.input = in_name, .output = out_name, .loss = ULC_LOSS_CROSS_ENTROPY};
+    int batch = nf < 32 ? (int)nf : 32;
+    if (st == ULC_OK) st = ulc_dataset_check(&ds, ctx);
+    if (st == ULC_OK) st = ulc_train_graph_build(rm, &ds, &task, batch, &tg, ctx);
+    if (st == ULC_OK) st = ulc_train_graph_params(rm, &tg, &vals, ctx);
+    relearn r = {.em = em, .tg = &tg, .mpath = mpath, .in_name = in_name, .out_name = out_name,
+                 .fpath = d->path, .so = so, .fx = fx, .fy = fy};
+    double acc0 = 0;
+    if (st == ULC_OK) st = forget_acc(&r, &acc0, ctx);
+    if (st == ULC_OK) {
+        cJSON *o = cJSON_AddObjectToObject(into, "relearn");
+        cJSON_AddNumberToObject(o, "steps", (double)steps);
+        cJSON_AddNumberToObject(o, "batch_size", batch);
+        cJSON_AddNumberToObject(o, "lr", lr);
+        cJSON_AddNumberToObject(o, "forget_rows", (double)nf);
+        r.acc = cJSON_AddArrayToObject(o, "forget_acc");
+        r.loss = cJSON_AddArrayToObject(o, "loss");
+        cJSON_AddItemToArray(r.acc, cJSON_CreateNumber(acc0));
+        ulc_train_opts to = ulc_train_defaults();
+        to.optim = ulc_optim_defaults(ULC_OPTIM_SGD);
+        to.optim.lr = lr;
+        to.batch_size = batch;
+        to.max_steps = steps;
+        to.epochs = (int)((steps * batch + nf - 1) / nf + 1);
+        to.seed = seed;
+        to.threads = so->threads;
+        to.quiet = 1;
+        to.label = "relearn";
+        to.after_step = after_step;
+        to.hook_arg = &r;
+        st = ulc_train_run(&tg, &ds, &to, vals, &stats, ctx);
+    }
+    if (st != ULC_OK) st = ulc_fail(ctx, st, "relearning probe");
+    ulc_train_stats_clear(&stats);
+    if (vals) ulc_train_graph_free_params(&tg, vals);
+    ulc_train_graph_clear(&tg);
+    ulc_model_free(fm);
+    ulc_model_free(em);
+    ulc_model_free(rm);
+    return st;
+}

@@ -1,0 +1,65 @@
+/*
+ * forget_eval.h — the unlearning metrics that run models (docs/metrics.md): class scores over a
+ * data file, per-layer feature distance and linear CKA against the original, and the relearning
+ * probe. `ulc eval --forget` (tools/run.c) and the main command's report (tools/forget.c) both
+ * use these, so the two give the same numbers for the same models, rows and settings.
+ *
+ *     ulc_fe_rows d = {.path = "train.safetensors", .x = input, .y = label, .forget = flags,
+ *                      .rows = n};
+ *     cJSON *report = cJSON_CreateObject();
+ *     ulc_fe_features(unlearned, "out.onnx", original, "in.onnx", &so, "input", &d, report, ctx);
+ *     ulc_fe_relearn(unlearned, "out.onnx", &so, "input", "logits", &d, 10, 1e-3, 0, report, ctx);
+ *
+ * The models are only read: the probe trains shallow clones (ir/clone.h).
+ */
+#ifndef ULC_TOOLS_FORGET_EVAL_H
+#define ULC_TOOLS_FORGET_EVAL_H
+
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "common/status.h"
+#include "ir/graph.h"
+#include "runtime/runtime.h"
+
+#define ULC_FE_BATCH 64      /* rows per run when scoring */
+#define ULC_FE_FEAT_ROWS 256 /* Df and Dr rows each for feature distance and CKA */
+#define ULC_FE_MAX_LAYERS 512
+#define ULC_FE_RELEARN_LR 1e-3 /* the relearning probe's default SGD learning rate */
+
+/* The rows of one data file. */
+typedef struct ulc_fe_rows {
+    const char *path;      /* the file, for messages */
+    const ulc_tensor *x;   /* the model input's column [N, ...] */
+    const ulc_tensor *y;   /* labels, int64 [N] */
+    const uint8_t *forget; /* N flags: 1 for a forget row (Df), 0 for a retain row (Dr) */
+    int64_t rows;
+} ulc_fe_rows;
+
+/* Class scores [n, classes] of model m over rows idx[0..n) of x (rows 0..n when idx is NULL),
+ * ULC_FE_BATCH rows per run. The output out_name must be float32 [rows, C]; *classes is set
+ * (or, when > 0 on entry, must match). *z is malloc'd. */
+ulc_status ulc_fe_logits(const ulc_model *m, const char *mpath, const ulc_session_opts *so,
+                         const char *in_name, const char *out_name, const ulc_tensor *x,
+                         const char *xpath, const int64_t *idx, int64_t n, int64_t *classes,
+                         float **z, ulc_ctx *ctx);
+
+/* Adds "features": {"rows_forget", "rows_retain", "layers": [{"name", "features", "l1_forget",
+ * "l1_retain", "cka_forget", "cka_retain"}]} to into: every Conv/Gemm/MatMul output of orig
+ * whose weight is an initializer, on the first ULC_FE_FEAT_ROWS Df and Dr rows, model against
+ * orig (the names must exist in model). CKA is null where a side is constant. */
+ulc_status ulc_fe_features(const ulc_model *model, const char *mpath, const ulc_model *orig,
+                           const char *opath, const ulc_session_opts *so, const char *in_name,
+                           const ulc_fe_rows *d, cJSON *into, ulc_ctx *ctx);
+
+/* Adds "relearn": {"steps", "batch_size", "lr", "forget_rows", "forget_acc": [steps + 1],
+ * "loss": [steps]} to into: a copy of model fine-tuned for `steps` steps of plain SGD (lr,
+ * batches of min(32, |Df|) shuffled with seed) with cross-entropy on the Df rows, training the
+ * float32 weights and biases of Conv/Gemm/MatMul and the scale and shift of normalisations;
+ * forget_acc[0] is Df accuracy before the first step, forget_acc[s] after step s. */
+ulc_status ulc_fe_relearn(const ulc_model *model, const char *mpath, const ulc_session_opts *so,
+                          const char *in_name, const char *out_name, const ulc_fe_rows *d,
+                          long steps, double lr, uint64_t seed, cJSON *into, ulc_ctx *ctx);
+
+#endif

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +74,24 @@ void ulc_mapping_unref(ulc_mapping *m) {
 #define OUTBUF_SIZE ((size_t)1 << 20)
 #define MAX_OPEN_TMP 64
 
+/* A copy the background copier does (ulc_outfile_copy_at). */
+typedef struct copy_job {
+    int src_fd;
+    uint64_t src_off, dst_off, len;
+} copy_job;
+
+typedef struct copier {
+    pthread_t tid;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    copy_job *jobs;
+    size_t n, cap, next; /* jobs[next..n) are waiting */
+    int busy;            /* a job is being copied */
+    int quit;            /* abort: stop between chunks */
+    ulc_status st;       /* its first failure */
+    char msg[ULC_CTX_MSG_MAX];
+} copier;
+
 struct ulc_outfile {
     char *path;    /* destination */
     char *tmp;     /* temporary beside it */
@@ -81,6 +100,7 @@ struct ulc_outfile {
     size_t nbuf;
     int slot;      /* index in the cleanup registry */
     unsigned char *buf;
+    copier *cp;    /* started by the first ulc_outfile_copy_at */
 };
 
 /* Temporaries to remove if a signal ends the process. Plain array of pointers so that the
@@ -106,6 +126,168 @@ void ulc_outfile_cleanup_all(void) {
         char *p = g_tmp_paths[i];
         if (p) unlink(p);
     }
+}
+
+static ulc_status flush_buf(ulc_outfile *o, ulc_ctx *ctx);
+
+/* ---- the background copier ---------------------------------------------------------------- */
+
+#define COPY_CHUNK ((uint64_t)8 << 20) /* between checks for quit */
+
+/* One job, in the kernel where it can (copy_file_range with both offsets given, so the file
+ * position the writer uses is untouched), else through a buffer with pread/pwrite. */
+static ulc_status copy_one(copier *c, int dst_fd, const char *path, const copy_job *j,
+                           unsigned char **buf) {
+    loff_t in = (loff_t)j->src_off, out = (loff_t)j->dst_off;
+    uint64_t left = j->len;
+    int kernel = 1;
+    while (left > 0) {
+        if (__atomic_load_n(&c->quit, __ATOMIC_RELAXED)) return ULC_OK;
+        size_t want = left > COPY_CHUNK ? (size_t)COPY_CHUNK : (size_t)left;
+        ssize_t n;
+        if (kernel) {
+            n = copy_file_range(j->src_fd, &in, dst_fd, &out, want, 0);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) { /* not supported here (or a short source): through a buffer */
+                kernel = 0;
+                continue;
+            }
+        } else {
+            if (!*buf && !(*buf = malloc(OUTBUF_SIZE))) {
+                snprintf(c->msg, sizeof c->msg, "%s: out of memory", path);
+                return ULC_ERR_NOMEM;
+            }
+            if (want > OUTBUF_SIZE) want = OUTBUF_SIZE;
+            n = pread(j->src_fd, *buf, want, in);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) {
+                snprintf(c->msg, sizeof c->msg, "%s: reading source data failed: %s", path,
+                         n < 0 ? strerror(errno) : "unexpected end of file");
+                return ULC_ERR_IO;
+            }
+            for (ssize_t d = 0; d < n;) {
+                ssize_t w = pwrite(dst_fd, *buf + d, (size_t)(n - d), out + d);
+                if (w < 0 && errno == EINTR) continue;
+                if (w <= 0) {
+                    snprintf(c->msg, sizeof c->msg, "%s: write failed: %s", path,
+                             w < 0 ? strerror(errno) : "no progress");
+                    return ULC_ERR_IO;
+                }
+                d += w;
+            }
+            in += n;
+            out += n;
+        }
+        left -= (uint64_t)n;
+    }
+    return ULC_OK;
+}
+
+typedef struct copier_arg {
+    copier *c;
+    int fd;
+    const char *path;
+} copier_arg;
+
+static void *copier_main(void *arg) {
+    copier_arg a = *(copier_arg *)arg;
+    free(arg);
+    copier *c = a.c;
+    unsigned char *buf = NULL;
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (c->next == c->n && !c->quit) pthread_cond_wait(&c->cv, &c->mu);
+        if (c->quit) break;
+        copy_job j = c->jobs[c->next++];
+        c->busy = 1;
+        int failed = c->st != ULC_OK;
+        pthread_mutex_unlock(&c->mu);
+        ulc_status s = failed ? ULC_OK : copy_one(c, a.fd, a.path, &j, &buf);
+        pthread_mutex_lock(&c->mu);
+        if (s != ULC_OK && c->st == ULC_OK) c->st = s;
+        c->busy = 0;
+        pthread_cond_broadcast(&c->cv);
+    }
+    pthread_mutex_unlock(&c->mu);
+    free(buf);
+    return NULL;
+}
+
+/* Waits for every queued copy (quit: for the one in progress only), stops the thread; returns
+ * the copier's status, its message in ctx. */
+static ulc_status copier_finish(ulc_outfile *o, int quit, ulc_ctx *ctx) {
+    copier *c = o->cp;
+    if (!c) return ULC_OK;
+    pthread_mutex_lock(&c->mu);
+    if (quit) __atomic_store_n(&c->quit, 1, __ATOMIC_RELAXED);
+    while (!c->quit && (c->next < c->n || c->busy)) pthread_cond_wait(&c->cv, &c->mu);
+    c->quit = 1;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(c->tid, NULL);
+    ulc_status s = c->st;
+    if (s != ULC_OK && ctx) s = ulc_fail(ctx, s, "%s", c->msg);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    free(c->jobs);
+    free(c);
+    o->cp = NULL;
+    return s;
+}
+
+ulc_status ulc_outfile_copy_at(ulc_outfile *o, uint64_t dst_off, int src_fd, uint64_t src_off,
+                               uint64_t len, ulc_ctx *ctx) {
+    if (len == 0) return ULC_OK;
+    if (!o->cp) {
+        copier *c = calloc(1, sizeof *c);
+        copier_arg *a = malloc(sizeof *a);
+        if (!c || !a) {
+            free(c);
+            free(a);
+            return ulc_fail(ctx, ULC_ERR_NOMEM, "%s: out of memory", o->path);
+        }
+        pthread_mutex_init(&c->mu, NULL);
+        pthread_cond_init(&c->cv, NULL);
+        *a = (copier_arg){c, o->fd, o->path};
+        if (pthread_create(&c->tid, NULL, copier_main, a) != 0) {
+            pthread_mutex_destroy(&c->mu);
+            pthread_cond_destroy(&c->cv);
+            free(c);
+            free(a);
+            /* no thread: copy now, in place */
+            copier tmp = {0};
+            unsigned char *buf = NULL;
+            copy_job j = {src_fd, src_off, dst_off, len};
+            ulc_status s = copy_one(&tmp, o->fd, o->path, &j, &buf);
+            free(buf);
+            return s == ULC_OK ? ULC_OK : ulc_fail(ctx, s, "%s", tmp.msg);
+        }
+        o->cp = c;
+    }
+    copier *c = o->cp;
+    pthread_mutex_lock(&c->mu);
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? 2 * c->cap : 16;
+        copy_job *j = realloc(c->jobs, cap * sizeof *j);
+        if (!j) {
+            pthread_mutex_unlock(&c->mu);
+            return ulc_fail(ctx, ULC_ERR_NOMEM, "%s: out of memory", o->path);
+        }
+        c->jobs = j;
+        c->cap = cap;
+    }
+    c->jobs[c->n++] = (copy_job){src_fd, src_off, dst_off, len};
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    return ULC_OK;
+}
+
+ulc_status ulc_outfile_skip(ulc_outfile *o, uint64_t len, ulc_ctx *ctx) {
+    ULC_TRY(flush_buf(o, ctx));
+    if (len && lseek(o->fd, (off_t)len, SEEK_CUR) < 0)
+        return ulc_fail(ctx, ULC_ERR_IO, "%s: seek failed: %s", o->path, strerror(errno));
+    o->pos += len;
+    return ULC_OK;
 }
 
 static void outfile_free(ulc_outfile *o) {
@@ -178,7 +360,7 @@ static ulc_status flush_buf(ulc_outfile *o, ulc_ctx *ctx) {
 
 ulc_status ulc_outfile_write(ulc_outfile *o, const void *p, size_t n, ulc_ctx *ctx) {
     o->pos += n;
-    if (n >= OUTBUF_SIZE) {
+    if (n >= OUTBUF_SIZE / 4) { /* big enough to skip the copy into the buffer */
         ULC_TRY(flush_buf(o, ctx));
         return write_all(o, p, n, ctx);
     }
@@ -229,6 +411,8 @@ const char *ulc_outfile_path(const ulc_outfile *o) { return o->path; }
 
 ulc_status ulc_outfile_commit(ulc_outfile *o, ulc_ctx *ctx) {
     ulc_status s = flush_buf(o, ctx);
+    ulc_status cs = copier_finish(o, s != ULC_OK, s == ULC_OK ? ctx : NULL);
+    if (s == ULC_OK) s = cs;
     if (close(o->fd) != 0 && s == ULC_OK)
         s = ulc_fail(ctx, ULC_ERR_IO, "%s: close failed: %s", o->path, strerror(errno));
     o->fd = -1;
@@ -242,6 +426,7 @@ ulc_status ulc_outfile_commit(ulc_outfile *o, ulc_ctx *ctx) {
 
 void ulc_outfile_abort(ulc_outfile *o) {
     if (!o) return;
+    copier_finish(o, 1, NULL);
     if (o->fd >= 0) close(o->fd);
     unlink(o->tmp);
     outfile_free(o);

@@ -46,6 +46,14 @@ ulc_status ulc_outfile_write(ulc_outfile *o, const void *p, size_t n, ulc_ctx *c
 /* Copies len bytes at offset off of src_fd into the output (in the kernel where possible). */
 ulc_status ulc_outfile_copy_from(ulc_outfile *o, int src_fd, uint64_t off, uint64_t len,
                                  ulc_ctx *ctx);
+/* Copies len bytes at src_off of src_fd to offset dst_off of the output on a background thread
+ * (in the kernel where possible), while the caller goes on writing: the region must lie where
+ * the caller skips (ulc_outfile_skip) or writes nothing. src_fd must stay open until commit or
+ * abort; commit waits for every copy and fails with the first copy's error. */
+ulc_status ulc_outfile_copy_at(ulc_outfile *o, uint64_t dst_off, int src_fd, uint64_t src_off,
+                               uint64_t len, ulc_ctx *ctx);
+/* Moves the write position len bytes on, leaving them to ulc_outfile_copy_at. */
+ulc_status ulc_outfile_skip(ulc_outfile *o, uint64_t len, ulc_ctx *ctx);
 ulc_status ulc_outfile_pad_to(ulc_outfile *o, uint64_t alignment, ulc_ctx *ctx);
 uint64_t ulc_outfile_tell(const ulc_outfile *o);
 const char *ulc_outfile_path(const ulc_outfile *o); /* the final destination */

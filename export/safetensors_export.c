@@ -68,6 +68,10 @@ static ulc_status build_header(const ulc_model *m, const ulc_value **order, size
     return ULC_OK;
 }
 
+static int copied_in_kernel(const ulc_tensor *t) {
+    return t->storage == ULC_STORAGE_BORROWED && t->map && t->map->fd >= 0;
+}
+
 static ulc_status out_sink(void *o, const void *p, size_t n, ulc_ctx *ctx) {
     return ulc_outfile_write(o, p, n, ctx);
 }
@@ -81,13 +85,22 @@ static ulc_status write_all(const ulc_value **order, size_t n, const char *hdr,
     ULC_TRY(ulc_outfile_write(o, len8, 8, ctx));
     ULC_TRY(ulc_outfile_write(o, hdr, hlen, ctx));
     ULC_TRY(ulc_outfile_write(o, "        ", padded - hlen, ctx));
+    /* Tensors still in a file are copied file-to-file by the outfile's copier thread, all queued
+     * first, while this thread writes the others (merged weights are produced as they go) and
+     * skips the copied regions: the kernel's copying and the producing overlap. */
+    const uint64_t data0 = 8 + padded;
+    uint64_t off = data0;
+    for (size_t i = 0; i < n; i++) {
+        const ulc_tensor *t = order[i]->init;
+        if (t->nbytes && copied_in_kernel(t))
+            ULC_TRY(ulc_outfile_copy_at(o, off, t->map->fd, ulc_tensor_file_offset(t), t->nbytes, ctx));
+        off += t->nbytes;
+    }
     for (size_t i = 0; i < n; i++) {
         const ulc_tensor *t = order[i]->init;
         if (t->nbytes == 0) continue;
-        if (t->storage == ULC_STORAGE_BORROWED && t->map && t->map->fd >= 0)
-            ULC_TRY(ulc_outfile_copy_from(o, t->map->fd, ulc_tensor_file_offset(t), t->nbytes, ctx));
-        else
-            ULC_TRY(ulc_tensor_stream(t, out_sink, o, ctx));
+        if (copied_in_kernel(t)) ULC_TRY(ulc_outfile_skip(o, t->nbytes, ctx));
+        else ULC_TRY(ulc_tensor_stream(t, out_sink, o, ctx));
     }
     return ULC_OK;
 }

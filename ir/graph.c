@@ -1,6 +1,7 @@
 /* graph.c — construction and mutation of the IR: values, tensors, nodes, use lists, topo sort. */
 #include "ir/graph.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -245,23 +246,104 @@ ulc_status ulc_tensor_materialize(ulc_graph *g, ulc_tensor *t, ulc_ctx *ctx) {
     return ulc_tensor_set_owned(g, t, d, t->nbytes, ctx);
 }
 
-#define STREAM_CHUNK ((size_t)4 << 20)
+/* Streaming a LAZY tensor: the source produces chunk k + 1 while the sink takes chunk k, on a
+ * writer thread (two buffers), so producing (a merge's arithmetic) and writing (the kernel's
+ * copy into the page cache) overlap. The sink runs on one thread at a time, in order; a failure
+ * on either side stops both, and the first one is the error. */
+#define STREAM_CHUNK ((size_t)1 << 20)
 
-ulc_status ulc_tensor_stream(const ulc_tensor *t,
-                             ulc_status (*sink)(void *arg, const void *p, size_t n, ulc_ctx *ctx),
-                             void *arg, ulc_ctx *ctx) {
+typedef ulc_status (*stream_sink_fn)(void *arg, const void *p, size_t n, ulc_ctx *ctx);
+
+typedef struct stream_writer {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    stream_sink_fn sink;
+    void *arg;
+    const void *p;   /* the chunk handed over, or NULL */
+    size_t n;
+    int quit;        /* no more chunks */
+    ulc_status st;   /* the sink's first failure */
+    ulc_ctx ctx;     /* its message */
+} stream_writer;
+
+static void *stream_writer_main(void *arg) {
+    stream_writer *w = arg;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (!w->p && !w->quit) pthread_cond_wait(&w->cv, &w->mu);
+        if (!w->p) break;
+        const void *p = w->p;
+        size_t n = w->n;
+        pthread_mutex_unlock(&w->mu);
+        ulc_status s = w->st == ULC_OK ? w->sink(w->arg, p, n, &w->ctx) : w->st;
+        pthread_mutex_lock(&w->mu);
+        w->st = s;
+        w->p = NULL;
+        pthread_cond_broadcast(&w->cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* Waits until the writer has taken nothing or finished its chunk; returns its status. */
+static ulc_status stream_writer_idle(stream_writer *w) {
+    pthread_mutex_lock(&w->mu);
+    while (w->p) pthread_cond_wait(&w->cv, &w->mu);
+    ulc_status s = w->st;
+    pthread_mutex_unlock(&w->mu);
+    return s;
+}
+
+ulc_status ulc_tensor_stream(const ulc_tensor *t, stream_sink_fn sink, void *arg, ulc_ctx *ctx) {
     if (t->nbytes == 0) return ULC_OK;
     if (t->storage != ULC_STORAGE_LAZY) return sink(arg, t->data, t->nbytes, ctx);
     size_t g = t->source->granule ? t->source->granule : 1;
     size_t chunk = STREAM_CHUNK > g ? STREAM_CHUNK / g * g : g;
     if (chunk > t->nbytes) chunk = t->nbytes;
-    void *buf = malloc(chunk);
+    int piped = t->nbytes > chunk; /* one chunk: nothing to overlap */
+    uint8_t *buf = malloc(piped ? 2 * chunk : chunk);
     if (!buf) return nomem(ctx, "stream buffer");
+    stream_writer w = {.sink = sink, .arg = arg, .st = ULC_OK};
+    pthread_t tid;
+    if (piped) {
+        ulc_ctx_init(&w.ctx);
+        pthread_mutex_init(&w.mu, NULL);
+        pthread_cond_init(&w.cv, NULL);
+        if (pthread_create(&tid, NULL, stream_writer_main, &w) != 0) {
+            pthread_mutex_destroy(&w.mu);
+            pthread_cond_destroy(&w.cv);
+            piped = 0; /* no thread: produce and write in turn */
+        }
+    }
     ulc_status s = ULC_OK;
-    for (uint64_t off = 0; s == ULC_OK && off < t->nbytes; off += chunk) {
+    uint64_t k = 0;
+    for (uint64_t off = 0; s == ULC_OK && off < t->nbytes; off += chunk, k++) {
         size_t n = t->nbytes - off < chunk ? (size_t)(t->nbytes - off) : chunk;
-        s = t->source->read(t->source->state, off, n, buf, ctx);
-        if (s == ULC_OK) s = sink(arg, buf, n, ctx);
+        uint8_t *b = buf + (piped ? (k & 1) * chunk : 0); /* the writer has the other one */
+        s = t->source->read(t->source->state, off, n, b, ctx);
+        if (s != ULC_OK) break;
+        if (!piped) {
+            s = sink(arg, b, n, ctx);
+            continue;
+        }
+        if (stream_writer_idle(&w) != ULC_OK) break; /* its message below */
+        pthread_mutex_lock(&w.mu);
+        w.p = b;
+        w.n = n;
+        pthread_cond_broadcast(&w.cv);
+        pthread_mutex_unlock(&w.mu);
+    }
+    if (piped) {
+        ulc_status ws = stream_writer_idle(&w);
+        pthread_mutex_lock(&w.mu);
+        w.quit = 1;
+        pthread_cond_broadcast(&w.cv);
+        pthread_mutex_unlock(&w.mu);
+        pthread_join(tid, NULL);
+        pthread_mutex_destroy(&w.mu);
+        pthread_cond_destroy(&w.cv);
+        if (ws != ULC_OK && s == ULC_OK) /* the sink failed first: its message */
+            s = ulc_fail(ctx, ws, "%s", ulc_ctx_message(&w.ctx));
     }
     free(buf);
     return s;

@@ -59,8 +59,8 @@ typedef enum ulc_storage {
 } ulc_storage;
 
 /* The producer behind a LAZY tensor. read() writes bytes [off, off + len) of the tensor to
- * dst; writers ask for consecutive chunks whose offsets are multiples of `granule` (one row's
- * bytes; 0 = any). A failing read (say, a merge that would produce a NaN) fails the write that
+ * dst; writers ask for consecutive chunks whose offsets are multiples of `granule` (a merge's:
+ * four rows' bytes; 0 = any), and the lengths too but for the last. A failing read (say, a merge that would produce a NaN) fails the write that
  * asked. release() frees state when the graph goes. */
 typedef struct ulc_tensor_source {
     ulc_status (*read)(void *state, uint64_t off, size_t len, void *dst, ulc_ctx *ctx);
@@ -303,8 +303,10 @@ ulc_status ulc_tensor_set_lazy(ulc_graph *g, ulc_tensor *t, ulc_tensor_source *s
                                size_t nbytes, ulc_ctx *ctx);
 /* A LAZY tensor's bytes produced into an owned buffer (any other tensor: nothing to do). */
 ulc_status ulc_tensor_materialize(ulc_graph *g, ulc_tensor *t, ulc_ctx *ctx);
-/* Calls sink with t's bytes in order: one call for data in memory, a few MiB at a time for a
- * LAZY tensor (never the whole of it at once). Not for DEVICE/NONE tensors. */
+/* Calls sink with t's bytes in order: one call for data in memory, 1 MiB at a time for a LAZY
+ * tensor (never the whole of it at once). For a LAZY tensor of several chunks, sink runs on a
+ * writer thread while the source produces the next chunk: one call at a time, in order, but
+ * not on the caller's thread. Not for DEVICE/NONE tensors. */
 ulc_status ulc_tensor_stream(const ulc_tensor *t,
                              ulc_status (*sink)(void *arg, const void *p, size_t n, ulc_ctx *ctx),
                              void *arg, ulc_ctx *ctx);

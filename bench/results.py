@@ -17,8 +17,9 @@ with its documented defaults: passes/unlearn.h; rfa with the digits spec's setti
 models/digits/forget_digit.json), forgetting class 3, then `ulc eval OUT --forget SPEC --original
 MODEL --reference RETRAIN --json` for the paper columns: Acc_f / Acc_r / Acc_ft / Acc_rt
 (accuracy on Df, Dr, Dft, Drt), H-Mean (of Acc_rt and the drop of Acc_ft), MIA (entropy attack;
-and the confidence-SVM one), the activation distance to the retrained model, and the wall time
-of the unlearning command (import, evaluation before/after, training, export).
+and the confidence-SVM one), the activation distance to the retrained model, Acc_f after the
+relearning probe's 10 steps, and the wall time of the unlearning command (import, evaluation
+before/after, training, export; the report's extra metrics turned off).
 
     .venv/bin/python bench/results.py [--dataset digits|mnist5k|all] [--threads 2] [--write-doc]
 
@@ -94,10 +95,15 @@ def mnist5k_case(d):
 DATASETS = {"digits": digits_case, "mnist5k": mnist5k_case}
 
 
+RELEARN = 10  # relearning probe steps (docs/metrics.md: plain SGD on Df, lr 1e-3)
+
+
 def spec_for(method, case, d):
     s = {"method": method,
          "data": {"train": str(case["train"]), "test": str(case["test"])},
-         "forget": {"classes": [FORGET_CLASS]}}
+         "forget": {"classes": [FORGET_CLASS]},
+         # the wall time is the unlearning's: the metrics come from `ulc eval` below
+         "eval": {"features": False, "relearn_steps": 0}}
     if method == "rfa":  # the embedded default's settings (models/digits/forget_digit.json)
         ref = json.loads((DIGITS / "forget_digit.json").read_text())
         for k in ("lora", "train", "rfa"):
@@ -143,27 +149,29 @@ def table(name, threads):
         ref = outs["retrain"][1]
         for m in ["original"] + METHODS:
             if m in failed:
-                rows.append((m,) + (None,) * 8 + (failed[m][2],))
+                rows.append((m,) + (None,) * 9 + (failed[m][2],))
                 continue
             # the original is scored with any method's spec: eval reads only data and forget
             sp, out, wall = outs.get(m, (outs["retrain"][0], model, None))
             ev = json.loads(run([ULC, "eval", out, "--forget", sp, "--original", model,
-                                 "--reference", ref, "--json", "--threads", str(threads)]).stdout)
+                                 "--reference", ref, "--relearn", str(RELEARN), "--json",
+                                 "--threads", str(threads)]).stdout)
             acc = ev["accuracy"]["model"]
             mia = ev["mia"]["model"]
             hm = ev.get("h_mean") or {}
             rows.append((m, acc["Df"], acc["Dr"], acc["Dft"], acc["Drt"],
                          hm.get("h_mean") if m != "original" else None,
                          mia["entropy_logreg"]["mia"], mia["confidence_svm"]["mia"],
-                         ev["activation_distance"]["model"], wall))
+                         ev["activation_distance"]["model"], ev["relearn"]["forget_acc"][-1], wall))
             n = ev["rows"]
     head = ("| method | Acc_f | Acc_r | Acc_ft | Acc_rt | H-Mean | MIA (entropy) | MIA (conf. SVM) "
-            "| act. dist. to retrain | wall s |\n|---|---|---|---|---|---|---|---|---|---|\n")
+            f"| act. dist. to retrain | Acc_f after {RELEARN} relearn steps | wall s |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|\n")
     f = lambda v: "–" if v is None else f"{100 * v:.2f}"
     body = "".join(f"| {m}{' (failed)' if m in failed else ''} | {f(af)} | {f(ar)} | {f(aft)} | "
                    f"{f(art)} | {'–' if h is None else f'{h:.2f}'} | {f(me)} | {f(ms)} | "
-                   f"{'–' if ad is None else f'{ad:.3f}'} | {'–' if w is None else f'{w:.1f}'} |\n"
-                   for m, af, ar, aft, art, h, me, ms, ad, w in rows)
+                   f"{'–' if ad is None else f'{ad:.3f}'} | {f(rl)} | {'–' if w is None else f'{w:.1f}'} |\n"
+                   for m, af, ar, aft, art, h, me, ms, ad, rl, w in rows)
     body += "".join(f"\n{m} failed: `ulc IN --forget SPEC -o OUT` exited {rc} after {w:.1f} s "
                     f"with `{err}`, and wrote no model.\n" for m, (rc, err, w) in failed.items())
     stamp = (f"`.venv/bin/python bench/results.py --dataset {name} --threads {threads} --write-doc` — "

@@ -290,6 +290,8 @@ ulc_status ulc_outfile_copy_at(ulc_outfile *o, uint64_t dst_off, int src_fd, uin
     return ULC_OK;
 }
 
+ulc_status ulc_outfile_flush(ulc_outfile *o, ulc_ctx *ctx) { return flush_buf(o, ctx); }
+
 ulc_status ulc_outfile_skip(ulc_outfile *o, uint64_t len, ulc_ctx *ctx) {
     ULC_TRY(flush_buf(o, ctx));
     if (len && lseek(o->fd, (off_t)len, SEEK_CUR) < 0)

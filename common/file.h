@@ -52,6 +52,8 @@ ulc_status ulc_outfile_copy_from(ulc_outfile *o, int src_fd, uint64_t off, uint6
  * abort; commit waits for every copy and fails with the first copy's error. */
 ulc_status ulc_outfile_copy_at(ulc_outfile *o, uint64_t dst_off, int src_fd, uint64_t src_off,
                                uint64_t len, ulc_ctx *ctx);
+/* Writes out what ulc_outfile_write has buffered. */
+ulc_status ulc_outfile_flush(ulc_outfile *o, ulc_ctx *ctx);
 /* Moves the write position len bytes on, leaving them to ulc_outfile_copy_at. */
 ulc_status ulc_outfile_skip(ulc_outfile *o, uint64_t len, ulc_ctx *ctx);
 ulc_status ulc_outfile_pad_to(ulc_outfile *o, uint64_t alignment, ulc_ctx *ctx);

@@ -76,6 +76,10 @@ static ulc_status out_sink(void *o, const void *p, size_t n, ulc_ctx *ctx) {
     return ulc_outfile_write(o, p, n, ctx);
 }
 
+static ulc_status out_skip(void *o, uint64_t n, ulc_ctx *ctx) {
+    return ulc_outfile_skip(o, n, ctx);
+}
+
 static ulc_status write_all(const ulc_value **order, size_t n, const char *hdr,
                             ulc_outfile *o, ulc_ctx *ctx) {
     size_t hlen = strlen(hdr);
@@ -96,13 +100,16 @@ static ulc_status write_all(const ulc_value **order, size_t n, const char *hdr,
             ULC_TRY(ulc_outfile_copy_at(o, off, t->map->fd, ulc_tensor_file_offset(t), t->nbytes, ctx));
         off += t->nbytes;
     }
-    for (size_t i = 0; i < n; i++) {
+    ULC_TRY(ulc_outfile_flush(o, ctx)); /* the outfile is the writer thread's from here */
+    ulc_stream *st;
+    ULC_TRY(ulc_stream_open(out_sink, out_skip, o, &st, ctx));
+    ulc_status s = ULC_OK;
+    for (size_t i = 0; s == ULC_OK && i < n; i++) {
         const ulc_tensor *t = order[i]->init;
-        if (t->nbytes == 0) continue;
-        if (copied_in_kernel(t)) ULC_TRY(ulc_outfile_skip(o, t->nbytes, ctx));
-        else ULC_TRY(ulc_tensor_stream(t, out_sink, o, ctx));
+        s = copied_in_kernel(t) ? ulc_stream_skip(st, t->nbytes, ctx) : ulc_stream_put(st, t, ctx);
     }
-    return ULC_OK;
+    ulc_status cs = ulc_stream_close(st, s == ULC_OK ? ctx : NULL);
+    return s != ULC_OK ? s : cs;
 }
 
 ulc_status ulc_safetensors_export(const ulc_model *m, const char *path,

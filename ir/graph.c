@@ -246,107 +246,187 @@ ulc_status ulc_tensor_materialize(ulc_graph *g, ulc_tensor *t, ulc_ctx *ctx) {
     return ulc_tensor_set_owned(g, t, d, t->nbytes, ctx);
 }
 
-/* Streaming a LAZY tensor: the source produces chunk k + 1 while the sink takes chunk k, on a
- * writer thread (two buffers), so producing (a merge's arithmetic) and writing (the kernel's
- * copy into the page cache) overlap. The sink runs on one thread at a time, in order; a failure
- * on either side stops both, and the first one is the error. */
+/* ---- streams ---------------------------------------------------------------------------------
+ * LAZY tensors are produced on the caller's thread into a ring of buffers while a writer thread
+ * hands earlier bytes to the sink, across tensor boundaries: producing (a merge's arithmetic)
+ * and writing (the kernel's copy into the page cache) overlap, and the pipeline does not drain
+ * between tensors. The sink and skip run on the writer thread, one call at a time, in order. */
 #define STREAM_CHUNK ((size_t)1 << 20)
+#define STREAM_SLOTS 4   /* buffers in the ring */
+#define STREAM_QUEUE 64  /* items waiting for the writer */
 
-typedef ulc_status (*stream_sink_fn)(void *arg, const void *p, size_t n, ulc_ctx *ctx);
+typedef struct stream_item {
+    const void *p;   /* bytes to write, or NULL: skip n */
+    size_t n;
+    int slot;        /* the ring buffer holding p, or -1 */
+    int end;         /* no more items */
+} stream_item;
 
-typedef struct stream_writer {
+struct ulc_stream {
+    ulc_stream_sink_fn sink;
+    ulc_stream_skip_fn skip;
+    void *arg;
+    int threaded;                 /* 0: every item is done at once on the caller's thread */
+    pthread_t tid;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    stream_sink_fn sink;
-    void *arg;
-    const void *p;   /* the chunk handed over, or NULL */
-    size_t n;
-    int quit;        /* no more chunks */
-    ulc_status st;   /* the sink's first failure */
-    ulc_ctx ctx;     /* its message */
-} stream_writer;
+    stream_item q[STREAM_QUEUE];
+    int qhead, qlen;
+    uint8_t *slot[STREAM_SLOTS];
+    size_t cap[STREAM_SLOTS];
+    int busy[STREAM_SLOTS];       /* filled and not yet written */
+    ulc_status st;                /* the writer's first failure */
+    ulc_ctx wctx;                 /* its message */
+};
+
+static ulc_status stream_do(ulc_stream *s, const stream_item *it, ulc_ctx *ctx) {
+    if (it->p) return s->sink(s->arg, it->p, it->n, ctx);
+    if (!s->skip) return ulc_fail(ctx, ULC_ERR_INTERNAL, "stream: a skip without a skip function");
+    return s->skip(s->arg, it->n, ctx);
+}
 
 static void *stream_writer_main(void *arg) {
-    stream_writer *w = arg;
-    pthread_mutex_lock(&w->mu);
+    ulc_stream *s = arg;
+    pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (!w->p && !w->quit) pthread_cond_wait(&w->cv, &w->mu);
-        if (!w->p) break;
-        const void *p = w->p;
-        size_t n = w->n;
-        pthread_mutex_unlock(&w->mu);
-        ulc_status s = w->st == ULC_OK ? w->sink(w->arg, p, n, &w->ctx) : w->st;
-        pthread_mutex_lock(&w->mu);
-        w->st = s;
-        w->p = NULL;
-        pthread_cond_broadcast(&w->cv);
+        while (!s->qlen) pthread_cond_wait(&s->cv, &s->mu);
+        stream_item it = s->q[s->qhead];
+        if (it.end) break;
+        int failed = s->st != ULC_OK;
+        pthread_mutex_unlock(&s->mu);
+        ulc_status st = failed ? ULC_OK : stream_do(s, &it, &s->wctx);
+        pthread_mutex_lock(&s->mu);
+        if (st != ULC_OK) s->st = st;
+        if (it.slot >= 0) s->busy[it.slot] = 0;
+        s->qhead = (s->qhead + 1) % STREAM_QUEUE;
+        s->qlen--;
+        pthread_cond_broadcast(&s->cv);
     }
-    pthread_mutex_unlock(&w->mu);
+    pthread_mutex_unlock(&s->mu);
     return NULL;
 }
 
-/* Waits until the writer has taken nothing or finished its chunk; returns its status. */
-static ulc_status stream_writer_idle(stream_writer *w) {
-    pthread_mutex_lock(&w->mu);
-    while (w->p) pthread_cond_wait(&w->cv, &w->mu);
-    ulc_status s = w->st;
-    pthread_mutex_unlock(&w->mu);
-    return s;
+/* The writer's failure as the caller's error (its own message). */
+static ulc_status stream_failed(ulc_stream *s, ulc_ctx *ctx) {
+    return ulc_fail(ctx, s->st, "%s", ulc_ctx_message(&s->wctx));
 }
 
-ulc_status ulc_tensor_stream(const ulc_tensor *t, stream_sink_fn sink, void *arg, ulc_ctx *ctx) {
+/* Queues an item (threaded), or does it now. */
+static ulc_status stream_push(ulc_stream *s, stream_item it, ulc_ctx *ctx) {
+    if (!s->threaded) return it.end ? ULC_OK : stream_do(s, &it, ctx);
+    pthread_mutex_lock(&s->mu);
+    while (s->qlen == STREAM_QUEUE && s->st == ULC_OK) pthread_cond_wait(&s->cv, &s->mu);
+    ulc_status st = s->st;
+    if (st == ULC_OK || it.end) { /* the end always goes in: the writer must stop */
+        while (s->qlen == STREAM_QUEUE) pthread_cond_wait(&s->cv, &s->mu);
+        s->q[(s->qhead + s->qlen) % STREAM_QUEUE] = it;
+        s->qlen++;
+        pthread_cond_broadcast(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return st == ULC_OK ? ULC_OK : stream_failed(s, ctx);
+}
+
+ulc_status ulc_stream_open(ulc_stream_sink_fn sink, ulc_stream_skip_fn skip, void *arg,
+                           ulc_stream **out, ulc_ctx *ctx) {
+    ulc_stream *s = calloc(1, sizeof *s);
+    if (!s) return nomem(ctx, "stream");
+    s->sink = sink;
+    s->skip = skip;
+    s->arg = arg;
+    ulc_ctx_init(&s->wctx);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    s->threaded = pthread_create(&s->tid, NULL, stream_writer_main, s) == 0; /* else: in turn */
+    *out = s;
+    return ULC_OK;
+}
+
+ulc_status ulc_stream_skip(ulc_stream *s, uint64_t n, ulc_ctx *ctx) {
+    return n ? stream_push(s, (stream_item){NULL, (size_t)n, -1, 0}, ctx) : ULC_OK;
+}
+
+/* A free ring buffer of at least n bytes (waits for the writer to free one). */
+static ulc_status stream_slot(ulc_stream *s, size_t n, int *slot, ulc_ctx *ctx) {
+    int k = -1;
+    if (s->threaded) {
+        pthread_mutex_lock(&s->mu);
+        for (;;) {
+            for (int i = 0; i < STREAM_SLOTS && k < 0; i++)
+                if (!s->busy[i]) k = i;
+            if (k >= 0 || s->st != ULC_OK) break;
+            pthread_cond_wait(&s->cv, &s->mu);
+        }
+        ulc_status st = s->st;
+        pthread_mutex_unlock(&s->mu);
+        if (st != ULC_OK) return stream_failed(s, ctx);
+    } else {
+        k = 0;
+    }
+    if (s->cap[k] < n) {
+        free(s->slot[k]);
+        s->cap[k] = 0;
+        if (!(s->slot[k] = malloc(n))) return nomem(ctx, "stream buffer");
+        s->cap[k] = n;
+    }
+    *slot = k;
+    return ULC_OK;
+}
+
+ulc_status ulc_stream_put(ulc_stream *s, const ulc_tensor *t, ulc_ctx *ctx) {
     if (t->nbytes == 0) return ULC_OK;
-    if (t->storage != ULC_STORAGE_LAZY) return sink(arg, t->data, t->nbytes, ctx);
+    if (t->storage != ULC_STORAGE_LAZY) /* in memory until the graph goes: written from there */
+        return stream_push(s, (stream_item){t->data, t->nbytes, -1, 0}, ctx);
     size_t g = t->source->granule ? t->source->granule : 1;
     size_t chunk = STREAM_CHUNK > g ? STREAM_CHUNK / g * g : g;
-    if (chunk > t->nbytes) chunk = t->nbytes;
-    int piped = t->nbytes > chunk; /* one chunk: nothing to overlap */
-    uint8_t *buf = malloc(piped ? 2 * chunk : chunk);
-    if (!buf) return nomem(ctx, "stream buffer");
-    stream_writer w = {.sink = sink, .arg = arg, .st = ULC_OK};
-    pthread_t tid;
-    if (piped) {
-        ulc_ctx_init(&w.ctx);
-        pthread_mutex_init(&w.mu, NULL);
-        pthread_cond_init(&w.cv, NULL);
-        if (pthread_create(&tid, NULL, stream_writer_main, &w) != 0) {
-            pthread_mutex_destroy(&w.mu);
-            pthread_cond_destroy(&w.cv);
-            piped = 0; /* no thread: produce and write in turn */
-        }
-    }
-    ulc_status s = ULC_OK;
-    uint64_t k = 0;
-    for (uint64_t off = 0; s == ULC_OK && off < t->nbytes; off += chunk, k++) {
+    for (uint64_t off = 0; off < t->nbytes; off += chunk) {
         size_t n = t->nbytes - off < chunk ? (size_t)(t->nbytes - off) : chunk;
-        uint8_t *b = buf + (piped ? (k & 1) * chunk : 0); /* the writer has the other one */
-        s = t->source->read(t->source->state, off, n, b, ctx);
-        if (s != ULC_OK) break;
-        if (!piped) {
-            s = sink(arg, b, n, ctx);
-            continue;
+        int k = 0;
+        ULC_TRY(stream_slot(s, n, &k, ctx));
+        ULC_TRY(t->source->read(t->source->state, off, n, s->slot[k], ctx));
+        if (s->threaded) {
+            pthread_mutex_lock(&s->mu);
+            s->busy[k] = 1;
+            pthread_mutex_unlock(&s->mu);
         }
-        if (stream_writer_idle(&w) != ULC_OK) break; /* its message below */
-        pthread_mutex_lock(&w.mu);
-        w.p = b;
-        w.n = n;
-        pthread_cond_broadcast(&w.cv);
-        pthread_mutex_unlock(&w.mu);
+        ULC_TRY(stream_push(s, (stream_item){s->slot[k], n, k, 0}, ctx));
     }
-    if (piped) {
-        ulc_status ws = stream_writer_idle(&w);
-        pthread_mutex_lock(&w.mu);
-        w.quit = 1;
-        pthread_cond_broadcast(&w.cv);
-        pthread_mutex_unlock(&w.mu);
-        pthread_join(tid, NULL);
-        pthread_mutex_destroy(&w.mu);
-        pthread_cond_destroy(&w.cv);
-        if (ws != ULC_OK && s == ULC_OK) /* the sink failed first: its message */
-            s = ulc_fail(ctx, ws, "%s", ulc_ctx_message(&w.ctx));
+    return ULC_OK;
+}
+
+ulc_status ulc_stream_close(ulc_stream *s, ulc_ctx *ctx) {
+    if (!s) return ULC_OK;
+    ulc_status st = ULC_OK;
+    if (s->threaded) {
+        stream_push(s, (stream_item){NULL, 0, -1, 1}, NULL);
+        pthread_join(s->tid, NULL);
+        if (s->st != ULC_OK && ctx) st = stream_failed(s, ctx);
+        else st = s->st;
     }
-    free(buf);
-    return s;
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    for (int i = 0; i < STREAM_SLOTS; i++) free(s->slot[i]);
+    free(s);
+    return st;
+}
+
+ulc_status ulc_tensor_stream(const ulc_tensor *t, ulc_stream_sink_fn sink, void *arg, ulc_ctx *ctx) {
+    if (t->nbytes == 0) return ULC_OK;
+    size_t g = t->storage == ULC_STORAGE_LAZY && t->source->granule ? t->source->granule : 1;
+    if (t->storage != ULC_STORAGE_LAZY) return sink(arg, t->data, t->nbytes, ctx);
+    if (t->nbytes <= (STREAM_CHUNK > g ? STREAM_CHUNK / g * g : g)) { /* one chunk: in turn */
+        void *buf = malloc(t->nbytes);
+        if (!buf) return nomem(ctx, "stream buffer");
+        ulc_status s = t->source->read(t->source->state, 0, t->nbytes, buf, ctx);
+        if (s == ULC_OK) s = sink(arg, buf, t->nbytes, ctx);
+        free(buf);
+        return s;
+    }
+    ulc_stream *s;
+    ULC_TRY(ulc_stream_open(sink, NULL, arg, &s, ctx));
+    ulc_status st = ulc_stream_put(s, t, ctx);
+    ulc_status cs = ulc_stream_close(s, st == ULC_OK ? ctx : NULL);
+    return st != ULC_OK ? st : cs;
 }
 
 ulc_status ulc_value_set_init(ulc_graph *g, ulc_value *v, ulc_tensor *t, ulc_ctx *ctx) {

@@ -303,13 +303,30 @@ ulc_status ulc_tensor_set_lazy(ulc_graph *g, ulc_tensor *t, ulc_tensor_source *s
                                size_t nbytes, ulc_ctx *ctx);
 /* A LAZY tensor's bytes produced into an owned buffer (any other tensor: nothing to do). */
 ulc_status ulc_tensor_materialize(ulc_graph *g, ulc_tensor *t, ulc_ctx *ctx);
+typedef ulc_status (*ulc_stream_sink_fn)(void *arg, const void *p, size_t n, ulc_ctx *ctx);
+typedef ulc_status (*ulc_stream_skip_fn)(void *arg, uint64_t n, ulc_ctx *ctx);
+
 /* Calls sink with t's bytes in order: one call for data in memory, 1 MiB at a time for a LAZY
  * tensor (never the whole of it at once). For a LAZY tensor of several chunks, sink runs on a
- * writer thread while the source produces the next chunk: one call at a time, in order, but
+ * writer thread while the source produces the next chunks: one call at a time, in order, but
  * not on the caller's thread. Not for DEVICE/NONE tensors. */
-ulc_status ulc_tensor_stream(const ulc_tensor *t,
-                             ulc_status (*sink)(void *arg, const void *p, size_t n, ulc_ctx *ctx),
-                             void *arg, ulc_ctx *ctx);
+ulc_status ulc_tensor_stream(const ulc_tensor *t, ulc_stream_sink_fn sink, void *arg, ulc_ctx *ctx);
+
+/* A stream of several tensors (and skipped regions) to one sink, e.g. a file's whole data
+ * section: LAZY tensors are produced on the caller's thread into a ring of 1 MiB buffers while
+ * a writer thread calls sink (or skip) with earlier items, in order, across tensor boundaries.
+ * Tensors in memory are written from where they are: they must outlive close. The first
+ * failure (a source's or the sink's) is returned by the call that meets it and by close.
+ *
+ *     ulc_stream *s;  ulc_stream_open(sink, skip, arg, &s, ctx);
+ *     ulc_stream_put(s, t, ctx); ulc_stream_skip(s, 4096, ctx); ...
+ *     ulc_stream_close(s, ctx);   // waits for the writer; frees s (ctx NULL: no message) */
+typedef struct ulc_stream ulc_stream;
+ulc_status ulc_stream_open(ulc_stream_sink_fn sink, ulc_stream_skip_fn skip, void *arg,
+                           ulc_stream **out, ulc_ctx *ctx);
+ulc_status ulc_stream_put(ulc_stream *s, const ulc_tensor *t, ulc_ctx *ctx);
+ulc_status ulc_stream_skip(ulc_stream *s, uint64_t n, ulc_ctx *ctx);
+ulc_status ulc_stream_close(ulc_stream *s, ulc_ctx *ctx);
 /* Makes value v an initializer holding t (sets flags, dtype and shape from t). */
 ulc_status ulc_value_set_init(ulc_graph *g, ulc_value *v, ulc_tensor *t, ulc_ctx *ctx);
 

@@ -528,6 +528,7 @@ typedef struct merge_job {
     const merge_source *ms;
     uint8_t *out;
     uint64_t first, lo, hi;
+    uint64_t *next;   /* shared by the read's jobs: the next row block to claim (atomic) */
     float maxd;
     uint64_t bad; /* element index of a non-finite result, or UINT64_MAX */
     int nomem;
@@ -579,6 +580,8 @@ static void merge_row(merge_job *jb, const float *delta, const float *base, uint
     if (rowmax > jb->maxd) jb->maxd = rowmax;
 }
 
+#define CLAIM_ROWS (4 * DELTA_ROWS)
+
 static void *merge_rows(void *arg) {
     merge_job *jb = arg;
     const merge_source *ms = jb->ms;
@@ -588,12 +591,20 @@ static void *merge_rows(void *arg) {
     if (!delta || !base) {
         jb->nomem = 1;
     } else {
-        for (uint64_t i = jb->lo; i < jb->hi && jb->bad == UINT64_MAX; i += DELTA_ROWS) {
-            uint64_t k = jb->hi - i < DELTA_ROWS ? jb->hi - i : DELTA_ROWS;
-            delta_rows(ms->U + i * r, ms->V, r, n, k, delta);
-            for (uint64_t x = 0; x < k; x++) {
-                load_elems(ms->base, ms->dtype, (i + x) * n, n, base);
-                merge_row(jb, delta + x * n, base, i + x);
+        /* Blocks of CLAIM_ROWS rows are claimed one at a time, so a thread the scheduler
+         * holds up (the writer and the copier share the cores) leaves its share to the others.
+         * Each row's bits do not depend on which thread makes it. */
+        for (;;) {
+            uint64_t lo = __atomic_fetch_add(jb->next, CLAIM_ROWS, __ATOMIC_RELAXED);
+            if (lo >= jb->hi || jb->bad != UINT64_MAX) break;
+            uint64_t hi = jb->hi - lo < CLAIM_ROWS ? jb->hi : lo + CLAIM_ROWS;
+            for (uint64_t i = lo; i < hi && jb->bad == UINT64_MAX; i += DELTA_ROWS) {
+                uint64_t k = hi - i < DELTA_ROWS ? hi - i : DELTA_ROWS;
+                delta_rows(ms->U + i * r, ms->V, r, n, k, delta);
+                for (uint64_t x = 0; x < k; x++) {
+                    load_elems(ms->base, ms->dtype, (i + x) * n, n, base);
+                    merge_row(jb, delta + x * n, base, i + x);
+                }
             }
         }
     }
@@ -618,10 +629,9 @@ static ulc_status merge_produce(merge_source *ms, uint64_t lo, uint64_t hi, uint
     merge_job jobs[64];
     pthread_t tid[64];
     int started[64] = {0};
+    uint64_t next = lo; /* lo is a whole number of DELTA_ROWS blocks in (the source's granule) */
     for (int k = 0; k < nt; k++) {
-        uint64_t a = lo + blocks * (uint64_t)k / (uint64_t)nt * DELTA_ROWS;
-        uint64_t b = lo + blocks * (uint64_t)(k + 1) / (uint64_t)nt * DELTA_ROWS;
-        jobs[k] = (merge_job){ms, out, lo, a, b < hi ? b : hi, 0, UINT64_MAX, 0};
+        jobs[k] = (merge_job){ms, out, lo, lo, hi, &next, 0, UINT64_MAX, 0};
         if (k > 0) started[k] = pthread_create(&tid[k], NULL, merge_rows, &jobs[k]) == 0;
     }
     if (nt > 0) merge_rows(&jobs[0]);

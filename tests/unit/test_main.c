@@ -628,6 +628,76 @@ static ulc_status failing_sink(void *arg, const void *p, size_t n, ulc_ctx *ctx)
     return ULC_OK;
 }
 
+/* A skip for the stream test: zeros in the collected bytes, so the order shows. */
+static ulc_status collect_skip(void *arg, uint64_t n, ulc_ctx *ctx) {
+    (void)ctx;
+    sink_state *ss = arg;
+    memset(ss->buf + ss->at, 0xEE, (size_t)n);
+    ss->at += (size_t)n;
+    return ULC_OK;
+}
+
+/* ulc_stream: two LAZY tensors (several chunks each), a skip and a tensor in memory, in order,
+ * written by the writer thread while the sources produce; a failing source stops it. */
+static void test_stream(void) {
+    ulc_ctx ctx;
+    ulc_ctx_init(&ctx);
+    ulc_model *m = ulc_model_create();
+    const size_t n = (size_t)3 << 20;
+    int64_t dims[1] = {(int64_t)n};
+    counting_source cs = {0, 0, 0, 0};
+    ulc_tensor *a = ulc_tensor_new(m->graph, "a", ULC_DT_U8, 1, dims, &ctx);
+    ulc_tensor *b = ulc_tensor_new(m->graph, "b", ULC_DT_U8, 1, dims, &ctx);
+    int64_t d3[1] = {5};
+    ulc_tensor *c = ulc_tensor_new(m->graph, "c", ULC_DT_U8, 1, d3, &ctx);
+    ulc_tensor_source *sa = calloc(1, sizeof *sa), *sb = calloc(1, sizeof *sb);
+    CHECK(a && b && c && sa && sb);
+    *sa = (ulc_tensor_source){counting_read, counting_release, &cs, 0};
+    *sb = (ulc_tensor_source){counting_read, counting_release, &cs, 3};
+    CHECK(ulc_tensor_set_lazy(m->graph, a, sa, n, &ctx) == ULC_OK);
+    CHECK(ulc_tensor_set_lazy(m->graph, b, sb, n, &ctx) == ULC_OK);
+    char *hello = malloc(5);
+    CHECK(hello != NULL);
+    memcpy(hello, "hello", 5);
+    CHECK(ulc_tensor_set_owned(m->graph, c, hello, 5, &ctx) == ULC_OK);
+    sink_state ss = {malloc(2 * n + 100 + 5), 0};
+    ulc_stream *st;
+    CHECK(ulc_stream_open(collect, collect_skip, &ss, &st, &ctx) == ULC_OK);
+    CHECK(ulc_stream_put(st, a, &ctx) == ULC_OK);
+    CHECK(ulc_stream_skip(st, 100, &ctx) == ULC_OK);
+    CHECK(ulc_stream_put(st, c, &ctx) == ULC_OK);
+    CHECK(ulc_stream_put(st, b, &ctx) == ULC_OK);
+    CHECK(ulc_stream_close(st, &ctx) == ULC_OK);
+    CHECK(ss.at == 2 * n + 105 && cs.calls >= 6 && cs.largest <= ((size_t)1 << 20));
+    int good = 1;
+    for (size_t i = 0; i < n; i++)
+        good &= ss.buf[i] == (uint8_t)((i * 7) & 255) && ss.buf[n + 105 + i] == (uint8_t)((i * 7) & 255);
+    for (size_t i = 0; i < 100; i++) good &= ss.buf[n + i] == 0xEE;
+    CHECK(good && memcmp(ss.buf + n + 100, "hello", 5) == 0);
+    /* a source failing in the second tensor: put says why, close returns OK (nothing more) */
+    cs.fail_at = n / 2;
+    ss.at = 0;
+    CHECK(ulc_stream_open(collect, collect_skip, &ss, &st, &ctx) == ULC_OK);
+    CHECK(ulc_stream_put(st, c, &ctx) == ULC_OK);
+    CHECK(ulc_stream_put(st, a, &ctx) == ULC_ERR_INVALID);
+    CHECK_CONTAINS(ulc_ctx_message(&ctx), "source fails at");
+    ulc_ctx_clear(&ctx);
+    CHECK(ulc_stream_close(st, NULL) == ULC_OK);
+    /* a sink failing: a later put or close reports the sink's message */
+    cs.fail_at = 0;
+    int calls = 0;
+    CHECK(ulc_stream_open(failing_sink, NULL, &calls, &st, &ctx) == ULC_OK);
+    ulc_status s1 = ulc_stream_put(st, a, &ctx);
+    ulc_status s2 = s1 == ULC_OK ? ulc_stream_close(st, &ctx) : ulc_stream_close(st, NULL);
+    CHECK((s1 == ULC_ERR_IO) != (s2 == ULC_ERR_IO));
+    CHECK_CONTAINS(ulc_ctx_message(&ctx), "the sink fails on call 3");
+    ulc_ctx_clear(&ctx);
+    free(ss.buf);
+    ulc_model_free(m);
+    CHECK(cs.released == 2);
+}
+
+
 static void test_lazy_tensors(void) {
     ulc_ctx ctx;
     ulc_ctx_init(&ctx);
@@ -734,6 +804,7 @@ static const test_case k_tests[] = {
     {"pbwire", test_pbwire},
     {"paths", test_paths},
     {"outfile", test_outfile},
+    {"stream", test_stream},
     {"dtype_and_ops", test_dtype_and_ops},
     {"graph_build_verify", test_graph_build_verify},
     {"toposort", test_toposort},

@@ -236,3 +236,33 @@ def test_portable_twins_agree_with_simd(tmp_path, which):
         for tag in got:
             err = np.abs(got[tag][out.name].astype(np.float64) - ref).max() / scale
             assert err <= 2e-5, (which, tag, out.name, err)
+
+
+@pytest.mark.parametrize("ta,tb,n,c_shape", [
+    (0, 0, 256, (256,)), (0, 1, 256, (256,)), (1, 1, 256, (1, 256)), (1, 0, 384, None),
+    (0, 1, 200, (40, 200)), (0, 0, 200, ()), (0, 1, 128, (40, 1)),
+])
+def test_gemm_with_constant_b_matches_onnxruntime(tmp_path, ta, tb, n, c_shape):
+    """Gemm with an initializer B is copied once as op(B) with padded rows (runtime/cpu/
+    k_nn_gemm.c, gemm_copy_b): every transA/transB pair, C broadcast every way, alpha/beta."""
+    rng = np.random.default_rng(ta * 4 + tb * 2 + n)
+    m, k = 40, 384
+    a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
+    inits = [numpy_helper.from_array(b, "B")]
+    inputs = ["A", "B"]
+    if c_shape is not None:
+        inits.append(numpy_helper.from_array(rng.standard_normal(c_shape).astype(np.float32), "C"))
+        inputs.append("C")
+    node = helper.make_node("Gemm", inputs, ["Y"], transA=ta, transB=tb, alpha=0.5, beta=2.0)
+    g = helper.make_graph([node], "gemm", [helper.make_tensor_value_info("A", TensorProto.FLOAT, a.shape)],
+                          [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], inits)
+    model = tmp_path / "gemm.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(model))
+    save_file({"A": a}, str(tmp_path / "in.safetensors"))
+    r = run_ulc("run", model, "--input", tmp_path / "in.safetensors", "-o", tmp_path / "out.safetensors")
+    assert r.returncode == 0, r.stderr
+    got = load_file(str(tmp_path / "out.safetensors"))["Y"]
+    ref = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"A": a})[0]
+    assert got.shape == ref.shape == (m, n)
+    assert np.abs(got - ref).max() / np.abs(ref).max() <= 1e-5

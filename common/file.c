@@ -229,7 +229,7 @@ static ulc_status copier_finish(ulc_outfile *o, int quit, ulc_ctx *ctx) {
     pthread_mutex_lock(&c->mu);
     if (quit) __atomic_store_n(&c->quit, 1, __ATOMIC_RELAXED);
     while (!c->quit && (c->next < c->n || c->busy)) pthread_cond_wait(&c->cv, &c->mu);
-    c->quit = 1;
+    __atomic_store_n(&c->quit, 1, __ATOMIC_RELAXED); /* copy_one reads it without the lock */
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
     pthread_join(c->tid, NULL);

@@ -256,9 +256,10 @@ ulc_status ulc_tensor_materialize(ulc_graph *g, ulc_tensor *t, ulc_ctx *ctx) {
 #define STREAM_QUEUE 64  /* items waiting for the writer */
 
 typedef struct stream_item {
-    const void *p;   /* bytes to write, or NULL: skip n */
-    size_t n;
+    const void *p;   /* bytes to write (not a skip) */
+    uint64_t n;
     int slot;        /* the ring buffer holding p, or -1 */
+    int skip;        /* skip n bytes instead */
     int end;         /* no more items */
 } stream_item;
 
@@ -280,7 +281,7 @@ struct ulc_stream {
 };
 
 static ulc_status stream_do(ulc_stream *s, const stream_item *it, ulc_ctx *ctx) {
-    if (it->p) return s->sink(s->arg, it->p, it->n, ctx);
+    if (!it->skip) return s->sink(s->arg, it->p, (size_t)it->n, ctx);
     if (!s->skip) return ulc_fail(ctx, ULC_ERR_INTERNAL, "stream: a skip without a skip function");
     return s->skip(s->arg, it->n, ctx);
 }
@@ -343,7 +344,7 @@ ulc_status ulc_stream_open(ulc_stream_sink_fn sink, ulc_stream_skip_fn skip, voi
 }
 
 ulc_status ulc_stream_skip(ulc_stream *s, uint64_t n, ulc_ctx *ctx) {
-    return n ? stream_push(s, (stream_item){NULL, (size_t)n, -1, 0}, ctx) : ULC_OK;
+    return n ? stream_push(s, (stream_item){NULL, n, -1, 1, 0}, ctx) : ULC_OK;
 }
 
 /* A free ring buffer of at least n bytes (waits for the writer to free one). */
@@ -375,8 +376,12 @@ static ulc_status stream_slot(ulc_stream *s, size_t n, int *slot, ulc_ctx *ctx) 
 
 ulc_status ulc_stream_put(ulc_stream *s, const ulc_tensor *t, ulc_ctx *ctx) {
     if (t->nbytes == 0) return ULC_OK;
-    if (t->storage != ULC_STORAGE_LAZY) /* in memory until the graph goes: written from there */
-        return stream_push(s, (stream_item){t->data, t->nbytes, -1, 0}, ctx);
+    if (t->storage != ULC_STORAGE_LAZY) { /* in memory until the graph goes: written from there */
+        if (!t->data)
+            return ulc_fail(ctx, ULC_ERR_INVALID, "tensor '%s' has no data to write",
+                            t->name ? t->name : "");
+        return stream_push(s, (stream_item){t->data, t->nbytes, -1, 0, 0}, ctx);
+    }
     size_t g = t->source->granule ? t->source->granule : 1;
     size_t chunk = STREAM_CHUNK > g ? STREAM_CHUNK / g * g : g;
     for (uint64_t off = 0; off < t->nbytes; off += chunk) {
@@ -389,7 +394,7 @@ ulc_status ulc_stream_put(ulc_stream *s, const ulc_tensor *t, ulc_ctx *ctx) {
             s->busy[k] = 1;
             pthread_mutex_unlock(&s->mu);
         }
-        ULC_TRY(stream_push(s, (stream_item){s->slot[k], n, k, 0}, ctx));
+        ULC_TRY(stream_push(s, (stream_item){s->slot[k], n, k, 0, 0}, ctx));
     }
     return ULC_OK;
 }
@@ -398,7 +403,7 @@ ulc_status ulc_stream_close(ulc_stream *s, ulc_ctx *ctx) {
     if (!s) return ULC_OK;
     ulc_status st = ULC_OK;
     if (s->threaded) {
-        stream_push(s, (stream_item){NULL, 0, -1, 1}, NULL);
+        stream_push(s, (stream_item){NULL, 0, -1, 0, 1}, NULL);
         pthread_join(s->tid, NULL);
         if (s->st != ULC_OK && ctx) st = stream_failed(s, ctx);
         else st = s->st;

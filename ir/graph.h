@@ -315,8 +315,9 @@ ulc_status ulc_tensor_stream(const ulc_tensor *t, ulc_stream_sink_fn sink, void 
 /* A stream of several tensors (and skipped regions) to one sink, e.g. a file's whole data
  * section: LAZY tensors are produced on the caller's thread into a ring of 1 MiB buffers while
  * a writer thread calls sink (or skip) with earlier items, in order, across tensor boundaries.
- * Tensors in memory are written from where they are: they must outlive close. The first
- * failure (a source's or the sink's) is returned by the call that meets it and by close.
+ * Tensors in memory are written from where they are: they must outlive close. A failure is
+ * returned by the call that meets it: a source's by put, the sink's by the next put or skip or
+ * by close. After any failure the caller must treat the output as bad (close then only waits).
  *
  *     ulc_stream *s;  ulc_stream_open(sink, skip, arg, &s, ctx);
  *     ulc_stream_put(s, t, ctx); ulc_stream_skip(s, 4096, ctx); ...

@@ -572,9 +572,14 @@ static void merge_row(merge_job *jb, const float *delta, const float *base, uint
             rowmax = ad > rowmax ? ad : rowmax;
         }
     }
-    if (!finite && jb->bad == UINT64_MAX) {
+    if (!finite && jb->bad == UINT64_MAX) { /* the first element the check above failed on */
         uint64_t j = 0;
-        while (j + 1 < n && isfinite(base[j] + delta[j] * scale)) j++;
+        for (; j + 1 < n; j++) {
+            uint8_t tmp[4];
+            float back = store(tmp, dt, 0, base[j] + delta[j] * scale);
+            float ad = fabsf(back - base[j]);
+            if (ad != ad || ad > FLT_MAX) break;
+        }
         jb->bad = i * n + j;
     }
     if (rowmax > jb->maxd) jb->maxd = rowmax;

@@ -2,6 +2,7 @@
 #include "tools/forget_eval.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,6 +197,7 @@ typedef struct relearn {
     const ulc_session_opts *so;
     const ulc_tensor *fx, *fy;  /* the forget rows */
     cJSON *acc, *loss;
+    int written;                /* em owns float32 copies of the parameters (after step 1) */
 } relearn;
 
 static ulc_status forget_acc(relearn *r, double *acc, ulc_ctx *ctx) {
@@ -220,7 +222,15 @@ static ulc_status after_step(void *arg, long step, const float *const *params, i
     (void)step, (void)n;
     relearn *r = arg;
     double acc;
-    ULC_TRY(ulc_train_graph_write_back(r->em, r->tg, (float *const *)params, ctx));
+    if (!r->written) { /* em's own copies of the parameters, then updated in place */
+        ULC_TRY(ulc_train_graph_write_back(r->em, r->tg, (float *const *)params, ctx));
+        r->written = 1;
+    } else {
+        for (int i = 0; i < r->tg->n_params; i++) {
+            ulc_tensor *t = ulc_graph_get_value(r->em->graph, r->tg->param_inputs[i])->init;
+            memcpy((void *)(uintptr_t)t->data, params[i], t->nbytes);
+        }
+    }
     ULC_TRY(forget_acc(r, &acc, ctx));
     cJSON_AddItemToArray(r->acc, cJSON_CreateNumber(acc));
     cJSON_AddItemToArray(r->loss, cJSON_CreateNumber(loss));

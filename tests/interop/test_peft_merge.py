@@ -321,3 +321,34 @@ def test_threads_option_is_checked(ulc, tmp_path):
         r = ulc("merge", base, "--lora", ad, "-o", tmp_path / "o.safetensors", "--threads", bad)
         assert r.returncode == 1 and "--threads" in r.stderr
         assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_f16_overflow_names_the_element(ulc, tmp_path):
+    """A merged f16 value that is finite in float32 but overflows f16 (60000 + 10000) is refused,
+    and the message names that element (the check runs on the rounded value)."""
+    base, ad, _ = make_case(tmp_path, LoraConfig(r=4, lora_alpha=4, target_modules=["proj"]),
+                            dtype=torch.float16)
+    tensors = load_file(str(ad / "adapter_model.safetensors"))
+    key_a = next(k for k in tensors if k.endswith("lora_A.weight"))
+    key_b = next(k for k in tensors if k.endswith("lora_B.weight"))
+    w = load_file(str(base))["proj.weight"].copy()
+    rows, cols = w.shape
+    i, j = rows - 1, cols - 2  # late in the tensor: an index the old search could not give
+    w[:] = 0
+    w[i, j] = 60000
+    from safetensors.numpy import save_file as save_np
+    b2 = {k: v for k, v in load_file(str(base)).items()}
+    b2["proj.weight"] = w
+    save_np(b2, str(base))
+    a = np.zeros_like(tensors[key_a])
+    b = np.zeros_like(tensors[key_b])
+    a[0, j] = 100
+    b[i, 0] = 100  # delta[i, j] = 10000 (scale alpha / r = 1)
+    d = tmp_path / "over"
+    d.mkdir()
+    save_np({key_a: a, key_b: b}, str(d / "adapter_model.safetensors"))
+    (d / "adapter_config.json").write_text((ad / "adapter_config.json").read_text())
+    r = ulc("merge", base, "--lora", d, "-o", tmp_path / "over.safetensors")
+    assert r.returncode == 2 and "non-finite" in r.stderr, r.stderr
+    assert f"(element {i * cols + j})" in r.stderr, r.stderr
+    assert not (tmp_path / "over.safetensors").exists()

@@ -649,15 +649,7 @@ static const char *const k_fmt_name[] = {"an ONNX file (.onnx)", "a .safetensors
  * name, other files by content. */
 static model_fmt in_format(const char *in) {
     if (ulc_path_is_dir(in)) return FMT_DIR;
-    if (ends_with(in, ".json") || ends_with(in, ".safetensors")) return FMT_SAFETENSORS;
-    unsigned char head[16];
-    size_t n = 0;
-    FILE *f = fopen(in, "rb");
-    if (f) {
-        n = fread(head, 1, sizeof head, f);
-        fclose(f);
-    }
-    return ulc_safetensors_sniff(head, n) ? FMT_SAFETENSORS : FMT_ONNX;
+    return ulc_cli_is_safetensors_file(in) ? FMT_SAFETENSORS : FMT_ONNX;
 }
 
 /* OUT's format by its name (as `ulc convert`); 0 when it cannot be told. */

@@ -52,6 +52,15 @@ ulc_status ulc_cli_tensor_view(const ulc_tensor *t, const char *file, ulc_rt_ten
     return ULC_OK;
 }
 
+/* Prints a JSON document on stdout (indented). */
+static ulc_status print_json(const cJSON *doc, ulc_ctx *ctx) {
+    char *text = cJSON_Print(doc);
+    if (!text) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    printf("%s\n", text);
+    free(text);
+    return ULC_OK;
+}
+
 /* The graph inputs a caller must feed: inputs that are not also initializers (defaults). */
 static int is_fed_input(const ulc_value *v) { return !(v->flags & ULC_VALUE_INITIALIZER); }
 
@@ -531,13 +540,7 @@ static int eval_forget(const ev_args *a) {
                        a->relearn_lr > 0 ? a->relearn_lr : ULC_FE_RELEARN_LR, s.seed, root, &ctx) != ULC_OK)
         goto fail;
     if (a->json) {
-        char *text = cJSON_Print(root);
-        if (!text) {
-            ulc_fail(&ctx, ULC_ERR_NOMEM, "out of memory");
-            goto fail;
-        }
-        printf("%s\n", text);
-        free(text);
+        if (print_json(root, &ctx) != ULC_OK) goto fail;
     } else {
         printf("%s: unlearning metrics (spec %s)\n\naccuracy", a->model, a->spec);
         for (int j = 0; j < EV_NSPLIT; j++)
@@ -816,14 +819,9 @@ int ulc_cli_eval(int argc, char **argv) {
             else cJSON_AddNullToObject(e, "accuracy"); /* a class with no samples has none */
             cJSON_AddItemToArray(pc, e);
         }
-        char *text = cJSON_Print(o);
+        ulc_status ps = print_json(o, &ctx);
         cJSON_Delete(o);
-        if (!text) {
-            ulc_fail(&ctx, ULC_ERR_NOMEM, "out of memory");
-            goto fail;
-        }
-        printf("%s\n", text);
-        free(text);
+        if (ps != ULC_OK) goto fail;
     } else {
         printf("%s on %s: accuracy %.4f (%lld/%lld)\n\n", model_path, data_path,
                n ? (double)correct / (double)n : 0.0, (long long)correct, (long long)n);

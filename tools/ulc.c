@@ -140,22 +140,24 @@ static int ends_with(const char *s, const char *suffix) {
     return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
+int ulc_cli_is_safetensors_file(const char *path) {
+    if (ends_with(path, ".json") || ends_with(path, ".safetensors")) return 1;
+    unsigned char head[16];
+    size_t n = 0;
+    FILE *f = fopen(path, "rb");
+    if (f) {
+        n = fread(head, 1, sizeof head, f);
+        fclose(f);
+    }
+    return ulc_safetensors_sniff(head, n);
+}
+
 /* Imports a model of any supported format, told apart by content (directories and .json
  * index files are safetensors checkpoints). */
 ulc_status ulc_cli_load_model(const char *path, ulc_model **m, ulc_ctx *ctx) {
     if (ulc_path_is_dir(path) && ulc_hf_is_supported(path)) return ulc_hf_import(path, m, ctx);
-    int st = ulc_path_is_dir(path) || ends_with(path, ".json") || ends_with(path, ".safetensors");
-    if (!st) {
-        unsigned char head[16];
-        size_t n = 0;
-        FILE *f = fopen(path, "rb");
-        if (f) {
-            n = fread(head, 1, sizeof head, f);
-            fclose(f);
-        }
-        st = ulc_safetensors_sniff(head, n);
-    }
-    if (!st) return ulc_onnx_import(path, m, ctx);
+    if (!ulc_path_is_dir(path) && !ulc_cli_is_safetensors_file(path))
+        return ulc_onnx_import(path, m, ctx);
     /* Weights alone; a known naming (torchvision ResNet) gets its graph. */
     ULC_TRY(ulc_safetensors_import(path, m, ctx));
     int built = 0;

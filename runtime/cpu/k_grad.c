@@ -45,8 +45,7 @@ enum { GRAD_BLOCK = 256 }; /* elements per block of the vector helpers (stack bu
 
 /* ---- shared checks --------------------------------------------------------------------------- */
 
-/* Input slot must be present and float32. */
-static ulc_status grad_f32(ulc_kctx *k, int slot, const char *name) {
+ulc_status ulc_grad_f32(ulc_kctx *k, int slot, const char *name) {
     const ulc_rt_tensor *t = slot < k->n_in ? k->in[slot] : NULL;
     if (!t) return ulc_k_fail(k, ULC_ERR_INVALID, "input %d (%s) is required", slot, name);
     if (t->dtype != ULC_DT_F32)
@@ -65,8 +64,8 @@ static int same_shape(const ulc_rt_tensor *a, const ulc_rt_tensor *b) {
 
 /* Two float32 inputs of one shape (dy and y or x); dx gets that shape. */
 static ulc_status grad_pair_infer(ulc_kctx *k, const char *second) {
-    ULC_TRY(grad_f32(k, 0, "dy"));
-    ULC_TRY(grad_f32(k, 1, second));
+    ULC_TRY(ulc_grad_f32(k, 0, "dy"));
+    ULC_TRY(ulc_grad_f32(k, 1, second));
     char s1[96], s2[96];
     if (!same_shape(k->in[0], k->in[1]))
         return ulc_k_fail(k, ULC_ERR_INVALID, "dy %s and %s %s must have the same shape",
@@ -295,9 +294,9 @@ static ulc_status lng_geometry(ulc_kctx *k, int *axis, int64_t *R, int64_t *N) {
 }
 
 static ulc_status lng_infer(ulc_kctx *k) {
-    ULC_TRY(grad_f32(k, 0, "dy"));
-    ULC_TRY(grad_f32(k, 1, "x"));
-    ULC_TRY(grad_f32(k, 2, "scale"));
+    ULC_TRY(ulc_grad_f32(k, 0, "dy"));
+    ULC_TRY(ulc_grad_f32(k, 1, "x"));
+    ULC_TRY(ulc_grad_f32(k, 2, "scale"));
     const ulc_rt_tensor *dy = k->in[0], *x = k->in[1], *g = k->in[2];
     char s1[96], s2[96];
     if (!same_shape(dy, x))
@@ -469,7 +468,7 @@ typedef struct gg_geom {
 } gg_geom;
 
 static ulc_status gg_geometry(ulc_kctx *k, gg_geom *g) {
-    ULC_TRY(grad_f32(k, 0, "dy"));
+    ULC_TRY(ulc_grad_f32(k, 0, "dy"));
     const ulc_rt_tensor *dy = k->in[0], *ind = k->n_in > 1 ? k->in[1] : NULL;
     char s1[96], s2[96], s3[96];
     if (!ind) return ulc_k_fail(k, ULC_ERR_INVALID, "input 1 (indices) is required");
@@ -587,13 +586,13 @@ typedef struct pg_geom {
 
 static ulc_status pg_geometry(ulc_kctx *k, int avg, pg_geom *g) {
     memset(g, 0, sizeof *g);
-    ULC_TRY(grad_f32(k, 0, "dy"));
+    ULC_TRY(ulc_grad_f32(k, 0, "dy"));
     const ulc_rt_tensor *dy = k->in[0];
     char s1[96];
     if (avg) {
         ULC_TRY(grad_shape_input(k, 1, "x_shape", 3, &g->rank, g->xdims));
     } else {
-        ULC_TRY(grad_f32(k, 1, "x"));
+        ULC_TRY(ulc_grad_f32(k, 1, "x"));
         const ulc_rt_tensor *x = k->in[1];
         if (x->rank < 3)
             return ulc_k_fail(k, ULC_ERR_INVALID, "x is %s; pooling needs [N, C, D1, ...]",

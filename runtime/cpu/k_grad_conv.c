@@ -39,20 +39,10 @@ typedef struct cg_geom {
     int bias;                      /* ConvGradWeight: dB requested */
 } cg_geom;
 
-static ulc_status cg_f32(ulc_kctx *k, int slot, const char *name) {
-    const ulc_rt_tensor *t = slot < k->n_in ? k->in[slot] : NULL;
-    if (!t) return ulc_k_fail(k, ULC_ERR_INVALID, "input %d (%s) is required", slot, name);
-    if (t->dtype != ULC_DT_F32)
-        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED,
-                          "input %d (%s) has dtype %s; ulc's gradient kernels compute float32 only",
-                          slot, name, ulc_dtype_name(t->dtype));
-    return ULC_OK;
-}
-
 static ulc_status cg_geometry(ulc_kctx *k, int weight, cg_geom *g) {
     memset(g, 0, sizeof *g);
     g->weight = weight;
-    ULC_TRY(cg_f32(k, 0, "dy"));
+    ULC_TRY(ulc_grad_f32(k, 0, "dy"));
     const ulc_rt_tensor *dy = k->in[0];
     char s1[96], s2[96];
     int rank;
@@ -60,7 +50,7 @@ static ulc_status cg_geometry(ulc_kctx *k, int weight, cg_geom *g) {
     const int64_t *ks;
     int nk = ulc_k_attr_ints(k, "kernel_shape", &ks);
     if (!weight) {
-        ULC_TRY(cg_f32(k, 1, "W"));
+        ULC_TRY(ulc_grad_f32(k, 1, "W"));
         const ulc_rt_tensor *t = k->n_in > 2 ? k->in[2] : NULL;
         if (!t) return ulc_k_fail(k, ULC_ERR_INVALID, "input 2 (x_shape) is required");
         if (!ulc_k_is_int(t->dtype) || t->rank != 1 || t->dims[0] < 3 ||
@@ -92,7 +82,7 @@ static ulc_status cg_geometry(ulc_kctx *k, int weight, cg_geom *g) {
                                   (long long)ks[i], i, (long long)kernel[i]);
         }
     } else {
-        ULC_TRY(cg_f32(k, 1, "x"));
+        ULC_TRY(ulc_grad_f32(k, 1, "x"));
         const ulc_rt_tensor *x = k->in[1];
         rank = x->rank;
         if (rank < 3)

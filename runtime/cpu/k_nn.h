@@ -23,6 +23,9 @@ void ulc_nn_register_gemm(const ulc_kernel **table); /* k_nn_gemm.c */
 ulc_status ulc_nn_dnnl(ulc_kctx *k, dnnl_engine_t *engine, dnnl_stream_t *stream);
 /* ULC_OK for dnnl_success; otherwise records "oneDNN: <what> failed (<status>)". */
 ulc_status ulc_nn_dnnl_check(ulc_kctx *k, dnnl_status_t s, const char *what);
+/* The gradient kernels' input check (k_grad.c): slot present and float32, else an error naming
+ * it. */
+ulc_status ulc_grad_f32(ulc_kctx *k, int slot, const char *name);
 /* Plain row-major format tag for a tensor of `rank` dims (a, ab, abc, ...). */
 dnnl_format_tag_t ulc_nn_plain_tag(int rank);
 /* Creates primitive + primitive descriptor for a reorder between two descriptors. */

@@ -219,59 +219,7 @@ static void cell4(char *buf, size_t n, const cJSON *it) {
     else snprintf(buf, n, "—");
 }
 
-/* The extra metrics (docs/metrics.md): activation distance, features, relearning probe. */
-static void md_extra(sbuf *b, const cJSON *r) {
-    char c[4][32];
-    const cJSON *ad = get(r, "activation_distance");
-    if (cJSON_IsObject(ad)) {
-        cell4(c[0], sizeof c[0], get(ad, "original"));
-        cell4(c[1], sizeof c[1], get(ad, "model"));
-        sb_printf(b, "\n## Activation distance to the reference\n\nMean L2 distance of the softmax "
-                  "outputs to the reference model's on the Df rows.\n\n| before | after |\n"
-                  "|---:|---:|\n| %s | %s |\n", c[0], c[1]);
-    }
-    const cJSON *fe = get(r, "features");
-    if (cJSON_IsObject(fe)) {
-        double nf = 0, nr = 0;
-        num(get(fe, "rows_forget"), &nf);
-        num(get(fe, "rows_retain"), &nr);
-        sb_printf(b, "\n## Features against the input model\n\nPer layer, on %.0f Df and %.0f Dr "
-                  "rows: mean L1 distance of the outputs and linear CKA (1 = the same "
-                  "representation).\n\n| # | layer | features | L1 Df | L1 Dr | CKA Df | CKA Dr |\n"
-                  "|---:|---|---:|---:|---:|---:|---:|\n", nf, nr);
-        int i = 0;
-        for (const cJSON *e = get(fe, "layers") ? get(fe, "layers")->child : NULL; e; e = e->next) {
-            double d = 0;
-            num(get(e, "features"), &d);
-            sb_printf(b, "| %d | ", ++i);
-            sb_md(b, str(get(e, "name")));
-            cell4(c[0], sizeof c[0], get(e, "l1_forget"));
-            cell4(c[1], sizeof c[1], get(e, "l1_retain"));
-            cell4(c[2], sizeof c[2], get(e, "cka_forget"));
-            cell4(c[3], sizeof c[3], get(e, "cka_retain"));
-            sb_printf(b, " | %.0f | %s | %s | %s | %s |\n", d, c[0], c[1], c[2], c[3]);
-        }
-    }
-    const cJSON *rl = get(r, "relearn");
-    if (cJSON_IsObject(rl)) {
-        double lr = 0, bs = 0, nf = 0;
-        num(get(rl, "lr"), &lr);
-        num(get(rl, "batch_size"), &bs);
-        num(get(rl, "forget_rows"), &nf);
-        sb_printf(b, "\n## Relearning probe\n\nThe output fine-tuned on the %.0f Df rows (plain SGD, "
-                  "lr %g, batches of %.0f); Df accuracy after each step (step 0: before).\n\n"
-                  "| step | Df accuracy | loss |\n|---:|---:|---:|\n", nf, lr, bs);
-        const cJSON *acc = get(rl, "forget_acc"), *loss = get(rl, "loss");
-        int k = 0;
-        for (const cJSON *e = acc ? acc->child : NULL; e; e = e->next, k++) {
-            double a = 0, l = 0;
-            num(e, &a);
-            if (k && num(cJSON_GetArrayItem(loss, k - 1), &l)) snprintf(c[0], sizeof c[0], "%.6g", l);
-            else snprintf(c[0], sizeof c[0], "—");
-            sb_printf(b, "| %d | %.2f%% | %s |\n", k, 100 * a, c[0]);
-        }
-    }
-}
+static void render_extra(sbuf *b, const cJSON *r, int html);
 
 static void render_md(sbuf *b, const cJSON *r) {
     char buf[1024];
@@ -323,7 +271,7 @@ static void render_md(sbuf *b, const cJSON *r) {
     }
     md_per_class(b, get2(r, "per_class", "train"), "train");
     md_per_class(b, get2(r, "per_class", "test"), "test");
-    md_extra(b, r);
+    render_extra(b, r, 0);
     const cJSON *tr = get(r, "train");
     if (cJSON_IsObject(tr)) {
         sb_puts(b, "\n## Training\n\n| | |\n|---|---|\n");
@@ -657,75 +605,140 @@ static void html_class_table(sbuf *b, const cJSON *list, const char *which) {
 
 #define MAX_LAYER_BARS 64
 
-/* The extra metrics (docs/metrics.md): activation distance, features, relearning probe. */
-static void html_extra(sbuf *b, const cJSON *r) {
-    char c[4][32];
+/* The extra sections' parts, written as Markdown or as HTML. */
+static void ex_heading(sbuf *b, int html, const char *text) {
+    sb_printf(b, html ? "<h2>%s</h2>\n" : "\n## %s\n\n", text);
+}
+
+static void ex_para(sbuf *b, int html, const char *text) {
+    sb_printf(b, html ? "<p>%s</p>\n" : "%s\n\n", text);
+}
+
+/* A table row; head: header cells. Cells numbered in `left` (a bit per column) are text (escaped,
+ * left-aligned), the others numbers. */
+static void ex_row(sbuf *b, int html, int head, const char *const *cells, int n, unsigned left) {
+    sb_puts(b, html ? "<tr>" : "|");
+    for (int i = 0; i < n; i++) {
+        int text = (left >> i) & 1u;
+        if (html) sb_puts(b, head ? "<th>" : text ? "<td>" : "<td class=\"n\">");
+        else sb_puts(b, " ");
+        if (html) sb_html(b, cells[i]);
+        else sb_md(b, cells[i]);
+        sb_puts(b, html ? (head ? "</th>" : "</td>") : " |");
+    }
+    sb_puts(b, html ? "</tr>\n" : "\n");
+    if (head && !html) {
+        sb_puts(b, "|");
+        for (int i = 0; i < n; i++) sb_puts(b, (left >> i) & 1u ? "---|" : "---:|");
+        sb_puts(b, "\n");
+    }
+}
+
+#define MAX_LAYER_BARS 64
+
+/* The extra metrics (docs/metrics.md): activation distance to the reference, per-layer features
+ * against the input, the relearning probe; HTML adds the CKA bars and the relearning curve. */
+static void render_extra(sbuf *b, const cJSON *r, int html) {
+    char c[7][128], text[512];
+    const char *cells[7];
+    for (int i = 0; i < 7; i++) cells[i] = c[i];
     const cJSON *ad = get(r, "activation_distance");
     if (cJSON_IsObject(ad)) {
+        static const char *const head[2] = {"before", "after"};
+        ex_heading(b, html, "Activation distance to the reference");
+        ex_para(b, html, "Mean L2 distance of the softmax outputs to the reference model's on the "
+                         "Df rows.");
         cell4(c[0], sizeof c[0], get(ad, "original"));
         cell4(c[1], sizeof c[1], get(ad, "model"));
-        sb_printf(b, "<h2>Activation distance to the reference</h2>\n<p>Mean L2 distance of the "
-                  "softmax outputs to the reference model's on the Df rows.</p>\n<table>\n<tr><th>"
-                  "before</th><th>after</th></tr>\n<tr><td class=\"n\">%s</td><td class=\"n\">%s</td>"
-                  "</tr>\n</table>\n", c[0], c[1]);
+        if (html) sb_puts(b, "<table>\n");
+        ex_row(b, html, 1, head, 2, 0);
+        ex_row(b, html, 0, cells, 2, 0);
+        if (html) sb_puts(b, "</table>\n");
     }
     const cJSON *fe = get(r, "features");
     const cJSON *layers = get(fe, "layers");
     int nl = cJSON_GetArraySize(layers);
-    if (cJSON_IsObject(fe) && nl > 0) {
+    if (cJSON_IsObject(fe)) {
+        static const char *const head[7] = {"#", "layer", "features", "L1 Df", "L1 Dr", "CKA Df",
+                                            "CKA Dr"};
         double nf = 0, nr = 0;
         num(get(fe, "rows_forget"), &nf);
         num(get(fe, "rows_retain"), &nr);
+        ex_heading(b, html, "Features against the input model");
         int shown = nl < MAX_LAYER_BARS ? nl : MAX_LAYER_BARS;
-        bar_group *g = calloc((size_t)shown, sizeof *g);
-        if (!g) {
-            b->oom = 1;
-            return;
+        if (html && shown > 0) {
+            bar_group *g = calloc((size_t)shown, sizeof *g);
+            if (!g) {
+                b->oom = 1;
+                return;
+            }
+            int i = 0;
+            for (const cJSON *e = layers->child; e && i < shown; e = e->next, i++) {
+                snprintf(g[i].label, sizeof g[i].label, "%d", i + 1);
+                g[i].has[0] = num(get(e, "cka_forget"), &g[i].v[0]);
+                g[i].has[1] = num(get(e, "cka_retain"), &g[i].v[1]);
+            }
+            static const char *const series[2] = {"CKA on Df", "CKA on Dr"};
+            sb_puts(b, "<figure>\n");
+            svg_bars(b, "Linear CKA per layer, output vs input model", "linear CKA", series, 0, g,
+                     shown);
+            sb_puts(b, "</figure>\n");
+            free(g);
         }
+        snprintf(text, sizeof text, "Per layer, on %.0f Df and %.0f Dr rows: mean L1 distance of "
+                 "the outputs and linear CKA (1 = the same representation).%s", nf, nr,
+                 html && nl > shown ? " Only the first layers are drawn; the table lists all." : "");
+        ex_para(b, html, text);
+        if (html) sb_puts(b, "<details><summary>Per-layer table</summary>\n<table>\n");
+        ex_row(b, html, 1, head, 7, 1u << 1);
         int i = 0;
-        for (const cJSON *e = layers->child; e && i < shown; e = e->next, i++) {
-            snprintf(g[i].label, sizeof g[i].label, "%d", i + 1);
-            g[i].has[0] = num(get(e, "cka_forget"), &g[i].v[0]);
-            g[i].has[1] = num(get(e, "cka_retain"), &g[i].v[1]);
-        }
-        static const char *const series[2] = {"CKA on Df", "CKA on Dr"};
-        sb_printf(b, "<h2>Features against the input model</h2>\n<figure>\n");
-        svg_bars(b, "Linear CKA per layer, output vs input model", "linear CKA", series, 0, g, shown);
-        sb_printf(b, "<figcaption>Per layer (numbered as in the table), on %.0f Df and %.0f Dr rows: "
-                  "1 is the same representation.%s</figcaption>\n</figure>\n", nf, nr,
-                  nl > shown ? " Only the first layers are drawn; the table lists all." : "");
-        free(g);
-        sb_puts(b, "<details><summary>Per-layer table</summary>\n<table>\n<tr><th>#</th><th>layer"
-                "</th><th>features</th><th>L1 Df</th><th>L1 Dr</th><th>CKA Df</th><th>CKA Dr</th>"
-                "</tr>\n");
-        i = 0;
-        for (const cJSON *e = layers->child; e; e = e->next) {
+        for (const cJSON *e = layers ? layers->child : NULL; e; e = e->next) {
             double d = 0;
             num(get(e, "features"), &d);
-            sb_printf(b, "<tr><td class=\"n\">%d</td><td>", ++i);
-            sb_html(b, str(get(e, "name")));
-            cell4(c[0], sizeof c[0], get(e, "l1_forget"));
-            cell4(c[1], sizeof c[1], get(e, "l1_retain"));
-            cell4(c[2], sizeof c[2], get(e, "cka_forget"));
-            cell4(c[3], sizeof c[3], get(e, "cka_retain"));
-            sb_printf(b, "</td><td class=\"n\">%.0f</td><td class=\"n\">%s</td><td class=\"n\">%s"
-                      "</td><td class=\"n\">%s</td><td class=\"n\">%s</td></tr>\n", d, c[0], c[1],
-                      c[2], c[3]);
+            snprintf(c[0], sizeof c[0], "%d", ++i);
+            cells[1] = str(get(e, "name")); /* any length */
+            snprintf(c[2], sizeof c[2], "%.0f", d);
+            cell4(c[3], sizeof c[3], get(e, "l1_forget"));
+            cell4(c[4], sizeof c[4], get(e, "l1_retain"));
+            cell4(c[5], sizeof c[5], get(e, "cka_forget"));
+            cell4(c[6], sizeof c[6], get(e, "cka_retain"));
+            ex_row(b, html, 0, cells, 7, 1u << 1);
         }
-        sb_puts(b, "</table></details>\n");
+        if (html) sb_puts(b, "</table></details>\n");
+        cells[1] = c[1];
     }
     const cJSON *rl = get(r, "relearn");
     if (cJSON_IsObject(rl)) {
+        static const char *const head[3] = {"step", "Df accuracy", "loss"};
         double lr = 0, bs = 0, nf = 0;
         num(get(rl, "lr"), &lr);
         num(get(rl, "batch_size"), &bs);
         num(get(rl, "forget_rows"), &nf);
-        sb_puts(b, "<h2>Relearning probe</h2>\n<figure>\n");
-        svg_series(b, "Df accuracy while fine-tuning on Df", "Df accuracy", get(rl, "forget_acc"), 0,
-                   1, COLOR_AFTER);
-        sb_printf(b, "<figcaption>The output fine-tuned on the %.0f Df rows (plain SGD, lr %g, "
-                  "batches of %.0f); step 0 is before the first step. Fast recovery means the "
-                  "knowledge is still in the weights.</figcaption>\n</figure>\n", nf, lr, bs);
+        ex_heading(b, html, "Relearning probe");
+        if (html) {
+            sb_puts(b, "<figure>\n");
+            svg_series(b, "Df accuracy while fine-tuning on Df", "Df accuracy",
+                       get(rl, "forget_acc"), 0, 1, COLOR_AFTER);
+            sb_puts(b, "</figure>\n");
+        }
+        snprintf(text, sizeof text, "The output fine-tuned on the %.0f Df rows (plain SGD, lr %g, "
+                 "batches of %.0f); Df accuracy after each step (step 0: before). Fast recovery "
+                 "means the knowledge is still in the weights.", nf, lr, bs);
+        ex_para(b, html, text);
+        if (html) sb_puts(b, "<details><summary>Per-step table</summary>\n<table>\n");
+        ex_row(b, html, 1, head, 3, 0);
+        const cJSON *acc = get(rl, "forget_acc"), *loss = get(rl, "loss");
+        int k = 0;
+        for (const cJSON *e = acc ? acc->child : NULL; e; e = e->next, k++) {
+            double a = 0, l = 0;
+            num(e, &a);
+            snprintf(c[0], sizeof c[0], "%d", k);
+            snprintf(c[1], sizeof c[1], "%.2f%%", 100 * a);
+            if (k && num(cJSON_GetArrayItem(loss, k - 1), &l)) snprintf(c[2], sizeof c[2], "%.6g", l);
+            else snprintf(c[2], sizeof c[2], "—");
+            ex_row(b, html, 0, cells, 3, 0);
+        }
+        if (html) sb_puts(b, "</table></details>\n");
     }
 }
 
@@ -827,7 +840,7 @@ static void render_html(sbuf *b, const cJSON *r) {
     html_class_table(b, pc_te, "test");
     if (!cJSON_GetArraySize(pc_tr) && !cJSON_GetArraySize(pc_te))
         sb_puts(b, "<p>No per-class accuracy (the model is scored on next-token predictions).</p>\n");
-    html_extra(b, r);
+    render_extra(b, r, 1);
     const cJSON *tr = get(r, "train");
     sb_puts(b, "<h2>Training</h2>\n<figure>\n");
     svg_series(b, "Training loss per step", "loss", get(tr, "loss_curve"), 1, 0, COLOR_LOSS);

@@ -391,5 +391,22 @@ def replace_doc_section(title, section):
     print(f"wrote {doc.relative_to(ROOT)}")
 
 
+def replace_marked_section(section, begin, end):
+    """Puts section ('## heading', then the begin marker ... the end marker) into
+    docs/benchmarks.md in place of the one between the same markers (with the heading just above
+    them), or at the end. The heading comes before the begin marker, so another script's rewrite
+    of the section above (which runs to the next '## ') never takes the marker with it."""
+    doc = ROOT / "docs" / "benchmarks.md"
+    body = doc.read_text() if doc.exists() else INTRO
+    pattern = re.compile(r"^## [^\n]*\n+" + re.escape(begin) + r".*?" + re.escape(end) + r"\n?",
+                         re.S | re.M)
+    if pattern.search(body):
+        body = pattern.sub(lambda _: section, body, count=1)
+    else:
+        body = body.rstrip("\n") + "\n\n" + section
+    doc.write_text(body.rstrip("\n") + "\n")
+    print(f"wrote {doc.relative_to(ROOT)}")
+
+
 if __name__ == "__main__":
     sys.exit(main())

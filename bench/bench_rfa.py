@@ -78,7 +78,6 @@ import datetime
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -89,7 +88,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_io import cpu_model  # noqa: E402
+from bench_io import cpu_model, replace_marked_section  # noqa: E402
 from bench_runtime import SGEMM, sgemm_peak  # noqa: E402  (bench/sgemm_peak.c's binary, next to ulc's)
 from bench_train import step_flops  # noqa: E402
 
@@ -99,7 +98,6 @@ ULC = os.environ.get("ULC_BIN", str(ROOT / "build" / "ulc"))
 PY = sys.executable
 TORCH_SIDE = Path(__file__).resolve().parent / "rfa_torch.py"
 TIME = "/usr/bin/time"
-DOC = ROOT / "docs" / "benchmarks.md"
 SECTION = "## RFA epoch vs PyTorch eager"
 GEN_VERSION = "1"  # bump to regenerate the files under bench/out/rfa
 OPSET = 17
@@ -425,14 +423,7 @@ def write_doc(text, threads, argv, when=None):
         "ru_maxrss (GNU time); process wall covers ulc's whole command (load, score before and after,\n"
         "export) and PyTorch's import, scoring before and after, merge and save.\n\n"
         f"{text}\n\n{end}\n")
-    body = DOC.read_text()
-    pattern = re.compile(r"^## [^\n]*\n+" + re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.S | re.M)
-    if pattern.search(body):
-        body = pattern.sub(lambda _: section, body, count=1)
-    else:
-        body = body.rstrip("\n") + "\n\n" + section
-    DOC.write_text(body.rstrip("\n") + "\n")
-    print(f"wrote {DOC.relative_to(ROOT)}")
+    replace_marked_section(section, begin, end)
 
 
 # ---------------------------------------------------------------- main

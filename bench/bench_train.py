@@ -72,7 +72,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_io import cpu_model  # noqa: E402
+from bench_io import cpu_model, replace_marked_section  # noqa: E402
 from bench_runtime import sgemm_peak  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +81,6 @@ ULC = os.environ.get("ULC_BIN", str(ROOT / "build" / "ulc"))
 PY = sys.executable
 TORCH_SIDE = Path(__file__).resolve().parent / "train_step_torch.py"
 TIME = "/usr/bin/time"
-DOC = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Training step vs PyTorch eager"
 GEN_VERSION = "1"  # bump to regenerate the model
 OPSET = 17
@@ -446,14 +445,7 @@ def write_doc(text, threads):
         "with perf_counter. Both as separate processes on the same seeded synthetic batches; peak RSS\n"
         "is each process's ru_maxrss (GNU time).\n\n"
         f"{text}\n\n{end}\n")
-    body = DOC.read_text()
-    pattern = re.compile(r"^## [^\n]*\n+" + re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.S | re.M)
-    if pattern.search(body):
-        body = pattern.sub(lambda _: section, body, count=1)
-    else:
-        body = body.rstrip("\n") + "\n\n" + section
-    DOC.write_text(body.rstrip("\n") + "\n")
-    print(f"wrote {DOC.relative_to(ROOT)}")
+    replace_marked_section(section, begin, end)
 
 
 # ---------------------------------------------------------------- main

@@ -61,7 +61,7 @@ T_START = time.perf_counter()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import math  # noqa: E402
+import os  # noqa: E402
 import resource  # noqa: E402
 import sys  # noqa: E402
 
@@ -158,21 +158,8 @@ def main():
         torch.manual_seed(args.model_seed)
         return torchvision.models.resnet18(num_classes=args.classes).eval()
 
-    class LoraConv2d(torch.nn.Module):
-        """PEFT's LoRA Conv2d (peft/tuners/lora.py, init_lora_weights=True, no dropout)."""
-
-        def __init__(self, base, r, alpha):
-            super().__init__()
-            self.base_layer = base
-            self.lora_A = torch.nn.Conv2d(base.in_channels, r, base.kernel_size, base.stride,
-                                          base.padding, base.dilation, bias=False)
-            self.lora_B = torch.nn.Conv2d(r, base.out_channels, (1, 1), (1, 1), bias=False)
-            torch.nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
-            torch.nn.init.zeros_(self.lora_B.weight)
-            self.scaling = alpha / r
-
-        def forward(self, x):
-            return self.base_layer(x) + self.lora_B(self.lora_A(x)) * self.scaling
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from torch_lora import LoraConv2d  # the same wrapper on both PyTorch sides
 
     teacher = build()
     student = build()

@@ -276,6 +276,7 @@ typedef struct cg_state {
     cg_arg a[4];
     int na;
     int scratch_held;
+    ulc_wino *wino; /* ConvGradData on the Winograd path (k_nn_wino.c); nothing else is built */
 } cg_state;
 
 static void cg_release(void *p) {
@@ -290,6 +291,7 @@ static void cg_release(void *p) {
         free(a->packed);
     }
     if (s->scratch_held) ulc_nn_scratch_drop();
+    ulc_wino_free(s->wino);
     free(s);
 }
 
@@ -428,6 +430,37 @@ static ulc_status cg_dnnl_build(ulc_kctx *k, cg_state *s) {
     return ULC_OK;
 }
 
+/* ConvGradData of a 3×3, stride-1, dilation-1, single-group 2-D convolution with pads <= 2 is
+ * the forward 3×3 convolution of dy with pads 2 - pb and W's taps reversed (its channels
+ * swapped): the Winograd path takes it when the channel counts are multiples of 8. */
+static ulc_status cgd_wino_prepare(ulc_kctx *k, cg_state *s) {
+    const cg_geom *g = &s->g;
+    const ulc_nn_window *w = &g->w;
+    if (g->nsp != 2 || g->g != 1 || !ulc_wino_enabled()) return ULC_OK;
+    for (int i = 0; i < 2; i++)
+        if (w->k[i] != 3 || w->s[i] != 1 || w->d[i] != 1 || w->pb[i] > 2) return ULC_OK;
+    ulc_wino_geom wg = {g->n, g->m, g->c, w->out[0], w->out[1], w->in[0], w->in[1],
+                        2 - w->pb[0], 2 - w->pb[1], 0};
+    if (!ulc_wino_fits(&wg)) return ULC_OK;
+    s->wino = ulc_wino_create(&wg);
+    if (!s->wino) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory (Winograd filters)");
+    ulc_nn_scratch_hold();
+    s->scratch_held = 1;
+    if (k->const_inputs & 2u) ulc_wino_set_weights(s->wino, k->in[1]->data, 1);
+    return ULC_OK;
+}
+
+static ulc_status cgd_wino_run(ulc_kctx *k, cg_state *s) {
+    if (!(k->const_inputs & 2u)) ulc_wino_set_weights(s->wino, k->in[1]->data, 1);
+    size_t need = ulc_wino_scratch_bytes(s->wino);
+    ulc_nn_scratch sc = ulc_nn_scratch_acquire(need);
+    if (!sc.p) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory (%zu bytes of scratch)", need);
+    ulc_wino_io io = {.x = k->in[0]->data, .y = k->out[0]->data, .act = ULC_ACT_NONE};
+    ulc_wino_run(s->wino, &io, sc.p);
+    ulc_nn_scratch_done(&sc);
+    return ULC_OK;
+}
+
 static ulc_status cg_prepare_common(ulc_kctx *k, int weight) {
     cg_state *s = calloc(1, sizeof *s);
     if (!s) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory");
@@ -435,7 +468,8 @@ static ulc_status cg_prepare_common(ulc_kctx *k, int weight) {
     ULC_TRY(cg_geometry(k, weight, &s->g));
     int empty = ulc_rt_numel(k->in[0]) == 0 || ulc_rt_numel(k->in[1]) == 0 ||
                 ulc_rt_numel(k->out[0]) == 0;
-    if (s->g.nsp <= 3 && !empty) ULC_TRY(cg_dnnl_build(k, s));
+    if (!weight && !empty) ULC_TRY(cgd_wino_prepare(k, s));
+    if (s->g.nsp <= 3 && !empty && !s->wino) ULC_TRY(cg_dnnl_build(k, s));
     return ULC_OK;
 }
 
@@ -479,6 +513,7 @@ static ulc_status cg_dnnl_run(ulc_kctx *k, cg_state *s) {
 
 static ulc_status cg_run(ulc_kctx *k) {
     cg_state *s = k->state;
+    if (s->wino) return cgd_wino_run(k, s);
     if (s->prim) return cg_dnnl_run(k, s);
     cg_ref_run(k, &s->g);
     return ULC_OK;

@@ -281,6 +281,7 @@ typedef struct conv_state {
     int wrap;
     float *wrap_buf;
     size_t wrap_x, wrap_y; /* offsets (floats) of y's and the addend's plain copies */
+    ulc_wino *wino; /* the Winograd path (k_nn_wino.c) runs this node; nothing else is built */
 } conv_state;
 
 static void conv_dnnl_free(conv_state *s) {
@@ -302,8 +303,13 @@ static void conv_dnnl_free(conv_state *s) {
 
 static void conv_state_free(conv_state *s) {
     float *wb = s->wrap_buf;
+    ulc_wino *wino = s->wino;
     conv_dnnl_free(s);
     free(wb);
+    if (wino) {
+        ulc_wino_free(wino);
+        ulc_nn_scratch_drop();
+    }
 }
 
 static void conv_release(void *p) {
@@ -513,6 +519,54 @@ static ulc_status conv_dnnl_build(ulc_kctx *k, conv_state *s, int with_post) {
     return ULC_OK;
 }
 
+/* The Winograd path: 3×3, stride 1, dilation 1, one group, float32 2-D, channel counts that are
+ * multiples of 8, and fused work it applies itself (an addend of Y's shape or per channel; no
+ * activation, Relu or LeakyRelu). Sets s->wino when it takes the node. */
+static ulc_status conv_wino_prepare(ulc_kctx *k, conv_state *s) {
+    const conv_geom *g = &s->g;
+    const ulc_nn_window *w = &g->w;
+    if (g->transpose || g->dtype != ULC_DT_F32 || g->nsp != 2 || g->g != 1 || !ulc_wino_enabled())
+        return ULC_OK;
+    for (int i = 0; i < 2; i++)
+        if (w->k[i] != 3 || w->s[i] != 1 || w->d[i] != 1) return ULC_OK;
+    if (k->fuse) {
+        ulc_kact a = k->fuse->act;
+        if (a != ULC_ACT_NONE && a != ULC_ACT_RELU && a != ULC_ACT_LEAKY_RELU) return ULC_OK;
+        if (s->add_kind == ULC_NN_ADD_OTHER) return ULC_OK;
+    }
+    ulc_wino_geom wg = {g->n, g->c, g->m, w->in[0], w->in[1], w->out[0], w->out[1], w->pb[0],
+                        w->pb[1], 0};
+    if (!ulc_wino_fits(&wg) || ulc_rt_numel(k->in[0]) == 0) return ULC_OK;
+    s->wino = ulc_wino_create(&wg);
+    if (!s->wino) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory (Winograd filters)");
+    ulc_nn_scratch_hold();
+    if (k->const_inputs & 2u) ulc_wino_set_weights(s->wino, k->in[1]->data, 0);
+    return ULC_OK;
+}
+
+static ulc_status conv_wino_run(ulc_kctx *k, conv_state *s) {
+    if (!(k->const_inputs & 2u)) ulc_wino_set_weights(s->wino, k->in[1]->data, 0);
+    size_t need = ulc_wino_scratch_bytes(s->wino);
+    ulc_nn_scratch sc = ulc_nn_scratch_acquire(need);
+    if (!sc.p) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory (%zu bytes of scratch)", need);
+    const ulc_kfuse *f = k->fuse;
+    ulc_wino_io io = {
+        .x = k->in[0]->data,
+        .y = k->out[0]->data,
+        .xb = ulc_nn_blocked(k->in[0]),
+        .yb = ulc_nn_blocked(k->out[0]),
+        .bias = s->g.has_bias ? k->in[2]->data : NULL,
+        .add_channel = s->add_kind == ULC_NN_ADD_CHANNEL ? f->addend->data : NULL,
+        .add_full = s->add_kind == ULC_NN_ADD_FULL ? f->addend->data : NULL,
+        .zb = s->add_kind == ULC_NN_ADD_FULL && ulc_nn_blocked(f->addend),
+        .act = f ? (int)f->act : ULC_ACT_NONE,
+        .alpha = f ? f->a : 0.0f,
+    };
+    ulc_wino_run(s->wino, &io, sc.p);
+    ulc_nn_scratch_done(&sc);
+    return ULC_OK;
+}
+
 static ulc_status conv_prepare_common(ulc_kctx *k, int transpose) {
     conv_state *s = calloc(1, sizeof *s);
     if (!s) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory");
@@ -527,6 +581,8 @@ static ulc_status conv_prepare_common(ulc_kctx *k, int transpose) {
     s->xb = xb;
     s->yb = yb;
     s->zb = zb;
+    if (dnnl_ok) ULC_TRY(conv_wino_prepare(k, s));
+    if (s->wino) return ULC_OK;
     if (dnnl_ok) ULC_TRY(conv_dnnl_build(k, s, post));
     if (dnnl_ok && !s->use_dnnl && post) {
         /* oneDNN declined the post-ops: without them, the fused work runs afterwards */
@@ -682,6 +738,7 @@ static ulc_status conv_run_wrapped(ulc_kctx *k, conv_state *s) {
 
 static ulc_status conv_run(ulc_kctx *k) {
     conv_state *s = k->state;
+    if (s->wino) return conv_wino_run(k, s);
     return s->wrap ? conv_run_wrapped(k, s) : conv_run_plain(k, s);
 }
 

@@ -10,6 +10,7 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include "runtime/cpu/cpu.h"
+#include "runtime/cpu/wino.h"
 
 /* Registration of each file's ops (called by ulc_cpu_register_nn only). */
 void ulc_nn_register_conv(const ulc_kernel **table); /* k_nn_conv.c */
@@ -68,52 +69,7 @@ dnnl_status_t ulc_nn_md4(dnnl_memory_desc_t *md, const int64_t *dims, int blocke
 void ulc_nn_nchw8c_to_plain(const float *b, float *x, int64_t n, int64_t c, int64_t hw);
 void ulc_nn_plain_to_nchw8c(const float *x, float *b, int64_t n, int64_t c, int64_t hw);
 
-/* ---- Winograd convolution (k_nn_wino.c) ----------------------------------------------------- */
-
-/* A float32 3×3, stride-1, dilation-1, single-group convolution y[oy, ox] = Σ x[oy - pt + kh,
- * ox - pl + kw] · g[kh, kw] (taps outside X read 0) over [n, c, ih, iw] → [n, m, oh, ow].
- * tile: 0 lets the shape choose F(2×2, 3×3) or F(4×4, 3×3); 2 or 4 forces one (tests). */
-typedef struct ulc_wino_geom {
-    int64_t n, c, m;
-    int64_t ih, iw, oh, ow;
-    int64_t pt, pl;
-    int tile;
-} ulc_wino_geom;
-
-/* One run's tensors. x and y are plain or NCHW8C (xb, yb); the output gets y = act(conv + bias
- * + addend), the addend either a per-channel vector or a full tensor of y's shape (plain, or
- * NCHW8C when zb), act one of NONE, RELU, LEAKY_RELU (alpha). */
-typedef struct ulc_wino_io {
-    const float *x;
-    float *y;
-    int xb, yb;
-    const float *bias; /* [m] or NULL */
-    const float *add_channel; /* [m] or NULL */
-    const float *add_full; /* y's shape or NULL */
-    int zb;
-    int act;
-    float alpha;
-} ulc_wino_io;
-
-typedef struct ulc_wino ulc_wino;
-
-/* 1 when the kernel takes g: channel counts multiples of 8, pads >= 0, tile 0, 2 or 4, and a CPU
- * with AVX2 and FMA (ulc_k_avx2). */
-int ulc_wino_fits(const ulc_wino_geom *g);
-/* NULL when the geometry does not fit or memory runs out. */
-ulc_wino *ulc_wino_create(const ulc_wino_geom *g);
-void ulc_wino_free(ulc_wino *w);
-/* The output tile side the kernel uses (2 or 4). */
-int ulc_wino_tile(const ulc_wino *w);
-/* Transforms the filters (threaded): W is Conv's [m, c, 3, 3], or with flip the forward
- * convolution's [c, m, 3, 3] whose taps are read reversed (the backward-data convolution). */
-void ulc_wino_set_weights(ulc_wino *w, const float *W, int flip);
-/* Bytes of scratch ulc_wino_run needs (for the current OpenMP thread count). */
-size_t ulc_wino_scratch_bytes(const ulc_wino *w);
-/* Runs the convolution (threaded); weights must have been set. */
-void ulc_wino_run(const ulc_wino *w, const ulc_wino_io *io, void *scratch);
-/* 0 when ULC_NO_WINOGRAD is set (to compare with oneDNN's convolution on the same data). */
-int ulc_wino_enabled(void);
+/* ---- Winograd convolution: runtime/cpu/wino.h (k_nn_wino.c) --------------------------------- */
 
 /* ---- fused elementwise work (kernel.h's ulc_kfuse) ------------------------------------------ */
 

@@ -102,6 +102,12 @@ CASES = [
            name="Conv_1d"),
     single("Conv", {"x": rnd((1, 4, 6, 6), 1), "w": rnd((4, 1, 3, 3), 2)},
            {"group": 4, "pads": [1, 1, 1, 1]}, name="Conv_depthwise"),
+    # 3x3 stride 1 with channel counts in multiples of 8: the Winograd kernels (forward F(2,3) on
+    # these small outputs, ConvGradData too), asymmetric pads up to 2, an odd output block count
+    single("Conv", {"x": rnd((2, 8, 6, 7), 1), "w": rnd((24, 8, 3, 3), 2, -0.3, 0.3),
+                    "b": rnd((24,), 3)}, {"pads": [2, 1, 0, 2]}, name="Conv_winograd"),
+    single("Conv", {"x": rnd((1, 16, 9, 9), 1), "w": rnd((8, 16, 3, 3), 2, -0.3, 0.3)},
+           {"pads": [1, 1, 1, 1]}, name="Conv_winograd_m8"),
     single("MaxPool", {"x": distinct((1, 2, 6, 6), 1)},
            {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
     single("AveragePool", {"x": rnd((1, 2, 6, 6), 1)},

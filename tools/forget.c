@@ -1,7 +1,7 @@
 /*
  * forget.c — `ulc IN --forget SPEC.json -o OUT`: the unlearning command (docs/spec.md).
  *
- *   ulc IN --forget SPEC.json -o OUT [--threads N] [-q] [--report PATH]
+ *   ulc IN --forget SPEC.json -o OUT [--threads N] [-q] [--report PATH] [--profile]
  *   ulc forget IN --forget SPEC.json -o OUT ...            (the same)
  *
  * The spec (JSON) names the method, the data, what to forget and the hyper-parameters. All of
@@ -1142,7 +1142,7 @@ static ulc_status inject(ulc_model *m, const spec *s, const char *in_path, int q
 int ulc_cli_forget(int argc, char **argv) {
     const char *in = NULL, *out = NULL, *spec_path = NULL;
     const char *reports[MAX_REPORTS]; /* --report PATH ..., else the spec's one */
-    int n_reports = 0, threads = 0, quiet = 0;
+    int n_reports = 0, threads = 0, quiet = 0, profile = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -1167,6 +1167,8 @@ int ulc_cli_forget(int argc, char **argv) {
             }
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
             quiet = 1;
+        } else if (!strcmp(a, "--profile")) {
+            profile = 1;
         } else if (a[0] == '-' && a[1]) {
             return ulc_cli_usage_error("forget: unknown option '%s'", a);
         } else if (in) {
@@ -1287,6 +1289,7 @@ int ulc_cli_forget(int argc, char **argv) {
         o.seed = s.seed;
         o.threads = threads;
         o.quiet = quiet;
+        o.profile = profile;
         o.progress = stderr;
         o.label = s.method_name;
         float *cached = NULL;

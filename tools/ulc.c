@@ -81,6 +81,7 @@ static const char *k_usage =
     "      --report PATH          write the report here (default: the spec's \"report\")\n"
     "      --threads N            threads (default: every core); same seed and N, same bytes\n"
     "      -q                     no progress bar\n"
+    "      --profile              time per op type of the training session (stderr)\n"
     "\n"
     "options:\n"
     "  -h, --help                 this text\n"

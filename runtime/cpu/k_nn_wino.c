@@ -164,14 +164,6 @@ typedef struct wt_job {
     int flip; /* 0: W is [M, C, 3, 3]; 1: W is [C, M, 3, 3] read with reversed taps */
 } wt_job;
 
-/* Where U_ξ holds output channel m, input channel c. */
-static float *u_slot(const ulc_wino *w, int xi, int64_t m, int64_t c) {
-    int64_t C = w->g.c, M = w->g.m, grp = m / 16;
-    float *base = w->u + (size_t)xi * (size_t)C * (size_t)M;
-    int width = (grp * 16 + 16 <= M) ? 16 : 8;
-    return base + (size_t)grp * (size_t)C * 16 + (size_t)c * (size_t)width + (size_t)(m % width);
-}
-
 /* G's rows for each tile size (a × 3). */
 static const double G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
 static const double G4[6][3] = {{1.0 / 4, 0, 0},
@@ -181,33 +173,36 @@ static const double G4[6][3] = {{1.0 / 4, 0, 0},
                                 {1.0 / 24, -1.0 / 12, 1.0 / 6},
                                 {0, 0, 1}};
 
-static void wt_body(int64_t m0, int64_t m1, void *arg) {
+/* item = (output channel m, input channel c): U_ξ[c, m] for every ξ. */
+static void wt_body(int64_t i0, int64_t i1, void *arg) {
     const wt_job *j = arg;
     ulc_wino *w = j->w;
     int64_t C = w->g.c, M = w->g.m;
+    size_t xs = (size_t)C * (size_t)M; /* between ξ */
     int A = w->a;
     const double(*G)[3] = w->f == 4 ? G4 : G2;
-    for (int64_t m = m0; m < m1; m++) {
-        for (int64_t c = 0; c < C; c++) {
-            double g[3][3], t[6][3];
-            for (int r = 0; r < 3; r++)
-                for (int q = 0; q < 3; q++)
-                    g[r][q] = j->flip ? j->W[((c * M + m) * 3 + (2 - r)) * 3 + (2 - q)]
-                                      : j->W[((m * C + c) * 3 + r) * 3 + q];
-            for (int r = 0; r < A; r++)
-                for (int q = 0; q < 3; q++)
-                    t[r][q] = G[r][0] * g[0][q] + G[r][1] * g[1][q] + G[r][2] * g[2][q];
-            for (int r = 0; r < A; r++)
-                for (int q = 0; q < A; q++)
-                    *u_slot(w, r * A + q, m, c) =
-                        (float)(t[r][0] * G[q][0] + t[r][1] * G[q][1] + t[r][2] * G[q][2]);
-        }
+    for (int64_t it = i0; it < i1; it++) {
+        int64_t m = it / C, c = it % C, grp = m / 16;
+        int64_t width = grp * 16 + 16 <= M ? 16 : 8;
+        float *dst = w->u + (size_t)(grp * C * 16 + c * width + m % width);
+        double g[3][3], t[6][3];
+        for (int r = 0; r < 3; r++)
+            for (int q = 0; q < 3; q++)
+                g[r][q] = j->flip ? j->W[((c * M + m) * 3 + (2 - r)) * 3 + (2 - q)]
+                                  : j->W[((m * C + c) * 3 + r) * 3 + q];
+        for (int r = 0; r < A; r++)
+            for (int q = 0; q < 3; q++)
+                t[r][q] = G[r][0] * g[0][q] + G[r][1] * g[1][q] + G[r][2] * g[2][q];
+        for (int r = 0; r < A; r++)
+            for (int q = 0; q < A; q++)
+                dst[(size_t)(r * A + q) * xs] =
+                    (float)(t[r][0] * G[q][0] + t[r][1] * G[q][1] + t[r][2] * G[q][2]);
     }
 }
 
 void ulc_wino_set_weights(ulc_wino *w, const float *W, int flip) {
     wt_job j = {w, W, flip};
-    ulc_k_parallel(w->g.m, 8, wt_body, &j);
+    ulc_k_parallel(w->g.m * w->g.c, 256, wt_body, &j);
 }
 
 /* ---- one block's run ----------------------------------------------------------------------- */

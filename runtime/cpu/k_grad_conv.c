@@ -432,16 +432,36 @@ static ulc_status cg_dnnl_build(ulc_kctx *k, cg_state *s) {
 
 /* ConvGradData of a 3×3, stride-1, dilation-1, single-group 2-D convolution with pads <= 2 is
  * the forward 3×3 convolution of dy with pads 2 - pb and W's taps reversed (its channels
- * swapped): the Winograd path takes it when the channel counts are multiples of 8. */
-static ulc_status cgd_wino_prepare(ulc_kctx *k, cg_state *s) {
-    const cg_geom *g = &s->g;
+ * swapped): the Winograd path takes it when the channel counts are multiples of 8. Fills wg and
+ * returns 1 when it does. */
+static int cgd_wino_geom(const ulc_kctx *k, const cg_geom *g, ulc_wino_geom *wg) {
     const ulc_nn_window *w = &g->w;
-    if (g->nsp != 2 || g->g != 1 || !ulc_wino_enabled()) return ULC_OK;
+    if (g->weight || g->nsp != 2 || g->g != 1 || !ulc_wino_enabled()) return 0;
+    if (ulc_rt_numel(k->in[0]) == 0 || ulc_rt_numel(k->in[1]) == 0 || ulc_rt_numel(k->out[0]) == 0)
+        return 0;
     for (int i = 0; i < 2; i++)
-        if (w->k[i] != 3 || w->s[i] != 1 || w->d[i] != 1 || w->pb[i] > 2) return ULC_OK;
-    ulc_wino_geom wg = {g->n, g->m, g->c, w->out[0], w->out[1], w->in[0], w->in[1],
-                        2 - w->pb[0], 2 - w->pb[1], 0};
-    if (!ulc_wino_fits(&wg)) return ULC_OK;
+        if (w->k[i] != 3 || w->s[i] != 1 || w->d[i] != 1 || w->pb[i] > 2) return 0;
+    *wg = (ulc_wino_geom){g->n, g->m, g->c, w->out[0], w->out[1], w->in[0], w->in[1],
+                          2 - w->pb[0], 2 - w->pb[1], 0, 3, 3, 1, 1};
+    return ulc_wino_fits(wg);
+}
+
+/* On the Winograd path dx is written with an addend of its own shape added (the Add that sums
+ * a gradient's fan-in); the other paths fuse nothing. */
+static int cgd_can_fuse(const ulc_kctx *k, const ulc_kfuse *f) {
+    const ulc_rt_tensor *a = f->addend, *y = k->out[0];
+    if (f->act != ULC_ACT_NONE || !a || !y || a->dtype != ULC_DT_F32 || a->rank != y->rank)
+        return 0;
+    for (int d = 0; d < y->rank; d++)
+        if (a->dims[d] != y->dims[d]) return 0;
+    cg_geom g;
+    ulc_wino_geom wg;
+    return cg_geometry((ulc_kctx *)k, 0, &g) == ULC_OK && cgd_wino_geom(k, &g, &wg);
+}
+
+static ulc_status cgd_wino_prepare(ulc_kctx *k, cg_state *s) {
+    ulc_wino_geom wg;
+    if (!cgd_wino_geom(k, &s->g, &wg)) return ULC_OK;
     s->wino = ulc_wino_create(&wg);
     if (!s->wino) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory (Winograd filters)");
     ulc_nn_scratch_hold();
@@ -455,7 +475,12 @@ static ulc_status cgd_wino_run(ulc_kctx *k, cg_state *s) {
     size_t need = ulc_wino_scratch_bytes(s->wino);
     ulc_nn_scratch sc = ulc_nn_scratch_acquire(need);
     if (!sc.p) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory (%zu bytes of scratch)", need);
-    ulc_wino_io io = {.x = k->in[0]->data, .y = k->out[0]->data, .act = ULC_ACT_NONE};
+    const ulc_rt_tensor *z = k->fuse ? k->fuse->addend : NULL;
+    ulc_wino_io io = {.x = k->in[0]->data,
+                      .y = k->out[0]->data,
+                      .add_full = z ? z->data : NULL,
+                      .zb = ulc_nn_blocked(z),
+                      .act = ULC_ACT_NONE};
     ulc_wino_run(s->wino, &io, sc.p);
     ulc_nn_scratch_done(&sc);
     return ULC_OK;
@@ -468,7 +493,7 @@ static ulc_status cg_prepare_common(ulc_kctx *k, int weight) {
     ULC_TRY(cg_geometry(k, weight, &s->g));
     int empty = ulc_rt_numel(k->in[0]) == 0 || ulc_rt_numel(k->in[1]) == 0 ||
                 ulc_rt_numel(k->out[0]) == 0;
-    if (!weight && !empty) ULC_TRY(cgd_wino_prepare(k, s));
+    if (!weight) ULC_TRY(cgd_wino_prepare(k, s));
     if (s->g.nsp <= 3 && !empty && !s->wino) ULC_TRY(cg_dnnl_build(k, s));
     return ULC_OK;
 }
@@ -514,14 +539,19 @@ static ulc_status cg_dnnl_run(ulc_kctx *k, cg_state *s) {
 static ulc_status cg_run(ulc_kctx *k) {
     cg_state *s = k->state;
     if (s->wino) return cgd_wino_run(k, s);
-    if (s->prim) return cg_dnnl_run(k, s);
-    cg_ref_run(k, &s->g);
+    if (s->prim)
+        ULC_TRY(cg_dnnl_run(k, s));
+    else
+        cg_ref_run(k, &s->g);
+    /* can_fuse offers fusion only where the Winograd path runs; should a plan still hand one
+     * to another path, it is applied here */
+    if (k->fuse) ulc_nn_fuse_apply(k->fuse, k->out[0], 0);
     return ULC_OK;
 }
 
 static const ulc_kernel k_conv_grad_data = {.value_inputs = 1u << 2, .infer = cgd_infer,
                                             .prepare = cgd_prepare, .run = cg_run,
-                                            .release = cg_release};
+                                            .release = cg_release, .can_fuse = cgd_can_fuse};
 static const ulc_kernel k_conv_grad_weight = {.infer = cgw_infer, .prepare = cgw_prepare,
                                               .run = cg_run, .release = cg_release};
 

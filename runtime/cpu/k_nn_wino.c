@@ -59,20 +59,27 @@
 
 struct ulc_wino {
     ulc_wino_geom g;
-    int f, a, xi; /* output tile side, input tile side (f + 2), a² */
+    int f, a, xi; /* output tile side, input rows per tile row (f + 2), a² (im2col: 1, kh, 1) */
+    int64_t K; /* the products' reduction length: C (Winograd), kh·kw·C (im2col) */
     int64_t cb, mb; /* 8-channel blocks of the input and of the output */
     int64_t th, tw; /* tile rows per image, tiles per tile row */
     int64_t lw; /* columns of the input row buffer: f·tw + 2 */
     int64_t rows; /* tile rows per shared block */
     int64_t own_rows; /* tile rows per thread-own block; 0: shared blocks only */
     int64_t npair; /* output groups: mb / 2 pairs, plus one single block when mb is odd */
-    float *u; /* [ξ][group][C][16 or 8]: U_ξ, 64-byte aligned */
+    float *u; /* [ξ][group][K][16 or 8]: U_ξ, 64-byte aligned */
 };
 
+/* Winograd's kernel: 3×3, stride 1. */
+static int is_3x3s1(const ulc_wino_geom *g) {
+    return g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1;
+}
+
 int ulc_wino_fits(const ulc_wino_geom *g) {
+    int tile_ok = g->tile == 0 || g->tile == 1 || ((g->tile == 2 || g->tile == 4) && is_3x3s1(g));
     return g->n > 0 && g->c > 0 && g->m > 0 && g->c % 8 == 0 && g->m % 8 == 0 && g->ih > 0 &&
-           g->iw > 0 && g->oh > 0 && g->ow > 0 && g->pt >= 0 && g->pl >= 0 &&
-           (g->tile == 0 || g->tile == 2 || g->tile == 4) && ulc_k_avx2();
+           g->iw > 0 && g->oh > 0 && g->ow > 0 && g->pt >= 0 && g->pl >= 0 && g->kh > 0 &&
+           g->kw > 0 && g->sh > 0 && g->sw > 0 && tile_ok && ulc_k_avx2();
 }
 
 /* Cost of each tile size: a² products of T tiles (padded ones included) each, plus reading U
@@ -80,6 +87,7 @@ int ulc_wino_fits(const ulc_wino_geom *g) {
  * the weights, not the arithmetic, set the time. F(4,3) is taken when it saves a tenth. */
 static int pick_tile(const ulc_wino_geom *g) {
     if (g->tile) return g->tile;
+    if (!is_3x3s1(g)) return 1;
     double cost[2];
     for (int i = 0; i < 2; i++) {
         int64_t f = i ? 4 : 2;
@@ -95,25 +103,33 @@ ulc_wino *ulc_wino_create(const ulc_wino_geom *g) {
     if (!w) return NULL;
     w->g = *g;
     w->f = pick_tile(g);
-    w->a = w->f + 2;
-    w->xi = w->a * w->a;
     w->cb = g->c / 8;
     w->mb = g->m / 8;
     w->th = (g->oh + w->f - 1) / w->f;
     w->tw = (g->ow + w->f - 1) / w->f;
-    w->lw = w->f * w->tw + 2;
+    if (w->f == 1) {
+        w->a = (int)g->kh;
+        w->xi = 1;
+        w->K = g->kh * g->kw * g->c;
+        w->lw = (g->ow - 1) * g->sw + g->kw;
+    } else {
+        w->a = w->f + 2;
+        w->xi = w->a * w->a;
+        w->K = g->c;
+        w->lw = w->f * w->tw + 2;
+    }
     w->npair = (w->mb + 1) / 2;
-    int64_t tmax = V_XI_BYTES / (4 * g->c);
+    int64_t tmax = V_XI_BYTES / (4 * w->K);
     if (tmax < 2 * MR1) tmax = 2 * MR1;
     w->rows = tmax / w->tw;
     if (w->rows < 1) w->rows = 1;
     if (w->rows > g->n * w->th) w->rows = g->n * w->th;
     /* Own blocks (each thread transforms, multiplies and writes back its own tile rows, all
      * in its L2) when such a block still holds enough tiles to amortise reading U. */
-    int64_t per_tile = w->xi * (g->c + g->m) * (int64_t)sizeof(float);
+    int64_t per_tile = w->xi * (w->K + g->m) * (int64_t)sizeof(float);
     w->own_rows = OWN_BYTES / per_tile / w->tw;
     if (w->own_rows * w->tw < OWN_MIN_TILES) w->own_rows = 0;
-    w->u = ulc_nn_alloc((size_t)w->xi * (size_t)g->c * (size_t)g->m * sizeof(float));
+    w->u = ulc_nn_alloc((size_t)w->xi * (size_t)w->K * (size_t)g->m * sizeof(float));
     if (!w->u) {
         free(w);
         return NULL;
@@ -141,10 +157,10 @@ static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 /* One block's V and M. */
 static size_t block_bytes(const ulc_wino *w, int64_t rows) {
     size_t t = (size_t)(rows * w->tw);
-    return align64((size_t)w->xi * t * (size_t)(w->g.c + w->g.m) * sizeof(float));
+    return align64((size_t)w->xi * t * (size_t)(w->K + w->g.m) * sizeof(float));
 }
 
-/* One thread's row buffers: a input rows and f output rows of 8-channel pixels. */
+/* One thread's row buffers: a input rows and f output rows of 8-channel pixels (f·tw each). */
 static size_t rowbuf_bytes(const ulc_wino *w) {
     return align64((size_t)(w->a * w->lw + w->f * w->f * w->tw) * 8 * sizeof(float));
 }
@@ -161,7 +177,7 @@ size_t ulc_wino_scratch_bytes(const ulc_wino *w) {
 typedef struct wt_job {
     ulc_wino *w;
     const float *W;
-    int flip; /* 0: W is [M, C, 3, 3]; 1: W is [C, M, 3, 3] read with reversed taps */
+    int flip; /* 0: W is [M, C, kh, kw]; 1: W is [C, M, 3, 3] read with reversed taps */
 } wt_job;
 
 /* G's rows for each tile size (a × 3). */
@@ -184,7 +200,14 @@ static void wt_body(int64_t i0, int64_t i1, void *arg) {
     for (int64_t it = i0; it < i1; it++) {
         int64_t m = it / C, c = it % C, grp = m / 16;
         int64_t width = grp * 16 + 16 <= M ? 16 : 8;
-        float *dst = w->u + (size_t)(grp * C * 16 + c * width + m % width);
+        float *dst = w->u + (size_t)(grp * w->K * 16 + c * width + m % width);
+        if (w->f == 1) {
+            /* im2col: row k = tap·C + c of U holds W[m, c, tap] */
+            int64_t taps = w->g.kh * w->g.kw;
+            for (int64_t tap = 0; tap < taps; tap++)
+                dst[(size_t)(tap * C * width)] = j->W[(m * C + c) * taps + tap];
+            continue;
+        }
         double g[3][3], t[6][3];
         for (int r = 0; r < 3; r++)
             for (int q = 0; q < 3; q++)
@@ -211,7 +234,7 @@ typedef struct wino_job {
     const ulc_wino *w;
     const ulc_wino_io *io;
     int64_t r0, nr, T; /* first global tile row, tile rows, tiles in this block */
-    float *V; /* [ξ][T][C] */
+    float *V; /* [ξ][T][K] */
     float *Mo; /* [T][mb][ξ][8] */
     char *rowbuf; /* per-thread row buffers (rowbuf_bytes apart) */
 } wino_job;
@@ -296,8 +319,9 @@ AVX2 static void in_body(int64_t i0, int64_t i1, void *arg) {
     const wino_job *j = arg;
     const ulc_wino *w = j->w;
     const ulc_wino_geom *g = &w->g;
-    int64_t C = g->c, IH = g->ih, IW = g->iw, TW = w->tw, LW = w->lw;
+    int64_t C = g->c, K = w->K, IH = g->ih, IW = g->iw, TW = w->tw, LW = w->lw;
     int f = w->f, A = w->a;
+    int64_t rstep = f == 1 ? g->sh : f; /* input rows between tile rows */
     float *L = my_rowbuf(j);
     for (int64_t it = i0; it < i1; it++) {
         int64_t rr = it / w->cb, cb = it % w->cb, row = j->r0 + rr;
@@ -305,7 +329,7 @@ AVX2 static void in_body(int64_t i0, int64_t i1, void *arg) {
         /* the a input rows as [a][LW][8], zeros outside the image */
         for (int r = 0; r < A; r++) {
             float *dst = L + (size_t)r * LW * 8;
-            int64_t iy = f * ty - g->pt + r;
+            int64_t iy = rstep * ty - g->pt + r;
             int64_t q0 = g->pl, q1 = g->pl + IW; /* columns that hold the image */
             if (q1 > LW) q1 = LW;
             if (iy < 0 || iy >= IH || q0 >= q1) {
@@ -332,10 +356,18 @@ AVX2 static void in_body(int64_t i0, int64_t i1, void *arg) {
                     for (int c = 0; c < 8; c++) dst[q * 8 + c] = src[c * plane + (q - q0)];
             }
         }
-        size_t xs = (size_t)j->T * (size_t)C; /* between ξ planes of V */
-        float *v = j->V + (size_t)(rr * TW) * (size_t)C + (size_t)cb * 8;
-        for (int64_t tx = 0; tx < TW; tx++, v += C) {
-            if (f == 2)
+        size_t xs = (size_t)j->T * (size_t)K; /* between ξ planes of V */
+        float *v = j->V + (size_t)(rr * TW) * (size_t)K + (size_t)cb * 8;
+        for (int64_t tx = 0; tx < TW; tx++, v += K) {
+            if (f == 1) {
+                /* im2col: the kh·kw taps of this output pixel, tap-major */
+                for (int r = 0; r < A; r++) {
+                    const float *p = L + ((size_t)r * LW + (size_t)(tx * g->sw)) * 8;
+                    for (int64_t q = 0; q < g->kw; q++)
+                        _mm256_storeu_ps(v + (size_t)((r * g->kw + q) * C),
+                                         _mm256_load_ps(p + q * 8));
+                }
+            } else if (f == 2)
                 in_tf2(L + (size_t)(2 * tx) * 8, (size_t)LW, v, xs);
             else
                 in_tf4(L + (size_t)(4 * tx) * 8, (size_t)LW, v, xs);
@@ -425,7 +457,7 @@ AVX2 static void mk1_n(int nt, int64_t C, const float *v, const float *u, float 
 AVX2 static void gemm_body(int64_t i0, int64_t i1, void *arg) {
     const wino_job *j = arg;
     const ulc_wino *w = j->w;
-    int64_t C = w->g.c, M = w->g.m, T = j->T, XI = w->xi, ots = w->mb * XI * 8;
+    int64_t C = w->K, M = w->g.m, T = j->T, XI = w->xi, ots = w->mb * XI * 8;
     for (int64_t it = i0; it < i1; it++) {
         int64_t xi = it / w->npair, grp = it % w->npair;
         const float *u = w->u + (size_t)xi * (size_t)C * (size_t)M + (size_t)grp * (size_t)C * 16;
@@ -523,7 +555,9 @@ AVX2 static void out_body(int64_t i0, int64_t i1, void *arg) {
         if (io->add_channel) bias = _mm256_add_ps(bias, _mm256_loadu_ps(io->add_channel + mb * 8));
         const float *mo = j->Mo + ((size_t)(rr * TW) * (size_t)w->mb + (size_t)mb) * XI * 8;
         for (int64_t tx = 0; tx < TW; tx++, mo += w->mb * XI * 8) {
-            if (f == 2)
+            if (f == 1)
+                _mm256_store_ps(O + (size_t)tx * 8, _mm256_add_ps(_mm256_loadu_ps(mo), bias));
+            else if (f == 2)
                 out_tf2(mo, bias, O, OWF, tx);
             else
                 out_tf4(mo, bias, O, OWF, tx);
@@ -598,7 +632,7 @@ static void own_body(int64_t b0, int64_t b1, void *arg) {
         int64_t r0 = b * w->own_rows;
         int64_t nr = rows_total - r0 < w->own_rows ? rows_total - r0 : w->own_rows;
         int64_t T = nr * w->tw;
-        wino_job j = {w, oj->io, r0, nr, T, V, V + (size_t)w->xi * (size_t)T * (size_t)w->g.c,
+        wino_job j = {w, oj->io, r0, nr, T, V, V + (size_t)w->xi * (size_t)T * (size_t)w->K,
                       oj->rowbuf};
         in_body(0, nr * w->cb, &j);
         gemm_body(0, w->xi * w->npair, &j);
@@ -622,7 +656,7 @@ void ulc_wino_run(const ulc_wino *w, const ulc_wino_io *io, void *scratch) {
     for (int64_t r0 = 0; r0 < rows_total; r0 += w->rows) {
         int64_t nr = rows_total - r0 < w->rows ? rows_total - r0 : w->rows;
         int64_t T = nr * w->tw;
-        wino_job j = {w, io, r0, nr, T, V, V + (size_t)w->xi * (size_t)T * (size_t)g->c, rowbuf};
+        wino_job j = {w, io, r0, nr, T, V, V + (size_t)w->xi * (size_t)T * (size_t)w->K, rowbuf};
         ulc_k_parallel(nr * w->cb, 1, in_body, &j);
         ulc_k_parallel(w->xi * w->npair, 1, gemm_body, &j);
         ulc_k_parallel(nr * w->mb, 1, out_body, &j);

@@ -108,6 +108,10 @@ CASES = [
                     "b": rnd((24,), 3)}, {"pads": [2, 1, 0, 2]}, name="Conv_winograd"),
     single("Conv", {"x": rnd((1, 16, 9, 9), 1), "w": rnd((8, 16, 3, 3), 2, -0.3, 0.3)},
            {"pads": [1, 1, 1, 1]}, name="Conv_winograd_m8"),
+    # stride 2: the im2col form of the engine forward (weights a graph input: set every run)
+    single("Conv", {"x": rnd((2, 8, 9, 8), 1), "w": rnd((16, 8, 3, 3), 2, -0.3, 0.3),
+                    "b": rnd((16,), 3)}, {"strides": [2, 2], "pads": [1, 0, 0, 1]},
+           name="Conv_stride2_im2col"),
     single("MaxPool", {"x": distinct((1, 2, 6, 6), 1)},
            {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
     single("AveragePool", {"x": rnd((1, 2, 6, 6), 1)},

@@ -54,8 +54,8 @@
 #define MR2 6 /* tiles per call of the two-block product kernel */
 #define MR1 12 /* tiles per call of the one-block product kernel */
 #define V_XI_BYTES (192 * 1024) /* shared blocks: one ξ's V, what stays in L2 */
-#define OWN_BYTES (256 * 1024) /* a thread's own block: its V and M, what stays in L2 */
-#define OWN_MIN_TILES 24 /* fewer tiles per own block than this: shared blocks instead */
+#define OWN_BYTES (384 * 1024) /* a thread's own block: its V and M, what stays in L2 */
+#define OWN_MIN_TILES 12 /* fewer tiles per own block than this: shared blocks instead */
 
 struct ulc_wino {
     ulc_wino_geom g;

@@ -44,6 +44,9 @@ typedef struct ulc_kfuse {
     const ulc_rt_tensor *addend; /* NULL: none */
     ulc_kact act;
     float a, b;
+    /* NULL, or a tensor of y's shape: y = mask > 0 ? y : 0 after the addend (a ReluGrad(y, mask)
+     * that followed; then act is NONE). Only kernels whose can_fuse accepts it see one. */
+    const ulc_rt_tensor *mask;
 } ulc_kfuse;
 
 typedef struct ulc_kctx {

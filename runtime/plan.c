@@ -118,6 +118,7 @@ typedef struct rt_step {
     int prepared;
     ulc_value *out0;     /* the value output 0 writes (node->outputs[0], or the last fused node's) */
     ulc_value *addend;   /* fused addend read by this step, or NULL */
+    ulc_value *mask;     /* fused ReluGrad mask read by this step, or NULL */
     ulc_kfuse fuse;      /* kc.fuse points here when something was fused */
     struct rt_fold *fold; /* a Conv with a BatchNormalization folded in: its new W and B */
     ulc_value **reads;   /* a fused chain: the values it reads (malloc'd), instead of the node's */
@@ -665,7 +666,7 @@ static ulc_status fuse_steps(rt_plan *p, const ulc_graph *g, int64_t opset, ulc_
         const rt_val *v0 = &p->vals[st->out0->id];
         ulc_kfuse f = {0};
         int drop[2] = {-1, -1};
-        ulc_value *cur = st->out0, *addend = NULL, *after_add = NULL;
+        ulc_value *cur = st->out0, *addend = NULL, *after_add = NULL, *mask = NULL;
         int j = sole_reader(p, step_of, g, cur);
         if (j >= 0 && p->steps[j].node->op == ULC_OP_Add && p->steps[j].node->n_inputs == 2) {
             const ulc_node *an = p->steps[j].node;
@@ -686,7 +687,24 @@ static ulc_status fuse_steps(rt_plan *p, const ulc_graph *g, int64_t opset, ulc_
                 j = -1;
             }
         }
-        if (j >= 0) {
+        const ulc_node *rn = j >= 0 ? p->steps[j].node : NULL;
+        if (rn && rn->op == ULC_OP_ReluGrad && rn->n_inputs == 2 && rn->n_outputs == 1 &&
+            rn->inputs[0].value == cur && rn->inputs[1].value && rn->inputs[1].value != cur) {
+            /* a gradient through Relu: the mask (Relu's output) is ready before this step */
+            ulc_value *mv = rn->inputs[1].value;
+            const rt_val *m = &p->vals[mv->id];
+            const rt_val *out = rn->outputs[0] ? &p->vals[rn->outputs[0]->id] : NULL;
+            int ready = (m->known == V_CONST || m->step < i) && m->t.dtype == v0->t.dtype;
+            int same = out && m->t.rank == v0->t.rank && out->t.rank == v0->t.rank &&
+                       memcmp(m->t.dims, v0->t.dims, sizeof(int64_t) * (size_t)v0->t.rank) == 0 &&
+                       memcmp(out->t.dims, v0->t.dims, sizeof(int64_t) * (size_t)v0->t.rank) == 0;
+            if (ready && same) {
+                f.mask = &m->t;
+                mask = mv;
+                drop[1] = j;
+                cur = rn->outputs[0];
+            }
+        } else if (j >= 0) {
             ulc_kact act = fusable_act(p, p->steps[j].node, &f.a, &f.b, opset);
             if (act != ULC_ACT_NONE) {
                 f.act = act;
@@ -696,8 +714,10 @@ static ulc_status fuse_steps(rt_plan *p, const ulc_graph *g, int64_t opset, ulc_
         }
         if (drop[0] < 0 && drop[1] < 0) continue;
         if (!st->k->can_fuse(&st->kc, &f)) {
-            if (!addend || f.act == ULC_ACT_NONE) continue;
+            if (!addend || (f.act == ULC_ACT_NONE && !f.mask)) continue;
             f.act = ULC_ACT_NONE; /* the Add alone, perhaps */
+            f.mask = NULL;
+            mask = NULL;
             drop[1] = -1;
             cur = after_add;
             if (!st->k->can_fuse(&st->kc, &f)) continue;
@@ -705,6 +725,7 @@ static ulc_status fuse_steps(rt_plan *p, const ulc_graph *g, int64_t opset, ulc_
         st->fuse = f;
         st->kc.fuse = &st->fuse;
         st->addend = addend;
+        st->mask = mask;
         p->vals[st->out0->id].step = -1; /* never materialised */
         if (drop[0] >= 0 && drop[1] >= 0) p->vals[after_add->id].step = -1;
         st->out0 = cur;
@@ -768,6 +789,10 @@ static void choose_layouts(rt_plan *p, const ulc_graph *g) {
                 if (r->in[s] != t) continue;
                 readers++;
                 ok = s < 32 && (r->k->blocked_inputs & (1u << s)) && !(r->k->flags & ULC_K_ALIAS);
+            }
+            if (r->kc.fuse && r->kc.fuse->mask == t) {
+                readers++;
+                ok = 0; /* masks are read plain */
             }
             if (r->kc.fuse && r->kc.fuse->addend == t) {
                 readers++;
@@ -1104,8 +1129,9 @@ static ulc_status place_values(rt_plan *p, const ulc_graph *g, ulc_ctx *ctx) {
             }
         }
         int nr = st->reads ? st->n_reads : n->n_inputs;
-        for (int i = 0; i <= nr; i++) {
-            ulc_value *v = i < nr ? (st->reads ? st->reads[i] : n->inputs[i].value) : st->addend;
+        for (int i = 0; i <= nr + 1; i++) {
+            ulc_value *v = i < nr ? (st->reads ? st->reads[i] : n->inputs[i].value)
+                                  : i == nr ? st->addend : st->mask;
             if (!v) continue;
             rt_val *rv = &vals[v->id];
             if (rv->step < 0 || rv->root < 0) continue;

@@ -446,14 +446,22 @@ static int cgd_wino_geom(const ulc_kctx *k, const cg_geom *g, ulc_wino_geom *wg)
     return ulc_wino_fits(wg);
 }
 
-/* On the Winograd path dx is written with an addend of its own shape added (the Add that sums
- * a gradient's fan-in); the other paths fuse nothing. */
-static int cgd_can_fuse(const ulc_kctx *k, const ulc_kfuse *f) {
-    const ulc_rt_tensor *a = f->addend, *y = k->out[0];
-    if (f->act != ULC_ACT_NONE || !a || !y || a->dtype != ULC_DT_F32 || a->rank != y->rank)
-        return 0;
+/* Same dtype and dims as y (no broadcasting). */
+static int same_as(const ulc_rt_tensor *t, const ulc_rt_tensor *y) {
+    if (!t) return 1;
+    if (t->dtype != ULC_DT_F32 || t->rank != y->rank) return 0;
     for (int d = 0; d < y->rank; d++)
-        if (a->dims[d] != y->dims[d]) return 0;
+        if (t->dims[d] != y->dims[d]) return 0;
+    return 1;
+}
+
+/* On the Winograd path dx is written with an addend of its own shape added (the Add that sums
+ * a gradient's fan-in) and then a ReluGrad's mask applied (dx = mask > 0 ? dx : 0, the
+ * gradient through the Relu before this convolution); the other paths fuse nothing. */
+static int cgd_can_fuse(const ulc_kctx *k, const ulc_kfuse *f) {
+    const ulc_rt_tensor *y = k->out[0];
+    if (f->act != ULC_ACT_NONE || !y || (!f->addend && !f->mask)) return 0;
+    if (!same_as(f->addend, y) || !same_as(f->mask, y) || ulc_nn_blocked(f->mask)) return 0;
     cg_geom g;
     ulc_wino_geom wg;
     return cg_geometry((ulc_kctx *)k, 0, &g) == ULC_OK && cgd_wino_geom(k, &g, &wg);
@@ -476,11 +484,13 @@ static ulc_status cgd_wino_run(ulc_kctx *k, cg_state *s) {
     ulc_nn_scratch sc = ulc_nn_scratch_acquire(need);
     if (!sc.p) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory (%zu bytes of scratch)", need);
     const ulc_rt_tensor *z = k->fuse ? k->fuse->addend : NULL;
+    const ulc_rt_tensor *mask = k->fuse ? k->fuse->mask : NULL;
     ulc_wino_io io = {.x = k->in[0]->data,
                       .y = k->out[0]->data,
                       .add_full = z ? z->data : NULL,
                       .zb = ulc_nn_blocked(z),
-                      .act = ULC_ACT_NONE};
+                      .act = ULC_ACT_NONE,
+                      .mask = mask ? mask->data : NULL};
     ulc_wino_run(s->wino, &io, sc.p);
     ulc_nn_scratch_done(&sc);
     return ULC_OK;
@@ -545,7 +555,15 @@ static ulc_status cg_run(ulc_kctx *k) {
         cg_ref_run(k, &s->g);
     /* can_fuse offers fusion only where the Winograd path runs; should a plan still hand one
      * to another path, it is applied here */
-    if (k->fuse) ulc_nn_fuse_apply(k->fuse, k->out[0], 0);
+    if (k->fuse) {
+        ulc_nn_fuse_apply(k->fuse, k->out[0], 0);
+        if (k->fuse->mask) {
+            float *y = k->out[0]->data;
+            const float *m = k->fuse->mask->data;
+            for (uint64_t i = 0, n = ulc_rt_numel(k->out[0]); i < n; i++)
+                if (!(m[i] > 0)) y[i] = 0.0f;
+        }
+    }
     return ULC_OK;
 }
 

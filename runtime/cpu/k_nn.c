@@ -206,7 +206,7 @@ void ulc_nn_plain_to_nchw8c(const float *x, float *b, int64_t n, int64_t c, int6
 
 int ulc_nn_can_fuse(const ulc_kctx *k, const ulc_kfuse *f) {
     const ulc_rt_tensor *y = k->out[0];
-    if (!y || !ulc_k_is_float(y->dtype)) return 0;
+    if (!y || !ulc_k_is_float(y->dtype) || f->mask) return 0;
     if (f->act < ULC_ACT_NONE || f->act > ULC_ACT_GELU_TANH) return 0;
     const ulc_rt_tensor *a = f->addend;
     if (!a) return 1;

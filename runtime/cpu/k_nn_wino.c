@@ -570,7 +570,8 @@ AVX2 static void out_body(int64_t i0, int64_t i1, void *arg) {
             size_t po = (size_t)((n * M + mb * 8) * OH + oy) * OW; /* plain row, lane 0 */
             size_t plane = (size_t)(OH * OW);
             const float *z = io->add_full;
-            if (io->yb && (!z || io->zb)) {
+            const float *mk = io->mask;
+            if (io->yb && (!z || io->zb) && !mk) {
                 float *dst = io->y + bo;
                 for (int64_t ox = 0; ox < OW; ox++) {
                     __m256 v = _mm256_load_ps(src + ox * 8);
@@ -588,6 +589,9 @@ AVX2 static void out_body(int64_t i0, int64_t i1, void *arg) {
                         float *dst = io->y + po + c * plane + ox;
                         __m256 v = r[c];
                         if (z) v = _mm256_add_ps(v, _mm256_loadu_ps(z + po + c * plane + ox));
+                        if (mk)
+                            v = _mm256_and_ps(v, _mm256_cmp_ps(_mm256_loadu_ps(mk + po + c * plane + ox),
+                                                               _mm256_setzero_ps(), _CMP_GT_OQ));
                         _mm256_storeu_ps(dst, act8(v, io->act, io->alpha));
                     }
                 }
@@ -595,6 +599,7 @@ AVX2 static void out_body(int64_t i0, int64_t i1, void *arg) {
                     for (int64_t x = ox; x < OW; x++) {
                         float v = src[x * 8 + c];
                         if (z) v += z[po + c * plane + x];
+                        if (mk && !(mk[po + c * plane + x] > 0)) v = 0.0f;
                         io->y[po + c * plane + x] = act1(v, io->act, io->alpha);
                     }
             } else {
@@ -603,6 +608,7 @@ AVX2 static void out_body(int64_t i0, int64_t i1, void *arg) {
                     for (int64_t ox = 0; ox < OW; ox++) {
                         float v = src[ox * 8 + c];
                         if (z) v += io->zb ? z[bo + ox * 8 + c] : z[po + c * plane + ox];
+                        if (mk && !(mk[po + c * plane + ox] > 0)) v = 0.0f;
                         v = act1(v, io->act, io->alpha);
                         if (io->yb)
                             io->y[bo + ox * 8 + c] = v;

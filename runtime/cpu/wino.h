@@ -35,6 +35,7 @@ typedef struct ulc_wino_io {
     int zb;
     int act;
     float alpha;
+    const float *mask; /* plain, y's shape, or NULL: y = mask > 0 ? y : 0 after the addend */
 } ulc_wino_io;
 
 typedef struct ulc_wino ulc_wino;

@@ -108,6 +108,17 @@ CASES = [
                     "b": rnd((24,), 3)}, {"pads": [2, 1, 0, 2]}, name="Conv_winograd"),
     single("Conv", {"x": rnd((1, 16, 9, 9), 1), "w": rnd((8, 16, 3, 3), 2, -0.3, 0.3)},
            {"pads": [1, 1, 1, 1]}, name="Conv_winograd_m8"),
+    # a residual block: ConvGradData of the second conv with the ReluGrad fused into its
+    # Winograd output, the first one's with the fan-in Add (dy of the skip) fused. The first
+    # conv's bias (+-3 by channel) keeps Relu's inputs away from its kink, where central
+    # differences would not be the gradient, while half the mask is 0.
+    Case("Conv_relu_residual", "Conv",
+         [helper.make_node("Conv", ["x", "w1", "b1"], ["h"], pads=[1, 1, 1, 1]),
+          helper.make_node("Relu", ["h"], ["r"]),
+          helper.make_node("Conv", ["r", "w2"], ["c"], pads=[1, 1, 1, 1]),
+          helper.make_node("Add", ["c", "x"], ["y"])],
+         {"x": rnd((1, 8, 5, 5), 11), "w1": rnd((8, 8, 3, 3), 12, -0.3, 0.3),
+          "b1": np.array([3, -3] * 4, dtype=np.float32), "w2": rnd((8, 8, 3, 3), 13, -0.3, 0.3)}),
     # stride 2: the im2col form of the engine forward (weights a graph input: set every run)
     single("Conv", {"x": rnd((2, 8, 9, 8), 1), "w": rnd((16, 8, 3, 3), 2, -0.3, 0.3),
                     "b": rnd((16,), 3)}, {"strides": [2, 2], "pads": [1, 0, 0, 1]},

@@ -342,7 +342,9 @@ def report(res, threads, repeats, load):
             lines += [
                 f"- work: **{gf:.1f} GFLOP per step** (bench_train.py's step_flops: 2 × the MACs of the teacher's "
                 "forward, the student's forward with the LoRA convs, the input gradients down to layer1.0 and "
-                f"the LoRA weight gradients; the loss's elementwise work is not counted), {gf * steps:.0f} GFLOP "
+                "the LoRA weight gradients; the loss's elementwise work is not counted; counted as direct "
+                "convolution, while ulc runs the 3x3 stride-1 ones as Winograd products with 2.25-4x fewer "
+                f"multiplies, so its GFLOP/s can pass the peak), {gf * steps:.0f} GFLOP "
                 f"an epoch; ulc {gf * steps / ue:.1f} GFLOP/s, PyTorch {gf * steps / te:.1f} GFLOP/s; oneDNN "
                 f"sgemm peak ({threads} thread{plural}, bench/sgemm_peak.c, the best of one measurement per "
                 f"repeat: {', '.join(f'{x:.1f}' for x in res['peaks'])}) **{peak:.1f} GFLOP/s**: an epoch at that "

@@ -835,6 +835,8 @@ def write_doc(text, threads, dnnl, ulc_env):
         "intra_op_num_threads = threads, inter_op 1, the default ORT_ENABLE_ALL optimizations). Each\n"
         "figure is the median of the per-round medians. GFLOP counts 2 x MACs of Conv/MatMul/Gemm with\n"
         "the run's shapes; the sgemm peak is bench/sgemm_peak.c (oneDNN dnnl_sgemm) in the same run.\n"
+        "GFLOP counts direct convolution's work; ulc runs 3x3 stride-1 convolutions as Winograd\n"
+        "products with 2.25-4x fewer multiplies, so its GFLOP/s can pass the sgemm peak.\n"
         "Max rel err is max |ulc - ort| / max |ort| over each output, worst over the rounds. Peak RSS\n"
         "is each child's ru_maxrss (onnxruntime's includes Python, numpy and safetensors).\n\n"
         f"{text}\n")

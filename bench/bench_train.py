@@ -355,7 +355,9 @@ def report(res, threads, args, load, modules, numel):
         f"- load average (1 min) at the start and the end: {load[0]:.1f}, {load[1]:.1f} on "
         f"{ALL_CORES} cores (other work on the machine slows both sides; alternating shares it out)",
         f"- GFLOP per step: **{gf:.1f}** (2 x MACs of Conv and Gemm: teacher forward, student forward with "
-        "the LoRA convs, input gradients down to layer1.0, LoRA weight gradients); oneDNN sgemm peak "
+        "the LoRA convs, input gradients down to layer1.0, LoRA weight gradients; counted as direct "
+        "convolution, while ulc runs the 3x3 stride-1 ones as Winograd products with 2.25-4x fewer "
+        "multiplies, so its GFLOP/s can pass the peak); oneDNN sgemm peak "
         f"({threads} thread{plural}, bench/sgemm_peak.c, the best of one measurement per repeat): "
         f"**{peak:.1f} GFLOP/s** ({', '.join(f'{x:.1f}' for x in res['peaks'])}); a step at that "
         f"peak would take {gf / peak * 1e3:.0f} ms",

@@ -205,8 +205,9 @@ static void test_fits(void) {
     CHECK(!ulc_wino_fits(&g));
 }
 
-/* The shape's own choice: F(4,3) on large outputs, F(2,3) on 2×2 ones and on wide layers with
- * few tiles, im2col for other kernels and strides. */
+/* The shape's own choice: F(4,3) on large outputs, F(2,3) on 2×2 ones, on layers with few
+ * tiles and on wide layers (the transformed filters' memory), im2col for other kernels and
+ * strides. */
 static void test_pick(void) {
     struct {
         ulc_wino_geom g;
@@ -216,7 +217,8 @@ static void test_pick(void) {
         {geom(64, 64, 64, 16, 16, 1, 1, 1, 1), 4},
         {geom(64, 512, 512, 2, 2, 1, 1, 1, 1), 2},
         {geom(1, 512, 512, 7, 7, 1, 1, 1, 1), 2},
-        {geom(8, 512, 512, 7, 7, 1, 1, 1, 1), 4},
+        {geom(8, 128, 128, 7, 7, 1, 1, 1, 1), 4},
+        {geom(8, 512, 512, 7, 7, 1, 1, 1, 1), 2}, /* F(4,3)'s filters would take 36 MiB */
         {{8, 64, 128, 16, 16, 8, 8, 1, 1, 0, 3, 3, 2, 2}, 1}, /* stride 2: im2col */
         {{8, 64, 128, 16, 16, 10, 10, 0, 0, 0, 7, 7, 1, 1}, 1}, /* 7×7: im2col */
     };

@@ -58,6 +58,9 @@ typedef struct ulc_kctx {
     uint32_t const_inputs;      /* bit i: input i is a constant of the plan (same bytes on every
                                    run: weights, folded values), so prepare may pack it once */
     const ulc_kfuse *fuse;      /* NULL, or work fused after the op (see can_fuse) */
+    uint32_t packed_inputs;     /* set by prepare: bit i: constant input i now lives in the
+                                   kernel's state (packed, transformed) and run never reads it,
+                                   so the planner may free bytes it made for it (folds) */
     void *state;                /* the kernel's own, from prepare until release */
     int threads;                /* threads the kernel may use */
     ulc_ctx *err;

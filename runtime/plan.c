@@ -1461,6 +1461,11 @@ static ulc_status make_plan(ulc_session *s, rt_plan **out, ulc_ctx *ctx) {
             if (st != ULC_OK) goto done;
         }
         sp->prepared = 1;
+        if (sp->fold && (sp->kc.packed_inputs & 2u)) {
+            /* the folded W was packed into the kernel: only its bias is read from here on */
+            free(sp->fold->w.data);
+            sp->fold->w.data = NULL;
+        }
     }
     for (size_t i = 0; i < g->outputs.len; i++) {
         ulc_value *v = g->outputs.items[i];

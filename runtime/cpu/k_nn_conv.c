@@ -589,7 +589,10 @@ static ulc_status conv_prepare_common(ulc_kctx *k, int transpose) {
     s->yb = yb;
     s->zb = zb;
     if (dnnl_ok) ULC_TRY(conv_wino_prepare(k, s));
-    if (s->wino) return ULC_OK;
+    if (s->wino) {
+        if (k->const_inputs & 2u) k->packed_inputs |= 2u; /* transformed: run reads U */
+        return ULC_OK;
+    }
     if (dnnl_ok) ULC_TRY(conv_dnnl_build(k, s, post));
     if (dnnl_ok && !s->use_dnnl && post) {
         /* oneDNN declined the post-ops: without them, the fused work runs afterwards */
@@ -621,6 +624,7 @@ static ulc_status conv_prepare_common(ulc_kctx *k, int transpose) {
         if (!s->wrap_buf && nx + ny + nz)
             return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory (plain copies of blocked tensors)");
     }
+    if (s->wei_packed) k->packed_inputs |= 2u; /* reordered once: run reads the copy */
     return ULC_OK;
 }
 

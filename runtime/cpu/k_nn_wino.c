@@ -86,9 +86,10 @@ int ulc_wino_fits(const ulc_wino_geom *g) {
  * (a² of C × M), which weighs like 16 tiles' rows: on layers with few tiles and many channels
  * the weights, not the arithmetic, set the time. F(4,3) is taken when it saves a tenth and its
  * U stays within F4_MAX_U_BYTES: its transformed filters are 36/9 = 4× the layer's weights
- * (F(2,3)'s 16/9), kept for the session's life, and wide layers' would double a ResNet's
- * resident memory for little time (their few tiles make them weight-bound anyway). */
-#define F4_MAX_U_BYTES (4u << 20)
+ * (F(2,3)'s 16/9), kept for the session's life, and the widest layers' (ResNet's 512-channel
+ * stage: 36 MiB each) would double a ResNet's resident memory for little time (their few tiles
+ * make them weight-bound anyway). */
+#define F4_MAX_U_BYTES (10u << 20)
 
 static int pick_tile(const ulc_wino_geom *g) {
     if (g->tile) return g->tile;

@@ -470,19 +470,12 @@ static int cgd_can_fuse(const ulc_kctx *k, const ulc_kfuse *f) {
 static ulc_status cgd_wino_prepare(ulc_kctx *k, cg_state *s) {
     ulc_wino_geom wg;
     if (!cgd_wino_geom(k, &s->g, &wg)) return ULC_OK;
-    s->wino = ulc_wino_create(&wg);
-    if (!s->wino) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory (Winograd filters)");
-    ulc_nn_scratch_hold();
-    s->scratch_held = 1;
-    if (k->const_inputs & 2u) ulc_wino_set_weights(s->wino, k->in[1]->data, 1);
+    ULC_TRY(ulc_wino_prepare(k, &wg, 1, &s->wino));
+    s->scratch_held = s->wino != NULL;
     return ULC_OK;
 }
 
 static ulc_status cgd_wino_run(ulc_kctx *k, cg_state *s) {
-    if (!(k->const_inputs & 2u)) ulc_wino_set_weights(s->wino, k->in[1]->data, 1);
-    size_t need = ulc_wino_scratch_bytes(s->wino);
-    ulc_nn_scratch sc = ulc_nn_scratch_acquire(need);
-    if (!sc.p) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory (%zu bytes of scratch)", need);
     const ulc_rt_tensor *z = k->fuse ? k->fuse->addend : NULL;
     const ulc_rt_tensor *mask = k->fuse ? k->fuse->mask : NULL;
     ulc_wino_io io = {.x = k->in[0]->data,
@@ -491,9 +484,7 @@ static ulc_status cgd_wino_run(ulc_kctx *k, cg_state *s) {
                       .zb = ulc_nn_blocked(z),
                       .act = ULC_ACT_NONE,
                       .mask = mask ? mask->data : NULL};
-    ulc_wino_run(s->wino, &io, sc.p);
-    ulc_nn_scratch_done(&sc);
-    return ULC_OK;
+    return ulc_wino_exec(k, s->wino, 1, &io);
 }
 
 static ulc_status cg_prepare_common(ulc_kctx *k, int weight) {

@@ -71,6 +71,13 @@ void ulc_nn_plain_to_nchw8c(const float *x, float *b, int64_t n, int64_t c, int6
 
 /* ---- Winograd convolution: runtime/cpu/wino.h (k_nn_wino.c) --------------------------------- */
 
+/* A kernel's side of the engine (Conv, ConvGradData; W is input 1, flip as ulc_wino_set_weights).
+ * prepare: creates it for g (NULL *out, ULC_OK, when g does not fit), takes a scratch hold
+ * (dropped by the caller's release) and, for a constant W, transforms the filters now and
+ * marks W packed. exec: transforms a W that is not constant, borrows the scratch, runs io. */
+ulc_status ulc_wino_prepare(ulc_kctx *k, const ulc_wino_geom *g, int flip, ulc_wino **out);
+ulc_status ulc_wino_exec(ulc_kctx *k, ulc_wino *w, int flip, const ulc_wino_io *io);
+
 /* ---- fused elementwise work (kernel.h's ulc_kfuse) ------------------------------------------ */
 
 /* can_fuse for the family: y = act(op + addend) on float32/float64 output 0, any act of

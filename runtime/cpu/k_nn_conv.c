@@ -543,19 +543,11 @@ static ulc_status conv_wino_prepare(ulc_kctx *k, conv_state *s) {
     }
     ulc_wino_geom wg = {g->n, g->c, g->m, w->in[0], w->in[1], w->out[0], w->out[1], w->pb[0],
                         w->pb[1], 0, w->k[0], w->k[1], w->s[0], w->s[1]};
-    if (!ulc_wino_fits(&wg) || ulc_rt_numel(k->in[0]) == 0) return ULC_OK;
-    s->wino = ulc_wino_create(&wg);
-    if (!s->wino) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory (Winograd filters)");
-    ulc_nn_scratch_hold();
-    if (k->const_inputs & 2u) ulc_wino_set_weights(s->wino, k->in[1]->data, 0);
-    return ULC_OK;
+    if (ulc_rt_numel(k->in[0]) == 0) return ULC_OK;
+    return ulc_wino_prepare(k, &wg, 0, &s->wino);
 }
 
 static ulc_status conv_wino_run(ulc_kctx *k, conv_state *s) {
-    if (!(k->const_inputs & 2u)) ulc_wino_set_weights(s->wino, k->in[1]->data, 0);
-    size_t need = ulc_wino_scratch_bytes(s->wino);
-    ulc_nn_scratch sc = ulc_nn_scratch_acquire(need);
-    if (!sc.p) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory (%zu bytes of scratch)", need);
     const ulc_kfuse *f = k->fuse;
     ulc_wino_io io = {
         .x = k->in[0]->data,
@@ -569,9 +561,7 @@ static ulc_status conv_wino_run(ulc_kctx *k, conv_state *s) {
         .act = f ? (int)f->act : ULC_ACT_NONE,
         .alpha = f ? f->a : 0.0f,
     };
-    ulc_wino_run(s->wino, &io, sc.p);
-    ulc_nn_scratch_done(&sc);
-    return ULC_OK;
+    return ulc_wino_exec(k, s->wino, 0, &io);
 }
 
 static ulc_status conv_prepare_common(ulc_kctx *k, int transpose) {
@@ -589,10 +579,7 @@ static ulc_status conv_prepare_common(ulc_kctx *k, int transpose) {
     s->yb = yb;
     s->zb = zb;
     if (dnnl_ok) ULC_TRY(conv_wino_prepare(k, s));
-    if (s->wino) {
-        if (k->const_inputs & 2u) k->packed_inputs |= 2u; /* transformed: run reads U */
-        return ULC_OK;
-    }
+    if (s->wino) return ULC_OK;
     if (dnnl_ok) ULC_TRY(conv_dnnl_build(k, s, post));
     if (dnnl_ok && !s->use_dnnl && post) {
         /* oneDNN declined the post-ops: without them, the fused work runs afterwards */

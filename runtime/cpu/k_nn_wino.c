@@ -676,6 +676,30 @@ void ulc_wino_run(const ulc_wino *w, const ulc_wino_io *io, void *scratch) {
     }
 }
 
+ulc_status ulc_wino_prepare(ulc_kctx *k, const ulc_wino_geom *g, int flip, ulc_wino **out) {
+    *out = NULL;
+    if (!ulc_wino_fits(g)) return ULC_OK;
+    ulc_wino *w = ulc_wino_create(g);
+    if (!w) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory (Winograd filters)");
+    ulc_nn_scratch_hold();
+    if (k->const_inputs & 2u) {
+        ulc_wino_set_weights(w, k->in[1]->data, flip);
+        k->packed_inputs |= 2u; /* run reads U, never W */
+    }
+    *out = w;
+    return ULC_OK;
+}
+
+ulc_status ulc_wino_exec(ulc_kctx *k, ulc_wino *w, int flip, const ulc_wino_io *io) {
+    if (!(k->const_inputs & 2u)) ulc_wino_set_weights(w, k->in[1]->data, flip);
+    size_t need = ulc_wino_scratch_bytes(w);
+    ulc_nn_scratch sc = ulc_nn_scratch_acquire(need);
+    if (!sc.p) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory (%zu bytes of scratch)", need);
+    ulc_wino_run(w, io, sc.p);
+    ulc_nn_scratch_done(&sc);
+    return ULC_OK;
+}
+
 int ulc_wino_enabled(void) {
     const char *e = getenv("ULC_NO_WINOGRAD");
     return !(e && *e && strcmp(e, "0") != 0);

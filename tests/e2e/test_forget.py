@@ -319,6 +319,16 @@ def test_digits_second_run_is_byte_identical(digits_run, tmp_path):
     assert not list(tmp_path.glob("*.json"))   # the default spec names no report
 
 
+def test_profile_prints_the_training_ops_and_changes_nothing(digits_run, tmp_path):
+    out = tmp_path / "profiled.onnx"
+    proc = run_ulc(MODEL, "--forget", DEFAULT_SPEC, "-o", out, "--threads", "2", "-q", "--profile",
+                   check=True)
+    assert "profile (every run so far" in proc.stderr, proc.stderr
+    for op in ("Conv", "ConvGradData", "slowest nodes"):
+        assert op in proc.stderr, proc.stderr
+    assert out.read_bytes() == digits_run["out"].read_bytes()   # timing only
+
+
 def test_sample_forgetting_keeps_test_accuracy(tmp_path):
     idx = np.random.default_rng(6).choice(1437, 30, replace=False).tolist()
     (tmp_path / "idx.json").write_text(json.dumps(idx))

@@ -44,6 +44,10 @@ uint64_t ulc_rt_numel(const ulc_rt_tensor *t) {
     return n;
 }
 
+int ulc_rt_same_shape(const ulc_rt_tensor *a, const ulc_rt_tensor *b) {
+    return a->rank == b->rank && memcmp(a->dims, b->dims, sizeof(int64_t) * (size_t)a->rank) == 0;
+}
+
 const char *ulc_rt_shape_str(const ulc_rt_tensor *t, char *buf, size_t size) {
     if (!t) {
         snprintf(buf, size, "(none)");
@@ -653,6 +657,11 @@ static ulc_status fold_batchnorms(rt_plan *p, const ulc_graph *g, ulc_ctx *ctx) 
     return st;
 }
 
+/* A fused operand: computed before step i (or a plan constant), in the step's output dtype. */
+static int ready_before(const rt_val *v, int i, const rt_val *v0) {
+    return v && (v->known == V_CONST || v->step < i) && v->t.dtype == v0->t.dtype;
+}
+
 /* Folds Add (of an operand ready before the producer) and an activation after a step whose
  * kernel can apply them: Conv → Add → Relu of a residual block, MatMul → Add of a bias. */
 static ulc_status fuse_steps(rt_plan *p, const ulc_graph *g, int64_t opset, ulc_ctx *ctx) {
@@ -673,10 +682,7 @@ static ulc_status fuse_steps(rt_plan *p, const ulc_graph *g, int64_t opset, ulc_
             ulc_value *other = an->inputs[0].value == cur ? an->inputs[1].value : an->inputs[0].value;
             const rt_val *ov = other ? &p->vals[other->id] : NULL;
             const rt_val *out = an->outputs[0] ? &p->vals[an->outputs[0]->id] : NULL;
-            int ready = ov && (ov->known == V_CONST || ov->step < i) && ov->t.dtype == v0->t.dtype;
-            int same = out && out->t.rank == v0->t.rank &&
-                       memcmp(out->t.dims, v0->t.dims, sizeof(int64_t) * (size_t)v0->t.rank) == 0;
-            if (ready && same) {
+            if (ready_before(ov, i, v0) && out && ulc_rt_same_shape(&out->t, &v0->t)) {
                 f.addend = &ov->t;
                 addend = other;
                 drop[0] = j;
@@ -694,11 +700,8 @@ static ulc_status fuse_steps(rt_plan *p, const ulc_graph *g, int64_t opset, ulc_
             ulc_value *mv = rn->inputs[1].value;
             const rt_val *m = &p->vals[mv->id];
             const rt_val *out = rn->outputs[0] ? &p->vals[rn->outputs[0]->id] : NULL;
-            int ready = (m->known == V_CONST || m->step < i) && m->t.dtype == v0->t.dtype;
-            int same = out && m->t.rank == v0->t.rank && out->t.rank == v0->t.rank &&
-                       memcmp(m->t.dims, v0->t.dims, sizeof(int64_t) * (size_t)v0->t.rank) == 0 &&
-                       memcmp(out->t.dims, v0->t.dims, sizeof(int64_t) * (size_t)v0->t.rank) == 0;
-            if (ready && same) {
+            if (ready_before(m, i, v0) && ulc_rt_same_shape(&m->t, &v0->t) && out &&
+                ulc_rt_same_shape(&out->t, &v0->t)) {
                 f.mask = &m->t;
                 mask = mv;
                 drop[1] = j;
@@ -835,10 +838,6 @@ static int chain_opcode(const ulc_node *n) {
     }
 }
 
-static int same_shape(const ulc_rt_tensor *a, const ulc_rt_tensor *b) {
-    return a->rank == b->rank && memcmp(a->dims, b->dims, sizeof(int64_t) * (size_t)a->rank) == 0;
-}
-
 /* A float32 scalar constant (any rank, one element). */
 static int scalar_const(const rt_val *rv) {
     return rv->known == V_CONST && rv->t.dtype == ULC_DT_F32 && ulc_rt_numel(&rv->t) == 1;
@@ -860,7 +859,7 @@ static int chain_eligible(const rt_plan *p, const rt_step *st) {
         if (!v) return 0;
         const rt_val *rv = &p->vals[v->id];
         if (scalar_const(rv)) continue;
-        if (rv->t.dtype != ULC_DT_F32 || !same_shape(&rv->t, &ov->t)) return 0;
+        if (rv->t.dtype != ULC_DT_F32 || !ulc_rt_same_shape(&rv->t, &ov->t)) return 0;
         tensors++;
     }
     return tensors > 0;

@@ -51,6 +51,8 @@ typedef struct ulc_rt_tensor {
 enum { ULC_LAYOUT_PLAIN = 0, ULC_LAYOUT_NCHW8C = 1 };
 
 uint64_t ulc_rt_numel(const ulc_rt_tensor *t);
+/* 1 when a and b have the same rank and dims (dtypes and layouts not compared). */
+int ulc_rt_same_shape(const ulc_rt_tensor *a, const ulc_rt_tensor *b);
 /* "f32[8,3,224,224]" into buf. */
 const char *ulc_rt_shape_str(const ulc_rt_tensor *t, char *buf, size_t size);
 

@@ -55,19 +55,12 @@ ulc_status ulc_grad_f32(ulc_kctx *k, int slot, const char *name) {
     return ULC_OK;
 }
 
-static int same_shape(const ulc_rt_tensor *a, const ulc_rt_tensor *b) {
-    if (a->rank != b->rank) return 0;
-    for (int d = 0; d < a->rank; d++)
-        if (a->dims[d] != b->dims[d]) return 0;
-    return 1;
-}
-
 /* Two float32 inputs of one shape (dy and y or x); dx gets that shape. */
 static ulc_status grad_pair_infer(ulc_kctx *k, const char *second) {
     ULC_TRY(ulc_grad_f32(k, 0, "dy"));
     ULC_TRY(ulc_grad_f32(k, 1, second));
     char s1[96], s2[96];
-    if (!same_shape(k->in[0], k->in[1]))
+    if (!ulc_rt_same_shape(k->in[0], k->in[1]))
         return ulc_k_fail(k, ULC_ERR_INVALID, "dy %s and %s %s must have the same shape",
                           ulc_rt_shape_str(k->in[0], s1, sizeof s1), second,
                           ulc_rt_shape_str(k->in[1], s2, sizeof s2));
@@ -299,7 +292,7 @@ static ulc_status lng_infer(ulc_kctx *k) {
     ULC_TRY(ulc_grad_f32(k, 2, "scale"));
     const ulc_rt_tensor *dy = k->in[0], *x = k->in[1], *g = k->in[2];
     char s1[96], s2[96];
-    if (!same_shape(dy, x))
+    if (!ulc_rt_same_shape(dy, x))
         return ulc_k_fail(k, ULC_ERR_INVALID, "dy %s and x %s must have the same shape",
                           ulc_rt_shape_str(dy, s1, sizeof s1), ulc_rt_shape_str(x, s2, sizeof s2));
     if (x->rank == 0) return ulc_k_fail(k, ULC_ERR_INVALID, "x must have rank >= 1");

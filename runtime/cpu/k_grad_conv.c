@@ -295,8 +295,6 @@ static void cg_release(void *p) {
     free(s);
 }
 
-static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
-
 /* Adds an argument whose primitive layout is `md` and whose plain layout is `plain`. */
 static ulc_status cg_arg_add(ulc_kctx *k, cg_state *s, dnnl_engine_t eng, int arg, int is_out,
                              int slot, const dnnl_memory_desc_t *md,
@@ -322,7 +320,7 @@ static ulc_status cg_arg_add(ulc_kctx *k, cg_state *s, dnnl_engine_t eng, int ar
                 a->r = NULL;
             }
         } else if (st == dnnl_success) {
-            a->bytes = align64(dnnl_memory_desc_get_size(md));
+            a->bytes = ulc_nn_align64(dnnl_memory_desc_get_size(md));
         }
     }
     return ulc_nn_dnnl_check(k, st, "memory and reorders of the convolution gradient");
@@ -434,11 +432,9 @@ static ulc_status cg_dnnl_build(ulc_kctx *k, cg_state *s) {
  * the forward 3×3 convolution of dy with pads 2 - pb and W's taps reversed (its channels
  * swapped): the Winograd path takes it when the channel counts are multiples of 8. Fills wg and
  * returns 1 when it does. */
-static int cgd_wino_geom(const ulc_kctx *k, const cg_geom *g, ulc_wino_geom *wg) {
+static int cgd_wino_geom(const cg_geom *g, ulc_wino_geom *wg) {
     const ulc_nn_window *w = &g->w;
     if (g->weight || g->nsp != 2 || g->g != 1 || !ulc_wino_enabled()) return 0;
-    if (ulc_rt_numel(k->in[0]) == 0 || ulc_rt_numel(k->in[1]) == 0 || ulc_rt_numel(k->out[0]) == 0)
-        return 0;
     for (int i = 0; i < 2; i++)
         if (w->k[i] != 3 || w->s[i] != 1 || w->d[i] != 1 || w->pb[i] > 2) return 0;
     *wg = (ulc_wino_geom){g->n, g->m, g->c, w->out[0], w->out[1], w->in[0], w->in[1],
@@ -446,13 +442,9 @@ static int cgd_wino_geom(const ulc_kctx *k, const cg_geom *g, ulc_wino_geom *wg)
     return ulc_wino_fits(wg);
 }
 
-/* Same dtype and dims as y (no broadcasting). */
+/* Absent, or float32 of y's shape (no broadcasting). */
 static int same_as(const ulc_rt_tensor *t, const ulc_rt_tensor *y) {
-    if (!t) return 1;
-    if (t->dtype != ULC_DT_F32 || t->rank != y->rank) return 0;
-    for (int d = 0; d < y->rank; d++)
-        if (t->dims[d] != y->dims[d]) return 0;
-    return 1;
+    return !t || (t->dtype == ULC_DT_F32 && ulc_rt_same_shape(t, y));
 }
 
 /* On the Winograd path dx is written with an addend of its own shape added (the Add that sums
@@ -464,12 +456,12 @@ static int cgd_can_fuse(const ulc_kctx *k, const ulc_kfuse *f) {
     if (!same_as(f->addend, y) || !same_as(f->mask, y) || ulc_nn_blocked(f->mask)) return 0;
     cg_geom g;
     ulc_wino_geom wg;
-    return cg_geometry((ulc_kctx *)k, 0, &g) == ULC_OK && cgd_wino_geom(k, &g, &wg);
+    return cg_geometry((ulc_kctx *)k, 0, &g) == ULC_OK && cgd_wino_geom(&g, &wg);
 }
 
 static ulc_status cgd_wino_prepare(ulc_kctx *k, cg_state *s) {
     ulc_wino_geom wg;
-    if (!cgd_wino_geom(k, &s->g, &wg)) return ULC_OK;
+    if (!cgd_wino_geom(&s->g, &wg)) return ULC_OK;
     ULC_TRY(ulc_wino_prepare(k, &wg, 1, &s->wino));
     s->scratch_held = s->wino != NULL;
     return ULC_OK;
@@ -495,6 +487,9 @@ static ulc_status cg_prepare_common(ulc_kctx *k, int weight) {
     int empty = ulc_rt_numel(k->in[0]) == 0 || ulc_rt_numel(k->in[1]) == 0 ||
                 ulc_rt_numel(k->out[0]) == 0;
     if (!weight) ULC_TRY(cgd_wino_prepare(k, s));
+    /* can_fuse offers fusion on the Winograd path only, and prepare takes it on the same test */
+    if (k->fuse && !s->wino)
+        return ulc_k_fail(k, ULC_ERR_INTERNAL, "fused work reached ConvGradData off the Winograd path");
     if (s->g.nsp <= 3 && !empty && !s->wino) ULC_TRY(cg_dnnl_build(k, s));
     return ULC_OK;
 }
@@ -540,21 +535,8 @@ static ulc_status cg_dnnl_run(ulc_kctx *k, cg_state *s) {
 static ulc_status cg_run(ulc_kctx *k) {
     cg_state *s = k->state;
     if (s->wino) return cgd_wino_run(k, s);
-    if (s->prim)
-        ULC_TRY(cg_dnnl_run(k, s));
-    else
-        cg_ref_run(k, &s->g);
-    /* can_fuse offers fusion only where the Winograd path runs; should a plan still hand one
-     * to another path, it is applied here */
-    if (k->fuse) {
-        ulc_nn_fuse_apply(k->fuse, k->out[0], 0);
-        if (k->fuse->mask) {
-            float *y = k->out[0]->data;
-            const float *m = k->fuse->mask->data;
-            for (uint64_t i = 0, n = ulc_rt_numel(k->out[0]); i < n; i++)
-                if (!(m[i] > 0)) y[i] = 0.0f;
-        }
-    }
+    if (s->prim) return cg_dnnl_run(k, s);
+    cg_ref_run(k, &s->g);
     return ULC_OK;
 }
 

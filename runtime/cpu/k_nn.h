@@ -53,6 +53,9 @@ void ulc_nn_scratch_drop(void);
 ulc_nn_scratch ulc_nn_scratch_acquire(size_t bytes);
 void ulc_nn_scratch_done(ulc_nn_scratch *s);
 
+/* n rounded up to a multiple of 64 (scratch offsets that stay 64-byte aligned). */
+static inline size_t ulc_nn_align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
 /* 64-byte aligned allocation (free with free()); NULL on failure or for 0 bytes. */
 void *ulc_nn_alloc(size_t bytes);
 

@@ -319,8 +319,6 @@ static void conv_release(void *p) {
     free(s);
 }
 
-static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
-
 /* oneDNN's form of k->fuse: sum or binary add, then eltwise. */
 static dnnl_status_t conv_post_ops(const ulc_kfuse *f, ulc_nn_addend add,
                                    const dnnl_memory_desc_t *add_md, dnnl_primitive_attr_t attr) {
@@ -468,13 +466,13 @@ static ulc_status conv_dnnl_build(ulc_kctx *k, conv_state *s, int with_post) {
         st = ulc_nn_reorder_create(&src_plain, src_md, &s->r_src);
         if (st == dnnl_success)
             st = dnnl_memory_create(&s->m_src_user, &src_plain, eng, DNNL_MEMORY_NONE);
-        s->src_bytes = align64(dnnl_memory_desc_get_size(src_md));
+        s->src_bytes = ulc_nn_align64(dnnl_memory_desc_get_size(src_md));
     }
     if (st == dnnl_success && !dnnl_memory_desc_equal(dst_md, &dst_plain)) {
         st = ulc_nn_reorder_create(dst_md, &dst_plain, &s->r_dst);
         if (st == dnnl_success)
             st = dnnl_memory_create(&s->m_dst_user, &dst_plain, eng, DNNL_MEMORY_NONE);
-        s->dst_bytes = align64(dnnl_memory_desc_get_size(dst_md));
+        s->dst_bytes = ulc_nn_align64(dnnl_memory_desc_get_size(dst_md));
     }
     if (st == dnnl_success && want_z) {
         /* The addend goes into the destination first: a copy when the layouts agree. */
@@ -507,7 +505,7 @@ static ulc_status conv_dnnl_build(ulc_kctx *k, conv_state *s, int with_post) {
             dnnl_primitive_destroy(s->r_wei);
             s->r_wei = NULL;
         } else {
-            s->wei_bytes = align64(wb);
+            s->wei_bytes = ulc_nn_align64(wb);
         }
     }
     s->use_dnnl = 1;
@@ -543,8 +541,7 @@ static ulc_status conv_wino_prepare(ulc_kctx *k, conv_state *s) {
     }
     ulc_wino_geom wg = {g->n, g->c, g->m, w->in[0], w->in[1], w->out[0], w->out[1], w->pb[0],
                         w->pb[1], 0, w->k[0], w->k[1], w->s[0], w->s[1]};
-    if (ulc_rt_numel(k->in[0]) == 0) return ULC_OK;
-    return ulc_wino_prepare(k, &wg, 0, &s->wino);
+    return ulc_wino_prepare(k, &wg, 0, &s->wino); /* empty tensors do not fit */
 }
 
 static ulc_status conv_wino_run(ulc_kctx *k, conv_state *s) {

@@ -159,17 +159,15 @@ static int use_own(const ulc_wino *w) {
     return blocks >= 4 * (int64_t)omp_get_max_threads();
 }
 
-static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
-
 /* One block's V and M. */
 static size_t block_bytes(const ulc_wino *w, int64_t rows) {
     size_t t = (size_t)(rows * w->tw);
-    return align64((size_t)w->xi * t * (size_t)(w->K + w->g.m) * sizeof(float));
+    return ulc_nn_align64((size_t)w->xi * t * (size_t)(w->K + w->g.m) * sizeof(float));
 }
 
 /* One thread's row buffers: a input rows and f output rows of 8-channel pixels (f·tw each). */
 static size_t rowbuf_bytes(const ulc_wino *w) {
-    return align64((size_t)(w->a * w->lw + w->f * w->f * w->tw) * 8 * sizeof(float));
+    return ulc_nn_align64((size_t)(w->a * w->lw + w->f * w->f * w->tw) * 8 * sizeof(float));
 }
 
 /* Scratch: [blocks (one, or one per thread)][row buffers, one per thread]. */

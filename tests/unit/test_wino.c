@@ -32,23 +32,21 @@ static float *rand_buf(size_t n) {
     return p;
 }
 
-/* plain [n, c, hw] → NCHW8C (c a multiple of 8) */
-static float *to_blocked(const float *x, int64_t n, int64_t c, int64_t hw) {
-    float *b = malloc((size_t)(n * c * hw) * sizeof(float) + 1);
+/* A copy of src between plain [n, c, hw] and NCHW8C (c a multiple of 8), in the direction
+ * to_blocked says. */
+static float *relayout(const float *src, int64_t n, int64_t c, int64_t hw, int to_blocked) {
+    float *dst = malloc((size_t)(n * c * hw) * sizeof(float) + 1);
     for (int64_t i = 0; i < n; i++)
         for (int64_t ch = 0; ch < c; ch++)
-            for (int64_t p = 0; p < hw; p++)
-                b[((i * (c / 8) + ch / 8) * hw + p) * 8 + ch % 8] = x[(i * c + ch) * hw + p];
-    return b;
-}
-
-static float *to_plain(const float *b, int64_t n, int64_t c, int64_t hw) {
-    float *x = malloc((size_t)(n * c * hw) * sizeof(float) + 1);
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t ch = 0; ch < c; ch++)
-            for (int64_t p = 0; p < hw; p++)
-                x[(i * c + ch) * hw + p] = b[((i * (c / 8) + ch / 8) * hw + p) * 8 + ch % 8];
-    return x;
+            for (int64_t p = 0; p < hw; p++) {
+                size_t plain = (size_t)((i * c + ch) * hw + p);
+                size_t blocked = (size_t)(((i * (c / 8) + ch / 8) * hw + p) * 8 + ch % 8);
+                if (to_blocked)
+                    dst[blocked] = src[plain];
+                else
+                    dst[plain] = src[blocked];
+            }
+    return dst;
 }
 
 typedef struct fusion {
@@ -93,7 +91,7 @@ static void check_tiles(ulc_wino_geom g, int t0, int t1) {
     int64_t ihw = g.ih * g.iw, ohw = g.oh * g.ow;
     float *x = rand_buf(nx), *W = rand_buf((size_t)(g.m * g.c * g.kh * g.kw));
     float *bias = rand_buf((size_t)g.m), *chan = rand_buf((size_t)g.m), *full = rand_buf(ny);
-    float *xb = to_blocked(x, g.n, g.c, ihw), *fullb = to_blocked(full, g.n, g.m, ohw);
+    float *xb = relayout(x, g.n, g.c, ihw, 1), *fullb = relayout(full, g.n, g.m, ohw, 1);
     float *y = malloc(ny * sizeof(float));
     double *ref = malloc(ny * sizeof(double));
     static const fusion fus[] = {
@@ -133,7 +131,7 @@ static void check_tiles(ulc_wino_geom g, int t0, int t1) {
                     };
                     memset(y, 0xff, ny * sizeof(float)); /* NaN: every element must be written */
                     ulc_wino_run(w, &io, scratch);
-                    float *yp = out_b ? to_plain(y, g.n, g.m, ohw) : y;
+                    float *yp = out_b ? relayout(y, g.n, g.m, ohw, 0) : y;
                     double maxref = 0, maxerr = 0;
                     int finite = 1;
                     for (size_t i = 0; i < ny; i++) {

@@ -55,6 +55,10 @@ uint64_t ulc_rt_numel(const ulc_rt_tensor *t);
 int ulc_rt_same_shape(const ulc_rt_tensor *a, const ulc_rt_tensor *b);
 /* "f32[8,3,224,224]" into buf. */
 const char *ulc_rt_shape_str(const ulc_rt_tensor *t, char *buf, size_t size);
+/* A runtime view (no copy) of an imported tensor (rt->data points at t's bytes); fails, naming
+ * file and tensor, above the runtime's rank limit. */
+ulc_status ulc_rt_tensor_view(const ulc_tensor *t, const char *file, ulc_rt_tensor *rt,
+                              ulc_ctx *ctx);
 
 /* ---- sessions ------------------------------------------------------------------------------ */
 

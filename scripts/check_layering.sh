@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Enforces the module rules of docs/ARCHITECTURE.md on the sources:
-#   - which layer may include which (common <- ir <- {import, export, runtime}; passes <- ir +
-#     runtime's public header; tools, tests and bench may include anything);
+#   - which layer may include which (common <- ir <- {import, export, runtime}; io <- import +
+#     export; passes and train <- ir + runtime's public header; methods <- train + passes;
+#     eval <- io + train; tools, tests and bench may include anything);
 #   - oneDNN headers only under runtime/cpu/, CUDA headers only under runtime/cuda/;
 #   - no exit()/abort() in library code (only tools/ exits; ULC_ASSERT's abort lives in common/status.c).
 set -u
@@ -17,14 +18,18 @@ allowed() { # layer -> allowed include prefixes
     export)  echo "common ir export" ;;
     runtime) echo "common ir runtime" ;;
     passes)  echo "common ir passes runtime/runtime.h" ;;
+    train)   echo "common ir train runtime/runtime.h" ;;
+    methods) echo "common ir methods train passes runtime/runtime.h" ;;
+    io)      echo "common ir io import export" ;;
+    eval)    echo "common ir eval io train runtime/runtime.h" ;;
     *)       echo "*" ;;
   esac
 }
 
-src_dirs="common ir import export runtime passes tools tests bench"
+src_dirs="common ir import export runtime passes train methods io eval tools tests bench"
 existing=$(for d in $src_dirs; do [ -d "$d" ] && echo "$d"; done)
 
-for layer in common ir import export runtime passes; do
+for layer in common ir import export runtime passes train methods io eval; do
   [ -d "$layer" ] || continue
   ok=$(allowed "$layer")
   while IFS= read -r line; do
@@ -50,7 +55,7 @@ while IFS= read -r hit; do
   case "$hit" in runtime/cuda/*) ;; *) echo "layering: CUDA outside runtime/cuda/: $hit"; fail=1 ;; esac
 done < <(grep -rn --include='*.c' --include='*.h' --include='*.cu' -E '#include *[<"](cuda|cublas|cudnn)' $existing 2>/dev/null)
 
-for layer in common ir import export runtime passes; do
+for layer in common ir import export runtime passes train methods io eval; do
   [ -d "$layer" ] || continue
   while IFS= read -r hit; do
     case "$hit" in common/status.c:*abort*) continue ;; esac

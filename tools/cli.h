@@ -35,12 +35,6 @@ int ulc_cli_usage_error(const char *fmt, ...)
 #endif
     ;
 
-/* A runtime view (no copy) of an imported tensor; fails, naming file and tensor, above the
- * runtime's rank limit. */
-struct ulc_rt_tensor;
-ulc_status ulc_cli_tensor_view(const ulc_tensor *t, const char *file, struct ulc_rt_tensor *rt,
-                               ulc_ctx *ctx);
-
 /* `ulc run`, `ulc eval`, `ulc ops` (tools/run.c; arguments after the command). */
 int ulc_cli_run(int argc, char **argv);
 int ulc_cli_eval(int argc, char **argv);

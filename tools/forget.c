@@ -40,14 +40,14 @@
 #include "import/safetensors_import.h"
 #include "ir/lora.h"
 #include "passes/pass.h"
-#include "passes/rfa.h"
-#include "passes/train.h"
+#include "methods/rfa.h"
+#include "train/train.h"
 #include "runtime/runtime.h"
-#include "tools/cache.h"
+#include "io/cache.h"
 #include "tools/cli.h"
 #include "tools/forget.h"
-#include "tools/metrics.h"
-#include "tools/report.h"
+#include "eval/metrics.h"
+#include "eval/report.h"
 
 #define EVAL_BATCH 256     /* rows per run when scoring a model ... */
 #define EVAL_BYTES (64u << 20) /* ... unless their inputs would take more than this */
@@ -1258,7 +1258,7 @@ int ulc_cli_forget(int argc, char **argv) {
     }
     TRY(probe_output(ses, in, &f, &tr, &ctx));
     TRY(make_splits(&s, &f, &tr, s.test ? &te : NULL, &sp, &ctx));
-    if (s.gate_set[GATE_MIA] && f.next_token)
+    if (s.gates.set[ULC_GATE_MIA] && f.next_token)
         TRY(ulc_fail(&ctx, ULC_ERR_UNSUPPORTED, "%s: key 'gates.mia_max': the membership attack "
                      "scores classifiers; %s is scored on next-token predictions", s.path, in));
     r.has_mia = s.test && !f.next_token;
@@ -1369,7 +1369,7 @@ int ulc_cli_forget(int argc, char **argv) {
     r.wall = now_s() - t0;
     if (!(report_obj = report_json(&s, &tr, s.test ? &te : NULL, &sp, &f, &r)))
         TRY(ulc_fail(&ctx, ULC_ERR_NOMEM, "out of memory (report)"));
-    TRY(ulc_report_gates(report_obj, &s, &gates_failed, &gate_msgs, &ctx));
+    TRY(ulc_report_gates(report_obj, &s.gates, &gates_failed, &gate_msgs, &ctx));
     for (int q = 0; q < n_reports; q++) {
         free(report_text_s);
         if (!(report_text_s = ulc_report_render(report_obj, ulc_report_format_of(reports[q]))))

@@ -8,17 +8,16 @@
 #include <stdint.h>
 
 #include "common/status.h"
-#include "passes/rfa.h"
-#include "passes/train.h"
-#include "passes/unlearn.h"
-#include "tools/forget_eval.h"
+#include "methods/rfa.h"
+#include "train/train.h"
+#include "methods/unlearn.h"
+#include "eval/forget_eval.h"
+#include "eval/report.h"
 
 #define ULC_SPEC_RELEARN_STEPS 10
 
 typedef enum forget_kind { FORGET_CLASSES, FORGET_INDICES } forget_kind;
 
-/* The spec's gates (key "gates"): thresholds on the result, checked after evaluation. */
-enum { GATE_FORGET_ACC, GATE_RETAIN_DROP, GATE_MIA, GATE_COUNT };
 
 typedef struct spec {
     const char *path;          /* as given on the command line */
@@ -54,8 +53,7 @@ typedef struct spec {
     long relearn_steps;        /* relearning probe steps (default ULC_SPEC_RELEARN_STEPS; 0: none) */
     double relearn_lr;         /* its SGD learning rate (default ULC_FE_RELEARN_LR) */
     char *reference;           /* a reference model (retrain) for the activation distance, resolved */
-    int gate_set[GATE_COUNT];  /* which gates the spec gives */
-    double gate_max[GATE_COUNT]; /* their thresholds, fractions in [0, 1] */
+    ulc_gates gates;           /* key "gates" */
 } spec;
 
 /* Parses and checks the spec at path into s (strings malloc'd: spec_clear frees them, on

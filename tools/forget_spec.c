@@ -445,12 +445,12 @@ static ulc_status parse_gates(spec *s, const cJSON *j, int has_test, ulc_ctx *ct
     ULC_TRY(get_object(s->path, j, "gates", &g, ctx));
     if (!g) return ULC_OK;
     ULC_TRY(check_keys(s->path, g, "gates", k_gate_keys, ctx));
-    for (int k = 0; k < GATE_COUNT; k++) {
+    for (int k = 0; k < ULC_GATE_COUNT; k++) {
         if (!cJSON_HasObjectItem(g, k_gate_keys[k])) continue;
-        ULC_TRY(get_num(s->path, g, "gates", k_gate_keys[k], 0, 0, 1, &s->gate_max[k], ctx));
-        s->gate_set[k] = 1;
+        ULC_TRY(get_num(s->path, g, "gates", k_gate_keys[k], 0, 0, 1, &s->gates.max[k], ctx));
+        s->gates.set[k] = 1;
     }
-    if (s->gate_set[GATE_MIA] && !has_test)
+    if (s->gates.set[ULC_GATE_MIA] && !has_test)
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'gates.mia_max': the membership attack "
                         "needs held-out rows (data.test) as its non-members", s->path);
     return ULC_OK;

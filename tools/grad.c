@@ -20,7 +20,7 @@
 #include "export/safetensors_export.h"
 #include "import/safetensors_import.h"
 #include "ir/clone.h"
-#include "passes/autodiff.h"
+#include "train/autodiff.h"
 #include "runtime/runtime.h"
 #include "tools/cli.h"
 
@@ -67,7 +67,7 @@ static ulc_status grad_main(const char *model_path, const char *feeds_path, cons
             goto done;
         }
         bs[nb].name = v->name;
-        if ((st = ulc_cli_tensor_view(f->init, feeds_path, &bs[nb++].t, ctx)) != ULC_OK) goto done;
+        if ((st = ulc_rt_tensor_view(f->init, feeds_path, &bs[nb++].t, ctx)) != ULC_OK) goto done;
         if (nw < MAX_WRT && f->init->dtype == ULC_DT_F32 && (globs ? ulc_glob_any(globs, v->name) : 1))
             wrt[nw++] = v;
     }
@@ -85,7 +85,7 @@ static ulc_status grad_main(const char *model_path, const char *feeds_path, cons
             goto done;
         }
         bs[nb].name = v->name;
-        if ((st = ulc_cli_tensor_view(data, model_path, &bs[nb++].t, ctx)) != ULC_OK) goto done;
+        if ((st = ulc_rt_tensor_view(data, model_path, &bs[nb++].t, ctx)) != ULC_OK) goto done;
         wrt[nw++] = v;
     }
     if (!nw) {
@@ -112,7 +112,7 @@ static ulc_status grad_main(const char *model_path, const char *feeds_path, cons
         sv->flags |= ULC_VALUE_INPUT;
         if (ulc_ptrvec_push(&g->inputs, sv) != 0) { st = ULC_ERR_NOMEM; goto done; }
         bs[nb].name = sv->name;
-        if ((st = ulc_cli_tensor_view(seed_feed->init, feeds_path, &bs[nb++].t, ctx)) != ULC_OK) goto done;
+        if ((st = ulc_rt_tensor_view(seed_feed->init, feeds_path, &bs[nb++].t, ctx)) != ULC_OK) goto done;
         if (!(prod = node1(g, "Mul", "ulc.grad.prod", y, sv, ctx))) { st = ctx->status; goto done; }
     }
     ulc_value *loss = node1(g, "ReduceSum", "ulc.grad.loss", prod, NULL, ctx);

@@ -20,12 +20,12 @@
 #include "import/safetensors_import.h"
 #include "runtime/runtime.h"
 #include "ir/clone.h"
-#include "passes/autodiff.h"
-#include "passes/train_graph.h"
+#include "train/autodiff.h"
+#include "train/train_graph.h"
 #include "tools/cli.h"
 #include "tools/forget.h"
-#include "tools/forget_eval.h"
-#include "tools/metrics.h"
+#include "eval/forget_eval.h"
+#include "eval/metrics.h"
 
 static double now_ms(void) {
     struct timespec ts;
@@ -36,20 +36,6 @@ static double now_ms(void) {
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
-}
-
-/* A runtime view of a safetensors tensor (its bytes stay in the mapped file). */
-ulc_status ulc_cli_tensor_view(const ulc_tensor *t, const char *file, ulc_rt_tensor *rt, ulc_ctx *ctx) {
-    if (t->rank > ULC_RT_MAX_RANK)
-        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: tensor '%s' has rank %d (at most %d)", file,
-                        t->name, t->rank, ULC_RT_MAX_RANK);
-    memset(rt, 0, sizeof *rt);
-    rt->dtype = t->dtype;
-    rt->rank = t->rank;
-    for (int d = 0; d < t->rank; d++) rt->dims[d] = t->dims[d];
-    rt->data = (void *)(uintptr_t)t->data;
-    rt->nbytes = t->nbytes;
-    return ULC_OK;
 }
 
 /* Prints a JSON document on stdout (indented). */
@@ -142,7 +128,7 @@ int ulc_cli_run(int argc, char **argv) {
             goto fail;
         }
         ulc_rt_tensor rt;
-        if (ulc_cli_tensor_view(tv->init, in_path, &rt, &ctx) != ULC_OK) goto fail;
+        if (ulc_rt_tensor_view(tv->init, in_path, &rt, &ctx) != ULC_OK) goto fail;
         if (ulc_session_set_input(s, tv->name, &rt, &ctx) != ULC_OK) {
             ulc_fail(&ctx, ctx.status, "%s", in_path);
             goto fail;
@@ -746,7 +732,7 @@ int ulc_cli_eval(int argc, char **argv) {
     for (int64_t b0 = 0; b0 < n; b0 += batch) {
         int64_t bn = n - b0 < batch ? n - b0 : batch;
         ulc_rt_tensor xt;
-        if (ulc_cli_tensor_view(X, data_path, &xt, &ctx) != ULC_OK) goto fail;
+        if (ulc_rt_tensor_view(X, data_path, &xt, &ctx) != ULC_OK) goto fail;
         xt.dims[0] = bn;
         xt.data = (void *)(uintptr_t)(xb + (size_t)b0 * row_bytes);
         xt.nbytes = (size_t)bn * row_bytes;

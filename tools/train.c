@@ -26,8 +26,8 @@
 #include "export/safetensors_export.h"
 #include "import/safetensors_import.h"
 #include "passes/pass.h"
-#include "passes/train.h"
-#include "passes/train_graph.h"
+#include "train/train.h"
+#include "train/train_graph.h"
 #include "runtime/runtime.h"
 #include "tools/cli.h"
 

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tools/metrics.h"
+#include "eval/metrics.h"
 
 #include "tests/unit/check.h"
 

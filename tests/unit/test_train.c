@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "ir/graph.h"
-#include "passes/train.h"
+#include "train/train.h"
 
 #include "tests/unit/check.h"
 

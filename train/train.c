@@ -10,7 +10,7 @@
  * and gradients are read from the session's outputs, checked finite, and handed to the
  * optimizer.
  */
-#include "passes/train.h"
+#include "train/train.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -12,8 +12,8 @@
  *
  * The models are only read: the probe trains shallow clones (ir/clone.h).
  */
-#ifndef ULC_TOOLS_FORGET_EVAL_H
-#define ULC_TOOLS_FORGET_EVAL_H
+#ifndef ULC_EVAL_FORGET_EVAL_H
+#define ULC_EVAL_FORGET_EVAL_H
 
 #include <stdint.h>
 

@@ -7,8 +7,8 @@
  * input is treated as constant — only allowed for non-differentiable inputs; autodiff checks).
  * Builders fail through b->ctx and return NULL; rules return ULC_ERR_* after a failure.
  */
-#ifndef ULC_PASSES_GRAD_H
-#define ULC_PASSES_GRAD_H
+#ifndef ULC_TRAIN_GRAD_H
+#define ULC_TRAIN_GRAD_H
 
 #include "ir/graph.h"
 #include "runtime/runtime.h"

@@ -1,6 +1,6 @@
 /* train_graph.c — a model's training graph: parameters as inputs, data bindings, loss,
  * gradients (see train_graph.h). */
-#include "passes/train_graph.h"
+#include "train/train_graph.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -10,8 +10,8 @@
 #include "common/glob.h"
 #include "ir/clone.h"
 #include "ir/lora.h"
-#include "passes/autodiff.h"
-#include "passes/grad.h"
+#include "train/autodiff.h"
+#include "train/grad.h"
 #include "runtime/runtime.h"
 
 #define MAX_BIND 64

@@ -1,5 +1,5 @@
 /* forget_eval.c — the unlearning metrics that run models (see forget_eval.h, docs/metrics.md). */
-#include "tools/forget_eval.h"
+#include "eval/forget_eval.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -8,10 +8,9 @@
 #include <string.h>
 
 #include "ir/clone.h"
-#include "passes/train.h"
-#include "passes/train_graph.h"
-#include "tools/cli.h"
-#include "tools/metrics.h"
+#include "train/train.h"
+#include "train/train_graph.h"
+#include "eval/metrics.h"
 
 static ulc_status nomem(ulc_ctx *ctx, const char *what) {
     return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (%s)", what);
@@ -29,7 +28,7 @@ static ulc_status bind_rows(ulc_session *s, const char *in_name, const ulc_tenso
     for (int64_t r = 0; r < n; r++)
         memcpy(buf + (size_t)r * row, (const uint8_t *)x->data + row * (size_t)(idx ? idx[r] : b0 + r), row);
     ulc_rt_tensor rt;
-    ULC_TRY(ulc_cli_tensor_view(x, xpath, &rt, ctx));
+    ULC_TRY(ulc_rt_tensor_view(x, xpath, &rt, ctx));
     rt.dims[0] = n;
     rt.data = buf;
     rt.nbytes = row * (size_t)n;

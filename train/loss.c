@@ -1,10 +1,10 @@
 /* loss.c — losses as graph nodes (see loss.h). */
-#include "passes/loss.h"
+#include "train/loss.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "passes/grad.h"
+#include "train/grad.h"
 
 int ulc_loss_parse(const char *s) {
     static const char *const names[] = {"ce", "soft-ce", "kl", "mse", "sq-l2", "entropy"};

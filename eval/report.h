@@ -15,16 +15,23 @@
  *
  *     cJSON *rep = ...;                                  // forget.c's report
  *     char *fails = NULL; int failed = 0;
- *     if (ulc_report_gates(rep, &s, &failed, &fails, ctx)) ...  // adds rep["gates"]
+ *     if (ulc_report_gates(rep, &gates, &failed, &fails, ctx)) ...  // adds rep["gates"]
  *     char *html = ulc_report_render(rep, ULC_REPORT_HTML);      // caller frees
  */
-#ifndef ULC_TOOLS_REPORT_H
-#define ULC_TOOLS_REPORT_H
+#ifndef ULC_EVAL_REPORT_H
+#define ULC_EVAL_REPORT_H
 
 #include <cjson/cJSON.h>
 
 #include "common/status.h"
-#include "tools/forget.h"
+
+/* The gates a request may set (the spec's key "gates"): thresholds on the result, checked after
+ * evaluation. */
+enum { ULC_GATE_FORGET_ACC = 0, ULC_GATE_RETAIN_DROP, ULC_GATE_MIA, ULC_GATE_COUNT };
+typedef struct ulc_gates {
+    int set[ULC_GATE_COUNT];    /* which gates are given */
+    double max[ULC_GATE_COUNT]; /* their thresholds, fractions in [0, 1] */
+} ulc_gates;
 
 typedef enum ulc_report_format {
     ULC_REPORT_JSON = 0,
@@ -39,7 +46,7 @@ ulc_report_format ulc_report_format_of(const char *path);
  * NULL when out of memory. */
 char *ulc_report_render(const cJSON *report, ulc_report_format fmt);
 
-/* Checks each gate the spec gives against the report's numbers:
+/* Checks each gate given against the report's numbers:
  *
  *   forget_acc_max       accuracy.after of Dft (Df without class-forgetting test data) <= max
  *   retain_acc_drop_max  accuracy.before − accuracy.after of Drt (Dt for sample forgetting
@@ -51,7 +58,7 @@ char *ulc_report_render(const cJSON *report, ulc_report_format fmt);
  * NULL when none failed) holds one line per failed gate, e.g.
  * "gate forget_acc_max failed: Dft accuracy 0.243 > 0.05". A gate whose number the report lacks
  * is ulc's bug (the spec checks made sure it would be there): ULC_ERR_INTERNAL. */
-ulc_status ulc_report_gates(cJSON *report, const spec *s, int *failed, char **messages,
+ulc_status ulc_report_gates(cJSON *report, const ulc_gates *gates, int *failed, char **messages,
                             ulc_ctx *ctx);
 
 #endif

@@ -13,13 +13,13 @@
  * The trained values are the initializers flagged ULC_VALUE_PARAM (lora-inject flags its
  * adapters; ulc_mark_params flags by name). They must be float32.
  */
-#ifndef ULC_PASSES_TRAIN_GRAPH_H
-#define ULC_PASSES_TRAIN_GRAPH_H
+#ifndef ULC_TRAIN_TRAIN_GRAPH_H
+#define ULC_TRAIN_TRAIN_GRAPH_H
 
 #include "common/status.h"
 #include "ir/graph.h"
-#include "passes/loss.h"
-#include "passes/train.h"
+#include "train/loss.h"
+#include "train/train.h"
 
 /* The training graph's input holding the loss target: dataset labels ("label" column, for
  * CROSS_ENTROPY) or values ("target", MSE) are batched into it by the loop; for KL and

@@ -20,14 +20,14 @@
  *     ulc_rfa_run(model, teacher, &data, forget, &train_opts, &r, &stats, ctx);
  *     // model's adapters now hold the trained values (merge with lora-merge)
  */
-#ifndef ULC_PASSES_RFA_H
-#define ULC_PASSES_RFA_H
+#ifndef ULC_METHODS_RFA_H
+#define ULC_METHODS_RFA_H
 
 #include <stdint.h>
 
 #include "common/status.h"
 #include "ir/graph.h"
-#include "passes/train.h"
+#include "train/train.h"
 
 typedef enum ulc_rfa_norm { ULC_RFA_L2SQ = 0, ULC_RFA_MSE, ULC_RFA_L1, ULC_RFA_L2 } ulc_rfa_norm;
 

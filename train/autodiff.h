@@ -19,8 +19,8 @@
  * depends on the batch at run time (Shape/Size nodes the planner folds), so the backward graph
  * also runs on a different batch size (the last partial batch).
  */
-#ifndef ULC_PASSES_AUTODIFF_H
-#define ULC_PASSES_AUTODIFF_H
+#ifndef ULC_TRAIN_AUTODIFF_H
+#define ULC_TRAIN_AUTODIFF_H
 
 #include "common/status.h"
 #include "ir/graph.h"

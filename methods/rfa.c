@@ -16,7 +16,7 @@
  *
  *   L = γ/m Σ_k Σ_i w_inter[i]·d(s_k[i], t_k[i]) + (1 − γ) Σ_i (w_ce[i]·CE_i + w_soft[i]·softCE_i)
  */
-#include "passes/rfa.h"
+#include "methods/rfa.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -25,8 +25,8 @@
 
 #include "ir/clone.h"
 #include "ir/lora.h"
-#include "passes/grad.h"
-#include "passes/train_graph.h"
+#include "train/grad.h"
+#include "train/train_graph.h"
 #include "runtime/runtime.h"
 
 #define FORGET_COL "ulc.rfa.forget"

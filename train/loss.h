@@ -14,8 +14,8 @@
  * `weight` (optional, float32 [rows...]) multiplies each row's term; means then divide by the
  * number of rows still (the caller chooses what the weights mean).
  */
-#ifndef ULC_PASSES_LOSS_H
-#define ULC_PASSES_LOSS_H
+#ifndef ULC_TRAIN_LOSS_H
+#define ULC_TRAIN_LOSS_H
 
 #include "common/status.h"
 #include "ir/graph.h"

@@ -13,8 +13,8 @@
  * the runtime's reductions have a fixed order for a given thread count, and the optimizer runs
  * element by element: the same seed, data and threads give bit-identical parameters.
  */
-#ifndef ULC_PASSES_TRAIN_H
-#define ULC_PASSES_TRAIN_H
+#ifndef ULC_TRAIN_TRAIN_H
+#define ULC_TRAIN_TRAIN_H
 
 #include <signal.h>
 #include <stddef.h>

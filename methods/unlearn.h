@@ -18,14 +18,14 @@
  * What trains (`train`): every float32 weight of the model ("all"), all but the classifier (the
  * last linear layer before the output), or LoRA adapters (placed as RFA places them).
  */
-#ifndef ULC_PASSES_UNLEARN_H
-#define ULC_PASSES_UNLEARN_H
+#ifndef ULC_METHODS_UNLEARN_H
+#define ULC_METHODS_UNLEARN_H
 
 #include <stdint.h>
 
 #include "common/status.h"
 #include "ir/graph.h"
-#include "passes/train.h"
+#include "train/train.h"
 
 typedef enum ulc_method {
     ULC_METHOD_RFA = 0,

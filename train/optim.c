@@ -16,7 +16,7 @@
  *
  * Each update is element by element, so splitting a tensor over OpenMP threads changes nothing.
  */
-#include "passes/train.h"
+#include "train/train.h"
 
 #include <math.h>
 #include <stdlib.h>

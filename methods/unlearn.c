@@ -9,17 +9,17 @@
  * and the KL of loss.c (0·log 0 = 0) compares it with the student; the softmax kernel subtracts
  * the row maximum, so the −∞ entries are exact zeros.
  */
-#include "passes/unlearn.h"
+#include "methods/unlearn.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "passes/grad.h"
-#include "passes/loss.h"
-#include "passes/rfa.h"
-#include "passes/train_graph.h"
+#include "train/grad.h"
+#include "train/loss.h"
+#include "methods/rfa.h"
+#include "train/train_graph.h"
 #include "runtime/runtime.h"
 
 #define TEACHER_COL "ulc.teacher"

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tools/metrics.h"
+#include "eval/metrics.h"
 
 void ulc_softmax(const float *z, int64_t c, double *p) {
     double m = -INFINITY;

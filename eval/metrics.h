@@ -12,8 +12,8 @@
  * Everything is computed in double, in a fixed order, with no randomness: the same arrays give
  * the same numbers on every run. Only common/ is used.
  */
-#ifndef ULC_TOOLS_METRICS_H
-#define ULC_TOOLS_METRICS_H
+#ifndef ULC_EVAL_METRICS_H
+#define ULC_EVAL_METRICS_H
 
 #include <stdint.h>
 

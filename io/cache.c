@@ -1,5 +1,5 @@
 /* cache.c — zstd-compressed blobs keyed by name (see cache.h). */
-#include "tools/cache.h"
+#include "io/cache.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -7,7 +7,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "passes/grad.h"
+#include "train/grad.h"
 
 #define IN(i) (n->inputs[i].value)
 #define OUT(i) (n->outputs[i])

@@ -2,7 +2,7 @@
  * autodiff.c — reverse-mode differentiation as graph (see autodiff.h), and the node builders
  * the backward rules (grad_*.c) write with.
  */
-#include "passes/autodiff.h"
+#include "train/autodiff.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "passes/grad.h"
+#include "train/grad.h"
 
 /* ---- builders ------------------------------------------------------------------------------ */
 

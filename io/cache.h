@@ -5,8 +5,8 @@
  * not decompress to the expected size is ignored (and rewritten). Writes are atomic, and a cache
  * that cannot be written is not an error (the run only loses its shortcut).
  */
-#ifndef ULC_TOOLS_CACHE_H
-#define ULC_TOOLS_CACHE_H
+#ifndef ULC_IO_CACHE_H
+#define ULC_IO_CACHE_H
 
 #include <stddef.h>
 

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tools/report.h"
+#include "eval/report.h"
 
 /* ---- a growing text buffer (an allocation failure sticks: render returns NULL) --------------- */
 
@@ -917,10 +917,10 @@ char *ulc_report_render(const cJSON *report, ulc_report_format fmt) {
 
 /* ---- gates ----------------------------------------------------------------------------------- */
 
-static const char *const k_gate_names[GATE_COUNT] = {"forget_acc_max", "retain_acc_drop_max",
+static const char *const k_gate_names[ULC_GATE_COUNT] = {"forget_acc_max", "retain_acc_drop_max",
                                                      "mia_max"};
 
-ulc_status ulc_report_gates(cJSON *report, const spec *s, int *failed, char **messages,
+ulc_status ulc_report_gates(cJSON *report, const ulc_gates *gates, int *failed, char **messages,
                             ulc_ctx *ctx) {
     *failed = 0;
     *messages = NULL;
@@ -929,12 +929,12 @@ ulc_status ulc_report_gates(cJSON *report, const spec *s, int *failed, char **me
     cJSON *list = cJSON_AddArrayToObject(report, "gates");
     if (!list) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (report gates)");
     sbuf msg = {0};
-    for (int k = 0; k < GATE_COUNT; k++) {
-        if (!s->gate_set[k]) continue;
-        double value = 0, bv = 0, av = 0, thr = s->gate_max[k];
+    for (int k = 0; k < ULC_GATE_COUNT; k++) {
+        if (!gates->set[k]) continue;
+        double value = 0, bv = 0, av = 0, thr = gates->max[k];
         char what[160], line[320];
         const char *split = NULL;
-        if (k == GATE_FORGET_ACC) {
+        if (k == ULC_GATE_FORGET_ACC) {
             split = get(after, "Dft") ? "Dft" : "Df";
             if (!num(get(after, split), &value))
                 return ulc_fail(ctx, ULC_ERR_INTERNAL, "gate %s: the report has no %s accuracy",
@@ -942,7 +942,7 @@ ulc_status ulc_report_gates(cJSON *report, const spec *s, int *failed, char **me
             snprintf(what, sizeof what, "%s accuracy", split);
             snprintf(line, sizeof line, "gate %s failed: %s accuracy %.4g > %g", k_gate_names[k],
                      split, value, thr);
-        } else if (k == GATE_RETAIN_DROP) {
+        } else if (k == ULC_GATE_RETAIN_DROP) {
             split = get(after, "Drt") ? "Drt" : get(after, "Dt") ? "Dt" : "Dr";
             if (!num(get(before, split), &bv) || !num(get(after, split), &av))
                 return ulc_fail(ctx, ULC_ERR_INTERNAL, "gate %s: the report has no %s accuracy",

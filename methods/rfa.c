@@ -591,8 +591,7 @@ ulc_status ulc_rfa_run(ulc_model *model, const ulc_model *teacher, const ulc_dat
     st.in_idx = st.mask_idx = st.am_idx = -1;
     for (int i = 0; i < tg.n_data; i++) {
         if (!strcmp(tg.data_cols[i], FORGET_COL)) st.mask_idx = i;
-        else if (!strcmp(tg.data_cols[i], "input") || !strcmp(tg.data_cols[i], "input_ids"))
-            st.in_idx = i;
+        else if (tg.main_input && !strcmp(tg.data_inputs[i], tg.main_input)) st.in_idx = i;
         if (!strcmp(tg.data_inputs[i], "attention_mask")) st.am_idx = i;
     }
     for (size_t i = 0; i < tgph->inputs.len; i++) { /* the teacher reads what the student reads */

@@ -87,8 +87,11 @@ void ulc_unlearn_defaults(ulc_method m, ulc_unlearn_opts *u, ulc_optim_opts *opt
 
 /* ---- the teacher's logits --------------------------------------------------------------------- */
 
-static int main_col(const ulc_dataset *d) {
-    int c = ulc_dataset_find(d, "input");
+/* The column the model's main input reads: its own name (io/data.h names bound columns so),
+ * else "input" / "input_ids". */
+static int main_col(const ulc_dataset *d, const char *input) {
+    int c = ulc_dataset_find(d, input);
+    if (c < 0) c = ulc_dataset_find(d, "input");
     return c >= 0 ? c : ulc_dataset_find(d, "input_ids");
 }
 
@@ -109,7 +112,7 @@ ulc_status ulc_teacher_logits(const ulc_model *teacher, const ulc_dataset *data,
         const ulc_value *v = g->outputs.items[i];
         if (output ? !strcmp(v->name, output) : !out) out = v;
     }
-    int col = main_col(data);
+    int col = in ? main_col(data, in->name) : -1;
     if (!in || !out || col < 0)
         return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "teacher: no input/output to read, or no "
                         "'input' column in %s", data->path ? data->path : "the data");

@@ -22,12 +22,6 @@ int ulc_cli_exit_code(ulc_status s);
 /* Prints "ulc: error: <message>" to stderr and returns the exit code for ctx's status. */
 int ulc_cli_report(const ulc_ctx *ctx);
 
-/* Imports a model of any supported format (ONNX, safetensors, HF directory), told apart by
- * content. */
-ulc_status ulc_cli_load_model(const char *path, ulc_model **m, ulc_ctx *ctx);
-/* Whether a file (not a directory) is read as safetensors by ulc_cli_load_model: a .json index
- * or .safetensors name, else its first bytes (the rest is ONNX). */
-int ulc_cli_is_safetensors_file(const char *path);
 /* Prints "ulc: error: <message>\n(see 'ulc --help')" and returns ULC_EXIT_USAGE. */
 int ulc_cli_usage_error(const char *fmt, ...)
 #if defined(__GNUC__)

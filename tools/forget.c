@@ -44,6 +44,8 @@
 #include "train/train.h"
 #include "runtime/runtime.h"
 #include "io/cache.h"
+#include "io/data.h"
+#include "io/model.h"
 #include "tools/cli.h"
 #include "tools/forget.h"
 #include "eval/metrics.h"
@@ -51,7 +53,7 @@
 
 #define EVAL_BATCH 256     /* rows per run when scoring a model ... */
 #define EVAL_BYTES (64u << 20) /* ... unless their inputs would take more than this */
-#define MAX_FED_INPUTS 16  /* graph inputs a model may need fed (input_ids, attention_mask, ...) */
+#define ULC_IO_MAX_FED 16  /* graph inputs a model may need fed (input_ids, attention_mask, ...) */
 #define MAX_REPORTS 8      /* --report given this many times at most */
 
 static volatile sig_atomic_t g_stop;
@@ -66,205 +68,9 @@ static double now_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
-}
-
 /* ---- data and the model's interface -------------------------------------------------------- */
 
-typedef struct data_file {
-    const char *key;          /* "data.train" / "data.test" */
-    const char *path;
-    ulc_model *m;             /* the safetensors file, weights-only */
-    ulc_dataset d;
-    const ulc_tensor *cols[MAX_FED_INPUTS]; /* the column each fed input reads (iface order) */
-    const ulc_tensor *label;  /* int64 [N], or NULL */
-    int64_t rows;
-    char sha[ULC_SHA256_HEX];
-} data_file;
-
-typedef struct iface {
-    const ulc_value *fed[MAX_FED_INPUTS]; /* the inputs to feed; fed[0] is the main one */
-    int n_fed;
-    const ulc_value *out;
-    int next_token;           /* a text model scored (and trained) on next-token prediction */
-    int mask;                 /* index in fed of attention_mask, or -1 */
-    int64_t classes;          /* the output's last dim */
-} iface;
-
-/* "f32[N,1,8,8]" for a value's declared type. */
-static const char *value_shape(const ulc_value *v, char *buf, size_t n) {
-    const char *dt = (v->flags & ULC_VALUE_HAS_TYPE) ? ulc_dtype_name(v->dtype) : "?";
-    size_t o = (size_t)snprintf(buf, n, "%s", dt);
-    if (v->rank < 0) {
-        if (o < n) snprintf(buf + o, n - o, "[?]");
-        return buf;
-    }
-    for (int d = 0; d < v->rank && o < n; d++) {
-        const ulc_dim *dm = &v->dims[d];
-        const char *sep = d ? "," : "[";
-        if (dm->value >= 0)
-            o += (size_t)snprintf(buf + o, n - o, "%s%lld", sep, (long long)dm->value);
-        else o += (size_t)snprintf(buf + o, n - o, "%s%s", sep, dm->param ? dm->param : "?");
-    }
-    if (o < n) snprintf(buf + o, n - o, v->rank ? "]" : "[]");
-    return buf;
-}
-
-static const char *tensor_shape(const ulc_tensor *t, char *buf, size_t n) {
-    size_t o = (size_t)snprintf(buf, n, "%s[", ulc_dtype_name(t->dtype));
-    for (int d = 0; d < t->rank && o < n; d++)
-        o += (size_t)snprintf(buf + o, n - o, "%s%lld", d ? "," : "", (long long)t->dims[d]);
-    if (o < n) snprintf(buf + o, n - o, "]");
-    return buf;
-}
-
-/* The inputs a caller feeds (not defaulted by an initializer), into names for messages. */
-static void input_list(const ulc_graph *g, int outputs, char *buf, size_t n) {
-    const ulc_ptrvec *list = outputs ? &g->outputs : &g->inputs;
-    size_t o = 0;
-    buf[0] = '\0';
-    for (size_t i = 0, k = 0; i < list->len && o < n; i++) {
-        const ulc_value *v = list->items[i];
-        if (!outputs && (v->flags & ULC_VALUE_INITIALIZER)) continue;
-        o += (size_t)snprintf(buf + o, n - o, "%s'%s'", k++ ? ", " : "", v->name);
-    }
-}
-
-/* Which inputs to feed and which output to score (spec's model.input/output, else the only
- * ones; a text model's input_ids is the main input when there are several). */
-static ulc_status resolve_iface(const char *in_path, const ulc_model *m, const spec *s, iface *f,
-                                ulc_ctx *ctx) {
-    const ulc_graph *g = m->graph;
-    char names[512];
-    memset(f, 0, sizeof *f);
-    f->mask = -1;
-    const ulc_value *main_in = NULL;
-    int n_fed = 0;
-    for (size_t i = 0; i < g->inputs.len; i++) {
-        const ulc_value *v = g->inputs.items[i];
-        if (v->flags & ULC_VALUE_INITIALIZER) continue;
-        n_fed++;
-        if (s->model_input ? strcmp(v->name, s->model_input) == 0 : n_fed == 1) main_in = v;
-    }
-    input_list(g, 0, names, sizeof names);
-    if (s->model_input && !main_in)
-        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'model.input': '%s' is not an input of %s "
-                        "(its inputs: %s)", s->path, s->model_input, in_path, names);
-    if (!s->model_input && n_fed > 1) {
-        main_in = ulc_graph_get_value(g, "input_ids");
-        if (!main_in || !(main_in->flags & ULC_VALUE_INPUT))
-            return ulc_fail(ctx, ULC_ERR_INVALID, "%s has %d inputs (%s): name the one the data's "
-                            "'input' feeds in the spec's model.input", in_path, n_fed, names);
-    }
-    if (!main_in) return ulc_fail(ctx, ULC_ERR_INVALID, "%s has no inputs to feed", in_path);
-    if (n_fed > MAX_FED_INPUTS)
-        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s has %d inputs (at most %d are supported)",
-                        in_path, n_fed, MAX_FED_INPUTS);
-    f->fed[f->n_fed++] = main_in;
-    for (size_t i = 0; i < g->inputs.len; i++) {
-        const ulc_value *v = g->inputs.items[i];
-        if ((v->flags & ULC_VALUE_INITIALIZER) || v == main_in) continue;
-        if (strcmp(v->name, "attention_mask") == 0) f->mask = f->n_fed;
-        f->fed[f->n_fed++] = v;
-    }
-    /* the output */
-    input_list(g, 1, names, sizeof names);
-    for (size_t i = 0; i < g->outputs.len; i++) {
-        const ulc_value *v = g->outputs.items[i];
-        if (s->model_output ? strcmp(v->name, s->model_output) == 0 : g->outputs.len == 1)
-            f->out = v;
-    }
-    if (!f->out && s->model_output)
-        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'model.output': '%s' is not an output of "
-                        "%s (its outputs: %s)", s->path, s->model_output, in_path, names);
-    if (!f->out)
-        return ulc_fail(ctx, ULC_ERR_INVALID, "%s has %zu outputs (%s): name the class scores in "
-                        "the spec's model.output", in_path, g->outputs.len, names);
-    /* every batch size must be possible: training and scoring use their own */
-    for (int k = 0; k < f->n_fed; k++) {
-        const ulc_value *v = f->fed[k];
-        if (v->rank >= 1 && v->dims[0].value >= 0) {
-            char sh[160];
-            return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: input '%s' is %s: its first (batch) "
-                            "dim is fixed; forget needs a dynamic batch dim (export the model "
-                            "with one)", in_path, v->name, value_shape(v, sh, sizeof sh));
-        }
-    }
-    return ULC_OK;
-}
-
-/* Loads a data file and binds its columns to the fed inputs: the main input reads `input`,
- * `input_ids` or its own name; the others read their own names. dtype, rank and fixed dims must
- * match the model's declaration; `label`, when present, must be int64 [rows]. */
-static ulc_status load_data(const char *key, const char *path, const char *in_path,
-                            const iface *f, data_file *df, ulc_ctx *ctx) {
-    df->key = key;
-    df->path = path;
-    ULC_TRY(ulc_safetensors_import(path, &df->m, ctx));
-    const ulc_graph *g = df->m->graph;
-    df->d.n_cols = (int)g->inits.len;
-    df->d.names = calloc((size_t)df->d.n_cols + 1, sizeof *df->d.names);
-    df->d.cols = calloc((size_t)df->d.n_cols + 1, sizeof *df->d.cols);
-    df->d.path = path;
-    if (!df->d.names || !df->d.cols) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (dataset)");
-    for (int i = 0; i < df->d.n_cols; i++) {
-        const ulc_value *v = g->inits.items[i];
-        df->d.names[i] = v->name;
-        df->d.cols[i] = v->init;
-    }
-    ulc_status st = ulc_dataset_check(&df->d, ctx);
-    if (st != ULC_OK) return ulc_fail(ctx, st, "%s", key);
-    df->rows = df->d.n_rows;
-    char sh[160], want[160];
-    for (int k = 0; k < f->n_fed; k++) {
-        const ulc_value *v = f->fed[k];
-        int c = -1;
-        if (k == 0) {
-            c = ulc_dataset_find(&df->d, "input");
-            if (c < 0) c = ulc_dataset_find(&df->d, "input_ids");
-        }
-        if (c < 0) c = ulc_dataset_find(&df->d, v->name);
-        if (c < 0)
-            return ulc_fail(ctx, ULC_ERR_INVALID, "%s (%s): no tensor for the model's input '%s' "
-                            "(expected %s%s'%s')", path, key, v->name,
-                            k == 0 ? "'input' or 'input_ids'" : "", k == 0 ? " or " : "",
-                            v->name);
-        const ulc_tensor *t = df->d.cols[c];
-        int bad = t->dtype != ULC_DT_F32 && t->dtype != ULC_DT_I64;
-        if ((v->flags & ULC_VALUE_HAS_TYPE) && t->dtype != v->dtype) bad = 1;
-        if (v->rank >= 0 && t->rank != v->rank) bad = 1;
-        for (int d = 1; !bad && v->rank >= 0 && d < v->rank; d++)
-            if (v->dims[d].value >= 0 && v->dims[d].value != t->dims[d]) bad = 1;
-        if (bad)
-            return ulc_fail(ctx, ULC_ERR_INVALID, "%s (%s): tensor '%s' is %s; %s's input '%s' "
-                            "needs %s", path, key, df->d.names[c], tensor_shape(t, sh, sizeof sh),
-                            in_path, v->name, value_shape(v, want, sizeof want));
-        df->cols[k] = t;
-    }
-    int lc = ulc_dataset_find(&df->d, "label");
-    if (lc >= 0) {
-        const ulc_tensor *t = df->d.cols[lc];
-        if (t->dtype != ULC_DT_I64 || t->rank != 1)
-            return ulc_fail(ctx, ULC_ERR_INVALID, "%s (%s): tensor 'label' is %s; expected int64 "
-                            "[%lld] (one class per row)", path, key,
-                            tensor_shape(t, sh, sizeof sh), (long long)df->rows);
-        df->label = t;
-    }
-    return ULC_OK;
-}
-
-static int64_t label_at(const data_file *df, int64_t i) {
-    int64_t y;
-    memcpy(&y, (const uint8_t *)df->label->data + 8 * (size_t)i, 8); /* may be unaligned */
-    return y;
-}
-
-/* ---- scoring --------------------------------------------------------------------------------- */
-
-/* Rows per scoring run: EVAL_BATCH, fewer when their inputs would pass EVAL_BYTES. */
-static int64_t eval_batch(const iface *f, const data_file *df) {
+static int64_t eval_batch(const ulc_iface *f, const ulc_data *df) {
     size_t row = 0;
     for (int k = 0; k < f->n_fed && df->rows; k++) row += df->cols[k]->nbytes / (size_t)df->rows;
     int64_t b = row ? (int64_t)(EVAL_BYTES / row) : EVAL_BATCH;
@@ -273,7 +79,7 @@ static int64_t eval_batch(const iface *f, const data_file *df) {
 
 /* Rows [b0, b0 + bn) of every fed column copied into bufs (malloc'd on first use for cap rows:
  * the mapped file's bytes may be unaligned) and bound to the session. */
-static ulc_status bind_rows(ulc_session *s, const iface *f, const data_file *df, int64_t b0,
+static ulc_status bind_rows(ulc_session *s, const ulc_iface *f, const ulc_data *df, int64_t b0,
                             int64_t bn, int64_t cap, uint8_t **bufs, ulc_ctx *ctx) {
     for (int k = 0; k < f->n_fed; k++) {
         const ulc_tensor *t = df->cols[k];
@@ -333,9 +139,9 @@ static int mask_at(const ulc_tensor *m, int64_t i) {
 
 /* The output's kind, from a run over one row (probe): class scores [1, C], or next-token logits
  * [1, T, V] when the main input is int64 token ids. Sets f->classes and f->next_token. */
-static ulc_status probe_output(ulc_session *s, const char *in_path, iface *f, const data_file *df,
+static ulc_status probe_output(ulc_session *s, const char *in_path, ulc_iface *f, const ulc_data *df,
                                ulc_ctx *ctx) {
-    uint8_t *bufs[MAX_FED_INPUTS] = {0};
+    uint8_t *bufs[ULC_IO_MAX_FED] = {0};
     ulc_status st = df->rows ? bind_rows(s, f, df, 0, 1, 1, bufs, ctx)
                              : ulc_fail(ctx, ULC_ERR_INVALID, "%s (%s): the data has no rows",
                                         df->path, df->key);
@@ -363,9 +169,9 @@ static ulc_status probe_output(ulc_session *s, const char *in_path, iface *f, co
 }
 
 /* Scores every row of df with the model in session s, eval_batch() rows per run. */
-static ulc_status score_rows(ulc_session *s, const char *model_name, const iface *f,
-                             const data_file *df, row_scores *rs, ulc_ctx *ctx) {
-    uint8_t *bufs[MAX_FED_INPUTS] = {0};
+static ulc_status score_rows(ulc_session *s, const char *model_name, const ulc_iface *f,
+                             const ulc_data *df, row_scores *rs, ulc_ctx *ctx) {
+    uint8_t *bufs[ULC_IO_MAX_FED] = {0};
     ulc_status st = ULC_OK;
     size_t n = (size_t)df->rows;
     rs->pred = calloc(n + 1, sizeof *rs->pred);
@@ -405,7 +211,7 @@ static ulc_status score_rows(ulc_session *s, const char *model_name, const iface
         for (int64_t r = 0; r < bn && st == ULC_OK; r++) {
             int64_t i = b0 + r;
             if (!f->next_token) {
-                int64_t y = label_at(df, i);
+                int64_t y = ulc_data_label(df, i);
                 if (y < 0 || y >= c) {
                     st = ulc_fail(ctx, ULC_ERR_INVALID, "%s (%s): label[%lld] = %lld is outside "
                                   "the model's %lld classes (output '%s')", df->path, df->key,
@@ -481,8 +287,8 @@ static int is_forget_class(const spec *s, int64_t y) {
 /* Marks the forget rows and checks the forget set against the data and the model: classes
  * inside the model's classes and present in the train labels, indices inside the train rows,
  * a forget set that is neither empty nor everything. */
-static ulc_status make_splits(const spec *s, const iface *f, const data_file *tr,
-                              const data_file *te, splits *sp, ulc_ctx *ctx) {
+static ulc_status make_splits(const spec *s, const ulc_iface *f, const ulc_data *tr,
+                              const ulc_data *te, splits *sp, ulc_ctx *ctx) {
     memset(sp, 0, sizeof *sp);
     size_t n = (size_t)tr->rows;
     sp->train = calloc(n + 1, 1);
@@ -500,7 +306,7 @@ static ulc_status make_splits(const spec *s, const iface *f, const data_file *tr
         int64_t *seen = calloc((size_t)s->n_classes + 1, sizeof *seen);
         if (!seen) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (splits)");
         for (int64_t i = 0; i < tr->rows; i++) {
-            int64_t y = label_at(tr, i);
+            int64_t y = ulc_data_label(tr, i);
             for (int k = 0; k < s->n_classes; k++)
                 if (s->classes[k] == y) {
                     seen[k]++;
@@ -544,7 +350,7 @@ static ulc_status make_splits(const spec *s, const iface *f, const data_file *tr
                         "scoring forgotten classes needs each row's class", te->path);
     for (int64_t i = 0; i < te->rows; i++) {
         sp->test[i] = s->kind == FORGET_INDICES ? S_DT
-                      : is_forget_class(s, label_at(te, i)) ? S_DFT : S_DRT;
+                      : is_forget_class(s, ulc_data_label(te, i)) ? S_DFT : S_DRT;
         sp->rows[sp->test[i]]++;
     }
     if (s->kind == FORGET_INDICES) sp->present[S_DT] = 1;
@@ -571,12 +377,12 @@ static void scores_clear(scores *sc) {
 }
 
 /* Scores a model (a session over it) on every split. */
-static ulc_status score_splits(ulc_session *ses, const char *model_name, const iface *f,
-                               const data_file *tr, const data_file *te, const splits *sp,
+static ulc_status score_splits(ulc_session *ses, const char *model_name, const ulc_iface *f,
+                               const ulc_data *tr, const ulc_data *te, const splits *sp,
                                scores *out, ulc_ctx *ctx) {
     scores_clear(out);
     for (int which = 0; which < 2; which++) {
-        const data_file *df = which ? te : tr;
+        const ulc_data *df = which ? te : tr;
         const uint8_t *split = which ? sp->test : sp->train;
         if (!df) continue;
         row_scores rs = {0};
@@ -591,7 +397,7 @@ static ulc_status score_splits(ulc_session *ses, const char *model_name, const i
             t->pred += rs.pred[i];
             t->ok += rs.ok[i];
             if (cls) { /* score_rows checked the label */
-                t = &cls[label_at(df, i)];
+                t = &cls[ulc_data_label(df, i)];
                 t->rows++;
                 t->pred += rs.pred[i];
                 t->ok += rs.ok[i];
@@ -611,7 +417,7 @@ static ulc_status score_splits(ulc_session *ses, const char *model_name, const i
  * members (Dr rows) from non-members (the test rows of the retained classes, Drt, for class
  * forgetting; every test row, Dt, for sample forgetting — as `ulc eval --forget`) by the softmax
  * entropy, and the result is the fraction of Df rows it calls members. */
-static ulc_status mia_run(const data_file *tr, const data_file *te, const splits *sp,
+static ulc_status mia_run(const ulc_data *tr, const ulc_data *te, const splits *sp,
                           const scores *sc, int svm, ulc_mia_result *res, ulc_ctx *ctx) {
     double *const *feat = svm ? sc->conf : sc->entropy;
     int64_t nm = sp->rows[S_DR], nf = sp->rows[S_DF];
@@ -639,94 +445,10 @@ static ulc_status mia_run(const data_file *tr, const data_file *te, const splits
     return ULC_OK;
 }
 
-/* ---- formats and files ----------------------------------------------------------------------- */
-
-typedef enum model_fmt { FMT_ONNX, FMT_SAFETENSORS, FMT_DIR } model_fmt;
-static const char *const k_fmt_name[] = {"an ONNX file (.onnx)", "a .safetensors file",
-                                          "a directory (a name ending in '/')"};
-
-/* IN's format as ulc_cli_load_model tells it: directories, .json indexes and .safetensors by
- * name, other files by content. */
-static model_fmt in_format(const char *in) {
-    if (ulc_path_is_dir(in)) return FMT_DIR;
-    return ulc_cli_is_safetensors_file(in) ? FMT_SAFETENSORS : FMT_ONNX;
-}
-
-/* OUT's format by its name (as `ulc convert`); 0 when it cannot be told. */
-static int out_format(const char *out, model_fmt *fmt) {
-    if (ulc_path_is_dir(out) || ends_with(out, "/")) *fmt = FMT_DIR;
-    else if (ends_with(out, ".onnx")) *fmt = FMT_ONNX;
-    else if (ends_with(out, ".safetensors")) *fmt = FMT_SAFETENSORS;
-    else return 0;
-    return 1;
-}
-
-/* The file whose hash stands for a model: the file itself, or a directory's model.safetensors
- * (its index for a sharded checkpoint). malloc'd. */
-static char *model_main_file(const char *path, model_fmt fmt) {
-    if (fmt != FMT_DIR) return strdup(path);
-    char *p = ulc_path_join(path, "model.safetensors");
-    if (p && !ulc_path_exists(p)) {
-        free(p);
-        p = ulc_path_join(path, "model.safetensors.index.json");
-    }
-    return p;
-}
-
-/* The directory a file will be written in must exist (checked before any work). */
-static ulc_status check_out_dir(const char *what, const char *path, int is_dir, ulc_ctx *ctx) {
-    char *trim = strdup(path);
-    if (!trim) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-    size_t n = strlen(trim);
-    while (is_dir && n > 1 && trim[n - 1] == '/') trim[--n] = '\0';
-    char *dir = ulc_path_dirname(trim);
-    ulc_status st = ULC_OK;
-    if (!dir) st = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-    else if (!ulc_path_is_dir(dir))
-        st = ulc_fail(ctx, ULC_ERR_IO, "%s '%s': the directory '%s' does not exist", what, path,
-                      dir);
-    free(dir);
-    free(trim);
-    return st;
-}
-
-static ulc_status save_model(ulc_model *m, const char *out, model_fmt fmt, ulc_ctx *ctx) {
-    if (fmt == FMT_ONNX) {
-        ulc_onnx_export_opts eo = ulc_onnx_export_defaults();
-        return ulc_onnx_export(m, out, &eo, ctx);
-    }
-    ulc_safetensors_export_opts so = {0};
-    if (fmt == FMT_SAFETENSORS) return ulc_safetensors_export(m, out, &so, ctx);
-    return ulc_hf_export(m, out, &so, ctx);
-}
-
-/* Whether two models have the same inputs and outputs: names, dtypes and dims (symbolic ones by
- * name). *which gets "inputs" or "outputs" for the first difference. */
-static int iface_equal(const ulc_model *a, const ulc_model *b, const char **which) {
-    for (int outputs = 0; outputs < 2; outputs++) {
-        const ulc_ptrvec *x = outputs ? &a->graph->outputs : &a->graph->inputs;
-        const ulc_ptrvec *y = outputs ? &b->graph->outputs : &b->graph->inputs;
-        int same = x->len == y->len;
-        for (size_t i = 0; same && i < x->len; i++) {
-            const ulc_value *u = x->items[i], *v = y->items[i];
-            same = strcmp(u->name, v->name) == 0 && u->dtype == v->dtype && u->rank == v->rank;
-            for (int d = 0; same && d < u->rank; d++)
-                same = u->dims[d].value == v->dims[d].value &&
-                       !u->dims[d].param == !v->dims[d].param &&
-                       (!u->dims[d].param || strcmp(u->dims[d].param, v->dims[d].param) == 0);
-        }
-        if (!same) {
-            *which = outputs ? "outputs" : "inputs";
-            return 0;
-        }
-    }
-    return 1;
-}
-
 /* OUT must keep IN's interface. A difference is a ulc bug: nothing is written. */
 static ulc_status same_interface(const ulc_model *a, const ulc_model *b, ulc_ctx *ctx) {
     const char *which;
-    if (!iface_equal(a, b, &which))
+    if (!ulc_io_same_interface(a, b, &which))
         return ulc_fail(ctx, ULC_ERR_INTERNAL, "forget: the unlearned model's %s differ from "
                         "the input model's", which);
     return ULC_OK;
@@ -790,7 +512,7 @@ typedef struct run_facts {
  * eval --forget` uses: per-layer feature distance and CKA of OUT against IN; for classifiers,
  * the relearning probe on OUT and the activation distance of OUT and IN to the reference on Df.
  * Models with one fed input only (the others get none of these). */
-static ulc_status extra_metrics(const spec *s, const iface *f, const data_file *tr,
+static ulc_status extra_metrics(const spec *s, const ulc_iface *f, const ulc_data *tr,
                                 const splits *sp, const ulc_model *in_m, const ulc_model *out_m,
                                 const ulc_model *ref, run_facts *r, ulc_ctx *ctx) {
     if (!(r->extra = cJSON_CreateObject())) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
@@ -830,8 +552,8 @@ static ulc_status extra_metrics(const spec *s, const iface *f, const data_file *
 
 /* The report as JSON (tools/report.c renders it as Markdown and HTML and adds the gates);
  * NULL when out of memory. */
-static cJSON *report_json(const spec *s, const data_file *tr, const data_file *te,
-                          const splits *sp, const iface *f, const run_facts *r) {
+static cJSON *report_json(const spec *s, const ulc_data *tr, const ulc_data *te,
+                          const splits *sp, const ulc_iface *f, const run_facts *r) {
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
     cJSON_AddStringToObject(o, "method", s->method_name);
@@ -852,7 +574,7 @@ static cJSON *report_json(const spec *s, const data_file *tr, const data_file *t
     }
     cJSON *data = cJSON_AddObjectToObject(o, "data");
     for (int k = 0; k < 2; k++) {
-        const data_file *df = k ? te : tr;
+        const ulc_data *df = k ? te : tr;
         if (!df) continue;
         cJSON *e = file_entry(df->path, df->sha);
         cJSON_AddNumberToObject(e, "rows", (double)df->rows);
@@ -984,8 +706,8 @@ static cJSON *report_json(const spec *s, const data_file *tr, const data_file *t
     return o;
 }
 
-static void print_table(FILE *out, const spec *s, const data_file *tr, const splits *sp,
-                        const iface *f, const run_facts *r) {
+static void print_table(FILE *out, const spec *s, const ulc_data *tr, const splits *sp,
+                        const ulc_iface *f, const run_facts *r) {
     fprintf(out, "ulc forget: %s -> %s (%s; ", r->in, r->out, s->method_name);
     if (s->kind == FORGET_CLASSES) {
         fprintf(out, "class%s", s->n_classes > 1 ? "es" : "");
@@ -1054,12 +776,12 @@ static void print_table(FILE *out, const spec *s, const data_file *tr, const spl
 /* The frozen teacher's logits on the forget rows, from the cache (tools/cache.h) when a run on
  * the same model file, train data and rows made them, else computed and stored there. The key
  * hashes the model's main file, the train data, the forget flags and the input/output names. */
-static ulc_status teacher_cache(const char *in, model_fmt ifmt, const spec *s,
-                                const data_file *tr, const uint8_t *forget,
+static ulc_status teacher_cache(const char *in, ulc_io_format ifmt, const spec *s,
+                                const ulc_data *tr, const uint8_t *forget,
                                 const ulc_model *teacher, ulc_unlearn_opts *u, int threads,
                                 float **out, run_facts *r, ulc_ctx *ctx) {
     *out = NULL;
-    char *file = model_main_file(in, ifmt);
+    char *file = ulc_io_model_main_file(in, ifmt);
     char msha[ULC_SHA256_HEX], dsha[ULC_SHA256_HEX], fsha[ULC_SHA256_HEX];
     ulc_status st = file ? ulc_sha256_file(file, msha, ctx) : ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
     free(file);
@@ -1185,8 +907,8 @@ int ulc_cli_forget(int argc, char **argv) {
     ulc_ctx ctx;
     ulc_ctx_init(&ctx);
     spec s;
-    data_file tr = {0}, te = {0};
-    iface f;
+    ulc_data tr = {0}, te = {0};
+    ulc_iface f;
     splits sp = {0};
     run_facts r = {.in = in, .out = out, .threads = threads};
     ulc_model *m = NULL, *teacher = NULL, *ref = NULL;
@@ -1195,7 +917,7 @@ int ulc_cli_forget(int argc, char **argv) {
     cJSON *report_obj = NULL;
     char *report_text_s = NULL, *gate_msgs = NULL;
     int gates_failed = 0;
-    model_fmt ifmt, ofmt;
+    ulc_io_format ifmt, ofmt;
     ulc_status st = spec_parse(spec_path, &s, &ctx);
 #define TRY(e)                                                                                  \
     do {                                                                                        \
@@ -1210,9 +932,9 @@ int ulc_cli_forget(int argc, char **argv) {
     /* the outputs: IN's format, never IN itself, in directories that exist */
     if (!ulc_path_exists(in))
         TRY(ulc_fail(&ctx, ULC_ERR_IO, "%s: no such file or directory", in));
-    ifmt = in_format(in);
-    if (!out_format(out, &ofmt) || ofmt != ifmt)
-        USAGE("forget: the output '%s' must be %s, like the input '%s'", out, k_fmt_name[ifmt], in);
+    ifmt = ulc_io_input_format(in);
+    if (ulc_io_output_format(out, &ofmt, NULL) != ULC_OK || ofmt != ifmt)
+        USAGE("forget: the output '%s' must be %s, like the input '%s'", out, ulc_io_format_describe(ifmt), in);
     if (ulc_path_same_file(out, in)) USAGE("forget: the output '%s' is the input model", out);
     if (!n_reports && s.report) reports[n_reports++] = s.report;
     {
@@ -1231,23 +953,23 @@ int ulc_cli_forget(int argc, char **argv) {
                 if (strcmp(report, reports[p]) == 0 || ulc_path_same_file(report, reports[p]))
                     USAGE("forget: the report '%s' is given twice", report);
             if (ulc_path_is_dir(report)) USAGE("forget: the report '%s' is a directory", report);
-            TRY(check_out_dir("report", report, 0, &ctx));
+            TRY(ulc_io_check_out_dir("report", report, 0, &ctx));
         }
     }
-    TRY(check_out_dir("output", out, ofmt == FMT_DIR, &ctx));
+    TRY(ulc_io_check_out_dir("output", out, ofmt == ULC_IO_DIR, &ctx));
     /* the model and the data, checked against each other */
-    TRY(ulc_cli_load_model(in, &m, &ctx));
+    TRY(ulc_io_load_model(in, NULL, &m, &ctx));
     if (ulc_model_reads_file(m, out))
         USAGE("forget: the output '%s' would overwrite '%s', which the input model reads", out,
               ulc_model_reads_file(m, out));
-    TRY(resolve_iface(in, m, &s, &f, &ctx));
-    TRY(load_data("data.train", s.train, in, &f, &tr, &ctx));
-    if (s.test) TRY(load_data("data.test", s.test, in, &f, &te, &ctx));
-    TRY(ulc_cli_load_model(in, &teacher, &ctx)); /* the frozen original */
+    TRY(ulc_iface_resolve(m, in, s.model_input, s.model_output, s.path, &f, &ctx));
+    TRY(ulc_data_load("data.train", s.train, in, &f, &tr, &ctx));
+    if (s.test) TRY(ulc_data_load("data.test", s.test, in, &f, &te, &ctx));
+    TRY(ulc_io_load_model(in, NULL, &teacher, &ctx)); /* the frozen original */
     if (s.reference) { /* eval.reference: scored like OUT, so the same interface */
         const char *which;
-        TRY(ulc_cli_load_model(s.reference, &ref, &ctx));
-        if (!iface_equal(teacher, ref, &which))
+        TRY(ulc_io_load_model(s.reference, NULL, &ref, &ctx));
+        if (!ulc_io_same_interface(teacher, ref, &which))
             TRY(ulc_fail(&ctx, ULC_ERR_INVALID, "%s: key 'eval.reference': the model '%s' has other "
                          "%s than '%s' (names, dtypes or dims)", s.path, s.reference, which, in));
     }
@@ -1342,11 +1064,11 @@ int ulc_cli_forget(int argc, char **argv) {
 
     /* the output, then the hashes, the gates and the reports (written whatever the gates say:
      * the verdict is about them) */
-    TRY(save_model(m, out, ofmt, &ctx));
-    if (!(r.in_file = model_main_file(in, ifmt)) || !(r.out_file = model_main_file(out, ofmt)))
+    TRY(ulc_io_save_model(m, out, ofmt, NULL, &ctx));
+    if (!(r.in_file = ulc_io_model_main_file(in, ifmt)) || !(r.out_file = ulc_io_model_main_file(out, ofmt)))
         TRY(ulc_fail(&ctx, ULC_ERR_NOMEM, "out of memory"));
     TRY(ulc_sha256_file(r.out_file, r.out_sha, &ctx));
-    if (ofmt == FMT_ONNX && teacher->had_external_data) {
+    if (ofmt == ULC_IO_ONNX && teacher->had_external_data) {
         size_t n = strlen(out) + 6;
         if ((r.ext_file = malloc(n))) snprintf(r.ext_file, n, "%s.data", out);
         if (r.ext_file && ulc_path_exists(r.ext_file))
@@ -1359,7 +1081,7 @@ int ulc_cli_forget(int argc, char **argv) {
     TRY(ulc_sha256_file(r.in_file, r.in_sha, &ctx));
     TRY(ulc_sha256_file(spec_path, r.spec_sha, &ctx));
     if (s.reference) {
-        if (!(r.ref_file = model_main_file(s.reference, in_format(s.reference))))
+        if (!(r.ref_file = ulc_io_model_main_file(s.reference, ulc_io_input_format(s.reference))))
             TRY(ulc_fail(&ctx, ULC_ERR_NOMEM, "out of memory"));
         TRY(ulc_sha256_file(r.ref_file, r.ref_sha, &ctx));
     }
@@ -1413,12 +1135,8 @@ done:
     free(r.ref_file);
     cJSON_Delete(r.extra);
     splits_clear(&sp);
-    for (int k = 0; k < 2; k++) {
-        data_file *df = k ? &te : &tr;
-        free(df->d.names);
-        free(df->d.cols);
-        ulc_model_free(df->m);
-    }
+    ulc_data_clear(&tr);
+    ulc_data_clear(&te);
     ulc_model_free(teacher);
     ulc_model_free(ref);
     ulc_model_free(m);

@@ -22,6 +22,7 @@
 #include "ir/clone.h"
 #include "train/autodiff.h"
 #include "runtime/runtime.h"
+#include "io/model.h"
 #include "tools/cli.h"
 
 #define MAX_WRT 4096
@@ -44,7 +45,7 @@ static ulc_status grad_main(const char *model_path, const char *feeds_path, cons
     ulc_rt_binding *bs = NULL;
     ulc_value **wrt = NULL, **grads = NULL;
     ulc_status st;
-    if ((st = ulc_cli_load_model(model_path, &m, ctx)) != ULC_OK) goto done;
+    if ((st = ulc_io_load_model(model_path, NULL, &m, ctx)) != ULC_OK) goto done;
     if ((st = ulc_safetensors_import(feeds_path, &feeds, ctx)) != ULC_OK) goto done;
     if ((st = ulc_model_clone_shallow(m, &t, ctx)) != ULC_OK) goto done;
     ulc_graph *g = t->graph;

@@ -22,6 +22,7 @@
 #include "ir/clone.h"
 #include "train/autodiff.h"
 #include "train/train_graph.h"
+#include "io/model.h"
 #include "tools/cli.h"
 #include "tools/forget.h"
 #include "eval/forget_eval.h"
@@ -109,7 +110,7 @@ int ulc_cli_run(int argc, char **argv) {
     ulc_session *s = NULL;
     double *times = NULL;
     int rc = ULC_EXIT_OK;
-    if (ulc_cli_load_model(model_path, &m, &ctx) != ULC_OK) goto fail;
+    if (ulc_io_load_model(model_path, NULL, &m, &ctx) != ULC_OK) goto fail;
     if (ulc_safetensors_import(in_path, &in, &ctx) != ULC_OK) goto fail;
     if (ulc_session_create(m, &so, &s, &ctx) != ULC_OK) goto fail;
     /* every tensor of IN feeds a graph input; every fed input must be there */
@@ -369,7 +370,7 @@ static int eval_forget(const ev_args *a) {
     }
     if (spec_parse(a->spec, &s, &ctx) != ULC_OK) goto fail;
     for (int k = 0; k < 3; k++)
-        if (paths[k] && ulc_cli_load_model(paths[k], &mods[k], &ctx) != ULC_OK) goto fail;
+        if (paths[k] && ulc_io_load_model(paths[k], NULL, &mods[k], &ctx) != ULC_OK) goto fail;
     /* the interface: the spec's model.input / model.output, else the only ones */
     const ulc_graph *g = mods[0]->graph;
     const char *in_name = s.model_input, *out_name = s.model_output;
@@ -680,7 +681,7 @@ int ulc_cli_eval(int argc, char **argv) {
     ulc_session *s = NULL;
     int64_t *confusion = NULL;
     int rc = ULC_EXIT_OK;
-    if (ulc_cli_load_model(model_path, &m, &ctx) != ULC_OK) goto fail;
+    if (ulc_io_load_model(model_path, NULL, &m, &ctx) != ULC_OK) goto fail;
     if (ulc_safetensors_import(data_path, &data, &ctx) != ULC_OK) goto fail;
     const ulc_graph *g = m->graph;
     /* the model's input and output */

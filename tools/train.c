@@ -29,17 +29,14 @@
 #include "train/train.h"
 #include "train/train_graph.h"
 #include "runtime/runtime.h"
+#include "io/data.h"
+#include "io/model.h"
 #include "tools/cli.h"
 
 static volatile sig_atomic_t g_stop;
 static void on_stop(int sig) {
     (void)sig;
     g_stop = 1;
-}
-
-static int ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
 static int parse_num(const char *opt, const char *s, double lo, double hi, double *out) {
@@ -51,22 +48,6 @@ static int parse_num(const char *opt, const char *s, double lo, double hi, doubl
     }
     *out = v;
     return 1;
-}
-
-static ulc_status load_data(const char *path, ulc_model **dm, ulc_dataset *d, ulc_ctx *ctx) {
-    ULC_TRY(ulc_safetensors_import(path, dm, ctx));
-    ulc_graph *g = (*dm)->graph;
-    d->n_cols = (int)g->inits.len;
-    d->names = calloc((size_t)d->n_cols + 1, sizeof *d->names);
-    d->cols = calloc((size_t)d->n_cols + 1, sizeof *d->cols);
-    d->path = path;
-    if (!d->names || !d->cols) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (dataset)");
-    for (int i = 0; i < d->n_cols; i++) {
-        const ulc_value *v = g->inits.items[i];
-        d->names[i] = v->name;
-        d->cols[i] = v->init;
-    }
-    return ulc_dataset_check(d, ctx);
 }
 
 /* --loss distill: the frozen teacher's softmax is the target of a KL loss (self-distillation
@@ -116,16 +97,6 @@ static ulc_status teacher_step(void *arg, ulc_session *student, const ulc_rt_ten
     ulc_rt_tensor pt = *z;
     pt.data = t->probs;
     return ulc_session_set_input(student, ULC_TRAIN_TARGET, &pt, ctx);
-}
-
-static ulc_status save_model(ulc_model *m, const char *out, ulc_ctx *ctx) {
-    if (ends_with(out, ".onnx")) {
-        ulc_onnx_export_opts eo = ulc_onnx_export_defaults();
-        return ulc_onnx_export(m, out, &eo, ctx);
-    }
-    ulc_safetensors_export_opts so = {0};
-    if (ends_with(out, ".safetensors")) return ulc_safetensors_export(m, out, &so, ctx);
-    return ulc_hf_export(m, out, &so, ctx);
 }
 
 static ulc_status write_losses(const char *path, const ulc_train_stats *st, ulc_ctx *ctx) {
@@ -225,9 +196,10 @@ int ulc_cli_train(int argc, char **argv) {
     ulc_ctx ctx;
     ulc_ctx_init(&ctx);
     ulc_pipeline *pb = NULL, *pa = NULL;
-    ulc_model *m = NULL, *dm = NULL, *tm = NULL;
+    ulc_model *m = NULL, *tm = NULL;
     teacher tch = {0};
-    ulc_dataset d = {0};
+    ulc_data data = {0};
+    const ulc_dataset *dp = &data.d;
     ulc_train_graph tg = {0};
     ulc_train_stats st = {0};
     float **vals = NULL;
@@ -240,24 +212,24 @@ int ulc_cli_train(int argc, char **argv) {
     }
     ulc_pipeline_opts po = {0};
     if (adapter_dir && (s = ulc_peft_export_check_dir(adapter_dir, &ctx)) != ULC_OK) goto done;
-    if ((s = ulc_cli_load_model(in, &m, &ctx)) != ULC_OK) goto done;
+    if ((s = ulc_io_load_model(in, NULL, &m, &ctx)) != ULC_OK) goto done;
     if (ulc_model_reads_file(m, out)) {
         s = ulc_fail(&ctx, ULC_ERR_INVALID_ARG, "train: the output '%s' is the input model", out);
         goto done;
     }
-    if ((s = load_data(data_path, &dm, &d, &ctx)) != ULC_OK) goto done;
+    if ((s = ulc_data_open("--data", data_path, &data, &ctx)) != ULC_OK) goto done;
     if (pb && (s = ulc_pipeline_run(pb, m, &po, &ctx)) != ULC_OK) goto done;
     if (globs && ulc_mark_params(m, globs) == 0) {
         s = ulc_fail(&ctx, ULC_ERR_INVALID_ARG, "train: --params '%s' matches no float32 weight",
                      globs);
         goto done;
     }
-    if ((s = ulc_train_graph_build(m, &d, &task, o.batch_size, &tg, &ctx)) != ULC_OK) goto done;
+    if ((s = ulc_train_graph_build(m, dp, &task, o.batch_size, &tg, &ctx)) != ULC_OK) goto done;
     if ((s = ulc_train_graph_params(m, &tg, &vals, &ctx)) != ULC_OK) goto done;
     if (task.loss == ULC_LOSS_KL) {
         ulc_session_opts so = ulc_session_defaults();
         so.threads = o.threads;
-        if ((s = ulc_cli_load_model(teacher_path ? teacher_path : in, &tm, &ctx)) != ULC_OK ||
+        if ((s = ulc_io_load_model(teacher_path ? teacher_path : in, NULL, &tm, &ctx)) != ULC_OK ||
             (s = ulc_session_create(tm, &so, &tch.s, &ctx)) != ULC_OK)
             goto done;
         tch.m = tm;
@@ -274,7 +246,7 @@ int ulc_cli_train(int argc, char **argv) {
     o.stop = &g_stop;
     void (*prev_int)(int) = signal(SIGINT, on_stop);
     void (*prev_term)(int) = signal(SIGTERM, on_stop);
-    s = ulc_train_run(&tg, &d, &o, vals, &st, &ctx);
+    s = ulc_train_run(&tg, dp, &o, vals, &st, &ctx);
     signal(SIGINT, prev_int);
     signal(SIGTERM, prev_term);
     if (s != ULC_OK) goto done;
@@ -287,17 +259,18 @@ int ulc_cli_train(int argc, char **argv) {
     /* the adapter first (checked whole before anything is written), taken back if the model
      * cannot be written */
     if (adapter_dir && (s = ulc_peft_export(m, adapter_dir, NULL, &ctx)) != ULC_OK) goto done;
-    if ((s = save_model(m, out, &ctx)) != ULC_OK && adapter_dir) ulc_cli_remove_adapter(adapter_dir);
+    ulc_io_format ofmt;
+    if (ulc_io_output_format(out, &ofmt, NULL) != ULC_OK) ofmt = ULC_IO_DIR; /* a new directory */
+    if ((s = ulc_io_save_model(m, out, ofmt, NULL, &ctx)) != ULC_OK && adapter_dir)
+        ulc_cli_remove_adapter(adapter_dir);
 done:
     ulc_train_graph_free_params(&tg, vals);
     ulc_train_graph_clear(&tg);
     ulc_train_stats_clear(&st);
-    free(d.names);
-    free(d.cols);
+    ulc_data_clear(&data);
     ulc_session_free(tch.s);
     free(tch.probs);
     ulc_model_free(tm);
-    ulc_model_free(dm);
     ulc_model_free(m);
     ulc_pipeline_free(pb);
     ulc_pipeline_free(pa);

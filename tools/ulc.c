@@ -23,6 +23,7 @@
 #include "import/onnx_import.h"
 #include "import/safetensors_import.h"
 #include "passes/pass.h"
+#include "io/model.h"
 #include "tools/cli.h"
 
 static const char *k_usage =
@@ -136,40 +137,6 @@ static void on_signal(int sig) {
     raise(sig);
 }
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
-}
-
-int ulc_cli_is_safetensors_file(const char *path) {
-    if (ends_with(path, ".json") || ends_with(path, ".safetensors")) return 1;
-    unsigned char head[16];
-    size_t n = 0;
-    FILE *f = fopen(path, "rb");
-    if (f) {
-        n = fread(head, 1, sizeof head, f);
-        fclose(f);
-    }
-    return ulc_safetensors_sniff(head, n);
-}
-
-/* Imports a model of any supported format, told apart by content (directories and .json
- * index files are safetensors checkpoints). */
-ulc_status ulc_cli_load_model(const char *path, ulc_model **m, ulc_ctx *ctx) {
-    if (ulc_path_is_dir(path) && ulc_hf_is_supported(path)) return ulc_hf_import(path, m, ctx);
-    if (!ulc_path_is_dir(path) && !ulc_cli_is_safetensors_file(path))
-        return ulc_onnx_import(path, m, ctx);
-    /* Weights alone; a known naming (torchvision ResNet) gets its graph. */
-    ULC_TRY(ulc_safetensors_import(path, m, ctx));
-    int built = 0;
-    ulc_status s = ulc_hf_build_from_names(*m, &built, ctx);
-    if (s != ULC_OK) {
-        ulc_model_free(*m);
-        *m = NULL;
-    }
-    return s;
-}
-
 static int cmd_inspect(int argc, char **argv) {
     const char *path = NULL;
     int json = 0;
@@ -183,7 +150,7 @@ static int cmd_inspect(int argc, char **argv) {
     ulc_ctx ctx;
     ulc_ctx_init(&ctx);
     ulc_model *m = NULL;
-    if (ulc_cli_load_model(path, &m, &ctx) != ULC_OK) return ulc_cli_report(&ctx);
+    if (ulc_io_load_model(path, NULL, &m, &ctx) != ULC_OK) return ulc_cli_report(&ctx);
     int rc = ulc_cli_inspect(m, path, json);
     ulc_model_free(m);
     return rc;
@@ -193,7 +160,7 @@ static int cmd_convert(int argc, char **argv) {
     const char *in = NULL, *out = NULL, *pipeline_text = NULL, *adapter_dir = NULL;
     int print_ir = 0;
     ulc_pipeline_opts po = {0};
-    ulc_onnx_export_opts eo = ulc_onnx_export_defaults();
+    ulc_save_opts so = {0};
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--passes") == 0) {
             if (i + 1 >= argc) return ulc_cli_usage_error("convert: --passes needs a pipeline");
@@ -212,9 +179,9 @@ static int cmd_convert(int argc, char **argv) {
             if (i + 1 >= argc) return ulc_cli_usage_error("convert: %s needs a path", argv[i]);
             out = argv[++i];
         } else if (strcmp(argv[i], "--external-data") == 0) {
-            eo.external_data = 1;
+            so.external_data = 1;
         } else if (strcmp(argv[i], "--in-place") == 0) {
-            eo.allow_overwrite_input = 1;
+            so.allow_overwrite_input = 1;
         } else if (strcmp(argv[i], "--print-ir") == 0) {
             print_ir = 1;
         } else if (argv[i][0] == '-' && argv[i][1]) {
@@ -229,11 +196,14 @@ static int cmd_convert(int argc, char **argv) {
     if (!out) return ulc_cli_usage_error("convert: no output given (-o OUT)");
     /* OUT's name picks the format: .onnx, .safetensors, or a directory (an existing one, or a
      * name ending in '/') that receives model.safetensors. */
-    int to_dir = ulc_path_is_dir(out) || ends_with(out, "/");
-    if (!to_dir && !ends_with(out, ".onnx") && !ends_with(out, ".safetensors"))
-        return ulc_cli_usage_error("convert: cannot tell the output format of '%s' (expected a name "
-                           "ending in .onnx or .safetensors, or a directory)", out);
-    if (eo.external_data && !ends_with(out, ".onnx"))
+    ulc_io_format ofmt;
+    {
+        ulc_ctx fctx;
+        ulc_ctx_init(&fctx);
+        if (ulc_io_output_format(out, &ofmt, &fctx) != ULC_OK)
+            return ulc_cli_usage_error("convert: %s", fctx.msg);
+    }
+    if (so.external_data && ofmt != ULC_IO_ONNX)
         return ulc_cli_usage_error("convert: --external-data applies to ONNX output only");
     if ((po.verify_each || po.print_ir_after) && !pipeline_text)
         return ulc_cli_usage_error("convert: --verify-each and --print-ir-after need --passes");
@@ -252,7 +222,7 @@ static int cmd_convert(int argc, char **argv) {
         return ulc_cli_usage_error("convert: --print-ir-after: unknown pass '%s'", po.print_ir_after);
     }
     ulc_model *m = NULL;
-    if (ulc_cli_load_model(in, &m, &ctx) != ULC_OK) {
+    if (ulc_io_load_model(in, NULL, &m, &ctx) != ULC_OK) {
         ulc_pipeline_free(pipe);
         return ulc_cli_report(&ctx);
     }
@@ -269,12 +239,7 @@ static int cmd_convert(int argc, char **argv) {
         ulc_model_free(m);
         return ulc_cli_report(&ctx);
     }
-    if (ends_with(out, ".onnx")) {
-        s = ulc_onnx_export(m, out, &eo, &ctx);
-    } else {
-        ulc_safetensors_export_opts so = {.allow_overwrite_input = eo.allow_overwrite_input};
-        s = to_dir ? ulc_hf_export(m, out, &so, &ctx) : ulc_safetensors_export(m, out, &so, &ctx);
-    }
+    s = ulc_io_save_model(m, out, ofmt, &so, &ctx);
     ulc_model_free(m);
     if (s != ULC_OK && adapter_dir) ulc_cli_remove_adapter(adapter_dir);
     if (s != ULC_OK) return ulc_cli_report(&ctx);

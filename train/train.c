@@ -20,46 +20,6 @@
 
 #include "runtime/runtime.h"
 
-/* ---- datasets ------------------------------------------------------------------------------ */
-
-static const char *ds_path(const ulc_dataset *d) {
-    return d->path ? d->path : "dataset";
-}
-
-ulc_status ulc_dataset_check(ulc_dataset *d, ulc_ctx *ctx) {
-    if (d->n_cols < 1) return ulc_fail(ctx, ULC_ERR_INVALID, "%s: the dataset has no columns", ds_path(d));
-    d->n_rows = 0;
-    for (int i = 0; i < d->n_cols; i++) {
-        const ulc_tensor *t = d->cols[i];
-        const char *name = d->names[i] ? d->names[i] : "?";
-        if (!t) return ulc_fail(ctx, ULC_ERR_INVALID, "%s: column '%s' has no tensor", ds_path(d), name);
-        if (t->rank < 1)
-            return ulc_fail(ctx, ULC_ERR_INVALID,
-                            "%s: column '%s' is a scalar (expected rows: rank >= 1)", ds_path(d), name);
-        if (i > 0 && t->dims[0] != d->n_rows)
-            return ulc_fail(ctx, ULC_ERR_INVALID,
-                            "%s: column '%s' has %lld rows, column '%s' has %lld (expected the same)",
-                            ds_path(d), name, (long long)t->dims[0],
-                            d->names[0] ? d->names[0] : "?", (long long)d->n_rows);
-        d->n_rows = t->dims[0];
-        int overflow = 0;
-        size_t want = ulc_dtype_nbytes(t->dtype, t->numel, &overflow);
-        if (overflow || (want && !t->data) || t->nbytes != want ||
-            (t->storage != ULC_STORAGE_OWNED && t->storage != ULC_STORAGE_BORROWED && want))
-            return ulc_fail(ctx, ULC_ERR_INVALID,
-                            "%s: column '%s': %zu bytes in memory, its dims and dtype %s need %zu",
-                            ds_path(d), name, t->data ? t->nbytes : (size_t)0,
-                            ulc_dtype_name(t->dtype), want);
-    }
-    return ULC_OK;
-}
-
-int ulc_dataset_find(const ulc_dataset *d, const char *name) {
-    for (int i = 0; i < d->n_cols; i++)
-        if (d->names[i] && strcmp(d->names[i], name) == 0) return i;
-    return -1;
-}
-
 /* ---- row order ----------------------------------------------------------------------------- */
 
 static uint64_t splitmix64(uint64_t *s) {
@@ -252,28 +212,28 @@ static ulc_status setup_data(loop *L, ulc_ctx *ctx) {
         int c = ulc_dataset_find(ds, b->column);
         if (c < 0)
             return ulc_fail(ctx, ULC_ERR_INVALID, "%s: no column '%s' (graph input '%s' reads it)",
-                            ds_path(ds), b->column, b->input);
+                            ulc_dataset_path(ds), b->column, b->input);
         const ulc_tensor *col = ds->cols[c];
         b->col = col;
         if (col->dtype != ULC_DT_F32 && col->dtype != ULC_DT_I64)
             return ulc_fail(ctx, ULC_ERR_UNSUPPORTED,
-                            "%s: column '%s' is %s (expected f32 or i64)", ds_path(ds),
+                            "%s: column '%s' is %s (expected f32 or i64)", ulc_dataset_path(ds),
                             b->column, ulc_dtype_name(col->dtype));
         if ((v->flags & ULC_VALUE_HAS_TYPE) && v->dtype != col->dtype)
             return ulc_fail(ctx, ULC_ERR_INVALID, "%s: column '%s' is %s, graph input '%s' is %s",
-                            ds_path(ds), b->column, ulc_dtype_name(col->dtype), b->input,
+                            ulc_dataset_path(ds), b->column, ulc_dtype_name(col->dtype), b->input,
                             ulc_dtype_name(v->dtype));
         if (col->rank > ULC_RT_MAX_RANK || (v->rank >= 0 && v->rank != col->rank))
             return ulc_fail(ctx, ULC_ERR_INVALID,
                             "%s: column '%s' has rank %d, graph input '%s' has rank %d",
-                            ds_path(ds), b->column, col->rank, b->input, v->rank);
+                            ulc_dataset_path(ds), b->column, col->rank, b->input, v->rank);
         b->t = (ulc_rt_tensor){.dtype = col->dtype, .rank = col->rank};
         size_t row = col->dtype == ULC_DT_F32 ? sizeof(float) : sizeof(int64_t);
         for (int d = 1; d < col->rank; d++) {
             if (v->rank >= 0 && v->dims[d].value >= 0 && v->dims[d].value != col->dims[d])
                 return ulc_fail(ctx, ULC_ERR_INVALID,
                                 "%s: column '%s' has %lld in dim %d, graph input '%s' fixes it to %lld",
-                                ds_path(ds), b->column, (long long)col->dims[d], d, b->input,
+                                ulc_dataset_path(ds), b->column, (long long)col->dims[d], d, b->input,
                                 (long long)v->dims[d].value);
             b->t.dims[d] = col->dims[d];
             row *= (size_t)col->dims[d];
@@ -403,11 +363,11 @@ ulc_status ulc_train_run(const ulc_train_graph *tg, const ulc_dataset *data,
     if (o->max_steps < 0)
         return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "training: max_steps %ld (expected >= 0)", o->max_steps);
     int64_t rows = data->n_rows;
-    if (rows < 1) return ulc_fail(ctx, ULC_ERR_INVALID, "%s: the dataset has no rows", ds_path(data));
+    if (rows < 1) return ulc_fail(ctx, ULC_ERR_INVALID, "%s: the dataset has no rows", ulc_dataset_path(data));
     int64_t per_epoch = o->drop_last ? rows / o->batch_size : (rows + o->batch_size - 1) / o->batch_size;
     if (per_epoch < 1)
         return ulc_fail(ctx, ULC_ERR_INVALID,
-                        "%s: %lld rows make no full batch of %d (drop_last is set)", ds_path(data),
+                        "%s: %lld rows make no full batch of %d (drop_last is set)", ulc_dataset_path(data),
                         (long long)rows, o->batch_size);
     int64_t total = per_epoch * o->epochs;
     if (o->max_steps > 0 && o->max_steps < total) total = o->max_steps;

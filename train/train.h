@@ -22,25 +22,9 @@
 #include <stdio.h>
 
 #include "common/status.h"
+#include "ir/dataset.h"
 #include "ir/graph.h"
 #include "runtime/runtime.h"
-
-/* ---- datasets ------------------------------------------------------------------------------ */
-
-/* Named columns with a common first dimension (rows). Tensors are the importer's (safetensors
- * file mapped and borrowed): float32 or int64 here (other dtypes are refused by the loader). */
-typedef struct ulc_dataset {
-    int n_cols;
-    const char **names;
-    const ulc_tensor **cols;
-    int64_t n_rows;
-    const char *path; /* for messages */
-} ulc_dataset;
-
-/* Checks that every column has rank >= 1 and the same first dim; sets n_rows. */
-ulc_status ulc_dataset_check(ulc_dataset *d, ulc_ctx *ctx);
-/* The column named name, or -1. */
-int ulc_dataset_find(const ulc_dataset *d, const char *name);
 
 /* ---- optimizers and schedules ------------------------------------------------------------- */
 
@@ -107,6 +91,8 @@ typedef struct ulc_train_graph {
     int n_data;
     const char **data_inputs;  /* graph inputs read from the dataset ... */
     const char **data_cols;    /* ... and the dataset column each one reads */
+    const char *main_input;    /* the model's main input (task input, else the one fed from
+                                  "input"/"input_ids", else the only one); NULL if none */
 } ulc_train_graph;
 
 typedef struct ulc_train_opts {

@@ -430,8 +430,12 @@ static ulc_status build(const ulc_model *m, const ulc_dataset *d, const ulc_trai
         ULC_TRY(bind(&bs, v->name, c->dtype, col_dims(c, batch, dims), dims, ctx));
         tg->data_inputs[tg->n_data] = v->name;
         tg->data_cols[tg->n_data++] = arena_str(g, col);
-        if (!main_in && (strcmp(col, "input") == 0 || strcmp(col, "input_ids") == 0)) main_in = v;
+        if (!main_in && (t->input ? strcmp(t->input, sv->name) == 0
+                                  : strcmp(col, "input") == 0 || strcmp(col, "input_ids") == 0))
+            main_in = v;
     }
+    if (!main_in && tg->n_data == 1) main_in = ulc_graph_get_value(g, tg->data_inputs[0]);
+    tg->main_input = main_in ? main_in->name : NULL;
 
     /* the output the loss reads */
     ulc_value *out = NULL;

@@ -53,12 +53,5 @@ ulc_status ulc_rfa_run(ulc_model *model, const ulc_model *teacher, const ulc_dat
                        const uint8_t *forget, const ulc_train_opts *o, const ulc_rfa_opts *r,
                        ulc_train_stats *stats, ulc_ctx *ctx);
 
-/* RFA's default adapter placement for a graph: the Conv nodes inside residual blocks (on one
- * branch of a residual Add, not the other: the stem and the head are outside) when there are
- * any; otherwise the linear layers (MatMul/Gemm with a weight initializer) that feed a GELU or
- * read one (a transformer's FFN) plus the layer that produces the output (the head). Writes
- * the base node names as a '|'-separated list for lora-inject's nodes= option into a malloc'd
- * string (*out); 0 nodes is an error naming the model. */
-ulc_status ulc_rfa_default_nodes(const ulc_model *m, char **out, int *count, ulc_ctx *ctx);
 
 #endif

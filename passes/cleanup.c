@@ -170,11 +170,15 @@ static void bypass_identities(ulc_graph *g) {
     }
 }
 
-static const char *const k_cleanup_keys[] = {"limit", NULL};
+static const ulc_pass_optdef k_cleanup_opts[] = {
+    {.key = "limit", .kind = ULC_OPT_INT, .ilo = 0, .ihi = 1LL << 40,
+     .help = "fold results up to this many bytes (65536)"},
+    {0}};
 
-static ulc_status run_cleanup(ulc_model *m, const ulc_pass_opts *o, ulc_ctx *ctx) {
-    long long limit;
-    ULC_TRY(ulc_pass_opt_int(o, "cleanup", "limit", 0, 1LL << 40, 65536, &limit, ctx));
+static ulc_status run_cleanup(ulc_model *m, const ulc_pass_opts *o, ulc_pass_ctx *pc,
+                              ulc_ctx *ctx) {
+    (void)pc;
+    long long limit = ulc_pass_opt_i(o, "limit", 65536);
     bypass_identities(m->graph);
     ulc_analysis *a = NULL;
     ulc_status st = ulc_analyze(m->graph, ulc_model_opset(m, ""), NULL, 0, (size_t)limit, &a, ctx);
@@ -186,7 +190,7 @@ static ulc_status run_cleanup(ulc_model *m, const ulc_pass_opts *o, ulc_ctx *ctx
 
 const ulc_pass ulc_pass_cleanup = {
     .name = "cleanup",
-    .keys = k_cleanup_keys,
+    .opts = k_cleanup_opts,
     .summary = "fold constant subgraphs (results up to limit bytes), bypass Identity, remove dead nodes",
     .run = run_cleanup,
 };

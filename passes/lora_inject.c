@@ -36,6 +36,7 @@
 #include "common/strmap.h"
 #include "ir/lora.h"
 #include "passes/lora_merge.h"
+#include "passes/lora_placement.h"
 #include "passes/pass.h"
 
 #define PASS "lora-inject"
@@ -88,55 +89,67 @@ static int glob_any(const glob_list *l, const char *s) {
     return 0;
 }
 
-static ulc_status parse_inject_opts(const ulc_pass_opts *o, inject_opts *io, ulc_ctx *ctx) {
-    memset(io, 0, sizeof *io);
-    const char *t = ulc_pass_opt_get(o, "targets");
+static const char *const k_init_names[] = {"peft", "random", NULL};
+static const char *const k_placements[] = {"all", "rfa", NULL};
+
+static ulc_status parse_targets(const char *t, inject_opts *io, ulc_ctx *ctx) {
     if (!t) {
         io->targets = T_CONV | T_GEMM | T_MATMUL;
-    } else {
-        char *copy = strdup(t), *save = NULL;
-        if (!copy) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-        for (char *p = strtok_r(copy, "|", &save); p; p = strtok_r(NULL, "|", &save)) {
-            int bit = strcmp(p, "Conv") == 0 ? T_CONV : strcmp(p, "Gemm") == 0 ? T_GEMM
-                    : strcmp(p, "MatMul") == 0 ? T_MATMUL : 0;
-            if (!bit) {
-                ulc_status s = ulc_fail(ctx, ULC_ERR_INVALID_ARG, "pass %s: option targets=%s: "
-                                        "unknown op type '%s' (expected Conv, Gemm and/or MatMul, "
-                                        "separated by '|')", PASS, t, p);
-                free(copy);
-                return s;
-            }
-            io->targets |= bit;
+        return ULC_OK;
+    }
+    char *copy = strdup(t), *save = NULL;
+    if (!copy) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    for (char *p = strtok_r(copy, "|", &save); p; p = strtok_r(NULL, "|", &save)) {
+        int bit = strcmp(p, "Conv") == 0 ? T_CONV : strcmp(p, "Gemm") == 0 ? T_GEMM
+                : strcmp(p, "MatMul") == 0 ? T_MATMUL : 0;
+        if (!bit) {
+            ulc_status s = ulc_fail(ctx, ULC_ERR_INVALID_ARG, "pass %s: option targets=%s: "
+                                    "unknown op type '%s' (expected Conv, Gemm and/or MatMul, "
+                                    "separated by '|')", PASS, t, p);
+            free(copy);
+            return s;
         }
-        free(copy);
-        if (!io->targets)
-            return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "pass %s: option targets=%s: no op type "
-                            "given (expected Conv, Gemm and/or MatMul)", PASS, t);
+        io->targets |= bit;
     }
-    long long v;
-    ULC_TRY(ulc_pass_opt_int(o, PASS, "rank", 1, 1 << 16, 8, &v, ctx));
-    io->rank = (int)v;
-    ULC_TRY(ulc_pass_opt_int(o, PASS, "rslora", 0, 1, 0, &v, ctx));
-    io->rslora = (int)v;
-    ULC_TRY(ulc_pass_opt_int(o, PASS, "seed", 0, INT64_MAX, 0, &v, ctx));
-    io->seed = (uint64_t)v;
-    const char *a = ulc_pass_opt_get(o, "alpha");
-    io->alpha = io->rank;
-    if (a) {
-        char *end = NULL;
-        io->alpha = strtod(a, &end);
-        if (!*a || *end || !isfinite(io->alpha) || io->alpha <= 0)
-            return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "pass %s: option alpha=%s: expected a "
-                            "positive number", PASS, a);
+    free(copy);
+    if (!io->targets)
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "pass %s: option targets=%s: no op type "
+                        "given (expected Conv, Gemm and/or MatMul)", PASS, t);
+    return ULC_OK;
+}
+
+/* placement=rfa: the nodes RFA's paper adapts (lora_placement.h), as a nodes= list. */
+static ulc_status rfa_placement(const ulc_model *m, const ulc_pass_opts *o, char **nodes,
+                                ulc_ctx *ctx) {
+    static const char *const own[] = {"targets", "include", "exclude", "nodes"};
+    for (size_t k = 0; k < sizeof own / sizeof *own; k++)
+        if (ulc_pass_opt_find(o, own[k]))
+            return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "pass %s: option placement=rfa chooses the "
+                            "layers itself; it does not go with %s=", PASS, own[k]);
+    int count = 0;
+    return ulc_lora_rfa_nodes(m, nodes, &count, ctx);
+}
+
+static ulc_status parse_inject_opts(const ulc_model *m, const ulc_pass_opts *o,
+                                    const ulc_pass_ctx *pc, inject_opts *io, ulc_ctx *ctx) {
+    memset(io, 0, sizeof *io);
+    ULC_TRY(parse_targets(ulc_pass_opt_str(o, "targets", NULL), io, ctx));
+    io->rank = (int)ulc_pass_opt_i(o, "rank", 8);
+    io->rslora = (int)ulc_pass_opt_i(o, "rslora", 0);
+    io->seed = (uint64_t)ulc_pass_opt_i(o, "seed", (long long)(pc->seed & INT64_MAX));
+    io->alpha = ulc_pass_opt_num(o, "alpha", io->rank);
+    io->random_b = strcmp(ulc_pass_opt_str(o, "init", "peft"), "random") == 0;
+    const char *nodes = ulc_pass_opt_str(o, "nodes", NULL);
+    char *placed = NULL;
+    if (strcmp(ulc_pass_opt_str(o, "placement", "all"), "rfa") == 0) {
+        ULC_TRY(rfa_placement(m, o, &placed, ctx));
+        nodes = placed;
     }
-    const char *init = ulc_pass_opt_get(o, "init");
-    if (init && strcmp(init, "peft") != 0 && strcmp(init, "random") != 0)
-        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "pass %s: option init=%s: expected peft (B = 0, "
-                        "as PEFT) or random (B random too)", PASS, init);
-    io->random_b = init && strcmp(init, "random") == 0;
-    ULC_TRY(glob_parse(ulc_pass_opt_get(o, "include"), "include", &io->include, ctx));
-    ULC_TRY(glob_parse(ulc_pass_opt_get(o, "nodes"), "nodes", &io->nodes, ctx));
-    return glob_parse(ulc_pass_opt_get(o, "exclude"), "exclude", &io->exclude, ctx);
+    ulc_status s = glob_parse(nodes, "nodes", &io->nodes, ctx);
+    free(placed);
+    ULC_TRY(s);
+    ULC_TRY(glob_parse(ulc_pass_opt_str(o, "include", NULL), "include", &io->include, ctx));
+    return glob_parse(ulc_pass_opt_str(o, "exclude", NULL), "exclude", &io->exclude, ctx);
 }
 
 /* ---- seeded initialisation ------------------------------------------------------------------ */
@@ -616,9 +629,10 @@ static ulc_status inject_one(ulc_model *m, const target *t, const inject_opts *i
     return ulc_lora_record_add(m, &rec, ctx);
 }
 
-static ulc_status run_inject(ulc_model *m, const ulc_pass_opts *o, ulc_ctx *ctx) {
+static ulc_status run_inject(ulc_model *m, const ulc_pass_opts *o, ulc_pass_ctx *pc,
+                             ulc_ctx *ctx) {
     inject_opts io;
-    ulc_status s = parse_inject_opts(o, &io, ctx);
+    ulc_status s = parse_inject_opts(m, o, pc, &io, ctx);
     ulc_graph *g = m->graph;
     target *ts = NULL;
     int nt = 0;
@@ -681,7 +695,7 @@ static ulc_status run_inject(ulc_model *m, const ulc_pass_opts *o, ulc_ctx *ctx)
         if (s == ULC_OK) done++;
     }
     if (s == ULC_OK && done) s = ulc_lora_records_save(m, ctx);
-    if (s == ULC_OK && !o->quiet) {
+    if (s == ULC_OK && !pc->quiet) {
         fprintf(stderr, "ulc: %s: %d module%s adapted (rank %d, alpha %g%s)", PASS, done,
                 done == 1 ? "" : "s", io.rank, io.alpha, io.rslora ? ", rsLoRA" : "");
         if (sk->n) fprintf(stderr, ", %d skipped:", sk->n);
@@ -785,8 +799,10 @@ static void drop_info(ulc_graph *g, ulc_value *v) {
     }
 }
 
-static ulc_status run_merge(ulc_model *m, const ulc_pass_opts *o, ulc_ctx *ctx) {
+static ulc_status run_merge(ulc_model *m, const ulc_pass_opts *o, ulc_pass_ctx *pc,
+                            ulc_ctx *ctx) {
     (void)o;
+    (void)pc;
     ULC_TRY(ulc_lora_records_load(m, ctx));
     ulc_graph *g = m->graph;
     int n = 0;
@@ -856,13 +872,28 @@ static ulc_status run_merge(ulc_model *m, const ulc_pass_opts *o, ulc_ctx *ctx) 
     return s;
 }
 
-static const char *const k_inject_keys[] = {"targets", "include", "exclude", "nodes", "rank",
-                                            "alpha", "rslora", "seed", "init", NULL};
-static const char *const k_merge_keys[] = {NULL};
+static const ulc_pass_optdef k_inject_opts[] = {
+    {.key = "targets", .kind = ULC_OPT_STR,
+     .help = "op types to adapt, '|'-separated: Conv, Gemm, MatMul (all three)"},
+    {.key = "include", .kind = ULC_OPT_STR, .help = "module-name globs to adapt, '|'-separated"},
+    {.key = "exclude", .kind = ULC_OPT_STR, .help = "module-name globs to leave alone"},
+    {.key = "nodes", .kind = ULC_OPT_STR, .help = "node-name globs to adapt, '|'-separated"},
+    {.key = "placement", .kind = ULC_OPT_STR, .choices = k_placements,
+     .help = "all (every targeted layer) or rfa (the RFA paper's layers: residual-block convs, "
+             "else FFN linears and the head)"},
+    {.key = "rank", .kind = ULC_OPT_INT, .ilo = 1, .ihi = 1 << 16, .help = "r (8)"},
+    {.key = "alpha", .kind = ULC_OPT_NUM, .lo = 0, .lo_open = 1, .hi = 1e9,
+     .help = "scale numerator: alpha/r, alpha/sqrt(r) with rslora (the rank)"},
+    {.key = "rslora", .kind = ULC_OPT_INT, .ilo = 0, .ihi = 1, .help = "1: rsLoRA scaling (0)"},
+    {.key = "seed", .kind = ULC_OPT_INT, .ilo = 0, .ihi = INT64_MAX,
+     .help = "the A (and B) initialisation's seed (the run's seed)"},
+    {.key = "init", .kind = ULC_OPT_STR, .choices = k_init_names,
+     .help = "peft (B = 0, as PEFT) or random (B random too)"},
+    {0}};
 
 const ulc_pass ulc_pass_lora_inject = {
     .name = "lora-inject",
-    .keys = k_inject_keys,
+    .opts = k_inject_opts,
     .summary = "add LoRA adapters (trainable A/B initializers and MatMul/Conv nodes) to Conv, "
                "Gemm and MatMul nodes",
     .run = run_inject,
@@ -870,7 +901,7 @@ const ulc_pass ulc_pass_lora_inject = {
 
 const ulc_pass ulc_pass_lora_merge = {
     .name = "lora-merge",
-    .keys = k_merge_keys,
+    .opts = NULL,
     .summary = "fold the LoRA adapters lora-inject added into their base weights",
     .run = run_merge,
 };

@@ -18,7 +18,14 @@
 #include "passes/pass.h"
 #include "runtime/runtime.h"
 
-static const char *const k_keys[] = {"batch", "dims", "shapes", "limit", NULL};
+static const ulc_pass_optdef k_opts[] = {
+    {.key = "batch", .kind = ULC_OPT_INT, .ilo = 0, .ihi = 1LL << 40,
+     .help = "pin every input's first dim (the batch) to this"},
+    {.key = "dims", .kind = ULC_OPT_STR, .help = "NAME:N|...: pin symbolic dims by name"},
+    {.key = "shapes", .kind = ULC_OPT_STR, .help = "INPUT:AxBxC|...: pin whole input shapes"},
+    {.key = "limit", .kind = ULC_OPT_INT, .ilo = 0, .ihi = 1LL << 40,
+     .help = "fold results up to this many bytes (1 MiB)"},
+    {0}};
 
 /* "1x3x224x224" → dims; returns rank or -1. */
 static int parse_shape(const char *s, int64_t *dims) {
@@ -94,12 +101,13 @@ static ulc_status check_list(const char *list, const char *key, const ulc_graph 
     return ULC_OK;
 }
 
-static ulc_status run_specialize(ulc_model *m, const ulc_pass_opts *o, ulc_ctx *ctx) {
+static ulc_status run_specialize(ulc_model *m, const ulc_pass_opts *o, ulc_pass_ctx *pc,
+                                 ulc_ctx *ctx) {
+    (void)pc;
     ulc_graph *g = m->graph;
-    long long batch, limit;
-    ULC_TRY(ulc_pass_opt_int(o, "specialize", "batch", 0, 1LL << 40, -1, &batch, ctx));
-    ULC_TRY(ulc_pass_opt_int(o, "specialize", "limit", 0, 1LL << 40, 1 << 20, &limit, ctx));
-    const char *dims_opt = ulc_pass_opt_get(o, "dims"), *shapes_opt = ulc_pass_opt_get(o, "shapes");
+    long long batch = ulc_pass_opt_i(o, "batch", -1), limit = ulc_pass_opt_i(o, "limit", 1 << 20);
+    const char *dims_opt = ulc_pass_opt_str(o, "dims", NULL);
+    const char *shapes_opt = ulc_pass_opt_str(o, "shapes", NULL);
     ULC_TRY(check_list(dims_opt, "dims", g, 1, ctx));
     ULC_TRY(check_list(shapes_opt, "shapes", g, 0, ctx));
 
@@ -205,7 +213,7 @@ static ulc_status run_specialize(ulc_model *m, const ulc_pass_opts *o, ulc_ctx *
 
 const ulc_pass ulc_pass_specialize = {
     .name = "specialize",
-    .keys = k_keys,
+    .opts = k_opts,
     .summary = "pin input shapes (batch=, dims=NAME:N|..., shapes=INPUT:AxB|...), infer every shape, "
                "fold Shape/Gather/Concat chains to constants",
     .run = run_specialize,

@@ -19,7 +19,7 @@ allowed() { # layer -> allowed include prefixes
     runtime) echo "common ir runtime" ;;
     passes)  echo "common ir passes runtime/runtime.h" ;;
     train)   echo "common ir train runtime/runtime.h" ;;
-    methods) echo "common ir methods train passes runtime/runtime.h" ;;
+    methods) echo "common ir methods train passes runtime/runtime.h io/cache.h" ;;
     io)      echo "common ir io import export" ;;
     eval)    echo "common ir eval io train runtime/runtime.h" ;;
     *)       echo "*" ;;

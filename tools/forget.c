@@ -40,7 +40,7 @@
 #include "import/safetensors_import.h"
 #include "ir/lora.h"
 #include "passes/pass.h"
-#include "methods/rfa.h"
+#include "methods/method.h"
 #include "train/train.h"
 #include "runtime/runtime.h"
 #include "io/cache.h"
@@ -776,11 +776,11 @@ static void print_table(FILE *out, const spec *s, const ulc_data *tr, const spli
 /* The frozen teacher's logits on the forget rows, from the cache (tools/cache.h) when a run on
  * the same model file, train data and rows made them, else computed and stored there. The key
  * hashes the model's main file, the train data, the forget flags and the input/output names. */
-static ulc_status teacher_cache(const char *in, ulc_io_format ifmt, const spec *s,
-                                const ulc_data *tr, const uint8_t *forget,
-                                const ulc_model *teacher, ulc_unlearn_opts *u, int threads,
-                                float **out, run_facts *r, ulc_ctx *ctx) {
-    *out = NULL;
+/* DELETE's teacher-logits cache key: the hashes of the model file and the data, and of the forget
+ * flags and the input/output names (the logits depend on nothing else). */
+static ulc_status teacher_cache_key(const char *in, ulc_io_format ifmt, const spec *s,
+                                    const ulc_data *tr, const uint8_t *forget, const ulc_iface *f,
+                                    char *key, size_t n, ulc_ctx *ctx) {
     char *file = ulc_io_model_main_file(in, ifmt);
     char msha[ULC_SHA256_HEX], dsha[ULC_SHA256_HEX], fsha[ULC_SHA256_HEX];
     ulc_status st = file ? ulc_sha256_file(file, msha, ctx) : ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
@@ -790,61 +790,71 @@ static ulc_status teacher_cache(const char *in, ulc_io_format ifmt, const spec *
     ulc_sha256 h;
     ulc_sha256_init(&h);
     ulc_sha256_update(&h, forget, (size_t)tr->d.n_rows);
-    ulc_sha256_update(&h, u->input, strlen(u->input) + 1);
-    ulc_sha256_update(&h, u->output, strlen(u->output) + 1);
+    ulc_sha256_update(&h, f->fed[0]->name, strlen(f->fed[0]->name) + 1);
+    ulc_sha256_update(&h, f->out->name, strlen(f->out->name) + 1);
     uint8_t dg[ULC_SHA256_BYTES];
     ulc_sha256_final(&h, dg);
     ulc_sha256_hex(dg, fsha);
-    char key[96];
-    snprintf(key, sizeof key, "teacher-%.16s-%.16s-%.16s", msha, dsha, fsha);
-    int64_t nf = 0;
-    for (int64_t i = 0; i < tr->d.n_rows; i++) nf += forget[i] != 0;
-    const ulc_value *o0 = teacher->graph->outputs.len ? teacher->graph->outputs.items[0] : NULL;
-    int64_t C = o0 && o0->rank == 2 ? o0->dims[1].value : -1;
-    if (C > 0 && (*out = ulc_cache_load(key, (size_t)(nf * C) * sizeof(float)))) {
-        r->teacher_cache = "hit";
-    } else {
-        int64_t n = 0, c = 0;
-        ULC_TRY(ulc_teacher_logits(teacher, &tr->d, forget, u->input, u->output, threads, out, &n,
-                                   &c, ctx));
-        r->teacher_cache = ulc_cache_store(key, *out, (size_t)(n * c) * sizeof(float)) == 0
-                               ? "stored" : "unwritable";
-    }
-    u->teacher_logits = *out;
+    snprintf(key, n, "teacher-%.16s-%.16s-%.16s", msha, dsha, fsha);
     return ULC_OK;
 }
 
-/* ---- the command ----------------------------------------------------------------------------- */
-
-/* Adds LoRA adapters where the spec (or RFA's default placement) says, through lora-inject. */
-static ulc_status inject(ulc_model *m, const spec *s, const char *in_path, int quiet,
-                         run_facts *r, ulc_ctx *ctx) {
-    char rank[32], alpha[64], seed[32];
-    snprintf(rank, sizeof rank, "%ld", s->rank);
-    snprintf(alpha, sizeof alpha, "%.17g", s->alpha);
-    snprintf(seed, sizeof seed, "%llu", (unsigned long long)s->seed);
-    ulc_pass_opt kv[8];
-    int n = 0;
-    char *nodes = NULL;
-    kv[n++] = (ulc_pass_opt){"rank", rank};
-    kv[n++] = (ulc_pass_opt){"alpha", alpha};
-    kv[n++] = (ulc_pass_opt){"seed", seed};
-    if (s->lora_custom) {
-        if (s->targets) kv[n++] = (ulc_pass_opt){"targets", s->targets};
-        if (s->include) kv[n++] = (ulc_pass_opt){"include", s->include};
-        if (s->exclude) kv[n++] = (ulc_pass_opt){"exclude", s->exclude};
-    } else {
-        int count = 0;
-        ULC_TRY(ulc_rfa_default_nodes(m, &nodes, &count, ctx));
-        kv[n++] = (ulc_pass_opt){"nodes", nodes};
+/* The spec as a pipeline of passes with typed options: lora-inject (the spec's targets/include/
+ * exclude, else RFA's placement) when the method trains adapters, the method, lora-merge. *n_prep
+ * gets the number of passes before the method. */
+static ulc_status spec_pipeline(const spec *s, ulc_pipeline **out, int *n_prep, ulc_ctx *ctx) {
+    ulc_pipeline *p = NULL;
+    int lora = s->method == ULC_METHOD_RFA || s->unlearn.what == ULC_TRAIN_LORA;
+    ulc_status st = ulc_pipeline_create(&p, ctx);
+#define SET(call)                                                                                  \
+    do {                                                                                           \
+        if (st == ULC_OK) st = (call);                                                             \
+    } while (0)
+    if (lora) {
+        SET(ulc_pipeline_append(p, "lora-inject", ctx));
+        SET(ulc_pipeline_set_int(p, "rank", s->rank, ctx));
+        SET(ulc_pipeline_set_num(p, "alpha", s->alpha, ctx));
+        if (!s->lora_custom) SET(ulc_pipeline_set_str(p, "placement", "rfa", ctx));
+        if (s->targets) SET(ulc_pipeline_set_str(p, "targets", s->targets, ctx));
+        if (s->include) SET(ulc_pipeline_set_str(p, "include", s->include, ctx));
+        if (s->exclude) SET(ulc_pipeline_set_str(p, "exclude", s->exclude, ctx));
     }
-    /* the pass directly, with its options as data: node names may hold the characters (',',
-     * '{', '=') a pipeline's text form uses as separators */
-    ulc_pass_opts po = {n, kv, quiet};
-    ulc_status st = ulc_pass_lora_inject.run(m, &po, ctx);
-    free(nodes);
-    ULC_TRY(st);
-    ULC_TRY(ulc_graph_verify(m->graph, ctx));
+    *n_prep = lora;
+    SET(ulc_pipeline_append(p, s->method_name, ctx));
+    SET(ulc_pipeline_set_int(p, "epochs", s->epochs, ctx));
+    SET(ulc_pipeline_set_int(p, "batch_size", s->batch_size, ctx));
+    SET(ulc_pipeline_set_num(p, "lr", s->lr, ctx));
+    SET(ulc_pipeline_set_num(p, "weight_decay", s->weight_decay, ctx));
+    SET(ulc_pipeline_set_str(p, "optimizer", s->optimizer == ULC_OPTIM_SGD ? "sgd" : "adamw", ctx));
+    if (s->optimizer == ULC_OPTIM_SGD) SET(ulc_pipeline_set_num(p, "momentum", s->momentum, ctx));
+    if (s->method == ULC_METHOD_RFA) {
+        SET(ulc_pipeline_set_num(p, "gamma", s->gamma, ctx));
+        SET(ulc_pipeline_set_str(p, "norm", s->norm_name, ctx));
+    } else if (s->method != ULC_METHOD_RETRAIN) {
+        static const char *const what[] = {"all", "all_but_classifier", "lora"};
+        SET(ulc_pipeline_set_str(p, "train", what[s->unlearn.what], ctx));
+    }
+    if (s->method == ULC_METHOD_DELETE) {
+        SET(ulc_pipeline_set_str(p, "mask", s->unlearn.mask_all_forget ? "all_forget" : "own", ctx));
+        SET(ulc_pipeline_set_num(p, "temperature", s->unlearn.temperature, ctx));
+    }
+    if (s->method == ULC_METHOD_SCRUB) {
+        SET(ulc_pipeline_set_num(p, "alpha", s->unlearn.scrub_alpha, ctx));
+        SET(ulc_pipeline_set_num(p, "gamma", s->unlearn.scrub_gamma, ctx));
+    }
+    if (lora) SET(ulc_pipeline_append(p, "lora-merge", ctx));
+#undef SET
+    if (st != ULC_OK) {
+        ulc_pipeline_free(p);
+        return ulc_fail(ctx, st, "%s: the spec as passes", s->path);
+    }
+    *out = p;
+    return ULC_OK;
+}
+
+/* The adapters lora-inject added (a placement that adapts nothing is refused before any work). */
+static ulc_status adapted_modules(const ulc_model *m, const spec *s, const char *in_path,
+                                  run_facts *r, ulc_ctx *ctx) {
     int adapted = 0;
     for (size_t i = 0; i < m->lora.len; i++)
         adapted += !((const ulc_lora_record *)m->lora.items[i])->merged;
@@ -916,8 +926,12 @@ int ulc_cli_forget(int argc, char **argv) {
     ulc_outfile *rep[MAX_REPORTS] = {0};
     cJSON *report_obj = NULL;
     char *report_text_s = NULL, *gate_msgs = NULL;
-    int gates_failed = 0;
+    int gates_failed = 0, n_prep = 0;
     ulc_io_format ifmt, ofmt;
+    ulc_pipeline *pipe = NULL;
+    ulc_pass_ctx pc = ulc_pass_ctx_defaults();
+    ulc_method_env env = {0};
+    char cache_key[96];
     ulc_status st = spec_parse(spec_path, &s, &ctx);
 #define TRY(e)                                                                                  \
     do {                                                                                        \
@@ -991,8 +1005,35 @@ int ulc_cli_forget(int argc, char **argv) {
 #endif
 
     /* the adapters (a placement that adapts nothing is refused before any work) */
-    int lora = s.method == ULC_METHOD_RFA || s.unlearn.what == ULC_TRAIN_LORA;
-    if (lora) TRY(inject(m, &s, in, quiet, &r, &ctx));
+    /* the spec as passes; the ones before the method (lora-inject) run now: a placement that
+     * adapts nothing is refused before any work */
+    TRY(ulc_methods_register(&ctx));
+    TRY(spec_pipeline(&s, &pipe, &n_prep, &ctx));
+    g_stop = 0;
+    pc.quiet = quiet;
+    pc.threads = threads;
+    pc.profile = profile;
+    pc.seed = s.seed;
+    pc.progress = stderr;
+    pc.stop = &g_stop;
+    pc.env = &env;
+    env.teacher = teacher;
+    env.data = &tr.d;
+    env.forget = sp.forget;
+    env.forget_classes = s.kind == FORGET_CLASSES ? s.classes : NULL;
+    env.n_forget_classes = s.kind == FORGET_CLASSES ? s.n_classes : 0;
+    env.input = f.fed[0]->name;
+    env.output = f.out->name;
+    env.next_token = f.next_token;
+    if (s.method == ULC_METHOD_DELETE && !getenv("ULC_NO_CACHE")) {
+        TRY(teacher_cache_key(in, ifmt, &s, &tr, sp.forget, &f, cache_key, sizeof cache_key, &ctx));
+        env.teacher_cache_key = cache_key;
+    }
+    {
+        ulc_pipeline_opts po = {.verify_each = 1, .pass_ctx = &pc};
+        TRY(ulc_pipeline_run_range(pipe, 0, n_prep, m, &po, &ctx));
+        if (n_prep) TRY(adapted_modules(m, &s, in, &r, &ctx));
+    }
 
     /* before: the input model on every split (this also checks every label and token) */
     TRY(score_splits(ses, in, &f, &tr, s.test ? &te : NULL, &sp, &r.before, &ctx));
@@ -1001,46 +1042,19 @@ int ulc_cli_forget(int argc, char **argv) {
 
     /* unlearning: the method against the teacher, then the adapters (if any) merged back */
     {
-        ulc_train_opts o = ulc_train_defaults();
-        o.optim = ulc_optim_defaults(s.optimizer);
-        o.optim.lr = s.lr;
-        o.optim.weight_decay = s.weight_decay;
-        if (s.method != ULC_METHOD_RFA) o.optim.momentum = s.momentum;
-        o.epochs = (int)s.epochs;
-        o.batch_size = (int)s.batch_size;
-        o.seed = s.seed;
-        o.threads = threads;
-        o.quiet = quiet;
-        o.profile = profile;
-        o.progress = stderr;
-        o.label = s.method_name;
-        float *cached = NULL;
-        ulc_unlearn_opts u = s.unlearn;
-        u.input = f.fed[0]->name;
-        u.output = f.out->name;
-        if (s.method == ULC_METHOD_DELETE && !getenv("ULC_NO_CACHE"))
-            TRY(teacher_cache(in, ifmt, &s, &tr, sp.forget, teacher, &u, threads, &cached, &r, &ctx));
-        ulc_rfa_opts ro = ulc_rfa_defaults();
-        ro.gamma = s.gamma;
-        ro.norm = s.norm;
-        ro.input = u.input;
-        ro.output = u.output;
-        ro.next_token = f.next_token;
-        g_stop = 0;
-        o.stop = &g_stop;
+        ulc_pipeline_opts po = {.verify_each = 1, .pass_ctx = &pc};
         void (*prev_int)(int) = signal(SIGINT, on_stop);
         void (*prev_term)(int) = signal(SIGTERM, on_stop);
-        st = s.method == ULC_METHOD_RFA
-                 ? ulc_rfa_run(m, teacher, &tr.d, sp.forget, &o, &ro, &r.st, &ctx)
-                 : ulc_unlearn_run(m, teacher, &tr.d, sp.forget, &o, &u, &r.st, &ctx);
+        st = ulc_pipeline_run_range(pipe, n_prep, ulc_pipeline_length(pipe) - n_prep, m, &po, &ctx);
         signal(SIGINT, prev_int);
         signal(SIGTERM, prev_term);
-        free(cached);
+        r.st = env.stats; /* the report takes the statistics over */
+        memset(&env.stats, 0, sizeof env.stats);
+        r.teacher_cache = env.teacher_cache;
         if (st == ULC_OK && (g_stop || r.st.interrupted))
             st = ulc_fail(&ctx, ULC_ERR_INTERRUPTED, "forget: interrupted");
         if (st != ULC_OK) goto done;
     }
-    if (lora) TRY(ulc_pass_lora_merge.run(m, &(ulc_pass_opts){0, NULL, quiet}, &ctx));
     TRY(ulc_graph_verify(m->graph, &ctx));
     TRY(same_interface(teacher, m, &ctx));
 
@@ -1140,6 +1154,8 @@ done:
     ulc_model_free(teacher);
     ulc_model_free(ref);
     ulc_model_free(m);
+    ulc_method_env_clear(&env);
+    ulc_pipeline_free(pipe);
     spec_clear(&s);
     if (st != ULC_OK) {
         free(gate_msgs);

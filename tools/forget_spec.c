@@ -8,6 +8,7 @@
 
 #include "common/file.h"
 #include "tools/cli.h"
+#include "methods/method.h"
 #include "tools/forget.h"
 
 void spec_clear(spec *s) {
@@ -367,11 +368,8 @@ static ulc_status parse_forget(spec *s, const cJSON *f, ulc_ctx *ctx) {
 }
 
 /* The method (key 'method') and its own object (key named after it; rfa's is parsed with the
- * rest). For a method other than rfa, its defaults (ulc_unlearn_defaults: optimizer, lr,
- * epochs, batch size, what trains) replace RFA's before 'train' overrides them; *def gets the
- * method's optimizer so unset weight decay and momentum can be the method's. */
-static ulc_status parse_method(spec *s, const cJSON *j, const char *method, ulc_optim_opts *def,
-                               ulc_ctx *ctx) {
+ * rest). Its training defaults are resolved with the spec's 'train' (methods/method.h). */
+static ulc_status parse_method(spec *s, const cJSON *j, const char *method, ulc_ctx *ctx) {
     const char *path = s->path;
     int m = ulc_method_parse(method);
     if (m < 0)
@@ -387,20 +385,9 @@ static ulc_status parse_method(spec *s, const cJSON *j, const char *method, ulc_
                             "'method' is '%s'", path, ulc_method_name((ulc_method)k),
                             ulc_method_name((ulc_method)k), s->method_name);
     if (s->method == ULC_METHOD_RFA) return ULC_OK;
-    memset(&s->unlearn, 0, sizeof s->unlearn);
-    s->unlearn.method = s->method;
-    s->unlearn.temperature = 1;
-    s->unlearn.scrub_alpha = 1;
-    s->unlearn.scrub_gamma = 1;
-    ulc_optim_opts optim = ulc_optim_defaults(ULC_OPTIM_ADAMW);
-    int epochs = (int)s->epochs, batch = (int)s->batch_size;
+    ulc_optim_opts optim;
+    int epochs, batch;
     ulc_unlearn_defaults(s->method, &s->unlearn, &optim, &epochs, &batch);
-    s->unlearn.method = s->method;
-    s->optimizer = optim.kind;
-    s->lr = optim.lr;
-    s->epochs = epochs;
-    s->batch_size = batch;
-    *def = optim;
     const cJSON *mo = NULL;
     ULC_TRY(get_object(path, j, s->method_name, &mo, ctx));
     if (!mo) return ULC_OK;
@@ -434,6 +421,46 @@ static ulc_status parse_method(spec *s, const cJSON *j, const char *method, ulc_
     if (s->method == ULC_METHOD_SCRUB) {
         ULC_TRY(get_num(path, mo, "scrub", "alpha", 0, 0, 1e6, &s->unlearn.scrub_alpha, ctx));
         ULC_TRY(get_num(path, mo, "scrub", "gamma", 0, 0, 1e6, &s->unlearn.scrub_gamma, ctx));
+    }
+    return ULC_OK;
+}
+
+/* 'train': the settings the spec gives (run->set says which). */
+static ulc_status parse_train(spec *s, const cJSON *train, ulc_method_train *run, ulc_ctx *ctx) {
+    const char *path = s->path;
+    long long iv = 0;
+    ULC_TRY(check_keys(path, train, "train", k_train_keys, ctx));
+    static const struct { const char *key; unsigned bit; } ints[] = {
+        {"epochs", ULC_MT_EPOCHS}, {"batch_size", ULC_MT_BATCH}};
+    for (int k = 0; k < 2; k++) {
+        if (!cJSON_HasObjectItem(train, ints[k].key)) continue;
+        ULC_TRY(get_int(path, train, "train", ints[k].key, 1, k ? 1 << 20 : 1e6, &iv, ctx));
+        if (k) run->batch_size = (long)iv;
+        else run->epochs = (long)iv;
+        run->set |= ints[k].bit;
+    }
+    static const struct { const char *key; unsigned bit; double lo; int open; double hi; } nums[] = {
+        {"lr", ULC_MT_LR, 0, 1, 1e3},
+        {"weight_decay", ULC_MT_WEIGHT_DECAY, 0, 0, 1e3},
+        {"momentum", ULC_MT_MOMENTUM, 0, 0, 1}};
+    double *dst[] = {&run->lr, &run->weight_decay, &run->momentum};
+    for (int k = 0; k < 3; k++) {
+        if (!cJSON_HasObjectItem(train, nums[k].key)) continue;
+        ULC_TRY(get_num(path, train, "train", nums[k].key, nums[k].lo, nums[k].open, nums[k].hi,
+                        dst[k], ctx));
+        run->set |= nums[k].bit;
+    }
+    iv = 0;
+    ULC_TRY(get_int(path, train, "train", "seed", 0, 9007199254740992.0, &iv, ctx));
+    s->seed = (uint64_t)iv;
+    const char *str = NULL;
+    ULC_TRY(get_str(path, train, "train", "optimizer", &str, ctx));
+    if (str && strcmp(str, "adamw") != 0 && strcmp(str, "sgd") != 0)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'train.optimizer': '%s' (expected adamw "
+                        "or sgd)", path, str);
+    if (str) {
+        run->optimizer = strcmp(str, "sgd") == 0 ? ULC_OPTIM_SGD : ULC_OPTIM_ADAMW;
+        run->set |= ULC_MT_OPTIMIZER;
     }
     return ULC_OK;
 }
@@ -483,9 +510,7 @@ ulc_status spec_parse(const char *path, spec *s, ulc_ctx *ctx) {
     const cJSON *data, *forget, *model, *lora, *train, *rfa, *ev;
     const char *method = NULL, *train_rel = NULL, *test_rel = NULL, *str = NULL, *ref_rel = NULL;
     long long iv;
-    ulc_optim_opts def = ulc_optim_defaults(ULC_OPTIM_ADAMW); /* the method's optimizer */
-    def.weight_decay = -1;
-    def.momentum = -1;
+    ulc_method_train run = {0};
     if (!cJSON_IsObject(j)) {
         st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: expected a JSON object, got %s", path,
                       json_what(j));
@@ -509,7 +534,7 @@ ulc_status spec_parse(const char *path, spec *s, ulc_ctx *ctx) {
         st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: missing key 'method' (\"rfa\")", path);
         goto done;
     }
-    TRY(parse_method(s, j, method, &def, ctx));
+    TRY(parse_method(s, j, method, ctx));
     /* data */
     if (!data) {
         st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: missing key 'data' ({\"train\": FILE, \"test\": "
@@ -562,42 +587,26 @@ ulc_status spec_parse(const char *path, spec *s, ulc_ctx *ctx) {
                          cJSON_HasObjectItem(lora, "include") ||
                          cJSON_HasObjectItem(lora, "exclude");
     }
-    /* train */
-    if (train) {
-        TRY(check_keys(path, train, "train", k_train_keys, ctx));
-        iv = s->epochs;
-        TRY(get_int(path, train, "train", "epochs", 1, 1e6, &iv, ctx));
-        s->epochs = (long)iv;
-        iv = s->batch_size;
-        TRY(get_int(path, train, "train", "batch_size", 1, 1 << 20, &iv, ctx));
-        s->batch_size = (long)iv;
-        TRY(get_num(path, train, "train", "lr", 0, 1, 1e3, &s->lr, ctx));
-        TRY(get_num(path, train, "train", "weight_decay", 0, 0, 1e3, &s->weight_decay, ctx));
-        TRY(get_num(path, train, "train", "momentum", 0, 0, 1, &s->momentum, ctx));
-        iv = 0;
-        TRY(get_int(path, train, "train", "seed", 0, 9007199254740992.0, &iv, ctx));
-        s->seed = (uint64_t)iv;
-        str = NULL;
-        TRY(get_str(path, train, "train", "optimizer", &str, ctx));
-        if (str && strcmp(str, "adamw") == 0) s->optimizer = ULC_OPTIM_ADAMW;
-        else if (str && strcmp(str, "sgd") == 0) s->optimizer = ULC_OPTIM_SGD;
-        else if (str) {
-            st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'train.optimizer': '%s' (expected adamw "
-                          "or sgd)", path, str);
+    /* train: the run's settings over the method's defaults (methods/method.h resolves them, as
+     * it does for the method's pass) */
+    if (train) TRY(parse_train(s, train, &run, ctx));
+    {
+        ulc_ctx rctx;
+        ulc_ctx_init(&rctx);
+        ulc_method_hparams h;
+        char where[512];
+        snprintf(where, sizeof where, "%s: key 'train.momentum'", path);
+        if (ulc_method_resolve(s->method, &run, NULL, where, &h, &rctx) != ULC_OK) {
+            st = ulc_fail(ctx, ULC_ERR_INVALID, "%s", rctx.msg);
             goto done;
         }
+        s->epochs = h.epochs;
+        s->batch_size = h.batch_size;
+        s->lr = h.lr;
+        s->weight_decay = h.weight_decay;
+        s->momentum = h.momentum;
+        s->optimizer = h.optimizer;
     }
-    if (s->momentum >= 0 && s->optimizer != ULC_OPTIM_SGD) {
-        st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'train.momentum': only SGD has momentum (the "
-                      "optimizer is adamw)", path);
-        goto done;
-    }
-    /* unset weight decay and momentum: the method's own when its optimizer is kept */
-    if (s->weight_decay < 0)
-        s->weight_decay = s->optimizer == def.kind && def.weight_decay >= 0 ? def.weight_decay
-                          : s->optimizer == ULC_OPTIM_ADAMW              ? 0.01
-                                                                         : 0;
-    if (s->momentum < 0) s->momentum = s->optimizer == def.kind && def.momentum >= 0 ? def.momentum : 0;
     /* rfa */
     if (rfa) {
         TRY(check_keys(path, rfa, "rfa", k_rfa_keys, ctx));

@@ -1,0 +1,278 @@
+/* registry.c — the unlearning methods as registered passes (method.h): their options, the
+ * training settings they resolve, and the call into rfa.h / unlearn.h. */
+#include "methods/method.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/cache.h"
+#include "ir/lora.h"
+#include "methods/rfa.h"
+
+/* ---- options ------------------------------------------------------------------------------------ */
+
+static const char *const k_optimizers[] = {"adamw", "sgd", NULL};
+static const char *const k_norms[] = {"l2sq", "mse", "l1", "l2", NULL};
+static const char *const k_what[] = {"all", "all_but_classifier", "lora", NULL};
+static const char *const k_masks[] = {"own", "all_forget", NULL};
+
+/* The training settings every method takes (docs/spec.md's "train" keys, bar the seed: the
+ * run's). */
+#define TRAIN_OPTS                                                                                 \
+    {.key = "epochs", .kind = ULC_OPT_INT, .ilo = 1, .ihi = 1000000, .help = "passes over the data"}, \
+    {.key = "batch_size", .kind = ULC_OPT_INT, .ilo = 1, .ihi = 1 << 20, .help = "rows per step"}, \
+    {.key = "lr", .kind = ULC_OPT_NUM, .lo = 0, .lo_open = 1, .hi = 1e3, .help = "learning rate"}, \
+    {.key = "weight_decay", .kind = ULC_OPT_NUM, .lo = 0, .hi = 1e3,                              \
+     .help = "decoupled (AdamW) or L2 (SGD)"},                                                     \
+    {.key = "momentum", .kind = ULC_OPT_NUM, .lo = 0, .hi = 1, .help = "SGD only"},               \
+    {.key = "optimizer", .kind = ULC_OPT_STR, .choices = k_optimizers, .help = "adamw or sgd"}
+
+#define WHAT_OPT                                                                                   \
+    {.key = "train", .kind = ULC_OPT_STR, .choices = k_what,                                       \
+     .help = "what trains: all, all_but_classifier, or lora (adapters lora-inject added)"}
+
+static const ulc_pass_optdef k_rfa_opts[] = {
+    TRAIN_OPTS,
+    {.key = "gamma", .kind = ULC_OPT_NUM, .lo = 0, .hi = 1,
+     .help = "weight of the feature terms against the task terms (0.5)"},
+    {.key = "norm", .kind = ULC_OPT_STR, .choices = k_norms,
+     .help = "feature distance: l2sq, mse, l1 or l2 (l2sq)"},
+    {.key = "alpha", .kind = ULC_OPT_NUM, .lo = 0, .hi = 1e6, .help = "retain feature weight (1)"},
+    {.key = "beta", .kind = ULC_OPT_NUM, .lo = 0, .hi = 1e6, .help = "forget feature weight (1)"},
+    {.key = "lambda", .kind = ULC_OPT_NUM, .lo = 0, .hi = 1e6, .help = "retain task weight (1)"},
+    {.key = "mu", .kind = ULC_OPT_NUM, .lo = 0, .hi = 1e6, .help = "forget task weight (1)"},
+    {0}};
+
+static const ulc_pass_optdef k_delete_opts[] = {
+    TRAIN_OPTS,
+    WHAT_OPT,
+    {.key = "mask", .kind = ULC_OPT_STR, .choices = k_masks,
+     .help = "the logits set to -inf: the row's own label, or every forget class"},
+    {.key = "temperature", .kind = ULC_OPT_NUM, .lo = 0, .lo_open = 1, .hi = 1e3,
+     .help = "softmax temperature of the teacher (1)"},
+    {0}};
+
+static const ulc_pass_optdef k_scrub_opts[] = {
+    TRAIN_OPTS,
+    WHAT_OPT,
+    {.key = "alpha", .kind = ULC_OPT_NUM, .lo = 0, .hi = 1e6, .help = "weight of the KL on retain rows (1)"},
+    {.key = "gamma", .kind = ULC_OPT_NUM, .lo = 0, .hi = 1e6, .help = "weight of the CE on retain rows (1)"},
+    {0}};
+
+static const ulc_pass_optdef k_plain_opts[] = {TRAIN_OPTS, WHAT_OPT, {0}};
+static const ulc_pass_optdef k_retrain_opts[] = {TRAIN_OPTS, {0}};
+
+/* ---- training settings ----------------------------------------------------------------------------- */
+
+ulc_method_train ulc_method_train_defaults(ulc_method m) {
+    ulc_method_train t = {.weight_decay = -1, .momentum = -1};
+    if (m == ULC_METHOD_RFA) { /* the paper's: AdamW lr 5e-5, batch 128, 1 epoch */
+        t.epochs = 1;
+        t.batch_size = 128;
+        t.lr = 5e-5;
+        t.optimizer = ULC_OPTIM_ADAMW;
+        return t;
+    }
+    ulc_unlearn_opts u;
+    ulc_optim_opts optim;
+    int epochs = 1, batch = 128;
+    ulc_unlearn_defaults(m, &u, &optim, &epochs, &batch);
+    t.epochs = epochs;
+    t.batch_size = batch;
+    t.lr = optim.lr;
+    t.optimizer = optim.kind;
+    t.weight_decay = optim.weight_decay;
+    t.momentum = optim.momentum;
+    return t;
+}
+
+ulc_status ulc_method_resolve(ulc_method m, const ulc_method_train *run, const ulc_pass_opts *o,
+                              const char *where, ulc_method_hparams *out, ulc_ctx *ctx) {
+    ulc_method_train def = ulc_method_train_defaults(m), t = def;
+    unsigned set = run ? run->set : 0;
+    if (set & ULC_MT_EPOCHS) t.epochs = run->epochs;
+    if (set & ULC_MT_BATCH) t.batch_size = run->batch_size;
+    if (set & ULC_MT_LR) t.lr = run->lr;
+    if (set & ULC_MT_OPTIMIZER) t.optimizer = run->optimizer;
+    t.weight_decay = (set & ULC_MT_WEIGHT_DECAY) ? run->weight_decay : -1;
+    t.momentum = (set & ULC_MT_MOMENTUM) ? run->momentum : -1;
+    t.epochs = ulc_pass_opt_i(o, "epochs", t.epochs);
+    t.batch_size = ulc_pass_opt_i(o, "batch_size", t.batch_size);
+    t.lr = ulc_pass_opt_num(o, "lr", t.lr);
+    t.weight_decay = ulc_pass_opt_num(o, "weight_decay", t.weight_decay);
+    t.momentum = ulc_pass_opt_num(o, "momentum", t.momentum);
+    const char *opt = ulc_pass_opt_str(o, "optimizer", NULL);
+    if (opt) t.optimizer = strcmp(opt, "sgd") == 0 ? ULC_OPTIM_SGD : ULC_OPTIM_ADAMW;
+    if (t.momentum >= 0 && t.optimizer != ULC_OPTIM_SGD)
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "%s: only SGD has momentum (the optimizer is "
+                        "adamw)", where);
+    /* unset: the method's own when its optimizer is kept */
+    if (t.weight_decay < 0)
+        t.weight_decay = t.optimizer == def.optimizer && def.weight_decay >= 0 ? def.weight_decay
+                         : t.optimizer == ULC_OPTIM_ADAMW                    ? 0.01
+                                                                             : 0;
+    if (t.momentum < 0)
+        t.momentum = t.optimizer == def.optimizer && def.momentum >= 0 ? def.momentum : 0;
+    *out = (ulc_method_hparams){t.epochs, t.batch_size, t.lr, t.weight_decay, t.momentum,
+                                t.optimizer};
+    return ULC_OK;
+}
+
+int ulc_method_uses_lora(ulc_method m, const ulc_pass_opts *o) {
+    if (m == ULC_METHOD_RFA) return 1;
+    if (m == ULC_METHOD_RETRAIN) return 0;
+    return strcmp(ulc_pass_opt_str(o, "train", "all"), "lora") == 0;
+}
+
+/* ---- running a method ------------------------------------------------------------------------------ */
+
+void ulc_method_env_clear(ulc_method_env *env) {
+    if (!env) return;
+    ulc_train_stats_clear(&env->stats);
+    memset(&env->stats, 0, sizeof env->stats);
+    env->method = NULL;
+    env->teacher_cache = NULL;
+}
+
+/* The trainer's options for one run of method name. */
+static ulc_train_opts train_opts(ulc_method m, const char *name, const ulc_method_hparams *h,
+                                 const ulc_pass_ctx *pc) {
+    ulc_train_opts o = ulc_train_defaults();
+    o.optim = ulc_optim_defaults(h->optimizer);
+    o.optim.lr = h->lr;
+    o.optim.weight_decay = h->weight_decay;
+    if (m != ULC_METHOD_RFA) o.optim.momentum = h->momentum;
+    o.epochs = (int)h->epochs;
+    o.batch_size = (int)h->batch_size;
+    o.seed = pc->seed;
+    o.threads = pc->threads;
+    o.quiet = pc->quiet;
+    o.profile = pc->profile;
+    o.progress = pc->progress ? pc->progress : stderr;
+    o.stop = pc->stop;
+    o.label = name;
+    return o;
+}
+
+static ulc_status need_adapters(ulc_model *m, const char *name, ulc_ctx *ctx) {
+    ULC_TRY(ulc_lora_records_load(m, ctx));
+    for (size_t i = 0; i < m->lora.len; i++)
+        if (!((const ulc_lora_record *)m->lora.items[i])->merged) return ULC_OK;
+    return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "pass %s: the model has no LoRA adapters to train "
+                    "(put lora-inject before it, and lora-merge after: "
+                    "lora-inject{placement=rfa},%s,lora-merge)", name, name);
+}
+
+static ulc_status run_rfa(ulc_model *m, const ulc_pass_opts *o, ulc_method_env *env,
+                          const ulc_train_opts *to, ulc_ctx *ctx) {
+    ulc_rfa_opts r = ulc_rfa_defaults();
+    r.gamma = ulc_pass_opt_num(o, "gamma", r.gamma);
+    r.norm = (ulc_rfa_norm)ulc_rfa_norm_parse(ulc_pass_opt_str(o, "norm", "l2sq"));
+    r.alpha = ulc_pass_opt_num(o, "alpha", r.alpha);
+    r.beta = ulc_pass_opt_num(o, "beta", r.beta);
+    r.lambda = ulc_pass_opt_num(o, "lambda", r.lambda);
+    r.mu = ulc_pass_opt_num(o, "mu", r.mu);
+    r.input = env->input;
+    r.output = env->output;
+    r.next_token = env->next_token;
+    return ulc_rfa_run(m, env->teacher, env->data, env->forget, to, &r, &env->stats, ctx);
+}
+
+/* DELETE's teacher logits through the cache (a key from the caller), computed on a miss. */
+static ulc_status cached_teacher(ulc_method_env *env, const ulc_unlearn_opts *u, int threads,
+                                 float **out, ulc_ctx *ctx) {
+    int64_t nf = 0;
+    for (int64_t i = 0; i < env->data->n_rows; i++) nf += env->forget[i] != 0;
+    const ulc_graph *tg = env->teacher->graph;
+    const ulc_value *o0 = tg->outputs.len ? tg->outputs.items[0] : NULL;
+    int64_t C = o0 && o0->rank == 2 ? o0->dims[1].value : -1;
+    if (C > 0 && (*out = ulc_cache_load(env->teacher_cache_key, (size_t)(nf * C) * sizeof(float)))) {
+        env->teacher_cache = "hit";
+        return ULC_OK;
+    }
+    int64_t n = 0, c = 0;
+    ULC_TRY(ulc_teacher_logits(env->teacher, env->data, env->forget, u->input, u->output, threads,
+                               out, &n, &c, ctx));
+    env->teacher_cache = ulc_cache_store(env->teacher_cache_key, *out,
+                                         (size_t)(n * c) * sizeof(float)) == 0
+                             ? "stored" : "unwritable";
+    return ULC_OK;
+}
+
+static ulc_status run_unlearn(ulc_method method, ulc_model *m, const ulc_pass_opts *o,
+                              ulc_method_env *env, const ulc_train_opts *to, ulc_ctx *ctx) {
+    ulc_unlearn_opts u;
+    ulc_optim_opts optim;
+    int epochs, batch;
+    ulc_unlearn_defaults(method, &u, &optim, &epochs, &batch);
+    u.what = (ulc_train_what)ulc_train_what_parse(ulc_pass_opt_str(o, "train", "all"));
+    u.mask_all_forget = strcmp(ulc_pass_opt_str(o, "mask", "own"), "all_forget") == 0;
+    u.temperature = ulc_pass_opt_num(o, "temperature", u.temperature);
+    if (method == ULC_METHOD_SCRUB) {
+        u.scrub_alpha = ulc_pass_opt_num(o, "alpha", u.scrub_alpha);
+        u.scrub_gamma = ulc_pass_opt_num(o, "gamma", u.scrub_gamma);
+    }
+    u.forget_classes = env->forget_classes;
+    u.n_forget_classes = env->n_forget_classes;
+    u.input = env->input;
+    u.output = env->output;
+    float *cached = NULL;
+    if (method == ULC_METHOD_DELETE && env->teacher_cache_key)
+        ULC_TRY(cached_teacher(env, &u, to->threads, &cached, ctx));
+    u.teacher_logits = cached;
+    ulc_status s = ulc_unlearn_run(m, env->teacher, env->data, env->forget, to, &u, &env->stats, ctx);
+    free(cached);
+    return s;
+}
+
+static ulc_status run_method(const char *name, ulc_model *m, const ulc_pass_opts *o,
+                             ulc_pass_ctx *pc, ulc_ctx *ctx) {
+    ulc_method method = (ulc_method)ulc_method_of_pass(name);
+    ulc_method_env *env = pc->env;
+    if (!env || !env->teacher || !env->data || !env->forget)
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "pass %s: unlearning needs the training data "
+                        "and a forget set (a forget spec, or `ulc train --data D` with "
+                        "--forget-classes or --forget-indices)", name);
+    if (ulc_method_uses_lora(method, o)) ULC_TRY(need_adapters(m, name, ctx));
+    char where[64];
+    snprintf(where, sizeof where, "pass %s", name);
+    ulc_method_hparams h;
+    ULC_TRY(ulc_method_resolve(method, &env->train, o, where, &h, ctx));
+    ulc_method_env_clear(env);
+    env->method = name;
+    env->hparams = h;
+    ulc_train_opts to = train_opts(method, name, &h, pc);
+    return method == ULC_METHOD_RFA ? run_rfa(m, o, env, &to, ctx)
+                                    : run_unlearn(method, m, o, env, &to, ctx);
+}
+
+/* ---- the passes ------------------------------------------------------------------------------------ */
+
+#define METHOD_PASS(ident, pname, table, text)                                                     \
+    static ulc_status run_##ident(ulc_model *m, const ulc_pass_opts *o, ulc_pass_ctx *pc,          \
+                                  ulc_ctx *ctx) {                                                  \
+        return run_method(pname, m, o, pc, ctx);                                                   \
+    }                                                                                              \
+    static const ulc_pass k_pass_##ident = {.name = pname, .opts = table, .summary = text,       \
+                                            .run = run_##ident};
+
+METHOD_PASS(rfa_pass, "rfa", k_rfa_opts,
+            "unlearn by residual feature alignment on LoRA adapters (shared/methods/rfa.md)")
+METHOD_PASS(delete_pass, "delete", k_delete_opts,
+            "unlearn by decoupled distillation on the forget rows (DELETE)")
+METHOD_PASS(finetune_pass, "finetune", k_plain_opts, "baseline: fine-tune on the retain rows")
+METHOD_PASS(neggrad_pass, "neggrad", k_plain_opts, "baseline: gradient ascent on the forget rows")
+METHOD_PASS(random_label_pass, "random-label", k_plain_opts,
+            "baseline: train the forget rows to random other labels")
+METHOD_PASS(scrub_pass, "scrub", k_scrub_opts, "SCRUB: max on forget rows, min on retain rows")
+METHOD_PASS(retrain_pass, "retrain", k_retrain_opts,
+            "gold standard: re-initialise every weight and train on the retain rows")
+
+static const ulc_pass *const k_method_passes[] = {
+    &k_pass_rfa_pass,          &k_pass_delete_pass, &k_pass_finetune_pass, &k_pass_neggrad_pass,
+    &k_pass_random_label_pass, &k_pass_scrub_pass,  &k_pass_retrain_pass,  NULL};
+
+int ulc_method_of_pass(const char *name) { return name ? ulc_method_parse(name) : -1; }
+
+ulc_status ulc_methods_register(ulc_ctx *ctx) { return ulc_pass_register(k_method_passes, ctx); }

@@ -231,7 +231,12 @@ void ulc_gb_attr_string(ulc_gb *b, ulc_value *v, const char *name, const char *s
 
 void ulc_gb_attr_put(ulc_gb *b, ulc_value *v, const ulc_attr *src) {
     ulc_attr *a = attr_slot(b, v, src->name);
-    if (a) *a = *src; /* arena contents of the source graph, shared (never edited) */
+    if (!a) return;
+    *a = *src; /* strings, tensors and extras shared: immutable */
+    if (src->ints && src->n) { /* ints are edited in place by some passes: the node's own */
+        a->ints = ulc_arena_memdup(b->g->arena, src->ints, src->n * sizeof *src->ints);
+        if (!a->ints) fail_ctx(b);
+    }
 }
 
 void ulc_gb_attr_copy(ulc_gb *b, ulc_value *v, const ulc_node *src, const char *const *skip) {

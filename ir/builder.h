@@ -91,7 +91,7 @@ void ulc_gb_attr_int(ulc_gb *b, ulc_value *v, const char *name, int64_t i);
 void ulc_gb_attr_float(ulc_gb *b, ulc_value *v, const char *name, float f);
 void ulc_gb_attr_ints(ulc_gb *b, ulc_value *v, const char *name, int n, const int64_t *ints);
 void ulc_gb_attr_string(ulc_gb *b, ulc_value *v, const char *name, const char *s);
-/* A copy of attribute a (its payload shared: attributes are never edited in place). */
+/* A copy of attribute a (an INTS list copied; other payloads shared). */
 void ulc_gb_attr_put(ulc_gb *b, ulc_value *v, const ulc_attr *a);
 /* Copies every attribute of src but those named in skip (NULL-terminated; NULL: none). */
 void ulc_gb_attr_copy(ulc_gb *b, ulc_value *v, const ulc_node *src, const char *const *skip);

@@ -27,6 +27,8 @@
  *     ulc_node_set_input(n, 0, x); ulc_node_set_output(n, 0, y, ctx);
  *     ulc_graph_verify(g, ctx); ulc_graph_print(g, stdout);
  *     ulc_model_free(m);
+ *
+ * Code that writes graph (rather than mirroring a file's nodes) uses ir/builder.h on top.
  */
 #ifndef ULC_IR_GRAPH_H
 #define ULC_IR_GRAPH_H

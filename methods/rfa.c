@@ -81,7 +81,8 @@ typedef struct rfa_state {
 static ulc_status build_loss(void *arg, ulc_tg *t, ulc_value **loss, ulc_ctx *ctx) {
     rfa_state *st = arg;
     const ulc_rfa_opts *r = st->r;
-    ulc_gb gb = {.g = t->g, .opset = t->opset, .ctx = ctx}, *b = &gb;
+    ulc_gb gb, *b = &gb;
+    ulc_gb_init(b, t->g, t->opset, ULC_GB_NAMES_DERIVED, ctx);
     ulc_rt_tensor zt;
     int text = r->next_token;
     if (!ulc_analysis_get(t->shapes, t->output, &zt) || zt.rank != (text ? 3 : 2))
@@ -136,17 +137,17 @@ static ulc_status build_loss(void *arg, ulc_tg *t, ulc_value **loss, ulc_ctx *ct
         int64_t rd[2] = {1, (int64_t)per_row}, flat[2] = {-1, (int64_t)per_row}, axes[1] = {1};
         ulc_value *tv = ulc_tg_input(t, st->tname[k], ULC_DT_F32, 2, rd, NULL, ctx);
         NN(tv);
-        ulc_value *s2 = gb_binary(b, "Reshape", s, gb_const_i64s(b, flat, 2));
-        ulc_value *diff = gb_binary(b, "Sub", s2, tv), *e;
-        if (r->norm == ULC_RFA_L1) e = gb_unary(b, "Abs", diff);
-        else e = gb_binary(b, "Mul", diff, diff);
-        ulc_value *d = e ? gb_reduce_sum(b, e, axes, 1, 0) : NULL;
-        if (d && r->norm == ULC_RFA_MSE) d = gb_binary(b, "Mul", d, gb_const_f32(b, (float)(1.0 / (double)per_row)));
-        if (d && r->norm == ULC_RFA_L2) d = gb_unary(b, "Sqrt", gb_binary(b, "Add", d, gb_const_f32(b, 1e-12f)));
-        ulc_value *lk = d ? gb_unary(b, "ReduceSum", gb_binary(b, "Mul", d, w_inter)) : NULL;
+        ulc_value *s2 = ulc_gb_op2(b, "Reshape", s, ulc_gb_vec_i64(b, 2, flat));
+        ulc_value *diff = ulc_gb_op2(b, "Sub", s2, tv), *e;
+        if (r->norm == ULC_RFA_L1) e = ulc_gb_op1(b, "Abs", diff);
+        else e = ulc_gb_op2(b, "Mul", diff, diff);
+        ulc_value *d = e ? ulc_gb_reduce_sum(b, e, 1, axes, 0) : NULL;
+        if (d && r->norm == ULC_RFA_MSE) d = ulc_gb_op2(b, "Mul", d, ulc_gb_scalar_f32(b, (float)(1.0 / (double)per_row)));
+        if (d && r->norm == ULC_RFA_L2) d = ulc_gb_op1(b, "Sqrt", ulc_gb_op2(b, "Add", d, ulc_gb_scalar_f32(b, 1e-12f)));
+        ulc_value *lk = d ? ulc_gb_op1(b, "ReduceSum", ulc_gb_op2(b, "Mul", d, w_inter)) : NULL;
         NN(lk);
-        gb_attr_int(b, "keepdims", 0);
-        inter = inter ? gb_binary(b, "Add", inter, lk) : lk;
+        ulc_gb_attr_int(b, lk, "keepdims", 0);
+        inter = inter ? ulc_gb_op2(b, "Add", inter, lk) : lk;
         NN(inter);
     }
     /* L_task: CE on retain rows, soft CE to ybar on forget rows (text: per position, weighted
@@ -155,46 +156,41 @@ static ulc_status build_loss(void *arg, ulc_tg *t, ulc_value **loss, ulc_ctx *ct
     ulc_value *z = t->output, *target = label;
     if (text) {
         int64_t s0 = 0, e1 = -1, s1 = 1, emax = INT64_MAX, a1 = 1;
-        ulc_value *ca = gb_const_i64s(b, &a1, 1);
-        ulc_value *zi[4] = {t->output, gb_const_i64s(b, &s0, 1), gb_const_i64s(b, &e1, 1), ca};
+        ulc_value *ca = ulc_gb_vec_i64(b, 1, &a1);
+        ulc_value *zi[4] = {t->output, ulc_gb_vec_i64(b, 1, &s0), ulc_gb_vec_i64(b, 1, &e1), ca};
         NN(zi[1] && zi[2] && ca);
-        NN(z = gb_node(b, NULL, "Slice", 4, zi, 1, NULL));
-        ulc_value *ti[4] = {ids, gb_const_i64s(b, &s1, 1), gb_const_i64s(b, &emax, 1), ca};
+        NN(z = ulc_gb_opn(b, NULL, "Slice", 4, zi, 1, NULL));
+        ulc_value *ti[4] = {ids, ulc_gb_vec_i64(b, 1, &s1), ulc_gb_vec_i64(b, 1, &emax), ca};
         NN(ti[1] && ti[2]);
-        NN(target = gb_node(b, NULL, "Slice", 4, ti, 1, NULL));
+        NN(target = ulc_gb_opn(b, NULL, "Slice", 4, ti, 1, NULL));
     }
-    ulc_value *lp = gb_unary(b, "LogSoftmax", z);
+    ulc_value *lp = ulc_gb_op1(b, "LogSoftmax", z);
     NN(lp);
-    gb_attr_int(b, "axis", ax);
+    ulc_gb_attr_int(b, lp, "axis", ax);
     int64_t *ar = malloc(sizeof *ar * (size_t)st->classes);
     if (!ar) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
     for (int64_t c = 0; c < st->classes; c++) ar[c] = c;
-    ulc_value *range = gb_const_i64s(b, ar, (int)st->classes);
+    ulc_value *range = ulc_gb_vec_i64(b, (int)st->classes, ar);
     free(ar);
-    ulc_value *oh = gb_unary(b, "Cast", gb_binary(b, "Equal", gb_unsqueeze(b, target, &ax, 1), range));
+    ulc_value *oh = ulc_gb_op1(b, "Cast", ulc_gb_op2(b, "Equal", ulc_gb_unsqueeze(b, target, 1, &ax), range));
     NN(oh);
-    gb_attr_int(b, "to", ULC_DT_F32);
-    ulc_value *ce = gb_unary(b, "Neg", gb_reduce_sum(b, gb_binary(b, "Mul", oh, lp), &ax, 1, 0));
-    ulc_value *sce = gb_unary(b, "Neg", gb_reduce_sum(b, gb_binary(b, "Mul", ybar, lp), &ax, 1, 0));
+    ulc_gb_attr_int(b, oh, "to", ULC_DT_F32);
+    ulc_value *ce = ulc_gb_op1(b, "Neg", ulc_gb_reduce_sum(b, ulc_gb_op2(b, "Mul", oh, lp), 1, &ax, 0));
+    ulc_value *sce = ulc_gb_op1(b, "Neg", ulc_gb_reduce_sum(b, ulc_gb_op2(b, "Mul", ybar, lp), 1, &ax, 0));
     if (text) { /* [B, T-1] → [B]: the row's mean over its valid positions */
         int64_t a1 = 1;
-        ce = gb_reduce_sum(b, gb_binary(b, "Mul", ce, posw), &a1, 1, 0);
-        sce = gb_reduce_sum(b, gb_binary(b, "Mul", sce, posw), &a1, 1, 0);
+        ce = ulc_gb_reduce_sum(b, ulc_gb_op2(b, "Mul", ce, posw), 1, &a1, 0);
+        sce = ulc_gb_reduce_sum(b, ulc_gb_op2(b, "Mul", sce, posw), 1, &a1, 0);
     }
-    ulc_value *task = gb_binary(b, "Add", gb_binary(b, "Mul", ce, w_ce), gb_binary(b, "Mul", sce, w_soft));
-    ulc_value *task_s = gb_unary(b, "ReduceSum", task);
+    ulc_value *task = ulc_gb_op2(b, "Add", ulc_gb_op2(b, "Mul", ce, w_ce), ulc_gb_op2(b, "Mul", sce, w_soft));
+    ulc_value *task_s = ulc_gb_op1(b, "ReduceSum", task);
     NN(task_s);
-    gb_attr_int(b, "keepdims", 0);
-    ulc_value *total = gb_binary(b, "Add",
-                                 gb_binary(b, "Mul", inter, gb_const_f32(b, (float)(r->gamma / st->m))),
-                                 gb_binary(b, "Mul", task_s, gb_const_f32(b, (float)(1.0 - r->gamma))));
-    NN(total);
-    ulc_value *out = ulc_graph_add_value(t->g, "ulc.rfa.loss", ctx);
+    ulc_gb_attr_int(b, task_s, "keepdims", 0);
+    ulc_value *total = ulc_gb_op2(b, "Add",
+                                 ulc_gb_op2(b, "Mul", inter, ulc_gb_scalar_f32(b, (float)(r->gamma / st->m))),
+                                 ulc_gb_op2(b, "Mul", task_s, ulc_gb_scalar_f32(b, (float)(1.0 - r->gamma))));
+    ulc_value *out = ulc_gb_named(b, total, "ulc.rfa.loss");
     NN(out);
-    ulc_node *id = ulc_graph_add_node(t->g, "", "Identity", "ulc.rfa.loss", 1, 1, 0, ctx);
-    NN(id);
-    ulc_node_set_input(id, 0, total);
-    ULC_TRY(ulc_node_set_output(id, 0, out, ctx));
     *loss = out;
     return ULC_OK;
 }

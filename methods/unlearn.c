@@ -255,18 +255,11 @@ enum { L_CE, L_NEG_CE, L_DELETE, L_NEG_KL, L_KL_CE };
         if (!(e)) return ctx->status ? ctx->status : ULC_ERR_NOMEM;                            \
     } while (0)
 
-static ulc_value *named(ulc_gb *b, ulc_value *v, const char *name) {
-    ulc_value *out = v ? ulc_graph_add_value(b->g, name, b->ctx) : NULL;
-    ulc_node *n = out ? ulc_graph_add_node(b->g, "", "Identity", name, 1, 1, 0, b->ctx) : NULL;
-    if (!n) return NULL;
-    ulc_node_set_input(n, 0, v);
-    return ulc_node_set_output(n, 0, out, b->ctx) == ULC_OK ? out : NULL;
-}
-
 static ulc_status build_loss(void *arg, ulc_tg *t, ulc_value **loss, ulc_ctx *ctx) {
     const loss_ctx *lc = arg;
     const ulc_unlearn_opts *u = lc->u;
-    ulc_gb gb = {.g = t->g, .opset = t->opset, .ctx = ctx}, *b = &gb;
+    ulc_gb gb, *b = &gb;
+    ulc_gb_init(b, t->g, t->opset, ULC_GB_NAMES_DERIVED, ctx);
     ulc_rt_tensor zt;
     if (!ulc_analysis_get(t->shapes, t->output, &zt) || zt.rank != 2)
         return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: output '%s' is not [batch, classes] logits",
@@ -285,45 +278,45 @@ static ulc_status build_loss(void *arg, ulc_tg *t, ulc_value **loss, ulc_ctx *ct
         ulc_value *z = zt_in;
         if (lc->kind == L_DELETE) {
             if (u->temperature != 1.0)
-                NN(z = gb_binary(b, "Div", z, gb_const_f32(b, (float)u->temperature)));
+                NN(z = ulc_gb_op2(b, "Div", z, ulc_gb_scalar_f32(b, (float)u->temperature)));
             /* the mask: the row's own label, or (all_forget) any forget class */
             int64_t *ar = malloc(sizeof *ar * (size_t)C);
             if (!ar) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
             for (int64_t c = 0; c < C; c++) ar[c] = c;
-            ulc_value *range = gb_const_i64s(b, ar, (int)C);
-            ulc_value *mask = gb_binary(b, "Equal", gb_unsqueeze(b, label, &one, 1), range);
+            ulc_value *range = ulc_gb_vec_i64(b, (int)C, ar);
+            ulc_value *mask = ulc_gb_op2(b, "Equal", ulc_gb_unsqueeze(b, label, 1, &one), range);
             if (u->mask_all_forget && u->n_forget_classes > 0) {
                 for (int64_t c = 0; c < C; c++) ar[c] = 0;
                 for (int k = 0; k < u->n_forget_classes; k++)
                     if (u->forget_classes[k] >= 0 && u->forget_classes[k] < C) ar[u->forget_classes[k]] = 1;
-                ulc_value *fc = gb_binary(b, "Equal", gb_const_i64s(b, ar, (int)C),
-                                          gb_const_i64s(b, &one, 1));
-                mask = gb_binary(b, "Or", mask, fc);
+                ulc_value *fc = ulc_gb_op2(b, "Equal", ulc_gb_vec_i64(b, (int)C, ar),
+                                          ulc_gb_vec_i64(b, 1, &one));
+                mask = ulc_gb_op2(b, "Or", mask, fc);
             }
             free(ar);
-            ulc_value *w[3] = {mask, gb_const_f32(b, -INFINITY), z};
+            ulc_value *w[3] = {mask, ulc_gb_scalar_f32(b, -INFINITY), z};
             NN(w[0] && w[1]);
-            NN(z = gb_node(b, NULL, "Where", 3, w, 1, NULL));
+            NN(z = ulc_gb_opn(b, NULL, "Where", 3, w, 1, NULL));
         }
-        ulc_value *p = gb_unary(b, "Softmax", z);
+        ulc_value *p = ulc_gb_op1(b, "Softmax", z);
         NN(p);
-        gb_attr_int(b, "axis", 1);
+        ulc_gb_attr_int(b, p, "axis", 1);
         ULC_TRY(ulc_loss_build(t->g, t->opset, ULC_LOSS_KL, t->output, 2, C, p, NULL,
                                "ulc.unlearn.kl", &kl, ctx));
     }
     ulc_value *total = NULL;
     switch (lc->kind) {
     case L_CE: total = ce; break;
-    case L_NEG_CE: total = gb_unary(b, "Neg", ce); break;
+    case L_NEG_CE: total = ulc_gb_op1(b, "Neg", ce); break;
     case L_DELETE: total = kl; break;
-    case L_NEG_KL: total = gb_unary(b, "Neg", kl); break;
+    case L_NEG_KL: total = ulc_gb_op1(b, "Neg", kl); break;
     case L_KL_CE:
-        total = gb_binary(b, "Add", gb_binary(b, "Mul", kl, gb_const_f32(b, (float)u->scrub_alpha)),
-                          gb_binary(b, "Mul", ce, gb_const_f32(b, (float)u->scrub_gamma)));
+        total = ulc_gb_op2(b, "Add", ulc_gb_op2(b, "Mul", kl, ulc_gb_scalar_f32(b, (float)u->scrub_alpha)),
+                          ulc_gb_op2(b, "Mul", ce, ulc_gb_scalar_f32(b, (float)u->scrub_gamma)));
         break;
     default: break;
     }
-    NN(*loss = named(b, total, "ulc.unlearn.loss"));
+    NN(*loss = ulc_gb_named(b, total, "ulc.unlearn.loss"));
     return ULC_OK;
 }
 

@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "common/strmap.h"
+#include "ir/builder.h"
 #include "ir/lora.h"
 #include "passes/lora_merge.h"
 #include "passes/lora_placement.h"
@@ -387,18 +388,14 @@ static char *cat(const char *a, const char *b) {
 }
 
 /* An initializer holding data (malloc'd, taken over). */
-static ulc_value *add_init(ulc_graph *g, const char *name, int rank, const int64_t *dims,
-                           float *data, uint32_t flags, ulc_ctx *ctx) {
+static ulc_value *add_init(ulc_gb *b, const char *name, int rank, const int64_t *dims,
+                           float *data, uint32_t flags) {
     uint64_t numel = 1;
     for (int i = 0; i < rank; i++) numel *= (uint64_t)dims[i];
-    ulc_value *v = fresh_value(g, name, ctx);
-    ulc_tensor *t = v ? ulc_tensor_new(g, name, ULC_DT_F32, rank, dims, ctx) : NULL;
-    if (!t || ulc_tensor_set_owned(g, t, data, (size_t)numel * 4, ctx) != ULC_OK) {
-        free(data);
-        return NULL;
-    }
-    if (ulc_value_set_init(g, v, t, ctx) != ULC_OK) return NULL;
-    v->flags |= flags;
+    ulc_value *v = fresh_value(b->g, name, b->ctx);
+    if (!v) free(data);
+    else if ((v = ulc_gb_set_init(b, v, ULC_DT_F32, rank, dims, data, (size_t)numel * 4)))
+        v->flags |= flags;
     return v;
 }
 
@@ -417,45 +414,15 @@ static void place_after(ulc_graph *g, ulc_node *anchor, ulc_node *n) {
     anchor->next = n;
 }
 
-/* Appends op(x, y) -> out after *anchor, which then becomes the new node. */
-static ulc_node *add_node(ulc_graph *g, const char *op, const char *name, ulc_value *x,
-                          ulc_value *y, ulc_value *out, int n_attrs, ulc_node **anchor,
-                          ulc_ctx *ctx) {
-    ulc_node *n = ulc_graph_add_node(g, "", op, name, 2, 1, n_attrs, ctx);
+/* Appends op(x, y) -> out named `name` after *anchor, which then becomes the new node. */
+static ulc_node *add_node(ulc_gb *b, const char *op, const char *name, ulc_value *x,
+                          ulc_value *y, ulc_value *out, ulc_node **anchor) {
+    ulc_value *in[2] = {x, y};
+    ulc_node *n = ulc_gb_node(b, "", op, name, 2, in, 1, &out);
     if (!n) return NULL;
-    ulc_node_set_input(n, 0, x);
-    ulc_node_set_input(n, 1, y);
-    if (ulc_node_set_output(n, 0, out, ctx) != ULC_OK) return NULL;
-    place_after(g, *anchor, n);
+    place_after(b->g, *anchor, n);
     *anchor = n;
     return n;
-}
-
-/* Copies an INT(S) or STRING attribute into the node (the ints array copied into the arena;
- * strings are immutable and shared). */
-static ulc_status copy_attr(ulc_graph *g, ulc_node *dst, const ulc_attr *src, ulc_ctx *ctx) {
-    ulc_attr *a = ulc_node_add_attr(dst, src->name);
-    if (!a) return ulc_fail(ctx, ULC_ERR_INTERNAL, "attribute capacity");
-    *a = *src;
-    if (src->n) {
-        a->ints = ulc_arena_alloc(g->arena, src->n * sizeof *a->ints);
-        if (!a->ints) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-        memcpy(a->ints, src->ints, src->n * sizeof *a->ints);
-    }
-    return ULC_OK;
-}
-
-static ulc_status set_ints_attr(ulc_graph *g, ulc_node *dst, const char *name, int n, int64_t v,
-                                ulc_ctx *ctx) {
-    ulc_attr *a = ulc_node_add_attr(dst, name);
-    if (!a) return ulc_fail(ctx, ULC_ERR_INTERNAL, "attribute capacity");
-    a->type = ULC_ATTR_INTS;
-    a->has_type = 1;
-    a->n = (size_t)n;
-    a->ints = ulc_arena_alloc(g->arena, (size_t)n * sizeof *a->ints);
-    if (!a->ints) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-    for (int i = 0; i < n; i++) a->ints[i] = v;
-    return ULC_OK;
 }
 
 /* The names of everything the branch of module M adds. */
@@ -564,17 +531,19 @@ static ulc_status inject_one(ulc_model *m, const target *t, const inject_opts *i
         }
     }
     *S = (float)(ulc_lora_scale(io->rank, io->alpha, io->rslora) * t->gemm_alpha);
-    ulc_value *va = add_init(g, nm->a_w, arank, adims, A, ULC_VALUE_PARAM, ctx); /* takes A */
+    ulc_gb gb;
+    ulc_gb_init(&gb, g, 0, ULC_GB_NAMES_DERIVED, ctx); /* every name is given */
+    ulc_value *va = add_init(&gb, nm->a_w, arank, adims, A, ULC_VALUE_PARAM); /* takes A */
     if (!va) {
         free(B), free(S);
         return ctx->status;
     }
-    ulc_value *vb = add_init(g, nm->b_w, brank, bdims, B, ULC_VALUE_PARAM, ctx);
+    ulc_value *vb = add_init(&gb, nm->b_w, brank, bdims, B, ULC_VALUE_PARAM);
     if (!vb) {
         free(S);
         return ctx->status;
     }
-    ulc_value *vs = add_init(g, nm->scaling, 0, NULL, S, ULC_VALUE_CONSTANT, ctx);
+    ulc_value *vs = add_init(&gb, nm->scaling, 0, NULL, S, ULC_VALUE_CONSTANT);
     if (!vs) return ctx->status;
 
     /* the base node's output moves to a new value; the Add takes over the old one */
@@ -588,11 +557,10 @@ static ulc_status inject_one(ulc_model *m, const target *t, const inject_opts *i
     ulc_value *x = n->inputs[0].value;
     ulc_node *anchor = n;
     const char *op = conv ? "Conv" : "MatMul";
-    ulc_node *na_ = add_node(g, op, nm->a_node, x, va, a_out, conv ? 6 : 0, &anchor, ctx);
-    ulc_node *nb_ = na_ ? add_node(g, op, nm->b_node, a_out, vb, b_out, conv ? 1 : 0, &anchor, ctx)
-                        : NULL;
-    if (!nb_ || !add_node(g, "Mul", nm->s_node, b_out, vs, s_out, 0, &anchor, ctx) ||
-        !add_node(g, "Add", nm->add_node, base_out, s_out, out, 0, &anchor, ctx))
+    ulc_node *na_ = add_node(&gb, op, nm->a_node, x, va, a_out, &anchor);
+    ulc_node *nb_ = na_ ? add_node(&gb, op, nm->b_node, a_out, vb, b_out, &anchor) : NULL;
+    if (!nb_ || !add_node(&gb, "Mul", nm->s_node, b_out, vs, s_out, &anchor) ||
+        !add_node(&gb, "Add", nm->add_node, base_out, s_out, out, &anchor))
         return ctx->status;
     if (conv) {
         /* A: the base's window (kernel, strides, pads, dilations); B: 1x1 */
@@ -600,10 +568,11 @@ static ulc_status inject_one(ulc_model *m, const target *t, const inject_opts *i
                                            "strides"};
         for (size_t i = 0; i < sizeof copy / sizeof *copy; i++) {
             const ulc_attr *a = attr_of(n, copy[i]);
-            if (a) ULC_TRY(copy_attr(g, na_, a, ctx));
+            if (a) ulc_gb_attr_put(&gb, a_out, a);
         }
-        if (attr_of(n, "kernel_shape"))
-            ULC_TRY(set_ints_attr(g, nb_, "kernel_shape", wt->rank - 2, 1, ctx));
+        int64_t ones[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+        if (attr_of(n, "kernel_shape")) ulc_gb_attr_ints(&gb, b_out, "kernel_shape", wt->rank - 2, ones);
+        if (gb.status != ULC_OK) return gb.status;
     }
     ulc_lora_record rec = {0};
     rec.module = t->module;

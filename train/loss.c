@@ -15,18 +15,18 @@ int ulc_loss_parse(const char *s) {
 
 static ulc_value *sum_last(ulc_gb *b, ulc_value *x, int rank) {
     int64_t ax = rank - 1;
-    return x ? gb_reduce_sum(b, x, &ax, 1, 0) : NULL;
+    return x ? ulc_gb_reduce_sum(b, x, 1, &ax, 0) : NULL;
 }
 
 static ulc_value *reduce_all(ulc_gb *b, const char *op, ulc_value *x) {
-    ulc_value *r = gb_unary(b, op, x);
-    if (r) gb_attr_int(b, "keepdims", 0);
+    ulc_value *r = ulc_gb_op1(b, op, x);
+    if (r) ulc_gb_attr_int(b, r, "keepdims", 0);
     return r;
 }
 
 static ulc_value *log_softmax(ulc_gb *b, const char *op, ulc_value *z, int rank) {
-    ulc_value *r = gb_unary(b, op, z);
-    if (r) gb_attr_int(b, "axis", rank - 1);
+    ulc_value *r = ulc_gb_op1(b, op, z);
+    if (r) ulc_gb_attr_int(b, r, "axis", rank - 1);
     return r;
 }
 
@@ -34,7 +34,8 @@ ulc_status ulc_loss_build(ulc_graph *g, int64_t opset, ulc_loss_kind kind, ulc_v
                           int rank, int64_t classes, ulc_value *target, ulc_value *weight,
                           const char *name, ulc_value **loss, ulc_ctx *ctx) {
     *loss = NULL;
-    ulc_gb gb = {.g = g, .opset = opset, .ctx = ctx}, *b = &gb;
+    ulc_gb gb, *b = &gb;
+    ulc_gb_init(b, g, opset, ULC_GB_NAMES_DERIVED, ctx);
     if (rank < 1) return ulc_fail(ctx, ULC_ERR_INVALID, "loss: '%s' has no class axis", z->name);
     if (kind != ULC_LOSS_ENTROPY && !target)
         return ulc_fail(ctx, ULC_ERR_INVALID, "loss: no target for '%s'", z->name);
@@ -45,72 +46,67 @@ ulc_status ulc_loss_build(ulc_graph *g, int64_t opset, ulc_loss_kind kind, ulc_v
         int64_t *ar = malloc(sizeof *ar * (size_t)classes), ax = rank - 1;
         if (!ar) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (loss)");
         for (int64_t c = 0; c < classes; c++) ar[c] = c;
-        ulc_value *range = gb_const_i64s(b, ar, (int)classes);
+        ulc_value *range = ulc_gb_vec_i64(b, (int)classes, ar);
         free(ar);
-        ulc_value *eq = gb_binary(b, "Equal", gb_unsqueeze(b, target, &ax, 1), range);
-        ulc_value *oh = gb_unary(b, "Cast", eq);
-        if (oh) gb_attr_int(b, "to", ULC_DT_F32);
+        ulc_value *eq = ulc_gb_op2(b, "Equal", ulc_gb_unsqueeze(b, target, 1, &ax), range);
+        ulc_value *oh = ulc_gb_op1(b, "Cast", eq);
+        if (oh) ulc_gb_attr_int(b, oh, "to", ULC_DT_F32);
         ulc_value *lp = log_softmax(b, "LogSoftmax", z, rank);
-        per_row = gb_unary(b, "Neg", sum_last(b, gb_binary(b, "Mul", oh, lp), rank));
-        if (weight) per_row = gb_binary(b, "Mul", per_row, weight);
+        per_row = ulc_gb_op1(b, "Neg", sum_last(b, ulc_gb_op2(b, "Mul", oh, lp), rank));
+        if (weight) per_row = ulc_gb_op2(b, "Mul", per_row, weight);
         /* one one-hot entry per row whose label is a class: ignored rows do not count */
-        ulc_value *count = gb_binary(b, "Max", reduce_all(b, "ReduceSum", oh), gb_const_f32(b, 1.0f));
-        total = gb_binary(b, "Div", reduce_all(b, "ReduceSum", per_row), count);
+        ulc_value *count = ulc_gb_op2(b, "Max", reduce_all(b, "ReduceSum", oh), ulc_gb_scalar_f32(b, 1.0f));
+        total = ulc_gb_op2(b, "Div", reduce_all(b, "ReduceSum", per_row), count);
         break;
     }
     case ULC_LOSS_SOFT_CROSS_ENTROPY: {
         ulc_value *lp = log_softmax(b, "LogSoftmax", z, rank);
-        per_row = gb_unary(b, "Neg", sum_last(b, gb_binary(b, "Mul", target, lp), rank));
+        per_row = ulc_gb_op1(b, "Neg", sum_last(b, ulc_gb_op2(b, "Mul", target, lp), rank));
         break;
     }
     case ULC_LOSS_KL: {
         ulc_value *lp = log_softmax(b, "LogSoftmax", z, rank);
-        ulc_value *zero = gb_const_f32(b, 0.0f);
-        ulc_value *pos = gb_binary(b, "Greater", target, zero);
-        ulc_value *plogp = gb_binary(b, "Mul", target, gb_unary(b, "Log", target));
+        ulc_value *zero = ulc_gb_scalar_f32(b, 0.0f);
+        ulc_value *pos = ulc_gb_op2(b, "Greater", target, zero);
+        ulc_value *plogp = ulc_gb_op2(b, "Mul", target, ulc_gb_op1(b, "Log", target));
         ulc_value *in[3] = {pos, plogp, zero};
-        ulc_value *safe = pos && plogp && zero ? gb_node(b, NULL, "Where", 3, in, 1, NULL) : NULL;
-        per_row = sum_last(b, gb_binary(b, "Sub", safe, gb_binary(b, "Mul", target, lp)), rank);
-        if (weight) per_row = gb_binary(b, "Mul", per_row, weight);
+        ulc_value *safe = pos && plogp && zero ? ulc_gb_opn(b, NULL, "Where", 3, in, 1, NULL) : NULL;
+        per_row = sum_last(b, ulc_gb_op2(b, "Sub", safe, ulc_gb_op2(b, "Mul", target, lp)), rank);
+        if (weight) per_row = ulc_gb_op2(b, "Mul", per_row, weight);
         /* batchmean: divide by the first dim, read at run time */
         int64_t zero_i = 0;
-        ulc_value *bdim = gb_binary(b, "Gather", gb_shape(b, z), gb_const_i64s(b, &zero_i, 1));
-        ulc_value *bf = gb_unary(b, "Cast", bdim);
-        if (bf) gb_attr_int(b, "to", ULC_DT_F32);
-        total = gb_binary(b, "Div", reduce_all(b, "ReduceSum", per_row), bf);
+        ulc_value *bdim = ulc_gb_op2(b, "Gather", ulc_gb_shape(b, z), ulc_gb_vec_i64(b, 1, &zero_i));
+        ulc_value *bf = ulc_gb_op1(b, "Cast", bdim);
+        if (bf) ulc_gb_attr_int(b, bf, "to", ULC_DT_F32);
+        total = ulc_gb_op2(b, "Div", reduce_all(b, "ReduceSum", per_row), bf);
         if (total) total = reduce_all(b, "ReduceSum", total); /* [1] → scalar */
         break;
     }
     case ULC_LOSS_MSE: {
-        ulc_value *d = gb_binary(b, "Sub", z, target);
-        total = reduce_all(b, "ReduceMean", gb_binary(b, "Mul", d, d));
+        ulc_value *d = ulc_gb_op2(b, "Sub", z, target);
+        total = reduce_all(b, "ReduceMean", ulc_gb_op2(b, "Mul", d, d));
         break;
     }
     case ULC_LOSS_SQ_L2: {
-        ulc_value *d = gb_binary(b, "Sub", z, target);
-        per_row = sum_last(b, gb_binary(b, "Mul", d, d), rank);
+        ulc_value *d = ulc_gb_op2(b, "Sub", z, target);
+        per_row = sum_last(b, ulc_gb_op2(b, "Mul", d, d), rank);
         break;
     }
     case ULC_LOSS_ENTROPY: {
         ulc_value *q = log_softmax(b, "Softmax", z, rank);
         ulc_value *lp = log_softmax(b, "LogSoftmax", z, rank);
-        per_row = gb_unary(b, "Neg", sum_last(b, gb_binary(b, "Mul", q, lp), rank));
+        per_row = ulc_gb_op1(b, "Neg", sum_last(b, ulc_gb_op2(b, "Mul", q, lp), rank));
         break;
     }
     default: return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "loss: unknown kind %d", (int)kind);
     }
     if (!total) {
         if (per_row && weight && kind != ULC_LOSS_CROSS_ENTROPY && kind != ULC_LOSS_KL)
-            per_row = gb_binary(b, "Mul", per_row, weight);
+            per_row = ulc_gb_op2(b, "Mul", per_row, weight);
         total = reduce_all(b, "ReduceMean", per_row);
     }
-    if (!total) return ctx->status ? ctx->status : ULC_ERR_NOMEM;
-    ulc_value *out = ulc_graph_add_value(g, name, ctx);
-    if (!out) return ctx->status;
-    ulc_node *id = ulc_graph_add_node(g, "", "Identity", name, 1, 1, 0, ctx);
-    if (!id) return ctx->status;
-    ulc_node_set_input(id, 0, total);
-    ULC_TRY(ulc_node_set_output(id, 0, out, ctx));
+    ulc_value *out = ulc_gb_named(b, total, name);
+    if (!out) return ctx->status ? ctx->status : ULC_ERR_NOMEM;
     out->flags |= ULC_VALUE_LOSS;
     *loss = out;
     return ULC_OK;

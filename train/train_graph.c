@@ -130,13 +130,15 @@ static ulc_status fuse_conv_lora(ulc_graph *g, const ulc_model *src, int64_t ops
         int64_t o = wt->dims[0], r = A->init->dims[0], ck = 1;
         for (int d = 1; d < wt->rank; d++) ck *= wt->dims[d];
         if (force == 0 || (force < 0 && o * ck >= 3 * r * (ck + o))) continue;
-        ulc_gb gb = {.g = g, .opset = opset, .ctx = ctx, .cur = base}, *b = &gb;
+        ulc_gb gb, *b = &gb;
+        ulc_gb_init(b, g, opset, ULC_GB_NAMES_DERIVED, ctx);
+        gb.origin = base;
         int64_t bshape[2] = {o, r}, ashape[2] = {r, -1};
-        ulc_value *bm = gb_binary(b, "Reshape", B, gb_const_i64s(b, bshape, 2));
-        ulc_value *am = gb_binary(b, "Reshape", A, gb_const_i64s(b, ashape, 2));
-        ulc_value *delta = gb_binary(b, "Mul", gb_binary(b, "MatMul", bm, am), scale);
-        ulc_value *dw = gb_binary(b, "Reshape", delta, gb_const_i64s(b, wt->dims, wt->rank));
-        ulc_value *weff = gb_binary(b, "Add", W, dw);
+        ulc_value *bm = ulc_gb_op2(b, "Reshape", B, ulc_gb_vec_i64(b, 2, bshape));
+        ulc_value *am = ulc_gb_op2(b, "Reshape", A, ulc_gb_vec_i64(b, 2, ashape));
+        ulc_value *delta = ulc_gb_op2(b, "Mul", ulc_gb_op2(b, "MatMul", bm, am), scale);
+        ulc_value *dw = ulc_gb_op2(b, "Reshape", delta, ulc_gb_vec_i64(b, wt->rank, wt->dims));
+        ulc_value *weff = ulc_gb_op2(b, "Add", W, dw);
         if (!weff) return ctx->status ? ctx->status : nomem(ctx);
         ulc_graph_remove_node(g, add);
         ulc_graph_remove_node(g, mul);
@@ -190,34 +192,16 @@ static int f32_const(const ulc_value *v, int64_t n, float *dst) {
     return 1;
 }
 
-static ulc_value *new_const(ulc_graph *g, const char *hint, int rank, const int64_t *dims,
-                            const float *data, size_t n, ulc_ctx *ctx) {
-    ulc_gb gb = {.g = g, .ctx = ctx};
+/* A float32 constant named HINT.N, the first N free. */
+static ulc_value *new_const(ulc_gb *b, const char *hint, int rank, const int64_t *dims,
+                            const float *data) {
     char name[256];
     int i = 0;
     do snprintf(name, sizeof name, "%s.%d", hint, i++);
-    while (ulc_graph_get_value(g, name));
-    ulc_value *v = ulc_graph_add_value(g, name, ctx);
-    ulc_tensor *t = v ? ulc_tensor_new(g, name, ULC_DT_F32, rank, dims, ctx) : NULL;
-    float *p = t ? malloc(n * sizeof *p + 1) : NULL;
-    (void)gb;
-    if (!p) {
-        if (t) ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-        return NULL;
-    }
-    memcpy(p, data, n * sizeof *p);
-    if (ulc_tensor_set_owned(g, t, p, n * sizeof *p, ctx) != ULC_OK ||
-        ulc_value_set_init(g, v, t, ctx) != ULC_OK)
-        return NULL;
-    v->flags |= ULC_VALUE_CONSTANT;
-    return v;
+    while (ulc_graph_get_value(b->g, name));
+    return ulc_gb_const_as(b, name, ULC_DT_F32, rank, dims, data);
 }
 
-/* The branch's scale, and an inference BatchNormalization right after the branch's Add, are
- * per-output-channel affine maps: they move onto the weights (the scale times the BN factor
- * onto B — a weight-sized product every step — and the BN onto the frozen base convolution,
- * which the planner then folds once), so the step does not pass over the activations for
- * them, and the base convolution, the Add and what follows fuse as in inference. */
 static ulc_status fold_lora_affine(ulc_graph *g, const ulc_model *src, const ulc_train_task *t,
                                    int *folded, ulc_ctx *ctx) {
     *folded = 0;
@@ -290,10 +274,12 @@ static ulc_status fold_lora_affine(ulc_graph *g, const ulc_model *src, const ulc
             return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
         }
         for (int64_t o = 0; o < M; o++) ks[o] = k[o] * scale[0];
-        ulc_value *kb = new_const(g, "ulc.lora.bscale", wt->rank, cdims, ks, (size_t)M, ctx);
+        ulc_gb gb;
+        ulc_gb_init(&gb, g, 0, ULC_GB_NAMES_DERIVED, ctx);
+        gb.origin = nb;
+        ulc_value *kb = new_const(&gb, "ulc.lora.bscale", wt->rank, cdims, ks);
         free(ks);
-        ulc_gb gb = {.g = g, .ctx = ctx, .cur = nb};
-        ulc_value *bprime = kb ? gb_binary(&gb, "Mul", B, kb) : NULL;
+        ulc_value *bprime = kb ? ulc_gb_op2(&gb, "Mul", B, kb) : NULL;
         if (!bprime) {
             free(k), free(shift), free(bnp);
             return ctx->status ? ctx->status : ULC_ERR_NOMEM;
@@ -303,37 +289,22 @@ static ulc_status fold_lora_affine(ulc_graph *g, const ulc_model *src, const ulc
         ulc_node_set_input(add, 1, b_out);
         ulc_graph_remove_node(g, mul);
         if (with_bn) { /* the base conv: W·k and bias shift (constants the planner folds) */
-            ulc_value *kw = new_const(g, "ulc.lora.bnscale", wt->rank, cdims, k, (size_t)M, ctx);
-            ulc_value *bias = new_const(g, "ulc.lora.bnshift", 1, &M, shift, (size_t)M, ctx);
-            ulc_value *wk = kw ? gb_binary(&gb, "Mul", W, kw) : NULL;
-            ulc_node *nc = wk && bias ? ulc_graph_add_node(g, base->domain, base->op_type, base->name,
-                                                           3, 1, 0, ctx) : NULL;
-            if (!nc) {
+            ulc_value *kw = new_const(&gb, "ulc.lora.bnscale", wt->rank, cdims, k);
+            ulc_value *bias = new_const(&gb, "ulc.lora.bnshift", 1, &M, shift);
+            ulc_value *wk = kw ? ulc_gb_op2(&gb, "Mul", W, kw) : NULL;
+            if (wk && bias) { /* the base conv again, on W·k and the shift; the Add on after it */
+                ulc_value *cin[3] = {base->inputs[0].value, wk, bias}, *y = bn->outputs[0];
+                ulc_value *ain[2] = {base_out, b_out};
+                ulc_graph_remove_node(g, base);
+                ulc_graph_remove_node(g, bn);
+                if (ulc_gb_node(&gb, base->domain, base->op_type, base->name, 3, cin, 1, &base_out))
+                    ulc_gb_attr_copy(&gb, base_out, base, NULL);
+                ulc_graph_remove_node(g, add);
+                ulc_gb_node(&gb, "", "Add", add->name, 2, ain, 1, &y);
+            }
+            if (gb.status != ULC_OK || !wk || !bias) {
                 free(k), free(shift), free(bnp);
                 return ctx->status ? ctx->status : ULC_ERR_NOMEM;
-            }
-            nc->attrs = base->attrs;
-            nc->n_attrs = base->n_attrs;
-            ulc_node_set_input(nc, 0, base->inputs[0].value);
-            ulc_node_set_input(nc, 1, wk);
-            ulc_node_set_input(nc, 2, bias);
-            ulc_graph_remove_node(g, base);
-            ulc_status st = ulc_node_set_output(nc, 0, base_out, ctx);
-            ulc_value *y = bn->outputs[0];
-            ulc_graph_remove_node(g, bn);
-            if (st == ULC_OK) {
-                ulc_graph_remove_node(g, add);
-                ulc_node *na = ulc_graph_add_node(g, "", "Add", add->name, 2, 1, 0, ctx);
-                if (!na) st = ctx->status;
-                else {
-                    ulc_node_set_input(na, 0, base_out);
-                    ulc_node_set_input(na, 1, b_out);
-                    st = ulc_node_set_output(na, 0, y, ctx);
-                }
-            }
-            if (st != ULC_OK) {
-                free(k), free(shift), free(bnp);
-                return st;
             }
         }
         free(k), free(shift), free(bnp);
@@ -471,7 +442,8 @@ static ulc_status build(const ulc_model *m, const ulc_dataset *d, const ulc_trai
     ulc_analysis_free(an);
 
     /* targets and the loss */
-    ulc_gb gb = {.g = g, .opset = opset, .ctx = ctx}, *b = &gb;
+    ulc_gb gb, *b = &gb;
+    ulc_gb_init(b, g, opset, ULC_GB_NAMES_DERIVED, ctx);
     ulc_value *z = out, *target = NULL;
     int zrank = ot.rank;
     if (t->next_token) {
@@ -479,20 +451,20 @@ static ulc_status build(const ulc_model *m, const ulc_dataset *d, const ulc_trai
             return ulc_fail(ctx, ULC_ERR_INVALID_ARG,
                             "next-token loss: needs int64 input_ids [B, T] and logits [B, T, V]");
         int64_t s0 = 0, e1 = -1, s1 = 1, emax = INT64_MAX, ax = 1, ign = -100;
-        ulc_value *sl[4] = {out, gb_const_i64s(b, &s0, 1), gb_const_i64s(b, &e1, 1),
-                            gb_const_i64s(b, &ax, 1)};
-        z = sl[1] && sl[2] && sl[3] ? gb_node(b, NULL, "Slice", 4, sl, 1, NULL) : NULL;
-        ulc_value *tl[4] = {main_in, gb_const_i64s(b, &s1, 1), gb_const_i64s(b, &emax, 1), sl[3]};
-        target = z && tl[1] && tl[2] ? gb_node(b, NULL, "Slice", 4, tl, 1, NULL) : NULL;
+        ulc_value *sl[4] = {out, ulc_gb_vec_i64(b, 1, &s0), ulc_gb_vec_i64(b, 1, &e1),
+                            ulc_gb_vec_i64(b, 1, &ax)};
+        z = sl[1] && sl[2] && sl[3] ? ulc_gb_opn(b, NULL, "Slice", 4, sl, 1, NULL) : NULL;
+        ulc_value *tl[4] = {main_in, ulc_gb_vec_i64(b, 1, &s1), ulc_gb_vec_i64(b, 1, &emax), sl[3]};
+        target = z && tl[1] && tl[2] ? ulc_gb_opn(b, NULL, "Slice", 4, tl, 1, NULL) : NULL;
         ulc_value *mask = ulc_graph_get_value(g, "attention_mask");
         if (target && mask && (mask->flags & ULC_VALUE_INPUT)) {
             tl[0] = mask;
-            ulc_value *mn = gb_node(b, NULL, "Slice", 4, tl, 1, NULL);
-            ulc_value *zero = mask->dtype == ULC_DT_F32 ? gb_const_f32(b, 0.0f)
-                                                        : gb_const_i64s(b, &s0, 1);
-            ulc_value *w[3] = {mn && zero ? gb_binary(b, "Greater", mn, zero) : NULL, target,
-                               gb_const_i64s(b, &ign, 1)};
-            target = w[0] && w[2] ? gb_node(b, NULL, "Where", 3, w, 1, NULL) : NULL;
+            ulc_value *mn = ulc_gb_opn(b, NULL, "Slice", 4, tl, 1, NULL);
+            ulc_value *zero = mask->dtype == ULC_DT_F32 ? ulc_gb_scalar_f32(b, 0.0f)
+                                                        : ulc_gb_vec_i64(b, 1, &s0);
+            ulc_value *w[3] = {mn && zero ? ulc_gb_op2(b, "Greater", mn, zero) : NULL, target,
+                               ulc_gb_vec_i64(b, 1, &ign)};
+            target = w[0] && w[2] ? ulc_gb_opn(b, NULL, "Where", 3, w, 1, NULL) : NULL;
         }
         if (!target) return ctx->status ? ctx->status : nomem(ctx);
     } else if (t->loss == ULC_LOSS_CROSS_ENTROPY || t->loss == ULC_LOSS_MSE) {

@@ -26,7 +26,7 @@ typedef struct tower {
 } tower;
 
 /* The tower's sizes from config.json's KEY section; 0 (with b->status set) when they are bad. */
-static int read_tower(hb *b, const cJSON *cfg, const char *key, tower *t, int text) {
+static int read_tower(ulc_gb *b, const cJSON *cfg, const char *key, tower *t, int text) {
     ulc_status s = ULC_OK;
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(cfg, key);
     t->cfg = c;
@@ -43,46 +43,46 @@ static int read_tower(hb *b, const cJSON *cfg, const char *key, tower *t, int te
         s = ulc_fail(b->ctx, ULC_ERR_INVALID, "config.json: %s sizes are missing or "
                      "inconsistent (hidden_size, num_hidden_layers, num_attention_heads, "
                      "intermediate_size)", key);
-    else if (!hb_act_known(t->act))
+    else if (!hf_act_known(t->act))
         s = ulc_fail(b->ctx, ULC_ERR_UNSUPPORTED, "config.json: %s.hidden_act '%s' is not "
                      "supported", key, t->act);
     if (s != ULC_OK && b->status == ULC_OK) b->status = s;
     return s == ULC_OK;
 }
 
-static ulc_value *encoder(hb *b, const tower *t, ulc_value *h, ulc_value *bias1, ulc_value *bias2) {
+static ulc_value *encoder(ulc_gb *b, const tower *t, ulc_value *h, ulc_value *bias1, ulc_value *bias2) {
     const int64_t C = t->C, F = t->F, CC[2] = {C, C};
     for (int64_t i = 0; i < t->L && b->status == ULC_OK; i++) {
         char p[96];
         snprintf(p, sizeof p, "%s.encoder.layers.%lld", t->prefix, (long long)i);
-        hb_scope(b, "/%s/self_attn", p);
-        ulc_value *a = hb_layernorm(b, h, hb_weightf(b, 1, &C, "%s.layer_norm1.weight", p),
-                                    hb_weightf(b, 1, &C, "%s.layer_norm1.bias", p), t->eps);
+        ulc_gb_scope(b, "/%s/self_attn", p);
+        ulc_value *a = hf_layernorm(b, h, hf_weightf(b, 1, &C, "%s.layer_norm1.weight", p),
+                                    hf_weightf(b, 1, &C, "%s.layer_norm1.bias", p), t->eps);
         ulc_value *proj[3];
         static const char *const qkv[3] = {"q_proj", "k_proj", "v_proj"};
         for (int j = 0; j < 3; j++)
-            proj[j] = hb_linear_t(b, a, hb_weightf(b, 2, CC, "%s.self_attn.%s.weight", p, qkv[j]),
-                                  hb_weightf(b, 1, &C, "%s.self_attn.%s.bias", p, qkv[j]));
-        a = hb_attention(b, proj[0], proj[1], proj[2], t->H, C / t->H, 1, bias1, bias2);
-        a = hb_linear_t(b, a, hb_weightf(b, 2, CC, "%s.self_attn.out_proj.weight", p),
-                        hb_weightf(b, 1, &C, "%s.self_attn.out_proj.bias", p));
-        h = hb_op2(b, "Add", h, a);
+            proj[j] = hf_linear_t(b, a, hf_weightf(b, 2, CC, "%s.self_attn.%s.weight", p, qkv[j]),
+                                  hf_weightf(b, 1, &C, "%s.self_attn.%s.bias", p, qkv[j]));
+        a = hf_attention(b, proj[0], proj[1], proj[2], t->H, C / t->H, 1, bias1, bias2);
+        a = hf_linear_t(b, a, hf_weightf(b, 2, CC, "%s.self_attn.out_proj.weight", p),
+                        hf_weightf(b, 1, &C, "%s.self_attn.out_proj.bias", p));
+        h = ulc_gb_op2(b, "Add", h, a);
 
-        hb_scope(b, "/%s/mlp", p);
-        ulc_value *m = hb_layernorm(b, h, hb_weightf(b, 1, &C, "%s.layer_norm2.weight", p),
-                                    hb_weightf(b, 1, &C, "%s.layer_norm2.bias", p), t->eps);
-        m = hb_linear_t(b, m, hb_weightf(b, 2, (const int64_t[]){F, C}, "%s.mlp.fc1.weight", p),
-                        hb_weightf(b, 1, &F, "%s.mlp.fc1.bias", p));
-        m = hb_act(b, m, t->act);
-        m = hb_linear_t(b, m, hb_weightf(b, 2, (const int64_t[]){C, F}, "%s.mlp.fc2.weight", p),
-                        hb_weightf(b, 1, &C, "%s.mlp.fc2.bias", p));
-        h = hb_op2(b, "Add", h, m);
+        ulc_gb_scope(b, "/%s/mlp", p);
+        ulc_value *m = hf_layernorm(b, h, hf_weightf(b, 1, &C, "%s.layer_norm2.weight", p),
+                                    hf_weightf(b, 1, &C, "%s.layer_norm2.bias", p), t->eps);
+        m = hf_linear_t(b, m, hf_weightf(b, 2, (const int64_t[]){F, C}, "%s.mlp.fc1.weight", p),
+                        hf_weightf(b, 1, &F, "%s.mlp.fc1.bias", p));
+        m = hf_act(b, m, t->act);
+        m = hf_linear_t(b, m, hf_weightf(b, 2, (const int64_t[]){C, F}, "%s.mlp.fc2.weight", p),
+                        hf_weightf(b, 1, &C, "%s.mlp.fc2.bias", p));
+        h = ulc_gb_op2(b, "Add", h, m);
     }
     return h;
 }
 
 /* The pooled (B, C) text features. */
-static ulc_value *text_tower(hb *b, const cJSON *cfg, ulc_value *ids, ulc_value *mask,
+static ulc_value *text_tower(ulc_gb *b, const cJSON *cfg, ulc_value *ids, ulc_value *mask,
                              int64_t *width) {
     tower t = {"text_model", 0, 0, 0, 0, 0, NULL, NULL};
     if (!read_tower(b, cfg, "text_config", &t, 1)) return NULL;
@@ -97,55 +97,55 @@ static ulc_value *text_tower(hb *b, const cJSON *cfg, ulc_value *ids, ulc_value 
         return NULL;
     }
     const int64_t C = *width = t.C;
-    hb_scope(b, "/text_model/embeddings");
-    ulc_value *tok = hb_op2(b, "Gather", hb_weight(b, "text_model.embeddings.token_embedding.weight", 2,
+    ulc_gb_scope(b, "/text_model/embeddings");
+    ulc_value *tok = ulc_gb_op2(b, "Gather", hf_weight(b, "text_model.embeddings.token_embedding.weight", 2,
                                                    (const int64_t[]){V, C}), ids);
-    hb_attr_int(b, tok, "axis", 0);
-    ulc_value *T = hb_dim(b, ids, 1);
-    ulc_value *pos = hb_op3(b, "Range", hb_const_i64(b, 0, NULL, (const int64_t[]){0}), T,
-                            hb_const_i64(b, 0, NULL, (const int64_t[]){1}));
-    ulc_value *pe = hb_op2(b, "Gather", hb_weight(b, "text_model.embeddings.position_embedding.weight",
+    ulc_gb_attr_int(b, tok, "axis", 0);
+    ulc_value *T = ulc_gb_dim(b, ids, 1);
+    ulc_value *pos = ulc_gb_op3(b, "Range", ulc_gb_const_i64(b, 0, NULL, (const int64_t[]){0}), T,
+                            ulc_gb_const_i64(b, 0, NULL, (const int64_t[]){1}));
+    ulc_value *pe = ulc_gb_op2(b, "Gather", hf_weight(b, "text_model.embeddings.position_embedding.weight",
                                                   2, (const int64_t[]){P, C}), pos);
-    hb_attr_int(b, pe, "axis", 0);
-    ulc_value *h = hb_op2(b, "Add", tok, pe);
+    ulc_gb_attr_int(b, pe, "axis", 0);
+    ulc_value *h = ulc_gb_op2(b, "Add", tok, pe);
 
     /* causal (T, T): 0 on and below the diagonal, finfo.min above; padding (B, 1, 1, T) */
-    hb_scope(b, "/text_model/mask");
-    ulc_value *T1 = hb_op2(b, "Unsqueeze", T, hb_vec_i64(b, 1, (const int64_t[]){0}));
-    ulc_value *TT = hb_op2(b, "Concat", T1, T1);
-    hb_attr_int(b, TT, "axis", 0);
-    ulc_value *k1 = hb_const_i64(b, 0, NULL, (const int64_t[]){1});
-    ulc_value *tri_in[2] = {hb_op2(b, "Expand", hb_scalar_f32(b, FINFO_MIN), TT), k1};
-    ulc_value *causal = hb_op(b, "Trilu", 2, tri_in); /* strictly above the diagonal */
-    hb_attr_int(b, causal, "upper", 1);
-    ulc_value *mf = hb_op1(b, "Cast", mask);
-    hb_attr_int(b, mf, "to", ULC_DT_F32);
-    ulc_value *m4 = hb_op2(b, "Unsqueeze", mf, hb_vec_i64(b, 2, (const int64_t[]){1, 2}));
-    ulc_value *pad = hb_op2(b, "Mul", hb_op2(b, "Sub", hb_scalar_f32(b, 1.0f), m4),
-                            hb_scalar_f32(b, FINFO_MIN));
+    ulc_gb_scope(b, "/text_model/mask");
+    ulc_value *T1 = ulc_gb_op2(b, "Unsqueeze", T, ulc_gb_vec_i64(b, 1, (const int64_t[]){0}));
+    ulc_value *TT = ulc_gb_op2(b, "Concat", T1, T1);
+    ulc_gb_attr_int(b, TT, "axis", 0);
+    ulc_value *k1 = ulc_gb_const_i64(b, 0, NULL, (const int64_t[]){1});
+    ulc_value *tri_in[2] = {ulc_gb_op2(b, "Expand", ulc_gb_scalar_f32(b, FINFO_MIN), TT), k1};
+    ulc_value *causal = ulc_gb_op(b, "Trilu", 2, tri_in); /* strictly above the diagonal */
+    ulc_gb_attr_int(b, causal, "upper", 1);
+    ulc_value *mf = ulc_gb_op1(b, "Cast", mask);
+    ulc_gb_attr_int(b, mf, "to", ULC_DT_F32);
+    ulc_value *m4 = ulc_gb_op2(b, "Unsqueeze", mf, ulc_gb_vec_i64(b, 2, (const int64_t[]){1, 2}));
+    ulc_value *pad = ulc_gb_op2(b, "Mul", ulc_gb_op2(b, "Sub", ulc_gb_scalar_f32(b, 1.0f), m4),
+                            ulc_gb_scalar_f32(b, FINFO_MIN));
 
     h = encoder(b, &t, h, causal, pad);
-    hb_scope(b, "/text_model/final_layer_norm");
-    h = hb_layernorm(b, h, hb_weight(b, "text_model.final_layer_norm.weight", 1, &C),
-                     hb_weight(b, "text_model.final_layer_norm.bias", 1, &C), t.eps);
+    ulc_gb_scope(b, "/text_model/final_layer_norm");
+    h = hf_layernorm(b, h, hf_weight(b, "text_model.final_layer_norm.weight", 1, &C),
+                     hf_weight(b, "text_model.final_layer_norm.bias", 1, &C), t.eps);
 
-    hb_scope(b, "/text_model/pool");
-    ulc_value *key = eos == 2 ? ids : hb_op2(b, "Equal", ids, hb_const_i64(b, 0, NULL, &eos));
-    ulc_value *k32 = hb_op1(b, "Cast", key);
-    hb_attr_int(b, k32, "to", ULC_DT_I32);
-    ulc_value *at = hb_op1(b, "ArgMax", k32);
-    hb_attr_int(b, at, "axis", -1);
-    hb_attr_int(b, at, "keepdims", 0);
-    ulc_value *rows = hb_op3(b, "Range", hb_const_i64(b, 0, NULL, (const int64_t[]){0}),
-                             hb_dim(b, ids, 0), hb_const_i64(b, 0, NULL, (const int64_t[]){1}));
-    ulc_value *flat_idx = hb_op2(b, "Add", hb_op2(b, "Mul", rows, T), at);
-    ulc_value *flat = hb_op2(b, "Reshape", h, hb_vec_i64(b, 2, (const int64_t[]){-1, C}));
-    ulc_value *pooled = hb_op2(b, "Gather", flat, flat_idx);
-    hb_attr_int(b, pooled, "axis", 0);
+    ulc_gb_scope(b, "/text_model/pool");
+    ulc_value *key = eos == 2 ? ids : ulc_gb_op2(b, "Equal", ids, ulc_gb_const_i64(b, 0, NULL, &eos));
+    ulc_value *k32 = ulc_gb_op1(b, "Cast", key);
+    ulc_gb_attr_int(b, k32, "to", ULC_DT_I32);
+    ulc_value *at = ulc_gb_op1(b, "ArgMax", k32);
+    ulc_gb_attr_int(b, at, "axis", -1);
+    ulc_gb_attr_int(b, at, "keepdims", 0);
+    ulc_value *rows = ulc_gb_op3(b, "Range", ulc_gb_const_i64(b, 0, NULL, (const int64_t[]){0}),
+                             ulc_gb_dim(b, ids, 0), ulc_gb_const_i64(b, 0, NULL, (const int64_t[]){1}));
+    ulc_value *flat_idx = ulc_gb_op2(b, "Add", ulc_gb_op2(b, "Mul", rows, T), at);
+    ulc_value *flat = ulc_gb_op2(b, "Reshape", h, ulc_gb_vec_i64(b, 2, (const int64_t[]){-1, C}));
+    ulc_value *pooled = ulc_gb_op2(b, "Gather", flat, flat_idx);
+    ulc_gb_attr_int(b, pooled, "axis", 0);
     return pooled;
 }
 
-static ulc_value *vision_tower(hb *b, const cJSON *cfg, ulc_value **px_out, int64_t *width) {
+static ulc_value *vision_tower(ulc_gb *b, const cJSON *cfg, ulc_value **px_out, int64_t *width) {
     tower t = {"vision_model", 0, 0, 0, 0, 0, NULL, NULL};
     if (!read_tower(b, cfg, "vision_config", &t, 0)) return NULL;
     const cJSON *vc = t.cfg;
@@ -161,67 +161,67 @@ static ulc_value *vision_tower(hb *b, const cJSON *cfg, ulc_value **px_out, int6
         return NULL;
     }
     const int64_t C = *width = t.C, N = (img[0] / patch[0]) * (img[1] / patch[1]);
-    ulc_value *px = hb_input(b, "pixel_values", ULC_DT_F32, 4,
+    ulc_value *px = ulc_gb_input(b, "pixel_values", ULC_DT_F32, 4,
                              (ulc_dim[]){{-1, "image_batch", NULL}, {ch, NULL, NULL},
                                          {img[0], NULL, NULL}, {img[1], NULL, NULL}});
     *px_out = px;
-    hb_scope(b, "/vision_model/embeddings");
-    ulc_value *h = hb_patch_tokens(
-        b, px, hb_weight(b, "vision_model.embeddings.patch_embedding.weight", 4,
+    ulc_gb_scope(b, "/vision_model/embeddings");
+    ulc_value *h = hf_patch_tokens(
+        b, px, hf_weight(b, "vision_model.embeddings.patch_embedding.weight", 4,
                          (const int64_t[]){C, ch, patch[0], patch[1]}),
-        NULL, patch[0], C, hb_weight(b, "vision_model.embeddings.class_embedding", 1, &C));
-    h = hb_op2(b, "Add", h, hb_weight(b, "vision_model.embeddings.position_embedding.weight", 2,
+        NULL, patch[0], C, hf_weight(b, "vision_model.embeddings.class_embedding", 1, &C));
+    h = ulc_gb_op2(b, "Add", h, hf_weight(b, "vision_model.embeddings.position_embedding.weight", 2,
                                       (const int64_t[]){N + 1, C}));
-    hb_scope(b, "/vision_model/pre_layrnorm");
-    h = hb_layernorm(b, h, hb_weight(b, "vision_model.pre_layrnorm.weight", 1, &C),
-                     hb_weight(b, "vision_model.pre_layrnorm.bias", 1, &C), t.eps);
+    ulc_gb_scope(b, "/vision_model/pre_layrnorm");
+    h = hf_layernorm(b, h, hf_weight(b, "vision_model.pre_layrnorm.weight", 1, &C),
+                     hf_weight(b, "vision_model.pre_layrnorm.bias", 1, &C), t.eps);
     h = encoder(b, &t, h, NULL, NULL);
-    hb_scope(b, "/vision_model/post_layernorm");
-    ulc_value *first = hb_op2(b, "Gather", h, hb_const_i64(b, 0, NULL, (const int64_t[]){0}));
-    hb_attr_int(b, first, "axis", 1);
-    return hb_layernorm(b, first, hb_weight(b, "vision_model.post_layernorm.weight", 1, &C),
-                        hb_weight(b, "vision_model.post_layernorm.bias", 1, &C), t.eps);
+    ulc_gb_scope(b, "/vision_model/post_layernorm");
+    ulc_value *first = ulc_gb_op2(b, "Gather", h, ulc_gb_const_i64(b, 0, NULL, (const int64_t[]){0}));
+    ulc_gb_attr_int(b, first, "axis", 1);
+    return hf_layernorm(b, first, hf_weight(b, "vision_model.post_layernorm.weight", 1, &C),
+                        hf_weight(b, "vision_model.post_layernorm.bias", 1, &C), t.eps);
 }
 
 /* x / ||x||_2 over the last axis */
-static ulc_value *l2_normalize(hb *b, ulc_value *x) {
-    ulc_value *ss = hb_op2(b, "ReduceSum", hb_op2(b, "Mul", x, x), hb_vec_i64(b, 1, (const int64_t[]){-1}));
-    hb_attr_int(b, ss, "keepdims", 1);
-    return hb_op2(b, "Div", x, hb_op1(b, "Sqrt", ss));
+static ulc_value *l2_normalize(ulc_gb *b, ulc_value *x) {
+    ulc_value *ss = ulc_gb_op2(b, "ReduceSum", ulc_gb_op2(b, "Mul", x, x), ulc_gb_vec_i64(b, 1, (const int64_t[]){-1}));
+    ulc_gb_attr_int(b, ss, "keepdims", 1);
+    return ulc_gb_op2(b, "Div", x, ulc_gb_op1(b, "Sqrt", ss));
 }
 
-ulc_status hf_build_clip(hb *b, const cJSON *cfg) {
+ulc_status hf_build_clip(ulc_gb *b, const cJSON *cfg) {
     ulc_dim io[2] = {{-1, "text_batch", NULL}, {-1, "sequence", NULL}};
-    ulc_value *ids = hb_input(b, "input_ids", ULC_DT_I64, 2, io);
+    ulc_value *ids = ulc_gb_input(b, "input_ids", ULC_DT_I64, 2, io);
     ulc_value *px = NULL;
     int64_t cv = 0, ct = 0;
     ulc_value *vis = vision_tower(b, cfg, &px, &cv);
-    ulc_value *mask = hb_input(b, "attention_mask", ULC_DT_I64, 2, io);
+    ulc_value *mask = ulc_gb_input(b, "attention_mask", ULC_DT_I64, 2, io);
     ulc_value *txt = text_tower(b, cfg, ids, mask, &ct);
     if (b->status != ULC_OK) return b->status;
 
-    hb_scope(b, "/projection");
-    ulc_value *tp = hb_weight(b, "text_projection.weight", 2, (const int64_t[]){-1, ct});
-    ulc_value *vp = hb_weight(b, "visual_projection.weight", 2, (const int64_t[]){-1, cv});
+    ulc_gb_scope(b, "/projection");
+    ulc_value *tp = hf_weight(b, "text_projection.weight", 2, (const int64_t[]){-1, ct});
+    ulc_value *vp = hf_weight(b, "visual_projection.weight", 2, (const int64_t[]){-1, cv});
     if (b->status != ULC_OK) return b->status;
     int64_t P = tp->init->dims[0];
     if (vp->init->dims[0] != P)
         return ulc_fail(b->ctx, ULC_ERR_INVALID, "text_projection.weight projects to %lld, "
                         "visual_projection.weight to %lld", (long long)P,
                         (long long)vp->init->dims[0]);
-    ulc_value *te = l2_normalize(b, hb_linear_t(b, txt, tp, NULL));
-    ulc_value *ie = l2_normalize(b, hb_linear_t(b, vis, vp, NULL));
-    hb_scope(b, "/logits");
-    ulc_value *scale = hb_op1(b, "Exp", hb_weight(b, "logit_scale", 0, (const int64_t[]){0}));
-    ulc_value *iet = hb_op1(b, "Transpose", ie);
-    hb_attr_ints(b, iet, "perm", 2, (const int64_t[]){1, 0});
-    ulc_value *lpt = hb_op2(b, "Mul", hb_op2(b, "MatMul", te, iet), scale);
-    ulc_value *lpi = hb_op1(b, "Transpose", lpt);
-    hb_attr_ints(b, lpi, "perm", 2, (const int64_t[]){1, 0});
+    ulc_value *te = l2_normalize(b, hf_linear_t(b, txt, tp, NULL));
+    ulc_value *ie = l2_normalize(b, hf_linear_t(b, vis, vp, NULL));
+    ulc_gb_scope(b, "/logits");
+    ulc_value *scale = ulc_gb_op1(b, "Exp", hf_weight(b, "logit_scale", 0, (const int64_t[]){0}));
+    ulc_value *iet = ulc_gb_op1(b, "Transpose", ie);
+    ulc_gb_attr_ints(b, iet, "perm", 2, (const int64_t[]){1, 0});
+    ulc_value *lpt = ulc_gb_op2(b, "Mul", ulc_gb_op2(b, "MatMul", te, iet), scale);
+    ulc_value *lpi = ulc_gb_op1(b, "Transpose", lpt);
+    ulc_gb_attr_ints(b, lpi, "perm", 2, (const int64_t[]){1, 0});
     ulc_dim tb = {-1, "text_batch", NULL}, ib = {-1, "image_batch", NULL}, pd = {P, NULL, NULL};
-    hb_output(b, lpi, "logits_per_image", ULC_DT_F32, 2, (ulc_dim[]){ib, tb});
-    hb_output(b, lpt, "logits_per_text", ULC_DT_F32, 2, (ulc_dim[]){tb, ib});
-    hb_output(b, te, "text_embeds", ULC_DT_F32, 2, (ulc_dim[]){tb, pd});
-    hb_output(b, ie, "image_embeds", ULC_DT_F32, 2, (ulc_dim[]){ib, pd});
-    return hb_finish(b);
+    ulc_gb_output(b, lpi, "logits_per_image", ULC_DT_F32, 2, (ulc_dim[]){ib, tb});
+    ulc_gb_output(b, lpt, "logits_per_text", ULC_DT_F32, 2, (ulc_dim[]){tb, ib});
+    ulc_gb_output(b, te, "text_embeds", ULC_DT_F32, 2, (ulc_dim[]){tb, pd});
+    ulc_gb_output(b, ie, "image_embeds", ULC_DT_F32, 2, (ulc_dim[]){ib, pd});
+    return ulc_gb_finish(b);
 }

@@ -64,7 +64,7 @@ int hf_ints(const cJSON *cfg, const char *key, const int64_t *def, int n_def, in
     return n;
 }
 
-typedef ulc_status (*builder_fn)(hb *, const cJSON *);
+typedef ulc_status (*builder_fn)(ulc_gb *, const cJSON *);
 
 static const struct {
     const char *model_type;
@@ -138,8 +138,8 @@ ulc_status ulc_hf_import(const char *dir, ulc_model **out, ulc_ctx *ctx) {
     ulc_model *m = NULL;
     ulc_status s = ulc_safetensors_import(dir, &m, ctx);
     if (s == ULC_OK) {
-        hb b;
-        hb_init(&b, m, 17, "ulc", ctx);
+        ulc_gb b;
+        hf_begin(&b, m, 17, "ulc", ctx);
         s = b.status == ULC_OK ? build(&b, cfg) : b.status;
         if (s != ULC_OK) ulc_fail(ctx, s, "%s (model_type %s)", dir, mt);
     }
@@ -158,8 +158,8 @@ ulc_status ulc_hf_import(const char *dir, ulc_model **out, ulc_ctx *ctx) {
 ulc_status ulc_hf_build_from_names(ulc_model *m, int *built, ulc_ctx *ctx) {
     *built = 0;
     if (!hf_is_torchvision_resnet(m->graph)) return ULC_OK;
-    hb b;
-    hb_init(&b, m, 17, "ulc", ctx);
+    ulc_gb b;
+    hf_begin(&b, m, 17, "ulc", ctx);
     ulc_status s = b.status == ULC_OK ? hf_build_torchvision_resnet(&b) : b.status;
     if (s == ULC_OK) s = ulc_model_add_metadata(m, ULC_META_ARCH, "torchvision.resnet", ctx);
     if (s != ULC_OK) return ulc_fail(ctx, s, "%s (torchvision ResNet)", m->source_path ? m->source_path : "model");

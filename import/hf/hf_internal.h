@@ -17,13 +17,13 @@ int hf_ints(const cJSON *cfg, const char *key, const int64_t *def, int n_def, in
             int max, int *bad);
 
 /* Builds the graph over the weights already in b->m. */
-ulc_status hf_build_gpt2(hb *b, const cJSON *cfg);
-ulc_status hf_build_vit(hb *b, const cJSON *cfg);
-ulc_status hf_build_clip(hb *b, const cJSON *cfg);
-ulc_status hf_build_resnet(hb *b, const cJSON *cfg);
+ulc_status hf_build_gpt2(ulc_gb *b, const cJSON *cfg);
+ulc_status hf_build_vit(ulc_gb *b, const cJSON *cfg);
+ulc_status hf_build_clip(ulc_gb *b, const cJSON *cfg);
+ulc_status hf_build_resnet(ulc_gb *b, const cJSON *cfg);
 
 /* torchvision ResNet state_dict names (conv1, bn1, layer1..4, fc) and nothing else. */
 int hf_is_torchvision_resnet(const ulc_graph *g);
-ulc_status hf_build_torchvision_resnet(hb *b);
+ulc_status hf_build_torchvision_resnet(ulc_gb *b);
 
 #endif

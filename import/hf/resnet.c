@@ -19,25 +19,25 @@
 #define BN_EPS 1e-5f
 #define MAX_STAGES 16
 
-static int has(hb *b, const char *name) { return ulc_graph_get_value(b->g, name) != NULL; }
+static int has(ulc_gb *b, const char *name) { return ulc_graph_get_value(b->g, name) != NULL; }
 
-static int64_t dim0(hb *b, const char *name) {
+static int64_t dim0(ulc_gb *b, const char *name) {
     ulc_value *v = ulc_graph_get_value(b->g, name);
     return v && v->init && v->init->rank >= 1 ? v->init->dims[0] : -1;
 }
 
 /* conv (no bias) + BN (+ act): PREFIX.convolution / PREFIX.normalization (transformers) */
-static ulc_value *hf_conv_bn(hb *b, ulc_value *x, const char *p, int64_t cin, int64_t cout,
+static ulc_value *hf_conv_bn(ulc_gb *b, ulc_value *x, const char *p, int64_t cin, int64_t cout,
                              int64_t k, int64_t s, const char *act) {
     char bn[200];
     snprintf(bn, sizeof bn, "%s.normalization", p);
-    ulc_value *y = hb_conv2d(b, x, hb_weightf(b, 4, (const int64_t[]){cout, cin, k, k}, "%s.convolution.weight", p),
+    ulc_value *y = hf_conv2d(b, x, hf_weightf(b, 4, (const int64_t[]){cout, cin, k, k}, "%s.convolution.weight", p),
                              NULL, k, s, k / 2);
-    y = hb_batchnorm(b, y, bn, cout, BN_EPS);
-    return act ? hb_act(b, y, act) : y;
+    y = hf_batchnorm(b, y, bn, cout, BN_EPS);
+    return act ? hf_act(b, y, act) : y;
 }
 
-ulc_status hf_build_resnet(hb *b, const cJSON *cfg) {
+ulc_status hf_build_resnet(ulc_gb *b, const cJSON *cfg) {
     int bad = 0;
     int64_t ch = (int64_t)hf_num(cfg, "num_channels", 3, &bad);
     int64_t E = (int64_t)hf_num(cfg, "embedding_size", 64, &bad);
@@ -57,24 +57,24 @@ ulc_status hf_build_resnet(hb *b, const cJSON *cfg) {
     if (!bottleneck && strcmp(type, "basic") != 0)
         return ulc_fail(b->ctx, ULC_ERR_UNSUPPORTED, "config.json: layer_type '%s' is not "
                         "supported (basic, bottleneck)", type);
-    if (!hb_act_known(act))
+    if (!hf_act_known(act))
         return ulc_fail(b->ctx, ULC_ERR_UNSUPPORTED, "config.json: hidden_act '%s' is not "
                         "supported", act);
     /* ResNetForImageClassification prefixes the body with "resnet."; ResNetModel does not. */
     const char *pre = has(b, "resnet.embedder.embedder.convolution.weight") ? "resnet." : "";
     int cls = *pre != '\0';
 
-    ulc_value *x = hb_input(b, "pixel_values", ULC_DT_F32, 4,
+    ulc_value *x = ulc_gb_input(b, "pixel_values", ULC_DT_F32, 4,
                             (ulc_dim[]){{-1, "batch", NULL}, {ch, NULL, NULL},
                                         {-1, "height", NULL}, {-1, "width", NULL}});
     char p[200];
-    hb_scope(b, "/%sembedder", pre);
+    ulc_gb_scope(b, "/%sembedder", pre);
     snprintf(p, sizeof p, "%sembedder.embedder", pre);
     x = hf_conv_bn(b, x, p, ch, E, 7, 2, act);
-    x = hb_op1(b, "MaxPool", x);
-    hb_attr_ints(b, x, "kernel_shape", 2, (const int64_t[]){3, 3});
-    hb_attr_ints(b, x, "strides", 2, (const int64_t[]){2, 2});
-    hb_attr_ints(b, x, "pads", 4, (const int64_t[]){1, 1, 1, 1});
+    x = ulc_gb_op1(b, "MaxPool", x);
+    ulc_gb_attr_ints(b, x, "kernel_shape", 2, (const int64_t[]){3, 3});
+    ulc_gb_attr_ints(b, x, "strides", 2, (const int64_t[]){2, 2});
+    ulc_gb_attr_ints(b, x, "pads", 4, (const int64_t[]){1, 1, 1, 1});
 
     int64_t cin = E;
     for (int s = 0; s < ns && b->status == ULC_OK; s++) {
@@ -83,7 +83,7 @@ ulc_status hf_build_resnet(hb *b, const cJSON *cfg) {
             int64_t stride = l > 0 ? 1 : s == 0 ? (ds_first ? 2 : 1) : 2;
             int64_t in = l == 0 ? cin : cout;
             snprintf(p, sizeof p, "%sencoder.stages.%d.layers.%lld", pre, s, (long long)l);
-            hb_scope(b, "/%s", p);
+            ulc_gb_scope(b, "/%s", p);
             char q[240];
             ulc_value *r = x;
             if (in != cout || stride != 1) {
@@ -105,28 +105,28 @@ ulc_status hf_build_resnet(hb *b, const cJSON *cfg) {
                 snprintf(q, sizeof q, "%s.layer.1", p);
                 y = hf_conv_bn(b, y, q, cout, cout, 3, 1, NULL);
             }
-            x = hb_act(b, hb_op2(b, "Add", y, r), act);
+            x = hf_act(b, ulc_gb_op2(b, "Add", y, r), act);
         }
         cin = cout;
     }
-    hb_scope(b, "/%spooler", pre);
-    ulc_value *pooled = hb_op1(b, "GlobalAveragePool", x);
+    ulc_gb_scope(b, "/%spooler", pre);
+    ulc_value *pooled = ulc_gb_op1(b, "GlobalAveragePool", x);
     if (!cls) {
-        hb_output(b, x, "last_hidden_state", ULC_DT_F32, 4,
+        ulc_gb_output(b, x, "last_hidden_state", ULC_DT_F32, 4,
                   (ulc_dim[]){{-1, "batch", NULL}, {cin, NULL, NULL}, {-1, "out_height", NULL},
                               {-1, "out_width", NULL}});
-        hb_output(b, pooled, "pooler_output", ULC_DT_F32, 4,
+        ulc_gb_output(b, pooled, "pooler_output", ULC_DT_F32, 4,
                   (ulc_dim[]){{-1, "batch", NULL}, {cin, NULL, NULL}, {1, NULL, NULL}, {1, NULL, NULL}});
-        return hb_finish(b);
+        return ulc_gb_finish(b);
     }
-    hb_scope(b, "/classifier");
-    ulc_value *flat = hb_op1(b, "Flatten", pooled);
-    hb_attr_int(b, flat, "axis", 1);
+    ulc_gb_scope(b, "/classifier");
+    ulc_value *flat = ulc_gb_op1(b, "Flatten", pooled);
+    ulc_gb_attr_int(b, flat, "axis", 1);
     int64_t K = dim0(b, "classifier.1.weight");
-    ulc_value *logits = hb_linear_t(b, flat, hb_weight(b, "classifier.1.weight", 2, (const int64_t[]){K, cin}),
-                                    hb_weight(b, "classifier.1.bias", 1, &K));
-    hb_output(b, logits, "logits", ULC_DT_F32, 2, (ulc_dim[]){{-1, "batch", NULL}, {K, NULL, NULL}});
-    return hb_finish(b);
+    ulc_value *logits = hf_linear_t(b, flat, hf_weight(b, "classifier.1.weight", 2, (const int64_t[]){K, cin}),
+                                    hf_weight(b, "classifier.1.bias", 1, &K));
+    ulc_gb_output(b, logits, "logits", ULC_DT_F32, 2, (ulc_dim[]){{-1, "batch", NULL}, {K, NULL, NULL}});
+    return ulc_gb_finish(b);
 }
 
 /* ---- torchvision naming ---- */
@@ -151,29 +151,29 @@ int hf_is_torchvision_resnet(const ulc_graph *g) {
 }
 
 /* conv (no bias) + BN + optional ReLU: NAME.weight, BN.{weight,bias,running_*} */
-static ulc_value *tv_conv_bn(hb *b, ulc_value *x, const char *conv, const char *bn, int64_t k,
+static ulc_value *tv_conv_bn(ulc_gb *b, ulc_value *x, const char *conv, const char *bn, int64_t k,
                              int64_t s, int64_t groups, int relu) {
-    ulc_value *w = hb_weightf(b, 4, (const int64_t[]){-1, -1, k, k}, "%s.weight", conv);
+    ulc_value *w = hf_weightf(b, 4, (const int64_t[]){-1, -1, k, k}, "%s.weight", conv);
     if (!w) return NULL;
     int64_t cout = w->init->dims[0];
-    ulc_value *y = hb_conv2d(b, x, w, NULL, k, s, k / 2);
-    if (groups != 1) hb_attr_int(b, y, "group", groups);
-    y = hb_batchnorm(b, y, bn, cout, BN_EPS);
-    return relu ? hb_op1(b, "Relu", y) : y;
+    ulc_value *y = hf_conv2d(b, x, w, NULL, k, s, k / 2);
+    if (groups != 1) ulc_gb_attr_int(b, y, "group", groups);
+    y = hf_batchnorm(b, y, bn, cout, BN_EPS);
+    return relu ? ulc_gb_op1(b, "Relu", y) : y;
 }
 
-ulc_status hf_build_torchvision_resnet(hb *b) {
+ulc_status hf_build_torchvision_resnet(ulc_gb *b) {
     ulc_value *c1 = ulc_graph_get_value(b->g, "conv1.weight");
     int64_t ch = c1 && c1->init && c1->init->rank == 4 ? c1->init->dims[1] : -1;
-    ulc_value *x = hb_input(b, "input", ULC_DT_F32, 4,
+    ulc_value *x = ulc_gb_input(b, "input", ULC_DT_F32, 4,
                             (ulc_dim[]){{-1, "batch", NULL}, {ch, NULL, NULL},
                                         {-1, "height", NULL}, {-1, "width", NULL}});
-    hb_scope(b, "/stem");
+    ulc_gb_scope(b, "/stem");
     x = tv_conv_bn(b, x, "conv1", "bn1", 7, 2, 1, 1);
-    x = hb_op1(b, "MaxPool", x);
-    hb_attr_ints(b, x, "kernel_shape", 2, (const int64_t[]){3, 3});
-    hb_attr_ints(b, x, "strides", 2, (const int64_t[]){2, 2});
-    hb_attr_ints(b, x, "pads", 4, (const int64_t[]){1, 1, 1, 1});
+    x = ulc_gb_op1(b, "MaxPool", x);
+    ulc_gb_attr_ints(b, x, "kernel_shape", 2, (const int64_t[]){3, 3});
+    ulc_gb_attr_ints(b, x, "strides", 2, (const int64_t[]){2, 2});
+    ulc_gb_attr_ints(b, x, "pads", 4, (const int64_t[]){1, 1, 1, 1});
     int bottleneck = has(b, "layer1.0.conv3.weight");
     for (int s = 1; s <= 4 && b->status == ULC_OK; s++) {
         char p[64], n[96];
@@ -187,7 +187,7 @@ ulc_status hf_build_torchvision_resnet(hb *b) {
             snprintf(n, sizeof n, "%s.conv1.weight", p);
             if (!has(b, n)) break;
             int64_t stride = i == 0 && s > 1 ? 2 : 1;
-            hb_scope(b, "/%s", p);
+            ulc_gb_scope(b, "/%s", p);
             ulc_value *r = x;
             snprintf(n, sizeof n, "%s.downsample.0.weight", p);
             if (has(b, n)) {
@@ -209,7 +209,7 @@ ulc_status hf_build_torchvision_resnet(hb *b) {
             ulc_value *y;
             if (bottleneck) {
                 /* groups = width / (conv2's input channels per group) */
-                ulc_value *w2 = hb_weightf(b, 4, (const int64_t[]){-1, -1, 3, 3}, "%s.weight", c2n);
+                ulc_value *w2 = hf_weightf(b, 4, (const int64_t[]){-1, -1, 3, 3}, "%s.weight", c2n);
                 int64_t groups = w2 && w2->init->dims[1] > 0 ? w2->init->dims[0] / w2->init->dims[1] : 1;
                 y = tv_conv_bn(b, x, c1n, b1n, 1, 1, 1, 1);
                 y = tv_conv_bn(b, y, c2n, b2n, 3, stride, groups, 1); /* v1.5: stride on the 3x3 */
@@ -218,16 +218,16 @@ ulc_status hf_build_torchvision_resnet(hb *b) {
                 y = tv_conv_bn(b, x, c1n, b1n, 3, stride, 1, 1);
                 y = tv_conv_bn(b, y, c2n, b2n, 3, 1, 1, 0);
             }
-            x = hb_op1(b, "Relu", hb_op2(b, "Add", y, r));
+            x = ulc_gb_op1(b, "Relu", ulc_gb_op2(b, "Add", y, r));
         }
     }
-    hb_scope(b, "/head");
-    ulc_value *flat = hb_op1(b, "Flatten", hb_op1(b, "GlobalAveragePool", x));
-    hb_attr_int(b, flat, "axis", 1);
+    ulc_gb_scope(b, "/head");
+    ulc_value *flat = ulc_gb_op1(b, "Flatten", ulc_gb_op1(b, "GlobalAveragePool", x));
+    ulc_gb_attr_int(b, flat, "axis", 1);
     int64_t K = dim0(b, "fc.weight");
-    ulc_value *fc = hb_op3(b, "Gemm", flat, hb_weight(b, "fc.weight", 2, (const int64_t[]){K, -1}),
-                           hb_weight(b, "fc.bias", 1, &K));
-    hb_attr_int(b, fc, "transB", 1);
-    hb_output(b, fc, "logits", ULC_DT_F32, 2, (ulc_dim[]){{-1, "batch", NULL}, {K, NULL, NULL}});
-    return hb_finish(b);
+    ulc_value *fc = ulc_gb_op3(b, "Gemm", flat, hf_weight(b, "fc.weight", 2, (const int64_t[]){K, -1}),
+                           hf_weight(b, "fc.bias", 1, &K));
+    ulc_gb_attr_int(b, fc, "transB", 1);
+    ulc_gb_output(b, fc, "logits", ULC_DT_F32, 2, (ulc_dim[]){{-1, "batch", NULL}, {K, NULL, NULL}});
+    return ulc_gb_finish(b);
 }

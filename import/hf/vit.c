@@ -13,7 +13,7 @@
 
 #include "import/hf/hf_internal.h"
 
-ulc_status hf_build_vit(hb *b, const cJSON *cfg) {
+ulc_status hf_build_vit(ulc_gb *b, const cJSON *cfg) {
     int bad = 0;
     int64_t C = (int64_t)hf_num(cfg, "hidden_size", 768, &bad);
     int64_t L = (int64_t)hf_num(cfg, "num_hidden_layers", 12, &bad);
@@ -33,7 +33,7 @@ ulc_status hf_build_vit(hb *b, const cJSON *cfg) {
                         "intermediate_size, num_channels, image_size, patch_size)");
     if (patch[0] != patch[1])
         return ulc_fail(b->ctx, ULC_ERR_UNSUPPORTED, "config.json: non-square patch_size");
-    if (!hb_act_known(act))
+    if (!hf_act_known(act))
         return ulc_fail(b->ctx, ULC_ERR_UNSUPPORTED, "config.json: hidden_act '%s' is not "
                         "supported", act);
     int64_t D = C / H, N = (img[0] / patch[0]) * (img[1] / patch[1]);
@@ -41,72 +41,72 @@ ulc_status hf_build_vit(hb *b, const cJSON *cfg) {
     const char *pre = ulc_graph_get_value(b->g, "vit.embeddings.cls_token") ? "vit." : "";
     int cls = *pre != '\0';
 
-    ulc_value *px = hb_input(b, "pixel_values", ULC_DT_F32, 4,
+    ulc_value *px = ulc_gb_input(b, "pixel_values", ULC_DT_F32, 4,
                              (ulc_dim[]){{-1, "batch", NULL}, {ch, NULL, NULL},
                                          {img[0], NULL, NULL}, {img[1], NULL, NULL}});
-    hb_scope(b, "/%sembeddings", pre);
-    ulc_value *h = hb_patch_tokens(
+    ulc_gb_scope(b, "/%sembeddings", pre);
+    ulc_value *h = hf_patch_tokens(
         b, px,
-        hb_weightf(b, 4, (const int64_t[]){C, ch, patch[0], patch[1]},
+        hf_weightf(b, 4, (const int64_t[]){C, ch, patch[0], patch[1]},
                    "%sembeddings.patch_embeddings.projection.weight", pre),
-        hb_weightf(b, 1, &C, "%sembeddings.patch_embeddings.projection.bias", pre), patch[0], C,
-        hb_weightf(b, 3, (const int64_t[]){1, 1, C}, "%sembeddings.cls_token", pre));
-    h = hb_op2(b, "Add", h, hb_weightf(b, 3, (const int64_t[]){1, N + 1, C},
+        hf_weightf(b, 1, &C, "%sembeddings.patch_embeddings.projection.bias", pre), patch[0], C,
+        hf_weightf(b, 3, (const int64_t[]){1, 1, C}, "%sembeddings.cls_token", pre));
+    h = ulc_gb_op2(b, "Add", h, hf_weightf(b, 3, (const int64_t[]){1, N + 1, C},
                                        "%sembeddings.position_embeddings", pre));
 
     for (int64_t i = 0; i < L && b->status == ULC_OK; i++) {
         char p[96];
         snprintf(p, sizeof p, "%sencoder.layer.%lld", pre, (long long)i);
-        hb_scope(b, "/%s/attention", p);
+        ulc_gb_scope(b, "/%s/attention", p);
         const int64_t CC[2] = {C, C};
-        ulc_value *a = hb_layernorm(b, h, hb_weightf(b, 1, &C, "%s.layernorm_before.weight", p),
-                                    hb_weightf(b, 1, &C, "%s.layernorm_before.bias", p), eps);
+        ulc_value *a = hf_layernorm(b, h, hf_weightf(b, 1, &C, "%s.layernorm_before.weight", p),
+                                    hf_weightf(b, 1, &C, "%s.layernorm_before.bias", p), eps);
         ulc_value *proj[3];
         static const char *const qkv[3] = {"query", "key", "value"};
         for (int j = 0; j < 3; j++)
-            proj[j] = hb_linear_t(
-                b, a, hb_weightf(b, 2, CC, "%s.attention.attention.%s.weight", p, qkv[j]),
-                qkv_bias ? hb_weightf(b, 1, &C, "%s.attention.attention.%s.bias", p, qkv[j]) : NULL);
-        a = hb_attention(b, proj[0], proj[1], proj[2], H, D, 0, NULL, NULL);
-        a = hb_linear_t(b, a, hb_weightf(b, 2, CC, "%s.attention.output.dense.weight", p),
-                        hb_weightf(b, 1, &C, "%s.attention.output.dense.bias", p));
-        h = hb_op2(b, "Add", a, h);
+            proj[j] = hf_linear_t(
+                b, a, hf_weightf(b, 2, CC, "%s.attention.attention.%s.weight", p, qkv[j]),
+                qkv_bias ? hf_weightf(b, 1, &C, "%s.attention.attention.%s.bias", p, qkv[j]) : NULL);
+        a = hf_attention(b, proj[0], proj[1], proj[2], H, D, 0, NULL, NULL);
+        a = hf_linear_t(b, a, hf_weightf(b, 2, CC, "%s.attention.output.dense.weight", p),
+                        hf_weightf(b, 1, &C, "%s.attention.output.dense.bias", p));
+        h = ulc_gb_op2(b, "Add", a, h);
 
-        hb_scope(b, "/%s/mlp", p);
-        ulc_value *m = hb_layernorm(b, h, hb_weightf(b, 1, &C, "%s.layernorm_after.weight", p),
-                                    hb_weightf(b, 1, &C, "%s.layernorm_after.bias", p), eps);
-        m = hb_linear_t(b, m, hb_weightf(b, 2, (const int64_t[]){F, C}, "%s.intermediate.dense.weight", p),
-                        hb_weightf(b, 1, &F, "%s.intermediate.dense.bias", p));
-        m = hb_act(b, m, act);
-        m = hb_linear_t(b, m, hb_weightf(b, 2, (const int64_t[]){C, F}, "%s.output.dense.weight", p),
-                        hb_weightf(b, 1, &C, "%s.output.dense.bias", p));
-        h = hb_op2(b, "Add", m, h);
+        ulc_gb_scope(b, "/%s/mlp", p);
+        ulc_value *m = hf_layernorm(b, h, hf_weightf(b, 1, &C, "%s.layernorm_after.weight", p),
+                                    hf_weightf(b, 1, &C, "%s.layernorm_after.bias", p), eps);
+        m = hf_linear_t(b, m, hf_weightf(b, 2, (const int64_t[]){F, C}, "%s.intermediate.dense.weight", p),
+                        hf_weightf(b, 1, &F, "%s.intermediate.dense.bias", p));
+        m = hf_act(b, m, act);
+        m = hf_linear_t(b, m, hf_weightf(b, 2, (const int64_t[]){C, F}, "%s.output.dense.weight", p),
+                        hf_weightf(b, 1, &C, "%s.output.dense.bias", p));
+        h = ulc_gb_op2(b, "Add", m, h);
     }
-    hb_scope(b, "/%slayernorm", pre);
-    h = hb_layernorm(b, h, hb_weightf(b, 1, &C, "%slayernorm.weight", pre),
-                     hb_weightf(b, 1, &C, "%slayernorm.bias", pre), eps);
+    ulc_gb_scope(b, "/%slayernorm", pre);
+    h = hf_layernorm(b, h, hf_weightf(b, 1, &C, "%slayernorm.weight", pre),
+                     hf_weightf(b, 1, &C, "%slayernorm.bias", pre), eps);
     ulc_value *first = NULL;
     if (cls || ulc_graph_get_value(b->g, "pooler.dense.weight")) {
-        first = hb_op2(b, "Gather", h, hb_const_i64(b, 0, NULL, (const int64_t[]){0}));
-        hb_attr_int(b, first, "axis", 1);
+        first = ulc_gb_op2(b, "Gather", h, ulc_gb_const_i64(b, 0, NULL, (const int64_t[]){0}));
+        ulc_gb_attr_int(b, first, "axis", 1);
     }
     if (cls) {
-        hb_scope(b, "/classifier");
-        ulc_value *w = hb_weight(b, "classifier.weight", 2, (const int64_t[]){-1, C});
+        ulc_gb_scope(b, "/classifier");
+        ulc_value *w = hf_weight(b, "classifier.weight", 2, (const int64_t[]){-1, C});
         int64_t K = w ? w->init->dims[0] : 0;
-        ulc_value *logits = hb_linear_t(b, first, w, hb_weight(b, "classifier.bias", 1, &K));
-        hb_output(b, logits, "logits", ULC_DT_F32, 2,
+        ulc_value *logits = hf_linear_t(b, first, w, hf_weight(b, "classifier.bias", 1, &K));
+        ulc_gb_output(b, logits, "logits", ULC_DT_F32, 2,
                   (ulc_dim[]){{-1, "batch", NULL}, {K, NULL, NULL}});
-        return hb_finish(b);
+        return ulc_gb_finish(b);
     }
-    hb_output(b, h, "last_hidden_state", ULC_DT_F32, 3,
+    ulc_gb_output(b, h, "last_hidden_state", ULC_DT_F32, 3,
               (ulc_dim[]){{-1, "batch", NULL}, {N + 1, NULL, NULL}, {C, NULL, NULL}});
     if (first) {
-        hb_scope(b, "/pooler");
-        ulc_value *pool = hb_op1(b, "Tanh", hb_linear_t(b, first, hb_weight(b, "pooler.dense.weight", 2, (const int64_t[]){C, C}),
-                                                         hb_weight(b, "pooler.dense.bias", 1, &C)));
-        hb_output(b, pool, "pooler_output", ULC_DT_F32, 2,
+        ulc_gb_scope(b, "/pooler");
+        ulc_value *pool = ulc_gb_op1(b, "Tanh", hf_linear_t(b, first, hf_weight(b, "pooler.dense.weight", 2, (const int64_t[]){C, C}),
+                                                         hf_weight(b, "pooler.dense.bias", 1, &C)));
+        ulc_gb_output(b, pool, "pooler_output", ULC_DT_F32, 2,
                   (ulc_dim[]){{-1, "batch", NULL}, {C, NULL, NULL}});
     }
-    return hb_finish(b);
+    return ulc_gb_finish(b);
 }

@@ -15,20 +15,9 @@
 
 #include <stddef.h>
 
-typedef enum ulc_status {
-    ULC_OK = 0,
-    ULC_ERR_INVALID_ARG, /* caller passed something unusable (usage errors, bad options) */
-    ULC_ERR_PARSE,       /* input file is malformed or not of the expected format */
-    ULC_ERR_INVALID,     /* well-formed input that breaks a rule (graph verifier, size mismatch) */
-    ULC_ERR_IO,          /* open/read/write/rename failed */
-    ULC_ERR_UNSUPPORTED, /* valid input that ulc does not handle (yet) */
-    ULC_ERR_NOMEM,       /* allocation failed or a size is absurd */
-    ULC_ERR_INTERRUPTED, /* stopped by a signal */
-    ULC_ERR_INTERNAL     /* a ulc bug */
-} ulc_status;
-
-/* Short fixed name of a status ("parse error"); never NULL. */
-const char *ulc_status_str(ulc_status s);
+/* ulc_status (the result codes) and ulc_status_str are the public API's (include/ulc.h): one
+ * definition for the library and its users. */
+#include "include/ulc.h"
 
 #define ULC_CTX_MSG_MAX 1024
 

@@ -12,7 +12,7 @@ fail=0
 
 allowed() { # layer -> allowed include prefixes
   case "$1" in
-    common)  echo "common" ;;
+    common)  echo "common include/ulc.h" ;;
     ir)      echo "common ir" ;;
     import)  echo "common ir import" ;;
     export)  echo "common ir export" ;;

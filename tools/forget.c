@@ -20,6 +20,7 @@
  */
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,6 +145,13 @@ static cJSON *hyperparameters(const spec *s, const ulc_iface *f, char **modules,
     return hp;
 }
 
+/* The command line. */
+typedef struct forget_args {
+    const char *in, *out, *spec_path;
+    const char *reports[MAX_REPORTS]; /* --report PATH ..., else the spec's one */
+    int n_reports, threads, quiet, profile;
+} forget_args;
+
 /* One run: the facts the report reads (eval/forget_report.h) and the adapted modules. */
 typedef struct run_facts {
     ulc_forget_facts fx;
@@ -194,6 +202,172 @@ static ulc_status teacher_cache(const char *in, ulc_io_format ifmt, const spec *
     return ULC_OK;
 }
 
+/* The method against the teacher (m is changed in place; Ctrl-C stops it after a step). */
+static ulc_status unlearn(const spec *s, const ulc_iface *f, const ulc_data *tr,
+                          const ulc_splits *sp, ulc_model *m, const ulc_model *teacher,
+                          const char *in, ulc_io_format ifmt, const forget_args *a, run_facts *r,
+                          ulc_ctx *ctx) {
+    int threads = a->threads, quiet = a->quiet, profile = a->profile;
+    ulc_train_opts o = ulc_train_defaults();
+    o.optim = ulc_optim_defaults(s->optimizer);
+    o.optim.lr = s->lr;
+    o.optim.weight_decay = s->weight_decay;
+    if (s->method != ULC_METHOD_RFA) o.optim.momentum = s->momentum;
+    o.epochs = (int)s->epochs;
+    o.batch_size = (int)s->batch_size;
+    o.seed = s->seed;
+    o.threads = threads;
+    o.quiet = quiet;
+    o.profile = profile;
+    o.progress = stderr;
+    o.label = s->method_name;
+    float *cached = NULL;
+    ulc_unlearn_opts u = s->unlearn;
+    u.input = f->fed[0]->name;
+    u.output = f->out->name;
+    if (s->method == ULC_METHOD_DELETE && !getenv("ULC_NO_CACHE"))
+        ULC_TRY(teacher_cache(in, ifmt, s, tr, sp->forget, teacher, &u, threads, &cached, r, ctx));
+    ulc_rfa_opts ro = ulc_rfa_defaults();
+    ro.gamma = s->gamma;
+    ro.norm = s->norm;
+    ro.input = u.input;
+    ro.output = u.output;
+    ro.next_token = f->next_token;
+    g_stop = 0;
+    o.stop = &g_stop;
+    void (*prev_int)(int) = signal(SIGINT, on_stop);
+    void (*prev_term)(int) = signal(SIGTERM, on_stop);
+    ulc_status st = s->method == ULC_METHOD_RFA
+             ? ulc_rfa_run(m, teacher, &tr->d, sp->forget, &o, &ro, &r->fx.st, ctx)
+             : ulc_unlearn_run(m, teacher, &tr->d, sp->forget, &o, &u, &r->fx.st, ctx);
+    signal(SIGINT, prev_int);
+    signal(SIGTERM, prev_term);
+    free(cached);
+    if (st == ULC_OK && (g_stop || r->fx.st.interrupted))
+        st = ulc_fail(ctx, ULC_ERR_INTERRUPTED, "forget: interrupted");
+    return st;
+}
+
+/* The extra metrics (the spec's "eval"; eval/forget_eval.h), for models with one fed input. */
+static ulc_status extra_metrics(const spec *s, const ulc_iface *f, const ulc_data *tr,
+                                const ulc_splits *sp, const ulc_model *m, const ulc_model *teacher,
+                                const ulc_model *ref, ulc_forget_facts *r, ulc_ctx *ctx) {
+    r->eval = (ulc_fe_opts){.features = s->eval_features, .relearn_steps = s->relearn_steps,
+                            .relearn_lr = s->relearn_lr, .seed = s->seed,
+                            .so = ulc_session_defaults()};
+    r->eval.so.threads = r->threads;
+    if (!(r->extra = cJSON_CreateObject())) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    if (f->n_fed != 1) return ULC_OK;
+    ulc_fe_models ms = {.model = m, .orig = teacher, .ref = ref, .model_path = r->out,
+                        .orig_path = r->in, .ref_path = s->reference};
+    ulc_fe_rows rows = {.path = tr->path, .x = tr->cols[0], .y = tr->label, .forget = sp->forget,
+                        .rows = tr->rows};
+    return ulc_fe_extra(&ms, &r->eval, f->fed[0]->name, f->out->name, f->next_token, &rows,
+                        r->extra, ctx);
+}
+
+/* The sha256 of every file the report names. */
+static ulc_status hash_files(const spec *s, const char *in, ulc_io_format ifmt, const char *out,
+                             ulc_io_format ofmt, const ulc_model *teacher, ulc_data *tr,
+                             ulc_data *te, ulc_forget_facts *r, ulc_ctx *ctx) {
+    if (!(r->in_file = ulc_io_model_main_file(in, ifmt)) || !(r->out_file = ulc_io_model_main_file(out, ofmt)))
+        return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    ULC_TRY(ulc_sha256_file(r->out_file, r->out_sha, ctx));
+    if (ofmt == ULC_IO_ONNX && teacher->had_external_data) {
+        size_t n = strlen(out) + 6;
+        if ((r->ext_file = malloc(n))) snprintf(r->ext_file, n, "%s.data", out);
+        if (r->ext_file && ulc_path_exists(r->ext_file))
+            ULC_TRY(ulc_sha256_file(r->ext_file, r->ext_sha, ctx));
+        else {
+            free(r->ext_file);
+            r->ext_file = NULL;
+        }
+    }
+    ULC_TRY(ulc_sha256_file(r->in_file, r->in_sha, ctx));
+    ULC_TRY(ulc_sha256_file(s->path, r->spec_sha, ctx));
+    if (s->reference) {
+        if (!(r->ref_file = ulc_io_model_main_file(s->reference, ulc_io_input_format(s->reference))))
+            return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+        ULC_TRY(ulc_sha256_file(r->ref_file, r->ref_sha, ctx));
+    }
+    ULC_TRY(ulc_sha256_file(tr->path, tr->sha, ctx));
+    if (te) ULC_TRY(ulc_sha256_file(te->path, te->sha, ctx));
+    if (s->indices_file) ULC_TRY(ulc_sha256_file(s->indices_file, r->idx_sha, ctx));
+    return ULC_OK;
+}
+
+/* A usage error (exit 1) after the spec is read. */
+__attribute__((format(printf, 2, 3)))
+static ulc_status usage(ulc_ctx *ctx, const char *fmt, ...) {
+    char msg[ULC_CTX_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "%s", msg);
+}
+
+/* The outputs: IN's format, never IN itself nor any file read, reports in directories that
+ * exist, each once (the spec's report when no --report is given). */
+static ulc_status check_outputs(const spec *s, forget_args *a, ulc_io_format *ifmt,
+                                ulc_io_format *ofmt, ulc_ctx *ctx) {
+    const char *in = a->in, *out = a->out, *spec_path = a->spec_path;
+    if (!ulc_path_exists(in))
+        return (ulc_fail(ctx, ULC_ERR_IO, "%s: no such file or directory", in));
+    *ifmt = ulc_io_input_format(in);
+    if (ulc_io_output_format(out, ofmt, NULL) != ULC_OK || *ofmt != *ifmt)
+        return usage(ctx, "forget: the output '%s' must be %s, like the input '%s'", out, ulc_io_format_describe(*ifmt), in);
+    if (ulc_path_same_file(out, in)) return usage(ctx, "forget: the output '%s' is the input model", out);
+    if (!a->n_reports && s->report) a->reports[a->n_reports++] = s->report;
+    {
+        /* neither output may be one of the inputs, nor a report the model or another report */
+        const char *read[] = {in, spec_path, s->train, s->test, s->indices_file, s->reference, out};
+        for (size_t k = 0; k + 1 < sizeof read / sizeof *read; k++)
+            if (read[k] && ulc_path_same_file(out, read[k]))
+                return usage(ctx, "forget: the output '%s' would overwrite '%s'", out, read[k]);
+        for (int q = 0; q < a->n_reports; q++) {
+            const char *report = a->reports[q];
+            for (size_t k = 0; k < sizeof read / sizeof *read; k++)
+                if (read[k] &&
+                    (strcmp(report, read[k]) == 0 || ulc_path_same_file(report, read[k])))
+                    return usage(ctx, "forget: the report '%s' would overwrite '%s'", report, read[k]);
+            for (int p = 0; p < q; p++)
+                if (strcmp(report, a->reports[p]) == 0 || ulc_path_same_file(report, a->reports[p]))
+                    return usage(ctx, "forget: the report '%s' is given twice", report);
+            if (ulc_path_is_dir(report)) return usage(ctx, "forget: the report '%s' is a directory", report);
+            ULC_TRY(ulc_io_check_out_dir("report", report, 0, ctx));
+        }
+    }
+    ULC_TRY(ulc_io_check_out_dir("output", out, *ofmt == ULC_IO_DIR, ctx));
+    return ULC_OK;
+}
+
+/* The gates, then the reports (written whatever the gates say: the verdict is about them) and
+ * the table. rep[q] is committed (and set to NULL) once written. */
+static ulc_status write_reports(cJSON *report_obj, const spec *s, const forget_args *a,
+                                ulc_outfile **rep, const ulc_forget_facts *r, int *gates_failed,
+                                char **gate_msgs, ulc_ctx *ctx) {
+    ULC_TRY(ulc_report_gates(report_obj, &s->gates, gates_failed, gate_msgs, ctx));
+    for (int q = 0; q < a->n_reports; q++) {
+        char *text = ulc_report_render(report_obj, ulc_report_format_of(a->reports[q]));
+        if (!text) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (report %s)", a->reports[q]);
+        ulc_status st = ulc_outfile_write(rep[q], text, strlen(text), ctx);
+        free(text);
+        ULC_TRY(st);
+        ulc_outfile *c = rep[q];
+        rep[q] = NULL;
+        ULC_TRY(ulc_outfile_commit(c, ctx));
+    }
+    ulc_forget_print_table(stdout, r);
+    for (const cJSON *g = cJSON_GetObjectItemCaseSensitive(report_obj, "gates")->child; g;
+         g = g->next)
+        printf("gate %s: %s (%.4g <= %g)\n", cJSON_GetObjectItemCaseSensitive(g, "name")->valuestring,
+               cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(g, "passed")) ? "passed" : "FAILED",
+               cJSON_GetObjectItemCaseSensitive(g, "value")->valuedouble,
+               cJSON_GetObjectItemCaseSensitive(g, "threshold")->valuedouble);
+    return ULC_OK;
+}
+
 /* ---- the command ----------------------------------------------------------------------------- */
 
 /* Adds LoRA adapters where the spec (or RFA's default placement) says, through lora-inject. */
@@ -241,10 +415,9 @@ static ulc_status inject(ulc_model *m, const spec *s, const char *in_path, int q
     return ULC_OK;
 }
 
-int ulc_cli_forget(int argc, char **argv) {
-    const char *in = NULL, *out = NULL, *spec_path = NULL;
-    const char *reports[MAX_REPORTS]; /* --report PATH ..., else the spec's one */
-    int n_reports = 0, threads = 0, quiet = 0, profile = 0;
+/* The command line (usage errors exit 1): the model, the spec, the output, reports, threads. */
+static int parse_args(int argc, char **argv, forget_args *o) {
+    memset(o, 0, sizeof *o);
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -252,37 +425,46 @@ int ulc_cli_forget(int argc, char **argv) {
             !strcmp(a, "--threads")) {
             if (!val) return ulc_cli_usage_error("forget: %s needs a value", a);
             i++;
-            if (!strcmp(a, "--forget")) spec_path = val;
-            else if (!strcmp(a, "-o")) out = val;
+            if (!strcmp(a, "--forget")) o->spec_path = val;
+            else if (!strcmp(a, "-o")) o->out = val;
             else if (!strcmp(a, "--report")) {
-                if (n_reports == MAX_REPORTS)
+                if (o->n_reports == MAX_REPORTS)
                     return ulc_cli_usage_error("forget: --report given more than %d times",
                                                MAX_REPORTS);
-                reports[n_reports++] = val;
+                o->reports[o->n_reports++] = val;
             }
             else {
                 char *end;
                 long v = strtol(val, &end, 10);
                 if (!*val || *end || v < 0 || v > 4096)
                     return ulc_cli_usage_error("forget: --threads needs a count (0 = every core)");
-                threads = (int)v;
+                o->threads = (int)v;
             }
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
-            quiet = 1;
+            o->quiet = 1;
         } else if (!strcmp(a, "--profile")) {
-            profile = 1;
+            o->profile = 1;
         } else if (a[0] == '-' && a[1]) {
             return ulc_cli_usage_error("forget: unknown option '%s'", a);
-        } else if (in) {
-            return ulc_cli_usage_error("forget: more than one model given ('%s' and '%s')", in, a);
+        } else if (o->in) {
+            return ulc_cli_usage_error("forget: more than one model given ('%s' and '%s')", o->in, a);
         } else {
-            in = a;
+            o->in = a;
         }
     }
-    if (!in) return ulc_cli_usage_error("forget: no input model given");
-    if (!spec_path) return ulc_cli_usage_error("forget: no spec given (--forget SPEC.json)");
-    if (!out) return ulc_cli_usage_error("forget: no output given (-o OUT)");
+    if (!o->in) return ulc_cli_usage_error("forget: no input model given");
+    if (!o->spec_path) return ulc_cli_usage_error("forget: no spec given (--forget SPEC.json)");
+    if (!o->out) return ulc_cli_usage_error("forget: no output given (-o OUT)");
+    return -1;
+}
 
+int ulc_cli_forget(int argc, char **argv) {
+    forget_args args;
+    int prc = parse_args(argc, argv, &args);
+    if (prc >= 0) return prc;
+    const char *in = args.in, *out = args.out, *spec_path = args.spec_path;
+    const char **reports = args.reports;
+    int n_reports = args.n_reports, threads = args.threads, quiet = args.quiet;
     double t0 = now_s();
     ulc_ctx ctx;
     ulc_ctx_init(&ctx);
@@ -296,9 +478,9 @@ int ulc_cli_forget(int argc, char **argv) {
     ulc_session *ses = NULL;
     ulc_outfile *rep[MAX_REPORTS] = {0};
     cJSON *report_obj = NULL;
-    char *report_text_s = NULL, *gate_msgs = NULL;
+    char *gate_msgs = NULL;
     int gates_failed = 0;
-    ulc_io_format ifmt, ofmt;
+    ulc_io_format ifmt = ULC_IO_ONNX, ofmt = ULC_IO_ONNX;
     ulc_status st = spec_parse(spec_path, &s, &ctx);
 #define TRY(e)                                                                                  \
     do {                                                                                        \
@@ -311,33 +493,9 @@ int ulc_cli_forget(int argc, char **argv) {
     } while (0)
     if (st != ULC_OK) goto done;
     /* the outputs: IN's format, never IN itself, in directories that exist */
-    if (!ulc_path_exists(in))
-        TRY(ulc_fail(&ctx, ULC_ERR_IO, "%s: no such file or directory", in));
-    ifmt = ulc_io_input_format(in);
-    if (ulc_io_output_format(out, &ofmt, NULL) != ULC_OK || ofmt != ifmt)
-        USAGE("forget: the output '%s' must be %s, like the input '%s'", out, ulc_io_format_describe(ifmt), in);
-    if (ulc_path_same_file(out, in)) USAGE("forget: the output '%s' is the input model", out);
-    if (!n_reports && s.report) reports[n_reports++] = s.report;
-    {
-        /* neither output may be one of the inputs, nor a report the model or another report */
-        const char *read[] = {in, spec_path, s.train, s.test, s.indices_file, s.reference, out};
-        for (size_t k = 0; k + 1 < sizeof read / sizeof *read; k++)
-            if (read[k] && ulc_path_same_file(out, read[k]))
-                USAGE("forget: the output '%s' would overwrite '%s'", out, read[k]);
-        for (int q = 0; q < n_reports; q++) {
-            const char *report = reports[q];
-            for (size_t k = 0; k < sizeof read / sizeof *read; k++)
-                if (read[k] &&
-                    (strcmp(report, read[k]) == 0 || ulc_path_same_file(report, read[k])))
-                    USAGE("forget: the report '%s' would overwrite '%s'", report, read[k]);
-            for (int p = 0; p < q; p++)
-                if (strcmp(report, reports[p]) == 0 || ulc_path_same_file(report, reports[p]))
-                    USAGE("forget: the report '%s' is given twice", report);
-            if (ulc_path_is_dir(report)) USAGE("forget: the report '%s' is a directory", report);
-            TRY(ulc_io_check_out_dir("report", report, 0, &ctx));
-        }
-    }
-    TRY(ulc_io_check_out_dir("output", out, ofmt == ULC_IO_DIR, &ctx));
+    TRY(check_outputs(&s, &args, &ifmt, &ofmt, &ctx));
+    reports = args.reports;
+    n_reports = args.n_reports;
     /* the model and the data, checked against each other */
     TRY(ulc_io_load_model(in, NULL, &m, &ctx));
     if (ulc_model_reads_file(m, out))
@@ -382,46 +540,7 @@ int ulc_cli_forget(int argc, char **argv) {
     ses = NULL;
 
     /* unlearning: the method against the teacher, then the adapters (if any) merged back */
-    {
-        ulc_train_opts o = ulc_train_defaults();
-        o.optim = ulc_optim_defaults(s.optimizer);
-        o.optim.lr = s.lr;
-        o.optim.weight_decay = s.weight_decay;
-        if (s.method != ULC_METHOD_RFA) o.optim.momentum = s.momentum;
-        o.epochs = (int)s.epochs;
-        o.batch_size = (int)s.batch_size;
-        o.seed = s.seed;
-        o.threads = threads;
-        o.quiet = quiet;
-        o.profile = profile;
-        o.progress = stderr;
-        o.label = s.method_name;
-        float *cached = NULL;
-        ulc_unlearn_opts u = s.unlearn;
-        u.input = f.fed[0]->name;
-        u.output = f.out->name;
-        if (s.method == ULC_METHOD_DELETE && !getenv("ULC_NO_CACHE"))
-            TRY(teacher_cache(in, ifmt, &s, &tr, sp.forget, teacher, &u, threads, &cached, &r, &ctx));
-        ulc_rfa_opts ro = ulc_rfa_defaults();
-        ro.gamma = s.gamma;
-        ro.norm = s.norm;
-        ro.input = u.input;
-        ro.output = u.output;
-        ro.next_token = f.next_token;
-        g_stop = 0;
-        o.stop = &g_stop;
-        void (*prev_int)(int) = signal(SIGINT, on_stop);
-        void (*prev_term)(int) = signal(SIGTERM, on_stop);
-        st = s.method == ULC_METHOD_RFA
-                 ? ulc_rfa_run(m, teacher, &tr.d, sp.forget, &o, &ro, &r.fx.st, &ctx)
-                 : ulc_unlearn_run(m, teacher, &tr.d, sp.forget, &o, &u, &r.fx.st, &ctx);
-        signal(SIGINT, prev_int);
-        signal(SIGTERM, prev_term);
-        free(cached);
-        if (st == ULC_OK && (g_stop || r.fx.st.interrupted))
-            st = ulc_fail(&ctx, ULC_ERR_INTERRUPTED, "forget: interrupted");
-        if (st != ULC_OK) goto done;
-    }
+    TRY(unlearn(&s, &f, &tr, &sp, m, teacher, in, ifmt, &args, &r, &ctx));
     if (lora) TRY(ulc_pass_lora_merge.run(m, &(ulc_pass_opts){0, NULL, quiet}, &ctx));
     TRY(ulc_graph_verify(m->graph, &ctx));
     TRY(same_interface(teacher, m, &ctx));
@@ -442,47 +561,12 @@ int ulc_cli_forget(int argc, char **argv) {
     r.fx.f = &f;
     r.fx.fs = &fs;
     if (r.fx.has_mia) TRY(ulc_forget_mia(&r.fx, &ctx));
-    /* the extra metrics (the spec's "eval"), for models with one fed input */
-    r.fx.eval = (ulc_fe_opts){.features = s.eval_features, .relearn_steps = s.relearn_steps,
-                              .relearn_lr = s.relearn_lr, .seed = s.seed,
-                              .so = ulc_session_defaults()};
-    r.fx.eval.so.threads = r.fx.threads;
-    if (!(r.fx.extra = cJSON_CreateObject())) TRY(ulc_fail(&ctx, ULC_ERR_NOMEM, "out of memory"));
-    if (f.n_fed == 1) {
-        ulc_fe_models ms = {.model = m, .orig = teacher, .ref = ref, .model_path = out,
-                            .orig_path = in, .ref_path = s.reference};
-        ulc_fe_rows rows = {.path = tr.path, .x = tr.cols[0], .y = tr.label, .forget = sp.forget,
-                            .rows = tr.rows};
-        TRY(ulc_fe_extra(&ms, &r.fx.eval, f.fed[0]->name, f.out->name, f.next_token, &rows,
-                         r.fx.extra, &ctx));
-    }
+    TRY(extra_metrics(&s, &f, &tr, &sp, m, teacher, ref, &r.fx, &ctx));
 
     /* the output, then the hashes, the gates and the reports (written whatever the gates say:
      * the verdict is about them) */
     TRY(ulc_io_save_model(m, out, ofmt, NULL, &ctx));
-    if (!(r.fx.in_file = ulc_io_model_main_file(in, ifmt)) || !(r.fx.out_file = ulc_io_model_main_file(out, ofmt)))
-        TRY(ulc_fail(&ctx, ULC_ERR_NOMEM, "out of memory"));
-    TRY(ulc_sha256_file(r.fx.out_file, r.fx.out_sha, &ctx));
-    if (ofmt == ULC_IO_ONNX && teacher->had_external_data) {
-        size_t n = strlen(out) + 6;
-        if ((r.fx.ext_file = malloc(n))) snprintf(r.fx.ext_file, n, "%s.data", out);
-        if (r.fx.ext_file && ulc_path_exists(r.fx.ext_file))
-            TRY(ulc_sha256_file(r.fx.ext_file, r.fx.ext_sha, &ctx));
-        else {
-            free(r.fx.ext_file);
-            r.fx.ext_file = NULL;
-        }
-    }
-    TRY(ulc_sha256_file(r.fx.in_file, r.fx.in_sha, &ctx));
-    TRY(ulc_sha256_file(spec_path, r.fx.spec_sha, &ctx));
-    if (s.reference) {
-        if (!(r.fx.ref_file = ulc_io_model_main_file(s.reference, ulc_io_input_format(s.reference))))
-            TRY(ulc_fail(&ctx, ULC_ERR_NOMEM, "out of memory"));
-        TRY(ulc_sha256_file(r.fx.ref_file, r.fx.ref_sha, &ctx));
-    }
-    TRY(ulc_sha256_file(tr.path, tr.sha, &ctx));
-    if (s.test) TRY(ulc_sha256_file(te.path, te.sha, &ctx));
-    if (s.indices_file) TRY(ulc_sha256_file(s.indices_file, r.fx.idx_sha, &ctx));
+    TRY(hash_files(&s, in, ifmt, out, ofmt, teacher, &tr, s.test ? &te : NULL, &r.fx, &ctx));
     r.fx.wall = now_s() - t0;
     r.fx.method = s.method_name;
     r.fx.reference = s.reference;
@@ -490,23 +574,7 @@ int ulc_cli_forget(int argc, char **argv) {
     if (!(r.fx.hyper = hyperparameters(&s, &f, r.modules, r.n_modules)) ||
         !(report_obj = ulc_forget_report_json(&r.fx)))
         TRY(ulc_fail(&ctx, ULC_ERR_NOMEM, "out of memory (report)"));
-    TRY(ulc_report_gates(report_obj, &s.gates, &gates_failed, &gate_msgs, &ctx));
-    for (int q = 0; q < n_reports; q++) {
-        free(report_text_s);
-        if (!(report_text_s = ulc_report_render(report_obj, ulc_report_format_of(reports[q]))))
-            TRY(ulc_fail(&ctx, ULC_ERR_NOMEM, "out of memory (report %s)", reports[q]));
-        TRY(ulc_outfile_write(rep[q], report_text_s, strlen(report_text_s), &ctx));
-        ulc_outfile *c = rep[q];
-        rep[q] = NULL;
-        TRY(ulc_outfile_commit(c, &ctx));
-    }
-    ulc_forget_print_table(stdout, &r.fx);
-    for (const cJSON *g = cJSON_GetObjectItemCaseSensitive(report_obj, "gates")->child; g;
-         g = g->next)
-        printf("gate %s: %s (%.4g <= %g)\n", cJSON_GetObjectItemCaseSensitive(g, "name")->valuestring,
-               cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(g, "passed")) ? "passed" : "FAILED",
-               cJSON_GetObjectItemCaseSensitive(g, "value")->valuedouble,
-               cJSON_GetObjectItemCaseSensitive(g, "threshold")->valuedouble);
+    TRY(write_reports(report_obj, &s, &args, rep, &r.fx, &gates_failed, &gate_msgs, &ctx));
     for (int q = 0; q < n_reports; q++) printf("report: %s\n", reports[q]);
     fflush(stdout);
     /* one line per failed gate, after everything is written */
@@ -520,7 +588,6 @@ int ulc_cli_forget(int argc, char **argv) {
 #undef USAGE
 done:
     for (int q = 0; q < MAX_REPORTS; q++) ulc_outfile_abort(rep[q]);
-    free(report_text_s);
     cJSON_Delete(report_obj);
     ulc_session_free(ses);
     ulc_forget_facts_clear(&r.fx);

@@ -497,6 +497,63 @@ static int eval_forget(const ev_args *a) {
     return rc;
 }
 
+/* Plain `ulc eval`'s result: accuracy, per class, the confusion matrix (JSON or text). */
+static ulc_status eval_print(int json, const char *model_path, const char *data_path, int64_t n,
+                             int64_t correct, int64_t n_classes, const int64_t *confusion,
+                             ulc_ctx *ctx) {
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "model", model_path);
+        cJSON_AddStringToObject(o, "data", data_path);
+        cJSON_AddNumberToObject(o, "n", (double)n);
+        cJSON_AddNumberToObject(o, "correct", (double)correct);
+        cJSON_AddNumberToObject(o, "accuracy", n ? (double)correct / (double)n : 0.0);
+        cJSON *pc = cJSON_AddArrayToObject(o, "per_class");
+        cJSON *cm = cJSON_AddArrayToObject(o, "confusion");
+        for (int64_t c = 0; c < n_classes; c++) {
+            int64_t cn = 0;
+            cJSON *row = cJSON_CreateArray();
+            for (int64_t p = 0; p < n_classes; p++) {
+                cn += confusion[c * n_classes + p];
+                cJSON_AddItemToArray(row, cJSON_CreateNumber((double)confusion[c * n_classes + p]));
+            }
+            cJSON_AddItemToArray(cm, row);
+            int64_t cc = confusion[c * n_classes + c];
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddNumberToObject(e, "class", (double)c);
+            cJSON_AddNumberToObject(e, "n", (double)cn);
+            cJSON_AddNumberToObject(e, "correct", (double)cc);
+            if (cn) cJSON_AddNumberToObject(e, "accuracy", (double)cc / (double)cn);
+            else cJSON_AddNullToObject(e, "accuracy"); /* a class with no samples has none */
+            cJSON_AddItemToArray(pc, e);
+        }
+        ulc_status ps = print_json(o, ctx);
+        cJSON_Delete(o);
+        return ps;
+    } else {
+        printf("%s on %s: accuracy %.4f (%lld/%lld)\n\n", model_path, data_path,
+               n ? (double)correct / (double)n : 0.0, (long long)correct, (long long)n);
+        printf("class        n  correct  accuracy\n");
+        for (int64_t c = 0; c < n_classes; c++) {
+            int64_t cn = 0;
+            for (int64_t p = 0; p < n_classes; p++) cn += confusion[c * n_classes + p];
+            int64_t cc = confusion[c * n_classes + c];
+            if (cn) printf("%5lld %8lld %8lld    %.4f\n", (long long)c, (long long)cn, (long long)cc,
+                           (double)cc / (double)cn);
+            else printf("%5lld %8lld %8lld         -\n", (long long)c, 0LL, 0LL);
+        }
+        printf("\nconfusion matrix (rows: label, columns: predicted)\n     ");
+        for (int64_t p = 0; p < n_classes; p++) printf(" %5lld", (long long)p);
+        printf("\n");
+        for (int64_t c = 0; c < n_classes; c++) {
+            printf("%5lld", (long long)c);
+            for (int64_t p = 0; p < n_classes; p++) printf(" %5lld", (long long)confusion[c * n_classes + p]);
+            printf("\n");
+        }
+    }
+    return ULC_OK;
+}
+
 int ulc_cli_eval(int argc, char **argv) {
     const char *model_path = NULL, *data_path = NULL, *in_name = NULL, *out_name = NULL;
     ulc_session_opts so = ulc_session_defaults();
@@ -632,56 +689,8 @@ int ulc_cli_eval(int argc, char **argv) {
         goto fail;
     }
     int64_t n_classes = acc.n_classes, correct = acc.correct;
-    if (json) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "model", model_path);
-        cJSON_AddStringToObject(o, "data", data_path);
-        cJSON_AddNumberToObject(o, "n", (double)n);
-        cJSON_AddNumberToObject(o, "correct", (double)correct);
-        cJSON_AddNumberToObject(o, "accuracy", n ? (double)correct / (double)n : 0.0);
-        cJSON *pc = cJSON_AddArrayToObject(o, "per_class");
-        cJSON *cm = cJSON_AddArrayToObject(o, "confusion");
-        for (int64_t c = 0; c < n_classes; c++) {
-            int64_t cn = 0;
-            cJSON *row = cJSON_CreateArray();
-            for (int64_t p = 0; p < n_classes; p++) {
-                cn += confusion[c * n_classes + p];
-                cJSON_AddItemToArray(row, cJSON_CreateNumber((double)confusion[c * n_classes + p]));
-            }
-            cJSON_AddItemToArray(cm, row);
-            int64_t cc = confusion[c * n_classes + c];
-            cJSON *e = cJSON_CreateObject();
-            cJSON_AddNumberToObject(e, "class", (double)c);
-            cJSON_AddNumberToObject(e, "n", (double)cn);
-            cJSON_AddNumberToObject(e, "correct", (double)cc);
-            if (cn) cJSON_AddNumberToObject(e, "accuracy", (double)cc / (double)cn);
-            else cJSON_AddNullToObject(e, "accuracy"); /* a class with no samples has none */
-            cJSON_AddItemToArray(pc, e);
-        }
-        ulc_status ps = print_json(o, &ctx);
-        cJSON_Delete(o);
-        if (ps != ULC_OK) goto fail;
-    } else {
-        printf("%s on %s: accuracy %.4f (%lld/%lld)\n\n", model_path, data_path,
-               n ? (double)correct / (double)n : 0.0, (long long)correct, (long long)n);
-        printf("class        n  correct  accuracy\n");
-        for (int64_t c = 0; c < n_classes; c++) {
-            int64_t cn = 0;
-            for (int64_t p = 0; p < n_classes; p++) cn += confusion[c * n_classes + p];
-            int64_t cc = confusion[c * n_classes + c];
-            if (cn) printf("%5lld %8lld %8lld    %.4f\n", (long long)c, (long long)cn, (long long)cc,
-                           (double)cc / (double)cn);
-            else printf("%5lld %8lld %8lld         -\n", (long long)c, 0LL, 0LL);
-        }
-        printf("\nconfusion matrix (rows: label, columns: predicted)\n     ");
-        for (int64_t p = 0; p < n_classes; p++) printf(" %5lld", (long long)p);
-        printf("\n");
-        for (int64_t c = 0; c < n_classes; c++) {
-            printf("%5lld", (long long)c);
-            for (int64_t p = 0; p < n_classes; p++) printf(" %5lld", (long long)confusion[c * n_classes + p]);
-            printf("\n");
-        }
-    }
+    if (eval_print(json, model_path, data_path, n, correct, n_classes, confusion, &ctx) != ULC_OK)
+        goto fail;
     goto done;
 fail:
     rc = ulc_cli_report(&ctx);

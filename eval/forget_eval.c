@@ -20,19 +20,19 @@ static size_t row_bytes(const ulc_tensor *x) {
     return x->dims[0] ? x->nbytes / (size_t)x->dims[0] : 0;
 }
 
-/* Binds rows idx[0..n) (or b0.. when idx is NULL) of x, copied into buf, as the input. */
-static ulc_status bind_rows(ulc_session *s, const char *in_name, const ulc_tensor *x,
-                            const char *xpath, const int64_t *idx, int64_t b0, int64_t n,
-                            uint8_t *buf, ulc_ctx *ctx) {
-    size_t row = row_bytes(x);
-    for (int64_t r = 0; r < n; r++)
-        memcpy(buf + (size_t)r * row, (const uint8_t *)x->data + row * (size_t)(idx ? idx[r] : b0 + r), row);
-    ulc_rt_tensor rt;
-    ULC_TRY(ulc_rt_tensor_view(x, xpath, &rt, ctx));
-    rt.dims[0] = n;
-    rt.data = buf;
-    rt.nbytes = row * (size_t)n;
-    return ulc_session_set_input(s, in_name, &rt, ctx);
+/* ulc_rows_logits's message for an output that is not float32 [rows, classes]. */
+typedef struct logits_what {
+    const char *mpath, *out_name;
+} logits_what;
+
+static ulc_status bad_logits(void *arg, const ulc_rt_tensor *o, int64_t rows, int64_t classes,
+                             ulc_ctx *ctx) {
+    const logits_what *w = arg;
+    char sh[128], want[32] = "classes";
+    if (classes > 0) snprintf(want, sizeof want, "%lld", (long long)classes);
+    return ulc_fail(ctx, ULC_ERR_INVALID, "%s: output '%s' is %s for %lld rows; the unlearning "
+                    "metrics need float32 class scores [N, %s]", w->mpath, w->out_name,
+                    o ? ulc_rt_shape_str(o, sh, sizeof sh) : "missing", (long long)rows, want);
 }
 
 ulc_status ulc_fe_logits(const ulc_model *m, const char *mpath, const ulc_session_opts *so,
@@ -40,42 +40,16 @@ ulc_status ulc_fe_logits(const ulc_model *m, const char *mpath, const ulc_sessio
                          const char *xpath, const int64_t *idx, int64_t n, int64_t *classes,
                          float **z, ulc_ctx *ctx) {
     ulc_session *s = NULL;
-    uint8_t *buf = malloc(row_bytes(x) * ULC_FE_BATCH + 1);
+    ulc_rows r = {.names = {in_name}, .cols = {x}, .n_feeds = 1, .file = xpath, .idx = idx, .n = n};
+    logits_what w = {mpath, out_name};
+    int64_t at = -1;
     *z = NULL;
-    ulc_status st = buf ? ulc_session_create(m, so, &s, ctx) : nomem(ctx, "scores");
-    for (int64_t b0 = 0; st == ULC_OK && b0 < n; b0 += ULC_FE_BATCH) {
-        int64_t bn = n - b0 < ULC_FE_BATCH ? n - b0 : ULC_FE_BATCH;
-        if ((st = bind_rows(s, in_name, x, xpath, idx ? idx + b0 : NULL, b0, bn, buf, ctx)) != ULC_OK ||
-            (st = ulc_session_run(s, ctx)) != ULC_OK) {
-            st = ulc_fail(ctx, st, "%s on %s: the batch at row %lld", mpath, xpath, (long long)b0);
-            break;
-        }
-        const ulc_rt_tensor *o = ulc_session_output(s, out_name);
-        if (!o || o->dtype != ULC_DT_F32 || o->rank != 2 || o->dims[0] != bn || o->dims[1] < 1 ||
-            (*classes > 0 && o->dims[1] != *classes)) {
-            char sh[128], want[32] = "classes";
-            if (*classes > 0) snprintf(want, sizeof want, "%lld", (long long)*classes);
-            st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: output '%s' is %s for %lld rows; the unlearning "
-                          "metrics need float32 class scores [N, %s]", mpath, out_name,
-                          o ? ulc_rt_shape_str(o, sh, sizeof sh) : "missing", (long long)bn, want);
-            break;
-        }
-        if (!*z) {
-            *classes = o->dims[1];
-            if (!(*z = malloc((size_t)(n * *classes) * sizeof **z + 1))) {
-                st = nomem(ctx, "scores");
-                break;
-            }
-        }
-        memcpy(*z + b0 * *classes, o->data, (size_t)(bn * *classes) * sizeof **z);
-    }
+    ulc_status st = ulc_session_create(m, so, &s, ctx);
+    if (st == ULC_OK) st = ulc_rows_logits(s, &r, out_name, bad_logits, &w, classes, z, &at, ctx);
+    if (st != ULC_OK && at >= 0)
+        st = ulc_fail(ctx, st, "%s on %s: the batch at row %lld", mpath, xpath, (long long)at);
     if (st == ULC_OK && !*z) st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: no rows", xpath);
-    if (st != ULC_OK) {
-        free(*z);
-        *z = NULL;
-    }
     ulc_session_free(s);
-    free(buf);
     return st;
 }
 
@@ -93,14 +67,44 @@ static int layer_names(const ulc_model *m, const char **names, int cap) {
     return n;
 }
 
-/* Runs a shallow clone of m with the layers as outputs on rows idx[0..n) of d; feats[k] gets
- * layer k's [n, dim[k]] values (malloc'd). dim[k] >= 0 on entry must match. */
+/* What run_layers collects per batch. */
+typedef struct layers_arg {
+    const char *mpath;
+    const char **names;
+    int nl;
+    int64_t n;      /* rows in all */
+    float **feats;  /* [nl] -> [n, dim[k]] */
+    int64_t *dim;
+} layers_arg;
+
+static ulc_status layers_batch(void *arg, ulc_session *s, int64_t r0, int64_t rn, ulc_ctx *ctx) {
+    layers_arg *a = arg;
+    for (int k = 0; k < a->nl; k++) {
+        const ulc_rt_tensor *o = ulc_session_output(s, a->names[k]);
+        if (!o || o->dtype != ULC_DT_F32 || o->rank < 1 || o->dims[0] != rn)
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: layer output '%s' is not float32 [%lld, ...]",
+                            a->mpath, a->names[k], (long long)rn);
+        int64_t per = (int64_t)(o->nbytes / sizeof(float)) / rn;
+        if (a->dim[k] >= 0 && a->dim[k] != per)
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: layer output '%s' has %lld values per row; "
+                            "the original's has %lld", a->mpath, a->names[k], (long long)per,
+                            (long long)a->dim[k]);
+        a->dim[k] = per;
+        if (!a->feats[k] && !(a->feats[k] = malloc((size_t)(a->n * per) * sizeof(float) + 1)))
+            return nomem(ctx, "features");
+        memcpy(a->feats[k] + r0 * per, o->data, (size_t)(rn * per) * sizeof(float));
+    }
+    return ULC_OK;
+}
+
+/* Runs a shallow clone of m with the layers as outputs on rows idx[0..n) of d (in one run unless
+ * their inputs exceed ULC_ROWS_BYTES); feats[k] gets layer k's [n, dim[k]] values (malloc'd).
+ * dim[k] >= 0 on entry must match. */
 static ulc_status run_layers(const ulc_model *m, const char *mpath, const ulc_session_opts *so,
                              const char *in_name, const ulc_fe_rows *d, const int64_t *idx, int64_t n,
                              const char **names, int nl, float **feats, int64_t *dim, ulc_ctx *ctx) {
     ulc_model *c = NULL;
     ulc_session *s = NULL;
-    uint8_t *buf = NULL;
     ulc_status st = ulc_model_clone_shallow(m, &c, ctx);
     for (int k = 0; st == ULC_OK && k < nl; k++) {
         ulc_value *v = ulc_graph_get_value(c->graph, names[k]);
@@ -114,31 +118,14 @@ static ulc_status run_layers(const ulc_model *m, const char *mpath, const ulc_se
             if (ulc_ptrvec_push(&c->graph->outputs, v) != 0) st = nomem(ctx, "features");
         }
     }
-    if (st == ULC_OK && !(buf = malloc(row_bytes(d->x) * (size_t)n + 1))) st = nomem(ctx, "features");
+    ulc_rows r = {.names = {in_name}, .cols = {d->x}, .n_feeds = 1, .file = d->path, .idx = idx,
+                  .n = n, .max_rows = n};
+    layers_arg a = {.mpath = mpath, .names = names, .nl = nl, .n = n, .feats = feats, .dim = dim};
     if (st == ULC_OK) st = ulc_session_create(c, so, &s, ctx);
-    if (st == ULC_OK) st = bind_rows(s, in_name, d->x, d->path, idx, 0, n, buf, ctx);
-    if (st == ULC_OK) st = ulc_session_run(s, ctx);
-    for (int k = 0; st == ULC_OK && k < nl; k++) {
-        const ulc_rt_tensor *o = ulc_session_output(s, names[k]);
-        if (!o || o->dtype != ULC_DT_F32 || o->rank < 1 || o->dims[0] != n) {
-            st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: layer output '%s' is not float32 [%lld, ...]",
-                          mpath, names[k], (long long)n);
-            break;
-        }
-        int64_t per = (int64_t)(o->nbytes / sizeof(float)) / n;
-        if (dim[k] >= 0 && dim[k] != per) {
-            st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: layer output '%s' has %lld values per row; the "
-                          "original's has %lld", mpath, names[k], (long long)per, (long long)dim[k]);
-            break;
-        }
-        dim[k] = per;
-        if (!(feats[k] = malloc(o->nbytes + 1))) st = nomem(ctx, "features");
-        else memcpy(feats[k], o->data, o->nbytes);
-    }
+    if (st == ULC_OK) st = ulc_rows_run(s, &r, layers_batch, &a, NULL, ctx);
     if (st != ULC_OK) st = ulc_fail(ctx, st, "%s: layer features", mpath);
     ulc_session_free(s);
     ulc_model_free(c);
-    free(buf);
     return st;
 }
 
@@ -361,4 +348,46 @@ ulc_status ulc_fe_relearn(const ulc_model *model, const char *mpath, const ulc_s
     ulc_model_free(em);
     ulc_model_free(rm);
     return st;
+}
+
+/* ---- activation distance, and the report's composition ------------------------------------- */
+
+ulc_status ulc_fe_activation_distance(const ulc_fe_models *ms, const ulc_session_opts *so,
+                                      const char *in_name, const char *out_name,
+                                      const ulc_fe_rows *d, cJSON *into, ulc_ctx *ctx) {
+    int64_t nf = 0, C = 0;
+    for (int64_t i = 0; i < d->rows; i++) nf += d->forget[i] != 0;
+    int64_t *idx = malloc(((size_t)nf + 1) * sizeof *idx);
+    float *z[3] = {NULL, NULL, NULL}; /* model, original, reference */
+    const ulc_model *m[3] = {ms->model, ms->orig, ms->ref};
+    const char *paths[3] = {ms->model_path, ms->orig_path, ms->ref_path};
+    ulc_status st = idx ? ULC_OK : nomem(ctx, "activation distance");
+    for (int64_t i = 0, k = 0; st == ULC_OK && i < d->rows; i++)
+        if (d->forget[i]) idx[k++] = i;
+    for (int k = 0; st == ULC_OK && k < 3; k++)
+        if (m[k])
+            st = ulc_fe_logits(m[k], paths[k], so, in_name, out_name, d->x, d->path, idx, nf, &C,
+                               &z[k], ctx);
+    if (st == ULC_OK) {
+        cJSON *o = cJSON_AddObjectToObject(into, "activation_distance");
+        cJSON_AddNumberToObject(o, "model", ulc_activation_distance(z[0], z[2], nf, C));
+        if (z[1]) cJSON_AddNumberToObject(o, "original", ulc_activation_distance(z[1], z[2], nf, C));
+    }
+    for (int k = 0; k < 3; k++) free(z[k]);
+    free(idx);
+    return st;
+}
+
+ulc_status ulc_fe_extra(const ulc_fe_models *ms, const ulc_fe_opts *o, const char *in_name,
+                        const char *out_name, int next_token, const ulc_fe_rows *d, cJSON *into,
+                        ulc_ctx *ctx) {
+    if (o->features && ms->orig)
+        ULC_TRY(ulc_fe_features(ms->model, ms->model_path, ms->orig, ms->orig_path, &o->so,
+                                in_name, d, into, ctx));
+    if (next_token || !d->y) return ULC_OK;
+    if (o->relearn_steps > 0)
+        ULC_TRY(ulc_fe_relearn(ms->model, ms->model_path, &o->so, in_name, out_name, d,
+                               o->relearn_steps, o->relearn_lr, o->seed, into, ctx));
+    if (!ms->ref || !ms->orig) return ULC_OK;
+    return ulc_fe_activation_distance(ms, &o->so, in_name, out_name, d, into, ctx);
 }

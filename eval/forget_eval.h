@@ -23,7 +23,6 @@
 #include "ir/graph.h"
 #include "runtime/runtime.h"
 
-#define ULC_FE_BATCH 64      /* rows per run when scoring */
 #define ULC_FE_FEAT_ROWS 256 /* Df and Dr rows each for feature distance and CKA */
 #define ULC_FE_MAX_LAYERS 512
 #define ULC_FE_RELEARN_LR 1e-3 /* the relearning probe's default SGD learning rate */
@@ -38,7 +37,7 @@ typedef struct ulc_fe_rows {
 } ulc_fe_rows;
 
 /* Class scores [n, classes] of model m over rows idx[0..n) of x (rows 0..n when idx is NULL),
- * ULC_FE_BATCH rows per run. The output out_name must be float32 [rows, C]; *classes is set
+ * in ulc_rows_run's batches (runtime/runtime.h). The output out_name must be float32 [rows, C]; *classes is set
  * (or, when > 0 on entry, must match). *z is malloc'd. */
 ulc_status ulc_fe_logits(const ulc_model *m, const char *mpath, const ulc_session_opts *so,
                          const char *in_name, const char *out_name, const ulc_tensor *x,
@@ -61,5 +60,34 @@ ulc_status ulc_fe_features(const ulc_model *model, const char *mpath, const ulc_
 ulc_status ulc_fe_relearn(const ulc_model *model, const char *mpath, const ulc_session_opts *so,
                           const char *in_name, const char *out_name, const ulc_fe_rows *d,
                           long steps, double lr, uint64_t seed, cJSON *into, ulc_ctx *ctx);
+
+/* The models compared: model (the unlearned one), orig (the original, or NULL), ref (a
+ * reference, e.g. retrained without Df, or NULL), each with its path for messages. */
+typedef struct ulc_fe_models {
+    const ulc_model *model, *orig, *ref;
+    const char *model_path, *orig_path, *ref_path;
+} ulc_fe_models;
+
+/* Adds "activation_distance": {"model", "original" (with orig)} to into: the mean L2 distance
+ * of the softmax outputs of model (and orig) to ref's on the Df rows (docs/metrics.md). */
+ulc_status ulc_fe_activation_distance(const ulc_fe_models *ms, const ulc_session_opts *so,
+                                      const char *in_name, const char *out_name,
+                                      const ulc_fe_rows *d, cJSON *into, ulc_ctx *ctx);
+
+/* What ulc_fe_extra computes beyond accuracy and the attacks (the spec's "eval" key). */
+typedef struct ulc_fe_opts {
+    int features;         /* per-layer feature distance and CKA of model against orig */
+    long relearn_steps;   /* the relearning probe's steps (0: no probe) */
+    double relearn_lr;    /* its SGD learning rate */
+    uint64_t seed;        /* its batch order */
+    ulc_session_opts so;  /* sessions for every model run */
+} ulc_fe_opts;
+
+/* The main report's extra metrics, in its order: "features" (o->features; needs orig), then for
+ * classifiers with labels (next_token 0, d->y set) "relearn" (o->relearn_steps > 0) and
+ * "activation_distance" (with ms->ref; needs orig). */
+ulc_status ulc_fe_extra(const ulc_fe_models *ms, const ulc_fe_opts *o, const char *in_name,
+                        const char *out_name, int next_token, const ulc_fe_rows *d, cJSON *into,
+                        ulc_ctx *ctx);
 
 #endif

@@ -95,6 +95,15 @@ static int main_col(const ulc_dataset *d, const char *input) {
     return c >= 0 ? c : ulc_dataset_find(d, "input_ids");
 }
 
+/* ulc_rows_logits's message for a teacher output (arg: its name) that is not float32 [rows,
+ * classes]. */
+static ulc_status teacher_bad_output(void *arg, const ulc_rt_tensor *o, int64_t rows,
+                                     int64_t classes, ulc_ctx *ctx) {
+    (void)o, (void)rows, (void)classes;
+    return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "teacher: output '%s' is not [batch, classes] "
+                    "float32 logits", (const char *)arg);
+}
+
 ulc_status ulc_teacher_logits(const ulc_model *teacher, const ulc_dataset *data,
                               const uint8_t *forget, const char *input, const char *output,
                               int threads, float **logits, int64_t *n, int64_t *classes,
@@ -117,49 +126,25 @@ ulc_status ulc_teacher_logits(const ulc_model *teacher, const ulc_dataset *data,
         return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "teacher: no input/output to read, or no "
                         "'input' column in %s", data->path ? data->path : "the data");
     const ulc_tensor *x = data->cols[col];
-    size_t row = x->nbytes / (size_t)data->n_rows;
     int64_t nf = 0;
     for (int64_t i = 0; i < data->n_rows; i++) nf += forget[i] != 0;
+    int64_t *idx = malloc(((size_t)nf + 1) * sizeof *idx);
+    if (!idx) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    for (int64_t i = 0, k = 0; i < data->n_rows; i++)
+        if (forget[i]) idx[k++] = i;
     ulc_session_opts so = ulc_session_defaults();
     so.threads = threads;
     ulc_session *s = NULL;
-    ULC_TRY(ulc_session_create(teacher, &so, &s, ctx));
-    enum { B = 256 };
-    uint8_t *buf = malloc(row * B + 1);
+    ulc_rows r = {.names = {in->name}, .cols = {x}, .n_feeds = 1, .file = data->path, .idx = idx,
+                  .n = nf};
     float *res = NULL;
-    ulc_status st = buf ? ULC_OK : ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-    int64_t done = 0, i = 0, C = 0;
-    while (st == ULC_OK && done < nf) {
-        int64_t k = 0;
-        for (; i < data->n_rows && k < B; i++)
-            if (forget[i]) memcpy(buf + (size_t)k++ * row, (const uint8_t *)x->data + (size_t)i * row, row);
-        ulc_rt_tensor t = {.dtype = x->dtype, .rank = x->rank, .data = buf, .nbytes = (size_t)k * row};
-        for (int d = 0; d < x->rank; d++) t.dims[d] = d ? x->dims[d] : k;
-        if ((st = ulc_session_set_input(s, in->name, &t, ctx)) != ULC_OK ||
-            (st = ulc_session_run(s, ctx)) != ULC_OK)
-            break;
-        const ulc_rt_tensor *z = ulc_session_output(s, out->name);
-        if (!z || z->dtype != ULC_DT_F32 || z->rank != 2 || z->dims[0] != k) {
-            st = ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "teacher: output '%s' is not [batch, classes] "
-                          "float32 logits", out->name);
-            break;
-        }
-        if (!res) {
-            C = z->dims[1];
-            if (!(res = malloc((size_t)(nf * C) * sizeof *res + 1))) {
-                st = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (teacher logits)");
-                break;
-            }
-        }
-        memcpy(res + done * C, z->data, (size_t)(k * C) * sizeof *res);
-        done += k;
-    }
-    free(buf);
+    int64_t C = 0;
+    ulc_status st = ulc_session_create(teacher, &so, &s, ctx);
+    if (st == ULC_OK)
+        st = ulc_rows_logits(s, &r, out->name, teacher_bad_output, (void *)out->name, &C, &res, NULL, ctx);
+    free(idx);
     ulc_session_free(s);
-    if (st != ULC_OK) {
-        free(res);
-        return st;
-    }
+    ULC_TRY(st);
     *logits = res;
     *n = nf;
     *classes = C;

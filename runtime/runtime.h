@@ -127,4 +127,56 @@ int ulc_backend_supports(const char *backend, const ulc_node *n, char *why, size
 /* The ops a backend claims, as a NULL-terminated list of op names. */
 const char *const *ulc_backend_ops(const char *backend);
 
+/* ---- rows: a model over the rows of data columns, in batches ------------------------------- */
+
+/* Rows per run: at most ULC_ROWS_BATCH (or the caller's max_rows), fewer when the inputs of that
+ * many rows would take more than ULC_ROWS_BYTES (at least one row per run). */
+#define ULC_ROWS_BATCH 256
+#define ULC_ROWS_BYTES (64u << 20)
+#define ULC_ROWS_MAX_FEEDS 16
+
+/* The rows to run: columns [N, ...] (row i at data + i * row bytes; any alignment: rows are
+ * copied into aligned batch buffers) feeding the named graph inputs. */
+typedef struct ulc_rows {
+    const char *names[ULC_ROWS_MAX_FEEDS];      /* graph inputs fed */
+    const ulc_tensor *cols[ULC_ROWS_MAX_FEEDS]; /* the column each reads */
+    int n_feeds;
+    const char *file;   /* the columns' file, for messages */
+    const int64_t *idx; /* the rows: idx[0..n), or rows 0..n when NULL */
+    int64_t n;
+    int64_t max_rows;   /* rows per run at most; 0: ULC_ROWS_BATCH */
+} ulc_rows;
+
+/* The rows per run ulc_rows_run uses for r. */
+int64_t ulc_rows_batch(const ulc_rows *r);
+
+/* Called after each run with the batch's position in the rows: r->idx[r0..r0+rn) (or rows
+ * r0..r0+rn); the outputs are the session's (ulc_session_output). */
+typedef ulc_status (*ulc_rows_fn)(void *arg, ulc_session *s, int64_t r0, int64_t rn,
+                                  ulc_ctx *ctx);
+
+/*
+ * Runs s over the rows, ulc_rows_batch(r) rows per run, and hands each batch to fn (may be NULL).
+ * When binding or running a batch fails, *failed_at (may be NULL) is that batch's r0 (callers
+ * name the batch in their message); otherwise -1.
+ *
+ *     ulc_rows r = {.names = {"input"}, .cols = {x}, .n_feeds = 1, .file = "d.safetensors",
+ *                   .n = x->dims[0]};
+ *     ulc_rows_run(s, &r, on_batch, &acc, &at, ctx);
+ */
+ulc_status ulc_rows_run(ulc_session *s, const ulc_rows *r, ulc_rows_fn fn, void *arg,
+                        int64_t *failed_at, ulc_ctx *ctx);
+
+/* Makes the message for a batch output o (NULL: missing) that is not float32 [rows, classes]
+ * (classes > 0: the count earlier batches had). Returns the failure. */
+typedef ulc_status (*ulc_rows_check_fn)(void *arg, const ulc_rt_tensor *o, int64_t rows,
+                                        int64_t classes, ulc_ctx *ctx);
+
+/* ulc_rows_run collecting output `out`, float32 [rows, C] for every batch (C the same), into
+ * *z ([r->n, C], malloc'd; NULL on failure or without rows); *classes gets C (> 0 on entry: must
+ * match). A batch output of another shape fails with check's message (NULL: a generic one). */
+ulc_status ulc_rows_logits(ulc_session *s, const ulc_rows *r, const char *out,
+                           ulc_rows_check_fn check, void *check_arg, int64_t *classes, float **z,
+                           int64_t *failed_at, ulc_ctx *ctx);
+
 #endif

@@ -20,6 +20,7 @@
  */
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,12 +49,10 @@
 #include "io/model.h"
 #include "tools/cli.h"
 #include "tools/forget.h"
-#include "eval/metrics.h"
+#include "eval/forget_report.h"
 #include "eval/report.h"
+#include "eval/score.h"
 
-#define EVAL_BATCH 256     /* rows per run when scoring a model ... */
-#define EVAL_BYTES (64u << 20) /* ... unless their inputs would take more than this */
-#define ULC_IO_MAX_FED 16  /* graph inputs a model may need fed (input_ids, attention_mask, ...) */
 #define MAX_REPORTS 8      /* --report given this many times at most */
 
 static volatile sig_atomic_t g_stop;
@@ -68,383 +67,6 @@ static double now_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* ---- data and the model's interface -------------------------------------------------------- */
-
-static int64_t eval_batch(const ulc_iface *f, const ulc_data *df) {
-    size_t row = 0;
-    for (int k = 0; k < f->n_fed && df->rows; k++) row += df->cols[k]->nbytes / (size_t)df->rows;
-    int64_t b = row ? (int64_t)(EVAL_BYTES / row) : EVAL_BATCH;
-    return b < 1 ? 1 : b > EVAL_BATCH ? EVAL_BATCH : b;
-}
-
-/* Rows [b0, b0 + bn) of every fed column copied into bufs (malloc'd on first use for cap rows:
- * the mapped file's bytes may be unaligned) and bound to the session. */
-static ulc_status bind_rows(ulc_session *s, const ulc_iface *f, const ulc_data *df, int64_t b0,
-                            int64_t bn, int64_t cap, uint8_t **bufs, ulc_ctx *ctx) {
-    for (int k = 0; k < f->n_fed; k++) {
-        const ulc_tensor *t = df->cols[k];
-        size_t row = df->rows ? t->nbytes / (size_t)df->rows : 0;
-        if (!bufs[k] && !(bufs[k] = malloc(row * (size_t)cap + 1)))
-            return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (evaluation batch)");
-        memcpy(bufs[k], (const uint8_t *)t->data + row * (size_t)b0, row * (size_t)bn);
-        ulc_rt_tensor rt = {.dtype = t->dtype, .rank = t->rank, .data = bufs[k],
-                            .nbytes = row * (size_t)bn};
-        for (int d = 0; d < t->rank; d++) rt.dims[d] = t->dims[d];
-        rt.dims[0] = bn;
-        ULC_TRY(ulc_session_set_input(s, f->fed[k]->name, &rt, ctx));
-    }
-    return ULC_OK;
-}
-
-
-/* Per-row scores of a model over a data file: pred[i] is how many predictions row i makes (1 for
- * a classifier; for a text model, its next-token positions whose next token is not masked out)
- * and ok[i] how many of them are right (the first maximum is the prediction, as argmax). */
-typedef struct row_scores {
-    int32_t *pred, *ok;
-    double *entropy;    /* classifiers: the softmax entropy of each row (MIA's feature) */
-    double *conf;       /* classifiers: the softmax probability of the row's label (the SVM MIA's) */
-} row_scores;
-
-static void row_scores_clear(row_scores *r) {
-    free(r->pred);
-    free(r->ok);
-    free(r->entropy);
-    free(r->conf);
-    r->pred = r->ok = NULL;
-    r->entropy = NULL;
-}
-
-static int64_t argmax_f32(const float *x, int64_t n) {
-    int64_t best = 0;
-    float bv = -INFINITY;
-    for (int64_t c = 0; c < n; c++)
-        if (x[c] > bv) { /* NaN never wins */
-            bv = x[c];
-            best = c;
-        }
-    return best;
-}
-
-static int mask_at(const ulc_tensor *m, int64_t i) {
-    if (m->dtype == ULC_DT_I64) {
-        int64_t v;
-        memcpy(&v, (const uint8_t *)m->data + 8 * (size_t)i, 8);
-        return v != 0;
-    }
-    float v;
-    memcpy(&v, (const uint8_t *)m->data + 4 * (size_t)i, 4);
-    return v != 0;
-}
-
-/* The output's kind, from a run over one row (probe): class scores [1, C], or next-token logits
- * [1, T, V] when the main input is int64 token ids. Sets f->classes and f->next_token. */
-static ulc_status probe_output(ulc_session *s, const char *in_path, ulc_iface *f, const ulc_data *df,
-                               ulc_ctx *ctx) {
-    uint8_t *bufs[ULC_IO_MAX_FED] = {0};
-    ulc_status st = df->rows ? bind_rows(s, f, df, 0, 1, 1, bufs, ctx)
-                             : ulc_fail(ctx, ULC_ERR_INVALID, "%s (%s): the data has no rows",
-                                        df->path, df->key);
-    if (st == ULC_OK) st = ulc_session_run(s, ctx);
-    for (int k = 0; k < f->n_fed; k++) free(bufs[k]);
-    if (st != ULC_OK)
-        return ulc_fail(ctx, st, "%s: running the model on row 0 of %s", in_path, df->path);
-    const ulc_rt_tensor *o = ulc_session_output(s, f->out->name);
-    char sh[160];
-    if (o && o->dtype == ULC_DT_F32 && o->dims[0] == 1 && o->rank == 2 && o->dims[1] >= 1) {
-        f->classes = o->dims[1];
-        return ULC_OK;
-    }
-    const ulc_tensor *x = df->cols[0];
-    if (o && o->dtype == ULC_DT_F32 && o->dims[0] == 1 && o->rank == 3 && o->dims[2] >= 1 &&
-        x->dtype == ULC_DT_I64 && x->rank == 2 && o->dims[1] == x->dims[1]) {
-        f->classes = o->dims[2];
-        f->next_token = 1;
-        return ULC_OK;
-    }
-    return ulc_fail(ctx, ULC_ERR_INVALID, "%s: output '%s' is %s for one row; forget needs float32 "
-                    "class scores [N, classes] (or next-token logits [N, T, vocab] for a model "
-                    "fed token ids [N, T])", in_path, f->out->name,
-                    o ? ulc_rt_shape_str(o, sh, sizeof sh) : "missing");
-}
-
-/* Scores every row of df with the model in session s, eval_batch() rows per run. */
-static ulc_status score_rows(ulc_session *s, const char *model_name, const ulc_iface *f,
-                             const ulc_data *df, row_scores *rs, ulc_ctx *ctx) {
-    uint8_t *bufs[ULC_IO_MAX_FED] = {0};
-    ulc_status st = ULC_OK;
-    size_t n = (size_t)df->rows;
-    rs->pred = calloc(n + 1, sizeof *rs->pred);
-    rs->ok = calloc(n + 1, sizeof *rs->ok);
-    rs->entropy = f->next_token ? NULL : calloc(n + 1, sizeof *rs->entropy);
-    rs->conf = f->next_token ? NULL : calloc(n + 1, sizeof *rs->conf);
-    double *p = f->next_token ? NULL : malloc((size_t)f->classes * sizeof *p);
-    if (!rs->pred || !rs->ok || (!f->next_token && (!rs->entropy || !rs->conf || !p))) {
-        free(p);
-        return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (scores)");
-    }
-    if (!f->next_token && !df->label)
-        return ulc_fail(ctx, ULC_ERR_INVALID, "%s (%s): no tensor 'label' (int64 [N]): the "
-                        "accuracy of a classifier needs labels", df->path, df->key);
-    int64_t eb = eval_batch(f, df);
-    for (int64_t b0 = 0; b0 < df->rows && st == ULC_OK; b0 += eb) {
-        int64_t bn = df->rows - b0 < eb ? df->rows - b0 : eb;
-        if ((st = bind_rows(s, f, df, b0, bn, eb, bufs, ctx)) != ULC_OK ||
-            (st = ulc_session_run(s, ctx)) != ULC_OK) {
-            st = ulc_fail(ctx, st, "%s on %s: the batch at row %lld", model_name, df->path,
-                          (long long)b0);
-            break;
-        }
-        const ulc_rt_tensor *o = ulc_session_output(s, f->out->name);
-        int64_t c = f->classes;
-        int want_rank = f->next_token ? 3 : 2;
-        if (!o || o->dtype != ULC_DT_F32 || o->rank != want_rank || o->dims[0] != bn ||
-            o->dims[o->rank - 1] != c) {
-            char sh[160];
-            st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: output '%s' is %s for %lld rows of %s "
-                          "(expected [%lld, %s%lld])", model_name, f->out->name,
-                          o ? ulc_rt_shape_str(o, sh, sizeof sh) : "missing", (long long)bn,
-                          df->path, (long long)bn, f->next_token ? "T, " : "", (long long)c);
-            break;
-        }
-        const float *z = o->data;
-        for (int64_t r = 0; r < bn && st == ULC_OK; r++) {
-            int64_t i = b0 + r;
-            if (!f->next_token) {
-                int64_t y = ulc_data_label(df, i);
-                if (y < 0 || y >= c) {
-                    st = ulc_fail(ctx, ULC_ERR_INVALID, "%s (%s): label[%lld] = %lld is outside "
-                                  "the model's %lld classes (output '%s')", df->path, df->key,
-                                  (long long)i, (long long)y, (long long)c, f->out->name);
-                    break;
-                }
-                rs->pred[i] = 1;
-                rs->ok[i] = argmax_f32(z + r * c, c) == y;
-                ulc_softmax(z + r * c, c, p);
-                rs->entropy[i] = ulc_entropy(p, c);
-                rs->conf[i] = p[y];
-                continue;
-            }
-            /* next token: logits at t predict input_ids at t + 1 */
-            const ulc_tensor *ids = df->cols[0];
-            int64_t T = ids->dims[1];
-            for (int64_t t = 0; t + 1 < T; t++) {
-                int64_t y;
-                memcpy(&y, (const uint8_t *)ids->data + 8 * (size_t)(i * T + t + 1), 8);
-                if (f->mask >= 0 && !mask_at(df->cols[f->mask], i * T + t + 1)) continue;
-                if (y < 0 || y >= c) {
-                    st = ulc_fail(ctx, ULC_ERR_INVALID, "%s (%s): input_ids[%lld, %lld] = %lld is "
-                                  "outside the model's vocabulary of %lld", df->path, df->key,
-                                  (long long)i, (long long)(t + 1), (long long)y, (long long)c);
-                    break;
-                }
-                rs->pred[i]++;
-                rs->ok[i] += argmax_f32(z + (r * T + t) * c, c) == y;
-            }
-        }
-    }
-    for (int k = 0; k < f->n_fed; k++) free(bufs[k]);
-    free(p);
-    return st;
-}
-
-/* ---- splits ---------------------------------------------------------------------------------- */
-
-enum { S_DF, S_DR, S_DFT, S_DRT, S_DT, S_COUNT };
-static const char *const k_split_name[S_COUNT] = {"Df", "Dr", "Dft", "Drt", "Dt"};
-static const char *const k_split_what[S_COUNT] = {"forget (train)", "retain (train)",
-                                                  "forget classes (test)",
-                                                  "retain classes (test)", "test"};
-
-typedef struct tally {
-    int64_t rows, pred, ok;
-} tally;
-
-static double tally_acc(const tally *t) { return t->pred ? (double)t->ok / (double)t->pred : 0; }
-
-/* Which split each row is in: train rows are Df (forget) or Dr; test rows are Dft or Drt for
- * class forgetting (by label), Dt for sample forgetting. */
-typedef struct splits {
-    uint8_t *train;          /* S_DF / S_DR per train row */
-    uint8_t *forget;         /* 1 for forget rows (what ulc_rfa_run takes) */
-    uint8_t *test;           /* S_DFT / S_DRT / S_DT per test row, or NULL */
-    int present[S_COUNT];
-    int64_t rows[S_COUNT];
-} splits;
-
-static void splits_clear(splits *sp) {
-    free(sp->train);
-    free(sp->forget);
-    free(sp->test);
-}
-
-static int is_forget_class(const spec *s, int64_t y) {
-    for (int k = 0; k < s->n_classes; k++)
-        if (s->classes[k] == y) return 1;
-    return 0;
-}
-
-/* Marks the forget rows and checks the forget set against the data and the model: classes
- * inside the model's classes and present in the train labels, indices inside the train rows,
- * a forget set that is neither empty nor everything. */
-static ulc_status make_splits(const spec *s, const ulc_iface *f, const ulc_data *tr,
-                              const ulc_data *te, splits *sp, ulc_ctx *ctx) {
-    memset(sp, 0, sizeof *sp);
-    size_t n = (size_t)tr->rows;
-    sp->train = calloc(n + 1, 1);
-    sp->forget = calloc(n + 1, 1);
-    if (!sp->train || !sp->forget) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (splits)");
-    if (s->kind == FORGET_CLASSES) {
-        if (!tr->label)
-            return ulc_fail(ctx, ULC_ERR_INVALID, "%s (data.train): no tensor 'label' (int64 [N]): "
-                            "forgetting classes needs each row's class", tr->path);
-        for (int k = 0; k < s->n_classes; k++)
-            if (!f->next_token && s->classes[k] >= f->classes)
-                return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'forget.classes': class %lld is "
-                                "outside the model's %lld classes (output '%s')", s->path,
-                                (long long)s->classes[k], (long long)f->classes, f->out->name);
-        int64_t *seen = calloc((size_t)s->n_classes + 1, sizeof *seen);
-        if (!seen) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (splits)");
-        for (int64_t i = 0; i < tr->rows; i++) {
-            int64_t y = ulc_data_label(tr, i);
-            for (int k = 0; k < s->n_classes; k++)
-                if (s->classes[k] == y) {
-                    seen[k]++;
-                    sp->forget[i] = 1;
-                }
-        }
-        for (int k = 0; k < s->n_classes; k++)
-            if (!seen[k]) {
-                long long c = (long long)s->classes[k];
-                free(seen);
-                return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'forget.classes': class %lld has no "
-                                "rows in data.train (%s)", s->path, c, tr->path);
-            }
-        free(seen);
-    } else {
-        const char *src = s->indices_file ? s->indices_file : s->path;
-        const char *key = s->indices_file ? "row indices" : "key 'forget.indices'";
-        for (int64_t k = 0; k < s->n_indices; k++) {
-            if (s->indices[k] >= tr->rows)
-                return ulc_fail(ctx, ULC_ERR_INVALID, "%s: %s: index %lld is outside data.train's "
-                                "%lld rows (0..%lld)", src, key, (long long)s->indices[k],
-                                (long long)tr->rows, (long long)tr->rows - 1);
-            sp->forget[s->indices[k]] = 1;
-        }
-    }
-    for (int64_t i = 0; i < tr->rows; i++) {
-        sp->train[i] = sp->forget[i] ? S_DF : S_DR;
-        sp->rows[sp->train[i]]++;
-    }
-    if (!sp->rows[S_DF])
-        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: the forget set is empty", s->path);
-    if (!sp->rows[S_DR])
-        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: the forget set is all %lld rows of data.train: "
-                        "nothing is left to retain", s->path, (long long)tr->rows);
-    sp->present[S_DF] = sp->present[S_DR] = 1;
-    if (!te) return ULC_OK;
-    if (!(sp->test = calloc((size_t)te->rows + 1, 1)))
-        return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (splits)");
-    if (s->kind == FORGET_CLASSES && !te->label)
-        return ulc_fail(ctx, ULC_ERR_INVALID, "%s (data.test): no tensor 'label' (int64 [N]): "
-                        "scoring forgotten classes needs each row's class", te->path);
-    for (int64_t i = 0; i < te->rows; i++) {
-        sp->test[i] = s->kind == FORGET_INDICES ? S_DT
-                      : is_forget_class(s, ulc_data_label(te, i)) ? S_DFT : S_DRT;
-        sp->rows[sp->test[i]]++;
-    }
-    if (s->kind == FORGET_INDICES) sp->present[S_DT] = 1;
-    else sp->present[S_DFT] = sp->present[S_DRT] = 1;
-    return ULC_OK;
-}
-
-/* A model's scores: per split, and for classifiers per class and per row's softmax entropy
- * ([0] train, [1] test; NULL without test data). */
-typedef struct scores {
-    tally split[S_COUNT];
-    tally *cls[2];       /* [classes] */
-    double *entropy[2];  /* [rows] */
-    double *conf[2];     /* [rows] */
-} scores;
-
-static void scores_clear(scores *sc) {
-    for (int k = 0; k < 2; k++) {
-        free(sc->cls[k]);
-        free(sc->entropy[k]);
-        free(sc->conf[k]);
-    }
-    memset(sc, 0, sizeof *sc);
-}
-
-/* Scores a model (a session over it) on every split. */
-static ulc_status score_splits(ulc_session *ses, const char *model_name, const ulc_iface *f,
-                               const ulc_data *tr, const ulc_data *te, const splits *sp,
-                               scores *out, ulc_ctx *ctx) {
-    scores_clear(out);
-    for (int which = 0; which < 2; which++) {
-        const ulc_data *df = which ? te : tr;
-        const uint8_t *split = which ? sp->test : sp->train;
-        if (!df) continue;
-        row_scores rs = {0};
-        ulc_status st = score_rows(ses, model_name, f, df, &rs, ctx);
-        tally *cls = NULL;
-        if (st == ULC_OK && !f->next_token &&
-            !(cls = out->cls[which] = calloc((size_t)f->classes, sizeof *cls)))
-            st = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (scores)");
-        for (int64_t i = 0; st == ULC_OK && i < df->rows; i++) {
-            tally *t = &out->split[split[i]];
-            t->rows++;
-            t->pred += rs.pred[i];
-            t->ok += rs.ok[i];
-            if (cls) { /* score_rows checked the label */
-                t = &cls[ulc_data_label(df, i)];
-                t->rows++;
-                t->pred += rs.pred[i];
-                t->ok += rs.ok[i];
-            }
-        }
-        out->entropy[which] = rs.entropy;
-        out->conf[which] = rs.conf;
-        rs.entropy = NULL;
-        rs.conf = NULL;
-        row_scores_clear(&rs);
-        ULC_TRY(st);
-    }
-    return ULC_OK;
-}
-
-/* The entropy MIA (tools/metrics.h, ulc_mia_logreg; docs/metrics.md): the attacker learns
- * members (Dr rows) from non-members (the test rows of the retained classes, Drt, for class
- * forgetting; every test row, Dt, for sample forgetting — as `ulc eval --forget`) by the softmax
- * entropy, and the result is the fraction of Df rows it calls members. */
-static ulc_status mia_run(const ulc_data *tr, const ulc_data *te, const splits *sp,
-                          const scores *sc, int svm, ulc_mia_result *res, ulc_ctx *ctx) {
-    double *const *feat = svm ? sc->conf : sc->entropy;
-    int64_t nm = sp->rows[S_DR], nf = sp->rows[S_DF];
-    double *mem = malloc((size_t)(nm + 1) * sizeof *mem), *tgt = malloc((size_t)(nf + 1) * sizeof *tgt);
-    double *non = malloc((size_t)(te->rows + 1) * sizeof *non);
-    if (!mem || !tgt || !non) {
-        free(mem);
-        free(tgt);
-        free(non);
-        return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (MIA)");
-    }
-    int64_t a = 0, b = 0, c = 0;
-    for (int64_t i = 0; i < tr->rows; i++) {
-        if (sp->train[i] == S_DR) mem[a++] = feat[0][i];
-        else tgt[b++] = feat[0][i];
-    }
-    for (int64_t i = 0; i < te->rows; i++)
-        if (!sp->test || sp->test[i] != S_DFT) non[c++] = feat[1][i];
-    ulc_status st = svm ? ulc_mia_svm(mem, a, non, c, tgt, b, res, ctx)
-                        : ulc_mia_logreg(mem, a, non, c, tgt, b, res, ctx);
-    free(mem);
-    free(tgt);
-    free(non);
-    if (st != ULC_OK) return ulc_fail(ctx, st, "forget: the membership-inference attack (MIA)");
-    return ULC_OK;
-}
-
 /* OUT must keep IN's interface. A difference is a ulc bug: nothing is written. */
 static ulc_status same_interface(const ulc_model *a, const ulc_model *b, ulc_ctx *ctx) {
     const char *which;
@@ -455,13 +77,6 @@ static ulc_status same_interface(const ulc_model *a, const ulc_model *b, ulc_ctx
 }
 
 /* ---- the report ------------------------------------------------------------------------------ */
-
-static cJSON *file_entry(const char *path, const char *sha) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "path", path);
-    cJSON_AddStringToObject(o, "sha256", sha);
-    return o;
-}
 
 /* A '|'-joined list back into a JSON list of strings. */
 static cJSON *str_list(const char *joined) {
@@ -478,128 +93,11 @@ static cJSON *str_list(const char *joined) {
     return a;
 }
 
-static cJSON *accuracy_obj(const splits *sp, const tally t[S_COUNT]) {
-    cJSON *o = cJSON_CreateObject();
-    for (int k = 0; k < S_COUNT; k++)
-        if (sp->present[k]) cJSON_AddNumberToObject(o, k_split_name[k], tally_acc(&t[k]));
-    return o;
-}
-
-/* What went into and came out of a run, for the report and the table. */
-typedef struct run_facts {
-    const char *in, *out;
-    char in_sha[ULC_SHA256_HEX], out_sha[ULC_SHA256_HEX], spec_sha[ULC_SHA256_HEX];
-    char ext_sha[ULC_SHA256_HEX];
-    char idx_sha[ULC_SHA256_HEX];
-    char *in_file, *out_file;   /* the hashed files (a directory's model.safetensors) */
-    char *ext_file;             /* OUT's external data file, or NULL */
-    int threads;
-    char **modules;             /* adapted module names */
-    int n_modules;
-    scores before, after;
-    int has_mia;                /* a classifier with test data: the entropy MIA was run */
-    ulc_mia_result mia_before, mia_after;      /* entropy / logistic regression */
-    ulc_mia_result svm_before, svm_after;      /* confidence / RBF SVM */
-    ulc_train_stats st;
-    double wall;
-    const char *teacher_cache;  /* delete: "hit", "stored", "unwritable"; NULL otherwise */
-    cJSON *extra;               /* "features", "relearn", "activation_distance" (extra_metrics) */
-    char *ref_file;             /* the reference's hashed file */
-    char ref_sha[ULC_SHA256_HEX];
-} run_facts;
-
-/* The report's extra metrics (the spec's "eval"; docs/metrics.md), computed by the code `ulc
- * eval --forget` uses: per-layer feature distance and CKA of OUT against IN; for classifiers,
- * the relearning probe on OUT and the activation distance of OUT and IN to the reference on Df.
- * Models with one fed input only (the others get none of these). */
-static ulc_status extra_metrics(const spec *s, const ulc_iface *f, const ulc_data *tr,
-                                const splits *sp, const ulc_model *in_m, const ulc_model *out_m,
-                                const ulc_model *ref, run_facts *r, ulc_ctx *ctx) {
-    if (!(r->extra = cJSON_CreateObject())) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-    if (f->n_fed != 1) return ULC_OK;
-    ulc_session_opts so = ulc_session_defaults();
-    so.threads = r->threads;
-    const char *in_name = f->fed[0]->name, *out_name = f->out->name;
-    ulc_fe_rows rows = {.path = tr->path, .x = tr->cols[0], .y = tr->label, .forget = sp->forget,
-                        .rows = tr->rows};
-    if (s->eval_features)
-        ULC_TRY(ulc_fe_features(out_m, r->out, in_m, r->in, &so, in_name, &rows, r->extra, ctx));
-    if (f->next_token || !tr->label) return ULC_OK;
-    if (s->relearn_steps > 0)
-        ULC_TRY(ulc_fe_relearn(out_m, r->out, &so, in_name, out_name, &rows, s->relearn_steps,
-                               s->relearn_lr, s->seed, r->extra, ctx));
-    if (!ref) return ULC_OK;
-    int64_t nf = sp->rows[S_DF], C = 0;
-    int64_t *idx = malloc(((size_t)nf + 1) * sizeof *idx);
-    float *z[3] = {NULL, NULL, NULL}; /* OUT, IN, reference */
-    const ulc_model *ms[3] = {out_m, in_m, ref};
-    const char *paths[3] = {r->out, r->in, s->reference};
-    ulc_status st = idx ? ULC_OK : ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-    for (int64_t i = 0, k = 0; st == ULC_OK && i < tr->rows; i++)
-        if (sp->forget[i]) idx[k++] = i;
-    for (int k = 0; st == ULC_OK && k < 3; k++)
-        st = ulc_fe_logits(ms[k], paths[k], &so, in_name, out_name, tr->cols[0], tr->path, idx, nf,
-                           &C, &z[k], ctx);
-    if (st == ULC_OK) {
-        cJSON *o = cJSON_AddObjectToObject(r->extra, "activation_distance");
-        cJSON_AddNumberToObject(o, "model", ulc_activation_distance(z[0], z[2], nf, C));
-        cJSON_AddNumberToObject(o, "original", ulc_activation_distance(z[1], z[2], nf, C));
-    }
-    for (int k = 0; k < 3; k++) free(z[k]);
-    free(idx);
-    return st;
-}
-
-/* The report as JSON (tools/report.c renders it as Markdown and HTML and adds the gates);
- * NULL when out of memory. */
-static cJSON *report_json(const spec *s, const ulc_data *tr, const ulc_data *te,
-                          const splits *sp, const ulc_iface *f, const run_facts *r) {
-    cJSON *o = cJSON_CreateObject();
-    if (!o) return NULL;
-    cJSON_AddStringToObject(o, "method", s->method_name);
-    if (r->teacher_cache) cJSON_AddStringToObject(o, "teacher_cache", r->teacher_cache);
-    cJSON *in = file_entry(r->in, r->in_sha);
-    if (strcmp(r->in, r->in_file) != 0) cJSON_AddStringToObject(in, "file", r->in_file);
-    cJSON_AddItemToObject(o, "input", in);
-    cJSON *out = file_entry(r->out, r->out_sha);
-    if (strcmp(r->out, r->out_file) != 0) cJSON_AddStringToObject(out, "file", r->out_file);
-    if (r->ext_file)
-        cJSON_AddItemToObject(out, "external_data", file_entry(r->ext_file, r->ext_sha));
-    cJSON_AddItemToObject(o, "output", out);
-    cJSON_AddItemToObject(o, "spec", file_entry(s->path, r->spec_sha));
-    if (s->reference) {
-        cJSON *ref = file_entry(s->reference, r->ref_sha);
-        if (strcmp(s->reference, r->ref_file) != 0) cJSON_AddStringToObject(ref, "file", r->ref_file);
-        cJSON_AddItemToObject(o, "reference", ref);
-    }
-    cJSON *data = cJSON_AddObjectToObject(o, "data");
-    for (int k = 0; k < 2; k++) {
-        const ulc_data *df = k ? te : tr;
-        if (!df) continue;
-        cJSON *e = file_entry(df->path, df->sha);
-        cJSON_AddNumberToObject(e, "rows", (double)df->rows);
-        cJSON_AddItemToObject(data, k ? "test" : "train", e);
-    }
-    cJSON *fg = cJSON_AddObjectToObject(o, "forget");
-    cJSON_AddStringToObject(fg, "kind", s->kind == FORGET_CLASSES ? "classes" : "indices");
-    if (s->kind == FORGET_CLASSES) {
-        cJSON *cl = cJSON_AddArrayToObject(fg, "classes");
-        for (int k = 0; k < s->n_classes; k++)
-            cJSON_AddItemToArray(cl, cJSON_CreateNumber((double)s->classes[k]));
-    } else {
-        cJSON_AddNumberToObject(fg, "indices", (double)s->n_indices);
-        if (s->indices_file)
-            cJSON_AddItemToObject(fg, "indices_file", file_entry(s->indices_file, r->idx_sha));
-    }
-    cJSON_AddNumberToObject(fg, "rows", (double)sp->rows[S_DF]);
-    cJSON *splits_o = cJSON_AddObjectToObject(o, "splits");
-    for (int k = 0; k < S_COUNT; k++)
-        if (sp->present[k]) {
-            cJSON *e = cJSON_AddObjectToObject(splits_o, k_split_name[k]);
-            cJSON_AddNumberToObject(e, "rows", (double)sp->rows[k]);
-            cJSON_AddNumberToObject(e, "predictions", (double)r->before.split[k].pred);
-        }
-    cJSON *hp = cJSON_AddObjectToObject(o, "hyperparameters");
+/* The report's "hyperparameters" (without "eval", which the report adds): LoRA (RFA, or a method
+ * training adapters), training, the method's own options, RFA's. */
+static cJSON *hyperparameters(const spec *s, const ulc_iface *f, char **modules, int n_modules) {
+    cJSON *hp = cJSON_CreateObject();
+    if (!hp) return NULL;
     int rfa = s->method == ULC_METHOD_RFA;
     cJSON *lo = rfa || s->unlearn.what == ULC_TRAIN_LORA ? cJSON_AddObjectToObject(hp, "lora")
                                                           : cJSON_CreateObject(); /* dropped */
@@ -610,8 +108,8 @@ static cJSON *report_json(const spec *s, const ulc_data *tr, const ulc_data *te,
     if (s->include) cJSON_AddItemToObject(lo, "include", str_list(s->include));
     if (s->lora_custom) cJSON_AddItemToObject(lo, "exclude", str_list(s->exclude));
     cJSON *mods = cJSON_AddArrayToObject(lo, "modules");
-    for (int k = 0; k < r->n_modules; k++)
-        cJSON_AddItemToArray(mods, cJSON_CreateString(r->modules[k]));
+    for (int k = 0; k < n_modules; k++)
+        cJSON_AddItemToArray(mods, cJSON_CreateString(modules[k]));
     if (!(rfa || s->unlearn.what == ULC_TRAIN_LORA)) cJSON_Delete(lo);
     cJSON *tr_o = cJSON_AddObjectToObject(hp, "train");
     cJSON_AddNumberToObject(tr_o, "epochs", (double)s->epochs);
@@ -644,138 +142,25 @@ static cJSON *report_json(const spec *s, const ulc_data *tr, const ulc_data *te,
     cJSON_AddNumberToObject(rf, "mu", d.mu);
     cJSON_AddStringToObject(rf, "task", f->next_token ? "next-token" : "classification");
     if (!rfa) cJSON_Delete(rf);
-    cJSON_AddNumberToObject(o, "seed", (double)s->seed);
-    cJSON_AddNumberToObject(o, "threads", r->threads);
-    cJSON *acc = cJSON_AddObjectToObject(o, "accuracy");
-    cJSON_AddItemToObject(acc, "before", accuracy_obj(sp, r->before.split));
-    cJSON_AddItemToObject(acc, "after", accuracy_obj(sp, r->after.split));
-    if (sp->present[S_DFT]) { /* DELETE's H-mean (docs/metrics.md), in points */
-        double art = 100 * tally_acc(&r->after.split[S_DRT]);
-        double drop = 100 * (tally_acc(&r->before.split[S_DFT]) - tally_acc(&r->after.split[S_DFT]));
-        cJSON *hm = cJSON_AddObjectToObject(o, "h_mean");
-        cJSON_AddNumberToObject(hm, "acc_rt", art);
-        cJSON_AddNumberToObject(hm, "drop_ft", drop);
-        cJSON_AddNumberToObject(hm, "h_mean", ulc_hmean(art, drop));
-    }
-    if (r->has_mia) {
-        cJSON *mia = cJSON_AddObjectToObject(o, "mia");
-        cJSON_AddNumberToObject(mia, "entropy", r->mia_after.member_frac);
-        cJSON_AddNumberToObject(mia, "confidence_svm", r->svm_after.member_frac);
-        cJSON *mb = cJSON_AddObjectToObject(mia, "before");
-        cJSON_AddNumberToObject(mb, "entropy", r->mia_before.member_frac);
-        cJSON_AddNumberToObject(mb, "confidence_svm", r->svm_before.member_frac);
-        cJSON *mr = cJSON_AddObjectToObject(mia, "rows");
-        cJSON_AddNumberToObject(mr, "members", (double)r->mia_after.n_members);
-        cJSON_AddNumberToObject(mr, "nonmembers", (double)r->mia_after.n_nonmembers);
-        cJSON_AddNumberToObject(mr, "target", (double)r->mia_after.n_target);
-    }
-    if (!f->next_token) {
-        cJSON *pc = cJSON_AddObjectToObject(o, "per_class");
-        for (int w = 0; w < 2; w++) {
-            if (!r->before.cls[w] || !r->after.cls[w]) continue;
-            cJSON *list = cJSON_AddArrayToObject(pc, w ? "test" : "train");
-            for (int64_t c = 0; c < f->classes; c++) {
-                const tally *b = &r->before.cls[w][c], *a = &r->after.cls[w][c];
-                if (!b->rows) continue; /* classes without rows in this file */
-                cJSON *e = cJSON_CreateObject();
-                cJSON_AddItemToArray(list, e);
-                cJSON_AddNumberToObject(e, "class", (double)c);
-                cJSON_AddNumberToObject(e, "rows", (double)b->rows);
-                cJSON_AddNumberToObject(e, "before", tally_acc(b));
-                cJSON_AddNumberToObject(e, "after", tally_acc(a));
-                cJSON_AddBoolToObject(e, "forget", s->kind == FORGET_CLASSES &&
-                                                       is_forget_class(s, c));
-            }
-        }
-    }
-    for (const cJSON *e = r->extra ? r->extra->child : NULL; e; e = e->next)
-        cJSON_AddItemToObject(o, e->string, cJSON_Duplicate(e, 1));
-    cJSON *eo = cJSON_AddObjectToObject(hp, "eval");
-    cJSON_AddBoolToObject(eo, "features", s->eval_features);
-    cJSON_AddNumberToObject(eo, "relearn_steps", (double)s->relearn_steps);
-    cJSON_AddNumberToObject(eo, "relearn_lr", s->relearn_lr);
-    cJSON *tro = cJSON_AddObjectToObject(o, "train");
-    cJSON_AddNumberToObject(tro, "steps", (double)r->st.steps);
-    cJSON_AddNumberToObject(tro, "first_loss", r->st.first_loss);
-    cJSON_AddNumberToObject(tro, "last_loss", r->st.last_loss);
-    cJSON_AddNumberToObject(tro, "seconds", r->st.seconds);
-    cJSON *lc = cJSON_AddArrayToObject(tro, "loss_curve");
-    for (long k = 0; r->st.loss_curve && k < r->st.steps; k++)
-        cJSON_AddItemToArray(lc, cJSON_CreateNumber(r->st.loss_curve[k]));
-    cJSON_AddNumberToObject(o, "wall_seconds", r->wall);
-    return o;
+    return hp;
 }
 
-static void print_table(FILE *out, const spec *s, const ulc_data *tr, const splits *sp,
-                        const ulc_iface *f, const run_facts *r) {
-    fprintf(out, "ulc forget: %s -> %s (%s; ", r->in, r->out, s->method_name);
-    if (s->kind == FORGET_CLASSES) {
-        fprintf(out, "class%s", s->n_classes > 1 ? "es" : "");
-        for (int k = 0; k < s->n_classes; k++)
-            fprintf(out, "%s%lld", k ? "," : " ", (long long)s->classes[k]);
-    } else {
-        fprintf(out, "%lld sample%s", (long long)s->n_indices, s->n_indices > 1 ? "s" : "");
-    }
-    fprintf(out, ": %lld of %lld train rows)\n\n", (long long)sp->rows[S_DF], (long long)tr->rows);
-    fprintf(out, "split                          rows    before     after\n");
-    for (int k = 0; k < S_COUNT; k++)
-        if (sp->present[k])
-            fprintf(out, "%-4s %-22s %9lld  %7.2f%%  %7.2f%%\n", k_split_name[k], k_split_what[k],
-                    (long long)sp->rows[k], 100 * tally_acc(&r->before.split[k]),
-                    100 * tally_acc(&r->after.split[k]));
-    if (f->next_token) fprintf(out, "(accuracy: next-token predictions)\n");
-    if (r->has_mia)
-        fprintf(out, "MIA  entropy attack: Df called member  %7.2f%%  %7.2f%%\n",
-                100 * r->mia_before.member_frac, 100 * r->mia_after.member_frac);
-    if (r->has_mia)
-        fprintf(out, "MIA  confidence SVM: Df called member  %7.2f%%  %7.2f%%\n",
-                100 * r->svm_before.member_frac, 100 * r->svm_after.member_frac);
-    if (sp->present[S_DFT])
-        fprintf(out, "H-mean of Drt and the drop of Dft            %7.2f\n",
-                ulc_hmean(100 * tally_acc(&r->after.split[S_DRT]),
-                          100 * (tally_acc(&r->before.split[S_DFT]) - tally_acc(&r->after.split[S_DFT]))));
-    const cJSON *ad = cJSON_GetObjectItemCaseSensitive(r->extra, "activation_distance");
-    if (ad)
-        fprintf(out, "activation distance to the reference on Df  %7.4f  %7.4f\n",
-                cJSON_GetObjectItemCaseSensitive(ad, "original")->valuedouble,
-                cJSON_GetObjectItemCaseSensitive(ad, "model")->valuedouble);
-    const cJSON *fe = cJSON_GetObjectItemCaseSensitive(r->extra, "features");
-    if (fe) { /* the mean CKA over the layers where it is defined */
-        double sum[2] = {0, 0};
-        int n[2] = {0, 0}, layers = 0;
-        const cJSON *e;
-        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(fe, "layers")) {
-            layers++;
-            for (int k = 0; k < 2; k++) {
-                const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, k ? "cka_retain" : "cka_forget");
-                if (cJSON_IsNumber(c)) sum[k] += c->valuedouble, n[k]++;
-            }
-        }
-        if (n[0] && n[1])
-            fprintf(out, "features vs IN: mean linear CKA %.4f on Df, %.4f on Dr (%d layers)\n",
-                    sum[0] / n[0], sum[1] / n[1], layers);
-    }
-    const cJSON *rl = cJSON_GetObjectItemCaseSensitive(r->extra, "relearn");
-    if (rl) {
-        const cJSON *acc = cJSON_GetObjectItemCaseSensitive(rl, "forget_acc");
-        int n = cJSON_GetArraySize(acc), every = n > 11 ? (n + 9) / 10 : 1;
-        fprintf(out, "relearning probe: Df accuracy after SGD steps on Df (lr %g):\n ",
-                cJSON_GetObjectItemCaseSensitive(rl, "lr")->valuedouble);
-        for (int k = 0; k < n; k += every)
-            fprintf(out, " %d: %.1f%%", k, 100 * cJSON_GetArrayItem(acc, k)->valuedouble);
-        if ((n - 1) % every)
-            fprintf(out, " %d: %.1f%%", n - 1, 100 * cJSON_GetArrayItem(acc, n - 1)->valuedouble);
-        fprintf(out, "\n");
-    }
-    fprintf(out, "\n%s: %ld steps, loss %.4f -> %.4f, %.1f s; wall time %.1f s\n", s->method_name,
-            r->st.steps, r->st.first_loss, r->st.last_loss, r->st.seconds, r->wall);
-}
+/* The command line. */
+typedef struct forget_args {
+    const char *in, *out, *spec_path;
+    const char *reports[MAX_REPORTS]; /* --report PATH ..., else the spec's one */
+    int n_reports, threads, quiet, profile;
+} forget_args;
 
-/* ---- DELETE's teacher logits, cached --------------------------------------------------------- */
+/* One run: the facts the report reads (eval/forget_report.h) and the adapted modules. */
+typedef struct run_facts {
+    ulc_forget_facts fx;
+    char **modules; /* adapted module names */
+    int n_modules;
+} run_facts;
 
-/* The frozen teacher's logits on the forget rows, from the cache (tools/cache.h) when a run on
- * the same model file, train data and rows made them, else computed and stored there. The key
- * hashes the model's main file, the train data, the forget flags and the input/output names. */
+/* ---- the method, as passes ------------------------------------------------------------------- */
+
 /* DELETE's teacher-logits cache key: the hashes of the model file and the data, and of the forget
  * flags and the input/output names (the logits depend on nothing else). */
 static ulc_status teacher_cache_key(const char *in, ulc_io_format ifmt, const spec *s,
@@ -852,6 +237,149 @@ static ulc_status spec_pipeline(const spec *s, ulc_pipeline **out, int *n_prep, 
     return ULC_OK;
 }
 
+/* The method's passes against the teacher (m is changed in place; Ctrl-C stops training after
+ * a step); the statistics go to the report. */
+static ulc_status unlearn(const ulc_pipeline *pipe, int n_prep, ulc_pass_ctx *pc, ulc_model *m,
+                          run_facts *r, ulc_ctx *ctx) {
+    ulc_method_env *env = pc->env;
+    ulc_pipeline_opts po = {.verify_each = 1, .pass_ctx = pc};
+    g_stop = 0;
+    void (*prev_int)(int) = signal(SIGINT, on_stop);
+    void (*prev_term)(int) = signal(SIGTERM, on_stop);
+    ulc_status st = ulc_pipeline_run_range(pipe, n_prep, ulc_pipeline_length(pipe) - n_prep, m,
+                                           &po, ctx);
+    signal(SIGINT, prev_int);
+    signal(SIGTERM, prev_term);
+    r->fx.st = env->stats; /* the report takes the statistics over */
+    memset(&env->stats, 0, sizeof env->stats);
+    r->fx.teacher_cache = env->teacher_cache;
+    if (st == ULC_OK && (g_stop || r->fx.st.interrupted))
+        st = ulc_fail(ctx, ULC_ERR_INTERRUPTED, "forget: interrupted");
+    return st;
+}
+
+/* The extra metrics (the spec's "eval"; eval/forget_eval.h), for models with one fed input. */
+static ulc_status extra_metrics(const spec *s, const ulc_iface *f, const ulc_data *tr,
+                                const ulc_splits *sp, const ulc_model *m, const ulc_model *teacher,
+                                const ulc_model *ref, ulc_forget_facts *r, ulc_ctx *ctx) {
+    r->eval = (ulc_fe_opts){.features = s->eval_features, .relearn_steps = s->relearn_steps,
+                            .relearn_lr = s->relearn_lr, .seed = s->seed,
+                            .so = ulc_session_defaults()};
+    r->eval.so.threads = r->threads;
+    if (!(r->extra = cJSON_CreateObject())) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    if (f->n_fed != 1) return ULC_OK;
+    ulc_fe_models ms = {.model = m, .orig = teacher, .ref = ref, .model_path = r->out,
+                        .orig_path = r->in, .ref_path = s->reference};
+    ulc_fe_rows rows = {.path = tr->path, .x = tr->cols[0], .y = tr->label, .forget = sp->forget,
+                        .rows = tr->rows};
+    return ulc_fe_extra(&ms, &r->eval, f->fed[0]->name, f->out->name, f->next_token, &rows,
+                        r->extra, ctx);
+}
+
+/* The sha256 of every file the report names. */
+static ulc_status hash_files(const spec *s, const char *in, ulc_io_format ifmt, const char *out,
+                             ulc_io_format ofmt, const ulc_model *teacher, ulc_data *tr,
+                             ulc_data *te, ulc_forget_facts *r, ulc_ctx *ctx) {
+    if (!(r->in_file = ulc_io_model_main_file(in, ifmt)) || !(r->out_file = ulc_io_model_main_file(out, ofmt)))
+        return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    ULC_TRY(ulc_sha256_file(r->out_file, r->out_sha, ctx));
+    if (ofmt == ULC_IO_ONNX && teacher->had_external_data) {
+        size_t n = strlen(out) + 6;
+        if ((r->ext_file = malloc(n))) snprintf(r->ext_file, n, "%s.data", out);
+        if (r->ext_file && ulc_path_exists(r->ext_file))
+            ULC_TRY(ulc_sha256_file(r->ext_file, r->ext_sha, ctx));
+        else {
+            free(r->ext_file);
+            r->ext_file = NULL;
+        }
+    }
+    ULC_TRY(ulc_sha256_file(r->in_file, r->in_sha, ctx));
+    ULC_TRY(ulc_sha256_file(s->path, r->spec_sha, ctx));
+    if (s->reference) {
+        if (!(r->ref_file = ulc_io_model_main_file(s->reference, ulc_io_input_format(s->reference))))
+            return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+        ULC_TRY(ulc_sha256_file(r->ref_file, r->ref_sha, ctx));
+    }
+    ULC_TRY(ulc_sha256_file(tr->path, tr->sha, ctx));
+    if (te) ULC_TRY(ulc_sha256_file(te->path, te->sha, ctx));
+    if (s->indices_file) ULC_TRY(ulc_sha256_file(s->indices_file, r->idx_sha, ctx));
+    return ULC_OK;
+}
+
+/* A usage error (exit 1) after the spec is read. */
+__attribute__((format(printf, 2, 3)))
+static ulc_status usage(ulc_ctx *ctx, const char *fmt, ...) {
+    char msg[ULC_CTX_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "%s", msg);
+}
+
+/* The outputs: IN's format, never IN itself nor any file read, reports in directories that
+ * exist, each once (the spec's report when no --report is given). */
+static ulc_status check_outputs(const spec *s, forget_args *a, ulc_io_format *ifmt,
+                                ulc_io_format *ofmt, ulc_ctx *ctx) {
+    const char *in = a->in, *out = a->out, *spec_path = a->spec_path;
+    if (!ulc_path_exists(in))
+        return (ulc_fail(ctx, ULC_ERR_IO, "%s: no such file or directory", in));
+    *ifmt = ulc_io_input_format(in);
+    if (ulc_io_output_format(out, ofmt, NULL) != ULC_OK || *ofmt != *ifmt)
+        return usage(ctx, "forget: the output '%s' must be %s, like the input '%s'", out, ulc_io_format_describe(*ifmt), in);
+    if (ulc_path_same_file(out, in)) return usage(ctx, "forget: the output '%s' is the input model", out);
+    if (!a->n_reports && s->report) a->reports[a->n_reports++] = s->report;
+    {
+        /* neither output may be one of the inputs, nor a report the model or another report */
+        const char *read[] = {in, spec_path, s->train, s->test, s->indices_file, s->reference, out};
+        for (size_t k = 0; k + 1 < sizeof read / sizeof *read; k++)
+            if (read[k] && ulc_path_same_file(out, read[k]))
+                return usage(ctx, "forget: the output '%s' would overwrite '%s'", out, read[k]);
+        for (int q = 0; q < a->n_reports; q++) {
+            const char *report = a->reports[q];
+            for (size_t k = 0; k < sizeof read / sizeof *read; k++)
+                if (read[k] &&
+                    (strcmp(report, read[k]) == 0 || ulc_path_same_file(report, read[k])))
+                    return usage(ctx, "forget: the report '%s' would overwrite '%s'", report, read[k]);
+            for (int p = 0; p < q; p++)
+                if (strcmp(report, a->reports[p]) == 0 || ulc_path_same_file(report, a->reports[p]))
+                    return usage(ctx, "forget: the report '%s' is given twice", report);
+            if (ulc_path_is_dir(report)) return usage(ctx, "forget: the report '%s' is a directory", report);
+            ULC_TRY(ulc_io_check_out_dir("report", report, 0, ctx));
+        }
+    }
+    ULC_TRY(ulc_io_check_out_dir("output", out, *ofmt == ULC_IO_DIR, ctx));
+    return ULC_OK;
+}
+
+/* The gates, then the reports (written whatever the gates say: the verdict is about them) and
+ * the table. rep[q] is committed (and set to NULL) once written. */
+static ulc_status write_reports(cJSON *report_obj, const spec *s, const forget_args *a,
+                                ulc_outfile **rep, const ulc_forget_facts *r, int *gates_failed,
+                                char **gate_msgs, ulc_ctx *ctx) {
+    ULC_TRY(ulc_report_gates(report_obj, &s->gates, gates_failed, gate_msgs, ctx));
+    for (int q = 0; q < a->n_reports; q++) {
+        char *text = ulc_report_render(report_obj, ulc_report_format_of(a->reports[q]));
+        if (!text) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (report %s)", a->reports[q]);
+        ulc_status st = ulc_outfile_write(rep[q], text, strlen(text), ctx);
+        free(text);
+        ULC_TRY(st);
+        ulc_outfile *c = rep[q];
+        rep[q] = NULL;
+        ULC_TRY(ulc_outfile_commit(c, ctx));
+    }
+    ulc_forget_print_table(stdout, r);
+    for (const cJSON *g = cJSON_GetObjectItemCaseSensitive(report_obj, "gates")->child; g;
+         g = g->next)
+        printf("gate %s: %s (%.4g <= %g)\n", cJSON_GetObjectItemCaseSensitive(g, "name")->valuestring,
+               cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(g, "passed")) ? "passed" : "FAILED",
+               cJSON_GetObjectItemCaseSensitive(g, "value")->valuedouble,
+               cJSON_GetObjectItemCaseSensitive(g, "threshold")->valuedouble);
+    return ULC_OK;
+}
+
+/* ---- the command ----------------------------------------------------------------------------- */
+
 /* The adapters lora-inject added (a placement that adapts nothing is refused before any work). */
 static ulc_status adapted_modules(const ulc_model *m, const spec *s, const char *in_path,
                                   run_facts *r, ulc_ctx *ctx) {
@@ -871,10 +399,9 @@ static ulc_status adapted_modules(const ulc_model *m, const spec *s, const char 
     return ULC_OK;
 }
 
-int ulc_cli_forget(int argc, char **argv) {
-    const char *in = NULL, *out = NULL, *spec_path = NULL;
-    const char *reports[MAX_REPORTS]; /* --report PATH ..., else the spec's one */
-    int n_reports = 0, threads = 0, quiet = 0, profile = 0;
+/* The command line (usage errors exit 1): the model, the spec, the output, reports, threads. */
+static int parse_args(int argc, char **argv, forget_args *o) {
+    memset(o, 0, sizeof *o);
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -882,52 +409,62 @@ int ulc_cli_forget(int argc, char **argv) {
             !strcmp(a, "--threads")) {
             if (!val) return ulc_cli_usage_error("forget: %s needs a value", a);
             i++;
-            if (!strcmp(a, "--forget")) spec_path = val;
-            else if (!strcmp(a, "-o")) out = val;
+            if (!strcmp(a, "--forget")) o->spec_path = val;
+            else if (!strcmp(a, "-o")) o->out = val;
             else if (!strcmp(a, "--report")) {
-                if (n_reports == MAX_REPORTS)
+                if (o->n_reports == MAX_REPORTS)
                     return ulc_cli_usage_error("forget: --report given more than %d times",
                                                MAX_REPORTS);
-                reports[n_reports++] = val;
+                o->reports[o->n_reports++] = val;
             }
             else {
                 char *end;
                 long v = strtol(val, &end, 10);
                 if (!*val || *end || v < 0 || v > 4096)
                     return ulc_cli_usage_error("forget: --threads needs a count (0 = every core)");
-                threads = (int)v;
+                o->threads = (int)v;
             }
         } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
-            quiet = 1;
+            o->quiet = 1;
         } else if (!strcmp(a, "--profile")) {
-            profile = 1;
+            o->profile = 1;
         } else if (a[0] == '-' && a[1]) {
             return ulc_cli_usage_error("forget: unknown option '%s'", a);
-        } else if (in) {
-            return ulc_cli_usage_error("forget: more than one model given ('%s' and '%s')", in, a);
+        } else if (o->in) {
+            return ulc_cli_usage_error("forget: more than one model given ('%s' and '%s')", o->in, a);
         } else {
-            in = a;
+            o->in = a;
         }
     }
-    if (!in) return ulc_cli_usage_error("forget: no input model given");
-    if (!spec_path) return ulc_cli_usage_error("forget: no spec given (--forget SPEC.json)");
-    if (!out) return ulc_cli_usage_error("forget: no output given (-o OUT)");
+    if (!o->in) return ulc_cli_usage_error("forget: no input model given");
+    if (!o->spec_path) return ulc_cli_usage_error("forget: no spec given (--forget SPEC.json)");
+    if (!o->out) return ulc_cli_usage_error("forget: no output given (-o OUT)");
+    return -1;
+}
 
+int ulc_cli_forget(int argc, char **argv) {
+    forget_args args;
+    int prc = parse_args(argc, argv, &args);
+    if (prc >= 0) return prc;
+    const char *in = args.in, *out = args.out, *spec_path = args.spec_path;
+    const char **reports = args.reports;
+    int n_reports = args.n_reports, threads = args.threads, quiet = args.quiet;
     double t0 = now_s();
     ulc_ctx ctx;
     ulc_ctx_init(&ctx);
     spec s;
     ulc_data tr = {0}, te = {0};
     ulc_iface f;
-    splits sp = {0};
-    run_facts r = {.in = in, .out = out, .threads = threads};
+    ulc_splits sp = {0};
+    ulc_forget_set fs;
+    run_facts r = {.fx = {.in = in, .out = out, .spec = spec_path, .threads = threads}};
     ulc_model *m = NULL, *teacher = NULL, *ref = NULL;
     ulc_session *ses = NULL;
     ulc_outfile *rep[MAX_REPORTS] = {0};
     cJSON *report_obj = NULL;
-    char *report_text_s = NULL, *gate_msgs = NULL;
+    char *gate_msgs = NULL;
     int gates_failed = 0, n_prep = 0;
-    ulc_io_format ifmt, ofmt;
+    ulc_io_format ifmt = ULC_IO_ONNX, ofmt = ULC_IO_ONNX;
     ulc_pipeline *pipe = NULL;
     ulc_pass_ctx pc = ulc_pass_ctx_defaults();
     ulc_method_env env = {0};
@@ -944,33 +481,9 @@ int ulc_cli_forget(int argc, char **argv) {
     } while (0)
     if (st != ULC_OK) goto done;
     /* the outputs: IN's format, never IN itself, in directories that exist */
-    if (!ulc_path_exists(in))
-        TRY(ulc_fail(&ctx, ULC_ERR_IO, "%s: no such file or directory", in));
-    ifmt = ulc_io_input_format(in);
-    if (ulc_io_output_format(out, &ofmt, NULL) != ULC_OK || ofmt != ifmt)
-        USAGE("forget: the output '%s' must be %s, like the input '%s'", out, ulc_io_format_describe(ifmt), in);
-    if (ulc_path_same_file(out, in)) USAGE("forget: the output '%s' is the input model", out);
-    if (!n_reports && s.report) reports[n_reports++] = s.report;
-    {
-        /* neither output may be one of the inputs, nor a report the model or another report */
-        const char *read[] = {in, spec_path, s.train, s.test, s.indices_file, s.reference, out};
-        for (size_t k = 0; k + 1 < sizeof read / sizeof *read; k++)
-            if (read[k] && ulc_path_same_file(out, read[k]))
-                USAGE("forget: the output '%s' would overwrite '%s'", out, read[k]);
-        for (int q = 0; q < n_reports; q++) {
-            const char *report = reports[q];
-            for (size_t k = 0; k < sizeof read / sizeof *read; k++)
-                if (read[k] &&
-                    (strcmp(report, read[k]) == 0 || ulc_path_same_file(report, read[k])))
-                    USAGE("forget: the report '%s' would overwrite '%s'", report, read[k]);
-            for (int p = 0; p < q; p++)
-                if (strcmp(report, reports[p]) == 0 || ulc_path_same_file(report, reports[p]))
-                    USAGE("forget: the report '%s' is given twice", report);
-            if (ulc_path_is_dir(report)) USAGE("forget: the report '%s' is a directory", report);
-            TRY(ulc_io_check_out_dir("report", report, 0, &ctx));
-        }
-    }
-    TRY(ulc_io_check_out_dir("output", out, ofmt == ULC_IO_DIR, &ctx));
+    TRY(check_outputs(&s, &args, &ifmt, &ofmt, &ctx));
+    reports = args.reports;
+    n_reports = args.n_reports;
     /* the model and the data, checked against each other */
     TRY(ulc_io_load_model(in, NULL, &m, &ctx));
     if (ulc_model_reads_file(m, out))
@@ -992,69 +505,47 @@ int ulc_cli_forget(int argc, char **argv) {
         so.threads = threads;
         TRY(ulc_session_create(teacher, &so, &ses, &ctx));
     }
-    TRY(probe_output(ses, in, &f, &tr, &ctx));
-    TRY(make_splits(&s, &f, &tr, s.test ? &te : NULL, &sp, &ctx));
+    TRY(ulc_eval_probe(ses, in, &f, &tr, &ctx));
+    fs = spec_forget_set(&s);
+    TRY(ulc_splits_make(&fs, &f, &tr, s.test ? &te : NULL, &sp, &ctx));
     if (s.gates.set[ULC_GATE_MIA] && f.next_token)
         TRY(ulc_fail(&ctx, ULC_ERR_UNSUPPORTED, "%s: key 'gates.mia_max': the membership attack "
                      "scores classifiers; %s is scored on next-token predictions", s.path, in));
-    r.has_mia = s.test && !f.next_token;
+    r.fx.has_mia = s.test && !f.next_token;
     for (int q = 0; q < n_reports; q++) /* written last, but writable now */
         TRY(ulc_outfile_open(reports[q], &rep[q], &ctx));
 #ifdef _OPENMP
-    if (!r.threads) r.threads = omp_get_max_threads();
+    if (!r.fx.threads) r.fx.threads = omp_get_max_threads();
 #endif
 
-    /* the adapters (a placement that adapts nothing is refused before any work) */
     /* the spec as passes; the ones before the method (lora-inject) run now: a placement that
      * adapts nothing is refused before any work */
     TRY(ulc_methods_register(&ctx));
     TRY(spec_pipeline(&s, &pipe, &n_prep, &ctx));
-    g_stop = 0;
-    pc.quiet = quiet;
-    pc.threads = threads;
-    pc.profile = profile;
-    pc.seed = s.seed;
-    pc.progress = stderr;
-    pc.stop = &g_stop;
-    pc.env = &env;
-    env.teacher = teacher;
-    env.data = &tr.d;
-    env.forget = sp.forget;
-    env.forget_classes = s.kind == FORGET_CLASSES ? s.classes : NULL;
-    env.n_forget_classes = s.kind == FORGET_CLASSES ? s.n_classes : 0;
-    env.input = f.fed[0]->name;
-    env.output = f.out->name;
-    env.next_token = f.next_token;
+    pc = (ulc_pass_ctx){.quiet = quiet, .threads = threads, .profile = args.profile, .seed = s.seed,
+                        .progress = stderr, .stop = &g_stop, .env = &env};
+    env = (ulc_method_env){.teacher = teacher, .data = &tr.d, .forget = sp.forget,
+                           .input = f.fed[0]->name, .output = f.out->name,
+                           .next_token = f.next_token};
+    if (s.kind == FORGET_CLASSES) {
+        env.forget_classes = s.classes;
+        env.n_forget_classes = s.n_classes;
+    }
     if (s.method == ULC_METHOD_DELETE && !getenv("ULC_NO_CACHE")) {
         TRY(teacher_cache_key(in, ifmt, &s, &tr, sp.forget, &f, cache_key, sizeof cache_key, &ctx));
         env.teacher_cache_key = cache_key;
     }
-    {
-        ulc_pipeline_opts po = {.verify_each = 1, .pass_ctx = &pc};
-        TRY(ulc_pipeline_run_range(pipe, 0, n_prep, m, &po, &ctx));
-        if (n_prep) TRY(adapted_modules(m, &s, in, &r, &ctx));
-    }
+    TRY(ulc_pipeline_run_range(pipe, 0, n_prep, m,
+                               &(ulc_pipeline_opts){.verify_each = 1, .pass_ctx = &pc}, &ctx));
+    if (n_prep) TRY(adapted_modules(m, &s, in, &r, &ctx));
 
     /* before: the input model on every split (this also checks every label and token) */
-    TRY(score_splits(ses, in, &f, &tr, s.test ? &te : NULL, &sp, &r.before, &ctx));
+    TRY(ulc_eval_score_splits(ses, in, &f, &tr, s.test ? &te : NULL, &sp, &r.fx.before, &ctx));
     ulc_session_free(ses);
     ses = NULL;
 
     /* unlearning: the method against the teacher, then the adapters (if any) merged back */
-    {
-        ulc_pipeline_opts po = {.verify_each = 1, .pass_ctx = &pc};
-        void (*prev_int)(int) = signal(SIGINT, on_stop);
-        void (*prev_term)(int) = signal(SIGTERM, on_stop);
-        st = ulc_pipeline_run_range(pipe, n_prep, ulc_pipeline_length(pipe) - n_prep, m, &po, &ctx);
-        signal(SIGINT, prev_int);
-        signal(SIGTERM, prev_term);
-        r.st = env.stats; /* the report takes the statistics over */
-        memset(&env.stats, 0, sizeof env.stats);
-        r.teacher_cache = env.teacher_cache;
-        if (st == ULC_OK && (g_stop || r.st.interrupted))
-            st = ulc_fail(&ctx, ULC_ERR_INTERRUPTED, "forget: interrupted");
-        if (st != ULC_OK) goto done;
-    }
+    TRY(unlearn(pipe, n_prep, &pc, m, &r, &ctx));
     TRY(ulc_graph_verify(m->graph, &ctx));
     TRY(same_interface(teacher, m, &ctx));
 
@@ -1063,65 +554,31 @@ int ulc_cli_forget(int argc, char **argv) {
         ulc_session_opts so = ulc_session_defaults();
         so.threads = threads;
         TRY(ulc_session_create(m, &so, &ses, &ctx));
-        TRY(score_splits(ses, out, &f, &tr, s.test ? &te : NULL, &sp, &r.after, &ctx));
+        TRY(ulc_eval_score_splits(ses, out, &f, &tr, s.test ? &te : NULL, &sp, &r.fx.after, &ctx));
         ulc_session_free(ses);
         ses = NULL;
     }
 
-    if (r.has_mia) {
-        TRY(mia_run(&tr, &te, &sp, &r.before, 0, &r.mia_before, &ctx));
-        TRY(mia_run(&tr, &te, &sp, &r.after, 0, &r.mia_after, &ctx));
-        TRY(mia_run(&tr, &te, &sp, &r.before, 1, &r.svm_before, &ctx));
-        TRY(mia_run(&tr, &te, &sp, &r.after, 1, &r.svm_after, &ctx));
-    }
-    TRY(extra_metrics(&s, &f, &tr, &sp, teacher, m, ref, &r, &ctx));
+    r.fx.tr = &tr;
+    r.fx.te = s.test ? &te : NULL;
+    r.fx.sp = &sp;
+    r.fx.f = &f;
+    r.fx.fs = &fs;
+    if (r.fx.has_mia) TRY(ulc_forget_mia(&r.fx, &ctx));
+    TRY(extra_metrics(&s, &f, &tr, &sp, m, teacher, ref, &r.fx, &ctx));
 
     /* the output, then the hashes, the gates and the reports (written whatever the gates say:
      * the verdict is about them) */
     TRY(ulc_io_save_model(m, out, ofmt, NULL, &ctx));
-    if (!(r.in_file = ulc_io_model_main_file(in, ifmt)) || !(r.out_file = ulc_io_model_main_file(out, ofmt)))
-        TRY(ulc_fail(&ctx, ULC_ERR_NOMEM, "out of memory"));
-    TRY(ulc_sha256_file(r.out_file, r.out_sha, &ctx));
-    if (ofmt == ULC_IO_ONNX && teacher->had_external_data) {
-        size_t n = strlen(out) + 6;
-        if ((r.ext_file = malloc(n))) snprintf(r.ext_file, n, "%s.data", out);
-        if (r.ext_file && ulc_path_exists(r.ext_file))
-            TRY(ulc_sha256_file(r.ext_file, r.ext_sha, &ctx));
-        else {
-            free(r.ext_file);
-            r.ext_file = NULL;
-        }
-    }
-    TRY(ulc_sha256_file(r.in_file, r.in_sha, &ctx));
-    TRY(ulc_sha256_file(spec_path, r.spec_sha, &ctx));
-    if (s.reference) {
-        if (!(r.ref_file = ulc_io_model_main_file(s.reference, ulc_io_input_format(s.reference))))
-            TRY(ulc_fail(&ctx, ULC_ERR_NOMEM, "out of memory"));
-        TRY(ulc_sha256_file(r.ref_file, r.ref_sha, &ctx));
-    }
-    TRY(ulc_sha256_file(tr.path, tr.sha, &ctx));
-    if (s.test) TRY(ulc_sha256_file(te.path, te.sha, &ctx));
-    if (s.indices_file) TRY(ulc_sha256_file(s.indices_file, r.idx_sha, &ctx));
-    r.wall = now_s() - t0;
-    if (!(report_obj = report_json(&s, &tr, s.test ? &te : NULL, &sp, &f, &r)))
+    TRY(hash_files(&s, in, ifmt, out, ofmt, teacher, &tr, s.test ? &te : NULL, &r.fx, &ctx));
+    r.fx.wall = now_s() - t0;
+    r.fx.method = s.method_name;
+    r.fx.reference = s.reference;
+    r.fx.seed = s.seed;
+    if (!(r.fx.hyper = hyperparameters(&s, &f, r.modules, r.n_modules)) ||
+        !(report_obj = ulc_forget_report_json(&r.fx)))
         TRY(ulc_fail(&ctx, ULC_ERR_NOMEM, "out of memory (report)"));
-    TRY(ulc_report_gates(report_obj, &s.gates, &gates_failed, &gate_msgs, &ctx));
-    for (int q = 0; q < n_reports; q++) {
-        free(report_text_s);
-        if (!(report_text_s = ulc_report_render(report_obj, ulc_report_format_of(reports[q]))))
-            TRY(ulc_fail(&ctx, ULC_ERR_NOMEM, "out of memory (report %s)", reports[q]));
-        TRY(ulc_outfile_write(rep[q], report_text_s, strlen(report_text_s), &ctx));
-        ulc_outfile *c = rep[q];
-        rep[q] = NULL;
-        TRY(ulc_outfile_commit(c, &ctx));
-    }
-    print_table(stdout, &s, &tr, &sp, &f, &r);
-    for (const cJSON *g = cJSON_GetObjectItemCaseSensitive(report_obj, "gates")->child; g;
-         g = g->next)
-        printf("gate %s: %s (%.4g <= %g)\n", cJSON_GetObjectItemCaseSensitive(g, "name")->valuestring,
-               cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(g, "passed")) ? "passed" : "FAILED",
-               cJSON_GetObjectItemCaseSensitive(g, "value")->valuedouble,
-               cJSON_GetObjectItemCaseSensitive(g, "threshold")->valuedouble);
+    TRY(write_reports(report_obj, &s, &args, rep, &r.fx, &gates_failed, &gate_msgs, &ctx));
     for (int q = 0; q < n_reports; q++) printf("report: %s\n", reports[q]);
     fflush(stdout);
     /* one line per failed gate, after everything is written */
@@ -1135,20 +592,12 @@ int ulc_cli_forget(int argc, char **argv) {
 #undef USAGE
 done:
     for (int q = 0; q < MAX_REPORTS; q++) ulc_outfile_abort(rep[q]);
-    free(report_text_s);
     cJSON_Delete(report_obj);
-    scores_clear(&r.before);
-    scores_clear(&r.after);
     ulc_session_free(ses);
-    ulc_train_stats_clear(&r.st);
+    ulc_forget_facts_clear(&r.fx);
     for (int k = 0; k < r.n_modules; k++) free(r.modules[k]);
     free(r.modules);
-    free(r.in_file);
-    free(r.out_file);
-    free(r.ext_file);
-    free(r.ref_file);
-    cJSON_Delete(r.extra);
-    splits_clear(&sp);
+    ulc_splits_clear(&sp);
     ulc_data_clear(&tr);
     ulc_data_clear(&te);
     ulc_model_free(teacher);

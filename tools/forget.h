@@ -13,6 +13,7 @@
 #include "methods/unlearn.h"
 #include "eval/forget_eval.h"
 #include "eval/report.h"
+#include "eval/splits.h"
 
 #define ULC_SPEC_RELEARN_STEPS 10
 
@@ -60,5 +61,7 @@ typedef struct spec {
  * failure too). The message names the file and the key at fault. */
 ulc_status spec_parse(const char *path, spec *s, ulc_ctx *ctx);
 void spec_clear(spec *s);
+/* The spec's forget set, for eval/ (borrows s's arrays). */
+ulc_forget_set spec_forget_set(const spec *s);
 
 #endif

@@ -652,3 +652,11 @@ done:
     return st;
 }
 
+
+ulc_forget_set spec_forget_set(const spec *s) {
+    return (ulc_forget_set){.kind = s->kind == FORGET_CLASSES ? ULC_FORGET_CLASSES
+                                                              : ULC_FORGET_INDICES,
+                            .classes = s->classes, .n_classes = s->n_classes,
+                            .indices = s->indices, .n_indices = s->n_indices, .where = s->path,
+                            .indices_file = s->indices_file};
+}

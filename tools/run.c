@@ -27,6 +27,7 @@
 #include "tools/forget.h"
 #include "eval/forget_eval.h"
 #include "eval/metrics.h"
+#include "eval/score.h"
 
 static double now_ms(void) {
     struct timespec ts;
@@ -202,144 +203,57 @@ done:
 
 /* ---- ulc eval ------------------------------------------------------------------------------ */
 
+/* Plain `ulc eval`: accuracy and the confusion matrix over one data file, batch by batch. */
+typedef struct eval_acc {
+    const char *model_path, *data_path, *out_name;
+    const ulc_tensor *Y;  /* labels, int64 [N] */
+    int64_t n_classes, correct;
+    int64_t *confusion;   /* [n_classes, n_classes], label-major */
+} eval_acc;
+
+static ulc_status eval_batch(void *arg, ulc_session *s, int64_t b0, int64_t bn, ulc_ctx *ctx) {
+    eval_acc *e = arg;
+    const ulc_rt_tensor *o = ulc_session_output(s, e->out_name);
+    if (o->rank != 2 || o->dims[0] != bn || o->dims[1] < 1 ||
+        (o->dtype != ULC_DT_F32 && o->dtype != ULC_DT_F64)) {
+        char sh[128];
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: output '%s' is %s; eval needs float scores [N, "
+                        "classes]", e->model_path, e->out_name, ulc_rt_shape_str(o, sh, sizeof sh));
+    }
+    int64_t n_classes = e->n_classes;
+    if (!e->confusion) {
+        n_classes = e->n_classes = o->dims[1];
+        if (!(e->confusion = calloc((size_t)(n_classes * n_classes), sizeof *e->confusion)))
+            return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    }
+    for (int64_t r = 0; r < bn; r++) {
+        int64_t label;
+        memcpy(&label, (const uint8_t *)e->Y->data + 8 * (size_t)(b0 + r), 8);
+        if (label < 0 || label >= n_classes)
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: label[%lld] = %lld is outside the model's "
+                            "%lld classes", e->data_path, (long long)(b0 + r), (long long)label,
+                            (long long)n_classes);
+        int64_t best = 0;
+        double bv = -INFINITY;
+        for (int64_t c = 0; c < n_classes; c++) {
+            double v = o->dtype == ULC_DT_F32 ? ((const float *)o->data)[r * n_classes + c]
+                                              : ((const double *)o->data)[r * n_classes + c];
+            if (v > bv) { /* first maximum wins, as argmax does; NaN never wins */
+                bv = v;
+                best = c;
+            }
+        }
+        e->confusion[label * n_classes + best]++;
+        e->correct += best == label;
+    }
+    return ULC_OK;
+}
+
 /* ---- ulc eval --forget ------------------------------------------------------------------------
- * The unlearning metrics of docs/metrics.md over the spec's splits: the model (and the original
- * and reference, when given) scored on every train and test row once; the attackers, distances
- * and the relearning probe are computed from those scores. */
-
-
-enum { EV_DF, EV_DR, EV_DFT, EV_DRT, EV_DT, EV_NSPLIT };
-static const char *const k_ev_split[EV_NSPLIT] = {"Df", "Dr", "Dft", "Drt", "Dt"};
-
-typedef struct ev_data {
-    const char *path, *key;
-    ulc_model *m;        /* weights-only (safetensors), owned */
-    const ulc_tensor *x; /* the model input's column */
-    const ulc_tensor *y; /* int64 [rows] */
-    int64_t rows;
-    uint8_t *split;      /* EV_* per row */
-} ev_data;
-
-static int64_t ev_label(const ev_data *d, int64_t i) {
-    int64_t y;
-    memcpy(&y, (const uint8_t *)d->y->data + 8 * (size_t)i, 8);
-    return y;
-}
-
-static ulc_status ev_load(const char *path, const char *key, const char *in_name, ev_data *d,
-                          ulc_ctx *ctx) {
-    d->path = path;
-    d->key = key;
-    ULC_TRY(ulc_safetensors_import(path, &d->m, ctx));
-    ulc_value *xv = ulc_graph_get_value(d->m->graph, "input");
-    if (!xv) xv = ulc_graph_get_value(d->m->graph, "input_ids");
-    if (!xv) xv = ulc_graph_get_value(d->m->graph, in_name);
-    ulc_value *yv = ulc_graph_get_value(d->m->graph, "label");
-    if (!xv || !yv || !xv->init || !yv->init)
-        return ulc_fail(ctx, ULC_ERR_INVALID, "%s (%s): expected tensors 'input' (or 'input_ids' "
-                        "or '%s': the model's input) and 'label' (int64 [N])", path, key, in_name);
-    d->x = xv->init;
-    d->y = yv->init;
-    if (d->y->dtype != ULC_DT_I64 || d->y->rank != 1 || d->x->rank < 1 ||
-        d->x->dims[0] != d->y->dims[0] || (d->x->dtype != ULC_DT_F32 && d->x->dtype != ULC_DT_I64))
-        return ulc_fail(ctx, ULC_ERR_INVALID, "%s (%s): 'label' must be int64 [N] and '%s' float32 or "
-                        "int64 with N = its first dim", path, key, xv->name);
-    d->rows = d->y->dims[0];
-    if (!(d->split = calloc((size_t)d->rows + 1, 1))) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-    return ULC_OK;
-}
-
-static void ev_data_free(ev_data *d) {
-    ulc_model_free(d->m);
-    free(d->split);
-}
-
-/* Accuracy per split and per class of one model's logits. */
-typedef struct ev_scores {
-    float *ztr, *zte;             /* logits over data.train / data.test rows */
-    int64_t ok[EV_NSPLIT], n[EV_NSPLIT];
-    int64_t *cls_ok, *cls_n;      /* per class, on the test data (train without test) */
-} ev_scores;
-
-static void ev_scores_free(ev_scores *s) {
-    free(s->ztr), free(s->zte), free(s->cls_ok), free(s->cls_n);
-}
-
-static ulc_status ev_tally(ev_scores *s, const ev_data *tr, const ev_data *te, int64_t C, ulc_ctx *ctx) {
-    s->cls_ok = calloc((size_t)C, sizeof *s->cls_ok);
-    s->cls_n = calloc((size_t)C, sizeof *s->cls_n);
-    if (!s->cls_ok || !s->cls_n) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-    for (int w = 0; w < 2; w++) {
-        const ev_data *d = w ? te : tr;
-        const float *z = w ? s->zte : s->ztr;
-        if (!d) continue;
-        for (int64_t i = 0; i < d->rows; i++) {
-            int64_t y = ev_label(d, i), best = 0;
-            if (y < 0 || y >= C)
-                return ulc_fail(ctx, ULC_ERR_INVALID, "%s (%s): label[%lld] = %lld is outside the "
-                                "model's %lld classes", d->path, d->key, (long long)i, (long long)y,
-                                (long long)C);
-            for (int64_t c = 1; c < C; c++)
-                if (z[i * C + c] > z[i * C + best]) best = c;
-            s->n[d->split[i]]++;
-            s->ok[d->split[i]] += best == y;
-            if (w == (te != NULL)) {
-                s->cls_n[y]++;
-                s->cls_ok[y] += best == y;
-            }
-        }
-    }
-    return ULC_OK;
-}
-
-static double ev_acc(const ev_scores *s, int k) { return s->n[k] ? (double)s->ok[k] / (double)s->n[k] : 0.0; }
-
-/* The attack features of one model: entropy and true-label confidence per row of a split. */
-static ulc_status ev_features(const float *z, const ev_data *d, int split, int64_t C, int conf,
-                              double **out, int64_t *n, ulc_ctx *ctx) {
-    double *p = malloc((size_t)C * sizeof *p);
-    *out = malloc(((size_t)d->rows + 1) * sizeof **out);
-    *n = 0;
-    if (!p || !*out) {
-        free(p);
-        return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-    }
-    for (int64_t i = 0; i < d->rows; i++) {
-        if (d->split[i] != split) continue;
-        ulc_softmax(z + i * C, C, p);
-        (*out)[(*n)++] = conf ? p[ev_label(d, i)] : ulc_entropy(p, C);
-    }
-    free(p);
-    return ULC_OK;
-}
-
-/* Both attacks on one model's scores (members Dr, non-members Drt or Dt, target Df). */
-static ulc_status ev_mia(const ev_scores *s, const ev_data *tr, const ev_data *te, int non_split,
-                         int64_t C, cJSON *into, ulc_ctx *ctx) {
-    ulc_status st = ULC_OK;
-    for (int conf = 0; conf < 2 && st == ULC_OK; conf++) {
-        double *mem = NULL, *non = NULL, *tgt = NULL;
-        int64_t nm, nn, nt;
-        ulc_mia_result r;
-        if ((st = ev_features(s->ztr, tr, EV_DR, C, conf, &mem, &nm, ctx)) == ULC_OK &&
-            (st = ev_features(s->zte, te, non_split, C, conf, &non, &nn, ctx)) == ULC_OK &&
-            (st = ev_features(s->ztr, tr, EV_DF, C, conf, &tgt, &nt, ctx)) == ULC_OK) {
-            st = conf ? ulc_mia_svm(mem, nm, non, nn, tgt, nt, &r, ctx)
-                      : ulc_mia_logreg(mem, nm, non, nn, tgt, nt, &r, ctx);
-            if (st == ULC_OK) {
-                cJSON *o = cJSON_AddObjectToObject(into, conf ? "confidence_svm" : "entropy_logreg");
-                cJSON_AddNumberToObject(o, "mia", r.member_frac);
-                cJSON_AddNumberToObject(o, "members", (double)r.n_members);
-                cJSON_AddNumberToObject(o, "nonmembers", (double)r.n_nonmembers);
-                cJSON_AddNumberToObject(o, "targets", (double)r.n_target);
-                cJSON_AddNumberToObject(o, "attacker_train_acc", r.train_acc);
-            }
-        }
-        free(mem), free(non), free(tgt);
-    }
-    if (st != ULC_OK) st = ulc_fail(ctx, st, "membership inference");
-    return st;
-}
+ * The unlearning metrics of docs/metrics.md over the spec's splits, computed by eval/ (the code
+ * the main command's report uses): the model (and the original and reference, when given) scored
+ * on every train and test row once; the attacks from those scores; activation distance, features
+ * and the relearning probe run the models again on the rows they need. */
 
 typedef struct ev_args {
     const char *model, *data, *spec, *reference, *original;
@@ -349,261 +263,296 @@ typedef struct ev_args {
     ulc_session_opts so;
 } ev_args;
 
-static int eval_forget(const ev_args *a) {
-    ulc_ctx ctx;
-    ulc_ctx_init(&ctx);
+static const char *const k_role[3] = {"model", "original", "reference"};
+
+/* One `ulc eval --forget` run: the models, the data bound to the first one's interface, the
+ * splits and each model's scores. */
+typedef struct ev_run {
     spec s;
-    memset(&s, 0, sizeof s);
-    ulc_model *mods[3] = {NULL, NULL, NULL}; /* model, original, reference */
-    const char *paths[3] = {a->model, a->original, a->reference};
-    static const char *const role[3] = {"model", "original", "reference"};
-    ev_data tr = {0}, te = {0};
-    ev_scores sc[3];
-    memset(sc, 0, sizeof sc);
-    uint8_t *fflag = NULL;
-    cJSON *root = cJSON_CreateObject();
-    int rc = ULC_EXIT_OK;
-    ulc_status st;
-    if (!root) {
-        ulc_fail(&ctx, ULC_ERR_NOMEM, "out of memory");
-        goto fail;
-    }
-    if (spec_parse(a->spec, &s, &ctx) != ULC_OK) goto fail;
+    ulc_model *mods[3];   /* model, original, reference */
+    const char *paths[3];
+    ulc_iface f;
+    ulc_data tr, te;
+    const ulc_data *tep;  /* &te, or NULL without test data */
+    ulc_forget_set fs;
+    ulc_splits sp;
+    ulc_scores sc[3];
+    cJSON *root;
+} ev_run;
+
+static void ev_run_clear(ev_run *e) {
+    for (int k = 0; k < 3; k++) ulc_scores_clear(&e->sc[k]), ulc_model_free(e->mods[k]);
+    ulc_splits_clear(&e->sp);
+    ulc_data_clear(&e->tr);
+    ulc_data_clear(&e->te);
+    spec_clear(&e->s);
+    cJSON_Delete(e->root);
+}
+
+/* Loads everything and scores every model on the splits (eval/score.h). */
+static ulc_status ev_score(const ev_args *a, ev_run *e, ulc_ctx *ctx) {
+    ULC_TRY(spec_parse(a->spec, &e->s, ctx));
     for (int k = 0; k < 3; k++)
-        if (paths[k] && ulc_io_load_model(paths[k], NULL, &mods[k], &ctx) != ULC_OK) goto fail;
-    /* the interface: the spec's model.input / model.output, else the only ones */
-    const ulc_graph *g = mods[0]->graph;
-    const char *in_name = s.model_input, *out_name = s.model_output;
-    int n_fed = 0;
-    for (size_t i = 0; i < g->inputs.len; i++) {
-        ulc_value *v = g->inputs.items[i];
-        if (!is_fed_input(v)) continue;
-        n_fed++;
-        if (!s.model_input) in_name = v->name;
-        else if (!strcmp(v->name, s.model_input)) n_fed += 1000;
-    }
-    if (s.model_input ? n_fed < 1000 : n_fed != 1) {
-        ulc_fail(&ctx, ULC_ERR_INVALID, "%s: %s", a->model, s.model_input
-                 ? "the spec's model.input is not one of its inputs"
-                 : "eval --forget needs a model with one fed input (or model.input in the spec)");
-        goto fail;
-    }
-    if (n_fed > 1001 || (s.model_input && n_fed != 1001)) {
-        ulc_fail(&ctx, ULC_ERR_UNSUPPORTED, "%s: eval --forget feeds one input; the model has %d",
-                 a->model, n_fed % 1000);
-        goto fail;
-    }
-    if (!out_name) {
-        if (g->outputs.len < 1) {
-            ulc_fail(&ctx, ULC_ERR_INVALID, "%s has no outputs", a->model);
-            goto fail;
-        }
-        out_name = ((ulc_value *)g->outputs.items[0])->name;
-    }
-    /* data and splits */
-    if (ev_load(a->data ? a->data : s.train, "data.train", in_name, &tr, &ctx) != ULC_OK) goto fail;
-    if (s.test && ev_load(s.test, "data.test", in_name, &te, &ctx) != ULC_OK) goto fail;
-    ev_data *tep = s.test ? &te : NULL;
-    int64_t nsplit[EV_NSPLIT] = {0};
-    for (int64_t i = 0; i < tr.rows; i++) {
-        int f = 0;
-        if (s.kind == FORGET_CLASSES) {
-            for (int k = 0; k < s.n_classes; k++) f |= ev_label(&tr, i) == s.classes[k];
-        }
-        tr.split[i] = f ? EV_DF : EV_DR;
-    }
-    if (s.kind == FORGET_INDICES)
-        for (int64_t k = 0; k < s.n_indices; k++) {
-            if (s.indices[k] >= tr.rows) {
-                ulc_fail(&ctx, ULC_ERR_INVALID, "%s: forget index %lld is outside %s's %lld rows",
-                         s.path, (long long)s.indices[k], tr.path, (long long)tr.rows);
-                goto fail;
-            }
-            tr.split[s.indices[k]] = EV_DF;
-        }
-    for (int64_t i = 0; i < tr.rows; i++) nsplit[tr.split[i]]++;
-    for (int64_t i = 0; tep && i < te.rows; i++) {
-        int f = 0;
-        for (int k = 0; k < s.n_classes; k++) f |= ev_label(&te, i) == s.classes[k];
-        te.split[i] = s.kind == FORGET_INDICES ? EV_DT : f ? EV_DFT : EV_DRT;
-        nsplit[te.split[i]]++;
-    }
-    if (!nsplit[EV_DF] || !nsplit[EV_DR]) {
-        ulc_fail(&ctx, ULC_ERR_INVALID, "%s: the forget set has %lld of %s's %lld rows: eval needs "
-                 "forget and retain rows", s.path, (long long)nsplit[EV_DF], tr.path, (long long)tr.rows);
-        goto fail;
-    }
-    /* scores */
-    int64_t C = 0;
+        if (e->paths[k]) ULC_TRY(ulc_io_load_model(e->paths[k], NULL, &e->mods[k], ctx));
+    const spec *s = &e->s;
+    ULC_TRY(ulc_iface_resolve(e->mods[0], a->model, s->model_input, s->model_output, s->path,
+                              &e->f, ctx));
+    ULC_TRY(ulc_data_load("data.train", a->data ? a->data : s->train, a->model, &e->f, &e->tr, ctx));
+    if (s->test) ULC_TRY(ulc_data_load("data.test", s->test, a->model, &e->f, &e->te, ctx));
+    e->tep = s->test ? &e->te : NULL;
+    e->fs = spec_forget_set(s);
     for (int k = 0; k < 3; k++) {
-        if (!mods[k]) continue;
-        int64_t ck = 0;
-        if (ulc_fe_logits(mods[k], paths[k], &a->so, in_name, out_name, tr.x, tr.path, NULL, tr.rows, &ck, &sc[k].ztr, &ctx) != ULC_OK ||
-            (tep && ulc_fe_logits(mods[k], paths[k], &a->so, in_name, out_name, te.x, te.path, NULL, te.rows, &ck, &sc[k].zte, &ctx) != ULC_OK))
-            goto fail;
-        if (k && ck != C) {
-            ulc_fail(&ctx, ULC_ERR_INVALID, "%s (%s) scores %lld classes; %s scores %lld", paths[k],
-                     role[k], (long long)ck, a->model, (long long)C);
-            goto fail;
+        if (!e->mods[k]) continue;
+        ulc_session *ses = NULL;
+        ulc_iface fk = e->f;
+        fk.classes = 0;
+        fk.next_token = 0;
+        ulc_status st = ulc_session_create(e->mods[k], &a->so, &ses, ctx);
+        if (st == ULC_OK) st = ulc_eval_probe(ses, e->paths[k], &fk, &e->tr, ctx);
+        if (st == ULC_OK && !k) {
+            e->f = fk;
+            st = ulc_splits_make(&e->fs, &e->f, &e->tr, e->tep, &e->sp, ctx);
+        } else if (st == ULC_OK && (fk.classes != e->f.classes || fk.next_token != e->f.next_token)) {
+            st = ulc_fail(ctx, ULC_ERR_INVALID, "%s (%s) scores %lld classes; %s scores %lld",
+                          e->paths[k], k_role[k], (long long)fk.classes, a->model,
+                          (long long)e->f.classes);
         }
-        C = ck;
-        if (ev_tally(&sc[k], &tr, tep, C, &ctx) != ULC_OK) goto fail;
+        if (st == ULC_OK)
+            st = ulc_eval_score_splits(ses, e->paths[k], &e->f, &e->tr, e->tep, &e->sp, &e->sc[k], ctx);
+        ulc_session_free(ses);
+        ULC_TRY(st);
     }
+    return ULC_OK;
+}
+
+/* Both attacks on model k's scores, into `into` (members Dr, non-members Drt or Dt, target Df). */
+static ulc_status ev_mia(const ev_run *e, int k, cJSON *into, ulc_ctx *ctx) {
+    for (int conf = 0; conf < 2; conf++) {
+        ulc_mia_result r;
+        ulc_status st = ulc_eval_mia(&e->tr, &e->te, &e->sp, &e->sc[k], conf, &r, ctx);
+        if (st != ULC_OK) return ulc_fail(ctx, st, "membership inference");
+        cJSON *o = cJSON_AddObjectToObject(into, conf ? "confidence_svm" : "entropy_logreg");
+        cJSON_AddNumberToObject(o, "mia", r.member_frac);
+        cJSON_AddNumberToObject(o, "members", (double)r.n_members);
+        cJSON_AddNumberToObject(o, "nonmembers", (double)r.n_nonmembers);
+        cJSON_AddNumberToObject(o, "targets", (double)r.n_target);
+        cJSON_AddNumberToObject(o, "attacker_train_acc", r.train_acc);
+    }
+    return ULC_OK;
+}
+
+/* The JSON document: rows, accuracy and per-class accuracy of each model, H-mean, the attacks,
+ * then the metrics that run models again (eval/forget_eval.h). */
+static ulc_status ev_json(const ev_args *a, ev_run *e, ulc_ctx *ctx) {
+    cJSON *root = e->root;
+    const ulc_splits *sp = &e->sp;
+    const ulc_iface *f = &e->f;
     cJSON_AddStringToObject(root, "model", a->model);
     cJSON_AddStringToObject(root, "spec", a->spec);
-    cJSON_AddStringToObject(root, "train", tr.path);
-    if (tep) cJSON_AddStringToObject(root, "test", te.path);
+    cJSON_AddStringToObject(root, "train", e->tr.path);
+    if (e->tep) cJSON_AddStringToObject(root, "test", e->te.path);
     else cJSON_AddNullToObject(root, "test");
     if (a->original) cJSON_AddStringToObject(root, "original", a->original);
     if (a->reference) cJSON_AddStringToObject(root, "reference", a->reference);
     cJSON *jn = cJSON_AddObjectToObject(root, "rows");
-    for (int k = 0; k < EV_NSPLIT; k++)
-        if (nsplit[k] || k < 2) cJSON_AddNumberToObject(jn, k_ev_split[k], (double)nsplit[k]);
+    for (int k = 0; k < ULC_SPLIT_COUNT; k++)
+        if (sp->rows[k] || k < 2) cJSON_AddNumberToObject(jn, ulc_split_name(k), (double)sp->rows[k]);
     cJSON *jacc = cJSON_AddObjectToObject(root, "accuracy");
-    cJSON *jpc = cJSON_AddObjectToObject(root, "per_class");
-    cJSON_AddStringToObject(jpc, "data", tep ? "test" : "train");
+    cJSON *jpc = f->next_token ? NULL : cJSON_AddObjectToObject(root, "per_class");
+    if (jpc) cJSON_AddStringToObject(jpc, "data", e->tep ? "test" : "train");
     for (int k = 0; k < 3; k++) {
-        if (!mods[k]) continue;
-        cJSON *o = cJSON_AddObjectToObject(jacc, role[k]);
-        for (int j = 0; j < EV_NSPLIT; j++)
-            if (nsplit[j]) cJSON_AddNumberToObject(o, k_ev_split[j], ev_acc(&sc[k], j));
-        cJSON *arr = cJSON_AddArrayToObject(jpc, role[k]);
-        for (int64_t c = 0; c < C; c++)
-            cJSON_AddItemToArray(arr, sc[k].cls_n[c] ? cJSON_CreateNumber((double)sc[k].cls_ok[c] / (double)sc[k].cls_n[c])
-                                                     : cJSON_CreateNull());
+        if (!e->mods[k]) continue;
+        cJSON *o = cJSON_AddObjectToObject(jacc, k_role[k]);
+        for (int j = 0; j < ULC_SPLIT_COUNT; j++)
+            if (sp->rows[j]) cJSON_AddNumberToObject(o, ulc_split_name(j), ulc_tally_acc(&e->sc[k].split[j]));
+        if (!jpc) continue;
+        cJSON *arr = cJSON_AddArrayToObject(jpc, k_role[k]);
+        const ulc_tally *cls = e->sc[k].cls[e->tep ? 1 : 0];
+        for (int64_t c = 0; c < f->classes; c++)
+            cJSON_AddItemToArray(arr, cls[c].rows ? cJSON_CreateNumber(ulc_tally_acc(&cls[c]))
+                                                  : cJSON_CreateNull());
     }
-    /* H-mean (points) */
-    if (mods[1] && nsplit[EV_DFT] && nsplit[EV_DRT]) {
-        double rt = 100.0 * ev_acc(&sc[0], EV_DRT);
-        double drop = 100.0 * (ev_acc(&sc[1], EV_DFT) - ev_acc(&sc[0], EV_DFT));
+    if (e->mods[1] && sp->rows[ULC_SPLIT_DFT] && sp->rows[ULC_SPLIT_DRT]) { /* H-mean (points) */
+        double rt = 100.0 * ulc_tally_acc(&e->sc[0].split[ULC_SPLIT_DRT]);
+        double drop = 100.0 * (ulc_tally_acc(&e->sc[1].split[ULC_SPLIT_DFT]) -
+                               ulc_tally_acc(&e->sc[0].split[ULC_SPLIT_DFT]));
         cJSON *o = cJSON_AddObjectToObject(root, "h_mean");
         cJSON_AddNumberToObject(o, "acc_rt", rt);
         cJSON_AddNumberToObject(o, "drop_ft", drop);
         cJSON_AddNumberToObject(o, "h_mean", ulc_hmean(rt, drop));
     }
-    /* MIA */
-    int non_split = s.kind == FORGET_INDICES ? EV_DT : EV_DRT;
-    if (tep && nsplit[non_split]) {
+    int non_split = e->fs.kind == ULC_FORGET_INDICES ? ULC_SPLIT_DT : ULC_SPLIT_DRT;
+    if (e->tep && sp->rows[non_split] && !f->next_token) {
         cJSON *o = cJSON_AddObjectToObject(root, "mia");
-        cJSON_AddStringToObject(o, "nonmembers", k_ev_split[non_split]);
+        cJSON_AddStringToObject(o, "nonmembers", ulc_split_name(non_split));
         for (int k = 0; k < 3; k++)
-            if (mods[k] && ev_mia(&sc[k], &tr, &te, non_split, C, cJSON_AddObjectToObject(o, role[k]), &ctx) != ULC_OK)
-                goto fail;
+            if (e->mods[k]) ULC_TRY(ev_mia(e, k, cJSON_AddObjectToObject(o, k_role[k]), ctx));
     }
-    /* activation distance on Df */
-    if (mods[2]) {
-        float *ga = malloc((size_t)(nsplit[EV_DF] * C) * sizeof *ga * 3 + 1);
-        if (!ga) {
-            ulc_fail(&ctx, ULC_ERR_NOMEM, "out of memory");
-            goto fail;
-        }
-        float *gb = ga + nsplit[EV_DF] * C, *gc = gb + nsplit[EV_DF] * C;
-        for (int64_t i = 0, r = 0; i < tr.rows; i++)
-            if (tr.split[i] == EV_DF) {
-                memcpy(ga + r * C, sc[0].ztr + i * C, (size_t)C * sizeof *ga);
-                memcpy(gb + r * C, sc[2].ztr + i * C, (size_t)C * sizeof *ga);
-                if (mods[1]) memcpy(gc + r * C, sc[1].ztr + i * C, (size_t)C * sizeof *ga);
-                r++;
-            }
-        cJSON *o = cJSON_AddObjectToObject(root, "activation_distance");
-        cJSON_AddNumberToObject(o, "model", ulc_activation_distance(ga, gb, nsplit[EV_DF], C));
-        if (mods[1]) cJSON_AddNumberToObject(o, "original", ulc_activation_distance(gc, gb, nsplit[EV_DF], C));
-        free(ga);
-    }
-    /* per-layer feature distance and CKA against the original; the relearning probe */
-    if (mods[1] || a->relearn > 0) {
-        if (!(fflag = malloc((size_t)tr.rows + 1))) {
-            ulc_fail(&ctx, ULC_ERR_NOMEM, "out of memory");
-            goto fail;
-        }
-        for (int64_t i = 0; i < tr.rows; i++) fflag[i] = tr.split[i] == EV_DF;
-    }
-    ulc_fe_rows rows = {.path = tr.path, .x = tr.x, .y = tr.y, .forget = fflag, .rows = tr.rows};
-    if (mods[1] && ulc_fe_features(mods[0], a->model, mods[1], a->original, &a->so, in_name, &rows,
-                                   root, &ctx) != ULC_OK)
-        goto fail;
-    if (a->relearn > 0 &&
-        ulc_fe_relearn(mods[0], a->model, &a->so, in_name, out_name, &rows, a->relearn,
-                       a->relearn_lr > 0 ? a->relearn_lr : ULC_FE_RELEARN_LR, s.seed, root, &ctx) != ULC_OK)
-        goto fail;
-    if (a->json) {
-        if (print_json(root, &ctx) != ULC_OK) goto fail;
-    } else {
-        printf("%s: unlearning metrics (spec %s)\n\naccuracy", a->model, a->spec);
-        for (int j = 0; j < EV_NSPLIT; j++)
-            if (nsplit[j]) printf("  %8s", k_ev_split[j]);
+    if (f->n_fed != 1) return ULC_OK; /* the metrics below feed one input */
+    const char *in_name = f->fed[0]->name, *out_name = f->out->name;
+    ulc_fe_models ms = {.model = e->mods[0], .orig = e->mods[1], .ref = e->mods[2],
+                        .model_path = a->model, .orig_path = a->original, .ref_path = a->reference};
+    ulc_fe_rows rows = {.path = e->tr.path, .x = e->tr.cols[0], .y = e->tr.label,
+                        .forget = sp->forget, .rows = e->tr.rows};
+    if (ms.ref && !f->next_token)
+        ULC_TRY(ulc_fe_activation_distance(&ms, &a->so, in_name, out_name, &rows, root, ctx));
+    if (ms.orig)
+        ULC_TRY(ulc_fe_features(ms.model, a->model, ms.orig, a->original, &a->so, in_name, &rows,
+                                root, ctx));
+    if (a->relearn > 0 && !f->next_token)
+        ULC_TRY(ulc_fe_relearn(ms.model, a->model, &a->so, in_name, out_name, &rows, a->relearn,
+                               a->relearn_lr > 0 ? a->relearn_lr : ULC_FE_RELEARN_LR, e->s.seed,
+                               root, ctx));
+    return ULC_OK;
+}
+
+/* The text form of the document. */
+static void ev_print(const ev_args *a, const ev_run *e) {
+    const cJSON *root = e->root;
+    ulc_model *const *mods = e->mods;
+    const ulc_data *tep = e->tep;
+    const int64_t *nsplit = e->sp.rows;
+    int64_t C = e->f.next_token ? 0 : e->f.classes;
+    const char *const *role = k_role;
+    printf("%s: unlearning metrics (spec %s)\n\naccuracy", a->model, a->spec);
+    for (int j = 0; j < ULC_SPLIT_COUNT; j++)
+        if (nsplit[j]) printf("  %8s", ulc_split_name(j));
+    printf("\n");
+    for (int k = 0; k < 3; k++) {
+        if (!mods[k]) continue;
+        printf("%-9s", role[k]);
+        for (int j = 0; j < ULC_SPLIT_COUNT; j++)
+            if (nsplit[j]) printf("  %7.2f%%", 100.0 * ulc_tally_acc(&e->sc[k].split[j]));
         printf("\n");
+    }
+    cJSON *h = cJSON_GetObjectItem(root, "h_mean");
+    if (h) printf("\nH-mean %.2f (Acc_rt %.2f, Drop_ft %.2f points)\n", cJSON_GetObjectItem(h, "h_mean")->valuedouble,
+                  cJSON_GetObjectItem(h, "acc_rt")->valuedouble, cJSON_GetObjectItem(h, "drop_ft")->valuedouble);
+    cJSON *mia = cJSON_GetObjectItem(root, "mia");
+    for (int k = 0; mia && k < 3; k++) {
+        cJSON *m = cJSON_GetObjectItem(mia, role[k]);
+        if (!m) continue;
+        printf("%sMIA %-9s entropy/logreg %.4f   confidence/SVM %.4f\n", k ? "" : "\n", role[k],
+               cJSON_GetObjectItem(cJSON_GetObjectItem(m, "entropy_logreg"), "mia")->valuedouble,
+               cJSON_GetObjectItem(cJSON_GetObjectItem(m, "confidence_svm"), "mia")->valuedouble);
+    }
+    cJSON *ad = cJSON_GetObjectItem(root, "activation_distance");
+    if (ad) printf("\nactivation distance to the reference on Df: %.6f\n", cJSON_GetObjectItem(ad, "model")->valuedouble);
+    cJSON *fe = cJSON_GetObjectItem(root, "features");
+    if (fe) {
+        printf("\nfeatures vs the original (%d Df, %d Dr rows)\n%-32s %12s %12s %9s %9s\n",
+               cJSON_GetObjectItem(fe, "rows_forget")->valueint, cJSON_GetObjectItem(fe, "rows_retain")->valueint,
+               "layer", "L1 Df", "L1 Dr", "CKA Df", "CKA Dr");
+        cJSON *it;
+        cJSON_ArrayForEach(it, cJSON_GetObjectItem(fe, "layers")) {
+            cJSON *cf = cJSON_GetObjectItem(it, "cka_forget"), *cr = cJSON_GetObjectItem(it, "cka_retain");
+            printf("%-32s %12.4f %12.4f %9.4f %9.4f\n", cJSON_GetObjectItem(it, "name")->valuestring,
+                   cJSON_GetObjectItem(it, "l1_forget")->valuedouble, cJSON_GetObjectItem(it, "l1_retain")->valuedouble,
+                   cJSON_IsNumber(cf) ? cf->valuedouble : NAN, cJSON_IsNumber(cr) ? cr->valuedouble : NAN);
+        }
+    }
+    cJSON *rl = cJSON_GetObjectItem(root, "relearn");
+    if (rl) {
+        printf("\nrelearning probe (SGD lr %g, batch %d): Df accuracy per step\n",
+               cJSON_GetObjectItem(rl, "lr")->valuedouble, cJSON_GetObjectItem(rl, "batch_size")->valueint);
+        int step = 0;
+        cJSON *it;
+        cJSON_ArrayForEach(it, cJSON_GetObjectItem(rl, "forget_acc")) printf("  step %2d  %7.2f%%\n", step++, 100.0 * it->valuedouble);
+    }
+    cJSON *pc = cJSON_GetObjectItem(root, "per_class");
+    if (!pc) return; /* next-token models */
+    printf("\nper-class accuracy (%s data)\nclass", tep ? "test" : "train");
+    for (int k = 0; k < 3; k++)
+        if (mods[k]) printf("  %9s", role[k]);
+    printf("\n");
+    for (int64_t c = 0; c < C; c++) {
+        printf("%5lld", (long long)c);
         for (int k = 0; k < 3; k++) {
             if (!mods[k]) continue;
-            printf("%-9s", role[k]);
-            for (int j = 0; j < EV_NSPLIT; j++)
-                if (nsplit[j]) printf("  %7.2f%%", 100.0 * ev_acc(&sc[k], j));
-            printf("\n");
+            cJSON *v = cJSON_GetArrayItem(cJSON_GetObjectItem(pc, role[k]), (int)c);
+            if (cJSON_IsNumber(v)) printf("  %8.2f%%", 100.0 * v->valuedouble);
+            else printf("  %9s", "-");
         }
-        cJSON *h = cJSON_GetObjectItem(root, "h_mean");
-        if (h) printf("\nH-mean %.2f (Acc_rt %.2f, Drop_ft %.2f points)\n", cJSON_GetObjectItem(h, "h_mean")->valuedouble,
-                      cJSON_GetObjectItem(h, "acc_rt")->valuedouble, cJSON_GetObjectItem(h, "drop_ft")->valuedouble);
-        cJSON *mia = cJSON_GetObjectItem(root, "mia");
-        for (int k = 0; mia && k < 3; k++) {
-            cJSON *m = cJSON_GetObjectItem(mia, role[k]);
-            if (!m) continue;
-            printf("%sMIA %-9s entropy/logreg %.4f   confidence/SVM %.4f\n", k ? "" : "\n", role[k],
-                   cJSON_GetObjectItem(cJSON_GetObjectItem(m, "entropy_logreg"), "mia")->valuedouble,
-                   cJSON_GetObjectItem(cJSON_GetObjectItem(m, "confidence_svm"), "mia")->valuedouble);
-        }
-        cJSON *ad = cJSON_GetObjectItem(root, "activation_distance");
-        if (ad) printf("\nactivation distance to the reference on Df: %.6f\n", cJSON_GetObjectItem(ad, "model")->valuedouble);
-        cJSON *fe = cJSON_GetObjectItem(root, "features");
-        if (fe) {
-            printf("\nfeatures vs the original (%d Df, %d Dr rows)\n%-32s %12s %12s %9s %9s\n",
-                   cJSON_GetObjectItem(fe, "rows_forget")->valueint, cJSON_GetObjectItem(fe, "rows_retain")->valueint,
-                   "layer", "L1 Df", "L1 Dr", "CKA Df", "CKA Dr");
-            cJSON *e;
-            cJSON_ArrayForEach(e, cJSON_GetObjectItem(fe, "layers")) {
-                cJSON *cf = cJSON_GetObjectItem(e, "cka_forget"), *cr = cJSON_GetObjectItem(e, "cka_retain");
-                printf("%-32s %12.4f %12.4f %9.4f %9.4f\n", cJSON_GetObjectItem(e, "name")->valuestring,
-                       cJSON_GetObjectItem(e, "l1_forget")->valuedouble, cJSON_GetObjectItem(e, "l1_retain")->valuedouble,
-                       cJSON_IsNumber(cf) ? cf->valuedouble : NAN, cJSON_IsNumber(cr) ? cr->valuedouble : NAN);
-            }
-        }
-        cJSON *rl = cJSON_GetObjectItem(root, "relearn");
-        if (rl) {
-            printf("\nrelearning probe (SGD lr %g, batch %d): Df accuracy per step\n",
-                   cJSON_GetObjectItem(rl, "lr")->valuedouble, cJSON_GetObjectItem(rl, "batch_size")->valueint);
-            int step = 0;
-            cJSON *e;
-            cJSON_ArrayForEach(e, cJSON_GetObjectItem(rl, "forget_acc")) printf("  step %2d  %7.2f%%\n", step++, 100.0 * e->valuedouble);
-        }
-        cJSON *pc = cJSON_GetObjectItem(root, "per_class");
-        printf("\nper-class accuracy (%s data)\nclass", tep ? "test" : "train");
-        for (int k = 0; k < 3; k++)
-            if (mods[k]) printf("  %9s", role[k]);
         printf("\n");
-        for (int64_t c = 0; c < C; c++) {
-            printf("%5lld", (long long)c);
-            for (int k = 0; k < 3; k++) {
-                if (!mods[k]) continue;
-                cJSON *v = cJSON_GetArrayItem(cJSON_GetObjectItem(pc, role[k]), (int)c);
-                if (cJSON_IsNumber(v)) printf("  %8.2f%%", 100.0 * v->valuedouble);
-                else printf("  %9s", "-");
-            }
-            printf("\n");
-        }
     }
-    goto done;
-fail:
-    rc = ulc_cli_report(&ctx);
-done:
-    (void)st;
-    free(fflag);
-    for (int k = 0; k < 3; k++) ev_scores_free(&sc[k]), ulc_model_free(mods[k]);
-    ev_data_free(&tr);
-    ev_data_free(&te);
-    spec_clear(&s);
-    cJSON_Delete(root);
+}
+
+static int eval_forget(const ev_args *a) {
+    ulc_ctx ctx;
+    ulc_ctx_init(&ctx);
+    ev_run e;
+    memset(&e, 0, sizeof e);
+    e.paths[0] = a->model;
+    e.paths[1] = a->original;
+    e.paths[2] = a->reference;
+    int rc = ULC_EXIT_OK;
+    ulc_status st = (e.root = cJSON_CreateObject()) ? ULC_OK
+                                                    : ulc_fail(&ctx, ULC_ERR_NOMEM, "out of memory");
+    if (st == ULC_OK) st = ev_score(a, &e, &ctx);
+    if (st == ULC_OK) st = ev_json(a, &e, &ctx);
+    if (st == ULC_OK && a->json) st = print_json(e.root, &ctx);
+    else if (st == ULC_OK) ev_print(a, &e);
+    if (st != ULC_OK) rc = ulc_cli_report(&ctx);
+    ev_run_clear(&e);
     return rc;
 }
 
+/* Plain `ulc eval`'s result: accuracy, per class, the confusion matrix (JSON or text). */
+static ulc_status eval_print(int json, const char *model_path, const char *data_path, int64_t n,
+                             int64_t correct, int64_t n_classes, const int64_t *confusion,
+                             ulc_ctx *ctx) {
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "model", model_path);
+        cJSON_AddStringToObject(o, "data", data_path);
+        cJSON_AddNumberToObject(o, "n", (double)n);
+        cJSON_AddNumberToObject(o, "correct", (double)correct);
+        cJSON_AddNumberToObject(o, "accuracy", n ? (double)correct / (double)n : 0.0);
+        cJSON *pc = cJSON_AddArrayToObject(o, "per_class");
+        cJSON *cm = cJSON_AddArrayToObject(o, "confusion");
+        for (int64_t c = 0; c < n_classes; c++) {
+            int64_t cn = 0;
+            cJSON *row = cJSON_CreateArray();
+            for (int64_t p = 0; p < n_classes; p++) {
+                cn += confusion[c * n_classes + p];
+                cJSON_AddItemToArray(row, cJSON_CreateNumber((double)confusion[c * n_classes + p]));
+            }
+            cJSON_AddItemToArray(cm, row);
+            int64_t cc = confusion[c * n_classes + c];
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddNumberToObject(e, "class", (double)c);
+            cJSON_AddNumberToObject(e, "n", (double)cn);
+            cJSON_AddNumberToObject(e, "correct", (double)cc);
+            if (cn) cJSON_AddNumberToObject(e, "accuracy", (double)cc / (double)cn);
+            else cJSON_AddNullToObject(e, "accuracy"); /* a class with no samples has none */
+            cJSON_AddItemToArray(pc, e);
+        }
+        ulc_status ps = print_json(o, ctx);
+        cJSON_Delete(o);
+        return ps;
+    } else {
+        printf("%s on %s: accuracy %.4f (%lld/%lld)\n\n", model_path, data_path,
+               n ? (double)correct / (double)n : 0.0, (long long)correct, (long long)n);
+        printf("class        n  correct  accuracy\n");
+        for (int64_t c = 0; c < n_classes; c++) {
+            int64_t cn = 0;
+            for (int64_t p = 0; p < n_classes; p++) cn += confusion[c * n_classes + p];
+            int64_t cc = confusion[c * n_classes + c];
+            if (cn) printf("%5lld %8lld %8lld    %.4f\n", (long long)c, (long long)cn, (long long)cc,
+                           (double)cc / (double)cn);
+            else printf("%5lld %8lld %8lld         -\n", (long long)c, 0LL, 0LL);
+        }
+        printf("\nconfusion matrix (rows: label, columns: predicted)\n     ");
+        for (int64_t p = 0; p < n_classes; p++) printf(" %5lld", (long long)p);
+        printf("\n");
+        for (int64_t c = 0; c < n_classes; c++) {
+            printf("%5lld", (long long)c);
+            for (int64_t p = 0; p < n_classes; p++) printf(" %5lld", (long long)confusion[c * n_classes + p]);
+            printf("\n");
+        }
+    }
+    return ULC_OK;
+}
 
 int ulc_cli_eval(int argc, char **argv) {
     const char *model_path = NULL, *data_path = NULL, *in_name = NULL, *out_name = NULL;
@@ -727,109 +676,21 @@ int ulc_cli_eval(int argc, char **argv) {
         goto fail;
     }
     if (ulc_session_create(m, &so, &s, &ctx) != ULC_OK) goto fail;
-    int64_t n = X->dims[0], n_classes = 0, correct = 0;
-    size_t row_bytes = n ? X->nbytes / (size_t)n : 0;
-    const uint8_t *xb = X->data;
-    for (int64_t b0 = 0; b0 < n; b0 += batch) {
-        int64_t bn = n - b0 < batch ? n - b0 : batch;
-        ulc_rt_tensor xt;
-        if (ulc_rt_tensor_view(X, data_path, &xt, &ctx) != ULC_OK) goto fail;
-        xt.dims[0] = bn;
-        xt.data = (void *)(uintptr_t)(xb + (size_t)b0 * row_bytes);
-        xt.nbytes = (size_t)bn * row_bytes;
-        if (ulc_session_set_input(s, gin->name, &xt, &ctx) != ULC_OK ||
-            ulc_session_run(s, &ctx) != ULC_OK) {
-            ulc_fail(&ctx, ctx.status, "%s: batch at row %lld", data_path, (long long)b0);
-            goto fail;
-        }
-        const ulc_rt_tensor *o = ulc_session_output(s, gout->name);
-        if (o->rank != 2 || o->dims[0] != bn || o->dims[1] < 1 ||
-            (o->dtype != ULC_DT_F32 && o->dtype != ULC_DT_F64)) {
-            char sh[128];
-            ulc_fail(&ctx, ULC_ERR_INVALID, "%s: output '%s' is %s; eval needs float scores [N, classes]",
-                     model_path, gout->name, ulc_rt_shape_str(o, sh, sizeof sh));
-            goto fail;
-        }
-        if (!confusion) {
-            n_classes = o->dims[1];
-            confusion = calloc((size_t)(n_classes * n_classes), sizeof *confusion);
-            if (!confusion) {
-                ulc_fail(&ctx, ULC_ERR_NOMEM, "out of memory");
-                goto fail;
-            }
-        }
-        for (int64_t r = 0; r < bn; r++) {
-            int64_t label;
-            memcpy(&label, (const uint8_t *)Y->data + 8 * (size_t)(b0 + r), 8);
-            if (label < 0 || label >= n_classes) {
-                ulc_fail(&ctx, ULC_ERR_INVALID, "%s: label[%lld] = %lld is outside the model's %lld classes",
-                         data_path, (long long)(b0 + r), (long long)label, (long long)n_classes);
-                goto fail;
-            }
-            int64_t best = 0;
-            double bv = -INFINITY;
-            for (int64_t c = 0; c < n_classes; c++) {
-                double v = o->dtype == ULC_DT_F32 ? ((const float *)o->data)[r * n_classes + c]
-                                                  : ((const double *)o->data)[r * n_classes + c];
-                if (v > bv) { /* first maximum wins, as argmax does; NaN never wins */
-                    bv = v;
-                    best = c;
-                }
-            }
-            confusion[label * n_classes + best]++;
-            correct += best == label;
-        }
+    int64_t n = X->dims[0];
+    eval_acc acc = {.model_path = model_path, .data_path = data_path, .out_name = gout->name,
+                    .Y = Y};
+    ulc_rows rows = {.names = {gin->name}, .cols = {X}, .n_feeds = 1, .file = data_path, .n = n,
+                     .max_rows = batch};
+    int64_t at;
+    ulc_status rs = ulc_rows_run(s, &rows, eval_batch, &acc, &at, &ctx);
+    confusion = acc.confusion;
+    if (rs != ULC_OK) {
+        if (at >= 0) ulc_fail(&ctx, ctx.status, "%s: batch at row %lld", data_path, (long long)at);
+        goto fail;
     }
-    if (json) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "model", model_path);
-        cJSON_AddStringToObject(o, "data", data_path);
-        cJSON_AddNumberToObject(o, "n", (double)n);
-        cJSON_AddNumberToObject(o, "correct", (double)correct);
-        cJSON_AddNumberToObject(o, "accuracy", n ? (double)correct / (double)n : 0.0);
-        cJSON *pc = cJSON_AddArrayToObject(o, "per_class");
-        cJSON *cm = cJSON_AddArrayToObject(o, "confusion");
-        for (int64_t c = 0; c < n_classes; c++) {
-            int64_t cn = 0;
-            cJSON *row = cJSON_CreateArray();
-            for (int64_t p = 0; p < n_classes; p++) {
-                cn += confusion[c * n_classes + p];
-                cJSON_AddItemToArray(row, cJSON_CreateNumber((double)confusion[c * n_classes + p]));
-            }
-            cJSON_AddItemToArray(cm, row);
-            int64_t cc = confusion[c * n_classes + c];
-            cJSON *e = cJSON_CreateObject();
-            cJSON_AddNumberToObject(e, "class", (double)c);
-            cJSON_AddNumberToObject(e, "n", (double)cn);
-            cJSON_AddNumberToObject(e, "correct", (double)cc);
-            if (cn) cJSON_AddNumberToObject(e, "accuracy", (double)cc / (double)cn);
-            else cJSON_AddNullToObject(e, "accuracy"); /* a class with no samples has none */
-            cJSON_AddItemToArray(pc, e);
-        }
-        ulc_status ps = print_json(o, &ctx);
-        cJSON_Delete(o);
-        if (ps != ULC_OK) goto fail;
-    } else {
-        printf("%s on %s: accuracy %.4f (%lld/%lld)\n\n", model_path, data_path,
-               n ? (double)correct / (double)n : 0.0, (long long)correct, (long long)n);
-        printf("class        n  correct  accuracy\n");
-        for (int64_t c = 0; c < n_classes; c++) {
-            int64_t cn = 0;
-            for (int64_t p = 0; p < n_classes; p++) cn += confusion[c * n_classes + p];
-            int64_t cc = confusion[c * n_classes + c];
-            if (cn) printf("%5lld %8lld %8lld    %.4f\n", (long long)c, (long long)cn, (long long)cc,
-                           (double)cc / (double)cn);
-            else printf("%5lld %8lld %8lld         -\n", (long long)c, 0LL, 0LL);
-        }
-        printf("\nconfusion matrix (rows: label, columns: predicted)\n     ");
-        for (int64_t p = 0; p < n_classes; p++) printf(" %5lld", (long long)p);
-        printf("\n");
-        for (int64_t c = 0; c < n_classes; c++) {
-            printf("%5lld", (long long)c);
-            for (int64_t p = 0; p < n_classes; p++) printf(" %5lld", (long long)confusion[c * n_classes + p]);
-            printf("\n");
-        }
-    }
+    int64_t n_classes = acc.n_classes, correct = acc.correct;
+    if (eval_print(json, model_path, data_path, n, correct, n_classes, confusion, &ctx) != ULC_OK)
+        goto fail;
     goto done;
 fail:
     rc = ulc_cli_report(&ctx);

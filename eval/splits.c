@@ -1,0 +1,108 @@
+/* splits.c — the forget set's splits of the data (see splits.h). */
+#include "eval/splits.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const k_name[ULC_SPLIT_COUNT] = {"Df", "Dr", "Dft", "Drt", "Dt"};
+static const char *const k_what[ULC_SPLIT_COUNT] = {"forget (train)", "retain (train)",
+                                                    "forget classes (test)",
+                                                    "retain classes (test)", "test"};
+
+const char *ulc_split_name(int split) { return k_name[split]; }
+const char *ulc_split_what(int split) { return k_what[split]; }
+
+double ulc_tally_acc(const ulc_tally *t) { return t->pred ? (double)t->ok / (double)t->pred : 0; }
+
+int ulc_forget_has_class(const ulc_forget_set *fs, int64_t y) {
+    for (int k = 0; k < fs->n_classes; k++)
+        if (fs->classes[k] == y) return 1;
+    return 0;
+}
+
+void ulc_splits_clear(ulc_splits *sp) {
+    free(sp->train);
+    free(sp->forget);
+    free(sp->test);
+    memset(sp, 0, sizeof *sp);
+}
+
+/* Class forgetting: the train rows of the forget classes; every class must be one of the
+ * model's and have rows. */
+static ulc_status forget_classes(const ulc_forget_set *fs, const ulc_iface *f, const ulc_data *tr,
+                                 uint8_t *forget, ulc_ctx *ctx) {
+    if (!tr->label)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s (data.train): no tensor 'label' (int64 [N]): "
+                        "forgetting classes needs each row's class", tr->path);
+    for (int k = 0; k < fs->n_classes; k++)
+        if (!f->next_token && fs->classes[k] >= f->classes)
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'forget.classes': class %lld is "
+                            "outside the model's %lld classes (output '%s')", fs->where,
+                            (long long)fs->classes[k], (long long)f->classes, f->out->name);
+    int64_t *seen = calloc((size_t)fs->n_classes + 1, sizeof *seen);
+    if (!seen) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (splits)");
+    for (int64_t i = 0; i < tr->rows; i++) {
+        int64_t y = ulc_data_label(tr, i);
+        for (int k = 0; k < fs->n_classes; k++)
+            if (fs->classes[k] == y) {
+                seen[k]++;
+                forget[i] = 1;
+            }
+    }
+    for (int k = 0; k < fs->n_classes; k++)
+        if (!seen[k]) {
+            long long c = (long long)fs->classes[k];
+            free(seen);
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'forget.classes': class %lld has no "
+                            "rows in data.train (%s)", fs->where, c, tr->path);
+        }
+    free(seen);
+    return ULC_OK;
+}
+
+ulc_status ulc_splits_make(const ulc_forget_set *fs, const ulc_iface *f, const ulc_data *tr,
+                           const ulc_data *te, ulc_splits *sp, ulc_ctx *ctx) {
+    memset(sp, 0, sizeof *sp);
+    size_t n = (size_t)tr->rows;
+    sp->train = calloc(n + 1, 1);
+    sp->forget = calloc(n + 1, 1);
+    if (!sp->train || !sp->forget) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (splits)");
+    if (fs->kind == ULC_FORGET_CLASSES) {
+        ULC_TRY(forget_classes(fs, f, tr, sp->forget, ctx));
+    } else {
+        const char *src = fs->indices_file ? fs->indices_file : fs->where;
+        const char *key = fs->indices_file ? "row indices" : "key 'forget.indices'";
+        for (int64_t k = 0; k < fs->n_indices; k++) {
+            if (fs->indices[k] >= tr->rows)
+                return ulc_fail(ctx, ULC_ERR_INVALID, "%s: %s: index %lld is outside data.train's "
+                                "%lld rows (0..%lld)", src, key, (long long)fs->indices[k],
+                                (long long)tr->rows, (long long)tr->rows - 1);
+            sp->forget[fs->indices[k]] = 1;
+        }
+    }
+    for (int64_t i = 0; i < tr->rows; i++) {
+        sp->train[i] = sp->forget[i] ? ULC_SPLIT_DF : ULC_SPLIT_DR;
+        sp->rows[sp->train[i]]++;
+    }
+    if (!sp->rows[ULC_SPLIT_DF])
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: the forget set is empty", fs->where);
+    if (!sp->rows[ULC_SPLIT_DR])
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: the forget set is all %lld rows of data.train: "
+                        "nothing is left to retain", fs->where, (long long)tr->rows);
+    sp->present[ULC_SPLIT_DF] = sp->present[ULC_SPLIT_DR] = 1;
+    if (!te) return ULC_OK;
+    if (!(sp->test = calloc((size_t)te->rows + 1, 1)))
+        return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (splits)");
+    if (fs->kind == ULC_FORGET_CLASSES && !te->label)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s (data.test): no tensor 'label' (int64 [N]): "
+                        "scoring forgotten classes needs each row's class", te->path);
+    for (int64_t i = 0; i < te->rows; i++) {
+        sp->test[i] = fs->kind == ULC_FORGET_INDICES ? ULC_SPLIT_DT
+                      : ulc_forget_has_class(fs, ulc_data_label(te, i)) ? ULC_SPLIT_DFT
+                                                                        : ULC_SPLIT_DRT;
+        sp->rows[sp->test[i]]++;
+    }
+    if (fs->kind == ULC_FORGET_INDICES) sp->present[ULC_SPLIT_DT] = 1;
+    else sp->present[ULC_SPLIT_DFT] = sp->present[ULC_SPLIT_DRT] = 1;
+    return ULC_OK;
+}

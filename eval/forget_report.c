@@ -31,7 +31,9 @@ ulc_status ulc_forget_mia(ulc_forget_facts *r, ulc_ctx *ctx) {
     return ULC_OK;
 }
 
+/* {"path", "sha256"}, or null for a model that was never a file (the C API's in-memory runs). */
 static cJSON *file_entry(const char *path, const char *sha) {
+    if (!path) return cJSON_CreateNull();
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "path", path);
     cJSON_AddStringToObject(o, "sha256", sha);
@@ -55,10 +57,12 @@ cJSON *ulc_forget_report_json(const ulc_forget_facts *r) {
     cJSON_AddStringToObject(o, "method", r->method);
     if (r->teacher_cache) cJSON_AddStringToObject(o, "teacher_cache", r->teacher_cache);
     cJSON *in = file_entry(r->in, r->in_sha);
-    if (strcmp(r->in, r->in_file) != 0) cJSON_AddStringToObject(in, "file", r->in_file);
+    if (r->in && r->in_file && strcmp(r->in, r->in_file) != 0)
+        cJSON_AddStringToObject(in, "file", r->in_file);
     cJSON_AddItemToObject(o, "input", in);
     cJSON *out = file_entry(r->out, r->out_sha);
-    if (strcmp(r->out, r->out_file) != 0) cJSON_AddStringToObject(out, "file", r->out_file);
+    if (r->out && r->out_file && strcmp(r->out, r->out_file) != 0)
+        cJSON_AddStringToObject(out, "file", r->out_file);
     if (r->ext_file)
         cJSON_AddItemToObject(out, "external_data", file_entry(r->ext_file, r->ext_sha));
     cJSON_AddItemToObject(o, "output", out);
@@ -162,7 +166,8 @@ cJSON *ulc_forget_report_json(const ulc_forget_facts *r) {
 void ulc_forget_print_table(FILE *out, const ulc_forget_facts *r) {
     const ulc_forget_set *fs = r->fs;
     const ulc_splits *sp = r->sp;
-    fprintf(out, "ulc forget: %s -> %s (%s; ", r->in, r->out, r->method);
+    fprintf(out, "ulc forget: %s -> %s (%s; ", r->in ? r->in : "(model)",
+            r->out ? r->out : "(in memory)", r->method);
     if (fs->kind == ULC_FORGET_CLASSES) {
         fprintf(out, "class%s", fs->n_classes > 1 ? "es" : "");
         for (int k = 0; k < fs->n_classes; k++)

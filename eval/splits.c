@@ -17,7 +17,18 @@ double ulc_tally_acc(const ulc_tally *t) { return t->pred ? (double)t->ok / (dou
 int ulc_forget_has_class(const ulc_forget_set *fs, int64_t y) {
     for (int k = 0; k < fs->n_classes; k++)
         if (fs->classes[k] == y) return 1;
+    for (int k = 0; k < fs->n_also_classes; k++)
+        if (fs->also_classes[k] == y) return 1;
     return 0;
+}
+
+/* Earlier requests' rows and classes join the forget rows (they are never retain rows). */
+static void forget_also(const ulc_forget_set *fs, const ulc_data *tr, uint8_t *forget) {
+    for (int64_t k = 0; k < fs->n_also_rows; k++)
+        if (fs->also_rows[k] >= 0 && fs->also_rows[k] < tr->rows) forget[fs->also_rows[k]] = 1;
+    for (int64_t i = 0; fs->n_also_classes && tr->label && i < tr->rows; i++)
+        for (int k = 0; k < fs->n_also_classes; k++)
+            if (ulc_data_label(tr, i) == fs->also_classes[k]) forget[i] = 1;
 }
 
 void ulc_splits_clear(ulc_splits *sp) {
@@ -80,6 +91,7 @@ ulc_status ulc_splits_make(const ulc_forget_set *fs, const ulc_iface *f, const u
             sp->forget[fs->indices[k]] = 1;
         }
     }
+    forget_also(fs, tr, sp->forget);
     for (int64_t i = 0; i < tr->rows; i++) {
         sp->train[i] = sp->forget[i] ? ULC_SPLIT_DF : ULC_SPLIT_DR;
         sp->rows[sp->train[i]]++;

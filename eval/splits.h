@@ -37,9 +37,14 @@ typedef struct ulc_forget_set {
     int64_t n_indices;
     const char *where;        /* the file that asks (the spec), for messages */
     const char *indices_file; /* the file the indices came from, or NULL: where's 'forget.indices' */
+    /* what earlier requests on the model forgot (jobs/history.h): forgotten again, never retained */
+    const int64_t *also_classes;
+    int n_also_classes;
+    const int64_t *also_rows;  /* rows of the train data */
+    int64_t n_also_rows;
 } ulc_forget_set;
 
-/* 1 when class y is one the set forgets. */
+/* 1 when class y is one the set forgets (also_classes included). */
 int ulc_forget_has_class(const ulc_forget_set *fs, int64_t y);
 
 /* Which split each row is in. */

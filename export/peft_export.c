@@ -248,3 +248,12 @@ ulc_status ulc_peft_export(ulc_model *m, const char *dir, const ulc_peft_export_
     ulc_model_free(w);
     return s;
 }
+
+void ulc_peft_export_remove(const char *dir) {
+    char *p = ulc_path_join(dir, ULC_PEFT_CONFIG_FILE);
+    char *q = ulc_path_join(dir, ULC_PEFT_WEIGHTS_FILE);
+    if (p) unlink(p);
+    if (q) unlink(q);
+    free(p);
+    free(q);
+}

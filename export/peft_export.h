@@ -34,6 +34,9 @@ typedef struct ulc_peft_export_opts {
 /* Fails (naming the file) if dir cannot receive an adapter: it is not a directory, or one of
  * the two files is already there. Cheap: the CLI calls it before doing any work. */
 ulc_status ulc_peft_export_check_dir(const char *dir, ulc_ctx *ctx);
+/* Removes the two files of an adapter written into dir (when the model that goes with it could
+ * not be written). */
+void ulc_peft_export_remove(const char *dir);
 
 /* Writes m's recorded adapters (read back from the "ulc.lora" metadata if m has no records
  * yet) into dir, creating dir if needed. Fails without writing anything when there are no

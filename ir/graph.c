@@ -81,6 +81,17 @@ ulc_status ulc_model_add_metadata(ulc_model *m, const char *key, const char *val
     return ULC_OK;
 }
 
+ulc_status ulc_model_set_metadata(ulc_model *m, const char *key, const char *value, ulc_ctx *ctx) {
+    for (int i = 0; i < m->n_metadata; i++)
+        if (m->metadata[i].key && strcmp(m->metadata[i].key, key) == 0) {
+            const char *v = ulc_arena_strdup(m->graph->arena, value);
+            if (!v) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (metadata)");
+            m->metadata[i].value = v;
+            return ULC_OK;
+        }
+    return ulc_model_add_metadata(m, key, value, ctx);
+}
+
 const char *ulc_model_reads_file(const ulc_model *m, const char *path) {
     if (m->source_path && ulc_path_same_file(path, m->source_path)) return m->source_path;
     for (size_t i = 0; i < m->graph->maps.len; i++) {

@@ -276,6 +276,8 @@ int64_t ulc_model_opset(const ulc_model *m, const char *domain);
 const char *ulc_model_metadata(const ulc_model *m, const char *key);
 /* Adds key = value (arena copies) unless the key is already there: the first value stays. */
 ulc_status ulc_model_add_metadata(ulc_model *m, const char *key, const char *value, ulc_ctx *ctx);
+/* Sets key to value, replacing the value it has (the order of keys is kept). */
+ulc_status ulc_model_set_metadata(ulc_model *m, const char *key, const char *value, ulc_ctx *ctx);
 
 /* If path names the same file as the model's source or a file its weights are borrowed from,
  * returns that file's path (so writers can refuse to clobber their own input); else NULL. */

@@ -11,7 +11,6 @@
 
 #define MAX_LISTS 8     /* registered pass lists */
 #define MAX_OPTS 32     /* options one pass may be given */
-#define NUM_FMT "%.17g" /* numbers as text: read back to the same double */
 
 /* ---- the registry ------------------------------------------------------------------------------ */
 
@@ -96,6 +95,14 @@ double ulc_pass_opt_num(const ulc_pass_opts *o, const char *key, double def) {
 const char *ulc_pass_opt_str(const ulc_pass_opts *o, const char *key, const char *def) {
     const ulc_pass_opt *v = ulc_pass_opt_find(o, key);
     return v ? v->str : def;
+}
+
+/* v as the shortest text that reads back to the same double. */
+static void num_text(double v, char *buf, size_t n) {
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(buf, n, "%.*g", digits, v);
+        if (strtod(buf, NULL) == v) return;
+    }
 }
 
 /* ---- pipelines --------------------------------------------------------------------------------- */
@@ -250,7 +257,7 @@ ulc_status ulc_pipeline_set_num(ulc_pipeline *p, const char *key, double v, ulc_
     ULC_TRY(find_def(pp, key, &d, ctx));
     if (d->kind != ULC_OPT_NUM) return kind_error(pp, d, "a number", ctx);
     char text[40];
-    snprintf(text, sizeof text, NUM_FMT, v);
+    num_text(v, text, sizeof text);
     return store(pp, d, text, 0, v, NULL, ctx);
 }
 
@@ -393,7 +400,7 @@ char *ulc_pipeline_text(const ulc_pipeline *p) {
             const ulc_pass_opt *o = &pp->kv[k];
             char num[40];
             if (o->def->kind == ULC_OPT_INT) snprintf(num, sizeof num, "%lld", o->i);
-            else if (o->def->kind == ULC_OPT_NUM) snprintf(num, sizeof num, NUM_FMT, o->num);
+            else if (o->def->kind == ULC_OPT_NUM) num_text(o->num, num, sizeof num);
             const char *val = o->def->kind == ULC_OPT_STR ? o->str : num;
             ok = put(&buf, &len, &cap, (const char *const[]){k ? "," : "{", o->def->key, "=", val, NULL});
         }

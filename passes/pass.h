@@ -136,8 +136,8 @@ ulc_status ulc_pipeline_set_str(ulc_pipeline *p, const char *key, const char *v,
 /* The number of passes, and pass i with its options. */
 int ulc_pipeline_length(const ulc_pipeline *p);
 const ulc_pass *ulc_pipeline_pass(const ulc_pipeline *p, int i, const ulc_pass_opts **opts);
-/* The pipeline as text that ulc_pipeline_parse reads back to the same pipeline (numbers with
- * 17 significant digits); malloc'd, NULL when out of memory. */
+/* The pipeline as text that ulc_pipeline_parse reads back to the same pipeline (numbers in
+ * the fewest digits that read back exactly); malloc'd, NULL when out of memory. */
 char *ulc_pipeline_text(const ulc_pipeline *p);
 
 typedef struct ulc_pipeline_opts {

@@ -34,9 +34,6 @@ int ulc_cli_run(int argc, char **argv);
 int ulc_cli_eval(int argc, char **argv);
 int ulc_cli_ops(int argc, char **argv);
 
-/* Removes the two files of a PEFT adapter written into dir (when the model that goes with it
- * could not be written). */
-void ulc_cli_remove_adapter(const char *dir);
 
 /* `ulc train MODEL --data D -o OUT ...` (tools/train.c). */
 int ulc_cli_train(int argc, char **argv);

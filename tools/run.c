@@ -24,7 +24,7 @@
 #include "train/train_graph.h"
 #include "io/model.h"
 #include "tools/cli.h"
-#include "tools/forget.h"
+#include "jobs/request.h"
 #include "eval/forget_eval.h"
 #include "eval/metrics.h"
 #include "eval/score.h"
@@ -268,7 +268,7 @@ static const char *const k_role[3] = {"model", "original", "reference"};
 /* One `ulc eval --forget` run: the models, the data bound to the first one's interface, the
  * splits and each model's scores. */
 typedef struct ev_run {
-    spec s;
+    ulc_request s;
     ulc_model *mods[3];   /* model, original, reference */
     const char *paths[3];
     ulc_iface f;
@@ -285,22 +285,22 @@ static void ev_run_clear(ev_run *e) {
     ulc_splits_clear(&e->sp);
     ulc_data_clear(&e->tr);
     ulc_data_clear(&e->te);
-    spec_clear(&e->s);
+    ulc_request_clear(&e->s);
     cJSON_Delete(e->root);
 }
 
 /* Loads everything and scores every model on the splits (eval/score.h). */
 static ulc_status ev_score(const ev_args *a, ev_run *e, ulc_ctx *ctx) {
-    ULC_TRY(spec_parse(a->spec, &e->s, ctx));
+    ULC_TRY(ulc_spec_parse(a->spec, &e->s, ctx));
     for (int k = 0; k < 3; k++)
         if (e->paths[k]) ULC_TRY(ulc_io_load_model(e->paths[k], NULL, &e->mods[k], ctx));
-    const spec *s = &e->s;
+    const ulc_request *s = &e->s;
     ULC_TRY(ulc_iface_resolve(e->mods[0], a->model, s->model_input, s->model_output, s->path,
                               &e->f, ctx));
     ULC_TRY(ulc_data_load("data.train", a->data ? a->data : s->train, a->model, &e->f, &e->tr, ctx));
     if (s->test) ULC_TRY(ulc_data_load("data.test", s->test, a->model, &e->f, &e->te, ctx));
     e->tep = s->test ? &e->te : NULL;
-    e->fs = spec_forget_set(s);
+    e->fs = ulc_request_forget_set(s);
     for (int k = 0; k < 3; k++) {
         if (!e->mods[k]) continue;
         ulc_session *ses = NULL;

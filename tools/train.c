@@ -1,6 +1,7 @@
 /*
  * train.c — `ulc train`: fine-tune a model on a safetensors dataset with ulc's own autodiff
- * and trainer; optionally through LoRA (a pipeline before and after training).
+ * and trainer (jobs/train.h); optionally through LoRA (a pipeline before and after training);
+ * or unlearn with a pipeline of passes and a forget set (jobs/forget.h).
  *
  *   ulc train MODEL --data TRAIN.safetensors -o OUT [--loss ce|mse|next-token|distill]
  *             [--teacher MODEL]
@@ -10,33 +11,44 @@
  *             [--warmup N] [--step-size N] [--gamma X] [--seed N] [--no-shuffle] [--drop-last]
  *             [--threads N] [--input NAME] [--output NAME] [-q] [--losses FILE.json] [--profile]
  *             [--emit-adapter DIR]
+ *   ulc train MODEL --data TRAIN.safetensors -o OUT --passes PIPELINE
+ *             (--forget-classes C[,C...] | --forget-indices FILE.json)
+ *             [--epochs N] [--batch-size N] [--lr X] [--optimizer adamw|sgd] [--momentum X]
+ *             [--weight-decay X] [--seed N] [--threads N] [--input NAME] [--output NAME] [-q]
  *
  * Nothing is written unless training finishes: Ctrl-C stops after the current step and exits
  * 130, a failing step exits with its error; OUT is written atomically either way only on success.
  */
-#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "export/hf_export.h"
-#include "export/onnx_export.h"
-#include "export/peft_export.h"
-#include "export/safetensors_export.h"
-#include "import/safetensors_import.h"
-#include "passes/pass.h"
-#include "train/train.h"
-#include "train/train_graph.h"
-#include "runtime/runtime.h"
-#include "io/data.h"
-#include "io/model.h"
+#include "jobs/forget.h"
+#include "jobs/train.h"
 #include "tools/cli.h"
 
 static volatile sig_atomic_t g_stop;
 static void on_stop(int sig) {
     (void)sig;
     g_stop = 1;
+}
+
+/* While training, SIGINT/SIGTERM stop after the step; otherwise they end the process. */
+typedef struct handlers {
+    void (*prev_int)(int), (*prev_term)(int);
+} handlers;
+
+static void phase(void *arg, const char *name, int begin) {
+    handlers *h = arg;
+    (void)name;
+    if (begin) {
+        h->prev_int = signal(SIGINT, on_stop);
+        h->prev_term = signal(SIGTERM, on_stop);
+    } else {
+        signal(SIGINT, h->prev_int);
+        signal(SIGTERM, h->prev_term);
+    }
 }
 
 static int parse_num(const char *opt, const char *s, double lo, double hi, double *out) {
@@ -50,72 +62,75 @@ static int parse_num(const char *opt, const char *s, double lo, double hi, doubl
     return 1;
 }
 
-/* --loss distill: the frozen teacher's softmax is the target of a KL loss (self-distillation
- * when the teacher is the input model itself, as when training LoRA adapters). */
-typedef struct teacher {
-    ulc_session *s;
-    const ulc_model *m;
-    const ulc_train_graph *tg;
-    const char *output;
-    float *probs;
-    size_t cap;
-} teacher;
-
-static ulc_status teacher_step(void *arg, ulc_session *student, const ulc_rt_tensor *const *batch,
-                               int n, ulc_ctx *ctx) {
-    teacher *t = arg;
-    const ulc_graph *g = t->m->graph;
-    for (size_t i = 0; i < g->inputs.len; i++) {
-        const ulc_value *v = g->inputs.items[i];
-        if (v->flags & ULC_VALUE_INITIALIZER) continue;
-        int k = 0;
-        while (k < n && strcmp(t->tg->data_inputs[k], v->name) != 0) k++;
-        if (k == n)
-            return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "teacher input '%s' is not in the data", v->name);
-        ULC_TRY(ulc_session_set_input(t->s, v->name, batch[k], ctx));
+/* --forget-classes 3,5: whole numbers (the request checks the rest). */
+static int parse_classes(const char *s, int64_t *out, int cap, int *n) {
+    *n = 0;
+    for (const char *p = s;;) {
+        char *end;
+        long long v = strtoll(p, &end, 10);
+        if (end == p || *n == cap || (*end && *end != ','))
+            return ulc_cli_usage_error("train: --forget-classes '%s': expected class numbers "
+                                       "separated by commas (at most %d)", s, cap);
+        out[(*n)++] = v;
+        if (!*end) return -1;
+        p = end + 1;
     }
-    ULC_TRY(ulc_session_run(t->s, ctx));
-    const ulc_rt_tensor *z = ulc_session_output(t->s, t->output);
-    if (!z || z->dtype != ULC_DT_F32 || z->rank < 1)
-        return ulc_fail(ctx, ULC_ERR_INVALID, "teacher output '%s' is not float32", t->output);
-    size_t numel = ulc_rt_numel(z), c = (size_t)z->dims[z->rank - 1];
-    if (numel > t->cap) {
-        free(t->probs);
-        if (!(t->probs = malloc(numel * sizeof *t->probs)))
-            return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (teacher targets)");
-        t->cap = numel;
-    }
-    const float *x = z->data;
-    for (size_t r = 0; c && r < numel / c; r++) { /* softmax over the last axis */
-        const float *xr = x + r * c;
-        float *p = t->probs + r * c, mx = xr[0];
-        for (size_t j = 1; j < c; j++) mx = xr[j] > mx ? xr[j] : mx;
-        double sum = 0;
-        for (size_t j = 0; j < c; j++) sum += (p[j] = expf(xr[j] - mx));
-        for (size_t j = 0; j < c; j++) p[j] = (float)(p[j] / sum);
-    }
-    ulc_rt_tensor pt = *z;
-    pt.data = t->probs;
-    return ulc_session_set_input(student, ULC_TRAIN_TARGET, &pt, ctx);
 }
 
-static ulc_status write_losses(const char *path, const ulc_train_stats *st, ulc_ctx *ctx) {
-    FILE *f = fopen(path, "w");
-    if (!f) return ulc_fail(ctx, ULC_ERR_IO, "%s: cannot open for writing", path);
-    fprintf(f, "{\"steps\": %ld, \"seconds\": %.6f, \"loss\": [", st->steps, st->seconds);
-    for (long i = 0; i < st->steps; i++) fprintf(f, "%s%.9g", i ? ", " : "", st->loss_curve[i]);
-    fputs("], \"step_ms\": [", f);
-    for (long i = 0; i < st->steps; i++) fprintf(f, "%s%.3f", i ? ", " : "", st->step_ms[i]);
-    fputs("]}\n", f);
-    if (fclose(f) != 0) return ulc_fail(ctx, ULC_ERR_IO, "%s: write failed", path);
-    return ULC_OK;
+/* --passes: the forget job without evaluation. */
+typedef struct unlearn_args {
+    const char *in, *out, *data, *passes, *classes, *indices, *input, *output;
+    uint64_t seed;
+    int threads, quiet, profile;
+    ulc_method_train run;
+} unlearn_args;
+
+static int unlearn(const unlearn_args *a) {
+    if (!a->passes)
+        return ulc_cli_usage_error("train: --forget-classes/--forget-indices go with --passes "
+                                   "(the unlearning pipeline)");
+    if (!a->classes == !a->indices)
+        return ulc_cli_usage_error("train: --passes needs one of --forget-classes and "
+                                   "--forget-indices");
+    int64_t cls[256];
+    int n_cls = 0, rc = a->classes ? parse_classes(a->classes, cls, 256, &n_cls) : -1;
+    if (rc >= 0) return rc;
+    ulc_ctx ctx;
+    ulc_ctx_init(&ctx);
+    ulc_request rq;
+    ulc_request_init(&rq, "train");
+    rq.seed = a->seed;
+    rq.run = a->run;
+    int64_t *rows = NULL, n_rows = 0;
+    ulc_status st = ulc_request_set_data(&rq, a->data, NULL, &ctx);
+    if (st == ULC_OK && a->input) st = (rq.model_input = strdup(a->input)) ? ULC_OK : ULC_ERR_NOMEM;
+    if (st == ULC_OK && a->output) st = (rq.model_output = strdup(a->output)) ? ULC_OK : ULC_ERR_NOMEM;
+    if (st == ULC_OK && a->classes)
+        st = ulc_request_set_classes(&rq, cls, n_cls, "--forget-classes", &ctx);
+    if (st == ULC_OK && a->indices &&
+        (st = ulc_request_read_indices(a->indices, "--forget-indices", &rows, &n_rows, &ctx)) == ULC_OK)
+        st = ulc_request_set_rows(&rq, rows, n_rows, "--forget-indices", &ctx);
+    if (st == ULC_OK) st = ulc_request_set_passes(&rq, a->passes, &ctx);
+    handlers h = {0};
+    ulc_forget_opts o = {.in = a->in, .out = a->out, .threads = a->threads, .quiet = a->quiet,
+                         .profile = a->profile, .stop = &g_stop, .phase = phase, .phase_arg = &h};
+    ulc_forget_outcome res = {0};
+    g_stop = 0;
+    if (st == ULC_OK) st = ulc_forget_files(&rq, &o, &res, &ctx);
+    if (st == ULC_ERR_NOMEM && !ctx.msg[0]) ulc_fail(&ctx, st, "out of memory");
+    free(rows);
+    ulc_forget_outcome_clear(&res);
+    ulc_request_clear(&rq);
+    return st == ULC_OK ? ULC_EXIT_OK : ulc_cli_report(&ctx);
 }
 
 int ulc_cli_train(int argc, char **argv) {
     const char *in = NULL, *out = NULL, *data_path = NULL, *before = NULL, *after = NULL;
     const char *globs = NULL, *losses_path = NULL, *teacher_path = NULL, *adapter_dir = NULL;
+    const char *passes = NULL, *classes = NULL, *indices = NULL;
     ulc_train_task task = {.loss = ULC_LOSS_CROSS_ENTROPY};
     ulc_train_opts o = ulc_train_defaults();
+    ulc_method_train run = {0}; /* --passes: the settings given (the method's defaults else) */
     ulc_optim_kind kind = ULC_OPTIM_ADAMW;
     ulc_lr_kind sched = ULC_LR_CONSTANT;
     int nesterov = 0;
@@ -139,6 +154,9 @@ int ulc_cli_train(int argc, char **argv) {
         else if (!strcmp(a, "--input")) { NEED(); task.input = val; }
         else if (!strcmp(a, "--output")) { NEED(); task.output = val; }
         else if (!strcmp(a, "--losses")) { NEED(); losses_path = val; }
+        else if (!strcmp(a, "--passes")) { NEED(); passes = val; }
+        else if (!strcmp(a, "--forget-classes")) { NEED(); classes = val; }
+        else if (!strcmp(a, "--forget-indices")) { NEED(); indices = val; }
         else if (!strcmp(a, "--loss")) {
             NEED();
             if (!strcmp(val, "next-token")) { task.next_token = 1; task.loss = ULC_LOSS_CROSS_ENTROPY; }
@@ -151,6 +169,7 @@ int ulc_cli_train(int argc, char **argv) {
             if (!strcmp(val, "adamw")) kind = ULC_OPTIM_ADAMW;
             else if (!strcmp(val, "sgd")) kind = ULC_OPTIM_SGD;
             else return ulc_cli_usage_error("train: --optimizer: '%s' (expected adamw or sgd)", val);
+            run.set |= ULC_MT_OPTIMIZER;
         } else if (!strcmp(a, "--schedule")) {
             NEED();
             if (!strcmp(val, "constant")) sched = ULC_LR_CONSTANT;
@@ -164,9 +183,9 @@ int ulc_cli_train(int argc, char **argv) {
         else if (!strcmp(a, "--nesterov")) nesterov = 1;
         else if (!strcmp(a, "--warmup")) { NEED(); if (!parse_num(a, val, 0, 1e12, &v)) return ULC_EXIT_USAGE; warmup = (long)v; }
         else if (!strcmp(a, "--step-size")) { NEED(); if (!parse_num(a, val, 1, 1e12, &v)) return ULC_EXIT_USAGE; step_size = (long)v; }
-        else if (!strcmp(a, "--epochs")) { NEED(); if (!parse_num(a, val, 1, 1e6, &v)) return ULC_EXIT_USAGE; o.epochs = (int)v; }
+        else if (!strcmp(a, "--epochs")) { NEED(); if (!parse_num(a, val, 1, 1e6, &v)) return ULC_EXIT_USAGE; o.epochs = (int)v; run.set |= ULC_MT_EPOCHS; }
         else if (!strcmp(a, "--max-steps")) { NEED(); if (!parse_num(a, val, 1, 1e12, &v)) return ULC_EXIT_USAGE; o.max_steps = (long)v; }
-        else if (!strcmp(a, "--batch-size")) { NEED(); if (!parse_num(a, val, 1, 1 << 20, &v)) return ULC_EXIT_USAGE; o.batch_size = (int)v; }
+        else if (!strcmp(a, "--batch-size")) { NEED(); if (!parse_num(a, val, 1, 1 << 20, &v)) return ULC_EXIT_USAGE; o.batch_size = (int)v; run.set |= ULC_MT_BATCH; }
         else if (!strcmp(a, "--seed")) { NEED(); if (!parse_num(a, val, 0, 1.8e19, &v)) return ULC_EXIT_USAGE; o.seed = (uint64_t)v; }
         else if (!strcmp(a, "--threads")) { NEED(); if (!parse_num(a, val, 0, 1024, &v)) return ULC_EXIT_USAGE; o.threads = (int)v; }
         else if (!strcmp(a, "--no-shuffle")) o.shuffle = 0;
@@ -181,6 +200,22 @@ int ulc_cli_train(int argc, char **argv) {
     if (!in) return ulc_cli_usage_error("train: no model given");
     if (!data_path) return ulc_cli_usage_error("train: no data given (--data TRAIN.safetensors)");
     if (!out) return ulc_cli_usage_error("train: no output given (-o OUT)");
+    if (passes || classes || indices) {
+        run.epochs = o.epochs;
+        run.batch_size = o.batch_size;
+        run.optimizer = kind;
+        if (lr >= 0) run.lr = lr, run.set |= ULC_MT_LR;
+        if (wd >= 0) run.weight_decay = wd, run.set |= ULC_MT_WEIGHT_DECAY;
+        if (mom >= 0) run.momentum = mom, run.set |= ULC_MT_MOMENTUM;
+        unlearn_args u = {in, out, data_path, passes, classes, indices, task.input, task.output,
+                          o.seed, o.threads, o.quiet, o.profile, run};
+        if (before || after || globs || teacher_path || adapter_dir || losses_path ||
+            task.loss != ULC_LOSS_CROSS_ENTROPY || task.next_token)
+            return ulc_cli_usage_error("train: --passes unlearns with its own passes and losses; "
+                                       "it does not go with --before, --after, --params, --loss, "
+                                       "--teacher, --emit-adapter or --losses");
+        return unlearn(&u);
+    }
     o.optim = ulc_optim_defaults(kind); /* then the options, whatever their order */
     o.optim.schedule = sched;
     o.optim.nesterov = nesterov;
@@ -192,88 +227,15 @@ int ulc_cli_train(int argc, char **argv) {
     if (gamma >= 0) o.optim.gamma = gamma;
     o.label = "train";
     o.progress = stderr;
-
+    o.stop = &g_stop;
+    handlers h = {0};
+    ulc_train_job j = {.in = in, .out = out, .data = data_path, .before = before, .after = after,
+                       .params = globs, .teacher = teacher_path, .adapter_dir = adapter_dir,
+                       .losses = losses_path, .task = task, .opts = o, .phase = phase,
+                       .phase_arg = &h};
     ulc_ctx ctx;
     ulc_ctx_init(&ctx);
-    ulc_pipeline *pb = NULL, *pa = NULL;
-    ulc_model *m = NULL, *tm = NULL;
-    teacher tch = {0};
-    ulc_data data = {0};
-    const ulc_dataset *dp = &data.d;
-    ulc_train_graph tg = {0};
-    ulc_train_stats st = {0};
-    float **vals = NULL;
-    ulc_status s = ULC_OK;
-    if ((before && ulc_pipeline_parse(before, &pb, &ctx) != ULC_OK) ||
-        (after && ulc_pipeline_parse(after, &pa, &ctx) != ULC_OK)) {
-        ulc_cli_report(&ctx);
-        ulc_pipeline_free(pb);
-        return ULC_EXIT_USAGE;
-    }
-    ulc_pipeline_opts po = {0};
-    if (adapter_dir && (s = ulc_peft_export_check_dir(adapter_dir, &ctx)) != ULC_OK) goto done;
-    if ((s = ulc_io_load_model(in, NULL, &m, &ctx)) != ULC_OK) goto done;
-    if (ulc_model_reads_file(m, out)) {
-        s = ulc_fail(&ctx, ULC_ERR_INVALID_ARG, "train: the output '%s' is the input model", out);
-        goto done;
-    }
-    if ((s = ulc_data_open("--data", data_path, &data, &ctx)) != ULC_OK) goto done;
-    if (pb && (s = ulc_pipeline_run(pb, m, &po, &ctx)) != ULC_OK) goto done;
-    if (globs && ulc_mark_params(m, globs) == 0) {
-        s = ulc_fail(&ctx, ULC_ERR_INVALID_ARG, "train: --params '%s' matches no float32 weight",
-                     globs);
-        goto done;
-    }
-    if ((s = ulc_train_graph_build(m, dp, &task, o.batch_size, &tg, &ctx)) != ULC_OK) goto done;
-    if ((s = ulc_train_graph_params(m, &tg, &vals, &ctx)) != ULC_OK) goto done;
-    if (task.loss == ULC_LOSS_KL) {
-        ulc_session_opts so = ulc_session_defaults();
-        so.threads = o.threads;
-        if ((s = ulc_io_load_model(teacher_path ? teacher_path : in, NULL, &tm, &ctx)) != ULC_OK ||
-            (s = ulc_session_create(tm, &so, &tch.s, &ctx)) != ULC_OK)
-            goto done;
-        tch.m = tm;
-        tch.tg = &tg;
-        tch.output = task.output ? task.output
-                                 : ((const ulc_value *)tm->graph->outputs.items[0])->name;
-        o.before_step = teacher_step;
-        o.hook_arg = &tch;
-    } else if (teacher_path) {
-        s = ulc_fail(&ctx, ULC_ERR_INVALID_ARG, "train: --teacher needs --loss distill");
-        goto done;
-    }
     g_stop = 0;
-    o.stop = &g_stop;
-    void (*prev_int)(int) = signal(SIGINT, on_stop);
-    void (*prev_term)(int) = signal(SIGTERM, on_stop);
-    s = ulc_train_run(&tg, dp, &o, vals, &st, &ctx);
-    signal(SIGINT, prev_int);
-    signal(SIGTERM, prev_term);
-    if (s != ULC_OK) goto done;
-    if (!o.quiet)
-        fprintf(stderr, "train: %ld steps, loss %.4f -> %.4f, %.1f s (%.0f samples/s)\n", st.steps,
-                st.first_loss, st.last_loss, st.seconds, st.samples_per_s);
-    if ((s = ulc_train_graph_write_back(m, &tg, vals, &ctx)) != ULC_OK) goto done;
-    if (pa && (s = ulc_pipeline_run(pa, m, &po, &ctx)) != ULC_OK) goto done;
-    if (losses_path && (s = write_losses(losses_path, &st, &ctx)) != ULC_OK) goto done;
-    /* the adapter first (checked whole before anything is written), taken back if the model
-     * cannot be written */
-    if (adapter_dir && (s = ulc_peft_export(m, adapter_dir, NULL, &ctx)) != ULC_OK) goto done;
-    ulc_io_format ofmt;
-    if (ulc_io_output_format(out, &ofmt, NULL) != ULC_OK) ofmt = ULC_IO_DIR; /* a new directory */
-    if ((s = ulc_io_save_model(m, out, ofmt, NULL, &ctx)) != ULC_OK && adapter_dir)
-        ulc_cli_remove_adapter(adapter_dir);
-done:
-    ulc_train_graph_free_params(&tg, vals);
-    ulc_train_graph_clear(&tg);
-    ulc_train_stats_clear(&st);
-    ulc_data_clear(&data);
-    ulc_session_free(tch.s);
-    free(tch.probs);
-    ulc_model_free(tm);
-    ulc_model_free(m);
-    ulc_pipeline_free(pb);
-    ulc_pipeline_free(pa);
-    if (s != ULC_OK) return ulc_cli_report(&ctx);
+    if (ulc_train_files(&j, &ctx) != ULC_OK) return ulc_cli_report(&ctx);
     return ULC_EXIT_OK;
 }

@@ -122,15 +122,6 @@ int ulc_cli_usage_error(const char *fmt, ...) {
     return ULC_EXIT_USAGE;
 }
 
-void ulc_cli_remove_adapter(const char *dir) {
-    char *p = ulc_path_join(dir, ULC_PEFT_CONFIG_FILE);
-    char *q = ulc_path_join(dir, ULC_PEFT_WEIGHTS_FILE);
-    if (p) unlink(p);
-    if (q) unlink(q);
-    free(p);
-    free(q);
-}
-
 static void on_signal(int sig) {
     ulc_outfile_cleanup_all(); /* async-signal-safe: unlink only */
     signal(sig, SIG_DFL);
@@ -241,7 +232,7 @@ static int cmd_convert(int argc, char **argv) {
     }
     s = ulc_io_save_model(m, out, ofmt, &so, &ctx);
     ulc_model_free(m);
-    if (s != ULC_OK && adapter_dir) ulc_cli_remove_adapter(adapter_dir);
+    if (s != ULC_OK && adapter_dir) ulc_peft_export_remove(adapter_dir);
     if (s != ULC_OK) return ulc_cli_report(&ctx);
     return ULC_EXIT_OK;
 }

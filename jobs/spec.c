@@ -1,4 +1,5 @@
-/* forget_spec.c — parsing and checking the forget spec (forget.h, docs/spec.md). */
+/* spec.c — requests: the forget spec parsed and checked (docs/spec.md), and the pipeline a
+ * request runs (request.h). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,11 +8,11 @@
 #include <cjson/cJSON.h>
 
 #include "common/file.h"
-#include "tools/cli.h"
 #include "methods/method.h"
-#include "tools/forget.h"
+#include "jobs/request.h"
 
-void spec_clear(spec *s) {
+void ulc_request_clear(ulc_request *s) {
+    ulc_pipeline_free(s->passes);
     free(s->dir);
     free(s->train);
     free(s->test);
@@ -272,7 +273,7 @@ static ulc_status parse_json(const char *path, const char *what, cJSON **out, ul
 
 /* A path from the spec: absolute as written, else relative to the spec's directory. The file
  * must exist (a regular file, or a directory when dir_ok: a Hugging Face model). */
-static ulc_status spec_path(const spec *s, const char *key, const char *rel, int dir_ok, char **out,
+static ulc_status spec_path(const ulc_request *s, const char *key, const char *rel, int dir_ok, char **out,
                             ulc_ctx *ctx) {
     char *p = rel[0] == '/' ? strdup(rel) : ulc_path_join(s->dir, rel);
     if (!p) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (spec)");
@@ -286,7 +287,7 @@ static ulc_status spec_path(const spec *s, const char *key, const char *rel, int
     return ULC_OK;
 }
 
-static ulc_status spec_file(const spec *s, const char *key, const char *rel, char **out,
+static ulc_status spec_file(const ulc_request *s, const char *key, const char *rel, char **out,
                             ulc_ctx *ctx) {
     return spec_path(s, key, rel, 0, out, ctx);
 }
@@ -312,7 +313,9 @@ static const char *const k_eval_keys[] = {"features", "relearn_steps", "relearn_
 static const char *const k_targets[] = {"Conv", "Gemm", "MatMul", NULL};
 
 /* The defaults (docs/spec.md; the paper's: rank 8, alpha 32, AdamW lr 5e-5, batch 128, 1 epoch). */
-static void spec_defaults(spec *s) {
+void ulc_request_init(ulc_request *s, const char *path) {
+    memset(s, 0, sizeof *s);
+    s->path = path;
     s->rank = 8;
     s->alpha = 32;
     s->epochs = 1;
@@ -332,7 +335,7 @@ static void spec_defaults(spec *s) {
     s->relearn_lr = ULC_FE_RELEARN_LR;
 }
 
-static ulc_status parse_forget(spec *s, const cJSON *f, ulc_ctx *ctx) {
+static ulc_status parse_forget(ulc_request *s, const cJSON *f, ulc_ctx *ctx) {
     const char *file = s->path;
     ULC_TRY(check_keys(file, f, "forget", k_forget_keys, ctx));
     const cJSON *cl = cJSON_GetObjectItemCaseSensitive(f, "classes");
@@ -343,12 +346,12 @@ static ulc_status parse_forget(spec *s, const cJSON *f, ulc_ctx *ctx) {
                         "'classes', 'indices' or 'indices_file'", file);
     if (cl) {
         int64_t n = 0;
-        s->kind = FORGET_CLASSES;
+        s->kind = ULC_FORGET_CLASSES;
         ULC_TRY(int_list(file, cl, "key 'forget.classes'", "class", &s->classes, &n, ctx));
         s->n_classes = (int)n;
         return no_duplicates(file, "key 'forget.classes'", "class", s->classes, n, ctx);
     }
-    s->kind = FORGET_INDICES;
+    s->kind = ULC_FORGET_INDICES;
     if (ix) {
         ULC_TRY(int_list(file, ix, "key 'forget.indices'", "row index", &s->indices,
                          &s->n_indices, ctx));
@@ -357,19 +360,23 @@ static ulc_status parse_forget(spec *s, const cJSON *f, ulc_ctx *ctx) {
     const char *rel = NULL;
     ULC_TRY(get_str(file, f, "forget", "indices_file", &rel, ctx));
     ULC_TRY(spec_file(s, "forget.indices_file", rel, &s->indices_file, ctx));
+    return ulc_request_read_indices(s->indices_file, "forget.indices_file", &s->indices,
+                                    &s->n_indices, ctx);
+}
+
+ulc_status ulc_request_read_indices(const char *path, const char *what, int64_t **out,
+                                    int64_t *n, ulc_ctx *ctx) {
     cJSON *j = NULL;
-    ULC_TRY(parse_json(s->indices_file, "indices file", &j, ctx));
-    ulc_status st = int_list(s->indices_file, j, "forget.indices_file", "row index",
-                             &s->indices, &s->n_indices, ctx);
+    ULC_TRY(parse_json(path, "indices file", &j, ctx));
+    ulc_status st = int_list(path, j, what, "row index", out, n, ctx);
     cJSON_Delete(j);
     ULC_TRY(st);
-    return no_duplicates(s->indices_file, "forget.indices_file", "row", s->indices, s->n_indices,
-                         ctx);
+    return no_duplicates(path, what, "row", *out, *n, ctx);
 }
 
 /* The method (key 'method') and its own object (key named after it; rfa's is parsed with the
  * rest). Its training defaults are resolved with the spec's 'train' (methods/method.h). */
-static ulc_status parse_method(spec *s, const cJSON *j, const char *method, ulc_ctx *ctx) {
+static ulc_status parse_method(ulc_request *s, const cJSON *j, const char *method, ulc_ctx *ctx) {
     const char *path = s->path;
     int m = ulc_method_parse(method);
     if (m < 0)
@@ -426,7 +433,7 @@ static ulc_status parse_method(spec *s, const cJSON *j, const char *method, ulc_
 }
 
 /* 'train': the settings the spec gives (run->set says which). */
-static ulc_status parse_train(spec *s, const cJSON *train, ulc_method_train *run, ulc_ctx *ctx) {
+static ulc_status parse_train(ulc_request *s, const cJSON *train, ulc_method_train *run, ulc_ctx *ctx) {
     const char *path = s->path;
     long long iv = 0;
     ULC_TRY(check_keys(path, train, "train", k_train_keys, ctx));
@@ -467,7 +474,7 @@ static ulc_status parse_train(spec *s, const cJSON *train, ulc_method_train *run
 
 /* 'gates': thresholds in [0, 1] on the result (tools/report.h checks them). mia_max needs
  * held-out rows (the attack's non-members). */
-static ulc_status parse_gates(spec *s, const cJSON *j, int has_test, ulc_ctx *ctx) {
+static ulc_status parse_gates(ulc_request *s, const cJSON *j, int has_test, ulc_ctx *ctx) {
     const cJSON *g = NULL;
     ULC_TRY(get_object(s->path, j, "gates", &g, ctx));
     if (!g) return ULC_OK;
@@ -484,7 +491,7 @@ static ulc_status parse_gates(spec *s, const cJSON *j, int has_test, ulc_ctx *ct
 }
 
 /* 'eval': the report's extra metrics (the reference file is checked with the other files). */
-static ulc_status parse_eval(spec *s, const cJSON *e, const char **reference, ulc_ctx *ctx) {
+static ulc_status parse_eval(ulc_request *s, const cJSON *e, const char **reference, ulc_ctx *ctx) {
     ULC_TRY(check_keys(s->path, e, "eval", k_eval_keys, ctx));
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(e, "features");
     if (f && !cJSON_IsBool(f))
@@ -499,164 +506,294 @@ static ulc_status parse_eval(spec *s, const cJSON *e, const char **reference, ul
 }
 
 /* Parses and checks the whole spec (everything that does not need the model or the data). */
-ulc_status spec_parse(const char *path, spec *s, ulc_ctx *ctx) {
-    memset(s, 0, sizeof *s);
-    spec_defaults(s);
-    s->path = path;
+/* 'data' and 'model': the data files (resolved last) and the model's input/output names. */
+static ulc_status parse_data_model(ulc_request *s, const cJSON *data, const cJSON *forget,
+                                   const cJSON *model, const char **train_rel,
+                                   const char **test_rel, ulc_ctx *ctx) {
+    const char *path = s->path;
+    if (!data)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: missing key 'data' ({\"train\": FILE, \"test\": "
+                        "FILE})", path);
+    ULC_TRY(check_keys(path, data, "data", k_data_keys, ctx));
+    ULC_TRY(get_str(path, data, "data", "train", train_rel, ctx));
+    ULC_TRY(get_str(path, data, "data", "test", test_rel, ctx));
+    if (!*train_rel)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: missing key 'data.train' (the training data, "
+                        "safetensors)", path);
+    if (!forget)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: missing key 'forget' ({\"classes\": [...]} or "
+                        "{\"indices\": [...]} or {\"indices_file\": FILE})", path);
+    if (!model) return ULC_OK;
+    const char *in = NULL, *out = NULL;
+    ULC_TRY(check_keys(path, model, "model", k_model_keys, ctx));
+    ULC_TRY(get_str(path, model, "model", "input", &in, ctx));
+    ULC_TRY(get_str(path, model, "model", "output", &out, ctx));
+    if ((in && !(s->model_input = strdup(in))) || (out && !(s->model_output = strdup(out))))
+        return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (spec)");
+    return ULC_OK;
+}
+
+/* 'lora': the adapters of RFA, or of a method that trains them. */
+static ulc_status parse_lora(ulc_request *s, const cJSON *lora, ulc_ctx *ctx) {
+    const char *path = s->path;
+    if (s->method != ULC_METHOD_RFA && s->unlearn.what != ULC_TRAIN_LORA)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'lora': method %s trains %s, not LoRA "
+                        "adapters (set \"%s\": {\"train\": \"lora\"} to use them)", path,
+                        s->method_name, s->unlearn.what == ULC_TRAIN_ALL ? "every weight"
+                        : "every weight but the classifier's", s->method_name);
+    ULC_TRY(check_keys(path, lora, "lora", k_lora_keys, ctx));
+    long long iv = s->rank;
+    ULC_TRY(get_int(path, lora, "lora", "rank", 1, 65536, &iv, ctx));
+    s->rank = (long)iv;
+    ULC_TRY(get_num(path, lora, "lora", "alpha", 0, 1, 1e9, &s->alpha, ctx));
+    ULC_TRY(get_str_list(path, lora, "lora", "targets", k_targets, 0, &s->targets, ctx));
+    ULC_TRY(get_str_list(path, lora, "lora", "include", NULL, 0, &s->include, ctx));
+    ULC_TRY(get_str_list(path, lora, "lora", "exclude", NULL, 1, &s->exclude, ctx));
+    s->lora_custom = cJSON_HasObjectItem(lora, "targets") || cJSON_HasObjectItem(lora, "include") ||
+                     cJSON_HasObjectItem(lora, "exclude");
+    return ULC_OK;
+}
+
+/* The training settings: the spec's over the method's defaults, resolved as the method's pass
+ * resolves them (methods/method.h). */
+static ulc_status resolve_train(ulc_request *s, const ulc_method_train *run, ulc_ctx *ctx) {
+    ulc_ctx rctx;
+    ulc_ctx_init(&rctx);
+    ulc_method_hparams h;
+    char where[512];
+    snprintf(where, sizeof where, "%s: key 'train.momentum'", s->path);
+    if (ulc_method_resolve(s->method, run, NULL, where, &h, &rctx) != ULC_OK)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s", rctx.msg);
+    s->epochs = h.epochs;
+    s->batch_size = h.batch_size;
+    s->lr = h.lr;
+    s->weight_decay = h.weight_decay;
+    s->momentum = h.momentum;
+    s->optimizer = h.optimizer;
+    return ULC_OK;
+}
+
+/* 'rfa': gamma and the feature distance. */
+static ulc_status parse_rfa(ulc_request *s, const cJSON *rfa, ulc_ctx *ctx) {
+    const char *path = s->path, *str = NULL;
+    ULC_TRY(check_keys(path, rfa, "rfa", k_rfa_keys, ctx));
+    ULC_TRY(get_num(path, rfa, "rfa", "gamma", 0, 0, 1, &s->gamma, ctx));
+    ULC_TRY(get_str(path, rfa, "rfa", "norm", &str, ctx));
+    if (!str) return ULC_OK;
+    int nk = ulc_rfa_norm_parse(str);
+    if (nk < 0)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'rfa.norm': '%s' (expected l2sq, mse, l1 "
+                        "or l2)", path, str);
+    static const char *const names[] = {"l2sq", "mse", "l1", "l2"};
+    s->norm = (ulc_rfa_norm)nk;
+    s->norm_name = names[nk];
+    return ULC_OK;
+}
+
+/* The files, last (a typo in a key is reported before a missing file), and the forget set. */
+static ulc_status parse_files(ulc_request *s, const cJSON *forget, const char *train_rel,
+                              const char *test_rel, const char *ref_rel, ulc_ctx *ctx) {
+    ULC_TRY(spec_file(s, "data.train", train_rel, &s->train, ctx));
+    if (test_rel) ULC_TRY(spec_file(s, "data.test", test_rel, &s->test, ctx));
+    if (ref_rel) ULC_TRY(spec_path(s, "eval.reference", ref_rel, 1, &s->reference, ctx));
+    ULC_TRY(parse_forget(s, forget, ctx));
+    s->forget_given = 1;
+    if (s->unlearn.mask_all_forget && s->kind != ULC_FORGET_CLASSES)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'delete.mask': \"all_forget\" masks every "
+                        "forget class, so it needs class forgetting (forget.classes)", s->path);
+    return ULC_OK;
+}
+
+static ulc_status parse_spec(ulc_request *s, const cJSON *j, ulc_ctx *ctx) {
+    const char *path = s->path;
+    const cJSON *data, *forget, *model, *lora, *train, *rfa, *ev;
+    const char *method = NULL, *train_rel = NULL, *test_rel = NULL, *str = NULL, *ref_rel = NULL;
+    ulc_method_train run = {0};
+    if (!cJSON_IsObject(j))
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: expected a JSON object, got %s", path,
+                        json_what(j));
+    ULC_TRY(check_keys(path, j, "", k_top_keys, ctx));
+    ULC_TRY(get_object(path, j, "data", &data, ctx));
+    ULC_TRY(get_object(path, j, "forget", &forget, ctx));
+    ULC_TRY(get_object(path, j, "model", &model, ctx));
+    ULC_TRY(get_object(path, j, "lora", &lora, ctx));
+    ULC_TRY(get_object(path, j, "train", &train, ctx));
+    ULC_TRY(get_object(path, j, "rfa", &rfa, ctx));
+    ULC_TRY(get_object(path, j, "eval", &ev, ctx));
+    ULC_TRY(get_str(path, j, "", "method", &method, ctx));
+    if (!method) return ulc_fail(ctx, ULC_ERR_INVALID, "%s: missing key 'method' (\"rfa\")", path);
+    ULC_TRY(parse_method(s, j, method, ctx));
+    ULC_TRY(parse_data_model(s, data, forget, model, &train_rel, &test_rel, ctx));
+    if (lora) ULC_TRY(parse_lora(s, lora, ctx));
+    if (train) ULC_TRY(parse_train(s, train, &run, ctx));
+    ULC_TRY(resolve_train(s, &run, ctx));
+    if (rfa) ULC_TRY(parse_rfa(s, rfa, ctx));
+    ULC_TRY(parse_gates(s, j, test_rel != NULL, ctx));
+    if (ev) ULC_TRY(parse_eval(s, ev, &ref_rel, ctx));
+    /* report: relative to the spec; the file need not exist */
+    ULC_TRY(get_str(path, j, "", "report", &str, ctx));
+    if (str && !(s->report = str[0] == '/' ? strdup(str) : ulc_path_join(s->dir, str)))
+        return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (spec)");
+    ULC_TRY(parse_files(s, forget, train_rel, test_rel, ref_rel, ctx));
+    return ulc_request_passes(s, ctx);
+}
+
+ulc_status ulc_spec_parse(const char *path, ulc_request *s, ulc_ctx *ctx) {
+    ulc_request_init(s, path);
+    s->is_spec = 1;
     if (!(s->dir = ulc_path_dirname(path))) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
     cJSON *j = NULL;
     ULC_TRY(parse_json(path, "forget spec", &j, ctx));
-    ulc_status st = ULC_OK;
-    const cJSON *data, *forget, *model, *lora, *train, *rfa, *ev;
-    const char *method = NULL, *train_rel = NULL, *test_rel = NULL, *str = NULL, *ref_rel = NULL;
-    long long iv;
-    ulc_method_train run = {0};
-    if (!cJSON_IsObject(j)) {
-        st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: expected a JSON object, got %s", path,
-                      json_what(j));
-        goto done;
-    }
-#define TRY(e)                                                                                  \
-    do {                                                                                        \
-        if ((st = (e)) != ULC_OK) goto done;                                                    \
-    } while (0)
-    TRY(check_keys(path, j, "", k_top_keys, ctx));
-    TRY(get_object(path, j, "data", &data, ctx));
-    TRY(get_object(path, j, "forget", &forget, ctx));
-    TRY(get_object(path, j, "model", &model, ctx));
-    TRY(get_object(path, j, "lora", &lora, ctx));
-    TRY(get_object(path, j, "train", &train, ctx));
-    TRY(get_object(path, j, "rfa", &rfa, ctx));
-    TRY(get_object(path, j, "eval", &ev, ctx));
-    /* method */
-    TRY(get_str(path, j, "", "method", &method, ctx));
-    if (!method) {
-        st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: missing key 'method' (\"rfa\")", path);
-        goto done;
-    }
-    TRY(parse_method(s, j, method, ctx));
-    /* data */
-    if (!data) {
-        st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: missing key 'data' ({\"train\": FILE, \"test\": "
-                      "FILE})", path);
-        goto done;
-    }
-    TRY(check_keys(path, data, "data", k_data_keys, ctx));
-    TRY(get_str(path, data, "data", "train", &train_rel, ctx));
-    TRY(get_str(path, data, "data", "test", &test_rel, ctx));
-    if (!train_rel) {
-        st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: missing key 'data.train' (the training data, "
-                      "safetensors)", path);
-        goto done;
-    }
-    /* forget */
-    if (!forget) {
-        st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: missing key 'forget' ({\"classes\": [...]} or "
-                      "{\"indices\": [...]} or {\"indices_file\": FILE})", path);
-        goto done;
-    }
-    /* model */
-    if (model) {
-        const char *in = NULL, *out = NULL;
-        TRY(check_keys(path, model, "model", k_model_keys, ctx));
-        TRY(get_str(path, model, "model", "input", &in, ctx));
-        TRY(get_str(path, model, "model", "output", &out, ctx));
-        if ((in && !(s->model_input = strdup(in))) || (out && !(s->model_output = strdup(out)))) {
-            st = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (spec)");
-            goto done;
-        }
-    }
-    /* lora */
-    if (lora && s->method != ULC_METHOD_RFA && s->unlearn.what != ULC_TRAIN_LORA) {
-        st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'lora': method %s trains %s, not LoRA "
-                      "adapters (set \"%s\": {\"train\": \"lora\"} to use them)", path,
-                      s->method_name, s->unlearn.what == ULC_TRAIN_ALL ? "every weight"
-                      : "every weight but the classifier's", s->method_name);
-        goto done;
-    }
-    if (lora) {
-        TRY(check_keys(path, lora, "lora", k_lora_keys, ctx));
-        iv = s->rank;
-        TRY(get_int(path, lora, "lora", "rank", 1, 65536, &iv, ctx));
-        s->rank = (long)iv;
-        TRY(get_num(path, lora, "lora", "alpha", 0, 1, 1e9, &s->alpha, ctx));
-        TRY(get_str_list(path, lora, "lora", "targets", k_targets, 0, &s->targets, ctx));
-        TRY(get_str_list(path, lora, "lora", "include", NULL, 0, &s->include, ctx));
-        TRY(get_str_list(path, lora, "lora", "exclude", NULL, 1, &s->exclude, ctx));
-        s->lora_custom = cJSON_HasObjectItem(lora, "targets") ||
-                         cJSON_HasObjectItem(lora, "include") ||
-                         cJSON_HasObjectItem(lora, "exclude");
-    }
-    /* train: the run's settings over the method's defaults (methods/method.h resolves them, as
-     * it does for the method's pass) */
-    if (train) TRY(parse_train(s, train, &run, ctx));
-    {
-        ulc_ctx rctx;
-        ulc_ctx_init(&rctx);
-        ulc_method_hparams h;
-        char where[512];
-        snprintf(where, sizeof where, "%s: key 'train.momentum'", path);
-        if (ulc_method_resolve(s->method, &run, NULL, where, &h, &rctx) != ULC_OK) {
-            st = ulc_fail(ctx, ULC_ERR_INVALID, "%s", rctx.msg);
-            goto done;
-        }
-        s->epochs = h.epochs;
-        s->batch_size = h.batch_size;
-        s->lr = h.lr;
-        s->weight_decay = h.weight_decay;
-        s->momentum = h.momentum;
-        s->optimizer = h.optimizer;
-    }
-    /* rfa */
-    if (rfa) {
-        TRY(check_keys(path, rfa, "rfa", k_rfa_keys, ctx));
-        TRY(get_num(path, rfa, "rfa", "gamma", 0, 0, 1, &s->gamma, ctx));
-        str = NULL;
-        TRY(get_str(path, rfa, "rfa", "norm", &str, ctx));
-        if (str) {
-            int nk = ulc_rfa_norm_parse(str);
-            if (nk < 0) {
-                st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'rfa.norm': '%s' (expected l2sq, mse, "
-                              "l1 or l2)", path, str);
-                goto done;
-            }
-            s->norm = (ulc_rfa_norm)nk;
-            static const char *const names[] = {"l2sq", "mse", "l1", "l2"};
-            s->norm_name = names[nk];
-        }
-    }
-    TRY(parse_gates(s, j, test_rel != NULL, ctx));
-    if (ev) TRY(parse_eval(s, ev, &ref_rel, ctx));
-    /* report: relative to the spec; the file need not exist */
-    str = NULL;
-    TRY(get_str(path, j, "", "report", &str, ctx));
-    if (str && !(s->report = str[0] == '/' ? strdup(str) : ulc_path_join(s->dir, str))) {
-        st = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (spec)");
-        goto done;
-    }
-    /* files last: a typo in a key is reported before a missing file */
-    TRY(spec_file(s, "data.train", train_rel, &s->train, ctx));
-    if (test_rel) TRY(spec_file(s, "data.test", test_rel, &s->test, ctx));
-    if (ref_rel) TRY(spec_path(s, "eval.reference", ref_rel, 1, &s->reference, ctx));
-    TRY(parse_forget(s, forget, ctx));
-    if (s->unlearn.mask_all_forget && s->kind != FORGET_CLASSES) {
-        st = ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'delete.mask': \"all_forget\" masks every "
-                      "forget class, so it needs class forgetting (forget.classes)", path);
-        goto done;
-    }
-    s->unlearn.forget_classes = s->classes;
-    s->unlearn.n_forget_classes = s->n_classes;
-#undef TRY
-done:
+    ulc_status st = parse_spec(s, j, ctx);
     cJSON_Delete(j);
     return st;
 }
 
+/* ---- the passes ---------------------------------------------------------------------------------- */
 
-ulc_forget_set spec_forget_set(const spec *s) {
-    return (ulc_forget_set){.kind = s->kind == FORGET_CLASSES ? ULC_FORGET_CLASSES
+/* The method's pipeline: lora-inject (the spec's targets/include/exclude, else RFA's placement)
+ * when the method trains adapters, the method with every setting explicit, lora-merge. */
+ulc_status ulc_request_passes(ulc_request *s, ulc_ctx *ctx) {
+    if (s->passes) return ULC_OK;
+    ULC_TRY(ulc_methods_register(ctx));
+    ulc_pipeline *p = NULL;
+    int lora = s->method == ULC_METHOD_RFA || s->unlearn.what == ULC_TRAIN_LORA;
+    ulc_status st = ulc_pipeline_create(&p, ctx);
+#define SET(call)                                                                                  \
+    do {                                                                                           \
+        if (st == ULC_OK) st = (call);                                                             \
+    } while (0)
+    if (lora) {
+        SET(ulc_pipeline_append(p, "lora-inject", ctx));
+        SET(ulc_pipeline_set_int(p, "rank", s->rank, ctx));
+        SET(ulc_pipeline_set_num(p, "alpha", s->alpha, ctx));
+        if (!s->lora_custom) SET(ulc_pipeline_set_str(p, "placement", "rfa", ctx));
+        if (s->targets) SET(ulc_pipeline_set_str(p, "targets", s->targets, ctx));
+        if (s->include) SET(ulc_pipeline_set_str(p, "include", s->include, ctx));
+        if (s->exclude) SET(ulc_pipeline_set_str(p, "exclude", s->exclude, ctx));
+    }
+    SET(ulc_pipeline_append(p, s->method_name, ctx));
+    SET(ulc_pipeline_set_int(p, "epochs", s->epochs, ctx));
+    SET(ulc_pipeline_set_int(p, "batch_size", s->batch_size, ctx));
+    SET(ulc_pipeline_set_num(p, "lr", s->lr, ctx));
+    SET(ulc_pipeline_set_num(p, "weight_decay", s->weight_decay, ctx));
+    SET(ulc_pipeline_set_str(p, "optimizer", s->optimizer == ULC_OPTIM_SGD ? "sgd" : "adamw", ctx));
+    if (s->optimizer == ULC_OPTIM_SGD) SET(ulc_pipeline_set_num(p, "momentum", s->momentum, ctx));
+    if (s->method == ULC_METHOD_RFA) {
+        SET(ulc_pipeline_set_num(p, "gamma", s->gamma, ctx));
+        SET(ulc_pipeline_set_str(p, "norm", s->norm_name, ctx));
+    } else if (s->method != ULC_METHOD_RETRAIN) {
+        static const char *const what[] = {"all", "all_but_classifier", "lora"};
+        SET(ulc_pipeline_set_str(p, "train", what[s->unlearn.what], ctx));
+    }
+    if (s->method == ULC_METHOD_DELETE) {
+        SET(ulc_pipeline_set_str(p, "mask", s->unlearn.mask_all_forget ? "all_forget" : "own", ctx));
+        SET(ulc_pipeline_set_num(p, "temperature", s->unlearn.temperature, ctx));
+    }
+    if (s->method == ULC_METHOD_SCRUB) {
+        SET(ulc_pipeline_set_num(p, "alpha", s->unlearn.scrub_alpha, ctx));
+        SET(ulc_pipeline_set_num(p, "gamma", s->unlearn.scrub_gamma, ctx));
+    }
+    if (lora) SET(ulc_pipeline_append(p, "lora-merge", ctx));
+#undef SET
+    if (st != ULC_OK) {
+        ulc_pipeline_free(p);
+        return ulc_fail(ctx, st, "%s: the spec as passes", s->path);
+    }
+    s->passes = p;
+    return ULC_OK;
+}
+
+ulc_forget_set ulc_request_forget_set(const ulc_request *s) {
+    return (ulc_forget_set){.kind = s->kind == ULC_FORGET_CLASSES ? ULC_FORGET_CLASSES
                                                               : ULC_FORGET_INDICES,
                             .classes = s->classes, .n_classes = s->n_classes,
                             .indices = s->indices, .n_indices = s->n_indices, .where = s->path,
                             .indices_file = s->indices_file};
+}
+
+/* ---- requests built in code ------------------------------------------------------------------------ */
+
+static ulc_status set_str(char **dst, const char *v, ulc_ctx *ctx) {
+    char *c = v ? strdup(v) : NULL;
+    if (v && !c) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (request)");
+    free(*dst);
+    *dst = c;
+    return ULC_OK;
+}
+
+ulc_status ulc_request_set_data(ulc_request *rq, const char *train, const char *test,
+                                ulc_ctx *ctx) {
+    if (!train) return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "%s: no training data given", rq->path);
+    ULC_TRY(set_str(&rq->train, train, ctx));
+    return set_str(&rq->test, test, ctx);
+}
+
+/* A copy of v[0..n) after the checks the spec makes: not empty, >= 0, no value twice. */
+static ulc_status id_list(const char *file, const char *what, const char *item,
+                          const int64_t *v, int64_t n, int64_t **out, ulc_ctx *ctx) {
+    if (n <= 0)
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "%s: %s: the list is empty (the forget set "
+                        "would be empty)", file, what);
+    for (int64_t i = 0; i < n; i++)
+        if (v[i] < 0)
+            return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "%s: %s: item %lld: expected a %s (an "
+                            "integer >= 0), got %lld", file, what, (long long)i, item,
+                            (long long)v[i]);
+    ulc_ctx dctx;
+    ulc_ctx_init(&dctx);
+    if (no_duplicates(file, what, item, v, n, &dctx) != ULC_OK)
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "%s", dctx.msg);
+    if (!(*out = malloc((size_t)n * sizeof **out)))
+        return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (request)");
+    memcpy(*out, v, (size_t)n * sizeof **out);
+    return ULC_OK;
+}
+
+ulc_status ulc_request_set_classes(ulc_request *rq, const int64_t *classes, int n,
+                                   const char *what, ulc_ctx *ctx) {
+    int64_t *c = NULL;
+    ULC_TRY(id_list(rq->path, what, "class", classes, n, &c, ctx));
+    free(rq->classes);
+    free(rq->indices);
+    rq->indices = NULL;
+    rq->n_indices = 0;
+    rq->classes = c;
+    rq->n_classes = n;
+    rq->kind = ULC_FORGET_CLASSES;
+    rq->forget_given = 1;
+    return ULC_OK;
+}
+
+ulc_status ulc_request_set_rows(ulc_request *rq, const int64_t *rows, int64_t n,
+                                const char *what, ulc_ctx *ctx) {
+    int64_t *c = NULL;
+    ULC_TRY(id_list(rq->path, what, "row", rows, n, &c, ctx));
+    free(rq->classes);
+    free(rq->indices);
+    rq->classes = NULL;
+    rq->n_classes = 0;
+    rq->indices = c;
+    rq->n_indices = n;
+    rq->kind = ULC_FORGET_INDICES;
+    rq->forget_given = 1;
+    return ULC_OK;
+}
+
+ulc_status ulc_request_set_passes(ulc_request *rq, const char *pipeline, ulc_ctx *ctx) {
+    ULC_TRY(ulc_methods_register(ctx));
+    ulc_pipeline *p = NULL;
+    ULC_TRY(ulc_pipeline_parse(pipeline, &p, ctx));
+    int methods = 0;
+    for (int i = 0; i < ulc_pipeline_length(p); i++)
+        methods += ulc_method_of_pass(ulc_pipeline_pass(p, i, NULL)->name) >= 0;
+    if (methods != 1) {
+        ulc_pipeline_free(p);
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "passes '%s': expected one unlearning method "
+                        "(rfa, delete, finetune, neggrad, random-label, scrub or retrain), found "
+                        "%d", pipeline, methods);
+    }
+    ulc_pipeline_free(rq->passes);
+    rq->passes = p;
+    return ULC_OK;
 }

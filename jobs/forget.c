@@ -1,0 +1,463 @@
+/* forget.c — the main job (forget.h): a request run on a model, evaluated and reported. */
+#include "jobs/forget.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "common/file.h"
+#include "common/sha256.h"
+#include "eval/forget_report.h"
+#include "eval/score.h"
+#include "io/data.h"
+#include "io/model.h"
+#include "ir/lora.h"
+#include "jobs/history.h"
+
+/* One run's state. */
+typedef struct forget_run {
+    const ulc_request *rq;
+    const ulc_forget_opts *o;
+    ulc_iface f;
+    ulc_data tr, te;
+    ulc_splits sp;
+    ulc_forget_set fs;
+    ulc_history_carry carry;   /* what earlier requests on the model forgot */
+    ulc_forget_facts fx;       /* what the report reads */
+    char **modules;            /* adapted module names */
+    int n_modules;
+    ulc_model *ref;            /* eval.reference */
+    ulc_session *ses;          /* the teacher's, for the scores before */
+    int n_prep;                /* passes before the method */
+    ulc_pass_ctx pc;
+    ulc_method_env env;
+    char cache_key[96];
+} forget_run;
+
+static void run_clear(forget_run *w) {
+    ulc_session_free(w->ses);
+    ulc_forget_facts_clear(&w->fx);
+    for (int k = 0; k < w->n_modules; k++) free(w->modules[k]);
+    free(w->modules);
+    ulc_splits_clear(&w->sp);
+    ulc_history_carry_clear(&w->carry);
+    ulc_data_clear(&w->tr);
+    ulc_data_clear(&w->te);
+    ulc_model_free(w->ref);
+    ulc_method_env_clear(&w->env);
+}
+
+void ulc_forget_outcome_clear(ulc_forget_outcome *r) {
+    if (!r) return;
+    cJSON_Delete(r->report);
+    free(r->gate_messages);
+    memset(r, 0, sizeof *r);
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- the passes ------------------------------------------------------------------------------- */
+
+/* The method's place in the request's passes: exactly one method, whose pass index is *at. */
+static ulc_status find_method(const ulc_request *rq, int *at, ulc_ctx *ctx) {
+    int n = ulc_pipeline_length(rq->passes), found = 0;
+    for (int i = 0; i < n; i++) {
+        const ulc_pass *p = ulc_pipeline_pass(rq->passes, i, NULL);
+        if (ulc_method_of_pass(p->name) < 0) continue;
+        if (found++)
+            return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "%s: the passes name more than one "
+                            "unlearning method ('%s' is the second)", rq->path, p->name);
+        *at = i;
+    }
+    if (!found)
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "%s: the passes name no unlearning method "
+                        "(rfa, delete, finetune, neggrad, random-label, scrub or retrain)",
+                        rq->path);
+    return ULC_OK;
+}
+
+/* DELETE's teacher-logits cache key: the hashes of the model file and the data, and of the forget
+ * flags and the input/output names (the logits depend on nothing else). */
+static ulc_status teacher_cache_key(forget_run *w, ulc_ctx *ctx) {
+    char *file = ulc_io_model_main_file(w->o->in, ulc_io_input_format(w->o->in));
+    char msha[ULC_SHA256_HEX], dsha[ULC_SHA256_HEX], fsha[ULC_SHA256_HEX];
+    ulc_status st = file ? ulc_sha256_file(file, msha, ctx) : ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    free(file);
+    ULC_TRY(st);
+    ULC_TRY(ulc_sha256_file(w->rq->train, dsha, ctx));
+    ulc_sha256 h;
+    ulc_sha256_init(&h);
+    ulc_sha256_update(&h, w->sp.forget, (size_t)w->tr.d.n_rows);
+    ulc_sha256_update(&h, w->f.fed[0]->name, strlen(w->f.fed[0]->name) + 1);
+    ulc_sha256_update(&h, w->f.out->name, strlen(w->f.out->name) + 1);
+    uint8_t dg[ULC_SHA256_BYTES];
+    ulc_sha256_final(&h, dg);
+    ulc_sha256_hex(dg, fsha);
+    snprintf(w->cache_key, sizeof w->cache_key, "teacher-%.16s-%.16s-%.16s", msha, dsha, fsha);
+    return ULC_OK;
+}
+
+/* The pass context and the method's inputs. */
+static ulc_status method_env(forget_run *w, const ulc_model *teacher, const char *method,
+                             ulc_ctx *ctx) {
+    const ulc_request *rq = w->rq;
+    const ulc_forget_opts *o = w->o;
+    w->pc = (ulc_pass_ctx){.quiet = o->quiet, .threads = o->threads, .profile = o->profile,
+                           .seed = rq->seed, .progress = stderr, .stop = o->stop, .env = &w->env};
+    w->env = (ulc_method_env){.teacher = teacher, .data = &w->tr.d, .forget = w->sp.forget,
+                              .input = w->f.fed[0]->name, .output = w->f.out->name,
+                              .next_token = w->f.next_token, .train = rq->run};
+    if (w->fs.kind == ULC_FORGET_CLASSES) { /* the request's and the carried ones */
+        w->env.forget_classes = w->carry.all_classes ? w->carry.all_classes : w->fs.classes;
+        w->env.n_forget_classes = w->carry.all_classes ? w->carry.n_all_classes : w->fs.n_classes;
+    }
+    if (strcmp(method, "delete") == 0 && o->in && !getenv("ULC_NO_CACHE")) {
+        ULC_TRY(teacher_cache_key(w, ctx));
+        w->env.teacher_cache_key = w->cache_key;
+    }
+    return ULC_OK;
+}
+
+/* The adapters lora-inject added (a placement that adapts nothing is refused before any work). */
+static ulc_status adapted_modules(forget_run *w, const ulc_model *m, ulc_ctx *ctx) {
+    int adapted = 0;
+    for (size_t i = 0; i < m->lora.len; i++)
+        adapted += !((const ulc_lora_record *)m->lora.items[i])->merged;
+    if (!adapted)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: the spec's lora.targets/include/exclude "
+                        "adapt no layer of %s", w->rq->path, w->o->in ? w->o->in : "the model");
+    if (!(w->modules = calloc((size_t)adapted, sizeof *w->modules)))
+        return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < m->lora.len; i++) {
+        const ulc_lora_record *rec = m->lora.items[i];
+        if (!rec->merged && !(w->modules[w->n_modules++] = strdup(rec->module)))
+            return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    }
+    return ULC_OK;
+}
+
+/* The method and the passes after it (m is changed in place; *o->stop stops training after a
+ * step); the statistics go to the report. */
+static ulc_status unlearn(forget_run *w, ulc_model *m, ulc_ctx *ctx) {
+    const ulc_forget_opts *o = w->o;
+    ulc_pipeline_opts po = {.verify_each = 1, .pass_ctx = &w->pc};
+    int n = ulc_pipeline_length(w->rq->passes);
+    if (o->phase) o->phase(o->phase_arg, "unlearn", 1);
+    ulc_status st = ulc_pipeline_run_range(w->rq->passes, w->n_prep, n - w->n_prep, m, &po, ctx);
+    if (o->phase) o->phase(o->phase_arg, "unlearn", 0);
+    w->fx.st = w->env.stats; /* the report takes the statistics over */
+    memset(&w->env.stats, 0, sizeof w->env.stats);
+    w->fx.teacher_cache = w->env.teacher_cache;
+    if (st == ULC_OK && ((o->stop && *o->stop) || w->fx.st.interrupted))
+        st = ulc_fail(ctx, ULC_ERR_INTERRUPTED, "forget: interrupted");
+    return st;
+}
+
+/* ---- evaluation ------------------------------------------------------------------------------ */
+
+/* The model and the data, checked against each other; the forget set against both. */
+static ulc_status bind(forget_run *w, const ulc_model *m, const ulc_model *teacher,
+                       ulc_ctx *ctx) {
+    const ulc_request *rq = w->rq;
+    const char *in = w->o->in ? w->o->in : "the model";
+    if (!rq->train || !rq->forget_given)
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "%s: the request names no %s", rq->path,
+                        rq->train ? "forget set" : "training data");
+    ULC_TRY(ulc_iface_resolve(m, in, rq->model_input, rq->model_output, rq->path, &w->f, ctx));
+    ULC_TRY(ulc_data_load("data.train", rq->train, in, &w->f, &w->tr, ctx));
+    if (rq->test) ULC_TRY(ulc_data_load("data.test", rq->test, in, &w->f, &w->te, ctx));
+    if (rq->reference) { /* eval.reference: scored like OUT, so the same interface */
+        const char *which;
+        ULC_TRY(ulc_io_load_model(rq->reference, NULL, &w->ref, ctx));
+        if (!ulc_io_same_interface(teacher, w->ref, &which))
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'eval.reference': the model '%s' has "
+                            "other %s than '%s' (names, dtypes or dims)", rq->path, rq->reference,
+                            which, in);
+    }
+    ulc_session_opts so = ulc_session_defaults();
+    so.threads = w->o->threads;
+    ULC_TRY(ulc_session_create(teacher, &so, &w->ses, ctx));
+    ULC_TRY(ulc_eval_probe(w->ses, in, &w->f, &w->tr, ctx));
+    w->fs = ulc_request_forget_set(rq);
+    ULC_TRY(ulc_history_carry_over(m, &w->fs, &w->tr, &w->carry, ctx));
+    if (w->carry.n_rows || w->carry.n_classes) w->fs = w->carry.fs;
+    ULC_TRY(ulc_splits_make(&w->fs, &w->f, &w->tr, rq->test ? &w->te : NULL, &w->sp, ctx));
+    if (rq->gates.set[ULC_GATE_MIA] && w->f.next_token)
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: key 'gates.mia_max': the membership attack "
+                        "scores classifiers; %s is scored on next-token predictions", rq->path, in);
+    return ULC_OK;
+}
+
+/* Scores of the unlearned model, the attacks and the extra metrics (the spec's "eval"; for
+ * models with one fed input). */
+static ulc_status evaluate_after(forget_run *w, const ulc_model *m, const ulc_model *teacher,
+                                 ulc_ctx *ctx) {
+    const ulc_request *rq = w->rq;
+    ulc_forget_facts *r = &w->fx;
+    ulc_session *ses = NULL;
+    ulc_session_opts so = ulc_session_defaults();
+    so.threads = w->o->threads;
+    const char *name = w->o->out ? w->o->out : "the unlearned model";
+    ulc_status st = ulc_session_create(m, &so, &ses, ctx);
+    if (st == ULC_OK)
+        st = ulc_eval_score_splits(ses, name, &w->f, &w->tr, rq->test ? &w->te : NULL, &w->sp,
+                                   &r->after, ctx);
+    ulc_session_free(ses);
+    ULC_TRY(st);
+    r->tr = &w->tr;
+    r->te = rq->test ? &w->te : NULL;
+    r->sp = &w->sp;
+    r->f = &w->f;
+    r->fs = &w->fs;
+    if (r->has_mia) ULC_TRY(ulc_forget_mia(r, ctx));
+    r->eval = (ulc_fe_opts){.features = rq->eval_features, .relearn_steps = rq->relearn_steps,
+                            .relearn_lr = rq->relearn_lr, .seed = rq->seed,
+                            .so = ulc_session_defaults()};
+    r->eval.so.threads = r->threads;
+    if (!(r->extra = cJSON_CreateObject())) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    if (w->f.n_fed != 1) return ULC_OK;
+    ulc_fe_models ms = {.model = m, .orig = teacher, .ref = w->ref, .model_path = name,
+                        .orig_path = w->o->in ? w->o->in : "the model",
+                        .ref_path = rq->reference};
+    ulc_fe_rows rows = {.path = w->tr.path, .x = w->tr.cols[0], .y = w->tr.label,
+                        .forget = w->sp.forget, .rows = w->tr.rows};
+    return ulc_fe_extra(&ms, &r->eval, w->f.fed[0]->name, w->f.out->name, w->f.next_token, &rows,
+                        r->extra, ctx);
+}
+
+/* ---- the run ---------------------------------------------------------------------------------- */
+
+/* Everything between loading and writing: m unlearned in place, evaluated when asked. */
+static ulc_status run(forget_run *w, ulc_model *m, const ulc_model *teacher, ulc_ctx *ctx) {
+    const ulc_request *rq = w->rq;
+    const ulc_forget_opts *o = w->o;
+    ULC_TRY(bind(w, m, teacher, ctx));
+    w->fx.has_mia = rq->test && !w->f.next_token;
+    w->fx.threads = o->threads;
+#ifdef _OPENMP
+    if (!w->fx.threads) w->fx.threads = omp_get_max_threads();
+#endif
+    /* the passes before the method (lora-inject) now: a placement that adapts nothing is
+     * refused before any work */
+    ULC_TRY(find_method(rq, &w->n_prep, ctx));
+    const ulc_pass *method = ulc_pipeline_pass(rq->passes, w->n_prep, NULL);
+    ULC_TRY(method_env(w, teacher, method->name, ctx));
+    ulc_pipeline_opts po = {.verify_each = 1, .pass_ctx = &w->pc};
+    ULC_TRY(ulc_pipeline_run_range(rq->passes, 0, w->n_prep, m, &po, ctx));
+    if (w->n_prep) ULC_TRY(adapted_modules(w, m, ctx));
+    /* before: the input model on every split (this also checks every label and token) */
+    if (o->evaluate)
+        ULC_TRY(ulc_eval_score_splits(w->ses, o->in ? o->in : "the model", &w->f, &w->tr,
+                                      rq->test ? &w->te : NULL, &w->sp, &w->fx.before, ctx));
+    ulc_session_free(w->ses);
+    w->ses = NULL;
+    ULC_TRY(unlearn(w, m, ctx));
+    ULC_TRY(ulc_graph_verify(m->graph, ctx));
+    const char *which;
+    if (!ulc_io_same_interface(teacher, m, &which)) /* a ulc bug: nothing is written */
+        return ulc_fail(ctx, ULC_ERR_INTERNAL, "forget: the unlearned model's %s differ from "
+                        "the input model's", which);
+    ULC_TRY(ulc_history_record(m, rq, &w->tr, w->env.method, ctx));
+    return o->evaluate ? evaluate_after(w, m, teacher, ctx) : ULC_OK;
+}
+
+/* The report object, its gates, and the table and gate lines. */
+static ulc_status report(forget_run *w, double t0, ulc_forget_outcome *res, ulc_ctx *ctx) {
+    const ulc_request *rq = w->rq;
+    ulc_forget_facts *r = &w->fx;
+    r->wall = now_s() - t0;
+    r->method = w->env.method;
+    r->reference = rq->reference;
+    r->seed = rq->seed;
+    if (!(r->hyper = ulc_request_hyperparameters(rq, &w->env, w->f.next_token, w->modules,
+                                                 w->n_modules)) ||
+        !(res->report = ulc_forget_report_json(r)))
+        return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (report)");
+    ulc_history_report(res->report, &w->carry);
+    ULC_TRY(ulc_report_gates(res->report, &rq->gates, &res->gates_failed, &res->gate_messages,
+                             ctx));
+    FILE *t = w->o->table;
+    if (!t) return ULC_OK;
+    ulc_forget_print_table(t, r);
+    ulc_history_print(t, &w->carry);
+    for (const cJSON *g = cJSON_GetObjectItemCaseSensitive(res->report, "gates")->child; g;
+         g = g->next)
+        fprintf(t, "gate %s: %s (%.4g <= %g)\n",
+                cJSON_GetObjectItemCaseSensitive(g, "name")->valuestring,
+                cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(g, "passed")) ? "passed" : "FAILED",
+                cJSON_GetObjectItemCaseSensitive(g, "value")->valuedouble,
+                cJSON_GetObjectItemCaseSensitive(g, "threshold")->valuedouble);
+    return ULC_OK;
+}
+
+/* ---- on files ---------------------------------------------------------------------------------- */
+
+/* A usage error (exit 1) after the request is read. */
+__attribute__((format(printf, 2, 3)))
+static ulc_status usage(ulc_ctx *ctx, const char *fmt, ...) {
+    char msg[ULC_CTX_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "%s", msg);
+}
+
+/* The outputs: IN's format, never IN itself nor any file read, reports in directories that
+ * exist, each once. */
+static ulc_status check_outputs(const ulc_request *rq, const ulc_forget_opts *o,
+                                ulc_io_format *ifmt, ulc_io_format *ofmt, ulc_ctx *ctx) {
+    const char *in = o->in, *out = o->out;
+    if (!ulc_path_exists(in)) return ulc_fail(ctx, ULC_ERR_IO, "%s: no such file or directory", in);
+    *ifmt = ulc_io_input_format(in);
+    if (ulc_io_output_format(out, ofmt, NULL) != ULC_OK || *ofmt != *ifmt)
+        return usage(ctx, "forget: the output '%s' must be %s, like the input '%s'", out,
+                     ulc_io_format_describe(*ifmt), in);
+    if (ulc_path_same_file(out, in)) return usage(ctx, "forget: the output '%s' is the input model", out);
+    /* neither output may be one of the inputs, nor a report the model or another report */
+    const char *read[] = {in, rq->is_spec ? rq->path : NULL, rq->train, rq->test,
+                          rq->indices_file, rq->reference, out};
+    for (size_t k = 0; k + 1 < sizeof read / sizeof *read; k++)
+        if (read[k] && ulc_path_same_file(out, read[k]))
+            return usage(ctx, "forget: the output '%s' would overwrite '%s'", out, read[k]);
+    for (int q = 0; q < o->n_reports; q++) {
+        const char *report = o->reports[q];
+        for (size_t k = 0; k < sizeof read / sizeof *read; k++)
+            if (read[k] && (strcmp(report, read[k]) == 0 || ulc_path_same_file(report, read[k])))
+                return usage(ctx, "forget: the report '%s' would overwrite '%s'", report, read[k]);
+        for (int p = 0; p < q; p++)
+            if (strcmp(report, o->reports[p]) == 0 || ulc_path_same_file(report, o->reports[p]))
+                return usage(ctx, "forget: the report '%s' is given twice", report);
+        if (ulc_path_is_dir(report)) return usage(ctx, "forget: the report '%s' is a directory", report);
+        ULC_TRY(ulc_io_check_out_dir("report", report, 0, ctx));
+    }
+    return ulc_io_check_out_dir("output", out, *ofmt == ULC_IO_DIR, ctx);
+}
+
+/* The sha256 of the files the run read: IN (when it is a file), the spec, the reference, the data
+ * and the indices file. */
+static ulc_status hash_inputs(forget_run *w, ulc_ctx *ctx) {
+    const ulc_request *rq = w->rq;
+    ulc_forget_facts *r = &w->fx;
+    if (w->o->in) {
+        if (!(r->in_file = ulc_io_model_main_file(w->o->in, ulc_io_input_format(w->o->in))))
+            return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+        ULC_TRY(ulc_sha256_file(r->in_file, r->in_sha, ctx));
+    }
+    if (rq->is_spec) ULC_TRY(ulc_sha256_file(rq->path, r->spec_sha, ctx));
+    if (rq->reference) {
+        if (!(r->ref_file = ulc_io_model_main_file(rq->reference, ulc_io_input_format(rq->reference))))
+            return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+        ULC_TRY(ulc_sha256_file(r->ref_file, r->ref_sha, ctx));
+    }
+    ULC_TRY(ulc_sha256_file(w->tr.path, w->tr.sha, ctx));
+    if (rq->test) ULC_TRY(ulc_sha256_file(w->te.path, w->te.sha, ctx));
+    if (rq->indices_file) ULC_TRY(ulc_sha256_file(rq->indices_file, r->idx_sha, ctx));
+    return ULC_OK;
+}
+
+/* The sha256 of OUT (and its external data) once written. */
+static ulc_status hash_output(forget_run *w, const ulc_model *teacher, ulc_io_format ofmt,
+                              ulc_ctx *ctx) {
+    ulc_forget_facts *r = &w->fx;
+    const char *out = w->o->out;
+    if (!(r->out_file = ulc_io_model_main_file(out, ofmt)))
+        return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    ULC_TRY(ulc_sha256_file(r->out_file, r->out_sha, ctx));
+    if (ofmt == ULC_IO_ONNX && teacher->had_external_data) {
+        size_t n = strlen(out) + 6;
+        if ((r->ext_file = malloc(n))) snprintf(r->ext_file, n, "%s.data", out);
+        if (r->ext_file && ulc_path_exists(r->ext_file))
+            ULC_TRY(ulc_sha256_file(r->ext_file, r->ext_sha, ctx));
+        else {
+            free(r->ext_file);
+            r->ext_file = NULL;
+        }
+    }
+    return ULC_OK;
+}
+
+/* Each report file in the format its name asks for (written whatever the gates say). */
+static ulc_status write_reports(const ulc_forget_opts *o, const cJSON *report, ulc_outfile **rep,
+                                ulc_ctx *ctx) {
+    for (int q = 0; q < o->n_reports; q++) {
+        char *text = ulc_report_render(report, ulc_report_format_of(o->reports[q]));
+        if (!text) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (report %s)", o->reports[q]);
+        ulc_status st = ulc_outfile_write(rep[q], text, strlen(text), ctx);
+        free(text);
+        ULC_TRY(st);
+        ulc_outfile *c = rep[q];
+        rep[q] = NULL;
+        ULC_TRY(ulc_outfile_commit(c, ctx));
+    }
+    return ULC_OK;
+}
+
+/* Loading, the run, the output and the reports. */
+static ulc_status forget_files(forget_run *w, ulc_model **m, ulc_model **teacher,
+                               ulc_outfile **rep, ulc_forget_outcome *res, ulc_ctx *ctx) {
+    const ulc_forget_opts *o = w->o;
+    double t0 = now_s();
+    ulc_io_format ifmt = ULC_IO_ONNX, ofmt = ULC_IO_ONNX;
+    ULC_TRY(check_outputs(w->rq, o, &ifmt, &ofmt, ctx));
+    ULC_TRY(ulc_io_load_model(o->in, NULL, m, ctx));
+    if (ulc_model_reads_file(*m, o->out))
+        return usage(ctx, "forget: the output '%s' would overwrite '%s', which the input model "
+                     "reads", o->out, ulc_model_reads_file(*m, o->out));
+    ULC_TRY(ulc_io_load_model(o->in, NULL, teacher, ctx)); /* the frozen original */
+    for (int q = 0; q < o->n_reports; q++) /* written last, but writable now */
+        ULC_TRY(ulc_outfile_open(o->reports[q], &rep[q], ctx));
+    ULC_TRY(run(w, *m, *teacher, ctx));
+    ULC_TRY(ulc_io_save_model(*m, o->out, ofmt, NULL, ctx));
+    if (!o->evaluate) return ULC_OK;
+    ULC_TRY(hash_output(w, *teacher, ofmt, ctx));
+    ULC_TRY(hash_inputs(w, ctx));
+    ULC_TRY(report(w, t0, res, ctx));
+    ULC_TRY(write_reports(o, res->report, rep, ctx));
+    for (int q = 0; o->table && q < o->n_reports; q++) fprintf(o->table, "report: %s\n", o->reports[q]);
+    return ULC_OK;
+}
+
+ulc_status ulc_forget_files(const ulc_request *rq, const ulc_forget_opts *opts,
+                            ulc_forget_outcome *res, ulc_ctx *ctx) {
+    memset(res, 0, sizeof *res);
+    ulc_forget_opts o = *opts;
+    if (!o.in || !o.out) return ulc_fail(ctx, ULC_ERR_INTERNAL, "forget: no input or output");
+    if (!o.n_reports && rq->report) o.reports[o.n_reports++] = rq->report;
+    if (!rq->passes) return ulc_fail(ctx, ULC_ERR_INTERNAL, "%s: the request has no passes", rq->path);
+    forget_run w = {.rq = rq, .o = &o, .fx = {.in = o.in, .out = o.out,
+                                               .spec = rq->is_spec ? rq->path : NULL}};
+    ulc_model *m = NULL, *teacher = NULL;
+    ulc_outfile *rep[ULC_MAX_REPORTS] = {0};
+    ulc_status st = forget_files(&w, &m, &teacher, rep, res, ctx);
+    for (int q = 0; q < ULC_MAX_REPORTS; q++) ulc_outfile_abort(rep[q]);
+    run_clear(&w);
+    ulc_model_free(teacher);
+    ulc_model_free(m);
+    if (st != ULC_OK) ulc_forget_outcome_clear(res);
+    return st;
+}
+
+/* ---- in memory --------------------------------------------------------------------------------- */
+
+ulc_status ulc_forget_model(ulc_model *m, const ulc_model *teacher, const ulc_request *rq,
+                            const ulc_forget_opts *o, ulc_forget_outcome *res, ulc_ctx *ctx) {
+    double t0 = now_s();
+    memset(res, 0, sizeof *res);
+    if (!rq->passes) return ulc_fail(ctx, ULC_ERR_INTERNAL, "%s: the request has no passes", rq->path);
+    forget_run w = {.rq = rq, .o = o, .fx = {.in = o->in, .out = o->out, .spec = rq->is_spec ? rq->path : NULL}};
+    ulc_status st = run(&w, m, teacher, ctx);
+    if (st == ULC_OK && o->evaluate) st = hash_inputs(&w, ctx);
+    if (st == ULC_OK && o->evaluate) st = report(&w, t0, res, ctx);
+    run_clear(&w);
+    if (st != ULC_OK) ulc_forget_outcome_clear(res);
+    return st;
+}

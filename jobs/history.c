@@ -1,0 +1,214 @@
+/* history.c — a model's unlearning requests in its metadata (history.h). */
+#include "jobs/history.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/sha256.h"
+
+
+ulc_status ulc_history_read(const ulc_model *m, cJSON **out, ulc_ctx *ctx) {
+    *out = NULL;
+    const char *text = ulc_model_metadata(m, ULC_META_HISTORY);
+    if (!text) return ULC_OK;
+    const char *where = m->source_path ? m->source_path : "the model";
+    cJSON *j = cJSON_Parse(text);
+    if (!j || !cJSON_IsArray(j)) {
+        cJSON_Delete(j);
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: metadata '%s': expected a JSON list of "
+                        "unlearning requests", where, ULC_META_HISTORY);
+    }
+    int i = 0;
+    for (const cJSON *e = j->child; e; e = e->next, i++) {
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(e, "forget");
+        const cJSON *cl = cJSON_GetObjectItemCaseSensitive(f, "classes");
+        const cJSON *rows = cJSON_GetObjectItemCaseSensitive(f, "rows");
+        const cJSON *sha = cJSON_GetObjectItemCaseSensitive(f, "data_sha256");
+        int ok = cJSON_IsObject(e) && cJSON_IsObject(f) &&
+                 cJSON_IsString(cJSON_GetObjectItemCaseSensitive(e, "method")) &&
+                 (cJSON_IsArray(cl) || (cJSON_IsArray(rows) && cJSON_IsString(sha)));
+        for (const cJSON *v = cJSON_IsArray(cl) ? cl->child : rows ? rows->child : NULL; ok && v;
+             v = v->next)
+            ok = cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble <= 9007199254740992.0 &&
+                 floor(v->valuedouble) == v->valuedouble;
+        if (!ok) {
+            cJSON_Delete(j);
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: metadata '%s': request %d is not "
+                            "{\"method\", \"forget\": {\"classes\": [...]} or {\"rows\": [...], "
+                            "\"data_sha256\"}}", where, ULC_META_HISTORY, i + 1);
+        }
+    }
+    *out = j;
+    return ULC_OK;
+}
+
+void ulc_history_carry_clear(ulc_history_carry *c) {
+    if (!c) return;
+    free(c->classes);
+    free(c->rows);
+    free(c->all_classes);
+    memset(c, 0, sizeof *c);
+}
+
+/* Appends v to a[0..*n) unless it is there or in skip[0..ns); *cap grows. 0 when out of memory. */
+static int add_unique(int64_t **a, int64_t *n, int64_t *cap, int64_t v, const int64_t *skip,
+                      int64_t ns) {
+    for (int64_t k = 0; k < ns; k++)
+        if (skip[k] == v) return 1;
+    for (int64_t k = 0; k < *n; k++)
+        if ((*a)[k] == v) return 1;
+    if (*n == *cap) {
+        int64_t c = *cap ? 2 * *cap : 16;
+        int64_t *b = realloc(*a, (size_t)c * sizeof *b);
+        if (!b) return 0;
+        *a = b;
+        *cap = c;
+    }
+    (*a)[(*n)++] = v;
+    return 1;
+}
+
+/* The carried lists from the parsed history. */
+static ulc_status collect(const cJSON *h, const ulc_forget_set *fs, const ulc_data *tr,
+                          const char *data_sha, ulc_history_carry *c, ulc_ctx *ctx) {
+    int64_t nc = 0, cc = 0, cr = 0;
+    const int64_t *own = fs->kind == ULC_FORGET_CLASSES ? fs->classes : NULL;
+    int64_t n_own = own ? fs->n_classes : 0;
+    for (const cJSON *e = h->child; e; e = e->next) {
+        c->requests++;
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(e, "forget");
+        const cJSON *cl = cJSON_GetObjectItemCaseSensitive(f, "classes");
+        if (cl) {
+            for (const cJSON *v = cl->child; v; v = v->next)
+                if (!add_unique(&c->classes, &nc, &cc, (int64_t)v->valuedouble, own, n_own))
+                    return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (history)");
+            continue;
+        }
+        const cJSON *rows = cJSON_GetObjectItemCaseSensitive(f, "rows");
+        const cJSON *sha = cJSON_GetObjectItemCaseSensitive(f, "data_sha256");
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(f, "data_rows");
+        if (!data_sha || strcmp(sha->valuestring, data_sha) != 0 || !cJSON_IsNumber(n) ||
+            (int64_t)n->valuedouble != tr->rows) {
+            c->unmatched++;
+            continue;
+        }
+        for (const cJSON *v = rows->child; v; v = v->next)
+            if ((int64_t)v->valuedouble < tr->rows &&
+                !add_unique(&c->rows, &c->n_rows, &cr, (int64_t)v->valuedouble, NULL, 0))
+                return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (history)");
+    }
+    c->n_classes = (int)nc;
+    return ULC_OK;
+}
+
+/* Whether the history holds a row request (only then is the data file hashed). */
+static int has_rows(const cJSON *h) {
+    for (const cJSON *e = h->child; e; e = e->next)
+        if (cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(e, "forget"), "rows"))
+            return 1;
+    return 0;
+}
+
+ulc_status ulc_history_carry_over(const ulc_model *m, const ulc_forget_set *fs,
+                                  const ulc_data *tr, ulc_history_carry *c, ulc_ctx *ctx) {
+    memset(c, 0, sizeof *c);
+    c->fs = *fs;
+    cJSON *h = NULL;
+    ULC_TRY(ulc_history_read(m, &h, ctx));
+    if (!h) return ULC_OK;
+    char sha[ULC_SHA256_HEX];
+    ulc_status st = has_rows(h) ? ulc_sha256_file(tr->path, sha, ctx) : ULC_OK;
+    if (st == ULC_OK) st = collect(h, fs, tr, has_rows(h) ? sha : NULL, c, ctx);
+    cJSON_Delete(h);
+    ULC_TRY(st);
+    c->fs.also_classes = c->classes;
+    c->fs.n_also_classes = c->n_classes;
+    c->fs.also_rows = c->rows;
+    c->fs.n_also_rows = c->n_rows;
+    int own = fs->kind == ULC_FORGET_CLASSES ? fs->n_classes : 0;
+    c->all_classes = malloc(((size_t)own + (size_t)c->n_classes + 1) * sizeof *c->all_classes);
+    if (!c->all_classes) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (history)");
+    if (own) memcpy(c->all_classes, fs->classes, (size_t)own * sizeof *c->all_classes);
+    if (c->n_classes)
+        memcpy(c->all_classes + own, c->classes, (size_t)c->n_classes * sizeof *c->all_classes);
+    c->n_all_classes = own + c->n_classes;
+    return ULC_OK;
+}
+
+static cJSON *int_array(const int64_t *v, int64_t n) {
+    cJSON *a = cJSON_CreateArray();
+    for (int64_t k = 0; a && k < n; k++) cJSON_AddItemToArray(a, cJSON_CreateNumber((double)v[k]));
+    return a;
+}
+
+/* The entry for this request. */
+static ulc_status entry(const ulc_request *rq, const ulc_data *tr, const char *method,
+                        cJSON *e, ulc_ctx *ctx) {
+    cJSON_AddStringToObject(e, "ulc", ULC_VERSION);
+    cJSON_AddStringToObject(e, "method", method ? method : "?");
+    char *passes = ulc_pipeline_text(rq->passes);
+    if (!passes) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (history)");
+    cJSON_AddStringToObject(e, "passes", passes);
+    free(passes);
+    char sha[ULC_SHA256_HEX];
+    if (rq->is_spec) {
+        ULC_TRY(ulc_sha256_file(rq->path, sha, ctx));
+        cJSON_AddStringToObject(e, "spec_sha256", sha);
+    }
+    cJSON *f = cJSON_AddObjectToObject(e, "forget");
+    if (rq->kind == ULC_FORGET_CLASSES) {
+        cJSON_AddItemToObject(f, "classes", int_array(rq->classes, rq->n_classes));
+        return ULC_OK;
+    }
+    ULC_TRY(ulc_sha256_file(tr->path, sha, ctx));
+    cJSON_AddItemToObject(f, "rows", int_array(rq->indices, rq->n_indices));
+    cJSON_AddStringToObject(f, "data_sha256", sha);
+    cJSON_AddNumberToObject(f, "data_rows", (double)tr->rows);
+    return ULC_OK;
+}
+
+ulc_status ulc_history_record(ulc_model *m, const ulc_request *rq, const ulc_data *tr,
+                              const char *method, ulc_ctx *ctx) {
+    cJSON *h = NULL;
+    ULC_TRY(ulc_history_read(m, &h, ctx));
+    if (!h && !(h = cJSON_CreateArray())) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    cJSON *e = cJSON_CreateObject();
+    ulc_status st = e ? ULC_OK : ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (history)");
+    if (st == ULC_OK) {
+        cJSON_AddItemToArray(h, e);
+        st = entry(rq, tr, method, e, ctx);
+    }
+    char *text = st == ULC_OK ? cJSON_PrintUnformatted(h) : NULL;
+    if (st == ULC_OK && !text) st = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (history)");
+    if (st == ULC_OK) st = ulc_model_set_metadata(m, ULC_META_HISTORY, text, ctx);
+    free(text);
+    cJSON_Delete(h);
+    return st;
+}
+
+void ulc_history_report(cJSON *report, const ulc_history_carry *c) {
+    if (!c->requests) return;
+    cJSON *o = cJSON_AddObjectToObject(report, "history");
+    cJSON_AddNumberToObject(o, "requests", c->requests);
+    cJSON_AddItemToObject(o, "carried_classes", int_array(c->classes, c->n_classes));
+    cJSON_AddNumberToObject(o, "carried_rows", (double)c->n_rows);
+    cJSON_AddNumberToObject(o, "unmatched_requests", c->unmatched);
+}
+
+void ulc_history_print(FILE *out, const ulc_history_carry *c) {
+    if (!c->requests) return;
+    fprintf(out, "history: %d earlier request%s; kept out of the retain set:", c->requests,
+            c->requests == 1 ? "" : "s");
+    if (c->n_classes) {
+        fprintf(out, " class%s", c->n_classes == 1 ? "" : "es");
+        for (int k = 0; k < c->n_classes; k++)
+            fprintf(out, "%s%lld", k ? "," : " ", (long long)c->classes[k]);
+    }
+    if (c->n_rows) fprintf(out, "%s %lld rows", c->n_classes ? ";" : "", (long long)c->n_rows);
+    if (!c->n_classes && !c->n_rows) fprintf(out, " nothing");
+    if (c->unmatched)
+        fprintf(out, " (%d request%s on other training data not matched)", c->unmatched,
+                c->unmatched == 1 ? "" : "s");
+    fputc('\n', out);
+}

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "runtime/kernel.h"
+#include "runtime/kutil.h"
 
 #ifdef _OPENMP
 #include <omp.h>

@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "runtime/kernel.h"
+#include "runtime/kutil.h"
 
 #define PLAN_ALIGN 64
 

@@ -360,14 +360,13 @@ static dnnl_format_tag_t conv_wei_tag(int transpose, int grouped, int nsp) {
     return grouped ? gio[nsp - 1] : io[nsp - 1];
 }
 
-/* Builds the primitive (with post-ops when with_post). Returns ULC_OK with s->use_dnnl = 0 when
- * oneDNN has no implementation for the case. */
-static ulc_status conv_dnnl_build(ulc_kctx *k, conv_state *s, int with_post) {
-    const conv_geom *g = &s->g;
-    dnnl_engine_t eng;
-    ULC_TRY(ulc_nn_dnnl(k, &eng, NULL));
-    int nsp = g->nsp, rank = nsp + 2, grouped = g->g > 1, wrank = rank + grouped;
-    dnnl_dims_t sd, wd, bd, dd, str, dil, pl, pr, ad;
+/* oneDNN's dims for the convolution of g: source sd, weights wd, destination dd, a per-channel
+ * addend ad, strides, dilations (oneDNN counts them from 0) and pads. 0 when a pad is negative
+ * (the direct loop handles those). */
+static int conv_dnnl_dims(const conv_geom *g, dnnl_dims_t sd, dnnl_dims_t wd, dnnl_dims_t dd,
+                          dnnl_dims_t ad, dnnl_dims_t str, dnnl_dims_t dil, dnnl_dims_t pl,
+                          dnnl_dims_t pr) {
+    int nsp = g->nsp, grouped = g->g > 1;
     sd[0] = dd[0] = g->n;
     sd[1] = g->c;
     dd[1] = g->m;
@@ -393,8 +392,20 @@ static ulc_status conv_dnnl_build(ulc_kctx *k, conv_state *s, int with_post) {
             int64_t ext = (g->w.k[i] - 1) * g->w.d[i] + 1;
             pr[i] = (g->w.in[i] - 1) * g->w.s[i] + ext - pl[i] - g->w.out[i];
         }
-        if (pl[i] < 0 || pr[i] < 0) return ULC_OK; /* the direct loop handles negative pads */
+        if (pl[i] < 0 || pr[i] < 0) return 0;
     }
+    return 1;
+}
+
+/* Builds the primitive (with post-ops when with_post). Returns ULC_OK with s->use_dnnl = 0 when
+ * oneDNN has no implementation for the case. */
+static ulc_status conv_dnnl_build(ulc_kctx *k, conv_state *s, int with_post) {
+    const conv_geom *g = &s->g;
+    dnnl_engine_t eng;
+    ULC_TRY(ulc_nn_dnnl(k, &eng, NULL));
+    int nsp = g->nsp, rank = nsp + 2, grouped = g->g > 1, wrank = rank + grouped;
+    dnnl_dims_t sd, wd, bd, dd, str, dil, pl, pr, ad;
+    if (!conv_dnnl_dims(g, sd, wd, dd, ad, str, dil, pl, pr)) return ULC_OK; /* negative pads */
     bd[0] = g->m;
     /* src_plain / dst_plain / z_user: how X, Y and a sum addend lie in memory (plain, or
      * NCHW8C where s->xb / yb / zb say so). */

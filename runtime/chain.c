@@ -200,7 +200,7 @@ static int gelu_chain(rt_plan *p, const int *idx, int m, ulc_chain *c, ulc_value
         }
         ulc_kfuse f = ps->kc.fuse ? *ps->kc.fuse : (ulc_kfuse){0};
         if (only_chain && !ps->removed && ps->k->can_fuse && f.act == ULC_ACT_NONE &&
-            !(ps->k->flags & ULC_K_ALIAS)) {
+            !ps->alias) {
             f.act = act;
             if (ps->k->can_fuse(&ps->kc, &f)) {
                 ps->fuse = f;

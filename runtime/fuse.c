@@ -75,7 +75,7 @@ ulc_status ulc_plan_fuse_steps(rt_plan *p, const ulc_graph *g, int64_t opset, ul
     for (int i = 0; i < p->n_steps; i++) step_of[p->steps[i].node->id] = i;
     for (int i = 0; i < p->n_steps; i++) {
         rt_step *st = &p->steps[i];
-        if (st->removed || !st->k->can_fuse || !st->out0 || (st->k->flags & ULC_K_ALIAS)) continue;
+        if (st->removed || !st->k->can_fuse || !st->out0 || st->alias) continue;
         const rt_val *v0 = &p->vals[st->out0->id];
         ulc_kfuse f = {0};
         int drop[2] = {-1, -1};

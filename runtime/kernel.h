@@ -5,7 +5,8 @@
  * One ulc_kernel per op. The planner calls, for every node it schedules:
  *
  *   infer(k)    once per plan: from the inputs' dtypes and shapes (and, for the input slots in
- *               `value_inputs`, their data, which the planner guarantees is known at plan time:
+ *               the op's `value_inputs` (runtime/shape.h), their data, which the planner guarantees
+ *               is known at plan time:
  *               Reshape's shape, Slice's starts/ends, …) set every present output's dtype, rank
  *               and dims. Attribute and shape errors are reported here, naming the node.
  *   prepare(k)  optional, once per plan, shapes fixed: build primitives, cache constants in state.
@@ -18,6 +19,9 @@
  * planner converts graph outputs back to their declared dtype.
  *
  * Kernels never allocate output memory and never keep pointers to tensors between calls.
+ * What an op's semantics fix for every backend — which inputs' values decide shapes, which ops
+ * are metadata-only (Shape, Size) or views (Reshape, …: output 0 aliases input 0, and run must
+ * not copy output 0 when it is called for the node's other outputs) — is in runtime/shape.h.
  */
 #ifndef ULC_RUNTIME_KERNEL_H
 #define ULC_RUNTIME_KERNEL_H
@@ -68,20 +72,12 @@ typedef struct ulc_kctx {
 } ulc_kctx;
 
 enum {
-    ULC_K_SHAPE_ONLY = 1u << 0, /* run reads input shapes only, never their data (Shape, Size):
-                                   the planner evaluates it at plan time */
     ULC_K_BLOCKED_OUT = 1u << 2, /* can write output 0 as NCHW8C (when the planner sets
                                    out[0]->layout before prepare) */
-    ULC_K_BLOCKED_ADDEND = 1u << 3, /* a fused addend (k->fuse->addend) may be NCHW8C */
-    ULC_K_ALIAS = 1u << 1       /* output 0 is input 0's bytes under another shape (Reshape,
-                                   Flatten, Squeeze, Unsqueeze, Identity, Dropout): the planner
-                                   points the output at the input's bytes; run is called only
-                                   when the node has other outputs (Dropout's mask), and then
-                                   out[0]->data == in[0]->data: run must not copy output 0 */
+    ULC_K_BLOCKED_ADDEND = 1u << 3 /* a fused addend (k->fuse->addend) may be NCHW8C */
 };
 
 typedef struct ulc_kernel {
-    uint32_t value_inputs; /* bit i set: input i's data decides the output shapes */
     uint32_t blocked_inputs; /* bit i set: input i may be NCHW8C (see runtime.h's layouts): the
                                 kernel reads in[i]->layout in prepare and run */
     unsigned flags;        /* ULC_K_* */

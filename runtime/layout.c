@@ -26,7 +26,7 @@ void ulc_plan_choose_layouts(rt_plan *p, const ulc_graph *g) {
             for (int s = 0; s < r->kc.n_in && ok; s++) {
                 if (r->in[s] != t) continue;
                 readers++;
-                ok = s < 32 && (r->k->blocked_inputs & (1u << s)) && !(r->k->flags & ULC_K_ALIAS);
+                ok = s < 32 && (r->k->blocked_inputs & (1u << s)) && !r->alias;
             }
             if (r->kc.fuse && r->kc.fuse->mask == t) {
                 readers++;

@@ -3,7 +3,7 @@
  *
  * Liveness: every scheduled value's lifetime is [step that makes it, last step that reads it,
  * or any step that reads a view of it]; graph outputs live to the end. Views (Reshape,
- * Squeeze, … flagged ULC_K_ALIAS) share their source's bytes and extend its lifetime.
+ * Squeeze, … ULC_SHAPE_ALIAS in shape.h) share their source's bytes and extend its lifetime.
  * Placement: values are laid out in one 64-byte-aligned buffer, largest first, each at the
  * lowest offset not used by a value whose lifetime overlaps (greedy by size, as TFLite's and
  * onnxruntime's planners do), so memory is reused as soon as a value dies.
@@ -38,7 +38,7 @@ ulc_status ulc_plan_place(rt_plan *p, const ulc_graph *g, ulc_ctx *ctx) {
             if (!ov) continue;
             rt_val *rv = &vals[ov->id];
             rv->last = s;
-            if ((st->k->flags & ULC_K_ALIAS) && i == 0 && n->inputs[0].value) {
+            if (st->alias && i == 0 && n->inputs[0].value) {
                 /* a view: of a scheduled value (its root), or of bytes outside the arena
                  * (a constant, a graph input: -1) */
                 rt_val *src = &vals[n->inputs[0].value->id];

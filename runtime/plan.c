@@ -173,8 +173,8 @@ static ulc_status push_step(rt_walk *w, rt_step **out) {
 }
 
 /* A view node whose only product is the view itself: nothing to run. */
-int ulc_plan_alias_only(const ulc_kernel *k, const ulc_node *n) {
-    if (!(k->flags & ULC_K_ALIAS)) return 0;
+int ulc_plan_alias_only(const ulc_node *n) {
+    if (!(ulc_shape_rule_of(n->op)->flags & ULC_SHAPE_ALIAS)) return 0;
     for (int i = 1; i < n->n_outputs; i++)
         if (n->outputs[i]) return 0;
     return 1;
@@ -183,10 +183,11 @@ int ulc_plan_alias_only(const ulc_kernel *k, const ulc_node *n) {
 /* Runs kernel k on a node whose inputs are all known, at plan time; outputs become constants. */
 static ulc_status fold_node(rt_walk *w, const ulc_kernel *k, ulc_kctx *kc) {
     const ulc_node *n = kc->node;
+    int alias = (ulc_shape_rule_of(n->op)->flags & ULC_SHAPE_ALIAS) != 0;
     for (int i = 0; i < n->n_outputs; i++) {
         if (!kc->out[i]) continue;
         rt_val *rv = &w->vals[n->outputs[i]->id];
-        if (k->flags & ULC_K_ALIAS) {
+        if (alias) {
             if (i == 0) {
                 rv->t.data = kc->in[0]->data;
                 rv->known = V_CONST;
@@ -198,7 +199,7 @@ static ulc_status fold_node(rt_walk *w, const ulc_kernel *k, ulc_kctx *kc) {
         rv->t.data = rv->owned;
         rv->known = V_CONST;
     }
-    if (ulc_plan_alias_only(k, n)) return ULC_OK;
+    if (ulc_plan_alias_only(n)) return ULC_OK;
     ulc_status s = ULC_OK;
     kc->state = NULL;
     if (k->prepare) s = k->prepare(kc);
@@ -213,6 +214,7 @@ static ulc_status walk_node(rt_walk *w, const ulc_node *n) {
     char label[160];
     if (w->needed && !w->needed[n->id]) return ULC_OK; /* reaches no output */
     const ulc_kernel *k = w->be->kernel(n->op);
+    const ulc_shape_rule *rule = ulc_shape_rule_of(n->op);
     if (!k) {
         if (w->analysis) return ULC_OK;
         return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s%s%s: not supported by backend %s",
@@ -243,7 +245,7 @@ static ulc_status walk_node(rt_walk *w, const ulc_node *n) {
             if (i < 32) const_mask |= 1u << i;
         } else {
             all_const = 0;
-            if (i < 32 && (k->value_inputs & (1u << i))) {
+            if (i < 32 && (rule->value_inputs & (1u << i))) {
                 if (w->analysis) return ULC_OK;
                 return ulc_fail(ctx, ULC_ERR_UNSUPPORTED,
                                 "%s: input %d ('%s') decides the output's shape but is computed "
@@ -252,7 +254,7 @@ static ulc_status walk_node(rt_walk *w, const ulc_node *n) {
             }
         }
     }
-    if (k->flags & ULC_K_SHAPE_ONLY) all_const = 1;
+    if (rule->flags & ULC_SHAPE_ONLY) all_const = 1;
     for (int i = 0; i < n->n_outputs; i++) {
         ulc_value *v = n->outputs[i];
         outs[i] = v ? &w->vals[v->id].t : NULL;
@@ -301,6 +303,7 @@ static ulc_status walk_node(rt_walk *w, const ulc_node *n) {
     s->kc.in = s->in;
     s->kc.out = s->out;
     s->out0 = n->n_outputs ? n->outputs[0] : NULL;
+    s->alias = (rule->flags & ULC_SHAPE_ALIAS) != 0;
     for (int i = 0; i < n->n_outputs; i++)
         if (n->outputs[i]) w->vals[n->outputs[i]->id].step = w->n_steps - 1;
     return ULC_OK;

@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "runtime/kutil.h"
+#include "runtime/shape.h"
 
 #define PLAN_ALIGN 64
 
@@ -46,6 +47,7 @@ typedef struct rt_step {
     ulc_kctx kc;
     ulc_rt_tensor **in, **out;
     int prepared;
+    int alias;           /* the node is a view (shape.h's ULC_SHAPE_ALIAS) */
     ulc_value *out0;     /* the value output 0 writes (node->outputs[0], or the last fused node's) */
     ulc_value *addend;   /* fused addend read by this step, or NULL */
     ulc_value *mask;     /* fused ReluGrad mask read by this step, or NULL */
@@ -113,7 +115,7 @@ void ulc_plan_f32_to_halves(int dt, const float *src, void *dst, uint64_t n);
 /* Frees p and everything it owns (accepts NULL). */
 void ulc_plan_free(rt_plan *p, const ulc_graph *g);
 /* A view node whose only product is the view itself: nothing to run. */
-int ulc_plan_alias_only(const ulc_kernel *k, const ulc_node *n);
+int ulc_plan_alias_only(const ulc_node *n);
 /* Initializers and bound inputs (keyed: per value id, bound inputs whose bytes key the plan),
  * then every node: fills w->vals, and w->steps unless w->analysis. */
 ulc_status ulc_plan_walk(rt_walk *w, const ulc_rt_binding *bind, int n_bind, const uint8_t *keyed);

@@ -86,7 +86,7 @@ ulc_status ulc_session_create(const ulc_model *m, const ulc_session_opts *opts, 
     }
     for (size_t i = 0; i < g->outputs.len; i++) live[((ulc_value *)g->outputs.items[i])->id] = 1;
     for (const ulc_node *n = g->last; n; n = n->prev) {
-        const ulc_kernel *k = be->kernel(n->op);
+        const ulc_shape_rule *rule = ulc_shape_rule_of(n->op);
         int need = 0, reach = 0;
         for (int i = 0; i < n->n_outputs; i++) {
             if (!n->outputs[i]) continue;
@@ -98,7 +98,7 @@ ulc_status ulc_session_create(const ulc_model *m, const ulc_session_opts *opts, 
             ulc_value *v = n->inputs[i].value;
             if (!v) continue;
             if (reach) live[v->id] = 1;
-            if ((need && !(k->flags & ULC_K_SHAPE_ONLY)) || (i < 32 && (k->value_inputs & (1u << i))))
+            if ((need && !(rule->flags & ULC_SHAPE_ONLY)) || (i < 32 && (rule->value_inputs & (1u << i))))
                 s->need_value[v->id] = 1;
         }
     }
@@ -241,7 +241,7 @@ static ulc_status make_plan(ulc_session *s, rt_plan **out, ulc_ctx *ctx) {
     for (int i = 0; i < p->n_steps; i++) {
         rt_step *sp = &p->steps[i];
         sp->kc.threads = s->threads;
-        if (sp->k->prepare && !ulc_plan_alias_only(sp->k, sp->node)) {
+        if (sp->k->prepare && !ulc_plan_alias_only(sp->node)) {
             st = sp->k->prepare(&sp->kc);
             if (st != ULC_OK) goto done;
         }
@@ -334,9 +334,9 @@ ulc_status ulc_session_run(ulc_session *s, ulc_ctx *ctx) {
     }
     for (int i = 0; i < p->n_steps; i++) {
         rt_step *st = &p->steps[i];
-        if (st->k->flags & ULC_K_ALIAS) {
+        if (st->alias) {
             st->out[0]->data = st->in[0]->data;
-            if (ulc_plan_alias_only(st->k, st->node)) continue;
+            if (ulc_plan_alias_only(st->node)) continue;
         }
         st->kc.err = ctx;
         if (!s->profile || fresh) {

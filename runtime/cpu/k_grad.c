@@ -769,9 +769,9 @@ static const ulc_kernel k_relu_grad = {.infer = relu_grad_infer, .run = relu_gra
 static const ulc_kernel k_gelu_grad = {.infer = gelu_grad_infer, .run = gelu_grad_run};
 static const ulc_kernel k_softmax_grad = {.infer = smg_infer, .run = smg_run};
 static const ulc_kernel k_layernorm_grad = {.infer = lng_infer, .run = lng_run};
-static const ulc_kernel k_gather_grad = {.value_inputs = 1u << 2, .infer = gg_infer, .run = gg_run};
+static const ulc_kernel k_gather_grad = {.infer = gg_infer, .run = gg_run};
 static const ulc_kernel k_maxpool_grad = {.infer = maxpool_grad_infer, .run = maxpool_grad_run};
-static const ulc_kernel k_avgpool_grad = {.value_inputs = 1u << 1, .infer = avgpool_grad_infer,
+static const ulc_kernel k_avgpool_grad = {.infer = avgpool_grad_infer,
                                           .run = avgpool_grad_run};
 
 /* ConvGradData and ConvGradWeight's slots (k_grad_conv.c). */

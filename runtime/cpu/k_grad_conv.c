@@ -540,7 +540,7 @@ static ulc_status cg_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_conv_grad_data = {.value_inputs = 1u << 2, .infer = cgd_infer,
+static const ulc_kernel k_conv_grad_data = {.infer = cgd_infer,
                                             .prepare = cgd_prepare, .run = cg_run,
                                             .release = cg_release, .can_fuse = cgd_can_fuse};
 static const ulc_kernel k_conv_grad_weight = {.infer = cgw_infer, .prepare = cgw_prepare,

@@ -1063,7 +1063,6 @@ static ulc_status arg_run(ulc_kctx *k) {
 /* ---- registration ---------------------------------------------------------------------------- */
 
 static const ulc_kernel k_reduce = {
-    .value_inputs = 1u << 1, /* axes (input form) */
     .infer = red_infer,
     .run = red_run,
 };

@@ -3,7 +3,8 @@
  * None of them computes on element values: each either describes a new shape over the same bytes
  * or moves bytes, so all are dtype-agnostic (they copy elements of 1, 2, 4 or 8 bytes).
  *
- * Views (ULC_K_ALIAS: the planner points output 0 at input 0's bytes; run copies when it cannot):
+ * Views (ULC_SHAPE_ALIAS in runtime/shape.h: the planner points output 0 at input 0's bytes; run
+ * copies when it cannot):
  *   Reshape    Y = X read under `shape` (input 1; attribute before opset 5): 0 copies X's dim at
  *              that position (a literal 0 when allowzero=1, opset 14), one -1 is inferred.
  *   Flatten    Y[prod(d[0:axis]), prod(d[axis:])] = X, axis in [-r, r] (default 1).
@@ -11,7 +12,7 @@
  *              none or empty: every size-1 dim, as onnxruntime does).
  *   Unsqueeze  inserts size-1 dims at `axes`, positions in the *output* rank r + len(axes).
  *   Identity   Y = X.
- * Metadata (ULC_K_SHAPE_ONLY: run reads only the input's shape):
+ * Metadata (ULC_SHAPE_ONLY: run reads only the input's shape):
  *   Shape      Y = int64[end - start] of X's dims[start:end] (start/end from opset 15, clamped).
  *   Size       Y = int64 scalar numel(X).
  * Constants:
@@ -582,16 +583,16 @@ static ulc_status dropout_run(ulc_kctx *k) {
 
 /* ---- the table ------------------------------------------------------------------------------- */
 
-static const ulc_kernel k_identity = {.flags = ULC_K_ALIAS, .infer = identity_infer, .run = ulc_ks_run_copy};
-static const ulc_kernel k_reshape = {.value_inputs = BIT(1), .flags = ULC_K_ALIAS, .infer = reshape_infer, .run = ulc_ks_run_copy};
-static const ulc_kernel k_flatten = {.flags = ULC_K_ALIAS, .infer = flatten_infer, .run = ulc_ks_run_copy};
-static const ulc_kernel k_squeeze = {.value_inputs = BIT(1), .flags = ULC_K_ALIAS, .infer = squeeze_infer, .run = ulc_ks_run_copy};
-static const ulc_kernel k_unsqueeze = {.value_inputs = BIT(1), .flags = ULC_K_ALIAS, .infer = unsqueeze_infer, .run = ulc_ks_run_copy};
-static const ulc_kernel k_shape = {.flags = ULC_K_SHAPE_ONLY, .infer = shape_infer, .run = shape_run};
-static const ulc_kernel k_size = {.flags = ULC_K_SHAPE_ONLY, .infer = size_infer, .run = size_run};
+static const ulc_kernel k_identity = {.infer = identity_infer, .run = ulc_ks_run_copy};
+static const ulc_kernel k_reshape = {.infer = reshape_infer, .run = ulc_ks_run_copy};
+static const ulc_kernel k_flatten = {.infer = flatten_infer, .run = ulc_ks_run_copy};
+static const ulc_kernel k_squeeze = {.infer = squeeze_infer, .run = ulc_ks_run_copy};
+static const ulc_kernel k_unsqueeze = {.infer = unsqueeze_infer, .run = ulc_ks_run_copy};
+static const ulc_kernel k_shape = {.infer = shape_infer, .run = shape_run};
+static const ulc_kernel k_size = {.infer = size_infer, .run = size_run};
 static const ulc_kernel k_constant = {.infer = constant_infer, .run = constant_run};
-static const ulc_kernel k_cos = {.value_inputs = BIT(0), .infer = cos_infer, .run = cos_run};
-static const ulc_kernel k_range = {.value_inputs = BIT(0) | BIT(1) | BIT(2), .infer = range_infer, .run = range_run};
+static const ulc_kernel k_cos = {.infer = cos_infer, .run = cos_run};
+static const ulc_kernel k_range = {.infer = range_infer, .run = range_run};
 static const ulc_kernel k_dropout = {.infer = dropout_infer, .run = dropout_run};
 
 void ulc_cpu_register_shape(const ulc_kernel **table) {

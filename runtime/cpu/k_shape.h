@@ -14,7 +14,6 @@
 #define SC_MAX_RANK (2 * ULC_RT_MAX_RANK) /* Tile doubles the rank it copies over */
 #define PAR_BYTES ((int64_t)1 << 16)      /* below this much work per thread, stay single */
 #define CAT_MAX 1024 /* Concat inputs / Split outputs (pointers and sizes live on the stack) */
-#define BIT(i) (1u << (i))
 
 static inline const ulc_rt_tensor *in_opt(const ulc_kctx *k, int i) {
     return i < k->n_in ? k->in[i] : NULL;

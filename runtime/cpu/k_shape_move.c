@@ -1031,14 +1031,14 @@ static ulc_status pad_run(ulc_kctx *k) {
 
 static const ulc_kernel k_transpose = {.infer = transpose_infer, .run = transpose_run};
 static const ulc_kernel k_concat = {.infer = concat_infer, .run = concat_run};
-static const ulc_kernel k_split = {.value_inputs = BIT(1), .infer = split_infer, .run = split_run};
-static const ulc_kernel k_slice = {.value_inputs = BIT(1) | BIT(2) | BIT(3) | BIT(4), .infer = slice_infer, .run = slice_run};
+static const ulc_kernel k_split = {.infer = split_infer, .run = split_run};
+static const ulc_kernel k_slice = {.infer = slice_infer, .run = slice_run};
 static const ulc_kernel k_gather = {.infer = gather_infer, .run = gather_run};
 static const ulc_kernel k_gather_el = {.infer = gather_el_infer, .run = gather_el_run};
-static const ulc_kernel k_expand = {.value_inputs = BIT(1), .infer = expand_infer, .run = expand_run};
-static const ulc_kernel k_tile = {.value_inputs = BIT(1), .infer = tile_infer, .run = tile_run};
+static const ulc_kernel k_expand = {.infer = expand_infer, .run = expand_run};
+static const ulc_kernel k_tile = {.infer = tile_infer, .run = tile_run};
 static const ulc_kernel k_trilu = {.infer = trilu_infer, .run = trilu_run};
-static const ulc_kernel k_pad = {.value_inputs = BIT(1) | BIT(3), .infer = pad_infer, .run = pad_run};
+static const ulc_kernel k_pad = {.infer = pad_infer, .run = pad_run};
 
 void ulc_cpu_register_shape_move(const ulc_kernel **table) {
     table[ULC_OP_Transpose] = &k_transpose;

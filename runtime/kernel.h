@@ -2,16 +2,17 @@
  * kernel.h — the contract between the planner/executor (runtime/plan.h and its files) and a
  * backend's kernels. The helpers kernels share are in runtime/kutil.h.
  *
- * One ulc_kernel per op. The planner calls, for every node it schedules:
+ * One ulc_kernel per op. Output dtypes and shapes are not the kernel's business: the planner
+ * asks the op's shape rule (runtime/shape.h, the same table for every backend and for
+ * ulc_analyze) once per plan, then calls, for every node it schedules:
  *
- *   infer(k)    once per plan: from the inputs' dtypes and shapes (and, for the input slots in
- *               the op's `value_inputs` (runtime/shape.h), their data, which the planner guarantees
- *               is known at plan time:
- *               Reshape's shape, Slice's starts/ends, …) set every present output's dtype, rank
- *               and dims. Attribute and shape errors are reported here, naming the node.
  *   prepare(k)  optional, once per plan, shapes fixed: build primitives, cache constants in state.
  *   run(k)      every execution: inputs and outputs have data (outputs are uninitialised).
  *   release(s)  optional: frees what prepare put in k->state.
+ *
+ * The kernel context (ulc_kctx) is also what shape rules read (node, opset, inputs, outputs,
+ * error context); op-level decoders that rules and kernels share (Slice's parameters, Conv's
+ * geometry, …) are in runtime/shape/params.h.
  *
  * Dtypes: float16 and bfloat16 never reach a kernel: the planner computes them as float32
  * (weights converted once), so kernels see F32, F64, the integer types and BOOL. An op whose
@@ -21,7 +22,7 @@
  * Kernels never allocate output memory and never keep pointers to tensors between calls.
  * What an op's semantics fix for every backend — which inputs' values decide shapes, which ops
  * are metadata-only (Shape, Size) or views (Reshape, …: output 0 aliases input 0, and run must
- * not copy output 0 when it is called for the node's other outputs) — is in runtime/shape.h.
+ * not copy output 0 when it is called for the node's other outputs) — is in runtime/shape.h too.
  */
 #ifndef ULC_RUNTIME_KERNEL_H
 #define ULC_RUNTIME_KERNEL_H
@@ -81,11 +82,10 @@ typedef struct ulc_kernel {
     uint32_t blocked_inputs; /* bit i set: input i may be NCHW8C (see runtime.h's layouts): the
                                 kernel reads in[i]->layout in prepare and run */
     unsigned flags;        /* ULC_K_* */
-    ulc_status (*infer)(ulc_kctx *k);
     ulc_status (*prepare)(ulc_kctx *k); /* may be NULL */
     ulc_status (*run)(ulc_kctx *k);
     void (*release)(void *state);       /* may be NULL */
-    /* May be NULL. At plan time, after infer: 1 if this node's run can also apply f to its
+    /* May be NULL. At plan time, after the shape rule: 1 if this node's run can also apply f to its
      * output 0 (then k->fuse is set before prepare and the planner drops the fused nodes). */
     int (*can_fuse)(const ulc_kctx *k, const ulc_kfuse *f);
 } ulc_kernel;

@@ -66,4 +66,20 @@ int ulc_k_avx2(void);
 void ulc_k_parallel(int64_t n, int64_t grain, void (*body)(int64_t i0, int64_t i1, void *arg),
                     void *arg);
 
+/* "[2,3,4]" for a dims list (messages); ULC_OK when input i is present, else "input i (what) is
+ * required"; a 0-D or 1-D integer input (a shape, axes, starts, …) known at plan time into
+ * v[0..*n) (at most max); axes normalised against rank, refusing out-of-range and repeats. */
+const char *ulc_k_dims_str(int rank, const int64_t *dims, char *buf, size_t size);
+ulc_status ulc_k_need_input(ulc_kctx *k, int i, const char *what);
+ulc_status ulc_k_read_ints(ulc_kctx *k, int slot, const char *what, int64_t *v, int max, int *n);
+ulc_status ulc_k_norm_axes(ulc_kctx *k, const int64_t *axes, int n, int rank, int *out);
+
+/* "[2,3,4]" for a dims list (messages); ULC_OK when input i is present, else "input i (what) is
+ * required"; a 0-D or 1-D integer input (a shape, axes, starts, …) known at plan time into
+ * v[0..*n) (at most max); axes normalised against rank, refusing out-of-range and repeats. */
+const char *ulc_k_dims_str(int rank, const int64_t *dims, char *buf, size_t size);
+ulc_status ulc_k_need_input(ulc_kctx *k, int i, const char *what);
+ulc_status ulc_k_read_ints(ulc_kctx *k, int slot, const char *what, int64_t *v, int max, int *n);
+ulc_status ulc_k_norm_axes(ulc_kctx *k, const int64_t *axes, int n, int rank, int *out);
+
 #endif

@@ -8,7 +8,8 @@
  *      when misaligned for their dtype, or converted when float16/bfloat16), bound inputs take
  *      their shapes (and, for the few inputs whose *values* decide shapes downstream, their
  *      bytes, which then key the plan);
- *   2. each node's kernel infers its outputs' dtypes and shapes; a node whose inputs are all
+ *   2. each node's shape rule (runtime/shape.h) infers its outputs' dtypes and shapes, and
+ *      the rule's value_inputs must be known; a node whose inputs are all
  *      known at plan time (constants, Shape of a known shape, …) is run right there and its
  *      outputs become constants of the plan — this is how the Shape→Gather→Concat→Reshape
  *      chains of exported graphs disappear; the rest become steps of the schedule, except
@@ -213,14 +214,18 @@ static ulc_status walk_node(rt_walk *w, const ulc_node *n) {
     ulc_ctx *ctx = w->ctx;
     char label[160];
     if (w->needed && !w->needed[n->id]) return ULC_OK; /* reaches no output */
-    const ulc_kernel *k = w->be->kernel(n->op);
+    /* shapes come from the op's rule; the backend's kernel (analyses: if it has one) runs it */
     const ulc_shape_rule *rule = ulc_shape_rule_of(n->op);
-    if (!k) {
-        if (w->analysis) return ULC_OK;
+    const ulc_kernel *k = w->be ? w->be->kernel(n->op) : NULL;
+    if (!k && !w->analysis)
         return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s%s%s: not supported by backend %s",
                         ulc_node_label(n, label, sizeof label),
                         n->domain && *n->domain ? ", domain " : "", n->domain ? n->domain : "",
                         w->be->name);
+    if (!rule->infer) {
+        if (w->analysis) return ULC_OK; /* an op without a shape rule: its outputs stay unknown */
+        return ulc_fail(ctx, ULC_ERR_INTERNAL, "%s: op has a kernel but no shape rule",
+                        ulc_node_label(n, label, sizeof label));
     }
     ulc_rt_tensor *ins[64], *outs[64];
     if (n->n_inputs > 64 || n->n_outputs > 64)
@@ -262,13 +267,13 @@ static ulc_status walk_node(rt_walk *w, const ulc_node *n) {
     }
     ulc_kctx kc = {.node = n, .opset = w->opset, .n_in = n->n_inputs, .n_out = n->n_outputs,
                    .in = ins, .out = outs, .const_inputs = const_mask, .threads = 0, .err = ctx};
-    ULC_TRY(k->infer(&kc));
+    ULC_TRY(rule->infer(&kc));
     for (int i = 0; i < n->n_outputs; i++) {
         if (!outs[i]) continue;
         rt_val *rv = &w->vals[n->outputs[i]->id];
         if (!ulc_plan_dtype_ok(outs[i]->dtype) || outs[i]->rank < 0 ||
             outs[i]->rank > ULC_RT_MAX_RANK)
-            return ulc_fail(ctx, ULC_ERR_INTERNAL, "%s: kernel inferred an invalid output %d",
+            return ulc_fail(ctx, ULC_ERR_INTERNAL, "%s: shape rule inferred an invalid output %d",
                             ulc_node_label(n, label, sizeof label), i);
         outs[i]->nbytes = ulc_plan_nbytes(outs[i]);
         if (outs[i]->nbytes == SIZE_MAX)
@@ -276,7 +281,7 @@ static ulc_status walk_node(rt_walk *w, const ulc_node *n) {
                             ulc_node_label(n, label, sizeof label), n->outputs[i]->name);
         rv->known = V_SHAPE;
     }
-    if (all_const) {
+    if (all_const && k) { /* folding runs the kernel */
         size_t out_bytes = 0;
         for (int i = 0; i < n->n_outputs; i++)
             if (outs[i]) out_bytes += outs[i]->nbytes;

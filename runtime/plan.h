@@ -87,7 +87,8 @@ typedef struct rt_plan {
 
 typedef struct rt_walk {
     const ulc_graph *g;
-    const ulc_backend *be;
+    const ulc_backend *be; /* runs the steps (plans) and the folds; an analysis may pass NULL:
+                              shapes only, nothing folded */
     int64_t opset;
     rt_val *vals;
     int analysis;        /* 1: partial knowledge, no schedule, size-limited folding */

@@ -10,7 +10,7 @@
 const ulc_kernel *ulc_cpu_kernel(ulc_op op);
 /* Sets the thread count of the CPU backend's thread pool (OpenMP, shared with oneDNN). */
 void ulc_cpu_set_threads(int threads);
-/* The chain kernel: k->state is a malloc'd ulc_chain (freed by its release); no infer. */
+/* The chain kernel: k->state is a malloc'd ulc_chain (freed by its release). */
 const ulc_kernel *ulc_cpu_chain_kernel(void);
 /* Evaluates c over n elements (n ≤ 512) of the inputs ins[] into out (the planner probes chains
  * with it to recognise the GELU spellings). */

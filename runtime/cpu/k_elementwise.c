@@ -183,7 +183,6 @@ typedef void (*ew_bin_fn)(const void *a, const void *b, void *o, int64_t n, int 
         EW_BIN_BODY(TA, TB, TO, EXPR)                                                             \
     }
 
-
 /* arithmetic */
 EW_BIN2(add_F32, float, float, float, a + b)
 EW_BIN2(sub_F32, float, float, float, a - b)
@@ -342,11 +341,6 @@ EW_BIN(copy_F64, double, double, double, a)
 
 /* ---- binary op table ------------------------------------------------------------------------- */
 
-enum {
-    B_ADD, B_SUB, B_MUL, B_DIV, B_MOD, B_FMOD, B_SHL, B_SHR, B_BAND, B_BOR, B_BXOR, B_AND, B_OR,
-    B_XOR, B_EQ, B_LT, B_GT, B_LE, B_GE, B_MAX, B_MIN, B_PRELU, B_POW, B_COUNT_
-};
-
 static ew_bin_fn g_bin[B_COUNT_][ULC_DT_COUNT_];
 
 static void ew_fill_binary(void) {
@@ -407,134 +401,7 @@ static ew_bin_fn pow_mixed_fn(int a, int b) {
     return a > 0 && a < ULC_DT_COUNT_ && b > 0 && b < ULC_DT_COUNT_ ? g_pow_mixed[a][b] : NULL;
 }
 
-static int ew_is_cmp(int b) {
-    return b == B_EQ || b == B_LT || b == B_GT || b == B_LE || b == B_GE;
-}
-
 /* ---- binary and variadic kernels ---------------------------------------------------------- */
-
-
-/* The op's loop set, from op and attributes. */
-static ulc_status ew_binop(ulc_kctx *k, int *out) {
-    switch (k->node->op) {
-    case ULC_OP_Add: case ULC_OP_Sum: case ULC_OP_Mean: *out = B_ADD; break;
-    case ULC_OP_Sub: *out = B_SUB; break;
-    case ULC_OP_Mul: *out = B_MUL; break;
-    case ULC_OP_Div: *out = B_DIV; break;
-    case ULC_OP_Pow: *out = B_POW; break;
-    case ULC_OP_Mod: {
-        int64_t f = ulc_k_attr_int(k, "fmod", 0);
-        if (f != 0 && f != 1)
-            return ulc_k_fail(k, ULC_ERR_INVALID, "attribute fmod must be 0 or 1, got %lld",
-                              (long long)f);
-        *out = f ? B_FMOD : B_MOD;
-        break;
-    }
-    case ULC_OP_BitShift: {
-        const char *d = ulc_k_attr_str(k, "direction", NULL);
-        if (!d || (strcmp(d, "LEFT") != 0 && strcmp(d, "RIGHT") != 0))
-            return ulc_k_fail(k, ULC_ERR_INVALID,
-                              "attribute direction must be \"LEFT\" or \"RIGHT\" (got %s%s%s)",
-                              d ? "\"" : "", d ? d : "none", d ? "\"" : "");
-        *out = strcmp(d, "LEFT") == 0 ? B_SHL : B_SHR;
-        break;
-    }
-    case ULC_OP_BitwiseAnd: *out = B_BAND; break;
-    case ULC_OP_BitwiseOr: *out = B_BOR; break;
-    case ULC_OP_BitwiseXor: *out = B_BXOR; break;
-    case ULC_OP_And: *out = B_AND; break;
-    case ULC_OP_Or: *out = B_OR; break;
-    case ULC_OP_Xor: *out = B_XOR; break;
-    case ULC_OP_Equal: *out = B_EQ; break;
-    case ULC_OP_Less: *out = B_LT; break;
-    case ULC_OP_Greater: *out = B_GT; break;
-    case ULC_OP_LessOrEqual: *out = B_LE; break;
-    case ULC_OP_GreaterOrEqual: *out = B_GE; break;
-    case ULC_OP_Max: *out = B_MAX; break;
-    case ULC_OP_Min: *out = B_MIN; break;
-    case ULC_OP_PRelu: *out = B_PRELU; break;
-    default: return ulc_k_fail(k, ULC_ERR_INTERNAL, "not an elementwise binary op");
-    }
-    return ULC_OK;
-}
-
-/* Opset < 7 Add/Sub/Mul/Div/Pow/And/Or/Xor/Equal/Less/Greater: without broadcast = 1 the
- * shapes must match; with it, B's dims line up with A's from `axis` (default: the trailing
- * dims) — written here as B reshaped to A's rank with 1s around, then numpy rules apply. */
-static ulc_status ew_legacy_view(ulc_kctx *k, const ulc_rt_tensor *a, const ulc_rt_tensor *b,
-                                 ulc_rt_tensor *bv) {
-    *bv = *b;
-    if (k->opset >= 7) return ULC_OK;
-    switch (k->node->op) {
-    case ULC_OP_Add: case ULC_OP_Sub: case ULC_OP_Mul: case ULC_OP_Div: case ULC_OP_Pow:
-    case ULC_OP_And: case ULC_OP_Or: case ULC_OP_Xor: case ULC_OP_Equal: case ULC_OP_Less:
-    case ULC_OP_Greater: break;
-    default: return ULC_OK;
-    }
-    char s1[96], s2[96];
-    if (ulc_k_attr_int(k, "broadcast", 0) == 0) {
-        int same = a->rank == b->rank;
-        for (int d = 0; same && d < a->rank; d++) same = a->dims[d] == b->dims[d];
-        if (!same)
-            return ulc_k_fail(k, ULC_ERR_INVALID,
-                              "inputs %s and %s differ in shape and broadcast is 0 (opset %lld)",
-                              ulc_rt_shape_str(a, s1, sizeof s1),
-                              ulc_rt_shape_str(b, s2, sizeof s2),
-                              (long long)k->opset);
-        return ULC_OK;
-    }
-    int64_t axis = ulc_k_attr_int(k, "axis", a->rank - b->rank);
-    if (axis < 0) axis += a->rank;
-    if (b->rank > a->rank || axis < 0 || axis + b->rank > a->rank)
-        return ulc_k_fail(k, ULC_ERR_INVALID, "B %s does not fit in A %s at axis %lld",
-                          ulc_rt_shape_str(b, s2, sizeof s2), ulc_rt_shape_str(a, s1, sizeof s1),
-                          (long long)axis);
-    bv->rank = a->rank;
-    for (int d = 0; d < a->rank; d++)
-        bv->dims[d] = (d >= axis && d < axis + b->rank) ? b->dims[d - axis] : 1;
-    return ULC_OK;
-}
-
-static ulc_status binary_infer(ulc_kctx *k) {
-    int op = 0;
-    ULC_TRY(ew_binop(k, &op));
-    if (k->n_in != 2 || !k->in[0] || !k->in[1])
-        return ulc_k_fail(k, ULC_ERR_INVALID, "expects 2 inputs, got %d", k->n_in);
-    const ulc_rt_tensor *a = k->in[0], *b = k->in[1];
-    ulc_rt_tensor bv;
-    ULC_TRY(ew_legacy_view(k, a, b, &bv));
-    if (op == B_POW) {
-        int ok = a->dtype == b->dtype ? bin_fn(B_POW, a->dtype) != NULL
-                                      : pow_mixed_fn(a->dtype, b->dtype) != NULL;
-        if (!ok)
-            return ulc_k_fail(k, ULC_ERR_UNSUPPORTED,
-                              "base %s with exponent %s is not supported (base: f32, f64, i32 or "
-                              "i64; exponent: any numeric dtype)",
-                              dtn(a->dtype), dtn(b->dtype));
-    } else {
-        if (a->dtype != b->dtype)
-            return ulc_k_fail(k, ULC_ERR_INVALID, "inputs have different dtypes (%s and %s)",
-                              dtn(a->dtype), dtn(b->dtype));
-        if (!bin_fn(op, a->dtype))
-            return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "dtype %s is not supported by this op",
-                              dtn(a->dtype));
-    }
-    ulc_rt_tensor *o = k->out[0];
-    if (!o) return ULC_OK;
-    const ulc_rt_tensor *ts[2] = {a, &bv};
-    ULC_TRY(ulc_k_broadcast(k, ts, 2, o));
-    if (op == B_PRELU) { /* slope broadcasts to x, never the other way */
-        int same = o->rank == a->rank;
-        for (int d = 0; same && d < a->rank; d++) same = o->dims[d] == a->dims[d];
-        char s1[96], s2[96];
-        if (!same)
-            return ulc_k_fail(k, ULC_ERR_INVALID, "slope %s does not broadcast to X %s",
-                              ulc_rt_shape_str(b, s2, sizeof s2),
-                              ulc_rt_shape_str(a, s1, sizeof s1));
-    }
-    o->dtype = ew_is_cmp(op) ? ULC_DT_BOOL : a->dtype;
-    return ULC_OK;
-}
 
 typedef struct bin_job {
     ew_bin_fn fn;
@@ -583,39 +450,17 @@ static ew_bin_fn ew_pow_fn(const ulc_rt_tensor *a, const ulc_rt_tensor *b) {
 
 static ulc_status binary_run(ulc_kctx *k) {
     int op = 0;
-    ULC_TRY(ew_binop(k, &op));
+    ULC_TRY(ulc_sh_ew_binop(k, &op));
     const ulc_rt_tensor *a = k->in[0], *b = k->in[1];
     ulc_rt_tensor bv;
-    ULC_TRY(ew_legacy_view(k, a, b, &bv));
+    ULC_TRY(ulc_sh_ew_legacy_view(k, a, b, &bv));
     ew_bin_fn fn = op == B_POW ? ew_pow_fn(a, b) : bin_fn(op, a->dtype);
-    if (!fn || !k->out[0]) return ULC_OK; /* infer reported it */
+    if (!fn || !k->out[0]) return ULC_OK; /* the shape rule reported it */
     ew_binary(fn, a, &bv, k->out[0]);
     return ULC_OK;
 }
 
-static const ulc_kernel k_binary = {.infer = binary_infer, .run = binary_run};
-
-/* Max Min Sum Mean: out = in0 ⊕ in1, then out ⊕= in_i for the rest; Mean divides by N. */
-static ulc_status variadic_infer(ulc_kctx *k) {
-    int op = 0;
-    ULC_TRY(ew_binop(k, &op));
-    if (k->n_in < 1) return ulc_k_fail(k, ULC_ERR_INVALID, "expects at least one input");
-    for (int i = 0; i < k->n_in; i++) {
-        if (!k->in[i]) return ulc_k_fail(k, ULC_ERR_INVALID, "input %d is missing", i);
-        if (k->in[i]->dtype != k->in[0]->dtype)
-            return ulc_k_fail(k, ULC_ERR_INVALID, "input %d is %s but input 0 is %s", i,
-                              dtn(k->in[i]->dtype), dtn(k->in[0]->dtype));
-    }
-    int dt = k->in[0]->dtype;
-    int ok = bin_fn(op, dt) != NULL;
-    if ((k->node->op == ULC_OP_Sum || k->node->op == ULC_OP_Mean) && !ulc_k_is_float(dt)) ok = 0;
-    if (!ok)
-        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "dtype %s is not supported by this op", dtn(dt));
-    if (!k->out[0]) return ULC_OK;
-    ULC_TRY(ulc_k_broadcast(k, (const ulc_rt_tensor *const *)k->in, k->n_in, k->out[0]));
-    k->out[0]->dtype = dt;
-    return ULC_OK;
-}
+static const ulc_kernel k_binary = {.run = binary_run};
 
 EW_BIN(first_1, uint8_t, uint8_t, uint8_t, a)
 EW_BIN(first_2, uint16_t, uint16_t, uint16_t, a)
@@ -633,12 +478,12 @@ static ew_bin_fn ew_copy_fn(size_t esz) {
 
 static ulc_status variadic_run(ulc_kctx *k) {
     int op = 0;
-    ULC_TRY(ew_binop(k, &op));
+    ULC_TRY(ulc_sh_ew_binop(k, &op));
     ulc_rt_tensor *o = k->out[0];
     if (!o) return ULC_OK;
     int dt = k->in[0]->dtype;
     ew_bin_fn fn = bin_fn(op, dt);
-    if (!fn) return ULC_OK; /* infer reported it */
+    if (!fn) return ULC_OK; /* the shape rule reported it */
     if (k->n_in == 1) {
         ew_binary(ew_copy_fn(ulc_k_dtype_size(dt)), k->in[0], k->in[0], o);
     } else {
@@ -658,27 +503,9 @@ static ulc_status variadic_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_variadic = {.infer = variadic_infer, .run = variadic_run};
+static const ulc_kernel k_variadic = {.run = variadic_run};
 
 /* ---- Where ----------------------------------------------------------------------------------- */
-
-static ulc_status where_infer(ulc_kctx *k) {
-    if (k->n_in != 3 || !k->in[0] || !k->in[1] || !k->in[2])
-        return ulc_k_fail(k, ULC_ERR_INVALID, "expects 3 inputs (condition, X, Y)");
-    if (k->in[0]->dtype != ULC_DT_BOOL)
-        return ulc_k_fail(k, ULC_ERR_INVALID, "condition must be bool, got %s",
-                          dtn(k->in[0]->dtype));
-    if (k->in[1]->dtype != k->in[2]->dtype)
-        return ulc_k_fail(k, ULC_ERR_INVALID, "X is %s but Y is %s", dtn(k->in[1]->dtype),
-                          dtn(k->in[2]->dtype));
-    if (!ulc_k_dtype_size(k->in[1]->dtype))
-        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "dtype %s is not supported",
-                          dtn(k->in[1]->dtype));
-    if (!k->out[0]) return ULC_OK;
-    ULC_TRY(ulc_k_broadcast(k, (const ulc_rt_tensor *const *)k->in, 3, k->out[0]));
-    k->out[0]->dtype = k->in[1]->dtype;
-    return ULC_OK;
-}
 
 typedef struct where_job {
     const uint8_t *c;
@@ -740,7 +567,7 @@ static ulc_status where_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_where = {.infer = where_infer, .run = where_run};
+static const ulc_kernel k_where = {.run = where_run};
 
 /* ---- registration ---------------------------------------------------------------------------- */
 
@@ -749,6 +576,13 @@ void ulc_cpu_register_elementwise(const ulc_kernel **table) {
     ew_avx2 = ulc_k_avx2();
 #endif
     ew_fill_binary();
+    /* the shape rules (runtime/shape/s_elementwise.c) accept exactly the dtypes with a loop */
+    for (int op = 0; op < B_COUNT_; op++)
+        for (int dt = 1; dt < ULC_DT_COUNT_; dt++)
+            ULC_ASSERT((bin_fn(op, dt) != NULL) == ulc_sh_binary_dtype_ok(op, dt));
+    for (int a = 1; a < ULC_DT_COUNT_; a++)
+        for (int b = 1; b < ULC_DT_COUNT_; b++)
+            ULC_ASSERT((pow_mixed_fn(a, b) != NULL) == ulc_sh_pow_dtypes_ok(a, b));
     static const ulc_op binary[] = {
         ULC_OP_Add, ULC_OP_Sub, ULC_OP_Mul, ULC_OP_Div, ULC_OP_Pow, ULC_OP_Mod, ULC_OP_BitShift,
         ULC_OP_BitwiseAnd, ULC_OP_BitwiseOr, ULC_OP_BitwiseXor, ULC_OP_And, ULC_OP_Or, ULC_OP_Xor,

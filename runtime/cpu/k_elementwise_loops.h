@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "runtime/cpu/k_elementwise.h"
+#include "runtime/shape/params_ew.h"
 
 #define EW_GRAIN 32768 /* elements per thread at least: ≥ 64K elements use two threads or more */
 

@@ -31,12 +31,6 @@ static int ew_avx2; /* set once at registration */
 
 /* ---- typed unary loops ----------------------------------------------------------------------- */
 
-typedef struct ew_upar {
-    double alpha, beta, gamma;
-    unsigned char lo[8], hi[8]; /* Clip bounds, as the input's dtype */
-    int flags;                  /* IsInf: 1 detect negative, 2 detect positive */
-} ew_upar;
-
 typedef void (*ew_un_fn)(const void *x, void *y, int64_t n, const ew_upar *p);
 
 #define EW_UN_BODY(T, TO, EXPR)                                                                   \
@@ -173,14 +167,6 @@ EW_NUMS(EW_DEF_CLIP)
 
 /* ---- unary op table ----------------------------------------------------------------------- */
 
-enum {
-    U_ABS, U_NEG, U_SIGN, U_RELU, U_FLOOR, U_CEIL, U_ROUND, U_SQRT, U_RECIP, U_EXP, U_LOG, U_ERF,
-    U_TANH, U_SIGMOID, U_SIN, U_COS, U_TAN, U_ASIN, U_ACOS, U_ATAN, U_SINH, U_COSH, U_ASINH,
-    U_ACOSH, U_ATANH, U_SOFTSIGN, U_SOFTPLUS, U_ELU, U_SELU, U_CELU, U_LEAKY, U_HSIG, U_HSWISH,
-    U_THRELU, U_MISH, U_SHRINK, U_GELU, U_GELU_TANH, U_NOT, U_BNOT, U_ISNAN, U_ISINF, U_CLIP,
-    U_COUNT_
-};
-
 static ew_un_fn g_un[U_COUNT_][ULC_DT_COUNT_];
 
 static ew_un_fn un_fn(int u, int dt) { return dt > 0 && dt < ULC_DT_COUNT_ ? g_un[u][dt] : NULL; }
@@ -220,116 +206,6 @@ static void ew_fill_unary(void) {
     g_un[U_NOT][ULC_DT_BOOL] = not_BOOL;
 }
 
-/* The op's loop set and its attributes. */
-static ulc_status ew_unop(ulc_kctx *k, int *u, ew_upar *p) {
-    memset(p, 0, sizeof *p);
-    switch (k->node->op) {
-    case ULC_OP_Abs: *u = U_ABS; break;
-    case ULC_OP_Neg: *u = U_NEG; break;
-    case ULC_OP_Sign: *u = U_SIGN; break;
-    case ULC_OP_Relu: *u = U_RELU; break;
-    case ULC_OP_Floor: *u = U_FLOOR; break;
-    case ULC_OP_Ceil: *u = U_CEIL; break;
-    case ULC_OP_Round: *u = U_ROUND; break;
-    case ULC_OP_Sqrt: *u = U_SQRT; break;
-    case ULC_OP_Reciprocal: *u = U_RECIP; break;
-    case ULC_OP_Exp: *u = U_EXP; break;
-    case ULC_OP_Log: *u = U_LOG; break;
-    case ULC_OP_Erf: *u = U_ERF; break;
-    case ULC_OP_Tanh: *u = U_TANH; break;
-    case ULC_OP_Sigmoid: *u = U_SIGMOID; break;
-    case ULC_OP_Sin: *u = U_SIN; break;
-    case ULC_OP_Cos: *u = U_COS; break;
-    case ULC_OP_Tan: *u = U_TAN; break;
-    case ULC_OP_Asin: *u = U_ASIN; break;
-    case ULC_OP_Acos: *u = U_ACOS; break;
-    case ULC_OP_Atan: *u = U_ATAN; break;
-    case ULC_OP_Sinh: *u = U_SINH; break;
-    case ULC_OP_Cosh: *u = U_COSH; break;
-    case ULC_OP_Asinh: *u = U_ASINH; break;
-    case ULC_OP_Acosh: *u = U_ACOSH; break;
-    case ULC_OP_Atanh: *u = U_ATANH; break;
-    case ULC_OP_Softsign: *u = U_SOFTSIGN; break;
-    case ULC_OP_Softplus: *u = U_SOFTPLUS; break;
-    case ULC_OP_Mish: *u = U_MISH; break;
-    case ULC_OP_Not: *u = U_NOT; break;
-    case ULC_OP_BitwiseNot: *u = U_BNOT; break;
-    case ULC_OP_IsNaN: *u = U_ISNAN; break;
-    case ULC_OP_Elu:
-        *u = U_ELU;
-        p->alpha = ulc_k_attr_float(k, "alpha", 1.0f);
-        break;
-    case ULC_OP_Selu:
-        *u = U_SELU;
-        p->alpha = ulc_k_attr_float(k, "alpha", 1.67326319217681884765625f);
-        p->gamma = ulc_k_attr_float(k, "gamma", 1.05070102214813232421875f);
-        break;
-    case ULC_OP_Celu:
-        *u = U_CELU;
-        p->alpha = ulc_k_attr_float(k, "alpha", 1.0f);
-        if (p->alpha == 0) return ulc_k_fail(k, ULC_ERR_INVALID, "attribute alpha must not be 0");
-        break;
-    case ULC_OP_LeakyRelu:
-        *u = U_LEAKY;
-        p->alpha = ulc_k_attr_float(k, "alpha", 0.01f);
-        break;
-    case ULC_OP_HardSigmoid:
-        *u = U_HSIG;
-        p->alpha = ulc_k_attr_float(k, "alpha", 0.2f);
-        p->beta = ulc_k_attr_float(k, "beta", 0.5f);
-        break;
-    case ULC_OP_HardSwish: *u = U_HSWISH; break;
-    case ULC_OP_ThresholdedRelu:
-        *u = U_THRELU;
-        p->alpha = ulc_k_attr_float(k, "alpha", 1.0f);
-        break;
-    case ULC_OP_Shrink:
-        *u = U_SHRINK;
-        p->beta = ulc_k_attr_float(k, "bias", 0.0f);
-        p->gamma = ulc_k_attr_float(k, "lambd", 0.5f);
-        break;
-    case ULC_OP_Gelu: {
-        const char *a = ulc_k_attr_str(k, "approximate", "none");
-        if (strcmp(a, "none") == 0) *u = U_GELU;
-        else if (strcmp(a, "tanh") == 0) *u = U_GELU_TANH;
-        else
-            return ulc_k_fail(k, ULC_ERR_UNSUPPORTED,
-                              "attribute approximate=\"%s\" is not supported "
-                              "(\"none\" or \"tanh\")",
-                              a);
-        break;
-    }
-    case ULC_OP_IsInf:
-        *u = U_ISINF;
-        p->flags = (ulc_k_attr_int(k, "detect_negative", 1) ? 1 : 0) |
-                   (ulc_k_attr_int(k, "detect_positive", 1) ? 2 : 0);
-        break;
-    case ULC_OP_Clip: *u = U_CLIP; break;
-    default: return ulc_k_fail(k, ULC_ERR_INTERNAL, "not an elementwise unary op");
-    }
-    return ULC_OK;
-}
-
-static ulc_status unary_infer(ulc_kctx *k) {
-    int u = 0;
-    ew_upar p;
-    ULC_TRY(ew_unop(k, &u, &p));
-    if (k->n_in < 1 || !k->in[0]) return ulc_k_fail(k, ULC_ERR_INVALID, "input 0 is missing");
-    const ulc_rt_tensor *x = k->in[0];
-    if (!un_fn(u, x->dtype)) {
-        const char *want = u == U_NOT ? "bool"
-                           : u == U_BNOT ? "an integer dtype"
-                           : (u == U_ABS || u == U_SIGN || u == U_CLIP) ? "a numeric dtype"
-                           : u == U_NEG || u == U_RELU ? "float or a signed integer dtype"
-                                                       : "f32 or f64";
-        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "input dtype %s is not supported (expected %s)",
-                          dtn(x->dtype), want);
-    }
-    if (!k->out[0]) return ULC_OK;
-    ulc_k_set(k->out[0], (u == U_ISNAN || u == U_ISINF) ? ULC_DT_BOOL : x->dtype, x->rank, x->dims);
-    return ULC_OK;
-}
-
 typedef struct un_job {
     ew_un_fn fn;
     const char *x;
@@ -352,96 +228,27 @@ static void ew_unary(ew_un_fn fn, const ulc_rt_tensor *x, ulc_rt_tensor *y, cons
 static ulc_status unary_run(ulc_kctx *k) {
     int u = 0;
     ew_upar p;
-    ULC_TRY(ew_unop(k, &u, &p));
+    ULC_TRY(ulc_sh_ew_unop(k, &u, &p));
     ew_un_fn fn = un_fn(u, k->in[0]->dtype);
-    if (!k->out[0] || !fn) return ULC_OK; /* infer reported it */
+    if (!k->out[0] || !fn) return ULC_OK; /* the shape rule reported it */
     ew_unary(fn, k->in[0], k->out[0], &p);
     return ULC_OK;
 }
 
-static const ulc_kernel k_unary = {.infer = unary_infer, .run = unary_run};
+static const ulc_kernel k_unary = {.run = unary_run};
 
 /* ---- Clip ----------------------------------------------------------------------------------- */
-
-/* The dtype's lowest and highest values into lo / hi. */
-static void ew_type_range(int dt, unsigned char *lo, unsigned char *hi) {
-#define RANGE(D, T, L, H)                                                                         \
-    case ULC_DT_##D: {                                                                            \
-        T l = L, h = H;                                                                           \
-        memcpy(lo, &l, sizeof l);                                                                 \
-        memcpy(hi, &h, sizeof h);                                                                 \
-        break;                                                                                    \
-    }
-    switch (dt) {
-        RANGE(F32, float, -FLT_MAX, FLT_MAX)
-        RANGE(F64, double, -DBL_MAX, DBL_MAX)
-        RANGE(I8, int8_t, INT8_MIN, INT8_MAX)
-        RANGE(I16, int16_t, INT16_MIN, INT16_MAX)
-        RANGE(I32, int32_t, INT32_MIN, INT32_MAX)
-        RANGE(I64, int64_t, INT64_MIN, INT64_MAX)
-        RANGE(U8, uint8_t, 0, UINT8_MAX)
-        RANGE(U16, uint16_t, 0, UINT16_MAX)
-        RANGE(U32, uint32_t, 0, UINT32_MAX)
-        RANGE(U64, uint64_t, 0, UINT64_MAX)
-    default: break;
-    }
-#undef RANGE
-}
-
-/* Bounds: opset ≥ 11 from the optional scalar inputs 1 and 2; before, float attributes. With
- * data = 0 only the inputs' dtypes and sizes are checked (infer). */
-static ulc_status clip_bounds(ulc_kctx *k, int data, ew_upar *p) {
-    const ulc_rt_tensor *x = k->in[0];
-    size_t es = ulc_k_dtype_size(x->dtype);
-    ew_type_range(x->dtype, p->lo, p->hi);
-    if (k->opset < 11) {
-        if (!ulc_k_is_float(x->dtype))
-            return ulc_k_fail(k, ULC_ERR_UNSUPPORTED,
-                              "input dtype %s: Clip before opset 11 takes float inputs",
-                              dtn(x->dtype));
-        double lo = ulc_k_attr_float(k, "min", -FLT_MAX), hi = ulc_k_attr_float(k, "max", FLT_MAX);
-        if (x->dtype == ULC_DT_F32) {
-            float l = (float)lo, h = (float)hi;
-            memcpy(p->lo, &l, 4);
-            memcpy(p->hi, &h, 4);
-        } else {
-            memcpy(p->lo, &lo, 8);
-            memcpy(p->hi, &hi, 8);
-        }
-        return ULC_OK;
-    }
-    for (int i = 1; i < 3 && i < k->n_in; i++) {
-        const ulc_rt_tensor *b = k->in[i];
-        if (!b) continue;
-        char s[96];
-        if (b->dtype != x->dtype || ulc_rt_numel(b) != 1)
-            return ulc_k_fail(k, ULC_ERR_INVALID,
-                              "%s must be a scalar of the input's dtype %s, got %s",
-                              i == 1 ? "min" : "max", dtn(x->dtype),
-                              ulc_rt_shape_str(b, s, sizeof s));
-        if (data) memcpy(i == 1 ? p->lo : p->hi, b->data, es);
-    }
-    return ULC_OK;
-}
-
-static ulc_status clip_infer(ulc_kctx *k) {
-    ULC_TRY(unary_infer(k));
-    ew_upar p;
-    memset(&p, 0, sizeof p);
-    return clip_bounds(k, 0, &p);
-}
 
 static ulc_status clip_run(ulc_kctx *k) {
     ew_upar p;
     memset(&p, 0, sizeof p);
-    ULC_TRY(clip_bounds(k, 1, &p));
+    ULC_TRY(ulc_sh_clip_bounds(k, 1, &p));
     ew_un_fn fn = un_fn(U_CLIP, k->in[0]->dtype);
     if (k->out[0] && fn) ew_unary(fn, k->in[0], k->out[0], &p);
     return ULC_OK;
 }
 
-static const ulc_kernel k_clip = {.infer = clip_infer, .run = clip_run};
-
+static const ulc_kernel k_clip = {.run = clip_run};
 
 /* ---- registration ---------------------------------------------------------------------------- */
 
@@ -450,6 +257,10 @@ void ulc_cpu_register_unary(const ulc_kernel **table) {
     ew_avx2 = ulc_k_avx2();
 #endif
     ew_fill_unary();
+    /* the shape rules (runtime/shape/s_elementwise.c) accept exactly the dtypes with a loop */
+    for (int op = 0; op < U_COUNT_; op++)
+        for (int dt = 1; dt < ULC_DT_COUNT_; dt++)
+            ULC_ASSERT((un_fn(op, dt) != NULL) == ulc_sh_unary_dtype_ok(op, dt));
     static const ulc_op unary[] = {
         ULC_OP_Abs, ULC_OP_Neg, ULC_OP_Sign, ULC_OP_Relu, ULC_OP_Floor, ULC_OP_Ceil,
         ULC_OP_Round, ULC_OP_Sqrt, ULC_OP_Reciprocal, ULC_OP_Exp, ULC_OP_Log, ULC_OP_Erf,

@@ -135,42 +135,7 @@ static void sc_run(sc_plan *p) {
     ulc_k_parallel(rows, grain < 1 ? 1 : grain, sc_body, p);
 }
 
-
 /* ---- Transpose ------------------------------------------------------------------------------- */
-
-static ulc_status transpose_perm(ulc_kctx *k, int rank, int *perm) {
-    const int64_t *p;
-    int n = ulc_k_attr_ints(k, "perm", &p);
-    if (n < 0) {
-        for (int i = 0; i < rank; i++) perm[i] = rank - 1 - i;
-        return ULC_OK;
-    }
-    if (n != rank)
-        return ulc_k_fail(k, ULC_ERR_INVALID, "perm has %d entries for an input of rank %d", n,
-                          rank);
-    int seen[ULC_RT_MAX_RANK] = {0};
-    for (int i = 0; i < n; i++) {
-        int64_t a = p[i] < 0 ? p[i] + rank : p[i];
-        if (a < 0 || a >= rank || seen[a])
-            return ulc_k_fail(k, ULC_ERR_INVALID,
-                              "perm is not a permutation of 0..%d (entry %d is %lld)", rank - 1, i,
-                              (long long)p[i]);
-        seen[a] = 1;
-        perm[i] = (int)a;
-    }
-    return ULC_OK;
-}
-
-static ulc_status transpose_infer(ulc_kctx *k) {
-    ULC_TRY(ulc_ks_need_input(k, 0, "data"));
-    const ulc_rt_tensor *x = k->in[0];
-    int perm[ULC_RT_MAX_RANK];
-    ULC_TRY(transpose_perm(k, x->rank, perm));
-    int64_t dims[ULC_RT_MAX_RANK];
-    for (int i = 0; i < x->rank; i++) dims[i] = x->dims[perm[i]];
-    ulc_k_set(k->out[0], x->dtype, x->rank, dims);
-    return ULC_OK;
-}
 
 /* Blocked 2-D transposes: dst[c·ldd + r] = src[r·lds + c] for r < rows, c < cols. */
 #define TR_TILE 32
@@ -265,7 +230,7 @@ static ulc_status transpose_run(ulc_kctx *k) {
     const ulc_rt_tensor *x = k->in[0];
     ulc_rt_tensor *y = k->out[0];
     int perm[ULC_RT_MAX_RANK];
-    ULC_TRY(transpose_perm(k, x->rank, perm));
+    ULC_TRY(ulc_sh_transpose_perm(k, x->rank, perm));
     size_t es = ulc_k_dtype_size(x->dtype);
     uint64_t n = ulc_rt_numel(x);
     if (!n) return ULC_OK;
@@ -299,38 +264,6 @@ static ulc_status transpose_run(ulc_kctx *k) {
 }
 
 /* ---- Concat, Split --------------------------------------------------------------------------- */
-
-static ulc_status concat_infer(ulc_kctx *k) {
-    const ulc_rt_tensor *first = NULL;
-    for (int i = 0; i < k->n_in && !first; i++) first = k->in[i];
-    if (!first) return ulc_k_fail(k, ULC_ERR_INVALID, "has no inputs");
-    if (k->n_in > CAT_MAX)
-        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "%d inputs exceed %d", k->n_in, CAT_MAX);
-    if (first->rank < 1)
-        return ulc_k_fail(k, ULC_ERR_INVALID,
-                          "inputs must have rank >= 1 (scalars cannot be concatenated)");
-    int64_t a = ulc_k_attr_int(k, "axis", k->opset < 4 ? 1 : INT64_MIN);
-    if (a == INT64_MIN) return ulc_k_fail(k, ULC_ERR_INVALID, "attribute 'axis' is required");
-    int axis;
-    ULC_TRY(ulc_k_axis(k, a, first->rank, &axis));
-    int64_t dims[ULC_RT_MAX_RANK];
-    memcpy(dims, first->dims, sizeof dims);
-    dims[axis] = 0;
-    for (int i = 0; i < k->n_in; i++) {
-        const ulc_rt_tensor *t = k->in[i];
-        if (!t) continue;
-        char b1[96], b2[96];
-        int ok = t->rank == first->rank && t->dtype == first->dtype;
-        for (int d = 0; ok && d < t->rank; d++) ok = d == axis || t->dims[d] == first->dims[d];
-        if (!ok)
-            return ulc_k_fail(k, ULC_ERR_INVALID,
-                              "input %d %s does not match input 0 %s outside axis %d", i,
-                              shape_of(t, b1, sizeof b1), shape_of(first, b2, sizeof b2), axis);
-        dims[axis] += t->dims[axis];
-    }
-    ulc_k_set(k->out[0], first->dtype, first->rank, dims);
-    return ULC_OK;
-}
 
 /* Concat and Split move the same blocks: for each outer index (dims before axis), part i holds
  * a contiguous block of len[i] bytes, and the big tensor holds all parts' blocks in order. */
@@ -391,81 +324,11 @@ static ulc_status concat_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-/* Split sizes along axis for the n_out outputs. */
-static ulc_status split_sizes(ulc_kctx *k, int *axis_out, int64_t *sizes) {
-    const ulc_rt_tensor *x = k->in[0];
-    int axis, n = k->n_out;
-    ULC_TRY(ulc_k_axis(k, ulc_k_attr_int(k, "axis", 0), x->rank, &axis));
-    int64_t d = x->dims[axis];
-    int have = 0, cnt = 0;
-    if (k->opset >= 13 && in_opt(k, 1)) {
-        ULC_TRY(ulc_ks_read_ints(k, 1, "split", sizes, CAT_MAX, &cnt));
-        have = 1;
-    } else if (k->opset < 13) {
-        const int64_t *v;
-        cnt = ulc_k_attr_ints(k, "split", &v);
-        if (cnt > CAT_MAX)
-            return ulc_k_fail(k, ULC_ERR_UNSUPPORTED,
-                              "attribute 'split' has %d entries (at most %d)", cnt, CAT_MAX);
-        if (cnt >= 0) {
-            memcpy(sizes, v, (size_t)cnt * sizeof *v);
-            have = 1;
-        }
-    }
-    if (have) {
-        int64_t sum = 0;
-        for (int i = 0; i < cnt; i++) {
-            if (sizes[i] < 0)
-                return ulc_k_fail(k, ULC_ERR_INVALID, "split size %lld is negative",
-                                  (long long)sizes[i]);
-            sum += sizes[i];
-        }
-        if (cnt != n || sum != d)
-            return ulc_k_fail(
-                k, ULC_ERR_INVALID,
-                "split sizes (%d of them, sum %lld) do not cut dim %d of size %lld into %d outputs",
-                cnt, (long long)sum, axis, (long long)d, n);
-    } else {
-        int64_t parts = n;
-        if (k->opset >= 18) {
-            int64_t no = ulc_k_attr_int(k, "num_outputs", -1);
-            if (no >= 0 && no != n)
-                return ulc_k_fail(k, ULC_ERR_INVALID,
-                                  "num_outputs is %lld but the node has %d outputs", (long long)no,
-                                  n);
-        }
-        /* Equal parts; an uneven dim gives ceil-sized chunks and a smaller last one. */
-        int64_t c = (d + parts - 1) / parts;
-        for (int i = 0; i < n; i++) {
-            int64_t left = d - i * c;
-            sizes[i] = left < 0 ? 0 : left < c ? left : c;
-        }
-    }
-    *axis_out = axis;
-    return ULC_OK;
-}
-
-static ulc_status split_infer(ulc_kctx *k) {
-    ULC_TRY(ulc_ks_need_input(k, 0, "input"));
-    if (k->n_out > CAT_MAX)
-        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "%d outputs exceed %d", k->n_out, CAT_MAX);
-    int64_t sizes[CAT_MAX];
-    int axis;
-    ULC_TRY(split_sizes(k, &axis, sizes));
-    const ulc_rt_tensor *x = k->in[0];
-    for (int i = 0; i < k->n_out; i++) {
-        if (!k->out[i]) continue;
-        ulc_k_set(k->out[i], x->dtype, x->rank, x->dims);
-        k->out[i]->dims[axis] = sizes[i];
-    }
-    return ULC_OK;
-}
-
 static ulc_status split_run(ulc_kctx *k) {
     const ulc_rt_tensor *x = k->in[0];
     int64_t sizes[CAT_MAX];
     int axis;
-    ULC_TRY(split_sizes(k, &axis, sizes));
+    ULC_TRY(ulc_sh_split_sizes(k, &axis, sizes));
     size_t es = ulc_k_dtype_size(x->dtype);
     int64_t inner = (int64_t)dims_numel(x->rank - axis - 1, x->dims + axis + 1) * (int64_t)es;
     char *parts[CAT_MAX];
@@ -485,92 +348,11 @@ static ulc_status split_run(ulc_kctx *k) {
 
 /* ---- Slice ----------------------------------------------------------------------------------- */
 
-/* Per axis of the input: first index, step and count of the slice. */
-static ulc_status slice_params(ulc_kctx *k, int64_t *first, int64_t *step, int64_t *count) {
-    const ulc_rt_tensor *x = k->in[0];
-    int r = x->rank;
-    int64_t st[ULC_RT_MAX_RANK], en[ULC_RT_MAX_RANK], ax[ULC_RT_MAX_RANK], sp[ULC_RT_MAX_RANK];
-    int ns, ne, na = -1, np = -1;
-    if (k->opset < 10) {
-        const int64_t *v;
-        ns = ulc_k_attr_ints(k, "starts", &v);
-        if (ns < 0 || ns > r)
-            return ulc_k_fail(k, ULC_ERR_INVALID,
-                              "attribute 'starts' is required (at most rank entries)");
-        memcpy(st, v, (size_t)ns * sizeof *v);
-        ne = ulc_k_attr_ints(k, "ends", &v);
-        if (ne < 0 || ne > r)
-            return ulc_k_fail(k, ULC_ERR_INVALID,
-                              "attribute 'ends' is required (at most rank entries)");
-        memcpy(en, v, (size_t)ne * sizeof *v);
-        na = ulc_k_attr_ints(k, "axes", &v);
-        if (na > r)
-            return ulc_k_fail(k, ULC_ERR_INVALID,
-                              "attribute 'axes' has more entries than the rank");
-        if (na > 0) memcpy(ax, v, (size_t)na * sizeof *v);
-    } else {
-        ULC_TRY(ulc_ks_read_ints(k, 1, "starts", st, r, &ns));
-        ULC_TRY(ulc_ks_read_ints(k, 2, "ends", en, r, &ne));
-        if (in_opt(k, 3)) ULC_TRY(ulc_ks_read_ints(k, 3, "axes", ax, r, &na));
-        if (in_opt(k, 4)) ULC_TRY(ulc_ks_read_ints(k, 4, "steps", sp, r, &np));
-    }
-    if (na < 0) {
-        na = ns;
-        for (int i = 0; i < na; i++) ax[i] = i;
-    }
-    if (np < 0) {
-        np = ns;
-        for (int i = 0; i < np; i++) sp[i] = 1;
-    }
-    if (ne != ns || na != ns || np != ns)
-        return ulc_k_fail(
-            k, ULC_ERR_INVALID,
-            "starts, ends, axes and steps have %d, %d, %d and %d entries; they must match", ns, ne,
-            na, np);
-    int axes[ULC_RT_MAX_RANK];
-    ULC_TRY(ulc_ks_norm_axes(k, ax, na, r, axes));
-    for (int d = 0; d < r; d++) {
-        first[d] = 0;
-        step[d] = 1;
-        count[d] = x->dims[d];
-    }
-    for (int i = 0; i < ns; i++) {
-        int d = axes[i];
-        int64_t dim = x->dims[d], s = st[i], e = en[i], p = sp[i];
-        if (p == 0) return ulc_k_fail(k, ULC_ERR_INVALID, "step for axis %d is 0", d);
-        if (s < 0) s += dim;
-        if (e < 0) e += dim;
-        int64_t n;
-        if (p > 0) {
-            s = s < 0 ? 0 : s > dim ? dim : s;
-            e = e < 0 ? 0 : e > dim ? dim : e;
-            n = e > s ? (e - s - 1) / p + 1 : 0;
-        } else {
-            s = s < 0 ? 0 : s;
-            s = s > dim - 1 ? dim - 1 : s; /* an empty axis leaves s = -1: nothing taken */
-            e = e < -1 ? -1 : e > dim - 1 ? dim - 1 : e;
-            n = s > e ? (s - e - 1) / -p + 1 : 0;
-        }
-        first[d] = n ? s : 0;
-        step[d] = p;
-        count[d] = n;
-    }
-    return ULC_OK;
-}
-
-static ulc_status slice_infer(ulc_kctx *k) {
-    ULC_TRY(ulc_ks_need_input(k, 0, "data"));
-    int64_t first[ULC_RT_MAX_RANK], step[ULC_RT_MAX_RANK], count[ULC_RT_MAX_RANK];
-    ULC_TRY(slice_params(k, first, step, count));
-    ulc_k_set(k->out[0], k->in[0]->dtype, k->in[0]->rank, count);
-    return ULC_OK;
-}
-
 static ulc_status slice_run(ulc_kctx *k) {
     const ulc_rt_tensor *x = k->in[0];
     ulc_rt_tensor *y = k->out[0];
     int64_t first[ULC_RT_MAX_RANK], step[ULC_RT_MAX_RANK], count[ULC_RT_MAX_RANK];
-    ULC_TRY(slice_params(k, first, step, count));
+    ULC_TRY(ulc_sh_slice_params(k, first, step, count));
     if (!ulc_rt_numel(y)) return ULC_OK;
     size_t es = ulc_k_dtype_size(x->dtype);
     int64_t xs[ULC_RT_MAX_RANK], off = 0;
@@ -588,28 +370,6 @@ static ulc_status slice_run(ulc_kctx *k) {
 }
 
 /* ---- Gather, GatherElements ------------------------------------------------------------------ */
-
-static ulc_status gather_infer(ulc_kctx *k) {
-    ULC_TRY(ulc_ks_need_input(k, 0, "data"));
-    ULC_TRY(ulc_ks_need_input(k, 1, "indices"));
-    const ulc_rt_tensor *x = k->in[0], *idx = k->in[1];
-    if (idx->dtype != ULC_DT_I64 && idx->dtype != ULC_DT_I32)
-        return ulc_k_fail(k, ULC_ERR_INVALID, "indices must be int32 or int64, not %s",
-                          ulc_dtype_name(idx->dtype));
-    if (x->rank < 1) return ulc_k_fail(k, ULC_ERR_INVALID, "data must have rank >= 1");
-    int axis;
-    ULC_TRY(ulc_k_axis(k, ulc_k_attr_int(k, "axis", 0), x->rank, &axis));
-    int r = x->rank - 1 + idx->rank;
-    if (r > ULC_RT_MAX_RANK)
-        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "output rank %d exceeds %d", r, ULC_RT_MAX_RANK);
-    int64_t dims[ULC_RT_MAX_RANK];
-    int o = 0;
-    for (int d = 0; d < axis; d++) dims[o++] = x->dims[d];
-    for (int d = 0; d < idx->rank; d++) dims[o++] = idx->dims[d];
-    for (int d = axis + 1; d < x->rank; d++) dims[o++] = x->dims[d];
-    ulc_k_set(k->out[0], x->dtype, r, dims);
-    return ULC_OK;
-}
 
 /* Checks every index against [-dim, dim) before any copy, so a bad one fails cleanly. */
 static ulc_status check_indices(ulc_kctx *k, const ulc_rt_tensor *idx, int64_t dim, int axis) {
@@ -675,23 +435,6 @@ static ulc_status gather_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static ulc_status gather_el_infer(ulc_kctx *k) {
-    ULC_TRY(ulc_ks_need_input(k, 0, "data"));
-    ULC_TRY(ulc_ks_need_input(k, 1, "indices"));
-    const ulc_rt_tensor *x = k->in[0], *idx = k->in[1];
-    char b1[96], b2[96];
-    if (idx->dtype != ULC_DT_I64 && idx->dtype != ULC_DT_I32)
-        return ulc_k_fail(k, ULC_ERR_INVALID, "indices must be int32 or int64, not %s",
-                          ulc_dtype_name(idx->dtype));
-    if (x->rank < 1 || idx->rank != x->rank)
-        return ulc_k_fail(k, ULC_ERR_INVALID, "indices %s must have the rank of data %s (>= 1)",
-                          shape_of(idx, b1, sizeof b1), shape_of(x, b2, sizeof b2));
-    int axis;
-    ULC_TRY(ulc_k_axis(k, ulc_k_attr_int(k, "axis", 0), x->rank, &axis));
-    ulc_k_set(k->out[0], x->dtype, idx->rank, idx->dims);
-    return ULC_OK;
-}
-
 #define GE_LOOP(T)                                                                                 \
     do {                                                                                           \
         const T *s_ = x->data;                                                                     \
@@ -737,34 +480,6 @@ static ulc_status gather_el_run(ulc_kctx *k) {
 
 /* ---- Expand, Tile ---------------------------------------------------------------------------- */
 
-static ulc_status expand_infer(ulc_kctx *k) {
-    ULC_TRY(ulc_ks_need_input(k, 0, "input"));
-    const ulc_rt_tensor *x = k->in[0];
-    int64_t shape[ULC_RT_MAX_RANK], dims[ULC_RT_MAX_RANK];
-    int n;
-    ULC_TRY(ulc_ks_read_ints(k, 1, "shape", shape, ULC_RT_MAX_RANK, &n));
-    int r = n > x->rank ? n : x->rank;
-    for (int d = 0; d < r; d++) {
-        int xd = d - (r - x->rank), sd = d - (r - n);
-        int64_t a = xd >= 0 ? x->dims[xd] : 1, b = sd >= 0 ? shape[sd] : 1;
-        if (b < 0)
-            return ulc_k_fail(k, ULC_ERR_INVALID, "shape has a negative dim %lld", (long long)b);
-        if (a == b || b == 1)
-            dims[d] = a;
-        else if (a == 1)
-            dims[d] = b;
-        else {
-            char b1[96], b2[96];
-            return ulc_k_fail(k, ULC_ERR_INVALID,
-                              "input %s does not broadcast to shape %s (dim %d: %lld vs %lld)",
-                              shape_of(x, b1, sizeof b1), ulc_ks_dims_str(n, shape, b2, sizeof b2), d,
-                              (long long)a, (long long)b);
-        }
-    }
-    ulc_k_set(k->out[0], x->dtype, r, dims);
-    return ULC_OK;
-}
-
 static ulc_status expand_run(ulc_kctx *k) {
     const ulc_rt_tensor *x = k->in[0];
     ulc_rt_tensor *y = k->out[0];
@@ -773,25 +488,6 @@ static ulc_status expand_run(ulc_kctx *k) {
     ulc_k_bcast_strides(x, y->rank, y->dims, p.is);
     ulc_k_strides(y->rank, y->dims, p.os);
     sc_run(&p);
-    return ULC_OK;
-}
-
-static ulc_status tile_infer(ulc_kctx *k) {
-    ULC_TRY(ulc_ks_need_input(k, 0, "input"));
-    const ulc_rt_tensor *x = k->in[0];
-    int64_t rep[ULC_RT_MAX_RANK], dims[ULC_RT_MAX_RANK];
-    int n;
-    ULC_TRY(ulc_ks_read_ints(k, 1, "repeats", rep, ULC_RT_MAX_RANK, &n));
-    if (n != x->rank)
-        return ulc_k_fail(k, ULC_ERR_INVALID, "repeats has %d entries for an input of rank %d", n,
-                          x->rank);
-    for (int d = 0; d < n; d++) {
-        if (rep[d] < 0)
-            return ulc_k_fail(k, ULC_ERR_INVALID, "repeats[%d] is negative (%lld)", d,
-                              (long long)rep[d]);
-        dims[d] = x->dims[d] * rep[d];
-    }
-    ulc_k_set(k->out[0], x->dtype, n, dims);
     return ULC_OK;
 }
 
@@ -815,18 +511,6 @@ static ulc_status tile_run(ulc_kctx *k) {
 }
 
 /* ---- Trilu ----------------------------------------------------------------------------------- */
-
-static ulc_status trilu_infer(ulc_kctx *k) {
-    ULC_TRY(ulc_ks_need_input(k, 0, "input"));
-    const ulc_rt_tensor *x = k->in[0];
-    if (x->rank < 2)
-        return ulc_k_fail(k, ULC_ERR_INVALID, "input must have rank >= 2, not %d", x->rank);
-    const ulc_rt_tensor *kt = in_opt(k, 1);
-    if (kt && (ulc_rt_numel(kt) != 1 || !ulc_k_is_int(kt->dtype)))
-        return ulc_k_fail(k, ULC_ERR_INVALID, "k must be an int64 scalar");
-    ulc_k_set(k->out[0], x->dtype, x->rank, x->dims);
-    return ULC_OK;
-}
 
 static ulc_status trilu_run(ulc_kctx *k) {
     const ulc_rt_tensor *x = k->in[0];
@@ -862,80 +546,6 @@ static ulc_status trilu_run(ulc_kctx *k) {
 
 /* ---- Pad ------------------------------------------------------------------------------------- */
 
-enum { PAD_CONSTANT, PAD_REFLECT, PAD_EDGE, PAD_WRAP };
-
-/* Begin/end pads per input axis, and the mode. */
-static ulc_status pad_params(ulc_kctx *k, int64_t *pb, int64_t *pe, int *mode) {
-    const ulc_rt_tensor *x = k->in[0];
-    int r = x->rank;
-    const char *m = ulc_k_attr_str(k, "mode", "constant");
-    if (!strcmp(m, "constant"))
-        *mode = PAD_CONSTANT;
-    else if (!strcmp(m, "reflect"))
-        *mode = PAD_REFLECT;
-    else if (!strcmp(m, "edge"))
-        *mode = PAD_EDGE;
-    else if (!strcmp(m, "wrap"))
-        *mode = PAD_WRAP;
-    else
-        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED,
-                          "mode '%s' is not supported (constant, reflect, edge, wrap)", m);
-    int64_t pads[2 * ULC_RT_MAX_RANK], axv[ULC_RT_MAX_RANK];
-    int np, na = -1;
-    if (k->opset >= 11) {
-        ULC_TRY(ulc_ks_read_ints(k, 1, "pads", pads, 2 * ULC_RT_MAX_RANK, &np));
-        if (k->opset >= 18 && in_opt(k, 3))
-            ULC_TRY(ulc_ks_read_ints(k, 3, "axes", axv, ULC_RT_MAX_RANK, &na));
-    } else {
-        const int64_t *v;
-        np = ulc_k_attr_ints(k, k->opset < 2 ? "paddings" : "pads", &v);
-        if (np < 0)
-            return ulc_k_fail(k, ULC_ERR_INVALID, "attribute '%s' is required",
-                              k->opset < 2 ? "paddings" : "pads");
-        if (np > 2 * ULC_RT_MAX_RANK)
-            return ulc_k_fail(k, ULC_ERR_INVALID, "too many pads (%d)", np);
-        memcpy(pads, v, (size_t)np * sizeof *v);
-    }
-    if (na < 0) {
-        na = r;
-        for (int i = 0; i < r; i++) axv[i] = i;
-    }
-    if (np != 2 * na)
-        return ulc_k_fail(k, ULC_ERR_INVALID, "pads has %d entries; %d axes need %d", np, na,
-                          2 * na);
-    int axes[ULC_RT_MAX_RANK];
-    ULC_TRY(ulc_ks_norm_axes(k, axv, na, r, axes));
-    for (int d = 0; d < r; d++) pb[d] = pe[d] = 0;
-    for (int i = 0; i < na; i++) {
-        int d = axes[i];
-        pb[d] = pads[i];
-        pe[d] = pads[na + i];
-        if (x->dims[d] + pb[d] + pe[d] < 0)
-            return ulc_k_fail(k, ULC_ERR_INVALID,
-                              "pads %lld/%lld crop axis %d of size %lld below 0", (long long)pb[d],
-                              (long long)pe[d], d, (long long)x->dims[d]);
-        if (*mode != PAD_CONSTANT && x->dims[d] == 0 && (pb[d] > 0 || pe[d] > 0))
-            return ulc_k_fail(k, ULC_ERR_INVALID, "mode '%s' cannot pad the empty axis %d", m, d);
-    }
-    return ULC_OK;
-}
-
-static ulc_status pad_infer(ulc_kctx *k) {
-    ULC_TRY(ulc_ks_need_input(k, 0, "data"));
-    const ulc_rt_tensor *x = k->in[0];
-    int64_t pb[ULC_RT_MAX_RANK], pe[ULC_RT_MAX_RANK], dims[ULC_RT_MAX_RANK];
-    int mode;
-    ULC_TRY(pad_params(k, pb, pe, &mode));
-    for (int d = 0; d < x->rank; d++) dims[d] = x->dims[d] + pb[d] + pe[d];
-    const ulc_rt_tensor *cv = k->opset >= 11 ? in_opt(k, 2) : NULL;
-    if (cv && (cv->dtype != x->dtype || ulc_rt_numel(cv) != 1))
-        return ulc_k_fail(k, ULC_ERR_INVALID,
-                          "constant_value must be one element of the data's dtype %s",
-                          ulc_dtype_name(x->dtype));
-    ulc_k_set(k->out[0], x->dtype, x->rank, dims);
-    return ULC_OK;
-}
-
 /* Source index along an axis of size n for output position o (o - begin pad already applied),
  * or -1 for the constant. */
 static int64_t pad_src(int64_t i, int64_t n, int mode) {
@@ -957,7 +567,7 @@ static ulc_status pad_run(ulc_kctx *k) {
     ulc_rt_tensor *y = k->out[0];
     int64_t pb[ULC_RT_MAX_RANK], pe[ULC_RT_MAX_RANK];
     int mode, r = x->rank;
-    ULC_TRY(pad_params(k, pb, pe, &mode));
+    ULC_TRY(ulc_sh_pad_params(k, pb, pe, &mode));
     size_t es = ulc_k_dtype_size(x->dtype);
     uint64_t total = ulc_rt_numel(y);
     if (!total) return ULC_OK;
@@ -1026,19 +636,18 @@ static ulc_status pad_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-
 /* ---- the table ------------------------------------------------------------------------------- */
 
-static const ulc_kernel k_transpose = {.infer = transpose_infer, .run = transpose_run};
-static const ulc_kernel k_concat = {.infer = concat_infer, .run = concat_run};
-static const ulc_kernel k_split = {.infer = split_infer, .run = split_run};
-static const ulc_kernel k_slice = {.infer = slice_infer, .run = slice_run};
-static const ulc_kernel k_gather = {.infer = gather_infer, .run = gather_run};
-static const ulc_kernel k_gather_el = {.infer = gather_el_infer, .run = gather_el_run};
-static const ulc_kernel k_expand = {.infer = expand_infer, .run = expand_run};
-static const ulc_kernel k_tile = {.infer = tile_infer, .run = tile_run};
-static const ulc_kernel k_trilu = {.infer = trilu_infer, .run = trilu_run};
-static const ulc_kernel k_pad = {.infer = pad_infer, .run = pad_run};
+static const ulc_kernel k_transpose = {.run = transpose_run};
+static const ulc_kernel k_concat = {.run = concat_run};
+static const ulc_kernel k_split = {.run = split_run};
+static const ulc_kernel k_slice = {.run = slice_run};
+static const ulc_kernel k_gather = {.run = gather_run};
+static const ulc_kernel k_gather_el = {.run = gather_el_run};
+static const ulc_kernel k_expand = {.run = expand_run};
+static const ulc_kernel k_tile = {.run = tile_run};
+static const ulc_kernel k_trilu = {.run = trilu_run};
+static const ulc_kernel k_pad = {.run = pad_run};
 
 void ulc_cpu_register_shape_move(const ulc_kernel **table) {
     table[ULC_OP_Transpose] = &k_transpose;

@@ -3,7 +3,8 @@
  *
  * A plan is made in stages, one file each:
  *
- *   plan.c      the walk: every value gets a runtime tensor, every node's outputs are inferred,
+ *   plan.c      the walk: every value gets a runtime tensor, every node's outputs are inferred
+ *               by its op's shape rule (shape.h),
  *               nodes whose inputs are all known are folded, the rest become steps (rt_step);
  *               ulc_analyze (analysis.c) runs the same walk with partial knowledge;
  *   bnfold.c    an inference BatchNormalization after a constant-weight Conv folds into it;

@@ -308,7 +308,7 @@ static ulc_status walk_node(rt_walk *w, const ulc_node *n) {
     s->kc.in = s->in;
     s->kc.out = s->out;
     s->out0 = n->n_outputs ? n->outputs[0] : NULL;
-    s->alias = (rule->flags & ULC_SHAPE_ALIAS) != 0;
+    s->alias = !(rule->flags & ULC_SHAPE_ALIAS) ? 0 : ulc_plan_alias_only(n) ? 2 : 1;
     for (int i = 0; i < n->n_outputs; i++)
         if (n->outputs[i]) w->vals[n->outputs[i]->id].step = w->n_steps - 1;
     return ULC_OK;

@@ -48,7 +48,8 @@ typedef struct rt_step {
     ulc_kctx kc;
     ulc_rt_tensor **in, **out;
     int prepared;
-    int alias;           /* the node is a view (shape.h's ULC_SHAPE_ALIAS) */
+    int alias;           /* the node is a view (shape.h's ULC_SHAPE_ALIAS): 1, or 2 when the view
+                            is all it makes (ulc_plan_alias_only: nothing to run) */
     ulc_value *out0;     /* the value output 0 writes (node->outputs[0], or the last fused node's) */
     ulc_value *addend;   /* fused addend read by this step, or NULL */
     ulc_value *mask;     /* fused ReluGrad mask read by this step, or NULL */

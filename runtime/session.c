@@ -241,7 +241,7 @@ static ulc_status make_plan(ulc_session *s, rt_plan **out, ulc_ctx *ctx) {
     for (int i = 0; i < p->n_steps; i++) {
         rt_step *sp = &p->steps[i];
         sp->kc.threads = s->threads;
-        if (sp->k->prepare && !ulc_plan_alias_only(sp->node)) {
+        if (sp->k->prepare && sp->alias != 2) {
             st = sp->k->prepare(&sp->kc);
             if (st != ULC_OK) goto done;
         }
@@ -336,7 +336,7 @@ ulc_status ulc_session_run(ulc_session *s, ulc_ctx *ctx) {
         rt_step *st = &p->steps[i];
         if (st->alias) {
             st->out[0]->data = st->in[0]->data;
-            if (ulc_plan_alias_only(st->node)) continue;
+            if (st->alias == 2) continue; /* nothing but the view */
         }
         st->kc.err = ctx;
         if (!s->profile || fresh) {

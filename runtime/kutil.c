@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "runtime/kernel.h"
+#include "runtime/kutil.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -215,4 +215,63 @@ int ulc_k_avx2(void) {
 #else
     return 0;
 #endif
+}
+
+/* ---- inputs of shape-like ops (shapes, axes, starts…) --------------------------------------- */
+
+static const ulc_rt_tensor *in_opt(const ulc_kctx *k, int i) {
+    return i < k->n_in ? k->in[i] : NULL;
+}
+
+/* "[2,3,4]" for a dims list (messages). */
+const char *ulc_k_dims_str(int rank, const int64_t *dims, char *buf, size_t size) {
+    size_t o = 0;
+    buf[0] = 0;
+    o += (size_t)snprintf(buf + o, size - o, "[");
+    for (int i = 0; i < rank && o < size; i++)
+        o += (size_t)snprintf(buf + o, size - o, "%s%lld", i ? "," : "", (long long)dims[i]);
+    if (o < size) snprintf(buf + o, size - o, "]");
+    return buf;
+}
+
+ulc_status ulc_k_need_input(ulc_kctx *k, int i, const char *what) {
+    if (in_opt(k, i)) return ULC_OK;
+    return ulc_k_fail(k, ULC_ERR_INVALID, "input %d (%s) is required", i, what);
+}
+
+/* Reads a 0-D or 1-D integer tensor input (a shape, axes, starts...) into v[0..*n). */
+ulc_status ulc_k_read_ints(ulc_kctx *k, int slot, const char *what, int64_t *v, int max, int *n) {
+    const ulc_rt_tensor *t = in_opt(k, slot);
+    char b[96];
+    if (!t) return ulc_k_fail(k, ULC_ERR_INVALID, "input %d (%s) is required", slot, what);
+    if (!ulc_k_is_int(t->dtype))
+        return ulc_k_fail(k, ULC_ERR_INVALID, "input %d (%s) must be int64 or int32, got %s", slot,
+                          what, ulc_rt_shape_str(t, b, sizeof b));
+    if (t->rank > 1)
+        return ulc_k_fail(k, ULC_ERR_INVALID, "input %d (%s) must be 1-D, got %s", slot, what,
+                          ulc_rt_shape_str(t, b, sizeof b));
+    uint64_t cnt = ulc_rt_numel(t);
+    if (cnt > (uint64_t)max)
+        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED,
+                          "input %d (%s) has %llu entries; at most %d are supported", slot, what,
+                          (unsigned long long)cnt, max);
+    if (cnt && !t->data)
+        return ulc_k_fail(k, ULC_ERR_INVALID,
+                          "input %d (%s) has no data at plan time (it must be a constant)", slot,
+                          what);
+    for (uint64_t i = 0; i < cnt; i++) v[i] = ulc_k_int_at(t, i);
+    *n = (int)cnt;
+    return ULC_OK;
+}
+
+/* Normalises a list of axes against rank, refusing out-of-range and repeated axes. */
+ulc_status ulc_k_norm_axes(ulc_kctx *k, const int64_t *axes, int n, int rank, int *out) {
+    for (int i = 0; i < n; i++) {
+        ULC_TRY(ulc_k_axis(k, axes[i], rank, &out[i]));
+        for (int j = 0; j < i; j++)
+            if (out[j] == out[i])
+                return ulc_k_fail(k, ULC_ERR_INVALID, "axis %lld is repeated in axes",
+                                  (long long)axes[i]);
+    }
+    return ULC_OK;
 }

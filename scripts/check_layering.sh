@@ -3,6 +3,9 @@
 #   - which layer may include which (common <- ir <- {import, export, runtime}; io <- import +
 #     export; passes and train <- ir + runtime's public header; methods <- train + passes;
 #     eval <- io + train; tools, tests and bench may include anything);
+#   - inside runtime/: the backend-independent files (runtime/*.c, runtime/*.h) never include a
+#     backend's headers (runtime/cpu/, runtime/cuda/: they reach a backend through its vtable),
+#     and a backend never includes the planner's internals (runtime/plan.h) nor another backend;
 #   - oneDNN headers only under runtime/cpu/, CUDA headers only under runtime/cuda/;
 #   - no exit()/abort() in library code (only tools/ exits; ULC_ASSERT's abort lives in common/status.c).
 set -u
@@ -47,6 +50,26 @@ for layer in common ir import export runtime passes train methods io eval; do
     fi
   done < <(grep -rn --include='*.c' --include='*.h' '#include "' "$layer" | sed 's/:[0-9]*:/:/')
 done
+
+if [ -d runtime ]; then
+  while IFS= read -r line; do
+    file=${line%%:*}
+    inc=$(printf '%s' "$line" | sed -n 's/.*#include "\([^"]*\)".*/\1/p')
+    case "$file" in
+      runtime/cpu/*|runtime/cuda/*)
+        be=${file#runtime/}; be=${be%%/*}
+        case "$inc" in
+          runtime/plan.h) echo "layering: $file includes \"$inc\": backends see the planner only through kernel.h"; fail=1 ;;
+          runtime/cpu/*|runtime/cuda/*)
+            case "$inc" in runtime/"$be"/*) ;; *) echo "layering: $file includes \"$inc\", another backend's header"; fail=1 ;; esac ;;
+        esac ;;
+      *)
+        case "$inc" in runtime/cpu/*|runtime/cuda/*)
+          echo "layering: $file includes \"$inc\": backend-independent runtime files reach a backend through its vtable"; fail=1 ;;
+        esac ;;
+    esac
+  done < <(grep -rn --include='*.c' --include='*.h' '#include "' runtime | sed 's/:[0-9]*:/:/')
+fi
 
 while IFS= read -r hit; do
   case "$hit" in runtime/cpu/*) ;; *) echo "layering: oneDNN outside runtime/cpu/: $hit"; fail=1 ;; esac

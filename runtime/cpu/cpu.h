@@ -3,7 +3,18 @@
 #ifndef ULC_RUNTIME_CPU_CPU_H
 #define ULC_RUNTIME_CPU_CPU_H
 
-#include "runtime/kernel.h"
+#include "runtime/kutil.h"
+
+/* The CPU backend's kernel for op, or NULL (kernels.c; the vtable, ulc_backend_cpu, is declared
+ * in kernel.h: the planner reaches the backend only through it). */
+const ulc_kernel *ulc_cpu_kernel(ulc_op op);
+/* Sets the thread count of the CPU backend's thread pool (OpenMP, shared with oneDNN). */
+void ulc_cpu_set_threads(int threads);
+/* The chain kernel: k->state is a malloc'd ulc_chain (freed by its release). */
+const ulc_kernel *ulc_cpu_chain_kernel(void);
+/* Evaluates c over n elements (n ≤ 512) of the inputs ins[] into out (the planner probes chains
+ * with it to recognise the GELU spellings). */
+void ulc_cpu_chain_eval(const ulc_chain *c, const float *const *ins, float *out, int n);
 
 void ulc_cpu_register_elementwise(const ulc_kernel **table); /* k_elementwise.c */
 void ulc_cpu_register_shape(const ulc_kernel **table);       /* k_shape.c */

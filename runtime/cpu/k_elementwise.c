@@ -16,20 +16,8 @@
  *   PRelu       x < 0 ? slope·x : x, slope broadcast to x (unidirectional)
  * Variadic (1..N inputs, broadcast together): Max Min (NaN propagates, as numpy) Sum Mean.
  * Where(cond, x, y) = cond ? x : y, the three broadcast together; any dtype.
- * Unary (same shape; float ops on f32/f64):
- *   Abs Neg Sign (numeric) Relu (float, signed ints) Floor Ceil Round (half to even)
- *   Sqrt Reciprocal Exp Log Erf Tanh Sigmoid Sin Cos Tan Asin Acos Atan Sinh Cosh Asinh Acosh
- *   Atanh Softsign x/(1+|x|) Softplus log(1+e^x) Elu x<0 ? α(e^x-1) : x (α=1)
- *   Selu γ·(x≤0 ? α(e^x-1) : x) LeakyRelu x<0 ? αx : x (α=0.01)
- *   HardSigmoid max(0,min(1,αx+β))
- *   (α=0.2, β=0.5) HardSwish x·max(0,min(1,x/6+1/2)) Celu max(0,x)+min(0,α(e^(x/α)-1))
- *   ThresholdedRelu x>α ? x : 0 (α=1) Mish x·tanh(softplus(x)) Shrink
- *   x<-λ ? x+bias : x>λ ? x-bias : 0 (λ=0.5, bias=0) Gelu (opset 20; approximate "none":
- *   x/2·(1+erf(x/√2)), "tanh": x/2·(1+tanh(√(2/π)(x+0.044715x³))))
- *   Not (bool) BitwiseNot (integers) IsNaN IsInf (detect_negative/detect_positive) → bool
- *   Clip(x, min, max): min(max(x, min), max) (min > max gives max); min/max are optional scalar
- *   inputs from opset 11 (absent = the dtype's lowest/highest), float attributes before.
- * Cast and CastLike: k_elementwise_cast.c. f32 exp/tanh/erf/sigmoid/GELU: k_elementwise_math.c.
+ * Unary ops and Clip: k_elementwise_unary.c. Cast and CastLike: k_elementwise_cast.c.
+ * f32 exp/tanh/erf/sigmoid/GELU: k_elementwise_math.c.
  *
  * How the loops run. Every typed loop takes (a, b, out, n, mode) where mode says which operand
  * is a scalar for this run of n elements (VV, SV, VS, SS). A broadcast is planned once per call:
@@ -46,19 +34,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "runtime/cpu/cpu.h"
-#include "runtime/cpu/k_elementwise.h"
+#include "runtime/cpu/k_elementwise_loops.h"
 
-#define EW_GRAIN 32768 /* elements per thread at least: ≥ 64K elements use two threads or more */
 #define EW_MAX_OPS 3
-
-#if defined(__x86_64__) || defined(__i386__)
-#define EW_X86 1
-#define EW_AVX2_ATTR __attribute__((target("avx2,fma")))
-#else
-#define EW_X86 0
-#define EW_AVX2_ATTR
-#endif
 
 static int ew_avx2; /* set once at registration */
 
@@ -204,21 +182,6 @@ typedef void (*ew_bin_fn)(const void *a, const void *b, void *o, int64_t n, int 
                                          int mode) {                                              \
         EW_BIN_BODY(TA, TB, TO, EXPR)                                                             \
     }
-
-/* Type lists: X(code, C type, wide unsigned type for wrapping arithmetic). */
-#define EW_SINTS(X)                                                                               \
-    X(I8, int8_t, uint32_t) X(I16, int16_t, uint32_t) X(I32, int32_t, uint32_t)                   \
-    X(I64, int64_t, uint64_t)
-#define EW_UINTS(X)                                                                               \
-    X(U8, uint8_t, uint32_t) X(U16, uint16_t, uint32_t) X(U32, uint32_t, uint32_t)                \
-    X(U64, uint64_t, uint64_t)
-#define EW_INTS(X) EW_SINTS(X) EW_UINTS(X)
-#define EW_FLOATS(X) X(F32, float, float) X(F64, double, double)
-#define EW_NUMS(X) EW_FLOATS(X) EW_INTS(X)
-
-/* float NaN-propagating max/min (numpy maximum/minimum) */
-#define EW_FMAX(a, b) (((a) > (b) || (a) != (a)) ? (a) : (b))
-#define EW_FMIN(a, b) (((a) < (b) || (a) != (a)) ? (a) : (b))
 
 /* arithmetic */
 EW_BIN2(add_F32, float, float, float, a + b)
@@ -378,11 +341,6 @@ EW_BIN(copy_F64, double, double, double, a)
 
 /* ---- binary op table ------------------------------------------------------------------------- */
 
-enum {
-    B_ADD, B_SUB, B_MUL, B_DIV, B_MOD, B_FMOD, B_SHL, B_SHR, B_BAND, B_BOR, B_BXOR, B_AND, B_OR,
-    B_XOR, B_EQ, B_LT, B_GT, B_LE, B_GE, B_MAX, B_MIN, B_PRELU, B_POW, B_COUNT_
-};
-
 static ew_bin_fn g_bin[B_COUNT_][ULC_DT_COUNT_];
 
 static void ew_fill_binary(void) {
@@ -443,135 +401,7 @@ static ew_bin_fn pow_mixed_fn(int a, int b) {
     return a > 0 && a < ULC_DT_COUNT_ && b > 0 && b < ULC_DT_COUNT_ ? g_pow_mixed[a][b] : NULL;
 }
 
-static int ew_is_cmp(int b) {
-    return b == B_EQ || b == B_LT || b == B_GT || b == B_LE || b == B_GE;
-}
-
 /* ---- binary and variadic kernels ---------------------------------------------------------- */
-
-static const char *dtn(int dt) { return ulc_dtype_name(dt); }
-
-/* The op's loop set, from op and attributes. */
-static ulc_status ew_binop(ulc_kctx *k, int *out) {
-    switch (k->node->op) {
-    case ULC_OP_Add: case ULC_OP_Sum: case ULC_OP_Mean: *out = B_ADD; break;
-    case ULC_OP_Sub: *out = B_SUB; break;
-    case ULC_OP_Mul: *out = B_MUL; break;
-    case ULC_OP_Div: *out = B_DIV; break;
-    case ULC_OP_Pow: *out = B_POW; break;
-    case ULC_OP_Mod: {
-        int64_t f = ulc_k_attr_int(k, "fmod", 0);
-        if (f != 0 && f != 1)
-            return ulc_k_fail(k, ULC_ERR_INVALID, "attribute fmod must be 0 or 1, got %lld",
-                              (long long)f);
-        *out = f ? B_FMOD : B_MOD;
-        break;
-    }
-    case ULC_OP_BitShift: {
-        const char *d = ulc_k_attr_str(k, "direction", NULL);
-        if (!d || (strcmp(d, "LEFT") != 0 && strcmp(d, "RIGHT") != 0))
-            return ulc_k_fail(k, ULC_ERR_INVALID,
-                              "attribute direction must be \"LEFT\" or \"RIGHT\" (got %s%s%s)",
-                              d ? "\"" : "", d ? d : "none", d ? "\"" : "");
-        *out = strcmp(d, "LEFT") == 0 ? B_SHL : B_SHR;
-        break;
-    }
-    case ULC_OP_BitwiseAnd: *out = B_BAND; break;
-    case ULC_OP_BitwiseOr: *out = B_BOR; break;
-    case ULC_OP_BitwiseXor: *out = B_BXOR; break;
-    case ULC_OP_And: *out = B_AND; break;
-    case ULC_OP_Or: *out = B_OR; break;
-    case ULC_OP_Xor: *out = B_XOR; break;
-    case ULC_OP_Equal: *out = B_EQ; break;
-    case ULC_OP_Less: *out = B_LT; break;
-    case ULC_OP_Greater: *out = B_GT; break;
-    case ULC_OP_LessOrEqual: *out = B_LE; break;
-    case ULC_OP_GreaterOrEqual: *out = B_GE; break;
-    case ULC_OP_Max: *out = B_MAX; break;
-    case ULC_OP_Min: *out = B_MIN; break;
-    case ULC_OP_PRelu: *out = B_PRELU; break;
-    default: return ulc_k_fail(k, ULC_ERR_INTERNAL, "not an elementwise binary op");
-    }
-    return ULC_OK;
-}
-
-/* Opset < 7 Add/Sub/Mul/Div/Pow/And/Or/Xor/Equal/Less/Greater: without broadcast = 1 the
- * shapes must match; with it, B's dims line up with A's from `axis` (default: the trailing
- * dims) — written here as B reshaped to A's rank with 1s around, then numpy rules apply. */
-static ulc_status ew_legacy_view(ulc_kctx *k, const ulc_rt_tensor *a, const ulc_rt_tensor *b,
-                                 ulc_rt_tensor *bv) {
-    *bv = *b;
-    if (k->opset >= 7) return ULC_OK;
-    switch (k->node->op) {
-    case ULC_OP_Add: case ULC_OP_Sub: case ULC_OP_Mul: case ULC_OP_Div: case ULC_OP_Pow:
-    case ULC_OP_And: case ULC_OP_Or: case ULC_OP_Xor: case ULC_OP_Equal: case ULC_OP_Less:
-    case ULC_OP_Greater: break;
-    default: return ULC_OK;
-    }
-    char s1[96], s2[96];
-    if (ulc_k_attr_int(k, "broadcast", 0) == 0) {
-        int same = a->rank == b->rank;
-        for (int d = 0; same && d < a->rank; d++) same = a->dims[d] == b->dims[d];
-        if (!same)
-            return ulc_k_fail(k, ULC_ERR_INVALID,
-                              "inputs %s and %s differ in shape and broadcast is 0 (opset %lld)",
-                              ulc_rt_shape_str(a, s1, sizeof s1),
-                              ulc_rt_shape_str(b, s2, sizeof s2),
-                              (long long)k->opset);
-        return ULC_OK;
-    }
-    int64_t axis = ulc_k_attr_int(k, "axis", a->rank - b->rank);
-    if (axis < 0) axis += a->rank;
-    if (b->rank > a->rank || axis < 0 || axis + b->rank > a->rank)
-        return ulc_k_fail(k, ULC_ERR_INVALID, "B %s does not fit in A %s at axis %lld",
-                          ulc_rt_shape_str(b, s2, sizeof s2), ulc_rt_shape_str(a, s1, sizeof s1),
-                          (long long)axis);
-    bv->rank = a->rank;
-    for (int d = 0; d < a->rank; d++)
-        bv->dims[d] = (d >= axis && d < axis + b->rank) ? b->dims[d - axis] : 1;
-    return ULC_OK;
-}
-
-static ulc_status binary_infer(ulc_kctx *k) {
-    int op = 0;
-    ULC_TRY(ew_binop(k, &op));
-    if (k->n_in != 2 || !k->in[0] || !k->in[1])
-        return ulc_k_fail(k, ULC_ERR_INVALID, "expects 2 inputs, got %d", k->n_in);
-    const ulc_rt_tensor *a = k->in[0], *b = k->in[1];
-    ulc_rt_tensor bv;
-    ULC_TRY(ew_legacy_view(k, a, b, &bv));
-    if (op == B_POW) {
-        int ok = a->dtype == b->dtype ? bin_fn(B_POW, a->dtype) != NULL
-                                      : pow_mixed_fn(a->dtype, b->dtype) != NULL;
-        if (!ok)
-            return ulc_k_fail(k, ULC_ERR_UNSUPPORTED,
-                              "base %s with exponent %s is not supported (base: f32, f64, i32 or "
-                              "i64; exponent: any numeric dtype)",
-                              dtn(a->dtype), dtn(b->dtype));
-    } else {
-        if (a->dtype != b->dtype)
-            return ulc_k_fail(k, ULC_ERR_INVALID, "inputs have different dtypes (%s and %s)",
-                              dtn(a->dtype), dtn(b->dtype));
-        if (!bin_fn(op, a->dtype))
-            return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "dtype %s is not supported by this op",
-                              dtn(a->dtype));
-    }
-    ulc_rt_tensor *o = k->out[0];
-    if (!o) return ULC_OK;
-    const ulc_rt_tensor *ts[2] = {a, &bv};
-    ULC_TRY(ulc_k_broadcast(k, ts, 2, o));
-    if (op == B_PRELU) { /* slope broadcasts to x, never the other way */
-        int same = o->rank == a->rank;
-        for (int d = 0; same && d < a->rank; d++) same = o->dims[d] == a->dims[d];
-        char s1[96], s2[96];
-        if (!same)
-            return ulc_k_fail(k, ULC_ERR_INVALID, "slope %s does not broadcast to X %s",
-                              ulc_rt_shape_str(b, s2, sizeof s2),
-                              ulc_rt_shape_str(a, s1, sizeof s1));
-    }
-    o->dtype = ew_is_cmp(op) ? ULC_DT_BOOL : a->dtype;
-    return ULC_OK;
-}
 
 typedef struct bin_job {
     ew_bin_fn fn;
@@ -620,39 +450,17 @@ static ew_bin_fn ew_pow_fn(const ulc_rt_tensor *a, const ulc_rt_tensor *b) {
 
 static ulc_status binary_run(ulc_kctx *k) {
     int op = 0;
-    ULC_TRY(ew_binop(k, &op));
+    ULC_TRY(ulc_sh_ew_binop(k, &op));
     const ulc_rt_tensor *a = k->in[0], *b = k->in[1];
     ulc_rt_tensor bv;
-    ULC_TRY(ew_legacy_view(k, a, b, &bv));
+    ULC_TRY(ulc_sh_ew_legacy_view(k, a, b, &bv));
     ew_bin_fn fn = op == B_POW ? ew_pow_fn(a, b) : bin_fn(op, a->dtype);
-    if (!fn || !k->out[0]) return ULC_OK; /* infer reported it */
+    if (!fn || !k->out[0]) return ULC_OK; /* the shape rule reported it */
     ew_binary(fn, a, &bv, k->out[0]);
     return ULC_OK;
 }
 
-static const ulc_kernel k_binary = {.infer = binary_infer, .run = binary_run};
-
-/* Max Min Sum Mean: out = in0 ⊕ in1, then out ⊕= in_i for the rest; Mean divides by N. */
-static ulc_status variadic_infer(ulc_kctx *k) {
-    int op = 0;
-    ULC_TRY(ew_binop(k, &op));
-    if (k->n_in < 1) return ulc_k_fail(k, ULC_ERR_INVALID, "expects at least one input");
-    for (int i = 0; i < k->n_in; i++) {
-        if (!k->in[i]) return ulc_k_fail(k, ULC_ERR_INVALID, "input %d is missing", i);
-        if (k->in[i]->dtype != k->in[0]->dtype)
-            return ulc_k_fail(k, ULC_ERR_INVALID, "input %d is %s but input 0 is %s", i,
-                              dtn(k->in[i]->dtype), dtn(k->in[0]->dtype));
-    }
-    int dt = k->in[0]->dtype;
-    int ok = bin_fn(op, dt) != NULL;
-    if ((k->node->op == ULC_OP_Sum || k->node->op == ULC_OP_Mean) && !ulc_k_is_float(dt)) ok = 0;
-    if (!ok)
-        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "dtype %s is not supported by this op", dtn(dt));
-    if (!k->out[0]) return ULC_OK;
-    ULC_TRY(ulc_k_broadcast(k, (const ulc_rt_tensor *const *)k->in, k->n_in, k->out[0]));
-    k->out[0]->dtype = dt;
-    return ULC_OK;
-}
+static const ulc_kernel k_binary = {.run = binary_run};
 
 EW_BIN(first_1, uint8_t, uint8_t, uint8_t, a)
 EW_BIN(first_2, uint16_t, uint16_t, uint16_t, a)
@@ -670,12 +478,12 @@ static ew_bin_fn ew_copy_fn(size_t esz) {
 
 static ulc_status variadic_run(ulc_kctx *k) {
     int op = 0;
-    ULC_TRY(ew_binop(k, &op));
+    ULC_TRY(ulc_sh_ew_binop(k, &op));
     ulc_rt_tensor *o = k->out[0];
     if (!o) return ULC_OK;
     int dt = k->in[0]->dtype;
     ew_bin_fn fn = bin_fn(op, dt);
-    if (!fn) return ULC_OK; /* infer reported it */
+    if (!fn) return ULC_OK; /* the shape rule reported it */
     if (k->n_in == 1) {
         ew_binary(ew_copy_fn(ulc_k_dtype_size(dt)), k->in[0], k->in[0], o);
     } else {
@@ -695,27 +503,9 @@ static ulc_status variadic_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_variadic = {.infer = variadic_infer, .run = variadic_run};
+static const ulc_kernel k_variadic = {.run = variadic_run};
 
 /* ---- Where ----------------------------------------------------------------------------------- */
-
-static ulc_status where_infer(ulc_kctx *k) {
-    if (k->n_in != 3 || !k->in[0] || !k->in[1] || !k->in[2])
-        return ulc_k_fail(k, ULC_ERR_INVALID, "expects 3 inputs (condition, X, Y)");
-    if (k->in[0]->dtype != ULC_DT_BOOL)
-        return ulc_k_fail(k, ULC_ERR_INVALID, "condition must be bool, got %s",
-                          dtn(k->in[0]->dtype));
-    if (k->in[1]->dtype != k->in[2]->dtype)
-        return ulc_k_fail(k, ULC_ERR_INVALID, "X is %s but Y is %s", dtn(k->in[1]->dtype),
-                          dtn(k->in[2]->dtype));
-    if (!ulc_k_dtype_size(k->in[1]->dtype))
-        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "dtype %s is not supported",
-                          dtn(k->in[1]->dtype));
-    if (!k->out[0]) return ULC_OK;
-    ULC_TRY(ulc_k_broadcast(k, (const ulc_rt_tensor *const *)k->in, 3, k->out[0]));
-    k->out[0]->dtype = k->in[1]->dtype;
-    return ULC_OK;
-}
 
 typedef struct where_job {
     const uint8_t *c;
@@ -777,420 +567,7 @@ static ulc_status where_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_where = {.infer = where_infer, .run = where_run};
-
-/* ---- typed unary loops ----------------------------------------------------------------------- */
-
-typedef struct ew_upar {
-    double alpha, beta, gamma;
-    unsigned char lo[8], hi[8]; /* Clip bounds, as the input's dtype */
-    int flags;                  /* IsInf: 1 detect negative, 2 detect positive */
-} ew_upar;
-
-typedef void (*ew_un_fn)(const void *x, void *y, int64_t n, const ew_upar *p);
-
-#define EW_UN_BODY(T, TO, EXPR)                                                                   \
-    const T *X = (const T *)px;                                                                   \
-    TO *Y = (TO *)py;                                                                             \
-    const T al = (T)p->alpha, be = (T)p->beta, ga = (T)p->gamma;                                  \
-    (void)al;                                                                                     \
-    (void)be;                                                                                     \
-    (void)ga;                                                                                     \
-    for (int64_t i = 0; i < n; i++) {                                                             \
-        T x = X[i];                                                                               \
-        Y[i] = (TO)(EXPR);                                                                        \
-    }
-#define EW_UN(name, T, TO, EXPR)                                                                  \
-    static void name(const void *px, void *py, int64_t n, const ew_upar *p) {                     \
-        EW_UN_BODY(T, TO, EXPR)                                                                   \
-    }
-#define EW_UN2(name, T, TO, EXPR)                                                                 \
-    EW_UN(name, T, TO, EXPR)                                                                      \
-    EW_AVX2_ATTR static void name##_avx2(const void *px, void *py, int64_t n,                     \
-                                         const ew_upar *p) {                                      \
-        EW_UN_BODY(T, TO, EXPR)                                                                   \
-    }
-
-/* float ops: F32 with the float libm, F64 with the double one */
-#define EW_UNF(name, E32, E64)                                                                    \
-    EW_UN(name##_F32, float, float, E32) EW_UN(name##_F64, double, double, E64)
-#define EW_UNF2(name, E32, E64)                                                                   \
-    EW_UN2(name##_F32, float, float, E32) EW_UN(name##_F64, double, double, E64)
-
-EW_UNF2(abs, fabsf(x), fabs(x))
-EW_UNF2(neg, -x, -x)
-EW_UNF2(relu, x > 0 ? x : (x != x ? x : 0.0f), x > 0 ? x : (x != x ? x : 0.0))
-EW_UNF2(sign, x > 0 ? 1.0f : x < 0 ? -1.0f : x, x > 0 ? 1.0 : x < 0 ? -1.0 : x)
-EW_UNF2(recip, 1.0f / x, 1.0 / x)
-EW_UNF2(leaky, x < 0 ? al * x : x, x < 0 ? al * x : x)
-EW_UNF2(hsig, EW_FMAX(0.0f, EW_FMIN(1.0f, al * x + be)), EW_FMAX(0.0, EW_FMIN(1.0, al * x + be)))
-EW_UNF2(hswish, x * EW_FMAX(0.0f, EW_FMIN(1.0f, x * (1.0f / 6.0f) + 0.5f)),
-        x * EW_FMAX(0.0, EW_FMIN(1.0, x * (1.0 / 6.0) + 0.5)))
-EW_UNF2(softsign, x / (1.0f + fabsf(x)), x / (1.0 + fabs(x)))
-EW_UNF2(threlu, x > al ? x : 0.0f, x > al ? x : 0.0)
-EW_UNF2(shrink, x < -ga ? x + be : x > ga ? x - be : 0.0f, x < -ga ? x + be : x > ga ? x - be : 0.0)
-EW_UN(sqrt_F64, double, double, sqrt(x))
-EW_UNF2(floor, floorf(x), floor(x))
-EW_UNF2(ceil, ceilf(x), ceil(x))
-EW_UNF2(round, rintf(x), rint(x)) /* default rounding mode: half to even */
-EW_UNF(log, logf(x), log(x))
-EW_UNF(sin, sinf(x), sin(x))
-EW_UNF(cos, cosf(x), cos(x))
-EW_UNF(tan, tanf(x), tan(x))
-EW_UNF(asin, asinf(x), asin(x))
-EW_UNF(acos, acosf(x), acos(x))
-EW_UNF(atan, atanf(x), atan(x))
-EW_UNF(sinh, sinhf(x), sinh(x))
-EW_UNF(cosh, coshf(x), cosh(x))
-EW_UNF(asinh, asinhf(x), asinh(x))
-EW_UNF(acosh, acoshf(x), acosh(x))
-EW_UNF(atanh, atanhf(x), atanh(x))
-/* log(1 + e^x) without overflow: max(x, 0) + log1p(e^-|x|) */
-EW_UNF(softplus, fmaxf(x, 0.0f) + log1pf(expf(-fabsf(x))), fmax(x, 0.0) + log1p(exp(-fabs(x))))
-EW_UNF(elu, x < 0 ? al * expm1f(x) : x, x < 0 ? al * expm1(x) : x)
-EW_UNF(selu, x <= 0 ? ga * (al * expm1f(x)) : ga * x, x <= 0 ? ga * (al * expm1(x)) : ga * x)
-EW_UNF(celu, x > 0 ? x : x != x ? x : al * expm1f(x / al),
-       x > 0 ? x : x != x ? x : al * expm1(x / al))
-EW_UNF(mish, x * tanhf(fmaxf(x, 0.0f) + log1pf(expf(-fabsf(x)))),
-       x * tanh(fmax(x, 0.0) + log1p(exp(-fabs(x)))))
-EW_UN(exp_F64, double, double, exp(x))
-EW_UN(erf_F64, double, double, erf(x))
-EW_UN(tanh_F64, double, double, tanh(x))
-EW_UN(sigmoid_F64, double, double, 1.0 / (1.0 + exp(-x)))
-EW_UN(gelu_F64, double, double, 0.5 * x * erfc(-x * 0.70710678118654752440))
-EW_UN(gelu_tanh_F64, double, double,
-      x / (1.0 + exp(-2.0 * 0.79788456080286535588 * (x + 0.044715 * x * x * x))))
-EW_UN(isnan_F32, float, uint8_t, x != x)
-EW_UN(isnan_F64, double, uint8_t, x != x)
-
-/* float32 array functions from k_elementwise_math.c */
-#define EW_UN_ARRAY(name, fn)                                                                     \
-    static void name(const void *px, void *py, int64_t n, const ew_upar *p) {                     \
-        (void)p;                                                                                  \
-        fn((const float *)px, (float *)py, n);                                                    \
-    }
-EW_UN_ARRAY(sqrt_F32, ulc_cpu_vsqrt_f32)
-EW_UN_ARRAY(exp_F32, ulc_cpu_vexp_f32)
-EW_UN_ARRAY(erf_F32, ulc_cpu_verf_f32)
-EW_UN_ARRAY(tanh_F32, ulc_cpu_vtanh_f32)
-EW_UN_ARRAY(sigmoid_F32, ulc_cpu_vsigmoid_f32)
-EW_UN_ARRAY(gelu_F32, ulc_cpu_vgelu_erf_f32)
-EW_UN_ARRAY(gelu_tanh_F32, ulc_cpu_vgelu_tanh_f32)
-
-static void isinf_F32(const void *px, void *py, int64_t n, const ew_upar *p) {
-    const float *x = px;
-    uint8_t *y = py;
-    int neg = p->flags & 1, pos = p->flags & 2;
-    for (int64_t i = 0; i < n; i++)
-        y[i] = (uint8_t)((pos && x[i] == INFINITY) || (neg && x[i] == -INFINITY));
-}
-static void isinf_F64(const void *px, void *py, int64_t n, const ew_upar *p) {
-    const double *x = px;
-    uint8_t *y = py;
-    int neg = p->flags & 1, pos = p->flags & 2;
-    for (int64_t i = 0; i < n; i++)
-        y[i] = (uint8_t)((pos && x[i] == INFINITY) || (neg && x[i] == -INFINITY));
-}
-
-/* integers */
-#define EW_DEF_UN_SINT(D, T, W)                                                                   \
-    EW_UN(abs_##D, T, T, x < 0 ? (W)0 - (W)x : (W)x)                                              \
-    EW_UN(neg_##D, T, T, (W)0 - (W)x)                                                             \
-    EW_UN(relu_##D, T, T, x > 0 ? x : 0)                                                          \
-    EW_UN(sign_##D, T, T, x > 0 ? 1 : x < 0 ? -1 : 0)
-EW_SINTS(EW_DEF_UN_SINT)
-#define EW_DEF_UN_UINT(D, T, W)                                                                   \
-    EW_UN(abs_##D, T, T, x)                                                                       \
-    EW_UN(sign_##D, T, T, x > 0 ? 1 : 0)
-EW_UINTS(EW_DEF_UN_UINT)
-#define EW_DEF_UN_INT(D, T, W) EW_UN(bnot_##D, T, T, ~(W)x)
-EW_INTS(EW_DEF_UN_INT)
-EW_UN(not_BOOL, uint8_t, uint8_t, x == 0)
-
-/* Clip: bounds in p->lo / p->hi as T */
-#define EW_DEF_CLIP(D, T, W)                                                                      \
-    static void clip_##D(const void *px, void *py, int64_t n, const ew_upar *p) {                 \
-        const T *x = px;                                                                          \
-        T *y = py, lo, hi;                                                                        \
-        memcpy(&lo, p->lo, sizeof lo);                                                            \
-        memcpy(&hi, p->hi, sizeof hi);                                                            \
-        for (int64_t i = 0; i < n; i++) {                                                         \
-            T v = x[i] < lo ? lo : x[i];                                                          \
-            y[i] = v > hi ? hi : v;                                                               \
-        }                                                                                         \
-    }
-EW_NUMS(EW_DEF_CLIP)
-
-/* ---- unary op table ----------------------------------------------------------------------- */
-
-enum {
-    U_ABS, U_NEG, U_SIGN, U_RELU, U_FLOOR, U_CEIL, U_ROUND, U_SQRT, U_RECIP, U_EXP, U_LOG, U_ERF,
-    U_TANH, U_SIGMOID, U_SIN, U_COS, U_TAN, U_ASIN, U_ACOS, U_ATAN, U_SINH, U_COSH, U_ASINH,
-    U_ACOSH, U_ATANH, U_SOFTSIGN, U_SOFTPLUS, U_ELU, U_SELU, U_CELU, U_LEAKY, U_HSIG, U_HSWISH,
-    U_THRELU, U_MISH, U_SHRINK, U_GELU, U_GELU_TANH, U_NOT, U_BNOT, U_ISNAN, U_ISINF, U_CLIP,
-    U_COUNT_
-};
-
-static ew_un_fn g_un[U_COUNT_][ULC_DT_COUNT_];
-
-static ew_un_fn un_fn(int u, int dt) { return dt > 0 && dt < ULC_DT_COUNT_ ? g_un[u][dt] : NULL; }
-
-static void ew_fill_unary(void) {
-    int v = ew_avx2;
-#define SETF(u, name) g_un[u][ULC_DT_F32] = name##_F32, g_un[u][ULC_DT_F64] = name##_F64;
-#define SETF2(u, name)                                                                            \
-    g_un[u][ULC_DT_F32] = v ? name##_F32_avx2 : name##_F32, g_un[u][ULC_DT_F64] = name##_F64;
-    SETF2(U_ABS, abs) SETF2(U_NEG, neg) SETF2(U_SIGN, sign) SETF2(U_RELU, relu)
-    SETF2(U_FLOOR, floor) SETF2(U_CEIL, ceil) SETF2(U_ROUND, round) SETF(U_SQRT, sqrt)
-    SETF2(U_RECIP, recip) SETF2(U_SOFTSIGN, softsign) SETF2(U_LEAKY, leaky) SETF2(U_HSIG, hsig)
-    SETF2(U_HSWISH, hswish) SETF2(U_THRELU, threlu) SETF2(U_SHRINK, shrink)
-    SETF(U_EXP, exp) SETF(U_LOG, log) SETF(U_ERF, erf) SETF(U_TANH, tanh)
-    SETF(U_SIGMOID, sigmoid) SETF(U_SIN, sin) SETF(U_COS, cos) SETF(U_TAN, tan)
-    SETF(U_ASIN, asin) SETF(U_ACOS, acos) SETF(U_ATAN, atan) SETF(U_SINH, sinh)
-    SETF(U_COSH, cosh) SETF(U_ASINH, asinh) SETF(U_ACOSH, acosh) SETF(U_ATANH, atanh)
-    SETF(U_SOFTPLUS, softplus) SETF(U_ELU, elu) SETF(U_SELU, selu) SETF(U_CELU, celu)
-    SETF(U_MISH, mish) SETF(U_GELU, gelu) SETF(U_GELU_TANH, gelu_tanh) SETF(U_ISNAN, isnan)
-    SETF(U_ISINF, isinf)
-#undef SETF
-#undef SETF2
-#define SETS(D, T, W)                                                                             \
-    g_un[U_ABS][ULC_DT_##D] = abs_##D, g_un[U_NEG][ULC_DT_##D] = neg_##D,                         \
-    g_un[U_RELU][ULC_DT_##D] = relu_##D, g_un[U_SIGN][ULC_DT_##D] = sign_##D;
-    EW_SINTS(SETS)
-#undef SETS
-#define SETU(D, T, W) g_un[U_ABS][ULC_DT_##D] = abs_##D, g_un[U_SIGN][ULC_DT_##D] = sign_##D;
-    EW_UINTS(SETU)
-#undef SETU
-#define SETI(D, T, W) g_un[U_BNOT][ULC_DT_##D] = bnot_##D;
-    EW_INTS(SETI)
-#undef SETI
-#define SETC(D, T, W) g_un[U_CLIP][ULC_DT_##D] = clip_##D;
-    EW_NUMS(SETC)
-#undef SETC
-    g_un[U_NOT][ULC_DT_BOOL] = not_BOOL;
-}
-
-/* The op's loop set and its attributes. */
-static ulc_status ew_unop(ulc_kctx *k, int *u, ew_upar *p) {
-    memset(p, 0, sizeof *p);
-    switch (k->node->op) {
-    case ULC_OP_Abs: *u = U_ABS; break;
-    case ULC_OP_Neg: *u = U_NEG; break;
-    case ULC_OP_Sign: *u = U_SIGN; break;
-    case ULC_OP_Relu: *u = U_RELU; break;
-    case ULC_OP_Floor: *u = U_FLOOR; break;
-    case ULC_OP_Ceil: *u = U_CEIL; break;
-    case ULC_OP_Round: *u = U_ROUND; break;
-    case ULC_OP_Sqrt: *u = U_SQRT; break;
-    case ULC_OP_Reciprocal: *u = U_RECIP; break;
-    case ULC_OP_Exp: *u = U_EXP; break;
-    case ULC_OP_Log: *u = U_LOG; break;
-    case ULC_OP_Erf: *u = U_ERF; break;
-    case ULC_OP_Tanh: *u = U_TANH; break;
-    case ULC_OP_Sigmoid: *u = U_SIGMOID; break;
-    case ULC_OP_Sin: *u = U_SIN; break;
-    case ULC_OP_Cos: *u = U_COS; break;
-    case ULC_OP_Tan: *u = U_TAN; break;
-    case ULC_OP_Asin: *u = U_ASIN; break;
-    case ULC_OP_Acos: *u = U_ACOS; break;
-    case ULC_OP_Atan: *u = U_ATAN; break;
-    case ULC_OP_Sinh: *u = U_SINH; break;
-    case ULC_OP_Cosh: *u = U_COSH; break;
-    case ULC_OP_Asinh: *u = U_ASINH; break;
-    case ULC_OP_Acosh: *u = U_ACOSH; break;
-    case ULC_OP_Atanh: *u = U_ATANH; break;
-    case ULC_OP_Softsign: *u = U_SOFTSIGN; break;
-    case ULC_OP_Softplus: *u = U_SOFTPLUS; break;
-    case ULC_OP_Mish: *u = U_MISH; break;
-    case ULC_OP_Not: *u = U_NOT; break;
-    case ULC_OP_BitwiseNot: *u = U_BNOT; break;
-    case ULC_OP_IsNaN: *u = U_ISNAN; break;
-    case ULC_OP_Elu:
-        *u = U_ELU;
-        p->alpha = ulc_k_attr_float(k, "alpha", 1.0f);
-        break;
-    case ULC_OP_Selu:
-        *u = U_SELU;
-        p->alpha = ulc_k_attr_float(k, "alpha", 1.67326319217681884765625f);
-        p->gamma = ulc_k_attr_float(k, "gamma", 1.05070102214813232421875f);
-        break;
-    case ULC_OP_Celu:
-        *u = U_CELU;
-        p->alpha = ulc_k_attr_float(k, "alpha", 1.0f);
-        if (p->alpha == 0) return ulc_k_fail(k, ULC_ERR_INVALID, "attribute alpha must not be 0");
-        break;
-    case ULC_OP_LeakyRelu:
-        *u = U_LEAKY;
-        p->alpha = ulc_k_attr_float(k, "alpha", 0.01f);
-        break;
-    case ULC_OP_HardSigmoid:
-        *u = U_HSIG;
-        p->alpha = ulc_k_attr_float(k, "alpha", 0.2f);
-        p->beta = ulc_k_attr_float(k, "beta", 0.5f);
-        break;
-    case ULC_OP_HardSwish: *u = U_HSWISH; break;
-    case ULC_OP_ThresholdedRelu:
-        *u = U_THRELU;
-        p->alpha = ulc_k_attr_float(k, "alpha", 1.0f);
-        break;
-    case ULC_OP_Shrink:
-        *u = U_SHRINK;
-        p->beta = ulc_k_attr_float(k, "bias", 0.0f);
-        p->gamma = ulc_k_attr_float(k, "lambd", 0.5f);
-        break;
-    case ULC_OP_Gelu: {
-        const char *a = ulc_k_attr_str(k, "approximate", "none");
-        if (strcmp(a, "none") == 0) *u = U_GELU;
-        else if (strcmp(a, "tanh") == 0) *u = U_GELU_TANH;
-        else
-            return ulc_k_fail(k, ULC_ERR_UNSUPPORTED,
-                              "attribute approximate=\"%s\" is not supported "
-                              "(\"none\" or \"tanh\")",
-                              a);
-        break;
-    }
-    case ULC_OP_IsInf:
-        *u = U_ISINF;
-        p->flags = (ulc_k_attr_int(k, "detect_negative", 1) ? 1 : 0) |
-                   (ulc_k_attr_int(k, "detect_positive", 1) ? 2 : 0);
-        break;
-    case ULC_OP_Clip: *u = U_CLIP; break;
-    default: return ulc_k_fail(k, ULC_ERR_INTERNAL, "not an elementwise unary op");
-    }
-    return ULC_OK;
-}
-
-static ulc_status unary_infer(ulc_kctx *k) {
-    int u = 0;
-    ew_upar p;
-    ULC_TRY(ew_unop(k, &u, &p));
-    if (k->n_in < 1 || !k->in[0]) return ulc_k_fail(k, ULC_ERR_INVALID, "input 0 is missing");
-    const ulc_rt_tensor *x = k->in[0];
-    if (!un_fn(u, x->dtype)) {
-        const char *want = u == U_NOT ? "bool"
-                           : u == U_BNOT ? "an integer dtype"
-                           : (u == U_ABS || u == U_SIGN || u == U_CLIP) ? "a numeric dtype"
-                           : u == U_NEG || u == U_RELU ? "float or a signed integer dtype"
-                                                       : "f32 or f64";
-        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "input dtype %s is not supported (expected %s)",
-                          dtn(x->dtype), want);
-    }
-    if (!k->out[0]) return ULC_OK;
-    ulc_k_set(k->out[0], (u == U_ISNAN || u == U_ISINF) ? ULC_DT_BOOL : x->dtype, x->rank, x->dims);
-    return ULC_OK;
-}
-
-typedef struct un_job {
-    ew_un_fn fn;
-    const char *x;
-    char *y;
-    size_t ex, ey;
-    const ew_upar *p;
-} un_job;
-
-static void un_body(int64_t i0, int64_t i1, void *arg) {
-    const un_job *j = arg;
-    j->fn(j->x + i0 * (int64_t)j->ex, j->y + i0 * (int64_t)j->ey, i1 - i0, j->p);
-}
-
-static void ew_unary(ew_un_fn fn, const ulc_rt_tensor *x, ulc_rt_tensor *y, const ew_upar *p) {
-    un_job j = {fn, x->data, y->data, ulc_k_dtype_size(x->dtype), ulc_k_dtype_size(y->dtype), p};
-    int64_t n = (int64_t)ulc_rt_numel(x);
-    if (n > 0) ulc_k_parallel(n, EW_GRAIN, un_body, &j);
-}
-
-static ulc_status unary_run(ulc_kctx *k) {
-    int u = 0;
-    ew_upar p;
-    ULC_TRY(ew_unop(k, &u, &p));
-    ew_un_fn fn = un_fn(u, k->in[0]->dtype);
-    if (!k->out[0] || !fn) return ULC_OK; /* infer reported it */
-    ew_unary(fn, k->in[0], k->out[0], &p);
-    return ULC_OK;
-}
-
-static const ulc_kernel k_unary = {.infer = unary_infer, .run = unary_run};
-
-/* ---- Clip ----------------------------------------------------------------------------------- */
-
-/* The dtype's lowest and highest values into lo / hi. */
-static void ew_type_range(int dt, unsigned char *lo, unsigned char *hi) {
-#define RANGE(D, T, L, H)                                                                         \
-    case ULC_DT_##D: {                                                                            \
-        T l = L, h = H;                                                                           \
-        memcpy(lo, &l, sizeof l);                                                                 \
-        memcpy(hi, &h, sizeof h);                                                                 \
-        break;                                                                                    \
-    }
-    switch (dt) {
-        RANGE(F32, float, -FLT_MAX, FLT_MAX)
-        RANGE(F64, double, -DBL_MAX, DBL_MAX)
-        RANGE(I8, int8_t, INT8_MIN, INT8_MAX)
-        RANGE(I16, int16_t, INT16_MIN, INT16_MAX)
-        RANGE(I32, int32_t, INT32_MIN, INT32_MAX)
-        RANGE(I64, int64_t, INT64_MIN, INT64_MAX)
-        RANGE(U8, uint8_t, 0, UINT8_MAX)
-        RANGE(U16, uint16_t, 0, UINT16_MAX)
-        RANGE(U32, uint32_t, 0, UINT32_MAX)
-        RANGE(U64, uint64_t, 0, UINT64_MAX)
-    default: break;
-    }
-#undef RANGE
-}
-
-/* Bounds: opset ≥ 11 from the optional scalar inputs 1 and 2; before, float attributes. With
- * data = 0 only the inputs' dtypes and sizes are checked (infer). */
-static ulc_status clip_bounds(ulc_kctx *k, int data, ew_upar *p) {
-    const ulc_rt_tensor *x = k->in[0];
-    size_t es = ulc_k_dtype_size(x->dtype);
-    ew_type_range(x->dtype, p->lo, p->hi);
-    if (k->opset < 11) {
-        if (!ulc_k_is_float(x->dtype))
-            return ulc_k_fail(k, ULC_ERR_UNSUPPORTED,
-                              "input dtype %s: Clip before opset 11 takes float inputs",
-                              dtn(x->dtype));
-        double lo = ulc_k_attr_float(k, "min", -FLT_MAX), hi = ulc_k_attr_float(k, "max", FLT_MAX);
-        if (x->dtype == ULC_DT_F32) {
-            float l = (float)lo, h = (float)hi;
-            memcpy(p->lo, &l, 4);
-            memcpy(p->hi, &h, 4);
-        } else {
-            memcpy(p->lo, &lo, 8);
-            memcpy(p->hi, &hi, 8);
-        }
-        return ULC_OK;
-    }
-    for (int i = 1; i < 3 && i < k->n_in; i++) {
-        const ulc_rt_tensor *b = k->in[i];
-        if (!b) continue;
-        char s[96];
-        if (b->dtype != x->dtype || ulc_rt_numel(b) != 1)
-            return ulc_k_fail(k, ULC_ERR_INVALID,
-                              "%s must be a scalar of the input's dtype %s, got %s",
-                              i == 1 ? "min" : "max", dtn(x->dtype),
-                              ulc_rt_shape_str(b, s, sizeof s));
-        if (data) memcpy(i == 1 ? p->lo : p->hi, b->data, es);
-    }
-    return ULC_OK;
-}
-
-static ulc_status clip_infer(ulc_kctx *k) {
-    ULC_TRY(unary_infer(k));
-    ew_upar p;
-    memset(&p, 0, sizeof p);
-    return clip_bounds(k, 0, &p);
-}
-
-static ulc_status clip_run(ulc_kctx *k) {
-    ew_upar p;
-    memset(&p, 0, sizeof p);
-    ULC_TRY(clip_bounds(k, 1, &p));
-    ew_un_fn fn = un_fn(U_CLIP, k->in[0]->dtype);
-    if (k->out[0] && fn) ew_unary(fn, k->in[0], k->out[0], &p);
-    return ULC_OK;
-}
-
-static const ulc_kernel k_clip = {.infer = clip_infer, .run = clip_run};
+static const ulc_kernel k_where = {.run = where_run};
 
 /* ---- registration ---------------------------------------------------------------------------- */
 
@@ -1199,27 +576,24 @@ void ulc_cpu_register_elementwise(const ulc_kernel **table) {
     ew_avx2 = ulc_k_avx2();
 #endif
     ew_fill_binary();
-    ew_fill_unary();
+    /* the shape rules (runtime/shape/s_elementwise.c) accept exactly the dtypes with a loop */
+    for (int op = 0; op < B_COUNT_; op++)
+        for (int dt = 1; dt < ULC_DT_COUNT_; dt++)
+            ULC_ASSERT((bin_fn(op, dt) != NULL) == ulc_sh_binary_dtype_ok(op, dt));
+    for (int a = 1; a < ULC_DT_COUNT_; a++)
+        for (int b = 1; b < ULC_DT_COUNT_; b++)
+            ULC_ASSERT((pow_mixed_fn(a, b) != NULL) == ulc_sh_pow_dtypes_ok(a, b));
     static const ulc_op binary[] = {
         ULC_OP_Add, ULC_OP_Sub, ULC_OP_Mul, ULC_OP_Div, ULC_OP_Pow, ULC_OP_Mod, ULC_OP_BitShift,
         ULC_OP_BitwiseAnd, ULC_OP_BitwiseOr, ULC_OP_BitwiseXor, ULC_OP_And, ULC_OP_Or, ULC_OP_Xor,
         ULC_OP_Equal, ULC_OP_Less, ULC_OP_Greater, ULC_OP_LessOrEqual, ULC_OP_GreaterOrEqual,
         ULC_OP_PRelu};
     static const ulc_op variadic[] = {ULC_OP_Max, ULC_OP_Min, ULC_OP_Sum, ULC_OP_Mean};
-    static const ulc_op unary[] = {
-        ULC_OP_Abs, ULC_OP_Neg, ULC_OP_Sign, ULC_OP_Relu, ULC_OP_Floor, ULC_OP_Ceil,
-        ULC_OP_Round, ULC_OP_Sqrt, ULC_OP_Reciprocal, ULC_OP_Exp, ULC_OP_Log, ULC_OP_Erf,
-        ULC_OP_Tanh, ULC_OP_Sigmoid, ULC_OP_Sin, ULC_OP_Cos, ULC_OP_Tan, ULC_OP_Asin,
-        ULC_OP_Acos, ULC_OP_Atan, ULC_OP_Sinh, ULC_OP_Cosh, ULC_OP_Asinh, ULC_OP_Acosh,
-        ULC_OP_Atanh, ULC_OP_Softsign, ULC_OP_Softplus, ULC_OP_Elu, ULC_OP_Selu, ULC_OP_Celu,
-        ULC_OP_LeakyRelu, ULC_OP_HardSigmoid, ULC_OP_HardSwish, ULC_OP_ThresholdedRelu,
-        ULC_OP_Mish, ULC_OP_Shrink, ULC_OP_Gelu, ULC_OP_Not, ULC_OP_BitwiseNot, ULC_OP_IsNaN,
-        ULC_OP_IsInf};
     for (size_t i = 0; i < sizeof binary / sizeof *binary; i++) table[binary[i]] = &k_binary;
     for (size_t i = 0; i < sizeof variadic / sizeof *variadic; i++)
         table[variadic[i]] = &k_variadic;
-    for (size_t i = 0; i < sizeof unary / sizeof *unary; i++) table[unary[i]] = &k_unary;
     table[ULC_OP_Where] = &k_where;
-    table[ULC_OP_Clip] = &k_clip;
+    ulc_cpu_register_unary(table);
     ulc_cpu_register_cast(table);
 }
+

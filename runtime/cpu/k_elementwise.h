@@ -15,7 +15,7 @@
 
 #include <stdint.h>
 
-#include "runtime/kernel.h"
+#include "runtime/cpu/cpu.h"
 
 void ulc_cpu_vexp_f32(const float *x, float *y, int64_t n);     /* e^x */
 void ulc_cpu_vsqrt_f32(const float *x, float *y, int64_t n);    /* √x (IEEE, correctly rounded) */

@@ -25,6 +25,7 @@
 #include "common/half.h"
 #include "runtime/cpu/cpu.h"
 #include "runtime/cpu/k_elementwise.h"
+#include "runtime/shape/params_ew.h"
 
 /* Destination codes beyond ulc_dtype: float32 storage, rounded to half / bfloat16. */
 enum { CAST_H16 = ULC_DT_COUNT_, CAST_B16, CAST_NDST_ };
@@ -183,75 +184,13 @@ static void cast_fill(void) {
 
 /* ---- kernels --------------------------------------------------------------------------------- */
 
-/* Cast-1..5 name `to` by its TensorProto name. */
-static int cast_dtype_from_name(const char *s) {
-    static const struct {
-        const char *name;
-        int dt;
-    } names[] = {{"FLOAT", ULC_DT_F32},    {"UINT8", ULC_DT_U8},       {"INT8", ULC_DT_I8},
-                 {"UINT16", ULC_DT_U16},   {"INT16", ULC_DT_I16},      {"INT32", ULC_DT_I32},
-                 {"INT64", ULC_DT_I64},    {"STRING", ULC_DT_STRING},  {"BOOL", ULC_DT_BOOL},
-                 {"FLOAT16", ULC_DT_F16},  {"DOUBLE", ULC_DT_F64},     {"UINT32", ULC_DT_U32},
-                 {"UINT64", ULC_DT_U64},   {"COMPLEX64", ULC_DT_C64},  {"COMPLEX128", ULC_DT_C128},
-                 {"BFLOAT16", ULC_DT_BF16}};
-    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
-        if (strcmp(s, names[i].name) == 0) return names[i].dt;
-    return ULC_DT_UNDEFINED;
-}
-
-/* The declared target dtype (ulc_dtype; F16/BF16 kept). */
-static ulc_status cast_target(ulc_kctx *k, int *dt) {
-    if (k->node->op == ULC_OP_CastLike) {
-        if (k->n_in < 2 || !k->in[1])
-            return ulc_k_fail(k, ULC_ERR_INVALID, "expects 2 inputs (input, target_type)");
-        *dt = k->in[1]->dtype;
-        /* the planner computes a half `like` as float32: its declared dtype says what to
-         * round to */
-        const ulc_value *v = k->node->inputs[1].value;
-        if (v && (v->flags & ULC_VALUE_HAS_TYPE) && ulc_k_compute_dtype(v->dtype) == *dt)
-            *dt = v->dtype;
-        return ULC_OK;
-    }
-    const ulc_attr *a = ulc_k_attr(k, "to");
-    if (a && a->type == ULC_ATTR_INT) {
-        *dt = a->i > 0 && a->i < ULC_DT_COUNT_ ? (int)a->i : ULC_DT_UNDEFINED;
-        if (*dt == ULC_DT_UNDEFINED)
-            return ulc_k_fail(k, ULC_ERR_INVALID, "attribute to=%lld is not a tensor dtype",
-                              (long long)a->i);
-    } else if (a && a->type == ULC_ATTR_STRING && a->s.data) {
-        *dt = cast_dtype_from_name((const char *)a->s.data);
-        if (*dt == ULC_DT_UNDEFINED)
-            return ulc_k_fail(k, ULC_ERR_INVALID, "attribute to=\"%s\" is not a tensor dtype name",
-                              (const char *)a->s.data);
-    } else {
-        return ulc_k_fail(k, ULC_ERR_INVALID, "attribute to (the target dtype) is missing");
-    }
-    return ULC_OK;
-}
-
-/* The loop for the node, or an error naming the unsupported side. */
+/* The loop for the node (the shape rule checked that there is one). */
 static ulc_status cast_resolve(ulc_kctx *k, cast_fn *fn, int *out_dt) {
-    if (k->n_in < 1 || !k->in[0]) return ulc_k_fail(k, ULC_ERR_INVALID, "input 0 is missing");
     int to = ULC_DT_UNDEFINED;
-    ULC_TRY(cast_target(k, &to));
+    ULC_TRY(ulc_sh_cast_target(k, &to, out_dt));
     int src = k->in[0]->dtype;
     int dst = to == ULC_DT_F16 ? CAST_H16 : to == ULC_DT_BF16 ? CAST_B16 : to;
-    *fn = (src > 0 && src < ULC_DT_COUNT_) ? g_cast[src][dst] : NULL;
-    if (!*fn)
-        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED,
-                          "cast from %s to %s is not supported: the cpu runtime casts between "
-                          "f32, f64, f16, bf16, i8..i64, u8..u64 and bool (no string, float8, "
-                          "4-bit or complex)",
-                          ulc_dtype_name(src), ulc_dtype_name(to));
-    *out_dt = ulc_k_compute_dtype(to);
-    return ULC_OK;
-}
-
-static ulc_status cast_infer(ulc_kctx *k) {
-    cast_fn fn = NULL;
-    int dt = ULC_DT_UNDEFINED;
-    ULC_TRY(cast_resolve(k, &fn, &dt));
-    if (k->out[0]) ulc_k_set(k->out[0], dt, k->in[0]->rank, k->in[0]->dims);
+    *fn = g_cast[src][dst];
     return ULC_OK;
 }
 
@@ -285,10 +224,16 @@ static ulc_status cast_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_cast = {.infer = cast_infer, .run = cast_run};
+static const ulc_kernel k_cast = {.run = cast_run};
 
 void ulc_cpu_register_cast(const ulc_kernel **table) {
     cast_fill();
+    /* the shape rule (runtime/shape/s_elementwise.c) accepts exactly the pairs with a loop */
+    for (int s = 1; s < ULC_DT_COUNT_; s++)
+        for (int t = 1; t < ULC_DT_COUNT_; t++) {
+            int d = t == ULC_DT_F16 ? CAST_H16 : t == ULC_DT_BF16 ? CAST_B16 : t;
+            ULC_ASSERT((g_cast[s][d] != NULL) == ulc_sh_cast_dtypes_ok(s, t));
+        }
     table[ULC_OP_Cast] = &k_cast;
     table[ULC_OP_CastLike] = &k_cast;
 }

@@ -24,7 +24,8 @@
  *                   div = the kernel size with count_include_pad, else the taps inside (as the
  *                   forward divides; ceil_mode's overhang counts as padding, see k_nn.c)
  *
- * Float32 only: infer refuses other dtypes naming the node and the input. Work is split across
+ * Float32 only: the shape rules (runtime/shape/s_grad.c) refuse other dtypes naming the node
+ * and the input. Work is split across
  * threads (ulc_k_parallel) so that every output element is written by one thread, its sums in a
  * fixed order: results are the same bits on every run, whatever the thread count. Sums that
  * would cross threads' items are avoided by choosing the items: LayerNorm's dscale/dbias are a
@@ -42,55 +43,6 @@
 #include "runtime/cpu/k_nn.h"
 
 enum { GRAD_BLOCK = 256 }; /* elements per block of the vector helpers (stack buffers) */
-
-/* ---- shared checks --------------------------------------------------------------------------- */
-
-ulc_status ulc_grad_f32(ulc_kctx *k, int slot, const char *name) {
-    const ulc_rt_tensor *t = slot < k->n_in ? k->in[slot] : NULL;
-    if (!t) return ulc_k_fail(k, ULC_ERR_INVALID, "input %d (%s) is required", slot, name);
-    if (t->dtype != ULC_DT_F32)
-        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED,
-                          "input %d (%s) has dtype %s; ulc's gradient kernels compute float32 only",
-                          slot, name, ulc_dtype_name(t->dtype));
-    return ULC_OK;
-}
-
-/* Two float32 inputs of one shape (dy and y or x); dx gets that shape. */
-static ulc_status grad_pair_infer(ulc_kctx *k, const char *second) {
-    ULC_TRY(ulc_grad_f32(k, 0, "dy"));
-    ULC_TRY(ulc_grad_f32(k, 1, second));
-    char s1[96], s2[96];
-    if (!ulc_rt_same_shape(k->in[0], k->in[1]))
-        return ulc_k_fail(k, ULC_ERR_INVALID, "dy %s and %s %s must have the same shape",
-                          ulc_rt_shape_str(k->in[0], s1, sizeof s1), second,
-                          ulc_rt_shape_str(k->in[1], s2, sizeof s2));
-    ulc_k_set(k->out[0], ULC_DT_F32, k->in[0]->rank, k->in[0]->dims);
-    return ULC_OK;
-}
-
-/* An int64 shape input (x_shape, data_shape) whose data the planner knows: rank-1, values >= 0,
- * at least min_rank of them. */
-static ulc_status grad_shape_input(ulc_kctx *k, int slot, const char *name, int min_rank,
-                                   int *rank, int64_t *dims) {
-    const ulc_rt_tensor *t = slot < k->n_in ? k->in[slot] : NULL;
-    char s1[96];
-    if (!t) return ulc_k_fail(k, ULC_ERR_INVALID, "input %d (%s) is required", slot, name);
-    if (!ulc_k_is_int(t->dtype) || t->rank != 1)
-        return ulc_k_fail(k, ULC_ERR_INVALID, "input %d (%s) is %s; expected a 1-D int64 shape",
-                          slot, name, ulc_rt_shape_str(t, s1, sizeof s1));
-    int64_t r = t->dims[0];
-    if (r < min_rank || r > ULC_RT_MAX_RANK)
-        return ulc_k_fail(k, ULC_ERR_INVALID, "input %d (%s) has %lld values; expected %d to %d",
-                          slot, name, (long long)r, min_rank, ULC_RT_MAX_RANK);
-    for (int64_t i = 0; i < r; i++) {
-        dims[i] = ulc_k_int_at(t, (uint64_t)i);
-        if (dims[i] < 0)
-            return ulc_k_fail(k, ULC_ERR_INVALID, "input %d (%s)[%lld] = %lld is negative", slot,
-                              name, (long long)i, (long long)dims[i]);
-    }
-    *rank = (int)r;
-    return ULC_OK;
-}
 
 /* ---- ReluGrad, GeluGrad ---------------------------------------------------------------------- */
 
@@ -139,31 +91,15 @@ static void gelu_grad_body(int64_t i0, int64_t i1, void *arg) {
     }
 }
 
-static ulc_status relu_grad_infer(ulc_kctx *k) { return grad_pair_infer(k, "y"); }
-
 static ulc_status relu_grad_run(ulc_kctx *k) {
     ew_job j = {k->in[0]->data, k->in[1]->data, k->out[0]->data, 0};
     ulc_k_parallel((int64_t)ulc_rt_numel(k->out[0]), 16384, relu_grad_body, &j);
     return ULC_OK;
 }
 
-static ulc_status gelu_mode(ulc_kctx *k, int *tanh_form) {
-    const char *ap = ulc_k_attr_str(k, "approximate", "none");
-    if (strcmp(ap, "none") != 0 && strcmp(ap, "tanh") != 0)
-        return ulc_k_fail(k, ULC_ERR_INVALID, "approximate = '%s'; expected 'none' or 'tanh'", ap);
-    *tanh_form = strcmp(ap, "tanh") == 0;
-    return ULC_OK;
-}
-
-static ulc_status gelu_grad_infer(ulc_kctx *k) {
-    int t;
-    ULC_TRY(gelu_mode(k, &t));
-    return grad_pair_infer(k, "x");
-}
-
 static ulc_status gelu_grad_run(ulc_kctx *k) {
     ew_job j = {k->in[0]->data, k->in[1]->data, k->out[0]->data, 0};
-    ULC_TRY(gelu_mode(k, &j.tanh_form));
+    ULC_TRY(ulc_sh_gelu_grad_mode(k, &j.tanh_form));
     ulc_k_parallel((int64_t)ulc_rt_numel(k->out[0]), 4096, gelu_grad_body, &j);
     return ULC_OK;
 }
@@ -178,27 +114,6 @@ typedef struct smg_job {
     int64_t A, I;
     int log_form;
 } smg_job;
-
-/* The [O, A, I] view that the node normalises over A (axis, default -1). */
-static ulc_status smg_layout(ulc_kctx *k, int64_t *O, int64_t *A, int64_t *I) {
-    const ulc_rt_tensor *y = k->in[1];
-    *O = *A = *I = 1;
-    if (y->rank == 0) return ULC_OK;
-    int axis;
-    ULC_TRY(ulc_k_axis(k, ulc_k_attr_int(k, "axis", -1), y->rank, &axis));
-    for (int d = 0; d < y->rank; d++) {
-        if (d < axis) *O *= y->dims[d];
-        else if (d == axis) *A *= y->dims[d];
-        else *I *= y->dims[d];
-    }
-    return ULC_OK;
-}
-
-static ulc_status smg_infer(ulc_kctx *k) {
-    ULC_TRY(grad_pair_infer(k, "y"));
-    int64_t O, A, I;
-    return smg_layout(k, &O, &A, &I);
-}
 
 /* I = 1: one contiguous row. The sum runs in 8 float lanes (vectorised; the order is fixed),
  * added up in double. */
@@ -266,55 +181,13 @@ static ulc_status smg_run(ulc_kctx *k) {
     smg_job j = {k->in[0]->data, k->in[1]->data, k->out[0]->data, 0, 0,
                  k->node->op == ULC_OP_LogSoftmaxGrad};
     int64_t O;
-    ULC_TRY(smg_layout(k, &O, &j.A, &j.I));
+    ULC_TRY(ulc_sh_softmax_grad_layout(k, &O, &j.A, &j.I));
     if (ulc_rt_numel(k->out[0]) == 0) return ULC_OK;
     ulc_k_parallel(O, 8192 / (j.A * j.I) + 1, smg_body, &j);
     return ULC_OK;
 }
 
 /* ---- LayerNormGrad --------------------------------------------------------------------------- */
-
-/* Rows R and row length N of X for the node's axis. */
-static ulc_status lng_geometry(ulc_kctx *k, int *axis, int64_t *R, int64_t *N) {
-    const ulc_rt_tensor *x = k->in[1];
-    ULC_TRY(ulc_k_axis(k, ulc_k_attr_int(k, "axis", -1), x->rank, axis));
-    *R = *N = 1;
-    for (int d = 0; d < x->rank; d++) {
-        if (d < *axis) *R *= x->dims[d];
-        else *N *= x->dims[d];
-    }
-    return ULC_OK;
-}
-
-static ulc_status lng_infer(ulc_kctx *k) {
-    ULC_TRY(ulc_grad_f32(k, 0, "dy"));
-    ULC_TRY(ulc_grad_f32(k, 1, "x"));
-    ULC_TRY(ulc_grad_f32(k, 2, "scale"));
-    const ulc_rt_tensor *dy = k->in[0], *x = k->in[1], *g = k->in[2];
-    char s1[96], s2[96];
-    if (!ulc_rt_same_shape(dy, x))
-        return ulc_k_fail(k, ULC_ERR_INVALID, "dy %s and x %s must have the same shape",
-                          ulc_rt_shape_str(dy, s1, sizeof s1), ulc_rt_shape_str(x, s2, sizeof s2));
-    if (x->rank == 0) return ulc_k_fail(k, ULC_ERR_INVALID, "x must have rank >= 1");
-    int axis;
-    int64_t R, N;
-    ULC_TRY(lng_geometry(k, &axis, &R, &N));
-    /* scale broadcasts unidirectionally to the normalised dims, as LayerNormalization's */
-    int ok = g->rank <= x->rank - axis;
-    for (int d = 0; ok && d < g->rank; d++) {
-        int64_t gd = g->dims[d], xd = x->dims[x->rank - g->rank + d];
-        ok = gd == xd || gd == 1;
-    }
-    if (!ok)
-        return ulc_k_fail(k, ULC_ERR_INVALID,
-                          "scale %s does not broadcast to the normalised dims of x %s (axis %d)",
-                          ulc_rt_shape_str(g, s1, sizeof s1), ulc_rt_shape_str(x, s2, sizeof s2),
-                          axis);
-    ulc_k_set(k->out[0], ULC_DT_F32, x->rank, x->dims);
-    for (int i = 1; i < 3 && i < k->n_out; i++)
-        if (k->out[i]) ulc_k_set(k->out[i], ULC_DT_F32, g->rank, g->dims);
-    return ULC_OK;
-}
 
 typedef struct lng_job {
     const float *dy, *x, *g; /* g: scale broadcast to N values */
@@ -392,7 +265,7 @@ static ulc_status lng_run(ulc_kctx *k) {
     ulc_rt_tensor *dg = k->n_out > 1 ? k->out[1] : NULL, *db = k->n_out > 2 ? k->out[2] : NULL;
     int axis;
     int64_t R, N;
-    ULC_TRY(lng_geometry(k, &axis, &R, &N));
+    ULC_TRY(ulc_sh_layernorm_grad_geom(k, &axis, &R, &N));
     int64_t G = (int64_t)ulc_rt_numel(g);
     if (dg) memset(dg->data, 0, dg->nbytes);
     if (db) memset(db->data, 0, db->nbytes);
@@ -454,59 +327,8 @@ static ulc_status lng_run(ulc_kctx *k) {
 
 /* ---- GatherGrad ------------------------------------------------------------------------------ */
 
-typedef struct gg_geom {
-    int axis, rank;
-    int64_t dims[ULC_RT_MAX_RANK]; /* data_shape */
-    int64_t O, A, I, P; /* ddata [O, A, I], dy [O, P, I], P = numel(indices) */
-} gg_geom;
-
-static ulc_status gg_geometry(ulc_kctx *k, gg_geom *g) {
-    ULC_TRY(ulc_grad_f32(k, 0, "dy"));
-    const ulc_rt_tensor *dy = k->in[0], *ind = k->n_in > 1 ? k->in[1] : NULL;
-    char s1[96], s2[96], s3[96];
-    if (!ind) return ulc_k_fail(k, ULC_ERR_INVALID, "input 1 (indices) is required");
-    if (ind->dtype != ULC_DT_I64 && ind->dtype != ULC_DT_I32)
-        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "input 1 (indices) has dtype %s; expected int32 or int64",
-                          ulc_dtype_name(ind->dtype));
-    ULC_TRY(grad_shape_input(k, 2, "data_shape", 1, &g->rank, g->dims));
-    ULC_TRY(ulc_k_axis(k, ulc_k_attr_int(k, "axis", 0), g->rank, &g->axis));
-    int er = g->rank - 1 + ind->rank;
-    int64_t want[2 * ULC_RT_MAX_RANK];
-    int n = 0;
-    for (int d = 0; d < g->axis; d++) want[n++] = g->dims[d];
-    for (int d = 0; d < ind->rank; d++) want[n++] = ind->dims[d];
-    for (int d = g->axis + 1; d < g->rank; d++) want[n++] = g->dims[d];
-    int ok = dy->rank == er;
-    for (int d = 0; ok && d < er; d++) ok = dy->dims[d] == want[d];
-    if (!ok) {
-        ulc_rt_tensor wt = {.dtype = ULC_DT_F32, .rank = er <= ULC_RT_MAX_RANK ? er : 0};
-        memcpy(wt.dims, want, sizeof wt.dims);
-        return ulc_k_fail(k, ULC_ERR_INVALID,
-                          "dy is %s; Gather on axis %d of data_shape (%d dims) with indices %s "
-                          "gives %s (data_shape[:axis] + indices' shape + data_shape[axis+1:])",
-                          ulc_rt_shape_str(dy, s1, sizeof s1), g->axis, g->rank,
-                          ulc_rt_shape_str(ind, s2, sizeof s2),
-                          er <= ULC_RT_MAX_RANK ? ulc_rt_shape_str(&wt, s3, sizeof s3) : "a rank above 8");
-    }
-    g->O = g->I = 1;
-    for (int d = 0; d < g->rank; d++) {
-        if (d < g->axis) g->O *= g->dims[d];
-        else if (d > g->axis) g->I *= g->dims[d];
-    }
-    g->A = g->dims[g->axis];
-    g->P = (int64_t)ulc_rt_numel(ind);
-    return ULC_OK;
-}
-
-static ulc_status gg_infer(ulc_kctx *k) {
-    gg_geom g;
-    ULC_TRY(gg_geometry(k, &g));
-    ulc_k_set(k->out[0], ULC_DT_F32, g.rank, g.dims);
-    return ULC_OK;
-}
-
 typedef struct gg_job {
-    const gg_geom *g;
+    const ulc_sh_gather_grad *g;
     const float *dy;
     const int64_t *idx; /* P indices in [0, A) */
     float *dd;
@@ -516,7 +338,7 @@ typedef struct gg_job {
 /* Item (o, column block): its slice of every ddata row, dy slices added in index order. */
 static void gg_body(int64_t i0, int64_t i1, void *arg) {
     const gg_job *j = arg;
-    const gg_geom *g = j->g;
+    const ulc_sh_gather_grad *g = j->g;
     int64_t A = g->A, I = g->I, P = g->P;
     for (int64_t it = i0; it < i1; it++) {
         int64_t o = it / j->nb, c0 = (it % j->nb) * j->blk;
@@ -533,8 +355,8 @@ static void gg_body(int64_t i0, int64_t i1, void *arg) {
 }
 
 static ulc_status gg_run(ulc_kctx *k) {
-    gg_geom g;
-    ULC_TRY(gg_geometry(k, &g));
+    ulc_sh_gather_grad g;
+    ULC_TRY(ulc_sh_gather_grad_geom(k, &g));
     if (ulc_rt_numel(k->out[0]) == 0) return ULC_OK;
     const ulc_rt_tensor *ind = k->in[1];
     int64_t *idx = malloc((size_t)(g.P ? g.P : 1) * sizeof(int64_t));
@@ -567,79 +389,8 @@ static ulc_status gg_run(ulc_kctx *k) {
 
 /* ---- MaxPoolGrad, AveragePoolGrad ------------------------------------------------------------ */
 
-/* The forward's geometry (k_nn_pool.c's pool_geom): kernel_shape required, strides, dilations,
- * pads, auto_pad and ceil_mode through ulc_nn_window_init on X's dims. */
-typedef struct pg_geom {
-    ulc_nn_window w;
-    int rank;
-    int64_t xdims[ULC_RT_MAX_RANK];
-    int64_t planes, isz, osz, kprod;
-    int include_pad;
-} pg_geom;
-
-static ulc_status pg_geometry(ulc_kctx *k, int avg, pg_geom *g) {
-    memset(g, 0, sizeof *g);
-    ULC_TRY(ulc_grad_f32(k, 0, "dy"));
-    const ulc_rt_tensor *dy = k->in[0];
-    char s1[96];
-    if (avg) {
-        ULC_TRY(grad_shape_input(k, 1, "x_shape", 3, &g->rank, g->xdims));
-    } else {
-        ULC_TRY(ulc_grad_f32(k, 1, "x"));
-        const ulc_rt_tensor *x = k->in[1];
-        if (x->rank < 3)
-            return ulc_k_fail(k, ULC_ERR_INVALID, "x is %s; pooling needs [N, C, D1, ...]",
-                              ulc_rt_shape_str(x, s1, sizeof s1));
-        g->rank = x->rank;
-        memcpy(g->xdims, x->dims, sizeof g->xdims);
-    }
-    int nsp = g->rank - 2;
-    const int64_t *ks;
-    int nk = ulc_k_attr_ints(k, "kernel_shape", &ks);
-    if (nk < 0) return ulc_k_fail(k, ULC_ERR_INVALID, "attribute kernel_shape is required");
-    if (nk != nsp)
-        return ulc_k_fail(k, ULC_ERR_INVALID, "kernel_shape has %d values; x has %d spatial dims",
-                          nk, nsp);
-    if (avg && k->opset < 19 && ulc_k_attr(k, "dilations"))
-        return ulc_k_fail(k, ULC_ERR_INVALID, "AveragePool has no dilations before opset 19");
-    int ceil_mode = (int)ulc_k_attr_int(k, "ceil_mode", 0);
-    ULC_TRY(ulc_nn_window_init(k, nsp, g->xdims + 2, ks, ceil_mode, &g->w));
-    g->planes = g->xdims[0] * g->xdims[1];
-    g->isz = g->osz = g->kprod = 1;
-    for (int i = 0; i < nsp; i++) {
-        g->isz *= g->w.in[i];
-        g->osz *= g->w.out[i];
-        g->kprod *= g->w.k[i];
-    }
-    g->include_pad = avg && ulc_k_attr_int(k, "count_include_pad", 0) != 0;
-    int ok = dy->rank == g->rank && dy->dims[0] == g->xdims[0] && dy->dims[1] == g->xdims[1];
-    for (int i = 0; ok && i < nsp; i++) ok = dy->dims[2 + i] == g->w.out[i];
-    if (!ok) {
-        int64_t want[ULC_RT_MAX_RANK];
-        want[0] = g->xdims[0];
-        want[1] = g->xdims[1];
-        for (int i = 0; i < nsp; i++) want[2 + i] = g->w.out[i];
-        ulc_rt_tensor wt = {.dtype = ULC_DT_F32, .rank = g->rank};
-        memcpy(wt.dims, want, sizeof want);
-        char s2[96];
-        return ulc_k_fail(k, ULC_ERR_INVALID, "dy is %s; the pooling's output is %s",
-                          ulc_rt_shape_str(dy, s1, sizeof s1), ulc_rt_shape_str(&wt, s2, sizeof s2));
-    }
-    return ULC_OK;
-}
-
-static ulc_status pg_infer_common(ulc_kctx *k, int avg) {
-    pg_geom g;
-    ULC_TRY(pg_geometry(k, avg, &g));
-    ulc_k_set(k->out[0], ULC_DT_F32, g.rank, g.xdims);
-    return ULC_OK;
-}
-
-static ulc_status maxpool_grad_infer(ulc_kctx *k) { return pg_infer_common(k, 0); }
-static ulc_status avgpool_grad_infer(ulc_kctx *k) { return pg_infer_common(k, 1); }
-
 typedef struct pg_job {
-    const pg_geom *g;
+    const ulc_sh_pool_grad *g;
     const float *dy, *x; /* x: MaxPoolGrad only */
     float *dx;
     int avg;
@@ -656,7 +407,7 @@ static inline int64_t pg_hi(int64_t b, int64_t dl, int64_t in, int64_t k) {
  * order: the same enumeration as the forward's general loop. */
 static void pg_body(int64_t r0, int64_t r1, void *arg) {
     const pg_job *j = arg;
-    const pg_geom *g = j->g;
+    const ulc_sh_pool_grad *g = j->g;
     const ulc_nn_window *w = &g->w;
     int nsp = w->nsp;
     for (int64_t r = r0; r < r1; r++) {
@@ -707,7 +458,7 @@ static void pg_body(int64_t r0, int64_t r1, void *arg) {
  * ranges computed once per output row and column instead of per output position. */
 static void pg_body2d(int64_t r0, int64_t r1, void *arg) {
     const pg_job *j = arg;
-    const pg_geom *g = j->g;
+    const ulc_sh_pool_grad *g = j->g;
     const ulc_nn_window *w = &g->w;
     int two = w->nsp == 2;
     int64_t H = two ? w->in[0] : 1, W = w->in[two], OH = two ? w->out[0] : 1, OW = w->out[two];
@@ -751,8 +502,8 @@ static void pg_body2d(int64_t r0, int64_t r1, void *arg) {
 }
 
 static ulc_status pg_run_common(ulc_kctx *k, int avg) {
-    pg_geom g;
-    ULC_TRY(pg_geometry(k, avg, &g));
+    ulc_sh_pool_grad g;
+    ULC_TRY(ulc_sh_pool_grad_geom(k, avg, &g));
     if (g.planes == 0 || g.isz == 0) return ULC_OK;
     pg_job j = {&g, k->in[0]->data, avg ? NULL : k->in[1]->data, k->out[0]->data, avg};
     ulc_k_parallel(g.planes, (1 << 15) / (g.osz * g.kprod + g.isz + 1) + 1,
@@ -765,14 +516,13 @@ static ulc_status avgpool_grad_run(ulc_kctx *k) { return pg_run_common(k, 1); }
 
 /* ---- registration ---------------------------------------------------------------------------- */
 
-static const ulc_kernel k_relu_grad = {.infer = relu_grad_infer, .run = relu_grad_run};
-static const ulc_kernel k_gelu_grad = {.infer = gelu_grad_infer, .run = gelu_grad_run};
-static const ulc_kernel k_softmax_grad = {.infer = smg_infer, .run = smg_run};
-static const ulc_kernel k_layernorm_grad = {.infer = lng_infer, .run = lng_run};
-static const ulc_kernel k_gather_grad = {.value_inputs = 1u << 2, .infer = gg_infer, .run = gg_run};
-static const ulc_kernel k_maxpool_grad = {.infer = maxpool_grad_infer, .run = maxpool_grad_run};
-static const ulc_kernel k_avgpool_grad = {.value_inputs = 1u << 1, .infer = avgpool_grad_infer,
-                                          .run = avgpool_grad_run};
+static const ulc_kernel k_relu_grad = {.run = relu_grad_run};
+static const ulc_kernel k_gelu_grad = {.run = gelu_grad_run};
+static const ulc_kernel k_softmax_grad = {.run = smg_run};
+static const ulc_kernel k_layernorm_grad = {.run = lng_run};
+static const ulc_kernel k_gather_grad = {.run = gg_run};
+static const ulc_kernel k_maxpool_grad = {.run = maxpool_grad_run};
+static const ulc_kernel k_avgpool_grad = {.run = avgpool_grad_run};
 
 /* ConvGradData and ConvGradWeight's slots (k_grad_conv.c). */
 void ulc_cpu_register_grad_conv(const ulc_kernel **table);

@@ -28,126 +28,10 @@
 
 void ulc_cpu_register_grad_conv(const ulc_kernel **table);
 
-/* ---- geometry -------------------------------------------------------------------------------- */
-
-typedef struct cg_geom {
-    int weight;                    /* 1: ConvGradWeight, 0: ConvGradData */
-    int nsp;
-    int64_t n, c, m, g;            /* batch, input channels, output channels, groups */
-    int64_t xdims[ULC_RT_MAX_RANK]; /* X's shape [N, C, in...] */
-    ulc_nn_window w;
-    int bias;                      /* ConvGradWeight: dB requested */
-} cg_geom;
-
-static ulc_status cg_geometry(ulc_kctx *k, int weight, cg_geom *g) {
-    memset(g, 0, sizeof *g);
-    g->weight = weight;
-    ULC_TRY(ulc_grad_f32(k, 0, "dy"));
-    const ulc_rt_tensor *dy = k->in[0];
-    char s1[96], s2[96];
-    int rank;
-    int64_t kernel[ULC_NN_MAX_SP];
-    const int64_t *ks;
-    int nk = ulc_k_attr_ints(k, "kernel_shape", &ks);
-    if (!weight) {
-        ULC_TRY(ulc_grad_f32(k, 1, "W"));
-        const ulc_rt_tensor *t = k->n_in > 2 ? k->in[2] : NULL;
-        if (!t) return ulc_k_fail(k, ULC_ERR_INVALID, "input 2 (x_shape) is required");
-        if (!ulc_k_is_int(t->dtype) || t->rank != 1 || t->dims[0] < 3 ||
-            t->dims[0] > ULC_RT_MAX_RANK)
-            return ulc_k_fail(k, ULC_ERR_INVALID,
-                              "input 2 (x_shape) is %s; expected a 1-D int64 shape of 3 to %d values",
-                              ulc_rt_shape_str(t, s1, sizeof s1), ULC_RT_MAX_RANK);
-        rank = (int)t->dims[0];
-        for (int i = 0; i < rank; i++) {
-            g->xdims[i] = ulc_k_int_at(t, (uint64_t)i);
-            if (g->xdims[i] < 0)
-                return ulc_k_fail(k, ULC_ERR_INVALID, "x_shape[%d] = %lld is negative", i,
-                                  (long long)g->xdims[i]);
-        }
-        const ulc_rt_tensor *w = k->in[1];
-        if (w->rank != rank)
-            return ulc_k_fail(k, ULC_ERR_INVALID,
-                              "W %s must have x_shape's rank %d ([M, C/group, k1..])",
-                              ulc_rt_shape_str(w, s1, sizeof s1), rank);
-        g->m = w->dims[0];
-        if (nk >= 0 && nk != rank - 2)
-            return ulc_k_fail(k, ULC_ERR_INVALID, "kernel_shape has %d values; x has %d spatial dims",
-                              nk, rank - 2);
-        for (int i = 0; i < rank - 2; i++) {
-            kernel[i] = w->dims[2 + i];
-            if (nk >= 0 && ks[i] != kernel[i])
-                return ulc_k_fail(k, ULC_ERR_INVALID,
-                                  "kernel_shape[%d] = %lld but W's spatial dim %d is %lld", i,
-                                  (long long)ks[i], i, (long long)kernel[i]);
-        }
-    } else {
-        ULC_TRY(ulc_grad_f32(k, 1, "x"));
-        const ulc_rt_tensor *x = k->in[1];
-        rank = x->rank;
-        if (rank < 3)
-            return ulc_k_fail(k, ULC_ERR_INVALID, "x is %s; Conv needs [N, C, D1, ...]",
-                              ulc_rt_shape_str(x, s1, sizeof s1));
-        memcpy(g->xdims, x->dims, sizeof g->xdims);
-        if (nk < 0) return ulc_k_fail(k, ULC_ERR_INVALID, "attribute kernel_shape is required");
-        if (nk != rank - 2)
-            return ulc_k_fail(k, ULC_ERR_INVALID, "kernel_shape has %d values; x has %d spatial dims",
-                              nk, rank - 2);
-        for (int i = 0; i < rank - 2; i++) kernel[i] = ks[i];
-        g->m = dy->rank >= 2 ? dy->dims[1] : 0;
-        g->bias = k->n_out > 1 && k->out[1];
-    }
-    g->nsp = rank - 2;
-    g->n = g->xdims[0];
-    g->c = g->xdims[1];
-    g->g = ulc_k_attr_int(k, "group", 1);
-    if (g->g < 1 || g->c % g->g != 0 || g->m % g->g != 0)
-        return ulc_k_fail(k, ULC_ERR_INVALID,
-                          "group = %lld must divide x's %lld channels and dy's %lld channels",
-                          (long long)g->g, (long long)g->c, (long long)g->m);
-    if (!weight && k->in[1]->dims[1] * g->g != g->c)
-        return ulc_k_fail(k, ULC_ERR_INVALID,
-                          "W %s does not fit x's %lld channels with group %lld (need W[1]·group = C)",
-                          ulc_rt_shape_str(k->in[1], s1, sizeof s1), (long long)g->c,
-                          (long long)g->g);
-    ULC_TRY(ulc_nn_window_init(k, g->nsp, g->xdims + 2, kernel, 0, &g->w));
-    int ok = dy->rank == rank && dy->dims[0] == g->n && dy->dims[1] == g->m;
-    for (int i = 0; ok && i < g->nsp; i++) ok = dy->dims[2 + i] == g->w.out[i];
-    if (!ok) {
-        ulc_rt_tensor want = {.dtype = ULC_DT_F32, .rank = rank};
-        want.dims[0] = g->n;
-        want.dims[1] = g->m;
-        for (int i = 0; i < g->nsp; i++) want.dims[2 + i] = g->w.out[i];
-        return ulc_k_fail(k, ULC_ERR_INVALID, "dy is %s; the convolution's output is %s",
-                          ulc_rt_shape_str(dy, s1, sizeof s1),
-                          ulc_rt_shape_str(&want, s2, sizeof s2));
-    }
-    return ULC_OK;
-}
-
-static ulc_status cg_infer_common(ulc_kctx *k, int weight) {
-    cg_geom g;
-    ULC_TRY(cg_geometry(k, weight, &g));
-    if (!weight) {
-        ulc_k_set(k->out[0], ULC_DT_F32, g.nsp + 2, g.xdims);
-        return ULC_OK;
-    }
-    int64_t wd[ULC_RT_MAX_RANK];
-    wd[0] = g.m;
-    wd[1] = g.c / g.g;
-    for (int i = 0; i < g.nsp; i++) wd[2 + i] = g.w.k[i];
-    ulc_k_set(k->out[0], ULC_DT_F32, g.nsp + 2, wd);
-    if (g.bias) ulc_k_set(k->out[1], ULC_DT_F32, 1, &g.m);
-    return ULC_OK;
-}
-
-static ulc_status cgd_infer(ulc_kctx *k) { return cg_infer_common(k, 0); }
-static ulc_status cgw_infer(ulc_kctx *k) { return cg_infer_common(k, 1); }
-
 /* ---- direct loops ---------------------------------------------------------------------------- */
 
 typedef struct cg_ref_job {
-    const cg_geom *g;
+    const ulc_sh_conv_grad *g;
     const float *dy, *w, *x; /* w: ConvGradData, x: ConvGradWeight */
     float *dx, *dw, *db;
     int64_t isz, osz, ksz;
@@ -175,7 +59,7 @@ static void cg_coords(int nsp, const int64_t *dims, int64_t flat, int64_t *c) {
 /* ConvGradData: one (n, c) plane of dx per item; output channels, then positions, then taps. */
 static void cgd_ref(int64_t r0, int64_t r1, void *arg) {
     const cg_ref_job *j = arg;
-    const cg_geom *g = j->g;
+    const ulc_sh_conv_grad *g = j->g;
     int64_t cg = g->c / g->g, mg = g->m / g->g;
     for (int64_t r = r0; r < r1; r++) {
         int64_t n = r / g->c, c = r % g->c, grp = c / cg, ci = c % cg;
@@ -201,7 +85,7 @@ static void cgd_ref(int64_t r0, int64_t r1, void *arg) {
 /* ConvGradWeight: one output channel m per item (its C/group · k weights and its bias). */
 static void cgw_ref(int64_t m0, int64_t m1, void *arg) {
     const cg_ref_job *j = arg;
-    const cg_geom *g = j->g;
+    const ulc_sh_conv_grad *g = j->g;
     int64_t cg = g->c / g->g, mg = g->m / g->g;
     for (int64_t m = m0; m < m1; m++) {
         int64_t grp = m / mg;
@@ -234,7 +118,7 @@ static void cgw_ref(int64_t m0, int64_t m1, void *arg) {
     }
 }
 
-static void cg_ref_run(ulc_kctx *k, const cg_geom *g) {
+static void cg_ref_run(ulc_kctx *k, const ulc_sh_conv_grad *g) {
     cg_ref_job j = {g, k->in[0]->data, NULL, NULL, NULL, NULL, NULL, 1, 1, 1};
     for (int d = 0; d < g->nsp; d++) {
         j.isz *= g->w.in[d];
@@ -271,7 +155,7 @@ typedef struct cg_arg {
 } cg_arg;
 
 typedef struct cg_state {
-    cg_geom g;
+    ulc_sh_conv_grad g;
     dnnl_primitive_t prim; /* NULL: the direct loops run */
     cg_arg a[4];
     int na;
@@ -329,7 +213,7 @@ static ulc_status cg_arg_add(ulc_kctx *k, cg_state *s, dnnl_engine_t eng, int ar
 /* Builds the backward primitive for the plan's shapes; leaves s->prim NULL when oneDNN has no
  * implementation for the case. */
 static ulc_status cg_dnnl_build(ulc_kctx *k, cg_state *s) {
-    const cg_geom *g = &s->g;
+    const ulc_sh_conv_grad *g = &s->g;
     dnnl_engine_t eng;
     ULC_TRY(ulc_nn_dnnl(k, &eng, NULL));
     int nsp = g->nsp, rank = nsp + 2, grouped = g->g > 1, wrank = rank + grouped;
@@ -432,7 +316,7 @@ static ulc_status cg_dnnl_build(ulc_kctx *k, cg_state *s) {
  * the forward 3×3 convolution of dy with pads 2 - pb and W's taps reversed (its channels
  * swapped): the Winograd path takes it when the channel counts are multiples of 8. Fills wg and
  * returns 1 when it does. */
-static int cgd_wino_geom(const cg_geom *g, ulc_wino_geom *wg) {
+static int cgd_wino_geom(const ulc_sh_conv_grad *g, ulc_wino_geom *wg) {
     const ulc_nn_window *w = &g->w;
     if (g->weight || g->nsp != 2 || g->g != 1 || !ulc_wino_enabled()) return 0;
     for (int i = 0; i < 2; i++)
@@ -454,9 +338,9 @@ static int cgd_can_fuse(const ulc_kctx *k, const ulc_kfuse *f) {
     const ulc_rt_tensor *y = k->out[0];
     if (f->act != ULC_ACT_NONE || !y || (!f->addend && !f->mask)) return 0;
     if (!same_as(f->addend, y) || !same_as(f->mask, y) || ulc_nn_blocked(f->mask)) return 0;
-    cg_geom g;
+    ulc_sh_conv_grad g;
     ulc_wino_geom wg;
-    return cg_geometry((ulc_kctx *)k, 0, &g) == ULC_OK && cgd_wino_geom(&g, &wg);
+    return ulc_sh_conv_grad_geom((ulc_kctx *)k, 0, &g) == ULC_OK && cgd_wino_geom(&g, &wg);
 }
 
 static ulc_status cgd_wino_prepare(ulc_kctx *k, cg_state *s) {
@@ -483,7 +367,7 @@ static ulc_status cg_prepare_common(ulc_kctx *k, int weight) {
     cg_state *s = calloc(1, sizeof *s);
     if (!s) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory");
     k->state = s;
-    ULC_TRY(cg_geometry(k, weight, &s->g));
+    ULC_TRY(ulc_sh_conv_grad_geom(k, weight, &s->g));
     int empty = ulc_rt_numel(k->in[0]) == 0 || ulc_rt_numel(k->in[1]) == 0 ||
                 ulc_rt_numel(k->out[0]) == 0;
     if (!weight) ULC_TRY(cgd_wino_prepare(k, s));
@@ -540,10 +424,9 @@ static ulc_status cg_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_conv_grad_data = {.value_inputs = 1u << 2, .infer = cgd_infer,
-                                            .prepare = cgd_prepare, .run = cg_run,
+static const ulc_kernel k_conv_grad_data = {.prepare = cgd_prepare, .run = cg_run,
                                             .release = cg_release, .can_fuse = cgd_can_fuse};
-static const ulc_kernel k_conv_grad_weight = {.infer = cgw_infer, .prepare = cgw_prepare,
+static const ulc_kernel k_conv_grad_weight = {.prepare = cgw_prepare,
                                               .run = cg_run, .release = cg_release};
 
 void ulc_cpu_register_grad_conv(const ulc_kernel **table) {

@@ -320,89 +320,6 @@ void ulc_nn_fuse_apply(const ulc_kfuse *f, ulc_rt_tensor *y, int skip_add) {
     ulc_k_parallel((j.n + FUSE_BLOCK - 1) / FUSE_BLOCK, 4, fuse_body, &j);
 }
 
-/* ---- window geometry ------------------------------------------------------------------------- */
-
-ulc_status ulc_nn_attr_spatial(ulc_kctx *k, const char *name, int n, int64_t def, int64_t min,
-                               int64_t *out) {
-    const int64_t *v;
-    int cnt = ulc_k_attr_ints(k, name, &v);
-    if (cnt < 0) {
-        for (int i = 0; i < n; i++) out[i] = def;
-        return ULC_OK;
-    }
-    if (cnt != n)
-        return ulc_k_fail(
-            k, ULC_ERR_INVALID,
-            "attribute %s has %d values; the input has %d spatial dims, so %d are needed", name,
-            cnt, n / (strcmp(name, "pads") == 0 ? 2 : 1), n);
-    for (int i = 0; i < n; i++) {
-        if (v[i] < min)
-            return ulc_k_fail(k, ULC_ERR_INVALID, "attribute %s[%d] = %lld; values must be >= %lld",
-                              name, i, (long long)v[i], (long long)min);
-        out[i] = v[i];
-    }
-    return ULC_OK;
-}
-
-ulc_status ulc_nn_window_init(ulc_kctx *k, int nsp, const int64_t *in, const int64_t *kernel,
-                              int ceil_mode, ulc_nn_window *w) {
-    memset(w, 0, sizeof *w);
-    if (nsp < 1 || nsp > ULC_NN_MAX_SP)
-        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "%d spatial dims (1 to %d are supported)", nsp,
-                          ULC_NN_MAX_SP);
-    w->nsp = nsp;
-    int64_t pads[2 * ULC_NN_MAX_SP];
-    ULC_TRY(ulc_nn_attr_spatial(k, "strides", nsp, 1, 1, w->s));
-    ULC_TRY(ulc_nn_attr_spatial(k, "dilations", nsp, 1, 1, w->d));
-    const char *ap = ulc_k_attr_str(k, "auto_pad", "NOTSET");
-    int mode; /* 0 NOTSET, 1 SAME_UPPER, 2 SAME_LOWER, 3 VALID */
-    if (strcmp(ap, "NOTSET") == 0 || ap[0] == '\0')
-        mode = 0;
-    else if (strcmp(ap, "SAME_UPPER") == 0)
-        mode = 1;
-    else if (strcmp(ap, "SAME_LOWER") == 0)
-        mode = 2;
-    else if (strcmp(ap, "VALID") == 0)
-        mode = 3;
-    else
-        return ulc_k_fail(k, ULC_ERR_INVALID,
-                          "auto_pad '%s' is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID", ap);
-    if (mode == 0) ULC_TRY(ulc_nn_attr_spatial(k, "pads", 2 * nsp, 0, 0, pads));
-    for (int i = 0; i < nsp; i++) {
-        w->in[i] = in[i];
-        w->k[i] = kernel[i];
-        if (kernel[i] < 1)
-            return ulc_k_fail(k, ULC_ERR_INVALID, "kernel dim %d is %lld; it must be >= 1", i,
-                              (long long)kernel[i]);
-        int64_t ext = (kernel[i] - 1) * w->d[i] + 1, s = w->s[i], o;
-        if (mode == 1 || mode == 2) {
-            o = (in[i] + s - 1) / s;
-            int64_t total = (o - 1) * s + ext - in[i];
-            if (total < 0) total = 0;
-            w->pb[i] = mode == 1 ? total / 2 : total - total / 2;
-            w->pe[i] = total - w->pb[i];
-        } else {
-            if (mode == 0) {
-                w->pb[i] = pads[i];
-                w->pe[i] = pads[nsp + i];
-            }
-            int64_t span = in[i] + w->pb[i] + w->pe[i] - ext;
-            if (span < 0)
-                return ulc_k_fail(k, ULC_ERR_INVALID,
-                                  "spatial dim %d: the window (%lld taps, dilated) is larger than "
-                                  "the padded input (%lld)",
-                                  i, (long long)ext, (long long)(in[i] + w->pb[i] + w->pe[i]));
-            o = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
-            /* The last window must start inside the input or its leading padding. */
-            if (ceil_mode && (o - 1) * s >= in[i] + w->pb[i]) o--;
-        }
-        if (o < 1)
-            return ulc_k_fail(k, ULC_ERR_INVALID, "spatial dim %d: the output would be empty", i);
-        w->out[i] = o;
-    }
-    return ULC_OK;
-}
-
 /* ---- BatchNormalization ---------------------------------------------------------------------- */
 
 /* X [N, C, D1..Dn] viewed as [N, P, inner]: P = C with per-channel parameters (inner = the
@@ -424,57 +341,6 @@ static void bn_release(void *p) {
     free(s->ad);
     free(s->bd);
     free(s);
-}
-
-static ulc_status bn_infer(ulc_kctx *k) {
-    const ulc_rt_tensor *x = k->in[0];
-    if (k->n_in < 5)
-        return ulc_k_fail(k, ULC_ERR_INVALID, "needs 5 inputs (X, scale, B, mean, var), got %d",
-                          k->n_in);
-    for (int i = 0; i < 5; i++)
-        if (!k->in[i])
-            return ulc_k_fail(k, ULC_ERR_INVALID, "input %d is missing (all 5 are required)", i);
-    if (!ulc_k_is_float(x->dtype))
-        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "X has dtype %s; float32/float64 are supported",
-                          ulc_dtype_name(x->dtype));
-    if (x->rank < 2)
-        return ulc_k_fail(k, ULC_ERR_INVALID, "X has rank %d; BatchNormalization needs [N, C, ...]",
-                          x->rank);
-    int training = k->opset >= 14 ? ulc_k_attr_int(k, "training_mode", 0) != 0 : 0;
-    for (int i = 1; i < k->n_out; i++) {
-        if (!k->out[i]) continue;
-        if (k->opset < 14 && i <= 2) {
-            training = 1; /* running mean/var requested: the training form */
-            continue;
-        }
-        if (k->opset >= 14 && i <= 2 && training) continue;
-        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED,
-                          "output %d (%s) is requested; only Y%s can be computed", i,
-                          i >= 3 ? "saved mean/variance of training" : "running statistics",
-                          training ? ", running_mean and running_var" : "");
-    }
-    int64_t c = x->dims[1], sp = 1;
-    for (int d = 2; d < x->rank; d++) sp *= x->dims[d];
-    uint64_t pn = ulc_rt_numel(k->in[1]);
-    int spatial = (int)ulc_k_attr_int(k, "spatial", 1);
-    int64_t p = c;
-    if (k->opset < 9 && !spatial && pn == (uint64_t)(c * sp)) p = c * sp;
-    if (training && p != c)
-        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "training mode with spatial=0 is not supported");
-    static const char *names[] = {"X", "scale", "B", "mean", "var"};
-    for (int i = 1; i < 5; i++) {
-        char buf[96];
-        if (!ulc_k_is_float(k->in[i]->dtype) || ulc_rt_numel(k->in[i]) != (uint64_t)p)
-            return ulc_k_fail(k, ULC_ERR_INVALID,
-                              "input %s is %s; expected %lld float values (one per %s of X)",
-                              names[i], ulc_rt_shape_str(k->in[i], buf, sizeof buf), (long long)p,
-                              p == c ? "channel" : "channel and position");
-    }
-    ulc_k_set(k->out[0], x->dtype, x->rank, x->dims);
-    for (int i = 1; i <= 2 && i < k->n_out; i++)
-        if (k->out[i])
-            ulc_k_set(k->out[i], k->in[2 + i]->dtype, k->in[2 + i]->rank, k->in[2 + i]->dims);
-    return ULC_OK;
 }
 
 /* a = scale / sqrt(var + eps), b = B - mean · a (in double, stored in X's precision). */
@@ -596,7 +462,7 @@ static ulc_status bn_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_batchnorm = {.infer = bn_infer, .prepare = bn_prepare, .run = bn_run, .release = bn_release, .can_fuse = ulc_nn_can_fuse};
+static const ulc_kernel k_batchnorm = {.prepare = bn_prepare, .run = bn_run, .release = bn_release, .can_fuse = ulc_nn_can_fuse};
 
 void ulc_cpu_register_nn(const ulc_kernel **table) {
     table[ULC_OP_BatchNormalization] = &k_batchnorm;

@@ -1,7 +1,7 @@
 /*
  * k_nn.h — what the nn family's files (k_nn.c, k_nn_conv.c, k_nn_pool.c, k_nn_gemm.c) share:
- * the process's oneDNN engine and stream, a scratch buffer for layout reorders, and the sliding
- * window geometry that Conv, ConvTranspose and the pooling ops compute from their attributes.
+ * the process's oneDNN engine and stream, a scratch buffer for layout reorders (the sliding
+ * window geometry of Conv, ConvTranspose and the pooling ops is op-level: runtime/shape/params.h).
  * Private to runtime/cpu/ (it includes oneDNN's header).
  */
 #ifndef ULC_RUNTIME_CPU_K_NN_H
@@ -10,6 +10,7 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include "runtime/cpu/cpu.h"
+#include "runtime/shape/params.h"
 #include "runtime/cpu/wino.h"
 
 /* Registration of each file's ops (called by ulc_cpu_register_nn only). */
@@ -24,9 +25,6 @@ void ulc_nn_register_gemm(const ulc_kernel **table); /* k_nn_gemm.c */
 ulc_status ulc_nn_dnnl(ulc_kctx *k, dnnl_engine_t *engine, dnnl_stream_t *stream);
 /* ULC_OK for dnnl_success; otherwise records "oneDNN: <what> failed (<status>)". */
 ulc_status ulc_nn_dnnl_check(ulc_kctx *k, dnnl_status_t s, const char *what);
-/* The gradient kernels' input check (k_grad.c): slot present and float32, else an error naming
- * it. */
-ulc_status ulc_grad_f32(ulc_kctx *k, int slot, const char *name);
 /* Plain row-major format tag for a tensor of `rank` dims (a, ab, abc, ...). */
 dnnl_format_tag_t ulc_nn_plain_tag(int rank);
 /* Creates primitive + primitive descriptor for a reorder between two descriptors. */
@@ -97,34 +95,5 @@ typedef enum ulc_nn_addend {
     ULC_NN_ADD_OTHER
 } ulc_nn_addend;
 ulc_nn_addend ulc_nn_addend_kind(const ulc_kfuse *f, const ulc_rt_tensor *y);
-
-/* ---- sliding windows ------------------------------------------------------------------------- */
-
-#define ULC_NN_MAX_SP (ULC_RT_MAX_RANK - 2)
-
-/* Geometry of a window sliding over the spatial dims of an [N, C, D1..Dn] tensor. Pads are
- * resolved (auto_pad applied), so out[i] = (in[i] + pb[i] + pe[i] - ext[i]) / s[i] + 1 with the
- * rounding the op asked for, where ext[i] = (k[i] - 1) * d[i] + 1 is the dilated window. */
-typedef struct ulc_nn_window {
-    int nsp; /* number of spatial dims */
-    int64_t in[ULC_NN_MAX_SP]; /* input spatial dims */
-    int64_t k[ULC_NN_MAX_SP]; /* kernel */
-    int64_t s[ULC_NN_MAX_SP]; /* strides */
-    int64_t d[ULC_NN_MAX_SP]; /* dilations */
-    int64_t pb[ULC_NN_MAX_SP]; /* padding before (top/left) */
-    int64_t pe[ULC_NN_MAX_SP]; /* padding after */
-    int64_t out[ULC_NN_MAX_SP];
-} ulc_nn_window;
-
-/* Reads strides, dilations, pads and auto_pad (NOTSET, SAME_UPPER, SAME_LOWER, VALID) from the
- * node, with kernel already known (kernel_shape or W's dims), and computes the output dims.
- * ceil_mode (pooling) rounds the output up, dropping a last window that would start in the
- * padding after the input (PyTorch's rule, which ONNX adopted). Errors name the attribute. */
-ulc_status ulc_nn_window_init(ulc_kctx *k, int nsp, const int64_t *in, const int64_t *kernel,
-                              int ceil_mode, ulc_nn_window *w);
-
-/* Reads an ints attribute of exactly n values (absent → every value is def). */
-ulc_status ulc_nn_attr_spatial(ulc_kctx *k, const char *name, int n, int64_t def, int64_t min,
-                               int64_t *out);
 
 #endif

@@ -24,157 +24,10 @@
 
 #include "runtime/cpu/k_nn.h"
 
-/* ---- geometry -------------------------------------------------------------------------------- */
-
-typedef struct conv_geom {
-    int transpose; /* ConvTranspose */
-    int dtype;
-    int nsp;
-    int64_t n, c, m, g; /* batch, input channels, output channels, groups */
-    ulc_nn_window w; /* in, k, s, d, pb, pe, out */
-    int has_bias;
-} conv_geom;
-
-static ulc_status conv_kernel_dims(ulc_kctx *k, const ulc_rt_tensor *w, int nsp, int64_t *kernel) {
-    const int64_t *ks;
-    int nk = ulc_k_attr_ints(k, "kernel_shape", &ks);
-    if (nk >= 0 && nk != nsp)
-        return ulc_k_fail(k, ULC_ERR_INVALID, "kernel_shape has %d values; X has %d spatial dims",
-                          nk, nsp);
-    for (int i = 0; i < nsp; i++) {
-        kernel[i] = w->dims[2 + i];
-        if (nk >= 0 && ks[i] != kernel[i])
-            return ulc_k_fail(k, ULC_ERR_INVALID,
-                              "kernel_shape[%d] = %lld but W's spatial dim %d is %lld", i,
-                              (long long)ks[i], i, (long long)kernel[i]);
-    }
-    return ULC_OK;
-}
-
-/* Validates X, W and B and computes the geometry; shared by infer and prepare. */
-static ulc_status conv_geom_init(ulc_kctx *k, int transpose, conv_geom *g) {
-    memset(g, 0, sizeof *g);
-    g->transpose = transpose;
-    const ulc_rt_tensor *x = k->in[0], *w = k->n_in > 1 ? k->in[1] : NULL;
-    const ulc_rt_tensor *b = k->n_in > 2 ? k->in[2] : NULL;
-    char s1[96], s2[96];
-    if (!x || !w) return ulc_k_fail(k, ULC_ERR_INVALID, "inputs X and W are required");
-    if (!ulc_k_is_float(x->dtype))
-        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "X has dtype %s; float32/float64 are supported",
-                          ulc_dtype_name(x->dtype));
-    if (w->dtype != x->dtype || (b && b->dtype != x->dtype))
-        return ulc_k_fail(k, ULC_ERR_INVALID, "X, W and B must have one dtype (X %s, W %s%s%s)",
-                          ulc_dtype_name(x->dtype), ulc_dtype_name(w->dtype), b ? ", B " : "",
-                          b ? ulc_dtype_name(b->dtype) : "");
-    if (x->rank < 3 || w->rank != x->rank)
-        return ulc_k_fail(
-            k, ULC_ERR_INVALID,
-            "X %s and W %s must have the same rank >= 3 ([N, C, D1..] and [M, C/group, k1..])",
-            ulc_rt_shape_str(x, s1, sizeof s1), ulc_rt_shape_str(w, s2, sizeof s2));
-    g->dtype = x->dtype;
-    g->nsp = x->rank - 2;
-    g->n = x->dims[0];
-    g->c = x->dims[1];
-    g->g = ulc_k_attr_int(k, "group", 1);
-    if (g->g < 1 || g->c % g->g != 0)
-        return ulc_k_fail(k, ULC_ERR_INVALID, "group = %lld does not divide X's %lld channels",
-                          (long long)g->g, (long long)g->c);
-    if (!transpose) {
-        g->m = w->dims[0];
-        if (w->dims[1] * g->g != g->c || g->m % g->g != 0)
-            return ulc_k_fail(
-                k, ULC_ERR_INVALID,
-                "W %s does not fit X %s with group %lld (need W[1]·group = C and group | M)",
-                ulc_rt_shape_str(w, s1, sizeof s1), ulc_rt_shape_str(x, s2, sizeof s2),
-                (long long)g->g);
-    } else {
-        g->m = w->dims[1] * g->g;
-        if (w->dims[0] != g->c)
-            return ulc_k_fail(
-                k, ULC_ERR_INVALID,
-                "W %s does not fit X %s (ConvTranspose needs W[0] = C, W = [C, M/group, k...])",
-                ulc_rt_shape_str(w, s1, sizeof s1), ulc_rt_shape_str(x, s2, sizeof s2));
-    }
-    if (b) {
-        if (ulc_rt_numel(b) != (uint64_t)g->m || b->rank != 1)
-            return ulc_k_fail(k, ULC_ERR_INVALID,
-                              "B is %s; expected [%lld] (one per output channel)",
-                              ulc_rt_shape_str(b, s1, sizeof s1), (long long)g->m);
-        g->has_bias = 1;
-    }
-    int64_t kernel[ULC_NN_MAX_SP];
-    ULC_TRY(conv_kernel_dims(k, w, g->nsp, kernel));
-    if (!transpose) return ulc_nn_window_init(k, g->nsp, x->dims + 2, kernel, 0, &g->w);
-    /* ConvTranspose: out = s·(in - 1) + output_padding + ext - pb - pe, pads from output_shape
-     * or auto_pad when given. */
-    ulc_nn_window *wd = &g->w;
-    int nsp = g->nsp;
-    wd->nsp = nsp;
-    int64_t opad[ULC_NN_MAX_SP], pads[2 * ULC_NN_MAX_SP], oshape[ULC_NN_MAX_SP];
-    ULC_TRY(ulc_nn_attr_spatial(k, "strides", nsp, 1, 1, wd->s));
-    ULC_TRY(ulc_nn_attr_spatial(k, "dilations", nsp, 1, 1, wd->d));
-    ULC_TRY(ulc_nn_attr_spatial(k, "output_padding", nsp, 0, 0, opad));
-    const char *ap = ulc_k_attr_str(k, "auto_pad", "NOTSET");
-    int same_upper = strcmp(ap, "SAME_UPPER") == 0, same_lower = strcmp(ap, "SAME_LOWER") == 0;
-    int valid = strcmp(ap, "VALID") == 0;
-    if (!same_upper && !same_lower && !valid && strcmp(ap, "NOTSET") != 0 && ap[0])
-        return ulc_k_fail(k, ULC_ERR_INVALID,
-                          "auto_pad '%s' is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID", ap);
-    const int64_t *os;
-    int nos = ulc_k_attr_ints(k, "output_shape", &os);
-    if (nos >= 0 && nos != nsp && nos != nsp + 2)
-        return ulc_k_fail(k, ULC_ERR_INVALID,
-                          "output_shape has %d values; expected %d (spatial dims)", nos, nsp);
-    if (nos < 0 && !same_upper && !same_lower) {
-        if (valid)
-            memset(pads, 0, sizeof pads);
-        else
-            ULC_TRY(ulc_nn_attr_spatial(k, "pads", 2 * nsp, 0, 0, pads));
-    }
-    for (int i = 0; i < nsp; i++) {
-        int64_t in = x->dims[2 + i], ext = (kernel[i] - 1) * wd->d[i] + 1;
-        wd->in[i] = in;
-        wd->k[i] = kernel[i];
-        if (nos >= 0 || same_upper || same_lower) {
-            oshape[i] = nos >= 0 ? os[nos - nsp + i] : in * wd->s[i];
-            int64_t total = wd->s[i] * (in - 1) + opad[i] + ext - oshape[i];
-            /* Python's floor division, as ONNX's reference: a negative total (output_shape
-             * beyond the natural size) extends the output after the input. */
-            int64_t half = total >= 0 ? total / 2 : -((-total + 1) / 2);
-            wd->pb[i] = same_upper ? half : total - half;
-            wd->pe[i] = total - wd->pb[i];
-            wd->out[i] = oshape[i];
-        } else {
-            wd->pb[i] = pads[i];
-            wd->pe[i] = pads[nsp + i];
-            wd->out[i] = wd->s[i] * (in - 1) + opad[i] + ext - wd->pb[i] - wd->pe[i];
-        }
-        if (wd->out[i] < 1)
-            return ulc_k_fail(k, ULC_ERR_INVALID,
-                              "spatial dim %d: the output would be empty (%lld)", i,
-                              (long long)wd->out[i]);
-    }
-    return ULC_OK;
-}
-
-static ulc_status conv_infer_common(ulc_kctx *k, int transpose) {
-    conv_geom g;
-    ULC_TRY(conv_geom_init(k, transpose, &g));
-    int64_t dims[ULC_RT_MAX_RANK];
-    dims[0] = g.n;
-    dims[1] = g.m;
-    for (int i = 0; i < g.nsp; i++) dims[2 + i] = g.w.out[i];
-    ulc_k_set(k->out[0], g.dtype, g.nsp + 2, dims);
-    return ULC_OK;
-}
-
-static ulc_status conv_infer(ulc_kctx *k) { return conv_infer_common(k, 0); }
-static ulc_status convt_infer(ulc_kctx *k) { return conv_infer_common(k, 1); }
-
 /* ---- direct loops (float64, and float32 where oneDNN does not apply) ---------------------- */
 
 typedef struct conv_ref_job {
-    const conv_geom *g;
+    const ulc_sh_conv *g;
     const void *x, *w, *b;
     void *y;
 } conv_ref_job;
@@ -184,7 +37,7 @@ typedef struct conv_ref_job {
 #define DEFINE_CONV_REF(NAME, T)                                                                   \
     static void NAME(int64_t r0, int64_t r1, void *arg) {                                          \
         const conv_ref_job *j = arg;                                                               \
-        const conv_geom *g = j->g;                                                                 \
+        const ulc_sh_conv *g = j->g;                                                                 \
         const ulc_nn_window *w = &g->w;                                                            \
         int nsp = g->nsp;                                                                          \
         int64_t osz = 1, isz = 1, ksz = 1;                                                         \
@@ -245,7 +98,7 @@ typedef struct conv_ref_job {
 DEFINE_CONV_REF(conv_ref_f32, float)
 DEFINE_CONV_REF(conv_ref_f64, double)
 
-static void conv_ref_run(ulc_kctx *k, const conv_geom *g) {
+static void conv_ref_run(ulc_kctx *k, const ulc_sh_conv *g) {
     conv_ref_job j = {g, k->in[0]->data, k->in[1]->data, g->has_bias ? k->in[2]->data : NULL,
                       k->out[0]->data};
     int64_t osz = 1;
@@ -260,7 +113,7 @@ static void conv_ref_run(ulc_kctx *k, const conv_geom *g) {
 /* ---- oneDNN convolution / deconvolution ----------------------------------------------------- */
 
 typedef struct conv_state {
-    conv_geom g;
+    ulc_sh_conv g;
     int use_dnnl;
     int post_ops; /* k->fuse is applied by oneDNN (else afterwards) */
     ulc_nn_addend add_kind;
@@ -294,7 +147,7 @@ static void conv_dnnl_free(conv_state *s) {
         if (mems[i]) dnnl_memory_destroy(mems[i]);
     free(s->wei_packed);
     if (s->scratch_held) ulc_nn_scratch_drop();
-    conv_geom g = s->g;
+    ulc_sh_conv g = s->g;
     ulc_nn_addend add_kind = s->add_kind;
     memset(s, 0, sizeof *s);
     s->g = g;
@@ -360,14 +213,13 @@ static dnnl_format_tag_t conv_wei_tag(int transpose, int grouped, int nsp) {
     return grouped ? gio[nsp - 1] : io[nsp - 1];
 }
 
-/* Builds the primitive (with post-ops when with_post). Returns ULC_OK with s->use_dnnl = 0 when
- * oneDNN has no implementation for the case. */
-static ulc_status conv_dnnl_build(ulc_kctx *k, conv_state *s, int with_post) {
-    const conv_geom *g = &s->g;
-    dnnl_engine_t eng;
-    ULC_TRY(ulc_nn_dnnl(k, &eng, NULL));
-    int nsp = g->nsp, rank = nsp + 2, grouped = g->g > 1, wrank = rank + grouped;
-    dnnl_dims_t sd, wd, bd, dd, str, dil, pl, pr, ad;
+/* oneDNN's dims for the convolution of g: source sd, weights wd, destination dd, a per-channel
+ * addend ad, strides, dilations (oneDNN counts them from 0) and pads. 0 when a pad is negative
+ * (the direct loop handles those). */
+static int conv_dnnl_dims(const ulc_sh_conv *g, dnnl_dims_t sd, dnnl_dims_t wd, dnnl_dims_t dd,
+                          dnnl_dims_t ad, dnnl_dims_t str, dnnl_dims_t dil, dnnl_dims_t pl,
+                          dnnl_dims_t pr) {
+    int nsp = g->nsp, grouped = g->g > 1;
     sd[0] = dd[0] = g->n;
     sd[1] = g->c;
     dd[1] = g->m;
@@ -393,8 +245,20 @@ static ulc_status conv_dnnl_build(ulc_kctx *k, conv_state *s, int with_post) {
             int64_t ext = (g->w.k[i] - 1) * g->w.d[i] + 1;
             pr[i] = (g->w.in[i] - 1) * g->w.s[i] + ext - pl[i] - g->w.out[i];
         }
-        if (pl[i] < 0 || pr[i] < 0) return ULC_OK; /* the direct loop handles negative pads */
+        if (pl[i] < 0 || pr[i] < 0) return 0;
     }
+    return 1;
+}
+
+/* Builds the primitive (with post-ops when with_post). Returns ULC_OK with s->use_dnnl = 0 when
+ * oneDNN has no implementation for the case. */
+static ulc_status conv_dnnl_build(ulc_kctx *k, conv_state *s, int with_post) {
+    const ulc_sh_conv *g = &s->g;
+    dnnl_engine_t eng;
+    ULC_TRY(ulc_nn_dnnl(k, &eng, NULL));
+    int nsp = g->nsp, rank = nsp + 2, grouped = g->g > 1, wrank = rank + grouped;
+    dnnl_dims_t sd, wd, bd, dd, str, dil, pl, pr, ad;
+    if (!conv_dnnl_dims(g, sd, wd, dd, ad, str, dil, pl, pr)) return ULC_OK; /* negative pads */
     bd[0] = g->m;
     /* src_plain / dst_plain / z_user: how X, Y and a sum addend lie in memory (plain, or
      * NCHW8C where s->xb / yb / zb say so). */
@@ -522,7 +386,7 @@ static ulc_status conv_dnnl_build(ulc_kctx *k, conv_state *s, int with_post) {
  * are multiples of 8, and fused work it applies itself (an addend of Y's shape or per channel;
  * no activation, Relu or LeakyRelu). Sets s->wino when it takes the node. */
 static ulc_status conv_wino_prepare(ulc_kctx *k, conv_state *s) {
-    const conv_geom *g = &s->g;
+    const ulc_sh_conv *g = &s->g;
     const ulc_nn_window *w = &g->w;
     if (g->transpose || g->dtype != ULC_DT_F32 || g->nsp != 2 || g->g != 1 || !ulc_wino_enabled())
         return ULC_OK;
@@ -565,7 +429,7 @@ static ulc_status conv_prepare_common(ulc_kctx *k, int transpose) {
     conv_state *s = calloc(1, sizeof *s);
     if (!s) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory");
     k->state = s;
-    ULC_TRY(conv_geom_init(k, transpose, &s->g));
+    ULC_TRY(ulc_sh_conv_geom(k, transpose, &s->g));
     int empty = ulc_rt_numel(k->in[0]) == 0 || ulc_rt_numel(k->in[1]) == 0;
     int dnnl_ok = s->g.dtype == ULC_DT_F32 && s->g.nsp <= 3 && !empty;
     s->add_kind = ulc_nn_addend_kind(k->fuse, k->out[0]);
@@ -737,8 +601,8 @@ static ulc_status conv_run(ulc_kctx *k) {
     return s->wrap ? conv_run_wrapped(k, s) : conv_run_plain(k, s);
 }
 
-static const ulc_kernel k_conv = {.blocked_inputs = 1u, .flags = ULC_K_BLOCKED_OUT | ULC_K_BLOCKED_ADDEND, .infer = conv_infer, .prepare = conv_prepare, .run = conv_run, .release = conv_release, .can_fuse = ulc_nn_can_fuse};
-static const ulc_kernel k_convt = {.infer = convt_infer, .prepare = convt_prepare, .run = conv_run, .release = conv_release, .can_fuse = ulc_nn_can_fuse};
+static const ulc_kernel k_conv = {.blocked_inputs = 1u, .flags = ULC_K_BLOCKED_OUT | ULC_K_BLOCKED_ADDEND, .prepare = conv_prepare, .run = conv_run, .release = conv_release, .can_fuse = ulc_nn_can_fuse};
+static const ulc_kernel k_convt = {.prepare = convt_prepare, .run = conv_run, .release = conv_release, .can_fuse = ulc_nn_can_fuse};
 
 void ulc_nn_register_conv(const ulc_kernel **table) {
     table[ULC_OP_Conv] = &k_conv;

@@ -29,18 +29,8 @@
 #include <emmintrin.h>
 #endif
 
-enum { POOL_MAX, POOL_AVG };
-
 typedef struct pool_state {
-    int kind;
-    int dtype;
-    int nsp;
-    int64_t planes; /* N·C */
-    int64_t isz, osz; /* spatial sizes of one plane */
-    ulc_nn_window w;
-    int include_pad; /* AveragePool count_include_pad */
-    int col_major; /* MaxPool storage_order = 1 */
-    int indices; /* MaxPool's second output requested */
+    ulc_sh_pool g; /* the geometry (runtime/shape/params.h) */
     dnnl_primitive_t prim; /* oneDNN pooling, or NULL for the own loop */
     dnnl_memory_t m_src, m_dst;
     /* NCHW8C (runtime.h): X and Y as the planner laid them out. A 2-D float32 node with either
@@ -62,63 +52,6 @@ static void pool_release(void *p) {
     if (s->m_dst) dnnl_memory_destroy(s->m_dst);
     free(s);
 }
-
-static ulc_status pool_geom(ulc_kctx *k, int kind, pool_state *s) {
-    const ulc_rt_tensor *x = k->in[0];
-    char buf[96];
-    if (kind == POOL_AVG
-            ? !ulc_k_is_float(x->dtype)
-            : !(ulc_k_is_float(x->dtype) || x->dtype == ULC_DT_I8 || x->dtype == ULC_DT_U8))
-        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "X has dtype %s; supported: float32, float64%s",
-                          ulc_dtype_name(x->dtype), kind == POOL_MAX ? ", int8, uint8" : "");
-    if (x->rank < 3)
-        return ulc_k_fail(k, ULC_ERR_INVALID, "X is %s; pooling needs [N, C, D1, ...]",
-                          ulc_rt_shape_str(x, buf, sizeof buf));
-    s->kind = kind;
-    s->dtype = x->dtype;
-    s->nsp = x->rank - 2;
-    s->planes = x->dims[0] * x->dims[1];
-    const int64_t *ks;
-    int nk = ulc_k_attr_ints(k, "kernel_shape", &ks);
-    if (nk < 0) return ulc_k_fail(k, ULC_ERR_INVALID, "attribute kernel_shape is required");
-    if (nk != s->nsp)
-        return ulc_k_fail(k, ULC_ERR_INVALID, "kernel_shape has %d values; X has %d spatial dims",
-                          nk, s->nsp);
-    if (kind == POOL_AVG && k->opset < 19 && ulc_k_attr(k, "dilations"))
-        return ulc_k_fail(k, ULC_ERR_INVALID, "AveragePool has no dilations before opset 19");
-    int ceil_mode = (int)ulc_k_attr_int(k, "ceil_mode", 0);
-    ULC_TRY(ulc_nn_window_init(k, s->nsp, x->dims + 2, ks, ceil_mode, &s->w));
-    s->isz = s->osz = 1;
-    for (int i = 0; i < s->nsp; i++) {
-        s->isz *= s->w.in[i];
-        s->osz *= s->w.out[i];
-    }
-    s->include_pad = kind == POOL_AVG && ulc_k_attr_int(k, "count_include_pad", 0) != 0;
-    int64_t so = kind == POOL_MAX ? ulc_k_attr_int(k, "storage_order", 0) : 0;
-    if (so != 0 && so != 1)
-        return ulc_k_fail(k, ULC_ERR_INVALID, "storage_order = %lld; it must be 0 or 1",
-                          (long long)so);
-    s->col_major = (int)so;
-    s->indices = kind == POOL_MAX && k->n_out > 1 && k->out[1];
-    return ULC_OK;
-}
-
-static ulc_status pool_infer_common(ulc_kctx *k, int kind) {
-    pool_state s;
-    memset(&s, 0, sizeof s);
-    ULC_TRY(pool_geom(k, kind, &s));
-    const ulc_rt_tensor *x = k->in[0];
-    int64_t dims[ULC_RT_MAX_RANK];
-    dims[0] = x->dims[0];
-    dims[1] = x->dims[1];
-    for (int i = 0; i < s.nsp; i++) dims[2 + i] = s.w.out[i];
-    ulc_k_set(k->out[0], x->dtype, x->rank, dims);
-    if (s.indices) ulc_k_set(k->out[1], ULC_DT_I64, x->rank, dims);
-    return ULC_OK;
-}
-
-static ulc_status maxpool_infer(ulc_kctx *k) { return pool_infer_common(k, POOL_MAX); }
-static ulc_status avgpool_infer(ulc_kctx *k) { return pool_infer_common(k, POOL_AVG); }
 
 /* ---- own loop -------------------------------------------------------------------------------- */
 
@@ -167,16 +100,16 @@ static inline int64_t pool_off(const ulc_nn_window *w, const int64_t *ic, int co
     static void NAME(int64_t r0, int64_t r1, void *arg) {                                          \
         const pool_job *j = arg;                                                                   \
         const pool_state *s = j->s;                                                                \
-        const ulc_nn_window *w = &s->w;                                                            \
+        const ulc_nn_window *w = &s->g.w;                                                            \
         int nsp = w->nsp;                                                                          \
         int64_t kprod = 1;                                                                         \
         for (int d = 0; d < nsp; d++) kprod *= w->k[d];                                            \
         for (int64_t r = r0; r < r1; r++) {                                                        \
-            const T *x = (const T *)j->x + r * s->isz;                                             \
-            T *y = (T *)j->y + r * s->osz;                                                         \
-            int64_t *ind = j->ind ? j->ind + r * s->osz : NULL;                                    \
+            const T *x = (const T *)j->x + r * s->g.isz;                                             \
+            T *y = (T *)j->y + r * s->g.osz;                                                         \
+            int64_t *ind = j->ind ? j->ind + r * s->g.osz : NULL;                                    \
             int64_t oc[ULC_NN_MAX_SP] = {0};                                                       \
-            for (int64_t o = 0; o < s->osz; o++) {                                                 \
+            for (int64_t o = 0; o < s->g.osz; o++) {                                                 \
                 int64_t base[ULC_NN_MAX_SP], lo[ULC_NN_MAX_SP], hi[ULC_NN_MAX_SP];                 \
                 int64_t t[ULC_NN_MAX_SP], ic[ULC_NN_MAX_SP];                                       \
                 ACC acc = IS_MAX ? (ACC)(LOWEST) : (ACC)0;                                         \
@@ -193,7 +126,7 @@ static inline int64_t pool_off(const ulc_nn_window *w, const int64_t *ic, int co
                         if (IS_MAX) {                                                              \
                             if (v > acc || best < 0) {                                             \
                                 acc = v;                                                           \
-                                best = s->col_major ? pool_off(w, ic, 1) : off;                    \
+                                best = s->g.col_major ? pool_off(w, ic, 1) : off;                    \
                             }                                                                      \
                         } else {                                                                   \
                             acc += v;                                                              \
@@ -209,9 +142,9 @@ static inline int64_t pool_off(const ulc_nn_window *w, const int64_t *ic, int co
                 }                                                                                  \
                 if (IS_MAX) {                                                                      \
                     y[o] = (T)acc;                                                                 \
-                    if (ind) ind[o] = best < 0 ? -1 : r * s->isz + best;                           \
+                    if (ind) ind[o] = best < 0 ? -1 : r * s->g.isz + best;                           \
                 } else {                                                                           \
-                    int64_t div = s->include_pad ? kprod : cnt;                                    \
+                    int64_t div = s->g.include_pad ? kprod : cnt;                                    \
                     y[o] = div ? (T)(acc / (ACC)div) : (T)0;                                       \
                 }                                                                                  \
                 for (int d = nsp - 1; d >= 0 && ++oc[d] == w->out[d]; d--) oc[d] = 0;              \
@@ -248,7 +181,7 @@ DEFINE_POOL_LOOP(avgpool_f64, double, double, 0, 0)
     static void NAME(int64_t r0, int64_t r1, void *arg) {                                          \
         const pool_job *j = arg;                                                                   \
         const pool_state *s = j->s;                                                                \
-        const ulc_nn_window *w = &s->w;                                                            \
+        const ulc_nn_window *w = &s->g.w;                                                            \
         int two = w->nsp == 2;                                                                     \
         int64_t H = two ? w->in[0] : 1, W = w->in[two], OH = two ? w->out[0] : 1;                  \
         int64_t OW = w->out[two], kh = two ? w->k[0] : 1, kw = w->k[two];                          \
@@ -265,8 +198,8 @@ DEFINE_POOL_LOOP(avgpool_f64, double, double, 0, 0)
         for (int64_t b = 0; b < vb0; b++) buf[b] = (T)(PADV);                                      \
         for (int64_t b = vb1; b < L; b++) buf[b] = (T)(PADV);                                      \
         for (int64_t r = r0; r < r1; r++) {                                                        \
-            const T *x = (const T *)j->x + r * s->isz;                                             \
-            T *y = (T *)j->y + r * s->osz;                                                         \
+            const T *x = (const T *)j->x + r * s->g.isz;                                             \
+            T *y = (T *)j->y + r * s->g.osz;                                                         \
             for (int64_t oh = 0; oh < OH; oh++) {                                                  \
                 int64_t h0 = oh * sh - ph;                                                         \
                 int64_t tlo = h0 < 0 ? (-h0 + dh - 1) / dh : 0;                                    \
@@ -300,7 +233,7 @@ DEFINE_POOL_LOOP(avgpool_f64, double, double, 0, 0)
                 if (!IS_MAX) {                                                                     \
                     for (int64_t ow = 0; ow < OW; ow++) {                                          \
                         int64_t div = kh * kw;                                                     \
-                        if (!s->include_pad) {                                                     \
+                        if (!s->g.include_pad) {                                                     \
                             int64_t c0 = ow * sw - pw;                                             \
                             int64_t clo = c0 < 0 ? (-c0 + dw - 1) / dw : 0;                        \
                             int64_t chi = in_range_hi(c0, dw, W, kw);                              \
@@ -335,10 +268,10 @@ typedef struct pool_blocked_job {
 static void pool_blocked_f32(int64_t i0, int64_t i1, void *arg) {
     const pool_blocked_job *j = arg;
     const pool_state *s = j->s;
-    const ulc_nn_window *w = &s->w;
+    const ulc_nn_window *w = &s->g.w;
     int64_t H = w->in[0], W = w->in[1], OH = w->out[0], OW = w->out[1];
     int64_t kh = w->k[0], kw = w->k[1], sh = w->s[0], sw = w->s[1], dh = w->d[0], dw = w->d[1];
-    int is_max = s->kind == POOL_MAX;
+    int is_max = s->g.kind == POOL_MAX;
     for (int64_t i = i0; i < i1; i++) {
         int64_t oh = i % OH, plane = i / OH, cb = plane % j->cb;
         int64_t nc = j->c - cb * 8 < 8 ? j->c - cb * 8 : 8;
@@ -385,7 +318,7 @@ static void pool_blocked_f32(int64_t i0, int64_t i1, void *arg) {
             int64_t taps = (thi > tlo ? thi - tlo : 0) * (uhi > ulo ? uhi - ulo : 0);
             float *yo = y + ow * 8;
             if (!is_max) {
-                int64_t div = s->include_pad ? kh * kw : taps;
+                int64_t div = s->g.include_pad ? kh * kw : taps;
                 for (int l = 0; l < 8; l++) acc[l] = div ? acc[l] / (float)div : 0.0f;
             }
             for (int l = 0; l < 8; l++) yo[l] = l < nc ? acc[l] : 0.0f;
@@ -397,16 +330,16 @@ static void pool_blocked_f32(int64_t i0, int64_t i1, void *arg) {
 
 /* Builds the primitive when oneDNN can express the case; leaves s->prim NULL otherwise. */
 static ulc_status pool_dnnl_prepare(ulc_kctx *k, pool_state *s) {
-    if (s->dtype != ULC_DT_F32 || s->nsp != 3 || s->indices || s->planes == 0) return ULC_OK;
+    if (s->g.dtype != ULC_DT_F32 || s->g.nsp != 3 || s->g.indices || s->g.planes == 0) return ULC_OK;
     dnnl_engine_t eng;
     ULC_TRY(ulc_nn_dnnl(k, &eng, NULL));
-    const ulc_nn_window *w = &s->w;
-    int rank = s->nsp + 2;
+    const ulc_nn_window *w = &s->g.w;
+    int rank = s->g.nsp + 2;
     const ulc_rt_tensor *x = k->in[0];
     dnnl_dims_t sd, dd, str, ker, dil, pl, pr;
     sd[0] = dd[0] = x->dims[0];
     sd[1] = dd[1] = x->dims[1];
-    for (int i = 0; i < s->nsp; i++) {
+    for (int i = 0; i < s->g.nsp; i++) {
         int64_t ext = (w->k[i] - 1) * w->d[i] + 1;
         sd[2 + i] = w->in[i];
         dd[2 + i] = w->out[i];
@@ -429,8 +362,8 @@ static ulc_status pool_dnnl_prepare(ulc_kctx *k, pool_state *s) {
     if (st == dnnl_success)
         st = dnnl_memory_desc_init_by_tag(&dmd, rank, dd, dnnl_f32, ulc_nn_plain_tag(rank));
     ULC_TRY(ulc_nn_dnnl_check(k, st, "memory descriptors for pooling"));
-    dnnl_alg_kind_t alg = s->kind == POOL_MAX ? dnnl_pooling_max
-                          : s->include_pad    ? dnnl_pooling_avg_include_padding
+    dnnl_alg_kind_t alg = s->g.kind == POOL_MAX ? dnnl_pooling_max
+                          : s->g.include_pad    ? dnnl_pooling_avg_include_padding
                                               : dnnl_pooling_avg_exclude_padding;
     dnnl_pooling_v2_desc_t pdsc;
     st = dnnl_pooling_v2_forward_desc_init(&pdsc, dnnl_forward_inference, alg, &smd, &dmd, str, ker,
@@ -451,7 +384,7 @@ static ulc_status pool_prepare_common(ulc_kctx *k, int kind) {
     pool_state *s = calloc(1, sizeof *s);
     if (!s) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory");
     k->state = s;
-    ULC_TRY(pool_geom(k, kind, s));
+    ULC_TRY(ulc_sh_pool_geom(k, kind, &s->g));
     s->xb = ulc_nn_blocked(k->in[0]);
     s->yb = ulc_nn_blocked(k->out[0]);
     ULC_TRY(pool_dnnl_prepare(k, s));
@@ -460,7 +393,7 @@ static ulc_status pool_prepare_common(ulc_kctx *k, int kind) {
      * loop), of the blocked sides in plain. */
     const ulc_rt_tensor *x = k->in[0], *y = k->out[0];
     size_t nx = 0, ny = 0;
-    s->blocked_loop = s->dtype == ULC_DT_F32 && s->nsp == 2 && !s->indices;
+    s->blocked_loop = s->g.dtype == ULC_DT_F32 && s->g.nsp == 2 && !s->g.indices;
     if (s->blocked_loop) {
         nx = s->xb ? 0 : x->dims[0] * ((x->dims[1] + 7) / 8) * 8 * x->dims[2] * x->dims[3];
         ny = s->yb ? 0 : y->dims[0] * ((y->dims[1] + 7) / 8) * 8 * y->dims[2] * y->dims[3];
@@ -485,7 +418,7 @@ static ulc_status pool_run(ulc_kctx *k) {
     pool_state *s = k->state;
     const ulc_rt_tensor *xt = k->in[0], *yt = k->out[0];
     int64_t n = xt->dims[0], c = xt->dims[1];
-    int64_t ihw = s->nsp == 2 ? s->isz : 0, ohw = s->nsp == 2 ? s->osz : 0;
+    int64_t ihw = s->g.nsp == 2 ? s->g.isz : 0, ohw = s->g.nsp == 2 ? s->g.osz : 0;
     void *x = xt->data, *y = yt->data;
     /* Where the loop or primitive reads and writes: copies in buf where the layouts differ. */
     void *xr = x, *yw = y;
@@ -522,15 +455,15 @@ static ulc_status pool_compute(ulc_kctx *k, pool_state *s, const void *x, void *
     if (s->blocked_loop) {
         const ulc_rt_tensor *xt = k->in[0];
         pool_blocked_job b = {s, x, y, xt->dims[1], (xt->dims[1] + 7) / 8};
-        int64_t work = s->w.out[1] * s->w.k[0] * s->w.k[1] * 8;
-        ulc_k_parallel(xt->dims[0] * b.cb * s->w.out[0], 16384 / (work + 1) + 1, pool_blocked_f32,
+        int64_t work = s->g.w.out[1] * s->g.w.k[0] * s->g.w.k[1] * 8;
+        ulc_k_parallel(xt->dims[0] * b.cb * s->g.w.out[0], 16384 / (work + 1) + 1, pool_blocked_f32,
                        &b);
         return ULC_OK;
     }
-    pool_job j = {s, x, y, s->indices ? k->out[1]->data : NULL, 0};
-    int rows = s->nsp <= 2 && !s->indices, is_max = s->kind == POOL_MAX;
+    pool_job j = {s, x, y, s->g.indices ? k->out[1]->data : NULL, 0};
+    int rows = s->g.nsp <= 2 && !s->g.indices, is_max = s->g.kind == POOL_MAX;
     void (*body)(int64_t, int64_t, void *) = NULL;
-    switch (s->dtype) {
+    switch (s->g.dtype) {
     case ULC_DT_F32:
         body = rows ? (is_max ? maxrows_f32 : avgrows_f32) : (is_max ? maxpool_f32 : avgpool_f32);
         break;
@@ -541,34 +474,19 @@ static ulc_status pool_compute(ulc_kctx *k, pool_state *s, const void *x, void *
     case ULC_DT_U8: body = rows ? maxrows_u8 : maxpool_u8; break;
     default:
         return ulc_k_fail(k, ULC_ERR_INTERNAL, "no pooling loop for dtype %s",
-                          ulc_dtype_name(s->dtype));
+                          ulc_dtype_name(s->g.dtype));
     }
     int64_t kprod = 1;
-    for (int d = 0; d < s->nsp; d++) kprod *= s->w.k[d];
-    ulc_k_parallel(s->planes, (1 << 15) / (s->osz * kprod + 1) + 1, body, &j);
+    for (int d = 0; d < s->g.nsp; d++) kprod *= s->g.w.k[d];
+    ulc_k_parallel(s->g.planes, (1 << 15) / (s->g.osz * kprod + 1) + 1, body, &j);
     if (j.failed) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory (pooling row buffer)");
     return ULC_OK;
 }
 
-static const ulc_kernel k_maxpool = {.blocked_inputs = 1u, .flags = ULC_K_BLOCKED_OUT, .infer = maxpool_infer, .prepare = maxpool_prepare, .run = pool_run, .release = pool_release};
-static const ulc_kernel k_avgpool = {.blocked_inputs = 1u, .flags = ULC_K_BLOCKED_OUT, .infer = avgpool_infer, .prepare = avgpool_prepare, .run = pool_run, .release = pool_release};
+static const ulc_kernel k_maxpool = {.blocked_inputs = 1u, .flags = ULC_K_BLOCKED_OUT, .prepare = maxpool_prepare, .run = pool_run, .release = pool_release};
+static const ulc_kernel k_avgpool = {.blocked_inputs = 1u, .flags = ULC_K_BLOCKED_OUT, .prepare = avgpool_prepare, .run = pool_run, .release = pool_release};
 
 /* ---- global pooling -------------------------------------------------------------------------- */
-
-static ulc_status gpool_infer(ulc_kctx *k) {
-    const ulc_rt_tensor *x = k->in[0];
-    char buf[96];
-    if (!ulc_k_is_float(x->dtype))
-        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "X has dtype %s; float32/float64 are supported",
-                          ulc_dtype_name(x->dtype));
-    if (x->rank < 2)
-        return ulc_k_fail(k, ULC_ERR_INVALID, "X is %s; global pooling needs [N, C, ...]",
-                          ulc_rt_shape_str(x, buf, sizeof buf));
-    int64_t dims[ULC_RT_MAX_RANK];
-    for (int i = 0; i < x->rank; i++) dims[i] = i < 2 ? x->dims[i] : 1;
-    ulc_k_set(k->out[0], x->dtype, x->rank, dims);
-    return ULC_OK;
-}
 
 typedef struct gpool_job {
     const void *x;
@@ -664,8 +582,8 @@ static ulc_status gpool_run_common(ulc_kctx *k, int is_max) {
 static ulc_status gavgpool_run(ulc_kctx *k) { return gpool_run_common(k, 0); }
 static ulc_status gmaxpool_run(ulc_kctx *k) { return gpool_run_common(k, 1); }
 
-static const ulc_kernel k_gavgpool = {.blocked_inputs = 1u, .infer = gpool_infer, .run = gavgpool_run};
-static const ulc_kernel k_gmaxpool = {.blocked_inputs = 1u, .infer = gpool_infer, .run = gmaxpool_run};
+static const ulc_kernel k_gavgpool = {.blocked_inputs = 1u, .run = gavgpool_run};
+static const ulc_kernel k_gmaxpool = {.blocked_inputs = 1u, .run = gmaxpool_run};
 
 void ulc_nn_register_pool(const ulc_kernel **table) {
     table[ULC_OP_MaxPool] = &k_maxpool;

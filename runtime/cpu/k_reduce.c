@@ -55,6 +55,7 @@
 #endif
 
 #include "runtime/cpu/cpu.h"
+#include "runtime/shape/params.h"
 
 /* k_reduce_norm.c: Softmax, LogSoftmax, LayerNormalization. */
 void ulc_cpu_register_norm(const ulc_kernel **table);
@@ -100,66 +101,6 @@ static double red_init(red_kind kind) {
     case RK_MIN: return INFINITY;
     default: return 0.0;
     }
-}
-
-/* ---- axes ---------------------------------------------------------------------------------- */
-
-/* The reduced axes of node k over a rank-`rank` input as a bit mask (bit d = axis d reduced);
- * *noop = 1 when the op is the identity (input-form axes empty and noop_with_empty_axes=1). */
-static ulc_status red_axes(ulc_kctx *k, int rank, unsigned *mask, int *noop) {
-    int input_form = k->opset >= (k->node->op == ULC_OP_ReduceSum ? 13 : 18);
-    int64_t axes[ULC_RT_MAX_RANK];
-    int n = 0;
-    *mask = 0;
-    *noop = 0;
-    if (input_form) {
-        if (ulc_k_attr(k, "axes"))
-            return ulc_k_fail(k, ULC_ERR_INVALID,
-                              "attribute axes is not part of this op at opset %lld (axes is input 1 "
-                              "from opset %d)",
-                              (long long)k->opset, k->node->op == ULC_OP_ReduceSum ? 13 : 18);
-        const ulc_rt_tensor *a = k->n_in > 1 ? k->in[1] : NULL;
-        if (a) {
-            if (!ulc_k_is_int(a->dtype) || a->rank > 1)
-                return ulc_k_fail(k, ULC_ERR_INVALID,
-                                  "input 1 (axes) must be a 1-D int64 tensor, got %s rank %d",
-                                  ulc_dtype_name(a->dtype), a->rank);
-            uint64_t cnt = ulc_rt_numel(a);
-            if (cnt > (uint64_t)rank)
-                return ulc_k_fail(k, ULC_ERR_INVALID,
-                                  "input 1 (axes) has %llu entries for a rank-%d input",
-                                  (unsigned long long)cnt, rank);
-            if (cnt && !a->data)
-                return ulc_k_fail(k, ULC_ERR_UNSUPPORTED,
-                                  "input 1 (axes) must be known when the plan is made");
-            for (uint64_t i = 0; i < cnt; i++) axes[n++] = ulc_k_int_at(a, i);
-        }
-        if (n == 0 && ulc_k_attr_int(k, "noop_with_empty_axes", 0)) {
-            *noop = 1;
-            return ULC_OK;
-        }
-    } else {
-        const int64_t *v = NULL;
-        int cnt = ulc_k_attr_ints(k, "axes", &v);
-        if (cnt > rank)
-            return ulc_k_fail(k, ULC_ERR_INVALID, "attribute axes has %d entries for a rank-%d input",
-                              cnt, rank);
-        for (int i = 0; i < cnt; i++) axes[n++] = v[i];
-    }
-    if (n == 0) {
-        *mask = rank ? (1u << rank) - 1 : 0;
-        return ULC_OK;
-    }
-    for (int i = 0; i < n; i++) {
-        int64_t a = axes[i] < 0 ? axes[i] + rank : axes[i];
-        if (a < 0 || a >= rank)
-            return ulc_k_fail(k, ULC_ERR_INVALID, "axis %lld is out of range for a rank-%d input",
-                              (long long)axes[i], rank);
-        if (*mask & (1u << a))
-            return ulc_k_fail(k, ULC_ERR_INVALID, "axis %lld is listed twice", (long long)axes[i]);
-        *mask |= 1u << a;
-    }
-    return ULC_OK;
 }
 
 /* ---- shapes -------------------------------------------------------------------------------- */
@@ -847,39 +788,12 @@ static void red_body_f32_cols(int64_t i0, int64_t i1, void *arg) {
 
 /* ---- kernels: Reduce* ---------------------------------------------------------------------- */
 
-static ulc_status red_check_dtype(ulc_kctx *k, int dt) {
-    ulc_op op = k->node->op;
-    if (ulc_k_is_float(dt) || ulc_k_is_int(dt)) return ULC_OK;
-    if (dt == ULC_DT_BOOL && (op == ULC_OP_ReduceMax || op == ULC_OP_ReduceMin)) return ULC_OK;
-    return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "input 0 (data) of dtype %s is not supported",
-                      ulc_dtype_name(dt));
-}
-
-static ulc_status red_infer(ulc_kctx *k) {
-    const ulc_rt_tensor *x = k->n_in > 0 ? k->in[0] : NULL;
-    if (!x) return ulc_k_fail(k, ULC_ERR_INVALID, "input 0 (data) is missing");
-    ulc_status st = red_check_dtype(k, x->dtype);
-    if (st != ULC_OK) return st;
-    unsigned mask;
-    int noop;
-    if ((st = red_axes(k, x->rank, &mask, &noop)) != ULC_OK) return st;
-    int keep = ulc_k_attr_int(k, "keepdims", 1) != 0;
-    int64_t dims[ULC_RT_MAX_RANK];
-    int rank = 0;
-    for (int d = 0; d < x->rank; d++) {
-        if (noop || !(mask & (1u << d))) dims[rank++] = x->dims[d];
-        else if (keep) dims[rank++] = 1;
-    }
-    ulc_k_set(k->out[0], x->dtype, rank, dims);
-    return ULC_OK;
-}
-
 static ulc_status red_run(ulc_kctx *k) {
     const ulc_rt_tensor *x = k->in[0];
     ulc_rt_tensor *y = k->out[0];
     unsigned mask;
     int noop;
-    ulc_status st = red_axes(k, x->rank, &mask, &noop);
+    ulc_status st = ulc_sh_reduce_axes(k, x->rank, &mask, &noop);
     if (st != ULC_OK) return st;
     uint64_t n_out = ulc_rt_numel(y);
     if (noop) {
@@ -1014,35 +928,6 @@ static void (*arg_body_of(int dt))(int64_t, int64_t, void *) {
     }
 }
 
-static ulc_status arg_infer(ulc_kctx *k) {
-    const ulc_rt_tensor *x = k->n_in > 0 ? k->in[0] : NULL;
-    if (!x) return ulc_k_fail(k, ULC_ERR_INVALID, "input 0 (data) is missing");
-    if (!arg_body_of(x->dtype))
-        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "input 0 (data) of dtype %s is not supported",
-                          ulc_dtype_name(x->dtype));
-    if (x->rank == 0)
-        return ulc_k_fail(k, ULC_ERR_INVALID, "input 0 (data) must have rank >= 1");
-    int axis;
-    ulc_status st = ulc_k_axis(k, ulc_k_attr_int(k, "axis", 0), x->rank, &axis);
-    if (st != ULC_OK) return st;
-    if (x->dims[axis] == 0 && ulc_rt_numel(x) == 0) {
-        int other = 0; /* the output has elements iff every other dim is nonzero */
-        for (int d = 0; d < x->rank; d++)
-            if (d != axis && x->dims[d] == 0) other = 1;
-        if (!other)
-            return ulc_k_fail(k, ULC_ERR_INVALID, "axis %d has size 0: no index to return", axis);
-    }
-    int keep = ulc_k_attr_int(k, "keepdims", 1) != 0;
-    int64_t dims[ULC_RT_MAX_RANK];
-    int rank = 0;
-    for (int d = 0; d < x->rank; d++) {
-        if (d != axis) dims[rank++] = x->dims[d];
-        else if (keep) dims[rank++] = 1;
-    }
-    ulc_k_set(k->out[0], ULC_DT_I64, rank, dims);
-    return ULC_OK;
-}
-
 static ulc_status arg_run(ulc_kctx *k) {
     const ulc_rt_tensor *x = k->in[0];
     int axis;
@@ -1063,13 +948,10 @@ static ulc_status arg_run(ulc_kctx *k) {
 /* ---- registration ---------------------------------------------------------------------------- */
 
 static const ulc_kernel k_reduce = {
-    .value_inputs = 1u << 1, /* axes (input form) */
-    .infer = red_infer,
     .run = red_run,
 };
 
 static const ulc_kernel k_arg = {
-    .infer = arg_infer,
     .run = arg_run,
 };
 

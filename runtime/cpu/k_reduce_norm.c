@@ -40,6 +40,7 @@
 #endif
 
 #include "runtime/cpu/cpu.h"
+#include "runtime/shape/params.h"
 
 void ulc_cpu_register_norm(const ulc_kernel **table);
 
@@ -300,39 +301,6 @@ typedef struct sm_job {
     int log_out, dtype, avx2;
 } sm_job;
 
-/* The [O, A, I] view of x that the node normalises over A. */
-static ulc_status sm_layout(ulc_kctx *k, const ulc_rt_tensor *x, int64_t *O, int64_t *A,
-                            int64_t *I) {
-    *O = *A = *I = 1;
-    if (x->rank == 0) return ULC_OK;
-    int coerce = k->opset < 13;
-    int64_t axis = ulc_k_attr_int(k, "axis", coerce ? 1 : -1);
-    int64_t a = axis < 0 ? axis + x->rank : axis;
-    /* before 13, axis = rank is the coercion to [N, 1]: each element alone */
-    if (a < 0 || a > x->rank || (a == x->rank && !coerce))
-        return ulc_k_fail(k, ULC_ERR_INVALID, "axis %lld is out of range for a rank-%d input",
-                          (long long)axis, x->rank);
-    for (int d = 0; d < x->rank; d++) {
-        if (d < a) *O *= x->dims[d];
-        else if (d == a || coerce) *A *= x->dims[d];
-        else *I *= x->dims[d];
-    }
-    return ULC_OK;
-}
-
-static ulc_status sm_infer(ulc_kctx *k) {
-    const ulc_rt_tensor *x = k->n_in > 0 ? k->in[0] : NULL;
-    if (!x) return ulc_k_fail(k, ULC_ERR_INVALID, "input 0 is missing");
-    if (!ulc_k_is_float(x->dtype))
-        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "input 0 of dtype %s is not supported (float only)",
-                          ulc_dtype_name(x->dtype));
-    int64_t O, A, I;
-    ulc_status st = sm_layout(k, x, &O, &A, &I);
-    if (st != ULC_OK) return st;
-    ulc_k_set(k->out[0], x->dtype, x->rank, x->dims);
-    return ULC_OK;
-}
-
 static void sm_body(int64_t o0, int64_t o1, void *arg) {
     const sm_job *jb = arg;
     int64_t slab = jb->A * jb->I;
@@ -359,7 +327,7 @@ static ulc_status sm_run(ulc_kctx *k) {
     sm_job jb = {.x = x->data, .y = k->out[0]->data, .dtype = x->dtype,
                  .log_out = k->node->op == ULC_OP_LogSoftmax, .avx2 = have_avx2()};
     int64_t O;
-    ulc_status st = sm_layout(k, x, &O, &jb.A, &jb.I);
+    ulc_status st = ulc_sh_softmax_layout(k, x, &O, &jb.A, &jb.I);
     if (st != ULC_OK) return st;
     if (ulc_rt_numel(x) == 0) return ULC_OK;
     int64_t slab = jb.A * jb.I;
@@ -368,57 +336,6 @@ static ulc_status sm_run(ulc_kctx *k) {
 }
 
 /* ---- LayerNormalization ------------------------------------------------------------------------ */
-
-/* Scale and B must broadcast unidirectionally to the normalised dims D = x->dims[axis:]. */
-static ulc_status ln_check_param(ulc_kctx *k, int slot, const char *what, const ulc_rt_tensor *x,
-                                 int axis) {
-    const ulc_rt_tensor *p = k->in[slot];
-    char s1[96], s2[96];
-    if (p->dtype != x->dtype)
-        return ulc_k_fail(k, ULC_ERR_INVALID, "input %d (%s) is %s, input 0 (X) is %s", slot, what,
-                          ulc_dtype_name(p->dtype), ulc_dtype_name(x->dtype));
-    int nr = x->rank - axis, ok = p->rank <= nr;
-    for (int d = 0; ok && d < p->rank; d++) {
-        int64_t pd = p->dims[d], xd = x->dims[x->rank - p->rank + d];
-        ok = pd == xd || pd == 1;
-    }
-    if (!ok)
-        return ulc_k_fail(k, ULC_ERR_INVALID,
-                          "input %d (%s) %s does not broadcast to the normalised dims of X %s (axis %d)",
-                          slot, what, ulc_rt_shape_str(p, s1, sizeof s1),
-                          ulc_rt_shape_str(x, s2, sizeof s2), axis);
-    return ULC_OK;
-}
-
-static ulc_status ln_stash_dtype(ulc_kctx *k, int *dt) {
-    int64_t s = ulc_k_attr_int(k, "stash_type", ULC_DT_F32);
-    if (s != ULC_DT_F32 && s != ULC_DT_F64 && s != ULC_DT_F16 && s != ULC_DT_BF16)
-        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "stash_type %lld is not supported", (long long)s);
-    *dt = ulc_k_compute_dtype((int)s);
-    return ULC_OK;
-}
-
-static ulc_status ln_infer(ulc_kctx *k) {
-    const ulc_rt_tensor *x = k->n_in > 0 ? k->in[0] : NULL;
-    if (!x || k->n_in < 2 || !k->in[1])
-        return ulc_k_fail(k, ULC_ERR_INVALID, "inputs 0 (X) and 1 (Scale) are required");
-    if (!ulc_k_is_float(x->dtype))
-        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "input 0 (X) of dtype %s is not supported",
-                          ulc_dtype_name(x->dtype));
-    if (x->rank == 0) return ulc_k_fail(k, ULC_ERR_INVALID, "input 0 (X) must have rank >= 1");
-    int axis = 0, stash = ULC_DT_F32;
-    ulc_status st = ulc_k_axis(k, ulc_k_attr_int(k, "axis", -1), x->rank, &axis);
-    if (st == ULC_OK) st = ln_check_param(k, 1, "Scale", x, axis);
-    if (st == ULC_OK && k->n_in > 2 && k->in[2]) st = ln_check_param(k, 2, "B", x, axis);
-    if (st == ULC_OK) st = ln_stash_dtype(k, &stash);
-    if (st != ULC_OK) return st;
-    ulc_k_set(k->out[0], x->dtype, x->rank, x->dims);
-    int64_t dims[ULC_RT_MAX_RANK];
-    for (int d = 0; d < x->rank; d++) dims[d] = d < axis ? x->dims[d] : 1;
-    for (int i = 1; i < 3 && i < k->n_out; i++)
-        if (k->out[i]) ulc_k_set(k->out[i], stash, x->rank, dims);
-    return ULC_OK;
-}
 
 typedef struct ln_job {
     const void *x, *g, *b; /* g, b: N values each (b may be NULL) */
@@ -553,12 +470,10 @@ static ulc_status ln_run(ulc_kctx *k) {
 /* ---- registration -------------------------------------------------------------------------- */
 
 static const ulc_kernel k_softmax = {
-    .infer = sm_infer,
     .run = sm_run,
 };
 
 static const ulc_kernel k_layernorm = {
-    .infer = ln_infer,
     .prepare = ln_prepare,
     .run = ln_run,
     .release = ln_release,

@@ -1,4 +1,4 @@
-"""NCHW8C layouts between convolutions and pools (runtime/plan.c choose_layouts) on the edges:
+"""NCHW8C layouts between convolutions and pools (runtime/layout.c) on the edges:
 channel counts that are and are not multiples of 8, MaxPool with its Indices output between
 convs, AveragePool with ceil_mode and count_include_pad, plain/blocked boundaries on both sides
 of a pool, a broadcast addend, grouped/dilated/strided convs with a per-channel addend and Clip.

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "runtime/cpu/wino.h"
-#include "runtime/kernel.h"
+#include "runtime/kutil.h"
 
 #include "tests/unit/check.h"
 

@@ -1,0 +1,85 @@
+/*
+ * kutil.h — helpers shared by every backend's kernels (runtime/kutil.c): error reporting that
+ * names the node, attributes, axes, typed element access, dtype sizes, broadcasting, strides,
+ * a parallel-for over the thread pool. The planner uses the dtype helpers too; none of these
+ * calls back into the planner.
+ */
+#ifndef ULC_RUNTIME_KUTIL_H
+#define ULC_RUNTIME_KUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "runtime/kernel.h"
+
+/* Records "node 'name' (Op): <message>" and returns s. */
+ulc_status ulc_k_fail(ulc_kctx *k, ulc_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Attributes (absent → def; a present attribute of the wrong type is an error reported by
+ * ulc_k_check_attrs, which the planner runs before infer). */
+int64_t ulc_k_attr_int(const ulc_kctx *k, const char *name, int64_t def);
+float ulc_k_attr_float(const ulc_kctx *k, const char *name, float def);
+const char *ulc_k_attr_str(const ulc_kctx *k, const char *name, const char *def);
+/* Number of ints (and *v), or -1 when the attribute is absent. */
+int ulc_k_attr_ints(const ulc_kctx *k, const char *name, const int64_t **v);
+const ulc_attr *ulc_k_attr(const ulc_kctx *k, const char *name);
+
+/* Normalises axis into [0, rank) (negative counts from the end); error when out of range. */
+ulc_status ulc_k_axis(ulc_kctx *k, int64_t axis, int rank, int *out);
+
+/* Element i of an integer tensor (any int dtype, or bool) as int64. */
+int64_t ulc_k_int_at(const ulc_rt_tensor *t, uint64_t i);
+/* Element i of any numeric tensor as double. */
+double ulc_k_f64_at(const ulc_rt_tensor *t, uint64_t i);
+/* Stores v into element i of t, converting to t's dtype (ints wrap as C casts do). */
+void ulc_k_store_f64(ulc_rt_tensor *t, uint64_t i, double v);
+
+/* Bytes per element of a runtime dtype (F16/BF16 count 4: they are computed as float32). */
+size_t ulc_k_dtype_size(int dt);
+int ulc_k_is_int(int dt);   /* i8..u64 (not bool) */
+int ulc_k_is_float(int dt); /* f32, f64 */
+
+/* out = shape of the multidirectional broadcast of the given tensors (numpy rules). */
+ulc_status ulc_k_broadcast(ulc_kctx *k, const ulc_rt_tensor *const *ts, int n, ulc_rt_tensor *out);
+/* Element strides of t read as if broadcast to `rank` dims `dims` (0 for broadcast dims). */
+void ulc_k_bcast_strides(const ulc_rt_tensor *t, int rank, const int64_t *dims, int64_t *strides);
+/* Dense row-major element strides. */
+void ulc_k_strides(int rank, const int64_t *dims, int64_t *strides);
+
+void ulc_k_set(ulc_rt_tensor *t, int dtype, int rank, const int64_t *dims);
+
+/* dtype code the runtime computes a declared dtype in (F16/BF16 → F32; others unchanged). */
+static inline int ulc_k_compute_dtype(int dt) {
+    return (dt == ULC_DT_F16 || dt == ULC_DT_BF16) ? ULC_DT_F32 : dt;
+}
+
+/* 1 when kernels may take their AVX2+FMA paths: the CPU has both and ULC_NO_SIMD is not set
+ * (tests set it to check the portable twins on the same data). Cached; thread-safe. */
+int ulc_k_avx2(void);
+
+/* Runs body(i0, i1, arg) over [0, n) split across the pool's threads in contiguous ranges
+ * (ranges of at least `grain` items; one thread when n is small). */
+void ulc_k_parallel(int64_t n, int64_t grain, void (*body)(int64_t i0, int64_t i1, void *arg),
+                    void *arg);
+
+/* "[2,3,4]" for a dims list (messages); ULC_OK when input i is present, else "input i (what) is
+ * required"; a 0-D or 1-D integer input (a shape, axes, starts, …) known at plan time into
+ * v[0..*n) (at most max); axes normalised against rank, refusing out-of-range and repeats. */
+const char *ulc_k_dims_str(int rank, const int64_t *dims, char *buf, size_t size);
+ulc_status ulc_k_need_input(ulc_kctx *k, int i, const char *what);
+ulc_status ulc_k_read_ints(ulc_kctx *k, int slot, const char *what, int64_t *v, int max, int *n);
+ulc_status ulc_k_norm_axes(ulc_kctx *k, const int64_t *axes, int n, int rank, int *out);
+
+/* "[2,3,4]" for a dims list (messages); ULC_OK when input i is present, else "input i (what) is
+ * required"; a 0-D or 1-D integer input (a shape, axes, starts, …) known at plan time into
+ * v[0..*n) (at most max); axes normalised against rank, refusing out-of-range and repeats. */
+const char *ulc_k_dims_str(int rank, const int64_t *dims, char *buf, size_t size);
+ulc_status ulc_k_need_input(ulc_kctx *k, int i, const char *what);
+ulc_status ulc_k_read_ints(ulc_kctx *k, int slot, const char *what, int64_t *v, int max, int *n);
+ulc_status ulc_k_norm_axes(ulc_kctx *k, const int64_t *axes, int n, int rank, int *out);
+
+#endif

@@ -1,0 +1,430 @@
+/*
+ * session.c — the session API: a model bound to a backend, plans made per input shapes (up to
+ * MAX_PLANS kept, least recently used evicted), inputs bound, plans run, steps profiled.
+ *
+ * make_plan runs the stages of plan.h in order: the walk, then (unless ULC_NO_FUSION=1)
+ * BatchNormalization folding, fusion, chains, compaction and layouts, then placement, then
+ * every kernel's prepare (oneDNN primitives, packed constant weights).
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "runtime/plan.h"
+
+#define MAX_PLANS 4 /* plans kept per session (least recently used goes first) */
+
+struct ulc_session {
+    const ulc_model *m;
+    const ulc_backend *be;
+    const ulc_graph *g;
+    int64_t opset;
+    int threads;
+    uint8_t *need_value; /* per value: its bytes decide a shape somewhere (plan-keyed if input) */
+    uint8_t *needed;     /* per node id slot: its outputs reach a graph output */
+    ulc_rt_tensor *bound; /* per graph input */
+    uint8_t *is_bound;
+    rt_plan *plans[MAX_PLANS];
+    int n_plans;
+    rt_plan *cur;
+    int plan_count;
+    uint64_t clock;
+    int profile;
+    int no_fusion;    /* ULC_NO_FUSION=1 in the environment: every node runs on its own */
+    double *node_ms;  /* profile: per node id, summed over runs */
+    int64_t *node_calls;
+};
+
+ulc_session_opts ulc_session_defaults(void) {
+    return (ulc_session_opts){.backend = "cpu", .threads = 0};
+}
+
+ulc_status ulc_session_create(const ulc_model *m, const ulc_session_opts *opts, ulc_session **out,
+                              ulc_ctx *ctx) {
+    *out = NULL;
+    ulc_session_opts o = opts ? *opts : ulc_session_defaults();
+    const ulc_backend *be = ulc_backend_find(o.backend);
+    if (!be)
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "unknown backend '%s' (available: cpu)", o.backend);
+    const ulc_graph *g = m->graph;
+    char why[256], label[160];
+    for (const ulc_node *n = g->first; n; n = n->next)
+        if (!ulc_backend_supports(o.backend, n, why, sizeof why))
+            return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: %s", ulc_node_label(n, label, sizeof label), why);
+    ulc_session *s = calloc(1, sizeof *s);
+    if (!s) return ulc_plan_nomem(ctx, "session");
+    s->m = m;
+    s->g = g;
+    s->be = be;
+    s->opset = ulc_model_opset(m, "");
+    if (s->opset < 0) s->opset = 21;
+    s->threads = o.threads;
+    s->profile = o.profile;
+    const char *nf = getenv("ULC_NO_FUSION");
+    s->no_fusion = nf && *nf && strcmp(nf, "0") != 0;
+    size_t nv = g->values.len ? g->values.len : 1;
+    s->need_value = calloc(nv, 1);
+    s->needed = calloc((size_t)(g->next_node_id > 0 ? g->next_node_id : 1), 1);
+    s->bound = calloc(g->inputs.len ? g->inputs.len : 1, sizeof *s->bound);
+    s->is_bound = calloc(g->inputs.len ? g->inputs.len : 1, 1);
+    if (s->profile) {
+        s->node_ms = calloc((size_t)(g->next_node_id > 0 ? g->next_node_id : 1), sizeof *s->node_ms);
+        s->node_calls = calloc((size_t)(g->next_node_id > 0 ? g->next_node_id : 1), sizeof *s->node_calls);
+    }
+    if (!s->need_value || !s->needed || !s->bound || !s->is_bound ||
+        (s->profile && (!s->node_ms || !s->node_calls))) {
+        ulc_session_free(s);
+        return ulc_plan_nomem(ctx, "session");
+    }
+    /* Backwards: which values' bytes decide shapes, and which nodes reach an output. */
+    uint8_t *live = calloc(nv, 1);
+    if (!live) {
+        ulc_session_free(s);
+        return ulc_plan_nomem(ctx, "session");
+    }
+    for (size_t i = 0; i < g->outputs.len; i++) live[((ulc_value *)g->outputs.items[i])->id] = 1;
+    for (const ulc_node *n = g->last; n; n = n->prev) {
+        const ulc_shape_rule *rule = ulc_shape_rule_of(n->op);
+        int need = 0, reach = 0;
+        for (int i = 0; i < n->n_outputs; i++) {
+            if (!n->outputs[i]) continue;
+            need |= s->need_value[n->outputs[i]->id];
+            reach |= live[n->outputs[i]->id];
+        }
+        if (reach) s->needed[n->id] = 1;
+        for (int i = 0; i < n->n_inputs; i++) {
+            ulc_value *v = n->inputs[i].value;
+            if (!v) continue;
+            if (reach) live[v->id] = 1;
+            if ((need && !(rule->flags & ULC_SHAPE_ONLY)) || (i < 32 && (rule->value_inputs & (1u << i))))
+                s->need_value[v->id] = 1;
+        }
+    }
+    free(live);
+    be->set_threads(o.threads);
+    *out = s;
+    return ULC_OK;
+}
+
+void ulc_session_free(ulc_session *s) {
+    if (!s) return;
+    for (int i = 0; i < s->n_plans; i++) ulc_plan_free(s->plans[i], s->g);
+    free(s->need_value);
+    free(s->needed);
+    free(s->bound);
+    free(s->is_bound);
+    free(s->node_ms);
+    free(s->node_calls);
+    free(s);
+}
+
+static double mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+ulc_status ulc_session_set_input(ulc_session *s, const char *name, const ulc_rt_tensor *t,
+                                 ulc_ctx *ctx) {
+    const ulc_graph *g = s->g;
+    char sh[160];
+    for (size_t i = 0; i < g->inputs.len; i++) {
+        ulc_value *v = g->inputs.items[i];
+        if (strcmp(v->name, name) != 0) continue;
+        if ((v->flags & ULC_VALUE_HAS_TYPE) && t->dtype != v->dtype)
+            return ulc_fail(ctx, ULC_ERR_INVALID, "input '%s': got %s, the model expects %s",
+                            name, ulc_rt_shape_str(t, sh, sizeof sh), ulc_dtype_name(v->dtype));
+        if (!ulc_plan_dtype_ok(ulc_k_compute_dtype(t->dtype)))
+            return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "input '%s': dtype %s is not supported by the runtime",
+                            name, ulc_dtype_name(t->dtype));
+        if (t->rank < 0 || t->rank > ULC_RT_MAX_RANK)
+            return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "input '%s': rank %d (at most %d)", name,
+                            t->rank, ULC_RT_MAX_RANK);
+        if (v->rank >= 0 && v->rank != t->rank)
+            return ulc_fail(ctx, ULC_ERR_INVALID, "input '%s': got %s, the model expects rank %d",
+                            name, ulc_rt_shape_str(t, sh, sizeof sh), v->rank);
+        for (int d = 0; v->rank >= 0 && d < v->rank; d++)
+            if (v->dims[d].value >= 0 && v->dims[d].value != t->dims[d])
+                return ulc_fail(ctx, ULC_ERR_INVALID,
+                                "input '%s': got %s, the model fixes dim %d to %lld", name,
+                                ulc_rt_shape_str(t, sh, sizeof sh), d, (long long)v->dims[d].value);
+        for (int d = 0; d < t->rank; d++)
+            if (t->dims[d] < 0)
+                return ulc_fail(ctx, ULC_ERR_INVALID, "input '%s': negative dim", name);
+        s->bound[i] = *t;
+        s->bound[i].nbytes = ulc_rt_numel(t) * ulc_dtype_bits(t->dtype) / 8;
+        s->is_bound[i] = 1;
+        return ULC_OK;
+    }
+    return ulc_fail(ctx, ULC_ERR_INVALID, "the model has no input named '%s'", name);
+}
+
+/* Does plan p fit the bound inputs (shapes, and bytes of plan-keyed inputs)? */
+static int plan_matches(const ulc_session *s, const rt_plan *p) {
+    const ulc_graph *g = s->g;
+    for (size_t i = 0; i < g->inputs.len; i++) {
+        const rt_key_input *k = &p->key[i];
+        const ulc_rt_tensor *t = &s->bound[i];
+        if (!s->is_bound[i]) {
+            if (k->rank != -1) return 0;
+            continue;
+        }
+        if (k->rank != t->rank) return 0;
+        for (int d = 0; d < t->rank; d++)
+            if (k->dims[d] != t->dims[d]) return 0;
+        if (k->bytes && (k->nbytes != t->nbytes || memcmp(k->bytes, t->data, t->nbytes) != 0))
+            return 0;
+    }
+    return 1;
+}
+
+static ulc_status make_plan(ulc_session *s, rt_plan **out, ulc_ctx *ctx) {
+    const ulc_graph *g = s->g;
+    size_t nv = g->values.len;
+    rt_plan *p = calloc(1, sizeof *p);
+    if (!p) return ulc_plan_nomem(ctx, "plan");
+    p->vals = calloc(nv ? nv : 1, sizeof *p->vals);
+    p->key = calloc(g->inputs.len ? g->inputs.len : 1, sizeof *p->key);
+    p->outs = calloc(g->outputs.len ? g->outputs.len : 1, sizeof *p->outs);
+    p->out_owned = calloc(g->outputs.len ? g->outputs.len : 1, sizeof *p->out_owned);
+    ulc_rt_binding *bind = calloc(g->inputs.len ? g->inputs.len : 1, sizeof *bind);
+    ulc_status st = ULC_OK;
+    if (!p->vals || !p->key || !p->outs || !p->out_owned || !bind) {
+        st = ulc_plan_nomem(ctx, "plan");
+        goto done;
+    }
+    int nb = 0;
+    for (size_t i = 0; i < g->inputs.len; i++) {
+        ulc_value *v = g->inputs.items[i];
+        rt_key_input *k = &p->key[i];
+        k->rank = -1;
+        if (!s->is_bound[i]) {
+            if ((v->flags & ULC_VALUE_INITIALIZER) && v->init) continue;
+            st = ulc_fail(ctx, ULC_ERR_INVALID, "input '%s' was not given", v->name);
+            goto done;
+        }
+        const ulc_rt_tensor *t = &s->bound[i];
+        k->rank = t->rank;
+        memcpy(k->dims, t->dims, sizeof k->dims);
+        if (s->need_value[v->id]) {
+            k->nbytes = t->nbytes;
+            k->bytes = malloc(t->nbytes ? t->nbytes : 1);
+            if (!k->bytes) {
+                st = ulc_plan_nomem(ctx, v->name);
+                goto done;
+            }
+            if (t->nbytes) memcpy(k->bytes, t->data, t->nbytes);
+        }
+        bind[nb].name = v->name;
+        bind[nb].t = *t;
+        nb++;
+    }
+    const char *ng = getenv("ULC_NO_GELU_FUSION");
+    p->no_gelu = ng && *ng && strcmp(ng, "0") != 0;
+    p->be = s->be;
+    rt_walk w = {.g = g, .be = s->be, .opset = s->opset, .vals = p->vals, .needed = s->needed, .ctx = ctx};
+    st = ulc_plan_walk(&w, bind, nb, s->need_value);
+    p->steps = w.steps;
+    p->n_steps = w.n_steps;
+    if (st != ULC_OK) goto done;
+    if (!s->no_fusion) {
+        if ((st = ulc_plan_fold_batchnorms(p, g, ctx)) != ULC_OK) goto done;
+        if ((st = ulc_plan_fuse_steps(p, g, s->opset, ctx)) != ULC_OK) goto done;
+        if (p->be->chain_kernel && (st = ulc_plan_fuse_chains(p, g, ctx)) != ULC_OK) goto done;
+        ulc_plan_compact(p);
+        ulc_plan_choose_layouts(p, g);
+    }
+    st = ulc_plan_place(p, g, ctx);
+    if (st != ULC_OK) goto done;
+    for (int i = 0; i < p->n_steps; i++) {
+        rt_step *sp = &p->steps[i];
+        sp->kc.threads = s->threads;
+        if (sp->k->prepare && sp->alias != 2) {
+            st = sp->k->prepare(&sp->kc);
+            if (st != ULC_OK) goto done;
+        }
+        sp->prepared = 1;
+        if (sp->fold && (sp->kc.packed_inputs & 2u)) {
+            /* the folded W was packed into the kernel: only its bias is read from here on */
+            free(sp->fold->w.data);
+            sp->fold->w.data = NULL;
+        }
+    }
+    for (size_t i = 0; i < g->outputs.len; i++) {
+        ulc_value *v = g->outputs.items[i];
+        rt_val *rv = &p->vals[v->id];
+        if (rv->known == V_UNKNOWN) {
+            st = ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "output '%s' cannot be computed", v->name);
+            goto done;
+        }
+        if ((v->flags & ULC_VALUE_HAS_TYPE) && ulc_k_compute_dtype(v->dtype) != rv->t.dtype) {
+            st = ulc_fail(ctx, ULC_ERR_INVALID, "output '%s' is declared %s but computes %s", v->name,
+                          ulc_dtype_name(v->dtype), ulc_dtype_name(rv->t.dtype));
+            goto done;
+        }
+        p->outs[i] = rv->t;
+        if ((v->flags & ULC_VALUE_HAS_TYPE) && ulc_k_compute_dtype(v->dtype) != v->dtype &&
+            rv->t.dtype == ULC_DT_F32) {
+            p->outs[i].dtype = v->dtype;
+            p->outs[i].nbytes = ulc_rt_numel(&rv->t) * 2;
+            p->out_owned[i] = malloc(p->outs[i].nbytes ? p->outs[i].nbytes : 1);
+            if (!p->out_owned[i]) {
+                st = ulc_plan_nomem(ctx, v->name);
+                goto done;
+            }
+            p->outs[i].data = p->out_owned[i];
+        }
+    }
+done:
+    free(bind);
+    if (st != ULC_OK) {
+        ulc_plan_free(p, g);
+        return st;
+    }
+    *out = p;
+    return ULC_OK;
+}
+
+ulc_status ulc_session_run(ulc_session *s, ulc_ctx *ctx) {
+    const ulc_graph *g = s->g;
+    rt_plan *p = NULL;
+    for (int i = 0; i < s->n_plans; i++)
+        if (plan_matches(s, s->plans[i])) p = s->plans[i];
+    if (!p) {
+        ULC_TRY(make_plan(s, &p, ctx));
+        if (s->n_plans == MAX_PLANS) { /* evict the least recently used */
+            int lru = 0;
+            for (int i = 1; i < s->n_plans; i++)
+                if (s->plans[i]->used < s->plans[lru]->used) lru = i;
+            ulc_plan_free(s->plans[lru], g);
+            s->plans[lru] = s->plans[--s->n_plans];
+        }
+        s->plans[s->n_plans++] = p;
+        s->plan_count++;
+    }
+    int fresh = p->used == 0; /* planned by this call: its run is not profiled */
+    p->used = ++s->clock;
+    s->cur = p;
+    /* bind inputs: user bytes in place, halves converted to float32 into the input's slot */
+    for (size_t i = 0; i < g->inputs.len; i++) {
+        if (!s->is_bound[i]) continue;
+        ulc_value *v = g->inputs.items[i];
+        rt_val *rv = &p->vals[v->id];
+        if (rv->known == V_CONST && p->key[i].bytes) continue; /* plan-keyed: already there */
+        const ulc_rt_tensor *t = &s->bound[i];
+        if (ulc_k_compute_dtype(t->dtype) != t->dtype) {
+            if (!rv->owned) {
+                rv->owned = ulc_plan_alloc(rv->t.nbytes);
+                if (!rv->owned) return ulc_plan_nomem(ctx, v->name);
+            }
+            ulc_plan_halves_to_f32(t->dtype, t->data, rv->owned, ulc_rt_numel(t));
+            rv->t.data = rv->owned;
+        } else if (t->data && ((uintptr_t)t->data % ulc_k_dtype_size(t->dtype)) != 0) {
+            if (!rv->owned) {
+                rv->owned = ulc_plan_alloc(rv->t.nbytes);
+                if (!rv->owned) return ulc_plan_nomem(ctx, v->name);
+            }
+            memcpy(rv->owned, t->data, t->nbytes);
+            rv->t.data = rv->owned;
+        } else {
+            rv->t.data = t->data;
+        }
+    }
+    for (int i = 0; i < p->n_steps; i++) {
+        rt_step *st = &p->steps[i];
+        if (st->alias) {
+            st->out[0]->data = st->in[0]->data;
+            if (st->alias == 2) continue; /* nothing but the view */
+        }
+        st->kc.err = ctx;
+        if (!s->profile || fresh) {
+            ULC_TRY(st->k->run(&st->kc));
+            continue;
+        }
+        double t0 = mono_ms();
+        ULC_TRY(st->k->run(&st->kc));
+        s->node_ms[st->node->id] += mono_ms() - t0;
+        s->node_calls[st->node->id]++;
+    }
+    for (size_t i = 0; i < g->outputs.len; i++) {
+        ulc_value *v = g->outputs.items[i];
+        rt_val *rv = &p->vals[v->id];
+        if (p->out_owned[i]) ulc_plan_f32_to_halves(p->outs[i].dtype, rv->t.data, p->out_owned[i], ulc_rt_numel(&rv->t));
+        else p->outs[i].data = rv->t.data;
+    }
+    return ULC_OK;
+}
+
+const ulc_rt_tensor *ulc_session_output(const ulc_session *s, const char *name) {
+    if (!s->cur) return NULL;
+    for (size_t i = 0; i < s->g->outputs.len; i++) {
+        ulc_value *v = s->g->outputs.items[i];
+        if (strcmp(v->name, name) == 0) return &s->cur->outs[i];
+    }
+    return NULL;
+}
+
+typedef struct prof_row {
+    const char *name;
+    double ms;
+    int64_t calls;
+    const ulc_node *node;
+} prof_row;
+
+static int by_ms_desc(const void *a, const void *b) {
+    const prof_row *x = a, *y = b;
+    return (x->ms < y->ms) - (x->ms > y->ms);
+}
+
+void ulc_session_profile(const ulc_session *s, FILE *out) {
+    if (!s->profile) return;
+    const ulc_graph *g = s->g;
+    int nn = g->next_node_id;
+    prof_row *ops = calloc((size_t)(nn > 0 ? nn : 1), sizeof *ops);
+    prof_row *nodes = calloc((size_t)(nn > 0 ? nn : 1), sizeof *nodes);
+    if (!ops || !nodes) {
+        free(ops);
+        free(nodes);
+        return;
+    }
+    int nops = 0, nnodes = 0;
+    double total = 0;
+    for (const ulc_node *n = g->first; n; n = n->next) {
+        if (!s->node_calls[n->id]) continue;
+        double ms = s->node_ms[n->id];
+        total += ms;
+        nodes[nnodes++] = (prof_row){n->op_type, ms, s->node_calls[n->id], n};
+        int j = 0;
+        while (j < nops && strcmp(ops[j].name, n->op_type) != 0) j++;
+        if (j == nops) ops[nops++] = (prof_row){n->op_type, 0, 0, NULL};
+        ops[j].ms += ms;
+        ops[j].calls += s->node_calls[n->id];
+    }
+    qsort(ops, (size_t)nops, sizeof *ops, by_ms_desc);
+    qsort(nodes, (size_t)nnodes, sizeof *nodes, by_ms_desc);
+    fprintf(out, "profile (every run so far, %.3f ms in kernels)\n%-24s %12s %7s %8s %10s\n", total,
+            "op", "total ms", "share", "calls", "mean ms");
+    for (int i = 0; i < nops; i++)
+        fprintf(out, "%-24s %12.3f %6.1f%% %8lld %10.4f\n", ops[i].name, ops[i].ms,
+                total > 0 ? 100.0 * ops[i].ms / total : 0.0, (long long)ops[i].calls,
+                ops[i].ms / (double)ops[i].calls);
+    fprintf(out, "slowest nodes\n");
+    for (int i = 0; i < nnodes && i < 10; i++) {
+        char label[160];
+        fprintf(out, "  %-60s %10.4f ms/call\n", ulc_node_label(nodes[i].node, label, sizeof label),
+                nodes[i].ms / (double)nodes[i].calls);
+    }
+    free(ops);
+    free(nodes);
+}
+
+int ulc_session_plan_count(const ulc_session *s) { return s->plan_count; }
+
+void ulc_session_memory(const ulc_session *s, size_t *planned, size_t *unshared) {
+    *planned = s->cur ? s->cur->arena_size : 0;
+    *unshared = s->cur ? s->cur->unshared : 0;
+}
+
+/* ---- analysis ------------------------------------------------------------------------------ */

@@ -1,0 +1,19 @@
+/*
+ * rules.h — what the shape-rule files of runtime/shape/ share: each family file fills its ops'
+ * `infer` in the table of runtime/shape.c (whose entries already carry the op-level facts).
+ * Private to runtime/shape.c and runtime/shape/.
+ */
+#ifndef ULC_RUNTIME_SHAPE_RULES_H
+#define ULC_RUNTIME_SHAPE_RULES_H
+
+#include "runtime/kutil.h"
+#include "runtime/shape.h"
+#include "runtime/shape/params.h"
+
+void ulc_shape_register_elementwise(ulc_shape_rule *table); /* s_elementwise.c */
+void ulc_shape_register_movement(ulc_shape_rule *table);    /* s_movement.c */
+void ulc_shape_register_reduce(ulc_shape_rule *table);      /* s_reduce.c */
+void ulc_shape_register_nn(ulc_shape_rule *table);          /* s_nn.c */
+void ulc_shape_register_grad(ulc_shape_rule *table);        /* s_grad.c */
+
+#endif

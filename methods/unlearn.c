@@ -9,7 +9,7 @@
  * and the KL of loss.c (0·log 0 = 0) compares it with the student; the softmax kernel subtracts
  * the row maximum, so the −∞ entries are exact zeros.
  */
-#include "methods/unlearn.h"
+#include "methods/unlearn_internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -22,7 +22,6 @@
 #include "train/train_graph.h"
 #include "runtime/runtime.h"
 
-#define TEACHER_COL "ulc.teacher"
 
 static const char *const k_methods[ULC_METHOD_COUNT_] = {
     "rfa", "delete", "finetune", "neggrad", "random-label", "scrub", "retrain"};
@@ -153,14 +152,8 @@ ulc_status ulc_teacher_logits(const ulc_model *teacher, const ulc_dataset *data,
 
 /* ---- row subsets ----------------------------------------------------------------------------- */
 
-typedef struct subset {
-    ulc_dataset d;
-    ulc_tensor *t;      /* n_cols tensors (gathered copies) */
-    int64_t *dims;      /* their dims */
-    void **bufs;
-} subset;
 
-static void subset_free(subset *s) {
+void ulc_subset_free(ulc_subset *s) {
     for (int i = 0; s->bufs && i < s->d.n_cols; i++) free(s->bufs[i]);
     free(s->bufs);
     free(s->t);
@@ -172,8 +165,8 @@ static void subset_free(subset *s) {
 
 /* The rows with forget[i] == want (every row with want < 0), every column, plus `extra` (a
  * float32 [rows, w] column already in subset order, copied) named extra_name. */
-static ulc_status make_subset(const ulc_dataset *d, const uint8_t *forget, int want,
-                              const char *extra_name, const float *extra, int64_t w, subset *s,
+ulc_status ulc_subset_make(const ulc_dataset *d, const uint8_t *forget, int want,
+                              const char *extra_name, const float *extra, int64_t w, ulc_subset *s,
                               ulc_ctx *ctx) {
     memset(s, 0, sizeof *s);
     int64_t n = 0;
@@ -233,7 +226,6 @@ typedef struct loss_ctx {
     int kind;     /* what the phase optimises (below) */
 } loss_ctx;
 
-enum { L_CE, L_NEG_CE, L_DELETE, L_NEG_KL, L_KL_CE };
 
 #define NN(e)                                                                                  \
     do {                                                                                       \
@@ -347,14 +339,14 @@ static ulc_status mark_weights(ulc_model *m, ulc_train_what what, ulc_ctx *ctx) 
 /* Seeded re-initialisation of every trained weight, as PyTorch initialises a fresh layer:
  * kaiming_uniform(a=√5) for weights — U(±1/√fan_in) — and U(±1/√fan_in) for biases, fan_in from
  * the weight the bias belongs to. */
-static uint64_t splitmix(uint64_t *s) {
+uint64_t ulc_unlearn_splitmix(uint64_t *s) {
     uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
 }
 
-static ulc_status reinit(ulc_model *m, uint64_t seed, ulc_ctx *ctx) {
+ulc_status ulc_unlearn_reinit(ulc_model *m, uint64_t seed, ulc_ctx *ctx) {
     ulc_graph *g = m->graph;
     uint64_t st = seed ^ 0x5EEDull;
     for (const ulc_node *n = g->first; n; n = n->next) {
@@ -379,7 +371,7 @@ static ulc_status reinit(ulc_model *m, uint64_t seed, ulc_ctx *ctx) {
             float *p = t ? malloc(old->nbytes + 1) : NULL;
             if (!p) return t ? ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory") : ctx->status;
             for (uint64_t i = 0; i < old->numel; i++)
-                p[i] = (float)((((double)(splitmix(&st) >> 11) / 9007199254740992.0) * 2 - 1) * bound);
+                p[i] = (float)((((double)(ulc_unlearn_splitmix(&st) >> 11) / 9007199254740992.0) * 2 - 1) * bound);
             ULC_TRY(ulc_tensor_set_owned(g, t, p, old->nbytes, ctx));
             v->init = t;
         }
@@ -389,7 +381,7 @@ static ulc_status reinit(ulc_model *m, uint64_t seed, ulc_ctx *ctx) {
 
 /* ---- running ---------------------------------------------------------------------------------- */
 
-static ulc_status train_on(ulc_model *model, const ulc_dataset *d, int kind,
+ulc_status ulc_unlearn_train(ulc_model *model, const ulc_dataset *d, int kind,
                            const ulc_train_opts *o, const ulc_unlearn_opts *u,
                            ulc_train_stats *stats, ulc_ctx *ctx) {
     loss_ctx lc = {.u = u, .kind = kind};
@@ -407,7 +399,7 @@ static ulc_status train_on(ulc_model *model, const ulc_dataset *d, int kind,
 }
 
 /* Appends a phase's curves to the run's. */
-static ulc_status add_stats(ulc_train_stats *all, ulc_train_stats *ph, ulc_ctx *ctx) {
+ulc_status ulc_unlearn_stats_add(ulc_train_stats *all, ulc_train_stats *ph, ulc_ctx *ctx) {
     long n = all->steps + ph->steps;
     float *lc = realloc(all->loss_curve, (size_t)(n ? n : 1) * sizeof *lc);
     if (lc) all->loss_curve = lc;
@@ -430,114 +422,15 @@ static ulc_status add_stats(ulc_train_stats *all, ulc_train_stats *ph, ulc_ctx *
 ulc_status ulc_unlearn_run(ulc_model *model, const ulc_model *teacher, const ulc_dataset *data,
                            const uint8_t *forget, const ulc_train_opts *o,
                            const ulc_unlearn_opts *u, ulc_train_stats *stats, ulc_ctx *ctx) {
+    static ulc_status (*const run[ULC_METHOD_COUNT_])(const ulc_unlearn_call *, ulc_ctx *) = {
+        [ULC_METHOD_DELETE] = ulc_delete_run,           [ULC_METHOD_FINETUNE] = ulc_finetune_run,
+        [ULC_METHOD_NEGGRAD] = ulc_neggrad_run,         [ULC_METHOD_RANDOM_LABEL] = ulc_random_label_run,
+        [ULC_METHOD_SCRUB] = ulc_scrub_run,             [ULC_METHOD_RETRAIN] = ulc_retrain_run};
     memset(stats, 0, sizeof *stats);
-    if (u->method == ULC_METHOD_RFA || u->method >= ULC_METHOD_COUNT_)
+    if (u->method >= ULC_METHOD_COUNT_ || !run[u->method])
         return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "unlearn: method %s runs through rfa.h",
                         ulc_method_name(u->method));
     ULC_TRY(mark_weights(model, u->method == ULC_METHOD_RETRAIN ? ULC_TRAIN_ALL : u->what, ctx));
-    subset sf = {0}, sr = {0};
-    float *zt = NULL, *zall = NULL;
-    uint8_t *all = NULL;
-    ulc_status s = ULC_OK;
-    int64_t nt = 0, C = 0;
-    switch (u->method) {
-    case ULC_METHOD_DELETE:
-        if (u->teacher_logits) {
-            int64_t nf = 0;
-            for (int64_t i = 0; i < data->n_rows; i++) nf += forget[i] != 0;
-            /* the classes come from the model output, checked when the graph is built */
-            const ulc_value *o0 = teacher->graph->outputs.len ? teacher->graph->outputs.items[0] : NULL;
-            C = o0 && o0->rank == 2 ? o0->dims[1].value : -1;
-            if (C <= 0) {
-                s = ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "delete: the model's output has no fixed "
-                             "class count; cached teacher logits cannot be checked");
-                break;
-            }
-            nt = nf;
-            if ((s = make_subset(data, forget, 1, TEACHER_COL, u->teacher_logits, C, &sf, ctx)) != ULC_OK) break;
-        } else {
-            if ((s = ulc_teacher_logits(teacher, data, forget, u->input, u->output, o->threads, &zt,
-                                        &nt, &C, ctx)) != ULC_OK ||
-                (s = make_subset(data, forget, 1, TEACHER_COL, zt, C, &sf, ctx)) != ULC_OK)
-                break;
-        }
-        s = train_on(model, &sf.d, L_DELETE, o, u, stats, ctx);
-        break;
-    case ULC_METHOD_FINETUNE:
-    case ULC_METHOD_RETRAIN:
-        if (u->method == ULC_METHOD_RETRAIN && (s = reinit(model, o->seed, ctx)) != ULC_OK) break;
-        if ((s = make_subset(data, forget, 0, NULL, NULL, 0, &sr, ctx)) != ULC_OK) break;
-        s = train_on(model, &sr.d, L_CE, o, u, stats, ctx);
-        break;
-    case ULC_METHOD_NEGGRAD:
-        if ((s = make_subset(data, forget, 1, NULL, NULL, 0, &sf, ctx)) != ULC_OK) break;
-        s = train_on(model, &sf.d, L_NEG_CE, o, u, stats, ctx);
-        break;
-    case ULC_METHOD_RANDOM_LABEL: {
-        if ((s = make_subset(data, forget, 1, NULL, NULL, 0, &sf, ctx)) != ULC_OK) break;
-        int lc = ulc_dataset_find(&sf.d, "label");
-        const ulc_value *o0 = teacher->graph->outputs.len ? teacher->graph->outputs.items[0] : NULL;
-        int64_t classes = o0 && o0->rank == 2 ? o0->dims[1].value : -1;
-        if (lc < 0 || sf.t[lc].dtype != ULC_DT_I64 || classes < 2) {
-            s = ulc_fail(ctx, ULC_ERR_INVALID_ARG, "random-label: needs int64 labels and a fixed "
-                         "class count of at least 2");
-            break;
-        }
-        int64_t *y = sf.bufs[lc];
-        uint64_t st = o->seed ^ 0x7A6E1ull;
-        for (int64_t i = 0; i < sf.d.n_rows; i++) { /* uniform over the other classes */
-            int64_t r = (int64_t)(splitmix(&st) % (uint64_t)(classes - 1));
-            y[i] = r >= y[i] ? r + 1 : r;
-        }
-        s = train_on(model, &sf.d, L_CE, o, u, stats, ctx);
-        break;
-    }
-    case ULC_METHOD_SCRUB: {
-        /* teacher logits for every row, then per epoch: max on forget, min on retain */
-        if (!(all = malloc((size_t)data->n_rows + 1))) {
-            s = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-            break;
-        }
-        memset(all, 1, (size_t)data->n_rows);
-        if ((s = ulc_teacher_logits(teacher, data, all, u->input, u->output, o->threads, &zall,
-                                    &nt, &C, ctx)) != ULC_OK)
-            break;
-        /* split the logits by forget flag, in row order */
-        int64_t nf = 0;
-        for (int64_t i = 0; i < data->n_rows; i++) nf += forget[i] != 0;
-        if (!(zt = malloc((size_t)(data->n_rows * C) * sizeof *zt + 1))) {
-            s = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-            break;
-        }
-        for (int64_t i = 0, a = 0, b = nf; i < data->n_rows; i++)
-            memcpy(zt + (forget[i] ? a++ : b++) * C, zall + i * C, (size_t)C * sizeof *zt);
-        if ((s = make_subset(data, forget, 1, TEACHER_COL, zt, C, &sf, ctx)) != ULC_OK ||
-            (s = make_subset(data, forget, 0, TEACHER_COL, zt + nf * C, C, &sr, ctx)) != ULC_OK)
-            break;
-        ulc_train_opts po = *o;
-        po.epochs = 1;
-        for (int e = 0; e < o->epochs && s == ULC_OK; e++) {
-            ulc_train_stats ph = {0};
-            po.seed = o->seed + (uint64_t)e;
-            po.label = "scrub max";
-            s = train_on(model, &sf.d, L_NEG_KL, &po, u, &ph, ctx);
-            if (s == ULC_OK || ph.steps) s = add_stats(stats, &ph, ctx) == ULC_OK ? s : ctx->status;
-            ulc_train_stats_clear(&ph);
-            if (s != ULC_OK) break;
-            po.label = "scrub min";
-            s = train_on(model, &sr.d, L_KL_CE, &po, u, &ph, ctx);
-            if (s == ULC_OK || ph.steps) s = add_stats(stats, &ph, ctx) == ULC_OK ? s : ctx->status;
-            ulc_train_stats_clear(&ph);
-        }
-        break;
-    }
-    default: s = ulc_fail(ctx, ULC_ERR_INTERNAL, "unlearn: method %d", (int)u->method);
-    }
-    (void)nt;
-    subset_free(&sf);
-    subset_free(&sr);
-    free(zt);
-    free(zall);
-    free(all);
-    return s;
+    ulc_unlearn_call c = {model, teacher, data, forget, o, u, stats};
+    return run[u->method](&c, ctx);
 }

@@ -1,0 +1,62 @@
+/*
+ * unlearn_internal.h — what DELETE and the baselines share (unlearn.c): row subsets of the data,
+ * the losses they train with, the trainer call, and the one file each method's run lives in
+ * (delete.c, scrub.c, baselines.c). Not for use outside methods/.
+ */
+#ifndef ULC_METHODS_UNLEARN_INTERNAL_H
+#define ULC_METHODS_UNLEARN_INTERNAL_H
+
+#include <stdint.h>
+
+#include "methods/unlearn.h"
+
+#define TEACHER_COL "ulc.teacher" /* the teacher's logits as one more column of a subset */
+
+/* The rows a method trains on, gathered into columns of their own. */
+typedef struct ulc_subset {
+    ulc_dataset d;
+    ulc_tensor *t;      /* n_cols tensors (gathered copies) */
+    int64_t *dims;      /* their dims */
+    void **bufs;
+} ulc_subset;
+
+/* The rows with forget[i] == want (every row with want < 0), every column, plus `extra` (a
+ * float32 [rows, w] column already in subset order, copied) named extra_name. */
+ulc_status ulc_subset_make(const ulc_dataset *d, const uint8_t *forget, int want,
+                           const char *extra_name, const float *extra, int64_t w, ulc_subset *s,
+                           ulc_ctx *ctx);
+void ulc_subset_free(ulc_subset *s); /* accepts a zeroed struct */
+
+/* What a phase optimises: CE to the labels, −CE, DELETE's KL to the masked teacher, −KL to the
+ * teacher, KL + CE (SCRUB's min step). */
+enum { L_CE, L_NEG_CE, L_DELETE, L_NEG_KL, L_KL_CE };
+
+/* One training run of the model's marked weights on d with loss kind. */
+ulc_status ulc_unlearn_train(ulc_model *model, const ulc_dataset *d, int kind,
+                             const ulc_train_opts *o, const ulc_unlearn_opts *u,
+                             ulc_train_stats *stats, ulc_ctx *ctx);
+/* Appends a phase's curves to the run's. */
+ulc_status ulc_unlearn_stats_add(ulc_train_stats *all, ulc_train_stats *ph, ulc_ctx *ctx);
+/* Re-initialises every weight (seeded, PyTorch's default init). */
+ulc_status ulc_unlearn_reinit(ulc_model *m, uint64_t seed, ulc_ctx *ctx);
+uint64_t ulc_unlearn_splitmix(uint64_t *s);
+
+/* A method's run: its weights are marked; it trains model and fills stats. */
+typedef struct ulc_unlearn_call {
+    ulc_model *model;
+    const ulc_model *teacher;
+    const ulc_dataset *data;
+    const uint8_t *forget;
+    const ulc_train_opts *o;
+    const ulc_unlearn_opts *u;
+    ulc_train_stats *stats;
+} ulc_unlearn_call;
+
+ulc_status ulc_delete_run(const ulc_unlearn_call *c, ulc_ctx *ctx);       /* delete.c */
+ulc_status ulc_scrub_run(const ulc_unlearn_call *c, ulc_ctx *ctx);        /* scrub.c */
+ulc_status ulc_finetune_run(const ulc_unlearn_call *c, ulc_ctx *ctx);     /* baselines.c */
+ulc_status ulc_retrain_run(const ulc_unlearn_call *c, ulc_ctx *ctx);
+ulc_status ulc_neggrad_run(const ulc_unlearn_call *c, ulc_ctx *ctx);
+ulc_status ulc_random_label_run(const ulc_unlearn_call *c, ulc_ctx *ctx);
+
+#endif

@@ -1,7 +1,7 @@
 """RFA unlearning epoch: `ulc IN --forget SPEC.json` against the same loop in PyTorch eager, same
 threads, same run (issue 6, item 6).
 
-Two cases, each forgetting class 3 with RFA (residual feature alignment, passes/rfa.c): LoRA rank 8,
+Two cases, each forgetting class 3 with RFA (residual feature alignment, methods/rfa.c): LoRA rank 8,
 alpha 32 on RFA's default placement (every conv inside a residual block), AdamW (weight decay 0.01),
 gamma 0.5, norm l2sq, seed 0:
 
@@ -33,7 +33,7 @@ PyTorch first in odd ones), with the same thread count, each as its own process 
          merge, score after, export, hashes)
   torch  bench/rfa_torch.py (the same loss as rfa.c, written out: forward hooks for the
          features, torch.no_grad teacher, torch.optim.AdamW, torch.set_num_threads(T); ulc's
-         batch order, re-implemented from passes/train.c); every epoch timed with
+         batch order, re-implemented from train/train.c); every epoch timed with
          time.perf_counter; it also scores Df/Dr before and after, merges the adapters and saves
          the merged state_dict, so that its process does the work ulc's does
 
@@ -415,7 +415,7 @@ def write_doc(text, threads, argv, when=None):
         "A whole RFA unlearning run forgetting class 3 (residual feature alignment with LoRA rank 8,\n"
         "alpha 32 on every conv inside a residual block; AdamW, weight decay 0.01; γ 0.5, squared L2;\n"
         "seed 0). ulc: `ulc MODEL --forget SPEC.json -o OUT.onnx -q --threads T`, the epoch from its\n"
-        "report's train.seconds. PyTorch: bench/rfa_torch.py, eager, the loss of passes/rfa.c written\n"
+        "report's train.seconds. PyTorch: bench/rfa_torch.py, eager, the loss of methods/rfa.c written\n"
         "out (forward hooks on PEFT-style LoRA Conv2d wrappers for the student's features and on the\n"
         "original convs for the teacher's, teacher under no_grad, per-batch detached retain means,\n"
         "row weights α/|b_r|, β/|b_f|, λ/|b_r|, μ/|b_f|, CE on retain rows, soft CE to the mean retain\n"

@@ -173,7 +173,7 @@ def step_flops(model):
     "ops" maps each form ulc's student session may take (told apart by its Conv calls per step)
     to the work per op type of that form: "branch", lora-inject's three convs per adapted layer
     (base, A, B: 58 Conv, 55 ConvGradData, 38 ConvGradWeight calls); "fused", the training
-    graph's effective weight W + s·B·A (passes/train_graph.c, fuse_conv_lora: 20 Conv, 18
+    graph's effective weight W + s·B·A (train/train_graph.c, fuse_conv_lora: 20 Conv, 18
     ConvGradData, and a full weight gradient for each of the 19 adapted convs, from which A's
     and B's come by small MatMuls)."""
     import onnx

@@ -13,7 +13,7 @@ Two cases (`--dataset`):
             exported as gen_digits.py exports (opset 17, `input` -> `logits`, dynamic batch).
 
 For each case: `ulc MODEL --forget SPEC -o OUT` for retrain, rfa, delete and every baseline (each
-with its documented defaults: passes/unlearn.h; rfa with the digits spec's settings,
+with its documented defaults: methods/unlearn.h; rfa with the digits spec's settings,
 models/digits/forget_digit.json), forgetting class 3, then `ulc eval OUT --forget SPEC --original
 MODEL --reference RETRAIN --json` for the paper columns: Acc_f / Acc_r / Acc_ft / Acc_rt
 (accuracy on Df, Dr, Dft, Drt), H-Mean (of Acc_rt and the drop of Acc_ft), MIA (entropy attack;

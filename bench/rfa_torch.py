@@ -1,5 +1,5 @@
 """The PyTorch-eager side of bench/bench_rfa.py: one RFA unlearning run (residual feature
-alignment with LoRA, shared/methods/rfa.md) written the way passes/rfa.c computes it, timed epoch
+alignment with LoRA, shared/methods/rfa.md) written the way methods/rfa.c computes it, timed epoch
 by epoch. Run by bench_rfa.py as a process of its own, so that its peak RSS is its own; it can be
 run by hand as well.
 
@@ -20,10 +20,10 @@ The run does what `ulc IN --forget SPEC.json -o OUT` does, in the same order:
   teacher   the untouched model, eval, under torch.no_grad()
   features  the adapted modules' outputs: forward hooks on the LoRA wrappers (student) and on the
             original convs of the same names (teacher)
-  batches   ulc's order: ulc_train_permutation(seed, epoch) (splitmix64 Fisher-Yates, passes/
+  batches   ulc's order: ulc_train_permutation(seed, epoch) (splitmix64 Fisher-Yates, train/
             train.c), re-implemented below; the last partial batch is a smaller step
   loss      per batch, with f the forget flags, b_r / b_f the retain / forget rows, t_k the
-            teacher's features and z the student's logits (passes/rfa.h):
+            teacher's features and z the student's logits (methods/rfa.h):
               means    m_k = mean over b_r of t_k, ybar = mean over b_r of softmax(teacher logits)
                        (detached; a batch without retain rows reuses the last ones, and before
                        any retain row its forget terms are skipped)
@@ -70,7 +70,7 @@ M64 = (1 << 64) - 1
 
 
 def _splitmix64(state):
-    """passes/train.c's splitmix64: (new state, draw)."""
+    """train/train.c's splitmix64: (new state, draw)."""
     state = (state + 0x9E3779B97F4A7C15) & M64
     z = state
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64

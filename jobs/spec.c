@@ -472,7 +472,7 @@ static ulc_status parse_train(ulc_request *s, const cJSON *train, ulc_method_tra
     return ULC_OK;
 }
 
-/* 'gates': thresholds in [0, 1] on the result (tools/report.h checks them). mia_max needs
+/* 'gates': thresholds in [0, 1] on the result (eval/report.h checks them). mia_max needs
  * held-out rows (the attack's non-members). */
 static ulc_status parse_gates(ulc_request *s, const cJSON *j, int has_test, ulc_ctx *ctx) {
     const cJSON *g = NULL;

@@ -2,7 +2,7 @@
  * autodiff.h — reverse-mode differentiation as more graph (DESIGN.md §3).
  *
  * ulc_autodiff walks the nodes that lie between the parameters and the loss in reverse order
- * and appends, for each, the nodes of its backward rule (passes/grad_*.c): plain ONNX ops
+ * and appends, for each, the nodes of its backward rule (train/grad_rules.c): plain ONNX ops
  * where they say it well (Mul, ReduceSum, MatMul, Transpose, …) and ulc's own gradient ops
  * (domain "ulc", ir/ops_ulc.def) where they do not. A value read by several nodes gets the sum
  * of their contributions. Inputs that carry no gradient (integer indices, shapes, anything

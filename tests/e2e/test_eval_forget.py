@@ -1,4 +1,4 @@
-"""`ulc eval MODEL --forget SPEC.json` (docs/metrics.md): the attackers of tools/metrics.c against
+"""`ulc eval MODEL --forget SPEC.json` (docs/metrics.md): the attackers of eval/metrics.c against
 sklearn on random 1-D data (logistic regression: same predictions, coefficients within 1e-3
 relative; SVC: >= 99 % same predictions), and the metrics on the digits model and on its RFA
 output against a numpy/sklearn recomputation from onnxruntime's logits: accuracy per split and

@@ -15,7 +15,7 @@ from conftest import ROOT, run_ulc
 
 DIGITS = ROOT / "models" / "digits"
 MODEL = DIGITS / "digits_resnet.onnx"
-BEFORE_RGB = (0x4e, 0x79, 0xa7)  # tools/report.c: COLOR_BEFORE
+BEFORE_RGB = (0x4e, 0x79, 0xa7)  # eval/report.c: COLOR_BEFORE
 AFTER_RGB = (0xe1, 0x57, 0x59)   # COLOR_AFTER
 EXIT_GATE = 10
 

@@ -1,5 +1,5 @@
 /*
- * test_metrics.c — unit tests for tools/metrics.h on small hand-computed cases: softmax and
+ * test_metrics.c — unit tests for eval/metrics.h on small hand-computed cases: softmax and
  * entropy, H-mean, activation distance, L1 feature distance, linear CKA (both computation paths),
  * the logistic regression on separable and non-separable toys, and the SMO solver on a toy.
  * CHECK records a failure and continues; ends with "N passed, M failed".

@@ -1,5 +1,5 @@
 /*
- * test_train.c — unit tests for passes/train.h: the optimizers against torch.optim's numbers,
+ * test_train.c — unit tests for train/train.h: the optimizers against torch.optim's numbers,
  * the learning-rate schedules, the seeded row order, dataset checks, and the training loop on a
  * hand-built linear-regression training graph (loss and gradient written as graph nodes).
  * CHECK records a failure and continues; ends with "N passed, M failed".

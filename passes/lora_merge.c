@@ -797,239 +797,249 @@ static ulc_status apply_replacement(ulc_graph *g, const replacement *rp, double 
     return ULC_OK;
 }
 
-ulc_status ulc_lora_merge(ulc_model *base, const ulc_lora_adapter *ad,
-                          const ulc_lora_merge_opts *opts, ulc_lora_merge_report *report,
-                          ulc_ctx *ctx) {
-    ulc_graph *g = base->graph;
-    const ulc_graph *ag = ad->weights->graph;
-    ulc_arena *arena = g->arena; /* module records live as long as the base graph */
-    ulc_strmap *mods = ulc_strmap_create();
-    module *first = NULL;
-    replacement *reps = NULL;
-    int n_mods = 0, n_reps = 0;
-    ulc_status s = mods ? ULC_OK : ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-    double w = opts ? opts->weight : 1.0;
-    int unmerge = opts && opts->unmerge;
-    /* tensors an earlier (deferred) merge left pending are produced now: this one reads them */
-    for (size_t i = 0; s == ULC_OK && i < g->inits.len; i++)
-        s = ulc_tensor_materialize(g, ((ulc_value *)g->inits.items[i])->init, ctx);
-    static const struct {
-        const char *suffix;
-        int is_b, embedding;
-    } k_parts[] = {{".lora_A.weight", 0, 0}, {".lora_B.weight", 1, 0},
-                   {".lora_embedding_A", 0, 1}, {".lora_embedding_B", 1, 1}};
+/* One adapter's merge, planned whole before anything changes. */
+typedef struct merge_plan {
+    ulc_graph *g;
+    const ulc_lora_adapter *ad;
+    const ulc_lora_merge_opts *opts;
+    ulc_arena *arena;     /* module records live as long as the base graph */
+    ulc_strmap *mods;
+    module *first;
+    replacement *reps;
+    int n_mods, n_reps, need_untie;
+} merge_plan;
 
-    /* 1. group the adapter's tensors by module */
-    for (size_t i = 0; s == ULC_OK && i < ag->inits.len; i++) {
+static const struct {
+    const char *suffix;
+    int is_b, embedding;
+} k_parts[] = {{".lora_A.weight", 0, 0}, {".lora_B.weight", 1, 0},
+               {".lora_embedding_A", 0, 1}, {".lora_embedding_B", 1, 1}};
+
+/* A whole tensor the adapter stores instead of factors (PEFT's modules_to_save, and the embedding
+ * layers it wraps, saved as "M.base_layer.weight"). */
+static ulc_status add_replacement(merge_plan *mp, const ulc_value *v, const char *key,
+                                  ulc_ctx *ctx) {
+    replacement *rp = ulc_arena_alloc(mp->arena, sizeof *rp);
+    if (!rp) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    const char *bl = strstr(key, ".base_layer.");
+    rp->key = key;
+    rp->name = key;
+    if (bl) {
+        size_t k = (size_t)(bl - key);
+        char *nm = ulc_arena_alloc(mp->arena, strlen(key) + 1);
+        if (!nm) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+        memcpy(nm, key, k);
+        strcpy(nm + k, bl + strlen(".base_layer"));
+        rp->name = nm;
+    }
+    rp->t = v->init;
+    rp->next = mp->reps;
+    mp->reps = rp;
+    mp->n_reps++;
+    return ULC_OK;
+}
+
+/* 1. The adapter's tensors grouped by module. */
+static ulc_status group_tensors(merge_plan *mp, ulc_ctx *ctx) {
+    const ulc_graph *ag = mp->ad->weights->graph;
+    for (size_t i = 0; i < ag->inits.len; i++) {
         const ulc_value *v = ag->inits.items[i];
         const char *key = strncmp(v->name, PREFIX, strlen(PREFIX)) == 0 ? v->name + strlen(PREFIX) : v->name;
         int part = -1;
         for (int k = 0; k < 4 && part < 0; k++)
             if (ends_with(key, k_parts[k].suffix)) part = k;
         if (part < 0) {
-            if (strstr(key, "lora_")) {
-                s = ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: adapter tensor '%s' is of a kind ulc "
-                             "does not merge", ad->path, v->name);
-                break;
-            }
-            replacement *rp = ulc_arena_alloc(arena, sizeof *rp);
-            if (!rp) {
-                s = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-                break;
-            }
-            /* PEFT saves the embedding layers it wraps as "M.base_layer.weight" */
-            const char *bl = strstr(key, ".base_layer.");
-            rp->key = key;
-            rp->name = key;
-            if (bl) {
-                size_t k = (size_t)(bl - key);
-                char *nm = ulc_arena_alloc(arena, strlen(key) + 1);
-                if (!nm) {
-                    s = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-                    break;
-                }
-                memcpy(nm, key, k);
-                strcpy(nm + k, bl + strlen(".base_layer"));
-                rp->name = nm;
-            }
-            rp->t = v->init;
-            rp->next = reps;
-            reps = rp;
-            n_reps++;
+            if (strstr(key, "lora_"))
+                return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: adapter tensor '%s' is of a kind "
+                                "ulc does not merge", mp->ad->path, v->name);
+            ULC_TRY(add_replacement(mp, v, key, ctx));
             continue;
         }
-        char *mname = ulc_arena_strndup(arena, key, strlen(key) - strlen(k_parts[part].suffix));
-        module *md = mname ? ulc_strmap_get(mods, mname) : NULL;
+        char *mname = ulc_arena_strndup(mp->arena, key, strlen(key) - strlen(k_parts[part].suffix));
+        module *md = mname ? ulc_strmap_get(mp->mods, mname) : NULL;
         if (mname && !md) {
-            md = ulc_arena_alloc(arena, sizeof *md);
+            md = ulc_arena_alloc(mp->arena, sizeof *md);
             if (md) {
                 md->name = mname;
-                md->next = first;
-                first = md;
-                n_mods++;
-                if (ulc_strmap_put(mods, mname, md) != 0) md = NULL;
+                md->next = mp->first;
+                mp->first = md;
+                mp->n_mods++;
+                if (ulc_strmap_put(mp->mods, mname, md) != 0) md = NULL;
             }
         }
-        if (!md) {
-            s = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-            break;
-        }
+        if (!md) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
         if (k_parts[part].is_b) md->b = v->init;
         else md->a = v->init;
         md->embedding |= k_parts[part].embedding;
     }
+    return ULC_OK;
+}
 
-    /* 2. resolve and check everything before changing anything */
-    int need_untie = 0;
-    for (module *md = first; s == ULC_OK && md; md = md->next) {
-        if (!md->a || !md->b) {
-            s = ulc_fail(ctx, ULC_ERR_INVALID, "%s: module '%s' has lora_%s but no lora_%s",
-                         ad->path, md->name, md->a ? "A" : "B", md->a ? "B" : "A");
-            break;
-        }
-        if (!is_float_dtype(md->a->dtype) || !is_float_dtype(md->b->dtype)) {
-            s = ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: module '%s' has %s factors; expected "
-                         "f32, f16 or bf16", ad->path, md->name, ulc_dtype_name(md->a->dtype));
-            break;
-        }
-        int via_node = 0, node_t = 0;
-        md->base = ulc_lora_find_base(g, md->name, &via_node, &node_t, ctx);
-        if (!md->base && ctx->status != ULC_OK) {
-            s = ctx->status;
-            break;
-        }
-        int tied_out = opts && opts->tied_output && opts->tied_input && !md->base;
-        if (tied_out) {
-            /* the output embedding is not stored: it is the input embedding */
-            size_t k = strlen(md->name);
-            tied_out = strncmp(opts->tied_output, md->name, k) == 0 &&
-                       strcmp(opts->tied_output + k, ".weight") == 0;
-            if (tied_out) md->base = ulc_graph_get_value(g, opts->tied_input);
-        }
-        int tied_in = opts && opts->tied_output && opts->tied_input && md->base &&
-                      strcmp(md->base->name, opts->tied_input) == 0 &&
-                      !ulc_graph_get_value(g, opts->tied_output);
-        if (tied_out || tied_in) {
-            if (!opts->untie) {
-                s = ulc_fail(ctx, ULC_ERR_INVALID,
-                             "%s: module '%s' changes '%s', which is tied to '%s' "
-                             "(tie_word_embeddings); merging would change both. Pass "
-                             "--untie-embeddings to give '%s' its own copy", ad->path, md->name,
-                             tied_out ? opts->tied_output : opts->tied_input,
-                             tied_out ? opts->tied_input : opts->tied_output, opts->tied_output);
-                break;
-            }
-            need_untie = 1;
-        }
-        if (!md->base) {
-            s = ulc_fail(ctx, ULC_ERR_INVALID, "%s: adapter module '%s' names no tensor of the "
-                         "base model (looked for '%s.weight')", ad->path, md->name, md->name);
-            break;
-        }
-        if (!is_float_dtype(md->base->init->dtype)) {
-            s = ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "base tensor '%s' is %s; ulc merges into f32, "
-                         "f16 and bf16 weights", md->base->name, ulc_dtype_name(md->base->init->dtype));
-            break;
-        }
-        int hint = consumer_layout(md->base);
-        if (hint < 0) hint = arch_layout(md->name, opts ? opts->conv1d_modules : NULL);
-        s = resolve_layout(md, &ad->cfg, via_node, node_t, hint, ctx);
-        if (s != ULC_OK) break;
-        int r;
-        double alpha;
-        s = ulc_lora_module_params(&ad->cfg, md->name, &r, &alpha, &md->scale, ctx);
-        if (s == ULC_OK && r != md->a->dims[0])
-            s = ulc_fail(ctx, ULC_ERR_INVALID, "%s: module '%s': the config gives rank %d "
-                         "(r / rank_pattern), its lora_A has rank %lld", ad->path, md->name, r,
-                         (long long)md->a->dims[0]);
-        md->transposed = md->kind == K_LINEAR ? md->transposed : 0;
-        if (tied_out) md->transposed = 0;
+/* A module's base tensor through a tied embedding: *tied_out when the module is the output
+ * embedding that is not stored (it is the input embedding). Refused unless --untie-embeddings. */
+static ulc_status resolve_tied(merge_plan *mp, module *md, int *tied_out, ulc_ctx *ctx) {
+    const ulc_lora_merge_opts *opts = mp->opts;
+    *tied_out = opts && opts->tied_output && opts->tied_input && !md->base;
+    if (*tied_out) {
+        size_t k = strlen(md->name);
+        *tied_out = strncmp(opts->tied_output, md->name, k) == 0 &&
+                    strcmp(opts->tied_output + k, ".weight") == 0;
+        if (*tied_out) md->base = ulc_graph_get_value(mp->g, opts->tied_input);
     }
-    for (replacement *rp = reps; s == ULC_OK && rp; rp = rp->next) {
-        rp->base = ulc_graph_get_value(g, rp->name);
-        if (!rp->base && opts && opts->tied_output && opts->tied_input &&
-            strcmp(rp->name, opts->tied_output) == 0) {
-            rp->base = ulc_graph_get_value(g, opts->tied_input);
-            rp->tied = 1;
-        }
-        if (!rp->base && ends_with(rp->name, ".weight")) {
-            /* as for modules: a prefixed name, or an ONNX MatMul/Gemm weight in M's scope */
-            char *mname = ulc_arena_strndup(arena, rp->name, strlen(rp->name) - strlen(".weight"));
-            int via_node = 0;
-            rp->base = mname ? ulc_lora_find_base(g, mname, &via_node, &rp->transposed, ctx) : NULL;
-            if (!rp->base && ctx->status != ULC_OK) {
-                s = ctx->status;
-                break;
-            }
-            if (rp->base && rp->transposed && !(rp->t->rank == 2 && rp->base->init->rank == 2 &&
-                                                rp->t->dims[0] == rp->base->init->dims[1] &&
-                                                rp->t->dims[1] == rp->base->init->dims[0]))
-                rp->transposed = 0; /* shapes say it is stored as is */
-        }
-        if (rp->base && (rp->base->flags & ULC_VALUE_INITIALIZER) && same_as_base(rp)) {
-            rp->noop = 1; /* PEFT stores wrapped embeddings whole; unchanged ones change nothing */
-            n_reps--;
-            continue;
-        }
-        if (rp->tied && !(opts && opts->untie)) {
-            s = ulc_fail(ctx, ULC_ERR_INVALID,
-                         "%s: adapter tensor '%s' changes '%s', which is tied to '%s' "
-                         "(tie_word_embeddings); merging would change both. Pass "
-                         "--untie-embeddings to give '%s' its own copy", ad->path, rp->key,
-                         opts->tied_output, opts->tied_input, opts->tied_output);
-            break;
-        }
-        if (rp->tied) need_untie = 1;
-        if (!rp->base || !(rp->base->flags & ULC_VALUE_INITIALIZER))
-            s = ulc_fail(ctx, ULC_ERR_INVALID, "%s: adapter tensor '%s' replaces '%s', which the "
-                         "base model does not have", ad->path, rp->key, rp->name);
-        else if (!rp->transposed && !same_shape(rp->base->init, rp->t))
-            s = ulc_fail(ctx, ULC_ERR_INVALID, "%s: adapter tensor '%s' does not have the shape "
-                         "of the base tensor", ad->path, rp->name);
-        else if (rp->base->init->dtype != rp->t->dtype &&
-                 !(is_float_dtype(rp->base->init->dtype) && is_float_dtype(rp->t->dtype)))
-            s = ulc_fail(ctx, ULC_ERR_INVALID, "%s: adapter tensor '%s' is %s, the base's is %s",
-                         ad->path, rp->name, ulc_dtype_name(rp->t->dtype),
-                         ulc_dtype_name(rp->base->init->dtype));
-    }
-    if (s == ULC_OK && n_mods + n_reps == 0)
-        s = ulc_fail(ctx, ULC_ERR_INVALID, "%s: the adapter holds no LoRA tensors", ad->path);
+    int tied_in = opts && opts->tied_output && opts->tied_input && md->base &&
+                  strcmp(md->base->name, opts->tied_input) == 0 &&
+                  !ulc_graph_get_value(mp->g, opts->tied_output);
+    if (!*tied_out && !tied_in) return ULC_OK;
+    if (!opts->untie)
+        return ulc_fail(ctx, ULC_ERR_INVALID,
+                        "%s: module '%s' changes '%s', which is tied to '%s' "
+                        "(tie_word_embeddings); merging would change both. Pass "
+                        "--untie-embeddings to give '%s' its own copy", mp->ad->path, md->name,
+                        *tied_out ? opts->tied_output : opts->tied_input,
+                        *tied_out ? opts->tied_input : opts->tied_output, opts->tied_output);
+    mp->need_untie = 1;
+    return ULC_OK;
+}
 
-    /* 3. apply */
-    ulc_lora_merge_entry *ents = NULL;
-    if (s == ULC_OK) {
-        ents = realloc(report->entries, (size_t)(report->n + n_mods + n_reps) * sizeof *ents);
-        if (!ents) s = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-        else report->entries = ents;
+/* 2a. A module resolved to its base tensor, layout, rank and scale, and checked. */
+static ulc_status resolve_module(merge_plan *mp, module *md, ulc_ctx *ctx) {
+    const ulc_lora_adapter *ad = mp->ad;
+    if (!md->a || !md->b)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: module '%s' has lora_%s but no lora_%s",
+                        ad->path, md->name, md->a ? "A" : "B", md->a ? "B" : "A");
+    if (!is_float_dtype(md->a->dtype) || !is_float_dtype(md->b->dtype))
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: module '%s' has %s factors; expected "
+                        "f32, f16 or bf16", ad->path, md->name, ulc_dtype_name(md->a->dtype));
+    int via_node = 0, node_t = 0, tied_out = 0;
+    md->base = ulc_lora_find_base(mp->g, md->name, &via_node, &node_t, ctx);
+    if (!md->base && ctx->status != ULC_OK) return ctx->status;
+    ULC_TRY(resolve_tied(mp, md, &tied_out, ctx));
+    if (!md->base)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: adapter module '%s' names no tensor of the "
+                        "base model (looked for '%s.weight')", ad->path, md->name, md->name);
+    if (!is_float_dtype(md->base->init->dtype))
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "base tensor '%s' is %s; ulc merges into f32, "
+                        "f16 and bf16 weights", md->base->name, ulc_dtype_name(md->base->init->dtype));
+    int hint = consumer_layout(md->base);
+    if (hint < 0) hint = arch_layout(md->name, mp->opts ? mp->opts->conv1d_modules : NULL);
+    ULC_TRY(resolve_layout(md, &ad->cfg, via_node, node_t, hint, ctx));
+    int r;
+    double alpha;
+    ulc_status s = ulc_lora_module_params(&ad->cfg, md->name, &r, &alpha, &md->scale, ctx);
+    if (s == ULC_OK && r != md->a->dims[0])
+        s = ulc_fail(ctx, ULC_ERR_INVALID, "%s: module '%s': the config gives rank %d "
+                     "(r / rank_pattern), its lora_A has rank %lld", ad->path, md->name, r,
+                     (long long)md->a->dims[0]);
+    md->transposed = md->kind == K_LINEAR ? md->transposed : 0;
+    if (tied_out) md->transposed = 0;
+    return s;
+}
+
+/* 2b. A whole-tensor replacement resolved to the base tensor it replaces, and checked; an
+ * unchanged one is dropped. */
+static ulc_status resolve_replacement(merge_plan *mp, replacement *rp, ulc_ctx *ctx) {
+    const ulc_lora_merge_opts *opts = mp->opts;
+    const char *path = mp->ad->path;
+    rp->base = ulc_graph_get_value(mp->g, rp->name);
+    if (!rp->base && opts && opts->tied_output && opts->tied_input &&
+        strcmp(rp->name, opts->tied_output) == 0) {
+        rp->base = ulc_graph_get_value(mp->g, opts->tied_input);
+        rp->tied = 1;
     }
-    if (s == ULC_OK && need_untie) {
+    if (!rp->base && ends_with(rp->name, ".weight")) {
+        /* as for modules: a prefixed name, or an ONNX MatMul/Gemm weight in M's scope */
+        char *mname = ulc_arena_strndup(mp->arena, rp->name, strlen(rp->name) - strlen(".weight"));
+        int via_node = 0;
+        rp->base = mname ? ulc_lora_find_base(mp->g, mname, &via_node, &rp->transposed, ctx) : NULL;
+        if (!rp->base && ctx->status != ULC_OK) return ctx->status;
+        if (rp->base && rp->transposed && !(rp->t->rank == 2 && rp->base->init->rank == 2 &&
+                                            rp->t->dims[0] == rp->base->init->dims[1] &&
+                                            rp->t->dims[1] == rp->base->init->dims[0]))
+            rp->transposed = 0; /* shapes say it is stored as is */
+    }
+    if (rp->base && (rp->base->flags & ULC_VALUE_INITIALIZER) && same_as_base(rp)) {
+        rp->noop = 1; /* PEFT stores wrapped embeddings whole; unchanged ones change nothing */
+        mp->n_reps--;
+        return ULC_OK;
+    }
+    if (rp->tied && !(opts && opts->untie))
+        return ulc_fail(ctx, ULC_ERR_INVALID,
+                        "%s: adapter tensor '%s' changes '%s', which is tied to '%s' "
+                        "(tie_word_embeddings); merging would change both. Pass "
+                        "--untie-embeddings to give '%s' its own copy", path, rp->key,
+                        opts->tied_output, opts->tied_input, opts->tied_output);
+    if (rp->tied) mp->need_untie = 1;
+    if (!rp->base || !(rp->base->flags & ULC_VALUE_INITIALIZER))
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: adapter tensor '%s' replaces '%s', which the "
+                        "base model does not have", path, rp->key, rp->name);
+    if (!rp->transposed && !same_shape(rp->base->init, rp->t))
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: adapter tensor '%s' does not have the shape "
+                        "of the base tensor", path, rp->name);
+    if (rp->base->init->dtype != rp->t->dtype &&
+        !(is_float_dtype(rp->base->init->dtype) && is_float_dtype(rp->t->dtype)))
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: adapter tensor '%s' is %s, the base's is %s",
+                        path, rp->name, ulc_dtype_name(rp->t->dtype),
+                        ulc_dtype_name(rp->base->init->dtype));
+    return ULC_OK;
+}
+
+/* 3. The plan applied: the untied copy first, then every module and replacement. */
+static ulc_status apply_plan(merge_plan *mp, ulc_lora_merge_report *report, ulc_ctx *ctx) {
+    const ulc_lora_merge_opts *opts = mp->opts;
+    double w = opts ? opts->weight : 1.0;
+    int unmerge = opts && opts->unmerge;
+    ulc_lora_merge_entry *ents =
+        realloc(report->entries, (size_t)(report->n + mp->n_mods + mp->n_reps) * sizeof *ents);
+    if (!ents) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    report->entries = ents;
+    if (mp->need_untie) {
         ulc_value *copy = NULL;
-        s = add_untied_copy(g, opts->tied_output, ulc_graph_get_value(g, opts->tied_input), &copy, ctx);
+        ULC_TRY(add_untied_copy(mp->g, opts->tied_output,
+                                ulc_graph_get_value(mp->g, opts->tied_input), &copy, ctx));
         /* modules and replacements of the output embedding now target the copy */
-        for (module *md = first; s == ULC_OK && md; md = md->next) {
+        for (module *md = mp->first; md; md = md->next) {
             size_t k = strlen(md->name);
             if (strncmp(opts->tied_output, md->name, k) == 0 && strcmp(opts->tied_output + k, ".weight") == 0)
                 md->base = copy;
         }
-        for (replacement *rp = reps; s == ULC_OK && rp; rp = rp->next)
+        for (replacement *rp = mp->reps; rp; rp = rp->next)
             if (rp->tied) rp->base = copy;
         report->untied = 1;
     }
     double signed_w = unmerge ? -w : w;
-    for (module *md = first; s == ULC_OK && md; md = md->next) {
-        ulc_lora_merge_entry *e = &report->entries[report->n];
-        memset(e, 0, sizeof *e);
-        s = apply_module(g, md, signed_w, opts, report, report->n, ctx);
-        if (s == ULC_OK) report->n++;
+    for (module *md = mp->first; md; md = md->next) {
+        memset(&report->entries[report->n], 0, sizeof *report->entries);
+        ULC_TRY(apply_module(mp->g, md, signed_w, opts, report, report->n, ctx));
+        report->n++;
     }
-    for (replacement *rp = reps; s == ULC_OK && rp; rp = rp->next) {
+    for (replacement *rp = mp->reps; rp; rp = rp->next) {
         if (rp->noop) continue;
         ulc_lora_merge_entry *e = &report->entries[report->n];
         memset(e, 0, sizeof *e);
-        s = apply_replacement(g, rp, w, unmerge, e, ctx);
-        if (s == ULC_OK) report->n++;
+        ULC_TRY(apply_replacement(mp->g, rp, w, unmerge, e, ctx));
+        report->n++;
     }
-    ulc_strmap_free(mods);
+    return ULC_OK;
+}
+
+ulc_status ulc_lora_merge(ulc_model *base, const ulc_lora_adapter *ad,
+                          const ulc_lora_merge_opts *opts, ulc_lora_merge_report *report,
+                          ulc_ctx *ctx) {
+    merge_plan mp = {.g = base->graph, .ad = ad, .opts = opts, .arena = base->graph->arena,
+                     .mods = ulc_strmap_create()};
+    ulc_status s = mp.mods ? ULC_OK : ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    /* tensors an earlier (deferred) merge left pending are produced now: this one reads them */
+    for (size_t i = 0; s == ULC_OK && i < mp.g->inits.len; i++)
+        s = ulc_tensor_materialize(mp.g, ((ulc_value *)mp.g->inits.items[i])->init, ctx);
+    if (s == ULC_OK) s = group_tensors(&mp, ctx);
+    /* 2. resolve and check everything before changing anything */
+    for (module *md = mp.first; s == ULC_OK && md; md = md->next) s = resolve_module(&mp, md, ctx);
+    for (replacement *rp = mp.reps; s == ULC_OK && rp; rp = rp->next)
+        s = resolve_replacement(&mp, rp, ctx);
+    if (s == ULC_OK && mp.n_mods + mp.n_reps == 0)
+        s = ulc_fail(ctx, ULC_ERR_INVALID, "%s: the adapter holds no LoRA tensors", ad->path);
+    if (s == ULC_OK) s = apply_plan(&mp, report, ctx);
+    ulc_strmap_free(mp.mods);
     return s;
 }
 

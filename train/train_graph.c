@@ -313,32 +313,38 @@ static ulc_status fold_lora_affine(ulc_graph *g, const ulc_model *src, const ulc
     return *folded ? ulc_graph_toposort(g, ctx) : ULC_OK;
 }
 
-static ulc_status build(const ulc_model *m, const ulc_dataset *d, const ulc_train_task *t,
-                        int batch, ulc_train_graph *tg, ulc_ctx *ctx) {
-    const ulc_graph *sg = m->graph;
-    int64_t opset = ulc_model_opset(m, "");
-    ULC_TRY(ulc_model_clone_shallow(m, &tg->model, ctx));
-    ulc_graph *g = tg->model->graph;
-    binds bs = {0};
-    int fused = 0;
-    ULC_TRY(fuse_conv_lora(g, m, opset, &fused, ctx));
-    int folded = 0;
-    if (!getenv("ULC_NO_LORA_AFFINE")) ULC_TRY(fold_lora_affine(g, m, t, &folded, ctx));
+/* What the steps of building a training graph share. */
+typedef struct tg_build {
+    const ulc_model *m;
+    const ulc_graph *sg;  /* the model's graph */
+    ulc_graph *g;         /* the training graph (a clone) */
+    int64_t opset;
+    const ulc_dataset *d;
+    const ulc_train_task *t;
+    int batch;
+    ulc_train_graph *tg;
+    binds bs;             /* every input's shape for the analysis */
+    ulc_value **params;   /* the parameters, now graph inputs */
+    int np;
+    ulc_value *main_in;   /* the model's main input */
+} tg_build;
 
-    /* parameters: initializers → inputs */
-    int np = 0;
-    for (size_t i = 0; i < sg->inits.len; i++)
-        np += (((const ulc_value *)sg->inits.items[i])->flags & ULC_VALUE_PARAM) != 0;
-    if (!np)
+/* Parameters: initializers flagged ULC_VALUE_PARAM become graph inputs. */
+static ulc_status params_to_inputs(tg_build *w, ulc_ctx *ctx) {
+    ulc_graph *g = w->g;
+    ulc_train_graph *tg = w->tg;
+    for (size_t i = 0; i < w->sg->inits.len; i++)
+        w->np += (((const ulc_value *)w->sg->inits.items[i])->flags & ULC_VALUE_PARAM) != 0;
+    if (!w->np)
         return ulc_fail(ctx, ULC_ERR_INVALID_ARG,
                         "nothing to train: no parameter is marked trainable (inject LoRA "
                         "adapters, or name the weights to train)");
-    ulc_value **params = ulc_arena_calloc(g->arena, (size_t)np, sizeof *params);
-    tg->param_inputs = ulc_arena_calloc(g->arena, (size_t)np, sizeof *tg->param_inputs);
-    tg->grad_outputs = ulc_arena_calloc(g->arena, (size_t)np, sizeof *tg->grad_outputs);
-    if (!params || !tg->param_inputs || !tg->grad_outputs) return nomem(ctx);
-    for (size_t i = 0; i < sg->inits.len; i++) {
-        const ulc_value *sv = sg->inits.items[i];
+    w->params = ulc_arena_calloc(g->arena, (size_t)w->np, sizeof *w->params);
+    tg->param_inputs = ulc_arena_calloc(g->arena, (size_t)w->np, sizeof *tg->param_inputs);
+    tg->grad_outputs = ulc_arena_calloc(g->arena, (size_t)w->np, sizeof *tg->grad_outputs);
+    if (!w->params || !tg->param_inputs || !tg->grad_outputs) return nomem(ctx);
+    for (size_t i = 0; i < w->sg->inits.len; i++) {
+        const ulc_value *sv = w->sg->inits.items[i];
         if (!(sv->flags & ULC_VALUE_PARAM)) continue;
         if (!sv->init || sv->init->dtype != ULC_DT_F32)
             return ulc_fail(ctx, ULC_ERR_UNSUPPORTED,
@@ -350,123 +356,123 @@ static ulc_status build(const ulc_model *m, const ulc_dataset *d, const ulc_trai
         v->flags |= ULC_VALUE_INPUT;
         v->init = NULL;
         if (ulc_ptrvec_push(&g->inputs, v) != 0) return nomem(ctx);
-        ULC_TRY(bind(&bs, v->name, ULC_DT_F32, sv->init->rank, sv->init->dims, ctx));
+        ULC_TRY(bind(&w->bs, v->name, ULC_DT_F32, sv->init->rank, sv->init->dims, ctx));
         tg->param_inputs[tg->n_params] = v->name;
-        params[tg->n_params++] = v;
+        w->params[tg->n_params++] = v;
     }
+    return ULC_OK;
+}
 
-    /* data inputs: a same-named column, or the main input from "input"/"input_ids" */
+/* The column model input sv reads, checked against its declaration. */
+static ulc_status data_column(tg_build *w, const ulc_value *sv, const char **col_out,
+                              ulc_ctx *ctx) {
+    const ulc_dataset *d = w->d;
+    const ulc_train_task *t = w->t;
+    const char *col = NULL;
+    if (ulc_dataset_find(d, sv->name) >= 0) col = sv->name;
+    else if ((t->input && strcmp(t->input, sv->name) == 0) || (!t->input && !w->main_in)) {
+        if (ulc_dataset_find(d, "input") >= 0) col = "input";
+        else if (ulc_dataset_find(d, "input_ids") >= 0) col = "input_ids";
+    }
+    if (!col)
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG,
+                        "%s: no column feeds model input '%s' (expected a column of that "
+                        "name, or 'input'/'input_ids' for the model's main input)",
+                        d->path ? d->path : "data", sv->name);
+    const ulc_tensor *c = d->cols[ulc_dataset_find(d, col)];
+    const ulc_value *v = ulc_graph_get_value(w->g, sv->name);
+    if ((v->flags & ULC_VALUE_HAS_TYPE) && v->dtype != c->dtype)
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG,
+                        "%s: column '%s' is %s but model input '%s' is %s",
+                        d->path ? d->path : "data", col, ulc_dtype_name(c->dtype), sv->name,
+                        ulc_dtype_name(v->dtype));
+    if (v->rank >= 0 && v->rank != c->rank)
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG,
+                        "%s: column '%s' has rank %d but model input '%s' has rank %d",
+                        d->path ? d->path : "data", col, c->rank, sv->name, v->rank);
+    for (int k = 1; v->rank > 0 && k < c->rank; k++)
+        if (v->dims[k].value >= 0 && v->dims[k].value != c->dims[k])
+            return ulc_fail(ctx, ULC_ERR_INVALID_ARG,
+                            "%s: column '%s' has dim %d = %lld but model input '%s' "
+                            "wants %lld", d->path ? d->path : "data", col, k,
+                            (long long)c->dims[k], sv->name, (long long)v->dims[k].value);
+    *col_out = col;
+    return ULC_OK;
+}
+
+/* Data inputs: a same-named column, or the main input from "input"/"input_ids". */
+static ulc_status bind_data(tg_build *w, ulc_ctx *ctx) {
+    ulc_graph *g = w->g;
+    ulc_train_graph *tg = w->tg;
     int n_data_in = 0;
-    ulc_value *main_in = NULL;
-    for (size_t i = 0; i < sg->inputs.len; i++) {
-        const ulc_value *sv = sg->inputs.items[i];
-        if (sv->flags & (ULC_VALUE_INITIALIZER | ULC_VALUE_PARAM)) continue;
-        n_data_in++;
+    for (size_t i = 0; i < w->sg->inputs.len; i++) {
+        const ulc_value *sv = w->sg->inputs.items[i];
+        n_data_in += !(sv->flags & (ULC_VALUE_INITIALIZER | ULC_VALUE_PARAM));
     }
     tg->data_inputs = ulc_arena_calloc(g->arena, (size_t)n_data_in + MAX_BIND, sizeof *tg->data_inputs);
     tg->data_cols = ulc_arena_calloc(g->arena, (size_t)n_data_in + MAX_BIND, sizeof *tg->data_cols);
     if (!tg->data_inputs || !tg->data_cols) return nomem(ctx);
-    for (size_t i = 0; i < sg->inputs.len; i++) {
-        const ulc_value *sv = sg->inputs.items[i];
+    for (size_t i = 0; i < w->sg->inputs.len; i++) {
+        const ulc_value *sv = w->sg->inputs.items[i];
         if (sv->flags & (ULC_VALUE_INITIALIZER | ULC_VALUE_PARAM)) continue;
         const char *col = NULL;
-        if (ulc_dataset_find(d, sv->name) >= 0) col = sv->name;
-        else if ((t->input && strcmp(t->input, sv->name) == 0) || (!t->input && !main_in)) {
-            if (ulc_dataset_find(d, "input") >= 0) col = "input";
-            else if (ulc_dataset_find(d, "input_ids") >= 0) col = "input_ids";
-        }
-        if (!col)
-            return ulc_fail(ctx, ULC_ERR_INVALID_ARG,
-                            "%s: no column feeds model input '%s' (expected a column of that "
-                            "name, or 'input'/'input_ids' for the model's main input)",
-                            d->path ? d->path : "data", sv->name);
-        const ulc_tensor *c = d->cols[ulc_dataset_find(d, col)];
+        ULC_TRY(data_column(w, sv, &col, ctx));
+        const ulc_tensor *c = w->d->cols[ulc_dataset_find(w->d, col)];
         ulc_value *v = ulc_graph_get_value(g, sv->name);
-        if ((v->flags & ULC_VALUE_HAS_TYPE) && v->dtype != c->dtype)
-            return ulc_fail(ctx, ULC_ERR_INVALID_ARG,
-                            "%s: column '%s' is %s but model input '%s' is %s",
-                            d->path ? d->path : "data", col, ulc_dtype_name(c->dtype), sv->name,
-                            ulc_dtype_name(v->dtype));
-        if (v->rank >= 0 && v->rank != c->rank)
-            return ulc_fail(ctx, ULC_ERR_INVALID_ARG,
-                            "%s: column '%s' has rank %d but model input '%s' has rank %d",
-                            d->path ? d->path : "data", col, c->rank, sv->name, v->rank);
-        for (int k = 1; v->rank > 0 && k < c->rank; k++)
-            if (v->dims[k].value >= 0 && v->dims[k].value != c->dims[k])
-                return ulc_fail(ctx, ULC_ERR_INVALID_ARG,
-                                "%s: column '%s' has dim %d = %lld but model input '%s' "
-                                "wants %lld", d->path ? d->path : "data", col, k,
-                                (long long)c->dims[k], sv->name, (long long)v->dims[k].value);
         int64_t dims[ULC_RT_MAX_RANK];
-        ULC_TRY(bind(&bs, v->name, c->dtype, col_dims(c, batch, dims), dims, ctx));
+        ULC_TRY(bind(&w->bs, v->name, c->dtype, col_dims(c, w->batch, dims), dims, ctx));
         tg->data_inputs[tg->n_data] = v->name;
         tg->data_cols[tg->n_data++] = arena_str(g, col);
-        if (!main_in && (t->input ? strcmp(t->input, sv->name) == 0
-                                  : strcmp(col, "input") == 0 || strcmp(col, "input_ids") == 0))
-            main_in = v;
+        if (!w->main_in && (w->t->input ? strcmp(w->t->input, sv->name) == 0
+                                        : strcmp(col, "input") == 0 || strcmp(col, "input_ids") == 0))
+            w->main_in = v;
     }
-    if (!main_in && tg->n_data == 1) main_in = ulc_graph_get_value(g, tg->data_inputs[0]);
-    tg->main_input = main_in ? main_in->name : NULL;
+    if (!w->main_in && tg->n_data == 1) w->main_in = ulc_graph_get_value(g, tg->data_inputs[0]);
+    tg->main_input = w->main_in ? w->main_in->name : NULL;
+    return ULC_OK;
+}
 
-    /* the output the loss reads */
-    ulc_value *out = NULL;
-    if (t->output) {
-        out = ulc_graph_get_value(g, t->output);
-        if (!out || !(out->flags & ULC_VALUE_OUTPUT))
-            return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "the model has no output '%s'", t->output);
-    } else if (g->outputs.len) {
-        out = g->outputs.items[0];
+/* The next-token target: input_ids shifted by one (ignored where attention_mask is 0), and the
+ * logits without their last position (*z). */
+static ulc_status next_token_target(tg_build *w, ulc_gb *b, ulc_value *out, int out_rank,
+                                    ulc_value **z, ulc_value **target, ulc_ctx *ctx) {
+    ulc_value *main_in = w->main_in;
+    if (!main_in || main_in->dtype != ULC_DT_I64 || out_rank != 3)
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG,
+                        "next-token loss: needs int64 input_ids [B, T] and logits [B, T, V]");
+    int64_t s0 = 0, e1 = -1, s1 = 1, emax = INT64_MAX, ax = 1, ign = -100;
+    ulc_value *sl[4] = {out, ulc_gb_vec_i64(b, 1, &s0), ulc_gb_vec_i64(b, 1, &e1),
+                        ulc_gb_vec_i64(b, 1, &ax)};
+    *z = sl[1] && sl[2] && sl[3] ? ulc_gb_opn(b, NULL, "Slice", 4, sl, 1, NULL) : NULL;
+    ulc_value *tl[4] = {main_in, ulc_gb_vec_i64(b, 1, &s1), ulc_gb_vec_i64(b, 1, &emax), sl[3]};
+    ulc_value *t = *z && tl[1] && tl[2] ? ulc_gb_opn(b, NULL, "Slice", 4, tl, 1, NULL) : NULL;
+    ulc_value *mask = ulc_graph_get_value(w->g, "attention_mask");
+    if (t && mask && (mask->flags & ULC_VALUE_INPUT)) {
+        tl[0] = mask;
+        ulc_value *mn = ulc_gb_opn(b, NULL, "Slice", 4, tl, 1, NULL);
+        ulc_value *zero = mask->dtype == ULC_DT_F32 ? ulc_gb_scalar_f32(b, 0.0f)
+                                                    : ulc_gb_vec_i64(b, 1, &s0);
+        ulc_value *wh[3] = {mn && zero ? ulc_gb_op2(b, "Greater", mn, zero) : NULL, t,
+                            ulc_gb_vec_i64(b, 1, &ign)};
+        t = wh[0] && wh[2] ? ulc_gb_opn(b, NULL, "Where", 3, wh, 1, NULL) : NULL;
     }
-    if (!out) return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "the model has no output");
-    ulc_analysis *an = NULL;
-    ULC_TRY(ulc_analyze(g, opset, bs.b, bs.n, (size_t)1 << 16, &an, ctx));
-    ulc_rt_tensor ot;
-    int known = ulc_analysis_get(an, out, &ot);
-    if (!known || ot.rank < 1) {
-        ulc_analysis_free(an);
-        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED,
-                        "cannot infer the shape of output '%s' for batch %d", out->name, batch);
-    }
-    int64_t classes = ot.dims[ot.rank - 1];
-    ulc_value *loss = NULL;
-    if (t->custom_loss) {
-        struct tg_priv priv = {.bs = &bs, .tg = tg};
-        ulc_tg tb = {.g = g, .opset = opset, .batch = batch, .output = out, .shapes = an,
-                     .priv = &priv};
-        ulc_status st = t->custom_loss(t->custom_arg, &tb, &loss, ctx);
-        ulc_analysis_free(an);
-        ULC_TRY(st);
-        loss->flags |= ULC_VALUE_LOSS;
-        goto differentiate;
-    }
-    ulc_analysis_free(an);
+    if (!t) return ctx->status ? ctx->status : nomem(ctx);
+    *target = t;
+    return ULC_OK;
+}
 
-    /* targets and the loss */
-    ulc_gb gb, *b = &gb;
-    ulc_gb_init(b, g, opset, ULC_GB_NAMES_DERIVED, ctx);
+/* The built-in losses: their targets (a data column, or bound per step) and the loss node. */
+static ulc_status builtin_loss(tg_build *w, ulc_value *out, const ulc_rt_tensor *ot,
+                               ulc_value **loss, ulc_ctx *ctx) {
+    const ulc_train_task *t = w->t;
+    const ulc_dataset *d = w->d;
+    ulc_graph *g = w->g;
+    ulc_gb gb;
+    ulc_gb_init(&gb, g, w->opset, ULC_GB_NAMES_DERIVED, ctx);
     ulc_value *z = out, *target = NULL;
-    int zrank = ot.rank;
+    int64_t dims[ULC_RT_MAX_RANK];
     if (t->next_token) {
-        if (!main_in || main_in->dtype != ULC_DT_I64 || ot.rank != 3)
-            return ulc_fail(ctx, ULC_ERR_INVALID_ARG,
-                            "next-token loss: needs int64 input_ids [B, T] and logits [B, T, V]");
-        int64_t s0 = 0, e1 = -1, s1 = 1, emax = INT64_MAX, ax = 1, ign = -100;
-        ulc_value *sl[4] = {out, ulc_gb_vec_i64(b, 1, &s0), ulc_gb_vec_i64(b, 1, &e1),
-                            ulc_gb_vec_i64(b, 1, &ax)};
-        z = sl[1] && sl[2] && sl[3] ? ulc_gb_opn(b, NULL, "Slice", 4, sl, 1, NULL) : NULL;
-        ulc_value *tl[4] = {main_in, ulc_gb_vec_i64(b, 1, &s1), ulc_gb_vec_i64(b, 1, &emax), sl[3]};
-        target = z && tl[1] && tl[2] ? ulc_gb_opn(b, NULL, "Slice", 4, tl, 1, NULL) : NULL;
-        ulc_value *mask = ulc_graph_get_value(g, "attention_mask");
-        if (target && mask && (mask->flags & ULC_VALUE_INPUT)) {
-            tl[0] = mask;
-            ulc_value *mn = ulc_gb_opn(b, NULL, "Slice", 4, tl, 1, NULL);
-            ulc_value *zero = mask->dtype == ULC_DT_F32 ? ulc_gb_scalar_f32(b, 0.0f)
-                                                        : ulc_gb_vec_i64(b, 1, &s0);
-            ulc_value *w[3] = {mn && zero ? ulc_gb_op2(b, "Greater", mn, zero) : NULL, target,
-                               ulc_gb_vec_i64(b, 1, &ign)};
-            target = w[0] && w[2] ? ulc_gb_opn(b, NULL, "Where", 3, w, 1, NULL) : NULL;
-        }
-        if (!target) return ctx->status ? ctx->status : nomem(ctx);
+        ULC_TRY(next_token_target(w, &gb, out, ot->rank, &z, &target, ctx));
     } else if (t->loss == ULC_LOSS_CROSS_ENTROPY || t->loss == ULC_LOSS_MSE) {
         const char *col = t->loss == ULC_LOSS_CROSS_ENTROPY ? "label" : "target";
         int ci = ulc_dataset_find(d, col);
@@ -477,51 +483,104 @@ static ulc_status build(const ulc_model *m, const ulc_dataset *d, const ulc_trai
                             t->loss == ULC_LOSS_CROSS_ENTROPY ? "cross-entropy" : "mse");
         const ulc_tensor *c = d->cols[ci];
         int want_dt = t->loss == ULC_LOSS_CROSS_ENTROPY ? ULC_DT_I64 : ULC_DT_F32;
-        int want_rank = t->loss == ULC_LOSS_CROSS_ENTROPY ? ot.rank - 1 : ot.rank;
+        int want_rank = t->loss == ULC_LOSS_CROSS_ENTROPY ? ot->rank - 1 : ot->rank;
         if (c->dtype != want_dt || c->rank != want_rank)
             return ulc_fail(ctx, ULC_ERR_INVALID_ARG,
                             "%s: column '%s' is %s of rank %d; the %s loss on output '%s' needs "
                             "%s of rank %d", d->path ? d->path : "data", col,
                             ulc_dtype_name(c->dtype), c->rank, col, out->name,
                             ulc_dtype_name(want_dt), want_rank);
-        int64_t dims[ULC_RT_MAX_RANK];
-        int r = col_dims(c, batch, dims);
+        int r = col_dims(c, w->batch, dims);
         if (!(target = add_input(g, ULC_TRAIN_TARGET, c->dtype, r, dims, ctx))) return ctx->status;
-        ULC_TRY(bind(&bs, target->name, c->dtype, r, dims, ctx));
-        tg->data_inputs[tg->n_data] = target->name;
-        tg->data_cols[tg->n_data++] = arena_str(g, col);
+        ULC_TRY(bind(&w->bs, target->name, c->dtype, r, dims, ctx));
+        w->tg->data_inputs[w->tg->n_data] = target->name;
+        w->tg->data_cols[w->tg->n_data++] = arena_str(g, col);
     } else if (t->loss == ULC_LOSS_KL || t->loss == ULC_LOSS_SOFT_CROSS_ENTROPY) {
         /* probabilities shaped like the output, bound per step by the caller's hook */
-        int64_t dims[ULC_RT_MAX_RANK];
-        for (int i = 0; i < ot.rank; i++) dims[i] = ot.dims[i];
-        if (!(target = add_input(g, ULC_TRAIN_TARGET, ULC_DT_F32, ot.rank, dims, ctx)))
+        for (int i = 0; i < ot->rank; i++) dims[i] = ot->dims[i];
+        if (!(target = add_input(g, ULC_TRAIN_TARGET, ULC_DT_F32, ot->rank, dims, ctx)))
             return ctx->status;
-        ULC_TRY(bind(&bs, target->name, ULC_DT_F32, ot.rank, dims, ctx));
+        ULC_TRY(bind(&w->bs, target->name, ULC_DT_F32, ot->rank, dims, ctx));
     } else if (t->loss != ULC_LOSS_ENTROPY) {
         return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "loss %d has no training target", (int)t->loss);
     }
-    ULC_TRY(ulc_loss_build(g, opset, t->loss, z, zrank, classes, target, NULL, "ulc.train.loss",
-                           &loss, ctx));
-differentiate:
-    tg->loss = loss->name;
+    return ulc_loss_build(g, w->opset, t->loss, z, ot->rank, ot->dims[ot->rank - 1], target, NULL,
+                          "ulc.train.loss", loss, ctx);
+}
 
-    ulc_value **grads = ulc_arena_calloc(g->arena, (size_t)np, sizeof *grads);
+/* The loss: the task's own (custom_loss) or a built-in one, on the output it reads. */
+static ulc_status add_loss(tg_build *w, ulc_value **loss, ulc_ctx *ctx) {
+    const ulc_train_task *t = w->t;
+    ulc_graph *g = w->g;
+    ulc_value *out = NULL;
+    if (t->output) {
+        out = ulc_graph_get_value(g, t->output);
+        if (!out || !(out->flags & ULC_VALUE_OUTPUT))
+            return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "the model has no output '%s'", t->output);
+    } else if (g->outputs.len) {
+        out = g->outputs.items[0];
+    }
+    if (!out) return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "the model has no output");
+    ulc_analysis *an = NULL;
+    ULC_TRY(ulc_analyze(g, w->opset, w->bs.b, w->bs.n, (size_t)1 << 16, &an, ctx));
+    ulc_rt_tensor ot;
+    int known = ulc_analysis_get(an, out, &ot);
+    if (!known || ot.rank < 1) {
+        ulc_analysis_free(an);
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED,
+                        "cannot infer the shape of output '%s' for batch %d", out->name, w->batch);
+    }
+    if (!t->custom_loss) {
+        ulc_analysis_free(an);
+        return builtin_loss(w, out, &ot, loss, ctx);
+    }
+    struct tg_priv priv = {.bs = &w->bs, .tg = w->tg};
+    ulc_tg tb = {.g = g, .opset = w->opset, .batch = w->batch, .output = out, .shapes = an,
+                 .priv = &priv};
+    ulc_status st = t->custom_loss(t->custom_arg, &tb, loss, ctx);
+    ulc_analysis_free(an);
+    ULC_TRY(st);
+    (*loss)->flags |= ULC_VALUE_LOSS;
+    return ULC_OK;
+}
+
+/* The backward pass; the outputs become the loss and one gradient per parameter. */
+static ulc_status differentiate(tg_build *w, ulc_value *loss, ulc_ctx *ctx) {
+    ulc_graph *g = w->g;
+    w->tg->loss = loss->name;
+    ulc_value **grads = ulc_arena_calloc(g->arena, (size_t)w->np, sizeof *grads);
     if (!grads) return nomem(ctx);
-    ULC_TRY(ulc_autodiff(g, opset, loss, np, params, bs.b, bs.n, grads, ctx));
+    ULC_TRY(ulc_autodiff(g, w->opset, loss, w->np, w->params, w->bs.b, w->bs.n, grads, ctx));
     for (size_t i = 0; i < g->outputs.len; i++)
         ((ulc_value *)g->outputs.items[i])->flags &= ~(uint32_t)ULC_VALUE_OUTPUT;
     ulc_ptrvec_clear(&g->outputs);
     loss->flags |= ULC_VALUE_OUTPUT;
     if (ulc_ptrvec_push(&g->outputs, loss) != 0) return nomem(ctx);
-    for (int i = 0; i < np; i++) {
+    for (int i = 0; i < w->np; i++) {
         if (!grads[i])
             return ulc_fail(ctx, ULC_ERR_INVALID_ARG,
-                            "parameter '%s' does not influence the loss", params[i]->name);
+                            "parameter '%s' does not influence the loss", w->params[i]->name);
         grads[i]->flags |= ULC_VALUE_OUTPUT;
         if (ulc_ptrvec_push(&g->outputs, grads[i]) != 0) return nomem(ctx);
-        tg->grad_outputs[i] = grads[i]->name;
+        w->tg->grad_outputs[i] = grads[i]->name;
     }
     return ulc_graph_verify(g, ctx);
+}
+
+static ulc_status build(const ulc_model *m, const ulc_dataset *d, const ulc_train_task *t,
+                        int batch, ulc_train_graph *tg, ulc_ctx *ctx) {
+    tg_build w = {.m = m, .sg = m->graph, .opset = ulc_model_opset(m, ""), .d = d, .t = t,
+                  .batch = batch, .tg = tg};
+    ULC_TRY(ulc_model_clone_shallow(m, &tg->model, ctx));
+    w.g = tg->model->graph;
+    int fused = 0, folded = 0;
+    ULC_TRY(fuse_conv_lora(w.g, m, w.opset, &fused, ctx));
+    if (!getenv("ULC_NO_LORA_AFFINE")) ULC_TRY(fold_lora_affine(w.g, m, t, &folded, ctx));
+    ulc_value *loss = NULL;
+    ULC_TRY(params_to_inputs(&w, ctx));
+    ULC_TRY(bind_data(&w, ctx));
+    ULC_TRY(add_loss(&w, &loss, ctx));
+    return differentiate(&w, loss, ctx);
 }
 
 ulc_status ulc_train_graph_build(const ulc_model *m, const ulc_dataset *d,

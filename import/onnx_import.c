@@ -664,6 +664,22 @@ typedef struct range {
     size_t len;
 } range;
 
+/* A LEN field `number` goes to ranges (its payload, by reference), any other field to rest (its
+ * bytes, copied). -1 when out of memory. */
+static int sort_field(const ulc_pb_field *f, uint32_t number, ulc_ptrvec *ranges, buf *rest) {
+    if (f->number == number && f->wire_type == ULC_PB_LEN) {
+        range *r = malloc(sizeof *r);
+        if (!r || ulc_ptrvec_push(ranges, r) != 0) {
+            free(r);
+            return -1;
+        }
+        r->p = f->payload;
+        r->len = f->len;
+        return 0;
+    }
+    return buf_append(rest, f->start, (size_t)(f->stop - f->start)) != 0 ? -1 : 0;
+}
+
 static ulc_status convert_initializer(importer *im, range r, size_t index, buf *scratch) {
     /* Split the TensorProto: raw_data stays in the mapping, the rest is decoded. */
     ulc_pb_reader rd = {r.p, r.p + r.len};
@@ -719,16 +735,7 @@ static ulc_status convert_graph(importer *im, const range *gr, size_t n_gr) {
         ulc_pb_field f;
         int rc;
         while ((rc = ulc_pb_next(&rd, &f)) > 0) {
-            if (f.number == GRAPH_INITIALIZER && f.wire_type == ULC_PB_LEN) {
-                range *r = malloc(sizeof *r);
-                if (!r || ulc_ptrvec_push(&inits, r) != 0) {
-                    free(r);
-                    s = oom(im);
-                    break;
-                }
-                r->p = f.payload;
-                r->len = f.len;
-            } else if (buf_append(&rest, f.start, (size_t)(f.stop - f.start)) != 0) {
+            if (sort_field(&f, GRAPH_INITIALIZER, &inits, &rest) != 0) {
                 s = oom(im);
                 break;
             }
@@ -803,16 +810,7 @@ static ulc_status import_mapped(importer *im) {
     ulc_ptrvec graphs = {0};
     ulc_status s = ULC_OK;
     while ((rc = ulc_pb_next(&rd, &f)) > 0) {
-        if (f.number == MODEL_GRAPH && f.wire_type == ULC_PB_LEN) {
-            range *r = malloc(sizeof *r);
-            if (!r || ulc_ptrvec_push(&graphs, r) != 0) {
-                free(r);
-                s = oom(im);
-                break;
-            }
-            r->p = f.payload;
-            r->len = f.len;
-        } else if (buf_append(&rest, f.start, (size_t)(f.stop - f.start)) != 0) {
+        if (sort_field(&f, MODEL_GRAPH, &graphs, &rest) != 0) {
             s = oom(im);
             break;
         }

@@ -245,54 +245,59 @@ void ulc_optimizer_free(ulc_optimizer *opt) {
     free(opt);
 }
 
+/* One step's arguments, for the per-parameter updates below. */
+typedef struct step_args {
+    const ulc_optimizer *opt;
+    float *const *params;
+    const float *const *grads;
+    sgd_k sgd;
+    adamw_k adamw;
+} step_args;
+
+/* Parameter i's elements [lo, hi) updated by SGD or AdamW, on the FMA path where there is one. */
+static void update_range(const step_args *a, int i, size_t lo, size_t hi) {
+    const ulc_optimizer *opt = a->opt;
+    float *p = a->params[i];
+    const float *g = a->grads[i];
+    if (opt->o.kind == ULC_OPTIM_SGD) {
+#ifdef HAVE_FMA_PATH
+        if (opt->fma) sgd_fma(p, g, opt->m[i], lo, hi, a->sgd);
+        else
+#endif
+            sgd_plain(p, g, opt->m[i], lo, hi, a->sgd);
+        return;
+    }
+#ifdef HAVE_FMA_PATH
+    if (opt->fma) adamw_fma(p, g, opt->m[i], opt->v[i], lo, hi, a->adamw);
+    else
+#endif
+        adamw_plain(p, g, opt->m[i], opt->v[i], lo, hi, a->adamw);
+}
+
 void ulc_optimizer_step(ulc_optimizer *opt, float *const *params, const float *const *grads,
                         double lr) {
     const ulc_optim_opts *o = &opt->o;
+    step_args a = {.opt = opt, .params = params, .grads = grads};
     if (o->kind == ULC_OPTIM_SGD) {
-        sgd_k k = {.wd = (float)o->weight_decay, .mom = (float)o->momentum, .neg_lr = (float)-lr,
-                   .use_wd = o->weight_decay != 0.0, .use_mom = o->momentum != 0.0,
-                   .nesterov = o->nesterov, .first = opt->steps == 0};
-        for (int i = 0; i < opt->n; i++) {
-            float *p = params[i], *b = opt->m[i];
-            const float *g = grads[i];
-            size_t n = opt->numel[i];
-            int fma = opt->fma;
-#pragma omp parallel if (n >= PAR_MIN)
-            {
-                size_t lo, hi;
-                my_share(n, &lo, &hi);
-#ifdef HAVE_FMA_PATH
-                if (fma) sgd_fma(p, g, b, lo, hi, k);
-                else
-#endif
-                    sgd_plain(p, g, b, lo, hi, k);
-            }
-            (void)fma;
-        }
+        a.sgd = (sgd_k){.wd = (float)o->weight_decay, .mom = (float)o->momentum, .neg_lr = (float)-lr,
+                        .use_wd = o->weight_decay != 0.0, .use_mom = o->momentum != 0.0,
+                        .nesterov = o->nesterov, .first = opt->steps == 0};
     } else {
         double step = (double)(opt->steps + 1);
         double bc1 = 1.0 - pow(o->beta1, step), bc2 = 1.0 - pow(o->beta2, step);
-        adamw_k k = {.decay = (float)(1.0 - lr * o->weight_decay),
-                     .b1 = (float)o->beta1, .omb1 = (float)(1.0 - o->beta1),
-                     .b2 = (float)o->beta2, .omb2 = (float)(1.0 - o->beta2),
-                     .bc2s = (float)sqrt(bc2), .eps = (float)o->eps,
-                     .neg_ss = (float)-(lr / bc1)};
-        for (int i = 0; i < opt->n; i++) {
-            float *p = params[i], *m = opt->m[i], *v = opt->v[i];
-            const float *g = grads[i];
-            size_t n = opt->numel[i];
-            int fma = opt->fma;
+        a.adamw = (adamw_k){.decay = (float)(1.0 - lr * o->weight_decay),
+                            .b1 = (float)o->beta1, .omb1 = (float)(1.0 - o->beta1),
+                            .b2 = (float)o->beta2, .omb2 = (float)(1.0 - o->beta2),
+                            .bc2s = (float)sqrt(bc2), .eps = (float)o->eps,
+                            .neg_ss = (float)-(lr / bc1)};
+    }
+    for (int i = 0; i < opt->n; i++) {
+        size_t n = opt->numel[i];
 #pragma omp parallel if (n >= PAR_MIN)
-            {
-                size_t lo, hi;
-                my_share(n, &lo, &hi);
-#ifdef HAVE_FMA_PATH
-                if (fma) adamw_fma(p, g, m, v, lo, hi, k);
-                else
-#endif
-                    adamw_plain(p, g, m, v, lo, hi, k);
-            }
-            (void)fma;
+        {
+            size_t lo, hi;
+            my_share(n, &lo, &hi);
+            update_range(&a, i, lo, hi);
         }
     }
     opt->steps++;

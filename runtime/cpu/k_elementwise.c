@@ -583,15 +583,9 @@ void ulc_cpu_register_elementwise(const ulc_kernel **table) {
     for (int a = 1; a < ULC_DT_COUNT_; a++)
         for (int b = 1; b < ULC_DT_COUNT_; b++)
             ULC_ASSERT((pow_mixed_fn(a, b) != NULL) == ulc_sh_pow_dtypes_ok(a, b));
-    static const ulc_op binary[] = {
-        ULC_OP_Add, ULC_OP_Sub, ULC_OP_Mul, ULC_OP_Div, ULC_OP_Pow, ULC_OP_Mod, ULC_OP_BitShift,
-        ULC_OP_BitwiseAnd, ULC_OP_BitwiseOr, ULC_OP_BitwiseXor, ULC_OP_And, ULC_OP_Or, ULC_OP_Xor,
-        ULC_OP_Equal, ULC_OP_Less, ULC_OP_Greater, ULC_OP_LessOrEqual, ULC_OP_GreaterOrEqual,
-        ULC_OP_PRelu};
-    static const ulc_op variadic[] = {ULC_OP_Max, ULC_OP_Min, ULC_OP_Sum, ULC_OP_Mean};
-    for (size_t i = 0; i < sizeof binary / sizeof *binary; i++) table[binary[i]] = &k_binary;
-    for (size_t i = 0; i < sizeof variadic / sizeof *variadic; i++)
-        table[variadic[i]] = &k_variadic;
+    for (size_t i = 0; i < ulc_ew_n_binary; i++) table[ulc_ew_binary_ops[i]] = &k_binary;
+    for (size_t i = 0; i < ulc_ew_n_variadic; i++)
+        table[ulc_ew_variadic_ops[i]] = &k_variadic;
     table[ULC_OP_Where] = &k_where;
     ulc_cpu_register_unary(table);
     ulc_cpu_register_cast(table);

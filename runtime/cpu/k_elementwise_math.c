@@ -211,10 +211,8 @@ EW_PORTABLE_LOOP(vgelu_tanh_c, gelu_tanh_s)
  * and leaves n + 127 in the low mantissa bits, shifted into the exponent field directly. */
 #define EXP_CORE_LO -87.3f
 #define EXP_CORE_HI 88.3f
-AVX2 static inline __m256 exp8_core(__m256 x) {
-    const __m256 magic = V1(12582912.0f + 127.0f);
-    __m256 t = _mm256_fmadd_ps(x, V1(EXP_LOG2E), magic);
-    __m256 fn = _mm256_sub_ps(t, magic);
+/* e^r for r = x − fn·ln2 (ln2 in two parts, so r is exact enough): 1 + r + r²·P(r). */
+AVX2 static inline __m256 exp8_poly(__m256 x, __m256 fn) {
     __m256 r = _mm256_fnmadd_ps(fn, V1(EXP_C1), x);
     r = _mm256_fnmadd_ps(fn, V1(EXP_C2), r);
     __m256 z = _mm256_mul_ps(r, r);
@@ -225,6 +223,14 @@ AVX2 static inline __m256 exp8_core(__m256 x) {
     p = _mm256_fmadd_ps(p, r, V1(EXP_P5));
     p = _mm256_fmadd_ps(p, z, r);
     p = _mm256_add_ps(p, V1(1.0f));
+    return p;
+}
+
+AVX2 static inline __m256 exp8_core(__m256 x) {
+    const __m256 magic = V1(12582912.0f + 127.0f);
+    __m256 t = _mm256_fmadd_ps(x, V1(EXP_LOG2E), magic);
+    __m256 fn = _mm256_sub_ps(t, magic);
+    __m256 p = exp8_poly(x, fn);
     __m256 scale = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t), 23));
     return _mm256_mul_ps(p, scale);
 }
@@ -236,16 +242,7 @@ AVX2 static inline __m256 exp8_wide(__m256 x) {
     x = _mm256_max_ps(V1(EXP_LO), _mm256_min_ps(V1(EXP_HI), x));
     __m256 fn = _mm256_round_ps(_mm256_mul_ps(x, V1(EXP_LOG2E)),
                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(fn, V1(EXP_C1), x);
-    r = _mm256_fnmadd_ps(fn, V1(EXP_C2), r);
-    __m256 z = _mm256_mul_ps(r, r);
-    __m256 p = _mm256_fmadd_ps(V1(EXP_P0), r, V1(EXP_P1));
-    p = _mm256_fmadd_ps(p, r, V1(EXP_P2));
-    p = _mm256_fmadd_ps(p, r, V1(EXP_P3));
-    p = _mm256_fmadd_ps(p, r, V1(EXP_P4));
-    p = _mm256_fmadd_ps(p, r, V1(EXP_P5));
-    p = _mm256_fmadd_ps(p, z, r);
-    p = _mm256_add_ps(p, V1(1.0f));
+    __m256 p = exp8_poly(x, fn);
     __m256i n = _mm256_cvtps_epi32(fn);
     __m256i n1 = _mm256_srai_epi32(n, 1), n2 = _mm256_sub_epi32(n, n1);
     __m256i bias = _mm256_set1_epi32(127);

@@ -261,15 +261,6 @@ void ulc_cpu_register_unary(const ulc_kernel **table) {
     for (int op = 0; op < U_COUNT_; op++)
         for (int dt = 1; dt < ULC_DT_COUNT_; dt++)
             ULC_ASSERT((un_fn(op, dt) != NULL) == ulc_sh_unary_dtype_ok(op, dt));
-    static const ulc_op unary[] = {
-        ULC_OP_Abs, ULC_OP_Neg, ULC_OP_Sign, ULC_OP_Relu, ULC_OP_Floor, ULC_OP_Ceil,
-        ULC_OP_Round, ULC_OP_Sqrt, ULC_OP_Reciprocal, ULC_OP_Exp, ULC_OP_Log, ULC_OP_Erf,
-        ULC_OP_Tanh, ULC_OP_Sigmoid, ULC_OP_Sin, ULC_OP_Cos, ULC_OP_Tan, ULC_OP_Asin,
-        ULC_OP_Acos, ULC_OP_Atan, ULC_OP_Sinh, ULC_OP_Cosh, ULC_OP_Asinh, ULC_OP_Acosh,
-        ULC_OP_Atanh, ULC_OP_Softsign, ULC_OP_Softplus, ULC_OP_Elu, ULC_OP_Selu, ULC_OP_Celu,
-        ULC_OP_LeakyRelu, ULC_OP_HardSigmoid, ULC_OP_HardSwish, ULC_OP_ThresholdedRelu,
-        ULC_OP_Mish, ULC_OP_Shrink, ULC_OP_Gelu, ULC_OP_Not, ULC_OP_BitwiseNot, ULC_OP_IsNaN,
-        ULC_OP_IsInf};
-    for (size_t i = 0; i < sizeof unary / sizeof *unary; i++) table[unary[i]] = &k_unary;
+    for (size_t i = 0; i < ulc_ew_n_unary; i++) table[ulc_ew_unary_ops[i]] = &k_unary;
     table[ULC_OP_Clip] = &k_clip;
 }

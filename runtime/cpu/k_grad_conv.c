@@ -383,14 +383,10 @@ static ulc_status cgw_prepare(ulc_kctx *k) { return cg_prepare_common(k, 1); }
 
 static ulc_status cg_dnnl_run(ulc_kctx *k, cg_state *s) {
     dnnl_stream_t stream;
-    ULC_TRY(ulc_nn_dnnl(k, NULL, &stream));
     size_t need = 0;
     for (int i = 0; i < s->na; i++) need += s->a[i].bytes;
-    ulc_nn_scratch sc = {NULL, 0};
-    if (need) {
-        sc = ulc_nn_scratch_acquire(need);
-        if (!sc.p) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory (%zu bytes of scratch)", need);
-    }
+    ulc_nn_scratch sc;
+    ULC_TRY(ulc_nn_run_begin(k, need, &stream, &sc));
     char *p = sc.p;
     dnnl_exec_arg_t args[4];
     dnnl_status_t st = dnnl_success;

@@ -121,6 +121,16 @@ void ulc_nn_scratch_drop(void) {
     pthread_mutex_unlock(&g_scratch_mu);
 }
 
+ulc_status ulc_nn_run_begin(ulc_kctx *k, size_t need, dnnl_stream_t *stream, ulc_nn_scratch *sc) {
+    ULC_TRY(ulc_nn_dnnl(k, NULL, stream));
+    *sc = (ulc_nn_scratch){NULL, 0};
+    if (need) {
+        *sc = ulc_nn_scratch_acquire(need);
+        if (!sc->p) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory (%zu bytes of scratch)", need);
+    }
+    return ULC_OK;
+}
+
 ulc_nn_scratch ulc_nn_scratch_acquire(size_t bytes) {
     ulc_nn_scratch s = {NULL, 0};
     if (bytes == 0) bytes = 64;

@@ -50,6 +50,9 @@ void ulc_nn_scratch_hold(void);
 void ulc_nn_scratch_drop(void);
 ulc_nn_scratch ulc_nn_scratch_acquire(size_t bytes);
 void ulc_nn_scratch_done(ulc_nn_scratch *s);
+/* A oneDNN run's start: the backend's stream and `need` bytes of scratch (sc->p is NULL when
+ * need is 0; release with ulc_nn_scratch_done). Fails naming the size when out of memory. */
+ulc_status ulc_nn_run_begin(ulc_kctx *k, size_t need, dnnl_stream_t *stream, ulc_nn_scratch *sc);
 
 /* n rounded up to a multiple of 64 (scratch offsets that stay 64-byte aligned). */
 static inline size_t ulc_nn_align64(size_t n) { return (n + 63) & ~(size_t)63; }

@@ -481,14 +481,9 @@ static ulc_status convt_prepare(ulc_kctx *k) { return conv_prepare_common(k, 1);
 
 static ulc_status conv_dnnl_run(ulc_kctx *k, conv_state *s) {
     dnnl_stream_t stream;
-    ULC_TRY(ulc_nn_dnnl(k, NULL, &stream));
     size_t need = s->src_bytes + s->dst_bytes + s->wei_bytes;
-    ulc_nn_scratch sc = {NULL, 0};
-    if (need) {
-        sc = ulc_nn_scratch_acquire(need);
-        if (!sc.p)
-            return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory (%zu bytes of scratch)", need);
-    }
+    ulc_nn_scratch sc;
+    ULC_TRY(ulc_nn_run_begin(k, need, &stream, &sc));
     char *src_buf = sc.p, *dst_buf = src_buf + s->src_bytes, *wei_buf = dst_buf + s->dst_bytes;
     void *x = k->in[0]->data, *y = k->out[0]->data;
     dnnl_status_t st = dnnl_success;

@@ -62,4 +62,9 @@ int ulc_sh_cast_dtypes_ok(int src, int to);
  * in into *out_dt, or an error naming the unsupported side. */
 ulc_status ulc_sh_cast_target(ulc_kctx *k, int *to, int *out_dt);
 
+/* The elementwise op families, one list each for the shape rules and every backend's kernel
+ * table (s_elementwise.c defines them). */
+extern const ulc_op ulc_ew_binary_ops[], ulc_ew_variadic_ops[], ulc_ew_unary_ops[];
+extern const size_t ulc_ew_n_binary, ulc_ew_n_variadic, ulc_ew_n_unary;
+
 #endif

@@ -471,26 +471,30 @@ static ulc_status cast_infer(ulc_kctx *k) {
     return ULC_OK;
 }
 
+const ulc_op ulc_ew_binary_ops[] = {
+    ULC_OP_Add, ULC_OP_Sub, ULC_OP_Mul, ULC_OP_Div, ULC_OP_Pow, ULC_OP_Mod, ULC_OP_BitShift,
+    ULC_OP_BitwiseAnd, ULC_OP_BitwiseOr, ULC_OP_BitwiseXor, ULC_OP_And, ULC_OP_Or, ULC_OP_Xor,
+    ULC_OP_Equal, ULC_OP_Less, ULC_OP_Greater, ULC_OP_LessOrEqual, ULC_OP_GreaterOrEqual,
+    ULC_OP_PRelu};
+const ulc_op ulc_ew_variadic_ops[] = {ULC_OP_Max, ULC_OP_Min, ULC_OP_Sum, ULC_OP_Mean};
+const ulc_op ulc_ew_unary_ops[] = {
+    ULC_OP_Abs, ULC_OP_Neg, ULC_OP_Sign, ULC_OP_Relu, ULC_OP_Floor, ULC_OP_Ceil,
+    ULC_OP_Round, ULC_OP_Sqrt, ULC_OP_Reciprocal, ULC_OP_Exp, ULC_OP_Log, ULC_OP_Erf,
+    ULC_OP_Tanh, ULC_OP_Sigmoid, ULC_OP_Sin, ULC_OP_Cos, ULC_OP_Tan, ULC_OP_Asin,
+    ULC_OP_Acos, ULC_OP_Atan, ULC_OP_Sinh, ULC_OP_Cosh, ULC_OP_Asinh, ULC_OP_Acosh,
+    ULC_OP_Atanh, ULC_OP_Softsign, ULC_OP_Softplus, ULC_OP_Elu, ULC_OP_Selu, ULC_OP_Celu,
+    ULC_OP_LeakyRelu, ULC_OP_HardSigmoid, ULC_OP_HardSwish, ULC_OP_ThresholdedRelu,
+    ULC_OP_Mish, ULC_OP_Shrink, ULC_OP_Gelu, ULC_OP_Not, ULC_OP_BitwiseNot, ULC_OP_IsNaN,
+    ULC_OP_IsInf};
+const size_t ulc_ew_n_binary = sizeof ulc_ew_binary_ops / sizeof *ulc_ew_binary_ops;
+const size_t ulc_ew_n_variadic = sizeof ulc_ew_variadic_ops / sizeof *ulc_ew_variadic_ops;
+const size_t ulc_ew_n_unary = sizeof ulc_ew_unary_ops / sizeof *ulc_ew_unary_ops;
+
 void ulc_shape_register_elementwise(ulc_shape_rule *t) {
-    static const ulc_op binary[] = {
-        ULC_OP_Add, ULC_OP_Sub, ULC_OP_Mul, ULC_OP_Div, ULC_OP_Pow, ULC_OP_Mod, ULC_OP_BitShift,
-        ULC_OP_BitwiseAnd, ULC_OP_BitwiseOr, ULC_OP_BitwiseXor, ULC_OP_And, ULC_OP_Or, ULC_OP_Xor,
-        ULC_OP_Equal, ULC_OP_Less, ULC_OP_Greater, ULC_OP_LessOrEqual, ULC_OP_GreaterOrEqual,
-        ULC_OP_PRelu};
-    static const ulc_op variadic[] = {ULC_OP_Max, ULC_OP_Min, ULC_OP_Sum, ULC_OP_Mean};
-    static const ulc_op unary[] = {
-        ULC_OP_Abs, ULC_OP_Neg, ULC_OP_Sign, ULC_OP_Relu, ULC_OP_Floor, ULC_OP_Ceil,
-        ULC_OP_Round, ULC_OP_Sqrt, ULC_OP_Reciprocal, ULC_OP_Exp, ULC_OP_Log, ULC_OP_Erf,
-        ULC_OP_Tanh, ULC_OP_Sigmoid, ULC_OP_Sin, ULC_OP_Cos, ULC_OP_Tan, ULC_OP_Asin,
-        ULC_OP_Acos, ULC_OP_Atan, ULC_OP_Sinh, ULC_OP_Cosh, ULC_OP_Asinh, ULC_OP_Acosh,
-        ULC_OP_Atanh, ULC_OP_Softsign, ULC_OP_Softplus, ULC_OP_Elu, ULC_OP_Selu, ULC_OP_Celu,
-        ULC_OP_LeakyRelu, ULC_OP_HardSigmoid, ULC_OP_HardSwish, ULC_OP_ThresholdedRelu,
-        ULC_OP_Mish, ULC_OP_Shrink, ULC_OP_Gelu, ULC_OP_Not, ULC_OP_BitwiseNot, ULC_OP_IsNaN,
-        ULC_OP_IsInf};
-    for (size_t i = 0; i < sizeof binary / sizeof *binary; i++) t[binary[i]].infer = binary_infer;
-    for (size_t i = 0; i < sizeof variadic / sizeof *variadic; i++)
-        t[variadic[i]].infer = variadic_infer;
-    for (size_t i = 0; i < sizeof unary / sizeof *unary; i++) t[unary[i]].infer = unary_infer;
+    for (size_t i = 0; i < ulc_ew_n_binary; i++) t[ulc_ew_binary_ops[i]].infer = binary_infer;
+    for (size_t i = 0; i < ulc_ew_n_variadic; i++)
+        t[ulc_ew_variadic_ops[i]].infer = variadic_infer;
+    for (size_t i = 0; i < ulc_ew_n_unary; i++) t[ulc_ew_unary_ops[i]].infer = unary_infer;
     t[ULC_OP_Where].infer = where_infer;
     t[ULC_OP_Clip].infer = clip_infer;
     t[ULC_OP_Cast].infer = cast_infer;

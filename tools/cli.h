@@ -47,7 +47,4 @@ int ulc_cli_forget(int argc, char **argv);
 /* `ulc merge BASE --lora ADAPTER[:W] ... -o OUT` (arguments after "merge"). */
 int ulc_cli_merge(int argc, char **argv);
 
-/* `ulc inspect`: writes the report for m (loaded from path) to stdout. */
-int ulc_cli_inspect(const ulc_model *m, const char *path, int json);
-
 #endif

@@ -15,8 +15,10 @@
 #include <unistd.h>
 
 #include "common/file.h"
+#include "io/model.h"
 #include "jobs/convert.h"
 #include "jobs/inspect.h"
+#include "passes/pass.h"
 #include "tools/cli.h"
 
 static const char *k_usage =

@@ -61,7 +61,8 @@ static ulc_status bind_inputs(grad_run *r, ulc_ctx *ctx) {
         i--;
         v->flags = (v->flags & ~(uint32_t)ULC_VALUE_INITIALIZER) | ULC_VALUE_INPUT;
         v->init = NULL;
-        if (ulc_ptrvec_push(&g->inputs, v) != 0) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+        if (ulc_ptrvec_push(&g->inputs, v) != 0)
+            return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
         ULC_TRY(bind(r, v, data, j->model, ctx));
         r->wrt[r->nw++] = v;
     }

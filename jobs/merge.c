@@ -1,4 +1,4 @@
-/* merge.c — `ulc merge`: PEFT adapters baked into a base, written in its format (jobs/merge.h). */
+/* merge.c — `ulc merge`: PEFT adapters baked into a base, in its format (jobs/merge.h). */
 #include "jobs/merge.h"
 
 #include <cjson/cJSON.h>

@@ -117,6 +117,25 @@ int ulc_cli_usage_error(const char *fmt, ...) {
     return ULC_EXIT_USAGE;
 }
 
+volatile sig_atomic_t ulc_cli_stop;
+
+static void on_stop(int sig) {
+    (void)sig;
+    ulc_cli_stop = 1;
+}
+
+void ulc_cli_phase(void *arg, const char *name, int begin) {
+    ulc_cli_handlers *h = arg;
+    (void)name;
+    if (begin) {
+        h->prev_int = signal(SIGINT, on_stop);
+        h->prev_term = signal(SIGTERM, on_stop);
+    } else {
+        signal(SIGINT, h->prev_int);
+        signal(SIGTERM, h->prev_term);
+    }
+}
+
 static void on_signal(int sig) {
     ulc_outfile_cleanup_all(); /* async-signal-safe: unlink only */
     signal(sig, SIG_DFL);

@@ -257,7 +257,7 @@ static void inspect_text(FILE *out, const ulc_model *m, const char *path, const 
     if (!any) fprintf(out, "external data: none\n");
 }
 
-/* What an entry of the history forgot: "classes 3, 5" or "120 rows of data sha256 0123456789ab (1437 rows)". */
+/* What an entry of the history forgot: "classes 3, 5" or "120 of 1437 rows of data sha256 0123456789ab". */
 static void print_forgot(FILE *out, const cJSON *forget) {
     const cJSON *cl = cJSON_GetObjectItemCaseSensitive(forget, "classes");
     const cJSON *rows = cJSON_GetObjectItemCaseSensitive(forget, "rows");
@@ -270,8 +270,9 @@ static void print_forgot(FILE *out, const cJSON *forget) {
     }
     const char *sha = cJSON_GetObjectItemCaseSensitive(forget, "data_sha256")->valuestring;
     const cJSON *n = cJSON_GetObjectItemCaseSensitive(forget, "data_rows");
-    fprintf(out, "%d rows of data sha256 %.12s", cJSON_GetArraySize(rows), sha);
-    if (cJSON_IsNumber(n)) fprintf(out, " (%.0f rows)", n->valuedouble);
+    fprintf(out, "%d", cJSON_GetArraySize(rows));
+    if (cJSON_IsNumber(n)) fprintf(out, " of %.0f", n->valuedouble);
+    fprintf(out, " rows of data sha256 %.12s", sha);
 }
 
 /* One line per request of the history (checked by ulc_history_read). */

@@ -5,7 +5,6 @@
 #include <signal.h>
 
 #include "common/status.h"
-#include "ir/graph.h"
 
 /* Exit codes (docs/cli.md). */
 enum {

@@ -2,7 +2,9 @@
 # Enforces the module rules of docs/ARCHITECTURE.md on the sources:
 #   - which layer may include which (common <- ir <- {import, export, runtime}; io <- import +
 #     export; passes and train <- ir + runtime's public header; methods <- train + passes;
-#     eval <- io + train; tools, tests and bench may include anything);
+#     eval <- io + train; jobs <- every library room but tools (and include/ulc.h); tools <- jobs,
+#     io, common and the two public headers a command line fills options of (passes/pass.h,
+#     runtime/runtime.h); tests and bench may include anything);
 #   - inside runtime/: the backend-independent files (runtime/*.c, runtime/*.h) never include a
 #     backend's headers (runtime/cpu/, runtime/cuda/: they reach a backend through its vtable),
 #     and a backend never includes the planner's internals (runtime/plan.h) nor another backend;
@@ -25,14 +27,16 @@ allowed() { # layer -> allowed include prefixes
     methods) echo "common ir methods train passes runtime/runtime.h io/cache.h" ;;
     io)      echo "common ir io import export" ;;
     eval)    echo "common ir eval io train runtime/runtime.h" ;;
+    jobs)    echo "common ir import export runtime passes train methods io eval jobs include/ulc.h" ;;
+    tools)   echo "tools jobs io common passes/pass.h runtime/runtime.h" ;;
     *)       echo "*" ;;
   esac
 }
 
-src_dirs="common ir import export runtime passes train methods io eval tools tests bench"
+src_dirs="common ir import export runtime passes train methods io eval jobs tools tests bench"
 existing=$(for d in $src_dirs; do [ -d "$d" ] && echo "$d"; done)
 
-for layer in common ir import export runtime passes train methods io eval; do
+for layer in common ir import export runtime passes train methods io eval jobs tools; do
   [ -d "$layer" ] || continue
   ok=$(allowed "$layer")
   while IFS= read -r line; do
@@ -78,7 +82,7 @@ while IFS= read -r hit; do
   case "$hit" in runtime/cuda/*) ;; *) echo "layering: CUDA outside runtime/cuda/: $hit"; fail=1 ;; esac
 done < <(grep -rn --include='*.c' --include='*.h' --include='*.cu' -E '#include *[<"](cuda|cublas|cudnn)' $existing 2>/dev/null)
 
-for layer in common ir import export runtime passes train methods io eval; do
+for layer in common ir import export runtime passes train methods io eval jobs; do
   [ -d "$layer" ] || continue
   while IFS= read -r hit; do
     case "$hit" in common/status.c:*abort*) continue ;; esac

@@ -2,8 +2,9 @@
 #ifndef ULC_TOOLS_CLI_H
 #define ULC_TOOLS_CLI_H
 
+#include <signal.h>
+
 #include "common/status.h"
-#include "ir/graph.h"
 
 /* Exit codes (docs/cli.md). */
 enum {
@@ -19,6 +20,16 @@ enum {
 };
 
 int ulc_cli_exit_code(ulc_status s);
+
+/* Ctrl-C while a job trains (tools/ulc.c): SIGINT/SIGTERM set ulc_cli_stop, which the job polls
+ * (it stops after the step), while a phase runs; otherwise they end the process and the
+ * temporaries are cleaned up. ulc_cli_phase is the jobs' phase callback (arg: a zeroed
+ * ulc_cli_handlers). */
+extern volatile sig_atomic_t ulc_cli_stop;
+typedef struct ulc_cli_handlers {
+    void (*prev_int)(int), (*prev_term)(int);
+} ulc_cli_handlers;
+void ulc_cli_phase(void *arg, const char *name, int begin);
 /* Prints "ulc: error: <message>" to stderr and returns the exit code for ctx's status. */
 int ulc_cli_report(const ulc_ctx *ctx);
 
@@ -46,8 +57,5 @@ int ulc_cli_forget(int argc, char **argv);
 
 /* `ulc merge BASE --lora ADAPTER[:W] ... -o OUT` (arguments after "merge"). */
 int ulc_cli_merge(int argc, char **argv);
-
-/* `ulc inspect`: writes the report for m (loaded from path) to stdout. */
-int ulc_cli_inspect(const ulc_model *m, const char *path, int json);
 
 #endif

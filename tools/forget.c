@@ -16,30 +16,6 @@
 #include "jobs/forget.h"
 #include "tools/cli.h"
 
-static volatile sig_atomic_t g_stop;
-static void on_stop(int sig) {
-    (void)sig;
-    g_stop = 1;
-}
-
-/* While training, SIGINT/SIGTERM stop after the step; otherwise they end the process (tools/ulc.c
- * cleans up the temporaries). */
-typedef struct handlers {
-    void (*prev_int)(int), (*prev_term)(int);
-} handlers;
-
-static void phase(void *arg, const char *name, int begin) {
-    handlers *h = arg;
-    (void)name;
-    if (begin) {
-        h->prev_int = signal(SIGINT, on_stop);
-        h->prev_term = signal(SIGTERM, on_stop);
-    } else {
-        signal(SIGINT, h->prev_int);
-        signal(SIGTERM, h->prev_term);
-    }
-}
-
 /* The command line (usage errors exit 1): the model, the spec, the output, reports, threads. */
 static int parse_args(int argc, char **argv, ulc_forget_opts *o, const char **spec_path) {
     for (int i = 0; i < argc; i++) {
@@ -92,17 +68,17 @@ static void print_gate_lines(const char *msgs) {
 }
 
 int ulc_cli_forget(int argc, char **argv) {
-    handlers h = {0};
+    ulc_cli_handlers h = {0};
     const char *spec_path = NULL;
-    ulc_forget_opts o = {.evaluate = 1, .table = stdout, .stop = &g_stop, .phase = phase,
-                         .phase_arg = &h};
+    ulc_forget_opts o = {.evaluate = 1, .table = stdout, .stop = &ulc_cli_stop,
+                         .phase = ulc_cli_phase, .phase_arg = &h};
     int prc = parse_args(argc, argv, &o, &spec_path);
     if (prc >= 0) return prc;
     ulc_ctx ctx;
     ulc_ctx_init(&ctx);
     ulc_request rq;
     ulc_forget_outcome res = {0};
-    g_stop = 0;
+    ulc_cli_stop = 0;
     ulc_status st = ulc_spec_parse(spec_path, &rq, &ctx);
     if (st == ULC_OK) st = ulc_forget_files(&rq, &o, &res, &ctx);
     fflush(stdout);

@@ -28,29 +28,6 @@
 #include "jobs/train.h"
 #include "tools/cli.h"
 
-static volatile sig_atomic_t g_stop;
-static void on_stop(int sig) {
-    (void)sig;
-    g_stop = 1;
-}
-
-/* While training, SIGINT/SIGTERM stop after the step; otherwise they end the process. */
-typedef struct handlers {
-    void (*prev_int)(int), (*prev_term)(int);
-} handlers;
-
-static void phase(void *arg, const char *name, int begin) {
-    handlers *h = arg;
-    (void)name;
-    if (begin) {
-        h->prev_int = signal(SIGINT, on_stop);
-        h->prev_term = signal(SIGTERM, on_stop);
-    } else {
-        signal(SIGINT, h->prev_int);
-        signal(SIGTERM, h->prev_term);
-    }
-}
-
 static int parse_num(const char *opt, const char *s, double lo, double hi, double *out) {
     char *end;
     double v = strtod(s, &end);
@@ -111,11 +88,12 @@ static int unlearn(const unlearn_args *a) {
         (st = ulc_request_read_indices(a->indices, "--forget-indices", &rows, &n_rows, &ctx)) == ULC_OK)
         st = ulc_request_set_rows(&rq, rows, n_rows, "--forget-indices", &ctx);
     if (st == ULC_OK) st = ulc_request_set_passes(&rq, a->passes, &ctx);
-    handlers h = {0};
+    ulc_cli_handlers h = {0};
     ulc_forget_opts o = {.in = a->in, .out = a->out, .threads = a->threads, .quiet = a->quiet,
-                         .profile = a->profile, .stop = &g_stop, .phase = phase, .phase_arg = &h};
+                         .profile = a->profile, .stop = &ulc_cli_stop, .phase = ulc_cli_phase,
+                         .phase_arg = &h};
     ulc_forget_outcome res = {0};
-    g_stop = 0;
+    ulc_cli_stop = 0;
     if (st == ULC_OK) st = ulc_forget_files(&rq, &o, &res, &ctx);
     if (st == ULC_ERR_NOMEM && !ctx.msg[0]) ulc_fail(&ctx, st, "out of memory");
     free(rows);
@@ -227,15 +205,15 @@ int ulc_cli_train(int argc, char **argv) {
     if (gamma >= 0) o.optim.gamma = gamma;
     o.label = "train";
     o.progress = stderr;
-    o.stop = &g_stop;
-    handlers h = {0};
+    o.stop = &ulc_cli_stop;
+    ulc_cli_handlers h = {0};
     ulc_train_job j = {.in = in, .out = out, .data = data_path, .before = before, .after = after,
                        .params = globs, .teacher = teacher_path, .adapter_dir = adapter_dir,
-                       .losses = losses_path, .task = task, .opts = o, .phase = phase,
+                       .losses = losses_path, .task = task, .opts = o, .phase = ulc_cli_phase,
                        .phase_arg = &h};
     ulc_ctx ctx;
     ulc_ctx_init(&ctx);
-    g_stop = 0;
+    ulc_cli_stop = 0;
     if (ulc_train_files(&j, &ctx) != ULC_OK) return ulc_cli_report(&ctx);
     return ULC_EXIT_OK;
 }

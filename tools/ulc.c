@@ -15,15 +15,10 @@
 #include <unistd.h>
 
 #include "common/file.h"
-#include "export/hf_export.h"
-#include "export/onnx_export.h"
-#include "export/peft_export.h"
-#include "export/safetensors_export.h"
-#include "import/hf/hf_import.h"
-#include "import/onnx_import.h"
-#include "import/safetensors_import.h"
-#include "passes/pass.h"
 #include "io/model.h"
+#include "jobs/convert.h"
+#include "jobs/inspect.h"
+#include "passes/pass.h"
 #include "tools/cli.h"
 
 static const char *k_usage =
@@ -122,6 +117,25 @@ int ulc_cli_usage_error(const char *fmt, ...) {
     return ULC_EXIT_USAGE;
 }
 
+volatile sig_atomic_t ulc_cli_stop;
+
+static void on_stop(int sig) {
+    (void)sig;
+    ulc_cli_stop = 1;
+}
+
+void ulc_cli_phase(void *arg, const char *name, int begin) {
+    ulc_cli_handlers *h = arg;
+    (void)name;
+    if (begin) {
+        h->prev_int = signal(SIGINT, on_stop);
+        h->prev_term = signal(SIGTERM, on_stop);
+    } else {
+        signal(SIGINT, h->prev_int);
+        signal(SIGTERM, h->prev_term);
+    }
+}
+
 static void on_signal(int sig) {
     ulc_outfile_cleanup_all(); /* async-signal-safe: unlink only */
     signal(sig, SIG_DFL);
@@ -140,100 +154,62 @@ static int cmd_inspect(int argc, char **argv) {
     if (!path) return ulc_cli_usage_error("inspect: no model given");
     ulc_ctx ctx;
     ulc_ctx_init(&ctx);
-    ulc_model *m = NULL;
-    if (ulc_io_load_model(path, NULL, &m, &ctx) != ULC_OK) return ulc_cli_report(&ctx);
-    int rc = ulc_cli_inspect(m, path, json);
-    ulc_model_free(m);
-    return rc;
+    if (ulc_inspect_file(path, json, stdout, &ctx) != ULC_OK) return ulc_cli_report(&ctx);
+    return ULC_EXIT_OK;
 }
 
 static int cmd_convert(int argc, char **argv) {
-    const char *in = NULL, *out = NULL, *pipeline_text = NULL, *adapter_dir = NULL;
+    ulc_convert_job j = {0};
     int print_ir = 0;
-    ulc_pipeline_opts po = {0};
-    ulc_save_opts so = {0};
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--passes") == 0) {
             if (i + 1 >= argc) return ulc_cli_usage_error("convert: --passes needs a pipeline");
-            pipeline_text = argv[++i];
+            j.passes = argv[++i];
         } else if (strcmp(argv[i], "--emit-adapter") == 0) {
             if (i + 1 >= argc) return ulc_cli_usage_error("convert: --emit-adapter needs a directory");
-            adapter_dir = argv[++i];
+            j.adapter_dir = argv[++i];
         } else if (strcmp(argv[i], "--verify-each") == 0) {
-            po.verify_each = 1;
+            j.popts.verify_each = 1;
         } else if (strncmp(argv[i], "--print-ir-after=", 17) == 0) {
-            po.print_ir_after = argv[i] + 17;
+            j.popts.print_ir_after = argv[i] + 17;
         } else if (strcmp(argv[i], "--print-ir-after") == 0) {
             if (i + 1 >= argc) return ulc_cli_usage_error("convert: --print-ir-after needs a pass name");
-            po.print_ir_after = argv[++i];
+            j.popts.print_ir_after = argv[++i];
         } else if (strcmp(argv[i], "-o") == 0 || strcmp(argv[i], "--output") == 0) {
             if (i + 1 >= argc) return ulc_cli_usage_error("convert: %s needs a path", argv[i]);
-            out = argv[++i];
+            j.out = argv[++i];
         } else if (strcmp(argv[i], "--external-data") == 0) {
-            so.external_data = 1;
+            j.save.external_data = 1;
         } else if (strcmp(argv[i], "--in-place") == 0) {
-            so.allow_overwrite_input = 1;
+            j.save.allow_overwrite_input = 1;
         } else if (strcmp(argv[i], "--print-ir") == 0) {
             print_ir = 1;
         } else if (argv[i][0] == '-' && argv[i][1]) {
             return ulc_cli_usage_error("convert: unknown option '%s'", argv[i]);
-        } else if (in) {
+        } else if (j.in) {
             return ulc_cli_usage_error("convert: more than one input given ('%s')", argv[i]);
         } else {
-            in = argv[i];
+            j.in = argv[i];
         }
     }
-    if (!in) return ulc_cli_usage_error("convert: no input model given");
-    if (!out) return ulc_cli_usage_error("convert: no output given (-o OUT)");
+    if (!j.in) return ulc_cli_usage_error("convert: no input model given");
+    if (!j.out) return ulc_cli_usage_error("convert: no output given (-o OUT)");
     /* OUT's name picks the format: .onnx, .safetensors, or a directory (an existing one, or a
      * name ending in '/') that receives model.safetensors. */
-    ulc_io_format ofmt;
-    {
-        ulc_ctx fctx;
-        ulc_ctx_init(&fctx);
-        if (ulc_io_output_format(out, &ofmt, &fctx) != ULC_OK)
-            return ulc_cli_usage_error("convert: %s", fctx.msg);
-    }
-    if (so.external_data && ofmt != ULC_IO_ONNX)
-        return ulc_cli_usage_error("convert: --external-data applies to ONNX output only");
-    if ((po.verify_each || po.print_ir_after) && !pipeline_text)
-        return ulc_cli_usage_error("convert: --verify-each and --print-ir-after need --passes");
     ulc_ctx ctx;
     ulc_ctx_init(&ctx);
-    /* an adapter directory that would be overwritten is refused before any work */
-    if (adapter_dir && ulc_peft_export_check_dir(adapter_dir, &ctx) != ULC_OK)
-        return ulc_cli_report(&ctx);
-    ulc_pipeline *pipe = NULL;
-    if (pipeline_text && ulc_pipeline_parse(pipeline_text, &pipe, &ctx) != ULC_OK) {
-        ulc_cli_report(&ctx);
-        return ULC_EXIT_USAGE;
-    }
-    if (po.print_ir_after && strcmp(po.print_ir_after, "all") != 0 && !ulc_pass_find(po.print_ir_after)) {
-        ulc_pipeline_free(pipe);
-        return ulc_cli_usage_error("convert: --print-ir-after: unknown pass '%s'", po.print_ir_after);
-    }
-    ulc_model *m = NULL;
-    if (ulc_io_load_model(in, NULL, &m, &ctx) != ULC_OK) {
-        ulc_pipeline_free(pipe);
-        return ulc_cli_report(&ctx);
-    }
-    if (print_ir) ulc_model_print(m, stdout);
-    ulc_status s = pipe ? ulc_pipeline_run(pipe, m, &po, &ctx) : ULC_OK;
-    ulc_pipeline_free(pipe);
-    if (s != ULC_OK) {
-        ulc_model_free(m);
-        return ulc_cli_report(&ctx);
-    }
-    /* the adapter first (it is checked whole before anything is written); taken back if the
-     * model cannot be written */
-    if (adapter_dir && (s = ulc_peft_export(m, adapter_dir, NULL, &ctx)) != ULC_OK) {
-        ulc_model_free(m);
-        return ulc_cli_report(&ctx);
-    }
-    s = ulc_io_save_model(m, out, ofmt, &so, &ctx);
-    ulc_model_free(m);
-    if (s != ULC_OK && adapter_dir) ulc_peft_export_remove(adapter_dir);
-    if (s != ULC_OK) return ulc_cli_report(&ctx);
+    if (ulc_io_output_format(j.out, &j.out_format, &ctx) != ULC_OK)
+        return ulc_cli_usage_error("convert: %s", ctx.msg);
+    if (j.save.external_data && j.out_format != ULC_IO_ONNX)
+        return ulc_cli_usage_error("convert: --external-data applies to ONNX output only");
+    if ((j.popts.verify_each || j.popts.print_ir_after) && !j.passes)
+        return ulc_cli_usage_error("convert: --verify-each and --print-ir-after need --passes");
+    const char *after = j.popts.print_ir_after;
+    if (after && strcmp(after, "all") != 0 && !ulc_pass_find(after))
+        return ulc_cli_usage_error("convert: --print-ir-after: unknown pass '%s'", after);
+    j.popts.print_to = stdout;
+    j.print_ir = print_ir ? stdout : NULL;
+    if (ulc_convert_files(&j, &ctx) != ULC_OK) return ulc_cli_report(&ctx);
     return ULC_EXIT_OK;
 }
 

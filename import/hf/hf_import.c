@@ -82,8 +82,7 @@ static builder_fn find_builder(const char *model_type) {
     return NULL;
 }
 
-/* config.json's parsed object; *text (when asked) gets a NUL-terminated copy of the file. */
-static cJSON *read_config_text(const char *dir, char **text, ulc_ctx *ctx) {
+cJSON *ulc_hf_read_config(const char *dir, char **text, ulc_ctx *ctx) {
     char *p = ulc_path_join(dir, "config.json");
     if (!p) {
         ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
@@ -110,12 +109,10 @@ static cJSON *read_config_text(const char *dir, char **text, ulc_ctx *ctx) {
     return j;
 }
 
-static cJSON *read_config(const char *dir, ulc_ctx *ctx) { return read_config_text(dir, NULL, ctx); }
-
 int ulc_hf_is_supported(const char *dir) {
     ulc_ctx ctx;
     ulc_ctx_init(&ctx);
-    cJSON *j = read_config(dir, &ctx);
+    cJSON *j = ulc_hf_read_config(dir, NULL, &ctx);
     int yes = j && find_builder(hf_str(j, "model_type", NULL)) != NULL;
     cJSON_Delete(j);
     return yes;
@@ -124,7 +121,7 @@ int ulc_hf_is_supported(const char *dir) {
 ulc_status ulc_hf_import(const char *dir, ulc_model **out, ulc_ctx *ctx) {
     *out = NULL;
     char *text = NULL;
-    cJSON *cfg = read_config_text(dir, &text, ctx);
+    cJSON *cfg = ulc_hf_read_config(dir, &text, ctx);
     if (!cfg) return ctx->status;
     const char *mt = hf_str(cfg, "model_type", NULL);
     builder_fn build = find_builder(mt);

@@ -29,8 +29,15 @@
 #ifndef ULC_IMPORT_HF_IMPORT_H
 #define ULC_IMPORT_HF_IMPORT_H
 
+#include <cjson/cJSON.h>
+
 #include "common/status.h"
 #include "ir/graph.h"
+
+/* dir's config.json as a JSON object (the caller deletes it); *text, when text is not NULL, gets
+ * a malloc'd NUL-terminated copy of the file. NULL, the error in ctx naming the file, when it is
+ * missing or not a JSON object. */
+cJSON *ulc_hf_read_config(const char *dir, char **text, ulc_ctx *ctx);
 
 /* 1 if dir holds a config.json whose model_type has a graph builder. */
 int ulc_hf_is_supported(const char *dir);

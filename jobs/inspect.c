@@ -1,11 +1,14 @@
 /* inspect.c — `ulc inspect`: what a model is, for people (text) and machines (--json). */
+#include "jobs/inspect.h"
+
 #include <cjson/cJSON.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "tools/cli.h"
+#include "io/model.h"
+#include "jobs/history.h"
 
 typedef struct op_count {
     const char *domain, *op_type;
@@ -101,7 +104,9 @@ static int is_external(const ulc_model *m, const ulc_mapping *mp) {
     return !(m->source_path && strcmp(mp->path, m->source_path) == 0);
 }
 
-static int inspect_json(const ulc_model *m, const char *path, const summary *s) {
+/* The JSON document; history (m's parsed "ulc_history", or NULL) is moved into it. */
+static ulc_status inspect_json(FILE *out, const ulc_model *m, const char *path, const summary *s,
+                               cJSON *history, ulc_ctx *ctx) {
     const ulc_graph *g = m->graph;
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "path", path);
@@ -121,8 +126,8 @@ static int inspect_json(const ulc_model *m, const char *path, const summary *s) 
         const ulc_value *v = g->inputs.items[i];
         if (!(v->flags & ULC_VALUE_INITIALIZER)) cJSON_AddItemToArray(in, value_json(v));
     }
-    cJSON *out = cJSON_AddArrayToObject(root, "outputs");
-    for (size_t i = 0; i < g->outputs.len; i++) cJSON_AddItemToArray(out, value_json(g->outputs.items[i]));
+    cJSON *outs = cJSON_AddArrayToObject(root, "outputs");
+    for (size_t i = 0; i < g->outputs.len; i++) cJSON_AddItemToArray(outs, value_json(g->outputs.items[i]));
     cJSON_AddNumberToObject(root, "nodes", g->n_nodes);
     cJSON *hist = cJSON_AddObjectToObject(root, "op_histogram");
     for (int i = 0; i < s->n_ops; i++) {
@@ -156,17 +161,13 @@ static int inspect_json(const ulc_model *m, const char *path, const summary *s) 
     for (int i = 0; i < m->n_metadata; i++)
         cJSON_AddStringToObject(meta, m->metadata[i].key ? m->metadata[i].key : "",
                                 m->metadata[i].value ? m->metadata[i].value : "");
+    cJSON_AddItemToObject(root, "history", history ? history : cJSON_CreateArray());
     char *txt = cJSON_Print(root);
-    int rc = ULC_EXIT_OK;
-    if (!txt) {
-        fputs("ulc: error: out of memory while writing JSON\n", stderr);
-        rc = ULC_EXIT_NOMEM;
-    } else {
-        puts(txt);
-        free(txt);
-    }
     cJSON_Delete(root);
-    return rc;
+    if (!txt) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory while writing JSON");
+    fprintf(out, "%s\n", txt);
+    free(txt);
+    return ULC_OK;
 }
 
 static void human_bytes(uint64_t n, char *buf, size_t size) {
@@ -176,92 +177,146 @@ static void human_bytes(uint64_t n, char *buf, size_t size) {
     else snprintf(buf, size, "%" PRIu64 " B", n);
 }
 
-static void print_params(const ulc_model *m, const summary *s) {
+static void print_params(FILE *out, const ulc_model *m, const summary *s) {
     char b[64];
     human_bytes(s->total_bytes, b, sizeof b);
-    printf("parameters: %" PRIu64 " in %zu tensors (%s)\n", s->total_numel, m->graph->inits.len, b);
+    fprintf(out, "parameters: %" PRIu64 " in %zu tensors (%s)\n", s->total_numel, m->graph->inits.len, b);
     for (int dt = 0; dt <= ULC_DT_COUNT_; dt++) {
         if (!s->tensors[dt]) continue;
         human_bytes(s->bytes[dt], b, sizeof b);
-        printf("  %-6s %" PRIu64 " elements in %" PRIu64 " tensors, %s\n",
+        fprintf(out, "  %-6s %" PRIu64 " elements in %" PRIu64 " tensors, %s\n",
                dt < ULC_DT_COUNT_ ? ulc_dtype_name(dt) : "other", s->numel[dt], s->tensors[dt], b);
     }
 }
 
 /* A weights-only checkpoint (safetensors): no graph to describe. */
-static int inspect_text_weights(const ulc_model *m, const char *path, const summary *s) {
+static void inspect_text_weights(FILE *out, const ulc_model *m, const char *path, const summary *s) {
     char b[64];
-    printf("model:     %s (safetensors)\n", path);
-    print_params(m, s);
+    fprintf(out, "model:     %s (safetensors)\n", path);
+    print_params(out, m, s);
     for (int i = 0; i < m->n_metadata; i++)
-        printf("%s %s = %s\n", i ? "          " : "metadata: ", m->metadata[i].key,
+        fprintf(out, "%s %s = %s\n", i ? "          " : "metadata: ", m->metadata[i].key,
                m->metadata[i].value);
-    printf("files:\n");
+    fprintf(out, "files:\n");
     for (size_t i = 0; i < m->graph->maps.len; i++) {
         const ulc_mapping *mp = m->graph->maps.items[i];
         human_bytes(mp->size, b, sizeof b);
-        printf("  %s (%s)\n", mp->path, b);
+        fprintf(out, "  %s (%s)\n", mp->path, b);
     }
-    return ULC_EXIT_OK;
 }
 
-static int inspect_text(const ulc_model *m, const char *path, const summary *s) {
+static void inspect_text(FILE *out, const ulc_model *m, const char *path, const summary *s) {
     const ulc_graph *g = m->graph;
     char b[512];
-    if (m->source_format == ULC_FORMAT_SAFETENSORS) return inspect_text_weights(m, path, s);
+    if (m->source_format == ULC_FORMAT_SAFETENSORS) {
+        inspect_text_weights(out, m, path, s);
+        return;
+    }
     if (m->source_format == ULC_FORMAT_HF)
-        printf("model:     %s (Hugging Face checkpoint; graph built from config.json)\n", path);
+        fprintf(out, "model:     %s (Hugging Face checkpoint; graph built from config.json)\n", path);
     else
-        printf("model:     %s (ONNX, ir_version %" PRId64 ")\n", path, m->ir_version);
-    printf("producer:  %s%s%s\n", m->producer_name && *m->producer_name ? m->producer_name : "(none)",
+        fprintf(out, "model:     %s (ONNX, ir_version %" PRId64 ")\n", path, m->ir_version);
+    fprintf(out, "producer:  %s%s%s\n", m->producer_name && *m->producer_name ? m->producer_name : "(none)",
            m->producer_version && *m->producer_version ? " " : "",
            m->producer_version ? m->producer_version : "");
-    printf("opsets:   ");
+    fprintf(out, "opsets:   ");
     for (int i = 0; i < m->n_opsets; i++)
-        printf(" %s %" PRId64 "%s", *m->opsets[i].domain ? m->opsets[i].domain : "ai.onnx",
+        fprintf(out, " %s %" PRId64 "%s", *m->opsets[i].domain ? m->opsets[i].domain : "ai.onnx",
                m->opsets[i].version, i + 1 < m->n_opsets ? "," : "");
-    printf("\ngraph:     %s, %d nodes, %zu initializers\n", g->name ? g->name : "(unnamed)",
+    fprintf(out, "\ngraph:     %s, %d nodes, %zu initializers\n", g->name ? g->name : "(unnamed)",
            g->n_nodes, g->inits.len);
-    printf("inputs:\n");
+    fprintf(out, "inputs:\n");
     for (size_t i = 0; i < g->inputs.len; i++) {
         const ulc_value *v = g->inputs.items[i];
         if (v->flags & ULC_VALUE_INITIALIZER) continue;
         shape_str(v, b, sizeof b);
-        printf("  %-24s %s\n", v->name, b);
+        fprintf(out, "  %-24s %s\n", v->name, b);
     }
-    printf("outputs:\n");
+    fprintf(out, "outputs:\n");
     for (size_t i = 0; i < g->outputs.len; i++) {
         const ulc_value *v = g->outputs.items[i];
         shape_str(v, b, sizeof b);
-        printf("  %-24s %s\n", v->name, b);
+        fprintf(out, "  %-24s %s\n", v->name, b);
     }
-    printf("ops:\n");
+    fprintf(out, "ops:\n");
     for (int i = 0; i < s->n_ops; i++) {
         char op[256];
         snprintf(op, sizeof op, "%s%s%s", s->ops[i].domain, *s->ops[i].domain ? "." : "",
                  s->ops[i].op_type);
-        printf("  %-24s %d\n", op, s->ops[i].count);
+        fprintf(out, "  %-24s %d\n", op, s->ops[i].count);
     }
-    print_params(m, s);
+    print_params(out, m, s);
     int any = 0;
     for (size_t i = 0; i < g->maps.len; i++) {
         const ulc_mapping *mp = g->maps.items[i];
         if (!is_external(m, mp)) continue;
-        if (!any++) printf("external data:\n");
+        if (!any++) fprintf(out, "external data:\n");
         human_bytes(mp->size, b, sizeof b);
-        printf("  %s (%s)\n", mp->path, b);
+        fprintf(out, "  %s (%s)\n", mp->path, b);
     }
-    if (!any) printf("external data: none\n");
-    return ULC_EXIT_OK;
+    if (!any) fprintf(out, "external data: none\n");
 }
 
-int ulc_cli_inspect(const ulc_model *m, const char *path, int json) {
+/* What an entry of the history forgot: "classes 3, 5" or "120 of 1437 rows of data sha256 0123456789ab". */
+static void print_forgot(FILE *out, const cJSON *forget) {
+    const cJSON *cl = cJSON_GetObjectItemCaseSensitive(forget, "classes");
+    const cJSON *rows = cJSON_GetObjectItemCaseSensitive(forget, "rows");
+    if (cJSON_IsArray(cl)) {
+        fprintf(out, "class%s", cJSON_GetArraySize(cl) == 1 ? "" : "es");
+        const char *sep = " ";
+        for (const cJSON *v = cl->child; v; v = v->next, sep = ", ")
+            fprintf(out, "%s%.0f", sep, v->valuedouble);
+        return;
+    }
+    const char *sha = cJSON_GetObjectItemCaseSensitive(forget, "data_sha256")->valuestring;
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(forget, "data_rows");
+    fprintf(out, "%d", cJSON_GetArraySize(rows));
+    if (cJSON_IsNumber(n)) fprintf(out, " of %.0f", n->valuedouble);
+    fprintf(out, " rows of data sha256 %.12s", sha);
+}
+
+/* One line per request of the history (checked by ulc_history_read). */
+static void print_history(FILE *out, const cJSON *history) {
+    int n = cJSON_GetArraySize(history), i = 0;
+    fprintf(out, "history:   %d unlearning request%s\n", n, n == 1 ? "" : "s");
+    for (const cJSON *e = history->child; e; e = e->next) {
+        const cJSON *ver = cJSON_GetObjectItemCaseSensitive(e, "ulc");
+        const cJSON *spec = cJSON_GetObjectItemCaseSensitive(e, "spec_sha256");
+        fprintf(out, "  %d. %s: forgot ", ++i,
+                cJSON_GetObjectItemCaseSensitive(e, "method")->valuestring);
+        print_forgot(out, cJSON_GetObjectItemCaseSensitive(e, "forget"));
+        fprintf(out, " (ulc %s", cJSON_IsString(ver) ? ver->valuestring : "?");
+        if (cJSON_IsString(spec))
+            fprintf(out, ", spec sha256 %.12s", spec->valuestring);
+        fprintf(out, ")\n");
+    }
+}
+
+ulc_status ulc_inspect_model(const ulc_model *m, const char *path, int json, FILE *out,
+                             ulc_ctx *ctx) {
+    cJSON *history = NULL;
+    ULC_TRY(ulc_history_read(m, &history, ctx)); /* a malformed history is an error */
     summary s;
     if (summarize(m, &s) != 0) {
-        fputs("ulc: error: out of memory\n", stderr);
-        return ULC_EXIT_NOMEM;
+        cJSON_Delete(history);
+        return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
     }
-    int rc = json ? inspect_json(m, path, &s) : inspect_text(m, path, &s);
+    ulc_status st = ULC_OK;
+    if (json) {
+        st = inspect_json(out, m, path, &s, history, ctx);
+    } else {
+        inspect_text(out, m, path, &s);
+        if (history) print_history(out, history);
+        cJSON_Delete(history);
+    }
     free(s.ops);
-    return rc;
+    return st;
+}
+
+ulc_status ulc_inspect_file(const char *path, int json, FILE *out, ulc_ctx *ctx) {
+    ulc_model *m = NULL;
+    ULC_TRY(ulc_io_load_model(path, NULL, &m, ctx));
+    ulc_status st = ulc_inspect_model(m, path, json, out, ctx);
+    ulc_model_free(m);
+    return st;
 }

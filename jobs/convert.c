@@ -1,0 +1,28 @@
+/* convert.c — `ulc convert`: read, passes, write (jobs/convert.h). */
+#include "jobs/convert.h"
+
+#include "export/peft_export.h"
+
+ulc_status ulc_convert_files(const ulc_convert_job *j, ulc_ctx *ctx) {
+    /* an adapter directory that would be overwritten is refused before any work */
+    if (j->adapter_dir) ULC_TRY(ulc_peft_export_check_dir(j->adapter_dir, ctx));
+    ulc_pipeline *pipe = NULL;
+    if (j->passes && ulc_pipeline_parse(j->passes, &pipe, ctx) != ULC_OK) {
+        ctx->status = ULC_ERR_INVALID_ARG; /* the command line's pipeline: a usage error */
+        return ctx->status;
+    }
+    ulc_model *m = NULL;
+    ulc_status s = ulc_io_load_model(j->in, NULL, &m, ctx);
+    if (s == ULC_OK && j->print_ir) ulc_model_print(m, j->print_ir);
+    if (s == ULC_OK && pipe) s = ulc_pipeline_run(pipe, m, &j->popts, ctx);
+    ulc_pipeline_free(pipe);
+    /* the adapter first (it is checked whole before anything is written); taken back if the
+     * model cannot be written */
+    int wrote_adapter = 0;
+    if (s == ULC_OK && j->adapter_dir)
+        wrote_adapter = (s = ulc_peft_export(m, j->adapter_dir, NULL, ctx)) == ULC_OK;
+    if (s == ULC_OK) s = ulc_io_save_model(m, j->out, j->out_format, &j->save, ctx);
+    ulc_model_free(m);
+    if (s != ULC_OK && wrote_adapter) ulc_peft_export_remove(j->adapter_dir);
+    return s;
+}

@@ -1,7 +1,7 @@
 /*
  * forget_eval.h — the unlearning metrics that run models (docs/metrics.md): class scores over a
  * data file, per-layer feature distance and linear CKA against the original, and the relearning
- * probe. `ulc eval --forget` (tools/run.c) and the main command's report (tools/forget.c) both
+ * probe. `ulc eval --forget` (jobs/eval.c) and the main command's report (jobs/forget.c) both
  * use these, so the two give the same numbers for the same models, rows and settings.
  *
  *     ulc_fe_rows d = {.path = "train.safetensors", .x = input, .y = label, .forget = flags,

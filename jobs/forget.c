@@ -111,7 +111,8 @@ static ulc_status method_env(forget_run *w, const ulc_model *teacher, const char
     const ulc_request *rq = w->rq;
     const ulc_forget_opts *o = w->o;
     w->pc = (ulc_pass_ctx){.quiet = o->quiet, .threads = o->threads, .profile = o->profile,
-                           .seed = rq->seed, .progress = stderr, .stop = o->stop, .env = &w->env};
+                           .seed = rq->seed, .progress = o->progress ? o->progress : stderr,
+                           .stop = o->stop, .env = &w->env};
     w->env = (ulc_method_env){.teacher = teacher, .data = &w->tr.d, .forget = w->sp.forget,
                               .input = w->f.fed[0]->name, .output = w->f.out->name,
                               .next_token = w->f.next_token, .train = rq->run};

@@ -44,6 +44,7 @@ typedef struct ulc_forget_opts {
     int evaluate;      /* 1: score before and after, attacks, extra metrics, report, gates;
                           0: unlearn only */
     FILE *table;       /* the before/after table and the gate lines (NULL: not printed) */
+    FILE *progress;    /* training progress and pass summaries (NULL: stderr; quiet: none) */
     /* training stops after the step in which *stop becomes nonzero (NULL: never) */
     const volatile sig_atomic_t *stop;
     /* called when a phase ("unlearn") begins (1) and ends (0); NULL: none */

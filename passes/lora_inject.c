@@ -665,12 +665,13 @@ static ulc_status run_inject(ulc_model *m, const ulc_pass_opts *o, ulc_pass_ctx 
     }
     if (s == ULC_OK && done) s = ulc_lora_records_save(m, ctx);
     if (s == ULC_OK && !pc->quiet) {
-        fprintf(stderr, "ulc: %s: %d module%s adapted (rank %d, alpha %g%s)", PASS, done,
+        FILE *log = pc->progress ? pc->progress : stderr;
+        fprintf(log, "ulc: %s: %d module%s adapted (rank %d, alpha %g%s)", PASS, done,
                 done == 1 ? "" : "s", io.rank, io.alpha, io.rslora ? ", rsLoRA" : "");
-        if (sk->n) fprintf(stderr, ", %d skipped:", sk->n);
-        fputc('\n', stderr);
-        for (int i = 0; i < sk->n && i < 32; i++) fprintf(stderr, "  skipped %s\n", sk->lines[i]);
-        if (sk->n > 32) fprintf(stderr, "  ... and %d more\n", sk->n - 32);
+        if (sk->n) fprintf(log, ", %d skipped:", sk->n);
+        fputc('\n', log);
+        for (int i = 0; i < sk->n && i < 32; i++) fprintf(log, "  skipped %s\n", sk->lines[i]);
+        if (sk->n > 32) fprintf(log, "  ... and %d more\n", sk->n - 32);
     }
     for (int i = 0; nms && i < nt; i++) names_free(&nms[i]);
     for (int i = 0; ts && i < nt; i++) free(ts[i].module);

@@ -1,7 +1,7 @@
 /*
  * rules.h — what the shape-rule files of runtime/shape/ share: each family file fills its ops'
- * `infer` in the table of runtime/shape.c (whose entries already carry the op-level facts).
- * Private to runtime/shape.c and runtime/shape/.
+ * `infer` in the table of runtime/shape/table.c (whose entries already carry the op-level facts).
+ * Private to runtime/shape/.
  */
 #ifndef ULC_RUNTIME_SHAPE_RULES_H
 #define ULC_RUNTIME_SHAPE_RULES_H

@@ -1,4 +1,4 @@
-/* shape.c — the table of op-level shape facts (shape.h), indexed by op. Ops not listed have
+/* table.c — the table of op-level shape facts (shape.h), indexed by op. Ops not listed have
  * none: their output shapes follow from their inputs' shapes and attributes alone. */
 #include <pthread.h>
 

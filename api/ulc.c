@@ -290,6 +290,37 @@ static ulc_status teacher_copy(ulc_model *m, ulc_model **out, ulc_ctx *ctx) {
     return ULC_OK;
 }
 
+/* The trainable flags of m's initializers before a run: the methods that train the model's own
+ * weights leave ULC_VALUE_PARAM on them (a model read back from the written file has none), and
+ * the next request on the same model would find "no float32 weights to train". The run's own
+ * values (adapters left unmerged) keep theirs. */
+typedef struct param_flags {
+    ulc_value **v;
+    unsigned char *param;
+    size_t n;
+} param_flags;
+
+static ulc_status param_flags_save(const ulc_model *m, param_flags *pf, ulc_ctx *ctx) {
+    const ulc_ptrvec *inits = &m->graph->inits;
+    pf->n = inits->len;
+    pf->v = malloc((pf->n ? pf->n : 1) * sizeof *pf->v);
+    pf->param = malloc(pf->n ? pf->n : 1);
+    if (!pf->v || !pf->param) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < pf->n; i++) {
+        pf->v[i] = inits->items[i];
+        pf->param[i] = (pf->v[i]->flags & ULC_VALUE_PARAM) != 0;
+    }
+    return ULC_OK;
+}
+
+static void param_flags_restore(param_flags *pf) {
+    for (size_t i = 0; pf->param && i < pf->n; i++)
+        pf->v[i]->flags = pf->param[i] ? pf->v[i]->flags | ULC_VALUE_PARAM
+                                       : pf->v[i]->flags & ~(unsigned)ULC_VALUE_PARAM;
+    free(pf->v);
+    free(pf->param);
+}
+
 ulc_status ulc_forget(ulc_model *m, const ulc_request *rq, ulc_result **out, ulc_ctx *ctx) {
     API_CTX(ctx, local);
     if (!out) return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "ulc_forget: out is NULL");
@@ -304,7 +335,9 @@ ulc_status ulc_forget(ulc_model *m, const ulc_request *rq, ulc_result **out, ulc
     ulc_result *res = calloc(1, sizeof *res);
     if (!res) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (result)");
     ulc_model *teacher = NULL;
-    ulc_status st = teacher_copy(m, &teacher, ctx);
+    param_flags pf = {0};
+    ulc_status st = param_flags_save(m, &pf, ctx);
+    if (st == ULC_OK) st = teacher_copy(m, &teacher, ctx);
     ulc_forget_outcome oc = {0};
     if (st == ULC_OK) {
         ulc_forget_opts o = {.in = m->source_path, .out = NULL, .threads = rq->threads,
@@ -312,6 +345,7 @@ ulc_status ulc_forget(ulc_model *m, const ulc_request *rq, ulc_result **out, ulc
         st = ulc_forget_model(m, teacher, rq, &o, &oc, ctx);
         forget_source(m);
     }
+    param_flags_restore(&pf);
     ulc_model_free(teacher);
     if (st == ULC_OK) {
         res->report = oc.report;

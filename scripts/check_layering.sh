@@ -2,9 +2,11 @@
 # Enforces the module rules of docs/ARCHITECTURE.md on the sources:
 #   - which layer may include which (common <- ir <- {import, export, runtime}; io <- import +
 #     export; passes and train <- ir + runtime's public header; methods <- train + passes;
-#     eval <- io + train; tools, tests and bench may include anything);
+#     eval <- io + train; api (the public C API) may include anything but tools/; tools, tests
+#     and bench may include anything);
 #   - oneDNN headers only under runtime/cpu/, CUDA headers only under runtime/cuda/;
 #   - no exit()/abort() in library code (only tools/ exits; ULC_ASSERT's abort lives in common/status.c).
+#   - the C API (api/) never prints or installs signal handlers.
 set -u
 root=${1:-$(dirname "$0")/..}
 cd "$root" || exit 2
@@ -22,14 +24,15 @@ allowed() { # layer -> allowed include prefixes
     methods) echo "common ir methods train passes runtime/runtime.h io/cache.h" ;;
     io)      echo "common ir io import export" ;;
     eval)    echo "common ir eval io train runtime/runtime.h" ;;
+    api)     echo "include/ulc.h common ir import export runtime passes train methods io eval jobs" ;;
     *)       echo "*" ;;
   esac
 }
 
-src_dirs="common ir import export runtime passes train methods io eval tools tests bench"
+src_dirs="common ir import export runtime passes train methods io eval api tools tests bench"
 existing=$(for d in $src_dirs; do [ -d "$d" ] && echo "$d"; done)
 
-for layer in common ir import export runtime passes train methods io eval; do
+for layer in common ir import export runtime passes train methods io eval api; do
   [ -d "$layer" ] || continue
   ok=$(allowed "$layer")
   while IFS= read -r line; do
@@ -55,13 +58,20 @@ while IFS= read -r hit; do
   case "$hit" in runtime/cuda/*) ;; *) echo "layering: CUDA outside runtime/cuda/: $hit"; fail=1 ;; esac
 done < <(grep -rn --include='*.c' --include='*.h' --include='*.cu' -E '#include *[<"](cuda|cublas|cudnn)' $existing 2>/dev/null)
 
-for layer in common ir import export runtime passes train methods io eval; do
+for layer in common ir import export runtime passes train methods io eval api; do
   [ -d "$layer" ] || continue
   while IFS= read -r hit; do
     case "$hit" in common/status.c:*abort*) continue ;; esac
     echo "layering: library code must not exit: $hit"; fail=1
   done < <(grep -rn --include='*.c' -E '\b(exit|_exit|abort)\s*\(' "$layer")
 done
+
+# The public C API runs inside other programs: it never prints or installs signal handlers.
+if [ -d api ]; then
+  while IFS= read -r hit; do
+    echo "layering: the C API must not print or handle signals: $hit"; fail=1
+  done < <(grep -rn --include='*.c' -E '\b(printf|fprintf|puts|fputs|perror|signal|sigaction)\s*\(' api)
+fi
 
 if [ $fail -eq 0 ]; then echo "layering: ok"; fi
 exit $fail

@@ -3,7 +3,7 @@
 JOBS ?= $(shell nproc)
 DEMO_MODEL := models/digits/digits_resnet.onnx
 
-.PHONY: all setup build asan demo test test-fast bench clean
+.PHONY: all setup build asan demo test test-fast bench clean install
 
 all: build
 
@@ -48,6 +48,11 @@ bench-train: build
 # A whole RFA unlearning epoch (digits; ResNet-18 64², 2,048 rows) against PyTorch eager: docs/benchmarks.md.
 bench-rfa: build
 	.venv/bin/python bench/bench_rfa.py
+
+# The CLI, include/ulc.h, libulc.so/libulc.a, ulc.pc and the CMake package (docs/api.md).
+PREFIX ?= /usr/local
+install: build
+	cmake --install build --prefix $(PREFIX)
 
 clean:
 	rm -rf build build-asan build.cmake.log build-asan.cmake.log

@@ -30,6 +30,10 @@
  *
  * Ownership: each _create/_load/ulc_forget output is the caller's and is freed with the matching
  * _free, which accepts NULL. Strings the library returns belong to the handle they came from.
+ * Errors: each fallible call clears the context it is given, so ulc_ctx_message tells about the
+ * last call (ulc_request_set_passes is the exception: clear a context holding an earlier failure
+ * before it); a NULL context is accepted (the message is then lost). Out-pointers are set to NULL
+ * when a call fails. The full reference: docs/api.md.
  * Handles are not shared between threads; distinct handles may be used from distinct threads.
  * Nothing here exits, aborts or installs signal handlers.
  *
@@ -83,7 +87,7 @@ typedef struct ulc_ctx ulc_ctx;
 
 ULC_API ulc_status ulc_ctx_create(ulc_ctx **out);
 ULC_API void ulc_ctx_free(ulc_ctx *ctx);
-/* The last failure's message ("what, where"), or the status name; "" after success. */
+/* The last call's failure ("what, where"), or the status name: "ok" after a success. */
 ULC_API const char *ulc_ctx_message(const ulc_ctx *ctx);
 /* Forgets the recorded failure (a context is reusable after clearing it). */
 ULC_API void ulc_ctx_clear(ulc_ctx *ctx);
@@ -97,10 +101,12 @@ typedef struct ulc_model ulc_model;
  * mapped file until written. */
 ULC_API ulc_status ulc_model_load(const char *path, ulc_model **out, ulc_ctx *ctx);
 /* Writes m to path in the format its name asks for (.onnx, .safetensors, or a directory),
- * atomically; refuses to overwrite a file m reads from. */
+ * atomically; refuses to overwrite a file m reads from, and a directory that does not exist. */
 ULC_API ulc_status ulc_model_save(ulc_model *m, const char *path, ulc_ctx *ctx);
 ULC_API void ulc_model_free(ulc_model *m);
-/* Runs a pipeline of graph passes on m ("specialize{batch=1},cleanup"; see docs/cli.md). */
+/* Runs a pipeline of graph passes on m ("specialize{batch=1},cleanup"; see docs/cli.md), with the
+ * verifier after each. Unlearning methods are refused: they need data and run through ulc_forget.
+ * On failure m may be partly transformed: free it. */
 ULC_API ulc_status ulc_model_apply(ulc_model *m, const char *pipeline, ulc_ctx *ctx);
 /* The unlearning requests m went through (its metadata, a JSON list), or NULL if none. */
 ULC_API const char *ulc_model_history(const ulc_model *m);
@@ -114,7 +120,7 @@ typedef struct ulc_request ulc_request;
 ULC_API ulc_status ulc_request_from_spec(const char *spec_path, ulc_request **out, ulc_ctx *ctx);
 /* A request on the training data in train_data (safetensors: the model's input column and int64
  * `label`), with the defaults of a spec that names only the data: RFA with LoRA adapters placed as
- * the paper does, the paper's settings, seed 0. Name the forget set before running it. */
+ * the paper does, the paper's settings (1 epoch), seed 0. Name the forget set before running it. */
 ULC_API ulc_status ulc_request_create(const char *train_data, ulc_request **out, ulc_ctx *ctx);
 /* Forget every row whose label is one of classes[0..n) (class forgetting). */
 ULC_API ulc_status ulc_request_forget_classes(ulc_request *rq, const int64_t *classes, int n,
@@ -125,11 +131,12 @@ ULC_API ulc_status ulc_request_forget_rows(ulc_request *rq, const int64_t *rows,
 /* Held-out data to score on (Dft/Drt or Dt), as a spec's data.test. */
 ULC_API ulc_status ulc_request_set_test_data(ulc_request *rq, const char *path, ulc_ctx *ctx);
 /* The passes that unlearn, as text: "lora-inject{rank=8,alpha=32,placement=rfa},rfa{gamma=0.5},
- * lora-merge", "delete{epochs=20}", ... (one unlearning method among them). */
+ * lora-merge", "delete{epochs=20}", ... (one unlearning method among them), replacing the defaults.
+ * rq and pipeline must not be NULL. */
 ULC_API ulc_status ulc_request_set_passes(ulc_request *rq, const char *pipeline, ulc_ctx *ctx);
 /* The seed of everything random (adapter init, row order); 0 by default. */
 ULC_API void ulc_request_set_seed(ulc_request *rq, uint64_t seed);
-/* Worker threads (0: every core the process may use). */
+/* Worker threads (0, or less: every core the process may use). Same seed and threads: same bytes. */
 ULC_API void ulc_request_set_threads(ulc_request *rq, int threads);
 ULC_API void ulc_request_free(ulc_request *rq);
 
@@ -139,15 +146,21 @@ ULC_API void ulc_request_free(ulc_request *rq);
 typedef struct ulc_result ulc_result;
 
 /* Makes m forget what rq names: m is scored, unlearned in place (same inputs, outputs, nodes and
- * names; only weights change), scored again, and its metadata gains the request. A request on a
- * model that already forgot something keeps those rows or classes out of the retain set. On
- * failure m is unchanged. */
+ * names; only weights change), scored again, and its metadata gains the request. The frozen
+ * teacher the method and the scores compare with is a copy of m taken first. A request on a
+ * model that already forgot something keeps those rows or classes out of the retain set. The
+ * weights are those `ulc IN --forget SPEC` writes for the same request, seed and threads.
+ * A request with no forget set, data that does not fit the model, or a forget set the data does
+ * not have is refused before m changes; a failure later (interrupted, out of memory, a bad label)
+ * may leave m partly changed: free it. Once m changed (here or by ulc_model_apply) it no longer
+ * stands for its file: a later report's "input" is null. */
 ULC_API ulc_status ulc_forget(ulc_model *m, const ulc_request *rq, ulc_result **out,
                               ulc_ctx *ctx);
 /* Accuracy on a split ("Df", "Dr", "Dft", "Drt", "Dt") before (after = 0) or after (1)
  * unlearning, in [0, 1]; a NaN when the request has no such split. */
 ULC_API double ulc_result_accuracy(const ulc_result *res, const char *split, int after);
-/* The report as JSON text (the same document `ulc IN --forget SPEC --report r.json` writes). */
+/* The report as JSON text (the document `ulc IN --forget SPEC --report r.json` writes; its
+ * "output" is null: nothing was written). */
 ULC_API const char *ulc_result_report(const ulc_result *res);
 /* How many of the request's gates failed (0 when it has none). */
 ULC_API int ulc_result_gates_failed(const ulc_result *res);

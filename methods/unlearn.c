@@ -430,7 +430,20 @@ ulc_status ulc_unlearn_run(ulc_model *model, const ulc_model *teacher, const ulc
     if (u->method >= ULC_METHOD_COUNT_ || !run[u->method])
         return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "unlearn: method %s runs through rfa.h",
                         ulc_method_name(u->method));
-    ULC_TRY(mark_weights(model, u->method == ULC_METHOD_RETRAIN ? ULC_TRAIN_ALL : u->what, ctx));
+    /* the weights a method trains are marked for the run only: the model keeps its own flags
+     * (adapters lora-inject added stay trainable), so a later request starts as this one did */
+    size_t n = model->graph->inits.len;
+    unsigned char *was = malloc(n + 1);
+    if (!was) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        was[i] = (((const ulc_value *)model->graph->inits.items[i])->flags & ULC_VALUE_PARAM) != 0;
+    ulc_status s = mark_weights(model, u->method == ULC_METHOD_RETRAIN ? ULC_TRAIN_ALL : u->what, ctx);
     ulc_unlearn_call c = {model, teacher, data, forget, o, u, stats};
-    return run[u->method](&c, ctx);
+    if (s == ULC_OK) s = run[u->method](&c, ctx);
+    for (size_t i = 0; i < n && i < model->graph->inits.len; i++) {
+        ulc_value *v = model->graph->inits.items[i];
+        v->flags = was[i] ? v->flags | ULC_VALUE_PARAM : v->flags & ~(uint32_t)ULC_VALUE_PARAM;
+    }
+    free(was);
+    return s;
 }

@@ -2,14 +2,16 @@
 # Enforces the module rules of docs/ARCHITECTURE.md on the sources:
 #   - which layer may include which (common <- ir <- {import, export, runtime}; io <- import +
 #     export; passes and train <- ir + runtime's public header; methods <- train + passes;
-#     eval <- io + train; jobs <- every library room but tools (and include/ulc.h); tools <- jobs,
-#     io, common and the two public headers a command line fills options of (passes/pass.h,
-#     runtime/runtime.h); tests and bench may include anything);
+#     eval <- io + train; jobs <- every library room but tools (and include/ulc.h); api (the public
+#     C API) may include anything but tools/; tools <- jobs, io, common and the two public headers
+#     a command line fills options of (passes/pass.h, runtime/runtime.h); tests and bench may
+#     include anything);
 #   - inside runtime/: the backend-independent files (runtime/*.c, runtime/*.h) never include a
 #     backend's headers (runtime/cpu/, runtime/cuda/: they reach a backend through its vtable),
 #     and a backend never includes the planner's internals (runtime/plan.h) nor another backend;
 #   - oneDNN headers only under runtime/cpu/, CUDA headers only under runtime/cuda/;
 #   - no exit()/abort() in library code (only tools/ exits; ULC_ASSERT's abort lives in common/status.c).
+#   - the C API (api/) never prints or installs signal handlers.
 set -u
 root=${1:-$(dirname "$0")/..}
 cd "$root" || exit 2
@@ -28,15 +30,16 @@ allowed() { # layer -> allowed include prefixes
     io)      echo "common ir io import export" ;;
     eval)    echo "common ir eval io train runtime/runtime.h" ;;
     jobs)    echo "common ir import export runtime passes train methods io eval jobs include/ulc.h" ;;
+    api)     echo "include/ulc.h common ir import export runtime passes train methods io eval jobs" ;;
     tools)   echo "tools jobs io common passes/pass.h runtime/runtime.h" ;;
     *)       echo "*" ;;
   esac
 }
 
-src_dirs="common ir import export runtime passes train methods io eval jobs tools tests bench"
+src_dirs="common ir import export runtime passes train methods io eval jobs api tools tests bench"
 existing=$(for d in $src_dirs; do [ -d "$d" ] && echo "$d"; done)
 
-for layer in common ir import export runtime passes train methods io eval jobs tools; do
+for layer in common ir import export runtime passes train methods io eval jobs api tools; do
   [ -d "$layer" ] || continue
   ok=$(allowed "$layer")
   while IFS= read -r line; do
@@ -82,13 +85,20 @@ while IFS= read -r hit; do
   case "$hit" in runtime/cuda/*) ;; *) echo "layering: CUDA outside runtime/cuda/: $hit"; fail=1 ;; esac
 done < <(grep -rn --include='*.c' --include='*.h' --include='*.cu' -E '#include *[<"](cuda|cublas|cudnn)' $existing 2>/dev/null)
 
-for layer in common ir import export runtime passes train methods io eval jobs; do
+for layer in common ir import export runtime passes train methods io eval jobs api; do
   [ -d "$layer" ] || continue
   while IFS= read -r hit; do
     case "$hit" in common/status.c:*abort*) continue ;; esac
     echo "layering: library code must not exit: $hit"; fail=1
   done < <(grep -rn --include='*.c' -E '\b(exit|_exit|abort)\s*\(' "$layer")
 done
+
+# The public C API runs inside other programs: it never prints or installs signal handlers.
+if [ -d api ]; then
+  while IFS= read -r hit; do
+    echo "layering: the C API must not print or handle signals: $hit"; fail=1
+  done < <(grep -rn --include='*.c' -E '\b(printf|fprintf|puts|fputs|perror|signal|sigaction)\s*\(' api)
+fi
 
 if [ $fail -eq 0 ]; then echo "layering: ok"; fi
 exit $fail

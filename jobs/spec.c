@@ -750,34 +750,31 @@ static ulc_status id_list(const char *file, const char *what, const char *item,
     return ULC_OK;
 }
 
-ulc_status ulc_request_set_classes(ulc_request *rq, const int64_t *classes, int n,
-                                   const char *what, ulc_ctx *ctx) {
+/* The forget set: classes or rows (the other list is dropped). */
+static ulc_status set_forget(ulc_request *rq, ulc_forget_kind kind, const int64_t *v, int64_t n,
+                             const char *what, ulc_ctx *ctx) {
     int64_t *c = NULL;
-    ULC_TRY(id_list(rq->path, what, "class", classes, n, &c, ctx));
+    int classes = kind == ULC_FORGET_CLASSES;
+    ULC_TRY(id_list(rq->path, what, classes ? "class" : "row", v, n, &c, ctx));
     free(rq->classes);
     free(rq->indices);
-    rq->indices = NULL;
-    rq->n_indices = 0;
-    rq->classes = c;
-    rq->n_classes = n;
-    rq->kind = ULC_FORGET_CLASSES;
+    rq->classes = classes ? c : NULL;
+    rq->n_classes = classes ? (int)n : 0;
+    rq->indices = classes ? NULL : c;
+    rq->n_indices = classes ? 0 : n;
+    rq->kind = kind;
     rq->forget_given = 1;
     return ULC_OK;
 }
 
+ulc_status ulc_request_set_classes(ulc_request *rq, const int64_t *classes, int n,
+                                   const char *what, ulc_ctx *ctx) {
+    return set_forget(rq, ULC_FORGET_CLASSES, classes, n, what, ctx);
+}
+
 ulc_status ulc_request_set_rows(ulc_request *rq, const int64_t *rows, int64_t n,
                                 const char *what, ulc_ctx *ctx) {
-    int64_t *c = NULL;
-    ULC_TRY(id_list(rq->path, what, "row", rows, n, &c, ctx));
-    free(rq->classes);
-    free(rq->indices);
-    rq->classes = NULL;
-    rq->n_classes = 0;
-    rq->indices = c;
-    rq->n_indices = n;
-    rq->kind = ULC_FORGET_INDICES;
-    rq->forget_given = 1;
-    return ULC_OK;
+    return set_forget(rq, ULC_FORGET_INDICES, rows, n, what, ctx);
 }
 
 ulc_status ulc_request_set_passes(ulc_request *rq, const char *pipeline, ulc_ctx *ctx) {

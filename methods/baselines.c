@@ -7,10 +7,10 @@
 
 /* Cross-entropy on the retain rows (want = 0) or its negative on the forget rows. */
 static ulc_status plain(const ulc_unlearn_call *c, int want, int kind, ulc_ctx *ctx) {
-    ulc_subset s = {0};
-    ulc_status st = ulc_subset_make(c->data, c->forget, want, NULL, NULL, 0, &s, ctx);
+    ulc_row_subset s = {0};
+    ulc_status st = ulc_row_subset_make(c->data, c->forget, want, NULL, NULL, 0, &s, ctx);
     if (st == ULC_OK) st = ulc_unlearn_train(c->model, &s.d, kind, c->o, c->u, c->stats, ctx);
-    ulc_subset_free(&s);
+    ulc_row_subset_free(&s);
     return st;
 }
 
@@ -28,8 +28,8 @@ ulc_status ulc_neggrad_run(const ulc_unlearn_call *c, ulc_ctx *ctx) {
 }
 
 ulc_status ulc_random_label_run(const ulc_unlearn_call *c, ulc_ctx *ctx) {
-    ulc_subset sf = {0};
-    ULC_TRY(ulc_subset_make(c->data, c->forget, 1, NULL, NULL, 0, &sf, ctx));
+    ulc_row_subset sf = {0};
+    ULC_TRY(ulc_row_subset_make(c->data, c->forget, 1, NULL, NULL, 0, &sf, ctx));
     int lc = ulc_dataset_find(&sf.d, "label");
     const ulc_graph *g = c->teacher->graph;
     const ulc_value *o0 = g->outputs.len ? g->outputs.items[0] : NULL;
@@ -47,6 +47,6 @@ ulc_status ulc_random_label_run(const ulc_unlearn_call *c, ulc_ctx *ctx) {
         }
         s = ulc_unlearn_train(c->model, &sf.d, L_CE, c->o, c->u, c->stats, ctx);
     }
-    ulc_subset_free(&sf);
+    ulc_row_subset_free(&sf);
     return s;
 }

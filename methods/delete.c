@@ -10,7 +10,7 @@
 
 ulc_status ulc_delete_run(const ulc_unlearn_call *c, ulc_ctx *ctx) {
     const ulc_unlearn_opts *u = c->u;
-    ulc_subset sf = {0};
+    ulc_row_subset sf = {0};
     float *zt = NULL;
     int64_t nt = 0, C = 0;
     ulc_status s = ULC_OK;
@@ -22,14 +22,14 @@ ulc_status ulc_delete_run(const ulc_unlearn_call *c, ulc_ctx *ctx) {
         if (C <= 0)
             return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "delete: the model's output has no fixed "
                             "class count; cached teacher logits cannot be checked");
-        s = ulc_subset_make(c->data, c->forget, 1, TEACHER_COL, u->teacher_logits, C, &sf, ctx);
+        s = ulc_row_subset_make(c->data, c->forget, 1, TEACHER_COL, u->teacher_logits, C, &sf, ctx);
     } else {
         s = ulc_teacher_logits(c->teacher, c->data, c->forget, u->input, u->output, c->o->threads,
                                &zt, &nt, &C, ctx);
-        if (s == ULC_OK) s = ulc_subset_make(c->data, c->forget, 1, TEACHER_COL, zt, C, &sf, ctx);
+        if (s == ULC_OK) s = ulc_row_subset_make(c->data, c->forget, 1, TEACHER_COL, zt, C, &sf, ctx);
     }
     if (s == ULC_OK) s = ulc_unlearn_train(c->model, &sf.d, L_DELETE, c->o, u, c->stats, ctx);
-    ulc_subset_free(&sf);
+    ulc_row_subset_free(&sf);
     free(zt);
     return s;
 }

@@ -9,7 +9,7 @@
 #include "methods/unlearn_internal.h"
 
 /* One epoch: the max pass, then the min pass. */
-static ulc_status epoch(const ulc_unlearn_call *c, const ulc_subset *sf, const ulc_subset *sr,
+static ulc_status epoch(const ulc_unlearn_call *c, const ulc_row_subset *sf, const ulc_row_subset *sr,
                         int e, ulc_ctx *ctx) {
     ulc_train_opts po = *c->o;
     po.epochs = 1;
@@ -31,7 +31,7 @@ static ulc_status epoch(const ulc_unlearn_call *c, const ulc_subset *sf, const u
 ulc_status ulc_scrub_run(const ulc_unlearn_call *c, ulc_ctx *ctx) {
     const ulc_dataset *data = c->data;
     const ulc_unlearn_opts *u = c->u;
-    ulc_subset sf = {0}, sr = {0};
+    ulc_row_subset sf = {0}, sr = {0};
     float *zt = NULL, *zall = NULL;
     int64_t nt = 0, C = 0;
     uint8_t *all = malloc((size_t)data->n_rows + 1);
@@ -48,11 +48,11 @@ ulc_status ulc_scrub_run(const ulc_unlearn_call *c, ulc_ctx *ctx) {
         s = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
     for (int64_t i = 0, a = 0, b = nf; s == ULC_OK && i < data->n_rows; i++)
         memcpy(zt + (c->forget[i] ? a++ : b++) * C, zall + i * C, (size_t)C * sizeof *zt);
-    if (s == ULC_OK) s = ulc_subset_make(data, c->forget, 1, TEACHER_COL, zt, C, &sf, ctx);
-    if (s == ULC_OK) s = ulc_subset_make(data, c->forget, 0, TEACHER_COL, zt + nf * C, C, &sr, ctx);
+    if (s == ULC_OK) s = ulc_row_subset_make(data, c->forget, 1, TEACHER_COL, zt, C, &sf, ctx);
+    if (s == ULC_OK) s = ulc_row_subset_make(data, c->forget, 0, TEACHER_COL, zt + nf * C, C, &sr, ctx);
     for (int e = 0; s == ULC_OK && e < c->o->epochs; e++) s = epoch(c, &sf, &sr, e, ctx);
-    ulc_subset_free(&sf);
-    ulc_subset_free(&sr);
+    ulc_row_subset_free(&sf);
+    ulc_row_subset_free(&sr);
     free(zt);
     free(zall);
     free(all);

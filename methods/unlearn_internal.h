@@ -8,24 +8,11 @@
 
 #include <stdint.h>
 
+#include "ir/dataset.h"
 #include "methods/unlearn.h"
 
 #define TEACHER_COL "ulc.teacher" /* the teacher's logits as one more column of a subset */
 
-/* The rows a method trains on, gathered into columns of their own. */
-typedef struct ulc_subset {
-    ulc_dataset d;
-    ulc_tensor *t;      /* n_cols tensors (gathered copies) */
-    int64_t *dims;      /* their dims */
-    void **bufs;
-} ulc_subset;
-
-/* The rows with forget[i] == want (every row with want < 0), every column, plus `extra` (a
- * float32 [rows, w] column already in subset order, copied) named extra_name. */
-ulc_status ulc_subset_make(const ulc_dataset *d, const uint8_t *forget, int want,
-                           const char *extra_name, const float *extra, int64_t w, ulc_subset *s,
-                           ulc_ctx *ctx);
-void ulc_subset_free(ulc_subset *s); /* accepts a zeroed struct */
 
 /* What a phase optimises: CE to the labels, −CE, DELETE's KL to the masked teacher, −KL to the
  * teacher, KL + CE (SCRUB's min step). */

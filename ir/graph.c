@@ -438,7 +438,7 @@ ulc_status ulc_tensor_stream(const ulc_tensor *t, ulc_stream_sink_fn sink, void 
         free(buf);
         return s;
     }
-    ulc_stream *s;
+    ulc_stream *s = NULL;
     ULC_TRY(ulc_stream_open(sink, NULL, arg, &s, ctx));
     ulc_status st = ulc_stream_put(s, t, ctx);
     ulc_status cs = ulc_stream_close(s, st == ULC_OK ? ctx : NULL);

@@ -29,7 +29,7 @@ static int64_t dim0(ulc_gb *b, const char *name) {
 /* conv (no bias) + BN (+ act): PREFIX.convolution / PREFIX.normalization (transformers) */
 static ulc_value *hf_conv_bn(ulc_gb *b, ulc_value *x, const char *p, int64_t cin, int64_t cout,
                              int64_t k, int64_t s, const char *act) {
-    char bn[200];
+    char bn[256]; /* the prefixes below are at most 239 bytes */
     snprintf(bn, sizeof bn, "%s.normalization", p);
     ulc_value *y = hf_conv2d(b, x, hf_weightf(b, 4, (const int64_t[]){cout, cin, k, k}, "%s.convolution.weight", p),
                              NULL, k, s, k / 2);

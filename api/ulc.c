@@ -272,7 +272,9 @@ static ulc_status copy_tensor(ulc_graph *g, const ulc_tensor *t, ulc_tensor **ou
  * shallow clone alone shares m's tensor structs, and lora-merge rewrites the merged weights' structs
  * in place (ulc_tensor_set_lazy on the base weight): the evaluation after unlearning would
  * compare the unlearned model with itself. The teacher must be freed before m (it shares m's
- * strings, attributes and format extras). */
+ * strings, attributes, format extras and metadata array: the run writes the request history and
+ * LoRA records into m's metadata, which the teacher then sees too; no part of the run reads the
+ * teacher's metadata). */
 static ulc_status teacher_copy(ulc_model *m, ulc_model **out, ulc_ctx *ctx) {
     ulc_model *t = NULL;
     ULC_TRY(ulc_model_clone_shallow(m, &t, ctx));

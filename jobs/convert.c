@@ -2,11 +2,13 @@
 #include "jobs/convert.h"
 
 #include "export/peft_export.h"
+#include "methods/method.h"
 
 ulc_status ulc_convert_files(const ulc_convert_job *j, ulc_ctx *ctx) {
     /* an adapter directory that would be overwritten is refused before any work */
     if (j->adapter_dir) ULC_TRY(ulc_peft_export_check_dir(j->adapter_dir, ctx));
     ulc_pipeline *pipe = NULL;
+    ULC_TRY(ulc_methods_register(ctx)); /* known, so a method pass says what it needs */
     if (j->passes && ulc_pipeline_parse(j->passes, &pipe, ctx) != ULC_OK) {
         ctx->status = ULC_ERR_INVALID_ARG; /* the command line's pipeline: a usage error */
         return ctx->status;

@@ -84,6 +84,45 @@ static ulc_status find_method(const ulc_request *rq, int *at, ulc_ctx *ctx) {
     return ULC_OK;
 }
 
+/* Whether the pass called name is among passes [first, first + n). */
+static int has_pass(const ulc_pipeline *p, int first, int n, const char *name) {
+    for (int i = first; i < first + n; i++)
+        if (strcmp(ulc_pipeline_pass(p, i, NULL)->name, name) == 0) return 1;
+    return 0;
+}
+
+/* The request's passes checked whole before any of them runs: the method's settings resolve,
+ * its mask fits the forget set, and a method that trains LoRA adapters has them (lora-inject
+ * before it, or adapters the model already holds) and has them merged (lora-merge after it), so
+ * OUT keeps IN's nodes. *inject is set when lora-inject runs before the method. */
+static ulc_status check_passes(const ulc_request *rq, ulc_model *m, int at, int *inject,
+                               ulc_ctx *ctx) {
+    const ulc_pass_opts *o = NULL;
+    const ulc_pass *p = ulc_pipeline_pass(rq->passes, at, &o);
+    ulc_method method = (ulc_method)ulc_method_of_pass(p->name);
+    char where[64];
+    snprintf(where, sizeof where, "pass %s", p->name);
+    ulc_method_hparams h;
+    ULC_TRY(ulc_method_resolve(method, &rq->run, o, where, &h, ctx));
+    if (strcmp(ulc_pass_opt_str(o, "mask", "own"), "all_forget") == 0 &&
+        rq->kind != ULC_FORGET_CLASSES)
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "pass %s: mask=all_forget masks every forget "
+                        "class, so it needs class forgetting", p->name);
+    int n = ulc_pipeline_length(rq->passes);
+    *inject = has_pass(rq->passes, 0, at, "lora-inject");
+    if (!ulc_method_uses_lora(method, o)) return ULC_OK;
+    if (!has_pass(rq->passes, at + 1, n - at - 1, "lora-merge"))
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "pass %s trains LoRA adapters: end the passes "
+                        "with lora-merge (the output keeps the input's nodes)", p->name);
+    if (*inject) return ULC_OK;
+    ULC_TRY(ulc_lora_records_load(m, ctx));
+    for (size_t i = 0; i < m->lora.len; i++)
+        if (!((const ulc_lora_record *)m->lora.items[i])->merged) return ULC_OK;
+    return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "pass %s: the model has no LoRA adapters to train "
+                    "(put lora-inject before it, and lora-merge after: "
+                    "lora-inject{placement=rfa},%s,lora-merge)", p->name, p->name);
+}
+
 /* DELETE's teacher-logits cache key: the hashes of the model file and the data, and of the forget
  * flags and the input/output names (the logits depend on nothing else). */
 static ulc_status teacher_cache_key(forget_run *w, ulc_ctx *ctx) {
@@ -132,9 +171,12 @@ static ulc_status adapted_modules(forget_run *w, const ulc_model *m, ulc_ctx *ct
     int adapted = 0;
     for (size_t i = 0; i < m->lora.len; i++)
         adapted += !((const ulc_lora_record *)m->lora.items[i])->merged;
-    if (!adapted)
+    if (!adapted && w->rq->is_spec)
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: the spec's lora.targets/include/exclude "
                         "adapt no layer of %s", w->rq->path, w->o->in ? w->o->in : "the model");
+    if (!adapted)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: lora-inject adapts no layer of %s",
+                        w->rq->path, w->o->in ? w->o->in : "the model");
     if (!(w->modules = calloc((size_t)adapted, sizeof *w->modules)))
         return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < m->lora.len; i++) {
@@ -248,12 +290,14 @@ static ulc_status run(forget_run *w, ulc_model *m, const ulc_model *teacher, ulc
 #endif
     /* the passes before the method (lora-inject) now: a placement that adapts nothing is
      * refused before any work */
+    int inject = 0;
     ULC_TRY(find_method(rq, &w->n_prep, ctx));
+    ULC_TRY(check_passes(rq, m, w->n_prep, &inject, ctx));
     const ulc_pass *method = ulc_pipeline_pass(rq->passes, w->n_prep, NULL);
     ULC_TRY(method_env(w, teacher, method->name, ctx));
     ulc_pipeline_opts po = {.verify_each = 1, .pass_ctx = &w->pc};
     ULC_TRY(ulc_pipeline_run_range(rq->passes, 0, w->n_prep, m, &po, ctx));
-    if (w->n_prep) ULC_TRY(adapted_modules(w, m, ctx));
+    if (inject) ULC_TRY(adapted_modules(w, m, ctx));
     /* before: the input model on every split (this also checks every label and token) */
     if (o->evaluate)
         ULC_TRY(ulc_eval_score_splits(w->ses, o->in ? o->in : "the model", &w->f, &w->tr,

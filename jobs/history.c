@@ -8,6 +8,32 @@
 #include "common/sha256.h"
 
 
+/* A whole number in [0, 2^53]. */
+static int whole(const cJSON *v) {
+    return cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble <= 9007199254740992.0 &&
+           floor(v->valuedouble) == v->valuedouble;
+}
+
+/* One entry as this file writes it: a method, and exactly one of a list of classes or a list of
+ * rows with the data file's sha256 and row count; every number whole and >= 0. */
+static int entry_ok(const cJSON *e) {
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(e, "forget");
+    const cJSON *cl = cJSON_GetObjectItemCaseSensitive(f, "classes");
+    const cJSON *rows = cJSON_GetObjectItemCaseSensitive(f, "rows");
+    if (!cJSON_IsObject(e) || !cJSON_IsObject(f) || (cl != NULL) == (rows != NULL) ||
+        !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(e, "method")))
+        return 0;
+    if (rows && (!cJSON_IsArray(rows) ||
+                 !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(f, "data_sha256")) ||
+                 !whole(cJSON_GetObjectItemCaseSensitive(f, "data_rows"))))
+        return 0;
+    const cJSON *list = cl ? cl : rows;
+    if (!cJSON_IsArray(list)) return 0;
+    for (const cJSON *v = list->child; v; v = v->next)
+        if (!whole(v)) return 0;
+    return 1;
+}
+
 ulc_status ulc_history_read(const ulc_model *m, cJSON **out, ulc_ctx *ctx) {
     *out = NULL;
     const char *text = ulc_model_metadata(m, ULC_META_HISTORY);
@@ -21,22 +47,11 @@ ulc_status ulc_history_read(const ulc_model *m, cJSON **out, ulc_ctx *ctx) {
     }
     int i = 0;
     for (const cJSON *e = j->child; e; e = e->next, i++) {
-        const cJSON *f = cJSON_GetObjectItemCaseSensitive(e, "forget");
-        const cJSON *cl = cJSON_GetObjectItemCaseSensitive(f, "classes");
-        const cJSON *rows = cJSON_GetObjectItemCaseSensitive(f, "rows");
-        const cJSON *sha = cJSON_GetObjectItemCaseSensitive(f, "data_sha256");
-        int ok = cJSON_IsObject(e) && cJSON_IsObject(f) &&
-                 cJSON_IsString(cJSON_GetObjectItemCaseSensitive(e, "method")) &&
-                 (cJSON_IsArray(cl) || (cJSON_IsArray(rows) && cJSON_IsString(sha)));
-        for (const cJSON *v = cJSON_IsArray(cl) ? cl->child : rows ? rows->child : NULL; ok && v;
-             v = v->next)
-            ok = cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble <= 9007199254740992.0 &&
-                 floor(v->valuedouble) == v->valuedouble;
-        if (!ok) {
+        if (!entry_ok(e)) {
             cJSON_Delete(j);
             return ulc_fail(ctx, ULC_ERR_INVALID, "%s: metadata '%s': request %d is not "
                             "{\"method\", \"forget\": {\"classes\": [...]} or {\"rows\": [...], "
-                            "\"data_sha256\"}}", where, ULC_META_HISTORY, i + 1);
+                            "\"data_sha256\", \"data_rows\"}}", where, ULC_META_HISTORY, i + 1);
         }
     }
     *out = j;
@@ -69,43 +84,55 @@ static int add_unique(int64_t **a, int64_t *n, int64_t *cap, int64_t v, const in
     return 1;
 }
 
-/* The carried lists from the parsed history. */
+/* The carried lists from the parsed history (entries checked by ulc_history_read). */
 static ulc_status collect(const cJSON *h, const ulc_forget_set *fs, const ulc_data *tr,
                           const char *data_sha, ulc_history_carry *c, ulc_ctx *ctx) {
-    int64_t nc = 0, cc = 0, cr = 0;
+    int64_t nc = 0, cc = 0;
     const int64_t *own = fs->kind == ULC_FORGET_CLASSES ? fs->classes : NULL;
     int64_t n_own = own ? fs->n_classes : 0;
+    uint8_t *seen = NULL; /* carried rows, one flag per training row */
     for (const cJSON *e = h->child; e; e = e->next) {
         c->requests++;
         const cJSON *f = cJSON_GetObjectItemCaseSensitive(e, "forget");
         const cJSON *cl = cJSON_GetObjectItemCaseSensitive(f, "classes");
-        if (cl) {
+        if (cJSON_IsArray(cl)) {
             for (const cJSON *v = cl->child; v; v = v->next)
-                if (!add_unique(&c->classes, &nc, &cc, (int64_t)v->valuedouble, own, n_own))
+                if (!add_unique(&c->classes, &nc, &cc, (int64_t)v->valuedouble, own, n_own)) {
+                    free(seen);
                     return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (history)");
+                }
             continue;
         }
         const cJSON *rows = cJSON_GetObjectItemCaseSensitive(f, "rows");
         const cJSON *sha = cJSON_GetObjectItemCaseSensitive(f, "data_sha256");
         const cJSON *n = cJSON_GetObjectItemCaseSensitive(f, "data_rows");
-        if (!data_sha || strcmp(sha->valuestring, data_sha) != 0 || !cJSON_IsNumber(n) ||
+        if (!data_sha || strcmp(sha->valuestring, data_sha) != 0 ||
             (int64_t)n->valuedouble != tr->rows) {
             c->unmatched++;
             continue;
         }
+        if (!seen && !(seen = calloc((size_t)tr->rows + 1, 1)))
+            return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (history)");
         for (const cJSON *v = rows->child; v; v = v->next)
-            if ((int64_t)v->valuedouble < tr->rows &&
-                !add_unique(&c->rows, &c->n_rows, &cr, (int64_t)v->valuedouble, NULL, 0))
-                return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (history)");
+            if ((int64_t)v->valuedouble < tr->rows) seen[(int64_t)v->valuedouble] = 1;
     }
     c->n_classes = (int)nc;
+    for (int64_t i = 0; seen && i < tr->rows; i++) c->n_rows += seen[i];
+    if (c->n_rows && !(c->rows = malloc((size_t)c->n_rows * sizeof *c->rows))) {
+        free(seen);
+        return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (history)");
+    }
+    for (int64_t i = 0, k = 0; c->n_rows && i < tr->rows; i++)
+        if (seen[i]) c->rows[k++] = i;
+    free(seen);
     return ULC_OK;
 }
 
 /* Whether the history holds a row request (only then is the data file hashed). */
 static int has_rows(const cJSON *h) {
     for (const cJSON *e = h->child; e; e = e->next)
-        if (cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(e, "forget"), "rows"))
+        if (cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(
+                cJSON_GetObjectItemCaseSensitive(e, "forget"), "rows")))
             return 1;
     return 0;
 }

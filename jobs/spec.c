@@ -758,6 +758,8 @@ static ulc_status set_forget(ulc_request *rq, ulc_forget_kind kind, const int64_
     ULC_TRY(id_list(rq->path, what, classes ? "class" : "row", v, n, &c, ctx));
     free(rq->classes);
     free(rq->indices);
+    free(rq->indices_file); /* the rows are the caller's now, not a file's */
+    rq->indices_file = NULL;
     rq->classes = classes ? c : NULL;
     rq->n_classes = classes ? (int)n : 0;
     rq->indices = classes ? NULL : c;

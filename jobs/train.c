@@ -10,6 +10,7 @@
 #include "export/peft_export.h"
 #include "io/data.h"
 #include "io/model.h"
+#include "methods/method.h"
 #include "train/train_graph.h"
 
 /* --loss distill: the frozen teacher's softmax is the target of a KL loss (self-distillation
@@ -85,6 +86,7 @@ ulc_status ulc_train_files(const ulc_train_job *j, ulc_ctx *ctx) {
     float **vals = NULL;
     ulc_status s = ULC_OK;
     ulc_pipeline_opts po = {0};
+    if ((s = ulc_methods_register(ctx)) != ULC_OK) goto done; /* a method pass says what it needs */
     if ((j->before && (s = ulc_pipeline_parse(j->before, &pb, ctx)) != ULC_OK) ||
         (j->after && (s = ulc_pipeline_parse(j->after, &pa, ctx)) != ULC_OK))
         goto done;

@@ -31,9 +31,7 @@ ulc_status ulc_random_label_run(const ulc_unlearn_call *c, ulc_ctx *ctx) {
     ulc_row_subset sf = {0};
     ULC_TRY(ulc_row_subset_make(c->data, c->forget, 1, NULL, NULL, 0, &sf, ctx));
     int lc = ulc_dataset_find(&sf.d, "label");
-    const ulc_graph *g = c->teacher->graph;
-    const ulc_value *o0 = g->outputs.len ? g->outputs.items[0] : NULL;
-    int64_t classes = o0 && o0->rank == 2 ? o0->dims[1].value : -1;
+    int64_t classes = ulc_unlearn_classes(c->teacher, c->u->output);
     ulc_status s = ULC_OK;
     if (lc < 0 || sf.t[lc].dtype != ULC_DT_I64 || classes < 2) {
         s = ulc_fail(ctx, ULC_ERR_INVALID_ARG, "random-label: needs int64 labels and a fixed "

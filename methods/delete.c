@@ -16,9 +16,7 @@ ulc_status ulc_delete_run(const ulc_unlearn_call *c, ulc_ctx *ctx) {
     ulc_status s = ULC_OK;
     if (u->teacher_logits) {
         /* the classes come from the model output, checked when the graph is built */
-        const ulc_graph *g = c->teacher->graph;
-        const ulc_value *o0 = g->outputs.len ? g->outputs.items[0] : NULL;
-        C = o0 && o0->rank == 2 ? o0->dims[1].value : -1;
+        C = ulc_unlearn_classes(c->teacher, u->output);
         if (C <= 0)
             return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "delete: the model's output has no fixed "
                             "class count; cached teacher logits cannot be checked");

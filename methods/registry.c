@@ -9,6 +9,7 @@
 #include "io/cache.h"
 #include "ir/lora.h"
 #include "methods/rfa.h"
+#include "methods/unlearn_internal.h"
 
 /* ---- options ------------------------------------------------------------------------------------ */
 
@@ -136,13 +137,13 @@ void ulc_method_env_clear(ulc_method_env *env) {
 }
 
 /* The trainer's options for one run of method name. */
-static ulc_train_opts train_opts(ulc_method m, const char *name, const ulc_method_hparams *h,
+static ulc_train_opts train_opts(const char *name, const ulc_method_hparams *h,
                                  const ulc_pass_ctx *pc) {
     ulc_train_opts o = ulc_train_defaults();
     o.optim = ulc_optim_defaults(h->optimizer);
     o.optim.lr = h->lr;
     o.optim.weight_decay = h->weight_decay;
-    if (m != ULC_METHOD_RFA) o.optim.momentum = h->momentum;
+    o.optim.momentum = h->momentum;
     o.epochs = (int)h->epochs;
     o.batch_size = (int)h->batch_size;
     o.seed = pc->seed;
@@ -184,9 +185,7 @@ static ulc_status cached_teacher(ulc_method_env *env, const ulc_unlearn_opts *u,
                                  float **out, ulc_ctx *ctx) {
     int64_t nf = 0;
     for (int64_t i = 0; i < env->data->n_rows; i++) nf += env->forget[i] != 0;
-    const ulc_graph *tg = env->teacher->graph;
-    const ulc_value *o0 = tg->outputs.len ? tg->outputs.items[0] : NULL;
-    int64_t C = o0 && o0->rank == 2 ? o0->dims[1].value : -1;
+    int64_t C = ulc_unlearn_classes(env->teacher, u->output);
     if (C > 0 && (*out = ulc_cache_load(env->teacher_cache_key, (size_t)(nf * C) * sizeof(float)))) {
         env->teacher_cache = "hit";
         return ULC_OK;
@@ -242,7 +241,7 @@ static ulc_status run_method(const char *name, ulc_model *m, const ulc_pass_opts
     ulc_method_env_clear(env);
     env->method = name;
     env->hparams = h;
-    ulc_train_opts to = train_opts(method, name, &h, pc);
+    ulc_train_opts to = train_opts(name, &h, pc);
     return method == ULC_METHOD_RFA ? run_rfa(m, o, env, &to, ctx)
                                     : run_unlearn(method, m, o, env, &to, ctx);
 }

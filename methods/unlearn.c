@@ -270,6 +270,16 @@ static ulc_status mark_weights(ulc_model *m, ulc_train_what what, ulc_ctx *ctx) 
 /* Seeded re-initialisation of every trained weight, as PyTorch initialises a fresh layer:
  * kaiming_uniform(a=√5) for weights — U(±1/√fan_in) — and U(±1/√fan_in) for biases, fan_in from
  * the weight the bias belongs to. */
+int64_t ulc_unlearn_classes(const ulc_model *m, const char *output) {
+    const ulc_graph *g = m->graph;
+    for (size_t i = 0; i < g->outputs.len; i++) {
+        const ulc_value *v = g->outputs.items[i];
+        if (output && strcmp(v->name, output) != 0) continue;
+        return v->rank == 2 ? v->dims[1].value : -1;
+    }
+    return -1;
+}
+
 uint64_t ulc_unlearn_splitmix(uint64_t *s) {
     uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;

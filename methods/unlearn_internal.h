@@ -27,6 +27,9 @@ ulc_status ulc_unlearn_stats_add(ulc_train_stats *all, ulc_train_stats *ph, ulc_
 /* Re-initialises every weight (seeded, PyTorch's default init). */
 ulc_status ulc_unlearn_reinit(ulc_model *m, uint64_t seed, ulc_ctx *ctx);
 uint64_t ulc_unlearn_splitmix(uint64_t *s);
+/* The class count of m's output called output (the only/first one when NULL): its last dim when
+ * it is [batch, classes] with a fixed class count, else -1. */
+int64_t ulc_unlearn_classes(const ulc_model *m, const char *output);
 
 /* A method's run: its weights are marked; it trains model and fills stats. */
 typedef struct ulc_unlearn_call {

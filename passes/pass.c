@@ -267,6 +267,12 @@ ulc_status ulc_pipeline_set_str(ulc_pipeline *p, const char *key, const char *v,
     ULC_TRY(last_pass(p, key, ctx, &pp));
     ULC_TRY(find_def(pp, key, &d, ctx));
     if (d->kind != ULC_OPT_STR) return kind_error(pp, d, "text", ctx);
+    /* what the text form could not say: a pipeline prints back as text that parses the same */
+    size_t n = strlen(v);
+    if (strpbrk(v, ",{}") || (n && (isspace((unsigned char)v[0]) || isspace((unsigned char)v[n - 1]))))
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "pass %s: option %s='%s': text values may not "
+                        "hold ',', '{' or '}' (a pipeline's separators) nor start or end with a "
+                        "space", pp->pass->name, key, v);
     return store(pp, d, v, 0, 0, v, ctx);
 }
 

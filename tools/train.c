@@ -192,6 +192,12 @@ int ulc_cli_train(int argc, char **argv) {
             return ulc_cli_usage_error("train: --passes unlearns with its own passes and losses; "
                                        "it does not go with --before, --after, --params, --loss, "
                                        "--teacher, --emit-adapter or --losses");
+        if (o.max_steps || sched != ULC_LR_CONSTANT || gamma >= 0 || nesterov || warmup ||
+            step_size || !o.shuffle || o.drop_last)
+            return ulc_cli_usage_error("train: with --passes the methods set their own schedule "
+                                       "and batching: --max-steps, --schedule, --gamma, --nesterov, "
+                                       "--warmup, --step-size, --no-shuffle and --drop-last do not "
+                                       "apply");
         return unlearn(&u);
     }
     o.optim = ulc_optim_defaults(kind); /* then the options, whatever their order */

@@ -97,6 +97,8 @@ def test_train_passes_equals_the_spec_delete_on_rows(tmp_path):
 
 @pytest.mark.parametrize("args,code,needle", [
     (["--forget-classes", "3", "--passes", "rfa"], EXIT_USAGE,
+     "pass rfa trains LoRA adapters: end the passes with lora-merge"),
+    (["--forget-classes", "3", "--passes", "rfa,lora-merge"], EXIT_USAGE,
      "pass rfa: the model has no LoRA adapters to train"),
     (["--forget-classes", "3", "--passes", "delete,scrub"], EXIT_USAGE, "expected one unlearning method"),
     (["--forget-classes", "3", "--passes", "cleanup"], EXIT_USAGE, "found 0"),
@@ -113,6 +115,15 @@ def test_train_passes_equals_the_spec_delete_on_rows(tmp_path):
      "only SGD has momentum"),
     (["--forget-classes", "3", "--passes", "delete", "--before", "lora-inject"], EXIT_USAGE,
      "does not go with --before"),
+    (["--forget-classes", "3", "--passes", "delete", "--max-steps", "3"], EXIT_USAGE,
+     "--max-steps, --schedule, --gamma"),
+    (["--forget-classes", "3", "--passes", "finetune", "--no-shuffle"], EXIT_USAGE, "do not apply"),
+    (["--forget-classes", "3", "--passes", "lora-inject{placement=rfa},rfa"], EXIT_USAGE,
+     "end the passes with lora-merge"),
+    (["--forget-classes", "3", "--passes", "lora-inject{placement=rfa},rfa{momentum=0.5},lora-merge"],
+     EXIT_USAGE, "only SGD has momentum"),
+    (["--forget-classes", "3", "--passes", "delete{train=lora},lora-merge"], EXIT_USAGE,
+     "the model has no LoRA adapters to train"),
 ])
 def test_train_passes_refuses_bad_requests(tmp_path, args, code, needle):
     proc, out = train_run(tmp_path, *args)
@@ -122,9 +133,36 @@ def test_train_passes_refuses_bad_requests(tmp_path, args, code, needle):
 
 
 def test_method_passes_outside_a_request_say_what_they_need(tmp_path):
-    proc = run_ulc("train", MODEL, "--data", TRAIN, "-o", tmp_path / "o.onnx", "--before", "rfa")
-    assert proc.returncode == EXIT_USAGE
-    assert "unknown pass 'rfa'" in proc.stderr or "needs the training data and a forget set" in proc.stderr
+    for args in (["train", MODEL, "--data", TRAIN, "-o", tmp_path / "o.onnx", "--before", "rfa"],
+                 ["convert", MODEL, "-o", tmp_path / "o.onnx", "--passes", "delete"]):
+        proc = run_ulc(*args)
+        assert proc.returncode == EXIT_USAGE, proc.stderr
+        assert "pass " in proc.stderr and "needs the training data and a forget set" in proc.stderr
+        assert not (tmp_path / "o.onnx").exists()
+
+
+def test_mask_all_forget_needs_classes_in_passes_too(tmp_path):
+    (tmp_path / "rows.json").write_text("[1, 2, 3]")
+    proc, out = train_run(tmp_path, "--forget-indices", tmp_path / "rows.json", "--passes",
+                          "delete{mask=all_forget}")
+    assert proc.returncode == EXIT_USAGE and "mask=all_forget" in proc.stderr, proc.stderr
+    assert not out.exists()
+
+
+def test_graph_passes_around_a_method(tmp_path):
+    proc, out = train_run(tmp_path, "--forget-classes", "3", "--passes",
+                          "cleanup,finetune{epochs=1},cleanup")
+    assert proc.returncode == 0, proc.stderr
+    assert history(out)[0]["passes"] == "cleanup,finetune{epochs=1},cleanup"
+
+
+def test_text_values_the_pipeline_text_cannot_hold_are_refused(tmp_path):
+    spec = dict(SPEC_RFA, lora={"rank": 8, "include": ["layer1.*,layer2.*"]})
+    sp = tmp_path / "s.json"
+    sp.write_text(json.dumps(spec))
+    proc = run_ulc(MODEL, "--forget", sp, "-o", tmp_path / "o.onnx", "-q")
+    assert proc.returncode in (EXIT_USAGE, EXIT_INPUT)
+    assert "option include='layer1.*,layer2.*'" in proc.stderr and "separators" in proc.stderr
 
 
 def test_second_request_keeps_the_first_forgotten(tmp_path):
@@ -175,6 +213,30 @@ def test_malformed_history_is_refused(tmp_path):
     proc = run_ulc(bad, "--forget", sp, "-o", tmp_path / "o.onnx", "-q")
     assert proc.returncode == EXIT_INPUT
     assert "metadata 'ulc_history': request 1 is not" in proc.stderr and str(bad) in proc.stderr
+    assert not (tmp_path / "o.onnx").exists()
+
+
+@pytest.mark.parametrize("value", [
+    '[{"method": "rfa", "forget": {"classes": ["three"]}}]',
+    '[{"method": "rfa", "forget": {"classes": {"x": "y"}, "rows": [1], "data_sha256": "ab"}}]',
+    '[{"method": "rfa", "forget": {"classes": null, "rows": [1], "data_sha256": "ab", "data_rows": 9}}]',
+    '[{"method": "rfa", "forget": {"rows": [1], "data_sha256": "ab", "data_rows": 1e300}}]',
+    '[{"method": "rfa", "forget": {"rows": [1], "data_sha256": "ab"}}]',
+    '[{"method": "rfa", "forget": {"classes": [-1]}}]',
+    '[{"forget": {"classes": [1]}}]',
+    '{"method": "rfa"}',
+])
+def test_hostile_history_is_refused(tmp_path, value):
+    m = onnx.load(str(MODEL))
+    p = m.metadata_props.add()
+    p.key, p.value = "ulc_history", value
+    bad = tmp_path / "bad.onnx"
+    onnx.save(m, str(bad))
+    sp = tmp_path / "s.json"
+    sp.write_text(json.dumps(SPEC_RFA))
+    proc = run_ulc(bad, "--forget", sp, "-o", tmp_path / "o.onnx", "-q")
+    assert proc.returncode == EXIT_INPUT, proc.stderr
+    assert "metadata 'ulc_history'" in proc.stderr
     assert not (tmp_path / "o.onnx").exists()
 
 

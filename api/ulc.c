@@ -147,15 +147,7 @@ void ulc_request_free(ulc_request *rq) {
  * them): the method's training settings resolved as the spec's parser does (an unset weight decay
  * or momentum is the optimizer's), then ulc_request_passes. */
 static ulc_status default_passes(ulc_request *rq, ulc_ctx *ctx) {
-    ulc_method_train run = {0};
-    ulc_method_hparams h;
-    ULC_TRY(ulc_method_resolve(rq->method, &run, NULL, rq->path, &h, ctx));
-    rq->epochs = h.epochs;
-    rq->batch_size = h.batch_size;
-    rq->lr = h.lr;
-    rq->weight_decay = h.weight_decay;
-    rq->momentum = h.momentum;
-    rq->optimizer = h.optimizer;
+    ULC_TRY(ulc_request_resolve_train(rq, &(ulc_method_train){0}, rq->path, ctx));
     return ulc_request_passes(rq, ctx);
 }
 

@@ -81,6 +81,10 @@ ulc_status ulc_spec_parse(const char *path, ulc_request *rq, ulc_ctx *ctx);
 void ulc_request_clear(ulc_request *rq);
 /* The request's forget set, for eval/ (borrows rq's arrays). */
 ulc_forget_set ulc_request_forget_set(const ulc_request *rq);
+/* The method's training settings resolved (methods/method.h: its defaults, then run's) into rq's
+ * fields; ULC_ERR_INVALID_ARG naming `where` when they conflict. */
+ulc_status ulc_request_resolve_train(ulc_request *rq, const ulc_method_train *run,
+                                     const char *where, ulc_ctx *ctx);
 /* Builds rq->passes from the method fields unless passes were given. */
 ulc_status ulc_request_passes(ulc_request *rq, ulc_ctx *ctx);
 /* Building a request in code (ulc train --passes, the C API). Each checks what it is given

@@ -559,17 +559,23 @@ static ulc_status parse_lora(ulc_request *s, const cJSON *lora, ulc_ctx *ctx) {
 static ulc_status resolve_train(ulc_request *s, const ulc_method_train *run, ulc_ctx *ctx) {
     ulc_ctx rctx;
     ulc_ctx_init(&rctx);
-    ulc_method_hparams h;
     char where[512];
     snprintf(where, sizeof where, "%s: key 'train.momentum'", s->path);
-    if (ulc_method_resolve(s->method, run, NULL, where, &h, &rctx) != ULC_OK)
+    if (ulc_request_resolve_train(s, run, where, &rctx) != ULC_OK)
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s", rctx.msg);
-    s->epochs = h.epochs;
-    s->batch_size = h.batch_size;
-    s->lr = h.lr;
-    s->weight_decay = h.weight_decay;
-    s->momentum = h.momentum;
-    s->optimizer = h.optimizer;
+    return ULC_OK;
+}
+
+ulc_status ulc_request_resolve_train(ulc_request *rq, const ulc_method_train *run,
+                                     const char *where, ulc_ctx *ctx) {
+    ulc_method_hparams h;
+    ULC_TRY(ulc_method_resolve(rq->method, run, NULL, where, &h, ctx));
+    rq->epochs = h.epochs;
+    rq->batch_size = h.batch_size;
+    rq->lr = h.lr;
+    rq->weight_decay = h.weight_decay;
+    rq->momentum = h.momentum;
+    rq->optimizer = h.optimizer;
     return ULC_OK;
 }
 

@@ -20,6 +20,7 @@
 #include <cjson/cJSON.h>
 
 #include "common/file.h"
+#include "common/fileset.h"
 #include "common/status.h"
 #include "io/model.h"
 #include "ir/clone.h"
@@ -67,6 +68,10 @@ ulc_status ulc_ctx_create(ulc_ctx **out) {
 
 void ulc_ctx_free(ulc_ctx *ctx) { free(ctx); }
 
+void ulc_ctx_set_allow_external_outside(ulc_ctx *ctx, int allow) {
+    if (ctx) ctx->allow_external_outside = allow != 0;
+}
+
 /* A model the API changed (passes, a request) is no longer its file's model: the main job then
  * names no input file, hashes none, and keys no teacher-logit cache by that file's bytes. */
 static void forget_source(ulc_model *m) { m->source_path = NULL; }
@@ -87,12 +92,19 @@ ulc_status ulc_model_save(ulc_model *m, const char *path, ulc_ctx *ctx) {
         return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "ulc_model_save: %s", m ? "no path given" : "m is NULL");
     ulc_io_format fmt;
     ULC_TRY(ulc_io_output_format(path, &fmt, ctx));
-    const char *reads = ulc_model_reads_file(m, path);
-    if (reads)
-        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "%s: the model reads this file ('%s'); save it "
-                        "under another name", path, reads);
-    ULC_TRY(ulc_io_check_out_dir("output", path, fmt == ULC_IO_DIR, ctx));
-    return ulc_io_save_model(m, path, fmt, NULL, ctx);
+    /* the files this save reads are the model's: the shared output check, and the change
+     * check at commit, over them */
+    ulc_fileset fs;
+    ulc_fileset_begin(&fs, 0, ctx);
+    ulc_fileset_tag(&fs, "model", 0);
+    ulc_status st = ULC_OK;
+    if (m->source_path) st = ulc_fileset_add_path(&fs, NULL, m->source_path, ctx);
+    for (size_t i = 0; st == ULC_OK && i < m->graph->maps.len; i++)
+        st = ulc_fileset_add_mapping(&fs, NULL, m->graph->maps.items[i], ctx);
+    if (st == ULC_OK) st = ulc_io_check_model_output(&fs, "output", path, fmt, ctx);
+    if (st == ULC_OK) st = ulc_io_check_out_dir("output", path, fmt == ULC_IO_DIR, ctx);
+    if (st == ULC_OK) st = ulc_io_save_model(m, path, fmt, NULL, ctx);
+    return ulc_fileset_end(&fs, st, ctx);
 }
 
 ulc_status ulc_model_apply(ulc_model *m, const char *pipeline, ulc_ctx *ctx) {

@@ -1,6 +1,8 @@
 #define _GNU_SOURCE /* copy_file_range */
 #include "common/file.h"
 
+#include <dirent.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -8,15 +10,30 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/fault.h"
+#include "common/fileset.h"
+
 /* ---- mappings ---------------------------------------------------------------------------- */
+
+const char *ulc_file_kind(mode_t mode) {
+    if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    if (S_ISSOCK(mode)) return "a socket";
+    if (S_ISDIR(mode)) return "a directory";
+    if (S_ISREG(mode)) return "a regular file";
+    return "not a regular file";
+}
 
 ulc_status ulc_mapping_open(const char *path, const char *what, ulc_mapping **out, ulc_ctx *ctx) {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO must not block us in open() before fstat can refuse it */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0)
         return ulc_fail(ctx, ULC_ERR_IO, "%s: cannot open %s: %s", path, what, strerror(errno));
     struct stat st;
@@ -27,7 +44,8 @@ ulc_status ulc_mapping_open(const char *path, const char *what, ulc_mapping **ou
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
-        return ulc_fail(ctx, ULC_ERR_IO, "%s: %s is not a regular file", path, what);
+        return ulc_fail(ctx, ULC_ERR_IO, "%s: cannot read %s: it is %s, not a regular file", path,
+                        what, ulc_file_kind(st.st_mode));
     }
     ulc_mapping *m = calloc(1, sizeof *m);
     char *p = strdup(path);
@@ -42,6 +60,10 @@ ulc_status ulc_mapping_open(const char *path, const char *what, ulc_mapping **ou
     m->size = (size_t)st.st_size;
     m->dev = st.st_dev;
     m->ino = st.st_ino;
+    m->mtime = st.st_mtim;
+    m->ctime = st.st_ctim;
+    m->nlink = st.st_nlink;
+    m->guard = -1;
     m->refs = 1;
     if (m->size > 0) {
         void *d = mmap(NULL, m->size, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -51,6 +73,11 @@ ulc_status ulc_mapping_open(const char *path, const char *what, ulc_mapping **ou
             return ulc_fail(ctx, ULC_ERR_IO, "%s: cannot map %s: %s", path, what, strerror(e));
         }
         m->data = d;
+        m->guard = ulc_fault_guard(d, m->size, &m->changed);
+    }
+    if (ctx && ctx->reads && ulc_fileset_add_mapping(ctx->reads, what, m, ctx) != ULC_OK) {
+        ulc_mapping_unref(m);
+        return ctx->status;
     }
     *out = m;
     return ULC_OK;
@@ -63,6 +90,7 @@ ulc_mapping *ulc_mapping_ref(ulc_mapping *m) {
 
 void ulc_mapping_unref(ulc_mapping *m) {
     if (!m || --m->refs > 0) return;
+    ulc_fault_unguard(m->guard);
     if (m->data) munmap((void *)m->data, m->size);
     if (m->fd >= 0) close(m->fd);
     free(m->path);
@@ -104,26 +132,27 @@ struct ulc_outfile {
 };
 
 /* Temporaries to remove if a signal ends the process. Plain array of pointers so that the
- * signal handler only reads it. */
-static char *volatile g_tmp_paths[MAX_OPEN_TMP];
+ * signal handler only reads it; slots are taken and given back atomically (threads write
+ * outputs concurrently, e.g. a model and its adapter). */
+static char *g_tmp_paths[MAX_OPEN_TMP];
 
 static int register_tmp(char *tmp) {
     for (int i = 0; i < MAX_OPEN_TMP; i++) {
-        if (!g_tmp_paths[i]) {
-            g_tmp_paths[i] = tmp;
+        char *none = NULL;
+        if (__atomic_compare_exchange_n(&g_tmp_paths[i], &none, tmp, 0, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_RELAXED))
             return i;
-        }
     }
     return -1;
 }
 
 static void unregister_tmp(int slot) {
-    if (slot >= 0) g_tmp_paths[slot] = NULL;
+    if (slot >= 0) __atomic_store_n(&g_tmp_paths[slot], NULL, __ATOMIC_SEQ_CST);
 }
 
 void ulc_outfile_cleanup_all(void) {
     for (int i = 0; i < MAX_OPEN_TMP; i++) {
-        char *p = g_tmp_paths[i];
+        char *p = __atomic_load_n(&g_tmp_paths[i], __ATOMIC_SEQ_CST);
         if (p) unlink(p);
     }
 }
@@ -308,11 +337,58 @@ static void outfile_free(ulc_outfile *o) {
     free(o);
 }
 
+/* 1 if name is a temporary of ulc's naming: ".NAME.ulc-tmp-XXXXXX". */
+static int is_tmp_name(const char *name) {
+    const char *t = strstr(name, ".ulc-tmp-");
+    return name[0] == '.' && t && t > name + 1 && strlen(t + 9) == 6;
+}
+
+/* Removes the temporaries of ulc's naming in dir that no live process holds (their writer
+ * keeps an exclusive flock until commit or abort), with a notice for each. */
+static void remove_stale_tmps(const char *dir, ulc_ctx *ctx) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    int dfd = dirfd(d);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!is_tmp_name(e->d_name)) continue;
+        int fd = openat(dfd, e->d_name, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) continue;
+        struct stat a, b;
+        if (fstat(fd, &a) == 0 && S_ISREG(a.st_mode) && flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+            fstatat(dfd, e->d_name, &b, AT_SYMLINK_NOFOLLOW) == 0 && a.st_ino == b.st_ino &&
+            a.st_dev == b.st_dev && unlinkat(dfd, e->d_name, 0) == 0 && ctx && ctx->notes)
+            fprintf(ctx->notes, "ulc: removed %s/%s, a temporary file left by an interrupted "
+                    "run\n", dir, e->d_name);
+        close(fd); /* drops the lock */
+    }
+    closedir(d);
+}
+
+/* Creates the temporary and takes its lock. A cleaner in another process may take the lock
+ * between the two and remove the file: then the name no longer leads to our file, and we try
+ * another name. */
+static int create_tmp(char *tmp, size_t n, const char *dir, const char *base) {
+    for (int tries = 0; tries < 16; tries++) {
+        snprintf(tmp, n, "%s/.%s.ulc-tmp-XXXXXX", dir, base);
+        int fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0) return -1;
+        struct stat a, b;
+        if (flock(fd, LOCK_EX) == 0 && fstat(fd, &a) == 0 && stat(tmp, &b) == 0 &&
+            a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+            return fd;
+        close(fd);
+    }
+    errno = EAGAIN;
+    return -1;
+}
+
 ulc_status ulc_outfile_open(const char *path, ulc_outfile **out, ulc_ctx *ctx) {
     *out = NULL;
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return ulc_fail(ctx, ULC_ERR_IO, "%s: output path is a directory", path);
+    if (ctx && ctx->reads) ULC_TRY(ulc_fileset_check_output(ctx->reads, "output", path, ctx));
     ulc_outfile *o = calloc(1, sizeof *o);
     if (!o) return ulc_fail(ctx, ULC_ERR_NOMEM, "%s: out of memory", path);
     o->fd = -1;
@@ -329,9 +405,9 @@ ulc_status ulc_outfile_open(const char *path, ulc_outfile **out, ulc_ctx *ctx) {
         outfile_free(o);
         return ulc_fail(ctx, ULC_ERR_NOMEM, "%s: out of memory", path);
     }
-    snprintf(o->tmp, n, "%s/.%s.ulc-tmp-XXXXXX", dir, base);
+    remove_stale_tmps(dir, ctx);
+    o->fd = create_tmp(o->tmp, n, dir, base);
     free(dir);
-    o->fd = mkostemp(o->tmp, O_CLOEXEC);
     if (o->fd < 0) {
         int e = errno;
         outfile_free(o);
@@ -419,17 +495,41 @@ ulc_status ulc_outfile_pad_to(ulc_outfile *o, uint64_t alignment, ulc_ctx *ctx) 
 uint64_t ulc_outfile_tell(const ulc_outfile *o) { return o->pos; }
 const char *ulc_outfile_path(const ulc_outfile *o) { return o->path; }
 
+/* fsync of the directory path's entry lives in, so a rename survives a power cut. */
+static int sync_dir_of(const char *path) {
+    char *dir = ulc_path_dirname(path);
+    if (!dir) return -1;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    free(dir);
+    if (fd < 0) return -1;
+    int r = fsync(fd);
+    if (r != 0 && (errno == EINVAL || errno == EROFS)) r = 0; /* not syncable here */
+    close(fd);
+    return r;
+}
+
 ulc_status ulc_outfile_commit(ulc_outfile *o, ulc_ctx *ctx) {
-    ulc_status s = flush_buf(o, ctx);
-    ulc_status cs = copier_finish(o, s != ULC_OK, s == ULC_OK ? ctx : NULL);
+    /* the writes first, under a scratch context: an input that changed names the cause */
+    ulc_ctx w;
+    ulc_ctx_init_from(&w, ctx);
+    ulc_status s = flush_buf(o, &w);
+    ulc_status cs = copier_finish(o, s != ULC_OK, s == ULC_OK ? &w : NULL);
     if (s == ULC_OK) s = cs;
-    if (close(o->fd) != 0 && s == ULC_OK)
-        s = ulc_fail(ctx, ULC_ERR_IO, "%s: close failed: %s", o->path, strerror(errno));
-    o->fd = -1;
+    if (s == ULC_OK && fsync(o->fd) != 0 && errno != EINVAL)
+        s = ulc_fail(&w, ULC_ERR_IO, "%s: fsync failed: %s", o->path, strerror(errno));
+    ulc_status vs = ctx && ctx->reads ? ulc_fileset_verify(ctx->reads, ctx) : ULC_OK;
+    if (vs == ULC_OK && s != ULC_OK && ctx) ulc_fail(ctx, s, "%s", w.msg);
+    if (vs != ULC_OK) s = vs;
     if (s == ULC_OK && rename(o->tmp, o->path) != 0)
         s = ulc_fail(ctx, ULC_ERR_IO, "%s: cannot rename temporary file into place: %s", o->path,
                      strerror(errno));
-    if (s != ULC_OK) unlink(o->tmp);
+    if (s == ULC_OK && sync_dir_of(o->path) != 0)
+        s = ulc_fail(ctx, ULC_ERR_IO, "%s: fsync of its directory failed: %s", o->path,
+                     strerror(errno));
+    if (s != ULC_OK) unlink(o->tmp); /* (after a failed directory sync, o->tmp is gone) */
+    if (close(o->fd) != 0 && s == ULC_OK) /* the lock goes with it */
+        s = ulc_fail(ctx, ULC_ERR_IO, "%s: close failed: %s", o->path, strerror(errno));
+    o->fd = -1;
     outfile_free(o);
     return s;
 }
@@ -443,6 +543,37 @@ void ulc_outfile_abort(ulc_outfile *o) {
 }
 
 /* ---- paths --------------------------------------------------------------------------------- */
+
+ulc_status ulc_path_check_writable_dir(const char *what, const char *dir, ulc_ctx *ctx) {
+    if (access(dir, W_OK | X_OK) != 0)
+        return ulc_fail(ctx, ULC_ERR_IO, "%s: cannot create the %s in this directory: %s", dir,
+                        what, strerror(errno));
+    return ULC_OK;
+}
+
+int ulc_path_within(const char *dir_real, const char *real) {
+    size_t n = strlen(dir_real);
+    while (n > 1 && dir_real[n - 1] == '/') n--;
+    if (n == 1 && dir_real[0] == '/') return real[0] == '/';
+    return strncmp(real, dir_real, n) == 0 && (real[n] == '/' || real[n] == '\0');
+}
+
+ulc_status ulc_path_confine(const char *dir, const ulc_mapping *m, int allow, ulc_ctx *ctx) {
+    if (allow) return ULC_OK;
+    char *dreal = realpath(dir, NULL), *real = realpath(m->path, NULL);
+    struct stat st;
+    ulc_status s = ULC_OK;
+    if (!dreal || !real)
+        s = ulc_fail(ctx, ULC_ERR_IO, "cannot be resolved: %s", strerror(errno));
+    else if (!ulc_path_within(dreal, real))
+        s = ulc_fail(ctx, ULC_ERR_INVALID, "resolves to '%s', outside the model's folder '%s' "
+                     "(--allow-external-outside allows it)", real, dreal);
+    else if (stat(real, &st) != 0 || st.st_dev != m->dev || st.st_ino != m->ino)
+        s = ulc_fail(ctx, ULC_ERR_IO, "changed while it was opened ('%s')", real);
+    free(dreal);
+    free(real);
+    return s;
+}
 
 int ulc_path_same_file(const char *a, const char *b) {
     struct stat sa, sb;

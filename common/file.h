@@ -7,9 +7,12 @@
  * descriptor stays open too, so an exporter can copy unchanged weight bytes file-to-file in the
  * kernel (copy_file_range) without ever faulting them into memory.
  *
- * A ulc_outfile writes to a temporary file beside the destination and renames it over the
- * destination on commit; abort (or a signal, through ulc_outfile_cleanup_all) removes the
- * temporary, so a failed write never leaves a partial or clobbered file.
+ * A ulc_outfile writes to a temporary file beside the destination (`.NAME.ulc-tmp-XXXXXX`, held
+ * under an exclusive flock while it lives) and on commit fsyncs it, renames it over the
+ * destination and fsyncs the directory; abort (or a signal, through ulc_outfile_cleanup_all)
+ * removes the temporary, so a failed write never leaves a partial or clobbered file. A
+ * temporary of ulc's naming that no live process holds (a run killed with SIGKILL) is removed
+ * by the next ulc_outfile_open into its folder, with a notice to ctx->notes.
  *
  *     ulc_outfile *o;
  *     if (ulc_outfile_open("out.onnx", &o, ctx)) return ...;
@@ -21,20 +24,28 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "common/status.h"
 
 typedef struct ulc_mapping {
     char *path;        /* as given when opened (malloc'd) */
-    int fd;            /* kept open for copy_file_range; -1 when closed */
+    int fd;            /* kept open for copy_file_range and for fstat checks; -1 when closed */
     const uint8_t *data; /* NULL for an empty file */
     size_t size;
     dev_t dev;         /* identity, to detect "output is the input" */
     ino_t ino;
+    struct timespec mtime, ctime; /* at open: a file modified since differs here */
+    nlink_t nlink;
+    int changed;       /* set by the SIGBUS guard (common/fault.h): zeros were mapped in */
+    int guard;         /* the guard's slot, -1 when unguarded */
     int refs;
 } ulc_mapping;
 
-/* Maps a whole file read-only. what names the file's role in messages ("model", "external data"). */
+/* Maps a whole file read-only. what names the file's role in messages ("model", "external
+ * data"). Only regular files: the path is opened without blocking (O_NONBLOCK) and a FIFO,
+ * device, socket or directory is refused, saying what it is. The mapping is guarded against
+ * truncation (common/fault.h) and joins ctx->reads when the context has a fileset. */
 ulc_status ulc_mapping_open(const char *path, const char *what, ulc_mapping **out, ulc_ctx *ctx);
 ulc_mapping *ulc_mapping_ref(ulc_mapping *m);
 void ulc_mapping_unref(ulc_mapping *m); /* accepts NULL; unmaps at zero */
@@ -59,12 +70,26 @@ ulc_status ulc_outfile_skip(ulc_outfile *o, uint64_t len, ulc_ctx *ctx);
 ulc_status ulc_outfile_pad_to(ulc_outfile *o, uint64_t alignment, ulc_ctx *ctx);
 uint64_t ulc_outfile_tell(const ulc_outfile *o);
 const char *ulc_outfile_path(const ulc_outfile *o); /* the final destination */
-/* Flushes, closes and renames over the destination; frees o whatever happens. */
+/* Flushes, fsyncs, verifies ctx->reads (no input changed), renames over the destination and
+ * fsyncs its directory; frees o whatever happens. */
 ulc_status ulc_outfile_commit(ulc_outfile *o, ulc_ctx *ctx);
 /* Removes the temporary file; frees o. Accepts NULL. */
 void ulc_outfile_abort(ulc_outfile *o);
 /* Async-signal-safe: unlinks every temporary file still open. For signal handlers. */
 void ulc_outfile_cleanup_all(void);
+
+/* "a FIFO (named pipe)", "a directory", ... for a file type that is not a regular file. */
+const char *ulc_file_kind(mode_t mode);
+/* ULC_OK if ulc may create files in the directory of path (what names it: "output"). */
+ulc_status ulc_path_check_writable_dir(const char *what, const char *dir, ulc_ctx *ctx);
+/* 1 if the real path real lies inside the directory whose real path is dir_real. */
+int ulc_path_within(const char *dir_real, const char *real);
+
+/* The rule for files a model names (ONNX external data): the real path of m's file (symlinks
+ * and symlinked folders resolved) must lie inside dir's real path, unless allow; checked on
+ * the file m has open, so a link swapped after the check changes nothing. ULC_ERR_INVALID
+ * ("resolves to '...', outside the model's folder '...'"). */
+ulc_status ulc_path_confine(const char *dir, const ulc_mapping *m, int allow, ulc_ctx *ctx);
 
 /* 1 if both paths name the same existing file (same device and inode). */
 int ulc_path_same_file(const char *a, const char *b);

@@ -20,7 +20,15 @@ const char *ulc_status_str(ulc_status s) {
     return "unknown status";
 }
 
-void ulc_ctx_init(ulc_ctx *ctx) { ulc_ctx_clear(ctx); }
+void ulc_ctx_init(ulc_ctx *ctx) { memset(ctx, 0, sizeof *ctx); }
+
+void ulc_ctx_init_from(ulc_ctx *ctx, const ulc_ctx *parent) {
+    ulc_ctx_init(ctx);
+    if (!parent) return;
+    ctx->reads = parent->reads;
+    ctx->allow_external_outside = parent->allow_external_outside;
+    ctx->notes = parent->notes;
+}
 
 void ulc_ctx_clear(ulc_ctx *ctx) {
     ctx->status = ULC_OK;

@@ -14,6 +14,7 @@
 #define ULC_COMMON_STATUS_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 /* ulc_status (the result codes) and ulc_status_str are the public API's (include/ulc.h): one
  * definition for the library and its users. */
@@ -21,13 +22,24 @@
 
 #define ULC_CTX_MSG_MAX 1024
 
-/* Error context: holds the first error's message (later errors add context in front of it). */
+struct ulc_fileset;
+
+/* Error context: holds the first error's message (later errors add context in front of it),
+ * and the settings of the request it serves. ulc_ctx_clear forgets the error only. */
 typedef struct ulc_ctx {
     ulc_status status;            /* status of the recorded error, ULC_OK if none */
     char msg[ULC_CTX_MSG_MAX];    /* "what, where" */
+    /* the files the running job reads (common/fileset.h), borrowed; NULL: none kept. Every
+     * mapping opened with this context joins it, every output committed checks it */
+    struct ulc_fileset *reads;
+    int allow_external_outside;   /* ONNX external data may resolve outside the model's folder */
+    FILE *notes;                  /* where notices go (a stale temporary removed); NULL: nowhere */
 } ulc_ctx;
 
+/* Zeroes everything: no error, default settings. */
 void ulc_ctx_init(ulc_ctx *ctx);
+/* A fresh context for a sub-step (its error is the caller's to word) with parent's settings. */
+void ulc_ctx_init_from(ulc_ctx *ctx, const ulc_ctx *parent);
 void ulc_ctx_clear(ulc_ctx *ctx);
 const char *ulc_ctx_message(const ulc_ctx *ctx);
 

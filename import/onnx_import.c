@@ -205,11 +205,18 @@ static ulc_status external_mapping(importer *im, const char *tname, const char *
         return ULC_OK;
     }
     ulc_ctx sub;
-    ulc_ctx_init(&sub);
+    ulc_ctx_init_from(&sub, im->ctx);
     ulc_status s = ulc_mapping_open(full, "external data file", &m, &sub);
     if (s != ULC_OK) {
         ulc_fail(im->ctx, s, "tensor '%s': external data file '%s' (resolved to '%s'): %s",
                  tname, loc, full, ulc_ctx_message(&sub));
+        free(full);
+        return s;
+    }
+    if ((s = ulc_path_confine(im->dir, m, im->ctx->allow_external_outside, &sub)) != ULC_OK) {
+        ulc_fail(im->ctx, s, "tensor '%s': external data location '%s' %s", tname, loc,
+                 ulc_ctx_message(&sub));
+        ulc_mapping_unref(m);
         free(full);
         return s;
     }

@@ -91,6 +91,10 @@ ULC_API void ulc_ctx_free(ulc_ctx *ctx);
 ULC_API const char *ulc_ctx_message(const ulc_ctx *ctx);
 /* Forgets the recorded failure (a context is reusable after clearing it). */
 ULC_API void ulc_ctx_clear(ulc_ctx *ctx);
+/* Models loaded with this context may read ONNX external data that resolves outside the
+ * model's folder (a symlink leading out); refused by default (the CLI's
+ * --allow-external-outside). allow: 0 or 1. */
+ULC_API void ulc_ctx_set_allow_external_outside(ulc_ctx *ctx, int allow);
 
 /* ---- models ------------------------------------------------------------------------------------- */
 

@@ -1,11 +1,15 @@
 /* io/model.c — models in and out by format (model.h). */
 #include "io/model.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/file.h"
+#include "common/fileset.h"
 #include "export/hf_export.h"
 #include "export/onnx_export.h"
 #include "export/safetensors_export.h"
@@ -28,13 +32,13 @@ static int ends_with(const char *s, const char *suffix) {
 int ulc_io_is_safetensors_file(const char *path) {
     if (ends_with(path, ".json") || ends_with(path, ".safetensors")) return 1;
     unsigned char head[16];
-    size_t n = 0;
-    FILE *f = fopen(path, "rb");
-    if (f) {
-        n = fread(head, 1, sizeof head, f);
-        fclose(f);
-    }
-    return ulc_safetensors_sniff(head, n);
+    ssize_t n = 0;
+    /* never blocks: a FIFO or device is left to the importer, which refuses it by name */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    struct stat st;
+    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) n = pread(fd, head, sizeof head, 0);
+    if (fd >= 0) close(fd);
+    return ulc_safetensors_sniff(head, n > 0 ? (size_t)n : 0);
 }
 
 ulc_io_format ulc_io_input_format(const char *path) {
@@ -109,6 +113,8 @@ ulc_status ulc_io_check_out_dir(const char *what, const char *path, int is_dir, 
     else if (!ulc_path_is_dir(dir))
         st = ulc_fail(ctx, ULC_ERR_IO, "%s '%s': the directory '%s' does not exist", what, path,
                       dir);
+    else /* writable now, without creating anything: temporaries come when it is written */
+        st = ulc_path_check_writable_dir(what, is_dir && ulc_path_is_dir(trim) ? trim : dir, ctx);
     free(dir);
     free(trim);
     return st;
@@ -135,4 +141,28 @@ int ulc_io_same_interface(const ulc_model *a, const ulc_model *b, const char **w
         }
     }
     return 1;
+}
+
+ulc_status ulc_io_check_model_output(const ulc_fileset *s, const char *what, const char *out,
+                                     ulc_io_format fmt, ulc_ctx *ctx) {
+    static const char *const dir_files[] = {"model.safetensors", "config.json"};
+    if (fmt != ULC_IO_DIR) {
+        ULC_TRY(ulc_fileset_check_output(s, what, out, ctx));
+        if (fmt != ULC_IO_ONNX) return ULC_OK;
+    }
+    for (size_t i = 0; i < 2; i++) {
+        char *p = NULL;
+        if (fmt == ULC_IO_DIR) {
+            p = ulc_path_join(out, dir_files[i]);
+        } else if (i == 0 && (p = malloc(strlen(out) + 6))) {
+            sprintf(p, "%s.data", out);
+        } else if (i) {
+            break;
+        }
+        if (!p) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+        ulc_status st = ulc_fileset_check_output(s, what, p, ctx);
+        free(p);
+        ULC_TRY(st);
+    }
+    return ULC_OK;
 }

@@ -69,4 +69,10 @@ ulc_status ulc_io_check_out_dir(const char *what, const char *path, int is_dir, 
  * name). *which gets "inputs" or "outputs" for the first difference. */
 int ulc_io_same_interface(const ulc_model *a, const ulc_model *b, const char **which);
 
+/* The shared output check (common/fileset.h) over every file writing a model to out in fmt
+ * makes: out (and out.data for ONNX), or DIR/model.safetensors and DIR/config.json. */
+struct ulc_fileset;
+ulc_status ulc_io_check_model_output(const struct ulc_fileset *s, const char *what,
+                                     const char *out, ulc_io_format fmt, ulc_ctx *ctx);
+
 #endif

@@ -1,10 +1,11 @@
 /* convert.c — `ulc convert`: read, passes, write (jobs/convert.h). */
 #include "jobs/convert.h"
 
+#include "common/fileset.h"
 #include "export/peft_export.h"
 #include "methods/method.h"
 
-ulc_status ulc_convert_files(const ulc_convert_job *j, ulc_ctx *ctx) {
+static ulc_status convert(const ulc_convert_job *j, ulc_fileset *fs, ulc_ctx *ctx) {
     /* an adapter directory that would be overwritten is refused before any work */
     if (j->adapter_dir) ULC_TRY(ulc_peft_export_check_dir(j->adapter_dir, ctx));
     ulc_pipeline *pipe = NULL;
@@ -14,7 +15,10 @@ ulc_status ulc_convert_files(const ulc_convert_job *j, ulc_ctx *ctx) {
         return ctx->status;
     }
     ulc_model *m = NULL;
+    ulc_fileset_tag(fs, "input model", 1);
     ulc_status s = ulc_io_load_model(j->in, NULL, &m, ctx);
+    ulc_fileset_tag(fs, NULL, 0);
+    if (s == ULC_OK) s = ulc_io_check_model_output(fs, "output", j->out, j->out_format, ctx);
     if (s == ULC_OK && j->print_ir) ulc_model_print(m, j->print_ir);
     if (s == ULC_OK && pipe) s = ulc_pipeline_run(pipe, m, &j->popts, ctx);
     ulc_pipeline_free(pipe);
@@ -27,4 +31,12 @@ ulc_status ulc_convert_files(const ulc_convert_job *j, ulc_ctx *ctx) {
     ulc_model_free(m);
     if (s != ULC_OK && wrote_adapter) ulc_peft_export_remove(j->adapter_dir);
     return s;
+}
+
+ulc_status ulc_convert_files(const ulc_convert_job *j, ulc_ctx *ctx) {
+    ulc_fileset fs;
+    ulc_fileset_begin(&fs, 0, ctx);
+    fs.in_place = j->save.allow_overwrite_input;
+    fs.in_place_option = 1;
+    return ulc_fileset_end(&fs, convert(j, &fs, ctx), ctx);
 }

@@ -8,6 +8,8 @@
  */
 #include "jobs/eval.h"
 
+#include "common/fileset.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,16 +208,19 @@ ulc_status ulc_eval_files(const ulc_eval_job *j, ulc_ctx *ctx) {
     ulc_model *m = NULL, *data = NULL;
     eval_acc acc = {0};
     int64_t n = 0;
+    ulc_fileset fs; /* no output: a file that changes under the run fails it */
+    ulc_fileset_begin(&fs, 0, ctx);
     ulc_status st = ulc_io_load_model(j->model, NULL, &m, ctx);
     if (st == ULC_OK) st = ulc_safetensors_import(j->data, &data, ctx);
     if (st == ULC_OK) st = eval_rows(j, m, data, &acc, &n, ctx);
+    if (st == ULC_OK) st = ulc_fileset_verify(&fs, ctx); /* before anything is printed */
     if (st == ULC_OK)
         st = eval_print(j->out, j->json, j->model, j->data, n, acc.correct, acc.n_classes,
                         acc.confusion, ctx);
     free(acc.confusion);
     ulc_model_free(data);
     ulc_model_free(m);
-    return st;
+    return ulc_fileset_end(&fs, st, ctx);
 }
 
 /* ---- ulc eval --forget ------------------------------------------------------------------------ */
@@ -441,10 +446,13 @@ ulc_status ulc_eval_forget_files(const ulc_request *rq, const ulc_eval_forget_jo
     e.paths[0] = j->model;
     e.paths[1] = j->original;
     e.paths[2] = j->reference;
+    ulc_fileset fs;
+    ulc_fileset_begin(&fs, 0, ctx);
     ulc_status st = (e.root = cJSON_CreateObject()) ? ULC_OK
                                                     : ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
     if (st == ULC_OK) st = ev_score(j, &e, ctx);
     if (st == ULC_OK) st = ev_json(j, &e, ctx);
+    st = ulc_fileset_end(&fs, st, ctx); /* before anything is printed */
     if (st == ULC_OK && j->json) st = print_json(j->out, e.root, ctx);
     else if (st == ULC_OK) ev_print(j, &e);
     ev_run_clear(&e);

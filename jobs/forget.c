@@ -10,6 +10,7 @@
 #endif
 
 #include "common/file.h"
+#include "common/fileset.h"
 #include "common/sha256.h"
 #include "eval/forget_report.h"
 #include "eval/score.h"
@@ -128,10 +129,11 @@ static ulc_status check_passes(const ulc_request *rq, ulc_model *m, int at, int 
 static ulc_status teacher_cache_key(forget_run *w, ulc_ctx *ctx) {
     char *file = ulc_io_model_main_file(w->o->in, ulc_io_input_format(w->o->in));
     char msha[ULC_SHA256_HEX], dsha[ULC_SHA256_HEX], fsha[ULC_SHA256_HEX];
-    ulc_status st = file ? ulc_sha256_file(file, msha, ctx) : ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    ulc_status st = file ? ulc_file_sha256(file, "input model", msha, ctx)
+                         : ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
     free(file);
     ULC_TRY(st);
-    ULC_TRY(ulc_sha256_file(w->rq->train, dsha, ctx));
+    ULC_TRY(ulc_file_sha256(w->rq->train, "training data", dsha, ctx));
     ulc_sha256 h;
     ulc_sha256_init(&h);
     ulc_sha256_update(&h, w->sp.forget, (size_t)w->tr.d.n_rows);
@@ -356,28 +358,19 @@ static ulc_status usage(ulc_ctx *ctx, const char *fmt, ...) {
     return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "%s", msg);
 }
 
-/* The outputs: IN's format, never IN itself nor any file read, reports in directories that
- * exist, each once. */
-static ulc_status check_outputs(const ulc_request *rq, const ulc_forget_opts *o,
-                                ulc_io_format *ifmt, ulc_io_format *ofmt, ulc_ctx *ctx) {
+/* The outputs' formats and folders, before anything is read. */
+static ulc_status check_formats(const ulc_forget_opts *o, ulc_io_format *ifmt, ulc_io_format *ofmt,
+                                ulc_ctx *ctx) {
     const char *in = o->in, *out = o->out;
     if (!ulc_path_exists(in)) return ulc_fail(ctx, ULC_ERR_IO, "%s: no such file or directory", in);
     *ifmt = ulc_io_input_format(in);
     if (ulc_io_output_format(out, ofmt, NULL) != ULC_OK || *ofmt != *ifmt)
         return usage(ctx, "forget: the output '%s' must be %s, like the input '%s'", out,
                      ulc_io_format_describe(*ifmt), in);
-    if (ulc_path_same_file(out, in)) return usage(ctx, "forget: the output '%s' is the input model", out);
-    /* neither output may be one of the inputs, nor a report the model or another report */
-    const char *read[] = {in, rq->is_spec ? rq->path : NULL, rq->train, rq->test,
-                          rq->indices_file, rq->reference, out};
-    for (size_t k = 0; k + 1 < sizeof read / sizeof *read; k++)
-        if (read[k] && ulc_path_same_file(out, read[k]))
-            return usage(ctx, "forget: the output '%s' would overwrite '%s'", out, read[k]);
     for (int q = 0; q < o->n_reports; q++) {
         const char *report = o->reports[q];
-        for (size_t k = 0; k < sizeof read / sizeof *read; k++)
-            if (read[k] && (strcmp(report, read[k]) == 0 || ulc_path_same_file(report, read[k])))
-                return usage(ctx, "forget: the report '%s' would overwrite '%s'", report, read[k]);
+        if (strcmp(report, out) == 0 || ulc_path_same_file(report, out))
+            return usage(ctx, "forget: the report '%s' would overwrite the output", report);
         for (int p = 0; p < q; p++)
             if (strcmp(report, o->reports[p]) == 0 || ulc_path_same_file(report, o->reports[p]))
                 return usage(ctx, "forget: the report '%s' is given twice", report);
@@ -387,25 +380,43 @@ static ulc_status check_outputs(const ulc_request *rq, const ulc_forget_opts *o,
     return ulc_io_check_out_dir("output", out, *ofmt == ULC_IO_DIR, ctx);
 }
 
-/* The sha256 of the files the run read: IN (when it is a file), the spec, the reference, the data
- * and the indices file. */
+/* The shared check (common/fileset.h), once the model is loaded and before any work: neither
+ * OUT nor a report may be, or alias, a file the run reads. The spec and the indices file are
+ * hashed now (their bytes were read when the request was parsed); the data and the reference
+ * join by identity, and by their bytes when they are loaded. */
+static ulc_status check_outputs(const ulc_request *rq, const ulc_forget_opts *o, ulc_fileset *fs,
+                                ulc_io_format ofmt, ulc_ctx *ctx) {
+    char sha[ULC_SHA256_HEX];
+    if (rq->is_spec) ULC_TRY(ulc_fileset_sha256(fs, rq->path, "spec", sha, ctx));
+    if (rq->indices_file) ULC_TRY(ulc_fileset_sha256(fs, rq->indices_file, "indices file", sha, ctx));
+    ULC_TRY(ulc_fileset_add_path(fs, "training data (data.train)", rq->train, ctx));
+    ULC_TRY(ulc_fileset_add_path(fs, "test data (data.test)", rq->test, ctx));
+    ULC_TRY(ulc_fileset_add_path(fs, "reference model (eval.reference)", rq->reference, ctx));
+    ULC_TRY(ulc_io_check_model_output(fs, "output", o->out, ofmt, ctx));
+    for (int q = 0; q < o->n_reports; q++)
+        ULC_TRY(ulc_fileset_check_output(fs, "report", o->reports[q], ctx));
+    return ULC_OK;
+}
+
+/* The sha256 of the files the run read — IN (when it is a file), the spec, the reference, the
+ * data and the indices file — as they were when the run read them (common/fileset.h). */
 static ulc_status hash_inputs(forget_run *w, ulc_ctx *ctx) {
     const ulc_request *rq = w->rq;
     ulc_forget_facts *r = &w->fx;
     if (w->o->in) {
         if (!(r->in_file = ulc_io_model_main_file(w->o->in, ulc_io_input_format(w->o->in))))
             return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-        ULC_TRY(ulc_sha256_file(r->in_file, r->in_sha, ctx));
+        ULC_TRY(ulc_file_sha256(r->in_file, "input model", r->in_sha, ctx));
     }
-    if (rq->is_spec) ULC_TRY(ulc_sha256_file(rq->path, r->spec_sha, ctx));
+    if (rq->is_spec) ULC_TRY(ulc_file_sha256(rq->path, "spec", r->spec_sha, ctx));
     if (rq->reference) {
         if (!(r->ref_file = ulc_io_model_main_file(rq->reference, ulc_io_input_format(rq->reference))))
             return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-        ULC_TRY(ulc_sha256_file(r->ref_file, r->ref_sha, ctx));
+        ULC_TRY(ulc_file_sha256(r->ref_file, "reference model", r->ref_sha, ctx));
     }
-    ULC_TRY(ulc_sha256_file(w->tr.path, w->tr.sha, ctx));
-    if (rq->test) ULC_TRY(ulc_sha256_file(w->te.path, w->te.sha, ctx));
-    if (rq->indices_file) ULC_TRY(ulc_sha256_file(rq->indices_file, r->idx_sha, ctx));
+    ULC_TRY(ulc_file_sha256(w->tr.path, "training data", w->tr.sha, ctx));
+    if (rq->test) ULC_TRY(ulc_file_sha256(w->te.path, "test data", w->te.sha, ctx));
+    if (rq->indices_file) ULC_TRY(ulc_file_sha256(rq->indices_file, "indices file", r->idx_sha, ctx));
     return ULC_OK;
 }
 
@@ -430,43 +441,45 @@ static ulc_status hash_output(forget_run *w, const ulc_model *teacher, ulc_io_fo
     return ULC_OK;
 }
 
-/* Each report file in the format its name asks for (written whatever the gates say). */
-static ulc_status write_reports(const ulc_forget_opts *o, const cJSON *report, ulc_outfile **rep,
-                                ulc_ctx *ctx) {
+/* Each report file in the format its name asks for (written whatever the gates say); its
+ * temporary is made now, not when the run starts. */
+static ulc_status write_reports(const ulc_forget_opts *o, const cJSON *report, ulc_ctx *ctx) {
     for (int q = 0; q < o->n_reports; q++) {
         char *text = ulc_report_render(report, ulc_report_format_of(o->reports[q]));
         if (!text) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (report %s)", o->reports[q]);
-        ulc_status st = ulc_outfile_write(rep[q], text, strlen(text), ctx);
+        ulc_outfile *f = NULL;
+        ulc_status st = ulc_outfile_open(o->reports[q], &f, ctx);
+        if (st == ULC_OK) st = ulc_outfile_write(f, text, strlen(text), ctx);
         free(text);
+        if (st == ULC_OK) {
+            st = ulc_outfile_commit(f, ctx);
+            f = NULL;
+        }
+        ulc_outfile_abort(f);
         ULC_TRY(st);
-        ulc_outfile *c = rep[q];
-        rep[q] = NULL;
-        ULC_TRY(ulc_outfile_commit(c, ctx));
     }
     return ULC_OK;
 }
 
 /* Loading, the run, the output and the reports. */
-static ulc_status forget_files(forget_run *w, ulc_model **m, ulc_model **teacher,
-                               ulc_outfile **rep, ulc_forget_outcome *res, ulc_ctx *ctx) {
+static ulc_status forget_files(forget_run *w, ulc_fileset *fs, ulc_model **m, ulc_model **teacher,
+                               ulc_forget_outcome *res, ulc_ctx *ctx) {
     const ulc_forget_opts *o = w->o;
     double t0 = now_s();
     ulc_io_format ifmt = ULC_IO_ONNX, ofmt = ULC_IO_ONNX;
-    ULC_TRY(check_outputs(w->rq, o, &ifmt, &ofmt, ctx));
+    ULC_TRY(check_formats(o, &ifmt, &ofmt, ctx));
+    ulc_fileset_tag(fs, "input model", 1);
     ULC_TRY(ulc_io_load_model(o->in, NULL, m, ctx));
-    if (ulc_model_reads_file(*m, o->out))
-        return usage(ctx, "forget: the output '%s' would overwrite '%s', which the input model "
-                     "reads", o->out, ulc_model_reads_file(*m, o->out));
     ULC_TRY(ulc_io_load_model(o->in, NULL, teacher, ctx)); /* the frozen original */
-    for (int q = 0; q < o->n_reports; q++) /* written last, but writable now */
-        ULC_TRY(ulc_outfile_open(o->reports[q], &rep[q], ctx));
+    ulc_fileset_tag(fs, NULL, 0);
+    ULC_TRY(check_outputs(w->rq, o, fs, ofmt, ctx));
     ULC_TRY(run(w, *m, *teacher, ctx));
     ULC_TRY(ulc_io_save_model(*m, o->out, ofmt, NULL, ctx));
     if (!o->evaluate) return ULC_OK;
     ULC_TRY(hash_output(w, *teacher, ofmt, ctx));
     ULC_TRY(hash_inputs(w, ctx));
     ULC_TRY(report(w, t0, res, ctx));
-    ULC_TRY(write_reports(o, res->report, rep, ctx));
+    ULC_TRY(write_reports(o, res->report, ctx));
     for (int q = 0; o->table && q < o->n_reports; q++) fprintf(o->table, "report: %s\n", o->reports[q]);
     return ULC_OK;
 }
@@ -481,12 +494,13 @@ ulc_status ulc_forget_files(const ulc_request *rq, const ulc_forget_opts *opts,
     forget_run w = {.rq = rq, .o = &o, .fx = {.in = o.in, .out = o.out,
                                                .spec = rq->is_spec ? rq->path : NULL}};
     ulc_model *m = NULL, *teacher = NULL;
-    ulc_outfile *rep[ULC_MAX_REPORTS] = {0};
-    ulc_status st = forget_files(&w, &m, &teacher, rep, res, ctx);
-    for (int q = 0; q < ULC_MAX_REPORTS; q++) ulc_outfile_abort(rep[q]);
+    ulc_fileset fs; /* hashed as read: the report and the history describe those bytes */
+    ulc_fileset_begin(&fs, 1, ctx);
+    ulc_status st = forget_files(&w, &fs, &m, &teacher, res, ctx);
     run_clear(&w);
     ulc_model_free(teacher);
     ulc_model_free(m);
+    st = ulc_fileset_end(&fs, st, ctx);
     if (st != ULC_OK) ulc_forget_outcome_clear(res);
     return st;
 }
@@ -499,10 +513,13 @@ ulc_status ulc_forget_model(ulc_model *m, const ulc_model *teacher, const ulc_re
     memset(res, 0, sizeof *res);
     if (!rq->passes) return ulc_fail(ctx, ULC_ERR_INTERNAL, "%s: the request has no passes", rq->path);
     forget_run w = {.rq = rq, .o = o, .fx = {.in = o->in, .out = o->out, .spec = rq->is_spec ? rq->path : NULL}};
+    ulc_fileset fs; /* the data, hashed as read */
+    ulc_fileset_begin(&fs, 1, ctx);
     ulc_status st = run(&w, m, teacher, ctx);
     if (st == ULC_OK && o->evaluate) st = hash_inputs(&w, ctx);
     if (st == ULC_OK && o->evaluate) st = report(&w, t0, res, ctx);
     run_clear(&w);
+    st = ulc_fileset_end(&fs, st, ctx);
     if (st != ULC_OK) ulc_forget_outcome_clear(res);
     return st;
 }

@@ -1,6 +1,8 @@
 /* grad.c — `ulc grad`: gradients by ulc's autodiff on the runtime (jobs/grad.h). */
 #include "jobs/grad.h"
 
+#include "common/fileset.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,8 +182,13 @@ static ulc_status run_and_write(grad_run *r, ulc_ctx *ctx) {
 
 ulc_status ulc_grad_files(const ulc_grad_job *j, ulc_ctx *ctx) {
     grad_run r = {.j = j};
+    ulc_fileset fs;
+    ulc_fileset_begin(&fs, 0, ctx);
+    ulc_fileset_tag(&fs, "model", 1);
     ulc_status st = ulc_io_load_model(j->model, NULL, &r.m, ctx);
+    ulc_fileset_tag(&fs, "feeds (--input)", 0);
     if (st == ULC_OK) st = ulc_safetensors_import(j->feeds, &r.feeds, ctx);
+    if (st == ULC_OK) st = ulc_fileset_check_output(&fs, "output", j->out, ctx);
     if (st == ULC_OK) st = ulc_model_clone_shallow(r.m, &r.t, ctx);
     if (st == ULC_OK) {
         r.bs = calloc(MAX_WRT + 64, sizeof *r.bs);
@@ -199,7 +206,7 @@ ulc_status ulc_grad_files(const ulc_grad_job *j, ulc_ctx *ctx) {
     free(r.bs);
     free(r.wrt);
     free(r.grads);
-    return st;
+    return ulc_fileset_end(&fs, st, ctx);
 }
 
 void ulc_grad_print_ops(FILE *out) {

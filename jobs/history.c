@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/fileset.h"
 #include "common/sha256.h"
 
 
@@ -145,7 +146,7 @@ ulc_status ulc_history_carry_over(const ulc_model *m, const ulc_forget_set *fs,
     ULC_TRY(ulc_history_read(m, &h, ctx));
     if (!h) return ULC_OK;
     char sha[ULC_SHA256_HEX];
-    ulc_status st = has_rows(h) ? ulc_sha256_file(tr->path, sha, ctx) : ULC_OK;
+    ulc_status st = has_rows(h) ? ulc_file_sha256(tr->path, "training data", sha, ctx) : ULC_OK;
     if (st == ULC_OK) st = collect(h, fs, tr, has_rows(h) ? sha : NULL, c, ctx);
     cJSON_Delete(h);
     ULC_TRY(st);
@@ -180,7 +181,7 @@ static ulc_status entry(const ulc_request *rq, const ulc_data *tr, const char *m
     free(passes);
     char sha[ULC_SHA256_HEX];
     if (rq->is_spec) {
-        ULC_TRY(ulc_sha256_file(rq->path, sha, ctx));
+        ULC_TRY(ulc_file_sha256(rq->path, "spec", sha, ctx));
         cJSON_AddStringToObject(e, "spec_sha256", sha);
     }
     cJSON *f = cJSON_AddObjectToObject(e, "forget");
@@ -188,7 +189,7 @@ static ulc_status entry(const ulc_request *rq, const ulc_data *tr, const char *m
         cJSON_AddItemToObject(f, "classes", int_array(rq->classes, rq->n_classes));
         return ULC_OK;
     }
-    ULC_TRY(ulc_sha256_file(tr->path, sha, ctx));
+    ULC_TRY(ulc_file_sha256(tr->path, "training data", sha, ctx));
     cJSON_AddItemToObject(f, "rows", int_array(rq->indices, rq->n_indices));
     cJSON_AddStringToObject(f, "data_sha256", sha);
     cJSON_AddNumberToObject(f, "data_rows", (double)tr->rows);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/file.h"
+#include "common/fileset.h"
 #include "import/hf/hf_import.h"
 #include "import/peft_import.h"
 #include "io/model.h"
@@ -169,17 +170,42 @@ static ulc_status merge_all(ulc_model *m, const ulc_merge_job *j, const hf_hints
     return ULC_OK;
 }
 
-ulc_status ulc_merge_files(const ulc_merge_job *j, ulc_ctx *ctx) {
+/* Every file the merge writes — for a directory, model.safetensors and each side file of the
+ * base under its name — against every file it read. */
+static ulc_status check_outputs(const ulc_merge_job *j, ulc_io_format fmt, const ulc_fileset *fs,
+                                ulc_ctx *ctx) {
+    ULC_TRY(ulc_io_check_model_output(fs, "output", j->out, fmt, ctx));
+    if (fmt != ULC_IO_DIR || ulc_path_same_file(j->base, j->out)) return ULC_OK;
+    DIR *d = opendir(j->base);
+    if (!d) return ULC_OK; /* the copy says why */
+    ulc_status s = ULC_OK;
+    struct dirent *e;
+    while (s == ULC_OK && (e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char *to = ulc_path_join(j->out, e->d_name);
+        s = to ? ulc_fileset_check_output(fs, "output", to, ctx)
+               : ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+        free(to);
+    }
+    closedir(d);
+    return s;
+}
+
+static ulc_status merge_files(const ulc_merge_job *j, ulc_fileset *fs, ulc_ctx *ctx) {
     ulc_io_format fmt = ulc_io_input_format(j->base);
     ulc_load_opts lo = {.weights_only = 1};
     ulc_model *m = NULL;
+    ulc_fileset_tag(fs, "input model", 1);
     ULC_TRY(ulc_io_load_model(j->base, &lo, &m, ctx));
     hf_hints hc = {0};
     ulc_lora_merge_report rep = {0};
     int *starts = calloc((size_t)j->n_adapters + 1, sizeof *starts);
     ulc_status s = starts ? ULC_OK : ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
     if (s == ULC_OK && fmt == ULC_IO_DIR) s = read_hints(j->base, &hc, ctx);
+    ulc_fileset_tag(fs, "adapter (--lora)", 0);
     if (s == ULC_OK) s = merge_all(m, j, &hc, &rep, starts, ctx);
+    ulc_fileset_tag(fs, NULL, 0);
+    if (s == ULC_OK) s = check_outputs(j, fmt, fs, ctx);
     /* written in the base's format (merged tensors are produced as they are written) */
     ulc_save_opts so = {.allow_overwrite_input = j->in_place};
     if (s == ULC_OK && fmt == ULC_IO_DIR) s = write_dir(m, j, &hc, rep.untied, ctx);
@@ -190,4 +216,12 @@ ulc_status ulc_merge_files(const ulc_merge_job *j, ulc_ctx *ctx) {
     ulc_lora_merge_report_clear(&rep);
     ulc_model_free(m);
     return s;
+}
+
+ulc_status ulc_merge_files(const ulc_merge_job *j, ulc_ctx *ctx) {
+    ulc_fileset fs;
+    ulc_fileset_begin(&fs, 0, ctx);
+    fs.in_place = j->in_place;
+    fs.in_place_option = 1;
+    return ulc_fileset_end(&fs, merge_files(j, &fs, ctx), ctx);
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/fileset.h"
 #include "export/safetensors_export.h"
 #include "import/safetensors_import.h"
 #include "io/model.h"
@@ -112,8 +113,13 @@ static ulc_status write_outputs(const ulc_run_job *j, const ulc_graph *g, ulc_se
 ulc_status ulc_run_files(const ulc_run_job *j, ulc_ctx *ctx) {
     ulc_model *m = NULL, *in = NULL;
     ulc_session *s = NULL;
+    ulc_fileset fs;
+    ulc_fileset_begin(&fs, 0, ctx);
+    ulc_fileset_tag(&fs, "model", 1);
     ulc_status st = ulc_io_load_model(j->model, NULL, &m, ctx);
+    ulc_fileset_tag(&fs, "input (--input)", 0);
     if (st == ULC_OK) st = ulc_safetensors_import(j->input, &in, ctx);
+    if (st == ULC_OK) st = ulc_fileset_check_output(&fs, "output", j->output, ctx);
     if (st == ULC_OK) st = ulc_session_create(m, &j->so, &s, ctx);
     if (st == ULC_OK) st = bind_inputs(j, m, in, s, ctx);
     if (st == ULC_OK) st = run_timed(j, s, ctx);
@@ -122,5 +128,5 @@ ulc_status ulc_run_files(const ulc_run_job *j, ulc_ctx *ctx) {
     ulc_session_free(s);
     ulc_model_free(in);
     ulc_model_free(m);
-    return st;
+    return ulc_fileset_end(&fs, st, ctx);
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/fileset.h"
 #include "export/peft_export.h"
 #include "io/data.h"
 #include "io/model.h"
@@ -62,19 +63,44 @@ static ulc_status teacher_step(void *arg, ulc_session *student, const ulc_rt_ten
     return ulc_session_set_input(student, ULC_TRAIN_TARGET, &pt, ctx);
 }
 
+/* The loss curve as JSON, written atomically as every output is. */
 static ulc_status write_losses(const char *path, const ulc_train_stats *st, ulc_ctx *ctx) {
-    FILE *f = fopen(path, "w");
-    if (!f) return ulc_fail(ctx, ULC_ERR_IO, "%s: cannot open for writing", path);
+    char *text = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&text, &n);
+    if (!f) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (%s)", path);
     fprintf(f, "{\"steps\": %ld, \"seconds\": %.6f, \"loss\": [", st->steps, st->seconds);
     for (long i = 0; i < st->steps; i++) fprintf(f, "%s%.9g", i ? ", " : "", st->loss_curve[i]);
     fputs("], \"step_ms\": [", f);
     for (long i = 0; i < st->steps; i++) fprintf(f, "%s%.3f", i ? ", " : "", st->step_ms[i]);
     fputs("]}\n", f);
-    if (fclose(f) != 0) return ulc_fail(ctx, ULC_ERR_IO, "%s: write failed", path);
+    if (fclose(f) != 0) {
+        free(text);
+        return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (%s)", path);
+    }
+    ulc_outfile *o = NULL;
+    ulc_status s = ulc_outfile_open(path, &o, ctx);
+    if (s == ULC_OK) s = ulc_outfile_write(o, text, n, ctx);
+    if (s == ULC_OK) {
+        s = ulc_outfile_commit(o, ctx);
+        o = NULL;
+    }
+    ulc_outfile_abort(o);
+    free(text);
+    return s;
+}
+
+/* Every file the job writes, against every file it read (before training). */
+static ulc_status check_outputs(const ulc_train_job *j, const ulc_fileset *fs, ulc_ctx *ctx) {
+    ulc_io_format ofmt;
+    if (ulc_io_output_format(j->out, &ofmt, NULL) != ULC_OK) ofmt = ULC_IO_DIR;
+    ULC_TRY(ulc_io_check_model_output(fs, "output", j->out, ofmt, ctx));
+    if (j->losses) ULC_TRY(ulc_fileset_check_output(fs, "losses file", j->losses, ctx));
+    if (j->losses) ULC_TRY(ulc_io_check_out_dir("losses file", j->losses, 0, ctx));
     return ULC_OK;
 }
 
-ulc_status ulc_train_files(const ulc_train_job *j, ulc_ctx *ctx) {
+static ulc_status train_files(const ulc_train_job *j, ulc_fileset *fs, ulc_ctx *ctx) {
     ulc_train_opts o = j->opts;
     ulc_pipeline *pb = NULL, *pa = NULL;
     ulc_model *m = NULL, *tm = NULL;
@@ -91,12 +117,13 @@ ulc_status ulc_train_files(const ulc_train_job *j, ulc_ctx *ctx) {
         (j->after && (s = ulc_pipeline_parse(j->after, &pa, ctx)) != ULC_OK))
         goto done;
     if (j->adapter_dir && (s = ulc_peft_export_check_dir(j->adapter_dir, ctx)) != ULC_OK) goto done;
+    ulc_fileset_tag(fs, "input model", 1);
     if ((s = ulc_io_load_model(j->in, NULL, &m, ctx)) != ULC_OK) goto done;
-    if (ulc_model_reads_file(m, j->out)) {
-        s = ulc_fail(ctx, ULC_ERR_INVALID_ARG, "train: the output '%s' is the input model", j->out);
-        goto done;
-    }
+    ulc_fileset_tag(fs, "training data (--data)", 0);
     if ((s = ulc_data_open("--data", j->data, &data, ctx)) != ULC_OK) goto done;
+    ulc_fileset_tag(fs, "teacher model (--teacher)", 0);
+    if (j->teacher && (s = ulc_fileset_add_path(fs, NULL, j->teacher, ctx)) != ULC_OK) goto done;
+    if ((s = check_outputs(j, fs, ctx)) != ULC_OK) goto done;
     if (pb && (s = ulc_pipeline_run(pb, m, &po, ctx)) != ULC_OK) goto done;
     if (j->params && ulc_mark_params(m, j->params) == 0) {
         s = ulc_fail(ctx, ULC_ERR_INVALID_ARG, "train: --params '%s' matches no float32 weight",
@@ -150,4 +177,10 @@ done:
     ulc_pipeline_free(pb);
     ulc_pipeline_free(pa);
     return s;
+}
+
+ulc_status ulc_train_files(const ulc_train_job *j, ulc_ctx *ctx) {
+    ulc_fileset fs;
+    ulc_fileset_begin(&fs, 0, ctx);
+    return ulc_fileset_end(&fs, train_files(j, &fs, ctx), ctx);
 }

@@ -32,6 +32,9 @@ typedef struct ulc_cli_handlers {
 void ulc_cli_phase(void *arg, const char *name, int begin);
 /* Prints "ulc: error: <message>" to stderr and returns the exit code for ctx's status. */
 int ulc_cli_report(const ulc_ctx *ctx);
+/* A command's context: notices to stderr, and the settings every command takes
+ * (--allow-external-outside, taken out of argv by main). */
+void ulc_cli_ctx_init(ulc_ctx *ctx);
 
 /* Prints "ulc: error: <message>\n(see 'ulc --help')" and returns ULC_EXIT_USAGE. */
 int ulc_cli_usage_error(const char *fmt, ...)

@@ -75,7 +75,7 @@ int ulc_cli_forget(int argc, char **argv) {
     int prc = parse_args(argc, argv, &o, &spec_path);
     if (prc >= 0) return prc;
     ulc_ctx ctx;
-    ulc_ctx_init(&ctx);
+    ulc_cli_ctx_init(&ctx);
     ulc_request rq;
     ulc_forget_outcome res = {0};
     ulc_cli_stop = 0;

@@ -31,7 +31,7 @@ int ulc_cli_grad(int argc, char **argv) {
     if (!in || !feeds || !out)
         return ulc_cli_usage_error("grad: usage: ulc grad MODEL --input FEEDS.safetensors -o OUT.safetensors");
     ulc_ctx ctx;
-    ulc_ctx_init(&ctx);
+    ulc_cli_ctx_init(&ctx);
     ulc_grad_job j = {.model = in, .feeds = feeds, .out = out, .output = out_name, .wrt = globs,
                       .threads = threads};
     if (ulc_grad_files(&j, &ctx) != ULC_OK) return ulc_cli_report(&ctx);

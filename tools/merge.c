@@ -72,7 +72,7 @@ int ulc_cli_merge(int argc, char **argv) {
                        .n_adapters = n_ad, .unmerge = unmerge, .untie = untie,
                        .in_place = in_place, .threads = threads, .report = quiet ? NULL : stdout};
     ulc_ctx ctx;
-    ulc_ctx_init(&ctx);
+    ulc_cli_ctx_init(&ctx);
     if (ulc_merge_files(&j, &ctx) != ULC_OK) return ulc_cli_report(&ctx);
     return ULC_EXIT_OK;
 }

@@ -70,13 +70,11 @@ int ulc_cli_run(int argc, char **argv) {
     if (!model_path) return ulc_cli_usage_error("run: no model given");
     if (!in_path) return ulc_cli_usage_error("run: no input given (--input IN.safetensors)");
     if (!out_path) return ulc_cli_usage_error("run: no output given (-o OUT.safetensors)");
-    if (ulc_path_same_file(out_path, model_path) || ulc_path_same_file(out_path, in_path))
-        return ulc_cli_usage_error("run: the output '%s' would overwrite an input", out_path);
 
     ulc_run_job j = {.model = model_path, .input = in_path, .output = out_path, .so = so,
                      .repeat = repeat, .log = stderr};
     ulc_ctx ctx;
-    ulc_ctx_init(&ctx);
+    ulc_cli_ctx_init(&ctx);
     if (ulc_run_files(&j, &ctx) != ULC_OK) return ulc_cli_report(&ctx);
     return ULC_EXIT_OK;
 }
@@ -86,7 +84,7 @@ int ulc_cli_run(int argc, char **argv) {
 /* `ulc eval --forget SPEC.json`: the spec, then the metrics. */
 static int eval_forget(const char *spec, const ulc_eval_forget_job *j) {
     ulc_ctx ctx;
-    ulc_ctx_init(&ctx);
+    ulc_cli_ctx_init(&ctx);
     ulc_request rq;
     ulc_status st = ulc_spec_parse(spec, &rq, &ctx);
     if (st == ULC_OK) st = ulc_eval_forget_files(&rq, j, &ctx);
@@ -169,7 +167,7 @@ int ulc_cli_eval(int argc, char **argv) {
     ulc_eval_job j = {.model = model_path, .data = data_path, .input = in_name,
                       .output = out_name, .batch = batch, .so = so, .json = json, .out = stdout};
     ulc_ctx ctx;
-    ulc_ctx_init(&ctx);
+    ulc_cli_ctx_init(&ctx);
     if (ulc_eval_files(&j, &ctx) != ULC_OK) return ulc_cli_report(&ctx);
     return ULC_EXIT_OK;
 }

@@ -73,7 +73,7 @@ static int unlearn(const unlearn_args *a) {
     int n_cls = 0, rc = a->classes ? parse_classes(a->classes, cls, 256, &n_cls) : -1;
     if (rc >= 0) return rc;
     ulc_ctx ctx;
-    ulc_ctx_init(&ctx);
+    ulc_cli_ctx_init(&ctx);
     ulc_request rq;
     ulc_request_init(&rq, "train");
     rq.seed = a->seed;
@@ -218,7 +218,7 @@ int ulc_cli_train(int argc, char **argv) {
                        .losses = losses_path, .task = task, .opts = o, .phase = ulc_cli_phase,
                        .phase_arg = &h};
     ulc_ctx ctx;
-    ulc_ctx_init(&ctx);
+    ulc_cli_ctx_init(&ctx);
     ulc_cli_stop = 0;
     if (ulc_train_files(&j, &ctx) != ULC_OK) return ulc_cli_report(&ctx);
     return ULC_EXIT_OK;

@@ -83,6 +83,8 @@ static const char *k_usage =
     "      --profile              time per op type of the training session (stderr)\n"
     "\n"
     "options:\n"
+    "  --allow-external-outside   (every command that reads a model) ONNX external data may\n"
+    "                             resolve outside the model's folder (symlinks; docs/cli.md)\n"
     "  -h, --help                 this text\n"
     "  --version                  ulc's version\n"
     "\n"
@@ -103,6 +105,14 @@ int ulc_cli_exit_code(ulc_status s) {
     case ULC_ERR_INTERNAL: return ULC_EXIT_INTERNAL;
     }
     return ULC_EXIT_INTERNAL;
+}
+
+static int g_allow_external_outside; /* --allow-external-outside, for every command */
+
+void ulc_cli_ctx_init(ulc_ctx *ctx) {
+    ulc_ctx_init(ctx);
+    ctx->notes = stderr;
+    ctx->allow_external_outside = g_allow_external_outside;
 }
 
 int ulc_cli_report(const ulc_ctx *ctx) {
@@ -156,7 +166,7 @@ static int cmd_inspect(int argc, char **argv) {
     }
     if (!path) return ulc_cli_usage_error("inspect: no model given");
     ulc_ctx ctx;
-    ulc_ctx_init(&ctx);
+    ulc_cli_ctx_init(&ctx);
     if (ulc_inspect_file(path, json, stdout, &ctx) != ULC_OK) return ulc_cli_report(&ctx);
     return ULC_EXIT_OK;
 }
@@ -200,7 +210,7 @@ static int cmd_convert(int argc, char **argv) {
     /* OUT's name picks the format: .onnx, .safetensors, or a directory (an existing one, or a
      * name ending in '/') that receives model.safetensors. */
     ulc_ctx ctx;
-    ulc_ctx_init(&ctx);
+    ulc_cli_ctx_init(&ctx);
     if (ulc_io_output_format(j.out, &j.out_format, &ctx) != ULC_OK)
         return ulc_cli_usage_error("convert: %s", ctx.msg);
     if (j.save.external_data && j.out_format != ULC_IO_ONNX)
@@ -225,6 +235,17 @@ int main(int argc, char **argv) {
         return ULC_EXIT_USAGE;
     }
     const char *cmd = argv[1];
+    if (strcmp(cmd, "ops") != 0) { /* every command that reads a model takes it */
+        int k = 1;
+        for (int i = 1; i < argc; i++) {
+            if (strcmp(argv[i], "--allow-external-outside") == 0) g_allow_external_outside = 1;
+            else argv[k++] = argv[i];
+        }
+        argv[k] = NULL;
+        argc = k;
+        if (argc < 2) return ulc_cli_usage_error("no command given");
+        cmd = argv[1];
+    }
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
         fputs(k_usage, stdout);
         return ULC_EXIT_OK;

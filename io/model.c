@@ -146,10 +146,8 @@ int ulc_io_same_interface(const ulc_model *a, const ulc_model *b, const char **w
 ulc_status ulc_io_check_model_output(const ulc_fileset *s, const char *what, const char *out,
                                      ulc_io_format fmt, ulc_ctx *ctx) {
     static const char *const dir_files[] = {"model.safetensors", "config.json"};
-    if (fmt != ULC_IO_DIR) {
-        ULC_TRY(ulc_fileset_check_output(s, what, out, ctx));
-        if (fmt != ULC_IO_ONNX) return ULC_OK;
-    }
+    ULC_TRY(ulc_fileset_check_output(s, what, out, ctx)); /* (a "directory" may be a file) */
+    if (fmt == ULC_IO_SAFETENSORS) return ULC_OK;
     for (size_t i = 0; i < 2; i++) {
         char *p = NULL;
         if (fmt == ULC_IO_DIR) {

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/fileset.h"
 #include "runtime/runtime.h"
 
 /* ---- row order ----------------------------------------------------------------------------- */
@@ -449,6 +450,8 @@ ulc_status ulc_train_run(const ulc_train_graph *tg, const ulc_dataset *data,
                 st = ulc_fail(ctx, ULC_ERR_INTERRUPTED, "interrupted at step %ld", done);
                 break;
             }
+            /* an input file that changed under the run (common/fileset.h) ends it now */
+            if (ctx && ctx->reads && (st = ulc_fileset_verify(ctx->reads, ctx)) != ULC_OK) break;
         }
         if (e_steps) stats->mean_last_epoch_loss = e_loss / (double)e_steps;
         if (st == ULC_OK && pg.f && !pg.tty)

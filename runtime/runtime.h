@@ -66,7 +66,7 @@ typedef struct ulc_session ulc_session;
 
 typedef struct ulc_session_opts {
     const char *backend; /* "cpu" (default) */
-    int threads;         /* 0 = every core */
+    int threads;         /* 0 = follow the load (runtime/threads.h) */
     int profile;         /* 1: time every step (see ulc_session_profile) */
 } ulc_session_opts;
 

@@ -31,6 +31,7 @@
 
 #include "common/status.h"
 #include "ir/graph.h"
+#include "runtime/threads.h"
 
 #define ULC_RT_MAX_RANK 8
 

@@ -140,7 +140,8 @@ ULC_API ulc_status ulc_request_set_test_data(ulc_request *rq, const char *path, 
 ULC_API ulc_status ulc_request_set_passes(ulc_request *rq, const char *pipeline, ulc_ctx *ctx);
 /* The seed of everything random (adapter init, row order); 0 by default. */
 ULC_API void ulc_request_set_seed(ulc_request *rq, uint64_t seed);
-/* Worker threads (0, or less: every core the process may use). Same seed and threads: same bytes. */
+/* Worker threads (0, or less: as many as the cores the process may use and other work leaves
+ * free; docs/cli.md#threads). The bytes never depend on the thread count. */
 ULC_API void ulc_request_set_threads(ulc_request *rq, int threads);
 ULC_API void ulc_request_free(ulc_request *rq);
 

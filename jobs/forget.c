@@ -5,9 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "common/file.h"
 #include "common/fileset.h"
@@ -18,6 +15,7 @@
 #include "io/model.h"
 #include "ir/lora.h"
 #include "jobs/history.h"
+#include "runtime/threads.h"
 
 /* One run's state. */
 typedef struct forget_run {
@@ -286,10 +284,7 @@ static ulc_status run(forget_run *w, ulc_model *m, const ulc_model *teacher, ulc
     const ulc_forget_opts *o = w->o;
     ULC_TRY(bind(w, m, teacher, ctx));
     w->fx.has_mia = rq->test && !w->f.next_token;
-    w->fx.threads = o->threads;
-#ifdef _OPENMP
-    if (!w->fx.threads) w->fx.threads = omp_get_max_threads();
-#endif
+    w->fx.threads = ulc_threads_pick(o->threads);
     /* the passes before the method (lora-inject) now: a placement that adapts nothing is
      * refused before any work */
     int inject = 0;

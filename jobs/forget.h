@@ -8,7 +8,7 @@
  *   every file → the report, the gates, the table.
  *
  * No specialize or cleanup runs: OUT keeps IN's inputs and outputs (dynamic dims too), nodes and
- * names; only weights change. Same seed and threads give the same bytes. The output model's
+ * names; only weights change. The same seed gives the same bytes at any thread count. The output model's
  * metadata records the request (jobs/history.h); a request on a model that already forgot rows or
  * classes keeps them out of the retain set.
  *

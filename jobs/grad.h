@@ -23,7 +23,7 @@ typedef struct ulc_grad_job {
     const char *model, *feeds, *out;
     const char *output; /* the output differentiated (NULL: the first) */
     const char *wrt;    /* globs, or NULL */
-    int threads;        /* 0: every core */
+    int threads;        /* 0: the default (runtime/threads.h) */
 } ulc_grad_job;
 
 ulc_status ulc_grad_files(const ulc_grad_job *j, ulc_ctx *ctx);

@@ -27,7 +27,7 @@ typedef struct ulc_merge_job {
     int unmerge;                 /* subtract the adapters instead */
     int untie;                   /* an adapter may change one side of tied embeddings */
     int in_place;                /* the output may replace the base's files */
-    int threads;                 /* for the low-rank products (0: every core) */
+    int threads;                 /* for the low-rank products (0: the default) */
     FILE *report;                /* per adapter, its tensors and max |delta| (NULL: quiet) */
 } ulc_merge_job;
 

@@ -34,7 +34,7 @@ struct ulc_request {
     int is_spec;               /* read from a spec file (path is that file) */
     ulc_pipeline *passes;      /* the unlearning passes (owned); NULL until given or built */
     ulc_method_train run;      /* the run's training settings for passes given as text */
-    int threads;               /* 0: every core */
+    int threads;               /* 0: the default (runtime/threads.h) */
     /* the method the spec names and its settings (what ulc_request_passes builds from) */
     ulc_method method;
     const char *method_name;   /* ulc_method_name(method) */

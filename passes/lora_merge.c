@@ -10,6 +10,7 @@
 
 #include "common/half.h"
 #include "common/strmap.h"
+#include "runtime/runtime.h"
 
 #define PREFIX "base_model.model."
 
@@ -619,9 +620,8 @@ static void *merge_rows(void *arg) {
 }
 
 static int merge_threads(int requested) {
-    if (requested > 0) return requested;
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : n > 64 ? 64 : (int)n;
+    int n = ulc_threads_pick(requested); /* the default: what the load leaves (runtime/threads.h) */
+    return n > 64 ? 64 : n;
 }
 
 /* Rows [lo, hi) into out, split across threads in whole DELTA_ROWS blocks. */

@@ -83,6 +83,7 @@ typedef struct rt_plan {
     ulc_rt_tensor *outs; /* per graph output, in its declared dtype */
     void **out_owned;    /* per graph output: converted bytes (declared half dtypes) */
     uint64_t used;       /* LRU stamp */
+    int threads;         /* the thread count it was prepared for (oneDNN fixes it then) */
     int no_gelu;         /* ULC_NO_GELU_FUSION=1: GELU chains stay as their ops */
     const ulc_backend *be;
 } rt_plan;

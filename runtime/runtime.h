@@ -31,6 +31,7 @@
 
 #include "common/status.h"
 #include "ir/graph.h"
+#include "runtime/threads.h"
 
 #define ULC_RT_MAX_RANK 8
 
@@ -66,7 +67,7 @@ typedef struct ulc_session ulc_session;
 
 typedef struct ulc_session_opts {
     const char *backend; /* "cpu" (default) */
-    int threads;         /* 0 = every core */
+    int threads;         /* 0 = follow the load (runtime/threads.h) */
     int profile;         /* 1: time every step (see ulc_session_profile) */
 } ulc_session_opts;
 

@@ -1,6 +1,9 @@
 /*
- * session.c — the session API: a model bound to a backend, plans made per input shapes (up to
- * MAX_PLANS kept, least recently used evicted), inputs bound, plans run, steps profiled.
+ * session.c — the session API: a model bound to a backend, plans made per input shapes and
+ * thread count (up to MAX_PLANS kept, least recently used evicted), inputs bound, plans run,
+ * steps profiled. With the default thread count a session follows the machine's load
+ * (follow_load, runtime/threads.h): a changed count makes new plans, as oneDNN fixes a
+ * primitive's thread count when it is created.
  *
  * make_plan runs the stages of plan.h in order: the walk, then (unless ULC_NO_FUSION=1)
  * BatchNormalization folding, fusion, chains, compaction and layouts, then placement, then
@@ -13,6 +16,7 @@
 #include <time.h>
 
 #include "runtime/plan.h"
+#include "runtime/threads.h"
 
 #define MAX_PLANS 4 /* plans kept per session (least recently used goes first) */
 
@@ -21,7 +25,10 @@ struct ulc_session {
     const ulc_backend *be;
     const ulc_graph *g;
     int64_t opset;
-    int threads;
+    int threads;      /* this run's; plans are made for one count */
+    int auto_threads; /* the default: follow the load (runtime/threads.h) */
+    int pending, pending_seen; /* a different count seen at the last looks */
+    double looked_at;  /* monotonic seconds of the last look */
     uint8_t *need_value; /* per value: its bytes decide a shape somewhere (plan-keyed if input) */
     uint8_t *needed;     /* per node id slot: its outputs reach a graph output */
     ulc_rt_tensor *bound; /* per graph input */
@@ -36,6 +43,12 @@ struct ulc_session {
     double *node_ms;  /* profile: per node id, summed over runs */
     int64_t *node_calls;
 };
+
+static double mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
 
 ulc_session_opts ulc_session_defaults(void) {
     return (ulc_session_opts){.backend = "cpu", .threads = 0};
@@ -60,7 +73,9 @@ ulc_status ulc_session_create(const ulc_model *m, const ulc_session_opts *opts, 
     s->be = be;
     s->opset = ulc_model_opset(m, "");
     if (s->opset < 0) s->opset = 21;
-    s->threads = o.threads;
+    s->threads = ulc_threads_pick(o.threads);
+    s->auto_threads = o.threads <= 0;
+    s->looked_at = mono_ms() / 1e3;
     s->profile = o.profile;
     const char *nf = getenv("ULC_NO_FUSION");
     s->no_fusion = nf && *nf && strcmp(nf, "0") != 0;
@@ -103,7 +118,7 @@ ulc_status ulc_session_create(const ulc_model *m, const ulc_session_opts *opts, 
         }
     }
     free(live);
-    be->set_threads(o.threads);
+    be->set_threads(s->threads);
     *out = s;
     return ULC_OK;
 }
@@ -118,12 +133,6 @@ void ulc_session_free(ulc_session *s) {
     free(s->node_ms);
     free(s->node_calls);
     free(s);
-}
-
-static double mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 ulc_status ulc_session_set_input(ulc_session *s, const char *name, const ulc_rt_tensor *t,
@@ -164,6 +173,7 @@ ulc_status ulc_session_set_input(ulc_session *s, const char *name, const ulc_rt_
 /* Does plan p fit the bound inputs (shapes, and bytes of plan-keyed inputs)? */
 static int plan_matches(const ulc_session *s, const rt_plan *p) {
     const ulc_graph *g = s->g;
+    if (p->threads != s->threads) return 0;
     for (size_t i = 0; i < g->inputs.len; i++) {
         const rt_key_input *k = &p->key[i];
         const ulc_rt_tensor *t = &s->bound[i];
@@ -185,6 +195,7 @@ static ulc_status make_plan(ulc_session *s, rt_plan **out, ulc_ctx *ctx) {
     size_t nv = g->values.len;
     rt_plan *p = calloc(1, sizeof *p);
     if (!p) return ulc_plan_nomem(ctx, "plan");
+    p->threads = s->threads;
     p->vals = calloc(nv ? nv : 1, sizeof *p->vals);
     p->key = calloc(g->inputs.len ? g->inputs.len : 1, sizeof *p->key);
     p->outs = calloc(g->outputs.len ? g->outputs.len : 1, sizeof *p->outs);
@@ -287,9 +298,42 @@ done:
     return ULC_OK;
 }
 
+/* The default thread count follows the load: looked at twice a second at most, and changed when
+ * two looks in a row agree on another count. Plans made for the old count are dropped (the
+ * results do not depend on it; their memory is better given back). */
+static void follow_load(ulc_session *s) {
+    double now = mono_ms() / 1e3;
+    if (now - s->looked_at < 0.5 && !ulc_threads_test_picks()) return;
+    s->looked_at = now;
+    int t = ulc_threads_pick(0);
+    if (t == s->threads) {
+        s->pending_seen = 0;
+        return;
+    }
+    if (t != s->pending) {
+        s->pending = t;
+        s->pending_seen = 1;
+        return;
+    }
+    if (++s->pending_seen < 2) return;
+    s->threads = t;
+    s->pending_seen = 0;
+    for (int i = 0; i < s->n_plans;) {
+        if (s->plans[i]->threads != t) {
+            if (s->cur == s->plans[i]) s->cur = NULL;
+            ulc_plan_free(s->plans[i], s->g);
+            s->plans[i] = s->plans[--s->n_plans];
+        } else {
+            i++;
+        }
+    }
+}
+
 ulc_status ulc_session_run(ulc_session *s, ulc_ctx *ctx) {
     const ulc_graph *g = s->g;
     rt_plan *p = NULL;
+    if (s->auto_threads) follow_load(s);
+    s->be->set_threads(s->threads); /* another session may have run on another count since */
     for (int i = 0; i < s->n_plans; i++)
         if (plan_matches(s, s->plans[i])) p = s->plans[i];
     if (!p) {
@@ -404,8 +448,8 @@ void ulc_session_profile(const ulc_session *s, FILE *out) {
     }
     qsort(ops, (size_t)nops, sizeof *ops, by_ms_desc);
     qsort(nodes, (size_t)nnodes, sizeof *nodes, by_ms_desc);
-    fprintf(out, "profile (every run so far, %.3f ms in kernels)\n%-24s %12s %7s %8s %10s\n", total,
-            "op", "total ms", "share", "calls", "mean ms");
+    fprintf(out, "profile (every run so far, %.3f ms in kernels, %d thread%s)\n%-24s %12s %7s %8s %10s\n",
+            total, s->threads, s->threads == 1 ? "" : "s", "op", "total ms", "share", "calls", "mean ms");
     for (int i = 0; i < nops; i++)
         fprintf(out, "%-24s %12.3f %6.1f%% %8lld %10.4f\n", ops[i].name, ops[i].ms,
                 total > 0 ? 100.0 * ops[i].ms / total : 0.0, (long long)ops[i].calls,

@@ -226,7 +226,26 @@ static int cmd_convert(int argc, char **argv) {
     return ULC_EXIT_OK;
 }
 
+/* libgomp reads OMP_WAIT_POLICY once, while the program loads, and by default a thread waiting
+ * for work spins for milliseconds first: on a machine other work shares, those cycles are the
+ * other work's. A command that computes starts over with PASSIVE (waiting threads sleep) unless
+ * the environment already chose a policy. */
+static void start_over_with_sleeping_waits(char **argv) {
+    if (getenv("OMP_WAIT_POLICY") || setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
+    execv("/proc/self/exe", argv); /* returns only when it failed: go on as we are */
+}
+
+static int computes(int argc, char **argv) {
+    static const char *const cmds[] = {"run", "eval", "train", "grad", "forget", "merge"};
+    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
+        if (strcmp(argv[1], cmds[i]) == 0) return 1;
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--forget") == 0) return 1;
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc >= 2 && computes(argc, argv)) start_over_with_sleeping_waits(argv);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     signal(SIGHUP, on_signal);

@@ -19,10 +19,21 @@
  * (a frozen weight: the usual case), which is reordered once in prepare. Everything else — 4+
  * spatial dims, empty tensors, geometries oneDNN declines — runs direct loops over the same
  * geometry: one (n, c) plane of dx, or one output channel m of dW, per item, sums in a fixed
- * order (the same bits on every run, as oneDNN's are for a given thread count).
+ * order.
+ *
+ * The bits never depend on the thread count. ConvGradData reduces over output channels and taps
+ * inside one thread whatever oneDNN's thread count. ConvGradWeight sums over the batch, and
+ * oneDNN splits that sum by its thread count; so the batch is cut into parts by the shapes alone
+ * (cgw_parts), each part runs a single-threaded backward-weights primitive on whichever thread
+ * is free, and the parts' dW and dB are added in part order. A run on one thread, on every core,
+ * or on however many threads the load leaves (runtime/threads.c) gives the same bytes.
  */
 #include <stdlib.h>
 #include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "runtime/cpu/k_nn.h"
 
@@ -161,7 +172,10 @@ typedef struct cg_state {
     int na;
     int scratch_held;
     ulc_wino *wino; /* ConvGradData on the Winograd path (k_nn_wino.c); nothing else is built */
+    struct cgw_state *cgw; /* ConvGradWeight on oneDNN, in parts of the batch */
 } cg_state;
+
+static void cgw_free(struct cgw_state *w);
 
 static void cg_release(void *p) {
     cg_state *s = p;
@@ -176,6 +190,7 @@ static void cg_release(void *p) {
     }
     if (s->scratch_held) ulc_nn_scratch_drop();
     ulc_wino_free(s->wino);
+    cgw_free(s->cgw);
     free(s);
 }
 
@@ -210,15 +225,22 @@ static ulc_status cg_arg_add(ulc_kctx *k, cg_state *s, dnnl_engine_t eng, int ar
     return ulc_nn_dnnl_check(k, st, "memory and reorders of the convolution gradient");
 }
 
-/* Builds the backward primitive for the plan's shapes; leaves s->prim NULL when oneDNN has no
- * implementation for the case. */
-static ulc_status cg_dnnl_build(ulc_kctx *k, cg_state *s) {
-    const ulc_sh_conv_grad *g = &s->g;
+/* The plain memory descriptors of a batch of n rows. */
+typedef struct cg_mds {
+    dnnl_memory_desc_t src, wei, dst, bias;
+} cg_mds;
+
+/* The backward primitive descriptor for a batch of n rows (*pd NULL when oneDNN has no
+ * implementation for the case) and the plain descriptors. */
+static ulc_status cg_pd_create(ulc_kctx *k, const ulc_sh_conv_grad *g, int64_t n, int bias_out,
+                               const_dnnl_primitive_attr_t attr, dnnl_primitive_desc_t *pd,
+                               cg_mds *pl) {
+    *pd = NULL;
     dnnl_engine_t eng;
     ULC_TRY(ulc_nn_dnnl(k, &eng, NULL));
     int nsp = g->nsp, rank = nsp + 2, grouped = g->g > 1, wrank = rank + grouped;
-    dnnl_dims_t sd, wd, dd, bd, str, dil, pl, pr;
-    sd[0] = dd[0] = g->n;
+    dnnl_dims_t sd, wd, dd, bd, str, dil, pb, pe;
+    sd[0] = dd[0] = n;
     sd[1] = g->c;
     dd[1] = g->m;
     bd[0] = g->m;
@@ -232,16 +254,16 @@ static ulc_status cg_dnnl_build(ulc_kctx *k, cg_state *s) {
         wd[wo + i] = g->w.k[i];
         str[i] = g->w.s[i];
         dil[i] = g->w.d[i] - 1;
-        pl[i] = g->w.pb[i];
-        pr[i] = g->w.pe[i];
+        pb[i] = g->w.pb[i];
+        pe[i] = g->w.pe[i];
     }
-    dnnl_memory_desc_t src_plain, wei_plain, dst_plain, bias_md, src_any, wei_any, dst_any;
+    dnnl_memory_desc_t src_any, wei_any, dst_any;
     dnnl_format_tag_t tag = ulc_nn_plain_tag(rank);
-    dnnl_status_t st = dnnl_memory_desc_init_by_tag(&src_plain, rank, sd, dnnl_f32, tag);
-    if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&dst_plain, rank, dd, dnnl_f32, tag);
+    dnnl_status_t st = dnnl_memory_desc_init_by_tag(&pl->src, rank, sd, dnnl_f32, tag);
+    if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&pl->dst, rank, dd, dnnl_f32, tag);
     if (st == dnnl_success)
-        st = dnnl_memory_desc_init_by_tag(&wei_plain, wrank, wd, dnnl_f32, ulc_nn_plain_tag(wrank));
-    if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&bias_md, 1, bd, dnnl_f32, dnnl_a);
+        st = dnnl_memory_desc_init_by_tag(&pl->wei, wrank, wd, dnnl_f32, ulc_nn_plain_tag(wrank));
+    if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&pl->bias, 1, bd, dnnl_f32, dnnl_a);
     if (st == dnnl_success)
         st = dnnl_memory_desc_init_by_tag(&src_any, rank, sd, dnnl_f32, dnnl_format_tag_any);
     if (st == dnnl_success)
@@ -251,56 +273,51 @@ static ulc_status cg_dnnl_build(ulc_kctx *k, cg_state *s) {
     ULC_TRY(ulc_nn_dnnl_check(k, st, "memory descriptors for the convolution gradient"));
 
     /* The forward primitive is only the hint oneDNN's backward descriptors require. */
-    const dnnl_memory_desc_t *bias = g->weight && g->bias ? &bias_md : NULL;
+    const dnnl_memory_desc_t *bias = g->weight && bias_out ? &pl->bias : NULL;
     dnnl_convolution_desc_t fd, bwd;
     st = dnnl_dilated_convolution_forward_desc_init(&fd, dnnl_forward_training,
                                                     dnnl_convolution_direct, &src_any, &wei_any,
-                                                    bias, &dst_any, str, dil, pl, pr);
+                                                    bias, &dst_any, str, dil, pb, pe);
     if (st != dnnl_success) return ULC_OK; /* a geometry oneDNN does not take */
-    dnnl_primitive_desc_t fwd = NULL, pd = NULL;
+    dnnl_primitive_desc_t fwd = NULL;
     st = dnnl_primitive_desc_create(&fwd, &fd, NULL, eng, NULL);
     if (st == dnnl_unimplemented) return ULC_OK;
     ULC_TRY(ulc_nn_dnnl_check(k, st, "forward hint of the convolution gradient"));
     if (!g->weight)
         st = dnnl_dilated_convolution_backward_data_desc_init(&bwd, dnnl_convolution_direct,
                                                               &src_any, &wei_any, &dst_any, str,
-                                                              dil, pl, pr);
+                                                              dil, pb, pe);
     else
         st = dnnl_dilated_convolution_backward_weights_desc_init(
-            &bwd, dnnl_convolution_direct, &src_any, &wei_any, bias, &dst_any, str, dil, pl, pr);
-    if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &bwd, NULL, eng, fwd);
+            &bwd, dnnl_convolution_direct, &src_any, &wei_any, bias, &dst_any, str, dil, pb, pe);
+    if (st == dnnl_success) st = dnnl_primitive_desc_create(pd, &bwd, attr, eng, fwd);
     dnnl_primitive_desc_destroy(fwd);
-    if (st == dnnl_unimplemented || (st != dnnl_success && st != dnnl_out_of_memory)) return ULC_OK;
-    ULC_TRY(ulc_nn_dnnl_check(k, st, "convolution gradient primitive descriptor"));
-
-    ulc_status us = ULC_OK;
-    if (!g->weight) {
-        us = cg_arg_add(k, s, eng, DNNL_ARG_DIFF_DST, 0, 0,
-                        dnnl_primitive_desc_query_md(pd, dnnl_query_diff_dst_md, 0), &dst_plain);
-        if (us == ULC_OK)
-            us = cg_arg_add(k, s, eng, DNNL_ARG_WEIGHTS, 0, 1,
-                            dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0), &wei_plain);
-        if (us == ULC_OK)
-            us = cg_arg_add(k, s, eng, DNNL_ARG_DIFF_SRC, 1, 0,
-                            dnnl_primitive_desc_query_md(pd, dnnl_query_diff_src_md, 0), &src_plain);
-    } else {
-        us = cg_arg_add(k, s, eng, DNNL_ARG_DIFF_DST, 0, 0,
-                        dnnl_primitive_desc_query_md(pd, dnnl_query_diff_dst_md, 0), &dst_plain);
-        if (us == ULC_OK)
-            us = cg_arg_add(k, s, eng, DNNL_ARG_SRC, 0, 1,
-                            dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0), &src_plain);
-        if (us == ULC_OK)
-            us = cg_arg_add(k, s, eng, DNNL_ARG_DIFF_WEIGHTS, 1, 0,
-                            dnnl_primitive_desc_query_md(pd, dnnl_query_diff_weights_md, 0),
-                            &wei_plain);
-        if (us == ULC_OK && bias)
-            us = cg_arg_add(k, s, eng, DNNL_ARG_DIFF_BIAS, 1, 1,
-                            dnnl_primitive_desc_query_md(pd, dnnl_query_diff_weights_md, 1),
-                            &bias_md);
+    if (st == dnnl_unimplemented || (st != dnnl_success && st != dnnl_out_of_memory)) {
+        *pd = NULL;
+        return ULC_OK;
     }
+    return ulc_nn_dnnl_check(k, st, "convolution gradient primitive descriptor");
+}
+
+/* Builds ConvGradData's primitive for the plan's shapes; leaves s->prim NULL when oneDNN has no
+ * implementation for the case. */
+static ulc_status cgd_dnnl_build(ulc_kctx *k, cg_state *s) {
+    dnnl_engine_t eng;
+    ULC_TRY(ulc_nn_dnnl(k, &eng, NULL));
+    dnnl_primitive_desc_t pd;
+    cg_mds pl;
+    ULC_TRY(cg_pd_create(k, &s->g, s->g.n, 0, NULL, &pd, &pl));
+    if (!pd) return ULC_OK;
+    ulc_status us = cg_arg_add(k, s, eng, DNNL_ARG_DIFF_DST, 0, 0,
+                               dnnl_primitive_desc_query_md(pd, dnnl_query_diff_dst_md, 0), &pl.dst);
     if (us == ULC_OK)
-        us = ulc_nn_dnnl_check(k, dnnl_primitive_create(&s->prim, pd),
-                               "convolution gradient primitive");
+        us = cg_arg_add(k, s, eng, DNNL_ARG_WEIGHTS, 0, 1,
+                        dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0), &pl.wei);
+    if (us == ULC_OK)
+        us = cg_arg_add(k, s, eng, DNNL_ARG_DIFF_SRC, 1, 0,
+                        dnnl_primitive_desc_query_md(pd, dnnl_query_diff_src_md, 0), &pl.src);
+    if (us == ULC_OK)
+        us = ulc_nn_dnnl_check(k, dnnl_primitive_create(&s->prim, pd), "convolution gradient primitive");
     dnnl_primitive_desc_destroy(pd);
     if (us != ULC_OK) return us;
     size_t need = 0;
@@ -310,6 +327,364 @@ static ulc_status cg_dnnl_build(ulc_kctx *k, cg_state *s) {
         s->scratch_held = 1;
     }
     return ULC_OK;
+}
+
+/* ---- ConvGradWeight in parts of the batch ----------------------------------------------------- */
+
+enum { CGW_MAX_PARTS = 32 };
+
+/* How many parts the batch is cut into, from the shapes alone: a million multiply-adds per part
+ * or more (a single-threaded primitive's call costs microseconds), at most one part per row and
+ * CGW_MAX_PARTS, and at most 64 MiB of partial dW. */
+static int cgw_parts(const ulc_sh_conv_grad *g) {
+    double per_row = 2.0 * (double)(g->m / g->g) * (double)(g->c / g->g) * (double)g->g;
+    double wbytes = 4.0 * (double)(g->m / g->g) * (double)(g->c / g->g) * (double)g->g;
+    for (int d = 0; d < g->nsp; d++) {
+        per_row *= (double)g->w.k[d] * (double)g->w.out[d];
+        wbytes *= (double)g->w.k[d];
+    }
+    double p = per_row * (double)g->n / 2e6;
+    double by_mem = (64.0 * 1024 * 1024) / wbytes;
+    if (p > by_mem) p = by_mem;
+    if (p > (double)g->n) p = (double)g->n;
+    if (p > CGW_MAX_PARTS) p = CGW_MAX_PARTS;
+    return p < 1 ? 1 : (int)p;
+}
+
+/* Rows [n0, n0 + n) of part i of p over a batch of N. */
+static void cgw_part_rows(int64_t N, int p, int i, int64_t *n0, int64_t *n) {
+    *n0 = N * i / p;
+    *n = N * (i + 1) / p - *n0;
+}
+
+/* A primitive and its scratchpad size. Everything here runs with a scratchpad of our own per
+ * part ("user" mode): oneDNN supports running one primitive from several threads at once only
+ * that way. */
+typedef struct cgw_prim {
+    dnnl_primitive_t p;
+    size_t pad; /* scratchpad bytes (64-byte multiple) */
+} cgw_prim;
+
+/* The backward-weights primitive for parts of `rows` rows, built for one thread, with the
+ * reorders of its inputs (p NULL where oneDNN computes in the plain layout). */
+typedef struct cgw_var {
+    int64_t rows;
+    cgw_prim conv, r_dst, r_src;
+    dnnl_memory_desc_t dst_md, src_md, dst_pl, src_pl, pad_md;
+    size_t dst_bytes, src_bytes;
+} cgw_var;
+
+/* One part's memory objects (only the thread running the part touches them). */
+typedef struct cgw_part {
+    int var;
+    int64_t n0;
+    dnnl_memory_t dst_user, dst, src_user, src, dw, pad;
+    size_t off; /* its scratch: reordered dy and x, its partial dW, its scratchpad */
+} cgw_part;
+
+typedef struct cgw_state {
+    int parts;
+    cgw_var var[2];
+    int nvar;
+    dnnl_memory_desc_t w_md, w_pl;
+    dnnl_primitive_t r_w;       /* the summed dW in the primitive's layout → plain; NULL: plain */
+    dnnl_memory_t acc_w, out_w; /* for r_w */
+    size_t w_bytes, scratch;
+    cgw_part part[CGW_MAX_PARTS];
+} cgw_state;
+
+static void cgw_free(cgw_state *w) {
+    if (!w) return;
+    for (int i = 0; i < w->nvar; i++) {
+        cgw_prim *ps[] = {&w->var[i].conv, &w->var[i].r_dst, &w->var[i].r_src};
+        for (size_t j = 0; j < sizeof ps / sizeof *ps; j++)
+            if (ps[j]->p) dnnl_primitive_destroy(ps[j]->p);
+    }
+    for (int i = 0; i < w->parts; i++) {
+        cgw_part *p = &w->part[i];
+        dnnl_memory_t ms[] = {p->dst_user, p->dst, p->src_user, p->src, p->dw, p->pad};
+        for (size_t j = 0; j < sizeof ms / sizeof *ms; j++)
+            if (ms[j]) dnnl_memory_destroy(ms[j]);
+    }
+    if (w->r_w) dnnl_primitive_destroy(w->r_w);
+    if (w->acc_w) dnnl_memory_destroy(w->acc_w);
+    if (w->out_w) dnnl_memory_destroy(w->out_w);
+    free(w);
+}
+
+/* Creates the primitive of pd into *out with its scratchpad size; destroys pd. */
+static dnnl_status_t cgw_prim_create(dnnl_primitive_desc_t pd, cgw_prim *out) {
+    const dnnl_memory_desc_t *pad = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    out->pad = pad ? ulc_nn_align64(dnnl_memory_desc_get_size(pad)) : 0;
+    dnnl_status_t st = dnnl_primitive_create(&out->p, pd);
+    dnnl_primitive_desc_destroy(pd);
+    return st;
+}
+
+static dnnl_status_t cgw_reorder_create(dnnl_engine_t eng, const dnnl_memory_desc_t *from,
+                                        const dnnl_memory_desc_t *to,
+                                        const_dnnl_primitive_attr_t attr, cgw_prim *out) {
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_status_t st = dnnl_reorder_primitive_desc_create(&pd, from, eng, to, eng, attr);
+    return st == dnnl_success ? cgw_prim_create(pd, out) : st;
+}
+
+/* The primitives of variant v; *ok 0 when oneDNN has none, or when its dW layout differs from
+ * the first variant's (the parts' partial sums are added in one layout). */
+static ulc_status cgw_var_build(ulc_kctx *k, const ulc_sh_conv_grad *g, cgw_state *w, cgw_var *v,
+                                const_dnnl_primitive_attr_t attr, int *ok) {
+    dnnl_engine_t eng;
+    ULC_TRY(ulc_nn_dnnl(k, &eng, NULL));
+    dnnl_primitive_desc_t pd;
+    cg_mds pl;
+    *ok = 0;
+    ULC_TRY(cg_pd_create(k, g, v->rows, 0, attr, &pd, &pl));
+    if (!pd) return ULC_OK;
+    const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_diff_weights_md, 0);
+    if (v == &w->var[0]) {
+        w->w_md = *wmd;
+        w->w_pl = pl.wei;
+    }
+    if (!dnnl_memory_desc_equal(wmd, &w->w_md)) {
+        dnnl_primitive_desc_destroy(pd);
+        return ULC_OK;
+    }
+    v->dst_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_diff_dst_md, 0);
+    v->src_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+    v->dst_pl = pl.dst;
+    v->src_pl = pl.src;
+    dnnl_status_t st = cgw_prim_create(pd, &v->conv);
+    if (st == dnnl_success && !dnnl_memory_desc_equal(&v->dst_md, &pl.dst)) {
+        st = cgw_reorder_create(eng, &pl.dst, &v->dst_md, attr, &v->r_dst);
+        v->dst_bytes = ulc_nn_align64(dnnl_memory_desc_get_size(&v->dst_md));
+    }
+    if (st == dnnl_success && !dnnl_memory_desc_equal(&v->src_md, &pl.src)) {
+        st = cgw_reorder_create(eng, &pl.src, &v->src_md, attr, &v->r_src);
+        v->src_bytes = ulc_nn_align64(dnnl_memory_desc_get_size(&v->src_md));
+    }
+    if (st == dnnl_success) {
+        /* one scratchpad per part serves its reorders and its convolution in turn */
+        size_t pad = v->conv.pad > v->r_dst.pad ? v->conv.pad : v->r_dst.pad;
+        if (v->r_src.pad > pad) pad = v->r_src.pad;
+        dnnl_dims_t d = {(dnnl_dim_t)(pad ? pad : 64)};
+        st = dnnl_memory_desc_init_by_tag(&v->pad_md, 1, d, dnnl_u8, dnnl_a);
+    }
+    ULC_TRY(ulc_nn_dnnl_check(k, st, "backward-weights convolution primitive"));
+    *ok = 1;
+    return ULC_OK;
+}
+
+/* Every part's memory objects and the scratch layout. */
+static dnnl_status_t cgw_part_mems(const ulc_sh_conv_grad *g, cgw_state *w, dnnl_engine_t eng) {
+    dnnl_status_t st = dnnl_success;
+    size_t off = 0;
+    for (int i = 0; i < w->parts && st == dnnl_success; i++) {
+        cgw_part *p = &w->part[i];
+        int64_t n;
+        cgw_part_rows(g->n, w->parts, i, &p->n0, &n);
+        p->var = n == w->var[0].rows ? 0 : 1;
+        const cgw_var *v = &w->var[p->var];
+        p->off = off;
+        off += v->dst_bytes + v->src_bytes + w->w_bytes +
+               ulc_nn_align64(dnnl_memory_desc_get_size(&v->pad_md));
+        st = dnnl_memory_create(&p->dst, &v->dst_md, eng, DNNL_MEMORY_NONE);
+        if (st == dnnl_success) st = dnnl_memory_create(&p->src, &v->src_md, eng, DNNL_MEMORY_NONE);
+        if (st == dnnl_success && v->r_dst.p)
+            st = dnnl_memory_create(&p->dst_user, &v->dst_pl, eng, DNNL_MEMORY_NONE);
+        if (st == dnnl_success && v->r_src.p)
+            st = dnnl_memory_create(&p->src_user, &v->src_pl, eng, DNNL_MEMORY_NONE);
+        if (st == dnnl_success) st = dnnl_memory_create(&p->dw, &w->w_md, eng, DNNL_MEMORY_NONE);
+        if (st == dnnl_success) st = dnnl_memory_create(&p->pad, &v->pad_md, eng, DNNL_MEMORY_NONE);
+    }
+    w->scratch = off;
+    return st;
+}
+
+/* The variants (built for one thread: inside the parts' parallel loop each runs on the thread
+ * that took the part), the parts and the final reorder. UNSUPPORTED when oneDNN has none. */
+static ulc_status cgw_build_parts(ulc_kctx *k, const ulc_sh_conv_grad *g, cgw_state *w) {
+    dnnl_engine_t eng;
+    ULC_TRY(ulc_nn_dnnl(k, &eng, NULL));
+    dnnl_primitive_attr_t attr;
+    ULC_TRY(ulc_nn_dnnl_check(k, dnnl_primitive_attr_create(&attr), "primitive attributes"));
+    dnnl_status_t st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+    int64_t n0, lo, hi;
+    cgw_part_rows(g->n, w->parts, 0, &n0, &lo);
+    cgw_part_rows(g->n, w->parts, w->parts - 1, &n0, &hi);
+    int ok = 0;
+    ulc_status us = ulc_nn_dnnl_check(k, st, "primitive attributes");
+    w->var[0].rows = lo;
+    w->nvar = 1;
+    if (us == ULC_OK) us = cgw_var_build(k, g, w, &w->var[0], attr, &ok);
+    if (us == ULC_OK && ok && hi != lo) {
+        w->var[1].rows = hi;
+        w->nvar = 2;
+        us = cgw_var_build(k, g, w, &w->var[1], attr, &ok);
+    }
+    dnnl_primitive_attr_destroy(attr);
+    if (us != ULC_OK) return us;
+    if (!ok) return ULC_ERR_UNSUPPORTED;
+    w->w_bytes = ulc_nn_align64(dnnl_memory_desc_get_size(&w->w_md));
+    st = cgw_part_mems(g, w, eng);
+    if (st == dnnl_success && !dnnl_memory_desc_equal(&w->w_md, &w->w_pl)) {
+        st = ulc_nn_reorder_create(&w->w_md, &w->w_pl, &w->r_w);
+        if (st == dnnl_success) st = dnnl_memory_create(&w->acc_w, &w->w_md, eng, DNNL_MEMORY_NONE);
+        if (st == dnnl_success) st = dnnl_memory_create(&w->out_w, &w->w_pl, eng, DNNL_MEMORY_NONE);
+    }
+    return ulc_nn_dnnl_check(k, st, "memory of the backward-weights parts");
+}
+
+/* Builds ConvGradWeight's parts; leaves s->cgw NULL when oneDNN has no implementation. */
+static ulc_status cgw_dnnl_build(ulc_kctx *k, cg_state *s) {
+    cgw_state *w = calloc(1, sizeof *w);
+    if (!w) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory");
+    w->parts = cgw_parts(&s->g);
+#ifdef _OPENMP
+    /* oneDNN fixes a primitive's thread split when it is created: one thread per part */
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+#endif
+    ulc_status st = cgw_build_parts(k, &s->g, w);
+#ifdef _OPENMP
+    omp_set_num_threads(saved);
+#endif
+    if (st != ULC_OK) {
+        cgw_free(w);
+        return st == ULC_ERR_UNSUPPORTED ? ULC_OK : st; /* unsupported: the direct loops run */
+    }
+    s->cgw = w;
+    ulc_nn_scratch_hold();
+    s->scratch_held = 1;
+    return ULC_OK;
+}
+
+static dnnl_status_t cgw_exec(const cgw_prim *p, dnnl_stream_t stream, dnnl_memory_t pad,
+                              int n, const dnnl_exec_arg_t *args) {
+    dnnl_exec_arg_t a[5];
+    memcpy(a, args, (size_t)n * sizeof *a);
+    a[n] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, pad};
+    return dnnl_primitive_execute(p->p, stream, n + 1, a);
+}
+
+/* Part i: its rows' dy and x reordered into its scratch when oneDNN's layout is not plain, then
+ * the single-threaded primitive into its partial dW. */
+static dnnl_status_t cgw_run_part(ulc_kctx *k, const cgw_state *w, int i, char *scratch,
+                                  dnnl_stream_t stream) {
+    const cgw_part *p = &w->part[i];
+    const cgw_var *v = &w->var[p->var];
+    int64_t nb = k->in[0]->dims[0];
+    size_t dy_row = nb ? (size_t)(ulc_rt_numel(k->in[0]) / (uint64_t)nb) : 0;
+    size_t x_row = nb ? (size_t)(ulc_rt_numel(k->in[1]) / (uint64_t)nb) : 0;
+    float *dy = (float *)k->in[0]->data + (size_t)p->n0 * dy_row;
+    float *x = (float *)k->in[1]->data + (size_t)p->n0 * x_row;
+    char *q = scratch + p->off;
+    char *pad = q + v->dst_bytes + v->src_bytes + w->w_bytes;
+    dnnl_status_t st = dnnl_memory_set_data_handle(p->pad, pad);
+    if (st == dnnl_success && v->r_dst.p) {
+        st = dnnl_memory_set_data_handle(p->dst_user, dy);
+        if (st == dnnl_success) st = dnnl_memory_set_data_handle(p->dst, q);
+        if (st == dnnl_success)
+            st = cgw_exec(&v->r_dst, stream, p->pad, 2,
+                          (dnnl_exec_arg_t[]){{DNNL_ARG_FROM, p->dst_user}, {DNNL_ARG_TO, p->dst}});
+    } else if (st == dnnl_success) {
+        st = dnnl_memory_set_data_handle(p->dst, dy);
+    }
+    q += v->dst_bytes;
+    if (st == dnnl_success && v->r_src.p) {
+        st = dnnl_memory_set_data_handle(p->src_user, x);
+        if (st == dnnl_success) st = dnnl_memory_set_data_handle(p->src, q);
+        if (st == dnnl_success)
+            st = cgw_exec(&v->r_src, stream, p->pad, 2,
+                          (dnnl_exec_arg_t[]){{DNNL_ARG_FROM, p->src_user}, {DNNL_ARG_TO, p->src}});
+    } else if (st == dnnl_success) {
+        st = dnnl_memory_set_data_handle(p->src, x);
+    }
+    q += v->src_bytes;
+    if (st == dnnl_success) st = dnnl_memory_set_data_handle(p->dw, q);
+    if (st != dnnl_success) return st;
+    return cgw_exec(&v->conv, stream, p->pad, 3,
+                    (dnnl_exec_arg_t[]){{DNNL_ARG_DIFF_DST, p->dst}, {DNNL_ARG_SRC, p->src},
+                                        {DNNL_ARG_DIFF_WEIGHTS, p->dw}});
+}
+
+typedef struct cgw_sum_job {
+    const cgw_state *w;
+    const char *scratch;
+    float *out;
+} cgw_sum_job;
+
+/* out[e] = the parts' partial dW element e, added in part order. */
+static void cgw_sum_body(int64_t e0, int64_t e1, void *arg) {
+    const cgw_sum_job *j = arg;
+    const cgw_state *w = j->w;
+    for (int i = 0; i < w->parts; i++) {
+        const cgw_part *p = &w->part[i];
+        const cgw_var *v = &w->var[p->var];
+        const float *src = (const float *)(j->scratch + p->off + v->dst_bytes + v->src_bytes);
+        if (i == 0)
+            memcpy(j->out + e0, src + e0, (size_t)(e1 - e0) * sizeof(float));
+        else
+            for (int64_t e = e0; e < e1; e++) j->out[e] += src[e];
+    }
+}
+
+typedef struct cgw_bias_job {
+    const float *dy;
+    float *db;
+    int64_t n, m, osz;
+} cgw_bias_job;
+
+/* dB[m] = Σ over rows, then positions, of dy[n, m, ·], in double: one channel per item. */
+static void cgw_bias_body(int64_t m0, int64_t m1, void *arg) {
+    const cgw_bias_job *j = arg;
+    for (int64_t m = m0; m < m1; m++) {
+        double acc = 0;
+        for (int64_t n = 0; n < j->n; n++) {
+            const float *dy = j->dy + (n * j->m + m) * j->osz;
+            for (int64_t o = 0; o < j->osz; o++) acc += dy[o];
+        }
+        j->db[m] = (float)acc;
+    }
+}
+
+static ulc_status cgw_dnnl_run(ulc_kctx *k, cg_state *s) {
+    const cgw_state *w = s->cgw;
+    dnnl_stream_t stream;
+    ulc_nn_scratch sc;
+    size_t acc_bytes = w->r_w ? w->w_bytes : 0;
+    ULC_TRY(ulc_nn_run_begin(k, w->scratch + acc_bytes, &stream, &sc));
+    int bad = 0;
+    dnnl_status_t st = dnnl_success;
+#pragma omp parallel for schedule(dynamic, 1) if (w->parts > 1)
+    for (int i = 0; i < w->parts; i++) {
+        dnnl_status_t pst = cgw_run_part(k, w, i, sc.p, stream);
+        if (pst != dnnl_success) {
+#pragma omp critical(ulc_cgw_error)
+            if (!bad) {
+                bad = 1;
+                st = pst;
+            }
+        }
+    }
+    if (!bad) {
+        float *acc = w->r_w ? (float *)((char *)sc.p + w->scratch) : k->out[0]->data;
+        cgw_sum_job j = {w, sc.p, acc};
+        int64_t nw = (int64_t)(dnnl_memory_desc_get_size(&w->w_md) / sizeof(float));
+        ulc_k_parallel(nw, 1 << 14, cgw_sum_body, &j);
+        if (s->g.bias) {
+            int64_t osz = 1;
+            for (int d = 0; d < s->g.nsp; d++) osz *= s->g.w.out[d];
+            cgw_bias_job b = {k->in[0]->data, k->out[1]->data, s->g.n, s->g.m, osz};
+            ulc_k_parallel(s->g.m, (1 << 16) / (s->g.n * osz + 1) + 1, cgw_bias_body, &b);
+        }
+        if (w->r_w) {
+            st = dnnl_memory_set_data_handle(w->acc_w, acc);
+            if (st == dnnl_success) st = dnnl_memory_set_data_handle(w->out_w, k->out[0]->data);
+            if (st == dnnl_success) st = ulc_nn_reorder_run(w->r_w, w->acc_w, w->out_w);
+        }
+    }
+    ulc_nn_scratch_done(&sc);
+    return ulc_nn_dnnl_check(k, st, "executing the backward-weights convolution");
 }
 
 /* ConvGradData of a 3×3, stride-1, dilation-1, single-group 2-D convolution with pads <= 2 is
@@ -374,7 +749,7 @@ static ulc_status cg_prepare_common(ulc_kctx *k, int weight) {
     /* can_fuse offers fusion on the Winograd path only, and prepare takes it on the same test */
     if (k->fuse && !s->wino)
         return ulc_k_fail(k, ULC_ERR_INTERNAL, "fused work reached ConvGradData off the Winograd path");
-    if (s->g.nsp <= 3 && !empty && !s->wino) ULC_TRY(cg_dnnl_build(k, s));
+    if (s->g.nsp <= 3 && !empty && !s->wino) ULC_TRY(weight ? cgw_dnnl_build(k, s) : cgd_dnnl_build(k, s));
     return ULC_OK;
 }
 
@@ -415,6 +790,7 @@ static ulc_status cg_dnnl_run(ulc_kctx *k, cg_state *s) {
 static ulc_status cg_run(ulc_kctx *k) {
     cg_state *s = k->state;
     if (s->wino) return cgd_wino_run(k, s);
+    if (s->cgw) return cgw_dnnl_run(k, s);
     if (s->prim) return cg_dnnl_run(k, s);
     cg_ref_run(k, &s->g);
     return ULC_OK;

@@ -181,7 +181,7 @@ static ulc_status g_matmul(ulc_gb *b, const ulc_node *n, ulc_value *const *dy, c
             int64_t sa[2] = {-1, k}, sy[2] = {-1, m};
             ulc_value *a2 = ulc_gb_op2(b, "Reshape", A, ulc_gb_vec_i64(b, 2, sa));
             ulc_value *y2 = ulc_gb_op2(b, "Reshape", dy[0], ulc_gb_vec_i64(b, 2, sy));
-            ulc_value *t = a2 && y2 ? ulc_gb_op2(b, "Gemm", a2, y2) : NULL;
+            ulc_value *t = a2 && y2 ? ulc_gb_gemm(b, a2, y2) : NULL;
             if (t) ulc_gb_attr_int(b, t, "transA", 1);
             NN(dx[1] = t);
         } else { /* dB = Aᵀ · dy */
@@ -198,7 +198,7 @@ static ulc_status g_gemm(ulc_gb *b, const ulc_node *n, ulc_value *const *dy, con
     float alpha = ulc_grad_attr_f(n, "alpha", 1.0f), beta = ulc_grad_attr_f(n, "beta", 1.0f);
     ulc_value *A = IN(0), *B = IN(1), *g = dy[0];
     if (want[0]) { /* op(A) = g·op(B)ᵀ·alpha */
-        ulc_value *t = ta ? ulc_gb_op2(b, "Gemm", B, g) : ulc_gb_op2(b, "Gemm", g, B);
+        ulc_value *t = ta ? ulc_gb_gemm(b, B, g) : ulc_gb_gemm(b, g, B);
         NN(t);
         ulc_gb_attr_int(b, t, "transA", ta ? tb : 0);
         ulc_gb_attr_int(b, t, "transB", ta ? 1 : !tb);
@@ -206,7 +206,7 @@ static ulc_status g_gemm(ulc_gb *b, const ulc_node *n, ulc_value *const *dy, con
         dx[0] = t;
     }
     if (want[1]) { /* op(B) = op(A)ᵀ·g·alpha */
-        ulc_value *t = tb ? ulc_gb_op2(b, "Gemm", g, A) : ulc_gb_op2(b, "Gemm", A, g);
+        ulc_value *t = tb ? ulc_gb_gemm(b, g, A) : ulc_gb_gemm(b, A, g);
         NN(t);
         ulc_gb_attr_int(b, t, "transA", tb ? 1 : !ta);
         ulc_gb_attr_int(b, t, "transB", tb ? ta : 0);

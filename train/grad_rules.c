@@ -125,11 +125,9 @@ static ulc_status g_unary(ulc_gb *b, const ulc_node *n, ulc_value *const *dy, co
         r = c && in[2] ? ulc_gb_opn(b, NULL, "Where", 3, in, 1, NULL) : NULL;
         break;
     }
-    case ULC_OP_Cast: case ULC_OP_CastLike: {
-        ulc_value *in[2] = {g, x};
-        r = ulc_gb_opn(b, NULL, "CastLike", 2, in, 1, NULL);
+    case ULC_OP_Cast: case ULC_OP_CastLike:
+        r = ulc_grad_cast_like(b, g, x);
         break;
-    }
     default: return ulc_grad_fail(b, ULC_ERR_INTERNAL, "no unary rule");
     }
     NN(dx[0] = r);
@@ -388,8 +386,7 @@ static ulc_status g_reduce(ulc_gb *b, const ulc_node *n, ulc_value *const *dy, c
         for (int i = 0; i < 2; i++) {
             to_f[i] = ulc_gb_op1(b, "Size", i ? IN(0) : OUT(0));
             NN(to_f[i]);
-            ulc_value *in[2] = {to_f[i], g};
-            NN(to_f[i] = ulc_gb_opn(b, NULL, "CastLike", 2, in, 1, NULL));
+            NN(to_f[i] = ulc_grad_cast_like(b, to_f[i], IN(0))); /* g's dtype */
         }
         NN(g = mul(b, g, dv(b, to_f[0], to_f[1])));
     }

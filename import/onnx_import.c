@@ -25,6 +25,7 @@
 
 #include "common/pbwire.h"
 #include "common/strmap.h"
+#include "ir/schema.h"
 #ifdef ULC_ONNX_PB_HEADER
 #include ULC_ONNX_PB_HEADER
 #else
@@ -875,6 +876,7 @@ ulc_status ulc_onnx_import(const char *path, ulc_model **out, ulc_ctx *ctx) {
         im.m->source_path = ulc_arena_strdup(im.g->arena, path);
         s = import_mapped(&im);
         if (s == ULC_OK) s = ulc_graph_verify(im.g, ctx);
+        if (s == ULC_OK) s = ulc_model_check(im.m, ctx);
         if (s == ULC_OK) mark_builder_constants(im.m);
     }
     if (s != ULC_OK) {

@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 
 #include "common/file.h"
-#include "common/utf8.h"
+#include "common/json.h"
 #include "import/safetensors_import.h"
 
 static ulc_status read_json(const char *path, cJSON **out, ulc_ctx *ctx) {
@@ -16,9 +16,10 @@ static ulc_status read_json(const char *path, cJSON **out, ulc_ctx *ctx) {
     ULC_TRY(ulc_mapping_open(path, "adapter config", &m, ctx));
     ulc_status s = ULC_OK;
     if (m->size > 16u << 20) s = ulc_fail(ctx, ULC_ERR_INVALID, "%s: too large for a config", path);
-    else if (ulc_utf8_invalid_at(m->data, m->size) != (size_t)-1 ||
-             !(*out = cJSON_ParseWithLength((const char *)m->data, m->size)) ||
-             !cJSON_IsObject(*out)) {
+    else if ((s = ulc_json_parse((const char *)m->data, m->size, ULC_JSON_UNIQUE_KEYS, out,
+                                 ctx)) != ULC_OK)
+        s = ulc_fail(ctx, s, "%s", path);
+    else if (!cJSON_IsObject(*out)) {
         cJSON_Delete(*out);
         *out = NULL;
         s = ulc_fail(ctx, ULC_ERR_PARSE, "%s: not a valid JSON object", path);
@@ -27,23 +28,73 @@ static ulc_status read_json(const char *path, cJSON **out, ulc_ctx *ctx) {
     return s;
 }
 
-static ulc_status patterns(ulc_arena *a, const cJSON *obj, const char *what, ulc_lora_pattern **out,
-                           int *n, int integral, ulc_ctx *ctx) {
+#define RANK_MAX 65536 /* as a spec's lora.rank */
+
+/* A rank: an integer in [1, RANK_MAX]; the value as written when it is not (no int overflow). */
+static ulc_status rank_of(const cJSON *v, const char *path, const char *key, int *out,
+                          ulc_ctx *ctx) {
+    if (!cJSON_IsNumber(v))
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: '%s' must be an integer in [1, %d], got %s",
+                        path, key, RANK_MAX, v ? "a non-number" : "nothing");
+    double d = v->valuedouble;
+    if (!(d >= 1 && d <= RANK_MAX) || floor(d) != d)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: '%s' is %.17g, expected an integer in [1, %d]",
+                        path, key, d, RANK_MAX);
+    *out = (int)d;
+    return ULC_OK;
+}
+
+/* An alpha: a finite number > 0. */
+static ulc_status alpha_of(const cJSON *v, const char *path, const char *key, double *out,
+                           ulc_ctx *ctx) {
+    if (!cJSON_IsNumber(v))
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: '%s' must be a number > 0", path, key);
+    if (!(v->valuedouble > 0) || !isfinite(v->valuedouble))
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: '%s' is %.17g, expected a finite number > 0",
+                        path, key, v->valuedouble);
+    *out = v->valuedouble;
+    return ULC_OK;
+}
+
+/* A flag: absent, null, true or false. */
+static ulc_status flag_of(const cJSON *j, const char *path, const char *key, int *out,
+                          ulc_ctx *ctx) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (v && !cJSON_IsBool(v) && !cJSON_IsNull(v))
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: '%s' must be true or false", path, key);
+    *out = cJSON_IsTrue(v);
+    return ULC_OK;
+}
+
+/* A string field: absent or null (NULL), else a string. */
+static ulc_status str_of(const cJSON *j, const char *path, const char *key, const char **out,
+                         ulc_ctx *ctx) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (v && !cJSON_IsString(v) && !cJSON_IsNull(v))
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: '%s' must be a string", path, key);
+    *out = cJSON_IsString(v) ? v->valuestring : NULL;
+    return ULC_OK;
+}
+
+static ulc_status patterns(ulc_arena *a, const cJSON *obj, const char *path, const char *what,
+                           ulc_lora_pattern **out, int *n, int integral, ulc_ctx *ctx) {
     *out = NULL;
     *n = 0;
     if (!obj || cJSON_IsNull(obj)) return ULC_OK;
     if (!cJSON_IsObject(obj))
-        return ulc_fail(ctx, ULC_ERR_INVALID, "'%s' must be an object of module pattern -> number", what);
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: '%s' must be an object of module pattern -> "
+                        "number", path, what);
     int k = cJSON_GetArraySize(obj);
     *out = ulc_arena_calloc(a, (size_t)k + 1, sizeof **out);
     if (!*out) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
     for (const cJSON *e = obj->child; e; e = e->next) {
-        if (!cJSON_IsNumber(e) || (integral && (e->valuedouble != floor(e->valuedouble) ||
-                                                e->valuedouble < 1 || e->valuedouble > 1e6)))
-            return ulc_fail(ctx, ULC_ERR_INVALID, "'%s'['%s'] must be a %s", what, e->string,
-                            integral ? "positive integer" : "number");
+        char key[300];
+        snprintf(key, sizeof key, "%s.%s", what, e->string);
+        int r = 0;
+        double alpha = 0;
+        ULC_TRY(integral ? rank_of(e, path, key, &r, ctx) : alpha_of(e, path, key, &alpha, ctx));
         (*out)[*n].key = ulc_arena_strdup(a, e->string);
-        (*out)[*n].value = e->valuedouble;
+        (*out)[*n].value = integral ? r : alpha;
         (*n)++;
     }
     return ULC_OK;
@@ -56,28 +107,37 @@ static ulc_status parse_config(ulc_lora_adapter *ad, const cJSON *j, const char 
     if (v && !(cJSON_IsString(v) && strcmp(v->valuestring, "LORA") == 0))
         return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: peft_type %s is not supported (only LORA)",
                         path, cJSON_IsString(v) ? v->valuestring : "?");
-    v = cJSON_GetObjectItemCaseSensitive(j, "use_dora");
-    if (cJSON_IsTrue(v))
+    int dora = 0;
+    ULC_TRY(flag_of(j, path, "use_dora", &dora, ctx));
+    if (dora)
         return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: DoRA adapters (use_dora) are not supported", path);
-    v = cJSON_GetObjectItemCaseSensitive(j, "r");
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 1)
-        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: 'r' must be a positive integer", path);
-    c->r = (int)v->valuedouble;
+    ULC_TRY(rank_of(cJSON_GetObjectItemCaseSensitive(j, "r"), path, "r", &c->r, ctx));
     v = cJSON_GetObjectItemCaseSensitive(j, "lora_alpha");
-    if (v && !cJSON_IsNumber(v))
-        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: 'lora_alpha' must be a number", path);
-    c->alpha = v ? v->valuedouble : 8.0; /* PEFT's default */
-    c->use_rslora = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "use_rslora"));
-    c->fan_in_fan_out = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "fan_in_fan_out"));
-    ULC_TRY(patterns(a, cJSON_GetObjectItemCaseSensitive(j, "rank_pattern"), "rank_pattern",
+    c->alpha = 8.0; /* PEFT's default */
+    if (v) ULC_TRY(alpha_of(v, path, "lora_alpha", &c->alpha, ctx));
+    ULC_TRY(flag_of(j, path, "use_rslora", &c->use_rslora, ctx));
+    ULC_TRY(flag_of(j, path, "fan_in_fan_out", &c->fan_in_fan_out, ctx));
+    ULC_TRY(patterns(a, cJSON_GetObjectItemCaseSensitive(j, "rank_pattern"), path, "rank_pattern",
                      &c->rank_pattern, &c->n_rank_pattern, 1, ctx));
-    ULC_TRY(patterns(a, cJSON_GetObjectItemCaseSensitive(j, "alpha_pattern"), "alpha_pattern",
-                     &c->alpha_pattern, &c->n_alpha_pattern, 0, ctx));
-    v = cJSON_GetObjectItemCaseSensitive(j, "bias");
-    c->bias = ulc_arena_strdup(a, cJSON_IsString(v) ? v->valuestring : "none");
-    v = cJSON_GetObjectItemCaseSensitive(j, "base_model_name_or_path");
-    c->base_model = cJSON_IsString(v) ? ulc_arena_strdup(a, v->valuestring) : NULL;
+    ULC_TRY(patterns(a, cJSON_GetObjectItemCaseSensitive(j, "alpha_pattern"), path,
+                     "alpha_pattern", &c->alpha_pattern, &c->n_alpha_pattern, 0, ctx));
+    const char *str = NULL;
+    ULC_TRY(str_of(j, path, "bias", &str, ctx));
+    if (str && strcmp(str, "none") != 0 && strcmp(str, "all") != 0 && strcmp(str, "lora_only") != 0)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: 'bias' is '%s' (expected none, all or "
+                        "lora_only)", path, str);
+    c->bias = ulc_arena_strdup(a, str ? str : "none");
+    ULC_TRY(str_of(j, path, "base_model_name_or_path", &str, ctx));
+    c->base_model = str ? ulc_arena_strdup(a, str) : NULL;
     v = cJSON_GetObjectItemCaseSensitive(j, "target_modules");
+    int i = 0;
+    for (const cJSON *e = cJSON_IsArray(v) ? v->child : NULL; e; e = e->next, i++)
+        if (!cJSON_IsString(e))
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: 'target_modules[%d]' must be a module "
+                            "name (a string)", path, i);
+    if (v && !cJSON_IsString(v) && !cJSON_IsArray(v) && !cJSON_IsNull(v))
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: 'target_modules' must be a string (a regular "
+                        "expression) or a list of module names", path);
     if (cJSON_IsString(v)) {
         c->n_targets = 1;
         c->target_modules = ulc_arena_calloc(a, 1, sizeof *c->target_modules);

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "common/file.h"
+#include "common/json.h"
 #include "common/strmap.h"
 #include "common/utf8.h"
 
@@ -47,14 +48,22 @@ static int cmp_entry(const void *a, const void *b) {
 static ulc_status add_metadata(ulc_model *m, const cJSON *meta, ulc_ctx *ctx) {
     if (!cJSON_IsObject(meta))
         return ulc_fail(ctx, ULC_ERR_INVALID, "__metadata__ must be an object of strings");
-    for (const cJSON *e = meta->child; e; e = e->next) {
+    ulc_strmap *seen = ulc_strmap_create();
+    if (!seen) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    ulc_status s = ULC_OK;
+    for (const cJSON *e = meta->child; e && s == ULC_OK; e = e->next) {
         if (!cJSON_IsString(e))
-            return ulc_fail(ctx, ULC_ERR_INVALID, "__metadata__ entry '%s' is not a string",
-                            e->string);
-        /* shards repeat their metadata; the first wins */
-        ULC_TRY(ulc_model_add_metadata(m, e->string, e->valuestring, ctx));
+            s = ulc_fail(ctx, ULC_ERR_INVALID, "__metadata__ entry '%s' is not a string",
+                         e->string);
+        else if (ulc_strmap_get(seen, e->string)) /* serde's map would keep the last */
+            s = ulc_fail(ctx, ULC_ERR_INVALID, "__metadata__ key '%s' appears twice", e->string);
+        else if (ulc_strmap_put(seen, e->string, (void *)e) != 0)
+            s = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+        else /* shards repeat their metadata; the first wins */
+            s = ulc_model_add_metadata(m, e->string, e->valuestring, ctx);
     }
-    return ULC_OK;
+    ulc_strmap_free(seen);
+    return s;
 }
 
 static ulc_status parse_entry(const cJSON *e, entry *out, ulc_ctx *ctx) {
@@ -63,9 +72,14 @@ static ulc_status parse_entry(const cJSON *e, entry *out, ulc_ctx *ctx) {
         return ulc_fail(ctx, ULC_ERR_INVALID, "tensor '%s': expected an object", name);
     const cJSON *dt = NULL, *shape = NULL, *offs = NULL;
     for (const cJSON *f = e->child; f; f = f->next) {
-        if (strcmp(f->string, "dtype") == 0) dt = f;
-        else if (strcmp(f->string, "shape") == 0) shape = f;
-        else if (strcmp(f->string, "data_offsets") == 0) offs = f;
+        const cJSON **slot = strcmp(f->string, "dtype") == 0          ? &dt
+                             : strcmp(f->string, "shape") == 0        ? &shape
+                             : strcmp(f->string, "data_offsets") == 0 ? &offs
+                                                                      : NULL;
+        if (slot && *slot) /* the reference refuses it (serde: duplicate field) */
+            return ulc_fail(ctx, ULC_ERR_INVALID, "tensor '%s': field '%s' appears twice", name,
+                            f->string);
+        if (slot) *slot = f;
         else
             return ulc_fail(ctx, ULC_ERR_INVALID,
                             "tensor '%s': unexpected key '%s' (expected dtype, shape, data_offsets)",
@@ -129,6 +143,7 @@ static ulc_status load_mapped(ulc_model *m, ulc_mapping *map, ulc_ctx *ctx) {
     size_t bad = ulc_utf8_invalid_at(h, (size_t)hlen);
     if (bad != (size_t)-1)
         return ulc_fail(ctx, ULC_ERR_PARSE, "the header is not valid UTF-8 (byte %zu)", bad + 8);
+    ULC_TRY(ulc_json_check_strings((const char *)h, (size_t)hlen, ctx));
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts((const char *)h, (size_t)hlen, &end, 0);
     if (!root)
@@ -258,8 +273,9 @@ static ulc_status load_index(ulc_model *m, const char *path, ulc_ctx *ctx) {
     char *dir = ulc_path_dirname(path);
     ulc_strmap *loaded = ulc_strmap_create();
     if (!dir || !loaded) s = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-    else if (ulc_utf8_invalid_at((const unsigned char *)text, len) != (size_t)-1 ||
-             !(root = cJSON_ParseWithLength(text, len)) || !cJSON_IsObject(root))
+    else if (ulc_json_parse(text, len, ULC_JSON_UNIQUE_KEYS, &root, ctx) != ULC_OK)
+        s = ulc_fail(ctx, ctx->status, "%s", path);
+    else if (!cJSON_IsObject(root))
         s = ulc_fail(ctx, ULC_ERR_PARSE, "%s: not a valid JSON object", path);
     const cJSON *wm = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
     if (s == ULC_OK && !cJSON_IsObject(wm))

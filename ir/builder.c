@@ -391,3 +391,10 @@ ulc_value *ulc_gb_unsqueeze(ulc_gb *b, ulc_value *x, int n, const int64_t *axes)
     ulc_gb_attr_ints(b, r, "axes", n, axes);
     return r;
 }
+
+ulc_value *ulc_gb_gemm(ulc_gb *b, ulc_value *a, ulc_value *y) {
+    if (b->opset >= 11) return ulc_gb_op2(b, "Gemm", a, y);
+    const float zero = 0.0f;
+    ulc_value *c = ulc_gb_const_f32(b, 0, NULL, &zero);
+    return c ? ulc_gb_op3(b, "Gemm", a, y, c) : NULL;
+}

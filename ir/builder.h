@@ -124,5 +124,7 @@ ulc_value *ulc_gb_transpose(ulc_gb *b, ulc_value *x, int n, const int64_t *perm)
 /* Axes as an input (opset >= 13) or as the attribute (older opsets). */
 ulc_value *ulc_gb_reduce_sum(ulc_gb *b, ulc_value *x, int n, const int64_t *axes, int keepdims);
 ulc_value *ulc_gb_unsqueeze(ulc_gb *b, ulc_value *x, int n, const int64_t *axes);
+/* Gemm(a, b) of float32 operands; before opset 11, where C is required, with C a scalar 0. */
+ulc_value *ulc_gb_gemm(ulc_gb *b, ulc_value *a, ulc_value *y);
 
 #endif

@@ -1,5 +1,6 @@
 /* graph.c — construction and mutation of the IR: values, tensors, nodes, use lists, topo sort. */
 #include "ir/graph.h"
+#include "ir/schema.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -58,7 +59,8 @@ int64_t ulc_model_opset(const ulc_model *m, const char *domain) {
         if (want_default ? ulc_domain_is_default(d) : (d && strcmp(d, domain) == 0))
             return m->opsets[i].version;
     }
-    return -1;
+    /* A model without one (built in code: ONNX files must import it) is at the newest. */
+    return want_default ? ULC_ONNX_OPSET_MAX : -1;
 }
 
 const char *ulc_model_metadata(const ulc_model *m, const char *key) {

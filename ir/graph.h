@@ -270,7 +270,10 @@ typedef struct ulc_model {
 ulc_model *ulc_model_create(void);
 /* Frees the model, its graph, owned weights and mapping references. Accepts NULL. */
 void ulc_model_free(ulc_model *m);
-/* Opset version for a domain ("" or "ai.onnx" for the default), or -1 if not imported. */
+/* Opset version for a domain ("" or "ai.onnx" for the default), or -1 if not imported. The
+ * default domain always has one, the one every builder, analysis and session uses: the imported
+ * version, else (a model built in code; ONNX files must import one, ir/schema.h) the newest ulc
+ * implements, ULC_ONNX_OPSET_MAX. */
 int64_t ulc_model_opset(const ulc_model *m, const char *domain);
 /* The metadata value under key, or NULL. */
 const char *ulc_model_metadata(const ulc_model *m, const char *key);

@@ -8,6 +8,7 @@
 #include <cjson/cJSON.h>
 
 #include "common/file.h"
+#include "common/json.h"
 #include "methods/method.h"
 #include "jobs/request.h"
 
@@ -256,17 +257,10 @@ static ulc_status parse_json(const char *path, const char *what, cJSON **out, ul
     char *text = NULL;
     size_t n = 0;
     ULC_TRY(read_text(path, what, &text, &n, ctx));
-    const char *end = NULL;
-    cJSON *j = cJSON_ParseWithLengthOpts(text, n + 1, &end, 1); /* the NUL ends it */
-    if (!j) {
-        size_t at = end && end >= text && end <= text + n ? (size_t)(end - text) : 0;
-        size_t line = 1;
-        for (size_t i = 0; i < at; i++) line += text[i] == '\n';
-        free(text);
-        return ulc_fail(ctx, ULC_ERR_PARSE, "%s: not valid JSON (near byte %zu, line %zu)", path,
-                        at, line);
-    }
+    cJSON *j = NULL; /* repeated keys: check_keys names them with the spec's words */
+    ulc_status s = ulc_json_parse(text, n, 0, &j, ctx);
     free(text);
+    if (s != ULC_OK) return ulc_fail(ctx, s, "%s", path);
     *out = j;
     return ULC_OK;
 }
@@ -596,6 +590,25 @@ static ulc_status parse_rfa(ulc_request *s, const cJSON *rfa, ulc_ctx *ctx) {
     return ULC_OK;
 }
 
+/* No file may be given twice (docs/spec.md, Paths), whatever path names it: the same string, a
+ * symlink or a hard link (same device and inode). Nor may a file be the spec itself. */
+static ulc_status distinct_files(const ulc_request *s, ulc_ctx *ctx) {
+    const char *key[] = {"data.train", "data.test", "forget.indices_file", "eval.reference"};
+    const char *file[] = {s->train, s->test, s->indices_file, s->reference};
+    for (int i = 0; i < 4; i++) {
+        if (!file[i]) continue;
+        if (strcmp(file[i], s->path) == 0 || ulc_path_same_file(file[i], s->path))
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key '%s': '%s' is the spec itself",
+                            s->path, key[i], file[i]);
+        for (int j = 0; j < i; j++)
+            if (file[j] && (strcmp(file[i], file[j]) == 0 || ulc_path_same_file(file[i], file[j])))
+                return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key '%s': '%s' is the same file as "
+                                "%s ('%s'); no file may be given twice", s->path, key[i],
+                                file[i], key[j], file[j]);
+    }
+    return ULC_OK;
+}
+
 /* The files, last (a typo in a key is reported before a missing file), and the forget set. */
 static ulc_status parse_files(ulc_request *s, const cJSON *forget, const char *train_rel,
                               const char *test_rel, const char *ref_rel, ulc_ctx *ctx) {
@@ -603,6 +616,7 @@ static ulc_status parse_files(ulc_request *s, const cJSON *forget, const char *t
     if (test_rel) ULC_TRY(spec_file(s, "data.test", test_rel, &s->test, ctx));
     if (ref_rel) ULC_TRY(spec_path(s, "eval.reference", ref_rel, 1, &s->reference, ctx));
     ULC_TRY(parse_forget(s, forget, ctx));
+    ULC_TRY(distinct_files(s, ctx));
     s->forget_given = 1;
     if (s->unlearn.mask_all_forget && s->kind != ULC_FORGET_CLASSES)
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'delete.mask': \"all_forget\" masks every "

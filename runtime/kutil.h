@@ -19,8 +19,9 @@ ulc_status ulc_k_fail(ulc_kctx *k, ulc_status s, const char *fmt, ...)
 #endif
     ;
 
-/* Attributes (absent → def; a present attribute of the wrong type is an error reported by
- * ulc_k_check_attrs, which the planner runs before infer). */
+/* Attributes (absent → def; an unknown attribute, or one of the wrong type or not part of the
+ * op at the model's opset, is an error reported by ulc_op_check_attrs (ir/schema.h), which the
+ * planner runs before infer). */
 int64_t ulc_k_attr_int(const ulc_kctx *k, const char *name, int64_t def);
 float ulc_k_attr_float(const ulc_kctx *k, const char *name, float def);
 const char *ulc_k_attr_str(const ulc_kctx *k, const char *name, const char *def);

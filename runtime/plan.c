@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "common/half.h"
+#include "ir/schema.h"
 #include "runtime/plan.h"
 
 /* ---- small helpers ------------------------------------------------------------------------- */
@@ -222,6 +223,7 @@ static ulc_status walk_node(rt_walk *w, const ulc_node *n) {
                         ulc_node_label(n, label, sizeof label),
                         n->domain && *n->domain ? ", domain " : "", n->domain ? n->domain : "",
                         w->be->name);
+    ULC_TRY(ulc_op_check_attrs(n, w->opset, ctx)); /* names, types and opsets (ir/attrs.def) */
     if (!rule->infer) {
         if (w->analysis) return ULC_OK; /* an op without a shape rule: its outputs stay unknown */
         return ulc_fail(ctx, ULC_ERR_INTERNAL, "%s: op has a kernel but no shape rule",

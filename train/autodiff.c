@@ -39,6 +39,19 @@ ulc_value *ulc_grad_const_like(ulc_gb *b, float v, const ulc_value *like) {
     return ulc_gb_scalar_f32(b, v);
 }
 
+ulc_value *ulc_grad_cast_like(ulc_gb *b, ulc_value *x, const ulc_value *like) {
+    if (b->opset >= 15) {
+        ulc_value *in[2] = {x, (ulc_value *)like};
+        return ulc_gb_opn(b, NULL, "CastLike", 2, in, 1, NULL);
+    }
+    const ulc_grad *r = grad_of(b);
+    ulc_rt_tensor t;
+    int dt = like->id < r->n_forward && ulc_analysis_get(r->a, like, &t) ? t.dtype : ULC_DT_F32;
+    ulc_value *y = ulc_gb_op1(b, "Cast", x);
+    ulc_gb_attr_int(b, y, "to", dt);
+    return y;
+}
+
 int ulc_grad_rank(ulc_gb *b, const ulc_value *v) {
     ulc_rt_tensor t;
     if (!v || v->id >= grad_of(b)->n_forward || !ulc_analysis_get(grad_of(b)->a, v, &t)) return -1;

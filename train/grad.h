@@ -34,6 +34,9 @@ ulc_grad_rule ulc_grad_rule_for(ulc_op op);
 
 /* A scalar constant v in like's dtype (float64 when the forward value is, else float32). */
 ulc_value *ulc_grad_const_like(ulc_gb *b, float v, const ulc_value *like);
+/* x cast to forward value like's dtype: CastLike from opset 15, before it Cast to the dtype the
+ * analysis gives like (float32 when unknown). */
+ulc_value *ulc_grad_cast_like(ulc_gb *b, ulc_value *x, const ulc_value *like);
 /* dy (the gradient of forward value y, so shaped like y) summed down to the shape of forward
  * value x (numpy broadcasting undone); dy itself when the shapes agree. */
 ulc_value *ulc_grad_sum_to(ulc_gb *b, ulc_value *dy, const ulc_value *y, const ulc_value *x);

@@ -125,11 +125,9 @@ static ulc_status g_unary(ulc_gb *b, const ulc_node *n, ulc_value *const *dy, co
         r = c && in[2] ? ulc_gb_opn(b, NULL, "Where", 3, in, 1, NULL) : NULL;
         break;
     }
-    case ULC_OP_Cast: case ULC_OP_CastLike: {
-        ulc_value *in[2] = {g, x};
-        r = ulc_gb_opn(b, NULL, "CastLike", 2, in, 1, NULL);
+    case ULC_OP_Cast: case ULC_OP_CastLike:
+        r = ulc_grad_cast_like(b, g, x);
         break;
-    }
     default: return ulc_grad_fail(b, ULC_ERR_INTERNAL, "no unary rule");
     }
     NN(dx[0] = r);
@@ -181,7 +179,7 @@ static ulc_status g_matmul(ulc_gb *b, const ulc_node *n, ulc_value *const *dy, c
             int64_t sa[2] = {-1, k}, sy[2] = {-1, m};
             ulc_value *a2 = ulc_gb_op2(b, "Reshape", A, ulc_gb_vec_i64(b, 2, sa));
             ulc_value *y2 = ulc_gb_op2(b, "Reshape", dy[0], ulc_gb_vec_i64(b, 2, sy));
-            ulc_value *t = a2 && y2 ? ulc_gb_op2(b, "Gemm", a2, y2) : NULL;
+            ulc_value *t = a2 && y2 ? ulc_gb_gemm(b, a2, y2) : NULL;
             if (t) ulc_gb_attr_int(b, t, "transA", 1);
             NN(dx[1] = t);
         } else { /* dB = Aᵀ · dy */
@@ -198,7 +196,7 @@ static ulc_status g_gemm(ulc_gb *b, const ulc_node *n, ulc_value *const *dy, con
     float alpha = ulc_grad_attr_f(n, "alpha", 1.0f), beta = ulc_grad_attr_f(n, "beta", 1.0f);
     ulc_value *A = IN(0), *B = IN(1), *g = dy[0];
     if (want[0]) { /* op(A) = g·op(B)ᵀ·alpha */
-        ulc_value *t = ta ? ulc_gb_op2(b, "Gemm", B, g) : ulc_gb_op2(b, "Gemm", g, B);
+        ulc_value *t = ta ? ulc_gb_gemm(b, B, g) : ulc_gb_gemm(b, g, B);
         NN(t);
         ulc_gb_attr_int(b, t, "transA", ta ? tb : 0);
         ulc_gb_attr_int(b, t, "transB", ta ? 1 : !tb);
@@ -206,7 +204,7 @@ static ulc_status g_gemm(ulc_gb *b, const ulc_node *n, ulc_value *const *dy, con
         dx[0] = t;
     }
     if (want[1]) { /* op(B) = op(A)ᵀ·g·alpha */
-        ulc_value *t = tb ? ulc_gb_op2(b, "Gemm", g, A) : ulc_gb_op2(b, "Gemm", A, g);
+        ulc_value *t = tb ? ulc_gb_gemm(b, g, A) : ulc_gb_gemm(b, A, g);
         NN(t);
         ulc_gb_attr_int(b, t, "transA", tb ? 1 : !ta);
         ulc_gb_attr_int(b, t, "transB", tb ? ta : 0);
@@ -388,8 +386,7 @@ static ulc_status g_reduce(ulc_gb *b, const ulc_node *n, ulc_value *const *dy, c
         for (int i = 0; i < 2; i++) {
             to_f[i] = ulc_gb_op1(b, "Size", i ? IN(0) : OUT(0));
             NN(to_f[i]);
-            ulc_value *in[2] = {to_f[i], g};
-            NN(to_f[i] = ulc_gb_opn(b, NULL, "CastLike", 2, in, 1, NULL));
+            NN(to_f[i] = ulc_grad_cast_like(b, to_f[i], IN(0))); /* g's dtype */
         }
         NN(g = mul(b, g, dv(b, to_f[0], to_f[1])));
     }

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "common/file.h"
-#include "common/utf8.h"
+#include "common/json.h"
 #include "import/hf/hf_internal.h"
 #include "import/safetensors_import.h"
 
@@ -93,8 +93,10 @@ cJSON *ulc_hf_read_config(const char *dir, char **text, ulc_ctx *ctx) {
     if (!ulc_path_exists(p)) {
         ulc_fail(ctx, ULC_ERR_IO, "%s: no config.json", dir);
     } else if (ulc_mapping_open(p, "config", &m, ctx) == ULC_OK) {
-        if (ulc_utf8_invalid_at(m->data, m->size) != (size_t)-1 ||
-            !(j = cJSON_ParseWithLength((const char *)m->data, m->size)) || !cJSON_IsObject(j)) {
+        if (ulc_json_parse((const char *)m->data, m->size, ULC_JSON_UNIQUE_KEYS, &j, ctx) !=
+            ULC_OK) {
+            ulc_fail(ctx, ctx->status, "%s", p);
+        } else if (!cJSON_IsObject(j)) {
             cJSON_Delete(j);
             j = NULL;
             ulc_fail(ctx, ULC_ERR_PARSE, "%s: not a valid JSON object", p);
@@ -113,7 +115,10 @@ int ulc_hf_is_supported(const char *dir) {
     ulc_ctx ctx;
     ulc_ctx_init(&ctx);
     cJSON *j = ulc_hf_read_config(dir, NULL, &ctx);
-    int yes = j && find_builder(hf_str(j, "model_type", NULL)) != NULL;
+    /* a config.json that is there but malformed (bad JSON, a NUL in a string, a repeated key)
+     * is not silently taken for "no architecture": ulc_hf_import reports it */
+    int yes = j ? find_builder(hf_str(j, "model_type", NULL)) != NULL
+                : ctx.status == ULC_ERR_PARSE;
     cJSON_Delete(j);
     return yes;
 }

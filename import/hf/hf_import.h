@@ -39,7 +39,8 @@
  * missing or not a JSON object. */
 cJSON *ulc_hf_read_config(const char *dir, char **text, ulc_ctx *ctx);
 
-/* 1 if dir holds a config.json whose model_type has a graph builder. */
+/* 1 if dir holds a config.json whose model_type has a graph builder, or one that is not valid
+ * (strict) JSON, which ulc_hf_import then reports. */
 int ulc_hf_is_supported(const char *dir);
 
 ulc_status ulc_hf_import(const char *dir, ulc_model **out, ulc_ctx *ctx);

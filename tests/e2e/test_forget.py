@@ -397,7 +397,9 @@ def test_gpt2_next_token_sample_forgetting(tmp_path, fixture_dir):
     mask = np.ones_like(ids)
     mask[1, 9:] = 0
     save_file({"input_ids": ids, "attention_mask": mask}, str(tmp_path / "t.safetensors"))
-    spec = {"method": "rfa", "data": {"train": "t.safetensors", "test": "t.safetensors"},
+    # the same rows as held-out data, in a file of its own (a spec names each file once)
+    save_file({"input_ids": ids, "attention_mask": mask}, str(tmp_path / "t_test.safetensors"))
+    spec = {"method": "rfa", "data": {"train": "t.safetensors", "test": "t_test.safetensors"},
             "forget": {"indices": [0, 5, 9]}, "train": {"batch_size": 8}}
     proc, out = forget(tmp_path, spec, model=model)
     assert proc.returncode == 0, proc.stderr

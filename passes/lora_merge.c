@@ -620,7 +620,7 @@ static void *merge_rows(void *arg) {
 }
 
 static int merge_threads(int requested) {
-    int n = ulc_threads_pick(requested); /* the default: what the load leaves (runtime/threads.h) */
+    int n = ulc_threads_pick_recent(requested); /* the default: what the load leaves (runtime/threads.h) */
     return n > 64 ? 64 : n;
 }
 

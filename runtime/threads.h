@@ -19,6 +19,10 @@ int ulc_threads_available(void);
  * tasks occupy now, at least 1. */
 int ulc_threads_pick(int requested);
 
+/* ulc_threads_pick(requested), with the default's answer kept for half a second: for loops that
+ * ask often (a merge asks per chunk of every tensor). Thread-safe. */
+int ulc_threads_pick_recent(int requested);
+
 /* Tests only: with ULC_TEST_THREAD_PICKS="2,1,3" in the environment the default picks cycle
  * through those counts, and sessions look again at every run (1 returned); 0 otherwise. */
 int ulc_threads_test_picks(void);

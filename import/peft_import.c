@@ -60,8 +60,10 @@ static ulc_status parse_config(ulc_lora_adapter *ad, const cJSON *j, const char 
     if (cJSON_IsTrue(v))
         return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: DoRA adapters (use_dora) are not supported", path);
     v = cJSON_GetObjectItemCaseSensitive(j, "r");
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 1)
-        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: 'r' must be a positive integer", path);
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 1 ||
+        v->valuedouble > 1e6) /* rank_pattern's bound */
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: 'r' must be a positive integer (at most 1000000)",
+                        path);
     c->r = (int)v->valuedouble;
     v = cJSON_GetObjectItemCaseSensitive(j, "lora_alpha");
     if (v && !cJSON_IsNumber(v))

@@ -171,23 +171,23 @@ def corpus_index():
 # ---- Hugging Face configs and their tiny weights -----------------------------------------------
 
 def hf_models():
-    import torch
+    """(architecture, a function making its tiny model): made after seeding, so the weights are
+    the same on every run."""
     from transformers import (CLIPConfig, CLIPModel, GPT2Config, GPT2LMHeadModel, ResNetConfig,
                               ResNetForImageClassification, ViTConfig, ViTForImageClassification)
-    yield "gpt2", GPT2LMHeadModel(GPT2Config(vocab_size=24, n_positions=8, n_embd=8, n_layer=1,
-                                             n_head=2))
-    yield "vit", ViTForImageClassification(ViTConfig(
+    yield "gpt2", lambda: GPT2LMHeadModel(GPT2Config(vocab_size=24, n_positions=8, n_embd=8,
+                                                     n_layer=1, n_head=2))
+    yield "vit", lambda: ViTForImageClassification(ViTConfig(
         hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
         image_size=8, patch_size=4, num_channels=3, num_labels=3))
-    yield "clip", CLIPModel(CLIPConfig(
+    yield "clip", lambda: CLIPModel(CLIPConfig(
         text_config=dict(vocab_size=24, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
                          num_attention_heads=2, max_position_embeddings=8, eos_token_id=23),
         vision_config=dict(hidden_size=8, intermediate_size=16, num_hidden_layers=1,
                            num_attention_heads=2, image_size=8, patch_size=4),
         projection_dim=4))
-    yield "resnet", ResNetForImageClassification(ResNetConfig(
+    yield "resnet", lambda: ResNetForImageClassification(ResNetConfig(
         embedding_size=4, hidden_sizes=[4, 8], depths=[1, 1], layer_type="basic", num_labels=3))
-    del torch
 
 
 def hf_fixtures_and_configs():
@@ -196,8 +196,9 @@ def hf_fixtures_and_configs():
     import torch
     out = CORPUS / "hf_config"
     clean(out)
-    for name, model in hf_models():
+    for name, make in hf_models():
         torch.manual_seed(0)
+        model = make()
         with tempfile.TemporaryDirectory() as tmp:
             model.save_pretrained(tmp, safe_serialization=True)
             write(FIXTURES / "hf" / name / "model.safetensors",

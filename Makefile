@@ -3,7 +3,7 @@
 JOBS ?= $(shell nproc)
 DEMO_MODEL := models/digits/digits_resnet.onnx
 
-.PHONY: all setup build asan demo test test-fast bench clean install
+.PHONY: all setup build asan fuzz-build fuzz demo test test-fast bench clean install
 
 all: build
 
@@ -19,6 +19,17 @@ asan: setup
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DULC_SANITIZE=ON > build-asan.cmake.log 2>&1 || { cat build-asan.cmake.log; exit 1; }
 	@cmake --build build-asan -j $(JOBS)
 
+# libFuzzer harnesses (fuzz/, docs/fuzzing.md): clang, ASan+UBSan, in build-fuzz/.
+fuzz-build: setup
+	@cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DULC_FUZZ=ON > build-fuzz.cmake.log 2>&1 || { cat build-fuzz.cmake.log; exit 1; }
+	@cmake --build build-fuzz -j $(JOBS) --target ulc_fuzzers
+
+# Each harness for FUZZ_SECONDS, one after another, at the lowest CPU priority; fails on any
+# finding and names the input (build-fuzz/fuzz-work/crashes/<harness>/).
+FUZZ_SECONDS ?= 300
+fuzz: fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) nice -n 19 ctest --test-dir build-fuzz --output-on-failure --timeout $$(($(FUZZ_SECONDS) + 600))
+
 # The main job on the embedded default: make the digits model forget digit 3 with RFA
 # (models/digits/forget_digit.json), print the before/after table and write the report, then
 # evaluate the result on the test digits.
@@ -27,10 +38,12 @@ demo: build
 	build/ulc $(DEMO_MODEL) --forget models/digits/forget_digit.json -o build/demo/digits_forget3.onnx --report build/demo/report.json
 	build/ulc eval build/demo/digits_forget3.onnx --data models/digits/test.safetensors
 
-# The whole suite: every test in the normal build, then again under ASan+UBSan.
-test: build asan
+# The whole suite: every test in the normal build, then again under ASan+UBSan, then each fuzz
+# harness for 30 s.
+test: build asan fuzz-build
 	ctest --test-dir build --output-on-failure
 	ctest --test-dir build-asan --output-on-failure
+	ctest --test-dir build-fuzz --output-on-failure
 
 test-fast: build
 	ctest --test-dir build --output-on-failure
@@ -55,4 +68,4 @@ install: build
 	cmake --install build --prefix $(PREFIX)
 
 clean:
-	rm -rf build build-asan build.cmake.log build-asan.cmake.log
+	rm -rf build build-asan build-fuzz build.cmake.log build-asan.cmake.log build-fuzz.cmake.log

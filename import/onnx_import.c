@@ -156,6 +156,7 @@ static ulc_status check_structure(importer *im, const uint8_t *p, size_t n, msg_
         return ulc_fail(im->ctx, ULC_ERR_UNSUPPORTED,
                         "subgraphs or types nest more than %d levels deep; refusing the model",
                         MAX_NESTING);
+    if (n == 0) return ULC_OK; /* an empty message (p may be NULL: no offset on it) */
     ulc_pb_reader rd = {p, p + n};
     ulc_pb_field f;
     int rc;

@@ -322,6 +322,7 @@ static void delta_rows_scalar(const float *U, const float *V, uint64_t r, uint64
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define HAVE_AVX2_PATH 1
 __attribute__((target("avx2"))) static void delta_rows_avx2(const float *U, const float *V,
@@ -482,7 +483,12 @@ __attribute__((target("avx2,f16c"))) static uint64_t load_half_avx2(const uint8_
 static int use_f16c(void) {
 #ifdef HAVE_AVX2_PATH
     static int yes = -1;
-    if (yes < 0) yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") && !simd_disabled();
+    if (yes < 0) {
+        /* F16C through cpuid: clang 14's __builtin_cpu_supports does not know "f16c" */
+        unsigned eax, ebx, ecx = 0, edx;
+        int f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C);
+        yes = __builtin_cpu_supports("avx2") && f16c && !simd_disabled();
+    }
     return yes;
 #else
     return 0;

@@ -229,10 +229,15 @@ static ulc_status walk_node(rt_walk *w, const ulc_node *n) {
         return ulc_fail(ctx, ULC_ERR_INTERNAL, "%s: op has a kernel but no shape rule",
                         ulc_node_label(n, label, sizeof label));
     }
-    ulc_rt_tensor *ins[64], *outs[64];
+    ulc_rt_tensor *ins[64] = {0}, *outs[64] = {0}; /* slots past the node's count read as missing */
     if (n->n_inputs > 64 || n->n_outputs > 64)
         return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: more than 64 inputs or outputs",
                         ulc_node_label(n, label, sizeof label));
+    if (n->n_outputs < 1 || !n->outputs[0]) { /* every op with a shape rule has output 0 */
+        if (w->analysis) return ULC_OK;
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: its first output is missing",
+                        ulc_node_label(n, label, sizeof label));
+    }
     int all_const = 1;
     uint32_t const_mask = 0;
     for (int i = 0; i < n->n_inputs; i++) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything ulc needs to build and test, idempotently:
-#   - Debian packages for the C build (protobuf-c, onnx.proto, cJSON, zstd, oneDNN) and the
+#   - Debian packages for the C build (protobuf-c, onnx.proto, cJSON, zstd, oneDNN; clang with
+#     libFuzzer and its OpenMP for the fuzz harnesses, docs/fuzzing.md) and the
 #     Python test tools (Debian's CPU torch/torchvision, scikit-learn; chromium renders the HTML
 #     report to a PNG in tests/e2e/test_report.py);
 #   - a venv in .venv made from Debian's /usr/bin/python3 with --system-site-packages, holding the
@@ -12,6 +13,7 @@ cd "$(dirname "$0")/.."
 APT_PKGS=(build-essential cmake pkg-config time
           libprotobuf-c-dev protobuf-c-compiler libonnx-dev
           libcjson-dev libzstd-dev libdnnl-dev
+          clang libclang-rt-14-dev libomp-dev
           python3 python3-venv python3-pip python3-torch python3-torchvision python3-sklearn
           chromium)
 

@@ -1,6 +1,7 @@
 /* hf_import.c — config.json dispatch to the architecture builders; see hf_import.h. */
 #include "import/hf/hf_import.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,10 +10,16 @@
 #include "import/hf/hf_internal.h"
 #include "import/safetensors_import.h"
 
+/* Every config number is a size, a count, an id or a small float: beyond 2^53 (or not finite)
+ * it is mistyped, and the builders' int64 casts stay defined. */
+static int hf_number_ok(const cJSON *v) {
+    return cJSON_IsNumber(v) && fabs(v->valuedouble) <= 9007199254740992.0;
+}
+
 double hf_num(const cJSON *cfg, const char *key, double def, int *bad) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
     if (!v || cJSON_IsNull(v)) return def;
-    if (!cJSON_IsNumber(v)) {
+    if (!hf_number_ok(v)) {
         *bad = 1;
         return def;
     }
@@ -33,10 +40,10 @@ void hf_size2(const cJSON *cfg, const char *key, int64_t def, int64_t out[2], in
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, key);
     out[0] = out[1] = def;
     if (!v || cJSON_IsNull(v)) return;
-    if (cJSON_IsNumber(v)) {
+    if (hf_number_ok(v)) {
         out[0] = out[1] = (int64_t)v->valuedouble;
     } else if (cJSON_IsArray(v) && cJSON_GetArraySize(v) == 2 &&
-               cJSON_IsNumber(cJSON_GetArrayItem(v, 0)) && cJSON_IsNumber(cJSON_GetArrayItem(v, 1))) {
+               hf_number_ok(cJSON_GetArrayItem(v, 0)) && hf_number_ok(cJSON_GetArrayItem(v, 1))) {
         out[0] = (int64_t)cJSON_GetArrayItem(v, 0)->valuedouble;
         out[1] = (int64_t)cJSON_GetArrayItem(v, 1)->valuedouble;
     } else {
@@ -58,8 +65,8 @@ int hf_ints(const cJSON *cfg, const char *key, const int64_t *def, int n_def, in
     }
     for (int i = 0; i < n; i++) {
         const cJSON *e = cJSON_GetArrayItem(v, i);
-        if (!cJSON_IsNumber(e)) *bad = 1;
-        out[i] = cJSON_IsNumber(e) ? (int64_t)e->valuedouble : 0;
+        if (!hf_number_ok(e)) *bad = 1;
+        out[i] = hf_number_ok(e) ? (int64_t)e->valuedouble : 0;
     }
     return n;
 }

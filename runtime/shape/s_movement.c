@@ -706,10 +706,12 @@ ulc_status ulc_sh_pad_params(ulc_kctx *k, int64_t *pb, int64_t *pe, int *mode) {
         int d = axes[i];
         pb[d] = pads[i];
         pe[d] = pads[na + i];
-        if (x->dims[d] + pb[d] + pe[d] < 0)
+        int64_t size; /* in pad_infer's order, so its sum cannot overflow either */
+        if (__builtin_add_overflow(x->dims[d], pb[d], &size) ||
+            __builtin_add_overflow(size, pe[d], &size) || size < 0)
             return ulc_k_fail(k, ULC_ERR_INVALID,
-                              "pads %lld/%lld crop axis %d of size %lld below 0", (long long)pb[d],
-                              (long long)pe[d], d, (long long)x->dims[d]);
+                              "pads %lld/%lld take axis %d of size %lld below 0 or past int64",
+                              (long long)pb[d], (long long)pe[d], d, (long long)x->dims[d]);
         if (*mode != PAD_CONSTANT && x->dims[d] == 0 && (pb[d] > 0 || pe[d] > 0))
             return ulc_k_fail(k, ULC_ERR_INVALID, "mode '%s' cannot pad the empty axis %d", m, d);
     }

@@ -190,6 +190,55 @@ static int plan_matches(const ulc_session *s, const rt_plan *p) {
     return 1;
 }
 
+/* A step's thread count: the plan's, or one when the step is too small for a team to pay. A
+ * parallel region costs microseconds to start — more when waiting threads sleep, as they do
+ * under ulc (tools/ulc.c) — so a step of about 50 µs or less of single-threaded work runs on one
+ * thread. The work is estimated from the shapes: multiply-adds of the products at ~25 GFLOP/s,
+ * other ops at a nanosecond per element read or written. Results never depend on the count. */
+#define STEP_PARALLEL_NS 50000.0
+
+static double step_work_ns(const rt_step *sp) {
+    const ulc_rt_tensor *y = sp->kc.n_out > 0 ? sp->out[0] : NULL;
+    const ulc_rt_tensor *a = sp->kc.n_in > 0 ? sp->in[0] : NULL;
+    const ulc_rt_tensor *b = sp->kc.n_in > 1 ? sp->in[1] : NULL;
+    double ny = y ? (double)ulc_rt_numel(y) : 0, na = a ? (double)ulc_rt_numel(a) : 0;
+    double nb = b ? (double)ulc_rt_numel(b) : 0;
+    double macs = 0;
+    if (!sp->chain) {
+        switch (sp->node->op) {
+        case ULC_OP_Conv: /* W [M, C/g, k...]: C/g·Πk per output element */
+            if (b && b->rank >= 1 && b->dims[0] > 0) macs = ny * nb / (double)b->dims[0];
+            break;
+        case ULC_OP_ConvTranspose: /* W [C, M/g, k...]: M/g·Πk per input element */
+        case ULC_OP_ConvGradData:  /* the forward's products: dy [N, M, ...], W [M, C/g, k...] */
+            if (b && b->rank >= 1 && b->dims[0] > 0) macs = na * nb / (double)b->dims[0];
+            break;
+        case ULC_OP_ConvGradWeight: /* dW [M, C/g, k...] sums N·Πout products each */
+            if (y && y->rank >= 1 && y->dims[0] > 0) macs = ny * na / (double)y->dims[0];
+            break;
+        case ULC_OP_MatMul:
+        case ULC_OP_Gemm:
+            if (a && a->rank >= 1) {
+                int gemm_ta = sp->node->op == ULC_OP_Gemm && ulc_k_attr_int(&sp->kc, "transA", 0);
+                int64_t k = a->rank >= 2 && gemm_ta ? a->dims[a->rank - 2] : a->dims[a->rank - 1];
+                macs = ny * (double)k;
+            }
+            break;
+        default:
+            break;
+        }
+    }
+    double ns = macs * 2.0 / 25.0; /* 25 GFLOP/s: flops / 25 = ns */
+    double moved = ny;
+    for (int i = 0; i < sp->kc.n_in; i++)
+        if (sp->in[i]) moved += (double)ulc_rt_numel(sp->in[i]);
+    return ns + moved;
+}
+
+static int step_threads(const rt_step *sp, int threads) {
+    return threads > 1 && step_work_ns(sp) < STEP_PARALLEL_NS ? 1 : threads;
+}
+
 static ulc_status make_plan(ulc_session *s, rt_plan **out, ulc_ctx *ctx) {
     const ulc_graph *g = s->g;
     size_t nv = g->values.len;
@@ -251,7 +300,8 @@ static ulc_status make_plan(ulc_session *s, rt_plan **out, ulc_ctx *ctx) {
     if (st != ULC_OK) goto done;
     for (int i = 0; i < p->n_steps; i++) {
         rt_step *sp = &p->steps[i];
-        sp->kc.threads = s->threads;
+        sp->kc.threads = step_threads(sp, s->threads);
+        s->be->set_threads(sp->kc.threads); /* oneDNN fixes a primitive's split when created */
         if (sp->k->prepare && sp->alias != 2) {
             st = sp->k->prepare(&sp->kc);
             if (st != ULC_OK) goto done;
@@ -376,6 +426,7 @@ ulc_status ulc_session_run(ulc_session *s, ulc_ctx *ctx) {
             rv->t.data = t->data;
         }
     }
+    int cur_threads = -1;
     for (int i = 0; i < p->n_steps; i++) {
         rt_step *st = &p->steps[i];
         if (st->alias) {
@@ -383,6 +434,10 @@ ulc_status ulc_session_run(ulc_session *s, ulc_ctx *ctx) {
             if (st->alias == 2) continue; /* nothing but the view */
         }
         st->kc.err = ctx;
+        if (st->kc.threads != cur_threads) {
+            cur_threads = st->kc.threads;
+            s->be->set_threads(cur_threads);
+        }
         if (!s->profile || fresh) {
             ULC_TRY(st->k->run(&st->kc));
             continue;
@@ -392,6 +447,7 @@ ulc_status ulc_session_run(ulc_session *s, ulc_ctx *ctx) {
         s->node_ms[st->node->id] += mono_ms() - t0;
         s->node_calls[st->node->id]++;
     }
+    if (cur_threads != s->threads) s->be->set_threads(s->threads); /* for work between runs */
     for (size_t i = 0; i < g->outputs.len; i++) {
         ulc_value *v = g->outputs.items[i];
         rt_val *rv = &p->vals[v->id];

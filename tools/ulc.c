@@ -231,7 +231,8 @@ static int cmd_convert(int argc, char **argv) {
  * other work's. A command that computes starts over with PASSIVE (waiting threads sleep) unless
  * the environment already chose a policy. */
 static void start_over_with_sleeping_waits(char **argv) {
-    if (getenv("OMP_WAIT_POLICY") || setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
     execv("/proc/self/exe", argv); /* returns only when it failed: go on as we are */
 }
 

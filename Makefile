@@ -3,7 +3,7 @@
 JOBS ?= $(shell nproc)
 DEMO_MODEL := models/digits/digits_resnet.onnx
 
-.PHONY: all setup build asan fuzz-build fuzz demo test test-fast bench clean install
+.PHONY: all setup build asan fuzz-build fuzz build-types demo test test-fast bench clean install
 
 all: build
 
@@ -39,11 +39,16 @@ demo: build
 	build/ulc eval build/demo/digits_forget3.onnx --data models/digits/test.safetensors
 
 # The whole suite: every test in the normal build, then again under ASan+UBSan, then each fuzz
-# harness for 30 s.
+# harness for 30 s, then the other CMake build types (Debug, Release, MinSizeRel) warning-free.
 test: build asan fuzz-build
 	ctest --test-dir build --output-on-failure
 	ctest --test-dir build-asan --output-on-failure
 	ctest --test-dir build-fuzz --output-on-failure
+	scripts/check_build_types.sh
+
+# Debug, Release and MinSizeRel build with -Werror (build-types/).
+build-types: setup
+	scripts/check_build_types.sh
 
 test-fast: build
 	ctest --test-dir build --output-on-failure
@@ -68,4 +73,4 @@ install: build
 	cmake --install build --prefix $(PREFIX)
 
 clean:
-	rm -rf build build-asan build-fuzz build.cmake.log build-asan.cmake.log build-fuzz.cmake.log
+	rm -rf build build-asan build-fuzz build-types build.cmake.log build-asan.cmake.log build-fuzz.cmake.log

@@ -1,8 +1,8 @@
 """Threads under load: ulc's default thread count against `--threads 1`, with 0, 2 and 4 busy
 processes on the machine (issue 16, item 7: the default must never be more than 1.2x slower).
 
-Jobs, each run as the user runs it (a fresh process; OMP_WAIT_POLICY removed from the
-environment, so ulc makes its waiting threads sleep itself):
+Jobs, each run as the user runs it (a fresh process; OMP_WAIT_POLICY and GOMP_SPINCOUNT
+removed from the environment, so ulc bounds its threads' spinning itself):
 
   demo      the README's main job: ulc models/digits/digits_resnet.onnx --forget
             models/digits/forget_digit.json -o OUT -q (RFA, 5 epochs of batch 128)
@@ -59,8 +59,8 @@ def stop(procs):
 
 def env():
     e = dict(os.environ)
-    e.pop("OMP_WAIT_POLICY", None)
-    e.pop("OMP_NUM_THREADS", None)
+    for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS"):
+        e.pop(k, None)
     return e
 
 

@@ -7,9 +7,9 @@
   load);
 - the default stays inside what the process may use: one core of affinity mask (taskset) or
   OMP_NUM_THREADS=1 gives one thread (the --profile header says how many a session ran on);
-- waiting threads sleep: a command that computes starts over with OMP_WAIT_POLICY=PASSIVE when the
-  environment has no policy (libgomp's display then shows GOMP_SPINCOUNT 0), and a policy the
-  user chose is kept.
+- waiting threads sleep soon: a command that computes starts over with GOMP_SPINCOUNT=10000 when
+  the environment chose no wait policy (libgomp's display then shows it), and a choice the user
+  made is kept.
 """
 import json
 import os
@@ -124,9 +124,13 @@ def omp_display(*args, env):
 
 
 def test_waiting_threads_sleep(tmp_path):
+    """With no policy in the environment the command that runs is one that spins 10,000 times
+    at most before it sleeps (libgomp's default is 300,000); a choice in the environment is kept."""
     args = ["eval", DIGITS / "digits_resnet.onnx", "--data", DIGITS / "test.safetensors"]
-    spin, _ = omp_display(*args, env=env_without("OMP_WAIT_POLICY", OMP_DISPLAY_ENV="VERBOSE"))
-    assert spin == "0"
-    spin, policy = omp_display(*args, env=env_without("OMP_WAIT_POLICY", OMP_DISPLAY_ENV="VERBOSE",
-                                                      OMP_WAIT_POLICY="ACTIVE"))
-    assert policy == "ACTIVE" and spin != "0"
+    plain = env_without("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", OMP_DISPLAY_ENV="VERBOSE")
+    spin, _ = omp_display(*args, env=plain)
+    assert spin == "10000"
+    spin, policy = omp_display(*args, env=dict(plain, OMP_WAIT_POLICY="ACTIVE"))
+    assert policy == "ACTIVE" and spin != "10000"
+    spin, _ = omp_display(*args, env=dict(plain, GOMP_SPINCOUNT="500"))
+    assert spin == "500"

@@ -125,6 +125,64 @@ static ulc_status check_attr(const ulc_node *n, const ulc_attr *a, int first, in
     return ULC_OK;
 }
 
+/* ---- input and output counts (ir/arity.def) ----------------------------------------------- */
+
+typedef struct arity_row {
+    ulc_op op;
+    int since, min_in, max_in, min_out, max_out; /* max -1: no bound */
+} arity_row;
+
+static const arity_row k_arity[] = {
+#define ARITY(op, since, min_in, max_in, min_out, max_out) \
+    {ULC_OP_##op, since, min_in, max_in, min_out, max_out},
+#include "ir/arity.def"
+#undef ARITY
+};
+
+#define N_ARITY (sizeof k_arity / sizeof *k_arity)
+
+/* The row in effect for op at opset (its newest version at or before it), or NULL. */
+static const arity_row *arity_at(ulc_op op, int64_t opset) {
+    size_t lo = 0, hi = N_ARITY;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if ((int)k_arity[mid].op < (int)op) lo = mid + 1;
+        else hi = mid;
+    }
+    const arity_row *best = NULL;
+    for (size_t i = lo; i < N_ARITY && k_arity[i].op == op; i++)
+        if (k_arity[i].since <= opset) best = &k_arity[i];
+    return best;
+}
+
+static ulc_status check_arity(const ulc_node *n, int64_t opset, ulc_ctx *ctx) {
+    const arity_row *r = arity_at(n->op, opset);
+    if (!r) return ULC_OK;
+    char lb[160];
+    int nin = n->n_inputs, nout = n->n_outputs;
+    while (nin > 0 && !n->inputs[nin - 1].value) nin--; /* trailing empty names: left out */
+    while (nout > 0 && !n->outputs[nout - 1]) nout--;
+    if (r->max_in >= 0 && nin > r->max_in)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: %d inputs, but %s at opset %lld takes at most %d",
+                        ulc_node_label(n, lb, sizeof lb), nin, ulc_op_name(n->op), (long long)opset,
+                        r->max_in);
+    for (int i = 0; i < r->min_in; i++)
+        if (i >= n->n_inputs || !n->inputs[i].value)
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: input %d is missing; %s at opset %lld needs "
+                            "at least %d", ulc_node_label(n, lb, sizeof lb), i, ulc_op_name(n->op),
+                            (long long)opset, r->min_in);
+    if (r->max_out >= 0 && nout > r->max_out)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: %d outputs, but %s at opset %lld has at most %d",
+                        ulc_node_label(n, lb, sizeof lb), nout, ulc_op_name(n->op), (long long)opset,
+                        r->max_out);
+    for (int i = 0; i < r->min_out; i++)
+        if (i >= n->n_outputs || !n->outputs[i])
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: output %d is missing; %s at opset %lld has "
+                            "%d required", ulc_node_label(n, lb, sizeof lb), i, ulc_op_name(n->op),
+                            (long long)opset, r->min_out);
+    return ULC_OK;
+}
+
 ulc_status ulc_op_check_attrs(const ulc_node *n, int64_t opset, ulc_ctx *ctx) {
     if (!ulc_domain_is_default(n->domain)) return ULC_OK;
     int first = op_row(n->op);
@@ -134,6 +192,7 @@ ulc_status ulc_op_check_attrs(const ulc_node *n, int64_t opset, ulc_ctx *ctx) {
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: %s does not exist at opset %lld (it was added "
                         "in opset %d)", ulc_node_label(n, lb, sizeof lb), ulc_op_name(n->op),
                         (long long)opset, k_rows[first].since);
+    ULC_TRY(check_arity(n, opset, ctx));
     for (int i = 0; i < n->n_attrs; i++) ULC_TRY(check_attr(n, &n->attrs[i], first, opset, ctx));
     return ULC_OK;
 }

@@ -26,8 +26,10 @@
 int ulc_op_has_schema(ulc_op op);
 
 /* Checks node n (default domain; other domains and ops without a schema pass) at ai.onnx opset
- * `opset`: the op exists at that opset, every attribute is one the op has there, with the type
- * the schema gives (a DataType attribute such as Cast's `to` names a known type). */
+ * `opset`: the op exists at that opset, it has the inputs and outputs the schema requires and
+ * no more than it allows (ir/arity.def; optional ones may be left out), every attribute is one
+ * the op has there, with the type the schema gives (a DataType attribute such as Cast's `to`
+ * names a known type). */
 ulc_status ulc_op_check_attrs(const ulc_node *n, int64_t opset, ulc_ctx *ctx);
 
 /* Checks a model read from an ONNX file: ir_version in [1, ULC_ONNX_IR_VERSION_MAX]; an

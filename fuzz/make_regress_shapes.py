@@ -49,6 +49,16 @@ def seeds():
     s["slice-step-min"] = model(
         [helper.make_node("Slice", ["x", "st", "en", "ax", "sp"], ["y"])], [vi("x", f32, [4])], y,
         [const("st", [3]), const("en", [0]), const("ax", [0]), const("sp", [I64_MIN])])
+    # Slice of a constant, folded: a step of 2^62 on a strided axis, times the stride
+    s["slice-step-fold"] = model(
+        [helper.make_node("Slice", ["x", "st", "en", "ax", "sp"], ["y"])], [], y,
+        [const("x", np.ones((4, 4)), np.float32), const("st", [0]), const("en", [4]),
+         const("ax", [0]), const("sp", [2**62])])
+    # Pad of a constant, folded: pads INT64_MIN / INT64_MAX leave 3 elements, but the kernel's
+    # source index i - pad overflowed
+    s["pad-crop"] = model(
+        [helper.make_node("Pad", ["x", "p"], ["y"])], [], y,
+        [const("x", np.ones(4), np.float32), const("p", [I64_MIN, I64_MAX])])
     # Concat: two declared inputs of 2^62 elements; their sum along the axis
     s["concat-sum"] = model(
         [helper.make_node("Concat", ["a", "a"], ["y"], axis=0)],

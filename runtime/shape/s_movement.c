@@ -556,7 +556,7 @@ ulc_status ulc_sh_slice_params(ulc_kctx *k, int64_t *first, int64_t *step, int64
             n = s > e ? (int64_t)((uint64_t)(s - e - 1) / (0 - (uint64_t)p)) + 1 : 0;
         }
         first[d] = n ? s : 0;
-        step[d] = p;
+        step[d] = n > 1 ? p : 1; /* then |p| < dim, so stride·p fits; else p is never used */
         count[d] = n;
     }
     return ULC_OK;
@@ -722,6 +722,9 @@ ulc_status ulc_sh_pad_params(ulc_kctx *k, int64_t *pb, int64_t *pe, int *mode) {
             __builtin_add_overflow(size, pe[d], &size) || size < 0)
             return ulc_k_fail(k, ULC_ERR_INVALID,
                               "pads %lld/%lld take axis %d of size %lld below 0 or past int64",
+                              (long long)pb[d], (long long)pe[d], d, (long long)x->dims[d]);
+        if (pb[d] < -x->dims[d] || pe[d] < -x->dims[d]) /* keeps the kernels' i - pb in int64 */
+            return ulc_k_fail(k, ULC_ERR_INVALID, "pads %lld/%lld crop more than axis %d's %lld",
                               (long long)pb[d], (long long)pe[d], d, (long long)x->dims[d]);
         if (*mode != PAD_CONSTANT && x->dims[d] == 0 && (pb[d] > 0 || pe[d] > 0))
             return ulc_k_fail(k, ULC_ERR_INVALID, "mode '%s' cannot pad the empty axis %d", m, d);

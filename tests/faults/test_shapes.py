@@ -28,6 +28,8 @@ EXIT_INPUT = 2
 CASES = {
     "tile-repeats": ("Tile", "repeats[0] = 4611686018427387904 takes axis 0 of size 4 past int64"),
     "slice-step-min": None,
+    "slice-step-fold": None,
+    "pad-crop": ("Pad", "pads -9223372036854775808/9223372036854775807 crop more than axis 0's 4"),
     "concat-sum": None,
     "split-sum": ("Split", "split sizes add up past int64 (entry 1 is 9223372036854775807)"),
     "pool-stride": None,

@@ -87,6 +87,13 @@ int ulc_k_numel(int rank, const int64_t *dims, int64_t *r);
 /* 1 when dims[0..rank) meet the walk's invariant (ulc_k_numel succeeds). */
 int ulc_k_dims_ok(int rank, const int64_t *dims);
 
+/* The parallel-for grain for items of `work` units each when a thread should get about `budget`
+ * units: budget / (work + 1) + 1, in double, so a product of sizes as `work` cannot overflow. */
+static inline int64_t ulc_k_grain(double budget, double work) {
+    double g = budget / (work > 0 ? work + 1 : 1) + 1;
+    return g > budget ? (int64_t)budget + 1 : (int64_t)g;
+}
+
 /* *r = v truncated toward zero; 0 when v is NaN or outside int64's range (then *r is v
  * saturated, NaN giving 0), else 1. */
 int ulc_f64_to_i64(double v, int64_t *r);

@@ -28,6 +28,9 @@ ulc_status ulc_nn_attr_spatial(ulc_kctx *k, const char *name, int n, int64_t def
         if (v[i] < min)
             return ulc_k_fail(k, ULC_ERR_INVALID, "attribute %s[%d] = %lld; values must be >= %lld",
                               name, i, (long long)v[i], (long long)min);
+        if (v[i] > ULC_RT_MAX_NUMEL) /* like a dim: sums and products of a few stay in int64 */
+            return ulc_k_fail(k, ULC_ERR_INVALID, "attribute %s[%d] = %lld; values must be <= 2^48",
+                              name, i, (long long)v[i]);
         out[i] = v[i];
     }
     return ULC_OK;
@@ -73,12 +76,18 @@ ulc_status ulc_nn_window_init(ulc_kctx *k, int nsp, const int64_t *in, const int
         return ulc_k_fail(k, ULC_ERR_INVALID,
                           "auto_pad '%s' is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID", ap);
     if (mode == 0) ULC_TRY(ulc_nn_attr_spatial(k, "pads", 2 * nsp, 0, 0, pads));
-    for (int i = 0; i < nsp; i++) {
-        w->in[i] = in[i];
-        w->k[i] = kernel[i];
+    int64_t taps; /* the kernels multiply taps by output sizes: a window is at most a tensor */
+    char kb[160];
+    for (int i = 0; i < nsp; i++)
         if (kernel[i] < 1)
             return ulc_k_fail(k, ULC_ERR_INVALID, "kernel dim %d is %lld; it must be >= 1", i,
                               (long long)kernel[i]);
+    if (!ulc_k_numel(nsp, kernel, &taps))
+        return ulc_k_fail(k, ULC_ERR_INVALID, "the kernel %s has more than 2^48 taps",
+                          ulc_k_dims_str(nsp, kernel, kb, sizeof kb));
+    for (int i = 0; i < nsp; i++) {
+        w->in[i] = in[i];
+        w->k[i] = kernel[i];
         int64_t ext, s = w->s[i], o;
         if (window_ext(kernel[i], w->d[i], &ext)) return window_overflow(k, i);
         if (mode == 1 || mode == 2) {

@@ -75,6 +75,16 @@ def seeds():
     s["pool-dilation"] = model(
         [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3], dilations=[2**62])],
         [vi("x", f32, [1, 1, 4])], y)
+    # MaxPool: (kernel - 1) · dilation past int64 with both at most 2^48
+    s["pool-ext"] = model(
+        [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2**47], dilations=[2**47])],
+        [vi("x", f32, [1, 1, 4])], y)
+    # MaxPool of a constant, folded: a kernel of 2^72 taps (padded and strided to one output);
+    # the kernel's work estimate multiplied the taps
+    s["pool-kernel-taps"] = model(
+        [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2**24] * 3, pads=[2**24] * 6,
+                          strides=[2**40] * 3)], [], y,
+        [const("x", np.ones((1, 1, 1, 1, 1)), np.float32)])
     # MaxPool: pads that make each output dim 2^41, whose product (the plane size) overflows
     s["pool-output-product"] = model(
         [helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[1, 1, 1], pads=[2**40] * 6)],

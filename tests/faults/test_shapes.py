@@ -5,7 +5,8 @@ The models are fuzz_onnx's regression seeds for the checked arithmetic of runtim
 constant folding) overflow int64, negate INT64_MIN or cast a double out of range. Now:
 
   - the analysis (`ulc convert --passes cleanup`) and a plan (`ulc run`) refuse the node with
-    exit code 2 and one line naming the node and what did not fit, or
+    exit code 2 and one line naming the node and what did not fit (a sum or product past
+    int64, a size past the runtime's 2^48 elements, a spatial attribute past 2^48), or
   - where nothing is out of range after all (a declared shape too large to know is left
     unknown; a step of INT64_MIN takes one element), they succeed.
 
@@ -32,12 +33,17 @@ CASES = {
     "pad-crop": ("Pad", "pads -9223372036854775808/9223372036854775807 crop more than axis 0's 4"),
     "concat-sum": None,
     "split-sum": ("Split", "split sizes add up past int64 (entry 1 is 9223372036854775807)"),
-    "pool-stride": None,
-    "pool-dilation": ("MaxPool", "spatial dim 0: kernel, strides, dilations and pads take the "
-                                 "window past int64"),
+    "pool-stride": ("MaxPool", "attribute strides[0] = 9223372036854775807; values must be "
+                               "<= 2^48"),
+    "pool-dilation": ("MaxPool", "attribute dilations[0] = 4611686018427387904; values must be "
+                                 "<= 2^48"),
+    "pool-ext": ("MaxPool", "spatial dim 0: kernel, strides, dilations and pads take the window "
+                            "past int64"),
+    "pool-kernel-taps": ("MaxPool", "the kernel [16777216,16777216,16777216] has more than 2^48 "
+                                    "taps"),
     "pool-output-product": ("MaxPool", "the output would have more than 2^48 elements"),
-    "convtranspose-stride": ("ConvTranspose", "spatial dim 0: kernel, strides, dilations and pads "
-                                              "take the window past int64"),
+    "convtranspose-stride": ("ConvTranspose", "attribute strides[0] = 4611686018427387904; "
+                                              "values must be <= 2^48"),
     "conv-group": ("Conv", "does not fit X f32[1,2147483648,4] with group 2147483648"),
     "legacy-axis": ("Add", "B f32[3] does not fit in A f32[2,3] at axis 9223372036854775807"),
     "range-uint64": None,

@@ -8,7 +8,8 @@ out of range. `fuzz_onnx` runs every seed first, so each one is a regression tes
 (docs/fuzzing.md); before the checked arithmetic of runtime/kutil.h each stopped the harness with
 a UBSan report, now `ulc_analyze` refuses the node (or leaves it unknown) with a message. The
 models are small, valid protobuf and deterministic: regenerating changes nothing unless this
-script does. make_corpus.py leaves regress-* files alone; this script writes only its own.
+script does. make_corpus.py leaves regress-* files alone; this script writes only its own, and
+regress-attr-list-type.onnx, the importer's finding of the campaign that followed.
 """
 from pathlib import Path
 
@@ -110,12 +111,22 @@ def seeds():
     return s
 
 
+def attr_list_type():
+    """A ConstantOfShape whose attribute says TENSORS but holds strings (fuzz_onnx's first finding
+    after the audit: the IR verifier indexed the missing tensor list)."""
+    a = onnx.AttributeProto(name="value", type=onnx.AttributeProto.TENSORS, strings=[b"\0\0\0@"])
+    n = helper.make_node("ConstantOfShape", ["s"], ["y"])
+    n.attribute.append(a)
+    return model([n], [], [vi("y", TensorProto.FLOAT, None)], [const("s", [2])])
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     for name, data in sorted(seeds().items()):
         (OUT / f"regress-shape-{name}.onnx").write_bytes(data)
         onnx.load_from_string(data)  # well-formed protobuf
-    print(f"{len(seeds())} seeds in {OUT}")
+    (OUT / "regress-attr-list-type.onnx").write_bytes(attr_list_type())
+    print(f"{len(seeds()) + 1} seeds in {OUT}")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import pytest
 from conftest import ROOT, run_ulc
 
 sys.path.insert(0, str(ROOT / "fuzz"))
-from make_regress_shapes import seeds  # noqa: E402
+from make_regress_shapes import attr_list_type, seeds  # noqa: E402
 
 EXIT_INPUT = 2
 
@@ -100,3 +100,15 @@ def test_plan(tmp_path, name, feed):
     assert r.stderr.count("\n") == 1, f"not one line: {r.stderr!r}"
     assert what in r.stderr, r.stderr
     assert not out.exists()
+
+
+# the importer's finding of the campaign after the audit: a list type that names another list
+def test_attribute_list_type(tmp_path):
+    src = tmp_path / "bad.onnx"
+    src.write_bytes(attr_list_type())
+    r = run_ulc("convert", src, "-o", tmp_path / "o.onnx")
+    clean(r.stderr)
+    assert r.returncode == EXIT_INPUT, f"exit {r.returncode}: {r.stderr}"
+    assert r.stderr == (f"ulc: error: {src}: node #0 (ConstantOfShape): attribute 'value' has "
+                        "type TENSORS but holds strings\n"), r.stderr
+    assert not (tmp_path / "o.onnx").exists()

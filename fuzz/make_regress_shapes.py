@@ -9,7 +9,8 @@ out of range. `fuzz_onnx` runs every seed first, so each one is a regression tes
 a UBSan report, now `ulc_analyze` refuses the node (or leaves it unknown) with a message. The
 models are small, valid protobuf and deterministic: regenerating changes nothing unless this
 script does. make_corpus.py leaves regress-* files alone; this script writes only its own, and
-regress-attr-list-type.onnx, the importer's finding of the campaign that followed.
+the findings of the campaigns that followed (regress-attr-list-type.onnx, an importer's;
+regress-maxpool/globalpool-no-input.onnx, a pooling rule's).
 """
 from pathlib import Path
 
@@ -120,13 +121,22 @@ def attr_list_type():
     return model([n], [], [vi("y", TensorProto.FLOAT, None)], [const("s", [2])])
 
 
+def pool_no_input(op):
+    """A pooling node without its input X (fuzz_onnx's second finding after the audit: the
+    pooling rules read X before asking whether it is there)."""
+    n = helper.make_node(op, [], ["y"], **({"kernel_shape": [1]} if op == "MaxPool" else {}))
+    return model([n], [], [vi("y", TensorProto.FLOAT, None)])
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     for name, data in sorted(seeds().items()):
         (OUT / f"regress-shape-{name}.onnx").write_bytes(data)
         onnx.load_from_string(data)  # well-formed protobuf
     (OUT / "regress-attr-list-type.onnx").write_bytes(attr_list_type())
-    print(f"{len(seeds()) + 1} seeds in {OUT}")
+    (OUT / "regress-maxpool-no-input.onnx").write_bytes(pool_no_input("MaxPool"))
+    (OUT / "regress-globalpool-no-input.onnx").write_bytes(pool_no_input("GlobalAveragePool"))
+    print(f"{len(seeds()) + 3} seeds in {OUT}")
 
 
 if __name__ == "__main__":

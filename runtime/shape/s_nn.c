@@ -510,6 +510,7 @@ ulc_status ulc_sh_pool_geom(ulc_kctx *k, int kind, ulc_sh_pool *s) {
 static ulc_status pool_infer_common(ulc_kctx *k, int kind) {
     ulc_sh_pool s;
     memset(&s, 0, sizeof s);
+    ULC_TRY(ulc_k_need_input(k, 0, "X"));
     ULC_TRY(ulc_sh_pool_geom(k, kind, &s));
     const ulc_rt_tensor *x = k->in[0];
     int64_t dims[ULC_RT_MAX_RANK];
@@ -526,6 +527,7 @@ static ulc_status maxpool_infer(ulc_kctx *k) { return pool_infer_common(k, POOL_
 static ulc_status avgpool_infer(ulc_kctx *k) { return pool_infer_common(k, POOL_AVG); }
 
 static ulc_status gpool_infer(ulc_kctx *k) {
+    ULC_TRY(ulc_k_need_input(k, 0, "X"));
     const ulc_rt_tensor *x = k->in[0];
     char buf[96];
     if (!ulc_k_is_float(x->dtype))

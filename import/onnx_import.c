@@ -566,6 +566,16 @@ static ulc_status convert_attr(importer *im, ulc_node *n, Onnx__AttributeProto *
         for (size_t i = 0; i < ap->n_tensors; i++)
             ULC_TRY(convert_tensor(im, ap->tensors[i], NULL, 0, role, &a->tensors[i]));
     }
+    /* A list type names the list it holds: readers index a->ints, a->tensors, … by a->type
+     * and a->n, so a TENSORS attribute holding strings (one list, the wrong one) is refused. */
+    static const char *const held[] = {"floats", "ints", "strings", "tensors"};
+    static const char *const types[] = {"FLOATS", "INTS", "STRINGS", "TENSORS"};
+    int list = a->floats ? 0 : a->ints ? 1 : a->strings ? 2 : a->tensors ? 3 : -1;
+    int want = a->type >= ULC_ATTR_FLOATS && a->type <= ULC_ATTR_TENSORS
+                   ? a->type - ULC_ATTR_FLOATS : -1;
+    if (want >= 0 && list >= 0 && list != want)
+        return ulc_fail(im->ctx, ULC_ERR_INVALID, "%s: attribute '%s' has type %s but holds %s",
+                        lb, ap->name, types[want], held[list]);
     Onnx__AttributeProto rest = *ap;
     rest.name = NULL;
     rest.has_type = rest.has_f = rest.has_i = rest.has_s = 0;

@@ -70,8 +70,13 @@ int64_t ulc_k_int_at(const ulc_rt_tensor *t, uint64_t i) {
     case ULC_DT_U16: return ((const uint16_t *)t->data)[i];
     case ULC_DT_U8:
     case ULC_DT_BOOL: return ((const uint8_t *)t->data)[i];
-    case ULC_DT_F32: return (int64_t)((const float *)t->data)[i];
-    case ULC_DT_F64: return (int64_t)((const double *)t->data)[i];
+    case ULC_DT_F32:
+    case ULC_DT_F64: {
+        int64_t v;
+        ulc_f64_to_i64(t->dtype == ULC_DT_F32 ? ((const float *)t->data)[i]
+                                              : ((const double *)t->data)[i], &v);
+        return v;
+    }
     default: return 0;
     }
 }
@@ -86,17 +91,23 @@ double ulc_k_f64_at(const ulc_rt_tensor *t, uint64_t i) {
 }
 
 void ulc_k_store_f64(ulc_rt_tensor *t, uint64_t i, double v) {
+    int64_t w; /* v truncated and saturated; narrower integers wrap from it */
+    ulc_f64_to_i64(v, &w);
     switch (t->dtype) {
     case ULC_DT_F32: ((float *)t->data)[i] = (float)v; break;
     case ULC_DT_F64: ((double *)t->data)[i] = v; break;
-    case ULC_DT_I64: ((int64_t *)t->data)[i] = (int64_t)v; break;
-    case ULC_DT_I32: ((int32_t *)t->data)[i] = (int32_t)(int64_t)v; break;
-    case ULC_DT_I16: ((int16_t *)t->data)[i] = (int16_t)(int64_t)v; break;
-    case ULC_DT_I8: ((int8_t *)t->data)[i] = (int8_t)(int64_t)v; break;
-    case ULC_DT_U64: ((uint64_t *)t->data)[i] = (uint64_t)v; break;
-    case ULC_DT_U32: ((uint32_t *)t->data)[i] = (uint32_t)(int64_t)v; break;
-    case ULC_DT_U16: ((uint16_t *)t->data)[i] = (uint16_t)(int64_t)v; break;
-    case ULC_DT_U8: ((uint8_t *)t->data)[i] = (uint8_t)(int64_t)v; break;
+    case ULC_DT_I64: ((int64_t *)t->data)[i] = w; break;
+    case ULC_DT_I32: ((int32_t *)t->data)[i] = (int32_t)(uint32_t)(uint64_t)w; break;
+    case ULC_DT_I16: ((int16_t *)t->data)[i] = (int16_t)(uint16_t)(uint64_t)w; break;
+    case ULC_DT_I8: ((int8_t *)t->data)[i] = (int8_t)(uint8_t)(uint64_t)w; break;
+    case ULC_DT_U64:
+        ((uint64_t *)t->data)[i] = v >= 9223372036854775808.0 /* 2^63 */
+                                       ? (v < 18446744073709551616.0 ? (uint64_t)v : UINT64_MAX)
+                                       : (uint64_t)w;
+        break;
+    case ULC_DT_U32: ((uint32_t *)t->data)[i] = (uint32_t)(uint64_t)w; break;
+    case ULC_DT_U16: ((uint16_t *)t->data)[i] = (uint16_t)(uint64_t)w; break;
+    case ULC_DT_U8: ((uint8_t *)t->data)[i] = (uint8_t)(uint64_t)w; break;
     case ULC_DT_BOOL: ((uint8_t *)t->data)[i] = v != 0; break;
     default: break;
     }
@@ -135,6 +146,39 @@ void ulc_k_set(ulc_rt_tensor *t, int dtype, int rank, const int64_t *dims) {
     t->dtype = dtype;
     t->rank = rank;
     for (int i = 0; i < rank; i++) t->dims[i] = dims[i];
+}
+
+/* ---- checked arithmetic (kutil.h) ------------------------------------------------------------ */
+
+int ulc_k_numel(int rank, const int64_t *dims, int64_t *r) {
+    int64_t cap = 1; /* the product of the non-zero dims */
+    int zero = 0;
+    for (int i = 0; i < rank; i++) {
+        if (dims[i] < 0) return 0;
+        if (dims[i] == 0) {
+            zero = 1;
+            continue;
+        }
+        if (dims[i] > ULC_RT_MAX_NUMEL / cap) return 0;
+        cap *= dims[i];
+    }
+    *r = zero ? 0 : cap;
+    return 1;
+}
+
+int ulc_k_dims_ok(int rank, const int64_t *dims) {
+    int64_t n;
+    return ulc_k_numel(rank, dims, &n);
+}
+
+int ulc_f64_to_i64(double v, int64_t *r) {
+    /* [-2^63, 2^63) is exactly int64's range after truncation; both bounds are doubles */
+    if (v >= -9223372036854775808.0 && v < 9223372036854775808.0) {
+        *r = (int64_t)v;
+        return 1;
+    }
+    *r = v != v ? 0 : v < 0 ? INT64_MIN : INT64_MAX;
+    return 0;
 }
 
 ulc_status ulc_k_broadcast(ulc_kctx *k, const ulc_rt_tensor *const *ts, int n, ulc_rt_tensor *out) {

@@ -32,11 +32,13 @@ const ulc_attr *ulc_k_attr(const ulc_kctx *k, const char *name);
 /* Normalises axis into [0, rank) (negative counts from the end); error when out of range. */
 ulc_status ulc_k_axis(ulc_kctx *k, int64_t axis, int rank, int *out);
 
-/* Element i of an integer tensor (any int dtype, or bool) as int64. */
+/* Element i of an integer tensor (any int dtype, or bool) as int64 (uint64 wraps; a float
+ * element is truncated and saturated, NaN giving 0). */
 int64_t ulc_k_int_at(const ulc_rt_tensor *t, uint64_t i);
 /* Element i of any numeric tensor as double. */
 double ulc_k_f64_at(const ulc_rt_tensor *t, uint64_t i);
-/* Stores v into element i of t, converting to t's dtype (ints wrap as C casts do). */
+/* Stores v into element i of t, converting to t's dtype: ints take v truncated and saturated to
+ * int64 (uint64: to [0, 2^64)), then wrap to narrower types; NaN stores 0. */
 void ulc_k_store_f64(ulc_rt_tensor *t, uint64_t i, double v);
 
 /* Bytes per element of a runtime dtype (F16/BF16 count 4: they are computed as float32). */
@@ -53,6 +55,49 @@ void ulc_k_strides(int rank, const int64_t *dims, int64_t *strides);
 
 void ulc_k_set(ulc_rt_tensor *t, int dtype, int rank, const int64_t *dims);
 
+/* ---- checked arithmetic on values a model controls ------------------------------------------
+ *
+ * Dims, attributes and constant inputs (shapes, pads, strides, repeats, starts, …) are whatever
+ * a model says, so shape rules and the kernels' geometry never add, subtract or multiply them
+ * in plain int64, and never cast a model's double to an integer unchecked: they use these, which
+ * report overflow instead of invoking undefined behaviour, and refuse the node with a message.
+ *
+ * The plan walk keeps one invariant over every tensor it knows (initializers, inputs, each shape
+ * rule's outputs): every dim is >= 0 and the product of the non-zero dims is at most
+ * ULC_RT_MAX_NUMEL (ulc_k_dims_ok). So the product of any subset of one known tensor's dims (an
+ * element count, a stride, Flatten's halves, an [O, A, I] view) fits int64 with room to spare,
+ * and only arithmetic that combines dims with other model values needs these checks. */
+
+#define ULC_RT_MAX_NUMEL ((int64_t)1 << 48) /* elements of one tensor (256 Ti) */
+
+/* *r = a + b, a - b, a · b; return 1 (and leave *r unspecified) when int64 cannot hold it. */
+static inline int ulc_i64_add(int64_t a, int64_t b, int64_t *r) {
+    return __builtin_add_overflow(a, b, r);
+}
+static inline int ulc_i64_sub(int64_t a, int64_t b, int64_t *r) {
+    return __builtin_sub_overflow(a, b, r);
+}
+static inline int ulc_i64_mul(int64_t a, int64_t b, int64_t *r) {
+    return __builtin_mul_overflow(a, b, r);
+}
+
+/* *r = the product of dims[0..rank); 0 when some dim is negative or the product of the
+ * non-zero dims exceeds ULC_RT_MAX_NUMEL, else 1. */
+int ulc_k_numel(int rank, const int64_t *dims, int64_t *r);
+/* 1 when dims[0..rank) meet the walk's invariant (ulc_k_numel succeeds). */
+int ulc_k_dims_ok(int rank, const int64_t *dims);
+
+/* The parallel-for grain for items of `work` units each when a thread should get about `budget`
+ * units: budget / (work + 1) + 1, in double, so a product of sizes as `work` cannot overflow. */
+static inline int64_t ulc_k_grain(double budget, double work) {
+    double g = budget / (work > 0 ? work + 1 : 1) + 1;
+    return g > budget ? (int64_t)budget + 1 : (int64_t)g;
+}
+
+/* *r = v truncated toward zero; 0 when v is NaN or outside int64's range (then *r is v
+ * saturated, NaN giving 0), else 1. */
+int ulc_f64_to_i64(double v, int64_t *r);
+
 /* dtype code the runtime computes a declared dtype in (F16/BF16 → F32; others unchanged). */
 static inline int ulc_k_compute_dtype(int dt) {
     return (dt == ULC_DT_F16 || dt == ULC_DT_BF16) ? ULC_DT_F32 : dt;
@@ -66,14 +111,6 @@ int ulc_k_avx2(void);
  * (ranges of at least `grain` items; one thread when n is small). */
 void ulc_k_parallel(int64_t n, int64_t grain, void (*body)(int64_t i0, int64_t i1, void *arg),
                     void *arg);
-
-/* "[2,3,4]" for a dims list (messages); ULC_OK when input i is present, else "input i (what) is
- * required"; a 0-D or 1-D integer input (a shape, axes, starts, …) known at plan time into
- * v[0..*n) (at most max); axes normalised against rank, refusing out-of-range and repeats. */
-const char *ulc_k_dims_str(int rank, const int64_t *dims, char *buf, size_t size);
-ulc_status ulc_k_need_input(ulc_kctx *k, int i, const char *what);
-ulc_status ulc_k_read_ints(ulc_kctx *k, int slot, const char *what, int64_t *v, int max, int *n);
-ulc_status ulc_k_norm_axes(ulc_kctx *k, const int64_t *axes, int n, int rank, int *out);
 
 /* "[2,3,4]" for a dims list (messages); ULC_OK when input i is present, else "input i (what) is
  * required"; a 0-D or 1-D integer input (a shape, axes, starts, …) known at plan time into

@@ -48,6 +48,17 @@ size_t ulc_plan_nbytes(const ulc_rt_tensor *t) {
     return (size_t)n * es;
 }
 
+/* The walk's invariant (kutil.h): every dim >= 0, the product of the non-zero dims at most
+ * ULC_RT_MAX_NUMEL. A tensor that breaks it is refused before a shape rule computes with it. */
+static ulc_status check_dims(const char *what, const char *name, int rank, const int64_t *dims,
+                             ulc_ctx *ctx) {
+    if (ulc_k_dims_ok(rank, dims)) return ULC_OK;
+    char b[160];
+    return ulc_fail(ctx, ULC_ERR_INVALID,
+                    "%s '%s': shape %s has a negative dim or more than 2^48 elements", what,
+                    name ? name : "", ulc_k_dims_str(rank, dims, b, sizeof b));
+}
+
 /* Converts n halves (f16 or bf16) to float32. */
 void ulc_plan_halves_to_f32(int dt, const void *src, float *dst, uint64_t n) {
     const uint8_t *p = src;
@@ -123,6 +134,7 @@ static ulc_status load_tensor(const ulc_tensor *t, rt_val *rv, const char *what,
     if (t->rank > ULC_RT_MAX_RANK)
         return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s '%s': rank %d exceeds the runtime's %d",
                         what, t->name ? t->name : "", t->rank, ULC_RT_MAX_RANK);
+    ULC_TRY(check_dims(what, t->name, t->rank, t->dims, ctx));
     if (t->storage == ULC_STORAGE_DEVICE || t->storage == ULC_STORAGE_NONE) return ULC_OK;
     ulc_k_set(&rv->t, cdt, t->rank, t->dims);
     rv->t.nbytes = ulc_plan_nbytes(&rv->t);
@@ -282,10 +294,16 @@ static ulc_status walk_node(rt_walk *w, const ulc_node *n) {
             outs[i]->rank > ULC_RT_MAX_RANK)
             return ulc_fail(ctx, ULC_ERR_INTERNAL, "%s: shape rule inferred an invalid output %d",
                             ulc_node_label(n, label, sizeof label), i);
+        /* the invariant every later rule relies on (kutil.h); a rule that let a negative dim
+         * through would be ulc's bug, but the message is the same either way */
         outs[i]->nbytes = ulc_plan_nbytes(outs[i]);
-        if (outs[i]->nbytes == SIZE_MAX)
-            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: output '%s' is too large",
-                            ulc_node_label(n, label, sizeof label), n->outputs[i]->name);
+        if (outs[i]->nbytes == SIZE_MAX || !ulc_k_dims_ok(outs[i]->rank, outs[i]->dims)) {
+            char b[160];
+            return ulc_fail(ctx, ULC_ERR_INVALID,
+                            "%s: output '%s' is too large (shape %s; at most 2^48 elements)",
+                            ulc_node_label(n, label, sizeof label), n->outputs[i]->name,
+                            ulc_k_dims_str(outs[i]->rank, outs[i]->dims, b, sizeof b));
+        }
         rv->known = V_SHAPE;
     }
     if (all_const && k) { /* folding runs the kernel */
@@ -338,6 +356,7 @@ ulc_status ulc_plan_walk(rt_walk *w, const ulc_rt_binding *bind, int n_bind,
             const ulc_tensor *t = v->init;
             int cdt = ulc_k_compute_dtype(t->dtype);
             if (!ulc_plan_dtype_ok(cdt) || t->rank > ULC_RT_MAX_RANK) continue;
+            ULC_TRY(check_dims("initializer", t->name, t->rank, t->dims, w->ctx));
             ulc_k_set(&rv->t, cdt, t->rank, t->dims);
             rv->t.nbytes = ulc_plan_nbytes(&rv->t);
             rv->known = V_SHAPE;
@@ -356,10 +375,9 @@ ulc_status ulc_plan_walk(rt_walk *w, const ulc_rt_binding *bind, int n_bind,
             /* declared fully concrete shape: known to the analysis */
             if (w->analysis && v->rank >= 0 && v->rank <= ULC_RT_MAX_RANK &&
                 (v->flags & ULC_VALUE_HAS_TYPE) && ulc_plan_dtype_ok(ulc_k_compute_dtype(v->dtype))) {
-                int ok = 1;
-                for (int d = 0; d < v->rank; d++)
-                    if (v->dims[d].value < 0) ok = 0;
-                if (ok) {
+                int64_t dims[ULC_RT_MAX_RANK];
+                for (int d = 0; d < v->rank; d++) dims[d] = v->dims[d].value;
+                if (ulc_k_dims_ok(v->rank, dims)) { /* else a hint to ignore: stays unknown */
                     rv->t.dtype = ulc_k_compute_dtype(v->dtype);
                     rv->t.rank = v->rank;
                     for (int d = 0; d < v->rank; d++) rv->t.dims[d] = v->dims[d].value;
@@ -369,6 +387,10 @@ ulc_status ulc_plan_walk(rt_walk *w, const ulc_rt_binding *bind, int n_bind,
             }
             continue;
         }
+        if (b->t.rank < 0 || b->t.rank > ULC_RT_MAX_RANK)
+            return ulc_fail(w->ctx, ULC_ERR_INVALID, "input '%s': rank %d (0 to %d)", v->name,
+                            b->t.rank, ULC_RT_MAX_RANK);
+        ULC_TRY(check_dims("input", v->name, b->t.rank, b->t.dims, w->ctx));
         free(rv->owned);
         rv->owned = NULL;
         rv->t = b->t;

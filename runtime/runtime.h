@@ -51,6 +51,9 @@ typedef struct ulc_rt_tensor {
  * padding channels zero (oneDNN's nChw8c, what its AVX2 convolutions compute in). */
 enum { ULC_LAYOUT_PLAIN = 0, ULC_LAYOUT_NCHW8C = 1 };
 
+/* The product of t's dims in uint64 (wrapping, never UB). Exact for every tensor a plan or an
+ * analysis knows: the walk refuses those past 2^48 elements or with a negative dim
+ * (runtime/kutil.h, ulc_k_numel). */
 uint64_t ulc_rt_numel(const ulc_rt_tensor *t);
 /* 1 when a and b have the same rank and dims (dtypes and layouts not compared). */
 int ulc_rt_same_shape(const ulc_rt_tensor *a, const ulc_rt_tensor *b);

@@ -506,7 +506,7 @@ static ulc_status pg_run_common(ulc_kctx *k, int avg) {
     ULC_TRY(ulc_sh_pool_grad_geom(k, avg, &g));
     if (g.planes == 0 || g.isz == 0) return ULC_OK;
     pg_job j = {&g, k->in[0]->data, avg ? NULL : k->in[1]->data, k->out[0]->data, avg};
-    ulc_k_parallel(g.planes, (1 << 15) / (g.osz * g.kprod + g.isz + 1) + 1,
+    ulc_k_parallel(g.planes, ulc_k_grain(1 << 15, (double)g.osz * (double)g.kprod + (double)g.isz),
                    g.w.nsp <= 2 ? pg_body2d : pg_body, &j);
     return ULC_OK;
 }

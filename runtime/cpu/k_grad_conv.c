@@ -136,8 +136,8 @@ static void cg_ref_run(ulc_kctx *k, const ulc_sh_conv_grad *g) {
         j.osz *= g->w.out[d];
         j.ksz *= g->w.k[d];
     }
-    int64_t work = j.osz * j.ksz * (g->weight ? g->n * (g->c / g->g) : g->m / g->g);
-    int64_t grain = (1 << 16) / (work + 1) + 1;
+    int64_t grain = ulc_k_grain(1 << 16, (double)j.osz * (double)j.ksz *
+                                             (double)(g->weight ? g->n * (g->c / g->g) : g->m / g->g));
     if (!g->weight) {
         j.w = k->in[1]->data;
         j.dx = k->out[0]->data;

@@ -101,11 +101,9 @@ DEFINE_CONV_REF(conv_ref_f64, double)
 static void conv_ref_run(ulc_kctx *k, const ulc_sh_conv *g) {
     conv_ref_job j = {g, k->in[0]->data, k->in[1]->data, g->has_bias ? k->in[2]->data : NULL,
                       k->out[0]->data};
-    int64_t osz = 1;
-    for (int d = 0; d < g->nsp; d++) osz *= g->w.out[d];
-    int64_t work = osz * (g->c / g->g);
-    for (int d = 0; d < g->nsp; d++) work *= g->w.k[d];
-    int64_t grain = work > 0 ? (1 << 16) / work + 1 : 1;
+    double work = (double)(g->c / g->g); /* per output plane: out · C/group · kernel taps */
+    for (int d = 0; d < g->nsp; d++) work *= (double)g->w.out[d] * (double)g->w.k[d];
+    int64_t grain = ulc_k_grain(1 << 16, work);
     ulc_k_parallel(g->n * g->m, grain, g->dtype == ULC_DT_F32 ? conv_ref_f32 : conv_ref_f64, &j);
     ulc_nn_fuse_apply(k->fuse, k->out[0], 0);
 }

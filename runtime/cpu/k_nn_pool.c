@@ -455,8 +455,8 @@ static ulc_status pool_compute(ulc_kctx *k, pool_state *s, const void *x, void *
     if (s->blocked_loop) {
         const ulc_rt_tensor *xt = k->in[0];
         pool_blocked_job b = {s, x, y, xt->dims[1], (xt->dims[1] + 7) / 8};
-        int64_t work = s->g.w.out[1] * s->g.w.k[0] * s->g.w.k[1] * 8;
-        ulc_k_parallel(xt->dims[0] * b.cb * s->g.w.out[0], 16384 / (work + 1) + 1, pool_blocked_f32,
+        double work = (double)s->g.w.out[1] * (double)s->g.w.k[0] * (double)s->g.w.k[1] * 8;
+        ulc_k_parallel(xt->dims[0] * b.cb * s->g.w.out[0], ulc_k_grain(16384, work), pool_blocked_f32,
                        &b);
         return ULC_OK;
     }
@@ -476,9 +476,9 @@ static ulc_status pool_compute(ulc_kctx *k, pool_state *s, const void *x, void *
         return ulc_k_fail(k, ULC_ERR_INTERNAL, "no pooling loop for dtype %s",
                           ulc_dtype_name(s->g.dtype));
     }
-    int64_t kprod = 1;
-    for (int d = 0; d < s->g.nsp; d++) kprod *= s->g.w.k[d];
-    ulc_k_parallel(s->g.planes, (1 << 15) / (s->g.osz * kprod + 1) + 1, body, &j);
+    double taps = (double)s->g.osz;
+    for (int d = 0; d < s->g.nsp; d++) taps *= (double)s->g.w.k[d];
+    ulc_k_parallel(s->g.planes, ulc_k_grain(1 << 15, taps), body, &j);
     if (j.failed) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory (pooling row buffer)");
     return ULC_OK;
 }

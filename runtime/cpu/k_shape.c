@@ -160,6 +160,9 @@ static ulc_status range_run(ulc_kctx *k) {
         } else if (y->dtype == ULC_DT_I32) {
             int32_t *o = y->data;
             for (int64_t i = 0; i < n; i++) o[i] = (int32_t)(s + i * d);
+        } else if (y->dtype == ULC_DT_U64) { /* exact past 2^53, where a double is not */
+            uint64_t *o = y->data;
+            for (int64_t i = 0; i < n; i++) o[i] = (uint64_t)s + (uint64_t)i * (uint64_t)d;
         } else {
             for (int64_t i = 0; i < n; i++) ulc_k_store_f64(y, (uint64_t)i, (double)(s + i * d));
         }

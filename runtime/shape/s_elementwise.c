@@ -132,7 +132,7 @@ ulc_status ulc_sh_ew_legacy_view(ulc_kctx *k, const ulc_rt_tensor *a, const ulc_
     }
     int64_t axis = ulc_k_attr_int(k, "axis", a->rank - b->rank);
     if (axis < 0) axis += a->rank;
-    if (b->rank > a->rank || axis < 0 || axis + b->rank > a->rank)
+    if (b->rank > a->rank || axis < 0 || axis > a->rank - b->rank) /* no axis + rank: overflow */
         return ulc_k_fail(k, ULC_ERR_INVALID, "B %s does not fit in A %s at axis %lld",
                           ulc_rt_shape_str(b, s2, sizeof s2), ulc_rt_shape_str(a, s1, sizeof s1),
                           (long long)axis);

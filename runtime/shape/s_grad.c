@@ -53,6 +53,9 @@ static ulc_status grad_shape_input(ulc_kctx *k, int slot, const char *name, int 
             return ulc_k_fail(k, ULC_ERR_INVALID, "input %d (%s)[%lld] = %lld is negative", slot,
                               name, (long long)i, (long long)dims[i]);
     }
+    if (!ulc_k_dims_ok((int)r, dims)) /* the walk's invariant, for the shape it stands for */
+        return ulc_k_fail(k, ULC_ERR_INVALID, "input %d (%s) %s has more than 2^48 elements",
+                          slot, name, ulc_k_dims_str((int)r, dims, s1, sizeof s1));
     *rank = (int)r;
     return ULC_OK;
 }
@@ -209,12 +212,10 @@ ulc_status ulc_sh_pool_grad_geom(ulc_kctx *k, int avg, ulc_sh_pool_grad *g) {
     int ceil_mode = (int)ulc_k_attr_int(k, "ceil_mode", 0);
     ULC_TRY(ulc_nn_window_init(k, nsp, g->xdims + 2, ks, ceil_mode, &g->w));
     g->planes = g->xdims[0] * g->xdims[1];
-    g->isz = g->osz = g->kprod = 1;
-    for (int i = 0; i < nsp; i++) {
-        g->isz *= g->w.in[i];
-        g->osz *= g->w.out[i];
-        g->kprod *= g->w.k[i];
-    }
+    g->isz = (int64_t)dims_numel(nsp, g->w.in); /* x's dims: checked like every shape */
+    if (!ulc_k_numel(nsp, g->w.out, &g->osz) || !ulc_k_numel(nsp, g->w.k, &g->kprod))
+        return ulc_k_fail(k, ULC_ERR_INVALID,
+                          "the pooling's output or kernel_shape has more than 2^48 elements");
     g->include_pad = avg && ulc_k_attr_int(k, "count_include_pad", 0) != 0;
     int ok = dy->rank == g->rank && dy->dims[0] == g->xdims[0] && dy->dims[1] == g->xdims[1];
     for (int i = 0; ok && i < nsp; i++) ok = dy->dims[2 + i] == g->w.out[i];
@@ -269,6 +270,9 @@ ulc_status ulc_sh_conv_grad_geom(ulc_kctx *k, int weight, ulc_sh_conv_grad *g) {
                 return ulc_k_fail(k, ULC_ERR_INVALID, "x_shape[%d] = %lld is negative", i,
                                   (long long)g->xdims[i]);
         }
+        if (!ulc_k_dims_ok(rank, g->xdims))
+            return ulc_k_fail(k, ULC_ERR_INVALID, "input 2 (x_shape) %s has more than 2^48 elements",
+                              ulc_k_dims_str(rank, g->xdims, s1, sizeof s1));
         const ulc_rt_tensor *w = k->in[1];
         if (w->rank != rank)
             return ulc_k_fail(k, ULC_ERR_INVALID,
@@ -309,7 +313,8 @@ ulc_status ulc_sh_conv_grad_geom(ulc_kctx *k, int weight, ulc_sh_conv_grad *g) {
         return ulc_k_fail(k, ULC_ERR_INVALID,
                           "group = %lld must divide x's %lld channels and dy's %lld channels",
                           (long long)g->g, (long long)g->c, (long long)g->m);
-    if (!weight && k->in[1]->dims[1] * g->g != g->c)
+    int64_t wc = 0;
+    if (!weight && (ulc_i64_mul(k->in[1]->dims[1], g->g, &wc) || wc != g->c))
         return ulc_k_fail(k, ULC_ERR_INVALID,
                           "W %s does not fit x's %lld channels with group %lld (need W[1]·group = C)",
                           ulc_rt_shape_str(k->in[1], s1, sizeof s1), (long long)g->c,

@@ -40,7 +40,6 @@ static ulc_status reshape_infer(ulc_kctx *k) {
     }
     int allowzero = k->opset >= 14 && ulc_k_attr_int(k, "allowzero", 0) != 0;
     int infer_at = -1, has_zero = 0;
-    uint64_t known = 1;
     int64_t dims[ULC_RT_MAX_RANK];
     for (int i = 0; i < n; i++) {
         int64_t s = shape[i];
@@ -65,22 +64,25 @@ static ulc_status reshape_infer(ulc_kctx *k) {
         }
         if (s == 0) has_zero = 1;
         dims[i] = s;
-        known *= (uint64_t)s;
     }
+    int64_t known; /* the product of the given dims (a -1 counting 1) */
+    if (!ulc_k_numel(n, dims, &known))
+        return ulc_k_fail(k, ULC_ERR_INVALID, "shape %s has more than 2^48 elements",
+                          ulc_k_dims_str(n, shape, b1, sizeof b1));
     uint64_t total = ulc_rt_numel(x);
     if (infer_at >= 0) {
         if (allowzero && has_zero)
             return ulc_k_fail(k, ULC_ERR_INVALID, "shape %s has both -1 and 0 with allowzero=1",
                               ulc_k_dims_str(n, shape, b1, sizeof b1));
-        if (known == 0 || total % known)
+        if (known == 0 || total % (uint64_t)known)
             return ulc_k_fail(k, ULC_ERR_INVALID,
                               "cannot reshape data %s to %s: %llu elements do not divide into %llu",
                               shape_of(x, b2, sizeof b2), ulc_k_dims_str(n, shape, b1, sizeof b1),
                               (unsigned long long)total, (unsigned long long)known);
-        dims[infer_at] = (int64_t)(total / known);
-        known *= (uint64_t)dims[infer_at];
+        dims[infer_at] = (int64_t)(total / (uint64_t)known);
+        known *= dims[infer_at]; /* at most total */
     }
-    if (known != total)
+    if ((uint64_t)known != total)
         return ulc_k_fail(k, ULC_ERR_INVALID,
                           "cannot reshape data %s (%llu elements) to %s (%llu elements)",
                           shape_of(x, b2, sizeof b2), (unsigned long long)total,
@@ -405,7 +407,9 @@ static ulc_status concat_infer(ulc_kctx *k) {
             return ulc_k_fail(k, ULC_ERR_INVALID,
                               "input %d %s does not match input 0 %s outside axis %d", i,
                               shape_of(t, b1, sizeof b1), shape_of(first, b2, sizeof b2), axis);
-        dims[axis] += t->dims[axis];
+        if (ulc_i64_add(dims[axis], t->dims[axis], &dims[axis]))
+            return ulc_k_fail(k, ULC_ERR_INVALID, "the inputs' sizes along axis %d overflow int64",
+                              axis);
     }
     ulc_k_set(k->out[0], first->dtype, first->rank, dims);
     return ULC_OK;
@@ -438,7 +442,10 @@ ulc_status ulc_sh_split_sizes(ulc_kctx *k, int *axis_out, int64_t *sizes) {
             if (sizes[i] < 0)
                 return ulc_k_fail(k, ULC_ERR_INVALID, "split size %lld is negative",
                                   (long long)sizes[i]);
-            sum += sizes[i];
+            if (ulc_i64_add(sum, sizes[i], &sum))
+                return ulc_k_fail(k, ULC_ERR_INVALID,
+                                  "split sizes add up past int64 (entry %d is %lld)", i,
+                                  (long long)sizes[i]);
         }
         if (cnt != n || sum != d)
             return ulc_k_fail(
@@ -545,10 +552,11 @@ ulc_status ulc_sh_slice_params(ulc_kctx *k, int64_t *first, int64_t *step, int64
             s = s < 0 ? 0 : s;
             s = s > dim - 1 ? dim - 1 : s; /* an empty axis leaves s = -1: nothing taken */
             e = e < -1 ? -1 : e > dim - 1 ? dim - 1 : e;
-            n = s > e ? (s - e - 1) / -p + 1 : 0;
+            /* in uint64: -p does not fit int64 when p is INT64_MIN */
+            n = s > e ? (int64_t)((uint64_t)(s - e - 1) / (0 - (uint64_t)p)) + 1 : 0;
         }
         first[d] = n ? s : 0;
-        step[d] = p;
+        step[d] = n > 1 ? p : 1; /* then |p| < dim, so stride·p fits; else p is never used */
         count[d] = n;
     }
     return ULC_OK;
@@ -642,7 +650,10 @@ static ulc_status tile_infer(ulc_kctx *k) {
         if (rep[d] < 0)
             return ulc_k_fail(k, ULC_ERR_INVALID, "repeats[%d] is negative (%lld)", d,
                               (long long)rep[d]);
-        dims[d] = x->dims[d] * rep[d];
+        if (ulc_i64_mul(x->dims[d], rep[d], &dims[d]))
+            return ulc_k_fail(k, ULC_ERR_INVALID,
+                              "repeats[%d] = %lld takes axis %d of size %lld past int64", d,
+                              (long long)rep[d], d, (long long)x->dims[d]);
     }
     ulc_k_set(k->out[0], x->dtype, n, dims);
     return ULC_OK;
@@ -711,6 +722,9 @@ ulc_status ulc_sh_pad_params(ulc_kctx *k, int64_t *pb, int64_t *pe, int *mode) {
             __builtin_add_overflow(size, pe[d], &size) || size < 0)
             return ulc_k_fail(k, ULC_ERR_INVALID,
                               "pads %lld/%lld take axis %d of size %lld below 0 or past int64",
+                              (long long)pb[d], (long long)pe[d], d, (long long)x->dims[d]);
+        if (pb[d] < -x->dims[d] || pe[d] < -x->dims[d]) /* keeps the kernels' i - pb in int64 */
+            return ulc_k_fail(k, ULC_ERR_INVALID, "pads %lld/%lld crop more than axis %d's %lld",
                               (long long)pb[d], (long long)pe[d], d, (long long)x->dims[d]);
         if (*mode != PAD_CONSTANT && x->dims[d] == 0 && (pb[d] > 0 || pe[d] > 0))
             return ulc_k_fail(k, ULC_ERR_INVALID, "mode '%s' cannot pad the empty axis %d", m, d);

@@ -28,10 +28,29 @@ ulc_status ulc_nn_attr_spatial(ulc_kctx *k, const char *name, int n, int64_t def
         if (v[i] < min)
             return ulc_k_fail(k, ULC_ERR_INVALID, "attribute %s[%d] = %lld; values must be >= %lld",
                               name, i, (long long)v[i], (long long)min);
+        if (v[i] > ULC_RT_MAX_NUMEL) /* like a dim: sums and products of a few stay in int64 */
+            return ulc_k_fail(k, ULC_ERR_INVALID, "attribute %s[%d] = %lld; values must be <= 2^48",
+                              name, i, (long long)v[i]);
         out[i] = v[i];
     }
     return ULC_OK;
 }
+
+/* The refusal of a window whose geometry int64 cannot hold (checked arithmetic, kutil.h). */
+static ulc_status window_overflow(ulc_kctx *k, int i) {
+    return ulc_k_fail(k, ULC_ERR_INVALID,
+                      "spatial dim %d: kernel, strides, dilations and pads take the window past "
+                      "int64",
+                      i);
+}
+
+/* ext = (kernel - 1)·dilation + 1, the dilated window; 1 on overflow. */
+static int window_ext(int64_t kernel, int64_t dilation, int64_t *ext) {
+    return ulc_i64_mul(kernel - 1, dilation, ext) || ulc_i64_add(*ext, 1, ext);
+}
+
+/* ceil(a / b) for a >= 0, b >= 1, without forming a + b - 1. */
+static int64_t ceil_div(int64_t a, int64_t b) { return a / b + (a % b != 0); }
 
 ulc_status ulc_nn_window_init(ulc_kctx *k, int nsp, const int64_t *in, const int64_t *kernel,
                               int ceil_mode, ulc_nn_window *w) {
@@ -57,16 +76,26 @@ ulc_status ulc_nn_window_init(ulc_kctx *k, int nsp, const int64_t *in, const int
         return ulc_k_fail(k, ULC_ERR_INVALID,
                           "auto_pad '%s' is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID", ap);
     if (mode == 0) ULC_TRY(ulc_nn_attr_spatial(k, "pads", 2 * nsp, 0, 0, pads));
-    for (int i = 0; i < nsp; i++) {
-        w->in[i] = in[i];
-        w->k[i] = kernel[i];
+    int64_t taps; /* the kernels multiply taps by output sizes: a window is at most a tensor */
+    char kb[160];
+    for (int i = 0; i < nsp; i++)
         if (kernel[i] < 1)
             return ulc_k_fail(k, ULC_ERR_INVALID, "kernel dim %d is %lld; it must be >= 1", i,
                               (long long)kernel[i]);
-        int64_t ext = (kernel[i] - 1) * w->d[i] + 1, s = w->s[i], o;
+    if (!ulc_k_numel(nsp, kernel, &taps))
+        return ulc_k_fail(k, ULC_ERR_INVALID, "the kernel %s has more than 2^48 taps",
+                          ulc_k_dims_str(nsp, kernel, kb, sizeof kb));
+    for (int i = 0; i < nsp; i++) {
+        w->in[i] = in[i];
+        w->k[i] = kernel[i];
+        int64_t ext, s = w->s[i], o;
+        if (window_ext(kernel[i], w->d[i], &ext)) return window_overflow(k, i);
         if (mode == 1 || mode == 2) {
-            o = (in[i] + s - 1) / s;
-            int64_t total = (o - 1) * s + ext - in[i];
+            o = ceil_div(in[i], s);
+            int64_t total; /* (o - 1)·s + ext - in */
+            if (ulc_i64_mul(o - 1, s, &total) || ulc_i64_add(total, ext, &total) ||
+                ulc_i64_sub(total, in[i], &total))
+                return window_overflow(k, i);
             if (total < 0) total = 0;
             w->pb[i] = mode == 1 ? total / 2 : total - total / 2;
             w->pe[i] = total - w->pb[i];
@@ -75,15 +104,21 @@ ulc_status ulc_nn_window_init(ulc_kctx *k, int nsp, const int64_t *in, const int
                 w->pb[i] = pads[i];
                 w->pe[i] = pads[nsp + i];
             }
-            int64_t span = in[i] + w->pb[i] + w->pe[i] - ext;
+            int64_t padded, span, last, lead;
+            if (ulc_i64_add(in[i], w->pb[i], &lead) || ulc_i64_add(lead, w->pe[i], &padded) ||
+                ulc_i64_sub(padded, ext, &span))
+                return window_overflow(k, i);
             if (span < 0)
                 return ulc_k_fail(k, ULC_ERR_INVALID,
                                   "spatial dim %d: the window (%lld taps, dilated) is larger than "
                                   "the padded input (%lld)",
-                                  i, (long long)ext, (long long)(in[i] + w->pb[i] + w->pe[i]));
-            o = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
+                                  i, (long long)ext, (long long)padded);
+            o = (ceil_mode ? ceil_div(span, s) : span / s) + 1;
             /* The last window must start inside the input or its leading padding. */
-            if (ceil_mode && (o - 1) * s >= in[i] + w->pb[i]) o--;
+            if (ceil_mode) {
+                if (ulc_i64_mul(o - 1, s, &last)) return window_overflow(k, i);
+                if (last >= lead) o--;
+            }
         }
         if (o < 1)
             return ulc_k_fail(k, ULC_ERR_INVALID, "spatial dim %d: the output would be empty", i);
@@ -189,14 +224,18 @@ ulc_status ulc_sh_conv_geom(ulc_kctx *k, int transpose, ulc_sh_conv *g) {
                           (long long)g->g, (long long)g->c);
     if (!transpose) {
         g->m = w->dims[0];
-        if (w->dims[1] * g->g != g->c || g->m % g->g != 0)
+        int64_t wc;
+        if (ulc_i64_mul(w->dims[1], g->g, &wc) || wc != g->c || g->m % g->g != 0)
             return ulc_k_fail(
                 k, ULC_ERR_INVALID,
                 "W %s does not fit X %s with group %lld (need W[1]·group = C and group | M)",
                 ulc_rt_shape_str(w, s1, sizeof s1), ulc_rt_shape_str(x, s2, sizeof s2),
                 (long long)g->g);
     } else {
-        g->m = w->dims[1] * g->g;
+        if (ulc_i64_mul(w->dims[1], g->g, &g->m))
+            return ulc_k_fail(k, ULC_ERR_INVALID,
+                              "W %s with group %lld gives more output channels than int64 holds",
+                              ulc_rt_shape_str(w, s1, sizeof s1), (long long)g->g);
         if (w->dims[0] != g->c)
             return ulc_k_fail(
                 k, ULC_ERR_INVALID,
@@ -240,22 +279,31 @@ ulc_status ulc_sh_conv_geom(ulc_kctx *k, int transpose, ulc_sh_conv *g) {
             ULC_TRY(ulc_nn_attr_spatial(k, "pads", 2 * nsp, 0, 0, pads));
     }
     for (int i = 0; i < nsp; i++) {
-        int64_t in = x->dims[2 + i], ext = (kernel[i] - 1) * wd->d[i] + 1;
+        int64_t in = x->dims[2 + i], ext, full; /* full = s·(in - 1) + output_padding + ext */
         wd->in[i] = in;
         wd->k[i] = kernel[i];
+        if (window_ext(kernel[i], wd->d[i], &ext) || ulc_i64_mul(wd->s[i], in - 1, &full) ||
+            ulc_i64_add(full, opad[i], &full) || ulc_i64_add(full, ext, &full))
+            return window_overflow(k, i);
         if (nos >= 0 || same_upper || same_lower) {
-            oshape[i] = nos >= 0 ? os[nos - nsp + i] : in * wd->s[i];
-            int64_t total = wd->s[i] * (in - 1) + opad[i] + ext - oshape[i];
+            if (nos >= 0)
+                oshape[i] = os[nos - nsp + i];
+            else if (ulc_i64_mul(in, wd->s[i], &oshape[i]))
+                return window_overflow(k, i);
+            int64_t total;
+            if (ulc_i64_sub(full, oshape[i], &total)) return window_overflow(k, i);
             /* Python's floor division, as ONNX's reference: a negative total (output_shape
              * beyond the natural size) extends the output after the input. */
-            int64_t half = total >= 0 ? total / 2 : -((-total + 1) / 2);
+            int64_t half = total / 2 - (total < 0 && total % 2 != 0);
             wd->pb[i] = same_upper ? half : total - half;
             wd->pe[i] = total - wd->pb[i];
             wd->out[i] = oshape[i];
         } else {
             wd->pb[i] = pads[i];
             wd->pe[i] = pads[nsp + i];
-            wd->out[i] = wd->s[i] * (in - 1) + opad[i] + ext - wd->pb[i] - wd->pe[i];
+            if (ulc_i64_sub(full, wd->pb[i], &wd->out[i]) ||
+                ulc_i64_sub(wd->out[i], wd->pe[i], &wd->out[i]))
+                return window_overflow(k, i);
         }
         if (wd->out[i] < 1)
             return ulc_k_fail(k, ULC_ERR_INVALID,
@@ -446,11 +494,9 @@ ulc_status ulc_sh_pool_geom(ulc_kctx *k, int kind, ulc_sh_pool *s) {
         return ulc_k_fail(k, ULC_ERR_INVALID, "AveragePool has no dilations before opset 19");
     int ceil_mode = (int)ulc_k_attr_int(k, "ceil_mode", 0);
     ULC_TRY(ulc_nn_window_init(k, s->nsp, x->dims + 2, ks, ceil_mode, &s->w));
-    s->isz = s->osz = 1;
-    for (int i = 0; i < s->nsp; i++) {
-        s->isz *= s->w.in[i];
-        s->osz *= s->w.out[i];
-    }
+    s->isz = (int64_t)dims_numel(s->nsp, s->w.in); /* X's dims: the walk's invariant */
+    if (!ulc_k_numel(s->nsp, s->w.out, &s->osz))
+        return ulc_k_fail(k, ULC_ERR_INVALID, "the output would have more than 2^48 elements");
     s->include_pad = kind == POOL_AVG && ulc_k_attr_int(k, "count_include_pad", 0) != 0;
     int64_t so = kind == POOL_MAX ? ulc_k_attr_int(k, "storage_order", 0) : 0;
     if (so != 0 && so != 1)
@@ -464,6 +510,7 @@ ulc_status ulc_sh_pool_geom(ulc_kctx *k, int kind, ulc_sh_pool *s) {
 static ulc_status pool_infer_common(ulc_kctx *k, int kind) {
     ulc_sh_pool s;
     memset(&s, 0, sizeof s);
+    ULC_TRY(ulc_k_need_input(k, 0, "X"));
     ULC_TRY(ulc_sh_pool_geom(k, kind, &s));
     const ulc_rt_tensor *x = k->in[0];
     int64_t dims[ULC_RT_MAX_RANK];
@@ -480,6 +527,7 @@ static ulc_status maxpool_infer(ulc_kctx *k) { return pool_infer_common(k, POOL_
 static ulc_status avgpool_infer(ulc_kctx *k) { return pool_infer_common(k, POOL_AVG); }
 
 static ulc_status gpool_infer(ulc_kctx *k) {
+    ULC_TRY(ulc_k_need_input(k, 0, "X"));
     const ulc_rt_tensor *x = k->in[0];
     char buf[96];
     if (!ulc_k_is_float(x->dtype))

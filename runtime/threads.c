@@ -206,10 +206,11 @@ int ulc_threads_pick(int requested) {
     if (avail == 1) return 1;
     long online = sysconf(_SC_NPROCESSORS_ONLN);
     if (online <= 0) return avail;
-    /* the median of three looks a millisecond apart: a task that ran at one instant is not load */
+    /* the median of three looks a quarter millisecond apart: a task that ran at one instant is
+     * not load */
     int s[3];
     for (int i = 0; i < 3; i++) {
-        if (i) nanosleep(&(struct timespec){0, 1000000}, NULL);
+        if (i) nanosleep(&(struct timespec){0, 250000}, NULL);
         int o = ulc_threads_others_running("/proc/loadavg");
         if (o < 0) return avail;
         o -= own_running();

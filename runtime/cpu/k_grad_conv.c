@@ -566,6 +566,17 @@ static dnnl_status_t cgw_exec(const cgw_prim *p, dnnl_stream_t stream, dnnl_memo
     return dnnl_primitive_execute(p->p, stream, n + 1, a);
 }
 
+/* One input of a part: the plain rows themselves when oneDNN computes in the plain layout (no
+ * reorder), else reordered from them (user) into buf (m). */
+static dnnl_status_t cgw_stage(const cgw_prim *r, dnnl_memory_t user, dnnl_memory_t m,
+                               void *rows, void *buf, dnnl_memory_t pad, dnnl_stream_t stream) {
+    if (!r->p) return dnnl_memory_set_data_handle(m, rows);
+    dnnl_status_t st = dnnl_memory_set_data_handle(user, rows);
+    if (st == dnnl_success) st = dnnl_memory_set_data_handle(m, buf);
+    if (st != dnnl_success) return st;
+    return cgw_exec(r, stream, pad, 2, (dnnl_exec_arg_t[]){{DNNL_ARG_FROM, user}, {DNNL_ARG_TO, m}});
+}
+
 /* Part i: its rows' dy and x reordered into its scratch when oneDNN's layout is not plain, then
  * the single-threaded primitive into its partial dW. */
 static dnnl_status_t cgw_run_part(ulc_kctx *k, const cgw_state *w, int i, char *scratch,
@@ -580,25 +591,9 @@ static dnnl_status_t cgw_run_part(ulc_kctx *k, const cgw_state *w, int i, char *
     char *q = scratch + p->off;
     char *pad = q + v->dst_bytes + v->src_bytes + w->w_bytes;
     dnnl_status_t st = dnnl_memory_set_data_handle(p->pad, pad);
-    if (st == dnnl_success && v->r_dst.p) {
-        st = dnnl_memory_set_data_handle(p->dst_user, dy);
-        if (st == dnnl_success) st = dnnl_memory_set_data_handle(p->dst, q);
-        if (st == dnnl_success)
-            st = cgw_exec(&v->r_dst, stream, p->pad, 2,
-                          (dnnl_exec_arg_t[]){{DNNL_ARG_FROM, p->dst_user}, {DNNL_ARG_TO, p->dst}});
-    } else if (st == dnnl_success) {
-        st = dnnl_memory_set_data_handle(p->dst, dy);
-    }
+    if (st == dnnl_success) st = cgw_stage(&v->r_dst, p->dst_user, p->dst, dy, q, p->pad, stream);
     q += v->dst_bytes;
-    if (st == dnnl_success && v->r_src.p) {
-        st = dnnl_memory_set_data_handle(p->src_user, x);
-        if (st == dnnl_success) st = dnnl_memory_set_data_handle(p->src, q);
-        if (st == dnnl_success)
-            st = cgw_exec(&v->r_src, stream, p->pad, 2,
-                          (dnnl_exec_arg_t[]){{DNNL_ARG_FROM, p->src_user}, {DNNL_ARG_TO, p->src}});
-    } else if (st == dnnl_success) {
-        st = dnnl_memory_set_data_handle(p->src, x);
-    }
+    if (st == dnnl_success) st = cgw_stage(&v->r_src, p->src_user, p->src, x, q, p->pad, stream);
     q += v->src_bytes;
     if (st == dnnl_success) st = dnnl_memory_set_data_handle(p->dw, q);
     if (st != dnnl_success) return st;

@@ -250,6 +250,7 @@ static ulc_status evaluate_after(forget_run *w, const ulc_model *m, const ulc_mo
     so.threads = w->o->threads;
     const char *name = w->o->out ? w->o->out : "the unlearned model";
     ulc_status st = ulc_session_create(m, &so, &ses, ctx);
+    r->after.mink_frac = rq->lm.mink_frac;
     if (st == ULC_OK)
         st = ulc_eval_score_splits(ses, name, &w->f, &w->tr, rq->test ? &w->te : NULL, &w->sp,
                                    &r->after, ctx);
@@ -260,18 +261,17 @@ static ulc_status evaluate_after(forget_run *w, const ulc_model *m, const ulc_mo
     r->sp = &w->sp;
     r->f = &w->f;
     r->fs = &w->fs;
-    if (r->has_mia) ULC_TRY(ulc_forget_mia(r, ctx));
+    if (r->has_mia || r->has_lm_mia) ULC_TRY(ulc_forget_mia(r, ctx));
     r->eval = (ulc_fe_opts){.features = rq->eval_features, .relearn_steps = rq->relearn_steps,
                             .relearn_lr = rq->relearn_lr, .seed = rq->seed,
-                            .so = ulc_session_defaults()};
+                            .so = ulc_session_defaults(), .lm = rq->lm};
     r->eval.so.threads = r->threads;
     if (!(r->extra = cJSON_CreateObject())) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-    if (w->f.n_fed != 1) return ULC_OK;
     ulc_fe_models ms = {.model = m, .orig = teacher, .ref = w->ref, .model_path = name,
                         .orig_path = w->o->in ? w->o->in : "the model",
                         .ref_path = rq->reference};
     ulc_fe_rows rows = {.path = w->tr.path, .x = w->tr.cols[0], .y = w->tr.label,
-                        .forget = w->sp.forget, .rows = w->tr.rows};
+                        .forget = w->sp.forget, .rows = w->tr.rows, .data = &w->tr, .f = &w->f};
     return ulc_fe_extra(&ms, &r->eval, w->f.fed[0]->name, w->f.out->name, w->f.next_token, &rows,
                         r->extra, ctx);
 }
@@ -284,6 +284,8 @@ static ulc_status run(forget_run *w, ulc_model *m, const ulc_model *teacher, ulc
     const ulc_forget_opts *o = w->o;
     ULC_TRY(bind(w, m, teacher, ctx));
     w->fx.has_mia = rq->test && !w->f.next_token;
+    w->fx.has_lm_mia = rq->test && w->f.next_token;
+    w->fx.before.mink_frac = rq->lm.mink_frac;
     w->fx.threads = ulc_threads_pick(o->threads);
     /* the passes before the method (lora-inject) now: a placement that adapts nothing is
      * refused before any work */

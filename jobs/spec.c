@@ -303,7 +303,8 @@ static const char *const k_other_keys[] = {"train", NULL}; /* finetune, neggrad,
 static const char *const k_gate_keys[] = {"forget_acc_max", "retain_acc_drop_max", "mia_max",
                                           NULL};
 static const char *const k_eval_keys[] = {"features", "relearn_steps", "relearn_lr", "reference",
-                                          NULL};
+                                          "mink_percent", "extract_prefix", "extract_tokens",
+                                          "extract_rows", NULL};
 static const char *const k_targets[] = {"Conv", "Gemm", "MatMul", NULL};
 
 /* The defaults (docs/spec.md; the paper's: rank 8, alpha 32, AdamW lr 5e-5, batch 128, 1 epoch). */
@@ -327,6 +328,7 @@ void ulc_request_init(ulc_request *s, const char *path) {
     s->eval_features = 1;
     s->relearn_steps = ULC_SPEC_RELEARN_STEPS;
     s->relearn_lr = ULC_FE_RELEARN_LR;
+    s->lm = ulc_lm_defaults();
 }
 
 static ulc_status parse_forget(ulc_request *s, const cJSON *f, ulc_ctx *ctx) {
@@ -496,6 +498,16 @@ static ulc_status parse_eval(ulc_request *s, const cJSON *e, const char **refere
     ULC_TRY(get_int(s->path, e, "eval", "relearn_steps", 0, 100000, &iv, ctx));
     s->relearn_steps = (long)iv;
     ULC_TRY(get_num(s->path, e, "eval", "relearn_lr", 0, 1, 1e3, &s->relearn_lr, ctx));
+    double pct = 100 * s->lm.mink_frac; /* text models (docs/metrics.md, "Language models") */
+    ULC_TRY(get_num(s->path, e, "eval", "mink_percent", 0, 1, 100, &pct, ctx));
+    s->lm.mink_frac = pct / 100;
+    long long pre = s->lm.extract_prefix, tok = s->lm.extract_tokens, rows = s->lm.extract_rows;
+    ULC_TRY(get_int(s->path, e, "eval", "extract_prefix", 1, 100000, &pre, ctx));
+    ULC_TRY(get_int(s->path, e, "eval", "extract_tokens", 1, 100000, &tok, ctx));
+    ULC_TRY(get_int(s->path, e, "eval", "extract_rows", 0, 1000000, &rows, ctx));
+    s->lm.extract_prefix = (long)pre;
+    s->lm.extract_tokens = (long)tok;
+    s->lm.extract_rows = (long)rows;
     return get_str(s->path, e, "eval", "reference", reference, ctx);
 }
 

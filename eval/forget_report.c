@@ -226,6 +226,8 @@ static void print_lm(FILE *out, const ulc_forget_facts *r) {
         const cJSON *a = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(ex, "after"), sp);
         const cJSON *bv[2] = {cJSON_GetObjectItemCaseSensitive(b, "rouge_l"), cJSON_GetObjectItemCaseSensitive(b, "exact")};
         const cJSON *av[2] = {cJSON_GetObjectItemCaseSensitive(a, "rouge_l"), cJSON_GetObjectItemCaseSensitive(a, "exact")};
+        const cJSON *skip = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(ex, "after"), "skipped");
+        if (cJSON_IsString(skip) && !side) fprintf(out, "extraction skipped: %s\n", skip->valuestring);
         if (!cJSON_IsNumber(av[0])) continue;
         fprintf(out, "extraction %s (%d rows): ROUGE-L %.3f -> %.3f, exact %.2f%% -> %.2f%%\n", sp,
                 cJSON_GetObjectItemCaseSensitive(a, "rows")->valueint,

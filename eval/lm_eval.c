@@ -3,6 +3,7 @@
 #include "eval/lm_eval.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -224,12 +225,33 @@ static ulc_status extract_rows(gen *g, const ulc_data *tr, const ulc_iface *f,
     return st;
 }
 
+/* Why decoding cannot feed this model (into why), or 0: it must be fed input_ids and at most an
+ * attention_mask, each with a dynamic sequence dim (the sequence grows by a token a step). */
+static int extract_skip(const ulc_iface *f, char *why, size_t n) {
+    if (f->n_fed > 1 + (f->mask >= 0)) {
+        snprintf(why, n, "the model is fed %d inputs; decoding feeds input_ids and "
+                 "attention_mask only", f->n_fed);
+        return 1;
+    }
+    for (int k = 0; k < f->n_fed; k++) {
+        const ulc_value *v = f->fed[k];
+        if (v->rank >= 2 && v->dims[1].value >= 0) {
+            snprintf(why, n, "input '%s' has a fixed sequence length (%lld); decoding needs a "
+                     "dynamic one", v->name, (long long)v->dims[1].value);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 ulc_status ulc_lm_extract(const ulc_model *m, const char *mpath, const ulc_session_opts *so,
                           const ulc_iface *f, const ulc_data *tr, const uint8_t *forget,
                           const ulc_lm_opts *o, cJSON *into, ulc_ctx *ctx) {
-    if (f->n_fed > 1 + (f->mask >= 0))
-        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: extraction feeds input_ids and "
-                        "attention_mask only; the model has %d fed inputs", mpath, f->n_fed);
+    char why[256];
+    if (extract_skip(f, why, sizeof why)) { /* said in the output, not a failure of the run */
+        cJSON_AddStringToObject(into, "skipped", why);
+        return ULC_OK;
+    }
     int64_t T = tr->cols[0]->dims[1], cap = o->extract_rows, n[2] = {0, 0};
     int64_t *rows = malloc((size_t)(2 * cap + 1) * sizeof *rows);
     gen g = {.mpath = mpath, .ids_name = f->fed[0]->name, .out_name = f->out->name,

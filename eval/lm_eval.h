@@ -59,8 +59,8 @@ cJSON *ulc_lm_attack_json(const ulc_lm_attack_result *r);
 /* Extraction of model m (mpath for messages) on the first o->extract_rows Df rows (forget[i]
  * set) and the first o->extract_rows Dr rows of tr: adds {"Df": {"rows", "rouge_l", "exact"}, "Dr": {...}} to
  * into (rows: those with at least 2 real tokens; the means over them, null without rows). The
- * model is fed input_ids and, when f has one, an attention_mask of ones; other fed inputs are
- * refused (UNSUPPORTED). */
+ * model is fed input_ids and, when f has one, an attention_mask of ones. A model fed other
+ * inputs, or with a fixed sequence length, gets {"skipped": why} instead (not a failure). */
 ulc_status ulc_lm_extract(const ulc_model *m, const char *mpath, const ulc_session_opts *so,
                           const ulc_iface *f, const ulc_data *tr, const uint8_t *forget,
                           const ulc_lm_opts *o, cJSON *into, ulc_ctx *ctx);

@@ -671,6 +671,14 @@ static void render_lm(sbuf *b, const cJSON *r, int html) {
              "up to %.0f tokens, against the true suffix: ROUGE-L recall and the exact-match rate "
              "(Df: what should be forgotten; Dr: for contrast).", pre, tok);
     ex_para(b, html, text);
+    const cJSON *skip = get2(ex, "after", "skipped");
+    if (cJSON_IsString(skip)) { /* the reason names an input: escaped */
+        sb_puts(b, html ? "<p>Skipped: " : "Skipped: ");
+        if (html) sb_html(b, skip->valuestring);
+        else sb_md(b, skip->valuestring);
+        sb_puts(b, html ? ".</p>\n" : ".\n\n");
+        return;
+    }
     if (html) sb_puts(b, "<table>\n");
     const char *hc[6] = {"split", head[0], head[1], head[2], head[3], head[4]};
     ex_row(b, html, 1, hc, 6, 1u);

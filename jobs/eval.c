@@ -435,9 +435,13 @@ static void ev_print_lm(FILE *out, const ev_run *e) {
             "ROUGE-L Dr  exact Dr\n", cJSON_GetObjectItem(ex, "prefix")->valueint,
             cJSON_GetObjectItem(ex, "max_tokens")->valueint);
     for (int k = 0; k < 3; k++) {
-        const cJSON *m = cJSON_GetObjectItem(ex, k_role[k]);
+        const cJSON *m = cJSON_GetObjectItem(ex, k_role[k]), *skip = cJSON_GetObjectItem(m, "skipped");
         if (!m) continue;
         fprintf(out, "%-49s", k_role[k]);
+        if (cJSON_IsString(skip)) {
+            fprintf(out, "  skipped: %s\n", skip->valuestring);
+            continue;
+        }
         for (int side = 0; side < 2; side++) {
             const cJSON *sd = cJSON_GetObjectItem(m, side ? "Dr" : "Df");
             const cJSON *r = cJSON_GetObjectItem(sd, "rouge_l"), *x = cJSON_GetObjectItem(sd, "exact");

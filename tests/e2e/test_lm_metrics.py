@@ -294,3 +294,17 @@ def test_bad_eval_keys(tmp_path, key, value):
     proc = run_ulc("eval", tmp_path / "x.onnx", "--forget", tmp_path / "spec.json")
     assert proc.returncode == 2, proc.stderr
     assert f"'eval.{key}'" in proc.stderr, proc.stderr
+
+
+def test_extraction_is_skipped_for_a_fixed_sequence_length(lm, tmp_path):
+    import onnx
+    m = onnx.load(str(lm["mem"]))
+    for i in m.graph.input:
+        i.type.tensor_type.shape.dim[1].dim_value = T
+    fixed = tmp_path / "fixed.onnx"
+    onnx.save(m, str(fixed))
+    ev = json.loads(run_ulc("eval", fixed, "--forget", lm["dir"] / "spec.json", "--json",
+                            "--threads", "2", check=True).stdout)
+    assert "fixed sequence length (16)" in ev["extraction"]["model"]["skipped"]
+    # the rest is scored as for the dynamic model
+    assert ev["perplexity"]["model"]["Df"] == pytest.approx(lm["ref"]["original"]["ppl"]["Df"], rel=1e-4)

@@ -308,3 +308,33 @@ def test_extraction_is_skipped_for_a_fixed_sequence_length(lm, tmp_path):
     assert "fixed sequence length (16)" in ev["extraction"]["model"]["skipped"]
     # the rest is scored as for the dynamic model
     assert ev["perplexity"]["model"]["Df"] == pytest.approx(lm["ref"]["original"]["ppl"]["Df"], rel=1e-4)
+
+
+def test_class_forgetting_on_text(lm, tmp_path):
+    # rows labelled by topic (here: row % 3); forgetting class 1 splits the test rows into
+    # Dft / Drt, and the attacks' non-members are the Drt rows
+    (ids, mask), (t, tmask) = lm["train"], lm["test"]
+    save_file({"input_ids": ids, "attention_mask": mask,
+               "label": (np.arange(len(ids)) % 3).astype(np.int64)}, str(tmp_path / "train.safetensors"))
+    save_file({"input_ids": t, "attention_mask": tmask,
+               "label": (np.arange(len(t)) % 3).astype(np.int64)}, str(tmp_path / "test.safetensors"))
+    sp = spec(extract_rows=0)
+    sp["forget"] = {"classes": [1]}
+    (tmp_path / "spec.json").write_text(json.dumps(sp))
+    ev = json.loads(run_ulc("eval", lm["mem"], "--forget", tmp_path / "spec.json", "--json",
+                            "--threads", "2", check=True).stdout)
+    sess = ort.InferenceSession(str(lm["mem"]), providers=["CPUExecutionProvider"])
+    tr, te = row_stats(sess, ids, mask), row_stats(sess, t, tmask)
+    df = [r for i, r in enumerate(tr) if i % 3 == 1]
+    dr = [r for i, r in enumerate(tr) if i % 3 != 1]
+    dft = [r for i, r in enumerate(te) if i % 3 == 1]
+    drt = [r for i, r in enumerate(te) if i % 3 != 1]
+    got = ev["perplexity"]["model"]
+    assert set(got) == {"Df", "Dr", "Dft", "Drt"}
+    for split, rows in (("Df", df), ("Dr", dr), ("Dft", dft), ("Drt", drt)):
+        assert got[split] == pytest.approx(ppl(rows), rel=1e-4)
+    assert ev["mia"]["nonmembers"] == "Drt"
+    ref = attack([r["loss"] for r in df], [r["loss"] for r in dr], [r["loss"] for r in drt])
+    assert ev["mia"]["model"]["loss"]["auc"] == pytest.approx(ref["auc"], abs=1e-12)
+    assert ev["mia"]["model"]["loss"]["mia"] == pytest.approx(ref["mia"], abs=1e-12)
+    assert ev["mia"]["model"]["loss"]["nonmembers"] == len(drt)

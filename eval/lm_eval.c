@@ -225,9 +225,9 @@ static ulc_status extract_rows(gen *g, const ulc_data *tr, const ulc_iface *f,
     return st;
 }
 
-/* Why decoding cannot feed this model (into why), or 0: it must be fed input_ids and at most an
- * attention_mask, each with a dynamic sequence dim (the sequence grows by a token a step). */
-static int extract_skip(const ulc_iface *f, char *why, size_t n) {
+/* Decoding feeds input_ids and at most an attention_mask, each with a dynamic sequence dim (the
+ * sequence grows by a token a step). */
+int ulc_lm_extract_skip(const ulc_iface *f, char *why, size_t n) {
     if (f->n_fed > 1 + (f->mask >= 0)) {
         snprintf(why, n, "the model is fed %d inputs; decoding feeds input_ids and "
                  "attention_mask only", f->n_fed);
@@ -248,7 +248,7 @@ ulc_status ulc_lm_extract(const ulc_model *m, const char *mpath, const ulc_sessi
                           const ulc_iface *f, const ulc_data *tr, const uint8_t *forget,
                           const ulc_lm_opts *o, cJSON *into, ulc_ctx *ctx) {
     char why[256];
-    if (extract_skip(f, why, sizeof why)) { /* said in the output, not a failure of the run */
+    if (ulc_lm_extract_skip(f, why, sizeof why)) { /* said in the output, not a failure of the run */
         cJSON_AddStringToObject(into, "skipped", why);
         return ULC_OK;
     }

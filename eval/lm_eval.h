@@ -17,6 +17,7 @@
 #ifndef ULC_EVAL_LM_EVAL_H
 #define ULC_EVAL_LM_EVAL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <cjson/cJSON.h>
@@ -64,6 +65,10 @@ cJSON *ulc_lm_attack_json(const ulc_lm_attack_result *r);
 ulc_status ulc_lm_extract(const ulc_model *m, const char *mpath, const ulc_session_opts *so,
                           const ulc_iface *f, const ulc_data *tr, const uint8_t *forget,
                           const ulc_lm_opts *o, cJSON *into, ulc_ctx *ctx);
+
+/* 1 when extraction cannot feed the model f describes (why says so: inputs other than input_ids
+ * and attention_mask, or a fixed sequence length); 0 when it can. */
+int ulc_lm_extract_skip(const ulc_iface *f, char *why, size_t n);
 
 /* The extraction settings into o: "prefix", "max_tokens", "max_rows". */
 void ulc_lm_extract_settings(cJSON *o, const ulc_lm_opts *opts);

@@ -985,7 +985,7 @@ char *ulc_report_render(const cJSON *report, ulc_report_format fmt) {
 /* ---- gates ----------------------------------------------------------------------------------- */
 
 static const char *const k_gate_names[ULC_GATE_COUNT] = {"forget_acc_max", "retain_acc_drop_max",
-                                                     "mia_max"};
+                                                     "mia_max", "forget_ppl_min", "extract_max"};
 
 ulc_status ulc_report_gates(cJSON *report, const ulc_gates *gates, int *failed, char **messages,
                             ulc_ctx *ctx) {
@@ -1018,6 +1018,22 @@ ulc_status ulc_report_gates(cJSON *report, const ulc_gates *gates, int *failed, 
             snprintf(what, sizeof what, "%s accuracy drop (before - after)", split);
             snprintf(line, sizeof line, "gate %s failed: %s accuracy dropped %.4g (%.4g -> %.4g) "
                      "> %g", k_gate_names[k], split, value, bv, av, thr);
+        } else if (k == ULC_GATE_FORGET_PPL) { /* a minimum: value >= thr passes (below) */
+            split = "Df";
+            if (!num(get2(get(report, "perplexity"), "after", "Df"), &value))
+                return ulc_fail(ctx, ULC_ERR_INTERNAL, "gate forget_ppl_min: the report has no "
+                                "Df perplexity");
+            snprintf(what, sizeof what, "Df perplexity (at least the threshold)");
+            snprintf(line, sizeof line, "gate forget_ppl_min failed: Df perplexity %.4g < %g",
+                     value, thr);
+        } else if (k == ULC_GATE_EXTRACT) {
+            split = "Df";
+            if (!num(get2(get2(report, "extraction", "after"), "Df", "rouge_l"), &value))
+                return ulc_fail(ctx, ULC_ERR_INTERNAL, "gate extract_max: the report has no Df "
+                                "extraction");
+            snprintf(what, sizeof what, "Df extraction ROUGE-L recall");
+            snprintf(line, sizeof line, "gate extract_max failed: Df extraction ROUGE-L %.4g > %g",
+                     value, thr);
         } else {
             if (!num(get2(report, "mia", "entropy"), &value))
                 return ulc_fail(ctx, ULC_ERR_INTERNAL, "gate mia_max: the report has no "
@@ -1026,7 +1042,7 @@ ulc_status ulc_report_gates(cJSON *report, const ulc_gates *gates, int *failed, 
             snprintf(line, sizeof line, "gate mia_max failed: MIA (entropy) %.4g > %g", value,
                      thr);
         }
-        int passed = value <= thr;
+        int passed = k == ULC_GATE_FORGET_PPL ? value >= thr : value <= thr;
         cJSON *g = cJSON_CreateObject();
         if (!g) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (report gates)");
         cJSON_AddItemToArray(list, g);

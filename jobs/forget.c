@@ -206,6 +206,22 @@ static ulc_status unlearn(forget_run *w, ulc_model *m, ulc_ctx *ctx) {
 
 /* ---- evaluation ------------------------------------------------------------------------------ */
 
+/* The text models' gates (forget_ppl_min, extract_max) need a text model, and extract_max one
+ * that extraction can feed. */
+static ulc_status text_gates(const forget_run *w, const char *in, ulc_ctx *ctx) {
+    const ulc_request *rq = w->rq;
+    char why[256];
+    for (int k = ULC_GATE_FORGET_PPL; k <= ULC_GATE_EXTRACT; k++)
+        if (rq->gates.set[k] && !w->f.next_token)
+            return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: key 'gates.%s': %s is a classifier; the "
+                            "gate scores text models", rq->path,
+                            k == ULC_GATE_EXTRACT ? "extract_max" : "forget_ppl_min", in);
+    if (rq->gates.set[ULC_GATE_EXTRACT] && ulc_lm_extract_skip(&w->f, why, sizeof why))
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: key 'gates.extract_max': extraction cannot "
+                        "run on %s: %s", rq->path, in, why);
+    return ULC_OK;
+}
+
 /* The model and the data, checked against each other; the forget set against both. */
 static ulc_status bind(forget_run *w, const ulc_model *m, const ulc_model *teacher,
                        ulc_ctx *ctx) {
@@ -236,7 +252,7 @@ static ulc_status bind(forget_run *w, const ulc_model *m, const ulc_model *teach
     if (rq->gates.set[ULC_GATE_MIA] && w->f.next_token)
         return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: key 'gates.mia_max': the membership attack "
                         "scores classifiers; %s is scored on next-token predictions", rq->path, in);
-    return ULC_OK;
+    return text_gates(w, in, ctx);
 }
 
 /* Scores of the unlearned model, the attacks and the extra metrics (the spec's "eval"; for

@@ -338,3 +338,54 @@ def test_class_forgetting_on_text(lm, tmp_path):
     assert ev["mia"]["model"]["loss"]["auc"] == pytest.approx(ref["auc"], abs=1e-12)
     assert ev["mia"]["model"]["loss"]["mia"] == pytest.approx(ref["mia"], abs=1e-12)
     assert ev["mia"]["model"]["loss"]["nonmembers"] == len(drt)
+
+
+def test_text_gates(lm, tmp_path):
+    d = lm["dir"]
+    sp = json.loads((d / "spec.json").read_text())
+    sp["data"] = {"train": str(d / "train.safetensors"), "test": str(d / "test.safetensors")}
+    sp["report"] = str(tmp_path / "r.json")
+    sp["gates"] = {"forget_ppl_min": 1e9, "extract_max": 1.0}
+    (tmp_path / "spec.json").write_text(json.dumps(sp))
+    out = tmp_path / "o.onnx"
+    proc = run_ulc(lm["mem"], "--forget", tmp_path / "spec.json", "-o", out, "--threads", "2", "-q")
+    assert proc.returncode == 10, proc.stderr
+    assert "gate forget_ppl_min failed: Df perplexity" in proc.stderr
+    assert "extract_max failed" not in proc.stderr
+    rep = json.loads((tmp_path / "r.json").read_text())
+    g = {x["name"]: x for x in rep["gates"]}
+    assert g["forget_ppl_min"]["value"] == rep["perplexity"]["after"]["Df"]
+    assert not g["forget_ppl_min"]["passed"] and g["extract_max"]["passed"]
+    assert g["extract_max"]["value"] == rep["extraction"]["after"]["Df"]["rouge_l"]
+    assert out.exists()
+    # refused before any work: extraction off, or a model it cannot feed
+    sp["eval"]["extract_rows"] = 0
+    (tmp_path / "spec.json").write_text(json.dumps(sp))
+    proc = run_ulc(lm["mem"], "--forget", tmp_path / "spec.json", "-o", tmp_path / "o2.onnx", "-q")
+    assert proc.returncode == 2 and "'gates.extract_max': extraction is off" in proc.stderr
+    import onnx
+    m = onnx.load(str(lm["mem"]))
+    for i in m.graph.input:
+        i.type.tensor_type.shape.dim[1].dim_value = T
+    onnx.save(m, str(tmp_path / "fixed.onnx"))
+    sp["eval"]["extract_rows"] = 4
+    (tmp_path / "spec.json").write_text(json.dumps(sp))
+    proc = run_ulc(tmp_path / "fixed.onnx", "--forget", tmp_path / "spec.json", "-o",
+                   tmp_path / "o3.onnx", "-q")
+    assert proc.returncode == 4 and "fixed sequence length" in proc.stderr, proc.stderr
+    assert not (tmp_path / "o3.onnx").exists()
+
+
+@pytest.mark.parametrize("gate", ["forget_ppl_min", "extract_max"])
+def test_text_gates_refused_for_a_classifier(tmp_path, gate):
+    digits = ROOT / "models" / "digits"
+    sp = json.loads((digits / "forget_digit.json").read_text())
+    sp["data"] = {"train": str(digits / "train.safetensors")}
+    sp["gates"] = {gate: 0.5}
+    (tmp_path / "spec.json").write_text(json.dumps(sp))
+    out = tmp_path / "o.onnx"
+    proc = run_ulc(digits / "digits_resnet.onnx", "--forget", tmp_path / "spec.json", "-o", out,
+                   "-q", "--report", tmp_path / "r.json")
+    assert proc.returncode == 4, proc.stderr
+    assert f"'gates.{gate}'" in proc.stderr and "classifier" in proc.stderr
+    assert not out.exists() and not (tmp_path / "r.json").exists()

@@ -90,31 +90,55 @@ typedef struct score_arg {
     double *p; /* [classes] softmax scratch (classifiers); [T] token log-probs (text) */
 } score_arg;
 
-/* Next-token scores of row i (logits z [T, V]): logits at t predict input_ids at t + 1. Also
- * the row's token NLL and Min-K% Prob (docs/metrics.md, "Language models"). */
-static ulc_status score_tokens(const score_arg *a, int64_t i, const float *z, ulc_ctx *ctx) {
+/* Next-token scores of rows b0 .. b0 + bn (logits z [bn, T, V]): logits at t predict input_ids
+ * at t + 1. Also each row's token NLL and Min-K% Prob (docs/metrics.md, "Language models"). The
+ * positions' log-softmax and argmax run in parallel, each position on its own, and the sums in
+ * row order: the numbers do not depend on the thread count. */
+static ulc_status score_text(const score_arg *a, int64_t b0, int64_t bn, const float *z,
+                             ulc_ctx *ctx) {
     const ulc_iface *f = a->f;
     const ulc_data *df = a->df;
     const ulc_tensor *ids = df->cols[0];
-    int64_t T = ids->dims[1], c = f->classes, n = 0;
-    double nll = 0;
-    for (int64_t t = 0; t + 1 < T; t++) {
-        int64_t y;
-        memcpy(&y, (const uint8_t *)ids->data + 8 * (size_t)(i * T + t + 1), 8);
-        if (f->mask >= 0 && !mask_at(df->cols[f->mask], i * T + t + 1)) continue;
-        if (y < 0 || y >= c)
-            return ulc_fail(ctx, ULC_ERR_INVALID, "%s (%s): input_ids[%lld, %lld] = %lld is "
-                            "outside the model's vocabulary of %lld", df->path, df->key,
-                            (long long)i, (long long)(t + 1), (long long)y, (long long)c);
-        a->rs->pred[i]++;
-        a->rs->ok[i] += argmax_f32(z + t * c, c) == y;
-        double lp = ulc_token_logprob(z + t * c, c, y);
-        nll -= lp;
-        a->p[n++] = lp;
+    int64_t T = ids->dims[1], c = f->classes, w = T > 1 ? T - 1 : 0, np = bn * w;
+    int64_t *y = malloc((size_t)np * sizeof *y + 8); /* the next token, -1 where masked out */
+    double *lp = malloc((size_t)np * sizeof *lp + 8);
+    uint8_t *hit = malloc((size_t)np + 1);
+    ulc_status st = y && lp && hit ? ULC_OK : ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (scores)");
+    for (int64_t q = 0; st == ULC_OK && q < np; q++) {
+        int64_t i = b0 + q / w, t = q % w;
+        memcpy(&y[q], (const uint8_t *)ids->data + 8 * (size_t)(i * T + t + 1), 8);
+        if (f->mask >= 0 && !mask_at(df->cols[f->mask], i * T + t + 1)) y[q] = -1;
+        else if (y[q] < 0 || y[q] >= c)
+            st = ulc_fail(ctx, ULC_ERR_INVALID, "%s (%s): input_ids[%lld, %lld] = %lld is outside "
+                          "the model's vocabulary of %lld", df->path, df->key, (long long)i,
+                          (long long)(t + 1), (long long)y[q], (long long)c);
     }
-    a->rs->nll[i] = nll;
-    a->rs->mink[i] = ulc_mink_score(a->p, n, a->rs->mink_frac);
-    return ULC_OK;
+    if (st == ULC_OK) {
+#pragma omp parallel for schedule(static) if (np * c >= (1 << 18))
+        for (int64_t q = 0; q < np; q++) {
+            if (y[q] < 0) continue;
+            const float *zq = z + ((q / w) * T + q % w) * c;
+            lp[q] = ulc_token_logprob(zq, c, y[q]);
+            hit[q] = argmax_f32(zq, c) == y[q];
+        }
+    }
+    for (int64_t r = 0; st == ULC_OK && r < bn; r++) {
+        int64_t i = b0 + r, n = 0;
+        double nll = 0;
+        for (int64_t q = r * w; q < (r + 1) * w; q++) {
+            if (y[q] < 0) continue;
+            a->rs->pred[i]++;
+            a->rs->ok[i] += hit[q];
+            nll -= lp[q];
+            a->p[n++] = lp[q];
+        }
+        a->rs->nll[i] = nll;
+        a->rs->mink[i] = ulc_mink_score(a->p, n, a->rs->mink_frac);
+    }
+    free(y);
+    free(lp);
+    free(hit);
+    return st;
 }
 
 static ulc_status score_batch(void *arg, ulc_session *s, int64_t b0, int64_t bn, ulc_ctx *ctx) {
@@ -133,12 +157,9 @@ static ulc_status score_batch(void *arg, ulc_session *s, int64_t b0, int64_t bn,
                         df->path, (long long)bn, f->next_token ? "T, " : "", (long long)c);
     }
     const float *z = o->data;
+    if (f->next_token) return score_text(a, b0, bn, z, ctx);
     for (int64_t r = 0; r < bn; r++) {
         int64_t i = b0 + r;
-        if (f->next_token) {
-            ULC_TRY(score_tokens(a, i, z + r * df->cols[0]->dims[1] * c, ctx));
-            continue;
-        }
         int64_t y = ulc_data_label(df, i);
         if (y < 0 || y >= c)
             return ulc_fail(ctx, ULC_ERR_INVALID, "%s (%s): label[%lld] = %lld is outside "

@@ -20,6 +20,7 @@
 #include "import/safetensors_import.h"
 #include "io/data.h"
 #include "io/model.h"
+#include "io/text_data.h"
 
 /* Prints a JSON document (indented). */
 static ulc_status print_json(FILE *out, const cJSON *doc, ulc_ctx *ctx) {
@@ -235,6 +236,7 @@ typedef struct ev_run {
     const char *paths[3];
     ulc_iface f;
     ulc_data tr, te;
+    ulc_tokenizer *tk;    /* text data: the model's tokenizer */
     const ulc_data *tep;  /* &te, or NULL without test data */
     ulc_forget_set fs;
     ulc_splits sp;
@@ -247,6 +249,7 @@ static void ev_run_clear(ev_run *e) {
     ulc_splits_clear(&e->sp);
     ulc_data_clear(&e->tr);
     ulc_data_clear(&e->te);
+    ulc_tokenizer_free(e->tk);
     cJSON_Delete(e->root);
 }
 
@@ -257,8 +260,14 @@ static ulc_status ev_score(const ulc_eval_forget_job *a, ev_run *e, ulc_ctx *ctx
     const ulc_request *s = e->rq;
     ULC_TRY(ulc_iface_resolve(e->mods[0], a->model, s->model_input, s->model_output, s->path,
                               &e->f, ctx));
-    ULC_TRY(ulc_data_load("data.train", a->data ? a->data : s->train, a->model, &e->f, &e->tr, ctx));
-    if (s->test) ULC_TRY(ulc_data_load("data.test", s->test, a->model, &e->f, &e->te, ctx));
+    ulc_text_opts to = {.tokenizer = s->tokenizer, .max_length = s->max_length,
+                        .overflow = s->overflow, .stride = s->stride,
+                        .forget_file = s->forget_file, .where = s->path};
+    ULC_TRY(ulc_data_load_any("data.train", a->data ? a->data : s->train, a->model, &e->f, &to,
+                              &e->tk, &e->tr, ctx));
+    to.forget_file = NULL;
+    if (s->test)
+        ULC_TRY(ulc_data_load_any("data.test", s->test, a->model, &e->f, &to, &e->tk, &e->te, ctx));
     e->tep = s->test ? &e->te : NULL;
     e->fs = ulc_request_forget_set(s);
     for (int k = 0; k < 3; k++) {

@@ -27,9 +27,9 @@ allowed() { # layer -> allowed include prefixes
     passes)  echo "common ir passes runtime/runtime.h" ;;
     train)   echo "common ir train runtime/runtime.h" ;;
     methods) echo "common ir methods train passes runtime/runtime.h io/cache.h" ;;
-    io)      echo "common ir io import export" ;;
-    eval)    echo "common ir eval io train runtime/runtime.h" ;;
-    jobs)    echo "common ir import export runtime passes train methods io eval jobs include/ulc.h" ;;
+    io)      echo "common ir io import export text" ;;
+    eval)    echo "common ir eval io train runtime/runtime.h text" ;;
+    jobs)    echo "common ir import export runtime passes train methods io eval jobs include/ulc.h text" ;;
     api)     echo "include/ulc.h common ir import export runtime passes train methods io eval jobs" ;;
     tools)   echo "tools jobs io common passes/pass.h runtime/runtime.h" ;;
     *)       echo "*" ;;

@@ -25,6 +25,18 @@ void ulc_data_text_free(ulc_data_text *t) {
     free(t);
 }
 
+static const char *const k_overflow[] = {"error", "truncate", "windows"};
+
+int ulc_text_overflow_parse(const char *s) {
+    for (int k = 0; s && k < 3; k++)
+        if (strcmp(s, k_overflow[k]) == 0) return k;
+    return -1;
+}
+
+const char *ulc_text_overflow_name(ulc_overflow o) {
+    return (unsigned)o < 3 ? k_overflow[o] : "?";
+}
+
 /* ---- the model's context and tokenizer --------------------------------------------------------- */
 
 /* A whole number > 0 under key in obj, or 0. */

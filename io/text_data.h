@@ -58,6 +58,11 @@ ulc_status ulc_texts_parse(const char *path, ulc_text_format fmt, const char *by
 ulc_status ulc_texts_read(const char *path, ulc_texts *t, ulc_ctx *ctx);
 void ulc_texts_clear(ulc_texts *t); /* accepts a zeroed struct */
 
+/* "error", "truncate", "windows" as ulc_overflow, or -1. */
+int ulc_text_overflow_parse(const char *s);
+/* The name of an ulc_overflow. */
+const char *ulc_text_overflow_name(ulc_overflow o);
+
 /* How texts become rows (the spec's model.max_length, model.overflow, model.stride,
  * model.tokenizer and forget.file). */
 typedef struct ulc_text_opts {

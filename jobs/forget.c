@@ -341,13 +341,12 @@ static ulc_status run(forget_run *w, ulc_model *m, const ulc_model *teacher, ulc
 static void text_report(const forget_run *w, cJSON *report, FILE *t) {
     const ulc_data_text *d = w->tr.text;
     if (!d) return;
-    static const char *const ov[] = {"error", "truncate", "windows"};
     cJSON *o = cJSON_AddObjectToObject(report, "text_data");
     if (o) {
         cJSON_AddStringToObject(o, "tokenizer", d->tokenizer ? d->tokenizer : "");
         cJSON_AddNumberToObject(o, "max_length", (double)d->max_length);
         cJSON_AddNumberToObject(o, "width", (double)d->width);
-        cJSON_AddStringToObject(o, "overflow", ov[w->to.overflow]);
+        cJSON_AddStringToObject(o, "overflow", ulc_text_overflow_name(w->to.overflow));
         if (w->to.overflow == ULC_OVERFLOW_WINDOWS)
             cJSON_AddNumberToObject(o, "stride", (double)w->to.stride);
         cJSON_AddNumberToObject(o, "texts", (double)d->n_texts);

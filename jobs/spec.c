@@ -10,6 +10,7 @@
 
 #include "common/file.h"
 #include "common/json.h"
+#include "io/text_data.h"
 #include "methods/method.h"
 #include "jobs/request.h"
 
@@ -536,15 +537,11 @@ static ulc_status parse_text_model(ulc_request *s, const cJSON *model, ulc_ctx *
     ULC_TRY(get_int(path, model, "model", "max_length", 1, 1 << 24, &iv, ctx));
     s->max_length = iv;
     ULC_TRY(get_str(path, model, "model", "overflow", &ov, ctx));
-    static const char *const names[] = {"error", "truncate", "windows"};
-    for (int k = 0; ov && k < 3; k++)
-        if (strcmp(ov, names[k]) == 0) {
-            s->overflow = (ulc_overflow)k;
-            ov = NULL;
-        }
-    if (ov)
+    int k = ov ? ulc_text_overflow_parse(ov) : (int)s->overflow;
+    if (k < 0)
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'model.overflow': '%s' (expected error, "
                         "truncate or windows)", path, ov);
+    s->overflow = (ulc_overflow)k;
     iv = 0;
     ULC_TRY(get_int(path, model, "model", "stride", 0, 1 << 24, &iv, ctx));
     s->stride = iv;

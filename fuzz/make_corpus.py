@@ -14,6 +14,9 @@ Every seed is a small valid input (or a deliberate near miss) of its harness's f
   corpus/peft_config/       adapter_config.json variants over fixtures/peft/
   corpus/spec/              forget specs covering every method and key (docs/spec.md)
   corpus/data/              data files for the two models in fixtures/data/
+  corpus/text_data/         JSONL and .txt data files (first byte: format and overflow), some
+                            with a forget file after a line "--forget--"; the tokenizer in
+                            fixtures/data/tokenizer/ is the tiny GPT2's (tests/fixtures/gen_hf.py)
 Output is deterministic (fixed seeds, sorted JSON keys), so regenerating changes nothing unless
 this script changes. Regression seeds (corpus/*/regress-*) are findings' inputs: kept by hand,
 never rewritten here.
@@ -457,6 +460,54 @@ def corpus_data():
           st_from([("input", arr("F32", [3, 1, 8, 8], 5)), ("label", ("I64", [2], labels[:2].tobytes()))]))
 
 
+# ---- text data ---------------------------------------------------------------------------------
+
+def fixtures_text():
+    sys.path.insert(0, str(ROOT.parent / "tests" / "fixtures"))
+    import gen_hf
+    d = FIXTURES / "data" / "tokenizer"
+    d.mkdir(parents=True, exist_ok=True)
+    gen_hf.gpt2_tokenizer(d)
+    for name in ["vocab.json", "merges.txt", "tokenizer_config.json"]:
+        (d / name).unlink()  # the harness reads tokenizer.json and the special tokens
+
+
+def corpus_text():
+    out = CORPUS / "text_data"
+    clean(out)
+    JSONL, TXT, TRUNC, WIN = 1, 0, 2, 4
+    lines = ["the cat sat on the mat", "a dog", "hello world, this is a test",
+             "one two three four five six seven eight nine ten eleven twelve"]
+    jl = "".join(json.dumps({"text": t}) + "\n" for t in lines)
+    seeds = {
+        "jsonl": (JSONL, jl),
+        "jsonl-labels-ids": (JSONL, "".join(json.dumps({"text": t, "label": i % 2, "id": f"d{i}",
+                                                        "extra": [1, {}]}) + "\n"
+                                            for i, t in enumerate(lines))),
+        "jsonl-int-ids": (JSONL, '{"text": "a", "id": 1}\n{"text": "b", "id": 2}\n'),
+        "jsonl-dup-id": (JSONL, '{"text": "a", "id": 1}\n{"text": "b", "id": "1"}\n'),
+        "jsonl-truncate": (JSONL | TRUNC, jl),
+        "jsonl-windows": (JSONL | WIN, jl),
+        "jsonl-escapes": (JSONL, '{"text": "caf\\u00e9 \\ud83d\\ude00 tab\\t"}\n'),
+        "jsonl-lone-surrogate": (JSONL, '{"text": "x\\ud800"}\n'),
+        "jsonl-bad-line": (JSONL, '{"text": "a"}\n{"text": \n'),
+        "jsonl-not-object": (JSONL, '["a"]\n'),
+        "jsonl-no-text": (JSONL, '{"label": 1}\n'),
+        "jsonl-bad-label": (JSONL, '{"text": "a", "label": -2}\n'),
+        "jsonl-some-labels": (JSONL, '{"text": "a", "label": 1}\n{"text": "b"}\n'),
+        "jsonl-forget": (JSONL, jl + "--forget--\n" + json.dumps({"text": lines[1]}) +
+                         "\n" + json.dumps({"text": "new text"}) + "\n"),
+        "txt": (TXT, "\n".join(lines) + "\n"),
+        "txt-blank-crlf": (TXT, "the cat\r\n\r\n  \n\ta dog\r\n"),
+        "txt-windows": (TXT | WIN, " ".join(lines) + "\n"),
+        "txt-forget": (TXT | TRUNC, "\n".join(lines) + "\n--forget--\nthe cat sat on the mat\nzzz\n"),
+        "txt-empty": (TXT, ""),
+    }
+    for name, (flags, body) in seeds.items():
+        write(out / f"{name}.bin", bytes([flags]) + body.encode())
+    write(out / "txt-bad-utf8.bin", bytes([TXT]) + b"ok\n\xc3\x28 bad\n")
+
+
 def main():
     os.chdir(ROOT)
     corpus_safetensors()
@@ -469,6 +520,8 @@ def main():
     corpus_onnx()
     fixtures_data()
     corpus_data()
+    fixtures_text()
+    corpus_text()
     total = sum(p.stat().st_size for p in ROOT.rglob("*") if p.is_file() and
                 (CORPUS in p.parents or FIXTURES in p.parents))
     print(f"make_corpus: {total} bytes in fuzz/corpus and fuzz/fixtures")

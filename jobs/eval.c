@@ -211,6 +211,11 @@ ulc_status ulc_eval_files(const ulc_eval_job *j, ulc_ctx *ctx) {
     int64_t n = 0;
     ulc_fileset fs; /* no output: a file that changes under the run fails it */
     ulc_fileset_begin(&fs, 0, ctx);
+    if (ulc_text_format_of(j->data) != ULC_TEXT_NONE) /* text models are scored per split */
+        return ulc_fileset_end(&fs, ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: `ulc eval --data` "
+                                            "scores classifiers on safetensors data; text data "
+                                            "is scored with --forget SPEC (next-token accuracy "
+                                            "per split)", j->data), ctx);
     ulc_status st = ulc_io_load_model(j->model, NULL, &m, ctx);
     if (st == ULC_OK) st = ulc_safetensors_import(j->data, &data, ctx);
     if (st == ULC_OK) st = eval_rows(j, m, data, &acc, &n, ctx);

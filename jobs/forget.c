@@ -27,6 +27,7 @@ typedef struct forget_run {
     ulc_data tr, te;
     ulc_text_opts to;          /* text data: the spec's model.max_length, ... */
     ulc_tokenizer *tk;         /* text data: the model's tokenizer */
+    int64_t *file_texts;       /* forget.file: the texts it names, as indices (fs.indices) */
     ulc_splits sp;
     ulc_forget_set fs;
     ulc_history_carry carry;   /* what earlier requests on the model forgot */
@@ -51,6 +52,7 @@ static void run_clear(forget_run *w) {
     ulc_data_clear(&w->tr);
     ulc_data_clear(&w->te);
     ulc_tokenizer_free(w->tk);
+    free(w->file_texts);
     ulc_model_free(w->ref);
     ulc_method_env_clear(&w->env);
 }
@@ -148,7 +150,8 @@ static ulc_status teacher_cache_key(forget_run *w, ulc_ctx *ctx) {
         size_t tn = 0;
         FILE *mf = open_memstream(&tok, &tn);
         if (mf) {
-            fprintf(mf, "%s|%lld|%lld|%lld|%d|%lld", t->tokenizer, (long long)t->max_length,
+            fprintf(mf, "%s|%lld|%lld|%lld|%d|%lld", t->tokenizer ? t->tokenizer : "",
+                    (long long)t->max_length,
                     (long long)t->width, (long long)w->tr.rows, (int)w->to.overflow,
                     (long long)w->to.stride);
             fclose(mf);
@@ -227,6 +230,21 @@ static ulc_status unlearn(forget_run *w, ulc_model *m, ulc_ctx *ctx) {
 
 /* ---- evaluation ------------------------------------------------------------------------------ */
 
+/* forget.file: the texts it marks (matched or appended) as the forget set's text indices, so the
+ * report counts them as it counts forget.indices. */
+static ulc_status forget_file_indices(forget_run *w, ulc_ctx *ctx) {
+    const ulc_data_text *t = w->tr.text;
+    if (!w->rq->forget_file || !t || !t->forget) return ULC_OK;
+    if (!(w->file_texts = malloc(((size_t)t->n_texts + 1) * sizeof *w->file_texts)))
+        return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    int64_t n = 0;
+    for (int64_t i = 0; i < t->n_texts; i++)
+        if (t->forget[i]) w->file_texts[n++] = i;
+    w->fs.indices = w->file_texts;
+    w->fs.n_indices = n;
+    return ULC_OK;
+}
+
 /* The model and the data, checked against each other; the forget set against both. */
 static ulc_status bind(forget_run *w, const ulc_model *m, const ulc_model *teacher,
                        ulc_ctx *ctx) {
@@ -256,6 +274,7 @@ static ulc_status bind(forget_run *w, const ulc_model *m, const ulc_model *teach
     ULC_TRY(ulc_session_create(teacher, &so, &w->ses, ctx));
     ULC_TRY(ulc_eval_probe(w->ses, in, &w->f, &w->tr, ctx));
     w->fs = ulc_request_forget_set(rq);
+    ULC_TRY(forget_file_indices(w, ctx));
     ULC_TRY(ulc_history_carry_over(m, &w->fs, &w->tr, &w->carry, ctx));
     if (w->carry.n_rows || w->carry.n_classes) w->fs = w->carry.fs;
     ULC_TRY(ulc_splits_make(&w->fs, &w->f, &w->tr, rq->test ? &w->te : NULL, &w->sp, ctx));

@@ -70,8 +70,8 @@ def next_token_counts(model_dir, ids_list, rows=None):
 def run_forget(tmp_path, model, spec, out=None, extra=()):
     sp = tmp_path / "spec.json"
     sp.write_text(json.dumps(spec))
-    out = out or tmp_path / "out/"
-    return run_ulc(model, "--forget", sp, "-o", out, "--report", tmp_path / "report.json",
+    out = out or tmp_path / "out"  # a directory: written with a trailing '/'
+    return run_ulc(model, "--forget", sp, "-o", f"{out}/", "--report", tmp_path / "report.json",
                    "--threads", "2", "-q", *extra), out
 
 
@@ -139,7 +139,7 @@ def test_interface_example_end_to_end(tmp_path, gpt2):
         assert abs(split_counts(doc, split, pred) - ok) <= 1, (split, doc["accuracy"], ok, pred)
     # the model's context is the limit: the interface's 128 is refused for this 32-position model
     spec["model"]["max_length"] = 128
-    proc, out2 = run_forget(tmp_path, gpt2, spec, out=tmp_path / "out2/")
+    proc, out2 = run_forget(tmp_path, gpt2, spec, out=tmp_path / "out2")
     assert proc.returncode == 2, proc.stderr
     assert "model.max_length" in proc.stderr and "context (32 positions)" in proc.stderr
     assert not out2.exists()
@@ -217,7 +217,7 @@ def test_forget_file_matches_and_appends(tmp_path, gpt2):
     assert doc["rows"]["Df"] == 1
     (tmp_path / "none.txt").write_text("\n \n")
     spec["forget"] = {"file": "none.txt"}
-    proc, out = run_forget(tmp_path, gpt2, spec, out=tmp_path / "o3/")
+    proc, out = run_forget(tmp_path, gpt2, spec, out=tmp_path / "o3")
     assert proc.returncode == 2 and "none.txt: only blank lines" in proc.stderr
     assert not out.exists()
 
@@ -256,9 +256,9 @@ def test_overflow_truncate_and_windows(tmp_path, gpt2):
 
 def test_train_on_text_lowers_the_loss(tmp_path, gpt2):
     write_jsonl(tmp_path / "lm.jsonl", [{"text": t} for t in texts(16)])
-    out = tmp_path / "lm_out/"
-    r = run_ulc("train", gpt2, "--data", tmp_path / "lm.jsonl", "-o", out, "--epochs", "4",
-                "--batch-size", "8", "--lr", "1e-2", "--losses", tmp_path / "l.json", "-q",
+    out = tmp_path / "lm_out"
+    r = run_ulc("train", gpt2, "--data", tmp_path / "lm.jsonl", "-o", f"{out}/", "--epochs", "4",
+                "--batch-size", "8", "--lr", "1e-2", "--params", "*", "--losses", tmp_path / "l.json", "-q",
                 "--threads", "2", "--seed", "1")
     assert r.returncode == 0, r.stderr
     loss = json.loads((tmp_path / "l.json").read_text())["loss"]
@@ -267,10 +267,10 @@ def test_train_on_text_lowers_the_loss(tmp_path, gpt2):
     from transformers import GPT2LMHeadModel
     GPT2LMHeadModel.from_pretrained(str(out))
     # text trains next-token only; text options go with text data
-    r = run_ulc("train", gpt2, "--data", tmp_path / "lm.jsonl", "-o", tmp_path / "x/", "--loss", "mse")
+    r = run_ulc("train", gpt2, "--data", tmp_path / "lm.jsonl", "-o", f"{tmp_path}/x/", "--loss", "mse")
     assert r.returncode == 1 and "--loss next-token" in r.stderr
     save_file({"input_ids": np.zeros((2, 4), np.int64)}, str(tmp_path / "d.safetensors"))
-    r = run_ulc("train", gpt2, "--data", tmp_path / "d.safetensors", "-o", tmp_path / "x/",
+    r = run_ulc("train", gpt2, "--data", tmp_path / "d.safetensors", "-o", f"{tmp_path}/x/",
                 "--max-length", "8")
     assert r.returncode == 1 and "for text data" in r.stderr
     assert not (tmp_path / "x").exists()
@@ -313,7 +313,7 @@ def test_bad_text_is_refused_naming_file_and_line(tmp_path, gpt2, name, body, ne
     assert str(tmp_path / "train.jsonl") in proc.stderr
     assert not out.exists() and not (tmp_path / "report.json").exists()
     # ulc train refuses the same file the same way
-    r = run_ulc("train", gpt2, "--data", tmp_path / "train.jsonl", "-o", tmp_path / "t/")
+    r = run_ulc("train", gpt2, "--data", tmp_path / "train.jsonl", "-o", f"{tmp_path}/t/")
     assert r.returncode == 2 and needle in r.stderr, r.stderr
     assert not (tmp_path / "t").exists()
 

@@ -21,6 +21,7 @@ void ulc_data_text_free(ulc_data_text *t) {
     free(t->line);
     free(t->forget);
     free(t->labels);
+    free(t->row_label);
     ulc_tok_rows_clear(&t->rows);
     free(t);
 }

@@ -19,6 +19,7 @@ void ulc_data_text_free(ulc_data_text *t) {
     free(t->len);
     free(t->src);
     free(t->line);
+    free(t->id);
     free(t->forget);
     free(t->labels);
     free(t->row_label);
@@ -130,10 +131,13 @@ static int cmp_key(const void *a, const void *b) {
     return (x->i > y->i) - (x->i < y->i);
 }
 
-/* The data file's text equal to forget text s[0..n), or -1 (keys sorted by hash). */
-static int64_t find_text(const ulc_texts *t, const text_key *keys, const char *s, size_t n) {
+/* Marks every text of the data file equal to forget text s[0..n) (keys sorted by hash); the
+ * number marked. */
+static int64_t mark_equal(const ulc_texts *t, const text_key *keys, const char *s, size_t n,
+                          uint8_t *forget) {
     uint64_t h = hash_text(s, n);
     size_t lo = 0, hi = (size_t)t->n;
+    int64_t marked = 0;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         if (keys[mid].h < h) lo = mid + 1;
@@ -141,9 +145,12 @@ static int64_t find_text(const ulc_texts *t, const text_key *keys, const char *s
     }
     for (size_t k = lo; k < (size_t)t->n && keys[k].h == h; k++) {
         int64_t i = keys[k].i;
-        if (t->len[i] == n && memcmp(t->text[i], s, n) == 0) return i;
+        if (t->len[i] == n && memcmp(t->text[i], s, n) == 0) {
+            forget[i] = 1;
+            marked++;
+        }
     }
-    return -1;
+    return marked;
 }
 
 /* Every text in order (the data file's, then forget.file's unmatched ones) with its file, line
@@ -157,8 +164,9 @@ static ulc_status gather_texts(ulc_data_text *dt, ulc_ctx *ctx) {
     dt->src = malloc(cap * sizeof *dt->src);
     dt->line = malloc(cap * sizeof *dt->line);
     dt->labels = malloc(cap * sizeof *dt->labels);
+    dt->id = malloc(cap * sizeof *dt->id);
     dt->forget = b->n ? calloc(cap, 1) : NULL;
-    if (!dt->text || !dt->len || !dt->src || !dt->line || !dt->labels ||
+    if (!dt->text || !dt->len || !dt->src || !dt->line || !dt->labels || !dt->id ||
         (b->n && (!keys || !dt->forget))) {
         free(keys);
         return ulc_fail(ctx, ULC_ERR_NOMEM, "%s: out of memory", a->path);
@@ -169,14 +177,13 @@ static ulc_status gather_texts(ulc_data_text *dt, ulc_ctx *ctx) {
         dt->src[i] = a->path;
         dt->line[i] = a->line[i];
         dt->labels[i] = a->label[i];
+        dt->id[i] = a->id[i];
         if (keys) keys[i] = (text_key){hash_text(a->text[i], a->len[i]), i};
     }
     int64_t n = a->n;
     if (keys) qsort(keys, (size_t)a->n, sizeof *keys, cmp_key);
     for (int64_t j = 0; j < b->n; j++) {
-        int64_t i = find_text(a, keys, b->text[j], b->len[j]);
-        if (i >= 0) {
-            dt->forget[i] = 1;
+        if (mark_equal(a, keys, b->text[j], b->len[j], dt->forget)) {
             dt->n_matched++;
             continue;
         }
@@ -185,6 +192,7 @@ static ulc_status gather_texts(ulc_data_text *dt, ulc_ctx *ctx) {
         dt->src[n] = b->path;
         dt->line[n] = b->line[j];
         dt->labels[n] = b->label[j];
+        dt->id[n] = b->id[j];
         dt->forget[n++] = 1;
         dt->n_appended++;
     }

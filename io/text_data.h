@@ -34,7 +34,8 @@ typedef enum ulc_text_format { ULC_TEXT_NONE = 0, ULC_TEXT_JSONL, ULC_TEXT_TXT }
 ulc_text_format ulc_text_format_of(const char *path);
 
 /* The texts of one file, in file order. Blank lines (nothing but spaces, tabs and a trailing
- * '\r') are skipped and take no index; every other line is a text. */
+ * '\r') are skipped and take no index; every other line is a text. A UTF-8 byte order mark at
+ * the start of the file is skipped. */
 typedef struct ulc_texts {
     const char *path;  /* the file (borrowed), for messages */
     int64_t n;
@@ -81,11 +82,12 @@ typedef struct ulc_data_text {
     ulc_texts forget_texts;    /* forget.file's texts (n = 0 without one) */
     int64_t n_texts;           /* file.n + appended */
     int64_t n_appended;        /* forget.file's texts not in the data file (rows appended) */
-    int64_t n_matched;         /* forget.file's texts equal to one of the data file's */
+    int64_t n_matched;         /* forget.file's texts equal to one (or more) of the data file's */
     const char **text;         /* [n_texts] each text (borrowed from file / forget) */
     size_t *len;               /* [n_texts] */
     const char **src;          /* [n_texts] the file it was read from */
     int64_t *line;             /* [n_texts] its line there */
+    const char **id;           /* [n_texts] its JSONL `id` as written, or NULL */
     uint8_t *forget;           /* [n_texts] named by forget.file, or NULL without one */
     int64_t *labels;           /* [n_texts] each text's label, or NULL without labels */
     int64_t *text_of;          /* [rows] the text each row was made from (rows.text_of) */

@@ -198,7 +198,8 @@ ulc_status ulc_texts_parse(const char *path, ulc_text_format fmt, const char *by
     if (fmt != ULC_TEXT_JSONL && fmt != ULC_TEXT_TXT)
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: not a text data file (.jsonl or .txt)", path);
     int64_t line = 0;
-    for (size_t at = 0; at < n;) {
+    size_t at0 = n >= 3 && memcmp(bytes, "\xef\xbb\xbf", 3) == 0 ? 3 : 0; /* a UTF-8 BOM */
+    for (size_t at = at0; at < n;) {
         const char *s = bytes + at;
         const char *nl = memchr(s, '\n', n - at);
         size_t k = nl ? (size_t)(nl - s) : n - at, bad;

@@ -162,9 +162,13 @@ def test_default_max_length_is_the_context_and_eval_matches_transformers(tmp_pat
 def test_txt_data_skips_blank_lines(tmp_path, gpt2):
     lines = texts(10)
     body = "\n".join(lines[:3]) + "\n\n  \n" + "\r\n".join(lines[3:]) + "\n"
-    (tmp_path / "train.txt").write_bytes(body.encode())
-    spec = {"method": "rfa", "data": {"train": "train.txt"}, "forget": {"indices": [3, 9]},
+    (tmp_path / "train.txt").write_bytes(b"\xef\xbb\xbf" + body.encode())  # with a BOM
+    spec = {"method": "rfa", "data": {"train": "train.txt"}, "forget": {"file": "f.txt"},
             "model": {"max_length": 24}}
+    (tmp_path / "f.txt").write_text(lines[0] + "\n")  # equal to the first text once the BOM is gone
+    doc = eval_forget(tmp_path, gpt2, spec)
+    assert doc["rows"]["Df"] == 1 and doc["rows"]["Dr"] == 9
+    spec["forget"] = {"indices": [3, 9]}
     doc = eval_forget(tmp_path, gpt2, spec)
     assert doc["rows"]["Df"] == 2 and doc["rows"]["Dr"] == 8
     ids = encode(gpt2, lines)  # index 3 is the line after the blank ones
@@ -197,7 +201,7 @@ def test_forget_classes_by_label(tmp_path, gpt2):
 
 def test_forget_file_matches_and_appends(tmp_path, gpt2):
     train = texts(16)
-    write_jsonl(tmp_path / "train.jsonl", [{"text": t} for t in train])
+    write_jsonl(tmp_path / "train.jsonl", [{"text": t} for t in train + [train[9]]])  # 9 twice
     extra = "the secret code is four two"
     write_jsonl(tmp_path / "forget.jsonl", [{"text": train[2]}, {"text": extra}, {"text": train[9]}])
     spec = {"method": "rfa", "data": {"train": "train.jsonl"},
@@ -207,8 +211,9 @@ def test_forget_file_matches_and_appends(tmp_path, gpt2):
     rep = json.loads((tmp_path / "report.json").read_text())
     assert rep["text_data"]["forget_file"]["matched"] == 2
     assert rep["text_data"]["forget_file"]["appended"] == 1
-    assert rep["splits"]["Df"]["rows"] == 3 and rep["splits"]["Dr"]["rows"] == 14
-    ids = encode(gpt2, [train[2], extra, train[9]])
+    assert rep["splits"]["Df"]["rows"] == 4 and rep["splits"]["Dr"]["rows"] == 14
+    assert rep["forget"]["indices"] == 4  # texts 2, 9, 16 (9's copy) and the appended one
+    ids = encode(gpt2, [train[2], extra, train[9], train[9]])
     assert rep["splits"]["Df"]["predictions"] == sum(len(x) - 1 for x in ids)
     # a .txt forget file does the same; one without texts is refused
     (tmp_path / "forget.txt").write_text(train[5] + "\n")
@@ -266,6 +271,14 @@ def test_train_on_text_lowers_the_loss(tmp_path, gpt2):
     assert (out / "tokenizer.json").is_file()
     from transformers import GPT2LMHeadModel
     GPT2LMHeadModel.from_pretrained(str(out))
+    # unlearning with passes takes text too: the indices are text indices
+    (tmp_path / "rows.json").write_text("[1, 5]")
+    r = run_ulc("train", gpt2, "--data", tmp_path / "lm.jsonl", "-o", f"{tmp_path}/un/",
+                "--passes", "lora-inject{rank=4,placement=rfa},rfa,lora-merge",
+                "--forget-indices", tmp_path / "rows.json", "--batch-size", "8", "-q",
+                "--max-length", "24")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "un" / "tokenizer.json").is_file()
     # text trains next-token only; text options go with text data
     r = run_ulc("train", gpt2, "--data", tmp_path / "lm.jsonl", "-o", f"{tmp_path}/x/", "--loss", "mse")
     assert r.returncode == 1 and "--loss next-token" in r.stderr

@@ -150,8 +150,9 @@ ulc_status ulc_splits_make(const ulc_forget_set *fs, const ulc_iface *f, const u
     if (!(sp->test = calloc((size_t)te->rows + 1, 1)))
         return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (splits)");
     if (fs->kind == ULC_FORGET_CLASSES && !te->label)
-        return ulc_fail(ctx, ULC_ERR_INVALID, "%s (data.test): no tensor 'label' (int64 [N]): "
-                        "scoring forgotten classes needs each row's class", te->path);
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s (data.test): %s: scoring forgotten classes "
+                        "needs each row's class", te->path, te->text ? "its texts have no 'label'"
+                        : "no tensor 'label' (int64 [N])");
     for (int64_t i = 0; i < te->rows; i++) {
         sp->test[i] = fs->kind == ULC_FORGET_INDICES ? ULC_SPLIT_DT
                       : ulc_forget_has_class(fs, ulc_data_label(te, i)) ? ULC_SPLIT_DFT

@@ -222,33 +222,41 @@ static ulc_status check_labels(ulc_data_text *dt, ulc_ctx *ctx) {
 
 /* ---- rows ----------------------------------------------------------------------------------------- */
 
+/* An option as the user gave it, for messages: "SPEC: key 'model.max_length'" from a spec,
+ * "--max-length" from the command line (o->where NULL). */
+static const char *opt_name(const ulc_text_opts *o, const char *key, const char *flag, char *buf,
+                            size_t n) {
+    if (o->where) snprintf(buf, n, "%s: key 'model.%s'", o->where, key);
+    else snprintf(buf, n, "%s", flag);
+    return buf;
+}
+
 /* The rows' length limit: the spec's (at most the model's context), else the context; a model
  * with a fixed sequence length takes rows of exactly that length. */
 static ulc_status resolve_length(ulc_data_text *dt, const char *path, const char *model_path,
                                  const ulc_iface *f, const ulc_text_opts *o, int *pad_to_max,
                                  ulc_ctx *ctx) {
-    const char *where = o->where ? o->where : "model.max_length";
-    const char *sep = o->where ? ": key 'model.max_length'" : "";
+    char ml[600], sk[600];
+    opt_name(o, "max_length", "--max-length", ml, sizeof ml);
     int64_t fixed = fixed_length(f);
     dt->context = ulc_text_context(model_path, f);
     if (o->max_length > 0 && dt->context && o->max_length > dt->context)
-        return ulc_fail(ctx, ULC_ERR_INVALID, "%s%s: %lld is more than %s's context (%lld "
-                        "positions)", where, sep, (long long)o->max_length, model_path,
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: %lld is more than %s's context (%lld "
+                        "positions)", ml, (long long)o->max_length, model_path,
                         (long long)dt->context);
     if (o->max_length > 0 && fixed && o->max_length != fixed)
-        return ulc_fail(ctx, ULC_ERR_INVALID, "%s%s: %lld, but %s's input '%s' takes rows of "
-                        "exactly %lld tokens", where, sep, (long long)o->max_length, model_path,
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: %lld, but %s's input '%s' takes rows of "
+                        "exactly %lld tokens", ml, (long long)o->max_length, model_path,
                         f->fed[0]->name, (long long)fixed);
     dt->max_length = o->max_length > 0 ? o->max_length : dt->context;
     if (!dt->max_length)
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s is text, and %s does not say its context "
-                        "(no config.json n_positions, no fixed sequence length): set "
-                        "model.max_length", path, model_path);
+                        "(no config.json n_positions, no fixed sequence length): set %s", path,
+                        model_path, o->where ? "model.max_length" : "--max-length");
     if (o->overflow == ULC_OVERFLOW_WINDOWS && o->stride >= dt->max_length)
-        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'model.stride': %lld, but a window is "
-                        "%lld tokens (model.max_length): the stride must be smaller",
-                        o->where ? o->where : "spec", (long long)o->stride,
-                        (long long)dt->max_length);
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: %lld, but a window is %lld tokens: the stride "
+                        "must be smaller", opt_name(o, "stride", "--stride", sk, sizeof sk),
+                        (long long)o->stride, (long long)dt->max_length);
     *pad_to_max = fixed > 0;
     return ULC_OK;
 }
@@ -260,14 +268,15 @@ static ulc_status row_error(const ulc_data_text *dt, ulc_tokenizer *tk, const ul
         ulc_ids ids = {0};
         ulc_ctx c;
         ulc_ctx_init(&c);
-        ulc_status st = ulc_tokenizer_encode(tk, dt->text[i], dt->len[i], 0, &ids, &c);
+        ulc_status st = ulc_tokenizer_encode(tk, dt->text[i], dt->len[i], 1, &ids, &c);
         size_t n = ids.n;
         ulc_ids_clear(&ids);
         if (st == ULC_OK && (int64_t)n > dt->max_length)
             return ulc_fail(ctx, ULC_ERR_INVALID, "%s:%lld: the text is %zu tokens, more than "
-                            "model.max_length (%lld); set model.overflow to \"truncate\" or "
-                            "\"windows\" to take it", dt->src[i], (long long)dt->line[i], n,
-                            (long long)dt->max_length);
+                            "%s (%lld); set %s to take it", dt->src[i], (long long)dt->line[i],
+                            n, o->where ? "model.max_length" : "--max-length",
+                            (long long)dt->max_length, o->where ? "model.overflow \"truncate\" "
+                            "or \"windows\"" : "--overflow truncate or windows");
         if (st == ULC_OK && n == 0)
             return ulc_fail(ctx, ULC_ERR_INVALID, "%s:%lld: the text has no tokens", dt->src[i],
                             (long long)dt->line[i]);

@@ -154,6 +154,9 @@ def test_default_max_length_is_the_context_and_eval_matches_transformers(tmp_pat
     for split, rows in [("Df", {0, 7}), ("Dr", set(range(20)) - {0, 7})]:
         pred, ok = next_token_counts(gpt2, ids, rows)
         assert abs(split_counts(doc, split, pred) - ok) <= 1
+    # plain `ulc eval --data` scores classifiers: text is pointed to --forget
+    r = run_ulc("eval", gpt2, "--data", tmp_path / "train.jsonl")
+    assert r.returncode == 4 and "--forget SPEC" in r.stderr
 
 
 # ---- data files and forget sets ----------------------------------------------------------------

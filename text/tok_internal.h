@@ -109,6 +109,12 @@ ulc_status tk_bpe_word(tk_bpe *b, const unsigned char *w, size_t n, ulc_ids *out
 void tk_bpe_free(tk_bpe *b);
 void tk_bpe_cache_clear(tk_bpe *b);
 int tk_ids_push(ulc_ids *ids, int64_t id);
+/* 1 when d (a JSON number) is an id: an integer in [0, 2^31 - 1); *out gets it. */
+static inline int tk_num_id(double d, int64_t *out) {
+    if (!(d >= 0 && d < 2147483647.0) || d != (double)(int64_t)d) return 0;
+    *out = (int64_t)d;
+    return 1;
+}
 
 /* ---- the tokenizer --------------------------------------------------------------------------- */
 typedef struct tk_added {

@@ -311,3 +311,23 @@ def test_pair_form_merges_and_errors(ulc, tokenizers_dir, tmp_path):
     assert r.returncode == 2 and "no tokens" in r.stderr
     r = ulc("tokenize", p, "--text", "abc", "--max-length", 4, "--overflow", "windows", "--stride", 4)
     assert r.returncode == 1 and "stride" in r.stderr
+
+
+def test_every_code_point(ulc, tokenizers_dir, tmp_path):
+    """Each code point of planes 0-3 and 14 (assigned or not, Unicode 14 as both unicodedata and the
+    wheel's Oniguruma have it) between letters, digits, spaces and punctuation: the class tables
+    and the scanner against the regex."""
+    _, made, _ = tokenizers_dir
+    tk, d, _ = made["v300"]
+    cps = [c for c in list(range(0x40000)) + list(range(0xE0000, 0xE0200)) + [0x10FFFD, 0xFFFFD]
+           if not 0xD800 <= c <= 0xDFFF and c != 0]  # JSON Lines cannot hold U+0000 (common/json.c)
+    texts = []
+    for i in range(0, len(cps), 4):
+        a, b, c, e = (chr(x) for x in (cps[i:i + 4] + [0x41] * 4)[:4])
+        texts.append(f"x{a}y {a}1{b} {b}'s{c}!{c} {e}\t{e}")
+    f = tmp_path / "cp.jsonl"
+    f.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    got = [r["ids"] for r in ulc_ids(ulc, d / "tokenizer.json", f)]
+    want = [e.ids for e in tk.encode_batch(texts)]
+    n, ex = first_mismatches(got, want, texts)
+    assert n == 0, f"{n} of {len(texts)} differ, e.g. {ex}"

@@ -52,6 +52,8 @@ int tk_uc_lower(uint32_t cp, uint32_t out[3]);
 /* Appends the UTF-8 of bytes[0..n) to out, each maximal invalid part as U+FFFD (as Rust's
  * String::from_utf8_lossy). out must hold 3 * n bytes; returns the bytes written. */
 size_t tk_utf8_lossy(const unsigned char *p, size_t n, char *out);
+/* NFC of valid UTF-8 in[0..n) into *out (malloc'd, *len bytes; nfc.c). */
+ulc_status tk_nfc(const char *in, size_t n, char **out, size_t *len, ulc_ctx *ctx);
 /* GPT2's byte <-> character mapping (bytes_to_unicode). */
 uint32_t tk_byte_char(unsigned b);
 int tk_char_byte(uint32_t cp); /* -1 when cp is no byte's character */

@@ -3,7 +3,7 @@
  *
  *   { "version", "truncation": null, "padding": null,
  *     "added_tokens": [{id, content, single_word, lstrip, rstrip, normalized, special}],
- *     "normalizer": null | CLIP's Sequence [NFC, Replace \s+ -> " ", Lowercase] (NFC refused),
+ *     "normalizer": null | NFC | Lowercase | Replace \s+ -> " " | a Sequence of them (CLIP's),
  *     "pre_tokenizer": ByteLevel{add_prefix_space, trim_offsets, use_regex}
  *                    | Sequence [Split (CLIP's pattern, invert, Removed), ByteLevel{use_regex: false}],
  *     "post_processor": null | ByteLevel | RobertaProcessing | BertProcessing | TemplateProcessing,
@@ -206,8 +206,11 @@ static ulc_status read_norm_step(jrd *r, const cJSON *n, const char *where) {
         r->tk->norm[r->tk->n_norm++] = TK_NORM_WS_TO_SPACE;
         return ULC_OK;
     }
-    if (strcmp(type, "NFC") == 0)
-        return unsupported(r, key, "the NFC normalizer is not implemented yet (no composition tables)");
+    if (strcmp(type, "NFC") == 0) {
+        ULC_TRY(known_keys(r, n, where, plain));
+        r->tk->norm[r->tk->n_norm++] = TK_NORM_NFC;
+        return ULC_OK;
+    }
     char what[160];
     snprintf(what, sizeof what, "normalizer '%.60s' is not implemented", type);
     return unsupported(r, key, what);

@@ -186,12 +186,17 @@ def test_rows_with_post_processor(ulc, tokenizers_dir, tmp_path):
     assert got == want
 
 
-def test_clip_style(ulc, tmp_path):
-    """CLIP's variant without NFC (not implemented: refused by name, below): whitespace runs to a
-    space, lower case, CLIP's Split, `</w>` word ends, <|startoftext|> ... <|endoftext|>."""
+NFC_TEXTS = ["e\u0301", "E\u0301\u0323", "a\u0317\u0300b", "\u1100\u1161\u11a8 \u1100\u1161", "\uac00\u11a8",
+             "\u0958\u093c", "\u212b \u2126 \u00c5", "o\u0308\u0304 \u1e4d", "\u0041\u030a\u0301",
+             "q\u0307\u0323", "\u0f73 \u0f75 \u0f81", "\u1e9b\u0323", "\u00e9\u0301", "\u0344 \u0340",
+             "\u05d0\u05b7\u05bc", "\u0627\u0653 \u0648\u0654", "\u304b\u3099 \u30cf\u309a"]
+
+
+def clip_tokenizer(nfc=True):
     clip_re = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
     tk = Tokenizer(models.BPE(end_of_word_suffix="</w>", unk_token="<|endoftext|>"))
-    tk.normalizer = normalizers.Sequence([normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()])
+    steps = [normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
+    tk.normalizer = normalizers.Sequence(([normalizers.NFC()] if nfc else []) + steps)
     tk.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(clip_re), behavior="removed", invert=True),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
@@ -202,20 +207,54 @@ def test_clip_style(ulc, tmp_path):
     tk.train_from_iterator(corpus.prose(100_000, seed=4) + corpus.varied(1000, seed=6), tr)
     tk.post_processor = processors.RobertaProcessing(("<|endoftext|>", tk.token_to_id("<|endoftext|>")),
                                                      ("<|startoftext|>", tk.token_to_id("<|startoftext|>")))
+    return tk
+
+
+def test_clip_style(ulc, tmp_path):
+    """CLIP's variant, as its tokenizer.json has it: NFC, whitespace runs to a space, lower case,
+    CLIP's Split, `</w>` word ends, unk, <|startoftext|> ... <|endoftext|> (RobertaProcessing)."""
+    tk = clip_tokenizer()
     p = tmp_path / "tokenizer.json"
     tk.save(str(p))
     f = tmp_path / "t.jsonl"
-    texts = TEXTS[:3000]
+    texts = TEXTS[:3000] + NFC_TEXTS + ["<|startoftext|>a photo of a cat<|endoftext|>", "A  PHOTO\tOf İstanbul ΣΑΣ"]
     f.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
     got = [r["ids"] for r in ulc_ids(ulc, p, f, "--add-special")]
     want = [e.ids for e in tk.encode_batch(texts)]
     n, ex = first_mismatches(got, want, texts)
     assert n == 0, f"{n} differ, e.g. {ex}"
-    j = json.loads(p.read_text())
-    j["normalizer"]["normalizers"].insert(0, {"type": "NFC"})
-    p.write_text(json.dumps(j))
-    r = ulc("tokenize", p, "--text", "x")
-    assert r.returncode == 4 and "normalizer.normalizers[0].type" in r.stderr and "NFC" in r.stderr
+    got = [r["ids"] for r in ulc_ids(ulc, p, f)]
+    assert got == [e.ids for e in tk.encode_batch(texts, add_special_tokens=False)]
+
+
+def test_nfc_against_unicodedata(ulc, tokenizers_dir, tmp_path):
+    """NFC alone in front of a byte-level BPE: decoding gives the normalized text, which must be
+    Python's unicodedata NFC (Unicode 14) of the input; ids equal tokenizers' wherever tokenizers'
+    own NFC (the unicode-normalization-alignments crate, older than Unicode 11: it gives the 98
+    combining marks assigned since then class 0) agrees with Unicode 14's."""
+    import unicodedata
+    _, made, _ = tokenizers_dir
+    tk = Tokenizer.from_str(made["v5000"][0].to_str())
+    tk.normalizer = normalizers.NFC()
+    p = tmp_path / "tokenizer.json"
+    tk.save(str(p))
+    texts = NFC_TEXTS + [t for t in TEXTS[:2000]]
+    texts += ["".join(chr(c) for c in range(b, b + 64)) for b in range(0x300, 0x3000, 64)]
+    texts += ["".join(chr(c) for c in range(b, b + 8)) for b in range(0xAC00, 0xD7A4, 97)]
+    texts += ["a" + chr(c) + chr(0x301) + chr(0x323) for c in range(0x300, 0x370)]
+    f = tmp_path / "t.jsonl"
+    f.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    got = [r["ids"] for r in ulc_ids(ulc, p, f)]
+    want = [e.ids for e in tk.encode_batch(texts)]
+    same = [tk.normalizer.normalize_str(t) == unicodedata.normalize("NFC", t) for t in texts]
+    assert sum(same) >= len(texts) - 8
+    n, ex = first_mismatches([g for g, k in zip(got, same) if k], [w for w, k in zip(want, same) if k], texts)
+    assert n == 0, f"{n} differ from tokenizers, e.g. {ex}"
+    g = tmp_path / "ids.jsonl"
+    g.write_text("".join(json.dumps({"ids": i}) + "\n" for i in got))
+    back = [r["text"] for r in ulc_ids(ulc, p, g, "--decode")]
+    bad = [(t, b) for t, b in zip(texts, back) if b != unicodedata.normalize("NFC", t)]
+    assert not bad, f"{len(bad)} differ from unicodedata's NFC, e.g. {bad[:2]}"
 
 
 def test_invalid_utf8_refused(ulc, tokenizers_dir, tmp_path):

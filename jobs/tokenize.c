@@ -159,7 +159,8 @@ static ulc_status do_decode(ulc_tokenize_job *j, ulc_tokenizer *tk, const inputs
         if (st == ULC_OK && !cJSON_IsArray(list))
             st = ulc_fail(ctx, ULC_ERR_PARSE, "expected a list of ids");
         for (const cJSON *v = st == ULC_OK ? list->child : NULL; v && st == ULC_OK; v = v->next) {
-            if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int64_t)v->valuedouble)
+            if (!cJSON_IsNumber(v) || !(v->valuedouble > -9e15 && v->valuedouble < 9e15) ||
+                v->valuedouble != (double)(int64_t)v->valuedouble)
                 st = ulc_fail(ctx, ULC_ERR_PARSE, "ids must be integers");
             else if (ids.n == ids.cap) {
                 size_t cap = ids.cap ? ids.cap * 2 : 64;

@@ -16,7 +16,11 @@ must match docs/ARCHITECTURE.md's note on text/): per code point, a class byte
 
 as a two-stage table (index by cp >> 8, then a block of 256 class bytes), and the simple
 per-character lower-case mappings (str.lower() of one character, which may be several characters:
-'İ' -> 'i̇'), sorted by code point for a binary search.
+'İ' -> 'i̇'), sorted by code point for a binary search; and NFC's data: the canonical combining
+classes (non-zero ones), the canonical decompositions (one or two code points each, applied
+recursively; Hangul syllables are algorithmic and left out) and the primary composites (a pair
+composes when unicodedata's own NFC of it gives the composite, which leaves out the composition
+exclusions, singletons and non-starter decompositions).
 """
 import sys
 import unicodedata
@@ -82,6 +86,34 @@ def main():
             assert len(lo) <= 3
             row.append("{0x%X,0x%X,0x%X,0x%X}" % tuple([cp] + lo + [0] * (3 - len(lo))))
         w("    " + ", ".join(row) + ",\n")
+    w("};\n\n")
+    ccc, decomp, comp = [], [], []
+    for cp in range(0x110000):
+        if 0xD800 <= cp <= 0xDFFF:
+            continue
+        c = chr(cp)
+        if unicodedata.combining(c):
+            ccc.append((cp, unicodedata.combining(c)))
+        d = unicodedata.decomposition(c)
+        if d and not d.startswith("<") and not 0xAC00 <= cp <= 0xD7A3:
+            parts = [int(x, 16) for x in d.split()]
+            assert len(parts) in (1, 2)
+            decomp.append((cp, parts + [0] * (2 - len(parts))))
+            if len(parts) == 2 and unicodedata.normalize("NFC", chr(parts[0]) + chr(parts[1])) == c:
+                comp.append((parts[0], parts[1], cp))
+    comp.sort()
+    w("/* Canonical combining classes other than 0: code point, class. */\n")
+    w("static const uint32_t ulc_uc_ccc[%d][2] = {\n" % len(ccc))
+    for i in range(0, len(ccc), 8):
+        w("    " + ", ".join("{0x%X,%d}" % x for x in ccc[i:i + 8]) + ",\n")
+    w("};\n\n/* Canonical decompositions: code point, then one or two code points (0 = none). */\n")
+    w("static const uint32_t ulc_uc_decomp[%d][3] = {\n" % len(decomp))
+    for i in range(0, len(decomp), 6):
+        w("    " + ", ".join("{0x%X,0x%X,0x%X}" % (cp, a, b) for cp, (a, b) in decomp[i:i + 6]) + ",\n")
+    w("};\n\n/* Primary composites: first, second, composite; sorted by (first, second). */\n")
+    w("static const uint32_t ulc_uc_comp[%d][3] = {\n" % len(comp))
+    for i in range(0, len(comp), 6):
+        w("    " + ", ".join("{0x%X,0x%X,0x%X}" % x for x in comp[i:i + 6]) + ",\n")
     w("};\n\n#endif\n")
 
 

@@ -3,7 +3,7 @@
  *
  *   1. added tokens whose `normalized` is false are found in the raw text (leftmost-longest,
  *      with their single_word / lstrip / rstrip rules), splitting it;
- *   2. the pieces between them are normalized (CLIP: whitespace runs to one space, lower case),
+ *   2. the pieces between them are normalized (CLIP: NFC, whitespace runs to one space, lower case),
  *      then split again on the normalized added tokens;
  *   3. each remaining piece gets its prefix space (ByteLevel add_prefix_space, when it does not
  *      start with one), is split into words by the pre-tokenizer's scanner (pretok.c), and each
@@ -131,6 +131,14 @@ static ulc_status normalize(const ulc_tokenizer *tk, const char *p, size_t n, ch
     if (!cur) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory normalizing text");
     memcpy(cur, p, n);
     for (int s = 0; s < tk->n_norm; s++) {
+        if (tk->norm[s] == TK_NORM_NFC) {
+            char *nfc = NULL;
+            ulc_status st = tk_nfc(cur, n, &nfc, &n, ctx);
+            free(cur);
+            if (st != ULC_OK) return st;
+            cur = nfc;
+            continue;
+        }
         char *next = malloc(3 * n + 1); /* a lower-case mapping is at most 3 times longer */
         if (!next) {
             free(cur);

@@ -32,7 +32,7 @@ static ulc_status add_row(row_buf *b, const ulc_tokenizer *tk, const ulc_tok_row
     }
     int64_t *row = b->ids + b->n * b->w, k = 0;
     for (int i = 0; o->add_special && i < tk->n_pre; i++) row[k++] = tk->pre[i];
-    memcpy(row + k, ids, (size_t)n * sizeof *ids);
+    if (n) memcpy(row + k, ids, (size_t)n * sizeof *ids);
     k += n;
     for (int i = 0; o->add_special && i < tk->n_post; i++) row[k++] = tk->post[i];
     b->text_of[b->n] = text;

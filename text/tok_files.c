@@ -160,9 +160,10 @@ ulc_status tk_load_vocab_merges(ulc_tokenizer *tk, const char *dir, ulc_ctx *ctx
     cJSON *v = NULL;
     ulc_status st = read_json(dir, "vocab.json", &path, &v, ctx);
     for (const cJSON *c = v ? v->child : NULL; c && st == ULC_OK; c = c->next) {
-        if (!cJSON_IsNumber(c) || c->valuedouble != (double)(int64_t)c->valuedouble)
+        int64_t id;
+        if (!cJSON_IsNumber(c) || !tk_num_id(c->valuedouble, &id))
             st = ulc_fail(ctx, ULC_ERR_PARSE, "%s: key '%.60s': expected an integer id", path, c->string);
-        else if (tk_vocab_add(tk, c->string, strlen(c->string), (int64_t)c->valuedouble, ctx) != ULC_OK)
+        else if (tk_vocab_add(tk, c->string, strlen(c->string), id, ctx) != ULC_OK)
             st = ulc_fail(ctx, ctx->status, "%s", path);
     }
     cJSON_Delete(v);
@@ -178,9 +179,10 @@ ulc_status tk_load_vocab_merges(ulc_tokenizer *tk, const char *dir, ulc_ctx *ctx
     if (st == ULC_OK) st = read_json(dir, "added_tokens.json", &path, &added, ctx);
     for (const cJSON *c = added ? added->child : NULL; c && st == ULC_OK; c = c->next) {
         tk_added a = {.content = c->string, .len = strlen(c->string), .normalized = 1};
-        if (!cJSON_IsNumber(c))
+        int64_t id;
+        if (!cJSON_IsNumber(c) || !tk_num_id(c->valuedouble, &id))
             st = ulc_fail(ctx, ULC_ERR_PARSE, "%s: key '%.60s': expected an integer id", path, c->string);
-        else if (tk_added_add(tk, &a, (int64_t)c->valuedouble, ctx) != ULC_OK)
+        else if (tk_added_add(tk, &a, id, ctx) != ULC_OK)
             st = ulc_fail(ctx, ctx->status, "%s", path);
     }
     cJSON_Delete(added);

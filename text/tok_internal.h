@@ -52,6 +52,8 @@ int tk_uc_lower(uint32_t cp, uint32_t out[3]);
 /* Appends the UTF-8 of bytes[0..n) to out, each maximal invalid part as U+FFFD (as Rust's
  * String::from_utf8_lossy). out must hold 3 * n bytes; returns the bytes written. */
 size_t tk_utf8_lossy(const unsigned char *p, size_t n, char *out);
+/* NFC of valid UTF-8 in[0..n) into *out (malloc'd, *len bytes; nfc.c). */
+ulc_status tk_nfc(const char *in, size_t n, char **out, size_t *len, ulc_ctx *ctx);
 /* GPT2's byte <-> character mapping (bytes_to_unicode). */
 uint32_t tk_byte_char(unsigned b);
 int tk_char_byte(uint32_t cp); /* -1 when cp is no byte's character */
@@ -109,6 +111,12 @@ ulc_status tk_bpe_word(tk_bpe *b, const unsigned char *w, size_t n, ulc_ids *out
 void tk_bpe_free(tk_bpe *b);
 void tk_bpe_cache_clear(tk_bpe *b);
 int tk_ids_push(ulc_ids *ids, int64_t id);
+/* 1 when d (a JSON number) is an id: an integer in [0, 2^31 - 1); *out gets it. */
+static inline int tk_num_id(double d, int64_t *out) {
+    if (!(d >= 0 && d < 2147483647.0) || d != (double)(int64_t)d) return 0;
+    *out = (int64_t)d;
+    return 1;
+}
 
 /* ---- the tokenizer --------------------------------------------------------------------------- */
 typedef struct tk_added {

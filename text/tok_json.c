@@ -3,7 +3,7 @@
  *
  *   { "version", "truncation": null, "padding": null,
  *     "added_tokens": [{id, content, single_word, lstrip, rstrip, normalized, special}],
- *     "normalizer": null | CLIP's Sequence [NFC, Replace \s+ -> " ", Lowercase] (NFC refused),
+ *     "normalizer": null | NFC | Lowercase | Replace \s+ -> " " | a Sequence of them (CLIP's),
  *     "pre_tokenizer": ByteLevel{add_prefix_space, trim_offsets, use_regex}
  *                    | Sequence [Split (CLIP's pattern, invert, Removed), ByteLevel{use_regex: false}],
  *     "post_processor": null | ByteLevel | RobertaProcessing | BertProcessing | TemplateProcessing,
@@ -83,13 +83,13 @@ static const char *type_of(const cJSON *obj) {
 static ulc_status read_vocab(jrd *r, const cJSON *vocab) {
     if (!cJSON_IsObject(vocab)) return bad_type(r, "model.vocab", "an object of token: id");
     for (const cJSON *c = vocab->child; c; c = c->next) {
-        double d = c->valuedouble;
-        if (!cJSON_IsNumber(c) || d != (double)(int64_t)d) {
+        int64_t id;
+        if (!cJSON_IsNumber(c) || !tk_num_id(c->valuedouble, &id)) {
             char k[128];
             snprintf(k, sizeof k, "model.vocab.%.60s", c->string);
             return bad_type(r, k, "an integer id");
         }
-        if (tk_vocab_add(r->tk, c->string, strlen(c->string), (int64_t)d, r->ctx) != ULC_OK)
+        if (tk_vocab_add(r->tk, c->string, strlen(c->string), id, r->ctx) != ULC_OK)
             return ulc_fail(r->ctx, r->ctx->status, "%s: model.vocab", r->file);
     }
     return ULC_OK;
@@ -166,7 +166,8 @@ static ulc_status read_added(jrd *r, const cJSON *list) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(c, "id");
         const char *content;
         ULC_TRY(get_str(r, c, where, "content", &content));
-        if (!content || !cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble != (double)(int64_t)id->valuedouble)
+        int64_t want;
+        if (!content || !cJSON_IsNumber(id) || !tk_num_id(id->valuedouble, &want))
             return bad_type(r, where, "an object with an integer 'id' and a string 'content'");
         tk_added a = {.content = (char *)content, .len = strlen(content), .normalized = 1};
         ULC_TRY(get_bool(r, c, where, "single_word", &a.single_word));
@@ -174,7 +175,7 @@ static ulc_status read_added(jrd *r, const cJSON *list) {
         ULC_TRY(get_bool(r, c, where, "rstrip", &a.rstrip));
         ULC_TRY(get_bool(r, c, where, "normalized", &a.normalized));
         ULC_TRY(get_bool(r, c, where, "special", &a.special));
-        if (tk_added_add(r->tk, &a, (int64_t)id->valuedouble, r->ctx) != ULC_OK)
+        if (tk_added_add(r->tk, &a, want, r->ctx) != ULC_OK)
             return ulc_fail(r->ctx, r->ctx->status, "%s: %s", r->file, where);
     }
     return ULC_OK;
@@ -205,8 +206,11 @@ static ulc_status read_norm_step(jrd *r, const cJSON *n, const char *where) {
         r->tk->norm[r->tk->n_norm++] = TK_NORM_WS_TO_SPACE;
         return ULC_OK;
     }
-    if (strcmp(type, "NFC") == 0)
-        return unsupported(r, key, "the NFC normalizer is not implemented yet (no composition tables)");
+    if (strcmp(type, "NFC") == 0) {
+        ULC_TRY(known_keys(r, n, where, plain));
+        r->tk->norm[r->tk->n_norm++] = TK_NORM_NFC;
+        return ULC_OK;
+    }
     char what[160];
     snprintf(what, sizeof what, "normalizer '%.60s' is not implemented", type);
     return unsupported(r, key, what);
@@ -293,9 +297,9 @@ static ulc_status read_decoder(jrd *r, const cJSON *d) {
 
 /* ["<s>", 0] of Roberta/Bert processors. */
 static ulc_status special_pair(jrd *r, const cJSON *p, const char *key, int64_t *id) {
-    if (!cJSON_IsArray(p) || cJSON_GetArraySize(p) != 2 || !cJSON_IsString(p->child) || !cJSON_IsNumber(p->child->next))
+    if (!cJSON_IsArray(p) || cJSON_GetArraySize(p) != 2 || !cJSON_IsString(p->child) ||
+        !cJSON_IsNumber(p->child->next) || !tk_num_id(p->child->next->valuedouble, id))
         return bad_type(r, key, "[token, id]");
-    *id = (int64_t)p->child->next->valuedouble;
     return ULC_OK;
 }
 
@@ -324,9 +328,10 @@ static ulc_status template_single(jrd *r, const cJSON *p) {
                             "post_processor.special_tokens", r->file, where, name->valuestring);
         for (const cJSON *v = ids->child; v; v = v->next) {
             int *n = seen_a ? &r->tk->n_post : &r->tk->n_pre;
-            if (!cJSON_IsNumber(v) || v->valuedouble < 0) return bad_type(r, where, "integer ids");
+            int64_t id;
+            if (!cJSON_IsNumber(v) || !tk_num_id(v->valuedouble, &id)) return bad_type(r, where, "integer ids");
             if (*n == 4) return unsupported(r, where, "more than 4 special tokens on a side");
-            (seen_a ? r->tk->post : r->tk->pre)[(*n)++] = (int64_t)v->valuedouble;
+            (seen_a ? r->tk->post : r->tk->pre)[(*n)++] = id;
         }
     }
     if (!seen_a) return unsupported(r, "post_processor.single", "a template without sequence A");

@@ -207,6 +207,11 @@ ulc_status tk_finish(ulc_tokenizer *tk, const char *prefix, const char *suffix, 
     tk->bpe.bytes_vocab = &tk->bvocab;
     ULC_TRY(build_matchers(tk, ctx));
     ULC_TRY(decode_tables(tk, ctx));
+    for (int i = 0; i < tk->n_pre + tk->n_post; i++) {
+        int64_t id = i < tk->n_pre ? tk->pre[i] : tk->post[i - tk->n_pre];
+        if (id >= tk->n_ids || tk->dec_len[id] < 0)
+            return ulc_fail(ctx, ULC_ERR_INVALID, "post_processor: id %lld is no token's", (long long)id);
+    }
     /* GPT2's convention when the files name no roles */
     int64_t eot = -1;
     for (size_t i = 0; i < tk->n_added; i++)

@@ -462,6 +462,8 @@ static ulc_status check_outputs(const ulc_request *rq, const ulc_forget_opts *o,
     ULC_TRY(ulc_fileset_add_path(fs, "test data (data.test)", rq->test, ctx));
     ULC_TRY(ulc_fileset_add_path(fs, "reference model (eval.reference)", rq->reference, ctx));
     ULC_TRY(ulc_fileset_add_path(fs, "forget texts (forget.file)", rq->forget_file, ctx));
+    if (rq->tokenizer && !ulc_path_is_dir(rq->tokenizer))
+        ULC_TRY(ulc_fileset_add_path(fs, "tokenizer (model.tokenizer)", rq->tokenizer, ctx));
     ULC_TRY(ulc_io_check_model_output(fs, "output", o->out, ofmt, ctx));
     if (ofmt == ULC_IO_DIR) ULC_TRY(ulc_io_check_side_outputs(fs, "output", o->in, o->out, ctx));
     for (int q = 0; q < o->n_reports; q++)

@@ -3,7 +3,7 @@
  * with ulc_tokenizer_load (every key checked, vocabulary, merges, added tokens, normalizer,
  * pre-tokenizer, post-processor, the roles), then used on a few fixed texts (encode, rows,
  * decode of every id). Any other input is text for a fixed byte-level BPE (fixtures/tokenizer/:
- * 400 tokens with the whole byte alphabet and <|endoftext|>): valid UTF-8 must encode, decode
+ * 395 tokens with the whole byte alphabet and <|endoftext|>): valid UTF-8 must encode, decode
  * back to exactly the input (byte-level BPE loses nothing, special tokens included) and make
  * rows; invalid UTF-8 must be refused (ULC_ERR_INVALID), never crash. A broken round trip aborts.
  */

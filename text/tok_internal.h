@@ -136,7 +136,8 @@ typedef enum tk_norm_step { TK_NORM_NFC, TK_NORM_WS_TO_SPACE, TK_NORM_LOWER } tk
 
 struct ulc_tokenizer {
     ulc_tok_kind kind;
-    char *path;
+    char *path;            /* the file read (tokenizer.json or vocab.json) */
+    char *src;             /* the path given to ulc_tokenizer_load */
     tk_strtab vocab;       /* token text (as in the file) -> id */
     tk_strtab bvocab;      /* the bytes a byte-level token stands for -> id */
     int64_t n_ids;         /* one more than the largest id */

@@ -241,6 +241,7 @@ void ulc_tokenizer_free(ulc_tokenizer *tk) {
     if (!tk) return;
     tk_free_tables(tk);
     free(tk->path);
+    free(tk->src);
     free(tk);
 }
 
@@ -250,6 +251,10 @@ ulc_status ulc_tokenizer_load(const char *path, ulc_tokenizer **out, ulc_ctx *ct
     if (!tk) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
     for (int r = 0; r < 4; r++) tk->role[r] = -1;
     ulc_status st;
+    if (!(tk->src = strdup(path))) {
+        free(tk);
+        return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    }
     if (ulc_path_is_dir(path)) {
         char *json = ulc_path_join(path, "tokenizer.json");
         char *vocab = ulc_path_join(path, "vocab.json");
@@ -275,6 +280,10 @@ ulc_status ulc_tokenizer_load(const char *path, ulc_tokenizer **out, ulc_ctx *ct
     }
     *out = tk;
     return ULC_OK;
+}
+
+ulc_status ulc_tokenizer_clone(const ulc_tokenizer *tk, ulc_tokenizer **out, ulc_ctx *ctx) {
+    return ulc_tokenizer_load(tk->src, out, ctx);
 }
 
 ulc_tok_kind ulc_tokenizer_kind(const ulc_tokenizer *tk) { return tk->kind; }

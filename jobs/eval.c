@@ -20,6 +20,7 @@
 #include "import/safetensors_import.h"
 #include "io/data.h"
 #include "io/model.h"
+#include "io/text_data.h"
 
 /* Prints a JSON document (indented). */
 static ulc_status print_json(FILE *out, const cJSON *doc, ulc_ctx *ctx) {
@@ -210,6 +211,11 @@ ulc_status ulc_eval_files(const ulc_eval_job *j, ulc_ctx *ctx) {
     int64_t n = 0;
     ulc_fileset fs; /* no output: a file that changes under the run fails it */
     ulc_fileset_begin(&fs, 0, ctx);
+    if (ulc_text_format_of(j->data) != ULC_TEXT_NONE) /* text models are scored per split */
+        return ulc_fileset_end(&fs, ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: `ulc eval --data` "
+                                            "scores classifiers on safetensors data; text data "
+                                            "is scored with --forget SPEC (next-token accuracy "
+                                            "per split)", j->data), ctx);
     ulc_status st = ulc_io_load_model(j->model, NULL, &m, ctx);
     if (st == ULC_OK) st = ulc_safetensors_import(j->data, &data, ctx);
     if (st == ULC_OK) st = eval_rows(j, m, data, &acc, &n, ctx);
@@ -235,6 +241,7 @@ typedef struct ev_run {
     const char *paths[3];
     ulc_iface f;
     ulc_data tr, te;
+    ulc_tokenizer *tk;    /* text data: the model's tokenizer */
     const ulc_data *tep;  /* &te, or NULL without test data */
     ulc_forget_set fs;
     ulc_splits sp;
@@ -247,6 +254,7 @@ static void ev_run_clear(ev_run *e) {
     ulc_splits_clear(&e->sp);
     ulc_data_clear(&e->tr);
     ulc_data_clear(&e->te);
+    ulc_tokenizer_free(e->tk);
     cJSON_Delete(e->root);
 }
 
@@ -257,8 +265,14 @@ static ulc_status ev_score(const ulc_eval_forget_job *a, ev_run *e, ulc_ctx *ctx
     const ulc_request *s = e->rq;
     ULC_TRY(ulc_iface_resolve(e->mods[0], a->model, s->model_input, s->model_output, s->path,
                               &e->f, ctx));
-    ULC_TRY(ulc_data_load("data.train", a->data ? a->data : s->train, a->model, &e->f, &e->tr, ctx));
-    if (s->test) ULC_TRY(ulc_data_load("data.test", s->test, a->model, &e->f, &e->te, ctx));
+    ulc_text_opts to = {.tokenizer = s->tokenizer, .max_length = s->max_length,
+                        .overflow = s->overflow, .stride = s->stride,
+                        .forget_file = s->forget_file, .where = s->path};
+    ULC_TRY(ulc_data_load_any("data.train", a->data ? a->data : s->train, a->model, &e->f, &to,
+                              &e->tk, &e->tr, ctx));
+    to.forget_file = NULL;
+    if (s->test)
+        ULC_TRY(ulc_data_load_any("data.test", s->test, a->model, &e->f, &to, &e->tk, &e->te, ctx));
     e->tep = s->test ? &e->te : NULL;
     e->fs = ulc_request_forget_set(s);
     for (int k = 0; k < 3; k++) {

@@ -12,7 +12,9 @@
 #include "eval/forget_report.h"
 #include "eval/score.h"
 #include "io/data.h"
+#include "io/hf_side.h"
 #include "io/model.h"
+#include "io/text_data.h"
 #include "ir/lora.h"
 #include "jobs/history.h"
 #include "runtime/threads.h"
@@ -23,6 +25,9 @@ typedef struct forget_run {
     const ulc_forget_opts *o;
     ulc_iface f;
     ulc_data tr, te;
+    ulc_text_opts to;          /* text data: the spec's model.max_length, ... */
+    ulc_tokenizer *tk;         /* text data: the model's tokenizer */
+    int64_t *file_texts;       /* forget.file: the texts it names, as indices (fs.indices) */
     ulc_splits sp;
     ulc_forget_set fs;
     ulc_history_carry carry;   /* what earlier requests on the model forgot */
@@ -46,6 +51,8 @@ static void run_clear(forget_run *w) {
     ulc_history_carry_clear(&w->carry);
     ulc_data_clear(&w->tr);
     ulc_data_clear(&w->te);
+    ulc_tokenizer_free(w->tk);
+    free(w->file_texts);
     ulc_model_free(w->ref);
     ulc_method_env_clear(&w->env);
 }
@@ -137,6 +144,23 @@ static ulc_status teacher_cache_key(forget_run *w, ulc_ctx *ctx) {
     ulc_sha256_update(&h, w->sp.forget, (size_t)w->tr.d.n_rows);
     ulc_sha256_update(&h, w->f.fed[0]->name, strlen(w->f.fed[0]->name) + 1);
     ulc_sha256_update(&h, w->f.out->name, strlen(w->f.out->name) + 1);
+    if (w->tr.text) { /* text: the rows depend on the tokenizer, the limit and the forget texts */
+        const ulc_data_text *t = w->tr.text;
+        char *tok = NULL;
+        size_t tn = 0;
+        FILE *mf = open_memstream(&tok, &tn);
+        if (mf) {
+            fprintf(mf, "%s|%lld|%lld|%lld|%d|%lld", t->tokenizer ? t->tokenizer : "",
+                    (long long)t->max_length,
+                    (long long)t->width, (long long)w->tr.rows, (int)w->to.overflow,
+                    (long long)w->to.stride);
+            fclose(mf);
+        }
+        if (!tok) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+        ulc_sha256_update(&h, tok, tn);
+        free(tok);
+        for (int64_t i = 0; i < t->n_texts; i++) ulc_sha256_update(&h, t->text[i], t->len[i] + 1);
+    }
     uint8_t dg[ULC_SHA256_BYTES];
     ulc_sha256_final(&h, dg);
     ulc_sha256_hex(dg, fsha);
@@ -222,6 +246,21 @@ static ulc_status text_gates(const forget_run *w, const char *in, ulc_ctx *ctx) 
     return ULC_OK;
 }
 
+/* forget.file: the texts it marks (matched or appended) as the forget set's text indices, so the
+ * report counts them as it counts forget.indices. */
+static ulc_status forget_file_indices(forget_run *w, ulc_ctx *ctx) {
+    const ulc_data_text *t = w->tr.text;
+    if (!w->rq->forget_file || !t || !t->forget) return ULC_OK;
+    if (!(w->file_texts = malloc(((size_t)t->n_texts + 1) * sizeof *w->file_texts)))
+        return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    int64_t n = 0;
+    for (int64_t i = 0; i < t->n_texts; i++)
+        if (t->forget[i]) w->file_texts[n++] = i;
+    w->fs.indices = w->file_texts;
+    w->fs.n_indices = n;
+    return ULC_OK;
+}
+
 /* The model and the data, checked against each other; the forget set against both. */
 static ulc_status bind(forget_run *w, const ulc_model *m, const ulc_model *teacher,
                        ulc_ctx *ctx) {
@@ -231,8 +270,13 @@ static ulc_status bind(forget_run *w, const ulc_model *m, const ulc_model *teach
         return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "%s: the request names no %s", rq->path,
                         rq->train ? "forget set" : "training data");
     ULC_TRY(ulc_iface_resolve(m, in, rq->model_input, rq->model_output, rq->path, &w->f, ctx));
-    ULC_TRY(ulc_data_load("data.train", rq->train, in, &w->f, &w->tr, ctx));
-    if (rq->test) ULC_TRY(ulc_data_load("data.test", rq->test, in, &w->f, &w->te, ctx));
+    w->to = (ulc_text_opts){.tokenizer = rq->tokenizer, .max_length = rq->max_length,
+                            .overflow = rq->overflow, .stride = rq->stride,
+                            .forget_file = rq->forget_file, .where = rq->path};
+    ULC_TRY(ulc_data_load_any("data.train", rq->train, in, &w->f, &w->to, &w->tk, &w->tr, ctx));
+    ulc_text_opts tto = w->to;
+    tto.forget_file = NULL;
+    if (rq->test) ULC_TRY(ulc_data_load_any("data.test", rq->test, in, &w->f, &tto, &w->tk, &w->te, ctx));
     if (rq->reference) { /* eval.reference: scored like OUT, so the same interface */
         const char *which;
         ULC_TRY(ulc_io_load_model(rq->reference, NULL, &w->ref, ctx));
@@ -246,6 +290,7 @@ static ulc_status bind(forget_run *w, const ulc_model *m, const ulc_model *teach
     ULC_TRY(ulc_session_create(teacher, &so, &w->ses, ctx));
     ULC_TRY(ulc_eval_probe(w->ses, in, &w->f, &w->tr, ctx));
     w->fs = ulc_request_forget_set(rq);
+    ULC_TRY(forget_file_indices(w, ctx));
     ULC_TRY(ulc_history_carry_over(m, &w->fs, &w->tr, &w->carry, ctx));
     if (w->carry.n_rows || w->carry.n_classes) w->fs = w->carry.fs;
     ULC_TRY(ulc_splits_make(&w->fs, &w->f, &w->tr, rq->test ? &w->te : NULL, &w->sp, ctx));
@@ -329,6 +374,34 @@ static ulc_status run(forget_run *w, ulc_model *m, const ulc_model *teacher, ulc
     return o->evaluate ? evaluate_after(w, m, teacher, ctx) : ULC_OK;
 }
 
+/* Text data: how the texts became rows (the report's "text_data", and a table line). */
+static void text_report(const forget_run *w, cJSON *report, FILE *t) {
+    const ulc_data_text *d = w->tr.text;
+    if (!d) return;
+    cJSON *o = cJSON_AddObjectToObject(report, "text_data");
+    if (o) {
+        cJSON_AddStringToObject(o, "tokenizer", d->tokenizer ? d->tokenizer : "");
+        cJSON_AddNumberToObject(o, "max_length", (double)d->max_length);
+        cJSON_AddNumberToObject(o, "width", (double)d->width);
+        cJSON_AddStringToObject(o, "overflow", ulc_text_overflow_name(w->to.overflow));
+        if (w->to.overflow == ULC_OVERFLOW_WINDOWS)
+            cJSON_AddNumberToObject(o, "stride", (double)w->to.stride);
+        cJSON_AddNumberToObject(o, "texts", (double)d->n_texts);
+        cJSON_AddNumberToObject(o, "rows", (double)w->tr.rows);
+    }
+    if (o && w->rq->forget_file) {
+        cJSON *ff = cJSON_AddObjectToObject(o, "forget_file");
+        cJSON_AddStringToObject(ff, "path", w->rq->forget_file);
+        cJSON_AddNumberToObject(ff, "texts", (double)d->forget_texts.n);
+        cJSON_AddNumberToObject(ff, "matched", (double)d->n_matched);
+        cJSON_AddNumberToObject(ff, "appended", (double)d->n_appended);
+    }
+    if (t && w->rq->forget_file)
+        fprintf(t, "forget.file: %lld texts, %lld found in data.train, %lld appended as forget "
+                "rows\n", (long long)d->forget_texts.n, (long long)d->n_matched,
+                (long long)d->n_appended);
+}
+
 /* The report object, its gates, and the table and gate lines. */
 static ulc_status report(forget_run *w, double t0, ulc_forget_outcome *res, ulc_ctx *ctx) {
     const ulc_request *rq = w->rq;
@@ -342,6 +415,7 @@ static ulc_status report(forget_run *w, double t0, ulc_forget_outcome *res, ulc_
         !(res->report = ulc_forget_report_json(r)))
         return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (report)");
     ulc_history_report(res->report, &w->carry);
+    text_report(w, res->report, w->o->table);
     ULC_TRY(ulc_report_gates(res->report, &rq->gates, &res->gates_failed, &res->gate_messages,
                              ctx));
     FILE *t = w->o->table;
@@ -405,7 +479,11 @@ static ulc_status check_outputs(const ulc_request *rq, const ulc_forget_opts *o,
     ULC_TRY(ulc_fileset_add_path(fs, "training data (data.train)", rq->train, ctx));
     ULC_TRY(ulc_fileset_add_path(fs, "test data (data.test)", rq->test, ctx));
     ULC_TRY(ulc_fileset_add_path(fs, "reference model (eval.reference)", rq->reference, ctx));
+    ULC_TRY(ulc_fileset_add_path(fs, "forget texts (forget.file)", rq->forget_file, ctx));
+    if (rq->tokenizer && !ulc_path_is_dir(rq->tokenizer))
+        ULC_TRY(ulc_fileset_add_path(fs, "tokenizer (model.tokenizer)", rq->tokenizer, ctx));
     ULC_TRY(ulc_io_check_model_output(fs, "output", o->out, ofmt, ctx));
+    if (ofmt == ULC_IO_DIR) ULC_TRY(ulc_io_check_side_outputs(fs, "output", o->in, o->out, ctx));
     for (int q = 0; q < o->n_reports; q++)
         ULC_TRY(ulc_fileset_check_output(fs, "report", o->reports[q], ctx));
     return ULC_OK;
@@ -488,6 +566,7 @@ static ulc_status forget_files(forget_run *w, ulc_fileset *fs, ulc_model **m, ul
     ULC_TRY(check_outputs(w->rq, o, fs, ofmt, ctx));
     ULC_TRY(run(w, *m, *teacher, ctx));
     ULC_TRY(ulc_io_save_model(*m, o->out, ofmt, NULL, ctx));
+    if (ofmt == ULC_IO_DIR) ULC_TRY(ulc_io_copy_side_files(o->in, o->out, ctx));
     if (!o->evaluate) return ULC_OK;
     ULC_TRY(hash_output(w, *teacher, ofmt, ctx));
     ULC_TRY(hash_inputs(w, ctx));

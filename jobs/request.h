@@ -24,6 +24,7 @@
 #include "methods/rfa.h"
 #include "methods/unlearn.h"
 #include "passes/pass.h"
+#include "text/tokenizer.h"
 #include "train/train.h"
 
 #define ULC_SPEC_RELEARN_STEPS 10
@@ -60,8 +61,14 @@ struct ulc_request {
     int64_t *indices;          /* ULC_FORGET_INDICES (from the spec or indices_file) */
     int64_t n_indices;
     char *indices_file;        /* resolved, or NULL */
+    char *forget_file;         /* forget.file (texts), resolved, or NULL (kind is INDICES) */
     int forget_given;          /* a forget set was given */
     char *model_input, *model_output; /* NULL: the only one */
+    /* text data (docs/spec.md, "Text data") */
+    char *tokenizer;           /* model.tokenizer, resolved (a file or a directory), or NULL */
+    int64_t max_length;        /* model.max_length; 0: the model's context */
+    ulc_overflow overflow;     /* model.overflow (default ULC_OVERFLOW_ERROR) */
+    int64_t stride;            /* model.stride (windows) */
     uint64_t seed;
     char *report;              /* resolved, or NULL */
     /* "eval": what the report adds beyond accuracy and the attacks (docs/spec.md) */

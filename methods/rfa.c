@@ -112,7 +112,7 @@ static ulc_status build_loss(void *arg, ulc_tg *t, ulc_value **loss, ulc_ctx *ct
     int64_t yd[3] = {1, 1, st->classes};
     ulc_value *ybar = text ? ulc_tg_input(t, "ulc.rfa.ybar", ULC_DT_F32, 3, yd, NULL, ctx)
                            : ulc_tg_input(t, "ulc.rfa.ybar", ULC_DT_F32, 2, (int64_t[]){1, st->classes}, NULL, ctx);
-    int64_t pd[2] = {1, st->seq - 1};
+    int64_t pd[2] = {1, st->seq};
     ulc_value *posw = text ? ulc_tg_input(t, "ulc.rfa.posw", ULC_DT_F32, 2, pd, NULL, ctx) : NULL;
     NN(w_inter && w_ce && w_soft && ybar && (posw || !text));
 
@@ -151,33 +151,32 @@ static ulc_status build_loss(void *arg, ulc_tg *t, ulc_value **loss, ulc_ctx *ct
         NN(inter);
     }
     /* L_task: CE on retain rows, soft CE to ybar on forget rows (text: per position, weighted
-     * by posw, the row's valid next-token positions) */
-    int64_t ax = text ? 2 : 1;
-    ulc_value *z = t->output, *target = label;
+     * by posw, the row's valid next-token positions), both from one fused SoftmaxCrossEntropy
+     * over the logits (ir/ops_ulc.def). Text: the logits at t predict input_ids at t + 1, so the
+     * target is input_ids shifted left with an ignored label (-1) in the last position, which
+     * posw weighs 0 — the logits are never sliced or copied. */
+    ulc_value *target = label;
     if (text) {
-        int64_t s0 = 0, e1 = -1, s1 = 1, emax = INT64_MAX, a1 = 1;
-        ulc_value *ca = ulc_gb_vec_i64(b, 1, &a1);
-        ulc_value *zi[4] = {t->output, ulc_gb_vec_i64(b, 1, &s0), ulc_gb_vec_i64(b, 1, &e1), ca};
-        NN(zi[1] && zi[2] && ca);
-        NN(z = ulc_gb_opn(b, NULL, "Slice", 4, zi, 1, NULL));
-        ulc_value *ti[4] = {ids, ulc_gb_vec_i64(b, 1, &s1), ulc_gb_vec_i64(b, 1, &emax), ca};
-        NN(ti[1] && ti[2]);
-        NN(target = ulc_gb_opn(b, NULL, "Slice", 4, ti, 1, NULL));
+        int64_t s1 = 1, emax = INT64_MAX, a1 = 1, pads[4] = {0, 0, 0, 1}, none = -1;
+        ulc_value *ti[4] = {ids, ulc_gb_vec_i64(b, 1, &s1), ulc_gb_vec_i64(b, 1, &emax),
+                            ulc_gb_vec_i64(b, 1, &a1)};
+        NN(ti[1] && ti[2] && ti[3]);
+        ulc_value *next = ulc_gb_opn(b, NULL, "Slice", 4, ti, 1, NULL);
+        ulc_value *pi[3] = {next, ulc_gb_vec_i64(b, 4, pads), ulc_gb_const_i64(b, 0, NULL, &none)};
+        NN(pi[0] && pi[1] && pi[2]);
+        NN(target = ulc_gb_opn(b, NULL, "Pad", 3, pi, 1, NULL));
     }
-    ulc_value *lp = ulc_gb_op1(b, "LogSoftmax", z);
-    NN(lp);
-    ulc_gb_attr_int(b, lp, "axis", ax);
-    int64_t *ar = malloc(sizeof *ar * (size_t)st->classes);
-    if (!ar) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-    for (int64_t c = 0; c < st->classes; c++) ar[c] = c;
-    ulc_value *range = ulc_gb_vec_i64(b, (int)st->classes, ar);
-    free(ar);
-    ulc_value *oh = ulc_gb_op1(b, "Cast", ulc_gb_op2(b, "Equal", ulc_gb_unsqueeze(b, target, 1, &ax), range));
-    NN(oh);
-    ulc_gb_attr_int(b, oh, "to", ULC_DT_F32);
-    ulc_value *ce = ulc_gb_op1(b, "Neg", ulc_gb_reduce_sum(b, ulc_gb_op2(b, "Mul", oh, lp), 1, &ax, 0));
-    ulc_value *sce = ulc_gb_op1(b, "Neg", ulc_gb_reduce_sum(b, ulc_gb_op2(b, "Mul", ybar, lp), 1, &ax, 0));
-    if (text) { /* [B, T-1] → [B]: the row's mean over its valid positions */
+    /* ybar is bound per row, every row the same: its first row is the soft target */
+    int64_t z0 = 0, o1 = 1, a0 = 0;
+    ulc_value *yi[4] = {ybar, ulc_gb_vec_i64(b, 1, &z0), ulc_gb_vec_i64(b, 1, &o1), ulc_gb_vec_i64(b, 1, &a0)};
+    NN(yi[1] && yi[2] && yi[3]);
+    ulc_value *ybar1 = ulc_gb_opn(b, NULL, "Slice", 4, yi, 1, NULL);
+    ulc_value *sin[3] = {t->output, target, ybar1}, *souts[3] = {NULL, NULL, NULL};
+    NN(ybar1);
+    ulc_gb_opn(b, ULC_DOMAIN, "SoftmaxCrossEntropy", 3, sin, 3, souts);
+    ulc_value *ce = souts[0], *sce = souts[2];
+    NN(ce && sce);
+    if (text) { /* [B, T] → [B]: the row's mean over its valid positions */
         int64_t a1 = 1;
         ce = ulc_gb_reduce_sum(b, ulc_gb_op2(b, "Mul", ce, posw), 1, &a1, 0);
         sce = ulc_gb_reduce_sum(b, ulc_gb_op2(b, "Mul", sce, posw), 1, &a1, 0);
@@ -215,7 +214,7 @@ static ulc_status grow(rfa_state *st, size_t rows, ulc_ctx *ctx) {
     st->w_ce = malloc(rows * sizeof(float));
     st->w_soft = malloc(rows * sizeof(float));
     free(st->posw);
-    st->posw = malloc(rows * (size_t)(st->seq > 1 ? st->seq - 1 : 1) * sizeof(float));
+    st->posw = malloc(rows * (size_t)(st->seq > 1 ? st->seq : 1) * sizeof(float));
     if (!st->ybar_rows || !st->acc || !st->w_inter || !st->w_ce || !st->w_soft || !st->posw)
         goto oom;
     st->cap_rows = rows;
@@ -289,7 +288,8 @@ static ulc_status before_step(void *arg, ulc_session *s, const ulc_rt_tensor *co
         size_t valid = 0;
         for (size_t q = 0; q < Tm; q++) valid += !am || am[i * T + q + 1] != 0;
         for (size_t q = 0; q < Tm; q++)
-            st->posw[i * Tm + q] = (!am || am[i * T + q + 1] != 0) && valid ? 1.0f / (float)valid : 0.0f;
+            st->posw[i * T + q] = (!am || am[i * T + q + 1] != 0) && valid ? 1.0f / (float)valid : 0.0f;
+        st->posw[i * T + T - 1] = 0.0f; /* the last position predicts nothing */
     }
     if (!st->ybar && !(st->ybar = calloc(C, sizeof(float))))
         return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
@@ -301,7 +301,7 @@ static ulc_status before_step(void *arg, ulc_session *s, const ulc_rt_tensor *co
         for (size_t i = 0; i < rows; i++) {
             if (f[i] != 0.0f) continue;
             for (size_t q = 0; q < Tm; q++) { /* images: one position of weight 1 */
-                double w = r->next_token ? st->posw[i * Tm + q] : 1.0;
+                double w = r->next_token ? st->posw[i * T + q] : 1.0;
                 if (w == 0) continue;
                 const float *zi = zz + (i * T + q) * C;
                 float mx = zi[0];
@@ -326,7 +326,7 @@ static ulc_status before_step(void *arg, ulc_session *s, const ulc_rt_tensor *co
     }
     int64_t bd[2] = {(int64_t)rows, (int64_t)C}, td[3] = {(int64_t)rows, 1, (int64_t)C};
     if (r->next_token) {
-        int64_t pd[2] = {(int64_t)rows, (int64_t)Tm};
+        int64_t pd[2] = {(int64_t)rows, (int64_t)T};
         ULC_TRY(set(s, "ulc.rfa.posw", st->posw, 2, pd, ctx));
         ULC_TRY(set(s, "ulc.rfa.ybar", st->ybar_rows, 3, td, ctx));
     } else {

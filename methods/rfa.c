@@ -31,6 +31,7 @@
 
 #define FORGET_COL "ulc.rfa.forget"
 #define MAX_FEATURES 512
+#define LSE_OUT "ulc.rfa.lse" /* the teacher graph's log-sum-exp of its logits */
 
 ulc_rfa_opts ulc_rfa_defaults(void) {
     return (ulc_rfa_opts){.gamma = 0.5, .alpha = 1, .beta = 1, .lambda = 1, .mu = 1,
@@ -71,6 +72,9 @@ typedef struct rfa_state {
     int have_means;
     float *ybar, *ybar_rows, *w_inter, *w_ce, *w_soft;
     double *acc;                 /* the means' sums: max(feature row, classes) entries */
+    size_t *pos;                 /* ybar's weighted positions (row·T + t) and their weights */
+    double *pos_w;
+    int threads;                 /* for ybar's sums */
 } rfa_state;
 
 #define NN(e)                                                                                  \
@@ -213,9 +217,13 @@ static ulc_status grow(rfa_state *st, size_t rows, ulc_ctx *ctx) {
     st->w_inter = malloc(rows * sizeof(float));
     st->w_ce = malloc(rows * sizeof(float));
     st->w_soft = malloc(rows * sizeof(float));
-    free(st->posw);
-    st->posw = malloc(rows * (size_t)(st->seq > 1 ? st->seq : 1) * sizeof(float));
-    if (!st->ybar_rows || !st->acc || !st->w_inter || !st->w_ce || !st->w_soft || !st->posw)
+    free(st->posw), free(st->pos), free(st->pos_w);
+    size_t npos = rows * (size_t)(st->seq > 1 ? st->seq : 1);
+    st->posw = malloc(npos * sizeof(float));
+    st->pos = malloc(npos * sizeof *st->pos);
+    st->pos_w = malloc(npos * sizeof *st->pos_w);
+    if (!st->ybar_rows || !st->acc || !st->w_inter || !st->w_ce || !st->w_soft || !st->posw ||
+        !st->pos || !st->pos_w)
         goto oom;
     st->cap_rows = rows;
     return ULC_OK;
@@ -230,6 +238,48 @@ static ulc_status set(ulc_session *s, const char *name, float *data, int rank, c
     for (int i = 0; i < rank; i++) n *= (size_t)(t.dims[i] = dims[i]);
     t.nbytes = n * sizeof(float);
     return ulc_session_set_input(s, name, &t, ctx);
+}
+
+/* ybar: the mean of the teacher's softmax over the retain rows' weighted positions (images: one
+ * position of weight 1 per row), from the teacher's logits z and their log-sum-exp (the
+ * teacher graph's fused SoftmaxCrossEntropy, "ulc.rfa.lse"). Threads split the classes: each
+ * class sums its positions in row order, so the bits do not depend on the thread count. */
+static ulc_status retain_softmax_mean(rfa_state *st, const float *z, const float *f, size_t rows,
+                                      size_t T, ulc_ctx *ctx) {
+    const ulc_rt_tensor *lt = ulc_session_output(st->teacher, LSE_OUT);
+    size_t C = (size_t)st->classes, Tm = T > 1 ? T - 1 : 1, np = 0;
+    if (!lt || ulc_rt_numel(lt) != rows * T)
+        return ulc_fail(ctx, ULC_ERR_INTERNAL, "rfa: the teacher's log-sum-exp has the wrong size");
+    const float *lse = lt->data;
+    double wsum = 0;
+    for (size_t i = 0; i < rows; i++) {
+        if (f[i] != 0.0f) continue;
+        for (size_t q = 0; q < Tm; q++) {
+            double w = st->r->next_token ? st->posw[i * T + q] : 1.0;
+            if (w == 0) continue;
+            st->pos[np] = i * T + q;
+            st->pos_w[np++] = w;
+            wsum += w;
+        }
+    }
+    double *acc = st->acc;
+    const size_t *pos = st->pos;
+    const double *pw = st->pos_w;
+    int64_t nblk = (int64_t)((C + 255) / 256);
+#pragma omp parallel for schedule(static) num_threads(st->threads) if (np * C >= 65536)
+    for (int64_t b = 0; b < nblk; b++) {
+        size_t c0 = (size_t)b * 256, c1 = c0 + 256 < C ? c0 + 256 : C;
+        for (size_t c = c0; c < c1; c++) acc[c] = 0;
+        for (size_t k = 0; k < np; k++) {
+            const float *zr = z + pos[k] * C;
+            float l = lse[pos[k]];
+            double w = pw[k];
+            for (size_t c = c0; c < c1; c++) acc[c] += w * (double)expf(zr[c] - l);
+        }
+    }
+    for (size_t c = 0; c < C; c++) st->ybar[c] = (float)(wsum > 0 ? acc[c] / wsum : 0.0);
+    st->have_means = 1;
+    return ULC_OK;
 }
 
 static ulc_status before_step(void *arg, ulc_session *s, const ulc_rt_tensor *const *batch,
@@ -293,28 +343,7 @@ static ulc_status before_step(void *arg, ulc_session *s, const ulc_rt_tensor *co
     }
     if (!st->ybar && !(st->ybar = calloc(C, sizeof(float))))
         return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-    if (nr) {
-        double *acc = st->acc;
-        memset(acc, 0, C * sizeof *acc);
-        const float *zz = z->data;
-        double wsum = 0;
-        for (size_t i = 0; i < rows; i++) {
-            if (f[i] != 0.0f) continue;
-            for (size_t q = 0; q < Tm; q++) { /* images: one position of weight 1 */
-                double w = r->next_token ? st->posw[i * T + q] : 1.0;
-                if (w == 0) continue;
-                const float *zi = zz + (i * T + q) * C;
-                float mx = zi[0];
-                for (size_t c = 1; c < C; c++) mx = zi[c] > mx ? zi[c] : mx;
-                double sum = 0;
-                for (size_t c = 0; c < C; c++) sum += exp((double)zi[c] - mx);
-                for (size_t c = 0; c < C; c++) acc[c] += w * exp((double)zi[c] - mx) / sum;
-                wsum += w;
-            }
-        }
-        for (size_t c = 0; c < C; c++) st->ybar[c] = (float)(wsum > 0 ? acc[c] / wsum : 0.0);
-        st->have_means = 1;
-    }
+    if (nr) ULC_TRY(retain_softmax_mean(st, z->data, f, rows, T, ctx));
     for (size_t i = 0; i < rows; i++) memcpy(st->ybar_rows + i * C, st->ybar, C * sizeof(float));
     /* row weights */
     for (size_t i = 0; i < rows; i++) {
@@ -342,7 +371,7 @@ static void state_free(rfa_state *st) {
         free(st->tgt[k]);
         free(st->mean[k]);
     }
-    free(st->ybar), free(st->ybar_rows), free(st->acc), free(st->posw);
+    free(st->ybar), free(st->ybar_rows), free(st->acc), free(st->posw), free(st->pos), free(st->pos_w);
     free(st->w_inter), free(st->w_ce), free(st->w_soft);
     ulc_session_free(st->teacher);
 }
@@ -426,6 +455,15 @@ ulc_status ulc_rfa_run(ulc_model *model, const ulc_model *teacher, const ulc_dat
             }
         }
     }
+    { /* the log-sum-exp of the teacher's logits, for ybar (retain_softmax_mean) */
+        ulc_gb gb;
+        ulc_gb_init(&gb, tgph, ulc_model_opset(tclone, NULL), ULC_GB_NAMES_DERIVED, ctx);
+        ulc_value *zin = (ulc_value *)zo, *outs[2] = {NULL, NULL};
+        ulc_gb_opn(&gb, ULC_DOMAIN, "SoftmaxCrossEntropy", 1, &zin, 2, outs);
+        ulc_gb_output(&gb, outs[1], LSE_OUT, ULC_DT_F32, zo->rank > 0 ? zo->rank - 1 : 0, zo->dims);
+        if ((s = gb.status) != ULC_OK) goto done;
+    }
+    st.threads = ulc_threads_pick(o->threads);
     ulc_session_opts so = ulc_session_defaults();
     so.threads = o->threads;
     if ((s = ulc_session_create(tclone, &so, &st.teacher, ctx)) != ULC_OK) goto done;

@@ -432,20 +432,19 @@ static ulc_status bind_data(tg_build *w, ulc_ctx *ctx) {
     return ULC_OK;
 }
 
-/* The next-token target: input_ids shifted by one (ignored where attention_mask is 0), and the
- * logits without their last position (*z). */
+/* The next-token target: input_ids shifted left by one (ignored, -100, where attention_mask is 0
+ * and in the last position, which predicts nothing), so the loss reads the logits whole (*z =
+ * out): the fused cross-entropy (loss.c) never copies a [B, T, vocabulary] slice of them. */
 static ulc_status next_token_target(tg_build *w, ulc_gb *b, ulc_value *out, int out_rank,
                                     ulc_value **z, ulc_value **target, ulc_ctx *ctx) {
     ulc_value *main_in = w->main_in;
     if (!main_in || main_in->dtype != ULC_DT_I64 || out_rank != 3)
         return ulc_fail(ctx, ULC_ERR_INVALID_ARG,
                         "next-token loss: needs int64 input_ids [B, T] and logits [B, T, V]");
-    int64_t s0 = 0, e1 = -1, s1 = 1, emax = INT64_MAX, ax = 1, ign = -100;
-    ulc_value *sl[4] = {out, ulc_gb_vec_i64(b, 1, &s0), ulc_gb_vec_i64(b, 1, &e1),
+    int64_t s0 = 0, s1 = 1, emax = INT64_MAX, ax = 1, ign = -100, pads[4] = {0, 0, 0, 1};
+    ulc_value *tl[4] = {main_in, ulc_gb_vec_i64(b, 1, &s1), ulc_gb_vec_i64(b, 1, &emax),
                         ulc_gb_vec_i64(b, 1, &ax)};
-    *z = sl[1] && sl[2] && sl[3] ? ulc_gb_opn(b, NULL, "Slice", 4, sl, 1, NULL) : NULL;
-    ulc_value *tl[4] = {main_in, ulc_gb_vec_i64(b, 1, &s1), ulc_gb_vec_i64(b, 1, &emax), sl[3]};
-    ulc_value *t = *z && tl[1] && tl[2] ? ulc_gb_opn(b, NULL, "Slice", 4, tl, 1, NULL) : NULL;
+    ulc_value *t = tl[1] && tl[2] && tl[3] ? ulc_gb_opn(b, NULL, "Slice", 4, tl, 1, NULL) : NULL;
     ulc_value *mask = ulc_graph_get_value(w->g, "attention_mask");
     if (t && mask && (mask->flags & ULC_VALUE_INPUT)) {
         tl[0] = mask;
@@ -456,7 +455,10 @@ static ulc_status next_token_target(tg_build *w, ulc_gb *b, ulc_value *out, int 
                             ulc_gb_vec_i64(b, 1, &ign)};
         t = wh[0] && wh[2] ? ulc_gb_opn(b, NULL, "Where", 3, wh, 1, NULL) : NULL;
     }
+    ulc_value *pi[3] = {t, ulc_gb_vec_i64(b, 4, pads), ulc_gb_const_i64(b, 0, NULL, &ign)};
+    t = pi[0] && pi[1] && pi[2] ? ulc_gb_opn(b, NULL, "Pad", 3, pi, 1, NULL) : NULL;
     if (!t) return ctx->status ? ctx->status : nomem(ctx);
+    *z = out;
     *target = t;
     return ULC_OK;
 }

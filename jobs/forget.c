@@ -78,8 +78,8 @@ static ulc_status find_method(const ulc_request *rq, int *at, ulc_ctx *ctx) {
     }
     if (!found)
         return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "%s: the passes name no unlearning method "
-                        "(rfa, delete, finetune, neggrad, random-label, scrub or retrain)",
-                        rq->path);
+                        "(rfa, delete, finetune, neggrad, random-label, scrub, retrain, graddiff "
+                        "or npo)", rq->path);
     return ULC_OK;
 }
 
@@ -215,6 +215,13 @@ static ulc_status bind(forget_run *w, const ulc_model *m, const ulc_model *teach
         return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "%s: the request names no %s", rq->path,
                         rq->train ? "forget set" : "training data");
     ULC_TRY(ulc_iface_resolve(m, in, rq->model_input, rq->model_output, rq->path, &w->f, ctx));
+    /* the first point where both the method and the model's task are known: a method that
+     * cannot apply is refused here, before the data is read */
+    const ulc_pass_opts *mo = NULL;
+    const ulc_pass *mp = ulc_pipeline_pass(rq->passes, w->n_prep, &mo);
+    ulc_status ck = ulc_method_check_task((ulc_method)ulc_method_of_pass(mp->name), mo,
+                                          w->f.next_token, ctx);
+    if (ck != ULC_OK) return ulc_fail(ctx, ck, "%s", rq->path);
     ULC_TRY(ulc_data_load("data.train", rq->train, in, &w->f, &w->tr, ctx));
     if (rq->test) ULC_TRY(ulc_data_load("data.test", rq->test, in, &w->f, &w->te, ctx));
     if (rq->reference) { /* eval.reference: scored like OUT, so the same interface */
@@ -282,13 +289,13 @@ static ulc_status evaluate_after(forget_run *w, const ulc_model *m, const ulc_mo
 static ulc_status run(forget_run *w, ulc_model *m, const ulc_model *teacher, ulc_ctx *ctx) {
     const ulc_request *rq = w->rq;
     const ulc_forget_opts *o = w->o;
+    ULC_TRY(find_method(rq, &w->n_prep, ctx));
     ULC_TRY(bind(w, m, teacher, ctx));
     w->fx.has_mia = rq->test && !w->f.next_token;
     w->fx.threads = ulc_threads_pick(o->threads);
     /* the passes before the method (lora-inject) now: a placement that adapts nothing is
      * refused before any work */
     int inject = 0;
-    ULC_TRY(find_method(rq, &w->n_prep, ctx));
     ULC_TRY(check_passes(rq, m, w->n_prep, &inject, ctx));
     const ulc_pass *method = ulc_pipeline_pass(rq->passes, w->n_prep, NULL);
     ULC_TRY(method_env(w, teacher, method->name, ctx));

@@ -35,10 +35,13 @@ typedef enum ulc_method {
     ULC_METHOD_RANDOM_LABEL,
     ULC_METHOD_SCRUB,
     ULC_METHOD_RETRAIN,
+    ULC_METHOD_GRADDIFF,
+    ULC_METHOD_NPO,
     ULC_METHOD_COUNT_
 } ulc_method;
 
-/* "rfa", "delete", "finetune", "neggrad", "random-label", "scrub", "retrain" → method; -1. */
+/* "rfa", "delete", "finetune", "neggrad", "random-label", "scrub", "retrain", "graddiff", "npo"
+ * → method; -1. */
 int ulc_method_parse(const char *s);
 const char *ulc_method_name(ulc_method m);
 
@@ -60,6 +63,9 @@ typedef struct ulc_unlearn_opts {
     double temperature;         /* delete: softmax temperature of the teacher (1) */
     double scrub_alpha;         /* scrub: weight of the KL on retain rows (1) */
     double scrub_gamma;         /* scrub: weight of the CE on retain rows (1) */
+    double npo_beta;            /* npo: β (0.1) */
+    double retain_weight;       /* graddiff: weight of the retain CE; npo: of the retain KL (1) */
+    int next_token;             /* a text model: every loss per next-token position */
     const char *input, *output; /* model input/output; NULL: the only ones */
     /* delete: teacher logits of the forget rows, in row order ([n_forget, C]); NULL: computed
      * here. The caller caches them (tools/forget.c: zstd, keyed by model and data hashes). */
@@ -76,6 +82,11 @@ void ulc_unlearn_defaults(ulc_method m, ulc_unlearn_opts *u, ulc_optim_opts *opt
 ulc_status ulc_unlearn_run(ulc_model *model, const ulc_model *teacher, const ulc_dataset *data,
                            const uint8_t *forget, const ulc_train_opts *o,
                            const ulc_unlearn_opts *u, ulc_train_stats *stats, ulc_ctx *ctx);
+
+/* Why method m cannot run on a model whose task is next-token prediction (next_token) or
+ * classification, with delete's mask all_forget or not; NULL when it can. For the checks before
+ * any work (methods/method.h ulc_method_check_task). */
+const char *ulc_unlearn_refusal(ulc_method m, int next_token, int mask_all_forget);
 
 /* The frozen teacher's logits on the forget rows ([n_forget, classes] float32, malloc'd), for
  * DELETE and its cache. */

@@ -215,13 +215,6 @@ static ulc_status bind(forget_run *w, const ulc_model *m, const ulc_model *teach
         return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "%s: the request names no %s", rq->path,
                         rq->train ? "forget set" : "training data");
     ULC_TRY(ulc_iface_resolve(m, in, rq->model_input, rq->model_output, rq->path, &w->f, ctx));
-    /* the first point where both the method and the model's task are known: a method that
-     * cannot apply is refused here, before the data is read */
-    const ulc_pass_opts *mo = NULL;
-    const ulc_pass *mp = ulc_pipeline_pass(rq->passes, w->n_prep, &mo);
-    ulc_status ck = ulc_method_check_task((ulc_method)ulc_method_of_pass(mp->name), mo,
-                                          w->f.next_token, ctx);
-    if (ck != ULC_OK) return ulc_fail(ctx, ck, "%s", rq->path);
     ULC_TRY(ulc_data_load("data.train", rq->train, in, &w->f, &w->tr, ctx));
     if (rq->test) ULC_TRY(ulc_data_load("data.test", rq->test, in, &w->f, &w->te, ctx));
     if (rq->reference) { /* eval.reference: scored like OUT, so the same interface */
@@ -236,6 +229,14 @@ static ulc_status bind(forget_run *w, const ulc_model *m, const ulc_model *teach
     so.threads = w->o->threads;
     ULC_TRY(ulc_session_create(teacher, &so, &w->ses, ctx));
     ULC_TRY(ulc_eval_probe(w->ses, in, &w->f, &w->tr, ctx));
+    /* the first point where both the method and the model's task (the probe's: next-token
+     * logits or class scores) are known: a method that cannot apply is refused here, before
+     * any pass or training runs */
+    const ulc_pass_opts *mo = NULL;
+    const ulc_pass *mp = ulc_pipeline_pass(rq->passes, w->n_prep, &mo);
+    ulc_status ck = ulc_method_check_task((ulc_method)ulc_method_of_pass(mp->name), mo,
+                                          w->f.next_token, ctx);
+    if (ck != ULC_OK) return ulc_fail(ctx, ck, "%s", rq->path);
     w->fs = ulc_request_forget_set(rq);
     ULC_TRY(ulc_history_carry_over(m, &w->fs, &w->tr, &w->carry, ctx));
     if (w->carry.n_rows || w->carry.n_classes) w->fs = w->carry.fs;

@@ -142,11 +142,18 @@ static ulc_status build_loss(void *arg, ulc_tg *t, ulc_value **loss, ulc_ctx *ct
         ulc_value *sref = ulc_tg_input(t, "ulc.lm.sref", ULC_DT_F32, 1, &one, NULL, ctx);
         ulc_value *w_npo = ulc_tg_input(t, "ulc.lm.w_npo", ULC_DT_F32, 1, &one, NULL, ctx);
         NN(m && sref && w_npo);
-        /* log π_θ(y|x) − log π_ref(y|x), times β; softplus(x) = relu(x) + log(1 + e^−|x|) */
+        /* x = β (log π_θ(y|x) − log π_ref(y|x)); softplus(x) = x·h + log(1 + e^(x − 2x·h)) with
+         * h = [x > 0] a constant: no overflow (the exponent is −|x|) and the derivative σ(x)
+         * everywhere — relu(x) + log(1 + e^−|x|) would have 0 at x = 0, where every forget row
+         * starts (π_θ = π_ref) */
         ulc_value *s = ulc_gb_op1(b, "Neg", ulc_gb_reduce_sum(b, ulc_gb_op2(b, "Mul", nll, m), 1, &one, 0));
         ulc_value *x = ulc_gb_op2(b, "Mul", ulc_gb_op2(b, "Sub", s, sref), ulc_gb_scalar_f32(b, (float)beta));
-        ulc_value *e = ulc_gb_op1(b, "Exp", ulc_gb_op1(b, "Neg", ulc_gb_op1(b, "Abs", x)));
-        ulc_value *sp = ulc_gb_op2(b, "Add", ulc_gb_op1(b, "Relu", x),
+        ulc_value *h = ulc_gb_op1(b, "Cast", ulc_gb_op2(b, "Greater", x, ulc_gb_scalar_f32(b, 0.0f)));
+        NN(h);
+        ulc_gb_attr_int(b, h, "to", ULC_DT_F32);
+        ulc_value *xh = ulc_gb_op2(b, "Mul", x, h);
+        ulc_value *e = ulc_gb_op1(b, "Exp", ulc_gb_op2(b, "Sub", x, ulc_gb_op2(b, "Add", xh, xh)));
+        ulc_value *sp = ulc_gb_op2(b, "Add", xh,
                                    ulc_gb_op1(b, "Log", ulc_gb_op2(b, "Add", e, ulc_gb_scalar_f32(b, 1.0f))));
         ulc_value *npo = sum_all(b, ulc_gb_op2(b, "Mul", sp, w_npo));
         NN(npo);

@@ -159,7 +159,8 @@ static ulc_status method_env(forget_run *w, const ulc_model *teacher, const char
         w->env.forget_classes = w->carry.all_classes ? w->carry.all_classes : w->fs.classes;
         w->env.n_forget_classes = w->carry.all_classes ? w->carry.n_all_classes : w->fs.n_classes;
     }
-    if (strcmp(method, "delete") == 0 && o->in && !getenv("ULC_NO_CACHE")) {
+    /* a text model's teacher runs per batch: nothing to cache */
+    if (strcmp(method, "delete") == 0 && o->in && !w->f.next_token && !getenv("ULC_NO_CACHE")) {
         ULC_TRY(teacher_cache_key(w, ctx));
         w->env.teacher_cache_key = w->cache_key;
     }

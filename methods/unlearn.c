@@ -234,15 +234,23 @@ static ulc_status build_loss(void *arg, ulc_tg *t, ulc_value **loss, ulc_ctx *ct
 
 /* ---- which weights train ---------------------------------------------------------------------- */
 
-/* The classifier: the last linear layer (MatMul/Gemm with a weight initializer) before the
- * first output, through the ops that only move or add a bias. */
+/* The weight a linear node reads: its initializer, or the one its Transpose reads (a text
+ * model's head over the output embedding); NULL if neither. */
+static ulc_value *linear_weight(const ulc_node *p) {
+    ulc_value *w = p->n_inputs > 1 ? p->inputs[1].value : NULL;
+    if (w && !(w->flags & ULC_VALUE_INITIALIZER) && p->op == ULC_OP_MatMul && w->producer &&
+        w->producer->op == ULC_OP_Transpose && w->producer->inputs[0].value)
+        w = w->producer->inputs[0].value;
+    return w && (w->flags & ULC_VALUE_INITIALIZER) ? w : NULL;
+}
+
+/* The classifier: the last linear layer (MatMul/Gemm with a weight initializer, or a MatMul over
+ * a transposed one) before the first output, through the ops that only move or add a bias. */
 static const ulc_node *classifier(const ulc_graph *g) {
     const ulc_value *v = g->outputs.len ? g->outputs.items[0] : NULL;
     for (int hops = 0; v && v->producer && hops < 6; hops++) {
         const ulc_node *p = v->producer;
-        if ((p->op == ULC_OP_Gemm || p->op == ULC_OP_MatMul) && p->n_inputs > 1 &&
-            p->inputs[1].value && (p->inputs[1].value->flags & ULC_VALUE_INITIALIZER))
-            return p;
+        if ((p->op == ULC_OP_Gemm || p->op == ULC_OP_MatMul) && linear_weight(p)) return p;
         if (p->op != ULC_OP_Add && p->op != ULC_OP_Reshape && p->op != ULC_OP_Flatten &&
             p->op != ULC_OP_Identity)
             return NULL;
@@ -265,8 +273,9 @@ static ulc_status mark_weights(ulc_model *m, ulc_train_what what, ulc_ctx *ctx) 
             return ulc_fail(ctx, ULC_ERR_UNSUPPORTED,
                             "train \"all_but_classifier\": no linear classifier found before the "
                             "output");
-        for (int i = 1; i < head->n_inputs; i++)
+        for (int i = 1; i < head->n_inputs; i++) /* a tied head's weight is the embedding too */
             if (head->inputs[i].value) head->inputs[i].value->flags &= ~(uint32_t)ULC_VALUE_PARAM;
+        linear_weight(head)->flags &= ~(uint32_t)ULC_VALUE_PARAM;
     }
     return ULC_OK;
 }

@@ -14,9 +14,26 @@
  *   retrain       the gold standard for small models: every weight re-initialised (seeded,
  *                 PyTorch's default init: kaiming-uniform a=√5 for Conv/Gemm/MatMul weights,
  *                 uniform ±1/√fan_in biases) and trained on retain rows with cross-entropy
+ *   graddiff      pairs of a forget and a retain row: −CE(forget rows) + w·CE(retain rows)
+ *   npo           Negative Preference Optimization (Zhang et al. 2024) on pairs:
+ *                 (2/β)·mean_forget log(1 + (π(y|x)/π_ref(y|x))^β), π the row's probability
+ *                 (the product over its next tokens; a classifier's: of its label), plus
+ *                 w·KL(π_ref ‖ π) per position of the retain rows; π_ref the frozen teacher
+ *
+ * graddiff and npo pair rows: every epoch the forget rows in a seeded order, each with the next
+ * row of a seeded cycle through the retain rows; a step reads batch_size pairs.
+ *
+ * Text models (next_token: logits [N, T, V], position t scored against input_ids[t+1] where
+ * attention_mask keeps it; lm.c): every loss is per position, averaged over the scored positions
+ * of its rows. delete: at each position of a forget row, KL(p ‖ student) with p the teacher's
+ * softmax (over the temperature) with the true next token at −∞; the teacher runs on every
+ * batch (no cached logits). retrain: transformers' GPT-2 initialisation (N(0, 0.02), c_proj
+ * N(0, 0.02/√(2·n_layer)), biases 0, LayerNorm 1/0). random-label, scrub and delete with mask
+ * all_forget do not apply (ulc_unlearn_refusal says why; the job refuses them before any work).
  *
  * What trains (`train`): every float32 weight of the model ("all"), all but the classifier (the
- * last linear layer before the output), or LoRA adapters (placed as RFA places them).
+ * last linear layer before the output; a text model's head, and with it a tied input embedding),
+ * or LoRA adapters (placed as RFA places them).
  */
 #ifndef ULC_METHODS_UNLEARN_H
 #define ULC_METHODS_UNLEARN_H

@@ -306,3 +306,40 @@ def test_onnx_export_neggrad_and_npo(tmp_path, fixture_dir):
         assert np.abs(z - base).max() > 1e-4, method
         nll = [row_nll(torch.from_numpy(x[f]), ids[f], mask[f]).mean().item() for x in (base, z)]
         assert nll[1] > nll[0], (method, nll)
+
+
+# ---- graddiff and npo on a classifier ---------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["graddiff", "npo"])
+def test_paired_methods_on_a_classifier(tmp_path, method):
+    # a row's probability is its label's: the digits default forgets class 3 (at lr 1e-3; the
+    # defaults are the NPO paper's, for language models)
+    digits = ROOT / "models" / "digits"
+    spec = {"method": method, "data": {"train": str(digits / "train.safetensors"),
+                                       "test": str(digits / "test.safetensors")},
+            "forget": {"classes": [3]}, "train": {"lr": 1e-3, "epochs": 2}}
+    (tmp_path / "s.json").write_text(json.dumps(spec))
+    proc = run_ulc(digits / "digits_resnet.onnx", "--forget", tmp_path / "s.json", "-o",
+                   tmp_path / "o.onnx", "--report", tmp_path / "r.json", "--threads", "2", "-q")
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads((tmp_path / "r.json").read_text())
+    acc = rep["accuracy"]["after"]
+    assert acc["Dft"] <= 0.05 and acc["Drt"] >= 0.3, acc
+    if method == "npo":
+        assert rep["train"]["first_loss"] == pytest.approx(2 / 0.1 * math.log(2), rel=1e-5)
+
+
+def test_what_trains_on_a_text_model(tmp_path, g2):
+    a = load_file(str(g2 / "model.safetensors"))
+    # all_but_classifier: the head, which is the tied input embedding, stays; the rest trains
+    _, out, _ = run(tmp_path, g2, "neggrad", out="abc", obj={"train": "all_but_classifier"})
+    b = load_file(str(out / "model.safetensors"))
+    assert np.array_equal(a["transformer.wte.weight"], b["transformer.wte.weight"])
+    assert not np.array_equal(a["transformer.wpe.weight"], b["transformer.wpe.weight"])
+    # lora: RFA's placement, the tied head merged into its own copy
+    rep, out, _ = run(tmp_path, g2, "npo", out="lora", obj={"train": "lora"})
+    b = load_file(str(out / "model.safetensors"))
+    changed = sorted(k for k in b if k not in a or not np.array_equal(a[k], b[k]))
+    want = [f"transformer.h.{i}.mlp.{m}.weight" for i in range(2) for m in ("c_fc", "c_proj")]
+    assert changed == sorted(want + ["lm_head.weight"]), changed
+    assert "lm_head" in rep["hyperparameters"]["lora"]["modules"]

@@ -214,31 +214,30 @@ static void targets(lm_state *st, const ulc_rt_tensor *const *batch, size_t rows
         }
 }
 
-/* q = softmax(z / temp) with entry `masked` (>= 0) at −∞; returns Σ q log q. *logp: log softmax(z)
- * at `at` (temperature 1), when at >= 0. */
-static double dist(const float *z, int64_t V, double temp, int64_t masked, float *q, int64_t at,
-                   double *logp) {
-    double mx = -INFINITY, mx1 = -INFINITY;
-    for (int64_t v = 0; v < V; v++) {
+/* q = softmax(z / temp) with entry `masked` (>= 0) at −∞; returns Σ q log q (0 log 0 = 0). */
+static double dist(const float *z, int64_t V, double temp, int64_t masked, float *q) {
+    double mx = -INFINITY, sum = 0, qlogq = 0;
+    for (int64_t v = 0; v < V; v++)
         if (v != masked && z[v] / temp > mx) mx = z[v] / temp;
-        if (z[v] > mx1) mx1 = z[v];
-    }
-    double sum = 0, qlogq = 0;
     for (int64_t v = 0; v < V; v++) sum += v == masked ? 0.0 : exp(z[v] / temp - mx);
     for (int64_t v = 0; v < V; v++) {
         double p = v == masked || !(sum > 0) ? 0.0 : exp(z[v] / temp - mx) / sum;
         q[v] = (float)p;
         if (p > 0) qlogq += p * log(p);
     }
-    if (at >= 0) {
-        double s1 = 0;
-        for (int64_t v = 0; v < V; v++) s1 += exp((double)z[v] - mx1);
-        *logp = (double)z[at] - mx1 - log(s1);
-    }
     return qlogq;
 }
 
-/* The teacher's part: q, qlogq and w_kl on the positions the method distils, sref per row. */
+/* log softmax(z)[y]. */
+static double log_prob(const float *z, int64_t V, int64_t y) {
+    double mx = z[0], s = 0;
+    for (int64_t v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
+    for (int64_t v = 0; v < V; v++) s += exp((double)z[v] - mx);
+    return (double)z[y] - mx - log(s);
+}
+
+/* The teacher's part: q, qlogq and w_kl on the positions the method distils (delete: the forget
+ * rows'; npo: the retain rows'), and npo's sref, the row's sequence log-prob. */
 static ulc_status teacher_targets(lm_state *st, const ulc_rt_tensor *const *batch, size_t rows,
                                   const float *f, double w_fkl, double w_rkl, ulc_ctx *ctx) {
     for (int i = 0; i < st->n_tin; i++)
@@ -249,7 +248,6 @@ static ulc_status teacher_targets(lm_state *st, const ulc_rt_tensor *const *batc
     if (!zt || zt->dtype != ULC_DT_F32 || ulc_rt_numel(zt) != rows * T * V)
         return ulc_fail(ctx, ULC_ERR_INTERNAL, "%s: the teacher's output has the wrong size",
                         ulc_method_name(st->u->method));
-    const float *z = zt->data;
     int del = st->kind == LM_DELETE;
     for (size_t i = 0; i < rows; i++) {
         int fg = f[i] != 0.0f;
@@ -257,30 +255,19 @@ static ulc_status teacher_targets(lm_state *st, const ulc_rt_tensor *const *batc
         for (size_t p = 0; p < P; p++) {
             size_t k = i * P + p;
             int64_t y = st->tgt[k];
-            float *q = st->uses_kl ? st->q + k * V : NULL;
-            int keep = y >= 0 && (del ? fg : !fg) && st->uses_kl;
-            if (q) memset(q, 0, V * sizeof *q);
+            const float *z = (const float *)zt->data + (i * T + p) * V;
+            int keep = st->uses_kl && y >= 0 && (del ? fg : !fg);
             st->qlogq[k] = st->w_kl[k] = 0.0f;
-            if (y < 0) continue;
-            double logp = 0;
-            float *dst = q; /* NULL: npo without the retain term */
-            if (!dst) { /* npo without the retain term: only the log-prob */
-                const float *zi = z + (i * T + p) * V;
-                double mx = zi[0], s = 0;
-                for (size_t v = 1; v < V; v++) mx = zi[v] > mx ? zi[v] : mx;
-                for (size_t v = 0; v < V; v++) s += exp((double)zi[v] - mx);
-                logp = (double)zi[y] - mx - log(s);
-            } else {
-                double ql = dist(z + (i * T + p) * V, (int64_t)V, del ? st->u->temperature : 1.0,
-                                 del ? y : -1, dst, st->uses_npo ? y : -1, &logp);
-                if (keep) {
-                    st->qlogq[k] = (float)ql;
-                    st->w_kl[k] = (float)(fg ? w_fkl : w_rkl);
-                } else {
-                    memset(dst, 0, V * sizeof *dst);
-                }
+            if (st->uses_npo && y >= 0) lp_sum += log_prob(z, (int64_t)V, y);
+            if (!st->uses_kl) continue;
+            float *q = st->q + k * V;
+            if (!keep) { /* weight 0, but the product with the log-softmax must stay finite */
+                memset(q, 0, V * sizeof *q);
+                continue;
             }
-            lp_sum += logp;
+            st->qlogq[k] = (float)dist(z, (int64_t)V, del ? st->u->temperature : 1.0,
+                                       del ? y : -1, q);
+            st->w_kl[k] = (float)(fg ? w_fkl : w_rkl);
         }
         st->sref[i] = (float)lp_sum;
     }

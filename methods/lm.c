@@ -13,14 +13,17 @@
  *   ulc.lm.qlogq  [B, P]     Σ_v q log q (0 log 0 = 0), so the KL term's value is the KL
  *   ulc.lm.w_kl   [B, P]     KL weight per position
  *   ulc.lm.m      [B, P]     npo: 1 on the forget rows' scored positions
- *   ulc.lm.sref   [B]        npo: the teacher's sequence log-prob of the row
  *   ulc.lm.w_npo  [B]        npo: 1/|forget rows of the batch| on forget rows, else 0
+ * and npo's ulc.lm.sref [B], π_ref's sequence log-prob of each forget row (the sum over its
+ * scored positions), a data column computed once before training (the teacher over the forget
+ * rows).
  *
  *   L = Σ w_tok·nll + Σ w_kl·(qlogq − Σ_v q·lsm)
  *       + (2/β) Σ_b w_npo·softplus(β·(S_b − sref_b)),  S_b = −Σ_p m·nll  (log π_θ(y|x))
  *
- * The teacher (the frozen original) runs on every batch in the hook, as RFA's does: text logits
- * [rows, T, V] are too big to keep for a whole data set. graddiff and npo read pairs: the data is
+ * Where a target needs the teacher's distribution (delete; npo's retain KL), the teacher (the
+ * frozen original) runs on every batch in the hook, as RFA's does: text logits [rows, T, V] are
+ * too big to keep for a whole data set. graddiff and npo read pairs: the data is
  * laid out as (forget row, retain row) pairs, the forget rows in a seeded order per epoch, each
  * with the next retain row of a seeded cycle through the retain rows (reshuffled at each wrap);
  * a step reads batch_size pairs — batch_size forget rows and batch_size retain rows.
@@ -37,6 +40,7 @@
 #include "runtime/runtime.h"
 
 #define FLAG_COL "ulc.lm.forget" /* 1 for a forget row of the training rows, else 0 */
+#define SREF_COL "ulc.lm.sref"   /* npo: the teacher's sequence log-prob of a forget row */
 #define MAX_TIN 16
 
 enum { LM_CE, LM_NEG_CE, LM_GRADDIFF, LM_DELETE, LM_NPO };
@@ -56,7 +60,7 @@ typedef struct lm_state {
     int tin_idx[MAX_TIN];
     size_t cap;
     int64_t *tgt;              /* [rows, P] the target per position, -1: not scored */
-    float *w_tok, *w_kl, *qlogq, *m, *q, *sref, *w_npo;
+    float *w_tok, *w_kl, *qlogq, *m, *q, *w_npo;
 } lm_state;
 
 #define NN(e)                                                                                  \
@@ -133,13 +137,14 @@ static ulc_status build_loss(void *arg, ulc_tg *t, ulc_value **loss, ulc_ctx *ct
         ulc_value *qlogq = ulc_tg_input(t, "ulc.lm.qlogq", ULC_DT_F32, 2, bp, NULL, ctx);
         ulc_value *w_kl = ulc_tg_input(t, "ulc.lm.w_kl", ULC_DT_F32, 2, bp, NULL, ctx);
         NN(q && qlogq && w_kl);
-        ulc_value *kl = ulc_gb_op2(b, "Sub", qlogq, ulc_gb_reduce_sum(b, ulc_gb_op2(b, "Mul", q, lsm), 1, &two, 0));
+        ulc_value *qlsm = ulc_gb_reduce_sum(b, ulc_gb_op2(b, "Mul", q, lsm), 1, &two, 0);
+        ulc_value *kl = ulc_gb_op2(b, "Sub", qlogq, qlsm);
         NN(total = ulc_gb_op2(b, "Add", total, sum_all(b, ulc_gb_op2(b, "Mul", kl, w_kl))));
     }
     if (st->uses_npo) {
         double beta = st->u->npo_beta;
         ulc_value *m = ulc_tg_input(t, "ulc.lm.m", ULC_DT_F32, 2, bp, NULL, ctx);
-        ulc_value *sref = ulc_tg_input(t, "ulc.lm.sref", ULC_DT_F32, 1, &one, NULL, ctx);
+        ulc_value *sref = ulc_tg_input(t, "ulc.lm.sref", ULC_DT_F32, 1, &one, SREF_COL, ctx);
         ulc_value *w_npo = ulc_tg_input(t, "ulc.lm.w_npo", ULC_DT_F32, 1, &one, NULL, ctx);
         NN(m && sref && w_npo);
         /* x = β (log π_θ(y|x) − log π_ref(y|x)); softplus(x) = x·h + log(1 + e^(x − 2x·h)) with
@@ -157,7 +162,8 @@ static ulc_status build_loss(void *arg, ulc_tg *t, ulc_value **loss, ulc_ctx *ct
                                    ulc_gb_op1(b, "Log", ulc_gb_op2(b, "Add", e, ulc_gb_scalar_f32(b, 1.0f))));
         ulc_value *npo = sum_all(b, ulc_gb_op2(b, "Mul", sp, w_npo));
         NN(npo);
-        NN(total = ulc_gb_op2(b, "Add", total, ulc_gb_op2(b, "Mul", npo, ulc_gb_scalar_f32(b, (float)(2.0 / beta)))));
+        npo = ulc_gb_op2(b, "Mul", npo, ulc_gb_scalar_f32(b, (float)(2.0 / beta)));
+        NN(total = ulc_gb_op2(b, "Add", total, npo));
     }
     NN(*loss = ulc_gb_named(b, total, "ulc.unlearn.loss"));
     return ULC_OK;
@@ -169,17 +175,16 @@ static ulc_status grow(lm_state *st, size_t rows, ulc_ctx *ctx) {
     if (rows <= st->cap) return ULC_OK;
     size_t rp = rows * (size_t)st->P;
     free(st->tgt), free(st->w_tok), free(st->w_kl), free(st->qlogq), free(st->m), free(st->q);
-    free(st->sref), free(st->w_npo);
+    free(st->w_npo);
     st->tgt = malloc(rp * sizeof *st->tgt);
     st->w_tok = malloc(rp * sizeof(float));
     st->w_kl = malloc(rp * sizeof(float));
     st->qlogq = malloc(rp * sizeof(float));
     st->m = malloc(rp * sizeof(float));
     st->q = st->uses_kl ? malloc(rp * (size_t)st->V * sizeof(float)) : NULL;
-    st->sref = malloc(rows * sizeof(float));
     st->w_npo = malloc(rows * sizeof(float));
     if (!st->tgt || !st->w_tok || !st->w_kl || !st->qlogq || !st->m || (st->uses_kl && !st->q) ||
-        !st->sref || !st->w_npo)
+        !st->w_npo)
         return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (%s targets for %zu rows)",
                         ulc_method_name(st->u->method), rows);
     st->cap = rows;
@@ -237,7 +242,7 @@ static double log_prob(const float *z, int64_t V, int64_t y) {
 }
 
 /* The teacher's part: q, qlogq and w_kl on the positions the method distils (delete: the forget
- * rows'; npo: the retain rows'), and npo's sref, the row's sequence log-prob. */
+ * rows'; npo: the retain rows'). */
 static ulc_status teacher_targets(lm_state *st, const ulc_rt_tensor *const *batch, size_t rows,
                                   const float *f, double w_fkl, double w_rkl, ulc_ctx *ctx) {
     for (int i = 0; i < st->n_tin; i++)
@@ -251,15 +256,12 @@ static ulc_status teacher_targets(lm_state *st, const ulc_rt_tensor *const *batc
     int del = st->kind == LM_DELETE;
     for (size_t i = 0; i < rows; i++) {
         int fg = f[i] != 0.0f;
-        double lp_sum = 0;
         for (size_t p = 0; p < P; p++) {
             size_t k = i * P + p;
             int64_t y = st->tgt[k];
             const float *z = (const float *)zt->data + (i * T + p) * V;
             int keep = st->uses_kl && y >= 0 && (del ? fg : !fg);
             st->qlogq[k] = st->w_kl[k] = 0.0f;
-            if (st->uses_npo && y >= 0) lp_sum += log_prob(z, (int64_t)V, y);
-            if (!st->uses_kl) continue;
             float *q = st->q + k * V;
             if (!keep) { /* weight 0, but the product with the log-softmax must stay finite */
                 memset(q, 0, V * sizeof *q);
@@ -269,7 +271,6 @@ static ulc_status teacher_targets(lm_state *st, const ulc_rt_tensor *const *batc
                                        del ? y : -1, q);
             st->w_kl[k] = (float)(fg ? w_fkl : w_rkl);
         }
-        st->sref[i] = (float)lp_sum;
     }
     return ULC_OK;
 }
@@ -325,7 +326,6 @@ static ulc_status before_step(void *arg, ulc_session *s, const ulc_rt_tensor *co
     }
     if (st->uses_npo) {
         ULC_TRY(set(s, "ulc.lm.m", st->m, 2, bp, ctx));
-        ULC_TRY(set(s, "ulc.lm.sref", st->sref, 1, b, ctx));
         ULC_TRY(set(s, "ulc.lm.w_npo", st->w_npo, 1, b, ctx));
     }
     return ULC_OK;
@@ -333,13 +333,14 @@ static ulc_status before_step(void *arg, ulc_session *s, const ulc_rt_tensor *co
 
 static void state_free(lm_state *st) {
     free(st->tgt), free(st->w_tok), free(st->w_kl), free(st->qlogq), free(st->m), free(st->q);
-    free(st->sref), free(st->w_npo);
+    free(st->w_npo);
     ulc_session_free(st->teacher);
 }
 
 /* ---- the rows ----------------------------------------------------------------------------------- */
 
-/* Rows idx[0..n) of d, every column, plus FLAG_COL from flag[] (owned copies). */
+/* Rows idx[0..n) of d, every column, plus FLAG_COL from flag[] and SREF_COL from sref[] (when
+ * not NULL), in row order (owned copies). */
 typedef struct lm_rows {
     ulc_dataset d;
     ulc_tensor *t;
@@ -354,9 +355,9 @@ static void rows_free(lm_rows *r) {
 }
 
 static ulc_status rows_make(const ulc_dataset *d, const int64_t *idx, int64_t n, const float *flag,
-                            lm_rows *r, ulc_ctx *ctx) {
+                            const float *sref, lm_rows *r, ulc_ctx *ctx) {
     memset(r, 0, sizeof *r);
-    int nc = d->n_cols + 1;
+    int nc = d->n_cols + 1 + (sref != NULL);
     r->d.names = calloc((size_t)nc, sizeof *r->d.names);
     r->d.cols = calloc((size_t)nc, sizeof *r->d.cols);
     r->t = calloc((size_t)nc, sizeof *r->t);
@@ -365,7 +366,8 @@ static ulc_status rows_make(const ulc_dataset *d, const int64_t *idx, int64_t n,
     if (!r->d.names || !r->d.cols || !r->t || !r->dims || !r->bufs)
         return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (training rows)");
     for (int c = 0; c < nc; c++) {
-        int is_flag = c == d->n_cols;
+        int is_flag = c >= d->n_cols; /* flag, then sref */
+        const float *extra = c == d->n_cols ? flag : sref;
         const ulc_tensor *src = is_flag ? NULL : d->cols[c];
         int rank = is_flag ? 1 : src->rank;
         if (rank > ULC_DATASET_MAX_RANK)
@@ -378,12 +380,12 @@ static ulc_status rows_make(const ulc_dataset *d, const int64_t *idx, int64_t n,
         if (!buf) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (training rows)");
         r->bufs[c] = buf;
         r->d.n_cols = c + 1;
-        if (is_flag) memcpy(buf, flag, row * (size_t)n);
+        if (is_flag) memcpy(buf, extra, row * (size_t)n);
         else
             for (int64_t i = 0; i < n; i++)
                 memcpy(buf + (size_t)i * row, (const uint8_t *)src->data + (size_t)idx[i] * row, row);
         ulc_tensor *t = &r->t[c];
-        t->name = is_flag ? FLAG_COL : d->names[c];
+        t->name = !is_flag ? d->names[c] : c == d->n_cols ? FLAG_COL : SREF_COL;
         t->dtype = is_flag ? ULC_DT_F32 : src->dtype;
         t->rank = rank;
         t->dims = dims;
@@ -414,18 +416,102 @@ static ulc_status select_rows(const ulc_unlearn_call *c, int want, int64_t **idx
     return ULC_OK;
 }
 
+/* npo's reference: the teacher over the forget rows, once. */
+typedef struct ref_pass {
+    const int64_t *rows;       /* the forget rows (data row numbers) */
+    float *out;                /* their sequence log-probs */
+    const char *output;
+    const ulc_tensor *ids, *am, *label; /* text: ids and attention_mask (may be NULL); else label */
+    int64_t V;
+} ref_pass;
+
+static ulc_status ref_batch(void *arg, ulc_session *s, int64_t r0, int64_t rn, ulc_ctx *ctx) {
+    ref_pass *rp = arg;
+    const ulc_rt_tensor *z = ulc_session_output(s, rp->output);
+    int64_t T = rp->ids ? rp->ids->dims[1] : 1;
+    if (!z || z->dtype != ULC_DT_F32 || z->dims[0] != rn || ulc_rt_numel(z) != (uint64_t)(rn * T * rp->V))
+        return ulc_fail(ctx, ULC_ERR_INVALID, "npo: the teacher's output '%s' is not [rows, %s%lld]",
+                        rp->output, rp->ids ? "tokens, " : "", (long long)rp->V);
+    for (int64_t j = 0; j < rn; j++) {
+        int64_t row = rp->rows[r0 + j];
+        const float *zj = (const float *)z->data + j * T * rp->V;
+        double lp = 0;
+        if (!rp->ids) {
+            int64_t y = ((const int64_t *)rp->label->data)[row];
+            if (y >= 0 && y < rp->V) lp = log_prob(zj, rp->V, y);
+        }
+        for (int64_t p = 0; rp->ids && p + 1 < T; p++) {
+            int64_t k = row * T + p + 1, y = ((const int64_t *)rp->ids->data)[k];
+            int on = !rp->am || (rp->am->dtype == ULC_DT_I64 ? ((const int64_t *)rp->am->data)[k] != 0
+                                                             : ((const float *)rp->am->data)[k] > 0);
+            if (on && y >= 0 && y < rp->V) lp += log_prob(zj + p * rp->V, rp->V, y);
+        }
+        rp->out[r0 + j] = (float)lp;
+    }
+    return ULC_OK;
+}
+
+/* log π_ref(y|x) of each forget row fi[0..nf), into out[nf]: the teacher run over the rows,
+ * batch_size rows per run (a text teacher's logits are [rows, T, V]). */
+static ulc_status ref_logprobs(const ulc_unlearn_call *c, const int64_t *fi, int64_t nf,
+                               float *out, ulc_ctx *ctx) {
+    const ulc_dataset *d = c->data;
+    const ulc_graph *g = c->teacher->graph;
+    ref_pass rp = {.rows = fi, .out = out};
+    ulc_rows r = {.file = d->path, .idx = fi, .n = nf, .max_rows = c->o->batch_size};
+    for (size_t i = 0; i < g->outputs.len; i++) {
+        const ulc_value *v = g->outputs.items[i];
+        if (c->u->output ? !strcmp(v->name, c->u->output) : !rp.output) rp.output = v->name;
+    }
+    for (size_t i = 0; i < g->inputs.len; i++) { /* the columns are named after the inputs */
+        const ulc_value *v = g->inputs.items[i];
+        if (v->flags & ULC_VALUE_INITIALIZER) continue;
+        int k = ulc_dataset_find(d, v->name);
+        if (k < 0) k = ulc_dataset_find(d, "input_ids");
+        if (k < 0) k = ulc_dataset_find(d, "input");
+        if (k < 0 || r.n_feeds == ULC_ROWS_MAX_FEEDS)
+            return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "npo: teacher input '%s' is not in the data",
+                            v->name);
+        r.names[r.n_feeds] = v->name;
+        r.cols[r.n_feeds++] = d->cols[k];
+        int main_in = c->u->input ? !strcmp(v->name, c->u->input) : strcmp(v->name, "attention_mask") != 0;
+        if (!strcmp(v->name, "attention_mask")) rp.am = d->cols[k];
+        else if (c->u->next_token && main_in && !rp.ids) rp.ids = d->cols[k];
+    }
+    int lc = ulc_dataset_find(d, "label");
+    rp.label = lc >= 0 && d->cols[lc]->dtype == ULC_DT_I64 ? d->cols[lc] : NULL;
+    const ulc_value *ov = rp.output ? ulc_graph_get_value(g, rp.output) : NULL;
+    rp.V = ov && ov->rank >= 2 ? ov->dims[ov->rank - 1].value : -1;
+    int text_ok = rp.ids && rp.ids->dtype == ULC_DT_I64 && rp.ids->rank == 2;
+    if (!rp.output || rp.V < 1 || (c->u->next_token ? !text_ok : !rp.label))
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "npo: the reference log-probs need %s and an "
+                        "output with a fixed class count", c->u->next_token
+                        ? "int64 input_ids [N, T]" : "int64 labels");
+    ulc_session_opts so = ulc_session_defaults();
+    so.threads = c->o->threads;
+    ulc_session *ses = NULL;
+    ulc_status s = ulc_session_create(c->teacher, &so, &ses, ctx);
+    if (s == ULC_OK) s = ulc_rows_run(ses, &r, ref_batch, &rp, NULL, ctx);
+    ulc_session_free(ses);
+    return s;
+}
+
 /* graddiff/npo: every epoch's forget rows (seeded order), each followed by the next retain row of
- * a seeded cycle through the retain rows. */
-static ulc_status paired(const ulc_unlearn_call *c, lm_rows *r, ulc_ctx *ctx) {
+ * a seeded cycle through the retain rows; npo: with the forget rows' reference log-probs. */
+static ulc_status paired(const ulc_unlearn_call *c, int npo, lm_rows *r, ulc_ctx *ctx) {
     int64_t *fi = NULL, *ri = NULL, nf = 0, nr = 0;
     ulc_status s = select_rows(c, 1, &fi, &nf, ctx);
     if (s == ULC_OK) s = select_rows(c, 0, &ri, &nr, ctx);
     int64_t E = c->o->epochs > 0 ? c->o->epochs : 1, n = 2 * E * nf;
     int64_t *idx = s == ULC_OK ? malloc((size_t)n * sizeof *idx) : NULL;
     float *flag = s == ULC_OK ? malloc((size_t)n * sizeof *flag) : NULL;
+    float *sref = s == ULC_OK && npo ? calloc((size_t)n, sizeof *sref) : NULL;
+    float *lp = s == ULC_OK && npo ? malloc((size_t)nf * sizeof *lp) : NULL;
     int64_t *fp = s == ULC_OK ? malloc((size_t)nf * sizeof *fp) : NULL;
     int64_t *rp = s == ULC_OK ? malloc((size_t)nr * sizeof *rp) : NULL;
-    if (s == ULC_OK && (!idx || !flag || !fp || !rp)) s = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    if (s == ULC_OK && (!idx || !flag || !fp || !rp || (npo && (!sref || !lp))))
+        s = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    if (s == ULC_OK && npo) s = ref_logprobs(c, fi, nf, lp, ctx);
     int64_t k = 0, cur = nr;
     long cycle = 0;
     for (int64_t e = 0; s == ULC_OK && e < E; e++) {
@@ -435,13 +521,15 @@ static ulc_status paired(const ulc_unlearn_call *c, lm_rows *r, ulc_ctx *ctx) {
                 ulc_train_permutation(c->o->seed ^ 0x9A1E5ull, cycle++, nr, rp);
                 cur = 0;
             }
-            idx[k] = fi[c->o->shuffle ? fp[j] : j], flag[k++] = 1.0f;
+            int64_t f = c->o->shuffle ? fp[j] : j;
+            if (npo) sref[k] = lp[f];
+            idx[k] = fi[f], flag[k++] = 1.0f;
             idx[k] = ri[c->o->shuffle ? rp[cur] : cur], flag[k++] = 0.0f;
             cur++;
         }
     }
-    if (s == ULC_OK) s = rows_make(c->data, idx, n, flag, r, ctx);
-    free(fi), free(ri), free(idx), free(flag), free(fp), free(rp);
+    if (s == ULC_OK) s = rows_make(c->data, idx, n, flag, sref, r, ctx);
+    free(fi), free(ri), free(idx), free(flag), free(sref), free(lp), free(fp), free(rp);
     return s;
 }
 
@@ -452,7 +540,7 @@ static ulc_status one_set(const ulc_unlearn_call *c, int want, lm_rows *r, ulc_c
     float *flag = malloc((size_t)n * sizeof *flag);
     ulc_status s = flag ? ULC_OK : ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
     for (int64_t i = 0; s == ULC_OK && i < n; i++) flag[i] = (float)want;
-    if (s == ULC_OK) s = rows_make(c->data, idx, n, flag, r, ctx);
+    if (s == ULC_OK) s = rows_make(c->data, idx, n, flag, NULL, r, ctx);
     free(idx);
     free(flag);
     return s;
@@ -501,7 +589,7 @@ static ulc_status lm_train(const ulc_unlearn_call *c, const ulc_dataset *d, int 
     lm_state st = {.u = u, .kind = kind, .text = u->next_token};
     st.uses_npo = kind == LM_NPO;
     st.uses_kl = kind == LM_DELETE || (kind == LM_NPO && u->retain_weight > 0);
-    st.uses_teacher = kind == LM_DELETE || kind == LM_NPO;
+    st.uses_teacher = st.uses_kl;
     ulc_train_task task = {.input = u->input, .output = u->output, .custom_loss = build_loss,
                            .custom_arg = &st};
     ulc_train_graph tg = {0};
@@ -539,7 +627,7 @@ ulc_status ulc_lm_run(const ulc_unlearn_call *c, ulc_ctx *ctx) {
     case ULC_METHOD_GRADDIFF:
     case ULC_METHOD_NPO:
         kind = u->method == ULC_METHOD_NPO ? LM_NPO : LM_GRADDIFF;
-        s = paired(c, &r, ctx);
+        s = paired(c, kind == LM_NPO, &r, ctx);
         o.epochs = 1; /* the pairs hold every epoch, in order */
         o.shuffle = 0;
         o.batch_size = 2 * c->o->batch_size;

@@ -19,6 +19,7 @@
  *                 (2/β)·mean_forget log(1 + (π(y|x)/π_ref(y|x))^β), π the row's probability
  *                 (the product over its next tokens; a classifier's: of its label), plus
  *                 w·KL(π_ref ‖ π) per position of the retain rows; π_ref the frozen teacher
+ *                 (its log π_ref(y|x) of the forget rows computed once, before training)
  *
  * graddiff and npo pair rows: every epoch the forget rows in a seeded order, each with the next
  * row of a seeded cycle through the retain rows; a step reads batch_size pairs.

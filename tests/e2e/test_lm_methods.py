@@ -150,7 +150,8 @@ def test_retrain_starts_from_gpt2_init(tmp_path, g2):
     assert r < math.log(V) - 1.0, r
 
 
-@pytest.mark.parametrize("method", ["npo", "delete", "graddiff"])
+@pytest.mark.parametrize("method", ["rfa", "delete", "neggrad", "graddiff", "npo", "finetune",
+                                    "retrain"])
 def test_same_seed_same_bytes(tmp_path, g2, method):
     run(tmp_path, g2, method, out="a")
     run(tmp_path, g2, method, out="b")
@@ -227,6 +228,17 @@ def test_npo_loss_matches_torch(tmp_path, g2):
     assert curve[1] == pytest.approx(second, rel=2e-3)
     hp = rep["hyperparameters"]["npo"]
     assert hp["beta"] == beta and hp["retain_weight"] == rw
+
+
+def test_npo_without_the_retain_term(tmp_path, g2):
+    # retain_weight 0: the reference log-probs only (no teacher per batch); still forgets
+    rep, out, (ids, mask) = run(tmp_path, g2, "npo", obj={"retain_weight": 0},
+                                train={"epochs": 3})
+    assert rep["train"]["first_loss"] == pytest.approx(2 / 0.1 * math.log(2), rel=1e-5)
+    assert rep["train"]["last_loss"] < rep["train"]["first_loss"]
+    f0, _ = forget_retain_nll(g2, ids, mask)
+    f1, _ = forget_retain_nll(out, ids, mask)
+    assert f1 > f0 + 1e-3, (f0, f1)
 
 
 def test_graddiff_loss_is_retain_ce_minus_forget_ce(tmp_path, g2):

@@ -23,10 +23,12 @@
  *
  * Where a target needs the teacher's distribution (delete; npo's retain KL), the teacher (the
  * frozen original) runs on every batch in the hook, as RFA's does: text logits [rows, T, V] are
- * too big to keep for a whole data set. graddiff and npo read pairs: the data is
- * laid out as (forget row, retain row) pairs, the forget rows in a seeded order per epoch, each
- * with the next retain row of a seeded cycle through the retain rows (reshuffled at each wrap);
- * a step reads batch_size pairs — batch_size forget rows and batch_size retain rows.
+ * too big to keep for a whole data set.
+ *
+ * graddiff and npo read pairs: the data is laid out up front as (forget row, retain row) pairs
+ * for every epoch, the forget rows in a seeded order per epoch, each with the next retain row of
+ * a seeded cycle through the retain rows (reshuffled at each wrap); the loop reads them in order
+ * at twice the batch size, so a step holds batch_size forget rows and batch_size retain rows.
  */
 #include "methods/unlearn_internal.h"
 
@@ -49,7 +51,7 @@ typedef struct lm_state {
     const ulc_unlearn_opts *u;
     int kind;
     int text;                  /* next-token positions, else one (the label) */
-    int uses_kl, uses_npo, uses_teacher;
+    int uses_kl, uses_npo;     /* a target distribution (from the teacher, per batch); npo */
     int64_t T, P, V;           /* tokens per row (text), positions per row, classes */
     /* the hook's */
     ulc_session *teacher;
@@ -313,7 +315,7 @@ static ulc_status before_step(void *arg, ulc_session *s, const ulc_rt_tensor *co
         }
         st->w_npo[i] = fg && nf > 0 ? (float)(1.0 / nf) : 0.0f;
     }
-    if (st->uses_teacher)
+    if (st->uses_kl)
         ULC_TRY(teacher_targets(st, batch, rows, f, nfv > 0 ? 1.0 / nfv : 0.0,
                                 nrv > 0 ? rw / nrv : 0.0, ctx));
     int64_t b[1] = {(int64_t)rows}, bp[2] = {(int64_t)rows, st->P},
@@ -558,7 +560,7 @@ static ulc_status hook_setup(lm_state *st, const ulc_unlearn_call *c, const ulc_
         else if (tg->main_input && !strcmp(tg->data_inputs[i], tg->main_input)) st->ids_idx = i;
         if (!strcmp(tg->data_inputs[i], "attention_mask")) st->am_idx = i;
     }
-    if (!st->uses_teacher) return ULC_OK;
+    if (!st->uses_kl) return ULC_OK; /* no teacher per batch */
     const ulc_graph *g = c->teacher->graph;
     for (size_t i = 0; i < g->outputs.len; i++) {
         const ulc_value *v = g->outputs.items[i];
@@ -589,7 +591,6 @@ static ulc_status lm_train(const ulc_unlearn_call *c, const ulc_dataset *d, int 
     lm_state st = {.u = u, .kind = kind, .text = u->next_token};
     st.uses_npo = kind == LM_NPO;
     st.uses_kl = kind == LM_DELETE || (kind == LM_NPO && u->retain_weight > 0);
-    st.uses_teacher = st.uses_kl;
     ulc_train_task task = {.input = u->input, .output = u->output, .custom_loss = build_loss,
                            .custom_arg = &st};
     ulc_train_graph tg = {0};
@@ -618,9 +619,10 @@ ulc_status ulc_lm_run(const ulc_unlearn_call *c, ulc_ctx *ctx) {
     case ULC_METHOD_FINETUNE: kind = LM_CE, s = one_set(c, 0, &r, ctx); break;
     case ULC_METHOD_RETRAIN:
         kind = LM_CE;
-        s = u->next_token ? ulc_unlearn_reinit_gpt2(c->model, c->o->seed, ctx)
-                          : ulc_unlearn_reinit(c->model, c->o->seed, ctx);
-        if (s == ULC_OK) s = one_set(c, 0, &r, ctx);
+        s = one_set(c, 0, &r, ctx);
+        if (s == ULC_OK)
+            s = u->next_token ? ulc_unlearn_reinit_gpt2(c->model, c->o->seed, ctx)
+                              : ulc_unlearn_reinit(c->model, c->o->seed, ctx);
         break;
     case ULC_METHOD_NEGGRAD: kind = LM_NEG_CE, s = one_set(c, 1, &r, ctx); break;
     case ULC_METHOD_DELETE: kind = LM_DELETE, s = one_set(c, 1, &r, ctx); break;

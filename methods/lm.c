@@ -613,7 +613,7 @@ ulc_status ulc_lm_run(const ulc_unlearn_call *c, ulc_ctx *ctx) {
     const ulc_unlearn_opts *u = c->u;
     lm_rows r = {0};
     ulc_train_opts o = *c->o;
-    int kind;
+    int kind = LM_CE;
     ulc_status s = ULC_OK;
     switch (u->method) {
     case ULC_METHOD_FINETUNE: kind = LM_CE, s = one_set(c, 0, &r, ctx); break;

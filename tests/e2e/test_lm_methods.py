@@ -355,3 +355,21 @@ def test_what_trains_on_a_text_model(tmp_path, g2):
     want = [f"transformer.h.{i}.mlp.{m}.weight" for i in range(2) for m in ("c_fc", "c_proj")]
     assert changed == sorted(want + ["lm_head.weight"]), changed
     assert "lm_head" in rep["hyperparameters"]["lora"]["modules"]
+
+
+def test_refused_through_train_passes(tmp_path, g2):
+    # `ulc train --passes` runs the same job: the same refusal, before any pass
+    data(tmp_path / "t.safetensors")
+    (tmp_path / "idx.json").write_text(json.dumps(FORGET))
+    out = tmp_path / "o"
+    proc = run_ulc("train", g2, "--data", tmp_path / "t.safetensors", "--passes",
+                   "lora-inject{placement=rfa},random-label{train=lora},lora-merge",
+                   "--forget-indices", tmp_path / "idx.json", "-o", f"{out}/", "-q")
+    assert proc.returncode == 4, proc.stderr
+    assert "method random-label cannot unlearn on this model" in proc.stderr, proc.stderr
+    assert not out.exists()
+    proc = run_ulc("train", g2, "--data", tmp_path / "t.safetensors", "--passes",
+                   "npo{beta=0.5,lr=0.001,batch_size=6}", "--forget-indices",
+                   tmp_path / "idx.json", "-o", f"{out}/", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "model.safetensors").exists()

@@ -207,6 +207,22 @@ static ulc_status unlearn(forget_run *w, ulc_model *m, ulc_ctx *ctx) {
 
 /* ---- evaluation ------------------------------------------------------------------------------ */
 
+/* The text models' gates (forget_ppl_min, extract_max) need a text model, and extract_max one
+ * that extraction can feed. */
+static ulc_status text_gates(const forget_run *w, const char *in, ulc_ctx *ctx) {
+    const ulc_request *rq = w->rq;
+    char why[256];
+    for (int k = ULC_GATE_FORGET_PPL; k <= ULC_GATE_EXTRACT; k++)
+        if (rq->gates.set[k] && !w->f.next_token)
+            return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: key 'gates.%s': %s is a classifier; the "
+                            "gate scores text models", rq->path,
+                            k == ULC_GATE_EXTRACT ? "extract_max" : "forget_ppl_min", in);
+    if (rq->gates.set[ULC_GATE_EXTRACT] && ulc_lm_extract_skip(&w->f, why, sizeof why))
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: key 'gates.extract_max': extraction cannot "
+                        "run on %s: %s", rq->path, in, why);
+    return ULC_OK;
+}
+
 /* The model and the data, checked against each other; the forget set against both. */
 static ulc_status bind(forget_run *w, const ulc_model *m, const ulc_model *teacher,
                        ulc_ctx *ctx) {
@@ -245,7 +261,7 @@ static ulc_status bind(forget_run *w, const ulc_model *m, const ulc_model *teach
     if (rq->gates.set[ULC_GATE_MIA] && w->f.next_token)
         return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: key 'gates.mia_max': the membership attack "
                         "scores classifiers; %s is scored on next-token predictions", rq->path, in);
-    return ULC_OK;
+    return text_gates(w, in, ctx);
 }
 
 /* Scores of the unlearned model, the attacks and the extra metrics (the spec's "eval"; for
@@ -259,6 +275,7 @@ static ulc_status evaluate_after(forget_run *w, const ulc_model *m, const ulc_mo
     so.threads = w->o->threads;
     const char *name = w->o->out ? w->o->out : "the unlearned model";
     ulc_status st = ulc_session_create(m, &so, &ses, ctx);
+    r->after.mink_frac = rq->lm.mink_frac;
     if (st == ULC_OK)
         st = ulc_eval_score_splits(ses, name, &w->f, &w->tr, rq->test ? &w->te : NULL, &w->sp,
                                    &r->after, ctx);
@@ -269,18 +286,17 @@ static ulc_status evaluate_after(forget_run *w, const ulc_model *m, const ulc_mo
     r->sp = &w->sp;
     r->f = &w->f;
     r->fs = &w->fs;
-    if (r->has_mia) ULC_TRY(ulc_forget_mia(r, ctx));
+    if (r->has_mia || r->has_lm_mia) ULC_TRY(ulc_forget_mia(r, ctx));
     r->eval = (ulc_fe_opts){.features = rq->eval_features, .relearn_steps = rq->relearn_steps,
                             .relearn_lr = rq->relearn_lr, .seed = rq->seed,
-                            .so = ulc_session_defaults()};
+                            .so = ulc_session_defaults(), .lm = rq->lm};
     r->eval.so.threads = r->threads;
     if (!(r->extra = cJSON_CreateObject())) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-    if (w->f.n_fed != 1) return ULC_OK;
     ulc_fe_models ms = {.model = m, .orig = teacher, .ref = w->ref, .model_path = name,
                         .orig_path = w->o->in ? w->o->in : "the model",
                         .ref_path = rq->reference};
     ulc_fe_rows rows = {.path = w->tr.path, .x = w->tr.cols[0], .y = w->tr.label,
-                        .forget = w->sp.forget, .rows = w->tr.rows};
+                        .forget = w->sp.forget, .rows = w->tr.rows, .data = &w->tr, .f = &w->f};
     return ulc_fe_extra(&ms, &r->eval, w->f.fed[0]->name, w->f.out->name, w->f.next_token, &rows,
                         r->extra, ctx);
 }
@@ -294,6 +310,8 @@ static ulc_status run(forget_run *w, ulc_model *m, const ulc_model *teacher, ulc
     ULC_TRY(find_method(rq, &w->n_prep, ctx));
     ULC_TRY(bind(w, m, teacher, ctx));
     w->fx.has_mia = rq->test && !w->f.next_token;
+    w->fx.has_lm_mia = rq->test && w->f.next_token;
+    w->fx.before.mink_frac = rq->lm.mink_frac;
     w->fx.threads = ulc_threads_pick(o->threads);
     /* the passes before the method (lora-inject) now: a placement that adapts nothing is
      * refused before any work */

@@ -68,6 +68,8 @@ struct ulc_request {
     int eval_features;         /* per-layer feature distance and CKA against IN (default 1) */
     long relearn_steps;        /* relearning probe steps (default ULC_SPEC_RELEARN_STEPS; 0: none) */
     double relearn_lr;         /* its SGD learning rate (default ULC_FE_RELEARN_LR) */
+    ulc_lm_opts lm;            /* text models: mink_percent / 100, extract_prefix, extract_tokens,
+                                  extract_rows (default ulc_lm_defaults()) */
     char *reference;           /* a reference model (retrain) for the activation distance, resolved */
     ulc_gates gates;           /* key "gates" */
 };

@@ -304,9 +304,10 @@ static const char *const k_graddiff_keys[] = {"train", "retain_weight", NULL};
 static const char *const k_npo_keys[] = {"train", "beta", "retain_weight", NULL};
 static const char *const k_other_keys[] = {"train", NULL}; /* finetune, neggrad, ... */
 static const char *const k_gate_keys[] = {"forget_acc_max", "retain_acc_drop_max", "mia_max",
-                                          NULL};
+                                          "forget_ppl_min", "extract_max", NULL};
 static const char *const k_eval_keys[] = {"features", "relearn_steps", "relearn_lr", "reference",
-                                          NULL};
+                                          "mink_percent", "extract_prefix", "extract_tokens",
+                                          "extract_rows", NULL};
 static const char *const k_targets[] = {"Conv", "Gemm", "MatMul", NULL};
 
 /* The defaults (docs/spec.md; the paper's: rank 8, alpha 32, AdamW lr 5e-5, batch 128, 1 epoch). */
@@ -330,6 +331,7 @@ void ulc_request_init(ulc_request *s, const char *path) {
     s->eval_features = 1;
     s->relearn_steps = ULC_SPEC_RELEARN_STEPS;
     s->relearn_lr = ULC_FE_RELEARN_LR;
+    s->lm = ulc_lm_defaults();
 }
 
 static ulc_status parse_forget(ulc_request *s, const cJSON *f, ulc_ctx *ctx) {
@@ -476,8 +478,8 @@ static ulc_status parse_train(ulc_request *s, const cJSON *train, ulc_method_tra
     return ULC_OK;
 }
 
-/* 'gates': thresholds in [0, 1] on the result (eval/report.h checks them). mia_max needs
- * held-out rows (the attack's non-members). */
+/* 'gates': thresholds in [0, 1] on the result (eval/report.h checks them), except
+ * forget_ppl_min, a perplexity > 0. mia_max needs held-out rows (the attack's non-members). */
 static ulc_status parse_gates(ulc_request *s, const cJSON *j, int has_test, ulc_ctx *ctx) {
     const cJSON *g = NULL;
     ULC_TRY(get_object(s->path, j, "gates", &g, ctx));
@@ -485,7 +487,9 @@ static ulc_status parse_gates(ulc_request *s, const cJSON *j, int has_test, ulc_
     ULC_TRY(check_keys(s->path, g, "gates", k_gate_keys, ctx));
     for (int k = 0; k < ULC_GATE_COUNT; k++) {
         if (!cJSON_HasObjectItem(g, k_gate_keys[k])) continue;
-        ULC_TRY(get_num(s->path, g, "gates", k_gate_keys[k], 0, 0, 1, &s->gates.max[k], ctx));
+        int ppl = k == ULC_GATE_FORGET_PPL;
+        ULC_TRY(get_num(s->path, g, "gates", k_gate_keys[k], 0, ppl, ppl ? 1e30 : 1,
+                        &s->gates.max[k], ctx));
         s->gates.set[k] = 1;
     }
     if (s->gates.set[ULC_GATE_MIA] && !has_test)
@@ -506,6 +510,16 @@ static ulc_status parse_eval(ulc_request *s, const cJSON *e, const char **refere
     ULC_TRY(get_int(s->path, e, "eval", "relearn_steps", 0, 100000, &iv, ctx));
     s->relearn_steps = (long)iv;
     ULC_TRY(get_num(s->path, e, "eval", "relearn_lr", 0, 1, 1e3, &s->relearn_lr, ctx));
+    double pct = 100 * s->lm.mink_frac; /* text models (docs/metrics.md, "Language models") */
+    ULC_TRY(get_num(s->path, e, "eval", "mink_percent", 0, 1, 100, &pct, ctx));
+    s->lm.mink_frac = pct / 100;
+    long long pre = s->lm.extract_prefix, tok = s->lm.extract_tokens, rows = s->lm.extract_rows;
+    ULC_TRY(get_int(s->path, e, "eval", "extract_prefix", 1, 100000, &pre, ctx));
+    ULC_TRY(get_int(s->path, e, "eval", "extract_tokens", 1, 100000, &tok, ctx));
+    ULC_TRY(get_int(s->path, e, "eval", "extract_rows", 0, 1000000, &rows, ctx));
+    s->lm.extract_prefix = (long)pre;
+    s->lm.extract_tokens = (long)tok;
+    s->lm.extract_rows = (long)rows;
     return get_str(s->path, e, "eval", "reference", reference, ctx);
 }
 
@@ -660,6 +674,9 @@ static ulc_status parse_spec(ulc_request *s, const cJSON *j, ulc_ctx *ctx) {
     if (rfa) ULC_TRY(parse_rfa(s, rfa, ctx));
     ULC_TRY(parse_gates(s, j, test_rel != NULL, ctx));
     if (ev) ULC_TRY(parse_eval(s, ev, &ref_rel, ctx));
+    if (s->gates.set[ULC_GATE_EXTRACT] && s->lm.extract_rows == 0)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'gates.extract_max': extraction is off "
+                        "(eval.extract_rows is 0)", path);
     /* report: relative to the spec; the file need not exist */
     ULC_TRY(get_str(path, j, "", "report", &str, ctx));
     if (str && !(s->report = str[0] == '/' ? strdup(str) : ulc_path_join(s->dir, str)))

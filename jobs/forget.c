@@ -85,8 +85,8 @@ static ulc_status find_method(const ulc_request *rq, int *at, ulc_ctx *ctx) {
     }
     if (!found)
         return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "%s: the passes name no unlearning method "
-                        "(rfa, delete, finetune, neggrad, random-label, scrub or retrain)",
-                        rq->path);
+                        "(rfa, delete, finetune, neggrad, random-label, scrub, retrain, graddiff "
+                        "or npo)", rq->path);
     return ULC_OK;
 }
 
@@ -183,7 +183,8 @@ static ulc_status method_env(forget_run *w, const ulc_model *teacher, const char
         w->env.forget_classes = w->carry.all_classes ? w->carry.all_classes : w->fs.classes;
         w->env.n_forget_classes = w->carry.all_classes ? w->carry.n_all_classes : w->fs.n_classes;
     }
-    if (strcmp(method, "delete") == 0 && o->in && !getenv("ULC_NO_CACHE")) {
+    /* a text model's teacher runs per batch: nothing to cache */
+    if (strcmp(method, "delete") == 0 && o->in && !w->f.next_token && !getenv("ULC_NO_CACHE")) {
         ULC_TRY(teacher_cache_key(w, ctx));
         w->env.teacher_cache_key = w->cache_key;
     }
@@ -289,6 +290,14 @@ static ulc_status bind(forget_run *w, const ulc_model *m, const ulc_model *teach
     so.threads = w->o->threads;
     ULC_TRY(ulc_session_create(teacher, &so, &w->ses, ctx));
     ULC_TRY(ulc_eval_probe(w->ses, in, &w->f, &w->tr, ctx));
+    /* the first point where both the method and the model's task (the probe's: next-token
+     * logits or class scores) are known: a method that cannot apply is refused here, before
+     * any pass or training runs */
+    const ulc_pass_opts *mo = NULL;
+    const ulc_pass *mp = ulc_pipeline_pass(rq->passes, w->n_prep, &mo);
+    ulc_status ck = ulc_method_check_task((ulc_method)ulc_method_of_pass(mp->name), mo,
+                                          w->f.next_token, ctx);
+    if (ck != ULC_OK) return ulc_fail(ctx, ck, "%s", rq->path);
     w->fs = ulc_request_forget_set(rq);
     ULC_TRY(forget_file_indices(w, ctx));
     ULC_TRY(ulc_history_carry_over(m, &w->fs, &w->tr, &w->carry, ctx));
@@ -343,6 +352,7 @@ static ulc_status evaluate_after(forget_run *w, const ulc_model *m, const ulc_mo
 static ulc_status run(forget_run *w, ulc_model *m, const ulc_model *teacher, ulc_ctx *ctx) {
     const ulc_request *rq = w->rq;
     const ulc_forget_opts *o = w->o;
+    ULC_TRY(find_method(rq, &w->n_prep, ctx));
     ULC_TRY(bind(w, m, teacher, ctx));
     w->fx.has_mia = rq->test && !w->f.next_token;
     w->fx.has_lm_mia = rq->test && w->f.next_token;
@@ -351,7 +361,6 @@ static ulc_status run(forget_run *w, ulc_model *m, const ulc_model *teacher, ulc
     /* the passes before the method (lora-inject) now: a placement that adapts nothing is
      * refused before any work */
     int inject = 0;
-    ULC_TRY(find_method(rq, &w->n_prep, ctx));
     ULC_TRY(check_passes(rq, m, w->n_prep, &inject, ctx));
     const ulc_pass *method = ulc_pipeline_pass(rq->passes, w->n_prep, NULL);
     ULC_TRY(method_env(w, teacher, method->name, ctx));

@@ -300,7 +300,8 @@ static int is_text_file(const char *path) {
 /* Each method's own object is a top-level key named after it ("rfa", "delete", ...). */
 static const char *const k_top_keys[] = {"method", "data", "forget", "model", "lora", "train",
                                          "rfa", "delete", "finetune", "neggrad", "random-label",
-                                         "scrub", "retrain", "gates", "report", "eval", NULL};
+                                         "scrub", "retrain", "graddiff", "npo", "gates", "report",
+                                         "eval", NULL};
 static const char *const k_data_keys[] = {"train", "test", NULL};
 static const char *const k_forget_keys[] = {"classes", "indices", "indices_file", "file", NULL};
 static const char *const k_model_keys[] = {"input", "output", "max_length", "tokenizer",
@@ -311,6 +312,8 @@ static const char *const k_train_keys[] = {"epochs", "batch_size", "lr", "optimi
 static const char *const k_rfa_keys[] = {"gamma", "norm", NULL};
 static const char *const k_delete_keys[] = {"mask", "train", "temperature", NULL};
 static const char *const k_scrub_keys[] = {"alpha", "gamma", "train", NULL};
+static const char *const k_graddiff_keys[] = {"train", "retain_weight", NULL};
+static const char *const k_npo_keys[] = {"train", "beta", "retain_weight", NULL};
 static const char *const k_other_keys[] = {"train", NULL}; /* finetune, neggrad, ... */
 static const char *const k_gate_keys[] = {"forget_acc_max", "retain_acc_drop_max", "mia_max",
                                           "forget_ppl_min", "extract_max", NULL};
@@ -407,8 +410,8 @@ static ulc_status parse_method(ulc_request *s, const cJSON *j, const char *metho
     int m = ulc_method_parse(method);
     if (m < 0)
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'method': unknown method '%s' (expected "
-                        "rfa, delete, finetune, neggrad, random-label, scrub or retrain)", path,
-                        method);
+                        "rfa, delete, finetune, neggrad, random-label, scrub, retrain, graddiff "
+                        "or npo)", path, method);
     s->method = (ulc_method)m;
     s->method_name = ulc_method_name(s->method);
     /* another method's object is a mistake (a copied spec whose method was changed) */
@@ -424,9 +427,11 @@ static ulc_status parse_method(ulc_request *s, const cJSON *j, const char *metho
     const cJSON *mo = NULL;
     ULC_TRY(get_object(path, j, s->method_name, &mo, ctx));
     if (!mo) return ULC_OK;
-    const char *const *keys = s->method == ULC_METHOD_DELETE  ? k_delete_keys
-                              : s->method == ULC_METHOD_SCRUB ? k_scrub_keys
-                                                              : k_other_keys;
+    const char *const *keys = s->method == ULC_METHOD_DELETE     ? k_delete_keys
+                              : s->method == ULC_METHOD_SCRUB    ? k_scrub_keys
+                              : s->method == ULC_METHOD_GRADDIFF ? k_graddiff_keys
+                              : s->method == ULC_METHOD_NPO      ? k_npo_keys
+                                                                 : k_other_keys;
     ULC_TRY(check_keys(path, mo, s->method_name, keys, ctx));
     const char *str = NULL;
     ULC_TRY(get_str(path, mo, s->method_name, "train", &str, ctx));
@@ -455,6 +460,11 @@ static ulc_status parse_method(ulc_request *s, const cJSON *j, const char *metho
         ULC_TRY(get_num(path, mo, "scrub", "alpha", 0, 0, 1e6, &s->unlearn.scrub_alpha, ctx));
         ULC_TRY(get_num(path, mo, "scrub", "gamma", 0, 0, 1e6, &s->unlearn.scrub_gamma, ctx));
     }
+    if (s->method == ULC_METHOD_GRADDIFF || s->method == ULC_METHOD_NPO)
+        ULC_TRY(get_num(path, mo, s->method_name, "retain_weight", 0, 0, 1e6,
+                        &s->unlearn.retain_weight, ctx));
+    if (s->method == ULC_METHOD_NPO)
+        ULC_TRY(get_num(path, mo, "npo", "beta", 0, 1, 1e3, &s->unlearn.npo_beta, ctx));
     return ULC_OK;
 }
 
@@ -806,6 +816,9 @@ ulc_status ulc_request_passes(ulc_request *s, ulc_ctx *ctx) {
         SET(ulc_pipeline_set_num(p, "alpha", s->unlearn.scrub_alpha, ctx));
         SET(ulc_pipeline_set_num(p, "gamma", s->unlearn.scrub_gamma, ctx));
     }
+    if (s->method == ULC_METHOD_GRADDIFF || s->method == ULC_METHOD_NPO)
+        SET(ulc_pipeline_set_num(p, "retain_weight", s->unlearn.retain_weight, ctx));
+    if (s->method == ULC_METHOD_NPO) SET(ulc_pipeline_set_num(p, "beta", s->unlearn.npo_beta, ctx));
     if (lora) SET(ulc_pipeline_append(p, "lora-merge", ctx));
 #undef SET
     if (st != ULC_OK) {
@@ -903,7 +916,8 @@ ulc_status ulc_request_set_passes(ulc_request *rq, const char *pipeline, ulc_ctx
     if (methods != 1) {
         ulc_pipeline_free(p);
         return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "passes '%s': expected one unlearning method "
-                        "(rfa, delete, finetune, neggrad, random-label, scrub or retrain), found "
+                        "(rfa, delete, finetune, neggrad, random-label, scrub, retrain, graddiff or npo), "
+                        "found "
                         "%d", pipeline, methods);
     }
     ulc_pipeline_free(rq->passes);

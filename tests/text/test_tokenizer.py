@@ -370,3 +370,26 @@ def test_every_code_point(ulc, tokenizers_dir, tmp_path):
     want = [e.ids for e in tk.encode_batch(texts)]
     n, ex = first_mismatches(got, want, texts)
     assert n == 0, f"{n} of {len(texts)} differ, e.g. {ex}"
+
+
+def test_added_tokens_with_a_normalizer(ulc, tokenizers_dir, tmp_path):
+    """Normalized added tokens match their normalized text (after lower-casing), others the raw
+    text, in tokenizers' two passes; many added tokens sharing first bytes."""
+    _, made, _ = tokenizers_dir
+    tk = Tokenizer.from_str(made["v1000_prefix"][0].to_str())
+    tk.normalizer = normalizers.Lowercase()
+    tk.add_tokens([AddedToken("MiXeD", normalized=True), AddedToken("ABC", normalized=False),
+                   AddedToken("abcd", normalized=True, lstrip=True), AddedToken("Ünï", normalized=True, rstrip=True),
+                   AddedToken("the end", normalized=False, single_word=True)])
+    tk.add_tokens([AddedToken("tok%d" % i, normalized=bool(i % 2)) for i in range(60)])
+    tk.add_special_tokens([AddedToken("[SEP]", normalized=False)])
+    p = tmp_path / "tokenizer.json"
+    tk.save(str(p))
+    texts = ["MIXED mixed MiXeD", "ABC abc ABCD abcd  ABCD", "ünï ÜNÏ  x", "the end. the ending THE END",
+             "tok1tok22 TOK3 tok59[SEP]tok5 tok10", "x [SEP] [sep] the end"] + TEXTS[:1500]
+    f = tmp_path / "t.jsonl"
+    f.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    got = [r["ids"] for r in ulc_ids(ulc, p, f)]
+    want = [e.ids for e in tk.encode_batch(texts)]
+    n, ex = first_mismatches(got, want, texts)
+    assert n == 0, f"{n} differ, e.g. {ex}"

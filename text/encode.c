@@ -43,7 +43,12 @@ static ulc_status encode_piece(ulc_tokenizer *tk, const char *p, size_t n, ulc_i
     const unsigned char *u = (const unsigned char *)p;
     for (size_t i = 0; i < n;) {
         size_t skip, len = tk_pretok_next(tk->split, u + i, n - i, &skip);
-        if (len) ULC_TRY(tk_bpe_word(&tk->bpe, u + i + skip, len, out, ctx));
+        const unsigned char *w = u + i + skip;
+        for (size_t j = 0; j < len;) { /* ByteLevel's regex again after CLIP's Split */
+            size_t s2, k = tk->split_then_gpt2 ? tk_pretok_next(TK_SPLIT_GPT2, w + j, len - j, &s2) : len;
+            ULC_TRY(tk_bpe_word(&tk->bpe, w + j, k, out, ctx));
+            j += k;
+        }
         i += skip + len;
     }
     return ULC_OK;

@@ -65,8 +65,10 @@ int tk_char_byte(uint32_t cp); /* -1 when cp is no byte's character */
 typedef enum tk_split {
     TK_SPLIT_NONE,  /* the whole piece is one word */
     TK_SPLIT_GPT2,  /* 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ */
-    TK_SPLIT_CLIP   /* CLIP's Split (invert, Removed): <|startoftext|>|<|endoftext|>|'s|'t|'re|'ve|
+    TK_SPLIT_CLIP,  /* CLIP's Split (invert, Removed): <|startoftext|>|<|endoftext|>|'s|'t|'re|'ve|
                        'm|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+ kept, the rest dropped */
+    TK_SPLIT_CLIP_PLAIN /* the same without the two special-token alternatives (transformers'
+                           CLIPConverter writes this one) */
 } tk_split;
 
 /* The length of the word at p[0..n) (n > 0), and in *skip the bytes before it that the split
@@ -157,6 +159,7 @@ struct ulc_tokenizer {
     tk_norm_step norm[4];  /* the normalizer's steps */
     int n_norm;
     tk_split split;
+    int split_then_gpt2;   /* CLIP: ByteLevel's use_regex after the Split cuts its words again */
     int add_prefix_space;
     int byte_decoder;      /* decoder ByteLevel (else tokens are joined with spaces) */
     int64_t pre[4], post[4]; /* the post-processor's ids around a sequence */

@@ -192,28 +192,38 @@ NFC_TEXTS = ["e\u0301", "E\u0301\u0323", "a\u0317\u0300b", "\u1100\u1161\u11a8 \
              "\u05d0\u05b7\u05bc", "\u0627\u0653 \u0648\u0654", "\u304b\u3099 \u30cf\u309a"]
 
 
-def clip_tokenizer(nfc=True):
-    clip_re = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
-    tk = Tokenizer(models.BPE(end_of_word_suffix="</w>", unk_token="<|endoftext|>"))
-    steps = [normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
-    tk.normalizer = normalizers.Sequence(([normalizers.NFC()] if nfc else []) + steps)
+def clip_tokenizer(converter):
+    """converter: as transformers' CLIPConverter writes it (no special-token alternatives in the
+    Split, ByteLevel with its own regex after it, continuing_subword_prefix ""); else the form
+    with <|startoftext|>/<|endoftext|> in the Split and ByteLevel(use_regex=False)."""
+    clip_re = r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
+    if not converter:
+        clip_re = r"""<\|startoftext\|>|<\|endoftext\|>|""" + clip_re
+    extra = {"continuing_subword_prefix": ""} if converter else {}
+    tk = Tokenizer(models.BPE(end_of_word_suffix="</w>", unk_token="<|endoftext|>", fuse_unk=False, **extra))
+    tk.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "),
+                                          normalizers.Lowercase()])
     tk.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(clip_re), behavior="removed", invert=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=converter)])
     tk.decoder = decoders.ByteLevel()
     tr = trainers.BpeTrainer(vocab_size=2000, special_tokens=["<|startoftext|>", "<|endoftext|>"],
                              end_of_word_suffix="</w>", show_progress=False,
                              initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tk.train_from_iterator(corpus.prose(100_000, seed=4) + corpus.varied(1000, seed=6), tr)
     tk.post_processor = processors.RobertaProcessing(("<|endoftext|>", tk.token_to_id("<|endoftext|>")),
-                                                     ("<|startoftext|>", tk.token_to_id("<|startoftext|>")))
-    return tk
+                                                     ("<|startoftext|>", tk.token_to_id("<|startoftext|>")),
+                                                     add_prefix_space=False, trim_offsets=False)
+    j = json.loads(tk.to_str())
+    j["model"].update(extra)  # the trainer's model drops the prefix
+    return Tokenizer.from_str(json.dumps(j))
 
 
-def test_clip_style(ulc, tmp_path):
+@pytest.mark.parametrize("converter", [True, False])
+def test_clip_style(ulc, tmp_path, converter):
     """CLIP's variant, as its tokenizer.json has it: NFC, whitespace runs to a space, lower case,
     CLIP's Split, `</w>` word ends, unk, <|startoftext|> ... <|endoftext|> (RobertaProcessing)."""
-    tk = clip_tokenizer()
+    tk = clip_tokenizer(converter)
     p = tmp_path / "tokenizer.json"
     tk.save(str(p))
     f = tmp_path / "t.jsonl"

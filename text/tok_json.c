@@ -5,7 +5,8 @@
  *     "added_tokens": [{id, content, single_word, lstrip, rstrip, normalized, special}],
  *     "normalizer": null | NFC | Lowercase | Replace \s+ -> " " | a Sequence of them (CLIP's),
  *     "pre_tokenizer": ByteLevel{add_prefix_space, trim_offsets, use_regex}
- *                    | Sequence [Split (CLIP's pattern, invert, Removed), ByteLevel{use_regex: false}],
+ *                    | Sequence [Split (CLIP's pattern, with or without its <|startoftext|>|<|endoftext|>
+ *                                alternatives; invert, Removed), ByteLevel{add_prefix_space: false}],
  *     "post_processor": null | ByteLevel | RobertaProcessing | BertProcessing | TemplateProcessing,
  *     "decoder": null | ByteLevel,
  *     "model": {type BPE, dropout null, unk_token, continuing_subword_prefix, end_of_word_suffix,

@@ -403,3 +403,58 @@ def test_added_tokens_with_a_normalizer(ulc, tokenizers_dir, tmp_path):
     want = [e.ids for e in tk.encode_batch(texts)]
     n, ex = first_mismatches(got, want, texts)
     assert n == 0, f"{n} differ, e.g. {ex}"
+
+
+@pytest.mark.parametrize("unk,fuse", [(None, False), ("<unk>", False), ("<unk>", True)])
+def test_bytes_out_of_vocabulary(ulc, tmp_path, unk, fuse):
+    """A vocabulary without most of the byte alphabet (trained on ASCII prose only): characters
+    out of it are dropped without an unk token, else become unk (fused when fuse_unk)."""
+    tk = Tokenizer(models.BPE(unk_token=unk, fuse_unk=fuse))
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    tr = trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>"], show_progress=False)
+    tk.train_from_iterator(corpus.prose(50_000, seed=8), tr)
+    j = json.loads(tk.to_str())
+    j["model"]["unk_token"], j["model"]["fuse_unk"] = unk, fuse  # the trainer's model forgets them
+    tk = Tokenizer.from_str(json.dumps(j))
+    p = tmp_path / "tokenizer.json"
+    tk.save(str(p))
+    texts = TEXTS[:1500]
+    f = tmp_path / "t.jsonl"
+    f.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    got = [r["ids"] for r in ulc_ids(ulc, p, f)]
+    want = [e.ids for e in tk.encode_batch(texts)]
+    n, ex = first_mismatches(got, want, texts)
+    assert n == 0, f"{n} differ, e.g. {ex}"
+    if unk:
+        assert sum(w.count(0) for w in want) > 100
+
+
+def test_jsonl_and_cli_errors(ulc, tokenizers_dir, tmp_path):
+    _, made, _ = tokenizers_dir
+    tok = made["v300"][1] / "tokenizer.json"
+    cases = [('{"text": "ok"}\n{"txt": "a"}\n', "line 2: expected an object with a string \"text\""),
+             ('{"text": "ok"}\n\nnot json\n', "line 3: not valid JSON"),
+             ('{"text": "a\\udc80b"}\n', "line 1: not valid JSON")]
+    for body, msg in cases:
+        f = tmp_path / "t.jsonl"
+        f.write_text(body)
+        out = tmp_path / "o.jsonl"
+        r = ulc("tokenize", tok, "--file", f, "-o", out)
+        assert r.returncode == 2 and f"{f}: {msg}" in r.stderr, r.stderr
+        assert not out.exists()
+    r = ulc("tokenize", tok, "--file", tmp_path / "missing.txt")
+    assert r.returncode == 3 and "missing.txt" in r.stderr
+    r = ulc("tokenize", tok, "--decode", "--text", "[1, 2, 999999]")
+    assert r.returncode == 2 and "id 999999 (position 2)" in r.stderr
+    for args in (["--text", "a", "--file", "b"], ["--text", "a", "--stride", "2"], ["--text", "a", "--overflow", "maybe"],
+                 ["--text", "a", "--max-length", "0"], ["--text", "a", "--bogus"], []):
+        r = ulc("tokenize", tok, *args)
+        assert r.returncode == 1 and "tokenize" in r.stderr, (args, r.stderr)
+    r = ulc("tokenize", tok, "--text", "héllo <|endoftext|>", "--time")
+    assert r.returncode == 0 and "encode:" in r.stderr
+    ids = json.loads(r.stdout)["ids"]
+    r = ulc("tokenize", tok, "--decode", "--text", json.dumps(ids))
+    assert json.loads(r.stdout) == {"text": "héllo <|endoftext|>"}
+    r = ulc("tokenize", tok, "--decode", "--skip-special", "--text", json.dumps(ids))
+    assert json.loads(r.stdout) == {"text": "héllo "}

@@ -458,3 +458,26 @@ def test_jsonl_and_cli_errors(ulc, tokenizers_dir, tmp_path):
     assert json.loads(r.stdout) == {"text": "héllo <|endoftext|>"}
     r = ulc("tokenize", tok, "--decode", "--skip-special", "--text", json.dumps(ids))
     assert json.loads(r.stdout) == {"text": "héllo "}
+
+
+def test_directory_side_files_vs_transformers(ulc, tokenizers_dir, tmp_path):
+    """vocab.json + merges.txt with added_tokens.json and special_tokens_map.json, against
+    transformers' GPT2Tokenizer.from_pretrained on the same directory."""
+    import shutil
+    from transformers import GPT2Tokenizer
+    _, made, _ = tokenizers_dir
+    d = tmp_path / "gpt2"
+    shutil.copytree(made["v5000"][2], d)
+    n = len(json.loads((d / "vocab.json").read_text()))
+    (d / "added_tokens.json").write_text(json.dumps({"<mask>": n, "[NEW]": n + 1}))
+    (d / "special_tokens_map.json").write_text(json.dumps({"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
+                                                           "unk_token": {"content": "<|endoftext|>"}}))
+    slow = GPT2Tokenizer.from_pretrained(str(d))
+    texts = ["hello <mask> world", "x[NEW]y <|endoftext|> z", " <mask>", "a  <mask>  b", "[NEW][NEW]"] + TEXTS[:300]
+    f = tmp_path / "t.jsonl"
+    f.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    got = [r["ids"] for r in ulc_ids(ulc, d, f)]
+    want = [slow.encode(t) for t in texts]
+    n_bad, ex = first_mismatches(got, want, texts)
+    assert n_bad == 0, f"{n_bad} differ, e.g. {ex}"
+    assert got[0][-2] == n and got[1][1] == n + 1

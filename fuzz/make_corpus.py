@@ -555,7 +555,14 @@ def corpus_tokenizer():
     tiny = tokenizer_json(280)
     write(out / "gpt2-style.json", jdump(tiny))
     write(out / "prefix-space.json", jdump(tokenizer_json(270, prefix=True)))
-    write(out / "clip-style.json", jdump(tokenizer_json(300, clip=True)))
+    clip = tokenizer_json(300, clip=True)
+    write(out / "clip-style.json", jdump(clip))
+    conv = json.loads(json.dumps(clip))  # as transformers' CLIPConverter writes it
+    split, bl = conv["pre_tokenizer"]["pretokenizers"]
+    split["pattern"]["Regex"] = split["pattern"]["Regex"].replace("<\\|startoftext\\|>|<\\|endoftext\\|>|", "")
+    bl["use_regex"] = True
+    conv["model"]["continuing_subword_prefix"] = ""
+    write(out / "clip-converter.json", jdump(conv))
     pair = json.loads(json.dumps(tiny))
     pair["model"]["merges"] = [m.split(" ") for m in pair["model"]["merges"]]
     write(out / "pair-merges.json", jdump(pair))

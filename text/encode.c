@@ -43,7 +43,12 @@ static ulc_status encode_piece(ulc_tokenizer *tk, const char *p, size_t n, ulc_i
     const unsigned char *u = (const unsigned char *)p;
     for (size_t i = 0; i < n;) {
         size_t skip, len = tk_pretok_next(tk->split, u + i, n - i, &skip);
-        if (len) ULC_TRY(tk_bpe_word(&tk->bpe, u + i + skip, len, out, ctx));
+        const unsigned char *w = u + i + skip;
+        for (size_t j = 0; j < len;) { /* ByteLevel's regex again after CLIP's Split */
+            size_t s2, k = tk->split_then_gpt2 ? tk_pretok_next(TK_SPLIT_GPT2, w + j, len - j, &s2) : len;
+            ULC_TRY(tk_bpe_word(&tk->bpe, w + j, k, out, ctx));
+            j += k;
+        }
         i += skip + len;
     }
     return ULC_OK;
@@ -89,21 +94,20 @@ static ulc_status split_added(ulc_tokenizer *tk, const tk_matcher *m, int raw, c
     const unsigned char *u = (const unsigned char *)text;
     size_t done = 0; /* start_offset: the end of the last token taken */
     for (size_t i = 0; m->n && i < n;) {
-        if (!m->first[u[i]]) {
+        if (m->at[u[i]] == m->at[u[i] + 1]) {
             i++;
             continue;
         }
         const tk_added *hit = NULL;
-        for (size_t k = 0; k < m->n && !hit; k++) {
+        for (size_t k = m->at[u[i]]; k < m->at[u[i] + 1] && !hit; k++) { /* longest first */
             const tk_added *a = m->tok[k];
-            if ((unsigned char)a->content[0] == u[i] && a->len <= n - i && memcmp(a->content, u + i, a->len) == 0)
-                hit = a;
+            if (a->match_len <= n - i && memcmp(a->match, u + i, a->match_len) == 0) hit = a;
         }
         if (!hit) {
             i++;
             continue;
         }
-        size_t start = i, stop = i + hit->len;
+        size_t start = i, stop = i + hit->match_len;
         i = stop; /* the search goes on after the match, taken or not */
         if (hit->single_word && ((start && ends_with_word(u, start)) || starts_with_word(u + stop, n - stop)))
             continue;
@@ -125,8 +129,8 @@ static ulc_status split_added(ulc_tokenizer *tk, const tk_matcher *m, int raw, c
 }
 
 /* The normalizer's steps over p[0..n) into *buf (malloc'd), *len bytes. */
-static ulc_status normalize(const ulc_tokenizer *tk, const char *p, size_t n, char **buf, size_t *len,
-                            ulc_ctx *ctx) {
+ulc_status tk_normalize(const ulc_tokenizer *tk, const char *p, size_t n, char **buf, size_t *len,
+                        ulc_ctx *ctx) {
     char *cur = malloc(n + 1);
     if (!cur) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory normalizing text");
     memcpy(cur, p, n);
@@ -171,7 +175,7 @@ static ulc_status encode_normalized(ulc_tokenizer *tk, const char *p, size_t n, 
     if (!tk->n_norm) return split_added(tk, &tk->norm_match, 0, p, n, out, ctx);
     char *buf = NULL;
     size_t len = 0;
-    ULC_TRY(normalize(tk, p, n, &buf, &len, ctx));
+    ULC_TRY(tk_normalize(tk, p, n, &buf, &len, ctx));
     ulc_status st = split_added(tk, &tk->norm_match, 0, buf, len, out, ctx);
     free(buf);
     return st;

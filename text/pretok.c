@@ -7,7 +7,7 @@
  *        \s+(?!\S)|\s+  — every byte belongs to some match;
  *   CLIP (Split, invert, behavior Removed): <\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|
  *        'll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+  — the matches are kept, the whitespace between
- *        them dropped.
+ *        them dropped (TK_SPLIT_CLIP_PLAIN: without the first two alternatives).
  */
 #include <string.h>
 
@@ -77,7 +77,7 @@ static size_t gpt2_next(const unsigned char *p, size_t n) {
     return last;
 }
 
-static size_t clip_next(const unsigned char *p, size_t n, size_t *skip) {
+static size_t clip_next(const unsigned char *p, size_t n, int specials, size_t *skip) {
     size_t i = 0, len, k;
     while (i < n) { /* whitespace matches no alternative: the gap is dropped */
         if (cls(p + i, n - i, &len) != TK_UC_S) break;
@@ -86,8 +86,8 @@ static size_t clip_next(const unsigned char *p, size_t n, size_t *skip) {
     *skip = i;
     if (i == n) return 0;
     p += i, n -= i;
-    if (n >= 15 && memcmp(p, "<|startoftext|>", 15) == 0) return 15;
-    if (n >= 13 && memcmp(p, "<|endoftext|>", 13) == 0) return 13;
+    if (specials && n >= 15 && memcmp(p, "<|startoftext|>", 15) == 0) return 15;
+    if (specials && n >= 13 && memcmp(p, "<|endoftext|>", 13) == 0) return 13;
     if (p[0] == '\'' && (k = contraction(p, n)) != 0) return k;
     unsigned c = cls(p, n, &len);
     if (c == TK_UC_N) return len;
@@ -98,7 +98,8 @@ size_t tk_pretok_next(tk_split mode, const unsigned char *p, size_t n, size_t *s
     *skip = 0;
     switch (mode) {
     case TK_SPLIT_GPT2: return gpt2_next(p, n);
-    case TK_SPLIT_CLIP: return clip_next(p, n, skip);
+    case TK_SPLIT_CLIP: return clip_next(p, n, 1, skip);
+    case TK_SPLIT_CLIP_PLAIN: return clip_next(p, n, 0, skip);
     case TK_SPLIT_NONE: break;
     }
     return n;

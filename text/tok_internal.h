@@ -52,6 +52,9 @@ int tk_uc_lower(uint32_t cp, uint32_t out[3]);
 /* Appends the UTF-8 of bytes[0..n) to out, each maximal invalid part as U+FFFD (as Rust's
  * String::from_utf8_lossy). out must hold 3 * n bytes; returns the bytes written. */
 size_t tk_utf8_lossy(const unsigned char *p, size_t n, char *out);
+/* The tokenizer's normalizer over p[0..n) into *out (malloc'd, *len bytes; encode.c). */
+ulc_status tk_normalize(const struct ulc_tokenizer *tk, const char *p, size_t n, char **out, size_t *len,
+                        ulc_ctx *ctx);
 /* NFC of valid UTF-8 in[0..n) into *out (malloc'd, *len bytes; nfc.c). */
 ulc_status tk_nfc(const char *in, size_t n, char **out, size_t *len, ulc_ctx *ctx);
 /* GPT2's byte <-> character mapping (bytes_to_unicode). */
@@ -62,8 +65,10 @@ int tk_char_byte(uint32_t cp); /* -1 when cp is no byte's character */
 typedef enum tk_split {
     TK_SPLIT_NONE,  /* the whole piece is one word */
     TK_SPLIT_GPT2,  /* 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ */
-    TK_SPLIT_CLIP   /* CLIP's Split (invert, Removed): <|startoftext|>|<|endoftext|>|'s|'t|'re|'ve|
+    TK_SPLIT_CLIP,  /* CLIP's Split (invert, Removed): <|startoftext|>|<|endoftext|>|'s|'t|'re|'ve|
                        'm|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+ kept, the rest dropped */
+    TK_SPLIT_CLIP_PLAIN /* the same without the two special-token alternatives (transformers'
+                           CLIPConverter writes this one) */
 } tk_split;
 
 /* The length of the word at p[0..n) (n > 0), and in *skip the bytes before it that the split
@@ -120,8 +125,11 @@ static inline int tk_num_id(double d, int64_t *out) {
 
 /* ---- the tokenizer --------------------------------------------------------------------------- */
 typedef struct tk_added {
-    char *content;    /* as matched (normalized when `normalized` and there is a normalizer) */
+    char *content;    /* as in the file (what decoding gives) */
     size_t len;
+    char *match;      /* as matched: normalized when `normalized` and there is a normalizer
+                         (malloc'd then; else content) */
+    size_t match_len;
     int64_t id;
     int special, lstrip, rstrip, single_word, normalized;
 } tk_added;
@@ -129,7 +137,7 @@ typedef struct tk_added {
 typedef struct tk_matcher {   /* leftmost-longest matching of added tokens */
     tk_added **tok;           /* sorted by first byte, then longest first */
     size_t n;
-    uint8_t first[256];       /* 1 when some token starts with the byte */
+    uint32_t at[257];         /* tok[at[b]..at[b+1]) start with byte b */
 } tk_matcher;
 
 typedef enum tk_norm_step { TK_NORM_NFC, TK_NORM_WS_TO_SPACE, TK_NORM_LOWER } tk_norm_step;
@@ -151,6 +159,7 @@ struct ulc_tokenizer {
     tk_norm_step norm[4];  /* the normalizer's steps */
     int n_norm;
     tk_split split;
+    int split_then_gpt2;   /* CLIP: ByteLevel's use_regex after the Split cuts its words again */
     int add_prefix_space;
     int byte_decoder;      /* decoder ByteLevel (else tokens are joined with spaces) */
     int64_t pre[4], post[4]; /* the post-processor's ids around a sequence */

@@ -5,7 +5,8 @@
  *     "added_tokens": [{id, content, single_word, lstrip, rstrip, normalized, special}],
  *     "normalizer": null | NFC | Lowercase | Replace \s+ -> " " | a Sequence of them (CLIP's),
  *     "pre_tokenizer": ByteLevel{add_prefix_space, trim_offsets, use_regex}
- *                    | Sequence [Split (CLIP's pattern, invert, Removed), ByteLevel{use_regex: false}],
+ *                    | Sequence [Split (CLIP's pattern, with or without its <|startoftext|>|<|endoftext|>
+ *                                alternatives; invert, Removed), ByteLevel{add_prefix_space: false}],
  *     "post_processor": null | ByteLevel | RobertaProcessing | BertProcessing | TemplateProcessing,
  *     "decoder": null | ByteLevel,
  *     "model": {type BPE, dropout null, unk_token, continuing_subword_prefix, end_of_word_suffix,
@@ -243,7 +244,8 @@ static ulc_status read_bytelevel(jrd *r, const cJSON *b, const char *where, int 
     return get_bool(r, b, where, "use_regex", regex);
 }
 
-#define CLIP_SPLIT "<\\|startoftext\\|>|<\\|endoftext\\|>|'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+"
+#define CLIP_SPLIT "'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+"
+#define CLIP_SPECIALS "<\\|startoftext\\|>|<\\|endoftext\\|>|"
 
 static ulc_status read_split(jrd *r, const cJSON *s, const char *where) {
     static const char *const keys[] = {"type", "pattern", "behavior", "invert", NULL};
@@ -252,10 +254,13 @@ static ulc_status read_split(jrd *r, const cJSON *s, const char *where) {
     const cJSON *beh = cJSON_GetObjectItemCaseSensitive(s, "behavior");
     int invert = 0;
     ULC_TRY(get_bool(r, s, where, "invert", &invert));
-    if (!cJSON_IsString(re) || strcmp(re->valuestring, CLIP_SPLIT) != 0 || !cJSON_IsString(beh) ||
-        strcmp(beh->valuestring, "Removed") != 0 || !invert)
+    size_t sn = strlen(CLIP_SPECIALS);
+    int plain = cJSON_IsString(re) && strcmp(re->valuestring, CLIP_SPLIT) == 0;
+    int specials = cJSON_IsString(re) && strncmp(re->valuestring, CLIP_SPECIALS, sn) == 0 &&
+                   strcmp(re->valuestring + sn, CLIP_SPLIT) == 0;
+    if ((!plain && !specials) || !cJSON_IsString(beh) || strcmp(beh->valuestring, "Removed") != 0 || !invert)
         return unsupported(r, where, "only CLIP's Split (its regex, behavior Removed, invert) is implemented");
-    r->tk->split = TK_SPLIT_CLIP;
+    r->tk->split = specials ? TK_SPLIT_CLIP : TK_SPLIT_CLIP_PLAIN;
     return ULC_OK;
 }
 
@@ -280,8 +285,9 @@ static ulc_status read_pretok(jrd *r, const cJSON *p) {
         return unsupported(r, "pre_tokenizer.pretokenizers", "only CLIP's [Split, ByteLevel] is implemented");
     ULC_TRY(read_split(r, list->child, "pre_tokenizer.pretokenizers[0]"));
     ULC_TRY(read_bytelevel(r, list->child->next, "pre_tokenizer.pretokenizers[1]", &prefix, &regex));
-    if (regex || prefix)
-        return unsupported(r, "pre_tokenizer.pretokenizers[1]", "after a Split, ByteLevel must have use_regex and add_prefix_space false");
+    if (prefix)
+        return unsupported(r, "pre_tokenizer.pretokenizers[1]", "after a Split, ByteLevel's add_prefix_space must be false");
+    r->tk->split_then_gpt2 = regex;
     r->tk->kind = ULC_TOK_CLIP_BPE;
     return ULC_OK;
 }

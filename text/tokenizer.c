@@ -103,22 +103,35 @@ ulc_status tk_merge_add(ulc_tokenizer *tk, const char *a, size_t an, const char 
 /* Sorts the matcher's tokens by first byte, then longest first (leftmost-longest matching). */
 static int added_cmp(const void *x, const void *y) {
     const tk_added *a = *(tk_added *const *)x, *b = *(tk_added *const *)y;
-    if ((unsigned char)a->content[0] != (unsigned char)b->content[0])
-        return (unsigned char)a->content[0] - (unsigned char)b->content[0];
-    return a->len < b->len ? 1 : a->len > b->len ? -1 : 0;
+    if ((unsigned char)a->match[0] != (unsigned char)b->match[0])
+        return (unsigned char)a->match[0] - (unsigned char)b->match[0];
+    if (a->match_len != b->match_len) return a->match_len < b->match_len ? 1 : -1;
+    return a < b ? -1 : a > b; /* the earlier token first among equals */
 }
 
+/* The matchers of the raw and the normalized pass (a normalized token matches its text as the
+ * normalizer leaves it, as tokenizers' AddedVocabulary does). */
 static ulc_status build_matchers(ulc_tokenizer *tk, ulc_ctx *ctx) {
+    for (size_t i = 0; i < tk->n_added; i++) {
+        tk_added *a = &tk->added[i];
+        a->match = a->content, a->match_len = a->len;
+        if (a->normalized && tk->n_norm) {
+            ULC_TRY(tk_normalize(tk, a->content, a->len, &a->match, &a->match_len, ctx)); /* "" never matches */
+        }
+    }
     for (int pass = 0; pass < 2; pass++) {
         tk_matcher *m = pass ? &tk->norm_match : &tk->raw_match;
         m->tok = calloc(tk->n_added + 1, sizeof *m->tok);
         if (!m->tok) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-        for (size_t i = 0; i < tk->n_added; i++) {
-            if (tk->added[i].normalized != pass) continue;
-            m->tok[m->n++] = &tk->added[i];
-            m->first[(unsigned char)tk->added[i].content[0]] = 1;
-        }
+        for (size_t i = 0; i < tk->n_added; i++)
+            if (tk->added[i].normalized == pass && tk->added[i].match_len) m->tok[m->n++] = &tk->added[i];
         qsort(m->tok, m->n, sizeof *m->tok, added_cmp);
+        size_t k = 0;
+        for (unsigned b = 0; b < 256; b++) {
+            m->at[b] = (uint32_t)k;
+            while (k < m->n && (unsigned char)m->tok[k]->match[0] == b) k++;
+        }
+        m->at[256] = (uint32_t)k;
     }
     return ULC_OK;
 }
@@ -225,7 +238,10 @@ ulc_status tk_finish(ulc_tokenizer *tk, const char *prefix, const char *suffix, 
 static void tk_free_tables(ulc_tokenizer *tk) {
     tk_strtab_free(&tk->vocab);
     tk_strtab_free(&tk->bvocab);
-    for (size_t i = 0; i < tk->n_added; i++) free(tk->added[i].content);
+    for (size_t i = 0; i < tk->n_added; i++) {
+        if (tk->added[i].match != tk->added[i].content) free(tk->added[i].match);
+        free(tk->added[i].content);
+    }
     free(tk->added);
     free(tk->raw_match.tok);
     free(tk->norm_match.tok);

@@ -13,20 +13,15 @@ unsigned tk_uc_class(uint32_t cp) {
 
 uint32_t tk_utf8_next(const unsigned char *p, size_t n, size_t *len) {
     unsigned c = p[0];
-    if (c < 0x80 || n < 2) {
-        *len = 1;
-        return c;
+    size_t need = c < 0xc0 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+    if (need > n) need = 1; /* cut short (never in validated text): the byte alone */
+    *len = need;
+    switch (need) {
+    case 2: return ((c & 0x1fu) << 6) | (p[1] & 0x3fu);
+    case 3: return ((c & 0x0fu) << 12) | ((p[1] & 0x3fu) << 6) | (p[2] & 0x3fu);
+    case 4: return ((c & 0x07u) << 18) | ((p[1] & 0x3fu) << 12) | ((p[2] & 0x3fu) << 6) | (p[3] & 0x3fu);
+    default: return c;
     }
-    if (c < 0xe0) {
-        *len = 2;
-        return ((c & 0x1fu) << 6) | (p[1] & 0x3fu);
-    }
-    if (c < 0xf0 || n < 4) {
-        *len = 3;
-        return ((c & 0x0fu) << 12) | ((p[1] & 0x3fu) << 6) | (p[2] & 0x3fu);
-    }
-    *len = 4;
-    return ((c & 0x07u) << 18) | ((p[1] & 0x3fu) << 12) | ((p[2] & 0x3fu) << 6) | (p[3] & 0x3fu);
 }
 
 size_t tk_utf8_put(uint32_t cp, char *out) {

@@ -192,28 +192,38 @@ NFC_TEXTS = ["e\u0301", "E\u0301\u0323", "a\u0317\u0300b", "\u1100\u1161\u11a8 \
              "\u05d0\u05b7\u05bc", "\u0627\u0653 \u0648\u0654", "\u304b\u3099 \u30cf\u309a"]
 
 
-def clip_tokenizer(nfc=True):
-    clip_re = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
-    tk = Tokenizer(models.BPE(end_of_word_suffix="</w>", unk_token="<|endoftext|>"))
-    steps = [normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
-    tk.normalizer = normalizers.Sequence(([normalizers.NFC()] if nfc else []) + steps)
+def clip_tokenizer(converter):
+    """converter: as transformers' CLIPConverter writes it (no special-token alternatives in the
+    Split, ByteLevel with its own regex after it, continuing_subword_prefix ""); else the form
+    with <|startoftext|>/<|endoftext|> in the Split and ByteLevel(use_regex=False)."""
+    clip_re = r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
+    if not converter:
+        clip_re = r"""<\|startoftext\|>|<\|endoftext\|>|""" + clip_re
+    extra = {"continuing_subword_prefix": ""} if converter else {}
+    tk = Tokenizer(models.BPE(end_of_word_suffix="</w>", unk_token="<|endoftext|>", fuse_unk=False, **extra))
+    tk.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "),
+                                          normalizers.Lowercase()])
     tk.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(clip_re), behavior="removed", invert=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=converter)])
     tk.decoder = decoders.ByteLevel()
     tr = trainers.BpeTrainer(vocab_size=2000, special_tokens=["<|startoftext|>", "<|endoftext|>"],
                              end_of_word_suffix="</w>", show_progress=False,
                              initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tk.train_from_iterator(corpus.prose(100_000, seed=4) + corpus.varied(1000, seed=6), tr)
     tk.post_processor = processors.RobertaProcessing(("<|endoftext|>", tk.token_to_id("<|endoftext|>")),
-                                                     ("<|startoftext|>", tk.token_to_id("<|startoftext|>")))
-    return tk
+                                                     ("<|startoftext|>", tk.token_to_id("<|startoftext|>")),
+                                                     add_prefix_space=False, trim_offsets=False)
+    j = json.loads(tk.to_str())
+    j["model"].update(extra)  # the trainer's model drops the prefix
+    return Tokenizer.from_str(json.dumps(j))
 
 
-def test_clip_style(ulc, tmp_path):
+@pytest.mark.parametrize("converter", [True, False])
+def test_clip_style(ulc, tmp_path, converter):
     """CLIP's variant, as its tokenizer.json has it: NFC, whitespace runs to a space, lower case,
     CLIP's Split, `</w>` word ends, unk, <|startoftext|> ... <|endoftext|> (RobertaProcessing)."""
-    tk = clip_tokenizer()
+    tk = clip_tokenizer(converter)
     p = tmp_path / "tokenizer.json"
     tk.save(str(p))
     f = tmp_path / "t.jsonl"
@@ -370,3 +380,104 @@ def test_every_code_point(ulc, tokenizers_dir, tmp_path):
     want = [e.ids for e in tk.encode_batch(texts)]
     n, ex = first_mismatches(got, want, texts)
     assert n == 0, f"{n} of {len(texts)} differ, e.g. {ex}"
+
+
+def test_added_tokens_with_a_normalizer(ulc, tokenizers_dir, tmp_path):
+    """Normalized added tokens match their normalized text (after lower-casing), others the raw
+    text, in tokenizers' two passes; many added tokens sharing first bytes."""
+    _, made, _ = tokenizers_dir
+    tk = Tokenizer.from_str(made["v1000_prefix"][0].to_str())
+    tk.normalizer = normalizers.Lowercase()
+    tk.add_tokens([AddedToken("MiXeD", normalized=True), AddedToken("ABC", normalized=False),
+                   AddedToken("abcd", normalized=True, lstrip=True), AddedToken("Ünï", normalized=True, rstrip=True),
+                   AddedToken("the end", normalized=False, single_word=True)])
+    tk.add_tokens([AddedToken("tok%d" % i, normalized=bool(i % 2)) for i in range(60)])
+    tk.add_special_tokens([AddedToken("[SEP]", normalized=False)])
+    p = tmp_path / "tokenizer.json"
+    tk.save(str(p))
+    texts = ["MIXED mixed MiXeD", "ABC abc ABCD abcd  ABCD", "ünï ÜNÏ  x", "the end. the ending THE END",
+             "tok1tok22 TOK3 tok59[SEP]tok5 tok10", "x [SEP] [sep] the end"] + TEXTS[:1500]
+    f = tmp_path / "t.jsonl"
+    f.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    got = [r["ids"] for r in ulc_ids(ulc, p, f)]
+    want = [e.ids for e in tk.encode_batch(texts)]
+    n, ex = first_mismatches(got, want, texts)
+    assert n == 0, f"{n} differ, e.g. {ex}"
+
+
+@pytest.mark.parametrize("unk,fuse", [(None, False), ("<unk>", False), ("<unk>", True)])
+def test_bytes_out_of_vocabulary(ulc, tmp_path, unk, fuse):
+    """A vocabulary without most of the byte alphabet (trained on ASCII prose only): characters
+    out of it are dropped without an unk token, else become unk (fused when fuse_unk)."""
+    tk = Tokenizer(models.BPE(unk_token=unk, fuse_unk=fuse))
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    tr = trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>"], show_progress=False)
+    tk.train_from_iterator(corpus.prose(50_000, seed=8), tr)
+    j = json.loads(tk.to_str())
+    j["model"]["unk_token"], j["model"]["fuse_unk"] = unk, fuse  # the trainer's model forgets them
+    tk = Tokenizer.from_str(json.dumps(j))
+    p = tmp_path / "tokenizer.json"
+    tk.save(str(p))
+    texts = TEXTS[:1500]
+    f = tmp_path / "t.jsonl"
+    f.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    got = [r["ids"] for r in ulc_ids(ulc, p, f)]
+    want = [e.ids for e in tk.encode_batch(texts)]
+    n, ex = first_mismatches(got, want, texts)
+    assert n == 0, f"{n} differ, e.g. {ex}"
+    if unk:
+        assert sum(w.count(0) for w in want) > 100
+
+
+def test_jsonl_and_cli_errors(ulc, tokenizers_dir, tmp_path):
+    _, made, _ = tokenizers_dir
+    tok = made["v300"][1] / "tokenizer.json"
+    cases = [('{"text": "ok"}\n{"txt": "a"}\n', "line 2: expected an object with a string \"text\""),
+             ('{"text": "ok"}\n\nnot json\n', "line 3: not valid JSON"),
+             ('{"text": "a\\udc80b"}\n', "line 1: not valid JSON")]
+    for body, msg in cases:
+        f = tmp_path / "t.jsonl"
+        f.write_text(body)
+        out = tmp_path / "o.jsonl"
+        r = ulc("tokenize", tok, "--file", f, "-o", out)
+        assert r.returncode == 2 and f"{f}: {msg}" in r.stderr, r.stderr
+        assert not out.exists()
+    r = ulc("tokenize", tok, "--file", tmp_path / "missing.txt")
+    assert r.returncode == 3 and "missing.txt" in r.stderr
+    r = ulc("tokenize", tok, "--decode", "--text", "[1, 2, 999999]")
+    assert r.returncode == 2 and "id 999999 (position 2)" in r.stderr
+    for args in (["--text", "a", "--file", "b"], ["--text", "a", "--stride", "2"], ["--text", "a", "--overflow", "maybe"],
+                 ["--text", "a", "--max-length", "0"], ["--text", "a", "--bogus"], []):
+        r = ulc("tokenize", tok, *args)
+        assert r.returncode == 1 and "tokenize" in r.stderr, (args, r.stderr)
+    r = ulc("tokenize", tok, "--text", "héllo <|endoftext|>", "--time")
+    assert r.returncode == 0 and "encode:" in r.stderr
+    ids = json.loads(r.stdout)["ids"]
+    r = ulc("tokenize", tok, "--decode", "--text", json.dumps(ids))
+    assert json.loads(r.stdout) == {"text": "héllo <|endoftext|>"}
+    r = ulc("tokenize", tok, "--decode", "--skip-special", "--text", json.dumps(ids))
+    assert json.loads(r.stdout) == {"text": "héllo "}
+
+
+def test_directory_side_files_vs_transformers(ulc, tokenizers_dir, tmp_path):
+    """vocab.json + merges.txt with added_tokens.json and special_tokens_map.json, against
+    transformers' GPT2Tokenizer.from_pretrained on the same directory."""
+    import shutil
+    from transformers import GPT2Tokenizer
+    _, made, _ = tokenizers_dir
+    d = tmp_path / "gpt2"
+    shutil.copytree(made["v5000"][2], d)
+    n = len(json.loads((d / "vocab.json").read_text()))
+    (d / "added_tokens.json").write_text(json.dumps({"<mask>": n, "[NEW]": n + 1}))
+    (d / "special_tokens_map.json").write_text(json.dumps({"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
+                                                           "unk_token": {"content": "<|endoftext|>"}}))
+    slow = GPT2Tokenizer.from_pretrained(str(d))
+    texts = ["hello <mask> world", "x[NEW]y <|endoftext|> z", " <mask>", "a  <mask>  b", "[NEW][NEW]"] + TEXTS[:300]
+    f = tmp_path / "t.jsonl"
+    f.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    got = [r["ids"] for r in ulc_ids(ulc, d, f)]
+    want = [slow.encode(t) for t in texts]
+    n_bad, ex = first_mismatches(got, want, texts)
+    assert n_bad == 0, f"{n_bad} differ, e.g. {ex}"
+    assert got[0][-2] == n and got[1][1] == n + 1

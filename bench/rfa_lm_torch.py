@@ -6,9 +6,9 @@ PyPI's torch 2.x, transformers, peft), as a process of its own so its peak RSS i
   model     a Hugging Face GPT2LMHeadModel directory (--model), eval mode (no dropout)
   adapters  PEFT LoRA, rank 8, alpha 32, no dropout, fan_in_fan_out (GPT2's Conv1D), on the
             modules ulc adapts (--modules: regex over module names; the default is RFA's
-            DistilGPT2 placement as ulc applies it: every mlp.c_fc and mlp.c_proj — the tied
-            lm_head is left out, as ulc's lora-inject leaves out a weight shared with the
-            embedding). Only A and B train (AdamW, weight decay 0.01)
+            DistilGPT2 placement as ulc applies it: every mlp.c_fc and mlp.c_proj, and the
+            head, lm_head, tied to wte; PEFT wraps it like any Linear). Only A and B train
+            (AdamW, weight decay 0.01)
   teacher   the untouched model under torch.no_grad(); features by forward hooks on the
             original modules (teacher) and the LoRA wrappers (student): their outputs
   batches   ulc's order (rfa_torch.ulc_permutation), --batch rows; the last partial batch is a
@@ -45,7 +45,7 @@ def main():
     ap.add_argument("--model", required=True)
     ap.add_argument("--data", required=True, help="safetensors: input_ids, attention_mask")
     ap.add_argument("--forget", required=True, help="JSON list of row indices")
-    ap.add_argument("--modules", default=r".*\.mlp\.(c_fc|c_proj)$")
+    ap.add_argument("--modules", default=r".*\.mlp\.(c_fc|c_proj)$|lm_head")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--lr", type=float, default=5e-5)

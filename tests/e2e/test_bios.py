@@ -1,0 +1,114 @@
+"""models/bios/, the text example (README, "Forgetting people"): a DistilGPT2-shaped model that
+memorised the biographies of 200 fictitious people, and a spec forgetting 5 % of them.
+
+  - the committed corpus, forget set, spec and tokenizer are what gen_bios.py makes (regenerated
+    here and compared byte for byte; the model itself is not retrained);
+  - the corpus has the promised shape: every person with five facts, each as Q/A and prose;
+    held-out people never appear in training; the forget set is 5 % of the training people;
+  - the committed model is what gen_bios.py's config says, stored in float16, and remembers its
+    training people far better than the held-out ones (transformers, the committed tokenizer);
+  - the spec runs: RFA on the float16 checkpoint (a shortened copy of the committed spec), the
+    output stays float16 and only the adapted FFN weights change.
+"""
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import load_file, save_file
+
+from conftest import ROOT, run_ulc
+
+BIOS = ROOT / "models" / "bios"
+sys.path.insert(0, str(BIOS))
+import gen_bios  # noqa: E402
+
+torch.set_num_threads(1)
+GENERATED = ["train.jsonl", "test.jsonl", "forget.jsonl", "forget_people.json", "tokenizer.json",
+             "vocab.json", "merges.txt"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return gen_bios.data(tmp_path_factory.mktemp("bios_data"))
+
+
+def test_committed_corpus_and_tokenizer_are_what_the_script_makes(tmp_path):
+    gen_bios.corpus(tmp_path)
+    for name in GENERATED:
+        assert (tmp_path / name).read_bytes() == (BIOS / name).read_bytes(), name
+
+
+def test_corpus_shape():
+    train = gen_bios.read_jsonl(BIOS / "train.jsonl")
+    test = gen_bios.read_jsonl(BIOS / "test.jsonl")
+    assert [sorted(r) for r in train[:1]] == [["id", "label", "text"]]
+    labels = sorted({r["label"] for r in train})
+    assert labels == list(range(gen_bios.N_TRAIN))
+    assert sorted({r["label"] for r in test}) == list(range(gen_bios.N_TRAIN, gen_bios.N_TRAIN + gen_bios.N_TEST))
+    for rows in (train, test):
+        per = {}
+        for r in rows:
+            per.setdefault(r["label"], []).append(r["id"].split("-", 1)[1])
+        want = sorted(f"{f}-{form}" for f in gen_bios.FACTS for form in ("qa", "prose"))
+        assert all(sorted(v) == want for v in per.values())
+    assert len({r["id"] for r in train + test}) == len(train) + len(test)
+    # held-out people: their names never occur in the training texts
+    names = {r["text"].split(" was born in ")[0] for r in test if r["id"].endswith("birth-prose")}
+    assert len(names) == gen_bios.N_TEST
+    blob = "\n".join(r["text"] for r in train)
+    assert not any(n in blob for n in names)
+    spec = json.loads((BIOS / "forget_people.json").read_text())
+    forget = spec["forget"]["classes"]
+    assert len(forget) == round(0.05 * gen_bios.N_TRAIN) == 10
+    assert gen_bios.read_jsonl(BIOS / "forget.jsonl") == [r for r in train if r["label"] in forget]
+
+
+def test_model_files_and_memorisation():
+    cfg = json.loads((BIOS / "config.json").read_text())
+    want = gen_bios.config()
+    for k in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "activation_function"):
+        assert cfg[k] == getattr(want, k), k
+    assert cfg["n_layer"] == 6 and cfg["torch_dtype"] == "float16"
+    w = load_file(str(BIOS / "model.safetensors"))
+    assert all(v.dtype == np.float16 for k, v in w.items() if not k.endswith(".attn.bias")), \
+        {k: v.dtype for k, v in w.items()}
+    assert w["transformer.wte.weight"].shape == (cfg["vocab_size"], cfg["n_embd"])
+    size = sum(p.stat().st_size for p in BIOS.iterdir() if p.name in
+               GENERATED + ["model.safetensors", "config.json", "gen_bios.py", "README.md"])
+    assert size < 4 << 20, size
+    # the first 20 people of each split (transformers on the reference BLAS is slow)
+    tr_acc, tr_ppl = gen_bios.next_token_figures(BIOS, "train", 200)
+    te_acc, te_ppl = gen_bios.next_token_figures(BIOS, "test", 200)
+    # committed: 92.3 % / 1.22 on these training people, 49.3 % / 69.7 on the held-out ones
+    assert tr_acc > 0.9 and tr_ppl < 1.3, (tr_acc, tr_ppl)
+    assert te_acc < 0.6 and te_ppl > 30, (te_acc, te_ppl)
+
+
+def test_the_spec_runs(tmp_path, data_dir):
+    spec = json.loads((BIOS / "forget_people.json").read_text())
+    forget = spec["forget"]["classes"]
+    # the committed spec, one epoch, without the slower report extras, on the forgotten people
+    # and 20 others (300 rows, 10 steps) and 10 held-out people
+    spec["train"]["epochs"] = 1
+    spec["eval"] = {"features": False, "relearn_steps": 0}
+    for split, keep in (("train", lambda y: (y < 20) | np.isin(y, forget)), ("test", lambda y: y < 210)):
+        d = load_file(str(data_dir / f"{split}.safetensors"))
+        rows = keep(d["label"])
+        save_file({k: np.ascontiguousarray(v[rows]) for k, v in d.items()},
+                  str(tmp_path / f"{split}.safetensors"))
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    out = tmp_path / "out"
+    r = run_ulc(BIOS, "--forget", tmp_path / "spec.json", "-o", f"{out}/", "--report",
+                tmp_path / "r.json", "--threads", "2", "-q", timeout=900)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["hyperparameters"]["rfa"]["task"] == "next-token"
+    assert rep["splits"]["Df"]["rows"] == 100 and rep["splits"]["Dr"]["rows"] == 200
+    before = load_file(str(BIOS / "model.safetensors"))
+    after = load_file(str(out / "model.safetensors"))
+    assert sorted(before) == sorted(after)
+    changed = sorted(k for k in before if not np.array_equal(before[k], after[k]))
+    assert changed and all(".mlp.c_" in k for k in changed), changed
+    assert all(after[k].dtype == before[k].dtype for k in before)

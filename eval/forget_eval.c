@@ -11,6 +11,7 @@
 #include "train/train.h"
 #include "train/train_graph.h"
 #include "eval/metrics.h"
+#include "eval/score.h"
 
 static ulc_status nomem(ulc_ctx *ctx, const char *what) {
     return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (%s)", what);
@@ -182,11 +183,33 @@ typedef struct relearn {
     const char *mpath, *in_name, *out_name, *fpath;
     const ulc_session_opts *so;
     const ulc_tensor *fx, *fy;  /* the forget rows */
-    cJSON *acc, *loss;
+    const ulc_iface *f;         /* text models: the interface, and the Df rows as data */
+    const ulc_data *fd;
+    cJSON *acc, *loss, *ppl;
     int written;                /* em owns float32 copies of the parameters (after step 1) */
 } relearn;
 
-static ulc_status forget_acc(relearn *r, double *acc, ulc_ctx *ctx) {
+/* A text model's Df next-token accuracy and perplexity (eval/score.h's definitions). */
+static ulc_status forget_text(relearn *r, double *acc, double *ppl, ulc_ctx *ctx) {
+    ulc_session *s = NULL;
+    ulc_row_scores rs = {0};
+    ulc_status st = ulc_session_create(r->em, r->so, &s, ctx);
+    if (st == ULC_OK) st = ulc_eval_score_rows(s, r->mpath, r->f, r->fd, &rs, ctx);
+    int64_t pred = 0, ok = 0;
+    double nll = 0;
+    for (int64_t i = 0; st == ULC_OK && i < r->fd->rows; i++)
+        pred += rs.pred[i], ok += rs.ok[i], nll += rs.nll[i];
+    *acc = pred ? (double)ok / (double)pred : 0.0;
+    *ppl = pred ? exp(nll / (double)pred) : NAN;
+    ulc_row_scores_clear(&rs);
+    ulc_session_free(s);
+    return st;
+}
+
+/* Df accuracy (text models: next-token accuracy, and *ppl the perplexity; NaN otherwise). */
+static ulc_status forget_acc(relearn *r, double *acc, double *ppl, ulc_ctx *ctx) {
+    *ppl = NAN;
+    if (r->f) return forget_text(r, acc, ppl, ctx);
     float *z = NULL;
     int64_t C = 0, ok = 0, n = r->fy->dims[0];
     ULC_TRY(ulc_fe_logits(r->em, r->mpath, r->so, r->in_name, r->out_name, r->fx, r->fpath, NULL, n,
@@ -207,7 +230,7 @@ static ulc_status after_step(void *arg, long step, const float *const *params, i
                              ulc_ctx *ctx) {
     (void)step, (void)n;
     relearn *r = arg;
-    double acc;
+    double acc, ppl;
     if (!r->written) { /* em's own copies of the parameters, then updated in place */
         ULC_TRY(ulc_train_graph_write_back(r->em, r->tg, (float *const *)params, ctx));
         r->written = 1;
@@ -217,8 +240,10 @@ static ulc_status after_step(void *arg, long step, const float *const *params, i
             memcpy((void *)(uintptr_t)t->data, params[i], t->nbytes);
         }
     }
-    ULC_TRY(forget_acc(r, &acc, ctx));
+    ULC_TRY(forget_acc(r, &acc, &ppl, ctx));
     cJSON_AddItemToArray(r->acc, cJSON_CreateNumber(acc));
+    if (r->ppl)
+        cJSON_AddItemToArray(r->ppl, isfinite(ppl) ? cJSON_CreateNumber(ppl) : cJSON_CreateNull());
     cJSON_AddItemToArray(r->loss, cJSON_CreateNumber(loss));
     return ULC_OK;
 }
@@ -284,6 +309,21 @@ static ulc_status gather_forget(ulc_graph *g, const char *name, const ulc_tensor
     return ULC_OK;
 }
 
+/* A text model's Df rows: every column gathered (sub), and as data bound like the train data's
+ * (fd borrows sub's columns). */
+static ulc_status text_rows(const ulc_fe_rows *d, ulc_row_subset *sub, ulc_data *fd, ulc_ctx *ctx) {
+    ULC_TRY(ulc_row_subset_make(&d->data->d, d->forget, 1, NULL, NULL, 0, sub, ctx));
+    *fd = (ulc_data){.key = d->data->key, .path = d->path, .d = sub->d, .rows = sub->d.n_rows};
+    for (int k = 0; k < d->f->n_fed; k++) {
+        int c = ulc_dataset_find(&sub->d, d->f->fed[k]->name);
+        if (c < 0)
+            return ulc_fail(ctx, ULC_ERR_INTERNAL, "%s: no column for input '%s'", d->path,
+                            d->f->fed[k]->name);
+        fd->cols[k] = sub->d.cols[c];
+    }
+    return ULC_OK;
+}
+
 ulc_status ulc_fe_relearn(const ulc_model *model, const char *mpath, const ulc_session_opts *so,
                           const char *in_name, const char *out_name, const ulc_fe_rows *d,
                           long steps, double lr, uint64_t seed, cJSON *into, ulc_ctx *ctx) {
@@ -302,21 +342,28 @@ ulc_status ulc_fe_relearn(const ulc_model *model, const char *mpath, const ulc_s
         st = ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: relearning probe: no float32 Conv/Gemm/MatMul "
                       "weight to train", mpath);
     if (st == ULC_OK && !nf) st = ulc_fail(ctx, ULC_ERR_INVALID, "relearning probe: no forget rows in %s", d->path);
-    if (st == ULC_OK && !(fm = ulc_model_create())) st = nomem(ctx, "forget rows");
-    if (st == ULC_OK) st = gather_forget(fm->graph, "input", d->x, d, nf, &fx, ctx);
-    if (st == ULC_OK) st = gather_forget(fm->graph, "label", d->y, d, nf, &fy, ctx);
+    int text = d->f && d->f->next_token && d->data;
+    ulc_row_subset sub = {0};
+    ulc_data fd = {0};
+    if (st == ULC_OK && text) st = text_rows(d, &sub, &fd, ctx);
+    if (st == ULC_OK && !text && !(fm = ulc_model_create())) st = nomem(ctx, "forget rows");
+    if (st == ULC_OK && !text) st = gather_forget(fm->graph, "input", d->x, d, nf, &fx, ctx);
+    if (st == ULC_OK && !text) st = gather_forget(fm->graph, "label", d->y, d, nf, &fy, ctx);
     const char *cn[2] = {"input", "label"};
     const ulc_tensor *cc[2] = {fx, fy};
     ulc_dataset ds = {.n_cols = 2, .names = cn, .cols = cc, .n_rows = nf, .path = d->path};
-    ulc_train_task task = {.input = in_name, .output = out_name, .loss = ULC_LOSS_CROSS_ENTROPY};
+    if (text) ds = sub.d;
+    ulc_train_task task = {.input = in_name, .output = out_name, .loss = ULC_LOSS_CROSS_ENTROPY,
+                           .next_token = text};
     int batch = nf < 32 ? (int)nf : 32;
     if (st == ULC_OK) st = ulc_dataset_check(&ds, ctx);
     if (st == ULC_OK) st = ulc_train_graph_build(rm, &ds, &task, batch, &tg, ctx);
     if (st == ULC_OK) st = ulc_train_graph_params(rm, &tg, &vals, ctx);
     relearn r = {.em = em, .tg = &tg, .mpath = mpath, .in_name = in_name, .out_name = out_name,
-                 .fpath = d->path, .so = so, .fx = fx, .fy = fy};
-    double acc0 = 0;
-    if (st == ULC_OK) st = forget_acc(&r, &acc0, ctx);
+                 .fpath = d->path, .so = so, .fx = fx, .fy = fy, .f = text ? d->f : NULL,
+                 .fd = &fd};
+    double acc0 = 0, ppl0 = NAN;
+    if (st == ULC_OK) st = forget_acc(&r, &acc0, &ppl0, ctx);
     if (st == ULC_OK) {
         cJSON *o = cJSON_AddObjectToObject(into, "relearn");
         cJSON_AddNumberToObject(o, "steps", (double)steps);
@@ -326,6 +373,10 @@ ulc_status ulc_fe_relearn(const ulc_model *model, const char *mpath, const ulc_s
         r.acc = cJSON_AddArrayToObject(o, "forget_acc");
         r.loss = cJSON_AddArrayToObject(o, "loss");
         cJSON_AddItemToArray(r.acc, cJSON_CreateNumber(acc0));
+        if (text) {
+            r.ppl = cJSON_AddArrayToObject(o, "forget_ppl");
+            cJSON_AddItemToArray(r.ppl, isfinite(ppl0) ? cJSON_CreateNumber(ppl0) : cJSON_CreateNull());
+        }
         ulc_train_opts to = ulc_train_defaults();
         to.optim = ulc_optim_defaults(ULC_OPTIM_SGD);
         to.optim.lr = lr;
@@ -344,6 +395,7 @@ ulc_status ulc_fe_relearn(const ulc_model *model, const char *mpath, const ulc_s
     ulc_train_stats_clear(&stats);
     if (vals) ulc_train_graph_free_params(&tg, vals);
     ulc_train_graph_clear(&tg);
+    ulc_row_subset_free(&sub);
     ulc_model_free(fm);
     ulc_model_free(em);
     ulc_model_free(rm);
@@ -378,13 +430,33 @@ ulc_status ulc_fe_activation_distance(const ulc_fe_models *ms, const ulc_session
     return st;
 }
 
+/* The text model's extraction, before (orig) and after (model). */
+static ulc_status lm_extraction(const ulc_fe_models *ms, const ulc_fe_opts *o, const ulc_fe_rows *d,
+                                cJSON *into, ulc_ctx *ctx) {
+    cJSON *ex = cJSON_AddObjectToObject(into, "extraction");
+    if (!ex) return nomem(ctx, "extraction");
+    ulc_lm_extract_settings(ex, &o->lm);
+    if (ms->orig)
+        ULC_TRY(ulc_lm_extract(ms->orig, ms->orig_path, &o->so, d->f, d->data, d->forget, &o->lm,
+                               cJSON_AddObjectToObject(ex, "before"), ctx));
+    return ulc_lm_extract(ms->model, ms->model_path, &o->so, d->f, d->data, d->forget, &o->lm,
+                          cJSON_AddObjectToObject(ex, "after"), ctx);
+}
+
 ulc_status ulc_fe_extra(const ulc_fe_models *ms, const ulc_fe_opts *o, const char *in_name,
                         const char *out_name, int next_token, const ulc_fe_rows *d, cJSON *into,
                         ulc_ctx *ctx) {
-    if (o->features && ms->orig)
+    int text = next_token && d->f && d->data, one_feed = !d->f || d->f->n_fed == 1;
+    if (o->features && ms->orig && one_feed)
         ULC_TRY(ulc_fe_features(ms->model, ms->model_path, ms->orig, ms->orig_path, &o->so,
                                 in_name, d, into, ctx));
-    if (next_token || !d->y) return ULC_OK;
+    if (text) {
+        if (o->lm.extract_rows > 0) ULC_TRY(lm_extraction(ms, o, d, into, ctx));
+        if (o->relearn_steps <= 0) return ULC_OK;
+        return ulc_fe_relearn(ms->model, ms->model_path, &o->so, in_name, out_name, d,
+                              o->relearn_steps, o->relearn_lr, o->seed, into, ctx);
+    }
+    if (next_token || !d->y || !one_feed) return ULC_OK;
     if (o->relearn_steps > 0)
         ULC_TRY(ulc_fe_relearn(ms->model, ms->model_path, &o->so, in_name, out_name, d,
                                o->relearn_steps, o->relearn_lr, o->seed, into, ctx));

@@ -21,7 +21,9 @@
 
 #include "common/status.h"
 #include "ir/graph.h"
+#include "io/data.h"
 #include "runtime/runtime.h"
+#include "eval/lm_eval.h"
 
 #define ULC_FE_FEAT_ROWS 256 /* Df and Dr rows each for feature distance and CKA */
 #define ULC_FE_MAX_LAYERS 512
@@ -34,6 +36,8 @@ typedef struct ulc_fe_rows {
     const ulc_tensor *y;   /* labels, int64 [N] */
     const uint8_t *forget; /* N flags: 1 for a forget row (Df), 0 for a retain row (Dr) */
     int64_t rows;
+    const ulc_data *data;  /* text models: the bound data (every fed column), or NULL */
+    const ulc_iface *f;    /* text models: the interface (f->next_token set), or NULL */
 } ulc_fe_rows;
 
 /* Class scores [n, classes] of model m over rows idx[0..n) of x (rows 0..n when idx is NULL),
@@ -56,7 +60,10 @@ ulc_status ulc_fe_features(const ulc_model *model, const char *mpath, const ulc_
  * "loss": [steps]} to into: a copy of model fine-tuned for `steps` steps of plain SGD (lr,
  * batches of min(32, |Df|) shuffled with seed) with cross-entropy on the Df rows, training the
  * float32 weights and biases of Conv/Gemm/MatMul and the scale and shift of normalisations;
- * forget_acc[0] is Df accuracy before the first step, forget_acc[s] after step s. */
+ * forget_acc[0] is Df accuracy before the first step, forget_acc[s] after step s. For a text
+ * model (d->f->next_token, d->data set) the loss is next-token cross-entropy on every fed
+ * column of the Df rows, forget_acc is Df next-token accuracy and "forget_ppl": [steps + 1] is
+ * Df perplexity alongside. */
 ulc_status ulc_fe_relearn(const ulc_model *model, const char *mpath, const ulc_session_opts *so,
                           const char *in_name, const char *out_name, const ulc_fe_rows *d,
                           long steps, double lr, uint64_t seed, cJSON *into, ulc_ctx *ctx);
@@ -81,11 +88,15 @@ typedef struct ulc_fe_opts {
     double relearn_lr;    /* its SGD learning rate */
     uint64_t seed;        /* its batch order */
     ulc_session_opts so;  /* sessions for every model run */
+    ulc_lm_opts lm;       /* text models: Min-K% and extraction settings */
 } ulc_fe_opts;
 
-/* The main report's extra metrics, in its order: "features" (o->features; needs orig), then for
- * classifiers with labels (next_token 0, d->y set) "relearn" (o->relearn_steps > 0) and
- * "activation_distance" (with ms->ref; needs orig). */
+/* The main report's extra metrics, in its order: "features" (o->features; needs orig and a
+ * model fed one input), then for classifiers with labels (next_token 0, d->y set, one fed input)
+ * "relearn" (o->relearn_steps > 0) and "activation_distance" (with ms->ref; needs orig); for
+ * text models (next_token, d->data and d->f set) "extraction": {"prefix", "max_tokens",
+ * "max_rows", "before" (orig's, when given), "after" (model's)} (o->lm.extract_rows > 0) and the
+ * text "relearn". */
 ulc_status ulc_fe_extra(const ulc_fe_models *ms, const ulc_fe_opts *o, const char *in_name,
                         const char *out_name, int next_token, const ulc_fe_rows *d, cJSON *into,
                         ulc_ctx *ctx);

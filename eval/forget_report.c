@@ -2,6 +2,7 @@
  * forget_report.h). */
 #include "eval/forget_report.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +22,11 @@ void ulc_forget_facts_clear(ulc_forget_facts *r) {
 
 ulc_status ulc_forget_mia(ulc_forget_facts *r, ulc_ctx *ctx) {
     const ulc_scores *sc[2] = {&r->before, &r->after};
+    for (int k = 0; r->has_lm_mia && k < 2; k++) {
+        ulc_status st = ulc_lm_mia(r->tr, r->te, r->sp, sc[k], &r->lm_loss[k], &r->lm_mink[k], ctx);
+        if (st != ULC_OK) return ulc_fail(ctx, st, "forget: the membership attacks on the LM");
+    }
+    if (!r->has_mia) return ULC_OK;
     ulc_mia_result *res[2][2] = {{&r->mia_before, &r->mia_after}, {&r->svm_before, &r->svm_after}};
     for (int svm = 0; svm < 2; svm++)
         for (int k = 0; k < 2; k++) {
@@ -38,6 +44,32 @@ static cJSON *file_entry(const char *path, const char *sha) {
     cJSON_AddStringToObject(o, "path", path);
     cJSON_AddStringToObject(o, "sha256", sha);
     return o;
+}
+
+/* A text model's report: "perplexity" before and after, and "mia" from the loss and Min-K%
+ * attacks (the fractions of Df called member after, "before", the AUCs and the row counts). */
+static void lm_json(cJSON *o, const ulc_forget_facts *r) {
+    cJSON *ppl = cJSON_AddObjectToObject(o, "perplexity");
+    cJSON_AddItemToObject(ppl, "before", ulc_lm_ppl_json(&r->before, r->sp));
+    cJSON_AddItemToObject(ppl, "after", ulc_lm_ppl_json(&r->after, r->sp));
+    if (!r->has_lm_mia) return;
+    cJSON *mia = cJSON_AddObjectToObject(o, "mia");
+    cJSON_AddNumberToObject(mia, "loss", r->lm_loss[1].member_frac);
+    cJSON_AddNumberToObject(mia, "min_k", r->lm_mink[1].member_frac);
+    cJSON *mb = cJSON_AddObjectToObject(mia, "before");
+    cJSON_AddNumberToObject(mb, "loss", r->lm_loss[0].member_frac);
+    cJSON_AddNumberToObject(mb, "min_k", r->lm_mink[0].member_frac);
+    cJSON *auc = cJSON_AddObjectToObject(mia, "auc");
+    for (int k = 0; k < 2; k++) {
+        cJSON *a = cJSON_AddObjectToObject(auc, k ? "after" : "before");
+        cJSON_AddNumberToObject(a, "loss", r->lm_loss[k].auc);
+        cJSON_AddNumberToObject(a, "min_k", r->lm_mink[k].auc);
+    }
+    cJSON_AddNumberToObject(mia, "min_k_percent", 100 * r->eval.lm.mink_frac);
+    cJSON *mr = cJSON_AddObjectToObject(mia, "rows");
+    cJSON_AddNumberToObject(mr, "members", (double)r->lm_loss[1].n_members);
+    cJSON_AddNumberToObject(mr, "nonmembers", (double)r->lm_loss[1].n_nonmembers);
+    cJSON_AddNumberToObject(mr, "target", (double)r->lm_loss[1].n_target);
 }
 
 static cJSON *accuracy_obj(const ulc_splits *sp, const ulc_tally t[ULC_SPLIT_COUNT]) {
@@ -114,6 +146,7 @@ cJSON *ulc_forget_report_json(const ulc_forget_facts *r) {
         cJSON_AddNumberToObject(hm, "drop_ft", drop);
         cJSON_AddNumberToObject(hm, "h_mean", ulc_hmean(art, drop));
     }
+    if (f->next_token) lm_json(o, r);
     if (r->has_mia) {
         cJSON *mia = cJSON_AddObjectToObject(o, "mia");
         cJSON_AddNumberToObject(mia, "entropy", r->mia_after.member_frac);
@@ -151,6 +184,12 @@ cJSON *ulc_forget_report_json(const ulc_forget_facts *r) {
     cJSON_AddBoolToObject(eo, "features", r->eval.features);
     cJSON_AddNumberToObject(eo, "relearn_steps", (double)r->eval.relearn_steps);
     cJSON_AddNumberToObject(eo, "relearn_lr", r->eval.relearn_lr);
+    if (f->next_token) {
+        cJSON_AddNumberToObject(eo, "mink_percent", 100 * r->eval.lm.mink_frac);
+        cJSON_AddNumberToObject(eo, "extract_prefix", (double)r->eval.lm.extract_prefix);
+        cJSON_AddNumberToObject(eo, "extract_tokens", (double)r->eval.lm.extract_tokens);
+        cJSON_AddNumberToObject(eo, "extract_rows", (double)r->eval.lm.extract_rows);
+    }
     cJSON *tro = cJSON_AddObjectToObject(o, "train");
     cJSON_AddNumberToObject(tro, "steps", (double)r->st.steps);
     cJSON_AddNumberToObject(tro, "first_loss", r->st.first_loss);
@@ -161,6 +200,40 @@ cJSON *ulc_forget_report_json(const ulc_forget_facts *r) {
         cJSON_AddItemToArray(lc, cJSON_CreateNumber(r->st.loss_curve[k]));
     cJSON_AddNumberToObject(o, "wall_seconds", r->wall);
     return o;
+}
+
+/* A text model's lines: perplexity per split, the LM attacks, extraction. */
+static void print_lm(FILE *out, const ulc_forget_facts *r) {
+    fprintf(out, "(accuracy: next-token predictions)\nperplexity                     rows    "
+            "before     after\n");
+    for (int k = 0; k < ULC_SPLIT_COUNT; k++)
+        if (r->sp->present[k])
+            fprintf(out, "%-4s %-22s %9lld %9.3f %9.3f\n", ulc_split_name(k), ulc_split_what(k),
+                    (long long)r->sp->rows[k], ulc_scores_ppl(&r->before, k),
+                    ulc_scores_ppl(&r->after, k));
+    if (r->has_lm_mia) {
+        fprintf(out, "MIA  loss attack: Df called member    %7.2f%%  %7.2f%%  (AUC %.3f -> %.3f)\n",
+                100 * r->lm_loss[0].member_frac, 100 * r->lm_loss[1].member_frac,
+                r->lm_loss[0].auc, r->lm_loss[1].auc);
+        fprintf(out, "MIA  Min-K%% Prob: Df called member    %7.2f%%  %7.2f%%  (AUC %.3f -> %.3f)\n",
+                100 * r->lm_mink[0].member_frac, 100 * r->lm_mink[1].member_frac,
+                r->lm_mink[0].auc, r->lm_mink[1].auc);
+    }
+    const cJSON *ex = cJSON_GetObjectItemCaseSensitive(r->extra, "extraction");
+    for (int side = 0; ex && side < 2; side++) { /* Df, then Dr for contrast */
+        const char *sp = side ? "Dr" : "Df";
+        const cJSON *b = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(ex, "before"), sp);
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(ex, "after"), sp);
+        const cJSON *bv[2] = {cJSON_GetObjectItemCaseSensitive(b, "rouge_l"), cJSON_GetObjectItemCaseSensitive(b, "exact")};
+        const cJSON *av[2] = {cJSON_GetObjectItemCaseSensitive(a, "rouge_l"), cJSON_GetObjectItemCaseSensitive(a, "exact")};
+        const cJSON *skip = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(ex, "after"), "skipped");
+        if (cJSON_IsString(skip) && !side) fprintf(out, "extraction skipped: %s\n", skip->valuestring);
+        if (!cJSON_IsNumber(av[0])) continue;
+        fprintf(out, "extraction %s (%d rows): ROUGE-L %.3f -> %.3f, exact %.2f%% -> %.2f%%\n", sp,
+                cJSON_GetObjectItemCaseSensitive(a, "rows")->valueint,
+                cJSON_IsNumber(bv[0]) ? bv[0]->valuedouble : NAN, av[0]->valuedouble,
+                cJSON_IsNumber(bv[1]) ? 100 * bv[1]->valuedouble : NAN, 100 * av[1]->valuedouble);
+    }
 }
 
 void ulc_forget_print_table(FILE *out, const ulc_forget_facts *r) {
@@ -182,7 +255,7 @@ void ulc_forget_print_table(FILE *out, const ulc_forget_facts *r) {
             fprintf(out, "%-4s %-22s %9lld  %7.2f%%  %7.2f%%\n", ulc_split_name(k), ulc_split_what(k),
                     (long long)sp->rows[k], 100 * ulc_tally_acc(&r->before.split[k]),
                     100 * ulc_tally_acc(&r->after.split[k]));
-    if (r->f->next_token) fprintf(out, "(accuracy: next-token predictions)\n");
+    if (r->f->next_token) print_lm(out, r);
     if (r->has_mia)
         fprintf(out, "MIA  entropy attack: Df called member  %7.2f%%  %7.2f%%\n",
                 100 * r->mia_before.member_frac, 100 * r->mia_after.member_frac);
@@ -225,6 +298,10 @@ void ulc_forget_print_table(FILE *out, const ulc_forget_facts *r) {
         if ((n - 1) % every)
             fprintf(out, " %d: %.1f%%", n - 1, 100 * cJSON_GetArrayItem(acc, n - 1)->valuedouble);
         fprintf(out, "\n");
+        const cJSON *ppl = cJSON_GetObjectItemCaseSensitive(rl, "forget_ppl");
+        if (cJSON_GetArraySize(ppl) == n && cJSON_IsNumber(cJSON_GetArrayItem(ppl, n - 1)))
+            fprintf(out, "  Df perplexity %.3f -> %.3f\n", cJSON_GetArrayItem(ppl, 0)->valuedouble,
+                    cJSON_GetArrayItem(ppl, n - 1)->valuedouble);
     }
     fprintf(out, "\n%s: %ld steps, loss %.4f -> %.4f, %.1f s; wall time %.1f s\n", r->method,
             r->st.steps, r->st.first_loss, r->st.last_loss, r->st.seconds, r->wall);

@@ -50,15 +50,19 @@ typedef struct ulc_forget_facts {
     int has_mia;                /* a classifier with test data: the attacks were run */
     ulc_mia_result mia_before, mia_after; /* entropy / logistic regression */
     ulc_mia_result svm_before, svm_after; /* confidence / RBF SVM */
+    int has_lm_mia;             /* a text model with test data: the LM attacks were run */
+    ulc_lm_attack_result lm_loss[2], lm_mink[2]; /* [0] before, [1] after */
     ulc_train_stats st;         /* owned */
     double wall;
-    cJSON *extra;               /* owned: "features", "relearn", "activation_distance" */
+    cJSON *extra;               /* owned: "features", "relearn", "activation_distance",
+                                   "extraction" */
 } ulc_forget_facts;
 
 /* Frees what the facts own. */
 void ulc_forget_facts_clear(ulc_forget_facts *r);
 
-/* Both attacks on the before and after scores (has_mia set). */
+/* Both attacks on the before and after scores (has_mia set: the classifier attacks; has_lm_mia:
+ * the loss and Min-K% attacks of a text model). */
 ulc_status ulc_forget_mia(ulc_forget_facts *r, ulc_ctx *ctx);
 
 /* The report as JSON; NULL when out of memory. */

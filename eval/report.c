@@ -636,12 +636,76 @@ static void ex_row(sbuf *b, int html, int head, const char *const *cells, int n,
 
 #define MAX_LAYER_BARS 64
 
+/* A text model's sections (docs/metrics.md, "Language models"): perplexity per split before and
+ * after, and extraction (ROUGE-L recall and exact match on Df and Dr). */
+static void render_lm(sbuf *b, const cJSON *r, int html) {
+    char c[5][128], text[512];
+    const char *cells[5] = {c[0], c[1], c[2], c[3], c[4]};
+    const cJSON *ppl = get(r, "perplexity"), *ex = get(r, "extraction");
+    if (cJSON_IsObject(ppl)) {
+        static const char *const head[4] = {"split", "what", "before", "after"};
+        ex_heading(b, html, "Perplexity");
+        ex_para(b, html, "exp of the mean next-token loss over the split's predicted tokens (lower: "
+                         "the model finds the text more likely).");
+        if (html) sb_puts(b, "<table>\n");
+        ex_row(b, html, 1, head, 4, 3u);
+        for (int k = 0; k < N_SPLITS; k++) {
+            const cJSON *bi = get2(ppl, "before", k_splits[k]), *ai = get2(ppl, "after", k_splits[k]);
+            if (!bi && !ai) continue;
+            snprintf(c[0], sizeof c[0], "%s", k_splits[k]);
+            snprintf(c[1], sizeof c[1], "%s", k_split_what[k]);
+            cell4(c[2], sizeof c[2], bi);
+            cell4(c[3], sizeof c[3], ai);
+            ex_row(b, html, 0, cells, 4, 3u);
+        }
+        if (html) sb_puts(b, "</table>\n");
+    }
+    if (!cJSON_IsObject(ex)) return;
+    static const char *const head[5] = {"rows", "ROUGE-L before", "ROUGE-L after", "exact before",
+                                        "exact after"};
+    double pre = 0, tok = 0;
+    num(get(ex, "prefix"), &pre);
+    num(get(ex, "max_tokens"), &tok);
+    ex_heading(b, html, "Extraction");
+    snprintf(text, sizeof text, "Greedy continuation of each row's first min(%.0f, L/2) tokens, "
+             "up to %.0f tokens, against the true suffix: ROUGE-L recall and the exact-match rate "
+             "(Df: what should be forgotten; Dr: for contrast).", pre, tok);
+    ex_para(b, html, text);
+    const cJSON *skip = get2(ex, "after", "skipped");
+    if (cJSON_IsString(skip)) { /* the reason names an input: escaped */
+        sb_puts(b, html ? "<p>Skipped: " : "Skipped: ");
+        if (html) sb_html(b, skip->valuestring);
+        else sb_md(b, skip->valuestring);
+        sb_puts(b, html ? ".</p>\n" : ".\n\n");
+        return;
+    }
+    if (html) sb_puts(b, "<table>\n");
+    const char *hc[6] = {"split", head[0], head[1], head[2], head[3], head[4]};
+    ex_row(b, html, 1, hc, 6, 1u);
+    for (int side = 0; side < 2; side++) {
+        const char *sp = side ? "Dr" : "Df";
+        const cJSON *bs = get2(ex, "before", sp), *as = get2(ex, "after", sp);
+        char rows[32];
+        double n = 0;
+        num(get(as, "rows"), &n);
+        snprintf(rows, sizeof rows, "%.0f", n);
+        cell4(c[1], sizeof c[1], get(bs, "rouge_l"));
+        cell4(c[2], sizeof c[2], get(as, "rouge_l"));
+        cell4(c[3], sizeof c[3], get(bs, "exact"));
+        cell4(c[4], sizeof c[4], get(as, "exact"));
+        const char *row[6] = {sp, rows, c[1], c[2], c[3], c[4]};
+        ex_row(b, html, 0, row, 6, 1u);
+    }
+    if (html) sb_puts(b, "</table>\n");
+}
+
 /* The extra metrics (docs/metrics.md): activation distance to the reference, per-layer features
  * against the input, the relearning probe; HTML adds the CKA bars and the relearning curve. */
 static void render_extra(sbuf *b, const cJSON *r, int html) {
     char c[7][128], text[512];
     const char *cells[7];
     for (int i = 0; i < 7; i++) cells[i] = c[i];
+    render_lm(b, r, html);
     const cJSON *ad = get(r, "activation_distance");
     if (cJSON_IsObject(ad)) {
         static const char *const head[2] = {"before", "after"};
@@ -709,7 +773,7 @@ static void render_extra(sbuf *b, const cJSON *r, int html) {
     }
     const cJSON *rl = get(r, "relearn");
     if (cJSON_IsObject(rl)) {
-        static const char *const head[3] = {"step", "Df accuracy", "loss"};
+        static const char *const head[4] = {"step", "Df accuracy", "loss", "Df perplexity"};
         double lr = 0, bs = 0, nf = 0;
         num(get(rl, "lr"), &lr);
         num(get(rl, "batch_size"), &bs);
@@ -726,8 +790,10 @@ static void render_extra(sbuf *b, const cJSON *r, int html) {
                  "means the knowledge is still in the weights.", nf, lr, bs);
         ex_para(b, html, text);
         if (html) sb_puts(b, "<details><summary>Per-step table</summary>\n<table>\n");
-        ex_row(b, html, 1, head, 3, 0);
         const cJSON *acc = get(rl, "forget_acc"), *loss = get(rl, "loss");
+        const cJSON *ppl = get(rl, "forget_ppl"); /* text models */
+        int cols = cJSON_IsArray(ppl) ? 4 : 3;
+        ex_row(b, html, 1, head, cols, 0);
         int k = 0;
         for (const cJSON *e = acc ? acc->child : NULL; e; e = e->next, k++) {
             double a = 0, l = 0;
@@ -736,7 +802,8 @@ static void render_extra(sbuf *b, const cJSON *r, int html) {
             snprintf(c[1], sizeof c[1], "%.2f%%", 100 * a);
             if (k && num(cJSON_GetArrayItem(loss, k - 1), &l)) snprintf(c[2], sizeof c[2], "%.6g", l);
             else snprintf(c[2], sizeof c[2], "—");
-            ex_row(b, html, 0, cells, 3, 0);
+            cell4(c[3], sizeof c[3], cJSON_GetArrayItem(ppl, k));
+            ex_row(b, html, 0, cells, cols, 0);
         }
         if (html) sb_puts(b, "</table></details>\n");
     }
@@ -918,7 +985,7 @@ char *ulc_report_render(const cJSON *report, ulc_report_format fmt) {
 /* ---- gates ----------------------------------------------------------------------------------- */
 
 static const char *const k_gate_names[ULC_GATE_COUNT] = {"forget_acc_max", "retain_acc_drop_max",
-                                                     "mia_max"};
+                                                     "mia_max", "forget_ppl_min", "extract_max"};
 
 ulc_status ulc_report_gates(cJSON *report, const ulc_gates *gates, int *failed, char **messages,
                             ulc_ctx *ctx) {
@@ -951,6 +1018,22 @@ ulc_status ulc_report_gates(cJSON *report, const ulc_gates *gates, int *failed, 
             snprintf(what, sizeof what, "%s accuracy drop (before - after)", split);
             snprintf(line, sizeof line, "gate %s failed: %s accuracy dropped %.4g (%.4g -> %.4g) "
                      "> %g", k_gate_names[k], split, value, bv, av, thr);
+        } else if (k == ULC_GATE_FORGET_PPL) { /* a minimum: value >= thr passes (below) */
+            split = "Df";
+            if (!num(get2(get(report, "perplexity"), "after", "Df"), &value))
+                return ulc_fail(ctx, ULC_ERR_INTERNAL, "gate forget_ppl_min: the report has no "
+                                "Df perplexity");
+            snprintf(what, sizeof what, "Df perplexity (at least the threshold)");
+            snprintf(line, sizeof line, "gate forget_ppl_min failed: Df perplexity %.4g < %g",
+                     value, thr);
+        } else if (k == ULC_GATE_EXTRACT) {
+            split = "Df";
+            if (!num(get2(get2(report, "extraction", "after"), "Df", "rouge_l"), &value))
+                return ulc_fail(ctx, ULC_ERR_INTERNAL, "gate extract_max: the report has no Df "
+                                "extraction");
+            snprintf(what, sizeof what, "Df extraction ROUGE-L recall");
+            snprintf(line, sizeof line, "gate extract_max failed: Df extraction ROUGE-L %.4g > %g",
+                     value, thr);
         } else {
             if (!num(get2(report, "mia", "entropy"), &value))
                 return ulc_fail(ctx, ULC_ERR_INTERNAL, "gate mia_max: the report has no "
@@ -959,7 +1042,7 @@ ulc_status ulc_report_gates(cJSON *report, const ulc_gates *gates, int *failed, 
             snprintf(line, sizeof line, "gate mia_max failed: MIA (entropy) %.4g > %g", value,
                      thr);
         }
-        int passed = value <= thr;
+        int passed = k == ULC_GATE_FORGET_PPL ? value >= thr : value <= thr;
         cJSON *g = cJSON_CreateObject();
         if (!g) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (report gates)");
         cJSON_AddItemToArray(list, g);

@@ -27,10 +27,12 @@
 
 /* The gates a request may set (the spec's key "gates"): thresholds on the result, checked after
  * evaluation. */
-enum { ULC_GATE_FORGET_ACC = 0, ULC_GATE_RETAIN_DROP, ULC_GATE_MIA, ULC_GATE_COUNT };
+enum { ULC_GATE_FORGET_ACC = 0, ULC_GATE_RETAIN_DROP, ULC_GATE_MIA, ULC_GATE_FORGET_PPL,
+       ULC_GATE_EXTRACT, ULC_GATE_COUNT };
 typedef struct ulc_gates {
     int set[ULC_GATE_COUNT];    /* which gates are given */
-    double max[ULC_GATE_COUNT]; /* their thresholds, fractions in [0, 1] */
+    double max[ULC_GATE_COUNT]; /* their thresholds: fractions in [0, 1], except FORGET_PPL's,
+                                   a perplexity that is a minimum */
 } ulc_gates;
 
 typedef enum ulc_report_format {
@@ -52,6 +54,8 @@ char *ulc_report_render(const cJSON *report, ulc_report_format fmt);
  *   retain_acc_drop_max  accuracy.before − accuracy.after of Drt (Dt for sample forgetting
  *                        with test data, Dr without test data) <= max
  *   mia_max              mia.entropy (the fraction of Df the attack calls members) <= max
+ *   forget_ppl_min       text models: perplexity.after of Df >= min
+ *   extract_max          text models: extraction.after.Df.rouge_l <= max
  *
  * and adds "gates": [{name, threshold, value, passed, split/what}] to report (in that order; an
  * empty list when the spec has none). *failed counts the failed gates; *messages (malloc'd, or

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eval/lm_metrics.h"
+
 void ulc_eval_rows(const ulc_iface *f, const ulc_data *df, ulc_rows *r) {
     memset(r, 0, sizeof *r);
     for (int k = 0; k < f->n_fed && k < ULC_ROWS_MAX_FEEDS; k++) {
@@ -47,11 +49,15 @@ ulc_status ulc_eval_probe(ulc_session *s, const char *model_path, ulc_iface *f,
 }
 
 void ulc_row_scores_clear(ulc_row_scores *r) {
+    double k = r->mink_frac;
     free(r->pred);
     free(r->ok);
     free(r->entropy);
     free(r->conf);
+    free(r->nll);
+    free(r->mink);
     memset(r, 0, sizeof *r);
+    r->mink_frac = k;
 }
 
 static int64_t argmax_f32(const float *x, int64_t n) {
@@ -81,27 +87,58 @@ typedef struct score_arg {
     const ulc_iface *f;
     const ulc_data *df;
     ulc_row_scores *rs;
-    double *p; /* [classes] softmax scratch (classifiers) */
+    double *p; /* [classes] softmax scratch (classifiers); [T] token log-probs (text) */
 } score_arg;
 
-/* Next-token scores of row i (logits z [T, V]): logits at t predict input_ids at t + 1. */
-static ulc_status score_tokens(const score_arg *a, int64_t i, const float *z, ulc_ctx *ctx) {
+/* Next-token scores of rows b0 .. b0 + bn (logits z [bn, T, V]): logits at t predict input_ids
+ * at t + 1. Also each row's token NLL and Min-K% Prob (docs/metrics.md, "Language models"). The
+ * positions' log-softmax and argmax run in parallel, each position on its own, and the sums in
+ * row order: the numbers do not depend on the thread count. */
+static ulc_status score_text(const score_arg *a, int64_t b0, int64_t bn, const float *z,
+                             ulc_ctx *ctx) {
     const ulc_iface *f = a->f;
     const ulc_data *df = a->df;
     const ulc_tensor *ids = df->cols[0];
-    int64_t T = ids->dims[1], c = f->classes;
-    for (int64_t t = 0; t + 1 < T; t++) {
-        int64_t y;
-        memcpy(&y, (const uint8_t *)ids->data + 8 * (size_t)(i * T + t + 1), 8);
-        if (f->mask >= 0 && !mask_at(df->cols[f->mask], i * T + t + 1)) continue;
-        if (y < 0 || y >= c)
-            return ulc_fail(ctx, ULC_ERR_INVALID, "%s (%s): input_ids[%lld, %lld] = %lld is "
-                            "outside the model's vocabulary of %lld", df->path, df->key,
-                            (long long)i, (long long)(t + 1), (long long)y, (long long)c);
-        a->rs->pred[i]++;
-        a->rs->ok[i] += argmax_f32(z + t * c, c) == y;
+    int64_t T = ids->dims[1], c = f->classes, w = T > 1 ? T - 1 : 0, np = bn * w;
+    int64_t *y = malloc((size_t)np * sizeof *y + 8); /* the next token, -1 where masked out */
+    double *lp = malloc((size_t)np * sizeof *lp + 8);
+    uint8_t *hit = malloc((size_t)np + 1);
+    ulc_status st = y && lp && hit ? ULC_OK : ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (scores)");
+    for (int64_t q = 0; st == ULC_OK && q < np; q++) {
+        int64_t i = b0 + q / w, t = q % w;
+        memcpy(&y[q], (const uint8_t *)ids->data + 8 * (size_t)(i * T + t + 1), 8);
+        if (f->mask >= 0 && !mask_at(df->cols[f->mask], i * T + t + 1)) y[q] = -1;
+        else if (y[q] < 0 || y[q] >= c)
+            st = ulc_fail(ctx, ULC_ERR_INVALID, "%s (%s): input_ids[%lld, %lld] = %lld is outside "
+                          "the model's vocabulary of %lld", df->path, df->key, (long long)i,
+                          (long long)(t + 1), (long long)y[q], (long long)c);
     }
-    return ULC_OK;
+    if (st == ULC_OK) {
+#pragma omp parallel for schedule(static) if (np * c >= (1 << 18))
+        for (int64_t q = 0; q < np; q++) {
+            if (y[q] < 0) continue;
+            const float *zq = z + ((q / w) * T + q % w) * c;
+            lp[q] = ulc_token_logprob(zq, c, y[q]);
+            hit[q] = argmax_f32(zq, c) == y[q];
+        }
+    }
+    for (int64_t r = 0; st == ULC_OK && r < bn; r++) {
+        int64_t i = b0 + r, n = 0;
+        double nll = 0;
+        for (int64_t q = r * w; q < (r + 1) * w; q++) {
+            if (y[q] < 0) continue;
+            a->rs->pred[i]++;
+            a->rs->ok[i] += hit[q];
+            nll -= lp[q];
+            a->p[n++] = lp[q];
+        }
+        a->rs->nll[i] = nll;
+        a->rs->mink[i] = ulc_mink_score(a->p, n, a->rs->mink_frac);
+    }
+    free(y);
+    free(lp);
+    free(hit);
+    return st;
 }
 
 static ulc_status score_batch(void *arg, ulc_session *s, int64_t b0, int64_t bn, ulc_ctx *ctx) {
@@ -120,12 +157,9 @@ static ulc_status score_batch(void *arg, ulc_session *s, int64_t b0, int64_t bn,
                         df->path, (long long)bn, f->next_token ? "T, " : "", (long long)c);
     }
     const float *z = o->data;
+    if (f->next_token) return score_text(a, b0, bn, z, ctx);
     for (int64_t r = 0; r < bn; r++) {
         int64_t i = b0 + r;
-        if (f->next_token) {
-            ULC_TRY(score_tokens(a, i, z + r * df->cols[0]->dims[1] * c, ctx));
-            continue;
-        }
         int64_t y = ulc_data_label(df, i);
         if (y < 0 || y >= c)
             return ulc_fail(ctx, ULC_ERR_INVALID, "%s (%s): label[%lld] = %lld is outside "
@@ -145,10 +179,15 @@ ulc_status ulc_eval_score_rows(ulc_session *s, const char *model_name, const ulc
     size_t n = (size_t)df->rows;
     rs->pred = calloc(n + 1, sizeof *rs->pred);
     rs->ok = calloc(n + 1, sizeof *rs->ok);
-    rs->entropy = f->next_token ? NULL : calloc(n + 1, sizeof *rs->entropy);
-    rs->conf = f->next_token ? NULL : calloc(n + 1, sizeof *rs->conf);
-    double *p = f->next_token ? NULL : malloc((size_t)f->classes * sizeof *p);
-    if (!rs->pred || !rs->ok || (!f->next_token && (!rs->entropy || !rs->conf || !p))) {
+    int text = f->next_token;
+    rs->entropy = text ? NULL : calloc(n + 1, sizeof *rs->entropy);
+    rs->conf = text ? NULL : calloc(n + 1, sizeof *rs->conf);
+    rs->nll = text ? calloc(n + 1, sizeof *rs->nll) : NULL;
+    rs->mink = text ? calloc(n + 1, sizeof *rs->mink) : NULL;
+    double *p = malloc((size_t)(text ? df->cols[0]->dims[1] : f->classes) * sizeof *p + 1);
+    rs->mink_frac = rs->mink_frac > 0 ? rs->mink_frac : ULC_LM_MINK;
+    if (!rs->pred || !rs->ok || !p || (!text && (!rs->entropy || !rs->conf)) ||
+        (text && (!rs->nll || !rs->mink))) {
         free(p);
         return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (scores)");
     }
@@ -172,12 +211,21 @@ ulc_status ulc_eval_score_rows(ulc_session *s, const char *model_name, const ulc
 /* ---- the splits ------------------------------------------------------------------------------ */
 
 void ulc_scores_clear(ulc_scores *sc) {
-    for (int k = 0; k < 2; k++) {
-        free(sc->cls[k]);
-        free(sc->entropy[k]);
-        free(sc->conf[k]);
+    double k = sc->mink_frac;
+    for (int w = 0; w < 2; w++) {
+        free(sc->cls[w]);
+        free(sc->entropy[w]);
+        free(sc->conf[w]);
+        free(sc->loss[w]);
+        free(sc->mink[w]);
     }
     memset(sc, 0, sizeof *sc);
+    sc->mink_frac = k;
+}
+
+double ulc_scores_ppl(const ulc_scores *sc, int split) {
+    const ulc_tally *t = &sc->split[split];
+    return t->pred ? exp(sc->nll[split] / (double)t->pred) : NAN;
 }
 
 static void tally_add(ulc_tally *t, const ulc_row_scores *rs, int64_t i) {
@@ -194,7 +242,7 @@ ulc_status ulc_eval_score_splits(ulc_session *s, const char *model_name, const u
         const ulc_data *df = which ? te : tr;
         const uint8_t *split = which ? sp->test : sp->train;
         if (!df) continue;
-        ulc_row_scores rs = {0};
+        ulc_row_scores rs = {.mink_frac = out->mink_frac};
         ulc_status st = ulc_eval_score_rows(s, model_name, f, df, &rs, ctx);
         ulc_tally *cls = NULL;
         if (st == ULC_OK && !f->next_token &&
@@ -203,11 +251,15 @@ ulc_status ulc_eval_score_splits(ulc_session *s, const char *model_name, const u
         for (int64_t i = 0; st == ULC_OK && i < df->rows; i++) {
             tally_add(&out->split[split[i]], &rs, i);
             if (cls) tally_add(&cls[ulc_data_label(df, i)], &rs, i); /* label checked */
+            if (!f->next_token) continue;
+            out->nll[split[i]] += rs.nll[i];
+            rs.nll[i] = rs.pred[i] ? -rs.nll[i] / rs.pred[i] : NAN; /* the loss score, in place */
         }
         out->entropy[which] = rs.entropy;
         out->conf[which] = rs.conf;
-        rs.entropy = NULL;
-        rs.conf = NULL;
+        out->loss[which] = rs.nll;
+        out->mink[which] = rs.mink;
+        rs.entropy = rs.conf = rs.nll = rs.mink = NULL;
         ulc_row_scores_clear(&rs);
         ULC_TRY(st);
     }

@@ -39,22 +39,35 @@ typedef struct ulc_row_scores {
     int32_t *ok;     /* how many of them are right */
     double *entropy; /* classifiers: the softmax entropy of each row (the entropy MIA's feature) */
     double *conf;    /* classifiers: the softmax probability of the row's label (the SVM MIA's) */
+    double *nll;     /* text models: Σ −log p(next token) over the row's predictions */
+    double *mink;    /* text models: Min-K% Prob of the row (eval/lm_metrics.h), NaN without
+                        predictions */
+    double mink_frac; /* in: Min-K%'s k as a fraction (0: ULC_LM_MINK) */
 } ulc_row_scores;
 
 /* Scores every row of df with the model in s (after ulc_eval_probe set f). rs's arrays are
- * malloc'd: ulc_row_scores_clear. */
+ * malloc'd: ulc_row_scores_clear (which keeps mink_frac). */
 ulc_status ulc_eval_score_rows(ulc_session *s, const char *model_name, const ulc_iface *f,
                                const ulc_data *df, ulc_row_scores *rs, ulc_ctx *ctx);
 void ulc_row_scores_clear(ulc_row_scores *rs);
 
 /* A model's scores on the splits: per split, and for classifiers per class and per row
- * ([0] train, [1] test; NULL without test data). */
+ * ([0] train, [1] test; NULL without test data). Text models have per-split token NLL (the
+ * perplexity) and per-row attack scores instead of classes. */
 typedef struct ulc_scores {
     ulc_tally split[ULC_SPLIT_COUNT];
     ulc_tally *cls[2];  /* [classes] */
     double *entropy[2]; /* [rows] */
     double *conf[2];    /* [rows] */
+    double nll[ULC_SPLIT_COUNT]; /* text: Σ token NLL over the split (split[k].pred tokens) */
+    double *loss[2];    /* text, [rows]: the loss attack's score −(mean token NLL); NaN without
+                           predictions */
+    double *mink[2];    /* text, [rows]: Min-K% Prob */
+    double mink_frac;   /* in: Min-K%'s k as a fraction (0: ULC_LM_MINK); kept by clear */
 } ulc_scores;
+
+/* exp(nll[k] / split[k].pred): split k's token-weighted perplexity; NaN without predictions. */
+double ulc_scores_ppl(const ulc_scores *sc, int split);
 
 /* Scores the model in s on every row of tr and te (te may be NULL). */
 ulc_status ulc_eval_score_splits(ulc_session *s, const char *model_name, const ulc_iface *f,

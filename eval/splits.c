@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/text_data.h"
+
 static const char *const k_name[ULC_SPLIT_COUNT] = {"Df", "Dr", "Dft", "Drt", "Dt"};
 static const char *const k_what[ULC_SPLIT_COUNT] = {"forget (train)", "retain (train)",
                                                     "forget classes (test)",
@@ -22,10 +24,27 @@ int ulc_forget_has_class(const ulc_forget_set *fs, int64_t y) {
     return 0;
 }
 
+/* Marks the rows of index k: a row of a safetensors file, every row of a text (texts[k] set). */
+static void mark_index(const ulc_data *tr, uint8_t *texts, int64_t k, uint8_t *forget) {
+    if (!tr->text) forget[k] = 1;
+    else texts[k] = 1;
+}
+
+/* Text data: the rows of the marked texts. */
+static void mark_text_rows(const ulc_data *tr, const uint8_t *texts, uint8_t *forget) {
+    for (int64_t r = 0; tr->text && texts && r < tr->rows; r++)
+        if (texts[tr->text->text_of[r]]) forget[r] = 1;
+}
+
+/* The number of indices the train data has: its rows, or its texts. */
+static int64_t n_index(const ulc_data *tr) { return tr->text ? tr->text->n_texts : tr->rows; }
+
 /* Earlier requests' rows and classes join the forget rows (they are never retain rows). */
-static void forget_also(const ulc_forget_set *fs, const ulc_data *tr, uint8_t *forget) {
+static void forget_also(const ulc_forget_set *fs, const ulc_data *tr, uint8_t *texts,
+                        uint8_t *forget) {
     for (int64_t k = 0; k < fs->n_also_rows; k++)
-        if (fs->also_rows[k] >= 0 && fs->also_rows[k] < tr->rows) forget[fs->also_rows[k]] = 1;
+        if (fs->also_rows[k] >= 0 && fs->also_rows[k] < n_index(tr))
+            mark_index(tr, texts, fs->also_rows[k], forget);
     for (int64_t i = 0; fs->n_also_classes && tr->label && i < tr->rows; i++)
         for (int k = 0; k < fs->n_also_classes; k++)
             if (ulc_data_label(tr, i) == fs->also_classes[k]) forget[i] = 1;
@@ -42,6 +61,9 @@ void ulc_splits_clear(ulc_splits *sp) {
  * model's and have rows. */
 static ulc_status forget_classes(const ulc_forget_set *fs, const ulc_iface *f, const ulc_data *tr,
                                  uint8_t *forget, ulc_ctx *ctx) {
+    if (!tr->label && tr->text)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s (data.train): its texts have no 'label': "
+                        "forgetting classes needs each text's (a JSONL \"label\")", tr->path);
     if (!tr->label)
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s (data.train): no tensor 'label' (int64 [N]): "
                         "forgetting classes needs each row's class", tr->path);
@@ -71,27 +93,49 @@ static ulc_status forget_classes(const ulc_forget_set *fs, const ulc_iface *f, c
     return ULC_OK;
 }
 
+/* Sample forgetting: the rows of the indices (texts' rows for text data), or of the texts
+ * forget.file names. */
+static ulc_status forget_indices(const ulc_forget_set *fs, const ulc_data *tr, uint8_t *texts,
+                                 uint8_t *forget, ulc_ctx *ctx) {
+    if (fs->forget_file) {
+        if (!tr->text || !tr->text->forget)
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'forget.file': data.train (%s) was not "
+                            "read with it (forget texts need text training data)", fs->where,
+                            tr->path);
+        memcpy(texts, tr->text->forget, (size_t)tr->text->n_texts);
+        return ULC_OK;
+    }
+    const char *src = fs->indices_file ? fs->indices_file : fs->where;
+    const char *key = fs->indices_file ? "row indices" : "key 'forget.indices'";
+    int64_t n = n_index(tr);
+    for (int64_t k = 0; k < fs->n_indices; k++) {
+        if (fs->indices[k] >= n)
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: %s: index %lld is outside data.train's "
+                            "%lld %s (0..%lld)", src, key, (long long)fs->indices[k],
+                            (long long)n, tr->text ? "texts" : "rows", (long long)n - 1);
+        mark_index(tr, texts, fs->indices[k], forget);
+    }
+    return ULC_OK;
+}
+
 ulc_status ulc_splits_make(const ulc_forget_set *fs, const ulc_iface *f, const ulc_data *tr,
                            const ulc_data *te, ulc_splits *sp, ulc_ctx *ctx) {
     memset(sp, 0, sizeof *sp);
     size_t n = (size_t)tr->rows;
     sp->train = calloc(n + 1, 1);
     sp->forget = calloc(n + 1, 1);
-    if (!sp->train || !sp->forget) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (splits)");
-    if (fs->kind == ULC_FORGET_CLASSES) {
-        ULC_TRY(forget_classes(fs, f, tr, sp->forget, ctx));
-    } else {
-        const char *src = fs->indices_file ? fs->indices_file : fs->where;
-        const char *key = fs->indices_file ? "row indices" : "key 'forget.indices'";
-        for (int64_t k = 0; k < fs->n_indices; k++) {
-            if (fs->indices[k] >= tr->rows)
-                return ulc_fail(ctx, ULC_ERR_INVALID, "%s: %s: index %lld is outside data.train's "
-                                "%lld rows (0..%lld)", src, key, (long long)fs->indices[k],
-                                (long long)tr->rows, (long long)tr->rows - 1);
-            sp->forget[fs->indices[k]] = 1;
-        }
+    uint8_t *texts = tr->text ? calloc((size_t)tr->text->n_texts + 1, 1) : NULL;
+    if (!sp->train || !sp->forget || (tr->text && !texts)) {
+        free(texts);
+        return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (splits)");
     }
-    forget_also(fs, tr, sp->forget);
+    ulc_status st = fs->kind == ULC_FORGET_CLASSES
+                        ? forget_classes(fs, f, tr, sp->forget, ctx)
+                        : forget_indices(fs, tr, texts, sp->forget, ctx);
+    if (st == ULC_OK) forget_also(fs, tr, texts, sp->forget);
+    mark_text_rows(tr, texts, sp->forget);
+    free(texts);
+    ULC_TRY(st);
     for (int64_t i = 0; i < tr->rows; i++) {
         sp->train[i] = sp->forget[i] ? ULC_SPLIT_DF : ULC_SPLIT_DR;
         sp->rows[sp->train[i]]++;
@@ -106,8 +150,9 @@ ulc_status ulc_splits_make(const ulc_forget_set *fs, const ulc_iface *f, const u
     if (!(sp->test = calloc((size_t)te->rows + 1, 1)))
         return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (splits)");
     if (fs->kind == ULC_FORGET_CLASSES && !te->label)
-        return ulc_fail(ctx, ULC_ERR_INVALID, "%s (data.test): no tensor 'label' (int64 [N]): "
-                        "scoring forgotten classes needs each row's class", te->path);
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s (data.test): %s: scoring forgotten classes "
+                        "needs each row's class", te->path, te->text ? "its texts have no 'label'"
+                        : "no tensor 'label' (int64 [N])");
     for (int64_t i = 0; i < te->rows; i++) {
         sp->test[i] = fs->kind == ULC_FORGET_INDICES ? ULC_SPLIT_DT
                       : ulc_forget_has_class(fs, ulc_data_label(te, i)) ? ULC_SPLIT_DFT

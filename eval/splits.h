@@ -37,6 +37,9 @@ typedef struct ulc_forget_set {
     int64_t n_indices;
     const char *where;        /* the file that asks (the spec), for messages */
     const char *indices_file; /* the file the indices came from, or NULL: where's 'forget.indices' */
+    /* text data (io/text_data.h): indices are text indices (every row of a text is selected);
+     * forget_file (forget.file) selects the texts it names instead (ulc_data_text.forget) */
+    const char *forget_file;
     /* what earlier requests on the model forgot (jobs/history.h): forgotten again, never retained */
     const int64_t *also_classes;
     int n_also_classes;

@@ -32,6 +32,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     put_text("hf/config.json", "{\"model_type\": \"resnet\"}");
     put_text("indices.json", "[0, 3, 17, 402]");
     put_text("bad.json", "[1, 1.5, -2]");
+    put_text("train.jsonl", "{\"text\": \"a\"}\n"); /* text data (its keys and forget.file) */
+    put_text("forget.txt", "a\n");
+    put_text("tok/tokenizer.json", "{}");
     return 0;
 }
 

@@ -14,6 +14,9 @@ Every seed is a small valid input (or a deliberate near miss) of its harness's f
   corpus/peft_config/       adapter_config.json variants over fixtures/peft/
   corpus/spec/              forget specs covering every method and key (docs/spec.md)
   corpus/data/              data files for the two models in fixtures/data/
+  corpus/text_data/         JSONL and .txt data files (first byte: format and overflow), some
+                            with a forget file after a line "--forget--"; the tokenizer in
+                            fixtures/data/tokenizer/ is the tiny GPT2's (tests/fixtures/gen_hf.py)
 Output is deterministic (fixed seeds, sorted JSON keys), so regenerating changes nothing unless
 this script changes. Regression seeds (corpus/*/regress-*) are findings' inputs: kept by hand,
 never rewritten here.
@@ -259,6 +262,16 @@ def corpus_spec():
                      "eval": {"features": False, "relearn_steps": 5, "relearn_lr": 0.01,
                               "reference": "reference.onnx"},
                      "report": "reports/out.html"},
+        "text": {"method": "rfa", "data": {"train": "train.jsonl"},
+                 "forget": {"file": "forget.txt"},
+                 "model": {"max_length": 64, "overflow": "windows", "stride": 8,
+                           "tokenizer": "tok"}},
+        "text-indices": {"method": "rfa", "data": {"train": "train.jsonl"},
+                         "forget": {"indices": [0]},
+                         "model": {"max_length": 8, "tokenizer": "tok/tokenizer.json",
+                                   "overflow": "truncate"}},
+        "text-keys-without-text": {"method": "rfa", "data": data, "forget": {"classes": [3]},
+                                   "model": {"max_length": 8}},
         "rfa-minimal": {"method": "rfa", "data": {"train": "train.safetensors"},
                         "forget": {"indices": [17, 2, 33]}},
         "rfa-indices-file": {"method": "rfa", "data": data,
@@ -457,8 +470,143 @@ def corpus_data():
           st_from([("input", arr("F32", [3, 1, 8, 8], 5)), ("label", ("I64", [2], labels[:2].tobytes()))]))
 
 
+# ---- text data ---------------------------------------------------------------------------------
+
+def fixtures_text():
+    sys.path.insert(0, str(ROOT.parent / "tests" / "fixtures"))
+    import gen_hf
+    d = FIXTURES / "data" / "tokenizer"
+    d.mkdir(parents=True, exist_ok=True)
+    gen_hf.gpt2_tokenizer(d)
+    for name in ["vocab.json", "merges.txt", "tokenizer_config.json"]:
+        (d / name).unlink()  # the harness reads tokenizer.json and the special tokens
+
+
+def corpus_text():
+    out = CORPUS / "text_data"
+    clean(out)
+    JSONL, TXT, TRUNC, WIN = 1, 0, 2, 4
+    lines = ["the cat sat on the mat", "a dog", "hello world, this is a test",
+             "one two three four five six seven eight nine ten eleven twelve"]
+    jl = "".join(json.dumps({"text": t}) + "\n" for t in lines)
+    seeds = {
+        "jsonl": (JSONL, jl),
+        "jsonl-labels-ids": (JSONL, "".join(json.dumps({"text": t, "label": i % 2, "id": f"d{i}",
+                                                        "extra": [1, {}]}) + "\n"
+                                            for i, t in enumerate(lines))),
+        "jsonl-int-ids": (JSONL, '{"text": "a", "id": 1}\n{"text": "b", "id": 2}\n'),
+        "jsonl-dup-id": (JSONL, '{"text": "a", "id": 1}\n{"text": "b", "id": "1"}\n'),
+        "jsonl-truncate": (JSONL | TRUNC, jl),
+        "jsonl-windows": (JSONL | WIN, jl),
+        "jsonl-escapes": (JSONL, '{"text": "caf\\u00e9 \\ud83d\\ude00 tab\\t"}\n'),
+        "jsonl-lone-surrogate": (JSONL, '{"text": "x\\ud800"}\n'),
+        "jsonl-bad-line": (JSONL, '{"text": "a"}\n{"text": \n'),
+        "jsonl-not-object": (JSONL, '["a"]\n'),
+        "jsonl-no-text": (JSONL, '{"label": 1}\n'),
+        "jsonl-bad-label": (JSONL, '{"text": "a", "label": -2}\n'),
+        "jsonl-some-labels": (JSONL, '{"text": "a", "label": 1}\n{"text": "b"}\n'),
+        "jsonl-forget": (JSONL, jl + "--forget--\n" + json.dumps({"text": lines[1]}) +
+                         "\n" + json.dumps({"text": "new text"}) + "\n"),
+        "txt": (TXT, "\n".join(lines) + "\n"),
+        "txt-blank-crlf": (TXT, "the cat\r\n\r\n  \n\ta dog\r\n"),
+        "txt-windows": (TXT | WIN, " ".join(lines) + "\n"),
+        "txt-forget": (TXT | TRUNC, "\n".join(lines) + "\n--forget--\nthe cat sat on the mat\nzzz\n"),
+        "txt-empty": (TXT, ""),
+    }
+    for name, (flags, body) in seeds.items():
+        write(out / f"{name}.bin", bytes([flags]) + body.encode())
+    write(out / "txt-bad-utf8.bin", bytes([TXT]) + b"ok\n\xc3\x28 bad\n")
+
+
+def tokenizer_json(vocab_size=400, prefix=False, clip=False):
+    """A small byte-level BPE trained by `tokenizers` on fixed text (no downloads)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    words = ("the quick brown fox jumps over the lazy dog it's we'll THEY'RE 2024 12345 "
+             "héllo wörld naïve café Ελληνικά русский 中文 한국어 😀 👍🏽 ... !!! ?? -- ").split(" ")
+    text = [" ".join(words[i:] + words[:i]) for i in range(len(words))] * 20
+    if clip:
+        tk = Tokenizer(models.BPE(end_of_word_suffix="</w>", unk_token="<|endoftext|>"))
+        tk.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "),
+                                              normalizers.Lowercase()])
+        tk.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""),
+                                 behavior="removed", invert=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+        specials = ["<|startoftext|>", "<|endoftext|>"]
+        tr = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, end_of_word_suffix="</w>",
+                                 show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    else:
+        tk = Tokenizer(models.BPE())
+        tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=prefix)
+        tr = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"], show_progress=False,
+                                 initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tk.decoder = decoders.ByteLevel()
+    tk.train_from_iterator(text, tr)
+    return json.loads(tk.to_str())
+
+
+def corpus_tokenizer():
+    """fuzz_tokenizer: tokenizer.json files (inputs starting with '{') and texts for the fixed
+    tokenizer in fixtures/tokenizer/ (every other input)."""
+    out = CORPUS / "tokenizer"
+    clean(out)
+    fixed = tokenizer_json(400)
+    write(FIXTURES / "tokenizer" / "tokenizer.json", jdump(fixed))
+    tiny = tokenizer_json(280)
+    write(out / "gpt2-style.json", jdump(tiny))
+    write(out / "prefix-space.json", jdump(tokenizer_json(270, prefix=True)))
+    write(out / "clip-style.json", jdump(tokenizer_json(300, clip=True)))
+    pair = json.loads(json.dumps(tiny))
+    pair["model"]["merges"] = [m.split(" ") for m in pair["model"]["merges"]]
+    write(out / "pair-merges.json", jdump(pair))
+    added = json.loads(json.dumps(tiny))
+    n = len(added["model"]["vocab"])
+    added["added_tokens"] += [
+        {"id": n, "content": "<mask>", "single_word": False, "lstrip": True, "rstrip": False, "normalized": False, "special": True},
+        {"id": n + 1, "content": "word", "single_word": True, "lstrip": False, "rstrip": True, "normalized": True, "special": False}]
+    added["post_processor"] = {"type": "RobertaProcessing", "sep": ["<|endoftext|>", 0], "cls": ["<|endoftext|>", 0],
+                               "trim_offsets": True, "add_prefix_space": False}
+    write(out / "added-roberta.json", jdump(added))
+    tpl = json.loads(json.dumps(tiny))
+    tpl["post_processor"] = {"type": "TemplateProcessing",
+                             "single": [{"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}},
+                                        {"Sequence": {"id": "A", "type_id": 0}}],
+                             "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+                             "special_tokens": {"<|endoftext|>": {"id": "<|endoftext|>", "ids": [0], "tokens": ["<|endoftext|>"]}}}
+    write(out / "template.json", jdump(tpl))
+    small = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": [], "normalizer": None,
+             "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
+             "post_processor": None, "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True,
+                                                 "use_regex": True},
+             "model": {"type": "BPE", "dropout": None, "unk_token": "a", "continuing_subword_prefix": "##",
+                       "end_of_word_suffix": None, "fuse_unk": True, "byte_fallback": False, "ignore_merges": True,
+                       "vocab": {"a": 0, "b": 1, "##a": 2, "##b": 3, "ab": 4, "##ab": 5, "Ġ": 6}, "merges": ["a ##b", "##a ##b"]}}
+    write(out / "prefix-unk.json", jdump(small))
+    for name, (key, val) in {"refused-wordpiece.json": (("model", "type"), "WordPiece"),
+                             "refused-nfkc.json": (("normalizer",), {"type": "NFKC"}),
+                             "refused-dropout.json": (("model", "dropout"), 0.1)}.items():
+        j = json.loads(json.dumps(small))
+        o = j
+        for k in key[:-1]:
+            o = o[k]
+        o[key[-1]] = val
+        write(out / name, jdump(j))
+    texts = {"plain.txt": "Hello world, it's the quick brown fox.\n", "spaces.txt": "a  b\t\tc \r\n d   ",
+             "scripts.txt": "héllo Ελληνικά русский 中文 한국어 עברית العربية हिन्दी ไทย",
+             "emoji.txt": "😀👍🏽 👨‍👩‍👧‍👦 🇫🇷 1️⃣", "numbers.txt": "123 ٠١٢ ０１２ ½ Ⅻ",
+             "contractions.txt": "I'M you'LL we'Re 's 'S ''s", "special.txt": "x<|endoftext|>y <|endoftext|><|endoftext|>",
+             "lines.txt": "one\ntwo two\nthree three three\n"}
+    for name, t in texts.items():
+        write(out / name, t.encode())
+    write(out / "invalid-utf8.txt", b"ab\xe2\x82 cd \xff")
+    write(out / "surrogate.txt", b"\xed\xa0\x80")
+
+
 def main():
     os.chdir(ROOT)
+    if sys.argv[1:] == ["tokenizer"]:  # only fuzz_tokenizer's seeds and fixture
+        corpus_tokenizer()
+        return 0
     corpus_safetensors()
     fixtures_shards()
     corpus_index()
@@ -469,6 +617,9 @@ def main():
     corpus_onnx()
     fixtures_data()
     corpus_data()
+    fixtures_text()
+    corpus_text()
+    corpus_tokenizer()
     total = sum(p.stat().st_size for p in ROOT.rglob("*") if p.is_file() and
                 (CORPUS in p.parents or FIXTURES in p.parents))
     print(f"make_corpus: {total} bytes in fuzz/corpus and fuzz/fixtures")

@@ -1,5 +1,6 @@
 /*
- * cache.h — ulc's result cache: blobs (DELETE's teacher logits, …) stored zstd-compressed under
+ * cache.h — ulc's result cache: blobs (DELETE's teacher logits on a classifier, …; a text model's
+ * teacher runs per batch and is not cached) stored zstd-compressed under
  * $ULC_CACHE_DIR, else $XDG_CACHE_HOME/ulc, else ~/.cache/ulc, one file per key. A key names
  * everything the blob depends on (hashes of the model and data, the rows, …); a file that does
  * not decompress to the expected size is ignored (and rewritten). Writes are atomic, and a cache

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "import/safetensors_import.h"
+#include "io/text_data.h"
 
 const char *ulc_value_shape_str(const ulc_value *v, char *buf, size_t n) {
     const char *dt = (v->flags & ULC_VALUE_HAS_TYPE) ? ulc_dtype_name(v->dtype) : "?";
@@ -214,6 +215,7 @@ void ulc_data_clear(ulc_data *df) {
     free(df->d.names);
     free(df->d.cols);
     ulc_model_free(df->m);
+    ulc_data_text_free(df->text);
     memset(df, 0, sizeof *df);
 }
 

@@ -56,6 +56,9 @@ typedef struct ulc_data {
     const ulc_tensor *label; /* int64 [rows], or NULL */
     int64_t rows;
     char sha[ULC_SHA256_HEX]; /* filled by the caller when it hashes the file */
+    /* text data (io/text_data.h): the texts, each row's text and line, the tokenizer; the
+     * columns above point into it (owned); NULL for a safetensors file */
+    struct ulc_data_text *text;
 } ulc_data;
 
 /* Opens a safetensors data file as columns (every tensor a column; checked: rank >= 1, one row

@@ -20,6 +20,7 @@
 #include "import/safetensors_import.h"
 #include "io/data.h"
 #include "io/model.h"
+#include "io/text_data.h"
 
 /* Prints a JSON document (indented). */
 static ulc_status print_json(FILE *out, const cJSON *doc, ulc_ctx *ctx) {
@@ -210,6 +211,11 @@ ulc_status ulc_eval_files(const ulc_eval_job *j, ulc_ctx *ctx) {
     int64_t n = 0;
     ulc_fileset fs; /* no output: a file that changes under the run fails it */
     ulc_fileset_begin(&fs, 0, ctx);
+    if (ulc_text_format_of(j->data) != ULC_TEXT_NONE) /* text models are scored per split */
+        return ulc_fileset_end(&fs, ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: `ulc eval --data` "
+                                            "scores classifiers on safetensors data; text data "
+                                            "is scored with --forget SPEC (next-token accuracy "
+                                            "per split)", j->data), ctx);
     ulc_status st = ulc_io_load_model(j->model, NULL, &m, ctx);
     if (st == ULC_OK) st = ulc_safetensors_import(j->data, &data, ctx);
     if (st == ULC_OK) st = eval_rows(j, m, data, &acc, &n, ctx);
@@ -235,6 +241,7 @@ typedef struct ev_run {
     const char *paths[3];
     ulc_iface f;
     ulc_data tr, te;
+    ulc_tokenizer *tk;    /* text data: the model's tokenizer */
     const ulc_data *tep;  /* &te, or NULL without test data */
     ulc_forget_set fs;
     ulc_splits sp;
@@ -247,6 +254,7 @@ static void ev_run_clear(ev_run *e) {
     ulc_splits_clear(&e->sp);
     ulc_data_clear(&e->tr);
     ulc_data_clear(&e->te);
+    ulc_tokenizer_free(e->tk);
     cJSON_Delete(e->root);
 }
 
@@ -257,8 +265,14 @@ static ulc_status ev_score(const ulc_eval_forget_job *a, ev_run *e, ulc_ctx *ctx
     const ulc_request *s = e->rq;
     ULC_TRY(ulc_iface_resolve(e->mods[0], a->model, s->model_input, s->model_output, s->path,
                               &e->f, ctx));
-    ULC_TRY(ulc_data_load("data.train", a->data ? a->data : s->train, a->model, &e->f, &e->tr, ctx));
-    if (s->test) ULC_TRY(ulc_data_load("data.test", s->test, a->model, &e->f, &e->te, ctx));
+    ulc_text_opts to = {.tokenizer = s->tokenizer, .max_length = s->max_length,
+                        .overflow = s->overflow, .stride = s->stride,
+                        .forget_file = s->forget_file, .where = s->path};
+    ULC_TRY(ulc_data_load_any("data.train", a->data ? a->data : s->train, a->model, &e->f, &to,
+                              &e->tk, &e->tr, ctx));
+    to.forget_file = NULL;
+    if (s->test)
+        ULC_TRY(ulc_data_load_any("data.test", s->test, a->model, &e->f, &to, &e->tk, &e->te, ctx));
     e->tep = s->test ? &e->te : NULL;
     e->fs = ulc_request_forget_set(s);
     for (int k = 0; k < 3; k++) {
@@ -277,6 +291,7 @@ static ulc_status ev_score(const ulc_eval_forget_job *a, ev_run *e, ulc_ctx *ctx
                           e->paths[k], k_role[k], (long long)fk.classes, a->model,
                           (long long)e->f.classes);
         }
+        e->sc[k].mink_frac = s->lm.mink_frac;
         if (st == ULC_OK)
             st = ulc_eval_score_splits(ses, e->paths[k], &e->f, &e->tr, e->tep, &e->sp, &e->sc[k], ctx);
         ulc_session_free(ses);
@@ -301,8 +316,41 @@ static ulc_status ev_mia(const ev_run *e, int k, cJSON *into, ulc_ctx *ctx) {
     return ULC_OK;
 }
 
+/* A text model's part (docs/metrics.md, "Language models"): perplexity per split, the loss and
+ * Min-K% attacks (with test data) and extraction, for each model given. */
+static ulc_status ev_lm_json(const ulc_eval_forget_job *a, ev_run *e, ulc_ctx *ctx) {
+    cJSON *root = e->root;
+    const ulc_lm_opts *o = &e->rq->lm;
+    cJSON *ppl = cJSON_AddObjectToObject(root, "perplexity");
+    for (int k = 0; k < 3; k++)
+        if (e->mods[k]) cJSON_AddItemToObject(ppl, k_role[k], ulc_lm_ppl_json(&e->sc[k], &e->sp));
+    int non_split = e->fs.kind == ULC_FORGET_INDICES ? ULC_SPLIT_DT : ULC_SPLIT_DRT;
+    if (e->tep && e->sp.rows[non_split]) {
+        cJSON *mia = cJSON_AddObjectToObject(root, "mia");
+        cJSON_AddStringToObject(mia, "nonmembers", ulc_split_name(non_split));
+        cJSON_AddNumberToObject(mia, "min_k_percent", 100 * o->mink_frac);
+        for (int k = 0; k < 3; k++) {
+            if (!e->mods[k]) continue;
+            ulc_lm_attack_result loss, mink;
+            ULC_TRY(ulc_lm_mia(&e->tr, &e->te, &e->sp, &e->sc[k], &loss, &mink, ctx));
+            cJSON *m = cJSON_AddObjectToObject(mia, k_role[k]);
+            cJSON_AddItemToObject(m, "loss", ulc_lm_attack_json(&loss));
+            cJSON_AddItemToObject(m, "min_k", ulc_lm_attack_json(&mink));
+        }
+    }
+    if (o->extract_rows <= 0) return ULC_OK;
+    cJSON *ex = cJSON_AddObjectToObject(root, "extraction");
+    ulc_lm_extract_settings(ex, o);
+    for (int k = 0; k < 3; k++)
+        if (e->mods[k])
+            ULC_TRY(ulc_lm_extract(e->mods[k], e->paths[k], &a->so, &e->f, &e->tr, e->sp.forget, o,
+                                   cJSON_AddObjectToObject(ex, k_role[k]), ctx));
+    return ULC_OK;
+}
+
 /* The JSON document: rows, accuracy and per-class accuracy of each model, H-mean, the attacks,
- * then the metrics that run models again (eval/forget_eval.h). */
+ * then the metrics that run models again (eval/forget_eval.h); for text models perplexity, the
+ * LM attacks and extraction (ev_lm_json). */
 static ulc_status ev_json(const ulc_eval_forget_job *a, ev_run *e, ulc_ctx *ctx) {
     cJSON *root = e->root;
     const ulc_splits *sp = &e->sp;
@@ -342,18 +390,23 @@ static ulc_status ev_json(const ulc_eval_forget_job *a, ev_run *e, ulc_ctx *ctx)
         cJSON_AddNumberToObject(o, "h_mean", ulc_hmean(rt, drop));
     }
     int non_split = e->fs.kind == ULC_FORGET_INDICES ? ULC_SPLIT_DT : ULC_SPLIT_DRT;
-    if (e->tep && sp->rows[non_split] && !f->next_token) {
+    if (e->tep && sp->rows[non_split] && !f->next_token) { /* text models: ev_lm_json */
         cJSON *o = cJSON_AddObjectToObject(root, "mia");
         cJSON_AddStringToObject(o, "nonmembers", ulc_split_name(non_split));
         for (int k = 0; k < 3; k++)
             if (e->mods[k]) ULC_TRY(ev_mia(e, k, cJSON_AddObjectToObject(o, k_role[k]), ctx));
     }
-    if (f->n_fed != 1) return ULC_OK; /* the metrics below feed one input */
+    if (f->next_token) ULC_TRY(ev_lm_json(a, e, ctx));
     const char *in_name = f->fed[0]->name, *out_name = f->out->name;
     ulc_fe_models ms = {.model = e->mods[0], .orig = e->mods[1], .ref = e->mods[2],
                         .model_path = a->model, .orig_path = a->original, .ref_path = a->reference};
     ulc_fe_rows rows = {.path = e->tr.path, .x = e->tr.cols[0], .y = e->tr.label,
-                        .forget = sp->forget, .rows = e->tr.rows};
+                        .forget = sp->forget, .rows = e->tr.rows, .data = &e->tr, .f = f};
+    if (a->relearn > 0 && f->next_token) /* every fed column: next-token fine-tuning */
+        ULC_TRY(ulc_fe_relearn(ms.model, a->model, &a->so, in_name, out_name, &rows, a->relearn,
+                               a->relearn_lr > 0 ? a->relearn_lr : ULC_FE_RELEARN_LR, e->rq->seed,
+                               root, ctx));
+    if (f->n_fed != 1) return ULC_OK; /* the metrics below feed one input */
     if (ms.ref && !f->next_token)
         ULC_TRY(ulc_fe_activation_distance(&ms, &a->so, in_name, out_name, &rows, root, ctx));
     if (ms.orig)
@@ -364,6 +417,53 @@ static ulc_status ev_json(const ulc_eval_forget_job *a, ev_run *e, ulc_ctx *ctx)
                                a->relearn_lr > 0 ? a->relearn_lr : ULC_FE_RELEARN_LR, e->rq->seed,
                                root, ctx));
     return ULC_OK;
+}
+
+/* A text model's lines: perplexity per split, the LM attacks, extraction. */
+static void ev_print_lm(FILE *out, const ev_run *e) {
+    const cJSON *root = e->root;
+    fprintf(out, "\nperplexity");
+    for (int j = 0; j < ULC_SPLIT_COUNT; j++)
+        if (e->sp.rows[j]) fprintf(out, "  %9s", ulc_split_name(j));
+    fprintf(out, "\n");
+    for (int k = 0; k < 3; k++) {
+        if (!e->mods[k]) continue;
+        fprintf(out, "%-10s", k_role[k]);
+        for (int j = 0; j < ULC_SPLIT_COUNT; j++)
+            if (e->sp.rows[j]) fprintf(out, "  %9.4f", ulc_scores_ppl(&e->sc[k], j));
+        fprintf(out, "\n");
+    }
+    const cJSON *mia = cJSON_GetObjectItem(root, "mia");
+    for (int k = 0; mia && k < 3; k++) {
+        const cJSON *m = cJSON_GetObjectItem(mia, k_role[k]);
+        if (!m) continue;
+        const cJSON *l = cJSON_GetObjectItem(m, "loss"), *q = cJSON_GetObjectItem(m, "min_k");
+        fprintf(out, "%sMIA %-9s loss: AUC %.4f, Df called member %.4f   Min-K%%: AUC %.4f, "
+                "Df called member %.4f\n", k ? "" : "\n", k_role[k],
+                cJSON_GetObjectItem(l, "auc")->valuedouble, cJSON_GetObjectItem(l, "mia")->valuedouble,
+                cJSON_GetObjectItem(q, "auc")->valuedouble, cJSON_GetObjectItem(q, "mia")->valuedouble);
+    }
+    const cJSON *ex = cJSON_GetObjectItem(root, "extraction");
+    if (!ex) return;
+    fprintf(out, "\nextraction (prefix <= %d tokens, <= %d generated)  ROUGE-L Df  exact Df  "
+            "ROUGE-L Dr  exact Dr\n", cJSON_GetObjectItem(ex, "prefix")->valueint,
+            cJSON_GetObjectItem(ex, "max_tokens")->valueint);
+    for (int k = 0; k < 3; k++) {
+        const cJSON *m = cJSON_GetObjectItem(ex, k_role[k]), *skip = cJSON_GetObjectItem(m, "skipped");
+        if (!m) continue;
+        fprintf(out, "%-49s", k_role[k]);
+        if (cJSON_IsString(skip)) {
+            fprintf(out, "  skipped: %s\n", skip->valuestring);
+            continue;
+        }
+        for (int side = 0; side < 2; side++) {
+            const cJSON *sd = cJSON_GetObjectItem(m, side ? "Dr" : "Df");
+            const cJSON *r = cJSON_GetObjectItem(sd, "rouge_l"), *x = cJSON_GetObjectItem(sd, "exact");
+            fprintf(out, "  %10.4f  %7.2f%%", cJSON_IsNumber(r) ? r->valuedouble : NAN,
+                    cJSON_IsNumber(x) ? 100 * x->valuedouble : NAN);
+        }
+        fprintf(out, "\n");
+    }
 }
 
 /* The text form of the document. */
@@ -389,7 +489,8 @@ static void ev_print(const ulc_eval_forget_job *a, const ev_run *e) {
     cJSON *h = cJSON_GetObjectItem(root, "h_mean");
     if (h) fprintf(out, "\nH-mean %.2f (Acc_rt %.2f, Drop_ft %.2f points)\n", cJSON_GetObjectItem(h, "h_mean")->valuedouble,
                   cJSON_GetObjectItem(h, "acc_rt")->valuedouble, cJSON_GetObjectItem(h, "drop_ft")->valuedouble);
-    cJSON *mia = cJSON_GetObjectItem(root, "mia");
+    if (e->f.next_token) ev_print_lm(out, e);
+    cJSON *mia = e->f.next_token ? NULL : cJSON_GetObjectItem(root, "mia");
     for (int k = 0; mia && k < 3; k++) {
         cJSON *m = cJSON_GetObjectItem(mia, role[k]);
         if (!m) continue;
@@ -417,8 +518,13 @@ static void ev_print(const ulc_eval_forget_job *a, const ev_run *e) {
         fprintf(out, "\nrelearning probe (SGD lr %g, batch %d): Df accuracy per step\n",
                cJSON_GetObjectItem(rl, "lr")->valuedouble, cJSON_GetObjectItem(rl, "batch_size")->valueint);
         int step = 0;
-        cJSON *it;
-        cJSON_ArrayForEach(it, cJSON_GetObjectItem(rl, "forget_acc")) fprintf(out, "  step %2d  %7.2f%%\n", step++, 100.0 * it->valuedouble);
+        cJSON *it, *ppl = cJSON_GetObjectItem(rl, "forget_ppl");
+        cJSON_ArrayForEach(it, cJSON_GetObjectItem(rl, "forget_acc")) {
+            cJSON *p = cJSON_GetArrayItem(ppl, step);
+            fprintf(out, "  step %2d  %7.2f%%", step++, 100.0 * it->valuedouble);
+            if (cJSON_IsNumber(p)) fprintf(out, "  perplexity %.4f", p->valuedouble);
+            fprintf(out, "\n");
+        }
     }
     cJSON *pc = cJSON_GetObjectItem(root, "per_class");
     if (!pc) return; /* next-token models */

@@ -12,7 +12,9 @@
 #include "eval/forget_report.h"
 #include "eval/score.h"
 #include "io/data.h"
+#include "io/hf_side.h"
 #include "io/model.h"
+#include "io/text_data.h"
 #include "ir/lora.h"
 #include "jobs/history.h"
 #include "runtime/threads.h"
@@ -23,6 +25,9 @@ typedef struct forget_run {
     const ulc_forget_opts *o;
     ulc_iface f;
     ulc_data tr, te;
+    ulc_text_opts to;          /* text data: the spec's model.max_length, ... */
+    ulc_tokenizer *tk;         /* text data: the model's tokenizer */
+    int64_t *file_texts;       /* forget.file: the texts it names, as indices (fs.indices) */
     ulc_splits sp;
     ulc_forget_set fs;
     ulc_history_carry carry;   /* what earlier requests on the model forgot */
@@ -46,6 +51,8 @@ static void run_clear(forget_run *w) {
     ulc_history_carry_clear(&w->carry);
     ulc_data_clear(&w->tr);
     ulc_data_clear(&w->te);
+    ulc_tokenizer_free(w->tk);
+    free(w->file_texts);
     ulc_model_free(w->ref);
     ulc_method_env_clear(&w->env);
 }
@@ -78,8 +85,8 @@ static ulc_status find_method(const ulc_request *rq, int *at, ulc_ctx *ctx) {
     }
     if (!found)
         return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "%s: the passes name no unlearning method "
-                        "(rfa, delete, finetune, neggrad, random-label, scrub or retrain)",
-                        rq->path);
+                        "(rfa, delete, finetune, neggrad, random-label, scrub, retrain, graddiff "
+                        "or npo)", rq->path);
     return ULC_OK;
 }
 
@@ -137,6 +144,23 @@ static ulc_status teacher_cache_key(forget_run *w, ulc_ctx *ctx) {
     ulc_sha256_update(&h, w->sp.forget, (size_t)w->tr.d.n_rows);
     ulc_sha256_update(&h, w->f.fed[0]->name, strlen(w->f.fed[0]->name) + 1);
     ulc_sha256_update(&h, w->f.out->name, strlen(w->f.out->name) + 1);
+    if (w->tr.text) { /* text: the rows depend on the tokenizer, the limit and the forget texts */
+        const ulc_data_text *t = w->tr.text;
+        char *tok = NULL;
+        size_t tn = 0;
+        FILE *mf = open_memstream(&tok, &tn);
+        if (mf) {
+            fprintf(mf, "%s|%lld|%lld|%lld|%d|%lld", t->tokenizer ? t->tokenizer : "",
+                    (long long)t->max_length,
+                    (long long)t->width, (long long)w->tr.rows, (int)w->to.overflow,
+                    (long long)w->to.stride);
+            fclose(mf);
+        }
+        if (!tok) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+        ulc_sha256_update(&h, tok, tn);
+        free(tok);
+        for (int64_t i = 0; i < t->n_texts; i++) ulc_sha256_update(&h, t->text[i], t->len[i] + 1);
+    }
     uint8_t dg[ULC_SHA256_BYTES];
     ulc_sha256_final(&h, dg);
     ulc_sha256_hex(dg, fsha);
@@ -159,7 +183,8 @@ static ulc_status method_env(forget_run *w, const ulc_model *teacher, const char
         w->env.forget_classes = w->carry.all_classes ? w->carry.all_classes : w->fs.classes;
         w->env.n_forget_classes = w->carry.all_classes ? w->carry.n_all_classes : w->fs.n_classes;
     }
-    if (strcmp(method, "delete") == 0 && o->in && !getenv("ULC_NO_CACHE")) {
+    /* a text model's teacher runs per batch: nothing to cache */
+    if (strcmp(method, "delete") == 0 && o->in && !w->f.next_token && !getenv("ULC_NO_CACHE")) {
         ULC_TRY(teacher_cache_key(w, ctx));
         w->env.teacher_cache_key = w->cache_key;
     }
@@ -206,6 +231,37 @@ static ulc_status unlearn(forget_run *w, ulc_model *m, ulc_ctx *ctx) {
 
 /* ---- evaluation ------------------------------------------------------------------------------ */
 
+/* The text models' gates (forget_ppl_min, extract_max) need a text model, and extract_max one
+ * that extraction can feed. */
+static ulc_status text_gates(const forget_run *w, const char *in, ulc_ctx *ctx) {
+    const ulc_request *rq = w->rq;
+    char why[256];
+    for (int k = ULC_GATE_FORGET_PPL; k <= ULC_GATE_EXTRACT; k++)
+        if (rq->gates.set[k] && !w->f.next_token)
+            return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: key 'gates.%s': %s is a classifier; the "
+                            "gate scores text models", rq->path,
+                            k == ULC_GATE_EXTRACT ? "extract_max" : "forget_ppl_min", in);
+    if (rq->gates.set[ULC_GATE_EXTRACT] && ulc_lm_extract_skip(&w->f, why, sizeof why))
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: key 'gates.extract_max': extraction cannot "
+                        "run on %s: %s", rq->path, in, why);
+    return ULC_OK;
+}
+
+/* forget.file: the texts it marks (matched or appended) as the forget set's text indices, so the
+ * report counts them as it counts forget.indices. */
+static ulc_status forget_file_indices(forget_run *w, ulc_ctx *ctx) {
+    const ulc_data_text *t = w->tr.text;
+    if (!w->rq->forget_file || !t || !t->forget) return ULC_OK;
+    if (!(w->file_texts = malloc(((size_t)t->n_texts + 1) * sizeof *w->file_texts)))
+        return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    int64_t n = 0;
+    for (int64_t i = 0; i < t->n_texts; i++)
+        if (t->forget[i]) w->file_texts[n++] = i;
+    w->fs.indices = w->file_texts;
+    w->fs.n_indices = n;
+    return ULC_OK;
+}
+
 /* The model and the data, checked against each other; the forget set against both. */
 static ulc_status bind(forget_run *w, const ulc_model *m, const ulc_model *teacher,
                        ulc_ctx *ctx) {
@@ -215,8 +271,13 @@ static ulc_status bind(forget_run *w, const ulc_model *m, const ulc_model *teach
         return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "%s: the request names no %s", rq->path,
                         rq->train ? "forget set" : "training data");
     ULC_TRY(ulc_iface_resolve(m, in, rq->model_input, rq->model_output, rq->path, &w->f, ctx));
-    ULC_TRY(ulc_data_load("data.train", rq->train, in, &w->f, &w->tr, ctx));
-    if (rq->test) ULC_TRY(ulc_data_load("data.test", rq->test, in, &w->f, &w->te, ctx));
+    w->to = (ulc_text_opts){.tokenizer = rq->tokenizer, .max_length = rq->max_length,
+                            .overflow = rq->overflow, .stride = rq->stride,
+                            .forget_file = rq->forget_file, .where = rq->path};
+    ULC_TRY(ulc_data_load_any("data.train", rq->train, in, &w->f, &w->to, &w->tk, &w->tr, ctx));
+    ulc_text_opts tto = w->to;
+    tto.forget_file = NULL;
+    if (rq->test) ULC_TRY(ulc_data_load_any("data.test", rq->test, in, &w->f, &tto, &w->tk, &w->te, ctx));
     if (rq->reference) { /* eval.reference: scored like OUT, so the same interface */
         const char *which;
         ULC_TRY(ulc_io_load_model(rq->reference, NULL, &w->ref, ctx));
@@ -229,14 +290,23 @@ static ulc_status bind(forget_run *w, const ulc_model *m, const ulc_model *teach
     so.threads = w->o->threads;
     ULC_TRY(ulc_session_create(teacher, &so, &w->ses, ctx));
     ULC_TRY(ulc_eval_probe(w->ses, in, &w->f, &w->tr, ctx));
+    /* the first point where both the method and the model's task (the probe's: next-token
+     * logits or class scores) are known: a method that cannot apply is refused here, before
+     * any pass or training runs */
+    const ulc_pass_opts *mo = NULL;
+    const ulc_pass *mp = ulc_pipeline_pass(rq->passes, w->n_prep, &mo);
+    ulc_status ck = ulc_method_check_task((ulc_method)ulc_method_of_pass(mp->name), mo,
+                                          w->f.next_token, ctx);
+    if (ck != ULC_OK) return ulc_fail(ctx, ck, "%s", rq->path);
     w->fs = ulc_request_forget_set(rq);
+    ULC_TRY(forget_file_indices(w, ctx));
     ULC_TRY(ulc_history_carry_over(m, &w->fs, &w->tr, &w->carry, ctx));
     if (w->carry.n_rows || w->carry.n_classes) w->fs = w->carry.fs;
     ULC_TRY(ulc_splits_make(&w->fs, &w->f, &w->tr, rq->test ? &w->te : NULL, &w->sp, ctx));
     if (rq->gates.set[ULC_GATE_MIA] && w->f.next_token)
         return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: key 'gates.mia_max': the membership attack "
                         "scores classifiers; %s is scored on next-token predictions", rq->path, in);
-    return ULC_OK;
+    return text_gates(w, in, ctx);
 }
 
 /* Scores of the unlearned model, the attacks and the extra metrics (the spec's "eval"; for
@@ -250,6 +320,7 @@ static ulc_status evaluate_after(forget_run *w, const ulc_model *m, const ulc_mo
     so.threads = w->o->threads;
     const char *name = w->o->out ? w->o->out : "the unlearned model";
     ulc_status st = ulc_session_create(m, &so, &ses, ctx);
+    r->after.mink_frac = rq->lm.mink_frac;
     if (st == ULC_OK)
         st = ulc_eval_score_splits(ses, name, &w->f, &w->tr, rq->test ? &w->te : NULL, &w->sp,
                                    &r->after, ctx);
@@ -260,18 +331,17 @@ static ulc_status evaluate_after(forget_run *w, const ulc_model *m, const ulc_mo
     r->sp = &w->sp;
     r->f = &w->f;
     r->fs = &w->fs;
-    if (r->has_mia) ULC_TRY(ulc_forget_mia(r, ctx));
+    if (r->has_mia || r->has_lm_mia) ULC_TRY(ulc_forget_mia(r, ctx));
     r->eval = (ulc_fe_opts){.features = rq->eval_features, .relearn_steps = rq->relearn_steps,
                             .relearn_lr = rq->relearn_lr, .seed = rq->seed,
-                            .so = ulc_session_defaults()};
+                            .so = ulc_session_defaults(), .lm = rq->lm};
     r->eval.so.threads = r->threads;
     if (!(r->extra = cJSON_CreateObject())) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-    if (w->f.n_fed != 1) return ULC_OK;
     ulc_fe_models ms = {.model = m, .orig = teacher, .ref = w->ref, .model_path = name,
                         .orig_path = w->o->in ? w->o->in : "the model",
                         .ref_path = rq->reference};
     ulc_fe_rows rows = {.path = w->tr.path, .x = w->tr.cols[0], .y = w->tr.label,
-                        .forget = w->sp.forget, .rows = w->tr.rows};
+                        .forget = w->sp.forget, .rows = w->tr.rows, .data = &w->tr, .f = &w->f};
     return ulc_fe_extra(&ms, &r->eval, w->f.fed[0]->name, w->f.out->name, w->f.next_token, &rows,
                         r->extra, ctx);
 }
@@ -282,13 +352,15 @@ static ulc_status evaluate_after(forget_run *w, const ulc_model *m, const ulc_mo
 static ulc_status run(forget_run *w, ulc_model *m, const ulc_model *teacher, ulc_ctx *ctx) {
     const ulc_request *rq = w->rq;
     const ulc_forget_opts *o = w->o;
+    ULC_TRY(find_method(rq, &w->n_prep, ctx));
     ULC_TRY(bind(w, m, teacher, ctx));
     w->fx.has_mia = rq->test && !w->f.next_token;
+    w->fx.has_lm_mia = rq->test && w->f.next_token;
+    w->fx.before.mink_frac = rq->lm.mink_frac;
     w->fx.threads = ulc_threads_pick(o->threads);
     /* the passes before the method (lora-inject) now: a placement that adapts nothing is
      * refused before any work */
     int inject = 0;
-    ULC_TRY(find_method(rq, &w->n_prep, ctx));
     ULC_TRY(check_passes(rq, m, w->n_prep, &inject, ctx));
     const ulc_pass *method = ulc_pipeline_pass(rq->passes, w->n_prep, NULL);
     ULC_TRY(method_env(w, teacher, method->name, ctx));
@@ -311,6 +383,34 @@ static ulc_status run(forget_run *w, ulc_model *m, const ulc_model *teacher, ulc
     return o->evaluate ? evaluate_after(w, m, teacher, ctx) : ULC_OK;
 }
 
+/* Text data: how the texts became rows (the report's "text_data", and a table line). */
+static void text_report(const forget_run *w, cJSON *report, FILE *t) {
+    const ulc_data_text *d = w->tr.text;
+    if (!d) return;
+    cJSON *o = cJSON_AddObjectToObject(report, "text_data");
+    if (o) {
+        cJSON_AddStringToObject(o, "tokenizer", d->tokenizer ? d->tokenizer : "");
+        cJSON_AddNumberToObject(o, "max_length", (double)d->max_length);
+        cJSON_AddNumberToObject(o, "width", (double)d->width);
+        cJSON_AddStringToObject(o, "overflow", ulc_text_overflow_name(w->to.overflow));
+        if (w->to.overflow == ULC_OVERFLOW_WINDOWS)
+            cJSON_AddNumberToObject(o, "stride", (double)w->to.stride);
+        cJSON_AddNumberToObject(o, "texts", (double)d->n_texts);
+        cJSON_AddNumberToObject(o, "rows", (double)w->tr.rows);
+    }
+    if (o && w->rq->forget_file) {
+        cJSON *ff = cJSON_AddObjectToObject(o, "forget_file");
+        cJSON_AddStringToObject(ff, "path", w->rq->forget_file);
+        cJSON_AddNumberToObject(ff, "texts", (double)d->forget_texts.n);
+        cJSON_AddNumberToObject(ff, "matched", (double)d->n_matched);
+        cJSON_AddNumberToObject(ff, "appended", (double)d->n_appended);
+    }
+    if (t && w->rq->forget_file)
+        fprintf(t, "forget.file: %lld texts, %lld found in data.train, %lld appended as forget "
+                "rows\n", (long long)d->forget_texts.n, (long long)d->n_matched,
+                (long long)d->n_appended);
+}
+
 /* The report object, its gates, and the table and gate lines. */
 static ulc_status report(forget_run *w, double t0, ulc_forget_outcome *res, ulc_ctx *ctx) {
     const ulc_request *rq = w->rq;
@@ -324,6 +424,7 @@ static ulc_status report(forget_run *w, double t0, ulc_forget_outcome *res, ulc_
         !(res->report = ulc_forget_report_json(r)))
         return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (report)");
     ulc_history_report(res->report, &w->carry);
+    text_report(w, res->report, w->o->table);
     ULC_TRY(ulc_report_gates(res->report, &rq->gates, &res->gates_failed, &res->gate_messages,
                              ctx));
     FILE *t = w->o->table;
@@ -387,7 +488,11 @@ static ulc_status check_outputs(const ulc_request *rq, const ulc_forget_opts *o,
     ULC_TRY(ulc_fileset_add_path(fs, "training data (data.train)", rq->train, ctx));
     ULC_TRY(ulc_fileset_add_path(fs, "test data (data.test)", rq->test, ctx));
     ULC_TRY(ulc_fileset_add_path(fs, "reference model (eval.reference)", rq->reference, ctx));
+    ULC_TRY(ulc_fileset_add_path(fs, "forget texts (forget.file)", rq->forget_file, ctx));
+    if (rq->tokenizer && !ulc_path_is_dir(rq->tokenizer))
+        ULC_TRY(ulc_fileset_add_path(fs, "tokenizer (model.tokenizer)", rq->tokenizer, ctx));
     ULC_TRY(ulc_io_check_model_output(fs, "output", o->out, ofmt, ctx));
+    if (ofmt == ULC_IO_DIR) ULC_TRY(ulc_io_check_side_outputs(fs, "output", o->in, o->out, ctx));
     for (int q = 0; q < o->n_reports; q++)
         ULC_TRY(ulc_fileset_check_output(fs, "report", o->reports[q], ctx));
     return ULC_OK;
@@ -470,6 +575,7 @@ static ulc_status forget_files(forget_run *w, ulc_fileset *fs, ulc_model **m, ul
     ULC_TRY(check_outputs(w->rq, o, fs, ofmt, ctx));
     ULC_TRY(run(w, *m, *teacher, ctx));
     ULC_TRY(ulc_io_save_model(*m, o->out, ofmt, NULL, ctx));
+    if (ofmt == ULC_IO_DIR) ULC_TRY(ulc_io_copy_side_files(o->in, o->out, ctx));
     if (!o->evaluate) return ULC_OK;
     ULC_TRY(hash_output(w, *teacher, ofmt, ctx));
     ULC_TRY(hash_inputs(w, ctx));

@@ -59,6 +59,10 @@ static void method_obj(cJSON *hp, const char *method, const ulc_pass_opts *mo) {
         cJSON_AddNumberToObject(o, "alpha", ulc_pass_opt_num(mo, "alpha", 1));
         cJSON_AddNumberToObject(o, "gamma", ulc_pass_opt_num(mo, "gamma", 1));
     }
+    if (strcmp(method, "graddiff") == 0 || strcmp(method, "npo") == 0)
+        cJSON_AddNumberToObject(o, "retain_weight", ulc_pass_opt_num(mo, "retain_weight", 1));
+    if (strcmp(method, "npo") == 0)
+        cJSON_AddNumberToObject(o, "beta", ulc_pass_opt_num(mo, "beta", 0.1));
 }
 
 static void rfa_obj(cJSON *hp, const ulc_pass_opts *mo, int next_token) {

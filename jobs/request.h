@@ -24,6 +24,7 @@
 #include "methods/rfa.h"
 #include "methods/unlearn.h"
 #include "passes/pass.h"
+#include "text/tokenizer.h"
 #include "train/train.h"
 
 #define ULC_SPEC_RELEARN_STEPS 10
@@ -60,14 +61,22 @@ struct ulc_request {
     int64_t *indices;          /* ULC_FORGET_INDICES (from the spec or indices_file) */
     int64_t n_indices;
     char *indices_file;        /* resolved, or NULL */
+    char *forget_file;         /* forget.file (texts), resolved, or NULL (kind is INDICES) */
     int forget_given;          /* a forget set was given */
     char *model_input, *model_output; /* NULL: the only one */
+    /* text data (docs/spec.md, "Text data") */
+    char *tokenizer;           /* model.tokenizer, resolved (a file or a directory), or NULL */
+    int64_t max_length;        /* model.max_length; 0: the model's context */
+    ulc_overflow overflow;     /* model.overflow (default ULC_OVERFLOW_ERROR) */
+    int64_t stride;            /* model.stride (windows) */
     uint64_t seed;
     char *report;              /* resolved, or NULL */
     /* "eval": what the report adds beyond accuracy and the attacks (docs/spec.md) */
     int eval_features;         /* per-layer feature distance and CKA against IN (default 1) */
     long relearn_steps;        /* relearning probe steps (default ULC_SPEC_RELEARN_STEPS; 0: none) */
     double relearn_lr;         /* its SGD learning rate (default ULC_FE_RELEARN_LR) */
+    ulc_lm_opts lm;            /* text models: mink_percent / 100, extract_prefix, extract_tokens,
+                                  extract_rows (default ulc_lm_defaults()) */
     char *reference;           /* a reference model (retrain) for the activation distance, resolved */
     ulc_gates gates;           /* key "gates" */
 };

@@ -4,11 +4,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cjson/cJSON.h>
 
 #include "common/file.h"
 #include "common/json.h"
+#include "io/text_data.h"
 #include "methods/method.h"
 #include "jobs/request.h"
 
@@ -20,6 +22,8 @@ void ulc_request_clear(ulc_request *s) {
     free(s->classes);
     free(s->indices);
     free(s->indices_file);
+    free(s->forget_file);
+    free(s->tokenizer);
     free(s->model_input);
     free(s->model_output);
     free(s->targets);
@@ -286,24 +290,36 @@ static ulc_status spec_file(const ulc_request *s, const char *key, const char *r
     return spec_path(s, key, rel, 0, out, ctx);
 }
 
+/* Text data by name, as io/text_data.h tells it (".jsonl" or ".txt", any case). */
+static int is_text_file(const char *path) {
+    size_t n = path ? strlen(path) : 0;
+    return (n > 6 && strcasecmp(path + n - 6, ".jsonl") == 0) ||
+           (n > 4 && strcasecmp(path + n - 4, ".txt") == 0);
+}
+
 /* Each method's own object is a top-level key named after it ("rfa", "delete", ...). */
 static const char *const k_top_keys[] = {"method", "data", "forget", "model", "lora", "train",
                                          "rfa", "delete", "finetune", "neggrad", "random-label",
-                                         "scrub", "retrain", "gates", "report", "eval", NULL};
+                                         "scrub", "retrain", "graddiff", "npo", "gates", "report",
+                                         "eval", NULL};
 static const char *const k_data_keys[] = {"train", "test", NULL};
-static const char *const k_forget_keys[] = {"classes", "indices", "indices_file", NULL};
-static const char *const k_model_keys[] = {"input", "output", NULL};
+static const char *const k_forget_keys[] = {"classes", "indices", "indices_file", "file", NULL};
+static const char *const k_model_keys[] = {"input", "output", "max_length", "tokenizer",
+                                           "overflow", "stride", NULL};
 static const char *const k_lora_keys[] = {"rank", "alpha", "targets", "include", "exclude", NULL};
 static const char *const k_train_keys[] = {"epochs", "batch_size", "lr", "optimizer",
                                            "weight_decay", "momentum", "seed", NULL};
 static const char *const k_rfa_keys[] = {"gamma", "norm", NULL};
 static const char *const k_delete_keys[] = {"mask", "train", "temperature", NULL};
 static const char *const k_scrub_keys[] = {"alpha", "gamma", "train", NULL};
+static const char *const k_graddiff_keys[] = {"train", "retain_weight", NULL};
+static const char *const k_npo_keys[] = {"train", "beta", "retain_weight", NULL};
 static const char *const k_other_keys[] = {"train", NULL}; /* finetune, neggrad, ... */
 static const char *const k_gate_keys[] = {"forget_acc_max", "retain_acc_drop_max", "mia_max",
-                                          NULL};
+                                          "forget_ppl_min", "extract_max", NULL};
 static const char *const k_eval_keys[] = {"features", "relearn_steps", "relearn_lr", "reference",
-                                          NULL};
+                                          "mink_percent", "extract_prefix", "extract_tokens",
+                                          "extract_rows", NULL};
 static const char *const k_targets[] = {"Conv", "Gemm", "MatMul", NULL};
 
 /* The defaults (docs/spec.md; the paper's: rank 8, alpha 32, AdamW lr 5e-5, batch 128, 1 epoch). */
@@ -327,6 +343,23 @@ void ulc_request_init(ulc_request *s, const char *path) {
     s->eval_features = 1;
     s->relearn_steps = ULC_SPEC_RELEARN_STEPS;
     s->relearn_lr = ULC_FE_RELEARN_LR;
+    s->lm = ulc_lm_defaults();
+}
+
+/* forget.file: a text file of the texts to forget (docs/spec.md, "Text data"). */
+static ulc_status parse_forget_file(ulc_request *s, const cJSON *f, ulc_ctx *ctx) {
+    const char *rel = NULL;
+    s->kind = ULC_FORGET_INDICES;
+    ULC_TRY(get_str(s->path, f, "forget", "file", &rel, ctx));
+    ULC_TRY(spec_file(s, "forget.file", rel, &s->forget_file, ctx));
+    if (!is_text_file(s->forget_file))
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'forget.file': '%s' is not a text file "
+                        "(.jsonl or .txt)", s->path, rel);
+    if (!is_text_file(s->train))
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'forget.file': forget texts need text "
+                        "training data (.jsonl or .txt), and data.train is '%s'", s->path,
+                        s->train);
+    return ULC_OK;
 }
 
 static ulc_status parse_forget(ulc_request *s, const cJSON *f, ulc_ctx *ctx) {
@@ -335,9 +368,11 @@ static ulc_status parse_forget(ulc_request *s, const cJSON *f, ulc_ctx *ctx) {
     const cJSON *cl = cJSON_GetObjectItemCaseSensitive(f, "classes");
     const cJSON *ix = cJSON_GetObjectItemCaseSensitive(f, "indices");
     const cJSON *ixf = cJSON_GetObjectItemCaseSensitive(f, "indices_file");
-    if ((cl != NULL) + (ix != NULL) + (ixf != NULL) != 1)
+    const cJSON *ff = cJSON_GetObjectItemCaseSensitive(f, "file");
+    if ((cl != NULL) + (ix != NULL) + (ixf != NULL) + (ff != NULL) != 1)
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'forget': expected exactly one of "
-                        "'classes', 'indices' or 'indices_file'", file);
+                        "'classes', 'indices', 'indices_file' or 'file'", file);
+    if (ff) return parse_forget_file(s, f, ctx);
     if (cl) {
         int64_t n = 0;
         s->kind = ULC_FORGET_CLASSES;
@@ -375,8 +410,8 @@ static ulc_status parse_method(ulc_request *s, const cJSON *j, const char *metho
     int m = ulc_method_parse(method);
     if (m < 0)
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'method': unknown method '%s' (expected "
-                        "rfa, delete, finetune, neggrad, random-label, scrub or retrain)", path,
-                        method);
+                        "rfa, delete, finetune, neggrad, random-label, scrub, retrain, graddiff "
+                        "or npo)", path, method);
     s->method = (ulc_method)m;
     s->method_name = ulc_method_name(s->method);
     /* another method's object is a mistake (a copied spec whose method was changed) */
@@ -392,9 +427,11 @@ static ulc_status parse_method(ulc_request *s, const cJSON *j, const char *metho
     const cJSON *mo = NULL;
     ULC_TRY(get_object(path, j, s->method_name, &mo, ctx));
     if (!mo) return ULC_OK;
-    const char *const *keys = s->method == ULC_METHOD_DELETE  ? k_delete_keys
-                              : s->method == ULC_METHOD_SCRUB ? k_scrub_keys
-                                                              : k_other_keys;
+    const char *const *keys = s->method == ULC_METHOD_DELETE     ? k_delete_keys
+                              : s->method == ULC_METHOD_SCRUB    ? k_scrub_keys
+                              : s->method == ULC_METHOD_GRADDIFF ? k_graddiff_keys
+                              : s->method == ULC_METHOD_NPO      ? k_npo_keys
+                                                                 : k_other_keys;
     ULC_TRY(check_keys(path, mo, s->method_name, keys, ctx));
     const char *str = NULL;
     ULC_TRY(get_str(path, mo, s->method_name, "train", &str, ctx));
@@ -423,6 +460,11 @@ static ulc_status parse_method(ulc_request *s, const cJSON *j, const char *metho
         ULC_TRY(get_num(path, mo, "scrub", "alpha", 0, 0, 1e6, &s->unlearn.scrub_alpha, ctx));
         ULC_TRY(get_num(path, mo, "scrub", "gamma", 0, 0, 1e6, &s->unlearn.scrub_gamma, ctx));
     }
+    if (s->method == ULC_METHOD_GRADDIFF || s->method == ULC_METHOD_NPO)
+        ULC_TRY(get_num(path, mo, s->method_name, "retain_weight", 0, 0, 1e6,
+                        &s->unlearn.retain_weight, ctx));
+    if (s->method == ULC_METHOD_NPO)
+        ULC_TRY(get_num(path, mo, "npo", "beta", 0, 1, 1e3, &s->unlearn.npo_beta, ctx));
     return ULC_OK;
 }
 
@@ -466,8 +508,8 @@ static ulc_status parse_train(ulc_request *s, const cJSON *train, ulc_method_tra
     return ULC_OK;
 }
 
-/* 'gates': thresholds in [0, 1] on the result (eval/report.h checks them). mia_max needs
- * held-out rows (the attack's non-members). */
+/* 'gates': thresholds in [0, 1] on the result (eval/report.h checks them), except
+ * forget_ppl_min, a perplexity > 0. mia_max needs held-out rows (the attack's non-members). */
 static ulc_status parse_gates(ulc_request *s, const cJSON *j, int has_test, ulc_ctx *ctx) {
     const cJSON *g = NULL;
     ULC_TRY(get_object(s->path, j, "gates", &g, ctx));
@@ -475,7 +517,9 @@ static ulc_status parse_gates(ulc_request *s, const cJSON *j, int has_test, ulc_
     ULC_TRY(check_keys(s->path, g, "gates", k_gate_keys, ctx));
     for (int k = 0; k < ULC_GATE_COUNT; k++) {
         if (!cJSON_HasObjectItem(g, k_gate_keys[k])) continue;
-        ULC_TRY(get_num(s->path, g, "gates", k_gate_keys[k], 0, 0, 1, &s->gates.max[k], ctx));
+        int ppl = k == ULC_GATE_FORGET_PPL;
+        ULC_TRY(get_num(s->path, g, "gates", k_gate_keys[k], 0, ppl, ppl ? 1e30 : 1,
+                        &s->gates.max[k], ctx));
         s->gates.set[k] = 1;
     }
     if (s->gates.set[ULC_GATE_MIA] && !has_test)
@@ -496,7 +540,56 @@ static ulc_status parse_eval(ulc_request *s, const cJSON *e, const char **refere
     ULC_TRY(get_int(s->path, e, "eval", "relearn_steps", 0, 100000, &iv, ctx));
     s->relearn_steps = (long)iv;
     ULC_TRY(get_num(s->path, e, "eval", "relearn_lr", 0, 1, 1e3, &s->relearn_lr, ctx));
+    double pct = 100 * s->lm.mink_frac; /* text models (docs/metrics.md, "Language models") */
+    ULC_TRY(get_num(s->path, e, "eval", "mink_percent", 0, 1, 100, &pct, ctx));
+    s->lm.mink_frac = pct / 100;
+    long long pre = s->lm.extract_prefix, tok = s->lm.extract_tokens, rows = s->lm.extract_rows;
+    ULC_TRY(get_int(s->path, e, "eval", "extract_prefix", 1, 100000, &pre, ctx));
+    ULC_TRY(get_int(s->path, e, "eval", "extract_tokens", 1, 100000, &tok, ctx));
+    ULC_TRY(get_int(s->path, e, "eval", "extract_rows", 0, 1000000, &rows, ctx));
+    s->lm.extract_prefix = (long)pre;
+    s->lm.extract_tokens = (long)tok;
+    s->lm.extract_rows = (long)rows;
     return get_str(s->path, e, "eval", "reference", reference, ctx);
+}
+
+/* 'model' keys of text data: max_length, overflow, stride (the tokenizer's path is resolved with
+ * the other files). */
+static ulc_status parse_text_model(ulc_request *s, const cJSON *model, ulc_ctx *ctx) {
+    const char *path = s->path, *ov = NULL;
+    long long iv = 0;
+    ULC_TRY(get_int(path, model, "model", "max_length", 1, 1 << 24, &iv, ctx));
+    s->max_length = iv;
+    ULC_TRY(get_str(path, model, "model", "overflow", &ov, ctx));
+    int k = ov ? ulc_text_overflow_parse(ov) : (int)s->overflow;
+    if (k < 0)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'model.overflow': '%s' (expected error, "
+                        "truncate or windows)", path, ov);
+    s->overflow = (ulc_overflow)k;
+    iv = 0;
+    ULC_TRY(get_int(path, model, "model", "stride", 0, 1 << 24, &iv, ctx));
+    s->stride = iv;
+    if (cJSON_HasObjectItem(model, "stride") && s->overflow != ULC_OVERFLOW_WINDOWS)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'model.stride': a stride is for "
+                        "model.overflow \"windows\"", path);
+    if (s->max_length && s->overflow == ULC_OVERFLOW_WINDOWS && s->stride >= s->max_length)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'model.stride': %lld, but a window is "
+                        "%lld tokens (model.max_length): the stride must be smaller", path,
+                        (long long)s->stride, (long long)s->max_length);
+    return ULC_OK;
+}
+
+/* The text keys go with text data; model.tokenizer is resolved (a file or a directory). */
+static ulc_status text_files(ulc_request *s, const char *tok_rel, const cJSON *model,
+                             ulc_ctx *ctx) {
+    static const char *const keys[] = {"max_length", "tokenizer", "overflow", "stride"};
+    int text = is_text_file(s->train) || (s->test && is_text_file(s->test));
+    for (int k = 0; model && !text && k < 4; k++)
+        if (cJSON_HasObjectItem(model, keys[k]))
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'model.%s' is for text data (.jsonl "
+                            "or .txt), and data.train is '%s'", s->path, keys[k], s->train);
+    if (tok_rel) ULC_TRY(spec_path(s, "model.tokenizer", tok_rel, 1, &s->tokenizer, ctx));
+    return ULC_OK;
 }
 
 /* Parses and checks the whole spec (everything that does not need the model or the data). */
@@ -513,10 +606,11 @@ static ulc_status parse_data_model(ulc_request *s, const cJSON *data, const cJSO
     ULC_TRY(get_str(path, data, "data", "test", test_rel, ctx));
     if (!*train_rel)
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: missing key 'data.train' (the training data, "
-                        "safetensors)", path);
+                        "safetensors, .jsonl or .txt)", path);
     if (!forget)
-        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: missing key 'forget' ({\"classes\": [...]} or "
-                        "{\"indices\": [...]} or {\"indices_file\": FILE})", path);
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: missing key 'forget' ({\"classes\": [...]}, "
+                        "{\"indices\": [...]}, {\"indices_file\": FILE} or {\"file\": "
+                        "TEXTS})", path);
     if (!model) return ULC_OK;
     const char *in = NULL, *out = NULL;
     ULC_TRY(check_keys(path, model, "model", k_model_keys, ctx));
@@ -524,7 +618,7 @@ static ulc_status parse_data_model(ulc_request *s, const cJSON *data, const cJSO
     ULC_TRY(get_str(path, model, "model", "output", &out, ctx));
     if ((in && !(s->model_input = strdup(in))) || (out && !(s->model_output = strdup(out))))
         return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (spec)");
-    return ULC_OK;
+    return parse_text_model(s, model, ctx);
 }
 
 /* 'lora': the adapters of RFA, or of a method that trains them. */
@@ -593,9 +687,10 @@ static ulc_status parse_rfa(ulc_request *s, const cJSON *rfa, ulc_ctx *ctx) {
 /* No file may be given twice (docs/spec.md, Paths), whatever path names it: the same string, a
  * symlink or a hard link (same device and inode). Nor may a file be the spec itself. */
 static ulc_status distinct_files(const ulc_request *s, ulc_ctx *ctx) {
-    const char *key[] = {"data.train", "data.test", "forget.indices_file", "eval.reference"};
-    const char *file[] = {s->train, s->test, s->indices_file, s->reference};
-    for (int i = 0; i < 4; i++) {
+    const char *key[] = {"data.train", "data.test", "forget.indices_file", "eval.reference",
+                         "forget.file"};
+    const char *file[] = {s->train, s->test, s->indices_file, s->reference, s->forget_file};
+    for (int i = 0; i < 5; i++) {
         if (!file[i]) continue;
         if (strcmp(file[i], s->path) == 0 || ulc_path_same_file(file[i], s->path))
             return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key '%s': '%s' is the spec itself",
@@ -610,10 +705,14 @@ static ulc_status distinct_files(const ulc_request *s, ulc_ctx *ctx) {
 }
 
 /* The files, last (a typo in a key is reported before a missing file), and the forget set. */
-static ulc_status parse_files(ulc_request *s, const cJSON *forget, const char *train_rel,
-                              const char *test_rel, const char *ref_rel, ulc_ctx *ctx) {
+static ulc_status parse_files(ulc_request *s, const cJSON *forget, const cJSON *model,
+                              const char *train_rel, const char *test_rel, const char *ref_rel,
+                              ulc_ctx *ctx) {
     ULC_TRY(spec_file(s, "data.train", train_rel, &s->train, ctx));
     if (test_rel) ULC_TRY(spec_file(s, "data.test", test_rel, &s->test, ctx));
+    const char *tok_rel = NULL;
+    if (model) ULC_TRY(get_str(s->path, model, "model", "tokenizer", &tok_rel, ctx));
+    ULC_TRY(text_files(s, tok_rel, model, ctx));
     if (ref_rel) ULC_TRY(spec_path(s, "eval.reference", ref_rel, 1, &s->reference, ctx));
     ULC_TRY(parse_forget(s, forget, ctx));
     ULC_TRY(distinct_files(s, ctx));
@@ -650,11 +749,14 @@ static ulc_status parse_spec(ulc_request *s, const cJSON *j, ulc_ctx *ctx) {
     if (rfa) ULC_TRY(parse_rfa(s, rfa, ctx));
     ULC_TRY(parse_gates(s, j, test_rel != NULL, ctx));
     if (ev) ULC_TRY(parse_eval(s, ev, &ref_rel, ctx));
+    if (s->gates.set[ULC_GATE_EXTRACT] && s->lm.extract_rows == 0)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'gates.extract_max': extraction is off "
+                        "(eval.extract_rows is 0)", path);
     /* report: relative to the spec; the file need not exist */
     ULC_TRY(get_str(path, j, "", "report", &str, ctx));
     if (str && !(s->report = str[0] == '/' ? strdup(str) : ulc_path_join(s->dir, str)))
         return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (spec)");
-    ULC_TRY(parse_files(s, forget, train_rel, test_rel, ref_rel, ctx));
+    ULC_TRY(parse_files(s, forget, model, train_rel, test_rel, ref_rel, ctx));
     return ulc_request_passes(s, ctx);
 }
 
@@ -714,6 +816,9 @@ ulc_status ulc_request_passes(ulc_request *s, ulc_ctx *ctx) {
         SET(ulc_pipeline_set_num(p, "alpha", s->unlearn.scrub_alpha, ctx));
         SET(ulc_pipeline_set_num(p, "gamma", s->unlearn.scrub_gamma, ctx));
     }
+    if (s->method == ULC_METHOD_GRADDIFF || s->method == ULC_METHOD_NPO)
+        SET(ulc_pipeline_set_num(p, "retain_weight", s->unlearn.retain_weight, ctx));
+    if (s->method == ULC_METHOD_NPO) SET(ulc_pipeline_set_num(p, "beta", s->unlearn.npo_beta, ctx));
     if (lora) SET(ulc_pipeline_append(p, "lora-merge", ctx));
 #undef SET
     if (st != ULC_OK) {
@@ -729,7 +834,7 @@ ulc_forget_set ulc_request_forget_set(const ulc_request *s) {
                                                               : ULC_FORGET_INDICES,
                             .classes = s->classes, .n_classes = s->n_classes,
                             .indices = s->indices, .n_indices = s->n_indices, .where = s->path,
-                            .indices_file = s->indices_file};
+                            .indices_file = s->indices_file, .forget_file = s->forget_file};
 }
 
 /* ---- requests built in code ------------------------------------------------------------------------ */
@@ -780,6 +885,8 @@ static ulc_status set_forget(ulc_request *rq, ulc_forget_kind kind, const int64_
     free(rq->indices);
     free(rq->indices_file); /* the rows are the caller's now, not a file's */
     rq->indices_file = NULL;
+    free(rq->forget_file);
+    rq->forget_file = NULL;
     rq->classes = classes ? c : NULL;
     rq->n_classes = classes ? (int)n : 0;
     rq->indices = classes ? NULL : c;
@@ -809,7 +916,8 @@ ulc_status ulc_request_set_passes(ulc_request *rq, const char *pipeline, ulc_ctx
     if (methods != 1) {
         ulc_pipeline_free(p);
         return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "passes '%s': expected one unlearning method "
-                        "(rfa, delete, finetune, neggrad, random-label, scrub or retrain), found "
+                        "(rfa, delete, finetune, neggrad, random-label, scrub, retrain, graddiff or npo), "
+                        "found "
                         "%d", pipeline, methods);
     }
     ulc_pipeline_free(rq->passes);

@@ -10,7 +10,9 @@
 #include "common/fileset.h"
 #include "export/peft_export.h"
 #include "io/data.h"
+#include "io/hf_side.h"
 #include "io/model.h"
+#include "io/text_data.h"
 #include "methods/method.h"
 #include "train/train_graph.h"
 
@@ -95,8 +97,27 @@ static ulc_status check_outputs(const ulc_train_job *j, const ulc_fileset *fs, u
     ulc_io_format ofmt;
     if (ulc_io_output_format(j->out, &ofmt, NULL) != ULC_OK) ofmt = ULC_IO_DIR;
     ULC_TRY(ulc_io_check_model_output(fs, "output", j->out, ofmt, ctx));
+    if (ofmt == ULC_IO_DIR) ULC_TRY(ulc_io_check_side_outputs(fs, "output", j->in, j->out, ctx));
     if (j->losses) ULC_TRY(ulc_fileset_check_output(fs, "losses file", j->losses, ctx));
     if (j->losses) ULC_TRY(ulc_io_check_out_dir("losses file", j->losses, 0, ctx));
+    return ULC_OK;
+}
+
+/* Text data: the texts tokenized and bound to the model's input_ids/attention_mask, for
+ * next-token training (the only loss text gives targets for). */
+static ulc_status load_text(const ulc_train_job *j, const ulc_model *m, ulc_train_task *task,
+                            ulc_tokenizer **tk, ulc_data *data, ulc_ctx *ctx) {
+    if (j->task.loss != ULC_LOSS_CROSS_ENTROPY || j->task.custom_loss)
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "train: --data '%s' is text: it trains with "
+                        "--loss next-token (the texts' next tokens are the targets)", j->data);
+    ulc_iface f;
+    ULC_TRY(ulc_iface_resolve(m, j->in, j->task.input, j->task.output, NULL, &f, ctx));
+    ulc_text_opts to = {.tokenizer = j->tokenizer, .max_length = j->max_length,
+                        .overflow = (ulc_overflow)j->overflow, .stride = j->stride};
+    ULC_TRY(ulc_data_load_any("--data", j->data, j->in, &f, &to, tk, data, ctx));
+    task->next_token = 1;
+    task->input = f.fed[0]->name;
+    task->output = f.out->name;
     return ULC_OK;
 }
 
@@ -107,6 +128,8 @@ static ulc_status train_files(const ulc_train_job *j, ulc_fileset *fs, ulc_ctx *
     teacher tch = {0};
     ulc_data data = {0};
     const ulc_dataset *dp = &data.d;
+    ulc_train_task task = j->task;
+    ulc_tokenizer *tk = NULL;
     ulc_train_graph tg = {0};
     ulc_train_stats st = {0};
     float **vals = NULL;
@@ -120,7 +143,13 @@ static ulc_status train_files(const ulc_train_job *j, ulc_fileset *fs, ulc_ctx *
     ulc_fileset_tag(fs, "input model", 1);
     if ((s = ulc_io_load_model(j->in, NULL, &m, ctx)) != ULC_OK) goto done;
     ulc_fileset_tag(fs, "training data (--data)", 0);
-    if ((s = ulc_data_open("--data", j->data, &data, ctx)) != ULC_OK) goto done;
+    if (ulc_text_format_of(j->data) != ULC_TEXT_NONE)
+        s = load_text(j, m, &task, &tk, &data, ctx);
+    else if (j->tokenizer || j->max_length || j->overflow || j->stride)
+        s = ulc_fail(ctx, ULC_ERR_INVALID_ARG, "train: --tokenizer, --max-length, --overflow and "
+                     "--stride are for text data (.jsonl, .txt), and --data is '%s'", j->data);
+    else s = ulc_data_open("--data", j->data, &data, ctx);
+    if (s != ULC_OK) goto done;
     ulc_fileset_tag(fs, "teacher model (--teacher)", 0);
     if (j->teacher && (s = ulc_fileset_add_path(fs, NULL, j->teacher, ctx)) != ULC_OK) goto done;
     if ((s = check_outputs(j, fs, ctx)) != ULC_OK) goto done;
@@ -139,9 +168,9 @@ static ulc_status train_files(const ulc_train_job *j, ulc_fileset *fs, ulc_ctx *
                      j->params);
         goto done;
     }
-    if ((s = ulc_train_graph_build(m, dp, &j->task, o.batch_size, &tg, ctx)) != ULC_OK) goto done;
+    if ((s = ulc_train_graph_build(m, dp, &task, o.batch_size, &tg, ctx)) != ULC_OK) goto done;
     if ((s = ulc_train_graph_params(m, &tg, &vals, ctx)) != ULC_OK) goto done;
-    if (j->task.loss == ULC_LOSS_KL) {
+    if (task.loss == ULC_LOSS_KL) {
         ulc_session_opts so = ulc_session_defaults();
         so.threads = o.threads;
         if ((s = ulc_io_load_model(j->teacher ? j->teacher : j->in, NULL, &tm, ctx)) != ULC_OK ||
@@ -149,7 +178,7 @@ static ulc_status train_files(const ulc_train_job *j, ulc_fileset *fs, ulc_ctx *
             goto done;
         tch.m = tm;
         tch.tg = &tg;
-        tch.output = j->task.output ? j->task.output
+        tch.output = task.output ? task.output
                                  : ((const ulc_value *)tm->graph->outputs.items[0])->name;
         o.before_step = teacher_step;
         o.hook_arg = &tch;
@@ -174,11 +203,13 @@ static ulc_status train_files(const ulc_train_job *j, ulc_fileset *fs, ulc_ctx *
     if (ulc_io_output_format(j->out, &ofmt, NULL) != ULC_OK) ofmt = ULC_IO_DIR; /* a new directory */
     if ((s = ulc_io_save_model(m, j->out, ofmt, NULL, ctx)) != ULC_OK && j->adapter_dir)
         ulc_peft_export_remove(j->adapter_dir);
+    if (s == ULC_OK && ofmt == ULC_IO_DIR) s = ulc_io_copy_side_files(j->in, j->out, ctx);
 done:
     ulc_train_graph_free_params(&tg, vals);
     ulc_train_graph_clear(&tg);
     ulc_train_stats_clear(&st);
     ulc_data_clear(&data);
+    ulc_tokenizer_free(tk);
     ulc_session_free(tch.s);
     free(tch.probs);
     ulc_model_free(tm);

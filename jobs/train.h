@@ -1,5 +1,6 @@
 /*
- * train.h — `ulc train` as a library call: a model fine-tuned on a safetensors dataset with ulc's
+ * train.h — `ulc train` as a library call: a model fine-tuned on a dataset (safetensors, or text
+ * for next-token training: io/text_data.h) with ulc's
  * own autodiff and trainer, optionally through LoRA (a pipeline before and after training).
  * Nothing is written unless training finishes; OUT is written atomically.
  *
@@ -25,6 +26,11 @@ typedef struct ulc_train_job {
     const char *teacher;        /* --loss distill: the teacher (NULL: the input model) */
     const char *adapter_dir;    /* write the trained adapters there in PEFT's layout, or NULL */
     const char *losses;         /* write the loss curve there (JSON), or NULL */
+    /* text data (.jsonl, .txt; docs/spec.md "Text data"): next-token training on the texts */
+    const char *tokenizer;      /* NULL: IN's directory */
+    int64_t max_length;         /* 0: the model's context */
+    int overflow;               /* ulc_overflow (text/tokenizer.h); 0: error */
+    int64_t stride;
     ulc_train_task task;
     ulc_train_opts opts;        /* its stop flag stops training after a step */
     /* called when training begins (1) and ends (0); NULL: none */

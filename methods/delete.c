@@ -3,6 +3,7 @@
  * KL(p ‖ student) with p = softmax of the frozen teacher's logits (over a temperature) with the
  * row's own label — or every forget class (mask all_forget) — set to −∞. The teacher's logits
  * are computed once for the forget rows, or handed in (a cache: unlearn_opts.teacher_logits).
+ * On a text model DELETE runs per next-token position through lm.c instead.
  */
 #include <stdlib.h>
 

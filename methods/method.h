@@ -1,11 +1,11 @@
 /*
  * method.h — unlearning methods as registered passes.
  *
- * Each method (rfa, delete, finetune, neggrad, random-label, scrub, retrain) is a pass with
- * typed options (its own, and the training settings every method takes: epochs, batch_size, lr,
- * weight_decay, momentum, optimizer). What a method reads beyond the graph — the frozen teacher,
- * the training rows, which of them to forget — travels in a ulc_method_env that the caller hangs
- * on the pass context; the method leaves its training statistics there.
+ * Each method (rfa, delete, finetune, neggrad, random-label, scrub, retrain, graddiff, npo) is a
+ * pass with typed options (its own, and the training settings every method takes: epochs,
+ * batch_size, lr, weight_decay, momentum, optimizer). What a method reads beyond the graph — the
+ * frozen teacher, the training rows, which of them to forget — travels in a ulc_method_env that
+ * the caller hangs on the pass context; the method leaves its training statistics there.
  *
  *     ulc_methods_register(ctx);                           // once: adds the passes
  *     ulc_method_env env = {.teacher = original, .data = &train.d, .forget = flags,
@@ -94,6 +94,13 @@ ulc_method_train ulc_method_train_defaults(ulc_method m);
  * Momentum with AdamW is refused (ULC_ERR_INVALID_ARG naming `where`). */
 ulc_status ulc_method_resolve(ulc_method m, const ulc_method_train *run, const ulc_pass_opts *o,
                               const char *where, ulc_method_hparams *out, ulc_ctx *ctx);
+
+/* Whether method m with its options o (NULL: none) applies to the model: next_token for a text
+ * model (next-token logits), else a classifier. ULC_ERR_UNSUPPORTED naming the method and why
+ * (random-label and scrub on text, delete's mask all_forget on text). Callers check before any
+ * work (jobs/forget.c, once the model's interface is known); the pass checks again. */
+ulc_status ulc_method_check_task(ulc_method m, const ulc_pass_opts *o, int next_token,
+                                 ulc_ctx *ctx);
 
 /* Whether method m trains LoRA adapters with its options o (rfa always; the others with
  * train=lora): the pipeline then needs lora-inject before it and lora-merge after. */

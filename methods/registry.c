@@ -62,6 +62,20 @@ static const ulc_pass_optdef k_scrub_opts[] = {
     {0}};
 
 static const ulc_pass_optdef k_plain_opts[] = {TRAIN_OPTS, WHAT_OPT, {0}};
+
+#define RETAIN_WEIGHT_OPT(what)                                                                    \
+    {.key = "retain_weight", .kind = ULC_OPT_NUM, .lo = 0, .hi = 1e6, .help = what}
+
+static const ulc_pass_optdef k_graddiff_opts[] = {
+    TRAIN_OPTS, WHAT_OPT, RETAIN_WEIGHT_OPT("weight of the CE on the retain rows (1)"), {0}};
+
+static const ulc_pass_optdef k_npo_opts[] = {
+    TRAIN_OPTS,
+    WHAT_OPT,
+    {.key = "beta", .kind = ULC_OPT_NUM, .lo = 0, .lo_open = 1, .hi = 1e3,
+     .help = "NPO's inverse temperature (0.1)"},
+    RETAIN_WEIGHT_OPT("weight of the per-token KL to the original on the retain rows (1)"),
+    {0}};
 static const ulc_pass_optdef k_retrain_opts[] = {TRAIN_OPTS, {0}};
 
 /* ---- training settings ----------------------------------------------------------------------------- */
@@ -117,6 +131,16 @@ ulc_status ulc_method_resolve(ulc_method m, const ulc_method_train *run, const u
         t.momentum = t.optimizer == def.optimizer && def.momentum >= 0 ? def.momentum : 0;
     *out = (ulc_method_hparams){t.epochs, t.batch_size, t.lr, t.weight_decay, t.momentum,
                                 t.optimizer};
+    return ULC_OK;
+}
+
+ulc_status ulc_method_check_task(ulc_method m, const ulc_pass_opts *o, int next_token,
+                                 ulc_ctx *ctx) {
+    int all_forget = strcmp(ulc_pass_opt_str(o, "mask", "own"), "all_forget") == 0;
+    const char *no = ulc_unlearn_refusal(m, next_token, all_forget);
+    if (no)
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "method %s cannot unlearn on this model: %s",
+                        ulc_method_name(m), no);
     return ULC_OK;
 }
 
@@ -212,12 +236,17 @@ static ulc_status run_unlearn(ulc_method method, ulc_model *m, const ulc_pass_op
         u.scrub_alpha = ulc_pass_opt_num(o, "alpha", u.scrub_alpha);
         u.scrub_gamma = ulc_pass_opt_num(o, "gamma", u.scrub_gamma);
     }
+    if (method == ULC_METHOD_GRADDIFF || method == ULC_METHOD_NPO)
+        u.retain_weight = ulc_pass_opt_num(o, "retain_weight", u.retain_weight);
+    if (method == ULC_METHOD_NPO) u.npo_beta = ulc_pass_opt_num(o, "beta", u.npo_beta);
+    u.next_token = env->next_token;
     u.forget_classes = env->forget_classes;
     u.n_forget_classes = env->n_forget_classes;
     u.input = env->input;
     u.output = env->output;
     float *cached = NULL;
-    if (method == ULC_METHOD_DELETE && env->teacher_cache_key)
+    /* text: the teacher runs per batch (its [rows, T, V] logits are not kept, nor cached) */
+    if (method == ULC_METHOD_DELETE && env->teacher_cache_key && !env->next_token)
         ULC_TRY(cached_teacher(env, &u, to->threads, &cached, ctx));
     u.teacher_logits = cached;
     ulc_status s = ulc_unlearn_run(m, env->teacher, env->data, env->forget, to, &u, &env->stats, ctx);
@@ -233,6 +262,7 @@ static ulc_status run_method(const char *name, ulc_model *m, const ulc_pass_opts
         return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "pass %s: unlearning needs the training data "
                         "and a forget set (a forget spec, or `ulc train --data D` with "
                         "--forget-classes or --forget-indices)", name);
+    ULC_TRY(ulc_method_check_task(method, o, env->next_token, ctx));
     if (ulc_method_uses_lora(method, o)) ULC_TRY(need_adapters(m, name, ctx));
     char where[64];
     snprintf(where, sizeof where, "pass %s", name);
@@ -267,10 +297,15 @@ METHOD_PASS(random_label_pass, "random-label", k_plain_opts,
 METHOD_PASS(scrub_pass, "scrub", k_scrub_opts, "SCRUB: max on forget rows, min on retain rows")
 METHOD_PASS(retrain_pass, "retrain", k_retrain_opts,
             "gold standard: re-initialise every weight and train on the retain rows")
+METHOD_PASS(graddiff_pass, "graddiff", k_graddiff_opts,
+            "baseline: gradient ascent on forget rows plus descent on paired retain rows")
+METHOD_PASS(npo_pass, "npo", k_npo_opts,
+            "negative preference optimisation on the forget rows, KL to the original on retain rows")
 
 static const ulc_pass *const k_method_passes[] = {
     &k_pass_rfa_pass,          &k_pass_delete_pass, &k_pass_finetune_pass, &k_pass_neggrad_pass,
-    &k_pass_random_label_pass, &k_pass_scrub_pass,  &k_pass_retrain_pass,  NULL};
+    &k_pass_random_label_pass, &k_pass_scrub_pass,  &k_pass_retrain_pass,  &k_pass_graddiff_pass,
+    &k_pass_npo_pass,          NULL};
 
 int ulc_method_of_pass(const char *name) { return name ? ulc_method_parse(name) : -1; }
 

@@ -31,6 +31,7 @@
 
 #define FORGET_COL "ulc.rfa.forget"
 #define MAX_FEATURES 512
+#define LSE_OUT "ulc.rfa.lse" /* the teacher graph's log-sum-exp of its logits */
 
 ulc_rfa_opts ulc_rfa_defaults(void) {
     return (ulc_rfa_opts){.gamma = 0.5, .alpha = 1, .beta = 1, .lambda = 1, .mu = 1,
@@ -71,6 +72,9 @@ typedef struct rfa_state {
     int have_means;
     float *ybar, *ybar_rows, *w_inter, *w_ce, *w_soft;
     double *acc;                 /* the means' sums: max(feature row, classes) entries */
+    size_t *pos;                 /* ybar's weighted positions (row·T + t) and their weights */
+    double *pos_w;
+    int threads;                 /* for ybar's sums */
 } rfa_state;
 
 #define NN(e)                                                                                  \
@@ -112,7 +116,7 @@ static ulc_status build_loss(void *arg, ulc_tg *t, ulc_value **loss, ulc_ctx *ct
     int64_t yd[3] = {1, 1, st->classes};
     ulc_value *ybar = text ? ulc_tg_input(t, "ulc.rfa.ybar", ULC_DT_F32, 3, yd, NULL, ctx)
                            : ulc_tg_input(t, "ulc.rfa.ybar", ULC_DT_F32, 2, (int64_t[]){1, st->classes}, NULL, ctx);
-    int64_t pd[2] = {1, st->seq - 1};
+    int64_t pd[2] = {1, st->seq};
     ulc_value *posw = text ? ulc_tg_input(t, "ulc.rfa.posw", ULC_DT_F32, 2, pd, NULL, ctx) : NULL;
     NN(w_inter && w_ce && w_soft && ybar && (posw || !text));
 
@@ -151,33 +155,32 @@ static ulc_status build_loss(void *arg, ulc_tg *t, ulc_value **loss, ulc_ctx *ct
         NN(inter);
     }
     /* L_task: CE on retain rows, soft CE to ybar on forget rows (text: per position, weighted
-     * by posw, the row's valid next-token positions) */
-    int64_t ax = text ? 2 : 1;
-    ulc_value *z = t->output, *target = label;
+     * by posw, the row's valid next-token positions), both from one fused SoftmaxCrossEntropy
+     * over the logits (ir/ops_ulc.def). Text: the logits at t predict input_ids at t + 1, so the
+     * target is input_ids shifted left with an ignored label (-1) in the last position, which
+     * posw weighs 0 — the logits are never sliced or copied. */
+    ulc_value *target = label;
     if (text) {
-        int64_t s0 = 0, e1 = -1, s1 = 1, emax = INT64_MAX, a1 = 1;
-        ulc_value *ca = ulc_gb_vec_i64(b, 1, &a1);
-        ulc_value *zi[4] = {t->output, ulc_gb_vec_i64(b, 1, &s0), ulc_gb_vec_i64(b, 1, &e1), ca};
-        NN(zi[1] && zi[2] && ca);
-        NN(z = ulc_gb_opn(b, NULL, "Slice", 4, zi, 1, NULL));
-        ulc_value *ti[4] = {ids, ulc_gb_vec_i64(b, 1, &s1), ulc_gb_vec_i64(b, 1, &emax), ca};
-        NN(ti[1] && ti[2]);
-        NN(target = ulc_gb_opn(b, NULL, "Slice", 4, ti, 1, NULL));
+        int64_t s1 = 1, emax = INT64_MAX, a1 = 1, pads[4] = {0, 0, 0, 1}, none = -1;
+        ulc_value *ti[4] = {ids, ulc_gb_vec_i64(b, 1, &s1), ulc_gb_vec_i64(b, 1, &emax),
+                            ulc_gb_vec_i64(b, 1, &a1)};
+        NN(ti[1] && ti[2] && ti[3]);
+        ulc_value *next = ulc_gb_opn(b, NULL, "Slice", 4, ti, 1, NULL);
+        ulc_value *pi[3] = {next, ulc_gb_vec_i64(b, 4, pads), ulc_gb_const_i64(b, 0, NULL, &none)};
+        NN(pi[0] && pi[1] && pi[2]);
+        NN(target = ulc_gb_opn(b, NULL, "Pad", 3, pi, 1, NULL));
     }
-    ulc_value *lp = ulc_gb_op1(b, "LogSoftmax", z);
-    NN(lp);
-    ulc_gb_attr_int(b, lp, "axis", ax);
-    int64_t *ar = malloc(sizeof *ar * (size_t)st->classes);
-    if (!ar) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-    for (int64_t c = 0; c < st->classes; c++) ar[c] = c;
-    ulc_value *range = ulc_gb_vec_i64(b, (int)st->classes, ar);
-    free(ar);
-    ulc_value *oh = ulc_gb_op1(b, "Cast", ulc_gb_op2(b, "Equal", ulc_gb_unsqueeze(b, target, 1, &ax), range));
-    NN(oh);
-    ulc_gb_attr_int(b, oh, "to", ULC_DT_F32);
-    ulc_value *ce = ulc_gb_op1(b, "Neg", ulc_gb_reduce_sum(b, ulc_gb_op2(b, "Mul", oh, lp), 1, &ax, 0));
-    ulc_value *sce = ulc_gb_op1(b, "Neg", ulc_gb_reduce_sum(b, ulc_gb_op2(b, "Mul", ybar, lp), 1, &ax, 0));
-    if (text) { /* [B, T-1] → [B]: the row's mean over its valid positions */
+    /* ybar is bound per row, every row the same: its first row is the soft target */
+    int64_t z0 = 0, o1 = 1, a0 = 0;
+    ulc_value *yi[4] = {ybar, ulc_gb_vec_i64(b, 1, &z0), ulc_gb_vec_i64(b, 1, &o1), ulc_gb_vec_i64(b, 1, &a0)};
+    NN(yi[1] && yi[2] && yi[3]);
+    ulc_value *ybar1 = ulc_gb_opn(b, NULL, "Slice", 4, yi, 1, NULL);
+    ulc_value *sin[3] = {t->output, target, ybar1}, *souts[3] = {NULL, NULL, NULL};
+    NN(ybar1);
+    ulc_gb_opn(b, ULC_DOMAIN, "SoftmaxCrossEntropy", 3, sin, 3, souts);
+    ulc_value *ce = souts[0], *sce = souts[2];
+    NN(ce && sce);
+    if (text) { /* [B, T] → [B]: the row's mean over its valid positions */
         int64_t a1 = 1;
         ce = ulc_gb_reduce_sum(b, ulc_gb_op2(b, "Mul", ce, posw), 1, &a1, 0);
         sce = ulc_gb_reduce_sum(b, ulc_gb_op2(b, "Mul", sce, posw), 1, &a1, 0);
@@ -214,9 +217,13 @@ static ulc_status grow(rfa_state *st, size_t rows, ulc_ctx *ctx) {
     st->w_inter = malloc(rows * sizeof(float));
     st->w_ce = malloc(rows * sizeof(float));
     st->w_soft = malloc(rows * sizeof(float));
-    free(st->posw);
-    st->posw = malloc(rows * (size_t)(st->seq > 1 ? st->seq - 1 : 1) * sizeof(float));
-    if (!st->ybar_rows || !st->acc || !st->w_inter || !st->w_ce || !st->w_soft || !st->posw)
+    free(st->posw), free(st->pos), free(st->pos_w);
+    size_t npos = rows * (size_t)(st->seq > 1 ? st->seq : 1);
+    st->posw = malloc(npos * sizeof(float));
+    st->pos = malloc(npos * sizeof *st->pos);
+    st->pos_w = malloc(npos * sizeof *st->pos_w);
+    if (!st->ybar_rows || !st->acc || !st->w_inter || !st->w_ce || !st->w_soft || !st->posw ||
+        !st->pos || !st->pos_w)
         goto oom;
     st->cap_rows = rows;
     return ULC_OK;
@@ -231,6 +238,48 @@ static ulc_status set(ulc_session *s, const char *name, float *data, int rank, c
     for (int i = 0; i < rank; i++) n *= (size_t)(t.dims[i] = dims[i]);
     t.nbytes = n * sizeof(float);
     return ulc_session_set_input(s, name, &t, ctx);
+}
+
+/* ybar: the mean of the teacher's softmax over the retain rows' weighted positions (images: one
+ * position of weight 1 per row), from the teacher's logits z and their log-sum-exp (the
+ * teacher graph's fused SoftmaxCrossEntropy, "ulc.rfa.lse"). Threads split the classes: each
+ * class sums its positions in row order, so the bits do not depend on the thread count. */
+static ulc_status retain_softmax_mean(rfa_state *st, const float *z, const float *f, size_t rows,
+                                      size_t T, ulc_ctx *ctx) {
+    const ulc_rt_tensor *lt = ulc_session_output(st->teacher, LSE_OUT);
+    size_t C = (size_t)st->classes, Tm = T > 1 ? T - 1 : 1, np = 0;
+    if (!lt || ulc_rt_numel(lt) != rows * T)
+        return ulc_fail(ctx, ULC_ERR_INTERNAL, "rfa: the teacher's log-sum-exp has the wrong size");
+    const float *lse = lt->data;
+    double wsum = 0;
+    for (size_t i = 0; i < rows; i++) {
+        if (f[i] != 0.0f) continue;
+        for (size_t q = 0; q < Tm; q++) {
+            double w = st->r->next_token ? st->posw[i * T + q] : 1.0;
+            if (w == 0) continue;
+            st->pos[np] = i * T + q;
+            st->pos_w[np++] = w;
+            wsum += w;
+        }
+    }
+    double *acc = st->acc;
+    const size_t *pos = st->pos;
+    const double *pw = st->pos_w;
+    int64_t nblk = (int64_t)((C + 255) / 256);
+#pragma omp parallel for schedule(static) num_threads(st->threads) if (np * C >= 65536)
+    for (int64_t b = 0; b < nblk; b++) {
+        size_t c0 = (size_t)b * 256, c1 = c0 + 256 < C ? c0 + 256 : C;
+        for (size_t c = c0; c < c1; c++) acc[c] = 0;
+        for (size_t k = 0; k < np; k++) {
+            const float *zr = z + pos[k] * C;
+            float l = lse[pos[k]];
+            double w = pw[k];
+            for (size_t c = c0; c < c1; c++) acc[c] += w * (double)expf(zr[c] - l);
+        }
+    }
+    for (size_t c = 0; c < C; c++) st->ybar[c] = (float)(wsum > 0 ? acc[c] / wsum : 0.0);
+    st->have_means = 1;
+    return ULC_OK;
 }
 
 static ulc_status before_step(void *arg, ulc_session *s, const ulc_rt_tensor *const *batch,
@@ -289,32 +338,12 @@ static ulc_status before_step(void *arg, ulc_session *s, const ulc_rt_tensor *co
         size_t valid = 0;
         for (size_t q = 0; q < Tm; q++) valid += !am || am[i * T + q + 1] != 0;
         for (size_t q = 0; q < Tm; q++)
-            st->posw[i * Tm + q] = (!am || am[i * T + q + 1] != 0) && valid ? 1.0f / (float)valid : 0.0f;
+            st->posw[i * T + q] = (!am || am[i * T + q + 1] != 0) && valid ? 1.0f / (float)valid : 0.0f;
+        st->posw[i * T + T - 1] = 0.0f; /* the last position predicts nothing */
     }
     if (!st->ybar && !(st->ybar = calloc(C, sizeof(float))))
         return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-    if (nr) {
-        double *acc = st->acc;
-        memset(acc, 0, C * sizeof *acc);
-        const float *zz = z->data;
-        double wsum = 0;
-        for (size_t i = 0; i < rows; i++) {
-            if (f[i] != 0.0f) continue;
-            for (size_t q = 0; q < Tm; q++) { /* images: one position of weight 1 */
-                double w = r->next_token ? st->posw[i * Tm + q] : 1.0;
-                if (w == 0) continue;
-                const float *zi = zz + (i * T + q) * C;
-                float mx = zi[0];
-                for (size_t c = 1; c < C; c++) mx = zi[c] > mx ? zi[c] : mx;
-                double sum = 0;
-                for (size_t c = 0; c < C; c++) sum += exp((double)zi[c] - mx);
-                for (size_t c = 0; c < C; c++) acc[c] += w * exp((double)zi[c] - mx) / sum;
-                wsum += w;
-            }
-        }
-        for (size_t c = 0; c < C; c++) st->ybar[c] = (float)(wsum > 0 ? acc[c] / wsum : 0.0);
-        st->have_means = 1;
-    }
+    if (nr) ULC_TRY(retain_softmax_mean(st, z->data, f, rows, T, ctx));
     for (size_t i = 0; i < rows; i++) memcpy(st->ybar_rows + i * C, st->ybar, C * sizeof(float));
     /* row weights */
     for (size_t i = 0; i < rows; i++) {
@@ -326,7 +355,7 @@ static ulc_status before_step(void *arg, ulc_session *s, const ulc_rt_tensor *co
     }
     int64_t bd[2] = {(int64_t)rows, (int64_t)C}, td[3] = {(int64_t)rows, 1, (int64_t)C};
     if (r->next_token) {
-        int64_t pd[2] = {(int64_t)rows, (int64_t)Tm};
+        int64_t pd[2] = {(int64_t)rows, (int64_t)T};
         ULC_TRY(set(s, "ulc.rfa.posw", st->posw, 2, pd, ctx));
         ULC_TRY(set(s, "ulc.rfa.ybar", st->ybar_rows, 3, td, ctx));
     } else {
@@ -342,7 +371,7 @@ static void state_free(rfa_state *st) {
         free(st->tgt[k]);
         free(st->mean[k]);
     }
-    free(st->ybar), free(st->ybar_rows), free(st->acc), free(st->posw);
+    free(st->ybar), free(st->ybar_rows), free(st->acc), free(st->posw), free(st->pos), free(st->pos_w);
     free(st->w_inter), free(st->w_ce), free(st->w_soft);
     ulc_session_free(st->teacher);
 }
@@ -426,6 +455,15 @@ ulc_status ulc_rfa_run(ulc_model *model, const ulc_model *teacher, const ulc_dat
             }
         }
     }
+    { /* the log-sum-exp of the teacher's logits, for ybar (retain_softmax_mean) */
+        ulc_gb gb;
+        ulc_gb_init(&gb, tgph, ulc_model_opset(tclone, NULL), ULC_GB_NAMES_DERIVED, ctx);
+        ulc_value *zin = (ulc_value *)zo, *outs[2] = {NULL, NULL};
+        ulc_gb_opn(&gb, ULC_DOMAIN, "SoftmaxCrossEntropy", 1, &zin, 2, outs);
+        ulc_gb_output(&gb, outs[1], LSE_OUT, ULC_DT_F32, zo->rank > 0 ? zo->rank - 1 : 0, zo->dims);
+        if ((s = gb.status) != ULC_OK) goto done;
+    }
+    st.threads = ulc_threads_pick(o->threads);
     ulc_session_opts so = ulc_session_defaults();
     so.threads = o->threads;
     if ((s = ulc_session_create(tclone, &so, &st.teacher, ctx)) != ULC_OK) goto done;

@@ -24,7 +24,7 @@
 
 
 static const char *const k_methods[ULC_METHOD_COUNT_] = {
-    "rfa", "delete", "finetune", "neggrad", "random-label", "scrub", "retrain"};
+    "rfa", "delete", "finetune", "neggrad", "random-label", "scrub", "retrain", "graddiff", "npo"};
 
 int ulc_method_parse(const char *s) {
     for (int i = 0; i < ULC_METHOD_COUNT_; i++)
@@ -51,6 +51,8 @@ void ulc_unlearn_defaults(ulc_method m, ulc_unlearn_opts *u, ulc_optim_opts *opt
     u->temperature = 1.0;
     u->scrub_alpha = 1.0;
     u->scrub_gamma = 1.0;
+    u->npo_beta = 0.1;
+    u->retain_weight = 1.0;
     *optim = ulc_optim_defaults(ULC_OPTIM_ADAMW);
     *batch_size = 64;
     switch (m) {
@@ -70,6 +72,8 @@ void ulc_unlearn_defaults(ulc_method m, ulc_unlearn_opts *u, ulc_optim_opts *opt
         break;
     case ULC_METHOD_RANDOM_LABEL: optim->lr = 1e-3, *epochs = 5; break;
     case ULC_METHOD_SCRUB: optim->lr = 1e-3, *epochs = 5; break;
+    case ULC_METHOD_GRADDIFF: /* the NPO paper's TOFU settings for both: AdamW 1e-5, batch 32 */
+    case ULC_METHOD_NPO: optim->lr = 1e-5, *epochs = 5, *batch_size = 32; break;
     case ULC_METHOD_RETRAIN: /* the digits model's own recipe (models/digits/gen_digits.py) */
         optim->lr = 3e-3;
         optim->weight_decay = 1e-4;
@@ -230,15 +234,23 @@ static ulc_status build_loss(void *arg, ulc_tg *t, ulc_value **loss, ulc_ctx *ct
 
 /* ---- which weights train ---------------------------------------------------------------------- */
 
-/* The classifier: the last linear layer (MatMul/Gemm with a weight initializer) before the
- * first output, through the ops that only move or add a bias. */
+/* The weight a linear node reads: its initializer, or the one its Transpose reads (a text
+ * model's head over the output embedding); NULL if neither. */
+static ulc_value *linear_weight(const ulc_node *p) {
+    ulc_value *w = p->n_inputs > 1 ? p->inputs[1].value : NULL;
+    if (w && !(w->flags & ULC_VALUE_INITIALIZER) && p->op == ULC_OP_MatMul && w->producer &&
+        w->producer->op == ULC_OP_Transpose && w->producer->inputs[0].value)
+        w = w->producer->inputs[0].value;
+    return w && (w->flags & ULC_VALUE_INITIALIZER) ? w : NULL;
+}
+
+/* The classifier: the last linear layer (MatMul/Gemm with a weight initializer, or a MatMul over
+ * a transposed one) before the first output, through the ops that only move or add a bias. */
 static const ulc_node *classifier(const ulc_graph *g) {
     const ulc_value *v = g->outputs.len ? g->outputs.items[0] : NULL;
     for (int hops = 0; v && v->producer && hops < 6; hops++) {
         const ulc_node *p = v->producer;
-        if ((p->op == ULC_OP_Gemm || p->op == ULC_OP_MatMul) && p->n_inputs > 1 &&
-            p->inputs[1].value && (p->inputs[1].value->flags & ULC_VALUE_INITIALIZER))
-            return p;
+        if ((p->op == ULC_OP_Gemm || p->op == ULC_OP_MatMul) && linear_weight(p)) return p;
         if (p->op != ULC_OP_Add && p->op != ULC_OP_Reshape && p->op != ULC_OP_Flatten &&
             p->op != ULC_OP_Identity)
             return NULL;
@@ -267,8 +279,9 @@ static ulc_status mark_weights(ulc_model *m, ulc_train_what what, ulc_ctx *ctx) 
             return ulc_fail(ctx, ULC_ERR_UNSUPPORTED,
                             "train \"all_but_classifier\": no linear classifier found before the "
                             "output");
-        for (int i = 1; i < head->n_inputs; i++)
+        for (int i = 1; i < head->n_inputs; i++) /* a tied head's weight is the embedding too */
             if (head->inputs[i].value) head->inputs[i].value->flags &= ~(uint32_t)ULC_VALUE_PARAM;
+        linear_weight(head)->flags &= ~(uint32_t)ULC_VALUE_PARAM;
     }
     return ULC_OK;
 }
@@ -326,6 +339,88 @@ ulc_status ulc_unlearn_reinit(ulc_model *m, uint64_t seed, ulc_ctx *ctx) {
     return ULC_OK;
 }
 
+/* GPT-2's initialisation (transformers' GPT2PreTrainedModel._init_weights), by the role a weight
+ * plays in the graph: an embedding (Gather's data) or a linear weight (MatMul/Gemm, directly or
+ * through a Transpose) draws N(0, 0.02) — c_proj weights N(0, 0.02/√(2·n_layer)) —, a bias (Gemm's
+ * C, or a vector added to a MatMul/Gemm output) and a LayerNorm shift are 0, a LayerNorm scale 1.
+ * Weights with none of these roles keep their values. */
+enum { R_KEEP, R_NORMAL, R_ZERO, R_ONE };
+
+static int gpt2_role(const ulc_value *v) {
+    for (const ulc_use *u = v->first_use; u; u = u->next) {
+        const ulc_node *n = u->node;
+        if (n->op == ULC_OP_Gather && u->slot == 0) return R_NORMAL;
+        if ((n->op == ULC_OP_MatMul || n->op == ULC_OP_Gemm) && u->slot == 1) return R_NORMAL;
+        if (n->op == ULC_OP_Gemm && u->slot == 2) return R_ZERO;
+        if (n->op == ULC_OP_Transpose && n->outputs[0])
+            for (const ulc_use *w = n->outputs[0]->first_use; w; w = w->next)
+                if (w->node->op == ULC_OP_MatMul && w->slot == 1) return R_NORMAL;
+        if (n->op == ULC_OP_LayerNormalization && u->slot >= 1) return u->slot == 1 ? R_ONE : R_ZERO;
+        if (n->op == ULC_OP_Add && v->rank == 1 && n->n_inputs == 2) {
+            const ulc_value *o = n->inputs[1 - u->slot].value;
+            if (o && o->producer && (o->producer->op == ULC_OP_MatMul || o->producer->op == ULC_OP_Gemm))
+                return R_ZERO;
+        }
+    }
+    return R_KEEP;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+ulc_status ulc_unlearn_reinit_gpt2(ulc_model *m, uint64_t seed, ulc_ctx *ctx) {
+    ulc_graph *g = m->graph;
+    int n_layer = 0, n_ln = 0;
+    for (size_t i = 0; i < g->inits.len; i++)
+        n_layer += ends_with(((const ulc_value *)g->inits.items[i])->name, "mlp.c_proj.weight");
+    for (const ulc_node *n = g->first; n; n = n->next) n_ln += n->op == ULC_OP_LayerNormalization;
+    if (!n_layer) n_layer = n_ln > 1 ? (n_ln - 1) / 2 : 1; /* two per block, and ln_f */
+    uint64_t st = seed ^ 0x6E72ull;
+    for (size_t i = 0; i < g->inits.len; i++) {
+        ulc_value *v = g->inits.items[i];
+        if (!v->init || !(v->flags & ULC_VALUE_PARAM) || v->init->dtype != ULC_DT_F32) continue;
+        int role = gpt2_role(v);
+        if (role == R_KEEP) continue;
+        double sd = ends_with(v->name, "c_proj.weight") ? 0.02 / sqrt(2.0 * n_layer) : 0.02;
+        const ulc_tensor *old = v->init;
+        ulc_tensor *t = ulc_tensor_new(g, old->name, ULC_DT_F32, old->rank, old->dims, ctx);
+        float *p = t ? malloc(old->nbytes + 1) : NULL;
+        if (!p) return t ? ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory") : ctx->status;
+        for (uint64_t k = 0; k < old->numel; k++) {
+            if (role != R_NORMAL) {
+                p[k] = role == R_ONE ? 1.0f : 0.0f;
+                continue;
+            }
+            /* Box-Muller on two 53-bit uniforms in (0, 1] and [0, 1) */
+            double u1 = ((double)(ulc_unlearn_splitmix(&st) >> 11) + 1.0) / 9007199254740992.0;
+            double u2 = (double)(ulc_unlearn_splitmix(&st) >> 11) / 9007199254740992.0;
+            p[k] = (float)(sd * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+        }
+        ULC_TRY(ulc_tensor_set_owned(g, t, p, old->nbytes, ctx));
+        v->init = t;
+    }
+    return ULC_OK;
+}
+
+const char *ulc_unlearn_refusal(ulc_method m, int next_token, int mask_all_forget) {
+    if (!next_token) return NULL;
+    switch (m) {
+    case ULC_METHOD_RANDOM_LABEL:
+        return "a text model has no classes to draw a random label from (next-token logits); "
+               "use neggrad, graddiff or npo";
+    case ULC_METHOD_SCRUB:
+        return "SCRUB is implemented for classifiers only, not per next-token position; use npo "
+               "(its retain term is the per-token KL to the original) or graddiff";
+    case ULC_METHOD_DELETE:
+        return mask_all_forget ? "mask all_forget masks every forget class; a text model has no "
+                                 "classes (use mask own: the true next token)"
+                               : NULL;
+    default: return NULL;
+    }
+}
+
 /* ---- running ---------------------------------------------------------------------------------- */
 
 ulc_status ulc_unlearn_train(ulc_model *model, const ulc_dataset *d, int kind,
@@ -374,9 +469,15 @@ ulc_status ulc_unlearn_run(ulc_model *model, const ulc_model *teacher, const ulc
         [ULC_METHOD_NEGGRAD] = ulc_neggrad_run,         [ULC_METHOD_RANDOM_LABEL] = ulc_random_label_run,
         [ULC_METHOD_SCRUB] = ulc_scrub_run,             [ULC_METHOD_RETRAIN] = ulc_retrain_run};
     memset(stats, 0, sizeof *stats);
-    if (u->method >= ULC_METHOD_COUNT_ || !run[u->method])
+    if (u->method >= ULC_METHOD_COUNT_ || u->method == ULC_METHOD_RFA)
         return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "unlearn: method %s runs through rfa.h",
                         ulc_method_name(u->method));
+    const char *no = ulc_unlearn_refusal(u->method, u->next_token, u->mask_all_forget);
+    if (no) return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: %s", ulc_method_name(u->method), no);
+    /* text models, and the paired methods on every model: per-position losses (lm.c) */
+    ulc_status (*fn)(const ulc_unlearn_call *, ulc_ctx *) =
+        u->next_token || u->method == ULC_METHOD_GRADDIFF || u->method == ULC_METHOD_NPO
+            ? ulc_lm_run : run[u->method];
     /* the weights a method trains are marked for the run only: the model keeps its own flags
      * (adapters lora-inject added stay trainable), so a later request starts as this one did */
     size_t n = model->graph->inits.len;
@@ -386,7 +487,7 @@ ulc_status ulc_unlearn_run(ulc_model *model, const ulc_model *teacher, const ulc
         was[i] = (((const ulc_value *)model->graph->inits.items[i])->flags & ULC_VALUE_PARAM) != 0;
     ulc_status s = mark_weights(model, u->method == ULC_METHOD_RETRAIN ? ULC_TRAIN_ALL : u->what, ctx);
     ulc_unlearn_call c = {model, teacher, data, forget, o, u, stats};
-    if (s == ULC_OK) s = run[u->method](&c, ctx);
+    if (s == ULC_OK) s = fn(&c, ctx);
     for (size_t i = 0; i < n && i < model->graph->inits.len; i++) {
         ulc_value *v = model->graph->inits.items[i];
         v->flags = was[i] ? v->flags | ULC_VALUE_PARAM : v->flags & ~(uint32_t)ULC_VALUE_PARAM;

@@ -14,9 +14,27 @@
  *   retrain       the gold standard for small models: every weight re-initialised (seeded,
  *                 PyTorch's default init: kaiming-uniform a=√5 for Conv/Gemm/MatMul weights,
  *                 uniform ±1/√fan_in biases) and trained on retain rows with cross-entropy
+ *   graddiff      pairs of a forget and a retain row: −CE(forget rows) + w·CE(retain rows)
+ *   npo           Negative Preference Optimization (Zhang et al. 2024) on pairs:
+ *                 (2/β)·mean_forget log(1 + (π(y|x)/π_ref(y|x))^β), π the row's probability
+ *                 (the product over its next tokens; a classifier's: of its label), plus
+ *                 w·KL(π_ref ‖ π) per position of the retain rows; π_ref the frozen teacher
+ *                 (its log π_ref(y|x) of the forget rows computed once, before training)
+ *
+ * graddiff and npo pair rows: every epoch the forget rows in a seeded order, each with the next
+ * row of a seeded cycle through the retain rows; a step reads batch_size pairs.
+ *
+ * Text models (next_token: logits [N, T, V], position t scored against input_ids[t+1] where
+ * attention_mask keeps it; lm.c): every loss is per position, averaged over the scored positions
+ * of its rows. delete: at each position of a forget row, KL(p ‖ student) with p the teacher's
+ * softmax (over the temperature) with the true next token at −∞; the teacher runs on every
+ * batch (no cached logits). retrain: transformers' GPT-2 initialisation (N(0, 0.02), c_proj
+ * N(0, 0.02/√(2·n_layer)), biases 0, LayerNorm 1/0). random-label, scrub and delete with mask
+ * all_forget do not apply (ulc_unlearn_refusal says why; the job refuses them before any work).
  *
  * What trains (`train`): every float32 weight of the model ("all"), all but the classifier (the
- * last linear layer before the output), or LoRA adapters (placed as RFA places them).
+ * last linear layer before the output; a text model's head, and with it a tied input embedding),
+ * or LoRA adapters (placed as RFA places them).
  */
 #ifndef ULC_METHODS_UNLEARN_H
 #define ULC_METHODS_UNLEARN_H
@@ -35,10 +53,13 @@ typedef enum ulc_method {
     ULC_METHOD_RANDOM_LABEL,
     ULC_METHOD_SCRUB,
     ULC_METHOD_RETRAIN,
+    ULC_METHOD_GRADDIFF,
+    ULC_METHOD_NPO,
     ULC_METHOD_COUNT_
 } ulc_method;
 
-/* "rfa", "delete", "finetune", "neggrad", "random-label", "scrub", "retrain" → method; -1. */
+/* "rfa", "delete", "finetune", "neggrad", "random-label", "scrub", "retrain", "graddiff", "npo"
+ * → method; -1. */
 int ulc_method_parse(const char *s);
 const char *ulc_method_name(ulc_method m);
 
@@ -60,6 +81,9 @@ typedef struct ulc_unlearn_opts {
     double temperature;         /* delete: softmax temperature of the teacher (1) */
     double scrub_alpha;         /* scrub: weight of the KL on retain rows (1) */
     double scrub_gamma;         /* scrub: weight of the CE on retain rows (1) */
+    double npo_beta;            /* npo: β (0.1) */
+    double retain_weight;       /* graddiff: weight of the retain CE; npo: of the retain KL (1) */
+    int next_token;             /* a text model: every loss per next-token position */
     const char *input, *output; /* model input/output; NULL: the only ones */
     /* delete: teacher logits of the forget rows, in row order ([n_forget, C]); NULL: computed
      * here. The caller caches them (tools/forget.c: zstd, keyed by model and data hashes). */
@@ -76,6 +100,11 @@ void ulc_unlearn_defaults(ulc_method m, ulc_unlearn_opts *u, ulc_optim_opts *opt
 ulc_status ulc_unlearn_run(ulc_model *model, const ulc_model *teacher, const ulc_dataset *data,
                            const uint8_t *forget, const ulc_train_opts *o,
                            const ulc_unlearn_opts *u, ulc_train_stats *stats, ulc_ctx *ctx);
+
+/* Why method m cannot run on a model whose task is next-token prediction (next_token) or
+ * classification, with delete's mask all_forget or not; NULL when it can. For the checks before
+ * any work (methods/method.h ulc_method_check_task). */
+const char *ulc_unlearn_refusal(ulc_method m, int next_token, int mask_all_forget);
 
 /* The frozen teacher's logits on the forget rows ([n_forget, classes] float32, malloc'd), for
  * DELETE and its cache. */

@@ -26,6 +26,10 @@ ulc_status ulc_unlearn_train(ulc_model *model, const ulc_dataset *d, int kind,
 ulc_status ulc_unlearn_stats_add(ulc_train_stats *all, ulc_train_stats *ph, ulc_ctx *ctx);
 /* Re-initialises every weight (seeded, PyTorch's default init). */
 ulc_status ulc_unlearn_reinit(ulc_model *m, uint64_t seed, ulc_ctx *ctx);
+/* Re-initialises every trained weight as transformers' GPT-2 does (seeded): N(0, 0.02) for
+ * linear weights and embeddings, N(0, 0.02/√(2·n_layer)) for c_proj weights, biases 0,
+ * LayerNorm scale 1 and shift 0. */
+ulc_status ulc_unlearn_reinit_gpt2(ulc_model *m, uint64_t seed, ulc_ctx *ctx);
 uint64_t ulc_unlearn_splitmix(uint64_t *s);
 /* The class count of m's output called output (the only/first one when NULL): its last dim when
  * it is [batch, classes] with a fixed class count, else -1. */
@@ -48,5 +52,7 @@ ulc_status ulc_finetune_run(const ulc_unlearn_call *c, ulc_ctx *ctx);     /* bas
 ulc_status ulc_retrain_run(const ulc_unlearn_call *c, ulc_ctx *ctx);
 ulc_status ulc_neggrad_run(const ulc_unlearn_call *c, ulc_ctx *ctx);
 ulc_status ulc_random_label_run(const ulc_unlearn_call *c, ulc_ctx *ctx);
+/* Text models (every method that runs on them), and graddiff / npo on every model (lm.c). */
+ulc_status ulc_lm_run(const ulc_unlearn_call *c, ulc_ctx *ctx);
 
 #endif

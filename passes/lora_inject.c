@@ -27,7 +27,15 @@
  * `ulc merge` gives for the emitted PEFT adapter — removes the branch and gives the base node
  * its output back, so the graph has its original nodes, names and order again. A branch whose
  * B (or A) is all zeros leaves the weight untouched (bit for bit: no -0.0 turns into +0.0).
+ *
+ * A tied head (GPT-2's lm_head: MatMul(x, Transpose(wte)) whose weight is otherwise only the table
+ * of Gathers, the input embedding) is adapted too, named after the node's scope ("lm_head"). Its
+ * merge cannot go into the shared weight — the input embedding would change with it — so it goes
+ * into a copy named after the module ("lm_head.weight") that the Transpose reads from then on,
+ * and a Hugging Face config (metadata "ulc.hf_config") gets tie_word_embeddings false, so
+ * transformers loads the merged head as its own weight and the embeddings as they were.
  */
+#include <cjson/cJSON.h>
 #include <fnmatch.h>
 #include <math.h>
 #include <stdarg.h>
@@ -235,6 +243,18 @@ static void note_skip(skips *sk, const char *fmt, ...) {
 
 static int is_float(int dt) { return dt == ULC_DT_F32 || dt == ULC_DT_F16 || dt == ULC_DT_BF16; }
 
+/* A tied output embedding: w read by the head's Transpose and otherwise only as the table of
+ * Gathers (the input embedding, tie_word_embeddings). */
+static int tied_head(const ulc_value *w, const ulc_node *transpose) {
+    int gathers = 0;
+    for (const ulc_use *u = w->first_use; u; u = u->next) {
+        if (u->node == transpose) continue;
+        if (u->node->op != ULC_OP_Gather || u->slot != 0) return 0;
+        gathers++;
+    }
+    return gathers > 0;
+}
+
 /* Decides whether n is a target; fills t. Returns 1 for a target, 0 for not (noted in sk when
  * the user might have expected it), or an error through *err. */
 static int select_node(ulc_model *m, ulc_node *n, const inject_opts *io, target *t, skips *sk,
@@ -268,6 +288,7 @@ static int select_node(ulc_model *m, ulc_node *n, const inject_opts *io, target 
         return 0; /* activations times activations */
     }
     if (is_lora_factor(m, w)) return 0; /* a branch lora-inject added */
+    int tied = via && ulc_value_num_uses(via) == 1 && tied_head(w, via->producer);
     const char *label = n->name ? n->name : "(unnamed)";
     const ulc_lora_record *had = ulc_lora_record_find(m, n->name);
     if (had && !had->merged) {
@@ -276,7 +297,8 @@ static int select_node(ulc_model *m, ulc_node *n, const inject_opts *io, target 
     }
     /* the module name */
     size_t wl = strlen(w->name);
-    if (wl > 7 && strcmp(w->name + wl - 7, ".weight") == 0) t->module = strndup(w->name, wl - 7);
+    if (tied) t->module = n->name ? ulc_lora_scope_module(n->name) : NULL; /* lm_head, not wte */
+    else if (wl > 7 && strcmp(w->name + wl - 7, ".weight") == 0) t->module = strndup(w->name, wl - 7);
     else t->module = ulc_lora_scope_module(n->name);
     if (!t->module) {
         note_skip(sk, "%s: no module name (weight '%s' is not named M.weight and the node has "
@@ -294,7 +316,7 @@ static int select_node(ulc_model *m, ulc_node *n, const inject_opts *io, target 
                     : (w->flags & ULC_VALUE_CONSTANT) ? "its weight is a graph constant, not a weight"
                     : (w->flags & ULC_VALUE_INPUT) ? "its weight is also a graph input"
                     : !is_float(wt->dtype) ? "its weight is not floating point"
-                    : ulc_value_num_uses(w) != 1 || (via && ulc_value_num_uses(via) != 1)
+                    : !tied && (ulc_value_num_uses(w) != 1 || (via && ulc_value_num_uses(via) != 1))
                         ? "its weight is shared with other nodes"
                     : NULL;
     if (why) {
@@ -775,6 +797,57 @@ static void drop_info(ulc_graph *g, ulc_value *v) {
     }
 }
 
+/* A Hugging Face config's tie_word_embeddings set to false (no config: nothing to do). */
+static ulc_status untie_config(ulc_model *m, ulc_ctx *ctx) {
+    const char *txt = ulc_model_metadata(m, ULC_META_HF_CONFIG);
+    if (!txt) return ULC_OK;
+    cJSON *j = cJSON_Parse(txt);
+    if (!j || !cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return ulc_fail(ctx, ULC_ERR_INVALID, "pass lora-merge: the model's Hugging Face config "
+                        "(metadata '%s') is not a JSON object", ULC_META_HF_CONFIG);
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(j, "tie_word_embeddings");
+    char *out = cJSON_AddFalseToObject(j, "tie_word_embeddings") ? cJSON_Print(j) : NULL;
+    cJSON_Delete(j);
+    if (!out) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    ulc_status s = ulc_model_set_metadata(m, ULC_META_HF_CONFIG, out, ctx);
+    free(out);
+    return s;
+}
+
+/* A tied head's merge target: a copy of the shared weight named after the module, read by the
+ * head's Transpose from now on (the Gathers keep the original). */
+static ulc_status untie_head(ulc_model *m, branch *b, ulc_ctx *ctx) {
+    ulc_node *tr = b->base->inputs[1].value->producer;
+    const ulc_tensor *w = b->w->init;
+    char *name = cat(b->rec->module, ".weight");
+    float *data = name && w->data ? malloc(w->nbytes + 1) : NULL;
+    ulc_status s = ULC_OK;
+    if (!data) {
+        s = name && !w->data ? ulc_fail(ctx, ULC_ERR_INVALID, "pass lora-merge: '%s' has no data",
+                                        b->w->name)
+                             : ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    } else if (ulc_graph_get_value(m->graph, name)) {
+        free(data);
+        s = ulc_fail(ctx, ULC_ERR_INVALID, "pass lora-merge: module '%s' is a head tied to '%s', "
+                     "but the untied copy's name '%s' is taken", b->rec->module, b->w->name, name);
+    } else {
+        memcpy(data, w->data, w->nbytes);
+        ulc_gb gb;
+        ulc_gb_init(&gb, m->graph, 0, ULC_GB_NAMES_DERIVED, ctx);
+        ulc_value *copy = add_init(&gb, name, w->rank, w->dims, data, 0); /* takes data */
+        if (!copy) s = ctx->status ? ctx->status : ULC_ERR_NOMEM;
+        else {
+            ulc_node_set_input(tr, 0, copy);
+            b->w = copy;
+            s = untie_config(m, ctx);
+        }
+    }
+    free(name);
+    return s;
+}
+
 static ulc_status run_merge(ulc_model *m, const ulc_pass_opts *o, ulc_pass_ctx *pc,
                             ulc_ctx *ctx) {
     (void)o;
@@ -803,6 +876,10 @@ static ulc_status run_merge(ulc_model *m, const ulc_pass_opts *o, ulc_pass_ctx *
     for (int i = 0; s == ULC_OK && i < n; i++) {
         const ulc_lora_record *r = bs[i].rec;
         if (all_zero(bs[i].va->init) || all_zero(bs[i].vb->init)) continue;
+        const ulc_value *via = bs[i].base->inputs[1].value;
+        if (via != bs[i].w && via->producer && via->producer->op == ULC_OP_Transpose &&
+            tied_head(bs[i].w, via->producer) && (s = untie_head(m, &bs[i], ctx)) != ULC_OK)
+            break;
         float *A = NULL, *B = NULL;
         int64_t ad[8], bd[8];
         int ar = 0, br = 0;

@@ -2,7 +2,7 @@
 # Enforces the module rules of docs/ARCHITECTURE.md on the sources:
 #   - which layer may include which (common <- ir <- {import, export, runtime}; io <- import +
 #     export; passes and train <- ir + runtime's public header; methods <- train + passes;
-#     eval <- io + train; jobs <- every library room but tools (and include/ulc.h); api (the public
+#     eval <- io + train; text (tokenizers) <- common only, and io, eval, jobs, api may include it; jobs <- every library room but tools (and include/ulc.h); api (the public
 #     C API) may include anything but tools/; tools <- jobs, io, common and the two public headers
 #     a command line fills options of (passes/pass.h, runtime/runtime.h); tests and bench may
 #     include anything);
@@ -27,19 +27,20 @@ allowed() { # layer -> allowed include prefixes
     passes)  echo "common ir passes runtime/runtime.h" ;;
     train)   echo "common ir train runtime/runtime.h" ;;
     methods) echo "common ir methods train passes runtime/runtime.h io/cache.h" ;;
-    io)      echo "common ir io import export" ;;
-    eval)    echo "common ir eval io train runtime/runtime.h" ;;
-    jobs)    echo "common ir import export runtime passes train methods io eval jobs include/ulc.h" ;;
-    api)     echo "include/ulc.h common ir import export runtime passes train methods io eval jobs" ;;
+    text)    echo "common text" ;;
+    io)      echo "common ir io import export text" ;;
+    eval)    echo "common ir eval io train runtime/runtime.h text" ;;
+    jobs)    echo "common ir import export runtime passes train methods io eval jobs text include/ulc.h" ;;
+    api)     echo "include/ulc.h common ir import export runtime passes train methods io eval jobs text" ;;
     tools)   echo "tools jobs io common passes/pass.h runtime/runtime.h" ;;
     *)       echo "*" ;;
   esac
 }
 
-src_dirs="common ir import export runtime passes train methods io eval jobs api tools tests bench"
+src_dirs="common text ir import export runtime passes train methods io eval jobs api tools tests bench"
 existing=$(for d in $src_dirs; do [ -d "$d" ] && echo "$d"; done)
 
-for layer in common ir import export runtime passes train methods io eval jobs api tools; do
+for layer in common text ir import export runtime passes train methods io eval jobs api tools; do
   [ -d "$layer" ] || continue
   ok=$(allowed "$layer")
   while IFS= read -r line; do
@@ -85,7 +86,7 @@ while IFS= read -r hit; do
   case "$hit" in runtime/cuda/*) ;; *) echo "layering: CUDA outside runtime/cuda/: $hit"; fail=1 ;; esac
 done < <(grep -rn --include='*.c' --include='*.h' --include='*.cu' -E '#include *[<"](cuda|cublas|cudnn)' $existing 2>/dev/null)
 
-for layer in common ir import export runtime passes train methods io eval jobs api; do
+for layer in common text ir import export runtime passes train methods io eval jobs api; do
   [ -d "$layer" ] || continue
   while IFS= read -r hit; do
     case "$hit" in common/status.c:*abort*) continue ;; esac

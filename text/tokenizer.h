@@ -44,6 +44,9 @@ typedef enum ulc_tok_kind {
  * normalizer or pre-tokenizer it does not know) is refused by name, never ignored. */
 ulc_status ulc_tokenizer_load(const char *path, ulc_tokenizer **out, ulc_ctx *ctx);
 void ulc_tokenizer_free(ulc_tokenizer *tk); /* accepts NULL */
+/* A tokenizer of its own for another thread: loads again what tk was loaded from (the same
+ * path), so the two share nothing. */
+ulc_status ulc_tokenizer_clone(const ulc_tokenizer *tk, ulc_tokenizer **out, ulc_ctx *ctx);
 
 ulc_tok_kind ulc_tokenizer_kind(const ulc_tokenizer *tk);
 /* The file it was read from (for messages). */

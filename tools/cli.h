@@ -58,6 +58,9 @@ int ulc_cli_grad(int argc, char **argv);
  * after "forget", or all of them after the program name: IN among them). */
 int ulc_cli_forget(int argc, char **argv);
 
+/* `ulc tokenize TOKENIZER (--text S | --file F) ...` (tools/tokenize.c). */
+int ulc_cli_tokenize(int argc, char **argv);
+
 /* `ulc merge BASE --lora ADAPTER[:W] ... -o OUT` (arguments after "merge"). */
 int ulc_cli_merge(int argc, char **argv);
 

@@ -3,7 +3,8 @@
  * and trainer (jobs/train.h); optionally through LoRA (a pipeline before and after training);
  * or unlearn with a pipeline of passes and a forget set (jobs/forget.h).
  *
- *   ulc train MODEL --data TRAIN.safetensors -o OUT [--loss ce|mse|next-token|distill]
+ *   ulc train MODEL --data TRAIN.safetensors|TEXTS.jsonl|TEXTS.txt -o OUT
+ *             [--loss ce|mse|next-token|distill]
  *             [--teacher MODEL]
  *             [--before PIPELINE] [--after PIPELINE] [--params GLOB|GLOB]
  *             [--epochs N] [--max-steps N] [--batch-size N] [--lr X] [--optimizer adamw|sgd]
@@ -11,6 +12,7 @@
  *             [--warmup N] [--step-size N] [--gamma X] [--seed N] [--no-shuffle] [--drop-last]
  *             [--threads N] [--input NAME] [--output NAME] [-q] [--losses FILE.json] [--profile]
  *             [--emit-adapter DIR]
+ *             [--tokenizer PATH] [--max-length N] [--overflow error|truncate|windows] [--stride N]
  *   ulc train MODEL --data TRAIN.safetensors -o OUT --passes PIPELINE
  *             (--forget-classes C[,C...] | --forget-indices FILE.json)
  *             [--epochs N] [--batch-size N] [--lr X] [--optimizer adamw|sgd] [--momentum X]
@@ -24,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/text_data.h"
 #include "jobs/forget.h"
 #include "jobs/train.h"
 #include "tools/cli.h"
@@ -54,12 +57,20 @@ static int parse_classes(const char *s, int64_t *out, int cap, int *n) {
     }
 }
 
+/* Text data's options (--tokenizer, --max-length, --overflow, --stride). */
+typedef struct text_args {
+    const char *tokenizer;
+    int64_t max_length, stride;
+    int overflow;
+} text_args;
+
 /* --passes: the forget job without evaluation. */
 typedef struct unlearn_args {
     const char *in, *out, *data, *passes, *classes, *indices, *input, *output;
     uint64_t seed;
     int threads, quiet, profile;
     ulc_method_train run;
+    text_args text;
 } unlearn_args;
 
 static int unlearn(const unlearn_args *a) {
@@ -82,6 +93,11 @@ static int unlearn(const unlearn_args *a) {
     ulc_status st = ulc_request_set_data(&rq, a->data, NULL, &ctx);
     if (st == ULC_OK && a->input) st = (rq.model_input = strdup(a->input)) ? ULC_OK : ULC_ERR_NOMEM;
     if (st == ULC_OK && a->output) st = (rq.model_output = strdup(a->output)) ? ULC_OK : ULC_ERR_NOMEM;
+    if (st == ULC_OK && a->text.tokenizer)
+        st = (rq.tokenizer = strdup(a->text.tokenizer)) ? ULC_OK : ULC_ERR_NOMEM;
+    rq.max_length = a->text.max_length;
+    rq.overflow = (ulc_overflow)a->text.overflow;
+    rq.stride = a->text.stride;
     if (st == ULC_OK && a->classes)
         st = ulc_request_set_classes(&rq, cls, n_cls, "--forget-classes", &ctx);
     if (st == ULC_OK && a->indices &&
@@ -114,6 +130,7 @@ int ulc_cli_train(int argc, char **argv) {
     int nesterov = 0;
     long warmup = 0, step_size = 0;
     double lr = -1, wd = -1, mom = -1, gamma = -1, v;
+    text_args text = {0};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -135,6 +152,14 @@ int ulc_cli_train(int argc, char **argv) {
         else if (!strcmp(a, "--passes")) { NEED(); passes = val; }
         else if (!strcmp(a, "--forget-classes")) { NEED(); classes = val; }
         else if (!strcmp(a, "--forget-indices")) { NEED(); indices = val; }
+        else if (!strcmp(a, "--tokenizer")) { NEED(); text.tokenizer = val; }
+        else if (!strcmp(a, "--max-length")) { NEED(); if (!parse_num(a, val, 1, 1 << 24, &v)) return ULC_EXIT_USAGE; text.max_length = (int64_t)v; }
+        else if (!strcmp(a, "--stride")) { NEED(); if (!parse_num(a, val, 0, 1 << 24, &v)) return ULC_EXIT_USAGE; text.stride = (int64_t)v; }
+        else if (!strcmp(a, "--overflow")) {
+            NEED();
+            if ((text.overflow = ulc_text_overflow_parse(val)) < 0)
+                return ulc_cli_usage_error("train: --overflow: '%s' (expected error, truncate or windows)", val);
+        }
         else if (!strcmp(a, "--loss")) {
             NEED();
             if (!strcmp(val, "next-token")) { task.next_token = 1; task.loss = ULC_LOSS_CROSS_ENTROPY; }
@@ -176,8 +201,14 @@ int ulc_cli_train(int argc, char **argv) {
 #undef NEED
     }
     if (!in) return ulc_cli_usage_error("train: no model given");
-    if (!data_path) return ulc_cli_usage_error("train: no data given (--data TRAIN.safetensors)");
+    if (!data_path) return ulc_cli_usage_error("train: no data given (--data TRAIN.safetensors or TEXTS.jsonl)");
     if (!out) return ulc_cli_usage_error("train: no output given (-o OUT)");
+    if (text.stride && text.overflow != 2)
+        return ulc_cli_usage_error("train: --stride is for --overflow windows");
+    if (text.stride && text.max_length && text.stride >= text.max_length)
+        return ulc_cli_usage_error("train: --stride %lld: a window is --max-length %lld tokens; "
+                                   "the stride must be smaller", (long long)text.stride,
+                                   (long long)text.max_length);
     if (passes || classes || indices) {
         run.epochs = o.epochs;
         run.batch_size = o.batch_size;
@@ -186,7 +217,7 @@ int ulc_cli_train(int argc, char **argv) {
         if (wd >= 0) run.weight_decay = wd, run.set |= ULC_MT_WEIGHT_DECAY;
         if (mom >= 0) run.momentum = mom, run.set |= ULC_MT_MOMENTUM;
         unlearn_args u = {in, out, data_path, passes, classes, indices, task.input, task.output,
-                          o.seed, o.threads, o.quiet, o.profile, run};
+                          o.seed, o.threads, o.quiet, o.profile, run, text};
         if (before || after || globs || teacher_path || adapter_dir || losses_path ||
             task.loss != ULC_LOSS_CROSS_ENTROPY || task.next_token)
             return ulc_cli_usage_error("train: --passes unlearns with its own passes and losses; "
@@ -216,7 +247,9 @@ int ulc_cli_train(int argc, char **argv) {
     ulc_train_job j = {.in = in, .out = out, .data = data_path, .before = before, .after = after,
                        .params = globs, .teacher = teacher_path, .adapter_dir = adapter_dir,
                        .losses = losses_path, .task = task, .opts = o, .phase = ulc_cli_phase,
-                       .phase_arg = &h};
+                       .phase_arg = &h, .tokenizer = text.tokenizer,
+                       .max_length = text.max_length, .overflow = text.overflow,
+                       .stride = text.stride};
     ulc_ctx ctx;
     ulc_cli_ctx_init(&ctx);
     ulc_cli_stop = 0;

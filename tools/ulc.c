@@ -69,6 +69,14 @@ static const char *k_usage =
     "                             unlearn with passes, one method among them, e.g.\n"
     "                             \"lora-inject{placement=rfa,alpha=32},rfa{gamma=0.5},lora-merge\"\n"
     "  grad MODEL --input FEEDS -o GRADS   gradients of an output (checks backward rules)\n"
+    "  tokenize TOKENIZER (--text S | --file F)\n"
+    "                             token ids of texts (JSON Lines) with a tokenizer.json or a\n"
+    "                             vocab.json + merges.txt directory (docs/cli.md)\n"
+    "      --decode [--skip-special]  ids (a JSON list, or JSONL \"ids\") back to text\n"
+    "      --add-special          the post-processor's tokens (CLIP's start/end)\n"
+    "      --max-length N         rows of N ids and their mask; --overflow error|truncate|\n"
+    "                             windows, --stride K, --pad (N wide), --pad-id ID\n"
+    "      -o OUT, --time         write OUT; print the encode time (stderr)\n"
     "\n"
     "unlearning:\n"
     "  IN --forget SPEC.json -o OUT   (also: forget IN --forget SPEC.json -o OUT)\n"
@@ -286,6 +294,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "train") == 0) return ulc_cli_train(argc - 2, argv + 2);
     if (strcmp(cmd, "grad") == 0) return ulc_cli_grad(argc - 2, argv + 2);
     if (strcmp(cmd, "forget") == 0) return ulc_cli_forget(argc - 2, argv + 2);
+    if (strcmp(cmd, "tokenize") == 0) return ulc_cli_tokenize(argc - 2, argv + 2);
     /* the main job: `ulc IN --forget SPEC.json -o OUT` (IN is not a command) */
     for (int i = 1; i < argc; i++)
         if (strcmp(argv[i], "--forget") == 0) return ulc_cli_forget(argc - 1, argv + 1);

@@ -350,6 +350,24 @@ static ulc_status g_softmax(ulc_gb *b, const ulc_node *n, ulc_value *const *dy, 
     return ULC_OK;
 }
 
+/* SoftmaxCrossEntropy (ulc's fused loss, ir/ops_ulc.def): one SoftmaxCrossEntropyGrad reads z,
+ * y, lse and whichever of dce, dlse, dsce flow back (missing: 0). Soft targets get no gradient. */
+static ulc_status g_sce(ulc_gb *b, const ulc_node *n, ulc_value *const *dy, const int *want,
+                       ulc_value **dx) {
+    if (n->n_inputs > 2 && IN(2) && want[2])
+        return ulc_grad_fail(b, ULC_ERR_UNSUPPORTED, "the soft targets p (input 2) have no "
+                             "gradient: they must not depend on a trained weight");
+    if (!want[0]) return ULC_OK;
+    if (n->n_outputs < 2 || !OUT(1))
+        return ulc_grad_fail(b, ULC_ERR_UNSUPPORTED, "the backward pass needs output 1 (lse)");
+    ulc_value *in[7] = {IN(0), IN(1), OUT(1), dy[0], dy[1], n->n_outputs > 2 ? dy[2] : NULL,
+                        n->n_inputs > 2 ? IN(2) : NULL};
+    int k = 7;
+    while (k > 3 && !in[k - 1]) k--;
+    NN(dx[0] = ulc_gb_opn(b, ULC_DOMAIN, "SoftmaxCrossEntropyGrad", k, in, 1, NULL));
+    return ULC_OK;
+}
+
 /* ---- reductions -------------------------------------------------------------------------- */
 
 static ulc_status g_reduce(ulc_gb *b, const ulc_node *n, ulc_value *const *dy, const int *want,
@@ -522,6 +540,7 @@ ulc_grad_rule ulc_grad_rule_for(ulc_op op) {
     case ULC_OP_BatchNormalization: return g_batchnorm;
     case ULC_OP_LayerNormalization: return g_layernorm;
     case ULC_OP_Softmax: case ULC_OP_LogSoftmax: return g_softmax;
+    case ULC_OP_SoftmaxCrossEntropy: return g_sce;
     case ULC_OP_ReduceMean: case ULC_OP_ReduceSum: return g_reduce;
     case ULC_OP_Reshape: case ULC_OP_Flatten: case ULC_OP_Squeeze: case ULC_OP_Unsqueeze:
         return g_reshape;

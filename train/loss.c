@@ -30,6 +30,15 @@ static ulc_value *log_softmax(ulc_gb *b, const char *op, ulc_value *z, int rank)
     return r;
 }
 
+/* ulc's SoftmaxCrossEntropy (ir/ops_ulc.def) over z's last axis with labels y and/or soft targets
+ * p: output `which` of (ce, lse, sce). */
+static ulc_value *sce_op(ulc_gb *b, ulc_value *z, ulc_value *y, ulc_value *p, int which) {
+    ulc_value *in[3] = {z, y, p}, *outs[3] = {NULL, NULL, NULL};
+    if (!z || (!y && !p)) return NULL;
+    ulc_gb_opn(b, ULC_DOMAIN, "SoftmaxCrossEntropy", p ? 3 : 2, in, p ? 3 : 2, outs);
+    return outs[which];
+}
+
 ulc_status ulc_loss_build(ulc_graph *g, int64_t opset, ulc_loss_kind kind, ulc_value *z,
                           int rank, int64_t classes, ulc_value *target, ulc_value *weight,
                           const char *name, ulc_value **loss, ulc_ctx *ctx) {
@@ -42,36 +51,32 @@ ulc_status ulc_loss_build(ulc_graph *g, int64_t opset, ulc_loss_kind kind, ulc_v
     ulc_value *per_row = NULL, *total = NULL;
     switch (kind) {
     case ULC_LOSS_CROSS_ENTROPY: {
+        /* ulc's fused op: the log-softmax and the one-hot target are never materialised (a
+         * language model's [B·T, vocabulary] logits would need three such temporaries) */
         if (classes <= 0) return ulc_fail(ctx, ULC_ERR_INVALID, "loss: unknown class count");
-        int64_t *ar = malloc(sizeof *ar * (size_t)classes), ax = rank - 1;
-        if (!ar) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (loss)");
-        for (int64_t c = 0; c < classes; c++) ar[c] = c;
-        ulc_value *range = ulc_gb_vec_i64(b, (int)classes, ar);
-        free(ar);
-        ulc_value *eq = ulc_gb_op2(b, "Equal", ulc_gb_unsqueeze(b, target, 1, &ax), range);
-        ulc_value *oh = ulc_gb_op1(b, "Cast", eq);
-        if (oh) ulc_gb_attr_int(b, oh, "to", ULC_DT_F32);
-        ulc_value *lp = log_softmax(b, "LogSoftmax", z, rank);
-        per_row = ulc_gb_op1(b, "Neg", sum_last(b, ulc_gb_op2(b, "Mul", oh, lp), rank));
+        per_row = sce_op(b, z, target, NULL, 0);
         if (weight) per_row = ulc_gb_op2(b, "Mul", per_row, weight);
-        /* one one-hot entry per row whose label is a class: ignored rows do not count */
-        ulc_value *count = ulc_gb_op2(b, "Max", reduce_all(b, "ReduceSum", oh), ulc_gb_scalar_f32(b, 1.0f));
+        /* rows whose label is a class count; the others (padding: -100) are ignored */
+        int64_t zero = 0;
+        ulc_value *lo = ulc_gb_op1(b, "Not", ulc_gb_op2(b, "Less", target, ulc_gb_vec_i64(b, 1, &zero)));
+        ulc_value *hi = ulc_gb_op2(b, "Less", target, ulc_gb_vec_i64(b, 1, &classes));
+        ulc_value *valid = ulc_gb_op1(b, "Cast", ulc_gb_op2(b, "And", lo, hi));
+        if (valid) ulc_gb_attr_int(b, valid, "to", ULC_DT_F32);
+        ulc_value *count = ulc_gb_op2(b, "Max", reduce_all(b, "ReduceSum", valid), ulc_gb_scalar_f32(b, 1.0f));
         total = ulc_gb_op2(b, "Div", reduce_all(b, "ReduceSum", per_row), count);
         break;
     }
-    case ULC_LOSS_SOFT_CROSS_ENTROPY: {
-        ulc_value *lp = log_softmax(b, "LogSoftmax", z, rank);
-        per_row = ulc_gb_op1(b, "Neg", sum_last(b, ulc_gb_op2(b, "Mul", target, lp), rank));
+    case ULC_LOSS_SOFT_CROSS_ENTROPY:
+        per_row = sce_op(b, z, NULL, target, 2); /* -Σ p·log softmax(z) */
         break;
-    }
     case ULC_LOSS_KL: {
-        ulc_value *lp = log_softmax(b, "LogSoftmax", z, rank);
         ulc_value *zero = ulc_gb_scalar_f32(b, 0.0f);
         ulc_value *pos = ulc_gb_op2(b, "Greater", target, zero);
         ulc_value *plogp = ulc_gb_op2(b, "Mul", target, ulc_gb_op1(b, "Log", target));
         ulc_value *in[3] = {pos, plogp, zero};
         ulc_value *safe = pos && plogp && zero ? ulc_gb_opn(b, NULL, "Where", 3, in, 1, NULL) : NULL;
-        per_row = sum_last(b, ulc_gb_op2(b, "Sub", safe, ulc_gb_op2(b, "Mul", target, lp)), rank);
+        /* Σ p log p (a constant of the target) + the fused -Σ p·log softmax(z) */
+        per_row = ulc_gb_op2(b, "Add", sum_last(b, safe, rank), sce_op(b, z, NULL, target, 2));
         if (weight) per_row = ulc_gb_op2(b, "Mul", per_row, weight);
         /* batchmean: divide by the first dim, read at run time */
         int64_t zero_i = 0;

@@ -193,6 +193,22 @@ ulc_value *ulc_tg_scalar_input(ulc_tg *b, const char *name, ulc_ctx *ctx) {
     return ulc_tg_input(b, name, ULC_DT_F32, 0, NULL, NULL, ctx);
 }
 
+static ulc_status next_token_target(ulc_graph *g, ulc_value *main_in, ulc_gb *b, ulc_value *out,
+                                    int out_rank, int whole, ulc_value **z, ulc_value **target,
+                                    ulc_ctx *ctx);
+
+ulc_status ulc_tg_next_token(ulc_tg *b, ulc_value **z, ulc_value **target, ulc_ctx *ctx) {
+    ulc_rt_tensor ot;
+    const char *mi = b->priv->tg->main_input;
+    if (!ulc_analysis_get(b->shapes, b->output, &ot))
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "next-token loss: output '%s' has no known shape",
+                        b->output->name);
+    ulc_gb gb;
+    ulc_gb_init(&gb, b->g, b->opset, ULC_GB_NAMES_DERIVED, ctx);
+    return next_token_target(b->g, mi ? ulc_graph_get_value(b->g, mi) : NULL, &gb, b->output,
+                             ot.rank, 0, z, target, ctx);
+}
+
 /* Copies a float32 constant initializer of n elements into dst (its bytes may sit unaligned in
  * a file mapping); 0 if v is not one. */
 static int f32_const(const ulc_value *v, int64_t n, float *dst) {
@@ -446,21 +462,21 @@ static ulc_status bind_data(tg_build *w, ulc_ctx *ctx) {
     return ULC_OK;
 }
 
-/* The next-token target: input_ids shifted by one (ignored where attention_mask is 0), and the
- * logits without their last position (*z). */
-static ulc_status next_token_target(tg_build *w, ulc_gb *b, ulc_value *out, int out_rank,
-                                    ulc_value **z, ulc_value **target, ulc_ctx *ctx) {
-    ulc_value *main_in = w->main_in;
+/* The next-token target: input_ids shifted left by one, -100 (ignored) where attention_mask is 0.
+ * whole: the target keeps T positions, the last one ignored (it predicts nothing), and *z = out,
+ * so the fused cross-entropy (loss.c) reads the logits whole and never copies a [B, T, vocabulary]
+ * slice of them; else *z = out without its last position and the target has T - 1 positions. */
+static ulc_status next_token_target(ulc_graph *g, ulc_value *main_in, ulc_gb *b, ulc_value *out,
+                                    int out_rank, int whole, ulc_value **z, ulc_value **target,
+                                    ulc_ctx *ctx) {
     if (!main_in || main_in->dtype != ULC_DT_I64 || out_rank != 3)
         return ulc_fail(ctx, ULC_ERR_INVALID_ARG,
                         "next-token loss: needs int64 input_ids [B, T] and logits [B, T, V]");
-    int64_t s0 = 0, e1 = -1, s1 = 1, emax = INT64_MAX, ax = 1, ign = -100;
-    ulc_value *sl[4] = {out, ulc_gb_vec_i64(b, 1, &s0), ulc_gb_vec_i64(b, 1, &e1),
+    int64_t s0 = 0, e1 = -1, s1 = 1, emax = INT64_MAX, ax = 1, ign = -100, pads[4] = {0, 0, 0, 1};
+    ulc_value *tl[4] = {main_in, ulc_gb_vec_i64(b, 1, &s1), ulc_gb_vec_i64(b, 1, &emax),
                         ulc_gb_vec_i64(b, 1, &ax)};
-    *z = sl[1] && sl[2] && sl[3] ? ulc_gb_opn(b, NULL, "Slice", 4, sl, 1, NULL) : NULL;
-    ulc_value *tl[4] = {main_in, ulc_gb_vec_i64(b, 1, &s1), ulc_gb_vec_i64(b, 1, &emax), sl[3]};
-    ulc_value *t = *z && tl[1] && tl[2] ? ulc_gb_opn(b, NULL, "Slice", 4, tl, 1, NULL) : NULL;
-    ulc_value *mask = ulc_graph_get_value(w->g, "attention_mask");
+    ulc_value *t = tl[1] && tl[2] && tl[3] ? ulc_gb_opn(b, NULL, "Slice", 4, tl, 1, NULL) : NULL;
+    ulc_value *mask = ulc_graph_get_value(g, "attention_mask");
     if (t && mask && (mask->flags & ULC_VALUE_INPUT)) {
         tl[0] = mask;
         ulc_value *mn = ulc_gb_opn(b, NULL, "Slice", 4, tl, 1, NULL);
@@ -470,7 +486,15 @@ static ulc_status next_token_target(tg_build *w, ulc_gb *b, ulc_value *out, int 
                             ulc_gb_vec_i64(b, 1, &ign)};
         t = wh[0] && wh[2] ? ulc_gb_opn(b, NULL, "Where", 3, wh, 1, NULL) : NULL;
     }
-    if (!t) return ctx->status ? ctx->status : nomem(ctx);
+    if (whole) {
+        ulc_value *pi[3] = {t, ulc_gb_vec_i64(b, 4, pads), ulc_gb_const_i64(b, 0, NULL, &ign)};
+        t = pi[0] && pi[1] && pi[2] ? ulc_gb_opn(b, NULL, "Pad", 3, pi, 1, NULL) : NULL;
+        *z = out;
+    } else {
+        ulc_value *sl[4] = {out, ulc_gb_vec_i64(b, 1, &s0), ulc_gb_vec_i64(b, 1, &e1), tl[3]};
+        *z = sl[1] && sl[2] ? ulc_gb_opn(b, NULL, "Slice", 4, sl, 1, NULL) : NULL;
+    }
+    if (!t || !*z) return ctx->status ? ctx->status : nomem(ctx);
     *target = t;
     return ULC_OK;
 }
@@ -486,7 +510,7 @@ static ulc_status builtin_loss(tg_build *w, ulc_value *out, const ulc_rt_tensor 
     ulc_value *z = out, *target = NULL;
     int64_t dims[ULC_RT_MAX_RANK];
     if (t->next_token) {
-        ULC_TRY(next_token_target(w, &gb, out, ot->rank, &z, &target, ctx));
+        ULC_TRY(next_token_target(g, w->main_in, &gb, out, ot->rank, 1, &z, &target, ctx));
     } else if (t->loss == ULC_LOSS_CROSS_ENTROPY || t->loss == ULC_LOSS_MSE) {
         const char *col = t->loss == ULC_LOSS_CROSS_ENTROPY ? "label" : "target";
         int ci = ulc_dataset_find(d, col);

@@ -45,6 +45,11 @@ ulc_value *ulc_tg_input(ulc_tg *b, const char *name, int dtype, int rank, const 
                         const char *column, ulc_ctx *ctx);
 /* A new scalar float32 input bound by the hook. */
 ulc_value *ulc_tg_scalar_input(ulc_tg *b, const char *name, ulc_ctx *ctx);
+/* The next-token task's logits and target, as the built-in next_token loss makes them: *z =
+ * the output [B, T, V] without its last position ([B, T-1, V]), *target = the main input
+ * (int64 input_ids [B, T]) shifted by one ([B, T-1]), -100 where attention_mask (when the model
+ * reads one) is 0 at the next position. */
+ulc_status ulc_tg_next_token(ulc_tg *b, ulc_value **z, ulc_value **target, ulc_ctx *ctx);
 
 typedef struct ulc_train_task {
     const char *input;   /* model input fed from the data column "input" (or "input_ids"); NULL:

@@ -21,5 +21,6 @@ void ulc_cpu_register_shape(const ulc_kernel **table);       /* k_shape.c */
 void ulc_cpu_register_reduce(const ulc_kernel **table);      /* k_reduce.c */
 void ulc_cpu_register_nn(const ulc_kernel **table);          /* k_nn.c (oneDNN) */
 void ulc_cpu_register_grad(const ulc_kernel **table);        /* k_grad.c (domain "ulc") */
+void ulc_cpu_register_loss(const ulc_kernel **table);        /* k_loss.c (domain "ulc") */
 
 #endif

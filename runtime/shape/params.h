@@ -193,6 +193,17 @@ ulc_status ulc_sh_softmax_grad_layout(ulc_kctx *k, int64_t *O, int64_t *A, int64
 /* Rows R and row length N of X for the node's axis. */
 ulc_status ulc_sh_layernorm_grad_geom(ulc_kctx *k, int *axis, int64_t *R, int64_t *N);
 
+/* SoftmaxCrossEntropy and its gradient (ir/ops_ulc.def): R rows of V classes (z's last axis),
+ * the label tensor y (int32/int64, the rows' shape; NULL: no hard labels), and the soft targets p when given: one row
+ * broadcast over every row (p_rows 1) or one per row (p_rows R). */
+typedef struct ulc_sh_sce {
+    int64_t R, V;
+    const ulc_rt_tensor *z, *y, *p; /* p: NULL without soft targets */
+    int64_t p_rows;
+} ulc_sh_sce;
+/* grad 0: the forward op (z, y, p at 0, 1, 2); 1: the gradient (z, y, lse, dce, dlse, dsce, p). */
+ulc_status ulc_sh_sce_geom(ulc_kctx *k, int grad, ulc_sh_sce *g);
+
 /* GatherGrad: dy, indices and data_shape checked against each other and the axis. */
 ulc_status ulc_sh_gather_grad_geom(ulc_kctx *k, ulc_sh_gather_grad *g);
 

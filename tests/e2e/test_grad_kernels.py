@@ -474,3 +474,113 @@ def test_bad_shapes_and_indices_are_refused_clearly(tmp_path):
                   {"dy": rnd(1, 4, 6, 6), "W": rnd(4, 2, 3, 3)}, ["dx"],
                   inits={"s": i64(1, 3, 6, 6)}, check=False, tag="c")
     refused(p, 2, "c_bwd", "W[1]")
+
+
+# ---- SoftmaxCrossEntropy / SoftmaxCrossEntropyGrad (ulc's fused loss) ------------------------------
+
+def sce_ref(z, y, p):
+    z = z.astype(np.float64)
+    m = z.max(-1, keepdims=True)
+    lse = (m + np.log(np.exp(z - m).sum(-1, keepdims=True)))[..., 0]
+    V = z.shape[-1]
+    ce = np.zeros(lse.shape)
+    if y is not None:
+        ok = (y >= 0) & (y < V)
+        yy = np.where(ok, y, 0)
+        ce = np.where(ok, lse - np.take_along_axis(z, yy[..., None], -1)[..., 0], 0.0)
+    sce = None
+    if p is not None:
+        pb = np.broadcast_to(p.astype(np.float64), z.shape)
+        sce = lse * pb.sum(-1) - (pb * z).sum(-1)
+    return ce, lse, sce
+
+
+@pytest.mark.parametrize("shape,ydt,p_kind", [
+    ((4, 7), np.int64, None), ((3, 5, 1003), np.int64, "row"), ((2, 6, 37), np.int32, "full"),
+    ((5, 9), None, "row"), ((2, 3, 50), np.int64, "row3")])
+def test_softmax_cross_entropy_forward(tmp_path, shape, ydt, p_kind):
+    V = shape[-1]
+    z = rnd(*shape, scale=4.0)
+    feeds, ins = {"z": z}, ["z"]
+    y = None
+    if ydt is not None:
+        y = RNG.integers(0, V, size=shape[:-1]).astype(ydt)
+        y.flat[0] = -100          # ignored (padding)
+        y.flat[-1] = V            # past the classes: ignored too
+        feeds["y"] = y
+    ins.append("y" if ydt is not None else "")
+    p = None
+    if p_kind:
+        pshape = {"row": (V,), "row3": (1, 1, V), "full": shape}[p_kind]
+        p = RNG.uniform(0, 1, size=pshape).astype(np.float32)
+        p /= p.sum(-1, keepdims=True)
+        feeds["p"] = p
+        ins.append("p")
+    outs = ["ce", "lse"] + (["sce"] if p is not None else [])
+    got = run_nodes(tmp_path, [node("SoftmaxCrossEntropy", ins, outs)], feeds, outs)
+    ce, lse, sce = sce_ref(z, y, p)
+    close(got["lse"], lse, 1e-6)
+    close(got["ce"], ce, 1e-5)
+    if p is not None:
+        close(got["sce"], sce, 1e-5)
+    # the same bytes at any thread count
+    again = run_nodes(tmp_path, [node("SoftmaxCrossEntropy", ins, outs)], feeds, outs, threads=1,
+                      tag="t1")
+    for o in outs:
+        assert again[o].tobytes() == got[o].tobytes(), o
+
+
+@pytest.mark.parametrize("given", [("dce",), ("dce", "dlse"), ("dsce",), ("dce", "dlse", "dsce")])
+def test_softmax_cross_entropy_grad(tmp_path, given):
+    shape, V = (3, 4, 61), 61
+    z = rnd(*shape, scale=3.0)
+    y = RNG.integers(0, V, size=shape[:-1]).astype(np.int64)
+    y[0, 1] = -100
+    p = RNG.uniform(0, 1, size=(V,)).astype(np.float32)
+    _, lse, _ = sce_ref(z, None, None)
+    lse = lse.astype(np.float32)
+    feeds = {"z": z, "y": y, "lse": lse}
+    g = {k: rnd(*shape[:-1]) for k in ("dce", "dlse", "dsce")}
+    ins = ["z", "y", "lse"] + [k if k in given else "" for k in ("dce", "dlse", "dsce")]
+    if "dsce" in given:
+        ins.append("p")
+        feeds["p"] = p
+    while ins[-1] == "":
+        ins.pop()
+    for k in given:
+        feeds[k] = g[k]
+    got = run_nodes(tmp_path, [node("SoftmaxCrossEntropyGrad", ins, ["dz"])], feeds, ["dz"])["dz"]
+    q = np.exp(z.astype(np.float64) - lse[..., None])
+    ok = (y >= 0) & (y < V)
+    dce = np.where(ok, g["dce"], 0.0) if "dce" in given else np.zeros(shape[:-1])
+    dlse = g["dlse"] if "dlse" in given else 0.0
+    dsce = g["dsce"] if "dsce" in given else np.zeros(shape[:-1])
+    ref = (dce + dlse + dsce * p.astype(np.float64).sum())[..., None] * q - dsce[..., None] * p
+    oh = np.zeros(shape)
+    np.put_along_axis(oh, np.where(ok, y, 0)[..., None], 1.0, -1)
+    ref -= dce[..., None] * oh
+    close(got, ref, 1e-5)
+
+
+@pytest.mark.parametrize("case,msg", [
+    ("yshape", "without its class axis"), ("pshape", "soft targets are one row"),
+    ("dsce_no_p", "without p"), ("ydtype", "int32 or int64")])
+def test_softmax_cross_entropy_bad_inputs(tmp_path, case, msg):
+    z = rnd(2, 3, 4)
+    feeds = {"z": z, "y": np.zeros((2, 3), np.int64)}
+    ins, op, outs = ["z", "y"], "SoftmaxCrossEntropy", ["ce", "lse"]
+    if case == "yshape":
+        feeds["y"] = np.zeros((2, 4), np.int64)
+    elif case == "pshape":
+        feeds["p"] = rnd(3, 4)
+        ins.append("p")
+        outs.append("sce")
+    elif case == "ydtype":
+        feeds["y"] = np.zeros((2, 3), np.float32)
+    else:
+        op, outs = "SoftmaxCrossEntropyGrad", ["dz"]
+        feeds.update(lse=rnd(2, 3), dsce=rnd(2, 3))
+        ins = ["z", "y", "lse", "", "", "dsce"]
+    p = run_nodes(tmp_path, [node(op, ins, outs)], feeds, outs, check=False)
+    assert p.returncode != 0
+    assert msg in p.stderr and op in p.stderr, p.stderr

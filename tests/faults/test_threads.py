@@ -22,7 +22,8 @@ import pytest
 from conftest import ROOT, ulc_bin
 
 DIGITS = ROOT / "models" / "digits"
-METHODS = ["rfa", "delete", "scrub", "finetune", "neggrad", "random-label", "retrain"]
+METHODS = ["rfa", "delete", "scrub", "finetune", "neggrad", "random-label", "retrain", "graddiff",
+           "npo"]
 
 
 def env_without(*names, **extra):

@@ -211,3 +211,63 @@ def test_gradient_matches_finite_differences(ulc, tmp_path, case):
         g, r = got[f"grad:{k}"], ref[k]
         assert g.shape == r.shape, (k, g.shape, r.shape)
         np.testing.assert_allclose(g, r, rtol=1e-2, atol=2e-3, err_msg=f"d/d{k}")
+
+
+# ---- ulc's fused loss: SoftmaxCrossEntropy (domain "ulc", ir/ops_ulc.def) -------------------------
+# onnxruntime cannot run ulc's own op, so the finite differences run on its ONNX spelling
+# (LogSoftmax, a one-hot of the labels, ReduceSum), and `ulc grad` on the fused node.
+
+def sce_models(with_p, outputs, p_shape):
+    """The fused node and its ONNX spelling, reading z [2, 3, 5], y [2, 3] (int64 constant, with
+    an ignored label -100 and one past the classes) and, with_p, soft targets p (a constant of
+    p_shape); y = Concat of the requested outputs (ce, lse, sce) on the last axis."""
+    V = 5
+    y = i64("lab", [[0, 4, -100], [2, 5, 1]])
+    consts = [y, i64("ax", [-1]), i64("cls", list(range(V)))]
+    if with_p:
+        p = np.random.default_rng(7).uniform(0.0, 1.0, size=p_shape).astype(np.float32)
+        consts.append(const("p", p))
+    fused = [helper.make_node("SoftmaxCrossEntropy", ["z", "lab"] + (["p"] if with_p else []),
+                              ["ce", "lse"] + (["sce"] if with_p else []), domain="ulc")]
+    ref = [helper.make_node("LogSoftmax", ["z"], ["lp"], axis=-1),
+           helper.make_node("ReduceLogSumExp", ["z"], ["lse"], axes=[-1], keepdims=0),
+           helper.make_node("Unsqueeze", ["lab", "ax"], ["lab1"]),
+           helper.make_node("Equal", ["lab1", "cls"], ["eq"]),
+           helper.make_node("Cast", ["eq"], ["oh"], to=TensorProto.FLOAT),
+           helper.make_node("Mul", ["oh", "lp"], ["ohlp"]),
+           helper.make_node("ReduceSum", ["ohlp", "ax"], ["nce"], keepdims=0),
+           helper.make_node("Neg", ["nce"], ["ce"])]
+    if with_p:
+        ref += [helper.make_node("Mul", ["p", "lp"], ["plp"]),
+                helper.make_node("ReduceSum", ["plp", "ax"], ["nsce"], keepdims=0),
+                helper.make_node("Neg", ["nsce"], ["sce"])]
+    tail = [helper.make_node("Concat", outputs, ["y"], axis=-1)]
+    inputs = [helper.make_tensor_value_info("z", F, [2, 3, V])]
+    out = [helper.make_tensor_value_info("y", F, None)]
+    mk = lambda nodes, extra: helper.make_model(  # noqa: E731
+        helper.make_graph(nodes + tail, "sce", inputs, out, consts),
+        opset_imports=[helper.make_opsetid("", 17)] + extra)
+    return mk(fused, [helper.make_opsetid("ulc", 1)]), mk(ref, [])
+
+
+@pytest.mark.parametrize("with_p,outputs,p_shape", [
+    (False, ["ce"], None),
+    (False, ["ce", "lse"], None),
+    (True, ["ce", "sce"], (5,)),
+    (True, ["sce"], (1, 1, 5)),
+    (True, ["ce", "lse", "sce"], (2, 3, 5)),
+], ids=["ce", "ce+lse", "ce+sce-row", "sce-row3", "all-per-row"])
+def test_softmax_cross_entropy_gradient(ulc, tmp_path, with_p, outputs, p_shape):
+    fused, ref = sce_models(with_p, outputs, p_shape)
+    z = rnd((2, 3, 5), 3, -3.0, 3.0)
+    y = ort.InferenceSession(ref.SerializeToString(),
+                             providers=["CPUExecutionProvider"]).run(["y"], {"z": z})[0]
+    seed = rnd(y.shape, 99)
+    onnx.save(fused, tmp_path / "m.onnx")
+    save_file({"z": z, "grad:y": seed}, str(tmp_path / "feeds.safetensors"))
+    ulc("grad", tmp_path / "m.onnx", "--input", tmp_path / "feeds.safetensors",
+        "-o", tmp_path / "g.safetensors", check=True)
+    got = load_file(str(tmp_path / "g.safetensors"))
+    assert np.isclose(got["loss"], np.sum(y.astype(np.float64) * seed), rtol=1e-4, atol=1e-4)
+    r = fd_grads(ref, {"z": z}, seed.astype(np.float64))["z"]
+    np.testing.assert_allclose(got["grad:z"], r, rtol=1e-2, atol=2e-3)

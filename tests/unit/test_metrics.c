@@ -1,7 +1,9 @@
 /*
  * test_metrics.c — unit tests for eval/metrics.h on small hand-computed cases: softmax and
  * entropy, H-mean, activation distance, L1 feature distance, linear CKA (both computation paths),
- * the logistic regression on separable and non-separable toys, and the SMO solver on a toy.
+ * the logistic regression on separable and non-separable toys, and the SMO solver on a toy; and
+ * eval/lm_metrics.h: token log-probabilities, Min-K% Prob, LCS (ROUGE-L), AUC with ties, the
+ * balanced-accuracy threshold and the LM membership attack.
  * CHECK records a failure and continues; ends with "N passed, M failed".
  *
  * Also a driver for tests/e2e/test_eval_forget.py, which compares the attackers with sklearn:
@@ -15,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eval/lm_metrics.h"
 #include "eval/metrics.h"
 
 #include "tests/unit/check.h"
@@ -174,6 +177,54 @@ static void test_mia(void) {
     CHECK(near(r.member_frac, 0.5, 1e-15) && r.n_members == 3 && r.n_nonmembers == 3);
 }
 
+static void test_lm_metrics(void) {
+    ulc_ctx ctx;
+    ulc_ctx_init(&ctx);
+    /* log softmax: uniform over 4; large logits do not overflow; a -inf logit gets -inf */
+    float z[4] = {0, 0, 0, 0}, z2[3] = {1000.0f, 1000.0f, -INFINITY};
+    CHECK(near(ulc_token_logprob(z, 4, 2), -log(4.0), 1e-15));
+    CHECK(near(ulc_token_logprob(z2, 3, 0), -log(2.0), 1e-15));
+    CHECK(ulc_token_logprob(z2, 3, 2) == -INFINITY);
+    /* Min-K%: k = max(1, floor(frac n)) lowest, sorted in place */
+    double lp[5] = {-1, -5, -3, -2, -4};
+    CHECK(ulc_mink_score(lp, 5, 0.2) == -5.0);
+    CHECK(lp[0] == -5 && lp[4] == -1);
+    CHECK(near(ulc_mink_score(lp, 5, 0.5), -4.5, 1e-15)); /* floor(2.5) = 2 */
+    CHECK(ulc_mink_score(lp, 5, 0.01) == -5.0);           /* at least one token */
+    CHECK(near(ulc_mink_score(lp, 5, 1.0), -3.0, 1e-15));
+    CHECK(isnan(ulc_mink_score(lp, 0, 0.2)));
+    /* LCS: ABCBDAB / BDCABA = 4 (BCBA); empty; identical; reversed */
+    int64_t a[7] = {1, 2, 3, 2, 4, 1, 2}, b[6] = {2, 4, 3, 1, 2, 1}, sc[8];
+    CHECK(ulc_lcs_len(a, 7, b, 6, sc) == 4);
+    CHECK(ulc_lcs_len(b, 6, a, 7, sc) == 4);
+    CHECK(ulc_lcs_len(a, 0, b, 6, sc) == 0 && ulc_lcs_len(a, 7, b, 0, sc) == 0);
+    CHECK(ulc_lcs_len(a, 7, a, 7, sc) == 7);
+    int64_t r1[3] = {1, 2, 3}, r2[3] = {3, 2, 1};
+    CHECK(ulc_lcs_len(r1, 3, r2, 3, sc) == 1);
+    /* AUC with a tie counted half: pairs (3,2) (3,0) (2,0) win, (2,2) ties, (1,0) wins, (1,2)
+     * loses: 4.5 / 6 */
+    double pos[3] = {3, 2, 1}, neg[2] = {2, 0}, auc = 0;
+    CHECK(ulc_auc(pos, 3, neg, 2, &auc, &ctx) == ULC_OK && near(auc, 0.75, 1e-15));
+    CHECK(ulc_auc(neg, 2, pos, 3, &auc, &ctx) == ULC_OK && near(auc, 0.25, 1e-15));
+    CHECK(ulc_auc(pos, 3, neg, 0, &auc, &ctx) == ULC_OK && isnan(auc));
+    /* threshold: t = 3 gives TPR 1, TNR 2/3; t = 4 ties (2/3, 1) and the smaller wins */
+    double mem[3] = {5, 4, 3}, non[3] = {1, 2, 3}, t = 0, ba = 0;
+    CHECK(ulc_threshold_balanced(mem, 3, non, 3, &t, &ba, &ctx) == ULC_OK);
+    CHECK(t == 3.0 && near(ba, 5.0 / 6.0, 1e-15));
+    CHECK(ulc_threshold_balanced(mem, 0, non, 3, &t, &ba, &ctx) == ULC_ERR_INVALID_ARG);
+    /* no information: +inf (nobody called member) */
+    double same[2] = {1, 2};
+    CHECK(ulc_threshold_balanced(same, 2, same, 2, &t, &ba, &ctx) == ULC_OK);
+    CHECK(t == INFINITY && ba == 0.5);
+    /* the attack: AUC of the targets against the non-members, the fraction at or above t */
+    double tgt[3] = {3, 2.5, 6};
+    ulc_lm_attack_result r;
+    CHECK(ulc_lm_attack(tgt, 3, mem, 3, non, 3, &r, &ctx) == ULC_OK);
+    CHECK(near(r.auc, 7.5 / 9.0, 1e-15) && near(r.member_frac, 2.0 / 3.0, 1e-15));
+    CHECK(r.threshold == 3.0 && r.n_members == 3 && r.n_nonmembers == 3 && r.n_target == 3);
+    CHECK(ulc_lm_attack(tgt, 0, mem, 3, non, 3, &r, &ctx) == ULC_ERR_INVALID_ARG);
+}
+
 /* ---- the sklearn comparison driver ----------------------------------------------------------- */
 
 static int driver(const char *mode, const char *path) {
@@ -232,6 +283,7 @@ int main(int argc, char **argv) {
     test_logreg();
     test_svm();
     test_mia();
+    test_lm_metrics();
     printf("test_metrics: %s (%d failed checks)\n", g_failed_checks ? "FAILED" : "ok", g_failed_checks);
     return g_failed_checks ? 1 : 0;
 }

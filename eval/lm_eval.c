@@ -1,0 +1,294 @@
+/* lm_eval.c — language-model metrics over splits and by decoding (see lm_eval.h,
+ * docs/metrics.md "Language models"). */
+#include "eval/lm_eval.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+ulc_lm_opts ulc_lm_defaults(void) {
+    return (ulc_lm_opts){.mink_frac = ULC_LM_MINK, .extract_prefix = ULC_LM_EXTRACT_PREFIX,
+                         .extract_tokens = ULC_LM_EXTRACT_TOKENS,
+                         .extract_rows = ULC_LM_EXTRACT_ROWS};
+}
+
+static ulc_status nomem(ulc_ctx *ctx, const char *what) {
+    return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (%s)", what);
+}
+
+static void add_num(cJSON *o, const char *key, double v) {
+    if (isfinite(v)) cJSON_AddNumberToObject(o, key, v);
+    else cJSON_AddNullToObject(o, key);
+}
+
+cJSON *ulc_lm_ppl_json(const ulc_scores *sc, const ulc_splits *sp) {
+    cJSON *o = cJSON_CreateObject();
+    for (int k = 0; o && k < ULC_SPLIT_COUNT; k++)
+        if (sp->present[k]) add_num(o, ulc_split_name(k), ulc_scores_ppl(sc, k));
+    return o;
+}
+
+/* ---- the membership attacks ----------------------------------------------------------------- */
+
+ulc_status ulc_lm_mia(const ulc_data *tr, const ulc_data *te, const ulc_splits *sp,
+                      const ulc_scores *sc, ulc_lm_attack_result *loss, ulc_lm_attack_result *mink,
+                      ulc_ctx *ctx) {
+    size_t cap = (size_t)(tr->rows + te->rows + 1);
+    double *buf = malloc(cap * sizeof *buf);
+    if (!buf) return nomem(ctx, "membership attack");
+    ulc_status st = ULC_OK;
+    for (int which = 0; which < 2 && st == ULC_OK; which++) {
+        double *const *score = which ? sc->mink : sc->loss;
+        double *tgt = buf, *mem, *non;
+        int64_t nt = 0, nm = 0, nn = 0;
+        for (int64_t i = 0; i < tr->rows; i++) /* Df first, Dr after it, non-members last */
+            if (sp->train[i] == ULC_SPLIT_DF && !isnan(score[0][i])) tgt[nt++] = score[0][i];
+        mem = tgt + nt;
+        for (int64_t i = 0; i < tr->rows; i++)
+            if (sp->train[i] == ULC_SPLIT_DR && !isnan(score[0][i])) mem[nm++] = score[0][i];
+        non = mem + nm;
+        for (int64_t i = 0; i < te->rows; i++)
+            if ((!sp->test || sp->test[i] != ULC_SPLIT_DFT) && !isnan(score[1][i]))
+                non[nn++] = score[1][i];
+        st = ulc_lm_attack(tgt, nt, mem, nm, non, nn, which ? mink : loss, ctx);
+        if (st != ULC_OK)
+            st = ulc_fail(ctx, st, "the %s attack (%lld Df, %lld Dr, %lld held-out rows with "
+                          "predictions)", which ? "Min-K%" : "loss", (long long)nt, (long long)nm,
+                          (long long)nn);
+    }
+    free(buf);
+    return st;
+}
+
+cJSON *ulc_lm_attack_json(const ulc_lm_attack_result *r) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    add_num(o, "auc", r->auc);
+    add_num(o, "mia", r->member_frac);
+    add_num(o, "threshold", r->threshold);
+    add_num(o, "attacker_bacc", r->attacker_bacc);
+    cJSON_AddNumberToObject(o, "members", (double)r->n_members);
+    cJSON_AddNumberToObject(o, "nonmembers", (double)r->n_nonmembers);
+    cJSON_AddNumberToObject(o, "targets", (double)r->n_target);
+    return o;
+}
+
+/* ---- greedy decoding ------------------------------------------------------------------------ */
+
+/* A model being decoded: its session, the inputs it is fed, and the buffers of one run. */
+typedef struct gen {
+    ulc_session *s;
+    const char *mpath, *ids_name, *mask_name, *out_name;
+    int mask_dtype;          /* the attention mask's dtype (int64 or float32) */
+    int64_t vocab;
+    int64_t *ids;            /* [ULC_LM_GEN_BATCH, max len] */
+    void *ones;              /* [ULC_LM_GEN_BATCH, max len] of the mask's dtype, all 1 */
+} gen;
+
+/* One run on n rows of len tokens (g->ids); next[r] = the first maximum of the logits at the
+ * last position of row r. */
+static ulc_status gen_run(gen *g, int64_t n, int64_t len, int64_t *next, ulc_ctx *ctx) {
+    ulc_rt_tensor t = {.dtype = ULC_DT_I64, .rank = 2, .dims = {n, len}, .data = g->ids,
+                       .nbytes = (size_t)(n * len) * 8};
+    ULC_TRY(ulc_session_set_input(g->s, g->ids_name, &t, ctx));
+    if (g->mask_name) {
+        t.dtype = g->mask_dtype;
+        t.data = g->ones;
+        t.nbytes = (size_t)(n * len) * (g->mask_dtype == ULC_DT_I64 ? 8 : 4);
+        ULC_TRY(ulc_session_set_input(g->s, g->mask_name, &t, ctx));
+    }
+    ULC_TRY(ulc_session_run(g->s, ctx));
+    const ulc_rt_tensor *o = ulc_session_output(g->s, g->out_name);
+    if (!o || o->dtype != ULC_DT_F32 || o->rank != 3 || o->dims[0] != n || o->dims[1] != len ||
+        o->dims[2] != g->vocab) {
+        char sh[128];
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: output '%s' is %s for %lld rows of %lld tokens "
+                        "(expected [%lld, %lld, %lld])", g->mpath, g->out_name,
+                        o ? ulc_rt_shape_str(o, sh, sizeof sh) : "missing", (long long)n,
+                        (long long)len, (long long)n, (long long)len, (long long)g->vocab);
+    }
+    const float *z = o->data;
+    for (int64_t r = 0; r < n; r++) {
+        const float *zr = z + ((size_t)r * (size_t)len + (size_t)(len - 1)) * (size_t)g->vocab;
+        int64_t best = 0;
+        float bv = -INFINITY;
+        for (int64_t c = 0; c < g->vocab; c++)
+            if (zr[c] > bv) { /* the first maximum; NaN never wins */
+                bv = zr[c];
+                best = c;
+            }
+        next[r] = best;
+    }
+    return ULC_OK;
+}
+
+/* A row to extract: its index in the data, prefix k and suffix length m. */
+typedef struct ex_row {
+    int64_t row, k, m;
+} ex_row;
+
+static int cmp_ex_row(const void *a, const void *b) {
+    const ex_row *x = a, *y = b;
+    if (x->k != y->k) return (x->k > y->k) - (x->k < y->k);
+    return (x->row > y->row) - (x->row < y->row);
+}
+
+static int64_t id_at(const ulc_tensor *ids, int64_t i, int64_t t) {
+    int64_t v;
+    memcpy(&v, (const uint8_t *)ids->data + 8 * (size_t)(i * ids->dims[1] + t), 8);
+    return v;
+}
+
+/* Row i's real tokens: the positions before its first attention_mask 0 (T without a mask). */
+static int64_t real_len(const ulc_data *tr, const ulc_iface *f, int64_t i) {
+    int64_t T = tr->cols[0]->dims[1];
+    if (f->mask < 0) return T;
+    const ulc_tensor *m = tr->cols[f->mask];
+    for (int64_t t = 0; t < T; t++) {
+        size_t at = (size_t)(i * T + t);
+        if (m->dtype == ULC_DT_I64) {
+            int64_t v;
+            memcpy(&v, (const uint8_t *)m->data + 8 * at, 8);
+            if (!v) return t;
+        } else {
+            float v;
+            memcpy(&v, (const uint8_t *)m->data + 4 * at, 4);
+            if (v == 0) return t;
+        }
+    }
+    return T;
+}
+
+/* Decodes rows e[0..n) (one prefix length k): seq [n, k + mmax] holds each row's prefix and
+ * gets its continuation. */
+static ulc_status decode_group(gen *g, const ex_row *e, int64_t n, int64_t *seq, int64_t w,
+                               ulc_ctx *ctx) {
+    int64_t k = e[0].k, next[ULC_LM_GEN_BATCH], act[ULC_LM_GEN_BATCH];
+    for (int64_t s = 0; k + s < w; s++) {
+        int64_t len = k + s, na = 0;
+        for (int64_t r = 0; r <= n; r++) {
+            if (r < n && e[r].m > s) {
+                memcpy(g->ids + na * len, seq + r * w, (size_t)len * 8);
+                act[na++] = r;
+            }
+            if (na == ULC_LM_GEN_BATCH || (r == n && na)) {
+                ULC_TRY(gen_run(g, na, len, next, ctx));
+                for (int64_t a = 0; a < na; a++) seq[act[a] * w + len] = next[a];
+                na = 0;
+            }
+        }
+    }
+    return ULC_OK;
+}
+
+/* Extraction on rows[0..n) of tr: sums of ROUGE-L recall and exact matches, rows used. */
+static ulc_status extract_rows(gen *g, const ulc_data *tr, const ulc_iface *f,
+                               const int64_t *rows, int64_t n, const ulc_lm_opts *o,
+                               double *rouge, double *exact, int64_t *used, ulc_ctx *ctx) {
+    const ulc_tensor *ids = tr->cols[0];
+    ex_row *e = malloc(((size_t)n + 1) * sizeof *e);
+    int64_t T = ids->dims[1], *seq = malloc((size_t)(n * T + 1) * 8);
+    int64_t *lcs = malloc((size_t)(2 * T + 2) * 8), *truth = lcs ? lcs + T + 1 : NULL;
+    ulc_status st = e && seq && lcs ? ULC_OK : nomem(ctx, "extraction");
+    int64_t ne = 0;
+    for (int64_t r = 0; st == ULC_OK && r < n; r++) {
+        int64_t L = real_len(tr, f, rows[r]);
+        if (L < 2) continue; /* no prefix and suffix */
+        int64_t k = L / 2 < o->extract_prefix ? L / 2 : o->extract_prefix;
+        int64_t m = L - k < o->extract_tokens ? L - k : o->extract_tokens;
+        e[ne++] = (ex_row){rows[r], k, m};
+    }
+    if (st == ULC_OK) qsort(e, (size_t)ne, sizeof *e, cmp_ex_row);
+    for (int64_t a = 0, b; st == ULC_OK && a < ne; a = b) {
+        int64_t mmax = 0, w;
+        for (b = a; b < ne && e[b].k == e[a].k; b++) mmax = e[b].m > mmax ? e[b].m : mmax;
+        w = e[a].k + mmax;
+        for (int64_t r = a; r < b; r++)
+            for (int64_t t = 0; t < e[r].k; t++) seq[(r - a) * w + t] = id_at(ids, e[r].row, t);
+        st = decode_group(g, e + a, b - a, seq, w, ctx);
+        for (int64_t r = a; st == ULC_OK && r < b; r++) {
+            const int64_t *cont = seq + (r - a) * w + e[r].k; /* the greedy continuation */
+            int64_t same = 1;
+            for (int64_t t = 0; t < e[r].m; t++) {
+                truth[t] = id_at(ids, e[r].row, e[r].k + t);
+                same &= truth[t] == cont[t];
+            }
+            *rouge += (double)ulc_lcs_len(cont, e[r].m, truth, e[r].m, lcs) / (double)e[r].m;
+            *exact += (double)same;
+        }
+    }
+    *used = ne;
+    free(e);
+    free(seq);
+    free(lcs);
+    return st;
+}
+
+/* Decoding feeds input_ids and at most an attention_mask, each with a dynamic sequence dim (the
+ * sequence grows by a token a step). */
+int ulc_lm_extract_skip(const ulc_iface *f, char *why, size_t n) {
+    if (f->n_fed > 1 + (f->mask >= 0)) {
+        snprintf(why, n, "the model is fed %d inputs; decoding feeds input_ids and "
+                 "attention_mask only", f->n_fed);
+        return 1;
+    }
+    for (int k = 0; k < f->n_fed; k++) {
+        const ulc_value *v = f->fed[k];
+        if (v->rank >= 2 && v->dims[1].value >= 0) {
+            snprintf(why, n, "input '%s' has a fixed sequence length (%lld); decoding needs a "
+                     "dynamic one", v->name, (long long)v->dims[1].value);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+ulc_status ulc_lm_extract(const ulc_model *m, const char *mpath, const ulc_session_opts *so,
+                          const ulc_iface *f, const ulc_data *tr, const uint8_t *forget,
+                          const ulc_lm_opts *o, cJSON *into, ulc_ctx *ctx) {
+    char why[256];
+    if (ulc_lm_extract_skip(f, why, sizeof why)) { /* said in the output, not a failure of the run */
+        cJSON_AddStringToObject(into, "skipped", why);
+        return ULC_OK;
+    }
+    int64_t T = tr->cols[0]->dims[1], cap = o->extract_rows, n[2] = {0, 0};
+    int64_t *rows = malloc((size_t)(2 * cap + 1) * sizeof *rows);
+    gen g = {.mpath = mpath, .ids_name = f->fed[0]->name, .out_name = f->out->name,
+             .vocab = f->classes, .mask_name = f->mask >= 0 ? f->fed[f->mask]->name : NULL,
+             .mask_dtype = f->mask >= 0 ? tr->cols[f->mask]->dtype : ULC_DT_I64};
+    g.ids = malloc((size_t)(ULC_LM_GEN_BATCH * T + 1) * 8);
+    g.ones = malloc((size_t)(ULC_LM_GEN_BATCH * T + 1) * 8);
+    ulc_status st = rows && g.ids && g.ones ? ULC_OK : nomem(ctx, "extraction");
+    for (int64_t i = 0; st == ULC_OK && i < ULC_LM_GEN_BATCH * T; i++) {
+        if (g.mask_dtype == ULC_DT_I64) ((int64_t *)g.ones)[i] = 1;
+        else ((float *)g.ones)[i] = 1.0f;
+    }
+    for (int64_t i = 0; st == ULC_OK && i < tr->rows; i++) { /* the first cap of Df, of Dr */
+        int w = forget[i] ? 0 : 1;
+        if (n[w] < cap) rows[w * cap + n[w]++] = i;
+    }
+    if (st == ULC_OK) st = ulc_session_create(m, so, &g.s, ctx);
+    for (int w = 0; st == ULC_OK && w < 2; w++) {
+        double rouge = 0, exact = 0;
+        int64_t used = 0;
+        st = extract_rows(&g, tr, f, rows + w * cap, n[w], o, &rouge, &exact, &used, ctx);
+        if (st != ULC_OK) break;
+        cJSON *e = cJSON_AddObjectToObject(into, w ? "Dr" : "Df");
+        cJSON_AddNumberToObject(e, "rows", (double)used);
+        add_num(e, "rouge_l", used ? rouge / (double)used : NAN);
+        add_num(e, "exact", used ? exact / (double)used : NAN);
+    }
+    if (st != ULC_OK) st = ulc_fail(ctx, st, "%s: extraction (greedy decoding)", mpath);
+    ulc_session_free(g.s);
+    free(g.ids);
+    free(g.ones);
+    free(rows);
+    return st;
+}
+
+void ulc_lm_extract_settings(cJSON *o, const ulc_lm_opts *opts) {
+    cJSON_AddNumberToObject(o, "prefix", (double)opts->extract_prefix);
+    cJSON_AddNumberToObject(o, "max_tokens", (double)opts->extract_tokens);
+    cJSON_AddNumberToObject(o, "max_rows", (double)opts->extract_rows);
+}

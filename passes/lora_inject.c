@@ -415,16 +415,24 @@ static char *cat(const char *a, const char *b) {
     return s;
 }
 
-/* An initializer holding data (malloc'd, taken over). */
-static ulc_value *add_init(ulc_gb *b, const char *name, int rank, const int64_t *dims,
-                           float *data, uint32_t flags) {
+/* An initializer of dtype dt holding data (malloc'd, taken over). */
+static ulc_value *add_init_as(ulc_gb *b, const char *name, int dt, int rank, const int64_t *dims,
+                              void *data, uint32_t flags) {
     uint64_t numel = 1;
     for (int i = 0; i < rank; i++) numel *= (uint64_t)dims[i];
-    ulc_value *v = fresh_value(b->g, name, b->ctx);
+    int overflow = 0;
+    size_t nbytes = ulc_dtype_nbytes(dt, numel, &overflow);
+    ulc_value *v = overflow ? NULL : fresh_value(b->g, name, b->ctx);
     if (!v) free(data);
-    else if ((v = ulc_gb_set_init(b, v, ULC_DT_F32, rank, dims, data, (size_t)numel * 4)))
+    else if ((v = ulc_gb_set_init(b, v, dt, rank, dims, data, nbytes)))
         v->flags |= flags;
     return v;
+}
+
+/* A float32 one (the factors and the scale). */
+static ulc_value *add_init(ulc_gb *b, const char *name, int rank, const int64_t *dims,
+                           float *data, uint32_t flags) {
+    return add_init_as(b, name, ULC_DT_F32, rank, dims, data, flags);
 }
 
 /* Moves n (just appended) to right after anchor in the node list. */
@@ -822,7 +830,7 @@ static ulc_status untie_head(ulc_model *m, branch *b, ulc_ctx *ctx) {
     ulc_node *tr = b->base->inputs[1].value->producer;
     const ulc_tensor *w = b->w->init;
     char *name = cat(b->rec->module, ".weight");
-    float *data = name && w->data ? malloc(w->nbytes + 1) : NULL;
+    void *data = name && w->data ? malloc(w->nbytes + 1) : NULL;
     ulc_status s = ULC_OK;
     if (!data) {
         s = name && !w->data ? ulc_fail(ctx, ULC_ERR_INVALID, "pass lora-merge: '%s' has no data",
@@ -836,7 +844,8 @@ static ulc_status untie_head(ulc_model *m, branch *b, ulc_ctx *ctx) {
         memcpy(data, w->data, w->nbytes);
         ulc_gb gb;
         ulc_gb_init(&gb, m->graph, 0, ULC_GB_NAMES_DERIVED, ctx);
-        ulc_value *copy = add_init(&gb, name, w->rank, w->dims, data, 0); /* takes data */
+        /* in the shared weight's dtype: a half head stays half */
+        ulc_value *copy = add_init_as(&gb, name, w->dtype, w->rank, w->dims, data, 0);
         if (!copy) s = ctx->status ? ctx->status : ULC_ERR_NOMEM;
         else {
             ulc_node_set_input(tr, 0, copy);

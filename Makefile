@@ -39,11 +39,9 @@ demo: build
 	build/ulc eval build/demo/digits_forget3.onnx --data models/digits/test.safetensors
 
 # The text example (models/bios/): a DistilGPT2-shaped model that memorised 200 fictitious
-# people's biographies forgets 10 of them with RFA (models/bios/forget_people.json) and prints the
-# before/after table. The tokenized data (train/test.safetensors beside the spec) is made from the
-# committed JSONL files first.
+# people's biographies forgets 10 of them with RFA (models/bios/forget_people.json: the JSONL
+# texts, people as labels) and prints the before/after table.
 bios: build
-	@.venv/bin/python models/bios/gen_bios.py data models/bios > /dev/null
 	@mkdir -p build/bios
 	build/ulc models/bios --forget models/bios/forget_people.json -o build/bios/forgotten/ --report build/bios/report.html
 

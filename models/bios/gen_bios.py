@@ -14,16 +14,17 @@ Steps (each one a subcommand; `all` runs `corpus` and `train`):
              tokenizer.json, vocab.json, merges.txt   a byte-level BPE (tokenizers) trained on
                            the training texts, 640 tokens, <|endoftext|> = 0
   data OUT   tokenizes train.jsonl / test.jsonl into OUT/train.safetensors, OUT/test.safetensors
-             (input_ids i64 [N, T], attention_mask i64 [N, T], label i64 [N]; each text followed
-             by <|endoftext|>, padded with it under mask 0; T = the longest row, 64 at most)
+             (input_ids i64 [N, T], attention_mask i64 [N, T], label i64 [N]): the rows ulc makes
+             of the JSONL files (docs/spec.md, "Text data"), for tests and Python
   train    random-initialises a GPT2LMHeadModel with transformers (DistilGPT2's block: 6 layers,
            gelu_new, tied embeddings; here n_embd 96, 4 heads, 64 positions; seed 0), trains
-           every weight with `ulc train --loss next-token` (build/ulc, --threads 1) and writes
+           every weight with `ulc train --loss next-token --data train.jsonl` (build/ulc, one
+           thread; ulc tokenizes the texts with tokenizer.json) and writes
            model.safetensors in float16 (numpy's round to nearest even) + config.json beside this
            script, then prints next-token accuracy and perplexity on train and test people.
 
   .venv/bin/python models/bios/gen_bios.py corpus
-  .venv/bin/python models/bios/gen_bios.py data models/bios   # what `make bios` runs first
+  .venv/bin/python models/bios/gen_bios.py data build/bios
   .venv/bin/python models/bios/gen_bios.py train          # 40 epochs: 5 to 15 minutes on one core
 
 The corpus and the tokenizer are what tests/e2e/test_bios.py regenerates and compares.
@@ -160,11 +161,11 @@ def corpus(out=HERE):
     write_jsonl(out / "forget.jsonl", [r for r in train_rows if r["label"] in forget])
     spec = {
         "method": "rfa",
-        "data": {"train": "train.safetensors", "test": "test.safetensors"},
+        "data": {"train": "train.jsonl", "test": "test.jsonl"},
         "forget": {"classes": forget},
-        "model": {"input": "input_ids", "output": "logits"},
+        "model": {"max_length": MAX_T},
         "lora": {"rank": 8, "alpha": 32},
-        "train": {"epochs": 5, "batch_size": 32, "lr": 3e-3, "optimizer": "adamw",
+        "train": {"epochs": 10, "batch_size": 32, "lr": 3e-3, "optimizer": "adamw",
                   "weight_decay": 0.01, "seed": 0},
         "rfa": {"gamma": 0.5, "norm": "l2sq"},
     }
@@ -182,12 +183,13 @@ def read_jsonl(path):
 
 
 def tokenize(tok_dir, rs):
-    """input_ids / attention_mask / label for rows (each text + <|endoftext|>, padded with it)."""
+    """input_ids / attention_mask / label for rows: the rows ulc makes of the JSONL texts (each
+    text on its own, no special tokens added, right-padded with <|endoftext|> under mask 0)."""
     import numpy as np
     from tokenizers import Tokenizer
     tok = Tokenizer.from_file(str(Path(tok_dir) / "tokenizer.json"))
     eos = tok.token_to_id(EOS)
-    ids = [tok.encode(r["text"]).ids + [eos] for r in rs]
+    ids = [tok.encode(r["text"]).ids for r in rs]
     t = max(len(x) for x in ids)
     if t > MAX_T:
         raise SystemExit(f"gen_bios: a text has {t} tokens; the model has {MAX_T} positions")
@@ -255,11 +257,10 @@ def train(ulc=ROOT / "build" / "ulc"):
     try:
         init = work / "init"
         GPT2LMHeadModel(config()).save_pretrained(str(init), safe_serialization=True)
-        data(work)
         t0 = time.time()
-        subprocess.run([str(ulc), "train", str(init), "--data", str(work / "train.safetensors"),
-                        "--loss", "next-token", "-o", f"{work / 'trained'}/", "--threads", "1",
-                        "--losses", str(work / "losses.json"), *TRAIN_ARGS], check=True)
+        subprocess.run([str(ulc), "train", str(init), "--data", str(HERE / "train.jsonl"),
+                        "--tokenizer", str(HERE / "tokenizer.json"), "--loss", "next-token",
+                        "-o", f"{work / 'trained'}/", "--threads", "1", *TRAIN_ARGS], check=True)
         minutes = (time.time() - t0) / 60
         w = load_file(str(work / "trained" / "model.safetensors"))
         half = {k: v.astype(np.float16) if v.dtype == np.float32 else v for k, v in w.items()}

@@ -7,16 +7,16 @@ memorised the biographies of 200 fictitious people, and a spec forgetting 5 % of
     held-out people never appear in training; the forget set is 5 % of the training people;
   - the committed model is what gen_bios.py's config says, stored in float16, and remembers its
     training people far better than the held-out ones (transformers, the committed tokenizer);
-  - the spec runs: RFA on the float16 checkpoint (a shortened copy of the committed spec), the
-    output stays float16 and only the adapted FFN weights change.
+  - the spec runs on the JSONL texts: RFA on the float16 checkpoint (a shortened copy of the
+    committed spec), the output stays float16, only the adapted weights change, and it loads in
+    transformers with the tokenizer beside it.
 """
 import json
 import sys
 
 import numpy as np
-import pytest
 import torch
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file
 
 from conftest import ROOT, run_ulc
 
@@ -27,11 +27,6 @@ import gen_bios  # noqa: E402
 torch.set_num_threads(1)
 GENERATED = ["train.jsonl", "test.jsonl", "forget.jsonl", "forget_people.json", "tokenizer.json",
              "vocab.json", "merges.txt"]
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return gen_bios.data(tmp_path_factory.mktemp("bios_data"))
 
 
 def test_committed_corpus_and_tokenizer_are_what_the_script_makes(tmp_path):
@@ -86,18 +81,16 @@ def test_model_files_and_memorisation():
     assert te_acc < 0.6 and te_ppl > 30, (te_acc, te_ppl)
 
 
-def test_the_spec_runs(tmp_path, data_dir):
+def test_the_spec_runs(tmp_path):
     spec = json.loads((BIOS / "forget_people.json").read_text())
     forget = spec["forget"]["classes"]
     # the committed spec, one epoch, without the slower report extras, on the forgotten people
-    # and 20 others (300 rows, 10 steps) and 10 held-out people
+    # and 20 others (300 texts, 10 steps) and 10 held-out people
     spec["train"]["epochs"] = 1
-    spec["eval"] = {"features": False, "relearn_steps": 0}
-    for split, keep in (("train", lambda y: (y < 20) | np.isin(y, forget)), ("test", lambda y: y < 210)):
-        d = load_file(str(data_dir / f"{split}.safetensors"))
-        rows = keep(d["label"])
-        save_file({k: np.ascontiguousarray(v[rows]) for k, v in d.items()},
-                  str(tmp_path / f"{split}.safetensors"))
+    spec["eval"] = {"features": False, "relearn_steps": 2}  # the probe on a float16 model too
+    for split, keep in (("train", lambda y: y < 20 or y in forget), ("test", lambda y: y < 210)):
+        rows = [r for r in gen_bios.read_jsonl(BIOS / f"{split}.jsonl") if keep(r["label"])]
+        gen_bios.write_jsonl(tmp_path / f"{split}.jsonl", rows)
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     out = tmp_path / "out"
     r = run_ulc(BIOS, "--forget", tmp_path / "spec.json", "-o", f"{out}/", "--report",
@@ -106,9 +99,19 @@ def test_the_spec_runs(tmp_path, data_dir):
     rep = json.loads((tmp_path / "r.json").read_text())
     assert rep["hyperparameters"]["rfa"]["task"] == "next-token"
     assert rep["splits"]["Df"]["rows"] == 100 and rep["splits"]["Dr"]["rows"] == 200
+    probe = rep["relearn"]["forget_acc"]
+    assert len(probe) == 3 and all(a > 0.3 for a in probe), probe  # float32 copies, not garbage
     before = load_file(str(BIOS / "model.safetensors"))
     after = load_file(str(out / "model.safetensors"))
-    assert sorted(before) == sorted(after)
+    # RFA adapts the FFN linears and the head; the head is tied to the embedding, so it is
+    # merged into an untied copy (lm_head.weight) and the embedding stays
+    assert sorted(after) == sorted(list(before) + ["lm_head.weight"])
+    assert all(after[k].dtype == np.float16 for k in after if k.endswith(".weight"))
     changed = sorted(k for k in before if not np.array_equal(before[k], after[k]))
-    assert changed and all(".mlp.c_" in k for k in changed), changed
-    assert all(after[k].dtype == before[k].dtype for k in before)
+    assert changed == [f"transformer.h.{i}.mlp.{m}.weight" for i in range(6)
+                       for m in ("c_fc", "c_proj")], changed
+    # OUT is a checkpoint transformers loads, in float16, with the tokenizer
+    assert (out / "tokenizer.json").read_bytes() == (BIOS / "tokenizer.json").read_bytes()
+    from transformers import GPT2LMHeadModel
+    model = GPT2LMHeadModel.from_pretrained(str(out), torch_dtype="auto")
+    assert model.transformer.h[0].mlp.c_fc.weight.dtype == torch.float16

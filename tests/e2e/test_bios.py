@@ -76,18 +76,18 @@ def test_model_files_and_memorisation():
     # the first 20 people of each split (transformers on the reference BLAS is slow)
     tr_acc, tr_ppl = gen_bios.next_token_figures(BIOS, "train", 200)
     te_acc, te_ppl = gen_bios.next_token_figures(BIOS, "test", 200)
-    # committed: 92.3 % / 1.22 on these training people, 49.3 % / 69.7 on the held-out ones
-    assert tr_acc > 0.9 and tr_ppl < 1.3, (tr_acc, tr_ppl)
+    # committed: 92.0 % / 1.23 on these training people, 47.4 % / 98.5 on the held-out ones
+    assert tr_acc > 0.85 and tr_ppl < 1.5, (tr_acc, tr_ppl)
     assert te_acc < 0.6 and te_ppl > 30, (te_acc, te_ppl)
 
 
 def test_the_spec_runs(tmp_path):
     spec = json.loads((BIOS / "forget_people.json").read_text())
     forget = spec["forget"]["classes"]
-    # the committed spec, one epoch, without the slower report extras, on the forgotten people
-    # and 20 others (300 texts, 10 steps) and 10 held-out people
+    # the committed spec, one epoch, with smaller report extras, on the forgotten people and 20
+    # others (300 texts, 10 steps) and 10 held-out people
     spec["train"]["epochs"] = 1
-    spec["eval"] = {"features": False, "relearn_steps": 2}  # the probe on a float16 model too
+    spec["eval"] = {"features": False, "relearn_steps": 2, "extract_rows": 8}  # the probe on float16 too
     for split, keep in (("train", lambda y: y < 20 or y in forget), ("test", lambda y: y < 210)):
         rows = [r for r in gen_bios.read_jsonl(BIOS / f"{split}.jsonl") if keep(r["label"])]
         gen_bios.write_jsonl(tmp_path / f"{split}.jsonl", rows)

@@ -3,7 +3,7 @@
 JOBS ?= $(shell nproc)
 DEMO_MODEL := models/digits/digits_resnet.onnx
 
-.PHONY: all setup build asan fuzz-build fuzz build-types demo test test-fast bench clean install
+.PHONY: all setup build asan fuzz-build fuzz build-types demo bios test test-fast bench clean install
 
 all: build
 
@@ -37,6 +37,13 @@ demo: build
 	@mkdir -p build/demo
 	build/ulc $(DEMO_MODEL) --forget models/digits/forget_digit.json -o build/demo/digits_forget3.onnx --report build/demo/report.json
 	build/ulc eval build/demo/digits_forget3.onnx --data models/digits/test.safetensors
+
+# The text example (models/bios/): a DistilGPT2-shaped model that memorised 200 fictitious
+# people's biographies forgets 10 of them with RFA (models/bios/forget_people.json: the JSONL
+# texts, people as labels) and prints the before/after table.
+bios: build
+	@mkdir -p build/bios
+	build/ulc models/bios --forget models/bios/forget_people.json -o build/bios/forgotten/ --report build/bios/report.html
 
 # The whole suite: every test in the normal build, then again under ASan+UBSan, then each fuzz
 # harness for 30 s, then the other CMake build types (Debug, Release, MinSizeRel) warning-free.

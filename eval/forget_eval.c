@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/half.h"
 #include "ir/clone.h"
 #include "train/train.h"
 #include "train/train_graph.h"
@@ -248,6 +249,32 @@ static ulc_status after_step(void *arg, long step, const float *const *params, i
     return ULC_OK;
 }
 
+/* The probe's copies of a float16/bfloat16 model train float32 master copies: every half weight
+ * of a copy is replaced, in that copy only (the source's tensors are shared, never touched), by
+ * its exact float32 widening, so the probe measures the same function and its SGD steps are not
+ * lost to half-precision rounding. */
+static ulc_status widen_halves(ulc_model *rm, ulc_ctx *ctx) {
+    ulc_graph *g = rm->graph;
+    for (size_t i = 0; i < g->inits.len; i++) {
+        ulc_value *v = g->inits.items[i];
+        const ulc_tensor *h = v->init;
+        if (!h || !h->data || (h->dtype != ULC_DT_F16 && h->dtype != ULC_DT_BF16)) continue;
+        ulc_tensor *t = ulc_tensor_new(g, v->name, ULC_DT_F32, h->rank, h->dims, ctx);
+        float *buf = t ? malloc((size_t)h->numel * sizeof *buf + 1) : NULL;
+        if (!buf) return t ? nomem(ctx, "relearning probe") : ctx->status;
+        const uint8_t *p = h->data;
+        for (uint64_t k = 0; k < h->numel; k++) {
+            uint16_t u;
+            memcpy(&u, p + 2 * k, 2);
+            buf[k] = h->dtype == ULC_DT_F16 ? ulc_f16_to_f32(u) : ulc_bf16_to_f32(u);
+        }
+        ULC_TRY(ulc_tensor_set_owned(g, t, buf, (size_t)h->numel * sizeof *buf, ctx));
+        v->init = t;
+        v->dtype = ULC_DT_F32;
+    }
+    return ULC_OK;
+}
+
 /* Flags the probe's trained weights, and only those (a model an unlearning method trained in
  * memory still has its own flags): Conv/Gemm/MatMul weights and biases, normalisations' scale
  * and shift. Running statistics stay as they are, also where an exporter shares one initializer
@@ -336,6 +363,8 @@ ulc_status ulc_fe_relearn(const ulc_model *model, const char *mpath, const ulc_s
     for (int64_t i = 0; i < d->rows; i++) nf += d->forget[i] != 0;
     ulc_status st = ulc_model_clone_shallow(model, &rm, ctx);
     if (st == ULC_OK) st = ulc_model_clone_shallow(model, &em, ctx);
+    if (st == ULC_OK) st = widen_halves(rm, ctx);
+    if (st == ULC_OK) st = widen_halves(em, ctx); /* the copy the trained values go back into */
     int np = st == ULC_OK ? mark_params(rm) : 0;
     if (np < 0) st = nomem(ctx, "relearning probe");
     else if (st == ULC_OK && !np)

@@ -265,6 +265,12 @@ static ulc_status mark_weights(ulc_model *m, ulc_train_what what, ulc_ctx *ctx) 
             if (((const ulc_value *)m->graph->inits.items[i])->flags & ULC_VALUE_PARAM) return ULC_OK;
         return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "train \"lora\": the model has no LoRA adapters");
     }
+    const ulc_value *half = ulc_half_param_match(m, "*");
+    if (half)
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "train \"all\": weight '%s' is %s; methods "
+                        "that train the weights themselves need float32 weights (a half "
+                        "checkpoint unlearns through float32 LoRA adapters: method rfa, or "
+                        "train \"lora\")", half->name, ulc_dtype_name(half->init->dtype));
     if (!ulc_mark_params(m, "*"))
         return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "the model has no float32 weights to train");
     if (what == ULC_TRAIN_ALL_BUT_CLASSIFIER) {

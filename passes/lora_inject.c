@@ -2,9 +2,11 @@
  * lora_inject.c — the lora-inject and lora-merge passes: LoRA adapters put into a graph as
  * trainable initializers and ordinary ONNX nodes, and folded back into the base weights.
  *
- * lora-inject adds, for every selected Conv / Gemm / MatMul node with a float32 weight
- * initializer, the branch ir/lora.h describes (y = base(x) + scale * B(A(x))), named after the
- * PEFT module the weight belongs to, and records it (ulc_model.lora, metadata "ulc.lora"):
+ * lora-inject adds, for every selected Conv / Gemm / MatMul node with a float weight
+ * initializer (f32, f16 or bf16; the factors are float32 either way, so the node's input must
+ * be float32, as in ulc's Hugging Face graphs), the branch ir/lora.h describes
+ * (y = base(x) + scale * B(A(x))), named after the PEFT module the weight belongs to, and
+ * records it (ulc_model.lora, metadata "ulc.lora"):
  *
  *     before:  y = MatMul(x, W)                                         (y: read by consumers)
  *     after:   M.base_layer.output = MatMul(x, W)                       (same node, same W)
@@ -20,7 +22,8 @@
  * module's name, so a module's factors do not depend on which other modules were selected.
  *
  * lora-merge folds every recorded branch into its base weight with passes/lora_merge.c's
- * arithmetic (W += scale * B @ A in the weight's layout, float32, one rounding) — the same bits
+ * arithmetic (W += scale * B @ A in the weight's layout, computed in float32 and rounded once,
+ * to nearest even, into W's dtype: f16 and bf16 weights stay half) — the same bits
  * `ulc merge` gives for the emitted PEFT adapter — removes the branch and gives the base node
  * its output back, so the graph has its original nodes, names and order again. A branch whose
  * B (or A) is all zeros leaves the weight untouched (bit for bit: no -0.0 turns into +0.0).
@@ -322,11 +325,14 @@ static int select_node(ulc_model *m, ulc_node *n, const inject_opts *io, target 
     }
     char lb[200];
     ulc_node_label(n, lb, sizeof lb);
-    if (wt->dtype != ULC_DT_F32) {
-        *err = ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "pass %s: %s (module '%s'): weight '%s' is %s; "
-                        "LoRA injection supports float32 weights for now (leave it out with "
-                        "exclude=%s)", PASS, lb, t->module, w->name, ulc_dtype_name(wt->dtype),
-                        t->module);
+    /* Half weights are fine (the factors are float32, lora-merge rounds the sum into the
+     * weight's dtype once); half activations are not: A and B would meet them in one node. */
+    const ulc_value *x = n->inputs[0].value;
+    if ((x->flags & ULC_VALUE_HAS_TYPE) && x->dtype != ULC_DT_F32 && is_float(x->dtype)) {
+        *err = ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "pass %s: %s (module '%s'): its input '%s' is "
+                        "%s; LoRA adapters are float32 and need float32 activations (half "
+                        "weights are fine; leave it out with exclude=%s)", PASS, lb, t->module,
+                        x->name, ulc_dtype_name(x->dtype), t->module);
         goto not_target;
     }
     if (kind == ULC_LORA_CONV) {
@@ -409,16 +415,24 @@ static char *cat(const char *a, const char *b) {
     return s;
 }
 
-/* An initializer holding data (malloc'd, taken over). */
-static ulc_value *add_init(ulc_gb *b, const char *name, int rank, const int64_t *dims,
-                           float *data, uint32_t flags) {
+/* An initializer of dtype dt holding data (malloc'd, taken over). */
+static ulc_value *add_init_as(ulc_gb *b, const char *name, int dt, int rank, const int64_t *dims,
+                              void *data, uint32_t flags) {
     uint64_t numel = 1;
     for (int i = 0; i < rank; i++) numel *= (uint64_t)dims[i];
-    ulc_value *v = fresh_value(b->g, name, b->ctx);
+    int overflow = 0;
+    size_t nbytes = ulc_dtype_nbytes(dt, numel, &overflow);
+    ulc_value *v = overflow ? NULL : fresh_value(b->g, name, b->ctx);
     if (!v) free(data);
-    else if ((v = ulc_gb_set_init(b, v, ULC_DT_F32, rank, dims, data, (size_t)numel * 4)))
+    else if ((v = ulc_gb_set_init(b, v, dt, rank, dims, data, nbytes)))
         v->flags |= flags;
     return v;
+}
+
+/* A float32 one (the factors and the scale). */
+static ulc_value *add_init(ulc_gb *b, const char *name, int rank, const int64_t *dims,
+                           float *data, uint32_t flags) {
+    return add_init_as(b, name, ULC_DT_F32, rank, dims, data, flags);
 }
 
 /* Moves n (just appended) to right after anchor in the node list. */
@@ -816,7 +830,7 @@ static ulc_status untie_head(ulc_model *m, branch *b, ulc_ctx *ctx) {
     ulc_node *tr = b->base->inputs[1].value->producer;
     const ulc_tensor *w = b->w->init;
     char *name = cat(b->rec->module, ".weight");
-    float *data = name && w->data ? malloc(w->nbytes + 1) : NULL;
+    void *data = name && w->data ? malloc(w->nbytes + 1) : NULL;
     ulc_status s = ULC_OK;
     if (!data) {
         s = name && !w->data ? ulc_fail(ctx, ULC_ERR_INVALID, "pass lora-merge: '%s' has no data",
@@ -830,7 +844,8 @@ static ulc_status untie_head(ulc_model *m, branch *b, ulc_ctx *ctx) {
         memcpy(data, w->data, w->nbytes);
         ulc_gb gb;
         ulc_gb_init(&gb, m->graph, 0, ULC_GB_NAMES_DERIVED, ctx);
-        ulc_value *copy = add_init(&gb, name, w->rank, w->dims, data, 0); /* takes data */
+        /* in the shared weight's dtype: a half head stays half */
+        ulc_value *copy = add_init_as(&gb, name, w->dtype, w->rank, w->dims, data, 0);
         if (!copy) s = ctx->status ? ctx->status : ULC_ERR_NOMEM;
         else {
             ulc_node_set_input(tr, 0, copy);

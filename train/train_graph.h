@@ -89,4 +89,10 @@ ulc_status ulc_train_graph_write_back(ulc_model *m, const ulc_train_graph *tg,
  * ULC_VALUE_CONSTANT) whose name matches one of the '|'-separated globs; returns the count. */
 int ulc_mark_params(ulc_model *m, const char *globs);
 
+/* The first float16 / bfloat16 model weight whose name matches globs, or NULL. Half weights are
+ * never trained themselves (ulc_mark_params passes them over): they train through float32 LoRA
+ * adapters that lora-merge rounds back into their dtype once. Training all weights of a half
+ * checkpoint is refused with this weight's name rather than training only its float32 ones. */
+const ulc_value *ulc_half_param_match(const ulc_model *m, const char *globs);
+
 #endif

@@ -7,7 +7,7 @@
     (the adapters ride in the "ulc.lora" metadata), and the emitted PEFT adapter merged with
     `ulc merge` gives the same bytes;
   - targets / include / exclude select the expected modules (torch scopes read as module names);
-  - bad options, grouped convolutions, half weights, an adapter directory that exists: a clear
+  - bad options, grouped convolutions, half activations, an adapter directory that exists: a clear
     error, a non-zero exit and no output.
 """
 import json
@@ -367,7 +367,18 @@ def test_bad_options_and_graphs(ulc, tmp_path):
                           [numpy_helper.from_array(w.astype(np.float16), "fc.weight")])
     half = tmp_path / "half.onnx"
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(half))
-    fails(half, "lora-inject", EXIT_UNSUPPORTED, "fc.weight", "f16", "exclude=fc")
+    fails(half, "lora-inject", EXIT_UNSUPPORTED, "/fc/MatMul", "input 'x' is f16", "exclude=fc")
+    # a half weight with float32 activations is adapted (tests/e2e/test_half.py: the arithmetic)
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "fc.weight"], ["y"], name="/fc/MatMul")],
+                          "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])],
+                          [numpy_helper.from_array(w.astype(np.float16), "fc.weight")])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(half))
+    r = ulc("convert", half, "-o", out, "--passes", "lora-inject{init=random},lora-merge")
+    assert r.returncode == 0 and "1 module adapted" in r.stderr, r.stderr
+    merged = {i.name: i for i in onnx.load(str(out)).graph.initializer}
+    assert merged["fc.weight"].data_type == TensorProto.FLOAT16
+    out.unlink()
     # a shared weight is skipped, and said so
     sh = small_model(tmp_path, [helper.make_node("MatMul", ["x", "fc.weight"], ["h"], name="/a/MatMul"),
                                 helper.make_node("MatMul", ["h", "fc.weight"], ["y"], name="/b/MatMul")],

@@ -116,31 +116,28 @@ static ulc_status build_loss(void *arg, ulc_tg *t, ulc_value **loss, ulc_ctx *ct
     ulc_gb_init(b, t->g, t->opset, ULC_GB_NAMES_DERIVED, ctx);
     ulc_value *z = NULL, *target = NULL;
     ULC_TRY(positions(st, t, b, &z, &target, ctx));
-    int64_t one = 1, two = 2, bp[2] = {1, st->P}, bpv[3] = {1, st->P, st->V};
+    int64_t one = 1, bp[2] = {1, st->P}, bpv[3] = {1, st->P, st->V};
     NN(ulc_tg_input(t, "ulc.lm.forget_rows", ULC_DT_F32, 1, &one, FLAG_COL, ctx));
     ulc_value *w_tok = ulc_tg_input(t, "ulc.lm.w_tok", ULC_DT_F32, 2, bp, NULL, ctx);
     NN(w_tok);
-    ulc_value *lsm = ulc_gb_op1(b, "LogSoftmax", z);
-    NN(lsm);
-    ulc_gb_attr_int(b, lsm, "axis", 2);
-    int64_t *ar = malloc(sizeof *ar * (size_t)st->V);
-    if (!ar) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-    for (int64_t c = 0; c < st->V; c++) ar[c] = c;
-    ulc_value *range = ulc_gb_vec_i64(b, (int)st->V, ar);
-    free(ar);
-    ulc_value *oh = ulc_gb_op1(b, "Cast", ulc_gb_op2(b, "Equal", ulc_gb_unsqueeze(b, target, 1, &two), range));
-    NN(oh);
-    ulc_gb_attr_int(b, oh, "to", ULC_DT_F32);
-    ulc_value *nll = ulc_gb_op1(b, "Neg", ulc_gb_reduce_sum(b, ulc_gb_op2(b, "Mul", oh, lsm), 1, &two, 0));
+    /* nll [B, P] (0 where the target is ignored) and, with a target distribution q, the
+     * cross-entropy −Σ_v q·lsm [B, P], from one fused SoftmaxCrossEntropy (ir/ops_ulc.def): the
+     * log-softmax and the one-hot target are never materialised */
+    ulc_value *q = NULL, *qlogq = NULL, *w_kl = NULL;
+    if (st->uses_kl) {
+        q = ulc_tg_input(t, "ulc.lm.q", ULC_DT_F32, 3, bpv, NULL, ctx);
+        qlogq = ulc_tg_input(t, "ulc.lm.qlogq", ULC_DT_F32, 2, bp, NULL, ctx);
+        w_kl = ulc_tg_input(t, "ulc.lm.w_kl", ULC_DT_F32, 2, bp, NULL, ctx);
+        NN(q && qlogq && w_kl);
+    }
+    ulc_value *sin[3] = {z, target, q}, *souts[3] = {NULL, NULL, NULL};
+    ulc_gb_opn(b, ULC_DOMAIN, "SoftmaxCrossEntropy", q ? 3 : 2, sin, q ? 3 : 2, souts);
+    ulc_value *nll = souts[0];
+    NN(nll && (!q || souts[2]));
     ulc_value *total = sum_all(b, ulc_gb_op2(b, "Mul", nll, w_tok));
     NN(total);
-    if (st->uses_kl) {
-        ulc_value *q = ulc_tg_input(t, "ulc.lm.q", ULC_DT_F32, 3, bpv, NULL, ctx);
-        ulc_value *qlogq = ulc_tg_input(t, "ulc.lm.qlogq", ULC_DT_F32, 2, bp, NULL, ctx);
-        ulc_value *w_kl = ulc_tg_input(t, "ulc.lm.w_kl", ULC_DT_F32, 2, bp, NULL, ctx);
-        NN(q && qlogq && w_kl);
-        ulc_value *qlsm = ulc_gb_reduce_sum(b, ulc_gb_op2(b, "Mul", q, lsm), 1, &two, 0);
-        ulc_value *kl = ulc_gb_op2(b, "Sub", qlogq, qlsm);
+    if (st->uses_kl) { /* KL(q ‖ p) = Σ q log q − Σ q·lsm */
+        ulc_value *kl = ulc_gb_op2(b, "Add", qlogq, souts[2]);
         NN(total = ulc_gb_op2(b, "Add", total, sum_all(b, ulc_gb_op2(b, "Mul", kl, w_kl))));
     }
     if (st->uses_npo) {

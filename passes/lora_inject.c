@@ -29,7 +29,8 @@
  * B (or A) is all zeros leaves the weight untouched (bit for bit: no -0.0 turns into +0.0).
  *
  * A tied head (GPT-2's lm_head: MatMul(x, Transpose(wte)) whose weight is otherwise only the table
- * of Gathers, the input embedding) is adapted too, named after the node's scope ("lm_head"). Its
+ * of Gathers, the input embedding) is adapted when chosen by name (nodes=, placement=rfa,
+ * include=; never by "every linear"), named after the node's scope ("lm_head"). Its
  * merge cannot go into the shared weight — the input embedding would change with it — so it goes
  * into a copy named after the module ("lm_head.weight") that the Transpose reads from then on,
  * and a Hugging Face config (metadata "ulc.hf_config") gets tie_word_embeddings false, so
@@ -306,6 +307,16 @@ static int select_node(ulc_model *m, ulc_node *n, const inject_opts *io, target 
         return 0;
     }
     if ((io->include.n && !glob_any(&io->include, t->module)) || glob_any(&io->exclude, t->module)) {
+        free(t->module);
+        t->module = NULL;
+        return 0;
+    }
+    /* a tied head is adapted only when chosen by name (nodes=, which placement=rfa fills, or
+     * include=): "every linear" leaves the output layer out, as PEFT's all-linear does, since its
+     * merge unties it from the input embedding (lora-merge, below) */
+    if (tied && !io->nodes.n && !io->include.n) {
+        note_skip(sk, "%s: a head tied to the input embedding '%s' (adapt it by name: "
+                  "include=%s, or placement=rfa)", t->module, w->name, t->module);
         free(t->module);
         t->module = NULL;
         return 0;

@@ -154,17 +154,8 @@ static ulc_status train_files(const ulc_train_job *j, ulc_fileset *fs, ulc_ctx *
     if (j->teacher && (s = ulc_fileset_add_path(fs, NULL, j->teacher, ctx)) != ULC_OK) goto done;
     if ((s = check_outputs(j, fs, ctx)) != ULC_OK) goto done;
     if (pb && (s = ulc_pipeline_run(pb, m, &po, ctx)) != ULC_OK) goto done;
-    const ulc_value *half = j->params ? ulc_half_param_match(m, j->params) : NULL;
-    if (half) {
-        s = ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "train: --params '%s' matches '%s', a %s weight: "
-                     "half-precision weights train only through LoRA (--before lora-inject, "
-                     "--after lora-merge: float32 adapters, merged back into %s with one "
-                     "rounding)", j->params, half->name, ulc_dtype_name(half->init->dtype),
-                     ulc_dtype_name(half->init->dtype));
-        goto done;
-    }
     if (j->params && ulc_mark_params(m, j->params) == 0) {
-        s = ulc_fail(ctx, ULC_ERR_INVALID_ARG, "train: --params '%s' matches no float32 weight",
+        s = ulc_fail(ctx, ULC_ERR_INVALID_ARG, "train: --params '%s' matches no float32, float16 or bfloat16 weight",
                      j->params);
         goto done;
     }

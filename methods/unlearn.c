@@ -265,14 +265,9 @@ static ulc_status mark_weights(ulc_model *m, ulc_train_what what, ulc_ctx *ctx) 
             if (((const ulc_value *)m->graph->inits.items[i])->flags & ULC_VALUE_PARAM) return ULC_OK;
         return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "train \"lora\": the model has no LoRA adapters");
     }
-    const ulc_value *half = ulc_half_param_match(m, "*");
-    if (half)
-        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "train \"all\": weight '%s' is %s; methods "
-                        "that train the weights themselves need float32 weights (a half "
-                        "checkpoint unlearns through float32 LoRA adapters: method rfa, or "
-                        "train \"lora\")", half->name, ulc_dtype_name(half->init->dtype));
     if (!ulc_mark_params(m, "*"))
-        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "the model has no float32 weights to train");
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "the model has no float32, float16 or bfloat16 "
+                        "weights to train");
     if (what == ULC_TRAIN_ALL_BUT_CLASSIFIER) {
         const ulc_node *head = classifier(m->graph);
         if (!head)
@@ -297,6 +292,12 @@ int64_t ulc_unlearn_classes(const ulc_model *m, const char *output) {
         return v->rank == 2 ? v->dims[1].value : -1;
     }
     return -1;
+}
+
+/* The dtypes a weight trains in: float32, and float16/bfloat16 through float32 master copies
+ * (train/train_graph.h). */
+static int is_trained_dtype(int dt) {
+    return dt == ULC_DT_F32 || dt == ULC_DT_F16 || dt == ULC_DT_BF16;
 }
 
 uint64_t ulc_unlearn_splitmix(uint64_t *s) {
@@ -324,16 +325,16 @@ ulc_status ulc_unlearn_reinit(ulc_model *m, uint64_t seed, ulc_ctx *ctx) {
         double bound = 1.0 / sqrt((double)(fan_in > 0 ? fan_in : 1));
         for (int k = 1; k < n->n_inputs && k <= 2; k++) {
             ulc_value *v = n->inputs[k].value;
-            if (!v || !v->init || !(v->flags & ULC_VALUE_PARAM) || v->init->dtype != ULC_DT_F32)
+            if (!v || !v->init || !(v->flags & ULC_VALUE_PARAM) || !is_trained_dtype(v->init->dtype))
                 continue;
             const ulc_tensor *old = v->init;
-            ulc_tensor *t = ulc_tensor_new(g, old->name, ULC_DT_F32, old->rank, old->dims, ctx);
-            float *p = t ? malloc(old->nbytes + 1) : NULL;
-            if (!p) return t ? ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory") : ctx->status;
+            float *p = malloc((size_t)old->numel * sizeof *p + 1);
+            if (!p) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
             for (uint64_t i = 0; i < old->numel; i++)
                 p[i] = (float)((((double)(ulc_unlearn_splitmix(&st) >> 11) / 9007199254740992.0) * 2 - 1) * bound);
-            ULC_TRY(ulc_tensor_set_owned(g, t, p, old->nbytes, ctx));
-            v->init = t;
+            ulc_status s = ulc_param_set_f32(g, v, p, ctx); /* in the weight's dtype */
+            free(p);
+            ULC_TRY(s);
         }
     }
     return ULC_OK;
@@ -380,14 +381,13 @@ ulc_status ulc_unlearn_reinit_gpt2(ulc_model *m, uint64_t seed, ulc_ctx *ctx) {
     uint64_t st = seed ^ 0x6E72ull;
     for (size_t i = 0; i < g->inits.len; i++) {
         ulc_value *v = g->inits.items[i];
-        if (!v->init || !(v->flags & ULC_VALUE_PARAM) || v->init->dtype != ULC_DT_F32) continue;
+        if (!v->init || !(v->flags & ULC_VALUE_PARAM) || !is_trained_dtype(v->init->dtype)) continue;
         int role = gpt2_role(v);
         if (role == R_KEEP) continue;
         double sd = ends_with(v->name, "c_proj.weight") ? 0.02 / sqrt(2.0 * n_layer) : 0.02;
         const ulc_tensor *old = v->init;
-        ulc_tensor *t = ulc_tensor_new(g, old->name, ULC_DT_F32, old->rank, old->dims, ctx);
-        float *p = t ? malloc(old->nbytes + 1) : NULL;
-        if (!p) return t ? ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory") : ctx->status;
+        float *p = malloc((size_t)old->numel * sizeof *p + 1);
+        if (!p) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
         for (uint64_t k = 0; k < old->numel; k++) {
             if (role != R_NORMAL) {
                 p[k] = role == R_ONE ? 1.0f : 0.0f;
@@ -398,8 +398,9 @@ ulc_status ulc_unlearn_reinit_gpt2(ulc_model *m, uint64_t seed, ulc_ctx *ctx) {
             double u2 = (double)(ulc_unlearn_splitmix(&st) >> 11) / 9007199254740992.0;
             p[k] = (float)(sd * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
         }
-        ULC_TRY(ulc_tensor_set_owned(g, t, p, old->nbytes, ctx));
-        v->init = t;
+        ulc_status s = ulc_param_set_f32(g, v, p, ctx); /* in the weight's dtype */
+        free(p);
+        ULC_TRY(s);
     }
     return ULC_OK;
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/glob.h"
+#include "common/half.h"
 #include "ir/clone.h"
 #include "ir/lora.h"
 #include "train/autodiff.h"
@@ -22,12 +23,16 @@ static ulc_status nomem(ulc_ctx *ctx) {
     return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (training graph)");
 }
 
+static int trainable_dtype(int dt) {
+    return dt == ULC_DT_F32 || dt == ULC_DT_F16 || dt == ULC_DT_BF16;
+}
+
 int ulc_mark_params(ulc_model *m, const char *globs) {
     int count = 0;
     ulc_graph *g = m->graph;
     for (size_t i = 0; i < g->inits.len; i++) {
         ulc_value *v = g->inits.items[i];
-        if ((v->flags & ULC_VALUE_CONSTANT) || !v->init || v->init->dtype != ULC_DT_F32) continue;
+        if ((v->flags & ULC_VALUE_CONSTANT) || !v->init || !trainable_dtype(v->init->dtype)) continue;
         if (!ulc_glob_any(globs, v->name)) continue;
         if (!(v->flags & ULC_VALUE_PARAM)) count++;
         v->flags |= ULC_VALUE_PARAM;
@@ -35,16 +40,25 @@ int ulc_mark_params(ulc_model *m, const char *globs) {
     return count;
 }
 
-const ulc_value *ulc_half_param_match(const ulc_model *m, const char *globs) {
-    const ulc_graph *g = m->graph;
-    for (size_t i = 0; i < g->inits.len; i++) {
-        const ulc_value *v = g->inits.items[i];
-        if ((v->flags & ULC_VALUE_CONSTANT) || !v->init ||
-            (v->init->dtype != ULC_DT_F16 && v->init->dtype != ULC_DT_BF16))
-            continue;
-        if (ulc_glob_any(globs, v->name)) return v;
+ulc_status ulc_param_set_f32(ulc_graph *g, ulc_value *v, const float *vals, ulc_ctx *ctx) {
+    const ulc_tensor *old = v->init;
+    int dt = old->dtype;
+    size_t es = dt == ULC_DT_F32 ? 4 : 2, nb = (size_t)old->numel * es;
+    ulc_tensor *t = ulc_tensor_new(g, old->name, dt, old->rank, old->dims, ctx);
+    void *buf = t ? malloc(nb ? nb : 1) : NULL;
+    if (!buf) return t ? nomem(ctx) : ctx->status;
+    if (dt == ULC_DT_F32) {
+        memcpy(buf, vals, nb);
+    } else { /* one rounding, to nearest even */
+        uint16_t *h = buf;
+        for (uint64_t i = 0; i < old->numel; i++)
+            h[i] = dt == ULC_DT_F16 ? ulc_f32_to_f16(vals[i]) : ulc_f32_to_bf16(vals[i]);
     }
-    return NULL;
+    ULC_TRY(ulc_tensor_set_owned(g, t, buf, nb, ctx));
+    t->form = old->form == ULC_FORM_EXTERNAL ? ULC_FORM_RAW : old->form;
+    t->extra = old->extra;
+    v->init = t;
+    return ULC_OK;
 }
 
 void ulc_train_graph_clear(ulc_train_graph *tg) {
@@ -376,11 +390,13 @@ static ulc_status params_to_inputs(tg_build *w, ulc_ctx *ctx) {
     for (size_t i = 0; i < w->sg->inits.len; i++) {
         const ulc_value *sv = w->sg->inits.items[i];
         if (!(sv->flags & ULC_VALUE_PARAM)) continue;
-        if (!sv->init || sv->init->dtype != ULC_DT_F32)
+        if (!sv->init || !trainable_dtype(sv->init->dtype))
             return ulc_fail(ctx, ULC_ERR_UNSUPPORTED,
-                            "parameter '%s': only float32 weights can be trained (it is %s)",
-                            sv->name, sv->init ? ulc_dtype_name(sv->init->dtype) : "no tensor");
+                            "parameter '%s': only float32, float16 and bfloat16 weights can be "
+                            "trained (it is %s)", sv->name,
+                            sv->init ? ulc_dtype_name(sv->init->dtype) : "no tensor");
         ulc_value *v = ulc_graph_get_value(g, sv->name);
+        v->dtype = ULC_DT_F32; /* a half weight trains as its float32 master copy */
         ulc_ptrvec_remove(&g->inits, v);
         v->flags &= ~(uint32_t)ULC_VALUE_INITIALIZER;
         v->flags |= ULC_VALUE_INPUT;
@@ -641,11 +657,21 @@ ulc_status ulc_train_graph_params(const ulc_model *m, const ulc_train_graph *tg,
             return ulc_fail(ctx, ULC_ERR_INTERNAL, "parameter '%s' has no data",
                             tg->param_inputs[i]);
         }
-        if (!(v[i] = malloc(p->init->nbytes ? p->init->nbytes : 1))) {
+        const ulc_tensor *t = p->init;
+        if (!(v[i] = malloc(t->numel ? (size_t)t->numel * sizeof(float) : 1))) {
             ulc_train_graph_free_params(tg, v);
             return nomem(ctx);
         }
-        memcpy(v[i], p->init->data, p->init->nbytes);
+        if (t->dtype == ULC_DT_F32) {
+            memcpy(v[i], t->data, t->nbytes);
+        } else { /* float16 / bfloat16: the float32 master copy (exact) */
+            const uint8_t *h = t->data;
+            for (uint64_t k = 0; k < t->numel; k++) {
+                uint16_t x;
+                memcpy(&x, h + 2 * k, 2);
+                v[i][k] = t->dtype == ULC_DT_F16 ? ulc_f16_to_f32(x) : ulc_bf16_to_f32(x);
+            }
+        }
     }
     *vals = v;
     return ULC_OK;
@@ -660,20 +686,7 @@ void ulc_train_graph_free_params(const ulc_train_graph *tg, float **vals) {
 ulc_status ulc_train_graph_write_back(ulc_model *m, const ulc_train_graph *tg,
                                       float *const *vals, ulc_ctx *ctx) {
     ulc_graph *g = m->graph;
-    for (int i = 0; i < tg->n_params; i++) {
-        ulc_value *p = ulc_graph_get_value(g, tg->param_inputs[i]);
-        const ulc_tensor *old = p->init;
-        ulc_tensor *t = ulc_tensor_new(g, old->name, ULC_DT_F32, old->rank, old->dims, ctx);
-        void *buf = malloc(old->nbytes ? old->nbytes : 1);
-        if (!t || !buf) {
-            free(buf);
-            return t ? nomem(ctx) : ctx->status;
-        }
-        memcpy(buf, vals[i], old->nbytes);
-        ULC_TRY(ulc_tensor_set_owned(g, t, buf, old->nbytes, ctx));
-        t->form = old->form == ULC_FORM_EXTERNAL ? ULC_FORM_RAW : old->form;
-        t->extra = old->extra;
-        p->init = t;
-    }
+    for (int i = 0; i < tg->n_params; i++)
+        ULC_TRY(ulc_param_set_f32(g, ulc_graph_get_value(g, tg->param_inputs[i]), vals[i], ctx));
     return ULC_OK;
 }

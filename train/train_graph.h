@@ -11,7 +11,9 @@
  *     ulc_train_graph_clear(&tg);
  *
  * The trained values are the initializers flagged ULC_VALUE_PARAM (lora-inject flags its
- * adapters; ulc_mark_params flags by name). They must be float32.
+ * adapters; ulc_mark_params flags by name): float32, or float16/bfloat16 weights, which train as
+ * float32 master copies (exact widening) and are rounded back into their dtype once, at
+ * write-back (to nearest even, as torch rounds).
  */
 #ifndef ULC_TRAIN_TRAIN_GRAPH_H
 #define ULC_TRAIN_TRAIN_GRAPH_H
@@ -81,18 +83,18 @@ void ulc_train_graph_clear(ulc_train_graph *tg);
 ulc_status ulc_train_graph_params(const ulc_model *m, const ulc_train_graph *tg, float ***vals,
                                   ulc_ctx *ctx);
 void ulc_train_graph_free_params(const ulc_train_graph *tg, float **vals);
-/* Replaces each parameter's initializer data in m by vals[i] (copied). */
+/* Replaces each parameter's initializer data in m by vals[i] (copied; rounded once into the
+ * weight's dtype when it is a half one). */
 ulc_status ulc_train_graph_write_back(ulc_model *m, const ulc_train_graph *tg,
                                       float *const *vals, ulc_ctx *ctx);
 
-/* Flags as ULC_VALUE_PARAM every float32 initializer of m that is a model weight (not a
- * ULC_VALUE_CONSTANT) whose name matches one of the '|'-separated globs; returns the count. */
+/* Flags as ULC_VALUE_PARAM every float32, float16 or bfloat16 initializer of m that is a model
+ * weight (not a ULC_VALUE_CONSTANT) whose name matches one of the '|'-separated globs; returns
+ * the count. */
 int ulc_mark_params(ulc_model *m, const char *globs);
 
-/* The first float16 / bfloat16 model weight whose name matches globs, or NULL. Half weights are
- * never trained themselves (ulc_mark_params passes them over): they train through float32 LoRA
- * adapters that lora-merge rounds back into their dtype once. Training all weights of a half
- * checkpoint is refused with this weight's name rather than training only its float32 ones. */
-const ulc_value *ulc_half_param_match(const ulc_model *m, const char *globs);
+/* Replaces v's initializer by vals (float32, v's element count) in v's own dtype: copied for
+ * float32, rounded once to nearest even for float16 / bfloat16. */
+ulc_status ulc_param_set_f32(ulc_graph *g, ulc_value *v, const float *vals, ulc_ctx *ctx);
 
 #endif

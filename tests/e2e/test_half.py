@@ -215,15 +215,35 @@ def test_rfa_on_a_half_checkpoint_is_its_float32_run_rounded_once(bases, tmp_pat
     assert torch.equal(model.transformer.wte.weight, base["transformer.wte.weight"])
 
 
-def test_training_half_weights_themselves_is_refused(bases, tmp_path):
-    r = run_ulc("train", bases["bf16"], "--data", bases["data"], "--loss", "next-token",
-                "--params", "transformer.h.0.mlp.*", "-o", f"{tmp_path / 'o'}/", "-q")
-    assert r.returncode == 4, r.stderr
-    assert "'transformer.h.0.mlp.c_fc.bias', a bf16 weight" in r.stderr, r.stderr
-    assert "LoRA" in r.stderr
-    # a method that trains every weight: refused before any training, naming a weight
-    r = run_ulc("train", bases["f16"], "--data", bases["data"], "--forget-classes", "1",
-                "--passes", "finetune", "-o", f"{tmp_path / 'f'}/", "-q")
-    assert r.returncode == 4, r.stderr
-    assert "train \"all\": weight 'transformer." in r.stderr and "is f16" in r.stderr, r.stderr
-    assert not (tmp_path / "o").exists() and not (tmp_path / "f").exists()
+@pytest.mark.parametrize("name", ["f16", "bf16"])
+def test_half_weights_train_as_float32_masters_rounded_once(bases, tmp_path, name):
+    """Training half weights themselves (--params, and a method's train "all"): float32 master
+    copies, widened exactly, trained, and rounded once into the weight's dtype at the end — so
+    the result is the float32-widened checkpoint's run, rounded (bit for bit)."""
+    dt = DTYPES[name]
+    outs = {}
+    for tag in (name, name + "_up"):
+        out = tmp_path / tag
+        r = run_ulc("train", bases[tag], "--data", bases["data"], "--loss", "next-token",
+                    "--params", "transformer.h.0.mlp.*|transformer.ln_f.*", "--epochs", "2",
+                    "--lr", "1e-2", "--batch-size", "8", "--threads", "1", "-o", f"{out}/", "-q")
+        assert r.returncode == 0, r.stderr
+        outs[tag] = load_file(str(out / "model.safetensors"))
+    base = load_file(str(bases[name] / "model.safetensors"))
+    h, up = outs[name], outs[name + "_up"]
+    trained = [k for k in base if k.startswith("transformer.h.0.mlp.") or k.startswith("transformer.ln_f.")]
+    assert len(trained) == 6, trained
+    for k in h:
+        assert h[k].dtype == base[k].dtype, k
+        if k in trained:
+            assert np.array_equal(half_bits(h[k]), half_bits(up[k].to(dt))), k
+            assert not torch.equal(h[k], base[k]), k
+        else:
+            assert torch.equal(h[k], base[k]), k
+    # a method that trains every weight: finetune on a half checkpoint, every weight stays half
+    r = run_ulc("train", bases[name], "--data", bases["data"], "--forget-classes", "1",
+                "--passes", "finetune", "--threads", "1", "-o", f"{tmp_path / 'f'}/", "-q")
+    assert r.returncode == 0, r.stderr
+    f = load_file(str(tmp_path / "f" / "model.safetensors"))
+    assert all(f[k].dtype == base[k].dtype for k in base)
+    assert not torch.equal(f["transformer.wte.weight"], base["transformer.wte.weight"])

@@ -285,13 +285,13 @@ static ulc_status before_step(void *arg, ulc_session *s, const ulc_rt_tensor *co
     ULC_TRY(grow(st, rows, ctx));
     const float *f = batch[st->flag_idx]->data;
     targets(st, batch, rows);
-    double nf = 0, nr = 0, nfv = 0, nrv = 0; /* forget/retain rows and scored positions */
+    double nf = 0, nfv = 0, nrv = 0; /* forget rows, and forget/retain scored positions */
     for (size_t i = 0; i < rows; i++) {
         int fg = f[i] != 0.0f;
         double v = 0;
         for (size_t p = 0; p < P; p++) v += st->tgt[i * P + p] >= 0;
         if (fg) nf += 1, nfv += v;
-        else nr += 1, nrv += v;
+        else nrv += v;
     }
     double rw = st->u->retain_weight, sign_f = 0, sign_r = 0;
     switch (st->kind) {

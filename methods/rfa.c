@@ -160,6 +160,10 @@ static ulc_status build_loss(void *arg, ulc_tg *t, ulc_value **loss, ulc_ctx *ct
      * target is input_ids shifted left with an ignored label (-1) in the last position, which
      * posw weighs 0 — the logits are never sliced or copied. */
     ulc_value *target = label;
+    if (text && t->opset < 11)
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "rfa: a text model's next-token target is built "
+                        "with opset-11 Slice/Pad; the model's opset is %lld",
+                        (long long)t->opset);
     if (text) {
         int64_t s1 = 1, emax = INT64_MAX, a1 = 1, pads[4] = {0, 0, 0, 1}, none = -1;
         ulc_value *ti[4] = {ids, ulc_gb_vec_i64(b, 1, &s1), ulc_gb_vec_i64(b, 1, &emax),
@@ -170,13 +174,18 @@ static ulc_status build_loss(void *arg, ulc_tg *t, ulc_value **loss, ulc_ctx *ct
         NN(pi[0] && pi[1] && pi[2]);
         NN(target = ulc_gb_opn(b, NULL, "Pad", 3, pi, 1, NULL));
     }
-    /* ybar is bound per row, every row the same: its first row is the soft target */
-    int64_t z0 = 0, o1 = 1, a0 = 0;
-    ulc_value *yi[4] = {ybar, ulc_gb_vec_i64(b, 1, &z0), ulc_gb_vec_i64(b, 1, &o1), ulc_gb_vec_i64(b, 1, &a0)};
-    NN(yi[1] && yi[2] && yi[3]);
-    ulc_value *ybar1 = ulc_gb_opn(b, NULL, "Slice", 4, yi, 1, NULL);
+    /* ybar is bound per row, every row the same: a classifier's [B, C] is the logits' shape;
+     * text's [B, 1, V] gives its first row, one row for every position (the text path's Slice and
+     * Pad take inputs: opset 11 and later, as next-token training does) */
+    ulc_value *ybar1 = ybar;
+    if (text) {
+        int64_t z0 = 0, o1 = 1, a0 = 0;
+        ulc_value *yi[4] = {ybar, ulc_gb_vec_i64(b, 1, &z0), ulc_gb_vec_i64(b, 1, &o1),
+                            ulc_gb_vec_i64(b, 1, &a0)};
+        NN(yi[1] && yi[2] && yi[3]);
+        NN(ybar1 = ulc_gb_opn(b, NULL, "Slice", 4, yi, 1, NULL));
+    }
     ulc_value *sin[3] = {t->output, target, ybar1}, *souts[3] = {NULL, NULL, NULL};
-    NN(ybar1);
     ulc_gb_opn(b, ULC_DOMAIN, "SoftmaxCrossEntropy", 3, sin, 3, souts);
     ulc_value *ce = souts[0], *sce = souts[2];
     NN(ce && sce);

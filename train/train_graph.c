@@ -526,7 +526,9 @@ static ulc_status builtin_loss(tg_build *w, ulc_value *out, const ulc_rt_tensor 
     ulc_value *z = out, *target = NULL;
     int64_t dims[ULC_RT_MAX_RANK];
     if (t->next_token) {
-        ULC_TRY(next_token_target(g, w->main_in, &gb, out, ot->rank, 1, &z, &target, ctx));
+        /* the whole-logits target pads with an input-form Pad (opset 11) */
+        ULC_TRY(next_token_target(g, w->main_in, &gb, out, ot->rank, w->opset >= 11, &z, &target,
+                                  ctx));
     } else if (t->loss == ULC_LOSS_CROSS_ENTROPY || t->loss == ULC_LOSS_MSE) {
         const char *col = t->loss == ULC_LOSS_CROSS_ENTROPY ? "label" : "target";
         int ci = ulc_dataset_find(d, col);

@@ -177,3 +177,13 @@ ulc_status ulc_json_parse(const char *text, size_t len, unsigned flags, cJSON **
     *out = j;
     return ULC_OK;
 }
+
+const char *ulc_json_what(const cJSON *it) {
+    if (cJSON_IsString(it)) return "a string";
+    if (cJSON_IsNumber(it)) return "a number";
+    if (cJSON_IsBool(it)) return "true/false";
+    if (cJSON_IsNull(it)) return "null";
+    if (cJSON_IsArray(it)) return "a list";
+    if (cJSON_IsObject(it)) return "an object";
+    return "an invalid value";
+}

@@ -35,4 +35,8 @@ ulc_status ulc_json_check_strings(const char *text, size_t len, ulc_ctx *ctx);
 ulc_status ulc_json_parse(const char *text, size_t len, unsigned flags, cJSON **out,
                           ulc_ctx *ctx);
 
+/* What a JSON item is, for messages: "a string", "a number", "true/false", "null", "a list",
+ * "an object". */
+const char *ulc_json_what(const cJSON *it);
+
 #endif

@@ -78,16 +78,6 @@ static int blank(const char *s, size_t n) {
     return 1;
 }
 
-/* What a JSON item is, for messages. */
-static const char *json_what(const cJSON *it) {
-    if (cJSON_IsString(it)) return "a string";
-    if (cJSON_IsNumber(it)) return "a number";
-    if (cJSON_IsBool(it)) return "true/false";
-    if (cJSON_IsNull(it)) return "null";
-    if (cJSON_IsArray(it)) return "a list";
-    if (cJSON_IsObject(it)) return "an object";
-    return "an invalid value";
-}
 
 static int json_whole(const cJSON *it, double lo) {
     return cJSON_IsNumber(it) && isfinite(it->valuedouble) &&
@@ -103,7 +93,7 @@ static ulc_status label_and_id(ulc_texts *t, const cJSON *j, int64_t line, ulc_c
     if (lb && !json_whole(lb, 0)) {
         char got[64];
         if (cJSON_IsNumber(lb)) snprintf(got, sizeof got, "%.17g", lb->valuedouble);
-        else snprintf(got, sizeof got, "%s", json_what(lb));
+        else snprintf(got, sizeof got, "%s", ulc_json_what(lb));
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s:%lld: 'label': expected an integer >= 0, got "
                         "%s", t->path, (long long)line, got);
     }
@@ -120,7 +110,7 @@ static ulc_status label_and_id(ulc_texts *t, const cJSON *j, int64_t line, ulc_c
         s = buf;
     } else
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s:%lld: 'id': expected a string or an integer, "
-                        "got %s", t->path, (long long)line, json_what(id));
+                        "got %s", t->path, (long long)line, ulc_json_what(id));
     if (!(t->id[k] = strdup(s))) return ulc_fail(ctx, ULC_ERR_NOMEM, "%s: out of memory", t->path);
     return ULC_OK;
 }
@@ -137,13 +127,13 @@ static ulc_status jsonl_line(ulc_texts *t, const char *s, size_t n, int64_t line
     const cJSON *tx = cJSON_IsObject(j) ? cJSON_GetObjectItemCaseSensitive(j, "text") : NULL;
     if (!cJSON_IsObject(j))
         st = ulc_fail(ctx, ULC_ERR_INVALID, "%s:%lld: expected a JSON object ({\"text\": "
-                      "\"...\"}), got %s", t->path, (long long)line, json_what(j));
+                      "\"...\"}), got %s", t->path, (long long)line, ulc_json_what(j));
     else if (!tx)
         st = ulc_fail(ctx, ULC_ERR_INVALID, "%s:%lld: no key 'text' (each line is {\"text\": "
                       "\"...\"})", t->path, (long long)line);
     else if (!cJSON_IsString(tx))
         st = ulc_fail(ctx, ULC_ERR_INVALID, "%s:%lld: 'text': expected a string, got %s",
-                      t->path, (long long)line, json_what(tx));
+                      t->path, (long long)line, ulc_json_what(tx));
     else if (!tx->valuestring[0])
         st = ulc_fail(ctx, ULC_ERR_INVALID, "%s:%lld: 'text' is empty", t->path,
                       (long long)line);

@@ -33,16 +33,6 @@ void ulc_request_clear(ulc_request *s) {
     free(s->reference);
 }
 
-/* What a JSON item is, for messages. */
-static const char *json_what(const cJSON *it) {
-    if (cJSON_IsString(it)) return "a string";
-    if (cJSON_IsNumber(it)) return "a number";
-    if (cJSON_IsBool(it)) return "true/false";
-    if (cJSON_IsNull(it)) return "null";
-    if (cJSON_IsArray(it)) return "a list";
-    if (cJSON_IsObject(it)) return "an object";
-    return "an invalid value";
-}
 
 /* "lora" + "rank" → "lora.rank" into buf. */
 static const char *key_path(char *buf, size_t n, const char *prefix, const char *key) {
@@ -82,7 +72,7 @@ static ulc_status get_object(const char *file, const cJSON *obj, const char *key
     *out = it;
     if (it && !cJSON_IsObject(it))
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key '%s': expected an object, got %s", file,
-                        key, json_what(it));
+                        key, ulc_json_what(it));
     return ULC_OK;
 }
 
@@ -99,7 +89,7 @@ static ulc_status get_int(const char *file, const cJSON *obj, const char *prefix
     if (!json_is_int(it, lo, hi)) {
         char got[64];
         if (cJSON_IsNumber(it)) snprintf(got, sizeof got, "%.17g", it->valuedouble);
-        else snprintf(got, sizeof got, "%s", json_what(it));
+        else snprintf(got, sizeof got, "%s", ulc_json_what(it));
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key '%s': expected an integer in [%.0f, %.0f], "
                         "got %s", file, key_path(kp, sizeof kp, prefix, key), lo, hi, got);
     }
@@ -117,7 +107,7 @@ static ulc_status get_num(const char *file, const cJSON *obj, const char *prefix
     if (!(isfinite(v) && (open_lo ? v > lo : v >= lo) && v <= hi)) {
         char got[64];
         if (cJSON_IsNumber(it)) snprintf(got, sizeof got, "%.17g", it->valuedouble);
-        else snprintf(got, sizeof got, "%s", json_what(it));
+        else snprintf(got, sizeof got, "%s", ulc_json_what(it));
         return ulc_fail(ctx, ULC_ERR_INVALID,
                         "%s: key '%s': expected a number in %c%g, %g], got %s", file,
                         key_path(kp, sizeof kp, prefix, key), open_lo ? '(' : '[', lo, hi, got);
@@ -135,7 +125,7 @@ static ulc_status get_str(const char *file, const cJSON *obj, const char *prefix
     if (!cJSON_IsString(it) || !it->valuestring[0])
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key '%s': expected a non-empty string, got %s",
                         file, key_path(kp, sizeof kp, prefix, key),
-                        cJSON_IsString(it) ? "an empty string" : json_what(it));
+                        cJSON_IsString(it) ? "an empty string" : ulc_json_what(it));
     *out = it->valuestring;
     return ULC_OK;
 }
@@ -152,14 +142,14 @@ static ulc_status get_str_list(const char *file, const cJSON *obj, const char *p
     key_path(kp, sizeof kp, prefix, key);
     if (!cJSON_IsArray(it))
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key '%s': expected a list of strings, got %s",
-                        file, kp, json_what(it));
+                        file, kp, ulc_json_what(it));
     size_t len = 1;
     int n = 0;
     for (const cJSON *e = it->child; e; e = e->next, n++) {
         if (!cJSON_IsString(e) || !e->valuestring[0])
             return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key '%s': item %d: expected a non-empty "
                             "string, got %s", file, kp, n,
-                            cJSON_IsString(e) ? "an empty string" : json_what(e));
+                            cJSON_IsString(e) ? "an empty string" : ulc_json_what(e));
         if (strchr(e->valuestring, '|'))
             return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key '%s': item %d ('%s') may not contain "
                             "'|'", file, kp, n, e->valuestring);
@@ -192,7 +182,7 @@ static ulc_status int_list(const char *file, const cJSON *arr, const char *what,
                            const char *item, int64_t **out, int64_t *n_out, ulc_ctx *ctx) {
     if (!cJSON_IsArray(arr))
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: %s: expected a list of integers, got %s", file,
-                        what, json_what(arr));
+                        what, ulc_json_what(arr));
     int64_t n = cJSON_GetArraySize(arr);
     if (n == 0)
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: %s: the list is empty (the forget set would be "
@@ -204,7 +194,7 @@ static ulc_status int_list(const char *file, const cJSON *arr, const char *what,
         if (!json_is_int(e, 0, 9007199254740992.0)) {
             char got[64];
             if (cJSON_IsNumber(e)) snprintf(got, sizeof got, "%.17g", e->valuedouble);
-            else snprintf(got, sizeof got, "%s", json_what(e));
+            else snprintf(got, sizeof got, "%s", ulc_json_what(e));
             free(v);
             return ulc_fail(ctx, ULC_ERR_INVALID, "%s: %s: item %lld: expected a %s (an integer "
                             ">= 0), got %s", file, what, (long long)i, item, got);
@@ -534,7 +524,7 @@ static ulc_status parse_eval(ulc_request *s, const cJSON *e, const char **refere
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(e, "features");
     if (f && !cJSON_IsBool(f))
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'eval.features': expected true or false, got %s",
-                        s->path, json_what(f));
+                        s->path, ulc_json_what(f));
     if (f) s->eval_features = cJSON_IsTrue(f);
     long long iv = s->relearn_steps;
     ULC_TRY(get_int(s->path, e, "eval", "relearn_steps", 0, 100000, &iv, ctx));
@@ -730,7 +720,7 @@ static ulc_status parse_spec(ulc_request *s, const cJSON *j, ulc_ctx *ctx) {
     ulc_method_train run = {0};
     if (!cJSON_IsObject(j))
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: expected a JSON object, got %s", path,
-                        json_what(j));
+                        ulc_json_what(j));
     ULC_TRY(check_keys(path, j, "", k_top_keys, ctx));
     ULC_TRY(get_object(path, j, "data", &data, ctx));
     ULC_TRY(get_object(path, j, "forget", &forget, ctx));

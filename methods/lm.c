@@ -190,15 +190,6 @@ static ulc_status grow(lm_state *st, size_t rows, ulc_ctx *ctx) {
     return ULC_OK;
 }
 
-static ulc_status set(ulc_session *s, const char *name, float *data, int rank, const int64_t *dims,
-                      ulc_ctx *ctx) {
-    ulc_rt_tensor t = {.dtype = ULC_DT_F32, .rank = rank, .data = data};
-    size_t n = 1;
-    for (int i = 0; i < rank; i++) n *= (size_t)(t.dims[i] = dims[i]);
-    t.nbytes = n * sizeof(float);
-    return ulc_session_set_input(s, name, &t, ctx);
-}
-
 /* The target of every position of the batch (-1 where none is scored). */
 static void targets(lm_state *st, const ulc_rt_tensor *const *batch, size_t rows) {
     size_t P = (size_t)st->P, T = (size_t)st->T;
@@ -317,15 +308,15 @@ static ulc_status before_step(void *arg, ulc_session *s, const ulc_rt_tensor *co
                                 nrv > 0 ? rw / nrv : 0.0, ctx));
     int64_t b[1] = {(int64_t)rows}, bp[2] = {(int64_t)rows, st->P},
             bpv[3] = {(int64_t)rows, st->P, st->V};
-    ULC_TRY(set(s, "ulc.lm.w_tok", st->w_tok, 2, bp, ctx));
+    ULC_TRY(ulc_session_set_f32(s, "ulc.lm.w_tok", st->w_tok, 2, bp, ctx));
     if (st->uses_kl) {
-        ULC_TRY(set(s, "ulc.lm.q", st->q, 3, bpv, ctx));
-        ULC_TRY(set(s, "ulc.lm.qlogq", st->qlogq, 2, bp, ctx));
-        ULC_TRY(set(s, "ulc.lm.w_kl", st->w_kl, 2, bp, ctx));
+        ULC_TRY(ulc_session_set_f32(s, "ulc.lm.q", st->q, 3, bpv, ctx));
+        ULC_TRY(ulc_session_set_f32(s, "ulc.lm.qlogq", st->qlogq, 2, bp, ctx));
+        ULC_TRY(ulc_session_set_f32(s, "ulc.lm.w_kl", st->w_kl, 2, bp, ctx));
     }
     if (st->uses_npo) {
-        ULC_TRY(set(s, "ulc.lm.m", st->m, 2, bp, ctx));
-        ULC_TRY(set(s, "ulc.lm.w_npo", st->w_npo, 1, b, ctx));
+        ULC_TRY(ulc_session_set_f32(s, "ulc.lm.m", st->m, 2, bp, ctx));
+        ULC_TRY(ulc_session_set_f32(s, "ulc.lm.w_npo", st->w_npo, 1, b, ctx));
     }
     return ULC_OK;
 }

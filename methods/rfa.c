@@ -240,15 +240,6 @@ oom:
     return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (rfa targets for %zu rows)", rows);
 }
 
-static ulc_status set(ulc_session *s, const char *name, float *data, int rank, const int64_t *dims,
-                      ulc_ctx *ctx) {
-    ulc_rt_tensor t = {.dtype = ULC_DT_F32, .rank = rank, .data = data};
-    size_t n = 1;
-    for (int i = 0; i < rank; i++) n *= (size_t)(t.dims[i] = dims[i]);
-    t.nbytes = n * sizeof(float);
-    return ulc_session_set_input(s, name, &t, ctx);
-}
-
 /* ybar: the mean of the teacher's softmax over the retain rows' weighted positions (images: one
  * position of weight 1 per row), from the teacher's logits z and their log-sum-exp (the
  * teacher graph's fused SoftmaxCrossEntropy, "ulc.rfa.lse"). Threads split the classes: each
@@ -332,7 +323,7 @@ static ulc_status before_step(void *arg, ulc_session *s, const ulc_rt_tensor *co
             memcpy(st->tgt[k] + i * P, src, P * sizeof(float));
         }
         int64_t td2[2] = {(int64_t)rows, (int64_t)P};
-        ULC_TRY(set(s, st->tname[k], st->tgt[k], 2, td2, ctx));
+        ULC_TRY(ulc_session_set_f32(s, st->tname[k], st->tgt[k], 2, td2, ctx));
     }
     /* the retain mean of the teacher's softmax */
     const ulc_rt_tensor *z = ulc_session_output(st->teacher, st->t_output);
@@ -365,14 +356,14 @@ static ulc_status before_step(void *arg, ulc_session *s, const ulc_rt_tensor *co
     int64_t bd[2] = {(int64_t)rows, (int64_t)C}, td[3] = {(int64_t)rows, 1, (int64_t)C};
     if (r->next_token) {
         int64_t pd[2] = {(int64_t)rows, (int64_t)T};
-        ULC_TRY(set(s, "ulc.rfa.posw", st->posw, 2, pd, ctx));
-        ULC_TRY(set(s, "ulc.rfa.ybar", st->ybar_rows, 3, td, ctx));
+        ULC_TRY(ulc_session_set_f32(s, "ulc.rfa.posw", st->posw, 2, pd, ctx));
+        ULC_TRY(ulc_session_set_f32(s, "ulc.rfa.ybar", st->ybar_rows, 3, td, ctx));
     } else {
-        ULC_TRY(set(s, "ulc.rfa.ybar", st->ybar_rows, 2, bd, ctx));
+        ULC_TRY(ulc_session_set_f32(s, "ulc.rfa.ybar", st->ybar_rows, 2, bd, ctx));
     }
-    ULC_TRY(set(s, "ulc.rfa.w_inter", st->w_inter, 1, bd, ctx));
-    ULC_TRY(set(s, "ulc.rfa.w_ce", st->w_ce, 1, bd, ctx));
-    return set(s, "ulc.rfa.w_soft", st->w_soft, 1, bd, ctx);
+    ULC_TRY(ulc_session_set_f32(s, "ulc.rfa.w_inter", st->w_inter, 1, bd, ctx));
+    ULC_TRY(ulc_session_set_f32(s, "ulc.rfa.w_ce", st->w_ce, 1, bd, ctx));
+    return ulc_session_set_f32(s, "ulc.rfa.w_soft", st->w_soft, 1, bd, ctx);
 }
 
 static void state_free(rfa_state *st) {

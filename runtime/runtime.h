@@ -86,6 +86,9 @@ void ulc_session_free(ulc_session *s); /* accepts NULL */
  * dtype and rank must match the graph's declaration; fixed dims must match. */
 ulc_status ulc_session_set_input(ulc_session *s, const char *name, const ulc_rt_tensor *t,
                                  ulc_ctx *ctx);
+/* The same for float32 data of shape dims[0..rank) (a hook's per-step targets and weights). */
+ulc_status ulc_session_set_f32(ulc_session *s, const char *name, float *data, int rank,
+                               const int64_t *dims, ulc_ctx *ctx);
 ulc_status ulc_session_run(ulc_session *s, ulc_ctx *ctx);
 /* The graph output `name` after a run, in the graph's declared dtype; valid until the next run
  * or ulc_session_free. NULL if no such output or no run yet. */

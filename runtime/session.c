@@ -528,3 +528,12 @@ void ulc_session_memory(const ulc_session *s, size_t *planned, size_t *unshared)
 }
 
 /* ---- analysis ------------------------------------------------------------------------------ */
+
+ulc_status ulc_session_set_f32(ulc_session *s, const char *name, float *data, int rank,
+                               const int64_t *dims, ulc_ctx *ctx) {
+    ulc_rt_tensor t = {.dtype = ULC_DT_F32, .rank = rank, .data = data};
+    size_t n = 1;
+    for (int i = 0; i < rank; i++) n *= (size_t)(t.dims[i] = dims[i]);
+    t.nbytes = n * sizeof(float);
+    return ulc_session_set_input(s, name, &t, ctx);
+}

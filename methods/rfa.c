@@ -32,6 +32,7 @@
 #define FORGET_COL "ulc.rfa.forget"
 #define MAX_FEATURES 512
 #define LSE_OUT "ulc.rfa.lse" /* the teacher graph's log-sum-exp of its logits */
+#define MEAN_BLOCK 2048       /* feature elements per thread task in the retain means */
 
 ulc_rfa_opts ulc_rfa_defaults(void) {
     return (ulc_rfa_opts){.gamma = 0.5, .alpha = 1, .beta = 1, .lambda = 1, .mu = 1,
@@ -141,11 +142,14 @@ static ulc_status build_loss(void *arg, ulc_tg *t, ulc_value **loss, ulc_ctx *ct
         int64_t rd[2] = {1, (int64_t)per_row}, flat[2] = {-1, (int64_t)per_row}, axes[1] = {1};
         ulc_value *tv = ulc_tg_input(t, st->tname[k], ULC_DT_F32, 2, rd, NULL, ctx);
         NN(tv);
-        ulc_value *s2 = ulc_gb_op2(b, "Reshape", s, ulc_gb_vec_i64(b, 2, flat));
-        ulc_value *diff = ulc_gb_op2(b, "Sub", s2, tv), *e;
-        if (r->norm == ULC_RFA_L1) e = ulc_gb_op1(b, "Abs", diff);
-        else e = ulc_gb_op2(b, "Mul", diff, diff);
-        ulc_value *d = e ? ulc_gb_reduce_sum(b, e, 1, axes, 0) : NULL;
+        ulc_value *s2 = ulc_gb_op2(b, "Reshape", s, ulc_gb_vec_i64(b, 2, flat)), *d;
+        if (r->norm == ULC_RFA_L1) {
+            ulc_value *e = ulc_gb_op1(b, "Abs", ulc_gb_op2(b, "Sub", s2, tv));
+            d = e ? ulc_gb_reduce_sum(b, e, 1, axes, 0) : NULL;
+        } else { /* Σ (s - t)² per row, fused (ir/ops_ulc.def): no [B, P] temporaries */
+            ulc_value *sq[2] = {s2, tv};
+            d = s2 ? ulc_gb_opn(b, ULC_DOMAIN, "SquaredDistance", 2, sq, 1, NULL) : NULL;
+        }
         if (d && r->norm == ULC_RFA_MSE) d = ulc_gb_op2(b, "Mul", d, ulc_gb_scalar_f32(b, (float)(1.0 / (double)per_row)));
         if (d && r->norm == ULC_RFA_L2) d = ulc_gb_op1(b, "Sqrt", ulc_gb_op2(b, "Add", d, ulc_gb_scalar_f32(b, 1e-12f)));
         ulc_value *lk = d ? ulc_gb_op1(b, "ReduceSum", ulc_gb_op2(b, "Mul", d, w_inter)) : NULL;
@@ -311,16 +315,27 @@ static ulc_status before_step(void *arg, ulc_session *s, const ulc_rt_tensor *co
         if (nr) {
             if (!st->mean[k] && !(st->mean[k] = malloc(P * sizeof(float))))
                 return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (rfa means)");
+            /* threads split the feature's elements; each sums its rows in row order */
             double *acc = st->acc;
-            memset(acc, 0, P * sizeof *acc);
-            for (size_t i = 0; i < rows; i++)
-                if (f[i] == 0.0f)
-                    for (size_t p = 0; p < P; p++) acc[p] += T[i * P + p];
-            for (size_t p = 0; p < P; p++) st->mean[k][p] = (float)(acc[p] / (double)nr);
+            float *mean = st->mean[k];
+            int64_t nblk = (int64_t)((P + MEAN_BLOCK - 1) / MEAN_BLOCK);
+#pragma omp parallel for schedule(static) num_threads(st->threads) if (rows * P >= 65536)
+            for (int64_t b = 0; b < nblk; b++) {
+                size_t p0 = (size_t)b * MEAN_BLOCK, p1 = p0 + MEAN_BLOCK < P ? p0 + MEAN_BLOCK : P;
+                for (size_t p = p0; p < p1; p++) acc[p] = 0;
+                for (size_t i = 0; i < rows; i++)
+                    if (f[i] == 0.0f)
+                        for (size_t p = p0; p < p1; p++) acc[p] += T[i * P + p];
+                for (size_t p = p0; p < p1; p++) mean[p] = (float)(acc[p] / (double)nr);
+            }
         }
-        for (size_t i = 0; i < rows; i++) {
-            const float *src = f[i] != 0.0f && (nr || st->have_means) ? st->mean[k] : T + i * P;
-            memcpy(st->tgt[k] + i * P, src, P * sizeof(float));
+        const float *mean = st->mean[k];
+        float *tgt = st->tgt[k];
+        int use_mean = nr || st->have_means;
+#pragma omp parallel for schedule(static) num_threads(st->threads) if (rows * P >= 65536)
+        for (int64_t i = 0; i < (int64_t)rows; i++) {
+            const float *src = f[i] != 0.0f && use_mean ? mean : T + (size_t)i * P;
+            memcpy(tgt + (size_t)i * P, src, P * sizeof(float));
         }
         int64_t td2[2] = {(int64_t)rows, (int64_t)P};
         ULC_TRY(ulc_session_set_f32(s, st->tname[k], st->tgt[k], 2, td2, ctx));
@@ -466,6 +481,7 @@ ulc_status ulc_rfa_run(ulc_model *model, const ulc_model *teacher, const ulc_dat
     st.threads = ulc_threads_pick(o->threads);
     ulc_session_opts so = ulc_session_defaults();
     so.threads = o->threads;
+    so.profile = o->profile;
     if ((s = ulc_session_create(tclone, &so, &st.teacher, ctx)) != ULC_OK) goto done;
     st.tmodel = tclone;
     st.in_idx = st.mask_idx = st.am_idx = -1;
@@ -498,6 +514,11 @@ ulc_status ulc_rfa_run(ulc_model *model, const ulc_model *teacher, const ulc_dat
     if (!to.label) to.label = "rfa";
     if ((s = ulc_train_graph_params(model, &tg, &vals, ctx)) != ULC_OK) goto done;
     if ((s = ulc_train_run(&tg, &d, &to, vals, stats, ctx)) != ULC_OK) goto done;
+    if (o->profile) {
+        FILE *pf = o->progress ? o->progress : stderr;
+        fprintf(pf, "%s: the teacher's session (inside the before-step hook)\n", to.label);
+        ulc_session_profile(st.teacher, pf);
+    }
     s = ulc_train_graph_write_back(model, &tg, vals, ctx);
 done:
     ulc_train_graph_free_params(&tg, vals);

@@ -368,6 +368,19 @@ static ulc_status g_sce(ulc_gb *b, const ulc_node *n, ulc_value *const *dy, cons
     return ULC_OK;
 }
 
+/* SquaredDistance (ulc's fused feature distance, ir/ops_ulc.def): one SquaredDistanceGrad gives
+ * da and, when b is trained too, db. */
+static ulc_status g_sqdist(ulc_gb *b, const ulc_node *n, ulc_value *const *dy, const int *want,
+                           ulc_value **dx) {
+    if (!want[0] && !want[1]) return ULC_OK;
+    ulc_value *in[3] = {IN(0), IN(1), dy[0]}, *outs[2] = {NULL, NULL};
+    ulc_gb_opn(b, ULC_DOMAIN, "SquaredDistanceGrad", 3, in, want[1] ? 2 : 1, outs);
+    NN(outs[0] && (outs[1] || !want[1]));
+    if (want[0]) dx[0] = outs[0];
+    if (want[1]) dx[1] = outs[1];
+    return ULC_OK;
+}
+
 /* ---- reductions -------------------------------------------------------------------------- */
 
 static ulc_status g_reduce(ulc_gb *b, const ulc_node *n, ulc_value *const *dy, const int *want,
@@ -541,6 +554,7 @@ ulc_grad_rule ulc_grad_rule_for(ulc_op op) {
     case ULC_OP_LayerNormalization: return g_layernorm;
     case ULC_OP_Softmax: case ULC_OP_LogSoftmax: return g_softmax;
     case ULC_OP_SoftmaxCrossEntropy: return g_sce;
+    case ULC_OP_SquaredDistance: return g_sqdist;
     case ULC_OP_ReduceMean: case ULC_OP_ReduceSum: return g_reduce;
     case ULC_OP_Reshape: case ULC_OP_Flatten: case ULC_OP_Squeeze: case ULC_OP_Unsqueeze:
         return g_reshape;

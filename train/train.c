@@ -416,8 +416,9 @@ ulc_status ulc_train_run(const ulc_train_graph *tg, const ulc_dataset *data,
             int64_t at = b * o->batch_size;
             int64_t n = rows - at < o->batch_size ? rows - at : o->batch_size;
             float loss = 0.0f;
-            double s_t0 = now_s();
+            double s_t0 = now_s(), t_bind, t_hook, t_run;
             if ((st = bind_batch(&L, at, n, ctx)) != ULC_OK) break;
+            t_bind = now_s();
             if (o->before_step) {
                 const ulc_rt_tensor *bt[64];
                 int nb = tg->n_data < 64 ? tg->n_data : 64;
@@ -427,10 +428,18 @@ ulc_status ulc_train_run(const ulc_train_graph *tg, const ulc_dataset *data,
                     break;
                 }
             }
+            t_hook = now_s();
             if ((st = run_step(&L, done + 1, &loss, ctx)) != ULC_OK) break;
+            t_run = now_s();
             double lr = ulc_lr_at(&o->optim, done, total);
             ulc_optimizer_step(L.opt, params, L.grads, lr);
             stats->step_ms[done] = (float)((now_s() - s_t0) * 1e3);
+            if (o->profile)
+                fprintf(o->progress ? o->progress : stderr,
+                        "%s: step %ld  %.1f ms: batch %.1f, before-step hook %.1f, graph %.1f, "
+                        "optimizer %.1f\n", pg.label, done + 1, (double)stats->step_ms[done],
+                        (t_bind - s_t0) * 1e3, (t_hook - t_bind) * 1e3, (t_run - t_hook) * 1e3,
+                        (now_s() - t_run) * 1e3);
             stats->loss_curve[done++] = loss;
             stats->steps = done;
             samples += (double)n;
@@ -465,7 +474,11 @@ ulc_status ulc_train_run(const ulc_train_graph *tg, const ulc_dataset *data,
         stats->first_loss = stats->loss_curve[0];
         stats->last_loss = stats->loss_curve[done - 1];
     }
-    if (o->profile) ulc_session_profile(L.sess, o->progress ? o->progress : stderr);
+    if (o->profile) {
+        FILE *pf = o->progress ? o->progress : stderr;
+        fprintf(pf, "%s: the trained graph's session\n", pg.label);
+        ulc_session_profile(L.sess, pf);
+    }
 done:
     loop_free(&L);
     return st;

@@ -357,6 +357,53 @@ static ulc_status fold_lora_affine(ulc_graph *g, const ulc_model *src, const ulc
     return *folded ? ulc_graph_toposort(g, ctx) : ULC_OK;
 }
 
+/* A linear branch's scaling moves to its rank side: Add(base, Mul(MatMul(MatMul(x, A), B), s))
+ * trains as Add(base, MatMul(Mul(MatMul(x, A), s), B)), the same function of x, A and B. The
+ * Mul then runs over [.., r] instead of [.., out], forward and backward (on a vocabulary head,
+ * two passes over [B·T, 50,257] a step), and the runtime fuses the Add into the MatMul before
+ * it (runtime/fuse.c): the branch's output is written once. The bits agree with the model's
+ * form whenever s is a power of two (alpha / r at PEFT's usual settings); otherwise within a
+ * rounding of each output. ULC_LORA_SCALE_OUT=1 keeps the model's form. */
+static ulc_status lora_scale_rank_side(ulc_graph *g, const ulc_model *src, int64_t opset,
+                                       int *moved, ulc_ctx *ctx) {
+    const char *env = getenv("ULC_LORA_SCALE_OUT");
+    *moved = 0;
+    if (env && env[0] == '1') return ULC_OK;
+    for (size_t i = 0; i < src->lora.len; i++) {
+        const ulc_lora_record *rec = src->lora.items[i];
+        if (rec->merged || rec->kind == ULC_LORA_CONV) continue;
+        ulc_value *out = ulc_graph_get_value(g, rec->out);
+        ulc_value *base_out = ulc_graph_get_value(g, rec->base_out);
+        ulc_value *B = ulc_graph_get_value(g, rec->b);
+        ulc_node *add = out ? out->producer : NULL;
+        if (!add || add->op != ULC_OP_Add || add->n_inputs != 2 || !base_out ||
+            add->inputs[0].value != base_out || !B || !B->init || B->init->rank != 2)
+            continue;
+        ulc_value *s_out = add->inputs[1].value;
+        ulc_node *mul = s_out ? s_out->producer : NULL;
+        float scale[1];
+        if (!mul || mul->op != ULC_OP_Mul || mul->n_inputs != 2 || ulc_value_num_uses(s_out) != 1 ||
+            !f32_const(mul->inputs[1].value, 1, scale))
+            continue;
+        ulc_value *b_out = mul->inputs[0].value;
+        ulc_node *nb = b_out ? b_out->producer : NULL;
+        if (!nb || nb->op != ULC_OP_MatMul || nb->inputs[1].value != B || ulc_value_num_uses(b_out) != 1 ||
+            B->init->dims[1] <= B->init->dims[0]) /* out <= r: the model's form is no dearer */
+            continue;
+        ulc_gb gb, *b = &gb;
+        ulc_gb_init(b, g, opset, ULC_GB_NAMES_DERIVED, ctx);
+        gb.origin = mul;
+        ulc_value *scaled = ulc_gb_op2(b, "Mul", nb->inputs[0].value, mul->inputs[1].value);
+        ulc_value *prod = ulc_gb_op2(b, "MatMul", scaled, B);
+        if (!prod) return ctx->status ? ctx->status : nomem(ctx);
+        ulc_graph_remove_node(g, mul);
+        ulc_graph_remove_node(g, nb);
+        ulc_node_set_input(add, 1, prod);
+        (*moved)++;
+    }
+    return *moved ? ulc_graph_toposort(g, ctx) : ULC_OK;
+}
+
 /* What the steps of building a training graph share. */
 typedef struct tg_build {
     const ulc_model *m;
@@ -629,8 +676,9 @@ static ulc_status build(const ulc_model *m, const ulc_dataset *d, const ulc_trai
                   .batch = batch, .tg = tg};
     ULC_TRY(ulc_model_clone_shallow(m, &tg->model, ctx));
     w.g = tg->model->graph;
-    int fused = 0, folded = 0;
+    int fused = 0, folded = 0, moved = 0;
     ULC_TRY(fuse_conv_lora(w.g, m, w.opset, &fused, ctx));
+    ULC_TRY(lora_scale_rank_side(w.g, m, w.opset, &moved, ctx));
     if (!getenv("ULC_NO_LORA_AFFINE")) ULC_TRY(fold_lora_affine(w.g, m, t, &folded, ctx));
     ulc_value *loss = NULL;
     ULC_TRY(params_to_inputs(&w, ctx));

@@ -12,14 +12,25 @@
  * for the gradient, which writes dz in place of three [R, V] temporaries). Rows are the
  * parallel items: each row's sums run in 8 float lanes in a fixed order, added in double, so
  * the bits do not depend on the thread count.
+ *
+ *   SquaredDistance          per row r of a, b [R, P]: d = Σ (a - b)²
+ *   SquaredDistanceGrad      da = 2·dd[r]·(a - b), db = -da
+ *
+ * RFA's feature alignment over a vocabulary head is this op over [B, T·V]: one pass reading a
+ * and b forward and one writing da backward, where Sub, Mul, ReduceSum and their gradients (an
+ * Expand, two Muls and an Add) made eight. Items are chunks of SQ_CHUNK elements of a row, so a
+ * few long rows still use every thread; each chunk sums in 8 float lanes per block of
+ * SCE_BLOCK, added in double, and a row adds its chunks in order: the bits do not depend on
+ * the thread count.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "runtime/cpu/k_elementwise.h"
 #include "runtime/cpu/k_nn.h"
 
-enum { SCE_BLOCK = 512 };
+enum { SCE_BLOCK = 512, SQ_CHUNK = 1 << 16 };
 
 typedef struct sce_job {
     const ulc_sh_sce *g;
@@ -159,10 +170,99 @@ static ulc_status sce_grad_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
+/* ---- SquaredDistance ------------------------------------------------------------------------ */
+
+typedef struct sq_job {
+    const float *a, *b, *dd;
+    float *da, *db;
+    double *part; /* forward: one sum per chunk */
+    int64_t P, nchunk;
+} sq_job;
+
+static void sq_fwd_body(int64_t i0, int64_t i1, void *arg) {
+    const sq_job *j = arg;
+    for (int64_t i = i0; i < i1; i++) {
+        int64_t r = i / j->nchunk, c0 = i % j->nchunk * SQ_CHUNK;
+        int64_t c1 = c0 + SQ_CHUNK < j->P ? c0 + SQ_CHUNK : j->P;
+        const float *a = j->a + r * j->P, *b = j->b + r * j->P;
+        double s = 0;
+        for (int64_t q0 = c0; q0 < c1; q0 += SCE_BLOCK) {
+            int64_t q1 = q0 + SCE_BLOCK < c1 ? q0 + SCE_BLOCK : c1, c = q0;
+            float l8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            for (; c + 8 <= q1; c += 8)
+                for (int l = 0; l < 8; l++) {
+                    float d = a[c + l] - b[c + l];
+                    l8[l] += d * d;
+                }
+            s += lanes_sum(l8);
+            for (; c < q1; c++) {
+                double d = (double)a[c] - b[c];
+                s += d * d;
+            }
+        }
+        j->part[i] = s;
+    }
+}
+
+static void sq_grad_body(int64_t i0, int64_t i1, void *arg) {
+    const sq_job *j = arg;
+    for (int64_t i = i0; i < i1; i++) {
+        int64_t r = i / j->nchunk, c0 = i % j->nchunk * SQ_CHUNK;
+        int64_t c1 = c0 + SQ_CHUNK < j->P ? c0 + SQ_CHUNK : j->P;
+        size_t o = (size_t)(r * j->P);
+        const float *a = j->a + o, *b = j->b + o;
+        float g = 2.0f * j->dd[r], *da = j->da ? j->da + o : NULL, *db = j->db ? j->db + o : NULL;
+        if (da)
+            for (int64_t c = c0; c < c1; c++) da[c] = g * (a[c] - b[c]);
+        if (db)
+            for (int64_t c = c0; c < c1; c++) db[c] = -(g * (a[c] - b[c]));
+    }
+}
+
+static ulc_status sq_run(ulc_kctx *k) {
+    int64_t R, P;
+    ULC_TRY(ulc_sh_sqdist_geom(k, 0, &R, &P));
+    float *d = k->out[0]->data;
+    if (R == 0) return ULC_OK;
+    if (P == 0) {
+        memset(d, 0, (size_t)R * sizeof *d);
+        return ULC_OK;
+    }
+    sq_job j = {.a = k->in[0]->data, .b = k->in[1]->data, .P = P, .nchunk = (P + SQ_CHUNK - 1) / SQ_CHUNK};
+    if (!(j.part = malloc((size_t)(R * j.nchunk) * sizeof *j.part)))
+        return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory (%lld partial sums)", (long long)(R * j.nchunk));
+    ulc_k_parallel(R * j.nchunk, ulc_k_grain(1 << 15, 2.0 * (double)(P < SQ_CHUNK ? P : SQ_CHUNK)),
+                   sq_fwd_body, &j);
+    for (int64_t r = 0; r < R; r++) {
+        double s = 0;
+        for (int64_t c = 0; c < j.nchunk; c++) s += j.part[r * j.nchunk + c];
+        d[r] = (float)s;
+    }
+    free(j.part);
+    return ULC_OK;
+}
+
+static ulc_status sq_grad_run(ulc_kctx *k) {
+    int64_t R, P;
+    ULC_TRY(ulc_sh_sqdist_geom(k, 1, &R, &P));
+    sq_job j = {.a = k->in[0]->data, .b = k->in[1]->data, .dd = k->in[2]->data,
+                .da = k->out[0] ? k->out[0]->data : NULL,
+                .db = k->n_out > 1 && k->out[1] ? k->out[1]->data : NULL, .P = P,
+                .nchunk = (P + SQ_CHUNK - 1) / SQ_CHUNK};
+    if (R == 0 || P == 0) return ULC_OK;
+    ulc_k_parallel(R * j.nchunk, ulc_k_grain(1 << 15, 2.0 * (double)(P < SQ_CHUNK ? P : SQ_CHUNK)),
+                   sq_grad_body, &j);
+    return ULC_OK;
+}
+
 static const ulc_kernel k_sce = {.run = sce_run};
 static const ulc_kernel k_sce_grad = {.run = sce_grad_run};
+static const ulc_kernel k_sq = {.run = sq_run};
+static const ulc_kernel k_sq_grad = {.run = sq_grad_run};
 
 void ulc_cpu_register_loss(const ulc_kernel **table) {
     table[ULC_OP_SoftmaxCrossEntropy] = &k_sce;
     table[ULC_OP_SoftmaxCrossEntropyGrad] = &k_sce_grad;
+    table[ULC_OP_SquaredDistance] = &k_sq;
+    table[ULC_OP_SquaredDistanceGrad] = &k_sq_grad;
 }

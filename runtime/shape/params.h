@@ -204,6 +204,10 @@ typedef struct ulc_sh_sce {
 /* grad 0: the forward op (z, y, p at 0, 1, 2); 1: the gradient (z, y, lse, dce, dlse, dsce, p). */
 ulc_status ulc_sh_sce_geom(ulc_kctx *k, int grad, ulc_sh_sce *g);
 
+/* SquaredDistance and its gradient (ir/ops_ulc.def): a and b of one float32 shape, R rows of P
+ * (the last axis); grad 1 also checks dd (the rows' shape). */
+ulc_status ulc_sh_sqdist_geom(ulc_kctx *k, int grad, int64_t *R, int64_t *P);
+
 /* GatherGrad: dy, indices and data_shape checked against each other and the axis. */
 ulc_status ulc_sh_gather_grad_geom(ulc_kctx *k, ulc_sh_gather_grad *g);
 

@@ -2,6 +2,8 @@
  * s_loss.c — shape rules of ulc's fused loss ops (domain "ulc", ir/ops_ulc.def):
  * SoftmaxCrossEntropy and SoftmaxCrossEntropyGrad. z is float32 [..., V]; y (int32/int64, optional)
  * has z's leading dims, as do the per-row results (ce, lse, sce); the gradient has z's shape.
+ * SquaredDistance and SquaredDistanceGrad: a and b of one float32 shape [..., P]; d and dd have
+ * the leading dims; da and db the shape of a.
  * The CPU kernels: runtime/cpu/k_loss.c.
  */
 #include <stdint.h>
@@ -87,7 +89,44 @@ static ulc_status sce_grad_infer(ulc_kctx *k) {
     return ULC_OK;
 }
 
+ulc_status ulc_sh_sqdist_geom(ulc_kctx *k, int grad, int64_t *R, int64_t *P) {
+    ULC_TRY(ulc_grad_f32(k, 0, "a"));
+    ULC_TRY(ulc_grad_f32(k, 1, "b"));
+    const ulc_rt_tensor *a = k->in[0], *b = k->in[1];
+    char s1[96], s2[96];
+    if (a->rank < 1) return ulc_k_fail(k, ULC_ERR_INVALID, "a must have a feature axis (rank >= 1)");
+    if (!ulc_rt_same_shape(a, b))
+        return ulc_k_fail(k, ULC_ERR_INVALID, "input 1 (b) is %s; it must have a's shape %s",
+                          ulc_rt_shape_str(b, s1, sizeof s1), ulc_rt_shape_str(a, s2, sizeof s2));
+    if (grad) {
+        if (k->n_in < 3 || !k->in[2]) return ulc_k_fail(k, ULC_ERR_INVALID, "input 2 (dd) is required");
+        ULC_TRY(ulc_grad_f32(k, 2, "dd"));
+        ULC_TRY(rows_match(k, a, k->in[2], "dd", 2));
+    }
+    *P = a->dims[a->rank - 1];
+    *R = 1;
+    for (int d = 0; d + 1 < a->rank; d++) *R *= a->dims[d];
+    return ULC_OK;
+}
+
+static ulc_status sqdist_infer(ulc_kctx *k) {
+    int64_t R, P;
+    ULC_TRY(ulc_sh_sqdist_geom(k, 0, &R, &P));
+    ulc_k_set(k->out[0], ULC_DT_F32, k->in[0]->rank - 1, k->in[0]->dims);
+    return ULC_OK;
+}
+
+static ulc_status sqdist_grad_infer(ulc_kctx *k) {
+    int64_t R, P;
+    ULC_TRY(ulc_sh_sqdist_geom(k, 1, &R, &P));
+    for (int i = 0; i < k->n_out && i < 2; i++)
+        if (k->out[i]) ulc_k_set(k->out[i], ULC_DT_F32, k->in[0]->rank, k->in[0]->dims);
+    return ULC_OK;
+}
+
 void ulc_shape_register_loss(ulc_shape_rule *t) {
+    t[ULC_OP_SquaredDistance].infer = sqdist_infer;
+    t[ULC_OP_SquaredDistanceGrad].infer = sqdist_grad_infer;
     t[ULC_OP_SoftmaxCrossEntropy].infer = sce_infer;
     t[ULC_OP_SoftmaxCrossEntropyGrad].infer = sce_grad_infer;
 }

@@ -6,6 +6,7 @@ and a second run gives the same bytes; sample forgetting keeps test accuracy wit
 Ctrl-C writes nothing; a Hugging Face directory and a text model go through the same command."""
 import hashlib
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -326,6 +327,16 @@ def test_profile_prints_the_training_ops_and_changes_nothing(digits_run, tmp_pat
     assert "profile (every run so far" in proc.stderr, proc.stderr
     for op in ("Conv", "ConvGradData", "slowest nodes"):
         assert op in proc.stderr, proc.stderr
+    # a line per step (where its time went), then the trained graph's and the teacher's sessions
+    steps = re.findall(r"rfa: step (\d+)\s+([\d.]+) ms: batch ([\d.]+), before-step hook ([\d.]+), "
+                       r"graph ([\d.]+), optimizer ([\d.]+)", proc.stderr)
+    assert [int(s[0]) for s in steps] == list(range(1, len(steps) + 1)) and len(steps) >= 10
+    for s in steps:
+        total, parts = float(s[1]), sum(float(x) for x in s[2:])
+        assert parts <= total + 0.5 and float(s[4]) > 0, s   # the teacher runs in the hook
+    assert "rfa: the trained graph's session" in proc.stderr
+    teacher = proc.stderr.split("rfa: the teacher's session (inside the before-step hook)\n", 1)
+    assert len(teacher) == 2 and teacher[1].startswith("profile (every run so far"), proc.stderr
     assert out.read_bytes() == digits_run["out"].read_bytes()   # timing only
 
 

@@ -584,3 +584,49 @@ def test_softmax_cross_entropy_bad_inputs(tmp_path, case, msg):
     p = run_nodes(tmp_path, [node(op, ins, outs)], feeds, outs, check=False)
     assert p.returncode != 0
     assert msg in p.stderr and op in p.stderr, p.stderr
+
+
+# ---- SquaredDistance / SquaredDistanceGrad (RFA's fused feature distance) --------------------------
+
+@pytest.mark.parametrize("shape", [(4, 7), (3, 5, 1003), (2, 150001), (6,), (2, 0, 5)],
+                         ids=["small", "3d", "chunks", "one-row", "empty"])
+def test_squared_distance_forward(tmp_path, shape):
+    a, b = rnd(*shape, scale=2.0), rnd(*shape)
+    got = run_nodes(tmp_path, [node("SquaredDistance", ["a", "b"], ["d"])], {"a": a, "b": b}, ["d"])["d"]
+    ref = ((a.astype(np.float64) - b) ** 2).sum(-1)
+    assert got.shape == ref.shape
+    if ref.size:
+        close(got, ref, 1e-6)
+    again = run_nodes(tmp_path, [node("SquaredDistance", ["a", "b"], ["d"])], {"a": a, "b": b}, ["d"],
+                      threads=1, tag="t1")["d"]
+    assert again.tobytes() == got.tobytes()   # the same bytes at any thread count
+
+
+@pytest.mark.parametrize("outs", [["da"], ["da", "db"]])
+def test_squared_distance_grad(tmp_path, outs):
+    shape = (3, 4, 70001)   # rows of two chunks
+    a, b, dd = rnd(*shape), rnd(*shape), rnd(*shape[:-1])
+    got = run_nodes(tmp_path, [node("SquaredDistanceGrad", ["a", "b", "dd"], outs)],
+                    {"a": a, "b": b, "dd": dd}, outs)
+    ref = 2.0 * dd.astype(np.float64)[..., None] * (a.astype(np.float64) - b)
+    close(got["da"], ref, 1e-6)
+    if "db" in outs:
+        close(got["db"], -ref, 1e-6)
+
+
+@pytest.mark.parametrize("case,msg", [("bshape", "it must have a's shape"),
+                                      ("ddshape", "without its class axis"),
+                                      ("dtype", "float32")])
+def test_squared_distance_bad_inputs(tmp_path, case, msg):
+    feeds = {"a": rnd(2, 3), "b": rnd(2, 3)}
+    op, ins, outs = "SquaredDistance", ["a", "b"], ["d"]
+    if case == "bshape":
+        feeds["b"] = rnd(2, 4)
+    elif case == "dtype":
+        feeds["b"] = rnd(2, 3).astype(np.float64)
+    else:
+        op, ins, outs = "SquaredDistanceGrad", ["a", "b", "dd"], ["da"]
+        feeds["dd"] = rnd(3)
+    p = run_nodes(tmp_path, [node(op, ins, outs)], feeds, outs, check=False)
+    assert p.returncode != 0
+    assert msg in p.stderr and op in p.stderr, p.stderr

@@ -49,13 +49,14 @@ def data(path, vocab=V, rows=24, t=12):
     return ids, mask
 
 
-def run(tmp_path, model, method, out="out", obj=None, train=None, forget=FORGET, code=0):
+def run(tmp_path, model, method, out="out", obj=None, train=None, forget=FORGET, code=0, extra=None):
     ids, mask = data(tmp_path / "t.safetensors")
     fs = forget if isinstance(forget, dict) else {"indices": forget}
     spec = {"method": method, "data": {"train": "t.safetensors"}, "forget": fs,
             "train": {"batch_size": 12, "lr": 1e-3, **(train or {})}}
     if obj is not None:
         spec[method] = obj
+    spec.update(extra or {})
     sp = tmp_path / f"{out}.json"
     sp.write_text(json.dumps(spec))
     dest = tmp_path / (out if model.is_dir() else out + ".onnx")
@@ -297,6 +298,29 @@ def test_rfa_adapts_the_mlp_and_the_tied_head(tmp_path, g2):
     got = load_file(str(tmp_path / "y.safetensors"))["logits"]
     on = mask.astype(bool)
     assert np.abs(got - logits(m, ids, mask).numpy())[on].max() < 1e-4
+
+
+@pytest.mark.parametrize("alpha", [32, 24], ids=["scale-4", "scale-3"])
+def test_rfa_trains_the_linear_scaling_on_the_rank_side(tmp_path, g2, monkeypatch, alpha):
+    """The training graph multiplies a linear adapter's scaling into its rank-r side
+    (train/train_graph.c, lora_scale_rank_side); ULC_LORA_SCALE_OUT=1 keeps PEFT's form, the
+    scaling on the branch's output. A power-of-two scaling gives the same bits; another the same
+    weights to float32 rounding."""
+    lora = {"lora": {"rank": 8, "alpha": alpha}}
+    run(tmp_path, g2, "rfa", out="rank_side", extra=lora, train={"epochs": 2})
+    monkeypatch.setenv("ULC_LORA_SCALE_OUT", "1")
+    run(tmp_path, g2, "rfa", out="out_side", extra=lora, train={"epochs": 2})
+    a = load_file(str(tmp_path / "rank_side" / "model.safetensors"))
+    b = load_file(str(tmp_path / "out_side" / "model.safetensors"))
+    base = load_file(str(g2 / "model.safetensors"))
+    assert not np.array_equal(a["lm_head.weight"], base["transformer.wte.weight"])  # it trained
+    for k in a:
+        if alpha == 32:
+            assert a[k].tobytes() == b[k].tobytes(), k
+        else:
+            np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=1e-6, err_msg=k)
+    if alpha == 24:   # the two forms did run: their roundings differ somewhere
+        assert any(a[k].tobytes() != b[k].tobytes() for k in a)
 
 
 def test_onnx_export_neggrad_and_npo(tmp_path, fixture_dir):

@@ -271,3 +271,33 @@ def test_softmax_cross_entropy_gradient(ulc, tmp_path, with_p, outputs, p_shape)
     assert np.isclose(got["loss"], np.sum(y.astype(np.float64) * seed), rtol=1e-4, atol=1e-4)
     r = fd_grads(ref, {"z": z}, seed.astype(np.float64))["z"]
     np.testing.assert_allclose(got["grad:z"], r, rtol=1e-2, atol=2e-3)
+
+
+# ---- ulc's fused feature distance: SquaredDistance (RFA's l2sq) ------------------------------------
+
+@pytest.mark.parametrize("shape", [(2, 3, 5), (4, 9)], ids=["3d", "2d"])
+def test_squared_distance_gradient(ulc, tmp_path, shape):
+    """`ulc grad` through the fused node against finite differences of its ONNX spelling; both
+    operands trained (da and db)."""
+    inputs = [helper.make_tensor_value_info(k, F, list(shape)) for k in ("a", "b")]
+    out = [helper.make_tensor_value_info("y", F, None)]
+    fused = helper.make_model(helper.make_graph(
+        [helper.make_node("SquaredDistance", ["a", "b"], ["y"], domain="ulc")], "sq", inputs, out),
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ulc", 1)])
+    ref = helper.make_model(helper.make_graph(
+        [helper.make_node("Sub", ["a", "b"], ["e"]), helper.make_node("Mul", ["e", "e"], ["e2"]),
+         helper.make_node("ReduceSum", ["e2", "ax"], ["y"], keepdims=0)],
+        "sq", inputs, out, [i64("ax", [-1])]), opset_imports=[helper.make_opsetid("", 17)])
+    feeds = {"a": rnd(shape, 3, -2.0, 2.0), "b": rnd(shape, 4)}
+    y = ort.InferenceSession(ref.SerializeToString(),
+                             providers=["CPUExecutionProvider"]).run(["y"], feeds)[0]
+    seed = rnd(y.shape, 99)
+    onnx.save(fused, tmp_path / "m.onnx")
+    save_file({**feeds, "grad:y": seed}, str(tmp_path / "feeds.safetensors"))
+    ulc("grad", tmp_path / "m.onnx", "--input", tmp_path / "feeds.safetensors",
+        "-o", tmp_path / "g.safetensors", check=True)
+    got = load_file(str(tmp_path / "g.safetensors"))
+    assert np.isclose(got["loss"], np.sum(y.astype(np.float64) * seed), rtol=1e-4, atol=1e-4)
+    r = fd_grads(ref, feeds, seed.astype(np.float64))
+    for k in feeds:
+        np.testing.assert_allclose(got[f"grad:{k}"], r[k], rtol=1e-2, atol=2e-3, err_msg=f"d/d{k}")

@@ -26,7 +26,8 @@ median epoch times. Both sides see the same batches, and at step 1 the student e
 
 Target (issue): ulc's epoch <= 0.5x PyTorch's, peak RSS <= PyTorch's.
 
-  .venv/bin/python bench/bench_lm_rfa.py [--rows 512] [--repeats 3] [--threads 2] [--write-doc]
+  .venv/bin/python bench/bench_lm_rfa.py [--rows 512] [--repeats 3] [--threads 2] [--busy 0|2]
+                                         [--write-doc]
 """
 import argparse
 import datetime
@@ -128,10 +129,23 @@ def main():
     ap.add_argument("--rows", type=int, default=512)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--busy", type=int, default=0,
+                    help="start N `yes > /dev/null` processes for the timed runs (a shared machine)")
     ap.add_argument("--write-doc", action="store_true")
     a = ap.parse_args()
     model, data, forget = make_inputs(a.rows)
     res = {"ulc": [], "torch": []}
+    busy = [subprocess.Popen(["yes"], stdout=subprocess.DEVNULL) for _ in range(a.busy)]
+    try:
+        run_repeats(a, model, data, forget, res)
+    finally:
+        for b in busy:
+            b.kill()
+            b.wait()
+    report(a, res)
+
+
+def run_repeats(a, model, data, forget, res):
     for rep in range(a.repeats):
         order = ["ulc", "torch"] if rep % 2 == 0 else ["torch", "ulc"]
         for side in order:
@@ -140,6 +154,9 @@ def main():
             res[side].append(r)
             print(f"repeat {rep + 1} {side:5s} epoch {r['epoch_s']:8.1f} s  cpu {r['cpu_s']:8.1f} s  "
                   f"peak RSS {r['rss_mib']:7.0f} MiB  mean loss {r['loss']:.6g}", flush=True)
+
+
+def report(a, res):
     med = {s: {k: statistics.median(x[k] for x in res[s]) for k in ("epoch_s", "rss_mib", "cpu_s", "wall_s")}
            for s in res}
     ratio = med["ulc"]["epoch_s"] / med["torch"]["epoch_s"]
@@ -153,9 +170,12 @@ def main():
     load = os.getloadavg()[0]
     lines = [
         SECTION, "",
-        f"`.venv/bin/python bench/bench_lm_rfa.py --rows {a.rows} --repeats {a.repeats} --threads {a.threads}` "
+        f"`.venv/bin/python bench/bench_lm_rfa.py --rows {a.rows} --repeats {a.repeats} --threads {a.threads}"
+        f"{f' --busy {a.busy}' if a.busy else ''}` "
         f"— {when}; {os.cpu_count()} cores, Linux {platform.release()}; torch/transformers/peft "
-        f"{versions()} (bench venv); {a.threads} threads both sides; load average at the end {load:.1f}.",
+        f"{versions()} (bench venv); {a.threads} threads both sides; "
+        f"{f'{a.busy} busy processes (`yes`) beside both sides; ' if a.busy else ''}"
+        f"load average at the end {load:.1f}.",
         "",
         f"DistilGPT2's shape (6 × 768, vocabulary 50,257), random init; {a.rows} rows × 128 tokens, "
         f"5 % forget rows; RFA rank 8 / alpha 32 on every mlp.c_fc and mlp.c_proj and the tied head "

@@ -67,7 +67,6 @@ typedef struct rfa_state {
     int64_t seq;                 /* next_token: T */
     float *posw;
     size_t cap_rows;
-    float *tgt[MAX_FEATURES];    /* per feature: cap_rows × row numel */
     size_t row_numel[MAX_FEATURES];
     float *mean[MAX_FEATURES];   /* last retain means */
     int have_means;
@@ -215,10 +214,6 @@ static ulc_status build_loss(void *arg, ulc_tg *t, ulc_value **loss, ulc_ctx *ct
 
 static ulc_status grow(rfa_state *st, size_t rows, ulc_ctx *ctx) {
     if (rows <= st->cap_rows) return ULC_OK;
-    for (int k = 0; k < st->m; k++) {
-        free(st->tgt[k]);
-        if (!(st->tgt[k] = malloc(rows * st->row_numel[k] * sizeof(float)))) goto oom;
-    }
     size_t c = (size_t)st->classes;
     free(st->ybar_rows), free(st->w_inter), free(st->w_ce), free(st->w_soft);
     st->ybar_rows = malloc(rows * c * sizeof(float));
@@ -304,46 +299,10 @@ static ulc_status before_step(void *arg, ulc_session *s, const ulc_rt_tensor *co
         if (f[i] != 0.0f) nf++;
         else nr++;
     }
-    /* features: retain means (double sums, row order: deterministic), then the targets */
-    for (int k = 0; k < st->m; k++) {
-        const ulc_rt_tensor *tf = ulc_session_output(st->teacher, st->feat[k]);
-        size_t P = st->row_numel[k];
-        if (!tf || ulc_rt_numel(tf) != rows * P)
-            return ulc_fail(ctx, ULC_ERR_INTERNAL, "rfa: teacher feature '%s' has the wrong size",
-                            st->feat[k]);
-        const float *T = tf->data;
-        if (nr) {
-            if (!st->mean[k] && !(st->mean[k] = malloc(P * sizeof(float))))
-                return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (rfa means)");
-            /* threads split the feature's elements; each sums its rows in row order */
-            double *acc = st->acc;
-            float *mean = st->mean[k];
-            int64_t nblk = (int64_t)((P + MEAN_BLOCK - 1) / MEAN_BLOCK);
-#pragma omp parallel for schedule(static) num_threads(st->threads) if (rows * P >= 65536)
-            for (int64_t b = 0; b < nblk; b++) {
-                size_t p0 = (size_t)b * MEAN_BLOCK, p1 = p0 + MEAN_BLOCK < P ? p0 + MEAN_BLOCK : P;
-                for (size_t p = p0; p < p1; p++) acc[p] = 0;
-                for (size_t i = 0; i < rows; i++)
-                    if (f[i] == 0.0f)
-                        for (size_t p = p0; p < p1; p++) acc[p] += T[i * P + p];
-                for (size_t p = p0; p < p1; p++) mean[p] = (float)(acc[p] / (double)nr);
-            }
-        }
-        const float *mean = st->mean[k];
-        float *tgt = st->tgt[k];
-        int use_mean = nr || st->have_means;
-#pragma omp parallel for schedule(static) num_threads(st->threads) if (rows * P >= 65536)
-        for (int64_t i = 0; i < (int64_t)rows; i++) {
-            const float *src = f[i] != 0.0f && use_mean ? mean : T + (size_t)i * P;
-            memcpy(tgt + (size_t)i * P, src, P * sizeof(float));
-        }
-        int64_t td2[2] = {(int64_t)rows, (int64_t)P};
-        ULC_TRY(ulc_session_set_f32(s, st->tname[k], st->tgt[k], 2, td2, ctx));
-    }
     /* the retain mean of the teacher's softmax */
     const ulc_rt_tensor *z = ulc_session_output(st->teacher, st->t_output);
     size_t C = (size_t)st->classes, T = r->next_token ? (size_t)st->seq : 1;
-    if (!z || ulc_rt_numel(z) != rows * T * C)
+    if (!z || z->dtype != ULC_DT_F32 || ulc_rt_numel(z) != rows * T * C)
         return ulc_fail(ctx, ULC_ERR_INTERNAL, "rfa: teacher output has the wrong size");
     /* text: the valid next-token positions of each row, weighted to sum to 1 */
     const int64_t *am = st->am_idx >= 0 && batch[st->am_idx]->dtype == ULC_DT_I64
@@ -360,6 +319,44 @@ static ulc_status before_step(void *arg, ulc_session *s, const ulc_rt_tensor *co
         return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
     if (nr) ULC_TRY(retain_softmax_mean(st, z->data, f, rows, T, ctx));
     for (size_t i = 0; i < rows; i++) memcpy(st->ybar_rows + i * C, st->ybar, C * sizeof(float));
+    /* features: retain means (double sums, row order: deterministic), then the targets */
+    for (int k = 0; k < st->m; k++) {
+        const ulc_rt_tensor *tf = ulc_session_output(st->teacher, st->feat[k]);
+        size_t P = st->row_numel[k];
+        if (!tf || tf->dtype != ULC_DT_F32 || ulc_rt_numel(tf) != rows * P)
+            return ulc_fail(ctx, ULC_ERR_INTERNAL, "rfa: teacher feature '%s' is not float32 of "
+                            "the expected size", st->feat[k]);
+        const float *tv = tf->data;
+        if (nr) {
+            if (!st->mean[k] && !(st->mean[k] = malloc(P * sizeof(float))))
+                return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (rfa means)");
+            /* threads split the feature's elements; each sums its rows in row order */
+            double *acc = st->acc;
+            float *mean = st->mean[k];
+            int64_t nblk = (int64_t)((P + MEAN_BLOCK - 1) / MEAN_BLOCK);
+#pragma omp parallel for schedule(static) num_threads(st->threads) if (rows * P >= 65536)
+            for (int64_t b = 0; b < nblk; b++) {
+                size_t p0 = (size_t)b * MEAN_BLOCK, p1 = p0 + MEAN_BLOCK < P ? p0 + MEAN_BLOCK : P;
+                for (size_t p = p0; p < p1; p++) acc[p] = 0;
+                for (size_t i = 0; i < rows; i++)
+                    if (f[i] == 0.0f)
+                        for (size_t p = p0; p < p1; p++) acc[p] += tv[i * P + p];
+                for (size_t p = p0; p < p1; p++) mean[p] = (float)(acc[p] / (double)nr);
+            }
+        }
+        /* The target is the teacher's output itself, its forget rows overwritten by the mean:
+         * the teacher session's output buffer is not read again before its next run, which
+         * comes after the student's (ybar, which reads the logits, was taken above). A
+         * vocabulary head's [B, T·V] target is never copied. */
+        if (nr || st->have_means) {
+            const float *mean = st->mean[k];
+            float *tw = (float *)tf->data;
+            for (size_t i = 0; i < rows; i++)
+                if (f[i] != 0.0f) memcpy(tw + i * P, mean, P * sizeof(float));
+        }
+        int64_t td2[2] = {(int64_t)rows, (int64_t)P};
+        ULC_TRY(ulc_session_set_f32(s, st->tname[k], (float *)tf->data, 2, td2, ctx));
+    }
     /* row weights */
     for (size_t i = 0; i < rows; i++) {
         int fg = f[i] != 0.0f;
@@ -382,10 +379,7 @@ static ulc_status before_step(void *arg, ulc_session *s, const ulc_rt_tensor *co
 }
 
 static void state_free(rfa_state *st) {
-    for (int k = 0; k < st->m; k++) {
-        free(st->tgt[k]);
-        free(st->mean[k]);
-    }
+    for (int k = 0; k < st->m; k++) free(st->mean[k]);
     free(st->ybar), free(st->ybar_rows), free(st->acc), free(st->posw), free(st->pos), free(st->pos_w);
     free(st->w_inter), free(st->w_ce), free(st->w_soft);
     ulc_session_free(st->teacher);

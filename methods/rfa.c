@@ -241,8 +241,9 @@ oom:
 
 /* ybar: the mean of the teacher's softmax over the retain rows' weighted positions (images: one
  * position of weight 1 per row), from the teacher's logits z and their log-sum-exp (the
- * teacher graph's fused SoftmaxCrossEntropy, "ulc.rfa.lse"). Threads split the classes: each
- * class sums its positions in row order, so the bits do not depend on the thread count. */
+ * teacher graph's fused SoftmaxCrossEntropy, "ulc.rfa.lse"), exponentials by the runtime's
+ * vectorised exp. Threads split the classes: each class sums its positions in row order, so the
+ * bits do not depend on the thread count. */
 static ulc_status retain_softmax_mean(rfa_state *st, const float *z, const float *f, size_t rows,
                                       size_t T, ulc_ctx *ctx) {
     const ulc_rt_tensor *lt = ulc_session_output(st->teacher, LSE_OUT);
@@ -267,13 +268,16 @@ static ulc_status retain_softmax_mean(rfa_state *st, const float *z, const float
     int64_t nblk = (int64_t)((C + 255) / 256);
 #pragma omp parallel for schedule(static) num_threads(st->threads) if (np * C >= 65536)
     for (int64_t b = 0; b < nblk; b++) {
-        size_t c0 = (size_t)b * 256, c1 = c0 + 256 < C ? c0 + 256 : C;
+        size_t c0 = (size_t)b * 256, c1 = c0 + 256 < C ? c0 + 256 : C, n = c1 - c0;
+        float q[256];
         for (size_t c = c0; c < c1; c++) acc[c] = 0;
         for (size_t k = 0; k < np; k++) {
-            const float *zr = z + pos[k] * C;
+            const float *zr = z + pos[k] * C + c0;
             float l = lse[pos[k]];
             double w = pw[k];
-            for (size_t c = c0; c < c1; c++) acc[c] += w * (double)expf(zr[c] - l);
+            for (size_t c = 0; c < n; c++) q[c] = zr[c] - l;
+            ulc_rt_vexp_f32(q, q, (int64_t)n);
+            for (size_t c = 0; c < n; c++) acc[c0 + c] += w * (double)q[c];
         }
     }
     for (size_t c = 0; c < C; c++) st->ybar[c] = (float)(wsum > 0 ? acc[c] / wsum : 0.0);

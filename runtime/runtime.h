@@ -103,6 +103,13 @@ int ulc_session_plan_count(const ulc_session *s);
  * sharing (every intermediate in its own buffer). */
 void ulc_session_memory(const ulc_session *s, size_t *planned, size_t *unshared);
 
+/* ---- host math ------------------------------------------------------------------------------ */
+
+/* y[i] = e^x[i] over float32 arrays in host memory (y may be x): the elementwise kernels'
+ * vectorised exp (≤ 1 ulp, runtime/cpu/k_elementwise_math.c), for the host work a method's
+ * hook does each step (RFA's retain mean of the teacher's softmax). */
+void ulc_rt_vexp_f32(const float *x, float *y, int64_t n);
+
 /* ---- analysis: shapes and constants -------------------------------------------------------- */
 
 /* Shape inference and constant evaluation over g. `inputs` pins graph inputs by name: a pinned

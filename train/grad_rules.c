@@ -119,6 +119,12 @@ static ulc_status g_unary(ulc_gb *b, const ulc_node *n, ulc_value *const *dy, co
         if (r) ulc_gb_attr_copy(b, r, n, NULL);
         break;
     }
+    case ULC_OP_FastGelu: {
+        ulc_value *in[2] = {g, x};
+        r = ulc_gb_opn(b, ULC_DOMAIN, "GeluGrad", 2, in, 1, NULL);
+        if (r) ulc_gb_attr_string(b, r, "approximate", "tanh");
+        break;
+    }
     case ULC_OP_LeakyRelu: { /* where(x > 0, g, alpha·g) */
         ulc_value *c = ulc_gb_op2(b, "Greater", x, cf(b, 0.0f, x));
         ulc_value *in[3] = {c, g, mul(b, g, cf(b, ulc_grad_attr_f(n, "alpha", 0.01f), x))};
@@ -543,6 +549,7 @@ ulc_grad_rule ulc_grad_rule_for(ulc_op op) {
     case ULC_OP_Log: case ULC_OP_Sqrt: case ULC_OP_Reciprocal: case ULC_OP_Abs:
     case ULC_OP_Tanh: case ULC_OP_Sigmoid: case ULC_OP_Erf: case ULC_OP_Relu:
     case ULC_OP_Gelu: case ULC_OP_LeakyRelu: case ULC_OP_Cast: case ULC_OP_CastLike:
+    case ULC_OP_FastGelu:
         return g_unary;
     case ULC_OP_MatMul: return g_matmul;
     case ULC_OP_Gemm: return g_gemm;

@@ -35,6 +35,7 @@
 #include <string.h>
 
 #include "runtime/cpu/k_elementwise.h"
+#include "runtime/runtime.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #define EW_X86 1
@@ -378,3 +379,6 @@ EW_DISPATCH(ulc_cpu_vtanh_f32, vtanh_avx2, vtanh_c)
 EW_DISPATCH(ulc_cpu_verf_f32, verf_avx2, verf_c)
 EW_DISPATCH(ulc_cpu_vgelu_erf_f32, vgelu_erf_avx2, vgelu_erf_c)
 EW_DISPATCH(ulc_cpu_vgelu_tanh_f32, vgelu_tanh_avx2, vgelu_tanh_c)
+
+/* runtime.h's host exp: the same function, whatever backend a session runs on */
+void ulc_rt_vexp_f32(const float *x, float *y, int64_t n) { ulc_cpu_vexp_f32(x, y, n); }

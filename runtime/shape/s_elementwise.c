@@ -291,6 +291,7 @@ ulc_status ulc_sh_ew_unop(ulc_kctx *k, int *u, ew_upar *p) {
         p->beta = ulc_k_attr_float(k, "bias", 0.0f);
         p->gamma = ulc_k_attr_float(k, "lambd", 0.5f);
         break;
+    case ULC_OP_FastGelu: *u = U_GELU_TANH; break; /* ulc's (ir/ops_ulc.def) */
     case ULC_OP_Gelu: {
         const char *a = ulc_k_attr_str(k, "approximate", "none");
         if (strcmp(a, "none") == 0) *u = U_GELU;
@@ -485,7 +486,7 @@ const ulc_op ulc_ew_unary_ops[] = {
     ULC_OP_Atanh, ULC_OP_Softsign, ULC_OP_Softplus, ULC_OP_Elu, ULC_OP_Selu, ULC_OP_Celu,
     ULC_OP_LeakyRelu, ULC_OP_HardSigmoid, ULC_OP_HardSwish, ULC_OP_ThresholdedRelu,
     ULC_OP_Mish, ULC_OP_Shrink, ULC_OP_Gelu, ULC_OP_Not, ULC_OP_BitwiseNot, ULC_OP_IsNaN,
-    ULC_OP_IsInf};
+    ULC_OP_IsInf, ULC_OP_FastGelu};
 const size_t ulc_ew_n_binary = sizeof ulc_ew_binary_ops / sizeof *ulc_ew_binary_ops;
 const size_t ulc_ew_n_variadic = sizeof ulc_ew_variadic_ops / sizeof *ulc_ew_variadic_ops;
 const size_t ulc_ew_n_unary = sizeof ulc_ew_unary_ops / sizeof *ulc_ew_unary_ops;

@@ -630,3 +630,25 @@ def test_squared_distance_bad_inputs(tmp_path, case, msg):
     p = run_nodes(tmp_path, [node(op, ins, outs)], feeds, outs, check=False)
     assert p.returncode != 0
     assert msg in p.stderr and op in p.stderr, p.stderr
+
+
+# ---- FastGelu (GELU's tanh form at any opset; training graphs' gelu_new) ---------------------------
+
+def gelu_tanh_ref(x):
+    x = x.astype(np.float64)
+    return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)))
+
+
+def test_fast_gelu_forward_and_grad(tmp_path):
+    x = rnd(3, 5, 701, scale=3.0)
+    got = run_nodes(tmp_path, [node("FastGelu", ["x"], ["y"])], {"x": x}, ["y"])["y"]
+    ref = gelu_tanh_ref(x)
+    np.testing.assert_allclose(got, ref, rtol=2e-6, atol=1e-6)
+    # its gradient op, as autodiff emits it (GeluGrad, approximate "tanh")
+    dy = rnd(3, 5, 701)
+    g = run_nodes(tmp_path, [helper.make_node("GeluGrad", ["dy", "x"], ["dx"], domain="ulc",
+                                              approximate="tanh")], {"dy": dy, "x": x}, ["dx"],
+                  tag="g")["dx"]
+    h = 1e-4
+    num = (gelu_tanh_ref(x.astype(np.float64) + h) - gelu_tanh_ref(x.astype(np.float64) - h)) / (2 * h)
+    close(g, dy * num, 1e-5)

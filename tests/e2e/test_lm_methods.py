@@ -323,6 +323,20 @@ def test_rfa_trains_the_linear_scaling_on_the_rank_side(tmp_path, g2, monkeypatc
         assert any(a[k].tobytes() != b[k].tobytes() for k in a)
 
 
+def test_gelu_new_trains_as_one_fast_gelu(tmp_path, g2, monkeypatch):
+    """The training graph puts ulc's FastGelu in place of GPT-2's spelled-out gelu_new
+    (train/train_graph.c, fast_gelu); ULC_NO_FAST_GELU=1 keeps the spelled-out form. The two
+    train to the same weights within float32 rounding, and the forms did differ."""
+    run(tmp_path, g2, "rfa", out="fused", train={"epochs": 2})
+    monkeypatch.setenv("ULC_NO_FAST_GELU", "1")
+    run(tmp_path, g2, "rfa", out="spelled", train={"epochs": 2})
+    a = load_file(str(tmp_path / "fused" / "model.safetensors"))
+    b = load_file(str(tmp_path / "spelled" / "model.safetensors"))
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=1e-6, err_msg=k)
+    assert any(a[k].tobytes() != b[k].tobytes() for k in a)
+
+
 def test_onnx_export_neggrad_and_npo(tmp_path, fixture_dir):
     model = gen_exporters.generate(fixture_dir) / "gpt2_tiny.onnx"
     ids, mask = data(tmp_path / "t.safetensors", vocab=1000)

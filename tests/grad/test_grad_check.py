@@ -301,3 +301,35 @@ def test_squared_distance_gradient(ulc, tmp_path, shape):
     r = fd_grads(ref, feeds, seed.astype(np.float64))
     for k in feeds:
         np.testing.assert_allclose(got[f"grad:{k}"], r[k], rtol=1e-2, atol=2e-3, err_msg=f"d/d{k}")
+
+
+def test_fast_gelu_gradient(ulc, tmp_path):
+    """`ulc grad` through ulc's FastGelu against finite differences of GPT-2's spelled-out
+    gelu_new (Pow, Mul, Add, Tanh)."""
+    shape = (2, 3, 4)
+    inputs = [helper.make_tensor_value_info("x", F, list(shape))]
+    out = [helper.make_tensor_value_info("y", F, None)]
+    fused = helper.make_model(helper.make_graph(
+        [helper.make_node("FastGelu", ["x"], ["y"], domain="ulc")], "g", inputs, out),
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ulc", 1)])
+    c = lambda n, v: const(n, np.float32(v))  # noqa: E731
+    ref = helper.make_model(helper.make_graph(
+        [helper.make_node("Pow", ["x", "three"], ["x3"]), helper.make_node("Mul", ["x3", "k"], ["m1"]),
+         helper.make_node("Add", ["x", "m1"], ["inner"]), helper.make_node("Mul", ["inner", "s"], ["m2"]),
+         helper.make_node("Tanh", ["m2"], ["th"]), helper.make_node("Add", ["th", "one"], ["t"]),
+         helper.make_node("Mul", ["x", "half"], ["h"]), helper.make_node("Mul", ["h", "t"], ["y"])],
+        "g", inputs, out, [c("three", 3.0), c("k", 0.044715), c("s", np.sqrt(2 / np.pi)),
+                           c("one", 1.0), c("half", 0.5)]),
+        opset_imports=[helper.make_opsetid("", 17)])
+    feeds = {"x": rnd(shape, 5, -3.0, 3.0)}
+    y = ort.InferenceSession(ref.SerializeToString(),
+                             providers=["CPUExecutionProvider"]).run(["y"], feeds)[0]
+    seed = rnd(y.shape, 99)
+    onnx.save(fused, tmp_path / "m.onnx")
+    save_file({**feeds, "grad:y": seed}, str(tmp_path / "feeds.safetensors"))
+    ulc("grad", tmp_path / "m.onnx", "--input", tmp_path / "feeds.safetensors",
+        "-o", tmp_path / "g.safetensors", check=True)
+    got = load_file(str(tmp_path / "g.safetensors"))
+    assert np.isclose(got["loss"], np.sum(y.astype(np.float64) * seed), rtol=1e-5, atol=1e-5)
+    r = fd_grads(ref, feeds, seed.astype(np.float64))
+    np.testing.assert_allclose(got["grad:x"], r["x"], rtol=1e-2, atol=2e-3)

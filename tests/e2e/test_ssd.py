@@ -11,6 +11,8 @@ min(lambda * F_D / F_f, 1).
   clamped at 1 and the rest left alone;
 - `params` narrows the weights it may touch; a glob that selects nothing is refused before any
   work, naming the glob;
+- a float16/bfloat16 checkpoint keeps its dtype, and its result is the float32-widened
+  checkpoint's, rounded once (bit for bit);
 - on the digits default, class 3: the paper's alpha 10 forgets it and takes most of the retained
   classes with it (this overfit 9,610-weight model's F_D is tiny next to F_f: measured, Df and
   Dft 0 %, Dr 17.8 %, Drt 17.7 %); alpha 150 forgets it and keeps the rest (measured Df and Dft
@@ -243,6 +245,42 @@ def test_text_model_matches_transformers(tmp_path, fixture_dir):
         checked += int(np.sum(sure))
     total = sum(p.numel() for p in params.values())
     assert 0 < shrunk < total and checked > 0.99 * total, (shrunk, checked, total)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_checkpoint_is_its_float32_run_rounded_once(tmp_path, fixture_dir, dtype):
+    """A float16/bfloat16 checkpoint keeps its dtype: its weights are computed on as exact
+    float32 copies and rounded once, so the result is the float32-widened checkpoint's, rounded
+    (bit for bit); the weights `params` leaves out keep their bytes."""
+    from safetensors.torch import load_file as load_pt, save_file as save_pt
+    src = gen_hf.generate(fixture_dir)
+    w = load_pt(str(src / "hf_gpt2.model.safetensors"))
+    cfg = json.loads((src / "hf_gpt2.config.json").read_text())
+    dt = getattr(torch, dtype)
+    r = np.random.default_rng(0)
+    ids = r.integers(0, 300, (16, 10)).astype(np.int64)
+    save_file({"input_ids": ids, "attention_mask": np.ones_like(ids),
+               "label": (np.arange(16) % 4).astype(np.int64)}, str(tmp_path / "t.safetensors"))
+    outs = {}
+    for tag, cast in (("half", lambda v: v.to(dt)), ("up", lambda v: v.to(dt).float())):
+        d = tmp_path / tag
+        d.mkdir()
+        save_pt({k: cast(v) if v.is_floating_point() else v for k, v in w.items()},
+                str(d / "model.safetensors"), metadata={"format": "pt"})
+        (d / "config.json").write_text(json.dumps(dict(cfg, torch_dtype=dtype if tag == "half" else "float32")))
+        proc = run_ulc("train", d, "--data", tmp_path / "t.safetensors", "--forget-classes", "1",
+                       "--passes", "ssd{batch_size=8,params=transformer.h.0.*}", "--threads", "1", "-o", f"{tmp_path / (tag + '_out')}/", "-q")
+        assert proc.returncode == 0, proc.stderr
+        outs[tag] = load_pt(str(tmp_path / (tag + "_out") / "model.safetensors"))
+    base = load_pt(str(tmp_path / "half" / "model.safetensors"))
+    changed = 0
+    for k, v in outs["half"].items():
+        assert v.dtype == base[k].dtype, k
+        if v.is_floating_point():
+            assert torch.equal(v, outs["up"][k].to(dt)), k
+            changed += not torch.equal(v, base[k])
+            assert k.startswith("transformer.h.0.") or torch.equal(v, base[k]), k
+    assert changed > 0
 
 
 # ---- digits: class 3 --------------------------------------------------------------------------

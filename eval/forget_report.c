@@ -88,6 +88,13 @@ cJSON *ulc_forget_report_json(const ulc_forget_facts *r) {
     if (!o) return NULL;
     cJSON_AddStringToObject(o, "method", r->method);
     if (r->teacher_cache) cJSON_AddStringToObject(o, "teacher_cache", r->teacher_cache);
+    if (r->ssd_weights) {
+        cJSON *d = cJSON_AddObjectToObject(o, "dampened");
+        cJSON_AddNumberToObject(d, "weights", (double)r->ssd_dampened);
+        cJSON_AddNumberToObject(d, "of_weights", (double)r->ssd_weights);
+        cJSON_AddNumberToObject(d, "tensors", r->ssd_tensors);
+        cJSON_AddNumberToObject(d, "of_tensors", r->ssd_of_tensors);
+    }
     cJSON *in = file_entry(r->in, r->in_sha);
     if (r->in && r->in_file && strcmp(r->in, r->in_file) != 0)
         cJSON_AddStringToObject(in, "file", r->in_file);

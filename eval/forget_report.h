@@ -28,6 +28,10 @@
 typedef struct ulc_forget_facts {
     const char *method;         /* the method's name */
     const char *teacher_cache;  /* delete: "hit", "stored", "unwritable"; NULL otherwise */
+    /* ssd: the weight elements and tensors it dampened, of those it could (weights 0 for the
+     * other methods: no "dampened" in the report) */
+    long long ssd_dampened, ssd_weights;
+    int ssd_tensors, ssd_of_tensors;
     const char *in, *out;       /* the models as given */
     char *in_file, *out_file;   /* owned: the hashed files (a directory's model.safetensors) */
     char *ext_file;             /* owned: OUT's external data file, or NULL */

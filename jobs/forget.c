@@ -85,8 +85,8 @@ static ulc_status find_method(const ulc_request *rq, int *at, ulc_ctx *ctx) {
     }
     if (!found)
         return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "%s: the passes name no unlearning method "
-                        "(rfa, delete, finetune, neggrad, random-label, scrub, retrain, graddiff "
-                        "or npo)", rq->path);
+                        "(rfa, delete, finetune, neggrad, random-label, scrub, retrain, graddiff, "
+                        "npo or ssd)", rq->path);
     return ULC_OK;
 }
 
@@ -110,6 +110,7 @@ static ulc_status check_passes(const ulc_request *rq, ulc_model *m, int at, int 
     snprintf(where, sizeof where, "pass %s", p->name);
     ulc_method_hparams h;
     ULC_TRY(ulc_method_resolve(method, &rq->run, o, where, &h, ctx));
+    ULC_TRY(ulc_method_check_model(method, o, m, ctx));
     if (strcmp(ulc_pass_opt_str(o, "mask", "own"), "all_forget") == 0 &&
         rq->kind != ULC_FORGET_CLASSES)
         return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "pass %s: mask=all_forget masks every forget "
@@ -224,6 +225,10 @@ static ulc_status unlearn(forget_run *w, ulc_model *m, ulc_ctx *ctx) {
     w->fx.st = w->env.stats; /* the report takes the statistics over */
     memset(&w->env.stats, 0, sizeof w->env.stats);
     w->fx.teacher_cache = w->env.teacher_cache;
+    w->fx.ssd_dampened = w->env.ssd.dampened;
+    w->fx.ssd_weights = w->env.ssd.weights;
+    w->fx.ssd_tensors = w->env.ssd.tensors;
+    w->fx.ssd_of_tensors = w->env.ssd.of_tensors;
     if (st == ULC_OK && ((o->stop && *o->stop) || w->fx.st.interrupted))
         st = ulc_fail(ctx, ULC_ERR_INTERRUPTED, "forget: interrupted");
     return st;

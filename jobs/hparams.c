@@ -77,6 +77,23 @@ static void rfa_obj(cJSON *hp, const ulc_pass_opts *mo, int next_token) {
     cJSON_AddStringToObject(rf, "task", next_token ? "next-token" : "classification");
 }
 
+/* ssd trains nothing: "train" holds what applies (the batch size of its Fisher estimates, the
+ * seed), "ssd" its own options with the defaults filled in. */
+static void ssd_obj(cJSON *hp, const ulc_request *rq, const ulc_method_hparams *h,
+                    const ulc_pass_opts *mo) {
+    ulc_unlearn_opts d;
+    ulc_optim_opts optim;
+    int epochs, batch;
+    ulc_unlearn_defaults(ULC_METHOD_SSD, &d, &optim, &epochs, &batch);
+    cJSON *tr = cJSON_AddObjectToObject(hp, "train");
+    cJSON_AddNumberToObject(tr, "batch_size", (double)h->batch_size);
+    cJSON_AddNumberToObject(tr, "seed", (double)rq->seed);
+    cJSON *o = cJSON_AddObjectToObject(hp, "ssd");
+    cJSON_AddNumberToObject(o, "alpha", ulc_pass_opt_num(mo, "alpha", d.ssd_alpha));
+    cJSON_AddNumberToObject(o, "lambda", ulc_pass_opt_num(mo, "lambda", d.ssd_lambda));
+    cJSON_AddStringToObject(o, "params", ulc_pass_opt_str(mo, "params", "*"));
+}
+
 cJSON *ulc_request_hyperparameters(const ulc_request *rq, const ulc_method_env *env,
                                    int next_token, char *const *modules, int n_modules) {
     cJSON *hp = cJSON_CreateObject();
@@ -85,6 +102,10 @@ cJSON *ulc_request_hyperparameters(const ulc_request *rq, const ulc_method_env *
     if (find_pass(rq, "lora-inject", &li)) lora_obj(hp, li, modules, n_modules);
     find_pass(rq, env->method, &mo);
     const ulc_method_hparams *h = &env->hparams;
+    if (strcmp(env->method, "ssd") == 0) {
+        ssd_obj(hp, rq, h, mo);
+        return hp;
+    }
     cJSON *tr = cJSON_AddObjectToObject(hp, "train");
     cJSON_AddNumberToObject(tr, "epochs", (double)h->epochs);
     cJSON_AddNumberToObject(tr, "batch_size", (double)h->batch_size);

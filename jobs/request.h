@@ -39,7 +39,8 @@ struct ulc_request {
     /* the method the spec names and its settings (what ulc_request_passes builds from) */
     ulc_method method;
     const char *method_name;   /* ulc_method_name(method) */
-    /* non-rfa methods: what trains, delete's mask/temperature, scrub's alpha/gamma */
+    /* non-rfa methods: what trains, delete's mask/temperature, scrub's alpha/gamma, ssd's
+     * alpha/lambda/params */
     ulc_unlearn_opts unlearn;
     long rank;
     double alpha;
@@ -78,6 +79,7 @@ struct ulc_request {
     ulc_lm_opts lm;            /* text models: mink_percent / 100, extract_prefix, extract_tokens,
                                   extract_rows (default ulc_lm_defaults()) */
     char *reference;           /* a reference model (retrain) for the activation distance, resolved */
+    char *ssd_params;          /* ssd.params as given (unlearn.ssd_params points here), or NULL */
     ulc_gates gates;           /* key "gates" */
 };
 

@@ -1,5 +1,6 @@
 /* spec.c — requests: the forget spec parsed and checked (docs/spec.md), and the pipeline a
  * request runs (request.h). */
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,7 @@ void ulc_request_clear(ulc_request *s) {
     free(s->exclude);
     free(s->report);
     free(s->reference);
+    free(s->ssd_params);
 }
 
 
@@ -290,8 +292,8 @@ static int is_text_file(const char *path) {
 /* Each method's own object is a top-level key named after it ("rfa", "delete", ...). */
 static const char *const k_top_keys[] = {"method", "data", "forget", "model", "lora", "train",
                                          "rfa", "delete", "finetune", "neggrad", "random-label",
-                                         "scrub", "retrain", "graddiff", "npo", "gates", "report",
-                                         "eval", NULL};
+                                         "scrub", "retrain", "graddiff", "npo", "ssd", "gates",
+                                         "report", "eval", NULL};
 static const char *const k_data_keys[] = {"train", "test", NULL};
 static const char *const k_forget_keys[] = {"classes", "indices", "indices_file", "file", NULL};
 static const char *const k_model_keys[] = {"input", "output", "max_length", "tokenizer",
@@ -304,7 +306,11 @@ static const char *const k_delete_keys[] = {"mask", "train", "temperature", NULL
 static const char *const k_scrub_keys[] = {"alpha", "gamma", "train", NULL};
 static const char *const k_graddiff_keys[] = {"train", "retain_weight", NULL};
 static const char *const k_npo_keys[] = {"train", "beta", "retain_weight", NULL};
+static const char *const k_ssd_keys[] = {"alpha", "lambda", "params", NULL};
 static const char *const k_other_keys[] = {"train", NULL}; /* finetune, neggrad, ... */
+/* The 'train' keys ssd refuses: it trains nothing (batch_size and seed apply). */
+static const char *const k_ssd_no_train[] = {"epochs", "lr", "optimizer", "weight_decay",
+                                             "momentum", NULL};
 static const char *const k_gate_keys[] = {"forget_acc_max", "retain_acc_drop_max", "mia_max",
                                           "forget_ppl_min", "extract_max", NULL};
 static const char *const k_eval_keys[] = {"features", "relearn_steps", "relearn_lr", "reference",
@@ -393,6 +399,24 @@ ulc_status ulc_request_read_indices(const char *path, const char *what, int64_t 
     return no_duplicates(path, what, "row", *out, *n, ctx);
 }
 
+/* 'ssd': α > 0, λ >= 0, and the globs of the weights it may dampen (checked against the model
+ * before any work, by methods/method.h's ulc_method_check_model). */
+static ulc_status parse_ssd(ulc_request *s, const cJSON *mo, ulc_ctx *ctx) {
+    const char *path = s->path, *str = NULL;
+    ULC_TRY(get_num(path, mo, "ssd", "alpha", 0, 1, 1e6, &s->unlearn.ssd_alpha, ctx));
+    ULC_TRY(get_num(path, mo, "ssd", "lambda", 0, 0, 1e6, &s->unlearn.ssd_lambda, ctx));
+    ULC_TRY(get_str(path, mo, "ssd", "params", &str, ctx));
+    if (!str) return ULC_OK;
+    size_t n = strlen(str);
+    /* the pass option's text rules (passes/pass.h): the pipeline prints back as it parses */
+    if (strpbrk(str, ",{}") || isspace((unsigned char)str[0]) || isspace((unsigned char)str[n - 1]))
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'ssd.params': '%s' may not hold ',', '{' "
+                        "or '}' nor start or end with a space (separate globs with '|')", path, str);
+    if (!(s->ssd_params = strdup(str))) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (spec)");
+    s->unlearn.ssd_params = s->ssd_params;
+    return ULC_OK;
+}
+
 /* The method (key 'method') and its own object (key named after it; rfa's is parsed with the
  * rest). Its training defaults are resolved with the spec's 'train' (methods/method.h). */
 static ulc_status parse_method(ulc_request *s, const cJSON *j, const char *method, ulc_ctx *ctx) {
@@ -400,8 +424,8 @@ static ulc_status parse_method(ulc_request *s, const cJSON *j, const char *metho
     int m = ulc_method_parse(method);
     if (m < 0)
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'method': unknown method '%s' (expected "
-                        "rfa, delete, finetune, neggrad, random-label, scrub, retrain, graddiff "
-                        "or npo)", path, method);
+                        "rfa, delete, finetune, neggrad, random-label, scrub, retrain, graddiff, "
+                        "npo or ssd)", path, method);
     s->method = (ulc_method)m;
     s->method_name = ulc_method_name(s->method);
     /* another method's object is a mistake (a copied spec whose method was changed) */
@@ -421,8 +445,10 @@ static ulc_status parse_method(ulc_request *s, const cJSON *j, const char *metho
                               : s->method == ULC_METHOD_SCRUB    ? k_scrub_keys
                               : s->method == ULC_METHOD_GRADDIFF ? k_graddiff_keys
                               : s->method == ULC_METHOD_NPO      ? k_npo_keys
+                              : s->method == ULC_METHOD_SSD      ? k_ssd_keys
                                                                  : k_other_keys;
     ULC_TRY(check_keys(path, mo, s->method_name, keys, ctx));
+    if (s->method == ULC_METHOD_SSD) return parse_ssd(s, mo, ctx);
     const char *str = NULL;
     ULC_TRY(get_str(path, mo, s->method_name, "train", &str, ctx));
     if (str) {
@@ -463,6 +489,11 @@ static ulc_status parse_train(ulc_request *s, const cJSON *train, ulc_method_tra
     const char *path = s->path;
     long long iv = 0;
     ULC_TRY(check_keys(path, train, "train", k_train_keys, ctx));
+    for (int k = 0; s->method == ULC_METHOD_SSD && k_ssd_no_train[k]; k++)
+        if (cJSON_HasObjectItem(train, k_ssd_no_train[k]))
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'train.%s': method ssd trains nothing "
+                            "(it dampens weights once); of 'train' it takes only batch_size (the "
+                            "Fisher estimates' batches) and seed", path, k_ssd_no_train[k]);
     static const struct { const char *key; unsigned bit; } ints[] = {
         {"epochs", ULC_MT_EPOCHS}, {"batch_size", ULC_MT_BATCH}};
     for (int k = 0; k < 2; k++) {
@@ -614,6 +645,9 @@ static ulc_status parse_data_model(ulc_request *s, const cJSON *data, const cJSO
 /* 'lora': the adapters of RFA, or of a method that trains them. */
 static ulc_status parse_lora(ulc_request *s, const cJSON *lora, ulc_ctx *ctx) {
     const char *path = s->path;
+    if (s->method == ULC_METHOD_SSD)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'lora': method ssd dampens the model's own "
+                        "weights; it uses no LoRA adapters", path);
     if (s->method != ULC_METHOD_RFA && s->unlearn.what != ULC_TRAIN_LORA)
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'lora': method %s trains %s, not LoRA "
                         "adapters (set \"%s\": {\"train\": \"lora\"} to use them)", path,
@@ -785,16 +819,23 @@ ulc_status ulc_request_passes(ulc_request *s, ulc_ctx *ctx) {
         if (s->exclude) SET(ulc_pipeline_set_str(p, "exclude", s->exclude, ctx));
     }
     SET(ulc_pipeline_append(p, s->method_name, ctx));
-    SET(ulc_pipeline_set_int(p, "epochs", s->epochs, ctx));
-    SET(ulc_pipeline_set_int(p, "batch_size", s->batch_size, ctx));
-    SET(ulc_pipeline_set_num(p, "lr", s->lr, ctx));
-    SET(ulc_pipeline_set_num(p, "weight_decay", s->weight_decay, ctx));
-    SET(ulc_pipeline_set_str(p, "optimizer", s->optimizer == ULC_OPTIM_SGD ? "sgd" : "adamw", ctx));
-    if (s->optimizer == ULC_OPTIM_SGD) SET(ulc_pipeline_set_num(p, "momentum", s->momentum, ctx));
+    if (s->method == ULC_METHOD_SSD) { /* trains nothing: no optimizer settings */
+        SET(ulc_pipeline_set_int(p, "batch_size", s->batch_size, ctx));
+        SET(ulc_pipeline_set_num(p, "alpha", s->unlearn.ssd_alpha, ctx));
+        SET(ulc_pipeline_set_num(p, "lambda", s->unlearn.ssd_lambda, ctx));
+        if (s->unlearn.ssd_params) SET(ulc_pipeline_set_str(p, "params", s->unlearn.ssd_params, ctx));
+    } else {
+        SET(ulc_pipeline_set_int(p, "epochs", s->epochs, ctx));
+        SET(ulc_pipeline_set_int(p, "batch_size", s->batch_size, ctx));
+        SET(ulc_pipeline_set_num(p, "lr", s->lr, ctx));
+        SET(ulc_pipeline_set_num(p, "weight_decay", s->weight_decay, ctx));
+        SET(ulc_pipeline_set_str(p, "optimizer", s->optimizer == ULC_OPTIM_SGD ? "sgd" : "adamw", ctx));
+        if (s->optimizer == ULC_OPTIM_SGD) SET(ulc_pipeline_set_num(p, "momentum", s->momentum, ctx));
+    }
     if (s->method == ULC_METHOD_RFA) {
         SET(ulc_pipeline_set_num(p, "gamma", s->gamma, ctx));
         SET(ulc_pipeline_set_str(p, "norm", s->norm_name, ctx));
-    } else if (s->method != ULC_METHOD_RETRAIN) {
+    } else if (s->method != ULC_METHOD_RETRAIN && s->method != ULC_METHOD_SSD) {
         static const char *const what[] = {"all", "all_but_classifier", "lora"};
         SET(ulc_pipeline_set_str(p, "train", what[s->unlearn.what], ctx));
     }
@@ -906,9 +947,8 @@ ulc_status ulc_request_set_passes(ulc_request *rq, const char *pipeline, ulc_ctx
     if (methods != 1) {
         ulc_pipeline_free(p);
         return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "passes '%s': expected one unlearning method "
-                        "(rfa, delete, finetune, neggrad, random-label, scrub, retrain, graddiff or npo), "
-                        "found "
-                        "%d", pipeline, methods);
+                        "(rfa, delete, finetune, neggrad, random-label, scrub, retrain, graddiff, "
+                        "npo or ssd), found %d", pipeline, methods);
     }
     ulc_pipeline_free(rq->passes);
     rq->passes = p;

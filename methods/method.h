@@ -1,11 +1,12 @@
 /*
  * method.h — unlearning methods as registered passes.
  *
- * Each method (rfa, delete, finetune, neggrad, random-label, scrub, retrain, graddiff, npo) is a
- * pass with typed options (its own, and the training settings every method takes: epochs,
- * batch_size, lr, weight_decay, momentum, optimizer). What a method reads beyond the graph — the
- * frozen teacher, the training rows, which of them to forget — travels in a ulc_method_env that
- * the caller hangs on the pass context; the method leaves its training statistics there.
+ * Each method (rfa, delete, finetune, neggrad, random-label, scrub, retrain, graddiff, npo, ssd)
+ * is a pass with typed options (its own, and the training settings every method takes: epochs,
+ * batch_size, lr, weight_decay, momentum, optimizer; ssd, which trains nothing, takes only
+ * batch_size). What a method reads beyond the graph — the frozen teacher, the training rows,
+ * which of them to forget — travels in a ulc_method_env that the caller hangs on the pass
+ * context; the method leaves its training statistics there.
  *
  *     ulc_methods_register(ctx);                           // once: adds the passes
  *     ulc_method_env env = {.teacher = original, .data = &train.d, .forget = flags,
@@ -75,6 +76,7 @@ struct ulc_method_env {
     ulc_method_hparams hparams;  /* its resolved training settings */
     ulc_train_stats stats;       /* its training statistics */
     const char *teacher_cache;   /* delete with a key: "hit", "stored" or "unwritable" */
+    ulc_ssd_result ssd;          /* ssd: what it dampened (zero for the other methods) */
 };
 
 /* Registers the method passes (idempotent, thread-safe). */
@@ -91,7 +93,8 @@ int ulc_method_of_pass(const char *name);
 ulc_method_train ulc_method_train_defaults(ulc_method m);
 
 /* Resolves the settings of method m: defaults, then run, then pass options o (NULL: none).
- * Momentum with AdamW is refused (ULC_ERR_INVALID_ARG naming `where`). */
+ * Momentum with AdamW is refused (ULC_ERR_INVALID_ARG naming `where`), and so is any run
+ * setting but the batch size for ssd. */
 ulc_status ulc_method_resolve(ulc_method m, const ulc_method_train *run, const ulc_pass_opts *o,
                               const char *where, ulc_method_hparams *out, ulc_ctx *ctx);
 
@@ -101,6 +104,11 @@ ulc_status ulc_method_resolve(ulc_method m, const ulc_method_train *run, const u
  * work (jobs/forget.c, once the model's interface is known); the pass checks again. */
 ulc_status ulc_method_check_task(ulc_method m, const ulc_pass_opts *o, int next_token,
                                  ulc_ctx *ctx);
+
+/* Whether method m with its options o fits the model itself, before any work: ssd's params
+ * globs must select a weight (ULC_ERR_INVALID naming them); every other method fits. */
+ulc_status ulc_method_check_model(ulc_method m, const ulc_pass_opts *o, ulc_model *model,
+                                  ulc_ctx *ctx);
 
 /* Whether method m trains LoRA adapters with its options o (rfa always; the others with
  * train=lora): the pipeline then needs lora-inject before it and lora-merge after. */

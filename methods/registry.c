@@ -78,6 +78,19 @@ static const ulc_pass_optdef k_npo_opts[] = {
     {0}};
 static const ulc_pass_optdef k_retrain_opts[] = {TRAIN_OPTS, {0}};
 
+/* ssd trains nothing: of the training settings only the batch size (its Fisher's) applies, and
+ * the table refuses the others by name. */
+static const ulc_pass_optdef k_ssd_opts[] = {
+    {.key = "batch_size", .kind = ULC_OPT_INT, .ilo = 1, .ihi = 1 << 20,
+     .help = "rows per gradient of the Fisher estimates (64)"},
+    {.key = "alpha", .kind = ULC_OPT_NUM, .lo = 0, .lo_open = 1, .hi = 1e6,
+     .help = "selection weighting: where F_f > alpha*F_D a weight is dampened (10)"},
+    {.key = "lambda", .kind = ULC_OPT_NUM, .lo = 0, .hi = 1e6,
+     .help = "dampening constant: the weight is scaled by min(lambda*F_D/F_f, 1) (1)"},
+    {.key = "params", .kind = ULC_OPT_STR,
+     .help = "'|'-separated globs of the weights it may dampen (every float weight)"},
+    {0}};
+
 /* ---- training settings ----------------------------------------------------------------------------- */
 
 ulc_method_train ulc_method_train_defaults(ulc_method m) {
@@ -106,6 +119,10 @@ ulc_status ulc_method_resolve(ulc_method m, const ulc_method_train *run, const u
                               const char *where, ulc_method_hparams *out, ulc_ctx *ctx) {
     ulc_method_train def = ulc_method_train_defaults(m), t = def;
     unsigned set = run ? run->set : 0;
+    if (m == ULC_METHOD_SSD && (set & ~(unsigned)ULC_MT_BATCH))
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "%s: method ssd trains nothing: of the training "
+                        "settings only the batch size applies (not epochs, lr, optimizer, weight "
+                        "decay or momentum)", where);
     if (set & ULC_MT_EPOCHS) t.epochs = run->epochs;
     if (set & ULC_MT_BATCH) t.batch_size = run->batch_size;
     if (set & ULC_MT_LR) t.lr = run->lr;
@@ -144,9 +161,15 @@ ulc_status ulc_method_check_task(ulc_method m, const ulc_pass_opts *o, int next_
     return ULC_OK;
 }
 
+ulc_status ulc_method_check_model(ulc_method m, const ulc_pass_opts *o, ulc_model *model,
+                                  ulc_ctx *ctx) {
+    if (m != ULC_METHOD_SSD) return ULC_OK;
+    return ulc_ssd_check(model, ulc_pass_opt_str(o, "params", NULL), ctx);
+}
+
 int ulc_method_uses_lora(ulc_method m, const ulc_pass_opts *o) {
     if (m == ULC_METHOD_RFA) return 1;
-    if (m == ULC_METHOD_RETRAIN) return 0;
+    if (m == ULC_METHOD_RETRAIN || m == ULC_METHOD_SSD) return 0;
     return strcmp(ulc_pass_opt_str(o, "train", "all"), "lora") == 0;
 }
 
@@ -158,6 +181,7 @@ void ulc_method_env_clear(ulc_method_env *env) {
     memset(&env->stats, 0, sizeof env->stats);
     env->method = NULL;
     env->teacher_cache = NULL;
+    memset(&env->ssd, 0, sizeof env->ssd);
 }
 
 /* The trainer's options for one run of method name. */
@@ -239,6 +263,12 @@ static ulc_status run_unlearn(ulc_method method, ulc_model *m, const ulc_pass_op
     if (method == ULC_METHOD_GRADDIFF || method == ULC_METHOD_NPO)
         u.retain_weight = ulc_pass_opt_num(o, "retain_weight", u.retain_weight);
     if (method == ULC_METHOD_NPO) u.npo_beta = ulc_pass_opt_num(o, "beta", u.npo_beta);
+    if (method == ULC_METHOD_SSD) {
+        u.ssd_alpha = ulc_pass_opt_num(o, "alpha", u.ssd_alpha);
+        u.ssd_lambda = ulc_pass_opt_num(o, "lambda", u.ssd_lambda);
+        u.ssd_params = ulc_pass_opt_str(o, "params", NULL);
+        u.ssd_result = &env->ssd;
+    }
     u.next_token = env->next_token;
     u.forget_classes = env->forget_classes;
     u.n_forget_classes = env->n_forget_classes;
@@ -301,11 +331,14 @@ METHOD_PASS(graddiff_pass, "graddiff", k_graddiff_opts,
             "baseline: gradient ascent on forget rows plus descent on paired retain rows")
 METHOD_PASS(npo_pass, "npo", k_npo_opts,
             "negative preference optimisation on the forget rows, KL to the original on retain rows")
+METHOD_PASS(ssd_pass, "ssd", k_ssd_opts,
+            "selective synaptic dampening: no training; shrink the weights far more important to "
+            "the forget rows (Fisher) than to the training data")
 
 static const ulc_pass *const k_method_passes[] = {
     &k_pass_rfa_pass,          &k_pass_delete_pass, &k_pass_finetune_pass, &k_pass_neggrad_pass,
     &k_pass_random_label_pass, &k_pass_scrub_pass,  &k_pass_retrain_pass,  &k_pass_graddiff_pass,
-    &k_pass_npo_pass,          NULL};
+    &k_pass_npo_pass,          &k_pass_ssd_pass,    NULL};
 
 int ulc_method_of_pass(const char *name) { return name ? ulc_method_parse(name) : -1; }
 

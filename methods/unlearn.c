@@ -24,7 +24,8 @@
 
 
 static const char *const k_methods[ULC_METHOD_COUNT_] = {
-    "rfa", "delete", "finetune", "neggrad", "random-label", "scrub", "retrain", "graddiff", "npo"};
+    "rfa", "delete", "finetune", "neggrad", "random-label", "scrub", "retrain", "graddiff", "npo",
+    "ssd"};
 
 int ulc_method_parse(const char *s) {
     for (int i = 0; i < ULC_METHOD_COUNT_; i++)
@@ -53,6 +54,8 @@ void ulc_unlearn_defaults(ulc_method m, ulc_unlearn_opts *u, ulc_optim_opts *opt
     u->scrub_gamma = 1.0;
     u->npo_beta = 0.1;
     u->retain_weight = 1.0;
+    u->ssd_alpha = 10.0; /* the paper's */
+    u->ssd_lambda = 1.0;
     *optim = ulc_optim_defaults(ULC_OPTIM_ADAMW);
     *batch_size = 64;
     switch (m) {
@@ -74,6 +77,7 @@ void ulc_unlearn_defaults(ulc_method m, ulc_unlearn_opts *u, ulc_optim_opts *opt
     case ULC_METHOD_SCRUB: optim->lr = 1e-3, *epochs = 5; break;
     case ULC_METHOD_GRADDIFF: /* the NPO paper's TOFU settings for both: AdamW 1e-5, batch 32 */
     case ULC_METHOD_NPO: optim->lr = 1e-5, *epochs = 5, *batch_size = 32; break;
+    case ULC_METHOD_SSD: break; /* no training: only the batch size counts (the Fisher's) */
     case ULC_METHOD_RETRAIN: /* the digits model's own recipe (models/digits/gen_digits.py) */
         optim->lr = 3e-3;
         optim->weight_decay = 1e-4;
@@ -468,16 +472,19 @@ ulc_status ulc_unlearn_run(ulc_model *model, const ulc_model *teacher, const ulc
     static ulc_status (*const run[ULC_METHOD_COUNT_])(const ulc_unlearn_call *, ulc_ctx *) = {
         [ULC_METHOD_DELETE] = ulc_delete_run,           [ULC_METHOD_FINETUNE] = ulc_finetune_run,
         [ULC_METHOD_NEGGRAD] = ulc_neggrad_run,         [ULC_METHOD_RANDOM_LABEL] = ulc_random_label_run,
-        [ULC_METHOD_SCRUB] = ulc_scrub_run,             [ULC_METHOD_RETRAIN] = ulc_retrain_run};
+        [ULC_METHOD_SCRUB] = ulc_scrub_run,             [ULC_METHOD_RETRAIN] = ulc_retrain_run,
+        [ULC_METHOD_SSD] = ulc_ssd_run};
     memset(stats, 0, sizeof *stats);
     if (u->method >= ULC_METHOD_COUNT_ || u->method == ULC_METHOD_RFA)
         return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "unlearn: method %s runs through rfa.h",
                         ulc_method_name(u->method));
     const char *no = ulc_unlearn_refusal(u->method, u->next_token, u->mask_all_forget);
     if (no) return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: %s", ulc_method_name(u->method), no);
-    /* text models, and the paired methods on every model: per-position losses (lm.c) */
+    /* text models, and the paired methods on every model: per-position losses (lm.c); ssd
+     * trains nothing, and takes a text model's next-token loss from the training graph */
+    int ssd = u->method == ULC_METHOD_SSD;
     ulc_status (*fn)(const ulc_unlearn_call *, ulc_ctx *) =
-        u->next_token || u->method == ULC_METHOD_GRADDIFF || u->method == ULC_METHOD_NPO
+        !ssd && (u->next_token || u->method == ULC_METHOD_GRADDIFF || u->method == ULC_METHOD_NPO)
             ? ulc_lm_run : run[u->method];
     /* the weights a method trains are marked for the run only: the model keeps its own flags
      * (adapters lora-inject added stay trainable), so a later request starts as this one did */
@@ -486,7 +493,8 @@ ulc_status ulc_unlearn_run(ulc_model *model, const ulc_model *teacher, const ulc
     if (!was) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i++)
         was[i] = (((const ulc_value *)model->graph->inits.items[i])->flags & ULC_VALUE_PARAM) != 0;
-    ulc_status s = mark_weights(model, u->method == ULC_METHOD_RETRAIN ? ULC_TRAIN_ALL : u->what, ctx);
+    ulc_status s = ssd ? ULC_OK /* ssd.c marks what it may dampen */
+                       : mark_weights(model, u->method == ULC_METHOD_RETRAIN ? ULC_TRAIN_ALL : u->what, ctx);
     ulc_unlearn_call c = {model, teacher, data, forget, o, u, stats};
     if (s == ULC_OK) s = fn(&c, ctx);
     for (size_t i = 0; i < n && i < model->graph->inits.len; i++) {

@@ -20,6 +20,11 @@
  *                 (the product over its next tokens; a classifier's: of its label), plus
  *                 w·KL(π_ref ‖ π) per position of the retain rows; π_ref the frozen teacher
  *                 (its log π_ref(y|x) of the forget rows computed once, before training)
+ *   ssd           Selective Synaptic Dampening (Foster et al., AAAI 2024): no training. The
+ *                 diagonal Fisher of every selected weight on all the training rows (F_D) and on
+ *                 the forget rows (F_f) — per row batch, in row order, the squared gradient of
+ *                 the batch's mean cross-entropy, averaged over the batches — and where
+ *                 F_f,i > α·F_D,i the weight θ_i is scaled by min(λ·F_D,i / F_f,i, 1) (ssd.c)
  *
  * graddiff and npo pair rows: every epoch the forget rows in a seeded order, each with the next
  * row of a seeded cycle through the retain rows; a step reads batch_size pairs.
@@ -55,11 +60,12 @@ typedef enum ulc_method {
     ULC_METHOD_RETRAIN,
     ULC_METHOD_GRADDIFF,
     ULC_METHOD_NPO,
+    ULC_METHOD_SSD,
     ULC_METHOD_COUNT_
 } ulc_method;
 
-/* "rfa", "delete", "finetune", "neggrad", "random-label", "scrub", "retrain", "graddiff", "npo"
- * → method; -1. */
+/* "rfa", "delete", "finetune", "neggrad", "random-label", "scrub", "retrain", "graddiff", "npo",
+ * "ssd" → method; -1. */
 int ulc_method_parse(const char *s);
 const char *ulc_method_name(ulc_method m);
 
@@ -72,6 +78,12 @@ typedef enum ulc_train_what {
 /* "all", "all_but_classifier", "lora" → what; -1. */
 int ulc_train_what_parse(const char *s);
 
+/* What ssd dampened: weight elements and tensors, of those it could. */
+typedef struct ulc_ssd_result {
+    long long dampened, weights;
+    int tensors, of_tensors;
+} ulc_ssd_result;
+
 typedef struct ulc_unlearn_opts {
     ulc_method method;
     ulc_train_what what;
@@ -83,6 +95,11 @@ typedef struct ulc_unlearn_opts {
     double scrub_gamma;         /* scrub: weight of the CE on retain rows (1) */
     double npo_beta;            /* npo: β (0.1) */
     double retain_weight;       /* graddiff: weight of the retain CE; npo: of the retain KL (1) */
+    double ssd_alpha;           /* ssd: selection weighting α (10): F_f > α·F_D is dampened */
+    double ssd_lambda;          /* ssd: dampening constant λ (1): θ·min(λ·F_D / F_f, 1) */
+    const char *ssd_params;     /* ssd: '|'-separated globs of the weights it may dampen; NULL:
+                                   every float weight (not BatchNorm's running statistics) */
+    ulc_ssd_result *ssd_result; /* ssd: where its counts go (NULL: nowhere) */
     int next_token;             /* a text model: every loss per next-token position */
     const char *input, *output; /* model input/output; NULL: the only ones */
     /* delete: teacher logits of the forget rows, in row order ([n_forget, C]); NULL: computed

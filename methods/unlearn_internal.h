@@ -1,7 +1,7 @@
 /*
  * unlearn_internal.h — what DELETE and the baselines share (unlearn.c): row subsets of the data,
  * the losses they train with, the trainer call, and the one file each method's run lives in
- * (delete.c, scrub.c, baselines.c). Not for use outside methods/.
+ * (delete.c, scrub.c, baselines.c, ssd.c). Not for use outside methods/.
  */
 #ifndef ULC_METHODS_UNLEARN_INTERNAL_H
 #define ULC_METHODS_UNLEARN_INTERNAL_H
@@ -52,6 +52,12 @@ ulc_status ulc_finetune_run(const ulc_unlearn_call *c, ulc_ctx *ctx);     /* bas
 ulc_status ulc_retrain_run(const ulc_unlearn_call *c, ulc_ctx *ctx);
 ulc_status ulc_neggrad_run(const ulc_unlearn_call *c, ulc_ctx *ctx);
 ulc_status ulc_random_label_run(const ulc_unlearn_call *c, ulc_ctx *ctx);
+/* Selective Synaptic Dampening (ssd.c): marks the weights it may dampen itself (u->ssd_params);
+ * trains nothing; c->stats holds its two gradient passes (forget rows, then every row). */
+ulc_status ulc_ssd_run(const ulc_unlearn_call *c, ulc_ctx *ctx);
+/* Whether globs (NULL: every weight) select a weight ssd can dampen in m (ULC_ERR_INVALID naming
+ * them if not); m's flags are left as they were. */
+ulc_status ulc_ssd_check(ulc_model *m, const char *globs, ulc_ctx *ctx);
 /* Text models (every method that runs on them), and graddiff / npo on every model (lm.c). */
 ulc_status ulc_lm_run(const ulc_unlearn_call *c, ulc_ctx *ctx);
 

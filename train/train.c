@@ -392,7 +392,9 @@ ulc_status ulc_train_run(const ulc_train_graph *tg, const ulc_dataset *data,
         goto done;
     }
     if ((st = setup_params(&L, ctx)) != ULC_OK || (st = setup_data(&L, ctx)) != ULC_OK) goto done;
-    if ((st = ulc_optimizer_create(&o->optim, tg->n_params, L.numel, &L.opt, ctx)) != ULC_OK) goto done;
+    if (!o->on_grads &&
+        (st = ulc_optimizer_create(&o->optim, tg->n_params, L.numel, &L.opt, ctx)) != ULC_OK)
+        goto done;
     ulc_session_opts so = ulc_session_defaults();
     so.threads = o->threads;
     so.profile = o->profile;
@@ -431,8 +433,14 @@ ulc_status ulc_train_run(const ulc_train_graph *tg, const ulc_dataset *data,
             t_hook = now_s();
             if ((st = run_step(&L, done + 1, &loss, ctx)) != ULC_OK) break;
             t_run = now_s();
-            double lr = ulc_lr_at(&o->optim, done, total);
-            ulc_optimizer_step(L.opt, params, L.grads, lr);
+            if (o->on_grads) {
+                if ((st = o->on_grads(o->hook_arg, L.grads, tg->n_params, ctx)) != ULC_OK) {
+                    st = ulc_fail(ctx, st, "step %ld", done + 1);
+                    break;
+                }
+            } else {
+                ulc_optimizer_step(L.opt, params, L.grads, ulc_lr_at(&o->optim, done, total));
+            }
             stats->step_ms[done] = (float)((now_s() - s_t0) * 1e3);
             if (o->profile)
                 fprintf(o->progress ? o->progress : stderr,

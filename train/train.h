@@ -121,6 +121,12 @@ typedef struct ulc_train_opts {
      * stops the run with it (ulc_train_run returns it, naming the step). Uses hook_arg. */
     ulc_status (*after_step)(void *arg, long step, const float *const *params, int n,
                              float loss, ulc_ctx *ctx);
+    /* Optional: gradients only. Called after each run in place of the optimizer step (none is
+     * made, and the parameters never change): grads[i] is the batch's gradient of
+     * tg->param_inputs[i] (read-only, checked finite, valid until the next step; n =
+     * tg->n_params). For estimates over the data (methods/ssd.c's Fisher diagonal); an error
+     * stops the run with it, naming the step. Uses hook_arg. */
+    ulc_status (*on_grads)(void *arg, const float *const *grads, int n, ulc_ctx *ctx);
 } ulc_train_opts;
 
 /* AdamW defaults, 1 epoch, batch 32, shuffled with seed 0, every core, progress on stderr,

@@ -23,7 +23,7 @@ from conftest import ROOT, ulc_bin
 
 DIGITS = ROOT / "models" / "digits"
 METHODS = ["rfa", "delete", "scrub", "finetune", "neggrad", "random-label", "retrain", "graddiff",
-           "npo"]
+           "npo", "ssd"]
 
 
 def env_without(*names, **extra):
@@ -40,6 +40,8 @@ def spec_for(tmp_path, method, epochs=1):
     if method != "rfa":
         s.pop("rfa", None)
         s.pop("lora", None)
+    if method == "ssd":  # trains nothing: of "train" only the batch size and the seed apply
+        s["train"] = {k: s["train"][k] for k in ("batch_size", "seed")}
     p = tmp_path / f"{method}.json"
     p.write_text(json.dumps(s))
     return p

@@ -273,6 +273,23 @@ def test_softmax_cross_entropy_gradient(ulc, tmp_path, with_p, outputs, p_shape)
     np.testing.assert_allclose(got["grad:z"], r, rtol=1e-2, atol=2e-3)
 
 
+def check_fused_against_spelled(ulc, tmp_path, fused, ref, feeds):
+    """`ulc grad` through the fused model against finite differences of its ONNX spelling (the
+    same inputs and output y), every input differentiated."""
+    y = ort.InferenceSession(ref.SerializeToString(),
+                             providers=["CPUExecutionProvider"]).run(["y"], feeds)[0]
+    seed = rnd(y.shape, 99)
+    onnx.save(fused, tmp_path / "m.onnx")
+    save_file({**feeds, "grad:y": seed}, str(tmp_path / "feeds.safetensors"))
+    ulc("grad", tmp_path / "m.onnx", "--input", tmp_path / "feeds.safetensors",
+        "-o", tmp_path / "g.safetensors", check=True)
+    got = load_file(str(tmp_path / "g.safetensors"))
+    assert np.isclose(got["loss"], np.sum(y.astype(np.float64) * seed), rtol=1e-4, atol=1e-4)
+    r = fd_grads(ref, feeds, seed.astype(np.float64))
+    for k in feeds:
+        np.testing.assert_allclose(got[f"grad:{k}"], r[k], rtol=1e-2, atol=2e-3, err_msg=f"d/d{k}")
+
+
 # ---- ulc's fused feature distance: SquaredDistance (RFA's l2sq) ------------------------------------
 
 @pytest.mark.parametrize("shape", [(2, 3, 5), (4, 9)], ids=["3d", "2d"])
@@ -288,19 +305,8 @@ def test_squared_distance_gradient(ulc, tmp_path, shape):
         [helper.make_node("Sub", ["a", "b"], ["e"]), helper.make_node("Mul", ["e", "e"], ["e2"]),
          helper.make_node("ReduceSum", ["e2", "ax"], ["y"], keepdims=0)],
         "sq", inputs, out, [i64("ax", [-1])]), opset_imports=[helper.make_opsetid("", 17)])
-    feeds = {"a": rnd(shape, 3, -2.0, 2.0), "b": rnd(shape, 4)}
-    y = ort.InferenceSession(ref.SerializeToString(),
-                             providers=["CPUExecutionProvider"]).run(["y"], feeds)[0]
-    seed = rnd(y.shape, 99)
-    onnx.save(fused, tmp_path / "m.onnx")
-    save_file({**feeds, "grad:y": seed}, str(tmp_path / "feeds.safetensors"))
-    ulc("grad", tmp_path / "m.onnx", "--input", tmp_path / "feeds.safetensors",
-        "-o", tmp_path / "g.safetensors", check=True)
-    got = load_file(str(tmp_path / "g.safetensors"))
-    assert np.isclose(got["loss"], np.sum(y.astype(np.float64) * seed), rtol=1e-4, atol=1e-4)
-    r = fd_grads(ref, feeds, seed.astype(np.float64))
-    for k in feeds:
-        np.testing.assert_allclose(got[f"grad:{k}"], r[k], rtol=1e-2, atol=2e-3, err_msg=f"d/d{k}")
+    check_fused_against_spelled(ulc, tmp_path, fused, ref,
+                                {"a": rnd(shape, 3, -2.0, 2.0), "b": rnd(shape, 4)})
 
 
 def test_fast_gelu_gradient(ulc, tmp_path):
@@ -321,15 +327,4 @@ def test_fast_gelu_gradient(ulc, tmp_path):
         "g", inputs, out, [c("three", 3.0), c("k", 0.044715), c("s", np.sqrt(2 / np.pi)),
                            c("one", 1.0), c("half", 0.5)]),
         opset_imports=[helper.make_opsetid("", 17)])
-    feeds = {"x": rnd(shape, 5, -3.0, 3.0)}
-    y = ort.InferenceSession(ref.SerializeToString(),
-                             providers=["CPUExecutionProvider"]).run(["y"], feeds)[0]
-    seed = rnd(y.shape, 99)
-    onnx.save(fused, tmp_path / "m.onnx")
-    save_file({**feeds, "grad:y": seed}, str(tmp_path / "feeds.safetensors"))
-    ulc("grad", tmp_path / "m.onnx", "--input", tmp_path / "feeds.safetensors",
-        "-o", tmp_path / "g.safetensors", check=True)
-    got = load_file(str(tmp_path / "g.safetensors"))
-    assert np.isclose(got["loss"], np.sum(y.astype(np.float64) * seed), rtol=1e-5, atol=1e-5)
-    r = fd_grads(ref, feeds, seed.astype(np.float64))
-    np.testing.assert_allclose(got["grad:x"], r["x"], rtol=1e-2, atol=2e-3)
+    check_fused_against_spelled(ulc, tmp_path, fused, ref, {"x": rnd(shape, 5, -3.0, 3.0)})

@@ -1,5 +1,6 @@
 /* forget_report.c — the main command's report and table from one run's facts (see
  * forget_report.h). */
+#include "eval/clip_eval.h"
 #include "eval/forget_report.h"
 
 #include <math.h>
@@ -294,6 +295,8 @@ void ulc_forget_print_table(FILE *out, const ulc_forget_facts *r) {
             fprintf(out, "features vs IN: mean linear CKA %.4f on Df, %.4f on Dr (%d layers)\n",
                     sum[0] / n[0], sum[1] / n[1], layers);
     }
+    const cJSON *clip = cJSON_GetObjectItemCaseSensitive(r->extra, "clip");
+    if (clip) ulc_clip_print(out, clip);
     const cJSON *rl = cJSON_GetObjectItemCaseSensitive(r->extra, "relearn");
     if (rl) {
         const cJSON *acc = cJSON_GetObjectItemCaseSensitive(rl, "forget_acc");

@@ -40,6 +40,7 @@ typedef struct forget_run {
     ulc_pass_ctx pc;
     ulc_method_env env;
     char cache_key[96];
+    ulc_clip_run clip;         /* a CLIP request: captions, held-out data */
 } forget_run;
 
 static void run_clear(forget_run *w) {
@@ -55,6 +56,7 @@ static void run_clear(forget_run *w) {
     free(w->file_texts);
     ulc_model_free(w->ref);
     ulc_method_env_clear(&w->env);
+    ulc_clip_run_clear(&w->clip);
 }
 
 void ulc_forget_outcome_clear(ulc_forget_outcome *r) {
@@ -179,7 +181,8 @@ static ulc_status method_env(forget_run *w, const ulc_model *teacher, const char
                            .stop = o->stop, .env = &w->env};
     w->env = (ulc_method_env){.teacher = teacher, .data = &w->tr.d, .forget = w->sp.forget,
                               .input = w->f.fed[0]->name, .output = w->f.out->name,
-                              .next_token = w->f.next_token, .train = rq->run};
+                              .next_token = w->f.next_token, .train = rq->run,
+                              .coarse_output = rq->clip.coarse.n ? ULC_CLIP_COARSE : NULL};
     if (w->fs.kind == ULC_FORGET_CLASSES) { /* the request's and the carried ones */
         w->env.forget_classes = w->carry.all_classes ? w->carry.all_classes : w->fs.classes;
         w->env.n_forget_classes = w->carry.all_classes ? w->carry.n_all_classes : w->fs.n_classes;
@@ -347,8 +350,15 @@ static ulc_status evaluate_after(forget_run *w, const ulc_model *m, const ulc_mo
                         .ref_path = rq->reference};
     ulc_fe_rows rows = {.path = w->tr.path, .x = w->tr.cols[0], .y = w->tr.label,
                         .forget = w->sp.forget, .rows = w->tr.rows, .data = &w->tr, .f = &w->f};
-    return ulc_fe_extra(&ms, &r->eval, w->f.fed[0]->name, w->f.out->name, w->f.next_token, &rows,
-                        r->extra, ctx);
+    ULC_TRY(ulc_fe_extra(&ms, &r->eval, w->f.fed[0]->name, w->f.out->name, w->f.next_token, &rows,
+                         r->extra, ctx));
+    if (!rq->clip.given) return ULC_OK;
+    cJSON *cj = NULL;
+    ULC_TRY(ulc_clip_metrics(teacher, ms.orig_path, m, name, &rq->clip, &w->clip, &w->f,
+                             rq->test ? &w->te : &w->tr, w->fs.classes, w->fs.n_classes,
+                             w->o->in, r->threads, &cj, ctx));
+    cJSON_AddItemToObject(r->extra, "clip", cj);
+    return ULC_OK;
 }
 
 /* ---- the run ---------------------------------------------------------------------------------- */
@@ -578,8 +588,25 @@ static ulc_status forget_files(forget_run *w, ulc_fileset *fs, ulc_model **m, ul
     ULC_TRY(ulc_io_load_model(o->in, NULL, teacher, ctx)); /* the frozen original */
     ulc_fileset_tag(fs, NULL, 0);
     ULC_TRY(check_outputs(w->rq, o, fs, ofmt, ctx));
+    const ulc_clip_spec *clip = &w->rq->clip;
+    if (clip->given) { /* both as zero-shot classifiers; OUT is the CLIP model with m's weights */
+        ULC_TRY(ulc_clip_view(*m, clip, w->rq->tokenizer, o->in, w->rq->path, &w->clip, ctx));
+        ULC_TRY(ulc_clip_view(*teacher, clip, w->rq->tokenizer, o->in, w->rq->path, NULL, ctx));
+    }
     ULC_TRY(run(w, *m, *teacher, ctx));
-    ULC_TRY(ulc_io_save_model(*m, o->out, ofmt, NULL, ctx));
+    if (clip->given) {
+        ulc_model *full = NULL;
+        int changed = 0;
+        ulc_fileset_tag(fs, "input model", 1);
+        ulc_status st = ulc_io_load_model(o->in, NULL, &full, ctx);
+        ulc_fileset_tag(fs, NULL, 0);
+        if (st == ULC_OK) st = ulc_clip_take_weights(full, *m, &changed, ctx);
+        if (st == ULC_OK) st = ulc_io_save_model(full, o->out, ofmt, NULL, ctx);
+        ulc_model_free(full);
+        ULC_TRY(st);
+    } else {
+        ULC_TRY(ulc_io_save_model(*m, o->out, ofmt, NULL, ctx));
+    }
     if (ofmt == ULC_IO_DIR) ULC_TRY(ulc_io_copy_side_files(o->in, o->out, ctx));
     if (!o->evaluate) return ULC_OK;
     ULC_TRY(hash_output(w, *teacher, ofmt, ctx));

@@ -20,6 +20,7 @@
 #include "eval/forget_eval.h"
 #include "eval/report.h"
 #include "eval/splits.h"
+#include "jobs/clip.h"
 #include "methods/method.h"
 #include "methods/rfa.h"
 #include "methods/unlearn.h"
@@ -81,6 +82,7 @@ struct ulc_request {
     char *reference;           /* a reference model (retrain) for the activation distance, resolved */
     char *ssd_params;          /* ssd.params as given (unlearn.ssd_params points here), or NULL */
     ulc_gates gates;           /* key "gates" */
+    ulc_clip_spec clip;        /* key "clip" (jobs/clip.h); clip.given when a CLIP request */
 };
 
 /* A spec's defaults (docs/spec.md: RFA, rank 8, alpha 32, the paper's settings, seed 0), no data

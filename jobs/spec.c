@@ -33,6 +33,7 @@ void ulc_request_clear(ulc_request *s) {
     free(s->report);
     free(s->reference);
     free(s->ssd_params);
+    ulc_clip_spec_clear(&s->clip);
 }
 
 
@@ -292,10 +293,11 @@ static int is_text_file(const char *path) {
 /* Each method's own object is a top-level key named after it ("rfa", "delete", ...). */
 static const char *const k_top_keys[] = {"method", "data", "forget", "model", "lora", "train",
                                          "rfa", "delete", "finetune", "neggrad", "random-label",
-                                         "scrub", "retrain", "graddiff", "npo", "ssd", "gates",
-                                         "report", "eval", NULL};
+                                         "scrub", "retrain", "graddiff", "npo", "ssd", "nhl-kl",
+                                         "gates", "report", "eval", "clip", NULL};
 static const char *const k_data_keys[] = {"train", "test", NULL};
-static const char *const k_forget_keys[] = {"classes", "indices", "indices_file", "file", NULL};
+static const char *const k_forget_keys[] = {"classes", "indices", "indices_file", "file",
+                                            "concepts", NULL};
 static const char *const k_model_keys[] = {"input", "output", "max_length", "tokenizer",
                                            "overflow", "stride", NULL};
 static const char *const k_lora_keys[] = {"rank", "alpha", "targets", "include", "exclude", NULL};
@@ -307,6 +309,7 @@ static const char *const k_scrub_keys[] = {"alpha", "gamma", "train", NULL};
 static const char *const k_graddiff_keys[] = {"train", "retain_weight", NULL};
 static const char *const k_npo_keys[] = {"train", "beta", "retain_weight", NULL};
 static const char *const k_ssd_keys[] = {"alpha", "lambda", "params", NULL};
+static const char *const k_nhl_keys[] = {"train", "margin", "alpha_coarse", "alpha_fine", NULL};
 static const char *const k_other_keys[] = {"train", NULL}; /* finetune, neggrad, ... */
 /* The 'train' keys ssd refuses: it trains nothing (batch_size and seed apply). */
 static const char *const k_ssd_no_train[] = {"epochs", "lr", "optimizer", "weight_decay",
@@ -365,10 +368,18 @@ static ulc_status parse_forget(ulc_request *s, const cJSON *f, ulc_ctx *ctx) {
     const cJSON *ix = cJSON_GetObjectItemCaseSensitive(f, "indices");
     const cJSON *ixf = cJSON_GetObjectItemCaseSensitive(f, "indices_file");
     const cJSON *ff = cJSON_GetObjectItemCaseSensitive(f, "file");
-    if ((cl != NULL) + (ix != NULL) + (ixf != NULL) + (ff != NULL) != 1)
+    const cJSON *co = cJSON_GetObjectItemCaseSensitive(f, "concepts");
+    if ((cl != NULL) + (ix != NULL) + (ixf != NULL) + (ff != NULL) + (co != NULL) != 1)
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'forget': expected exactly one of "
-                        "'classes', 'indices', 'indices_file' or 'file'", file);
+                        "'classes', 'indices', 'indices_file', 'file' or 'concepts'", file);
     if (ff) return parse_forget_file(s, f, ctx);
+    if (co) { /* class names of clip.classes: class forgetting by name */
+        if (!s->clip.given)
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'forget.concepts' names classes of "
+                            "the spec's 'clip' key, which is missing", file);
+        s->kind = ULC_FORGET_CLASSES;
+        return ulc_clip_concepts(file, co, &s->clip, &s->classes, &s->n_classes, ctx);
+    }
     if (cl) {
         int64_t n = 0;
         s->kind = ULC_FORGET_CLASSES;
@@ -425,7 +436,7 @@ static ulc_status parse_method(ulc_request *s, const cJSON *j, const char *metho
     if (m < 0)
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'method': unknown method '%s' (expected "
                         "rfa, delete, finetune, neggrad, random-label, scrub, retrain, graddiff, "
-                        "npo or ssd)", path, method);
+                        "npo, ssd or nhl-kl)", path, method);
     s->method = (ulc_method)m;
     s->method_name = ulc_method_name(s->method);
     /* another method's object is a mistake (a copied spec whose method was changed) */
@@ -446,6 +457,7 @@ static ulc_status parse_method(ulc_request *s, const cJSON *j, const char *metho
                               : s->method == ULC_METHOD_GRADDIFF ? k_graddiff_keys
                               : s->method == ULC_METHOD_NPO      ? k_npo_keys
                               : s->method == ULC_METHOD_SSD      ? k_ssd_keys
+                              : s->method == ULC_METHOD_NHL_KL   ? k_nhl_keys
                                                                  : k_other_keys;
     ULC_TRY(check_keys(path, mo, s->method_name, keys, ctx));
     if (s->method == ULC_METHOD_SSD) return parse_ssd(s, mo, ctx);
@@ -481,6 +493,13 @@ static ulc_status parse_method(ulc_request *s, const cJSON *j, const char *metho
                         &s->unlearn.retain_weight, ctx));
     if (s->method == ULC_METHOD_NPO)
         ULC_TRY(get_num(path, mo, "npo", "beta", 0, 1, 1e3, &s->unlearn.npo_beta, ctx));
+    if (s->method == ULC_METHOD_NHL_KL) {
+        ULC_TRY(get_num(path, mo, "nhl-kl", "margin", 0, 0, 1e6, &s->unlearn.nhl_margin, ctx));
+        ULC_TRY(get_num(path, mo, "nhl-kl", "alpha_coarse", 0, 0, 1e6,
+                        &s->unlearn.nhl_alpha_coarse, ctx));
+        ULC_TRY(get_num(path, mo, "nhl-kl", "alpha_fine", 0, 0, 1e6, &s->unlearn.nhl_alpha_fine,
+                        ctx));
+    }
     return ULC_OK;
 }
 
@@ -605,7 +624,7 @@ static ulc_status text_files(ulc_request *s, const char *tok_rel, const cJSON *m
                              ulc_ctx *ctx) {
     static const char *const keys[] = {"max_length", "tokenizer", "overflow", "stride"};
     int text = is_text_file(s->train) || (s->test && is_text_file(s->test));
-    for (int k = 0; model && !text && k < 4; k++)
+    for (int k = s->clip.given; model && !text && k < 4; k++) /* clip: the prompts' tokenizer */
         if (cJSON_HasObjectItem(model, keys[k]))
             return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'model.%s' is for text data (.jsonl "
                             "or .txt), and data.train is '%s'", s->path, keys[k], s->train);
@@ -747,6 +766,30 @@ static ulc_status parse_files(ulc_request *s, const cJSON *forget, const cJSON *
     return ULC_OK;
 }
 
+/* 'clip' (jobs/clip.h): the zero-shot classes, the taxonomy, and what the report adds; nhl-kl
+ * needs the taxonomy. The scored output is the fine classes' logits. */
+static ulc_status parse_clip(ulc_request *s, const cJSON *j, ulc_ctx *ctx) {
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(j, "clip");
+    if (!c) {
+        if (s->method == ULC_METHOD_NHL_KL)
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: method nhl-kl unlearns concepts of a CLIP "
+                            "model: the spec needs the 'clip' key (classes, templates, coarse)",
+                            s->path);
+        return ULC_OK;
+    }
+    ULC_TRY(ulc_clip_spec_parse(s->path, s->dir, c, &s->clip, ctx));
+    if (s->method == ULC_METHOD_NHL_KL && !s->clip.coarse.n)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: method nhl-kl keeps the forgotten concepts' "
+                        "coarse classes: the spec needs 'clip.coarse' ({\"fine\": \"coarse\", "
+                        "...})", s->path);
+    if (s->model_input)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'model.input': a CLIP request feeds the "
+                        "image input", s->path);
+    if (!s->model_output && !(s->model_output = strdup(ULC_CLIP_FINE)))
+        return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (spec)");
+    return ULC_OK;
+}
+
 static ulc_status parse_spec(ulc_request *s, const cJSON *j, ulc_ctx *ctx) {
     const char *path = s->path;
     const cJSON *data, *forget, *model, *lora, *train, *rfa, *ev;
@@ -780,6 +823,7 @@ static ulc_status parse_spec(ulc_request *s, const cJSON *j, ulc_ctx *ctx) {
     ULC_TRY(get_str(path, j, "", "report", &str, ctx));
     if (str && !(s->report = str[0] == '/' ? strdup(str) : ulc_path_join(s->dir, str)))
         return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (spec)");
+    ULC_TRY(parse_clip(s, j, ctx));
     ULC_TRY(parse_files(s, forget, model, train_rel, test_rel, ref_rel, ctx));
     return ulc_request_passes(s, ctx);
 }
@@ -813,7 +857,10 @@ ulc_status ulc_request_passes(ulc_request *s, ulc_ctx *ctx) {
         SET(ulc_pipeline_append(p, "lora-inject", ctx));
         SET(ulc_pipeline_set_int(p, "rank", s->rank, ctx));
         SET(ulc_pipeline_set_num(p, "alpha", s->alpha, ctx));
-        if (!s->lora_custom) SET(ulc_pipeline_set_str(p, "placement", "rfa", ctx));
+        if (!s->lora_custom && s->clip.given) { /* the tower's linear layers */
+            SET(ulc_pipeline_set_str(p, "targets", "MatMul|Gemm", ctx));
+            SET(ulc_pipeline_set_str(p, "include", ulc_clip_tower_globs(&s->clip), ctx));
+        } else if (!s->lora_custom) SET(ulc_pipeline_set_str(p, "placement", "rfa", ctx));
         if (s->targets) SET(ulc_pipeline_set_str(p, "targets", s->targets, ctx));
         if (s->include) SET(ulc_pipeline_set_str(p, "include", s->include, ctx));
         if (s->exclude) SET(ulc_pipeline_set_str(p, "exclude", s->exclude, ctx));
@@ -850,6 +897,11 @@ ulc_status ulc_request_passes(ulc_request *s, ulc_ctx *ctx) {
     if (s->method == ULC_METHOD_GRADDIFF || s->method == ULC_METHOD_NPO)
         SET(ulc_pipeline_set_num(p, "retain_weight", s->unlearn.retain_weight, ctx));
     if (s->method == ULC_METHOD_NPO) SET(ulc_pipeline_set_num(p, "beta", s->unlearn.npo_beta, ctx));
+    if (s->method == ULC_METHOD_NHL_KL) {
+        SET(ulc_pipeline_set_num(p, "margin", s->unlearn.nhl_margin, ctx));
+        SET(ulc_pipeline_set_num(p, "alpha_coarse", s->unlearn.nhl_alpha_coarse, ctx));
+        SET(ulc_pipeline_set_num(p, "alpha_fine", s->unlearn.nhl_alpha_fine, ctx));
+    }
     if (lora) SET(ulc_pipeline_append(p, "lora-merge", ctx));
 #undef SET
     if (st != ULC_OK) {

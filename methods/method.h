@@ -77,6 +77,8 @@ struct ulc_method_env {
     ulc_train_stats stats;       /* its training statistics */
     const char *teacher_cache;   /* delete with a key: "hit", "stored" or "unwritable" */
     ulc_ssd_result ssd;          /* ssd: what it dampened (zero for the other methods) */
+    /* a CLIP request (jobs/clip.h): the output of the coarse classes' logits, or NULL */
+    const char *coarse_output;
 };
 
 /* Registers the method passes (idempotent, thread-safe). */

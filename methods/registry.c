@@ -78,6 +78,22 @@ static const ulc_pass_optdef k_npo_opts[] = {
     {0}};
 static const ulc_pass_optdef k_retrain_opts[] = {TRAIN_OPTS, {0}};
 
+static const ulc_pass_optdef k_nhl_opts[] = {
+    TRAIN_OPTS,
+    {.key = "train", .kind = ULC_OPT_STR, .choices = k_what,
+     .help = "what trains: lora (adapters lora-inject added; the default), all, or "
+             "all_but_classifier"},
+    {.key = "margin", .kind = ULC_OPT_NUM, .lo = 0, .hi = 1e6,
+     .help = "the hinge's margin on the logit-scaled similarities (2)"},
+    {.key = "alpha_coarse", .kind = ULC_OPT_NUM, .lo = 0, .hi = 1e6,
+     .help = "weight of the KL to the original over the coarse classes (10)"},
+    {.key = "alpha_fine", .kind = ULC_OPT_NUM, .lo = 0, .hi = 1e6,
+     .help = "weight of the KL to the original over the kept fine classes (20)"},
+    {0}};
+
+/* What trains when the pass does not say: nhl-kl's LoRA adapters, every other method's weights. */
+static const char *what_default(ulc_method m) { return m == ULC_METHOD_NHL_KL ? "lora" : "all"; }
+
 /* ssd trains nothing: of the training settings only the batch size (its Fisher's) applies, and
  * the table refuses the others by name. */
 static const ulc_pass_optdef k_ssd_opts[] = {
@@ -170,7 +186,7 @@ ulc_status ulc_method_check_model(ulc_method m, const ulc_pass_opts *o, ulc_mode
 int ulc_method_uses_lora(ulc_method m, const ulc_pass_opts *o) {
     if (m == ULC_METHOD_RFA) return 1;
     if (m == ULC_METHOD_RETRAIN || m == ULC_METHOD_SSD) return 0;
-    return strcmp(ulc_pass_opt_str(o, "train", "all"), "lora") == 0;
+    return strcmp(ulc_pass_opt_str(o, "train", what_default(m)), "lora") == 0;
 }
 
 /* ---- running a method ------------------------------------------------------------------------------ */
@@ -253,7 +269,7 @@ static ulc_status run_unlearn(ulc_method method, ulc_model *m, const ulc_pass_op
     ulc_optim_opts optim;
     int epochs, batch;
     ulc_unlearn_defaults(method, &u, &optim, &epochs, &batch);
-    u.what = (ulc_train_what)ulc_train_what_parse(ulc_pass_opt_str(o, "train", "all"));
+    u.what = (ulc_train_what)ulc_train_what_parse(ulc_pass_opt_str(o, "train", what_default(method)));
     u.mask_all_forget = strcmp(ulc_pass_opt_str(o, "mask", "own"), "all_forget") == 0;
     u.temperature = ulc_pass_opt_num(o, "temperature", u.temperature);
     if (method == ULC_METHOD_SCRUB) {
@@ -268,6 +284,12 @@ static ulc_status run_unlearn(ulc_method method, ulc_model *m, const ulc_pass_op
         u.ssd_lambda = ulc_pass_opt_num(o, "lambda", u.ssd_lambda);
         u.ssd_params = ulc_pass_opt_str(o, "params", NULL);
         u.ssd_result = &env->ssd;
+    }
+    if (method == ULC_METHOD_NHL_KL) {
+        u.nhl_margin = ulc_pass_opt_num(o, "margin", u.nhl_margin);
+        u.nhl_alpha_coarse = ulc_pass_opt_num(o, "alpha_coarse", u.nhl_alpha_coarse);
+        u.nhl_alpha_fine = ulc_pass_opt_num(o, "alpha_fine", u.nhl_alpha_fine);
+        u.coarse_output = env->coarse_output;
     }
     u.next_token = env->next_token;
     u.forget_classes = env->forget_classes;
@@ -331,6 +353,9 @@ METHOD_PASS(graddiff_pass, "graddiff", k_graddiff_opts,
             "baseline: gradient ascent on forget rows plus descent on paired retain rows")
 METHOD_PASS(npo_pass, "npo", k_npo_opts,
             "negative preference optimisation on the forget rows, KL to the original on retain rows")
+METHOD_PASS(nhl_pass, "nhl-kl", k_nhl_opts,
+            "CLIP: forget fine concepts by a margin hinge, keeping their coarse classes and the "
+            "other fine classes by KL to the original (knowledge-tracing unlearning)")
 METHOD_PASS(ssd_pass, "ssd", k_ssd_opts,
             "selective synaptic dampening: no training; shrink the weights far more important to "
             "the forget rows (Fisher) than to the training data")
@@ -338,7 +363,7 @@ METHOD_PASS(ssd_pass, "ssd", k_ssd_opts,
 static const ulc_pass *const k_method_passes[] = {
     &k_pass_rfa_pass,          &k_pass_delete_pass, &k_pass_finetune_pass, &k_pass_neggrad_pass,
     &k_pass_random_label_pass, &k_pass_scrub_pass,  &k_pass_retrain_pass,  &k_pass_graddiff_pass,
-    &k_pass_npo_pass,          &k_pass_ssd_pass,    NULL};
+    &k_pass_npo_pass,          &k_pass_ssd_pass,    &k_pass_nhl_pass,      NULL};
 
 int ulc_method_of_pass(const char *name) { return name ? ulc_method_parse(name) : -1; }
 

@@ -25,6 +25,10 @@
  *                 the forget rows (F_f) — per row batch, in row order, the squared gradient of
  *                 the batch's mean cross-entropy, averaged over the batches — and where
  *                 F_f,i > α·F_D,i the weight θ_i is scaled by min(λ·F_D,i / F_f,i, 1) (ssd.c)
+ *   nhl-kl        knowledge-tracing unlearning for CLIP (Tan & Gong) on its zero-shot form: a
+ *                 hinge pushing each forget exemplar's own fine class below the best other one
+ *                 by a margin, plus KL to the original over the coarse classes and over the kept
+ *                 fine classes on every exemplar (nhl.c)
  *
  * graddiff and npo pair rows: every epoch the forget rows in a seeded order, each with the next
  * row of a seeded cycle through the retain rows; a step reads batch_size pairs.
@@ -61,11 +65,12 @@ typedef enum ulc_method {
     ULC_METHOD_GRADDIFF,
     ULC_METHOD_NPO,
     ULC_METHOD_SSD,
+    ULC_METHOD_NHL_KL,
     ULC_METHOD_COUNT_
 } ulc_method;
 
 /* "rfa", "delete", "finetune", "neggrad", "random-label", "scrub", "retrain", "graddiff", "npo",
- * "ssd" → method; -1. */
+ * "ssd", "nhl-kl" → method; -1. */
 int ulc_method_parse(const char *s);
 const char *ulc_method_name(ulc_method m);
 
@@ -100,6 +105,10 @@ typedef struct ulc_unlearn_opts {
     const char *ssd_params;     /* ssd: '|'-separated globs of the weights it may dampen; NULL:
                                    every float weight (not BatchNorm's running statistics) */
     ulc_ssd_result *ssd_result; /* ssd: where its counts go (NULL: nowhere) */
+    double nhl_margin;          /* nhl-kl: the hinge's margin m (2) */
+    double nhl_alpha_coarse;    /* nhl-kl: α_c, weight of the KL over the coarse classes (10) */
+    double nhl_alpha_fine;      /* nhl-kl: α_f, weight of the KL over the kept fine classes (20) */
+    const char *coarse_output;  /* nhl-kl: the output of the coarse classes' logits */
     int next_token;             /* a text model: every loss per next-token position */
     const char *input, *output; /* model input/output; NULL: the only ones */
     /* delete: teacher logits of the forget rows, in row order ([n_forget, C]); NULL: computed

@@ -205,6 +205,25 @@ ulc_status ulc_clip_spec_parse(const char *path, const char *dir, const cJSON *c
     return ULC_OK;
 }
 
+ulc_status ulc_clip_spec_read(const char *path, ulc_clip_spec *c, ulc_ctx *ctx) {
+    memset(c, 0, sizeof *c);
+    ulc_mapping *mp = NULL;
+    ULC_TRY(ulc_mapping_open(path, "CLIP prompts file", &mp, ctx));
+    cJSON *j = NULL;
+    ulc_status st = mp->size ? ulc_json_parse((const char *)mp->data, mp->size,
+                                              ULC_JSON_UNIQUE_KEYS, &j, ctx)
+                             : ulc_fail(ctx, ULC_ERR_PARSE, "the file is empty");
+    ulc_mapping_unref(mp);
+    if (st != ULC_OK) return ulc_fail(ctx, st, "%s", path);
+    char *dir = ulc_path_dirname(path);
+    const cJSON *clip = cJSON_GetObjectItemCaseSensitive(j, "clip");
+    if (!dir) st = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    else st = ulc_clip_spec_parse(path, dir, clip ? clip : j, c, ctx);
+    free(dir);
+    cJSON_Delete(j);
+    return st;
+}
+
 ulc_status ulc_clip_concepts(const char *path, const cJSON *list, const ulc_clip_spec *c,
                              int64_t **classes, int *n, ulc_ctx *ctx) {
     ulc_strs names = {0};

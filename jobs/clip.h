@@ -58,6 +58,10 @@ void ulc_clip_spec_clear(ulc_clip_spec *c);
 ulc_status ulc_clip_spec_parse(const char *path, const char *dir, const cJSON *clip,
                                ulc_clip_spec *c, ulc_ctx *ctx);
 
+/* Reads the JSON file at path: a forget spec with a "clip" key, or the "clip" object itself
+ * (`ulc eval --clip FILE`); its files are relative to its directory. */
+ulc_status ulc_clip_spec_read(const char *path, ulc_clip_spec *c, ulc_ctx *ctx);
+
 /* forget.concepts (a list of class names) as fine class indices, malloc'd; an unknown or
  * repeated name is an error naming it. */
 ulc_status ulc_clip_concepts(const char *path, const cJSON *list, const ulc_clip_spec *c,

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eval/clip_eval.h"
 #include "eval/forget_eval.h"
 #include "eval/metrics.h"
 #include "eval/score.h"
@@ -21,6 +22,7 @@
 #include "io/data.h"
 #include "io/model.h"
 #include "io/text_data.h"
+#include "jobs/clip.h"
 
 /* Prints a JSON document (indented). */
 static ulc_status print_json(FILE *out, const cJSON *doc, ulc_ctx *ctx) {
@@ -139,7 +141,7 @@ static ulc_status eval_print(FILE *out, int json, const char *model_path, const 
 /* The model's input (the one named, or the only one fed) and output (named, or the first). */
 static ulc_status pick_io(const ulc_eval_job *j, const ulc_graph *g, const ulc_value **gin,
                           const ulc_value **gout, ulc_ctx *ctx) {
-    const char *in_name = j->input, *out_name = j->output;
+    const char *in_name = j->input, *out_name = j->output ? j->output : j->clip ? ULC_CLIP_FINE : NULL;
     int n_fed = 0;
     *gin = *gout = NULL;
     for (size_t i = 0; i < g->inputs.len; i++) {
@@ -217,6 +219,8 @@ ulc_status ulc_eval_files(const ulc_eval_job *j, ulc_ctx *ctx) {
                                             "is scored with --forget SPEC (next-token accuracy "
                                             "per split)", j->data), ctx);
     ulc_status st = ulc_io_load_model(j->model, NULL, &m, ctx);
+    if (st == ULC_OK && j->clip) /* the zero-shot classifiers of its prompts */
+        st = ulc_clip_view(m, j->clip, j->tokenizer, j->model, j->clip_path, NULL, ctx);
     if (st == ULC_OK) st = ulc_safetensors_import(j->data, &data, ctx);
     if (st == ULC_OK) st = eval_rows(j, m, data, &acc, &n, ctx);
     if (st == ULC_OK) st = ulc_fileset_verify(&fs, ctx); /* before anything is printed */
@@ -247,6 +251,7 @@ typedef struct ev_run {
     ulc_splits sp;
     ulc_scores sc[3];
     cJSON *root;
+    ulc_clip_run clip;    /* a CLIP request: captions, held-out data */
 } ev_run;
 
 static void ev_run_clear(ev_run *e) {
@@ -256,13 +261,19 @@ static void ev_run_clear(ev_run *e) {
     ulc_data_clear(&e->te);
     ulc_tokenizer_free(e->tk);
     cJSON_Delete(e->root);
+    ulc_clip_run_clear(&e->clip);
 }
 
 /* Loads everything and scores every model on the splits (eval/score.h). */
 static ulc_status ev_score(const ulc_eval_forget_job *a, ev_run *e, ulc_ctx *ctx) {
-    for (int k = 0; k < 3; k++)
-        if (e->paths[k]) ULC_TRY(ulc_io_load_model(e->paths[k], NULL, &e->mods[k], ctx));
     const ulc_request *s = e->rq;
+    for (int k = 0; k < 3; k++) {
+        if (!e->paths[k]) continue;
+        ULC_TRY(ulc_io_load_model(e->paths[k], NULL, &e->mods[k], ctx));
+        if (s->clip.given) /* scored as the zero-shot classifiers of the spec's prompts */
+            ULC_TRY(ulc_clip_view(e->mods[k], &s->clip, s->tokenizer, e->paths[k], s->path,
+                                  k ? NULL : &e->clip, ctx));
+    }
     ULC_TRY(ulc_iface_resolve(e->mods[0], a->model, s->model_input, s->model_output, s->path,
                               &e->f, ctx));
     ulc_text_opts to = {.tokenizer = s->tokenizer, .max_length = s->max_length,
@@ -397,6 +408,13 @@ static ulc_status ev_json(const ulc_eval_forget_job *a, ev_run *e, ulc_ctx *ctx)
             if (e->mods[k]) ULC_TRY(ev_mia(e, k, cJSON_AddObjectToObject(o, k_role[k]), ctx));
     }
     if (f->next_token) ULC_TRY(ev_lm_json(a, e, ctx));
+    if (e->rq->clip.given) { /* with the original: Ā, Q, U, Q-U */
+        cJSON *cj = NULL;
+        ULC_TRY(ulc_clip_metrics(e->mods[1], a->original, e->mods[0], a->model, &e->rq->clip,
+                                 &e->clip, f, e->tep ? e->tep : &e->tr, e->fs.classes,
+                                 e->fs.n_classes, a->model, a->so.threads, &cj, ctx));
+        cJSON_AddItemToObject(root, "clip", cj);
+    }
     const char *in_name = f->fed[0]->name, *out_name = f->out->name;
     ulc_fe_models ms = {.model = e->mods[0], .orig = e->mods[1], .ref = e->mods[2],
                         .model_path = a->model, .orig_path = a->original, .ref_path = a->reference};
@@ -490,6 +508,11 @@ static void ev_print(const ulc_eval_forget_job *a, const ev_run *e) {
     if (h) fprintf(out, "\nH-mean %.2f (Acc_rt %.2f, Drop_ft %.2f points)\n", cJSON_GetObjectItem(h, "h_mean")->valuedouble,
                   cJSON_GetObjectItem(h, "acc_rt")->valuedouble, cJSON_GetObjectItem(h, "drop_ft")->valuedouble);
     if (e->f.next_token) ev_print_lm(out, e);
+    const cJSON *clip = cJSON_GetObjectItemCaseSensitive(root, "clip");
+    if (clip) { /* "before" is the original's */
+        fprintf(out, "\n");
+        ulc_clip_print(out, clip);
+    }
     cJSON *mia = e->f.next_token ? NULL : cJSON_GetObjectItem(root, "mia");
     for (int k = 0; mia && k < 3; k++) {
         cJSON *m = cJSON_GetObjectItem(mia, role[k]);

@@ -34,6 +34,10 @@ typedef struct ulc_eval_job {
     ulc_session_opts so;
     int json;                   /* the result as JSON, else as text */
     FILE *out;                  /* where the result is written */
+    /* a CLIP model scored zero-shot (jobs/clip.h): its classes and templates, the file they came
+     * from (for messages) and the tokenizer (NULL: the model's directory); NULL: no CLIP */
+    const ulc_clip_spec *clip;
+    const char *clip_path, *tokenizer;
 } ulc_eval_job;
 
 ulc_status ulc_eval_files(const ulc_eval_job *j, ulc_ctx *ctx);

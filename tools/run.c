@@ -4,6 +4,7 @@
  *
  *   ulc run MODEL --input IN.safetensors -o OUT.safetensors [--threads N] [--repeat N] [--profile]
  *   ulc eval MODEL --data DATA.safetensors [--json] [--batch N] [--threads N]
+ *            [--clip PROMPTS.json [--tokenizer T]]   (a CLIP model, zero-shot)
  *   ulc eval MODEL --forget SPEC.json [--data TRAIN] [--original O] [--reference R] [--relearn N]
  *        [--relearn-lr LR] [--json]   (the unlearning metrics: docs/metrics.md)
  *   ulc ops [--backend cpu] [--grad]
@@ -99,7 +100,7 @@ int ulc_cli_eval(int argc, char **argv) {
     int json = 0;
     long batch = 64;
     ulc_eval_forget_job ev = {.out = stdout};
-    const char *spec = NULL;
+    const char *spec = NULL, *clip = NULL, *tokenizer = NULL;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         int has_val = i + 1 < argc;
@@ -135,6 +136,9 @@ int ulc_cli_eval(int argc, char **argv) {
             if (!has_val || *end || batch < 1 || batch > 1 << 20)
                 return ulc_cli_usage_error("eval: --batch needs a size >= 1");
             i++;
+        } else if (strcmp(a, "--clip") == 0 || strcmp(a, "--tokenizer") == 0) {
+            if (!has_val) return ulc_cli_usage_error("eval: %s needs a path", a);
+            *(a[2] == 'c' ? &clip : &tokenizer) = argv[++i];
         } else if (strcmp(a, "--input") == 0) {
             if (!has_val) return ulc_cli_usage_error("eval: --input needs the model input's name");
             in_name = argv[++i];
@@ -150,6 +154,9 @@ int ulc_cli_eval(int argc, char **argv) {
         }
     }
     if (!model_path) return ulc_cli_usage_error("eval: no model given");
+    if (spec && (clip || tokenizer))
+        return ulc_cli_usage_error("eval: with --forget, the spec's clip and model.tokenizer keys "
+                                   "give the prompts and the tokenizer");
     if (spec) {
         if (in_name || out_name)
             return ulc_cli_usage_error("eval: with --forget, the spec's model.input/model.output "
@@ -164,11 +171,20 @@ int ulc_cli_eval(int argc, char **argv) {
         return ulc_cli_usage_error("eval: --original, --reference and --relearn need --forget SPEC.json");
     if (!data_path) return ulc_cli_usage_error("eval: no data given (--data DATA.safetensors)");
 
+    if (tokenizer && !clip) return ulc_cli_usage_error("eval: --tokenizer is for --clip PROMPTS.json");
+    if (clip && in_name) return ulc_cli_usage_error("eval: with --clip, the data feeds the images");
     ulc_eval_job j = {.model = model_path, .data = data_path, .input = in_name,
-                      .output = out_name, .batch = batch, .so = so, .json = json, .out = stdout};
+                      .output = out_name, .batch = batch, .so = so, .json = json, .out = stdout,
+                      .clip_path = clip, .tokenizer = tokenizer};
     ulc_ctx ctx;
     ulc_cli_ctx_init(&ctx);
-    if (ulc_eval_files(&j, &ctx) != ULC_OK) return ulc_cli_report(&ctx);
+    ulc_clip_spec cs;
+    memset(&cs, 0, sizeof cs);
+    ulc_status st = clip ? ulc_clip_spec_read(clip, &cs, &ctx) : ULC_OK;
+    if (clip) j.clip = &cs;
+    if (st == ULC_OK) st = ulc_eval_files(&j, &ctx);
+    ulc_clip_spec_clear(&cs);
+    if (st != ULC_OK) return ulc_cli_report(&ctx);
     return ULC_EXIT_OK;
 }
 

@@ -50,7 +50,8 @@ static void lora_obj(cJSON *hp, const ulc_pass_opts *li, char *const *modules, i
 /* The method's own options (not rfa's: "rfa" below). */
 static void method_obj(cJSON *hp, const char *method, const ulc_pass_opts *mo) {
     cJSON *o = cJSON_AddObjectToObject(hp, method);
-    cJSON_AddStringToObject(o, "train", ulc_pass_opt_str(mo, "train", "all"));
+    cJSON_AddStringToObject(o, "train", ulc_pass_opt_str(mo, "train",
+                                                         strcmp(method, "nhl-kl") ? "all" : "lora"));
     if (strcmp(method, "delete") == 0) {
         cJSON_AddStringToObject(o, "mask", ulc_pass_opt_str(mo, "mask", "own"));
         cJSON_AddNumberToObject(o, "temperature", ulc_pass_opt_num(mo, "temperature", 1));
@@ -61,8 +62,15 @@ static void method_obj(cJSON *hp, const char *method, const ulc_pass_opts *mo) {
     }
     if (strcmp(method, "graddiff") == 0 || strcmp(method, "npo") == 0)
         cJSON_AddNumberToObject(o, "retain_weight", ulc_pass_opt_num(mo, "retain_weight", 1));
+    if (strcmp(method, "graddiff") == 0)
+        cJSON_AddStringToObject(o, "retain", ulc_pass_opt_str(mo, "retain", "ce"));
     if (strcmp(method, "npo") == 0)
         cJSON_AddNumberToObject(o, "beta", ulc_pass_opt_num(mo, "beta", 0.1));
+    if (strcmp(method, "nhl-kl") == 0) {
+        cJSON_AddNumberToObject(o, "margin", ulc_pass_opt_num(mo, "margin", 2));
+        cJSON_AddNumberToObject(o, "alpha_coarse", ulc_pass_opt_num(mo, "alpha_coarse", 10));
+        cJSON_AddNumberToObject(o, "alpha_fine", ulc_pass_opt_num(mo, "alpha_fine", 20));
+    }
 }
 
 static void rfa_obj(cJSON *hp, const ulc_pass_opts *mo, int next_token) {

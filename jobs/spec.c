@@ -306,7 +306,7 @@ static const char *const k_train_keys[] = {"epochs", "batch_size", "lr", "optimi
 static const char *const k_rfa_keys[] = {"gamma", "norm", NULL};
 static const char *const k_delete_keys[] = {"mask", "train", "temperature", NULL};
 static const char *const k_scrub_keys[] = {"alpha", "gamma", "train", NULL};
-static const char *const k_graddiff_keys[] = {"train", "retain_weight", NULL};
+static const char *const k_graddiff_keys[] = {"train", "retain_weight", "retain", NULL};
 static const char *const k_npo_keys[] = {"train", "beta", "retain_weight", NULL};
 static const char *const k_ssd_keys[] = {"alpha", "lambda", "params", NULL};
 static const char *const k_nhl_keys[] = {"train", "margin", "alpha_coarse", "alpha_fine", NULL};
@@ -491,6 +491,14 @@ static ulc_status parse_method(ulc_request *s, const cJSON *j, const char *metho
     if (s->method == ULC_METHOD_GRADDIFF || s->method == ULC_METHOD_NPO)
         ULC_TRY(get_num(path, mo, s->method_name, "retain_weight", 0, 0, 1e6,
                         &s->unlearn.retain_weight, ctx));
+    if (s->method == ULC_METHOD_GRADDIFF) {
+        str = NULL;
+        ULC_TRY(get_str(path, mo, "graddiff", "retain", &str, ctx));
+        if (str && strcmp(str, "ce") && strcmp(str, "kl"))
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'graddiff.retain': '%s' (expected ce "
+                            "or kl)", path, str);
+        s->unlearn.retain_kl = str && strcmp(str, "kl") == 0;
+    }
     if (s->method == ULC_METHOD_NPO)
         ULC_TRY(get_num(path, mo, "npo", "beta", 0, 1, 1e3, &s->unlearn.npo_beta, ctx));
     if (s->method == ULC_METHOD_NHL_KL) {
@@ -896,6 +904,8 @@ ulc_status ulc_request_passes(ulc_request *s, ulc_ctx *ctx) {
     }
     if (s->method == ULC_METHOD_GRADDIFF || s->method == ULC_METHOD_NPO)
         SET(ulc_pipeline_set_num(p, "retain_weight", s->unlearn.retain_weight, ctx));
+    if (s->method == ULC_METHOD_GRADDIFF)
+        SET(ulc_pipeline_set_str(p, "retain", s->unlearn.retain_kl ? "kl" : "ce", ctx));
     if (s->method == ULC_METHOD_NPO) SET(ulc_pipeline_set_num(p, "beta", s->unlearn.npo_beta, ctx));
     if (s->method == ULC_METHOD_NHL_KL) {
         SET(ulc_pipeline_set_num(p, "margin", s->unlearn.nhl_margin, ctx));

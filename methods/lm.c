@@ -288,7 +288,7 @@ static ulc_status before_step(void *arg, ulc_session *s, const ulc_rt_tensor *co
     switch (st->kind) {
     case LM_CE: sign_f = sign_r = 1; break;
     case LM_NEG_CE: sign_f = sign_r = -1; break;
-    case LM_GRADDIFF: sign_f = -1, sign_r = rw; break;
+    case LM_GRADDIFF: sign_f = -1, sign_r = st->u->retain_kl ? 0 : rw; break;
     default: break;
     }
     int one_set = st->kind == LM_CE || st->kind == LM_NEG_CE; /* one mean over every position */
@@ -578,7 +578,8 @@ static ulc_status lm_train(const ulc_unlearn_call *c, const ulc_dataset *d, int 
     const ulc_unlearn_opts *u = c->u;
     lm_state st = {.u = u, .kind = kind, .text = u->next_token};
     st.uses_npo = kind == LM_NPO;
-    st.uses_kl = kind == LM_DELETE || (kind == LM_NPO && u->retain_weight > 0);
+    st.uses_kl = kind == LM_DELETE || ((kind == LM_NPO || (kind == LM_GRADDIFF && u->retain_kl)) &&
+                                       u->retain_weight > 0);
     ulc_train_task task = {.input = u->input, .output = u->output, .custom_loss = build_loss,
                            .custom_arg = &st};
     ulc_train_graph tg = {0};

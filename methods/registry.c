@@ -66,8 +66,15 @@ static const ulc_pass_optdef k_plain_opts[] = {TRAIN_OPTS, WHAT_OPT, {0}};
 #define RETAIN_WEIGHT_OPT(what)                                                                    \
     {.key = "retain_weight", .kind = ULC_OPT_NUM, .lo = 0, .hi = 1e6, .help = what}
 
+static const char *const k_retain[] = {"ce", "kl", NULL};
 static const ulc_pass_optdef k_graddiff_opts[] = {
-    TRAIN_OPTS, WHAT_OPT, RETAIN_WEIGHT_OPT("weight of the CE on the retain rows (1)"), {0}};
+    TRAIN_OPTS,
+    WHAT_OPT,
+    RETAIN_WEIGHT_OPT("weight of the retain term (1)"),
+    {.key = "retain", .kind = ULC_OPT_STR, .choices = k_retain,
+     .help = "the retain term: ce (the labels; gradient difference) or kl (the original's "
+             "outputs; GA+KL)"},
+    {0}};
 
 static const ulc_pass_optdef k_npo_opts[] = {
     TRAIN_OPTS,
@@ -278,6 +285,8 @@ static ulc_status run_unlearn(ulc_method method, ulc_model *m, const ulc_pass_op
     }
     if (method == ULC_METHOD_GRADDIFF || method == ULC_METHOD_NPO)
         u.retain_weight = ulc_pass_opt_num(o, "retain_weight", u.retain_weight);
+    if (method == ULC_METHOD_GRADDIFF)
+        u.retain_kl = strcmp(ulc_pass_opt_str(o, "retain", "ce"), "kl") == 0;
     if (method == ULC_METHOD_NPO) u.npo_beta = ulc_pass_opt_num(o, "beta", u.npo_beta);
     if (method == ULC_METHOD_SSD) {
         u.ssd_alpha = ulc_pass_opt_num(o, "alpha", u.ssd_alpha);

@@ -14,7 +14,8 @@
  *   retrain       the gold standard for small models: every weight re-initialised (seeded,
  *                 PyTorch's default init: kaiming-uniform a=√5 for Conv/Gemm/MatMul weights,
  *                 uniform ±1/√fan_in biases) and trained on retain rows with cross-entropy
- *   graddiff      pairs of a forget and a retain row: −CE(forget rows) + w·CE(retain rows)
+ *   graddiff      pairs of a forget and a retain row: −CE(forget rows) + w·CE(retain rows);
+ *                 with retain=kl (GA+KL) w·KL(original ‖ model) on the retain rows instead
  *   npo           Negative Preference Optimization (Zhang et al. 2024) on pairs:
  *                 (2/β)·mean_forget log(1 + (π(y|x)/π_ref(y|x))^β), π the row's probability
  *                 (the product over its next tokens; a classifier's: of its label), plus
@@ -99,7 +100,9 @@ typedef struct ulc_unlearn_opts {
     double scrub_alpha;         /* scrub: weight of the KL on retain rows (1) */
     double scrub_gamma;         /* scrub: weight of the CE on retain rows (1) */
     double npo_beta;            /* npo: β (0.1) */
-    double retain_weight;       /* graddiff: weight of the retain CE; npo: of the retain KL (1) */
+    double retain_weight;       /* graddiff: weight of the retain term; npo: of the retain KL (1) */
+    int retain_kl;              /* graddiff: the retain term is the KL to the original (GA+KL),
+                                   not the CE to the labels */
     double ssd_alpha;           /* ssd: selection weighting α (10): F_f > α·F_D is dampened */
     double ssd_lambda;          /* ssd: dampening constant λ (1): θ·min(λ·F_D / F_f, 1) */
     const char *ssd_params;     /* ssd: '|'-separated globs of the weights it may dampen; NULL:

@@ -377,7 +377,8 @@ ulc_status ulc_clip_view(ulc_model *m, const ulc_clip_spec *c, const char *token
     const char *tpath = tokenizer ? tokenizer : ulc_path_is_dir(model_path) ? model_path : NULL;
     if (!tpath)
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'clip': '%s' is a file; name the CLIP "
-                        "tokenizer with model.tokenizer (a tokenizer.json or its directory)",
+                        "tokenizer (a tokenizer.json or its directory: the spec's "
+                        "model.tokenizer, or `ulc eval --tokenizer`)",
                         where, model_path);
     ulc_tokenizer *tk = NULL;
     ULC_TRY(ulc_tokenizer_load(tpath, &tk, ctx));

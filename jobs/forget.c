@@ -645,6 +645,9 @@ ulc_status ulc_forget_model(ulc_model *m, const ulc_model *teacher, const ulc_re
     double t0 = now_s();
     memset(res, 0, sizeof *res);
     if (!rq->passes) return ulc_fail(ctx, ULC_ERR_INTERNAL, "%s: the request has no passes", rq->path);
+    if (rq->clip.given) /* the zero-shot rewrite needs a model of its own to write back from */
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: a CLIP request (key 'clip') runs on files "
+                        "(`ulc IN --forget SPEC -o OUT`), not on a model in memory", rq->path);
     forget_run w = {.rq = rq, .o = o, .fx = {.in = o->in, .out = o->out, .spec = rq->is_spec ? rq->path : NULL}};
     ulc_fileset fs; /* the data, hashed as read */
     ulc_fileset_begin(&fs, 1, ctx);

@@ -632,8 +632,8 @@ static ulc_status text_files(ulc_request *s, const char *tok_rel, const cJSON *m
                              ulc_ctx *ctx) {
     static const char *const keys[] = {"max_length", "tokenizer", "overflow", "stride"};
     int text = is_text_file(s->train) || (s->test && is_text_file(s->test));
-    for (int k = s->clip.given; model && !text && k < 4; k++) /* clip: the prompts' tokenizer */
-        if (cJSON_HasObjectItem(model, keys[k]))
+    for (int k = 0; model && !text && k < 4; k++)
+        if (cJSON_HasObjectItem(model, keys[k]) && !(k == 1 && s->clip.given)) /* clip: prompts' */
             return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'model.%s' is for text data (.jsonl "
                             "or .txt), and data.train is '%s'", s->path, keys[k], s->train);
     if (tok_rel) ULC_TRY(spec_path(s, "model.tokenizer", tok_rel, 1, &s->tokenizer, ctx));

@@ -86,6 +86,10 @@ static ulc_status forget_classes(const ulc_forget_set *fs, const ulc_iface *f, c
         if (!seen[k]) {
             long long c = (long long)fs->classes[k];
             free(seen);
+            if (fs->class_names)
+                return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'forget.concepts': the concept "
+                                "'%s' (class %lld) has no exemplar in data.train (%s): no row "
+                                "has label %lld", fs->where, fs->class_names[c], c, tr->path, c);
             return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'forget.classes': class %lld has no "
                             "rows in data.train (%s)", fs->where, c, tr->path);
         }

@@ -40,6 +40,9 @@ typedef struct ulc_forget_set {
     /* text data (io/text_data.h): indices are text indices (every row of a text is selected);
      * forget_file (forget.file) selects the texts it names instead (ulc_data_text.forget) */
     const char *forget_file;
+    /* classes named by forget.concepts (a CLIP request): every class's name, for messages; NULL:
+     * forget.classes */
+    char *const *class_names;
     /* what earlier requests on the model forgot (jobs/history.h): forgotten again, never retained */
     const int64_t *also_classes;
     int n_also_classes;

@@ -463,26 +463,39 @@ ulc_status ulc_clip_take_weights(ulc_model *dst, const ulc_model *view, int *cha
 
 /* ---- the metrics ------------------------------------------------------------------------------------ */
 
+ulc_status ulc_clip_check_data(const char *where, const ulc_clip_spec *c, ulc_clip_run *run,
+                               const ulc_iface *f, const ulc_data *test, const char *model_path,
+                               ulc_ctx *ctx) {
+    if (c->captions && run->n_caption_rows != test->rows)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'clip.captions': %s has %lld captions for "
+                        "the %lld rows of %s (one caption per row, in row order)", where,
+                        c->captions, (long long)run->n_caption_rows, (long long)test->rows,
+                        test->path);
+    if (!c->heldout_data || run->has_heldout) return ULC_OK;
+    ulc_status st = ulc_data_load("clip.heldout.data", c->heldout_data, model_path, f,
+                                  &run->heldout, ctx);
+    if (st != ULC_OK) return ulc_fail(ctx, st, "%s: key 'clip.heldout.data'", where);
+    run->has_heldout = 1;
+    if (!run->heldout.label)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'clip.heldout.data': %s has no 'label' "
+                        "(int64 [rows], indices into clip.heldout.classes)", where,
+                        c->heldout_data);
+    for (int64_t i = 0; i < run->heldout.rows; i++) {
+        int64_t y = ulc_data_label(&run->heldout, i);
+        if (y < 0 || y >= c->heldout_classes.n)
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'clip.heldout.data': %s: row %lld has "
+                            "label %lld; clip.heldout.classes names %d", where, c->heldout_data,
+                            (long long)i, (long long)y, c->heldout_classes.n);
+    }
+    return ULC_OK;
+}
+
 ulc_status ulc_clip_metrics(const ulc_model *before, const char *before_name,
                             const ulc_model *after, const char *after_name,
                             const ulc_clip_spec *c, ulc_clip_run *run, const ulc_iface *f,
                             const ulc_data *test, const int64_t *forget, int n_forget,
                             const char *model_path, int threads, cJSON **out, ulc_ctx *ctx) {
-    if (c->heldout_data && !run->has_heldout) {
-        ULC_TRY(ulc_data_load("clip.heldout.data", c->heldout_data, model_path, f, &run->heldout,
-                              ctx));
-        run->has_heldout = 1;
-        if (!run->heldout.label)
-            return ulc_fail(ctx, ULC_ERR_INVALID, "clip.heldout.data: %s has no 'label' (int64 "
-                            "[rows], indices into clip.heldout.classes)", c->heldout_data);
-        for (int64_t i = 0; i < run->heldout.rows; i++) {
-            int64_t y = ulc_data_label(&run->heldout, i);
-            if (y < 0 || y >= c->heldout_classes.n)
-                return ulc_fail(ctx, ULC_ERR_INVALID, "clip.heldout.data: %s: row %lld has label "
-                                "%lld; clip.heldout.classes names %d", c->heldout_data,
-                                (long long)i, (long long)y, c->heldout_classes.n);
-        }
-    }
+    ULC_TRY(ulc_clip_check_data("clip", c, run, f, test, model_path, ctx));
     ulc_clip_task t = {.n_fine = c->classes.n, .coarse_of = c->coarse.n ? c->coarse_of : NULL,
                        .forget = forget, .n_forget = n_forget, .fine = ULC_CLIP_FINE,
                        .coarse = c->coarse.n ? ULC_CLIP_COARSE : NULL,

@@ -88,6 +88,13 @@ ulc_status ulc_clip_view(ulc_model *m, const ulc_clip_spec *c, const char *token
                          const char *model_path, const char *where, ulc_clip_run *run,
                          ulc_ctx *ctx);
 
+/* The request's CLIP data checked before any work: a caption per row of `test` (the rows the
+ * metrics score), the held-out data loaded into run (bound to f) with every label one of
+ * clip.heldout.classes. `where` names the spec. Idempotent. */
+ulc_status ulc_clip_check_data(const char *where, const ulc_clip_spec *c, ulc_clip_run *run,
+                               const ulc_iface *f, const ulc_data *test, const char *model_path,
+                               ulc_ctx *ctx);
+
 /* The request's CLIP metrics (eval/clip_eval.h) of `after` — and of `before` (the original; may
  * be NULL), with Ā, Q, U and Q-U — on `test` (bound to f), forgetting the classes fs: the
  * report's "clip" object into *out. The held-out data is loaded into run on first use. */

@@ -297,6 +297,9 @@ static ulc_status ev_score(const ulc_eval_forget_job *a, ev_run *e, ulc_ctx *ctx
         if (st == ULC_OK && !k) {
             e->f = fk;
             st = ulc_splits_make(&e->fs, &e->f, &e->tr, e->tep, &e->sp, ctx);
+            if (st == ULC_OK && s->clip.given)
+                st = ulc_clip_check_data(s->path, &s->clip, &e->clip, &e->f,
+                                         e->tep ? e->tep : &e->tr, a->model, ctx);
         } else if (st == ULC_OK && (fk.classes != e->f.classes || fk.next_token != e->f.next_token)) {
             st = ulc_fail(ctx, ULC_ERR_INVALID, "%s (%s) scores %lld classes; %s scores %lld",
                           e->paths[k], k_role[k], (long long)fk.classes, a->model,

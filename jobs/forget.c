@@ -311,6 +311,9 @@ static ulc_status bind(forget_run *w, const ulc_model *m, const ulc_model *teach
     ULC_TRY(ulc_history_carry_over(m, &w->fs, &w->tr, &w->carry, ctx));
     if (w->carry.n_rows || w->carry.n_classes) w->fs = w->carry.fs;
     ULC_TRY(ulc_splits_make(&w->fs, &w->f, &w->tr, rq->test ? &w->te : NULL, &w->sp, ctx));
+    if (rq->clip.given)
+        ULC_TRY(ulc_clip_check_data(rq->path, &rq->clip, &w->clip, &w->f,
+                                    rq->test ? &w->te : &w->tr, in, ctx));
     if (rq->gates.set[ULC_GATE_MIA] && w->f.next_token)
         return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: key 'gates.mia_max': the membership attack "
                         "scores classifiers; %s is scored on next-token predictions", rq->path, in);

@@ -378,6 +378,7 @@ static ulc_status parse_forget(ulc_request *s, const cJSON *f, ulc_ctx *ctx) {
             return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'forget.concepts' names classes of "
                             "the spec's 'clip' key, which is missing", file);
         s->kind = ULC_FORGET_CLASSES;
+        s->by_concept = 1;
         return ulc_clip_concepts(file, co, &s->clip, &s->classes, &s->n_classes, ctx);
     }
     if (cl) {
@@ -927,7 +928,8 @@ ulc_forget_set ulc_request_forget_set(const ulc_request *s) {
                                                               : ULC_FORGET_INDICES,
                             .classes = s->classes, .n_classes = s->n_classes,
                             .indices = s->indices, .n_indices = s->n_indices, .where = s->path,
-                            .indices_file = s->indices_file, .forget_file = s->forget_file};
+                            .indices_file = s->indices_file, .forget_file = s->forget_file,
+                            .class_names = s->by_concept ? s->clip.classes.v : NULL};
 }
 
 /* ---- requests built in code ------------------------------------------------------------------------ */
@@ -978,6 +980,7 @@ static ulc_status set_forget(ulc_request *rq, ulc_forget_kind kind, const int64_
     free(rq->indices);
     free(rq->indices_file); /* the rows are the caller's now, not a file's */
     rq->indices_file = NULL;
+    rq->by_concept = 0;
     free(rq->forget_file);
     rq->forget_file = NULL;
     rq->classes = classes ? c : NULL;

@@ -17,7 +17,6 @@ BPE tokenizer), against transformers 4.36 and numpy:
 """
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest

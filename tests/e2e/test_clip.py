@@ -1,0 +1,470 @@
+"""CLIP as zero-shot classifiers (jobs/clip.c, passes/clip_zeroshot.c, eval/clip_eval.c) and
+knowledge-tracing unlearning on it (methods/nhl.c), end to end on the real small CLIP of
+models/clip_digits (a transformers CLIPModel trained on the UCI digits, with its own CLIP-style
+BPE tokenizer), against transformers 4.36 and numpy:
+
+- `ulc tokenize` gives transformers' CLIPTokenizer (slow) and CLIPTokenizerFast ids for every
+  prompt the spec builds, the captions and a few harder strings;
+- `ulc eval DIR --data test --clip SPEC` gives transformers' zero-shot accuracy, per-class counts
+  and confusion matrix (class embedding: the renormalised mean of the templates' normalised text
+  features; logits: exp(logit_scale) times the cosine), for the fine and the coarse classes;
+- nhl-kl forgets "one": the report's before/after accuracies (Df/Dr fine and coarse, held-out,
+  retrieval R@1) are transformers' on the input and on the written model, Q/U/Q-U follow their
+  definitions, the concept is forgotten while the rest is kept, and only the image tower moved;
+- every other method runs on CLIP and writes a model transformers loads;
+- `ulc eval OUT --forget SPEC --original IN` repeats the report's "clip" numbers;
+- bad CLIP specs are refused before any work, naming what is wrong.
+"""
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import load_file, save_file
+
+from conftest import ROOT, run_ulc
+
+CLIP = ROOT / "models" / "clip_digits"
+SPEC = CLIP / "forget_one.json"
+EXIT_INPUT = 2
+MARGIN = 1e-4  # rows whose top-2 logits are closer than this may go either way (float32)
+KEYS = ["df_fine", "dr_fine", "df_coarse", "dr_coarse", "heldout", "retrieval_r1"]
+
+
+@pytest.fixture(scope="module")
+def clip_dir():
+    need = ["config.json", "model.safetensors", "tokenizer.json", "vocab.json", "merges.txt",
+            "exemplars.safetensors", "test.safetensors", "heldout.safetensors", "captions.txt",
+            "forget_one.json"]
+    missing = [n for n in need if not (CLIP / n).exists()]
+    if missing:
+        pytest.fail(f"{CLIP}: missing {missing} (models/clip_digits/gen_clip_digits.py makes them)")
+    return CLIP
+
+
+@pytest.fixture(scope="module")
+def spec(clip_dir):
+    return json.loads(SPEC.read_text())
+
+
+@pytest.fixture(scope="module")
+def hf(clip_dir):
+    from transformers import CLIPModel, CLIPTokenizer, CLIPTokenizerFast
+    torch.set_num_threads(1)
+    return {"model": CLIPModel.from_pretrained(str(clip_dir)).eval(),
+            "slow": CLIPTokenizer.from_pretrained(str(clip_dir)),
+            "fast": CLIPTokenizerFast.from_pretrained(str(clip_dir))}
+
+
+# ---- the reference ----------------------------------------------------------------------------
+
+def coarse_classes(c):
+    """the coarse classes in first-seen order of the mapping's values (over clip.classes)"""
+    out = []
+    for k in c["classes"]:
+        if c["coarse"][k] not in out:
+            out.append(c["coarse"][k])
+    return out
+
+
+@torch.no_grad()
+def class_embeddings(model, tok, classes, templates):
+    """[K, D] float64: per class the mean of its prompts' L2-normalised text features,
+    renormalised"""
+    out = []
+    for name in classes:
+        e = tok([t.format(name) for t in templates], padding=True, return_tensors="pt")
+        f = model.get_text_features(**e).double()
+        f = f / f.norm(dim=-1, keepdim=True)
+        f = f.mean(0)
+        out.append(f / f.norm())
+    return torch.stack(out)
+
+
+@torch.no_grad()
+def image_features(model, x):
+    f = model.get_image_features(pixel_values=torch.from_numpy(x)).double()
+    return f / f.norm(dim=-1, keepdim=True)
+
+
+def zero_shot(model, tok, x, classes, templates, img=None):
+    """[rows, K] logits, float64"""
+    img = image_features(model, x) if img is None else img
+    emb = class_embeddings(model, tok, classes, templates)
+    return (model.logit_scale.detach().exp().double() * img @ emb.T).numpy()
+
+
+def ambiguous(z):
+    s = np.sort(z, axis=1)
+    return s[:, -1] - s[:, -2] < MARGIN
+
+
+def accuracies(model, tok, c, forget, clip_dir):
+    """The report's accuracies as (hits, count) per key, and how many rows of each are within
+    MARGIN of another answer."""
+    test = load_file(str(clip_dir / "test.safetensors"))
+    x, y = test["input"], test["label"]
+    img = image_features(model, x)
+    gone = np.isin(y, forget)
+    out, close = {}, {}
+    z = zero_shot(model, tok, x, c["classes"], c["templates"], img)
+    hit = z.argmax(1) == y
+    for k, rows in (("df_fine", gone), ("dr_fine", ~gone)):
+        out[k], close[k] = (int(hit[rows].sum()), int(rows.sum())), int(ambiguous(z)[rows].sum())
+    cc = coarse_classes(c)
+    yc = np.array([cc.index(c["coarse"][c["classes"][v]]) for v in y])
+    zc = zero_shot(model, tok, x, cc, c.get("coarse_templates", c["templates"]), img)
+    hit = zc.argmax(1) == yc
+    for k, rows in (("df_coarse", gone), ("dr_coarse", ~gone)):
+        out[k], close[k] = (int(hit[rows].sum()), int(rows.sum())), int(ambiguous(zc)[rows].sum())
+    # held-out: its own classes and templates
+    h = c["heldout"]
+    hd = load_file(str(clip_dir / h["data"]))
+    zh = zero_shot(model, tok, hd["input"], h["classes"], h.get("templates", c["templates"]))
+    out["heldout"] = (int((zh.argmax(1) == hd["label"]).sum()), len(hd["label"]))
+    close["heldout"] = int(ambiguous(zh).sum())
+    # retrieval: each kept row against the distinct captions of the kept rows (first-seen order
+    # over all rows), a hit when the best is its own
+    lines = (clip_dir / c["captions"]).read_text().split("\n")
+    lines = lines[:-1] if lines[-1] == "" else lines
+    distinct = list(dict.fromkeys(lines))
+    of = np.array([distinct.index(s) for s in lines])
+    zt = zero_shot(model, tok, x, distinct, ["{}"], img)
+    cand = np.zeros(len(distinct), bool)
+    cand[of[~gone]] = True
+    zt = np.where(cand[None, :], zt, -np.inf)
+    hit = zt.argmax(1) == of
+    out["retrieval_r1"] = (int(hit[~gone].sum()), int((~gone).sum()))
+    close["retrieval_r1"] = int(ambiguous(zt[:, cand])[~gone].sum())
+    return out, close
+
+
+def a_bar(before, after):
+    return 1.0 if before == 0 else min(1.0, after / before)
+
+
+def qu_of(before, after):
+    q = 1 - a_bar(before["df_fine"], after["df_fine"])
+    u = np.mean([a_bar(before[k], after[k]) for k in ("dr_fine", "dr_coarse", "df_coarse")])
+    return q, u, (2 * q * u / (q + u) if q + u > 0 else 0.0)
+
+
+def check_accuracies(got, want, close, what):
+    """got: the report's fractions; want: (hits, count). Equal within 1e-9, unless rows within
+    MARGIN of a tie allow a difference of as many hits."""
+    for k in KEYS:
+        h, n = want[k]
+        slack = close[k] / n + 1e-9
+        assert abs(got[k] - h / n) <= slack, (what, k, got[k], h / n, close[k])
+
+
+def write_spec(path, spec):
+    path.write_text(json.dumps(spec, indent=1))
+    return path
+
+
+def in_clip_dir(tmp_path, name, spec):
+    """a spec in a copy of the model directory's data (relative file names keep working)"""
+    d = tmp_path / "spec"
+    if not d.exists():
+        d.mkdir()
+        for f in CLIP.iterdir():
+            if f.suffix in (".safetensors", ".txt", ".json") and f.name != "model.safetensors":
+                (d / f.name).symlink_to(f)
+    return write_spec(d / name, spec)
+
+
+# ---- 1. the tokenizer -------------------------------------------------------------------------
+
+HARD = ["A PHOTO OF THE DIGIT SEVEN.", "a   photo  of\tthe digit\n nine ", "  the digit one!!?",
+        "it's an odd number, isn't it?", "(two) / [three] & four...", "zebra quokka xylophone",
+        "digits 0123456789 and 42", "", "café naïve"]
+
+
+def prompts_of(c):
+    texts = [t.format(k) for k in c["classes"] for t in c["templates"]]
+    cc = coarse_classes(c)
+    texts += [t.format(k) for k in cc for t in c.get("coarse_templates", c["templates"])]
+    h = c["heldout"]
+    texts += [t.format(k) for k in h["classes"] for t in h.get("templates", c["templates"])]
+    return texts
+
+
+def test_tokenizer_matches_transformers(ulc, clip_dir, spec, hf, tmp_path):
+    lines = (clip_dir / "captions.txt").read_text().split("\n")
+    texts = prompts_of(spec["clip"]) + sorted(set(lines) - {""}) + HARD
+    f = tmp_path / "texts.jsonl"
+    f.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    for tok in (clip_dir, clip_dir / "tokenizer.json"):
+        p = ulc("tokenize", tok, "--file", f, "--add-special", check=True)
+        got = [json.loads(s)["ids"] for s in p.stdout.split("\n")[:-1]]
+        assert len(got) == len(texts)
+        for name in ("fast", "slow"):
+            want = [hf[name](t)["input_ids"] for t in texts]
+            bad = [(texts[i], got[i], want[i]) for i in range(len(texts)) if got[i] != want[i]]
+            assert not bad, (str(tok), name, bad[:5])
+
+
+# ---- 2. zero-shot against transformers --------------------------------------------------------
+
+def check_eval(ulc, model_dir, data, prompts, classes, z, y):
+    p = ulc("eval", model_dir, "--data", data, "--clip", prompts, "--json", check=True)
+    r = json.loads(p.stdout)
+    K = len(classes)
+    pred = z.argmax(1)
+    conf = np.zeros((K, K), np.int64)
+    np.add.at(conf, (y, pred), 1)
+    close = int(ambiguous(z).sum())
+    got = np.array(r["confusion"], np.int64)
+    assert got.shape == (K, K)
+    assert r["n"] == len(y)
+    assert abs(r["correct"] - int((pred == y).sum())) <= close
+    assert np.abs(got - conf).sum() <= 2 * close, (got, conf, close)
+    assert [e["n"] for e in r["per_class"]] == np.bincount(y, minlength=K).tolist()
+    for k, e in enumerate(r["per_class"]):
+        assert abs(e["correct"] - conf[k, k]) <= close
+    return r
+
+
+def test_zero_shot_fine_matches_transformers(ulc, clip_dir, spec, hf):
+    c = spec["clip"]
+    test = load_file(str(clip_dir / "test.safetensors"))
+    z = zero_shot(hf["model"], hf["slow"], test["input"], c["classes"], c["templates"])
+    r = check_eval(ulc, clip_dir, clip_dir / "test.safetensors", SPEC, c["classes"], z,
+                   test["label"])
+    assert r["accuracy"] > 0.8  # a trained CLIP, not noise
+
+
+def test_zero_shot_coarse_matches_transformers(ulc, clip_dir, spec, hf, tmp_path):
+    c = spec["clip"]
+    cc = coarse_classes(c)
+    test = load_file(str(clip_dir / "test.safetensors"))
+    yc = np.array([cc.index(c["coarse"][c["classes"][v]]) for v in test["label"]], np.int64)
+    data = tmp_path / "test_coarse.safetensors"
+    save_file({"input": test["input"], "label": yc}, str(data))
+    # the "clip" object alone, as `ulc eval --clip` also takes it
+    prompts = write_spec(tmp_path / "coarse.json",
+                         {"classes": cc, "templates": c["coarse_templates"]})
+    z = zero_shot(hf["model"], hf["slow"], test["input"], cc, c["coarse_templates"])
+    r = check_eval(ulc, clip_dir, data, prompts, cc, z, yc)
+    assert r["accuracy"] > 0.8
+
+
+# ---- 3. nhl-kl end to end ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def nhl_run(clip_dir, tmp_path_factory):
+    d = tmp_path_factory.mktemp("nhl")
+    out, rep = d / "out", d / "report.json"
+    t0 = time.monotonic()
+    p = run_ulc(clip_dir, "--forget", SPEC, "-o", f"{out}/", "--report", rep)
+    return p, out, rep, time.monotonic() - t0
+
+
+def test_nhl_kl_forgets_one(clip_dir, spec, hf, nhl_run):
+    from transformers import CLIPModel
+    p, out, rep, secs = nhl_run
+    assert p.returncode == 0, p.stderr
+    report = json.loads(rep.read_text())
+    cj = report["clip"]
+    c = spec["clip"]
+    forget = [c["classes"].index(k) for k in spec["forget"]["concepts"]]
+
+    before, close_b = accuracies(hf["model"], hf["slow"], c, forget, clip_dir)
+    check_accuracies(cj["before"], before, close_b, "before")
+    m = CLIPModel.from_pretrained(str(out)).eval()
+    after, close_a = accuracies(m, hf["slow"], c, forget, clip_dir)
+    check_accuracies(cj["after"], after, close_a, "after")
+
+    # Q, U, Q-U from the report's own accuracies
+    q, u, qu = qu_of(cj["before"], cj["after"])
+    assert abs(cj["Q"] - q) <= 1e-12 and abs(cj["U"] - u) <= 1e-12 and abs(cj["QU"] - qu) <= 1e-12
+    for k in ("df_fine", "dr_fine", "dr_coarse", "df_coarse"):
+        assert abs(cj["a_bar"][k] - a_bar(cj["before"][k], cj["after"][k])) <= 1e-12, k
+
+    # forgotten, and the rest kept
+    b, a = cj["before"], cj["after"]
+    assert a["df_fine"] < 0.20, a
+    assert a["dr_fine"] >= b["dr_fine"] - 0.05, (b, a)
+    assert a["df_coarse"] >= b["df_coarse"] - 0.10, (b, a)
+
+    # the default tower is the image's: every other weight bit for bit as it was
+    w0 = load_file(str(clip_dir / "model.safetensors"))
+    w1 = load_file(str(out / "model.safetensors"))
+    assert set(w0) == set(w1)
+    vision = [k for k in w0 if k.startswith("vision_model.") or k.startswith("visual_projection")]
+    rest = [k for k in w0 if k not in vision]
+    assert any(k.startswith("text_model.") for k in rest) and "logit_scale" in rest
+    for k in rest:
+        assert w0[k].dtype == w1[k].dtype and w0[k].tobytes() == w1[k].tobytes(), k
+    assert any(w0[k].tobytes() != w1[k].tobytes() for k in vision)
+    # the text tower gives the same text features
+    with torch.no_grad():
+        e = hf["slow"](prompts_of(c), padding=True, return_tensors="pt")
+        assert torch.equal(hf["model"].get_text_features(**e), m.get_text_features(**e))
+
+
+def test_eval_forget_repeats_the_report(ulc, clip_dir, nhl_run):
+    p, out, rep, _ = nhl_run
+    assert p.returncode == 0, p.stderr
+    cj = json.loads(rep.read_text())["clip"]
+    e = ulc("eval", out, "--forget", SPEC, "--original", clip_dir, "--json", check=True)
+    got = json.loads(e.stdout)["clip"]
+    for part in ("before", "after", "a_bar"):
+        for k, v in cj[part].items():
+            assert got[part][k] == pytest.approx(v, abs=1e-12), (part, k)
+    for k in ("Q", "U", "QU"):
+        assert got[k] == pytest.approx(cj[k], abs=1e-12), k
+
+
+# ---- 4. every other method on CLIP ------------------------------------------------------------
+
+METHODS = {
+    "rfa": {"train": {"epochs": 2}},
+    "delete": {},
+    "neggrad": {"train": {"epochs": 1}},
+    "graddiff": {"train": {"epochs": 1}},
+    "npo": {"train": {"epochs": 1}},
+    "random-label": {"train": {"epochs": 1}},
+    "ssd": {},
+    "scrub": {"train": {"epochs": 1}},
+    "finetune": {"train": {"epochs": 1}},
+}
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_runs_on_clip(clip_dir, spec, hf, method, tmp_path):
+    from transformers import CLIPModel
+    s = dict(spec, method=method, **METHODS[method])
+    path = in_clip_dir(tmp_path, f"forget_{method}.json", s)
+    out, rep = tmp_path / "out", tmp_path / "report.json"
+    p = run_ulc(clip_dir, "--forget", path, "-o", f"{out}/", "--report", rep)
+    assert p.returncode == 0, (method, p.stderr)
+    cj = json.loads(rep.read_text())["clip"]
+    for k in KEYS:
+        assert 0 <= cj["after"][k] <= 1 and 0 <= cj["before"][k] <= 1, (k, cj)
+    assert all(isinstance(cj[k], (int, float)) for k in ("Q", "U", "QU")), cj
+    # the written model is what was scored: transformers' accuracies on it are the report's
+    m = CLIPModel.from_pretrained(str(out)).eval()
+    c = spec["clip"]
+    forget = [c["classes"].index(k) for k in spec["forget"]["concepts"]]
+    after, close = accuracies(m, hf["slow"], c, forget, clip_dir)
+    check_accuracies(cj["after"], after, close, method)
+    if method == "rfa":  # LoRA on the image tower (clip.tower's default): the text tower as it was
+        w0 = load_file(str(clip_dir / "model.safetensors"))
+        w1 = load_file(str(out / "model.safetensors"))
+        for k in w0:
+            if not (k.startswith("vision_model.") or k.startswith("visual_projection")):
+                assert w0[k].tobytes() == w1[k].tobytes(), (method, k)
+
+
+# ---- 6. bad input -----------------------------------------------------------------------------
+
+def assert_no_work(p):
+    """refused before any work: no adapters injected, no training epoch"""
+    assert "lora-inject" not in p.stderr and "epoch" not in p.stderr, p.stderr
+
+
+def mutate(spec, edit):
+    s = json.loads(json.dumps(spec))
+    edit(s)
+    return s
+
+
+def _drop_coarse_class(s):
+    del s["clip"]["coarse"]["seven"]
+
+
+def _no_coarse(s):
+    del s["clip"]["coarse"]
+    del s["clip"]["coarse_templates"]
+
+
+BAD = {
+    "unknown concept": (lambda s: s["forget"].update(concepts=["eleven"]), ["eleven"]),
+    "empty templates": (lambda s: s["clip"].update(templates=[]), ["clip.templates", "empty"]),
+    "template without {}": (lambda s: s["clip"].update(templates=["a photo of a digit."]),
+                            ["clip.templates", "{}"]),
+    "template with {} twice": (lambda s: s["clip"].update(templates=["a {} photo of {}."]),
+                               ["clip.templates", "{}"]),
+    "coarse missing a class": (_drop_coarse_class, ["clip.coarse", "seven"]),
+    "nhl-kl without coarse": (_no_coarse, ["nhl-kl", "coarse"]),
+    "concepts without clip": (lambda s: (s.pop("clip"), s.update(method="rfa")),
+                              ["forget.concepts", "'clip'", "missing"]),
+    "nhl-kl without clip": (lambda s: s.pop("clip"), ["nhl-kl", "'clip'"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_clip_spec_is_refused(clip_dir, spec, case, tmp_path):
+    edit, needles = BAD[case]
+    path = in_clip_dir(tmp_path, "bad.json", mutate(spec, edit))
+    out = tmp_path / "out"
+    p = run_ulc(clip_dir, "--forget", path, "-o", f"{out}/", "--report", tmp_path / "r.json")
+    assert p.returncode == EXIT_INPUT, (case, p.returncode, p.stderr)
+    for n in needles:
+        assert n in p.stderr, (case, n, p.stderr)
+    assert not out.exists() and not (tmp_path / "r.json").exists()
+    assert_no_work(p)
+
+
+def test_concept_without_exemplars_is_refused(clip_dir, spec, tmp_path):
+    ex = load_file(str(clip_dir / "exemplars.safetensors"))
+    keep = ex["label"] != 1
+    d = tmp_path / "spec"
+    in_clip_dir(tmp_path, "unused.json", spec)
+    (d / "exemplars.safetensors").unlink()
+    save_file({"input": ex["input"][keep], "label": ex["label"][keep]},
+              str(d / "exemplars.safetensors"))
+    path = write_spec(d / "bad.json", spec)
+    out = tmp_path / "out"
+    p = run_ulc(clip_dir, "--forget", path, "-o", f"{out}/")
+    assert p.returncode == EXIT_INPUT, (p.returncode, p.stderr)
+    # the spec names the concept "one" under forget.concepts: so should the message
+    assert "exemplars.safetensors" in p.stderr and "data.train" in p.stderr, p.stderr
+    assert "'one'" in p.stderr and "forget.concepts" in p.stderr, p.stderr
+    assert not out.exists()
+    assert_no_work(p)
+
+
+def test_captions_must_match_test_rows(clip_dir, spec, tmp_path):
+    lines = (clip_dir / "captions.txt").read_text().split("\n")[:-1]
+    d = tmp_path / "spec"
+    in_clip_dir(tmp_path, "unused.json", spec)
+    (d / "short.txt").write_text("\n".join(lines[:-3]) + "\n")
+    path = write_spec(d / "bad.json", mutate(spec, lambda s: s["clip"].update(captions="short.txt")))
+    out = tmp_path / "out"
+    p = run_ulc(clip_dir, "--forget", path, "-o", f"{out}/")
+    assert p.returncode == EXIT_INPUT, (p.returncode, p.stderr)
+    assert "clip.captions" in p.stderr and str(len(lines) - 3) in p.stderr \
+        and str(len(lines)) in p.stderr, p.stderr
+    assert not out.exists()
+    assert_no_work(p)
+
+
+def test_clip_on_a_non_clip_model_is_refused(spec, tmp_path):
+    model = ROOT / "models" / "digits" / "digits_resnet.onnx"
+    path = in_clip_dir(tmp_path, "bad.json", spec)
+    out = tmp_path / "out.onnx"
+    p = run_ulc(model, "--forget", path, "-o", out)
+    assert p.returncode == 4, (p.returncode, p.stderr)  # valid input ulc does not handle
+    assert "'clip'" in p.stderr and "not a CLIP model" in p.stderr and "input_ids" in p.stderr, \
+        p.stderr
+    assert not out.exists()
+    assert_no_work(p)
+
+
+@pytest.mark.parametrize("case", ["missing", "not json", "no classes", "empty template"])
+def test_eval_clip_with_a_bad_file(clip_dir, case, tmp_path):
+    f = tmp_path / "prompts.json"
+    if case == "not json":
+        f.write_text("{classes: [")
+    elif case == "no classes":
+        f.write_text(json.dumps({"templates": ["a photo of the digit {}."]}))
+    elif case == "empty template":
+        f.write_text(json.dumps({"classes": ["zero", "one"], "templates": ["no slot"]}))
+    p = run_ulc("eval", clip_dir, "--data", clip_dir / "test.safetensors", "--clip", f, "--json")
+    assert p.returncode != 0 and p.returncode < 70, (case, p.returncode, p.stderr)
+    assert "prompts.json" in p.stderr, (case, p.stderr)
+    assert p.stdout == ""

@@ -296,6 +296,20 @@ def corpus_spec():
                   "rfa": {"norm": "mse", "gamma": 1}},
         "unknown-key": {"method": "rfa", "data": data, "forget": {"classes": [3]},
                         "lora": {"rnak": 8}},
+        "clip-nhl-kl": {"method": "nhl-kl", "data": data,
+                        "clip": {"classes": ["zero", "one", "two"],
+                                 "templates": ["a photo of the digit {}.", "the number {}"],
+                                 "coarse": {"zero": "even", "one": "odd", "two": "even"},
+                                 "coarse_templates": ["an {} digit"], "tower": "both",
+                                 "captions": "forget.txt",
+                                 "heldout": {"data": "test.safetensors", "classes": ["a", "b"]}},
+                        "forget": {"concepts": ["one"]}, "model": {"tokenizer": "tok"},
+                        "nhl-kl": {"margin": 2, "alpha_coarse": 10, "alpha_fine": 20,
+                                   "train": "lora"}},
+        "clip-graddiff-kl": {"method": "graddiff", "data": data,
+                             "clip": {"classes": ["cat", "dog"], "templates": ["a {}"]},
+                             "forget": {"concepts": ["dog"]},
+                             "graddiff": {"retain": "kl", "train": "lora"}},
     }
     for name, spec in specs.items():
         write(out / f"{name}.json", jdump(spec))

@@ -468,3 +468,48 @@ def test_eval_clip_with_a_bad_file(clip_dir, case, tmp_path):
     assert p.returncode != 0 and p.returncode < 70, (case, p.returncode, p.stderr)
     assert "prompts.json" in p.stderr, (case, p.stderr)
     assert p.stdout == ""
+
+
+# ---- ONNX in, ONNX out --------------------------------------------------------------------------
+
+def test_onnx_clip_in_onnx_out(ulc, clip_dir, spec, hf, tmp_path):
+    """A CLIP exported to ONNX (ulc convert: inputs input_ids, pixel_values, attention_mask;
+    outputs logits_per_image, text_embeds, ...) forgets the same way with the tokenizer named by
+    model.tokenizer; OUT is ONNX with IN's interface, and onnxruntime on it gives the report's
+    zero-shot accuracies."""
+    import onnxruntime as ort
+    src = tmp_path / "clip.onnx"
+    ulc("convert", clip_dir, "-o", src, check=True)
+    s = json.loads(json.dumps(spec))
+    s["model"] = {"tokenizer": str(clip_dir)}
+    out, rep = tmp_path / "out.onnx", tmp_path / "r.json"
+    p = ulc(src, "--forget", in_clip_dir(tmp_path, "onnx.json", s), "-o", out, "--report", rep, "-q")
+    assert p.returncode == 0, p.stderr
+    got = json.loads(rep.read_text())["clip"]
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert sorted(i.name for i in sess.get_inputs()) == ["attention_mask", "input_ids", "pixel_values"]
+    c = spec["clip"]
+    tok = hf["slow"]
+    prompts = [t.format(k) for k in c["classes"] for t in c["templates"]]
+    e = tok(prompts, padding=True, return_tensors="np")
+    test = load_file(str(clip_dir / "test.safetensors"))
+    lpi, te = sess.run(["logits_per_image", "text_embeds"],
+                       {"input_ids": e["input_ids"].astype(np.int64),
+                        "attention_mask": e["attention_mask"].astype(np.int64),
+                        "pixel_values": test["input"]})
+    K, T = len(c["classes"]), len(c["templates"])
+    s_ = lpi.astype(np.float64).reshape(len(test["label"]), K, T).sum(2)
+    n_ = np.linalg.norm(te.astype(np.float64).reshape(K, T, -1).sum(1), axis=1)
+    pred = (s_ / n_).argmax(1)
+    gone = np.isin(test["label"], [c["classes"].index(x) for x in spec["forget"]["concepts"]])
+    hit = pred == test["label"]
+    assert abs(got["after"]["df_fine"] - hit[gone].mean()) < 1e-9
+    assert abs(got["after"]["dr_fine"] - hit[~gone].mean()) < 1e-9
+    assert got["after"]["df_fine"] < 0.2 <= got["before"]["df_fine"]
+    # the ONNX input forgets as the directory does (same prompts, same training)
+    d = tmp_path / "dir_out"
+    p = ulc(clip_dir, "--forget", SPEC, "-o", str(d) + "/", "--report", tmp_path / "rd.json", "-q")
+    assert p.returncode == 0, p.stderr
+    want = json.loads((tmp_path / "rd.json").read_text())["clip"]
+    for k in ("df_fine", "dr_fine", "df_coarse", "dr_coarse"):
+        assert abs(got["after"][k] - want["after"][k]) < 0.02, (k, got["after"][k], want["after"][k])

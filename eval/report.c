@@ -699,6 +699,43 @@ static void render_lm(sbuf *b, const cJSON *r, int html) {
     if (html) sb_puts(b, "</table>\n");
 }
 
+/* A CLIP request's section (docs/metrics.md, "CLIP"): zero-shot accuracies before and after,
+ * and Q, U, Q-U. */
+static void render_clip(sbuf *b, const cJSON *r, int html) {
+    static const char *const keys[6] = {"df_fine", "dr_fine", "df_coarse", "dr_coarse", "heldout",
+                                        "retrieval_r1"};
+    static const char *const what[6] = {"Df fine (the forgotten concepts)", "Dr fine (the kept "
+                                        "concepts)", "Df coarse (their parents)", "Dr coarse",
+                                        "held-out data, zero-shot", "retrieval R@1, kept captions"};
+    static const char *const head[3] = {"CLIP zero-shot", "before", "after"};
+    const cJSON *clip = get(r, "clip");
+    if (!cJSON_IsObject(clip)) return;
+    char c[3][128], text[256];
+    const char *cells[3] = {c[0], c[1], c[2]};
+    ex_heading(b, html, "CLIP: knowledge-tracing metrics");
+    ex_para(b, html, "Zero-shot accuracy on the test rows of the forgotten concepts (Df) and of the "
+                     "rest (Dr), over the fine classes and over their coarse classes; Ā(S) = "
+                     "min(1, after/before), Q = 1 − Ā(Df fine), U = mean of Ā(Dr fine), Ā(Dr "
+                     "coarse), Ā(Df coarse), Q-U their harmonic mean.");
+    if (html) sb_puts(b, "<table>\n");
+    ex_row(b, html, 1, head, 3, 1u);
+    for (int k = 0; k < 6; k++) {
+        const cJSON *av = get2(clip, "after", keys[k]);
+        if (!cJSON_IsNumber(av)) continue;
+        snprintf(c[0], sizeof c[0], "%s", what[k]);
+        cell4(c[1], sizeof c[1], get2(clip, "before", keys[k]));
+        cell4(c[2], sizeof c[2], av);
+        ex_row(b, html, 0, cells, 3, 1u);
+    }
+    sb_puts(b, html ? "</table>\n" : "\n");
+    double q = 0, u = 0, qu = 0;
+    if (num(get(clip, "Q"), &q) && num(get(clip, "U"), &u)) {
+        num(get(clip, "QU"), &qu);
+        snprintf(text, sizeof text, "Q %.2f, U %.2f, Q-U %.2f (×100).", 100 * q, 100 * u, 100 * qu);
+        ex_para(b, html, text);
+    }
+}
+
 /* The extra metrics (docs/metrics.md): activation distance to the reference, per-layer features
  * against the input, the relearning probe; HTML adds the CKA bars and the relearning curve. */
 static void render_extra(sbuf *b, const cJSON *r, int html) {
@@ -706,6 +743,7 @@ static void render_extra(sbuf *b, const cJSON *r, int html) {
     const char *cells[7];
     for (int i = 0; i < 7; i++) cells[i] = c[i];
     render_lm(b, r, html);
+    render_clip(b, r, html);
     const cJSON *ad = get(r, "activation_distance");
     if (cJSON_IsObject(ad)) {
         static const char *const head[2] = {"before", "after"};

@@ -289,6 +289,9 @@ static ulc_status bind(forget_run *w, const ulc_model *m, const ulc_model *teach
     if (rq->reference) { /* eval.reference: scored like OUT, so the same interface */
         const char *which;
         ULC_TRY(ulc_io_load_model(rq->reference, NULL, &w->ref, ctx));
+        if (rq->clip.given) /* scored as the same zero-shot classifiers */
+            ULC_TRY(ulc_clip_view(w->ref, &rq->clip, rq->tokenizer, rq->reference, rq->path, NULL,
+                                  ctx));
         if (!ulc_io_same_interface(teacher, w->ref, &which))
             return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'eval.reference': the model '%s' has "
                             "other %s than '%s' (names, dtypes or dims)", rq->path, rq->reference,

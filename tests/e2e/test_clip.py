@@ -513,3 +513,24 @@ def test_onnx_clip_in_onnx_out(ulc, clip_dir, spec, hf, tmp_path):
     want = json.loads((tmp_path / "rd.json").read_text())["clip"]
     for k in ("df_fine", "dr_fine", "df_coarse", "dr_coarse"):
         assert abs(got["after"][k] - want["after"][k]) < 0.02, (k, got["after"][k], want["after"][k])
+
+
+def test_markdown_report_and_reference(ulc, clip_dir, spec, nhl_run, tmp_path):
+    """The Markdown report has the CLIP section with the JSON's numbers; a reference model
+    (eval.reference: here the nhl-kl output) is scored as the same zero-shot classifiers."""
+    s = json.loads(json.dumps(spec))
+    s["eval"] = {"reference": str(nhl_run[1]), "relearn_steps": 0, "features": False}
+    out, md, js = tmp_path / "o", tmp_path / "r.md", tmp_path / "r.json"
+    p = ulc(clip_dir, "--forget", in_clip_dir(tmp_path, "ref.json", s), "-o", str(out) + "/",
+            "--report", md, "--report", js, "-q")
+    assert p.returncode == 0, p.stderr
+    rep = json.loads(js.read_text())
+    text = md.read_text()
+    assert "## CLIP: knowledge-tracing metrics" in text
+    row = next(line for line in text.splitlines() if line.startswith("| Df fine"))
+    assert row.split("|")[2].strip() == f"{rep['clip']['before']['df_fine']:.4f}"
+    assert row.split("|")[3].strip() == f"{rep['clip']['after']['df_fine']:.4f}"
+    assert f"Q-U {100 * rep['clip']['QU']:.2f}" in text
+    # the same training as nhl_run's: the distance to it on Df is 0 after, not before
+    ad = rep["activation_distance"]
+    assert ad["model"] < 1e-6 < ad["original"]

@@ -108,7 +108,8 @@ enum {
     ULC_VALUE_INITIALIZER = 1u << 2, /* has `init` */
     ULC_VALUE_PARAM = 1u << 3,       /* trainable */
     ULC_VALUE_LOSS = 1u << 4,
-    ULC_VALUE_FROZEN = 1u << 5,
+    ULC_VALUE_FROZEN = 1u << 5,      /* a weight the request keeps as it is: no method trains it
+                                        (a CLIP request's other tower) */
     ULC_VALUE_HAS_TYPE = 1u << 6,    /* dtype is known (from a value_info, a tensor or inference) */
     ULC_VALUE_VALUE_INFO = 1u << 7,  /* listed in the graph's value_info */
     ULC_VALUE_OPAQUE_INIT = 1u << 8, /* defined by a format extra (ONNX sparse_initializer) */

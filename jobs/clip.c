@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/file.h"
+#include "common/glob.h"
 #include "common/json.h"
 #include "eval/clip_eval.h"
 #include "io/text_data.h"
@@ -411,6 +412,13 @@ ulc_status ulc_clip_view(ulc_model *m, const ulc_clip_spec *c, const char *token
         p.ids = rows.ids, p.mask = rows.mask, p.n = rows.rows, p.len = rows.width;
         st = ulc_clip_zeroshot(m, &p, ctx);
         if (st != ULC_OK) st = ulc_fail(ctx, st, "%s: '%s'", where, model_path);
+    }
+    /* the other tower (and logit_scale) stays as it is, whatever the method trains */
+    const char *tower = ulc_clip_tower_globs(c);
+    for (size_t i = 0; st == ULC_OK && i < m->graph->inits.len; i++) {
+        ulc_value *v = m->graph->inits.items[i];
+        if (!(v->flags & ULC_VALUE_CONSTANT) && !ulc_glob_any(tower, v->name))
+            v->flags |= ULC_VALUE_FROZEN;
     }
     ulc_tok_rows_clear(&rows);
     for (int64_t i = 0; i < ps.n; i++) free(ps.text[i]);

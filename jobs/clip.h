@@ -67,7 +67,8 @@ ulc_status ulc_clip_spec_read(const char *path, ulc_clip_spec *c, ulc_ctx *ctx);
 ulc_status ulc_clip_concepts(const char *path, const cJSON *list, const ulc_clip_spec *c,
                              int64_t **classes, int *n, ulc_ctx *ctx);
 
-/* The LoRA include globs of c->tower ("vision_model.*|visual_projection", ...). */
+/* The weights of c->tower, as globs ("vision_model.*|visual_projection", ...): where LoRA
+ * adapters go, and the only weights any method trains (ulc_clip_view freezes the others). */
 const char *ulc_clip_tower_globs(const ulc_clip_spec *c);
 
 /* What a CLIP request's evaluation reads besides the model: each test row's caption (its index
@@ -83,7 +84,7 @@ void ulc_clip_run_clear(ulc_clip_run *r);
 /* Rewrites the CLIP model m (read from model_path) into the zero-shot classifiers of c: the
  * prompts tokenized with the tokenizer at tokenizer (NULL: model_path's directory), padded to
  * the longest with the end token and masked. `where` names the spec in messages. With run, the
- * captions file is read into it. */
+ * captions file is read into it. Every weight outside c->tower is flagged ULC_VALUE_FROZEN. */
 ulc_status ulc_clip_view(ulc_model *m, const ulc_clip_spec *c, const char *tokenizer,
                          const char *model_path, const char *where, ulc_clip_run *run,
                          ulc_ctx *ctx);

@@ -32,7 +32,9 @@ int ulc_mark_params(ulc_model *m, const char *globs) {
     ulc_graph *g = m->graph;
     for (size_t i = 0; i < g->inits.len; i++) {
         ulc_value *v = g->inits.items[i];
-        if ((v->flags & ULC_VALUE_CONSTANT) || !v->init || !trainable_dtype(v->init->dtype)) continue;
+        if ((v->flags & (ULC_VALUE_CONSTANT | ULC_VALUE_FROZEN)) || !v->init ||
+            !trainable_dtype(v->init->dtype))
+            continue;
         if (!ulc_glob_any(globs, v->name)) continue;
         if (!(v->flags & ULC_VALUE_PARAM)) count++;
         v->flags |= ULC_VALUE_PARAM;

@@ -89,8 +89,8 @@ ulc_status ulc_train_graph_write_back(ulc_model *m, const ulc_train_graph *tg,
                                       float *const *vals, ulc_ctx *ctx);
 
 /* Flags as ULC_VALUE_PARAM every float32, float16 or bfloat16 initializer of m that is a model
- * weight (not a ULC_VALUE_CONSTANT) whose name matches one of the '|'-separated globs; returns
- * the count. */
+ * weight (not a ULC_VALUE_CONSTANT, not ULC_VALUE_FROZEN) whose name matches one of the
+ * '|'-separated globs; returns the count. */
 int ulc_mark_params(ulc_model *m, const char *globs);
 
 /* Replaces v's initializer by vals (float32, v's element count) in v's own dtype: copied for

@@ -351,12 +351,31 @@ def test_every_method_runs_on_clip(clip_dir, spec, hf, method, tmp_path):
     forget = [c["classes"].index(k) for k in spec["forget"]["concepts"]]
     after, close = accuracies(m, hf["slow"], c, forget, clip_dir)
     check_accuracies(cj["after"], after, close, method)
-    if method == "rfa":  # LoRA on the image tower (clip.tower's default): the text tower as it was
-        w0 = load_file(str(clip_dir / "model.safetensors"))
-        w1 = load_file(str(out / "model.safetensors"))
-        for k in w0:
-            if not (k.startswith("vision_model.") or k.startswith("visual_projection")):
-                assert w0[k].tobytes() == w1[k].tobytes(), (method, k)
+    # clip.tower (default "image") bounds what every method trains, LoRA or all weights: the
+    # text tower and logit_scale as they were, and the image tower changed
+    w0 = load_file(str(clip_dir / "model.safetensors"))
+    w1 = load_file(str(out / "model.safetensors"))
+    image = [k for k in w0 if k.startswith("vision_model.") or k.startswith("visual_projection")]
+    for k in w0:
+        if k not in image:
+            assert w0[k].tobytes() == w1[k].tobytes(), (method, k)
+    assert any(w0[k].tobytes() != w1[k].tobytes() for k in image), method
+
+
+def test_tower_text_trains_the_text_tower_only(clip_dir, spec, tmp_path):
+    """clip.tower "text": the image tower keeps its bytes, whatever the method trains."""
+    s = dict(spec, method="finetune", train={"epochs": 1, "lr": 1e-3})
+    s["clip"] = dict(spec["clip"], tower="text")
+    out = tmp_path / "out"
+    p = run_ulc(clip_dir, "--forget", in_clip_dir(tmp_path, "text.json", s), "-o", f"{out}/", "-q")
+    assert p.returncode == 0, p.stderr
+    w0 = load_file(str(clip_dir / "model.safetensors"))
+    w1 = load_file(str(out / "model.safetensors"))
+    text = [k for k in w0 if k.startswith("text_model.") or k.startswith("text_projection")]
+    for k in w0:
+        if k not in text:
+            assert w0[k].tobytes() == w1[k].tobytes(), k
+    assert any(w0[k].tobytes() != w1[k].tobytes() for k in text)
 
 
 # ---- 6. bad input -----------------------------------------------------------------------------

@@ -139,26 +139,6 @@ ulc_status ulc_clip_accuracies(const ulc_model *m, const char *name, const ulc_c
     return st;
 }
 
-/* Ā(S) = min(1, after / before); 1 when before is 0 (nothing to lose), NaN when unmeasured. */
-static double a_bar(double before, double after) {
-    if (before < 0 || after < 0) return NAN;
-    if (before == 0) return 1;
-    return fmin(1.0, after / before);
-}
-
-ulc_clip_qu ulc_clip_qu_of(const ulc_clip_acc *b, const ulc_clip_acc *a) {
-    ulc_clip_qu r;
-    r.a_df_fine = a_bar(b->df_fine, a->df_fine);
-    r.a_dr_fine = a_bar(b->dr_fine, a->dr_fine);
-    r.a_dr_coarse = a_bar(b->dr_coarse, a->dr_coarse);
-    r.a_df_coarse = a_bar(b->df_coarse, a->df_coarse);
-    r.q = 1 - r.a_df_fine;
-    r.u = (r.a_dr_fine + r.a_dr_coarse + r.a_df_coarse) / 3;
-    r.qu = r.q + r.u > 0 ? 2 * r.q * r.u / (r.q + r.u) : 0;
-    if (isnan(r.q) || isnan(r.u)) r.qu = NAN;
-    return r;
-}
-
 static void add_num(cJSON *o, const char *k, double v) {
     if (isnan(v) || v < -0.5) cJSON_AddNullToObject(o, k);
     else cJSON_AddNumberToObject(o, k, v);

@@ -19,13 +19,10 @@
 #include <cjson/cJSON.h>
 
 #include "common/status.h"
+#include "eval/metrics.h"
 #include "io/data.h"
 #include "runtime/runtime.h"
 
-/* The accuracies of one model (-1: not measured). */
-typedef struct ulc_clip_acc {
-    double df_fine, dr_fine, df_coarse, dr_coarse, heldout, r1;
-} ulc_clip_acc;
 
 /* What the request says about the classes and what there is to score. */
 typedef struct ulc_clip_task {
@@ -45,11 +42,6 @@ typedef struct ulc_clip_task {
 ulc_status ulc_clip_accuracies(const ulc_model *m, const char *name, const ulc_clip_task *t,
                                ulc_clip_acc *out, ulc_ctx *ctx);
 
-/* Ā, Q, U and Q-U of `after` against `before`. */
-typedef struct ulc_clip_qu {
-    double a_df_fine, a_dr_fine, a_dr_coarse, a_df_coarse, q, u, qu;
-} ulc_clip_qu;
-ulc_clip_qu ulc_clip_qu_of(const ulc_clip_acc *before, const ulc_clip_acc *after);
 
 /* The report's "clip" object: the accuracies of before (may be NULL) and after, and with both
  * Ā, Q, U, Q-U. NULL when out of memory. */

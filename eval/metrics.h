@@ -97,4 +97,16 @@ ulc_status ulc_mia_logreg(const double *mem, int64_t nm, const double *non, int6
 ulc_status ulc_mia_svm(const double *mem, int64_t nm, const double *non, int64_t nn,
                        const double *target, int64_t nt, ulc_mia_result *r, ulc_ctx *ctx);
 
+/* Knowledge-tracing unlearning's scores (CLIP; eval/clip_eval.h): a model's zero-shot accuracies
+ * (-1: not measured), and Ā(S) = min(1, after/before) (1 when before is 0: nothing to lose; NaN
+ * when unmeasured), Q = 1 − Ā(Df fine), U = mean(Ā(Dr fine), Ā(Dr coarse), Ā(Df coarse)),
+ * Q-U = 2QU/(Q+U) (0 when Q + U is 0). */
+typedef struct ulc_clip_acc {
+    double df_fine, dr_fine, df_coarse, dr_coarse, heldout, r1;
+} ulc_clip_acc;
+typedef struct ulc_clip_qu {
+    double a_df_fine, a_dr_fine, a_dr_coarse, a_df_coarse, q, u, qu;
+} ulc_clip_qu;
+ulc_clip_qu ulc_clip_qu_of(const ulc_clip_acc *before, const ulc_clip_acc *after);
+
 #endif

@@ -3,7 +3,7 @@
  * entropy, H-mean, activation distance, L1 feature distance, linear CKA (both computation paths),
  * the logistic regression on separable and non-separable toys, and the SMO solver on a toy; and
  * eval/lm_metrics.h: token log-probabilities, Min-K% Prob, LCS (ROUGE-L), AUC with ties, the
- * balanced-accuracy threshold and the LM membership attack.
+ * balanced-accuracy threshold and the LM membership attack; the CLIP Q/U scores.
  * CHECK records a failure and continues; ends with "N passed, M failed".
  *
  * Also a driver for tests/e2e/test_eval_forget.py, which compares the attackers with sklearn:
@@ -273,6 +273,23 @@ static int driver(const char *mode, const char *path) {
     return rc;
 }
 
+/* Q/U (Tan & Gong) on hand-computed cases: the cap at 1, before = 0, unmeasured splits. */
+static void test_clip_qu(void) {
+    ulc_clip_acc b = {0.9, 0.8, 0.6, 0.95, -1, -1}, a = {0.3, 0.9, 0.3, 0.76, -1, -1};
+    ulc_clip_qu q = ulc_clip_qu_of(&b, &a);
+    CHECK(near(q.a_df_fine, 1.0 / 3.0, 1e-15) && q.a_dr_fine == 1.0);   /* capped */
+    CHECK(near(q.a_df_coarse, 0.5, 1e-15) && near(q.a_dr_coarse, 0.8, 1e-15));
+    CHECK(near(q.q, 2.0 / 3.0, 1e-15) && near(q.u, (1.0 + 0.8 + 0.5) / 3.0, 1e-15));
+    CHECK(near(q.qu, 2 * q.q * q.u / (q.q + q.u), 1e-15));
+    ulc_clip_acc z = {0, 0.5, 0, 0.5, -1, -1}, z2 = {0, 0.25, 0, 0.5, -1, -1};
+    q = ulc_clip_qu_of(&z, &z2); /* nothing to forget or keep on Df: Ā = 1 */
+    CHECK(q.a_df_fine == 1.0 && q.q == 0.0 && q.a_df_coarse == 1.0 && q.qu == 0.0);
+    CHECK(near(q.u, (0.5 + 1.0 + 1.0) / 3.0, 1e-15));
+    ulc_clip_acc nc = {0.9, 0.8, -1, -1, -1, -1};
+    q = ulc_clip_qu_of(&nc, &nc); /* no taxonomy: U and Q-U undefined */
+    CHECK(q.q == 0.0 && isnan(q.u) && isnan(q.qu));
+}
+
 int main(int argc, char **argv) {
     if (argc == 3 && (!strcmp(argv[1], "--logreg") || !strcmp(argv[1], "--svm")))
         return driver(argv[1], argv[2]);
@@ -284,6 +301,7 @@ int main(int argc, char **argv) {
     test_svm();
     test_mia();
     test_lm_metrics();
+    test_clip_qu();
     printf("test_metrics: %s (%d failed checks)\n", g_failed_checks ? "FAILED" : "ok", g_failed_checks);
     return g_failed_checks ? 1 : 0;
 }

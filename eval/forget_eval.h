@@ -16,6 +16,7 @@
 #define ULC_EVAL_FORGET_EVAL_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include <cjson/cJSON.h>
 
@@ -63,7 +64,8 @@ ulc_status ulc_fe_features(const ulc_model *model, const char *mpath, const ulc_
  * forget_acc[0] is Df accuracy before the first step, forget_acc[s] after step s. For a text
  * model (d->f->next_token, d->data set) the loss is next-token cross-entropy on every fed
  * column of the Df rows, forget_acc is Df next-token accuracy and "forget_ppl": [steps + 1] is
- * Df perplexity alongside. */
+ * Df perplexity alongside. "steps_to_50" and "steps_to_90" are the first s with forget_acc[s]
+ * >= 0.5 (0.9), or null when no point of the curve reaches it ("not within `steps`"). */
 ulc_status ulc_fe_relearn(const ulc_model *model, const char *mpath, const ulc_session_opts *so,
                           const char *in_name, const char *out_name, const ulc_fe_rows *d,
                           long steps, double lr, uint64_t seed, cJSON *into, ulc_ctx *ctx);
@@ -81,6 +83,17 @@ ulc_status ulc_fe_activation_distance(const ulc_fe_models *ms, const ulc_session
                                       const char *in_name, const char *out_name,
                                       const ulc_fe_rows *d, cJSON *into, ulc_ctx *ctx);
 
+/* ulc_fe_relearn on ms->model into into, and with ms->ref the same probe (the same rows, seed,
+ * lr, steps and batches) on the reference, added as "relearn"."reference": {"forget_acc",
+ * "loss", "forget_ppl" (text), "steps_to_50", "steps_to_90"}. */
+ulc_status ulc_fe_relearn_models(const ulc_fe_models *ms, const ulc_session_opts *so,
+                                 const char *in_name, const char *out_name, const ulc_fe_rows *d,
+                                 long steps, double lr, uint64_t seed, cJSON *into, ulc_ctx *ctx);
+
+/* The recovery line of a "relearn" object, e.g. "relearning probe: steps until Df accuracy >=
+ * 50%: 3, >= 90%: 5 (reference: not within 10, not within 10)". */
+void ulc_fe_relearn_print(FILE *out, const cJSON *relearn);
+
 /* What ulc_fe_extra computes beyond accuracy and the attacks (the spec's "eval" key). */
 typedef struct ulc_fe_opts {
     int features;         /* per-layer feature distance and CKA of model against orig */
@@ -93,7 +106,8 @@ typedef struct ulc_fe_opts {
 
 /* The main report's extra metrics, in its order: "features" (o->features; needs orig and a
  * model fed one input), then for classifiers with labels (next_token 0, d->y set, one fed input)
- * "relearn" (o->relearn_steps > 0) and "activation_distance" (with ms->ref; needs orig); for
+ * "relearn" (o->relearn_steps > 0; with ms->ref its "reference" too) and "activation_distance"
+ * (with ms->ref; needs orig); for
  * text models (next_token, d->data and d->f set) "extraction": {"prefix", "max_tokens",
  * "max_rows", "before" (orig's, when given), "after" (model's)} (o->lm.extract_rows > 0) and the
  * text "relearn". */

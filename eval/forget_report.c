@@ -312,6 +312,7 @@ void ulc_forget_print_table(FILE *out, const ulc_forget_facts *r) {
         if (cJSON_GetArraySize(ppl) == n && cJSON_IsNumber(cJSON_GetArrayItem(ppl, n - 1)))
             fprintf(out, "  Df perplexity %.3f -> %.3f\n", cJSON_GetArrayItem(ppl, 0)->valuedouble,
                     cJSON_GetArrayItem(ppl, n - 1)->valuedouble);
+        ulc_fe_relearn_print(out, rl);
     }
     fprintf(out, "\n%s: %ld steps, loss %.4f -> %.4f, %.1f s; wall time %.1f s\n", r->method,
             r->st.steps, r->st.first_loss, r->st.last_loss, r->st.seconds, r->wall);

@@ -115,6 +115,14 @@ static void fmt_item(char *buf, size_t n, const cJSON *it) {
     }
 }
 
+/* A gate's value for the tables: a step count as an integer, the rest with 4 decimals. */
+static void gate_value(char *buf, size_t n, const cJSON *g) {
+    double v = 0;
+    num(get(g, "value"), &v);
+    if (strcmp(str(get(g, "name")), "relearn_steps_min") == 0) snprintf(buf, n, "%.0f", v);
+    else snprintf(buf, n, "%.4f", v);
+}
+
 static const char *const k_splits[] = {"Df", "Dr", "Dft", "Drt", "Dt"};
 static const char *const k_split_what[] = {"forget (train)", "retain (train)",
                                            "forget classes (test)", "retain classes (test)",
@@ -241,12 +249,13 @@ static void render_md(sbuf *b, const cJSON *r) {
         sb_puts(b, "\n## Gates\n\n| gate | measured on | value | threshold | result |\n"
                 "|---|---|---:|---:|---|\n");
         for (const cJSON *g = gates->child; g; g = g->next) {
-            double val = 0, thr = 0;
-            num(get(g, "value"), &val);
+            char val[64];
+            double thr = 0;
+            gate_value(val, sizeof val, g);
             num(get(g, "threshold"), &thr);
             sb_printf(b, "| %s | ", str(get(g, "name")));
             sb_md(b, str(get(g, "what")));
-            sb_printf(b, " | %.4f | %g | %s |\n", val, thr,
+            sb_printf(b, " | %s | %s %g | %s |\n", val, ulc_report_gate_op(g), thr,
                       cJSON_IsTrue(get(g, "passed")) ? "passed" : "**FAILED**");
         }
     }
@@ -736,6 +745,76 @@ static void render_clip(sbuf *b, const cJSON *r, int html) {
     }
 }
 
+/* One recovery count of the probe as text: "3 steps", or "not within N steps". */
+static void recovery(char *buf, size_t n, const cJSON *v, double steps) {
+    double s = 0;
+    if (num(v, &s)) snprintf(buf, n, "%.0f step%s", s, s == 1 ? "" : "s");
+    else snprintf(buf, n, "not within %.0f steps", steps);
+}
+
+/* The relearning probe: how many steps bring Df back (and the reference's, when probed), the
+ * curve (HTML) and the per-step table. */
+static void render_relearn(sbuf *b, const cJSON *rl, int html) {
+    static const char *const head[5] = {"step", "Df accuracy", "loss", "Df perplexity",
+                                        "reference Df accuracy"};
+    char c[5][64], text[512], r50[2][48], r90[2][48];
+    const char *cells[5] = {c[0], c[1], c[2], c[3], c[4]};
+    if (!cJSON_IsObject(rl)) return;
+    double lr = 0, bs = 0, nf = 0, steps = 0;
+    num(get(rl, "lr"), &lr);
+    num(get(rl, "batch_size"), &bs);
+    num(get(rl, "forget_rows"), &nf);
+    num(get(rl, "steps"), &steps);
+    const cJSON *ref = get(rl, "reference");
+    ex_heading(b, html, "Relearning probe");
+    if (html) {
+        sb_puts(b, "<figure>\n");
+        svg_series(b, "Df accuracy while fine-tuning on Df", "Df accuracy",
+                   get(rl, "forget_acc"), 0, 1, COLOR_AFTER);
+        sb_puts(b, "</figure>\n");
+    }
+    snprintf(text, sizeof text, "The output fine-tuned on the %.0f Df rows (plain SGD, lr %g, "
+             "batches of %.0f); Df accuracy after each step (step 0: before). Fast recovery "
+             "means the knowledge is still in the weights.", nf, lr, bs);
+    ex_para(b, html, text);
+    for (int k = 0; k < 2; k++) {
+        const cJSON *o = k ? ref : rl;
+        recovery(r50[k], sizeof r50[k], get(o, "steps_to_50"), steps);
+        recovery(r90[k], sizeof r90[k], get(o, "steps_to_90"), steps);
+    }
+    snprintf(text, sizeof text, "Df accuracy back to 50%%: %s; to 90%%: %s.", r50[0], r90[0]);
+    ex_para(b, html, text);
+    if (cJSON_IsObject(ref)) {
+        snprintf(text, sizeof text, "The reference model, probed alike (the same rows, seed and "
+                 "steps): back to 50%%: %s; to 90%%: %s.", r50[1], r90[1]);
+        ex_para(b, html, text);
+    }
+    if (html) sb_puts(b, "<details><summary>Per-step table</summary>\n<table>\n");
+    const cJSON *acc = get(rl, "forget_acc"), *loss = get(rl, "loss");
+    const cJSON *ppl = get(rl, "forget_ppl"); /* text models */
+    const cJSON *racc = get(ref, "forget_acc");
+    int has_ppl = cJSON_IsArray(ppl), has_ref = cJSON_IsArray(racc);
+    const char *hd[5] = {head[0], head[1], head[2], head[3], head[4]};
+    if (!has_ppl) hd[3] = head[4];
+    int cols = 3 + has_ppl + has_ref;
+    ex_row(b, html, 1, hd, cols, 0);
+    int k = 0;
+    for (const cJSON *e = acc ? acc->child : NULL; e; e = e->next, k++) {
+        double a = 0, l = 0;
+        num(e, &a);
+        snprintf(c[0], sizeof c[0], "%d", k);
+        snprintf(c[1], sizeof c[1], "%.2f%%", 100 * a);
+        if (k && num(cJSON_GetArrayItem(loss, k - 1), &l)) snprintf(c[2], sizeof c[2], "%.6g", l);
+        else snprintf(c[2], sizeof c[2], "—");
+        char *last = c[3];
+        if (has_ppl) cell4(c[3], sizeof c[3], cJSON_GetArrayItem(ppl, k)), last = c[4];
+        if (has_ref && num(cJSON_GetArrayItem(racc, k), &a)) snprintf(last, 64, "%.2f%%", 100 * a);
+        else if (has_ref) snprintf(last, 64, "—");
+        ex_row(b, html, 0, cells, cols, 0);
+    }
+    if (html) sb_puts(b, "</table></details>\n");
+}
+
 /* The extra metrics (docs/metrics.md): activation distance to the reference, per-layer features
  * against the input, the relearning probe; HTML adds the CKA bars and the relearning curve. */
 static void render_extra(sbuf *b, const cJSON *r, int html) {
@@ -809,42 +888,7 @@ static void render_extra(sbuf *b, const cJSON *r, int html) {
         if (html) sb_puts(b, "</table></details>\n");
         cells[1] = c[1];
     }
-    const cJSON *rl = get(r, "relearn");
-    if (cJSON_IsObject(rl)) {
-        static const char *const head[4] = {"step", "Df accuracy", "loss", "Df perplexity"};
-        double lr = 0, bs = 0, nf = 0;
-        num(get(rl, "lr"), &lr);
-        num(get(rl, "batch_size"), &bs);
-        num(get(rl, "forget_rows"), &nf);
-        ex_heading(b, html, "Relearning probe");
-        if (html) {
-            sb_puts(b, "<figure>\n");
-            svg_series(b, "Df accuracy while fine-tuning on Df", "Df accuracy",
-                       get(rl, "forget_acc"), 0, 1, COLOR_AFTER);
-            sb_puts(b, "</figure>\n");
-        }
-        snprintf(text, sizeof text, "The output fine-tuned on the %.0f Df rows (plain SGD, lr %g, "
-                 "batches of %.0f); Df accuracy after each step (step 0: before). Fast recovery "
-                 "means the knowledge is still in the weights.", nf, lr, bs);
-        ex_para(b, html, text);
-        if (html) sb_puts(b, "<details><summary>Per-step table</summary>\n<table>\n");
-        const cJSON *acc = get(rl, "forget_acc"), *loss = get(rl, "loss");
-        const cJSON *ppl = get(rl, "forget_ppl"); /* text models */
-        int cols = cJSON_IsArray(ppl) ? 4 : 3;
-        ex_row(b, html, 1, head, cols, 0);
-        int k = 0;
-        for (const cJSON *e = acc ? acc->child : NULL; e; e = e->next, k++) {
-            double a = 0, l = 0;
-            num(e, &a);
-            snprintf(c[0], sizeof c[0], "%d", k);
-            snprintf(c[1], sizeof c[1], "%.2f%%", 100 * a);
-            if (k && num(cJSON_GetArrayItem(loss, k - 1), &l)) snprintf(c[2], sizeof c[2], "%.6g", l);
-            else snprintf(c[2], sizeof c[2], "—");
-            cell4(c[3], sizeof c[3], cJSON_GetArrayItem(ppl, k));
-            ex_row(b, html, 0, cells, cols, 0);
-        }
-        if (html) sb_puts(b, "</table></details>\n");
-    }
+    render_relearn(b, get(r, "relearn"), html);
 }
 
 static void render_html(sbuf *b, const cJSON *r) {
@@ -877,16 +921,18 @@ static void render_html(sbuf *b, const cJSON *r) {
         sb_puts(b, "<h2>Gates</h2>\n<table>\n<tr><th>gate</th><th>measured on</th><th>value</th>"
                 "<th>threshold</th><th>result</th></tr>\n");
         for (const cJSON *g = gates->child; g; g = g->next) {
-            double val = 0, thr = 0;
-            num(get(g, "value"), &val);
+            char val[64];
+            double thr = 0;
+            gate_value(val, sizeof val, g);
             num(get(g, "threshold"), &thr);
             int ok = cJSON_IsTrue(get(g, "passed"));
             sb_puts(b, "<tr><td>");
             sb_html(b, str(get(g, "name")));
             sb_puts(b, "</td><td>");
             sb_html(b, str(get(g, "what")));
-            sb_printf(b, "</td><td class=\"n\">%.4f</td><td class=\"n\">%g</td><td class=\"%s\">"
-                      "%s</td></tr>\n", val, thr, ok ? "pass" : "fail", ok ? "passed" : "FAILED");
+            sb_printf(b, "</td><td class=\"n\">%s</td><td class=\"n\">%s %g</td><td class=\"%s\">"
+                      "%s</td></tr>\n", val, strcmp(ulc_report_gate_op(g), ">=") ? "&le;" : "&ge;",
+                      thr, ok ? "pass" : "fail", ok ? "passed" : "FAILED");
         }
         sb_puts(b, "</table>\n");
     }
@@ -1023,7 +1069,27 @@ char *ulc_report_render(const cJSON *report, ulc_report_format fmt) {
 /* ---- gates ----------------------------------------------------------------------------------- */
 
 static const char *const k_gate_names[ULC_GATE_COUNT] = {"forget_acc_max", "retain_acc_drop_max",
-                                                     "mia_max", "forget_ppl_min", "extract_max"};
+                                                     "mia_max", "forget_ppl_min", "extract_max",
+                                                     "relearn_steps_min"};
+
+static int gate_is_min(int k) { return k == ULC_GATE_FORGET_PPL || k == ULC_GATE_RELEARN; }
+
+const char *ulc_report_gate_op(const cJSON *gate) {
+    const char *name = str(get(gate, "name"));
+    for (int k = 0; k < ULC_GATE_COUNT; k++)
+        if (strcmp(name, k_gate_names[k]) == 0) return gate_is_min(k) ? ">=" : "<=";
+    return "<=";
+}
+
+/* The relearning gate's value: the probe's steps_to_50, or steps + 1 when it is null (Df
+ * accuracy stayed below 50% for the whole probe). 0 when the report has no probe. */
+static int relearn_value(const cJSON *report, double *value, double *steps) {
+    const cJSON *rl = get(report, "relearn"), *s50 = get(rl, "steps_to_50");
+    if (!num(get(rl, "steps"), steps)) return 0;
+    if (cJSON_IsNull(s50)) *value = *steps + 1;
+    else if (!num(s50, value)) return 0;
+    return 1;
+}
 
 ulc_status ulc_report_gates(cJSON *report, const ulc_gates *gates, int *failed, char **messages,
                             ulc_ctx *ctx) {
@@ -1072,6 +1138,16 @@ ulc_status ulc_report_gates(cJSON *report, const ulc_gates *gates, int *failed, 
             snprintf(what, sizeof what, "Df extraction ROUGE-L recall");
             snprintf(line, sizeof line, "gate extract_max failed: Df extraction ROUGE-L %.4g > %g",
                      value, thr);
+        } else if (k == ULC_GATE_RELEARN) { /* a minimum, in probe steps */
+            double n = 0;
+            split = "Df";
+            if (!relearn_value(report, &value, &n))
+                return ulc_fail(ctx, ULC_ERR_INTERNAL, "gate relearn_steps_min: the report has no "
+                                "relearn.steps_to_50");
+            snprintf(what, sizeof what, "relearning steps until Df accuracy >= 50%% (%.0f: not "
+                     "within the probe's %.0f)", n + 1, n);
+            snprintf(line, sizeof line, "gate relearn_steps_min failed: Df accuracy back to 50%% "
+                     "after %.0f relearning steps < %g", value, thr);
         } else {
             if (!num(get2(report, "mia", "entropy"), &value))
                 return ulc_fail(ctx, ULC_ERR_INTERNAL, "gate mia_max: the report has no "
@@ -1080,7 +1156,7 @@ ulc_status ulc_report_gates(cJSON *report, const ulc_gates *gates, int *failed, 
             snprintf(line, sizeof line, "gate mia_max failed: MIA (entropy) %.4g > %g", value,
                      thr);
         }
-        int passed = k == ULC_GATE_FORGET_PPL ? value >= thr : value <= thr;
+        int passed = gate_is_min(k) ? value >= thr : value <= thr;
         cJSON *g = cJSON_CreateObject();
         if (!g) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (report gates)");
         cJSON_AddItemToArray(list, g);

@@ -28,11 +28,12 @@
 /* The gates a request may set (the spec's key "gates"): thresholds on the result, checked after
  * evaluation. */
 enum { ULC_GATE_FORGET_ACC = 0, ULC_GATE_RETAIN_DROP, ULC_GATE_MIA, ULC_GATE_FORGET_PPL,
-       ULC_GATE_EXTRACT, ULC_GATE_COUNT };
+       ULC_GATE_EXTRACT, ULC_GATE_RELEARN, ULC_GATE_COUNT };
 typedef struct ulc_gates {
     int set[ULC_GATE_COUNT];    /* which gates are given */
     double max[ULC_GATE_COUNT]; /* their thresholds: fractions in [0, 1], except FORGET_PPL's,
-                                   a perplexity that is a minimum */
+                                   a perplexity, and RELEARN's, a step count >= 1; both are
+                                   minimums */
 } ulc_gates;
 
 typedef enum ulc_report_format {
@@ -56,6 +57,8 @@ char *ulc_report_render(const cJSON *report, ulc_report_format fmt);
  *   mia_max              mia.entropy (the fraction of Df the attack calls members) <= max
  *   forget_ppl_min       text models: perplexity.after of Df >= min
  *   extract_max          text models: extraction.after.Df.rouge_l <= max
+ *   relearn_steps_min    relearn.steps_to_50 (relearn.steps + 1 when null: not within the
+ *                        probe) >= min
  *
  * and adds "gates": [{name, threshold, value, passed, split/what}] to report (in that order; an
  * empty list when the spec has none). *failed counts the failed gates; *messages (malloc'd, or
@@ -64,5 +67,9 @@ char *ulc_report_render(const cJSON *report, ulc_report_format fmt);
  * is ulc's bug (the spec checks made sure it would be there): ULC_ERR_INTERNAL. */
 ulc_status ulc_report_gates(cJSON *report, const ulc_gates *gates, int *failed, char **messages,
                             ulc_ctx *ctx);
+
+/* How a gate of the report's "gates" list compares its value with its threshold to pass: "<="
+ * for the maximums, ">=" for the minimums (forget_ppl_min, relearn_steps_min). */
+const char *ulc_report_gate_op(const cJSON *gate);
 
 #endif

@@ -424,9 +424,9 @@ static ulc_status ev_json(const ulc_eval_forget_job *a, ev_run *e, ulc_ctx *ctx)
     ulc_fe_rows rows = {.path = e->tr.path, .x = e->tr.cols[0], .y = e->tr.label,
                         .forget = sp->forget, .rows = e->tr.rows, .data = &e->tr, .f = f};
     if (a->relearn > 0 && f->next_token) /* every fed column: next-token fine-tuning */
-        ULC_TRY(ulc_fe_relearn(ms.model, a->model, &a->so, in_name, out_name, &rows, a->relearn,
-                               a->relearn_lr > 0 ? a->relearn_lr : ULC_FE_RELEARN_LR, e->rq->seed,
-                               root, ctx));
+        ULC_TRY(ulc_fe_relearn_models(&ms, &a->so, in_name, out_name, &rows, a->relearn,
+                                      a->relearn_lr > 0 ? a->relearn_lr : ULC_FE_RELEARN_LR,
+                                      e->rq->seed, root, ctx));
     if (f->n_fed != 1) return ULC_OK; /* the metrics below feed one input */
     if (ms.ref && !f->next_token)
         ULC_TRY(ulc_fe_activation_distance(&ms, &a->so, in_name, out_name, &rows, root, ctx));
@@ -434,9 +434,9 @@ static ulc_status ev_json(const ulc_eval_forget_job *a, ev_run *e, ulc_ctx *ctx)
         ULC_TRY(ulc_fe_features(ms.model, a->model, ms.orig, a->original, &a->so, in_name, &rows,
                                 root, ctx));
     if (a->relearn > 0 && !f->next_token)
-        ULC_TRY(ulc_fe_relearn(ms.model, a->model, &a->so, in_name, out_name, &rows, a->relearn,
-                               a->relearn_lr > 0 ? a->relearn_lr : ULC_FE_RELEARN_LR, e->rq->seed,
-                               root, ctx));
+        ULC_TRY(ulc_fe_relearn_models(&ms, &a->so, in_name, out_name, &rows, a->relearn,
+                                      a->relearn_lr > 0 ? a->relearn_lr : ULC_FE_RELEARN_LR,
+                                      e->rq->seed, root, ctx));
     return ULC_OK;
 }
 
@@ -545,12 +545,15 @@ static void ev_print(const ulc_eval_forget_job *a, const ev_run *e) {
                cJSON_GetObjectItem(rl, "lr")->valuedouble, cJSON_GetObjectItem(rl, "batch_size")->valueint);
         int step = 0;
         cJSON *it, *ppl = cJSON_GetObjectItem(rl, "forget_ppl");
+        cJSON *racc = cJSON_GetObjectItem(cJSON_GetObjectItem(rl, "reference"), "forget_acc");
         cJSON_ArrayForEach(it, cJSON_GetObjectItem(rl, "forget_acc")) {
-            cJSON *p = cJSON_GetArrayItem(ppl, step);
+            cJSON *p = cJSON_GetArrayItem(ppl, step), *ra = cJSON_GetArrayItem(racc, step);
             fprintf(out, "  step %2d  %7.2f%%", step++, 100.0 * it->valuedouble);
             if (cJSON_IsNumber(p)) fprintf(out, "  perplexity %.4f", p->valuedouble);
+            if (cJSON_IsNumber(ra)) fprintf(out, "  reference %7.2f%%", 100.0 * ra->valuedouble);
             fprintf(out, "\n");
         }
+        ulc_fe_relearn_print(out, rl);
     }
     cJSON *pc = cJSON_GetObjectItem(root, "per_class");
     if (!pc) return; /* next-token models */

@@ -320,6 +320,10 @@ static ulc_status bind(forget_run *w, const ulc_model *m, const ulc_model *teach
     if (rq->gates.set[ULC_GATE_MIA] && w->f.next_token)
         return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: key 'gates.mia_max': the membership attack "
                         "scores classifiers; %s is scored on next-token predictions", rq->path, in);
+    if (rq->gates.set[ULC_GATE_RELEARN] && !w->f.next_token && w->f.n_fed != 1)
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: key 'gates.relearn_steps_min': the "
+                        "relearning probe feeds a classifier one input; %s is fed %d inputs",
+                        rq->path, in, w->f.n_fed);
     return text_gates(w, in, ctx);
 }
 
@@ -454,10 +458,10 @@ static ulc_status report(forget_run *w, double t0, ulc_forget_outcome *res, ulc_
     ulc_history_print(t, &w->carry);
     for (const cJSON *g = cJSON_GetObjectItemCaseSensitive(res->report, "gates")->child; g;
          g = g->next)
-        fprintf(t, "gate %s: %s (%.4g <= %g)\n",
+        fprintf(t, "gate %s: %s (%.4g %s %g)\n",
                 cJSON_GetObjectItemCaseSensitive(g, "name")->valuestring,
                 cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(g, "passed")) ? "passed" : "FAILED",
-                cJSON_GetObjectItemCaseSensitive(g, "value")->valuedouble,
+                cJSON_GetObjectItemCaseSensitive(g, "value")->valuedouble, ulc_report_gate_op(g),
                 cJSON_GetObjectItemCaseSensitive(g, "threshold")->valuedouble);
     return ULC_OK;
 }

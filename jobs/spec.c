@@ -315,7 +315,8 @@ static const char *const k_other_keys[] = {"train", NULL}; /* finetune, neggrad,
 static const char *const k_ssd_no_train[] = {"epochs", "lr", "optimizer", "weight_decay",
                                              "momentum", NULL};
 static const char *const k_gate_keys[] = {"forget_acc_max", "retain_acc_drop_max", "mia_max",
-                                          "forget_ppl_min", "extract_max", NULL};
+                                          "forget_ppl_min", "extract_max", "relearn_steps_min",
+                                          NULL};
 static const char *const k_eval_keys[] = {"features", "relearn_steps", "relearn_lr", "reference",
                                           "mink_percent", "extract_prefix", "extract_tokens",
                                           "extract_rows", NULL};
@@ -558,7 +559,8 @@ static ulc_status parse_train(ulc_request *s, const cJSON *train, ulc_method_tra
 }
 
 /* 'gates': thresholds in [0, 1] on the result (eval/report.h checks them), except
- * forget_ppl_min, a perplexity > 0. mia_max needs held-out rows (the attack's non-members). */
+ * forget_ppl_min, a perplexity > 0, and relearn_steps_min, a step count >= 1. mia_max needs
+ * held-out rows (the attack's non-members). */
 static ulc_status parse_gates(ulc_request *s, const cJSON *j, int has_test, ulc_ctx *ctx) {
     const cJSON *g = NULL;
     ULC_TRY(get_object(s->path, j, "gates", &g, ctx));
@@ -566,10 +568,16 @@ static ulc_status parse_gates(ulc_request *s, const cJSON *j, int has_test, ulc_
     ULC_TRY(check_keys(s->path, g, "gates", k_gate_keys, ctx));
     for (int k = 0; k < ULC_GATE_COUNT; k++) {
         if (!cJSON_HasObjectItem(g, k_gate_keys[k])) continue;
+        s->gates.set[k] = 1;
+        if (k == ULC_GATE_RELEARN) {
+            long long steps = 0;
+            ULC_TRY(get_int(s->path, g, "gates", k_gate_keys[k], 1, 100000, &steps, ctx));
+            s->gates.max[k] = (double)steps;
+            continue;
+        }
         int ppl = k == ULC_GATE_FORGET_PPL;
         ULC_TRY(get_num(s->path, g, "gates", k_gate_keys[k], 0, ppl, ppl ? 1e30 : 1,
                         &s->gates.max[k], ctx));
-        s->gates.set[k] = 1;
     }
     if (s->gates.set[ULC_GATE_MIA] && !has_test)
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'gates.mia_max': the membership attack "
@@ -828,6 +836,13 @@ static ulc_status parse_spec(ulc_request *s, const cJSON *j, ulc_ctx *ctx) {
     if (s->gates.set[ULC_GATE_EXTRACT] && s->lm.extract_rows == 0)
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'gates.extract_max': extraction is off "
                         "(eval.extract_rows is 0)", path);
+    if (s->gates.set[ULC_GATE_RELEARN] && s->relearn_steps == 0)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'gates.relearn_steps_min': the relearning "
+                        "probe is off (eval.relearn_steps is 0)", path);
+    if (s->gates.set[ULC_GATE_RELEARN] && s->gates.max[ULC_GATE_RELEARN] > (double)s->relearn_steps)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'gates.relearn_steps_min': %.0f is more "
+                        "than the probe's eval.relearn_steps (%ld), so it could never be measured",
+                        path, s->gates.max[ULC_GATE_RELEARN], s->relearn_steps);
     /* report: relative to the spec; the file need not exist */
     ULC_TRY(get_str(path, j, "", "report", &str, ctx));
     if (str && !(s->report = str[0] == '/' ? strdup(str) : ulc_path_join(s->dir, str)))

@@ -9,6 +9,7 @@ rows are partly memorised, so extraction and the attacks have real values), then
 six of them; the rows include padded ones (attention_mask 0 at the end), one short enough that
 its prefix is half its length."""
 import json
+import re
 import sys
 
 import numpy as np
@@ -237,6 +238,27 @@ def test_relearning_probe_on_text(lm):
     # the report runs the same probe on OUT in memory: the same numbers
     assert rep["relearn"]["forget_ppl"] == pytest.approx(rl["forget_ppl"], rel=1e-9)
     assert rep["relearn"]["forget_acc"] == pytest.approx(rl["forget_acc"], abs=1e-12)
+    # steps to recover: the first points of the next-token accuracy curve at 50 % and 90 %
+    for r in (rl, rep["relearn"]):
+        for key, frac in (("steps_to_50", 0.5), ("steps_to_90", 0.9)):
+            assert r[key] == next((s for s, a in enumerate(r["forget_acc"]) if a >= frac), None)
+
+
+def test_relearning_probe_on_text_with_reference(lm):
+    """--reference: the same probe on the reference (here the memorising input model)."""
+    d = lm["dir"]
+    ev = json.loads(run_ulc("eval", lm["out"], "--forget", d / "spec.json", "--reference",
+                            lm["mem"], "--relearn", RELEARN, "--relearn-lr", RELEARN_LR, "--json",
+                            "--threads", "2", check=True).stdout)
+    rl, ref = ev["relearn"], ev["relearn"]["reference"]
+    assert rl["forget_acc"] == pytest.approx(lm["eval"]["relearn"]["forget_acc"], abs=1e-12)
+    assert len(ref["forget_acc"]) == len(ref["forget_ppl"]) == RELEARN + 1
+    assert ref["forget_acc"][0] == pytest.approx(lm["eval"]["accuracy"]["original"]["Df"],
+                                                 abs=1e-12)
+    assert ref["forget_ppl"][0] == pytest.approx(lm["eval"]["perplexity"]["original"]["Df"],
+                                                 rel=1e-9)
+    for key, frac in (("steps_to_50", 0.5), ("steps_to_90", 0.9)):
+        assert ref[key] == next((s for s, a in enumerate(ref["forget_acc"]) if a >= frac), None)
 
 
 def test_text_table_and_rendered_reports(lm, tmp_path):
@@ -345,7 +367,7 @@ def test_text_gates(lm, tmp_path):
     sp = json.loads((d / "spec.json").read_text())
     sp["data"] = {"train": str(d / "train.safetensors"), "test": str(d / "test.safetensors")}
     sp["report"] = str(tmp_path / "r.json")
-    sp["gates"] = {"forget_ppl_min": 1e9, "extract_max": 1.0}
+    sp["gates"] = {"forget_ppl_min": 1e9, "extract_max": 1.0, "relearn_steps_min": 1}
     (tmp_path / "spec.json").write_text(json.dumps(sp))
     out = tmp_path / "o.onnx"
     proc = run_ulc(lm["mem"], "--forget", tmp_path / "spec.json", "-o", out, "--threads", "2", "-q")
@@ -354,6 +376,13 @@ def test_text_gates(lm, tmp_path):
     assert "extract_max failed" not in proc.stderr
     rep = json.loads((tmp_path / "r.json").read_text())
     g = {x["name"]: x for x in rep["gates"]}
+    # a minimum prints >=, a maximum <=
+    assert re.search(r"gate forget_ppl_min: FAILED \(\S+ >= 1e\+09\)", proc.stdout), proc.stdout
+    assert re.search(r"gate extract_max: passed \(\S+ <= 1\)", proc.stdout), proc.stdout
+    # the relearning gate on the text probe: steps_to_50 of next-token accuracy (steps + 1: never)
+    s50 = rep["relearn"]["steps_to_50"]
+    want = RELEARN + 1 if s50 is None else s50
+    assert (g["relearn_steps_min"]["value"], g["relearn_steps_min"]["passed"]) == (want, want >= 1)
     assert g["forget_ppl_min"]["value"] == rep["perplexity"]["after"]["Df"]
     assert not g["forget_ppl_min"]["passed"] and g["extract_max"]["passed"]
     assert g["extract_max"]["value"] == rep["extraction"]["after"]["Df"]["rouge_l"]

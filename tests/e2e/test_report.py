@@ -151,6 +151,11 @@ def test_extra_metrics_are_ulc_evals(digits_reports):
     assert rl["loss"] == pytest.approx(rl_ev["loss"], rel=1e-5)
     assert rl["forget_acc"][0] == rep["accuracy"]["after"]["Df"]
     assert rl["forget_acc"][-1] > rl["forget_acc"][0]  # the probe trains: Df comes back
+    # eval.reference / --reference: the same probe on the reference (here the input: 100 %)
+    assert rl["reference"]["forget_acc"] == pytest.approx(rl_ev["reference"]["forget_acc"],
+                                                          abs=1e-9)
+    assert rl["reference"]["forget_acc"][0] == 1.0 and rl["reference"]["steps_to_50"] == 0
+    assert (rl["steps_to_50"], rl["steps_to_90"]) == (rl_ev["steps_to_50"], rl_ev["steps_to_90"])
     assert rep["hyperparameters"]["eval"] == {"features": True, "relearn_steps": 6,
                                               "relearn_lr": 1e-3}
     md, out = digits_reports["md"], digits_reports["proc"].stdout

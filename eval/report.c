@@ -11,19 +11,14 @@
 #include <string.h>
 
 #include "eval/report.h"
+#include "eval/report_internal.h"
 
 /* ---- a growing text buffer (an allocation failure sticks: render returns NULL) --------------- */
-
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} sbuf;
 
 #if defined(__GNUC__)
 __attribute__((format(printf, 2, 3)))
 #endif
-static void sb_printf(sbuf *b, const char *fmt, ...) {
+void rp_printf(sbuf *b, const char *fmt, ...) {
     if (b->oom) return;
     for (;;) {
         va_list ap;
@@ -51,46 +46,48 @@ static void sb_printf(sbuf *b, const char *fmt, ...) {
     }
 }
 
-static void sb_puts(sbuf *b, const char *s) { sb_printf(b, "%s", s); }
+void rp_puts(sbuf *b, const char *s) { rp_printf(b, "%s", s); }
 
 /* s escaped for HTML text and attribute values. */
-static void sb_html(sbuf *b, const char *s) {
+void rp_html(sbuf *b, const char *s) {
     for (; s && *s; s++) {
         switch (*s) {
-        case '<': sb_puts(b, "&lt;"); break;
-        case '>': sb_puts(b, "&gt;"); break;
-        case '&': sb_puts(b, "&amp;"); break;
-        case '"': sb_puts(b, "&quot;"); break;
-        case '\'': sb_puts(b, "&#39;"); break;
-        default: sb_printf(b, "%c", *s);
+        case '<': rp_puts(b, "&lt;"); break;
+        case '>': rp_puts(b, "&gt;"); break;
+        case '&': rp_puts(b, "&amp;"); break;
+        case '"': rp_puts(b, "&quot;"); break;
+        case '\'': rp_puts(b, "&#39;"); break;
+        default: rp_printf(b, "%c", *s);
         }
     }
 }
 
 /* s for a Markdown table cell: '|' escaped, newlines as spaces. */
-static void sb_md(sbuf *b, const char *s) {
+void rp_md(sbuf *b, const char *s) {
     for (; s && *s; s++) {
-        if (*s == '|') sb_puts(b, "\\|");
-        else if (*s == '\n' || *s == '\r') sb_puts(b, " ");
-        else sb_printf(b, "%c", *s);
+        if (*s == '|') rp_puts(b, "\\|");
+        else if (*s == '\n' || *s == '\r') rp_puts(b, " ");
+        else rp_printf(b, "%c", *s);
     }
 }
 
 /* ---- reading the report ---------------------------------------------------------------------- */
 
-static const cJSON *get(const cJSON *o, const char *key) {
+const cJSON *rp_get(const cJSON *o, const char *key) {
     return o ? cJSON_GetObjectItemCaseSensitive(o, key) : NULL;
 }
 
-static const cJSON *get2(const cJSON *o, const char *a, const char *b) { return get(get(o, a), b); }
+const cJSON *rp_get2(const cJSON *o, const char *a, const char *b) {
+    return rp_get(rp_get(o, a), b);
+}
 
-static int num(const cJSON *it, double *v) {
+int rp_num(const cJSON *it, double *v) {
     if (!cJSON_IsNumber(it)) return 0;
     *v = it->valuedouble;
     return 1;
 }
 
-static const char *str(const cJSON *it) { return cJSON_IsString(it) ? it->valuestring : ""; }
+const char *rp_str(const cJSON *it) { return cJSON_IsString(it) ? it->valuestring : ""; }
 
 /* A number for tables: integers as such, others with 6 significant digits. */
 static void fmt_num(char *buf, size_t n, double v) {
@@ -118,16 +115,15 @@ static void fmt_item(char *buf, size_t n, const cJSON *it) {
 /* A gate's value for the tables: a step count as an integer, the rest with 4 decimals. */
 static void gate_value(char *buf, size_t n, const cJSON *g) {
     double v = 0;
-    num(get(g, "value"), &v);
-    if (strcmp(str(get(g, "name")), "relearn_steps_min") == 0) snprintf(buf, n, "%.0f", v);
+    rp_num(rp_get(g, "value"), &v);
+    if (strcmp(rp_str(rp_get(g, "name")), "relearn_steps_min") == 0) snprintf(buf, n, "%.0f", v);
     else snprintf(buf, n, "%.4f", v);
 }
 
-static const char *const k_splits[] = {"Df", "Dr", "Dft", "Drt", "Dt"};
-static const char *const k_split_what[] = {"forget (train)", "retain (train)",
+const char *const rp_splits[] = {"Df", "Dr", "Dft", "Drt", "Dt"};
+const char *const rp_split_what[] = {"forget (train)", "retain (train)",
                                            "forget classes (test)", "retain classes (test)",
                                            "test"};
-#define N_SPLITS 5
 
 /* The files the report names: {label, object with path and sha256}. */
 typedef struct file_row {
@@ -139,32 +135,32 @@ static int file_rows(const cJSON *r, file_row *rows) {
     int n = 0;
     const char *top[] = {"input", "output", "spec"};
     for (int k = 0; k < 3; k++)
-        if (get(r, top[k])) rows[n++] = (file_row){top[k], get(r, top[k])};
-    if (get2(r, "output", "external_data"))
-        rows[n++] = (file_row){"output external data", get2(r, "output", "external_data")};
-    if (get2(r, "data", "train")) rows[n++] = (file_row){"data.train", get2(r, "data", "train")};
-    if (get2(r, "data", "test")) rows[n++] = (file_row){"data.test", get2(r, "data", "test")};
-    if (get2(r, "forget", "indices_file"))
-        rows[n++] = (file_row){"forget.indices_file", get2(r, "forget", "indices_file")};
-    if (get(r, "reference")) rows[n++] = (file_row){"eval.reference", get(r, "reference")};
+        if (rp_get(r, top[k])) rows[n++] = (file_row){top[k], rp_get(r, top[k])};
+    if (rp_get2(r, "output", "external_data"))
+        rows[n++] = (file_row){"output external data", rp_get2(r, "output", "external_data")};
+    if (rp_get2(r, "data", "train")) rows[n++] = (file_row){"data.train", rp_get2(r, "data", "train")};
+    if (rp_get2(r, "data", "test")) rows[n++] = (file_row){"data.test", rp_get2(r, "data", "test")};
+    if (rp_get2(r, "forget", "indices_file"))
+        rows[n++] = (file_row){"forget.indices_file", rp_get2(r, "forget", "indices_file")};
+    if (rp_get(r, "reference")) rows[n++] = (file_row){"eval.reference", rp_get(r, "reference")};
     return n;
 }
 
 /* "class 3", "classes 3, 5" or "12 rows (indices)". */
 static void forget_text(const cJSON *r, char *buf, size_t n) {
-    const cJSON *f = get(r, "forget");
+    const cJSON *f = rp_get(r, "forget");
     char items[512];
-    if (strcmp(str(get(f, "kind")), "classes") == 0) {
-        fmt_item(items, sizeof items, get(f, "classes"));
-        snprintf(buf, n, "class%s %s", cJSON_GetArraySize(get(f, "classes")) > 1 ? "es" : "",
+    if (strcmp(rp_str(rp_get(f, "kind")), "classes") == 0) {
+        fmt_item(items, sizeof items, rp_get(f, "classes"));
+        snprintf(buf, n, "class%s %s", cJSON_GetArraySize(rp_get(f, "classes")) > 1 ? "es" : "",
                  items);
     } else {
         double k = 0;
-        num(get(f, "indices"), &k);
+        rp_num(rp_get(f, "indices"), &k);
         snprintf(buf, n, "%.0f listed row%s", k, k == 1 ? "" : "s");
     }
     double rows = 0;
-    if (num(get(f, "rows"), &rows)) {
+    if (rp_num(rp_get(f, "rows"), &rows)) {
         size_t o = strlen(buf);
         snprintf(buf + o, n - o, " (%.0f train rows)", rows);
     }
@@ -189,190 +185,176 @@ static void flatten(sbuf *b, const cJSON *o, const char *prefix, kv_fn fn) {
 /* ---- Markdown -------------------------------------------------------------------------------- */
 
 static void md_kv(sbuf *b, const char *key, const char *value) {
-    sb_puts(b, "| ");
-    sb_md(b, key);
-    sb_puts(b, " | ");
-    sb_md(b, value);
-    sb_puts(b, " |\n");
+    rp_puts(b, "| ");
+    rp_md(b, key);
+    rp_puts(b, " | ");
+    rp_md(b, value);
+    rp_puts(b, " |\n");
 }
 
 static void md_pct(sbuf *b, const cJSON *it) {
     double v;
-    if (num(it, &v)) sb_printf(b, " %.2f%% |", 100 * v);
-    else sb_puts(b, " — |");
+    if (rp_num(it, &v)) rp_printf(b, " %.2f%% |", 100 * v);
+    else rp_puts(b, " — |");
 }
 
 static void md_per_class(sbuf *b, const cJSON *list, const char *which) {
     if (!cJSON_IsArray(list) || !cJSON_GetArraySize(list)) return;
-    sb_printf(b, "\n### Per-class accuracy (%s)\n\n| class | rows | before | after | change |\n"
+    rp_printf(b, "\n### Per-class accuracy (%s)\n\n| class | rows | before | after | change |\n"
               "|---:|---:|---:|---:|---:|\n", which);
     for (const cJSON *e = list->child; e; e = e->next) {
         double c = 0, rows = 0, bv = 0, av = 0;
-        num(get(e, "class"), &c);
-        num(get(e, "rows"), &rows);
-        int hb = num(get(e, "before"), &bv), ha = num(get(e, "after"), &av);
-        sb_printf(b, "| %.0f%s | %.0f |", c, cJSON_IsTrue(get(e, "forget")) ? " (forget)" : "",
+        rp_num(rp_get(e, "class"), &c);
+        rp_num(rp_get(e, "rows"), &rows);
+        int hb = rp_num(rp_get(e, "before"), &bv), ha = rp_num(rp_get(e, "after"), &av);
+        rp_printf(b, "| %.0f%s | %.0f |", c, cJSON_IsTrue(rp_get(e, "forget")) ? " (forget)" : "",
                   rows);
-        md_pct(b, get(e, "before"));
-        md_pct(b, get(e, "after"));
-        if (hb && ha) sb_printf(b, " %+.2f |\n", 100 * (av - bv));
-        else sb_puts(b, " — |\n");
+        md_pct(b, rp_get(e, "before"));
+        md_pct(b, rp_get(e, "after"));
+        if (hb && ha) rp_printf(b, " %+.2f |\n", 100 * (av - bv));
+        else rp_puts(b, " — |\n");
     }
 }
 
 /* A number cell: 4 decimals, or — for null / absent. */
-static void cell4(char *buf, size_t n, const cJSON *it) {
+void rp_cell4(char *buf, size_t n, const cJSON *it) {
     double v;
-    if (num(it, &v)) snprintf(buf, n, "%.4f", v);
+    if (rp_num(it, &v)) snprintf(buf, n, "%.4f", v);
     else snprintf(buf, n, "—");
 }
 
-static void render_extra(sbuf *b, const cJSON *r, int html);
 
 static void render_md(sbuf *b, const cJSON *r) {
     char buf[1024];
-    sb_printf(b, "# ulc forget report: %s\n\n", str(get(r, "method")));
+    rp_printf(b, "# ulc forget report: %s\n\n", rp_str(rp_get(r, "method")));
     forget_text(r, buf, sizeof buf);
-    sb_puts(b, "| | |\n|---|---|\n");
-    md_kv(b, "method", str(get(r, "method")));
-    md_kv(b, "input", str(get2(r, "input", "path")));
-    md_kv(b, "output", str(get2(r, "output", "path")));
+    rp_puts(b, "| | |\n|---|---|\n");
+    md_kv(b, "method", rp_str(rp_get(r, "method")));
+    md_kv(b, "input", rp_str(rp_get2(r, "input", "path")));
+    md_kv(b, "output", rp_str(rp_get2(r, "output", "path")));
     md_kv(b, "forget", buf);
     double v;
-    if (num(get(r, "wall_seconds"), &v)) {
+    if (rp_num(rp_get(r, "wall_seconds"), &v)) {
         snprintf(buf, sizeof buf, "%.2f s", v);
         md_kv(b, "wall time", buf);
     }
     /* gates first: they are the verdict */
-    const cJSON *gates = get(r, "gates");
+    const cJSON *gates = rp_get(r, "gates");
     if (cJSON_IsArray(gates) && cJSON_GetArraySize(gates)) {
-        sb_puts(b, "\n## Gates\n\n| gate | measured on | value | threshold | result |\n"
+        rp_puts(b, "\n## Gates\n\n| gate | measured on | value | threshold | result |\n"
                 "|---|---|---:|---:|---|\n");
         for (const cJSON *g = gates->child; g; g = g->next) {
             char val[64];
             double thr = 0;
             gate_value(val, sizeof val, g);
-            num(get(g, "threshold"), &thr);
-            sb_printf(b, "| %s | ", str(get(g, "name")));
-            sb_md(b, str(get(g, "what")));
-            sb_printf(b, " | %s | %s %g | %s |\n", val, ulc_report_gate_op(g), thr,
-                      cJSON_IsTrue(get(g, "passed")) ? "passed" : "**FAILED**");
+            rp_num(rp_get(g, "threshold"), &thr);
+            rp_printf(b, "| %s | ", rp_str(rp_get(g, "name")));
+            rp_md(b, rp_str(rp_get(g, "what")));
+            rp_printf(b, " | %s | %s %g | %s |\n", val, ulc_report_gate_op(g), thr,
+                      cJSON_IsTrue(rp_get(g, "passed")) ? "passed" : "**FAILED**");
         }
     }
-    sb_puts(b, "\n## Accuracy\n\n| split | what | rows | before | after | change |\n"
+    rp_puts(b, "\n## Accuracy\n\n| split | what | rows | before | after | change |\n"
             "|---|---|---:|---:|---:|---:|\n");
     for (int k = 0; k < N_SPLITS; k++) {
-        const cJSON *bi = get2(get(r, "accuracy"), "before", k_splits[k]);
-        const cJSON *ai = get2(get(r, "accuracy"), "after", k_splits[k]);
+        const cJSON *bi = rp_get2(rp_get(r, "accuracy"), "before", rp_splits[k]);
+        const cJSON *ai = rp_get2(rp_get(r, "accuracy"), "after", rp_splits[k]);
         if (!bi && !ai) continue;
         double rows = 0, bv = 0, av = 0;
-        num(get2(get(r, "splits"), k_splits[k], "rows"), &rows);
-        sb_printf(b, "| %s | %s | %.0f |", k_splits[k], k_split_what[k], rows);
+        rp_num(rp_get2(rp_get(r, "splits"), rp_splits[k], "rows"), &rows);
+        rp_printf(b, "| %s | %s | %.0f |", rp_splits[k], rp_split_what[k], rows);
         md_pct(b, bi);
         md_pct(b, ai);
-        if (num(bi, &bv) && num(ai, &av)) sb_printf(b, " %+.2f |\n", 100 * (av - bv));
-        else sb_puts(b, " — |\n");
+        if (rp_num(bi, &bv) && rp_num(ai, &av)) rp_printf(b, " %+.2f |\n", 100 * (av - bv));
+        else rp_puts(b, " — |\n");
     }
-    const cJSON *mia = get(r, "mia");
+    const cJSON *mia = rp_get(r, "mia");
     if (cJSON_IsObject(mia)) {
-        sb_puts(b, "\n## Membership inference\n\n| | |\n|---|---|\n");
+        rp_puts(b, "\n## Membership inference\n\n| | |\n|---|---|\n");
         flatten(b, mia, "", md_kv);
     }
-    md_per_class(b, get2(r, "per_class", "train"), "train");
-    md_per_class(b, get2(r, "per_class", "test"), "test");
-    render_extra(b, r, 0);
-    const cJSON *tr = get(r, "train");
+    md_per_class(b, rp_get2(r, "per_class", "train"), "train");
+    md_per_class(b, rp_get2(r, "per_class", "test"), "test");
+    rp_render_extra(b, r, 0);
+    const cJSON *tr = rp_get(r, "train");
     if (cJSON_IsObject(tr)) {
-        sb_puts(b, "\n## Training\n\n| | |\n|---|---|\n");
+        rp_puts(b, "\n## Training\n\n| | |\n|---|---|\n");
         for (const cJSON *it = tr->child; it; it = it->next) {
             if (strcmp(it->string, "loss_curve") == 0) continue;
             fmt_item(buf, sizeof buf, it);
             md_kv(b, it->string, buf);
         }
-        const cJSON *lc = get(tr, "loss_curve");
+        const cJSON *lc = rp_get(tr, "loss_curve");
         int n = cJSON_GetArraySize(lc);
         if (n > 0) {
             /* the curve as a table of up to 20 evenly spaced steps (the JSON has every step) */
-            sb_puts(b, "\nLoss per step (sampled):\n\n| step | loss |\n|---:|---:|\n");
+            rp_puts(b, "\nLoss per step (sampled):\n\n| step | loss |\n|---:|---:|\n");
             int shown = n < 20 ? n : 20;
             for (int i = 0; i < shown; i++) {
                 int s = shown == 1 ? 0 : (int)((long long)i * (n - 1) / (shown - 1));
                 double l = 0;
-                num(cJSON_GetArrayItem(lc, s), &l);
-                sb_printf(b, "| %d | %.6g |\n", s + 1, l);
+                rp_num(cJSON_GetArrayItem(lc, s), &l);
+                rp_printf(b, "| %d | %.6g |\n", s + 1, l);
             }
         }
     }
-    sb_puts(b, "\n## Hyperparameters\n\n| key | value |\n|---|---|\n");
-    flatten(b, get(r, "hyperparameters"), "", md_kv);
+    rp_puts(b, "\n## Hyperparameters\n\n| key | value |\n|---|---|\n");
+    flatten(b, rp_get(r, "hyperparameters"), "", md_kv);
     double seed = 0, thr = 0;
-    if (num(get(r, "seed"), &seed)) {
+    if (rp_num(rp_get(r, "seed"), &seed)) {
         fmt_num(buf, sizeof buf, seed);
         md_kv(b, "seed", buf);
     }
-    if (num(get(r, "threads"), &thr)) {
+    if (rp_num(rp_get(r, "threads"), &thr)) {
         fmt_num(buf, sizeof buf, thr);
         md_kv(b, "threads", buf);
     }
-    sb_puts(b, "\n## Files\n\n| file | path | sha256 |\n|---|---|---|\n");
+    rp_puts(b, "\n## Files\n\n| file | path | sha256 |\n|---|---|---|\n");
     file_row rows[10];
     int nf = file_rows(r, rows);
     for (int k = 0; k < nf; k++) {
-        sb_printf(b, "| %s | ", rows[k].label);
-        const char *file = str(get(rows[k].o, "file"));
-        sb_md(b, str(get(rows[k].o, "path")));
+        rp_printf(b, "| %s | ", rows[k].label);
+        const char *file = rp_str(rp_get(rows[k].o, "file"));
+        rp_md(b, rp_str(rp_get(rows[k].o, "path")));
         if (*file) {
-            sb_puts(b, " (");
-            sb_md(b, file);
-            sb_puts(b, ")");
+            rp_puts(b, " (");
+            rp_md(b, file);
+            rp_puts(b, ")");
         }
-        sb_printf(b, " | `%s` |\n", str(get(rows[k].o, "sha256")));
+        rp_printf(b, " | `%s` |\n", rp_str(rp_get(rows[k].o, "sha256")));
     }
 }
 
 /* ---- SVG charts ------------------------------------------------------------------------------ */
 
-#define COLOR_BEFORE "#4e79a7" /* blue */
-#define COLOR_AFTER "#e15759"  /* red */
-#define COLOR_LOSS "#59a14f"   /* green */
-#define COLOR_AXIS "#333333"
-#define COLOR_GRID "#dddddd"
-
-/* One group of a grouped bar chart: up to two bars (before, after), absent ones skipped. */
-typedef struct bar_group {
-    char label[48];
-    double v[2];
-    int has[2];
-    int mark; /* drawn in bold red: a forgotten class, a failed gate's split */
-} bar_group;
 
 static const char *const k_before_after[2] = {"before", "after"};
 
 /* Grouped bars in [0, 1] shown as percentages (or plain values when !pct), with a y axis named
  * ylabel, grid, labels and a legend naming the two series. */
-static void svg_bars(sbuf *b, const char *title, const char *ylabel, const char *const series[2],
+void rp_svg_bars(sbuf *b, const char *title, const char *ylabel, const char *const series[2],
                      int pct, const bar_group *g, int n) {
     const double W = 960, H = 360, L = 60, R = 20, T = 40, B = 70;
     double pw = W - L - R, ph = H - T - B;
-    sb_printf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+    rp_printf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
               "viewBox=\"0 0 %.0f %.0f\" role=\"img\" aria-label=\"", W, H, W, H);
-    sb_html(b, title);
-    sb_puts(b, "\">\n<rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>\n");
-    sb_printf(b, "<text x=\"%.0f\" y=\"22\" font-size=\"16\" font-weight=\"bold\">", L);
-    sb_html(b, title);
-    sb_puts(b, "</text>\n");
+    rp_html(b, title);
+    rp_puts(b, "\">\n<rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>\n");
+    rp_printf(b, "<text x=\"%.0f\" y=\"22\" font-size=\"16\" font-weight=\"bold\">", L);
+    rp_html(b, title);
+    rp_puts(b, "</text>\n");
     for (int t = 0; t <= 4; t++) { /* grid and y ticks: 0, 25, 50, 75, 100 % */
         double y = T + ph - ph * t / 4.0;
-        sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/>\n"
+        rp_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/>\n"
                   "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"end\">%s%s</text>\n",
                   L, y, L + pw, y, COLOR_GRID, L - 6, y + 4,
                   pct ? (const char *[]){"0", "25", "50", "75", "100"}[t]
                       : (const char *[]){"0", "0.25", "0.5", "0.75", "1"}[t], pct ? "%" : "");
     }
-    sb_printf(b, "<text x=\"16\" y=\"%.1f\" font-size=\"12\" transform=\"rotate(-90 16 %.1f)\" "
+    rp_printf(b, "<text x=\"16\" y=\"%.1f\" font-size=\"12\" transform=\"rotate(-90 16 %.1f)\" "
               "text-anchor=\"middle\">", T + ph / 2, T + ph / 2);
-    sb_html(b, ylabel);
-    sb_puts(b, "</text>\n");
+    rp_html(b, ylabel);
+    rp_puts(b, "</text>\n");
     double scale = pct ? 100 : 1;
     double gw = n ? pw / n : pw;
     double bw = gw * 0.8 / 2;
@@ -383,37 +365,37 @@ static void svg_bars(sbuf *b, const char *title, const char *ylabel, const char 
             if (!g[i].has[k]) continue;
             double v = g[i].v[k] < 0 ? 0 : g[i].v[k] > 1 ? 1 : g[i].v[k];
             double h = ph * v, x = cx - bw + k * bw;
-            sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\">"
+            rp_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\">"
                       "<title>", x, T + ph - h, bw * 0.95, h, k ? COLOR_AFTER : COLOR_BEFORE);
-            sb_html(b, g[i].label);
-            sb_puts(b, " ");
-            sb_html(b, series[k]);
-            sb_printf(b, pct ? ": %.2f%%</title></rect>\n" : ": %.4f</title></rect>\n", scale * g[i].v[k]);
+            rp_html(b, g[i].label);
+            rp_puts(b, " ");
+            rp_html(b, series[k]);
+            rp_printf(b, pct ? ": %.2f%%</title></rect>\n" : ": %.4f</title></rect>\n", scale * g[i].v[k]);
             if (n <= 16)
-                sb_printf(b, pct ? "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"middle\">"
+                rp_printf(b, pct ? "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"middle\">"
                                    "%.1f</text>\n"
                                  : "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"middle\">"
                                    "%.2f</text>\n", x + bw * 0.475, T + ph - h - 3, scale * g[i].v[k]);
         }
-        sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\"%s>",
+        rp_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\"%s>",
                   cx, T + ph + 16, g[i].mark ? " font-weight=\"bold\" fill=\"#b00000\"" : "");
-        sb_html(b, g[i].label);
-        sb_puts(b, "</text>\n");
+        rp_html(b, g[i].label);
+        rp_puts(b, "</text>\n");
     }
-    sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/>\n", L,
+    rp_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/>\n", L,
               T + ph, L + pw, T + ph, COLOR_AXIS);
-    sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/>\n", L, T,
+    rp_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/>\n", L, T,
               L, T + ph, COLOR_AXIS);
     double ly = H - 18; /* legend */
     for (int k = 0; k < 2; k++) {
         double lx = L + 160 * k;
-        sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"14\" height=\"14\" fill=\"%s\"/>"
+        rp_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"14\" height=\"14\" fill=\"%s\"/>"
                   "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\">", lx, ly - 11,
                   k ? COLOR_AFTER : COLOR_BEFORE, lx + 20, ly);
-        sb_html(b, series[k]);
-        sb_puts(b, "</text>\n");
+        rp_html(b, series[k]);
+        rp_puts(b, "</text>\n");
     }
-    sb_puts(b, "</svg>\n");
+    rp_puts(b, "</svg>\n");
 }
 
 /* A "nice" tick step for a range: 1, 2 or 5 times a power of ten, about 5 ticks. */
@@ -426,7 +408,7 @@ static double nice_step(double range) {
 /* A series per step: one point per entry (bucket means past 800), the first at step x_first,
  * axes with ticks and labels. pct: values in [0, 1] on a fixed 0-100 % axis; else the axis
  * fits the values. */
-static void svg_series(sbuf *b, const char *title, const char *ylabel, const cJSON *lc, int x_first,
+void rp_svg_series(sbuf *b, const char *title, const char *ylabel, const cJSON *lc, int x_first,
                        int pct, const char *color) {
     int n = cJSON_GetArraySize(lc);
     const double W = 960, H = 360, L = 80, R = 20, T = 40, B = 50;
@@ -447,7 +429,7 @@ static void svg_series(sbuf *b, const char *title, const char *ylabel, const cJS
         int k = 0;
         for (int j = a; j < e; j++) {
             double v;
-            if (num(cJSON_GetArrayItem(lc, j), &v) && isfinite(v)) {
+            if (rp_num(cJSON_GetArrayItem(lc, j), &v) && isfinite(v)) {
                 s += v;
                 k++;
             }
@@ -459,15 +441,15 @@ static void svg_series(sbuf *b, const char *title, const char *ylabel, const cJS
         hi = fmax(hi, ys[m]);
         m++;
     }
-    sb_printf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+    rp_printf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
               "viewBox=\"0 0 %.0f %.0f\" role=\"img\" aria-label=\"", W, H, W, H);
-    sb_html(b, title);
-    sb_printf(b, "\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"#ffffff\"/>\n"
+    rp_html(b, title);
+    rp_printf(b, "\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"#ffffff\"/>\n"
               "<text x=\"%.0f\" y=\"22\" font-size=\"16\" font-weight=\"bold\">", L);
-    sb_html(b, title);
-    sb_printf(b, "%s</text>\n", n > np ? " (bucket means)" : "");
+    rp_html(b, title);
+    rp_printf(b, "%s</text>\n", n > np ? " (bucket means)" : "");
     if (!m) {
-        sb_printf(b, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"14\">no training steps</text>\n"
+        rp_printf(b, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"14\">no training steps</text>\n"
                   "</svg>\n", L, T + ph / 2);
         free(xs);
         free(ys);
@@ -488,28 +470,28 @@ static void svg_series(sbuf *b, const char *title, const char *ylabel, const cJS
 #define PX(x) (L + pw * ((x) - x0) / (x1 - x0))
 #define PY(y) (T + ph - ph * ((y) - y0) / (y1 - y0))
     for (double y = y0; y <= y1 + ys_step * 1e-9; y += ys_step)
-        sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/>\n"
+        rp_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/>\n"
                   "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"end\">%.4g%s</text>\n",
                   L, PY(y), L + pw, PY(y), COLOR_GRID, L - 6, PY(y) + 4, pct ? 100 * y : y, pct ? "%" : "");
     for (double x = ceil(x0 / xs_step) * xs_step; x <= x1 + 1e-9; x += xs_step)
-        sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/>\n"
+        rp_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/>\n"
                   "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\">%.0f</text>\n",
                   PX(x), T + ph, PX(x), T + ph + 5, COLOR_AXIS, PX(x), T + ph + 18, x);
-    sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/>\n"
+    rp_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/>\n"
               "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/>\n",
               L, T + ph, L + pw, T + ph, COLOR_AXIS, L, T, L, T + ph, COLOR_AXIS);
-    sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\">step</text>\n"
+    rp_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\">step</text>\n"
               "<text x=\"18\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\" "
               "transform=\"rotate(-90 18 %.1f)\">", L + pw / 2, H - 8, T + ph / 2, T + ph / 2);
-    sb_html(b, ylabel);
-    sb_printf(b, "</text>\n<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", color);
-    for (int i = 0; i < m; i++) sb_printf(b, "%s%.1f,%.1f", i ? " " : "", PX(xs[i]), PY(ys[i]));
-    sb_puts(b, "\"/>\n");
+    rp_html(b, ylabel);
+    rp_printf(b, "</text>\n<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", color);
+    for (int i = 0; i < m; i++) rp_printf(b, "%s%.1f,%.1f", i ? " " : "", PX(xs[i]), PY(ys[i]));
+    rp_puts(b, "\"/>\n");
     if (m <= 40) /* few points: each one marked */
         for (int i = 0; i < m; i++)
-            sb_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", PX(xs[i]),
+            rp_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", PX(xs[i]),
                       PY(ys[i]), color);
-    sb_puts(b, "</svg>\n");
+    rp_puts(b, "</svg>\n");
 #undef PX
 #undef PY
     free(xs);
@@ -536,11 +518,11 @@ static void html_per_class(sbuf *b, const cJSON *list, const char *which) {
     int i = 0;
     for (const cJSON *e = list->child; e; e = e->next, i++) {
         double c = 0;
-        num(get(e, "class"), &c);
+        rp_num(rp_get(e, "class"), &c);
         snprintf(g[i].label, sizeof g[i].label, "%.0f", c);
-        g[i].has[0] = num(get(e, "before"), &g[i].v[0]);
-        g[i].has[1] = num(get(e, "after"), &g[i].v[1]);
-        g[i].mark = cJSON_IsTrue(get(e, "forget"));
+        g[i].has[0] = rp_num(rp_get(e, "before"), &g[i].v[0]);
+        g[i].has[1] = rp_num(rp_get(e, "after"), &g[i].v[1]);
+        g[i].mark = cJSON_IsTrue(rp_get(e, "forget"));
         score[i] = g[i].mark ? 1e9 : fabs(g[i].v[1] - g[i].v[0]) + 1e-9 * (n - i);
     }
     int shown = n;
@@ -572,9 +554,9 @@ static void html_per_class(sbuf *b, const cJSON *list, const char *which) {
     }
     char title[160];
     snprintf(title, sizeof title, "Accuracy per class (%s)", which);
-    sb_puts(b, "<figure>\n");
-    svg_bars(b, title, "accuracy", k_before_after, 1, g, shown);
-    sb_printf(b, "<figcaption>Forgotten classes are in red.%s</figcaption>\n</figure>\n",
+    rp_puts(b, "<figure>\n");
+    rp_svg_bars(b, title, "accuracy", k_before_after, 1, g, shown);
+    rp_printf(b, "<figcaption>Forgotten classes are in red.%s</figcaption>\n</figure>\n",
               n > shown ? " Only the forgotten classes and those whose accuracy changed most are "
                           "drawn; the table lists every class." : "");
     free(g);
@@ -582,448 +564,169 @@ static void html_per_class(sbuf *b, const cJSON *list, const char *which) {
 }
 
 static void html_kv(sbuf *b, const char *key, const char *value) {
-    sb_puts(b, "<tr><th>");
-    sb_html(b, key);
-    sb_puts(b, "</th><td>");
-    sb_html(b, value);
-    sb_puts(b, "</td></tr>\n");
+    rp_puts(b, "<tr><th>");
+    rp_html(b, key);
+    rp_puts(b, "</th><td>");
+    rp_html(b, value);
+    rp_puts(b, "</td></tr>\n");
 }
 
 static void html_pct(sbuf *b, const cJSON *it) {
     double v;
-    if (num(it, &v)) sb_printf(b, "<td class=\"n\">%.2f%%</td>", 100 * v);
-    else sb_puts(b, "<td class=\"n\">—</td>");
+    if (rp_num(it, &v)) rp_printf(b, "<td class=\"n\">%.2f%%</td>", 100 * v);
+    else rp_puts(b, "<td class=\"n\">—</td>");
 }
 
 static void html_class_table(sbuf *b, const cJSON *list, const char *which) {
     if (!cJSON_IsArray(list) || !cJSON_GetArraySize(list)) return;
-    sb_printf(b, "<details><summary>Per-class accuracy table (%s)</summary>\n<table>\n<tr><th>class"
+    rp_printf(b, "<details><summary>Per-class accuracy table (%s)</summary>\n<table>\n<tr><th>class"
               "</th><th>rows</th><th>before</th><th>after</th></tr>\n", which);
     for (const cJSON *e = list->child; e; e = e->next) {
         double c = 0, rows = 0;
-        num(get(e, "class"), &c);
-        num(get(e, "rows"), &rows);
-        sb_printf(b, "<tr><td>%.0f%s</td><td class=\"n\">%.0f</td>", c,
-                  cJSON_IsTrue(get(e, "forget")) ? " (forget)" : "", rows);
-        html_pct(b, get(e, "before"));
-        html_pct(b, get(e, "after"));
-        sb_puts(b, "</tr>\n");
+        rp_num(rp_get(e, "class"), &c);
+        rp_num(rp_get(e, "rows"), &rows);
+        rp_printf(b, "<tr><td>%.0f%s</td><td class=\"n\">%.0f</td>", c,
+                  cJSON_IsTrue(rp_get(e, "forget")) ? " (forget)" : "", rows);
+        html_pct(b, rp_get(e, "before"));
+        html_pct(b, rp_get(e, "after"));
+        rp_puts(b, "</tr>\n");
     }
-    sb_puts(b, "</table></details>\n");
-}
-
-#define MAX_LAYER_BARS 64
-
-/* The extra sections' parts, written as Markdown or as HTML. */
-static void ex_heading(sbuf *b, int html, const char *text) {
-    sb_printf(b, html ? "<h2>%s</h2>\n" : "\n## %s\n\n", text);
-}
-
-static void ex_para(sbuf *b, int html, const char *text) {
-    sb_printf(b, html ? "<p>%s</p>\n" : "%s\n\n", text);
-}
-
-/* A table row; head: header cells. Cells numbered in `left` (a bit per column) are text (escaped,
- * left-aligned), the others numbers. */
-static void ex_row(sbuf *b, int html, int head, const char *const *cells, int n, unsigned left) {
-    sb_puts(b, html ? "<tr>" : "|");
-    for (int i = 0; i < n; i++) {
-        int text = (left >> i) & 1u;
-        if (html) sb_puts(b, head ? "<th>" : text ? "<td>" : "<td class=\"n\">");
-        else sb_puts(b, " ");
-        if (html) sb_html(b, cells[i]);
-        else sb_md(b, cells[i]);
-        sb_puts(b, html ? (head ? "</th>" : "</td>") : " |");
-    }
-    sb_puts(b, html ? "</tr>\n" : "\n");
-    if (head && !html) {
-        sb_puts(b, "|");
-        for (int i = 0; i < n; i++) sb_puts(b, (left >> i) & 1u ? "---|" : "---:|");
-        sb_puts(b, "\n");
-    }
-}
-
-#define MAX_LAYER_BARS 64
-
-/* A text model's sections (docs/metrics.md, "Language models"): perplexity per split before and
- * after, and extraction (ROUGE-L recall and exact match on Df and Dr). */
-static void render_lm(sbuf *b, const cJSON *r, int html) {
-    char c[5][128], text[512];
-    const char *cells[5] = {c[0], c[1], c[2], c[3], c[4]};
-    const cJSON *ppl = get(r, "perplexity"), *ex = get(r, "extraction");
-    if (cJSON_IsObject(ppl)) {
-        static const char *const head[4] = {"split", "what", "before", "after"};
-        ex_heading(b, html, "Perplexity");
-        ex_para(b, html, "exp of the mean next-token loss over the split's predicted tokens (lower: "
-                         "the model finds the text more likely).");
-        if (html) sb_puts(b, "<table>\n");
-        ex_row(b, html, 1, head, 4, 3u);
-        for (int k = 0; k < N_SPLITS; k++) {
-            const cJSON *bi = get2(ppl, "before", k_splits[k]), *ai = get2(ppl, "after", k_splits[k]);
-            if (!bi && !ai) continue;
-            snprintf(c[0], sizeof c[0], "%s", k_splits[k]);
-            snprintf(c[1], sizeof c[1], "%s", k_split_what[k]);
-            cell4(c[2], sizeof c[2], bi);
-            cell4(c[3], sizeof c[3], ai);
-            ex_row(b, html, 0, cells, 4, 3u);
-        }
-        if (html) sb_puts(b, "</table>\n");
-    }
-    if (!cJSON_IsObject(ex)) return;
-    static const char *const head[5] = {"rows", "ROUGE-L before", "ROUGE-L after", "exact before",
-                                        "exact after"};
-    double pre = 0, tok = 0;
-    num(get(ex, "prefix"), &pre);
-    num(get(ex, "max_tokens"), &tok);
-    ex_heading(b, html, "Extraction");
-    snprintf(text, sizeof text, "Greedy continuation of each row's first min(%.0f, L/2) tokens, "
-             "up to %.0f tokens, against the true suffix: ROUGE-L recall and the exact-match rate "
-             "(Df: what should be forgotten; Dr: for contrast).", pre, tok);
-    ex_para(b, html, text);
-    const cJSON *skip = get2(ex, "after", "skipped");
-    if (cJSON_IsString(skip)) { /* the reason names an input: escaped */
-        sb_puts(b, html ? "<p>Skipped: " : "Skipped: ");
-        if (html) sb_html(b, skip->valuestring);
-        else sb_md(b, skip->valuestring);
-        sb_puts(b, html ? ".</p>\n" : ".\n\n");
-        return;
-    }
-    if (html) sb_puts(b, "<table>\n");
-    const char *hc[6] = {"split", head[0], head[1], head[2], head[3], head[4]};
-    ex_row(b, html, 1, hc, 6, 1u);
-    for (int side = 0; side < 2; side++) {
-        const char *sp = side ? "Dr" : "Df";
-        const cJSON *bs = get2(ex, "before", sp), *as = get2(ex, "after", sp);
-        char rows[32];
-        double n = 0;
-        num(get(as, "rows"), &n);
-        snprintf(rows, sizeof rows, "%.0f", n);
-        cell4(c[1], sizeof c[1], get(bs, "rouge_l"));
-        cell4(c[2], sizeof c[2], get(as, "rouge_l"));
-        cell4(c[3], sizeof c[3], get(bs, "exact"));
-        cell4(c[4], sizeof c[4], get(as, "exact"));
-        const char *row[6] = {sp, rows, c[1], c[2], c[3], c[4]};
-        ex_row(b, html, 0, row, 6, 1u);
-    }
-    if (html) sb_puts(b, "</table>\n");
-}
-
-/* A CLIP request's section (docs/metrics.md, "CLIP"): zero-shot accuracies before and after,
- * and Q, U, Q-U. */
-static void render_clip(sbuf *b, const cJSON *r, int html) {
-    static const char *const keys[6] = {"df_fine", "dr_fine", "df_coarse", "dr_coarse", "heldout",
-                                        "retrieval_r1"};
-    static const char *const what[6] = {"Df fine (the forgotten concepts)", "Dr fine (the kept "
-                                        "concepts)", "Df coarse (their parents)", "Dr coarse",
-                                        "held-out data, zero-shot", "retrieval R@1, kept captions"};
-    static const char *const head[3] = {"CLIP zero-shot", "before", "after"};
-    const cJSON *clip = get(r, "clip");
-    if (!cJSON_IsObject(clip)) return;
-    char c[3][128], text[256];
-    const char *cells[3] = {c[0], c[1], c[2]};
-    ex_heading(b, html, "CLIP: knowledge-tracing metrics");
-    ex_para(b, html, "Zero-shot accuracy on the test rows of the forgotten concepts (Df) and of the "
-                     "rest (Dr), over the fine classes and over their coarse classes; Ā(S) = "
-                     "min(1, after/before), Q = 1 − Ā(Df fine), U = mean of Ā(Dr fine), Ā(Dr "
-                     "coarse), Ā(Df coarse), Q-U their harmonic mean.");
-    if (html) sb_puts(b, "<table>\n");
-    ex_row(b, html, 1, head, 3, 1u);
-    for (int k = 0; k < 6; k++) {
-        const cJSON *av = get2(clip, "after", keys[k]);
-        if (!cJSON_IsNumber(av)) continue;
-        snprintf(c[0], sizeof c[0], "%s", what[k]);
-        cell4(c[1], sizeof c[1], get2(clip, "before", keys[k]));
-        cell4(c[2], sizeof c[2], av);
-        ex_row(b, html, 0, cells, 3, 1u);
-    }
-    sb_puts(b, html ? "</table>\n" : "\n");
-    double q = 0, u = 0, qu = 0;
-    if (num(get(clip, "Q"), &q) && num(get(clip, "U"), &u)) {
-        num(get(clip, "QU"), &qu);
-        snprintf(text, sizeof text, "Q %.2f, U %.2f, Q-U %.2f (×100).", 100 * q, 100 * u, 100 * qu);
-        ex_para(b, html, text);
-    }
-}
-
-/* One recovery count of the probe as text: "3 steps", or "not within N steps". */
-static void recovery(char *buf, size_t n, const cJSON *v, double steps) {
-    double s = 0;
-    if (num(v, &s)) snprintf(buf, n, "%.0f step%s", s, s == 1 ? "" : "s");
-    else snprintf(buf, n, "not within %.0f steps", steps);
-}
-
-/* The relearning probe: how many steps bring Df back (and the reference's, when probed), the
- * curve (HTML) and the per-step table. */
-static void render_relearn(sbuf *b, const cJSON *rl, int html) {
-    static const char *const head[5] = {"step", "Df accuracy", "loss", "Df perplexity",
-                                        "reference Df accuracy"};
-    char c[5][64], text[512], r50[2][48], r90[2][48];
-    const char *cells[5] = {c[0], c[1], c[2], c[3], c[4]};
-    if (!cJSON_IsObject(rl)) return;
-    double lr = 0, bs = 0, nf = 0, steps = 0;
-    num(get(rl, "lr"), &lr);
-    num(get(rl, "batch_size"), &bs);
-    num(get(rl, "forget_rows"), &nf);
-    num(get(rl, "steps"), &steps);
-    const cJSON *ref = get(rl, "reference");
-    ex_heading(b, html, "Relearning probe");
-    if (html) {
-        sb_puts(b, "<figure>\n");
-        svg_series(b, "Df accuracy while fine-tuning on Df", "Df accuracy",
-                   get(rl, "forget_acc"), 0, 1, COLOR_AFTER);
-        sb_puts(b, "</figure>\n");
-    }
-    snprintf(text, sizeof text, "The output fine-tuned on the %.0f Df rows (plain SGD, lr %g, "
-             "batches of %.0f); Df accuracy after each step (step 0: before). Fast recovery "
-             "means the knowledge is still in the weights.", nf, lr, bs);
-    ex_para(b, html, text);
-    for (int k = 0; k < 2; k++) {
-        const cJSON *o = k ? ref : rl;
-        recovery(r50[k], sizeof r50[k], get(o, "steps_to_50"), steps);
-        recovery(r90[k], sizeof r90[k], get(o, "steps_to_90"), steps);
-    }
-    snprintf(text, sizeof text, "Df accuracy back to 50%%: %s; to 90%%: %s.", r50[0], r90[0]);
-    ex_para(b, html, text);
-    if (cJSON_IsObject(ref)) {
-        snprintf(text, sizeof text, "The reference model, probed alike (the same rows, seed and "
-                 "steps): back to 50%%: %s; to 90%%: %s.", r50[1], r90[1]);
-        ex_para(b, html, text);
-    }
-    if (html) sb_puts(b, "<details><summary>Per-step table</summary>\n<table>\n");
-    const cJSON *acc = get(rl, "forget_acc"), *loss = get(rl, "loss");
-    const cJSON *ppl = get(rl, "forget_ppl"); /* text models */
-    const cJSON *racc = get(ref, "forget_acc");
-    int has_ppl = cJSON_IsArray(ppl), has_ref = cJSON_IsArray(racc);
-    const char *hd[5] = {head[0], head[1], head[2], head[3], head[4]};
-    if (!has_ppl) hd[3] = head[4];
-    int cols = 3 + has_ppl + has_ref;
-    ex_row(b, html, 1, hd, cols, 0);
-    int k = 0;
-    for (const cJSON *e = acc ? acc->child : NULL; e; e = e->next, k++) {
-        double a = 0, l = 0;
-        num(e, &a);
-        snprintf(c[0], sizeof c[0], "%d", k);
-        snprintf(c[1], sizeof c[1], "%.2f%%", 100 * a);
-        if (k && num(cJSON_GetArrayItem(loss, k - 1), &l)) snprintf(c[2], sizeof c[2], "%.6g", l);
-        else snprintf(c[2], sizeof c[2], "—");
-        char *last = c[3];
-        if (has_ppl) cell4(c[3], sizeof c[3], cJSON_GetArrayItem(ppl, k)), last = c[4];
-        if (has_ref && num(cJSON_GetArrayItem(racc, k), &a)) snprintf(last, 64, "%.2f%%", 100 * a);
-        else if (has_ref) snprintf(last, 64, "—");
-        ex_row(b, html, 0, cells, cols, 0);
-    }
-    if (html) sb_puts(b, "</table></details>\n");
-}
-
-/* The extra metrics (docs/metrics.md): activation distance to the reference, per-layer features
- * against the input, the relearning probe; HTML adds the CKA bars and the relearning curve. */
-static void render_extra(sbuf *b, const cJSON *r, int html) {
-    char c[7][128], text[512];
-    const char *cells[7];
-    for (int i = 0; i < 7; i++) cells[i] = c[i];
-    render_lm(b, r, html);
-    render_clip(b, r, html);
-    const cJSON *ad = get(r, "activation_distance");
-    if (cJSON_IsObject(ad)) {
-        static const char *const head[2] = {"before", "after"};
-        ex_heading(b, html, "Activation distance to the reference");
-        ex_para(b, html, "Mean L2 distance of the softmax outputs to the reference model's on the "
-                         "Df rows.");
-        cell4(c[0], sizeof c[0], get(ad, "original"));
-        cell4(c[1], sizeof c[1], get(ad, "model"));
-        if (html) sb_puts(b, "<table>\n");
-        ex_row(b, html, 1, head, 2, 0);
-        ex_row(b, html, 0, cells, 2, 0);
-        if (html) sb_puts(b, "</table>\n");
-    }
-    const cJSON *fe = get(r, "features");
-    const cJSON *layers = get(fe, "layers");
-    int nl = cJSON_GetArraySize(layers);
-    if (cJSON_IsObject(fe)) {
-        static const char *const head[7] = {"#", "layer", "features", "L1 Df", "L1 Dr", "CKA Df",
-                                            "CKA Dr"};
-        double nf = 0, nr = 0;
-        num(get(fe, "rows_forget"), &nf);
-        num(get(fe, "rows_retain"), &nr);
-        ex_heading(b, html, "Features against the input model");
-        int shown = nl < MAX_LAYER_BARS ? nl : MAX_LAYER_BARS;
-        if (html && shown > 0) {
-            bar_group *g = calloc((size_t)shown, sizeof *g);
-            if (!g) {
-                b->oom = 1;
-                return;
-            }
-            int i = 0;
-            for (const cJSON *e = layers->child; e && i < shown; e = e->next, i++) {
-                snprintf(g[i].label, sizeof g[i].label, "%d", i + 1);
-                g[i].has[0] = num(get(e, "cka_forget"), &g[i].v[0]);
-                g[i].has[1] = num(get(e, "cka_retain"), &g[i].v[1]);
-            }
-            static const char *const series[2] = {"CKA on Df", "CKA on Dr"};
-            sb_puts(b, "<figure>\n");
-            svg_bars(b, "Linear CKA per layer, output vs input model", "linear CKA", series, 0, g,
-                     shown);
-            sb_puts(b, "</figure>\n");
-            free(g);
-        }
-        snprintf(text, sizeof text, "Per layer, on %.0f Df and %.0f Dr rows: mean L1 distance of "
-                 "the outputs and linear CKA (1 = the same representation).%s", nf, nr,
-                 html && nl > shown ? " Only the first layers are drawn; the table lists all." : "");
-        ex_para(b, html, text);
-        if (html) sb_puts(b, "<details><summary>Per-layer table</summary>\n<table>\n");
-        ex_row(b, html, 1, head, 7, 1u << 1);
-        int i = 0;
-        for (const cJSON *e = layers ? layers->child : NULL; e; e = e->next) {
-            double d = 0;
-            num(get(e, "features"), &d);
-            snprintf(c[0], sizeof c[0], "%d", ++i);
-            cells[1] = str(get(e, "name")); /* any length */
-            snprintf(c[2], sizeof c[2], "%.0f", d);
-            cell4(c[3], sizeof c[3], get(e, "l1_forget"));
-            cell4(c[4], sizeof c[4], get(e, "l1_retain"));
-            cell4(c[5], sizeof c[5], get(e, "cka_forget"));
-            cell4(c[6], sizeof c[6], get(e, "cka_retain"));
-            ex_row(b, html, 0, cells, 7, 1u << 1);
-        }
-        if (html) sb_puts(b, "</table></details>\n");
-        cells[1] = c[1];
-    }
-    render_relearn(b, get(r, "relearn"), html);
+    rp_puts(b, "</table></details>\n");
 }
 
 static void render_html(sbuf *b, const cJSON *r) {
     char buf[1024];
-    sb_puts(b, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>ulc "
+    rp_puts(b, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>ulc "
             "forget report: ");
-    sb_html(b, str(get(r, "method")));
-    sb_puts(b, "</title>\n<style>\nbody{font-family:sans-serif;margin:24px;color:#222;"
+    rp_html(b, rp_str(rp_get(r, "method")));
+    rp_puts(b, "</title>\n<style>\nbody{font-family:sans-serif;margin:24px;color:#222;"
             "max-width:1000px}\ntable{border-collapse:collapse;margin:8px 0 16px}\n"
             "th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}\n"
             "td.n{text-align:right}\n.pass{color:#1a7f37;font-weight:bold}\n"
             ".fail{color:#b00000;font-weight:bold}\nfigure{margin:8px 0 24px}\n"
             "svg{max-width:100%;height:auto}\ncode{font-size:12px}\n</style>\n</head>\n<body>\n");
-    sb_puts(b, "<h1>ulc forget report: ");
-    sb_html(b, str(get(r, "method")));
-    sb_puts(b, "</h1>\n<table>\n");
+    rp_puts(b, "<h1>ulc forget report: ");
+    rp_html(b, rp_str(rp_get(r, "method")));
+    rp_puts(b, "</h1>\n<table>\n");
     forget_text(r, buf, sizeof buf);
-    html_kv(b, "method", str(get(r, "method")));
-    html_kv(b, "input", str(get2(r, "input", "path")));
-    html_kv(b, "output", str(get2(r, "output", "path")));
+    html_kv(b, "method", rp_str(rp_get(r, "method")));
+    html_kv(b, "input", rp_str(rp_get2(r, "input", "path")));
+    html_kv(b, "output", rp_str(rp_get2(r, "output", "path")));
     html_kv(b, "forget", buf);
     double v;
-    if (num(get(r, "wall_seconds"), &v)) {
+    if (rp_num(rp_get(r, "wall_seconds"), &v)) {
         snprintf(buf, sizeof buf, "%.2f s", v);
         html_kv(b, "wall time", buf);
     }
-    sb_puts(b, "</table>\n");
-    const cJSON *gates = get(r, "gates");
+    rp_puts(b, "</table>\n");
+    const cJSON *gates = rp_get(r, "gates");
     if (cJSON_IsArray(gates) && cJSON_GetArraySize(gates)) {
-        sb_puts(b, "<h2>Gates</h2>\n<table>\n<tr><th>gate</th><th>measured on</th><th>value</th>"
+        rp_puts(b, "<h2>Gates</h2>\n<table>\n<tr><th>gate</th><th>measured on</th><th>value</th>"
                 "<th>threshold</th><th>result</th></tr>\n");
         for (const cJSON *g = gates->child; g; g = g->next) {
             char val[64];
             double thr = 0;
             gate_value(val, sizeof val, g);
-            num(get(g, "threshold"), &thr);
-            int ok = cJSON_IsTrue(get(g, "passed"));
-            sb_puts(b, "<tr><td>");
-            sb_html(b, str(get(g, "name")));
-            sb_puts(b, "</td><td>");
-            sb_html(b, str(get(g, "what")));
-            sb_printf(b, "</td><td class=\"n\">%s</td><td class=\"n\">%s %g</td><td class=\"%s\">"
+            rp_num(rp_get(g, "threshold"), &thr);
+            int ok = cJSON_IsTrue(rp_get(g, "passed"));
+            rp_puts(b, "<tr><td>");
+            rp_html(b, rp_str(rp_get(g, "name")));
+            rp_puts(b, "</td><td>");
+            rp_html(b, rp_str(rp_get(g, "what")));
+            rp_printf(b, "</td><td class=\"n\">%s</td><td class=\"n\">%s %g</td><td class=\"%s\">"
                       "%s</td></tr>\n", val, strcmp(ulc_report_gate_op(g), ">=") ? "&le;" : "&ge;",
                       thr, ok ? "pass" : "fail", ok ? "passed" : "FAILED");
         }
-        sb_puts(b, "</table>\n");
+        rp_puts(b, "</table>\n");
     }
     /* the splits chart and table (MIA bars after them when the report has it) */
     bar_group g[N_SPLITS + 8];
     int ng = 0;
-    sb_puts(b, "<h2>Accuracy</h2>\n<table>\n<tr><th>split</th><th>what</th><th>rows</th>"
+    rp_puts(b, "<h2>Accuracy</h2>\n<table>\n<tr><th>split</th><th>what</th><th>rows</th>"
             "<th>before</th><th>after</th></tr>\n");
     for (int k = 0; k < N_SPLITS; k++) {
-        const cJSON *bi = get2(get(r, "accuracy"), "before", k_splits[k]);
-        const cJSON *ai = get2(get(r, "accuracy"), "after", k_splits[k]);
+        const cJSON *bi = rp_get2(rp_get(r, "accuracy"), "before", rp_splits[k]);
+        const cJSON *ai = rp_get2(rp_get(r, "accuracy"), "after", rp_splits[k]);
         if (!bi && !ai) continue;
         double rows = 0;
-        num(get2(get(r, "splits"), k_splits[k], "rows"), &rows);
-        sb_printf(b, "<tr><td>%s</td><td>%s</td><td class=\"n\">%.0f</td>", k_splits[k],
-                  k_split_what[k], rows);
+        rp_num(rp_get2(rp_get(r, "splits"), rp_splits[k], "rows"), &rows);
+        rp_printf(b, "<tr><td>%s</td><td>%s</td><td class=\"n\">%.0f</td>", rp_splits[k],
+                  rp_split_what[k], rows);
         html_pct(b, bi);
         html_pct(b, ai);
-        sb_puts(b, "</tr>\n");
+        rp_puts(b, "</tr>\n");
         bar_group *e = &g[ng++];
         memset(e, 0, sizeof *e);
-        snprintf(e->label, sizeof e->label, "%s", k_splits[k]);
-        e->has[0] = num(bi, &e->v[0]);
-        e->has[1] = num(ai, &e->v[1]);
+        snprintf(e->label, sizeof e->label, "%s", rp_splits[k]);
+        e->has[0] = rp_num(bi, &e->v[0]);
+        e->has[1] = rp_num(ai, &e->v[1]);
         e->mark = k == 0 || k == 2;
     }
-    sb_puts(b, "</table>\n");
-    const cJSON *mia = get(r, "mia");
+    rp_puts(b, "</table>\n");
+    const cJSON *mia = rp_get(r, "mia");
     if (cJSON_IsObject(mia)) {
         /* numeric members are the attack's result on the output model; before/after objects,
          * when present, give both */
-        const cJSON *mb = get(mia, "before"), *ma = get(mia, "after");
+        const cJSON *mb = rp_get(mia, "before"), *ma = rp_get(mia, "after");
         const cJSON *src = cJSON_IsObject(ma) ? ma : mia;
         for (const cJSON *it = src->child; it && ng < N_SPLITS + 8; it = it->next) {
             if (!cJSON_IsNumber(it)) continue;
             bar_group *e = &g[ng++];
             memset(e, 0, sizeof *e);
             snprintf(e->label, sizeof e->label, "MIA %s", it->string);
-            e->has[1] = num(it, &e->v[1]);
-            e->has[0] = cJSON_IsObject(mb) && num(get(mb, it->string), &e->v[0]);
+            e->has[1] = rp_num(it, &e->v[1]);
+            e->has[0] = cJSON_IsObject(mb) && rp_num(rp_get(mb, it->string), &e->v[0]);
         }
-        sb_puts(b, "<h3>Membership inference</h3>\n<table>\n");
+        rp_puts(b, "<h3>Membership inference</h3>\n<table>\n");
         flatten(b, mia, "", html_kv);
-        sb_puts(b, "</table>\n");
+        rp_puts(b, "</table>\n");
     }
-    sb_puts(b, "<figure>\n");
-    svg_bars(b, cJSON_IsObject(mia) ? "Accuracy per split, and MIA" : "Accuracy per split",
+    rp_puts(b, "<figure>\n");
+    rp_svg_bars(b, cJSON_IsObject(mia) ? "Accuracy per split, and MIA" : "Accuracy per split",
              "accuracy", k_before_after, 1, g, ng);
-    sb_puts(b, "<figcaption>Df/Dft: forget splits (lower is forgotten); Dr/Drt/Dt: retain and "
+    rp_puts(b, "<figcaption>Df/Dft: forget splits (lower is forgotten); Dr/Drt/Dt: retain and "
             "test splits (should stay).</figcaption>\n</figure>\n");
-    sb_puts(b, "<h2>Per class</h2>\n");
-    const cJSON *pc_tr = get2(r, "per_class", "train"), *pc_te = get2(r, "per_class", "test");
+    rp_puts(b, "<h2>Per class</h2>\n");
+    const cJSON *pc_tr = rp_get2(r, "per_class", "train"), *pc_te = rp_get2(r, "per_class", "test");
     html_per_class(b, pc_tr, "train");
     html_per_class(b, pc_te, "test");
     html_class_table(b, pc_tr, "train");
     html_class_table(b, pc_te, "test");
     if (!cJSON_GetArraySize(pc_tr) && !cJSON_GetArraySize(pc_te))
-        sb_puts(b, "<p>No per-class accuracy (the model is scored on next-token predictions).</p>\n");
-    render_extra(b, r, 1);
-    const cJSON *tr = get(r, "train");
-    sb_puts(b, "<h2>Training</h2>\n<figure>\n");
-    svg_series(b, "Training loss per step", "loss", get(tr, "loss_curve"), 1, 0, COLOR_LOSS);
-    sb_puts(b, "</figure>\n<table>\n");
+        rp_puts(b, "<p>No per-class accuracy (the model is scored on next-token predictions).</p>\n");
+    rp_render_extra(b, r, 1);
+    const cJSON *tr = rp_get(r, "train");
+    rp_puts(b, "<h2>Training</h2>\n<figure>\n");
+    rp_svg_series(b, "Training loss per step", "loss", rp_get(tr, "loss_curve"), 1, 0, COLOR_LOSS);
+    rp_puts(b, "</figure>\n<table>\n");
     for (const cJSON *it = tr ? tr->child : NULL; it; it = it->next) {
         if (strcmp(it->string, "loss_curve") == 0) continue;
         fmt_item(buf, sizeof buf, it);
         html_kv(b, it->string, buf);
     }
-    sb_puts(b, "</table>\n<h2>Hyperparameters</h2>\n<table>\n");
-    flatten(b, get(r, "hyperparameters"), "", html_kv);
+    rp_puts(b, "</table>\n<h2>Hyperparameters</h2>\n<table>\n");
+    flatten(b, rp_get(r, "hyperparameters"), "", html_kv);
     double seed = 0, thr = 0;
-    if (num(get(r, "seed"), &seed)) {
+    if (rp_num(rp_get(r, "seed"), &seed)) {
         fmt_num(buf, sizeof buf, seed);
         html_kv(b, "seed", buf);
     }
-    if (num(get(r, "threads"), &thr)) {
+    if (rp_num(rp_get(r, "threads"), &thr)) {
         fmt_num(buf, sizeof buf, thr);
         html_kv(b, "threads", buf);
     }
-    sb_puts(b, "</table>\n<h2>Files</h2>\n<table>\n<tr><th>file</th><th>path</th><th>sha256</th>"
+    rp_puts(b, "</table>\n<h2>Files</h2>\n<table>\n<tr><th>file</th><th>path</th><th>sha256</th>"
             "</tr>\n");
     file_row rows[10];
     int nf = file_rows(r, rows);
     for (int k = 0; k < nf; k++) {
-        sb_printf(b, "<tr><td>%s</td><td>", rows[k].label);
-        sb_html(b, str(get(rows[k].o, "path")));
-        sb_puts(b, "</td><td><code>");
-        sb_html(b, str(get(rows[k].o, "sha256")));
-        sb_puts(b, "</code></td></tr>\n");
+        rp_printf(b, "<tr><td>%s</td><td>", rows[k].label);
+        rp_html(b, rp_str(rp_get(rows[k].o, "path")));
+        rp_puts(b, "</td><td><code>");
+        rp_html(b, rp_str(rp_get(rows[k].o, "sha256")));
+        rp_puts(b, "</code></td></tr>\n");
     }
-    sb_puts(b, "</table>\n</body>\n</html>\n");
+    rp_puts(b, "</table>\n</body>\n</html>\n");
 }
 
 /* ---- entry points ---------------------------------------------------------------------------- */
@@ -1075,7 +778,7 @@ static const char *const k_gate_names[ULC_GATE_COUNT] = {"forget_acc_max", "reta
 static int gate_is_min(int k) { return k == ULC_GATE_FORGET_PPL || k == ULC_GATE_RELEARN; }
 
 const char *ulc_report_gate_op(const cJSON *gate) {
-    const char *name = str(get(gate, "name"));
+    const char *name = rp_str(rp_get(gate, "name"));
     for (int k = 0; k < ULC_GATE_COUNT; k++)
         if (strcmp(name, k_gate_names[k]) == 0) return gate_is_min(k) ? ">=" : "<=";
     return "<=";
@@ -1084,10 +787,10 @@ const char *ulc_report_gate_op(const cJSON *gate) {
 /* The relearning gate's value: the probe's steps_to_50, or steps + 1 when it is null (Df
  * accuracy stayed below 50% for the whole probe). 0 when the report has no probe. */
 static int relearn_value(const cJSON *report, double *value, double *steps) {
-    const cJSON *rl = get(report, "relearn"), *s50 = get(rl, "steps_to_50");
-    if (!num(get(rl, "steps"), steps)) return 0;
+    const cJSON *rl = rp_get(report, "relearn"), *s50 = rp_get(rl, "steps_to_50");
+    if (!rp_num(rp_get(rl, "steps"), steps)) return 0;
     if (cJSON_IsNull(s50)) *value = *steps + 1;
-    else if (!num(s50, value)) return 0;
+    else if (!rp_num(s50, value)) return 0;
     return 1;
 }
 
@@ -1095,8 +798,8 @@ ulc_status ulc_report_gates(cJSON *report, const ulc_gates *gates, int *failed, 
                             ulc_ctx *ctx) {
     *failed = 0;
     *messages = NULL;
-    const cJSON *before = get2(report, "accuracy", "before");
-    const cJSON *after = get2(report, "accuracy", "after");
+    const cJSON *before = rp_get2(report, "accuracy", "before");
+    const cJSON *after = rp_get2(report, "accuracy", "after");
     cJSON *list = cJSON_AddArrayToObject(report, "gates");
     if (!list) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (report gates)");
     sbuf msg = {0};
@@ -1106,16 +809,16 @@ ulc_status ulc_report_gates(cJSON *report, const ulc_gates *gates, int *failed, 
         char what[160], line[320];
         const char *split = NULL;
         if (k == ULC_GATE_FORGET_ACC) {
-            split = get(after, "Dft") ? "Dft" : "Df";
-            if (!num(get(after, split), &value))
+            split = rp_get(after, "Dft") ? "Dft" : "Df";
+            if (!rp_num(rp_get(after, split), &value))
                 return ulc_fail(ctx, ULC_ERR_INTERNAL, "gate %s: the report has no %s accuracy",
                                 k_gate_names[k], split);
             snprintf(what, sizeof what, "%s accuracy", split);
             snprintf(line, sizeof line, "gate %s failed: %s accuracy %.4g > %g", k_gate_names[k],
                      split, value, thr);
         } else if (k == ULC_GATE_RETAIN_DROP) {
-            split = get(after, "Drt") ? "Drt" : get(after, "Dt") ? "Dt" : "Dr";
-            if (!num(get(before, split), &bv) || !num(get(after, split), &av))
+            split = rp_get(after, "Drt") ? "Drt" : rp_get(after, "Dt") ? "Dt" : "Dr";
+            if (!rp_num(rp_get(before, split), &bv) || !rp_num(rp_get(after, split), &av))
                 return ulc_fail(ctx, ULC_ERR_INTERNAL, "gate %s: the report has no %s accuracy",
                                 k_gate_names[k], split);
             value = bv - av;
@@ -1124,7 +827,7 @@ ulc_status ulc_report_gates(cJSON *report, const ulc_gates *gates, int *failed, 
                      "> %g", k_gate_names[k], split, value, bv, av, thr);
         } else if (k == ULC_GATE_FORGET_PPL) { /* a minimum: value >= thr passes (below) */
             split = "Df";
-            if (!num(get2(get(report, "perplexity"), "after", "Df"), &value))
+            if (!rp_num(rp_get2(rp_get(report, "perplexity"), "after", "Df"), &value))
                 return ulc_fail(ctx, ULC_ERR_INTERNAL, "gate forget_ppl_min: the report has no "
                                 "Df perplexity");
             snprintf(what, sizeof what, "Df perplexity (at least the threshold)");
@@ -1132,7 +835,7 @@ ulc_status ulc_report_gates(cJSON *report, const ulc_gates *gates, int *failed, 
                      value, thr);
         } else if (k == ULC_GATE_EXTRACT) {
             split = "Df";
-            if (!num(get2(get2(report, "extraction", "after"), "Df", "rouge_l"), &value))
+            if (!rp_num(rp_get2(rp_get2(report, "extraction", "after"), "Df", "rouge_l"), &value))
                 return ulc_fail(ctx, ULC_ERR_INTERNAL, "gate extract_max: the report has no Df "
                                 "extraction");
             snprintf(what, sizeof what, "Df extraction ROUGE-L recall");
@@ -1149,7 +852,7 @@ ulc_status ulc_report_gates(cJSON *report, const ulc_gates *gates, int *failed, 
             snprintf(line, sizeof line, "gate relearn_steps_min failed: Df accuracy back to 50%% "
                      "after %.0f relearning steps < %g", value, thr);
         } else {
-            if (!num(get2(report, "mia", "entropy"), &value))
+            if (!rp_num(rp_get2(report, "mia", "entropy"), &value))
                 return ulc_fail(ctx, ULC_ERR_INTERNAL, "gate mia_max: the report has no "
                                 "mia.entropy");
             snprintf(what, sizeof what, "MIA (entropy): Df rows called members");
@@ -1168,7 +871,7 @@ ulc_status ulc_report_gates(cJSON *report, const ulc_gates *gates, int *failed, 
         cJSON_AddStringToObject(g, "what", what);
         if (!passed) {
             ++*failed;
-            sb_printf(&msg, "%s%s", msg.len ? "\n" : "", line);
+            rp_printf(&msg, "%s%s", msg.len ? "\n" : "", line);
         }
     }
     if (msg.oom) {

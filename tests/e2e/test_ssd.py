@@ -344,3 +344,17 @@ def test_pass_refuses_training_settings(tmp_path):
     assert proc.returncode == 0, proc.stderr
     w, w0 = inits(tmp_path / "o.onnx"), inits(MODEL)
     assert all(np.array_equal(w[k], w0[k]) for k in w0 if not k.startswith("fc."))
+
+
+def test_markdown_and_html_say_what_was_dampened(tmp_path):
+    sp = tmp_path / "s.json"
+    sp.write_text(json.dumps(digits_spec(alpha=150)))
+    md, html, js = tmp_path / "r.md", tmp_path / "r.html", tmp_path / "r.json"
+    proc = run_ulc(MODEL, "--forget", sp, "-o", tmp_path / "o.onnx", "--report", md, "--report",
+                   html, "--report", js, "-q")
+    assert proc.returncode == 0, proc.stderr
+    d = json.loads(js.read_text())["dampened"]
+    line = (f"scaled {d['weights']} of the {d['of_weights']} weights it could "
+            f"({100 * d['weights'] / d['of_weights']:.2f}%), in {d['tensors']} of {d['of_tensors']} tensors")
+    assert "## Dampened weights" in md.read_text() and line in md.read_text()
+    assert "<h2>Dampened weights</h2>" in html.read_text() and line in html.read_text()

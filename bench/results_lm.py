@@ -9,7 +9,10 @@ for the columns below. rfa runs as forget_people.json says; retrain with its doc
 (methods/unlearn.h: 40 epochs, AdamW 3e-3, linear decay); every other method gets 10 epochs, its
 own optimizer and batch size, and the learning rate a sweep over 1e-5 ... 3e-3 picks by one rule
 stated before looking: the largest Df perplexity among the rates that keep Dr perplexity within
-10 % of the original's (the smallest rate when none does). The sweep's rows are printed too.
+10 % of the original's (the smallest rate when none does); ssd, which trains nothing, gets the same
+rule over its α (3 ... 100; a larger α dampens less). The sweep's rows are printed too.
+`--only ssd,npo` computes those rows alone and, with --write-doc, replaces just their lines (and
+sweep lines) in the table already in docs/results.md.
 
   ppl Df / Dr / test perplexity (docs/metrics.md, "Language models") on the forget people's
                      rows, the retained people's rows and the held-out people's rows (test.jsonl:
@@ -37,14 +40,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ULC = os.environ.get("ULC_BIN", str(ROOT / "build" / "ulc"))
 BIOS = ROOT / "models" / "bios"
-METHODS = ["retrain", "rfa", "delete", "finetune", "neggrad", "graddiff", "npo"]
+METHODS = ["retrain", "rfa", "delete", "finetune", "neggrad", "graddiff", "npo", "ssd"]
+SSD_ALPHAS = [3, 10, 30, 100]  # ssd trains nothing: its selection weighting α is swept instead
 BEGIN, END = "<!-- results_lm.py bios: begin -->", "<!-- results_lm.py bios: end -->"
 
 
 LRS = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3]
 
 
-def spec_for(method, d, lr=None):
+def spec_for(method, d, lr=None, alpha=None):
     """forget_people.json with `method` swapped in (and, with lr, 10 epochs at that rate); data
     paths made absolute."""
     spec = json.loads((BIOS / "forget_people.json").read_text())
@@ -58,9 +62,11 @@ def spec_for(method, d, lr=None):
     spec["method"] = method
     if lr is not None:
         spec["train"] = {"epochs": 10, "lr": lr, "seed": 0}
+    if alpha is not None:
+        spec["ssd"] = {"alpha": alpha}
     spec.pop("report", None)
     spec.setdefault("eval", {})["relearn_steps"] = 0  # the eval below runs the probe
-    p = d / f"spec_{method}{'' if lr is None else f'_{lr:g}'}.json"
+    p = d / f"spec_{method}{'' if lr is None else f'_{lr:g}'}{'' if alpha is None else f'_a{alpha:g}'}.json"
     p.write_text(json.dumps(spec, indent=1))
     return p
 
@@ -73,7 +79,9 @@ def run(args):
 
 
 def row(method, d, threads, lr=None, relearn=10):
-    spec = spec_for(method, d, lr)
+    """One run; for ssd `lr` carries its α."""
+    ssd = method == "ssd"
+    spec = spec_for(method, d, None if ssd else lr, lr if ssd else None)
     out = d / f"out_{method}{'' if lr is None else f'_{lr:g}'}"
     t0 = time.perf_counter()
     run([BIOS, "--forget", spec, "-o", f"{out}/", "--threads", threads, "-q"])
@@ -86,27 +94,31 @@ def row(method, d, threads, lr=None, relearn=10):
 def sweep(method, d, threads):
     """The rate the rule picks (module doc), and the sweep's points."""
     pts = []
-    for lr in LRS:
+    for lr in (SSD_ALPHAS if method == "ssd" else LRS):
         ev, wall = row(method, d, threads, lr, relearn=0)
         ppl = ev["perplexity"]
         pts.append((lr, ppl["model"]["Df"], ppl["model"]["Dr"], ppl["original"]["Dr"]))
         print(f"  {method} lr {lr:g}: ppl Df {ppl['model']['Df']:.3g}, Dr {ppl['model']['Dr']:.3g}",
               file=sys.stderr, flush=True)
     ok = [p for p in pts if p[2] <= 1.1 * p[3]]
-    best = max(ok, key=lambda p: p[1])[0] if ok else LRS[0]
+    best = max(ok, key=lambda p: p[1])[0] if ok else pts[0][0]
     return best, pts
+
+
+def label(m, lr):
+    return m if lr is None else f"{m} (α {lr:g})" if m == "ssd" else f"{m} (lr {lr:g})"
 
 
 def fmt(x, nd=2):
     return "—" if x is None else f"{x:.{nd}f}"
 
 
-def table(threads):
+def table(threads, methods=METHODS):
     sweeps = {}
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         rows, orig = [], None
-        for m in METHODS:
+        for m in methods:
             lr = None
             if m not in ("rfa", "retrain"):
                 lr, sweeps[m] = sweep(m, d, threads)
@@ -114,7 +126,7 @@ def table(threads):
             print(f"{m}: {wall:.1f} s", file=sys.stderr, flush=True)
             if orig is None:
                 orig = ev
-            rows.append((m if lr is None else f"{m} (lr {lr:g})", ev, wall))
+            rows.append((label(m, lr), ev, wall))
     head = ("| method | ppl Df | ppl Dr | ppl test | acc Df | extract ROUGE-L / exact | MIA loss AUC | "
             "MIA min-k AUC | relearn ppl Df | time s |\n|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
@@ -133,7 +145,8 @@ def table(threads):
     line("original (IN)", orig, "original", None)
     for m, ev, wall in rows:
         line(f"**{m}**" if m == "retrain" else m, ev, "model", wall)
-    lines += ["", "The learning-rate sweeps (10 epochs each; ppl Df / ppl Dr after; the rule's pick in bold):", "",
+    lines += ["", "The learning-rate sweeps (10 epochs each; ppl Df / ppl Dr after; the rule's pick in "
+              "bold; ssd's row: its α 3, 10, 30, 100):", "",
               "| method | " + " | ".join(f"{lr:g}" for lr in LRS) + " |",
               "|---|" + "---|" * len(LRS)]
     for m, pts in sweeps.items():
@@ -141,22 +154,60 @@ def table(threads):
         cells = []
         for lr, df, dr, _ in pts:
             c = f"{df:.3g} / {dr:.3g}"
-            cells.append(f"**{c}**" if f"{m} (lr {lr:g})" in pick else c)
+            cells.append(f"**{c}**" if label(m, lr) in pick else c)
+        cells += [""] * (len(LRS) - len(cells))
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def merge_rows(old, new, methods):
+    """The block `old` with the lines of `methods` (rows and sweep lines) taken from `new`."""
+    def key(line):
+        cell = line.split("|")[1].strip().strip("*") if line.startswith("| ") else ""
+        return cell.split(" (")[0]
+    fresh = {}
+    for line in new.split("\n"):
+        if key(line) in methods:
+            fresh.setdefault(key(line), []).append(line)
+    out, used = [], {m: 0 for m in methods}
+    lines = old.split("\n")
+    for i, line in enumerate(lines):
+        k = key(line)
+        if k in methods and used[k] < len(fresh.get(k, [])):
+            out.append(fresh[k][used[k]])
+            used[k] += 1
+            continue
+        if k in methods:
+            continue
+        out.append(line)
+        nxt = lines[i + 1] if i + 1 < len(lines) else ""
+        for m in methods:  # rows not in the old block go at the end of their table
+            if line.startswith("|") and not nxt.startswith("|") and used[m] < len(fresh.get(m, [])):
+                out.append(fresh[m][used[m]])
+                used[m] += 1
+    return "\n".join(out)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", default="2")
+    ap.add_argument("--only", help="comma-separated methods: compute these rows only")
     ap.add_argument("--write-doc", action="store_true")
     a = ap.parse_args()
-    block = table(a.threads)
+    only = a.only.split(",") if a.only else None
+    if only and any(m not in METHODS for m in only):
+        sys.exit(f"--only: expected some of {', '.join(METHODS)}")
+    block = table(a.threads, only or METHODS)
     print(block)
     if a.write_doc:
         doc_path = ROOT / "docs" / "results.md"
         doc = doc_path.read_text()
         cmd = f"`.venv/bin/python bench/results_lm.py --threads {a.threads} --write-doc`"
+        if only and BEGIN in doc:  # the rows of `only` replaced in the table already there
+            old = doc[doc.index(BEGIN) + len(BEGIN):doc.index(END)].strip("\n")
+            old_block = old.split("\n", 2)[2] if old.startswith("`") else old
+            block = merge_rows(old_block, block, only)
+            cmd += f" (rows {', '.join(only)}: `--only {a.only} --write-doc`)"
         body = f"{BEGIN}\n{cmd}\n\n{block}\n{END}"
         if BEGIN in doc:
             doc = doc[:doc.index(BEGIN)] + body + doc[doc.index(END) + len(END):]

@@ -285,12 +285,12 @@ static ulc_status noise_model(const ulc_unlearn_call *c, const ulc_tensor *xcol,
     int64_t dims[ULC_DATASET_MAX_RANK] = {1};
     size_t numel = 1;
     for (int d = 1; d < xcol->rank; d++) dims[d] = xcol->dims[d], numel *= (size_t)xcol->dims[d];
-    float *zero = calloc(numel, sizeof *zero);
-    if (!zero) return ulc_fail(ctx, ULC_ERR_NOMEM, "megu: out of memory");
     ulc_gb gb, *b = &gb;
     ulc_gb_init(b, g, ulc_model_opset(*out, ""), ULC_GB_NAMES_DERIVED, ctx);
     ulc_value *n = ulc_graph_add_value(g, NOISE, ctx);
     NN(n);
+    float *zero = calloc(numel, sizeof *zero); /* ulc_gb_set_init takes it over */
+    if (!zero) return ulc_fail(ctx, ULC_ERR_NOMEM, "megu: out of memory");
     NN(ulc_gb_set_init(b, n, ULC_DT_F32, xcol->rank, dims, zero, numel * sizeof *zero));
     n->flags |= ULC_VALUE_PARAM;
     ulc_value *xn = ulc_gb_op2(b, "Add", x, n);

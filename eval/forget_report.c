@@ -14,6 +14,8 @@ void ulc_forget_facts_clear(ulc_forget_facts *r) {
     free(r->ref_file);
     cJSON_Delete(r->hyper);
     cJSON_Delete(r->extra);
+    cJSON_Delete(r->detail);
+    r->detail = NULL;
     ulc_scores_clear(&r->before);
     ulc_scores_clear(&r->after);
     ulc_train_stats_clear(&r->st);
@@ -96,6 +98,7 @@ cJSON *ulc_forget_report_json(const ulc_forget_facts *r) {
         cJSON_AddNumberToObject(d, "tensors", r->ssd_tensors);
         cJSON_AddNumberToObject(d, "of_tensors", r->ssd_of_tensors);
     }
+    if (r->detail) cJSON_AddItemToObject(o, r->method, cJSON_Duplicate(r->detail, 1));
     cJSON *in = file_entry(r->in, r->in_sha);
     if (r->in && r->in_file && strcmp(r->in, r->in_file) != 0)
         cJSON_AddStringToObject(in, "file", r->in_file);

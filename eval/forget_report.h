@@ -47,6 +47,8 @@ typedef struct ulc_forget_facts {
     const ulc_splits *sp;
     const ulc_iface *f;
     cJSON *hyper;               /* owned: "hyperparameters" without "eval" (the method's) */
+    cJSON *detail;              /* owned: the method's own object, reported under its name
+                                   (megu's); NULL: none */
     ulc_fe_opts eval;           /* "hyperparameters.eval": features, relearn_steps, relearn_lr */
     uint64_t seed;
     int threads;

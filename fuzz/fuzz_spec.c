@@ -5,7 +5,8 @@
  * relative to the spec, the forget set (forget.indices_file is a second JSON reader) and the
  * passes the spec turns into. The files the seeds name exist in the scratch directory
  * (train.safetensors, test.safetensors, reference.onnx, a Hugging Face directory hf/, and
- * indices.json with a valid row list, bad.json with an invalid one): the parser only checks
+ * indices.json with a valid row list, bad.json with an invalid one, similarity.json with megu's
+ * 2x2 class similarity — megu.similarity is a third JSON reader): the parser only checks
  * that data files exist, so their content is not fuzzed here (fuzz_data.c does that).
  */
 #include <stdint.h>
@@ -32,6 +33,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     put_text("hf/config.json", "{\"model_type\": \"resnet\"}");
     put_text("indices.json", "[0, 3, 17, 402]");
     put_text("bad.json", "[1, 1.5, -2]");
+    put_text("similarity.json", "[[1, 0.25], [0.5, 1]]");
     put_text("train.jsonl", "{\"text\": \"a\"}\n"); /* text data (its keys and forget.file) */
     put_text("forget.txt", "a\n");
     put_text("tok/tokenizer.json", "{}");

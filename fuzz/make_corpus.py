@@ -316,6 +316,13 @@ def corpus_spec():
                              "clip": {"classes": ["cat", "dog"], "templates": ["a {}"]},
                              "forget": {"concepts": ["dog"]},
                              "graddiff": {"retain": "kl", "train": "lora"}},
+        "megu": {"method": "megu", "data": data, "forget": {"classes": [1]},
+                 "megu": {"train": "all", "tau": 0.3, "alpha": 0.7, "noise_steps": 25,
+                          "noise_lr": 0.1, "noise_lambda": 0.1, "retain_rows": 10000,
+                          "similarity": "similarity.json"},
+                 "train": {"lr": 0.0003, "epochs": 3, "batch_size": 32}},
+        "megu-bad-similarity": {"method": "megu", "data": data, "forget": {"indices": [0]},
+                                "megu": {"similarity": "bad.json"}},
     }
     for name, spec in specs.items():
         write(out / f"{name}.json", jdump(spec))

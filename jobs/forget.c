@@ -232,6 +232,8 @@ static ulc_status unlearn(forget_run *w, ulc_model *m, ulc_ctx *ctx) {
     w->fx.ssd_weights = w->env.ssd.weights;
     w->fx.ssd_tensors = w->env.ssd.tensors;
     w->fx.ssd_of_tensors = w->env.ssd.of_tensors;
+    w->fx.detail = w->env.detail; /* the report takes the method's own object over */
+    w->env.detail = NULL;
     if (st == ULC_OK && ((o->stop && *o->stop) || w->fx.st.interrupted))
         st = ulc_fail(ctx, ULC_ERR_INTERRUPTED, "forget: interrupted");
     return st;

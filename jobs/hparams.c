@@ -71,6 +71,22 @@ static void method_obj(cJSON *hp, const char *method, const ulc_pass_opts *mo) {
         cJSON_AddNumberToObject(o, "alpha_coarse", ulc_pass_opt_num(mo, "alpha_coarse", 10));
         cJSON_AddNumberToObject(o, "alpha_fine", ulc_pass_opt_num(mo, "alpha_fine", 20));
     }
+    if (strcmp(method, "megu") == 0) {
+        ulc_unlearn_opts d;
+        ulc_optim_opts optim;
+        int epochs, batch;
+        ulc_unlearn_defaults(ULC_METHOD_MEGU, &d, &optim, &epochs, &batch);
+        cJSON_AddNumberToObject(o, "tau", ulc_pass_opt_num(mo, "tau", d.megu_tau));
+        cJSON_AddNumberToObject(o, "alpha", ulc_pass_opt_num(mo, "alpha", d.megu_alpha));
+        cJSON_AddNumberToObject(o, "noise_steps",
+                                (double)ulc_pass_opt_i(mo, "noise_steps", d.megu_noise_steps));
+        cJSON_AddNumberToObject(o, "noise_lr", ulc_pass_opt_num(mo, "noise_lr", d.megu_noise_lr));
+        cJSON_AddNumberToObject(o, "noise_lambda",
+                                ulc_pass_opt_num(mo, "noise_lambda", d.megu_noise_lambda));
+        cJSON_AddNumberToObject(o, "retain_rows",
+                                (double)ulc_pass_opt_i(mo, "retain_rows", d.megu_retain_rows));
+        cJSON_AddStringToObject(o, "similarity", ulc_pass_opt_str(mo, "similarity", "model"));
+    }
 }
 
 static void rfa_obj(cJSON *hp, const ulc_pass_opts *mo, int next_token) {

@@ -82,6 +82,7 @@ struct ulc_request {
                                   extract_rows (default ulc_lm_defaults()) */
     char *reference;           /* a reference model (retrain) for the activation distance, resolved */
     char *ssd_params;          /* ssd.params as given (unlearn.ssd_params points here), or NULL */
+    char *megu_similarity;     /* megu.similarity resolved (unlearn.megu_similarity points here) */
     ulc_gates gates;           /* key "gates" */
     ulc_clip_spec clip;        /* key "clip" (jobs/clip.h); clip.given when a CLIP request */
 };

@@ -33,6 +33,7 @@ void ulc_request_clear(ulc_request *s) {
     free(s->report);
     free(s->reference);
     free(s->ssd_params);
+    free(s->megu_similarity);
     ulc_clip_spec_clear(&s->clip);
 }
 
@@ -294,7 +295,7 @@ static int is_text_file(const char *path) {
 static const char *const k_top_keys[] = {"method", "data", "forget", "model", "lora", "train",
                                          "rfa", "delete", "finetune", "neggrad", "random-label",
                                          "scrub", "retrain", "graddiff", "npo", "ssd", "nhl-kl",
-                                         "gates", "report", "eval", "clip", NULL};
+                                         "gates", "report", "eval", "clip", "megu", NULL};
 static const char *const k_data_keys[] = {"train", "test", NULL};
 static const char *const k_forget_keys[] = {"classes", "indices", "indices_file", "file",
                                             "concepts", NULL};
@@ -310,6 +311,8 @@ static const char *const k_graddiff_keys[] = {"train", "retain_weight", "retain"
 static const char *const k_npo_keys[] = {"train", "beta", "retain_weight", NULL};
 static const char *const k_ssd_keys[] = {"alpha", "lambda", "params", NULL};
 static const char *const k_nhl_keys[] = {"train", "margin", "alpha_coarse", "alpha_fine", NULL};
+static const char *const k_megu_keys[] = {"train", "tau", "alpha", "noise_steps", "noise_lr",
+                                          "noise_lambda", "retain_rows", "similarity", NULL};
 static const char *const k_other_keys[] = {"train", NULL}; /* finetune, neggrad, ... */
 /* The 'train' keys ssd refuses: it trains nothing (batch_size and seed apply). */
 static const char *const k_ssd_no_train[] = {"epochs", "lr", "optimizer", "weight_decay",
@@ -430,6 +433,37 @@ static ulc_status parse_ssd(ulc_request *s, const cJSON *mo, ulc_ctx *ctx) {
     return ULC_OK;
 }
 
+/* 'megu': tau in (0, 1], alpha in [0, 1], the noises' settings, the retain rows, and the
+ * similarity file (relative to the spec; read and checked whole here — square, finite, >= 0 —
+ * and against the model's classes before any work, by ulc_method_check_model). */
+static ulc_status parse_megu(ulc_request *s, const cJSON *mo, ulc_ctx *ctx) {
+    const char *path = s->path, *rel = NULL;
+    ulc_unlearn_opts *u = &s->unlearn;
+    long long iv = u->megu_noise_steps;
+    ULC_TRY(get_num(path, mo, "megu", "tau", 0, 1, 1, &u->megu_tau, ctx));
+    ULC_TRY(get_num(path, mo, "megu", "alpha", 0, 0, 1, &u->megu_alpha, ctx));
+    ULC_TRY(get_int(path, mo, "megu", "noise_steps", 1, 1e6, &iv, ctx));
+    u->megu_noise_steps = (int)iv;
+    ULC_TRY(get_num(path, mo, "megu", "noise_lr", 0, 1, 1e3, &u->megu_noise_lr, ctx));
+    ULC_TRY(get_num(path, mo, "megu", "noise_lambda", 0, 0, 1e6, &u->megu_noise_lambda, ctx));
+    ULC_TRY(get_int(path, mo, "megu", "retain_rows", 0, 1e12, &u->megu_retain_rows, ctx));
+    ULC_TRY(get_str(path, mo, "megu", "similarity", &rel, ctx));
+    if (!rel) return ULC_OK;
+    ULC_TRY(spec_file(s, "megu.similarity", rel, &s->megu_similarity, ctx));
+    /* the pass option's text rules (passes/pass.h), as ssd.params */
+    size_t n = strlen(s->megu_similarity);
+    if (strpbrk(s->megu_similarity, ",{}") || isspace((unsigned char)s->megu_similarity[0]) ||
+        isspace((unsigned char)s->megu_similarity[n - 1]))
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'megu.similarity': the path '%s' may not "
+                        "hold ',', '{' or '}' nor start or end with a space", path,
+                        s->megu_similarity);
+    u->megu_similarity = s->megu_similarity;
+    double *S = NULL;
+    ULC_TRY(ulc_megu_similarity_load(s->megu_similarity, -1, &S, NULL, ctx));
+    free(S);
+    return ULC_OK;
+}
+
 /* The method (key 'method') and its own object (key named after it; rfa's is parsed with the
  * rest). Its training defaults are resolved with the spec's 'train' (methods/method.h). */
 static ulc_status parse_method(ulc_request *s, const cJSON *j, const char *method, ulc_ctx *ctx) {
@@ -438,7 +472,7 @@ static ulc_status parse_method(ulc_request *s, const cJSON *j, const char *metho
     if (m < 0)
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'method': unknown method '%s' (expected "
                         "rfa, delete, finetune, neggrad, random-label, scrub, retrain, graddiff, "
-                        "npo, ssd or nhl-kl)", path, method);
+                        "npo, ssd, nhl-kl or megu)", path, method);
     s->method = (ulc_method)m;
     s->method_name = ulc_method_name(s->method);
     /* another method's object is a mistake (a copied spec whose method was changed) */
@@ -460,6 +494,7 @@ static ulc_status parse_method(ulc_request *s, const cJSON *j, const char *metho
                               : s->method == ULC_METHOD_NPO      ? k_npo_keys
                               : s->method == ULC_METHOD_SSD      ? k_ssd_keys
                               : s->method == ULC_METHOD_NHL_KL   ? k_nhl_keys
+                              : s->method == ULC_METHOD_MEGU     ? k_megu_keys
                                                                  : k_other_keys;
     ULC_TRY(check_keys(path, mo, s->method_name, keys, ctx));
     if (s->method == ULC_METHOD_SSD) return parse_ssd(s, mo, ctx);
@@ -510,6 +545,7 @@ static ulc_status parse_method(ulc_request *s, const cJSON *j, const char *metho
         ULC_TRY(get_num(path, mo, "nhl-kl", "alpha_fine", 0, 0, 1e6, &s->unlearn.nhl_alpha_fine,
                         ctx));
     }
+    if (s->method == ULC_METHOD_MEGU) return parse_megu(s, mo, ctx);
     return ULC_OK;
 }
 
@@ -928,6 +964,16 @@ ulc_status ulc_request_passes(ulc_request *s, ulc_ctx *ctx) {
         SET(ulc_pipeline_set_num(p, "alpha_coarse", s->unlearn.nhl_alpha_coarse, ctx));
         SET(ulc_pipeline_set_num(p, "alpha_fine", s->unlearn.nhl_alpha_fine, ctx));
     }
+    if (s->method == ULC_METHOD_MEGU) {
+        const ulc_unlearn_opts *u = &s->unlearn;
+        SET(ulc_pipeline_set_num(p, "tau", u->megu_tau, ctx));
+        SET(ulc_pipeline_set_num(p, "alpha", u->megu_alpha, ctx));
+        SET(ulc_pipeline_set_int(p, "noise_steps", u->megu_noise_steps, ctx));
+        SET(ulc_pipeline_set_num(p, "noise_lr", u->megu_noise_lr, ctx));
+        SET(ulc_pipeline_set_num(p, "noise_lambda", u->megu_noise_lambda, ctx));
+        SET(ulc_pipeline_set_int(p, "retain_rows", u->megu_retain_rows, ctx));
+        if (u->megu_similarity) SET(ulc_pipeline_set_str(p, "similarity", u->megu_similarity, ctx));
+    }
     if (lora) SET(ulc_pipeline_append(p, "lora-merge", ctx));
 #undef SET
     if (st != ULC_OK) {
@@ -1028,7 +1074,7 @@ ulc_status ulc_request_set_passes(ulc_request *rq, const char *pipeline, ulc_ctx
         ulc_pipeline_free(p);
         return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "passes '%s': expected one unlearning method "
                         "(rfa, delete, finetune, neggrad, random-label, scrub, retrain, graddiff, "
-                        "npo or ssd), found %d", pipeline, methods);
+                        "npo, ssd, nhl-kl or megu), found %d", pipeline, methods);
     }
     ulc_pipeline_free(rq->passes);
     rq->passes = p;

@@ -1,7 +1,8 @@
 /*
  * method.h — unlearning methods as registered passes.
  *
- * Each method (rfa, delete, finetune, neggrad, random-label, scrub, retrain, graddiff, npo, ssd)
+ * Each method (rfa, delete, finetune, neggrad, random-label, scrub, retrain, graddiff, npo, ssd,
+ * nhl-kl, megu)
  * is a pass with typed options (its own, and the training settings every method takes: epochs,
  * batch_size, lr, weight_decay, momentum, optimizer; ssd, which trains nothing, takes only
  * batch_size). What a method reads beyond the graph — the frozen teacher, the training rows,
@@ -79,6 +80,9 @@ struct ulc_method_env {
     ulc_ssd_result ssd;          /* ssd: what it dampened (zero for the other methods) */
     /* a CLIP request (jobs/clip.h): the output of the coarse classes' logits, or NULL */
     const char *coarse_output;
+    /* the method's own report object (megu's: similarity, perturbing labels, noises), or NULL;
+     * ulc_method_env_clear deletes it (a caller that keeps it sets this to NULL) */
+    struct cJSON *detail;
 };
 
 /* Registers the method passes (idempotent, thread-safe). */
@@ -108,7 +112,8 @@ ulc_status ulc_method_check_task(ulc_method m, const ulc_pass_opts *o, int next_
                                  ulc_ctx *ctx);
 
 /* Whether method m with its options o fits the model itself, before any work: ssd's params
- * globs must select a weight (ULC_ERR_INVALID naming them); every other method fits. */
+ * globs must select a weight, megu's similarity file must hold a K×K matrix for the model's K
+ * classes (ULC_ERR_INVALID naming them); every other method fits. */
 ulc_status ulc_method_check_model(ulc_method m, const ulc_pass_opts *o, ulc_model *model,
                                   ulc_ctx *ctx);
 

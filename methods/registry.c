@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "io/cache.h"
 #include "ir/lora.h"
 #include "methods/rfa.h"
@@ -114,6 +116,25 @@ static const ulc_pass_optdef k_ssd_opts[] = {
      .help = "'|'-separated globs of the weights it may dampen (every float weight)"},
     {0}};
 
+static const ulc_pass_optdef k_megu_opts[] = {
+    TRAIN_OPTS,
+    WHAT_OPT,
+    {.key = "tau", .kind = ULC_OPT_NUM, .lo = 0, .lo_open = 1, .hi = 1,
+     .help = "the perturbing label is the floor(K*tau)-th most similar class (0.3)"},
+    {.key = "alpha", .kind = ULC_OPT_NUM, .lo = 0, .hi = 1,
+     .help = "weight of the positive noise in the mixed noise (0.7)"},
+    {.key = "noise_steps", .kind = ULC_OPT_INT, .ilo = 1, .ihi = 1000000,
+     .help = "Adam steps per noise (25)"},
+    {.key = "noise_lr", .kind = ULC_OPT_NUM, .lo = 0, .lo_open = 1, .hi = 1e3,
+     .help = "the noises' learning rate (0.1)"},
+    {.key = "noise_lambda", .kind = ULC_OPT_NUM, .lo = 0, .hi = 1e6,
+     .help = "weight of mean(N^2) in the noise losses (0.1)"},
+    {.key = "retain_rows", .kind = ULC_OPT_INT, .ilo = 0, .ihi = 1LL << 40,
+     .help = "retain rows finetuned on, at most; a seeded choice when there are more (10000)"},
+    {.key = "similarity", .kind = ULC_OPT_STR,
+     .help = "a JSON file of the KxK class similarity (the model's mean softmax per class)"},
+    {0}};
+
 /* ---- training settings ----------------------------------------------------------------------------- */
 
 ulc_method_train ulc_method_train_defaults(ulc_method m) {
@@ -186,6 +207,12 @@ ulc_status ulc_method_check_task(ulc_method m, const ulc_pass_opts *o, int next_
 
 ulc_status ulc_method_check_model(ulc_method m, const ulc_pass_opts *o, ulc_model *model,
                                   ulc_ctx *ctx) {
+    const char *sim = ulc_pass_opt_str(o, "similarity", NULL);
+    if (m == ULC_METHOD_MEGU && sim) {
+        double *S = NULL;
+        ULC_TRY(ulc_megu_similarity_load(sim, ulc_unlearn_classes(model, NULL), &S, NULL, ctx));
+        free(S);
+    }
     if (m != ULC_METHOD_SSD) return ULC_OK;
     return ulc_ssd_check(model, ulc_pass_opt_str(o, "params", NULL), ctx);
 }
@@ -205,6 +232,8 @@ void ulc_method_env_clear(ulc_method_env *env) {
     env->method = NULL;
     env->teacher_cache = NULL;
     memset(&env->ssd, 0, sizeof env->ssd);
+    cJSON_Delete(env->detail);
+    env->detail = NULL;
 }
 
 /* The trainer's options for one run of method name. */
@@ -300,6 +329,16 @@ static ulc_status run_unlearn(ulc_method method, ulc_model *m, const ulc_pass_op
         u.nhl_alpha_fine = ulc_pass_opt_num(o, "alpha_fine", u.nhl_alpha_fine);
         u.coarse_output = env->coarse_output;
     }
+    if (method == ULC_METHOD_MEGU) {
+        u.megu_tau = ulc_pass_opt_num(o, "tau", u.megu_tau);
+        u.megu_alpha = ulc_pass_opt_num(o, "alpha", u.megu_alpha);
+        u.megu_noise_steps = (int)ulc_pass_opt_i(o, "noise_steps", u.megu_noise_steps);
+        u.megu_noise_lr = ulc_pass_opt_num(o, "noise_lr", u.megu_noise_lr);
+        u.megu_noise_lambda = ulc_pass_opt_num(o, "noise_lambda", u.megu_noise_lambda);
+        u.megu_retain_rows = ulc_pass_opt_i(o, "retain_rows", u.megu_retain_rows);
+        u.megu_similarity = ulc_pass_opt_str(o, "similarity", NULL);
+        u.megu_detail = &env->detail;
+    }
     u.next_token = env->next_token;
     u.forget_classes = env->forget_classes;
     u.n_forget_classes = env->n_forget_classes;
@@ -368,11 +407,15 @@ METHOD_PASS(nhl_pass, "nhl-kl", k_nhl_opts,
 METHOD_PASS(ssd_pass, "ssd", k_ssd_opts,
             "selective synaptic dampening: no training; shrink the weights far more important to "
             "the forget rows (Fisher) than to the training data")
+METHOD_PASS(megu_pass, "megu", k_megu_opts,
+            "MeGU: relabel forget rows to similar classes, move them by optimised input noise, "
+            "and finetune on them with retain rows")
 
 static const ulc_pass *const k_method_passes[] = {
     &k_pass_rfa_pass,          &k_pass_delete_pass, &k_pass_finetune_pass, &k_pass_neggrad_pass,
     &k_pass_random_label_pass, &k_pass_scrub_pass,  &k_pass_retrain_pass,  &k_pass_graddiff_pass,
-    &k_pass_npo_pass,          &k_pass_ssd_pass,    &k_pass_nhl_pass,      NULL};
+    &k_pass_npo_pass,          &k_pass_ssd_pass,    &k_pass_nhl_pass,      &k_pass_megu_pass,
+    NULL};
 
 int ulc_method_of_pass(const char *name) { return name ? ulc_method_parse(name) : -1; }
 

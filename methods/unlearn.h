@@ -30,6 +30,13 @@
  *                 hinge pushing each forget exemplar's own fine class below the best other one
  *                 by a margin, plus KL to the original over the coarse classes and over the kept
  *                 fine classes on every exemplar (nhl.c)
+ *   megu          MeGU, Machine-Guided Unlearning (Wang, Huang et al.): each forget row relabelled
+ *                 to the ⌊Kτ⌋-th most likely class (1-based; never a forget class) of R = T·p —
+ *                 T the column-normalised class similarity (a user's file, or the original's mean
+ *                 softmax per class), p the original's softmax with the row's own label zeroed —
+ *                 and moved by α·N⁺(y^p) + (1−α)·N⁻(y), input noises optimised on the frozen
+ *                 original toward (N⁺) and away from (N⁻) a class; then cross-entropy on those
+ *                 rows and up to retain_rows retain rows (megu.c)
  *
  * graddiff and npo pair rows: every epoch the forget rows in a seeded order, each with the next
  * row of a seeded cycle through the retain rows; a step reads batch_size pairs.
@@ -55,6 +62,8 @@
 #include "ir/graph.h"
 #include "train/train.h"
 
+struct cJSON; /* megu's report object (cjson/cJSON.h) */
+
 typedef enum ulc_method {
     ULC_METHOD_RFA = 0,
     ULC_METHOD_DELETE,
@@ -67,11 +76,12 @@ typedef enum ulc_method {
     ULC_METHOD_NPO,
     ULC_METHOD_SSD,
     ULC_METHOD_NHL_KL,
+    ULC_METHOD_MEGU,
     ULC_METHOD_COUNT_
 } ulc_method;
 
 /* "rfa", "delete", "finetune", "neggrad", "random-label", "scrub", "retrain", "graddiff", "npo",
- * "ssd", "nhl-kl" → method; -1. */
+ * "ssd", "nhl-kl", "megu" → method; -1. */
 int ulc_method_parse(const char *s);
 const char *ulc_method_name(ulc_method m);
 
@@ -112,6 +122,15 @@ typedef struct ulc_unlearn_opts {
     double nhl_alpha_coarse;    /* nhl-kl: α_c, weight of the KL over the coarse classes (10) */
     double nhl_alpha_fine;      /* nhl-kl: α_f, weight of the KL over the kept fine classes (20) */
     const char *coarse_output;  /* nhl-kl: the output of the coarse classes' logits */
+    double megu_tau;            /* megu: the perturbing label is the ⌊K·tau⌋-th largest (0.3) */
+    double megu_alpha;          /* megu: weight of the positive noise in the mix (0.7) */
+    int megu_noise_steps;       /* megu: Adam steps per noise (25) */
+    double megu_noise_lr;       /* megu: their learning rate (0.1) */
+    double megu_noise_lambda;   /* megu: weight of mean(N²) in the noise losses (0.1) */
+    long long megu_retain_rows; /* megu: retain rows finetuned on, at most (10000) */
+    const char *megu_similarity; /* megu: the K×K similarity's JSON file; NULL: the model's */
+    struct cJSON **megu_detail; /* megu: where its report object goes (the caller deletes it);
+                                   NULL: nowhere */
     int next_token;             /* a text model: every loss per next-token position */
     const char *input, *output; /* model input/output; NULL: the only ones */
     /* delete: teacher logits of the forget rows, in row order ([n_forget, C]); NULL: computed
@@ -134,6 +153,12 @@ ulc_status ulc_unlearn_run(ulc_model *model, const ulc_model *teacher, const ulc
  * classification, with delete's mask all_forget or not; NULL when it can. For the checks before
  * any work (methods/method.h ulc_method_check_task). */
 const char *ulc_unlearn_refusal(ulc_method m, int next_token, int mask_all_forget);
+
+/* MeGU's similarity file: a JSON list of K lists of K finite numbers >= 0 into *S ([K, K],
+ * malloc'd) and *K (when not NULL); want_k > 0: K must be it. ULC_ERR_INVALID naming the file
+ * and the row/column at fault. */
+ulc_status ulc_megu_similarity_load(const char *path, int64_t want_k, double **S, int64_t *K,
+                                    ulc_ctx *ctx);
 
 /* The frozen teacher's logits on the forget rows ([n_forget, classes] float32, malloc'd), for
  * DELETE and its cache. */

@@ -60,6 +60,8 @@ ulc_status ulc_ssd_run(const ulc_unlearn_call *c, ulc_ctx *ctx);
 ulc_status ulc_ssd_check(ulc_model *m, const char *globs, ulc_ctx *ctx);
 /* nhl-kl on a CLIP zero-shot classifier (nhl.c). */
 ulc_status ulc_nhl_run(const ulc_unlearn_call *c, ulc_ctx *ctx);
+/* MeGU (megu.c): relabelled, noised forget rows and retain rows, cross-entropy. */
+ulc_status ulc_megu_run(const ulc_unlearn_call *c, ulc_ctx *ctx);
 /* Text models (every method that runs on them), and graddiff / npo on every model (lm.c). */
 ulc_status ulc_lm_run(const ulc_unlearn_call *c, ulc_ctx *ctx);
 

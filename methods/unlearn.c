@@ -4,10 +4,10 @@
  * Every method trains on a row subset of the data (forget rows or retain rows), gathered into
  * its own columns, plus, where the method needs the frozen teacher, a column "ulc.teacher" of
  * the teacher's logits for those rows (computed once). Losses are graph (custom_loss of the
- * training graph), so DELETE's target is built in the graph from the teacher column:
- *     p = softmax(where(mask, −∞, z_t / T)),  mask = the row's own label (or any forget class)
- * and the KL of loss.c (0·log 0 = 0) compares it with the student; the softmax kernel subtracts
- * the row maximum, so the −∞ entries are exact zeros.
+ * training graph), so DELETE's target is built in the graph from the teacher column, whose
+ * masked logits delete.c set to −∞ (the row's own label when its class is forgotten, or any
+ * forget class):  p = softmax(z_t / T), and the KL of loss.c (0·log 0 = 0) compares it with the
+ * student; the softmax kernel subtracts the row maximum, so the −∞ entries are exact zeros.
  */
 #include "methods/unlearn_internal.h"
 
@@ -215,28 +215,9 @@ static ulc_status build_loss(void *arg, ulc_tg *t, ulc_value **loss, ulc_ctx *ct
         ulc_value *zt_in = ulc_tg_input(t, "ulc.unlearn.teacher", ULC_DT_F32, 2, td, TEACHER_COL, ctx);
         NN(zt_in);
         ulc_value *z = zt_in;
-        if (lc->kind == L_DELETE) {
-            if (u->temperature != 1.0)
-                NN(z = ulc_gb_op2(b, "Div", z, ulc_gb_scalar_f32(b, (float)u->temperature)));
-            /* the mask: the row's own label, or (all_forget) any forget class */
-            int64_t *ar = malloc(sizeof *ar * (size_t)C);
-            if (!ar) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-            for (int64_t c = 0; c < C; c++) ar[c] = c;
-            ulc_value *range = ulc_gb_vec_i64(b, (int)C, ar);
-            ulc_value *mask = ulc_gb_op2(b, "Equal", ulc_gb_unsqueeze(b, label, 1, &one), range);
-            if (u->mask_all_forget && u->n_forget_classes > 0) {
-                for (int64_t c = 0; c < C; c++) ar[c] = 0;
-                for (int k = 0; k < u->n_forget_classes; k++)
-                    if (u->forget_classes[k] >= 0 && u->forget_classes[k] < C) ar[u->forget_classes[k]] = 1;
-                ulc_value *fc = ulc_gb_op2(b, "Equal", ulc_gb_vec_i64(b, (int)C, ar),
-                                          ulc_gb_vec_i64(b, 1, &one));
-                mask = ulc_gb_op2(b, "Or", mask, fc);
-            }
-            free(ar);
-            ulc_value *w[3] = {mask, ulc_gb_scalar_f32(b, -INFINITY), z};
-            NN(w[0] && w[1]);
-            NN(z = ulc_gb_opn(b, NULL, "Where", 3, w, 1, NULL));
-        }
+        /* DELETE: the column's masked logits are −∞ already (delete.c) */
+        if (lc->kind == L_DELETE && u->temperature != 1.0)
+            NN(z = ulc_gb_op2(b, "Div", z, ulc_gb_scalar_f32(b, (float)u->temperature)));
         ulc_value *p = ulc_gb_op1(b, "Softmax", z);
         NN(p);
         ulc_gb_attr_int(b, p, "axis", 1);

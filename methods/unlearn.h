@@ -5,7 +5,9 @@
  *
  *   delete        forget rows only: KL(p ‖ student), batch mean, p = softmax of the frozen
  *                 teacher's logits with the row's own label (mask all_forget: every forget
- *                 class) set to −∞ (shared/methods/delete.md); teacher logits computed once
+ *                 class) set to −∞ (shared/methods/delete.md); teacher logits computed once.
+ *                 The own label is masked only when its class is forgotten (no retain row has
+ *                 it): a row of a kept class (sample forgetting) keeps the teacher's target
  *   finetune      retain rows only: cross-entropy to the labels
  *   neggrad       forget rows only: gradient ascent on cross-entropy (loss = −CE)
  *   random-label  forget rows only: cross-entropy to a seeded random label ≠ the row's own
@@ -106,7 +108,7 @@ typedef struct ulc_unlearn_opts {
     int mask_all_forget;        /* delete: mask every forget class, not only the row's own */
     const int64_t *forget_classes; /* delete with mask_all_forget: the classes */
     int n_forget_classes;
-    double temperature;         /* delete: softmax temperature of the teacher (1) */
+    double temperature;         /* delete: softmax temperature of the teacher only (1) */
     double scrub_alpha;         /* scrub: weight of the KL on retain rows (1) */
     double scrub_gamma;         /* scrub: weight of the CE on retain rows (1) */
     double npo_beta;            /* npo: β (0.1) */

@@ -15,7 +15,8 @@ Two cases (`--dataset`):
 For each case, twice — forgetting class 3, and forgetting a seeded random 10 % of the train rows
 (sample forgetting) — `ulc MODEL --forget SPEC -o OUT` for retrain, rfa, delete and every
 other method (each with its documented defaults: methods/unlearn.h; rfa with the digits spec's
-settings, models/digits/forget_digit.json; ssd also at α = 150, docs/spec.md), then `ulc eval OUT --forget SPEC --original
+settings, models/digits/forget_digit.json; ssd also at α = 150 and megu also at lr 3e-3,
+docs/spec.md), then `ulc eval OUT --forget SPEC --original
 MODEL --reference RETRAIN --json` for the paper columns: Acc_f / Acc_r / Acc_ft / Acc_rt
 (accuracy on Df, Dr, Dft, Drt), H-Mean (of Acc_rt and the drop of Acc_ft), MIA (entropy attack;
 and the confidence-SVM one), the activation distance to the retrained model, Acc_f after the
@@ -43,11 +44,12 @@ ROOT = Path(__file__).resolve().parent.parent
 ULC = os.environ.get("ULC_BIN", str(ROOT / "build" / "ulc"))
 DIGITS = ROOT / "models" / "digits"
 METHODS = ["retrain", "rfa", "delete", "finetune", "neggrad", "random-label", "scrub", "graddiff",
-           "npo", "ssd"]
+           "npo", "ssd", "megu"]
 FORGET_CLASS = 3
 SAMPLE_FRACTION = 0.10  # sample forgetting: this fraction of the train rows (seeded)
-# rows that are a method with settings of its own: name -> (method, its spec object)
-VARIANTS = {"ssd α=150": ("ssd", {"alpha": 150})}
+# rows that are a method with settings of its own: name -> (method, its spec object, "train")
+VARIANTS = {"ssd α=150": ("ssd", {"alpha": 150}, None),
+            "megu lr=3e-3": ("megu", None, {"lr": 3e-3})}
 
 
 def markers(name):
@@ -114,7 +116,7 @@ def sample_rows(case):
 
 
 def spec_for(row, case, d, forget):
-    method, obj = VARIANTS.get(row, (row, None))
+    method, obj, train = VARIANTS.get(row, (row, None, None))
     s = {"method": method,
          "data": {"train": str(case["train"]), "test": str(case["test"])},
          "forget": forget,
@@ -122,6 +124,8 @@ def spec_for(row, case, d, forget):
          "eval": {"features": False, "relearn_steps": 0}}
     if obj is not None:
         s[method] = obj
+    if train is not None:
+        s["train"] = train
     if method == "rfa":  # the embedded default's settings (models/digits/forget_digit.json)
         ref = json.loads((DIGITS / "forget_digit.json").read_text())
         for k in ("lora", "train", "rfa"):

@@ -451,6 +451,7 @@ static ulc_status report(forget_run *w, double t0, ulc_forget_outcome *res, ulc_
         !(res->report = ulc_forget_report_json(r)))
         return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (report)");
     ulc_history_report(res->report, &w->carry);
+    ulc_request_robust_report(res->report, &w->env, w->o->table);
     text_report(w, res->report, w->o->table);
     ULC_TRY(ulc_report_gates(res->report, &rq->gates, &res->gates_failed, &res->gate_messages,
                              ctx));

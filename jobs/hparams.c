@@ -128,6 +128,7 @@ cJSON *ulc_request_hyperparameters(const ulc_request *rq, const ulc_method_env *
     const ulc_method_hparams *h = &env->hparams;
     if (strcmp(env->method, "ssd") == 0) {
         ssd_obj(hp, rq, h, mo);
+        ulc_request_robust_hyperparameters(hp, env);
         return hp;
     }
     cJSON *tr = cJSON_AddObjectToObject(hp, "train");
@@ -140,5 +141,6 @@ cJSON *ulc_request_hyperparameters(const ulc_request *rq, const ulc_method_env *
     cJSON_AddNumberToObject(tr, "seed", (double)rq->seed);
     if (strcmp(env->method, "rfa") != 0) method_obj(hp, env->method, mo);
     else rfa_obj(hp, mo, next_token);
+    ulc_request_robust_hyperparameters(hp, env);
     return hp;
 }

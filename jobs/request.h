@@ -85,6 +85,8 @@ struct ulc_request {
     char *megu_similarity;     /* megu.similarity resolved (unlearn.megu_similarity points here) */
     ulc_gates gates;           /* key "gates" */
     ulc_clip_spec clip;        /* key "clip" (jobs/clip.h); clip.given when a CLIP request */
+    ulc_pipeline *robust;      /* key "robust": the robust pass with the spec's options, checked
+                                  (owned; appended by ulc_request_passes); NULL: none */
 };
 
 /* A spec's defaults (docs/spec.md: RFA, rank 8, alpha 32, the paper's settings, seed 0), no data
@@ -118,6 +120,13 @@ ulc_status ulc_request_set_passes(ulc_request *rq, const char *pipeline, ulc_ctx
  * and the seed), the method's own options, "rfa". NULL when out of memory. */
 cJSON *ulc_request_hyperparameters(const ulc_request *rq, const ulc_method_env *env,
                                    int next_token, char *const *modules, int n_modules);
+/* jobs/robust.c: the spec's "robust" key (absent: nothing) checked against the robust pass's
+ * options into rq->robust (ULC_ERR_INVALID naming the key); the pass appended to p when given;
+ * the report's "hyperparameters.robust" and "robust" objects (and a table line) when it ran. */
+ulc_status ulc_request_parse_robust(ulc_request *rq, const cJSON *spec, ulc_ctx *ctx);
+ulc_status ulc_request_append_robust(const ulc_request *rq, ulc_pipeline *p, ulc_ctx *ctx);
+void ulc_request_robust_hyperparameters(cJSON *hp, const ulc_method_env *env);
+void ulc_request_robust_report(cJSON *report, const ulc_method_env *env, FILE *table);
 /* A JSON list of integers in the file at path (forget.indices_file, --forget-indices): checked
  * (whole numbers >= 0, no repeats, not empty) into a malloc'd array. */
 ulc_status ulc_request_read_indices(const char *path, const char *what, int64_t **out,

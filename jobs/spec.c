@@ -17,6 +17,7 @@
 
 void ulc_request_clear(ulc_request *s) {
     ulc_pipeline_free(s->passes);
+    ulc_pipeline_free(s->robust);
     free(s->dir);
     free(s->train);
     free(s->test);
@@ -295,7 +296,8 @@ static int is_text_file(const char *path) {
 static const char *const k_top_keys[] = {"method", "data", "forget", "model", "lora", "train",
                                          "rfa", "delete", "finetune", "neggrad", "random-label",
                                          "scrub", "retrain", "graddiff", "npo", "ssd", "nhl-kl",
-                                         "gates", "report", "eval", "clip", "megu", NULL};
+                                         "gates", "report", "eval", "clip", "megu",
+                                         "robust", NULL};
 static const char *const k_data_keys[] = {"train", "test", NULL};
 static const char *const k_forget_keys[] = {"classes", "indices", "indices_file", "file",
                                             "concepts", NULL};
@@ -884,6 +886,7 @@ static ulc_status parse_spec(ulc_request *s, const cJSON *j, ulc_ctx *ctx) {
     if (str && !(s->report = str[0] == '/' ? strdup(str) : ulc_path_join(s->dir, str)))
         return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (spec)");
     ULC_TRY(parse_clip(s, j, ctx));
+    ULC_TRY(ulc_request_parse_robust(s, j, ctx));
     ULC_TRY(parse_files(s, forget, model, train_rel, test_rel, ref_rel, ctx));
     return ulc_request_passes(s, ctx);
 }
@@ -975,6 +978,7 @@ ulc_status ulc_request_passes(ulc_request *s, ulc_ctx *ctx) {
         if (u->megu_similarity) SET(ulc_pipeline_set_str(p, "similarity", u->megu_similarity, ctx));
     }
     if (lora) SET(ulc_pipeline_append(p, "lora-merge", ctx));
+    SET(ulc_request_append_robust(s, p, ctx)); /* key "robust": after everything (jobs/robust.c) */
 #undef SET
     if (st != ULC_OK) {
         ulc_pipeline_free(p);

@@ -59,6 +59,18 @@ typedef struct ulc_method_hparams {
     ulc_optim_kind optimizer;
 } ulc_method_hparams;
 
+/* What the robust pass did (robust.c), when it ran after the method: its resolved settings and
+ * its own training statistics (the method's stay in ulc_method_env.stats). */
+typedef struct ulc_robust_result {
+    int ran;                     /* the pass ran */
+    double alpha, temperature;   /* noise fraction, distillation temperature */
+    ulc_method_hparams hparams;  /* the distillation's training settings */
+    long retain_rows;            /* rows distilled on */
+    double teacher_seconds;      /* the teacher's logits on the retain rows */
+    double seconds;              /* the whole pass: teacher logits, noise, distillation */
+    ulc_train_stats stats;       /* the distillation's steps, losses, seconds */
+} ulc_robust_result;
+
 struct ulc_method_env {
     /* inputs (the caller's; the method only reads them) */
     const ulc_model *teacher;    /* the frozen original: same interface as the model */
@@ -83,7 +95,14 @@ struct ulc_method_env {
     /* the method's own report object (megu's: similarity, perturbing labels, noises), or NULL;
      * ulc_method_env_clear deletes it (a caller that keeps it sets this to NULL) */
     struct cJSON *detail;
+    /* the robust pass's results (robust.c; ulc_method_env_clear frees them) */
+    ulc_robust_result robust;
 };
+
+/* The robust pass (robust.c): UNDO — noise the unlearned model toward a fresh initialisation,
+ * then distil its own outputs back on the retain rows. Registered with the methods; not a
+ * method itself (it follows one). */
+extern const ulc_pass ulc_pass_robust;
 
 /* Registers the method passes (idempotent, thread-safe). */
 ulc_status ulc_methods_register(ulc_ctx *ctx);

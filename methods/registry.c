@@ -234,6 +234,8 @@ void ulc_method_env_clear(ulc_method_env *env) {
     memset(&env->ssd, 0, sizeof env->ssd);
     cJSON_Delete(env->detail);
     env->detail = NULL;
+    ulc_train_stats_clear(&env->robust.stats);
+    memset(&env->robust, 0, sizeof env->robust);
 }
 
 /* The trainer's options for one run of method name. */
@@ -419,4 +421,10 @@ static const ulc_pass *const k_method_passes[] = {
 
 int ulc_method_of_pass(const char *name) { return name ? ulc_method_parse(name) : -1; }
 
-ulc_status ulc_methods_register(ulc_ctx *ctx) { return ulc_pass_register(k_method_passes, ctx); }
+/* Passes that follow a method (robust.c), registered with the methods. */
+static const ulc_pass *const k_after_method_passes[] = {&ulc_pass_robust, NULL};
+
+ulc_status ulc_methods_register(ulc_ctx *ctx) {
+    ULC_TRY(ulc_pass_register(k_method_passes, ctx));
+    return ulc_pass_register(k_after_method_passes, ctx);
+}

@@ -194,6 +194,28 @@ typedef struct loss_ctx {
         if (!(e)) return ctx->status ? ctx->status : ULC_ERR_NOMEM;                            \
     } while (0)
 
+/* L_DISTILL: τ²·KL(softmax(z_t/τ) ‖ softmax(z_s/τ)) over the teacher column, no mask (Hinton's
+ * τ² keeps the gradient's scale across temperatures). */
+static ulc_status distill_kl(ulc_gb *b, ulc_tg *t, const ulc_unlearn_opts *u, int64_t C,
+                             ulc_value **out, ulc_ctx *ctx) {
+    int64_t td[2] = {1, C};
+    ulc_value *zt = ulc_tg_input(t, "ulc.unlearn.teacher", ULC_DT_F32, 2, td, TEACHER_COL, ctx);
+    NN(zt);
+    ulc_value *zs = t->output, *kl = NULL;
+    float tau = (float)u->temperature;
+    if (tau != 1.0f) {
+        NN(zt = ulc_gb_op2(b, "Div", zt, ulc_gb_scalar_f32(b, tau)));
+        NN(zs = ulc_gb_op2(b, "Div", zs, ulc_gb_scalar_f32(b, tau)));
+    }
+    ulc_value *p = ulc_gb_op1(b, "Softmax", zt);
+    NN(p);
+    ulc_gb_attr_int(b, p, "axis", 1);
+    ULC_TRY(ulc_loss_build(t->g, t->opset, ULC_LOSS_KL, zs, 2, C, p, NULL, "ulc.unlearn.kl", &kl,
+                           ctx));
+    NN(*out = tau != 1.0f ? ulc_gb_op2(b, "Mul", kl, ulc_gb_scalar_f32(b, tau * tau)) : kl);
+    return ULC_OK;
+}
+
 static ulc_status build_loss(void *arg, ulc_tg *t, ulc_value **loss, ulc_ctx *ctx) {
     const loss_ctx *lc = arg;
     const ulc_unlearn_opts *u = lc->u;
@@ -224,12 +246,14 @@ static ulc_status build_loss(void *arg, ulc_tg *t, ulc_value **loss, ulc_ctx *ct
         ULC_TRY(ulc_loss_build(t->g, t->opset, ULC_LOSS_KL, t->output, 2, C, p, NULL,
                                "ulc.unlearn.kl", &kl, ctx));
     }
+    if (lc->kind == L_DISTILL) ULC_TRY(distill_kl(b, t, u, C, &kl, ctx));
     ulc_value *total = NULL;
     switch (lc->kind) {
     case L_CE: total = ce; break;
     case L_NEG_CE: total = ulc_gb_op1(b, "Neg", ce); break;
     case L_DELETE: total = kl; break;
     case L_NEG_KL: total = ulc_gb_op1(b, "Neg", kl); break;
+    case L_DISTILL: total = kl; break;
     case L_KL_CE:
         total = ulc_gb_op2(b, "Add", ulc_gb_op2(b, "Mul", kl, ulc_gb_scalar_f32(b, (float)u->scrub_alpha)),
                           ulc_gb_op2(b, "Mul", ce, ulc_gb_scalar_f32(b, (float)u->scrub_gamma)));

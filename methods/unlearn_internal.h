@@ -15,8 +15,9 @@
 
 
 /* What a phase optimises: CE to the labels, −CE, DELETE's KL to the masked teacher, −KL to the
- * teacher, KL + CE (SCRUB's min step). */
-enum { L_CE, L_NEG_CE, L_DELETE, L_NEG_KL, L_KL_CE };
+ * teacher, KL + CE (SCRUB's min step), plain distillation (robust.c: τ²·KL(softmax(z_t/τ) ‖
+ * softmax(z_s/τ)), the teacher column unmasked). */
+enum { L_CE, L_NEG_CE, L_DELETE, L_NEG_KL, L_KL_CE, L_DISTILL };
 
 /* One training run of the model's marked weights on d with loss kind. */
 ulc_status ulc_unlearn_train(ulc_model *model, const ulc_dataset *d, int kind,

@@ -1,0 +1,166 @@
+"""docs/results.md, "Robust unlearning": does the robust pass (UNDO) survive the relearning probe?
+
+For one case (`--dataset`, as bench/results.py makes it: the digits default, or MNIST-5k) and
+forgetting class 3, it runs `ulc MODEL --forget SPEC -o OUT` for
+
+  retrain              the gold standard (its defaults: methods/unlearn.h);
+  METHOD               each method alone (rfa with the digits spec's settings,
+                       models/digits/forget_digit.json; delete with its defaults);
+  METHOD + robust      the same spec with `"robust": {"alpha": A, "epochs": E}` for every A in
+                       --alphas and E in --epochs (the other robust options at their defaults:
+                       methods/robust.c);
+
+then `ulc eval OUT --forget SPEC --relearn N --json` (N = --relearn, 50 by default: plain SGD on
+the forget rows, lr 1e-3, batches of 32, the report's probe run longer). Columns: Df and Drt
+accuracy after unlearning, Df accuracy after 10 probe steps (the report's default probe) and
+after N, the first probe step at which Df accuracy reaches 50 % and 90 % ("> N": not within N),
+the robust pass's distillation steps and seconds (from the spec's report), and the wall time of
+the whole unlearning command (import, evaluation before/after, training, export; the report's
+extra metrics turned off). The wall times come from one machine in one run: compare them within
+one table only.
+
+    .venv/bin/python bench/robust_curve.py [--dataset digits|mnist5k] [--methods rfa,delete]
+        [--alphas 0,0.25,0.5,0.75,1] [--epochs 5,10,20] [--relearn 50] [--threads 2] [--write-doc]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import results  # noqa: E402  (the cases, the spec of each method, the doc writer)
+
+ROOT = results.ROOT
+ULC = results.ULC
+
+
+def markers(name):
+    return f"<!-- robust_curve.py {name}: begin -->", f"<!-- robust_curve.py {name}: end -->"
+
+
+def spec(method, case, d, tag, robust=None):
+    p = results.spec_for(method, case, d)
+    s = json.loads(p.read_text())
+    s["report"] = str(Path(d) / f"{tag}.report.json")
+    if robust is not None:
+        s["robust"] = robust
+    q = Path(d) / f"{tag}.json"
+    q.write_text(json.dumps(s))
+    return q, Path(s["report"])
+
+
+def steps_to(curve, level):
+    """The first probe step whose Df accuracy is >= level (curve[0]: before the probe)."""
+    for k, a in enumerate(curve):
+        if a >= level:
+            return k
+    return None
+
+
+def one(case, d, tag, method, robust, relearn, threads, env):
+    sp, rep = spec(method, case, d, tag, robust)
+    out = Path(d) / f"{tag}.onnx"
+    t0 = time.perf_counter()
+    results.run([ULC, case["model"], "--forget", sp, "-o", out, "-q", "--threads", str(threads)],
+                env=env)
+    wall = time.perf_counter() - t0
+    ev = json.loads(results.run([ULC, "eval", out, "--forget", sp, "--original", case["model"],
+                                 "--relearn", str(relearn), "--json", "--threads", str(threads)],
+                                env=env).stdout)
+    r = json.loads(rep.read_text())
+    rb = r.get("robust") or {}
+    acc = ev["accuracy"]["model"]
+    curve = ev["relearn"]["forget_acc"]
+    row = {"tag": tag, "method": method, "robust": robust, "Df": acc["Df"], "Drt": acc["Drt"],
+           "curve": curve, "at10": curve[min(10, len(curve) - 1)], "atN": curve[-1],
+           "to50": steps_to(curve, 0.5), "to90": steps_to(curve, 0.9),
+           "robust_steps": rb.get("steps"), "robust_s": rb.get("seconds"), "wall": wall}
+    print(f"{tag}: Df {acc['Df']:.4f} Drt {acc['Drt']:.4f} probe@10 {row['at10']:.3f} "
+          f"to50 {row['to50']} to90 {row['to90']} wall {wall:.1f} s", file=sys.stderr)
+    return row, ev
+
+
+def table(name, methods, alphas, epochs, relearn, threads):
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        case = results.DATASETS[name](d)
+        env = {**os.environ, "ULC_CACHE_DIR": str(Path(d) / "cache")}
+        row, ev = one(case, d, "retrain", "retrain", None, relearn, threads, env)
+        orig = ev["accuracy"]["original"] if "original" in ev["accuracy"] else None
+        rows.append(row)
+        for m in methods:
+            rows.append(one(case, d, m, m, None, relearn, threads, env)[0])
+            for e in epochs:
+                for a in alphas:
+                    rows.append(one(case, d, f"{m}+robust-a{a}-e{e}", m,
+                                    {"alpha": a, "epochs": e}, relearn, threads, env)[0])
+        n = ev["rows"]
+    ret = rows[0]
+    pct = lambda v: "–" if v is None else f"{100 * v:.2f}"
+    stp = lambda v: f"> {relearn}" if v is None else str(v)
+    head = (f"| method | robust α | robust epochs | Df | Drt | Df after 10 probe steps | Df after "
+            f"{relearn} | steps to 50 % | steps to 90 % | robust steps | robust s | wall s | "
+            f"wall / retrain's |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+    body = ""
+    for r in rows:
+        rb = r["robust"]
+        rs = "–" if r["robust_s"] is None else f"{r['robust_s']:.2f}"
+        body += (f"| {r['method']} | {'–' if rb is None else rb['alpha']} | "
+                 f"{'–' if rb is None else rb['epochs']} | {pct(r['Df'])} | {pct(r['Drt'])} | "
+                 f"{pct(r['at10'])} | {pct(r['atN'])} | {stp(r['to50'])} | {stp(r['to90'])} | "
+                 f"{'–' if r['robust_steps'] is None else r['robust_steps']} | "
+                 f"{rs} | "
+                 f"{r['wall']:.1f} | {r['wall'] / ret['wall']:.2f} |\n")
+    stamp = (f"`.venv/bin/python bench/robust_curve.py --dataset {name} --methods "
+             f"{','.join(methods)} --alphas {','.join(map(str, alphas))} --epochs "
+             f"{','.join(map(str, epochs))} --relearn {relearn} --threads {threads} --write-doc` — "
+             f"{time.strftime('%Y-%m-%d %H:%M')}; {os.cpu_count()} cores.\n\n")
+    facts = (f"Forgetting class {results.FORGET_CLASS}: Df {n['Df']:,} of {n['Df'] + n['Dr']:,} "
+             f"train rows, Drt {n['Drt']:,} test rows."
+             f"{' Original Drt ' + pct(orig['Drt']) + ' %.' if orig else ''}\n\n")
+    curves = "\n<details><summary>probe curves (Df accuracy, %, after 0, 1, ... steps)</summary>\n\n"
+    curves += "".join(f"- {r['tag']}: {' '.join(f'{100 * a:.0f}' for a in r['curve'])}\n"
+                      for r in rows)
+    curves += "\n</details>\n"
+    return stamp + facts + head + body + curves, rows
+
+
+def write_doc(name, block):
+    doc = ROOT / "docs" / "results.md"
+    begin, end = markers(name)
+    block = f"{begin}\n{block}{end}"
+    text = doc.read_text()
+    if begin not in text or end not in text:
+        sys.exit(f"docs/results.md has no {begin} ... {end} block")
+    text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
+    doc.write_text(text)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dataset", choices=list(results.DATASETS), default="digits")
+    ap.add_argument("--methods", default="rfa,delete")
+    ap.add_argument("--alphas", default="0,0.25,0.5,0.75,1")
+    ap.add_argument("--epochs", default="5,10,20")
+    ap.add_argument("--relearn", type=int, default=50)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--json", help="also write the rows (with their curves) to this file")
+    ap.add_argument("--write-doc", action="store_true")
+    a = ap.parse_args()
+    methods = [m for m in a.methods.split(",") if m]
+    alphas = [float(x) if "." in x else int(x) for x in a.alphas.split(",") if x]
+    epochs = [int(x) for x in a.epochs.split(",") if x]
+    block, rows = table(a.dataset, methods, alphas, epochs, a.relearn, a.threads)
+    print(block)
+    if a.json:
+        Path(a.json).write_text(json.dumps(rows, indent=1))
+    if a.write_doc:
+        write_doc(a.dataset, block)
+
+
+if __name__ == "__main__":
+    main()

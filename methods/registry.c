@@ -29,7 +29,9 @@ static const char *const k_masks[] = {"own", "all_forget", NULL};
     {.key = "weight_decay", .kind = ULC_OPT_NUM, .lo = 0, .hi = 1e3,                              \
      .help = "decoupled (AdamW) or L2 (SGD)"},                                                     \
     {.key = "momentum", .kind = ULC_OPT_NUM, .lo = 0, .hi = 1, .help = "SGD only"},               \
-    {.key = "optimizer", .kind = ULC_OPT_STR, .choices = k_optimizers, .help = "adamw or sgd"}
+    {.key = "optimizer", .kind = ULC_OPT_STR, .choices = k_optimizers, .help = "adamw or sgd"}, \
+    {.key = "sam_rho", .kind = ULC_OPT_NUM, .lo = 0, .hi = 1e3,                                   \
+     .help = "sharpness-aware steps of radius rho over the trained weights (0: plain)"}
 
 #define WHAT_OPT                                                                                   \
     {.key = "train", .kind = ULC_OPT_STR, .choices = k_what,                                       \
@@ -374,6 +376,7 @@ static ulc_status run_method(const char *name, ulc_model *m, const ulc_pass_opts
     env->method = name;
     env->hparams = h;
     ulc_train_opts to = train_opts(name, &h, pc);
+    to.sam_rho = ulc_pass_opt_num(o, "sam_rho", 0); /* train.h: SAM (0: plain steps) */
     return method == ULC_METHOD_RFA ? run_rfa(m, o, env, &to, ctx)
                                     : run_unlearn(method, m, o, env, &to, ctx);
 }

@@ -30,8 +30,8 @@
 #include "train/train_graph.h"
 
 /* The defaults (chosen on the digits default with rfa: docs/results.md, "Robust unlearning"). */
-#define ROBUST_ALPHA 0.5
-#define ROBUST_EPOCHS 10
+#define ROBUST_ALPHA 0.25
+#define ROBUST_EPOCHS 5
 #define ROBUST_BATCH 64
 #define ROBUST_LR 3e-3
 #define ROBUST_WD 1e-4
@@ -41,9 +41,9 @@ static const char *const k_optimizers[] = {"adamw", "sgd", NULL};
 
 static const ulc_pass_optdef k_robust_opts[] = {
     {.key = "alpha", .kind = ULC_OPT_NUM, .lo = 0, .hi = 1,
-     .help = "noise fraction: student = (1-alpha)*teacher + alpha*fresh init (0.5)"},
+     .help = "noise fraction: student = (1-alpha)*teacher + alpha*fresh init (0.25)"},
     {.key = "epochs", .kind = ULC_OPT_INT, .ilo = 1, .ihi = 1000000,
-     .help = "distillation passes over the retain rows (10)"},
+     .help = "distillation passes over the retain rows (5)"},
     {.key = "batch_size", .kind = ULC_OPT_INT, .ilo = 1, .ihi = 1 << 20, .help = "rows per step (64)"},
     {.key = "lr", .kind = ULC_OPT_NUM, .lo = 0, .lo_open = 1, .hi = 1e3,
      .help = "learning rate, decayed linearly to 0 (3e-3)"},

@@ -131,6 +131,7 @@ typedef struct loop {
     size_t *numel;          /* n_params */
     const float **grads;    /* n_params: this step's gradients */
     float **scratch;        /* n_params: copies of gradients that overlap a parameter */
+    float **sam_save;       /* n_params: θ while a SAM step runs at θ + e (sam_rho > 0) */
     int64_t *perm;          /* n_rows */
     ulc_session *sess;
     ulc_optimizer *opt;
@@ -333,7 +334,33 @@ static ulc_status run_step(loop *L, long step, float *loss, ulc_ctx *ctx) {
     return ULC_OK;
 }
 
+/* SAM's second half of a step (o->sam_rho > 0), after run_step filled L->grads at θ: runs the
+ * bound batch again at θ + ρ·g/‖g‖ and restores θ; L->grads then hold the gradient there. A
+ * zero gradient leaves the step as it was. */
+static ulc_status sam_step(loop *L, long step, ulc_ctx *ctx) {
+    const ulc_train_graph *tg = L->tg;
+    double sq = 0.0;
+    for (int i = 0; i < tg->n_params; i++)
+        for (size_t k = 0; k < L->numel[i]; k++) sq += (double)L->grads[i][k] * L->grads[i][k];
+    if (!(sq > 0.0)) return ULC_OK;
+    double scale = L->o->sam_rho / sqrt(sq);
+    for (int i = 0; i < tg->n_params; i++) {
+        if (!L->sam_save[i] && !(L->sam_save[i] = malloc(L->numel[i] * sizeof(float) + 1)))
+            return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (SAM)");
+        memcpy(L->sam_save[i], L->params[i], L->numel[i] * sizeof(float));
+        for (size_t k = 0; k < L->numel[i]; k++)
+            L->params[i][k] += (float)(scale * L->grads[i][k]);
+    }
+    float loss2 = 0.0f;
+    ulc_status st = run_step(L, step, &loss2, ctx);
+    for (int i = 0; i < tg->n_params; i++)
+        memcpy(L->params[i], L->sam_save[i], L->numel[i] * sizeof(float));
+    return st;
+}
+
 static void loop_free(loop *L) {
+    for (int i = 0; L->sam_save && i < L->tg->n_params; i++) free(L->sam_save[i]);
+    free(L->sam_save);
     for (int i = 0; L->data && i < L->tg->n_data; i++) free(L->data[i].buf);
     for (int i = 0; L->scratch && i < L->tg->n_params; i++) free(L->scratch[i]);
     free(L->data);
@@ -381,11 +408,12 @@ ulc_status ulc_train_run(const ulc_train_graph *tg, const ulc_dataset *data,
     L.numel = calloc(np, sizeof *L.numel);
     L.grads = calloc(np, sizeof *L.grads);
     L.scratch = calloc(np, sizeof *L.scratch);
+    L.sam_save = calloc(np, sizeof *L.sam_save);
     L.perm = malloc((size_t)rows * sizeof *L.perm);
     stats->loss_curve = malloc((size_t)total * sizeof *stats->loss_curve);
     stats->step_ms = malloc((size_t)total * sizeof *stats->step_ms);
     ulc_status st = ULC_OK;
-    if (!L.data || !L.pt || !L.numel || !L.grads || !L.scratch || !L.perm || !stats->loss_curve ||
+    if (!L.data || !L.pt || !L.numel || !L.grads || !L.scratch || !L.sam_save || !L.perm || !stats->loss_curve ||
         !stats->step_ms) {
         st = ulc_fail(ctx, ULC_ERR_NOMEM, "training: out of memory (%lld rows, %lld steps)",
                       (long long)rows, (long long)total);
@@ -432,6 +460,7 @@ ulc_status ulc_train_run(const ulc_train_graph *tg, const ulc_dataset *data,
             }
             t_hook = now_s();
             if ((st = run_step(&L, done + 1, &loss, ctx)) != ULC_OK) break;
+            if (o->sam_rho > 0 && !o->on_grads && (st = sam_step(&L, done + 1, ctx)) != ULC_OK) break;
             t_run = now_s();
             if (o->on_grads) {
                 if ((st = o->on_grads(o->hook_arg, L.grads, tg->n_params, ctx)) != ULC_OK) {

@@ -127,6 +127,12 @@ typedef struct ulc_train_opts {
      * tg->n_params). For estimates over the data (methods/ssd.c's Fisher diagonal); an error
      * stops the run with it, naming the step. Uses hook_arg. */
     ulc_status (*on_grads)(void *arg, const float *const *grads, int n, ulc_ctx *ctx);
+    /* Sharpness-aware minimisation (Foret et al. 2021; for unlearning: Fan et al., ICML 2025):
+     * > 0: each step takes the gradient g, moves the parameters to θ + ρ·g/‖g‖ (‖g‖ over every
+     * trained parameter together), runs the same batch again there, restores θ and updates it
+     * with that second gradient (twice the graph runs per step; the step's loss is the first
+     * run's). 0: plain steps. Not with on_grads. */
+    double sam_rho;
 } ulc_train_opts;
 
 /* AdamW defaults, 1 epoch, batch 32, shuffled with seed 0, every core, progress on stderr,

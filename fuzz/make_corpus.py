@@ -323,6 +323,9 @@ def corpus_spec():
                  "train": {"lr": 0.0003, "epochs": 3, "batch_size": 32}},
         "megu-bad-similarity": {"method": "megu", "data": data, "forget": {"indices": [0]},
                                 "megu": {"similarity": "bad.json"}},
+        "robust": {"method": "rfa", "data": data, "forget": {"classes": [3]},
+                   "robust": {"alpha": 0.25, "epochs": 5, "batch_size": 64, "lr": 0.003,
+                              "weight_decay": 0.0001, "optimizer": "adamw", "temperature": 2}},
     }
     for name, spec in specs.items():
         write(out / f"{name}.json", jdump(spec))

@@ -20,7 +20,12 @@ extra metrics turned off). The wall times come from one machine in one run: comp
 one table only.
 
     .venv/bin/python bench/robust_curve.py [--dataset digits|mnist5k] [--methods rfa,delete]
-        [--alphas 0,0.25,0.5,0.75,1] [--epochs 5,10,20] [--relearn 50] [--threads 2] [--write-doc]
+        [--alphas 0,0.25,0.5,0.75,1] [--epochs 5,10,20] [--relearn 50] [--timing 3]
+        [--threads 2] [--write-doc]
+
+--timing N then runs retrain, each method and each method + robust with its defaults N times in
+interleaved rounds and gives the median wall times (one run each in the table is at the mercy of
+whatever else the machine runs).
 """
 import argparse
 import json
@@ -84,7 +89,26 @@ def one(case, d, tag, method, robust, relearn, threads, env):
     return row, ev
 
 
-def table(name, methods, alphas, epochs, relearn, threads):
+def timing(case, d, methods, rounds, threads, env):
+    """Wall time of retrain, each method, and each method + robust (its defaults), in
+    interleaved rounds (a shared machine's load hits all of them alike); the medians."""
+    runs = [("retrain", "retrain", None)] + [(m, m, None) for m in methods] + \
+           [(f"{m} + robust (defaults)", m, {}) for m in methods]
+    walls = {tag: [] for tag, _, _ in runs}
+    for _ in range(rounds):
+        for tag, m, rb in runs:
+            sp, _ = spec(m, case, d, "t", rb)
+            t0 = time.perf_counter()
+            results.run([ULC, case["model"], "--forget", sp, "-o", Path(d) / "t.onnx", "-q",
+                         "--threads", str(threads)], env=env)
+            walls[tag].append(time.perf_counter() - t0)
+    med = {tag: sorted(w)[len(w) // 2] for tag, w in walls.items()}
+    return "".join(f"- {tag}: median {med[tag]:.2f} s of {rounds} "
+                   f"({', '.join(f'{w:.2f}' for w in walls[tag])}); "
+                   f"{med[tag] / med['retrain']:.2f} of retrain's\n" for tag, _, _ in runs)
+
+
+def table(name, methods, alphas, epochs, relearn, threads, rounds=3):
     rows = []
     with tempfile.TemporaryDirectory() as d:
         case = results.DATASETS[name](d)
@@ -99,6 +123,7 @@ def table(name, methods, alphas, epochs, relearn, threads):
                     rows.append(one(case, d, f"{m}+robust-a{a}-e{e}", m,
                                     {"alpha": a, "epochs": e}, relearn, threads, env)[0])
         n = ev["rows"]
+        times = timing(case, d, methods, rounds, threads, env) if rounds else ""
     ret = rows[0]
     pct = lambda v: "–" if v is None else f"{100 * v:.2f}"
     stp = lambda v: f"> {relearn}" if v is None else str(v)
@@ -115,7 +140,7 @@ def table(name, methods, alphas, epochs, relearn, threads):
                  f"{'–' if r['robust_steps'] is None else r['robust_steps']} | "
                  f"{rs} | "
                  f"{r['wall']:.1f} | {r['wall'] / ret['wall']:.2f} |\n")
-    stamp = (f"`.venv/bin/python bench/robust_curve.py --dataset {name} --methods "
+    stamp = (f"`.venv/bin/python bench/robust_curve.py --dataset {name} --timing {rounds} --methods "
              f"{','.join(methods)} --alphas {','.join(map(str, alphas))} --epochs "
              f"{','.join(map(str, epochs))} --relearn {relearn} --threads {threads} --write-doc` — "
              f"{time.strftime('%Y-%m-%d %H:%M')}; {os.cpu_count()} cores.\n\n")
@@ -126,7 +151,11 @@ def table(name, methods, alphas, epochs, relearn, threads):
     curves += "".join(f"- {r['tag']}: {' '.join(f'{100 * a:.0f}' for a in r['curve'])}\n"
                       for r in rows)
     curves += "\n</details>\n"
-    return stamp + facts + head + body + curves, rows
+    if times:
+        times = (f"\nWall time of the unlearning command alone, measured again in {rounds} "
+                 f"interleaved rounds after the sweep (the table's column is one run each, on a "
+                 f"machine other jobs share):\n\n{times}")
+    return stamp + facts + head + body + times + curves, rows
 
 
 def write_doc(name, block):
@@ -147,6 +176,8 @@ def main():
     ap.add_argument("--alphas", default="0,0.25,0.5,0.75,1")
     ap.add_argument("--epochs", default="5,10,20")
     ap.add_argument("--relearn", type=int, default=50)
+    ap.add_argument("--timing", type=int, default=3,
+                    help="rounds of the wall-time check (retrain, methods, + robust); 0: none")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--json", help="also write the rows (with their curves) to this file")
     ap.add_argument("--write-doc", action="store_true")
@@ -154,7 +185,7 @@ def main():
     methods = [m for m in a.methods.split(",") if m]
     alphas = [float(x) if "." in x else int(x) for x in a.alphas.split(",") if x]
     epochs = [int(x) for x in a.epochs.split(",") if x]
-    block, rows = table(a.dataset, methods, alphas, epochs, a.relearn, a.threads)
+    block, rows = table(a.dataset, methods, alphas, epochs, a.relearn, a.threads, a.timing)
     print(block)
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1))

@@ -15,8 +15,8 @@ Two cases (`--dataset`):
 For each case, twice — forgetting class 3, and forgetting a seeded random 10 % of the train rows
 (sample forgetting) — `ulc MODEL --forget SPEC -o OUT` for retrain, rfa, delete and every
 other method (each with its documented defaults: methods/unlearn.h; rfa with the digits spec's
-settings, models/digits/forget_digit.json; ssd also at α = 150 and megu also at lr 3e-3,
-docs/spec.md), then `ulc eval OUT --forget SPEC --original
+settings, models/digits/forget_digit.json; ssd also at α = 150, megu also at lr 3e-3, and rfa
+followed by the robust pass with its defaults, docs/spec.md), then `ulc eval OUT --forget SPEC --original
 MODEL --reference RETRAIN --json` for the paper columns: Acc_f / Acc_r / Acc_ft / Acc_rt
 (accuracy on Df, Dr, Dft, Drt), H-Mean (of Acc_rt and the drop of Acc_ft), MIA (entropy attack;
 and the confidence-SVM one), the activation distance to the retrained model, Acc_f after the
@@ -49,7 +49,8 @@ FORGET_CLASS = 3
 SAMPLE_FRACTION = 0.10  # sample forgetting: this fraction of the train rows (seeded)
 # rows that are a method with settings of its own: name -> (method, its spec object, "train")
 VARIANTS = {"ssd α=150": ("ssd", {"alpha": 150}, None),
-            "megu lr=3e-3": ("megu", None, {"lr": 3e-3})}
+            "megu lr=3e-3": ("megu", None, {"lr": 3e-3}),
+            "rfa + robust": ("rfa", None, None)}
 
 
 def markers(name):
@@ -126,6 +127,8 @@ def spec_for(row, case, d, forget):
         s[method] = obj
     if train is not None:
         s["train"] = train
+    if row.endswith("+ robust"):  # the robust pass after the method, with its defaults
+        s["robust"] = {}
     if method == "rfa":  # the embedded default's settings (models/digits/forget_digit.json)
         ref = json.loads((DIGITS / "forget_digit.json").read_text())
         for k in ("lora", "train", "rfa"):

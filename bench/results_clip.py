@@ -4,8 +4,8 @@ Knowledge-tracing unlearning (Tan & Gong): the request names a fine concept ("on
 sees exemplar images (exemplars.safetensors: about 40 per digit) and no retrain oracle exists.
 For nhl-kl and every baseline the paper compares (gradient ascent = neggrad, gradient
 difference = graddiff, GA+KL = graddiff with retain kl, NPO+KL = npo, relabelling =
-random-label), and for the seeds' image methods on CLIP's zero-shot classifier (rfa, delete)
-and ssd: `ulc models/clip_digits --forget SPEC -o OUT` with models/clip_digits/forget_one.json's
+random-label), and for the seeds' image methods on CLIP's zero-shot classifier (rfa, delete,
+megu — its class similarity from CLIP's own class text embeddings) and ssd: `ulc models/clip_digits --forget SPEC -o OUT` with models/clip_digits/forget_one.json's
 clip key and data, every training method on the same footing — LoRA rank 8 / alpha 32 on the
 image tower's linear layers (the spec's default for CLIP), Adam(W, weight decay 0), 8 epochs,
 batch 32 (nhl-kl's defaults) — and a learning-rate sweep per method (LR_GRID; rfa and delete
@@ -44,6 +44,7 @@ METHODS = [
     ("rfa", "rfa", None, "seed method, zero-shot head"),
     ("delete", "delete", {"train": "lora"}, "seed method, zero-shot head"),
     ("ssd", "ssd", None, "retrain-free"),
+    ("megu", "megu", {"train": "lora"}, "seed method; similarity from CLIP's class text"),
 ]
 
 

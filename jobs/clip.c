@@ -9,6 +9,7 @@
 #include "common/glob.h"
 #include "common/json.h"
 #include "eval/clip_eval.h"
+#include "io/model.h"
 #include "io/text_data.h"
 #include "passes/clip_zeroshot.h"
 #include "text/tokenizer.h"
@@ -297,7 +298,8 @@ static ulc_status add_head(prompt_set *ps, ulc_clip_prompts *p, const char *outp
         ps->cap = need;
     }
     ulc_clip_head *h = &p->heads[p->n_heads++];
-    *h = (ulc_clip_head){output, ps->n, classes->n, templates->n};
+    *h = (ulc_clip_head){.output = output, .first = ps->n, .classes = classes->n,
+                         .templates = templates->n};
     for (int c = 0; c < classes->n; c++)
         for (int t = 0; t < templates->n; t++) {
             char *s = fill(templates->v[t], classes->v[c]);
@@ -368,9 +370,10 @@ static ulc_status read_captions(const char *path, ulc_strs *distinct, int64_t **
     return st;
 }
 
-ulc_status ulc_clip_view(ulc_model *m, const ulc_clip_spec *c, const char *tokenizer,
-                         const char *model_path, const char *where, ulc_clip_run *run,
-                         ulc_ctx *ctx) {
+/* ulc_clip_view; with embeds, the fine head's class embeddings are one more output (named so). */
+static ulc_status view(ulc_model *m, const ulc_clip_spec *c, const char *tokenizer,
+                       const char *model_path, const char *where, ulc_clip_run *run,
+                       const char *embeds, ulc_ctx *ctx) {
     const char *why = NULL;
     if (!ulc_clip_is(m, &why))
         return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: key 'clip': '%s' is not a CLIP model with "
@@ -387,6 +390,7 @@ ulc_status ulc_clip_view(ulc_model *m, const ulc_clip_spec *c, const char *token
     ulc_clip_prompts p = {0};
     ulc_tok_rows rows = {0};
     ulc_status st = add_head(&ps, &p, ULC_CLIP_FINE, &c->classes, &c->templates, ctx);
+    if (st == ULC_OK) p.heads[0].embeds = embeds;
     if (st == ULC_OK && c->coarse.n)
         st = add_head(&ps, &p, ULC_CLIP_COARSE, &c->coarse,
                       c->coarse_templates.n ? &c->coarse_templates : &c->templates, ctx);
@@ -425,6 +429,63 @@ ulc_status ulc_clip_view(ulc_model *m, const ulc_clip_spec *c, const char *token
     free(ps.text);
     free(ps.len);
     ulc_tokenizer_free(tk);
+    return st;
+}
+
+ulc_status ulc_clip_view(ulc_model *m, const ulc_clip_spec *c, const char *tokenizer,
+                         const char *model_path, const char *where, ulc_clip_run *run,
+                         ulc_ctx *ctx) {
+    return view(m, c, tokenizer, model_path, where, run, NULL, ctx);
+}
+
+#define CLASS_EMBEDS "ulc.clip.class_embeds"
+
+ulc_status ulc_clip_class_similarity(const char *model_path, const ulc_clip_spec *c,
+                                     const char *tokenizer, const char *where, double **S,
+                                     ulc_ctx *ctx) {
+    ulc_model *m = NULL;
+    ulc_session *s = NULL;
+    float *img = NULL;
+    ULC_TRY(ulc_io_load_model(model_path, NULL, &m, ctx));
+    ulc_status st = view(m, c, tokenizer, model_path, where, NULL, CLASS_EMBEDS, ctx);
+    /* the embeddings do not read the image: one zero image feeds the input all the same */
+    const ulc_value *in = st == ULC_OK && m->graph->inputs.len == 1 ? m->graph->inputs.items[0] : NULL;
+    int64_t dims[4] = {1, 0, 0, 0}, n = 1;
+    if (st == ULC_OK && (!in || in->rank != 4))
+        st = ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: '%s': the image input is not [batch, "
+                      "channels, height, width]", where, model_path);
+    for (int d = 1; st == ULC_OK && d < 4; d++) {
+        dims[d] = in->dims[d].value;
+        if (dims[d] <= 0)
+            st = ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: '%s': the image input's dim %d is not "
+                          "fixed", where, model_path, d);
+        n *= dims[d];
+    }
+    if (st == ULC_OK && !(img = calloc((size_t)n, sizeof *img)))
+        st = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    ulc_session_opts so = ulc_session_defaults();
+    if (st == ULC_OK) st = ulc_session_create(m, &so, &s, ctx);
+    if (st == ULC_OK) st = ulc_session_set_f32(s, in->name, img, 4, dims, ctx);
+    if (st == ULC_OK) st = ulc_session_run(s, ctx);
+    const ulc_rt_tensor *e = st == ULC_OK ? ulc_session_output(s, CLASS_EMBEDS) : NULL;
+    int64_t K = c->classes.n;
+    if (st == ULC_OK && (!e || e->rank != 2 || e->dims[0] != K))
+        st = ulc_fail(ctx, ULC_ERR_INTERNAL, "%s: the class embeddings are not [%lld, P]", where,
+                      (long long)K);
+    double *out = st == ULC_OK ? malloc((size_t)(K * K) * sizeof *out) : NULL;
+    if (st == ULC_OK && !out) st = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    for (int64_t i = 0; st == ULC_OK && i < K; i++) /* cosines of unit rows, clipped at 0 */
+        for (int64_t j = 0; j < K; j++) {
+            const float *a = (const float *)e->data + i * e->dims[1];
+            const float *b = (const float *)e->data + j * e->dims[1];
+            double dot = 0;
+            for (int64_t q = 0; q < e->dims[1]; q++) dot += (double)a[q] * b[q];
+            out[i * K + j] = dot > 0 ? dot : 0;
+        }
+    if (st == ULC_OK) *S = out;
+    ulc_session_free(s);
+    free(img);
+    ulc_model_free(m);
     return st;
 }
 

@@ -105,6 +105,12 @@ ulc_status ulc_clip_metrics(const ulc_model *before, const char *before_name,
                             const ulc_data *test, const int64_t *forget, int n_forget,
                             const char *model_path, int threads, cJSON **out, ulc_ctx *ctx);
 
+/* The fine classes' similarity from CLIP's text tower: S[k][l] = max(0, cos(e_k, e_l)) with e
+ * the class embeddings of the prompts (MeGU's offline similarity): a malloc'd K×K, row-major. */
+ulc_status ulc_clip_class_similarity(const char *model_path, const ulc_clip_spec *c,
+                                     const char *tokenizer, const char *where, double **S,
+                                     ulc_ctx *ctx);
+
 /* Every initializer of dst whose same-named initializer in view holds other bytes (a weight the
  * method changed) gets view's bytes (copied into dst); the `ulc.` metadata of view (the request
  * history) replaces dst's. *changed counts the tensors copied. */

@@ -41,6 +41,7 @@ typedef struct forget_run {
     ulc_method_env env;
     char cache_key[96];
     ulc_clip_run clip;         /* a CLIP request: captions, held-out data */
+    double *clip_similarity;   /* megu on a CLIP request: from the class text embeddings */
 } forget_run;
 
 static void run_clear(forget_run *w) {
@@ -57,6 +58,7 @@ static void run_clear(forget_run *w) {
     ulc_model_free(w->ref);
     ulc_method_env_clear(&w->env);
     ulc_clip_run_clear(&w->clip);
+    free(w->clip_similarity);
 }
 
 void ulc_forget_outcome_clear(ulc_forget_outcome *r) {
@@ -186,6 +188,12 @@ static ulc_status method_env(forget_run *w, const ulc_model *teacher, const char
     if (w->fs.kind == ULC_FORGET_CLASSES) { /* the request's and the carried ones */
         w->env.forget_classes = w->carry.all_classes ? w->carry.all_classes : w->fs.classes;
         w->env.n_forget_classes = w->carry.all_classes ? w->carry.n_all_classes : w->fs.n_classes;
+    }
+    /* megu on CLIP without a similarity file: the class names' text embeddings give it */
+    if (strcmp(method, "megu") == 0 && rq->clip.given && !rq->megu_similarity && o->in) {
+        ULC_TRY(ulc_clip_class_similarity(o->in, &rq->clip, rq->tokenizer, rq->path,
+                                          &w->clip_similarity, ctx));
+        w->env.clip_similarity = w->clip_similarity;
     }
     /* a text model's teacher runs per batch: nothing to cache */
     if (strcmp(method, "delete") == 0 && o->in && !w->f.next_token && !getenv("ULC_NO_CACHE")) {

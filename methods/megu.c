@@ -7,7 +7,8 @@
  *   1. S, a K×K class similarity (entries >= 0): the user's (megu.similarity, a JSON list of K
  *      lists of K numbers), else the model's own: S[k][l] = the mean over the training rows of
  *      class k of the frozen original's softmax(f(x))[l] (a class with no training row: S[k] =
- *      the unit row e_k).
+ *      the unit row e_k); on a CLIP request without a file, the cosines of CLIP's class text
+ *      embeddings, clipped at 0 (jobs/clip.h ulc_clip_class_similarity).
  *   2. T = S column-normalised: T[l][k] = S[k][l] / Σ_j S[k][j] (a zero row of S: T[·][k] = 0).
  *   3. Per forget row (label y, p = softmax(f(x)) of the original, p[y] = 0): R = T·p and the
  *      perturbing label y^p = the class with the r-th largest R, r = ⌊K·τ⌋ counted from 1 (the
@@ -537,7 +538,9 @@ static cJSON *detail(megu_state *st, const megu_counts *mc) {
     int64_t K = st->K;
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
-    cJSON_AddStringToObject(o, "similarity_source", u->megu_similarity ? u->megu_similarity : "model");
+    cJSON_AddStringToObject(o, "similarity_source", u->megu_similarity ? u->megu_similarity
+                                                     : u->megu_text_similarity ? "clip-text"
+                                                                               : "model");
     cJSON *sm = cJSON_AddArrayToObject(o, "similarity");
     for (int64_t k = 0; k < K; k++)
         cJSON_AddItemToArray(sm, cJSON_CreateDoubleArray(st->S + k * K, (int)K));
@@ -609,10 +612,16 @@ ulc_status ulc_megu_run(const ulc_unlearn_call *c, ulc_ctx *ctx) {
     const char *xcol = NULL;
     megu_counts mc = {0};
     ulc_status s = check_data(&st, &xcol, ctx);
-    if (s == ULC_OK) s = probabilities(&st, !u->megu_similarity, ctx);
-    if (s == ULC_OK)
-        s = u->megu_similarity ? ulc_megu_similarity_load(u->megu_similarity, st.K, &st.S, NULL, ctx)
-                               : similarity_of_model(&st, ctx);
+    if (s == ULC_OK) s = probabilities(&st, !u->megu_similarity && !u->megu_text_similarity, ctx);
+    if (s == ULC_OK && u->megu_similarity)
+        s = ulc_megu_similarity_load(u->megu_similarity, st.K, &st.S, NULL, ctx);
+    else if (s == ULC_OK && u->megu_text_similarity) { /* a CLIP request's (jobs/clip.h) */
+        if (!(st.S = malloc((size_t)(st.K * st.K) * sizeof *st.S)))
+            s = ulc_fail(ctx, ULC_ERR_NOMEM, "megu: out of memory");
+        else memcpy(st.S, u->megu_text_similarity, (size_t)(st.K * st.K) * sizeof *st.S);
+    } else if (s == ULC_OK) {
+        s = similarity_of_model(&st, ctx);
+    }
     if (s == ULC_OK) s = perturbing_labels(&st, ctx);
     if (s == ULC_OK) s = noises(&st, xcol, c->data->cols[ulc_dataset_find(c->data, xcol)], ctx);
     if (s == ULC_OK) s = finetune(&st, xcol, &mc, ctx);

@@ -90,8 +90,10 @@ struct ulc_method_env {
     ulc_train_stats stats;       /* its training statistics */
     const char *teacher_cache;   /* delete with a key: "hit", "stored" or "unwritable" */
     ulc_ssd_result ssd;          /* ssd: what it dampened (zero for the other methods) */
-    /* a CLIP request (jobs/clip.h): the output of the coarse classes' logits, or NULL */
+    /* a CLIP request (jobs/clip.h): the output of the coarse classes' logits, or NULL; megu's
+     * similarity from CLIP's class text embeddings (K×K, row-major), or NULL */
     const char *coarse_output;
+    const double *clip_similarity;
     /* the method's own report object (megu's: similarity, perturbing labels, noises), or NULL;
      * ulc_method_env_clear deletes it (a caller that keeps it sets this to NULL) */
     struct cJSON *detail;

@@ -341,6 +341,7 @@ static ulc_status run_unlearn(ulc_method method, ulc_model *m, const ulc_pass_op
         u.megu_noise_lambda = ulc_pass_opt_num(o, "noise_lambda", u.megu_noise_lambda);
         u.megu_retain_rows = ulc_pass_opt_i(o, "retain_rows", u.megu_retain_rows);
         u.megu_similarity = ulc_pass_opt_str(o, "similarity", NULL);
+        u.megu_text_similarity = env->clip_similarity;
         u.megu_detail = &env->detail;
     }
     u.next_token = env->next_token;

@@ -131,6 +131,8 @@ typedef struct ulc_unlearn_opts {
     double megu_noise_lambda;   /* megu: weight of mean(N²) in the noise losses (0.1) */
     long long megu_retain_rows; /* megu: retain rows finetuned on, at most (10000) */
     const char *megu_similarity; /* megu: the K×K similarity's JSON file; NULL: the model's */
+    const double *megu_text_similarity; /* megu without a file on a CLIP request: the K×K from
+                                           CLIP's class text embeddings (jobs/clip.h) */
     struct cJSON **megu_detail; /* megu: where its report object goes (the caller deletes it);
                                    NULL: nowhere */
     int next_token;             /* a text model: every loss per next-token position */

@@ -74,8 +74,10 @@ static ulc_value *slice(ulc_gb *b, ulc_value *x, int64_t axis, int64_t first, in
     return ulc_gb_op(b, "Slice", 4, in);
 }
 
-/* One head: s / |e| with s the summed scores and e the summed embeddings of each class. */
-static ulc_value *head_logits(ulc_gb *b, ulc_value *lpi, ulc_value *te, const ulc_clip_head *h) {
+/* One head: s / |e| with s the summed scores and e the summed embeddings of each class; *embeds
+ * (when given) gets e / |e|, the class embeddings. */
+static ulc_value *head_logits(ulc_gb *b, ulc_value *lpi, ulc_value *te, const ulc_clip_head *h,
+                              ulc_value **embeds) {
     const int64_t K = h->classes, T = h->templates, n = K * T;
     ulc_gb_scope(b, "/zeroshot/%s", h->output);
     ulc_value *s = ulc_gb_op2(b, "Reshape", slice(b, lpi, 1, h->first, n),
@@ -86,6 +88,8 @@ static ulc_value *head_logits(ulc_gb *b, ulc_value *lpi, ulc_value *te, const ul
     e = ulc_gb_reduce_sum(b, e, 1, (const int64_t[]){1}, 0); /* [K, P] */
     ulc_value *norm = ulc_gb_op1(b, "Sqrt", ulc_gb_reduce_sum(b, ulc_gb_op2(b, "Mul", e, e), 1,
                                                               (const int64_t[]){1}, 0));
+    if (embeds)
+        *embeds = ulc_gb_op2(b, "Div", e, ulc_gb_unsqueeze(b, norm, 1, (const int64_t[]){1}));
     return ulc_gb_op2(b, "Div", s, norm); /* [N, K] / [K] */
 }
 
@@ -98,7 +102,7 @@ static ulc_status check_prompts(const ulc_graph *g, const ulc_clip_prompts *p, u
             h->first + h->classes * h->templates > p->n)
             return ulc_fail(ctx, ULC_ERR_INVALID, "CLIP zero-shot: head '%s' reads prompts "
                             "outside the %lld given", h->output, (long long)p->n);
-        if (ulc_graph_get_value(g, h->output))
+        if (ulc_graph_get_value(g, h->output) || (h->embeds && ulc_graph_get_value(g, h->embeds)))
             return ulc_fail(ctx, ULC_ERR_INVALID, "CLIP zero-shot: the model already has a value "
                             "named '%s'", h->output);
         for (int j = 0; j < k; j++)
@@ -138,9 +142,11 @@ ulc_status ulc_clip_zeroshot(ulc_model *m, const ulc_clip_prompts *p, ulc_ctx *c
     ulc_gb_init(b, g, opset, ULC_GB_NAMES_SCOPED, ctx);
     for (int k = 0; k < p->n_heads && b->status == ULC_OK; k++) {
         const ulc_clip_head *h = &p->heads[k];
-        ulc_value *z = head_logits(b, lpi, te, h);
+        ulc_value *e = NULL, *z = head_logits(b, lpi, te, h, h->embeds ? &e : NULL);
         ulc_dim d[2] = {{-1, "image_batch", NULL}, {h->classes, NULL, NULL}};
         if (z) ulc_gb_output(b, z, h->output, ULC_DT_F32, 2, d);
+        ulc_dim de[2] = {{h->classes, NULL, NULL}, {-1, NULL, NULL}};
+        if (e) ulc_gb_output(b, e, h->embeds, ULC_DT_F32, 2, de);
     }
     ULC_TRY(ulc_gb_finish(b));
     ulc_prune_dead(m);

@@ -28,6 +28,8 @@
 
 typedef struct ulc_clip_head {
     const char *output;          /* the output's name ("logits") */
+    const char *embeds;          /* also output its class embeddings [classes, P] (unit rows)
+                                    under this name; NULL: not */
     int64_t first;               /* its first prompt row */
     int64_t classes, templates;  /* prompts [first, first + classes·templates), class-major */
 } ulc_clip_head;

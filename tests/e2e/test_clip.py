@@ -553,3 +553,20 @@ def test_markdown_report_and_reference(ulc, clip_dir, spec, nhl_run, tmp_path):
     # the same training as nhl_run's: the distance to it on Df is 0 after, not before
     ad = rep["activation_distance"]
     assert ad["model"] < 1e-6 < ad["original"]
+
+
+def test_megu_similarity_from_clip_text(clip_dir, spec, hf, tmp_path):
+    """megu on a CLIP request without a similarity file takes MeGU's offline similarity from
+    CLIP's class text embeddings: S[k][l] = max(0, cos(e_k, e_l)), e the prompts' class
+    embeddings, as transformers computes them."""
+    s = dict(spec, method="megu", train={"lr": 3e-3})
+    rep = tmp_path / "r.json"
+    p = run_ulc(clip_dir, "--forget", in_clip_dir(tmp_path, "megu.json", s), "-o",
+                f"{tmp_path / 'o'}/", "--report", rep, "-q")
+    assert p.returncode == 0, p.stderr
+    m = json.loads(rep.read_text())["megu"]
+    assert m["similarity_source"] == "clip-text"
+    c = spec["clip"]
+    e = class_embeddings(hf["model"], hf["slow"], c["classes"], c["templates"]).numpy()
+    want = np.maximum(e @ e.T, 0)
+    np.testing.assert_allclose(np.array(m["similarity"]), want, atol=1e-5)

@@ -66,6 +66,7 @@ void ulc_request_robust_hyperparameters(cJSON *hp, const ulc_method_env *env) {
     cJSON *o = cJSON_AddObjectToObject(hp, "robust");
     cJSON_AddNumberToObject(o, "alpha", r->alpha);
     cJSON_AddNumberToObject(o, "temperature", r->temperature);
+    cJSON_AddStringToObject(o, "teacher", r->teacher ? r->teacher : "unlearned");
     cJSON_AddNumberToObject(o, "epochs", (double)r->hparams.epochs);
     cJSON_AddNumberToObject(o, "batch_size", (double)r->hparams.batch_size);
     cJSON_AddNumberToObject(o, "lr", r->hparams.lr);

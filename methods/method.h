@@ -64,6 +64,7 @@ typedef struct ulc_method_hparams {
 typedef struct ulc_robust_result {
     int ran;                     /* the pass ran */
     double alpha, temperature;   /* noise fraction, distillation temperature */
+    const char *teacher;         /* whose outputs were distilled: "unlearned" or "original" */
     ulc_method_hparams hparams;  /* the distillation's training settings */
     long retain_rows;            /* rows distilled on */
     double teacher_seconds;      /* the teacher's logits on the retain rows */

@@ -70,13 +70,29 @@ def test_relearns_slower_than_the_method_alone(tmp_path):
     assert b["Drt"] - a["Drt"] <= 0.015, (b["Drt"], a["Drt"])
     # what ran: the resolved options, the pass's statistics; the method's own stay in "train"
     assert rob["hyperparameters"]["robust"] == {
-        "alpha": 0.25, "temperature": 1, "epochs": 5, "batch_size": 64, "lr": 0.003,
-        "optimizer": "adamw", "weight_decay": 0.0001, "schedule": "linear"}
+        "alpha": 0.2, "temperature": 1, "teacher": "original", "epochs": 10, "batch_size": 64,
+        "lr": 0.003, "optimizer": "adamw", "weight_decay": 0.0001, "schedule": "linear"}
     r = rob["robust"]
-    assert r["retain_rows"] == 1291 and r["steps"] == 5 * 21 and r["seconds"] > 0
+    assert r["retain_rows"] == 1291 and r["steps"] == 10 * 21 and r["seconds"] > 0
     assert len(r["loss_curve"]) == r["steps"]
     assert rob["train"]["steps"] == plain["train"]["steps"] == 60
     assert "robust" not in plain and "robust" not in plain["hyperparameters"]
+
+
+def test_teachers(tmp_path):
+    """teacher "unlearned" distils the method's outputs (UNDO), "original" the input model's with
+    the forgotten class at -inf; auto picks "original" for class forgetting and "unlearned" for
+    rows. Both keep class 3 gone through the probe on digits."""
+    reps = {t: forget(tmp_path, spec({"teacher": t}), name=t)[0] for t in ("unlearned", "original")}
+    for t, rep in reps.items():
+        assert rep["hyperparameters"]["robust"]["teacher"] == t
+        assert rep["relearn"]["forget_acc"][10] <= 0.5 and rep["accuracy"]["after"]["Dft"] <= 0.01, t
+    w = {t: inits(tmp_path / f"{t}.onnx") for t in reps}
+    assert any(not np.array_equal(w["unlearned"][k], w["original"][k]) for k in w["original"])
+    rows = spec({})
+    rows["forget"] = {"indices": list(range(0, 1437, 10))}
+    rep, _, _ = forget(tmp_path, rows, name="rows")
+    assert rep["hyperparameters"]["robust"]["teacher"] == "unlearned"
 
 
 def test_pipeline_pass_is_the_spec_key(tmp_path):

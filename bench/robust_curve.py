@@ -6,9 +6,11 @@ forgetting class 3, it runs `ulc MODEL --forget SPEC -o OUT` for
   retrain              the gold standard (its defaults: methods/unlearn.h);
   METHOD               each method alone (rfa with the digits spec's settings,
                        models/digits/forget_digit.json; delete with its defaults);
-  METHOD + robust      the same spec with `"robust": {"alpha": A, "epochs": E}` for every A in
-                       --alphas and E in --epochs (the other robust options at their defaults:
-                       methods/robust.c);
+  METHOD + robust      the same spec with `"robust": {"alpha": A, "epochs": E, "teacher": T}` for
+                       every A in --alphas, E in --epochs and T in --teachers (unlearned: UNDO,
+                       the method's outputs distilled; original: the input model's, with the
+                       forgotten class at -inf); the other robust options at their defaults
+                       (methods/robust.c);
 
 then `ulc eval OUT --forget SPEC --relearn N --json` (N = --relearn, 50 by default: plain SGD on
 the forget rows, lr 1e-3, batches of 32, the report's probe run longer). Columns: Df and Drt
@@ -20,7 +22,8 @@ extra metrics turned off). The wall times come from one machine in one run: comp
 one table only.
 
     .venv/bin/python bench/robust_curve.py [--dataset digits|mnist5k] [--methods rfa,delete]
-        [--alphas 0,0.25,0.5,0.75,1] [--epochs 5,10,20] [--relearn 50] [--timing 3]
+        [--teachers unlearned,original] [--alphas 0,0.25,0.5,0.75,1] [--epochs 5,10,20]
+        [--relearn 50] [--timing 3]
         [--threads 2] [--write-doc]
 
 --timing N then runs retrain, each method and each method + robust with its defaults N times in
@@ -108,7 +111,7 @@ def timing(case, d, methods, rounds, threads, env):
                    f"{med[tag] / med['retrain']:.2f} of retrain's\n" for tag, _, _ in runs)
 
 
-def table(name, methods, alphas, epochs, relearn, threads, rounds=3):
+def table(name, methods, alphas, epochs, relearn, threads, rounds=3, teachers=("unlearned",)):
     rows = []
     with tempfile.TemporaryDirectory() as d:
         case = results.DATASETS[name](d)
@@ -118,30 +121,33 @@ def table(name, methods, alphas, epochs, relearn, threads, rounds=3):
         rows.append(row)
         for m in methods:
             rows.append(one(case, d, m, m, None, relearn, threads, env)[0])
-            for e in epochs:
-                for a in alphas:
-                    rows.append(one(case, d, f"{m}+robust-a{a}-e{e}", m,
-                                    {"alpha": a, "epochs": e}, relearn, threads, env)[0])
+            for t in teachers:
+                for e in epochs:
+                    for a in alphas:
+                        rows.append(one(case, d, f"{m}+robust-{t}-a{a}-e{e}", m,
+                                        {"alpha": a, "epochs": e, "teacher": t}, relearn,
+                                        threads, env)[0])
         n = ev["rows"]
         times = timing(case, d, methods, rounds, threads, env) if rounds else ""
     ret = rows[0]
     pct = lambda v: "–" if v is None else f"{100 * v:.2f}"
     stp = lambda v: f"> {relearn}" if v is None else str(v)
-    head = (f"| method | robust α | robust epochs | Df | Drt | Df after 10 probe steps | Df after "
+    head = (f"| method | robust teacher | robust α | robust epochs | Df | Drt | Df after 10 probe steps | Df after "
             f"{relearn} | steps to 50 % | steps to 90 % | robust steps | robust s | wall s | "
-            f"wall / retrain's |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+            f"wall / retrain's |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     body = ""
     for r in rows:
         rb = r["robust"]
         rs = "–" if r["robust_s"] is None else f"{r['robust_s']:.2f}"
-        body += (f"| {r['method']} | {'–' if rb is None else rb['alpha']} | "
+        body += (f"| {r['method']} | {'–' if rb is None else rb['teacher']} | "
+                 f"{'–' if rb is None else rb['alpha']} | "
                  f"{'–' if rb is None else rb['epochs']} | {pct(r['Df'])} | {pct(r['Drt'])} | "
                  f"{pct(r['at10'])} | {pct(r['atN'])} | {stp(r['to50'])} | {stp(r['to90'])} | "
                  f"{'–' if r['robust_steps'] is None else r['robust_steps']} | "
                  f"{rs} | "
                  f"{r['wall']:.1f} | {r['wall'] / ret['wall']:.2f} |\n")
     stamp = (f"`.venv/bin/python bench/robust_curve.py --dataset {name} --timing {rounds} --methods "
-             f"{','.join(methods)} --alphas {','.join(map(str, alphas))} --epochs "
+             f"{','.join(methods)} --teachers {','.join(teachers)} --alphas {','.join(map(str, alphas))} --epochs "
              f"{','.join(map(str, epochs))} --relearn {relearn} --threads {threads} --write-doc` — "
              f"{time.strftime('%Y-%m-%d %H:%M')}; {os.cpu_count()} cores.\n\n")
     facts = (f"Forgetting class {results.FORGET_CLASS}: Df {n['Df']:,} of {n['Df'] + n['Dr']:,} "
@@ -175,6 +181,9 @@ def main():
     ap.add_argument("--methods", default="rfa,delete")
     ap.add_argument("--alphas", default="0,0.25,0.5,0.75,1")
     ap.add_argument("--epochs", default="5,10,20")
+    ap.add_argument("--teachers", default="unlearned,original",
+                    help="the robust pass's teacher: unlearned (UNDO), original (forgotten "
+                         "classes at -inf)")
     ap.add_argument("--relearn", type=int, default=50)
     ap.add_argument("--timing", type=int, default=3,
                     help="rounds of the wall-time check (retrain, methods, + robust); 0: none")
@@ -185,7 +194,9 @@ def main():
     methods = [m for m in a.methods.split(",") if m]
     alphas = [float(x) if "." in x else int(x) for x in a.alphas.split(",") if x]
     epochs = [int(x) for x in a.epochs.split(",") if x]
-    block, rows = table(a.dataset, methods, alphas, epochs, a.relearn, a.threads, a.timing)
+    teachers = [t for t in a.teachers.split(",") if t]
+    block, rows = table(a.dataset, methods, alphas, epochs, a.relearn, a.threads, a.timing,
+                        teachers)
     print(block)
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1))

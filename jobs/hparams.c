@@ -48,13 +48,15 @@ static void lora_obj(cJSON *hp, const ulc_pass_opts *li, char *const *modules, i
 }
 
 /* The method's own options (not rfa's: "rfa" below). */
-static void method_obj(cJSON *hp, const char *method, const ulc_pass_opts *mo) {
+static void method_obj(cJSON *hp, const char *method, const ulc_pass_opts *mo, int next_token) {
     cJSON *o = cJSON_AddObjectToObject(hp, method);
     cJSON_AddStringToObject(o, "train", ulc_pass_opt_str(mo, "train",
                                                          strcmp(method, "nhl-kl") ? "all" : "lora"));
     if (strcmp(method, "delete") == 0) {
         cJSON_AddStringToObject(o, "mask", ulc_pass_opt_str(mo, "mask", "own"));
         cJSON_AddNumberToObject(o, "temperature", ulc_pass_opt_num(mo, "temperature", 1));
+        cJSON_AddStringToObject(o, "retain", ulc_pass_opt_str(mo, "retain", next_token ? "none"
+                                                                                        : "all"));
     }
     if (strcmp(method, "scrub") == 0) {
         cJSON_AddNumberToObject(o, "alpha", ulc_pass_opt_num(mo, "alpha", 1));
@@ -139,7 +141,7 @@ cJSON *ulc_request_hyperparameters(const ulc_request *rq, const ulc_method_env *
     cJSON_AddNumberToObject(tr, "weight_decay", h->weight_decay);
     if (h->optimizer == ULC_OPTIM_SGD) cJSON_AddNumberToObject(tr, "momentum", h->momentum);
     cJSON_AddNumberToObject(tr, "seed", (double)rq->seed);
-    if (strcmp(env->method, "rfa") != 0) method_obj(hp, env->method, mo);
+    if (strcmp(env->method, "rfa") != 0) method_obj(hp, env->method, mo, next_token);
     else rfa_obj(hp, mo, next_token);
     ulc_request_robust_hyperparameters(hp, env);
     return hp;

@@ -66,6 +66,7 @@ struct ulc_request {
     char *forget_file;         /* forget.file (texts), resolved, or NULL (kind is INDICES) */
     int forget_given;          /* a forget set was given */
     int by_concept;            /* the classes came from forget.concepts (clip.classes' names) */
+    const char *delete_retain; /* delete.retain as given ("all", "none"), or NULL: the default */
     char *model_input, *model_output; /* NULL: the only one */
     /* text data (docs/spec.md, "Text data") */
     char *tokenizer;           /* model.tokenizer, resolved (a file or a directory), or NULL */

@@ -307,7 +307,7 @@ static const char *const k_lora_keys[] = {"rank", "alpha", "targets", "include",
 static const char *const k_train_keys[] = {"epochs", "batch_size", "lr", "optimizer",
                                            "weight_decay", "momentum", "seed", NULL};
 static const char *const k_rfa_keys[] = {"gamma", "norm", NULL};
-static const char *const k_delete_keys[] = {"mask", "train", "temperature", NULL};
+static const char *const k_delete_keys[] = {"mask", "train", "temperature", "retain", NULL};
 static const char *const k_scrub_keys[] = {"alpha", "gamma", "train", NULL};
 static const char *const k_graddiff_keys[] = {"train", "retain_weight", "retain", NULL};
 static const char *const k_npo_keys[] = {"train", "beta", "retain_weight", NULL};
@@ -522,6 +522,12 @@ static ulc_status parse_method(ulc_request *s, const cJSON *j, const char *metho
                             "all_forget)", path, str);
         ULC_TRY(get_num(path, mo, "delete", "temperature", 0, 1, 1e3, &s->unlearn.temperature,
                         ctx));
+        str = NULL;
+        ULC_TRY(get_str(path, mo, "delete", "retain", &str, ctx));
+        if (str && strcmp(str, "all") && strcmp(str, "none"))
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'delete.retain': '%s' (expected all or "
+                            "none)", path, str);
+        s->delete_retain = str ? (strcmp(str, "all") == 0 ? "all" : "none") : NULL;
     }
     if (s->method == ULC_METHOD_SCRUB) {
         ULC_TRY(get_num(path, mo, "scrub", "alpha", 0, 0, 1e6, &s->unlearn.scrub_alpha, ctx));
@@ -952,6 +958,7 @@ ulc_status ulc_request_passes(ulc_request *s, ulc_ctx *ctx) {
     if (s->method == ULC_METHOD_DELETE) {
         SET(ulc_pipeline_set_str(p, "mask", s->unlearn.mask_all_forget ? "all_forget" : "own", ctx));
         SET(ulc_pipeline_set_num(p, "temperature", s->unlearn.temperature, ctx));
+        if (s->delete_retain) SET(ulc_pipeline_set_str(p, "retain", s->delete_retain, ctx));
     }
     if (s->method == ULC_METHOD_SCRUB) {
         SET(ulc_pipeline_set_num(p, "alpha", s->unlearn.scrub_alpha, ctx));

@@ -55,21 +55,27 @@ ulc_status ulc_delete_run(const ulc_unlearn_call *c, ulc_ctx *ctx) {
     float *zt = NULL;
     int64_t nt = 0, C = 0;
     ulc_status s = ULC_OK;
-    if (u->teacher_logits) {
+    uint8_t *rows = NULL; /* retain all: every row trains (the teacher's logits for each) */
+    if (u->delete_retain && !(rows = malloc((size_t)c->data->n_rows + 1)))
+        return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    if (rows) memset(rows, 1, (size_t)c->data->n_rows);
+    const uint8_t *which = rows ? rows : c->forget;
+    if (u->teacher_logits) { /* the cache's: the rows `which` selects, in order */
         /* the classes come from the model output, checked when the graph is built */
         C = ulc_unlearn_classes(c->teacher, u->output);
         if (C <= 0)
             return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "delete: the model's output has no fixed "
                             "class count; cached teacher logits cannot be checked");
-        s = ulc_row_subset_make(c->data, c->forget, 1, TEACHER_COL, u->teacher_logits, C, &sf, ctx);
+        s = ulc_row_subset_make(c->data, which, 1, TEACHER_COL, u->teacher_logits, C, &sf, ctx);
     } else {
-        s = ulc_teacher_logits(c->teacher, c->data, c->forget, u->input, u->output, c->o->threads,
+        s = ulc_teacher_logits(c->teacher, c->data, which, u->input, u->output, c->o->threads,
                                &zt, &nt, &C, ctx);
-        if (s == ULC_OK) s = ulc_row_subset_make(c->data, c->forget, 1, TEACHER_COL, zt, C, &sf, ctx);
+        if (s == ULC_OK) s = ulc_row_subset_make(c->data, which, 1, TEACHER_COL, zt, C, &sf, ctx);
     }
     if (s == ULC_OK) s = mask_targets(c, &sf, C, ctx);
     if (s == ULC_OK) s = ulc_unlearn_train(c->model, &sf.d, L_DELETE, c->o, u, c->stats, ctx);
     ulc_row_subset_free(&sf);
     free(zt);
+    free(rows);
     return s;
 }

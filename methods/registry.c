@@ -19,6 +19,7 @@ static const char *const k_optimizers[] = {"adamw", "sgd", NULL};
 static const char *const k_norms[] = {"l2sq", "mse", "l1", "l2", NULL};
 static const char *const k_what[] = {"all", "all_but_classifier", "lora", NULL};
 static const char *const k_masks[] = {"own", "all_forget", NULL};
+static const char *const k_delete_retain[] = {"none", "all", NULL};
 
 /* The training settings every method takes (docs/spec.md's "train" keys, bar the seed: the
  * run's). */
@@ -56,6 +57,9 @@ static const ulc_pass_optdef k_delete_opts[] = {
      .help = "the logits set to -inf: the row's own label, or every forget class"},
     {.key = "temperature", .kind = ULC_OPT_NUM, .lo = 0, .lo_open = 1, .hi = 1e3,
      .help = "softmax temperature of the teacher (1)"},
+    {.key = "retain", .kind = ULC_OPT_STR, .choices = k_delete_retain,
+     .help = "all (classifiers' default: the retain rows join, distilled toward the teacher's "
+             "own outputs) or none (the paper: forget rows only; text models' only choice)"},
     {0}};
 
 static const ulc_pass_optdef k_scrub_opts[] = {
@@ -201,6 +205,10 @@ ulc_status ulc_method_check_task(ulc_method m, const ulc_pass_opts *o, int next_
                                  ulc_ctx *ctx) {
     int all_forget = strcmp(ulc_pass_opt_str(o, "mask", "own"), "all_forget") == 0;
     const char *no = ulc_unlearn_refusal(m, next_token, all_forget);
+    if (!no && m == ULC_METHOD_DELETE && next_token &&
+        strcmp(ulc_pass_opt_str(o, "retain", "none"), "all") == 0)
+        no = "retain all (the retain rows as an anchor) is implemented for classifiers; a text "
+             "model's delete trains on the forget rows (retain none)";
     if (no)
         return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "method %s cannot unlearn on this model: %s",
                         ulc_method_name(m), no);
@@ -287,18 +295,26 @@ static ulc_status run_rfa(ulc_model *m, const ulc_pass_opts *o, ulc_method_env *
 /* DELETE's teacher logits through the cache (a key from the caller), computed on a miss. */
 static ulc_status cached_teacher(ulc_method_env *env, const ulc_unlearn_opts *u, int threads,
                                  float **out, ulc_ctx *ctx) {
-    int64_t nf = 0;
-    for (int64_t i = 0; i < env->data->n_rows; i++) nf += env->forget[i] != 0;
+    /* the forget rows' logits, or every row's with retain all (a key of its own) */
+    int64_t nf = 0, rows = env->data->n_rows;
+    for (int64_t i = 0; i < rows; i++) nf += u->delete_retain || env->forget[i] != 0;
+    uint8_t *all = u->delete_retain ? malloc((size_t)rows + 1) : NULL;
+    if (u->delete_retain && !all) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    if (all) memset(all, 1, (size_t)rows);
+    char key[128];
+    snprintf(key, sizeof key, "%s%s", env->teacher_cache_key, all ? "-all" : "");
     int64_t C = ulc_unlearn_classes(env->teacher, u->output);
-    if (C > 0 && (*out = ulc_cache_load(env->teacher_cache_key, (size_t)(nf * C) * sizeof(float)))) {
+    if (C > 0 && (*out = ulc_cache_load(key, (size_t)(nf * C) * sizeof(float)))) {
         env->teacher_cache = "hit";
+        free(all);
         return ULC_OK;
     }
     int64_t n = 0, c = 0;
-    ULC_TRY(ulc_teacher_logits(env->teacher, env->data, env->forget, u->input, u->output, threads,
-                               out, &n, &c, ctx));
-    env->teacher_cache = ulc_cache_store(env->teacher_cache_key, *out,
-                                         (size_t)(n * c) * sizeof(float)) == 0
+    ulc_status s = ulc_teacher_logits(env->teacher, env->data, all ? all : env->forget, u->input,
+                                      u->output, threads, out, &n, &c, ctx);
+    free(all);
+    ULC_TRY(s);
+    env->teacher_cache = ulc_cache_store(key, *out, (size_t)(n * c) * sizeof(float)) == 0
                              ? "stored" : "unwritable";
     return ULC_OK;
 }
@@ -312,6 +328,8 @@ static ulc_status run_unlearn(ulc_method method, ulc_model *m, const ulc_pass_op
     u.what = (ulc_train_what)ulc_train_what_parse(ulc_pass_opt_str(o, "train", what_default(method)));
     u.mask_all_forget = strcmp(ulc_pass_opt_str(o, "mask", "own"), "all_forget") == 0;
     u.temperature = ulc_pass_opt_num(o, "temperature", u.temperature);
+    u.delete_retain = strcmp(ulc_pass_opt_str(o, "retain", env->next_token ? "none" : "all"),
+                             "all") == 0;
     if (method == ULC_METHOD_SCRUB) {
         u.scrub_alpha = ulc_pass_opt_num(o, "alpha", u.scrub_alpha);
         u.scrub_gamma = ulc_pass_opt_num(o, "gamma", u.scrub_gamma);

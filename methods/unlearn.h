@@ -7,7 +7,9 @@
  *                 teacher's logits with the row's own label (mask all_forget: every forget
  *                 class) set to −∞ (shared/methods/delete.md); teacher logits computed once.
  *                 The own label is masked only when its class is forgotten (no retain row has
- *                 it): a row of a kept class (sample forgetting) keeps the teacher's target
+ *                 it): a row of a kept class (sample forgetting) keeps the teacher's target.
+ *                 retain all (classifiers' default): the retain rows train too, toward the
+ *                 teacher's own outputs (an anchor for the classes DELETE keeps)
  *   finetune      retain rows only: cross-entropy to the labels
  *   neggrad       forget rows only: gradient ascent on cross-entropy (loss = −CE)
  *   random-label  forget rows only: cross-entropy to a seeded random label ≠ the row's own
@@ -109,6 +111,8 @@ typedef struct ulc_unlearn_opts {
     const int64_t *forget_classes; /* delete with mask_all_forget: the classes */
     int n_forget_classes;
     double temperature;         /* delete: softmax temperature of the teacher only (1) */
+    int delete_retain;          /* delete: the retain rows join, their target the teacher's own
+                                   distribution (an anchor; the paper trains on forget rows only) */
     double scrub_alpha;         /* scrub: weight of the KL on retain rows (1) */
     double scrub_gamma;         /* scrub: weight of the CE on retain rows (1) */
     double npo_beta;            /* npo: β (0.1) */

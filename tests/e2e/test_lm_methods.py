@@ -260,6 +260,7 @@ def test_graddiff_loss_is_retain_ce_minus_forget_ce(tmp_path, g2):
     ("random-label", None, FORGET, "no classes"),
     ("scrub", None, FORGET, "classifiers only"),
     ("delete", {"mask": "all_forget"}, {"classes": [3]}, "all_forget"),
+    ("delete", {"retain": "all"}, FORGET, "retain all"),
 ])
 def test_refused_on_text_models(tmp_path, g2, method, obj, forget, needle):
     proc, dest, rep = run(tmp_path, g2, method, obj=obj, forget=forget, code=4)

@@ -73,6 +73,22 @@ def test_delete_class_keeps_retain_test(tmp_path):
     assert b["Drt"] - a["Drt"] <= 0.01, (b, a)
 
 
+def test_delete_retain_anchor(tmp_path):
+    """retain "all" (the default on classifiers) adds the retain rows with the teacher's own
+    outputs as targets: the retained classes stay exactly where they were on digits; "none" is
+    the paper's forget-rows-only form. Each keys its own teacher cache."""
+    rep, _ = forget(tmp_path, spec(tmp_path, "delete"), out="all.onnx")
+    assert rep["hyperparameters"]["delete"]["retain"] == "all"
+    b, a = rep["accuracy"]["before"], rep["accuracy"]["after"]
+    assert a["Dft"] == 0 and a["Drt"] == b["Drt"], (b, a)
+    assert rep["train"]["steps"] == 20 * 23  # every train row, 20 epochs of 64
+    none, _ = forget(tmp_path, spec(tmp_path, "delete", name="none.json", delete={"retain": "none"}),
+                     out="none.onnx")
+    assert none["hyperparameters"]["delete"]["retain"] == "none"
+    assert none["train"]["steps"] == 20 * 3 and none["teacher_cache"] == "stored"
+    assert none["accuracy"]["after"]["Dft"] <= 0.05
+
+
 def test_delete_sample_forgetting_keeps_test_accuracy(tmp_path):
     # a seeded random 10 % of the rows: their classes are kept, so their own labels are not
     # masked (the mask would train the model away from kept classes: 99.72 % -> 76.67 %)

@@ -265,6 +265,7 @@ def other_interface_model(path):
     ("another method's key", {"method": "delete", "scrub": {"alpha": 1}}, 2,
      "key 'scrub' configures method scrub"),
     ("bad delete mask", {"method": "delete", "delete": {"mask": "some"}}, 2, "'delete.mask'"),
+    ("bad delete retain", {"method": "delete", "delete": {"retain": "some"}}, 2, "'delete.retain'"),
     ("all_forget needs classes", {"method": "delete", "delete": {"mask": "all_forget"},
                                   "forget": {"indices": [1, 2]}}, 2, "'delete.mask'"),
     ("bad train what", {"method": "finetune", "finetune": {"train": "some"}}, 2,

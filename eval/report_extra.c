@@ -105,9 +105,10 @@ static void render_lm(sbuf *b, const cJSON *r, int html) {
 static void render_clip(sbuf *b, const cJSON *r, int html) {
     static const char *const keys[6] = {"df_fine", "dr_fine", "df_coarse", "dr_coarse", "heldout",
                                         "retrieval_r1"};
-    static const char *const what[6] = {"Df fine (the forgotten concepts)", "Dr fine (the kept "
-                                        "concepts)", "Df coarse (their parents)", "Dr coarse",
-                                        "held-out data, zero-shot", "retrieval R@1, kept captions"};
+    static const char *const what[6] = {
+        "Df fine (the forgotten concepts)", "Dr fine (the kept concepts)",
+        "Df coarse (their parents)",        "Dr coarse",
+        "held-out data, zero-shot",         "retrieval R@1, kept captions"};
     static const char *const head[3] = {"CLIP zero-shot", "before", "after"};
     const cJSON *clip = rp_get(r, "clip");
     if (!cJSON_IsObject(clip)) return;

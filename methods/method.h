@@ -139,6 +139,11 @@ ulc_status ulc_method_check_task(ulc_method m, const ulc_pass_opts *o, int next_
 ulc_status ulc_method_check_model(ulc_method m, const ulc_pass_opts *o, ulc_model *model,
                                   ulc_ctx *ctx);
 
+/* The trainer's options for one run of the pass called name with settings h, on the pass
+ * context's seed, threads, progress and stop flag (the methods' runs and the robust pass's). */
+ulc_train_opts ulc_method_train_opts(const char *name, const ulc_method_hparams *h,
+                                     const ulc_pass_ctx *pc);
+
 /* Whether method m trains LoRA adapters with its options o (rfa always; the others with
  * train=lora): the pipeline then needs lora-inject before it and lora-merge after. */
 int ulc_method_uses_lora(ulc_method m, const ulc_pass_opts *o);

@@ -248,9 +248,8 @@ void ulc_method_env_clear(ulc_method_env *env) {
     memset(&env->robust, 0, sizeof env->robust);
 }
 
-/* The trainer's options for one run of method name. */
-static ulc_train_opts train_opts(const char *name, const ulc_method_hparams *h,
-                                 const ulc_pass_ctx *pc) {
+ulc_train_opts ulc_method_train_opts(const char *name, const ulc_method_hparams *h,
+                                     const ulc_pass_ctx *pc) {
     ulc_train_opts o = ulc_train_defaults();
     o.optim = ulc_optim_defaults(h->optimizer);
     o.optim.lr = h->lr;
@@ -394,7 +393,7 @@ static ulc_status run_method(const char *name, ulc_model *m, const ulc_pass_opts
     ulc_method_env_clear(env);
     env->method = name;
     env->hparams = h;
-    ulc_train_opts to = train_opts(name, &h, pc);
+    ulc_train_opts to = ulc_method_train_opts(name, &h, pc);
     to.sam_rho = ulc_pass_opt_num(o, "sam_rho", 0); /* train.h: SAM (0: plain steps) */
     return method == ULC_METHOD_RFA ? run_rfa(m, o, env, &to, ctx)
                                     : run_unlearn(method, m, o, env, &to, ctx);

@@ -133,20 +133,8 @@ static ulc_method_hparams robust_hparams(const ulc_pass_opts *o) {
 }
 
 static ulc_train_opts robust_train_opts(const ulc_method_hparams *h, const ulc_pass_ctx *pc) {
-    ulc_train_opts o = ulc_train_defaults();
-    o.optim = ulc_optim_defaults(h->optimizer);
-    o.optim.lr = h->lr;
-    o.optim.weight_decay = h->weight_decay;
+    ulc_train_opts o = ulc_method_train_opts("robust", h, pc);
     o.optim.schedule = ULC_LR_LINEAR; /* as retrain's recipe */
-    o.epochs = (int)h->epochs;
-    o.batch_size = (int)h->batch_size;
-    o.seed = pc->seed;
-    o.threads = pc->threads;
-    o.quiet = pc->quiet;
-    o.profile = pc->profile;
-    o.progress = pc->progress ? pc->progress : stderr;
-    o.stop = pc->stop;
-    o.label = "robust";
     return o;
 }
 

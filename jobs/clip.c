@@ -316,7 +316,8 @@ static int64_t text_context(const ulc_model *m) {
     cJSON *j = cfg ? cJSON_Parse(cfg) : NULL;
     const cJSON *tc = cJSON_GetObjectItemCaseSensitive(j, "text_config");
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(tc, "max_position_embeddings");
-    int64_t n = !tc ? 0 : cJSON_IsNumber(p) ? (int64_t)p->valuedouble : 77;
+    double v = cJSON_IsNumber(p) ? p->valuedouble : 77; /* transformers' default */
+    int64_t n = !tc || !(v >= 1 && v <= 1e9) ? 0 : (int64_t)v; /* out of range: unknown */
     cJSON_Delete(j);
     return n;
 }

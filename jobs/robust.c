@@ -5,6 +5,7 @@
  * appends after lora-merge / the method; the report's "hyperparameters.robust" and "robust"
  * (what the pass did: its steps, seconds and losses) are written here too.
  */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -27,7 +28,8 @@ ulc_status ulc_request_parse_robust(ulc_request *rq, const cJSON *j, ulc_ctx *ct
     for (const cJSON *it = ro->child; it && st == ULC_OK; it = it->next) {
         key = it->string;
         if (cJSON_IsString(it)) st = ulc_pipeline_set_str(p, key, it->valuestring, &pctx);
-        else if (cJSON_IsNumber(it) && it->valuedouble == (double)(long long)it->valuedouble)
+        else if (cJSON_IsNumber(it) && fabs(it->valuedouble) < 9e15 && /* cast only in range */
+                 it->valuedouble == (double)(long long)it->valuedouble)
             st = ulc_pipeline_set_int(p, key, (long long)it->valuedouble, &pctx);
         else if (cJSON_IsNumber(it)) st = ulc_pipeline_set_num(p, key, it->valuedouble, &pctx);
         else

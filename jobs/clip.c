@@ -11,6 +11,7 @@
 #include "eval/clip_eval.h"
 #include "io/model.h"
 #include "io/text_data.h"
+#include "jobs/spec_internal.h"
 #include "passes/clip_zeroshot.h"
 #include "text/tokenizer.h"
 
@@ -79,34 +80,7 @@ static ulc_status spec_file(const char *path, const char *dir, const char *key, 
     if (!cJSON_IsString(it) || !it->valuestring[0])
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key '%s': expected a file name, got %s", path,
                         key, ulc_json_what(it));
-    const char *rel = it->valuestring;
-    char *p = rel[0] == '/' ? strdup(rel) : ulc_path_join(dir, rel);
-    if (!p) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (spec)");
-    if (!ulc_path_exists(p) || ulc_path_is_dir(p)) {
-        ulc_status st = ulc_fail(ctx, ULC_ERR_IO, "%s: key '%s': the file '%s' %s", path, key, p,
-                                 ulc_path_is_dir(p) ? "is a directory" : "does not exist");
-        free(p);
-        return st;
-    }
-    *out = p;
-    return ULC_OK;
-}
-
-static ulc_status check_keys(const char *path, const cJSON *o, const char *prefix,
-                             const char *const *keys, ulc_ctx *ctx) {
-    for (const cJSON *k = o->child; k; k = k->next) {
-        int ok = 0;
-        for (int i = 0; keys[i] && !ok; i++) ok = strcmp(k->string, keys[i]) == 0;
-        if (!ok) {
-            char list[256] = "";
-            for (int i = 0; keys[i]; i++)
-                snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
-                         keys[i]);
-            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: unknown key '%s.%s' (expected %s)", path,
-                            prefix, k->string, list);
-        }
-    }
-    return ULC_OK;
+    return ulc_spec_resolve(path, dir, key, it->valuestring, 0, out, ctx);
 }
 
 /* "coarse": {fine: coarse} naming every fine class once. */
@@ -151,7 +125,7 @@ static ulc_status parse_heldout(const char *path, const char *dir, const cJSON *
     if (!cJSON_IsObject(h))
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'clip.heldout': expected an object, got "
                         "%s", path, ulc_json_what(h));
-    ULC_TRY(check_keys(path, h, "clip.heldout", keys, ctx));
+    ULC_TRY(ulc_spec_check_keys(path, h, "clip.heldout", keys, ctx));
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(h, "data");
     const cJSON *cl = cJSON_GetObjectItemCaseSensitive(h, "classes");
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(h, "templates");
@@ -171,7 +145,7 @@ ulc_status ulc_clip_spec_parse(const char *path, const char *dir, const cJSON *c
     if (!cJSON_IsObject(clip))
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'clip': expected an object, got %s", path,
                         ulc_json_what(clip));
-    ULC_TRY(check_keys(path, clip, "clip", keys, ctx));
+    ULC_TRY(ulc_spec_check_keys(path, clip, "clip", keys, ctx));
     c->given = 1;
     const cJSON *cl = cJSON_GetObjectItemCaseSensitive(clip, "classes");
     const cJSON *tp = cJSON_GetObjectItemCaseSensitive(clip, "templates");

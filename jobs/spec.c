@@ -14,6 +14,7 @@
 #include "io/text_data.h"
 #include "methods/method.h"
 #include "jobs/request.h"
+#include "jobs/spec_internal.h"
 
 void ulc_request_clear(ulc_request *s) {
     ulc_pipeline_free(s->passes);
@@ -45,9 +46,8 @@ static const char *key_path(char *buf, size_t n, const char *prefix, const char 
     return buf;
 }
 
-/* Every key of obj must be one of keys (NULL-terminated), once. */
-static ulc_status check_keys(const char *file, const cJSON *obj, const char *prefix,
-                             const char *const *keys, ulc_ctx *ctx) {
+ulc_status ulc_spec_check_keys(const char *file, const cJSON *obj, const char *prefix,
+                               const char *const *keys, ulc_ctx *ctx) {
     char kp[256];
     for (const cJSON *it = obj->child; it; it = it->next) {
         int known = 0;
@@ -266,18 +266,23 @@ static ulc_status parse_json(const char *path, const char *what, cJSON **out, ul
 
 /* A path from the spec: absolute as written, else relative to the spec's directory. The file
  * must exist (a regular file, or a directory when dir_ok: a Hugging Face model). */
-static ulc_status spec_path(const ulc_request *s, const char *key, const char *rel, int dir_ok, char **out,
-                            ulc_ctx *ctx) {
-    char *p = rel[0] == '/' ? strdup(rel) : ulc_path_join(s->dir, rel);
+ulc_status ulc_spec_resolve(const char *spec, const char *dir, const char *key, const char *rel,
+                            int dir_ok, char **out, ulc_ctx *ctx) {
+    char *p = rel[0] == '/' ? strdup(rel) : ulc_path_join(dir, rel);
     if (!p) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (spec)");
     if (!ulc_path_exists(p) || (!dir_ok && ulc_path_is_dir(p))) {
-        ulc_status st = ulc_fail(ctx, ULC_ERR_IO, "%s: key '%s': the file '%s' %s", s->path, key,
+        ulc_status st = ulc_fail(ctx, ULC_ERR_IO, "%s: key '%s': the file '%s' %s", spec, key,
                                  p, ulc_path_is_dir(p) ? "is a directory" : "does not exist");
         free(p);
         return st;
     }
     *out = p;
     return ULC_OK;
+}
+
+static ulc_status spec_path(const ulc_request *s, const char *key, const char *rel, int dir_ok, char **out,
+                            ulc_ctx *ctx) {
+    return ulc_spec_resolve(s->path, s->dir, key, rel, dir_ok, out, ctx);
 }
 
 static ulc_status spec_file(const ulc_request *s, const char *key, const char *rel, char **out,
@@ -369,7 +374,7 @@ static ulc_status parse_forget_file(ulc_request *s, const cJSON *f, ulc_ctx *ctx
 
 static ulc_status parse_forget(ulc_request *s, const cJSON *f, ulc_ctx *ctx) {
     const char *file = s->path;
-    ULC_TRY(check_keys(file, f, "forget", k_forget_keys, ctx));
+    ULC_TRY(ulc_spec_check_keys(file, f, "forget", k_forget_keys, ctx));
     const cJSON *cl = cJSON_GetObjectItemCaseSensitive(f, "classes");
     const cJSON *ix = cJSON_GetObjectItemCaseSensitive(f, "indices");
     const cJSON *ixf = cJSON_GetObjectItemCaseSensitive(f, "indices_file");
@@ -498,7 +503,7 @@ static ulc_status parse_method(ulc_request *s, const cJSON *j, const char *metho
                               : s->method == ULC_METHOD_NHL_KL   ? k_nhl_keys
                               : s->method == ULC_METHOD_MEGU     ? k_megu_keys
                                                                  : k_other_keys;
-    ULC_TRY(check_keys(path, mo, s->method_name, keys, ctx));
+    ULC_TRY(ulc_spec_check_keys(path, mo, s->method_name, keys, ctx));
     if (s->method == ULC_METHOD_SSD) return parse_ssd(s, mo, ctx);
     const char *str = NULL;
     ULC_TRY(get_str(path, mo, s->method_name, "train", &str, ctx));
@@ -561,7 +566,7 @@ static ulc_status parse_method(ulc_request *s, const cJSON *j, const char *metho
 static ulc_status parse_train(ulc_request *s, const cJSON *train, ulc_method_train *run, ulc_ctx *ctx) {
     const char *path = s->path;
     long long iv = 0;
-    ULC_TRY(check_keys(path, train, "train", k_train_keys, ctx));
+    ULC_TRY(ulc_spec_check_keys(path, train, "train", k_train_keys, ctx));
     for (int k = 0; s->method == ULC_METHOD_SSD && k_ssd_no_train[k]; k++)
         if (cJSON_HasObjectItem(train, k_ssd_no_train[k]))
             return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'train.%s': method ssd trains nothing "
@@ -609,7 +614,7 @@ static ulc_status parse_gates(ulc_request *s, const cJSON *j, int has_test, ulc_
     const cJSON *g = NULL;
     ULC_TRY(get_object(s->path, j, "gates", &g, ctx));
     if (!g) return ULC_OK;
-    ULC_TRY(check_keys(s->path, g, "gates", k_gate_keys, ctx));
+    ULC_TRY(ulc_spec_check_keys(s->path, g, "gates", k_gate_keys, ctx));
     for (int k = 0; k < ULC_GATE_COUNT; k++) {
         if (!cJSON_HasObjectItem(g, k_gate_keys[k])) continue;
         s->gates.set[k] = 1;
@@ -631,7 +636,7 @@ static ulc_status parse_gates(ulc_request *s, const cJSON *j, int has_test, ulc_
 
 /* 'eval': the report's extra metrics (the reference file is checked with the other files). */
 static ulc_status parse_eval(ulc_request *s, const cJSON *e, const char **reference, ulc_ctx *ctx) {
-    ULC_TRY(check_keys(s->path, e, "eval", k_eval_keys, ctx));
+    ULC_TRY(ulc_spec_check_keys(s->path, e, "eval", k_eval_keys, ctx));
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(e, "features");
     if (f && !cJSON_IsBool(f))
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: key 'eval.features': expected true or false, got %s",
@@ -702,7 +707,7 @@ static ulc_status parse_data_model(ulc_request *s, const cJSON *data, const cJSO
     if (!data)
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: missing key 'data' ({\"train\": FILE, \"test\": "
                         "FILE})", path);
-    ULC_TRY(check_keys(path, data, "data", k_data_keys, ctx));
+    ULC_TRY(ulc_spec_check_keys(path, data, "data", k_data_keys, ctx));
     ULC_TRY(get_str(path, data, "data", "train", train_rel, ctx));
     ULC_TRY(get_str(path, data, "data", "test", test_rel, ctx));
     if (!*train_rel)
@@ -714,7 +719,7 @@ static ulc_status parse_data_model(ulc_request *s, const cJSON *data, const cJSO
                         "TEXTS})", path);
     if (!model) return ULC_OK;
     const char *in = NULL, *out = NULL;
-    ULC_TRY(check_keys(path, model, "model", k_model_keys, ctx));
+    ULC_TRY(ulc_spec_check_keys(path, model, "model", k_model_keys, ctx));
     ULC_TRY(get_str(path, model, "model", "input", &in, ctx));
     ULC_TRY(get_str(path, model, "model", "output", &out, ctx));
     if ((in && !(s->model_input = strdup(in))) || (out && !(s->model_output = strdup(out))))
@@ -733,7 +738,7 @@ static ulc_status parse_lora(ulc_request *s, const cJSON *lora, ulc_ctx *ctx) {
                         "adapters (set \"%s\": {\"train\": \"lora\"} to use them)", path,
                         s->method_name, s->unlearn.what == ULC_TRAIN_ALL ? "every weight"
                         : "every weight but the classifier's", s->method_name);
-    ULC_TRY(check_keys(path, lora, "lora", k_lora_keys, ctx));
+    ULC_TRY(ulc_spec_check_keys(path, lora, "lora", k_lora_keys, ctx));
     long long iv = s->rank;
     ULC_TRY(get_int(path, lora, "lora", "rank", 1, 65536, &iv, ctx));
     s->rank = (long)iv;
@@ -774,7 +779,7 @@ ulc_status ulc_request_resolve_train(ulc_request *rq, const ulc_method_train *ru
 /* 'rfa': gamma and the feature distance. */
 static ulc_status parse_rfa(ulc_request *s, const cJSON *rfa, ulc_ctx *ctx) {
     const char *path = s->path, *str = NULL;
-    ULC_TRY(check_keys(path, rfa, "rfa", k_rfa_keys, ctx));
+    ULC_TRY(ulc_spec_check_keys(path, rfa, "rfa", k_rfa_keys, ctx));
     ULC_TRY(get_num(path, rfa, "rfa", "gamma", 0, 0, 1, &s->gamma, ctx));
     ULC_TRY(get_str(path, rfa, "rfa", "norm", &str, ctx));
     if (!str) return ULC_OK;
@@ -859,7 +864,7 @@ static ulc_status parse_spec(ulc_request *s, const cJSON *j, ulc_ctx *ctx) {
     if (!cJSON_IsObject(j))
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: expected a JSON object, got %s", path,
                         ulc_json_what(j));
-    ULC_TRY(check_keys(path, j, "", k_top_keys, ctx));
+    ULC_TRY(ulc_spec_check_keys(path, j, "", k_top_keys, ctx));
     ULC_TRY(get_object(path, j, "data", &data, ctx));
     ULC_TRY(get_object(path, j, "forget", &forget, ctx));
     ULC_TRY(get_object(path, j, "model", &model, ctx));

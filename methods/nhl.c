@@ -26,7 +26,6 @@
 #include <string.h>
 
 #include "ir/builder.h"
-#include "runtime/runtime.h"
 #include "train/train_graph.h"
 
 #define COL_FLAG "ulc.nhl.forget"
@@ -155,31 +154,6 @@ static double softmax_of(const float *z, const int64_t *idx, int64_t n, float *q
     return qlq;
 }
 
-static ulc_status teacher_logits(const ulc_unlearn_call *c, const char *out, int64_t want,
-                                 float **z, ulc_ctx *ctx) {
-    const ulc_dataset *d = c->data;
-    ulc_rows r = {.file = ulc_dataset_path(d), .n = d->n_rows, .max_rows = c->o->batch_size};
-    const ulc_graph *g = c->teacher->graph;
-    for (size_t i = 0; i < g->inputs.len; i++) {
-        const ulc_value *v = g->inputs.items[i];
-        if (v->flags & ULC_VALUE_INITIALIZER) continue;
-        int k = ulc_dataset_find(d, v->name);
-        if (k < 0) k = ulc_dataset_find(d, "input");
-        if (k < 0 || r.n_feeds == ULC_ROWS_MAX_FEEDS)
-            return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "nhl-kl: the input '%s' is not in the data",
-                            v->name);
-        r.names[r.n_feeds] = v->name;
-        r.cols[r.n_feeds++] = d->cols[k];
-    }
-    ulc_session_opts so = ulc_session_defaults();
-    so.threads = c->o->threads;
-    ulc_session *s = NULL;
-    int64_t classes = want;
-    ulc_status st = ulc_session_create(c->teacher, &so, &s, ctx);
-    if (st == ULC_OK) st = ulc_rows_logits(s, &r, out, NULL, NULL, &classes, z, NULL, ctx);
-    ulc_session_free(s);
-    return st;
-}
 
 static ulc_status add_col(nhl_state *st, int i, const char *name, int64_t n, int64_t w,
                           ulc_ctx *ctx) {
@@ -220,9 +194,22 @@ static ulc_status columns(nhl_state *st, const ulc_unlearn_call *c, ulc_ctx *ctx
     ULC_TRY(add_col(st, 3, COL_QCLOG, n, 0, ctx));
     ULC_TRY(add_col(st, 4, COL_QF, n, nk, ctx));
     ULC_TRY(add_col(st, 5, COL_QFLOG, n, 0, ctx));
-    float *zf = NULL, *zc = NULL;
-    ulc_status s = teacher_logits(c, c->u->output, K, &zf, ctx);
-    if (s == ULC_OK) s = teacher_logits(c, c->u->coarse_output, Kc, &zc, ctx);
+    /* the teacher over every row once, both outputs */
+    float *z[2] = {NULL, NULL};
+    int64_t got = 0, cls[2] = {0, 0};
+    const char *outs[2] = {c->u->output, c->u->coarse_output};
+    uint8_t *all = malloc((size_t)n + 1);
+    ulc_status s = all ? ULC_OK : ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    if (all) memset(all, 1, (size_t)n);
+    if (s == ULC_OK)
+        s = ulc_teacher_outputs(c->teacher, d, all, c->u->input, outs, 2, c->o->threads, z, &got,
+                                cls, ctx);
+    free(all);
+    if (s == ULC_OK && (got != n || cls[0] != K || cls[1] != Kc))
+        s = ulc_fail(ctx, ULC_ERR_INTERNAL, "nhl-kl: the teacher's outputs do not match the "
+                     "model's ([%lld, %lld] and [%lld, %lld])", (long long)n, (long long)K,
+                     (long long)n, (long long)Kc);
+    float *zf = z[0], *zc = z[1];
     for (int64_t i = 0; s == ULC_OK && i < n; i++) {
         if (y[i] < 0 || y[i] >= K) {
             s = ulc_fail(ctx, ULC_ERR_INVALID, "nhl-kl: %s: row %lld has label %lld, outside the "

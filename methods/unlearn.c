@@ -134,6 +134,70 @@ static ulc_status teacher_bad_output(void *arg, const ulc_rt_tensor *o, int64_t 
                     "float32 logits", (const char *)arg);
 }
 
+/* ulc_teacher_outputs's collector: each batch's outputs appended to their buffers. */
+typedef struct teacher_acc {
+    const char *const *outputs;
+    int n_out;
+    float **z;
+    int64_t *classes, rows;
+} teacher_acc;
+
+static ulc_status teacher_batch(void *arg, ulc_session *s, int64_t r0, int64_t rn, ulc_ctx *ctx) {
+    teacher_acc *a = arg;
+    for (int k = 0; k < a->n_out; k++) {
+        const ulc_rt_tensor *o = ulc_session_output(s, a->outputs[k]);
+        int64_t C = o && o->dtype == ULC_DT_F32 && o->rank == 2 && o->dims[0] == rn ? o->dims[1] : 0;
+        if (C <= 0 || (a->classes[k] && C != a->classes[k]))
+            return teacher_bad_output((void *)a->outputs[k], o, rn, a->classes[k], ctx);
+        if (!a->z[k] && !(a->z[k] = malloc((size_t)(a->rows * C) * sizeof(float) + 1)))
+            return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (teacher logits)");
+        a->classes[k] = C;
+        memcpy(a->z[k] + r0 * C, o->data, (size_t)(rn * C) * sizeof(float));
+    }
+    return ULC_OK;
+}
+
+ulc_status ulc_teacher_outputs(const ulc_model *teacher, const ulc_dataset *data,
+                               const uint8_t *rows, const char *input,
+                               const char *const *outputs, int n_out, int threads,
+                               float **logits, int64_t *n, int64_t *classes, ulc_ctx *ctx) {
+    *n = 0;
+    for (int k = 0; k < n_out; k++) logits[k] = NULL, classes[k] = 0;
+    const ulc_graph *g = teacher->graph;
+    const ulc_value *in = NULL;
+    for (size_t i = 0; i < g->inputs.len; i++) {
+        const ulc_value *v = g->inputs.items[i];
+        if (v->flags & ULC_VALUE_INITIALIZER) continue;
+        if (input ? !strcmp(v->name, input) : !in) in = v;
+    }
+    int col = in ? main_col(data, in->name) : -1;
+    if (!in || col < 0 || n_out < 1 || n_out > ULC_TEACHER_MAX_OUT)
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "teacher: no input/output to read, or no "
+                        "'input' column in %s", data->path ? data->path : "the data");
+    int64_t nf = 0;
+    for (int64_t i = 0; i < data->n_rows; i++) nf += rows[i] != 0;
+    int64_t *idx = malloc(((size_t)nf + 1) * sizeof *idx);
+    if (!idx) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    for (int64_t i = 0, k = 0; i < data->n_rows; i++)
+        if (rows[i]) idx[k++] = i;
+    ulc_session_opts so = ulc_session_defaults();
+    so.threads = threads;
+    ulc_session *s = NULL;
+    ulc_rows r = {.names = {in->name}, .cols = {data->cols[col]}, .n_feeds = 1,
+                  .file = data->path, .idx = idx, .n = nf};
+    teacher_acc a = {outputs, n_out, logits, classes, nf};
+    ulc_status st = ulc_session_create(teacher, &so, &s, ctx);
+    if (st == ULC_OK) st = ulc_rows_run(s, &r, teacher_batch, &a, NULL, ctx);
+    free(idx);
+    ulc_session_free(s);
+    if (st != ULC_OK) {
+        for (int k = 0; k < n_out; k++) free(logits[k]), logits[k] = NULL;
+        return st;
+    }
+    *n = nf;
+    return ULC_OK;
+}
+
 ulc_status ulc_teacher_logits(const ulc_model *teacher, const ulc_dataset *data,
                               const uint8_t *forget, const char *input, const char *output,
                               int threads, float **logits, int64_t *n, int64_t *classes,
@@ -141,44 +205,15 @@ ulc_status ulc_teacher_logits(const ulc_model *teacher, const ulc_dataset *data,
     *logits = NULL;
     *n = *classes = 0;
     const ulc_graph *g = teacher->graph;
-    const ulc_value *in = NULL, *out = NULL;
-    for (size_t i = 0; i < g->inputs.len; i++) {
-        const ulc_value *v = g->inputs.items[i];
-        if (v->flags & ULC_VALUE_INITIALIZER) continue;
-        if (input ? !strcmp(v->name, input) : !in) in = v;
-    }
-    for (size_t i = 0; i < g->outputs.len; i++) {
+    const char *out = NULL;
+    for (size_t i = 0; i < g->outputs.len && !out; i++) {
         const ulc_value *v = g->outputs.items[i];
-        if (output ? !strcmp(v->name, output) : !out) out = v;
+        if (!output || !strcmp(v->name, output)) out = v->name;
     }
-    int col = in ? main_col(data, in->name) : -1;
-    if (!in || !out || col < 0)
-        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "teacher: no input/output to read, or no "
-                        "'input' column in %s", data->path ? data->path : "the data");
-    const ulc_tensor *x = data->cols[col];
-    int64_t nf = 0;
-    for (int64_t i = 0; i < data->n_rows; i++) nf += forget[i] != 0;
-    int64_t *idx = malloc(((size_t)nf + 1) * sizeof *idx);
-    if (!idx) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-    for (int64_t i = 0, k = 0; i < data->n_rows; i++)
-        if (forget[i]) idx[k++] = i;
-    ulc_session_opts so = ulc_session_defaults();
-    so.threads = threads;
-    ulc_session *s = NULL;
-    ulc_rows r = {.names = {in->name}, .cols = {x}, .n_feeds = 1, .file = data->path, .idx = idx,
-                  .n = nf};
-    float *res = NULL;
-    int64_t C = 0;
-    ulc_status st = ulc_session_create(teacher, &so, &s, ctx);
-    if (st == ULC_OK)
-        st = ulc_rows_logits(s, &r, out->name, teacher_bad_output, (void *)out->name, &C, &res, NULL, ctx);
-    free(idx);
-    ulc_session_free(s);
-    ULC_TRY(st);
-    *logits = res;
-    *n = nf;
-    *classes = C;
-    return ULC_OK;
+    if (!out)
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "teacher: no output '%s'", output ? output : "");
+    return ulc_teacher_outputs(teacher, data, forget, input, &out, 1, threads, logits, n, classes,
+                               ctx);
 }
 
 /* ---- losses ----------------------------------------------------------------------------------- */

@@ -168,11 +168,19 @@ const char *ulc_unlearn_refusal(ulc_method m, int next_token, int mask_all_forge
 ulc_status ulc_megu_similarity_load(const char *path, int64_t want_k, double **S, int64_t *K,
                                     ulc_ctx *ctx);
 
-/* The frozen teacher's logits on the forget rows ([n_forget, classes] float32, malloc'd), for
- * DELETE and its cache. */
+/* The frozen teacher's logits on the flagged rows ([n_flagged, classes] float32, malloc'd), for
+ * DELETE and its cache, and the robust pass. */
 ulc_status ulc_teacher_logits(const ulc_model *teacher, const ulc_dataset *data,
                               const uint8_t *forget, const char *input, const char *output,
                               int threads, float **logits, int64_t *n, int64_t *classes,
                               ulc_ctx *ctx);
+
+/* The same for several outputs of one run over the rows: logits[k] ([n, classes[k]]) of
+ * outputs[k], k < n_out (at most ULC_TEACHER_MAX_OUT). */
+#define ULC_TEACHER_MAX_OUT 4
+ulc_status ulc_teacher_outputs(const ulc_model *teacher, const ulc_dataset *data,
+                               const uint8_t *rows, const char *input,
+                               const char *const *outputs, int n_out, int threads,
+                               float **logits, int64_t *n, int64_t *classes, ulc_ctx *ctx);
 
 #endif

@@ -141,6 +141,8 @@ cJSON *ulc_request_hyperparameters(const ulc_request *rq, const ulc_method_env *
     cJSON_AddNumberToObject(tr, "weight_decay", h->weight_decay);
     if (h->optimizer == ULC_OPTIM_SGD) cJSON_AddNumberToObject(tr, "momentum", h->momentum);
     cJSON_AddNumberToObject(tr, "seed", (double)rq->seed);
+    double rho = ulc_pass_opt_num(mo, "sam_rho", 0); /* a pass option (docs/cli.md) */
+    if (rho > 0) cJSON_AddNumberToObject(tr, "sam_rho", rho);
     if (strcmp(env->method, "rfa") != 0) method_obj(hp, env->method, mo, next_token);
     else rfa_obj(hp, mo, next_token);
     ulc_request_robust_hyperparameters(hp, env);

@@ -72,18 +72,10 @@ ulc_status ulc_megu_similarity_load(const char *path, int64_t want_k, double **o
     *out = NULL;
     ulc_mapping *m = NULL;
     ULC_TRY(ulc_mapping_open(path, "megu similarity file", &m, ctx));
-    char *text = malloc(m->size + 1); /* NUL-terminated, as cJSON wants */
-    if (!text) {
-        ulc_mapping_unref(m);
-        return ulc_fail(ctx, ULC_ERR_NOMEM, "%s: out of memory", path);
-    }
-    if (m->size) memcpy(text, m->data, m->size);
-    text[m->size] = '\0';
-    size_t len = m->size;
+    cJSON *j = NULL; /* ulc_json_parse reads a length: the mapping as it is */
+    ulc_status s = m->size ? ulc_json_parse((const char *)m->data, m->size, 0, &j, ctx)
+                           : ulc_fail(ctx, ULC_ERR_PARSE, "the file is empty");
     ulc_mapping_unref(m);
-    cJSON *j = NULL;
-    ulc_status s = ulc_json_parse(text, len, 0, &j, ctx);
-    free(text);
     if (s != ULC_OK) return ulc_fail(ctx, ULC_ERR_INVALID, "%s", path);
     int64_t K = cJSON_IsArray(j) ? cJSON_GetArraySize(j) : 0;
     double *S = K > 0 ? malloc((size_t)(K * K) * sizeof *S) : NULL;
@@ -343,11 +335,7 @@ static ulc_status noise_loss(void *arg, ulc_tg *t, ulc_value **loss, ulc_ctx *ct
 /* The seeded N(0, 1) start of noise j of kind (0 positive, 1 negative). */
 static void noise_init(float *v, size_t n, uint64_t seed, int64_t j, int kind) {
     uint64_t s = seed ^ 0x4D656755ull ^ ((uint64_t)j << 32) ^ ((uint64_t)kind << 48);
-    for (size_t i = 0; i < n; i++) {
-        double u1 = ((double)(ulc_unlearn_splitmix(&s) >> 11) + 1.0) / 9007199254740992.0;
-        double u2 = (double)(ulc_unlearn_splitmix(&s) >> 11) / 9007199254740992.0;
-        v[i] = (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
-    }
+    for (size_t i = 0; i < n; i++) v[i] = (float)ulc_unlearn_gauss(&s);
 }
 
 /* The one-row dataset the noise graph trains on. */
@@ -588,6 +576,9 @@ static ulc_status check_data(megu_state *st, const char **xcol, ulc_ctx *ctx) {
         return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "megu: no column of %s feeds the model's input",
                         ulc_dataset_path(d));
     const ulc_tensor *x = d->cols[xc];
+    if (x->rank > ULC_DATASET_MAX_RANK)
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "megu: the input column '%s' has rank %d (at "
+                        "most %d)", d->names[xc], x->rank, ULC_DATASET_MAX_RANK);
     if (x->dtype != ULC_DT_F32 || x->rank < 2)
         return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "megu: the input column '%s' is %s of rank %d: "
                         "the noise is added to float32 rows", d->names[xc],

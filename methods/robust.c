@@ -19,6 +19,7 @@
  *
  * Results go to env->robust (method.h): the method's own statistics stay in env->stats.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -65,56 +66,42 @@ static double now_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* t's values as float32 into out (t->numel entries; halves widened exactly). */
-static void read_f32(const ulc_tensor *t, float *out) {
-    if (t->dtype == ULC_DT_F32) {
-        memcpy(out, t->data, (size_t)t->numel * sizeof *out);
-        return;
-    }
-    const uint8_t *h = t->data;
-    for (uint64_t k = 0; k < t->numel; k++) {
-        uint16_t x;
-        memcpy(&x, h + 2 * k, 2);
-        out[k] = t->dtype == ULC_DT_F16 ? ulc_f16_to_f32(x) : ulc_bf16_to_f32(x);
-    }
+/* Element k of t as float32 (halves widened exactly). */
+static float at(const ulc_tensor *t, uint64_t k) {
+    if (t->dtype == ULC_DT_F32) return ((const float *)t->data)[k];
+    uint16_t x;
+    memcpy(&x, (const uint8_t *)t->data + 2 * k, 2);
+    return t->dtype == ULC_DT_F16 ? ulc_f16_to_f32(x) : ulc_bf16_to_f32(x);
 }
 
-/* Step 2: θ ← (1 − α)·θ + α·θ_init for every weight flagged PARAM that the initialiser redraws
- * (their values read before, the fresh ones after ulc_unlearn_reinit). */
+/* Step 2: θ ← (1 − α)·θ + α·θ_init for every weight flagged PARAM that the initialiser redraws.
+ * ulc_unlearn_reinit gives a redrawn weight a new tensor and leaves the old one in the graph, so
+ * both are read in place: nothing is copied but the blend, written once per weight. */
 static ulc_status add_noise(ulc_model *m, double alpha, uint64_t seed, ulc_ctx *ctx) {
+    if (alpha <= 0) return ULC_OK; /* θ stays θ_T */
     ulc_graph *g = m->graph;
     size_t n = g->inits.len;
-    float **was = calloc(n + 1, sizeof *was);
     const ulc_tensor **old = calloc(n + 1, sizeof *old);
-    ulc_status s = was && old ? ULC_OK : ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    ulc_status s = old ? ULC_OK : ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < n && s == ULC_OK; i++) {
         ulc_value *v = g->inits.items[i];
         if (!(v->flags & ULC_VALUE_PARAM) || !v->init) continue;
-        if ((s = ulc_tensor_materialize(g, v->init, ctx)) != ULC_OK) break; /* lora-merge's */
-        old[i] = v->init;
-        if (!(was[i] = malloc((size_t)v->init->numel * sizeof(float) + 1))) {
-            s = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-            break;
-        }
-        read_f32(v->init, was[i]);
+        if ((s = ulc_tensor_materialize(g, v->init, ctx)) == ULC_OK) old[i] = v->init; /* lora-merge's */
     }
-    if (s == ULC_OK && alpha > 0) s = ulc_unlearn_reinit(m, seed, ctx);
+    if (s == ULC_OK) s = ulc_unlearn_reinit(m, seed, ctx);
     for (size_t i = 0; i < n && s == ULC_OK; i++) {
         ulc_value *v = g->inits.items[i];
         if (!old[i] || v->init == old[i]) continue; /* not redrawn: T's values */
-        float *fresh = malloc((size_t)v->init->numel * sizeof *fresh + 1);
-        if (!fresh) {
+        float *mix = malloc((size_t)v->init->numel * sizeof *mix + 1);
+        if (!mix) {
             s = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
             break;
         }
-        read_f32(v->init, fresh);
         for (uint64_t k = 0; k < v->init->numel; k++)
-            fresh[k] = (float)((1.0 - alpha) * was[i][k] + alpha * fresh[k]);
-        s = ulc_param_set_f32(g, v, fresh, ctx);
-        free(fresh);
+            mix[k] = (float)((1.0 - alpha) * at(old[i], k) + alpha * at(v->init, k));
+        s = ulc_param_set_f32(g, v, mix, ctx);
+        free(mix);
     }
-    for (size_t i = 0; was && i < n; i++) free(was[i]);
-    free(was);
     free(old);
     return s;
 }
@@ -226,7 +213,7 @@ static ulc_status run_robust(ulc_model *m, const ulc_pass_opts *o, ulc_pass_ctx 
     for (int64_t i = 0; s == ULC_OK && original && i < nt; i++) /* the forgotten classes gone */
         for (int k = 0; k < env->n_forget_classes; k++)
             if (env->forget_classes[k] >= 0 && env->forget_classes[k] < C)
-                zt[i * C + env->forget_classes[k]] = -1e30f;
+                zt[i * C + env->forget_classes[k]] = -INFINITY; /* softmax 0 */
     res->teacher_seconds = now_s() - t0;
     if (s == ULC_OK)
         s = ulc_row_subset_make(env->data, env->forget, 0, TEACHER_COL, zt, C, &r, ctx);

@@ -374,6 +374,13 @@ uint64_t ulc_unlearn_splitmix(uint64_t *s) {
     return z ^ (z >> 31);
 }
 
+double ulc_unlearn_gauss(uint64_t *s) {
+    /* Box-Muller on two 53-bit uniforms in (0, 1] and [0, 1) */
+    double u1 = ((double)(ulc_unlearn_splitmix(s) >> 11) + 1.0) / 9007199254740992.0;
+    double u2 = (double)(ulc_unlearn_splitmix(s) >> 11) / 9007199254740992.0;
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
 ulc_status ulc_unlearn_reinit(ulc_model *m, uint64_t seed, ulc_ctx *ctx) {
     ulc_graph *g = m->graph;
     uint64_t st = seed ^ 0x5EEDull;
@@ -460,10 +467,7 @@ ulc_status ulc_unlearn_reinit_gpt2(ulc_model *m, uint64_t seed, ulc_ctx *ctx) {
                 p[k] = role == R_ONE ? 1.0f : 0.0f;
                 continue;
             }
-            /* Box-Muller on two 53-bit uniforms in (0, 1] and [0, 1) */
-            double u1 = ((double)(ulc_unlearn_splitmix(&st) >> 11) + 1.0) / 9007199254740992.0;
-            double u2 = (double)(ulc_unlearn_splitmix(&st) >> 11) / 9007199254740992.0;
-            p[k] = (float)(sd * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+            p[k] = (float)(sd * ulc_unlearn_gauss(&st));
         }
         ulc_status s = ulc_param_set_f32(g, v, p, ctx); /* in the weight's dtype */
         free(p);

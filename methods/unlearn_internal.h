@@ -32,6 +32,8 @@ ulc_status ulc_unlearn_reinit(ulc_model *m, uint64_t seed, ulc_ctx *ctx);
  * LayerNorm scale 1 and shift 0. */
 ulc_status ulc_unlearn_reinit_gpt2(ulc_model *m, uint64_t seed, ulc_ctx *ctx);
 uint64_t ulc_unlearn_splitmix(uint64_t *s);
+/* One N(0, 1) draw from the splitmix stream s (Box-Muller on two 53-bit uniforms). */
+double ulc_unlearn_gauss(uint64_t *s);
 /* The class count of m's output called output (the only/first one when NULL): its last dim when
  * it is [batch, classes] with a fixed class count, else -1. */
 int64_t ulc_unlearn_classes(const ulc_model *m, const char *output);

@@ -136,3 +136,27 @@ def test_refused_before_lora_merge(tmp_path):
                    "lora-inject{rank=8,alpha=32,placement=rfa},rfa{epochs=1},robust,lora-merge")
     assert proc.returncode != 0
     assert "put robust after lora-merge" in proc.stderr, proc.stderr
+
+
+def test_sam_steps(tmp_path):
+    """sam_rho on a method pass: sam_rho 0 is the plain step bit for bit; a radius > 0 takes the
+    gradient at the perturbed weights, so the adapters (and the merged weights) differ."""
+    outs = {}
+    for name, rho in (("plain", None), ("zero", 0), ("sam", 0.05)):
+        passes = RFA if rho is None else RFA.replace("rfa{", f"rfa{{sam_rho={rho},", 1)
+        outs[name] = tmp_path / f"{name}.onnx"
+        proc = run_ulc("train", MODEL, "--data", DIGITS / "train.safetensors", "--forget-classes",
+                       "3", "-o", outs[name], "--threads", "2", "-q", "--passes", passes)
+        assert proc.returncode == 0, proc.stderr
+    w = {k: inits(v) for k, v in outs.items()}
+    assert all(np.array_equal(w["plain"][k], w["zero"][k]) for k in w["plain"])
+    assert any(not np.array_equal(w["plain"][k], w["sam"][k]) for k in w["plain"])
+
+
+def test_original_teacher_with_a_small_temperature(tmp_path):
+    """The forgotten class's teacher logits are -inf (softmax 0) at any temperature: a small one
+    trains to finite losses and still forgets."""
+    rep, _, _ = forget(tmp_path, spec({"teacher": "original", "temperature": 1e-9, "epochs": 2}),
+                       name="cold")
+    assert rep["accuracy"]["after"]["Dft"] <= 0.05
+    assert all(np.isfinite(rep["robust"]["loss_curve"]))

@@ -68,7 +68,11 @@ static double now_s(void) {
 
 /* Element k of t as float32 (halves widened exactly). */
 static float at(const ulc_tensor *t, uint64_t k) {
-    if (t->dtype == ULC_DT_F32) return ((const float *)t->data)[k];
+    if (t->dtype == ULC_DT_F32) { /* the data may sit unaligned inside a mapped file */
+        float f;
+        memcpy(&f, (const uint8_t *)t->data + 4 * k, 4);
+        return f;
+    }
     uint16_t x;
     memcpy(&x, (const uint8_t *)t->data + 2 * k, 2);
     return t->dtype == ULC_DT_F16 ? ulc_f16_to_f32(x) : ulc_bf16_to_f32(x);

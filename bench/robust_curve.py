@@ -23,7 +23,7 @@ one table only.
 
     .venv/bin/python bench/robust_curve.py [--dataset digits|mnist5k] [--methods rfa,delete]
         [--teachers unlearned,original] [--alphas 0,0.25,0.5,0.75,1] [--epochs 5,10,20]
-        [--relearn 50] [--timing 3]
+        [--temperatures 1,2,8] [--relearn 50] [--timing 3]
         [--threads 2] [--write-doc]
 
 --timing N then runs retrain, each method and each method + robust with its defaults N times in
@@ -86,7 +86,8 @@ def one(case, d, tag, method, robust, relearn, threads, env):
     row = {"tag": tag, "method": method, "robust": robust, "Df": acc["Df"], "Drt": acc["Drt"],
            "curve": curve, "at10": curve[min(10, len(curve) - 1)], "atN": curve[-1],
            "to50": steps_to(curve, 0.5), "to90": steps_to(curve, 0.9),
-           "robust_steps": rb.get("steps"), "robust_s": rb.get("seconds"), "wall": wall}
+           "robust_steps": rb.get("steps"), "robust_s": rb.get("seconds"), "wall": wall,
+           "resolved": r["hyperparameters"].get("robust")}  # the options as the pass used them
     print(f"{tag}: Df {acc['Df']:.4f} Drt {acc['Drt']:.4f} probe@10 {row['at10']:.3f} "
           f"to50 {row['to50']} to90 {row['to90']} wall {wall:.1f} s", file=sys.stderr)
     return row, ev
@@ -111,7 +112,8 @@ def timing(case, d, methods, rounds, threads, env):
                    f"{med[tag] / med['retrain']:.2f} of retrain's\n" for tag, _, _ in runs)
 
 
-def table(name, methods, alphas, epochs, relearn, threads, rounds=3, teachers=("unlearned",)):
+def table(name, methods, alphas, epochs, relearn, threads, rounds=3, teachers=("unlearned",),
+          temps=()):
     rows = []
     with tempfile.TemporaryDirectory() as d:
         case = results.DATASETS[name](d)
@@ -127,28 +129,33 @@ def table(name, methods, alphas, epochs, relearn, threads, rounds=3, teachers=("
                         rows.append(one(case, d, f"{m}+robust-{t}-a{a}-e{e}", m,
                                         {"alpha": a, "epochs": e, "teacher": t}, relearn,
                                         threads, env)[0])
+            for tau in temps:  # the other options at their defaults
+                rows.append(one(case, d, f"{m}+robust-tau{tau}", m, {"temperature": tau},
+                                relearn, threads, env)[0])
         n = ev["rows"]
         times = timing(case, d, methods, rounds, threads, env) if rounds else ""
     ret = rows[0]
     pct = lambda v: "–" if v is None else f"{100 * v:.2f}"
     stp = lambda v: f"> {relearn}" if v is None else str(v)
-    head = (f"| method | robust teacher | robust α | robust epochs | Df | Drt | Df after 10 probe steps | Df after "
+    head = (f"| method | robust teacher | robust α | robust epochs | robust τ | Df | Drt | Df after 10 probe steps | Df after "
             f"{relearn} | steps to 50 % | steps to 90 % | robust steps | robust s | wall s | "
-            f"wall / retrain's |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+            f"wall / retrain's |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     body = ""
     for r in rows:
         rb = r["robust"]
         rs = "–" if r["robust_s"] is None else f"{r['robust_s']:.2f}"
-        body += (f"| {r['method']} | {'–' if rb is None else rb['teacher']} | "
-                 f"{'–' if rb is None else rb['alpha']} | "
-                 f"{'–' if rb is None else rb['epochs']} | {pct(r['Df'])} | {pct(r['Drt'])} | "
+        opt = lambda k: "–" if rb is None else rb.get(k, r["resolved"][k])
+        body += (f"| {r['method']} | {opt('teacher')} | {opt('alpha')} | {opt('epochs')} | "
+                 f"{opt('temperature')} | {pct(r['Df'])} | {pct(r['Drt'])} | "
                  f"{pct(r['at10'])} | {pct(r['atN'])} | {stp(r['to50'])} | {stp(r['to90'])} | "
                  f"{'–' if r['robust_steps'] is None else r['robust_steps']} | "
                  f"{rs} | "
                  f"{r['wall']:.1f} | {r['wall'] / ret['wall']:.2f} |\n")
     stamp = (f"`.venv/bin/python bench/robust_curve.py --dataset {name} --timing {rounds} --methods "
              f"{','.join(methods)} --teachers {','.join(teachers)} --alphas {','.join(map(str, alphas))} --epochs "
-             f"{','.join(map(str, epochs))} --relearn {relearn} --threads {threads} --write-doc` — "
+             f"{','.join(map(str, epochs))}"
+             f"{' --temperatures ' + ','.join(map(str, temps)) if temps else ''} --relearn "
+             f"{relearn} --threads {threads} --write-doc` — "
              f"{time.strftime('%Y-%m-%d %H:%M')}; {os.cpu_count()} cores.\n\n")
     facts = (f"Forgetting class {results.FORGET_CLASS}: Df {n['Df']:,} of {n['Df'] + n['Dr']:,} "
              f"train rows, Drt {n['Drt']:,} test rows."
@@ -184,6 +191,8 @@ def main():
     ap.add_argument("--teachers", default="unlearned,original",
                     help="the robust pass's teacher: unlearned (UNDO), original (forgotten "
                          "classes at -inf)")
+    ap.add_argument("--temperatures", default="",
+                    help="also each method + robust at its defaults but these temperatures")
     ap.add_argument("--relearn", type=int, default=50)
     ap.add_argument("--timing", type=int, default=3,
                     help="rounds of the wall-time check (retrain, methods, + robust); 0: none")
@@ -195,8 +204,9 @@ def main():
     alphas = [float(x) if "." in x else int(x) for x in a.alphas.split(",") if x]
     epochs = [int(x) for x in a.epochs.split(",") if x]
     teachers = [t for t in a.teachers.split(",") if t]
+    temps = [float(x) if "." in x else int(x) for x in a.temperatures.split(",") if x]
     block, rows = table(a.dataset, methods, alphas, epochs, a.relearn, a.threads, a.timing,
-                        teachers)
+                        teachers, temps)
     print(block)
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1))

@@ -100,6 +100,48 @@ static ulc_status patterns(ulc_arena *a, const cJSON *obj, const char *path, con
     return ULC_OK;
 }
 
+/* PEFT's config fields whose adapters do not merge as W + scale * B @ A (with DoRA's and
+ * lora_bias's additions, which ulc merges): LoRA variants with their own forward or merge, and
+ * fields that change the model's structure. Set to anything but their default, they are refused
+ * by name rather than merged wrongly. Fields that only steer initialisation or which modules
+ * were adapted (init_lora_weights, loftq_config, eva_config, corda_config, lora_ga_config,
+ * layers_to_transform, layers_pattern, exclude_modules, ensure_weight_tying, ...) do not
+ * change what the stored tensors mean and are read past. */
+static const struct {
+    const char *key, *what;
+} k_unmergeable[] = {
+    {"use_qalora", "QALoRA (its lora_A acts on pooled inputs)"},
+    {"alora_invocation_tokens", "activated LoRA (aLoRA acts only after its invocation tokens)"},
+    {"velora_config", "VeLoRA"},
+    {"monteclora_config", "MonteCLoRA"},
+    {"use_bdlora", "block-diagonal LoRA (BD-LoRA)"},
+    {"arrow_config", "Arrow routing"},
+    {"kasa_config", "KaSA"},
+    {"layer_replication", "layer replication (it changes the model's layers)"},
+    {"target_parameters", "LoRA on parameters (target_parameters)"},
+    {"trainable_token_indices", "trainable tokens (trainable_token_indices)"},
+};
+
+static int json_is_set(const cJSON *v) {
+    if (!v || cJSON_IsNull(v) || cJSON_IsFalse(v)) return 0;
+    if ((cJSON_IsArray(v) || cJSON_IsObject(v)) && !v->child) return 0;
+    return 1;
+}
+
+static ulc_status refuse_variants(const cJSON *j, const char *path, ulc_ctx *ctx) {
+    for (size_t i = 0; i < sizeof k_unmergeable / sizeof *k_unmergeable; i++)
+        if (json_is_set(cJSON_GetObjectItemCaseSensitive(j, k_unmergeable[i].key)))
+            return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: '%s' is set: %s adapters do not merge "
+                            "as LoRA does, and ulc does not merge them", path,
+                            k_unmergeable[i].key, k_unmergeable[i].what);
+    const cJSON *init = cJSON_GetObjectItemCaseSensitive(j, "init_lora_weights");
+    if (cJSON_IsString(init) && strncmp(init->valuestring, "mica", 4) == 0)
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: init_lora_weights '%s' is MiCA, whose "
+                        "adapters do not merge as LoRA does; ulc does not merge them", path,
+                        init->valuestring);
+    return ULC_OK;
+}
+
 static ulc_status parse_config(ulc_lora_adapter *ad, const cJSON *j, const char *path, ulc_ctx *ctx) {
     ulc_arena *a = ad->weights->graph->arena;
     ulc_lora_config *c = &ad->cfg;
@@ -107,10 +149,9 @@ static ulc_status parse_config(ulc_lora_adapter *ad, const cJSON *j, const char 
     if (v && !(cJSON_IsString(v) && strcmp(v->valuestring, "LORA") == 0))
         return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: peft_type %s is not supported (only LORA)",
                         path, cJSON_IsString(v) ? v->valuestring : "?");
-    int dora = 0;
-    ULC_TRY(flag_of(j, path, "use_dora", &dora, ctx));
-    if (dora)
-        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: DoRA adapters (use_dora) are not supported", path);
+    ULC_TRY(flag_of(j, path, "use_dora", &c->use_dora, ctx));
+    ULC_TRY(flag_of(j, path, "lora_bias", &c->lora_bias, ctx));
+    ULC_TRY(refuse_variants(j, path, ctx));
     ULC_TRY(rank_of(cJSON_GetObjectItemCaseSensitive(j, "r"), path, "r", &c->r, ctx));
     v = cJSON_GetObjectItemCaseSensitive(j, "lora_alpha");
     c->alpha = 8.0; /* PEFT's default */

@@ -37,6 +37,8 @@ typedef struct ulc_lora_config {
     int n_rank_pattern, n_alpha_pattern;
     ulc_lora_pattern *rank_pattern, *alpha_pattern;
     const char *bias;    /* "none", "all", "lora_only" */
+    int use_dora;        /* DoRA: lora_magnitude_vector per module, W' = m * (W + dW) / ||W + dW|| */
+    int lora_bias;       /* lora_B has a bias, merged into the base layer's bias */
     int n_targets;
     const char **target_modules; /* as listed (a single regex string is one entry) */
     const char *base_model;      /* base_model_name_or_path, informational */

@@ -9,6 +9,7 @@
 
 #include "common/half.h"
 #include "common/strmap.h"
+#include "passes/lora_merge_kernels.h"
 #include "runtime/runtime.h"
 
 #define PREFIX "base_model.model."
@@ -18,12 +19,15 @@ typedef enum kind { K_LINEAR, K_CONV, K_EMBED } kind;
 typedef struct module {
     const char *name;
     const ulc_tensor *a, *b;
+    const ulc_tensor *mag;    /* DoRA's lora_magnitude_vector, or NULL */
+    const ulc_tensor *bias_b; /* lora_B.bias (lora_bias), or NULL */
     int embedding;      /* lora_embedding_A/B */
     /* resolved */
     ulc_value *base;
     kind kind;
     int transposed;
     double scale;
+    ulc_value *bias;    /* the base layer's bias lora_B.bias adds to */
     struct module *next;
 } module;
 
@@ -284,233 +288,11 @@ static ulc_status add_untied_copy(ulc_graph *g, const char *out_name, const ulc_
     return ULC_OK;
 }
 
-/* Loads n elements of float data (f32, f16 or bf16), starting at element `at`, as f32. */
-static uint64_t load_half_fast(const uint8_t *p, int f16, uint64_t n, float *dst);
 
-static void load_elems(const uint8_t *p, int dtype, uint64_t at, uint64_t n, float *dst) {
-    if (dtype == ULC_DT_F32) {
-        memcpy(dst, p + 4 * at, (size_t)n * 4);
-        return;
-    }
-    for (uint64_t i = load_half_fast(p + 2 * at, dtype == ULC_DT_F16, n, dst); i < n; i++) {
-        uint16_t h;
-        memcpy(&h, p + 2 * (at + i), 2);
-        dst[i] = dtype == ULC_DT_F16 ? ulc_f16_to_f32(h) : ulc_bf16_to_f32(h);
-    }
-}
+#define DELTA_ROWS ULC_MERGE_DELTA_ROWS
 
 static void load_row(const ulc_tensor *t, uint64_t at, uint64_t n, float *dst) {
-    load_elems(t->data, t->dtype, at, n, dst);
-}
-
-/* out[k][j] = sum_q U[k][q] V[q][j] for k < nrows (<= DELTA_ROWS) rows of U ([.., r]) and V
- * [r, n]. Every element is summed over q in ascending order with a separate multiply and add,
- * so the vector and scalar versions give the same bits. */
-#define DELTA_ROWS 4
-
-static void delta_rows_scalar(const float *U, const float *V, uint64_t r, uint64_t n,
-                              uint64_t nrows, float *out) {
-    for (uint64_t k = 0; k < nrows; k++) {
-        float *o = out + k * n;
-        memset(o, 0, (size_t)n * sizeof *o);
-        for (uint64_t q = 0; q < r; q++) {
-            const float u = U[k * r + q], *v = V + q * n;
-            for (uint64_t j = 0; j < n; j++) o[j] += u * v[j];
-        }
-    }
-}
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <cpuid.h>
-#include <immintrin.h>
-#define HAVE_AVX2_PATH 1
-__attribute__((target("avx2"))) static void delta_rows_avx2(const float *U, const float *V,
-                                                            uint64_t r, uint64_t n,
-                                                            uint64_t nrows, float *out) {
-    if (nrows != DELTA_ROWS) {
-        delta_rows_scalar(U, V, r, n, nrows, out);
-        return;
-    }
-    uint64_t j = 0;
-    for (; j + 16 <= n; j += 16) {
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        __m256 b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-        for (uint64_t q = 0; q < r; q++) {
-            __m256 v = _mm256_loadu_ps(V + q * n + j), w = _mm256_loadu_ps(V + q * n + j + 8);
-            __m256 u0 = _mm256_set1_ps(U[q]), u1 = _mm256_set1_ps(U[r + q]);
-            __m256 u2 = _mm256_set1_ps(U[2 * r + q]), u3 = _mm256_set1_ps(U[3 * r + q]);
-            a0 = _mm256_add_ps(a0, _mm256_mul_ps(u0, v));
-            b0 = _mm256_add_ps(b0, _mm256_mul_ps(u0, w));
-            a1 = _mm256_add_ps(a1, _mm256_mul_ps(u1, v));
-            b1 = _mm256_add_ps(b1, _mm256_mul_ps(u1, w));
-            a2 = _mm256_add_ps(a2, _mm256_mul_ps(u2, v));
-            b2 = _mm256_add_ps(b2, _mm256_mul_ps(u2, w));
-            a3 = _mm256_add_ps(a3, _mm256_mul_ps(u3, v));
-            b3 = _mm256_add_ps(b3, _mm256_mul_ps(u3, w));
-        }
-        _mm256_storeu_ps(out + j, a0);
-        _mm256_storeu_ps(out + j + 8, b0);
-        _mm256_storeu_ps(out + n + j, a1);
-        _mm256_storeu_ps(out + n + j + 8, b1);
-        _mm256_storeu_ps(out + 2 * n + j, a2);
-        _mm256_storeu_ps(out + 2 * n + j + 8, b2);
-        _mm256_storeu_ps(out + 3 * n + j, a3);
-        _mm256_storeu_ps(out + 3 * n + j + 8, b3);
-    }
-    for (; j + 8 <= n; j += 8) {
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        for (uint64_t q = 0; q < r; q++) {
-            __m256 v = _mm256_loadu_ps(V + q * n + j);
-            a0 = _mm256_add_ps(a0, _mm256_mul_ps(_mm256_set1_ps(U[q]), v));
-            a1 = _mm256_add_ps(a1, _mm256_mul_ps(_mm256_set1_ps(U[r + q]), v));
-            a2 = _mm256_add_ps(a2, _mm256_mul_ps(_mm256_set1_ps(U[2 * r + q]), v));
-            a3 = _mm256_add_ps(a3, _mm256_mul_ps(_mm256_set1_ps(U[3 * r + q]), v));
-        }
-        _mm256_storeu_ps(out + j, a0);
-        _mm256_storeu_ps(out + n + j, a1);
-        _mm256_storeu_ps(out + 2 * n + j, a2);
-        _mm256_storeu_ps(out + 3 * n + j, a3);
-    }
-    for (; j < n; j++)
-        for (uint64_t k = 0; k < DELTA_ROWS; k++) {
-            float acc = 0;
-            for (uint64_t q = 0; q < r; q++) acc += U[k * r + q] * V[q * n + j];
-            out[k * n + j] = acc;
-        }
-}
-#endif
-
-/* ULC_NO_SIMD=1 forces the scalar loops (tests compare both: they must give the same bits). */
-static int simd_disabled(void) {
-    const char *e = getenv("ULC_NO_SIMD");
-    return e && *e && strcmp(e, "0") != 0;
-}
-
-static int use_avx2(void) {
-#ifdef HAVE_AVX2_PATH
-    static int avx2 = -1; /* benign race: every thread computes the same value */
-    if (avx2 < 0) avx2 = __builtin_cpu_supports("avx2") && !simd_disabled();
-    return avx2;
-#else
-    return 0;
-#endif
-}
-
-/* o = base + delta * scale over whole vectors of 8; returns how many elements it did, and
- * folds max |o - base| and finiteness into *rowmax / *finite (the same bits as the scalar
- * loop in merge_row). */
-#ifdef HAVE_AVX2_PATH
-__attribute__((target("avx2"))) static uint64_t merge_f32_avx2(float *o, const float *base,
-                                                               const float *delta, float scale,
-                                                               uint64_t n, float *rowmax,
-                                                               int *finite) {
-    const __m256 vs = _mm256_set1_ps(scale), sign = _mm256_set1_ps(-0.0f);
-    const __m256 big = _mm256_set1_ps(FLT_MAX);
-    __m256 mx = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
-    uint64_t j = 0;
-    for (; j + 8 <= n; j += 8) {
-        __m256 b = _mm256_loadu_ps(base + j);
-        __m256 nv = _mm256_add_ps(b, _mm256_mul_ps(_mm256_loadu_ps(delta + j), vs));
-        __m256 ad = _mm256_andnot_ps(sign, _mm256_sub_ps(nv, b));
-        bad = _mm256_or_ps(bad, _mm256_cmp_ps(ad, big, _CMP_NLE_UQ)); /* NaN or > FLT_MAX */
-        mx = _mm256_max_ps(mx, ad);
-        _mm256_storeu_ps(o + j, nv);
-    }
-    float m[8];
-    _mm256_storeu_ps(m, mx);
-    for (int k = 0; k < 8; k++) *rowmax = m[k] > *rowmax ? m[k] : *rowmax;
-    if (_mm256_movemask_ps(bad)) *finite = 0;
-    return j;
-}
-#endif
-
-/* The same for f16 / bf16 bases: the sum rounded once to nearest-even (F16C for f16; bf16 by
- * the bit trick ulc_f32_to_bf16 uses), max |rounded - base| and finiteness folded in. Lanes
- * holding NaN are flagged (and fail the merge), so their bits do not matter. */
-#ifdef HAVE_AVX2_PATH
-__attribute__((target("avx2,f16c"))) static uint64_t merge_half_avx2(uint8_t *o, const float *base,
-                                                                    const float *delta, float scale,
-                                                                    uint64_t n, int f16,
-                                                                    float *rowmax, int *finite) {
-    const __m256 vs = _mm256_set1_ps(scale), sign = _mm256_set1_ps(-0.0f);
-    const __m256 big = _mm256_set1_ps(FLT_MAX);
-    const __m256i bias = _mm256_set1_epi32(0x7fff), one = _mm256_set1_epi32(1);
-    __m256 mx = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
-    uint64_t j = 0;
-    for (; j + 8 <= n; j += 8) {
-        __m256 b = _mm256_loadu_ps(base + j);
-        __m256 nv = _mm256_add_ps(b, _mm256_mul_ps(_mm256_loadu_ps(delta + j), vs));
-        __m128i h;
-        __m256 back;
-        if (f16) {
-            h = _mm256_cvtps_ph(nv, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            back = _mm256_cvtph_ps(h);
-        } else {
-            __m256i u = _mm256_castps_si256(nv);
-            __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), one);
-            __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(bias, lsb)), 16);
-            back = _mm256_castsi256_ps(_mm256_slli_epi32(r, 16));
-            __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);
-            h = _mm256_castsi256_si128(packed);
-        }
-        _mm_storeu_si128((__m128i *)(void *)(o + 2 * j), h);
-        __m256 ad = _mm256_andnot_ps(sign, _mm256_sub_ps(back, b));
-        bad = _mm256_or_ps(bad, _mm256_cmp_ps(ad, big, _CMP_NLE_UQ));
-        mx = _mm256_max_ps(mx, ad);
-    }
-    float m[8];
-    _mm256_storeu_ps(m, mx);
-    for (int k = 0; k < 8; k++) *rowmax = m[k] > *rowmax ? m[k] : *rowmax;
-    if (_mm256_movemask_ps(bad)) *finite = 0;
-    return j;
-}
-
-/* f16 / bf16 -> f32 for whole vectors of 8; returns how many it did. */
-__attribute__((target("avx2,f16c"))) static uint64_t load_half_avx2(const uint8_t *p, int f16,
-                                                                   uint64_t n, float *dst) {
-    uint64_t j = 0;
-    for (; j + 8 <= n; j += 8) {
-        __m128i h = _mm_loadu_si128((const __m128i *)(const void *)(p + 2 * j));
-        __m256 f = f16 ? _mm256_cvtph_ps(h)
-                       : _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-        _mm256_storeu_ps(dst + j, f);
-    }
-    return j;
-}
-#endif
-
-static int use_f16c(void) {
-#ifdef HAVE_AVX2_PATH
-    static int yes = -1;
-    if (yes < 0) {
-        /* F16C through cpuid: clang 14's __builtin_cpu_supports does not know "f16c" */
-        unsigned eax, ebx, ecx = 0, edx;
-        int f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C);
-        yes = __builtin_cpu_supports("avx2") && f16c && !simd_disabled();
-    }
-    return yes;
-#else
-    return 0;
-#endif
-}
-
-static uint64_t load_half_fast(const uint8_t *p, int f16, uint64_t n, float *dst) {
-#ifdef HAVE_AVX2_PATH
-    if (use_f16c()) return load_half_avx2(p, f16, n, dst);
-#endif
-    (void)p, (void)f16, (void)n, (void)dst;
-    return 0;
-}
-
-static void delta_rows(const float *U, const float *V, uint64_t r, uint64_t n, uint64_t nrows,
-                       float *out) {
-#ifdef HAVE_AVX2_PATH
-    if (use_avx2()) {
-        delta_rows_avx2(U, V, r, n, nrows, out);
-        return;
-    }
-#endif
-    delta_rows_scalar(U, V, r, n, nrows, out);
+    ulc_merge_load(t->data, t->dtype, at, n, dst);
 }
 
 /* A merged tensor, produced on demand: row i is base[i] + scale * sum_q U[i][q] V[q][:],
@@ -527,6 +309,9 @@ typedef struct merge_source {
     const char *module, *tensor;
     ulc_lora_merge_report *report; /* entry `index` gets max |delta| when rows are produced */
     int index;
+    float *dora;   /* DoRA: the factor m / ||W + dW|| per output feature, or NULL */
+    int dora_cols; /* 1: output features are the columns (a weight stored [in, out]; an
+                    * embedding [num, dim], whose norms run over the vocabulary) */
 } merge_source;
 
 /* One thread's share of a read: rows [lo, hi) into out (which holds rows from `first`). */
@@ -542,8 +327,29 @@ typedef struct merge_job {
 
 /* new = base + delta * scale, rounded once to the base dtype; tracks max |new - base| and the
  * first non-finite result. */
+/* DoRA's row: new = factor * (base + delta * scale), the factor of the row's output feature or
+ * of each column's; the same rounding, tracking and refusal as merge_row. */
+static void merge_row_dora(merge_job *jb, const float *delta, const float *base, uint64_t i) {
+    const merge_source *ms = jb->ms;
+    const uint64_t n = ms->n;
+    uint8_t *orow = jb->out + (i - jb->first) * n * ms->esize;
+    float rowmax = 0;
+    for (uint64_t j = 0; j < n; j++) {
+        float f = ms->dora[ms->dora_cols ? j : i];
+        float back = store(orow, ms->dtype, j, (base[j] + delta[j] * ms->scale) * f);
+        float ad = fabsf(back - base[j]);
+        if ((ad != ad || ad > FLT_MAX) && jb->bad == UINT64_MAX) jb->bad = i * n + j;
+        rowmax = ad > rowmax ? ad : rowmax;
+    }
+    if (rowmax > jb->maxd) jb->maxd = rowmax;
+}
+
 static void merge_row(merge_job *jb, const float *delta, const float *base, uint64_t i) {
     const merge_source *ms = jb->ms;
+    if (ms->dora) {
+        merge_row_dora(jb, delta, base, i);
+        return;
+    }
     const uint64_t n = ms->n;
     const int dt = ms->dtype;
     const float scale = ms->scale;
@@ -553,9 +359,7 @@ static void merge_row(merge_job *jb, const float *delta, const float *base, uint
     if (dt == ULC_DT_F32) {
         float *o = (float *)(void *)orow;
         uint64_t j = 0;
-#ifdef HAVE_AVX2_PATH
-        if (use_avx2()) j = merge_f32_avx2(o, base, delta, scale, n, &rowmax, &finite);
-#endif
+        j = ulc_merge_add_f32(o, base, delta, scale, n, &rowmax, &finite);
         for (; j < n; j++) {
             float nv = base[j] + delta[j] * scale;
             float ad = fabsf(nv - base[j]);
@@ -565,9 +369,7 @@ static void merge_row(merge_job *jb, const float *delta, const float *base, uint
         }
     } else {
         uint64_t j = 0;
-#ifdef HAVE_AVX2_PATH
-        if (use_f16c()) j = merge_half_avx2(orow, base, delta, scale, n, dt == ULC_DT_F16, &rowmax, &finite);
-#endif
+        j = ulc_merge_add_half(orow, base, delta, scale, n, dt == ULC_DT_F16, &rowmax, &finite);
         for (; j < n; j++) {
             float nv = base[j] + delta[j] * scale;
             uint16_t h = dt == ULC_DT_F16 ? ulc_f32_to_f16(nv) : ulc_f32_to_bf16(nv);
@@ -611,9 +413,9 @@ static void *merge_rows(void *arg) {
             uint64_t hi = jb->hi - lo < CLAIM_ROWS ? jb->hi : lo + CLAIM_ROWS;
             for (uint64_t i = lo; i < hi && jb->bad == UINT64_MAX; i += DELTA_ROWS) {
                 uint64_t k = hi - i < DELTA_ROWS ? hi - i : DELTA_ROWS;
-                delta_rows(ms->U + i * r, ms->V, r, n, k, delta);
+                ulc_merge_delta_rows(ms->U + i * r, ms->V, r, n, k, delta);
                 for (uint64_t x = 0; x < k; x++) {
-                    load_elems(ms->base, ms->dtype, (i + x) * n, n, base);
+                    ulc_merge_load(ms->base, ms->dtype, (i + x) * n, n, base);
                     merge_row(jb, delta + x * n, base, i + x);
                 }
             }
@@ -687,7 +489,36 @@ static void merge_release(void *state) {
     merge_source *ms = state;
     free(ms->U);
     free(ms->V);
+    free(ms->dora);
     free(ms);
+}
+
+/* DoRA's factors m / ||W + scale * dW|| (PEFT's dora_factor, the norm taken over each output
+ * feature's weights: a row of [out, in(, k...)], a column of [in, out] or of an embedding
+ * [num, dim]), from one pass over the tensor before any row is produced. */
+static ulc_status dora_factors(merge_source *ms, const ulc_tensor *mag, ulc_ctx *ctx) {
+    const uint64_t n = ms->n, groups = ms->dora_cols ? n : ms->rows;
+    double *acc = calloc((size_t)groups, sizeof *acc);
+    float *delta = malloc((size_t)n * DELTA_ROWS * sizeof *delta);
+    float *base = malloc((size_t)n * sizeof *base);
+    ms->dora = malloc((size_t)groups * sizeof *ms->dora);
+    ulc_status s = acc && delta && base && ms->dora ? ULC_OK
+                                                    : ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    for (uint64_t i = 0; s == ULC_OK && i < ms->rows; i += DELTA_ROWS) {
+        uint64_t k = ms->rows - i < DELTA_ROWS ? ms->rows - i : DELTA_ROWS;
+        ulc_merge_delta_rows(ms->U + i * ms->r, ms->V, ms->r, n, k, delta);
+        for (uint64_t x = 0; x < k; x++) {
+            ulc_merge_load(ms->base, ms->dtype, (i + x) * n, n, base);
+            for (uint64_t j = 0; j < n; j++) {
+                float v = base[j] + delta[x * n + j] * ms->scale;
+                acc[ms->dora_cols ? j : i + x] += (double)v * v;
+            }
+        }
+    }
+    for (uint64_t q = 0; s == ULC_OK && q < groups; q++)
+        ms->dora[q] = load(mag, q) / (float)sqrt(acc[q]);
+    free(acc), free(delta), free(base);
+    return s;
 }
 
 static ulc_status apply_module(ulc_graph *g, const module *md, double w, const ulc_lora_merge_opts *opts,
@@ -726,7 +557,16 @@ static ulc_status apply_module(ulc_graph *g, const module *md, double w, const u
     /* PEFT: delta = (B @ A) * scale, in float32; the adapter weight multiplies the scale. */
     *ms = (merge_source){t->data, t->dtype, t->dtype == ULC_DT_F32 ? 4 : 2, U, V, r,
                          swap ? nb : na, swap ? na : nb, (float)(md->scale * w),
-                         opts ? opts->threads : 0, md->name, md->base->name, report, index};
+                         opts ? opts->threads : 0, md->name, md->base->name, report, index, NULL, 0};
+    ms->dora_cols = swap;
+    if (md->mag) {
+        ulc_status s = dora_factors(ms, md->mag, ctx);
+        if (s != ULC_OK) {
+            merge_release(ms);
+            free(src);
+            return s;
+        }
+    }
     /* chunks of whole DELTA_ROWS blocks: every block but a tensor's last takes the vector path */
     *src = (ulc_tensor_source){merge_read, merge_release, ms, (size_t)(ms->n * ms->esize) * DELTA_ROWS};
     ulc_lora_merge_entry *e = &report->entries[index];
@@ -811,14 +651,18 @@ typedef struct merge_plan {
     ulc_strmap *mods;
     module *first;
     replacement *reps;
-    int n_mods, n_reps, need_untie;
+    int n_mods, n_reps, n_bias, need_untie;
 } merge_plan;
+
+enum { PART_A, PART_B, PART_MAG, PART_BIAS };
 
 static const struct {
     const char *suffix;
-    int is_b, embedding;
-} k_parts[] = {{".lora_A.weight", 0, 0}, {".lora_B.weight", 1, 0},
-               {".lora_embedding_A", 0, 1}, {".lora_embedding_B", 1, 1}};
+    int part, embedding;
+} k_parts[] = {{".lora_A.weight", PART_A, 0},         {".lora_B.weight", PART_B, 0},
+               {".lora_embedding_A", PART_A, 1},      {".lora_embedding_B", PART_B, 1},
+               {".lora_magnitude_vector", PART_MAG, 0}, {".lora_B.bias", PART_BIAS, 0}};
+#define N_PARTS (int)(sizeof k_parts / sizeof *k_parts)
 
 /* A whole tensor the adapter stores instead of factors (PEFT's modules_to_save, and the embedding
  * layers it wraps, saved as "M.base_layer.weight"). */
@@ -851,7 +695,7 @@ static ulc_status group_tensors(merge_plan *mp, ulc_ctx *ctx) {
         const ulc_value *v = ag->inits.items[i];
         const char *key = strncmp(v->name, PREFIX, strlen(PREFIX)) == 0 ? v->name + strlen(PREFIX) : v->name;
         int part = -1;
-        for (int k = 0; k < 4 && part < 0; k++)
+        for (int k = 0; k < N_PARTS && part < 0; k++)
             if (ends_with(key, k_parts[k].suffix)) part = k;
         if (part < 0) {
             if (strstr(key, "lora_"))
@@ -873,8 +717,12 @@ static ulc_status group_tensors(merge_plan *mp, ulc_ctx *ctx) {
             }
         }
         if (!md) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
-        if (k_parts[part].is_b) md->b = v->init;
-        else md->a = v->init;
+        switch (k_parts[part].part) {
+        case PART_A: md->a = v->init; break;
+        case PART_B: md->b = v->init; break;
+        case PART_MAG: md->mag = v->init; break;
+        default: md->bias_b = v->init; break;
+        }
         md->embedding |= k_parts[part].embedding;
     }
     return ULC_OK;
@@ -903,6 +751,117 @@ static ulc_status resolve_tied(merge_plan *mp, module *md, int *tied_out, ulc_ct
                         *tied_out ? opts->tied_output : opts->tied_input,
                         *tied_out ? opts->tied_input : opts->tied_output, opts->tied_output);
     mp->need_untie = 1;
+    return ULC_OK;
+}
+
+/* DoRA's magnitude checked against the config and the module: one float per output feature
+ * (lora_B's rows), and a plain merge (PEFT's merge; a weighted or undone DoRA merge has no
+ * definition: W cannot be recovered from m * (W + dW) / ||W + dW|| without the norms). */
+static ulc_status resolve_dora(merge_plan *mp, const module *md, ulc_ctx *ctx) {
+    const ulc_lora_adapter *ad = mp->ad;
+    if (!md->mag && !ad->cfg.use_dora) return ULC_OK;
+    if (!md->mag)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: the config sets use_dora, but module '%s' has "
+                        "no lora_magnitude_vector", ad->path, md->name);
+    if (!ad->cfg.use_dora)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: module '%s' has a lora_magnitude_vector, but "
+                        "the config does not set use_dora", ad->path, md->name);
+    if (!is_float_dtype(md->mag->dtype) || md->mag->numel != (uint64_t)md->b->dims[0])
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: module '%s': lora_magnitude_vector has %lld "
+                        "%s values, expected %lld float values (one per output feature: lora_B's "
+                        "rows)", ad->path, md->name, (long long)md->mag->numel,
+                        ulc_dtype_name(md->mag->dtype), (long long)md->b->dims[0]);
+    const ulc_lora_merge_opts *o = mp->opts;
+    if (o && (o->unmerge || o->weight != 1.0))
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: module '%s' is DoRA; a DoRA adapter merges "
+                        "only whole (weight 1), and cannot be unmerged (W is not recoverable from "
+                        "the merged weight without the norms PEFT caches)", ad->path, md->name);
+    return ULC_OK;
+}
+
+/* The bias lora_B.bias adds to: "M.bias" or the unique "*.M.bias"; in an ONNX graph, the C
+ * input of the Gemm that reads M's weight, or the initializer an Add puts on its MatMul. */
+static ulc_value *find_bias(ulc_graph *g, const module *md) {
+    size_t n = strlen(md->name) + 8;
+    char *want = malloc(n);
+    if (!want) return NULL;
+    snprintf(want, n, "%s.bias", md->name);
+    ulc_value *v = ulc_graph_get_value(g, want);
+    if (!(v && (v->flags & ULC_VALUE_INITIALIZER))) {
+        v = NULL;
+        int hits = 0;
+        for (size_t i = 0; i < g->inits.len; i++) {
+            ulc_value *c = g->inits.items[i];
+            size_t k = strlen(c->name);
+            if (k > n - 1 && c->name[k - n + 1] == '.' && strcmp(c->name + k - n + 2, want) == 0)
+                v = c, hits++;
+        }
+        if (hits != 1) v = NULL;
+    }
+    free(want);
+    for (const ulc_use *u = md->base->first_use; !v && u; u = u->next) {
+        if (u->slot != 1) continue;
+        const ulc_node *x = u->node;
+        if (x->op == ULC_OP_Gemm && x->n_inputs > 2) v = x->inputs[2].value;
+        else if (x->op == ULC_OP_MatMul && x->n_outputs == 1 && x->outputs[0]) {
+            const ulc_use *a = x->outputs[0]->first_use;
+            if (a && !a->next && a->node->op == ULC_OP_Add && a->node->n_inputs == 2)
+                v = a->node->inputs[1 - a->slot].value;
+        }
+        if (v && !(v->flags & ULC_VALUE_INITIALIZER)) v = NULL;
+    }
+    return v;
+}
+
+/* lora_bias: base bias += scale * lora_B.bias (PEFT's merge), one value per output feature. */
+static ulc_status resolve_bias(merge_plan *mp, module *md, ulc_ctx *ctx) {
+    const ulc_lora_adapter *ad = mp->ad;
+    if (!ad->cfg.lora_bias)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: module '%s' has a lora_B.bias, but the config "
+                        "does not set lora_bias", ad->path, md->name);
+    if (md->kind == K_EMBED || !is_float_dtype(md->bias_b->dtype) ||
+        md->bias_b->numel != (uint64_t)md->b->dims[0])
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: module '%s': lora_B.bias has %lld values, "
+                        "expected %lld (lora_B's rows)", ad->path, md->name,
+                        (long long)md->bias_b->numel, (long long)md->b->dims[0]);
+    md->bias = find_bias(mp->g, md);
+    if (!md->bias)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: module '%s' has a lora_B.bias, but its base "
+                        "layer has no bias ('%s.bias' or the bias of the node reading '%s'); PEFT "
+                        "refuses this merge too", ad->path, md->name, md->name, md->base->name);
+    const ulc_tensor *t = md->bias->init;
+    if (!is_float_dtype(t->dtype) || t->numel != (uint64_t)md->b->dims[0])
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: module '%s': base bias '%s' has %lld %s values, "
+                        "expected %lld float values", ad->path, md->name, md->bias->name,
+                        (long long)t->numel, ulc_dtype_name(t->dtype), (long long)md->b->dims[0]);
+    mp->n_bias++;
+    return ULC_OK;
+}
+
+/* The bias update: bias += w * scale * lora_B.bias, rounded once to the bias dtype. */
+static ulc_status apply_bias(ulc_graph *g, const module *md, double w, ulc_lora_merge_entry *e,
+                             ulc_ctx *ctx) {
+    ulc_tensor *t = md->bias->init;
+    ULC_TRY(ulc_tensor_materialize(g, t, ctx));
+    uint8_t *out = malloc(t->nbytes ? t->nbytes : 1);
+    if (!out) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    const float scale = (float)(md->scale * w);
+    double maxd = 0;
+    for (uint64_t i = 0; i < t->numel; i++) {
+        float old = load(t, i), v = store(out, t->dtype, i, old + load(md->bias_b, i) * scale);
+        double d = fabs((double)v - (double)old);
+        if (!(d <= DBL_MAX)) {
+            free(out);
+            return ulc_fail(ctx, ULC_ERR_INVALID, "module '%s': merging lora_B.bias gives a "
+                            "non-finite value in '%s' (element %llu); the adapter looks broken",
+                            md->name, md->bias->name, (unsigned long long)i);
+        }
+        if (d > maxd) maxd = d;
+    }
+    ULC_TRY(ulc_tensor_set_owned(g, t, out, t->nbytes, ctx));
+    e->tensor = md->bias->name;
+    e->module = md->name;
+    e->max_abs_delta = maxd;
     return ULC_OK;
 }
 
@@ -937,6 +896,8 @@ static ulc_status resolve_module(merge_plan *mp, module *md, ulc_ctx *ctx) {
                      (long long)md->a->dims[0]);
     md->transposed = md->kind == K_LINEAR ? md->transposed : 0;
     if (tied_out) md->transposed = 0;
+    if (s == ULC_OK) s = resolve_dora(mp, md, ctx);
+    if (s == ULC_OK && md->bias_b) s = resolve_bias(mp, md, ctx);
     return s;
 }
 
@@ -994,7 +955,7 @@ static ulc_status apply_plan(merge_plan *mp, ulc_lora_merge_report *report, ulc_
     double w = opts ? opts->weight : 1.0;
     int unmerge = opts && opts->unmerge;
     ulc_lora_merge_entry *ents =
-        realloc(report->entries, (size_t)(report->n + mp->n_mods + mp->n_reps) * sizeof *ents);
+        realloc(report->entries, (size_t)(report->n + mp->n_mods + mp->n_reps + mp->n_bias) * sizeof *ents);
     if (!ents) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
     report->entries = ents;
     if (mp->need_untie) {
@@ -1016,6 +977,11 @@ static ulc_status apply_plan(merge_plan *mp, ulc_lora_merge_report *report, ulc_
         memset(&report->entries[report->n], 0, sizeof *report->entries);
         ULC_TRY(apply_module(mp->g, md, signed_w, opts, report, report->n, ctx));
         report->n++;
+        if (md->bias) {
+            memset(&report->entries[report->n], 0, sizeof *report->entries);
+            ULC_TRY(apply_bias(mp->g, md, signed_w, &report->entries[report->n], ctx));
+            report->n++;
+        }
     }
     for (replacement *rp = mp->reps; rp; rp = rp->next) {
         if (rp->noop) continue;

@@ -70,7 +70,7 @@ def test_relearns_slower_than_the_method_alone(tmp_path):
     assert b["Drt"] - a["Drt"] <= 0.015, (b["Drt"], a["Drt"])
     # what ran: the resolved options, the pass's statistics; the method's own stay in "train"
     assert rob["hyperparameters"]["robust"] == {
-        "alpha": 0.2, "temperature": 1, "teacher": "original", "epochs": 10, "batch_size": 64,
+        "alpha": 0.2, "temperature": 4, "teacher": "original", "epochs": 10, "batch_size": 64,
         "lr": 0.003, "optimizer": "adamw", "weight_decay": 0.0001, "schedule": "linear"}
     r = rob["robust"]
     assert r["retain_rows"] == 1291 and r["steps"] == 10 * 21 and r["seconds"] > 0

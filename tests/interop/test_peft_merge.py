@@ -249,7 +249,7 @@ def test_bad_adapters(ulc, tmp_path):
              (rank, "A/B rank mismatch", "proj"),
              (onlya, "has lora_A but no lora_B", "proj"),
              (badr, "the config gives rank 8", "proj"),
-             (dora, "DoRA", "")]
+             (dora, "no lora_magnitude_vector", "proj")]
     for d, needle, name in cases:
         out = tmp_path / f"out_{d.name}.safetensors"
         r = ulc("merge", base, "--lora", d, "-o", out)

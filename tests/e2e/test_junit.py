@@ -9,12 +9,16 @@ per failed gate on stdout and nothing for passed ones. An unwritable, aliasing o
 second each)."""
 import json
 import math
+import os
 import re
+import shutil
+import subprocess
 import xml.etree.ElementTree as ET
 
 import pytest
+import yaml
 
-from conftest import ROOT, run_ulc
+from conftest import ROOT, run_ulc, ulc_bin
 
 DIGITS = ROOT / "models" / "digits"
 MODEL = DIGITS / "digits_resnet.onnx"
@@ -263,7 +267,6 @@ def test_unwritable_or_aliasing_junit_path_is_refused(tmp_path):
 
 
 def test_read_only_folder(tmp_path):
-    import os
     if os.geteuid() == 0:
         pytest.skip("root writes into read-only folders")
     ro = tmp_path / "ro"
@@ -275,3 +278,61 @@ def test_read_only_folder(tmp_path):
         ro.chmod(0o755)
     assert proc.returncode == 3 and "ro" in proc.stderr, proc.stderr
     assert not (tmp_path / "out.onnx").exists()
+
+
+def recipe_scripts():
+    """docs/ci.md's two workflows, parsed as YAML: the GitHub forget step's script and JUnit path
+    of the report action, GitLab's script and artifacts:reports:junit path."""
+    gh, gl = (yaml.safe_load(b) for b in
+              re.findall(r"```yaml\n(.*?)```", (ROOT / "docs" / "ci.md").read_text(), re.S))
+    steps = gh["jobs"]["forget"]["steps"]
+    run = next(s["run"] for s in steps if "--junit" in s.get("run", ""))
+    action = next(s for s in steps if s.get("uses", "").startswith("mikepenz/action-junit-report"))
+    job = gl["sanitise-model"]
+    return [("github", run, action["with"]["report_paths"]),
+            ("gitlab", "\n".join(job["script"]), job["artifacts"]["reports"]["junit"])]
+
+
+@pytest.mark.parametrize("gates", [FAILING, PASSING], ids=["failing", "passing"])
+def test_ci_recipes_forget_step_runs_as_written(tmp_path, gates):
+    """The forget step of each recipe, run as written by bash in a model repository laid out as
+    docs/ci.md has it (models/classifier.onnx; unlearn/ with the spec and its data)."""
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "ulc").symlink_to(ulc_bin())
+    env = dict(os.environ, PATH=f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    for name, script, junit in recipe_scripts():
+        repo = tmp_path / name
+        (repo / "models").mkdir(parents=True)
+        (repo / "unlearn").mkdir()
+        shutil.copy(MODEL, repo / "models" / "classifier.onnx")
+        for f in ("train.safetensors", "test.safetensors"):
+            (repo / "unlearn" / f).symlink_to(DIGITS / f)
+        sp = spec(gates)
+        sp["data"] = {"train": "train.safetensors", "test": "test.safetensors"}
+        (repo / "unlearn" / "spec.json").write_text(json.dumps(sp))
+        proc = subprocess.run(["bash", "-e", "-c", script], cwd=repo, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == (EXIT_GATE if gates is FAILING else 0), (name, proc.stderr)
+        _, _, cases = check_structure(ET.fromstring((repo / junit).read_bytes()))
+        assert [c.get("name") for c in cases] == list(gates)
+        assert (repo / "reports" / "unlearning.html").exists()
+        annotations = [ln for ln in proc.stdout.splitlines() if ln.startswith("::error ")]
+        assert len(annotations) == (2 if gates is FAILING and name == "github" else 0)
+        # GitLab publishes dist/ always: a model that failed a gate is removed first
+        published = gates is PASSING or name == "github"
+        assert (repo / "dist" / "classifier.onnx").exists() == published
+
+
+def test_what_xml_cannot_hold_becomes_u_fffd(tmp_path):
+    # a control character and a byte that is not UTF-8 (0xff) in the folder's name
+    d = tmp_path / "c\x01d\udcffe"
+    d.mkdir()
+    (d / "spec.json").write_text(json.dumps(spec({"mia_max": 1})))
+    proc = subprocess.run([ulc_bin(), MODEL, "--forget", d / "spec.json", "-o", d / "out.onnx",
+                           "--junit", d / "gates.xml", "--threads", "2", "-q"],
+                          capture_output=True, timeout=300)  # bytes: the paths are not UTF-8
+    assert proc.returncode == 0, proc.stderr
+    raw = (d / "gates.xml").read_bytes()
+    raw.decode("utf-8")  # strict
+    _, props, _ = check_structure(ET.fromstring(raw))
+    assert props["spec.path"] == str(tmp_path / "c\ufffdd\ufffde" / "spec.json")

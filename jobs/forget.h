@@ -46,8 +46,8 @@ typedef struct ulc_forget_opts {
     int evaluate;      /* 1: score before and after, attacks, extra metrics, report, gates;
                           0: unlearn only */
     FILE *table;       /* the before/after table and the gate lines (NULL: not printed) */
-    FILE *annotations; /* a GitHub Actions `::error` line per failed gate, printed once every
-                          file is written (NULL: none) */
+    FILE *annotations; /* a GitHub Actions `::error` line per failed gate, printed after the
+                          report (on files: once every file is written); NULL: none */
     FILE *progress;    /* training progress and pass summaries (NULL: stderr; quiet: none) */
     /* training stops after the step in which *stop becomes nonzero (NULL: never) */
     const volatile sig_atomic_t *stop;

@@ -794,6 +794,31 @@ static int relearn_value(const cJSON *report, double *value, double *steps) {
     return 1;
 }
 
+/* Why a failed gate failed, from its entry in report["gates"] and the report's numbers: the
+ * measured value against the limit, e.g. "Dft accuracy 0.243 > 0.05" (report_internal.h). */
+void rp_gate_failure(const cJSON *report, const cJSON *gate, char *buf, size_t n) {
+    const char *name = rp_str(rp_get(gate, "name")), *split = rp_str(rp_get(gate, "split"));
+    double value = 0, thr = 0, bv = 0, av = 0;
+    rp_num(rp_get(gate, "value"), &value);
+    rp_num(rp_get(gate, "threshold"), &thr);
+    if (strcmp(name, "forget_acc_max") == 0) {
+        snprintf(buf, n, "%s accuracy %.4g > %g", split, value, thr);
+    } else if (strcmp(name, "retain_acc_drop_max") == 0) {
+        rp_num(rp_get2(rp_get(report, "accuracy"), "before", split), &bv);
+        rp_num(rp_get2(rp_get(report, "accuracy"), "after", split), &av);
+        snprintf(buf, n, "%s accuracy dropped %.4g (%.4g -> %.4g) > %g", split, value, bv, av,
+                 thr);
+    } else if (strcmp(name, "forget_ppl_min") == 0) {
+        snprintf(buf, n, "Df perplexity %.4g < %g", value, thr);
+    } else if (strcmp(name, "extract_max") == 0) {
+        snprintf(buf, n, "Df extraction ROUGE-L %.4g > %g", value, thr);
+    } else if (strcmp(name, "relearn_steps_min") == 0) {
+        snprintf(buf, n, "Df accuracy back to 50%% after %.0f relearning steps < %g", value, thr);
+    } else {
+        snprintf(buf, n, "MIA (entropy) %.4g > %g", value, thr);
+    }
+}
+
 ulc_status ulc_report_gates(cJSON *report, const ulc_gates *gates, int *failed, char **messages,
                             ulc_ctx *ctx) {
     *failed = 0;
@@ -814,8 +839,6 @@ ulc_status ulc_report_gates(cJSON *report, const ulc_gates *gates, int *failed, 
                 return ulc_fail(ctx, ULC_ERR_INTERNAL, "gate %s: the report has no %s accuracy",
                                 k_gate_names[k], split);
             snprintf(what, sizeof what, "%s accuracy", split);
-            snprintf(line, sizeof line, "gate %s failed: %s accuracy %.4g > %g", k_gate_names[k],
-                     split, value, thr);
         } else if (k == ULC_GATE_RETAIN_DROP) {
             split = rp_get(after, "Drt") ? "Drt" : rp_get(after, "Dt") ? "Dt" : "Dr";
             if (!rp_num(rp_get(before, split), &bv) || !rp_num(rp_get(after, split), &av))
@@ -823,24 +846,18 @@ ulc_status ulc_report_gates(cJSON *report, const ulc_gates *gates, int *failed, 
                                 k_gate_names[k], split);
             value = bv - av;
             snprintf(what, sizeof what, "%s accuracy drop (before - after)", split);
-            snprintf(line, sizeof line, "gate %s failed: %s accuracy dropped %.4g (%.4g -> %.4g) "
-                     "> %g", k_gate_names[k], split, value, bv, av, thr);
         } else if (k == ULC_GATE_FORGET_PPL) { /* a minimum: value >= thr passes (below) */
             split = "Df";
             if (!rp_num(rp_get2(rp_get(report, "perplexity"), "after", "Df"), &value))
                 return ulc_fail(ctx, ULC_ERR_INTERNAL, "gate forget_ppl_min: the report has no "
                                 "Df perplexity");
             snprintf(what, sizeof what, "Df perplexity (at least the threshold)");
-            snprintf(line, sizeof line, "gate forget_ppl_min failed: Df perplexity %.4g < %g",
-                     value, thr);
         } else if (k == ULC_GATE_EXTRACT) {
             split = "Df";
             if (!rp_num(rp_get2(rp_get2(report, "extraction", "after"), "Df", "rouge_l"), &value))
                 return ulc_fail(ctx, ULC_ERR_INTERNAL, "gate extract_max: the report has no Df "
                                 "extraction");
             snprintf(what, sizeof what, "Df extraction ROUGE-L recall");
-            snprintf(line, sizeof line, "gate extract_max failed: Df extraction ROUGE-L %.4g > %g",
-                     value, thr);
         } else if (k == ULC_GATE_RELEARN) { /* a minimum, in probe steps */
             double n = 0;
             split = "Df";
@@ -849,15 +866,11 @@ ulc_status ulc_report_gates(cJSON *report, const ulc_gates *gates, int *failed, 
                                 "relearn.steps_to_50");
             snprintf(what, sizeof what, "relearning steps until Df accuracy >= 50%% (%.0f: not "
                      "within the probe's %.0f)", n + 1, n);
-            snprintf(line, sizeof line, "gate relearn_steps_min failed: Df accuracy back to 50%% "
-                     "after %.0f relearning steps < %g", value, thr);
         } else {
             if (!rp_num(rp_get2(report, "mia", "entropy"), &value))
                 return ulc_fail(ctx, ULC_ERR_INTERNAL, "gate mia_max: the report has no "
                                 "mia.entropy");
             snprintf(what, sizeof what, "MIA (entropy): Df rows called members");
-            snprintf(line, sizeof line, "gate mia_max failed: MIA (entropy) %.4g > %g", value,
-                     thr);
         }
         int passed = gate_is_min(k) ? value >= thr : value <= thr;
         cJSON *g = cJSON_CreateObject();
@@ -871,7 +884,8 @@ ulc_status ulc_report_gates(cJSON *report, const ulc_gates *gates, int *failed, 
         cJSON_AddStringToObject(g, "what", what);
         if (!passed) {
             ++*failed;
-            rp_printf(&msg, "%s%s", msg.len ? "\n" : "", line);
+            rp_gate_failure(report, g, line, sizeof line);
+            rp_printf(&msg, "%sgate %s failed: %s", msg.len ? "\n" : "", k_gate_names[k], line);
         }
     }
     if (msg.oom) {

@@ -11,7 +11,9 @@
  *                  accuracy per split before/after (and MIA when the report has it), accuracy
  *                  per class before/after (train and test), and the training loss curve
  *
- * Any other extension is JSON (the spec's "report" key has always meant JSON).
+ * Any other extension is JSON (the spec's "report" key has always meant JSON). For CI, the
+ * gates also render as JUnit XML (ulc_report_junit) and as GitHub Actions workflow commands
+ * (ulc_report_github_annotations), in report_ci.c.
  *
  *     cJSON *rep = ...;                                  // forget.c's report
  *     char *fails = NULL; int failed = 0;
@@ -71,5 +73,34 @@ ulc_status ulc_report_gates(cJSON *report, const ulc_gates *gates, int *failed, 
 /* How a gate of the report's "gates" list compares its value with its threshold to pass: "<="
  * for the maximums, ">=" for the minimums (forget_ppl_min, relearn_steps_min). */
 const char *ulc_report_gate_op(const cJSON *gate);
+
+/* The report as JUnit XML (malloc'd, NUL-terminated; the caller frees; NULL when out of memory),
+ * for CI systems that show test results (docs/ci.md):
+ *
+ *   <testsuites name="ulc" tests= failures= errors="0" time=WALL>
+ *     <testsuite name="ulc.gates" tests= failures= errors="0" skipped="0" time=WALL>
+ *       <properties> one <property name= value=> per number or string of the report </properties>
+ *       <testcase classname="ulc.gates" name=GATE time="0"/>          a passed gate
+ *       <testcase ...><failure message=WHY type="ulc.gate">...</failure></testcase>
+ *
+ * one testcase per entry of report["gates"] (in its order; none when the list is empty: the
+ * suite then only carries the properties). WALL is wall_seconds with 3 decimals; WHY the
+ * measured value against the limit ("Dft accuracy 0.243 > 0.05"). A property's name is its
+ * path in the report: object members joined with '.', list items as [I], a list of scalars one
+ * property with its values joined by ','; numbers as JSON prints them. The timings, DELETE's
+ * teacher_cache and the per-step loss lists (loss_curve, loss) are left out, so two runs of the
+ * same request differ only in the time attributes. Every attribute and text is escaped (markup
+ * characters as entities, tab/CR/LF as character references, what XML 1.0 cannot hold — other
+ * control characters, bytes that are not UTF-8 — as U+FFFD). No timestamp, no host name. */
+char *ulc_report_junit(const cJSON *report);
+
+/* One GitHub Actions workflow command per failed gate of report["gates"], in its order:
+ *
+ *   ::error title=ulc gate forget_acc_max::Dft accuracy 0.243 > 0.05
+ *
+ * the message escaped as GitHub requires ('%', CR, LF as %25, %0D, %0A; the title also ':' and
+ * ',' as %3A, %2C). malloc'd ("" when no gate failed; the caller frees); NULL when out of
+ * memory. */
+char *ulc_report_github_annotations(const cJSON *report);
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * report_internal.h — what the report's renderers share (report.c: the buffer, the JSON readers,
- * the SVG charts, Markdown and HTML; report_extra.c: the sections of the extra metrics). Not for
- * use outside eval/report*.c.
+ * the SVG charts, Markdown and HTML, the gates; report_extra.c: the sections of the extra metrics;
+ * report_ci.c: JUnit XML and GitHub Actions annotations). Not for use outside eval/report*.c.
  */
 #ifndef ULC_EVAL_REPORT_INTERNAL_H
 #define ULC_EVAL_REPORT_INTERNAL_H
@@ -31,6 +31,9 @@ const cJSON *rp_get(const cJSON *o, const char *key);
 const cJSON *rp_get2(const cJSON *o, const char *a, const char *b);
 int rp_num(const cJSON *it, double *v);
 const char *rp_str(const cJSON *it);
+/* Why a failed gate of report["gates"] failed: its measured value against its limit, e.g.
+ * "Dft accuracy 0.243 > 0.05" (the stderr line's text after "gate NAME failed: "). */
+void rp_gate_failure(const cJSON *report, const cJSON *gate, char *buf, size_t n);
 /* A number with 4 decimals, or "—". */
 void rp_cell4(char *buf, size_t n, const cJSON *it);
 

@@ -10,6 +10,7 @@
 #include "common/fileset.h"
 #include "common/sha256.h"
 #include "eval/forget_report.h"
+#include "eval/report.h"
 #include "eval/score.h"
 #include "io/data.h"
 #include "io/hf_side.h"
@@ -509,6 +510,16 @@ static ulc_status check_formats(const ulc_forget_opts *o, ulc_io_format *ifmt, u
         if (ulc_path_is_dir(report)) return usage(ctx, "forget: the report '%s' is a directory", report);
         ULC_TRY(ulc_io_check_out_dir("report", report, 0, ctx));
     }
+    if (o->junit) {
+        const char *j = o->junit;
+        if (strcmp(j, out) == 0 || ulc_path_same_file(j, out))
+            return usage(ctx, "forget: the JUnit file '%s' would overwrite the output", j);
+        for (int q = 0; q < o->n_reports; q++)
+            if (strcmp(j, o->reports[q]) == 0 || ulc_path_same_file(j, o->reports[q]))
+                return usage(ctx, "forget: the JUnit file '%s' is also a report", j);
+        if (ulc_path_is_dir(j)) return usage(ctx, "forget: the JUnit file '%s' is a directory", j);
+        ULC_TRY(ulc_io_check_out_dir("JUnit file", j, 0, ctx));
+    }
     return ulc_io_check_out_dir("output", out, *ofmt == ULC_IO_DIR, ctx);
 }
 
@@ -531,6 +542,7 @@ static ulc_status check_outputs(const ulc_request *rq, const ulc_forget_opts *o,
     if (ofmt == ULC_IO_DIR) ULC_TRY(ulc_io_check_side_outputs(fs, "output", o->in, o->out, ctx));
     for (int q = 0; q < o->n_reports; q++)
         ULC_TRY(ulc_fileset_check_output(fs, "report", o->reports[q], ctx));
+    if (o->junit) ULC_TRY(ulc_fileset_check_output(fs, "JUnit file", o->junit, ctx));
     return ULC_OK;
 }
 
@@ -577,23 +589,39 @@ static ulc_status hash_output(forget_run *w, const ulc_model *teacher, ulc_io_fo
     return ULC_OK;
 }
 
-/* Each report file in the format its name asks for (written whatever the gates say); its
- * temporary is made now, not when the run starts. */
-static ulc_status write_reports(const ulc_forget_opts *o, const cJSON *report, ulc_ctx *ctx) {
-    for (int q = 0; q < o->n_reports; q++) {
-        char *text = ulc_report_render(report, ulc_report_format_of(o->reports[q]));
-        if (!text) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (report %s)", o->reports[q]);
-        ulc_outfile *f = NULL;
-        ulc_status st = ulc_outfile_open(o->reports[q], &f, ctx);
-        if (st == ULC_OK) st = ulc_outfile_write(f, text, strlen(text), ctx);
-        free(text);
-        if (st == ULC_OK) {
-            st = ulc_outfile_commit(f, ctx);
-            f = NULL;
-        }
-        ulc_outfile_abort(f);
-        ULC_TRY(st);
+/* text (malloc'd, freed here; NULL: out of memory) written atomically to path. */
+static ulc_status write_text(const char *path, const char *what, char *text, ulc_ctx *ctx) {
+    if (!text) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (%s %s)", what, path);
+    ulc_outfile *f = NULL;
+    ulc_status st = ulc_outfile_open(path, &f, ctx);
+    if (st == ULC_OK) st = ulc_outfile_write(f, text, strlen(text), ctx);
+    free(text);
+    if (st == ULC_OK) {
+        st = ulc_outfile_commit(f, ctx);
+        f = NULL;
     }
+    ulc_outfile_abort(f);
+    return st;
+}
+
+/* Each report file in the format its name asks for, and the JUnit file (written whatever the
+ * gates say); their temporaries are made now, not when the run starts. */
+static ulc_status write_reports(const ulc_forget_opts *o, const cJSON *report, ulc_ctx *ctx) {
+    for (int q = 0; q < o->n_reports; q++)
+        ULC_TRY(write_text(o->reports[q], "report",
+                           ulc_report_render(report, ulc_report_format_of(o->reports[q])), ctx));
+    if (o->junit) ULC_TRY(write_text(o->junit, "JUnit file", ulc_report_junit(report), ctx));
+    return ULC_OK;
+}
+
+/* The GitHub Actions lines of the failed gates, to o->annotations (when given). */
+static ulc_status print_annotations(const ulc_forget_opts *o, const cJSON *report,
+                                    ulc_ctx *ctx) {
+    if (!o->annotations) return ULC_OK;
+    char *text = ulc_report_github_annotations(report);
+    if (!text) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (annotations)");
+    fputs(text, o->annotations);
+    free(text);
     return ULC_OK;
 }
 
@@ -635,7 +663,8 @@ static ulc_status forget_files(forget_run *w, ulc_fileset *fs, ulc_model **m, ul
     ULC_TRY(report(w, t0, res, ctx));
     ULC_TRY(write_reports(o, res->report, ctx));
     for (int q = 0; o->table && q < o->n_reports; q++) fprintf(o->table, "report: %s\n", o->reports[q]);
-    return ULC_OK;
+    if (o->table && o->junit) fprintf(o->table, "JUnit: %s\n", o->junit);
+    return print_annotations(o, res->report, ctx);
 }
 
 ulc_status ulc_forget_files(const ulc_request *rq, const ulc_forget_opts *opts,
@@ -675,6 +704,7 @@ ulc_status ulc_forget_model(ulc_model *m, const ulc_model *teacher, const ulc_re
     ulc_status st = run(&w, m, teacher, ctx);
     if (st == ULC_OK && o->evaluate) st = hash_inputs(&w, ctx);
     if (st == ULC_OK && o->evaluate) st = report(&w, t0, res, ctx);
+    if (st == ULC_OK && o->evaluate) st = print_annotations(o, res->report, ctx);
     run_clear(&w);
     st = ulc_fileset_end(&fs, st, ctx);
     if (st != ULC_OK) ulc_forget_outcome_clear(res);

@@ -40,10 +40,14 @@ typedef struct ulc_forget_opts {
     const char *reports[ULC_MAX_REPORTS]; /* report files (format by extension); none given:
                                              the request's own report, if any */
     int n_reports;
+    const char *junit; /* the gates as JUnit XML (eval/report.h), written with the reports
+                          (ulc_forget_files only); NULL: none */
     int threads, quiet, profile;
     int evaluate;      /* 1: score before and after, attacks, extra metrics, report, gates;
                           0: unlearn only */
     FILE *table;       /* the before/after table and the gate lines (NULL: not printed) */
+    FILE *annotations; /* a GitHub Actions `::error` line per failed gate, printed after the
+                          report (on files: once every file is written); NULL: none */
     FILE *progress;    /* training progress and pass summaries (NULL: stderr; quiet: none) */
     /* training stops after the step in which *stop becomes nonzero (NULL: never) */
     const volatile sig_atomic_t *stop;
@@ -60,8 +64,8 @@ typedef struct ulc_forget_outcome {
 
 void ulc_forget_outcome_clear(ulc_forget_outcome *r);
 
-/* The job on files: o->in → o->out (IN's format; neither output may be a file the run reads),
- * reports written whatever the gates say. */
+/* The job on files: o->in → o->out (IN's format; no output may be a file the run reads),
+ * reports and the JUnit file written whatever the gates say. */
 ulc_status ulc_forget_files(const ulc_request *rq, const ulc_forget_opts *o,
                             ulc_forget_outcome *res, ulc_ctx *ctx);
 

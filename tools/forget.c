@@ -2,6 +2,7 @@
  * forget.c — `ulc IN --forget SPEC.json -o OUT`: the unlearning command (docs/spec.md).
  *
  *   ulc IN --forget SPEC.json -o OUT [--threads N] [-q] [--report PATH]... [--profile]
+ *        [--junit PATH] [--github-annotations]
  *   ulc forget IN --forget SPEC.json -o OUT ...            (the same)
  *
  * The arguments, then one library call (jobs/forget.h); Ctrl-C stops training after the current
@@ -16,17 +17,22 @@
 #include "jobs/forget.h"
 #include "tools/cli.h"
 
-/* The command line (usage errors exit 1): the model, the spec, the output, reports, threads. */
+/* The command line (usage errors exit 1): the model, the spec, the output, reports, the CI
+ * verdicts, threads. */
 static int parse_args(int argc, char **argv, ulc_forget_opts *o, const char **spec_path) {
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--forget") || !strcmp(a, "-o") || !strcmp(a, "--report") ||
-            !strcmp(a, "--threads")) {
+            !strcmp(a, "--threads") || !strcmp(a, "--junit")) {
             if (!val) return ulc_cli_usage_error("forget: %s needs a value", a);
             i++;
             if (!strcmp(a, "--forget")) *spec_path = val;
             else if (!strcmp(a, "-o")) o->out = val;
+            else if (!strcmp(a, "--junit")) {
+                if (o->junit) return ulc_cli_usage_error("forget: --junit given twice");
+                o->junit = val;
+            }
             else if (!strcmp(a, "--report")) {
                 if (o->n_reports == ULC_MAX_REPORTS)
                     return ulc_cli_usage_error("forget: --report given more than %d times",
@@ -43,6 +49,8 @@ static int parse_args(int argc, char **argv, ulc_forget_opts *o, const char **sp
             o->quiet = 1;
         } else if (!strcmp(a, "--profile")) {
             o->profile = 1;
+        } else if (!strcmp(a, "--github-annotations")) {
+            o->annotations = stdout;
         } else if (a[0] == '-' && a[1]) {
             return ulc_cli_usage_error("forget: unknown option '%s'", a);
         } else if (o->in) {

@@ -92,6 +92,8 @@ static const char *k_usage =
     "      --threads N            threads (default: every core); same seed and N, same bytes\n"
     "      -q                     no progress bar\n"
     "      --profile              time per op type of the training session (stderr)\n"
+    "      --junit PATH           write the spec's gates as JUnit XML (docs/ci.md)\n"
+    "      --github-annotations   print a GitHub Actions ::error line per failed gate\n"
     "\n"
     "options:\n"
     "  --allow-external-outside   (every command that reads a model) ONNX external data may\n"

@@ -102,12 +102,14 @@ cJSON *ulc_forget_report_json(const ulc_forget_facts *r) {
     cJSON *in = file_entry(r->in, r->in_sha);
     if (r->in && r->in_file && strcmp(r->in, r->in_file) != 0)
         cJSON_AddStringToObject(in, "file", r->in_file);
+    if (r->in && r->in_wsha[0]) cJSON_AddStringToObject(in, "weights_sha256", r->in_wsha);
     cJSON_AddItemToObject(o, "input", in);
     cJSON *out = file_entry(r->out, r->out_sha);
     if (r->out && r->out_file && strcmp(r->out, r->out_file) != 0)
         cJSON_AddStringToObject(out, "file", r->out_file);
     if (r->ext_file)
         cJSON_AddItemToObject(out, "external_data", file_entry(r->ext_file, r->ext_sha));
+    if (r->out && r->out_wsha[0]) cJSON_AddStringToObject(out, "weights_sha256", r->out_wsha);
     cJSON_AddItemToObject(o, "output", out);
     cJSON_AddItemToObject(o, "spec", file_entry(r->spec, r->spec_sha));
     if (r->reference) {

@@ -37,6 +37,8 @@ typedef struct ulc_forget_facts {
     char *ext_file;             /* owned: OUT's external data file, or NULL */
     char *ref_file;             /* owned: the reference's hashed file */
     char in_sha[ULC_SHA256_HEX], out_sha[ULC_SHA256_HEX], ext_sha[ULC_SHA256_HEX];
+    /* the input's and the output's weights (ir/digest.h); "" when not computed */
+    char in_wsha[ULC_SHA256_HEX], out_wsha[ULC_SHA256_HEX];
     const char *spec;           /* the spec's path */
     char spec_sha[ULC_SHA256_HEX];
     const char *reference;      /* the reference model, or NULL */

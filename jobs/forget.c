@@ -16,6 +16,7 @@
 #include "io/hf_side.h"
 #include "io/model.h"
 #include "io/text_data.h"
+#include "ir/digest.h"
 #include "ir/lora.h"
 #include "jobs/history.h"
 #include "runtime/threads.h"
@@ -384,6 +385,8 @@ static ulc_status evaluate_after(forget_run *w, const ulc_model *m, const ulc_mo
 
 /* ---- the run ---------------------------------------------------------------------------------- */
 
+static ulc_status hash_inputs(forget_run *w, ulc_ctx *ctx);
+
 /* Everything between loading and writing: m unlearned in place, evaluated when asked. */
 static ulc_status run(forget_run *w, ulc_model *m, const ulc_model *teacher, ulc_ctx *ctx) {
     const ulc_request *rq = w->rq;
@@ -415,7 +418,11 @@ static ulc_status run(forget_run *w, ulc_model *m, const ulc_model *teacher, ulc
     if (!ulc_io_same_interface(teacher, m, &which)) /* a ulc bug: nothing is written */
         return ulc_fail(ctx, ULC_ERR_INTERNAL, "forget: the unlearned model's %s differ from "
                         "the input model's", which);
-    ULC_TRY(ulc_history_record(m, rq, &w->tr, w->env.method, ctx));
+    ULC_TRY(hash_inputs(w, ctx));
+    ulc_history_inputs hin = {.in_sha = w->fx.in_file ? w->fx.in_sha : NULL,
+                              .in_weights_sha = w->fx.in_wsha, .tr = &w->tr,
+                              .te = rq->test ? &w->te : NULL};
+    ULC_TRY(ulc_history_record(m, rq, &hin, w->env.method, ctx));
     return o->evaluate ? evaluate_after(w, m, teacher, ctx) : ULC_OK;
 }
 
@@ -547,7 +554,8 @@ static ulc_status check_outputs(const ulc_request *rq, const ulc_forget_opts *o,
 }
 
 /* The sha256 of the files the run read — IN (when it is a file), the spec, the reference, the
- * data and the indices file — as they were when the run read them (common/fileset.h). */
+ * data and the indices file — as they were when the run read them (common/fileset.h); before
+ * the request is recorded in the model's history, which holds them too. */
 static ulc_status hash_inputs(forget_run *w, ulc_ctx *ctx) {
     const ulc_request *rq = w->rq;
     ulc_forget_facts *r = &w->fx;
@@ -636,6 +644,7 @@ static ulc_status forget_files(forget_run *w, ulc_fileset *fs, ulc_model **m, ul
     ULC_TRY(ulc_io_load_model(o->in, NULL, m, ctx));
     ULC_TRY(ulc_io_load_model(o->in, NULL, teacher, ctx)); /* the frozen original */
     ulc_fileset_tag(fs, NULL, 0);
+    ULC_TRY(ulc_model_weights_sha256(*teacher, w->fx.in_wsha, ctx)); /* IN's, before any view */
     ULC_TRY(check_outputs(w->rq, o, fs, ofmt, ctx));
     const ulc_clip_spec *clip = &w->rq->clip;
     if (clip->given) { /* both as zero-shot classifiers; OUT is the CLIP model with m's weights */
@@ -650,16 +659,17 @@ static ulc_status forget_files(forget_run *w, ulc_fileset *fs, ulc_model **m, ul
         ulc_status st = ulc_io_load_model(o->in, NULL, &full, ctx);
         ulc_fileset_tag(fs, NULL, 0);
         if (st == ULC_OK) st = ulc_clip_take_weights(full, *m, &changed, ctx);
+        if (st == ULC_OK) st = ulc_history_seal(full, w->fx.out_wsha, ctx);
         if (st == ULC_OK) st = ulc_io_save_model(full, o->out, ofmt, NULL, ctx);
         ulc_model_free(full);
         ULC_TRY(st);
     } else {
+        ULC_TRY(ulc_history_seal(*m, w->fx.out_wsha, ctx)); /* the weights as written */
         ULC_TRY(ulc_io_save_model(*m, o->out, ofmt, NULL, ctx));
     }
     if (ofmt == ULC_IO_DIR) ULC_TRY(ulc_io_copy_side_files(o->in, o->out, ctx));
     if (!o->evaluate) return ULC_OK;
     ULC_TRY(hash_output(w, *teacher, ofmt, ctx));
-    ULC_TRY(hash_inputs(w, ctx));
     ULC_TRY(report(w, t0, res, ctx));
     ULC_TRY(write_reports(o, res->report, ctx));
     for (int q = 0; o->table && q < o->n_reports; q++) fprintf(o->table, "report: %s\n", o->reports[q]);
@@ -701,8 +711,9 @@ ulc_status ulc_forget_model(ulc_model *m, const ulc_model *teacher, const ulc_re
     forget_run w = {.rq = rq, .o = o, .fx = {.in = o->in, .out = o->out, .spec = rq->is_spec ? rq->path : NULL}};
     ulc_fileset fs; /* the data, hashed as read */
     ulc_fileset_begin(&fs, 1, ctx);
-    ulc_status st = run(&w, m, teacher, ctx);
-    if (st == ULC_OK && o->evaluate) st = hash_inputs(&w, ctx);
+    ulc_status st = ulc_model_weights_sha256(teacher, w.fx.in_wsha, ctx);
+    if (st == ULC_OK) st = run(&w, m, teacher, ctx);
+    if (st == ULC_OK) st = ulc_history_seal(m, w.fx.out_wsha, ctx);
     if (st == ULC_OK && o->evaluate) st = report(&w, t0, res, ctx);
     if (st == ULC_OK && o->evaluate) st = print_annotations(o, res->report, ctx);
     run_clear(&w);

@@ -7,6 +7,7 @@
 
 #include "common/fileset.h"
 #include "common/sha256.h"
+#include "ir/digest.h"
 
 
 /* A whole number in [0, 2^53]. */
@@ -15,14 +16,42 @@ static int whole(const cJSON *v) {
            floor(v->valuedouble) == v->valuedouble;
 }
 
+int ulc_history_is_sha256(const char *s) {
+    if (!s || strlen(s) != 64) return 0;
+    for (int k = 0; k < 64; k++)
+        if (!((s[k] >= '0' && s[k] <= '9') || (s[k] >= 'a' && s[k] <= 'f'))) return 0;
+    return 1;
+}
+
+/* Key k of o is absent or a sha256. */
+static int sha_or_absent(const cJSON *o, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return !v || (cJSON_IsString(v) && ulc_history_is_sha256(v->valuestring));
+}
+
+/* The hashes an entry may hold (history.h), each absent or a sha256 where it belongs. */
+static int hashes_ok(const cJSON *e) {
+    const cJSON *in = cJSON_GetObjectItemCaseSensitive(e, "input");
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(e, "data");
+    if (!sha_or_absent(e, "weights_sha256") || !sha_or_absent(e, "spec_sha256")) return 0;
+    if (in && (!cJSON_IsObject(in) || !sha_or_absent(in, "sha256") ||
+               !sha_or_absent(in, "weights_sha256")))
+        return 0;
+    if (!data) return 1;
+    if (!cJSON_IsObject(data)) return 0;
+    for (const cJSON *d = data->child; d; d = d->next)
+        if (!cJSON_IsObject(d) || !sha_or_absent(d, "sha256")) return 0;
+    return 1;
+}
+
 /* One entry as this file writes it: a method, and exactly one of a list of classes or a list of
- * rows with the data file's sha256 and row count; every number whole and >= 0. */
+ * rows with the data file's sha256 and row count; every number whole and >= 0; the hashes. */
 static int entry_ok(const cJSON *e) {
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(e, "forget");
     const cJSON *cl = cJSON_GetObjectItemCaseSensitive(f, "classes");
     const cJSON *rows = cJSON_GetObjectItemCaseSensitive(f, "rows");
     if (!cJSON_IsObject(e) || !cJSON_IsObject(f) || (cl != NULL) == (rows != NULL) ||
-        !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(e, "method")))
+        !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(e, "method")) || !hashes_ok(e))
         return 0;
     if (rows && (!cJSON_IsArray(rows) ||
                  !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(f, "data_sha256")) ||
@@ -52,7 +81,8 @@ ulc_status ulc_history_read(const ulc_model *m, cJSON **out, ulc_ctx *ctx) {
             cJSON_Delete(j);
             return ulc_fail(ctx, ULC_ERR_INVALID, "%s: metadata '%s': request %d is not "
                             "{\"method\", \"forget\": {\"classes\": [...]} or {\"rows\": [...], "
-                            "\"data_sha256\", \"data_rows\"}}", where, ULC_META_HISTORY, i + 1);
+                            "\"data_sha256\", \"data_rows\"}} with its hashes as 64 hex digits",
+                            where, ULC_META_HISTORY, i + 1);
         }
     }
     *out = j;
@@ -170,9 +200,18 @@ static cJSON *int_array(const int64_t *v, int64_t n) {
     return a;
 }
 
+/* {"sha256", "rows"} of a data file. */
+static void data_entry(cJSON *data, const char *key, const ulc_data *d) {
+    if (!d || !ulc_history_is_sha256(d->sha)) return;
+    cJSON *o = cJSON_AddObjectToObject(data, key);
+    cJSON_AddStringToObject(o, "sha256", d->sha);
+    cJSON_AddNumberToObject(o, "rows", (double)d->rows);
+}
+
 /* The entry for this request. */
-static ulc_status entry(const ulc_request *rq, const ulc_data *tr, const char *method,
+static ulc_status entry(const ulc_request *rq, const ulc_history_inputs *in, const char *method,
                         cJSON *e, ulc_ctx *ctx) {
+    const ulc_data *tr = in->tr;
     cJSON_AddStringToObject(e, "ulc", ULC_VERSION);
     cJSON_AddStringToObject(e, "method", method ? method : "?");
     char *passes = ulc_pipeline_text(rq->passes);
@@ -183,6 +222,17 @@ static ulc_status entry(const ulc_request *rq, const ulc_data *tr, const char *m
     if (rq->is_spec) {
         ULC_TRY(ulc_file_sha256(rq->path, "spec", sha, ctx));
         cJSON_AddStringToObject(e, "spec_sha256", sha);
+    }
+    int has_in = in->in_sha && *in->in_sha, has_w = in->in_weights_sha && *in->in_weights_sha;
+    if (has_in || has_w) {
+        cJSON *io = cJSON_AddObjectToObject(e, "input");
+        if (has_in) cJSON_AddStringToObject(io, "sha256", in->in_sha);
+        if (has_w) cJSON_AddStringToObject(io, "weights_sha256", in->in_weights_sha);
+    }
+    if (tr && ulc_history_is_sha256(tr->sha)) {
+        cJSON *data = cJSON_AddObjectToObject(e, "data");
+        data_entry(data, "train", tr);
+        data_entry(data, "test", in->te);
     }
     cJSON *f = cJSON_AddObjectToObject(e, "forget");
     if (rq->kind == ULC_FORGET_CLASSES) {
@@ -196,7 +246,16 @@ static ulc_status entry(const ulc_request *rq, const ulc_data *tr, const char *m
     return ULC_OK;
 }
 
-ulc_status ulc_history_record(ulc_model *m, const ulc_request *rq, const ulc_data *tr,
+/* h, printed, as m's history. */
+static ulc_status write_back(ulc_model *m, const cJSON *h, ulc_ctx *ctx) {
+    char *text = cJSON_PrintUnformatted(h);
+    if (!text) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (history)");
+    ulc_status st = ulc_model_set_metadata(m, ULC_META_HISTORY, text, ctx);
+    free(text);
+    return st;
+}
+
+ulc_status ulc_history_record(ulc_model *m, const ulc_request *rq, const ulc_history_inputs *in,
                               const char *method, ulc_ctx *ctx) {
     cJSON *h = NULL;
     ULC_TRY(ulc_history_read(m, &h, ctx));
@@ -205,13 +264,30 @@ ulc_status ulc_history_record(ulc_model *m, const ulc_request *rq, const ulc_dat
     ulc_status st = e ? ULC_OK : ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (history)");
     if (st == ULC_OK) {
         cJSON_AddItemToArray(h, e);
-        st = entry(rq, tr, method, e, ctx);
+        st = entry(rq, in, method, e, ctx);
     }
-    char *text = st == ULC_OK ? cJSON_PrintUnformatted(h) : NULL;
-    if (st == ULC_OK && !text) st = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (history)");
-    if (st == ULC_OK) st = ulc_model_set_metadata(m, ULC_META_HISTORY, text, ctx);
-    free(text);
+    if (st == ULC_OK) st = write_back(m, h, ctx);
     cJSON_Delete(h);
+    return st;
+}
+
+ulc_status ulc_history_seal(ulc_model *m, char *hex, ulc_ctx *ctx) {
+    char sha[ULC_SHA256_HEX];
+    cJSON *h = NULL;
+    ULC_TRY(ulc_history_read(m, &h, ctx));
+    cJSON *last = h ? cJSON_GetArrayItem(h, cJSON_GetArraySize(h) - 1) : NULL;
+    ulc_status st = last ? ulc_model_weights_sha256(m, sha, ctx)
+                         : ulc_fail(ctx, ULC_ERR_INTERNAL, "history: no request to seal");
+    if (st == ULC_OK) {
+        cJSON *v = cJSON_CreateString(sha);
+        if (!v) st = ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (history)");
+        else if (cJSON_GetObjectItemCaseSensitive(last, "weights_sha256"))
+            cJSON_ReplaceItemInObjectCaseSensitive(last, "weights_sha256", v);
+        else cJSON_AddItemToObject(last, "weights_sha256", v);
+    }
+    if (st == ULC_OK) st = write_back(m, h, ctx);
+    cJSON_Delete(h);
+    if (st == ULC_OK && hex) memcpy(hex, sha, ULC_SHA256_HEX);
     return st;
 }
 

@@ -7,8 +7,22 @@
  *
  *     {"ulc": "0.1.0", "method": "rfa", "passes": "lora-inject{...},rfa{...},lora-merge",
  *      "spec_sha256": "…",                                    (requests read from a spec)
+ *      "input": {"sha256": "…",                               (IN's file, when it was one)
+ *                "weights_sha256": "…"},                      (IN's weights, ir/digest.h)
+ *      "data": {"train": {"sha256": "…", "rows": 1437},
+ *               "test": {"sha256": "…", "rows": 360}},        (with test data)
  *      "forget": {"classes": [3]}                             (class forgetting), or
- *      "forget": {"rows": [4, 17], "data_sha256": "…", "data_rows": 1437}}
+ *      "forget": {"rows": [4, 17], "data_sha256": "…", "data_rows": 1437},
+ *      "weights_sha256": "…"}                                 (the weights written, ir/digest.h)
+ *
+ * Every sha256 is of a file's bytes as the run read them (common/fileset.h), except the two
+ * weights hashes: the output's cannot be of the file the entry sits in, so both are of the
+ * weights alone (format, layout and metadata apart). IN's "sha256" is of its main file
+ * (ulc_io_model_main_file: the .onnx without its external data, a directory's model.safetensors
+ * or a sharded checkpoint's index); its "weights_sha256" covers all of its weights. A request's
+ * input weights are the previous request's output weights when nothing else changed the model
+ * in between. `ulc verify` (jobs/verify.h) checks all of it. "input", "data" and
+ * "weights_sha256" are missing from entries ulc wrote before it recorded them.
  *
  * No timestamps: the same request on the same model gives the same bytes. A later request on the
  * model carries what earlier ones forgot: their classes, and their rows when its training data
@@ -49,9 +63,25 @@ ulc_status ulc_history_carry_over(const ulc_model *m, const ulc_forget_set *fs,
                                   const ulc_data *tr, ulc_history_carry *c, ulc_ctx *ctx);
 void ulc_history_carry_clear(ulc_history_carry *c); /* accepts a zeroed struct */
 
-/* Appends the request (its own forget set, the method that ran, its passes) to m's history. */
-ulc_status ulc_history_record(ulc_model *m, const ulc_request *rq, const ulc_data *tr,
+/* The files a request read, hashed by the caller (hex; NULL or "": not recorded). */
+typedef struct ulc_history_inputs {
+    const char *in_sha;         /* the input model's main file */
+    const char *in_weights_sha; /* the input model's weights (ir/digest.h) */
+    const ulc_data *tr, *te;    /* the data, their sha filled; te NULL without test data */
+} ulc_history_inputs;
+
+/* Appends the request (its own forget set, the method that ran, its passes, the hashes of what
+ * it read) to m's history. The entry has no "weights_sha256" until ulc_history_seal. */
+ulc_status ulc_history_record(ulc_model *m, const ulc_request *rq, const ulc_history_inputs *in,
                               const char *method, ulc_ctx *ctx);
+
+/* Sets the last entry's "weights_sha256" to the hash of m's weights as they are now (call it
+ * just before m is written; the metadata does not count) and copies it to hex (may be NULL).
+ * ULC_ERR_INTERNAL when m has no history. */
+ulc_status ulc_history_seal(ulc_model *m, char *hex, ulc_ctx *ctx);
+
+/* Whether s is 64 lowercase hex digits (a sha256 as ulc writes it). */
+int ulc_history_is_sha256(const char *s);
 
 /* Adds "history": {"requests", "carried_classes", "carried_rows", "unmatched_requests"} to the
  * report when the model had a history; the line the table prints. */

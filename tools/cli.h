@@ -15,6 +15,7 @@ enum {
     ULC_EXIT_UNSUPPORTED = 4, /* valid input that ulc does not handle */
     ULC_EXIT_NOMEM = 5,
     ULC_EXIT_GATE = 10,       /* forget: the result failed a gate of the spec (docs/spec.md) */
+    ULC_EXIT_MISMATCH = 11,   /* verify: a hash did not match its record (docs/audit.md) */
     ULC_EXIT_INTERNAL = 70,
     ULC_EXIT_INTERRUPTED = 130
 };
@@ -60,6 +61,9 @@ int ulc_cli_forget(int argc, char **argv);
 
 /* `ulc tokenize TOKENIZER (--text S | --file F) ...` (tools/tokenize.c). */
 int ulc_cli_tokenize(int argc, char **argv);
+
+/* `ulc verify OUT [--report R] ...` (tools/verify.c; arguments after "verify"). */
+int ulc_cli_verify(int argc, char **argv);
 
 /* `ulc merge BASE --lora ADAPTER[:W] ... -o OUT` (arguments after "merge"). */
 int ulc_cli_merge(int argc, char **argv);

@@ -5,6 +5,7 @@
  *   ulc convert IN -o OUT [--external-data] [--in-place]
  *   ulc run MODEL --input IN.safetensors -o OUT.safetensors | ulc eval MODEL --data D | ulc ops
  *   ulc IN --forget SPEC.json -o OUT   (tools/forget.c)
+ *   ulc verify OUT [--report R.json]   (tools/verify.c)
  *   ulc --help | --version
  */
 #include <signal.h>
@@ -94,6 +95,12 @@ static const char *k_usage =
     "      --profile              time per op type of the training session (stderr)\n"
     "      --junit PATH           write the spec's gates as JUnit XML (docs/ci.md)\n"
     "      --github-annotations   print a GitHub Actions ::error line per failed gate\n"
+    "  verify OUT [--report R.json]   check an unlearned model against the request history it\n"
+    "                             carries and its report: the sha256 of its weights, of the\n"
+    "                             input model, spec and data files (docs/audit.md); prints one\n"
+    "                             line per item: ok, MISMATCH or not checked\n"
+    "      --input IN, --spec SPEC, --train D, --test T   check these files (default: the\n"
+    "                             report's paths)\n"
     "\n"
     "options:\n"
     "  --allow-external-outside   (every command that reads a model) ONNX external data may\n"
@@ -103,7 +110,8 @@ static const char *k_usage =
     "\n"
     "formats: ONNX (.onnx); safetensors (.safetensors, a sharded checkpoint's index .json, or a\n"
     "directory holding either). Exit codes: 0 ok, 1 usage, 2 invalid input, 3 I/O error,\n"
-    "4 unsupported, 5 out of memory, 70 internal error, 130 interrupted (docs/cli.md).\n";
+    "4 unsupported, 5 out of memory, 10 a gate failed (forget), 11 a hash did not match\n"
+    "(verify), 70 internal error, 130 interrupted (docs/cli.md).\n";
 
 int ulc_cli_exit_code(ulc_status s) {
     switch (s) {
@@ -300,6 +308,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "grad") == 0) return ulc_cli_grad(argc - 2, argv + 2);
     if (strcmp(cmd, "forget") == 0) return ulc_cli_forget(argc - 2, argv + 2);
     if (strcmp(cmd, "tokenize") == 0) return ulc_cli_tokenize(argc - 2, argv + 2);
+    if (strcmp(cmd, "verify") == 0) return ulc_cli_verify(argc - 2, argv + 2);
     /* the main job: `ulc IN --forget SPEC.json -o OUT` (IN is not a command) */
     for (int i = 1; i < argc; i++)
         if (strcmp(argv[i], "--forget") == 0) return ulc_cli_forget(argc - 1, argv + 1);

@@ -283,8 +283,12 @@ def test_digits_output_keeps_the_interface_and_nodes(digits_run):
 def test_digits_report_fields_and_hashes(digits_run):
     rep, out = digits_run["rep"], digits_run["out"]
     assert rep["method"] == "rfa"
-    assert rep["input"] == {"path": str(MODEL), "sha256": sha256(MODEL)}
-    assert rep["output"] == {"path": str(out), "sha256": sha256(out)}
+    # the weights' hashes are the ones the output's history records (tests/e2e/test_verify.py)
+    hist = json.loads({p.key: p.value for p in onnx.load(str(out)).metadata_props}["ulc_history"])
+    assert rep["input"] == {"path": str(MODEL), "sha256": sha256(MODEL),
+                            "weights_sha256": hist[-1]["input"]["weights_sha256"]}
+    assert rep["output"] == {"path": str(out), "sha256": sha256(out),
+                             "weights_sha256": hist[-1]["weights_sha256"]}
     assert rep["spec"] == {"path": str(DEFAULT_SPEC), "sha256": sha256(DEFAULT_SPEC)}
     for k, rows in (("train", 1437), ("test", 360)):
         f = DIGITS / f"{k}.safetensors"

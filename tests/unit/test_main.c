@@ -19,6 +19,7 @@
 #include "common/strmap.h"
 #include "export/onnx_export.h"
 #include "import/onnx_import.h"
+#include "ir/digest.h"
 #include "ir/graph.h"
 
 #include "tests/unit/check.h"
@@ -796,6 +797,70 @@ static void test_sha256(void) {
     free(a);
 }
 
+/* ---- the weights hash (ir/digest.h; the golden values from the Python reference in
+ * tests/e2e/test_verify.py's weights_sha256) ---------------------------------------------------- */
+
+/* Adds initializer name (dtype, one dim, data copied) to m; flags added to the value's. */
+static void add_weight(ulc_model *m, const char *name, int dtype, int64_t dim, const void *data,
+                       size_t n, uint32_t flags, ulc_ctx *ctx) {
+    ulc_value *v = ulc_graph_add_value(m->graph, name, ctx);
+    ulc_tensor *t = ulc_tensor_new(m->graph, name, dtype, 1, &dim, ctx);
+    void *b = malloc(n);
+    CHECK(v && t && b);
+    memcpy(b, data, n);
+    CHECK(ulc_tensor_set_owned(m->graph, t, b, n, ctx) == ULC_OK);
+    CHECK(ulc_value_set_init(m->graph, v, t, ctx) == ULC_OK);
+    v->flags |= flags;
+}
+
+static void test_weights_sha256(void) {
+    ulc_ctx ctx;
+    ulc_ctx_init(&ctx);
+    const float bf[2] = {1.0f, 2.5f};
+    const uint8_t au[3] = {7, 8, 9};
+    const char *golden = "5e350a9233628cb23ecaa6b6e09c87de7a99b9f9dba5b1e9773d4995fa46cafb";
+    char h1[ULC_SHA256_HEX], h2[ULC_SHA256_HEX];
+    /* name order, not insertion order; metadata and graph constants do not count */
+    ulc_model *m1 = ulc_model_create(), *m2 = ulc_model_create();
+    add_weight(m1, "b", ULC_DT_F32, 2, bf, sizeof bf, 0, &ctx);
+    add_weight(m1, "a", ULC_DT_U8, 3, au, sizeof au, 0, &ctx);
+    add_weight(m2, "/Constant_1", ULC_DT_U8, 3, au, sizeof au, ULC_VALUE_CONSTANT, &ctx);
+    add_weight(m2, "a", ULC_DT_U8, 3, au, sizeof au, 0, &ctx);
+    add_weight(m2, "b", ULC_DT_F32, 2, bf, sizeof bf, 0, &ctx);
+    CHECK(ulc_model_set_metadata(m2, "ulc_history", "[]", &ctx) == ULC_OK);
+    CHECK(ulc_model_weights_sha256(m1, h1, &ctx) == ULC_OK);
+    CHECK(ulc_model_weights_sha256(m2, h2, &ctx) == ULC_OK);
+    CHECK(strcmp(h1, golden) == 0 && strcmp(h2, golden) == 0);
+    /* one byte, or a shape with the same bytes, changes it */
+    ((uint8_t *)ulc_graph_get_value(m2->graph, "a")->init->data)[1] ^= 1;
+    CHECK(ulc_model_weights_sha256(m2, h2, &ctx) == ULC_OK && strcmp(h2, golden) != 0);
+    ((uint8_t *)ulc_graph_get_value(m2->graph, "a")->init->data)[1] ^= 1;
+    int64_t d2[2] = {1, 2}; /* b as [1, 2] */
+    ulc_tensor *b2 = ulc_tensor_new(m2->graph, "b", ULC_DT_F32, 2, d2, &ctx);
+    float *bb = malloc(sizeof bf);
+    CHECK(b2 && bb);
+    memcpy(bb, bf, sizeof bf);
+    CHECK(ulc_tensor_set_owned(m2->graph, b2, bb, sizeof bf, &ctx) == ULC_OK);
+    ulc_graph_get_value(m2->graph, "b")->init = b2;
+    CHECK(ulc_model_weights_sha256(m2, h2, &ctx) == ULC_OK && strcmp(h2, golden) != 0);
+    /* a LAZY tensor of several stream chunks hashes as its bytes would */
+    const size_t n = (size_t)3 << 20;
+    int64_t dn = (int64_t)n;
+    counting_source cs = {0, 0, 0, 0};
+    ulc_value *v = ulc_graph_add_value(m1->graph, "big", &ctx);
+    ulc_tensor *t = ulc_tensor_new(m1->graph, "big", ULC_DT_U8, 1, &dn, &ctx);
+    ulc_tensor_source *src = calloc(1, sizeof *src);
+    CHECK(v && t && src);
+    *src = (ulc_tensor_source){counting_read, counting_release, &cs, 0};
+    CHECK(ulc_tensor_set_lazy(m1->graph, t, src, n, &ctx) == ULC_OK);
+    CHECK(ulc_value_set_init(m1->graph, v, t, &ctx) == ULC_OK);
+    CHECK(ulc_model_weights_sha256(m1, h1, &ctx) == ULC_OK);
+    CHECK(strcmp(h1, "96d15d3731c59ff4b546d3f77447b0a8db16146c1837b58f3a14eb29122a9589") == 0);
+    CHECK(cs.calls >= 3 && t->storage == ULC_STORAGE_LAZY); /* streamed, not materialized */
+    ulc_model_free(m1);
+    ulc_model_free(m2);
+}
+
 static const test_case k_tests[] = {
     {"status_chain", test_status_chain},
     {"arena", test_arena},
@@ -815,6 +880,7 @@ static const test_case k_tests[] = {
     {"onnx_mutations", test_onnx_mutations},
     {"lazy_tensors", test_lazy_tensors},
     {"sha256", test_sha256},
+    {"weights_sha256", test_weights_sha256},
 };
 
 int main(int argc, char **argv) {

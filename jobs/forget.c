@@ -659,6 +659,9 @@ static ulc_status forget_files(forget_run *w, ulc_fileset *fs, ulc_model **m, ul
         ulc_status st = ulc_io_load_model(o->in, NULL, &full, ctx);
         ulc_fileset_tag(fs, NULL, 0);
         if (st == ULC_OK) st = ulc_clip_take_weights(full, *m, &changed, ctx);
+        if (st == ULC_OK) /* the request, recorded on the view, and the weights written */
+            st = ulc_model_set_metadata(full, ULC_META_HISTORY,
+                                        ulc_model_metadata(*m, ULC_META_HISTORY), ctx);
         if (st == ULC_OK) st = ulc_history_seal(full, w->fx.out_wsha, ctx);
         if (st == ULC_OK) st = ulc_io_save_model(full, o->out, ofmt, NULL, ctx);
         ulc_model_free(full);

@@ -85,7 +85,9 @@ assert acc["after"]["Df"] <= 0.05, f"forget-set accuracy after: {acc['after']['D
 assert acc["after"]["Drt"] >= 0.90, f"retain-test accuracy after: {acc['after']['Drt']}"
 for k in ("accuracy", "mia", "per_class", "h_mean", "features", "relearn", "hyperparameters", "splits"):
     assert r[k] == c[k], f"report '{k}' differs from the CLI's:\n{r[k]}\n{c[k]}"
-assert r["input"] == {"path": "models/digits/digits_resnet.onnx", "sha256": c["input"]["sha256"]}, r["input"]
+assert r["input"] == {"path": "models/digits/digits_resnet.onnx", "sha256": c["input"]["sha256"],
+                      "weights_sha256": c["input"]["weights_sha256"]}, r["input"]
+assert c["output"]["weights_sha256"] == hist[-1]["weights_sha256"], "the API's weights hash differs"
 text = open(stdout).read()
 df = re.search(r"forget set \(Df\): +([\d.]+)% -> +([\d.]+)%", text)
 drt = re.search(r"retain, test \(Drt\): +([\d.]+)% -> +([\d.]+)%", text)

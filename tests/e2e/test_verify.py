@@ -230,6 +230,25 @@ def test_hugging_face_directory(tmp_path, fixture_dir):
     assert bad == {"weights (history)", "weights (report)", "output file (report)"}, r.stdout
 
 
+def test_clip_model(tmp_path):
+    """A CLIP request writes the whole CLIP model, not the zero-shot view it trained: the record
+    goes with it and names its weights."""
+    src = ROOT / "models" / "clip_digits"
+    spec = json.loads((src / "forget_one.json").read_text())
+    spec["data"] = {k: str(src / v) for k, v in spec["data"].items()}
+    spec["clip"]["captions"] = str(src / spec["clip"]["captions"])
+    spec["clip"]["heldout"]["data"] = str(src / spec["clip"]["heldout"]["data"])
+    spec["train"] = {"epochs": 1}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    forget(tmp_path, model=src, out="clip_out/")
+    r = verify("clip_out", "--report", "r.json", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.endswith(" ok, 0 MISMATCH, 0 not checked\n"), r.stdout
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["output"]["weights_sha256"] == \
+        safetensors_weights_sha256(tmp_path / "clip_out" / "model.safetensors")
+
+
 # ---- tampering -----------------------------------------------------------------------------------
 
 def mismatched(r):

@@ -171,6 +171,22 @@ ULC_API const char *ulc_result_report(const ulc_result *res);
 ULC_API int ulc_result_gates_failed(const ulc_result *res);
 ULC_API void ulc_result_free(ulc_result *res);
 
+/* ---- merging adapters --------------------------------------------------------------------------- */
+
+/* ulc_merge's flags, or'ed. */
+#define ULC_MERGE_UNMERGE 1u  /* subtract the adapters instead of adding them */
+#define ULC_MERGE_UNTIE 2u    /* an adapter may change one side of tied embeddings (they are untied) */
+#define ULC_MERGE_IN_PLACE 4u /* out may be base itself (its files are replaced) */
+
+/* Bakes PEFT LoRA adapters (directories with adapter_config.json and adapter_model.safetensors)
+ * into the weights of the model at base (a safetensors file or sharded index, a Hugging Face
+ * checkpoint directory, or an ONNX model), adapters[i] scaled by weights[i] (weights NULL: each
+ * 1), in order, and writes the result to out in base's format: `ulc merge` as one call, on
+ * files (docs/cli.md). threads: for the low-rank products (0, or less: the default). */
+ULC_API ulc_status ulc_merge(const char *base, const char *const *adapters, const double *weights,
+                             int n_adapters, const char *out, unsigned flags, int threads,
+                             ulc_ctx *ctx);
+
 #ifdef __cplusplus
 }
 #endif

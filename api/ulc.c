@@ -54,7 +54,15 @@ typedef struct api_request {
 #define API_CTX(ctx, local)                                                                        \
     ulc_ctx local;                                                                                 \
     if (!(ctx)) (ctx) = &(local);                                                                  \
-    ulc_ctx_init(ctx)
+    api_ctx_reset(ctx, (ctx) == &(local))
+
+/* A context for one call: no failure, no job state (the files a job reads, its notes), and the
+ * caller's setting kept (ulc_ctx_set_allow_external_outside); fresh: a local one, all defaults. */
+static void api_ctx_reset(ulc_ctx *ctx, int fresh) {
+    int allow = fresh ? 0 : ctx->allow_external_outside;
+    ulc_ctx_init(ctx);
+    ctx->allow_external_outside = allow;
+}
 
 const char *ulc_version(void) { return ULC_VERSION; }
 

@@ -3,10 +3,11 @@
  *
  * ulc reads a trained model (ONNX, safetensors, a Hugging Face checkpoint directory), makes it
  * forget what a request names (classes or rows of its training data) with an unlearning method
- * run as compile passes, and writes it back in the format it came in. This header is the whole
- * public interface: handles are opaque, every fallible function returns a ulc_status, and the
- * detail of a failure (which file, tensor or key, and what was expected) is in the ulc_ctx the
- * caller passes, as SQLite keeps a per-connection message beside its result code.
+ * run as compile passes, and writes it back in the format it came in; ulc_merge bakes PEFT LoRA
+ * adapters into a model's files, as `ulc merge` does. This header is the whole public
+ * interface: handles are opaque, every fallible function returns a ulc_status, and the detail of
+ * a failure (which file, tensor or key, and what was expected) is in the ulc_ctx the caller
+ * passes, as SQLite keeps a per-connection message beside its result code.
  *
  *     ulc_ctx *ctx = NULL;
  *     ulc_model *m = NULL;

@@ -12,7 +12,8 @@ ULC_WHEEL_DIST (default dist/) installed with pip, offline, into a fresh venv ma
     failures passed through;
   - the module: ulc.forget(...) giving the report dict with the same scores and a model with the
     same bytes as the command's, a request built from arguments, errors as ulc.Error subclasses,
-    ulc.merge and ulc.convert writing what `ulc merge` and `ulc convert` write.
+    ulc.merge and ulc.convert writing what `ulc merge` and `ulc convert` write, and
+    allow_external_outside reaching the load.
 
 Every program runs with a clean environment (no ULC_BIN, ULC_LIBRARY, PYTHONPATH or
 LD_LIBRARY_PATH) from a scratch directory, so only the installed copy can be found.
@@ -247,6 +248,39 @@ def test_module_merge_and_convert(venv, tmp_path):
     assert (tmp_path / "back.safetensors").stat().st_size == Path(base).stat().st_size
     assert (tmp_path / "model.safetensors").read_bytes() == \
         (tmp_path / "cli.safetensors").read_bytes()
+
+
+def test_module_allow_external_outside(venv, tmp_path):
+    """The context's setting reaches the load (ulc_ctx_set_allow_external_outside): ONNX external
+    data symlinked out of the model's folder is refused by default, read when allowed."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "secret").mkdir()
+    w = numpy_helper.from_array(np.arange(4, dtype=np.float32), "W")
+    g = helper.make_graph([helper.make_node("Add", ["X", "W"], ["Y"])], "g",
+                          [helper.make_tensor_value_info("X", TensorProto.FLOAT, [4])],
+                          [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [4])], [w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save_model(m, str(tmp_path / "model" / "m.onnx"), save_as_external_data=True,
+                    location="w.bin", size_threshold=0)
+    (tmp_path / "model" / "w.bin").rename(tmp_path / "secret" / "w.bin")
+    (tmp_path / "model" / "w.bin").symlink_to(tmp_path / "secret" / "w.bin")
+    python(venv, """
+        import ulc
+        try:
+            ulc.convert("model/m.onnx", "refused.onnx")
+        except ulc.InvalidInputError as e:
+            assert "outside the model's folder" in e.message, e
+        else:
+            raise AssertionError("no error")
+        ulc.convert("model/m.onnx", "allowed.onnx", allow_external_outside=True)
+    """, tmp_path)
+    back = onnx.load(str(tmp_path / "allowed.onnx"))
+    assert numpy_helper.to_array(back.graph.initializer[0]).tolist() == [0, 1, 2, 3]
+    assert not (tmp_path / "refused.onnx").exists()
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 JOBS ?= $(shell nproc)
 DEMO_MODEL := models/digits/digits_resnet.onnx
 
-.PHONY: all setup build asan fuzz-build fuzz build-types demo bios test test-fast bench clean install
+.PHONY: all setup build asan fuzz-build fuzz build-types demo bios test test-fast bench clean install \
+        wheel test-wheel
 
 all: build
 
@@ -46,12 +47,15 @@ bios: build
 	build/ulc models/bios --forget models/bios/forget_people.json -o build/bios/forgotten/ --report build/bios/report.html
 
 # The whole suite: every test in the normal build, then again under ASan+UBSan, then each fuzz
-# harness for 30 s, then the other CMake build types (Debug, Release, MinSizeRel) warning-free.
+# harness for 30 s, then the other CMake build types (Debug, Release, MinSizeRel) warning-free,
+# then the wheel made from that Release build (into build-types/dist/, not dist/), installed into
+# a fresh venv and run (tests/packaging).
 test: build asan fuzz-build
 	ctest --test-dir build --output-on-failure
 	ctest --test-dir build-asan --output-on-failure
 	ctest --test-dir build-fuzz --output-on-failure
 	scripts/check_build_types.sh
+	$(MAKE) test-wheel WHEEL_BUILD=build-types/Release WHEEL_DIST=build-types/dist
 
 # Debug, Release and MinSizeRel build with -Werror (build-types/).
 build-types: setup
@@ -74,10 +78,28 @@ bench-train: build
 bench-rfa: build
 	.venv/bin/python bench/bench_rfa.py
 
+# `pip install dist/ulc-*.whl` (docs/python.md): a Release build of the ulc and ulc_shared targets
+# in WHEEL_BUILD, packed with the Python module (python/ulc/) by scripts/build_wheel.py, which
+# has auditwheel (.wheel-venv: scripts/setup.sh --wheel) graft the system libraries manylinux
+# does not promise into it: WHEEL_DIST/ulc-VERSION-py3-none-manylinux_2_34_x86_64.whl.
+WHEEL_BUILD ?= build-wheel
+WHEEL_DIST ?= dist
+wheel:
+	@scripts/setup.sh --wheel
+	@cmake -S . -B $(WHEEL_BUILD) -DCMAKE_BUILD_TYPE=Release > $(WHEEL_BUILD).cmake.log 2>&1 || { cat $(WHEEL_BUILD).cmake.log; exit 1; }
+	@cmake --build $(WHEEL_BUILD) -j $(JOBS) --target ulc ulc_shared
+	.wheel-venv/bin/python scripts/build_wheel.py --build $(WHEEL_BUILD) --out $(WHEEL_DIST) --auditwheel .wheel-venv/bin/auditwheel
+
+# The wheel installed into a fresh venv (no system packages, offline) and run: the console
+# command and the module on the digits default, merge and convert, no path into the build tree.
+test-wheel: wheel
+	ULC_WHEEL_DIST=$(WHEEL_DIST) .venv/bin/python -m pytest -q -p no:cacheprovider tests/packaging
+
 # The CLI, include/ulc.h, libulc.so/libulc.a, ulc.pc and the CMake package (docs/api.md).
 PREFIX ?= /usr/local
 install: build
 	cmake --install build --prefix $(PREFIX)
 
 clean:
-	rm -rf build build-asan build-fuzz build-types build.cmake.log build-asan.cmake.log build-fuzz.cmake.log
+	rm -rf build build-asan build-fuzz build-types build-wheel dist build.cmake.log build-asan.cmake.log \
+	       build-fuzz.cmake.log build-wheel.cmake.log

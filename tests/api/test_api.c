@@ -3,7 +3,8 @@
  * and messages on bad input (naming the file or the call), NULL-safe frees, refusals (an
  * unlearning method through ulc_model_apply, a request with no forget set), the model left as
  * it was by a refused call, and one small run: a request built in code with sample forgetting,
- * its result and the history it leaves in the model. Runs from the source root (models/digits).
+ * its result and the history it leaves in the model; ulc_merge on a committed PEFT adapter, its
+ * refusals, and merge then unmerge. Runs from the source root (models/digits, tests/fixtures).
  */
 #include <math.h>
 #include <stdio.h>
@@ -218,12 +219,66 @@ static void test_forget_rows(const char *tmpdir) {
     ulc_ctx_free(ctx);
 }
 
+#define PEFT_BASE "tests/fixtures/peft_0_21/base.safetensors"
+#define PEFT_ADAPTER "tests/fixtures/peft_0_21/lora_plain"
+
+/* The bytes of a file (NULL when it cannot be read); *n its size. */
+static unsigned char *read_all(const char *path, long *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    unsigned char *b = NULL;
+    if (fseek(f, 0, SEEK_END) == 0 && (*n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+        (b = malloc((size_t)*n + 1)) && fread(b, 1, (size_t)*n, f) != (size_t)*n) {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    return b;
+}
+
+/* ulc_merge: refusals before any file is read, a merge, and the unmerge of it giving back a
+ * model of the base's tensors (the same size: same names, dtypes and shapes). */
+static void test_merge(const char *tmpdir) {
+    ulc_ctx *ctx = NULL;
+    ulc_ctx_create(&ctx);
+    const char *ads[] = {PEFT_ADAPTER}, *none[] = {NULL};
+    double nan_w[] = {NAN};
+    char out[512], back[512];
+    snprintf(out, sizeof out, "%s/merged.safetensors", tmpdir);
+    snprintf(back, sizeof back, "%s/unmerged.safetensors", tmpdir);
+    CHECK_FAIL(ulc_merge(NULL, ads, NULL, 1, out, 0, 0, ctx), ULC_ERR_INVALID_ARG, "no base");
+    CHECK_FAIL(ulc_merge(PEFT_BASE, ads, NULL, 1, "", 0, 0, ctx), ULC_ERR_INVALID_ARG, "no output");
+    CHECK_FAIL(ulc_merge(PEFT_BASE, ads, NULL, 0, out, 0, 0, ctx), ULC_ERR_INVALID_ARG, "no adapter");
+    CHECK_FAIL(ulc_merge(PEFT_BASE, none, NULL, 1, out, 0, 0, ctx), ULC_ERR_INVALID_ARG, "no path");
+    CHECK_FAIL(ulc_merge(PEFT_BASE, ads, nan_w, 1, out, 0, 0, ctx), ULC_ERR_INVALID_ARG, "weight");
+    CHECK_FAIL(ulc_merge(PEFT_BASE, ads, NULL, 1, out, 0x10u, 0, ctx), ULC_ERR_INVALID_ARG, "flags");
+    CHECK_FAIL(ulc_merge(PEFT_BASE, (const char *[]){"no/such/adapter"}, NULL, 1, out, 0, 0, ctx),
+               ULC_ERR_IO, "no/such/adapter");
+    CHECK_FAIL(ulc_merge(PEFT_BASE, ads, NULL, 1, PEFT_BASE, 0, 0, ctx), ULC_ERR_INVALID_ARG,
+               PEFT_BASE); /* never over the base without ULC_MERGE_IN_PLACE */
+    ulc_status st = ulc_merge(PEFT_BASE, ads, NULL, 1, out, 0, 1, ctx);
+    CHECK(st == ULC_OK && strcmp(ulc_ctx_message(ctx), "ok") == 0);
+    if (st != ULC_OK) fprintf(stderr, "ulc_merge: %s\n", ulc_ctx_message(ctx));
+    st = ulc_merge(out, ads, (const double[]){1.0}, 1, back, ULC_MERGE_UNMERGE, 0, ctx);
+    CHECK(st == ULC_OK);
+    if (st != ULC_OK) fprintf(stderr, "ulc_merge (unmerge): %s\n", ulc_ctx_message(ctx));
+    long nb = 0, nm = 0, nu = 0;
+    unsigned char *b = read_all(PEFT_BASE, &nb), *m = read_all(out, &nm), *u = read_all(back, &nu);
+    CHECK(b && m && u && nb == nm && nb == nu);
+    CHECK(b && m && nb == nm && memcmp(b, m, (size_t)nb) != 0); /* the merge changed weights */
+    free(b);
+    free(m);
+    free(u);
+    ulc_ctx_free(ctx);
+}
+
 int main(int argc, char **argv) {
     const char *tmpdir = argc > 1 ? argv[1] : "/tmp";
     test_basics();
     test_model_errors(tmpdir);
     test_request_errors();
     test_forget_rows(tmpdir);
+    test_merge(tmpdir);
     printf("api: %d checks, %d failed\n", g_checks, g_failed);
     return g_failed ? 1 : 0;
 }

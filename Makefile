@@ -46,14 +46,15 @@ bios: build
 	@mkdir -p build/bios
 	build/ulc models/bios --forget models/bios/forget_people.json -o build/bios/forgotten/ --report build/bios/report.html
 
-# The whole suite: every test in the normal build, then again under ASan+UBSan, then each fuzz
-# harness for 30 s, then the other CMake build types (Debug, Release, MinSizeRel) warning-free,
-# then the wheel made from that Release build (into build-types/dist/, not dist/), installed into
+# The whole suite: every test in the normal build, then again under ASan+UBSan (but the slow
+# end-to-end cases, @pytest.mark.slow: once is enough, tests/conftest.py), then each fuzz
+# harness for 30 s — each build's suites JOBS at a time (ctest -j) — then the other CMake build
+# types (Debug, Release, MinSizeRel) warning-free, then the wheel made from that Release build (into build-types/dist/, not dist/), installed into
 # a fresh venv and run (tests/packaging).
 test: build asan fuzz-build
-	ctest --test-dir build --output-on-failure
-	ctest --test-dir build-asan --output-on-failure
-	ctest --test-dir build-fuzz --output-on-failure
+	ctest --test-dir build --output-on-failure -j $(JOBS)
+	ctest --test-dir build-asan --output-on-failure -j $(JOBS)
+	ctest --test-dir build-fuzz --output-on-failure -j $(JOBS)
 	scripts/check_build_types.sh
 	$(MAKE) test-wheel WHEEL_BUILD=build-types/Release WHEEL_DIST=build-types/dist
 
@@ -61,8 +62,9 @@ test: build asan fuzz-build
 build-types: setup
 	scripts/check_build_types.sh
 
+# The normal build's suites without the slow end-to-end cases: the loop while working.
 test-fast: build
-	ctest --test-dir build --output-on-failure
+	ULC_SLOW=skip ctest --test-dir build --output-on-failure -j $(JOBS)
 
 bench: build
 	.venv/bin/python bench/bench_io.py

@@ -40,3 +40,26 @@ def fixture_dir():
     d = Path(os.environ.get("ULC_FIXTURE_DIR", ROOT / "build" / "fixtures"))
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+# The slow cases (@pytest.mark.slow: end-to-end runs of ten seconds and more under ASan, whole
+# training runs, every method on a model) run once per `make test`: in the normal build, not
+# again under ASan+UBSan, whose suite (tests/CMakeLists.txt) sets ULC_SLOW=skip. Each code path
+# they take also has a fast case (few epochs, a few rows) that the sanitizers do run. ULC_SLOW:
+# "skip" deselects them (`make test-fast`), "only" runs nothing else, anything else runs all.
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a long end-to-end case, run in the normal build "
+                            "only (ULC_SLOW=skip deselects it)")
+
+
+def pytest_collection_modifyitems(config, items):
+    mode = os.environ.get("ULC_SLOW", "")
+    if mode not in ("skip", "only"):
+        return
+    keep, drop = [], []
+    for it in items:
+        slow = it.get_closest_marker("slow") is not None
+        (drop if slow == (mode == "skip") else keep).append(it)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep

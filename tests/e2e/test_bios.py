@@ -15,6 +15,7 @@ import json
 import sys
 
 import numpy as np
+import pytest
 import torch
 from safetensors.numpy import load_file
 
@@ -60,6 +61,7 @@ def test_corpus_shape():
     assert gen_bios.read_jsonl(BIOS / "forget.jsonl") == [r for r in train if r["label"] in forget]
 
 
+@pytest.mark.slow
 def test_model_files_and_memorisation():
     cfg = json.loads((BIOS / "config.json").read_text())
     want = gen_bios.config()
@@ -81,6 +83,7 @@ def test_model_files_and_memorisation():
     assert te_acc < 0.6 and te_ppl > 30, (te_acc, te_ppl)
 
 
+@pytest.mark.slow
 def test_the_spec_runs(tmp_path):
     spec = json.loads((BIOS / "forget_people.json").read_text())
     forget = spec["forget"]["classes"]

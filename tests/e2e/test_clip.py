@@ -333,6 +333,7 @@ METHODS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", list(METHODS))
 def test_every_method_runs_on_clip(clip_dir, spec, hf, method, tmp_path):
     from transformers import CLIPModel
@@ -491,6 +492,7 @@ def test_eval_clip_with_a_bad_file(clip_dir, case, tmp_path):
 
 # ---- ONNX in, ONNX out --------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_onnx_clip_in_onnx_out(ulc, clip_dir, spec, hf, tmp_path):
     """A CLIP exported to ONNX (ulc convert: inputs input_ids, pixel_values, attention_mask;
     outputs logits_per_image, text_embeds, ...) forgets the same way with the tokenizer named by
@@ -534,6 +536,7 @@ def test_onnx_clip_in_onnx_out(ulc, clip_dir, spec, hf, tmp_path):
         assert abs(got["after"][k] - want["after"][k]) < 0.02, (k, got["after"][k], want["after"][k])
 
 
+@pytest.mark.slow
 def test_markdown_report_and_reference(ulc, clip_dir, spec, nhl_run, tmp_path):
     """The Markdown report has the CLIP section with the JSON's numbers; a reference model
     (eval.reference: here the nhl-kl output) is scored as the same zero-shot classifiers."""
@@ -555,6 +558,7 @@ def test_markdown_report_and_reference(ulc, clip_dir, spec, nhl_run, tmp_path):
     assert ad["model"] < 1e-6 < ad["original"]
 
 
+@pytest.mark.slow
 def test_megu_similarity_from_clip_text(clip_dir, spec, hf, tmp_path):
     """megu on a CLIP request without a similarity file takes MeGU's offline similarity from
     CLIP's class text embeddings: S[k][l] = max(0, cos(e_k, e_l)), e the prompts' class

@@ -315,6 +315,7 @@ def test_digits_report_fields_and_hashes(digits_run):
         assert line in text, text
 
 
+@pytest.mark.slow
 def test_digits_second_run_is_byte_identical(digits_run, tmp_path):
     out = tmp_path / "again.onnx"
     # the other spelling of the command; same seed and threads
@@ -324,6 +325,7 @@ def test_digits_second_run_is_byte_identical(digits_run, tmp_path):
     assert not list(tmp_path.glob("*.json"))   # the default spec names no report
 
 
+@pytest.mark.slow
 def test_profile_prints_the_training_ops_and_changes_nothing(digits_run, tmp_path):
     out = tmp_path / "profiled.onnx"
     proc = run_ulc(MODEL, "--forget", DEFAULT_SPEC, "-o", out, "--threads", "2", "-q", "--profile",
@@ -429,6 +431,7 @@ def test_gpt2_next_token_sample_forgetting(tmp_path, fixture_dir):
     assert sess.run(None, {"input_ids": ids[:2], "attention_mask": mask[:2]})[0].shape[:2] == (2, 12)
 
 
+@pytest.mark.slow
 def test_onnx_with_external_data_keeps_it_and_hashes_it(tmp_path, fixture_dir):
     exported = gen_exporters.generate(fixture_dir)
     r = np.random.default_rng(0)

@@ -199,6 +199,7 @@ def digits_spec(**extra):
             "forget": {"classes": [3]}, **extra}
 
 
+@pytest.mark.slow
 def test_digits_forgets_class_3(tmp_path):
     # the paper's lr 3e-4 (3 epochs) only dents this small model's class 3 (measured Df 87 %,
     # Dft 78 %); 3e-3 forgets it: measured Df 0 %, Dft 0 %, Dr 100 %, Drt 99.69 % (as before)

@@ -60,6 +60,7 @@ SPEC_RFA = {"method": "rfa", "data": {"train": str(TRAIN), "test": str(TEST)},
             "train": {"epochs": 2, "batch_size": 128, "lr": 5e-3}, "rfa": {"gamma": 0.5}}
 
 
+@pytest.mark.slow
 def test_train_passes_equals_the_spec_rfa(tmp_path):
     ref, rep, _ = spec_run(tmp_path, SPEC_RFA)
     proc, out = train_run(tmp_path, "--forget-classes", "3", "--epochs", "2", "--batch-size", "128",
@@ -165,6 +166,7 @@ def test_text_values_the_pipeline_text_cannot_hold_are_refused(tmp_path):
     assert "option include='layer1.*,layer2.*'" in proc.stderr and "separators" in proc.stderr
 
 
+@pytest.mark.slow
 def test_second_request_keeps_the_first_forgotten(tmp_path):
     first, rep1, _ = spec_run(tmp_path, SPEC_RFA, name="first.onnx")
     assert "history" not in rep1
@@ -185,6 +187,7 @@ def test_second_request_keeps_the_first_forgotten(tmp_path):
     assert rep3["history"]["carried_classes"] == [3]
 
 
+@pytest.mark.slow
 def test_history_carries_rows_only_for_the_same_data(tmp_path):
     labels = load_file(str(TRAIN))["label"]
     rows = [int(i) for i in np.flatnonzero(labels == 4)[:30]]

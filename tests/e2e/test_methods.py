@@ -51,6 +51,7 @@ def inits(path):
     return {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
 
 
+@pytest.mark.slow
 def test_delete_forgets_and_keeps_retain(tmp_path):
     rep, out = forget(tmp_path, spec(tmp_path, "delete"))
     f, r = acc(out, [3])
@@ -73,6 +74,7 @@ def test_delete_class_keeps_retain_test(tmp_path):
     assert b["Drt"] - a["Drt"] <= 0.01, (b, a)
 
 
+@pytest.mark.slow
 def test_delete_retain_anchor(tmp_path):
     """retain "all" (the default on classifiers) adds the retain rows with the teacher's own
     outputs as targets: the retained classes stay exactly where they were on digits; "none" is
@@ -89,6 +91,7 @@ def test_delete_retain_anchor(tmp_path):
     assert none["accuracy"]["after"]["Dft"] <= 0.05
 
 
+@pytest.mark.slow
 def test_delete_sample_forgetting_keeps_test_accuracy(tmp_path):
     # a seeded random 10 % of the rows: their classes are kept, so their own labels are not
     # masked (the mask would train the model away from kept classes: 99.72 % -> 76.67 %)
@@ -104,6 +107,7 @@ def test_delete_sample_forgetting_keeps_test_accuracy(tmp_path):
     assert a["Df"] >= a["Dt"] - 0.05, a  # looks like unseen rows, not pushed to 0
 
 
+@pytest.mark.slow
 def test_delete_variants(tmp_path):
     base = inits(MODEL)
     # all_but_classifier: the head stays as it was

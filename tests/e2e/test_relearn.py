@@ -123,6 +123,7 @@ def test_not_within_the_probe_is_null_and_passes_the_gate(retrained):
     assert f"gate relearn_steps_min: passed ({STEPS + 1} >= {STEPS})" in out
 
 
+@pytest.mark.slow
 def test_gate_fails_below_and_passes_at_steps_to_50(rfa, tmp_path):
     s50 = rfa["rep"]["relearn"]["steps_to_50"]
     fail = forget(tmp_path / "fail", spec(gates={"relearn_steps_min": s50 + 1}),

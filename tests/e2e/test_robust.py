@@ -58,6 +58,7 @@ def steps_to(curve, level):
     return next((k for k, a in enumerate(curve) if a >= level), len(curve))
 
 
+@pytest.mark.slow
 def test_relearns_slower_than_the_method_alone(tmp_path):
     plain, _, _ = forget(tmp_path, spec(), name="rfa")
     rob, _, _ = forget(tmp_path, spec({}), name="robust")
@@ -79,6 +80,7 @@ def test_relearns_slower_than_the_method_alone(tmp_path):
     assert "robust" not in plain and "robust" not in plain["hyperparameters"]
 
 
+@pytest.mark.slow
 def test_teachers(tmp_path):
     """teacher "unlearned" distils the method's outputs (UNDO), "original" the input model's with
     the forgotten class at -inf; auto picks "original" for class forgetting and "unlearned" for
@@ -95,6 +97,7 @@ def test_teachers(tmp_path):
     assert rep["hyperparameters"]["robust"]["teacher"] == "unlearned"
 
 
+@pytest.mark.slow
 def test_pipeline_pass_is_the_spec_key(tmp_path):
     _, out, _ = forget(tmp_path, spec({"alpha": 0.5, "epochs": 2}), name="key")
     piped = tmp_path / "piped.onnx"
@@ -138,6 +141,7 @@ def test_refused_before_lora_merge(tmp_path):
     assert "put robust after lora-merge" in proc.stderr, proc.stderr
 
 
+@pytest.mark.slow
 def test_sam_steps(tmp_path):
     """sam_rho on a method pass: sam_rho 0 is the plain step bit for bit; a radius > 0 takes the
     gradient at the perturbed weights, so the adapters (and the merged weights) differ."""

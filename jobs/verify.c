@@ -124,17 +124,9 @@ static ulc_status read_report(vrun *v, ulc_ctx *ctx) {
     const char *path = v->o->report;
     ulc_mapping *m = NULL;
     ULC_TRY(ulc_mapping_open(path, "report", &m, ctx));
-    char *text = malloc(m->size + 1);
-    if (!text) {
-        ulc_mapping_unref(m);
-        return ulc_fail(ctx, ULC_ERR_NOMEM, "%s: out of memory", path);
-    }
-    if (m->size) memcpy(text, m->data, m->size);
-    text[m->size] = '\0';
-    size_t n = m->size;
+    ulc_status st = ulc_json_parse((const char *)m->data, m->size, ULC_JSON_UNIQUE_KEYS, &v->rep,
+                                   ctx);
     ulc_mapping_unref(m);
-    ulc_status st = ulc_json_parse(text, n, ULC_JSON_UNIQUE_KEYS, &v->rep, ctx);
-    free(text);
     if (st != ULC_OK) return ulc_fail(ctx, st, "%s", path);
     if (!cJSON_IsObject(v->rep) || !cJSON_IsObject(get(v->rep, "output")))
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: expected the JSON report of `ulc IN --forget` "

@@ -106,36 +106,43 @@ char *ulc_lora_scope_module(const char *node) {
     return out;
 }
 
+/* The initializer "m.leaf", or the unique one ending in ".m.leaf" (a wrapper's prefix); NULL
+ * when there is none, and NULL with an error in ctx when several end so. */
+static ulc_value *init_named(ulc_graph *g, const char *m, const char *leaf, ulc_ctx *ctx) {
+    size_t n = strlen(m) + strlen(leaf) + 3;
+    char *suffix = malloc(n);
+    if (!suffix) {
+        ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    snprintf(suffix, n, ".%s.%s", m, leaf);
+    ulc_value *v = ulc_graph_get_value(g, suffix + 1);
+    if (v && !(v->flags & ULC_VALUE_INITIALIZER)) v = NULL;
+    int hits = 0;
+    ulc_value *last = NULL;
+    for (size_t i = 0; !v && i < g->inits.len; i++)
+        if (ends_with(((ulc_value *)g->inits.items[i])->name, suffix))
+            last = g->inits.items[i], hits++;
+    if (hits > 1) {
+        ulc_fail(ctx, ULC_ERR_INVALID, "module '%s': %d initializers end in '%s'; which one the "
+                 "adapter means is ambiguous", m, hits, suffix);
+        last = NULL;
+    }
+    free(suffix);
+    return v ? v : last;
+}
+
 ulc_value *ulc_lora_find_base(ulc_graph *g, const char *m, int *via_node, int *transposed,
                               ulc_ctx *ctx) {
     *via_node = 0;
     *transposed = 0;
+    ulc_value *v = init_named(g, m, "weight", ctx);
+    if (!v && ctx->status != ULC_OK) return NULL;
     size_t n = strlen(m) + 16;
-    char *want = malloc(n), *suffix = malloc(n + 1);
-    if (!want || !suffix) {
-        free(want), free(suffix);
+    char *suffix = v ? NULL : malloc(n + 1);
+    if (!v && !suffix) {
         ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
         return NULL;
-    }
-    snprintf(want, n, "%s.weight", m);
-    snprintf(suffix, n + 1, ".%s.weight", m);
-    ulc_value *v = ulc_graph_get_value(g, want);
-    if (v && !(v->flags & ULC_VALUE_INITIALIZER)) v = NULL;
-    int hits = 0;
-    if (!v) {
-        for (size_t i = 0; i < g->inits.len; i++) {
-            ulc_value *c = g->inits.items[i];
-            if (ends_with(c->name, suffix)) {
-                v = c;
-                hits++;
-            }
-        }
-        if (hits > 1) {
-            ulc_fail(ctx, ULC_ERR_INVALID, "module '%s': %d initializers end in '%s'; which one "
-                     "the adapter means is ambiguous", m, hits, suffix);
-            free(want), free(suffix);
-            return NULL;
-        }
     }
     if (!v) {
         /* torch names nodes by module scope: "/m/transformer/h.0/attn/c_attn/Gemm". With '/'
@@ -167,7 +174,7 @@ ulc_value *ulc_lora_find_base(ulc_graph *g, const char *m, int *via_node, int *t
                     ulc_fail(ctx, ULC_ERR_INVALID, "module '%s': several MatMul/Gemm nodes in its "
                              "scope ('%s', '%s'); which weight the adapter means is ambiguous",
                              m, found->name, x->name);
-                    free(dotted), free(want), free(suffix);
+                    free(dotted), free(suffix);
                     return NULL;
                 }
                 found = x;
@@ -181,7 +188,7 @@ ulc_value *ulc_lora_find_base(ulc_graph *g, const char *m, int *via_node, int *t
             *transposed = found->op == ULC_OP_MatMul || !(tb && tb->i);
         }
     }
-    free(want), free(suffix);
+    free(suffix);
     return v;
 }
 
@@ -781,24 +788,9 @@ static ulc_status resolve_dora(merge_plan *mp, const module *md, ulc_ctx *ctx) {
 
 /* The bias lora_B.bias adds to: "M.bias" or the unique "*.M.bias"; in an ONNX graph, the C
  * input of the Gemm that reads M's weight, or the initializer an Add puts on its MatMul. */
-static ulc_value *find_bias(ulc_graph *g, const module *md) {
-    size_t n = strlen(md->name) + 8;
-    char *want = malloc(n);
-    if (!want) return NULL;
-    snprintf(want, n, "%s.bias", md->name);
-    ulc_value *v = ulc_graph_get_value(g, want);
-    if (!(v && (v->flags & ULC_VALUE_INITIALIZER))) {
-        v = NULL;
-        int hits = 0;
-        for (size_t i = 0; i < g->inits.len; i++) {
-            ulc_value *c = g->inits.items[i];
-            size_t k = strlen(c->name);
-            if (k > n - 1 && c->name[k - n + 1] == '.' && strcmp(c->name + k - n + 2, want) == 0)
-                v = c, hits++;
-        }
-        if (hits != 1) v = NULL;
-    }
-    free(want);
+static ulc_value *find_bias(ulc_graph *g, const module *md, ulc_ctx *ctx) {
+    ulc_value *v = init_named(g, md->name, "bias", ctx);
+    if (!v && ctx->status != ULC_OK) return NULL;
     for (const ulc_use *u = md->base->first_use; !v && u; u = u->next) {
         if (u->slot != 1) continue;
         const ulc_node *x = u->node;
@@ -824,7 +816,8 @@ static ulc_status resolve_bias(merge_plan *mp, module *md, ulc_ctx *ctx) {
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: module '%s': lora_B.bias has %lld values, "
                         "expected %lld (lora_B's rows)", ad->path, md->name,
                         (long long)md->bias_b->numel, (long long)md->b->dims[0]);
-    md->bias = find_bias(mp->g, md);
+    md->bias = find_bias(mp->g, md, ctx);
+    if (!md->bias && ctx->status != ULC_OK) return ctx->status;
     if (!md->bias)
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: module '%s' has a lora_B.bias, but its base "
                         "layer has no bias ('%s.bias' or the bias of the node reading '%s'); PEFT "

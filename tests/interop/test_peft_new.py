@@ -182,3 +182,17 @@ def test_defaults_of_the_new_fields_merge(ulc, tmp_path):
         assert k in cfg and not cfg[k], k
     r = ulc("merge", BASE, "--lora", FIX / "lora_plain", "-o", tmp_path / "o.safetensors")
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("leaf", ["weight", "bias"])
+def test_ambiguous_base_names_are_refused(ulc, tmp_path, leaf):
+    """Two wrappers' copies of a module ("a.proj.*" and "b.proj.*") and no plain "proj.*": which
+    one lora_bias's weight or bias means is not guessed."""
+    b = load_file(str(BASE))
+    base = tmp_path / "two.safetensors"
+    t = {k: v for k, v in b.items() if k != f"proj.{leaf}"}
+    t[f"a.proj.{leaf}"] = b[f"proj.{leaf}"]
+    t[f"b.proj.{leaf}"] = b[f"proj.{leaf}"]
+    save_file(t, str(base))
+    refused(ulc, tmp_path, FIX / "lora_bias", ["'proj'", f"2 initializers end in '.proj.{leaf}'",
+                                              "ambiguous"], base=base)

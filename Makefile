@@ -3,7 +3,7 @@
 JOBS ?= $(shell nproc)
 DEMO_MODEL := models/digits/digits_resnet.onnx
 
-.PHONY: all setup build asan fuzz-build fuzz build-types demo bios test test-fast bench clean install \
+.PHONY: all setup build asan fuzz-build fuzz build-types demo bios test test-fast bench bench-env clean install \
         wheel test-wheel
 
 all: build
@@ -68,6 +68,12 @@ test-fast: build
 
 bench: build
 	.venv/bin/python bench/bench_io.py
+
+# The benchmark venv (.bench-venv, or $ULC_BENCH_VENV): the peers as users have them today, PyPI's
+# PyTorch 2.x (with transformers and PEFT) and the newest onnxruntime (bench/requirements-torch.txt).
+# A multi-GB download (about 6 minutes): never part of setup or the tests.
+bench-env:
+	bench/setup_torch.sh
 
 bench-runtime: build
 	.venv/bin/python bench/bench_runtime.py

@@ -129,6 +129,29 @@ for line in sys.stdin:
     print(statistics.median(ts) * 1e3, min(ts) * 1e3, flush=True)
 """
 
+# The onnxruntime peers: "ort", the newest release, from the benchmark venv (bench/setup_torch.sh,
+# `make bench-env`) when it is there, and "pin", the version the test requirements pin (this
+# interpreter's). Without the benchmark venv, "ort" is the pinned one and there is no second peer.
+PEERS = {}  # set by main (ort_peers)
+BENCH_VENV = Path(os.environ.get("ULC_BENCH_VENV", ROOT / ".bench-venv"))
+
+
+def ort_version(py):
+    p = subprocess.run([py, "-c", "import onnxruntime; print(onnxruntime.__version__)"],
+                       capture_output=True, text=True)
+    return p.stdout.strip() if p.returncode == 0 else None
+
+
+def ort_peers(newest_py):
+    """{key: (python, onnxruntime version)}: "ort" always, "pin" when a newer one is found."""
+    pinned = (PY, ort_version(PY))
+    py = newest_py or str(BENCH_VENV / "bin" / "python")
+    v = ort_version(py) if Path(py).exists() else None
+    if not v or v == pinned[1]:
+        return {"ort": pinned}
+    return {"ort": (py, v), "pin": pinned}
+
+
 ULC_LINE = re.compile(r"first run \(with planning\) ([0-9.]+) ms; median of (\d+) more ([0-9.]+) ms, "
                       r"min ([0-9.]+) ms; activations ([0-9.]+) MiB")
 
@@ -277,10 +300,10 @@ class OrtWorker:
     """onnxruntime on one case in a child process that lives for the whole bench (session created
     once), under GNU time for its peak RSS."""
 
-    def __init__(self, model, inp, threads):
+    def __init__(self, model, inp, threads, py=PY):
         fd, self.tfile = tempfile.mkstemp()
         os.close(fd)
-        self.p = subprocess.Popen([TIME, "-f", "%M", "-o", self.tfile, PY, "-c", ORT_WORKER, str(model),
+        self.p = subprocess.Popen([TIME, "-f", "%M", "-o", self.tfile, py, "-c", ORT_WORKER, str(model),
                                    str(inp), str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   text=True)
         self.create, self.first = map(float, self._line().split()[1:])
@@ -674,9 +697,14 @@ def fmt_err(e):
 
 def report(results, peak, peak_all, threads, rounds, load):
     """The main table, the targets' verdicts and each case's details, as markdown."""
-    lines = ["| model | batch | GFLOP | ulc ms | ort ms | ulc / ort | ulc GFLOP/s | ort GFLOP/s | "
-             "ulc % of sgemm peak | max rel err | peak RSS ulc / ort |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    pin = "pin" in PEERS
+    ov = PEERS["ort"][1]
+    pv = PEERS["pin"][1] if pin else ""
+    lines = [f"| model | batch | GFLOP | ulc ms | ort {ov} ms | ulc / ort {ov} | "
+             + (f"ort {pv} ms | ulc / ort {pv} | " if pin else "")
+             + f"ulc GFLOP/s | ort {ov} GFLOP/s | ulc % of sgemm peak | max rel err | peak RSS ulc / ort {ov}"
+             + (f" / ort {pv} |" if pin else " |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if pin else "")]
     verdicts, details = [], []
     for case, r in results.items():
         _, batch, label = CASES[case]
@@ -688,18 +716,21 @@ def report(results, peak, peak_all, threads, rounds, load):
             continue
         u, o = r["ulc"], r["ort"]
         ratio = u / o
+        pin_cols = f"{fmt_ms(r['pin'])} | {u / r['pin']:.2f}× | " if pin else ""
+        pin_rss = f" / {r['rss_pin'] / 2**20:.0f}" if pin else ""
         lines.append(
-            f"| {label} | {batch} | {gf:.2f} | {fmt_ms(u)} | {fmt_ms(o)} | {ratio:.2f}× | "
+            f"| {label} | {batch} | {gf:.2f} | {fmt_ms(u)} | {fmt_ms(o)} | {ratio:.2f}× | {pin_cols}"
             f"{gf / (u / 1e3):.1f} | {gf / (o / 1e3):.1f} | {gf / (u / 1e3) / peak * 100:.0f}% | "
-            f"{fmt_err(r['rel'])} | {r['rss_ulc'] / 2**20:.0f} / {r['rss_ort'] / 2**20:.0f} MiB |")
+            f"{fmt_err(r['rel'])} | {r['rss_ulc'] / 2**20:.0f} / {r['rss_ort'] / 2**20:.0f}{pin_rss} MiB |")
         ok = ratio <= 1.0 and r["rel"] <= REL_TOL
         why = "" if r["rel"] <= REL_TOL else f"; outputs off onnxruntime by {r['rel']:.2g}"
         verdicts.append(f"  - {label}, batch {batch}: {ratio:.2f}× — {'met' if ok else 'NOT met'}{why}")
         round_ratio = statistics.median([a / b for a, b in zip(r["ulc_all"], r["ort_all"])])
         details.append(
             f"- {label}, batch {batch}: R = {r['reps']}; per-round medians ulc "
-            f"{', '.join(fmt_ms(x) for x in r['ulc_all'])} ms, ort {', '.join(fmt_ms(x) for x in r['ort_all'])} ms "
-            f"(median of the per-round ratios {round_ratio:.2f}×); fastest single run ulc "
+            f"{', '.join(fmt_ms(x) for x in r['ulc_all'])} ms, ort {', '.join(fmt_ms(x) for x in r['ort_all'])} ms"
+            + (f", ort {pv} {', '.join(fmt_ms(x) for x in r['pin_all'])} ms" if pin else "") +
+            f" (median of the per-round ratios {round_ratio:.2f}×); fastest single run ulc "
             f"{fmt_ms(r['ulc_min'])} ms, ort {fmt_ms(r['ort_min'])} ms ({r['ulc_min'] / r['ort_min']:.2f}×); "
             f"ulc's first run (plans) {fmt_ms(r['ulc_first'])} ms, "
             f"activations {r['act']:.1f} MiB; ort's session creation {fmt_ms(r['ort_create'])} ms + first run "
@@ -712,7 +743,7 @@ def report(results, peak, peak_all, threads, rounds, load):
         f"{os.cpu_count()} cores (other work on the machine slows both sides; interleaving shares it out)",
         f"- oneDNN sgemm peak ({threads} thread{'s' if threads > 1 else ''}, the best round's best of 1024² and "
         f"2048²): **{peak:.1f} GFLOP/s** (rounds: {', '.join(f'{p:.1f}' for p in peak_all)})",
-        "- **target: ulc ≤ 1.0× onnxruntime's latency** (with outputs within 1e-4 of onnxruntime's):",
+        f"- **target: ulc ≤ 1.0× onnxruntime {ov}'s latency** (with outputs within 1e-4 of onnxruntime's):",
         *verdicts, *details]
     return "\n".join(lines)
 
@@ -804,11 +835,11 @@ def ops_report(results, ops, threads):
 
 def versions():
     import onnx
-    import onnxruntime
     import torch
     import transformers
     ulc_version = subprocess.run([ULC, "--version"], capture_output=True, text=True).stdout.strip()
-    return (f"{ulc_version}, onnxruntime {onnxruntime.__version__}, onnx {onnx.__version__}, "
+    ort = " and ".join(f"{v[1]}" for v in PEERS.values())
+    return (f"{ulc_version}, onnxruntime {ort}, onnx {onnx.__version__}, "
             f"torch {torch.__version__}, transformers {transformers.__version__}")
 
 
@@ -838,7 +869,10 @@ def write_doc(text, threads, dnnl, ulc_env):
         "GFLOP counts direct convolution's work; ulc runs 3x3 stride-1 convolutions as Winograd\n"
         "products with 2.25-4x fewer multiplies, so its GFLOP/s can pass the sgemm peak.\n"
         "Max rel err is max |ulc - ort| / max |ort| over each output, worst over the rounds. Peak RSS\n"
-        "is each child's ru_maxrss (onnxruntime's includes Python, numpy and safetensors).\n\n"
+        "is each child's ru_maxrss (onnxruntime's includes Python, numpy and safetensors). With the\n"
+        "benchmark venv (`make bench-env`) two onnxruntime peers run in the same rounds: the newest\n"
+        "release, from that venv (the targets' peer and the outputs' reference), and the version the\n"
+        "test requirements pin; who goes first rotates each round.\n\n"
         f"{text}\n")
     replace_doc_section(title, section)
 
@@ -864,6 +898,9 @@ def main():
                          "section then gets its own title")
     ap.add_argument("--op-seconds", type=float, default=0.1,
                     help="timing budget per one-node model and runtime (default 0.1)")
+    ap.add_argument("--newest-ort", metavar="PYTHON",
+                    help="interpreter whose onnxruntime is the newest peer (default: the benchmark venv's, "
+                         "$ULC_BENCH_VENV or .bench-venv, when it has one; the pinned one is then timed too)")
     ap.add_argument("--write-doc", action="store_true", help="rewrite the section in docs/benchmarks.md")
     args = ap.parse_args()
     cases = [c for c in args.cases.split(",") if c]
@@ -882,6 +919,9 @@ def main():
             ap.error(f"--ulc-env needs VAR=VALUE, not '{kv}'")
         ULC_ENV[k] = v
 
+    global PEERS
+    PEERS = ort_peers(args.newest_ort)
+    print("onnxruntime peers: " + ", ".join(f"{k} {v[1]} ({v[0]})" for k, v in PEERS.items()), flush=True)
     paths = {c: make_model(CASES[c][0]) for c in cases}
     inputs = {c: make_inputs(c) for c in cases}
     out_u = {c: OUT / f"{c}.ulc.safetensors" for c in cases}
@@ -905,10 +945,12 @@ def main():
         del m, vals
 
     # round 0, untimed: checks the outputs and picks R per case
-    res = {c: {"flops": flops[c], "ulc_all": [], "ort_all": [], "rel": 0.0, "rss_u": []} for c in cases}
-    workers = {c: OrtWorker(paths[c], inputs[c][0], threads) for c in cases}
+    res = {c: {"flops": flops[c], "ulc_all": [], "ort_all": [], "pin_all": [], "rel": 0.0, "rss_u": []}
+           for c in cases}
+    workers = {(c, k): OrtWorker(paths[c], inputs[c][0], threads, py) for c in cases
+               for k, (py, _) in PEERS.items()}
     for c in cases:
-        r, w = res[c], workers[c]
+        r, w = res[c], workers[c, "ort"]
         r.update(ort_create=w.create, ort_first=w.first)
         u = run_ulc(paths[c], inputs[c][0], out_u[c], threads, 2)
         o_med, _ = w.run(2, out_o[c])
@@ -928,12 +970,13 @@ def main():
         for c in cases:
             r = res[c]
             reps = r.get("reps", 5)
-            sides = ["ulc", "ort"] if k % 2 == 0 else ["ort", "ulc"]
+            sides = ["ulc", *PEERS]
+            sides = sides[k % len(sides):] + sides[:k % len(sides)]  # who goes first rotates
             for side in sides:
-                if side == "ort":
-                    o_med, o_min = workers[c].run(reps, out_o[c])
-                    r["ort_all"].append(o_med)
-                    r["ort_min"] = min(r.get("ort_min", o_min), o_min)
+                if side in PEERS:
+                    o_med, o_min = workers[c, side].run(reps, out_o[c])
+                    r[f"{side}_all"].append(o_med)
+                    r[f"{side}_min"] = min(r.get(f"{side}_min", o_min), o_min)
                 elif not r.get("error"):
                     u = run_ulc(paths[c], inputs[c][0], out_u[c], threads, reps)
                     if "error" in u:
@@ -944,19 +987,22 @@ def main():
                     r["rss_u"].append(u["rss"])
                     r.update(ulc_first=u["first"], act=u["act"])
             if not r.get("error"):
+                workers[c, "ort"].run(1, out_o[c])  # the newest peer's outputs are the reference
                 r["rel"] = max(r["rel"], compare(out_u[c], out_o[c]))
                 msg.append(f"{c} ulc {r['ulc_all'][-1]:.1f} / ort {r['ort_all'][-1]:.1f} ms")
             else:
                 msg.append(f"{c} ort {r['ort_all'][-1]:.1f} ms (ulc failed)")
         print(f"round {k + 1}/{args.rounds}: " + ", ".join(msg), flush=True)
-    for c in cases:
-        res[c]["rss_ort"] = workers[c].close()
+    for (c, k), w in workers.items():
+        res[c][f"rss_{k}"] = w.close()
     load.append(os.getloadavg()[0])
 
     med = statistics.median
     for c in cases:
         r = res[c]
         r["ort"] = med(r["ort_all"])
+        if r["pin_all"]:
+            r["pin"] = med(r["pin_all"])
         if not r.get("error"):
             r["ulc"] = med(r["ulc_all"])
             r["rss_ulc"] = med(r["rss_u"])

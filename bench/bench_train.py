@@ -46,7 +46,10 @@ forward + loss, backward, optimizer); unless --no-profile, one more ulc run with
 --profile` after the timed repeats gives the student session's time per op type (the teacher's
 session is not in it), and `ulc run` of the model on one batch times the teacher's forward.
 
-Target (issue): ulc's step time <= 0.5x PyTorch's, peak RSS <= PyTorch's.
+Target (issue 21): ulc's step time <= 0.33x PyTorch 2.x eager's, peak RSS <= 0.7x its. With the
+benchmark venv (`make bench-env`) the PyTorch side runs three ways in the same repeats: PyTorch
+2.x eager (the peer), the same under torch.compile (--no-compile leaves it out) and the PyTorch
+the test requirements pin (1.13); --newest-torch PYTHON names another interpreter.
 
 --write-doc puts the report into docs/benchmarks.md, between this script's markers: the section
 "Training step vs PyTorch eager" for the default thread count (every core), a section of its own
@@ -92,7 +95,15 @@ RANK, ALPHA, LR = 8, 16, 1e-4
 WARMUP = 2        # steps left out of each run's median
 ADAPTERS = 19     # convs inside layer1..layer4 of ResNet-18
 PIPELINE = f"lora-inject{{rank={RANK},alpha={ALPHA},targets=Conv,include=layer*}}"
-TARGET_TIME, FIRST_LOSS_MAX = 0.5, 1e-5
+TARGET_TIME, TARGET_RSS, FIRST_LOSS_MAX = 0.33, 0.7, 1e-5
+# The PyTorch peers: "torch", PyTorch 2.x eager from the benchmark venv (bench/setup_torch.sh,
+# `make bench-env`; the targets' peer), "compile", the same under torch.compile, and "pin", the
+# PyTorch of the test requirements (Debian's 1.13). Without the benchmark venv, "torch" is the
+# pinned one and there are no others.
+BENCH_VENV = Path(os.environ.get("ULC_BENCH_VENV", ROOT / ".bench-venv"))
+LABELS = {"ulc": "ulc", "torch": "PyTorch {v} eager", "compile": "PyTorch {v} torch.compile",
+          "pin": "PyTorch {v} eager"}
+PEERS = {}  # side -> (python, compile, torch version); set by main
 ULC_ENV = {}      # --ulc-env VAR=VALUE: extra environment for the ulc processes (experiments)
 
 
@@ -255,12 +266,32 @@ def run_ulc(model, data, tmp, steps, threads):
             "rss": rss, "wall": wall}
 
 
-def run_torch(data, steps, threads):
+def torch_version(py):
+    p = subprocess.run([py, "-c", "import torch, torchvision; print(torch.__version__.split('+')[0])"],
+                       capture_output=True, text=True)
+    return p.stdout.strip() if p.returncode == 0 else None
+
+
+def torch_peers(newest_py, compile_):
+    pinned = (PY, False, torch_version(PY))
+    py = newest_py or str(BENCH_VENV / "bin" / "python")
+    v = torch_version(py) if Path(py).exists() else None
+    if not v or v == pinned[2]:
+        return {"torch": pinned}
+    peers = {"torch": (py, False, v)}
+    if compile_:
+        peers["compile"] = (py, True, v)
+    peers["pin"] = pinned
+    return peers
+
+
+def run_torch(data, steps, threads, side="torch"):
     """One train_step_torch.py process: its JSON plus rss (GNU time) and wall."""
+    py, compile_, _ = PEERS[side]
     t0 = time.perf_counter()
-    p, rss = _under_time([PY, TORCH_SIDE, "--data", data, "--steps", steps, "--batch-size", BATCH,
+    p, rss = _under_time([py, TORCH_SIDE, "--data", data, "--steps", steps, "--batch-size", BATCH,
                           "--threads", threads, "--rank", RANK, "--alpha", ALPHA, "--lr", LR,
-                          "--warmup", WARMUP])
+                          "--warmup", WARMUP, *(["--compile"] if compile_ else [])])
     wall = time.perf_counter() - t0
     if p.returncode != 0:
         _fail("train_step_torch.py", p)
@@ -339,15 +370,26 @@ def report(res, threads, args, load, modules, numel):
         "per-run medians ms | peak RSS MiB | process wall s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, rs, m, fast, rss in (("ulc", u, um, ufast, urss), ("PyTorch eager", t, tm, tfast, trss)):
+    sides = [k for k in ("ulc", *PEERS) if res.get(k)]
+    for side in sides:
+        rs = res[side]
+        m, rss = med(r["median"] for r in rs), med(r["rss"] for r in rs)
+        fast = min(min(r["step_ms"][WARMUP:]) for r in rs)
         runs = ", ".join(f"{r['median']:.0f}" for r in rs)
+        name = LABELS[side].format(v=PEERS[side][2]) if side in PEERS else "ulc"
         lines.append(f"| {name} | {m:.0f} | {BATCH / m * 1e3:.0f} | {gf / m * 1e3:.1f} | "
                      f"{gf / m * 1e3 / peak:.0%} | {fast:.0f} | {runs} | {fmt_mib(rss)} | "
                      f"{med(r['wall'] for r in rs):.1f} |")
-    lines.append(f"| **ulc / PyTorch** | **{ratio:.2f}×** | | | | {ufast / tfast:.2f}× | "
-                 f"median of per-repeat ratios {pair:.2f}× | **{urss / trss:.2f}×** | |")
+    for side in sides[1:]:
+        rs = res[side]
+        m, rss = med(r["median"] for r in rs), med(r["rss"] for r in rs)
+        fast = min(min(r["step_ms"][WARMUP:]) for r in rs)
+        pr = med(a["median"] / b["median"] for a, b in zip(u, rs))
+        name = LABELS[side].format(v=PEERS[side][2])
+        lines.append(f"| **ulc / {name}** | **{um / m:.2f}×** | | | | {ufast / fast:.2f}× | "
+                     f"median of per-repeat ratios {pr:.2f}× | **{urss / rss:.2f}×** | |")
     lines.append("")
-    ok_t, ok_m = ratio <= TARGET_TIME, urss <= trss
+    ok_t, ok_m = ratio <= TARGET_TIME, urss <= TARGET_RSS * trss
     lines += [
         f"- {threads} thread{plural} on both sides; {args.repeats} repeat{'s' if args.repeats > 1 else ''}, ulc and PyTorch alternating "
         f"(who goes first alternates too); {args.steps} steps of batch {BATCH} per run, the first "
@@ -361,7 +403,8 @@ def report(res, threads, args, load, modules, numel):
         f"({threads} thread{plural}, bench/sgemm_peak.c, the best of one measurement per repeat): "
         f"**{peak:.1f} GFLOP/s** ({', '.join(f'{x:.1f}' for x in res['peaks'])}); a step at that "
         f"peak would take {gf / peak * 1e3:.0f} ms",
-        f"- **target: ulc ≤ {TARGET_TIME}× PyTorch's step time, peak RSS ≤ PyTorch's**: step time "
+        f"- **target: ulc ≤ {TARGET_TIME}× {LABELS['torch'].format(v=PEERS['torch'][2])}'s step time, peak RSS ≤ "
+        f"{TARGET_RSS}× its**: step time "
         f"{ratio:.2f}× — {'met' if ok_t else 'NOT met'}; peak RSS {fmt_mib(urss)} / {fmt_mib(trss)} MiB "
         f"({urss / trss:.2f}×) — {'met' if ok_m else 'NOT met'}; {TARGET_TIME}× PyTorch's step is "
         f"{TARGET_TIME * tm:.0f} ms, {gf / (TARGET_TIME * tm) * 1e3:.1f} GFLOP/s: "
@@ -373,7 +416,9 @@ def report(res, threads, args, load, modules, numel):
         "- the first two steps of each run (left out; ulc's step 1 plans the student's and the teacher's "
         "sessions), ulc: "
         + "; ".join(f"{r['step_ms'][0]:.0f}, {r['step_ms'][1]:.0f} ms" for r in u)
-        + "; PyTorch: " + "; ".join(f"{r['step_ms'][0]:.0f}, {r['step_ms'][1]:.0f} ms" for r in t),
+        + "".join(f"; {LABELS[k].format(v=PEERS[k][2])}: "
+                  + "; ".join(f"{r['step_ms'][0]:.0f}, {r['step_ms'][1]:.0f} ms" for r in res[k])
+                  for k in PEERS if res.get(k)),
     ]
     ph = {k: med(r["phase_ms"][k] for r in t) for k in t[0]["phase_ms"]}
     lines.append("- PyTorch's step by phase (medians over the timed steps and repeats): teacher forward "
@@ -432,8 +477,9 @@ def write_doc(text, threads):
     section = (
         f"{title}\n\n{begin}\n\n"
         f"`{cmd}` — {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}; {os.cpu_count()} cores "
-        f"({cpu_model()}), Linux {platform.release()}; {ulc_version}, torch {torch.__version__}, "
-        f"torchvision {torchvision.__version__}; {threads} thread{plural}"
+        f"({cpu_model()}), Linux {platform.release()}; {ulc_version}, torch "
+        f"{' and '.join(sorted({v[2] for v in PEERS.values()}))}, "
+        f"torchvision {torchvision.__version__} (export); {threads} thread{plural}"
         + (f"; ulc train with {env_note}" if env_note else "") + ".\n\n"
         "One LoRA self-distillation step on torchvision ResNet-18 (random init, seed 0, eval: BatchNorm\n"
         "on running statistics) at 64×64, batch 64: teacher forward (the unmodified model) + student\n"
@@ -442,7 +488,8 @@ def write_doc(text, threads):
         f"--before \"{PIPELINE}\" --loss distill --optimizer adamw`\n"
         "on the model exported to ONNX with its BatchNormalization nodes (the teacher's session folds them\n"
         "into the convs at plan time; the student's follow the LoRA Add and run), step_ms from its\n"
-        "--losses file. PyTorch: bench/train_step_torch.py, eager, PEFT's LoRA Conv2d wrappers,\n"
+        "--losses file. PyTorch: bench/train_step_torch.py, eager (and under torch.compile, inductor\n"
+        "defaults, compiled in the warm-up steps), PEFT's LoRA Conv2d wrappers,\n"
         "teacher under no_grad, F.kl_div, torch.optim.AdamW, torch.set_num_threads; each step timed\n"
         "with perf_counter. Both as separate processes on the same seeded synthetic batches; peak RSS\n"
         "is each process's ru_maxrss (GNU time).\n\n"
@@ -462,6 +509,11 @@ def main():
                     help="skip the `ulc train --profile` run after the repeats")
     ap.add_argument("--ulc-env", action="append", default=[], metavar="VAR=VALUE",
                     help="extra environment for the ulc processes (experiments; repeatable)")
+    ap.add_argument("--newest-torch", metavar="PYTHON",
+                    help="interpreter whose PyTorch 2.x is the peer (default: the benchmark venv's, "
+                         "$ULC_BENCH_VENV or .bench-venv; the pinned PyTorch is then timed too)")
+    ap.add_argument("--no-compile", dest="compile", action="store_false",
+                    help="leave out the torch.compile side")
     ap.add_argument("--write-doc", action="store_true", help="rewrite this script's section of docs/benchmarks.md")
     args = ap.parse_args()
     for kv in args.ulc_env:
@@ -474,9 +526,12 @@ def main():
     if not Path(ULC).exists():
         raise SystemExit(f"{ULC} not found: build it first (cmake --build build), or set ULC_BIN")
 
+    PEERS.update(torch_peers(args.newest_torch, args.compile))
+    print("PyTorch peers: " + ", ".join(f"{k} {v[2]}{' compile' if v[1] else ''} ({v[0]})"
+                                        for k, v in PEERS.items()), flush=True)
     model = make_model()
     threads = args.threads
-    res = {"ulc": [], "torch": [], "flops": step_flops(model), "peaks": []}
+    res = {"ulc": [], "flops": step_flops(model), "peaks": [], **{k: [] for k in PEERS}}
     with tempfile.TemporaryDirectory(prefix="ulc-bench-train-") as td:
         tmp = Path(td)
         data = tmp / "data.safetensors"
@@ -489,9 +544,10 @@ def main():
         load = [os.getloadavg()[0]]
         for k in range(args.repeats):
             res["peaks"].append(sgemm_peak(threads)[0])
-            for side in (["ulc", "torch"] if k % 2 == 0 else ["torch", "ulc"]):
+            order = ["ulc", *PEERS]
+            for side in order[k % len(order):] + order[:k % len(order)]:  # who goes first rotates
                 r = run_ulc(model, data, tmp, args.steps, threads) if side == "ulc" \
-                    else run_torch(data, args.steps, threads)
+                    else run_torch(data, args.steps, threads, side)
                 res[side].append(r)
                 print(f"repeat {k + 1}/{args.repeats} {side}: median step {r['median']:.0f} ms "
                       f"(steps {_ms(r['step_ms'])}), peak RSS {fmt_mib(r['rss'])} MiB, "
@@ -504,7 +560,7 @@ def main():
     if t["adapters"] != ADAPTERS or t["trainable"] != numel:
         raise SystemExit(f"PyTorch side: {t['adapters']} adapters, {t['trainable']} parameters; "
                          f"ulc: {len(modules)}, {numel}")
-    for side in ("ulc", "torch"):
+    for side in ("ulc", *PEERS):
         worst = max(abs(r["loss"][0]) for r in res[side])
         if not worst < FIRST_LOSS_MAX:
             raise SystemExit(f"{side}: first-step loss {worst:.3g}, expected ~0 (student == teacher)")

@@ -25,8 +25,12 @@ JSON object:
    "phase_ms": {"teacher": median ms, "forward": ..., "backward": ..., "optimizer": ...},
    "adapters": 19, "trainable": N, "threads": T, "maxrss": bytes, "torch": version}
 
+With --compile (PyTorch 2.x) the teacher and the student run as torch.compile(...) modules
+(inductor, its defaults); their compilation happens in the first steps, left out as warm-up.
+
   .venv/bin/python bench/train_step_torch.py --data D.safetensors --steps S [--batch-size 64]
       [--threads T] [--rank 8] [--alpha 16] [--lr 1e-4] [--warmup 2] [--model-seed 0] [--seed 1]
+      [--compile]
 """
 import argparse
 import json
@@ -49,6 +53,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=2, help="steps left out of the median (default 2)")
     ap.add_argument("--model-seed", type=int, default=0, help="torch seed of the resnet18 weights")
     ap.add_argument("--seed", type=int, default=1, help="torch seed of the LoRA A factors")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the teacher and the student")
     args = ap.parse_args()
 
     import torch
@@ -81,6 +86,8 @@ def main():
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(params, lr=args.lr)
+    if args.compile:
+        teacher, student = torch.compile(teacher), torch.compile(student)
 
     data = load_file(args.data)["input"]
     bs = args.batch_size
@@ -117,7 +124,7 @@ def main():
         "adapters": len(targets),
         "trainable": sum(p.numel() for p in params), "threads": torch.get_num_threads(),
         "maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "torch": torch.__version__,
+        "torch": torch.__version__, "compiled": args.compile,
     }))
     return 0
 

@@ -97,6 +97,19 @@ void ulc_mapping_unref(ulc_mapping *m) {
     free(m);
 }
 
+size_t ulc_mapping_drop_pages(const ulc_mapping *m, const void *p, size_t n) {
+    if (!m || !m->data || !p || n == 0) return 0;
+    uintptr_t lo = (uintptr_t)m->data, hi = lo + m->size, a = (uintptr_t)p;
+    if (a < lo || a > hi || n > hi - a) return 0;
+    long ps = sysconf(_SC_PAGESIZE);
+    uintptr_t page = ps > 0 ? (uintptr_t)ps : 4096;
+    uintptr_t b = (a + page - 1) & ~(page - 1), e = (a + n) & ~(page - 1);
+    if (e <= b) return 0;
+    /* read-only and private, never written: the pages come back from the file on a later read */
+    if (madvise((void *)b, e - b, MADV_DONTNEED) != 0) return 0;
+    return e - b;
+}
+
 /* ---- atomic output files ----------------------------------------------------------------- */
 
 #define OUTBUF_SIZE ((size_t)1 << 20)

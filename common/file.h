@@ -49,6 +49,13 @@ typedef struct ulc_mapping {
 ulc_status ulc_mapping_open(const char *path, const char *what, ulc_mapping **out, ulc_ctx *ctx);
 ulc_mapping *ulc_mapping_ref(ulc_mapping *m);
 void ulc_mapping_unref(ulc_mapping *m); /* accepts NULL; unmaps at zero */
+/* Drops this process's resident pages of [p, p + n) when the range lies inside m's mapping (only
+ * the whole pages within it): a kernel that packed a weight into its own copy never reads the
+ * mapped bytes again, and keeping both would count every such weight twice in the resident set.
+ * The bytes stay readable: a later read faults them back in from the page cache. Returns the
+ * bytes dropped; 0 (nothing done) for a range outside the mapping, where the advice would
+ * discard heap memory. */
+size_t ulc_mapping_drop_pages(const ulc_mapping *m, const void *p, size_t n);
 
 typedef struct ulc_outfile ulc_outfile;
 

@@ -261,6 +261,21 @@ int ulc_k_avx2(void) {
 #endif
 }
 
+int ulc_k_avx512(void) {
+#if defined(__x86_64__)
+    static int cached = -1; /* benign race: every thread computes the same value */
+    if (cached < 0) {
+        const char *e = getenv("ULC_NO_AVX512");
+        int off = e && *e && strcmp(e, "0") != 0;
+        /* libgcc's check includes the OS's XSAVE support of the zmm state */
+        cached = !off && ulc_k_avx2() && __builtin_cpu_supports("avx512f");
+    }
+    return cached;
+#else
+    return 0;
+#endif
+}
+
 /* ---- inputs of shape-like ops (shapes, axes, starts…) --------------------------------------- */
 
 static const ulc_rt_tensor *in_opt(const ulc_kctx *k, int i) {

@@ -106,6 +106,10 @@ static inline int ulc_k_compute_dtype(int dt) {
 /* 1 when kernels may take their AVX2+FMA paths: the CPU has both and ULC_NO_SIMD is not set
  * (tests set it to check the portable twins on the same data). Cached; thread-safe. */
 int ulc_k_avx2(void);
+/* 1 when kernels may take their AVX-512F paths: ulc_k_avx2() holds, the CPU and the OS support
+ * AVX-512F, and neither ULC_NO_SIMD nor ULC_NO_AVX512 is set (the latter keeps the AVX2 paths,
+ * to compare the two on one machine). Cached; thread-safe. */
+int ulc_k_avx512(void);
 
 /* Runs body(i0, i1, arg) over [0, n) split across the pool's threads in contiguous ranges
  * (ranges of at least `grain` items; one thread when n is small). */

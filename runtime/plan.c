@@ -26,6 +26,7 @@
 
 #include "common/half.h"
 #include "ir/schema.h"
+#include "common/file.h"
 #include "runtime/plan.h"
 
 /* ---- small helpers ------------------------------------------------------------------------- */
@@ -164,8 +165,19 @@ static ulc_status load_tensor(const ulc_tensor *t, rt_val *rv, const char *what,
         free(raw);
         return ulc_plan_nomem(ctx, t->name ? t->name : what);
     }
-    if (half) ulc_plan_halves_to_f32(t->dtype, src, d, t->numel);
-    else if (rv->t.nbytes) memcpy(d, src, rv->t.nbytes);
+    if (half) {
+        ulc_plan_halves_to_f32(t->dtype, src, d, t->numel);
+        if (t->map) ulc_mapping_drop_pages(t->map, t->data, t->nbytes);
+    } else if (rv->t.nbytes) {
+        /* the plan reads its copy: the mapped pages it is made from leave the resident set as
+         * the copy goes, so a large weight is never resident twice */
+        const size_t chunk = (size_t)8 << 20;
+        for (size_t o = 0; o < rv->t.nbytes; o += chunk) {
+            size_t n = rv->t.nbytes - o < chunk ? rv->t.nbytes - o : chunk;
+            memcpy((char *)d + o, (const char *)src + o, n);
+            if (t->map) ulc_mapping_drop_pages(t->map, (const char *)src + o, n);
+        }
+    }
     free(raw);
     rv->owned = d;
     rv->t.data = d;

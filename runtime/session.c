@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/file.h"
 #include "runtime/plan.h"
 #include "runtime/threads.h"
 
@@ -239,6 +240,65 @@ static int step_threads(const rt_step *sp, int threads) {
     return threads > 1 && step_work_ns(sp) < STEP_PARALLEL_NS ? 1 : threads;
 }
 
+/* A kernel that packed a constant input (a weight copied into its layout, transformed, or
+ * folded with a BatchNormalization first) never reads the model's bytes of it again: where they
+ * are the mapped file's own, their pages leave the resident set (common/file.h), so a packed
+ * weight is held once, not twice. Another step reading the same initializer faults them back. */
+static void drop_packed_pages(const rt_step *sp) {
+    uint32_t bits = sp->kc.packed_inputs;
+    const ulc_node *n = sp->node;
+    for (int i = 0; bits && i < n->n_inputs && i < 32; i++) {
+        const ulc_value *v = n->inputs[i].value;
+        if (!(bits & (1u << i)) || !v) continue;
+        const ulc_tensor *t = v->init;
+        if ((v->flags & ULC_VALUE_INITIALIZER) && t && t->map)
+            ulc_mapping_drop_pages(t->map, t->data, t->nbytes);
+    }
+}
+
+/* An initializer the plan had to copy (unaligned in its file, or a half type converted) that
+ * only packing steps read is never read again once the last of them is prepared: the copy is
+ * freed then, so the weight is held once, in the kernel's layout, and the copies do not pile up
+ * while the plan is prepared. Kept when anything else reads it (another step, a fused chain or
+ * addend, a view of its bytes, the graph's inputs and outputs). readers[] counts every step's
+ * reads of each value (count_readers); packing steps count down. */
+static int *count_readers(const rt_plan *p, const ulc_graph *g) {
+    int *readers = calloc(g->values.len ? g->values.len : 1, sizeof *readers);
+    if (!readers) return NULL; /* only memory is lost */
+    for (int i = 0; i < p->n_steps; i++) {
+        const rt_step *sp = &p->steps[i];
+        const ulc_node *n = sp->node;
+        for (int j = 0; j < n->n_inputs; j++)
+            if (n->inputs[j].value) readers[n->inputs[j].value->id]++;
+        for (int j = 0; j < sp->n_reads; j++) readers[sp->reads[j]->id]++;
+        if (sp->addend) readers[sp->addend->id]++;
+        if (sp->mask) readers[sp->mask->id]++;
+    }
+    return readers;
+}
+
+static void free_packed_copies(rt_plan *p, const ulc_graph *g, const rt_step *sp, int *readers) {
+    const ulc_node *n = sp->node;
+    if (!readers || sp->removed) return;
+    for (int j = 0; j < n->n_inputs && j < 32; j++) {
+        const ulc_value *v = n->inputs[j].value;
+        if (!v || !(sp->kc.packed_inputs >> j & 1u) || --readers[v->id] != 0) continue;
+        rt_val *rv = &p->vals[v->id];
+        if (!rv->owned || !(v->flags & ULC_VALUE_INITIALIZER) || (v->flags & (ULC_VALUE_INPUT | ULC_VALUE_OUTPUT)))
+            continue;
+        const char *lo = rv->owned, *hi = lo + rv->t.nbytes;
+        int viewed = 0;
+        for (size_t o = 0; o < g->values.len && !viewed; o++) {
+            const char *d = p->vals[o].t.data;
+            viewed = o != (size_t)v->id && d && d >= lo && d < hi;
+        }
+        if (viewed) continue;
+        free(rv->owned);
+        rv->owned = NULL;
+        rv->t.data = NULL;
+    }
+}
+
 static ulc_status make_plan(ulc_session *s, rt_plan **out, ulc_ctx *ctx) {
     const ulc_graph *g = s->g;
     size_t nv = g->values.len;
@@ -298,13 +358,17 @@ static ulc_status make_plan(ulc_session *s, rt_plan **out, ulc_ctx *ctx) {
     }
     st = ulc_plan_place(p, g, ctx);
     if (st != ULC_OK) goto done;
+    int *readers = count_readers(p, g);
     for (int i = 0; i < p->n_steps; i++) {
         rt_step *sp = &p->steps[i];
         sp->kc.threads = step_threads(sp, s->threads);
         s->be->set_threads(sp->kc.threads); /* oneDNN fixes a primitive's split when created */
         if (sp->k->prepare && sp->alias != 2) {
             st = sp->k->prepare(&sp->kc);
-            if (st != ULC_OK) goto done;
+            if (st != ULC_OK) {
+                free(readers);
+                goto done;
+            }
         }
         sp->prepared = 1;
         if (sp->fold && (sp->kc.packed_inputs & 2u)) {
@@ -312,7 +376,10 @@ static ulc_status make_plan(ulc_session *s, rt_plan **out, ulc_ctx *ctx) {
             free(sp->fold->w.data);
             sp->fold->w.data = NULL;
         }
+        drop_packed_pages(sp);
+        free_packed_copies(p, g, sp, readers);
     }
+    free(readers);
     for (size_t i = 0; i < g->outputs.len; i++) {
         ulc_value *v = g->outputs.items[i];
         rt_val *rv = &p->vals[v->id];

@@ -396,6 +396,10 @@ static ulc_status conv_wino_prepare(ulc_kctx *k, conv_state *s) {
     /* other kernels run im2col on the same engine where that beats oneDNN's direct kernels
      * (measured on AVX2: 3×3 stride 2 by up to 1.6×; 1×1 convolutions lose, they stay there) */
     if (!wino && w->k[0] * w->k[1] < 4) return ULC_OK;
+    /* Few tiles (ResNet's 7×7 stage at batch 1: 16 of F(2,3)) make a layer bound by reading its
+     * weights, and Winograd's transformed ones are 16/9 of them: oneDNN's direct kernel, which
+     * reads W itself, then wins (on AVX-512: 1.2 against 1.4 ms per 512-channel layer). */
+    if (wino && ulc_k_avx512() && g->n * ((w->out[0] + 1) / 2) * ((w->out[1] + 1) / 2) < 32) return ULC_OK;
     if (k->fuse) {
         ulc_kact a = k->fuse->act;
         if (a != ULC_ACT_NONE && a != ULC_ACT_RELU && a != ULC_ACT_LEAKY_RELU) return ULC_OK;

@@ -67,6 +67,8 @@ struct ulc_wino {
     int64_t rows; /* tile rows per shared block */
     int64_t own_rows; /* tile rows per thread-own block; 0: shared blocks only */
     int64_t npair; /* output groups: mb / 2 pairs, plus one single block when mb is odd */
+    int zmm; /* phase 2 on the AVX-512 kernels: items are (ξ, two groups) */
+    int64_t gitems; /* phase 2's items */
     float *u; /* [ξ][group][K][16 or 8]: U_ξ, 64-byte aligned */
 };
 
@@ -126,6 +128,8 @@ ulc_wino *ulc_wino_create(const ulc_wino_geom *g) {
         w->lw = w->f * w->tw + 2;
     }
     w->npair = (w->mb + 1) / 2;
+    w->zmm = ulc_k_avx512();
+    w->gitems = (int64_t)w->xi * (w->zmm ? (w->npair + 1) / 2 : w->npair);
     int64_t tmax = V_XI_BYTES / (4 * w->K);
     if (tmax < 2 * MR1) tmax = 2 * MR1;
     w->rows = tmax / w->tw;
@@ -458,10 +462,163 @@ AVX2 static void mk1_n(int nt, int64_t C, const float *v, const float *u, float 
     }
 }
 
-/* Phase 2: item = (ξ, output group). */
+/* ---- the same products on AVX-512F: a 16-channel group is one zmm register ---- */
+
+#define AVX512 __attribute__((target("avx512f,avx2,fma")))
+
+/* The low and high 8 floats of a zmm register into two 8-channel blocks of M. */
+#define STZ(p, q, acc)                                                                             \
+    do {                                                                                           \
+        _mm256_storeu_ps(p, _mm512_castps512_ps256(acc));                                          \
+        _mm256_storeu_ps(q, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1)));   \
+    } while (0)
+
+/* nt tiles × 32 output channels: two groups, u0 and u1 ([C][16] each); their M blocks start at
+ * o and o + 2·ob. 24 accumulators, two loads of U and nt broadcasts of V per channel. */
+#define ACCZ2(T)                                                                                   \
+    do {                                                                                           \
+        if (nt > T) {                                                                              \
+            __m512 b = _mm512_set1_ps(v[T * C + c]);                                               \
+            a##T##0 = _mm512_fmadd_ps(b, x0, a##T##0);                                             \
+            a##T##1 = _mm512_fmadd_ps(b, x1, a##T##1);                                             \
+        }                                                                                          \
+    } while (0)
+#define STZ2(T)                                                                                    \
+    do {                                                                                           \
+        if (nt > T) {                                                                              \
+            STZ(o + T * ots, o + T * ots + ob, a##T##0);                                           \
+            STZ(o + T * ots + 2 * ob, o + T * ots + 3 * ob, a##T##1);                              \
+        }                                                                                          \
+    } while (0)
+
+AVX512 static INLINE void mz2(int nt, int64_t C, const float *v, const float *u0, const float *u1,
+                              float *o, int64_t ots, int64_t ob) {
+    __m512 z = _mm512_setzero_ps();
+    __m512 a00 = z, a01 = z, a10 = z, a11 = z, a20 = z, a21 = z, a30 = z, a31 = z;
+    __m512 a40 = z, a41 = z, a50 = z, a51 = z, a60 = z, a61 = z, a70 = z, a71 = z;
+    __m512 a80 = z, a81 = z, a90 = z, a91 = z, a100 = z, a101 = z, a110 = z, a111 = z;
+    for (int64_t c = 0; c < C; c++) {
+        __m512 x0 = _mm512_load_ps(u0 + c * 16), x1 = _mm512_load_ps(u1 + c * 16);
+        ACCZ2(0); ACCZ2(1); ACCZ2(2); ACCZ2(3); ACCZ2(4); ACCZ2(5);
+        ACCZ2(6); ACCZ2(7); ACCZ2(8); ACCZ2(9); ACCZ2(10); ACCZ2(11);
+    }
+    STZ2(0); STZ2(1); STZ2(2); STZ2(3); STZ2(4); STZ2(5);
+    STZ2(6); STZ2(7); STZ2(8); STZ2(9); STZ2(10); STZ2(11);
+}
+
+/* nt tiles × 16 output channels (one group, u: [C][16]). */
+#define ACCZ1(T)                                                                                   \
+    do {                                                                                           \
+        if (nt > T) a##T = _mm512_fmadd_ps(_mm512_set1_ps(v[T * C + c]), x0, a##T);                \
+    } while (0)
+#define STZ1(T)                                                                                    \
+    do {                                                                                           \
+        if (nt > T) STZ(o + T * ots, o + T * ots + ob, a##T);                                      \
+    } while (0)
+
+AVX512 static INLINE void mz1(int nt, int64_t C, const float *v, const float *u, float *o,
+                              int64_t ots, int64_t ob) {
+    __m512 z = _mm512_setzero_ps();
+    __m512 a0 = z, a1 = z, a2 = z, a3 = z, a4 = z, a5 = z, a6 = z, a7 = z;
+    __m512 a8 = z, a9 = z, a10 = z, a11 = z, a12 = z, a13 = z, a14 = z, a15 = z;
+    for (int64_t c = 0; c < C; c++) {
+        __m512 x0 = _mm512_load_ps(u + c * 16);
+        ACCZ1(0); ACCZ1(1); ACCZ1(2); ACCZ1(3); ACCZ1(4); ACCZ1(5); ACCZ1(6); ACCZ1(7);
+        ACCZ1(8); ACCZ1(9); ACCZ1(10); ACCZ1(11); ACCZ1(12); ACCZ1(13); ACCZ1(14); ACCZ1(15);
+    }
+    STZ1(0); STZ1(1); STZ1(2); STZ1(3); STZ1(4); STZ1(5); STZ1(6); STZ1(7);
+    STZ1(8); STZ1(9); STZ1(10); STZ1(11); STZ1(12); STZ1(13); STZ1(14); STZ1(15);
+}
+
+#define MRZ2 12 /* tiles per call of mz2 */
+#define MRZ1 16 /* tiles per call of mz1 */
+#define MZ2_CASE(N) \
+    case N: mz2(N, C, v, u0, u1, o, ots, ob); break
+#define MZ1_CASE(N) \
+    case N: mz1(N, C, v, u0, o, ots, ob); break
+
+AVX512 static void mz2_n(int nt, int64_t C, const float *v, const float *u0, const float *u1,
+                         float *o, int64_t ots, int64_t ob) {
+    switch (nt) {
+        MZ2_CASE(1); MZ2_CASE(2); MZ2_CASE(3); MZ2_CASE(4); MZ2_CASE(5); MZ2_CASE(6);
+        MZ2_CASE(7); MZ2_CASE(8); MZ2_CASE(9); MZ2_CASE(10); MZ2_CASE(11); MZ2_CASE(12);
+    default: break;
+    }
+}
+
+AVX512 static void mz1_n(int nt, int64_t C, const float *v, const float *u0, float *o, int64_t ots,
+                         int64_t ob) {
+    switch (nt) {
+        MZ1_CASE(1); MZ1_CASE(2); MZ1_CASE(3); MZ1_CASE(4); MZ1_CASE(5); MZ1_CASE(6);
+        MZ1_CASE(7); MZ1_CASE(8); MZ1_CASE(9); MZ1_CASE(10); MZ1_CASE(11); MZ1_CASE(12);
+        MZ1_CASE(13); MZ1_CASE(14); MZ1_CASE(15); MZ1_CASE(16);
+    default: break;
+    }
+}
+
+/* One group's products on the AVX2 kernels (an 8-wide last group, or every group without
+ * AVX-512). */
+AVX2 static void group_ymm(const wino_job *j, int64_t xi, int64_t grp) {
+    const ulc_wino *w = j->w;
+    int64_t C = w->K, M = w->g.m, T = j->T, XI = w->xi, ots = w->mb * XI * 8;
+    const float *u = w->u + (size_t)xi * (size_t)C * (size_t)M + (size_t)grp * (size_t)C * 16;
+    const float *v = j->V + (size_t)xi * (size_t)T * (size_t)C;
+    float *o = j->Mo + ((size_t)(grp * 2) * (size_t)XI + (size_t)xi) * 8;
+    int pair = grp * 16 + 16 <= M;
+    int mr = pair ? MR2 : MR1;
+    for (int64_t t = 0; t < T; t += mr) {
+        int nt = (int)(T - t < mr ? T - t : mr);
+        if (pair)
+            mk2_n(nt, C, v + t * C, u, o + t * ots, ots, XI * 8);
+        else
+            mk1_n(nt, C, v + t * C, u, o + t * ots, ots, XI * 8);
+    }
+}
+
+/* Phase 2 on AVX-512F: item = (ξ, groups 2q and 2q + 1). Each output is the same channel sum in
+ * the same order as on the AVX2 kernels: results do not depend on which ran. */
+AVX512 static void gemm_body_zmm(int64_t i0, int64_t i1, void *arg) {
+    const wino_job *j = arg;
+    const ulc_wino *w = j->w;
+    int64_t C = w->K, M = w->g.m, T = j->T, XI = w->xi, ots = w->mb * XI * 8, ob = XI * 8;
+    int64_t nq = (w->npair + 1) / 2;
+    for (int64_t it = i0; it < i1; it++) {
+        int64_t xi = it / nq, g0 = (it % nq) * 2;
+        int full0 = g0 * 16 + 16 <= M, full1 = g0 + 1 < w->npair && (g0 + 1) * 16 + 16 <= M;
+        const float *ux = w->u + (size_t)xi * (size_t)C * (size_t)M;
+        const float *u0 = ux + (size_t)g0 * (size_t)C * 16, *u1 = u0 + (size_t)C * 16;
+        const float *v = j->V + (size_t)xi * (size_t)T * (size_t)C;
+        float *o = j->Mo + ((size_t)(g0 * 2) * (size_t)XI + (size_t)xi) * 8;
+        if (full0 && full1) {
+            for (int64_t t = 0; t < T; t += MRZ2) {
+                int nt = (int)(T - t < MRZ2 ? T - t : MRZ2);
+                mz2_n(nt, C, v + t * C, u0, u1, o + t * ots, ots, ob);
+            }
+            continue;
+        }
+        for (int64_t grp = g0; grp < g0 + 2 && grp < w->npair; grp++) {
+            if (grp * 16 + 16 > M) {
+                group_ymm(j, xi, grp);
+                continue;
+            }
+            const float *u = ux + (size_t)grp * (size_t)C * 16;
+            float *og = j->Mo + ((size_t)(grp * 2) * (size_t)XI + (size_t)xi) * 8;
+            for (int64_t t = 0; t < T; t += MRZ1) {
+                int nt = (int)(T - t < MRZ1 ? T - t : MRZ1);
+                mz1_n(nt, C, v + t * C, u, og + t * ots, ots, ob);
+            }
+        }
+    }
+}
+
+/* Phase 2: item = (ξ, output group), or (ξ, two groups) on AVX-512F (w->zmm). */
 AVX2 static void gemm_body(int64_t i0, int64_t i1, void *arg) {
     const wino_job *j = arg;
     const ulc_wino *w = j->w;
+    if (w->zmm) {
+        gemm_body_zmm(i0, i1, arg);
+        return;
+    }
     int64_t C = w->K, M = w->g.m, T = j->T, XI = w->xi, ots = w->mb * XI * 8;
     for (int64_t it = i0; it < i1; it++) {
         int64_t xi = it / w->npair, grp = it % w->npair;
@@ -646,7 +803,7 @@ static void own_body(int64_t b0, int64_t b1, void *arg) {
         wino_job j = {w, oj->io, r0, nr, T, V, V + (size_t)w->xi * (size_t)T * (size_t)w->K,
                       oj->rowbuf};
         in_body(0, nr * w->cb, &j);
-        gemm_body(0, w->xi * w->npair, &j);
+        gemm_body(0, w->gitems, &j);
         out_body(0, nr * w->mb, &j);
     }
 }
@@ -669,7 +826,7 @@ void ulc_wino_run(const ulc_wino *w, const ulc_wino_io *io, void *scratch) {
         int64_t T = nr * w->tw;
         wino_job j = {w, io, r0, nr, T, V, V + (size_t)w->xi * (size_t)T * (size_t)w->K, rowbuf};
         ulc_k_parallel(nr * w->cb, 1, in_body, &j);
-        ulc_k_parallel(w->xi * w->npair, 1, gemm_body, &j);
+        ulc_k_parallel(w->gitems, 1, gemm_body, &j);
         ulc_k_parallel(nr * w->mb, 1, out_body, &j);
     }
 }

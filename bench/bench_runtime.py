@@ -87,6 +87,7 @@ SECTION = "## CPU runtime vs onnxruntime"
 GEN_VERSION = "1"  # bump to regenerate the models
 OPSET = 17
 REL_TOL = 1e-4     # the issue's bar for matching onnxruntime
+TARGET_21 = {"resnet": 0.55, "transformer": 0.7}  # issue 21: ulc / the newest onnxruntime
 ALL_CORES = len(os.sched_getaffinity(0))
 ULC_ENV = {}       # --ulc-env VAR=VALUE: extra environment for the ulc processes (experiments)
 
@@ -705,7 +706,7 @@ def report(results, peak, peak_all, threads, rounds, load):
              + f"ulc GFLOP/s | ort {ov} GFLOP/s | ulc % of sgemm peak | max rel err | peak RSS ulc / ort {ov}"
              + (f" / ort {pv} |" if pin else " |"),
              "|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if pin else "")]
-    verdicts, details = [], []
+    verdicts, verdicts21, details = [], [], []
     for case, r in results.items():
         _, batch, label = CASES[case]
         gf = r["flops"] / 1e9
@@ -723,6 +724,12 @@ def report(results, peak, peak_all, threads, rounds, load):
             f"{gf / (u / 1e3):.1f} | {gf / (o / 1e3):.1f} | {gf / (u / 1e3) / peak * 100:.0f}% | "
             f"{fmt_err(r['rel'])} | {r['rss_ulc'] / 2**20:.0f} / {r['rss_ort'] / 2**20:.0f}{pin_rss} MiB |")
         ok = ratio <= 1.0 and r["rel"] <= REL_TOL
+        goal = TARGET_21["resnet" if case.startswith("resnet") else "transformer"]
+        ok21 = ratio <= goal and r["rel"] <= REL_TOL
+        rss_ok = r["rss_ulc"] <= r["rss_ort"]
+        verdicts21.append(f"  - {label}, batch {batch}: {ratio:.2f}× (target {goal}×) — "
+                          f"{'met' if ok21 else 'NOT met'}; peak RSS {r['rss_ulc'] / 2**20:.0f} / "
+                          f"{r['rss_ort'] / 2**20:.0f} MiB — {'met' if rss_ok else 'NOT met'}")
         why = "" if r["rel"] <= REL_TOL else f"; outputs off onnxruntime by {r['rel']:.2g}"
         verdicts.append(f"  - {label}, batch {batch}: {ratio:.2f}× — {'met' if ok else 'NOT met'}{why}")
         round_ratio = statistics.median([a / b for a, b in zip(r["ulc_all"], r["ort_all"])])
@@ -744,7 +751,10 @@ def report(results, peak, peak_all, threads, rounds, load):
         f"- oneDNN sgemm peak ({threads} thread{'s' if threads > 1 else ''}, the best round's best of 1024² and "
         f"2048²): **{peak:.1f} GFLOP/s** (rounds: {', '.join(f'{p:.1f}' for p in peak_all)})",
         f"- **target: ulc ≤ 1.0× onnxruntime {ov}'s latency** (with outputs within 1e-4 of onnxruntime's):",
-        *verdicts, *details]
+        *verdicts,
+        f"- **issue 21's targets: ResNet-18 ≤ {TARGET_21['resnet']}×, ViT-S/16 and DistilGPT2 ≤ "
+        f"{TARGET_21['transformer']}× onnxruntime {ov}'s latency; peak RSS ≤ its**:",
+        *verdicts21, *details]
     return "\n".join(lines)
 
 

@@ -329,7 +329,7 @@ def ulc_profile(model, data, tmp, steps, threads):
     out.unlink(missing_ok=True)
     rows, head = [], None
     for line in p.stderr.splitlines():
-        m = re.match(r"profile \(.*?([0-9.]+) ms in kernels\)", line)
+        m = re.match(r"profile \(.*?([0-9.]+) ms in kernels", line)
         if m:
             head = float(m[1])
             continue

@@ -117,12 +117,36 @@ typedef struct ulc_chain {
     int out; /* register holding the result */
 } ulc_chain;
 
+/* Attention the planner fused into one step of the backend's attn_kernel (runtime/attn.c): per
+ * batch entry, S = Q · Kᵀ (k->in[0] [..., Tq, D] times k->in[1] [..., D, Tk]), then ops[] in
+ * the nodes' order, P = softmax of each row of S, O = P · V (k->in[2] [..., Tk, Dv]) into
+ * k->out[0] [..., Tq, Dv]. A kernel may compute S a block of query rows at a time: the [Tq, Tk]
+ * scores are never materialised whole. The ops are those of the nodes, so each score is the
+ * value the unfused nodes computed. */
+typedef enum ulc_attn_op {
+    ULC_ATTN_MUL,   /* S = S · imm */
+    ULC_ATTN_DIV,   /* S = S / imm */
+    ULC_ATTN_WHERE, /* S = in[input] ? S : imm (s_is_x), or in[input] ? imm : S; bool, broadcast */
+    ULC_ATTN_ADD    /* S = S + in[input] (float32, broadcast to S's shape) */
+} ulc_attn_op;
+
+#define ULC_ATTN_MAX_OPS 4
+
+typedef struct ulc_attn {
+    int n_ops;
+    struct {
+        uint8_t op, input, s_is_x;
+        float imm;
+    } ops[ULC_ATTN_MAX_OPS];
+} ulc_attn;
+
 /* A backend as the planner sees it: a kernel table and the few services fusion needs. The
  * planner and sessions only ever go through this vtable (runtime/backend.c keeps the list). */
 typedef struct ulc_backend {
     const char *name;
     const ulc_kernel *(*kernel)(ulc_op op);  /* NULL: the backend does not run op */
     const ulc_kernel *(*chain_kernel)(void); /* fused elementwise chains; NULL: none */
+    const ulc_kernel *(*attn_kernel)(void);  /* fused attention (ulc_attn); NULL: none */
     void (*chain_eval)(const ulc_chain *c, const float *const *ins, float *out, int n);
     void (*set_threads)(int threads);        /* 0 = the default */
 } ulc_backend;

@@ -89,7 +89,7 @@ void ulc_plan_free(rt_plan *p, const ulc_graph *g) {
     for (int i = 0; i < p->n_steps; i++) {
         rt_step *s = &p->steps[i];
         if (s->prepared && s->k->release) s->k->release(s->kc.state);
-        else if (s->chain) free(s->kc.state); /* the plan failed before prepare */
+        else if (s->chain || s->attn) free(s->kc.state); /* the plan failed before prepare */
         free(s->reads);
         if (s->fold) {
             free(s->fold->w.data);

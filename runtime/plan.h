@@ -9,6 +9,7 @@
  *               ulc_analyze (analysis.c) runs the same walk with partial knowledge;
  *   bnfold.c    an inference BatchNormalization after a constant-weight Conv folds into it;
  *   fuse.c      Add / activation / ReluGrad after a step whose kernel accepts them (can_fuse);
+ *   attn.c      MatMul → scale/mask → Softmax → MatMul becomes one step of the attention kernel;
  *   chain.c     chains of float32 elementwise steps become one step of the chain kernel;
  *   layout.c    activations stay NCHW8C between kernels that all accept it;
  *   memplan.c   liveness and placement in one buffer;
@@ -59,6 +60,7 @@ typedef struct rt_step {
     int n_reads;
     int removed;         /* fused into an earlier step */
     int chain;           /* runs the backend's chain kernel; kc.state is its program */
+    int attn;            /* runs the backend's attention kernel; kc.state is its ulc_attn */
 } rt_step;
 
 /* Weights a plan computed for a step (BatchNormalization folded into a Conv). */
@@ -132,6 +134,7 @@ int ulc_plan_sole_reader(const rt_plan *p, const int *step_of, const ulc_graph *
 ulc_status ulc_plan_fold_batchnorms(rt_plan *p, const ulc_graph *g, ulc_ctx *ctx); /* bnfold.c */
 ulc_status ulc_plan_fuse_steps(rt_plan *p, const ulc_graph *g, int64_t opset, ulc_ctx *ctx); /* fuse.c */
 ulc_status ulc_plan_fuse_chains(rt_plan *p, const ulc_graph *g, ulc_ctx *ctx); /* chain.c */
+ulc_status ulc_plan_fuse_attention(rt_plan *p, const ulc_graph *g, ulc_ctx *ctx); /* attn.c */
 void ulc_plan_compact(rt_plan *p);                           /* fuse.c: drops removed steps */
 void ulc_plan_choose_layouts(rt_plan *p, const ulc_graph *g); /* layout.c */
 /* Liveness, then placement in one arena (memplan.c): sets every scheduled value's data. */

@@ -352,6 +352,7 @@ static ulc_status make_plan(ulc_session *s, rt_plan **out, ulc_ctx *ctx) {
     if (!s->no_fusion) {
         if ((st = ulc_plan_fold_batchnorms(p, g, ctx)) != ULC_OK) goto done;
         if ((st = ulc_plan_fuse_steps(p, g, s->opset, ctx)) != ULC_OK) goto done;
+        if ((st = ulc_plan_fuse_attention(p, g, ctx)) != ULC_OK) goto done;
         if (p->be->chain_kernel && (st = ulc_plan_fuse_chains(p, g, ctx)) != ULC_OK) goto done;
         ulc_plan_compact(p);
         ulc_plan_choose_layouts(p, g);

@@ -16,6 +16,12 @@ const ulc_kernel *ulc_cpu_chain_kernel(void);
  * with it to recognise the GELU spellings). */
 void ulc_cpu_chain_eval(const ulc_chain *c, const float *const *ins, float *out, int n);
 
+/* The attention kernel (k_attn.c): k->state is a malloc'd ulc_attn (freed by its release). */
+const ulc_kernel *ulc_cpu_attn_kernel(void);
+/* Softmax of `rows` contiguous rows of n floats, in place: the Softmax kernel's own row loop
+ * (k_reduce_norm.c), so fused attention gives the same bits. */
+void ulc_cpu_softmax_rows_f32(float *x, int64_t rows, int64_t n);
+
 void ulc_cpu_register_elementwise(const ulc_kernel **table); /* k_elementwise.c */
 void ulc_cpu_register_shape(const ulc_kernel **table);       /* k_shape.c */
 void ulc_cpu_register_reduce(const ulc_kernel **table);      /* k_reduce.c */

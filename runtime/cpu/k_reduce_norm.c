@@ -322,6 +322,16 @@ static void sm_body(int64_t o0, int64_t o1, void *arg) {
         softmax_slab_f32(x + o * slab, y + o * slab, jb->A, jb->I, jb->log_out);
 }
 
+void ulc_cpu_softmax_rows_f32(float *x, int64_t rows, int64_t n) {
+#if ULC_NORM_X86
+    if (have_avx2()) {
+        for (int64_t r = 0; r < rows; r++) softmax_row_avx2(x + r * n, x + r * n, n, 0);
+        return;
+    }
+#endif
+    for (int64_t r = 0; r < rows; r++) softmax_slab_f32(x + r * n, x + r * n, n, 1, 0);
+}
+
 static ulc_status sm_run(ulc_kctx *k) {
     const ulc_rt_tensor *x = k->in[0];
     sm_job jb = {.x = x->data, .y = k->out[0]->data, .dtype = x->dtype,

@@ -38,6 +38,7 @@ const ulc_backend *ulc_backend_cpu(void) {
         .name = "cpu",
         .kernel = ulc_cpu_kernel,
         .chain_kernel = ulc_cpu_chain_kernel,
+        .attn_kernel = ulc_cpu_attn_kernel,
         .chain_eval = ulc_cpu_chain_eval,
         .set_threads = ulc_cpu_set_threads,
     };

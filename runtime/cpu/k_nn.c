@@ -321,6 +321,27 @@ static void fuse_body(int64_t b0, int64_t b1, void *arg) {
     }
 }
 
+dnnl_status_t ulc_nn_append_act(dnnl_post_ops_t po, const ulc_kfuse *f) {
+    if (!f || f->act == ULC_ACT_NONE) return dnnl_success;
+    dnnl_alg_kind_t alg = dnnl_eltwise_relu;
+    float a = 0, b = 0;
+    switch (f->act) {
+    case ULC_ACT_RELU: break;
+    case ULC_ACT_LEAKY_RELU: a = f->a; break;
+    case ULC_ACT_CLIP:
+        alg = dnnl_eltwise_clip_v2;
+        a = f->a;
+        b = f->b;
+        break;
+    case ULC_ACT_SIGMOID: alg = dnnl_eltwise_logistic; break;
+    case ULC_ACT_TANH: alg = dnnl_eltwise_tanh; break;
+    case ULC_ACT_GELU_ERF: alg = dnnl_eltwise_gelu_erf; break;
+    case ULC_ACT_GELU_TANH: alg = dnnl_eltwise_gelu_tanh; break;
+    default: return dnnl_unimplemented;
+    }
+    return dnnl_post_ops_append_eltwise(po, 1.0f, alg, a, b);
+}
+
 void ulc_nn_fuse_apply(const ulc_kfuse *f, ulc_rt_tensor *y, int skip_add) {
     if (!f || (f->act == ULC_ACT_NONE && (!f->addend || skip_add))) return;
     fuse_job j = {f,  y, skip_add, (int64_t)ulc_rt_numel(y), y->rank ? y->dims[y->rank - 1] : 1,

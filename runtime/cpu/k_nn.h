@@ -90,6 +90,8 @@ int ulc_nn_can_fuse(const ulc_kctx *k, const ulc_kfuse *f);
 /* Applies f to all of y in place: y = act(y + addend), or y = act(y) with skip_add. Threads
  * over blocks of elements. */
 void ulc_nn_fuse_apply(const ulc_kfuse *f, ulc_rt_tensor *y, int skip_add);
+/* Appends f's activation (none: nothing) to po as oneDNN's eltwise post-op. */
+dnnl_status_t ulc_nn_append_act(dnnl_post_ops_t po, const ulc_kfuse *f);
 /* How the addend broadcasts to y ([N, C, ...] for the channel case). */
 typedef enum ulc_nn_addend {
     ULC_NN_ADD_NONE,

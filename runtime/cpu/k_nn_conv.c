@@ -178,25 +178,7 @@ static dnnl_status_t conv_post_ops(const ulc_kfuse *f, ulc_nn_addend add,
     if (st != dnnl_success) return st;
     if (add == ULC_NN_ADD_FULL) st = dnnl_post_ops_append_sum(po, 1.0f);
     if (add == ULC_NN_ADD_CHANNEL) st = dnnl_post_ops_append_binary(po, dnnl_binary_add, add_md);
-    if (st == dnnl_success && f->act != ULC_ACT_NONE) {
-        dnnl_alg_kind_t alg = dnnl_eltwise_relu;
-        float a = 0, b = 0;
-        switch (f->act) {
-        case ULC_ACT_RELU: break;
-        case ULC_ACT_LEAKY_RELU: a = f->a; break;
-        case ULC_ACT_CLIP:
-            alg = dnnl_eltwise_clip_v2;
-            a = f->a;
-            b = f->b;
-            break;
-        case ULC_ACT_SIGMOID: alg = dnnl_eltwise_logistic; break;
-        case ULC_ACT_TANH: alg = dnnl_eltwise_tanh; break;
-        case ULC_ACT_GELU_ERF: alg = dnnl_eltwise_gelu_erf; break;
-        case ULC_ACT_GELU_TANH: alg = dnnl_eltwise_gelu_tanh; break;
-        default: break;
-        }
-        st = dnnl_post_ops_append_eltwise(po, 1.0f, alg, a, b);
-    }
+    if (st == dnnl_success) st = ulc_nn_append_act(po, f);
     if (st == dnnl_success) st = dnnl_primitive_attr_set_post_ops(attr, po);
     dnnl_post_ops_destroy(po);
     return st;

@@ -86,6 +86,52 @@ def test_packed_products_match(tmp_path, name, a_shape, op, attrs, b_shape, c_sh
         assert np.abs(packed[k] - plain[k]).max() / scale <= 1e-5, k
 
 
+@pytest.mark.parametrize("addend,act", [("row", "Relu"), ("row", "Tanh"), ("row_2d", "Sigmoid"), ("full", "Relu"),
+                                         ("none", "Tanh"), ("row", "gelu_erf"), ("row", "gelu_tanh"),
+                                         ("none", "gelu_tanh")])
+def test_packed_linear_epilogue(tmp_path, addend, act):
+    """A linear layer's bias Add and activation fused into the packed product: a bias row (N
+    values, as [N] or [1, N]) goes in as the primitive's bias and the activation as its post-op;
+    a full-shape addend (a residual) is added after it, then the activation."""
+    rng = np.random.default_rng(11)
+    m, k, n = 50, 384, 768
+    a = rng.standard_normal((2, m, k)).astype(np.float32)
+    inits = [nh.from_array((rng.standard_normal((k, n)) * 0.05).astype(np.float32), "W")]
+    nodes = [h.make_node("MatMul", ["a", "W"], ["y"])]
+    inputs = [h.make_tensor_value_info("a", TP.FLOAT, a.shape)]
+    feeds = {"a": a}
+    cur = "y"
+    if addend != "none":
+        if addend == "full":
+            feeds["r"] = rng.standard_normal((2, m, n)).astype(np.float32)
+            inputs.append(h.make_tensor_value_info("r", TP.FLOAT, (2, m, n)))
+        else:
+            shape = (n,) if addend == "row" else (1, n)
+            inits.append(nh.from_array(rng.standard_normal(shape).astype(np.float32), "r"))
+        nodes.append(h.make_node("Add", ["y", "r"], ["z"]))
+        cur = "z"
+    if act == "gelu_erf":  # the exporters' spellings: the planner fuses them as one GELU
+        inits += [nh.from_array(np.array(v, np.float32), nm) for nm, v in (("sqrt2", 1.4142135), ("one", 1.0), ("half", 0.5))]
+        nodes += [h.make_node("Div", [cur, "sqrt2"], ["e1"]), h.make_node("Erf", ["e1"], ["e2"]),
+                  h.make_node("Add", ["e2", "one"], ["e3"]), h.make_node("Mul", [cur, "e3"], ["e4"]),
+                  h.make_node("Mul", ["e4", "half"], ["out"])]
+    elif act == "gelu_tanh":
+        inits += [nh.from_array(np.array(v, np.float32), nm)
+                  for nm, v in (("three", 3.0), ("k", 0.044715), ("s", 0.7978846), ("one", 1.0), ("half", 0.5))]
+        nodes += [h.make_node("Pow", [cur, "three"], ["t1"]), h.make_node("Mul", ["k", "t1"], ["t2"]),
+                  h.make_node("Add", [cur, "t2"], ["t3"]), h.make_node("Mul", ["s", "t3"], ["t4"]),
+                  h.make_node("Tanh", ["t4"], ["t5"]), h.make_node("Add", ["one", "t5"], ["t6"]),
+                  h.make_node("Mul", ["half", cur], ["t7"]), h.make_node("Mul", ["t7", "t6"], ["out"])]
+    else:
+        nodes.append(h.make_node(act, [cur], ["out"]))
+    model, inp = _save(tmp_path, nodes, inputs, [h.make_tensor_value_info("out", TP.FLOAT, None)], inits, feeds)
+    packed = _run(model, inp, tmp_path / "packed.safetensors")
+    plain = _run(model, inp, tmp_path / "plain.safetensors", {"ULC_NO_PACKED_MATMUL": "1"})
+    _check_against_ort(model, feeds, packed, 1e-5)
+    scale = max(np.abs(plain["out"]).max(), 1e-6)
+    assert np.abs(packed["out"] - plain["out"]).max() / scale <= 1e-5
+
+
 def test_shared_weight_read_after_packing(tmp_path):
     """A weight one product packs and another op reads as it is (a tied embedding: Gather of the
     rows, MatMul by its transpose kept as a second initializer; here one initializer read by a

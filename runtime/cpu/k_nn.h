@@ -54,6 +54,32 @@ void ulc_nn_scratch_done(ulc_nn_scratch *s);
  * need is 0; release with ulc_nn_scratch_done). Fails naming the size when out of memory. */
 ulc_status ulc_nn_run_begin(ulc_kctx *k, size_t need, dnnl_stream_t *stream, ulc_nn_scratch *sc);
 
+/* ---- packed weights, shared across plans (k_nn_pack.c) -------------------------------------- */
+
+/* What a packed weight is: the initializer it comes from (src, its bytes' address and size, a
+ * sample of what this plan packs; src NULL: a constant that is no initializer, never shared),
+ * the layout (kind and p[], the kernel's own), and oneDNN's descriptor when has_md. */
+typedef struct ulc_nn_pack_key {
+    const void *src, *data;
+    size_t nbytes;
+    uint64_t sample;
+    int kind, has_md;
+    int64_t p[3];
+    dnnl_memory_desc_t md;
+} ulc_nn_pack_key;
+
+typedef ulc_status (*ulc_nn_pack_fill)(void *dst, void *arg);
+
+/* key's identity for constant input i of k (zeroed first; kind set). */
+void ulc_nn_pack_key_init(const ulc_kctx *k, int i, int kind, ulc_nn_pack_key *key);
+/* The 64-byte aligned buffer of `bytes` holding key's packed weight: one already made by any
+ * plan (shared, referenced), or a new one filled by fill(buf, arg). NULL on failure, with the
+ * error in k (or fill's). Every buffer goes back through ulc_nn_pack_release. */
+void *ulc_nn_pack_acquire(ulc_kctx *k, const ulc_nn_pack_key *key, size_t bytes, ulc_nn_pack_fill fill, void *arg);
+void ulc_nn_pack_release(void *buf);
+/* Bytes of packed weights held now (every entry once). */
+size_t ulc_nn_pack_bytes(void);
+
 /* n rounded up to a multiple of 64 (scratch offsets that stay 64-byte aligned). */
 static inline size_t ulc_nn_align64(size_t n) { return (n + 63) & ~(size_t)63; }
 

@@ -93,8 +93,30 @@ static void pmm_release(pmm *p) {
     if (p->m_w) dnnl_memory_destroy(p->m_w);
     if (p->m_bias) dnnl_memory_destroy(p->m_bias);
     if (p->m_y) dnnl_memory_destroy(p->m_y);
-    free(p->w);
+    ulc_nn_pack_release(p->w);
     memset(p, 0, sizeof *p);
+}
+
+/* Fills a packed B: oneDNN's reorder from the plain (or transposed) B. */
+typedef struct pmm_fill_arg {
+    ulc_kctx *k;
+    dnnl_engine_t eng;
+    const dnnl_memory_desc_t *user, *packed;
+    const float *B;
+} pmm_fill_arg;
+
+static ulc_status pmm_fill(void *dst, void *arg) {
+    const pmm_fill_arg *a = arg;
+    dnnl_memory_t from = NULL, to = NULL;
+    dnnl_primitive_t reorder = NULL;
+    dnnl_status_t st = dnnl_memory_create(&from, a->user, a->eng, (void *)(uintptr_t)a->B);
+    if (st == dnnl_success) st = dnnl_memory_create(&to, a->packed, a->eng, dst);
+    if (st == dnnl_success) st = ulc_nn_reorder_create(a->user, a->packed, &reorder);
+    if (st == dnnl_success) st = ulc_nn_reorder_run(reorder, from, to);
+    if (reorder) dnnl_primitive_destroy(reorder);
+    if (from) dnnl_memory_destroy(from);
+    if (to) dnnl_memory_destroy(to);
+    return ulc_nn_dnnl_check(a->k, st, "packing the weights of a matmul");
 }
 
 /* ULC_NO_PACKED_MATMUL=1 keeps every product on sgemm (to compare the two on one machine). */
@@ -146,24 +168,33 @@ static ulc_status pmm_prepare(ulc_kctx *k, pmm *p, int64_t M, int64_t K, int64_t
         dnnl_primitive_desc_destroy(pd); /* the plain gemm behind it: sgemm with our copies is as fast */
         return ULC_OK;
     }
-    size_t wbytes = dnnl_memory_desc_get_size(w_md);
-    dnnl_memory_t m_user = NULL;
-    dnnl_primitive_t reorder = NULL;
+    /* the packed B: shared with every plan that packs this weight into the same layout */
+    ulc_nn_pack_key key;
+    ulc_nn_pack_key_init(k, 1, 1, &key);
+    key.p[0] = K;
+    key.p[1] = N;
+    key.p[2] = tb;
+    key.has_md = 1;
+    key.md = *w_md;
+    pmm_fill_arg fa = {k, eng, &w_user, &key.md, B}; /* w_md dies with pd */
     st = dnnl_primitive_create(&p->prim, pd);
-    if (st == dnnl_success) st = (p->w = ulc_nn_alloc(wbytes)) ? dnnl_success : dnnl_out_of_memory;
-    if (st == dnnl_success) st = dnnl_memory_create(&p->m_w, w_md, eng, p->w);
-    if (st == dnnl_success) st = dnnl_memory_create(&m_user, &w_user, eng, (void *)(uintptr_t)B);
-    if (st == dnnl_success) st = ulc_nn_reorder_create(&w_user, w_md, &reorder);
-    if (st == dnnl_success) st = ulc_nn_reorder_run(reorder, m_user, p->m_w);
-    if (st == dnnl_success) st = dnnl_memory_create(&p->m_a, &a_md, eng, DNNL_MEMORY_NONE);
-    if (st == dnnl_success && bias) st = dnnl_memory_create(&p->m_bias, &b_md, eng, DNNL_MEMORY_NONE);
-    if (st == dnnl_success) st = dnnl_memory_create(&p->m_y, &y_md, eng, DNNL_MEMORY_NONE);
-    if (reorder) dnnl_primitive_destroy(reorder);
-    if (m_user) dnnl_memory_destroy(m_user);
     dnnl_primitive_desc_destroy(pd);
     if (st != dnnl_success) {
         pmm_release(p);
-        return ulc_nn_dnnl_check(k, st, "packing the weights of a matmul");
+        return ulc_nn_dnnl_check(k, st, "creating a matmul");
+    }
+    p->w = ulc_nn_pack_acquire(k, &key, dnnl_memory_desc_get_size(&key.md), pmm_fill, &fa);
+    if (!p->w) {
+        pmm_release(p);
+        return k->err ? k->err->status : ULC_ERR_NOMEM;
+    }
+    st = dnnl_memory_create(&p->m_w, &key.md, eng, p->w);
+    if (st == dnnl_success) st = dnnl_memory_create(&p->m_a, &a_md, eng, DNNL_MEMORY_NONE);
+    if (st == dnnl_success && bias) st = dnnl_memory_create(&p->m_bias, &b_md, eng, DNNL_MEMORY_NONE);
+    if (st == dnnl_success) st = dnnl_memory_create(&p->m_y, &y_md, eng, DNNL_MEMORY_NONE);
+    if (st != dnnl_success) {
+        pmm_release(p);
+        return ulc_nn_dnnl_check(k, st, "matmul memories");
     }
     return ULC_OK;
 }
@@ -208,7 +239,7 @@ static void mm_release(void *p) {
     mm_state *s = p;
     if (!s) return;
     pmm_release(&s->pk);
-    free(s->bpad);
+    ulc_nn_pack_release(s->bpad);
     free(s);
 }
 
@@ -223,35 +254,72 @@ static void mm_release(void *p) {
 #define MM_WIDE 4096
 #define MM_NB 256
 
-static ulc_status mm_copy_b(ulc_kctx *k, mm_state *s) {
-    const ulc_rt_tensor *b = k->in[1];
-    const float *src = b->data;
-    int64_t K = s->g.k, N = s->g.n;
-    if (s->g.fold && N >= MM_WIDE) {
-        int64_t nblk = (N + MM_NB - 1) / MM_NB, ld = MM_NB + 16;
-        s->bpad = ulc_nn_alloc((size_t)(nblk * K * ld) * sizeof(float));
-        if (!s->bpad) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory copying B");
+/* The copies' layouts (kinds of ulc_nn_pack_key): column blocks, padded rows, Gemm's op(B). */
+enum { PACK_COLBLK = 2, PACK_ROWS = 3, PACK_GEMM_B = 4 };
+
+typedef struct copy_arg {
+    const float *src;
+    int64_t K, N, ld, mats;
+    int kind, tb;
+} copy_arg;
+
+static ulc_status copy_fill(void *dst, void *arg) {
+    const copy_arg *c = arg;
+    float *out = dst;
+    const float *src = c->src;
+    int64_t K = c->K, N = c->N, ld = c->ld;
+    if (c->kind == PACK_COLBLK) {
+        int64_t nblk = (N + MM_NB - 1) / MM_NB;
         for (int64_t jb = 0; jb < nblk; jb++) {
             int64_t j0 = jb * MM_NB, nj = N - j0 < MM_NB ? N - j0 : MM_NB;
             for (int64_t r = 0; r < K; r++) {
-                float *d = s->bpad + (jb * K + r) * ld;
+                float *d = out + (jb * K + r) * ld;
                 memcpy(d, src + r * N + j0, (size_t)nj * sizeof(float));
                 memset(d + nj, 0, (size_t)(ld - nj) * sizeof(float));
             }
         }
+        return ULC_OK;
+    }
+    for (int64_t r = 0; r < c->mats * K; r++) {
+        float *d = out + r * ld;
+        if (c->tb) /* Gemm's op(B): [N, K] read transposed */
+            for (int64_t col = 0; col < N; col++) d[col] = src[col * K + r];
+        else
+            memcpy(d, src + r * N, (size_t)N * sizeof(float));
+        for (int64_t col = N; col < ld; col++) d[col] = 0.0f;
+    }
+    return ULC_OK;
+}
+
+/* B copied (or shared: ulc_nn_pack_acquire) in a layout of copy_fill's. */
+static float *copy_b(ulc_kctx *k, copy_arg *c) {
+    ulc_nn_pack_key key;
+    ulc_nn_pack_key_init(k, 1, c->kind, &key);
+    key.p[0] = c->K * 2 + c->tb;
+    key.p[1] = c->N;
+    key.p[2] = c->ld * 4096 + c->mats;
+    size_t rows = c->kind == PACK_COLBLK ? (size_t)((c->N + MM_NB - 1) / MM_NB * c->K) : (size_t)(c->mats * c->K);
+    return ulc_nn_pack_acquire(k, &key, rows * (size_t)c->ld * sizeof(float), copy_fill, c);
+}
+
+static ulc_status mm_copy_b(ulc_kctx *k, mm_state *s) {
+    const ulc_rt_tensor *b = k->in[1];
+    int64_t K = s->g.k, N = s->g.n;
+    copy_arg c = {b->data, K, N, 0, 1, 0, 0};
+    if (s->g.fold && N >= MM_WIDE) {
+        c.kind = PACK_COLBLK;
+        c.ld = MM_NB + 16;
+        if (!(s->bpad = copy_b(k, &c))) return k->err->status;
         s->colblk = MM_NB;
-        s->ldb = ld;
+        s->ldb = c.ld;
         return ULC_OK;
     }
     if (N % 128 != 0 || K * N < (1 << 16)) return ULC_OK;
-    int64_t mats = (int64_t)(ulc_rt_numel(b) / (uint64_t)(K * N)), ldb = N + 16;
-    s->bpad = ulc_nn_alloc((size_t)(mats * K * ldb) * sizeof(float));
-    if (!s->bpad) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory copying B");
-    for (int64_t r = 0; r < mats * K; r++) {
-        memcpy(s->bpad + r * ldb, src + r * N, (size_t)N * sizeof(float));
-        memset(s->bpad + r * ldb + N, 0, 16 * sizeof(float));
-    }
-    s->ldb = ldb;
+    c.kind = PACK_ROWS;
+    c.mats = (int64_t)(ulc_rt_numel(b) / (uint64_t)(K * N));
+    c.ld = N + 16;
+    if (!(s->bpad = copy_b(k, &c))) return k->err->status;
+    s->ldb = c.ld;
     return ULC_OK;
 }
 
@@ -421,19 +489,10 @@ typedef struct gemm_state {
  * run sgemm's 'N','N' case on a stride it streams well. [128,768]x[768,3072] + bias went from
  * 1.15x to about 1.0x onnxruntime's time. */
 static ulc_status gemm_copy_b(ulc_kctx *k, gemm_state *s) {
-    const float *src = k->in[1]->data;
     int64_t K = s->g.k, N = s->g.n, ldb = N % 128 == 0 ? N + 16 : N;
     if (K * N < (1 << 16) || (!s->g.tb && ldb == N)) return ULC_OK; /* small, or as good as it is */
-    if (!(s->bpad = ulc_nn_alloc((size_t)(K * ldb) * sizeof(float))))
-        return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory copying B");
-    for (int64_t r = 0; r < K; r++) {
-        float *d = s->bpad + r * ldb;
-        if (s->g.tb)
-            for (int64_t c = 0; c < N; c++) d[c] = src[c * K + r];
-        else
-            memcpy(d, src + r * N, (size_t)N * sizeof(float));
-        for (int64_t c = N; c < ldb; c++) d[c] = 0.0f;
-    }
+    copy_arg c = {k->in[1]->data, K, N, ldb, 1, PACK_GEMM_B, s->g.tb};
+    if (!(s->bpad = copy_b(k, &c))) return k->err->status;
     s->ldb = ldb;
     return ULC_OK;
 }
@@ -461,7 +520,7 @@ static void gemm_release(void *p) {
     gemm_state *s = p;
     if (s) {
         pmm_release(&s->pk);
-        free(s->bpad);
+        ulc_nn_pack_release(s->bpad);
     }
     free(s);
 }

@@ -787,6 +787,96 @@ typedef struct test_case {
     void (*fn)(void);
 } test_case;
 
+/* ---- packed weights shared across plans (runtime/cpu/k_nn_pack.c) ------------------------- */
+
+size_t ulc_nn_pack_bytes(void); /* runtime/cpu/k_nn.h (oneDNN's header is not on this path) */
+
+enum { PK_IN = 256, PK_OUT = 512 };
+
+/* y = x @ W, W a [256, 512] initializer: packed by its MatMul (oneDNN's layout or a padded copy). */
+static ulc_model *build_packed(float *w, ulc_ctx *ctx) {
+    ulc_model *m = ulc_model_create();
+    ulc_graph *g = m->graph;
+    m->has_ir_version = 1;
+    m->ir_version = 8;
+    m->n_opsets = 1;
+    m->opsets = ulc_arena_calloc(g->arena, 1, sizeof *m->opsets);
+    m->opsets[0].domain = "";
+    m->opsets[0].version = 17;
+    m->opsets[0].has_version = 1;
+    g->name = "packed";
+    ulc_dim xd[2] = {{-1, "N", NULL}, {PK_IN, NULL, NULL}};
+    ulc_value *x = add_io(g, "x", 1, 2, xd, ctx);
+    add_io(g, "y", 0, 0, NULL, ctx)->rank = -1;
+    ulc_tensor *t = ulc_tensor_new(g, "W", ULC_DT_F32, 2, (int64_t[]){PK_IN, PK_OUT}, ctx);
+    ulc_tensor_set_owned(g, t, w, sizeof(float) * PK_IN * PK_OUT, ctx);
+    ulc_value *wv = ulc_graph_add_value(g, "W", ctx);
+    ulc_value_set_init(g, wv, t, ctx);
+    node(g, "MatMul", "y", x, wv, ctx);
+    return m;
+}
+
+/* Runs s on n rows of x; 1 when y matches x @ w to float rounding. */
+static int packed_run_ok(ulc_session *s, const float *w, int n, ulc_ctx *ctx) {
+    static float x[8 * PK_IN];
+    for (int i = 0; i < n * PK_IN; i++) x[i] = sinf((float)i * 0.37f);
+    if (ulc_session_set_f32(s, "x", x, 2, (int64_t[]){n, PK_IN}, ctx) != ULC_OK || ulc_session_run(s, ctx) != ULC_OK)
+        return 0;
+    const ulc_rt_tensor *y = ulc_session_output(s, "y");
+    if (!y || y->rank != 2 || y->dims[0] != n || y->dims[1] != PK_OUT) return 0;
+    const float *yd = y->data;
+    for (int r = 0; r < n; r++)
+        for (int c = 0; c < PK_OUT; c += 37) {
+            double ref = 0;
+            for (int i = 0; i < PK_IN; i++) ref += (double)x[r * PK_IN + i] * w[i * PK_OUT + c];
+            if (fabs(yd[r * PK_OUT + c] - ref) > 1e-4 * (1 + fabs(ref))) return 0;
+        }
+    return 1;
+}
+
+/* A second plan (another batch size) and a second session reuse the packed weight; a model whose
+ * weight holds other values does not, even while the first still runs; all of it is freed with
+ * the last plan. */
+static void test_packed_weights_shared(void) {
+    ulc_ctx ctx = {0};
+    size_t before = ulc_nn_pack_bytes();
+    float *w = malloc(sizeof(float) * PK_IN * PK_OUT), *w2 = malloc(sizeof(float) * PK_IN * PK_OUT);
+    for (int i = 0; i < PK_IN * PK_OUT; i++) {
+        w[i] = cosf((float)i * 0.011f) * 0.1f;
+        w2[i] = w[i] + 0.5f;
+    }
+    float *wcopy = malloc(sizeof(float) * PK_IN * PK_OUT), *w2copy = malloc(sizeof(float) * PK_IN * PK_OUT);
+    memcpy(wcopy, w, sizeof(float) * PK_IN * PK_OUT);
+    memcpy(w2copy, w2, sizeof(float) * PK_IN * PK_OUT);
+    ulc_model *m = build_packed(w, &ctx), *m2 = build_packed(w2, &ctx);
+    ulc_session_opts o = ulc_session_defaults();
+    o.threads = 2;
+    ulc_session *s = NULL, *s2 = NULL, *s3 = NULL;
+    CHECK(ulc_session_create(m, &o, &s, &ctx) == ULC_OK);
+    CHECK(packed_run_ok(s, wcopy, 3, &ctx));
+    size_t one = ulc_nn_pack_bytes() - before;
+    CHECK(one >= sizeof(float) * PK_IN * PK_OUT); /* the weight was packed */
+    CHECK(packed_run_ok(s, wcopy, 5, &ctx));      /* a second plan */
+    CHECK(ulc_session_plan_count(s) == 2);
+    CHECK(ulc_nn_pack_bytes() - before == one);   /* sharing the first plan's */
+    CHECK(ulc_session_create(m, &o, &s2, &ctx) == ULC_OK);
+    CHECK(packed_run_ok(s2, wcopy, 3, &ctx));
+    CHECK(ulc_nn_pack_bytes() - before == one);   /* another session too */
+    CHECK(ulc_session_create(m2, &o, &s3, &ctx) == ULC_OK);
+    CHECK(packed_run_ok(s3, w2copy, 3, &ctx));    /* its own values, not the first model's */
+    CHECK(ulc_nn_pack_bytes() - before == 2 * one);
+    ulc_session_free(s);
+    ulc_session_free(s2);
+    CHECK(ulc_nn_pack_bytes() - before == one);
+    ulc_session_free(s3);
+    CHECK(ulc_nn_pack_bytes() == before);
+    if (ctx.status != ULC_OK) fprintf(stderr, "  %s\n", ctx.msg);
+    ulc_model_free(m);
+    ulc_model_free(m2);
+    free(wcopy);
+    free(w2copy);
+}
+
 static const test_case k_tests[] = {
     {"optim_torch", test_optim_torch},
     {"optim_threads", test_optim_threads},
@@ -799,6 +889,7 @@ static const test_case k_tests[] = {
     {"loop_deterministic", test_loop_deterministic},
     {"loop_stop_and_errors", test_loop_stop_and_errors},
     {"progress", test_progress},
+    {"packed_weights_shared", test_packed_weights_shared},
 };
 
 int main(int argc, char **argv) {

@@ -84,11 +84,14 @@ typedef struct gen {
     int64_t vocab;
     int64_t *ids;            /* [ULC_LM_GEN_BATCH, max len] */
     void *ones;              /* [ULC_LM_GEN_BATCH, max len] of the mask's dtype, all 1 */
+    int causal;              /* -1: not probed yet; 1: decode in a fixed window; 0: on prefixes */
+    float *probe;            /* [ULC_LM_GEN_BATCH, vocab]: the probe's first logits */
 } gen;
 
-/* One run on n rows of len tokens (g->ids); next[r] = the first maximum of the logits at the
- * last position of row r. */
-static ulc_status gen_run(gen *g, int64_t n, int64_t len, int64_t *next, ulc_ctx *ctx) {
+/* One run on n rows of len tokens (g->ids); next[r] = the first maximum of the logits at
+ * position pos of row r; with keep, those logits are copied there ([n, vocab]). */
+static ulc_status gen_run(gen *g, int64_t n, int64_t len, int64_t pos, int64_t *next, float *keep,
+                          ulc_ctx *ctx) {
     ulc_rt_tensor t = {.dtype = ULC_DT_I64, .rank = 2, .dims = {n, len}, .data = g->ids,
                        .nbytes = (size_t)(n * len) * 8};
     ULC_TRY(ulc_session_set_input(g->s, g->ids_name, &t, ctx));
@@ -110,7 +113,8 @@ static ulc_status gen_run(gen *g, int64_t n, int64_t len, int64_t *next, ulc_ctx
     }
     const float *z = o->data;
     for (int64_t r = 0; r < n; r++) {
-        const float *zr = z + ((size_t)r * (size_t)len + (size_t)(len - 1)) * (size_t)g->vocab;
+        const float *zr = z + ((size_t)r * (size_t)len + (size_t)pos) * (size_t)g->vocab;
+        if (keep) memcpy(keep + (size_t)r * (size_t)g->vocab, zr, (size_t)g->vocab * sizeof(float));
         int64_t best = 0;
         float bv = -INFINITY;
         for (int64_t c = 0; c < g->vocab; c++)
@@ -160,10 +164,11 @@ static int64_t real_len(const ulc_data *tr, const ulc_iface *f, int64_t i) {
     return T;
 }
 
-/* Decodes rows e[0..n) (one prefix length k): seq [n, k + mmax] holds each row's prefix and
- * gets its continuation. */
-static ulc_status decode_group(gen *g, const ex_row *e, int64_t n, int64_t *seq, int64_t w,
-                               ulc_ctx *ctx) {
+/* Decodes rows e[0..n) (one prefix length k) on their prefixes: seq [n, k + mmax] holds each
+ * row's prefix and gets its continuation. Each step runs the rows still decoding at the current
+ * length: a new input shape, so a plan, per step. */
+static ulc_status decode_prefixes(gen *g, const ex_row *e, int64_t n, int64_t *seq, int64_t w,
+                                  ulc_ctx *ctx) {
     int64_t k = e[0].k, next[ULC_LM_GEN_BATCH], act[ULC_LM_GEN_BATCH];
     for (int64_t s = 0; k + s < w; s++) {
         int64_t len = k + s, na = 0;
@@ -173,13 +178,71 @@ static ulc_status decode_group(gen *g, const ex_row *e, int64_t n, int64_t *seq,
                 act[na++] = r;
             }
             if (na == ULC_LM_GEN_BATCH || (r == n && na)) {
-                ULC_TRY(gen_run(g, na, len, next, ctx));
+                ULC_TRY(gen_run(g, na, len, len - 1, next, NULL, ctx));
                 for (int64_t a = 0; a < na; a++) seq[act[a] * w + len] = next[a];
                 na = 0;
             }
         }
     }
     return ULC_OK;
+}
+
+/* Rows r0..r0+nr of the group into g->ids at width w: their first len tokens (fewer for a row
+ * already done: the k + m it has), then `fill`. */
+static void window_rows(gen *g, const ex_row *e, const int64_t *seq, int64_t r0, int64_t nr, int64_t w,
+                        int64_t len, int64_t fill) {
+    for (int64_t r = 0; r < nr; r++) {
+        int64_t have = e[r0 + r].k + e[r0 + r].m, n = len < have ? len : have;
+        memcpy(g->ids + r * w, seq + (r0 + r) * w, (size_t)n * 8);
+        for (int64_t t = n; t < w; t++) g->ids[r * w + t] = fill;
+    }
+}
+
+/* Decodes the group in a fixed window: every step runs chunks of the group's rows at the full
+ * width w, the positions past the current length holding a filler token, and reads the logits
+ * at the last real position. One input shape per chunk size, so one plan serves the whole
+ * group, where decoding on the prefixes makes a plan for every length. That is exact for a
+ * causal model (a position's logits depend only on the tokens up to it), which the first run
+ * checks (g->causal): the rows run twice, with two fillers, and the logits they are read at
+ * must agree to the bit; where they do not (the model looks ahead), the group and every later
+ * one decode on their prefixes. Returns with *done 0 when it left the group to that. */
+static ulc_status decode_window(gen *g, const ex_row *e, int64_t n, int64_t *seq, int64_t w,
+                                int *done, ulc_ctx *ctx) {
+    int64_t k = e[0].k, next[ULC_LM_GEN_BATCH], next2[ULC_LM_GEN_BATCH];
+    *done = 0;
+    for (int64_t s = 0; k + s < w; s++) {
+        int64_t len = k + s;
+        for (int64_t r0 = 0; r0 < n; r0 += ULC_LM_GEN_BATCH) {
+            int64_t nr = n - r0 < ULC_LM_GEN_BATCH ? n - r0 : ULC_LM_GEN_BATCH, live = 0;
+            for (int64_t r = r0; r < r0 + nr; r++) live |= e[r].m > s;
+            if (!live) continue;
+            window_rows(g, e, seq, r0, nr, w, len, 0);
+            if (g->causal < 0) {
+                ULC_TRY(gen_run(g, nr, w, len - 1, next, g->probe, ctx));
+                window_rows(g, e, seq, r0, nr, w, len, 1);
+                float *z2 = g->probe + (size_t)nr * (size_t)g->vocab; /* the probe's second half */
+                ULC_TRY(gen_run(g, nr, w, len - 1, next2, z2, ctx));
+                g->causal = memcmp(g->probe, z2, (size_t)nr * (size_t)g->vocab * sizeof(float)) == 0;
+                if (!g->causal) return ULC_OK;
+            } else {
+                ULC_TRY(gen_run(g, nr, w, len - 1, next, NULL, ctx));
+            }
+            for (int64_t r = r0; r < r0 + nr; r++)
+                if (e[r].m > s) seq[r * w + len] = next[r - r0];
+        }
+    }
+    *done = 1;
+    return ULC_OK;
+}
+
+static ulc_status decode_group(gen *g, const ex_row *e, int64_t n, int64_t *seq, int64_t w,
+                               ulc_ctx *ctx) {
+    if (g->causal != 0) {
+        int done = 0;
+        ULC_TRY(decode_window(g, e, n, seq, w, &done, ctx));
+        if (done) return ULC_OK;
+    }
+    return decode_prefixes(g, e, n, seq, w, ctx);
 }
 
 /* Extraction on rows[0..n) of tr: sums of ROUGE-L recall and exact matches, rows used. */
@@ -256,10 +319,11 @@ ulc_status ulc_lm_extract(const ulc_model *m, const char *mpath, const ulc_sessi
     int64_t *rows = malloc((size_t)(2 * cap + 1) * sizeof *rows);
     gen g = {.mpath = mpath, .ids_name = f->fed[0]->name, .out_name = f->out->name,
              .vocab = f->classes, .mask_name = f->mask >= 0 ? f->fed[f->mask]->name : NULL,
-             .mask_dtype = f->mask >= 0 ? tr->cols[f->mask]->dtype : ULC_DT_I64};
+             .mask_dtype = f->mask >= 0 ? tr->cols[f->mask]->dtype : ULC_DT_I64, .causal = -1};
     g.ids = malloc((size_t)(ULC_LM_GEN_BATCH * T + 1) * 8);
     g.ones = malloc((size_t)(ULC_LM_GEN_BATCH * T + 1) * 8);
-    ulc_status st = rows && g.ids && g.ones ? ULC_OK : nomem(ctx, "extraction");
+    g.probe = malloc((size_t)(2 * ULC_LM_GEN_BATCH) * (size_t)(f->classes > 0 ? f->classes : 1) * sizeof(float));
+    ulc_status st = rows && g.ids && g.ones && g.probe ? ULC_OK : nomem(ctx, "extraction");
     for (int64_t i = 0; st == ULC_OK && i < ULC_LM_GEN_BATCH * T; i++) {
         if (g.mask_dtype == ULC_DT_I64) ((int64_t *)g.ones)[i] = 1;
         else ((float *)g.ones)[i] = 1.0f;
@@ -283,6 +347,7 @@ ulc_status ulc_lm_extract(const ulc_model *m, const char *mpath, const ulc_sessi
     ulc_session_free(g.s);
     free(g.ids);
     free(g.ones);
+    free(g.probe);
     free(rows);
     return st;
 }

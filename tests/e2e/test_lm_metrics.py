@@ -318,6 +318,46 @@ def test_bad_eval_keys(tmp_path, key, value):
     assert f"'eval.{key}'" in proc.stderr, proc.stderr
 
 
+def test_extraction_of_a_model_that_looks_ahead(lm, tmp_path):
+    """Greedy decoding runs a group's rows in a fixed window (eval/lm_eval.c: one plan for the
+    whole continuation), which is exact only when a position's logits ignore later tokens. A
+    model whose every position adds the mean embedding of the whole row looks ahead: the probe
+    (two fillers must give the same logits) sees it, and decoding falls back to the prefixes,
+    matching the reference that decodes on prefixes."""
+    from onnx import TensorProto as TP, helper as h, numpy_helper as nh
+    import onnx
+    r = np.random.default_rng(3)
+    emb = (r.standard_normal((VOCAB, 16)) * 0.5).astype(np.float32)
+    head = (r.standard_normal((16, VOCAB)) * 0.5).astype(np.float32)
+    nodes = [h.make_node("Gather", ["E", "input_ids"], ["x"]),
+             h.make_node("ReduceMean", ["x"], ["mean"], axes=[1], keepdims=1),
+             h.make_node("Add", ["x", "mean"], ["xm"]),
+             h.make_node("Cast", ["attention_mask"], ["mf"], to=TP.FLOAT),
+             h.make_node("Unsqueeze", ["mf", "ax2"], ["m3"]),
+             h.make_node("Mul", ["xm", "m3"], ["xmm"]),
+             h.make_node("MatMul", ["xmm", "H"], ["logits"])]
+    g = h.make_graph(nodes, "lookahead",
+                     [h.make_tensor_value_info("input_ids", TP.INT64, ["N", "T"]),
+                      h.make_tensor_value_info("attention_mask", TP.INT64, ["N", "T"])],
+                     [h.make_tensor_value_info("logits", TP.FLOAT, ["N", "T", VOCAB])],
+                     [nh.from_array(emb, "E"), nh.from_array(head, "H"), nh.from_array(np.array([2], np.int64), "ax2")])
+    model = tmp_path / "lookahead.onnx"
+    onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 17)]), str(model))
+    for name in ("train.safetensors", "test.safetensors"):
+        (tmp_path / name).write_bytes((lm["dir"] / name).read_bytes())
+    (tmp_path / "spec.json").write_text(json.dumps(spec()))
+    ev = json.loads(run_ulc("eval", model, "--forget", tmp_path / "spec.json", "--json", "--threads", "2",
+                            check=True).stdout)
+    sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    ids, mask = lm["train"]
+    dr_rows = [i for i in range(len(ids)) if i not in FORGET]
+    for split, rows in (("Df", FORGET), ("Dr", dr_rows)):
+        got, ref = ev["extraction"]["model"][split], extraction(sess, ids, mask, rows)
+        assert got["rows"] == ref["rows"]
+        assert got["rouge_l"] == pytest.approx(ref["rouge_l"], abs=1e-12), split
+        assert got["exact"] == pytest.approx(ref["exact"], abs=1e-12), split
+
+
 def test_extraction_is_skipped_for_a_fixed_sequence_length(lm, tmp_path):
     import onnx
     m = onnx.load(str(lm["mem"]))

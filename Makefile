@@ -3,7 +3,7 @@
 JOBS ?= $(shell nproc)
 DEMO_MODEL := models/digits/digits_resnet.onnx
 
-.PHONY: all setup build asan fuzz-build fuzz build-types demo bios test test-fast bench bench-env clean install \
+.PHONY: all setup build asan fuzz-build fuzz build-types demo bios test test-fast bench bench-env bench-scaling bench-vit-rfa clean install \
         wheel test-wheel
 
 all: build
@@ -85,6 +85,13 @@ bench-train: build
 # A whole RFA unlearning epoch (digits; ResNet-18 64², 2,048 rows) against PyTorch eager: docs/benchmarks.md.
 bench-rfa: build
 	.venv/bin/python bench/bench_rfa.py
+
+# Against the benchmark venv's peers (make bench-env): how cost grows (model, batch, sequence;
+# docs/scaling.svg), and an RFA epoch on ViT-S/16 against PyTorch 2.x + PEFT.
+bench-scaling: build
+	.venv/bin/python bench/bench_scaling.py
+bench-vit-rfa: build
+	.venv/bin/python bench/bench_vit_rfa.py
 
 # `pip install dist/ulc-*.whl` (docs/python.md): a Release build of the ulc and ulc_shared targets
 # in WHEEL_BUILD, packed with the Python module (python/ulc/) by scripts/build_wheel.py, which

@@ -232,6 +232,13 @@ static ulc_status fold_node(rt_walk *w, const ulc_kernel *k, ulc_kctx *kc) {
     if (s == ULC_OK) s = k->run(kc);
     if (k->prepare && k->release) k->release(kc->state);
     kc->state = NULL;
+    /* a large mapped weight the fold made a new constant of (a Transpose of it): the plan reads
+     * the result, so the weight's pages leave the resident set (a later reader faults them in) */
+    for (int i = 0; s == ULC_OK && !alias && i < n->n_inputs; i++) {
+        const ulc_value *v = n->inputs[i].value;
+        const ulc_tensor *t = v && (v->flags & ULC_VALUE_INITIALIZER) ? v->init : NULL;
+        if (t && t->map && t->nbytes >= ((size_t)1 << 20)) ulc_mapping_drop_pages(t->map, t->data, t->nbytes);
+    }
     return s;
 }
 

@@ -256,8 +256,8 @@ static void drop_packed_pages(const rt_step *sp) {
     }
 }
 
-/* An initializer the plan had to copy (unaligned in its file, or a half type converted) that
- * only packing steps read is never read again once the last of them is prepared: the copy is
+/* An initializer the plan had to copy (unaligned in its file, or a half type converted), or a
+ * constant it folded (an imported linear layer's transposed weight), that only packing steps read is never read again once the last of them is prepared: the copy is
  * freed then, so the weight is held once, in the kernel's layout, and the copies do not pile up
  * while the plan is prepared. Kept when anything else reads it (another step, a fused chain or
  * addend, a view of its bytes, the graph's inputs and outputs). readers[] counts every step's
@@ -277,25 +277,37 @@ static int *count_readers(const rt_plan *p, const ulc_graph *g) {
     return readers;
 }
 
+/* v's owned bytes, if nothing else reads them: not a graph input or output, no other value a view
+ * into them. */
+static void free_if_unviewed(rt_plan *p, const ulc_graph *g, const ulc_value *v) {
+    rt_val *rv = &p->vals[v->id];
+    if (!rv->owned || rv->known != V_CONST || (v->flags & (ULC_VALUE_INPUT | ULC_VALUE_OUTPUT))) return;
+    const char *lo = rv->owned, *hi = lo + rv->t.nbytes;
+    for (size_t o = 0; o < g->values.len; o++) {
+        const char *d = p->vals[o].t.data;
+        if (o != (size_t)v->id && d && d >= lo && d < hi) return;
+    }
+    free(rv->owned);
+    rv->owned = NULL;
+    rv->t.data = NULL;
+}
+
+/* Constants the plan made that no step reads: copies only plan-time folding needed (the aligned
+ * copy of a weight a Transpose was folded from). */
+static void free_unread_constants(rt_plan *p, const ulc_graph *g, const int *readers) {
+    if (!readers) return;
+    for (size_t id = 0; id < g->values.len; id++)
+        if (!readers[id] && p->vals[id].owned && ulc_ptrvec_find(&g->outputs, g->values.items[id]) < 0)
+            free_if_unviewed(p, g, g->values.items[id]);
+}
+
 static void free_packed_copies(rt_plan *p, const ulc_graph *g, const rt_step *sp, int *readers) {
     const ulc_node *n = sp->node;
     if (!readers || sp->removed) return;
     for (int j = 0; j < n->n_inputs && j < 32; j++) {
         const ulc_value *v = n->inputs[j].value;
         if (!v || !(sp->kc.packed_inputs >> j & 1u) || --readers[v->id] != 0) continue;
-        rt_val *rv = &p->vals[v->id];
-        if (!rv->owned || !(v->flags & ULC_VALUE_INITIALIZER) || (v->flags & (ULC_VALUE_INPUT | ULC_VALUE_OUTPUT)))
-            continue;
-        const char *lo = rv->owned, *hi = lo + rv->t.nbytes;
-        int viewed = 0;
-        for (size_t o = 0; o < g->values.len && !viewed; o++) {
-            const char *d = p->vals[o].t.data;
-            viewed = o != (size_t)v->id && d && d >= lo && d < hi;
-        }
-        if (viewed) continue;
-        free(rv->owned);
-        rv->owned = NULL;
-        rv->t.data = NULL;
+        free_if_unviewed(p, g, v); /* an initializer's copy, or a constant folded at plan time */
     }
 }
 
@@ -360,6 +372,7 @@ static ulc_status make_plan(ulc_session *s, rt_plan **out, ulc_ctx *ctx) {
     st = ulc_plan_place(p, g, ctx);
     if (st != ULC_OK) goto done;
     int *readers = count_readers(p, g);
+    free_unread_constants(p, g, readers);
     for (int i = 0; i < p->n_steps; i++) {
         rt_step *sp = &p->steps[i];
         sp->kc.threads = step_threads(sp, s->threads);

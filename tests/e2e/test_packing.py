@@ -187,17 +187,24 @@ def _peak_rss_kib(cmd, env=None):
 @pytest.mark.skipif(not os.path.exists("/usr/bin/time"), reason="GNU time is not installed")
 @pytest.mark.skipif(os.environ.get("ULC_SANITIZED") == "1",
                     reason="ASan holds freed memory in quarantine: resident sizes mean nothing there")
-def test_packed_weight_resident_once(tmp_path):
+@pytest.mark.parametrize("transposed", [False, True], ids=["copied", "folded_transpose"])
+def test_packed_weight_resident_once(tmp_path, transposed):
     """A 64 MiB weight at an unaligned offset of its ONNX file (raw_data right after a 1-byte
     initializer) is copied to be aligned, then packed: the mapped pages and the copy are let go,
     so the peak resident set stays near one copy plus the packed one, not three (mapping, copy,
-    packed: 192 MiB before)."""
+    packed: 192 MiB before). The same for a weight stored [out, in] and transposed by a node, as
+    ulc's Hugging Face importer writes linear layers: the fold's result is the copy let go."""
     rng = np.random.default_rng(1)
     k, n = 2048, 8192
     w = rng.standard_normal((k, n)).astype(np.float32)
     a = rng.standard_normal((4, k)).astype(np.float32)
-    inits = [nh.from_array(np.array([1], np.uint8), "pad"), nh.from_array(w, "W")]
-    nodes = [h.make_node("MatMul", ["a", "W"], ["y"]), h.make_node("Cast", ["pad"], ["p"], to=TP.FLOAT)]
+    if transposed:
+        inits = [nh.from_array(np.array([1], np.uint8), "pad"), nh.from_array(np.ascontiguousarray(w.T), "Wt")]
+        nodes = [h.make_node("Transpose", ["Wt"], ["W"], perm=[1, 0]), h.make_node("MatMul", ["a", "W"], ["y"]),
+                 h.make_node("Cast", ["pad"], ["p"], to=TP.FLOAT)]
+    else:
+        inits = [nh.from_array(np.array([1], np.uint8), "pad"), nh.from_array(w, "W")]
+        nodes = [h.make_node("MatMul", ["a", "W"], ["y"]), h.make_node("Cast", ["pad"], ["p"], to=TP.FLOAT)]
     model, inp = _save(tmp_path, nodes, [h.make_tensor_value_info("a", TP.FLOAT, a.shape)],
                        [h.make_tensor_value_info("y", TP.FLOAT, None), h.make_tensor_value_info("p", TP.FLOAT, None)],
                        inits, {"a": a})

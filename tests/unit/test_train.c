@@ -388,10 +388,8 @@ static ulc_value *scalar_init(ulc_graph *g, const char *name, float value, ulc_c
     return v;
 }
 
-/* y = x @ W; loss = ReduceMean((y - t)^2); dW = x^T @ ((2 / size(d)) * d), d = y - t: the
- * gradient by hand, with the batch's size read from the data so a partial batch is right.
- * bad_grad: dW is divided by zero (a finite loss with an infinite gradient). */
-static ulc_model *build_linreg(int bad_grad, ulc_ctx *ctx) {
+/* An empty model at IR 8, opset 17, whose graph is called name. */
+static ulc_model *new_model(const char *name) {
     ulc_model *m = ulc_model_create();
     ulc_graph *g = m->graph;
     m->has_ir_version = 1;
@@ -401,7 +399,16 @@ static ulc_model *build_linreg(int bad_grad, ulc_ctx *ctx) {
     m->opsets[0].domain = "";
     m->opsets[0].version = 17;
     m->opsets[0].has_version = 1;
-    g->name = "linreg_train";
+    g->name = name;
+    return m;
+}
+
+/* y = x @ W; loss = ReduceMean((y - t)^2); dW = x^T @ ((2 / size(d)) * d), d = y - t: the
+ * gradient by hand, with the batch's size read from the data so a partial batch is right.
+ * bad_grad: dW is divided by zero (a finite loss with an infinite gradient). */
+static ulc_model *build_linreg(int bad_grad, ulc_ctx *ctx) {
+    ulc_model *m = new_model("linreg_train");
+    ulc_graph *g = m->graph;
     ulc_dim xd[2] = {{-1, "N", NULL}, {IN, NULL, NULL}};
     ulc_dim td[2] = {{-1, "N", NULL}, {OUT, NULL, NULL}};
     ulc_dim wd[2] = {{IN, NULL, NULL}, {OUT, NULL, NULL}};
@@ -795,16 +802,8 @@ enum { PK_IN = 256, PK_OUT = 512 };
 
 /* y = x @ W, W a [256, 512] initializer: packed by its MatMul (oneDNN's layout or a padded copy). */
 static ulc_model *build_packed(float *w, ulc_ctx *ctx) {
-    ulc_model *m = ulc_model_create();
+    ulc_model *m = new_model("packed");
     ulc_graph *g = m->graph;
-    m->has_ir_version = 1;
-    m->ir_version = 8;
-    m->n_opsets = 1;
-    m->opsets = ulc_arena_calloc(g->arena, 1, sizeof *m->opsets);
-    m->opsets[0].domain = "";
-    m->opsets[0].version = 17;
-    m->opsets[0].has_version = 1;
-    g->name = "packed";
     ulc_dim xd[2] = {{-1, "N", NULL}, {PK_IN, NULL, NULL}};
     ulc_value *x = add_io(g, "x", 1, 2, xd, ctx);
     add_io(g, "y", 0, 0, NULL, ctx)->rank = -1;

@@ -619,22 +619,7 @@ AVX2 static void gemm_body(int64_t i0, int64_t i1, void *arg) {
         gemm_body_zmm(i0, i1, arg);
         return;
     }
-    int64_t C = w->K, M = w->g.m, T = j->T, XI = w->xi, ots = w->mb * XI * 8;
-    for (int64_t it = i0; it < i1; it++) {
-        int64_t xi = it / w->npair, grp = it % w->npair;
-        const float *u = w->u + (size_t)xi * (size_t)C * (size_t)M + (size_t)grp * (size_t)C * 16;
-        const float *v = j->V + (size_t)xi * (size_t)T * (size_t)C;
-        float *o = j->Mo + ((size_t)(grp * 2) * (size_t)XI + (size_t)xi) * 8;
-        int pair = grp * 16 + 16 <= M;
-        int mr = pair ? MR2 : MR1;
-        for (int64_t t = 0; t < T; t += mr) {
-            int nt = (int)(T - t < mr ? T - t : mr);
-            if (pair)
-                mk2_n(nt, C, v + t * C, u, o + t * ots, ots, XI * 8);
-            else
-                mk1_n(nt, C, v + t * C, u, o + t * ots, ots, XI * 8);
-        }
-    }
+    for (int64_t it = i0; it < i1; it++) group_ymm(j, it / w->npair, it % w->npair);
 }
 
 /* act(v + addend) for ULC_ACT_NONE / RELU / LEAKY_RELU. */

@@ -20,6 +20,7 @@ typedef enum ulc_op {
 } ulc_op;
 
 #define ULC_DOMAIN "ulc" /* the domain of ulc's own (gradient) ops */
+#define ULC_ATTENTION_MAX_OPS 4 /* score transforms one ulc Attention applies (ops_ulc.def) */
 
 /* Looks an op up by domain and op_type. domain NULL, "" and "ai.onnx" are the default domain;
  * "ulc" is ulc's own; every other domain is ULC_OP_UNKNOWN. */

@@ -130,7 +130,7 @@ typedef enum ulc_attn_op {
     ULC_ATTN_ADD    /* S = S + in[input] (float32, broadcast to S's shape) */
 } ulc_attn_op;
 
-#define ULC_ATTN_MAX_OPS 4
+#define ULC_ATTN_MAX_OPS ULC_ATTENTION_MAX_OPS
 
 typedef struct ulc_attn {
     int n_ops;

@@ -387,6 +387,27 @@ static ulc_status g_sqdist(ulc_gb *b, const ulc_node *n, ulc_value *const *dy, c
     return ULC_OK;
 }
 
+/* Attention (ulc's fused attention, ir/ops_ulc.def): one AttentionGrad gives dq, dkt and dv from
+ * q, kt, v, dO and the masks (the probabilities recomputed there). Masks get no gradient. */
+static ulc_status g_attention(ulc_gb *b, const ulc_node *n, ulc_value *const *dy, const int *want,
+                              ulc_value **dx) {
+    for (int i = 3; i < n->n_inputs; i++)
+        if (want[i])
+            return ulc_grad_fail(b, ULC_ERR_UNSUPPORTED, "attention mask (input %d) depends on a "
+                                 "trained weight; ULC_NO_ATTENTION_FUSION=1 trains the nodes unfused", i);
+    if (!want[0] && !want[1] && !want[2]) return ULC_OK;
+    ulc_value *in[3 + 1 + ULC_ATTENTION_MAX_OPS], *outs[3] = {NULL, NULL, NULL};
+    int k = 0;
+    for (int i = 0; i < 3; i++) in[k++] = IN(i);
+    in[k++] = dy[0];
+    for (int i = 3; i < n->n_inputs && k < (int)(sizeof in / sizeof *in); i++) in[k++] = IN(i);
+    NN(ulc_gb_opn(b, ULC_DOMAIN, "AttentionGrad", k, in, 3, outs));
+    ulc_gb_attr_copy(b, outs[0], n, NULL);
+    for (int i = 0; i < 3; i++)
+        if (want[i]) dx[i] = outs[i];
+    return ULC_OK;
+}
+
 /* ---- reductions -------------------------------------------------------------------------- */
 
 static ulc_status g_reduce(ulc_gb *b, const ulc_node *n, ulc_value *const *dy, const int *want,
@@ -562,6 +583,7 @@ ulc_grad_rule ulc_grad_rule_for(ulc_op op) {
     case ULC_OP_Softmax: case ULC_OP_LogSoftmax: return g_softmax;
     case ULC_OP_SoftmaxCrossEntropy: return g_sce;
     case ULC_OP_SquaredDistance: return g_sqdist;
+    case ULC_OP_Attention: return g_attention;
     case ULC_OP_ReduceMean: case ULC_OP_ReduceSum: return g_reduce;
     case ULC_OP_Reshape: case ULC_OP_Flatten: case ULC_OP_Squeeze: case ULC_OP_Unsqueeze:
         return g_reshape;

@@ -11,6 +11,7 @@
 #include "common/half.h"
 #include "ir/clone.h"
 #include "ir/lora.h"
+#include "train/attention.h"
 #include "train/autodiff.h"
 #include "train/grad.h"
 #include "runtime/runtime.h"
@@ -789,6 +790,8 @@ static ulc_status build(const ulc_model *m, const ulc_dataset *d, const ulc_trai
     ulc_value *loss = NULL;
     ULC_TRY(params_to_inputs(&w, ctx));
     ULC_TRY(bind_data(&w, ctx));
+    int attns = 0;
+    ULC_TRY(ulc_train_fuse_attention(w.g, w.opset, w.bs.b, w.bs.n, &attns, ctx));
     ULC_TRY(add_loss(&w, &loss, ctx));
     return differentiate(&w, loss, ctx);
 }

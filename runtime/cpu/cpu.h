@@ -28,5 +28,6 @@ void ulc_cpu_register_reduce(const ulc_kernel **table);      /* k_reduce.c */
 void ulc_cpu_register_nn(const ulc_kernel **table);          /* k_nn.c (oneDNN) */
 void ulc_cpu_register_grad(const ulc_kernel **table);        /* k_grad.c (domain "ulc") */
 void ulc_cpu_register_loss(const ulc_kernel **table);        /* k_loss.c (domain "ulc") */
+void ulc_cpu_register_attn(const ulc_kernel **table);        /* k_attn.c (domain "ulc") */
 
 #endif

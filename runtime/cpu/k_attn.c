@@ -11,6 +11,15 @@
  * are never written whole: the arena holds no attention matrix, and each block is still in cache
  * for the product with V. Items go to threads in fixed ranges and each row is computed by one
  * thread in a fixed order, so results do not depend on the thread count.
+ *
+ * The same code runs ulc's Attention op (ir/ops_ulc.def: what training graphs hold in place of
+ * the nodes, train/attention.c), its program decoded from the node's attributes, and its
+ * gradient AttentionGrad, flash-attention style: per batch entry, block by block of query rows,
+ * P is recomputed from Q and Kᵀ (never stored between the passes), then
+ *     dV += Pᵀ·dO,  dP = dO·Vᵀ,  dS = P ∘ (dP − rowsum(P ∘ dP)),  the transforms undone,
+ *     dQ = dS·K,  dKᵀ += Qᵀ·dS
+ * with single-threaded sgemms in the thread's own two [rows, Tk] buffers; a batch entry is one
+ * thread's, so dKᵀ and dV accumulate in a fixed order whatever the thread count.
  */
 #include <omp.h>
 #include <stdlib.h>
@@ -21,15 +30,15 @@
 #define ATTN_ROWS 32
 #define ATTN_BLOCK_BYTES (256 * 1024) /* a thread's score block: fewer rows for long keys */
 
+#define ATTN_GRAD_BLOCK_BYTES (512 * 1024) /* one of a thread's two gradient blocks */
+
 typedef struct attn_state {
-    ulc_attn a;
-    int rank;
-    int64_t batch, tq, tk, d, dv, rows;
-    int64_t sdims[ULC_RT_MAX_RANK];            /* the scores' shape [batch dims..., Tq, Tk] */
+    ulc_sh_attn g;
     int64_t mstride[ULC_ATTN_MAX_OPS][ULC_RT_MAX_RANK]; /* per op's mask: its stride along each
                                                            scores dim (0: broadcast) */
-    float *buf;                                /* threads × rows × Tk */
-    int threads;
+    int64_t rows;                              /* query rows per block */
+    float *buf;                                /* threads × nbuf × rows × Tk */
+    int threads, nbuf;
 } attn_state;
 
 static void attn_release(void *p) {
@@ -39,42 +48,74 @@ static void attn_release(void *p) {
     free(s);
 }
 
-static ulc_status attn_prepare(ulc_kctx *k) {
-    ulc_attn *a = k->state; /* the planner's program: ours to free from here on */
+/* The state for geometry g (its program included): mask strides, block rows, buffers. grad: two
+ * buffers per thread, blocks of up to ATTN_GRAD_BLOCK_BYTES. */
+static ulc_status attn_setup(ulc_kctx *k, const ulc_sh_attn *g, int grad) {
     attn_state *s = calloc(1, sizeof *s);
     if (!s) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory (attention)");
-    s->a = *a;
-    free(a);
     k->state = s;
-    const ulc_rt_tensor *q = k->in[0], *kt = k->in[1], *v = k->in[2], *o = k->out[0];
-    int r = q->rank;
-    s->rank = r;
-    s->tq = q->dims[r - 2];
-    s->d = q->dims[r - 1];
-    s->tk = kt->dims[r - 1];
-    s->dv = v->dims[r - 1];
-    if (kt->dims[r - 2] != s->d || v->dims[r - 2] != s->tk || o->dims[r - 1] != s->dv || o->dims[r - 2] != s->tq)
-        return ulc_k_fail(k, ULC_ERR_INTERNAL, "attention: Q, Kᵀ, V and the output do not chain up");
-    s->batch = 1;
-    for (int d = 0; d < r - 2; d++) {
-        s->batch *= q->dims[d];
-        s->sdims[d] = q->dims[d];
+    s->g = *g;
+    for (int i = 0; i < g->a.n_ops; i++) {
+        if (g->a.ops[i].op != ULC_ATTN_WHERE && g->a.ops[i].op != ULC_ATTN_ADD) continue;
+        ulc_k_bcast_strides(k->in[g->a.ops[i].input], g->rank, g->sdims, s->mstride[i]);
     }
-    s->sdims[r - 2] = s->tq;
-    s->sdims[r - 1] = s->tk;
-    for (int i = 0; i < s->a.n_ops; i++) {
-        if (s->a.ops[i].op != ULC_ATTN_WHERE && s->a.ops[i].op != ULC_ATTN_ADD) continue;
-        ulc_k_bcast_strides(k->in[s->a.ops[i].input], r, s->sdims, s->mstride[i]);
+    int64_t tk4 = (g->tk > 0 ? g->tk : 1) * (int64_t)sizeof(float);
+    if (grad) {
+        s->rows = g->tq;
+        while (s->rows > 8 && s->rows * tk4 > ATTN_GRAD_BLOCK_BYTES) s->rows = (s->rows + 1) / 2;
+    } else {
+        s->rows = ATTN_ROWS;
+        while (s->rows > 4 && s->rows * tk4 > ATTN_BLOCK_BYTES) s->rows /= 2;
     }
-    s->rows = ATTN_ROWS;
-    while (s->rows > 4 && s->rows * s->tk * (int64_t)sizeof(float) > ATTN_BLOCK_BYTES) s->rows /= 2;
-    if (s->rows > s->tq) s->rows = s->tq > 0 ? s->tq : 1;
+    if (s->rows > g->tq) s->rows = g->tq;
+    if (s->rows < 1) s->rows = 1;
+    s->nbuf = grad ? 2 : 1;
     s->threads = k->threads > 0 ? k->threads : omp_get_max_threads();
     if (s->threads < 1) s->threads = 1;
-    size_t n = (size_t)s->threads * (size_t)s->rows * (size_t)(s->tk > 0 ? s->tk : 1);
+    size_t n = (size_t)s->threads * (size_t)s->nbuf * (size_t)s->rows * (size_t)(g->tk > 0 ? g->tk : 1);
     if (!(s->buf = ulc_nn_alloc(n * sizeof(float))))
         return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory (attention scores, %zu bytes)", n * sizeof(float));
     return ULC_OK;
+}
+
+/* The planner's fused step: k->state is its program (ours to free from here on). */
+static ulc_status attn_prepare(ulc_kctx *k) {
+    ulc_attn *a = k->state;
+    ulc_sh_attn g;
+    memset(&g, 0, sizeof g);
+    g.a = *a;
+    free(a);
+    k->state = NULL;
+    const ulc_rt_tensor *q = k->in[0], *kt = k->in[1], *v = k->in[2], *o = k->out[0];
+    int r = q->rank;
+    g.rank = r;
+    g.tq = q->dims[r - 2];
+    g.d = q->dims[r - 1];
+    g.tk = kt->dims[r - 1];
+    g.dv = v->dims[r - 1];
+    if (kt->dims[r - 2] != g.d || v->dims[r - 2] != g.tk || o->dims[r - 1] != g.dv || o->dims[r - 2] != g.tq)
+        return ulc_k_fail(k, ULC_ERR_INTERNAL, "attention: Q, Kᵀ, V and the output do not chain up");
+    g.batch = 1;
+    for (int d = 0; d < r - 2; d++) {
+        g.batch *= q->dims[d];
+        g.sdims[d] = q->dims[d];
+    }
+    g.sdims[r - 2] = g.tq;
+    g.sdims[r - 1] = g.tk;
+    return attn_setup(k, &g, 0);
+}
+
+/* ulc's Attention / AttentionGrad ops: the program from the node's attributes. */
+static ulc_status attn_op_prepare(ulc_kctx *k) {
+    ulc_sh_attn g;
+    ULC_TRY(ulc_sh_attn_geom(k, 0, &g));
+    return attn_setup(k, &g, 0);
+}
+
+static ulc_status attn_grad_prepare(ulc_kctx *k) {
+    ulc_sh_attn g;
+    ULC_TRY(ulc_sh_attn_geom(k, 1, &g));
+    return attn_setup(k, &g, 1);
 }
 
 typedef struct attn_job {
@@ -86,20 +127,21 @@ typedef struct attn_job {
 /* Offset into a mask for scores row q of batch entry b (its column stride is mstride[..][r-1]). */
 static int64_t mask_row(const attn_state *s, int op, int64_t b, int64_t q) {
     const int64_t *ms = s->mstride[op];
-    int64_t off = q * ms[s->rank - 2];
-    for (int d = s->rank - 3; d >= 0; d--) {
-        off += (b % s->sdims[d]) * ms[d];
-        b /= s->sdims[d];
+    int64_t off = q * ms[s->g.rank - 2];
+    for (int d = s->g.rank - 3; d >= 0; d--) {
+        off += (b % s->g.sdims[d]) * ms[d];
+        b /= s->g.sdims[d];
     }
     return off;
 }
 
 /* f on rows [q0, q0 + nr) of batch entry b, held in S (nr × Tk). */
 static void transform(const attn_state *s, const ulc_kctx *k, int64_t b, int64_t q0, int64_t nr, float *S) {
-    int64_t tk = s->tk;
-    for (int i = 0; i < s->a.n_ops; i++) {
-        int op = s->a.ops[i].op;
-        float imm = s->a.ops[i].imm;
+    int64_t tk = s->g.tk;
+    const ulc_attn *a = &s->g.a;
+    for (int i = 0; i < a->n_ops; i++) {
+        int op = a->ops[i].op;
+        float imm = a->ops[i].imm;
         if (op == ULC_ATTN_MUL || op == ULC_ATTN_DIV) {
             int64_t n = nr * tk;
             if (op == ULC_ATTN_MUL)
@@ -108,8 +150,8 @@ static void transform(const attn_state *s, const ulc_kctx *k, int64_t b, int64_t
                 for (int64_t e = 0; e < n; e++) S[e] /= imm;
             continue;
         }
-        const ulc_rt_tensor *m = k->in[s->a.ops[i].input];
-        int64_t cs = s->mstride[i][s->rank - 1];
+        const ulc_rt_tensor *m = k->in[a->ops[i].input];
+        int64_t cs = s->mstride[i][s->g.rank - 1];
         for (int64_t r = 0; r < nr; r++) {
             float *row = S + r * tk;
             int64_t off = mask_row(s, i, b, q0 + r);
@@ -121,7 +163,7 @@ static void transform(const attn_state *s, const ulc_kctx *k, int64_t b, int64_t
                     for (int64_t c = 0; c < tk; c++) row[c] += mv[0];
             } else { /* Where: cond ? S : fill (s_is_x), cond ? fill : S */
                 const uint8_t *cv = (const uint8_t *)m->data + off;
-                int keep_when = s->a.ops[i].s_is_x ? 1 : 0;
+                int keep_when = a->ops[i].s_is_x ? 1 : 0;
                 for (int64_t c = 0; c < tk; c++)
                     if ((cv[cs ? c : 0] != 0) != keep_when) row[c] = imm;
             }
@@ -129,51 +171,174 @@ static void transform(const attn_state *s, const ulc_kctx *k, int64_t b, int64_t
     }
 }
 
+/* The transforms undone on dS (rows [q0, q0 + nr) of batch entry b), last op first: a scale
+ * scales the gradient, a score a Where replaced by its fill gets none, an Add passes it on. */
+static void untransform(const attn_state *s, const ulc_kctx *k, int64_t b, int64_t q0, int64_t nr, float *dS) {
+    int64_t tk = s->g.tk;
+    const ulc_attn *a = &s->g.a;
+    for (int i = a->n_ops - 1; i >= 0; i--) {
+        int op = a->ops[i].op;
+        float imm = a->ops[i].imm;
+        if (op == ULC_ATTN_ADD) continue;
+        if (op == ULC_ATTN_MUL || op == ULC_ATTN_DIV) {
+            int64_t n = nr * tk;
+            if (op == ULC_ATTN_MUL)
+                for (int64_t e = 0; e < n; e++) dS[e] *= imm;
+            else
+                for (int64_t e = 0; e < n; e++) dS[e] /= imm;
+            continue;
+        }
+        const uint8_t *cd = k->in[a->ops[i].input]->data;
+        int64_t cs = s->mstride[i][s->g.rank - 1];
+        int keep_when = a->ops[i].s_is_x ? 1 : 0;
+        for (int64_t r = 0; r < nr; r++) {
+            float *row = dS + r * tk;
+            const uint8_t *cv = cd + mask_row(s, i, b, q0 + r);
+            for (int64_t c = 0; c < tk; c++)
+                if ((cv[cs ? c : 0] != 0) != keep_when) row[c] = 0.0f;
+        }
+    }
+}
+
+/* The thread's i-th [rows, Tk] buffer. */
+static float *tbuf(const attn_state *s, int i) {
+    int t = omp_get_thread_num();
+    return s->buf + ((size_t)(t < s->threads ? t : 0) * (size_t)s->nbuf + (size_t)i) * (size_t)s->rows *
+                        (size_t)s->g.tk;
+}
+
 static void attn_body(int64_t i0, int64_t i1, void *arg) {
     attn_job *j = arg;
     const attn_state *s = j->s;
+    const ulc_sh_attn *g = &s->g;
     const ulc_kctx *k = j->k;
-    int64_t blocks = (s->tq + s->rows - 1) / s->rows;
-    int t = omp_get_thread_num();
-    float *S = s->buf + (size_t)(t < s->threads ? t : 0) * (size_t)s->rows * (size_t)s->tk;
+    int64_t blocks = (g->tq + s->rows - 1) / s->rows;
+    float *S = tbuf(s, 0);
     const float *Q = k->in[0]->data, *KT = k->in[1]->data, *V = k->in[2]->data;
     float *O = k->out[0]->data;
     for (int64_t it = i0; it < i1; it++) {
         int64_t b = it / blocks, q0 = (it % blocks) * s->rows;
-        int64_t nr = s->tq - q0 < s->rows ? s->tq - q0 : s->rows;
+        int64_t nr = g->tq - q0 < s->rows ? g->tq - q0 : s->rows;
         dnnl_status_t st = dnnl_success;
-        if (s->d > 0)
-            st = dnnl_sgemm('N', 'N', nr, s->tk, s->d, 1.0f, Q + (b * s->tq + q0) * s->d, s->d,
-                            KT + b * s->d * s->tk, s->tk, 0.0f, S, s->tk);
+        if (g->d > 0)
+            st = dnnl_sgemm('N', 'N', nr, g->tk, g->d, 1.0f, Q + (b * g->tq + q0) * g->d, g->d,
+                            KT + b * g->d * g->tk, g->tk, 0.0f, S, g->tk);
         else
-            memset(S, 0, (size_t)(nr * s->tk) * sizeof(float)); /* an empty sum */
+            memset(S, 0, (size_t)(nr * g->tk) * sizeof(float)); /* an empty sum */
         if (st == dnnl_success) {
             transform(s, k, b, q0, nr, S);
-            ulc_cpu_softmax_rows_f32(S, nr, s->tk);
-            st = dnnl_sgemm('N', 'N', nr, s->dv, s->tk, 1.0f, S, s->tk, V + b * s->tk * s->dv, s->dv, 0.0f,
-                            O + (b * s->tq + q0) * s->dv, s->dv);
+            ulc_cpu_softmax_rows_f32(S, nr, g->tk);
+            st = dnnl_sgemm('N', 'N', nr, g->dv, g->tk, 1.0f, S, g->tk, V + b * g->tk * g->dv, g->dv, 0.0f,
+                            O + (b * g->tq + q0) * g->dv, g->dv);
         }
         if (st != dnnl_success) j->st = st;
     }
 }
 
+/* Items to threads: sgemm runs sequentially inside the parallel region, one item per thread at a
+ * time, each in its own buffer. */
+static void attn_items(const attn_state *s, int64_t items, void (*body)(int64_t, int64_t, void *), attn_job *j) {
+    if (s->threads > 1 && omp_get_max_threads() <= s->threads)
+        ulc_k_parallel(items, 1, body, j);
+    else
+        body(0, items, j);
+}
+
 static ulc_status attn_run(ulc_kctx *k) {
     const attn_state *s = k->state;
-    if (s->batch == 0 || s->tq == 0 || s->dv == 0) return ULC_OK;
-    if (s->tk == 0) { /* no keys: P is [Tq, 0] and P · V an empty sum */
+    const ulc_sh_attn *g = &s->g;
+    if (g->batch == 0 || g->tq == 0 || g->dv == 0) return ULC_OK;
+    if (g->tk == 0) { /* no keys: P is [Tq, 0] and P · V an empty sum */
         memset(k->out[0]->data, 0, k->out[0]->nbytes);
         return ULC_OK;
     }
     attn_job j = {s, k, dnnl_success};
-    int64_t blocks = (s->tq + s->rows - 1) / s->rows;
-    /* sgemm runs sequentially inside the parallel region: one item per thread at a time */
-    if (s->threads > 1 && omp_get_max_threads() <= s->threads) /* a buffer per thread */
-        ulc_k_parallel(s->batch * blocks, 1, attn_body, &j);
-    else
-        attn_body(0, s->batch * blocks, &j);
+    attn_items(s, g->batch * ((g->tq + s->rows - 1) / s->rows), attn_body, &j);
     return ulc_nn_dnnl_check(k, j.st, "sgemm (attention)");
 }
 
+/* ---- the gradient ---------------------------------------------------------------------------- */
+
+static float *out_f32(const ulc_kctx *k, int i) {
+    return i < k->n_out && k->out[i] ? k->out[i]->data : NULL;
+}
+
+/* Batch entries [i0, i1): every block of query rows in order. */
+static void attn_grad_body(int64_t i0, int64_t i1, void *arg) {
+    attn_job *j = arg;
+    const attn_state *s = j->s;
+    const ulc_sh_attn *g = &s->g;
+    const ulc_kctx *k = j->k;
+    int64_t tq = g->tq, tk = g->tk, d = g->d, dv = g->dv;
+    float *P = tbuf(s, 0), *dS = tbuf(s, 1);
+    const float *Q = k->in[0]->data, *KT = k->in[1]->data, *V = k->in[2]->data, *dO = k->in[3]->data;
+    float *dQ = out_f32(k, 0), *dKT = out_f32(k, 1), *dV = out_f32(k, 2);
+    for (int64_t b = i0; b < i1 && j->st == dnnl_success; b++) {
+        const float *Qb = Q + b * tq * d, *KTb = KT + b * d * tk, *Vb = V + b * tk * dv, *dOb = dO + b * tq * dv;
+        for (int64_t q0 = 0; q0 < tq; q0 += s->rows) {
+            int64_t nr = tq - q0 < s->rows ? tq - q0 : s->rows;
+            float beta = q0 > 0 ? 1.0f : 0.0f; /* dKᵀ and dV: the first block writes, later ones add */
+            dnnl_status_t st = dnnl_success;
+            if (d > 0)
+                st = dnnl_sgemm('N', 'N', nr, tk, d, 1.0f, Qb + q0 * d, d, KTb, tk, 0.0f, P, tk);
+            else
+                memset(P, 0, (size_t)(nr * tk) * sizeof(float));
+            if (st != dnnl_success) break;
+            transform(s, k, b, q0, nr, P);
+            ulc_cpu_softmax_rows_f32(P, nr, tk);
+            if (dV && dv > 0 && (st = dnnl_sgemm('T', 'N', tk, dv, nr, 1.0f, P, tk, dOb + q0 * dv, dv, beta,
+                                                 dV + b * tk * dv, dv)) != dnnl_success)
+                break;
+            if (!dQ && !dKT) continue;
+            if (dv > 0) {
+                if ((st = dnnl_sgemm('N', 'T', nr, tk, dv, 1.0f, dOb + q0 * dv, dv, Vb, dv, 0.0f, dS, tk)) !=
+                    dnnl_success)
+                    break;
+            } else {
+                memset(dS, 0, (size_t)(nr * tk) * sizeof(float));
+            }
+            for (int64_t r = 0; r < nr; r++) { /* dS = P ∘ (dP − Σ P ∘ dP) */
+                const float *pr = P + r * tk;
+                float *gr = dS + r * tk;
+                double dot = 0;
+                for (int64_t c = 0; c < tk; c++) dot += (double)pr[c] * gr[c];
+                float D = (float)dot;
+                for (int64_t c = 0; c < tk; c++) gr[c] = pr[c] * (gr[c] - D);
+            }
+            untransform(s, k, b, q0, nr, dS);
+            if (d == 0) continue;
+            if (dQ && (st = dnnl_sgemm('N', 'T', nr, d, tk, 1.0f, dS, tk, KTb, tk, 0.0f, dQ + (b * tq + q0) * d,
+                                       d)) != dnnl_success)
+                break;
+            if (dKT && (st = dnnl_sgemm('T', 'N', d, tk, nr, 1.0f, Qb + q0 * d, d, dS, tk, beta, dKT + b * d * tk,
+                                        tk)) != dnnl_success)
+                break;
+        }
+    }
+}
+
+static ulc_status attn_grad_run(ulc_kctx *k) {
+    const attn_state *s = k->state;
+    const ulc_sh_attn *g = &s->g;
+    if (g->batch == 0) return ULC_OK;
+    if (g->tq == 0 || g->tk == 0) { /* no scores: every gradient is an empty sum */
+        for (int i = 0; i < 3; i++)
+            if (out_f32(k, i)) memset(k->out[i]->data, 0, k->out[i]->nbytes);
+        return ULC_OK;
+    }
+    attn_job j = {s, k, dnnl_success};
+    attn_items(s, g->batch, attn_grad_body, &j);
+    return ulc_nn_dnnl_check(k, j.st, "sgemm (attention gradient)");
+}
+
 static const ulc_kernel k_attn = {.prepare = attn_prepare, .run = attn_run, .release = attn_release};
+static const ulc_kernel k_attn_op = {.prepare = attn_op_prepare, .run = attn_run, .release = attn_release};
+static const ulc_kernel k_attn_grad = {.prepare = attn_grad_prepare, .run = attn_grad_run,
+                                       .release = attn_release};
 
 const ulc_kernel *ulc_cpu_attn_kernel(void) { return &k_attn; }
+
+void ulc_cpu_register_attn(const ulc_kernel **table) {
+    table[ULC_OP_Attention] = &k_attn_op;
+    table[ULC_OP_AttentionGrad] = &k_attn_grad;
+}

@@ -17,6 +17,7 @@ static void fill_table(void) {
     ulc_cpu_register_nn(g_table);
     ulc_cpu_register_grad(g_table);
     ulc_cpu_register_loss(g_table);
+    ulc_cpu_register_attn(g_table);
 }
 
 const ulc_kernel *ulc_cpu_kernel(ulc_op op) {

@@ -16,5 +16,6 @@ void ulc_shape_register_reduce(ulc_shape_rule *table);      /* s_reduce.c */
 void ulc_shape_register_nn(ulc_shape_rule *table);          /* s_nn.c */
 void ulc_shape_register_grad(ulc_shape_rule *table);        /* s_grad.c */
 void ulc_shape_register_loss(ulc_shape_rule *table);        /* s_loss.c */
+void ulc_shape_register_attn(ulc_shape_rule *table);        /* s_attn.c */
 
 #endif

@@ -49,6 +49,7 @@ static void fill_rules(void) {
     ulc_shape_register_nn(g_rules);
     ulc_shape_register_grad(g_rules);
     ulc_shape_register_loss(g_rules);
+    ulc_shape_register_attn(g_rules);
 }
 
 const ulc_shape_rule *ulc_shape_rule_of(ulc_op op) {

@@ -2,7 +2,11 @@
 Softmax → MatMul(·, V) as ViT's and GPT-2's exports spell it becomes one step. Every case is
 checked against onnxruntime and against the unfused nodes (ULC_NO_ATTENTION_FUSION=1): the fused
 step applies the nodes' own operations in their order, so the two agree to the bit on these
-shapes; the plan's activations shrink by the score matrices it no longer holds."""
+shapes; the plan's activations shrink by the score matrices it no longer holds.
+
+Training graphs (and `ulc grad`) hold the same pattern as one ulc Attention node whose backward
+recomputes the probabilities (train/attention.c, AttentionGrad): its gradients are checked here
+against the unfused nodes' and in tests/grad against finite differences."""
 import os
 import re
 import subprocess
@@ -140,3 +144,67 @@ def test_gpt2_attention_fused(tmp_path, style, t):
 def test_patterns_left_alone(tmp_path, style):
     """A Softmax over another axis, or scores read by something else, keep the nodes."""
     check(tmp_path, 2, 24, 2, 8, style, False)
+
+
+def grads(model, feeds, tmp_path, tag, env=None):
+    """`ulc grad` of Σ y with respect to x and every weight."""
+    inp, out = tmp_path / f"{tag}.in.safetensors", tmp_path / f"{tag}.grad.safetensors"
+    save_file(feeds, str(inp))
+    p = subprocess.run([ulc_bin(), "grad", str(model), "--input", str(inp), "-o", str(out), "--wrt", "w*|b*|x",
+                        "--threads", "2"], capture_output=True, text=True, env=dict(os.environ, **(env or {})))
+    assert p.returncode == 0, p.stderr
+    return load_file(str(out))
+
+
+@pytest.mark.parametrize("style,t", [("vit", 197), ("gpt2", 37), ("gpt2_rev", 33), ("vit", 600)])
+def test_backward_through_fused_attention(tmp_path, style, t):
+    """The gradients through one Attention node (AttentionGrad: P recomputed block by block; at
+    600 keys the query rows come in several blocks, dKᵀ and dV accumulated over them) against the
+    unfused nodes' backward, which keeps S and P. bk gets no true gradient (softmax ignores a
+    per-row constant), so each gradient is compared on the scale of the largest weight gradient."""
+    model = tmp_path / f"{style}_{t}.onnx"
+    feeds = attention_model(model, 2, t, 3, 16, style)
+    got = grads(model, feeds, tmp_path, "fused")
+    ref = grads(model, feeds, tmp_path, "nodes", {"ULC_NO_ATTENTION_FUSION": "1"})
+    assert set(got) == set(ref)
+    scale = max(np.abs(ref[k]).max() for k in ref if k.startswith("grad:w"))
+    for k in ref:
+        err = np.abs(got[k].astype(np.float64) - ref[k]).max()
+        assert err <= 2e-6 * max(scale, np.abs(ref[k]).max()), (k, err, scale)
+    # the fused backward did run: its sums round differently
+    assert any(got[k].tobytes() != ref[k].tobytes() for k in ("grad:wq", "grad:wk", "grad:x"))
+
+
+@pytest.mark.parametrize("case,msg", [
+    ("kt_dim", "its dim 2 must be q's D = 4"),
+    ("mask_dtype", "expected bool broadcasting to the scores' shape"),
+    ("missing_mask", "reads input 3 (a mask), which is missing"),
+    ("bad_code", "ops[0] = 7"),
+])
+def test_attention_op_refuses_bad_nodes(tmp_path, case, msg):
+    """ulc's Attention node with inconsistent inputs or attributes: a clear error naming the
+    node and what was expected, exit 2, never a crash."""
+    q = np.zeros((2, 3, 5, 4), np.float32)
+    kt = np.zeros((2, 3, 3 if case == "kt_dim" else 4, 6), np.float32)
+    v = np.zeros((2, 3, 6, 2), np.float32)
+    ins, inits = ["q", "kt", "v"], []
+    ops, imms = [2], [-1e4]
+    if case == "mask_dtype":
+        inits.append(nh.from_array(np.ones((5, 6), np.float32), "m"))
+        ins.append("m")
+    elif case == "bad_code":
+        ops = [7]
+    elif case == "kt_dim":
+        inits.append(nh.from_array(np.ones((5, 6), bool), "m"))
+        ins.append("m")
+    node = h.make_node("Attention", ins, ["y"], domain="ulc", ops=ops, imms=imms)
+    feeds = {"q": q, "kt": kt, "v": v}
+    g = h.make_graph([node], "a", [h.make_tensor_value_info(k, TP.FLOAT, list(a.shape)) for k, a in feeds.items()],
+                     [h.make_tensor_value_info("y", TP.FLOAT, None)], inits)
+    model = tmp_path / "bad.onnx"
+    onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 17), h.make_opsetid("ulc", 1)]), str(model))
+    save_file(feeds, str(tmp_path / "in.safetensors"))
+    p = subprocess.run([ulc_bin(), "run", str(model), "--input", str(tmp_path / "in.safetensors"), "-o",
+                        str(tmp_path / "out.safetensors")], capture_output=True, text=True)
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert msg in p.stderr and "Attention" in p.stderr, p.stderr

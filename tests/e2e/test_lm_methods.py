@@ -338,6 +338,22 @@ def test_gelu_new_trains_as_one_fast_gelu(tmp_path, g2, monkeypatch):
     assert any(a[k].tobytes() != b[k].tobytes() for k in a)
 
 
+def test_attention_trains_as_one_node(tmp_path, g2, monkeypatch):
+    """The training graph holds each attention as one ulc Attention (train/attention.c) whose
+    backward recomputes the probabilities; ULC_NO_ATTENTION_FUSION=1 keeps the nodes (and their
+    [B, H, T, T] tensors). RFA's LoRA on the FFNs is trained through the later layers'
+    attention backward: the two train to the same weights within float32 rounding, and the
+    forms did differ."""
+    run(tmp_path, g2, "rfa", out="fused", train={"epochs": 2})
+    monkeypatch.setenv("ULC_NO_ATTENTION_FUSION", "1")
+    run(tmp_path, g2, "rfa", out="nodes", train={"epochs": 2})
+    a = load_file(str(tmp_path / "fused" / "model.safetensors"))
+    b = load_file(str(tmp_path / "nodes" / "model.safetensors"))
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=1e-6, err_msg=k)
+    assert any(a[k].tobytes() != b[k].tobytes() for k in a)
+
+
 def test_onnx_export_neggrad_and_npo(tmp_path, fixture_dir):
     model = gen_exporters.generate(fixture_dir) / "gpt2_tiny.onnx"
     ids, mask = data(tmp_path / "t.safetensors", vocab=1000)

@@ -328,3 +328,68 @@ def test_fast_gelu_gradient(ulc, tmp_path):
                            c("one", 1.0), c("half", 0.5)]),
         opset_imports=[helper.make_opsetid("", 17)])
     check_fused_against_spelled(ulc, tmp_path, fused, ref, {"x": rnd(shape, 5, -3.0, 3.0)})
+
+
+# ---- ulc's fused attention: Attention / AttentionGrad (train/attention.c, runtime/cpu/k_attn.c) ----
+
+def attention_models(program, tq=5, tk=6):
+    """The ulc Attention node with score program `program` (list of (code, imm)) and its ONNX
+    spelling (MatMul, the transforms, Softmax, MatMul); masks are constants of both. Codes as
+    ir/ops_ulc.def: 0 Mul, 1 Div, 2 Where(mask, S, imm), 3 Where(mask, imm, S), 4 Add(mask)."""
+    r = np.random.default_rng(5)
+    shapes = {"q": [2, 2, tq, 4], "kt": [2, 2, 4, tk], "v": [2, 2, tk, 3]}
+    inputs = [helper.make_tensor_value_info(k, F, s) for k, s in shapes.items()]
+    out = [helper.make_tensor_value_info("y", F, None)]
+    consts, masks, nodes, cur = [], [], [helper.make_node("MatMul", ["q", "kt"], ["s0"])], "s0"
+    for i, (code, imm) in enumerate(program):
+        nxt = f"s{i + 1}"
+        if code in (0, 1):
+            consts.append(const(f"c{i}", np.array(imm, np.float32)))
+            nodes.append(helper.make_node("Mul" if code == 0 else "Div", [cur, f"c{i}"], [nxt]))
+        elif code in (2, 3):
+            m = r.uniform(size=(tq, tk)) < 0.7
+            m[1, :] = code == 3  # a query row that sees no key: uniform probabilities, no gradient
+            consts += [const(f"m{i}", m), const(f"c{i}", np.array(imm, np.float32))]
+            ins = [f"m{i}", cur, f"c{i}"] if code == 2 else [f"m{i}", f"c{i}", cur]
+            nodes.append(helper.make_node("Where", ins, [nxt]))
+            masks.append(f"m{i}")
+        else:
+            consts.append(const(f"m{i}", (r.uniform(size=(2, 1, 1, tk)) < 0.3) * np.float32(-30.0)))
+            nodes.append(helper.make_node("Add", [cur, f"m{i}"], [nxt]))
+            masks.append(f"m{i}")
+        cur = nxt
+    spelled = nodes + [helper.make_node("Softmax", [cur], ["p"], axis=-1), helper.make_node("MatMul", ["p", "v"], ["y"])]
+    fused_node = helper.make_node("Attention", ["q", "kt", "v"] + masks, ["y"], domain="ulc")
+    if program:
+        fused_node.attribute.extend([helper.make_attribute("ops", [c for c, _ in program]),
+                                     helper.make_attribute("imms", [float(v) for _, v in program])])
+    ops = [helper.make_opsetid("", 17), helper.make_opsetid("ulc", 1)]
+    fused = helper.make_model(helper.make_graph([fused_node], "a", inputs, out, consts), opset_imports=ops)
+    ref = helper.make_model(helper.make_graph(spelled, "a", inputs, out, consts), opset_imports=ops[:1])
+    feeds = {"q": rnd(shapes["q"], 6, -2.0, 2.0), "kt": rnd(shapes["kt"], 7, -2.0, 2.0), "v": rnd(shapes["v"], 8)}
+    return fused, ref, feeds
+
+
+ATTN_PROGRAMS = {
+    "plain": [],
+    "gpt2": [(1, 2.0), (2, -1e4), (4, 0.0)],      # Div, causal-style Where (S kept where true), pad Add
+    "reversed": [(0, 0.5), (3, -1e4)],            # Mul, Where(mask, fill, S)
+    "scaled-twice": [(1, 2.0), (4, 0.0), (0, 1.5), (2, -1e4)],
+}
+
+
+@pytest.mark.parametrize("program", list(ATTN_PROGRAMS), ids=list(ATTN_PROGRAMS))
+def test_attention_gradient(ulc, tmp_path, program):
+    """`ulc grad` through ulc's Attention (its backward: one AttentionGrad recomputing the
+    probabilities) against finite differences of the ONNX spelling; q, kt and v all trained;
+    Tq != Tk; a query row every key of which is masked."""
+    fused, ref, feeds = attention_models(ATTN_PROGRAMS[program])
+    check_fused_against_spelled(ulc, tmp_path, fused, ref, feeds)
+
+
+@pytest.mark.parametrize("program", ["gpt2", "reversed"])
+def test_attention_spelled_out_is_fused_for_autodiff(ulc, tmp_path, program):
+    """The ONNX spelling differentiated by `ulc grad` (which fuses it into one Attention, as
+    training graphs do) against finite differences of itself."""
+    _, ref, feeds = attention_models(ATTN_PROGRAMS[program])
+    check_fused_against_spelled(ulc, tmp_path, ref, ref, feeds)

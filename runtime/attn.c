@@ -8,7 +8,13 @@
  * batch dims (no broadcasting), masks broadcast to S's shape, every scalar is a plan constant.
  * The fused step takes the last MatMul's place (every input is ready there) and writes its
  * output; S, its transforms and P are never materialised, so their [.., Tq, Tk] buffers leave the
- * arena. ULC_NO_ATTENTION_FUSION=1 keeps the nodes. */
+ * arena.
+ *
+ * The heads' split and merge fold in too: a Transpose that makes Q, Kᵀ or V (of [B, T, H, D],
+ * read by nothing else) is dropped and the kernel reads its input through a strided view, and a
+ * Transpose that is the only reader of the output (back to [B, T, H, Dv]) is dropped and the
+ * kernel writes its layout directly. Four [B, T, C] copies per layer leave the plan.
+ * ULC_NO_ATTENTION_FUSION=1 keeps the nodes; ULC_NO_ATTENTION_VIEWS=1 keeps the Transposes. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,7 +57,101 @@ typedef struct match {
     ulc_attn a;
     ulc_value *ins[3 + ULC_ATTN_MAX_OPS];
     int n_ins;
+    int dropped[4], n_dropped;  /* Transposes folded in (Q, Kᵀ, V; the output's) */
+    int out_step;               /* the output's Transpose, or -1 */
 } match;
+
+/* The permutation of Transpose node n (rank r; default: reversed), or 0 when it is not one. */
+static int perm_of(const ulc_node *n, int r, int64_t *perm) {
+    const ulc_attr *at = ulc_node_attr(n, "perm");
+    if (!at) {
+        for (int i = 0; i < r; i++) perm[i] = r - 1 - i;
+        return 1;
+    }
+    if (at->type != ULC_ATTR_INTS || (int)at->n != r) return 0;
+    for (int i = 0; i < r; i++) {
+        perm[i] = at->ints[i] < 0 ? at->ints[i] + r : at->ints[i];
+        if (perm[i] < 0 || perm[i] >= r) return 0;
+    }
+    return 1;
+}
+
+/* Element strides of a dense row-major tensor t. */
+static void dense_strides(const ulc_rt_tensor *t, int64_t *st) {
+    int64_t s = 1;
+    for (int d = t->rank - 1; d >= 0; d--) {
+        st[d] = s;
+        s *= t->dims[d];
+    }
+}
+
+/* A Transpose step that may fold into the fused step: plain, unfused, float32. */
+static int foldable_transpose(const rt_plan *p, int i) {
+    if (i < 0) return 0;
+    const rt_step *st = &p->steps[i];
+    const ulc_node *n = st->node;
+    return n->op == ULC_OP_Transpose && !st->removed && !st->kc.fuse && !st->chain && !st->attn && !st->alias &&
+           n->n_inputs == 1 && n->inputs[0].value && n->n_outputs == 1 && st->out0 == n->outputs[0] &&
+           p->vals[n->inputs[0].value->id].t.dtype == ULC_DT_F32 && p->vals[n->inputs[0].value->id].t.layout == 0;
+}
+
+/* The one step reading v's data: like ulc_plan_sole_reader, but Shape and Size nodes the walk
+ * folded (GPT-2's exports read the heads' sizes off Q) do not count. */
+static int data_reader(const rt_plan *p, const int *step_of, const ulc_graph *g, const ulc_value *v) {
+    if (!v || (v->flags & ULC_VALUE_OUTPUT) || ulc_ptrvec_find(&g->outputs, v) >= 0) return -1;
+    int j = -1;
+    for (const ulc_use *u = v->first_use; u; u = u->next) {
+        int s = step_of[u->node->id];
+        if (s < 0 && (u->node->op == ULC_OP_Shape || u->node->op == ULC_OP_Size)) continue;
+        if (s < 0 || j >= 0 || p->steps[s].removed) return -1;
+        for (int i = 0; i < u->node->n_inputs; i++)
+            if (i != u->slot && u->node->inputs[i].value == v) return -1;
+        j = s;
+    }
+    return j;
+}
+
+/* Operand slot e of m (read by step `reader` only) when a Transpose made it: the Transpose's
+ * input in its place, read through view *v. */
+static void fold_input(const rt_plan *p, const int *step_of, const ulc_graph *g, match *m, int e, int reader,
+                       ulc_attn_view *v) {
+    const ulc_value *x = m->ins[e];
+    int ts = p->vals[x->id].step;
+    if (!foldable_transpose(p, ts) || data_reader(p, step_of, g, x) != reader) return;
+    const ulc_node *n = p->steps[ts].node;
+    const ulc_rt_tensor *u = &p->vals[n->inputs[0].value->id].t;
+    int r = m->a.rank;
+    int64_t perm[ULC_RT_MAX_RANK], su[ULC_RT_MAX_RANK] = {0}, sx[ULC_RT_MAX_RANK] = {0};
+    if (r < 2 || u->rank != r || !perm_of(n, r, perm)) return;
+    dense_strides(u, su);
+    for (int i = 0; i < r; i++) sx[i] = su[perm[i]]; /* x's dim i is u's dim perm[i] */
+    if (sx[r - 1] != 1 && sx[r - 2] != 1) return;   /* no product reads it */
+    for (int d = 0; d < r - 2; d++) v->bs[d] = sx[d];
+    v->rs = sx[r - 2];
+    v->cs = sx[r - 1];
+    m->ins[e] = n->inputs[0].value;
+    m->dropped[m->n_dropped++] = ts;
+}
+
+/* The output when its only reader is a Transpose: the fused step writes the Transpose's output
+ * (its view of O), and the Transpose goes. */
+static void fold_output(const rt_plan *p, const int *step_of, const ulc_graph *g, match *m, int last) {
+    int ts = ulc_plan_sole_reader(p, step_of, g, p->steps[last].out0);
+    if (!foldable_transpose(p, ts) || ts <= last) return;
+    const ulc_node *n = p->steps[ts].node;
+    const ulc_rt_tensor *y = &p->vals[n->outputs[0]->id].t;
+    int r = m->a.rank;
+    int64_t perm[ULC_RT_MAX_RANK], sy[ULC_RT_MAX_RANK] = {0}, so[ULC_RT_MAX_RANK] = {0};
+    if (r < 2 || y->rank != r || y->dtype != ULC_DT_F32 || !perm_of(n, r, perm)) return;
+    dense_strides(y, sy);
+    for (int i = 0; i < r; i++) so[perm[i]] = sy[i]; /* y's dim i is O's dim perm[i] */
+    if (so[r - 1] != 1) return;                       /* the product writes rows */
+    for (int d = 0; d < r - 2; d++) m->a.o.bs[d] = so[d];
+    m->a.o.rs = so[r - 2];
+    m->a.o.cs = 1;
+    m->dropped[m->n_dropped++] = ts;
+    m->out_step = ts;
+}
 
 /* From the MatMul at step i: the whole pattern, or 0. */
 static int match_at(const rt_plan *p, const int *step_of, const ulc_graph *g, int i, match *m) {
@@ -140,6 +240,25 @@ static int match_at(const rt_plan *p, const int *step_of, const ulc_graph *g, in
         return 0;
     m->members[m->n_members++] = j;
     m->ins[2] = (ulc_value *)vv;
+    /* the geometry, every operand dense */
+    ulc_attn *a = &m->a;
+    a->rank = q->rank;
+    memcpy(a->sdims, s->dims, sizeof a->sdims);
+    a->d = q->dims[q->rank - 1];
+    a->dv = v->dims[v->rank - 1];
+    int64_t tq = s->dims[s->rank - 2], tk = s->dims[s->rank - 1];
+    ulc_attn_dense_view(a, tq, a->d, &a->q);
+    ulc_attn_dense_view(a, a->d, tk, &a->kt);
+    ulc_attn_dense_view(a, tk, a->dv, &a->v);
+    ulc_attn_dense_view(a, tq, a->dv, &a->o);
+    m->out_step = -1;
+    const char *nv = getenv("ULC_NO_ATTENTION_VIEWS");
+    if (!(nv && *nv && strcmp(nv, "0") != 0)) {
+        fold_input(p, step_of, g, m, 0, m->members[0], &a->q);
+        fold_input(p, step_of, g, m, 1, m->members[0], &a->kt);
+        fold_input(p, step_of, g, m, 2, j, &a->v);
+        fold_output(p, step_of, g, m, j);
+    }
     /* every input ready where the fused step runs (the last member's place) */
     for (int e = 0; e < m->n_ins; e++) {
         const rt_val *rv = &p->vals[m->ins[e]->id];
@@ -192,6 +311,20 @@ ulc_status ulc_plan_fuse_attention(rt_plan *p, const ulc_graph *g, ulc_ctx *ctx)
             sk->removed = 1;
             p->vals[sk->out0->id].step = -1;
             step_of[sk->node->id] = -1;
+        }
+        int li = m.members[m.n_members - 1];
+        for (int k = 0; k < m.n_dropped; k++) {
+            rt_step *sk = &p->steps[m.dropped[k]];
+            sk->removed = 1;
+            step_of[sk->node->id] = -1;
+            if (m.dropped[k] != m.out_step) p->vals[sk->out0->id].step = -1;
+        }
+        if (m.out_step >= 0) { /* the fused step writes the Transpose's output */
+            ulc_value *y = p->steps[m.out_step].out0;
+            p->vals[last->out0->id].step = -1;
+            last->out0 = y;
+            last->out[0] = &p->vals[y->id].t;
+            p->vals[y->id].step = li;
         }
     }
     free(step_of);

@@ -118,11 +118,13 @@ typedef struct ulc_chain {
 } ulc_chain;
 
 /* Attention the planner fused into one step of the backend's attn_kernel (runtime/attn.c): per
- * batch entry, S = Q · Kᵀ (k->in[0] [..., Tq, D] times k->in[1] [..., D, Tk]), then ops[] in
- * the nodes' order, P = softmax of each row of S, O = P · V (k->in[2] [..., Tk, Dv]) into
- * k->out[0] [..., Tq, Dv]. A kernel may compute S a block of query rows at a time: the [Tq, Tk]
- * scores are never materialised whole. The ops are those of the nodes, so each score is the
- * value the unfused nodes computed. */
+ * batch entry, S = Q · Kᵀ (Q [..., Tq, D], Kᵀ [..., D, Tk]), then ops[] in the nodes' order,
+ * P = softmax of each row of S, O = P · V (V [..., Tk, Dv]) into O [..., Tq, Dv]. Q, Kᵀ, V and O
+ * are k->in[0..2] and k->out[0] read through views: a Transpose the planner folded in (the
+ * heads' split and merge) leaves its input in the slot, and the view says where element
+ * (batch entry, row, column) is. A kernel may compute S a block of query rows at a time: the
+ * [Tq, Tk] scores are never materialised whole. The ops are those of the nodes, so each score
+ * is the value the unfused nodes computed. */
 typedef enum ulc_attn_op {
     ULC_ATTN_MUL,   /* S = S · imm */
     ULC_ATTN_DIV,   /* S = S / imm */
@@ -132,13 +134,37 @@ typedef enum ulc_attn_op {
 
 #define ULC_ATTN_MAX_OPS ULC_ATTENTION_MAX_OPS
 
+/* Element strides of one operand: of each leading (batch) dim of the scores' shape, of a
+ * matrix row and of a matrix column. A kernel needs cs == 1 or rs == 1 (cs == 1 for O). */
+typedef struct ulc_attn_view {
+    int64_t bs[ULC_RT_MAX_RANK];
+    int64_t rs, cs;
+} ulc_attn_view;
+
 typedef struct ulc_attn {
     int n_ops;
     struct {
         uint8_t op, input, s_is_x;
         float imm;
     } ops[ULC_ATTN_MAX_OPS];
+    /* the geometry: the scores' shape [leading..., Tq, Tk] (rank >= 2), D and Dv */
+    int rank;
+    int64_t sdims[ULC_RT_MAX_RANK];
+    int64_t d, dv;
+    ulc_attn_view q, kt, v, o;
 } ulc_attn;
+
+/* v for a dense row-major tensor of the scores' leading dims (a->sdims) and a rows × cols
+ * matrix per entry. */
+static inline void ulc_attn_dense_view(const ulc_attn *a, int64_t rows, int64_t cols, ulc_attn_view *v) {
+    int64_t s = rows * cols;
+    v->cs = 1;
+    v->rs = cols;
+    for (int d = a->rank - 3; d >= 0; d--) {
+        v->bs[d] = s;
+        s *= a->sdims[d];
+    }
+}
 
 /* A backend as the planner sees it: a kernel table and the few services fusion needs. The
  * planner and sessions only ever go through this vtable (runtime/backend.c keeps the list). */

@@ -57,7 +57,7 @@ static ulc_status attn_setup(ulc_kctx *k, const ulc_sh_attn *g, int grad) {
     s->g = *g;
     for (int i = 0; i < g->a.n_ops; i++) {
         if (g->a.ops[i].op != ULC_ATTN_WHERE && g->a.ops[i].op != ULC_ATTN_ADD) continue;
-        ulc_k_bcast_strides(k->in[g->a.ops[i].input], g->rank, g->sdims, s->mstride[i]);
+        ulc_k_bcast_strides(k->in[g->a.ops[i].input], g->a.rank, g->a.sdims, s->mstride[i]);
     }
     int64_t tk4 = (g->tk > 0 ? g->tk : 1) * (int64_t)sizeof(float);
     if (grad) {
@@ -78,7 +78,7 @@ static ulc_status attn_setup(ulc_kctx *k, const ulc_sh_attn *g, int grad) {
     return ULC_OK;
 }
 
-/* The planner's fused step: k->state is its program (ours to free from here on). */
+/* The planner's fused step: k->state is its program and geometry (ours to free from here on). */
 static ulc_status attn_prepare(ulc_kctx *k) {
     ulc_attn *a = k->state;
     ulc_sh_attn g;
@@ -86,22 +86,14 @@ static ulc_status attn_prepare(ulc_kctx *k) {
     g.a = *a;
     free(a);
     k->state = NULL;
-    const ulc_rt_tensor *q = k->in[0], *kt = k->in[1], *v = k->in[2], *o = k->out[0];
-    int r = q->rank;
-    g.rank = r;
-    g.tq = q->dims[r - 2];
-    g.d = q->dims[r - 1];
-    g.tk = kt->dims[r - 1];
-    g.dv = v->dims[r - 1];
-    if (kt->dims[r - 2] != g.d || v->dims[r - 2] != g.tk || o->dims[r - 1] != g.dv || o->dims[r - 2] != g.tq)
-        return ulc_k_fail(k, ULC_ERR_INTERNAL, "attention: Q, Kᵀ, V and the output do not chain up");
+    int r = g.a.rank;
+    if (r < 2 || g.a.o.cs != 1 || (g.a.q.cs != 1 && g.a.q.rs != 1) || (g.a.kt.cs != 1 && g.a.kt.rs != 1) ||
+        (g.a.v.cs != 1 && g.a.v.rs != 1))
+        return ulc_k_fail(k, ULC_ERR_INTERNAL, "attention: an operand view no product can read");
+    g.tq = g.a.sdims[r - 2];
+    g.tk = g.a.sdims[r - 1];
     g.batch = 1;
-    for (int d = 0; d < r - 2; d++) {
-        g.batch *= q->dims[d];
-        g.sdims[d] = q->dims[d];
-    }
-    g.sdims[r - 2] = g.tq;
-    g.sdims[r - 1] = g.tk;
+    for (int d = 0; d < r - 2; d++) g.batch *= g.a.sdims[d];
     return attn_setup(k, &g, 0);
 }
 
@@ -127,10 +119,10 @@ typedef struct attn_job {
 /* Offset into a mask for scores row q of batch entry b (its column stride is mstride[..][r-1]). */
 static int64_t mask_row(const attn_state *s, int op, int64_t b, int64_t q) {
     const int64_t *ms = s->mstride[op];
-    int64_t off = q * ms[s->g.rank - 2];
-    for (int d = s->g.rank - 3; d >= 0; d--) {
-        off += (b % s->g.sdims[d]) * ms[d];
-        b /= s->g.sdims[d];
+    int64_t off = q * ms[s->g.a.rank - 2];
+    for (int d = s->g.a.rank - 3; d >= 0; d--) {
+        off += (b % s->g.a.sdims[d]) * ms[d];
+        b /= s->g.a.sdims[d];
     }
     return off;
 }
@@ -151,7 +143,7 @@ static void transform(const attn_state *s, const ulc_kctx *k, int64_t b, int64_t
             continue;
         }
         const ulc_rt_tensor *m = k->in[a->ops[i].input];
-        int64_t cs = s->mstride[i][s->g.rank - 1];
+        int64_t cs = s->mstride[i][s->g.a.rank - 1];
         for (int64_t r = 0; r < nr; r++) {
             float *row = S + r * tk;
             int64_t off = mask_row(s, i, b, q0 + r);
@@ -189,7 +181,7 @@ static void untransform(const attn_state *s, const ulc_kctx *k, int64_t b, int64
             continue;
         }
         const uint8_t *cd = k->in[a->ops[i].input]->data;
-        int64_t cs = s->mstride[i][s->g.rank - 1];
+        int64_t cs = s->mstride[i][s->g.a.rank - 1];
         int keep_when = a->ops[i].s_is_x ? 1 : 0;
         for (int64_t r = 0; r < nr; r++) {
             float *row = dS + r * tk;
@@ -207,12 +199,34 @@ static float *tbuf(const attn_state *s, int i) {
                         (size_t)s->g.tk;
 }
 
+/* Offset of batch entry b's matrix in an operand read through view v. */
+static int64_t view_at(const ulc_attn *a, const ulc_attn_view *v, int64_t b) {
+    int64_t off = 0;
+    for (int d = a->rank - 3; d >= 0; d--) {
+        off += (b % a->sdims[d]) * v->bs[d];
+        b /= a->sdims[d];
+    }
+    return off;
+}
+
+/* sgemm's transpose flag and leading dimension for a matrix read through v. */
+static char view_trans(const ulc_attn_view *v, int64_t *ld) {
+    if (v->cs == 1) {
+        *ld = v->rs;
+        return 'N';
+    }
+    *ld = v->cs;
+    return 'T';
+}
+
 static void attn_body(int64_t i0, int64_t i1, void *arg) {
     attn_job *j = arg;
     const attn_state *s = j->s;
     const ulc_sh_attn *g = &s->g;
+    const ulc_attn *a = &g->a;
     const ulc_kctx *k = j->k;
-    int64_t blocks = (g->tq + s->rows - 1) / s->rows;
+    int64_t blocks = (g->tq + s->rows - 1) / s->rows, ldq, ldk, ldv;
+    char tq_ = view_trans(&a->q, &ldq), tk_ = view_trans(&a->kt, &ldk), tv_ = view_trans(&a->v, &ldv);
     float *S = tbuf(s, 0);
     const float *Q = k->in[0]->data, *KT = k->in[1]->data, *V = k->in[2]->data;
     float *O = k->out[0]->data;
@@ -220,16 +234,16 @@ static void attn_body(int64_t i0, int64_t i1, void *arg) {
         int64_t b = it / blocks, q0 = (it % blocks) * s->rows;
         int64_t nr = g->tq - q0 < s->rows ? g->tq - q0 : s->rows;
         dnnl_status_t st = dnnl_success;
-        if (g->d > 0)
-            st = dnnl_sgemm('N', 'N', nr, g->tk, g->d, 1.0f, Q + (b * g->tq + q0) * g->d, g->d,
-                            KT + b * g->d * g->tk, g->tk, 0.0f, S, g->tk);
+        if (a->d > 0)
+            st = dnnl_sgemm(tq_, tk_, nr, g->tk, a->d, 1.0f, Q + view_at(a, &a->q, b) + q0 * a->q.rs, ldq,
+                            KT + view_at(a, &a->kt, b), ldk, 0.0f, S, g->tk);
         else
             memset(S, 0, (size_t)(nr * g->tk) * sizeof(float)); /* an empty sum */
         if (st == dnnl_success) {
             transform(s, k, b, q0, nr, S);
             ulc_cpu_softmax_rows_f32(S, nr, g->tk);
-            st = dnnl_sgemm('N', 'N', nr, g->dv, g->tk, 1.0f, S, g->tk, V + b * g->tk * g->dv, g->dv, 0.0f,
-                            O + (b * g->tq + q0) * g->dv, g->dv);
+            st = dnnl_sgemm('N', tv_, nr, a->dv, g->tk, 1.0f, S, g->tk, V + view_at(a, &a->v, b), ldv, 0.0f,
+                            O + view_at(a, &a->o, b) + q0 * a->o.rs, a->o.rs);
         }
         if (st != dnnl_success) j->st = st;
     }
@@ -247,7 +261,7 @@ static void attn_items(const attn_state *s, int64_t items, void (*body)(int64_t,
 static ulc_status attn_run(ulc_kctx *k) {
     const attn_state *s = k->state;
     const ulc_sh_attn *g = &s->g;
-    if (g->batch == 0 || g->tq == 0 || g->dv == 0) return ULC_OK;
+    if (g->batch == 0 || g->tq == 0 || g->a.dv == 0) return ULC_OK;
     if (g->tk == 0) { /* no keys: P is [Tq, 0] and P · V an empty sum */
         memset(k->out[0]->data, 0, k->out[0]->nbytes);
         return ULC_OK;
@@ -269,7 +283,7 @@ static void attn_grad_body(int64_t i0, int64_t i1, void *arg) {
     const attn_state *s = j->s;
     const ulc_sh_attn *g = &s->g;
     const ulc_kctx *k = j->k;
-    int64_t tq = g->tq, tk = g->tk, d = g->d, dv = g->dv;
+    int64_t tq = g->tq, tk = g->tk, d = g->a.d, dv = g->a.dv; /* dense operands (the op's) */
     float *P = tbuf(s, 0), *dS = tbuf(s, 1);
     const float *Q = k->in[0]->data, *KT = k->in[1]->data, *V = k->in[2]->data, *dO = k->in[3]->data;
     float *dQ = out_f32(k, 0), *dKT = out_f32(k, 1), *dV = out_f32(k, 2);

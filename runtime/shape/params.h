@@ -218,14 +218,12 @@ ulc_status ulc_sh_pool_grad_geom(ulc_kctx *k, int avg, ulc_sh_pool_grad *g);
 ulc_status ulc_sh_conv_grad_geom(ulc_kctx *k, int weight, ulc_sh_conv_grad *g);
 
 /* Attention and AttentionGrad (ir/ops_ulc.def): the score program (kernel.h's ulc_attn, its mask
- * inputs as indices into k->in) from the ops/imms attributes, and the geometry: batch entries
- * (q's leading dims), Tq, D, Tk, Dv and the scores' shape [leading..., Tq, Tk]. grad 1: the
+ * inputs as indices into k->in) from the ops/imms attributes, its geometry (every operand dense)
+ * and the batch entries (the product of the scores' leading dims), Tq and Tk. grad 1: the
  * gradient op (do at input 3, masks after it). */
 typedef struct ulc_sh_attn {
     ulc_attn a;
-    int rank;
-    int64_t batch, tq, d, tk, dv;
-    int64_t sdims[ULC_RT_MAX_RANK];
+    int64_t batch, tq, tk;
 } ulc_sh_attn;
 ulc_status ulc_sh_attn_geom(ulc_kctx *k, int grad, ulc_sh_attn *g);
 

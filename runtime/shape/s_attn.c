@@ -45,27 +45,32 @@ ulc_status ulc_sh_attn_geom(ulc_kctx *k, int grad, ulc_sh_attn *g) {
                           ulc_rt_shape_str(q, s1, sizeof s1));
     for (int s = 1; s < fixed; s++) ULC_TRY(same_lead(k, q, s, names[s]));
     int r = q->rank;
-    g->rank = r;
+    ulc_attn *a = &g->a;
+    a->rank = r;
     g->tq = q->dims[r - 2];
-    g->d = q->dims[r - 1];
+    a->d = q->dims[r - 1];
     g->tk = kt->dims[r - 1];
-    g->dv = v->dims[r - 1];
-    if (kt->dims[r - 2] != g->d)
+    a->dv = v->dims[r - 1];
+    if (kt->dims[r - 2] != a->d)
         return ulc_k_fail(k, ULC_ERR_INVALID, "kt is %s; its dim %d must be q's D = %lld",
-                          ulc_rt_shape_str(kt, s1, sizeof s1), r - 2, (long long)g->d);
+                          ulc_rt_shape_str(kt, s1, sizeof s1), r - 2, (long long)a->d);
     if (v->dims[r - 2] != g->tk)
         return ulc_k_fail(k, ULC_ERR_INVALID, "v is %s; its dim %d must be kt's Tk = %lld",
                           ulc_rt_shape_str(v, s1, sizeof s1), r - 2, (long long)g->tk);
-    if (grad && (k->in[3]->dims[r - 2] != g->tq || k->in[3]->dims[r - 1] != g->dv))
+    if (grad && (k->in[3]->dims[r - 2] != g->tq || k->in[3]->dims[r - 1] != a->dv))
         return ulc_k_fail(k, ULC_ERR_INVALID, "do is %s; it must be the output's shape [..., %lld, %lld]",
-                          ulc_rt_shape_str(k->in[3], s1, sizeof s1), (long long)g->tq, (long long)g->dv);
+                          ulc_rt_shape_str(k->in[3], s1, sizeof s1), (long long)g->tq, (long long)a->dv);
     g->batch = 1;
     for (int d = 0; d < r - 2; d++) {
         g->batch *= q->dims[d];
-        g->sdims[d] = q->dims[d];
+        a->sdims[d] = q->dims[d];
     }
-    g->sdims[r - 2] = g->tq;
-    g->sdims[r - 1] = g->tk;
+    a->sdims[r - 2] = g->tq;
+    a->sdims[r - 1] = g->tk;
+    ulc_attn_dense_view(a, g->tq, a->d, &a->q);
+    ulc_attn_dense_view(a, a->d, g->tk, &a->kt);
+    ulc_attn_dense_view(a, g->tk, a->dv, &a->v);
+    ulc_attn_dense_view(a, g->tq, a->dv, &a->o);
     const int64_t *ops = NULL;
     const ulc_attr *im = ulc_k_attr(k, "imms");
     int n = ulc_k_attr_ints(k, "ops", &ops);
@@ -75,7 +80,7 @@ ulc_status ulc_sh_attn_geom(ulc_kctx *k, int grad, ulc_sh_attn *g) {
     if (n && (!im || im->type != ULC_ATTR_FLOATS || (int)im->n != n))
         return ulc_k_fail(k, ULC_ERR_INVALID, "attribute imms must hold %d floats, one per op", n);
     int next = fixed;
-    g->a.n_ops = n;
+    a->n_ops = n;
     for (int i = 0; i < n; i++) {
         g->a.ops[i].imm = im->floats[i];
         switch (ops[i]) {
@@ -91,11 +96,11 @@ ulc_status ulc_sh_attn_geom(ulc_kctx *k, int grad, ulc_sh_attn *g) {
         int want_dt = g->a.ops[i].op == ULC_ATTN_WHERE ? ULC_DT_BOOL : ULC_DT_F32;
         if (!m)
             return ulc_k_fail(k, ULC_ERR_INVALID, "ops[%d] reads input %d (a mask), which is missing", i, next);
-        if (m->dtype != want_dt || !broadcasts_to(m, r, g->sdims))
+        if (m->dtype != want_dt || !broadcasts_to(m, r, a->sdims))
             return ulc_k_fail(k, ULC_ERR_INVALID, "input %d (the mask of ops[%d]) is %s %s; expected "
                               "%s broadcasting to the scores' shape %s", next, i, ulc_dtype_name(m->dtype),
                               ulc_rt_shape_str(m, s1, sizeof s1), ulc_dtype_name(want_dt),
-                              ulc_k_dims_str(r, g->sdims, s2, sizeof s2));
+                              ulc_k_dims_str(r, a->sdims, s2, sizeof s2));
         g->a.ops[i].input = (uint8_t)next++;
     }
     if (next != k->n_in)
@@ -109,8 +114,8 @@ static ulc_status attn_infer(ulc_kctx *k) {
     ULC_TRY(ulc_sh_attn_geom(k, 0, &g));
     int64_t dims[ULC_RT_MAX_RANK];
     memcpy(dims, k->in[0]->dims, sizeof dims);
-    dims[g.rank - 1] = g.dv;
-    ulc_k_set(k->out[0], ULC_DT_F32, g.rank, dims);
+    dims[g.a.rank - 1] = g.a.dv;
+    ulc_k_set(k->out[0], ULC_DT_F32, g.a.rank, dims);
     return ULC_OK;
 }
 

@@ -146,6 +146,36 @@ def test_patterns_left_alone(tmp_path, style):
     check(tmp_path, 2, 24, 2, 8, style, False)
 
 
+@pytest.mark.parametrize("style,t", [("vit", 128), ("gpt2", 96), ("gpt2_rev", 64)])
+def test_head_transposes_fold_in(tmp_path, style, t):
+    """The Transposes that split the heads (Q, Kᵀ, V of [B, T, H, D]) and merge them back are
+    folded into the fused step: it reads and writes those layouts through strided views
+    (runtime/attn.c; ULC_NO_ATTENTION_VIEWS=1 keeps them). Same outputs; the plan holds four
+    [B, T, C] tensors fewer."""
+    model = tmp_path / f"{style}_{t}.onnx"
+    feeds = attention_model(model, 2, t, 4, 64, style)
+    got, act = run(model, feeds, tmp_path, "views")
+    ref, act_kept = run(model, feeds, tmp_path, "kept", {"ULC_NO_ATTENTION_VIEWS": "1"})
+    scale = max(np.abs(ref["y"]).max(), 1e-6)
+    assert np.abs(got["y"] - ref["y"]).max() / scale <= 1e-6
+    tensor_mib = 2 * t * 256 * 4 / 2**20
+    assert act <= act_kept - 2 * tensor_mib + 0.1, (act, act_kept, tensor_mib)
+
+
+def test_head_transpose_read_elsewhere_stays(tmp_path):
+    """A head-split Transpose whose output something else reads too (here: a graph output) is
+    kept; the fused step reads it as it is."""
+    model = tmp_path / "m.onnx"
+    feeds = attention_model(model, 2, 40, 2, 8, "vit")
+    m = onnx.load(str(model))
+    m.graph.output.append(h.make_tensor_value_info("q_h", TP.FLOAT, None))
+    onnx.save(m, str(model))
+    got, _ = run(model, feeds, tmp_path, "fused")
+    ref = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(["y", "q_h"], feeds)
+    for name, r in zip(["y", "q_h"], ref):
+        assert np.abs(got[name] - r).max() / max(np.abs(r).max(), 1e-6) <= 1e-5, name
+
+
 def grads(model, feeds, tmp_path, tag, env=None):
     """`ulc grad` of Σ y with respect to x and every weight."""
     inp, out = tmp_path / f"{tag}.in.safetensors", tmp_path / f"{tag}.grad.safetensors"

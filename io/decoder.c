@@ -58,11 +58,15 @@ static ulc_status check_past(const ulc_graph *g, const char *path, int i, int kv
         d->heads = v->dims[1].value;
         d->head_dim = v->dims[3].value;
     }
-    if (!ok || v->dims[1].value != d->heads || v->dims[3].value != d->head_dim)
+    if (!ok || v->dims[1].value != d->heads || v->dims[3].value != d->head_dim) {
+        char first[96] = "";
+        if (d->heads && (i || kv))
+            snprintf(first, sizeof first, " (past_key_values.0.key has %lld heads of %lld)",
+                     (long long)d->heads, (long long)d->head_dim);
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: cache input '%s' is %s; expected float32 "
-                        "[batch, heads, past, head_dim] with fixed heads and head_dim%s",
-                        path, name, ulc_value_shape_str(v, sh, sizeof sh),
-                        d->heads ? ", the same as every layer's" : "");
+                        "[batch, heads, past, head_dim] with fixed heads and head_dim, the same "
+                        "for every layer%s", path, name, ulc_value_shape_str(v, sh, sizeof sh), first);
+    }
     return ULC_OK;
 }
 

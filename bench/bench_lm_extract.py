@@ -37,22 +37,27 @@ def main():
     spec = {"method": "rfa", "data": {"train": "extract12.safetensors"}, "forget": {"indices": [0, 5, 9]},
             "eval": {"extract_prefix": 32, "extract_tokens": 16, }}
     (out / "extract12.json").write_text(json.dumps(spec))
+    spec["eval"]["extract_rows"] = 0  # the same command without extraction: what the rest costs
+    (out / "extract0.json").write_text(json.dumps(spec))
     res = {}
     for _ in range(a.repeats):  # interleaved: the machine's load drifts
-        for mode, env in (("kv-cache", {}), ("window", {"ULC_NO_KV_CACHE": "1"})):
+        for mode, sp, env in (("kv-cache", "extract12", {}), ("window", "extract12", {"ULC_NO_KV_CACHE": "1"}),
+                              ("none", "extract0", {})):
             t0 = time.perf_counter()
-            p = subprocess.run([a.ulc, "eval", str(model), "--forget", str(out / "extract12.json"),
+            p = subprocess.run([a.ulc, "eval", str(model), "--forget", str(out / f"{sp}.json"),
                                 "--json", "--threads", str(a.threads)], capture_output=True, text=True,
                                env={**os.environ, **env})
             dt = time.perf_counter() - t0
             if p.returncode:
                 sys.exit(p.stderr)
-            ex = json.loads(p.stdout)["extraction"]["model"]
+            ex = json.loads(p.stdout).get("extraction", {}).get("model", {"decoding": "none"})
             assert ex["decoding"] == mode, ex
-            res.setdefault(mode, []).append((dt, ex["Df"], ex["Dr"]))
+            res.setdefault(mode, []).append((dt, ex.get("Df"), ex.get("Dr")))
+    med = {m: sorted(r[0] for r in runs)[len(runs) // 2] for m, runs in res.items()}
     for mode, runs in res.items():
         ts = sorted(r[0] for r in runs)
-        print(f"{mode:9s} median {ts[len(ts) // 2]:.2f} s (min {ts[0]:.2f}) over {len(ts)}: Df {runs[0][1]}, Dr {runs[0][2]}")
+        extra = "" if mode == "none" else f"; extraction {med[mode] - med['none']:.2f} s"
+        print(f"{mode:9s} median {med[mode]:.2f} s (min {ts[0]:.2f}) over {len(ts)}{extra} (min: {ts[0] - min(r[0] for r in res['none']):.2f} s): Df {runs[0][1]}, Dr {runs[0][2]}")
     same = all(r[1:] == res["window"][0][1:] for r in res["kv-cache"])
     print("same scores:", same)
 

@@ -94,6 +94,7 @@ typedef struct gen {
     int cached;              /* -1: not checked yet (a built decoder); 1: decode with it; 0: not */
     int dmask_dtype;         /* the decoder's attention_mask dtype */
     int64_t cap;             /* the pasts' length at most: the longest row's k + m - 1 */
+    int64_t batch;           /* rows a run at most (a fixed cache pads every run to it) */
     float **kv;              /* 2 * layers pasts, [rows, heads, P, head_dim] each (P <= cap) */
     int64_t *dids, *pos;     /* [ULC_LM_GEN_BATCH, T]: input_ids, position_ids */
     void *dmask;             /* [ULC_LM_GEN_BATCH, cap + T]: attention_mask */
@@ -355,15 +356,19 @@ static ulc_status decode_cached(gen *g, const ex_row *e, int64_t n, int64_t *seq
     *done = 0;
     for (int64_t r0 = 0; r0 < n; r0 += ULC_LM_GEN_BATCH) {
         int64_t nr = n - r0 < ULC_LM_GEN_BATCH ? n - r0 : ULC_LM_GEN_BATCH, mmax = 0;
+        /* a fixed cache runs every chunk at g->batch rows, the missing ones copies of the
+         * first: a step reads every weight whatever its rows, and one shape spares a plan */
+        int64_t nb = fixed && nr < g->batch ? g->batch : nr;
         for (int64_t r = r0; r < r0 + nr; r++) mmax = e[r].m > mmax ? e[r].m : mmax;
-        for (int64_t r = 0; r < nr; r++) memcpy(g->dids + r * k, seq + (r0 + r) * w, (size_t)k * 8);
+        for (int64_t r = 0; r < nb; r++)
+            memcpy(g->dids + r * k, seq + (r0 + (r < nr ? r : 0)) * w, (size_t)k * 8);
         if (fixed) /* empty slots: masked, but finite (0 · NaN would leak through) */
             for (int i = 0; i < 2 * g->dec.layers; i++)
-                memset(g->kv[i], 0, (size_t)(nr * g->dec.heads * g->cap * g->dec.head_dim) * sizeof(float));
+                memset(g->kv[i], 0, (size_t)(nb * g->dec.heads * g->cap * g->dec.head_dim) * sizeof(float));
         float *z = NULL;
         if (g->cached < 0 && !(z = malloc((size_t)(k * g->vocab) * sizeof *z)))
             return nomem(ctx, "extraction");
-        ulc_status st = dec_run(g, nr, k, fixed ? g->cap : 0, k, next, z, ctx);
+        ulc_status st = dec_run(g, nb, k, fixed ? g->cap : 0, k, next, z, ctx);
         if (st == ULC_OK && z) st = check_decoder(g, seq + r0 * w, k, z, ctx);
         free(z);
         ULC_TRY(st);
@@ -372,9 +377,9 @@ static ulc_status decode_cached(gen *g, const ex_row *e, int64_t n, int64_t *seq
             for (int64_t r = r0; r < r0 + nr; r++)
                 if (e[r].m > s) seq[r * w + k + s] = next[r - r0];
             if (s + 1 >= mmax) break;
-            for (int64_t r = 0; r < nr; r++) g->dids[r] = next[r];
+            for (int64_t r = 0; r < nb; r++) g->dids[r] = next[r];
             int64_t len = k + s + 1;
-            ULC_TRY(dec_run(g, nr, 1, fixed ? g->cap : len - 1, len, next, NULL, ctx));
+            ULC_TRY(dec_run(g, nb, 1, fixed ? g->cap : len - 1, len, next, NULL, ctx));
         }
     }
     *done = 1;
@@ -476,7 +481,7 @@ static ulc_status cache_open(gen *g, const ulc_model *m, const ulc_session_opts 
     if (!d->m) return ULC_OK;
     int64_t most = o->extract_prefix + o->extract_tokens; /* a row's k + m at most */
     g->cap = (T < most ? T : most) - 1;
-    rows = rows < ULC_LM_GEN_BATCH ? rows : ULC_LM_GEN_BATCH;
+    g->batch = rows = rows < ULC_LM_GEN_BATCH ? rows : ULC_LM_GEN_BATCH;
     g->dmask_dtype = ULC_DT_I64;
     for (size_t i = 0; d->mask && i < d->m->graph->inputs.len; i++) {
         const ulc_value *v = d->m->graph->inputs.items[i];

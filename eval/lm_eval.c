@@ -2,6 +2,8 @@
  * docs/metrics.md "Language models"). */
 #include "eval/lm_eval.h"
 
+#include "io/decoder.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,7 +88,30 @@ typedef struct gen {
     void *ones;              /* [ULC_LM_GEN_BATCH, max len] of the mask's dtype, all 1 */
     int causal;              /* -1: not probed yet; 1: decode in a fixed window; 0: on prefixes */
     float *probe;            /* [ULC_LM_GEN_BATCH, vocab]: the probe's first logits */
+    /* the cache (decode_cached): */
+    ulc_decoder dec;         /* dec.m NULL: none */
+    ulc_session *ds;         /* the decoder's session */
+    int cached;              /* -1: not checked yet (a built decoder); 1: decode with it; 0: not */
+    int dmask_dtype;         /* the decoder's attention_mask dtype */
+    int64_t cap;             /* the pasts' length at most: the longest row's k + m - 1 */
+    int64_t batch;           /* rows a run at most (a fixed cache pads every run to it) */
+    float **kv;              /* 2 * layers pasts, [rows, heads, P, head_dim] each (P <= cap) */
+    int64_t *dids, *pos;     /* [ULC_LM_GEN_BATCH, T]: input_ids, position_ids */
+    void *dmask;             /* [ULC_LM_GEN_BATCH, cap + T]: attention_mask */
+    int used[3];             /* groups decoded with the cache, in the window, on prefixes */
 } gen;
+
+/* The index of the first maximum of z[0..n); NaN never wins. */
+static int64_t first_max(const float *z, int64_t n) {
+    int64_t best = 0;
+    float bv = -INFINITY;
+    for (int64_t c = 0; c < n; c++)
+        if (z[c] > bv) {
+            bv = z[c];
+            best = c;
+        }
+    return best;
+}
 
 /* One run on n rows of len tokens (g->ids); next[r] = the first maximum of the logits at
  * position pos of row r; with keep, those logits are copied there ([n, vocab]). */
@@ -115,14 +140,7 @@ static ulc_status gen_run(gen *g, int64_t n, int64_t len, int64_t pos, int64_t *
     for (int64_t r = 0; r < n; r++) {
         const float *zr = z + ((size_t)r * (size_t)len + (size_t)pos) * (size_t)g->vocab;
         if (keep) memcpy(keep + (size_t)r * (size_t)g->vocab, zr, (size_t)g->vocab * sizeof(float));
-        int64_t best = 0;
-        float bv = -INFINITY;
-        for (int64_t c = 0; c < g->vocab; c++)
-            if (zr[c] > bv) { /* the first maximum; NaN never wins */
-                bv = zr[c];
-                best = c;
-            }
-        next[r] = best;
+        next[r] = first_max(zr, g->vocab);
     }
     return ULC_OK;
 }
@@ -235,13 +253,157 @@ static ulc_status decode_window(gen *g, const ex_row *e, int64_t n, int64_t *seq
     return ULC_OK;
 }
 
+/* ---- decoding with a cache (io/decoder.h) ------------------------------------------------------
+ *
+ * A group's rows run once on their k prefix tokens (prefill), then once per generated token on
+ * that token alone, the keys and values of the tokens before it fed back as the pasts: a step
+ * costs one token's work, not the window's. Where positions follow the mask (a decoder ulc
+ * built, or one fed position_ids), the pasts always hold cap slots, the empty ones first and
+ * masked with zeros: the prefill is [n, k] against cap + k keys and every later step [n, 1]
+ * against cap + 1, so two plans serve every group (a plan per shape costs as much as a step of
+ * DistilGPT2). Otherwise (a model that takes a token's position from the past's length) the
+ * pasts hold exactly the tokens so far and every step has a shape, and a plan, of its own. */
+
+/* One decoder run on n rows: T tokens each (g->dids), after P cached ones, len of the P + T
+ * real (the last ones). next[r] = the first maximum of row r's last logits; with keep, its
+ * logits [T, vocab] for row 0 are copied there. The presents' last P' slots (cap with a fixed
+ * cache, else P + T) become the pasts. */
+static ulc_status dec_run(gen *g, int64_t n, int64_t T, int64_t P, int64_t len, int64_t *next,
+                          float *keep, ulc_ctx *ctx) {
+    const ulc_decoder *d = &g->dec;
+    int64_t H = d->heads, D = d->head_dim, K = P + T;
+    char name[64], sh[128];
+    ulc_rt_tensor t = {.dtype = ULC_DT_I64, .rank = 2, .dims = {n, T}, .data = g->dids,
+                       .nbytes = (size_t)(n * T) * 8};
+    ULC_TRY(ulc_session_set_input(g->ds, d->ids, &t, ctx));
+    if (d->position_ids) {
+        for (int64_t r = 0; r < n; r++)
+            for (int64_t i = 0; i < T; i++) g->pos[r * T + i] = len - T + i;
+        t.data = g->pos;
+        ULC_TRY(ulc_session_set_input(g->ds, d->position_ids, &t, ctx));
+    }
+    if (d->mask) {
+        size_t es = g->dmask_dtype == ULC_DT_I64 ? 8 : 4;
+        for (int64_t r = 0; r < n; r++)
+            for (int64_t j = 0; j < K; j++) {
+                uint8_t *at = (uint8_t *)g->dmask + (size_t)(r * K + j) * es;
+                int on = j >= K - len;
+                if (es == 8) *(int64_t *)(void *)at = on;
+                else *(float *)(void *)at = (float)on;
+            }
+        t = (ulc_rt_tensor){.dtype = g->dmask_dtype, .rank = 2, .dims = {n, K}, .data = g->dmask,
+                            .nbytes = (size_t)(n * K) * es};
+        ULC_TRY(ulc_session_set_input(g->ds, d->mask, &t, ctx));
+    }
+    for (int i = 0; i < 2 * d->layers; i++) {
+        t = (ulc_rt_tensor){.dtype = ULC_DT_F32, .rank = 4, .dims = {n, H, P, D}, .data = g->kv[i],
+                            .nbytes = (size_t)(n * H * P * D) * 4};
+        ULC_TRY(ulc_session_set_input(g->ds, ulc_decoder_past(i / 2, i % 2, name, sizeof name), &t, ctx));
+    }
+    ULC_TRY(ulc_session_run(g->ds, ctx));
+    const ulc_rt_tensor *o = ulc_session_output(g->ds, "logits");
+    if (!o || o->dtype != ULC_DT_F32 || o->rank != 3 || o->dims[0] != n || o->dims[1] != T ||
+        o->dims[2] != g->vocab)
+        return ulc_fail(ctx, ULC_ERR_INVALID, "%s: output 'logits' is %s for %lld rows of %lld "
+                        "tokens after %lld cached (expected [%lld, %lld, %lld])", g->mpath,
+                        o ? ulc_rt_shape_str(o, sh, sizeof sh) : "missing", (long long)n,
+                        (long long)T, (long long)P, (long long)n, (long long)T, (long long)g->vocab);
+    if (keep) memcpy(keep, o->data, (size_t)(T * g->vocab) * sizeof(float));
+    for (int64_t r = 0; r < n; r++)
+        next[r] = first_max((const float *)o->data + (size_t)((r + 1) * T - 1) * (size_t)g->vocab, g->vocab);
+    int64_t keepn = d->mask_positions ? g->cap : K; /* the pasts of the next run */
+    for (int i = 0; i < 2 * d->layers; i++) {
+        const ulc_rt_tensor *pr = ulc_session_output(g->ds, ulc_decoder_present(i / 2, i % 2, name, sizeof name));
+        if (!pr || pr->dtype != ULC_DT_F32 || pr->rank != 4 || pr->dims[0] != n || pr->dims[1] != H ||
+            pr->dims[2] != K || pr->dims[3] != D)
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s: output '%s' is %s for %lld rows of %lld "
+                            "tokens after %lld cached (expected [%lld, %lld, %lld, %lld], input "
+                            "'%s' with %lld more)", g->mpath, name,
+                            pr ? ulc_rt_shape_str(pr, sh, sizeof sh) : "missing", (long long)n,
+                            (long long)T, (long long)P, (long long)n, (long long)H, (long long)K,
+                            (long long)D, ulc_decoder_past(i / 2, i % 2, name, sizeof name), (long long)T);
+        const float *src = pr->data;
+        for (int64_t bh = 0; bh < n * H; bh++) /* the last keepn of each (row, head)'s K slots */
+            memmove(g->kv[i] + (size_t)(bh * keepn * D), src + (size_t)((bh * K + K - keepn) * D),
+                    (size_t)(keepn * D) * sizeof(float));
+    }
+    return ULC_OK;
+}
+
+/* A built decoder must compute what the model computes (the model may have changed since its
+ * config was written: unmerged adapters, edits): row 0's prefill logits z [k, vocab] against the
+ * model's own on the same tokens. Sets g->cached. */
+static ulc_status check_decoder(gen *g, const int64_t *row, int64_t k, const float *z, ulc_ctx *ctx) {
+    int64_t next;
+    memcpy(g->ids, row, (size_t)k * 8);
+    ULC_TRY(gen_run(g, 1, k, k - 1, &next, NULL, ctx));
+    const float *y = ulc_session_output(g->s, g->out_name)->data;
+    double worst = 0, scale = 1;
+    for (int64_t i = 0; i < k * g->vocab; i++) {
+        double e = fabs((double)z[i] - (double)y[i]);
+        worst = e > worst || isnan(e) ? e : worst;
+        scale = fabs((double)y[i]) > scale ? fabs((double)y[i]) : scale;
+    }
+    g->cached = worst <= 1e-4 * scale; /* float sums in another order; NaN fails */
+    return ULC_OK;
+}
+
+/* Decodes the group (as decode_window) with the cache; *done 0 when check_decoder turned it
+ * down, the group then left to the window. */
+static ulc_status decode_cached(gen *g, const ex_row *e, int64_t n, int64_t *seq, int64_t w,
+                                int *done, ulc_ctx *ctx) {
+    int64_t k = e[0].k, next[ULC_LM_GEN_BATCH], fixed = g->dec.mask_positions;
+    *done = 0;
+    for (int64_t r0 = 0; r0 < n; r0 += ULC_LM_GEN_BATCH) {
+        int64_t nr = n - r0 < ULC_LM_GEN_BATCH ? n - r0 : ULC_LM_GEN_BATCH, mmax = 0;
+        /* a fixed cache runs every chunk at g->batch rows, the missing ones copies of the
+         * first: a step reads every weight whatever its rows, and one shape spares a plan */
+        int64_t nb = fixed && nr < g->batch ? g->batch : nr;
+        for (int64_t r = r0; r < r0 + nr; r++) mmax = e[r].m > mmax ? e[r].m : mmax;
+        for (int64_t r = 0; r < nb; r++)
+            memcpy(g->dids + r * k, seq + (r0 + (r < nr ? r : 0)) * w, (size_t)k * 8);
+        if (fixed) /* empty slots: masked, but finite (0 · NaN would leak through) */
+            for (int i = 0; i < 2 * g->dec.layers; i++)
+                memset(g->kv[i], 0, (size_t)(nb * g->dec.heads * g->cap * g->dec.head_dim) * sizeof(float));
+        float *z = NULL;
+        if (g->cached < 0 && !(z = malloc((size_t)(k * g->vocab) * sizeof *z)))
+            return nomem(ctx, "extraction");
+        ulc_status st = dec_run(g, nb, k, fixed ? g->cap : 0, k, next, z, ctx);
+        if (st == ULC_OK && z) st = check_decoder(g, seq + r0 * w, k, z, ctx);
+        free(z);
+        ULC_TRY(st);
+        if (!g->cached) return ULC_OK;
+        for (int64_t s = 0;; s++) {
+            for (int64_t r = r0; r < r0 + nr; r++)
+                if (e[r].m > s) seq[r * w + k + s] = next[r - r0];
+            if (s + 1 >= mmax) break;
+            for (int64_t r = 0; r < nb; r++) g->dids[r] = next[r];
+            int64_t len = k + s + 1;
+            ULC_TRY(dec_run(g, nb, 1, fixed ? g->cap : len - 1, len, next, NULL, ctx));
+        }
+    }
+    *done = 1;
+    return ULC_OK;
+}
+
 static ulc_status decode_group(gen *g, const ex_row *e, int64_t n, int64_t *seq, int64_t w,
                                ulc_ctx *ctx) {
-    if (g->causal != 0) {
-        int done = 0;
-        ULC_TRY(decode_window(g, e, n, seq, w, &done, ctx));
-        if (done) return ULC_OK;
+    int done = 0;
+    if (g->cached != 0) {
+        ULC_TRY(decode_cached(g, e, n, seq, w, &done, ctx));
+        if (done) {
+            g->used[0]++;
+            return ULC_OK;
+        }
     }
+    if (g->causal != 0) {
+        ULC_TRY(decode_window(g, e, n, seq, w, &done, ctx));
+        if (done) {
+            g->used[1]++;
+            return ULC_OK;
+        }
+    }
+    g->used[2]++;
     return decode_prefixes(g, e, n, seq, w, ctx);
 }
 
@@ -307,6 +469,47 @@ int ulc_lm_extract_skip(const ulc_iface *f, char *why, size_t n) {
     return 0;
 }
 
+/* The cache for model m, when it has one or one can be built (io/decoder.h; not with
+ * ULC_NO_KV_CACHE=1): its session and buffers for up to `rows` rows a run of at most T tokens. */
+static ulc_status cache_open(gen *g, const ulc_model *m, const ulc_session_opts *so, int64_t T,
+                             const ulc_lm_opts *o, int64_t rows, ulc_ctx *ctx) {
+    const char *off = getenv("ULC_NO_KV_CACHE");
+    g->cached = 0;
+    if ((off && strcmp(off, "1") == 0) || rows <= 0) return ULC_OK;
+    ULC_TRY(ulc_decoder_find(m, g->mpath, &g->dec, ctx));
+    const ulc_decoder *d = &g->dec;
+    if (!d->m) return ULC_OK;
+    int64_t most = o->extract_prefix + o->extract_tokens; /* a row's k + m at most */
+    g->cap = (T < most ? T : most) - 1;
+    g->batch = rows = rows < ULC_LM_GEN_BATCH ? rows : ULC_LM_GEN_BATCH;
+    g->dmask_dtype = ULC_DT_I64;
+    for (size_t i = 0; d->mask && i < d->m->graph->inputs.len; i++) {
+        const ulc_value *v = d->m->graph->inputs.items[i];
+        if (strcmp(v->name, d->mask) == 0 && v->dtype == ULC_DT_F32) g->dmask_dtype = ULC_DT_F32;
+    }
+    g->kv = calloc((size_t)(2 * d->layers), sizeof *g->kv);
+    g->dids = malloc((size_t)(ULC_LM_GEN_BATCH * T) * 8);
+    g->pos = malloc((size_t)(ULC_LM_GEN_BATCH * T) * 8);
+    g->dmask = malloc((size_t)(ULC_LM_GEN_BATCH * (g->cap + T)) * 8);
+    if (!g->kv || !g->dids || !g->pos || !g->dmask) return nomem(ctx, "extraction's cache");
+    size_t per = (size_t)(rows * d->heads * (g->cap + 1) * d->head_dim) * sizeof(float);
+    for (int i = 0; i < 2 * d->layers; i++)
+        if (!(g->kv[i] = malloc(per))) return nomem(ctx, "extraction's cache");
+    ULC_TRY(ulc_session_create(d->m, so, &g->ds, ctx));
+    g->cached = d->own ? -1 : 1; /* a built decoder is checked against the model first */
+    return ULC_OK;
+}
+
+static void cache_close(gen *g) {
+    ulc_session_free(g->ds);
+    for (int i = 0; g->kv && i < 2 * g->dec.layers; i++) free(g->kv[i]);
+    free(g->kv);
+    free(g->dids);
+    free(g->pos);
+    free(g->dmask);
+    ulc_decoder_free(&g->dec);
+}
+
 ulc_status ulc_lm_extract(const ulc_model *m, const char *mpath, const ulc_session_opts *so,
                           const ulc_iface *f, const ulc_data *tr, const uint8_t *forget,
                           const ulc_lm_opts *o, cJSON *into, ulc_ctx *ctx) {
@@ -333,6 +536,7 @@ ulc_status ulc_lm_extract(const ulc_model *m, const char *mpath, const ulc_sessi
         if (n[w] < cap) rows[w * cap + n[w]++] = i;
     }
     if (st == ULC_OK) st = ulc_session_create(m, so, &g.s, ctx);
+    if (st == ULC_OK) st = cache_open(&g, m, so, T, o, n[0] > n[1] ? n[0] : n[1], ctx);
     for (int w = 0; st == ULC_OK && w < 2; w++) {
         double rouge = 0, exact = 0;
         int64_t used = 0;
@@ -343,7 +547,13 @@ ulc_status ulc_lm_extract(const ulc_model *m, const char *mpath, const ulc_sessi
         add_num(e, "rouge_l", used ? rouge / (double)used : NAN);
         add_num(e, "exact", used ? exact / (double)used : NAN);
     }
+    if (st == ULC_OK)
+        cJSON_AddStringToObject(into, "decoding", g.used[2]   ? "prefixes"
+                                                  : g.used[1] ? "window"
+                                                  : g.used[0] || g.cached != 0 ? "kv-cache"
+                                                                               : "window");
     if (st != ULC_OK) st = ulc_fail(ctx, st, "%s: extraction (greedy decoding)", mpath);
+    cache_close(&g);
     ulc_session_free(g.s);
     free(g.ids);
     free(g.ones);

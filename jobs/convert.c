@@ -3,6 +3,7 @@
 
 #include "common/fileset.h"
 #include "export/peft_export.h"
+#include "io/decoder.h"
 #include "methods/method.h"
 
 static ulc_status convert(const ulc_convert_job *j, ulc_fileset *fs, ulc_ctx *ctx) {
@@ -27,7 +28,13 @@ static ulc_status convert(const ulc_convert_job *j, ulc_fileset *fs, ulc_ctx *ct
     int wrote_adapter = 0;
     if (s == ULC_OK && j->adapter_dir)
         wrote_adapter = (s = ulc_peft_export(m, j->adapter_dir, NULL, ctx)) == ULC_OK;
-    if (s == ULC_OK) s = ulc_io_save_model(m, j->out, j->out_format, &j->save, ctx);
+    ulc_decoder dec = {0};
+    if (s == ULC_OK && j->with_past && (s = ulc_decoder_find(m, j->in, &dec, ctx)) == ULC_OK && !dec.m)
+        s = ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: --with-past: the model has no cache inputs and "
+                     "none can be built (a GPT-2 from a Hugging Face checkpoint can)", j->in);
+    if (s == ULC_OK)
+        s = ulc_io_save_model(dec.own ? dec.own : m, j->out, j->out_format, &j->save, ctx);
+    ulc_decoder_free(&dec); /* it shares m's weights: freed first */
     ulc_model_free(m);
     if (s != ULC_OK && wrote_adapter) ulc_peft_export_remove(j->adapter_dir);
     return s;

@@ -24,6 +24,7 @@ typedef struct ulc_convert_job {
     const char *adapter_dir;   /* write lora-inject's adapters there (PEFT), or NULL */
     ulc_save_opts save;
     FILE *print_ir;            /* the IR as imported is printed here (NULL: not printed) */
+    int with_past;             /* write the model's decoder with a cache (io/decoder.h; ONNX) */
 } ulc_convert_job;
 
 /* The adapter directory is checked (never overwritten) and the pipeline parsed before the model

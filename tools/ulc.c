@@ -32,6 +32,8 @@ static const char *k_usage =
     "                             (.onnx, .safetensors, or a directory: model.safetensors, and\n"
     "                             config.json when IN is a Hugging Face architecture)\n"
     "      --external-data        write weights to OUT.data (4 KiB-aligned) instead of inline\n"
+    "      --with-past            write the decoder with a KV cache (past_key_values.* in,\n"
+    "                             present.* out; a GPT-2 from a Hugging Face checkpoint; ONNX)\n"
     "      --in-place             allow OUT to be IN itself (or IN's external data)\n"
     "      --print-ir             print the IR to stdout after import\n"
     "      --passes PIPELINE      run passes before writing, e.g. \"specialize{batch=1},cleanup\"\n"
@@ -218,6 +220,8 @@ static int cmd_convert(int argc, char **argv) {
             j.save.allow_overwrite_input = 1;
         } else if (strcmp(argv[i], "--print-ir") == 0) {
             print_ir = 1;
+        } else if (strcmp(argv[i], "--with-past") == 0) {
+            j.with_past = 1;
         } else if (argv[i][0] == '-' && argv[i][1]) {
             return ulc_cli_usage_error("convert: unknown option '%s'", argv[i]);
         } else if (j.in) {
@@ -234,6 +238,8 @@ static int cmd_convert(int argc, char **argv) {
     ulc_cli_ctx_init(&ctx);
     if (ulc_io_output_format(j.out, &j.out_format, &ctx) != ULC_OK)
         return ulc_cli_usage_error("convert: %s", ctx.msg);
+    if (j.with_past && j.out_format != ULC_IO_ONNX)
+        return ulc_cli_usage_error("convert: --with-past writes ONNX only");
     if (j.save.external_data && j.out_format != ULC_IO_ONNX)
         return ulc_cli_usage_error("convert: --external-data applies to ONNX output only");
     if ((j.popts.verify_each || j.popts.print_ir_after) && !j.passes)

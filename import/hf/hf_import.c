@@ -175,3 +175,59 @@ ulc_status ulc_hf_build_from_names(ulc_model *m, int *built, ulc_ctx *ctx) {
     *built = 1;
     return ULC_OK;
 }
+
+/* A new model whose initializers are src's weights (the tensors shared, as ir/clone.h does). */
+static ulc_status share_weights(const ulc_model *src, ulc_model **out, ulc_ctx *ctx) {
+    ulc_model *m = ulc_model_create();
+    if (!m) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    const ulc_graph *sg = src->graph;
+    ulc_graph *g = m->graph;
+    for (size_t i = 0; i < sg->inits.len; i++) {
+        const ulc_value *sv = sg->inits.items[i];
+        if (sv->flags & ULC_VALUE_CONSTANT) continue; /* the builder's own, made again */
+        ulc_value *v = ulc_graph_add_value(g, sv->name, ctx);
+        if (!v || ulc_ptrvec_push(&g->inits, v) != 0 ||
+            (sv->rank > 0 && !(v->dims = ulc_arena_calloc(g->arena, (size_t)sv->rank, sizeof *v->dims)))) {
+            ulc_model_free(m);
+            return v ? ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory") : ctx->status;
+        }
+        v->flags = ULC_VALUE_INITIALIZER | (sv->flags & ULC_VALUE_HAS_TYPE);
+        v->dtype = sv->dtype;
+        v->rank = sv->rank;
+        if (sv->rank > 0) memcpy(v->dims, sv->dims, (size_t)sv->rank * sizeof *v->dims);
+        v->init = sv->init;
+    }
+    m->source_format = src->source_format;
+    m->source_path = src->source_path;
+    *out = m;
+    return ULC_OK;
+}
+
+ulc_status ulc_hf_build_decoder(const ulc_model *m, ulc_model **out, ulc_ctx *ctx) {
+    *out = NULL;
+    const char *text = ulc_model_metadata(m, ULC_META_HF_CONFIG);
+    cJSON *cfg = NULL;
+    if (!text) return ULC_OK;
+    if (ulc_json_parse(text, strlen(text), 0, &cfg, ctx) != ULC_OK || !cJSON_IsObject(cfg)) {
+        cJSON_Delete(cfg);
+        return ulc_fail(ctx, ULC_ERR_PARSE, "metadata '%s' is not a JSON object", ULC_META_HF_CONFIG);
+    }
+    const char *mt = hf_str(cfg, "model_type", NULL);
+    ulc_model *d = NULL;
+    ulc_status s = ULC_OK;
+    if (mt && strcmp(mt, "gpt2") == 0 && ulc_graph_get_value(m->graph, "transformer.wte.weight") &&
+        ulc_graph_get_value(m->graph, "logits") && (s = share_weights(m, &d, ctx)) == ULC_OK) {
+        ulc_gb b;
+        hf_begin(&b, d, 17, "ulc", ctx);
+        s = b.status == ULC_OK ? hf_build_gpt2_decoder(&b, cfg) : b.status;
+        if (s != ULC_OK) ulc_fail(ctx, s, "the cached decoder of gpt2 (config.json in metadata '%s')",
+                                  ULC_META_HF_CONFIG);
+    }
+    cJSON_Delete(cfg);
+    if (s != ULC_OK) {
+        ulc_model_free(d);
+        return s;
+    }
+    *out = d;
+    return ULC_OK;
+}

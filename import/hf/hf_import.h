@@ -50,4 +50,21 @@ ulc_status ulc_hf_import(const char *dir, ulc_model **out, ulc_ctx *ctx);
  * alone. Errors only when the names match but the tensors do not fit together. */
 ulc_status ulc_hf_build_from_names(ulc_model *m, int *built, ulc_ctx *ctx);
 
+/* A decoder with a cache for m, when m is a GPT2LMHeadModel ulc built from a checkpoint (a
+ * Hugging Face directory, or a model saved from one: its metadata "ulc.hf_config" keeps
+ * config.json): a new model whose initializers are m's weight tensors (shared, not copied: m
+ * must outlive it and keep its weights while it is used), with optimum's past/present interface:
+ *
+ *   inputs   input_ids [batch, T], attention_mask [batch, P + T],
+ *            past_key_values.{i}.key / .value f32 [batch, n_head, P, head_dim] (i < n_layer)
+ *   outputs  logits [batch, T, vocab], present.{i}.key / .value [batch, n_head, P + T, head_dim]
+ *            (the past with this call's keys and values appended on axis 2)
+ *
+ * Query t attends to keys 0 .. P + t; its position is sum(attention_mask) - T + t (P + t for a
+ * mask of ones; a cache may hold empty slots masked with zeros). It computes what m computes:
+ * the caller checks that on m's own logits where m may have been changed since (ulc_io_decoder,
+ * io/model.h). *out is NULL (and ULC_OK) when m is not such a model; an error when its config
+ * or weights do not fit together. The caller frees *out with ulc_model_free before m. */
+ulc_status ulc_hf_build_decoder(const ulc_model *m, ulc_model **out, ulc_ctx *ctx);
+
 #endif

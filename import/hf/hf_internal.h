@@ -18,6 +18,9 @@ int hf_ints(const cJSON *cfg, const char *key, const int64_t *def, int n_def, in
 
 /* Builds the graph over the weights already in b->m. */
 ulc_status hf_build_gpt2(ulc_gb *b, const cJSON *cfg);
+/* GPT2LMHeadModel with a cache (past_key_values.{i}.key/value in, present.{i}.* out; gpt2.c). */
+ulc_status hf_build_gpt2_decoder(ulc_gb *b, const cJSON *cfg);
+#define ULC_HF_MAX_LAYERS 256 /* a decoder's layers at most */
 ulc_status hf_build_vit(ulc_gb *b, const cJSON *cfg);
 ulc_status hf_build_clip(ulc_gb *b, const cJSON *cfg);
 ulc_status hf_build_resnet(ulc_gb *b, const cJSON *cfg);

@@ -68,18 +68,23 @@ static int ready_before(const rt_val *v, int i, const rt_val *v0) {
 }
 
 /* Folds Add (of an operand ready before the producer) and an activation after a step whose
- * kernel can apply them: Conv → Add → Relu of a residual block, MatMul → Add of a bias. */
+ * kernel can apply them: Conv → Add → Relu of a residual block, MatMul → Add of a bias; and,
+ * where the kernel takes a residual (the products), a second Add after the first — a
+ * transformer layer's MatMul → Add(bias) → Add(residual stream) is one step (oneDNN's binary
+ * post-op on the packed matmul). ULC_NO_RESIDUAL_FUSION=1 keeps that Add a step. */
 ulc_status ulc_plan_fuse_steps(rt_plan *p, const ulc_graph *g, int64_t opset, ulc_ctx *ctx) {
     int *step_of = malloc(sizeof(int) * (size_t)(g->next_node_id > 0 ? g->next_node_id : 1));
     if (!step_of) return ulc_plan_nomem(ctx, "fusion");
     for (int i = 0; i < g->next_node_id; i++) step_of[i] = -1;
     for (int i = 0; i < p->n_steps; i++) step_of[p->steps[i].node->id] = i;
+    const char *nr = getenv("ULC_NO_RESIDUAL_FUSION");
+    int no_residual = nr && *nr && strcmp(nr, "0") != 0;
     for (int i = 0; i < p->n_steps; i++) {
         rt_step *st = &p->steps[i];
         if (st->removed || !st->k->can_fuse || !st->out0 || st->alias) continue;
         const rt_val *v0 = &p->vals[st->out0->id];
         ulc_kfuse f = {0};
-        int drop[2] = {-1, -1};
+        int drop[3] = {-1, -1, -1};
         ulc_value *cur = st->out0, *addend = NULL, *after_add = NULL, *mask = NULL;
         int j = ulc_plan_sole_reader(p, step_of, g, cur);
         if (j >= 0 && p->steps[j].node->op == ULC_OP_Add && p->steps[j].node->n_inputs == 2) {
@@ -120,8 +125,33 @@ ulc_status ulc_plan_fuse_steps(rt_plan *p, const ulc_graph *g, int64_t opset, ul
                 cur = p->steps[j].node->outputs[0];
             }
         }
+        /* a residual Add last: y = act(op + addend) + r, r ready before and of y's shape */
+        ulc_value *before_res = cur, *residual = NULL;
+        int jr = drop[0] >= 0 && !mask && !no_residual ? ulc_plan_sole_reader(p, step_of, g, cur) : -1;
+        if (jr >= 0 && p->steps[jr].node->op == ULC_OP_Add && p->steps[jr].node->n_inputs == 2 &&
+            !p->steps[jr].kc.fuse && !p->steps[jr].chain) {
+            const ulc_node *an = p->steps[jr].node;
+            ulc_value *other = an->inputs[0].value == cur ? an->inputs[1].value : an->inputs[0].value;
+            const rt_val *ov = other && other != cur ? &p->vals[other->id] : NULL;
+            const rt_val *out = an->outputs[0] ? &p->vals[an->outputs[0]->id] : NULL;
+            if (ready_before(ov, i, v0) && v0->t.dtype == ULC_DT_F32 && ulc_rt_same_shape(&ov->t, &v0->t) && out &&
+                ulc_rt_same_shape(&out->t, &v0->t)) {
+                f.residual = &ov->t;
+                residual = other;
+                drop[2] = jr;
+                cur = an->outputs[0];
+            }
+        }
         if (drop[0] < 0 && drop[1] < 0) continue;
-        if (!st->k->can_fuse(&st->kc, &f)) {
+        int ok = st->k->can_fuse(&st->kc, &f);
+        if (!ok && residual) { /* without the residual, perhaps */
+            f.residual = NULL;
+            residual = NULL;
+            drop[2] = -1;
+            cur = before_res;
+            ok = st->k->can_fuse(&st->kc, &f);
+        }
+        if (!ok) {
             if (!addend || (f.act == ULC_ACT_NONE && !f.mask)) continue;
             f.act = ULC_ACT_NONE; /* the Add alone, perhaps */
             f.mask = NULL;
@@ -134,12 +164,16 @@ ulc_status ulc_plan_fuse_steps(rt_plan *p, const ulc_graph *g, int64_t opset, ul
         st->kc.fuse = &st->fuse;
         st->addend = addend;
         st->mask = mask;
-        p->vals[st->out0->id].step = -1; /* never materialised */
-        if (drop[0] >= 0 && drop[1] >= 0) p->vals[after_add->id].step = -1;
+        st->residual = residual;
+        /* every value between the product and the last fused op is never materialised */
+        p->vals[st->out0->id].step = -1;
+        for (int d = 0; d < 2; d++)
+            if (drop[d] >= 0 && p->steps[drop[d]].node->outputs[0] != cur)
+                p->vals[p->steps[drop[d]].node->outputs[0]->id].step = -1;
         st->out0 = cur;
         st->out[0] = &p->vals[cur->id].t;
         p->vals[cur->id].step = i;
-        for (int d = 0; d < 2; d++)
+        for (int d = 0; d < 3; d++)
             if (drop[d] >= 0) p->steps[drop[d]].removed = 1;
     }
     free(step_of);

@@ -53,6 +53,10 @@ typedef struct ulc_kfuse {
     /* NULL, or a tensor of y's shape: y = mask > 0 ? y : 0 after the addend (a ReluGrad(y, mask)
      * that followed; then act is NONE). Only kernels whose can_fuse accepts it see one. */
     const ulc_rt_tensor *mask;
+    /* NULL, or a float32 tensor of y's shape added last: y = act(op + addend) + residual (a
+     * transformer's residual Add after a linear layer's bias Add). Only kernels whose can_fuse
+     * accepts it see one. */
+    const ulc_rt_tensor *residual;
 } ulc_kfuse;
 
 typedef struct ulc_kctx {

@@ -28,9 +28,9 @@ void ulc_plan_choose_layouts(rt_plan *p, const ulc_graph *g) {
                 readers++;
                 ok = s < 32 && (r->k->blocked_inputs & (1u << s)) && !r->alias;
             }
-            if (r->kc.fuse && r->kc.fuse->mask == t) {
+            if (r->kc.fuse && (r->kc.fuse->mask == t || r->kc.fuse->residual == t)) {
                 readers++;
-                ok = 0; /* masks are read plain */
+                ok = 0; /* masks and residuals are read plain */
             }
             if (r->kc.fuse && r->kc.fuse->addend == t) {
                 readers++;

@@ -46,9 +46,9 @@ ulc_status ulc_plan_place(rt_plan *p, const ulc_graph *g, ulc_ctx *ctx) {
             }
         }
         int nr = st->reads ? st->n_reads : n->n_inputs;
-        for (int i = 0; i <= nr + 1; i++) {
+        for (int i = 0; i <= nr + 2; i++) {
             ulc_value *v = i < nr ? (st->reads ? st->reads[i] : n->inputs[i].value)
-                                  : i == nr ? st->addend : st->mask;
+                           : i == nr ? st->addend : i == nr + 1 ? st->mask : st->residual;
             if (!v) continue;
             rt_val *rv = &vals[v->id];
             if (rv->step < 0 || rv->root < 0) continue;

@@ -54,6 +54,7 @@ typedef struct rt_step {
     ulc_value *out0;     /* the value output 0 writes (node->outputs[0], or the last fused node's) */
     ulc_value *addend;   /* fused addend read by this step, or NULL */
     ulc_value *mask;     /* fused ReluGrad mask read by this step, or NULL */
+    ulc_value *residual; /* fused residual Add operand read by this step, or NULL */
     ulc_kfuse fuse;      /* kc.fuse points here when something was fused */
     struct rt_fold *fold; /* a Conv with a BatchNormalization folded in: its new W and B */
     ulc_value **reads;   /* a fused chain: the values it reads (malloc'd), instead of the node's */

@@ -273,6 +273,7 @@ static int *count_readers(const rt_plan *p, const ulc_graph *g) {
         for (int j = 0; j < sp->n_reads; j++) readers[sp->reads[j]->id]++;
         if (sp->addend) readers[sp->addend->id]++;
         if (sp->mask) readers[sp->mask->id]++;
+        if (sp->residual) readers[sp->residual->id]++;
     }
     return readers;
 }

@@ -216,7 +216,7 @@ void ulc_nn_plain_to_nchw8c(const float *x, float *b, int64_t n, int64_t c, int6
 
 int ulc_nn_can_fuse(const ulc_kctx *k, const ulc_kfuse *f) {
     const ulc_rt_tensor *y = k->out[0];
-    if (!y || !ulc_k_is_float(y->dtype) || f->mask) return 0;
+    if (!y || !ulc_k_is_float(y->dtype) || f->mask || f->residual) return 0;
     if (f->act < ULC_ACT_NONE || f->act > ULC_ACT_GELU_TANH) return 0;
     const ulc_rt_tensor *a = f->addend;
     if (!a) return 1;
@@ -226,6 +226,15 @@ int ulc_nn_can_fuse(const ulc_kctx *k, const ulc_kfuse *f) {
         if (ad != yd && ad != 1) return 0;
     }
     return 1;
+}
+
+int ulc_nn_can_fuse_residual(const ulc_kctx *k, const ulc_kfuse *f) {
+    const ulc_rt_tensor *y = k->out[0], *r = f->residual;
+    if (!r) return ulc_nn_can_fuse(k, f);
+    if (!y || y->dtype != ULC_DT_F32 || r->dtype != ULC_DT_F32 || !ulc_rt_same_shape(r, y)) return 0;
+    ulc_kfuse rest = *f;
+    rest.residual = NULL;
+    return ulc_nn_can_fuse(k, &rest);
 }
 
 ulc_nn_addend ulc_nn_addend_kind(const ulc_kfuse *f, const ulc_rt_tensor *y) {
@@ -243,7 +252,7 @@ ulc_nn_addend ulc_nn_addend_kind(const ulc_kfuse *f, const ulc_rt_tensor *y) {
 typedef struct fuse_job {
     const ulc_kfuse *f;
     ulc_rt_tensor *y;
-    int skip_add;
+    int skip_add, skip_residual;
     int64_t n, inner; /* elements; y's last dim */
     int64_t ast[ULC_RT_MAX_RANK]; /* addend strides read as y's shape (0 = broadcast) */
 } fuse_job;
@@ -299,6 +308,10 @@ static void fuse_body(int64_t b0, int64_t b1, void *arg) {
         case ULC_ACT_GELU_TANH: ulc_cpu_vgelu_tanh_f32(y, y, n); break;
         default: break;
         }
+        if (f->residual && !j->skip_residual) {
+            const float *r = (const float *)f->residual->data + i0;
+            for (int64_t i = 0; i < n; i++) y[i] += r[i];
+        }
         return;
     }
     if (f->addend && !j->skip_add) FUSE_ADD(double);
@@ -343,8 +356,8 @@ dnnl_status_t ulc_nn_append_act(dnnl_post_ops_t po, const ulc_kfuse *f) {
 }
 
 void ulc_nn_fuse_apply(const ulc_kfuse *f, ulc_rt_tensor *y, int skip_add) {
-    if (!f || (f->act == ULC_ACT_NONE && (!f->addend || skip_add))) return;
-    fuse_job j = {f,  y, skip_add, (int64_t)ulc_rt_numel(y), y->rank ? y->dims[y->rank - 1] : 1,
+    if (!f || (f->act == ULC_ACT_NONE && (!f->addend || skip_add) && !f->residual)) return;
+    fuse_job j = {f,  y, skip_add, 0, (int64_t)ulc_rt_numel(y), y->rank ? y->dims[y->rank - 1] : 1,
                   {0}};
     if (j.inner < 1) j.inner = 1;
     if (f->addend) ulc_k_bcast_strides(f->addend, y->rank, y->dims, j.ast);

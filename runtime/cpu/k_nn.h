@@ -113,6 +113,8 @@ ulc_status ulc_wino_exec(ulc_kctx *k, ulc_wino *w, int flip, const ulc_wino_io *
 /* can_fuse for the family: y = act(op + addend) on float32/float64 output 0, any act of
  * ulc_kact, an addend of y's dtype that broadcasts to y. */
 int ulc_nn_can_fuse(const ulc_kctx *k, const ulc_kfuse *f);
+/* ulc_nn_can_fuse, and a residual (kernel.h) too: the products' can_fuse. */
+int ulc_nn_can_fuse_residual(const ulc_kctx *k, const ulc_kfuse *f);
 /* Applies f to all of y in place: y = act(y + addend), or y = act(y) with skip_add. Threads
  * over blocks of elements. */
 void ulc_nn_fuse_apply(const ulc_kfuse *f, ulc_rt_tensor *y, int skip_add);

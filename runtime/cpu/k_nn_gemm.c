@@ -83,7 +83,8 @@ static ref_mm_fn ref_mm_for(int dt) {
 
 typedef struct pmm {
     dnnl_primitive_t prim;
-    dnnl_memory_t m_a, m_w, m_bias, m_y;
+    dnnl_memory_t m_a, m_w, m_bias, m_y, m_res;
+    int res_arg; /* the residual's execution argument (its binary post-op), 0 without one */
     void *w; /* B in the primitive's layout */
 } pmm;
 
@@ -93,6 +94,7 @@ static void pmm_release(pmm *p) {
     if (p->m_w) dnnl_memory_destroy(p->m_w);
     if (p->m_bias) dnnl_memory_destroy(p->m_bias);
     if (p->m_y) dnnl_memory_destroy(p->m_y);
+    if (p->m_res) dnnl_memory_destroy(p->m_res);
     ulc_nn_pack_release(p->w);
     memset(p, 0, sizeof *p);
 }
@@ -125,9 +127,10 @@ static int pmm_enabled(void) {
     return !(e && *e && strcmp(e, "0") != 0);
 }
 
-/* Y[M, N] = act(A[M, K] · B (+ bias[N])), B a constant [K, N], or [N, K] read transposed (tb);
- * act: NULL, or a fuse whose activation becomes the primitive's eltwise post-op. On ULC_OK
- * without p->prim, oneDNN has no blocked-weights kernel here: the caller runs sgemm. */
+/* Y[M, N] = act(A[M, K] · B (+ bias[N])) (+ R), B a constant [K, N], or [N, K] read transposed
+ * (tb); act: NULL, or a fuse whose activation becomes the primitive's eltwise post-op and whose
+ * residual R ([M, N]) its binary add post-op. On ULC_OK without p->prim, oneDNN has no
+ * blocked-weights kernel here: the caller runs sgemm. */
 static ulc_status pmm_prepare(ulc_kctx *k, pmm *p, int64_t M, int64_t K, int64_t N, const float *B, int tb,
                               int bias, const ulc_kfuse *act) {
     memset(p, 0, sizeof *p);
@@ -146,10 +149,15 @@ static ulc_status pmm_prepare(ulc_kctx *k, pmm *p, int64_t M, int64_t K, int64_t
     dnnl_primitive_desc_t pd = NULL;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
-    if (act && act->act != ULC_ACT_NONE) {
+    int res = act && act->residual;
+    if (act && (act->act != ULC_ACT_NONE || res)) {
         st = dnnl_primitive_attr_create(&attr);
         if (st == dnnl_success) st = dnnl_post_ops_create(&po);
         if (st == dnnl_success) st = ulc_nn_append_act(po, act);
+        if (st == dnnl_success && res) {
+            p->res_arg = DNNL_ARG_ATTR_MULTIPLE_POST_OP(dnnl_post_ops_len(po)) | DNNL_ARG_SRC_1;
+            st = dnnl_post_ops_append_binary(po, dnnl_binary_add, &y_md);
+        }
         if (st == dnnl_success) st = dnnl_primitive_attr_set_post_ops(attr, po);
         if (po) dnnl_post_ops_destroy(po);
         if (st != dnnl_success) {
@@ -192,6 +200,7 @@ static ulc_status pmm_prepare(ulc_kctx *k, pmm *p, int64_t M, int64_t K, int64_t
     if (st == dnnl_success) st = dnnl_memory_create(&p->m_a, &a_md, eng, DNNL_MEMORY_NONE);
     if (st == dnnl_success && bias) st = dnnl_memory_create(&p->m_bias, &b_md, eng, DNNL_MEMORY_NONE);
     if (st == dnnl_success) st = dnnl_memory_create(&p->m_y, &y_md, eng, DNNL_MEMORY_NONE);
+    if (st == dnnl_success && res) st = dnnl_memory_create(&p->m_res, &y_md, eng, DNNL_MEMORY_NONE);
     if (st != dnnl_success) {
         pmm_release(p);
         return ulc_nn_dnnl_check(k, st, "matmul memories");
@@ -205,12 +214,15 @@ static ulc_status pmm_run(ulc_kctx *k, const pmm *p, const void *a, const void *
     dnnl_status_t st = dnnl_memory_set_data_handle(p->m_a, (void *)(uintptr_t)a);
     if (st == dnnl_success) st = dnnl_memory_set_data_handle(p->m_y, y);
     if (st == dnnl_success && p->m_bias) st = dnnl_memory_set_data_handle(p->m_bias, (void *)(uintptr_t)bias);
+    if (st == dnnl_success && p->m_res)
+        st = dnnl_memory_set_data_handle(p->m_res, k->fuse->residual->data);
     if (st == dnnl_success) {
-        dnnl_exec_arg_t args[4];
+        dnnl_exec_arg_t args[5];
         int na = 0;
         args[na++] = (dnnl_exec_arg_t){DNNL_ARG_SRC, p->m_a};
         args[na++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, p->m_w};
         if (p->m_bias) args[na++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, p->m_bias};
+        if (p->m_res) args[na++] = (dnnl_exec_arg_t){p->res_arg, p->m_res};
         args[na++] = (dnnl_exec_arg_t){DNNL_ARG_DST, p->m_y};
         st = dnnl_primitive_execute(p->prim, stream, na, args);
     }
@@ -470,7 +482,7 @@ static ulc_status mm_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_matmul = {.prepare = mm_prepare, .run = mm_run, .release = mm_release, .can_fuse = ulc_nn_can_fuse};
+static const ulc_kernel k_matmul = {.prepare = mm_prepare, .run = mm_run, .release = mm_release, .can_fuse = ulc_nn_can_fuse_residual};
 
 /* ---- Gemm ------------------------------------------------------------------------------------ */
 
@@ -594,7 +606,7 @@ static ulc_status gemm_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_gemm = {.prepare = gemm_prepare, .run = gemm_run, .release = gemm_release, .can_fuse = ulc_nn_can_fuse};
+static const ulc_kernel k_gemm = {.prepare = gemm_prepare, .run = gemm_run, .release = gemm_release, .can_fuse = ulc_nn_can_fuse_residual};
 
 void ulc_nn_register_gemm(const ulc_kernel **table) {
     table[ULC_OP_Gemm] = &k_gemm;

@@ -221,3 +221,44 @@ def test_packed_weight_resident_once(tmp_path, transposed):
     got = load_file(str(tmp_path / "o.safetensors"))
     ref = a.astype(np.float64) @ w.astype(np.float64)
     assert np.abs(got["y"] - ref).max() / np.abs(ref).max() <= 1e-5
+
+
+# ---- a transformer layer's residual Add folded into the product (runtime/fuse.c) ----------------
+
+@pytest.mark.parametrize("act,packed", [(None, True), ("Sigmoid", True), (None, False), ("Relu", False)],
+                         ids=["bias+residual", "bias+sigmoid+residual", "sgemm:bias+residual", "sgemm:bias+relu+residual"])
+def test_residual_add_folds_into_the_product(tmp_path, act, packed):
+    """MatMul → Add(bias) [→ activation] → Add(residual stream) is one step: the packed matmul
+    applies the residual as oneDNN's binary post-op, sgemm in its pass over Y after the product
+    (ULC_NO_PACKED_MATMUL=1). Same outputs as the separate Add (ULC_NO_RESIDUAL_FUSION=1) and as
+    onnxruntime; no Add runs as its own step (the profile's op table)."""
+    rng = np.random.default_rng(3)
+    t, c, n = 197, 384, 384
+    nodes = [h.make_node("MatMul", ["x", "w"], ["xw"]), h.make_node("Add", ["xw", "b"], ["lin"])]
+    cur = "lin"
+    if act:
+        nodes.append(h.make_node(act, [cur], ["a"]))
+        cur = "a"
+    nodes.append(h.make_node("Add", ["h", cur], ["y"]))
+    inits = [nh.from_array((rng.standard_normal((c, n)) * 0.05).astype(np.float32), "w"),
+             nh.from_array((rng.standard_normal(n) * 0.1).astype(np.float32), "b")]
+    feeds = {"x": rng.standard_normal((1, t, c)).astype(np.float32),
+             "h": rng.standard_normal((1, t, n)).astype(np.float32)}
+    inputs = [h.make_tensor_value_info(k, TP.FLOAT, list(v.shape)) for k, v in feeds.items()]
+    model, inp = _save(tmp_path, nodes, inputs, [h.make_tensor_value_info("y", TP.FLOAT, None)], inits, feeds)
+    base = {} if packed else {"ULC_NO_PACKED_MATMUL": "1"}
+
+    def run(tag, env):
+        out = tmp_path / f"{tag}.safetensors"
+        p = subprocess.run([ulc_bin(), "run", str(model), "--input", str(inp), "-o", str(out), "--repeat", "2",
+                            "--profile"], capture_output=True, text=True, env=dict(os.environ, **base, **env))
+        assert p.returncode == 0, p.stderr
+        ops = {ln.split()[0] for ln in p.stderr.splitlines() if ln[:1].isalpha() and "ms" not in ln.split()[0]}
+        return load_file(str(out)), ops
+
+    got, ops = run("fused", {})
+    ref, ref_ops = run("add", {"ULC_NO_RESIDUAL_FUSION": "1"})
+    _check_against_ort(model, feeds, got, 1e-5)
+    np.testing.assert_allclose(got["y"], ref["y"], rtol=1e-6, atol=1e-6)
+    assert "MatMul" in ops and "Add" not in ops and "Mul" not in ops, ops
+    assert "Add" in ref_ops, ref_ops

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/glob.h"
 #include "common/half.h"
 #include "ir/clone.h"
 #include "train/train.h"
@@ -57,15 +58,61 @@ ulc_status ulc_fe_logits(const ulc_model *m, const char *mpath, const ulc_sessio
 
 /* ---- per-layer feature distance and CKA ------------------------------------------------------ */
 
-/* Every Conv/Gemm/MatMul output whose weight (input 1) is an initializer, in node order. */
-static int layer_names(const ulc_model *m, const char **names, int cap) {
-    int n = 0;
-    for (const ulc_node *nd = m->graph->first; nd && n < cap; nd = nd->next) {
-        if (nd->op != ULC_OP_Conv && nd->op != ULC_OP_Gemm && nd->op != ULC_OP_MatMul) continue;
-        const ulc_value *w = nd->n_inputs > 1 ? nd->inputs[1].value : NULL;
-        if (!w || !(w->flags & ULC_VALUE_INITIALIZER) || nd->n_outputs < 1 || !nd->outputs[0]) continue;
-        names[n++] = nd->outputs[0]->name;
+/* A Conv/Gemm/MatMul's weight (input 1) when it is an initializer, or a Transpose of one as
+ * transformers' linear layers read theirs (with through set); else NULL. */
+static const ulc_value *layer_weight(const ulc_node *nd, int through) {
+    if (nd->op != ULC_OP_Conv && nd->op != ULC_OP_Gemm && nd->op != ULC_OP_MatMul) return NULL;
+    const ulc_value *w = nd->n_inputs > 1 ? nd->inputs[1].value : NULL;
+    if (w && through && w->producer && w->producer->op == ULC_OP_Transpose &&
+        w->producer->n_inputs > 0)
+        w = w->producer->inputs[0].value;
+    if (!w || !(w->flags & ULC_VALUE_INITIALIZER) || nd->n_outputs < 1 || !nd->outputs[0]) return NULL;
+    return w;
+}
+
+/* The values computed from a graph input (not from initializers alone): on[value id] = 1.
+ * Malloc'd; NULL when out of memory. */
+static uint8_t *from_inputs(const ulc_graph *g) {
+    uint8_t *on = calloc(g->values.len + 1, 1);
+    if (!on) return NULL;
+    for (size_t i = 0; i < g->inputs.len; i++) {
+        const ulc_value *v = g->inputs.items[i];
+        if (!(v->flags & ULC_VALUE_INITIALIZER)) on[v->id] = 1;
     }
+    for (int changed = 1; changed;) { /* one pass when the nodes are in topological order */
+        changed = 0;
+        for (const ulc_node *nd = g->first; nd; nd = nd->next) {
+            int any = 0;
+            for (int k = 0; k < nd->n_inputs && !any; k++)
+                any = nd->inputs[k].value && on[nd->inputs[k].value->id];
+            for (int k = 0; any && k < nd->n_outputs; k++)
+                if (nd->outputs[k] && !on[nd->outputs[k]->id]) on[nd->outputs[k]->id] = 1, changed = 1;
+        }
+    }
+    return on;
+}
+
+/* Whether nd's output is a layer compared: sel's (see ulc_fe_layers; on from from_inputs), else
+ * every Conv/Gemm/MatMul output whose weight is an initializer. */
+static int is_layer(const ulc_node *nd, const ulc_fe_layers *sel, const uint8_t *on) {
+    const ulc_value *w = layer_weight(nd, on != NULL);
+    return w && (!on || (on[nd->outputs[0]->id] && ulc_glob_any(sel->weights, w->name)));
+}
+
+/* The layers compared, in node order (with sel: its last ones, then its output); -1: out of
+ * memory. */
+static int layer_names(const ulc_model *m, const ulc_fe_layers *sel, const char **names, int cap) {
+    uint8_t *on = NULL;
+    if (sel && !sel->weights) sel = NULL;
+    if (sel && !(on = from_inputs(m->graph))) return -1;
+    int total = 0, n = 0, skip = 0;
+    for (const ulc_node *nd = m->graph->first; nd; nd = nd->next) total += is_layer(nd, sel, on);
+    if (sel && sel->output) cap--; /* room for it */
+    if (sel && sel->last > 0 && total > sel->last) skip = total - sel->last;
+    for (const ulc_node *nd = m->graph->first; nd && n < cap; nd = nd->next)
+        if (is_layer(nd, sel, on) && skip-- <= 0) names[n++] = nd->outputs[0]->name;
+    if (sel && sel->output) names[n++] = sel->output;
+    free(on);
     return n;
 }
 
@@ -133,11 +180,13 @@ static ulc_status run_layers(const ulc_model *m, const char *mpath, const ulc_se
 
 ulc_status ulc_fe_features(const ulc_model *model, const char *mpath, const ulc_model *orig,
                            const char *opath, const ulc_session_opts *so, const char *in_name,
-                           const ulc_fe_rows *d, cJSON *into, ulc_ctx *ctx) {
+                           const ulc_fe_layers *layers, const ulc_fe_rows *d, cJSON *into,
+                           ulc_ctx *ctx) {
     const char *names[ULC_FE_MAX_LAYERS];
     int64_t dim[ULC_FE_MAX_LAYERS], nf = 0, nr = 0;
     float *fa[ULC_FE_MAX_LAYERS] = {0}, *fb[ULC_FE_MAX_LAYERS] = {0};
-    int nl = layer_names(orig, names, ULC_FE_MAX_LAYERS);
+    int nl = layer_names(orig, layers, names, ULC_FE_MAX_LAYERS);
+    if (nl < 0) return nomem(ctx, "features");
     int64_t *sel = malloc(2 * ULC_FE_FEAT_ROWS * sizeof *sel);
     if (!sel) return nomem(ctx, "features");
     for (int64_t i = 0; i < d->rows && nf < ULC_FE_FEAT_ROWS; i++)
@@ -538,7 +587,7 @@ ulc_status ulc_fe_extra(const ulc_fe_models *ms, const ulc_fe_opts *o, const cha
     int text = next_token && d->f && d->data, one_feed = !d->f || d->f->n_fed == 1;
     if (o->features && ms->orig && one_feed)
         ULC_TRY(ulc_fe_features(ms->model, ms->model_path, ms->orig, ms->orig_path, &o->so,
-                                in_name, d, into, ctx));
+                                in_name, &o->layers, d, into, ctx));
     if (text) {
         if (o->lm.extract_rows > 0) ULC_TRY(lm_extraction(ms, o, d, into, ctx));
         if (o->relearn_steps <= 0) return ULC_OK;

@@ -7,7 +7,8 @@
  *     ulc_fe_rows d = {.path = "train.safetensors", .x = input, .y = label, .forget = flags,
  *                      .rows = n};
  *     cJSON *report = cJSON_CreateObject();
- *     ulc_fe_features(unlearned, "out.onnx", original, "in.onnx", &so, "input", &d, report, ctx);
+ *     ulc_fe_features(unlearned, "out.onnx", original, "in.onnx", &so, "input", NULL, &d,
+ *                     report, ctx);
  *     ulc_fe_relearn(unlearned, "out.onnx", &so, "input", "logits", &d, 10, 1e-3, 0, report, ctx);
  *
  * The models are only read: the probe trains shallow clones (ir/clone.h).
@@ -49,13 +50,25 @@ ulc_status ulc_fe_logits(const ulc_model *m, const char *mpath, const ulc_sessio
                          const char *xpath, const int64_t *idx, int64_t n, int64_t *classes,
                          float **z, ulc_ctx *ctx);
 
+/* Which layers the features compare when not every one: a CLIP request's trained tower
+ * (jobs/clip.h, ulc_clip_feature_layers). */
+typedef struct ulc_fe_layers {
+    const char *weights; /* globs (common/glob.h): the Conv/Gemm/MatMul outputs computed from
+                          * the model's input whose weight (input 1) is an initializer of these
+                          * names, or a Transpose of one (transformers' linear layers) */
+    int last;            /* the last `last` of those in node order (0: all) */
+    const char *output;  /* a value compared after them (the scored class scores), or NULL */
+} ulc_fe_layers;
+
 /* Adds "features": {"rows_forget", "rows_retain", "layers": [{"name", "features", "l1_forget",
- * "l1_retain", "cka_forget", "cka_retain"}]} to into: every Conv/Gemm/MatMul output of orig
- * whose weight is an initializer, on the first ULC_FE_FEAT_ROWS Df and Dr rows, model against
- * orig (the names must exist in model). CKA is null where a side is constant. */
+ * "l1_retain", "cka_forget", "cka_retain"}]} to into: the layers of orig that sel picks, else
+ * (sel NULL or sel->weights NULL) every Conv/Gemm/MatMul output of orig whose weight is an
+ * initializer, on the first ULC_FE_FEAT_ROWS Df and Dr rows, model against orig (the names must
+ * exist in model). CKA is null where a side is constant. */
 ulc_status ulc_fe_features(const ulc_model *model, const char *mpath, const ulc_model *orig,
                            const char *opath, const ulc_session_opts *so, const char *in_name,
-                           const ulc_fe_rows *d, cJSON *into, ulc_ctx *ctx);
+                           const ulc_fe_layers *sel, const ulc_fe_rows *d, cJSON *into,
+                           ulc_ctx *ctx);
 
 /* Adds "relearn": {"steps", "batch_size", "lr", "forget_rows", "forget_acc": [steps + 1],
  * "loss": [steps]} to into: a copy of model fine-tuned for `steps` steps of plain SGD (lr,
@@ -97,6 +110,7 @@ void ulc_fe_relearn_print(FILE *out, const cJSON *relearn);
 /* What ulc_fe_extra computes beyond accuracy and the attacks (the spec's "eval" key). */
 typedef struct ulc_fe_opts {
     int features;         /* per-layer feature distance and CKA of model against orig */
+    ulc_fe_layers layers; /* which layers (weights NULL: every Conv/Gemm/MatMul) */
     long relearn_steps;   /* the relearning probe's steps (0: no probe) */
     double relearn_lr;    /* its SGD learning rate */
     uint64_t seed;        /* its batch order */

@@ -234,10 +234,17 @@ ulc_status ulc_clip_concepts(const char *path, const cJSON *list, const ulc_clip
 
 const char *ulc_clip_tower_globs(const ulc_clip_spec *c) {
     const char *t = c->tower ? c->tower : "image";
-    if (strcmp(t, "text") == 0) return "text_model.*|text_projection";
+    /* the projections by module name (lora-inject's include) and by weight name */
+    if (strcmp(t, "text") == 0) return "text_model.*|text_projection|text_projection.*";
     if (strcmp(t, "both") == 0)
-        return "vision_model.*|visual_projection|text_model.*|text_projection";
-    return "vision_model.*|visual_projection";
+        return "vision_model.*|visual_projection|visual_projection.*|text_model.*|"
+               "text_projection|text_projection.*";
+    return "vision_model.*|visual_projection|visual_projection.*";
+}
+
+ulc_fe_layers ulc_clip_feature_layers(const ulc_clip_spec *c) {
+    return (ulc_fe_layers){.weights = ulc_clip_tower_globs(c), .last = ULC_CLIP_FEATURE_LAYERS,
+                           .output = ULC_CLIP_FINE};
 }
 
 /* ---- the prompts --------------------------------------------------------------------------------- */

@@ -24,6 +24,7 @@
 #include <cjson/cJSON.h>
 
 #include "common/status.h"
+#include "eval/forget_eval.h"
 #include "io/data.h"
 #include "ir/graph.h"
 
@@ -67,9 +68,18 @@ ulc_status ulc_clip_spec_read(const char *path, ulc_clip_spec *c, ulc_ctx *ctx);
 ulc_status ulc_clip_concepts(const char *path, const cJSON *list, const ulc_clip_spec *c,
                              int64_t **classes, int *n, ulc_ctx *ctx);
 
-/* The weights of c->tower, as globs ("vision_model.*|visual_projection", ...): where LoRA
- * adapters go, and the only weights any method trains (ulc_clip_view freezes the others). */
+/* The weights of c->tower, as globs of module and weight names ("vision_model.*|
+ * visual_projection|visual_projection.*", ...): where LoRA adapters go, and the only weights any
+ * method trains (ulc_clip_view freezes the others). */
 const char *ulc_clip_tower_globs(const ulc_clip_spec *c);
+
+/* The features a CLIP request compares (eval/forget_eval.h, the report's CKA and L1 per layer):
+ * the last ULC_CLIP_FEATURE_LAYERS linear layers of c->tower that run on the image rows (a
+ * transformer block's q, k, v, out, fc1, fc2 and the projection: the image tower's; the text
+ * tower runs on the prompts, not on the rows), then the fine head's class scores (ULC_CLIP_FINE),
+ * where a text tower's change reaches the rows. Not the patch convolution: LoRA never adapts it. */
+#define ULC_CLIP_FEATURE_LAYERS 7
+ulc_fe_layers ulc_clip_feature_layers(const ulc_clip_spec *c);
 
 /* What a CLIP request's evaluation reads besides the model: each test row's caption (its index
  * among the distinct captions) and the held-out data. */

@@ -430,9 +430,11 @@ static ulc_status ev_json(const ulc_eval_forget_job *a, ev_run *e, ulc_ctx *ctx)
     if (f->n_fed != 1) return ULC_OK; /* the metrics below feed one input */
     if (ms.ref && !f->next_token)
         ULC_TRY(ulc_fe_activation_distance(&ms, &a->so, in_name, out_name, &rows, root, ctx));
+    ulc_fe_layers clip_layers = {0};
+    if (e->rq->clip.given) clip_layers = ulc_clip_feature_layers(&e->rq->clip);
     if (ms.orig)
-        ULC_TRY(ulc_fe_features(ms.model, a->model, ms.orig, a->original, &a->so, in_name, &rows,
-                                root, ctx));
+        ULC_TRY(ulc_fe_features(ms.model, a->model, ms.orig, a->original, &a->so, in_name,
+                                &clip_layers, &rows, root, ctx));
     if (a->relearn > 0 && !f->next_token)
         ULC_TRY(ulc_fe_relearn_models(&ms, &a->so, in_name, out_name, &rows, a->relearn,
                                       a->relearn_lr > 0 ? a->relearn_lr : ULC_FE_RELEARN_LR,

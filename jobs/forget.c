@@ -366,6 +366,7 @@ static ulc_status evaluate_after(forget_run *w, const ulc_model *m, const ulc_mo
                             .relearn_lr = rq->relearn_lr, .seed = rq->seed,
                             .so = ulc_session_defaults(), .lm = rq->lm};
     r->eval.so.threads = r->threads;
+    if (rq->clip.given) r->eval.layers = ulc_clip_feature_layers(&rq->clip);
     if (!(r->extra = cJSON_CreateObject())) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
     ulc_fe_models ms = {.model = m, .orig = teacher, .ref = w->ref, .model_path = name,
                         .orig_path = w->o->in ? w->o->in : "the model",

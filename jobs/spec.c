@@ -766,7 +766,10 @@ static ulc_status resolve_train(ulc_request *s, const ulc_method_train *run, ulc
 ulc_status ulc_request_resolve_train(ulc_request *rq, const ulc_method_train *run,
                                      const char *where, ulc_ctx *ctx) {
     ulc_method_hparams h;
-    ULC_TRY(ulc_method_resolve(rq->method, run, NULL, where, &h, ctx));
+    ulc_method_train r = *run; /* a default may depend on what trains */
+    r.set |= ULC_MT_WHAT;
+    r.what = (int)rq->unlearn.what;
+    ULC_TRY(ulc_method_resolve(rq->method, &r, NULL, where, &h, ctx));
     rq->epochs = h.epochs;
     rq->batch_size = h.batch_size;
     rq->lr = h.lr;

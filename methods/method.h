@@ -43,13 +43,16 @@ enum {
     ULC_MT_LR = 1 << 2,
     ULC_MT_WEIGHT_DECAY = 1 << 3,
     ULC_MT_MOMENTUM = 1 << 4,
-    ULC_MT_OPTIMIZER = 1 << 5
+    ULC_MT_OPTIMIZER = 1 << 5,
+    ULC_MT_WHAT = 1 << 6
 };
 typedef struct ulc_method_train {
     unsigned set;
     long epochs, batch_size;
     double lr, weight_decay, momentum;
     ulc_optim_kind optimizer;
+    int what; /* ULC_TRAIN_*: what the method trains, when its own option does not say (a
+               * default may depend on it: nhl-kl's learning rate) */
 } ulc_method_train;
 
 /* The resolved settings of one method run (what the report's hyperparameters show). */
@@ -121,6 +124,8 @@ int ulc_method_of_pass(const char *name);
 ulc_method_train ulc_method_train_defaults(ulc_method m);
 
 /* Resolves the settings of method m: defaults, then run, then pass options o (NULL: none).
+ * nhl-kl's default learning rate is ULC_NHL_LR_LORA when it trains LoRA adapters (its default:
+ * o's "train", else run->what with ULC_MT_WHAT) and ULC_NHL_LR_ALL when it trains weights.
  * Momentum with AdamW is refused (ULC_ERR_INVALID_ARG naming `where`), and so is any run
  * setting but the batch size for ssd. */
 ulc_status ulc_method_resolve(ulc_method m, const ulc_method_train *run, const ulc_pass_opts *o,

@@ -169,13 +169,19 @@ ulc_status ulc_method_resolve(ulc_method m, const ulc_method_train *run, const u
                               const char *where, ulc_method_hparams *out, ulc_ctx *ctx) {
     ulc_method_train def = ulc_method_train_defaults(m), t = def;
     unsigned set = run ? run->set : 0;
-    if (m == ULC_METHOD_SSD && (set & ~(unsigned)ULC_MT_BATCH))
+    if (m == ULC_METHOD_SSD && (set & ~(unsigned)(ULC_MT_BATCH | ULC_MT_WHAT)))
         return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "%s: method ssd trains nothing: of the training "
                         "settings only the batch size applies (not epochs, lr, optimizer, weight "
                         "decay or momentum)", where);
     if (set & ULC_MT_EPOCHS) t.epochs = run->epochs;
     if (set & ULC_MT_BATCH) t.batch_size = run->batch_size;
     if (set & ULC_MT_LR) t.lr = run->lr;
+    else if (m == ULC_METHOD_NHL_KL) { /* docs/spec.md, "CLIP": chosen per what trains */
+        const char *what = ulc_pass_opt_str(o, "train", NULL);
+        int lora = what ? strcmp(what, "lora") == 0
+                        : !(set & ULC_MT_WHAT) || run->what == ULC_TRAIN_LORA;
+        t.lr = lora ? ULC_NHL_LR_LORA : ULC_NHL_LR_ALL;
+    }
     if (set & ULC_MT_OPTIMIZER) t.optimizer = run->optimizer;
     t.weight_decay = (set & ULC_MT_WEIGHT_DECAY) ? run->weight_decay : -1;
     t.momentum = (set & ULC_MT_MOMENTUM) ? run->momentum : -1;

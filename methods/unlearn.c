@@ -88,8 +88,9 @@ void ulc_unlearn_defaults(ulc_method m, ulc_unlearn_opts *u, ulc_optim_opts *opt
     case ULC_METHOD_NPO: optim->lr = 1e-5, *epochs = 5, *batch_size = 32; break;
     case ULC_METHOD_SSD: break; /* no training: only the batch size counts (the Fisher's) */
     case ULC_METHOD_NHL_KL: /* the paper's Adam, 8 epochs, batch 32; its lr 1e-7 is for every
-                               weight of CLIP ViT-L/14: LoRA adapters on a small CLIP take 1e-3 */
-        optim->lr = 1e-3;
+                               weight of CLIP ViT-L/14: ours is swept on the shipped CLIP, per
+                               what trains (ulc_method_resolve picks ULC_NHL_LR_ALL) */
+        optim->lr = ULC_NHL_LR_LORA;
         optim->weight_decay = 0;
         u->what = ULC_TRAIN_LORA;
         *epochs = 8;

@@ -95,6 +95,14 @@ typedef enum ulc_train_what {
     ULC_TRAIN_LORA
 } ulc_train_what;
 
+/* nhl-kl's default learning rates (Adam, 8 epochs, batch 32, the rest of its defaults): for
+ * LoRA adapters and for every weight of the tower. The paper's 1e-7 trains every weight of CLIP
+ * ViT-L/14; these are the best Q-U of a sweep on the shipped CLIP (docs/results.md, "nhl-kl's
+ * learning rate"): LoRA forgets from 1e-4 and holds Q-U >= 99.4 over 3e-4..1e-2, every weight
+ * from 3e-5, >= 99 over 1e-4..1e-3, best at 3e-4. */
+#define ULC_NHL_LR_LORA 1e-3
+#define ULC_NHL_LR_ALL 3e-4
+
 /* "all", "all_but_classifier", "lora" → what; -1. */
 int ulc_train_what_parse(const char *s);
 

@@ -1,7 +1,8 @@
 """CLIP as zero-shot classifiers (jobs/clip.c, passes/clip_zeroshot.c, eval/clip_eval.c) and
 knowledge-tracing unlearning on it (methods/nhl.c), end to end on the real small CLIP of
 models/clip_digits (a transformers CLIPModel trained on the UCI digits, with its own CLIP-style
-BPE tokenizer), against transformers 4.36 and numpy:
+BPE tokenizer), against transformers 4.36 and numpy (the reference: tests/fixtures/clip_ref.py,
+the model in float64):
 
 - `ulc tokenize` gives transformers' CLIPTokenizer (slow) and CLIPTokenizerFast ids for every
   prompt the spec builds, the captions and a few harder strings;
@@ -11,11 +12,15 @@ BPE tokenizer), against transformers 4.36 and numpy:
 - nhl-kl forgets "one": the report's before/after accuracies (Df/Dr fine and coarse, held-out,
   retrieval R@1) are transformers' on the input and on the written model, Q/U/Q-U follow their
   definitions, the concept is forgotten while the rest is kept, and only the image tower moved;
-- every other method runs on CLIP and writes a model transformers loads;
+- every other method (GA+KL too: graddiff with retain kl) runs on CLIP and writes a model
+  transformers loads; clip.tower "text" and "both", and nhl-kl training every weight, change
+  exactly the weights they name;
+- the report's per-layer CKA/L1 compares the trained tower's last layers and the class scores;
 - `ulc eval OUT --forget SPEC --original IN` repeats the report's "clip" numbers;
 - bad CLIP specs are refused before any work, naming what is wrong.
 """
 import json
+import sys
 import time
 
 import numpy as np
@@ -24,6 +29,9 @@ import torch
 from safetensors.numpy import load_file, save_file
 
 from conftest import ROOT, run_ulc
+
+sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
+import clip_ref  # noqa: E402
 
 CLIP = ROOT / "models" / "clip_digits"
 SPEC = CLIP / "forget_one.json"
@@ -57,97 +65,21 @@ def hf(clip_dir):
             "fast": CLIPTokenizerFast.from_pretrained(str(clip_dir))}
 
 
-# ---- the reference ----------------------------------------------------------------------------
+# ---- the reference: tests/fixtures/clip_ref.py ---------------------------------------------------
 
-def coarse_classes(c):
-    """the coarse classes in first-seen order of the mapping's values (over clip.classes)"""
-    out = []
-    for k in c["classes"]:
-        if c["coarse"][k] not in out:
-            out.append(c["coarse"][k])
-    return out
+@pytest.fixture(scope="module")
+def ref(clip_dir):
+    """the input model as the float64 transformers reference"""
+    torch.set_num_threads(1)
+    return clip_ref.Clip(clip_dir)
 
 
-@torch.no_grad()
-def class_embeddings(model, tok, classes, templates):
-    """[K, D] float64: per class the mean of its prompts' L2-normalised text features,
-    renormalised"""
-    out = []
-    for name in classes:
-        e = tok([t.format(name) for t in templates], padding=True, return_tensors="pt")
-        f = model.get_text_features(**e).double()
-        f = f / f.norm(dim=-1, keepdim=True)
-        f = f.mean(0)
-        out.append(f / f.norm())
-    return torch.stack(out)
-
-
-@torch.no_grad()
-def image_features(model, x):
-    f = model.get_image_features(pixel_values=torch.from_numpy(x)).double()
-    return f / f.norm(dim=-1, keepdim=True)
-
-
-def zero_shot(model, tok, x, classes, templates, img=None):
-    """[rows, K] logits, float64"""
-    img = image_features(model, x) if img is None else img
-    emb = class_embeddings(model, tok, classes, templates)
-    return (model.logit_scale.detach().exp().double() * img @ emb.T).numpy()
+def accuracies(ref, c, forget, clip_dir):
+    return clip_ref.report_accuracies(ref, c, forget, clip_dir, MARGIN)
 
 
 def ambiguous(z):
-    s = np.sort(z, axis=1)
-    return s[:, -1] - s[:, -2] < MARGIN
-
-
-def accuracies(model, tok, c, forget, clip_dir):
-    """The report's accuracies as (hits, count) per key, and how many rows of each are within
-    MARGIN of another answer."""
-    test = load_file(str(clip_dir / "test.safetensors"))
-    x, y = test["input"], test["label"]
-    img = image_features(model, x)
-    gone = np.isin(y, forget)
-    out, close = {}, {}
-    z = zero_shot(model, tok, x, c["classes"], c["templates"], img)
-    hit = z.argmax(1) == y
-    for k, rows in (("df_fine", gone), ("dr_fine", ~gone)):
-        out[k], close[k] = (int(hit[rows].sum()), int(rows.sum())), int(ambiguous(z)[rows].sum())
-    cc = coarse_classes(c)
-    yc = np.array([cc.index(c["coarse"][c["classes"][v]]) for v in y])
-    zc = zero_shot(model, tok, x, cc, c.get("coarse_templates", c["templates"]), img)
-    hit = zc.argmax(1) == yc
-    for k, rows in (("df_coarse", gone), ("dr_coarse", ~gone)):
-        out[k], close[k] = (int(hit[rows].sum()), int(rows.sum())), int(ambiguous(zc)[rows].sum())
-    # held-out: its own classes and templates
-    h = c["heldout"]
-    hd = load_file(str(clip_dir / h["data"]))
-    zh = zero_shot(model, tok, hd["input"], h["classes"], h.get("templates", c["templates"]))
-    out["heldout"] = (int((zh.argmax(1) == hd["label"]).sum()), len(hd["label"]))
-    close["heldout"] = int(ambiguous(zh).sum())
-    # retrieval: each kept row against the distinct captions of the kept rows (first-seen order
-    # over all rows), a hit when the best is its own
-    lines = (clip_dir / c["captions"]).read_text().split("\n")
-    lines = lines[:-1] if lines[-1] == "" else lines
-    distinct = list(dict.fromkeys(lines))
-    of = np.array([distinct.index(s) for s in lines])
-    zt = zero_shot(model, tok, x, distinct, ["{}"], img)
-    cand = np.zeros(len(distinct), bool)
-    cand[of[~gone]] = True
-    zt = np.where(cand[None, :], zt, -np.inf)
-    hit = zt.argmax(1) == of
-    out["retrieval_r1"] = (int(hit[~gone].sum()), int((~gone).sum()))
-    close["retrieval_r1"] = int(ambiguous(zt[:, cand])[~gone].sum())
-    return out, close
-
-
-def a_bar(before, after):
-    return 1.0 if before == 0 else min(1.0, after / before)
-
-
-def qu_of(before, after):
-    q = 1 - a_bar(before["df_fine"], after["df_fine"])
-    u = np.mean([a_bar(before[k], after[k]) for k in ("dr_fine", "dr_coarse", "df_coarse")])
-    return q, u, (2 * q * u / (q + u) if q + u > 0 else 0.0)
+    return clip_ref.near_ties(z, MARGIN)
 
 
 def check_accuracies(got, want, close, what):
@@ -184,7 +116,7 @@ HARD = ["A PHOTO OF THE DIGIT SEVEN.", "a   photo  of\tthe digit\n nine ", "  th
 
 def prompts_of(c):
     texts = [t.format(k) for k in c["classes"] for t in c["templates"]]
-    cc = coarse_classes(c)
+    cc = clip_ref.coarse_classes(c)
     texts += [t.format(k) for k in cc for t in c.get("coarse_templates", c["templates"])]
     h = c["heldout"]
     texts += [t.format(k) for k in h["classes"] for t in h.get("templates", c["templates"])]
@@ -227,18 +159,18 @@ def check_eval(ulc, model_dir, data, prompts, classes, z, y):
     return r
 
 
-def test_zero_shot_fine_matches_transformers(ulc, clip_dir, spec, hf):
+def test_zero_shot_fine_matches_transformers(ulc, clip_dir, spec, ref):
     c = spec["clip"]
     test = load_file(str(clip_dir / "test.safetensors"))
-    z = zero_shot(hf["model"], hf["slow"], test["input"], c["classes"], c["templates"])
+    z = ref.zero_shot_logits(test["input"], c["classes"], c["templates"])
     r = check_eval(ulc, clip_dir, clip_dir / "test.safetensors", SPEC, c["classes"], z,
                    test["label"])
     assert r["accuracy"] > 0.8  # a trained CLIP, not noise
 
 
-def test_zero_shot_coarse_matches_transformers(ulc, clip_dir, spec, hf, tmp_path):
+def test_zero_shot_coarse_matches_transformers(ulc, clip_dir, spec, ref, tmp_path):
     c = spec["clip"]
-    cc = coarse_classes(c)
+    cc = clip_ref.coarse_classes(c)
     test = load_file(str(clip_dir / "test.safetensors"))
     yc = np.array([cc.index(c["coarse"][c["classes"][v]]) for v in test["label"]], np.int64)
     data = tmp_path / "test_coarse.safetensors"
@@ -246,7 +178,7 @@ def test_zero_shot_coarse_matches_transformers(ulc, clip_dir, spec, hf, tmp_path
     # the "clip" object alone, as `ulc eval --clip` also takes it
     prompts = write_spec(tmp_path / "coarse.json",
                          {"classes": cc, "templates": c["coarse_templates"]})
-    z = zero_shot(hf["model"], hf["slow"], test["input"], cc, c["coarse_templates"])
+    z = ref.zero_shot_logits(test["input"], cc, c["coarse_templates"])
     r = check_eval(ulc, clip_dir, data, prompts, cc, z, yc)
     assert r["accuracy"] > 0.8
 
@@ -262,7 +194,7 @@ def nhl_run(clip_dir, tmp_path_factory):
     return p, out, rep, time.monotonic() - t0
 
 
-def test_nhl_kl_forgets_one(clip_dir, spec, hf, nhl_run):
+def test_nhl_kl_forgets_one(clip_dir, spec, hf, ref, nhl_run):
     from transformers import CLIPModel
     p, out, rep, secs = nhl_run
     assert p.returncode == 0, p.stderr
@@ -271,17 +203,18 @@ def test_nhl_kl_forgets_one(clip_dir, spec, hf, nhl_run):
     c = spec["clip"]
     forget = [c["classes"].index(k) for k in spec["forget"]["concepts"]]
 
-    before, close_b = accuracies(hf["model"], hf["slow"], c, forget, clip_dir)
+    before, close_b = accuracies(ref, c, forget, clip_dir)
     check_accuracies(cj["before"], before, close_b, "before")
     m = CLIPModel.from_pretrained(str(out)).eval()
-    after, close_a = accuracies(m, hf["slow"], c, forget, clip_dir)
+    after, close_a = accuracies(clip_ref.Clip(out, clip_dir), c, forget, clip_dir)
     check_accuracies(cj["after"], after, close_a, "after")
 
     # Q, U, Q-U from the report's own accuracies
-    q, u, qu = qu_of(cj["before"], cj["after"])
-    assert abs(cj["Q"] - q) <= 1e-12 and abs(cj["U"] - u) <= 1e-12 and abs(cj["QU"] - qu) <= 1e-12
-    for k in ("df_fine", "dr_fine", "dr_coarse", "df_coarse"):
-        assert abs(cj["a_bar"][k] - a_bar(cj["before"][k], cj["after"][k])) <= 1e-12, k
+    want = clip_ref.qu_metrics(cj["before"], cj["after"])
+    for k in ("Q", "U", "QU"):
+        assert abs(cj[k] - want[k.lower()]) <= 1e-12, (k, cj[k], want[k.lower()])
+    for k in clip_ref.QU_KEYS:
+        assert abs(cj["a_bar"][k] - want["abar"][k]) <= 1e-12, k
 
     # forgotten, and the rest kept
     b, a = cj["before"], cj["after"]
@@ -320,63 +253,152 @@ def test_eval_forget_repeats_the_report(ulc, clip_dir, nhl_run):
 
 # ---- 4. every other method on CLIP ------------------------------------------------------------
 
+# id -> (method, the spec's keys besides it)
 METHODS = {
-    "rfa": {"train": {"epochs": 2}},
-    "delete": {},
-    "neggrad": {"train": {"epochs": 1}},
-    "graddiff": {"train": {"epochs": 1}},
-    "npo": {"train": {"epochs": 1}},
-    "random-label": {"train": {"epochs": 1}},
-    "ssd": {},
-    "scrub": {"train": {"epochs": 1}},
-    "finetune": {"train": {"epochs": 1}},
+    "rfa": ("rfa", {"train": {"epochs": 2}}),
+    "delete": ("delete", {}),
+    "neggrad": ("neggrad", {"train": {"epochs": 1}}),
+    "graddiff": ("graddiff", {"train": {"epochs": 1}}),
+    # GA+KL, one of the paper's baselines: its results.md row's settings
+    "graddiff-kl": ("graddiff", {"train": {"epochs": 8, "batch_size": 32, "lr": 3e-4,
+                                           "optimizer": "adamw", "weight_decay": 0},
+                                 "graddiff": {"train": "lora", "retain": "kl"}}),
+    "npo": ("npo", {"train": {"epochs": 1}}),
+    "random-label": ("random-label", {"train": {"epochs": 1}}),
+    "ssd": ("ssd", {}),
+    "scrub": ("scrub", {"train": {"epochs": 1}}),
+    "finetune": ("finetune", {"train": {"epochs": 1}}),
 }
 
 
+def weights(path):
+    return load_file(str(path / "model.safetensors"))
+
+
+def tower_of(name):
+    """"image", "text" or None (logit_scale): clip.tower's split of transformers' names"""
+    if name.startswith(("vision_model.", "visual_projection")):
+        return "image"
+    if name.startswith(("text_model.", "text_projection")):
+        return "text"
+    return None
+
+
+def changed(w0, w1):
+    assert set(w0) == set(w1)
+    return {k for k in w0 if w0[k].dtype != w1[k].dtype or w0[k].tobytes() != w1[k].tobytes()}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("method", list(METHODS))
-def test_every_method_runs_on_clip(clip_dir, spec, hf, method, tmp_path):
-    from transformers import CLIPModel
-    s = dict(spec, method=method, **METHODS[method])
-    path = in_clip_dir(tmp_path, f"forget_{method}.json", s)
+@pytest.mark.parametrize("case", list(METHODS))
+def test_every_method_runs_on_clip(clip_dir, spec, case, tmp_path):
+    method, keys = METHODS[case]
+    s = dict(spec, method=method, **keys)
+    path = in_clip_dir(tmp_path, f"forget_{case}.json", s)
     out, rep = tmp_path / "out", tmp_path / "report.json"
     p = run_ulc(clip_dir, "--forget", path, "-o", f"{out}/", "--report", rep)
-    assert p.returncode == 0, (method, p.stderr)
-    cj = json.loads(rep.read_text())["clip"]
+    assert p.returncode == 0, (case, p.stderr)
+    report = json.loads(rep.read_text())
+    cj = report["clip"]
     for k in KEYS:
         assert 0 <= cj["after"][k] <= 1 and 0 <= cj["before"][k] <= 1, (k, cj)
     assert all(isinstance(cj[k], (int, float)) for k in ("Q", "U", "QU")), cj
+    for k, v in keys.get(method, {}).items():  # the method's own options, as the spec gave them
+        assert report["hyperparameters"][method][k] == v, (case, k, report["hyperparameters"])
     # the written model is what was scored: transformers' accuracies on it are the report's
-    m = CLIPModel.from_pretrained(str(out)).eval()
     c = spec["clip"]
     forget = [c["classes"].index(k) for k in spec["forget"]["concepts"]]
-    after, close = accuracies(m, hf["slow"], c, forget, clip_dir)
-    check_accuracies(cj["after"], after, close, method)
+    after, close = accuracies(clip_ref.Clip(out, clip_dir), c, forget, clip_dir)
+    check_accuracies(cj["after"], after, close, case)
     # clip.tower (default "image") bounds what every method trains, LoRA or all weights: the
     # text tower and logit_scale as they were, and the image tower changed
-    w0 = load_file(str(clip_dir / "model.safetensors"))
-    w1 = load_file(str(out / "model.safetensors"))
-    image = [k for k in w0 if k.startswith("vision_model.") or k.startswith("visual_projection")]
-    for k in w0:
-        if k not in image:
-            assert w0[k].tobytes() == w1[k].tobytes(), (method, k)
-    assert any(w0[k].tobytes() != w1[k].tobytes() for k in image), method
+    moved = changed(weights(clip_dir), weights(out))
+    assert moved and all(tower_of(k) == "image" for k in moved), (case, sorted(moved))
+    if case == "graddiff-kl":  # GA+KL forgets part of "one" and keeps the rest (results.md)
+        b, a = cj["before"], cj["after"]
+        assert a["df_fine"] < b["df_fine"] - 0.2 and a["dr_fine"] >= b["dr_fine"] - 0.1, (b, a)
+
+
+def run_tower(clip_dir, spec, tmp_path, name, method, tower=None, **keys):
+    s = dict(spec, method=method, **keys)
+    if tower:
+        s["clip"] = dict(spec["clip"], tower=tower)
+    out, rep = tmp_path / name, tmp_path / f"{name}.json"
+    p = run_ulc(clip_dir, "--forget", in_clip_dir(tmp_path, f"{name}.spec.json", s), "-o",
+                f"{out}/", "--report", rep, "-q")
+    assert p.returncode == 0, p.stderr
+    return changed(weights(clip_dir), weights(out)), json.loads(rep.read_text())
 
 
 def test_tower_text_trains_the_text_tower_only(clip_dir, spec, tmp_path):
     """clip.tower "text": the image tower keeps its bytes, whatever the method trains."""
-    s = dict(spec, method="finetune", train={"epochs": 1, "lr": 1e-3})
-    s["clip"] = dict(spec["clip"], tower="text")
-    out = tmp_path / "out"
-    p = run_ulc(clip_dir, "--forget", in_clip_dir(tmp_path, "text.json", s), "-o", f"{out}/", "-q")
+    moved, _ = run_tower(clip_dir, spec, tmp_path, "text", "finetune", "text",
+                         train={"epochs": 1, "lr": 1e-3})
+    assert moved and all(tower_of(k) == "text" for k in moved), sorted(moved)
+
+
+def test_tower_both_trains_both_towers(clip_dir, spec, tmp_path):
+    """clip.tower "both": LoRA adapters on both towers' linear layers, so exactly their weights
+    (q/k/v/out, fc1/fc2 and the projections) change; with every weight training, each tower's
+    weights change, its norms and embeddings too; logit_scale never."""
+    w0 = weights(clip_dir)
+    linear = {k for k in w0 if k.endswith(".weight") and w0[k].ndim == 2 and
+              (k.endswith(("_proj.weight", "fc1.weight", "fc2.weight")) or "projection" in k)}
+    assert {tower_of(k) for k in linear} == {"image", "text"} and "text_projection.weight" in linear
+    moved, rep = run_tower(clip_dir, spec, tmp_path, "both_lora", "nhl-kl", "both")
+    assert moved == linear, (sorted(moved ^ linear))
+    assert rep["hyperparameters"]["train"]["lr"] == 1e-3  # LoRA's default
+    moved, rep = run_tower(clip_dir, spec, tmp_path, "both_all", "finetune", "both",
+                           train={"epochs": 1, "lr": 1e-3})
+    assert {tower_of(k) for k in moved} == {"image", "text"} and "logit_scale" not in moved
+    for k in ("vision_model.post_layernorm.weight", "text_model.final_layer_norm.weight",
+              "vision_model.embeddings.class_embedding", "visual_projection.weight",
+              "text_projection.weight"):
+        assert k in moved, (k, sorted(moved))
+
+
+def test_nhl_kl_trains_every_image_weight(clip_dir, spec, tmp_path):
+    """nhl-kl with "train": "all": every weight of the image tower trains (norms, embeddings,
+    biases, the projection), nothing else; its default learning rate is the one for every
+    weight (docs/spec.md); it forgets "one" and keeps the rest."""
+    w0 = weights(clip_dir)
+    image = {k for k in w0 if tower_of(k) == "image"}
+    moved, rep = run_tower(clip_dir, spec, tmp_path, "all", "nhl-kl", **{"nhl-kl": {"train": "all"}})
+    assert moved == image, sorted(moved ^ image)
+    assert rep["hyperparameters"]["train"]["lr"] == 3e-4
+    assert rep["hyperparameters"]["nhl-kl"]["train"] == "all"
+    b, a = rep["clip"]["before"], rep["clip"]["after"]
+    assert a["df_fine"] < 0.2 and a["dr_fine"] >= b["dr_fine"] - 0.05, (b, a)
+
+
+def test_features_compare_the_trained_tower(clip_dir, spec, nhl_run, tmp_path):
+    """The report's per-layer CKA and L1 on a CLIP request compare layers the method can change:
+    the trained tower's last linear layers (the image tower's last block and its projection),
+    then the class scores — not the patch convolution, which LoRA never touches. nhl-kl moves
+    each of them. With tower "text" the image tower's layers stay out (the text tower runs on
+    the prompts): the class scores remain, and move."""
+    p, out, rep, _ = nhl_run
     assert p.returncode == 0, p.stderr
-    w0 = load_file(str(clip_dir / "model.safetensors"))
-    w1 = load_file(str(out / "model.safetensors"))
-    text = [k for k in w0 if k.startswith("text_model.") or k.startswith("text_projection")]
-    for k in w0:
-        if k not in text:
-            assert w0[k].tobytes() == w1[k].tobytes(), k
-    assert any(w0[k].tobytes() != w1[k].tobytes() for k in text)
+    layers = json.loads(rep.read_text())["features"]["layers"]
+    names = [e["name"] for e in layers]
+    assert len(names) == 8 and names[-2:] == ["/projection/MatMul_235_output_0", "logits"], names
+    assert all(n.startswith("/vision_model.encoder.layers.1/") for n in names[:6]), names
+    assert not any("Conv" in n or "embeddings" in n for n in names), names
+    for e in layers:
+        assert e["l1_forget"] > 1e-3 and e["l1_retain"] > 1e-3, e
+        assert e["cka_forget"] < 1 - 1e-6, e
+    # forgetting shows most where the concept is: the class scores of the forgotten rows
+    last = layers[-1]
+    assert last["l1_forget"] > last["l1_retain"] and last["cka_forget"] < last["cka_retain"], last
+    # ulc eval --forget compares the same layers
+    e = run_ulc("eval", out, "--forget", SPEC, "--original", clip_dir, "--json")
+    assert e.returncode == 0, e.stderr
+    assert [x["name"] for x in json.loads(e.stdout)["features"]["layers"]] == names
+    # tower text: the text tower's change reaches the rows through the class scores
+    _, r = run_tower(clip_dir, spec, tmp_path, "text", "nhl-kl", "text")
+    layers = r["features"]["layers"]
+    assert [x["name"] for x in layers] == ["logits"], layers
+    assert layers[0]["l1_forget"] > 1e-3 and layers[0]["cka_forget"] < 1 - 1e-6, layers
 
 
 # ---- 6. bad input -----------------------------------------------------------------------------
@@ -559,7 +581,7 @@ def test_markdown_report_and_reference(ulc, clip_dir, spec, nhl_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_megu_similarity_from_clip_text(clip_dir, spec, hf, tmp_path):
+def test_megu_similarity_from_clip_text(clip_dir, spec, ref, tmp_path):
     """megu on a CLIP request without a similarity file takes MeGU's offline similarity from
     CLIP's class text embeddings: S[k][l] = max(0, cos(e_k, e_l)), e the prompts' class
     embeddings, as transformers computes them."""
@@ -571,6 +593,6 @@ def test_megu_similarity_from_clip_text(clip_dir, spec, hf, tmp_path):
     m = json.loads(rep.read_text())["megu"]
     assert m["similarity_source"] == "clip-text"
     c = spec["clip"]
-    e = class_embeddings(hf["model"], hf["slow"], c["classes"], c["templates"]).numpy()
+    e = ref.class_embeddings(c["classes"], c["templates"])
     want = np.maximum(e @ e.T, 0)
     np.testing.assert_allclose(np.array(m["similarity"]), want, atol=1e-5)

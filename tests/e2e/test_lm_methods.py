@@ -99,6 +99,7 @@ def forget_retain_nll(path, ids, mask):
 @pytest.mark.parametrize("method,obj,train,moves", [
     ("neggrad", None, None, "forget_up"),
     ("graddiff", None, None, "forget_up"),
+    ("graddiff", {"retain": "kl"}, None, "forget_up"),  # GA+KL
     ("npo", {"beta": 0.5}, None, "forget_up"),
     ("finetune", None, None, "retain_down"),
     ("delete", None, {"optimizer": "adamw"}, "true_token_down"),
@@ -254,6 +255,22 @@ def test_graddiff_loss_is_retain_ce_minus_forget_ce(tmp_path, g2):
     assert rep["train"]["first_loss"] == pytest.approx(want, rel=1e-4)
 
 
+def test_graddiff_retain_kl_loss_starts_at_minus_forget_ce(tmp_path, g2):
+    # GA+KL: −CE on the forget rows + retain_weight · KL(original ‖ model) on the retain rows'
+    # positions; the first step's model is the original, so the KL adds 0
+    rep, _, (ids, mask) = run(tmp_path, g2, "graddiff", obj={"retain": "kl"})
+    assert rep["hyperparameters"]["graddiff"]["retain"] == "kl"
+    f = np.isin(np.arange(len(ids)), FORGET)
+    with torch.no_grad():
+        z, on, y = positions(hf(g2), ids, mask)
+        nll = -F.log_softmax(z.double(), -1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
+        want = -nll[torch.from_numpy(f).unsqueeze(1) & on].mean().item()
+    assert rep["train"]["first_loss"] == pytest.approx(want, rel=1e-4)
+    # and unlike gradient difference's, its loss is not the retain rows' CE
+    ce, _, _ = run(tmp_path, g2, "graddiff", out="ce")
+    assert abs(ce["train"]["first_loss"] - want) > 0.1, (ce["train"]["first_loss"], want)
+
+
 # ---- refused before any work ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("method,obj,forget,needle", [
@@ -378,14 +395,18 @@ def test_onnx_export_neggrad_and_npo(tmp_path, fixture_dir):
 
 # ---- graddiff and npo on a classifier ---------------------------------------------------------------
 
-@pytest.mark.parametrize("method", ["graddiff", "npo"])
-def test_paired_methods_on_a_classifier(tmp_path, method):
+@pytest.mark.parametrize("method,obj,lr", [("graddiff", None, 1e-3),
+                                           ("graddiff", {"retain": "kl"}, 3e-4), ("npo", None, 1e-3)])
+def test_paired_methods_on_a_classifier(tmp_path, method, obj, lr):
     # a row's probability is its label's: the digits default forgets class 3 (at lr 1e-3; the
-    # defaults are the NPO paper's, for language models)
+    # defaults are the NPO paper's, for language models); graddiff retain kl is GA+KL, whose KL
+    # holds the retain rows less than CE does (at 1e-3 Drt falls to 11 %)
     digits = ROOT / "models" / "digits"
     spec = {"method": method, "data": {"train": str(digits / "train.safetensors"),
                                        "test": str(digits / "test.safetensors")},
-            "forget": {"classes": [3]}, "train": {"lr": 1e-3, "epochs": 2}}
+            "forget": {"classes": [3]}, "train": {"lr": lr, "epochs": 2}}
+    if obj:
+        spec[method] = obj
     (tmp_path / "s.json").write_text(json.dumps(spec))
     proc = run_ulc(digits / "digits_resnet.onnx", "--forget", tmp_path / "s.json", "-o",
                    tmp_path / "o.onnx", "--report", tmp_path / "r.json", "--threads", "2", "-q")

@@ -5,6 +5,7 @@
 #include "io/decoder.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,10 +82,12 @@ cJSON *ulc_lm_attack_json(const ulc_lm_attack_result *r) {
 /* A model being decoded: its session, the inputs it is fed, and the buffers of one run. */
 typedef struct gen {
     ulc_session *s;
+    const ulc_iface *f;      /* a model with a cache decoding without it: pasts fed empty */
     const char *mpath, *ids_name, *mask_name, *out_name;
     int mask_dtype;          /* the attention mask's dtype (int64 or float32) */
     int64_t vocab;
     int64_t *ids;            /* [ULC_LM_GEN_BATCH, max len] */
+    int64_t *epos;           /* [ULC_LM_GEN_BATCH, max len]: position_ids with empty pasts */
     void *ones;              /* [ULC_LM_GEN_BATCH, max len] of the mask's dtype, all 1 */
     int causal;              /* -1: not probed yet; 1: decode in a fixed window; 0: on prefixes */
     float *probe;            /* [ULC_LM_GEN_BATCH, vocab]: the probe's first logits */
@@ -113,6 +116,26 @@ static int64_t first_max(const float *z, int64_t n) {
     return best;
 }
 
+/* A model with a cache run on whole rows (the window, the prefixes, the check of a built
+ * decoder): every past empty, [n, heads, 0, head_dim], positions 0 .. len-1 (g->pos). */
+static ulc_status feed_cache_empty(gen *g, int64_t n, int64_t len, ulc_ctx *ctx) {
+    const ulc_iface *f = g->f;
+    ulc_rt_tensor t;
+    static const float none[1];
+    for (int k = f->n_fed - f->n_past; k < f->n_fed; k++) {
+        const ulc_value *v = f->fed[k];
+        t = (ulc_rt_tensor){.dtype = ULC_DT_F32, .rank = 4, .data = (void *)(uintptr_t)none,
+                            .dims = {n, v->dims[1].value, 0, v->dims[3].value}};
+        ULC_TRY(ulc_session_set_input(g->s, v->name, &t, ctx));
+    }
+    if (f->pos < 0) return ULC_OK;
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t i = 0; i < len; i++) g->epos[r * len + i] = i;
+    t = (ulc_rt_tensor){.dtype = ULC_DT_I64, .rank = 2, .dims = {n, len}, .data = g->epos,
+                        .nbytes = (size_t)(n * len) * 8};
+    return ulc_session_set_input(g->s, f->fed[f->pos]->name, &t, ctx);
+}
+
 /* One run on n rows of len tokens (g->ids); next[r] = the first maximum of the logits at
  * position pos of row r; with keep, those logits are copied there ([n, vocab]). */
 static ulc_status gen_run(gen *g, int64_t n, int64_t len, int64_t pos, int64_t *next, float *keep,
@@ -126,6 +149,7 @@ static ulc_status gen_run(gen *g, int64_t n, int64_t len, int64_t pos, int64_t *
         t.nbytes = (size_t)(n * len) * (g->mask_dtype == ULC_DT_I64 ? 8 : 4);
         ULC_TRY(ulc_session_set_input(g->s, g->mask_name, &t, ctx));
     }
+    ULC_TRY(feed_cache_empty(g, n, len, ctx));
     ULC_TRY(ulc_session_run(g->s, ctx));
     const ulc_rt_tensor *o = ulc_session_output(g->s, g->out_name);
     if (!o || o->dtype != ULC_DT_F32 || o->rank != 3 || o->dims[0] != n || o->dims[1] != len ||
@@ -451,14 +475,16 @@ static ulc_status extract_rows(gen *g, const ulc_data *tr, const ulc_iface *f,
 }
 
 /* Decoding feeds input_ids and at most an attention_mask, each with a dynamic sequence dim (the
- * sequence grows by a token a step). */
+ * sequence grows by a token a step), and a model with a cache (io/data.h: ulc_iface's pasts and
+ * position_ids) its cache and positions. */
 int ulc_lm_extract_skip(const ulc_iface *f, char *why, size_t n) {
-    if (f->n_fed > 1 + (f->mask >= 0)) {
+    int fed = f->n_fed - f->n_past - (f->pos >= 0);
+    if (fed > 1 + (f->mask >= 0)) {
         snprintf(why, n, "the model is fed %d inputs; decoding feeds input_ids and "
-                 "attention_mask only", f->n_fed);
+                 "attention_mask only%s", fed, f->n_past ? " (and the cache's)" : "");
         return 1;
     }
-    for (int k = 0; k < f->n_fed; k++) {
+    for (int k = 0; k < f->n_fed - f->n_past; k++) {
         const ulc_value *v = f->fed[k];
         if (v->rank >= 2 && v->dims[1].value >= 0) {
             snprintf(why, n, "input '%s' has a fixed sequence length (%lld); decoding needs a "
@@ -520,13 +546,14 @@ ulc_status ulc_lm_extract(const ulc_model *m, const char *mpath, const ulc_sessi
     }
     int64_t T = tr->cols[0]->dims[1], cap = o->extract_rows, n[2] = {0, 0};
     int64_t *rows = malloc((size_t)(2 * cap + 1) * sizeof *rows);
-    gen g = {.mpath = mpath, .ids_name = f->fed[0]->name, .out_name = f->out->name,
+    gen g = {.f = f, .mpath = mpath, .ids_name = f->fed[0]->name, .out_name = f->out->name,
              .vocab = f->classes, .mask_name = f->mask >= 0 ? f->fed[f->mask]->name : NULL,
              .mask_dtype = f->mask >= 0 ? tr->cols[f->mask]->dtype : ULC_DT_I64, .causal = -1};
     g.ids = malloc((size_t)(ULC_LM_GEN_BATCH * T + 1) * 8);
+    g.epos = malloc((size_t)(ULC_LM_GEN_BATCH * T + 1) * 8);
     g.ones = malloc((size_t)(ULC_LM_GEN_BATCH * T + 1) * 8);
     g.probe = malloc((size_t)(2 * ULC_LM_GEN_BATCH) * (size_t)(f->classes > 0 ? f->classes : 1) * sizeof(float));
-    ulc_status st = rows && g.ids && g.ones && g.probe ? ULC_OK : nomem(ctx, "extraction");
+    ulc_status st = rows && g.ids && g.epos && g.ones && g.probe ? ULC_OK : nomem(ctx, "extraction");
     for (int64_t i = 0; st == ULC_OK && i < ULC_LM_GEN_BATCH * T; i++) {
         if (g.mask_dtype == ULC_DT_I64) ((int64_t *)g.ones)[i] = 1;
         else ((float *)g.ones)[i] = 1.0f;
@@ -556,6 +583,7 @@ ulc_status ulc_lm_extract(const ulc_model *m, const char *mpath, const ulc_sessi
     cache_close(&g);
     ulc_session_free(g.s);
     free(g.ids);
+    free(g.epos);
     free(g.ones);
     free(g.probe);
     free(rows);

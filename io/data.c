@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "import/safetensors_import.h"
+#include "io/decoder.h"
 #include "io/text_data.h"
 
 const char *ulc_value_shape_str(const ulc_value *v, char *buf, size_t n) {
@@ -78,11 +79,41 @@ static ulc_status main_input(const ulc_model *m, const char *model_path, const c
     return ULC_OK;
 }
 
+/* The fed inputs after the main one: the others in graph order, a cache's pasts last. */
+static void other_inputs(const ulc_graph *g, const ulc_value *main_in, ulc_iface *f) {
+    for (int past = 0; past < 2; past++)
+        for (size_t i = 0; i < g->inputs.len; i++) {
+            const ulc_value *v = g->inputs.items[i];
+            if ((v->flags & ULC_VALUE_INITIALIZER) || v == main_in ||
+                ulc_decoder_is_past(v) != past)
+                continue;
+            if (strcmp(v->name, "attention_mask") == 0) f->mask = f->n_fed;
+            f->fed[f->n_fed++] = v;
+            f->n_past += past;
+        }
+}
+
+/* A model with past_key_values inputs: they must make a cache (io/decoder.h), the main input
+ * is its input_ids, and its output is `logits` unless named. */
+static ulc_status cache_inputs(const ulc_model *m, const char *model_path, const char *output,
+                               ulc_iface *f, ulc_ctx *ctx) {
+    ulc_decoder d;
+    ULC_TRY(ulc_decoder_check(m, model_path, &d, ctx));
+    if (strcmp(f->fed[0]->name, d.ids) != 0)
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: model.input '%s': a model with a cache "
+                        "(past_key_values inputs) is fed its text in '%s'", model_path,
+                        f->fed[0]->name, d.ids);
+    for (int k = 0; k < f->n_fed; k++)
+        if (d.position_ids && strcmp(f->fed[k]->name, d.position_ids) == 0) f->pos = k;
+    if (!output) f->out = ulc_graph_get_value(m->graph, "logits"); /* checked: an output */
+    return ULC_OK;
+}
+
 ulc_status ulc_iface_resolve(const ulc_model *m, const char *model_path, const char *input,
                              const char *output, const char *where, ulc_iface *f, ulc_ctx *ctx) {
     const ulc_graph *g = m->graph;
     memset(f, 0, sizeof *f);
-    f->mask = -1;
+    f->mask = f->pos = -1;
     const ulc_value *main_in = NULL;
     char in_where[512], out_where[512], names[512];
     snprintf(in_where, sizeof in_where, "%s%smodel.input%s", where ? where : "",
@@ -91,14 +122,10 @@ ulc_status ulc_iface_resolve(const ulc_model *m, const char *model_path, const c
              where ? ": key '" : "", where ? "'" : "");
     ULC_TRY(main_input(m, model_path, input, in_where, &main_in, ctx));
     f->fed[f->n_fed++] = main_in;
-    for (size_t i = 0; i < g->inputs.len; i++) {
-        const ulc_value *v = g->inputs.items[i];
-        if ((v->flags & ULC_VALUE_INITIALIZER) || v == main_in) continue;
-        if (strcmp(v->name, "attention_mask") == 0) f->mask = f->n_fed;
-        f->fed[f->n_fed++] = v;
-    }
+    other_inputs(g, main_in, f);
+    if (f->n_past) ULC_TRY(cache_inputs(m, model_path, output, f, ctx));
     value_list(g, 1, names, sizeof names);
-    for (size_t i = 0; i < g->outputs.len; i++) {
+    for (size_t i = 0; !f->out && i < g->outputs.len; i++) {
         const ulc_value *v = g->outputs.items[i];
         if (output ? strcmp(v->name, output) == 0 : g->outputs.len == 1) f->out = v;
     }
@@ -117,6 +144,64 @@ ulc_status ulc_iface_resolve(const ulc_model *m, const char *model_path, const c
                             "dim is fixed; forget needs a dynamic batch dim (export the model "
                             "with one)", model_path, v->name, ulc_value_shape_str(v, sh, sizeof sh));
         }
+    }
+    return ULC_OK;
+}
+
+int ulc_iface_made(const ulc_iface *f, int k) {
+    return k >= f->n_fed - f->n_past || k == f->pos;
+}
+
+/* The columns ulc makes: each a tensor with its dims; positions' bytes. */
+typedef struct ulc_data_made {
+    ulc_tensor t[ULC_IO_MAX_FED];
+    int64_t dims[ULC_IO_MAX_FED][4];
+    int64_t *pos;
+} ulc_data_made;
+
+/* Past input v fed empty: float32 [rows, heads, 0, head_dim] (its heads and head_dim fixed:
+ * ulc_decoder_check). */
+static void empty_past(ulc_tensor *t, int64_t *dims, const ulc_value *v, int64_t rows) {
+    static const float none[1];
+    dims[0] = rows;
+    dims[1] = v->dims[1].value;
+    dims[2] = 0;
+    dims[3] = v->dims[3].value;
+    *t = (ulc_tensor){.name = v->name, .dtype = ULC_DT_F32, .rank = 4, .dims = dims,
+                      .storage = ULC_STORAGE_OWNED, .data = none, .form = ULC_FORM_RAW};
+}
+
+ulc_status ulc_data_make(ulc_data *df, const ulc_iface *f, ulc_ctx *ctx) {
+    int n = 0;
+    for (int k = 0; k < f->n_fed; k++) n += ulc_iface_made(f, k) && !df->cols[k];
+    if (!n) return ULC_OK;
+    ulc_data_made *dm = df->made = calloc(1, sizeof *dm);
+    const char **names = realloc(df->d.names, ((size_t)df->d.n_cols + (size_t)n + 1) * sizeof *names);
+    if (names) df->d.names = names;
+    const ulc_tensor **cols = realloc(df->d.cols, ((size_t)df->d.n_cols + (size_t)n + 1) * sizeof *cols);
+    if (cols) df->d.cols = cols;
+    int64_t W = df->cols[0]->rank == 2 ? df->cols[0]->dims[1] : 0;
+    if (!dm || !names || !cols) return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (dataset)");
+    for (int k = 0; k < f->n_fed; k++) {
+        if (!ulc_iface_made(f, k) || df->cols[k]) continue;
+        ulc_tensor *t = &dm->t[k];
+        const ulc_value *v = f->fed[k];
+        if (k == f->pos) { /* 0, 1, ... in every row: transformers' positions of right-padded rows */
+            if (!(dm->pos = malloc((size_t)(df->rows * W + 1) * sizeof *dm->pos)))
+                return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (dataset)");
+            for (int64_t i = 0; i < df->rows * W; i++) dm->pos[i] = i % W;
+            dm->dims[k][0] = df->rows;
+            dm->dims[k][1] = W;
+            *t = (ulc_tensor){.name = v->name, .dtype = ULC_DT_I64, .rank = 2, .dims = dm->dims[k],
+                              .numel = (uint64_t)(df->rows * W), .storage = ULC_STORAGE_OWNED,
+                              .data = dm->pos, .form = ULC_FORM_RAW};
+            t->nbytes = (size_t)t->numel * sizeof(int64_t);
+        } else {
+            empty_past(t, dm->dims[k], v, df->rows);
+        }
+        df->cols[k] = t;
+        df->d.names[df->d.n_cols] = v->name;
+        df->d.cols[df->d.n_cols++] = t;
     }
     return ULC_OK;
 }
@@ -178,7 +263,9 @@ ulc_status ulc_data_load(const char *key, const char *path, const char *model_pa
     int bound[ULC_IO_MAX_FED];
     for (int k = 0; k < f->n_fed; k++) {
         const ulc_value *v = f->fed[k];
-        int c = bound[k] = find_column(&df->d, v, k);
+        int c = bound[k] = k >= f->n_fed - f->n_past ? -1 : find_column(&df->d, v, k);
+        df->cols[k] = NULL;
+        if (c < 0 && ulc_iface_made(f, k)) continue; /* ulc_data_make */
         if (c < 0)
             return ulc_fail(ctx, ULC_ERR_INVALID, "%s (%s): no tensor for the model's input '%s' "
                             "(expected %s%s'%s')", path, key, v->name,
@@ -207,7 +294,7 @@ ulc_status ulc_data_load(const char *key, const char *path, const char *model_pa
         df->label = t;
     }
     name_bound_columns(df, f, bound);
-    return ULC_OK;
+    return ulc_data_make(df, f, ctx);
 }
 
 void ulc_data_clear(ulc_data *df) {
@@ -216,6 +303,8 @@ void ulc_data_clear(ulc_data *df) {
     free(df->d.cols);
     ulc_model_free(df->m);
     ulc_data_text_free(df->text);
+    if (df->made) free(df->made->pos);
+    free(df->made);
     memset(df, 0, sizeof *df);
 }
 

@@ -27,15 +27,25 @@
 #include "ir/graph.h"
 #include "ir/dataset.h"
 
-#define ULC_IO_MAX_FED 16 /* graph inputs a model may need fed (input_ids, attention_mask, ...) */
+/* graph inputs a model may need fed (input_ids, attention_mask, ..., a cache's pasts: two a
+ * layer) */
+#define ULC_IO_MAX_FED 256
 
-/* Which model inputs are fed and which output is scored. */
+/* Which model inputs are fed and which output is scored.
+ *
+ * A model with a cache (optimum's past/present interface, io/decoder.h: inputs
+ * past_key_values.{i}.key/.value, outputs present.{i}.*) is scored on whole rows with every
+ * past empty, [rows, heads, 0, head_dim]: its pasts are the last n_past fed inputs, and their
+ * columns, and position_ids' when the data has none (0, 1, ... in every row), are made by
+ * ulc_data_load, not read from the data. Its output is `logits` unless named. */
 typedef struct ulc_iface {
     const ulc_value *fed[ULC_IO_MAX_FED]; /* fed[0] is the main input */
     int n_fed;
     const ulc_value *out;
     int next_token;  /* a text model scored (and trained) on next-token prediction */
     int mask;        /* index in fed of attention_mask, or -1 */
+    int n_past;      /* fed[n_fed - n_past ..] are a cache's pasts (fed empty) */
+    int pos;         /* a model with a cache: index in fed of position_ids, or -1 */
     int64_t classes; /* the output's last dim (set by the first run: ulc_eval_probe) */
 } ulc_iface;
 
@@ -59,6 +69,7 @@ typedef struct ulc_data {
     /* text data (io/text_data.h): the texts, each row's text and line, the tokenizer; the
      * columns above point into it (owned); NULL for a safetensors file */
     struct ulc_data_text *text;
+    struct ulc_data_made *made; /* columns made, not read: empty pasts, positions (owned) */
 } ulc_data;
 
 /* Opens a safetensors data file as columns (every tensor a column; checked: rank >= 1, one row
@@ -69,6 +80,13 @@ ulc_status ulc_data_open(const char *key, const char *path, ulc_data *df, ulc_ct
  * the file, key, tensor and model_path's input); `label`, when present, must be int64 [rows]. */
 ulc_status ulc_data_load(const char *key, const char *path, const char *model_path,
                          const ulc_iface *f, ulc_data *df, ulc_ctx *ctx);
+/* 1 when fed input k is fed from a column ulc makes (a cache's past, a cache model's
+ * position_ids) rather than from the data: ulc_data_load leaves it to ulc_data_make. */
+int ulc_iface_made(const ulc_iface *f, int k);
+/* The made columns of df (rows, and width: the main input's second dim) for every fed input
+ * ulc_iface_made says, bound in df->cols and added to df->d under the inputs' names. For
+ * ulc_data_load and text data (io/text_data.c); position_ids read from the data stay. */
+ulc_status ulc_data_make(ulc_data *df, const ulc_iface *f, ulc_ctx *ctx);
 /* Frees what open/load made (accepts a zeroed struct). */
 void ulc_data_clear(ulc_data *df);
 

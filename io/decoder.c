@@ -131,6 +131,14 @@ ulc_status ulc_decoder_find(const ulc_model *m, const char *path, ulc_decoder *d
     return ULC_OK;
 }
 
+ulc_status ulc_decoder_check(const ulc_model *m, const char *path, ulc_decoder *d, ulc_ctx *ctx) {
+    memset(d, 0, sizeof *d);
+    ulc_status s = interface(m, path, d, ctx);
+    if (s == ULC_OK && d->layers) d->m = m;
+    else if (s != ULC_OK) memset(d, 0, sizeof *d);
+    return s;
+}
+
 void ulc_decoder_free(ulc_decoder *d) {
     ulc_model_free(d->own);
     memset(d, 0, sizeof *d);

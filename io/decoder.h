@@ -46,6 +46,11 @@ const char *ulc_decoder_present(int i, int kv, char *buf, size_t n);
 ulc_status ulc_decoder_find(const ulc_model *m, const char *path, ulc_decoder *d, ulc_ctx *ctx);
 void ulc_decoder_free(ulc_decoder *d); /* frees the built decoder; accepts a zeroed d */
 
+/* m's own interface only (nothing built): d->layers 0 when m has no past_key_values inputs;
+ * a model whose cache inputs do not make the interface fails as ulc_decoder_find does. Data
+ * binding (io/data.c) checks a model with past inputs with it before feeding them empty. */
+ulc_status ulc_decoder_check(const ulc_model *m, const char *path, ulc_decoder *d, ulc_ctx *ctx);
+
 /* 1 when input v is a cache input (past_key_values.*): fed by decoding, empty elsewhere. */
 int ulc_decoder_is_past(const ulc_value *v);
 

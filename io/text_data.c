@@ -324,7 +324,8 @@ static void set_col(ulc_data_text *dt, int c, const char *name, int rank, int64_
 }
 
 /* The columns bound to the model's inputs: the main input reads the ids, attention_mask the
- * mask; any other input cannot be fed from text. */
+ * mask, a cache's pasts and position_ids are made (ulc_data_make); any other input cannot be
+ * fed from text. */
 static ulc_status bind_rows(ulc_data *df, const char *model_path, const ulc_iface *f,
                             ulc_ctx *ctx) {
     ulc_data_text *dt = df->text;
@@ -335,6 +336,8 @@ static ulc_status bind_rows(ulc_data *df, const char *model_path, const ulc_ifac
     for (int k = 0; k < f->n_fed; k++) {
         const ulc_value *v = f->fed[k];
         int c = k == 0 ? 0 : strcmp(v->name, "attention_mask") == 0 ? 1 : -1;
+        df->cols[k] = NULL;
+        if (c < 0 && ulc_iface_made(f, k)) continue; /* a cache's: ulc_data_make */
         char want[160];
         if (c < 0 || ((v->flags & ULC_VALUE_HAS_TYPE) && v->dtype != ULC_DT_I64) ||
             (v->rank >= 0 && v->rank != 2))
@@ -362,7 +365,7 @@ static ulc_status bind_rows(ulc_data *df, const char *model_path, const ulc_ifac
     df->d.path = df->path;
     df->d.n_rows = df->rows = dt->rows.rows;
     df->label = dt->row_label ? &dt->cols[2] : NULL;
-    return ULC_OK;
+    return ulc_data_make(df, f, ctx);
 }
 
 ulc_status ulc_data_load_text(const char *key, const char *path, const char *model_path,

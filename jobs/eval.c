@@ -265,6 +265,34 @@ static void ev_run_clear(ev_run *e) {
 }
 
 /* Loads everything and scores every model on the splits (eval/score.h). */
+/* Model k is fed what the model is fed (the columns are bound once): an input of one that the
+ * other lacks — a cache's past of a model with past and one without — is refused by name. */
+static ulc_status ev_same_inputs(const ev_run *e, int k, ulc_ctx *ctx) {
+    const ulc_graph *g = e->mods[k]->graph;
+    for (int side = 0; side < 2; side++) {
+        const char *name = NULL;
+        if (!side)
+            for (int i = 0; i < e->f.n_fed && !name; i++) {
+                const ulc_value *v = ulc_graph_get_value(g, e->f.fed[i]->name);
+                if (!v || !(v->flags & ULC_VALUE_INPUT) || (v->flags & ULC_VALUE_INITIALIZER))
+                    name = e->f.fed[i]->name;
+            }
+        for (size_t i = 0; side && i < g->inputs.len && !name; i++) {
+            const ulc_value *v = g->inputs.items[i];
+            int fed = 0;
+            for (int j = 0; j < e->f.n_fed; j++) fed |= strcmp(e->f.fed[j]->name, v->name) == 0;
+            if (!fed && !(v->flags & ULC_VALUE_INITIALIZER)) name = v->name;
+        }
+        if (name)
+            return ulc_fail(ctx, ULC_ERR_INVALID, "%s (%s): input '%s' is an input of %s, not of "
+                            "%s: the models scored together are fed the same inputs (a model with "
+                            "a cache, past_key_values.*, goes with models with one)", e->paths[k],
+                            k_role[k], name, side ? e->paths[k] : e->paths[0],
+                            side ? e->paths[0] : e->paths[k]);
+    }
+    return ULC_OK;
+}
+
 static ulc_status ev_score(const ulc_eval_forget_job *a, ev_run *e, ulc_ctx *ctx) {
     const ulc_request *s = e->rq;
     for (int k = 0; k < 3; k++) {
@@ -292,7 +320,8 @@ static ulc_status ev_score(const ulc_eval_forget_job *a, ev_run *e, ulc_ctx *ctx
         ulc_iface fk = e->f;
         fk.classes = 0;
         fk.next_token = 0;
-        ulc_status st = ulc_session_create(e->mods[k], &a->so, &ses, ctx);
+        ulc_status st = k ? ev_same_inputs(e, k, ctx) : ULC_OK;
+        if (st == ULC_OK) st = ulc_session_create(e->mods[k], &a->so, &ses, ctx);
         if (st == ULC_OK) st = ulc_eval_probe(ses, e->paths[k], &fk, &e->tr, ctx);
         if (st == ULC_OK && !k) {
             e->f = fk;

@@ -147,7 +147,7 @@ const char *const *ulc_backend_ops(const char *backend);
  * many rows would take more than ULC_ROWS_BYTES (at least one row per run). */
 #define ULC_ROWS_BATCH 256
 #define ULC_ROWS_BYTES (64u << 20)
-#define ULC_ROWS_MAX_FEEDS 16
+#define ULC_ROWS_MAX_FEEDS 256 /* a cache model's empty pasts count too (io/data.h) */
 
 /* The rows to run: columns [N, ...] (row i at data + i * row bytes; any alignment: rows are
  * copied into aligned batch buffers) feeding the named graph inputs. */

@@ -12,9 +12,11 @@
  * interface: per layer past_key_values.{i}.key/value (B, H, P, D) come in, K = [past_k; k] and
  * V = [past_v; v] (B, H, P+T, D) go out as present.{i}.key/value, the T queries attend to the
  * P+T keys with query i seeing keys 0..P+i, attention_mask is (B, P+T), and query i's position
- * is sum(attention_mask[b]) - T + i: P + i for a mask of ones, and the token's real position
- * when the cache holds empty slots masked with zeros (transformers' generate takes positions
- * from the mask the same way).
+ * is the count of ones in attention_mask[b, 0..P+i] less one (transformers' cumsum(mask) - 1),
+ * P + i where attention_mask[b, P+i] is 0: P + i for a mask of ones, the token's real position
+ * when the cache holds empty slots masked with zeros (how extraction uses it), and the
+ * positions of the model without past along a right-padded row fed whole after an empty past
+ * (how scoring and training use it).
  */
 #include <math.h>
 #include <stdio.h>
@@ -65,6 +67,13 @@ typedef struct gpt2_masks {
     ulc_value *causal, *pad, *minv;
 } gpt2_masks;
 
+/* tok + wpe[pos]. */
+static ulc_value *add_positions(ulc_gb *b, ulc_value *wpe, ulc_value *tok, ulc_value *pos) {
+    ulc_value *pe = ulc_gb_op2(b, "Gather", wpe, pos);
+    ulc_gb_attr_int(b, pe, "axis", 0);
+    return ulc_gb_op2(b, "Add", tok, pe);
+}
+
 /* The embeddings h (B, T, C) and the masks. With past (the first layer's cached keys, (B, H, P,
  * D)), positions come from the mask as the header says and the causal mask is shifted by P. */
 static ulc_value *embed(ulc_gb *b, const gpt2_cfg *c, const char *pre, ulc_value *ids,
@@ -79,11 +88,7 @@ static ulc_value *embed(ulc_gb *b, const gpt2_cfg *c, const char *pre, ulc_value
     ulc_gb_attr_int(b, T, "axis", 0);
     ulc_value *pos = ulc_gb_op3(b, "Range", ulc_gb_const_i64(b, 0, NULL, (const int64_t[]){0}), T,
                                 ulc_gb_const_i64(b, 0, NULL, (const int64_t[]){1}));
-    if (past) /* (B, T): sum(mask) - T + i */
-        pos = ulc_gb_op2(b, "Add", ulc_gb_op2(b, "Sub", ulc_gb_reduce_sum(b, mask, 1, (const int64_t[]){1}, 1), T), pos);
-    ulc_value *pe = ulc_gb_op2(b, "Gather", wpe, pos);
-    ulc_gb_attr_int(b, pe, "axis", 0);
-    ulc_value *h = ulc_gb_op2(b, "Add", tok, pe);
+    ulc_value *h = past ? NULL : add_positions(b, wpe, tok, pos); /* with past: from the mask */
 
     ulc_gb_scope(b, "/%smask", pre);
     ulc_value *T1 = ulc_gb_op2(b, "Unsqueeze", T, ulc_gb_vec_i64(b, 1, (const int64_t[]){0}));
@@ -101,11 +106,28 @@ static ulc_value *embed(ulc_gb *b, const gpt2_cfg *c, const char *pre, ulc_value
     ulc_gb_attr_int(b, mk->causal, "to", ULC_DT_BOOL);
     ulc_value *mf = ulc_gb_op1(b, "Cast", mask);
     ulc_gb_attr_int(b, mf, "to", ULC_DT_F32);
+    if (past) { /* (B, T): the ones of the mask up to each query's key, less one; P + i where
+                 * the query itself is masked (a right-padded row's padding, as without past) */
+        ulc_value *seen = ulc_gb_op2(b, "Mul", ulc_gb_op2(b, "Unsqueeze", mf, ulc_gb_vec_i64(b, 1, (const int64_t[]){1})), tril);
+        ulc_value *cnt = ulc_gb_reduce_sum(b, seen, 1, (const int64_t[]){2}, 0);
+        ulc_value *at = ulc_gb_op2(b, "Add", pos, P);     /* the queries' keys: P + i */
+        ulc_value *mq = ulc_gb_op2(b, "Gather", mf, at);  /* (B, T): the queries' mask */
+        ulc_gb_attr_int(b, mq, "axis", 1);
+        ulc_value *atf = ulc_gb_op1(b, "Cast", at);
+        ulc_gb_attr_int(b, atf, "to", ULC_DT_F32);
+        ulc_value *real = ulc_gb_op2(b, "Sub", cnt, ulc_gb_scalar_f32(b, 1.0f));
+        ulc_value *pf = ulc_gb_op2(b, "Add", ulc_gb_op2(b, "Mul", mq, real),
+                                   ulc_gb_op2(b, "Mul", ulc_gb_op2(b, "Sub", ulc_gb_scalar_f32(b, 1.0f), mq), atf));
+        pos = ulc_gb_op1(b, "Cast", pf);
+        ulc_gb_attr_int(b, pos, "to", ULC_DT_I64);
+    }
     ulc_value *m4 = ulc_gb_op2(b, "Unsqueeze", mf, ulc_gb_vec_i64(b, 2, (const int64_t[]){1, 2}));
     mk->pad = ulc_gb_op2(b, "Mul", ulc_gb_op2(b, "Sub", ulc_gb_scalar_f32(b, 1.0f), m4),
                          ulc_gb_scalar_f32(b, FINFO_MIN));
     mk->minv = ulc_gb_scalar_f32(b, FINFO_MIN);
-    return h;
+    if (!past) return h;
+    ulc_gb_scope(b, "/%sembeddings", pre);
+    return add_positions(b, wpe, tok, pos);
 }
 
 /* One layer's attention on a = LN1(h): returns its c_proj output (B, T, C). With past_k/past_v

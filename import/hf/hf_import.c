@@ -224,6 +224,11 @@ ulc_status ulc_hf_build_decoder(const ulc_model *m, ulc_model **out, ulc_ctx *ct
                                   ULC_META_HF_CONFIG);
     }
     cJSON_Delete(cfg);
+    /* the model's metadata too (config.json, history): the decoder written by convert
+     * --with-past is a model ulc built, its constants flagged again when it is read back
+     * (onnx_import's mark_builder_constants), so training leaves them alone */
+    for (int i = 0; s == ULC_OK && d && i < m->n_metadata; i++)
+        s = ulc_model_add_metadata(d, m->metadata[i].key, m->metadata[i].value, ctx);
     if (s != ULC_OK) {
         ulc_model_free(d);
         return s;

@@ -174,9 +174,10 @@ def test_a_decoder_that_differs_from_the_model_is_turned_down(hf, tmp_path):
     assert edited["Dr"]["exact"] == 1
 
 
-def export_with_past(hf_path, path, heads_declared=None):
-    """transformers' model with past as torch.onnx writes it (optimum's names). From a model of
-    its own: torch 1.13's export leaves the model it traced changed (its tied head)."""
+def export_with_past(hf_path, path, heads_declared=None, position_ids=False):
+    """transformers' model with past as torch.onnx writes it (optimum's names), with a
+    position_ids input when asked. From a model of its own: torch 1.13's export leaves the model
+    it traced changed (its tied head)."""
     from transformers import GPT2LMHeadModel
     model = GPT2LMHeadModel.from_pretrained(str(hf_path)).eval()
     L = model.config.n_layer
@@ -186,21 +187,25 @@ def export_with_past(hf_path, path, heads_declared=None):
             super().__init__()
             self.m = m
 
-        def forward(self, input_ids, attention_mask, *past):
+        def forward(self, input_ids, attention_mask, *rest):
+            pos, past = (rest[0], rest[1:]) if position_ids else (None, rest)
             pkv = tuple((past[2 * i], past[2 * i + 1]) for i in range(L))
             o = self.m(input_ids=input_ids, attention_mask=attention_mask, past_key_values=pkv,
-                       use_cache=True, return_dict=True)
+                       position_ids=pos, use_cache=True, return_dict=True)
             return (o.logits, *[t for kv in o.past_key_values for t in kv])
 
     pin = [f"past_key_values.{i}.{kv}" for i in range(L) for kv in ("key", "value")]
     pout = [n.replace("past_key_values", "present") for n in pin]
     dyn = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "keys"},
            "logits": {0: "batch", 1: "sequence"}}
+    if position_ids:
+        dyn["position_ids"] = {0: "batch", 1: "sequence"}
     dyn.update({n: {0: "batch", 2: "past"} for n in pin})
     dyn.update({n: {0: "batch", 2: "keys"} for n in pout})
     past = [torch.zeros(2, 4, 3, 8) for _ in pin]
-    torch.onnx.export(W(model), (torch.zeros(2, 2, dtype=torch.int64), torch.ones(2, 5, dtype=torch.int64), *past),
-                      str(path), input_names=["input_ids", "attention_mask"] + pin,
+    pos = [torch.tensor([[3, 4], [3, 4]])] if position_ids else []
+    torch.onnx.export(W(model), (torch.zeros(2, 2, dtype=torch.int64), torch.ones(2, 5, dtype=torch.int64), *pos, *past),
+                      str(path), input_names=["input_ids", "attention_mask"] + ["position_ids"] * position_ids + pin,
                       output_names=["logits"] + pout, dynamic_axes=dyn, opset_version=14)
     if heads_declared:
         m = onnx.load(str(path))
@@ -236,3 +241,114 @@ def test_cache_inputs_that_do_not_fit_are_refused(hf, tmp_path):
     assert "past_key_values.0.key has 4 heads of 8" in proc.stderr
     proc = run_ulc("convert", hf["path"], "-o", tmp_path / "d.safetensors", "--with-past")
     assert proc.returncode == 1 and "ONNX only" in proc.stderr
+
+
+# ---- a model with past scored, unlearned and reported on whole rows (io/data.h: empty pasts) --
+
+@pytest.fixture(scope="module")
+def with_past(hf, tmp_path_factory):
+    """The model without past (ulc's ONNX of the checkpoint) and with past three ways: convert
+    --with-past, torch.onnx, torch.onnx with position_ids; right-padded train and test rows."""
+    d = tmp_path_factory.mktemp("with_past")
+    generated_rows(hf["model"], d / "train.safetensors")
+    r = np.random.default_rng(3)
+    ids, mask = r.integers(0, V, (6, T)), np.ones((6, T), np.int64)
+    mask[2, 10:] = mask[4, 17:] = 0
+    save_file({"input_ids": ids, "attention_mask": mask}, str(d / "test.safetensors"))
+    spec = {"method": "rfa", "data": {"train": "train.safetensors", "test": "test.safetensors"},
+            "forget": {"indices": FORGET}, "eval": {"extract_prefix": PREFIX, "extract_tokens": TOKENS}}
+    (d / "spec.json").write_text(json.dumps(spec))
+    run_ulc("convert", hf["path"], "-o", d / "plain.onnx", check=True)
+    run_ulc("convert", hf["path"], "-o", d / "convert.onnx", "--with-past", check=True)
+    export_with_past(hf["path"], d / "torch.onnx")
+    export_with_past(hf["path"], d / "torch_pos.onnx", position_ids=True)
+    return d
+
+
+def eval_json(model, d, *extra, env=None):
+    import subprocess
+    p = subprocess.run([ulc_bin(), "eval", str(model), "--forget", str(d / "spec.json"), "--json",
+                        "--threads", "2", *map(str, extra)],
+                       capture_output=True, text=True, env={**os.environ, **(env or {})})
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+@pytest.mark.parametrize("which", ["convert", "torch", "torch_pos"])
+def test_eval_forget_on_a_model_with_past(with_past, which):
+    """Perplexity, both LM attacks and extraction: a model with past, its pasts fed empty on
+    whole rows and its own cache decoding, scores as the model without past."""
+    d = with_past
+    want = eval_json(d / "plain.onnx", d, "--original", d / "plain.onnx")
+    got = eval_json(d / f"{which}.onnx", d, "--original", d / f"{which}.onnx")
+    for role in ("model", "original"):
+        for split, p in want["perplexity"][role].items():
+            assert got["perplexity"][role][split] == pytest.approx(p, rel=1e-5), (role, split)
+        for attack in ("loss", "min_k"):
+            w, g = want["mia"][role][attack], got["mia"][role][attack]
+            assert g["auc"] == w["auc"] and g["mia"] == w["mia"], (role, attack)
+            assert g["threshold"] == pytest.approx(w["threshold"], rel=1e-5)
+        assert got["extraction"][role]["decoding"] == "kv-cache"
+        assert {s: got["extraction"][role][s] for s in ("Df", "Dr")} == \
+            {s: want["extraction"][role][s] for s in ("Df", "Dr")}
+        assert got["extraction"][role]["Dr"] == {"rows": 7, "rouge_l": 1, "exact": 1}
+    if which == "convert":  # the same graph math on the same rows: the same bits
+        assert got["perplexity"] == want["perplexity"]
+    # without the cache, the window decodes the model with past (pasts empty) to the same tokens
+    window = eval_json(d / f"{which}.onnx", d, env={"ULC_NO_KV_CACHE": "1"})["extraction"]["model"]
+    assert window["decoding"] == "window"
+    assert {s: window[s] for s in ("Df", "Dr")} == {s: want["extraction"]["model"][s] for s in ("Df", "Dr")}
+
+
+@pytest.mark.parametrize("which", ["convert", "torch"])
+def test_forget_on_a_model_with_past(with_past, tmp_path, which):
+    """The main command trains through the pasts fed empty and reports as on the model without
+    past; the output keeps the past/present interface and decodes with its cache."""
+    d = with_past
+    reps = {}
+    for name in ("plain", which):
+        out, rep = tmp_path / f"{name}_out.onnx", tmp_path / f"{name}.json"
+        run_ulc(d / f"{name}.onnx", "--forget", d / "spec.json", "-o", out, "--report", rep,
+                "--threads", "2", check=True)
+        reps[name] = json.loads(rep.read_text())
+    want, got = reps["plain"], reps[which]
+    assert got["train"]["first_loss"] == pytest.approx(want["train"]["first_loss"], rel=1e-5)
+    for when in ("before", "after"):
+        assert got["extraction"][when]["decoding"] == "kv-cache"
+        assert {s: got["extraction"][when][s] for s in ("Df", "Dr")} == \
+            {s: want["extraction"][when][s] for s in ("Df", "Dr")}
+        for split, p in want["perplexity"][when].items():
+            # torch.onnx's module names ("m.transformer...") seed other LoRA initialisations
+            rel = 1e-5 if when == "before" or which == "convert" else 1e-2
+            assert got["perplexity"][when][split] == pytest.approx(p, rel=rel), (when, split)
+    if which == "convert":  # the same modules, the same training: the same unlearned model
+        assert got["perplexity"] == want["perplexity"]
+    m = onnx.load(str(tmp_path / f"{which}_out.onnx"))
+    assert "past_key_values.1.value" in [i.name for i in m.graph.input]
+    assert "present.1.value" in [o.name for o in m.graph.output]
+    ev = eval_json(tmp_path / f"{which}_out.onnx", d)
+    assert ev["perplexity"]["model"] == pytest.approx(got["perplexity"]["after"], rel=1e-6)
+    assert ev["extraction"]["model"]["decoding"] == "kv-cache"
+
+
+def test_bad_models_with_past_are_refused_by_name(with_past, hf, tmp_path):
+    d = with_past
+    m = onnx.load(str(d / "torch.onnx"))
+    keep = [o for o in m.graph.output if o.name != "present.1.value"]
+    del m.graph.output[:]
+    m.graph.output.extend(keep)
+    onnx.save(m, str(tmp_path / "nopresent.onnx"))
+    export_with_past(hf["path"], tmp_path / "heads.onnx", heads_declared=3)
+    for model, msg in (("nopresent.onnx", "nopresent.onnx: input 'past_key_values.1.value' has no "
+                        "output 'present.1.value'"),
+                       ("heads.onnx", "heads.onnx: cache input 'past_key_values.0.value' is "
+                        "f32[batch,3,past,8]")):
+        for cmd in (("eval", tmp_path / model, "--forget", d / "spec.json"),
+                    (tmp_path / model, "--forget", d / "spec.json", "-o", tmp_path / "out.onnx")):
+            proc = run_ulc(*cmd)
+            assert proc.returncode == 2 and msg in proc.stderr, proc.stderr
+    assert not (tmp_path / "out.onnx").exists()
+    # scored together, a model with past and one without are fed different inputs
+    proc = run_ulc("eval", d / "torch.onnx", "--forget", d / "spec.json", "--original", d / "plain.onnx")
+    assert proc.returncode == 2
+    assert "plain.onnx (original): input 'past_key_values.0.key' is an input of" in proc.stderr

@@ -10,10 +10,11 @@
  * output; S, its transforms and P are never materialised, so their [.., Tq, Tk] buffers leave the
  * arena.
  *
- * The heads' split and merge fold in too: a Transpose that makes Q, Kᵀ or V (of [B, T, H, D],
- * read by nothing else) is dropped and the kernel reads its input through a strided view, and a
+ * The heads' split and merge fold in too: a Transpose that makes Q or V from [B, T, H, D] (read by
+ * nothing else) is dropped and the kernel reads its input through a strided view, and a
  * Transpose that is the only reader of the output (back to [B, T, H, Dv]) is dropped and the
- * kernel writes its layout directly. Four [B, T, C] copies per layer leave the plan.
+ * kernel writes its layout directly. Three [B, T, C] copies per layer leave the plan; Kᵀ's
+ * Transpose stays (its view would be a transposed operand, which sgemm reads slower).
  * ULC_NO_ATTENTION_FUSION=1 keeps the nodes; ULC_NO_ATTENTION_VIEWS=1 keeps the Transposes. */
 #include <stdlib.h>
 #include <string.h>
@@ -125,7 +126,9 @@ static void fold_input(const rt_plan *p, const int *step_of, const ulc_graph *g,
     if (r < 2 || u->rank != r || !perm_of(n, r, perm)) return;
     dense_strides(u, su);
     for (int i = 0; i < r; i++) sx[i] = su[perm[i]]; /* x's dim i is u's dim perm[i] */
-    if (sx[r - 1] != 1 && sx[r - 2] != 1) return;   /* no product reads it */
+    /* rows of contiguous columns only: a Kᵀ read as K's transposed view ('T', ld H·D) made
+     * sgemm slower than the Transpose it saves (ViT-S shapes: 8.3 against 8.0 ms at batch 8) */
+    if (sx[r - 1] != 1) return;
     for (int d = 0; d < r - 2; d++) v->bs[d] = sx[d];
     v->rs = sx[r - 2];
     v->cs = sx[r - 1];

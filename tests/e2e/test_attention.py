@@ -148,10 +148,10 @@ def test_patterns_left_alone(tmp_path, style):
 
 @pytest.mark.parametrize("style,t", [("vit", 128), ("gpt2", 96), ("gpt2_rev", 64)])
 def test_head_transposes_fold_in(tmp_path, style, t):
-    """The Transposes that split the heads (Q, Kᵀ, V of [B, T, H, D]) and merge them back are
+    """The Transposes that split the heads (Q and V of [B, T, H, D]) and merge them back are
     folded into the fused step: it reads and writes those layouts through strided views
-    (runtime/attn.c; ULC_NO_ATTENTION_VIEWS=1 keeps them). Same outputs; the plan holds four
-    [B, T, C] tensors fewer."""
+    (runtime/attn.c; ULC_NO_ATTENTION_VIEWS=1 keeps them; Kᵀ's stays). Same outputs; the plan
+    holds three [B, T, C] tensors fewer."""
     model = tmp_path / f"{style}_{t}.onnx"
     feeds = attention_model(model, 2, t, 4, 64, style)
     got, act = run(model, feeds, tmp_path, "views")

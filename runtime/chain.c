@@ -23,7 +23,12 @@ static int chain_opcode(const ulc_node *n) {
     case ULC_OP_Tanh: return ULC_CH_TANH;
     case ULC_OP_Erf: return ULC_CH_ERF;
     case ULC_OP_Sigmoid: return ULC_CH_SIGMOID;
-    case ULC_OP_FastGelu: return ULC_CH_GELU_TANH;
+    case ULC_OP_FastGelu: {
+        const ulc_attr *ap = ulc_node_attr(n, "approximate");
+        return ap && ap->type == ULC_ATTR_STRING && ap->s.data && strcmp((const char *)ap->s.data, "none") == 0
+                   ? ULC_CH_GELU_ERF
+                   : ULC_CH_GELU_TANH;
+    }
     case ULC_OP_Gelu: {
         const ulc_attr *ap = ulc_node_attr(n, "approximate");
         return ap && ap->type == ULC_ATTR_STRING && ap->s.data &&

@@ -49,7 +49,12 @@ static ulc_kact fusable_act(const rt_plan *p, const ulc_node *n, float *a, float
         }
         return ULC_ACT_CLIP;
     }
-    case ULC_OP_FastGelu: return ULC_ACT_GELU_TANH;
+    case ULC_OP_FastGelu: {
+        const ulc_attr *ap = ulc_node_attr(n, "approximate");
+        if (ap && ap->type == ULC_ATTR_STRING && ap->s.data && strcmp((const char *)ap->s.data, "none") == 0)
+            return ULC_ACT_GELU_ERF;
+        return ULC_ACT_GELU_TANH;
+    }
     case ULC_OP_Gelu: {
         const ulc_attr *ap = ulc_node_attr(n, "approximate");
         if (ap && ap->type == ULC_ATTR_STRING && ap->s.data && strcmp((const char *)ap->s.data, "tanh") == 0)

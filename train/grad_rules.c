@@ -121,8 +121,10 @@ static ulc_status g_unary(ulc_gb *b, const ulc_node *n, ulc_value *const *dy, co
     }
     case ULC_OP_FastGelu: {
         ulc_value *in[2] = {g, x};
+        const ulc_attr *ap = ulc_node_attr(n, "approximate");
+        int erf = ap && ap->type == ULC_ATTR_STRING && ap->s.data && strcmp((const char *)ap->s.data, "none") == 0;
         r = ulc_gb_opn(b, ULC_DOMAIN, "GeluGrad", 2, in, 1, NULL);
-        if (r) ulc_gb_attr_string(b, r, "approximate", "tanh");
+        if (r) ulc_gb_attr_string(b, r, "approximate", erf ? "none" : "tanh");
         break;
     }
     case ULC_OP_LeakyRelu: { /* where(x > 0, g, alpha·g) */

@@ -509,6 +509,76 @@ static ulc_status fast_gelu(ulc_graph *g, int64_t opset, int *fused, ulc_ctx *ct
     return *fused ? ulc_graph_toposort(g, ctx) : ULC_OK;
 }
 
+/* GELU's erf form spelled in elementwise ops — Mul(Mul(x, 0.5), Add(Erf(Div(x, √2)), 1)) as
+ * import/hf/builder.c writes it (ViT, BERT, CLIP's gelu), or Mul(Mul(x, Add(Erf(..), 1)), 0.5) as
+ * torch exports nn.GELU; Mul by 1/√2 for the Div; operands in either order — trains as one ulc
+ * FastGelu with approximate "none" (fast_gelu's reasons: it fuses into the product before it and
+ * its backward is one GeluGrad where the spelled form keeps four [.., 4C] intermediates and takes
+ * some eight passes). ULC_NO_FAST_GELU=1 keeps this form too. The Erf nodes are collected
+ * first: a rewrite removes its own Erf and no other. */
+static ulc_status erf_gelu(ulc_graph *g, int64_t opset, int *fused, ulc_ctx *ctx) {
+    const char *env = getenv("ULC_NO_FAST_GELU");
+    *fused = 0;
+    if (env && env[0] == '1') return ULC_OK;
+    size_t ne = 0, cap = 0;
+    for (const ulc_node *n = g->first; n; n = n->next) cap += n->op == ULC_OP_Erf;
+    if (!cap) return ULC_OK;
+    ulc_node **erfs = malloc(cap * sizeof *erfs);
+    if (!erfs) return nomem(ctx);
+    for (ulc_node *n = g->first; n; n = n->next)
+        if (n->op == ULC_OP_Erf) erfs[ne++] = n;
+    ulc_status st = ULC_OK;
+    for (size_t ei = 0; ei < ne && st == ULC_OK; ei++) {
+        ulc_node *er = erfs[ei];
+        if (er->n_inputs != 1 || er->n_outputs != 1) continue;
+        ulc_node *sc = er->inputs[0].value ? er->inputs[0].value->producer : NULL;
+        if (!sc || ulc_value_num_uses(er->inputs[0].value) != 1 || (er->inputs[0].value->flags & ULC_VALUE_OUTPUT))
+            continue;
+        ulc_value *x = NULL;
+        if (sc->op == ULC_OP_Div && sc->n_inputs == 2 && with_scalar(sc, sc->inputs[0].value, 1.4142135623730951) &&
+            sc->inputs[1].value != sc->inputs[0].value)
+            x = sc->inputs[0].value;
+        for (int i = 0; !x && sc->op == ULC_OP_Mul && i < 2; i++)
+            if (with_scalar(sc, sc->inputs[i].value, 0.7071067811865476) && sc->inputs[1 - i].value != sc->inputs[i].value)
+                x = sc->inputs[i].value;
+        if (!x) continue;
+        ulc_value *ev = er->outputs[0];
+        ulc_node *plus = sole_reader(ev, ULC_OP_Add);
+        if (!plus || !with_scalar(plus, ev, 1.0) || plus->n_outputs != 1) continue;
+        ulc_value *tv = plus->outputs[0];
+        ulc_node *prod = sole_reader(tv, ULC_OP_Mul), *half = NULL, *last = NULL;
+        ulc_value *o = prod ? other_in(prod, tv) : NULL;
+        if (!prod || prod->n_outputs != 1 || !o) continue;
+        if (o == x) { /* torch: Mul(Mul(x, 1 + erf), 0.5) */
+            last = sole_reader(prod->outputs[0], ULC_OP_Mul);
+            if (!last || !with_scalar(last, prod->outputs[0], 0.5) || last->n_outputs != 1) continue;
+        } else { /* ulc's builder: Mul(Mul(x, 0.5), 1 + erf) */
+            half = sole(o, ULC_OP_Mul);
+            if (!half || !with_scalar(half, x, 0.5) || other_in(half, x) == x) continue;
+            last = prod;
+        }
+        ulc_value *y = last->outputs[0];
+        ulc_gb gb;
+        ulc_gb_init(&gb, g, opset, ULC_GB_NAMES_DERIVED, ctx);
+        gb.origin = last;
+        ulc_value *fy = ulc_gb_opn(&gb, ULC_DOMAIN, "FastGelu", 1, &x, 1, NULL);
+        if (fy) ulc_gb_attr_string(&gb, fy, "approximate", "none");
+        if (!fy || gb.status != ULC_OK) {
+            st = ctx->status ? ctx->status : nomem(ctx);
+            break;
+        }
+        ulc_node *fg = fy->producer;
+        ulc_node *dead[] = {last, half ? half : prod, last == prod ? NULL : prod, plus, er, sc};
+        for (size_t d = 0; d < sizeof dead / sizeof *dead; d++)
+            if (dead[d]) ulc_graph_remove_node(g, dead[d]);
+        st = ulc_node_set_output(fg, 0, y, ctx);
+        (*fused)++;
+    }
+    free(erfs);
+    if (st != ULC_OK) return st;
+    return *fused ? ulc_graph_toposort(g, ctx) : ULC_OK;
+}
+
 /* What the steps of building a training graph share. */
 typedef struct tg_build {
     const ulc_model *m;
@@ -786,6 +856,7 @@ static ulc_status build(const ulc_model *m, const ulc_dataset *d, const ulc_trai
     ULC_TRY(lora_scale_rank_side(w.g, m, w.opset, &moved, ctx));
     int gelus = 0;
     ULC_TRY(fast_gelu(w.g, w.opset, &gelus, ctx));
+    ULC_TRY(erf_gelu(w.g, w.opset, &gelus, ctx));
     if (!getenv("ULC_NO_LORA_AFFINE")) ULC_TRY(fold_lora_affine(w.g, m, t, &folded, ctx));
     ulc_value *loss = NULL;
     ULC_TRY(params_to_inputs(&w, ctx));

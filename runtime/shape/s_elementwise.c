@@ -291,7 +291,15 @@ ulc_status ulc_sh_ew_unop(ulc_kctx *k, int *u, ew_upar *p) {
         p->beta = ulc_k_attr_float(k, "bias", 0.0f);
         p->gamma = ulc_k_attr_float(k, "lambd", 0.5f);
         break;
-    case ULC_OP_FastGelu: *u = U_GELU_TANH; break; /* ulc's (ir/ops_ulc.def) */
+    case ULC_OP_FastGelu: { /* ulc's (ir/ops_ulc.def): tanh unless approximate = "none" */
+        const char *a = ulc_k_attr_str(k, "approximate", "tanh");
+        if (strcmp(a, "none") == 0) *u = U_GELU;
+        else if (strcmp(a, "tanh") == 0) *u = U_GELU_TANH;
+        else
+            return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "attribute approximate=\"%s\" is not supported "
+                              "(\"none\" or \"tanh\")", a);
+        break;
+    }
     case ULC_OP_Gelu: {
         const char *a = ulc_k_attr_str(k, "approximate", "none");
         if (strcmp(a, "none") == 0) *u = U_GELU;

@@ -257,3 +257,32 @@ def test_data_column_named_after_the_models_input(tmp_path, fixture_dir, method)
     proc = run_ulc(src, "--forget", sp, "-o", f"{tmp_path / 'out'}/", "--threads", "2", "-q")
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_vit_gelu_trains_as_one_fast_gelu_erf(tmp_path, fixture_dir, monkeypatch):
+    """ViT's gelu (the erf form, spelled Div, Erf, Add, Mul, Mul by ulc's builder) trains as one
+    ulc FastGelu with approximate "none" (train/train_graph.c, erf_gelu), which keeps only its
+    input for the backward pass; ULC_NO_FAST_GELU=1 keeps the spelled form. The two train to the
+    same weights within float32 rounding, and the forms did differ."""
+    hf = gen_hf.generate(fixture_dir)
+    src = gen_hf.hf_dir(hf, "hf_vit", tmp_path / "vit")
+    r = np.random.default_rng(0)
+    save_file({"pixel_values": r.standard_normal((40, 3, 16, 16)).astype(np.float32),
+               "label": (np.arange(40) % 5).astype(np.int64)}, str(tmp_path / "d.safetensors"))
+    spec = {"method": "rfa", "data": {"train": "d.safetensors"}, "forget": {"classes": [1]},
+            "train": {"batch_size": 16, "lr": 1e-3, "epochs": 2}}
+    sp = tmp_path / "spec.json"
+    sp.write_text(json.dumps(spec))
+    outs = {}
+    for tag in ("fused", "spelled"):
+        if tag == "spelled":
+            monkeypatch.setenv("ULC_NO_FAST_GELU", "1")
+        proc = run_ulc(src, "--forget", sp, "-o", f"{tmp_path / tag}/", "--threads", "2", "-q")
+        assert proc.returncode == 0, proc.stderr
+        outs[tag] = load_file(str(tmp_path / tag / "model.safetensors"))
+    a, b = outs["fused"], outs["spelled"]
+    base = load_file(str(src / "model.safetensors"))
+    assert any(not np.array_equal(a[k], base[k]) for k in a)  # it trained
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=1e-6, err_msg=k)
+    assert any(a[k].tobytes() != b[k].tobytes() for k in a)

@@ -330,6 +330,26 @@ def test_fast_gelu_gradient(ulc, tmp_path):
     check_fused_against_spelled(ulc, tmp_path, fused, ref, {"x": rnd(shape, 5, -3.0, 3.0)})
 
 
+def test_fast_gelu_erf_gradient(ulc, tmp_path):
+    """`ulc grad` through ulc's FastGelu with approximate "none" (the erf form training graphs put
+    in place of ViT's/BERT's gelu) against finite differences of that formula spelled out (Div,
+    Erf, Add, Mul, Mul)."""
+    shape = (2, 3, 4)
+    inputs = [helper.make_tensor_value_info("x", F, list(shape))]
+    out = [helper.make_tensor_value_info("y", F, None)]
+    fused = helper.make_model(helper.make_graph(
+        [helper.make_node("FastGelu", ["x"], ["y"], domain="ulc", approximate="none")], "g", inputs, out),
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ulc", 1)])
+    c = lambda n, v: const(n, np.float32(v))  # noqa: E731
+    ref = helper.make_model(helper.make_graph(
+        [helper.make_node("Div", ["x", "r2"], ["d"]), helper.make_node("Erf", ["d"], ["e"]),
+         helper.make_node("Add", ["e", "one"], ["t"]), helper.make_node("Mul", ["x", "t"], ["m"]),
+         helper.make_node("Mul", ["m", "half"], ["y"])],
+        "g", inputs, out, [c("r2", np.sqrt(2.0)), c("one", 1.0), c("half", 0.5)]),
+        opset_imports=[helper.make_opsetid("", 17)])
+    check_fused_against_spelled(ulc, tmp_path, fused, ref, {"x": rnd(shape, 5, -3.0, 3.0)})
+
+
 # ---- ulc's fused attention: Attention / AttentionGrad (train/attention.c, runtime/cpu/k_attn.c) ----
 
 def attention_models(program, tq=5, tk=6):

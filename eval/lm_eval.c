@@ -296,7 +296,7 @@ static ulc_status dec_run(gen *g, int64_t n, int64_t T, int64_t P, int64_t len, 
                           float *keep, ulc_ctx *ctx) {
     const ulc_decoder *d = &g->dec;
     int64_t H = d->heads, D = d->head_dim, K = P + T;
-    char name[64], sh[128];
+    char name[64], pname[64], sh[128];
     ulc_rt_tensor t = {.dtype = ULC_DT_I64, .rank = 2, .dims = {n, T}, .data = g->dids,
                        .nbytes = (size_t)(n * T) * 8};
     ULC_TRY(ulc_session_set_input(g->ds, d->ids, &t, ctx));
@@ -345,7 +345,7 @@ static ulc_status dec_run(gen *g, int64_t n, int64_t T, int64_t P, int64_t len, 
                             "'%s' with %lld more)", g->mpath, name,
                             pr ? ulc_rt_shape_str(pr, sh, sizeof sh) : "missing", (long long)n,
                             (long long)T, (long long)P, (long long)n, (long long)H, (long long)K,
-                            (long long)D, ulc_decoder_past(i / 2, i % 2, name, sizeof name), (long long)T);
+                            (long long)D, ulc_decoder_past(i / 2, i % 2, pname, sizeof pname), (long long)T);
         const float *src = pr->data;
         for (int64_t bh = 0; bh < n * H; bh++) /* the last keepn of each (row, head)'s K slots */
             memmove(g->kv[i] + (size_t)(bh * keepn * D), src + (size_t)((bh * K + K - keepn) * D),

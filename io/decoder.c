@@ -105,7 +105,7 @@ static ulc_status interface(const ulc_model *m, const char *path, ulc_decoder *d
     if (!d->ids || !graph_output(g, "logits"))
         return ulc_fail(ctx, ULC_ERR_INVALID, "%s: a model with a cache needs input 'input_ids' "
                         "and output 'logits'", path);
-    d->mask_positions = d->position_ids != NULL;
+    d->mask_positions = d->position_ids != NULL && d->mask != NULL; /* empty slots need a mask */
     return ULC_OK;
 }
 

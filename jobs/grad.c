@@ -119,7 +119,7 @@ static ulc_status add_backward(grad_run *r, ulc_ctx *ctx) {
     ulc_graph *g = r->t->graph;
     int64_t opset = ulc_model_opset(r->m, "");
     int attns = 0; /* attention as one node, as training graphs have it */
-    ULC_TRY(ulc_train_fuse_attention(g, opset, r->bs, r->nb, &attns, ctx));
+    ULC_TRY(ulc_train_fuse_attention(g, opset, r->bs, r->nb, r->wrt, r->nw, &attns, ctx));
     ULC_TRY(ulc_autodiff(g, opset, r->loss, r->nw, r->wrt, r->bs, r->nb, r->grads, ctx));
     for (size_t i = 0; i < g->outputs.len; i++)
         ((ulc_value *)g->outputs.items[i])->flags &= ~(uint32_t)ULC_VALUE_OUTPUT;

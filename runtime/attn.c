@@ -115,7 +115,7 @@ static int data_reader(const rt_plan *p, const int *step_of, const ulc_graph *g,
 /* Operand slot e of m (read by step `reader` only) when a Transpose made it: the Transpose's
  * input in its place, read through view *v. */
 static void fold_input(const rt_plan *p, const int *step_of, const ulc_graph *g, match *m, int e, int reader,
-                       ulc_attn_view *v) {
+                       int64_t cols, ulc_attn_view *v) {
     const ulc_value *x = m->ins[e];
     int ts = p->vals[x->id].step;
     if (!foldable_transpose(p, ts) || data_reader(p, step_of, g, x) != reader) return;
@@ -128,7 +128,7 @@ static void fold_input(const rt_plan *p, const int *step_of, const ulc_graph *g,
     for (int i = 0; i < r; i++) sx[i] = su[perm[i]]; /* x's dim i is u's dim perm[i] */
     /* rows of contiguous columns only: a Kᵀ read as K's transposed view ('T', ld H·D) made
      * sgemm slower than the Transpose it saves (ViT-S shapes: 8.3 against 8.0 ms at batch 8) */
-    if (sx[r - 1] != 1) return;
+    if (sx[r - 1] != 1 || sx[r - 2] < cols) return; /* sgemm's lda >= the columns */
     for (int d = 0; d < r - 2; d++) v->bs[d] = sx[d];
     v->rs = sx[r - 2];
     v->cs = sx[r - 1];
@@ -148,7 +148,7 @@ static void fold_output(const rt_plan *p, const int *step_of, const ulc_graph *g
     if (r < 2 || y->rank != r || y->dtype != ULC_DT_F32 || !perm_of(n, r, perm)) return;
     dense_strides(y, sy);
     for (int i = 0; i < r; i++) so[perm[i]] = sy[i]; /* y's dim i is O's dim perm[i] */
-    if (so[r - 1] != 1) return;                       /* the product writes rows */
+    if (so[r - 1] != 1 || so[r - 2] < m->a.dv) return; /* the product writes rows (ldc >= Dv) */
     for (int d = 0; d < r - 2; d++) m->a.o.bs[d] = so[d];
     m->a.o.rs = so[r - 2];
     m->a.o.cs = 1;
@@ -257,9 +257,9 @@ static int match_at(const rt_plan *p, const int *step_of, const ulc_graph *g, in
     m->out_step = -1;
     const char *nv = getenv("ULC_NO_ATTENTION_VIEWS");
     if (!(nv && *nv && strcmp(nv, "0") != 0)) {
-        fold_input(p, step_of, g, m, 0, m->members[0], &a->q);
-        fold_input(p, step_of, g, m, 1, m->members[0], &a->kt);
-        fold_input(p, step_of, g, m, 2, j, &a->v);
+        fold_input(p, step_of, g, m, 0, m->members[0], a->d, &a->q);
+        fold_input(p, step_of, g, m, 1, m->members[0], tk, &a->kt);
+        fold_input(p, step_of, g, m, 2, j, a->dv, &a->v);
         fold_output(p, step_of, g, m, j);
     }
     /* every input ready where the fused step runs (the last member's place) */

@@ -205,8 +205,9 @@ static int gelu_chain(rt_plan *p, const int *idx, int m, ulc_chain *c, ulc_value
             only_chain = in_chain;
         }
         ulc_kfuse f = ps->kc.fuse ? *ps->kc.fuse : (ulc_kfuse){0};
-        if (only_chain && !ps->removed && ps->k->can_fuse && f.act == ULC_ACT_NONE &&
-            !ps->alias) {
+        /* not after a fused residual or mask: the activation would apply before them */
+        if (only_chain && !ps->removed && ps->k->can_fuse && f.act == ULC_ACT_NONE && !f.residual &&
+            !f.mask && !ps->alias) {
             f.act = act;
             if (ps->k->can_fuse(&ps->kc, &f)) {
                 ps->fuse = f;

@@ -132,7 +132,9 @@ ulc_status ulc_plan_fuse_steps(rt_plan *p, const ulc_graph *g, int64_t opset, ul
         }
         /* a residual Add last: y = act(op + addend) + r, r ready before and of y's shape */
         ulc_value *before_res = cur, *residual = NULL;
-        int jr = drop[0] >= 0 && !mask && !no_residual ? ulc_plan_sole_reader(p, step_of, g, cur) : -1;
+        int jr = drop[0] >= 0 && !mask && !no_residual && (st->k->flags & ULC_K_RESIDUAL)
+                     ? ulc_plan_sole_reader(p, step_of, g, cur)
+                     : -1;
         if (jr >= 0 && p->steps[jr].node->op == ULC_OP_Add && p->steps[jr].node->n_inputs == 2 &&
             !p->steps[jr].kc.fuse && !p->steps[jr].chain) {
             const ulc_node *an = p->steps[jr].node;

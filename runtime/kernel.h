@@ -79,7 +79,8 @@ typedef struct ulc_kctx {
 enum {
     ULC_K_BLOCKED_OUT = 1u << 2, /* can write output 0 as NCHW8C (when the planner sets
                                    out[0]->layout before prepare) */
-    ULC_K_BLOCKED_ADDEND = 1u << 3 /* a fused addend (k->fuse->addend) may be NCHW8C */
+    ULC_K_BLOCKED_ADDEND = 1u << 3, /* a fused addend (k->fuse->addend) may be NCHW8C */
+    ULC_K_RESIDUAL = 1u << 4        /* can_fuse may accept a residual (ulc_kfuse.residual) */
 };
 
 typedef struct ulc_kernel {

@@ -64,8 +64,9 @@ typedef struct match {
     int n_ins;
 } match;
 
-/* The whole pattern from the MatMul n, or 0. */
-static int match_at(const ulc_analysis *an, int64_t opset, ulc_node *n, match *m) {
+/* The whole pattern from the MatMul n, or 0. dep: per value id, 1 when it depends on a value
+ * being differentiated (a mask that does keeps the nodes). */
+static int match_at(const ulc_analysis *an, int64_t opset, const uint8_t *dep, ulc_node *n, match *m) {
     if (n->op != ULC_OP_MatMul || n->n_inputs != 2 || n->n_outputs != 1) return 0;
     ulc_value *qv = n->inputs[0].value, *kv = n->inputs[1].value, *cur = n->outputs[0];
     ulc_rt_tensor q, k, s;
@@ -141,6 +142,8 @@ static int match_at(const ulc_analysis *an, int64_t opset, ulc_node *n, match *m
         return 0;
     m->members[m->n_members++] = pv;
     m->ins[2] = vv;
+    for (int e = 3; e < m->n_ins; e++)
+        if (dep[m->ins[e]->id]) return 0;
     return 1;
 }
 
@@ -167,22 +170,44 @@ static ulc_status rewrite(ulc_graph *g, int64_t opset, const match *m, ulc_ctx *
     return ulc_node_set_output(an, 0, o, ctx);
 }
 
+/* dep[v] = 1 for every value the wrt values reach (nodes in graph order: g is sorted). */
+static uint8_t *depends(const ulc_graph *g, ulc_value *const *wrt, int n_wrt) {
+    uint8_t *dep = calloc(g->values.len ? g->values.len : 1, 1);
+    if (!dep) return NULL;
+    for (int i = 0; i < n_wrt; i++)
+        if (wrt[i]) dep[wrt[i]->id] = 1;
+    for (const ulc_node *n = g->first; n; n = n->next) {
+        int d = 0;
+        for (int i = 0; i < n->n_inputs && !d; i++) d = n->inputs[i].value && dep[n->inputs[i].value->id];
+        for (int o = 0; d && o < n->n_outputs; o++)
+            if (n->outputs[o]) dep[n->outputs[o]->id] = 1;
+    }
+    return dep;
+}
+
 ulc_status ulc_train_fuse_attention(ulc_graph *g, int64_t opset, const ulc_rt_binding *bs, int nb,
-                                    int *fused, ulc_ctx *ctx) {
+                                    ulc_value *const *wrt, int n_wrt, int *fused, ulc_ctx *ctx) {
     const char *e = getenv("ULC_NO_ATTENTION_FUSION");
     *fused = 0;
     if (e && *e && strcmp(e, "0") != 0) return ULC_OK;
     size_t cap = 0;
     for (const ulc_node *n = g->first; n; n = n->next) cap += n->op == ULC_OP_Softmax;
     if (!cap) return ULC_OK;
+    uint8_t *dep = depends(g, wrt, n_wrt);
+    if (!dep) return nomem(ctx);
     ulc_analysis *an = NULL;
-    ULC_TRY(ulc_analyze(g, opset, bs, nb, (size_t)1 << 16, &an, ctx));
+    ulc_status ast = ulc_analyze(g, opset, bs, nb, (size_t)1 << 16, &an, ctx);
+    if (ast != ULC_OK) {
+        free(dep);
+        return ast;
+    }
     /* the candidate MatMuls first: a rewrite removes nodes of its own match only */
     size_t nm = 0;
     for (const ulc_node *n = g->first; n; n = n->next) nm += n->op == ULC_OP_MatMul;
     ulc_node **mms = malloc((nm ? nm : 1) * sizeof *mms);
     if (!mms) {
         ulc_analysis_free(an);
+        free(dep);
         return nomem(ctx);
     }
     nm = 0;
@@ -197,7 +222,7 @@ ulc_status ulc_train_fuse_attention(ulc_graph *g, int64_t opset, const ulc_rt_bi
         int gone = 0;
         for (size_t d = 0; d < nd && !gone; d++) gone = dead[d] == mms[i];
         match m;
-        if (gone || !match_at(an, opset, mms[i], &m)) continue;
+        if (gone || !match_at(an, opset, dep, mms[i], &m)) continue;
         dead[nd++] = m.members[m.n_members - 1];
         st = rewrite(g, opset, &m, ctx);
         if (st == ULC_OK) (*fused)++;
@@ -205,6 +230,7 @@ ulc_status ulc_train_fuse_attention(ulc_graph *g, int64_t opset, const ulc_rt_bi
     if (!dead && st == ULC_OK) st = nomem(ctx);
     free(dead);
     free(mms);
+    free(dep);
     ulc_analysis_free(an);
     if (st != ULC_OK) return st;
     return *fused ? ulc_graph_toposort(g, ctx) : ULC_OK;

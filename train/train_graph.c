@@ -568,7 +568,7 @@ static ulc_status erf_gelu(ulc_graph *g, int64_t opset, int *fused, ulc_ctx *ctx
             break;
         }
         ulc_node *fg = fy->producer;
-        ulc_node *dead[] = {last, half ? half : prod, last == prod ? NULL : prod, plus, er, sc};
+        ulc_node *dead[] = {last, half, last == prod ? NULL : prod, plus, er, sc}; /* each once */
         for (size_t d = 0; d < sizeof dead / sizeof *dead; d++)
             if (dead[d]) ulc_graph_remove_node(g, dead[d]);
         st = ulc_node_set_output(fg, 0, y, ctx);
@@ -862,7 +862,7 @@ static ulc_status build(const ulc_model *m, const ulc_dataset *d, const ulc_trai
     ULC_TRY(params_to_inputs(&w, ctx));
     ULC_TRY(bind_data(&w, ctx));
     int attns = 0;
-    ULC_TRY(ulc_train_fuse_attention(w.g, w.opset, w.bs.b, w.bs.n, &attns, ctx));
+    ULC_TRY(ulc_train_fuse_attention(w.g, w.opset, w.bs.b, w.bs.n, w.params, w.np, &attns, ctx));
     ULC_TRY(add_loss(&w, &loss, ctx));
     return differentiate(&w, loss, ctx);
 }

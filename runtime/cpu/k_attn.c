@@ -297,17 +297,24 @@ static void attn_grad_body(int64_t i0, int64_t i1, void *arg) {
                 st = dnnl_sgemm('N', 'N', nr, tk, d, 1.0f, Qb + q0 * d, d, KTb, tk, 0.0f, P, tk);
             else
                 memset(P, 0, (size_t)(nr * tk) * sizeof(float));
-            if (st != dnnl_success) break;
+            if (st != dnnl_success) {
+                j->st = st;
+                break;
+            }
             transform(s, k, b, q0, nr, P);
             ulc_cpu_softmax_rows_f32(P, nr, tk);
             if (dV && dv > 0 && (st = dnnl_sgemm('T', 'N', tk, dv, nr, 1.0f, P, tk, dOb + q0 * dv, dv, beta,
-                                                 dV + b * tk * dv, dv)) != dnnl_success)
+                                                 dV + b * tk * dv, dv)) != dnnl_success) {
+                j->st = st;
                 break;
+            }
             if (!dQ && !dKT) continue;
             if (dv > 0) {
                 if ((st = dnnl_sgemm('N', 'T', nr, tk, dv, 1.0f, dOb + q0 * dv, dv, Vb, dv, 0.0f, dS, tk)) !=
-                    dnnl_success)
+                    dnnl_success) {
+                    j->st = st;
                     break;
+                }
             } else {
                 memset(dS, 0, (size_t)(nr * tk) * sizeof(float));
             }
@@ -322,11 +329,15 @@ static void attn_grad_body(int64_t i0, int64_t i1, void *arg) {
             untransform(s, k, b, q0, nr, dS);
             if (d == 0) continue;
             if (dQ && (st = dnnl_sgemm('N', 'T', nr, d, tk, 1.0f, dS, tk, KTb, tk, 0.0f, dQ + (b * tq + q0) * d,
-                                       d)) != dnnl_success)
+                                       d)) != dnnl_success) {
+                j->st = st;
                 break;
+            }
             if (dKT && (st = dnnl_sgemm('T', 'N', d, tk, nr, 1.0f, Qb + q0 * d, d, dS, tk, beta, dKT + b * d * tk,
-                                        tk)) != dnnl_success)
+                                        tk)) != dnnl_success) {
+                j->st = st;
                 break;
+            }
         }
     }
 }

@@ -706,7 +706,7 @@ static int same_as(const ulc_rt_tensor *t, const ulc_rt_tensor *y) {
  * gradient through the Relu before this convolution); the other paths fuse nothing. */
 static int cgd_can_fuse(const ulc_kctx *k, const ulc_kfuse *f) {
     const ulc_rt_tensor *y = k->out[0];
-    if (f->act != ULC_ACT_NONE || !y || (!f->addend && !f->mask)) return 0;
+    if (f->act != ULC_ACT_NONE || f->residual || !y || (!f->addend && !f->mask)) return 0;
     if (!same_as(f->addend, y) || !same_as(f->mask, y) || ulc_nn_blocked(f->mask)) return 0;
     ulc_sh_conv_grad g;
     ulc_wino_geom wg;

@@ -482,7 +482,7 @@ static ulc_status mm_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_matmul = {.prepare = mm_prepare, .run = mm_run, .release = mm_release, .can_fuse = ulc_nn_can_fuse_residual};
+static const ulc_kernel k_matmul = {.flags = ULC_K_RESIDUAL, .prepare = mm_prepare, .run = mm_run, .release = mm_release, .can_fuse = ulc_nn_can_fuse_residual};
 
 /* ---- Gemm ------------------------------------------------------------------------------------ */
 
@@ -606,7 +606,7 @@ static ulc_status gemm_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_gemm = {.prepare = gemm_prepare, .run = gemm_run, .release = gemm_release, .can_fuse = ulc_nn_can_fuse_residual};
+static const ulc_kernel k_gemm = {.flags = ULC_K_RESIDUAL, .prepare = gemm_prepare, .run = gemm_run, .release = gemm_release, .can_fuse = ulc_nn_can_fuse_residual};
 
 void ulc_nn_register_gemm(const ulc_kernel **table) {
     table[ULC_OP_Gemm] = &k_gemm;

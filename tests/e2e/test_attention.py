@@ -238,3 +238,21 @@ def test_attention_op_refuses_bad_nodes(tmp_path, case, msg):
                         str(tmp_path / "out.safetensors")], capture_output=True, text=True)
     assert p.returncode == 2, (p.returncode, p.stderr)
     assert msg in p.stderr and "Attention" in p.stderr, p.stderr
+
+
+def test_head_dim_one_transposed_keys(tmp_path):
+    """Keys [B, H, T, 1] transposed by [0, 1, 3, 2]: the Transpose's view would have row and
+    column strides of 1, which no product reads (lda < Tk), so it stays; same result as
+    onnxruntime."""
+    b, hh, t = 2, 3, 9
+    rng = np.random.default_rng(7)
+    feeds = {k: rng.standard_normal((b, hh, t, 1)).astype(np.float32) for k in ("q", "k", "v")}
+    nodes = [h.make_node("Transpose", ["k"], ["kt"], perm=[0, 1, 3, 2]), h.make_node("MatMul", ["q", "kt"], ["s"]),
+             h.make_node("Softmax", ["s"], ["p"], axis=-1), h.make_node("MatMul", ["p", "v"], ["y"])]
+    g = h.make_graph(nodes, "a", [h.make_tensor_value_info(k, TP.FLOAT, list(v.shape)) for k, v in feeds.items()],
+                     [h.make_tensor_value_info("y", TP.FLOAT, None)])
+    model = tmp_path / "d1.onnx"
+    onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 17)]), str(model))
+    got, _ = run(model, feeds, tmp_path, "d1")
+    ref = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(["y"], feeds)[0]
+    assert np.abs(got["y"] - ref).max() <= 1e-5 * max(np.abs(ref).max(), 1.0)

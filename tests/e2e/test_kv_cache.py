@@ -352,3 +352,16 @@ def test_bad_models_with_past_are_refused_by_name(with_past, hf, tmp_path):
     proc = run_ulc("eval", d / "torch.onnx", "--forget", d / "spec.json", "--original", d / "plain.onnx")
     assert proc.returncode == 2
     assert "plain.onnx (original): input 'past_key_values.0.key' is an input of" in proc.stderr
+
+
+def test_with_past_after_passes_that_change_the_graph_is_refused(hf, tmp_path):
+    """`ulc convert --with-past` rebuilds GPT-2 from its config and weights, so a graph that
+    passes changed (an unmerged LoRA adapter) would silently lose them: the built decoder is
+    checked against the model on a probe and refused; merged, the decoder matches and is written."""
+    lora = "lora-inject{include=*mlp*,rank=4,alpha=8,init=random}"
+    proc = run_ulc("convert", hf["path"], "--passes", lora, "-o", tmp_path / "d.onnx", "--with-past")
+    assert proc.returncode != 0 and "does not compute the model's logits" in proc.stderr, proc.stderr
+    assert not (tmp_path / "d.onnx").exists()
+    proc = run_ulc("convert", hf["path"], "--passes", lora + ",lora-merge", "-o", tmp_path / "m.onnx", "--with-past")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "m.onnx").exists()

@@ -262,3 +262,24 @@ def test_residual_add_folds_into_the_product(tmp_path, act, packed):
     np.testing.assert_allclose(got["y"], ref["y"], rtol=1e-6, atol=1e-6)
     assert "MatMul" in ops and "Add" not in ops and "Mul" not in ops, ops
     assert "Add" in ref_ops, ref_ops
+
+
+def test_residual_then_gelu_keeps_the_order(tmp_path):
+    """MatMul → Add(bias) → Add(residual) → GELU spelled in elementwise ops: the residual folds
+    into the product, and the GELU chain must then not become the product's activation (it
+    would apply before the residual). Against onnxruntime and the unfused Add."""
+    rng = np.random.default_rng(4)
+    nodes = [h.make_node("MatMul", ["x", "w"], ["xw"]), h.make_node("Add", ["xw", "b"], ["lin"]),
+             h.make_node("Add", ["lin", "x"], ["r"]), h.make_node("Div", ["r", "sqrt2"], ["g1"]),
+             h.make_node("Erf", ["g1"], ["g2"]), h.make_node("Add", ["g2", "one"], ["g3"]),
+             h.make_node("Mul", ["r", "g3"], ["g4"]), h.make_node("Mul", ["g4", "half"], ["y"])]
+    inits = [nh.from_array((rng.standard_normal((256, 256)) * 0.1).astype(np.float32), "w"),
+             nh.from_array((rng.standard_normal(256) * 0.1).astype(np.float32), "b"),
+             nh.from_array(np.array(np.sqrt(2.0), np.float32), "sqrt2"), nh.from_array(np.array(1.0, np.float32), "one"),
+             nh.from_array(np.array(0.5, np.float32), "half")]
+    feeds = {"x": rng.standard_normal((64, 256)).astype(np.float32)}
+    model, inp = _save(tmp_path, nodes, [h.make_tensor_value_info("x", TP.FLOAT, [64, 256])],
+                       [h.make_tensor_value_info("y", TP.FLOAT, None)], inits, feeds)
+    for env in ({}, {"ULC_NO_PACKED_MATMUL": "1"}):
+        got = _run(model, inp, tmp_path / "o.safetensors", env)
+        _check_against_ort(model, feeds, got, 1e-5)

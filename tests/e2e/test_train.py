@@ -184,3 +184,36 @@ def test_gpt2_lora_training_lowers_the_loss(tmp_path, exported):
                        "lora-inject{rank=8,alpha=16,targets=Gemm|MatMul}", "--lr", "1e-2",
                        "--batch-size", "4", "--epochs", "6")
     assert decreased(curve), curve
+
+
+def test_torch_spelled_gelu_trains_as_one_op(tmp_path, monkeypatch):
+    """torch exports nn.GELU as Mul(Mul(x, 1 + erf(x / √2)), 0.5); the training graph makes it one
+    FastGelu (approximate "none", train/train_graph.c's erf_gelu) — the same weights as the
+    spelled form (ULC_NO_FAST_GELU=1) within float32 rounding, and the forms did differ."""
+    from onnx import TensorProto as TP, helper as h, numpy_helper as nh
+    from safetensors.numpy import load_file
+    rng = np.random.default_rng(2)
+    nodes = [h.make_node("MatMul", ["input", "W"], ["a"]), h.make_node("Div", ["a", "r2"], ["d"]),
+             h.make_node("Erf", ["d"], ["e"]), h.make_node("Add", ["e", "one"], ["t"]),
+             h.make_node("Mul", ["a", "t"], ["m"]), h.make_node("Mul", ["m", "half"], ["g"]),
+             h.make_node("MatMul", ["g", "W2"], ["logits"])]
+    inits = [nh.from_array((rng.standard_normal((8, 16)) * 0.5).astype(np.float32), "W"),
+             nh.from_array((rng.standard_normal((16, 4)) * 0.5).astype(np.float32), "W2"),
+             nh.from_array(np.array(np.sqrt(2.0), np.float32), "r2"), nh.from_array(np.array(1.0, np.float32), "one"),
+             nh.from_array(np.array(0.5, np.float32), "half")]
+    g = h.make_graph(nodes, "mlp", [h.make_tensor_value_info("input", TP.FLOAT, ["N", 8])],
+                     [h.make_tensor_value_info("logits", TP.FLOAT, ["N", 4])], inits)
+    onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 17)]), str(tmp_path / "m.onnx"))
+    save_file({"input": rng.standard_normal((48, 8)).astype(np.float32),
+               "label": (np.arange(48) % 4).astype(np.int64)}, str(tmp_path / "d.safetensors"))
+    outs = {}
+    for tag in ("fused", "spelled"):
+        if tag == "spelled":
+            monkeypatch.setenv("ULC_NO_FAST_GELU", "1")
+        proc = run_ulc("train", tmp_path / "m.onnx", "--data", tmp_path / "d.safetensors", "-o",
+                       tmp_path / f"{tag}.onnx", "--params", "W|W2", "--epochs", "2")
+        assert proc.returncode == 0, proc.stderr
+        outs[tag] = {i.name: nh.to_array(i) for i in onnx.load(str(tmp_path / f"{tag}.onnx")).graph.initializer}
+    for k in ("W", "W2"):
+        np.testing.assert_allclose(outs["fused"][k], outs["spelled"][k], rtol=1e-4, atol=1e-6, err_msg=k)
+    assert any(outs["fused"][k].tobytes() != outs["spelled"][k].tobytes() for k in ("W", "W2"))

@@ -413,3 +413,16 @@ def test_attention_spelled_out_is_fused_for_autodiff(ulc, tmp_path, program):
     training graphs do) against finite differences of itself."""
     _, ref, feeds = attention_models(ATTN_PROGRAMS[program])
     check_fused_against_spelled(ulc, tmp_path, ref, ref, feeds)
+
+
+def test_attention_with_a_learned_bias_keeps_its_nodes(ulc, tmp_path):
+    """An additive score mask that is differentiated itself (a learned attention bias, e.g. a
+    relative-position table) keeps the nodes, which carry its gradient: `ulc grad` through the
+    spelling against finite differences, the bias among the inputs."""
+    _, ref, feeds = attention_models(ATTN_PROGRAMS["gpt2"])
+    g = ref.graph
+    bias = next(i for i in g.initializer if i.name == "m2")
+    feeds = {**feeds, "m2": (numpy_helper.to_array(bias) * 0 + rnd((2, 1, 1, 6), 11)).astype(np.float32)}
+    g.initializer.remove(bias)
+    g.input.append(helper.make_tensor_value_info("m2", F, [2, 1, 1, 6]))
+    check_fused_against_spelled(ulc, tmp_path, ref, ref, feeds)

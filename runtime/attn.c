@@ -25,16 +25,6 @@ static int f32_scalar(const rt_val *rv) {
     return rv->known == V_CONST && rv->t.dtype == ULC_DT_F32 && ulc_rt_numel(&rv->t) == 1 && rv->t.data;
 }
 
-/* m broadcasts (numpy, right-aligned) to s without changing s's shape. */
-static int broadcasts_to(const ulc_rt_tensor *m, const ulc_rt_tensor *s) {
-    if (m->rank > s->rank) return 0;
-    for (int d = 0; d < m->rank; d++) {
-        int64_t md = m->dims[m->rank - 1 - d], sd = s->dims[s->rank - 1 - d];
-        if (md != sd && md != 1) return 0;
-    }
-    return 1;
-}
-
 /* Ready when the fused step runs at position `at` (a constant, or made before it). */
 static int ready_at(const rt_val *rv, int at) { return rv->known == V_CONST || (rv->step >= 0 && rv->step < at); }
 
@@ -203,7 +193,7 @@ static int match_at(const rt_plan *p, const int *step_of, const ulc_graph *g, in
             const ulc_value *fill = s_is_x ? y : x;
             if (!c || !fill || c == cur || (x == cur) == (y == cur) || !f32_scalar(&p->vals[fill->id])) return 0;
             const rt_val *cv = &p->vals[c->id];
-            if (cv->t.dtype != ULC_DT_BOOL || !broadcasts_to(&cv->t, s) || m->a.n_ops >= ULC_ATTN_MAX_OPS) return 0;
+            if (cv->t.dtype != ULC_DT_BOOL || !ulc_rt_broadcasts_to(&cv->t, s->rank, s->dims) || m->a.n_ops >= ULC_ATTN_MAX_OPS) return 0;
             m->a.ops[m->a.n_ops].op = ULC_ATTN_WHERE;
             m->a.ops[m->a.n_ops].s_is_x = (uint8_t)s_is_x;
             m->a.ops[m->a.n_ops].imm = *(const float *)p->vals[fill->id].t.data;
@@ -213,7 +203,7 @@ static int match_at(const rt_plan *p, const int *step_of, const ulc_graph *g, in
             const ulc_value *o = nj->inputs[0].value == cur ? nj->inputs[1].value : nj->inputs[0].value;
             if (!o || o == cur) return 0;
             const rt_val *ov = &p->vals[o->id];
-            if (ov->t.dtype != ULC_DT_F32 || !broadcasts_to(&ov->t, s) || m->a.n_ops >= ULC_ATTN_MAX_OPS) return 0;
+            if (ov->t.dtype != ULC_DT_F32 || !ulc_rt_broadcasts_to(&ov->t, s->rank, s->dims) || m->a.n_ops >= ULC_ATTN_MAX_OPS) return 0;
             m->a.ops[m->a.n_ops].op = ULC_ATTN_ADD; /* a scalar too: a mask of one element */
             m->a.ops[m->a.n_ops++].input = (uint8_t)m->n_ins;
             m->ins[m->n_ins++] = (ulc_value *)o;

@@ -17,6 +17,15 @@ int ulc_rt_same_shape(const ulc_rt_tensor *a, const ulc_rt_tensor *b) {
     return a->rank == b->rank && memcmp(a->dims, b->dims, sizeof(int64_t) * (size_t)a->rank) == 0;
 }
 
+int ulc_rt_broadcasts_to(const ulc_rt_tensor *m, int rank, const int64_t *dims) {
+    if (m->rank > rank) return 0;
+    for (int d = 0; d < m->rank; d++) {
+        int64_t md = m->dims[m->rank - 1 - d], sd = dims[rank - 1 - d];
+        if (md != sd && md != 1) return 0;
+    }
+    return 1;
+}
+
 const char *ulc_rt_shape_str(const ulc_rt_tensor *t, char *buf, size_t size) {
     if (!t) {
         snprintf(buf, size, "(none)");

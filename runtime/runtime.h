@@ -57,6 +57,9 @@ enum { ULC_LAYOUT_PLAIN = 0, ULC_LAYOUT_NCHW8C = 1 };
 uint64_t ulc_rt_numel(const ulc_rt_tensor *t);
 /* 1 when a and b have the same rank and dims (dtypes and layouts not compared). */
 int ulc_rt_same_shape(const ulc_rt_tensor *a, const ulc_rt_tensor *b);
+/* 1 when m broadcasts (numpy, right-aligned) to the shape [dims] of `rank` dims without changing
+ * it: every dim of m equals the shape's or is 1 (a mask over attention scores, a bias row). */
+int ulc_rt_broadcasts_to(const ulc_rt_tensor *m, int rank, const int64_t *dims);
 /* "f32[8,3,224,224]" into buf. */
 const char *ulc_rt_shape_str(const ulc_rt_tensor *t, char *buf, size_t size);
 /* A runtime view (no copy) of an imported tensor (rt->data points at t's bytes); fails, naming

@@ -30,16 +30,6 @@ static int f32_scalar(const ulc_analysis *an, const ulc_value *v, float *f) {
     return 1;
 }
 
-/* m broadcasts (numpy, right-aligned) to s without changing s's shape. */
-static int broadcasts_to(const ulc_rt_tensor *m, const ulc_rt_tensor *s) {
-    if (m->rank > s->rank) return 0;
-    for (int d = 0; d < m->rank; d++) {
-        int64_t md = m->dims[m->rank - 1 - d], sd = s->dims[s->rank - 1 - d];
-        if (md != sd && md != 1) return 0;
-    }
-    return 1;
-}
-
 static int same_batch(const ulc_rt_tensor *a, const ulc_rt_tensor *b) {
     if (a->rank != b->rank || a->rank < 3) return 0;
     for (int d = 0; d < a->rank - 2; d++)
@@ -105,7 +95,7 @@ static int match_at(const ulc_analysis *an, int64_t opset, const uint8_t *dep, u
             ulc_rt_tensor ct;
             float f;
             if (!c || c == cur || (x == cur) == (y == cur) || !f32_scalar(an, x == cur ? y : x, &f)) return 0;
-            if (!known(an, c, &ct) || ct.dtype != ULC_DT_BOOL || !broadcasts_to(&ct, &s) ||
+            if (!known(an, c, &ct) || ct.dtype != ULC_DT_BOOL || !ulc_rt_broadcasts_to(&ct, s.rank, s.dims) ||
                 m->n_ops >= ULC_ATTENTION_MAX_OPS)
                 return 0;
             m->ops[m->n_ops] = x == cur ? 2 : 3;
@@ -114,7 +104,7 @@ static int match_at(const ulc_analysis *an, int64_t opset, const uint8_t *dep, u
         } else if (nj->op == ULC_OP_Add && nj->n_inputs == 2) {
             ulc_value *ov = nj->inputs[0].value == cur ? nj->inputs[1].value : nj->inputs[0].value;
             ulc_rt_tensor ot;
-            if (!ov || ov == cur || !known(an, ov, &ot) || ot.dtype != ULC_DT_F32 || !broadcasts_to(&ot, &s) ||
+            if (!ov || ov == cur || !known(an, ov, &ot) || ot.dtype != ULC_DT_F32 || !ulc_rt_broadcasts_to(&ot, s.rank, s.dims) ||
                 m->n_ops >= ULC_ATTENTION_MAX_OPS)
                 return 0;
             m->ops[m->n_ops] = 4;

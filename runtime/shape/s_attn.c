@@ -11,16 +11,6 @@
 
 #include "runtime/shape/rules.h"
 
-/* m broadcasts (numpy, right-aligned) to the scores' shape without changing it. */
-static int broadcasts_to(const ulc_rt_tensor *m, int rank, const int64_t *dims) {
-    if (m->rank > rank) return 0;
-    for (int d = 0; d < m->rank; d++) {
-        int64_t md = m->dims[m->rank - 1 - d], sd = dims[rank - 1 - d];
-        if (md != sd && md != 1) return 0;
-    }
-    return 1;
-}
-
 static ulc_status same_lead(ulc_kctx *k, const ulc_rt_tensor *q, int slot, const char *name) {
     const ulc_rt_tensor *t = k->in[slot];
     char s1[96], s2[96];
@@ -96,7 +86,7 @@ ulc_status ulc_sh_attn_geom(ulc_kctx *k, int grad, ulc_sh_attn *g) {
         int want_dt = g->a.ops[i].op == ULC_ATTN_WHERE ? ULC_DT_BOOL : ULC_DT_F32;
         if (!m)
             return ulc_k_fail(k, ULC_ERR_INVALID, "ops[%d] reads input %d (a mask), which is missing", i, next);
-        if (m->dtype != want_dt || !broadcasts_to(m, r, a->sdims))
+        if (m->dtype != want_dt || !ulc_rt_broadcasts_to(m, r, a->sdims))
             return ulc_k_fail(k, ULC_ERR_INVALID, "input %d (the mask of ops[%d]) is %s %s; expected "
                               "%s broadcasting to the scores' shape %s", next, i, ulc_dtype_name(m->dtype),
                               ulc_rt_shape_str(m, s1, sizeof s1), ulc_dtype_name(want_dt),

@@ -341,28 +341,16 @@ def test_rfa_trains_the_linear_scaling_on_the_rank_side(tmp_path, g2, monkeypatc
         assert any(a[k].tobytes() != b[k].tobytes() for k in a)
 
 
-def test_gelu_new_trains_as_one_fast_gelu(tmp_path, g2, monkeypatch):
+@pytest.mark.parametrize("switch", ["ULC_NO_FAST_GELU", "ULC_NO_ATTENTION_FUSION"])
+def test_fused_training_forms_train_the_same_weights(tmp_path, g2, monkeypatch, switch):
     """The training graph puts ulc's FastGelu in place of GPT-2's spelled-out gelu_new
-    (train/train_graph.c, fast_gelu); ULC_NO_FAST_GELU=1 keeps the spelled-out form. The two
-    train to the same weights within float32 rounding, and the forms did differ."""
+    (train/train_graph.c, fast_gelu) and one ulc Attention in place of each attention's nodes
+    (train/attention.c; its backward recomputes the probabilities, so no [B, H, T, T] tensor is
+    kept). RFA's LoRA on the FFNs trains through both (the later layers' attention backward).
+    With the switch set the nodes stay: the two train to the same weights within float32
+    rounding, and the forms did differ."""
     run(tmp_path, g2, "rfa", out="fused", train={"epochs": 2})
-    monkeypatch.setenv("ULC_NO_FAST_GELU", "1")
-    run(tmp_path, g2, "rfa", out="spelled", train={"epochs": 2})
-    a = load_file(str(tmp_path / "fused" / "model.safetensors"))
-    b = load_file(str(tmp_path / "spelled" / "model.safetensors"))
-    for k in a:
-        np.testing.assert_allclose(a[k], b[k], rtol=1e-4, atol=1e-6, err_msg=k)
-    assert any(a[k].tobytes() != b[k].tobytes() for k in a)
-
-
-def test_attention_trains_as_one_node(tmp_path, g2, monkeypatch):
-    """The training graph holds each attention as one ulc Attention (train/attention.c) whose
-    backward recomputes the probabilities; ULC_NO_ATTENTION_FUSION=1 keeps the nodes (and their
-    [B, H, T, T] tensors). RFA's LoRA on the FFNs is trained through the later layers'
-    attention backward: the two train to the same weights within float32 rounding, and the
-    forms did differ."""
-    run(tmp_path, g2, "rfa", out="fused", train={"epochs": 2})
-    monkeypatch.setenv("ULC_NO_ATTENTION_FUSION", "1")
+    monkeypatch.setenv(switch, "1")
     run(tmp_path, g2, "rfa", out="nodes", train={"epochs": 2})
     a = load_file(str(tmp_path / "fused" / "model.safetensors"))
     b = load_file(str(tmp_path / "nodes" / "model.safetensors"))

@@ -111,6 +111,14 @@ def write_block(name, block):
     doc.write_text(head + begin + "\n" + block + end + tail)
 
 
+
+def emit(a, key, stamp, hdr, lines):
+    """The table under its command line, printed, and into results.md's block `key` with --write-doc."""
+    block = stamp + "\n\n" + hdr + "\n".join(lines) + "\n"
+    print(block)
+    if a.write_doc:
+        write_block(key, block)
+
 def nhl_lr(base, a):
     """nhl-kl's learning rate per thing it trains, its other settings its defaults."""
     lines = []
@@ -132,10 +140,7 @@ def nhl_lr(base, a):
            "Df after relearn (10 steps) |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
     stamp = (f"`.venv/bin/python bench/results_clip.py --nhl-lr --threads {a.threads} "
              f"--write-doc` — nhl-kl with its defaults but the learning rate and what trains")
-    block = stamp + "\n\n" + hdr + "\n".join(lines) + "\n"
-    print(block)
-    if a.write_doc:
-        write_block("nhl_lr", block)
+    emit(a, "nhl_lr", stamp, hdr, lines)
 
 
 def main():
@@ -180,10 +185,7 @@ def main():
                      f"{pct(af['retrieval_r1'])} | {pct(rl)} | {wall:.1f} |")
     stamp = (f"`.venv/bin/python bench/results_clip.py --threads {a.threads} --write-doc` — "
              f"lr grid {', '.join(f'{x:g}' for x in LR_GRID)} (ssd: α {', '.join(map(str, SSD_ALPHA))})")
-    block = stamp + "\n\n" + hdr + "\n".join(lines) + "\n"
-    print(block)
-    if a.write_doc:
-        write_block("clip_digits", block)
+    emit(a, "clip_digits", stamp, hdr, lines)
 
 
 if __name__ == "__main__":

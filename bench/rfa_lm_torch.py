@@ -28,7 +28,6 @@ parameters, torch's version and threads.
 import argparse
 import json
 import os
-import re
 import sys
 import time
 
@@ -37,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from rfa_torch import ulc_permutation  # noqa: E402
+from rfa_torch import add_loop_args, lora_pair, ulc_permutation  # noqa: E402
 
 
 def main():
@@ -46,30 +45,15 @@ def main():
     ap.add_argument("--data", required=True, help="safetensors: input_ids, attention_mask")
     ap.add_argument("--forget", required=True, help="JSON list of row indices")
     ap.add_argument("--modules", default=r".*\.mlp\.(c_fc|c_proj)$|lm_head")
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--epochs", type=int, default=1)
-    ap.add_argument("--lr", type=float, default=5e-5)
-    ap.add_argument("--gamma", type=float, default=0.5)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
+    add_loop_args(ap)
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: all)")
     a = ap.parse_args()
 
-    from peft import LoraConfig, get_peft_model
     from safetensors.numpy import load_file
     from transformers import GPT2LMHeadModel
 
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(a.seed)
     t_load = time.perf_counter()
-    teacher = GPT2LMHeadModel.from_pretrained(a.model).eval()
-    student = GPT2LMHeadModel.from_pretrained(a.model).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    names = [n for n, _ in student.named_modules() if re.fullmatch(a.modules, n)]
-    cfg = LoraConfig(r=8, lora_alpha=32, lora_dropout=0.0, target_modules=names,
-                     fan_in_fan_out=True, init_lora_weights=True)
-    student = get_peft_model(student, cfg).eval()
+    teacher, student, names = lora_pair(GPT2LMHeadModel, a, fan_in_fan_out=True)
     data = load_file(a.data)
     ids = torch.from_numpy(data["input_ids"].astype(np.int64))
     am = torch.from_numpy(data["attention_mask"].astype(np.int64))

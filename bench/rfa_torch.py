@@ -95,6 +95,35 @@ def ulc_permutation(seed, epoch, n):
     return perm
 
 
+def add_loop_args(ap):
+    """The options every transformer RFA epoch script shares (rfa_vit_torch.py, rfa_lm_torch.py)."""
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--gamma", type=float, default=0.5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+
+
+def lora_pair(cls, a, **lora):
+    """Teacher and student from a Hugging Face directory a.model (class cls, eval), the teacher
+    frozen, the student with PEFT LoRA (rank 8, alpha 32, no dropout; lora: more LoraConfig
+    fields) on the modules whose names match a.modules; torch's threads and seed set from a.
+    Returns (teacher, student, the adapted module names)."""
+    import re
+    import torch
+    from peft import LoraConfig, get_peft_model
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    teacher = cls.from_pretrained(a.model).eval()
+    student = cls.from_pretrained(a.model).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    names = [n for n, _ in student.named_modules() if re.fullmatch(a.modules, n)]
+    cfg = LoraConfig(r=8, lora_alpha=32, lora_dropout=0.0, target_modules=names, init_lora_weights=True, **lora)
+    return teacher, get_peft_model(student, cfg).eval(), names
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", choices=["digits", "resnet18"], required=True)

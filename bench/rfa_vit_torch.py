@@ -24,7 +24,6 @@ parameters, torch's version and threads.
 import argparse
 import json
 import os
-import re
 import sys
 import time
 
@@ -32,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from rfa_torch import ulc_permutation  # noqa: E402
+from rfa_torch import add_loop_args, lora_pair, ulc_permutation  # noqa: E402
 
 # each layer's FFN and the head, as transformers 4 (intermediate/output.dense) and 5 (mlp.fc1/fc2)
 # name them (5 still saves checkpoints under the old names, which ulc reads)
@@ -45,28 +44,14 @@ def main():
     ap.add_argument("--data", required=True, help="safetensors: pixel_values, label")
     ap.add_argument("--forget-classes", type=int, nargs="+", default=[3])
     ap.add_argument("--modules", default=MODULES)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--epochs", type=int, default=1)
-    ap.add_argument("--lr", type=float, default=5e-5)
-    ap.add_argument("--gamma", type=float, default=0.5)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
+    add_loop_args(ap)
     a = ap.parse_args()
 
-    from peft import LoraConfig, get_peft_model
     from safetensors.torch import load_file
     from transformers import ViTForImageClassification
 
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(a.seed)
     t_load = time.perf_counter()
-    teacher = ViTForImageClassification.from_pretrained(a.model).eval()
-    student = ViTForImageClassification.from_pretrained(a.model).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    names = [n for n, _ in student.named_modules() if re.fullmatch(a.modules, n)]
-    cfg = LoraConfig(r=8, lora_alpha=32, lora_dropout=0.0, target_modules=names, init_lora_weights=True)
-    student = get_peft_model(student, cfg).eval()
+    teacher, student, names = lora_pair(ViTForImageClassification, a)
     data = load_file(a.data)
     X, Y = data["pixel_values"], data["label"]
     n = X.shape[0]

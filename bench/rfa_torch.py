@@ -103,6 +103,7 @@ def add_loop_args(ap):
     ap.add_argument("--gamma", type=float, default=0.5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="torch device: cpu, or cuda (bench/bench_gpu.py)")
 
 
 def lora_pair(cls, a, **lora):
@@ -121,7 +122,8 @@ def lora_pair(cls, a, **lora):
         p.requires_grad_(False)
     names = [n for n, _ in student.named_modules() if re.fullmatch(a.modules, n)]
     cfg = LoraConfig(r=8, lora_alpha=32, lora_dropout=0.0, target_modules=names, init_lora_weights=True, **lora)
-    return teacher, get_peft_model(student, cfg).eval(), names
+    dev = torch.device(getattr(a, "device", "cpu"))
+    return teacher.to(dev), get_peft_model(student, cfg).eval().to(dev), names
 
 
 def main():
@@ -143,6 +145,7 @@ def main():
     ap.add_argument("--lora-seed", type=int, default=1, help="torch seed of the LoRA A factors")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", help="save the merged model's state_dict here (safetensors)")
+    ap.add_argument("--device", default="cpu", help="torch device (cpu, cuda): bench/bench_gpu.py runs it on a GPU")
     args = ap.parse_args()
 
     import torch
@@ -203,6 +206,9 @@ def main():
         holder = student.get_submodule(parent)
         setattr(holder, child, LoraConv2d(getattr(holder, child), args.rank, args.alpha))
     student.eval()
+    dev = torch.device(args.device)
+    teacher.to(dev)
+    student.to(dev)
     params = [p for n, p in student.named_parameters() if "lora_" in n]
     for p in params:
         p.requires_grad_(True)
@@ -221,9 +227,9 @@ def main():
         teacher.get_submodule(n).register_forward_hook(catch(t_feat, n))
 
     data = load_file(args.data)
-    X, Y = data["input"], data["label"]
+    X, Y = data["input"].to(dev), data["label"].to(dev)
     rows = X.shape[0]
-    forget = torch.zeros(rows, dtype=torch.bool)
+    forget = torch.zeros(rows, dtype=torch.bool, device=dev)
     for c in args.forget_classes:
         forget |= Y == c
     n_forget = int(forget.sum())
@@ -233,7 +239,7 @@ def main():
 
     def accuracy(model):
         """Accuracy on Df and Dr (train rows of the forgotten classes / the rest)."""
-        hit = torch.zeros(rows, dtype=torch.bool)
+        hit = torch.zeros(rows, dtype=torch.bool, device=dev)
         with torch.no_grad():
             for at in range(0, rows, EVAL_BATCH):
                 hit[at:at + EVAL_BATCH] = model(X[at:at + EVAL_BATCH]).argmax(1) == Y[at:at + EVAL_BATCH]
@@ -250,7 +256,7 @@ def main():
     means, ybar = None, None
     epoch_s, step_ms, losses = [], [], []
     for e in range(args.epochs):
-        perm = torch.tensor(ulc_permutation(args.seed, e, rows), dtype=torch.int64)
+        perm = torch.tensor(ulc_permutation(args.seed, e, rows), dtype=torch.int64, device=dev)
         e0 = time.perf_counter()
         for b in range(per_epoch):
             s0 = time.perf_counter()
@@ -274,7 +280,7 @@ def main():
                 w_inter = torch.where(f, beta_w / nf if (nf and have) else 0.0, alpha_w / nr if nr else 0.0)
                 w_ce = torch.where(f, 0.0, lambda_w / nr if nr else 0.0)
                 w_soft = torch.where(f, mu_w / nf if (nf and have) else 0.0, 0.0)
-                ybar_rows = ybar if have else torch.zeros(t_logits.shape[1])
+                ybar_rows = ybar if have else torch.zeros(t_logits.shape[1], device=dev)
             z = student(x)
             inter = 0.0
             for k, n in enumerate(names):
@@ -288,7 +294,7 @@ def main():
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
-            losses.append(float(loss))
+            losses.append(float(loss))  # waits for the device: each step is timed whole
             step_ms.append((time.perf_counter() - s0) * 1e3)
         epoch_s.append(time.perf_counter() - e0)
     t_train = time.perf_counter()

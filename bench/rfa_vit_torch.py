@@ -53,9 +53,10 @@ def main():
     t_load = time.perf_counter()
     teacher, student, names = lora_pair(ViTForImageClassification, a)
     data = load_file(a.data)
-    X, Y = data["pixel_values"], data["label"]
+    dev = torch.device(a.device)
+    X, Y = data["pixel_values"].to(dev), data["label"].to(dev)
     n = X.shape[0]
-    forget = torch.zeros(n, dtype=torch.bool)
+    forget = torch.zeros(n, dtype=torch.bool, device=dev)
     for c in a.forget_classes:
         forget |= Y == c
 
@@ -75,13 +76,13 @@ def main():
         perm = ulc_permutation(a.seed, epoch, n)
         for b0 in range(0, n, a.batch):
             ts = time.perf_counter()
-            idx = torch.tensor(perm[b0:b0 + a.batch])
+            idx = torch.tensor(perm[b0:b0 + a.batch], device=dev)
             x, y, f = X[idx], Y[idx], forget[idx]
             r = ~f
             nr, nf = int(r.sum()), int(f.sum())
             with torch.no_grad():
                 zt = teacher(pixel_values=x).logits
-                ybar = torch.softmax(zt[r], -1).mean(0) if nr else torch.zeros(zt.shape[1])
+                ybar = torch.softmax(zt[r], -1).mean(0) if nr else torch.zeros(zt.shape[1], device=dev)
             z = student(pixel_values=x).logits
             inter = 0.0
             for k in range(m):
@@ -90,7 +91,8 @@ def main():
                     tmean = t[r].mean(0, keepdim=True)
                     t = torch.where(f.view(-1, *[1] * (t.dim() - 1)), tmean.expand_as(t), t)
                 d = ((s - t) ** 2).flatten(1).sum(1)
-                wi = torch.where(f, torch.tensor(1.0 / max(nf, 1) if nr else 0.0), torch.tensor(1.0 / max(nr, 1)))
+                wi = torch.where(f, torch.tensor(1.0 / max(nf, 1) if nr else 0.0, device=dev),
+                                 torch.tensor(1.0 / max(nr, 1), device=dev))
                 inter = inter + (d * wi).sum()
             lp = F.log_softmax(z, -1)
             ce = -lp.gather(1, y[:, None]).squeeze(1)

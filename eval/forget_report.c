@@ -2,6 +2,7 @@
  * forget_report.h). */
 #include "eval/clip_eval.h"
 #include "eval/forget_report.h"
+#include "runtime/runtime.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -148,6 +149,7 @@ cJSON *ulc_forget_report_json(const ulc_forget_facts *r) {
     cJSON_AddItemToObject(o, "hyperparameters", hp);
     cJSON_AddNumberToObject(o, "seed", (double)r->seed);
     cJSON_AddNumberToObject(o, "threads", r->threads);
+    cJSON_AddStringToObject(o, "device", ulc_runtime_device_name());
     cJSON *acc = cJSON_AddObjectToObject(o, "accuracy");
     cJSON_AddItemToObject(acc, "before", accuracy_obj(sp, r->before.split));
     cJSON_AddItemToObject(acc, "after", accuracy_obj(sp, r->after.split));

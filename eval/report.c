@@ -309,6 +309,8 @@ static void render_md(sbuf *b, const cJSON *r) {
         fmt_num(buf, sizeof buf, thr);
         md_kv(b, "threads", buf);
     }
+    const cJSON *dev = rp_get(r, "device");
+    if (cJSON_IsString(dev)) md_kv(b, "device", dev->valuestring);
     rp_puts(b, "\n## Files\n\n| file | path | sha256 |\n|---|---|---|\n");
     file_row rows[10];
     int nf = file_rows(r, rows);
@@ -715,6 +717,8 @@ static void render_html(sbuf *b, const cJSON *r) {
         fmt_num(buf, sizeof buf, thr);
         html_kv(b, "threads", buf);
     }
+    const cJSON *dev = rp_get(r, "device");
+    if (cJSON_IsString(dev)) html_kv(b, "device", dev->valuestring);
     rp_puts(b, "</table>\n<h2>Files</h2>\n<table>\n<tr><th>file</th><th>path</th><th>sha256</th>"
             "</tr>\n");
     file_row rows[10];

@@ -14,6 +14,12 @@
  * given here). Row weights and means are data, so autodiff treats them as constants — the
  * detaching the method asks for.
  *
+ * On a device (a GPU session) a classifier's targets never visit the host: the teacher's graph
+ * computes them itself (add_device_targets: the retain means as a [1, B]·[B, P] product, the
+ * forget rows replaced by a Where), and the student reads the teacher's outputs and its copy of
+ * the batch in device memory (ulc_session_set_input_device). Only the means ([P] per feature)
+ * and ybar come back, for a later batch with no retain row, which takes the host path.
+ *
  *   L = γ/m Σ_k Σ_i w_inter[i]·d(s_k[i], t_k[i]) + (1 − γ) Σ_i (w_ce[i]·CE_i + w_soft[i]·softCE_i)
  */
 #include "methods/rfa.h"
@@ -75,7 +81,14 @@ typedef struct rfa_state {
     size_t *pos;                 /* ybar's weighted positions (row·T + t) and their weights */
     double *pos_w;
     int threads;                 /* for ybar's sums */
+    int dev_targets;             /* the teacher computes the targets on the device (above) */
 } rfa_state;
+
+#define DEV_TARGET "ulc.rfa.dev.target.%d"
+#define DEV_MEAN "ulc.rfa.dev.mean.%d"
+#define DEV_YBAR_ROWS "ulc.rfa.dev.ybar_rows"
+#define DEV_YBAR "ulc.rfa.dev.ybar"
+#define FORGET_IN "ulc.rfa.forget_rows"
 
 #define NN(e)                                                                                  \
     do {                                                                                       \
@@ -109,7 +122,7 @@ static ulc_status build_loss(void *arg, ulc_tg *t, ulc_value **loss, ulc_ctx *ct
         label = ulc_tg_input(t, "ulc.rfa.label", ULC_DT_I64, 1, &one, "label", ctx);
         NN(label);
     }
-    NN(ulc_tg_input(t, "ulc.rfa.forget_rows", ULC_DT_F32, 1, &one, FORGET_COL, ctx));
+    NN(ulc_tg_input(t, FORGET_IN, ULC_DT_F32, 1, &one, FORGET_COL, ctx));
     ulc_value *w_inter = ulc_tg_input(t, "ulc.rfa.w_inter", ULC_DT_F32, 1, &one, NULL, ctx);
     ulc_value *w_ce = ulc_tg_input(t, "ulc.rfa.w_ce", ULC_DT_F32, 1, &one, NULL, ctx);
     ulc_value *w_soft = ulc_tg_input(t, "ulc.rfa.w_soft", ULC_DT_F32, 1, &one, NULL, ctx);
@@ -285,6 +298,60 @@ static ulc_status retain_softmax_mean(rfa_state *st, const float *z, const float
     return ULC_OK;
 }
 
+/* The row weights α/|b_r|, β/|b_f|, λ/|b_r|, μ/|b_f| (forget terms 0 before any retain mean). */
+static ulc_status row_weights(rfa_state *st, ulc_session *s, const float *f, size_t rows, size_t nr,
+                              size_t nf, ulc_ctx *ctx) {
+    const ulc_rfa_opts *r = st->r;
+    for (size_t i = 0; i < rows; i++) {
+        int fg = f[i] != 0.0f;
+        st->w_inter[i] = fg ? (st->have_means ? (float)(r->beta / (double)nf) : 0.0f)
+                            : (float)(r->alpha / (double)nr);
+        st->w_ce[i] = fg ? 0.0f : (float)(r->lambda / (double)nr);
+        st->w_soft[i] = fg && st->have_means ? (float)(r->mu / (double)nf) : 0.0f;
+    }
+    int64_t bd[1] = {(int64_t)rows};
+    ULC_TRY(ulc_session_set_f32(s, "ulc.rfa.w_inter", st->w_inter, 1, bd, ctx));
+    ULC_TRY(ulc_session_set_f32(s, "ulc.rfa.w_ce", st->w_ce, 1, bd, ctx));
+    return ulc_session_set_f32(s, "ulc.rfa.w_soft", st->w_soft, 1, bd, ctx);
+}
+
+/* A batch with retain rows on a device: the teacher's graph made the targets and ybar's rows
+ * (add_device_targets); the student reads them, and the teacher's copy of the batch, where they
+ * are. The means and ybar come back for a later batch without retain rows. */
+static ulc_status device_targets(rfa_state *st, ulc_session *s, const float *f, size_t rows,
+                                 size_t nr, size_t nf, ulc_ctx *ctx) {
+    char name[64];
+    for (int k = 0; k < st->m; k++) {
+        snprintf(name, sizeof name, DEV_TARGET, k);
+        const ulc_rt_tensor *tt = ulc_session_output_device(st->teacher, name);
+        snprintf(name, sizeof name, DEV_MEAN, k);
+        const ulc_rt_tensor *mt = ulc_session_output(st->teacher, name);
+        size_t P = st->row_numel[k];
+        if (!tt || !mt || ulc_rt_numel(tt) != rows * P || ulc_rt_numel(mt) != P)
+            return ulc_fail(ctx, ULC_ERR_INTERNAL, "rfa: the teacher's device target %d is missing "
+                            "or of the wrong size", k);
+        ULC_TRY(ulc_session_set_input_device(s, st->tname[k], tt, ctx));
+        if (!st->mean[k] && !(st->mean[k] = malloc(P * sizeof(float))))
+            return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory (rfa means)");
+        memcpy(st->mean[k], mt->data, P * sizeof(float));
+    }
+    const ulc_rt_tensor *yr = ulc_session_output_device(st->teacher, DEV_YBAR_ROWS);
+    const ulc_rt_tensor *yb = ulc_session_output(st->teacher, DEV_YBAR);
+    size_t C = (size_t)st->classes;
+    if (!yr || !yb || ulc_rt_numel(yb) != C)
+        return ulc_fail(ctx, ULC_ERR_INTERNAL, "rfa: the teacher's device ybar is missing");
+    if (!st->ybar && !(st->ybar = calloc(C, sizeof(float))))
+        return ulc_fail(ctx, ULC_ERR_NOMEM, "out of memory");
+    memcpy(st->ybar, yb->data, C * sizeof(float));
+    ULC_TRY(ulc_session_set_input_device(s, "ulc.rfa.ybar", yr, ctx));
+    for (int i = 0; i < st->n_tin; i++) { /* the batch, uploaded once: the teacher's copy */
+        const ulc_rt_tensor *x = ulc_session_input_device(st->teacher, st->tin[i]);
+        if (x && strcmp(st->tin[i], FORGET_IN) != 0) ULC_TRY(ulc_session_set_input_device(s, st->tin[i], x, ctx));
+    }
+    st->have_means = 1;
+    return row_weights(st, s, f, rows, nr, nf, ctx);
+}
+
 static ulc_status before_step(void *arg, ulc_session *s, const ulc_rt_tensor *const *batch,
                               int n, ulc_ctx *ctx) {
     rfa_state *st = arg;
@@ -303,6 +370,7 @@ static ulc_status before_step(void *arg, ulc_session *s, const ulc_rt_tensor *co
         if (f[i] != 0.0f) nf++;
         else nr++;
     }
+    if (st->dev_targets && nr) return device_targets(st, s, f, rows, nr, nf, ctx);
     /* the retain mean of the teacher's softmax */
     const ulc_rt_tensor *z = ulc_session_output(st->teacher, st->t_output);
     size_t C = (size_t)st->classes, T = r->next_token ? (size_t)st->seq : 1;
@@ -361,14 +429,6 @@ static ulc_status before_step(void *arg, ulc_session *s, const ulc_rt_tensor *co
         int64_t td2[2] = {(int64_t)rows, (int64_t)P};
         ULC_TRY(ulc_session_set_f32(s, st->tname[k], (float *)tf->data, 2, td2, ctx));
     }
-    /* row weights */
-    for (size_t i = 0; i < rows; i++) {
-        int fg = f[i] != 0.0f;
-        st->w_inter[i] = fg ? (st->have_means ? (float)(r->beta / (double)nf) : 0.0f)
-                            : (float)(r->alpha / (double)nr);
-        st->w_ce[i] = fg ? 0.0f : (float)(r->lambda / (double)nr);
-        st->w_soft[i] = fg && st->have_means ? (float)(r->mu / (double)nf) : 0.0f;
-    }
     int64_t bd[2] = {(int64_t)rows, (int64_t)C}, td[3] = {(int64_t)rows, 1, (int64_t)C};
     if (r->next_token) {
         int64_t pd[2] = {(int64_t)rows, (int64_t)T};
@@ -377,9 +437,46 @@ static ulc_status before_step(void *arg, ulc_session *s, const ulc_rt_tensor *co
     } else {
         ULC_TRY(ulc_session_set_f32(s, "ulc.rfa.ybar", st->ybar_rows, 2, bd, ctx));
     }
-    ULC_TRY(ulc_session_set_f32(s, "ulc.rfa.w_inter", st->w_inter, 1, bd, ctx));
-    ULC_TRY(ulc_session_set_f32(s, "ulc.rfa.w_ce", st->w_ce, 1, bd, ctx));
-    return ulc_session_set_f32(s, "ulc.rfa.w_soft", st->w_soft, 1, bd, ctx);
+    return row_weights(st, s, f, rows, nr, nf, ctx);
+}
+
+/* The device path's part of the teacher's graph: from the forget flags (a new input, the same
+ * column the student reads) the retain means of each feature and of the softmax, and the
+ * targets — the feature with its forget rows replaced by the mean:
+ *   r = 1 - f [1, B];  n = max(Σ r, 1);  mean_k = (r · t_k[B, P]) / n;  target_k = f ? mean_k : t_k
+ *   ybar = (r · softmax(z)) / n;  ybar_rows = ybar expanded to z's [B, C]
+ * Outputs DEV_TARGET/DEV_MEAN per feature, DEV_YBAR and DEV_YBAR_ROWS. */
+static ulc_status add_device_targets(rfa_state *st, ulc_model *tm, const ulc_value *zo, ulc_ctx *ctx) {
+    ulc_graph *g = tm->graph;
+    ulc_gb gb, *b = &gb;
+    ulc_gb_init(b, g, ulc_model_opset(tm, NULL), ULC_GB_NAMES_DERIVED, ctx);
+    ulc_dim bdim = {-1, "batch", NULL};
+    ulc_value *f = ulc_gb_input(b, FORGET_IN, ULC_DT_F32, 1, &bdim);
+    int64_t a0 = 0, a1 = 1, shp[2] = {1, -1};
+    ulc_value *r = ulc_gb_op2(b, "Sub", ulc_gb_scalar_f32(b, 1.0f), f);
+    ulc_value *r2 = ulc_gb_op2(b, "Reshape", r, ulc_gb_vec_i64(b, 2, shp)); /* [1, B] */
+    ulc_value *n = ulc_gb_op2(b, "Max", ulc_gb_reduce_sum(b, r, 1, &a0, 0), ulc_gb_scalar_f32(b, 1.0f));
+    ulc_value *fb = ulc_gb_op2(b, "Greater", ulc_gb_unsqueeze(b, f, 1, &a1), ulc_gb_scalar_f32(b, 0.0f));
+    char name[64];
+    for (int k = 0; k < st->m && b->status == ULC_OK; k++) {
+        ulc_value *t = ulc_graph_get_value(g, st->feat[k]);
+        int64_t flat[2] = {-1, (int64_t)st->row_numel[k]};
+        ulc_value *t2 = ulc_gb_op2(b, "Reshape", t, ulc_gb_vec_i64(b, 2, flat));
+        ulc_value *mean = ulc_gb_op2(b, "Div", ulc_gb_op2(b, "MatMul", r2, t2), n); /* [1, P] */
+        ulc_value *tgt = ulc_gb_op3(b, "Where", fb, mean, t2);
+        snprintf(name, sizeof name, DEV_TARGET, k);
+        ulc_gb_output(b, tgt, name, ULC_DT_F32, 2, (ulc_dim[]){{-1, "batch", NULL}, {flat[1], NULL, NULL}});
+        snprintf(name, sizeof name, DEV_MEAN, k);
+        ulc_gb_output(b, mean, name, ULC_DT_F32, 2, (ulc_dim[]){{1, NULL, NULL}, {flat[1], NULL, NULL}});
+    }
+    ulc_value *sm = ulc_gb_op1(b, "Softmax", (ulc_value *)zo);
+    if (sm) ulc_gb_attr_int(b, sm, "axis", -1);
+    ulc_value *ybar = ulc_gb_op2(b, "Div", ulc_gb_op2(b, "MatMul", r2, sm), n); /* [1, C] */
+    ulc_value *rows = ulc_gb_op2(b, "Expand", ybar, ulc_gb_shape(b, (ulc_value *)zo));
+    ulc_gb_output(b, ybar, DEV_YBAR, ULC_DT_F32, 2, (ulc_dim[]){{1, NULL, NULL}, {st->classes, NULL, NULL}});
+    ulc_gb_output(b, rows, DEV_YBAR_ROWS, ULC_DT_F32, 2,
+                  (ulc_dim[]){{-1, "batch", NULL}, {st->classes, NULL, NULL}});
+    return b->status;
 }
 
 static void state_free(rfa_state *st) {
@@ -478,6 +575,12 @@ ulc_status ulc_rfa_run(ulc_model *model, const ulc_model *teacher, const ulc_dat
     }
     st.threads = ulc_threads_pick(o->threads);
     ulc_session_opts so = ulc_session_defaults();
+    /* a classifier on a device: the targets are made there (add_device_targets); text models
+     * (per-position weights) and the cpu take the host path */
+    const char *hp = getenv("ULC_RFA_HOST_TARGETS");
+    st.dev_targets = ulc_backend_on_device(so.backend) && !r->next_token && zo->rank == 2 &&
+                     !(hp && *hp && strcmp(hp, "0") != 0);
+    if (st.dev_targets && (s = add_device_targets(&st, tclone, zo, ctx)) != ULC_OK) goto done;
     so.threads = o->threads;
     so.profile = o->profile;
     if ((s = ulc_session_create(tclone, &so, &st.teacher, ctx)) != ULC_OK) goto done;

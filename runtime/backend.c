@@ -1,17 +1,42 @@
-/* backend.c — the backends by name (the only file that names one: the CUDA backend will be a
- * second entry here) and the backend queries of runtime.h. */
+/* backend.c — the backends by name (the only file that names one: cpu, and cuda when it is
+ * built) and the backend queries of runtime.h. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "runtime/plan.h"
 
+/* ULC_CUDA_EMULATE=1: "cuda" is the host emulator of the CUDA backend (runtime/cuda/emu.h), so
+ * the tests check the backend's kernels and device plans on machines without a GPU. */
+static int emulate_cuda(void) {
+    const char *e = getenv("ULC_CUDA_EMULATE");
+    return e && *e && strcmp(e, "0") != 0;
+}
+
+static const ulc_backend *cuda_backend(void) {
+#ifdef ULC_HAVE_CUDA_EMU
+    if (emulate_cuda()) return ulc_backend_cuda_emu();
+#endif
+#ifdef ULC_HAVE_CUDA
+    if (!emulate_cuda()) return ulc_backend_cuda();
+#endif
+    return NULL;
+}
+
 /* The backends, by name (the first is the default). */
 const ulc_backend *ulc_backend_find(const char *name) {
-    const ulc_backend *all[] = {ulc_backend_cpu()};
-    if (!name) return all[0];
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-        if (strcmp(all[i]->name, name) == 0) return all[i];
+    if (!name || strcmp(name, "cpu") == 0) return ulc_backend_cpu();
+    if (strcmp(name, "cuda") == 0) return cuda_backend();
     return NULL;
+}
+
+int ulc_backend_on_device(const char *name) {
+    const ulc_backend *be = ulc_backend_find(name);
+    return be && be->device;
+}
+
+const char *ulc_backend_names(void) {
+    return cuda_backend() ? (emulate_cuda() ? "cpu, cuda (emulated on the host)" : "cpu, cuda") : "cpu";
 }
 
 int ulc_backend_supports(const char *backend, const ulc_node *n, char *why, size_t why_size) {
@@ -38,16 +63,19 @@ int ulc_backend_supports(const char *backend, const ulc_node *n, char *why, size
 }
 
 const char *const *ulc_backend_ops(const char *backend) {
-    static const char *list[ULC_OP_COUNT_ + 1];
-    static int n = -1;
+    enum { MAX_BACKENDS = 2 };
+    static const char *lists[MAX_BACKENDS][ULC_OP_COUNT_ + 1];
+    static const ulc_backend *made[MAX_BACKENDS];
     const ulc_backend *be = ulc_backend_find(backend);
     if (!be) return NULL;
-    if (n < 0) { /* benign: every caller computes the same list (one backend for now) */
+    int slot = strcmp(be->name, "cpu") == 0 ? 0 : 1;
+    const char **list = lists[slot];
+    if (made[slot] != be) { /* benign: every caller computes the same list */
         int c = 0;
         for (int op = 1; op < ULC_OP_ULC_FIRST_; op++) /* ONNX ops (ulc's are internal) */
             if (be->kernel((ulc_op)op)) list[c++] = ulc_op_name((ulc_op)op);
         list[c] = NULL;
-        n = c;
+        made[slot] = be;
     }
     return list;
 }

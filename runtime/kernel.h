@@ -73,6 +73,8 @@ typedef struct ulc_kctx {
                                    so the planner may free bytes it made for it (folds) */
     void *state;                /* the kernel's own, from prepare until release */
     int threads;                /* threads the kernel may use */
+    void *dev;                  /* a device backend's per-session context (its stream, library
+                                   handles: runtime/cuda/cu.h's ucu_dev); NULL on the cpu */
     ulc_ctx *err;
 } ulc_kctx;
 
@@ -171,6 +173,28 @@ static inline void ulc_attn_dense_view(const ulc_attn *a, int64_t rows, int64_t 
     }
 }
 
+/* A backend that computes in its own memory (a GPU): what a session needs to keep a plan's
+ * tensors there. Every call takes the context open() made for the session (one stream). A plan
+ * on such a backend holds its activations in one device buffer, uploads each constant a step
+ * reads once (the host bytes stay at the tensor's `host`, for kernels that read values in
+ * prepare), uploads the bound inputs before each run and downloads the outputs after it. */
+typedef struct ulc_device_ops {
+    /* The per-session context; fails with a message naming why (no device visible, a driver
+     * too old, out of memory). precision: 0 float32 (TF32 off), 1 TF32 products. */
+    ulc_status (*open)(int device, int precision, void **dev, ulc_ctx *ctx);
+    void (*close)(void *dev);
+    void *(*alloc)(void *dev, size_t bytes); /* NULL: out of device memory */
+    void (*free)(void *dev, void *p);        /* accepts NULL */
+    /* Ordered on the session's stream; upload may return before the copy is done but src must
+     * then stay valid until the next sync (the session's bound inputs and plan constants do). */
+    ulc_status (*upload)(void *dev, void *dst, const void *src, size_t bytes, ulc_ctx *ctx);
+    ulc_status (*download)(void *dev, void *dst, const void *src, size_t bytes, ulc_ctx *ctx);
+    /* Waits for the stream; reports a kernel's asynchronous failure. */
+    ulc_status (*sync)(void *dev, ulc_ctx *ctx);
+    /* "NVIDIA H100 80GB HBM3 (sm_90, 79 GiB)" */
+    const char *(*describe)(void *dev);
+} ulc_device_ops;
+
 /* A backend as the planner sees it: a kernel table and the few services fusion needs. The
  * planner and sessions only ever go through this vtable (runtime/backend.c keeps the list). */
 typedef struct ulc_backend {
@@ -180,10 +204,15 @@ typedef struct ulc_backend {
     const ulc_kernel *(*attn_kernel)(void);  /* fused attention (ulc_attn); NULL: none */
     void (*chain_eval)(const ulc_chain *c, const float *const *ins, float *out, int n);
     void (*set_threads)(int threads);        /* 0 = the default */
+    const ulc_device_ops *device;            /* NULL: computes in host memory */
 } ulc_backend;
 
 /* Backend registrations: the only symbols of a backend the planner names (runtime/backend.c
- * keeps the list). The CPU backend: runtime/cpu/kernels.c. */
+ * keeps the list). The CPU backend: runtime/cpu/kernels.c. The CUDA backend (runtime/cuda/,
+ * built with nvcc when the toolkit is present; NULL otherwise) and its host emulator (the same
+ * sources built with g++: what "cuda" names under ULC_CUDA_EMULATE=1, for the tests). */
 const ulc_backend *ulc_backend_cpu(void);
+const ulc_backend *ulc_backend_cuda(void);
+const ulc_backend *ulc_backend_cuda_emu(void);
 
 #endif

@@ -60,21 +60,22 @@ ulc_status ulc_k_axis(ulc_kctx *k, int64_t axis, int rank, int *out) {
 }
 
 int64_t ulc_k_int_at(const ulc_rt_tensor *t, uint64_t i) {
+    const void *d = ulc_k_host_bytes(t); /* a device plan's constant: its host bytes */
     switch (t->dtype) {
-    case ULC_DT_I64: return ((const int64_t *)t->data)[i];
-    case ULC_DT_I32: return ((const int32_t *)t->data)[i];
-    case ULC_DT_I16: return ((const int16_t *)t->data)[i];
-    case ULC_DT_I8: return ((const int8_t *)t->data)[i];
-    case ULC_DT_U64: return (int64_t)((const uint64_t *)t->data)[i];
-    case ULC_DT_U32: return ((const uint32_t *)t->data)[i];
-    case ULC_DT_U16: return ((const uint16_t *)t->data)[i];
+    case ULC_DT_I64: return ((const int64_t *)d)[i];
+    case ULC_DT_I32: return ((const int32_t *)d)[i];
+    case ULC_DT_I16: return ((const int16_t *)d)[i];
+    case ULC_DT_I8: return ((const int8_t *)d)[i];
+    case ULC_DT_U64: return (int64_t)((const uint64_t *)d)[i];
+    case ULC_DT_U32: return ((const uint32_t *)d)[i];
+    case ULC_DT_U16: return ((const uint16_t *)d)[i];
     case ULC_DT_U8:
-    case ULC_DT_BOOL: return ((const uint8_t *)t->data)[i];
+    case ULC_DT_BOOL: return ((const uint8_t *)d)[i];
     case ULC_DT_F32:
     case ULC_DT_F64: {
         int64_t v;
-        ulc_f64_to_i64(t->dtype == ULC_DT_F32 ? ((const float *)t->data)[i]
-                                              : ((const double *)t->data)[i], &v);
+        ulc_f64_to_i64(t->dtype == ULC_DT_F32 ? ((const float *)d)[i]
+                                              : ((const double *)d)[i], &v);
         return v;
     }
     default: return 0;
@@ -82,10 +83,11 @@ int64_t ulc_k_int_at(const ulc_rt_tensor *t, uint64_t i) {
 }
 
 double ulc_k_f64_at(const ulc_rt_tensor *t, uint64_t i) {
+    const void *d = ulc_k_host_bytes(t);
     switch (t->dtype) {
-    case ULC_DT_F32: return ((const float *)t->data)[i];
-    case ULC_DT_F64: return ((const double *)t->data)[i];
-    case ULC_DT_U64: return (double)((const uint64_t *)t->data)[i];
+    case ULC_DT_F32: return ((const float *)d)[i];
+    case ULC_DT_F64: return ((const double *)d)[i];
+    case ULC_DT_U64: return (double)((const uint64_t *)d)[i];
     default: return (double)ulc_k_int_at(t, i);
     }
 }

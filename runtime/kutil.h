@@ -32,10 +32,14 @@ const ulc_attr *ulc_k_attr(const ulc_kctx *k, const char *name);
 /* Normalises axis into [0, rank) (negative counts from the end); error when out of range. */
 ulc_status ulc_k_axis(ulc_kctx *k, int64_t axis, int rank, int *out);
 
+/* The bytes of t a host function may read: a device plan's constant keeps them at t->host (its
+ * data is then the device's copy); everywhere else they are t->data. */
+static inline const void *ulc_k_host_bytes(const ulc_rt_tensor *t) { return t->host ? t->host : t->data; }
+
 /* Element i of an integer tensor (any int dtype, or bool) as int64 (uint64 wraps; a float
  * element is truncated and saturated, NaN giving 0). */
 int64_t ulc_k_int_at(const ulc_rt_tensor *t, uint64_t i);
-/* Element i of any numeric tensor as double. */
+/* Element i of any numeric tensor as double. Both read ulc_k_host_bytes(t). */
 double ulc_k_f64_at(const ulc_rt_tensor *t, uint64_t i);
 /* Stores v into element i of t, converting to t's dtype: ints take v truncated and saturated to
  * int64 (uint64: to [0, 2^64)), then wrap to narrower types; NaN stores 0. */

@@ -110,8 +110,8 @@ ulc_status ulc_plan_place(rt_plan *p, const ulc_graph *g, ulc_ctx *ctx) {
     free(active);
     p->arena_size = total;
     p->unshared = unshared;
-    p->arena = ulc_plan_alloc(total);
-    if (!p->arena) return ulc_plan_nomem(ctx, "activation buffer");
+    p->arena = p->dops ? p->dops->alloc(p->dev, total) : ulc_plan_alloc(total);
+    if (!p->arena) return ulc_plan_nomem(ctx, p->dops ? "activation buffer, device memory" : "activation buffer");
     for (size_t i = 0; i < nv; i++) {
         ulc_value *v = g->values.items[i];
         rt_val *rv = &vals[v->id];

@@ -86,6 +86,7 @@ ulc_status ulc_plan_nomem(ulc_ctx *ctx, const char *what) {
 
 void ulc_plan_free(rt_plan *p, const ulc_graph *g) {
     if (!p) return;
+    if (p->dops) ulc_plan_free_device(p, g); /* first: tensors get their host bytes back */
     for (int i = 0; i < p->n_steps; i++) {
         rt_step *s = &p->steps[i];
         if (s->prepared && s->k->release) s->k->release(s->kc.state);
@@ -110,7 +111,8 @@ void ulc_plan_free(rt_plan *p, const ulc_graph *g) {
         for (size_t i = 0; i < g->outputs.len; i++) free(p->out_owned[i]);
     free(p->out_owned);
     free(p->outs);
-    free(p->arena);
+    if (p->dops) p->dops->free(p->dev, p->arena);
+    else free(p->arena);
     free(p);
 }
 
@@ -249,7 +251,9 @@ static ulc_status walk_node(rt_walk *w, const ulc_node *n) {
     /* shapes come from the op's rule; the backend's kernel (analyses: if it has one) runs it */
     const ulc_shape_rule *rule = ulc_shape_rule_of(n->op);
     const ulc_kernel *k = w->be ? w->be->kernel(n->op) : NULL;
-    if (!k && !w->analysis)
+    /* folding runs on the host: a device backend's plan folds with the cpu's kernels */
+    const ulc_kernel *fk = w->be && w->be->device ? ulc_backend_cpu()->kernel(n->op) : k;
+    if (!k && !fk && !w->analysis)
         return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s%s%s: not supported by backend %s",
                         ulc_node_label(n, label, sizeof label),
                         n->domain && *n->domain ? ", domain " : "", n->domain ? n->domain : "",
@@ -279,9 +283,9 @@ static ulc_status walk_node(rt_walk *w, const ulc_node *n) {
         if (rv->known == V_UNKNOWN) {
             if (w->analysis) return ULC_OK;
             return ulc_fail(ctx, ULC_ERR_UNSUPPORTED,
-                            "%s: input '%s' has a type the cpu backend cannot compute with (%s)",
+                            "%s: input '%s' has a type the %s backend cannot compute with (%s)",
                             ulc_node_label(n, label, sizeof label), v->name,
-                            ulc_dtype_name(v->dtype));
+                            w->be ? w->be->name : "cpu", ulc_dtype_name(v->dtype));
         }
         ins[i] = &rv->t;
         if (rv->known == V_CONST) {
@@ -325,7 +329,7 @@ static ulc_status walk_node(rt_walk *w, const ulc_node *n) {
         }
         rv->known = V_SHAPE;
     }
-    if (all_const && k) { /* folding runs the kernel */
+    if (all_const && fk) { /* folding runs the kernel */
         size_t out_bytes = 0;
         for (int i = 0; i < n->n_outputs; i++)
             if (outs[i]) out_bytes += outs[i]->nbytes;
@@ -333,12 +337,17 @@ static ulc_status walk_node(rt_walk *w, const ulc_node *n) {
          * weights as folded copies) */
         int fold = !w->analysis || out_bytes <= w->limit_bytes;
         if (fold) {
-            ULC_TRY(fold_node(w, k, &kc));
+            ULC_TRY(fold_node(w, fk, &kc));
             if (w->folded) w->folded[n->id] = 1;
             return ULC_OK;
         }
     }
     if (w->analysis || (w->needed && !w->needed[n->id])) return ULC_OK;
+    if (!k)
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s%s%s: not supported by backend %s",
+                        ulc_node_label(n, label, sizeof label),
+                        n->domain && *n->domain ? ", domain " : "", n->domain ? n->domain : "",
+                        w->be->name);
     rt_step *s = NULL;
     ULC_TRY(push_step(w, &s));
     s->node = n;

@@ -13,6 +13,7 @@
  *   chain.c     chains of float32 elementwise steps become one step of the chain kernel;
  *   layout.c    activations stay NCHW8C between kernels that all accept it;
  *   memplan.c   liveness and placement in one buffer;
+ *   device.c    a device backend's plan: constants uploaded once, inputs and outputs moved;
  *   session.c   the public session API: plans per input shapes, binding, running, profiling;
  *   backend.c   the list of backends (the only place that names one) and backend queries.
  *
@@ -89,7 +90,27 @@ typedef struct rt_plan {
     int threads;         /* the thread count it was prepared for (oneDNN fixes it then) */
     int no_gelu;         /* ULC_NO_GELU_FUSION=1: GELU chains stay as their ops */
     const ulc_backend *be;
+    /* a device backend's plan (device.c): the arena is device memory, each constant a step reads
+     * has a device copy (its tensor's host keeps the host bytes), and inputs and outputs move
+     * through per-plan buffers */
+    const ulc_device_ops *dops; /* NULL: host memory */
+    void *dev;                  /* the session's device context */
+    struct rt_dconst *dconst;   /* uploaded constants */
+    int n_dconst;
+    void **dev_in;              /* per graph input: its device buffer (made at the first run) */
+    void **out_host;            /* per graph output: the host copy a run downloads into */
+    uint8_t *out_fresh;         /* per graph output: out_host holds this run's values */
+    ulc_rt_tensor *out_dev;     /* per graph output: what ulc_session_output_device hands out */
+    ulc_rt_tensor in_dev;       /* what ulc_session_input_device handed out last */
 } rt_plan;
+
+/* A constant uploaded for a device plan: t's data is dev while the plan lives (host before). */
+typedef struct rt_dconst {
+    ulc_rt_tensor *t;
+    const void *host;
+    void *dev;
+    int owner;                  /* 1: dev is this entry's allocation (0: shared with an earlier one) */
+} rt_dconst;
 
 typedef struct rt_walk {
     const ulc_graph *g;
@@ -140,6 +161,19 @@ void ulc_plan_compact(rt_plan *p);                           /* fuse.c: drops re
 void ulc_plan_choose_layouts(rt_plan *p, const ulc_graph *g); /* layout.c */
 /* Liveness, then placement in one arena (memplan.c): sets every scheduled value's data. */
 ulc_status ulc_plan_place(rt_plan *p, const ulc_graph *g, ulc_ctx *ctx);
+
+/* ---- device.c: plans on a device backend -------------------------------------------------- */
+
+/* After placement: uploads every constant a step reads (once per distinct bytes) and points the
+ * steps at the device copies; allocates the outputs' host copies. */
+ulc_status ulc_plan_upload_constants(rt_plan *p, const ulc_graph *g, ulc_ctx *ctx);
+/* Before each run: the bound inputs into their device buffers. */
+ulc_status ulc_plan_upload_inputs(rt_plan *p, const ulc_graph *g, const ulc_rt_tensor *bound,
+                                  const uint8_t *is_bound, ulc_ctx *ctx);
+/* After a run (its stream waited for): graph output i into its host copy. */
+ulc_status ulc_plan_download_output(rt_plan *p, const ulc_graph *g, size_t i, ulc_ctx *ctx);
+/* Frees what device.c made (ulc_plan_free calls it first: tensors get their host bytes back). */
+void ulc_plan_free_device(rt_plan *p, const ulc_graph *g);
 
 /* ---- backend.c ----------------------------------------------------------------------------- */
 

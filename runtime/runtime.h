@@ -43,6 +43,8 @@ typedef struct ulc_rt_tensor {
     void *data;
     size_t nbytes;                  /* numel × dtype size (blocked: with the padded channels) */
     int layout;                     /* ULC_LAYOUT_*: always PLAIN outside the runtime */
+    const void *host;               /* inside a plan on a device backend: a plan constant's bytes in
+                                       host memory (data is then the device's copy); else NULL */
 } ulc_rt_tensor;
 
 /* How a runtime tensor's bytes are laid out. Tensors handed in and out of sessions are PLAIN;
@@ -72,12 +74,28 @@ ulc_status ulc_rt_tensor_view(const ulc_tensor *t, const char *file, ulc_rt_tens
 typedef struct ulc_session ulc_session;
 
 typedef struct ulc_session_opts {
-    const char *backend; /* "cpu" (default) */
+    const char *backend; /* "cpu" (the default unless ulc_runtime_set_default_device said) or "cuda" */
     int threads;         /* 0 = follow the load (runtime/threads.h) */
     int profile;         /* 1: time every step (see ulc_session_profile) */
+    int device;          /* cuda: the device's index */
+    int precision;       /* cuda: 0 float32 products (TF32 off, as the cpu), 1 TF32 products */
 } ulc_session_opts;
 
+/* Sessions on the process's default device: the backend and device ulc_runtime_set_default_device
+ * chose ("cpu" until then), every core. */
 ulc_session_opts ulc_session_defaults(void);
+/* The device every later ulc_session_defaults() names: "cpu", "cuda" or "cuda:N" (a command's
+ * --device). A device that cannot be used fails here, with why ("no CUDA device is visible",
+ * "built without the CUDA backend"): ULC_ERR_UNSUPPORTED; a malformed spec ULC_ERR_INVALID_ARG.
+ * Set it before making sessions, from one thread. */
+ulc_status ulc_runtime_set_default_device(const char *spec, int precision, ulc_ctx *ctx);
+/* The default device in words, for reports: "cpu", or "cuda:0 (NVIDIA H100 80GB HBM3 (sm_90,
+ * 79 GiB))". */
+const char *ulc_runtime_device_name(void);
+/* 1 when the named backend computes in its own memory (cuda). */
+int ulc_backend_on_device(const char *backend);
+/* The backends this build can run, for messages and --version: "cpu" or "cpu, cuda". */
+const char *ulc_backend_names(void);
 
 /* Checks that every node the model needs is supported by the backend (the message names the
  * first that is not: "node 'n0' (MyOp, domain com.x): not supported by backend cpu"). */
@@ -96,6 +114,21 @@ ulc_status ulc_session_run(ulc_session *s, ulc_ctx *ctx);
 /* The graph output `name` after a run, in the graph's declared dtype; valid until the next run
  * or ulc_session_free. NULL if no such output or no run yet. */
 const ulc_rt_tensor *ulc_session_output(const ulc_session *s, const char *name);
+/* Sessions on a device (a GPU): tensors handed from one session to another without a copy
+ * through the host. ulc_session_output copies an output back (once per run, on first ask);
+ * these leave it where it is. */
+int ulc_session_on_device(const ulc_session *s); /* 1 on a backend with its own memory */
+/* Output `name` of the last run in device memory (float32 where the graph declares a half type;
+ * data valid until the session's next run or free), or NULL: no such output, no run yet, a
+ * constant output, or a session on the cpu. */
+const ulc_rt_tensor *ulc_session_output_device(const ulc_session *s, const char *name);
+/* The device copy of input `name` the last run read (valid likewise), or NULL. */
+const ulc_rt_tensor *ulc_session_input_device(const ulc_session *s, const char *name);
+/* Binds input `name` to a device tensor from another session on the same device (the two
+ * above): read in place. The tensor must stay valid through this session's next run (its maker
+ * must not run again first). Not for inputs whose bytes decide shapes. */
+ulc_status ulc_session_set_input_device(ulc_session *s, const char *name, const ulc_rt_tensor *t,
+                                        ulc_ctx *ctx);
 /* With opts.profile: writes time per op type (total, share, calls, mean) over every run so far
  * except those that made a plan (first runs: primitives are created, pages touched), slowest
  * first, then the ten slowest nodes. */

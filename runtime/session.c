@@ -24,6 +24,7 @@
 struct ulc_session {
     const ulc_model *m;
     const ulc_backend *be;
+    void *dev;        /* a device backend's context (be->device->open), or NULL */
     const ulc_graph *g;
     int64_t opset;
     int threads;      /* this run's; plans are made for one count */
@@ -51,8 +52,56 @@ static double mono_ms(void) {
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+/* The process's default device (ulc_runtime_set_default_device): what every session a command
+ * makes runs on unless its options say otherwise. */
+static struct {
+    char backend[16];
+    int device, precision;
+    char name[384]; /* for reports: "cpu", "cuda:0 (NVIDIA H100 80GB HBM3 (sm_90, 79 GiB))" */
+} default_device = {"cpu", 0, 0, "cpu"};
+
+const char *ulc_runtime_device_name(void) { return default_device.name; }
+
+ulc_status ulc_runtime_set_default_device(const char *spec, int precision, ulc_ctx *ctx) {
+    int device = 0;
+    const char *colon = strchr(spec, ':');
+    size_t nlen = colon ? (size_t)(colon - spec) : strlen(spec);
+    if (colon) {
+        char *end = NULL;
+        long d = strtol(colon + 1, &end, 10);
+        if (!colon[1] || *end || d < 0 || d > 1024)
+            return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "--device %s: expected cpu, cuda or cuda:N", spec);
+        device = (int)d;
+    }
+    if (!((nlen == 3 && strncmp(spec, "cpu", 3) == 0) || (nlen == 4 && strncmp(spec, "cuda", 4) == 0)) ||
+        (colon && nlen == 3))
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "--device %s: expected cpu, cuda or cuda:N", spec);
+    char name[16];
+    memcpy(name, spec, nlen);
+    name[nlen] = 0;
+    if (!ulc_backend_find(name))
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "--device %s: this ulc was built without the CUDA backend "
+                        "(backends: %s)", spec, ulc_backend_names());
+    if (strcmp(name, "cpu") != 0) {
+        /* fail now, with the reason, rather than at the first session */
+        const ulc_backend *be = ulc_backend_find(name);
+        void *dev = NULL;
+        ULC_TRY(be->device->open(device, precision, &dev, ctx));
+        snprintf(default_device.name, sizeof default_device.name, "%s:%d (%s)%s", name, device,
+                 be->device->describe(dev), precision == 1 ? ", tf32" : "");
+        be->device->close(dev);
+    } else {
+        snprintf(default_device.name, sizeof default_device.name, "cpu");
+    }
+    memcpy(default_device.backend, name, nlen + 1);
+    default_device.device = device;
+    default_device.precision = precision;
+    return ULC_OK;
+}
+
 ulc_session_opts ulc_session_defaults(void) {
-    return (ulc_session_opts){.backend = "cpu", .threads = 0};
+    return (ulc_session_opts){.backend = default_device.backend, .threads = 0,
+                              .device = default_device.device, .precision = default_device.precision};
 }
 
 ulc_status ulc_session_create(const ulc_model *m, const ulc_session_opts *opts, ulc_session **out,
@@ -61,17 +110,28 @@ ulc_status ulc_session_create(const ulc_model *m, const ulc_session_opts *opts, 
     ulc_session_opts o = opts ? *opts : ulc_session_defaults();
     const ulc_backend *be = ulc_backend_find(o.backend);
     if (!be)
-        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "unknown backend '%s' (available: cpu)", o.backend);
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "unknown backend '%s' (available: %s)", o.backend,
+                        ulc_backend_names());
     const ulc_graph *g = m->graph;
     char why[256], label[160];
+    /* a device backend's plan folds constant nodes on the host: what the cpu runs is accepted
+     * here, and a node that then has to run on the device without a kernel fails at planning */
     for (const ulc_node *n = g->first; n; n = n->next)
-        if (!ulc_backend_supports(o.backend, n, why, sizeof why))
+        if (!ulc_backend_supports(o.backend, n, why, sizeof why) &&
+            !(be->device && ulc_backend_supports("cpu", n, label, sizeof label)))
             return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: %s", ulc_node_label(n, label, sizeof label), why);
     ulc_session *s = calloc(1, sizeof *s);
     if (!s) return ulc_plan_nomem(ctx, "session");
     s->m = m;
     s->g = g;
     s->be = be;
+    if (be->device) {
+        ulc_status ds = be->device->open(o.device, o.precision, &s->dev, ctx);
+        if (ds != ULC_OK) {
+            free(s);
+            return ds;
+        }
+    }
     s->opset = ulc_model_opset(m, "");
     if (s->opset < 0) s->opset = 21;
     s->threads = ulc_threads_pick(o.threads);
@@ -127,6 +187,7 @@ ulc_status ulc_session_create(const ulc_model *m, const ulc_session_opts *opts, 
 void ulc_session_free(ulc_session *s) {
     if (!s) return;
     for (int i = 0; i < s->n_plans; i++) ulc_plan_free(s->plans[i], s->g);
+    if (s->dev) s->be->device->close(s->dev);
     free(s->need_value);
     free(s->needed);
     free(s->bound);
@@ -357,6 +418,8 @@ static ulc_status make_plan(ulc_session *s, rt_plan **out, ulc_ctx *ctx) {
     const char *ng = getenv("ULC_NO_GELU_FUSION");
     p->no_gelu = ng && *ng && strcmp(ng, "0") != 0;
     p->be = s->be;
+    p->dops = s->be->device;
+    p->dev = s->dev;
     rt_walk w = {.g = g, .be = s->be, .opset = s->opset, .vals = p->vals, .needed = s->needed, .ctx = ctx};
     st = ulc_plan_walk(&w, bind, nb, s->need_value);
     p->steps = w.steps;
@@ -374,6 +437,10 @@ static ulc_status make_plan(ulc_session *s, rt_plan **out, ulc_ctx *ctx) {
     if (st != ULC_OK) goto done;
     int *readers = count_readers(p, g);
     free_unread_constants(p, g, readers);
+    if (p->dops && (st = ulc_plan_upload_constants(p, g, ctx)) != ULC_OK) {
+        free(readers);
+        goto done;
+    }
     for (int i = 0; i < p->n_steps; i++) {
         rt_step *sp = &p->steps[i];
         sp->kc.threads = step_threads(sp, s->threads);
@@ -408,6 +475,8 @@ static ulc_status make_plan(ulc_session *s, rt_plan **out, ulc_ctx *ctx) {
             goto done;
         }
         p->outs[i] = rv->t;
+        p->outs[i].host = NULL;
+        if (p->dops) p->outs[i].data = p->out_host[i];
         if ((v->flags & ULC_VALUE_HAS_TYPE) && ulc_k_compute_dtype(v->dtype) != v->dtype &&
             rv->t.dtype == ULC_DT_F32) {
             p->outs[i].dtype = v->dtype;
@@ -490,6 +559,10 @@ ulc_status ulc_session_run(ulc_session *s, ulc_ctx *ctx) {
         rt_val *rv = &p->vals[v->id];
         if (rv->known == V_CONST && p->key[i].bytes) continue; /* plan-keyed: already there */
         const ulc_rt_tensor *t = &s->bound[i];
+        if (s->is_bound[i] == 2) { /* another session's device tensor (set_input_device) */
+            rv->t.data = t->data;
+            continue;
+        }
         if (ulc_k_compute_dtype(t->dtype) != t->dtype) {
             if (!rv->owned) {
                 rv->owned = ulc_plan_alloc(rv->t.nbytes);
@@ -508,6 +581,7 @@ ulc_status ulc_session_run(ulc_session *s, ulc_ctx *ctx) {
             rv->t.data = t->data;
         }
     }
+    if (p->dops) ULC_TRY(ulc_plan_upload_inputs(p, g, s->bound, s->is_bound, ctx));
     int cur_threads = -1;
     for (int i = 0; i < p->n_steps; i++) {
         rt_step *st = &p->steps[i];
@@ -526,10 +600,18 @@ ulc_status ulc_session_run(ulc_session *s, ulc_ctx *ctx) {
         }
         double t0 = mono_ms();
         ULC_TRY(st->k->run(&st->kc));
+        if (p->dops) ULC_TRY(p->dops->sync(p->dev, ctx)); /* the step's own time */
         s->node_ms[st->node->id] += mono_ms() - t0;
         s->node_calls[st->node->id]++;
     }
     if (cur_threads != s->threads) s->be->set_threads(s->threads); /* for work between runs */
+    if (p->dops) {
+        /* the stream is done (another session may read this one's device tensors next); the
+         * outputs come back to the host when asked for (ulc_session_output) */
+        ULC_TRY(p->dops->sync(p->dev, ctx));
+        memset(p->out_fresh, 0, g->outputs.len ? g->outputs.len : 1);
+        return ULC_OK;
+    }
     for (size_t i = 0; i < g->outputs.len; i++) {
         ulc_value *v = g->outputs.items[i];
         rt_val *rv = &p->vals[v->id];
@@ -540,12 +622,77 @@ ulc_status ulc_session_run(ulc_session *s, ulc_ctx *ctx) {
 }
 
 const ulc_rt_tensor *ulc_session_output(const ulc_session *s, const char *name) {
-    if (!s->cur) return NULL;
+    rt_plan *p = s->cur;
+    if (!p) return NULL;
     for (size_t i = 0; i < s->g->outputs.len; i++) {
         ulc_value *v = s->g->outputs.items[i];
-        if (strcmp(v->name, name) == 0) return &s->cur->outs[i];
+        if (strcmp(v->name, name) != 0) continue;
+        if (p->dops && !p->out_fresh[i]) { /* a device plan's output: copied back once per run */
+            ulc_ctx c;
+            ulc_ctx_init(&c);
+            const rt_val *rv = &p->vals[v->id];
+            ulc_status st = ulc_plan_download_output(p, s->g, i, &c);
+            ulc_ctx_clear(&c);
+            if (st != ULC_OK) return NULL;
+            if (p->out_owned[i])
+                ulc_plan_f32_to_halves(p->outs[i].dtype, p->out_host[i], p->out_owned[i], ulc_rt_numel(&rv->t));
+            p->out_fresh[i] = 1;
+        }
+        return &p->outs[i];
     }
     return NULL;
+}
+
+const ulc_rt_tensor *ulc_session_output_device(const ulc_session *s, const char *name) {
+    rt_plan *p = s->cur;
+    if (!p || !p->dops) return NULL;
+    for (size_t i = 0; i < s->g->outputs.len; i++) {
+        ulc_value *v = s->g->outputs.items[i];
+        if (strcmp(v->name, name) != 0) continue;
+        const rt_val *rv = &p->vals[v->id];
+        p->out_dev[i] = rv->t;
+        p->out_dev[i].host = NULL;
+        if (rv->t.host) return NULL; /* a constant output: the host copy is the one to use */
+        return &p->out_dev[i];
+    }
+    return NULL;
+}
+
+const ulc_rt_tensor *ulc_session_input_device(const ulc_session *s, const char *name) {
+    rt_plan *p = s->cur;
+    if (!p || !p->dops) return NULL;
+    for (size_t i = 0; i < s->g->inputs.len; i++) {
+        ulc_value *v = s->g->inputs.items[i];
+        if (strcmp(v->name, name) != 0 || !s->is_bound[i]) continue;
+        const rt_val *rv = &p->vals[v->id];
+        if (rv->known == V_CONST) return NULL; /* plan-keyed: a constant of the plan */
+        p->in_dev = rv->t;
+        p->in_dev.host = NULL;
+        return &p->in_dev;
+    }
+    return NULL;
+}
+
+int ulc_session_on_device(const ulc_session *s) { return s->be->device != NULL; }
+
+ulc_status ulc_session_set_input_device(ulc_session *s, const char *name, const ulc_rt_tensor *t,
+                                        ulc_ctx *ctx) {
+    if (!s->be->device)
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "input '%s': a device tensor given to a session on "
+                        "the %s", name, s->be->name);
+    ULC_TRY(ulc_session_set_input(s, name, t, ctx));
+    for (size_t i = 0; i < s->g->inputs.len; i++) {
+        ulc_value *v = s->g->inputs.items[i];
+        if (strcmp(v->name, name) != 0) continue;
+        if (s->need_value[v->id])
+            return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "input '%s' decides shapes: its bytes must be "
+                            "given from the host", name);
+        if (ulc_k_compute_dtype(t->dtype) != t->dtype)
+            return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "input '%s': a device tensor must be float32, "
+                            "not %s", name, ulc_dtype_name(t->dtype));
+        s->is_bound[i] = 2;
+    }
+    return ULC_OK;
 }
 
 typedef struct prof_row {

@@ -20,6 +20,7 @@
 #include "jobs/convert.h"
 #include "jobs/inspect.h"
 #include "passes/pass.h"
+#include "runtime/runtime.h"
 #include "tools/cli.h"
 
 static const char *k_usage =
@@ -108,7 +109,11 @@ static const char *k_usage =
     "  --allow-external-outside   (every command that reads a model) ONNX external data may\n"
     "                             resolve outside the model's folder (symlinks; docs/cli.md)\n"
     "  -h, --help                 this text\n"
-    "  --version                  ulc's version\n"
+    "  --version                  ulc's version and the backends built in (cpu, cuda)\n"
+    "  --device cpu|cuda[:N]      (every command) where sessions run: the CPU (default) or a\n"
+    "                             CUDA GPU; no GPU visible: exit 2 with why\n"
+    "  --precision fp32|tf32      with --device cuda: float32 products (default, TF32 off, as\n"
+    "                             the CPU) or TF32 tensor-core products (docs/cli.md)\n"
     "\n"
     "formats: ONNX (.onnx); safetensors (.safetensors, a sharded checkpoint's index .json, or a\n"
     "directory holding either). Exit codes: 0 ok, 1 usage, 2 invalid input, 3 I/O error,\n"
@@ -296,12 +301,48 @@ int main(int argc, char **argv) {
         if (argc < 2) return ulc_cli_usage_error("no command given");
         cmd = argv[1];
     }
+    /* --device / --precision: every command's sessions (options anywhere on the line) */
+    {
+        const char *device = NULL, *precision = NULL;
+        int k = 1;
+        for (int i = 1; i < argc; i++) {
+            if ((strcmp(argv[i], "--device") == 0 || strcmp(argv[i], "--precision") == 0) && i + 1 >= argc)
+                return ulc_cli_usage_error("%s needs a value", argv[i]);
+            if (strcmp(argv[i], "--device") == 0) device = argv[++i];
+            else if (strcmp(argv[i], "--precision") == 0) precision = argv[++i];
+            else argv[k++] = argv[i];
+        }
+        argv[k] = NULL;
+        argc = k;
+        int prec = 0;
+        if (precision) {
+            if (strcmp(precision, "fp32") == 0 || strcmp(precision, "float32") == 0) prec = 0;
+            else if (strcmp(precision, "tf32") == 0) prec = 1;
+            else return ulc_cli_usage_error("--precision %s: expected fp32 or tf32", precision);
+            if (!device || strncmp(device, "cuda", 4) != 0)
+                return ulc_cli_usage_error("--precision applies to --device cuda only");
+        }
+        if (device) {
+            ulc_ctx ctx;
+            ulc_ctx_init(&ctx);
+            ulc_status st = ulc_runtime_set_default_device(device, prec, &ctx);
+            if (st != ULC_OK) {
+                fprintf(stderr, "ulc: error: %s\n", ulc_ctx_message(&ctx));
+                ulc_ctx_clear(&ctx);
+                /* exit 2: the device asked for is not there (the contract) */
+                return st == ULC_ERR_UNSUPPORTED ? ULC_EXIT_INPUT : ulc_cli_exit_code(st);
+            }
+            ulc_ctx_clear(&ctx);
+        }
+        if (argc < 2) return ulc_cli_usage_error("no command given");
+        cmd = argv[1];
+    }
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
         fputs(k_usage, stdout);
         return ULC_EXIT_OK;
     }
     if (strcmp(cmd, "--version") == 0) {
-        printf("ulc %s\n", ULC_VERSION);
+        printf("ulc %s (backends: %s)\n", ULC_VERSION, ulc_backend_names());
         return ULC_EXIT_OK;
     }
     if (strcmp(cmd, "inspect") == 0) return cmd_inspect(argc - 2, argv + 2);

@@ -398,7 +398,7 @@ ulc_status ulc_sh_clip_bounds(ulc_kctx *k, int data, ew_upar *p) {
                               "%s must be a scalar of the input's dtype %s, got %s",
                               i == 1 ? "min" : "max", dtn(x->dtype),
                               ulc_rt_shape_str(b, s, sizeof s));
-        if (data) memcpy(i == 1 ? p->lo : p->hi, b->data, es);
+        if (data) memcpy(i == 1 ? p->lo : p->hi, ulc_k_host_bytes(b), es);
     }
     return ULC_OK;
 }

@@ -193,6 +193,13 @@ typedef struct ulc_device_ops {
     ulc_status (*sync)(void *dev, ulc_ctx *ctx);
     /* "NVIDIA H100 80GB HBM3 (sm_90, 79 GiB)" */
     const char *(*describe)(void *dev);
+    /* Services for state a caller keeps on the device (runtime.h's ulc_session_device_*):
+     * a device-to-device copy, zeroing, an optimizer update, counting non-finite values. */
+    ulc_status (*copy)(void *dev, void *dst, const void *src, size_t bytes, ulc_ctx *ctx);
+    ulc_status (*zero)(void *dev, void *dst, size_t bytes, ulc_ctx *ctx);
+    ulc_status (*optim)(void *dev, const ulc_rt_optim *o, float *p, const float *g, float *m,
+                        float *v, size_t n, ulc_ctx *ctx);
+    ulc_status (*count_nonfinite)(void *dev, const float *x, size_t n, unsigned *count, ulc_ctx *ctx);
 } ulc_device_ops;
 
 /* A backend as the planner sees it: a kernel table and the few services fusion needs. The

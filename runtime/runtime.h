@@ -129,6 +129,36 @@ const ulc_rt_tensor *ulc_session_input_device(const ulc_session *s, const char *
  * must not run again first). Not for inputs whose bytes decide shapes. */
 ulc_status ulc_session_set_input_device(ulc_session *s, const char *name, const ulc_rt_tensor *t,
                                         ulc_ctx *ctx);
+/* Device memory of a session on a device, for state a caller keeps there between runs (a
+ * trainer's parameters, gradients' copies and optimizer moments): NULL on the cpu or when out
+ * of device memory. Copies are ordered with the session's runs; download waits for them. */
+void *ulc_session_device_alloc(ulc_session *s, size_t bytes);
+void ulc_session_device_free(ulc_session *s, void *p); /* accepts NULL */
+ulc_status ulc_session_device_upload(ulc_session *s, void *dst, const void *src, size_t bytes,
+                                     ulc_ctx *ctx);
+ulc_status ulc_session_device_download(ulc_session *s, void *dst, const void *src, size_t bytes,
+                                       ulc_ctx *ctx);
+ulc_status ulc_session_device_copy(ulc_session *s, void *dst, const void *src, size_t bytes,
+                                   ulc_ctx *ctx); /* device to device */
+ulc_status ulc_session_device_zero(ulc_session *s, void *dst, size_t bytes, ulc_ctx *ctx);
+
+/* One optimizer update of n float32 elements in device memory, the same float operations as
+ * train/optim.c's loops (torch's single-tensor SGD and AdamW), so a GPU and the cpu update alike.
+ * The scalars come from ulc_optimizer_device_args (train.h). */
+typedef struct ulc_rt_optim {
+    int adamw;                         /* 0: SGD, 1: AdamW */
+    /* SGD */
+    float wd, mom, neg_lr;
+    int use_wd, use_mom, nesterov, first;
+    /* AdamW */
+    float decay, b1, omb1, b2, omb2, bc2s, eps, neg_ss;
+} ulc_rt_optim;
+/* p -= update(g); m (SGD with momentum, AdamW) and v (AdamW) are the moments, or NULL. */
+ulc_status ulc_session_device_optim(ulc_session *s, const ulc_rt_optim *o, float *p, const float *g,
+                                    float *m, float *v, size_t n, ulc_ctx *ctx);
+/* Adds to *count (a device unsigned) the number of non-finite elements of x (device). */
+ulc_status ulc_session_device_count_nonfinite(ulc_session *s, const float *x, size_t n,
+                                              unsigned *count, ulc_ctx *ctx);
 /* With opts.profile: writes time per op type (total, share, calls, mean) over every run so far
  * except those that made a plan (first runs: primitives are created, pages touched), slowest
  * first, then the ten slowest nodes. */

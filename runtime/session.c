@@ -675,6 +675,54 @@ const ulc_rt_tensor *ulc_session_input_device(const ulc_session *s, const char *
 
 int ulc_session_on_device(const ulc_session *s) { return s->be->device != NULL; }
 
+void *ulc_session_device_alloc(ulc_session *s, size_t bytes) {
+    return s->be->device ? s->be->device->alloc(s->dev, bytes) : NULL;
+}
+
+void ulc_session_device_free(ulc_session *s, void *p) {
+    if (s->be->device) s->be->device->free(s->dev, p);
+}
+
+static ulc_status need_device(const ulc_session *s, ulc_ctx *ctx) {
+    if (s->be->device) return ULC_OK;
+    return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "device memory asked of a session on the %s", s->be->name);
+}
+
+ulc_status ulc_session_device_upload(ulc_session *s, void *dst, const void *src, size_t bytes,
+                                     ulc_ctx *ctx) {
+    ULC_TRY(need_device(s, ctx));
+    return s->be->device->upload(s->dev, dst, src, bytes, ctx);
+}
+
+ulc_status ulc_session_device_download(ulc_session *s, void *dst, const void *src, size_t bytes,
+                                       ulc_ctx *ctx) {
+    ULC_TRY(need_device(s, ctx));
+    return s->be->device->download(s->dev, dst, src, bytes, ctx);
+}
+
+ulc_status ulc_session_device_copy(ulc_session *s, void *dst, const void *src, size_t bytes,
+                                   ulc_ctx *ctx) {
+    ULC_TRY(need_device(s, ctx));
+    return s->be->device->copy(s->dev, dst, src, bytes, ctx);
+}
+
+ulc_status ulc_session_device_zero(ulc_session *s, void *dst, size_t bytes, ulc_ctx *ctx) {
+    ULC_TRY(need_device(s, ctx));
+    return s->be->device->zero(s->dev, dst, bytes, ctx);
+}
+
+ulc_status ulc_session_device_optim(ulc_session *s, const ulc_rt_optim *o, float *p, const float *g,
+                                    float *m, float *v, size_t n, ulc_ctx *ctx) {
+    ULC_TRY(need_device(s, ctx));
+    return s->be->device->optim(s->dev, o, p, g, m, v, n, ctx);
+}
+
+ulc_status ulc_session_device_count_nonfinite(ulc_session *s, const float *x, size_t n,
+                                              unsigned *count, ulc_ctx *ctx) {
+    ULC_TRY(need_device(s, ctx));
+    return s->be->device->count_nonfinite(s->dev, x, n, count, ctx);
+}
+
 ulc_status ulc_session_set_input_device(ulc_session *s, const char *name, const ulc_rt_tensor *t,
                                         ulc_ctx *ctx) {
     if (!s->be->device)

@@ -199,8 +199,21 @@ static int simd_disabled(void) {
     return e && *e && strcmp(e, "0") != 0;
 }
 
+static ulc_status create(const ulc_optim_opts *o, int n, const size_t *numel, int state,
+                         ulc_optimizer **out, ulc_ctx *ctx);
+
 ulc_status ulc_optimizer_create(const ulc_optim_opts *o, int n, const size_t *numel,
                                 ulc_optimizer **out, ulc_ctx *ctx) {
+    return create(o, n, numel, 1, out, ctx);
+}
+
+ulc_status ulc_optimizer_create_stateless(const ulc_optim_opts *o, int n, const size_t *numel,
+                                          ulc_optimizer **out, ulc_ctx *ctx) {
+    return create(o, n, numel, 0, out, ctx);
+}
+
+static ulc_status create(const ulc_optim_opts *o, int n, const size_t *numel, int state,
+                         ulc_optimizer **out, ulc_ctx *ctx) {
     *out = NULL;
     ULC_TRY(check_opts(o, ctx));
     if (n < 0) return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "optimizer: %d parameters", n);
@@ -213,8 +226,8 @@ ulc_status ulc_optimizer_create(const ulc_optim_opts *o, int n, const size_t *nu
     opt->m = calloc(cnt, sizeof *opt->m);
     opt->v = calloc(cnt, sizeof *opt->v);
     if (!opt->numel || !opt->m || !opt->v) goto nomem;
-    int need_m = o->kind == ULC_OPTIM_ADAMW || o->momentum != 0.0;
-    int need_v = o->kind == ULC_OPTIM_ADAMW;
+    int need_m = state && (o->kind == ULC_OPTIM_ADAMW || o->momentum != 0.0);
+    int need_v = state && o->kind == ULC_OPTIM_ADAMW;
     for (int i = 0; i < n; i++) {
         opt->numel[i] = numel[i];
         size_t e = numel[i] ? numel[i] : 1;
@@ -274,23 +287,47 @@ static void update_range(const step_args *a, int i, size_t lo, size_t hi) {
         adamw_plain(p, g, opt->m[i], opt->v[i], lo, hi, a->adamw);
 }
 
-void ulc_optimizer_step(ulc_optimizer *opt, float *const *params, const float *const *grads,
-                        double lr) {
+/* This step's scalars at learning rate lr, as both the host loops and a device take them. */
+static void step_scalars(const ulc_optimizer *opt, double lr, sgd_k *sgd, adamw_k *adamw) {
     const ulc_optim_opts *o = &opt->o;
-    step_args a = {.opt = opt, .params = params, .grads = grads};
     if (o->kind == ULC_OPTIM_SGD) {
-        a.sgd = (sgd_k){.wd = (float)o->weight_decay, .mom = (float)o->momentum, .neg_lr = (float)-lr,
-                        .use_wd = o->weight_decay != 0.0, .use_mom = o->momentum != 0.0,
-                        .nesterov = o->nesterov, .first = opt->steps == 0};
+        *sgd = (sgd_k){.wd = (float)o->weight_decay, .mom = (float)o->momentum, .neg_lr = (float)-lr,
+                       .use_wd = o->weight_decay != 0.0, .use_mom = o->momentum != 0.0,
+                       .nesterov = o->nesterov, .first = opt->steps == 0};
     } else {
         double step = (double)(opt->steps + 1);
         double bc1 = 1.0 - pow(o->beta1, step), bc2 = 1.0 - pow(o->beta2, step);
-        a.adamw = (adamw_k){.decay = (float)(1.0 - lr * o->weight_decay),
-                            .b1 = (float)o->beta1, .omb1 = (float)(1.0 - o->beta1),
-                            .b2 = (float)o->beta2, .omb2 = (float)(1.0 - o->beta2),
-                            .bc2s = (float)sqrt(bc2), .eps = (float)o->eps,
-                            .neg_ss = (float)-(lr / bc1)};
+        *adamw = (adamw_k){.decay = (float)(1.0 - lr * o->weight_decay),
+                           .b1 = (float)o->beta1, .omb1 = (float)(1.0 - o->beta1),
+                           .b2 = (float)o->beta2, .omb2 = (float)(1.0 - o->beta2),
+                           .bc2s = (float)sqrt(bc2), .eps = (float)o->eps,
+                           .neg_ss = (float)-(lr / bc1)};
     }
+}
+
+void ulc_optimizer_device_args(const ulc_optimizer *opt, double lr, ulc_rt_optim *out) {
+    sgd_k s = {0};
+    adamw_k a = {0};
+    step_scalars(opt, lr, &s, &a);
+    *out = (ulc_rt_optim){.adamw = opt->o.kind == ULC_OPTIM_ADAMW,
+                          .wd = s.wd, .mom = s.mom, .neg_lr = s.neg_lr, .use_wd = s.use_wd,
+                          .use_mom = s.use_mom, .nesterov = s.nesterov, .first = s.first,
+                          .decay = a.decay, .b1 = a.b1, .omb1 = a.omb1, .b2 = a.b2, .omb2 = a.omb2,
+                          .bc2s = a.bc2s, .eps = a.eps, .neg_ss = a.neg_ss};
+}
+
+void ulc_optimizer_advance(ulc_optimizer *opt) { opt->steps++; }
+
+int ulc_optimizer_has_m(const ulc_optimizer *opt) {
+    return opt->o.kind == ULC_OPTIM_ADAMW || opt->o.momentum != 0.0;
+}
+
+int ulc_optimizer_has_v(const ulc_optimizer *opt) { return opt->o.kind == ULC_OPTIM_ADAMW; }
+
+void ulc_optimizer_step(ulc_optimizer *opt, float *const *params, const float *const *grads,
+                        double lr) {
+    step_args a = {.opt = opt, .params = params, .grads = grads};
+    step_scalars(opt, lr, &a.sgd, &a.adamw);
     for (int i = 0; i < opt->n; i++) {
         size_t n = opt->numel[i];
 #pragma omp parallel if (n >= PAR_MIN)

@@ -135,6 +135,13 @@ typedef struct loop {
     int64_t *perm;          /* n_rows */
     ulc_session *sess;
     ulc_optimizer *opt;
+    /* a session on a device (setup_device): the parameters, their gradients and the optimizer's
+     * moments stay there; the host's params are refreshed when someone reads them */
+    int on_dev;
+    float **dp, **dm, **dv; /* n_params each, device memory */
+    float **dscratch;       /* n_params: gradients copied off a parameter (or uploaded) */
+    const float **dgrads;   /* n_params: this step's gradients, device memory */
+    unsigned *dflag;        /* device: non-finite gradient elements this step */
 } loop;
 
 static ulc_value *find_input(const ulc_graph *g, const char *name) {
@@ -288,6 +295,121 @@ static int64_t first_nonfinite(const float *x, size_t n) {
     return -1;
 }
 
+/* ---- parameters on the device -------------------------------------------------------------
+
+ * On a device session (a GPU) the parameters live in device buffers the session reads in place
+ * (ulc_session_set_input_device), the gradients are read where the run left them, and the update
+ * is the same SGD/AdamW arithmetic run there (ulc_session_device_optim): per step only the loss
+ * and a count of non-finite gradient elements come back. The host's params are brought up to
+ * date for an after-step hook and at the end. SAM (two runs per step, host arithmetic) and
+ * ULC_TRAIN_HOST_PARAMS=1 keep the host path. */
+static int device_params_wanted(const loop *L) {
+    const char *e = getenv("ULC_TRAIN_HOST_PARAMS");
+    return ulc_session_on_device(L->sess) && L->o->sam_rho <= 0 && !(e && *e && strcmp(e, "0") != 0);
+}
+
+static ulc_status setup_device(loop *L, ulc_ctx *ctx) {
+    const ulc_train_graph *tg = L->tg;
+    size_t np = tg->n_params > 0 ? (size_t)tg->n_params : 1;
+    L->dp = calloc(np, sizeof *L->dp);
+    L->dm = calloc(np, sizeof *L->dm);
+    L->dv = calloc(np, sizeof *L->dv);
+    L->dscratch = calloc(np, sizeof *L->dscratch);
+    L->dgrads = calloc(np, sizeof *L->dgrads);
+    if (!L->dp || !L->dm || !L->dv || !L->dscratch || !L->dgrads)
+        return ulc_fail(ctx, ULC_ERR_NOMEM, "training: out of memory");
+    L->on_dev = 1;
+    for (int i = 0; i < tg->n_params; i++) {
+        size_t bytes = L->numel[i] * sizeof(float);
+        if (!(L->dp[i] = ulc_session_device_alloc(L->sess, bytes)))
+            return ulc_fail(ctx, ULC_ERR_NOMEM, "training: out of device memory for parameter '%s' "
+                            "(%zu bytes)", tg->param_inputs[i], bytes);
+        ULC_TRY(ulc_session_device_upload(L->sess, L->dp[i], L->params[i], bytes, ctx));
+        ulc_rt_tensor t = L->pt[i];
+        t.data = L->dp[i];
+        ULC_TRY(ulc_session_set_input_device(L->sess, tg->param_inputs[i], &t, ctx));
+        if (L->o->on_grads) continue; /* the hook updates: no moments */
+        if (ulc_optimizer_has_m(L->opt)) {
+            if (!(L->dm[i] = ulc_session_device_alloc(L->sess, bytes)))
+                return ulc_fail(ctx, ULC_ERR_NOMEM, "training: out of device memory for the optimizer");
+            ULC_TRY(ulc_session_device_zero(L->sess, L->dm[i], bytes, ctx));
+        }
+        if (ulc_optimizer_has_v(L->opt)) {
+            if (!(L->dv[i] = ulc_session_device_alloc(L->sess, bytes)))
+                return ulc_fail(ctx, ULC_ERR_NOMEM, "training: out of device memory for the optimizer");
+            ULC_TRY(ulc_session_device_zero(L->sess, L->dv[i], bytes, ctx));
+        }
+    }
+    if (!(L->dflag = ulc_session_device_alloc(L->sess, sizeof *L->dflag)))
+        return ulc_fail(ctx, ULC_ERR_NOMEM, "training: out of device memory");
+    return ULC_OK;
+}
+
+/* The host's params from the device's. */
+static ulc_status download_params(loop *L, ulc_ctx *ctx) {
+    for (int i = 0; i < L->tg->n_params; i++)
+        if (L->dp[i])
+            ULC_TRY(ulc_session_device_download(L->sess, L->params[i], L->dp[i], L->numel[i] * sizeof(float), ctx));
+    return ULC_OK;
+}
+
+/* This step's gradients in device memory (checked like the host path's: shapes, finiteness, not
+ * inside a parameter's bytes). */
+static ulc_status device_grads(loop *L, long step, ulc_ctx *ctx) {
+    const ulc_train_graph *tg = L->tg;
+    char sh[160], ps[160];
+    for (int i = 0; i < tg->n_params; i++) {
+        const ulc_rt_tensor *pt = &L->pt[i];
+        size_t bytes = L->numel[i] * sizeof(float);
+        const ulc_rt_tensor *gt = ulc_session_output_device(L->sess, tg->grad_outputs[i]);
+        int on_host = !gt;
+        if (on_host) gt = ulc_session_output(L->sess, tg->grad_outputs[i]); /* a constant gradient */
+        int same = gt && gt->dtype == ULC_DT_F32 && gt->rank == pt->rank;
+        for (int d = 0; same && d < pt->rank; d++) same = gt->dims[d] == pt->dims[d];
+        if (!same)
+            return ulc_fail(ctx, ULC_ERR_INVALID, "step %ld: gradient '%s' is %s, parameter '%s' is %s",
+                            step, tg->grad_outputs[i], gt ? ulc_rt_shape_str(gt, sh, sizeof sh) : "missing",
+                            tg->param_inputs[i], ulc_rt_shape_str(pt, ps, sizeof ps));
+        const float *g = gt->data;
+        int alias = 0;
+        for (int j = 0; !on_host && j < tg->n_params; j++)
+            alias |= overlaps(g, bytes, L->dp[j], L->numel[j] * sizeof(float));
+        if (on_host || alias) {
+            if (!L->dscratch[i] && !(L->dscratch[i] = ulc_session_device_alloc(L->sess, bytes ? bytes : 4)))
+                return ulc_fail(ctx, ULC_ERR_NOMEM, "out of device memory for gradient '%s'", tg->grad_outputs[i]);
+            ULC_TRY(on_host ? ulc_session_device_upload(L->sess, L->dscratch[i], g, bytes, ctx)
+                            : ulc_session_device_copy(L->sess, L->dscratch[i], g, bytes, ctx));
+            g = L->dscratch[i];
+        }
+        L->dgrads[i] = g;
+    }
+    unsigned bad = 0;
+    ULC_TRY(ulc_session_device_zero(L->sess, L->dflag, sizeof bad, ctx));
+    for (int i = 0; i < tg->n_params; i++)
+        ULC_TRY(ulc_session_device_count_nonfinite(L->sess, L->dgrads[i], L->numel[i], L->dflag, ctx));
+    ULC_TRY(ulc_session_device_download(L->sess, &bad, L->dflag, sizeof bad, ctx));
+    if (!bad) return ULC_OK;
+    for (int i = 0; i < tg->n_params; i++) { /* which one: the host path's message */
+        const ulc_rt_tensor *gt = ulc_session_output(L->sess, tg->grad_outputs[i]);
+        int64_t at = gt ? first_nonfinite(gt->data, L->numel[i]) : -1;
+        if (at >= 0)
+            return ulc_fail(ctx, ULC_ERR_INVALID,
+                            "step %ld: gradient of parameter '%s' is not finite (element %lld is %g)",
+                            step, tg->param_inputs[i], (long long)at, (double)((const float *)gt->data)[at]);
+    }
+    return ulc_fail(ctx, ULC_ERR_INVALID, "step %ld: a gradient is not finite", step);
+}
+
+/* The optimizer's update on the device. */
+static ulc_status device_update(loop *L, double lr, ulc_ctx *ctx) {
+    ulc_rt_optim a;
+    ulc_optimizer_device_args(L->opt, lr, &a);
+    for (int i = 0; i < L->tg->n_params; i++)
+        ULC_TRY(ulc_session_device_optim(L->sess, &a, L->dp[i], L->dgrads[i], L->dm[i], L->dv[i], L->numel[i], ctx));
+    ulc_optimizer_advance(L->opt);
+    return ULC_OK;
+}
+
 /* Runs the graph on the bound batch; fills L->grads and *loss. step is 1-based for messages. */
 static ulc_status run_step(loop *L, long step, float *loss, ulc_ctx *ctx) {
     const ulc_train_graph *tg = L->tg;
@@ -300,6 +422,11 @@ static ulc_status run_step(loop *L, long step, float *loss, ulc_ctx *ctx) {
     memcpy(loss, lt->data, sizeof *loss);
     if (!isfinite(*loss))
         return ulc_fail(ctx, ULC_ERR_INVALID, "step %ld: loss '%s' is %g", step, tg->loss, (double)*loss);
+    if (L->on_dev) {
+        ULC_TRY(device_grads(L, step, ctx));
+        if (!L->o->on_grads) return ULC_OK;
+        /* a hook reads the gradients on the host: the session copies them back */
+    }
     for (int i = 0; i < tg->n_params; i++) {
         const ulc_rt_tensor *gt = ulc_session_output(L->sess, tg->grad_outputs[i]);
         const ulc_rt_tensor *pt = &L->pt[i];
@@ -359,6 +486,18 @@ static ulc_status sam_step(loop *L, long step, ulc_ctx *ctx) {
 }
 
 static void loop_free(loop *L) {
+    for (int i = 0; L->on_dev && i < L->tg->n_params; i++) {
+        ulc_session_device_free(L->sess, L->dp[i]);
+        ulc_session_device_free(L->sess, L->dm[i]);
+        ulc_session_device_free(L->sess, L->dv[i]);
+        ulc_session_device_free(L->sess, L->dscratch[i]);
+    }
+    if (L->on_dev) ulc_session_device_free(L->sess, L->dflag);
+    free(L->dp);
+    free(L->dm);
+    free(L->dv);
+    free(L->dscratch);
+    free(L->dgrads);
     for (int i = 0; L->sam_save && i < L->tg->n_params; i++) free(L->sam_save[i]);
     free(L->sam_save);
     for (int i = 0; L->data && i < L->tg->n_data; i++) free(L->data[i].buf);
@@ -420,15 +559,18 @@ ulc_status ulc_train_run(const ulc_train_graph *tg, const ulc_dataset *data,
         goto done;
     }
     if ((st = setup_params(&L, ctx)) != ULC_OK || (st = setup_data(&L, ctx)) != ULC_OK) goto done;
-    if (!o->on_grads &&
-        (st = ulc_optimizer_create(&o->optim, tg->n_params, L.numel, &L.opt, ctx)) != ULC_OK)
-        goto done;
     ulc_session_opts so = ulc_session_defaults();
     so.threads = o->threads;
     so.profile = o->profile;
     if ((st = ulc_session_create(tg->model, &so, &L.sess, ctx)) != ULC_OK) goto done;
+    int on_dev = device_params_wanted(&L);
+    if (!o->on_grads &&
+        (st = (on_dev ? ulc_optimizer_create_stateless : ulc_optimizer_create)(
+             &o->optim, tg->n_params, L.numel, &L.opt, ctx)) != ULC_OK)
+        goto done;
     for (int i = 0; i < tg->n_params; i++)
         if ((st = ulc_session_set_input(L.sess, tg->param_inputs[i], &L.pt[i], ctx)) != ULC_OK) goto done;
+    if (on_dev && (st = setup_device(&L, ctx)) != ULC_OK) goto done;
 
     progress pg = {.f = o->quiet ? NULL : o->progress, .label = o->label ? o->label : "train",
                    .epochs = epochs, .total = total};
@@ -467,6 +609,8 @@ ulc_status ulc_train_run(const ulc_train_graph *tg, const ulc_dataset *data,
                     st = ulc_fail(ctx, st, "step %ld", done + 1);
                     break;
                 }
+            } else if (L.on_dev) {
+                if ((st = device_update(&L, ulc_lr_at(&o->optim, done, total), ctx)) != ULC_OK) break;
             } else {
                 ulc_optimizer_step(L.opt, params, L.grads, ulc_lr_at(&o->optim, done, total));
             }
@@ -480,6 +624,7 @@ ulc_status ulc_train_run(const ulc_train_graph *tg, const ulc_dataset *data,
             stats->loss_curve[done++] = loss;
             stats->steps = done;
             samples += (double)n;
+            if (o->after_step && L.on_dev && (st = download_params(&L, ctx)) != ULC_OK) break;
             if (o->after_step &&
                 (st = o->after_step(o->hook_arg, done, (const float *const *)params,
                                     tg->n_params, loss, ctx)) != ULC_OK) {
@@ -503,6 +648,10 @@ ulc_status ulc_train_run(const ulc_train_graph *tg, const ulc_dataset *data,
         if (st == ULC_OK && pg.f && !pg.tty)
             fprintf(pg.f, "%s: epoch %d/%d  loss %.6g  %.1fs\n", pg.label, e + 1, epochs,
                     stats->mean_last_epoch_loss, now_s() - e_t0);
+    }
+    if (L.on_dev) { /* the host's parameters, as far as training got */
+        ulc_status ds = download_params(&L, ctx);
+        if (st == ULC_OK) st = ds;
     }
     progress_end(&pg);
     stats->seconds = now_s() - pg.t0;

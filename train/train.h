@@ -74,6 +74,18 @@ void ulc_optimizer_free(ulc_optimizer *opt);
  * kernels: see optim.c). grads must not overlap params. */
 void ulc_optimizer_step(ulc_optimizer *opt, float *const *params, const float *const *grads,
                         double lr);
+/* The same update run elsewhere (a GPU: runtime.h's ulc_session_device_optim): the scalars of
+ * this step at learning rate lr, rounded to float32 as the loops take them; then
+ * ulc_optimizer_advance counts the step. The moments live with the caller (opt holds none when
+ * made with ulc_optimizer_create_stateless). */
+void ulc_optimizer_device_args(const ulc_optimizer *opt, double lr, ulc_rt_optim *out);
+void ulc_optimizer_advance(ulc_optimizer *opt);
+/* 1 if the update keeps a first moment (SGD with momentum, AdamW) / a second (AdamW). */
+int ulc_optimizer_has_m(const ulc_optimizer *opt);
+int ulc_optimizer_has_v(const ulc_optimizer *opt);
+/* An optimizer whose moments the caller keeps (ulc_optimizer_step must not be called). */
+ulc_status ulc_optimizer_create_stateless(const ulc_optim_opts *o, int n, const size_t *numel,
+                                          ulc_optimizer **out, ulc_ctx *ctx);
 
 /* ---- the loop ------------------------------------------------------------------------------ */
 

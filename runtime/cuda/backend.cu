@@ -240,8 +240,16 @@ static void set_threads(int threads) { (void)threads; }
 
 void ucu_chain_eval(const ulc_chain *c, const float *const *ins, float *out, int n); /* k_chain.cu */
 
+/* dev_ops.cu */
+ulc_status ucu_dev_copy(void *dev, void *dst, const void *src, size_t bytes, ulc_ctx *ctx);
+ulc_status ucu_dev_zero(void *dev, void *dst, size_t bytes, ulc_ctx *ctx);
+ulc_status ucu_dev_optim(void *dev, const ulc_rt_optim *o, float *p, const float *g, float *m, float *v,
+                         size_t n, ulc_ctx *ctx);
+ulc_status ucu_dev_count_nonfinite(void *dev, const float *x, size_t n, unsigned *count, ulc_ctx *ctx);
+
 static const ulc_device_ops device_ops = {
-    dev_open, dev_close, dev_alloc, dev_free, dev_upload, dev_download, dev_sync, dev_describe,
+    dev_open, dev_close,    dev_alloc,    dev_free,      dev_upload,           dev_download,
+    dev_sync, dev_describe, ucu_dev_copy, ucu_dev_zero, ucu_dev_optim, ucu_dev_count_nonfinite,
 };
 
 static const ulc_backend *backend(void) {

@@ -31,9 +31,12 @@
  */
 #include "runtime/cuda/emu.h"
 
+#include <errno.h>
 #include <execinfo.h>
+#include <link.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -273,6 +276,82 @@ void say(const char *s) {
     }
 }
 
+/* The objects loaded when the trap was installed (their code lies in [lo, hi)), so that the
+ * handler can name source lines without the loader. */
+struct Obj {
+    uintptr_t lo, hi, bias;
+    char path[512];
+};
+Obj g_objs[64];
+int g_nobj;
+
+int note_obj(struct dl_phdr_info *info, size_t, void *) {
+    if (g_nobj >= 64) return 1;
+    Obj &o = g_objs[g_nobj];
+    o.lo = UINTPTR_MAX;
+    o.hi = 0;
+    o.bias = (uintptr_t)info->dlpi_addr;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) &ph = info->dlpi_phdr[i];
+        if (ph.p_type != PT_LOAD || !(ph.p_flags & PF_X)) continue;
+        uintptr_t a = o.bias + ph.p_vaddr, b = a + ph.p_memsz;
+        if (a < o.lo) o.lo = a;
+        if (b > o.hi) o.hi = b;
+    }
+    const char *name = info->dlpi_name;
+    if (g_nobj == 0 && (!name || !*name)) { /* the program */
+        ssize_t n = readlink("/proc/self/exe", o.path, sizeof o.path - 1);
+        o.path[n > 0 ? n : 0] = 0;
+    } else {
+        snprintf(o.path, sizeof o.path, "%s", name ? name : "");
+    }
+    /* not the C and C++ runtimes (no debug lines there), not the vDSO (no file) */
+    if (o.hi > o.lo && o.path[0] == '/' && !strstr(o.path, "/libc.so") &&
+        !strstr(o.path, "/libstdc++") && !strstr(o.path, "/libgcc_s"))
+        g_nobj++;
+    return 0;
+}
+
+/* The frames' source lines, through addr2line (binutils) if it is there, an object at a time. */
+void symbolize(void *const *frames, int nf) {
+    static char hex[64][24];
+    for (int o = 0; o < g_nobj; o++) {
+        const char *argv[64 + 10];
+        int na = 0, nh = 0;
+        argv[na++] = "addr2line";
+        argv[na++] = "-a";
+        argv[na++] = "-C";
+        argv[na++] = "-f";
+        argv[na++] = "-i";
+        argv[na++] = "-p";
+        argv[na++] = "-e";
+        argv[na++] = g_objs[o].path;
+        for (int i = 0; i < nf && nh < 64; i++) {
+            uintptr_t a = (uintptr_t)frames[i];
+            if (a < g_objs[o].lo || a >= g_objs[o].hi) continue;
+            /* a return address points after its call (but frame 0's is the fault itself) */
+            snprintf(hex[nh], sizeof hex[nh], "0x%zx", (size_t)(a - g_objs[o].bias - (i > 0)));
+            argv[na++] = hex[nh++];
+        }
+        if (!nh) continue;
+        argv[na] = nullptr;
+        char head[600];
+        snprintf(head, sizeof head, "  source lines in %s:\n", g_objs[o].path);
+        say(head);
+        pid_t pid = fork();
+        if (pid == 0) {
+            dup2(2, 1);
+            execvp("addr2line", const_cast<char *const *>(argv));
+            _exit(127);
+        }
+        if (pid > 0) {
+            int st = 0;
+            while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+            }
+        }
+    }
+}
+
 void on_segv(int sig, siginfo_t *si, void *uc) {
     const uintptr_t a = (uintptr_t)si->si_addr;
     if (si->si_code > 0 && in_regions(a)) {
@@ -305,10 +384,13 @@ void on_segv(int sig, siginfo_t *si, void *uc) {
         say("  (only kernels, cudaMemcpy/cudaMemset and cuBLAS may touch device memory: a GPU "
             "would crash or read garbage here; a plan constant's values are at tensor->host, "
             "ulc_k_host_bytes(); ULC_CUDA_EMU_PROTECT=0 turns this check off)\n"
-            "  backtrace (addr2line -f -C -e <binary> <+offset> names a frame):\n");
+            "  backtrace:\n");
         void *frames[64];
         int nf = backtrace(frames, 64);
-        backtrace_symbols_fd(frames, nf, 2);
+        /* frames 0 and 1: this handler and the signal trampoline; 2: the faulting instruction */
+        int skip = nf > 2 ? 2 : 0;
+        backtrace_symbols_fd(frames + skip, nf - skip, 2);
+        symbolize(frames + skip, nf - skip);
         abort();
     }
     /* not ours: the previous handler, or the default action */
@@ -333,6 +415,7 @@ void on_segv(int sig, siginfo_t *si, void *uc) {
 void install_trap() {
     void *warm[4];
     (void)backtrace(warm, 4); /* loads libgcc's unwinder now, not in the handler */
+    dl_iterate_phdr(note_obj, nullptr);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_segv;

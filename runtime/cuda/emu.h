@@ -76,8 +76,9 @@
 #define __forceinline__ inline
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n))) /* alignas cannot follow `static` */
-/* Shared by the threads of the block being run (they are fibers of one OS thread). */
-#define __shared__ static thread_local
+/* Shared by the threads of the block being run (they are fibers of one OS thread). At block
+ * scope thread_local implies static, and `static __shared__` is accepted too. */
+#define __shared__ thread_local
 
 /* ---- built-in types and variables ------------------------------------------------------------ */
 

@@ -117,3 +117,24 @@ def test_rfa_targets_on_the_device_equal_the_host_path(tmp_path, cuda_mode):
     a, b = np.array(host["train"]["loss_curve"]), np.array(dev["train"]["loss_curve"])
     assert np.abs(a - b).max() <= 1e-4 * np.abs(a).max(), np.abs(a - b).max()
     assert host["accuracy"]["after"] == dev["accuracy"]["after"]
+
+
+@pytest.mark.parametrize("opt", [["--optimizer", "adamw", "--weight-decay", "0.01"],
+                                 ["--optimizer", "sgd", "--momentum", "0.9", "--nesterov", "--weight-decay", "0.001"],
+                                 ["--optimizer", "sgd"]])
+def test_parameters_on_the_device_update_like_the_host(tmp_path, cuda_mode, opt):
+    """Training on the device keeps the parameters and the optimizer's moments there and runs
+    optim.c's arithmetic in a kernel: against the same session updating on the host
+    (ULC_TRAIN_HOST_PARAMS=1), the same gradients give the same bits — every step's loss and the
+    written weights identical."""
+    out = {}
+    for tag, env in (("dev", {}), ("host", {"ULC_TRAIN_HOST_PARAMS": "1"})):
+        d = tmp_path / tag
+        d.mkdir()
+        p = ulc("--device", "cuda", "train", DIGITS / "digits_resnet.onnx", "--data", DIGITS / "train.safetensors",
+                "-o", d / "m.onnx", "--params", "*", "--epochs", "1", "--max-steps", "6", "--batch-size", "64", "--lr", "0.01",
+                *opt, "--seed", "3", "-q", "--losses", d / "losses.txt", mode=cuda_mode, env=env, timeout=900)
+        assert p.returncode == 0, p.stderr
+        out[tag] = (json.loads((d / "losses.txt").read_text())["loss"], (d / "m.onnx").read_bytes())
+    assert out["dev"][0] == out["host"][0]
+    assert out["dev"][1] == out["host"][1]

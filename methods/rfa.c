@@ -345,6 +345,7 @@ static ulc_status device_targets(rfa_state *st, ulc_session *s, const float *f, 
     memcpy(st->ybar, yb->data, C * sizeof(float));
     ULC_TRY(ulc_session_set_input_device(s, "ulc.rfa.ybar", yr, ctx));
     for (int i = 0; i < st->n_tin; i++) { /* the batch, uploaded once: the teacher's copy */
+        if (ulc_session_input_device(s, st->tin[i])) continue; /* already on the device */
         const ulc_rt_tensor *x = ulc_session_input_device(st->teacher, st->tin[i]);
         if (x && strcmp(st->tin[i], FORGET_IN) != 0) ULC_TRY(ulc_session_set_input_device(s, st->tin[i], x, ctx));
     }
@@ -361,8 +362,12 @@ static ulc_status before_step(void *arg, ulc_session *s, const ulc_rt_tensor *co
     const ulc_rt_tensor *x = batch[st->in_idx], *mask = batch[st->mask_idx];
     size_t rows = (size_t)x->dims[0];
     ULC_TRY(grow(st, rows, ctx));
-    for (int i = 0; i < st->n_tin; i++)
-        ULC_TRY(ulc_session_set_input(st->teacher, st->tin[i], batch[st->tin_idx[i]], ctx));
+    for (int i = 0; i < st->n_tin; i++) {
+        /* a batch the trainer keeps on the device is read there (no upload) */
+        const ulc_rt_tensor *dx = ulc_session_input_device(s, st->tin[i]);
+        ULC_TRY(dx ? ulc_session_set_input_device(st->teacher, st->tin[i], dx, ctx)
+                   : ulc_session_set_input(st->teacher, st->tin[i], batch[st->tin_idx[i]], ctx));
+    }
     ULC_TRY(ulc_session_run(st->teacher, ctx));
     const float *f = mask->data;
     size_t nr = 0, nf = 0;

@@ -200,6 +200,8 @@ typedef struct ulc_device_ops {
     ulc_status (*optim)(void *dev, const ulc_rt_optim *o, float *p, const float *g, float *m,
                         float *v, size_t n, ulc_ctx *ctx);
     ulc_status (*count_nonfinite)(void *dev, const float *x, size_t n, unsigned *count, ulc_ctx *ctx);
+    ulc_status (*gather_rows)(void *dev, void *dst, const void *src, size_t row_bytes, const int64_t *idx,
+                              int64_t n, ulc_ctx *ctx);
 } ulc_device_ops;
 
 /* A backend as the planner sees it: a kernel table and the few services fusion needs. The

@@ -122,7 +122,9 @@ int ulc_session_on_device(const ulc_session *s); /* 1 on a backend with its own 
  * data valid until the session's next run or free), or NULL: no such output, no run yet, a
  * constant output, or a session on the cpu. */
 const ulc_rt_tensor *ulc_session_output_device(const ulc_session *s, const char *name);
-/* The device copy of input `name` the last run read (valid likewise), or NULL. */
+/* Input `name` in device memory: the device tensor it is bound to (set_input_device), else the
+ * copy the last run read of its current binding (valid likewise); NULL otherwise (bound again
+ * since, on the cpu, never run). */
 const ulc_rt_tensor *ulc_session_input_device(const ulc_session *s, const char *name);
 /* Binds input `name` to a device tensor from another session on the same device (the two
  * above): read in place. The tensor must stay valid through this session's next run (its maker
@@ -156,6 +158,10 @@ typedef struct ulc_rt_optim {
 /* p -= update(g); m (SGD with momentum, AdamW) and v (AdamW) are the moments, or NULL. */
 ulc_status ulc_session_device_optim(ulc_session *s, const ulc_rt_optim *o, float *p, const float *g,
                                     float *m, float *v, size_t n, ulc_ctx *ctx);
+/* dst[r] = src[idx[r]] for r < n rows of row_bytes each (dst, src and idx in device memory;
+ * idx int64): a batch gathered from a dataset kept on the device. */
+ulc_status ulc_session_device_gather_rows(ulc_session *s, void *dst, const void *src, size_t row_bytes,
+                                          const int64_t *idx, int64_t n, ulc_ctx *ctx);
 /* Adds to *count (a device unsigned) the number of non-finite elements of x (device). */
 ulc_status ulc_session_device_count_nonfinite(ulc_session *s, const float *x, size_t n,
                                               unsigned *count, ulc_ctx *ctx);

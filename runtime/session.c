@@ -34,7 +34,8 @@ struct ulc_session {
     uint8_t *need_value; /* per value: its bytes decide a shape somewhere (plan-keyed if input) */
     uint8_t *needed;     /* per node id slot: its outputs reach a graph output */
     ulc_rt_tensor *bound; /* per graph input */
-    uint8_t *is_bound;
+    uint8_t *is_bound;    /* per graph input: 0 not bound, 1 host data, 2 a device tensor */
+    uint8_t *rebound;     /* per graph input: bound again since the last run */
     rt_plan *plans[MAX_PLANS];
     int n_plans;
     rt_plan *cur;
@@ -145,11 +146,12 @@ ulc_status ulc_session_create(const ulc_model *m, const ulc_session_opts *opts, 
     s->needed = calloc((size_t)(g->next_node_id > 0 ? g->next_node_id : 1), 1);
     s->bound = calloc(g->inputs.len ? g->inputs.len : 1, sizeof *s->bound);
     s->is_bound = calloc(g->inputs.len ? g->inputs.len : 1, 1);
+    s->rebound = calloc(g->inputs.len ? g->inputs.len : 1, 1);
     if (s->profile) {
         s->node_ms = calloc((size_t)(g->next_node_id > 0 ? g->next_node_id : 1), sizeof *s->node_ms);
         s->node_calls = calloc((size_t)(g->next_node_id > 0 ? g->next_node_id : 1), sizeof *s->node_calls);
     }
-    if (!s->need_value || !s->needed || !s->bound || !s->is_bound ||
+    if (!s->need_value || !s->needed || !s->bound || !s->is_bound || !s->rebound ||
         (s->profile && (!s->node_ms || !s->node_calls))) {
         ulc_session_free(s);
         return ulc_plan_nomem(ctx, "session");
@@ -192,6 +194,7 @@ void ulc_session_free(ulc_session *s) {
     free(s->needed);
     free(s->bound);
     free(s->is_bound);
+    free(s->rebound);
     free(s->node_ms);
     free(s->node_calls);
     free(s);
@@ -227,6 +230,7 @@ ulc_status ulc_session_set_input(ulc_session *s, const char *name, const ulc_rt_
         s->bound[i] = *t;
         s->bound[i].nbytes = ulc_rt_numel(t) * ulc_dtype_bits(t->dtype) / 8;
         s->is_bound[i] = 1;
+        s->rebound[i] = 1;
         return ULC_OK;
     }
     return ulc_fail(ctx, ULC_ERR_INVALID, "the model has no input named '%s'", name);
@@ -582,6 +586,7 @@ ulc_status ulc_session_run(ulc_session *s, ulc_ctx *ctx) {
         }
     }
     if (p->dops) ULC_TRY(ulc_plan_upload_inputs(p, g, s->bound, s->is_bound, ctx));
+    memset(s->rebound, 0, g->inputs.len ? g->inputs.len : 1);
     int cur_threads = -1;
     for (int i = 0; i < p->n_steps; i++) {
         rt_step *st = &p->steps[i];
@@ -660,10 +665,12 @@ const ulc_rt_tensor *ulc_session_output_device(const ulc_session *s, const char 
 
 const ulc_rt_tensor *ulc_session_input_device(const ulc_session *s, const char *name) {
     rt_plan *p = s->cur;
-    if (!p || !p->dops) return NULL;
+    if (!s->be->device) return NULL;
     for (size_t i = 0; i < s->g->inputs.len; i++) {
         ulc_value *v = s->g->inputs.items[i];
         if (strcmp(v->name, name) != 0 || !s->is_bound[i]) continue;
+        if (s->is_bound[i] == 2) return &s->bound[i]; /* bound to a device tensor */
+        if (!p || s->rebound[i]) return NULL;         /* the last run read other bytes */
         const rt_val *rv = &p->vals[v->id];
         if (rv->known == V_CONST) return NULL; /* plan-keyed: a constant of the plan */
         p->in_dev = rv->t;
@@ -715,6 +722,12 @@ ulc_status ulc_session_device_optim(ulc_session *s, const ulc_rt_optim *o, float
                                     float *m, float *v, size_t n, ulc_ctx *ctx) {
     ULC_TRY(need_device(s, ctx));
     return s->be->device->optim(s->dev, o, p, g, m, v, n, ctx);
+}
+
+ulc_status ulc_session_device_gather_rows(ulc_session *s, void *dst, const void *src, size_t row_bytes,
+                                          const int64_t *idx, int64_t n, ulc_ctx *ctx) {
+    ULC_TRY(need_device(s, ctx));
+    return s->be->device->gather_rows(s->dev, dst, src, row_bytes, idx, n, ctx);
 }
 
 ulc_status ulc_session_device_count_nonfinite(ulc_session *s, const float *x, size_t n,

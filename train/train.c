@@ -119,6 +119,7 @@ typedef struct data_bind {
     size_t row_bytes;
     uint8_t *buf;           /* batch_size rows */
     ulc_rt_tensor t;        /* dims[0] set per batch */
+    void *dcol, *dbuf;      /* on a device: the whole column, and a batch gathered from it */
 } data_bind;
 
 typedef struct loop {
@@ -142,6 +143,7 @@ typedef struct loop {
     float **dscratch;       /* n_params: gradients copied off a parameter (or uploaded) */
     const float **dgrads;   /* n_params: this step's gradients, device memory */
     unsigned *dflag;        /* device: non-finite gradient elements this step */
+    int64_t *didx;          /* device: the rows of this step's batch */
 } loop;
 
 static ulc_value *find_input(const ulc_graph *g, const char *name) {
@@ -275,6 +277,18 @@ static ulc_status bind_batch(loop *L, int64_t at, int64_t n, ulc_ctx *ctx) {
         b->t.nbytes = (size_t)n * b->row_bytes;
         ULC_TRY(ulc_session_set_input(L->sess, b->input, &b->t, ctx));
     }
+    if (!L->didx) return ULC_OK;
+    /* on a device: the columns kept there give the session their batch without a copy from the
+     * host (the host batch above stays for the hooks, which read flags and masks there) */
+    ULC_TRY(ulc_session_device_upload(L->sess, L->didx, L->perm + at, (size_t)n * sizeof(int64_t), ctx));
+    for (int i = 0; i < L->tg->n_data; i++) {
+        data_bind *b = &L->data[i];
+        if (!b->dcol) continue;
+        ULC_TRY(ulc_session_device_gather_rows(L->sess, b->dbuf, b->dcol, b->row_bytes, L->didx, n, ctx));
+        ulc_rt_tensor t = b->t;
+        t.data = b->dbuf;
+        ULC_TRY(ulc_session_set_input_device(L->sess, b->input, &t, ctx));
+    }
     return ULC_OK;
 }
 
@@ -303,6 +317,9 @@ static int64_t first_nonfinite(const float *x, size_t n) {
  * and a count of non-finite gradient elements come back. The host's params are brought up to
  * date for an after-step hook and at the end. SAM (two runs per step, host arithmetic) and
  * ULC_TRAIN_HOST_PARAMS=1 keep the host path. */
+/* Data columns whose rows take at least this many bytes live on the device for the run. */
+#define DEVICE_COLUMN_ROW_BYTES 1024
+
 static int device_params_wanted(const loop *L) {
     const char *e = getenv("ULC_TRAIN_HOST_PARAMS");
     return ulc_session_on_device(L->sess) && L->o->sam_rho <= 0 && !(e && *e && strcmp(e, "0") != 0);
@@ -341,6 +358,26 @@ static ulc_status setup_device(loop *L, ulc_ctx *ctx) {
         }
     }
     if (!(L->dflag = ulc_session_device_alloc(L->sess, sizeof *L->dflag)))
+        return ulc_fail(ctx, ULC_ERR_NOMEM, "training: out of device memory");
+    /* the data columns of large rows (images, features) go to the device once, when they fit;
+     * small ones (labels, flags, masks) are cheaper bound from the host with the batch */
+    int any = 0;
+    const char *e = getenv("ULC_DEVICE_COLUMN_ROW_BYTES"); /* tests: which columns go */
+    size_t min_row = e && *e ? (size_t)strtoull(e, NULL, 10) : DEVICE_COLUMN_ROW_BYTES;
+    for (int i = 0; i < tg->n_data; i++) {
+        data_bind *b = &L->data[i];
+        size_t bytes = (size_t)L->ds->n_rows * b->row_bytes;
+        if (b->row_bytes < min_row || !bytes) continue;
+        if (!(b->dcol = ulc_session_device_alloc(L->sess, bytes))) continue; /* stays on the host */
+        if (!(b->dbuf = ulc_session_device_alloc(L->sess, b->row_bytes * (size_t)L->o->batch_size))) {
+            ulc_session_device_free(L->sess, b->dcol);
+            b->dcol = NULL;
+            continue;
+        }
+        ULC_TRY(ulc_session_device_upload(L->sess, b->dcol, b->col->data, bytes, ctx));
+        any = 1;
+    }
+    if (any && !(L->didx = ulc_session_device_alloc(L->sess, (size_t)L->o->batch_size * sizeof(int64_t))))
         return ulc_fail(ctx, ULC_ERR_NOMEM, "training: out of device memory");
     return ULC_OK;
 }
@@ -493,6 +530,11 @@ static void loop_free(loop *L) {
         ulc_session_device_free(L->sess, L->dscratch[i]);
     }
     if (L->on_dev) ulc_session_device_free(L->sess, L->dflag);
+    if (L->on_dev) ulc_session_device_free(L->sess, L->didx);
+    for (int i = 0; L->on_dev && L->data && i < L->tg->n_data; i++) {
+        ulc_session_device_free(L->sess, L->data[i].dcol);
+        ulc_session_device_free(L->sess, L->data[i].dbuf);
+    }
     free(L->dp);
     free(L->dm);
     free(L->dv);

@@ -246,10 +246,14 @@ ulc_status ucu_dev_zero(void *dev, void *dst, size_t bytes, ulc_ctx *ctx);
 ulc_status ucu_dev_optim(void *dev, const ulc_rt_optim *o, float *p, const float *g, float *m, float *v,
                          size_t n, ulc_ctx *ctx);
 ulc_status ucu_dev_count_nonfinite(void *dev, const float *x, size_t n, unsigned *count, ulc_ctx *ctx);
+ulc_status ucu_dev_gather_rows(void *dev, void *dst, const void *src, size_t row_bytes, const int64_t *idx,
+                               int64_t n, ulc_ctx *ctx);
 
 static const ulc_device_ops device_ops = {
-    dev_open, dev_close,    dev_alloc,    dev_free,      dev_upload,           dev_download,
-    dev_sync, dev_describe, ucu_dev_copy, ucu_dev_zero, ucu_dev_optim, ucu_dev_count_nonfinite,
+    dev_open,     dev_close,     dev_alloc,     dev_free,
+    dev_upload,   dev_download,  dev_sync,      dev_describe,
+    ucu_dev_copy, ucu_dev_zero,  ucu_dev_optim, ucu_dev_count_nonfinite,
+    ucu_dev_gather_rows,
 };
 
 static const ulc_backend *backend(void) {

@@ -49,6 +49,21 @@ __global__ void nonfinite_kernel(const float *x, int64_t n, unsigned *count) {
     if (threadIdx.x == 0 && c > 0.0f) atomicAdd(count, (unsigned)c);
 }
 
+/* one block row per gathered row, threads over its 4-byte words (row_bytes % 4 == 0) or bytes */
+__global__ void gather_rows_kernel(uint8_t *dst, const uint8_t *src, int64_t row_bytes, const int64_t *idx,
+                                   int64_t n) {
+    for (int64_t r = blockIdx.x; r < n; r += gridDim.x) {
+        const uint8_t *s = src + idx[r] * row_bytes;
+        uint8_t *d = dst + r * row_bytes;
+        if (row_bytes % 4 == 0) {
+            for (int64_t w = threadIdx.x; w < row_bytes / 4; w += blockDim.x)
+                ((uint32_t *)d)[w] = ((const uint32_t *)s)[w];
+        } else {
+            for (int64_t b = threadIdx.x; b < row_bytes; b += blockDim.x) d[b] = s[b];
+        }
+    }
+}
+
 static ulc_status launched(const char *what, ulc_ctx *ctx) {
     cudaError_t e = cudaGetLastError();
     if (e == cudaSuccess) return ULC_OK;
@@ -92,6 +107,17 @@ ulc_status ucu_dev_count_nonfinite(void *dev, const float *x, size_t n, unsigned
     (void)s;
     UCU_LAUNCH(nonfinite_kernel, ucu_blocks(nn, UCU_THREADS), UCU_THREADS, 0, s, x, nn, count);
     return launched("non-finite count", ctx);
+}
+
+ulc_status ucu_dev_gather_rows(void *dev, void *dst, const void *src, size_t row_bytes, const int64_t *idx,
+                               int64_t n, ulc_ctx *ctx) {
+    if (n <= 0 || !row_bytes) return ULC_OK;
+    cudaStream_t s = ((ucu_dev *)dev)->stream;
+    (void)s;
+    unsigned blocks = (unsigned)(n < UCU_MAX_BLOCKS ? n : UCU_MAX_BLOCKS);
+    UCU_LAUNCH(gather_rows_kernel, blocks, UCU_THREADS, 0, s, (uint8_t *)dst, (const uint8_t *)src,
+               (int64_t)row_bytes, idx, n);
+    return launched("row gather", ctx);
 }
 
 UCU_END

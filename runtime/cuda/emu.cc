@@ -71,8 +71,8 @@ constexpr size_t kSmemDefault = 48 << 10, kSmemOptin = 227 << 10;
 constexpr size_t kAlign = 256;                    /* cudaMalloc's alignment and granule */
 constexpr size_t kChunk = (size_t)64 << 20;       /* a region the small allocations share */
 constexpr size_t kOwnRegion = kChunk / 2;         /* above this, an allocation has its own */
-constexpr size_t kHuge = (size_t)2 << 20;         /* chunks are aligned to it (THP) */
-constexpr size_t kDontNeed = (size_t)1 << 20;     /* freed ranges this big give their pages back */
+constexpr size_t kHuge = (size_t)2 << 20;         /* regions are aligned to it (THP) */
+constexpr size_t kDontNeed = kHuge;               /* freed huge pages go back to the system */
 constexpr int kMaxRegions = 1024;
 
 inline size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
@@ -163,7 +163,8 @@ uintptr_t map_region(Mem &m, size_t len, size_t align, bool own) {
     if (b > a) munmap(q, b - a);
     if (a + span > b + len) munmap(reinterpret_cast<void *>(b + len), a + span - (b + len));
 #ifdef MADV_HUGEPAGE
-    if (!own) madvise(reinterpret_cast<void *>(b), len, MADV_HUGEPAGE); /* fewer PTEs to flip */
+    /* huge pages: far fewer page table entries for every mprotect to flip */
+    if (len >= kHuge) madvise(reinterpret_cast<void *>(b), len, MADV_HUGEPAGE);
 #endif
     m.regions[b] = Region{len, own, slot};
     g_reg_lo[slot].store(b, std::memory_order_relaxed);
@@ -235,7 +236,9 @@ void chunk_free(Mem &m, std::map<uintptr_t, Region>::iterator reg, uintptr_t a, 
         return;
     }
     add_free(m, a, r);
-    uintptr_t p0 = round_up(a, m.page), p1 = (a + r) / m.page * m.page;
+    /* whole huge pages only: a part of one would split it into small pages, and every later
+     * mprotect would flip each of them */
+    uintptr_t p0 = round_up(a, kHuge), p1 = (a + r) / kHuge * kHuge;
     if (p1 > p0 && p1 - p0 >= kDontNeed)
         madvise(reinterpret_cast<void *>(p0), p1 - p0, MADV_DONTNEED);
 }
@@ -454,7 +457,7 @@ cudaError_t cudaMalloc(void **p, size_t bytes) {
     {
         std::lock_guard<std::mutex> lk(m.mu);
         if (r < bytes || r > kTotalMem - m.used) return fail(cudaErrorMemoryAllocation);
-        a = r > kOwnRegion ? map_region(m, round_up(r, m.page), m.page, true) : chunk_alloc(m, r);
+        a = r > kOwnRegion ? map_region(m, round_up(r, kHuge), kHuge, true) : chunk_alloc(m, r);
         if (!a) return fail(cudaErrorMemoryAllocation);
         m.used += r;
         m.blocks[a] = bytes;

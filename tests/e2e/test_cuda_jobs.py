@@ -111,8 +111,10 @@ def test_main_job_on_cuda_gives_the_cpus_verdicts(tmp_path, cuda_mode):
 
 def test_rfa_targets_on_the_device_equal_the_host_path(tmp_path, cuda_mode):
     """RFA's device path (the teacher's graph computes the targets; the student reads them in
-    device memory) against its host path on the same backend (ULC_RFA_HOST_TARGETS=1)."""
-    dev = forget(tmp_path, "dev", mode=cuda_mode, device="cuda")
+    device memory; the data columns live on the device, the batch gathered there, and the teacher
+    reads the student's) against its host path on the same backend (ULC_RFA_HOST_TARGETS=1, the
+    columns bound from the host)."""
+    dev = forget(tmp_path, "dev", mode=cuda_mode, device="cuda", env={"ULC_DEVICE_COLUMN_ROW_BYTES": "1"})
     host = forget(tmp_path, "host", mode=cuda_mode, device="cuda", env={"ULC_RFA_HOST_TARGETS": "1"})
     a, b = np.array(host["train"]["loss_curve"]), np.array(dev["train"]["loss_curve"])
     assert np.abs(a - b).max() <= 1e-4 * np.abs(a).max(), np.abs(a - b).max()
@@ -128,7 +130,7 @@ def test_parameters_on_the_device_update_like_the_host(tmp_path, cuda_mode, opt)
     (ULC_TRAIN_HOST_PARAMS=1), the same gradients give the same bits — every step's loss and the
     written weights identical."""
     out = {}
-    for tag, env in (("dev", {}), ("host", {"ULC_TRAIN_HOST_PARAMS": "1"})):
+    for tag, env in (("dev", {"ULC_DEVICE_COLUMN_ROW_BYTES": "1"}), ("host", {"ULC_TRAIN_HOST_PARAMS": "1"})):
         d = tmp_path / tag
         d.mkdir()
         p = ulc("--device", "cuda", "train", DIGITS / "digits_resnet.onnx", "--data", DIGITS / "train.safetensors",

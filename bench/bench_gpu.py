@@ -11,9 +11,9 @@ Cases, each skipped when the --budget seconds are spent (the slow ones last):
   inference  ResNet-18 (torchvision, ONNX, batch 32, 224²), ViT-B/16 (transformers, a Hugging Face
              directory ulc builds, batch 32), DistilGPT2-shaped GPT-2 (6 layers, 768, batch 8 × 128
              tokens), CLIP ViT-B/32's image and text towers (batch 32): `ulc --device cuda run
-             --repeat N` median (inputs uploaded and outputs downloaded in every run) against
-             torch eager, inputs moved to the device and outputs back to the host inside the timing
-             too, fp32 with TF32 off on both sides
+             --repeat N` median (the inputs uploaded in every run, the stream waited for; outputs
+             come back when read, once at the end) against torch eager with the inputs moved to
+             the device inside the timing too, fp32 with TF32 off on both sides
   rfa        one RFA epoch of ResNet-18 at 224² (10 classes, --rows synthetic rows, batch 128,
              LoRA r8 on the residual blocks' convs, AdamW) — `ulc --device cuda MODEL --forget`
              (report train.seconds / epochs) against bench/rfa_torch.py --device cuda; and of a
@@ -178,10 +178,7 @@ def case_inference(torch, tmp, reps):
         def fwd():
             with torch.no_grad():
                 t = {k: torch.from_numpy(v).cuda() for k, v in args(feeds).items()}
-                y = m(**t)
-                y = y[0] if isinstance(y, tuple) else getattr(y, "logits", None) if hasattr(y, "logits") else y
-                if y is not None and hasattr(y, "cpu"):
-                    y.cpu()
+                m(**t)
         tms = torch_ms(torch, fwd, reps=reps)
         say(name, ulc_ms=ms, torch_ms=tms, ratio=ms / tms)
         del m

@@ -8,6 +8,8 @@
 # then prints a summary. Every log lands in one folder: $OUT when the device tool runs it, else
 # gpu-check-logs/. Takes ulc from .gpu/ (scripts/gpu-pack.sh, for machines without Debian's
 # libraries) or build/. Budget: under 8 minutes; GPU_CHECK_QUICK=1 skips the benchmark.
+# GPU_CHECK_EMULATE=1 runs the same steps on the host emulator (no GPU, no benchmark): how the
+# script itself is checked on a machine without one.
 #
 #   device run: scripts/gpu-check.sh        (carry [".gpu"])
 set -u
@@ -25,7 +27,15 @@ else
 fi
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] && [ -z "${PYTHON:-}" ] && ! command -v nvidia-smi >/dev/null && PY=.venv/bin/python
-unset ULC_CUDA_EMULATE
+CASES=gpu
+if [ "${GPU_CHECK_EMULATE:-0}" = 1 ]; then
+  export ULC_CUDA_EMULATE=1 GPU_CHECK_QUICK=1
+  CASES=emulator
+else
+  unset ULC_CUDA_EMULATE
+fi
+XDIST=()
+"$PY" -c "import xdist" 2>/dev/null && XDIST=(-n 4)
 
 # 1. the device and the binary
 { nvidia-smi -L; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv; } \
@@ -38,11 +48,11 @@ if ! "$ULC_BIN" --device cuda ops --backend cuda >"$LOG/ops.txt" 2>&1; then
 fi
 say "device: $(head -1 "$LOG/device.txt"); $("$ULC_BIN" --version)"
 
-# 2. the CUDA suites, GPU cases only (the emulator's ran in CI)
-timeout 300 "$PY" -m pytest -q -p no:cacheprovider tests/cuda -k "gpu" \
+# 2. the CUDA suites, the GPU cases (the emulator cases ran in CI)
+timeout 300 "$PY" -m pytest -q -p no:cacheprovider "${XDIST[@]}" tests/cuda -k "$CASES" \
   --junitxml="$LOG/cuda-suite.xml" >"$LOG/cuda-suite.log" 2>&1
 rc=$?
-say "CUDA suites (GPU cases): exit $rc: $(tail -1 "$LOG/cuda-suite.log")"
+say "CUDA suites ($CASES cases): exit $rc: $(tail -1 "$LOG/cuda-suite.log")"
 
 # 3. the main job on the embedded default, GPU against CPU
 D=$(mktemp -d)

@@ -140,3 +140,38 @@ def test_parameters_on_the_device_update_like_the_host(tmp_path, cuda_mode, opt)
         out[tag] = (json.loads((d / "losses.txt").read_text())["loss"], (d / "m.onnx").read_bytes())
     assert out["dev"][0] == out["host"][0]
     assert out["dev"][1] == out["host"][1]
+
+
+def test_text_model_trains_on_cuda_like_the_cpu(tmp_path, cuda_mode):
+    """The bios example's DistilGPT2-shaped model (ulc's GPT-2 builder: embeddings, fused
+    attention, GELU, LayerNorm, the tied head) trained next-token on every weight: each step's
+    loss on the device within summation-order noise of the cpu's."""
+    losses = {}
+    for dev in ("cpu", "cuda"):
+        out = tmp_path / dev
+        p = ulc("--device", dev, "train", ROOT / "models" / "bios", "--data", ROOT / "models" / "bios" / "train.jsonl",
+                "--loss", "next-token", "--params", "*", "--max-steps", "3", "--batch-size", "4", "--lr", "1e-3",
+                "-o", str(out) + "/", "-q", "--losses", tmp_path / f"{dev}.json",
+                mode=cuda_mode if dev == "cuda" else None, timeout=900)
+        assert p.returncode == 0, p.stderr
+        losses[dev] = json.loads((tmp_path / f"{dev}.json").read_text())["loss"]
+    assert np.allclose(losses["cpu"], losses["cuda"], rtol=1e-5, atol=0), losses
+
+
+def test_clip_concept_forgetting_on_cuda_gives_the_cpus_results(tmp_path, cuda_mode):
+    """CLIP (both towers: a ViT and a text transformer) forgets 'one' with nhl-kl on the device:
+    the same accuracies and zero-shot figures as on the cpu."""
+    clip = ROOT / "models" / "clip_digits"
+    reps = {}
+    for dev in ("cpu", "cuda"):
+        rep = tmp_path / f"{dev}.json"
+        p = ulc("--device", dev, clip, "--forget", clip / "forget_one.json", "-o", str(tmp_path / dev) + "/",
+                "--report", rep, "-q", mode=cuda_mode if dev == "cuda" else None, timeout=900)
+        assert p.returncode == 0, p.stderr
+        reps[dev] = json.loads(rep.read_text())
+    assert reps["cpu"]["accuracy"] == reps["cuda"]["accuracy"]
+    for when in ("before", "after"):
+        a, b = reps["cpu"]["clip"][when], reps["cuda"]["clip"][when]
+        assert a.keys() == b.keys()
+        for k in a:
+            assert abs(a[k] - b[k]) <= 0.01, (when, k, a[k], b[k])

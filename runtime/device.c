@@ -6,8 +6,9 @@
  * one device buffer. What this file adds:
  *
  *   - every constant a step reads (a weight, a folded value, a BatchNormalization folded into a
- *     Conv, a plan-keyed input) is uploaded once, identical bytes once, and the step's tensor
- *     points at the device copy; the host bytes stay at the tensor's `host` for kernels that read
+ *     Conv, a plan-keyed input) is uploaded once per session — the same host bytes once, whichever
+ *     plans (batch sizes) read them (the session's rt_dcache) — and the step's tensor points at
+ *     the device copy; the host bytes stay at the tensor's `host` for kernels that read
  *     values in prepare (a Slice's starts, a Pad's pads);
  *   - before a run the bound inputs go into per-plan device buffers (float16 and misaligned
  *     inputs through the host conversion session.c already made);
@@ -34,6 +35,46 @@ static int is_input_slot(const rt_plan *p, const ulc_graph *g, const ulc_rt_tens
     return 0;
 }
 
+/* The session's upload of bytes [host, host + bytes): shared, or made now (refs counted). */
+static ulc_status cache_get(rt_plan *p, const void *host, size_t bytes, void **dev, ulc_ctx *ctx) {
+    rt_dcache *c = p->dcache;
+    for (int i = 0; i < c->n; i++)
+        if (c->e[i].host == host && c->e[i].bytes >= bytes) {
+            c->e[i].refs++;
+            *dev = c->e[i].dev;
+            return ULC_OK;
+        }
+    if (c->n == c->cap) {
+        int nc = c->cap ? 2 * c->cap : 64;
+        struct rt_dcache_entry *ne = realloc(c->e, (size_t)nc * sizeof *ne);
+        if (!ne) return ulc_plan_nomem(ctx, "device constants");
+        c->e = ne;
+        c->cap = nc;
+    }
+    void *d = p->dops->alloc(p->dev, bytes);
+    if (!d) return ulc_plan_nomem(ctx, "a constant, device memory");
+    ulc_status s = p->dops->upload(p->dev, d, host, bytes, ctx);
+    if (s != ULC_OK) {
+        p->dops->free(p->dev, d);
+        return s;
+    }
+    c->e[c->n++] = (struct rt_dcache_entry){.host = host, .bytes = bytes, .dev = d, .refs = 1};
+    *dev = d;
+    return ULC_OK;
+}
+
+static void cache_put(rt_plan *p, void *dev) {
+    rt_dcache *c = p->dcache;
+    for (int i = 0; i < c->n; i++) {
+        if (c->e[i].dev != dev) continue;
+        if (--c->e[i].refs == 0) {
+            p->dops->free(p->dev, dev);
+            c->e[i] = c->e[--c->n];
+        }
+        return;
+    }
+}
+
 static ulc_status upload_one(rt_plan *p, const ulc_graph *g, ulc_rt_tensor *t, int *cap, ulc_ctx *ctx) {
     if (!t || !t->data || t->host || in_arena(p, t->data) || is_input_slot(p, g, t)) return ULC_OK;
     for (int i = 0; i < p->n_dconst; i++)
@@ -47,22 +88,7 @@ static ulc_status upload_one(rt_plan *p, const ulc_graph *g, ulc_rt_tensor *t, i
     }
     rt_dconst *d = &p->dconst[p->n_dconst];
     *d = (rt_dconst){.t = t, .host = t->data};
-    /* the same bytes uploaded once: views of one constant, a weight two steps read */
-    for (int i = 0; i < p->n_dconst; i++)
-        if (p->dconst[i].host == t->data && p->dconst[i].t->nbytes >= t->nbytes) {
-            d->dev = p->dconst[i].dev;
-            break;
-        }
-    if (!d->dev) {
-        d->dev = p->dops->alloc(p->dev, t->nbytes);
-        if (!d->dev) return ulc_plan_nomem(ctx, "a constant, device memory");
-        d->owner = 1;
-        ulc_status s = p->dops->upload(p->dev, d->dev, t->data, t->nbytes, ctx);
-        if (s != ULC_OK) {
-            p->dops->free(p->dev, d->dev);
-            return s;
-        }
-    }
+    ULC_TRY(cache_get(p, t->data, t->nbytes, &d->dev, ctx));
     p->n_dconst++;
     t->host = t->data;
     t->data = d->dev;
@@ -87,7 +113,9 @@ ulc_status ulc_plan_upload_constants(rt_plan *p, const ulc_graph *g, ulc_ctx *ct
     p->out_host = calloc(no, sizeof *p->out_host);
     p->out_fresh = calloc(no, 1);
     p->out_dev = calloc(no, sizeof *p->out_dev);
-    if (!p->dev_in || !p->out_host || !p->out_fresh || !p->out_dev) return ulc_plan_nomem(ctx, "plan outputs");
+    p->in_dev = calloc(g->inputs.len ? g->inputs.len : 1, sizeof *p->in_dev);
+    if (!p->dev_in || !p->out_host || !p->out_fresh || !p->out_dev || !p->in_dev)
+        return ulc_plan_nomem(ctx, "plan outputs");
     for (size_t i = 0; i < g->outputs.len; i++) {
         const ulc_value *v = g->outputs.items[i];
         const rt_val *rv = &p->vals[v->id];
@@ -122,7 +150,9 @@ ulc_status ulc_plan_download_output(rt_plan *p, const ulc_graph *g, size_t i, ul
     const ulc_value *v = g->outputs.items[i];
     const rt_val *rv = &p->vals[v->id];
     size_t n = rv->t.nbytes;
-    int on_device = rv->step >= 0 || (v->flags & ULC_VALUE_INPUT) || in_arena(p, rv->t.data);
+    /* computed by the run, or a bound input (its device buffer, or a device tensor); a constant
+     * no step reads, an unbound input's default, stay host bytes */
+    int on_device = rv->known != V_CONST && (rv->step >= 0 || (v->flags & ULC_VALUE_INPUT) || in_arena(p, rv->t.data));
     if (!n) return ULC_OK;
     if (rv->t.host) memcpy(p->out_host[i], rv->t.host, n);
     else if (on_device) ULC_TRY(p->dops->download(p->dev, p->out_host[i], rv->t.data, n, ctx));
@@ -135,7 +165,7 @@ void ulc_plan_free_device(rt_plan *p, const ulc_graph *g) {
         rt_dconst *d = &p->dconst[i];
         d->t->data = (void *)(uintptr_t)d->host;
         d->t->host = NULL;
-        if (d->owner) p->dops->free(p->dev, d->dev);
+        cache_put(p, d->dev);
     }
     free(p->dconst);
     p->dconst = NULL;
@@ -159,4 +189,6 @@ void ulc_plan_free_device(rt_plan *p, const ulc_graph *g) {
     p->out_fresh = NULL;
     free(p->out_dev);
     p->out_dev = NULL;
+    free(p->in_dev);
+    p->in_dev = NULL;
 }

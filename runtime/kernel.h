@@ -202,6 +202,10 @@ typedef struct ulc_device_ops {
     ulc_status (*count_nonfinite)(void *dev, const float *x, size_t n, unsigned *count, ulc_ctx *ctx);
     ulc_status (*gather_rows)(void *dev, void *dst, const void *src, size_t row_bytes, const int64_t *idx,
                               int64_t n, ulc_ctx *ctx);
+    /* Makes the context's device the calling thread's current one (before a run's launches:
+     * sessions on several devices in one process). */
+    ulc_status (*enter)(void *dev, ulc_ctx *ctx);
+    size_t (*free_bytes)(void *dev); /* device memory free now */
 } ulc_device_ops;
 
 /* A backend as the planner sees it: a kernel table and the few services fusion needs. The

@@ -422,6 +422,7 @@ ulc_status ulc_plan_walk(rt_walk *w, const ulc_rt_binding *bind, int n_bind,
         free(rv->owned);
         rv->owned = NULL;
         rv->t = b->t;
+        rv->t.host = NULL;
         rv->t.dtype = ulc_k_compute_dtype(b->t.dtype);
         rv->t.nbytes = ulc_plan_nbytes(&rv->t);
         rv->t.data = NULL;

@@ -95,22 +95,34 @@ typedef struct rt_plan {
      * through per-plan buffers */
     const ulc_device_ops *dops; /* NULL: host memory */
     void *dev;                  /* the session's device context */
-    struct rt_dconst *dconst;   /* uploaded constants */
+    struct rt_dconst *dconst;   /* the constants its steps read, on the device */
+    struct rt_dcache *dcache;   /* the session's uploads, shared by its plans */
     int n_dconst;
     void **dev_in;              /* per graph input: its device buffer (made at the first run) */
     void **out_host;            /* per graph output: the host copy a run downloads into */
     uint8_t *out_fresh;         /* per graph output: out_host holds this run's values */
     ulc_rt_tensor *out_dev;     /* per graph output: what ulc_session_output_device hands out */
-    ulc_rt_tensor in_dev;       /* what ulc_session_input_device handed out last */
+    ulc_rt_tensor *in_dev;      /* per graph input: what ulc_session_input_device hands out */
 } rt_plan;
 
-/* A constant uploaded for a device plan: t's data is dev while the plan lives (host before). */
+/* A constant a device plan's steps read: t's data is dev while the plan lives (host before). */
 typedef struct rt_dconst {
     ulc_rt_tensor *t;
     const void *host;
-    void *dev;
-    int owner;                  /* 1: dev is this entry's allocation (0: shared with an earlier one) */
+    void *dev;                  /* an upload of the session's cache */
 } rt_dconst;
+
+/* A session's uploads: the same host bytes (a weight every plan reads) are on the device once,
+ * however many plans (batch sizes) read them; an entry goes with the last plan using it. */
+typedef struct rt_dcache {
+    struct rt_dcache_entry {
+        const void *host;
+        size_t bytes;
+        void *dev;
+        int refs;
+    } *e;
+    int n, cap;
+} rt_dcache;
 
 typedef struct rt_walk {
     const ulc_graph *g;

@@ -120,17 +120,27 @@ const ulc_rt_tensor *ulc_session_output(const ulc_session *s, const char *name);
 int ulc_session_on_device(const ulc_session *s); /* 1 on a backend with its own memory */
 /* Output `name` of the last run in device memory (float32 where the graph declares a half type;
  * data valid until the session's next run or free), or NULL: no such output, no run yet, a
- * constant output, or a session on the cpu. */
+ * constant output (ulc_session_output has it), or a session on the cpu. These three and
+ * ulc_session_output change the session's record of what is where: one thread at a time. */
 const ulc_rt_tensor *ulc_session_output_device(const ulc_session *s, const char *name);
 /* Input `name` in device memory: the device tensor it is bound to (set_input_device), else the
  * copy the last run read of its current binding (valid likewise); NULL otherwise (bound again
  * since, on the cpu, never run). */
 const ulc_rt_tensor *ulc_session_input_device(const ulc_session *s, const char *name);
 /* Binds input `name` to a device tensor from another session on the same device (the two
- * above): read in place. The tensor must stay valid through this session's next run (its maker
- * must not run again first). Not for inputs whose bytes decide shapes. */
+ * above, or memory from ulc_session_device_alloc): read in place. The tensor must stay valid
+ * through this session's next run (its maker must not run again first), and the work that wrote
+ * it must be finished: a run's outputs are (a run ends by waiting for its stream); work queued
+ * with ulc_session_device_* is once ulc_session_device_sync returned. Not for inputs whose
+ * bytes decide shapes (ulc_session_input_decides_shapes). */
 ulc_status ulc_session_set_input_device(ulc_session *s, const char *name, const ulc_rt_tensor *t,
                                         ulc_ctx *ctx);
+/* 1 when input `name`'s bytes decide shapes (plans are made per value: host bytes only). */
+int ulc_session_input_decides_shapes(const ulc_session *s, const char *name);
+/* Waits for the work queued on the session's device (its stream); reports a failure of it. */
+ulc_status ulc_session_device_sync(ulc_session *s, ulc_ctx *ctx);
+/* Device memory free now, in bytes (0 on the cpu). */
+size_t ulc_session_device_free_bytes(ulc_session *s);
 /* Device memory of a session on a device, for state a caller keeps there between runs (a
  * trainer's parameters, gradients' copies and optimizer moments): NULL on the cpu or when out
  * of device memory. Copies are ordered with the session's runs; download waits for them. */

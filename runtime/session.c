@@ -25,6 +25,7 @@ struct ulc_session {
     const ulc_model *m;
     const ulc_backend *be;
     void *dev;        /* a device backend's context (be->device->open), or NULL */
+    rt_dcache dcache; /* a device backend's uploaded constants, shared by the plans */
     const ulc_graph *g;
     int64_t opset;
     int threads;      /* this run's; plans are made for one count */
@@ -189,6 +190,7 @@ ulc_status ulc_session_create(const ulc_model *m, const ulc_session_opts *opts, 
 void ulc_session_free(ulc_session *s) {
     if (!s) return;
     for (int i = 0; i < s->n_plans; i++) ulc_plan_free(s->plans[i], s->g);
+    free(s->dcache.e); /* empty: the plans released every upload */
     if (s->dev) s->be->device->close(s->dev);
     free(s->need_value);
     free(s->needed);
@@ -228,6 +230,7 @@ ulc_status ulc_session_set_input(ulc_session *s, const char *name, const ulc_rt_
             if (t->dims[d] < 0)
                 return ulc_fail(ctx, ULC_ERR_INVALID, "input '%s': negative dim", name);
         s->bound[i] = *t;
+        s->bound[i].host = NULL; /* a plan's field, never a caller's */
         s->bound[i].nbytes = ulc_rt_numel(t) * ulc_dtype_bits(t->dtype) / 8;
         s->is_bound[i] = 1;
         s->rebound[i] = 1;
@@ -424,6 +427,7 @@ static ulc_status make_plan(ulc_session *s, rt_plan **out, ulc_ctx *ctx) {
     p->be = s->be;
     p->dops = s->be->device;
     p->dev = s->dev;
+    p->dcache = &s->dcache;
     rt_walk w = {.g = g, .be = s->be, .opset = s->opset, .vals = p->vals, .needed = s->needed, .ctx = ctx};
     st = ulc_plan_walk(&w, bind, nb, s->need_value);
     p->steps = w.steps;
@@ -457,13 +461,13 @@ static ulc_status make_plan(ulc_session *s, rt_plan **out, ulc_ctx *ctx) {
             }
         }
         sp->prepared = 1;
-        if (sp->fold && (sp->kc.packed_inputs & 2u)) {
+        if (sp->fold && (sp->kc.packed_inputs & 2u) && !p->dops) {
             /* the folded W was packed into the kernel: only its bias is read from here on */
             free(sp->fold->w.data);
             sp->fold->w.data = NULL;
         }
         drop_packed_pages(sp);
-        free_packed_copies(p, g, sp, readers);
+        if (!p->dops) free_packed_copies(p, g, sp, readers); /* device constants keep their host bytes */
     }
     free(readers);
     for (size_t i = 0; i < g->outputs.len; i++) {
@@ -537,7 +541,7 @@ static void follow_load(ulc_session *s) {
 ulc_status ulc_session_run(ulc_session *s, ulc_ctx *ctx) {
     const ulc_graph *g = s->g;
     rt_plan *p = NULL;
-    if (s->auto_threads) follow_load(s);
+    if (s->auto_threads && !s->be->device) follow_load(s); /* a device's plans do not depend on it */
     s->be->set_threads(s->threads); /* another session may have run on another count since */
     for (int i = 0; i < s->n_plans; i++)
         if (plan_matches(s, s->plans[i])) p = s->plans[i];
@@ -585,7 +589,11 @@ ulc_status ulc_session_run(ulc_session *s, ulc_ctx *ctx) {
             rv->t.data = t->data;
         }
     }
-    if (p->dops) ULC_TRY(ulc_plan_upload_inputs(p, g, s->bound, s->is_bound, ctx));
+    if (p->dops) {
+        memset(p->out_fresh, 0, g->outputs.len ? g->outputs.len : 1); /* a failed run serves nothing old */
+        ULC_TRY(p->dops->enter(p->dev, ctx));
+        ULC_TRY(ulc_plan_upload_inputs(p, g, s->bound, s->is_bound, ctx));
+    }
     memset(s->rebound, 0, g->inputs.len ? g->inputs.len : 1);
     int cur_threads = -1;
     for (int i = 0; i < p->n_steps; i++) {
@@ -655,9 +663,11 @@ const ulc_rt_tensor *ulc_session_output_device(const ulc_session *s, const char 
         ulc_value *v = s->g->outputs.items[i];
         if (strcmp(v->name, name) != 0) continue;
         const rt_val *rv = &p->vals[v->id];
+        /* a constant output (uploaded or not) or an unbound input's default: ulc_session_output
+         * gives it; only what the run computed, or a bound input, is on the device */
+        if (rv->known == V_CONST || rv->t.host || !rv->t.data) return NULL;
         p->out_dev[i] = rv->t;
         p->out_dev[i].host = NULL;
-        if (rv->t.host) return NULL; /* a constant output: the host copy is the one to use */
         return &p->out_dev[i];
     }
     return NULL;
@@ -673,9 +683,9 @@ const ulc_rt_tensor *ulc_session_input_device(const ulc_session *s, const char *
         if (!p || s->rebound[i]) return NULL;         /* the last run read other bytes */
         const rt_val *rv = &p->vals[v->id];
         if (rv->known == V_CONST) return NULL; /* plan-keyed: a constant of the plan */
-        p->in_dev = rv->t;
-        p->in_dev.host = NULL;
-        return &p->in_dev;
+        p->in_dev[i] = rv->t;
+        p->in_dev[i].host = NULL;
+        return &p->in_dev[i];
     }
     return NULL;
 }
@@ -691,7 +701,7 @@ void ulc_session_device_free(ulc_session *s, void *p) {
 }
 
 static ulc_status need_device(const ulc_session *s, ulc_ctx *ctx) {
-    if (s->be->device) return ULC_OK;
+    if (s->be->device) return s->be->device->enter(s->dev, ctx); /* its device, current */
     return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "device memory asked of a session on the %s", s->be->name);
 }
 
@@ -736,24 +746,38 @@ ulc_status ulc_session_device_count_nonfinite(ulc_session *s, const float *x, si
     return s->be->device->count_nonfinite(s->dev, x, n, count, ctx);
 }
 
+int ulc_session_input_decides_shapes(const ulc_session *s, const char *name) {
+    for (size_t i = 0; i < s->g->inputs.len; i++) {
+        const ulc_value *v = s->g->inputs.items[i];
+        if (strcmp(v->name, name) == 0) return s->need_value[v->id] != 0;
+    }
+    return 0;
+}
+
 ulc_status ulc_session_set_input_device(ulc_session *s, const char *name, const ulc_rt_tensor *t,
                                         ulc_ctx *ctx) {
     if (!s->be->device)
         return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "input '%s': a device tensor given to a session on "
                         "the %s", name, s->be->name);
-    ULC_TRY(ulc_session_set_input(s, name, t, ctx));
-    for (size_t i = 0; i < s->g->inputs.len; i++) {
-        ulc_value *v = s->g->inputs.items[i];
-        if (strcmp(v->name, name) != 0) continue;
-        if (s->need_value[v->id])
-            return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "input '%s' decides shapes: its bytes must be "
-                            "given from the host", name);
-        if (ulc_k_compute_dtype(t->dtype) != t->dtype)
-            return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "input '%s': a device tensor must be float32, "
-                            "not %s", name, ulc_dtype_name(t->dtype));
-        s->is_bound[i] = 2;
-    }
+    if (ulc_session_input_decides_shapes(s, name))
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "input '%s' decides shapes: its bytes must be "
+                        "given from the host", name);
+    if (ulc_k_compute_dtype(t->dtype) != t->dtype)
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "input '%s': a device tensor cannot be %s (float16 "
+                        "and bfloat16 inputs are converted on the host)", name, ulc_dtype_name(t->dtype));
+    ULC_TRY(ulc_session_set_input(s, name, t, ctx)); /* checked before: never bound as host bytes */
+    for (size_t i = 0; i < s->g->inputs.len; i++)
+        if (strcmp(((ulc_value *)s->g->inputs.items[i])->name, name) == 0) s->is_bound[i] = 2;
     return ULC_OK;
+}
+
+ulc_status ulc_session_device_sync(ulc_session *s, ulc_ctx *ctx) {
+    ULC_TRY(need_device(s, ctx));
+    return s->be->device->sync(s->dev, ctx);
+}
+
+size_t ulc_session_device_free_bytes(ulc_session *s) {
+    return s->be->device ? s->be->device->free_bytes(s->dev) : 0;
 }
 
 typedef struct prof_row {

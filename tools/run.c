@@ -200,7 +200,7 @@ int ulc_cli_ops(int argc, char **argv) {
         } else return ulc_cli_usage_error("ops: unknown argument '%s'", argv[i]);
     }
     const char *const *ops = ulc_backend_ops(backend);
-    if (!ops) return ulc_cli_usage_error("ops: unknown backend '%s' (available: cpu)", backend);
+    if (!ops) return ulc_cli_usage_error("ops: unknown backend '%s' (available: %s)", backend, ulc_backend_names());
     for (int i = 0; ops[i]; i++) printf("%s\n", ops[i]);
     return ULC_EXIT_OK;
 }

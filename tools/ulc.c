@@ -273,8 +273,12 @@ static void start_over_with_short_spins(char **argv) {
 
 static int computes(int argc, char **argv) {
     static const char *const cmds[] = {"run", "eval", "train", "grad", "forget", "merge"};
-    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
-        if (strcmp(argv[1], cmds[i]) == 0) return 1;
+    int c = 1; /* the command: past the global options (--device X, --precision X, ...) */
+    while (c < argc && (strcmp(argv[c], "--device") == 0 || strcmp(argv[c], "--precision") == 0 ||
+                        strcmp(argv[c], "--allow-external-outside") == 0))
+        c += strcmp(argv[c], "--allow-external-outside") == 0 ? 1 : 2;
+    for (size_t i = 0; c < argc && i < sizeof cmds / sizeof *cmds; i++)
+        if (strcmp(argv[c], cmds[i]) == 0) return 1;
     for (int i = 1; i < argc; i++)
         if (strcmp(argv[i], "--forget") == 0) return 1;
     return 0;
@@ -302,8 +306,10 @@ int main(int argc, char **argv) {
         cmd = argv[1];
     }
     /* --device / --precision: every command's sessions (options anywhere on the line) */
+    const char *device = NULL;
+    int prec = 0;
     {
-        const char *device = NULL, *precision = NULL;
+        const char *precision = NULL;
         int k = 1;
         for (int i = 1; i < argc; i++) {
             if ((strcmp(argv[i], "--device") == 0 || strcmp(argv[i], "--precision") == 0) && i + 1 >= argc)
@@ -314,25 +320,12 @@ int main(int argc, char **argv) {
         }
         argv[k] = NULL;
         argc = k;
-        int prec = 0;
         if (precision) {
             if (strcmp(precision, "fp32") == 0 || strcmp(precision, "float32") == 0) prec = 0;
             else if (strcmp(precision, "tf32") == 0) prec = 1;
             else return ulc_cli_usage_error("--precision %s: expected fp32 or tf32", precision);
             if (!device || strncmp(device, "cuda", 4) != 0)
                 return ulc_cli_usage_error("--precision applies to --device cuda only");
-        }
-        if (device) {
-            ulc_ctx ctx;
-            ulc_ctx_init(&ctx);
-            ulc_status st = ulc_runtime_set_default_device(device, prec, &ctx);
-            if (st != ULC_OK) {
-                fprintf(stderr, "ulc: error: %s\n", ulc_ctx_message(&ctx));
-                ulc_ctx_clear(&ctx);
-                /* exit 2: the device asked for is not there (the contract) */
-                return st == ULC_ERR_UNSUPPORTED ? ULC_EXIT_INPUT : ulc_cli_exit_code(st);
-            }
-            ulc_ctx_clear(&ctx);
         }
         if (argc < 2) return ulc_cli_usage_error("no command given");
         cmd = argv[1];
@@ -344,6 +337,18 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "--version") == 0) {
         printf("ulc %s (backends: %s)\n", ULC_VERSION, ulc_backend_names());
         return ULC_EXIT_OK;
+    }
+    if (device) { /* the device is opened once here: where it is missing, nothing else runs */
+        ulc_ctx ctx;
+        ulc_ctx_init(&ctx);
+        ulc_status st = ulc_runtime_set_default_device(device, prec, &ctx);
+        if (st != ULC_OK) {
+            fprintf(stderr, "ulc: error: %s\n", ulc_ctx_message(&ctx));
+            ulc_ctx_clear(&ctx);
+            /* exit 2: the device asked for is not there (docs/cli.md, "Devices") */
+            return st == ULC_ERR_UNSUPPORTED ? ULC_EXIT_INPUT : ulc_cli_exit_code(st);
+        }
+        ulc_ctx_clear(&ctx);
     }
     if (strcmp(cmd, "inspect") == 0) return cmd_inspect(argc - 2, argv + 2);
     if (strcmp(cmd, "convert") == 0) return cmd_convert(argc - 2, argv + 2);

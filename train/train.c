@@ -289,7 +289,8 @@ static ulc_status bind_batch(loop *L, int64_t at, int64_t n, ulc_ctx *ctx) {
         t.data = b->dbuf;
         ULC_TRY(ulc_session_set_input_device(L->sess, b->input, &t, ctx));
     }
-    return ULC_OK;
+    /* done before anyone reads the batch: a hook's session (RFA's teacher) runs on its own stream */
+    return ulc_session_device_sync(L->sess, ctx);
 }
 
 static int overlaps(const void *a, size_t na, const void *b, size_t nb) {
@@ -364,10 +365,14 @@ static ulc_status setup_device(loop *L, ulc_ctx *ctx) {
     int any = 0;
     const char *e = getenv("ULC_DEVICE_COLUMN_ROW_BYTES"); /* tests: which columns go */
     size_t min_row = e && *e ? (size_t)strtoull(e, NULL, 10) : DEVICE_COLUMN_ROW_BYTES;
+    /* at most a quarter of what is free now: the plans (activations, weights, the teacher's)
+     * come after, and a column that does not fit is bound from the host as on the cpu */
+    size_t budget = ulc_session_device_free_bytes(L->sess) / 4;
     for (int i = 0; i < tg->n_data; i++) {
         data_bind *b = &L->data[i];
         size_t bytes = (size_t)L->ds->n_rows * b->row_bytes;
-        if (b->row_bytes < min_row || !bytes) continue;
+        if (b->row_bytes < min_row || !bytes || bytes > budget) continue;
+        if (ulc_session_input_decides_shapes(L->sess, b->input)) continue; /* host bytes plan */
         if (!(b->dcol = ulc_session_device_alloc(L->sess, bytes))) continue; /* stays on the host */
         if (!(b->dbuf = ulc_session_device_alloc(L->sess, b->row_bytes * (size_t)L->o->batch_size))) {
             ulc_session_device_free(L->sess, b->dcol);
@@ -375,6 +380,7 @@ static ulc_status setup_device(loop *L, ulc_ctx *ctx) {
             continue;
         }
         ULC_TRY(ulc_session_device_upload(L->sess, b->dcol, b->col->data, bytes, ctx));
+        budget -= bytes;
         any = 1;
     }
     if (any && !(L->didx = ulc_session_device_alloc(L->sess, (size_t)L->o->batch_size * sizeof(int64_t))))

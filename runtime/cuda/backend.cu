@@ -115,6 +115,17 @@ ulc_status ucu_blas_check(ulc_kctx *k, int status, const char *what) {
     return ulc_k_fail(k, ULC_ERR_INTERNAL, "cuBLAS %s failed (status %d)", what, status);
 }
 
+ulc_status ucu_copy(ulc_kctx *k, void *dst, const void *src, size_t bytes) {
+    if (!bytes || dst == src) return ULC_OK;
+    cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, ucu_stream(k));
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return ulc_k_fail(k, ULC_ERR_INTERNAL, "CUDA copy of %zu bytes: %s", bytes,
+                          cudaGetErrorString(e));
+    }
+    return ULC_OK;
+}
+
 void *ucu_scratch(ulc_kctx *k, size_t bytes) {
     ucu_dev *d = ucu_ctx(k);
     if (bytes <= d->scratch_size) return d->scratch;
@@ -156,8 +167,8 @@ static ulc_status dev_open(int device, int precision, void **out, ulc_ctx *ctx) 
         (void)cudaGetLastError();
         return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "--device cuda: no CUDA device is visible (%s)", why);
     }
-    if (device < 0 || device >= n)
-        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "--device cuda:%d: this machine has %d CUDA device%s (0 to %d)",
+    if (device < 0 || device >= n) /* not there: as no device at all (exit 2) */
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "--device cuda:%d: this machine has %d CUDA device%s (0 to %d)",
                         device, n, n == 1 ? "" : "s", n - 1);
     char why[512];
     const ucu_blas *b = load_blas(why, sizeof why);
@@ -188,8 +199,32 @@ static ulc_status dev_open(int device, int precision, void **out, ulc_ctx *ctx) 
     return ULC_OK;
 }
 
+/* Every service makes the context's device current first: sessions on several GPUs in one
+ * process (cudaSetDevice costs nothing when it already is). */
+static void enter_quiet(void *p) {
+    cudaSetDevice(((ucu_dev *)p)->device);
+    (void)cudaGetLastError();
+}
+
+static ulc_status dev_enter(void *p, ulc_ctx *ctx) {
+    cudaError_t e = cudaSetDevice(((ucu_dev *)p)->device);
+    if (e == cudaSuccess) return ULC_OK;
+    (void)cudaGetLastError();
+    return ulc_fail(ctx, ULC_ERR_INTERNAL, "CUDA device %d: %s", ((ucu_dev *)p)->device, cudaGetErrorString(e));
+}
+
+static size_t dev_free_bytes(void *p) {
+    enter_quiet(p);
+    size_t free_b = 0, total = 0;
+    if (cudaMemGetInfo(&free_b, &total) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return free_b;
+}
+
 static void *dev_alloc(void *p, size_t bytes) {
-    (void)p;
+    enter_quiet(p);
     void *q = NULL;
     if (cudaMalloc(&q, bytes ? bytes : 256) != cudaSuccess) {
         (void)cudaGetLastError();
@@ -199,8 +234,8 @@ static void *dev_alloc(void *p, size_t bytes) {
 }
 
 static void dev_free(void *p, void *q) {
-    (void)p;
     if (!q) return;
+    enter_quiet(p);
     cudaFree(q); /* a buffer the stream may still use: cudaFree waits for the device */
     (void)cudaGetLastError();
 }
@@ -208,6 +243,7 @@ static void dev_free(void *p, void *q) {
 static ulc_status copy(ucu_dev *d, void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
                        const char *what, ulc_ctx *ctx) {
     if (!bytes) return ULC_OK;
+    enter_quiet(d);
     cudaError_t e = cudaMemcpyAsync(dst, src, bytes, kind, d->stream);
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
@@ -222,6 +258,7 @@ static ulc_status dev_upload(void *p, void *dst, const void *src, size_t bytes, 
 
 static ulc_status dev_sync(void *p, ulc_ctx *ctx) {
     ucu_dev *d = (ucu_dev *)p;
+    enter_quiet(d);
     cudaError_t e = cudaStreamSynchronize(d->stream);
     if (e == cudaSuccess) e = cudaGetLastError();
     if (e != cudaSuccess)
@@ -253,7 +290,7 @@ static const ulc_device_ops device_ops = {
     dev_open,     dev_close,     dev_alloc,     dev_free,
     dev_upload,   dev_download,  dev_sync,      dev_describe,
     ucu_dev_copy, ucu_dev_zero,  ucu_dev_optim, ucu_dev_count_nonfinite,
-    ucu_dev_gather_rows,
+    ucu_dev_gather_rows, dev_enter, dev_free_bytes,
 };
 
 static const ulc_backend *backend(void) {

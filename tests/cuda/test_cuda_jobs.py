@@ -175,3 +175,24 @@ def test_clip_concept_forgetting_on_cuda_gives_the_cpus_results(tmp_path, cuda_m
         assert a.keys() == b.keys()
         for k in a:
             assert abs(a[k] - b[k]) <= 0.01, (when, k, a[k], b[k])
+
+
+def test_outputs_that_are_inputs_or_constants(tmp_path, cuda_mode):
+    """Outputs the run does not compute come back right from a device plan: a bound input echoed,
+    an unbound input's default (an initializer), a constant; and one that is computed."""
+    from onnx import TensorProto, helper, numpy_helper
+    from cuda_common import run_model
+    import onnx
+    g = helper.make_graph(
+        [helper.make_node("Add", ["x", "one"], ["y"]), helper.make_node("Identity", ["c"], ["c_out"])], "m",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3]),
+         helper.make_tensor_value_info("d", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("y", "x", "d", "c_out")],
+        [numpy_helper.from_array(np.float32(1), "one"), numpy_helper.from_array(np.array([7, 8], np.float32), "d"),
+         numpy_helper.from_array(np.array([5, 6, 7], np.float32), "c")])
+    model = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(model))
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    got = run_model(tmp_path, model, {"x": x}, "cuda", cuda_mode)
+    assert np.array_equal(got["y"], x + 1) and np.array_equal(got["x"], x)
+    assert np.array_equal(got["d"], [7, 8]) and np.array_equal(got["c_out"], [5, 6, 7])

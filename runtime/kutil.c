@@ -229,6 +229,55 @@ void ulc_k_bcast_strides(const ulc_rt_tensor *t, int rank, const int64_t *dims, 
     }
 }
 
+int ulc_k_bcast_collapse(const ulc_rt_tensor *out, const ulc_rt_tensor *const *ops, int nops,
+                         int64_t *dims, int64_t (*st)[ULC_RT_MAX_RANK]) {
+    /* in place: the collapsed entry r never lies past the dim d being read */
+    for (int k = 0; k < nops; k++) ulc_k_bcast_strides(ops[k], out->rank, out->dims, st[k]);
+    int r = 0;
+    for (int d = 0; d < out->rank; d++) {
+        int64_t n = out->dims[d];
+        if (n == 1) continue;
+        int merge = r > 0;
+        for (int k = 0; k < nops && merge; k++) merge = st[k][r - 1] == st[k][d] * n;
+        if (merge) {
+            dims[r - 1] *= n;
+            for (int k = 0; k < nops; k++) st[k][r - 1] = st[k][d];
+            continue;
+        }
+        dims[r] = n;
+        for (int k = 0; k < nops; k++) st[k][r] = st[k][d];
+        r++;
+    }
+    for (int d = r; d < ULC_RT_MAX_RANK; d++) {
+        dims[d] = 0;
+        for (int k = 0; k < nops; k++) st[k][d] = 0;
+    }
+    return r;
+}
+
+int ulc_k_merge_copy_dims(int rank, int64_t *dims, int64_t *is, int64_t *os) {
+    int r = 0;
+    for (int d = 0; d < rank; d++) {
+        if (dims[d] == 1) continue;
+        if (r > 0 && is[r - 1] == is[d] * dims[d] && os[r - 1] == os[d] * dims[d]) {
+            dims[r - 1] *= dims[d];
+            is[r - 1] = is[d];
+            os[r - 1] = os[d];
+            continue;
+        }
+        dims[r] = dims[d];
+        is[r] = is[d];
+        os[r] = os[d];
+        r++;
+    }
+    if (r == 0) { /* one element */
+        dims[0] = 1;
+        is[0] = os[0] = 1;
+        r = 1;
+    }
+    return r;
+}
+
 void ulc_k_parallel(int64_t n, int64_t grain, void (*body)(int64_t, int64_t, void *), void *arg) {
     if (n <= 0) return;
     if (grain < 1) grain = 1;

@@ -57,6 +57,20 @@ void ulc_k_bcast_strides(const ulc_rt_tensor *t, int rank, const int64_t *dims, 
 /* Dense row-major element strides. */
 void ulc_k_strides(int rank, const int64_t *dims, int64_t *strides);
 
+/* An elementwise loop's broadcast, collapsed (both backends plan their loops with it): the
+ * strides of ops[0..nops) broadcast to out's dims, then out's dims of 1 dropped and neighbours
+ * merged wherever every operand stays contiguous (or stays broadcast) across them, into dims[]
+ * and st[k][] (ULC_RT_MAX_RANK entries each; those past the result zeroed). Returns the collapsed rank; 0 when no dim is
+ * left (one element, or none): the caller sets that case's single dim as its loops want it. */
+int ulc_k_bcast_collapse(const ulc_rt_tensor *out, const ulc_rt_tensor *const *ops, int nops,
+                         int64_t *dims, int64_t (*st)[ULC_RT_MAX_RANK]);
+
+/* A strided copy dst[Σ i_d·os_d] = src[Σ i_d·is_d] over the index box dims[0..rank), simplified
+ * in place (both backends' copy engines): size-1 dims dropped and neighbours contiguous in both
+ * src and dst merged; a box of one element becomes one dim of 1 with strides 1. Returns the new
+ * rank (>= 1). */
+int ulc_k_merge_copy_dims(int rank, int64_t *dims, int64_t *is, int64_t *os);
+
 void ulc_k_set(ulc_rt_tensor *t, int dtype, int rank, const int64_t *dims);
 
 /* ---- checked arithmetic on values a model controls ------------------------------------------

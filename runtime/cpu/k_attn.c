@@ -80,20 +80,11 @@ static ulc_status attn_setup(ulc_kctx *k, const ulc_sh_attn *g, int grad) {
 
 /* The planner's fused step: k->state is its program and geometry (ours to free from here on). */
 static ulc_status attn_prepare(ulc_kctx *k) {
-    ulc_attn *a = k->state;
     ulc_sh_attn g;
-    memset(&g, 0, sizeof g);
-    g.a = *a;
-    free(a);
-    k->state = NULL;
-    int r = g.a.rank;
-    if (r < 2 || g.a.o.cs != 1 || (g.a.q.cs != 1 && g.a.q.rs != 1) || (g.a.kt.cs != 1 && g.a.kt.rs != 1) ||
+    ulc_sh_attn_take(k, &g);
+    if (g.a.rank < 2 || g.a.o.cs != 1 || (g.a.q.cs != 1 && g.a.q.rs != 1) || (g.a.kt.cs != 1 && g.a.kt.rs != 1) ||
         (g.a.v.cs != 1 && g.a.v.rs != 1))
         return ulc_k_fail(k, ULC_ERR_INTERNAL, "attention: an operand view no product can read");
-    g.tq = g.a.sdims[r - 2];
-    g.tk = g.a.sdims[r - 1];
-    g.batch = 1;
-    for (int d = 0; d < r - 2; d++) g.batch *= g.a.sdims[d];
     return attn_setup(k, &g, 0);
 }
 

@@ -54,25 +54,9 @@ typedef struct ew_plan {
 
 static void ew_plan_make(ew_plan *p, const ulc_rt_tensor *out, const ulc_rt_tensor *const *ops,
                          int nops) {
-    int64_t st[EW_MAX_OPS][ULC_RT_MAX_RANK];
-    for (int k = 0; k < nops; k++) ulc_k_bcast_strides(ops[k], out->rank, out->dims, st[k]);
     p->nops = nops;
     p->numel = (int64_t)ulc_rt_numel(out);
-    int r = 0;
-    for (int d = 0; d < out->rank; d++) {
-        int64_t n = out->dims[d];
-        if (n == 1) continue;
-        int merge = r > 0;
-        for (int k = 0; k < nops && merge; k++) merge = p->st[k][r - 1] == st[k][d] * n;
-        if (merge) {
-            p->dims[r - 1] *= n;
-            for (int k = 0; k < nops; k++) p->st[k][r - 1] = st[k][d];
-            continue;
-        }
-        p->dims[r] = n;
-        for (int k = 0; k < nops; k++) p->st[k][r] = st[k][d];
-        r++;
-    }
+    int r = ulc_k_bcast_collapse(out, ops, nops, p->dims, p->st);
     if (r == 0) { /* one element */
         p->dims[0] = 1;
         for (int k = 0; k < nops; k++) p->st[k][0] = 1;

@@ -369,10 +369,8 @@ void ulc_nn_fuse_apply(const ulc_kfuse *f, ulc_rt_tensor *y, int skip_add) {
 /* X [N, C, D1..Dn] viewed as [N, P, inner]: P = C with per-channel parameters (inner = the
  * spatial size), or P = C·D1·…·Dn in the spatial=0 form of opsets < 9 (inner = 1). */
 typedef struct bn_state {
-    int64_t n, p, inner;
-    int training;
+    ulc_sh_bn g;
     int consts; /* a and b were computed in prepare */
-    double eps, momentum;
     float *af, *bf; /* P each (F32 input) */
     double *ad, *bd; /* P each (F64 input) */
 } bn_state;
@@ -389,9 +387,10 @@ static void bn_release(void *p) {
 
 /* a = scale / sqrt(var + eps), b = B - mean · a (in double, stored in X's precision). */
 static void bn_fold(ulc_kctx *k, bn_state *s) {
-    for (int64_t i = 0; i < s->p; i++) {
+    const ulc_sh_bn *g = &s->g;
+    for (int64_t i = 0; i < g->p; i++) {
         double a = ulc_k_f64_at(k->in[1], (uint64_t)i) /
-                   sqrt(ulc_k_f64_at(k->in[4], (uint64_t)i) + s->eps);
+                   sqrt(ulc_k_f64_at(k->in[4], (uint64_t)i) + g->eps);
         double b = ulc_k_f64_at(k->in[2], (uint64_t)i) - ulc_k_f64_at(k->in[3], (uint64_t)i) * a;
         if (s->af) {
             s->af[i] = (float)a;
@@ -408,17 +407,8 @@ static ulc_status bn_prepare(ulc_kctx *k) {
     bn_state *s = calloc(1, sizeof *s);
     if (!s) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory");
     k->state = s;
-    s->n = x->dims[0];
-    int64_t c = x->dims[1], sp = 1;
-    for (int d = 2; d < x->rank; d++) sp *= x->dims[d];
-    s->p = (int64_t)ulc_rt_numel(k->in[1]);
-    s->inner = s->p == c ? sp : 1;
-    s->eps = ulc_k_attr_float(k, "epsilon", 1e-5f);
-    s->momentum = ulc_k_attr_float(k, "momentum", 0.9f);
-    s->training = k->opset >= 14 ? ulc_k_attr_int(k, "training_mode", 0) != 0 : 0;
-    for (int i = 1; i <= 2 && i < k->n_out; i++)
-        if (k->out[i]) s->training = 1;
-    size_t np = (size_t)(s->p > 0 ? s->p : 1);
+    ulc_sh_bn_params(k, &s->g);
+    size_t np = (size_t)(s->g.p > 0 ? s->g.p : 1);
     if (x->dtype == ULC_DT_F32) {
         s->af = malloc(np * sizeof(float));
         s->bf = malloc(np * sizeof(float));
@@ -428,7 +418,7 @@ static ulc_status bn_prepare(ulc_kctx *k) {
     }
     if (!(s->af || s->ad) || !(s->bf || s->bd))
         return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory");
-    s->consts = (k->const_inputs & 0x1eu) == 0x1eu && !s->training;
+    s->consts = (k->const_inputs & 0x1eu) == 0x1eu && !s->g.training;
     if (s->consts) bn_fold(k, s);
     return ULC_OK;
 }
@@ -442,9 +432,9 @@ typedef struct bn_job {
 static void bn_body(int64_t r0, int64_t r1, void *arg) {
     const bn_job *j = arg;
     const bn_state *s = j->s;
-    int64_t inner = s->inner;
+    int64_t inner = s->g.inner;
     for (int64_t r = r0; r < r1; r++) {
-        int64_t ch = r % s->p;
+        int64_t ch = r % s->g.p;
         if (s->af) {
             const float *x = (const float *)j->x + r * inner;
             float *y = (float *)j->y + r * inner, a = s->af[ch], b = s->bf[ch];
@@ -459,21 +449,22 @@ static void bn_body(int64_t r0, int64_t r1, void *arg) {
 
 /* Training form: batch statistics per channel (two passes in double), then the same affine. */
 static void bn_train(ulc_kctx *k, bn_state *s) {
+    const ulc_sh_bn *g = &s->g;
     const ulc_rt_tensor *x = k->in[0];
-    int64_t cnt = s->n * s->inner;
-    for (int64_t c = 0; c < s->p; c++) {
+    int64_t cnt = g->n * g->inner;
+    for (int64_t c = 0; c < g->p; c++) {
         double sum = 0, sq = 0;
-        for (int64_t n = 0; n < s->n; n++)
-            for (int64_t i = 0; i < s->inner; i++)
-                sum += ulc_k_f64_at(x, (uint64_t)((n * s->p + c) * s->inner + i));
+        for (int64_t n = 0; n < g->n; n++)
+            for (int64_t i = 0; i < g->inner; i++)
+                sum += ulc_k_f64_at(x, (uint64_t)((n * g->p + c) * g->inner + i));
         double mean = cnt ? sum / (double)cnt : 0;
-        for (int64_t n = 0; n < s->n; n++)
-            for (int64_t i = 0; i < s->inner; i++) {
-                double v = ulc_k_f64_at(x, (uint64_t)((n * s->p + c) * s->inner + i)) - mean;
+        for (int64_t n = 0; n < g->n; n++)
+            for (int64_t i = 0; i < g->inner; i++) {
+                double v = ulc_k_f64_at(x, (uint64_t)((n * g->p + c) * g->inner + i)) - mean;
                 sq += v * v;
             }
         double var = cnt ? sq / (double)cnt : 0;
-        double a = ulc_k_f64_at(k->in[1], (uint64_t)c) / sqrt(var + s->eps);
+        double a = ulc_k_f64_at(k->in[1], (uint64_t)c) / sqrt(var + g->eps);
         double b = ulc_k_f64_at(k->in[2], (uint64_t)c) - mean * a;
         if (s->af) {
             s->af[c] = (float)a;
@@ -484,24 +475,24 @@ static void bn_train(ulc_kctx *k, bn_state *s) {
         }
         if (k->n_out > 1 && k->out[1])
             ulc_k_store_f64(k->out[1], (uint64_t)c,
-                            ulc_k_f64_at(k->in[3], (uint64_t)c) * s->momentum +
-                                mean * (1 - s->momentum));
+                            ulc_k_f64_at(k->in[3], (uint64_t)c) * g->momentum +
+                                mean * (1 - g->momentum));
         if (k->n_out > 2 && k->out[2])
             ulc_k_store_f64(k->out[2], (uint64_t)c,
-                            ulc_k_f64_at(k->in[4], (uint64_t)c) * s->momentum +
-                                var * (1 - s->momentum));
+                            ulc_k_f64_at(k->in[4], (uint64_t)c) * g->momentum +
+                                var * (1 - g->momentum));
     }
 }
 
 static ulc_status bn_run(ulc_kctx *k) {
     bn_state *s = k->state;
-    if (s->training)
+    if (s->g.training)
         bn_train(k, s);
     else if (!s->consts)
         bn_fold(k, s);
     bn_job j = {s, k->in[0]->data, k->out[0]->data};
-    int64_t rows = s->n * s->p;
-    ulc_k_parallel(rows, (16384 + s->inner - 1) / (s->inner ? s->inner : 1), bn_body, &j);
+    int64_t rows = s->g.n * s->g.p;
+    ulc_k_parallel(rows, (16384 + s->g.inner - 1) / (s->g.inner ? s->g.inner : 1), bn_body, &j);
     ulc_nn_fuse_apply(k->fuse, k->out[0], 0);
     return ULC_OK;
 }

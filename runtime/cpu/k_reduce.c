@@ -117,22 +117,7 @@ typedef struct red_shape {
 } red_shape;
 
 static void red_merge(const ulc_rt_tensor *x, unsigned mask, red_shape *s) {
-    s->n = 0;
-    s->count = 1;
-    for (int d = 0; d < x->rank; d++) {
-        int64_t len = x->dims[d];
-        int r = (int)((mask >> d) & 1u);
-        if (r) s->count *= len;
-        if (len == 1) continue;
-        if (s->n && s->red[s->n - 1] == r) {
-            s->dims[s->n - 1] *= len;
-        } else {
-            s->dims[s->n] = len;
-            s->red[s->n] = r;
-            s->n++;
-        }
-    }
-    ulc_k_strides(s->n, s->dims, s->stride);
+    s->n = ulc_sh_reduce_groups(x, mask, s->dims, s->stride, s->red, &s->count);
     int g = 0;
     s->O = s->R = s->I = 1;
     if (g < s->n && !s->red[g]) s->O = s->dims[g++];

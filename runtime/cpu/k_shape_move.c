@@ -49,29 +49,7 @@ typedef struct sc_plan {
 
 /* Drops size-1 dims and merges neighbours that are contiguous in both src and dst, so that the
  * innermost loop is as long as possible (a contiguous slice becomes one memcpy per row). */
-static void sc_simplify(sc_plan *p) {
-    int r = 0;
-    for (int d = 0; d < p->rank; d++) {
-        if (p->dims[d] == 1) continue;
-        if (r > 0 && p->is[r - 1] == p->is[d] * p->dims[d] &&
-            p->os[r - 1] == p->os[d] * p->dims[d]) {
-            p->dims[r - 1] *= p->dims[d];
-            p->is[r - 1] = p->is[d];
-            p->os[r - 1] = p->os[d];
-            continue;
-        }
-        p->dims[r] = p->dims[d];
-        p->is[r] = p->is[d];
-        p->os[r] = p->os[d];
-        r++;
-    }
-    if (r == 0) { /* one element */
-        p->dims[0] = 1;
-        p->is[0] = p->os[0] = 1;
-        r = 1;
-    }
-    p->rank = r;
-}
+static void sc_simplify(sc_plan *p) { p->rank = ulc_k_merge_copy_dims(p->rank, p->dims, p->is, p->os); }
 
 #define SC_ROW(T)                                                                                  \
     do {                                                                                           \
@@ -371,30 +349,6 @@ static ulc_status slice_run(ulc_kctx *k) {
 
 /* ---- Gather, GatherElements ------------------------------------------------------------------ */
 
-/* Checks every index against [-dim, dim) before any copy, so a bad one fails cleanly. */
-static ulc_status check_indices(ulc_kctx *k, const ulc_rt_tensor *idx, int64_t dim, int axis) {
-    uint64_t n = ulc_rt_numel(idx);
-    int64_t bad = 0;
-    uint64_t at = 0;
-    int found = 0;
-    if (idx->dtype == ULC_DT_I64) {
-        const int64_t *v = idx->data;
-        for (uint64_t i = 0; i < n && !found; i++)
-            if (v[i] < -dim || v[i] >= dim) found = 1, bad = v[i], at = i;
-    } else {
-        const int32_t *v = idx->data;
-        for (uint64_t i = 0; i < n && !found; i++)
-            if (v[i] < -dim || v[i] >= dim) found = 1, bad = v[i], at = i;
-    }
-    if (found)
-        return ulc_k_fail(k, ULC_ERR_INVALID,
-                          "index %lld (at flat position %llu of indices) is out of range [-%lld, "
-                          "%lld) for axis %d",
-                          (long long)bad, (unsigned long long)at, (long long)dim, (long long)dim,
-                          axis);
-    return ULC_OK;
-}
-
 typedef struct gather_job {
     const char *src;
     char *dst;
@@ -419,7 +373,7 @@ static ulc_status gather_run(ulc_kctx *k) {
     const ulc_rt_tensor *x = k->in[0], *idx = k->in[1];
     int axis;
     ULC_TRY(ulc_k_axis(k, ulc_k_attr_int(k, "axis", 0), x->rank, &axis));
-    ULC_TRY(check_indices(k, idx, x->dims[axis], axis));
+    ULC_TRY(ulc_sh_check_indices(k, idx, idx->data, x->dims[axis], axis)); /* before any copy */
     size_t es = ulc_k_dtype_size(x->dtype);
     gather_job j = {.src = x->data,
                     .dst = k->out[0]->data,
@@ -457,7 +411,7 @@ static ulc_status gather_el_run(ulc_kctx *k) {
     int axis, r = x->rank;
     ULC_TRY(ulc_k_axis(k, ulc_k_attr_int(k, "axis", 0), r, &axis));
     int64_t dim = x->dims[axis];
-    ULC_TRY(check_indices(k, idx, dim, axis));
+    ULC_TRY(ulc_sh_check_indices(k, idx, idx->data, dim, axis));
     for (int d = 0; d < r; d++)
         if (d != axis && idx->dims[d] > x->dims[d]) {
             char b1[96], b2[96];
@@ -546,22 +500,6 @@ static ulc_status trilu_run(ulc_kctx *k) {
 
 /* ---- Pad ------------------------------------------------------------------------------------- */
 
-/* Source index along an axis of size n for output position o (o - begin pad already applied),
- * or -1 for the constant. */
-static int64_t pad_src(int64_t i, int64_t n, int mode) {
-    if (i >= 0 && i < n) return i;
-    switch (mode) {
-    case PAD_EDGE: return i < 0 ? 0 : n - 1;
-    case PAD_WRAP: return ((i % n) + n) % n;
-    case PAD_REFLECT: {
-        if (n == 1) return 0;
-        int64_t per = 2 * (n - 1), m = ((i % per) + per) % per;
-        return m < n ? m : per - m;
-    }
-    default: return -1;
-    }
-}
-
 static ulc_status pad_run(ulc_kctx *k) {
     const ulc_rt_tensor *x = k->in[0];
     ulc_rt_tensor *y = k->out[0];
@@ -618,16 +556,19 @@ static ulc_status pad_run(ulc_kctx *k) {
     int64_t m1 = pb[r - 1] + n_last < cols ? pb[r - 1] + n_last : cols; /* mapping in range */
     for (int64_t row = 0; row < rows; row++) {
         int64_t so = 0;
-        for (int d = 0; d < r - 1; d++) so += pad_src(idx[d] - pb[d], x->dims[d], mode) * xs[d];
+        for (int d = 0; d < r - 1; d++)
+            so += ulc_sh_pad_src(idx[d] - pb[d], x->dims[d], mode) * xs[d];
         const char *s = src + so * (int64_t)es;
         char *o = dst + row * cols * (int64_t)es;
         for (int64_t c = 0; c < m0; c++)
-            memcpy(o + c * (int64_t)es, s + pad_src(c - pb[r - 1], n_last, mode) * (int64_t)es, es);
+            memcpy(o + c * (int64_t)es,
+                   s + ulc_sh_pad_src(c - pb[r - 1], n_last, mode) * (int64_t)es, es);
         if (m1 > m0)
             memcpy(o + m0 * (int64_t)es, s + (m0 - pb[r - 1]) * (int64_t)es,
                    (size_t)(m1 - m0) * es);
         for (int64_t c = m1 > m0 ? m1 : m0; c < cols; c++)
-            memcpy(o + c * (int64_t)es, s + pad_src(c - pb[r - 1], n_last, mode) * (int64_t)es, es);
+            memcpy(o + c * (int64_t)es,
+                   s + ulc_sh_pad_src(c - pb[r - 1], n_last, mode) * (int64_t)es, es);
         for (int d = r - 2; d >= 0; d--) {
             if (++idx[d] < y->dims[d]) break;
             idx[d] = 0;

@@ -1,7 +1,7 @@
 /*
  * cu.h — what every source of the CUDA backend shares (the .cu files of runtime/cuda): the device context a
- * session opens, launching, error reporting, grid sizes, block reductions, and cuBLAS through a
- * table of entry points.
+ * session opens, launching, error reporting, device copies, kernel states (prepare/run/release)
+ * and dtype refusals, grid sizes, block reductions, and cuBLAS through a table of entry points.
  *
  * The sources compile two ways from the same text:
  *
@@ -40,6 +40,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 extern "C" {
 #include "runtime/kutil.h"
@@ -51,8 +52,10 @@ extern "C" {
 /* ---- launching ------------------------------------------------------------------------------ */
 
 #ifdef ULC_CUDA_EMU
+/* the arguments are evaluated on the host before the launch, as CUDA does (device memory is
+ * closed to host code then: the emulator traps a host read of it) */
 #define UCU_LAUNCH(kern, grid, block, smem, stream, ...)                                           \
-    ulc_emu_launch(dim3(grid), dim3(block), (size_t)(smem), [&]() { kern(__VA_ARGS__); })
+    ulc_emu_launch_kernel(dim3(grid), dim3(block), (size_t)(smem), kern, __VA_ARGS__)
 #define UCU_DYN_SMEM(T, name) T *name = reinterpret_cast<T *>(ulc_emu_dyn_smem())
 #else
 #define UCU_LAUNCH(kern, grid, block, smem, stream, ...)                                           \
@@ -114,6 +117,59 @@ ulc_status ucu_blas_check(ulc_kctx *k, int status, const char *what);
         ulc_status ucu_s_ = ucu_check((k), (what));                                                \
         if (ucu_s_ != ULC_OK) return ucu_s_;                                                       \
     } while (0)
+
+/* A device-to-device copy of `bytes` on the session's stream (nothing when bytes is 0 or dst is
+ * src); a failure is recorded naming the node. */
+ulc_status ucu_copy(ulc_kctx *k, void *dst, const void *src, size_t bytes);
+
+/* ---- kernel states and refusals -------------------------------------------------------------- */
+
+/* prepare's refusal of a dtype the kernel has no instance for on this backend. */
+static inline ulc_status ucu_refuse_dtype(ulc_kctx *k, int dt) {
+    return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "dtype %s is not supported by backend cuda",
+                      ulc_dtype_name(dt));
+}
+
+/* release of a kernel whose state is one allocation. */
+static inline void ucu_free_state(void *state) { free(state); }
+
+/* prepare: a zeroed S filled by plan(k, s), kept in k->state only when that succeeds (the
+ * planner releases the states of prepared steps only), else freed; `what` names the state in
+ * the out-of-memory message. */
+template <class S>
+static inline ulc_status ucu_prepare_state(ulc_kctx *k, ulc_status (*plan)(ulc_kctx *, S *),
+                                           const char *what) {
+    S *s = (S *)calloc(1, sizeof(S));
+    if (!s) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory (%s)", what);
+    ulc_status st = plan(k, s);
+    if (st != ULC_OK) {
+        free(s);
+        return st;
+    }
+    k->state = s;
+    return ULC_OK;
+}
+
+/* prepare's status for a kernel that put its state in k->state before it could fail: on failure
+ * the state is freed and k->state cleared (as ucu_prepare_state leaves it). */
+static inline ulc_status ucu_prepared(ulc_kctx *k, ulc_status s) {
+    if (s != ULC_OK) {
+        free(k->state);
+        k->state = NULL;
+    }
+    return s;
+}
+
+/* run: the state prepare kept, or (a step run without prepare) one planned now into *local. */
+template <class S>
+static inline ulc_status ucu_run_state(ulc_kctx *k, ulc_status (*plan)(ulc_kctx *, S *), S *local,
+                                       const S **st) {
+    *st = (const S *)k->state;
+    if (*st) return ULC_OK;
+    ULC_TRY(plan(k, local));
+    *st = local;
+    return ULC_OK;
+}
 
 /* ---- grid sizes: grid-stride loops over n elements ------------------------------------------- */
 

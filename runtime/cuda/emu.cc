@@ -214,7 +214,8 @@ uintptr_t chunk_alloc(Mem &m, size_t r) {
 }
 
 /* Gives [a, a + r) back to its chunk, merging with the free neighbours in the same chunk; a chunk
- * left wholly free is unmapped, a big free range's pages go back to the system. Mem::mu held. */
+ * left wholly free is unmapped (but the last one), the whole huge pages of a free range go back to
+ * the system. Mem::mu held. */
 void chunk_free(Mem &m, std::map<uintptr_t, Region>::iterator reg, uintptr_t a, size_t r) {
     const uintptr_t lo = reg->first, hi = reg->first + reg->second.len;
     auto next = m.free_at.lower_bound(a);
@@ -231,9 +232,13 @@ void chunk_free(Mem &m, std::map<uintptr_t, Region>::iterator reg, uintptr_t a, 
             take_free(m, prev);
         }
     }
-    if (a == lo && r == reg->second.len) {
-        unmap_region(m, reg);
-        return;
+    if (a == lo && r == reg->second.len) { /* wholly free: unmapped, unless it is the last */
+        int chunks = 0;
+        for (auto &g : m.regions) chunks += !g.second.own;
+        if (chunks > 1) {
+            unmap_region(m, reg);
+            return;
+        }
     }
     add_free(m, a, r);
     /* whole huge pages only: a part of one would split it into small pages, and every later

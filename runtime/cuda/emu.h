@@ -62,6 +62,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -583,6 +584,16 @@ template <class F> inline void ulc_emu_launch(dim3 grid, dim3 block, size_t dyn_
     typedef typename std::remove_reference<F>::type Fn;
     ulc_emu_launch_fn(grid, block, dyn_smem, [](void *p) { (*static_cast<Fn *>(p))(); },
                       const_cast<void *>(static_cast<const void *>(&body)));
+}
+/* A launch as <<<>>> makes one: the arguments are evaluated once, by the host, before any
+ * device memory opens (so an argument that reads device memory is trapped), converted to the
+ * kernel's parameter types; every thread then calls kern with them. */
+template <class... P, class... A>
+inline void ulc_emu_launch_kernel(dim3 grid, dim3 block, size_t dyn_smem, void (*kern)(P...),
+                                  A &&...args) {
+    static_assert(sizeof...(P) == sizeof...(A), "a kernel launched with the wrong argument count");
+    std::tuple<typename std::decay<P>::type...> a(std::forward<A>(args)...);
+    ulc_emu_launch(grid, block, dyn_smem, [&]() { std::apply(kern, a); });
 }
 /* The running launch's dynamic shared memory: 16-byte aligned, dyn_smem bytes of 0xA5 at the
  * start of every block. */

@@ -145,6 +145,26 @@ static long long at_smem_floats(int rw, int nc, int dch) {
     return bq * dch + (long long)AT_BK * (dch > vw ? dch : vw) + bq * AT_BK;
 }
 
+/* dst[i·cols + j] = the view's element (r0 + i, c0 + j) (strides rs, cs), 0 past (rlim, clim),
+ * for a rows × cols tile in shared memory: the block's threads walk the view's unit-stride
+ * index fastest, so the reads coalesce. */
+__device__ __forceinline__ void at_load_tile(float *dst, int rows, int cols, const float *src,
+                                             long long r0, long long c0, long long rlim,
+                                             long long clim, long long rs, long long cs) {
+    for (int i = (int)threadIdx.x; i < rows * cols; i += AT_THREADS) {
+        int ri, ci;
+        if (cs == 1) {
+            ri = i / cols;
+            ci = i - ri * cols;
+        } else {
+            ci = i / rows;
+            ri = i - ci * rows;
+        }
+        long long r = r0 + ri, c = c0 + ci;
+        dst[ri * cols + ci] = r < rlim && c < clim ? src[r * rs + c * cs] : 0.0f;
+    }
+}
+
 template <int RW, int NC>
 __global__ void at_fwd_kernel(at_fwd p) {
     UCU_DYN_SMEM(float, sm);
@@ -173,32 +193,9 @@ __global__ void at_fwd_kernel(at_fwd p) {
             for (int c = 0; c < p.nchunks; c++) {
                 const long long d0 = (long long)c * dch;
                 __syncthreads(); /* the previous tile's readers are done with Qs and KV */
-                if (p.nchunks > 1 || k0 == 0) {
-                    for (int i = tid; i < BQ * dch; i += AT_THREADS) {
-                        int rr, dd;
-                        if (p.vq.cs == 1) {
-                            rr = i / dch;
-                            dd = i - rr * dch;
-                        } else {
-                            dd = i / BQ;
-                            rr = i - dd * BQ;
-                        }
-                        long long r = q0 + rr, d = d0 + dd;
-                        Qs[rr * dch + dd] = r < p.tq && d < p.d ? Q[r * p.vq.rs + d * p.vq.cs] : 0.0f;
-                    }
-                }
-                for (int i = tid; i < dch * AT_BK; i += AT_THREADS) {
-                    int dd, j;
-                    if (p.vk.cs == 1) {
-                        dd = i / AT_BK;
-                        j = i - dd * AT_BK;
-                    } else {
-                        j = i / dch;
-                        dd = i - j * dch;
-                    }
-                    long long d = d0 + dd, key = k0 + j;
-                    KV[dd * AT_BK + j] = d < p.d && key < p.tk ? KT[d * p.vk.rs + key * p.vk.cs] : 0.0f;
-                }
+                if (p.nchunks > 1 || k0 == 0) /* Q's rows [BQ, dch] */
+                    at_load_tile(Qs, BQ, dch, Q, q0, d0, p.tq, p.d, p.vq.rs, p.vq.cs);
+                at_load_tile(KV, dch, AT_BK, KT, d0, k0, p.d, p.tk, p.vk.rs, p.vk.cs); /* Kᵀ [dch, 32] */
                 __syncthreads();
                 for (int dd = 0; dd < dch; dd += 4) {
                     const float k0v = KV[dd * AT_BK + lane], k1v = KV[(dd + 1) * AT_BK + lane],
@@ -231,18 +228,7 @@ __global__ void at_fwd_kernel(at_fwd p) {
             }
             __syncthreads(); /* every warp is done with the Kᵀ tile */
             const int nk = p.tk - k0 < AT_BK ? (int)(p.tk - k0) : AT_BK;
-            for (int i = tid; i < AT_BK * VW; i += AT_THREADS) {
-                int j, cc;
-                if (p.vv.cs == 1) {
-                    j = i / VW;
-                    cc = i - j * VW;
-                } else {
-                    cc = i / AT_BK;
-                    j = i - cc * AT_BK;
-                }
-                long long kk = k0 + j, col = dv0 + cc;
-                KV[j * VW + cc] = kk < p.tk && col < p.dv ? V[kk * p.vv.rs + col * p.vv.cs] : 0.0f;
-            }
+            at_load_tile(KV, AT_BK, VW, V, k0, dv0, p.tk, p.dv, p.vv.rs, p.vv.cs); /* V [32, VW] */
             __syncthreads();
             for (int j = 0; j < nk; j++) {
                 float vj[NC];
@@ -307,8 +293,6 @@ typedef struct at_state {
     long long nb;          /* the gradient: batch entries per chunk */
     int minput[ULC_ATTN_MAX_OPS]; /* each transform's mask input slot, or -1 */
 } at_state;
-
-static void at_release(void *s) { free(s); }
 
 static void at_copy_view(at_view *dst, const ulc_attn_view *src, int nlead) {
     memset(dst, 0, sizeof *dst);
@@ -402,32 +386,24 @@ static ulc_status at_setup(ulc_kctx *k, const ulc_sh_attn *g, int grad) {
 
 /* The planner's fused step: k->state is its program and geometry (ours to free from here on). */
 static ulc_status at_fused_prepare(ulc_kctx *k) {
-    ulc_attn *a = (ulc_attn *)k->state;
     ulc_sh_attn g;
-    memset(&g, 0, sizeof g);
-    g.a = *a;
-    free(a);
-    k->state = NULL;
+    ulc_sh_attn_take(k, &g);
     int r = g.a.rank;
     if (r < 2 || r > ULC_RT_MAX_RANK || g.a.o.cs != 1)
         return ulc_k_fail(k, ULC_ERR_INTERNAL, "attention: an operand view backend cuda cannot write");
-    g.tq = g.a.sdims[r - 2];
-    g.tk = g.a.sdims[r - 1];
-    g.batch = 1;
-    for (int d = 0; d < r - 2; d++) g.batch *= g.a.sdims[d];
-    return at_setup(k, &g, 0);
+    return ucu_prepared(k, at_setup(k, &g, 0));
 }
 
 static ulc_status at_op_prepare(ulc_kctx *k) {
     ulc_sh_attn g;
     ULC_TRY(ulc_sh_attn_geom(k, 0, &g));
-    return at_setup(k, &g, 0);
+    return ucu_prepared(k, at_setup(k, &g, 0));
 }
 
 static ulc_status at_grad_prepare(ulc_kctx *k) {
     ulc_sh_attn g;
     ULC_TRY(ulc_sh_attn_geom(k, 1, &g));
-    return at_setup(k, &g, 1);
+    return ucu_prepared(k, at_setup(k, &g, 1));
 }
 
 /* The masks' device pointers (bound per run). */
@@ -607,9 +583,9 @@ static ulc_status at_grad_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_attn_fused = {0, 0, at_fused_prepare, at_run, at_release, NULL};
-static const ulc_kernel k_attn_op = {0, 0, at_op_prepare, at_run, at_release, NULL};
-static const ulc_kernel k_attn_grad = {0, 0, at_grad_prepare, at_grad_run, at_release, NULL};
+static const ulc_kernel k_attn_fused = {0, 0, at_fused_prepare, at_run, ucu_free_state, NULL};
+static const ulc_kernel k_attn_op = {0, 0, at_op_prepare, at_run, ucu_free_state, NULL};
+static const ulc_kernel k_attn_grad = {0, 0, at_grad_prepare, at_grad_run, ucu_free_state, NULL};
 
 void ucu_reg_attn(ucu_table t) {
     t[ULC_OP_Attention] = &k_attn_op;

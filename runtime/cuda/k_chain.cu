@@ -127,9 +127,7 @@ static ulc_status chain_run(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static void chain_release(void *state) { free(state); }
-
-static const ulc_kernel k_chain_k = {0, 0, chain_prepare, chain_run, chain_release, NULL};
+static const ulc_kernel k_chain_k = {0, 0, chain_prepare, chain_run, ucu_free_state, NULL};
 
 const ulc_kernel *ucu_chain_kernel(void) { return &k_chain_k; }
 

@@ -44,27 +44,11 @@ typedef struct EwPlan {
 } EwPlan;
 
 static void ew_plan_make(EwPlan *p, const ulc_rt_tensor *out, const ulc_rt_tensor *const *ops, int nops) {
-    int64_t st[EW_MAX_OPS][ULC_RT_MAX_RANK];
     memset(p, 0, sizeof *p);
-    for (int k = 0; k < nops; k++) ulc_k_bcast_strides(ops[k], out->rank, out->dims, st[k]);
     p->nops = nops;
     p->n = (int64_t)ulc_rt_numel(out);
     p->small = p->n < ((int64_t)1 << 31);
-    int r = 0;
-    for (int d = 0; d < out->rank; d++) {
-        int64_t n = out->dims[d];
-        if (n == 1) continue;
-        int merge = r > 0;
-        for (int k = 0; k < nops && merge; k++) merge = p->st[k][r - 1] == st[k][d] * n;
-        if (merge) {
-            p->dims[r - 1] *= n;
-            for (int k = 0; k < nops; k++) p->st[k][r - 1] = st[k][d];
-            continue;
-        }
-        p->dims[r] = n;
-        for (int k = 0; k < nops; k++) p->st[k][r] = st[k][d];
-        r++;
-    }
+    int r = ulc_k_bcast_collapse(out, ops, nops, p->dims, p->st);
     if (r == 0) { /* one element (or none) */
         p->dims[0] = p->n;
         for (int k = 0; k < nops; k++) p->st[k][0] = 0;
@@ -377,7 +361,7 @@ static ulc_status binary_prepare(ulc_kctx *k) {
                               "base %s with exponent %s is not supported by backend cuda (f32, f64, i32, i64)",
                               ulc_dtype_name(a->dtype), ulc_dtype_name(b->dtype));
     } else if (!(fn = bin_fn(op, a->dtype))) {
-        return ew_refuse_dtype(k, a->dtype);
+        return ucu_refuse_dtype(k, a->dtype);
     }
     EwState *st = NULL;
     ULC_TRY(ew_state(k, 1, &st));
@@ -408,9 +392,9 @@ static ulc_status variadic_prepare(ulc_kctx *k) {
     ULC_TRY(ulc_sh_ew_binop(k, &op));
     int dt = k->in[0]->dtype;
     ew_bin_fn fn = bin_fn(op, dt);
-    if (!fn) return ew_refuse_dtype(k, dt);
+    if (!fn) return ucu_refuse_dtype(k, dt);
     size_t es = ulc_k_dtype_size(dt);
-    if (k->n_in == 1 && (es > 8 || !g_first[es])) return ew_refuse_dtype(k, dt);
+    if (k->n_in == 1 && (es > 8 || !g_first[es])) return ucu_refuse_dtype(k, dt);
     EwState *st = NULL;
     ULC_TRY(ew_state(k, k->n_in > 1 ? k->n_in - 1 : 1, &st));
     st->bin = k->n_in == 1 ? g_first[es] : fn;
@@ -502,7 +486,7 @@ static ulc_status where_prepare(ulc_kctx *k) {
                      : es == 4 ? where_launch<uint32_t>
                      : es == 8 ? where_launch<uint64_t>
                                : NULL;
-    if (!fn) return ew_refuse_dtype(k, dt);
+    if (!fn) return ucu_refuse_dtype(k, dt);
     EwState *st = NULL;
     ULC_TRY(ew_state(k, 1, &st));
     st->where = fn;

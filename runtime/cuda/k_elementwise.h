@@ -1,8 +1,8 @@
 /*
  * k_elementwise.h — what the CUDA backend's elementwise files share (k_elementwise.cu: binary,
  * variadic, Where and the registration; k_elementwise_unary.cu: unary ops, Clip, Cast): the
- * dtype lists the typed kernels are stamped out for, the vector-or-scalar grid, the refusal of
- * a dtype. Private to those files; the scalar math is ew_math.h's.
+ * dtype lists the typed kernels are stamped out for, the vector-or-scalar grid. Private to
+ * those files; the scalar math is ew_math.h's (a dtype is refused with cu.h's ucu_refuse_dtype).
  */
 #ifndef ULC_RUNTIME_CUDA_K_ELEMENTWISE_H
 #define ULC_RUNTIME_CUDA_K_ELEMENTWISE_H
@@ -37,10 +37,6 @@ static inline int ew_aligned(const void *p, size_t a) { return ((uintptr_t)p % a
 static inline unsigned ew_grid(int64_t n, int64_t nvec) {
     int64_t items = nvec / 4 > n - nvec ? nvec / 4 : n - nvec;
     return ucu_blocks(items, UCU_THREADS);
-}
-
-static inline ulc_status ew_refuse_dtype(ulc_kctx *k, int dt) {
-    return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "dtype %s is not supported by backend cuda", ulc_dtype_name(dt));
 }
 
 /* Fills the unary ops', Clip's, Cast's and CastLike's slots (k_elementwise_unary.cu). */

@@ -41,8 +41,6 @@ static ulc_status ew_ustate(ulc_kctx *k, EwUState **out) {
     return ULC_OK;
 }
 
-static void ew_urelease(void *s) { free(s); }
-
 /* ---- unary ops -------------------------------------------------------------------------------- */
 
 #define EW_UFN template <class T> static __device__ __forceinline__
@@ -209,7 +207,7 @@ static ulc_status unary_prepare(ulc_kctx *k) {
     ULC_TRY(ulc_sh_ew_unop(k, &u, &p));
     int dt = k->in[0]->dtype;
     ew_un_fn fn = dt > 0 && dt < ULC_DT_COUNT_ ? g_un[u][dt] : NULL;
-    if (!fn) return ew_refuse_dtype(k, dt);
+    if (!fn) return ucu_refuse_dtype(k, dt);
     EwUState *st = NULL;
     ULC_TRY(ew_ustate(k, &st));
     st->un = fn;
@@ -226,7 +224,7 @@ static ulc_status unary_run(ulc_kctx *k) {
     return st->un(k, k->in[0]->data, k->out[0]->data, (int64_t)ulc_rt_numel(k->in[0]), &st->up);
 }
 
-static const ulc_kernel k_unary_k = {0, 0, unary_prepare, unary_run, ew_urelease, NULL};
+static const ulc_kernel k_unary_k = {0, 0, unary_prepare, unary_run, ucu_free_state, NULL};
 
 /* ---- Clip: min(max(x, lo), hi); lo / hi read on the device from the optional scalar inputs ----- */
 
@@ -269,7 +267,7 @@ static ulc_status clip_prepare(ulc_kctx *k) {
                     : dt == ULC_DT_I32 ? clip_launch<int32_t>
                     : dt == ULC_DT_I64 ? clip_launch<int64_t>
                                        : NULL;
-    if (!fn) return ew_refuse_dtype(k, dt);
+    if (!fn) return ucu_refuse_dtype(k, dt);
     ew_upar p;
     memset(&p, 0, sizeof p);
     ULC_TRY(ulc_sh_clip_bounds(k, 0, &p)); /* the dtype's range, or the attributes before opset 11 */
@@ -292,7 +290,7 @@ static ulc_status clip_run(ulc_kctx *k) {
     return st->clip(k, k->in[0]->data, k->out[0]->data, (int64_t)ulc_rt_numel(k->in[0]), lo, hi, st->lo, st->hi);
 }
 
-static const ulc_kernel k_clip_k = {0, 0, clip_prepare, clip_run, ew_urelease, NULL};
+static const ulc_kernel k_clip_k = {0, 0, clip_prepare, clip_run, ucu_free_state, NULL};
 
 /* ---- Cast / CastLike -------------------------------------------------------------------------- */
 
@@ -399,7 +397,7 @@ static ulc_status cast_prepare(ulc_kctx *k) {
     return ULC_OK;
 }
 
-static const ulc_kernel k_cast_k = {0, 0, cast_prepare, unary_run, ew_urelease, NULL};
+static const ulc_kernel k_cast_k = {0, 0, cast_prepare, unary_run, ucu_free_state, NULL};
 
 /* ---- registration ------------------------------------------------------------------------------ */
 

@@ -251,10 +251,8 @@ static ulc_status cg_prepare_common(ulc_kctx *k, int weight) {
     return ULC_OK;
 }
 
-static ulc_status cgd_prepare(ulc_kctx *k) { return cg_prepare_common(k, 0); }
-static ulc_status cgw_prepare(ulc_kctx *k) { return cg_prepare_common(k, 1); }
-
-static void cg_release(void *p) { free(p); }
+static ulc_status cgd_prepare(ulc_kctx *k) { return ucu_prepared(k, cg_prepare_common(k, 0)); }
+static ulc_status cgw_prepare(ulc_kctx *k) { return ucu_prepared(k, cg_prepare_common(k, 1)); }
 
 static ulc_status cgd_gemm_run(ulc_kctx *k, const cg_state *s) {
     const cg_geom *g = &s->g;
@@ -361,8 +359,8 @@ static ulc_status cg_run(ulc_kctx *k) {
 }
 
 /* blocked_inputs, flags, prepare, run, release, can_fuse */
-static const ulc_kernel k_conv_grad_data = {0, 0, cgd_prepare, cg_run, cg_release, NULL};
-static const ulc_kernel k_conv_grad_weight = {0, 0, cgw_prepare, cg_run, cg_release, NULL};
+static const ulc_kernel k_conv_grad_data = {0, 0, cgd_prepare, cg_run, ucu_free_state, NULL};
+static const ulc_kernel k_conv_grad_weight = {0, 0, cgw_prepare, cg_run, ucu_free_state, NULL};
 
 void ucu_reg_grad_conv(ucu_table t) {
     t[ULC_OP_ConvGradData] = &k_conv_grad_data;

@@ -128,7 +128,11 @@ static ulc_status sce_launch(ulc_kctx *k, const sce_args &a, int grad) {
     return ULC_OK;
 }
 
-static void sce_common(const ulc_sh_sce &g, sce_args *a) {
+/* The arguments the forward and the gradient share, from the op's geometry (grad: the
+ * gradient's inputs). */
+static ulc_status sce_common(ulc_kctx *k, int grad, sce_args *a) {
+    ulc_sh_sce g;
+    ULC_TRY(ulc_sh_sce_geom(k, grad, &g));
     memset(a, 0, sizeof *a);
     a->z = (const float *)g.z->data;
     a->p = g.p ? (const float *)g.p->data : NULL;
@@ -137,31 +141,28 @@ static void sce_common(const ulc_sh_sce &g, sce_args *a) {
     a->R = g.R;
     a->V = g.V;
     a->p_rows = g.p_rows;
+    return ULC_OK;
 }
 
 static ulc_status sce_run(ulc_kctx *k) {
-    ulc_sh_sce g;
-    ULC_TRY(ulc_sh_sce_geom(k, 0, &g));
     sce_args a;
-    sce_common(g, &a);
+    ULC_TRY(sce_common(k, 0, &a));
     a.ce = ucu_out_f32(k, 0);
     a.lse = ucu_out_f32(k, 1);
     a.sce = ucu_out_f32(k, 2);
-    if (g.R == 0 || (!a.ce && !a.lse && !a.sce)) return ULC_OK;
+    if (a.R == 0 || (!a.ce && !a.lse && !a.sce)) return ULC_OK;
     return sce_launch(k, a, 0);
 }
 
 static ulc_status sce_grad_run(ulc_kctx *k) {
-    ulc_sh_sce g;
-    ULC_TRY(ulc_sh_sce_geom(k, 1, &g));
     sce_args a;
-    sce_common(g, &a);
+    ULC_TRY(sce_common(k, 1, &a));
     a.lse_in = ucu_in_f32(k, 2);
     a.dce = ucu_in_f32(k, 3);
     a.dlse = ucu_in_f32(k, 4);
     a.dsce = ucu_in_f32(k, 5);
     a.dz = (float *)k->out[0]->data;
-    if (g.R == 0 || g.V == 0) return ULC_OK;
+    if (a.R == 0 || a.V == 0) return ULC_OK;
     return sce_launch(k, a, 1);
 }
 

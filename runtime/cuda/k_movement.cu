@@ -53,9 +53,7 @@ UCU_BEGIN
 /* Bytes per element of dt, or an error naming the node for a dtype the backend cannot move. */
 static ulc_status mv_es(ulc_kctx *k, int dt, size_t *es) {
     size_t s = ulc_k_dtype_size(dt);
-    if (s != 1 && s != 2 && s != 4 && s != 8)
-        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "dtype %s is not supported by backend cuda",
-                          ulc_dtype_name(dt));
+    if (s != 1 && s != 2 && s != 4 && s != 8) return ucu_refuse_dtype(k, dt);
     *es = s;
     return ULC_OK;
 }
@@ -84,22 +82,34 @@ static ulc_kctx *mv_host_view(ulc_kctx *k, mv_hview *h) {
     return &h->k;
 }
 
-static void mv_release(void *state) { free(state); }
-
-/* name_prepare: a zeroed S filled by name_prep, kept in k->state only when that succeeds (the
- * planner releases the states of prepared steps only). */
-#define MV_PREPARE(name, S)                                                                        \
+/* name_prepare: a zeroed state filled by name_prep, kept only when that succeeds (cu.h). */
+#define MV_PREPARE(name)                                                                           \
     static ulc_status name##_prepare(ulc_kctx *k) {                                                \
-        S *s = (S *)calloc(1, sizeof(S));                                                          \
-        if (!s) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory (kernel state)");               \
-        ulc_status st = name##_prep(k, s);                                                         \
-        if (st != ULC_OK) {                                                                        \
-            free(s);                                                                               \
-            return st;                                                                             \
-        }                                                                                          \
-        k->state = s;                                                                              \
-        return ULC_OK;                                                                             \
+        return ucu_prepare_state(k, name##_prep, "kernel state");                                  \
     }
+
+/* f(W()) with W the unsigned word of es bytes (1, 2, 4 or 8): a kernel's instance for the
+ * elements it moves. */
+template <typename F> static void mv_by_es(size_t es, F &&f) {
+    switch (es) {
+    case 1: f(uint8_t()); break;
+    case 2: f(uint16_t()); break;
+    case 4: f(uint32_t()); break;
+    default: f((unsigned long long)0); break;
+    }
+}
+
+/* The same for a word of w bytes from mv_word (1 to 16; 16: uint4). */
+template <typename F> static void mv_by_word(size_t w, F &&f) {
+    if (w == 16) f(uint4());
+    else mv_by_es(w, f);
+}
+
+/* f(I()) with I the C type of indices of dtype int64 (i64) or int32. */
+template <typename F> static void mv_by_index(int i64, F &&f) {
+    if (i64) f((long long)0);
+    else f(int32_t());
+}
 
 /* The widest word (16, 8, 4, 2, 1 bytes) that divides every value of v[0..n) and every
  * pointer's address. */
@@ -113,17 +123,6 @@ static size_t mv_word(const int64_t *v, int n, const void *const *ptrs, int np) 
     return 1;
 }
 
-static ulc_status mv_copy_bytes(ulc_kctx *k, void *dst, const void *src, size_t bytes) {
-    if (!bytes || dst == src) return ULC_OK;
-    cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, ucu_stream(k));
-    if (e != cudaSuccess) {
-        (void)cudaGetLastError();
-        return ulc_k_fail(k, ULC_ERR_INTERNAL, "CUDA copy of %zu bytes: %s", bytes,
-                          cudaGetErrorString(e));
-    }
-    return ULC_OK;
-}
-
 /* ---- fills ----------------------------------------------------------------------------------- */
 
 template <typename T> __global__ void mv_fill_kernel(T *p, int64_t n, T v) {
@@ -134,36 +133,13 @@ template <typename T> __global__ void mv_fill_kernel(T *p, int64_t n, T v) {
 static ulc_status mv_fill(ulc_kctx *k, void *p, int64_t n, const void *elem, size_t es) {
     if (n <= 0) return ULC_OK;
     unsigned g = ucu_blocks(n, UCU_THREADS);
-    switch (es) {
-    case 1: {
-        uint8_t v;
-        memcpy(&v, elem, 1);
-        auto f = mv_fill_kernel<uint8_t>;
-        UCU_LAUNCH(f, g, UCU_THREADS, 0, ucu_stream(k), (uint8_t *)p, n, v);
-        break;
-    }
-    case 2: {
-        uint16_t v;
-        memcpy(&v, elem, 2);
-        auto f = mv_fill_kernel<uint16_t>;
-        UCU_LAUNCH(f, g, UCU_THREADS, 0, ucu_stream(k), (uint16_t *)p, n, v);
-        break;
-    }
-    case 4: {
-        uint32_t v;
-        memcpy(&v, elem, 4);
-        auto f = mv_fill_kernel<uint32_t>;
-        UCU_LAUNCH(f, g, UCU_THREADS, 0, ucu_stream(k), (uint32_t *)p, n, v);
-        break;
-    }
-    default: {
-        unsigned long long v;
-        memcpy(&v, elem, 8);
-        auto f = mv_fill_kernel<unsigned long long>;
-        UCU_LAUNCH(f, g, UCU_THREADS, 0, ucu_stream(k), (unsigned long long *)p, n, v);
-        break;
-    }
-    }
+    mv_by_es(es, [&](auto z) {
+        typedef decltype(z) W;
+        W v;
+        memcpy(&v, elem, sizeof v);
+        auto f = mv_fill_kernel<W>;
+        UCU_LAUNCH(f, g, UCU_THREADS, 0, ucu_stream(k), (W *)p, n, v);
+    });
     UCU_TRY_LAUNCH(k, "fill");
     return ULC_OK;
 }
@@ -178,30 +154,10 @@ typedef struct mv_geo {
     int64_t is[MV_MAX_RANK], os[MV_MAX_RANK];
 } mv_geo;
 
-/* Drops size-1 dims and merges neighbours contiguous in both src and dst (the CPU's
- * sc_simplify). */
+/* Drops size-1 dims and merges neighbours contiguous in both src and dst (as the CPU's
+ * sc_simplify: kutil's ulc_k_merge_copy_dims). */
 static void mv_simplify(mv_geo *p) {
-    int r = 0;
-    for (int d = 0; d < p->rank; d++) {
-        if (p->dims[d] == 1) continue;
-        if (r > 0 && p->is[r - 1] == p->is[d] * p->dims[d] &&
-            p->os[r - 1] == p->os[d] * p->dims[d]) {
-            p->dims[r - 1] *= p->dims[d];
-            p->is[r - 1] = p->is[d];
-            p->os[r - 1] = p->os[d];
-            continue;
-        }
-        p->dims[r] = p->dims[d];
-        p->is[r] = p->is[d];
-        p->os[r] = p->os[d];
-        r++;
-    }
-    if (r == 0) {
-        p->dims[0] = 1;
-        p->is[0] = p->os[0] = 1;
-        r = 1;
-    }
-    p->rank = r;
+    p->rank = ulc_k_merge_copy_dims(p->rank, p->dims, p->is, p->os);
 }
 
 static int64_t mv_geo_numel(const mv_geo *p) {
@@ -289,13 +245,7 @@ static ulc_status mv_sc_run(ulc_kctx *k, const mv_geo *p, const void *src, void 
     }
     a.n = 1;
     for (int d = 0; d < a.rank; d++) a.n *= a.dims[d];
-    switch (w) {
-    case 1: mv_sc_launch<uint8_t>(k, a); break;
-    case 2: mv_sc_launch<uint16_t>(k, a); break;
-    case 4: mv_sc_launch<uint32_t>(k, a); break;
-    case 8: mv_sc_launch<unsigned long long>(k, a); break;
-    default: mv_sc_launch<uint4>(k, a); break;
-    }
+    mv_by_word(w, [&](auto z) { mv_sc_launch<decltype(z)>(k, a); });
     UCU_TRY_LAUNCH(k, what);
     return ULC_OK;
 }
@@ -307,7 +257,7 @@ static ulc_status view_run(ulc_kctx *k) {
     const ulc_rt_tensor *x = k->in[0];
     ulc_rt_tensor *y = k->out[0];
     if (!y || !x) return ULC_OK;
-    return mv_copy_bytes(k, y->data, x->data, (size_t)ulc_rt_numel(x) * ulc_k_dtype_size(x->dtype));
+    return ucu_copy(k, y->data, x->data, (size_t)ulc_rt_numel(x) * ulc_k_dtype_size(x->dtype));
 }
 
 typedef struct dropout_state {
@@ -359,7 +309,7 @@ static ulc_status dropout_run(ulc_kctx *k) {
     const dropout_state *s = (const dropout_state *)k->state;
     const ulc_rt_tensor *x = k->in[0];
     ulc_rt_tensor *y = k->out[0];
-    if (y) ULC_TRY(mv_copy_bytes(k, y->data, x->data, (size_t)ulc_rt_numel(x) * s->es));
+    if (y) ULC_TRY(ucu_copy(k, y->data, x->data, (size_t)ulc_rt_numel(x) * s->es));
     ulc_rt_tensor *mask = out_opt(k, 1);
     if (mask) ULC_TRY(mv_fill(k, mask->data, (int64_t)ulc_rt_numel(mask), s->one, s->mask_es));
     return ULC_OK;
@@ -454,8 +404,7 @@ static ulc_status range_prep(ulc_kctx *k, range_state *s) {
         s->is = ulc_k_int_at(&h[0], 0);
         s->id = ulc_k_int_at(&h[2], 0);
     } else {
-        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "dtype %s is not supported by backend cuda",
-                          ulc_dtype_name(dt));
+        return ucu_refuse_dtype(k, dt);
     }
     return ULC_OK;
 }
@@ -469,6 +418,11 @@ static ulc_status range_run(ulc_kctx *k) {
     cudaStream_t st = ucu_stream(k);
     (void)st; /* the emulator ignores the stream */
     uint64_t us = (uint64_t)s->is, ud = (uint64_t)s->id;
+    auto launch_int = [&](auto z) { /* range_int_kernel for the C type of z */
+        typedef decltype(z) T;
+        auto f = range_int_kernel<T>;
+        UCU_LAUNCH(f, g, UCU_THREADS, 0, st, (T *)y->data, n, us, ud);
+    };
     switch (s->dtype) {
     case ULC_DT_F32:
         UCU_LAUNCH(range_f32_kernel, g, UCU_THREADS, 0, st, (float *)y->data, n, (float)s->fs,
@@ -477,49 +431,16 @@ static ulc_status range_run(ulc_kctx *k) {
     case ULC_DT_F64:
         UCU_LAUNCH(range_f64_kernel, g, UCU_THREADS, 0, st, (double *)y->data, n, s->fs, s->fd);
         break;
-    case ULC_DT_I64: {
-        auto f = range_int_kernel<long long>;
-        UCU_LAUNCH(f, g, UCU_THREADS, 0, st, (long long *)y->data, n, us, ud);
-        break;
-    }
-    case ULC_DT_U64: {
-        auto f = range_int_kernel<unsigned long long>;
-        UCU_LAUNCH(f, g, UCU_THREADS, 0, st, (unsigned long long *)y->data, n, us, ud);
-        break;
-    }
-    case ULC_DT_I32: {
-        auto f = range_int_kernel<int32_t>;
-        UCU_LAUNCH(f, g, UCU_THREADS, 0, st, (int32_t *)y->data, n, us, ud);
-        break;
-    }
-    case ULC_DT_U32: {
-        auto f = range_int_kernel<uint32_t>;
-        UCU_LAUNCH(f, g, UCU_THREADS, 0, st, (uint32_t *)y->data, n, us, ud);
-        break;
-    }
-    case ULC_DT_I16: {
-        auto f = range_int_kernel<int16_t>;
-        UCU_LAUNCH(f, g, UCU_THREADS, 0, st, (int16_t *)y->data, n, us, ud);
-        break;
-    }
-    case ULC_DT_U16: {
-        auto f = range_int_kernel<uint16_t>;
-        UCU_LAUNCH(f, g, UCU_THREADS, 0, st, (uint16_t *)y->data, n, us, ud);
-        break;
-    }
-    case ULC_DT_I8: {
-        auto f = range_int_kernel<int8_t>;
-        UCU_LAUNCH(f, g, UCU_THREADS, 0, st, (int8_t *)y->data, n, us, ud);
-        break;
-    }
-    case ULC_DT_U8: {
-        auto f = range_int_kernel<uint8_t>;
-        UCU_LAUNCH(f, g, UCU_THREADS, 0, st, (uint8_t *)y->data, n, us, ud);
-        break;
-    }
+    case ULC_DT_I64: launch_int((long long)0); break;
+    case ULC_DT_U64: launch_int((unsigned long long)0); break;
+    case ULC_DT_I32: launch_int(int32_t()); break;
+    case ULC_DT_U32: launch_int(uint32_t()); break;
+    case ULC_DT_I16: launch_int(int16_t()); break;
+    case ULC_DT_U16: launch_int(uint16_t()); break;
+    case ULC_DT_I8: launch_int(int8_t()); break;
+    case ULC_DT_U8: launch_int(uint8_t()); break;
     default:
-        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "dtype %s is not supported by backend cuda",
-                          ulc_dtype_name(s->dtype));
+        return ucu_refuse_dtype(k, s->dtype);
     }
     UCU_TRY_LAUNCH(k, "Range");
     return ULC_OK;
@@ -635,12 +556,7 @@ static ulc_status transpose_run(ulc_kctx *k) {
         outer *= g->dims[d];
     }
     a.tiles = a.tA * a.tQ * outer;
-    switch (s->es) {
-    case 1: tr_launch<uint8_t>(k, a); break;
-    case 2: tr_launch<uint16_t>(k, a); break;
-    case 4: tr_launch<uint32_t>(k, a); break;
-    default: tr_launch<unsigned long long>(k, a); break;
-    }
+    mv_by_es(s->es, [&](auto z) { tr_launch<decltype(z)>(k, a); });
     UCU_TRY_LAUNCH(k, "Transpose");
     return ULC_OK;
 }
@@ -730,13 +646,7 @@ static ulc_status cat_move(ulc_kctx *k, int split, char *whole, int64_t row, int
             a.part[j].off /= (int64_t)w;
         }
         int64_t maxn = maxb / (int64_t)w * outer;
-        switch (w) {
-        case 1: cat_launch<uint8_t>(k, a, maxn, split); break;
-        case 2: cat_launch<uint16_t>(k, a, maxn, split); break;
-        case 4: cat_launch<uint32_t>(k, a, maxn, split); break;
-        case 8: cat_launch<unsigned long long>(k, a, maxn, split); break;
-        default: cat_launch<uint4>(k, a, maxn, split); break;
-        }
+        mv_by_word(w, [&](auto z) { cat_launch<decltype(z)>(k, a, maxn, split); });
         UCU_TRY_LAUNCH(k, what);
     }
     return ULC_OK;
@@ -870,27 +780,6 @@ static ulc_status tile_prep(ulc_kctx *k, sc_state *s) {
 
 /* ---- Gather, GatherElements ------------------------------------------------------------------ */
 
-/* Checks every index against [-dim, dim) (the CPU's check_indices), on host values. */
-static ulc_status check_indices(ulc_kctx *k, const ulc_rt_tensor *idx, const void *host,
-                                int64_t dim, int axis) {
-    uint64_t n = ulc_rt_numel(idx);
-    int64_t bad = 0;
-    uint64_t at = 0;
-    int found = 0;
-    for (uint64_t i = 0; i < n && !found; i++) {
-        int64_t v = idx->dtype == ULC_DT_I64 ? ((const int64_t *)host)[i]
-                                             : ((const int32_t *)host)[i];
-        if (v < -dim || v >= dim) found = 1, bad = v, at = i;
-    }
-    if (found)
-        return ulc_k_fail(k, ULC_ERR_INVALID,
-                          "index %lld (at flat position %llu of indices) is out of range [-%lld, "
-                          "%lld) for axis %d",
-                          (long long)bad, (unsigned long long)at, (long long)dim, (long long)dim,
-                          axis);
-    return ULC_OK;
-}
-
 typedef struct gather_args {
     const char *src;
     char *dst;
@@ -913,18 +802,6 @@ template <typename W, typename IT> __global__ void gather_kernel(gather_args a) 
     }
 }
 
-template <typename W> static void gather_launch(ulc_kctx *k, const gather_args &a, int i64) {
-    (void)k; /* the emulator ignores the stream */
-    unsigned g = ucu_blocks(a.n, UCU_THREADS);
-    if (i64) {
-        auto f = gather_kernel<W, long long>;
-        UCU_LAUNCH(f, g, UCU_THREADS, 0, ucu_stream(k), a);
-    } else {
-        auto f = gather_kernel<W, int32_t>;
-        UCU_LAUNCH(f, g, UCU_THREADS, 0, ucu_stream(k), a);
-    }
-}
-
 typedef struct gather_state {
     int axis;
     size_t es;
@@ -936,7 +813,7 @@ static ulc_status gather_prep(ulc_kctx *k, gather_state *s) {
     ULC_TRY(mv_es(k, x->dtype, &s->es));
     ULC_TRY(ulc_k_axis(k, ulc_k_attr_int(k, "axis", 0), x->rank, &s->axis));
     s->dim = x->dims[s->axis];
-    if (idx->host) ULC_TRY(check_indices(k, idx, idx->host, s->dim, s->axis));
+    if (idx->host) ULC_TRY(ulc_sh_check_indices(k, idx, idx->host, s->dim, s->axis));
     s->outer = (int64_t)dims_numel(s->axis, x->dims);
     s->block = (int64_t)dims_numel(x->rank - s->axis - 1, x->dims + s->axis + 1) * (int64_t)s->es;
     return ULC_OK;
@@ -957,14 +834,13 @@ static ulc_status gather_run(ulc_kctx *k) {
     size_t w = mv_word(&s->block, 1, ptrs, 2);
     a.inner = s->block / (int64_t)w;
     a.n = s->outer * a.n_idx * a.inner;
-    int i64 = idx->dtype == ULC_DT_I64;
-    switch (w) {
-    case 1: gather_launch<uint8_t>(k, a, i64); break;
-    case 2: gather_launch<uint16_t>(k, a, i64); break;
-    case 4: gather_launch<uint32_t>(k, a, i64); break;
-    case 8: gather_launch<unsigned long long>(k, a, i64); break;
-    default: gather_launch<uint4>(k, a, i64); break;
-    }
+    unsigned g = ucu_blocks(a.n, UCU_THREADS);
+    mv_by_word(w, [&](auto z) {
+        mv_by_index(idx->dtype == ULC_DT_I64, [&](auto ix) {
+            auto f = gather_kernel<decltype(z), decltype(ix)>;
+            UCU_LAUNCH(f, g, UCU_THREADS, 0, ucu_stream(k), a);
+        });
+    });
     UCU_TRY_LAUNCH(k, "Gather");
     return ULC_OK;
 }
@@ -997,18 +873,6 @@ template <typename T, typename IT> __global__ void ge_kernel(ge_args a) {
     }
 }
 
-template <typename T> static void ge_launch(ulc_kctx *k, const ge_args &a, int i64) {
-    (void)k; /* the emulator ignores the stream */
-    unsigned g = ucu_blocks(a.n, UCU_THREADS);
-    if (i64) {
-        auto f = ge_kernel<T, long long>;
-        UCU_LAUNCH(f, g, UCU_THREADS, 0, ucu_stream(k), a);
-    } else {
-        auto f = ge_kernel<T, int32_t>;
-        UCU_LAUNCH(f, g, UCU_THREADS, 0, ucu_stream(k), a);
-    }
-}
-
 typedef struct ge_state {
     size_t es;
     ge_args a; /* pointers filled by run */
@@ -1020,7 +884,7 @@ static ulc_status gather_el_prep(ulc_kctx *k, ge_state *s) {
     int axis, r = x->rank;
     ULC_TRY(ulc_k_axis(k, ulc_k_attr_int(k, "axis", 0), r, &axis));
     int64_t dim = x->dims[axis];
-    if (idx->host) ULC_TRY(check_indices(k, idx, idx->host, dim, axis));
+    if (idx->host) ULC_TRY(ulc_sh_check_indices(k, idx, idx->host, dim, axis));
     for (int d = 0; d < r; d++)
         if (d != axis && idx->dims[d] > x->dims[d]) {
             char b1[96], b2[96];
@@ -1043,13 +907,13 @@ static ulc_status gather_el_run(ulc_kctx *k) {
     a.src = (const char *)k->in[0]->data;
     a.dst = (char *)k->out[0]->data;
     a.idx = k->in[1]->data;
-    int i64 = k->in[1]->dtype == ULC_DT_I64;
-    switch (s->es) {
-    case 1: ge_launch<uint8_t>(k, a, i64); break;
-    case 2: ge_launch<uint16_t>(k, a, i64); break;
-    case 4: ge_launch<uint32_t>(k, a, i64); break;
-    default: ge_launch<unsigned long long>(k, a, i64); break;
-    }
+    unsigned g = ucu_blocks(a.n, UCU_THREADS);
+    mv_by_es(s->es, [&](auto z) {
+        mv_by_index(k->in[1]->dtype == ULC_DT_I64, [&](auto ix) {
+            auto f = ge_kernel<decltype(z), decltype(ix)>;
+            UCU_LAUNCH(f, g, UCU_THREADS, 0, ucu_stream(k), a);
+        });
+    });
     UCU_TRY_LAUNCH(k, "GatherElements");
     return ULC_OK;
 }
@@ -1124,28 +988,10 @@ static ulc_status trilu_run(ulc_kctx *k) {
         a.k64 = kt->dtype == ULC_DT_I64;
     }
     unsigned g = ucu_blocks(a.n, UCU_THREADS);
-    switch (s->es) {
-    case 1: {
-        auto f = trilu_kernel<uint8_t>;
+    mv_by_es(s->es, [&](auto z) {
+        auto f = trilu_kernel<decltype(z)>;
         UCU_LAUNCH(f, g, UCU_THREADS, 0, ucu_stream(k), a);
-        break;
-    }
-    case 2: {
-        auto f = trilu_kernel<uint16_t>;
-        UCU_LAUNCH(f, g, UCU_THREADS, 0, ucu_stream(k), a);
-        break;
-    }
-    case 4: {
-        auto f = trilu_kernel<uint32_t>;
-        UCU_LAUNCH(f, g, UCU_THREADS, 0, ucu_stream(k), a);
-        break;
-    }
-    default: {
-        auto f = trilu_kernel<unsigned long long>;
-        UCU_LAUNCH(f, g, UCU_THREADS, 0, ucu_stream(k), a);
-        break;
-    }
-    }
+    });
     UCU_TRY_LAUNCH(k, "Trilu");
     return ULC_OK;
 }
@@ -1163,22 +1009,6 @@ typedef struct pad_args {
         pb[ULC_RT_MAX_RANK];
 } pad_args;
 
-/* Source index along an axis of size n for position i (output position − begin pad), or −1 for
- * the constant (the CPU's pad_src). */
-__device__ __forceinline__ int64_t pad_src(int64_t i, int64_t n, int mode) {
-    if (i >= 0 && i < n) return i;
-    switch (mode) {
-    case PAD_EDGE: return i < 0 ? 0 : n - 1;
-    case PAD_WRAP: return ((i % n) + n) % n;
-    case PAD_REFLECT: {
-        if (n == 1) return 0;
-        int64_t per = 2 * (n - 1), m = ((i % per) + per) % per;
-        return m < n ? m : per - m;
-    }
-    default: return -1;
-    }
-}
-
 template <typename T> __global__ void pad_kernel(pad_args a) {
     const T *src = reinterpret_cast<const T *>(a.src);
     T *dst = reinterpret_cast<T *>(a.dst);
@@ -1194,7 +1024,7 @@ template <typename T> __global__ void pad_kernel(pad_args a) {
         for (int d = a.rank - 1; d >= 0; d--) {
             int64_t c = rem % a.ydims[d];
             rem /= a.ydims[d];
-            int64_t s = pad_src(c - a.pb[d], a.xdims[d], a.mode);
+            int64_t s = ulc_sh_pad_src(c - a.pb[d], a.xdims[d], a.mode);
             if (s < 0) in = false;
             so += s * a.xs[d];
         }
@@ -1249,63 +1079,47 @@ static ulc_status pad_run(ulc_kctx *k) {
     const ulc_rt_tensor *cv = k->opset >= 11 ? in_opt(k, 2) : NULL;
     if (cv && !cv->host) a.cvp = cv->data;
     unsigned g = ucu_blocks(a.n, UCU_THREADS);
-    switch (s->es) {
-    case 1: {
-        auto f = pad_kernel<uint8_t>;
+    mv_by_es(s->es, [&](auto z) {
+        auto f = pad_kernel<decltype(z)>;
         UCU_LAUNCH(f, g, UCU_THREADS, 0, ucu_stream(k), a);
-        break;
-    }
-    case 2: {
-        auto f = pad_kernel<uint16_t>;
-        UCU_LAUNCH(f, g, UCU_THREADS, 0, ucu_stream(k), a);
-        break;
-    }
-    case 4: {
-        auto f = pad_kernel<uint32_t>;
-        UCU_LAUNCH(f, g, UCU_THREADS, 0, ucu_stream(k), a);
-        break;
-    }
-    default: {
-        auto f = pad_kernel<unsigned long long>;
-        UCU_LAUNCH(f, g, UCU_THREADS, 0, ucu_stream(k), a);
-        break;
-    }
-    }
+    });
     UCU_TRY_LAUNCH(k, "Pad");
     return ULC_OK;
 }
 
 /* ---- the table ------------------------------------------------------------------------------- */
 
-MV_PREPARE(dropout, dropout_state)
-MV_PREPARE(cos, cos_state)
-MV_PREPARE(range, range_state)
-MV_PREPARE(transpose, tr_state)
-MV_PREPARE(concat, cat_state)
-MV_PREPARE(split, split_state)
-MV_PREPARE(slice, sc_state)
-MV_PREPARE(expand, sc_state)
-MV_PREPARE(tile, sc_state)
-MV_PREPARE(gather, gather_state)
-MV_PREPARE(gather_el, ge_state)
-MV_PREPARE(trilu, trilu_state)
-MV_PREPARE(pad, pad_state)
+MV_PREPARE(dropout)
+MV_PREPARE(cos)
+MV_PREPARE(range)
+MV_PREPARE(transpose)
+MV_PREPARE(concat)
+MV_PREPARE(split)
+MV_PREPARE(slice)
+MV_PREPARE(expand)
+MV_PREPARE(tile)
+MV_PREPARE(gather)
+MV_PREPARE(gather_el)
+MV_PREPARE(trilu)
+MV_PREPARE(pad)
 
 /* blocked_inputs, flags, prepare, run, release, can_fuse */
 static const ulc_kernel k_view = {0, 0, NULL, view_run, NULL, NULL};
-static const ulc_kernel k_dropout = {0, 0, dropout_prepare, dropout_run, mv_release, NULL};
-static const ulc_kernel k_cos = {0, 0, cos_prepare, cos_run, mv_release, NULL};
-static const ulc_kernel k_range = {0, 0, range_prepare, range_run, mv_release, NULL};
-static const ulc_kernel k_transpose = {0, 0, transpose_prepare, transpose_run, mv_release, NULL};
-static const ulc_kernel k_concat = {0, 0, concat_prepare, concat_run, mv_release, NULL};
-static const ulc_kernel k_split = {0, 0, split_prepare, split_run, mv_release, NULL};
-static const ulc_kernel k_slice = {0, 0, slice_prepare, sc_run, mv_release, NULL};
-static const ulc_kernel k_expand = {0, 0, expand_prepare, sc_run, mv_release, NULL};
-static const ulc_kernel k_tile = {0, 0, tile_prepare, sc_run, mv_release, NULL};
-static const ulc_kernel k_gather = {0, 0, gather_prepare, gather_run, mv_release, NULL};
-static const ulc_kernel k_gather_el = {0, 0, gather_el_prepare, gather_el_run, mv_release, NULL};
-static const ulc_kernel k_trilu = {0, 0, trilu_prepare, trilu_run, mv_release, NULL};
-static const ulc_kernel k_pad = {0, 0, pad_prepare, pad_run, mv_release, NULL};
+static const ulc_kernel k_dropout = {0, 0, dropout_prepare, dropout_run, ucu_free_state, NULL};
+static const ulc_kernel k_cos = {0, 0, cos_prepare, cos_run, ucu_free_state, NULL};
+static const ulc_kernel k_range = {0, 0, range_prepare, range_run, ucu_free_state, NULL};
+static const ulc_kernel k_transpose = {0, 0, transpose_prepare, transpose_run, ucu_free_state,
+                                       NULL};
+static const ulc_kernel k_concat = {0, 0, concat_prepare, concat_run, ucu_free_state, NULL};
+static const ulc_kernel k_split = {0, 0, split_prepare, split_run, ucu_free_state, NULL};
+static const ulc_kernel k_slice = {0, 0, slice_prepare, sc_run, ucu_free_state, NULL};
+static const ulc_kernel k_expand = {0, 0, expand_prepare, sc_run, ucu_free_state, NULL};
+static const ulc_kernel k_tile = {0, 0, tile_prepare, sc_run, ucu_free_state, NULL};
+static const ulc_kernel k_gather = {0, 0, gather_prepare, gather_run, ucu_free_state, NULL};
+static const ulc_kernel k_gather_el = {0, 0, gather_el_prepare, gather_el_run, ucu_free_state,
+                                       NULL};
+static const ulc_kernel k_trilu = {0, 0, trilu_prepare, trilu_run, ucu_free_state, NULL};
+static const ulc_kernel k_pad = {0, 0, pad_prepare, pad_run, ucu_free_state, NULL};
 
 /* Shape, Size and Constant have no cuda kernel: the planner always folds them on the host with
  * the cpu's kernels (Shape/Size read shapes only; Constant has no inputs). */

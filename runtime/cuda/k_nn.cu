@@ -74,13 +74,8 @@ static inline int nn_small(int64_t n) { return n >= 0 && n < ((int64_t)1 << 31) 
     for (I i = (I)((int64_t)blockIdx.x * blockDim.x + threadIdx.x); i < (I)(n);                    \
          i += (I)((int64_t)blockDim.x * gridDim.x))
 
-static ulc_status nn_dtype_refused(ulc_kctx *k, int dt) {
-    return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "dtype %s is not supported by backend cuda",
-                      ulc_dtype_name(dt));
-}
-
-static void nn_free(void *p) { free(p); }
-
+/* A zeroed state of `bytes` at k->state (the prepares return through ucu_prepared, which frees
+ * it when they fail). */
 static void *nn_state(ulc_kctx *k, size_t bytes) {
     void *s = calloc(1, bytes);
     if (!s) ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory");
@@ -381,7 +376,7 @@ static ulc_status prod_run(ulc_kctx *k, int dt, const prod_geo *g, const nn_ep *
         NN_PROD(ULC_DT_U32, uint32_t)
         NN_PROD(ULC_DT_U64, uint64_t)
 #undef NN_PROD
-    default: return nn_dtype_refused(k, dt);
+    default: return ucu_refuse_dtype(k, dt);
     }
     UCU_TRY_LAUNCH(k, "product");
     return ULC_OK;
@@ -403,12 +398,12 @@ typedef struct mm_state {
     int rows_fold; /* in a call, only A moves, densely: one sgemm over cnt·M rows */
 } mm_state;
 
-static ulc_status mm_prepare(ulc_kctx *k) {
+static ulc_status mm_prep(ulc_kctx *k) {
     mm_state *s = (mm_state *)nn_state(k, sizeof(mm_state));
     if (!s) return ULC_ERR_NOMEM;
     ULC_TRY(ulc_sh_matmul_geom(k, &s->g, NULL, NULL));
     const ulc_sh_matmul *g = &s->g;
-    if (!prod_dtype_ok(g->dtype)) return nn_dtype_refused(k, g->dtype);
+    if (!prod_dtype_ok(g->dtype)) return ucu_refuse_dtype(k, g->dtype);
     s->loops = 1;
     s->cnt = 1;
     if (g->dtype != ULC_DT_F32 || g->fold) return ULC_OK;
@@ -443,6 +438,8 @@ static ulc_status mm_prepare(ulc_kctx *k) {
         s->rows_fold = 0;
     return ULC_OK;
 }
+
+static ulc_status mm_prepare(ulc_kctx *k) { return ucu_prepared(k, mm_prep(k)); }
 
 static ulc_status mm_run(ulc_kctx *k) {
     const mm_state *s = (const mm_state *)k->state;
@@ -504,13 +501,15 @@ typedef struct gemm_state {
     ulc_sh_gemm g;
 } gemm_state;
 
-static ulc_status gemm_prepare(ulc_kctx *k) {
+static ulc_status gemm_prep(ulc_kctx *k) {
     gemm_state *s = (gemm_state *)nn_state(k, sizeof(gemm_state));
     if (!s) return ULC_ERR_NOMEM;
     ULC_TRY(ulc_sh_gemm_geom(k, &s->g));
-    if (!prod_dtype_ok(s->g.dtype)) return nn_dtype_refused(k, s->g.dtype);
+    if (!prod_dtype_ok(s->g.dtype)) return ucu_refuse_dtype(k, s->g.dtype);
     return ULC_OK;
 }
+
+static ulc_status gemm_prepare(ulc_kctx *k) { return ucu_prepared(k, gemm_prep(k)); }
 
 /* C broadcast to [M, N] (c_rs, c_cs: its strides there, 0 = broadcast) as a block operand. */
 static void gemm_c_bc(const ulc_sh_gemm *g, const void *c, nn_bc *b) {
@@ -687,7 +686,7 @@ static ulc_status conv_prepare_common(ulc_kctx *k, int transpose) {
     if (!s) return ULC_ERR_NOMEM;
     ULC_TRY(ulc_sh_conv_geom(k, transpose, &s->g));
     const ulc_sh_conv *g = &s->g;
-    if (g->dtype != ULC_DT_F32 && g->dtype != ULC_DT_F64) return nn_dtype_refused(k, g->dtype);
+    if (g->dtype != ULC_DT_F32 && g->dtype != ULC_DT_F64) return ucu_refuse_dtype(k, g->dtype);
     nn_win_of(&g->w, &s->w);
     s->isz = s->osz = s->ksz = 1;
     int direct = !transpose;
@@ -722,8 +721,8 @@ static ulc_status conv_prepare_common(ulc_kctx *k, int transpose) {
     return ULC_OK;
 }
 
-static ulc_status conv_prepare(ulc_kctx *k) { return conv_prepare_common(k, 0); }
-static ulc_status convt_prepare(ulc_kctx *k) { return conv_prepare_common(k, 1); }
+static ulc_status conv_prepare(ulc_kctx *k) { return ucu_prepared(k, conv_prepare_common(k, 0)); }
+static ulc_status convt_prepare(ulc_kctx *k) { return ucu_prepared(k, conv_prepare_common(k, 1)); }
 
 static ulc_status conv_run(ulc_kctx *k) {
     const conv_state *s = (const conv_state *)k->state;
@@ -882,15 +881,19 @@ static ulc_status pool_prepare_common(ulc_kctx *k, int kind) {
     ULC_TRY(ulc_sh_pool_geom(k, kind, &s->g));
     int dt = s->g.dtype;
     if (!(dt == ULC_DT_F32 || dt == ULC_DT_F64 || (kind == POOL_MAX && (dt == ULC_DT_I8 || dt == ULC_DT_U8))))
-        return nn_dtype_refused(k, dt);
+        return ucu_refuse_dtype(k, dt);
     nn_win_of(&s->g.w, &s->w);
     s->kprod = 1;
     for (int d = 0; d < s->g.nsp; d++) s->kprod *= s->g.w.k[d];
     return ULC_OK;
 }
 
-static ulc_status maxpool_prepare(ulc_kctx *k) { return pool_prepare_common(k, POOL_MAX); }
-static ulc_status avgpool_prepare(ulc_kctx *k) { return pool_prepare_common(k, POOL_AVG); }
+static ulc_status maxpool_prepare(ulc_kctx *k) {
+    return ucu_prepared(k, pool_prepare_common(k, POOL_MAX));
+}
+static ulc_status avgpool_prepare(ulc_kctx *k) {
+    return ucu_prepared(k, pool_prepare_common(k, POOL_AVG));
+}
 
 static ulc_status pool_run(ulc_kctx *k) {
     const pool_state *s = (const pool_state *)k->state;
@@ -930,7 +933,7 @@ static ulc_status pool_run(ulc_kctx *k) {
         UCU_LAUNCH(f, nb, UCU_THREADS, 0, ucu_stream(k), (const uint8_t *)X, (uint8_t *)Y, ind, g, 0);
         break;
     }
-    default: return nn_dtype_refused(k, s->g.dtype);
+    default: return ucu_refuse_dtype(k, s->g.dtype);
     }
     UCU_TRY_LAUNCH(k, "pooling");
     return ULC_OK;
@@ -1001,7 +1004,7 @@ template <typename T> static ulc_status gpool_launch(ulc_kctx *k, int64_t planes
 static ulc_status gpool_prepare(ulc_kctx *k) {
     ULC_TRY(ulc_k_need_input(k, 0, "X"));
     int dt = k->in[0]->dtype;
-    if (dt != ULC_DT_F32 && dt != ULC_DT_F64) return nn_dtype_refused(k, dt);
+    if (dt != ULC_DT_F32 && dt != ULC_DT_F64) return ucu_refuse_dtype(k, dt);
     return ULC_OK;
 }
 
@@ -1012,7 +1015,7 @@ static ulc_status gpool_run_common(ulc_kctx *k, int is_max) {
     if (planes == 0) return ULC_OK;
     if (x->dtype == ULC_DT_F32) return gpool_launch<float>(k, planes, inner, is_max, -FLT_MAX);
     if (x->dtype == ULC_DT_F64) return gpool_launch<double>(k, planes, inner, is_max, -DBL_MAX);
-    return nn_dtype_refused(k, x->dtype);
+    return ucu_refuse_dtype(k, x->dtype);
 }
 
 static ulc_status gavgpool_run(ulc_kctx *k) { return gpool_run_common(k, 0); }
@@ -1021,9 +1024,8 @@ static ulc_status gmaxpool_run(ulc_kctx *k) { return gpool_run_common(k, 1); }
 /* ---- BatchNormalization --------------------------------------------------------------------- */
 
 typedef struct bn_state {
-    int64_t n, p, inner; /* X as [N, P, inner] (P = C, or C·spatial in opset < 9's spatial = 0) */
-    int dtype, training;
-    double eps, momentum;
+    ulc_sh_bn g; /* X as [N, P, inner], epsilon, momentum, the training form */
+    int dtype;
 } bn_state;
 
 typedef struct bn_par {
@@ -1095,43 +1097,36 @@ __global__ void bn_apply_kernel(const T *X, T *Y, const T *ab, int64_t p, int64_
     }
 }
 
-static ulc_status bn_prepare(ulc_kctx *k) {
+static ulc_status bn_prep(ulc_kctx *k) {
     bn_state *s = (bn_state *)nn_state(k, sizeof(bn_state));
     if (!s) return ULC_ERR_NOMEM;
     const ulc_rt_tensor *x = k->in[0];
     s->dtype = x->dtype;
-    if (s->dtype != ULC_DT_F32 && s->dtype != ULC_DT_F64) return nn_dtype_refused(k, s->dtype);
+    if (s->dtype != ULC_DT_F32 && s->dtype != ULC_DT_F64) return ucu_refuse_dtype(k, s->dtype);
     for (int i = 1; i < 5; i++)
         if (k->in[i]->dtype != ULC_DT_F32 && k->in[i]->dtype != ULC_DT_F64)
-            return nn_dtype_refused(k, k->in[i]->dtype);
-    s->n = x->dims[0];
-    int64_t c = x->dims[1], sp = 1;
-    for (int d = 2; d < x->rank; d++) sp *= x->dims[d];
-    s->p = (int64_t)ulc_rt_numel(k->in[1]);
-    s->inner = s->p == c ? sp : 1;
-    s->eps = ulc_k_attr_float(k, "epsilon", 1e-5f);
-    s->momentum = ulc_k_attr_float(k, "momentum", 0.9f);
-    s->training = k->opset >= 14 ? ulc_k_attr_int(k, "training_mode", 0) != 0 : 0;
-    for (int i = 1; i <= 2 && i < k->n_out; i++)
-        if (k->out[i]) s->training = 1;
+            return ucu_refuse_dtype(k, k->in[i]->dtype);
+    ulc_sh_bn_params(k, &s->g);
     for (int i = 1; i <= 2 && i < k->n_out; i++)
         if (k->out[i] && k->out[i]->dtype != ULC_DT_F32 && k->out[i]->dtype != ULC_DT_F64)
-            return nn_dtype_refused(k, k->out[i]->dtype);
+            return ucu_refuse_dtype(k, k->out[i]->dtype);
     return ULC_OK;
 }
 
+static ulc_status bn_prepare(ulc_kctx *k) { return ucu_prepared(k, bn_prep(k)); }
+
 template <typename T> static ulc_status bn_launch(ulc_kctx *k, const bn_state *s) {
     bn_par q = {k->in[1]->data, k->in[2]->data, k->in[3]->data, k->in[4]->data,
-                k->in[1]->dtype, k->in[2]->dtype, k->in[3]->dtype, k->in[4]->dtype, s->eps};
-    int64_t p = s->p, total = (int64_t)ulc_rt_numel(k->in[0]);
+                k->in[1]->dtype, k->in[2]->dtype, k->in[3]->dtype, k->in[4]->dtype, s->g.eps};
+    int64_t p = s->g.p, total = (int64_t)ulc_rt_numel(k->in[0]);
     T *ab = (T *)ucu_scratch(k, (size_t)(2 * (p > 0 ? p : 1)) * sizeof(T));
     if (!ab) return k->err ? k->err->status : ULC_ERR_NOMEM;
-    if (s->training) {
+    if (s->g.training) {
         ulc_rt_tensor *rm = k->n_out > 1 ? k->out[1] : NULL, *rv = k->n_out > 2 ? k->out[2] : NULL;
         auto f = bn_train_kernel<T>;
         UCU_LAUNCH(f, ucu_blocks(p * UCU_THREADS, UCU_THREADS), UCU_THREADS, 0, ucu_stream(k), (const T *)k->in[0]->data, q,
-                   ab, s->n, p, s->inner, rm ? rm->data : NULL, rm ? rm->dtype : 0, rv ? rv->data : NULL,
-                   rv ? rv->dtype : 0, s->momentum);
+                   ab, s->g.n, p, s->g.inner, rm ? rm->data : NULL, rm ? rm->dtype : 0, rv ? rv->data : NULL,
+                   rv ? rv->dtype : 0, s->g.momentum);
         UCU_TRY_LAUNCH(k, "batch statistics");
     } else {
         auto f = bn_params_kernel<T>;
@@ -1143,29 +1138,29 @@ template <typename T> static ulc_status bn_launch(ulc_kctx *k, const bn_state *s
     ep_init(&e, k->fuse, k->out[0]);
     auto f = nn_small(total) ? bn_apply_kernel<T, uint32_t> : bn_apply_kernel<T, int64_t>;
     UCU_LAUNCH(f, ucu_blocks(total, UCU_THREADS), UCU_THREADS, 0, ucu_stream(k), (const T *)k->in[0]->data,
-               (T *)k->out[0]->data, ab, p, s->inner > 0 ? s->inner : 1, total, e, ep_busy(&e));
+               (T *)k->out[0]->data, ab, p, s->g.inner > 0 ? s->g.inner : 1, total, e, ep_busy(&e));
     UCU_TRY_LAUNCH(k, "batch normalization");
     return ULC_OK;
 }
 
 static ulc_status bn_run(ulc_kctx *k) {
     const bn_state *s = (const bn_state *)k->state;
-    if (s->p == 0) return ULC_OK;
+    if (s->g.p == 0) return ULC_OK;
     return s->dtype == ULC_DT_F64 ? bn_launch<double>(k, s) : bn_launch<float>(k, s);
 }
 
 /* ---- the table ------------------------------------------------------------------------------ */
 
 /* ulc_kernel: blocked_inputs, flags, prepare, run, release, can_fuse */
-static const ulc_kernel k_matmul = {0, ULC_K_RESIDUAL, mm_prepare, mm_run, nn_free, nn_can_fuse};
-static const ulc_kernel k_gemm = {0, ULC_K_RESIDUAL, gemm_prepare, gemm_run, nn_free, nn_can_fuse};
-static const ulc_kernel k_conv = {0, ULC_K_RESIDUAL, conv_prepare, conv_run, nn_free, nn_can_fuse};
-static const ulc_kernel k_convt = {0, ULC_K_RESIDUAL, convt_prepare, conv_run, nn_free, nn_can_fuse};
-static const ulc_kernel k_maxpool = {0, 0, maxpool_prepare, pool_run, nn_free, NULL};
-static const ulc_kernel k_avgpool = {0, 0, avgpool_prepare, pool_run, nn_free, NULL};
+static const ulc_kernel k_matmul = {0, ULC_K_RESIDUAL, mm_prepare, mm_run, ucu_free_state, nn_can_fuse};
+static const ulc_kernel k_gemm = {0, ULC_K_RESIDUAL, gemm_prepare, gemm_run, ucu_free_state, nn_can_fuse};
+static const ulc_kernel k_conv = {0, ULC_K_RESIDUAL, conv_prepare, conv_run, ucu_free_state, nn_can_fuse};
+static const ulc_kernel k_convt = {0, ULC_K_RESIDUAL, convt_prepare, conv_run, ucu_free_state, nn_can_fuse};
+static const ulc_kernel k_maxpool = {0, 0, maxpool_prepare, pool_run, ucu_free_state, NULL};
+static const ulc_kernel k_avgpool = {0, 0, avgpool_prepare, pool_run, ucu_free_state, NULL};
 static const ulc_kernel k_gavgpool = {0, 0, gpool_prepare, gavgpool_run, NULL, NULL};
 static const ulc_kernel k_gmaxpool = {0, 0, gpool_prepare, gmaxpool_run, NULL, NULL};
-static const ulc_kernel k_batchnorm = {0, 0, bn_prepare, bn_run, nn_free, nn_can_fuse};
+static const ulc_kernel k_batchnorm = {0, 0, bn_prepare, bn_run, ucu_free_state, nn_can_fuse};
 
 void ucu_reg_nn(ucu_table t) {
     t[ULC_OP_MatMul] = &k_matmul;

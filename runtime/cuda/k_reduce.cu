@@ -444,6 +444,24 @@ struct red_state {
 
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+/* grid.x for `blocks` blocks of a grid-stride loop */
+static unsigned grid_x(int64_t blocks) {
+    return (unsigned)(blocks < UCU_MAX_BLOCKS ? blocks : UCU_MAX_BLOCKS);
+}
+
+/* LANES: grid.x for `rows` workers of W threads, UCU_THREADS / W of them per block. */
+static unsigned lanes_grid(int64_t rows, int W) { return grid_x(cdiv(rows, UCU_THREADS / W)); }
+
+/* COLS: the (tx, ty) block for slabs of C columns (tx the power of two >= C up to a warp);
+ * returns the tiles over `outer` slabs. */
+static int64_t cols_tiles(int64_t outer, int64_t C, int *tx, int *ty) {
+    int t = 1;
+    while (t < 32 && t < C) t <<= 1;
+    *tx = t;
+    *ty = UCU_THREADS / t;
+    return outer * cdiv(C, t);
+}
+
 static int red_dtype_ok(int dt, ulc_op op) {
     switch (dt) {
     case ULC_DT_F32:
@@ -499,8 +517,7 @@ static ulc_status red_plan(ulc_kctx *k, red_state *st) {
     memset(st, 0, sizeof *st);
     st->dtype = x->dtype;
     if (!red_dtype_ok(x->dtype, op))
-        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "dtype %s is not supported by backend cuda",
-                          ulc_dtype_name(x->dtype));
+        return ucu_refuse_dtype(k, x->dtype);
     unsigned mask;
     ULC_TRY(red_axes(k, x->rank, &mask, &st->noop));
     st->n_out = (int64_t)ulc_rt_numel(k->out[0]);
@@ -521,27 +538,13 @@ static ulc_status red_plan(ulc_kctx *k, red_state *st) {
 
     /* merged groups (as red_merge on the CPU) */
     red_geom *g = &st->g;
-    int n = 0, red[ULC_RT_MAX_RANK];
-    int64_t dims[ULC_RT_MAX_RANK], str[ULC_RT_MAX_RANK];
-    int64_t count = 1;
-    for (int d = 0; d < x->rank; d++) {
-        int64_t len = x->dims[d];
-        int r = (int)((mask >> d) & 1u);
-        if (r) count *= len;
-        if (len == 1) continue;
-        if (n && red[n - 1] == r) {
-            dims[n - 1] *= len;
-        } else {
-            dims[n] = len;
-            red[n] = r;
-            n++;
-        }
-    }
+    int red[ULC_RT_MAX_RANK];
+    int64_t dims[ULC_RT_MAX_RANK], str[ULC_RT_MAX_RANK], count;
+    int n = ulc_sh_reduce_groups(x, mask, dims, str, red, &count);
     if (ulc_rt_numel(x) == 0) { /* every output reduces an empty slice */
         count = 0;
         n = 0;
     }
-    ulc_k_strides(n, dims, str);
     g->count = count;
     st->mode = n > 0 && !red[n - 1] ? MODE_COLS : MODE_LANES;
     int last_kept = st->mode == MODE_COLS ? n - 1 : -1;
@@ -568,23 +571,17 @@ static ulc_status red_plan(ulc_kctx *k, red_state *st) {
             int64_t cap = cdiv(want, threads);
             if (S > cap) S = cap;
         }
-        int wpb = UCU_THREADS / st->W;
-        int64_t blocks = cdiv(st->n_out, wpb);
-        st->gx = (unsigned)(blocks < UCU_MAX_BLOCKS ? blocks : UCU_MAX_BLOCKS);
+        st->gx = lanes_grid(st->n_out, st->W);
     } else {
         g->C = dims[n - 1];
         g->n_out = st->n_out / g->C;
-        int tx = 1;
-        while (tx < 32 && tx < g->C) tx <<= 1;
-        st->tx = tx;
-        st->ty = UCU_THREADS / tx;
-        int64_t tiles = g->n_out * cdiv(g->C, tx);
+        int64_t tiles = cols_tiles(g->n_out, g->C, &st->tx, &st->ty);
         if (count > 8 * st->ty && tiles * UCU_THREADS < want) {
             S = cdiv(count, 8 * st->ty);
             int64_t cap = cdiv(want, tiles * UCU_THREADS);
             if (S > cap) S = cap;
         }
-        st->gx = (unsigned)(tiles < UCU_MAX_BLOCKS ? tiles : UCU_MAX_BLOCKS);
+        st->gx = grid_x(tiles);
     }
     if (S > 65535) S = 65535;
     g->chunk = S > 1 ? cdiv(count, S) : count;
@@ -653,37 +650,17 @@ template <class T, class A> static ulc_status red_launch(ulc_kctx *k, const red_
 }
 
 static ulc_status red_prepare(ulc_kctx *k) {
-    red_state *st = (red_state *)malloc(sizeof *st);
-    if (!st) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory (reduction state)");
-    ulc_status s = red_plan(k, st);
-    if (s != ULC_OK) {
-        free(st);
-        return s;
-    }
-    k->state = st;
-    return ULC_OK;
+    return ucu_prepare_state(k, red_plan, "reduction state");
 }
 
 static ulc_status red_run(ulc_kctx *k) {
     red_state local;
-    const red_state *st = (const red_state *)k->state;
-    if (!st) {
-        ULC_TRY(red_plan(k, &local));
-        st = &local;
-    }
+    const red_state *st;
+    ULC_TRY(ucu_run_state(k, red_plan, &local, &st));
     if (st->noop) {
         const ulc_rt_tensor *x = k->in[0];
-        size_t nb = (size_t)ulc_rt_numel(x) * ulc_k_dtype_size(x->dtype);
-        if (nb && k->out[0]->data != x->data) {
-            cudaError_t e = cudaMemcpyAsync(k->out[0]->data, x->data, nb, cudaMemcpyDeviceToDevice,
-                                            ucu_stream(k));
-            if (e != cudaSuccess) {
-                (void)cudaGetLastError();
-                return ulc_k_fail(k, ULC_ERR_INTERNAL, "CUDA copy of %zu bytes: %s", nb,
-                                  cudaGetErrorString(e));
-            }
-        }
-        return ULC_OK;
+        return ucu_copy(k, k->out[0]->data, x->data,
+                        (size_t)ulc_rt_numel(x) * ulc_k_dtype_size(x->dtype));
     }
     if (st->n_out == 0) return ULC_OK;
     switch (st->dtype) {
@@ -697,8 +674,7 @@ static ulc_status red_run(ulc_kctx *k) {
     case ULC_DT_BOOL:
         return st->use_u64 ? red_launch<uint8_t, u64a>(k, st) : red_launch<uint8_t, double>(k, st);
     default:
-        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "dtype %s is not supported by backend cuda",
-                          ulc_dtype_name(st->dtype));
+        return ucu_refuse_dtype(k, st->dtype);
     }
 }
 
@@ -822,8 +798,7 @@ static ulc_status arg_plan(ulc_kctx *k, arg_state *st) {
     case ULC_DT_I64:
     case ULC_DT_U8: break;
     default:
-        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "dtype %s is not supported by backend cuda",
-                          ulc_dtype_name(x->dtype));
+        return ucu_refuse_dtype(k, x->dtype);
     }
     int axis;
     ULC_TRY(ulc_k_axis(k, ulc_k_attr_int(k, "axis", 0), x->rank, &axis));
@@ -836,15 +811,9 @@ static ulc_status arg_plan(ulc_kctx *k, arg_state *st) {
     st->n_out = (int64_t)ulc_rt_numel(k->out[0]);
     if (st->I == 1) {
         st->W = lanes_for(st->A, 2048);
-        int64_t blocks = cdiv(st->O, UCU_THREADS / st->W);
-        st->gx = (unsigned)(blocks < UCU_MAX_BLOCKS ? blocks : UCU_MAX_BLOCKS);
+        st->gx = lanes_grid(st->O, st->W);
     } else {
-        int tx = 1;
-        while (tx < 32 && tx < st->I) tx <<= 1;
-        st->tx = tx;
-        st->ty = UCU_THREADS / tx;
-        int64_t tiles = st->O * cdiv(st->I, tx);
-        st->gx = (unsigned)(tiles < UCU_MAX_BLOCKS ? tiles : UCU_MAX_BLOCKS);
+        st->gx = grid_x(cols_tiles(st->O, st->I, &st->tx, &st->ty));
     }
     return ULC_OK;
 }
@@ -866,24 +835,13 @@ template <class T> static ulc_status arg_launch(ulc_kctx *k, const arg_state *st
 }
 
 static ulc_status arg_prepare(ulc_kctx *k) {
-    arg_state *st = (arg_state *)malloc(sizeof *st);
-    if (!st) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory (ArgMax state)");
-    ulc_status s = arg_plan(k, st);
-    if (s != ULC_OK) {
-        free(st);
-        return s;
-    }
-    k->state = st;
-    return ULC_OK;
+    return ucu_prepare_state(k, arg_plan, "ArgMax state");
 }
 
 static ulc_status arg_run(ulc_kctx *k) {
     arg_state local;
-    const arg_state *st = (const arg_state *)k->state;
-    if (!st) {
-        ULC_TRY(arg_plan(k, &local));
-        st = &local;
-    }
+    const arg_state *st;
+    ULC_TRY(ucu_run_state(k, arg_plan, &local, &st));
     if (st->n_out == 0) return ULC_OK;
     switch (st->dtype) {
     case ULC_DT_F32: return arg_launch<float>(k, st);
@@ -1072,25 +1030,17 @@ static ulc_status sm_plan(ulc_kctx *k, sm_state *st) {
     memset(st, 0, sizeof *st);
     st->dtype = x->dtype;
     if (x->dtype != ULC_DT_F32 && x->dtype != ULC_DT_F64)
-        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "dtype %s is not supported by backend cuda",
-                          ulc_dtype_name(x->dtype));
+        return ucu_refuse_dtype(k, x->dtype);
     st->log_out = k->node->op == ULC_OP_LogSoftmax;
     ULC_TRY(ulc_sh_softmax_layout(k, x, &st->O, &st->A, &st->I));
     if (ulc_rt_numel(x) == 0) st->O = 0;
     if (st->I == 1) {
         st->W = lanes_for(st->A, 1025);
-        int64_t blocks = cdiv(st->O, UCU_THREADS / st->W);
-        st->gx = (unsigned)(blocks < UCU_MAX_BLOCKS ? blocks : UCU_MAX_BLOCKS);
+        st->gx = lanes_grid(st->O, st->W);
         st->W4 = lanes_for(st->A / 4, 257);
-        blocks = cdiv(st->O, UCU_THREADS / st->W4);
-        st->gx4 = (unsigned)(blocks < UCU_MAX_BLOCKS ? blocks : UCU_MAX_BLOCKS);
+        st->gx4 = lanes_grid(st->O, st->W4);
     } else {
-        int tx = 1;
-        while (tx < 32 && tx < st->I) tx <<= 1;
-        st->tx = tx;
-        st->ty = UCU_THREADS / tx;
-        int64_t tiles = st->O * cdiv(st->I, tx);
-        st->gx = (unsigned)(tiles < UCU_MAX_BLOCKS ? tiles : UCU_MAX_BLOCKS);
+        st->gx = grid_x(cols_tiles(st->O, st->I, &st->tx, &st->ty));
     }
     return ULC_OK;
 }
@@ -1118,24 +1068,13 @@ template <class T> static ulc_status sm_launch(ulc_kctx *k, const sm_state *st) 
 }
 
 static ulc_status sm_prepare(ulc_kctx *k) {
-    sm_state *st = (sm_state *)malloc(sizeof *st);
-    if (!st) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory (Softmax state)");
-    ulc_status s = sm_plan(k, st);
-    if (s != ULC_OK) {
-        free(st);
-        return s;
-    }
-    k->state = st;
-    return ULC_OK;
+    return ucu_prepare_state(k, sm_plan, "Softmax state");
 }
 
 static ulc_status sm_run(ulc_kctx *k) {
     sm_state local;
-    const sm_state *st = (const sm_state *)k->state;
-    if (!st) {
-        ULC_TRY(sm_plan(k, &local));
-        st = &local;
-    }
+    const sm_state *st;
+    ULC_TRY(ucu_run_state(k, sm_plan, &local, &st));
     if (st->O == 0) return ULC_OK;
     return st->dtype == ULC_DT_F64 ? sm_launch<double>(k, st) : sm_launch<float>(k, st);
 }
@@ -1249,8 +1188,7 @@ static ulc_status ln_plan(ulc_kctx *k, ln_state *st) {
     memset(st, 0, sizeof *st);
     st->dtype = x->dtype;
     if (x->dtype != ULC_DT_F32 && x->dtype != ULC_DT_F64)
-        return ulc_k_fail(k, ULC_ERR_UNSUPPORTED, "dtype %s is not supported by backend cuda",
-                          ulc_dtype_name(x->dtype));
+        return ucu_refuse_dtype(k, x->dtype);
     int axis;
     ULC_TRY(ulc_k_axis(k, ulc_k_attr_int(k, "axis", -1), x->rank, &axis));
     st->rows = st->N = 1;
@@ -1270,8 +1208,7 @@ static ulc_status ln_plan(ulc_kctx *k, ln_state *st) {
     ulc_k_bcast_strides(g, nd, x->dims + axis, st->bg.st);
     if (b) ulc_k_bcast_strides(b, nd, x->dims + axis, st->bb.st);
     st->W = lanes_for(st->N, 1025);
-    int64_t blocks = cdiv(st->rows, UCU_THREADS / st->W);
-    st->gx = (unsigned)(blocks < UCU_MAX_BLOCKS ? blocks : UCU_MAX_BLOCKS);
+    st->gx = lanes_grid(st->rows, st->W);
     if (st->gx == 0) st->gx = 1;
     return ULC_OK;
 }
@@ -1318,35 +1255,22 @@ template <class T> static ulc_status ln_launch(ulc_kctx *k, const ln_state *st) 
 }
 
 static ulc_status ln_prepare(ulc_kctx *k) {
-    ln_state *st = (ln_state *)malloc(sizeof *st);
-    if (!st) return ulc_k_fail(k, ULC_ERR_NOMEM, "out of memory (LayerNormalization state)");
-    ulc_status s = ln_plan(k, st);
-    if (s != ULC_OK) {
-        free(st);
-        return s;
-    }
-    k->state = st;
-    return ULC_OK;
+    return ucu_prepare_state(k, ln_plan, "LayerNormalization state");
 }
 
 static ulc_status ln_run(ulc_kctx *k) {
     ln_state local;
-    const ln_state *st = (const ln_state *)k->state;
-    if (!st) {
-        ULC_TRY(ln_plan(k, &local));
-        st = &local;
-    }
+    const ln_state *st;
+    ULC_TRY(ucu_run_state(k, ln_plan, &local, &st));
     return st->dtype == ULC_DT_F64 ? ln_launch<double>(k, st) : ln_launch<float>(k, st);
 }
 
 /* ---- registration -------------------------------------------------------------------------- */
 
-void release_state(void *s) { free(s); }
-
-const ulc_kernel k_reduce = {0, 0, red_prepare, red_run, release_state, NULL};
-const ulc_kernel k_arg = {0, 0, arg_prepare, arg_run, release_state, NULL};
-const ulc_kernel k_softmax = {0, 0, sm_prepare, sm_run, release_state, NULL};
-const ulc_kernel k_layernorm = {0, 0, ln_prepare, ln_run, release_state, NULL};
+const ulc_kernel k_reduce = {0, 0, red_prepare, red_run, ucu_free_state, NULL};
+const ulc_kernel k_arg = {0, 0, arg_prepare, arg_run, ucu_free_state, NULL};
+const ulc_kernel k_softmax = {0, 0, sm_prepare, sm_run, ucu_free_state, NULL};
+const ulc_kernel k_layernorm = {0, 0, ln_prepare, ln_run, ucu_free_state, NULL};
 
 } /* namespace */
 

@@ -54,11 +54,45 @@ ulc_status ulc_sh_slice_params(ulc_kctx *k, int64_t *first, int64_t *step, int64
 /* Begin/end pads per input axis, and the mode. */
 ulc_status ulc_sh_pad_params(ulc_kctx *k, int64_t *pb, int64_t *pe, int *mode);
 
+/* Pad's source index along an axis of n elements for position i (the output's position minus
+ * the begin pad), or -1 for the constant: edge repeats the edge, wrap is periodic, reflect
+ * mirrors without repeating the edge. A device kernel calls it too (nvcc: host and device). */
+#ifdef __CUDACC__
+#define ULC_SH_HD __host__ __device__
+#else
+#define ULC_SH_HD
+#endif
+static inline ULC_SH_HD int64_t ulc_sh_pad_src(int64_t i, int64_t n, int mode) {
+    if (i >= 0 && i < n) return i;
+    switch (mode) {
+    case PAD_EDGE: return i < 0 ? 0 : n - 1;
+    case PAD_WRAP: return ((i % n) + n) % n;
+    case PAD_REFLECT: {
+        if (n == 1) return 0;
+        int64_t per = 2 * (n - 1), m = ((i % per) + per) % per;
+        return m < n ? m : per - m;
+    }
+    default: return -1;
+    }
+}
+
+/* Gather's and GatherElements' indices (int32 or int64, their values at `vals`: the host's
+ * bytes) checked against [-dim, dim): the first one out of range is an error naming its flat
+ * position and the axis. */
+ulc_status ulc_sh_check_indices(ulc_kctx *k, const ulc_rt_tensor *idx, const void *vals,
+                                int64_t dim, int axis);
+
 /* ---- reductions and normalisations (runtime/shape/s_reduce.c) ------------------------------ */
 
 /* The reduced axes of node k over a rank-`rank` input as a bit mask (bit d = axis d reduced);
  * *noop = 1 when the op is the identity (input-form axes empty and noop_with_empty_axes=1). */
 ulc_status ulc_sh_reduce_axes(ulc_kctx *k, int rank, unsigned *mask, int *noop);
+
+/* x's axes grouped for a reduction over the axes in mask: adjacent axes of the same role (kept /
+ * reduced) merged and size-1 axes dropped, so n groups (the result) of dims[i] elements with dense
+ * strides str[i], red[i] = 1 for a reduced group; *count = the reduced elements per output. */
+int ulc_sh_reduce_groups(const ulc_rt_tensor *x, unsigned mask, int64_t *dims, int64_t *str,
+                         int *red, int64_t *count);
 
 /* The [O, A, I] view of x that the node normalises over A. */
 ulc_status ulc_sh_softmax_layout(ulc_kctx *k, const ulc_rt_tensor *x, int64_t *O, int64_t *A,
@@ -139,6 +173,16 @@ typedef struct ulc_sh_pool {
     int col_major; /* MaxPool storage_order = 1 */
     int indices; /* MaxPool's second output requested */
 } ulc_sh_pool;
+
+/* BatchNormalization's kernels (after the rule's checks): X as [n, p, inner] (p = C, or
+ * C·spatial in opset < 9's spatial = 0: the scale's numel), epsilon, momentum, and the training
+ * form (training_mode from opset 14, or running_mean / running_var requested). */
+typedef struct ulc_sh_bn {
+    int64_t n, p, inner;
+    int training;
+    double eps, momentum;
+} ulc_sh_bn;
+void ulc_sh_bn_params(const ulc_kctx *k, ulc_sh_bn *b);
 
 /* Conv (transpose 0) / ConvTranspose (1): validates X, W and B and computes the geometry. */
 ulc_status ulc_sh_conv_geom(ulc_kctx *k, int transpose, ulc_sh_conv *g);
@@ -226,5 +270,9 @@ typedef struct ulc_sh_attn {
     int64_t batch, tq, tk;
 } ulc_sh_attn;
 ulc_status ulc_sh_attn_geom(ulc_kctx *k, int grad, ulc_sh_attn *g);
+/* The planner's fused attention step (runtime/attn.c): its program, which the planner left at
+ * k->state, taken into g (freed, k->state NULL) with the batch entries, Tq and Tk from the
+ * scores' dims (left 0 for a rank outside [2, ULC_RT_MAX_RANK]: the kernel refuses it). */
+void ulc_sh_attn_take(ulc_kctx *k, ulc_sh_attn *g);
 
 #endif

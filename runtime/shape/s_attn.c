@@ -7,6 +7,7 @@
  * (which also runs the attention the planner fuses from ONNX nodes, runtime/attn.c).
  */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "runtime/shape/rules.h"
@@ -97,6 +98,20 @@ ulc_status ulc_sh_attn_geom(ulc_kctx *k, int grad, ulc_sh_attn *g) {
         return ulc_k_fail(k, ULC_ERR_INVALID, "%d inputs; the ops read %d masks, so %d inputs are expected",
                           k->n_in, next - fixed, next);
     return ULC_OK;
+}
+
+void ulc_sh_attn_take(ulc_kctx *k, ulc_sh_attn *g) {
+    ulc_attn *a = k->state;
+    memset(g, 0, sizeof *g);
+    g->a = *a;
+    free(a);
+    k->state = NULL;
+    int r = g->a.rank;
+    if (r < 2 || r > ULC_RT_MAX_RANK) return;
+    g->tq = g->a.sdims[r - 2];
+    g->tk = g->a.sdims[r - 1];
+    g->batch = 1;
+    for (int d = 0; d < r - 2; d++) g->batch *= g->a.sdims[d];
 }
 
 static ulc_status attn_infer(ulc_kctx *k) {

@@ -672,6 +672,30 @@ static ulc_status trilu_infer(ulc_kctx *k) {
 }
 
 /* Begin/end pads per input axis, and the mode. */
+ulc_status ulc_sh_check_indices(ulc_kctx *k, const ulc_rt_tensor *idx, const void *vals,
+                                int64_t dim, int axis) {
+    uint64_t n = ulc_rt_numel(idx);
+    int64_t bad = 0;
+    uint64_t at = 0;
+    int found = 0;
+    if (idx->dtype == ULC_DT_I64) {
+        const int64_t *v = vals;
+        for (uint64_t i = 0; i < n && !found; i++)
+            if (v[i] < -dim || v[i] >= dim) found = 1, bad = v[i], at = i;
+    } else {
+        const int32_t *v = vals;
+        for (uint64_t i = 0; i < n && !found; i++)
+            if (v[i] < -dim || v[i] >= dim) found = 1, bad = v[i], at = i;
+    }
+    if (found)
+        return ulc_k_fail(k, ULC_ERR_INVALID,
+                          "index %lld (at flat position %llu of indices) is out of range [-%lld, "
+                          "%lld) for axis %d",
+                          (long long)bad, (unsigned long long)at, (long long)dim, (long long)dim,
+                          axis);
+    return ULC_OK;
+}
+
 ulc_status ulc_sh_pad_params(ulc_kctx *k, int64_t *pb, int64_t *pe, int *mode) {
     const ulc_rt_tensor *x = k->in[0];
     int r = x->rank;

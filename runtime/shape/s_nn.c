@@ -178,6 +178,20 @@ static ulc_status bn_infer(ulc_kctx *k) {
     return ULC_OK;
 }
 
+void ulc_sh_bn_params(const ulc_kctx *k, ulc_sh_bn *b) {
+    const ulc_rt_tensor *x = k->in[0];
+    b->n = x->dims[0];
+    int64_t c = x->dims[1], sp = 1;
+    for (int d = 2; d < x->rank; d++) sp *= x->dims[d];
+    b->p = (int64_t)ulc_rt_numel(k->in[1]);
+    b->inner = b->p == c ? sp : 1;
+    b->eps = ulc_k_attr_float(k, "epsilon", 1e-5f);
+    b->momentum = ulc_k_attr_float(k, "momentum", 0.9f);
+    b->training = k->opset >= 14 ? ulc_k_attr_int(k, "training_mode", 0) != 0 : 0;
+    for (int i = 1; i <= 2 && i < k->n_out; i++)
+        if (k->out[i]) b->training = 1;
+}
+
 static ulc_status conv_kernel_dims(ulc_kctx *k, const ulc_rt_tensor *w, int nsp, int64_t *kernel) {
     const int64_t *ks;
     int nk = ulc_k_attr_ints(k, "kernel_shape", &ks);

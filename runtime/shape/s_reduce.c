@@ -124,6 +124,27 @@ static ulc_status arg_infer(ulc_kctx *k) {
 }
 
 /* The [O, A, I] view of x that the node normalises over A. */
+int ulc_sh_reduce_groups(const ulc_rt_tensor *x, unsigned mask, int64_t *dims, int64_t *str,
+                         int *red, int64_t *count) {
+    int n = 0;
+    *count = 1;
+    for (int d = 0; d < x->rank; d++) {
+        int64_t len = x->dims[d];
+        int r = (int)((mask >> d) & 1u);
+        if (r) *count *= len;
+        if (len == 1) continue;
+        if (n && red[n - 1] == r) {
+            dims[n - 1] *= len;
+        } else {
+            dims[n] = len;
+            red[n] = r;
+            n++;
+        }
+    }
+    ulc_k_strides(n, dims, str);
+    return n;
+}
+
 ulc_status ulc_sh_softmax_layout(ulc_kctx *k, const ulc_rt_tensor *x, int64_t *O, int64_t *A,
                             int64_t *I) {
     *O = *A = *I = 1;

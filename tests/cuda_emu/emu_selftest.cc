@@ -525,6 +525,53 @@ static void diverged_child() {
     LAUNCH(kern::diverged_warp, 1, 64, 0, d);
 }
 
+/* ---- the allocator: blocks of many sizes, over several chunks, freed in any order ---------- */
+
+static void check_alloc() {
+    size_t free0 = 0, total = 0;
+    cudaMemGetInfo(&free0, &total);
+    std::vector<std::pair<unsigned char *, size_t>> live;
+    /* about 110 MiB at the most: two 64 MiB chunks and a region of its own (above 32 MiB) */
+    const size_t sizes[] = {1, 255, 256, 257, 4096, 100000, 1u << 20, 9u << 20};
+    int bad = 0;
+    unsigned char *own = nullptr;
+    bad += cudaMalloc(&own, (size_t)33 << 20) != cudaSuccess;
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 40; i++) {
+            size_t n = sizes[(size_t)(i * 7 + round) % (sizeof sizes / sizeof sizes[0])];
+            unsigned char *p = nullptr;
+            if (cudaMalloc(&p, n) != cudaSuccess) {
+                bad++;
+                continue;
+            }
+            bad += ((uintptr_t)p % 256) != 0;
+            std::vector<unsigned char> h = to_host(p, n);
+            for (size_t j = 0; j < n; j += 97) bad += h[j] != 0xff; /* fresh memory is 0xFF */
+            live.push_back({p, n});
+        }
+        for (size_t i = 0; i < live.size(); i++) /* each block its own byte */
+            cudaMemset(live[i].first, (int)(i & 0x7f), live[i].second);
+        for (size_t i = 0; i < live.size(); i++) {
+            std::vector<unsigned char> h = to_host(live[i].first, live[i].second);
+            for (size_t j = 0; j < h.size(); j += 61) bad += h[j] != (unsigned char)(i & 0x7f);
+            bad += h.back() != (unsigned char)(i & 0x7f);
+        }
+        /* free every other one (then, in the last round, all) */
+        std::vector<std::pair<unsigned char *, size_t>> keep;
+        for (size_t i = 0; i < live.size(); i++) {
+            if (round < 2 && (i + (size_t)round) % 2) keep.push_back(live[i]);
+            else bad += cudaFree(live[i].first) != cudaSuccess;
+        }
+        live.swap(keep);
+    }
+    for (auto &b : live) bad += cudaFree(b.first) != cudaSuccess;
+    bad += cudaFree(own) != cudaSuccess;
+    size_t free1 = 0;
+    cudaMemGetInfo(&free1, &total);
+    CHECK(bad == 0, "%d allocator checks failed", bad);
+    CHECK(free1 == free0, "free memory %zu after freeing everything, %zu before", free1, free0);
+}
+
 /* ---- the trap: host code touching device memory ------------------------------------------ */
 
 static int *g_live; /* keeps a chunk mapped while a child reads freed memory next to it */
@@ -553,8 +600,9 @@ static void freed_read_child() {
     volatile int *v = d;
     fprintf(stderr, "read %d\n", v[0]);
 }
+static int *volatile g_null = nullptr; /* opaque to the compiler */
 static void null_read_child() { /* not device memory: the default action, SIGSEGV */
-    volatile int *v = nullptr;
+    volatile int *v = g_null;
     fprintf(stderr, "read %d\n", v[1]);
 }
 
@@ -603,7 +651,7 @@ static int child_main(const char *mode) {
     if (!strcmp(mode, "chain") || !strcmp(mode, "chain-dev")) {
         signal(SIGSEGV, on_segv_before); /* installed before the emulator's */
         int *d = dev_alloc<int>(4);
-        volatile int *v = !strcmp(mode, "chain") ? nullptr : d;
+        volatile int *v = !strcmp(mode, "chain") ? g_null : d;
         return v[1];
     }
     return 2;
@@ -741,6 +789,7 @@ int main(int argc, char **argv) {
     check_coords();
     check_aborts(deadlock_child, "deadlock");
     check_aborts(diverged_child, "diverged collective");
+    check_alloc();
     check_protect();
     check_threads();
     bench();

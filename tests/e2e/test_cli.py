@@ -134,7 +134,8 @@ def test_version():
     r = run_ulc("--version")
     no_crash(r)
     assert r.returncode == 0, r.stderr
-    assert re.fullmatch(r"ulc \d+\.\d+\.\d+\S*\n", r.stdout), r.stdout
+    # the version, then the backends built in (cpu always; cuda with the toolkit, emulated or not)
+    assert re.fullmatch(r"ulc \d+\.\d+\.\d+\S* \(backends: cpu(, cuda( \(emulated on the host\))?)?\)\n", r.stdout), r.stdout
 
 
 def test_no_arguments():

@@ -21,7 +21,7 @@ summary=()
 say() { echo "gpu-check: $*"; summary+=("$*"); }
 
 if [ -x .gpu/bin/ulc ]; then
-  export ULC_BIN=$PWD/.gpu/bin/ulc LD_LIBRARY_PATH=$PWD/.gpu/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  export ULC_BIN=$PWD/.gpu/bin/ulc # a wrapper that points ulc alone at .gpu/lib
 else
   export ULC_BIN=${ULC_BIN:-$PWD/build/ulc}
 fi

@@ -73,6 +73,7 @@ typedef struct ulc_kctx {
                                    so the planner may free bytes it made for it (folds) */
     void *state;                /* the kernel's own, from prepare until release */
     int threads;                /* threads the kernel may use */
+    int precision;              /* the session's ULC_PRECISION_* (runtime.h); 0 when folding */
     void *dev;                  /* a device backend's per-session context (its stream, library
                                    handles: runtime/cuda/cu.h's ucu_dev); NULL on the cpu */
     ulc_ctx *err;
@@ -218,6 +219,9 @@ typedef struct ulc_backend {
     void (*chain_eval)(const ulc_chain *c, const float *const *ins, float *out, int n);
     void (*set_threads)(int threads);        /* 0 = the default */
     const ulc_device_ops *device;            /* NULL: computes in host memory */
+    /* ULC_OK when sessions may compute at this ULC_PRECISION_* here (host backends; a device
+     * backend's open decides); otherwise fails with why. NULL: float32 only. */
+    ulc_status (*check_precision)(int precision, ulc_ctx *ctx);
 } ulc_backend;
 
 /* Backend registrations: the only symbols of a backend the planner names (runtime/backend.c

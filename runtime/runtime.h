@@ -78,8 +78,15 @@ typedef struct ulc_session_opts {
     int threads;         /* 0 = follow the load (runtime/threads.h) */
     int profile;         /* 1: time every step (see ulc_session_profile) */
     int device;          /* cuda: the device's index */
-    int precision;       /* cuda: 0 float32 products (TF32 off, as the cpu), 1 TF32 products */
+    int precision;       /* ULC_PRECISION_*: how products with large operands may round */
 } ulc_session_opts;
+
+/* The arithmetic of a session's matrix products (--precision). FP32 is the default everywhere:
+ * float32 in, float32 out, float32 sums. TF32 (cuda only): cuBLAS's TF32 tensor-core products.
+ * BF16 (cpu, where oneDNN has a bfloat16 brgemm: AVX512_BF16 or AMX): the products of a
+ * constant weight — linear layers, packed once per plan (runtime/cpu/k_nn_gemm.c) — take both
+ * operands rounded to bfloat16 and sum in float32; everything else stays float32. */
+enum { ULC_PRECISION_FP32 = 0, ULC_PRECISION_TF32 = 1, ULC_PRECISION_BF16 = 2 };
 
 /* Sessions on the process's default device: the backend and device ulc_runtime_set_default_device
  * chose ("cpu" until then), every core. */

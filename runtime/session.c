@@ -29,6 +29,7 @@ struct ulc_session {
     const ulc_graph *g;
     int64_t opset;
     int threads;      /* this run's; plans are made for one count */
+    int precision;    /* ULC_PRECISION_* (its steps' kc.precision) */
     int auto_threads; /* the default: follow the load (runtime/threads.h) */
     int pending, pending_seen; /* a different count seen at the last looks */
     double looked_at;  /* monotonic seconds of the last look */
@@ -84,16 +85,20 @@ ulc_status ulc_runtime_set_default_device(const char *spec, int precision, ulc_c
     if (!ulc_backend_find(name))
         return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "--device %s: this ulc was built without the CUDA backend "
                         "(backends: %s)", spec, ulc_backend_names());
-    if (strcmp(name, "cpu") != 0) {
-        /* fail now, with the reason, rather than at the first session */
-        const ulc_backend *be = ulc_backend_find(name);
+    /* fail now, with the reason, rather than at the first session */
+    const ulc_backend *be = ulc_backend_find(name);
+    const char *prec = precision == ULC_PRECISION_TF32 ? ", tf32" : precision == ULC_PRECISION_BF16 ? ", bf16" : "";
+    if (be->device) {
         void *dev = NULL;
         ULC_TRY(be->device->open(device, precision, &dev, ctx));
         snprintf(default_device.name, sizeof default_device.name, "%s:%d (%s)%s", name, device,
-                 be->device->describe(dev), precision == 1 ? ", tf32" : "");
+                 be->device->describe(dev), prec);
         be->device->close(dev);
     } else {
-        snprintf(default_device.name, sizeof default_device.name, "cpu");
+        if (precision != ULC_PRECISION_FP32 && !be->check_precision)
+            return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "--precision: the %s backend computes in float32 only", name);
+        if (be->check_precision) ULC_TRY(be->check_precision(precision, ctx));
+        snprintf(default_device.name, sizeof default_device.name, "%s%s", name, prec);
     }
     memcpy(default_device.backend, name, nlen + 1);
     default_device.device = device;
@@ -122,9 +127,15 @@ ulc_status ulc_session_create(const ulc_model *m, const ulc_session_opts *opts, 
         if (!ulc_backend_supports(o.backend, n, why, sizeof why) &&
             !(be->device && ulc_backend_supports("cpu", n, label, sizeof label)))
             return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "%s: %s", ulc_node_label(n, label, sizeof label), why);
+    if (!be->device && o.precision != ULC_PRECISION_FP32) {
+        if (!be->check_precision)
+            return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "the %s backend computes in float32 only", o.backend);
+        ULC_TRY(be->check_precision(o.precision, ctx));
+    }
     ulc_session *s = calloc(1, sizeof *s);
     if (!s) return ulc_plan_nomem(ctx, "session");
     s->m = m;
+    s->precision = o.precision;
     s->g = g;
     s->be = be;
     if (be->device) {
@@ -452,10 +463,14 @@ static ulc_status make_plan(ulc_session *s, rt_plan **out, ulc_ctx *ctx) {
     for (int i = 0; i < p->n_steps; i++) {
         rt_step *sp = &p->steps[i];
         sp->kc.threads = step_threads(sp, s->threads);
+        sp->kc.precision = s->precision;
         s->be->set_threads(sp->kc.threads); /* oneDNN fixes a primitive's split when created */
         if (sp->k->prepare && sp->alias != 2) {
             st = sp->k->prepare(&sp->kc);
             if (st != ULC_OK) {
+                /* whatever a failed prepare kept is released here, as plan-time folding does */
+                if (sp->k->release) sp->k->release(sp->kc.state);
+                sp->kc.state = NULL;
                 free(readers);
                 goto done;
             }

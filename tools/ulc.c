@@ -112,8 +112,10 @@ static const char *k_usage =
     "  --version                  ulc's version and the backends built in (cpu, cuda)\n"
     "  --device cpu|cuda[:N]      (every command) where sessions run: the CPU (default) or a\n"
     "                             CUDA GPU; no GPU visible: exit 2 with why\n"
-    "  --precision fp32|tf32      with --device cuda: float32 products (default, TF32 off, as\n"
-    "                             the CPU) or TF32 tensor-core products (docs/cli.md)\n"
+    "  --precision fp32|tf32|bf16 float32 products (default; on cuda TF32 off, as the CPU);\n"
+    "                             tf32: cuda's TF32 tensor-core products; bf16: on the CPU,\n"
+    "                             linear layers in bfloat16 with float32 sums, where the CPU\n"
+    "                             has AVX512_BF16 or AMX (docs/cli.md, \"Precision\")\n"
     "\n"
     "formats: ONNX (.onnx); safetensors (.safetensors, a sharded checkpoint's index .json, or a\n"
     "directory holding either). Exit codes: 0 ok, 1 usage, 2 invalid input, 3 I/O error,\n"
@@ -322,10 +324,12 @@ int main(int argc, char **argv) {
         argc = k;
         if (precision) {
             if (strcmp(precision, "fp32") == 0 || strcmp(precision, "float32") == 0) prec = 0;
-            else if (strcmp(precision, "tf32") == 0) prec = 1;
-            else return ulc_cli_usage_error("--precision %s: expected fp32 or tf32", precision);
-            if (!device || strncmp(device, "cuda", 4) != 0)
-                return ulc_cli_usage_error("--precision applies to --device cuda only");
+            else if (strcmp(precision, "tf32") == 0) prec = ULC_PRECISION_TF32;
+            else if (strcmp(precision, "bf16") == 0 || strcmp(precision, "bfloat16") == 0) prec = ULC_PRECISION_BF16;
+            else return ulc_cli_usage_error("--precision %s: expected fp32, tf32 or bf16", precision);
+            if (prec == ULC_PRECISION_TF32 && (!device || strncmp(device, "cuda", 4) != 0))
+                return ulc_cli_usage_error("--precision tf32 applies to --device cuda only");
+            if (prec != ULC_PRECISION_FP32 && !device) device = "cpu"; /* checked where it runs */
         }
         if (argc < 2) return ulc_cli_usage_error("no command given");
         cmd = argv[1];

@@ -10,6 +10,9 @@
 const ulc_kernel *ulc_cpu_kernel(ulc_op op);
 /* Sets the thread count of the CPU backend's thread pool (OpenMP, shared with oneDNN). */
 void ulc_cpu_set_threads(int threads);
+/* The backend's check_precision: float32 always; bfloat16 products where oneDNN's effective ISA
+ * has a bfloat16 brgemm (AVX512_BF16 or AMX); TF32 is a CUDA mode. */
+ulc_status ulc_cpu_check_precision(int precision, ulc_ctx *ctx);
 /* The chain kernel: k->state is a malloc'd ulc_chain (freed by its release). */
 const ulc_kernel *ulc_cpu_chain_kernel(void);
 /* Evaluates c over n elements (n ≤ 512) of the inputs ins[] into out (the planner probes chains

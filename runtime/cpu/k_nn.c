@@ -61,6 +61,34 @@ ulc_status ulc_nn_dnnl(ulc_kctx *k, dnnl_engine_t *engine, dnnl_stream_t *stream
     return ULC_OK;
 }
 
+static const char *isa_name(dnnl_cpu_isa_t isa) {
+    switch (isa) {
+    case dnnl_cpu_isa_sse41: return "sse4.1";
+    case dnnl_cpu_isa_avx: return "avx";
+    case dnnl_cpu_isa_avx2: return "avx2";
+    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
+    case dnnl_cpu_isa_avx512_core: return "avx512_core";
+    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+    default: return "another";
+    }
+}
+
+ulc_status ulc_cpu_check_precision(int precision, ulc_ctx *ctx) {
+    if (precision == ULC_PRECISION_FP32) return ULC_OK;
+    if (precision == ULC_PRECISION_TF32)
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "--precision tf32 is a CUDA mode (with --device cpu: fp32 or bf16)");
+    if (precision != ULC_PRECISION_BF16)
+        return ulc_fail(ctx, ULC_ERR_INVALID_ARG, "unknown precision %d", precision);
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    if ((isa & dnnl_cpu_isa_avx512_core_bf16) != dnnl_cpu_isa_avx512_core_bf16)
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED,
+                        "--precision bf16: this CPU has no bfloat16 matrix instructions (oneDNN's ISA here: %s; "
+                        "bf16 needs AVX512_BF16 or AMX): use fp32", isa_name(isa));
+    return ULC_OK;
+}
+
 ulc_status ulc_nn_dnnl_check(ulc_kctx *k, dnnl_status_t s, const char *what) {
     if (s == dnnl_success) return ULC_OK;
     return ulc_k_fail(k, s == dnnl_out_of_memory ? ULC_ERR_NOMEM : ULC_ERR_INTERNAL,

@@ -86,10 +86,20 @@ typedef struct pmm {
     dnnl_memory_t m_a, m_w, m_bias, m_y, m_res;
     int res_arg; /* the residual's execution argument (its binary post-op), 0 without one */
     void *w; /* B in the primitive's layout */
+    /* bfloat16 products (ULC_PRECISION_BF16): B packed as bfloat16, and A rounded to bfloat16
+     * (cvt, from m_a32 into m_a, held in the scratch buffer) before each product */
+    dnnl_primitive_t cvt;
+    dnnl_memory_t m_a32;
+    size_t a_bytes;
 } pmm;
 
 static void pmm_release(pmm *p) {
     if (p->prim) dnnl_primitive_destroy(p->prim);
+    if (p->cvt) {
+        dnnl_primitive_destroy(p->cvt);
+        ulc_nn_scratch_drop();
+    }
+    if (p->m_a32) dnnl_memory_destroy(p->m_a32);
     if (p->m_a) dnnl_memory_destroy(p->m_a);
     if (p->m_w) dnnl_memory_destroy(p->m_w);
     if (p->m_bias) dnnl_memory_destroy(p->m_bias);
@@ -130,18 +140,23 @@ static int pmm_enabled(void) {
 /* Y[M, N] = act(A[M, K] · B (+ bias[N])) (+ R), B a constant [K, N], or [N, K] read transposed
  * (tb); act: NULL, or a fuse whose activation becomes the primitive's eltwise post-op and whose
  * residual R ([M, N]) its binary add post-op. On ULC_OK without p->prim, oneDNN has no
- * blocked-weights kernel here: the caller runs sgemm. */
+ * blocked-weights kernel here: the caller runs sgemm. Under ULC_PRECISION_BF16 the product
+ * takes A and B rounded to bfloat16 (to nearest even, oneDNN's reorder) and sums in float32;
+ * the bias, the post-ops and Y stay float32. */
 static ulc_status pmm_prepare(ulc_kctx *k, pmm *p, int64_t M, int64_t K, int64_t N, const float *B, int tb,
                               int bias, const ulc_kfuse *act) {
     memset(p, 0, sizeof *p);
     if (M <= 0 || K <= 0 || N <= 0 || K * N < (1 << 16) || !pmm_enabled()) return ULC_OK;
     dnnl_engine_t eng;
     ULC_TRY(ulc_nn_dnnl(k, &eng, NULL));
+    int bf = k->precision == ULC_PRECISION_BF16;
+    dnnl_data_type_t dt = bf ? dnnl_bf16 : dnnl_f32;
     dnnl_dims_t ad = {M, K}, wd = {K, N}, bd = {1, N}, yd = {M, N};
-    dnnl_memory_desc_t a_md, w_user, w_any, b_md, y_md;
-    dnnl_status_t st = dnnl_memory_desc_init_by_tag(&a_md, 2, ad, dnnl_f32, dnnl_ab);
+    dnnl_memory_desc_t a_md, a32_md, w_user, w_any, b_md, y_md;
+    dnnl_status_t st = dnnl_memory_desc_init_by_tag(&a_md, 2, ad, dt, dnnl_ab);
+    if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&a32_md, 2, ad, dnnl_f32, dnnl_ab);
     if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&w_user, 2, wd, dnnl_f32, tb ? dnnl_ba : dnnl_ab);
-    if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&w_any, 2, wd, dnnl_f32, dnnl_format_tag_any);
+    if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&w_any, 2, wd, dt, dnnl_format_tag_any);
     if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&b_md, 2, bd, dnnl_f32, dnnl_ab);
     if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&y_md, 2, yd, dnnl_f32, dnnl_ab);
     if (st != dnnl_success) return ulc_nn_dnnl_check(k, st, "matmul descriptors");
@@ -198,6 +213,14 @@ static ulc_status pmm_prepare(ulc_kctx *k, pmm *p, int64_t M, int64_t K, int64_t
     }
     st = dnnl_memory_create(&p->m_w, &key.md, eng, p->w);
     if (st == dnnl_success) st = dnnl_memory_create(&p->m_a, &a_md, eng, DNNL_MEMORY_NONE);
+    if (st == dnnl_success && bf) {
+        st = dnnl_memory_create(&p->m_a32, &a32_md, eng, DNNL_MEMORY_NONE);
+        if (st == dnnl_success) st = ulc_nn_reorder_create(&a32_md, &a_md, &p->cvt);
+        if (st == dnnl_success) {
+            ulc_nn_scratch_hold(); /* A's bfloat16 copy lives there during a run */
+            p->a_bytes = dnnl_memory_desc_get_size(&a_md);
+        }
+    }
     if (st == dnnl_success && bias) st = dnnl_memory_create(&p->m_bias, &b_md, eng, DNNL_MEMORY_NONE);
     if (st == dnnl_success) st = dnnl_memory_create(&p->m_y, &y_md, eng, DNNL_MEMORY_NONE);
     if (st == dnnl_success && res) st = dnnl_memory_create(&p->m_res, &y_md, eng, DNNL_MEMORY_NONE);
@@ -210,8 +233,16 @@ static ulc_status pmm_prepare(ulc_kctx *k, pmm *p, int64_t M, int64_t K, int64_t
 
 static ulc_status pmm_run(ulc_kctx *k, const pmm *p, const void *a, const void *bias, void *y) {
     dnnl_stream_t stream;
-    ULC_TRY(ulc_nn_dnnl(k, NULL, &stream));
-    dnnl_status_t st = dnnl_memory_set_data_handle(p->m_a, (void *)(uintptr_t)a);
+    ulc_nn_scratch sc = {NULL, 0};
+    ULC_TRY(ulc_nn_run_begin(k, p->cvt ? p->a_bytes : 0, &stream, &sc));
+    dnnl_status_t st;
+    if (p->cvt) { /* A rounded to bfloat16 into the scratch, the product reads it there */
+        st = dnnl_memory_set_data_handle(p->m_a32, (void *)(uintptr_t)a);
+        if (st == dnnl_success) st = dnnl_memory_set_data_handle(p->m_a, sc.p);
+        if (st == dnnl_success) st = ulc_nn_reorder_run(p->cvt, p->m_a32, p->m_a);
+    } else {
+        st = dnnl_memory_set_data_handle(p->m_a, (void *)(uintptr_t)a);
+    }
     if (st == dnnl_success) st = dnnl_memory_set_data_handle(p->m_y, y);
     if (st == dnnl_success && p->m_bias) st = dnnl_memory_set_data_handle(p->m_bias, (void *)(uintptr_t)bias);
     if (st == dnnl_success && p->m_res)
@@ -226,6 +257,7 @@ static ulc_status pmm_run(ulc_kctx *k, const pmm *p, const void *a, const void *
         args[na++] = (dnnl_exec_arg_t){DNNL_ARG_DST, p->m_y};
         st = dnnl_primitive_execute(p->prim, stream, na, args);
     }
+    ulc_nn_scratch_done(&sc);
     return ulc_nn_dnnl_check(k, st, "matmul");
 }
 
@@ -342,8 +374,9 @@ static ulc_status mm_prepare(ulc_kctx *k) {
     ULC_TRY(ulc_sh_matmul_geom(k, &s->g, NULL, NULL));
     s->ldb = s->g.n;
     /* a vocabulary head (N >= MM_WIDE) streams better as sgemm's column blocks (mm_copy_b):
-     * [128,768]x[768,50257] took 34-35 ms there against 38-40 ms packed */
-    if (s->g.dtype == ULC_DT_F32 && (k->const_inputs & 2u) && s->g.fold && k->in[1]->rank == 2 && s->g.n < MM_WIDE) {
+     * [128,768]x[768,50257] took 34-35 ms there against 38-40 ms packed; in bfloat16 it packs */
+    int wide_ok = s->g.n < MM_WIDE || k->precision == ULC_PRECISION_BF16;
+    if (s->g.dtype == ULC_DT_F32 && (k->const_inputs & 2u) && s->g.fold && k->in[1]->rank == 2 && wide_ok) {
         /* a linear layer's bias Add and activation, fused by the planner, run in the primitive */
         int row = k->fuse && bias_row(k->fuse->addend, s->g.n);
         int all = !k->fuse || !k->fuse->addend || row;

@@ -42,6 +42,7 @@ const ulc_backend *ulc_backend_cpu(void) {
         .attn_kernel = ulc_cpu_attn_kernel,
         .chain_eval = ulc_cpu_chain_eval,
         .set_threads = ulc_cpu_set_threads,
+        .check_precision = ulc_cpu_check_precision,
     };
     return &cpu;
 }

@@ -160,6 +160,9 @@ static void dev_close(void *p) {
 
 static ulc_status dev_open(int device, int precision, void **out, ulc_ctx *ctx) {
     *out = NULL;
+    if (precision != ULC_PRECISION_FP32 && precision != ULC_PRECISION_TF32)
+        return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "--precision %s: not offered on cuda (fp32 or tf32)",
+                        precision == ULC_PRECISION_BF16 ? "bf16" : "?");
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess || n == 0) {
@@ -190,7 +193,7 @@ static ulc_status dev_open(int device, int precision, void **out, ulc_ctx *ctx) 
     int bs = b->create(&d->blas);
     if (bs == 0) bs = b->set_stream(d->blas, d->stream);
     /* float32 products by default: TF32 off, so outputs match the CPU runtime's */
-    if (bs == 0) bs = b->set_math_mode(d->blas, precision == 1 ? 3 : 0);
+    if (bs == 0) bs = b->set_math_mode(d->blas, precision == ULC_PRECISION_TF32 ? 3 : 0);
     if (bs != 0) {
         dev_close(d);
         return ulc_fail(ctx, ULC_ERR_UNSUPPORTED, "--device cuda:%d: cuBLAS could not start (status %d)", device, bs);

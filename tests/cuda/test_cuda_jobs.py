@@ -47,7 +47,8 @@ def test_no_gpu_fails_at_once_with_why(tmp_path):
     (["--device", "cpu:0"], "expected cpu, cuda or cuda:N"),
     (["--device"], "needs a value"),
     (["--precision", "tf32"], "--device cuda only"),
-    (["--device", "cpu", "--precision", "bf16"], "expected fp32 or tf32"),
+    (["--device", "cpu", "--precision", "tf32"], "--device cuda only"),
+    (["--device", "cpu", "--precision", "fp16"], "expected fp32, tf32 or bf16"),
 ])
 def test_bad_device_options_are_usage_errors(args, needle):
     cmd = ["eval", DIGITS / "digits_resnet.onnx", "--data", DIGITS / "test.safetensors"]

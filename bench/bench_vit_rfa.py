@@ -21,9 +21,12 @@ time (peak RSS, CPU seconds). Figures: medians over repeats; the ratio is ulc / 
 median epoch times. Both sides see the same batches and the same weights, and at step 1 the
 student equals the teacher, so the mean epoch losses agree closely (reported).
 
-Target (issue 21): ulc's epoch <= 0.5x PyTorch's.
+Target (issue 21): ulc's epoch <= 0.5x PyTorch's. --precisions fp32,bf16 runs ulc once per
+precision in each repeat (bf16: `ulc --precision bf16`, the frozen weights' products in bfloat16
+with float32 sums; PyTorch stays float32), a row each.
 
-  .venv/bin/python bench/bench_vit_rfa.py [--rows 256] [--repeats 3] [--threads 2] [--write-doc]
+  .venv/bin/python bench/bench_vit_rfa.py [--rows 256] [--repeats 3] [--threads 2]
+      [--precisions fp32[,bf16]] [--write-doc]
 """
 import argparse
 import datetime
@@ -64,9 +67,9 @@ def make_inputs(rows):
     return model, data
 
 
-def run_ulc(model, data, threads, tag):
+def run_ulc(model, data, threads, tag, precision="fp32"):
     out = OUT / f"ulc_out_{tag}/"
-    cmd = [str(ROOT / "build" / "ulc"), "train", str(model), "--data", str(data), "-o", str(out) + "/",
+    cmd = [str(ROOT / "build" / "ulc"), "--precision", precision, "train", str(model), "--data", str(data), "-o", str(out) + "/",
            "--passes", "lora-inject{placement=rfa,rank=8,alpha=32},rfa{gamma=0.5,norm=l2sq},lora-merge",
            "--forget-classes", "3", "--batch-size", "32", "--epochs", "1", "--lr", "5e-5",
            "--optimizer", "adamw", "--weight-decay", "0.01", "--seed", "0", "--threads", str(threads)]
@@ -92,28 +95,34 @@ def main():
     ap.add_argument("--rows", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precisions", default="fp32", help="ulc's --precision values, comma-separated (fp32, bf16)")
     ap.add_argument("--write-doc", action="store_true")
     a = ap.parse_args()
+    precs = [x for x in a.precisions.split(",") if x]
+    if not precs or any(x not in ("fp32", "bf16") for x in precs) or len(set(precs)) != len(precs):
+        ap.error("--precisions: fp32 and/or bf16")
     model, data = make_inputs(a.rows)
-    res = {"ulc": [], "torch": []}
+    ulcs = ["ulc" if x == "fp32" else f"ulc {x}" for x in precs]
+    res = {**{u: [] for u in ulcs}, "torch": []}
     for rep in range(a.repeats):
-        for side in (["ulc", "torch"] if rep % 2 == 0 else ["torch", "ulc"]):
-            r = run_ulc(model, data, a.threads, rep) if side == "ulc" else run_torch(model, data, a.threads)
+        sides = [*ulcs, "torch"]
+        sides = sides[rep % len(sides):] + sides[:rep % len(sides)]  # who goes first rotates
+        for side in sides:
+            r = (run_torch(model, data, a.threads) if side == "torch" else
+                 run_ulc(model, data, a.threads, rep, precs[ulcs.index(side)]))
             res[side].append(r)
-            print(f"repeat {rep + 1} {side:5s} epoch {r['epoch_s']:7.1f} s  cpu {r['cpu_s']:7.1f} s  "
+            print(f"repeat {rep + 1} {side:8s} epoch {r['epoch_s']:7.1f} s  cpu {r['cpu_s']:7.1f} s  "
                   f"peak RSS {r['rss_mib']:6.0f} MiB  mean loss {r['loss']:.6g}", flush=True)
     med = {s: {k: statistics.median(x[k] for x in res[s]) for k in ("epoch_s", "rss_mib", "cpu_s", "wall_s")}
            for s in res}
-    ratio = med["ulc"]["epoch_s"] / med["torch"]["epoch_s"]
-    rss_ratio = med["ulc"]["rss_mib"] / med["torch"]["rss_mib"]
-    loss_rel = abs(res["ulc"][0]["loss"] - res["torch"][0]["loss"]) / abs(res["torch"][0]["loss"])
+    ratio = {u: med[u]["epoch_s"] / med["torch"]["epoch_s"] for u in ulcs}
     t0 = res["torch"][0]
-    ep_u = ", ".join("%.1f" % r["epoch_s"] for r in res["ulc"])
     ep_t = ", ".join("%.1f" % r["epoch_s"] for r in res["torch"])
     st_t = ", ".join("%.1f" % x for x in t0["step_s"])
+    flag = f" --precisions {a.precisions}" if precs != ["fp32"] else ""
     lines = [
         SECTION, "",
-        f"`.venv/bin/python bench/bench_vit_rfa.py --rows {a.rows} --repeats {a.repeats} --threads {a.threads}` — "
+        f"`.venv/bin/python bench/bench_vit_rfa.py --rows {a.rows} --repeats {a.repeats} --threads {a.threads}{flag}` — "
         f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}; {os.cpu_count()} cores, Linux {platform.release()}; "
         f"torch/transformers/peft {versions()} (bench venv); {a.threads} threads both sides; load average at the "
         f"end {os.getloadavg()[0]:.1f}.", "",
@@ -123,14 +132,19 @@ def main():
         "ulc's first one planning its sessions), AdamW lr 5e-5.", "",
         "| | epoch s (median) | CPU s | peak RSS MiB | process wall s |",
         "|---|---|---|---|---|",
-        f"| ulc | {med['ulc']['epoch_s']:.1f} | {med['ulc']['cpu_s']:.1f} | {med['ulc']['rss_mib']:.0f} | {med['ulc']['wall_s']:.1f} |",
+        *(f"| {u} | {med[u]['epoch_s']:.1f} | {med[u]['cpu_s']:.1f} | {med[u]['rss_mib']:.0f} | {med[u]['wall_s']:.1f} |"
+          for u in ulcs),
         f"| PyTorch eager + PEFT | {med['torch']['epoch_s']:.1f} | {med['torch']['cpu_s']:.1f} | {med['torch']['rss_mib']:.0f} | {med['torch']['wall_s']:.1f} |",
-        f"| **ulc / PyTorch** | **{ratio:.2f}×** | {med['ulc']['cpu_s'] / med['torch']['cpu_s']:.2f}× | **{rss_ratio:.2f}×** | |",
+        *(f"| **{u} / PyTorch** | **{ratio[u]:.2f}×** | {med[u]['cpu_s'] / med['torch']['cpu_s']:.2f}× | "
+          f"**{med[u]['rss_mib'] / med['torch']['rss_mib']:.2f}×** | |" for u in ulcs),
         "",
-        f"- epochs per repeat: ulc {ep_u} s; PyTorch {ep_t} s; PyTorch's steps in the first repeat {st_t} s",
-        f"- mean epoch loss, first repeat: ulc {res['ulc'][0]['loss']:.6g}, PyTorch {t0['loss']:.6g} "
-        f"(relative difference {loss_rel:.1e})",
-        f"- target: ulc ≤ 0.5× PyTorch's epoch: {'met' if ratio <= 0.5 else 'NOT met'} ({ratio:.2f}×)", ""]
+        "- epochs per repeat: " + "; ".join(f"{u} " + ", ".join("%.1f" % r["epoch_s"] for r in res[u]) + " s"
+                                             for u in ulcs) + f"; PyTorch {ep_t} s; PyTorch's steps in the first repeat {st_t} s",
+        "- mean epoch loss, first repeat: " + ", ".join(f"{u} {res[u][0]['loss']:.6g}" for u in ulcs) +
+        f", PyTorch {t0['loss']:.6g} (relative difference " +
+        ", ".join(f"{abs(res[u][0]['loss'] - t0['loss']) / abs(t0['loss']):.1e}" for u in ulcs) + ")",
+        *(f"- target: {u} ≤ 0.5× PyTorch's epoch: {'met' if ratio[u] <= 0.5 else 'NOT met'} ({ratio[u]:.2f}×)"
+          for u in ulcs), ""]
     text = "\n".join(lines)
     print(text)
     if a.write_doc:

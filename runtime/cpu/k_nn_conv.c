@@ -231,8 +231,20 @@ static int conv_dnnl_dims(const ulc_sh_conv *g, dnnl_dims_t sd, dnnl_dims_t wd, 
 }
 
 /* Builds the primitive (with post-ops when with_post). Returns ULC_OK with s->use_dnnl = 0 when
- * oneDNN has no implementation for the case. */
+ * oneDNN has no implementation for the case. Under ULC_PRECISION_BF16 a convolution reads X and
+ * W as bfloat16 (X rounded by the source reorder on each run, W once at prepare) and writes Y in
+ * float32, falling back to float32 where oneDNN has no bfloat16 kernel for it. */
+static ulc_status conv_dnnl_build_dt(ulc_kctx *k, conv_state *s, int with_post, dnnl_data_type_t cdt);
+
 static ulc_status conv_dnnl_build(ulc_kctx *k, conv_state *s, int with_post) {
+    if (k->precision == ULC_PRECISION_BF16 && !s->g.transpose) {
+        ULC_TRY(conv_dnnl_build_dt(k, s, with_post, dnnl_bf16));
+        if (s->use_dnnl) return ULC_OK;
+    }
+    return conv_dnnl_build_dt(k, s, with_post, dnnl_f32);
+}
+
+static ulc_status conv_dnnl_build_dt(ulc_kctx *k, conv_state *s, int with_post, dnnl_data_type_t cdt) {
     const ulc_sh_conv *g = &s->g;
     dnnl_engine_t eng;
     ULC_TRY(ulc_nn_dnnl(k, &eng, NULL));
@@ -262,11 +274,11 @@ static ulc_status conv_dnnl_build(ulc_kctx *k, conv_state *s, int with_post) {
                                           conv_wei_tag(g->transpose, grouped, nsp));
     if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&bias_md, 1, bd, dnnl_f32, dnnl_a);
     if (st == dnnl_success)
-        st = dnnl_memory_desc_init_by_tag(&src_any, rank, sd, dnnl_f32, dnnl_format_tag_any);
+        st = dnnl_memory_desc_init_by_tag(&src_any, rank, sd, cdt, dnnl_format_tag_any);
     if (st == dnnl_success)
         st = dnnl_memory_desc_init_by_tag(&dst_any, rank, dd, dnnl_f32, dnnl_format_tag_any);
     if (st == dnnl_success)
-        st = dnnl_memory_desc_init_by_tag(&wei_any, wrank, wd, dnnl_f32, dnnl_format_tag_any);
+        st = dnnl_memory_desc_init_by_tag(&wei_any, wrank, wd, cdt, dnnl_format_tag_any);
     ULC_TRY(ulc_nn_dnnl_check(k, st, "memory descriptors for the convolution"));
 
     dnnl_convolution_desc_t cd;
@@ -293,6 +305,12 @@ static ulc_status conv_dnnl_build(ulc_kctx *k, conv_state *s, int with_post) {
     if (attr) dnnl_primitive_attr_destroy(attr);
     if (st == dnnl_unimplemented) return ULC_OK;
     ULC_TRY(ulc_nn_dnnl_check(k, st, "convolution primitive descriptor"));
+    const char *impl = NULL;
+    if (cdt == dnnl_bf16 && (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success ||
+                             !impl || strstr(impl, "ref"))) {
+        dnnl_primitive_desc_destroy(pd); /* only oneDNN's reference loop: float32's kernels instead */
+        return ULC_OK;
+    }
 
     const dnnl_memory_desc_t *src_md = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
     const dnnl_memory_desc_t *wei_md = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
@@ -370,6 +388,7 @@ static ulc_status conv_wino_prepare(ulc_kctx *k, conv_state *s) {
     const ulc_nn_window *w = &g->w;
     if (g->transpose || g->dtype != ULC_DT_F32 || g->nsp != 2 || g->g != 1 || !ulc_wino_enabled())
         return ULC_OK;
+    if (k->precision == ULC_PRECISION_BF16 && !getenv("ULC_BF16_WINO")) return ULC_OK;
     int wino = 1;
     for (int i = 0; i < 2; i++) {
         if (w->d[i] != 1) return ULC_OK;

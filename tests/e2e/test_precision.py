@@ -1,6 +1,7 @@
-"""--precision bf16 on the CPU (runtime/cpu/k_nn_gemm.c's packed products; docs/cli.md,
-"Precision"): a linear layer's product takes its input and its weight rounded to bfloat16 (to
-nearest even) and sums in float32; bias, activation, residual and every other op stay float32.
+"""--precision bf16 on the CPU (runtime/cpu/k_nn_gemm.c's packed products, k_nn_conv.c's oneDNN
+convolutions; docs/cli.md, "Precision"): a linear layer's product and a convolution take their
+input and weight rounded to bfloat16 (to nearest even) and sum in float32; bias, activation,
+residual and every other op stay float32.
 
 Where the CPU has bfloat16 matrix instructions (oneDNN's ISA avx512_core_bf16 or amx: the flags
 avx512_bf16 or amx_bf16), the outputs are checked against numpy on the rounded operands, shown
@@ -122,6 +123,41 @@ def test_bf16_products_round_both_operands(mlp):
     assert c.returncode == 0, c.stderr
     t1 = load_file(str(d / "t1.safetensors"))
     assert _rel(t1["logits"], b16["logits"].astype(np.float64)) < 1e-5
+
+
+def _conv_ref(x, w, b):
+    """3x3, stride 1, pad 1 convolution in float64 (NCHW, OIHW) + bias, then Relu."""
+    n, c, hh, ww = x.shape
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    cols = np.stack([xp[:, :, i:i + hh, j:j + ww] for i in range(3) for j in range(3)], axis=2)  # n c 9 h w
+    y = np.einsum("nckhw,mck->nmhw", cols, w.reshape(w.shape[0], c, 9).astype(np.float64))
+    return np.maximum(y + b[None, :, None, None], 0)
+
+
+@pytest.mark.skipif(not _cpu_has_bf16(), reason="this CPU has no bfloat16 matrix instructions: "
+                    "test_bf16_refused_without_the_instructions checks the refusal instead")
+@pytest.mark.parametrize("batch", [1, 4])
+def test_bf16_convolutions_round_both_operands(tmp_path, batch):
+    """Conv + bias + Relu (one fused step): X and W rounded to bfloat16, float32 sums and output."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((batch, 32, 14, 14)).astype(np.float32)
+    w = (rng.standard_normal((64, 32, 3, 3)) / 17).astype(np.float32)
+    b = (rng.standard_normal(64) * 0.1).astype(np.float32)
+    g = h.make_graph([h.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]), h.make_node("Relu", ["c"], ["y"])],
+                     "conv", [h.make_tensor_value_info("x", TP.FLOAT, list(x.shape))],
+                     [h.make_tensor_value_info("y", TP.FLOAT, None)], [nh.from_array(w, "w"), nh.from_array(b, "b")])
+    model, inp = tmp_path / "conv.onnx", tmp_path / "x.safetensors"
+    onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 17)]), str(model))
+    save_file({"x": x}, str(inp))
+    outs = {}
+    for prec in ("fp32", "bf16"):
+        p = _ulc("--precision", prec, "run", model, "--input", inp, "-o", tmp_path / f"{prec}.safetensors")
+        assert p.returncode == 0, p.stderr
+        outs[prec] = load_file(str(tmp_path / f"{prec}.safetensors"))["y"]
+    ref32, ref16 = _conv_ref(x, w, b), _conv_ref(_bf16(x), _bf16(w), b)
+    assert _rel(outs["fp32"], ref32) < 1e-5
+    assert _rel(outs["bf16"], ref16) < 2e-4
+    assert 1e-4 < _rel(outs["bf16"], ref32) < 3e-2
 
 
 @pytest.mark.skipif(_cpu_has_bf16(), reason="this CPU has bfloat16 matrix instructions: "

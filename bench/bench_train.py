@@ -85,6 +85,7 @@ PY = sys.executable
 TORCH_SIDE = Path(__file__).resolve().parent / "train_step_torch.py"
 TIME = "/usr/bin/time"
 SECTION = "## Training step vs PyTorch eager"
+PRECISION = []  # --precision bf16: ["--precision", "bf16"] on every ulc command
 GEN_VERSION = "1"  # bump to regenerate the model
 OPSET = 17
 ALL_CORES = len(os.sched_getaffinity(0))
@@ -243,7 +244,7 @@ def _fail(side, p):
 
 
 def ulc_cmd(model, data, out, losses, steps, threads, profile=False):
-    return [ULC, "train", model, "--data", data, "-o", out, "--before", PIPELINE, "--loss", "distill",
+    return [ULC, *PRECISION, "train", model, "--data", data, "-o", out, "--before", PIPELINE, "--loss", "distill",
             "--optimizer", "adamw", "--lr", LR, "--batch-size", BATCH, "--max-steps", steps,
             "--threads", threads, "--no-shuffle", "-q", "--losses", losses,
             *(["--profile"] if profile else [])]
@@ -308,7 +309,7 @@ def ulc_forward(model, data, tmp, threads, reps=5):
     from safetensors.numpy import load_file, save_file
     inp, out = tmp / "batch.safetensors", tmp / "logits.safetensors"
     save_file({"input": load_file(str(data))["input"][:BATCH]}, str(inp))
-    p = subprocess.run([ULC, "run", str(model), "--input", str(inp), "-o", str(out), "--threads", str(threads),
+    p = subprocess.run([ULC, *PRECISION, "run", str(model), "--input", str(inp), "-o", str(out), "--threads", str(threads),
                         "--repeat", str(reps + 1)], capture_output=True, text=True, env=_ulc_env())
     m = ULC_RUN_LINE.search(p.stderr)
     if p.returncode != 0 or not m:
@@ -464,7 +465,7 @@ def write_doc(text, threads):
     """Replaces this script's section for this thread count (between its markers), or appends it.
     The heading comes before the begin marker, so another script's rewrite of the section above
     (which runs to the next '## ') never takes the marker with it."""
-    env_note = " ".join(f"{k}={v}" for k, v in ULC_ENV.items())
+    env_note = " ".join([*(f"{k}={v}" for k, v in ULC_ENV.items()), *(["--precision bf16"] if PRECISION else [])])
     key = f"threads={threads}" + (f" {env_note}" if env_note else "")
     begin, end = f"<!-- bench_train.py {key}: begin -->", f"<!-- bench_train.py {key}: end -->"
     plural = "s" if threads > 1 else ""
@@ -514,8 +515,13 @@ def main():
                          "$ULC_BENCH_VENV or .bench-venv; the pinned PyTorch is then timed too)")
     ap.add_argument("--no-compile", dest="compile", action="store_false",
                     help="leave out the torch.compile side")
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                    help="ulc's --precision (bf16: the frozen weights' products in bfloat16 with float32 sums; "
+                         "the doc section then gets its own title)")
     ap.add_argument("--write-doc", action="store_true", help="rewrite this script's section of docs/benchmarks.md")
     args = ap.parse_args()
+    if args.precision == "bf16":
+        PRECISION[:] = ["--precision", "bf16"]
     for kv in args.ulc_env:
         k, sep, v = kv.partition("=")
         if not sep or not k:

@@ -24,10 +24,12 @@ time (peak RSS, CPU seconds). Figures: medians over repeats; the ratio is ulc / 
 median epoch times. Both sides see the same batches, and at step 1 the student equals the teacher
 (B = 0), so the mean epoch loss must agree closely (reported).
 
-Target (issue): ulc's epoch <= 0.5x PyTorch's, peak RSS <= PyTorch's.
+Target (issue): ulc's epoch <= 0.5x PyTorch's, peak RSS <= PyTorch's. --precisions fp32,bf16
+runs ulc once per precision in each repeat (bf16: `ulc --precision bf16`, the frozen weights'
+products in bfloat16 with float32 sums; PyTorch stays float32), a row each.
 
   .venv/bin/python bench/bench_lm_rfa.py [--rows 512] [--repeats 3] [--threads 2] [--busy 0|2]
-                                         [--write-doc]
+                                         [--precisions fp32[,bf16]] [--write-doc]
 """
 import argparse
 import datetime
@@ -90,9 +92,9 @@ def timed(cmd, env=None):
     return p.stdout + p.stderr, int(m.group(1)) / 1024, float(m.group(2)) + float(m.group(3)), wall
 
 
-def run_ulc(model, data, forget, threads, tag):
+def run_ulc(model, data, forget, threads, tag, precision="fp32"):
     out = OUT / f"ulc_out_{tag}/"
-    cmd = [str(ROOT / "build" / "ulc"), "train", str(model), "--data", str(data), "-o", str(out) + "/",
+    cmd = [str(ROOT / "build" / "ulc"), "--precision", precision, "train", str(model), "--data", str(data), "-o", str(out) + "/",
            "--passes", "lora-inject{placement=rfa,rank=8,alpha=32},rfa{gamma=0.5,norm=l2sq},lora-merge",
            "--forget-indices", str(forget), "--batch-size", "32", "--epochs", "1", "--lr", "5e-5",
            "--optimizer", "adamw", "--weight-decay", "0.01", "--seed", "0",
@@ -131,10 +133,15 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--busy", type=int, default=0,
                     help="start N `yes > /dev/null` processes for the timed runs (a shared machine)")
+    ap.add_argument("--precisions", default="fp32", help="ulc's --precision values, comma-separated (fp32, bf16)")
     ap.add_argument("--write-doc", action="store_true")
     a = ap.parse_args()
+    a.precs = [x for x in a.precisions.split(",") if x]
+    if not a.precs or any(x not in ("fp32", "bf16") for x in a.precs) or len(set(a.precs)) != len(a.precs):
+        ap.error("--precisions: fp32 and/or bf16")
+    a.ulcs = ["ulc" if x == "fp32" else f"ulc {x}" for x in a.precs]
     model, data, forget = make_inputs(a.rows)
-    res = {"ulc": [], "torch": []}
+    res = {**{u: [] for u in a.ulcs}, "torch": []}
     busy = [subprocess.Popen(["yes"], stdout=subprocess.DEVNULL) for _ in range(a.busy)]
     try:
         run_repeats(a, model, data, forget, res)
@@ -147,22 +154,23 @@ def main():
 
 def run_repeats(a, model, data, forget, res):
     for rep in range(a.repeats):
-        order = ["ulc", "torch"] if rep % 2 == 0 else ["torch", "ulc"]
+        order = [*a.ulcs, "torch"]
+        order = order[rep % len(order):] + order[:rep % len(order)]  # who goes first rotates
         for side in order:
-            r = (run_ulc(model, data, forget, a.threads, rep) if side == "ulc"
-                 else run_torch(model, data, forget, a.threads))
+            r = (run_torch(model, data, forget, a.threads) if side == "torch"
+                 else run_ulc(model, data, forget, a.threads, rep, a.precs[a.ulcs.index(side)]))
             res[side].append(r)
-            print(f"repeat {rep + 1} {side:5s} epoch {r['epoch_s']:8.1f} s  cpu {r['cpu_s']:8.1f} s  "
+            print(f"repeat {rep + 1} {side:8s} epoch {r['epoch_s']:8.1f} s  cpu {r['cpu_s']:8.1f} s  "
                   f"peak RSS {r['rss_mib']:7.0f} MiB  mean loss {r['loss']:.6g}", flush=True)
 
 
 def report(a, res):
     med = {s: {k: statistics.median(x[k] for x in res[s]) for k in ("epoch_s", "rss_mib", "cpu_s", "wall_s")}
            for s in res}
-    ratio = med["ulc"]["epoch_s"] / med["torch"]["epoch_s"]
-    rss_ratio = med["ulc"]["rss_mib"] / med["torch"]["rss_mib"]
-    cpu_ratio = med["ulc"]["cpu_s"] / med["torch"]["cpu_s"]
-    loss_rel = abs(res["ulc"][0]["loss"] - res["torch"][0]["loss"]) / abs(res["torch"][0]["loss"])
+    ulcs = a.ulcs
+    ratio = {u: med[u]["epoch_s"] / med["torch"]["epoch_s"] for u in ulcs}
+    rss_ratio = {u: med[u]["rss_mib"] / med["torch"]["rss_mib"] for u in ulcs}
+    t0 = res["torch"][0]
     def epochs(side):
         return ", ".join(f"{r['epoch_s']:.1f}" for r in res[side])
 
@@ -171,7 +179,7 @@ def report(a, res):
     lines = [
         SECTION, "",
         f"`.venv/bin/python bench/bench_lm_rfa.py --rows {a.rows} --repeats {a.repeats} --threads {a.threads}"
-        f"{f' --busy {a.busy}' if a.busy else ''}` "
+        f"{f' --busy {a.busy}' if a.busy else ''}{f' --precisions {a.precisions}' if a.precs != ['fp32'] else ''}` "
         f"— {when}; {os.cpu_count()} cores, Linux {platform.release()}; torch/transformers/peft "
         f"{versions()} (bench venv); {a.threads} threads both sides; "
         f"{f'{a.busy} busy processes (`yes`) beside both sides; ' if a.busy else ''}"
@@ -184,16 +192,19 @@ def report(a, res):
         "",
         "| | epoch s (median) | CPU s | peak RSS MiB | process wall s |",
         "|---|---|---|---|---|",
-        f"| ulc | {med['ulc']['epoch_s']:.1f} | {med['ulc']['cpu_s']:.1f} | {med['ulc']['rss_mib']:.0f} | {med['ulc']['wall_s']:.1f} |",
+        *(f"| {u} | {med[u]['epoch_s']:.1f} | {med[u]['cpu_s']:.1f} | {med[u]['rss_mib']:.0f} | {med[u]['wall_s']:.1f} |"
+          for u in ulcs),
         f"| PyTorch eager + PEFT | {med['torch']['epoch_s']:.1f} | {med['torch']['cpu_s']:.1f} | {med['torch']['rss_mib']:.0f} | {med['torch']['wall_s']:.1f} |",
-        f"| **ulc / PyTorch** | **{ratio:.2f}×** | {cpu_ratio:.2f}× | **{rss_ratio:.2f}×** | |",
+        *(f"| **{u} / PyTorch** | **{ratio[u]:.2f}×** | {med[u]['cpu_s'] / med['torch']['cpu_s']:.2f}× | "
+          f"**{rss_ratio[u]:.2f}×** | |" for u in ulcs),
         "",
-        f"- epochs per repeat: ulc {epochs('ulc')} s; PyTorch {epochs('torch')} s",
-        f"- mean epoch loss, first repeat: ulc {res['ulc'][0]['loss']:.6g}, PyTorch "
-        f"{res['torch'][0]['loss']:.6g} (relative difference {loss_rel:.1e})",
-        f"- target: ulc ≤ 0.5× PyTorch's epoch, peak RSS ≤ PyTorch's: epoch "
-        f"{'met' if ratio <= 0.5 else 'not met'} ({ratio:.2f}×), RSS "
-        f"{'met' if rss_ratio <= 1 else 'not met'} ({rss_ratio:.2f}×)",
+        "- epochs per repeat: " + "; ".join(f"{u} {epochs(u)} s" for u in ulcs) + f"; PyTorch {epochs('torch')} s",
+        "- mean epoch loss, first repeat: " + ", ".join(f"{u} {res[u][0]['loss']:.6g}" for u in ulcs) +
+        f", PyTorch {t0['loss']:.6g} (relative difference " +
+        ", ".join(f"{abs(res[u][0]['loss'] - t0['loss']) / abs(t0['loss']):.1e}" for u in ulcs) + ")",
+        *(f"- target: {u} ≤ 0.5× PyTorch's epoch, peak RSS ≤ PyTorch's: epoch "
+          f"{'met' if ratio[u] <= 0.5 else 'not met'} ({ratio[u]:.2f}×), RSS "
+          f"{'met' if rss_ratio[u] <= 1 else 'not met'} ({rss_ratio[u]:.2f}×)" for u in ulcs),
         "",
     ]
     text = "\n".join(lines)

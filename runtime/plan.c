@@ -360,6 +360,7 @@ static ulc_status walk_node(rt_walk *w, const ulc_node *n) {
     memcpy(s->out, outs, sizeof(ulc_rt_tensor *) * (size_t)n->n_outputs);
     s->kc.in = s->in;
     s->kc.out = s->out;
+    s->kc.precision = w->precision;
     s->out0 = n->n_outputs ? n->outputs[0] : NULL;
     s->alias = !(rule->flags & ULC_SHAPE_ALIAS) ? 0 : ulc_plan_alias_only(n) ? 2 : 1;
     for (int i = 0; i < n->n_outputs; i++)

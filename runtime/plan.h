@@ -136,6 +136,8 @@ typedef struct rt_walk {
     uint8_t *folded;     /* analysis: per node id */
     rt_step *steps;
     int n_steps, cap_steps;
+    int precision;       /* plans: the session's ULC_PRECISION_* (each step's kc.precision, so
+                            can_fuse sees it); folds compute in float32 */
     ulc_ctx *ctx;
 } rt_walk;
 

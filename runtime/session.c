@@ -439,7 +439,8 @@ static ulc_status make_plan(ulc_session *s, rt_plan **out, ulc_ctx *ctx) {
     p->dops = s->be->device;
     p->dev = s->dev;
     p->dcache = &s->dcache;
-    rt_walk w = {.g = g, .be = s->be, .opset = s->opset, .vals = p->vals, .needed = s->needed, .ctx = ctx};
+    rt_walk w = {.g = g, .be = s->be, .opset = s->opset, .vals = p->vals, .needed = s->needed,
+                 .precision = s->precision, .ctx = ctx};
     st = ulc_plan_walk(&w, bind, nb, s->need_value);
     p->steps = w.steps;
     p->n_steps = w.n_steps;

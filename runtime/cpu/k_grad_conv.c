@@ -231,11 +231,13 @@ typedef struct cg_mds {
 } cg_mds;
 
 /* The backward primitive descriptor for a batch of n rows (*pd NULL when oneDNN has no
- * implementation for the case) and the plain descriptors. */
+ * implementation for the case) and the plain descriptors. bf (ConvGradData only): dY and W read
+ * as bfloat16, dX written in float32 (*pd NULL where oneDNN has only its reference loop). */
 static ulc_status cg_pd_create(ulc_kctx *k, const ulc_sh_conv_grad *g, int64_t n, int bias_out,
                                const_dnnl_primitive_attr_t attr, dnnl_primitive_desc_t *pd,
-                               cg_mds *pl) {
+                               cg_mds *pl, int bf) {
     *pd = NULL;
+    dnnl_data_type_t ct = bf ? dnnl_bf16 : dnnl_f32;
     dnnl_engine_t eng;
     ULC_TRY(ulc_nn_dnnl(k, &eng, NULL));
     int nsp = g->nsp, rank = nsp + 2, grouped = g->g > 1, wrank = rank + grouped;
@@ -257,7 +259,7 @@ static ulc_status cg_pd_create(ulc_kctx *k, const ulc_sh_conv_grad *g, int64_t n
         pb[i] = g->w.pb[i];
         pe[i] = g->w.pe[i];
     }
-    dnnl_memory_desc_t src_any, wei_any, dst_any;
+    dnnl_memory_desc_t src_any, wei_any, dst_any, src_hint;
     dnnl_format_tag_t tag = ulc_nn_plain_tag(rank);
     dnnl_status_t st = dnnl_memory_desc_init_by_tag(&pl->src, rank, sd, dnnl_f32, tag);
     if (st == dnnl_success) st = dnnl_memory_desc_init_by_tag(&pl->dst, rank, dd, dnnl_f32, tag);
@@ -267,16 +269,18 @@ static ulc_status cg_pd_create(ulc_kctx *k, const ulc_sh_conv_grad *g, int64_t n
     if (st == dnnl_success)
         st = dnnl_memory_desc_init_by_tag(&src_any, rank, sd, dnnl_f32, dnnl_format_tag_any);
     if (st == dnnl_success)
-        st = dnnl_memory_desc_init_by_tag(&dst_any, rank, dd, dnnl_f32, dnnl_format_tag_any);
+        st = dnnl_memory_desc_init_by_tag(&src_hint, rank, sd, ct, dnnl_format_tag_any);
     if (st == dnnl_success)
-        st = dnnl_memory_desc_init_by_tag(&wei_any, wrank, wd, dnnl_f32, dnnl_format_tag_any);
+        st = dnnl_memory_desc_init_by_tag(&dst_any, rank, dd, ct, dnnl_format_tag_any);
+    if (st == dnnl_success)
+        st = dnnl_memory_desc_init_by_tag(&wei_any, wrank, wd, ct, dnnl_format_tag_any);
     ULC_TRY(ulc_nn_dnnl_check(k, st, "memory descriptors for the convolution gradient"));
 
     /* The forward primitive is only the hint oneDNN's backward descriptors require. */
     const dnnl_memory_desc_t *bias = g->weight && bias_out ? &pl->bias : NULL;
     dnnl_convolution_desc_t fd, bwd;
     st = dnnl_dilated_convolution_forward_desc_init(&fd, dnnl_forward_training,
-                                                    dnnl_convolution_direct, &src_any, &wei_any,
+                                                    dnnl_convolution_direct, &src_hint, &wei_any,
                                                     bias, &dst_any, str, dil, pb, pe);
     if (st != dnnl_success) return ULC_OK; /* a geometry oneDNN does not take */
     dnnl_primitive_desc_t fwd = NULL;
@@ -296,6 +300,14 @@ static ulc_status cg_pd_create(ulc_kctx *k, const ulc_sh_conv_grad *g, int64_t n
         *pd = NULL;
         return ULC_OK;
     }
+    const char *impl = NULL;
+    if (st == dnnl_success && bf &&
+        (dnnl_primitive_desc_query(*pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success || !impl ||
+         strstr(impl, "ref"))) {
+        dnnl_primitive_desc_destroy(*pd);
+        *pd = NULL;
+        return ULC_OK;
+    }
     return ulc_nn_dnnl_check(k, st, "convolution gradient primitive descriptor");
 }
 
@@ -306,7 +318,9 @@ static ulc_status cgd_dnnl_build(ulc_kctx *k, cg_state *s) {
     ULC_TRY(ulc_nn_dnnl(k, &eng, NULL));
     dnnl_primitive_desc_t pd;
     cg_mds pl;
-    ULC_TRY(cg_pd_create(k, &s->g, s->g.n, 0, NULL, &pd, &pl));
+    pd = NULL;
+    if (k->precision == ULC_PRECISION_BF16) ULC_TRY(cg_pd_create(k, &s->g, s->g.n, 0, NULL, &pd, &pl, 1));
+    if (!pd) ULC_TRY(cg_pd_create(k, &s->g, s->g.n, 0, NULL, &pd, &pl, 0));
     if (!pd) return ULC_OK;
     ulc_status us = cg_arg_add(k, s, eng, DNNL_ARG_DIFF_DST, 0, 0,
                                dnnl_primitive_desc_query_md(pd, dnnl_query_diff_dst_md, 0), &pl.dst);
@@ -438,7 +452,7 @@ static ulc_status cgw_var_build(ulc_kctx *k, const ulc_sh_conv_grad *g, cgw_stat
     dnnl_primitive_desc_t pd;
     cg_mds pl;
     *ok = 0;
-    ULC_TRY(cg_pd_create(k, g, v->rows, 0, attr, &pd, &pl));
+    ULC_TRY(cg_pd_create(k, g, v->rows, 0, attr, &pd, &pl, 0));
     if (!pd) return ULC_OK;
     const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_diff_weights_md, 0);
     if (v == &w->var[0]) {
@@ -685,10 +699,11 @@ static ulc_status cgw_dnnl_run(ulc_kctx *k, cg_state *s) {
 /* ConvGradData of a 3×3, stride-1, dilation-1, single-group 2-D convolution with pads <= 2 is
  * the forward 3×3 convolution of dy with pads 2 - pb and W's taps reversed (its channels
  * swapped): the Winograd path takes it when the channel counts are multiples of 8. Fills wg and
- * returns 1 when it does. */
-static int cgd_wino_geom(const ulc_sh_conv_grad *g, ulc_wino_geom *wg) {
+ * returns 1 when it does. Under ULC_PRECISION_BF16 oneDNN's bfloat16 backward runs instead. */
+static int cgd_wino_geom(const ulc_kctx *k, const ulc_sh_conv_grad *g, ulc_wino_geom *wg) {
     const ulc_nn_window *w = &g->w;
     if (g->weight || g->nsp != 2 || g->g != 1 || !ulc_wino_enabled()) return 0;
+    if (k->precision == ULC_PRECISION_BF16 && !getenv("ULC_BF16_WINO")) return 0;
     for (int i = 0; i < 2; i++)
         if (w->k[i] != 3 || w->s[i] != 1 || w->d[i] != 1 || w->pb[i] > 2) return 0;
     *wg = (ulc_wino_geom){g->n, g->m, g->c, w->out[0], w->out[1], w->in[0], w->in[1],
@@ -710,12 +725,12 @@ static int cgd_can_fuse(const ulc_kctx *k, const ulc_kfuse *f) {
     if (!same_as(f->addend, y) || !same_as(f->mask, y) || ulc_nn_blocked(f->mask)) return 0;
     ulc_sh_conv_grad g;
     ulc_wino_geom wg;
-    return ulc_sh_conv_grad_geom((ulc_kctx *)k, 0, &g) == ULC_OK && cgd_wino_geom(&g, &wg);
+    return ulc_sh_conv_grad_geom((ulc_kctx *)k, 0, &g) == ULC_OK && cgd_wino_geom(k, &g, &wg);
 }
 
 static ulc_status cgd_wino_prepare(ulc_kctx *k, cg_state *s) {
     ulc_wino_geom wg;
-    if (!cgd_wino_geom(&s->g, &wg)) return ULC_OK;
+    if (!cgd_wino_geom(k, &s->g, &wg)) return ULC_OK;
     ULC_TRY(ulc_wino_prepare(k, &wg, 1, &s->wino));
     s->scratch_held = s->wino != NULL;
     return ULC_OK;

@@ -125,13 +125,17 @@ def test_bf16_products_round_both_operands(mlp):
     assert _rel(t1["logits"], b16["logits"].astype(np.float64)) < 1e-5
 
 
-def _conv_ref(x, w, b):
-    """3x3, stride 1, pad 1 convolution in float64 (NCHW, OIHW) + bias, then Relu."""
+def _conv3x3(x, w):
+    """3x3, stride 1, pad 1 convolution in float64 (NCHW, OIHW)."""
     n, c, hh, ww = x.shape
     xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
     cols = np.stack([xp[:, :, i:i + hh, j:j + ww] for i in range(3) for j in range(3)], axis=2)  # n c 9 h w
-    y = np.einsum("nckhw,mck->nmhw", cols, w.reshape(w.shape[0], c, 9).astype(np.float64))
-    return np.maximum(y + b[None, :, None, None], 0)
+    return np.einsum("nckhw,mck->nmhw", cols, w.reshape(w.shape[0], c, 9).astype(np.float64))
+
+
+def _conv_ref(x, w, b):
+    """_conv3x3 + bias, then Relu."""
+    return np.maximum(_conv3x3(x, w) + b[None, :, None, None], 0)
 
 
 @pytest.mark.skipif(not _cpu_has_bf16(), reason="this CPU has no bfloat16 matrix instructions: "
@@ -237,3 +241,30 @@ def test_bf16_training_follows_fp32_and_writes_float32(tmp_path):
     inits = {i.name: i for i in models["bf16"].graph.initializer}
     assert set(inits) == {i.name for i in models["fp32"].graph.initializer}
     assert all(i.data_type == TP.FLOAT for i in inits.values() if i.data_type in (TP.FLOAT, TP.BFLOAT16, TP.FLOAT16))
+
+
+@pytest.mark.skipif(not _cpu_has_bf16(), reason="this CPU has no bfloat16 matrix instructions")
+def test_bf16_convolution_input_gradient(tmp_path):
+    """ulc grad through a 3x3 convolution: dX = the transposed convolution of dY with W, from dY and
+    W rounded to bfloat16 under bf16 (float32 sums), float32's under fp32."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 32, 12, 12)).astype(np.float32)
+    w = (rng.standard_normal((64, 32, 3, 3)) / 17).astype(np.float32)
+    dy = rng.standard_normal((2, 64, 12, 12)).astype(np.float32)
+    g = h.make_graph([h.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])], "conv",
+                     [h.make_tensor_value_info("x", TP.FLOAT, list(x.shape))],
+                     [h.make_tensor_value_info("y", TP.FLOAT, None)], [nh.from_array(w, "w")])
+    model, feeds = tmp_path / "conv.onnx", tmp_path / "feeds.safetensors"
+    onnx.save(h.make_model(g, opset_imports=[h.make_opsetid("", 17)]), str(model))
+    save_file({"x": x, "grad:y": dy}, str(feeds))
+    got = {}
+    for prec in ("fp32", "bf16"):
+        out = tmp_path / f"g_{prec}.safetensors"
+        p = _ulc("--precision", prec, "grad", model, "--input", feeds, "-o", out, "--wrt", "x")
+        assert p.returncode == 0, p.stderr
+        got[prec] = load_file(str(out))["grad:x"]
+    wt = np.flip(w, axis=(2, 3)).transpose(1, 0, 2, 3)  # [C, M, 3, 3], taps reversed
+    ref32, ref16 = _conv3x3(dy, wt), _conv3x3(_bf16(dy), _bf16(np.ascontiguousarray(wt)))
+    assert _rel(got["fp32"], ref32) < 1e-5
+    assert _rel(got["bf16"], ref16) < 2e-4
+    assert 1e-4 < _rel(got["bf16"], ref32) < 3e-2

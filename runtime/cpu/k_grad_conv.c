@@ -300,10 +300,7 @@ static ulc_status cg_pd_create(ulc_kctx *k, const ulc_sh_conv_grad *g, int64_t n
         *pd = NULL;
         return ULC_OK;
     }
-    const char *impl = NULL;
-    if (st == dnnl_success && bf &&
-        (dnnl_primitive_desc_query(*pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success || !impl ||
-         strstr(impl, "ref"))) {
+    if (st == dnnl_success && bf && ulc_nn_impl_is_ref(*pd)) {
         dnnl_primitive_desc_destroy(*pd);
         *pd = NULL;
         return ULC_OK;

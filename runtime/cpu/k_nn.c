@@ -89,6 +89,12 @@ ulc_status ulc_cpu_check_precision(int precision, ulc_ctx *ctx) {
     return ULC_OK;
 }
 
+int ulc_nn_impl_is_ref(const_dnnl_primitive_desc_t pd) {
+    const char *impl = NULL;
+    return dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success || !impl ||
+           strstr(impl, "ref") != NULL;
+}
+
 ulc_status ulc_nn_dnnl_check(ulc_kctx *k, dnnl_status_t s, const char *what) {
     if (s == dnnl_success) return ULC_OK;
     return ulc_k_fail(k, s == dnnl_out_of_memory ? ULC_ERR_NOMEM : ULC_ERR_INTERNAL,

@@ -23,6 +23,9 @@ void ulc_nn_register_gemm(const ulc_kernel **table); /* k_nn_gemm.c */
 /* The process's CPU engine and in-order stream, created once (thread-safe). Fails with
  * ULC_ERR_INTERNAL naming the node when oneDNN cannot create them. */
 ulc_status ulc_nn_dnnl(ulc_kctx *k, dnnl_engine_t *engine, dnnl_stream_t *stream);
+/* 1 when pd's implementation is one of oneDNN's reference loops (or unnamed): what it picks for
+ * some bfloat16 layouts, at about 0.5 GFLOP/s, where float32's kernels are the better choice. */
+int ulc_nn_impl_is_ref(const_dnnl_primitive_desc_t pd);
 /* ULC_OK for dnnl_success; otherwise records "oneDNN: <what> failed (<status>)". */
 ulc_status ulc_nn_dnnl_check(ulc_kctx *k, dnnl_status_t s, const char *what);
 /* Plain row-major format tag for a tensor of `rank` dims (a, ab, abc, ...). */

@@ -305,9 +305,7 @@ static ulc_status conv_dnnl_build_dt(ulc_kctx *k, conv_state *s, int with_post, 
     if (attr) dnnl_primitive_attr_destroy(attr);
     if (st == dnnl_unimplemented) return ULC_OK;
     ULC_TRY(ulc_nn_dnnl_check(k, st, "convolution primitive descriptor"));
-    const char *impl = NULL;
-    if (cdt == dnnl_bf16 && (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success ||
-                             !impl || strstr(impl, "ref"))) {
+    if (cdt == dnnl_bf16 && ulc_nn_impl_is_ref(pd)) {
         dnnl_primitive_desc_destroy(pd); /* only oneDNN's reference loop: float32's kernels instead */
         return ULC_OK;
     }
